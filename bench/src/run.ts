@@ -1,0 +1,88 @@
+// `npm run bench [-- <suite> ...]`: runs the benchmarks (all by default), writes each result to
+// bench/results/<suite>.json and rewrites that suite's table in bench/README.md. Every suite
+// measures Parley and a baseline in the same run and reports the ratio, because the machines
+// are shared and noisy: absolute numbers from different runs are not comparable.
+import { cpus } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEmbeddedPostgres } from '@parley/db/embedded';
+import { runKernelBenchmark, type KernelBenchResult } from './kernel.bench.js';
+import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
+
+const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Suite {
+  readonly name: string;
+  run(): Promise<unknown>;
+  table(result: never): string;
+}
+
+async function withPostgres<T>(fn: (url: string) => Promise<T>): Promise<T> {
+  const external = process.env.DATABASE_URL;
+  if (external !== undefined && external !== '') return fn(external);
+  const pg = await startEmbeddedPostgres({ dataDir: join(benchDir, '..', '.parley', 'bench-postgres'), ephemeral: true });
+  try {
+    return await fn(pg.url);
+  } finally {
+    await pg.stop();
+  }
+}
+
+const suites: Suite[] = [
+  {
+    name: 'kernel',
+    run: () => runKernelBenchmark({ seconds: Number(process.env.BENCH_SECONDS ?? 5), concurrency: [1, 50], rounds: 3 }),
+    table: (r: KernelBenchResult) =>
+      [
+        '| server | callers | req/s | p50 ms | p99 ms | errors |',
+        '|---|---:|---:|---:|---:|---:|',
+        ...r.rows.map(({ target, result: x }) => `| ${target} | ${x.concurrency} | ${x.rps} | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} |`),
+        '',
+        ...r.ratios.map((x) => `Kernel / bare throughput at ${x.concurrency} caller(s): **${x.throughputRatio}** (goal ≥ 0.8).`),
+      ].join('\n'),
+  },
+  {
+    name: 'rls',
+    run: () => withPostgres((adminUrl) => runRlsBenchmark({ adminUrl, rows: Number(process.env.BENCH_RLS_ROWS ?? 1_000_000) })),
+    table: (r: RlsBenchmarkResult) =>
+      [
+        `${r.rows.toLocaleString('en')} conversations over ${r.tenants} tenants, ${r.samples} samples per query and side, ${r.postgres}.`,
+        '',
+        '| query | RLS p50 ms | RLS p95 ms | explicit p50 ms | explicit p95 ms | ratio p50 | ratio p95 | plan |',
+        '|---|---:|---:|---:|---:|---:|---:|---|',
+        ...r.queries.map((q) => `| ${q.name} | ${q.rls.p50} | ${q.rls.p95} | ${q.explicit.p50} | ${q.explicit.p95} | ${q.ratioP50} | ${q.ratioP95} | ${q.planNodes.join(', ')} |`),
+        '',
+        `Sequential scans in tenant queries: ${r.seqScans.length === 0 ? 'none' : r.seqScans.join(', ')}. Goal: RLS within 1.2×.`,
+      ].join('\n'),
+  },
+];
+
+async function updateReadme(name: string, body: string): Promise<void> {
+  const path = join(benchDir, 'README.md');
+  const start = `<!-- bench:${name}:start -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const readme = await readFile(path, 'utf8');
+  const block = `${start}\n${body}\n${end}`;
+  const i = readme.indexOf(start);
+  const j = readme.indexOf(end);
+  const next = i >= 0 && j > i ? readme.slice(0, i) + block + readme.slice(j + end.length) : `${readme.trimEnd()}\n\n${block}\n`;
+  await writeFile(path, next);
+}
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !suites.some((s) => s.name === w));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown benchmark(s): ${unknown.join(', ')}; known: ${suites.map((s) => s.name).join(', ')}\n`);
+  process.exit(2);
+}
+await mkdir(join(benchDir, 'results'), { recursive: true });
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
+for (const suite of suites.filter((s) => wanted.length === 0 || wanted.includes(s.name))) {
+  process.stdout.write(`bench: ${suite.name} …\n`);
+  const result = await suite.run();
+  const record = { suite: suite.name, date: new Date().toISOString(), machine, result };
+  await writeFile(join(benchDir, 'results', `${suite.name}.json`), `${JSON.stringify(record, null, 2)}\n`);
+  await updateReadme(suite.name, `_Run ${record.date.slice(0, 10)} on ${machine}._\n\n${suite.table(result as never)}`);
+  process.stdout.write(`bench: ${suite.name} done\n`);
+}

@@ -1,0 +1,57 @@
+// Small statistics helpers shared by the benchmarks.
+
+/** LoadResult summarises one closed-loop load run. */
+export interface LoadResult {
+  readonly concurrency: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly seconds: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** percentile returns the q-quantile (0..1) of sorted samples. */
+export function percentile(sorted: Float64Array | number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i] as number;
+}
+
+/**
+ * closedLoop runs `concurrency` callers that each call `op` back to back for `seconds`, after a
+ * warm-up, and reports throughput and latency percentiles.
+ */
+export async function closedLoop(op: () => Promise<unknown>, options: { concurrency: number; seconds: number; warmupSeconds: number }): Promise<LoadResult> {
+  const run = async (seconds: number, record: boolean) => {
+    const samples: number[] = [];
+    let errors = 0;
+    const end = performance.now() + seconds * 1000;
+    const worker = async () => {
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        try {
+          await op();
+          if (record) samples.push(performance.now() - t0);
+        } catch {
+          errors++;
+        }
+      }
+    };
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: options.concurrency }, worker));
+    return { samples, errors, elapsed: (performance.now() - t0) / 1000 };
+  };
+  await run(options.warmupSeconds, false);
+  const { samples, errors, elapsed } = await run(options.seconds, true);
+  const sorted = Float64Array.from(samples).sort();
+  return {
+    concurrency: options.concurrency,
+    requests: samples.length,
+    errors,
+    seconds: Number(elapsed.toFixed(2)),
+    rps: Math.round(samples.length / elapsed),
+    p50Ms: Number(percentile(sorted, 0.5).toFixed(3)),
+    p99Ms: Number(percentile(sorted, 0.99).toFixed(3)),
+  };
+}

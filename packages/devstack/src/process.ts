@@ -1,0 +1,126 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+/** freePort asks the OS for a free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      srv.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** ServiceProcessOptions describe one child process. */
+export interface ServiceProcessOptions {
+  readonly name: string;
+  /** script is the compiled entry point run with the current Node. */
+  readonly script: string;
+  readonly env: Readonly<Record<string, string>>;
+  /** healthUrl is polled (GET, 200) to decide the process is ready. */
+  readonly healthUrl?: string;
+  /** onLine receives each output line (stdout and stderr). */
+  readonly onLine?: (name: string, line: string) => void;
+  readonly cwd?: string;
+}
+
+/**
+ * ServiceProcess runs one service as its own process, keeps its last log lines (so a crash can
+ * be reported with them), waits for readiness and stops it with SIGTERM.
+ */
+export class ServiceProcess {
+  readonly name: string;
+  readonly #options: ServiceProcessOptions;
+  readonly #tail: string[] = [];
+  #child: ChildProcess | undefined;
+  #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+  #stopping = false;
+
+  constructor(options: ServiceProcessOptions) {
+    this.name = options.name;
+    this.#options = options;
+  }
+
+  /** start spawns the process. */
+  start(): void {
+    const child = spawn(process.execPath, [this.#options.script], {
+      env: { PATH: process.env.PATH ?? '', ...this.#options.env },
+      cwd: this.#options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#child = child;
+    this.#exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const onData = (buf: Buffer) => {
+      for (const line of buf.toString('utf8').split('\n')) {
+        if (line === '') continue;
+        this.#tail.push(line);
+        if (this.#tail.length > 40) this.#tail.shift();
+        this.#options.onLine?.(this.name, line);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+  }
+
+  /** pid of the running process. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** stopping tells whether stop() was called (an exit then is not a crash). */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  /** exited resolves when the process ends. */
+  get exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.#exit === undefined) throw new Error(`${this.name} was not started`);
+    return this.#exit;
+  }
+
+  /** lastLines returns up to n of the most recent output lines. */
+  lastLines(n = 15): string[] {
+    return this.#tail.slice(-n);
+  }
+
+  /** waitReady polls the health URL until it answers 200, the process exits, or the timeout passes. */
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const url = this.#options.healthUrl;
+    if (url === undefined) return;
+    const deadline = Date.now() + timeoutMs;
+    let exited = false;
+    void this.exited.then(() => (exited = true));
+    while (Date.now() < deadline) {
+      if (exited) throw new Error(`${this.name} exited during start-up:\n${this.lastLines().join('\n')}`);
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+        if (res.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${this.name} not ready after ${timeoutMs} ms:\n${this.lastLines().join('\n')}`);
+  }
+
+  /** signal sends a signal without waiting. */
+  signal(sig: NodeJS.Signals): void {
+    this.#child?.kill(sig);
+  }
+
+  /** stop sends SIGTERM, waits up to timeoutMs, then SIGKILL; resolves to the exit status. */
+  async stop(timeoutMs = 15_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.#stopping = true;
+    const child = this.#child;
+    if (child === undefined || this.#exit === undefined) return { code: null, signal: null };
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    try {
+      return await this.#exit;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/db/embedded';
+import { ensureDevPki } from '@parley/devpki';
+import {
+  ConfigError,
+  envInt,
+  envOptional,
+  envString,
+  peerUrlVariable,
+  SERVICE_NAMES,
+  type Env,
+  type ServiceName,
+} from '@parley/platform';
+import { ServiceProcess } from './process.js';
+
+/** DevStackConfig is what the dev stack reads from the environment. */
+export interface DevStackConfig {
+  /** root is the workspace root (holds services/ and .parley/). */
+  readonly root: string;
+  /** dir holds all local state: certs, Postgres data, keyring, stack.json. */
+  readonly dir: string;
+  /** portBase: public ports at base, base+1; mTLS ports base+10…; health ports base+20…; Postgres base+32. */
+  readonly portBase: number;
+  /** databaseUrl is an external admin URL; undefined starts embedded Postgres. */
+  readonly databaseUrl: string | undefined;
+  readonly logLevel: string;
+  readonly otlpEndpoint: string | undefined;
+}
+
+/** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, DATABASE_URL and friends. */
+export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
+  const databaseUrl = envOptional(env, 'DATABASE_URL');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of a role that can create roles and schemas');
+  }
+  return Object.freeze({
+    root,
+    dir: resolve(root, envString(env, 'PARLEY_DEV_DIR', '.parley/dev')),
+    portBase: envInt(env, 'PARLEY_DEV_PORT_BASE', 7400, 1024, 65000),
+    databaseUrl,
+    logLevel: envString(env, 'PARLEY_LOG_LEVEL', 'info'),
+    otlpEndpoint: envOptional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+  });
+}
+
+/** StackInfo is what stack.json holds: how to reach and authenticate to the running stack. */
+export interface StackInfo {
+  edgeUrl: string;
+  sessionUrl: string;
+  caCert: string;
+  certsDir: string;
+  databaseUrl: string;
+  services: Record<ServiceName, { url: string; healthUrl: string; pid: number | undefined }>;
+  bootstrap?: Record<string, string>;
+}
+
+/** DevStack is a running stack. */
+export interface DevStack {
+  readonly info: StackInfo;
+  readonly stackFile: string;
+  /** crashed resolves with the first service that exits on its own, and its last log lines. */
+  readonly crashed: Promise<{ service: string; code: number | null; signal: string | null; lines: string[] }>;
+  /** stop stops every service (SIGTERM, in parallel) and then Postgres. */
+  stop(): Promise<void>;
+}
+
+async function secretFile(path: string, make: () => string): Promise<string> {
+  if (existsSync(path)) return (await readFile(path, 'utf8')).trim();
+  const value = make();
+  await writeFile(path, `${value}\n`, { mode: 0o600 });
+  return value;
+}
+
+/**
+ * startDevStack brings up Parley on one machine: Postgres (embedded unless DATABASE_URL is
+ * set), a dev PKI, migrations, and every service as its own process on localhost; it resolves
+ * once all are ready and stack.json is written.
+ */
+export async function startDevStack(config: DevStackConfig, log: (line: string) => void): Promise<DevStack> {
+  // 0711: other users may traverse but not list. When we run as root, embedded Postgres runs as
+  // the `postgres` user and must reach its data folder below; every secret file here is 0600.
+  await mkdir(config.dir, { recursive: true, mode: 0o711 });
+  await chmod(config.dir, 0o711);
+  const certsDir = join(config.dir, 'certs');
+  const pki = await ensureDevPki({ dir: certsDir });
+  log(`dev certificates in ${certsDir}`);
+
+  let postgres: EmbeddedPostgresHandle | undefined;
+  let adminUrl = config.databaseUrl;
+  if (adminUrl === undefined) {
+    const password = await secretFile(join(config.dir, 'postgres-password'), () => randomBytes(18).toString('base64url'));
+    postgres = await startEmbeddedPostgres({ dataDir: join(config.dir, 'postgres'), port: config.portBase + 32, password });
+    adminUrl = postgres.url;
+    log(`embedded Postgres on 127.0.0.1:${postgres.port}`);
+  }
+  const processes: ServiceProcess[] = [];
+  const stop = async () => {
+    await Promise.all(processes.map((p) => p.stop()));
+    await postgres?.stop();
+  };
+  try {
+    const passwordsFile = join(config.dir, 'db-role-passwords.json');
+    const rolePasswords = JSON.parse(
+      await secretFile(passwordsFile, () => JSON.stringify(Object.fromEntries(SERVICE_NAMES.map((s) => [s, randomBytes(24).toString('base64url')])))),
+    ) as RolePasswords;
+    await migrateAll(adminUrl, {
+      services: await loadServiceMigrations({ workspaceRoot: config.root }),
+      rolePasswords,
+      log: (line) => log(`migrate: ${line}`),
+    });
+
+    const port = (service: ServiceName) => config.portBase + 10 + SERVICE_NAMES.indexOf(service);
+    const healthPort = (service: ServiceName) => config.portBase + 20 + SERVICE_NAMES.indexOf(service);
+    const peers = Object.fromEntries(SERVICE_NAMES.map((s) => [peerUrlVariable(s), `https://localhost:${port(s)}`]));
+    const info: StackInfo = {
+      edgeUrl: `https://localhost:${config.portBase}`,
+      sessionUrl: `https://localhost:${config.portBase + 1}`,
+      caCert: pki.caCert,
+      certsDir,
+      databaseUrl: adminUrl,
+      services: {} as StackInfo['services'],
+    };
+    for (const service of SERVICE_NAMES) {
+      const env: Record<string, string> = {
+        ...peers,
+        PARLEY_HOST: '127.0.0.1',
+        PARLEY_SERVICE_PORT: String(port(service)),
+        PARLEY_HEALTH_PORT: String(healthPort(service)),
+        PARLEY_TLS_CERT: pki.cert(service),
+        PARLEY_TLS_KEY: pki.key(service),
+        PARLEY_TLS_CA: pki.caCert,
+        PARLEY_LOG_LEVEL: config.logLevel,
+        DATABASE_URL: serviceDatabaseUrl(adminUrl, service, rolePasswords[service]),
+        PARLEY_DEV_DIR: config.dir,
+        ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
+        ...(service === 'edge' ? { PARLEY_PUBLIC_PORT: String(config.portBase) } : {}),
+        ...(service === 'voice-orchestrator' ? { PARLEY_PUBLIC_PORT: String(config.portBase + 1) } : {}),
+        ...(service === 'secrets' ? { PARLEY_KEK_PROVIDER: 'local', PARLEY_LOCAL_KEYRING_PATH: join(config.dir, 'keyring.json') } : {}),
+      };
+      const proc = new ServiceProcess({
+        name: service,
+        script: join(config.root, 'services', service, 'dist', 'main.js'),
+        env,
+        cwd: config.root,
+        healthUrl: `http://127.0.0.1:${healthPort(service)}/readyz`,
+        onLine: (name, line) => log(`[${name}] ${line}`),
+      });
+      processes.push(proc);
+      info.services[service] = { url: `https://localhost:${port(service)}`, healthUrl: `http://127.0.0.1:${healthPort(service)}/readyz`, pid: undefined };
+    }
+    for (const p of processes) p.start();
+    await Promise.all(processes.map((p) => p.waitReady(60_000)));
+    for (const p of processes) info.services[p.name as ServiceName].pid = p.pid;
+
+    const stackFile = join(config.dir, 'stack.json');
+    await writeFile(stackFile, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+    await chmod(stackFile, 0o600);
+
+    const crashed = Promise.race(
+      processes.map((p) =>
+        p.exited.then(async ({ code, signal }) => {
+          if (p.stopping) return new Promise<never>(() => undefined);
+          return { service: p.name, code, signal, lines: p.lastLines() };
+        }),
+      ),
+    );
+    return { info, stackFile, crashed, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

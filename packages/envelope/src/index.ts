@@ -1,0 +1,16 @@
+// @parley/envelope — envelope encryption for the secrets service: KEK providers, sealed secrets,
+// the data-key cache, per-subject keys for crypto-shredding and batch rewrap.
+export { DATA_KEY_BYTES, NONCE_BYTES, TAG_BYTES } from './aes-gcm.js';
+export * from './config.js';
+export * from './data-key-cache.js';
+export * from './data-key-source.js';
+export * from './errors.js';
+export * from './kek-provider.js';
+export * from './local-keyring.js';
+export * from './log.js';
+export * from './rewrap.js';
+export * from './secret-envelope.js';
+export * from './subject-keys.js';
+export * from './vault-policy.js';
+export * from './vault-transit.js';
+export { encodeAssociatedData } from './associated-data.js';

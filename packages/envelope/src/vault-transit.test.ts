@@ -1,0 +1,289 @@
+// VaultTransitKekProvider against the Vault stand-in over real HTTP on loopback, through the real
+// node-vault client. The stand-in enforces the policy this package documents, so these tests
+// also show that the policy grants enough and nothing more.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startVaultStandin, type VaultStandin, type VaultStandinOptions } from '@parley/test/vault-standin';
+import { FailedPreconditionError, UnavailableError } from '@parley/platform';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DataKeyCache } from './data-key-cache.js';
+import { uncachedDataKeys } from './data-key-source.js';
+import type { EnvelopeLogger } from './log.js';
+import { rewrapAllDataKeys } from './rewrap.js';
+import { openSecret, sealSecret, type SealedSecret } from './secret-envelope.js';
+import { renderVaultPolicyHcl, secretsServiceVaultPolicy } from './vault-policy.js';
+import { VaultTransitKekProvider, type VaultAuth, type VaultTransitOptions } from './vault-transit.js';
+
+let dir: string;
+let jwtPath: string;
+let vault: VaultStandin;
+const providers: VaultTransitKekProvider[] = [];
+const logs: string[] = [];
+const logger: EnvelopeLogger = { info: (_f, m) => logs.push(m), warn: (_f, m) => logs.push(m) };
+const ref = { tenantId: 'tenant-a', secretId: 'secret-1', version: 1 };
+
+async function startVault(options: Partial<VaultStandinOptions> = {}): Promise<void> {
+  const mount = options.transitMount ?? 'transit';
+  const key = options.keys?.[0] ?? 'parley-secrets';
+  vault = await startVaultStandin({
+    kubernetes: { roles: { 'parley-secrets': { jwt: 'k8s-service-account-jwt', policies: ['parley-secrets'] } } },
+    approle: { roles: { 'role-id-1': { secretId: 'secret-id-1', policies: ['parley-secrets'] } } },
+    policies: { 'parley-secrets': secretsServiceVaultPolicy({ transitMount: mount, keyName: key }) },
+    ...options,
+  });
+}
+
+async function provider(overrides: Partial<VaultTransitOptions> = {}): Promise<VaultTransitKekProvider> {
+  const created = await VaultTransitKekProvider.create({
+    address: vault.address,
+    auth: { method: 'kubernetes', role: 'parley-secrets', jwtPath },
+    requestTimeoutMs: 1_000,
+    logger,
+    ...overrides,
+  });
+  providers.push(created);
+  return created;
+}
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(50);
+  }
+}
+
+beforeEach(async () => {
+  logs.length = 0;
+  dir = await mkdtemp(join(tmpdir(), 'parley-vault-'));
+  jwtPath = join(dir, 'token');
+  await writeFile(jwtPath, 'k8s-service-account-jwt\n');
+});
+
+afterEach(async () => {
+  for (const p of providers.splice(0)) await p.close();
+  await vault.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('VaultTransitKekProvider', () => {
+  it('seals and opens a secret with a data key from transit, logged in with the Kubernetes service-account JWT', async () => {
+    await startVault();
+    const kek = await provider();
+    const sealed = await sealSecret(kek, ref, Buffer.from('sk-MARKER'));
+    expect(sealed.wrappedDataKey).toMatch(/^vault:v1:/);
+    expect(sealed.kekVersion).toBe(1);
+    expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('sk-MARKER');
+    expect(vault.callCount('auth/kubernetes/login')).toBe(1);
+    expect(vault.callCount('transit/datakey/plaintext/parley-secrets')).toBe(1);
+    expect(vault.callCount('transit/decrypt/parley-secrets')).toBe(1);
+    expect(logs.join('\n')).not.toMatch(/hvs\.|k8s-service-account-jwt/);
+  });
+
+  it('logs in with AppRole and with a static token, on a custom mount and key name', async () => {
+    await startVault({ transitMount: 'kek/transit', keys: ['app-kek'] });
+    const auths: VaultAuth[] = [
+      { method: 'approle', roleId: 'role-id-1', secretId: 'secret-id-1' },
+      { method: 'token', token: vault.issueToken({ ttlSeconds: 3600, policies: ['parley-secrets'] }) },
+    ];
+    for (const auth of auths) {
+      const kek = await provider({ auth, transitMount: 'kek/transit', keyName: 'app-kek' });
+      const sealed = await sealSecret(kek, ref, Buffer.from(`via ${auth.method}`));
+      expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe(`via ${auth.method}`);
+    }
+    expect(vault.callCount('auth/approle/login')).toBe(1);
+    expect(vault.callCount('auth/token/lookup-self')).toBe(1);
+    expect(vault.callCount('kek/transit/datakey/plaintext/app-kek')).toBe(2);
+  });
+
+  it('rotation plus rewrap leaves every secret readable on the newest version; the raised minimum then refuses old wrapped keys', async () => {
+    await startVault();
+    const kek = await provider();
+    const rows = new Map<string, SealedSecret>();
+    for (let i = 0; i < 6; i++) rows.set(`s${i}`, await sealSecret(kek, { ...ref, secretId: `s${i}` }, Buffer.from(`v${i}`)));
+    const oldWrapped = rows.get('s0')!.wrappedDataKey;
+
+    expect(await kek.rotateKek()).toEqual({ latestVersion: 2, minDecryptionVersion: 1 });
+    const result = await rewrapAllDataKeys(kek, {
+      records: [...rows].map(([id, row]) => ({ id, wrappedKey: row.wrappedDataKey })),
+      batchSize: 4,
+      save: async (batch) => {
+        for (const r of batch) rows.set(r.id, { ...rows.get(r.id)!, wrappedDataKey: r.wrappedKey, kekVersion: r.kekVersion });
+      },
+    });
+    expect(result).toMatchObject({ targetVersion: 2, rewrapped: 6, batches: 2 });
+    expect(await kek.raiseMinDecryptionVersion(2)).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
+    expect(vault.keyVersions('parley-secrets')).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
+
+    for (const [id, row] of rows) {
+      expect(row.wrappedDataKey).toMatch(/^vault:v2:/);
+      expect((await openSecret(uncachedDataKeys(kek), { ...ref, secretId: id }, row)).toString()).toBe(`v${id.slice(1)}`);
+    }
+    const err = await kek.unwrapDataKey(oldWrapped).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect((err as Error).message).toMatch(/below min_decryption_version/);
+    await expect(kek.raiseMinDecryptionVersion(1)).rejects.toThrow(/lowering it/);
+  });
+
+  it.each([
+    ['down', /unreachable/],
+    ['sealed', /503 Vault is sealed/],
+    ['hang', /unreachable \((no answer within 1000 ms|request timed out)\)/],
+  ] as const)('fails closed with UnavailableError when Vault is %s, within the request timeout', async (mode, message) => {
+    await startVault();
+    const kek = await provider();
+    const sealed = await sealSecret(kek, ref, Buffer.from('value'));
+    vault.setMode(mode);
+    const started = Date.now();
+    const err = await openSecret(uncachedDataKeys(kek), ref, sealed).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toMatch(message);
+    expect((err as Error).message).not.toMatch(/hvs\./);
+    await expect(sealSecret(kek, ref, Buffer.from('value'))).rejects.toBeInstanceOf(UnavailableError);
+    vault.setMode('up');
+    expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('value');
+  });
+
+  it('with Vault down the cache serves a key only within its use count and age', async () => {
+    await startVault();
+    const kek = await provider();
+    let clock = 0;
+    const byUses = new DataKeyCache(kek, { maxUses: 3, maxAgeMs: 60_000 }, () => clock);
+    const byAge = new DataKeyCache(kek, { maxUses: 1_000, maxAgeMs: 1_000 }, () => clock);
+    const sealed = await sealSecret(kek, ref, Buffer.from('value'));
+    await openSecret(byUses, ref, sealed);
+    await openSecret(byAge, ref, sealed);
+
+    vault.setMode('down');
+    expect((await openSecret(byUses, ref, sealed)).toString()).toBe('value');
+    expect((await openSecret(byUses, ref, sealed)).toString()).toBe('value'); // third and last use
+    await expect(openSecret(byUses, ref, sealed)).rejects.toBeInstanceOf(UnavailableError);
+
+    clock = 999;
+    expect((await openSecret(byAge, ref, sealed)).toString()).toBe('value');
+    clock = 1_000;
+    await expect(openSecret(byAge, ref, sealed)).rejects.toBeInstanceOf(UnavailableError);
+    expect(byAge.stats()).toMatchObject({ hits: 1, misses: 2, kekCalls: 2, size: 0 });
+  });
+
+  it('renews its token with renew-self before the TTL runs out and keeps working past the first TTL', async () => {
+    await startVault({ tokenTtlSeconds: 2 });
+    const kek = await provider();
+    const sealed = await sealSecret(kek, ref, Buffer.from('value'));
+    await until(() => vault.callCount('auth/token/renew-self') >= 2, 6_000);
+    expect(vault.callCount('auth/kubernetes/login')).toBe(1);
+    expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('value');
+    expect(vault.callCount('auth/kubernetes/login')).toBe(1);
+  });
+
+  it('logs in again when renewal is refused', async () => {
+    await startVault({ tokenTtlSeconds: 2 });
+    const kek = await provider();
+    vault.refuseRenewals(true);
+    await until(() => vault.callCount('auth/kubernetes/login') >= 2, 5_000);
+    expect(vault.callCount('auth/token/renew-self')).toBeGreaterThanOrEqual(1);
+    const sealed = await sealSecret(kek, ref, Buffer.from('value'));
+    expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('value');
+    expect(logs).toContain('Vault token renewal refused; logging in again');
+  });
+
+  it('logs in again when renewal only reaches the max TTL', async () => {
+    await startVault({ tokenTtlSeconds: 2, tokenMaxTtlSeconds: 3 });
+    await provider();
+    await until(() => vault.callCount('auth/kubernetes/login') >= 2, 6_000);
+  });
+
+  it('logs in again and retries when Vault refuses an expired or revoked token', async () => {
+    await startVault();
+    const kek = await provider();
+    const sealed = await sealSecret(kek, ref, Buffer.from('value'));
+    vault.expireTokens();
+    expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('value');
+    expect(vault.callCount('auth/kubernetes/login')).toBe(2);
+  });
+
+  it('with a static token that expired, fails with UnavailableError that names the cause', async () => {
+    await startVault();
+    const kek = await provider({ auth: { method: 'token', token: vault.issueToken({ ttlSeconds: 3600, policies: ['parley-secrets'] }) } });
+    vault.expireTokens();
+    const err = await kek.generateDataKey().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message).toMatch(/refused to generate a data key \(403 permission denied\)/);
+  });
+
+  it('fails at start with a clear error when Vault is unreachable, the key is missing, or the login is wrong', async () => {
+    await startVault({ keys: [] });
+    await expect(provider()).rejects.toThrow(/no transit key "parley-secrets" at mount "transit".*vault write -f transit\/keys\/parley-secrets/);
+    await writeFile(jwtPath, 'someone-elses-jwt');
+    await expect(provider()).rejects.toThrow(/refused to log in with kubernetes auth \(403/);
+    await expect(provider({ auth: { method: 'kubernetes', role: 'r', jwtPath: join(dir, 'missing') } })).rejects.toThrow(/cannot read the Kubernetes service-account token/);
+    vault.setMode('down');
+    await expect(provider()).rejects.toBeInstanceOf(UnavailableError);
+  });
+
+  it('is refused by Vault for anything its policy does not list', async () => {
+    await startVault({ policies: { 'parley-secrets': secretsServiceVaultPolicy({ allowRotation: false }) } });
+    const kek = await provider();
+    await sealSecret(kek, ref, Buffer.from('ok'));
+    await expect(kek.rotateKek()).rejects.toThrow(/lacks "update" on "transit\/keys\/parley-secrets\/rotate"/);
+  });
+
+  it('shares one login among concurrent callers after the token expired', async () => {
+    await startVault();
+    const kek = await provider();
+    const cache = new DataKeyCache(kek);
+    const sealed = await Promise.all(Array.from({ length: 5 }, (_, i) => sealSecret(kek, { ...ref, version: i + 1 }, Buffer.from(`v${i}`))));
+    vault.expireTokens();
+    const opened = await Promise.all(sealed.map((s, i) => openSecret(cache, { ...ref, version: i + 1 }, s)));
+    expect(opened.map(String)).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
+    expect(vault.callCount('auth/kubernetes/login')).toBe(2);
+  });
+});
+
+describe('secretsServiceVaultPolicy', () => {
+  it('renders the exact HCL for the default mount and key', () => {
+    expect(renderVaultPolicyHcl(secretsServiceVaultPolicy())).toBe(`# a fresh data key per secret version and per subject
+path "transit/datakey/plaintext/parley-secrets" {
+  capabilities = ["update"]
+}
+
+# unwrap a stored data key
+path "transit/decrypt/parley-secrets" {
+  capabilities = ["update"]
+}
+
+# rewrap stored data keys to the newest KEK version
+path "transit/rewrap/parley-secrets" {
+  capabilities = ["update"]
+}
+
+# read latest_version and min_decryption_version
+path "transit/keys/parley-secrets" {
+  capabilities = ["read"]
+}
+
+# rotate the KEK
+path "transit/keys/parley-secrets/rotate" {
+  capabilities = ["update"]
+}
+
+# raise min_decryption_version after a complete rewrap
+path "transit/keys/parley-secrets/config" {
+  capabilities = ["update"]
+}
+
+# renew the login token before it expires (also in the default policy)
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
+# read the TTL of a configured static token (also in the default policy)
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+`);
+  });
+});

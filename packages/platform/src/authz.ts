@@ -1,0 +1,75 @@
+import type { DescService } from '@bufbuild/protobuf';
+import { createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
+import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
+import type { Caller } from './identity.js';
+import type { ServiceName } from './services.js';
+
+/**
+ * CallerPolicy is the per-RPC allow-list of one gRPC service: for each method, the services
+ * that may call it. It is data, so that tests, docs and the Kubernetes NetworkPolicies can be
+ * derived from the same table.
+ */
+export interface CallerPolicy {
+  /** service is the fully-qualified protobuf service name. */
+  readonly service: string;
+  /** allow maps a method's local name (as in generated code) to its permitted callers. */
+  readonly allow: Readonly<Record<string, readonly ServiceName[]>>;
+}
+
+/** defineCallerPolicy declares an allow-list; the type forces an entry for every method. */
+export function defineCallerPolicy<S extends DescService>(
+  service: S,
+  allow: { readonly [K in keyof S['method']]: readonly ServiceName[] },
+): CallerPolicy {
+  return Object.freeze({ service: service.typeName, allow: Object.freeze({ ...allow }) as Record<string, readonly ServiceName[]> });
+}
+
+/** OPEN_SERVICES may be called by any authenticated peer of our CA (health probes). */
+export const OPEN_SERVICES: readonly string[] = ['grpc.health.v1.Health'];
+
+/** callerKey holds the authenticated caller of a request in its context values. */
+export const callerKey = createContextKey<Caller | undefined>(undefined, { description: 'parley caller' });
+
+/** callerOf returns the authenticated caller of a handler's request. */
+export function callerOf(ctx: HandlerContext): Caller {
+  const caller = ctx.values.get(callerKey);
+  if (caller === undefined) throw new UnauthenticatedError('no verified client certificate');
+  return caller;
+}
+
+/** PRINCIPAL_HEADER_PREFIX starts every header that carries an end principal from the edge. */
+export const PRINCIPAL_HEADER_PREFIX = 'x-parley-principal-';
+
+/**
+ * createAuthorizationInterceptor enforces the allow-lists: deny by default, so a method or a
+ * service missing from the policies is refused. It also refuses principal headers from anyone
+ * but the edge, which is the only service that authenticates end principals.
+ */
+export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]): Interceptor {
+  const table = new Map<string, ReadonlySet<string>>();
+  for (const policy of policies) {
+    for (const [method, callers] of Object.entries(policy.allow)) {
+      table.set(`${policy.service}/${method}`, new Set(callers));
+    }
+  }
+  return (next) => async (req) => {
+    const caller = req.contextValues.get(callerKey);
+    const method = `${req.service.typeName}/${req.method.name}`;
+    if (caller === undefined) {
+      throw new UnauthenticatedError(`${method} needs a client certificate with one SPIFFE ID from the trusted CA`);
+    }
+    if (OPEN_SERVICES.includes(req.service.typeName)) return next(req);
+    const allowed = table.get(`${req.service.typeName}/${req.method.localName}`);
+    if (caller.service === undefined || allowed === undefined || !allowed.has(caller.service)) {
+      throw new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${method}`);
+    }
+    if (caller.service !== 'edge') {
+      for (const [name] of req.header) {
+        if (name.startsWith(PRINCIPAL_HEADER_PREFIX)) {
+          throw new PermissionDeniedError(`caller ${caller.spiffeId} may not send principal headers (${name}); only the edge may`);
+        }
+      }
+    }
+    return next(req);
+  };
+}

@@ -1,0 +1,142 @@
+import { isServiceName, SERVICE_NAMES, DEFAULT_TRUST_DOMAIN, type ServiceName } from './services.js';
+
+/** Env is the environment a configuration is read from; tests pass a plain object. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** ConfigError names the environment variable at fault and what is wrong with it. */
+export class ConfigError extends Error {
+  /** variable is the environment variable that is missing or invalid. */
+  readonly variable: string;
+
+  constructor(variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+/** envString reads a string; without a default the variable is required. */
+export function envString(env: Env, name: string, fallback?: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError(name, 'is required but not set');
+  }
+  return raw.trim();
+}
+
+/** envOptional reads a string that may be absent. */
+export function envOptional(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+}
+
+/** envInt reads an integer within [min, max]. */
+export function envInt(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = envOptional(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+/** envPort reads a TCP port (0 lets the OS choose). */
+export function envPort(env: Env, name: string, fallback: number): number {
+  return envInt(env, name, fallback, 0, 65535);
+}
+
+/** envEnum reads one of a fixed set of words. */
+export function envEnum<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = envOptional(env, name);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+/** envUrl reads an absolute URL with one of the given protocols. */
+export function envUrl(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = envOptional(env, name);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `must be an absolute URL, got "${raw}"`);
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${url.protocol}"`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+/** peerUrlVariable is the variable holding a peer service's internal address, e.g. PARLEY_TENANT_DATA_URL. */
+export function peerUrlVariable(service: ServiceName): string {
+  return `PARLEY_${service.toUpperCase().replace(/-/g, '_')}_URL`;
+}
+
+/** TlsFiles are the PEM files of a service's identity and trust anchor. */
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/** KernelConfig is the configuration every service shares. */
+export interface KernelConfig {
+  readonly service: ServiceName;
+  readonly version: string;
+  readonly host: string;
+  readonly port: number;
+  readonly healthPort: number;
+  readonly tls: TlsFiles;
+  readonly trustDomain: string;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  readonly shutdownGraceMs: number;
+  readonly certReloadIntervalMs: number;
+  readonly otlpEndpoint: string | undefined;
+  /** peers maps each other service to its internal https URL, where configured. */
+  readonly peers: Readonly<Partial<Record<ServiceName, string>>>;
+}
+
+/** loadKernelConfig reads and validates the shared configuration of a service from env. */
+export function loadKernelConfig(service: ServiceName, version: string, env: Env): KernelConfig {
+  const peers: Partial<Record<ServiceName, string>> = {};
+  for (const peer of SERVICE_NAMES) {
+    const url = envUrl(env, peerUrlVariable(peer), ['https:']);
+    if (url !== undefined) peers[peer] = url;
+  }
+  const trustDomain = envString(env, 'PARLEY_TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN);
+  if (!/^[a-z0-9._-]+$/.test(trustDomain)) {
+    throw new ConfigError('PARLEY_TRUST_DOMAIN', `must be lower-case letters, digits, dots, dashes or underscores, got "${trustDomain}"`);
+  }
+  return Object.freeze({
+    service,
+    version,
+    host: envString(env, 'PARLEY_HOST', '127.0.0.1'),
+    port: envPort(env, 'PARLEY_SERVICE_PORT', 8443),
+    healthPort: envPort(env, 'PARLEY_HEALTH_PORT', 8081),
+    tls: Object.freeze({
+      certFile: envString(env, 'PARLEY_TLS_CERT'),
+      keyFile: envString(env, 'PARLEY_TLS_KEY'),
+      caFile: envString(env, 'PARLEY_TLS_CA'),
+    }),
+    trustDomain,
+    logLevel: envEnum(env, 'PARLEY_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'info'),
+    shutdownGraceMs: envInt(env, 'PARLEY_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    certReloadIntervalMs: envInt(env, 'PARLEY_CERT_RELOAD_INTERVAL_MS', 2_000, 100, 3_600_000),
+    otlpEndpoint: envUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
+    peers: Object.freeze(peers),
+  });
+}
+
+/** requirePeer returns a configured peer URL or a ConfigError naming the variable to set. */
+export function requirePeer(config: KernelConfig, peer: ServiceName): string {
+  const url = config.peers[peer];
+  if (url === undefined) throw new ConfigError(peerUrlVariable(peer), `is required: ${config.service} calls ${peer}`);
+  return url;
+}
+
+export { isServiceName };

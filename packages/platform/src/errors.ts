@@ -1,0 +1,97 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+
+/**
+ * ParleyError is the base of the domain errors that handlers and stores throw. Each carries the
+ * gRPC code it maps to and a message written for the caller: it says what to fix. The error
+ * interceptor turns it into a ConnectError; anything that is not a ParleyError becomes INTERNAL
+ * with a generic message, its cause kept for the log only.
+ */
+export abstract class ParleyError extends Error {
+  /** code is the gRPC status this error is reported with. */
+  abstract readonly code: Code;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** InvalidArgumentError: the request is malformed; the message names the field and the rule. */
+export class InvalidArgumentError extends ParleyError {
+  override readonly code = Code.InvalidArgument;
+  /** field is the request field at fault, when there is one. */
+  readonly field: string | undefined;
+
+  constructor(message: string, options?: { field?: string; cause?: unknown }) {
+    super(message, options);
+    this.field = options?.field;
+  }
+}
+
+/** NotFoundError: no such entity for this tenant (also used where existence must not leak). */
+export class NotFoundError extends ParleyError {
+  override readonly code = Code.NotFound;
+}
+
+/** AlreadyExistsError: the entity to create exists already. */
+export class AlreadyExistsError extends ParleyError {
+  override readonly code = Code.AlreadyExists;
+}
+
+/** PermissionDeniedError: the caller is known but may not do this. */
+export class PermissionDeniedError extends ParleyError {
+  override readonly code = Code.PermissionDenied;
+}
+
+/** UnauthenticatedError: no valid credentials were presented. */
+export class UnauthenticatedError extends ParleyError {
+  override readonly code = Code.Unauthenticated;
+}
+
+/** FailedPreconditionError: the system is not in a state that allows the call (say why). */
+export class FailedPreconditionError extends ParleyError {
+  override readonly code = Code.FailedPrecondition;
+}
+
+/** ResourceExhaustedError: a rate or size limit was hit. */
+export class ResourceExhaustedError extends ParleyError {
+  override readonly code = Code.ResourceExhausted;
+}
+
+/** UnavailableError: a dependency cannot be reached; the call may be retried later. */
+export class UnavailableError extends ParleyError {
+  override readonly code = Code.Unavailable;
+}
+
+/**
+ * toConnectError maps any thrown value to what the caller may see. ConnectErrors raised on
+ * purpose pass through (minus their cause); ParleyErrors keep code and message; everything else
+ * becomes INTERNAL "internal error" so that no message, stack or secret from a library leaks.
+ */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ParleyError) {
+    return new ConnectError(err.message, err.code);
+  }
+  if (err instanceof ConnectError) {
+    if (err.code === Code.Internal || err.code === Code.Unknown) {
+      return new ConnectError('internal error', Code.Internal);
+    }
+    return new ConnectError(err.rawMessage, err.code, err.metadata);
+  }
+  return new ConnectError('internal error', Code.Internal);
+}
+
+/** isCallerMistake tells whether an error is the caller's fault (logged at info, not error). */
+export function isCallerMistake(code: Code): boolean {
+  return [
+    Code.InvalidArgument,
+    Code.NotFound,
+    Code.AlreadyExists,
+    Code.PermissionDenied,
+    Code.Unauthenticated,
+    Code.FailedPrecondition,
+    Code.OutOfRange,
+    Code.ResourceExhausted,
+    Code.Canceled,
+  ].includes(code);
+}

@@ -1,0 +1,14 @@
+// @parley/platform — the platform kernel every Parley service is built from.
+export * from './authz.js';
+export * from './client.js';
+export * from './config.js';
+export * from './errors.js';
+export * from './health.js';
+export * from './identity.js';
+export * from './logger.js';
+export * from './principal.js';
+export * from './runtime.js';
+export * from './server.js';
+export * from './services.js';
+export * from './telemetry.js';
+export * from './tls.js';

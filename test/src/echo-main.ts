@@ -1,0 +1,47 @@
+// A test fixture process built from the platform kernel exactly as a service is: it serves
+// parley.testing.v1.EchoService so that the kernel's tests and benchmark can exercise mTLS,
+// allow-lists, tracing across processes and graceful shutdown with real processes.
+//   PARLEY_ECHO_AS     the service identity it runs as (a Parley service name)
+//   PARLEY_ECHO_ALLOW  comma-separated callers allowed to call Echo
+//   PARLEY_ECHO_PEER   a service name; with forward=true, Echo calls that peer's Echo
+import { create } from '@bufbuild/protobuf';
+import { defineCallerPolicy, envOptional, envString, isServiceName, runMain, callerOf, InvalidArgumentError, type ServiceName } from '@parley/platform';
+import { EchoResponseSchema, EchoService } from '@parley/proto/parley/testing/v1/echo_pb.js';
+
+function serviceName(value: string, variable: string): ServiceName {
+  if (!isServiceName(value)) throw new Error(`${variable}: "${value}" is not a Parley service name`);
+  return value;
+}
+
+const env = process.env;
+const as = serviceName(envString(env, 'PARLEY_ECHO_AS'), 'PARLEY_ECHO_AS');
+const allow = (envOptional(env, 'PARLEY_ECHO_ALLOW') ?? '').split(',').filter(Boolean).map((s) => serviceName(s, 'PARLEY_ECHO_ALLOW'));
+const peerName = envOptional(env, 'PARLEY_ECHO_PEER');
+const peer = peerName === undefined ? undefined : serviceName(peerName, 'PARLEY_ECHO_PEER');
+
+runMain({
+  name: as,
+  version: 'test',
+  policies: [defineCallerPolicy(EchoService, { echo: allow, adminEcho: [] })],
+  setup(ctx) {
+    const client = peer === undefined ? undefined : ctx.clientFor(peer, EchoService);
+    return {
+      routes(router) {
+        router.service(EchoService, {
+          async echo(req, hctx) {
+            if (req.delayMs > 60_000) throw new InvalidArgumentError('delay_ms must be at most 60000', { field: 'delay_ms' });
+            if (req.delayMs > 0) await new Promise((r) => setTimeout(r, req.delayMs));
+            if (req.forward && client !== undefined) {
+              const res = await client.echo({ message: req.message });
+              return create(EchoResponseSchema, { message: res.message, caller: callerOf(hctx).spiffeId, servedBy: res.servedBy });
+            }
+            return create(EchoResponseSchema, { message: req.message, caller: callerOf(hctx).spiffeId, servedBy: as });
+          },
+          adminEcho(req) {
+            return { message: req.message };
+          },
+        });
+      },
+    };
+  },
+});

@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import { createDb, createServiceDb, MIGRATOR_ROLE, schemaFor, serviceDatabaseUrl } from '@parley/db';
+import type { ServiceName } from '@parley/platform';
+import type { Kysely } from 'kysely';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** databaseUrl connects as an admin (superuser with the embedded Postgres). */
+    databaseUrl: string;
+    /** dbRolePasswords are the passwords this run gave the service roles. */
+    dbRolePasswords: Record<string, string>;
+  }
+}
+
+/** adminUrl is the URL of the run's Postgres as an admin (from the global setup). */
+export function adminUrl(): string {
+  return inject('databaseUrl');
+}
+
+/** adminPool opens a pool as the admin; close it with end(). */
+export function adminPool(max = 2): pg.Pool {
+  const pool = new pg.Pool({ connectionString: adminUrl(), max });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** serviceUrl is the URL a service's role logs in with, password included. */
+export function serviceUrl(service: ServiceName, baseUrl: string = adminUrl()): string {
+  return serviceDatabaseUrl(baseUrl, service, inject('dbRolePasswords')[service]);
+}
+
+/** serviceDb is a Kysely connected as the service's own role (not owner, RLS applies); destroy() it. */
+export function serviceDb<DB>(service: ServiceName, options: { max?: number; baseUrl?: string } = {}): Kysely<DB> {
+  return createServiceDb<DB>(serviceUrl(service, options.baseUrl), service, { max: options.max ?? 4 });
+}
+
+/** ownerDb is a Kysely acting as the migrator role, the owner of every table (still bound by FORCED RLS). */
+export function ownerDb<DB>(service: ServiceName, options: { max?: number; baseUrl?: string } = {}): Kysely<DB> {
+  return createDb<DB>(options.baseUrl ?? adminUrl(), { max: options.max ?? 2, role: MIGRATOR_ROLE, searchPath: schemaFor(service) });
+}
+
+/** ThrowawayDatabase is a database of its own on the run's server. */
+export interface ThrowawayDatabase {
+  /** url connects to it as the admin. */
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** createThrowawayDatabase creates an empty database for a test that must not share state; drop() removes it. */
+export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
+  const name = `parley_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    drop: async () => {
+      const client = new pg.Client({ connectionString: adminUrl() });
+      await client.connect();
+      try {
+        await client.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
