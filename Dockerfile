@@ -10,7 +10,7 @@
 # builds an image holding only the named services (plus the migration CLI).
 # `--target dev` is the image Tilt uses: the whole workspace with dev tools, for live update.
 
-ARG NODE_VERSION=24.21.0
+ARG NODE_VERSION=24.19.0
 
 # ---- build: install the workspace from the lockfile and compile it --------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS build

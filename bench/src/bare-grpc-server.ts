@@ -20,7 +20,11 @@ server.addService(
     },
   },
 );
-const creds = grpc.ServerCredentials.createSsl(readFileSync(ca), [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], true);
+const creds = grpc.ServerCredentials.createSsl(
+  readFileSync(ca),
+  [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }],
+  true,
+);
 server.bindAsync(`127.0.0.1:${port}`, creds, (err) => {
   if (err) {
     process.stderr.write(`${err.message}\n`);

@@ -1,6 +1,7 @@
 // Kernel overhead: unary RPC over mTLS through our kernel server (connect-node, SPIFFE caller
-// check, per-RPC allow-list, tracing spans, error mapping) versus a bare @grpc/grpc-js server
-// with the same TLS setup, both as their own processes, driven by the same grpc-js client.
+// check, per-RPC allow-list, tracing spans, error mapping) versus two bare servers with the same
+// TLS setup: @grpc/grpc-js (the issue's baseline) and connect-node without our interceptors (to
+// tell our cost from the library's). Each runs as its own process; one grpc-js client drives all.
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
@@ -16,11 +17,13 @@ import { closedLoop, type LoadResult } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+type Target = 'kernel' | 'bare-connect-node' | 'bare-grpc-js';
+
 /** KernelBenchResult is the JSON the kernel benchmark writes. */
 export interface KernelBenchResult {
   readonly name: 'kernel-unary-mtls';
-  readonly rows: { target: 'kernel' | 'bare-grpc-js'; result: LoadResult }[];
-  readonly ratios: { concurrency: number; throughputRatio: number }[];
+  readonly rows: { target: Target; result: LoadResult }[];
+  readonly ratios: { concurrency: number; kernelVsGrpcJs: number; kernelVsConnect: number; connectVsGrpcJs: number }[];
 }
 
 function echoClient(address: string, creds: grpc.ChannelCredentials) {
@@ -28,7 +31,9 @@ function echoClient(address: string, creds: grpc.ChannelCredentials) {
     { Echo: grpcJsUnary('/parley.testing.v1.EchoService/Echo', EchoRequestSchema, EchoResponseSchema) },
     'Echo',
   );
-  const client = new Client(address, creds) as unknown as grpc.Client & { Echo: (r: EchoRequest, cb: (e: unknown, r: EchoResponse) => void) => void };
+  const client = new Client(address, creds) as unknown as grpc.Client & {
+    Echo: (r: EchoRequest, cb: (e: unknown, r: EchoResponse) => void) => void;
+  };
   const request = create(EchoRequestSchema, { message: 'benchmark payload of a typical small control-plane call' });
   return {
     call: () => new Promise<EchoResponse>((resolve, reject) => client.Echo(request, (e, r) => (e ? reject(e as Error) : resolve(r)))),
@@ -37,28 +42,41 @@ function echoClient(address: string, creds: grpc.ChannelCredentials) {
 }
 
 /** runKernelBenchmark measures both servers at each concurrency, interleaved, in one run. */
-export async function runKernelBenchmark(options: { seconds: number; concurrency: readonly number[]; rounds: number }): Promise<KernelBenchResult> {
+export async function runKernelBenchmark(options: {
+  seconds: number;
+  concurrency: readonly number[];
+  rounds: number;
+}): Promise<KernelBenchResult> {
   const pki = await createTestPki();
   const kernel = await startEchoProcess({ as: 'identity', allow: ['edge'], tls: pki.files('identity'), env: { PARLEY_LOG_LEVEL: 'warn' } });
-  const barePort = await freePort();
   const id = pki.files('identity');
-  const bare = spawn(process.execPath, [join(here, 'bare-grpc-server.js'), String(barePort), id.certFile, id.keyFile, id.caFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    bare.stdout.once('data', () => resolve());
-    bare.once('exit', (code) => reject(new Error(`bare server exited ${code}`)));
-  });
+  const startBare = async (script: string) => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(here, script), String(port), id.certFile, id.keyFile, id.caFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
+    });
+    return { port, child };
+  };
+  const bareGrpc = await startBare('bare-grpc-server.js');
+  const bareConnect = await startBare('bare-connect-server.js');
   const edge = pki.files('edge');
   const creds = grpc.credentials.createSsl(await readFile(edge.caFile), await readFile(edge.keyFile), await readFile(edge.certFile));
   const targets = [
     { target: 'kernel' as const, client: echoClient(`localhost:${kernel.port}`, creds) },
-    { target: 'bare-grpc-js' as const, client: echoClient(`localhost:${barePort}`, creds) },
+    { target: 'bare-connect-node' as const, client: echoClient(`localhost:${bareConnect.port}`, creds) },
+    { target: 'bare-grpc-js' as const, client: echoClient(`localhost:${bareGrpc.port}`, creds) },
   ];
   const rows: KernelBenchResult['rows'] = [];
   try {
     for (const concurrency of options.concurrency) {
       const perTarget = new Map<string, LoadResult[]>();
       for (let round = 0; round < options.rounds; round++) {
-        for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
+        // Rotate the order each round so that no server always runs first (or last) on a busy machine.
+        for (const t of [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)]) {
           const r = await closedLoop(t.client.call, { concurrency, seconds: options.seconds, warmupSeconds: 1 });
           perTarget.set(t.target, [...(perTarget.get(t.target) ?? []), r]);
         }
@@ -72,12 +90,17 @@ export async function runKernelBenchmark(options: { seconds: number; concurrency
   } finally {
     for (const t of targets) t.client.close();
     await kernel.process.stop();
-    bare.kill('SIGTERM');
+    bareGrpc.child.kill('SIGTERM');
+    bareConnect.child.kill('SIGTERM');
   }
-  const ratios = options.concurrency.map((concurrency) => {
-    const k = rows.find((r) => r.target === 'kernel' && r.result.concurrency === concurrency)?.result.rps ?? 0;
-    const b = rows.find((r) => r.target === 'bare-grpc-js' && r.result.concurrency === concurrency)?.result.rps ?? 1;
-    return { concurrency, throughputRatio: Number((k / b).toFixed(2)) };
-  });
+  const rps = (target: Target, concurrency: number) =>
+    rows.find((r) => r.target === target && r.result.concurrency === concurrency)?.result.rps ?? Number.NaN;
+  const ratio = (a: number, b: number) => Number((a / b).toFixed(2));
+  const ratios = options.concurrency.map((concurrency) => ({
+    concurrency,
+    kernelVsGrpcJs: ratio(rps('kernel', concurrency), rps('bare-grpc-js', concurrency)),
+    kernelVsConnect: ratio(rps('kernel', concurrency), rps('bare-connect-node', concurrency)),
+    connectVsGrpcJs: ratio(rps('bare-connect-node', concurrency), rps('bare-grpc-js', concurrency)),
+  }));
   return { name: 'kernel-unary-mtls', rows, ratios };
 }

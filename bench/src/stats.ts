@@ -22,7 +22,10 @@ export function percentile(sorted: Float64Array | number[], q: number): number {
  * closedLoop runs `concurrency` callers that each call `op` back to back for `seconds`, after a
  * warm-up, and reports throughput and latency percentiles.
  */
-export async function closedLoop(op: () => Promise<unknown>, options: { concurrency: number; seconds: number; warmupSeconds: number }): Promise<LoadResult> {
+export async function closedLoop(
+  op: () => Promise<unknown>,
+  options: { concurrency: number; seconds: number; warmupSeconds: number },
+): Promise<LoadResult> {
   const run = async (seconds: number, record: boolean) => {
     const samples: number[] = [];
     let errors = 0;

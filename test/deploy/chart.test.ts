@@ -1,7 +1,11 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- rendered manifests are validated against the Kubernetes schemas, not typed */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SERVICE_NAMES, type ServiceName } from '@parley/platform';
+import { loadAuditConfig } from '@parley/audit';
+import { loadDataKeyCacheConfig, loadKekProviderConfig, secretsServiceVaultPolicy } from '@parley/envelope';
+import { loadKernelConfig, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { loadTenantDataConfig } from '@parley/tenant-data';
 import { ensureHelm, runHelm } from '../src/helm.js';
 import { byKind, CHART, type K8sObject, named, NAMESPACE, render, RELEASE, template, validateAgainstSchema, valuesFile } from './render.js';
 import { deriveServiceGraph, edgeSet, loadCallerPolicies, parseServiceGraph, SERVICE_GRAPH_PATH, type ServiceGraph } from './service-graph.js';
@@ -13,6 +17,90 @@ const COMPONENT = 'app.kubernetes.io/component';
 
 /** The values files a platform engineer would install with: the hardening rules hold for all of them. */
 const HARDENED: Record<string, string[]> = { 'default values': [], 'production values': [PRODUCTION] };
+
+/** VAULT_SERVICES keep a key-encryption key in Vault (they seal keys with @parley/envelope): only they may reach it. */
+const VAULT_SERVICES: readonly ServiceName[] = ['secrets', 'identity', 'audit'];
+
+/** How a required variable must be supplied: a plain value, a Secret reference, or the path of a file in a mounted volume. */
+type Supply = 'value' | 'secretRef' | 'mountedFile';
+
+/** KERNEL_ENV is what every service's kernel (packages/platform/src/config.ts) reads without a usable default in a pod. */
+const KERNEL_ENV: Record<string, Supply> = {
+  PARLEY_HOST: 'value', // the default 127.0.0.1 would be unreachable from other pods
+  PARLEY_SERVICE_PORT: 'value',
+  PARLEY_HEALTH_PORT: 'value',
+  PARLEY_TLS_CERT: 'mountedFile',
+  PARLEY_TLS_KEY: 'mountedFile',
+  PARLEY_TLS_CA: 'mountedFile',
+  PARLEY_TRUST_DOMAIN: 'value',
+  DATABASE_URL: 'secretRef',
+};
+
+/**
+ * KEK_ENV is what @parley/envelope's loadKekProviderConfig needs in a pod with Kubernetes auth:
+ * without PARLEY_KEK_PROVIDER it falls back to a local keyring under $HOME, which the read-only
+ * root filesystem refuses.
+ */
+const KEK_ENV: Record<string, Supply> = {
+  PARLEY_KEK_PROVIDER: 'value',
+  PARLEY_VAULT_ADDR: 'value',
+  PARLEY_VAULT_TRANSIT_MOUNT: 'value',
+  PARLEY_VAULT_TRANSIT_KEY: 'value',
+  PARLEY_VAULT_AUTH: 'value',
+  PARLEY_VAULT_K8S_ROLE: 'value', // the default, parley-secrets, is the secrets service's role
+  PARLEY_VAULT_K8S_JWT_PATH: 'mountedFile',
+};
+
+/**
+ * REQUIRED_ENV is, per service, every variable it needs to start in a pod, read off its config
+ * loader (services/<name>/src/config.ts and main.ts, packages/envelope/src/config.ts): variables
+ * without a default, and those whose default is wrong in Kubernetes (localhost addresses,
+ * the dev folder, the local keyring). Peer URLs are checked separately.
+ */
+const REQUIRED_ENV: Record<ServiceName, Record<string, Supply>> = {
+  edge: { ...KERNEL_ENV, PARLEY_PUBLIC_PORT: 'value' },
+  identity: {
+    ...KERNEL_ENV,
+    ...KEK_ENV,
+    PARLEY_API_KEY_PEPPER: 'secretRef',
+    PARLEY_SESSION_PUBLIC_URL: 'value', // default https://localhost:7401
+    PARLEY_SESSION_ISSUER: 'value',
+    PARLEY_SESSION_AUDIENCE: 'value',
+    PARLEY_AUDIT_URL: 'value', // the audit outbox relay only runs when it is set
+  },
+  secrets: { ...KERNEL_ENV, ...KEK_ENV, PARLEY_SECRET_VERSION_GRACE_MS: 'value', PARLEY_DEK_CACHE: 'value' },
+  'tenant-data': { ...KERNEL_ENV, PARLEY_SUBJECT_HASH_PEPPER: 'secretRef' },
+  audit: { ...KERNEL_ENV, ...KEK_ENV, PARLEY_AUDIT_SIGNING_KEY_PATH: 'mountedFile' },
+  lifecycle: { ...KERNEL_ENV },
+  'voice-orchestrator': { ...KERNEL_ENV, PARLEY_PUBLIC_PORT: 'value' },
+  integrations: { ...KERNEL_ENV },
+};
+
+/** PEER_CALLS lists the peers each service's main.ts builds a client for (ctx.clientFor): their URL variables must be set. */
+const PEER_CALLS: Partial<Record<ServiceName, ServiceName[]>> = {
+  edge: ['identity'],
+  identity: ['tenant-data', 'audit'],
+  secrets: ['tenant-data'],
+};
+
+/** mountOf finds the volume mount that holds a file path, or undefined. */
+function mountOf(container: any, path: string): any {
+  return (container.volumeMounts ?? []).find((m: any) => path.startsWith(`${m.mountPath}/`));
+}
+
+/**
+ * renderedEnv turns a rendered container's env into the environment the process would see:
+ * Secret references become stand-in values of the shape the loaders check (a postgres URL,
+ * 48 bytes of base64), so the loaders can be run against what the chart renders.
+ */
+function renderedEnv(container: any): Env {
+  const env: Record<string, string> = {};
+  for (const e of container.env ?? []) {
+    if (e.value !== undefined) env[e.name] = String(e.value);
+    else if (e.valueFrom?.secretKeyRef !== undefined) env[e.name] = e.name === 'DATABASE_URL' ? 'postgres://role:password@db:5432/parley' : Buffer.alloc(48, 7).toString('base64');
+  }
+  return env;
+}
 
 function containersOf(pod: any): any[] {
   return [...(pod.initContainers ?? []), ...(pod.containers ?? [])];
@@ -148,12 +236,12 @@ describe('the Parley chart', () => {
         }
       });
 
-      it('mounts no API token anywhere; only the secrets service gets a token, with Vault as its audience', () => {
+      it('mounts no API token anywhere; only the services with a KEK in Vault get a token, with Vault as its audience', () => {
         for (const sa of byKind(objects, 'ServiceAccount')) expect(sa.automountServiceAccountToken, sa.metadata.name).toBe(false);
         for (const [where, pod] of podsOf(objects)) {
           expect(pod.automountServiceAccountToken, where).toBe(false);
           const tokens = (pod.volumes ?? []).flatMap((v: any) => (v.projected?.sources ?? []).filter((s: any) => s.serviceAccountToken));
-          if (where === `Deployment/${RELEASE}-secrets`) {
+          if (VAULT_SERVICES.some((s) => where === `Deployment/${RELEASE}-${s}`)) {
             expect(tokens.map((t: any) => t.serviceAccountToken.audience)).toEqual(['vault']);
           } else {
             expect(tokens, where).toEqual([]);
@@ -164,7 +252,7 @@ describe('the Parley chart', () => {
       it('inlines no credential: no Secret objects, secrets only by secretKeyRef, no passwords in URLs, no PEM', async () => {
         expect(byKind(objects, 'Secret')).toEqual([]);
         expect(byKind(objects, 'ConfigMap')).toEqual([]);
-        const mustBeRefs = /^(DATABASE_URL|VAULT_TOKEN|PARLEY_VAULT_SECRET_ID|PARLEY_DB_PASSWORD_.*)$/;
+        const mustBeRefs = /^(DATABASE_URL|VAULT_TOKEN|PARLEY_VAULT_SECRET_ID|PARLEY_DB_PASSWORD_.*|PARLEY_API_KEY_PEPPER|PARLEY_SUBJECT_HASH_PEPPER)$/;
         for (const [where, pod] of podsOf(objects)) {
           for (const c of containersOf(pod)) {
             for (const env of c.env ?? []) {
@@ -173,6 +261,8 @@ describe('the Parley chart', () => {
                 expect(env.valueFrom?.secretKeyRef?.name, `${where} ${env.name}`).toBeDefined();
               }
               if (env.value !== undefined) expect(String(env.value), `${where} ${env.name}`).not.toMatch(/:\/\/[^/@\s]+:[^/@\s]+@/);
+              // Vault credentials only ever as files: the *_FILE variables hold paths, never the token.
+              if (/^PARLEY_VAULT_(TOKEN|APPROLE_SECRET_ID)/.test(env.name)) expect(env.name, where).toMatch(/_FILE$/);
             }
           }
         }
@@ -216,17 +306,73 @@ describe('the Parley chart', () => {
         expect(env.get('PARLEY_HOST').value).toBe('0.0.0.0');
       });
 
-      it('configures Vault on the secrets service only', () => {
+      it('configures Vault on the services with a KEK only, each with its own role and transit key', () => {
         const env = envOf(deploymentOf(objects, 'secrets'));
         expect(env.get('PARLEY_KEK_PROVIDER').value).toBe('vault');
         expect(env.get('PARLEY_VAULT_AUTH').value).toBe('kubernetes');
         expect(env.get('PARLEY_VAULT_TRANSIT_KEY').value).toBe('parley-kek');
-        for (const service of SERVICE_NAMES.filter((s) => s !== 'secrets')) {
+        const own = { secrets: ['parley-secrets', 'parley-kek'], identity: ['parley-identity', 'parley-identity-kek'], audit: ['parley-audit', 'parley-audit-kek'] };
+        for (const [service, [role, key]] of Object.entries(own)) {
+          const e = envOf(deploymentOf(objects, service as ServiceName));
+          expect([e.get('PARLEY_VAULT_K8S_ROLE')?.value, e.get('PARLEY_VAULT_TRANSIT_KEY')?.value], service).toEqual([role, key]);
+        }
+        for (const service of SERVICE_NAMES.filter((s) => !VAULT_SERVICES.includes(s))) {
           expect(envOf(deploymentOf(objects, service)).has('VAULT_ADDR'), service).toBe(false);
+          expect(envOf(deploymentOf(objects, service)).has('PARLEY_VAULT_ADDR'), service).toBe(false);
+          expect(envOf(deploymentOf(objects, service)).has('PARLEY_KEK_PROVIDER'), service).toBe(false);
         }
       });
 
-      it('denies by default and opens DNS to every service, Vault to secrets only, the internet to integrations only', () => {
+      it('gives every service each variable its config loader requires, supplied the right way', () => {
+        for (const service of SERVICE_NAMES) {
+          const container = deploymentOf(objects, service).spec.template.spec.containers[0];
+          const env = envOf(deploymentOf(objects, service));
+          const required = { ...REQUIRED_ENV[service] };
+          for (const peer of PEER_CALLS[service] ?? []) required[`PARLEY_${peer.toUpperCase().replace(/-/g, '_')}_URL`] = 'value';
+          for (const [name, supply] of Object.entries(required)) {
+            const entry = env.get(name);
+            expect(entry, `${service} lacks ${name}`).toBeDefined();
+            if (supply === 'secretRef') {
+              expect(entry.value, `${service} ${name} must not be inline`).toBeUndefined();
+              expect(entry.valueFrom?.secretKeyRef?.name, `${service} ${name}`).toMatch(/.+/);
+              expect(entry.valueFrom?.secretKeyRef?.key, `${service} ${name}`).toMatch(/.+/);
+            } else {
+              expect(String(entry.value ?? ''), `${service} ${name}`).not.toBe('');
+            }
+            if (supply === 'mountedFile') expect(mountOf(container, entry.value), `${service} ${name}=${entry.value} is in no mounted volume`).toBeDefined();
+          }
+        }
+      });
+
+      it("renders an environment that the services' own config loaders accept", () => {
+        for (const service of SERVICE_NAMES) {
+          const env = renderedEnv(deploymentOf(objects, service).spec.template.spec.containers[0]);
+          const kernel = loadKernelConfig(service, '0.0.0', env);
+          expect(kernel.host, service).toBe('0.0.0.0');
+          for (const peer of PEER_CALLS[service] ?? []) expect(kernel.peers[peer], `${service} -> ${peer}`).toMatch(/^https:\/\//);
+          if (VAULT_SERVICES.includes(service)) {
+            const kek = loadKekProviderConfig(env);
+            expect(kek.provider, service).toBe('vault');
+          }
+        }
+        const secretsEnv = renderedEnv(deploymentOf(objects, 'secrets').spec.template.spec.containers[0]);
+        expect(loadDataKeyCacheConfig(secretsEnv).enabled).toBe(true);
+        const tenantData = loadTenantDataConfig(renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]));
+        expect(tenantData.subjectHashPepper.byteLength).toBeGreaterThanOrEqual(32);
+        const audit = loadAuditConfig(renderedEnv(deploymentOf(objects, 'audit').spec.template.spec.containers[0]));
+        expect(audit.signingKeyPath).toBe('/var/run/parley/audit-signing-key/signing-key.json');
+        expect(audit.kek).toMatchObject({ provider: 'vault', keyName: 'parley-audit-kek', auth: { method: 'kubernetes', role: 'parley-audit' } });
+      });
+
+      it("mounts audit's sealed signing key read-only from one Secret, so every replica signs with the same key", () => {
+        const pod = deploymentOf(objects, 'audit').spec.template.spec;
+        const mount = pod.containers[0].volumeMounts.find((m: any) => m.name === 'audit-signing-key');
+        expect(mount).toEqual({ name: 'audit-signing-key', mountPath: '/var/run/parley/audit-signing-key', readOnly: true });
+        const volume = pod.volumes.find((v: any) => v.name === 'audit-signing-key');
+        expect(volume.secret).toMatchObject({ secretName: 'parley-audit-signing-key', items: [{ key: 'signing-key.json', path: 'signing-key.json' }] });
+      });
+
+      it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations only', () => {
         const deny = named(objects, 'NetworkPolicy', `${RELEASE}-default-deny`);
         expect(deny.spec.policyTypes).toEqual(['Ingress', 'Egress']);
         expect(deny.spec.ingress).toBeUndefined();
@@ -239,7 +385,7 @@ describe('the Parley chart', () => {
           for (const rule of egress) expect(rule.to?.length, service).toBeGreaterThan(0);
           expect(egress.some((r) => r.ports.some((p: any) => p.port === 53 && p.protocol === 'UDP')), service).toBe(true);
           const ports = egress.flatMap((r) => r.ports ?? []).map((p: any) => p.port);
-          expect(ports.includes(8200), `${service} reaches Vault`).toBe(service === 'secrets');
+          expect(ports.includes(8200), `${service} reaches Vault`).toBe(VAULT_SERVICES.includes(service));
           const internet = egress.some((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
           expect(internet, `${service} reaches the internet`).toBe(service === 'integrations');
           expect(ports, service).toContain(5432);
@@ -348,10 +494,85 @@ describe('the Parley chart', () => {
       expect(result.stderr).toMatch(/services\.edge\.env\.DATABASE_URL: the chart sets DATABASE_URL itself/);
     });
 
+    it('refuse a production install without the Secret of audit\'s sealed signing key', async () => {
+      const result = await template([valuesFile('config:\n  audit:\n    signingKey:\n      existingSecret: ""\n')]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/config\.audit\.signingKey\.existingSecret/);
+    });
+
+    it('refuse a Vault client that is not one of the services with a KEK', async () => {
+      const result = await template([valuesFile('vault:\n  services:\n    edge: {role: parley-edge, transitKey: k, credentialKey: edge}\n')]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/additional properties 'edge' not allowed/);
+    });
+
+    it('give each service only its own AppRole secret_id, as a file, with AppRole auth', async () => {
+      const objects = await render([valuesFile('vault:\n  auth:\n    method: approle\n    existingSecret: parley-vault-approle\n  services:\n    identity: {role: 0f1e-role-id, transitKey: parley-identity-kek, credentialKey: identity-secret-id}\n')]);
+      const pod = deploymentOf(objects, 'identity').spec.template.spec;
+      const env = envOf(deploymentOf(objects, 'identity'));
+      expect(env.get('PARLEY_VAULT_APPROLE_ROLE_ID').value).toBe('0f1e-role-id');
+      expect(env.get('PARLEY_VAULT_APPROLE_SECRET_ID_FILE').value).toBe('/var/run/parley/vault-auth/secret-id');
+      expect(pod.volumes.find((v: any) => v.name === 'vault-auth').secret).toMatchObject({ secretName: 'parley-vault-approle', items: [{ key: 'identity-secret-id', path: 'secret-id' }] });
+      expect(mountOf(pod.containers[0], env.get('PARLEY_VAULT_APPROLE_SECRET_ID_FILE').value)).toMatchObject({ readOnly: true });
+      // No projected Vault token without Kubernetes auth.
+      expect(pod.volumes.some((v: any) => v.projected !== undefined)).toBe(false);
+    });
+
+    it('serve a cert-manager certificate for the public name on the edge when asked to', async () => {
+      const objects = await render([
+        valuesFile('config:\n  edge:\n    publicTls:\n      certificate:\n        enabled: true\n        dnsNames: [api.example.com]\n        issuerRef: {name: letsencrypt}\n'),
+      ]);
+      const cert = named(objects, 'Certificate', `${RELEASE}-edge-public`);
+      expect(cert.spec.dnsNames).toEqual(['api.example.com']);
+      expect(cert.spec.issuerRef).toEqual({ name: 'letsencrypt', kind: 'ClusterIssuer', group: 'cert-manager.io' });
+      expect(await validateAgainstSchema(cert)).toBeUndefined();
+      const pod = deploymentOf(objects, 'edge').spec.template.spec;
+      expect(pod.volumes.find((v: any) => v.name === 'public-tls').secret.secretName).toBe(cert.spec.secretName);
+      const env = envOf(deploymentOf(objects, 'edge'));
+      expect(env.get('PARLEY_PUBLIC_TLS_CERT').value).toBe('/var/run/parley/public-tls/tls.crt');
+      expect(mountOf(pod.containers[0], env.get('PARLEY_PUBLIC_TLS_KEY').value)).toBeDefined();
+    });
+
+    it('sign session URLs for the public session host, or the in-cluster Service without one', async () => {
+      const sessionUrl = (objects: K8sObject[]) => envOf(deploymentOf(objects, 'identity')).get('PARLEY_SESSION_PUBLIC_URL').value;
+      expect(sessionUrl(await render([]))).toBe(`https://${RELEASE}-voice-orchestrator-public.${NAMESPACE}.svc:8080`);
+      expect(sessionUrl(await render([valuesFile('exposure:\n  ingress:\n    enabled: true\n    session: {host: talk.example.com, tlsSecretName: ""}\n')]))).toBe('https://talk.example.com');
+    });
+
     it('refuse Vault token auth without a Secret to read the token from', async () => {
       const result = await template([valuesFile('vault:\n  auth:\n    method: token\n')]);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/vault\.auth\.existingSecret/);
+    });
+  });
+
+  describe('chart README', () => {
+    const readme = readFileSync(join(root, CHART, 'README.md'), 'utf8');
+    /** policyOf reads the `vault policy write <name>` heredoc of the README back into path -> capabilities. */
+    const policyOf = (name: string): Record<string, string[]> => {
+      const block = new RegExp(`vault policy write ${name} - <<'HCL'\\n([\\s\\S]*?)\\nHCL`).exec(readme)?.[1];
+      expect(block, `README has no policy ${name}`).toBeDefined();
+      const rules: Record<string, string[]> = {};
+      for (const m of (block ?? '').matchAll(/path "([^"]+)"\s*\{\s*capabilities = \[([^\]]*)\]\s*\}/g)) {
+        rules[m[1]!] = [...m[2]!.matchAll(/"([^"]+)"/g)].map((c) => c[1]!);
+      }
+      return rules;
+    };
+
+    it("documents the secrets service's Vault policy exactly as @parley/envelope renders it for the chart's transit key", () => {
+      const expected = Object.fromEntries(secretsServiceVaultPolicy({ keyName: 'parley-kek' }).map((r) => [r.path, [...r.capabilities]]));
+      expect(policyOf('parley-secrets')).toEqual(expected);
+    });
+
+    it('documents identity and audit policies that name only their own transit key and never rewrap, rotate or export', () => {
+      for (const [name, key] of [['parley-identity', 'parley-identity-kek'], ['parley-audit', 'parley-audit-kek']] as const) {
+        const transit = Object.keys(policyOf(name)).filter((p) => p.startsWith('transit/'));
+        expect(transit.length, name).toBeGreaterThan(0);
+        for (const path of transit) {
+          expect(path.split('/')[2] === key || path.split('/')[3] === key, `${name}: ${path}`).toBe(true);
+          expect(path, name).not.toMatch(/rewrap|rotate|config|export|trim/);
+        }
+      }
     });
   });
 });

@@ -121,7 +121,9 @@ describe('mTLS server', () => {
   });
 
   it('answers PERMISSION_DENIED naming caller and method for a caller not on the allow-list', async () => {
-    const err = await rawClient(pki.files('secrets')).echo({ message: 'hi' }).catch((e: unknown) => ConnectError.from(e));
+    const err = await rawClient(pki.files('secrets'))
+      .echo({ message: 'hi' })
+      .catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.PermissionDenied);
     expect((err as ConnectError).rawMessage).toBe('caller spiffe://parley.local/secrets may not call parley.testing.v1.EchoService/Echo');
@@ -188,7 +190,9 @@ describe('mTLS server', () => {
     });
     const err = await client.echo({ message: 'hi' }).catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
-    expect(String((err as ConnectError).message) + String(((err as ConnectError).cause as Error | undefined)?.message)).toContain('expected spiffe://parley.local/secrets');
+    expect(String((err as ConnectError).message) + String(((err as ConnectError).cause as Error | undefined)?.message)).toContain(
+      'expected spiffe://parley.local/secrets',
+    );
     client.close();
   });
 });

@@ -103,7 +103,10 @@ describe('graceful shutdown', () => {
     await new Promise((r) => setTimeout(r, 300));
     identity.process.signal('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
-    const ready = await fetch(`http://127.0.0.1:${identity.healthPort}/readyz`).then((r) => r.status, () => 'refused');
+    const ready = await fetch(`http://127.0.0.1:${identity.healthPort}/readyz`).then(
+      (r) => r.status,
+      () => 'refused',
+    );
     expect(ready).not.toBe(200);
     await slow;
     client.close();
@@ -157,11 +160,7 @@ describe('interop', () => {
   it('a plain @grpc/grpc-js client with its own TLS credentials calls a service and its health check', async () => {
     const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
     const files = pki.files('edge');
-    const creds = grpc.credentials.createSsl(
-      await readFile(files.caFile),
-      await readFile(files.keyFile),
-      await readFile(files.certFile),
-    );
+    const creds = grpc.credentials.createSsl(await readFile(files.caFile), await readFile(files.keyFile), await readFile(files.certFile));
     const Client = grpc.makeGenericClientConstructor(
       {
         Echo: grpcJsUnary('/parley.testing.v1.EchoService/Echo', EchoRequestSchema, EchoResponseSchema),
@@ -169,7 +168,11 @@ describe('interop', () => {
       },
       'Interop',
     );
-    const client = new Client(`localhost:${identity.port}`, creds) as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void> & grpc.Client;
+    const client = new Client(`localhost:${identity.port}`, creds) as unknown as Record<
+      string,
+      (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void
+    > &
+      grpc.Client;
     const call = <T>(method: string, req: unknown) =>
       new Promise<T>((resolve, reject) => client[method]?.(req, (err, res) => (err ? reject(err) : resolve(res as T))));
     const echo = await call<MessageShape<typeof EchoResponseSchema>>('Echo', { message: 'from grpc-js' });

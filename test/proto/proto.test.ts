@@ -50,18 +50,27 @@ describe('protos', () => {
     }
   });
 
-  it('make no breaking change against main (or, on main, the previous commit)', () => {
+  it('make no breaking change against the released API baseline (proto/BREAKING_BASELINE) nor against main', async () => {
+    // The baseline names the commit of the last released API. A deliberate break means a new
+    // package version (parley.x.v2); moving the baseline is a reviewed decision, not a fix.
+    const baselineFile = await readFile(join(root, 'proto', 'BREAKING_BASELINE'), 'utf8');
+    const baseline = baselineFile
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '' && !l.startsWith('#'));
+    expect(baseline, 'proto/BREAKING_BASELINE names a commit, or "none" before the first release').toMatch(/^([0-9a-f]{40}|none)$/);
+    const against = baseline === 'none' ? [] : [baseline as string];
     const branch = git(['rev-parse', '--abbrev-ref', 'HEAD']);
-    const onMain = branch === 'main' || branch === 'HEAD';
-    const against = onMain ? 'HEAD~1' : 'main';
-    const baselineHasProtos = git(['ls-tree', '-d', '--name-only', against, 'proto']) === 'proto';
-    if (!baselineHasProtos) {
-      // The first commit with protos (or a clone without history) has nothing to break.
-      expect(git(['rev-parse', '--verify', `${against}:proto`])).toBeUndefined();
-      return;
+    // On a feature branch, also compare with main (a clone without main skips this part).
+    if (branch !== 'main' && branch !== 'HEAD' && git(['rev-parse', '--verify', 'main']) !== undefined)
+      against.push(git(['rev-parse', 'main']) as string);
+    for (const ref of against) {
+      if (git(['rev-parse', '--verify', `${ref}^{commit}`]) === undefined) {
+        throw new Error(`baseline commit ${ref} is not in this clone's history`);
+      }
+      const res = run(['breaking', '--against', `.git#ref=${ref}`]);
+      expect(res.stdout + res.stderr, `against ${ref}`).toBe('');
+      expect(res.status).toBe(0);
     }
-    const res = run(['breaking', '--against', `.git#ref=${git(["rev-parse", against])}`]);
-    expect(res.stdout + res.stderr).toBe('');
-    expect(res.status).toBe(0);
   });
 });

@@ -3,10 +3,12 @@
 // durability off for speed, removed at teardown); with it, it uses that server. Either way it
 // migrates every service and hands the admin URL and the service-role passwords to the tests.
 import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadServiceMigrations, migrateAll, type RolePasswords } from '@parley/db';
-import { startEmbeddedPostgres } from '@parley/db/embedded';
+import { startEmbeddedPostgres } from '@parley/embedded-postgres';
 import { SERVICE_NAMES } from '@parley/platform';
 import type { TestProject } from 'vitest/node';
 
@@ -36,6 +38,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   project.provide('databaseUrl', databaseUrl);
   project.provide('dbRolePasswords', rolePasswords as Record<string, string>);
+  // One KEK keyring per test database, as one KEK per deployment in production: keys sealed by one
+  // test file's identity process (stored in the shared database) must unseal in the next one's.
+  const keyringDir = await mkdtemp(join(tmpdir(), 'parley-test-kek-'));
+  project.provide('kekKeyringPath', join(keyringDir, 'keyring.json'));
   return async () => {
     await stop?.();
   };

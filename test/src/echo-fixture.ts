@@ -43,7 +43,12 @@ export async function startEchoProcess(options: {
     ...(options.peer ? { PARLEY_ECHO_PEER: options.peer.name, [peerUrlVariable(options.peer.name)]: options.peer.url } : {}),
     ...options.env,
   };
-  const process = new ServiceProcess({ name: options.as, script: ECHO_MAIN, env, healthUrl: `http://127.0.0.1:${healthPort}/readyz` });
+  const process = new ServiceProcess({
+    name: options.as,
+    script: ECHO_MAIN,
+    env,
+    healthUrl: `http://${env.PARLEY_HOST ?? '127.0.0.1'}:${healthPort}/readyz`,
+  });
   process.start();
   await process.waitReady();
   return { process, port, healthPort, url: `https://localhost:${port}` };
@@ -63,7 +68,16 @@ export interface ExportedSpan {
 interface OtlpJson {
   resourceSpans?: {
     resource?: { attributes?: { key: string; value: Record<string, unknown> }[] };
-    scopeSpans?: { spans?: { name: string; kind: number; traceId: string; spanId: string; parentSpanId?: string; attributes?: { key: string; value: Record<string, unknown> }[] }[] }[];
+    scopeSpans?: {
+      spans?: {
+        name: string;
+        kind: number;
+        traceId: string;
+        spanId: string;
+        parentSpanId?: string;
+        attributes?: { key: string; value: Record<string, unknown> }[];
+      }[];
+    }[];
   }[];
 }
 

@@ -4,8 +4,18 @@
 //   PARLEY_ECHO_AS     the service identity it runs as (a Parley service name)
 //   PARLEY_ECHO_ALLOW  comma-separated callers allowed to call Echo
 //   PARLEY_ECHO_PEER   a service name; with forward=true, Echo calls that peer's Echo
+//   PARLEY_ECHO_POD    a replica name echoed back, to tell replicas apart
 import { create } from '@bufbuild/protobuf';
-import { defineCallerPolicy, envOptional, envString, isServiceName, runMain, callerOf, InvalidArgumentError, type ServiceName } from '@parley/platform';
+import {
+  defineCallerPolicy,
+  envOptional,
+  envString,
+  isServiceName,
+  runMain,
+  callerOf,
+  InvalidArgumentError,
+  type ServiceName,
+} from '@parley/platform';
 import { EchoResponseSchema, EchoService } from '@parley/proto/parley/testing/v1/echo_pb.js';
 
 function serviceName(value: string, variable: string): ServiceName {
@@ -15,8 +25,12 @@ function serviceName(value: string, variable: string): ServiceName {
 
 const env = process.env;
 const as = serviceName(envString(env, 'PARLEY_ECHO_AS'), 'PARLEY_ECHO_AS');
-const allow = (envOptional(env, 'PARLEY_ECHO_ALLOW') ?? '').split(',').filter(Boolean).map((s) => serviceName(s, 'PARLEY_ECHO_ALLOW'));
+const allow = (envOptional(env, 'PARLEY_ECHO_ALLOW') ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((s) => serviceName(s, 'PARLEY_ECHO_ALLOW'));
 const peerName = envOptional(env, 'PARLEY_ECHO_PEER');
+const pod = envOptional(env, 'PARLEY_ECHO_POD') ?? '';
 const peer = peerName === undefined ? undefined : serviceName(peerName, 'PARLEY_ECHO_PEER');
 
 runMain({
@@ -33,9 +47,9 @@ runMain({
             if (req.delayMs > 0) await new Promise((r) => setTimeout(r, req.delayMs));
             if (req.forward && client !== undefined) {
               const res = await client.echo({ message: req.message });
-              return create(EchoResponseSchema, { message: res.message, caller: callerOf(hctx).spiffeId, servedBy: res.servedBy });
+              return create(EchoResponseSchema, { message: res.message, caller: callerOf(hctx).spiffeId, servedBy: res.servedBy, pod });
             }
-            return create(EchoResponseSchema, { message: req.message, caller: callerOf(hctx).spiffeId, servedBy: as });
+            return create(EchoResponseSchema, { message: req.message, caller: callerOf(hctx).spiffeId, servedBy: as, pod });
           },
           adminEcho(req) {
             return { message: req.message };

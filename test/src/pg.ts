@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { createDb, createServiceDb, MIGRATOR_ROLE, schemaFor, serviceDatabaseUrl } from '@parley/db';
+import { fileURLToPath } from 'node:url';
+import {
+  createDb,
+  createServiceDb,
+  loadServiceMigrations,
+  migrateAll,
+  MIGRATOR_ROLE,
+  schemaFor,
+  serviceDatabaseUrl,
+  type RolePasswords,
+} from '@parley/db';
 import type { ServiceName } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
@@ -7,6 +17,8 @@ import { inject } from 'vitest';
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    /** kekKeyringPath is the local KEK keyring every service process of this test run shares. */
+    kekKeyringPath: string;
     /** databaseUrl connects as an admin (superuser with the embedded Postgres). */
     databaseUrl: string;
     /** dbRolePasswords are the passwords this run gave the service roles. */
@@ -20,8 +32,8 @@ export function adminUrl(): string {
 }
 
 /** adminPool opens a pool as the admin; close it with end(). */
-export function adminPool(max = 2): pg.Pool {
-  const pool = new pg.Pool({ connectionString: adminUrl(), max });
+export function adminPool(max = 2, baseUrl: string = adminUrl()): pg.Pool {
+  const pool = new pg.Pool({ connectionString: baseUrl, max });
   pool.on('error', () => undefined);
   return pool;
 }
@@ -74,4 +86,23 @@ export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
       }
     },
   };
+}
+
+/**
+ * createMigratedDatabase is createThrowawayDatabase with every service's schema migrated, for a
+ * test whose assertions cover all rows of a table (a KEK rewrap, a full dump) and so must not see
+ * rows that other test files left in the shared database.
+ */
+export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
+  const db = await createThrowawayDatabase();
+  try {
+    await migrateAll(db.url, {
+      services: await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)) }),
+      rolePasswords: inject('dbRolePasswords') as RolePasswords,
+    });
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+  return db;
 }

@@ -38,9 +38,15 @@ export interface VaultStandinOptions {
   /** keys are transit keys (aes256-gcm96) that exist at start (default `parley-secrets`). */
   readonly keys?: readonly string[];
   /** kubernetes enables Kubernetes auth: role name -> accepted JWT and policies. */
-  readonly kubernetes?: { readonly mount?: string; readonly roles: Readonly<Record<string, { readonly jwt: string; readonly policies: readonly string[] }>> };
+  readonly kubernetes?: {
+    readonly mount?: string;
+    readonly roles: Readonly<Record<string, { readonly jwt: string; readonly policies: readonly string[] }>>;
+  };
   /** approle enables AppRole auth: role_id -> secret_id and policies. */
-  readonly approle?: { readonly mount?: string; readonly roles: Readonly<Record<string, { readonly secretId: string; readonly policies: readonly string[] }>> };
+  readonly approle?: {
+    readonly mount?: string;
+    readonly roles: Readonly<Record<string, { readonly secretId: string; readonly policies: readonly string[] }>>;
+  };
   /** policies are ACL policies by name; `root` is built in. */
   readonly policies?: Readonly<Record<string, readonly VaultStandinPolicyRule[]>>;
 }
@@ -136,8 +142,14 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
   let renewalsRefused = false;
 
   tokens.set(rootToken, {
-    accessor: randomUUID(), policies: ['root'], creationTtl: 0, issuedAt: Date.now(), renewable: false,
-    maxExpiresAt: undefined, path: 'auth/token/root', expiresAt: undefined,
+    accessor: randomUUID(),
+    policies: ['root'],
+    creationTtl: 0,
+    issuedAt: Date.now(),
+    renewable: false,
+    maxExpiresAt: undefined,
+    path: 'auth/token/root',
+    expiresAt: undefined,
   });
   for (const name of options.keys ?? ['parley-secrets']) keys.set(name, newTransitKey());
 
@@ -145,7 +157,12 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     const token = newToken();
     const now = Date.now();
     tokens.set(token, {
-      accessor: randomUUID(), policies: ['default', ...policyNames], creationTtl: ttlSeconds, issuedAt: now, renewable, path,
+      accessor: randomUUID(),
+      policies: ['default', ...policyNames],
+      creationTtl: ttlSeconds,
+      issuedAt: now,
+      renewable,
+      path,
       maxExpiresAt: tokenMaxTtl > 0 ? now + tokenMaxTtl * 1000 : undefined,
       expiresAt: ttlSeconds > 0 ? now + ttlSeconds * 1000 : undefined,
     });
@@ -172,20 +189,40 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
 
   function authBody(token: string, entry: TokenEntry, leaseDuration: number, metadata: Record<string, string> | null): object {
     return {
-      client_token: token, accessor: entry.accessor, policies: entry.policies, token_policies: entry.policies, metadata,
-      lease_duration: leaseDuration, renewable: entry.renewable, entity_id: '', token_type: 'service', orphan: true,
-      mfa_requirement: null, num_uses: 0,
+      client_token: token,
+      accessor: entry.accessor,
+      policies: entry.policies,
+      token_policies: entry.policies,
+      metadata,
+      lease_duration: leaseDuration,
+      renewable: entry.renewable,
+      entity_id: '',
+      token_type: 'service',
+      orphan: true,
+      mfa_requirement: null,
+      num_uses: 0,
     };
   }
 
   function keyData(name: string, key: TransitKey): object {
     return {
-      allow_plaintext_backup: false, auto_rotate_period: 0, deletion_allowed: key.deletionAllowed, derived: false, exportable: false,
+      allow_plaintext_backup: false,
+      auto_rotate_period: 0,
+      deletion_allowed: key.deletionAllowed,
+      derived: false,
+      exportable: false,
       imported_key: false,
       keys: Object.fromEntries([...key.versions].map(([v, k]) => [String(v), Math.floor(k.createdAt / 1000)])),
-      latest_version: key.latestVersion, min_available_version: 0, min_decryption_version: key.minDecryptionVersion,
-      min_encryption_version: key.minEncryptionVersion, name, supports_decryption: true, supports_derivation: true,
-      supports_encryption: true, supports_signing: false, type: 'aes256-gcm96',
+      latest_version: key.latestVersion,
+      min_available_version: 0,
+      min_decryption_version: key.minDecryptionVersion,
+      min_encryption_version: key.minEncryptionVersion,
+      name,
+      supports_decryption: true,
+      supports_derivation: true,
+      supports_encryption: true,
+      supports_signing: false,
+      type: 'aes256-gcm96',
     };
   }
 
@@ -209,8 +246,10 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     const match = CIPHERTEXT_PATTERN.exec(ciphertext);
     if (match === null) throw new VaultHttpError(400, ['invalid ciphertext: no prefix']);
     const version = Number(match[1]);
-    if (!Number.isSafeInteger(version) || version < 1) throw new VaultHttpError(400, ['invalid ciphertext: version number could not be decoded']);
-    if (version < key.minDecryptionVersion) throw new VaultHttpError(400, ['ciphertext or signature version is disallowed by policy (too old)']);
+    if (!Number.isSafeInteger(version) || version < 1)
+      throw new VaultHttpError(400, ['invalid ciphertext: version number could not be decoded']);
+    if (version < key.minDecryptionVersion)
+      throw new VaultHttpError(400, ['ciphertext or signature version is disallowed by policy (too old)']);
     const material = key.versions.get(version)?.key;
     if (material === undefined) throw new VaultHttpError(400, ['invalid ciphertext: version is too new']);
     const raw = Buffer.from(match[2] ?? '', 'base64');
@@ -224,7 +263,12 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     }
   }
 
-  type Handler = (ctx: { method: string; body: Record<string, unknown>; token: () => [string, TokenEntry]; path: string }) => [number, object | null];
+  type Handler = (ctx: {
+    method: string;
+    body: Record<string, unknown>;
+    token: () => [string, TokenEntry];
+    path: string;
+  }) => [number, object | null];
 
   function route(method: string, path: string): { handler: Handler; capability: string; unauthenticated?: boolean } {
     const write = method === 'POST' || method === 'PUT';
@@ -243,7 +287,8 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       requireWrite();
       const roles = options.kubernetes.roles;
       return {
-        capability: 'update', unauthenticated: true,
+        capability: 'update',
+        unauthenticated: true,
         handler: ({ body }) => {
           if (typeof body.role !== 'string' || body.role === '') throw new VaultHttpError(400, ['missing role']);
           if (typeof body.jwt !== 'string' || body.jwt === '') throw new VaultHttpError(400, ['missing jwt']);
@@ -251,7 +296,10 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
           if (role === undefined) throw new VaultHttpError(400, [`invalid role name "${body.role}"`]);
           if (role.jwt !== body.jwt) throw new VaultHttpError(403, ['permission denied']);
           const token = issue(role.policies, tokenTtl, `auth/${k8sMount}/login`);
-          return [200, envelope(null, authBody(token, tokens.get(token)!, tokenTtl, { role: body.role, service_account_name: 'parley-secrets' }))];
+          return [
+            200,
+            envelope(null, authBody(token, tokens.get(token)!, tokenTtl, { role: body.role, service_account_name: 'parley-secrets' })),
+          ];
         },
       };
     }
@@ -259,7 +307,8 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       requireWrite();
       const roles = options.approle.roles;
       return {
-        capability: 'update', unauthenticated: true,
+        capability: 'update',
+        unauthenticated: true,
         handler: ({ body }) => {
           if (typeof body.role_id !== 'string' || body.role_id === '') throw new VaultHttpError(400, ['missing role_id']);
           const role = roles[body.role_id];
@@ -276,12 +325,28 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
         handler: ({ token }) => {
           const [id, entry] = token();
           const ttl = entry.expiresAt === undefined ? 0 : Math.max(0, Math.ceil((entry.expiresAt - Date.now()) / 1000));
-          return [200, envelope({
-            accessor: entry.accessor, creation_time: Math.floor(entry.issuedAt / 1000), creation_ttl: entry.creationTtl,
-            display_name: 'token', entity_id: '', expire_time: entry.expiresAt === undefined ? null : new Date(entry.expiresAt).toISOString(),
-            explicit_max_ttl: 0, id, issue_time: new Date(entry.issuedAt).toISOString(), meta: null, num_uses: 0, orphan: true,
-            path: entry.path, policies: entry.policies, renewable: entry.renewable, ttl, type: 'service',
-          })];
+          return [
+            200,
+            envelope({
+              accessor: entry.accessor,
+              creation_time: Math.floor(entry.issuedAt / 1000),
+              creation_ttl: entry.creationTtl,
+              display_name: 'token',
+              entity_id: '',
+              expire_time: entry.expiresAt === undefined ? null : new Date(entry.expiresAt).toISOString(),
+              explicit_max_ttl: 0,
+              id,
+              issue_time: new Date(entry.issuedAt).toISOString(),
+              meta: null,
+              num_uses: 0,
+              orphan: true,
+              path: entry.path,
+              policies: entry.policies,
+              renewable: entry.renewable,
+              ttl,
+              type: 'service',
+            }),
+          ];
         },
       };
     }
@@ -293,7 +358,12 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
           const [id, entry] = token();
           if (renewalsRefused) throw new VaultHttpError(403, ['permission denied']);
           if (!entry.renewable || entry.expiresAt === undefined) throw new VaultHttpError(400, ['lease is not renewable']);
-          const asked = typeof body.increment === 'number' ? body.increment : typeof body.increment === 'string' ? parseInt(body.increment, 10) : entry.creationTtl;
+          const asked =
+            typeof body.increment === 'number'
+              ? body.increment
+              : typeof body.increment === 'string'
+                ? parseInt(body.increment, 10)
+                : entry.creationTtl;
           let ttl = Number.isFinite(asked) && asked > 0 ? asked : entry.creationTtl;
           const warnings: string[] = [];
           if (entry.maxExpiresAt !== undefined) {
@@ -310,7 +380,13 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     }
     if (path === 'auth/token/revoke-self') {
       requireWrite();
-      return { capability: 'update', handler: ({ token }) => { tokens.delete(token()[0]); return [204, null]; } };
+      return {
+        capability: 'update',
+        handler: ({ token }) => {
+          tokens.delete(token()[0]);
+          return [204, null];
+        },
+      };
     }
 
     const prefix = `${transitMount}/`;
@@ -334,7 +410,8 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       return {
         capability: 'update',
         handler: ({ body }) => {
-          if (body.type !== undefined && body.type !== 'aes256-gcm96') throw new VaultHttpError(400, [`the stand-in only supports key type aes256-gcm96, got "${String(body.type)}"`]);
+          if (body.type !== undefined && body.type !== 'aes256-gcm96')
+            throw new VaultHttpError(400, [`the stand-in only supports key type aes256-gcm96, got "${String(body.type)}"`]);
           if (!keys.has(name)) keys.set(name, newTransitKey());
           return [200, envelope(keyData(name, keys.get(name)!))];
         },
@@ -361,7 +438,8 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
           if (body.min_decryption_version !== undefined) {
             const v = integerField(body.min_decryption_version, 'min_decryption_version');
             if (v < 0) throw new VaultHttpError(400, ['min decryption version must be positive']);
-            if (v > key.latestVersion) throw new VaultHttpError(400, [`cannot set min decryption version of ${v}, latest key version is ${key.latestVersion}`]);
+            if (v > key.latestVersion)
+              throw new VaultHttpError(400, [`cannot set min decryption version of ${v}, latest key version is ${key.latestVersion}`]);
             key.minDecryptionVersion = v === 0 ? 1 : v;
           }
           if (body.min_encryption_version !== undefined) {
@@ -540,19 +618,39 @@ function newToken(): string {
 function newTransitKey(): TransitKey {
   return {
     versions: new Map([[1, { key: randomBytes(32), createdAt: Date.now() }]]),
-    latestVersion: 1, minDecryptionVersion: 1, minEncryptionVersion: 0, deletionAllowed: false,
+    latestVersion: 1,
+    minDecryptionVersion: 1,
+    minEncryptionVersion: 0,
+    deletionAllowed: false,
   };
 }
 
 function envelope(data: object | null, auth: object | null = null): object {
-  return { request_id: randomUUID(), lease_id: '', renewable: false, lease_duration: 0, data, wrap_info: null, warnings: null, auth, mount_type: '' };
+  return {
+    request_id: randomUUID(),
+    lease_id: '',
+    renewable: false,
+    lease_duration: 0,
+    data,
+    wrap_info: null,
+    warnings: null,
+    auth,
+    mount_type: '',
+  };
 }
 
 function healthBody(sealed: boolean): object {
   return {
-    initialized: true, sealed, standby: false, performance_standby: false, replication_performance_mode: 'disabled',
-    replication_dr_mode: 'disabled', server_time_utc: Math.floor(Date.now() / 1000), version: '1.17.0+standin',
-    cluster_name: 'vault-standin', cluster_id: '00000000-0000-4000-8000-000000000000',
+    initialized: true,
+    sealed,
+    standby: false,
+    performance_standby: false,
+    replication_performance_mode: 'disabled',
+    replication_dr_mode: 'disabled',
+    server_time_utc: Math.floor(Date.now() / 1000),
+    version: '1.17.0+standin',
+    cluster_name: 'vault-standin',
+    cluster_id: '00000000-0000-4000-8000-000000000000',
   };
 }
 
@@ -568,7 +666,8 @@ function pathMatches(pattern: string, path: string): boolean {
 
 function integerField(value: unknown, name: string): number {
   const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n)) throw new VaultHttpError(400, [`error converting input ${String(value)} for field "${name}"`]);
+  if (typeof n !== 'number' || !Number.isInteger(n))
+    throw new VaultHttpError(400, [`error converting input ${String(value)} for field "${name}"`]);
   return n;
 }
 

@@ -3,10 +3,27 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SERVICE_NAMES } from '@parley/platform';
+
+function postJson(url: string, body: unknown, apiKey: string, ca: Buffer): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -20,7 +37,11 @@ describe('dev stack', () => {
       PARLEY_DEV_PORT_BASE: String(portBase),
       PARLEY_LOG_LEVEL: 'warn',
     };
-    const child = spawn(process.execPath, [join(root, 'packages/devstack/dist/main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(root, 'packages/devstack/dist/main.js')], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const output: string[] = [];
     const ready = new Promise<string>((resolve, reject) => {
       const onData = (b: Buffer) => {
@@ -41,8 +62,12 @@ describe('dev stack', () => {
       const stackFile = join(dir, 'stack.json');
       expect((await stat(stackFile)).mode & 0o777).toBe(0o600);
       const info = JSON.parse(await readFile(stackFile, 'utf8')) as {
-        edgeUrl: string; caCert: string; certsDir: string; databaseUrl: string;
+        edgeUrl: string;
+        caCert: string;
+        certsDir: string;
+        databaseUrl: string;
         services: Record<string, { url: string; healthUrl: string }>;
+        bootstrap?: { tenantId: string; apiKey: string; agentId: string };
       };
       expect(info.edgeUrl).toBe(`https://localhost:${portBase}`);
       expect(info.databaseUrl).toMatch(/^postgres(ql)?:\/\//);
@@ -53,10 +78,35 @@ describe('dev stack', () => {
         await stat(join(info.certsDir, `${name}.crt`));
         expect((await stat(join(info.certsDir, `${name}.key`))).mode & 0o777).toBe(0o600);
       }
+      // The bootstrap workspace key works against the public API: a Connect JSON POST, as curl would send it.
+      const boot = info.bootstrap!;
+      expect(boot.tenantId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(boot.apiKey).toMatch(/^pk_test_[0-9A-Za-z]{80}$/);
+      const session = await postJson(
+        `${info.edgeUrl}/parley.api.v1.SessionService/CreateSession`,
+        { agentId: boot.agentId },
+        boot.apiKey,
+        await readFile(info.caCert),
+      );
+      expect(session.status, session.text).toBe(200);
+      expect((JSON.parse(session.text) as { token: string }).token.split('.')).toHaveLength(3);
+      // The secrets service is wired too (local KEK keyring in the dev folder): a provider key goes in, only metadata comes out.
+      const value = `sk-dev-${Date.now()}-stack-test-value`;
+      const put = await postJson(
+        `${info.edgeUrl}/parley.api.v1.SecretService/PutSecret`,
+        { name: 'openai', providerKind: 'llm', value },
+        boot.apiKey,
+        await readFile(info.caCert),
+      );
+      expect(put.status, put.text).toBe(200);
+      expect(put.text).not.toContain(value.slice(0, -4));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       for (const name of SERVICE_NAMES) {
-        const after = await fetch(info.services[name]!.healthUrl).then(() => 'open', () => 'closed');
+        const after = await fetch(info.services[name]!.healthUrl).then(
+          () => 'open',
+          () => 'closed',
+        );
         expect(after, `${name} stopped`).toBe('closed');
       }
     } finally {

@@ -5,7 +5,14 @@ import { startVaultStandin, type VaultStandin } from '../src/vault-standin.js';
 
 let vault: VaultStandin;
 
-async function call(method: string, path: string, options: { token?: string; body?: unknown } = {}): Promise<{ status: number; body: any }> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- Vault's JSON answers are read field by field in the assertions below
+type VaultJson = any;
+
+async function call(
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown } = {},
+): Promise<{ status: number; body: VaultJson }> {
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };
   if (options.token !== undefined) headers['X-Vault-Token'] = options.token;
   const res = await fetch(`${vault.address}/v1/${path}`, {
@@ -43,13 +50,19 @@ describe('Vault stand-in wire format', () => {
     expect(Buffer.from(key.body.data.plaintext, 'base64')).toHaveLength(32);
     expect(key.body.data.ciphertext).toMatch(/^vault:v1:[A-Za-z0-9+/]+=*$/);
     expect(key.body.data.key_version).toBe(1);
-    const plain = await call('POST', 'transit/decrypt/parley-secrets', { token: vault.rootToken, body: { ciphertext: key.body.data.ciphertext } });
+    const plain = await call('POST', 'transit/decrypt/parley-secrets', {
+      token: vault.rootToken,
+      body: { ciphertext: key.body.data.ciphertext },
+    });
     expect(plain.body.data.plaintext).toBe(key.body.data.plaintext);
   });
 
   it('rotates, rewraps to the newest version and refuses versions below min_decryption_version with 400', async () => {
     const root = { token: vault.rootToken };
-    const old = await call('POST', 'transit/encrypt/parley-secrets', { ...root, body: { plaintext: Buffer.from('hi').toString('base64') } });
+    const old = await call('POST', 'transit/encrypt/parley-secrets', {
+      ...root,
+      body: { plaintext: Buffer.from('hi').toString('base64') },
+    });
     const rotated = await call('POST', 'transit/keys/parley-secrets/rotate', root);
     expect(rotated.body.data.latest_version).toBe(2);
     const rewrapped = await call('POST', 'transit/rewrap/parley-secrets', { ...root, body: { ciphertext: old.body.data.ciphertext } });

@@ -173,3 +173,162 @@ no peer is configured, because a rule without `to` would open those ports to eve
 {{- end -}}
 {{- toJson $peers -}}
 {{- end -}}
+
+{{/*
+The Secret with the edge's public certificate: config.edge.publicTls.existingSecret, or the one
+the chart's own Certificate fills; empty when the edge serves its internal certificate.
+*/}}
+{{- define "parley.edgePublicTlsSecret" -}}
+{{- $tls := .Values.config.edge.publicTls -}}
+{{- if and $tls.existingSecret $tls.certificate.enabled -}}
+{{- fail "config.edge.publicTls: set existingSecret or enable certificate, not both" -}}
+{{- end -}}
+{{- if $tls.existingSecret -}}
+{{- $tls.existingSecret -}}
+{{- else if $tls.certificate.enabled -}}
+{{- printf "%s-edge-public-tls" (include "parley.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The public session URL identity signs into session URLs (see config.identity.sessionPublicUrl). */}}
+{{- define "parley.sessionPublicUrl" -}}
+{{- $x := .Values.exposure -}}
+{{- if .Values.config.identity.sessionPublicUrl -}}
+{{- .Values.config.identity.sessionPublicUrl -}}
+{{- else if $x.ingress.enabled -}}
+{{- printf "https://%s" $x.ingress.session.host -}}
+{{- else if and $x.gateway.enabled $x.gateway.session.hostnames -}}
+{{- printf "https://%s" (first $x.gateway.session.hostnames) -}}
+{{- else -}}
+{{- printf "https://%s-voice-orchestrator-public.%s.svc:%v" (include "parley.fullname" .) .Release.Namespace .Values.ports.public -}}
+{{- end -}}
+{{- end -}}
+
+{{/* An env entry whose value comes from a Secret key, as YAML. */}}
+{{- define "parley.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "%s.existingSecret: name the Secret holding %s" .from .name) .ref.existingSecret }}
+      key: {{ .ref.key }}
+{{- end -}}
+
+{{/*
+A service's own environment (config.<service>) and, for the services that keep a KEK in Vault
+(vault.services), exactly the variables @parley/envelope's loadKekProviderConfig reads. Returns
+a YAML list of env entries; credentials only as secretKeyRef or as paths of mounted files.
+Call with (dict "root" $ "service" "<name>").
+*/}}
+{{- define "parley.serviceEnv" -}}
+{{- $root := .root -}}
+{{- $service := .service -}}
+{{- $c := $root.Values.config -}}
+{{- $vault := $root.Values.vault -}}
+{{- if eq $service "edge" }}
+- name: PARLEY_EDGE_AUTH_CACHE_MS
+  value: {{ $c.edge.authCacheMs | quote }}
+- name: PARLEY_EDGE_JWKS_CACHE_MS
+  value: {{ $c.edge.jwksCacheMs | quote }}
+{{- if include "parley.edgePublicTlsSecret" $root }}
+- name: PARLEY_PUBLIC_TLS_CERT
+  value: /var/run/parley/public-tls/tls.crt
+- name: PARLEY_PUBLIC_TLS_KEY
+  value: /var/run/parley/public-tls/tls.key
+{{- end }}
+{{- else if eq $service "identity" }}
+{{ include "parley.secretEnv" (dict "name" "PARLEY_API_KEY_PEPPER" "ref" $c.identity.apiKeyPepper "from" "config.identity.apiKeyPepper") }}
+- name: PARLEY_API_KEY_ENVIRONMENT
+  value: {{ $c.identity.apiKeyEnvironment | quote }}
+- name: PARLEY_API_KEY_ROTATION_OVERLAP_SECONDS
+  value: {{ $c.identity.apiKeyRotationOverlapSeconds | quote }}
+- name: PARLEY_SESSION_ISSUER
+  value: {{ $c.identity.sessionIssuer | quote }}
+- name: PARLEY_SESSION_AUDIENCE
+  value: {{ $c.identity.sessionAudience | quote }}
+- name: PARLEY_SESSION_PUBLIC_URL
+  value: {{ include "parley.sessionPublicUrl" $root | quote }}
+- name: PARLEY_SIGNING_KEY_ROTATION_HOURS
+  value: {{ $c.identity.signingKeyRotationHours | quote }}
+- name: PARLEY_AUTH_MAX_FAILURES
+  value: {{ $c.identity.authThrottle.maxFailures | quote }}
+- name: PARLEY_AUTH_FAILURE_WINDOW_SECONDS
+  value: {{ $c.identity.authThrottle.failureWindowSeconds | quote }}
+- name: PARLEY_AUTH_BLOCK_SECONDS
+  value: {{ $c.identity.authThrottle.blockSeconds | quote }}
+{{- else if eq $service "secrets" }}
+- name: PARLEY_SECRET_VERSION_GRACE_MS
+  value: {{ $c.secrets.versionGraceMs | int64 | quote }}
+- name: PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS
+  value: {{ $c.secrets.maintenanceIntervalMs | int64 | quote }}
+- name: PARLEY_KEK_REWRAP_BATCH_SIZE
+  value: {{ $c.secrets.rewrapBatchSize | quote }}
+- name: PARLEY_DEK_CACHE
+  value: {{ ternary "on" "off" $c.secrets.dataKeyCache.enabled | quote }}
+- name: PARLEY_DEK_CACHE_MAX_AGE_MS
+  value: {{ $c.secrets.dataKeyCache.maxAgeMs | int64 | quote }}
+- name: PARLEY_DEK_CACHE_MAX_USES
+  value: {{ $c.secrets.dataKeyCache.maxUses | int64 | quote }}
+- name: PARLEY_DEK_CACHE_MAX_ENTRIES
+  value: {{ $c.secrets.dataKeyCache.maxEntries | int64 | quote }}
+{{- else if eq $service "tenant-data" }}
+- name: PARLEY_DB_POOL_MAX
+  value: {{ (index $c "tenant-data").dbPoolMax | quote }}
+{{ include "parley.secretEnv" (dict "name" "PARLEY_SUBJECT_HASH_PEPPER" "ref" (index $c "tenant-data").subjectHashPepper "from" "config.tenant-data.subjectHashPepper") }}
+{{- else if eq $service "audit" }}
+- name: PARLEY_DB_POOL_MAX
+  value: {{ $c.audit.dbPoolMax | quote }}
+- name: PARLEY_AUDIT_CHECKPOINT_EVERY_EVENTS
+  value: {{ $c.audit.checkpointEveryEvents | int64 | quote }}
+- name: PARLEY_AUDIT_CHECKPOINT_EVERY_MS
+  value: {{ $c.audit.checkpointEveryMs | int64 | quote }}
+- name: PARLEY_AUDIT_SIGNING_KEY_PATH
+  value: /var/run/parley/audit-signing-key/signing-key.json
+{{- end }}
+{{- if hasKey $vault.services $service }}
+{{- $client := get $vault.services $service }}
+- name: PARLEY_KEK_PROVIDER
+  value: vault
+- name: PARLEY_VAULT_ADDR
+  value: {{ required "vault.address: set Vault's address, e.g. https://vault.vault.svc:8200" $vault.address | quote }}
+{{- with $vault.namespace }}
+- name: PARLEY_VAULT_NAMESPACE
+  value: {{ . | quote }}
+{{- end }}
+- name: PARLEY_VAULT_TRANSIT_MOUNT
+  value: {{ $vault.transitMount | quote }}
+- name: PARLEY_VAULT_TRANSIT_KEY
+  value: {{ $client.transitKey | quote }}
+- name: PARLEY_VAULT_TIMEOUT_MS
+  value: {{ $vault.requestTimeoutMs | quote }}
+- name: PARLEY_VAULT_AUTH
+  value: {{ $vault.auth.method | quote }}
+{{- if $vault.caSecret.name }}
+- name: PARLEY_VAULT_CACERT
+  value: /var/run/parley/vault-ca/ca.crt
+{{- end }}
+{{- if eq $vault.auth.method "kubernetes" }}
+- name: PARLEY_VAULT_K8S_ROLE
+  value: {{ required (printf "vault.services.%s.role: name the Vault Kubernetes auth role of %s" $service $service) $client.role | quote }}
+- name: PARLEY_VAULT_K8S_JWT_PATH
+  value: /var/run/secrets/kubernetes.io/serviceaccount/token
+{{- with $vault.auth.mountPath }}
+- name: PARLEY_VAULT_K8S_MOUNT
+  value: {{ . | quote }}
+{{- end }}
+{{- else if eq $vault.auth.method "approle" }}
+{{- $_ := required "vault.auth.existingSecret: name the Secret holding the AppRole secret_ids" $vault.auth.existingSecret }}
+- name: PARLEY_VAULT_APPROLE_ROLE_ID
+  value: {{ required (printf "vault.services.%s.role: set the AppRole role_id of %s" $service $service) $client.role | quote }}
+- name: PARLEY_VAULT_APPROLE_SECRET_ID_FILE
+  value: /var/run/parley/vault-auth/secret-id
+{{- with $vault.auth.mountPath }}
+- name: PARLEY_VAULT_APPROLE_MOUNT
+  value: {{ . | quote }}
+{{- end }}
+{{- else if eq $vault.auth.method "token" }}
+{{- $_ := required "vault.auth.existingSecret: name the Secret holding the Vault tokens" $vault.auth.existingSecret }}
+- name: PARLEY_VAULT_TOKEN_FILE
+  value: /var/run/parley/vault-auth/token
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -71,7 +71,8 @@ export async function auditCatalog(db: Queryable, options: CatalogAuditOptions =
   for (const t of tables) {
     const subject = `${t.schema}.${t.table}`;
     if (t.kind === 'v') {
-      if (!t.security_invoker) violations.push({ subject, rule: 'view must be created WITH (security_invoker = true) so RLS applies to the caller' });
+      if (!t.security_invoker)
+        violations.push({ subject, rule: 'view must be created WITH (security_invoker = true) so RLS applies to the caller' });
       continue;
     }
     if (t.kind === 'm' || t.kind === 'f') {
@@ -90,7 +91,15 @@ export async function auditCatalog(db: Queryable, options: CatalogAuditOptions =
     }
   }
 
-  const { rows: roles } = await db.query<{ role: string; superuser: boolean; bypassrls: boolean; owns: number; owned_schemas: number; foreign_schemas: string[]; bookkeeping: string[] }>(
+  const { rows: roles } = await db.query<{
+    role: string;
+    superuser: boolean;
+    bypassrls: boolean;
+    owns: number;
+    owned_schemas: number;
+    foreign_schemas: string[];
+    bookkeeping: string[];
+  }>(
     `select r.rolname as role, r.rolsuper as superuser, r.rolbypassrls as bypassrls,
             (select count(*)::int from pg_class c where c.relowner = r.oid) as owns,
             (select count(*)::int from pg_namespace n where n.nspowner = r.oid) as owned_schemas,
@@ -110,7 +119,8 @@ export async function auditCatalog(db: Queryable, options: CatalogAuditOptions =
     if (r.bypassrls) violations.push({ subject: r.role, rule: 'service role must not have BYPASSRLS' });
     if (r.owns > 0) violations.push({ subject: r.role, rule: `service role must not own tables (owns ${r.owns} relations)` });
     if (r.owned_schemas > 0) violations.push({ subject: r.role, rule: 'service role must not own a schema' });
-    for (const schema of r.foreign_schemas) violations.push({ subject: r.role, rule: `service role may use only its own schema, can use ${schema}` });
+    for (const schema of r.foreign_schemas)
+      violations.push({ subject: r.role, rule: `service role may use only its own schema, can use ${schema}` });
     for (const table of r.bookkeeping) violations.push({ subject: r.role, rule: `service role must have no privileges on ${table}` });
   }
   return violations;

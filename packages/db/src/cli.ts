@@ -7,7 +7,8 @@ import { loadMigrateConfig } from './config.js';
 import { loadServiceMigrations } from './migrations.js';
 import { migrateAll } from './migrate.js';
 
-const usage = 'usage: parley-db migrate\n  env: DATABASE_URL (admin or parley_migrator), PARLEY_DB_PASSWORD_<SERVICE> (optional, per service role)';
+const usage =
+  'usage: parley-db migrate\n  env: DATABASE_URL (admin or parley_migrator), PARLEY_DB_PASSWORD_<SERVICE> (optional, per service role)';
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command] = argv;

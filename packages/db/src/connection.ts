@@ -1,6 +1,7 @@
 import type { ServiceName } from '@parley/platform';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely } from 'kysely';
 import pg from 'pg';
+import { ParleyPostgresDialect } from './dialect.js';
 import { roleFor, schemaFor } from './names.js';
 
 /** DbOptions configures a connection pool. */
@@ -32,7 +33,15 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
 
 /** createDb builds a Kysely over a new pool; destroy() closes the pool. */
 export function createDb<DB>(url: string, options: DbOptions = {}): Kysely<DB> {
-  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(url, options) }) });
+  return createDbOnPool<DB>(createPool(url, options));
+}
+
+/**
+ * createDbOnPool builds a Kysely over a pool the caller made (createPool); destroy() ends it.
+ * Its dialect lets withTenant open a transaction and set the tenant in one round trip.
+ */
+export function createDbOnPool<DB>(pool: pg.Pool): Kysely<DB> {
+  return new Kysely<DB>({ dialect: new ParleyPostgresDialect(pool) });
 }
 
 /**

@@ -74,16 +74,25 @@ export function mapDatabaseError(err: unknown): unknown {
       const field = fieldOfConstraint(table, err.constraint);
       const parent = referencedTable(err.detail);
       if (err.message.includes('update or delete')) {
-        return new InvalidArgumentError(`the row is still referenced${parent === undefined ? '' : ` from ${parent}`}; delete those rows first`, { cause: err });
+        return new InvalidArgumentError(
+          `the row is still referenced${parent === undefined ? '' : ` from ${parent}`}; delete those rows first`,
+          { cause: err },
+        );
       }
       return new NotFoundError(`${field ?? 'a referenced id'} does not name an existing ${parent ?? 'row'} of this tenant`, { cause: err });
     }
     case '23514': {
       const field = fieldOfConstraint(table, err.constraint);
-      return new InvalidArgumentError(`${field ?? 'a value'} breaks the rule ${err.constraint ?? ''}${where}`.trim(), { ...(field === undefined ? {} : { field }), cause: err });
+      return new InvalidArgumentError(`${field ?? 'a value'} breaks the rule ${err.constraint ?? ''}${where}`.trim(), {
+        ...(field === undefined ? {} : { field }),
+        cause: err,
+      });
     }
     case '23502':
-      return new InvalidArgumentError(`${err.column ?? 'a required field'} is required${where}`, { ...(err.column === undefined ? {} : { field: err.column }), cause: err });
+      return new InvalidArgumentError(`${err.column ?? 'a required field'} is required${where}`, {
+        ...(err.column === undefined ? {} : { field: err.column }),
+        cause: err,
+      });
     case '22P02':
     case '22007':
     case '22008':

@@ -1,12 +1,28 @@
 export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViolation } from './catalog.js';
 export { loadMigrateConfig, rolePasswordVariable, type MigrateConfig } from './config.js';
-export { createDb, createPool, createServiceDb, serviceDatabaseUrl, type DbOptions } from './connection.js';
-// startEmbeddedPostgres lives in '@parley/db/embedded' so that services never load the bundled Postgres.
+export { createDb, createDbOnPool, createPool, createServiceDb, serviceDatabaseUrl, type DbOptions } from './connection.js';
+// startEmbeddedPostgres lives in @parley/embedded-postgres, so production images never carry the bundled Postgres.
 export { isPgError, mapDatabaseError } from './errors.js';
 export { isUuid, requireUuid } from './ids.js';
-export { ensureRolesAndSchemas, migrateAll, migrateService, type MigrateAllOptions, type MigrateAllResult, type RolePasswords } from './migrate.js';
+export {
+  ensureRolesAndSchemas,
+  migrateAll,
+  migrateService,
+  type MigrateAllOptions,
+  type MigrateAllResult,
+  type RolePasswords,
+} from './migrate.js';
 export { loadServiceMigrations, staticMigrations, type LoadMigrationsOptions, type ServiceMigrations } from './migrations.js';
 export { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATOR_ROLE, roleFor, schemaFor, SERVICE_ROLES, TENANT_SETTING } from './names.js';
 export { enableTenantIsolation } from './policy.js';
 export { currentTenant, withTenant, type TenantTransaction, type WithTenantOptions } from './tenant.js';
-export { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, MAX_PAGE_SIZE, pageSizeOf, toPage, type Page, type PageRequest } from './pagination.js';
+export {
+  decodeCursor,
+  DEFAULT_PAGE_SIZE,
+  encodeCursor,
+  MAX_PAGE_SIZE,
+  pageSizeOf,
+  toPage,
+  type Page,
+  type PageRequest,
+} from './pagination.js';

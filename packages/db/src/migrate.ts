@@ -139,10 +139,15 @@ export async function migrateService(url: string, migrations: ServiceMigrations,
     const failed = results?.find((r) => r.status === 'Error');
     if (error !== undefined) {
       const name = failed === undefined ? '' : ` at ${failed.migrationName}`;
-      throw new FailedPreconditionError(`migrating ${migrations.service}${name} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new FailedPreconditionError(
+        `migrating ${migrations.service}${name} failed: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
     }
     const role = ident(roleFor(migrations.service));
-    await pool.query(`revoke all on ${ident(schema)}.${ident(MIGRATION_TABLE)}, ${ident(schema)}.${ident(MIGRATION_LOCK_TABLE)} from ${role}`);
+    await pool.query(
+      `revoke all on ${ident(schema)}.${ident(MIGRATION_TABLE)}, ${ident(schema)}.${ident(MIGRATION_LOCK_TABLE)} from ${role}`,
+    );
     return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
   } finally {
     await db.destroy();

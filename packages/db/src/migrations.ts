@@ -47,7 +47,8 @@ export async function loadServiceMigrations(options: LoadMigrationsOptions): Pro
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { exports?: Record<string, ExportTarget> };
     const target = manifest.exports?.['./migrations'];
     if (target === undefined) continue;
-    const file = typeof target === 'string' ? target : options.source === true ? (target['@parley/source'] ?? target.default) : target.default;
+    const file =
+      typeof target === 'string' ? target : options.source === true ? (target['@parley/source'] ?? target.default) : target.default;
     if (file === undefined) throw new FailedPreconditionError(`${manifestPath}: the "./migrations" export names no file`);
     const path = join(dir, file);
     if (!existsSync(path)) {

@@ -36,7 +36,10 @@ export function encodeCursor(list: string, key: readonly (string | number)[]): s
 
 /** decodeCursor reads a cursor made by encodeCursor for the same list, or throws InvalidArgumentError. */
 export function decodeCursor(list: string, cursor: string, shape: readonly ('string' | 'number')[]): (string | number)[] {
-  const bad = () => new InvalidArgumentError('cursor is not one this list returned; pass the nextCursor of the previous page unchanged', { field: 'cursor' });
+  const bad = () =>
+    new InvalidArgumentError('cursor is not one this list returned; pass the nextCursor of the previous page unchanged', {
+      field: 'cursor',
+    });
   if (cursor.length > 512) throw bad();
   let parsed: unknown;
   try {

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { pendingTenant, type PendingTenant } from './dialect.js';
 import { mapDatabaseError } from './errors.js';
 import { requireUuid } from './ids.js';
 import { TENANT_SETTING } from './names.js';
@@ -25,6 +26,10 @@ export interface WithTenantOptions {
  * and hands the callback the transaction. Row-level security then confines every statement to
  * that tenant, even one that forgets its `WHERE tenant_id`. Postgres errors the caller caused
  * are mapped to domain errors; the transaction is rolled back on any error.
+ *
+ * On a Kysely made by createDb, BEGIN and the tenant (as the equivalent `SET LOCAL`) travel in
+ * one round trip (see ParleyPostgresDialect); on any other Kysely, set_config is sent as the
+ * transaction's first statement. Either way the callback's first query already runs as the tenant.
  */
 export async function withTenant<DB, T>(
   db: Kysely<DB>,
@@ -35,11 +40,17 @@ export async function withTenant<DB, T>(
   const tenant = requireUuid(tenantId, 'tenant_id');
   let builder = db.transaction();
   if (options.isolationLevel !== undefined) builder = builder.setIsolationLevel(options.isolationLevel);
+  const pending: PendingTenant = { tenantId: tenant, applied: false };
   try {
-    return await builder.execute(async (trx) => {
-      await sql`select set_config(${TENANT_SETTING}, ${tenant}, true)`.execute(trx);
-      return callback(trx as TenantTransaction<DB>);
-    });
+    return await pendingTenant.run(pending, () =>
+      builder.execute(async (trx) => {
+        if (!pending.applied) {
+          await sql`select set_config(${TENANT_SETTING}, ${tenant}, true)`.execute(trx);
+          pending.applied = true;
+        }
+        return callback(trx as TenantTransaction<DB>);
+      }),
+    );
   } catch (err) {
     throw mapDatabaseError(err);
   }

@@ -45,7 +45,10 @@ export interface IssuedCertificate {
 
 async function exportKeyPem(key: CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`;
 }
 
@@ -55,7 +58,9 @@ async function importKeyPem(pem: string): Promise<CryptoKey> {
 }
 
 /** createCertificateAuthority makes a self-signed ECDSA P-256 CA valid for validityHours. */
-export async function createCertificateAuthority(options: { name?: string; validityHours?: number; notBefore?: Date } = {}): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(
+  options: { name?: string; validityHours?: number; notBefore?: Date } = {},
+): Promise<CertificateAuthority> {
   const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
   const notBefore = options.notBefore ?? new Date(Date.now() - 5 * 60_000);
   const cert = await X509CertificateGenerator.createSelfSigned({
@@ -179,7 +184,11 @@ export async function ensureDevPki(options: DevPkiOptions): Promise<DevPkiPaths>
   }
   for (const service of options.services ?? SERVICE_NAMES) {
     const valid = (await remainingMs(paths.cert(service))) > HOUR;
-    const sameCa = valid && (await readFile(paths.cert(service), 'utf8').then((pem) => new NodeX509Certificate(pem).checkIssued(new NodeX509Certificate(ca.certPem))));
+    const sameCa =
+      valid &&
+      (await readFile(paths.cert(service), 'utf8').then((pem) =>
+        new NodeX509Certificate(pem).checkIssued(new NodeX509Certificate(ca.certPem)),
+      ));
     if (valid && sameCa) continue;
     const issued = await issueCertificate(ca, {
       spiffeId: spiffeIdFor(service, trustDomain),

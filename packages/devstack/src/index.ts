@@ -1,2 +1,2 @@
-export * from "./process.js";
-export * from "./stack.js";
+export * from './process.js';
+export * from './stack.js';

@@ -1,20 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/db/embedded';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
 import { ensureDevPki } from '@parley/devpki';
-import {
-  ConfigError,
-  envInt,
-  envOptional,
-  envString,
-  peerUrlVariable,
-  SERVICE_NAMES,
-  type Env,
-  type ServiceName,
-} from '@parley/platform';
+import { ConfigError, envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { ServiceProcess } from './process.js';
 
 /** DevStackConfig is what the dev stack reads from the environment. */
@@ -76,6 +68,38 @@ async function secretFile(path: string, make: () => string): Promise<string> {
 }
 
 /**
+ * bootstrapDemoAgent completes identity's dev bootstrap (workspace and owner key) with a demo
+ * agent, created the way a customer would: through the edge's public API with that key. The
+ * file (0600) remembers the agent so that a restart does not create another.
+ */
+async function bootstrapDemoAgent(file: string, edgeUrl: string, ca: Buffer): Promise<Record<string, string>> {
+  const record = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; apiKey: string; agentId?: string };
+  if (record.agentId === undefined) {
+    const body = JSON.stringify({ name: 'Demo agent', prompt: 'You are a friendly demo voice agent.' });
+    const text = await new Promise<string>((resolveText, reject) => {
+      const req = httpsRequest(
+        `${edgeUrl}/parley.api.v1.AgentService/CreateAgent`,
+        { method: 'POST', ca, headers: { 'content-type': 'application/json', authorization: `Bearer ${record.apiKey}` } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            res.statusCode === 200
+              ? resolveText(Buffer.concat(chunks).toString('utf8'))
+              : reject(new Error(`demo agent: edge answered ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8')}`)),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    record.agentId = (JSON.parse(text) as { agent: { id: string } }).agent.id;
+    await writeFile(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  }
+  return { tenantId: record.tenantId, apiKey: record.apiKey, agentId: record.agentId };
+}
+
+/**
  * startDevStack brings up Parley on one machine: Postgres (embedded unless DATABASE_URL is
  * set), a dev PKI, migrations, and every service as its own process on localhost; it resolves
  * once all are ready and stack.json is written.
@@ -105,8 +129,16 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
   try {
     const passwordsFile = join(config.dir, 'db-role-passwords.json');
     const rolePasswords = JSON.parse(
-      await secretFile(passwordsFile, () => JSON.stringify(Object.fromEntries(SERVICE_NAMES.map((s) => [s, randomBytes(24).toString('base64url')])))),
+      await secretFile(passwordsFile, () =>
+        JSON.stringify(Object.fromEntries(SERVICE_NAMES.map((s) => [s, randomBytes(24).toString('base64url')]))),
+      ),
     ) as RolePasswords;
+    // tenant-data keys the look-up hashes of subjects' phone numbers and e-mails with this pepper;
+    // kept across restarts, since a new one would make every stored hash unfindable.
+    const subjectHashPepper = await secretFile(join(config.dir, 'subject-hash-pepper'), () => randomBytes(32).toString('base64'));
+    // identity keys the stored hashes of API keys with this pepper; a new one would void every key.
+    const apiKeyPepper = await secretFile(join(config.dir, 'api-key-pepper'), () => randomBytes(32).toString('base64'));
+    const bootstrapFile = join(config.dir, 'bootstrap.json');
     await migrateAll(adminUrl, {
       services: await loadServiceMigrations({ workspaceRoot: config.root }),
       rolePasswords,
@@ -140,6 +172,15 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         ...(service === 'edge' ? { PARLEY_PUBLIC_PORT: String(config.portBase) } : {}),
         ...(service === 'voice-orchestrator' ? { PARLEY_PUBLIC_PORT: String(config.portBase + 1) } : {}),
         ...(service === 'secrets' ? { PARLEY_KEK_PROVIDER: 'local', PARLEY_LOCAL_KEYRING_PATH: join(config.dir, 'keyring.json') } : {}),
+        ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
+        ...(service === 'identity'
+          ? {
+              PARLEY_API_KEY_PEPPER: apiKeyPepper,
+              PARLEY_API_KEY_ENVIRONMENT: 'test',
+              PARLEY_BOOTSTRAP_FILE: bootstrapFile,
+              PARLEY_SESSION_PUBLIC_URL: info.sessionUrl,
+            }
+          : {}),
       };
       const proc = new ServiceProcess({
         name: service,
@@ -150,12 +191,17 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         onLine: (name, line) => log(`[${name}] ${line}`),
       });
       processes.push(proc);
-      info.services[service] = { url: `https://localhost:${port(service)}`, healthUrl: `http://127.0.0.1:${healthPort(service)}/readyz`, pid: undefined };
+      info.services[service] = {
+        url: `https://localhost:${port(service)}`,
+        healthUrl: `http://127.0.0.1:${healthPort(service)}/readyz`,
+        pid: undefined,
+      };
     }
     for (const p of processes) p.start();
     await Promise.all(processes.map((p) => p.waitReady(60_000)));
     for (const p of processes) info.services[p.name as ServiceName].pid = p.pid;
 
+    info.bootstrap = await bootstrapDemoAgent(bootstrapFile, info.edgeUrl, await readFile(pki.caCert));
     const stackFile = join(config.dir, 'stack.json');
     await writeFile(stackFile, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
     await chmod(stackFile, 0o600);

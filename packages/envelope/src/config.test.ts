@@ -16,20 +16,25 @@ describe('loadKekProviderConfig', () => {
       provider: 'vault',
       address: 'https://vault:8200',
       transitMount: 'transit',
-      keyName: 'parley-secrets',
+      keyName: 'parley-kek',
       namespace: undefined,
       caCertFile: undefined,
       requestTimeoutMs: 5_000,
-      auth: { method: 'kubernetes', role: 'parley-secrets', jwtPath: '/var/run/secrets/kubernetes.io/serviceaccount/token', mountPath: 'kubernetes' },
+      auth: {
+        method: 'kubernetes',
+        role: 'parley-secrets',
+        jwtPath: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+        mountPath: 'kubernetes',
+      },
     });
   });
 
   it('names the variable at fault', () => {
     expect(() => loadKekProviderConfig({ PARLEY_KEK_PROVIDER: 'vault' })).toThrow(/PARLEY_VAULT_ADDR: is required/);
     expect(() => loadKekProviderConfig({ PARLEY_KEK_PROVIDER: 'kms' })).toThrow(ConfigError);
-    expect(() => loadKekProviderConfig({ PARLEY_KEK_PROVIDER: 'vault', PARLEY_VAULT_ADDR: 'https://v', PARLEY_VAULT_AUTH: 'approle' })).toThrow(
-      /PARLEY_VAULT_APPROLE_ROLE_ID/,
-    );
+    expect(() =>
+      loadKekProviderConfig({ PARLEY_KEK_PROVIDER: 'vault', PARLEY_VAULT_ADDR: 'https://v', PARLEY_VAULT_AUTH: 'approle' }),
+    ).toThrow(/PARLEY_VAULT_APPROLE_ROLE_ID/);
   });
 });
 

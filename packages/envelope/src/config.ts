@@ -64,7 +64,7 @@ export function loadKekProviderConfig(env: Env): KekProviderConfig {
     provider,
     address,
     transitMount: envString(env, 'PARLEY_VAULT_TRANSIT_MOUNT', 'transit').replace(/^\/+|\/+$/g, ''),
-    keyName: envString(env, 'PARLEY_VAULT_TRANSIT_KEY', 'parley-secrets'),
+    keyName: envString(env, 'PARLEY_VAULT_TRANSIT_KEY', 'parley-kek'),
     namespace: envOptional(env, 'PARLEY_VAULT_NAMESPACE'),
     caCertFile: envOptional(env, 'PARLEY_VAULT_CACERT'),
     requestTimeoutMs: envInt(env, 'PARLEY_VAULT_TIMEOUT_MS', 5_000, 100, 60_000),
@@ -91,7 +91,12 @@ export async function createKekProvider(config: KekProviderConfig, logger: Envel
   if (config.auth.method === 'kubernetes') {
     auth = config.auth;
   } else if (config.auth.method === 'approle') {
-    auth = { method: 'approle', roleId: config.auth.roleId, secretId: await readSecretFile(config.auth.secretIdFile, 'PARLEY_VAULT_APPROLE_SECRET_ID_FILE'), mountPath: config.auth.mountPath };
+    auth = {
+      method: 'approle',
+      roleId: config.auth.roleId,
+      secretId: await readSecretFile(config.auth.secretIdFile, 'PARLEY_VAULT_APPROLE_SECRET_ID_FILE'),
+      mountPath: config.auth.mountPath,
+    };
   } else {
     auth = { method: 'token', token: await readSecretFile(config.auth.tokenFile, 'PARLEY_VAULT_TOKEN_FILE') };
   }
@@ -108,7 +113,10 @@ export async function createKekProvider(config: KekProviderConfig, logger: Envel
 }
 
 /** createDataKeySource wraps the provider in a DataKeyCache unless the cache is turned off. */
-export function createDataKeySource(kek: KekProvider, config: DataKeyCacheConfig): DataKeySource & { readonly cache: DataKeyCache | undefined } {
+export function createDataKeySource(
+  kek: KekProvider,
+  config: DataKeyCacheConfig,
+): DataKeySource & { readonly cache: DataKeyCache | undefined } {
   if (!config.enabled) return Object.assign(uncachedDataKeys(kek), { cache: undefined });
   const cache = new DataKeyCache(kek, config.limits);
   return { cache, withDataKey: (wrappedKey, use) => cache.withDataKey(wrappedKey, use) };

@@ -86,10 +86,9 @@ export interface WrappedKeyParts {
 export function parseWrappedKey(wrappedKey: string): WrappedKeyParts {
   const match = WRAPPED_KEY_PATTERN.exec(wrappedKey);
   if (match === null) {
-    throw new InvalidArgumentError(
-      'wrapped data key is malformed: expected "vault:v<N>:<base64>" or "local:v<N>:<base64>"',
-      { field: 'wrappedKey' },
-    );
+    throw new InvalidArgumentError('wrapped data key is malformed: expected "vault:v<N>:<base64>" or "local:v<N>:<base64>"', {
+      field: 'wrappedKey',
+    });
   }
   return { scheme: match[1] as 'vault' | 'local', kekVersion: Number(match[2]), payload: match[3] as string };
 }

@@ -211,7 +211,9 @@ export class LocalKeyringKekProvider implements KekProvider {
 /** checkMinDecryptionVersion enforces 1 <= current <= version <= latest for raiseMinDecryptionVersion. */
 export function checkMinDecryptionVersion(version: number, current: number, latest: number): void {
   if (!Number.isSafeInteger(version) || version < 1) {
-    throw new InvalidArgumentError(`minimum decryption version must be a positive whole number, got ${String(version)}`, { field: 'version' });
+    throw new InvalidArgumentError(`minimum decryption version must be a positive whole number, got ${String(version)}`, {
+      field: 'version',
+    });
   }
   if (version < current) {
     throw new FailedPreconditionError(
@@ -268,7 +270,9 @@ async function readKeyring(path: string): Promise<KeyringFile> {
   }
   const uid = process.getuid?.();
   if (uid !== undefined && info.uid !== uid) {
-    throw new FailedPreconditionError(`refusing the local keyring ${path}: it is owned by uid ${info.uid}, not by this process (uid ${uid})`);
+    throw new FailedPreconditionError(
+      `refusing the local keyring ${path}: it is owned by uid ${info.uid}, not by this process (uid ${uid})`,
+    );
   }
   let parsed: unknown;
   try {
@@ -292,7 +296,8 @@ function validateKeyring(value: unknown, path: string): KeyringFile {
   for (const version of versions) {
     const entry = file.versions[version];
     if (!/^[1-9]\d*$/.test(version)) bad(`"${version}" is not a version number`);
-    if (typeof entry?.key !== 'string' || Buffer.from(entry.key, 'base64').length !== DATA_KEY_BYTES) bad(`version ${version} is not a 32-byte key`);
+    if (typeof entry?.key !== 'string' || Buffer.from(entry.key, 'base64').length !== DATA_KEY_BYTES)
+      bad(`version ${version} is not a 32-byte key`);
   }
   const latest = Math.max(...versions.map(Number));
   const min = file.minDecryptionVersion;

@@ -25,7 +25,8 @@ afterEach(async () => {
 /** A table of sealed secrets standing in for the secrets service's rows; save() is compare-and-set. */
 async function seedRows(count: number): Promise<Map<string, SealedSecret>> {
   const rows = new Map<string, SealedSecret>();
-  for (let i = 0; i < count; i++) rows.set(`s${i}`, await sealSecret(kek, { tenantId: 't', secretId: `s${i}`, version: 1 }, Buffer.from(`value-${i}`)));
+  for (let i = 0; i < count; i++)
+    rows.set(`s${i}`, await sealSecret(kek, { tenantId: 't', secretId: `s${i}`, version: 1 }, Buffer.from(`value-${i}`)));
   return rows;
 }
 
@@ -45,7 +46,8 @@ describe('rewrapAllDataKeys', () => {
       save: async (batch) => {
         for (const r of batch) {
           const row = rows.get(r.id)!;
-          if (row.wrappedDataKey === r.previousWrappedKey) rows.set(r.id, { ...row, wrappedDataKey: r.wrappedKey, kekVersion: r.kekVersion });
+          if (row.wrappedDataKey === r.previousWrappedKey)
+            rows.set(r.id, { ...row, wrappedDataKey: r.wrappedKey, kekVersion: r.kekVersion });
         }
       },
     });
@@ -54,7 +56,9 @@ describe('rewrapAllDataKeys', () => {
     await kek.raiseMinDecryptionVersion(2);
     for (const [id, row] of rows) {
       expect(row.kekVersion).toBe(2);
-      expect((await openSecret(uncachedDataKeys(kek), { tenantId: 't', secretId: id, version: 1 }, row)).toString()).toBe(`value-${id.slice(1)}`);
+      expect((await openSecret(uncachedDataKeys(kek), { tenantId: 't', secretId: id, version: 1 }, row)).toString()).toBe(
+        `value-${id.slice(1)}`,
+      );
     }
   });
 

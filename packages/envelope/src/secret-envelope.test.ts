@@ -61,7 +61,9 @@ describe('sealSecret / openSecret', () => {
     const sealed = await sealSecret(kek, ref, Buffer.from('provider-key'));
     const flipped = Buffer.from(sealed.ciphertext);
     flipped[0] = (flipped[0] ?? 0) ^ 1;
-    await expect(openSecret(uncachedDataKeys(kek), ref, { ...sealed, ciphertext: flipped })).rejects.toBeInstanceOf(CiphertextMismatchError);
+    await expect(openSecret(uncachedDataKeys(kek), ref, { ...sealed, ciphertext: flipped })).rejects.toBeInstanceOf(
+      CiphertextMismatchError,
+    );
     const nonce = Buffer.from(sealed.nonce);
     nonce[0] = (nonce[0] ?? 0) ^ 1;
     await expect(openSecret(uncachedDataKeys(kek), ref, { ...sealed, nonce })).rejects.toBeInstanceOf(CiphertextMismatchError);
@@ -70,7 +72,9 @@ describe('sealSecret / openSecret', () => {
   it('refuses a row whose wrapped data key was swapped with another row', async () => {
     const a = await sealSecret(kek, ref, Buffer.from('key-a'));
     const b = await sealSecret(kek, { ...ref, secretId: 'secret-2' }, Buffer.from('key-b'));
-    await expect(openSecret(uncachedDataKeys(kek), ref, { ...a, wrappedDataKey: b.wrappedDataKey })).rejects.toBeInstanceOf(CiphertextMismatchError);
+    await expect(openSecret(uncachedDataKeys(kek), ref, { ...a, wrappedDataKey: b.wrappedDataKey })).rejects.toBeInstanceOf(
+      CiphertextMismatchError,
+    );
   });
 
   it('wipes the plaintext data key after sealing and after opening', async () => {

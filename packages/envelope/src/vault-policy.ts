@@ -12,7 +12,7 @@ export interface VaultPolicyRule {
 export interface VaultPolicyScope {
   /** transitMount is the transit engine's mount path (default `transit`). */
   readonly transitMount?: string;
-  /** keyName is the transit key used as the KEK (default `parley-secrets`). */
+  /** keyName is the transit key used as the KEK (default `parley-kek`). */
   readonly keyName?: string;
   /** allowRotation adds rotate and config (min_decryption_version); default true. */
   readonly allowRotation?: boolean;
@@ -24,7 +24,7 @@ export interface VaultPolicyScope {
  */
 export function secretsServiceVaultPolicy(scope: VaultPolicyScope = {}): VaultPolicyRule[] {
   const mount = scope.transitMount ?? 'transit';
-  const key = scope.keyName ?? 'parley-secrets';
+  const key = scope.keyName ?? 'parley-kek';
   const rules: VaultPolicyRule[] = [
     { path: `${mount}/datakey/plaintext/${key}`, capabilities: ['update'], why: 'a fresh data key per secret version and per subject' },
     { path: `${mount}/decrypt/${key}`, capabilities: ['update'], why: 'unwrap a stored data key' },
@@ -38,8 +38,16 @@ export function secretsServiceVaultPolicy(scope: VaultPolicyScope = {}): VaultPo
     );
   }
   rules.push(
-    { path: 'auth/token/renew-self', capabilities: ['update'], why: 'renew the login token before it expires (also in the default policy)' },
-    { path: 'auth/token/lookup-self', capabilities: ['read'], why: 'read the TTL of a configured static token (also in the default policy)' },
+    {
+      path: 'auth/token/renew-self',
+      capabilities: ['update'],
+      why: 'renew the login token before it expires (also in the default policy)',
+    },
+    {
+      path: 'auth/token/lookup-self',
+      capabilities: ['read'],
+      why: 'read the TTL of a configured static token (also in the default policy)',
+    },
   );
   return rules;
 }

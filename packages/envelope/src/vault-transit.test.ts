@@ -26,8 +26,9 @@ const ref = { tenantId: 'tenant-a', secretId: 'secret-1', version: 1 };
 
 async function startVault(options: Partial<VaultStandinOptions> = {}): Promise<void> {
   const mount = options.transitMount ?? 'transit';
-  const key = options.keys?.[0] ?? 'parley-secrets';
+  const key = options.keys?.[0] ?? 'parley-kek';
   vault = await startVaultStandin({
+    keys: [key],
     kubernetes: { roles: { 'parley-secrets': { jwt: 'k8s-service-account-jwt', policies: ['parley-secrets'] } } },
     approle: { roles: { 'role-id-1': { secretId: 'secret-id-1', policies: ['parley-secrets'] } } },
     policies: { 'parley-secrets': secretsServiceVaultPolicy({ transitMount: mount, keyName: key }) },
@@ -77,8 +78,8 @@ describe('VaultTransitKekProvider', () => {
     expect(sealed.kekVersion).toBe(1);
     expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('sk-MARKER');
     expect(vault.callCount('auth/kubernetes/login')).toBe(1);
-    expect(vault.callCount('transit/datakey/plaintext/parley-secrets')).toBe(1);
-    expect(vault.callCount('transit/decrypt/parley-secrets')).toBe(1);
+    expect(vault.callCount('transit/datakey/plaintext/parley-kek')).toBe(1);
+    expect(vault.callCount('transit/decrypt/parley-kek')).toBe(1);
     expect(logs.join('\n')).not.toMatch(/hvs\.|k8s-service-account-jwt/);
   });
 
@@ -115,7 +116,7 @@ describe('VaultTransitKekProvider', () => {
     });
     expect(result).toMatchObject({ targetVersion: 2, rewrapped: 6, batches: 2 });
     expect(await kek.raiseMinDecryptionVersion(2)).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
-    expect(vault.keyVersions('parley-secrets')).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
+    expect(vault.keyVersions('parley-kek')).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
 
     for (const [id, row] of rows) {
       expect(row.wrappedDataKey).toMatch(/^vault:v2:/);
@@ -216,10 +217,12 @@ describe('VaultTransitKekProvider', () => {
 
   it('fails at start with a clear error when Vault is unreachable, the key is missing, or the login is wrong', async () => {
     await startVault({ keys: [] });
-    await expect(provider()).rejects.toThrow(/no transit key "parley-secrets" at mount "transit".*vault write -f transit\/keys\/parley-secrets/);
+    await expect(provider()).rejects.toThrow(/no transit key "parley-kek" at mount "transit".*vault write -f transit\/keys\/parley-kek/);
     await writeFile(jwtPath, 'someone-elses-jwt');
     await expect(provider()).rejects.toThrow(/refused to log in with kubernetes auth \(403/);
-    await expect(provider({ auth: { method: 'kubernetes', role: 'r', jwtPath: join(dir, 'missing') } })).rejects.toThrow(/cannot read the Kubernetes service-account token/);
+    await expect(provider({ auth: { method: 'kubernetes', role: 'r', jwtPath: join(dir, 'missing') } })).rejects.toThrow(
+      /cannot read the Kubernetes service-account token/,
+    );
     vault.setMode('down');
     await expect(provider()).rejects.toBeInstanceOf(UnavailableError);
   });
@@ -228,14 +231,16 @@ describe('VaultTransitKekProvider', () => {
     await startVault({ policies: { 'parley-secrets': secretsServiceVaultPolicy({ allowRotation: false }) } });
     const kek = await provider();
     await sealSecret(kek, ref, Buffer.from('ok'));
-    await expect(kek.rotateKek()).rejects.toThrow(/lacks "update" on "transit\/keys\/parley-secrets\/rotate"/);
+    await expect(kek.rotateKek()).rejects.toThrow(/lacks "update" on "transit\/keys\/parley-kek\/rotate"/);
   });
 
   it('shares one login among concurrent callers after the token expired', async () => {
     await startVault();
     const kek = await provider();
     const cache = new DataKeyCache(kek);
-    const sealed = await Promise.all(Array.from({ length: 5 }, (_, i) => sealSecret(kek, { ...ref, version: i + 1 }, Buffer.from(`v${i}`))));
+    const sealed = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => sealSecret(kek, { ...ref, version: i + 1 }, Buffer.from(`v${i}`))),
+    );
     vault.expireTokens();
     const opened = await Promise.all(sealed.map((s, i) => openSecret(cache, { ...ref, version: i + 1 }, s)));
     expect(opened.map(String)).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
@@ -246,32 +251,32 @@ describe('VaultTransitKekProvider', () => {
 describe('secretsServiceVaultPolicy', () => {
   it('renders the exact HCL for the default mount and key', () => {
     expect(renderVaultPolicyHcl(secretsServiceVaultPolicy())).toBe(`# a fresh data key per secret version and per subject
-path "transit/datakey/plaintext/parley-secrets" {
+path "transit/datakey/plaintext/parley-kek" {
   capabilities = ["update"]
 }
 
 # unwrap a stored data key
-path "transit/decrypt/parley-secrets" {
+path "transit/decrypt/parley-kek" {
   capabilities = ["update"]
 }
 
 # rewrap stored data keys to the newest KEK version
-path "transit/rewrap/parley-secrets" {
+path "transit/rewrap/parley-kek" {
   capabilities = ["update"]
 }
 
 # read latest_version and min_decryption_version
-path "transit/keys/parley-secrets" {
+path "transit/keys/parley-kek" {
   capabilities = ["read"]
 }
 
 # rotate the KEK
-path "transit/keys/parley-secrets/rotate" {
+path "transit/keys/parley-kek/rotate" {
   capabilities = ["update"]
 }
 
 # raise min_decryption_version after a complete rewrap
-path "transit/keys/parley-secrets/config" {
+path "transit/keys/parley-kek/config" {
   capabilities = ["update"]
 }
 

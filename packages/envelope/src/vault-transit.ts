@@ -42,7 +42,7 @@ export interface VaultTransitOptions {
   readonly address: string;
   /** transitMount is the transit engine's mount path (default `transit`). */
   readonly transitMount?: string;
-  /** keyName is the transit key that is the KEK (default `parley-secrets`). */
+  /** keyName is the transit key that is the KEK (default `parley-kek`). */
   readonly keyName?: string;
   /** auth selects the login method. */
   readonly auth: VaultAuth;
@@ -103,7 +103,7 @@ export class VaultTransitKekProvider implements KekProvider {
 
   private constructor(private readonly options: VaultTransitOptions) {
     this.mount = options.transitMount ?? 'transit';
-    this.keyName = options.keyName ?? 'parley-secrets';
+    this.keyName = options.keyName ?? 'parley-kek';
     this.timeoutMs = options.requestTimeoutMs ?? 5_000;
     this.renewAtFraction = options.renewAtFraction ?? 2 / 3;
     validateOptions(options, this.mount, this.keyName, this.timeoutMs, this.renewAtFraction);
@@ -182,7 +182,10 @@ export class VaultTransitKekProvider implements KekProvider {
   async readKekVersions(): Promise<KekVersions> {
     const path = `${this.mount}/keys/${this.keyName}`;
     const data = dataOf(await this.send('read the KEK versions', 'GET', path), path);
-    return { latestVersion: numberField(data, 'latest_version', path), minDecryptionVersion: numberField(data, 'min_decryption_version', path) };
+    return {
+      latestVersion: numberField(data, 'latest_version', path),
+      minDecryptionVersion: numberField(data, 'min_decryption_version', path),
+    };
   }
 
   /** raiseMinDecryptionVersion sets min_decryption_version on the transit key config. */
@@ -195,7 +198,10 @@ export class VaultTransitKekProvider implements KekProvider {
       });
     }
     const after = await this.readKekVersions();
-    this.options.logger.info({ kekProvider: 'vault-transit', key: this.keyName, ...after }, 'Vault transit minimum decryption version raised');
+    this.options.logger.info(
+      { kekProvider: 'vault-transit', key: this.keyName, ...after },
+      'Vault transit minimum decryption version raised',
+    );
     return after;
   }
 
@@ -280,7 +286,9 @@ export class VaultTransitKekProvider implements KekProvider {
       const mount = auth.mountPath ?? auth.method;
       const path = `auth/${mount}/login`;
       const credentials =
-        auth.method === 'kubernetes' ? { role: auth.role, jwt: await readServiceAccountJwt(auth.jwtPath) } : { role_id: auth.roleId, secret_id: auth.secretId };
+        auth.method === 'kubernetes'
+          ? { role: auth.role, jwt: await readServiceAccountJwt(auth.jwtPath) }
+          : { role_id: auth.roleId, secret_id: auth.secretId };
       let body: unknown;
       try {
         body = await this.raw('POST', path, credentials, undefined);
@@ -365,7 +373,10 @@ export class VaultTransitKekProvider implements KekProvider {
       try {
         await this.login('renewal refused');
       } catch (loginErr) {
-        this.options.logger.warn({ kekProvider: 'vault-transit', error: describe(loginErr) }, 'Vault login after refused renewal failed; the next call will retry');
+        this.options.logger.warn(
+          { kekProvider: 'vault-transit', error: describe(loginErr) },
+          'Vault login after refused renewal failed; the next call will retry',
+        );
       }
     }
   }
@@ -479,7 +490,8 @@ function tokenFromAuth(body: unknown, path: string, fallbackToken?: string): Tok
 
 function dataOf(body: unknown, path: string): Record<string, unknown> {
   const data = (body as { data?: unknown } | null)?.data;
-  if (typeof data !== 'object' || data === null) throw new UnavailableError(`Vault's answer to ${path} has no "data" object: is this a Vault server?`);
+  if (typeof data !== 'object' || data === null)
+    throw new UnavailableError(`Vault's answer to ${path} has no "data" object: is this a Vault server?`);
   return data as Record<string, unknown>;
 }
 
@@ -491,7 +503,8 @@ function stringField(data: Record<string, unknown>, name: string, path: string):
 
 function numberField(data: Record<string, unknown>, name: string, path: string): number {
   const value = data[name];
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new UnavailableError(`Vault's answer to ${path} has no "${name}" number`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value))
+    throw new UnavailableError(`Vault's answer to ${path} has no "${name}" number`);
   return value;
 }
 
@@ -504,7 +517,9 @@ function decodeDataKey(base64: string, path: string): Buffer {
   const key = Buffer.from(base64, 'base64');
   if (key.length !== DATA_KEY_BYTES) {
     key.fill(0);
-    throw new FailedPreconditionError(`Vault's answer to ${path} is not a 256-bit data key: is the transit key of type aes256-gcm96 and bits=256?`);
+    throw new FailedPreconditionError(
+      `Vault's answer to ${path} is not a 256-bit data key: is the transit key of type aes256-gcm96 and bits=256?`,
+    );
   }
   return key;
 }
@@ -516,11 +531,15 @@ function validateOptions(options: VaultTransitOptions, mount: string, keyName: s
   } catch {
     throw new InvalidArgumentError(`Vault address "${options.address}" is not an absolute URL`, { field: 'address' });
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError('Vault address must be http or https', { field: 'address' });
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new InvalidArgumentError('Vault address must be http or https', { field: 'address' });
   if (!MOUNT_PATTERN.test(mount)) throw new InvalidArgumentError(`transit mount "${mount}" is not a Vault path`, { field: 'transitMount' });
-  if (!NAME_PATTERN.test(keyName)) throw new InvalidArgumentError(`transit key name "${keyName}" is not a Vault key name`, { field: 'keyName' });
-  if (!Number.isFinite(timeoutMs) || timeoutMs < 50) throw new InvalidArgumentError('requestTimeoutMs must be at least 50', { field: 'requestTimeoutMs' });
-  if (!(renewAtFraction > 0 && renewAtFraction < 1)) throw new InvalidArgumentError('renewAtFraction must be between 0 and 1', { field: 'renewAtFraction' });
+  if (!NAME_PATTERN.test(keyName))
+    throw new InvalidArgumentError(`transit key name "${keyName}" is not a Vault key name`, { field: 'keyName' });
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 50)
+    throw new InvalidArgumentError('requestTimeoutMs must be at least 50', { field: 'requestTimeoutMs' });
+  if (!(renewAtFraction > 0 && renewAtFraction < 1))
+    throw new InvalidArgumentError('renewAtFraction must be between 0 and 1', { field: 'renewAtFraction' });
   const auth = options.auth;
   if (auth.method !== 'token' && auth.mountPath !== undefined && !MOUNT_PATTERN.test(auth.mountPath)) {
     throw new InvalidArgumentError(`auth mount "${auth.mountPath}" is not a Vault path`, { field: 'auth.mountPath' });

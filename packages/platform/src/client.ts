@@ -1,6 +1,8 @@
 import type { DescService } from '@bufbuild/protobuf';
 import { createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { callerFromCertificate } from './identity.js';
 import { spiffeIdFor, type ServiceName } from './services.js';
@@ -18,23 +20,51 @@ export interface MtlsTransportOptions {
   readonly interceptors?: readonly Interceptor[];
   /** defaultTimeoutMs bounds every call without its own deadline. */
   readonly defaultTimeoutMs?: number;
+  /**
+   * resolveEveryMs: how often the peer's DNS name is resolved to its endpoints (a Kubernetes
+   * headless Service has one address per ready pod). Calls are spread round-robin over them.
+   */
+  readonly resolveEveryMs?: number;
+  /** resolve maps a host name to addresses; defaults to the system resolver (tests inject one). */
+  readonly resolve?: (host: string) => Promise<string[]>;
+}
+
+async function systemResolve(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true })).map((a) => a.address);
+}
+
+/** Endpoint is one resolved address of a peer with its own HTTP/2 connection. */
+interface Endpoint {
+  readonly address: string;
+  transport: Transport;
+  sessionManager: Http2SessionManager;
 }
 
 /**
  * createMtlsTransport returns a gRPC transport over HTTP/2 with mutual TLS that presents this
  * service's certificate, verifies the server against the CA and its SPIFFE ID against the
  * expected service, propagates trace context, and switches to new certificates when the files
- * are rotated (calls already in flight finish on the old connection).
+ * are rotated (calls already in flight finish on the old connection). HTTP/2 connections live
+ * long, so for a DNS name it resolves every endpoint and spreads calls over them per call
+ * rather than pinning one pod.
  */
 export function createMtlsTransport(options: MtlsTransportOptions): Transport & { close(): void } {
   const expected = spiffeIdFor(options.expect, options.trustDomain);
   const interceptors = [createClientTracingInterceptor(), ...(options.interceptors ?? [])];
-  const build = (m: TlsMaterial) => {
+  const url = new URL(options.baseUrl);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  // An IP literal or localhost is one endpoint; a DNS name may be a headless Service of many pods.
+  const balanced = isIP(host) === 0 && host !== 'localhost';
+  const build = (address: string | undefined, m: TlsMaterial) => {
+    const target =
+      address === undefined ? options.baseUrl : `https://${isIP(address) === 6 ? `[${address}]` : address}:${url.port || '443'}`;
     const nodeOptions = {
       cert: m.cert,
       key: m.key,
       ca: m.ca,
-      checkServerIdentity(host: string, cert: PeerCertificate) {
+      // Connect to the pod's address but verify the certificate against the service's DNS name.
+      ...(address !== undefined ? { servername: host } : {}),
+      checkServerIdentity(_servername: string, cert: PeerCertificate) {
         const hostError = checkServerIdentity(host, cert);
         if (hostError !== undefined) return hostError;
         const peer = callerFromCertificate(cert.raw, options.trustDomain);
@@ -44,27 +74,62 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
         return undefined;
       },
     };
-    const sessionManager = new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 60_000 }, nodeOptions);
+    const sessionManager = new Http2SessionManager(target, { idleConnectionTimeoutMs: 60_000 }, nodeOptions);
     const transport = createGrpcTransport({
-      baseUrl: options.baseUrl,
+      baseUrl: target,
       sessionManager,
       interceptors,
       defaultTimeoutMs: options.defaultTimeoutMs ?? 10_000,
     });
     return { transport, sessionManager };
   };
-  let current = build(options.certificates.current);
+
+  let material = options.certificates.current;
+  let endpoints: Endpoint[] = [{ address: host, ...build(undefined, material) }];
+  let next = 0;
   const retired: Http2SessionManager[] = [];
+  const retire = (e: Endpoint) => {
+    retired.push(e.sessionManager);
+    // In-flight calls finish on the retired connection; it is closed once idle or at close().
+    if (retired.length > 64) retired.shift()?.abort();
+  };
   const stop = options.certificates.onChange((m) => {
-    retired.push(current.sessionManager);
-    current = build(m);
+    material = m;
+    endpoints = endpoints.map((e) => {
+      retire(e);
+      return { address: e.address, ...build(balanced ? e.address : undefined, m) };
+    });
   });
+
+  let timer: NodeJS.Timeout | undefined;
+  if (balanced) {
+    const resolve = options.resolve ?? systemResolve;
+    const refresh = async () => {
+      try {
+        const addresses = [...new Set(await resolve(host))].sort();
+        if (addresses.length === 0) return;
+        const current = new Map(endpoints.map((e) => [e.address, e]));
+        endpoints = addresses.map((address) => current.get(address) ?? { address, ...build(address, material) });
+        for (const [address, e] of current) if (!addresses.includes(address)) retire(e);
+      } catch {
+        // Keep the last known endpoints when DNS is briefly unavailable.
+      }
+    };
+    void refresh();
+    timer = setInterval(() => void refresh(), options.resolveEveryMs ?? 5_000);
+    timer.unref();
+  }
+  const pick = () => {
+    next = (next + 1) % endpoints.length;
+    return (endpoints[next] ?? (endpoints[0] as Endpoint)).transport;
+  };
   return {
-    unary: (...args) => current.transport.unary(...args),
-    stream: (...args) => current.transport.stream(...args),
+    unary: (...args) => pick().unary(...args),
+    stream: (...args) => pick().stream(...args),
     close() {
       stop();
-      for (const m of [...retired, current.sessionManager]) m.abort();
+      if (timer !== undefined) clearInterval(timer);
+      for (const m of [...retired, ...endpoints.map((e) => e.sessionManager)]) m.abort();
     },
   };
 }

@@ -10,8 +10,20 @@ export type Logger = PinoLogger;
  * not the rule.
  */
 export const REDACTED_KEYS = [
-  'apiKey', 'api_key', 'authorization', 'password', 'secret', 'secretValue', 'value', 'token',
-  'plaintext', 'privateKey', 'private_key', 'dataKey', 'pepper', 'cookie',
+  'apiKey',
+  'api_key',
+  'authorization',
+  'password',
+  'secret',
+  'secretValue',
+  'value',
+  'token',
+  'plaintext',
+  'privateKey',
+  'private_key',
+  'dataKey',
+  'pepper',
+  'cookie',
 ] as const;
 
 /** LoggerOptions configure createLogger. */

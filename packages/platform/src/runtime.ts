@@ -8,6 +8,7 @@ import { createServiceClient, type MtlsTransportOptions } from './client.js';
 import type { ServiceName } from './services.js';
 import { startTelemetry, type Telemetry } from './telemetry.js';
 import { CertificateSource } from './tls.js';
+import { knownNodeDefect } from './node-version.js';
 import type { DescService } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
 
@@ -64,6 +65,8 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     otlpEndpoint: config.otlpEndpoint,
   });
   const logger = createLogger({ service: def.name, version: def.version, level: config.logLevel });
+  const defect = knownNodeDefect(process.version);
+  if (defect !== undefined) logger.warn({ node: process.version }, defect);
   const certificates = await CertificateSource.open(config.tls, { pollIntervalMs: config.certReloadIntervalMs, logger });
   const health = new HealthState();
   const closers: (() => Promise<void> | void)[] = [];

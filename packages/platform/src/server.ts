@@ -1,9 +1,8 @@
 import { createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
-import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
 import { isCallerMistake, toConnectError } from './errors.js';
 import { callerFromCertificate, type Caller } from './identity.js';
@@ -69,12 +68,6 @@ function callerOfSocket(socket: TLSSocket, trustDomain: string): Caller | undefi
   return caller;
 }
 
-function socketOf(req: IncomingMessage | Http2ServerRequest): TLSSocket {
-  // For HTTP/2 the request's socket is a proxy; the session's socket is the TLS connection.
-  const stream = (req as Http2ServerRequest).stream as { session?: ServerHttp2Session } | undefined;
-  return (stream?.session?.socket ?? req.socket) as TLSSocket;
-}
-
 /**
  * createMtlsServer builds the server every service runs: connect-node on an HTTP/2 TLS server
  * (gRPC, gRPC-Web and Connect; HTTP/1.1 allowed for Connect JSON), requiring a client
@@ -91,12 +84,8 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       createAuthorizationInterceptor(options.policies),
       ...(options.interceptors ?? []),
     ],
-    contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req), options.trustDomain)),
+    contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req) as TLSSocket, options.trustDomain)),
   });
-  // HTTP/1.1 (Connect JSON) keeps idle sockets open; count requests per socket so shutdown can
-  // close idle ones at once and busy ones right after their response.
-  const active = new Map<TLSSocket, number>();
-  let closing = false;
   const server = createSecureServer(
     {
       cert: material.cert,
@@ -108,65 +97,22 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       minVersion: 'TLSv1.2',
     },
     (req, res) => {
-      const socket = socketOf(req);
-      if (socket.alpnProtocol !== 'h2') {
-        active.set(socket, (active.get(socket) ?? 0) + 1);
-        if (closing) res.setHeader('connection', 'close');
-        res.once('close', () => {
-          const left = (active.get(socket) ?? 1) - 1;
-          active.set(socket, left);
-          if (closing && left === 0) socket.end();
-        });
-      }
+      drainer.track(req, res);
       void handler(req, res);
     },
   );
+  const drainer = createConnectionDrainer(server);
   // New connections use the new certificate; established ones keep theirs until they close.
   const stopWatching = options.certificates.onChange((m) => server.setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }));
-
-  const sessions = new Set<ServerHttp2Session>();
-  const sockets = new Set<TLSSocket>();
-  server.on('session', (s: ServerHttp2Session) => {
-    sessions.add(s);
-    s.once('close', () => sessions.delete(s));
-  });
-  server.on('secureConnection', (socket: TLSSocket) => {
-    sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      active.delete(socket);
-    });
-  });
   server.on('tlsClientError', (err) => options.logger.debug({ err: err.message }, 'tls handshake refused'));
 
   return {
     http2: server,
-    async listen(port, host) {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      return (server.address() as AddressInfo).port;
-    },
+    listen: (port, host) => listenOn(server, port, host),
     async close(graceMs) {
       stopWatching();
-      closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // GOAWAY: clients open no new streams here, streams in flight run to completion.
-      for (const s of sessions) s.close();
-      for (const socket of sockets) {
-        if (socket.alpnProtocol !== 'h2' && (active.get(socket) ?? 0) === 0) socket.end();
-      }
-      const deadline = new Promise<'deadline'>((resolve) => setTimeout(() => resolve('deadline'), graceMs).unref());
-      const outcome = await Promise.race([closed.then(() => 'closed' as const), deadline]);
-      if (outcome === 'deadline') {
-        options.logger.warn({ open: sessions.size + sockets.size }, 'shutdown grace period over; closing remaining connections');
-        for (const s of sessions) s.destroy();
-        for (const socket of sockets) socket.destroy();
-        await closed;
+      if (await drainer.close(graceMs)) {
+        options.logger.warn('shutdown grace period over; closed the remaining connections');
       }
     },
   };

@@ -39,8 +39,9 @@ export interface Telemetry {
  * Telemetry must never take the process down, so start and shutdown swallow their errors.
  */
 export function startTelemetry(options: TelemetryOptions): Telemetry {
-  const processors: SpanProcessor[] = options.spanProcessors
-    ?? (options.otlpEndpoint !== undefined
+  const processors: SpanProcessor[] =
+    options.spanProcessors ??
+    (options.otlpEndpoint !== undefined
       ? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${options.otlpEndpoint}/v1/traces` }) })]
       : [new NoopSpanProcessor()]);
   const sdk = new NodeSDK({

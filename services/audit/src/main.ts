@@ -1,11 +1,40 @@
-// The audit service process: wiring only. Its API is served as it is implemented; until then
-// it runs the platform kernel (mTLS, allow-lists, health, telemetry, graceful shutdown).
+// The audit service process: wiring only.
+import { createServiceDb } from '@parley/db';
+import { createKekProvider } from '@parley/envelope';
 import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { loadAuditConfig } from './config.js';
+import { startCheckpointTimer } from './checkpoint-timer.js';
 import { callerPolicies } from './policy.js';
+import { createAuditService } from './service.js';
+import { SealedKeyCheckpointSigner } from './signer.js';
+import type { AuditDb } from './store.js';
 
 runMain({
   name: 'audit',
   version: PARLEY_VERSION,
   policies: callerPolicies,
-  setup: () => ({ routes: () => undefined }),
+  async setup(ctx) {
+    const config = loadAuditConfig();
+    const db = createServiceDb<AuditDb>(config.databaseUrl, 'audit', { max: config.dbPoolMax });
+    ctx.onClose(() => db.destroy());
+    const kek = await createKekProvider(config.kek, ctx.logger);
+    const signer = await SealedKeyCheckpointSigner.open({ path: config.signingKeyPath, kek });
+    ctx.logger.info({ keyId: signer.keyId }, 'checkpoint signing key loaded');
+    const policy = { everyEvents: config.checkpointEveryEvents, everyMs: config.checkpointEveryMs };
+    const timer = startCheckpointTimer({ db, signer, everyMs: policy.everyMs, logger: ctx.logger });
+    ctx.onClose(() => timer.stop());
+    const service = createAuditService({ db, signer, policy, logger: ctx.logger });
+    return {
+      routes: (router) => router.service(AuditService, service),
+      ready: async () => {
+        try {
+          await db.selectFrom('chain_heads').select('seq').limit(1).execute();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    };
+  },
 });

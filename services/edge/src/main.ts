@@ -1,11 +1,80 @@
-// The edge service process: wiring only. Its API is served as it is implemented; until then
-// it runs the platform kernel (mTLS, allow-lists, health, telemetry, graceful shutdown).
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+// The edge service process: wiring only. Its internal mTLS port serves health only; the public
+// API (parley.api.v1: Connect, gRPC, gRPC-Web) is served on PARLEY_PUBLIC_PORT over TLS without
+// client certificates, authenticated by workspace API keys through identity.
+import type { DescService } from '@bufbuild/protobuf';
+import type { Client } from '@connectrpc/connect';
+import { CertificateSource, PARLEY_VERSION, requirePeer, runMain, type ServiceName } from '@parley/platform';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { ApiKeyAuthenticator } from './auth.js';
+import { loadEdgeConfig, requireEdgePeers } from './config.js';
 import { callerPolicies } from './policy.js';
+import { registerPublicRoutes, PUBLIC_MODULES, type PublicDeps } from './public/index.js';
+import { createPublicAuthInterceptor, scopeTable } from './public/interceptor.js';
+import { createPublicServer } from './public-server.js';
 
 runMain({
   name: 'edge',
   version: PARLEY_VERSION,
   policies: callerPolicies,
-  setup: () => ({ routes: () => undefined }),
+  async setup(ctx) {
+    const config = loadEdgeConfig();
+    requireEdgePeers(ctx.config);
+    const clients = new Map<string, unknown>();
+    const deps: PublicDeps = {
+      client<S extends DescService>(peer: ServiceName, service: S): Client<S> {
+        const key = `${peer}/${service.typeName}`;
+        let c = clients.get(key) as Client<S> | undefined;
+        if (c === undefined) {
+          // Modules build their clients at registration, so a peer outside EDGE_PEERS still fails
+          // start-up, with its variable named.
+          requirePeer(ctx.config, peer);
+          c = ctx.clientFor(peer, service);
+          clients.set(key, c);
+        }
+        return c;
+      },
+    };
+    const identity = deps.client('identity', IdentityService);
+    const authenticator = new ApiKeyAuthenticator({ identity, cacheMs: config.authCacheMs });
+
+    let jwksCache: { json: string; maxAgeSeconds: number; until: number } | undefined;
+    const jwks = async () => {
+      if (jwksCache !== undefined && jwksCache.until > Date.now()) return jwksCache;
+      try {
+        const res = await identity.getJwks({}, { timeoutMs: 5_000 });
+        jwksCache = { json: res.jwksJson, maxAgeSeconds: res.maxAgeSeconds, until: Date.now() + config.jwksCacheMs };
+      } catch (err) {
+        // Serve the last known set while identity is briefly away.
+        if (jwksCache === undefined) throw err;
+      }
+      return jwksCache;
+    };
+
+    // The public certificate: the configured one, else the edge's own (dev) certificate; both
+    // are reloaded when the files change.
+    const source =
+      config.publicTls === undefined
+        ? ctx.certificates
+        : await CertificateSource.open(
+            { certFile: config.publicTls.certFile, keyFile: config.publicTls.keyFile, caFile: ctx.config.tls.caFile },
+            { pollIntervalMs: ctx.config.certReloadIntervalMs, logger: ctx.logger },
+          );
+    const server = createPublicServer({
+      cert: source.current.cert,
+      key: source.current.key,
+      logger: ctx.logger,
+      routes: (router) => registerPublicRoutes(router, deps),
+      auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
+      jwks,
+    });
+    const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));
+    const port = await server.listen(config.publicPort, config.publicHost);
+    ctx.logger.info({ public_port: port, custom_certificate: config.publicTls !== undefined }, 'public API serving');
+    ctx.onClose(async () => {
+      stopWatching();
+      await server.close(ctx.config.shutdownGraceMs);
+      if (source !== ctx.certificates) source.close();
+    });
+    return { routes: () => undefined };
+  },
 });

@@ -1,11 +1,90 @@
-// The identity service process: wiring only. Its API is served as it is implemented; until then
-// it runs the platform kernel (mTLS, allow-lists, health, telemetry, graceful shutdown).
+// The identity service process: wiring only. It connects as its own database role, keeps the
+// session signing keys (sealed by the KEK provider), serves parley.identity.v1.IdentityService,
+// relays its audit outbox when an audit service is configured, and in the dev stack bootstraps
+// a workspace with an owner key.
+import { startAuditRelay, type AuditRelay } from '@parley/audit-outbox';
+import { createServiceDb } from '@parley/db';
+import { createKekProvider } from '@parley/envelope';
 import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
+import { sql } from 'kysely';
+import { bootstrapDevWorkspace } from './bootstrap.js';
+import { loadIdentityConfig } from './config.js';
+import type { IdentityDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
+import { createIdentityService } from './service.js';
+import { SigningKeyRing } from './signing-keys.js';
 
 runMain({
   name: 'identity',
   version: PARLEY_VERSION,
   policies: callerPolicies,
-  setup: () => ({ routes: () => undefined }),
+  async setup(ctx) {
+    const config = loadIdentityConfig();
+    const db = createServiceDb<IdentityDb>(config.databaseUrl, 'identity');
+    ctx.onClose(() => db.destroy());
+    const kek = await createKekProvider(config.kek, ctx.logger);
+    const ring = await SigningKeyRing.open({ db, kek, logger: ctx.logger, rotationMs: config.signingKeyRotationHours * 3_600_000 });
+    ctx.onClose(() => ring.close());
+    // In-process: the ring is the source, so a short lifetime costs nothing.
+    const verifier = new SessionTokenVerifier({
+      issuer: config.sessionIssuer,
+      audience: config.sessionAudience,
+      jwks: new JwksCache({ source: async () => ring.jwksJson(), ttlMs: 5_000, minRefreshIntervalMs: 1_000 }),
+    });
+    const tenantData = ctx.clientFor('tenant-data', TenantDataService);
+    let relay: AuditRelay | undefined;
+    if (ctx.config.peers.audit !== undefined) {
+      relay = startAuditRelay({ db, client: ctx.clientFor('audit', AuditService), logger: ctx.logger });
+      ctx.onClose(() => relay?.stop());
+    }
+    const service = createIdentityService({ db, config, ring, verifier, tenantData, logger: ctx.logger, onAudit: () => relay?.wake() });
+
+    // The dev bootstrap needs tenant-data, which starts alongside: retry until it answers, and
+    // report not-ready meanwhile so that the dev stack waits for the bootstrap file.
+    let bootstrapped = config.bootstrapFile === undefined;
+    let stopped = false;
+    ctx.onClose(() => {
+      stopped = true;
+    });
+    if (config.bootstrapFile !== undefined) {
+      const file = config.bootstrapFile;
+      void (async () => {
+        for (let attempt = 1; !stopped; attempt++) {
+          try {
+            await bootstrapDevWorkspace({
+              file,
+              db,
+              tenantData,
+              pepper: config.apiKeyPepper,
+              environment: config.apiKeyEnvironment,
+              logger: ctx.logger,
+            });
+            bootstrapped = true;
+            return;
+          } catch (err) {
+            if (attempt % 10 === 0)
+              ctx.logger.warn({ err: err instanceof Error ? err.message : String(err), attempt }, 'dev bootstrap waiting for tenant-data');
+            await new Promise((r) => setTimeout(r, 500));
+          }
+        }
+      })();
+    }
+    return {
+      routes: (router) => router.service(IdentityService, service),
+      async ready() {
+        if (!bootstrapped) return false;
+        try {
+          await sql`select 1`.execute(db);
+          return true;
+        } catch (err) {
+          ctx.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'database not reachable');
+          return false;
+        }
+      },
+    };
+  },
 });

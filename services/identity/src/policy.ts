@@ -3,11 +3,23 @@ import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js
 
 /**
  * callerPolicies is the identity service's per-RPC allow-list: which services may call each
- * method. The Helm chart's NetworkPolicies are derived from it.
+ * method. The Helm chart's NetworkPolicies are derived from it. Everything an API key holder
+ * does arrives through the edge; the orchestrator only reads the JWKS and verifies sessions.
  */
 export const callerPolicies: readonly CallerPolicy[] = [
   defineCallerPolicy(IdentityService, {
     authenticateApiKey: ['edge'],
     getJwks: ['edge', 'voice-orchestrator'],
+    createApiKey: ['edge'],
+    listApiKeys: ['edge'],
+    rotateApiKey: ['edge'],
+    revokeApiKey: ['edge'],
+    addMember: ['edge'],
+    listMembers: ['edge'],
+    updateMemberRole: ['edge'],
+    removeMember: ['edge'],
+    createSession: ['edge'],
+    verifySession: ['edge', 'voice-orchestrator'],
+    revokeSession: ['edge'],
   }),
 ];

@@ -3,10 +3,20 @@ import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 
 /**
  * callerPolicies is the secrets service's per-RPC allow-list: which services may call each
- * method. The Helm chart's NetworkPolicies are derived from it.
+ * method. The Helm chart's NetworkPolicies are derived from it. Values come out only through
+ * resolveForConversation, to the voice-orchestrator; the edge manages metadata on behalf of a
+ * forwarded principal; subject keys serve the services that store a subject's data.
  */
 export const callerPolicies: readonly CallerPolicy[] = [
   defineCallerPolicy(SecretsService, {
+    putSecret: ['edge'],
     listSecrets: ['edge'],
+    getSecret: ['edge'],
+    rotateSecret: ['edge'],
+    deleteSecret: ['edge'],
+    resolveForConversation: ['voice-orchestrator'],
+    encryptForSubject: ['voice-orchestrator', 'tenant-data'],
+    decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle'],
+    shredSubjectKey: ['lifecycle'],
   }),
 ];

@@ -1,5 +1,5 @@
 import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
-import { NotFoundError } from '@parley/platform';
+import { FailedPreconditionError, NotFoundError } from '@parley/platform';
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
@@ -65,10 +65,16 @@ export async function createAgent(trx: Trx, input: NewAgent): Promise<Agent> {
     .executeTakeFirstOrThrow();
 }
 
-/** getAgent returns an agent by id; another tenant's agent is NotFound, like a missing one. */
-export async function getAgent(trx: Trx, agentId: string): Promise<Agent> {
+/**
+ * getAgent returns an agent by id; another tenant's agent is NotFound, like a missing one. With
+ * `forUpdate` the row stays locked until the transaction ends, so a change that follows (and the
+ * audit event describing it) sees exactly the state it replaces.
+ */
+export async function getAgent(trx: Trx, agentId: string, options: { forUpdate?: boolean } = {}): Promise<Agent> {
   const id = requireUuid(agentId, 'agent_id');
-  const row = await trx.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+  let query = trx.selectFrom('agents').selectAll().where('id', '=', id);
+  if (options.forUpdate === true) query = query.forUpdate();
+  const row = await query.executeTakeFirst();
   if (row === undefined) throw new NotFoundError(`agent ${id} not found`);
   return row;
 }
@@ -76,7 +82,11 @@ export async function getAgent(trx: Trx, agentId: string): Promise<Agent> {
 /** listAgents pages through the tenant's agents in creation order (ids are UUIDv7). */
 export async function listAgents(trx: Trx, page: PageRequest = {}): Promise<Page<Agent>> {
   const size = pageSizeOf(page);
-  let query = trx.selectFrom('agents').selectAll().orderBy('id').limit(size + 1);
+  let query = trx
+    .selectFrom('agents')
+    .selectAll()
+    .orderBy('id')
+    .limit(size + 1);
   if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('agents', page.cursor, ['string'])[0] as string);
   return toPage(await query.execute(), size, 'agents', (r) => [r.id]);
 }
@@ -101,6 +111,31 @@ export async function updateAgent(trx: Trx, agentId: string, patch: AgentPatch):
   const row = await query.returningAll().executeTakeFirst();
   if (row === undefined) throw new NotFoundError(`agent ${id} not found`);
   return row;
+}
+
+/**
+ * setGuardrailPolicy replaces an agent's guardrail policy and bumps policy_version. With
+ * expectedVersion, the change applies only if the agent is still at that version (optimistic
+ * locking): otherwise FailedPrecondition, and nothing changes.
+ */
+export async function setGuardrailPolicy(trx: Trx, agentId: string, policy: unknown, expectedVersion?: number): Promise<Agent> {
+  const id = requireUuid(agentId, 'agent_id');
+  const document = parseGuardrailPolicy(policy, 'guardrailPolicy');
+  let query = trx
+    .updateTable('agents')
+    .set({
+      guardrail_policy: JSON.stringify(document),
+      policy_version: sql<number>`policy_version + 1` as unknown as number,
+      updated_at: sql<Date>`now()` as unknown as Date,
+    })
+    .where('id', '=', id);
+  if (expectedVersion !== undefined) query = query.where('policy_version', '=', expectedVersion);
+  const row = await query.returningAll().executeTakeFirst();
+  if (row !== undefined) return row;
+  const current = await getAgent(trx, id); // NotFound when missing
+  throw new FailedPreconditionError(
+    `the agent's policy_version is ${current.policy_version}, not the expected ${expectedVersion ?? '-'}: read the agent again and reapply the change`,
+  );
 }
 
 /** deleteAgent removes an agent; one that still has conversations is refused (InvalidArgument). */

@@ -9,12 +9,23 @@ import { parseInput } from './validate.js';
 
 type Trx = TenantTransaction<TenantDataDb>;
 
-/** startConversation opens a live conversation; agent and subject must belong to the tenant (NotFound otherwise). */
-export async function startConversation(trx: Trx, input: { agentId: string; subjectId?: string }): Promise<Conversation> {
-  const c = parseInput(z.strictObject({ agentId: uuid, subjectId: uuid.optional() }), input);
+/**
+ * startConversation opens a live conversation; agent and subject must belong to the tenant
+ * (NotFound otherwise). The id may be given (the session id); a second start with it is AlreadyExists.
+ */
+export async function startConversation(
+  trx: Trx,
+  input: { agentId: string; subjectId?: string; conversationId?: string },
+): Promise<Conversation> {
+  const c = parseInput(z.strictObject({ agentId: uuid, subjectId: uuid.optional(), conversationId: uuid.optional() }), input);
   return trx
     .insertInto('conversations')
-    .values({ id: uuidv7(), agent_id: c.agentId, subject_id: c.subjectId ?? null, retention_class: 'conversation_metadata' })
+    .values({
+      id: c.conversationId ?? uuidv7(),
+      agent_id: c.agentId,
+      subject_id: c.subjectId ?? null,
+      retention_class: 'conversation_metadata',
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
 }
@@ -53,11 +64,16 @@ export interface ConversationFilter extends PageRequest {
 /** listConversations pages through the tenant's conversations, oldest first, optionally by agent, subject or state. */
 export async function listConversations(trx: Trx, filter: ConversationFilter = {}): Promise<Page<Conversation>> {
   const size = pageSizeOf(filter);
-  const f = parseInput(
-    z.object({ agentId: uuid.optional(), subjectId: uuid.optional(), state: z.enum(['live', 'ended']).optional() }),
-    { agentId: filter.agentId, subjectId: filter.subjectId, state: filter.state },
-  );
-  let query = trx.selectFrom('conversations').selectAll().orderBy('id').limit(size + 1);
+  const f = parseInput(z.object({ agentId: uuid.optional(), subjectId: uuid.optional(), state: z.enum(['live', 'ended']).optional() }), {
+    agentId: filter.agentId,
+    subjectId: filter.subjectId,
+    state: filter.state,
+  });
+  let query = trx
+    .selectFrom('conversations')
+    .selectAll()
+    .orderBy('id')
+    .limit(size + 1);
   if (f.agentId !== undefined) query = query.where('agent_id', '=', f.agentId);
   if (f.subjectId !== undefined) query = query.where('subject_id', '=', f.subjectId);
   if (f.state !== undefined) query = query.where('state', '=', f.state);
@@ -65,15 +81,18 @@ export async function listConversations(trx: Trx, filter: ConversationFilter = {
   return toPage(await query.execute(), size, 'conversations', (r) => [r.id]);
 }
 
-/** NewTurn is one transcript turn; seq is the caller's order (idempotent: a repeated seq is AlreadyExists). */
+/**
+ * NewTurn is one transcript turn. seq is the caller's order (a repeated seq is AlreadyExists);
+ * when absent, the turn goes after the conversation's last one.
+ */
 export interface NewTurn {
-  seq: number;
+  seq?: number;
   role: TranscriptTurn['role'];
   textRedacted: string;
 }
 
 const turnSchema = z.strictObject({
-  seq: z.int().min(0).max(1_000_000),
+  seq: z.int().min(0).max(1_000_000).optional(),
   role: z.enum(['user', 'assistant', 'system', 'tool']),
   textRedacted: z.string().max(16_000),
 });
@@ -82,13 +101,23 @@ const turnSchema = z.strictObject({
 export async function appendTranscriptTurn(trx: Trx, conversationId: string, turn: NewTurn): Promise<TranscriptTurn> {
   const id = requireUuid(conversationId, 'conversation_id');
   const t = parseInput(turnSchema, turn);
-  // FOR SHARE keeps the conversation from ending between this check and the insert.
-  const conversation = await trx.selectFrom('conversations').select('state').where('id', '=', id).forShare().executeTakeFirst();
+  // The row lock keeps the conversation from ending between this check and the insert, and
+  // (FOR NO KEY UPDATE, not FOR SHARE) queues concurrent appends, so a computed seq is never taken twice.
+  const conversation = await trx.selectFrom('conversations').select('state').where('id', '=', id).forNoKeyUpdate().executeTakeFirst();
   if (conversation === undefined) throw new NotFoundError(`conversation ${id} not found`);
   if (conversation.state !== 'live') throw new FailedPreconditionError(`conversation ${id} has ended; turns can no longer be added`);
+  let seq = t.seq;
+  if (seq === undefined) {
+    const last = await trx
+      .selectFrom('transcript_turns')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('conversation_id', '=', id)
+      .executeTakeFirst();
+    seq = last?.seq === null || last?.seq === undefined ? 0 : Number(last.seq) + 1;
+  }
   return trx
     .insertInto('transcript_turns')
-    .values({ conversation_id: id, seq: t.seq, role: t.role, text_redacted: t.textRedacted, retention_class: 'transcript' })
+    .values({ conversation_id: id, seq, role: t.role, text_redacted: t.textRedacted, retention_class: 'transcript' })
     .returningAll()
     .executeTakeFirstOrThrow();
 }
@@ -98,7 +127,13 @@ export async function listTranscriptTurns(trx: Trx, conversationId: string, page
   const id = requireUuid(conversationId, 'conversation_id');
   const size = pageSizeOf(page);
   await getConversation(trx, id);
-  let query = trx.selectFrom('transcript_turns').selectAll().where('conversation_id', '=', id).orderBy('seq').limit(size + 1);
-  if (page.cursor !== undefined) query = query.where('seq', '>', decodeCursor(`transcript_turns:${id}`, page.cursor, ['number'])[0] as number);
+  let query = trx
+    .selectFrom('transcript_turns')
+    .selectAll()
+    .where('conversation_id', '=', id)
+    .orderBy('seq')
+    .limit(size + 1);
+  if (page.cursor !== undefined)
+    query = query.where('seq', '>', decodeCursor(`transcript_turns:${id}`, page.cursor, ['number'])[0] as number);
   return toPage(await query.execute(), size, `transcript_turns:${id}`, (r) => [r.seq]);
 }

@@ -13,9 +13,7 @@ export const uuid = z
 
 /** boundedObject is a JSON object of at most maxBytes once serialised. */
 export function boundedObject(maxBytes: number) {
-  return z
-    .record(z.string(), z.unknown())
-    .refine((v) => jsonSize(v) <= maxBytes, `must be at most ${maxBytes} bytes as JSON`);
+  return z.record(z.string(), z.unknown()).refine((v) => jsonSize(v) <= maxBytes, `must be at most ${maxBytes} bytes as JSON`);
 }
 
 /** httpsUrl is an absolute https URL of bounded length (where it may point is the egress layer's call). */

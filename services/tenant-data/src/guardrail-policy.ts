@@ -62,7 +62,10 @@ export const guardrailPolicyV1 = z.strictObject({
     .array(
       z.strictObject({
         timezone,
-        days: z.array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])).min(1).max(7),
+        days: z
+          .array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']))
+          .min(1)
+          .max(7),
         start: hhmm,
         end: hhmm,
         message: text(1000),
@@ -73,7 +76,10 @@ export const guardrailPolicyV1 = z.strictObject({
   /** fatigue: limits on one conversation's length. */
   fatigue: z
     .strictObject({
-      maxConversationMinutes: z.int().min(1).max(24 * 60),
+      maxConversationMinutes: z
+        .int()
+        .min(1)
+        .max(24 * 60),
       maxTurns: z.int().min(1).max(10_000).optional(),
       action: z.enum(['suggest_break', 'end_conversation']),
       message: text(1000).optional(),
@@ -81,7 +87,16 @@ export const guardrailPolicyV1 = z.strictObject({
     .optional(),
   /** topicCooldowns: how often a topic may come back. */
   topicCooldowns: z
-    .array(z.strictObject({ topic: id, cooldownMinutes: z.int().min(1).max(7 * 24 * 60), maxMentions: z.int().min(1).max(100) }))
+    .array(
+      z.strictObject({
+        topic: id,
+        cooldownMinutes: z
+          .int()
+          .min(1)
+          .max(7 * 24 * 60),
+        maxMentions: z.int().min(1).max(100),
+      }),
+    )
     .max(50)
     .default([]),
   /** pii: what personal data the agent may ask for or say. */
@@ -95,13 +110,21 @@ export const guardrailPolicyV1 = z.strictObject({
   /** tools: which tools the agent may call, with the scopes each call gets. */
   tools: z
     .strictObject({
-      allowed: z.array(z.strictObject({ name: id, scopes: z.array(text(100)).max(32).default([]), requireConfirmation: z.boolean().default(false) })).max(64),
+      allowed: z
+        .array(
+          z.strictObject({ name: id, scopes: z.array(text(100)).max(32).default([]), requireConfirmation: z.boolean().default(false) }),
+        )
+        .max(64),
       maxCallsPerTurn: z.int().min(0).max(20).default(3),
     })
     .default({ allowed: [], maxCallsPerTurn: 3 }),
   /** retrieval: which knowledge sources answers may draw on. */
   retrieval: z
-    .strictObject({ allowedSources: z.array(text(200)).max(64), maxDocuments: z.int().min(1).max(50).default(5), requireCitation: z.boolean().default(false) })
+    .strictObject({
+      allowedSources: z.array(text(200)).max(64),
+      maxDocuments: z.int().min(1).max(50).default(5),
+      requireCitation: z.boolean().default(false),
+    })
     .optional(),
 });
 

@@ -20,7 +20,10 @@ export interface NewWebhookEndpoint {
 
 /** createWebhookEndpoint registers a webhook endpoint of the tenant. */
 export async function createWebhookEndpoint(trx: Trx, input: NewWebhookEndpoint): Promise<WebhookEndpoint> {
-  const w = parseInput(z.strictObject({ url: httpsUrl, eventTypes: z.array(eventType).min(1).max(32), signingSecretRef: uuid.optional() }), input);
+  const w = parseInput(
+    z.strictObject({ url: httpsUrl, eventTypes: z.array(eventType).min(1).max(32), signingSecretRef: uuid.optional() }),
+    input,
+  );
   return trx
     .insertInto('webhook_endpoints')
     .values({ id: uuidv7(), url: w.url, event_types: [...new Set(w.eventTypes)], signing_secret_ref: w.signingSecretRef ?? null })
@@ -31,7 +34,11 @@ export async function createWebhookEndpoint(trx: Trx, input: NewWebhookEndpoint)
 /** listWebhookEndpoints pages through the tenant's webhook endpoints. */
 export async function listWebhookEndpoints(trx: Trx, page: PageRequest = {}): Promise<Page<WebhookEndpoint>> {
   const size = pageSizeOf(page);
-  let query = trx.selectFrom('webhook_endpoints').selectAll().orderBy('id').limit(size + 1);
+  let query = trx
+    .selectFrom('webhook_endpoints')
+    .selectAll()
+    .orderBy('id')
+    .limit(size + 1);
   if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('webhook_endpoints', page.cursor, ['string'])[0] as string);
   return toPage(await query.execute(), size, 'webhook_endpoints', (r) => [r.id]);
 }
@@ -91,7 +98,11 @@ export async function getToolDefinition(trx: Trx, toolId: string): Promise<ToolD
 /** listToolDefinitions pages through the tenant's tools. */
 export async function listToolDefinitions(trx: Trx, page: PageRequest = {}): Promise<Page<ToolDefinition>> {
   const size = pageSizeOf(page);
-  let query = trx.selectFrom('tool_definitions').selectAll().orderBy('id').limit(size + 1);
+  let query = trx
+    .selectFrom('tool_definitions')
+    .selectAll()
+    .orderBy('id')
+    .limit(size + 1);
   if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('tool_definitions', page.cursor, ['string'])[0] as string);
   return toPage(await query.execute(), size, 'tool_definitions', (r) => [r.id]);
 }

@@ -19,8 +19,15 @@ export interface NewRecording {
 
 const recordingSchema = z.strictObject({
   conversationId: uuid,
-  blobKey: z.string().min(1).max(512).regex(/^[A-Za-z0-9!_.*'()/-]+$/, 'must be a blob key of letters, digits and !_.*\'()/-'),
-  durationMs: z.int().min(0).max(24 * 60 * 60 * 1000),
+  blobKey: z
+    .string()
+    .min(1)
+    .max(512)
+    .regex(/^[A-Za-z0-9!_.*'()/-]+$/, "must be a blob key of letters, digits and !_.*'()/-"),
+  durationMs: z
+    .int()
+    .min(0)
+    .max(24 * 60 * 60 * 1000),
   dataClass: z.enum(RECORDING_DATA_CLASSES),
 });
 
@@ -29,7 +36,14 @@ export async function addRecording(trx: Trx, input: NewRecording): Promise<Recor
   const r = parseInput(recordingSchema, input);
   return trx
     .insertInto('recordings')
-    .values({ id: uuidv7(), conversation_id: r.conversationId, blob_key: r.blobKey, duration_ms: r.durationMs, data_class: r.dataClass, retention_class: 'recording' })
+    .values({
+      id: uuidv7(),
+      conversation_id: r.conversationId,
+      blob_key: r.blobKey,
+      duration_ms: r.durationMs,
+      data_class: r.dataClass,
+      retention_class: 'recording',
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
 }
@@ -47,7 +61,12 @@ export async function listRecordings(trx: Trx, conversationId: string, page: Pag
   const id = requireUuid(conversationId, 'conversation_id');
   const size = pageSizeOf(page);
   await getConversation(trx, id);
-  let query = trx.selectFrom('recordings').selectAll().where('conversation_id', '=', id).orderBy('id').limit(size + 1);
+  let query = trx
+    .selectFrom('recordings')
+    .selectAll()
+    .where('conversation_id', '=', id)
+    .orderBy('id')
+    .limit(size + 1);
   if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor(`recordings:${id}`, page.cursor, ['string'])[0] as string);
   return toPage(await query.execute(), size, `recordings:${id}`, (r) => [r.id]);
 }

@@ -57,7 +57,10 @@ const newSubjectSchema = z
     email: z.string().max(254).optional(),
     retentionClass: z.enum(RETENTION_CLASSES).default('subject_profile'),
   })
-  .refine((s) => s.externalRef !== undefined || s.phone !== undefined || s.email !== undefined, 'give at least one of externalRef, phone, email');
+  .refine(
+    (s) => s.externalRef !== undefined || s.phone !== undefined || s.email !== undefined,
+    'give at least one of externalRef, phone, email',
+  );
 
 /** createSubject records an end user by external reference and keyed hashes of phone and e-mail. */
 export async function createSubject(trx: Trx, input: NewSubject, pepper: Uint8Array): Promise<Subject> {
@@ -86,6 +89,14 @@ export async function findSubjectByContact(trx: Trx, contact: { phone: string } 
   return row;
 }
 
+/** findSubjectByExternalRef looks a subject up by the customer's own reference. */
+export async function findSubjectByExternalRef(trx: Trx, externalRef: string): Promise<Subject> {
+  const ref = parseInput(z.string().trim().min(1).max(200), externalRef, 'externalRef');
+  const row = await trx.selectFrom('subjects').selectAll().where('external_ref', '=', ref).executeTakeFirst();
+  if (row === undefined) throw new NotFoundError('no subject with this external reference');
+  return row;
+}
+
 /** getSubject returns a subject by id; another tenant's is NotFound. */
 export async function getSubject(trx: Trx, subjectId: string): Promise<Subject> {
   const id = requireUuid(subjectId, 'subject_id');
@@ -97,7 +108,11 @@ export async function getSubject(trx: Trx, subjectId: string): Promise<Subject> 
 /** listSubjects pages through the tenant's subjects in creation order. */
 export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Page<Subject>> {
   const size = pageSizeOf(page);
-  let query = trx.selectFrom('subjects').selectAll().orderBy('id').limit(size + 1);
+  let query = trx
+    .selectFrom('subjects')
+    .selectAll()
+    .orderBy('id')
+    .limit(size + 1);
   if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('subjects', page.cursor, ['string'])[0] as string);
   return toPage(await query.execute(), size, 'subjects', (r) => [r.id]);
 }

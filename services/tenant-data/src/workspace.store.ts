@@ -1,4 +1,4 @@
-import { NotFoundError } from '@parley/platform';
+import { AlreadyExistsError, NotFoundError } from '@parley/platform';
 import type { TenantTransaction } from '@parley/db';
 import { sql } from 'kysely';
 import { z } from 'zod';
@@ -14,6 +14,32 @@ export async function createWorkspace(trx: Trx, input: { name: string }): Promis
   return trx.insertInto('workspaces').values({ name }).returningAll().executeTakeFirstOrThrow();
 }
 
+/**
+ * ensureWorkspace creates the tenant's row, or returns it when it exists with the same name, so
+ * a bootstrap can be retried; an existing workspace with another name is AlreadyExists.
+ */
+export async function ensureWorkspace(trx: Trx, input: { name: string }): Promise<Workspace> {
+  return (await ensureWorkspaceCreated(trx, input)).workspace;
+}
+
+/**
+ * ensureWorkspaceCreated is ensureWorkspace that also says whether this call created the row, so
+ * that a retried bootstrap records one `workspace.create` audit event, not one per attempt.
+ */
+export async function ensureWorkspaceCreated(trx: Trx, input: { name: string }): Promise<{ workspace: Workspace; created: boolean }> {
+  const { name } = parseInput(z.strictObject({ name: name200 }), input);
+  const created = await trx
+    .insertInto('workspaces')
+    .values({ name })
+    .onConflict((oc) => oc.column('tenant_id').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (created !== undefined) return { workspace: created, created: true };
+  const existing = await getWorkspace(trx);
+  if (existing.name !== name) throw new AlreadyExistsError('this workspace already exists with another name');
+  return { workspace: existing, created: false };
+}
+
 /** getWorkspace returns the transaction's tenant row. */
 export async function getWorkspace(trx: Trx): Promise<Workspace> {
   const row = await trx.selectFrom('workspaces').selectAll().executeTakeFirst();
@@ -24,7 +50,11 @@ export async function getWorkspace(trx: Trx): Promise<Workspace> {
 /** renameWorkspace changes the tenant's display name. */
 export async function renameWorkspace(trx: Trx, input: { name: string }): Promise<Workspace> {
   const { name } = parseInput(z.strictObject({ name: name200 }), input);
-  const row = await trx.updateTable('workspaces').set({ name, updated_at: sql<Date>`now()` }).returningAll().executeTakeFirst();
+  const row = await trx
+    .updateTable('workspaces')
+    .set({ name, updated_at: sql<Date>`now()` })
+    .returningAll()
+    .executeTakeFirst();
   if (row === undefined) throw new NotFoundError('this workspace does not exist');
   return row;
 }

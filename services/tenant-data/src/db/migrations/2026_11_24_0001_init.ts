@@ -6,7 +6,16 @@ import { sql, type Kysely } from 'kysely';
 // checks bypass row-level security in Postgres; a key on (tenant_id, id) is what stops a row
 // from pointing at, or probing for, another tenant's row.
 const S = 'parley_tenant_data';
-const TABLES = ['workspaces', 'agents', 'subjects', 'conversations', 'transcript_turns', 'recordings', 'webhook_endpoints', 'tool_definitions'];
+const TABLES = [
+  'workspaces',
+  'agents',
+  'subjects',
+  'conversations',
+  'transcript_turns',
+  'recordings',
+  'webhook_endpoints',
+  'tool_definitions',
+];
 
 /** up creates the tenant-data tables, all under row-level security. */
 export async function up(db: Kysely<unknown>): Promise<void> {

@@ -6,21 +6,25 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Message } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/audit/v1/audit.proto.
  */
 export const file_parley_audit_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXJsZXkvYXVkaXQvdjEvYXVkaXQucHJvdG8SD3BhcmxleS5hdWRpdC52MSKaAQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSEgoKYWN0b3Jfa2luZBgDIAEoCRIQCghhY3Rvcl9pZBgEIAEoCRIOCgZhY3Rpb24YBSABKAkSEwoLdGFyZ2V0X3R5cGUYBiABKAkSEQoJdGFyZ2V0X2lkGAcgASgJEg8KB291dGNvbWUYCCABKAkiQgoTQXBwZW5kRXZlbnRzUmVxdWVzdBIrCgZldmVudHMYASADKAsyGy5wYXJsZXkuYXVkaXQudjEuQXVkaXRFdmVudCIoChRBcHBlbmRFdmVudHNSZXNwb25zZRIQCghhcHBlbmRlZBgBIAEoDTJrCgxBdWRpdFNlcnZpY2USWwoMQXBwZW5kRXZlbnRzEiQucGFybGV5LmF1ZGl0LnYxLkFwcGVuZEV2ZW50c1JlcXVlc3QaJS5wYXJsZXkuYXVkaXQudjEuQXBwZW5kRXZlbnRzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChtwYXJsZXkvYXVkaXQvdjEvYXVkaXQucHJvdG8SD3BhcmxleS5hdWRpdC52MSK3AgoKQXVkaXRFdmVudBIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSEgoKYWN0b3Jfa2luZBgDIAEoCRIQCghhY3Rvcl9pZBgEIAEoCRIOCgZhY3Rpb24YBSABKAkSEwoLdGFyZ2V0X3R5cGUYBiABKAkSEQoJdGFyZ2V0X2lkGAcgASgJEg8KB291dGNvbWUYCCABKAkSLAoLZGVzY3JpcHRpb24YCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnNvdXJjZV9hZGRyZXNzGAogASgJEhIKCnVzZXJfYWdlbnQYCyABKAkSEAoIdHJhY2VfaWQYDCABKAkSLwoLb2NjdXJyZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpgBCgtTdG9yZWRFdmVudBIqCgVldmVudBgBIAEoCzIbLnBhcmxleS5hdWRpdC52MS5BdWRpdEV2ZW50EgsKA3NlcRgCIAEoBBIRCglwcmV2X2hhc2gYAyABKAkSDAoEaGFzaBgEIAEoCRIvCgtyZWNvcmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijAEKCkNoZWNrcG9pbnQSEQoJdGVuYW50X2lkGAEgASgJEgsKA3NlcRgCIAEoBBIMCgRoYXNoGAMgASgJEi0KCXNpZ25lZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGa2V5X2lkGAUgASgJEhEKCXNpZ25hdHVyZRgGIAEoDCJ2CglQdWJsaWNLZXkSDgoGa2V5X2lkGAEgASgJEhEKCWFsZ29yaXRobRgCIAEoCRIWCg5wdWJsaWNfa2V5X3BlbRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLBAQoLRXZlbnRGaWx0ZXISEgoKYWN0b3Jfa2luZBgBIAEoCRIQCghhY3Rvcl9pZBgCIAEoCRIOCgZhY3Rpb24YAyABKAkSEwoLdGFyZ2V0X3R5cGUYBCABKAkSEQoJdGFyZ2V0X2lkGAUgASgJEikKBXNpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQgoTQXBwZW5kRXZlbnRzUmVxdWVzdBIrCgZldmVudHMYASADKAsyGy5wYXJsZXkuYXVkaXQudjEuQXVkaXRFdmVudCIoChRBcHBlbmRFdmVudHNSZXNwb25zZRIQCghhcHBlbmRlZBgBIAEoDSJ7ChFMaXN0RXZlbnRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSLAoGZmlsdGVyGAIgASgLMhwucGFybGV5LmF1ZGl0LnYxLkV2ZW50RmlsdGVyEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIlsKEkxpc3RFdmVudHNSZXNwb25zZRIsCgZldmVudHMYASADKAsyHC5wYXJsZXkuYXVkaXQudjEuU3RvcmVkRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIngKE0V4cG9ydEV2ZW50c1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEiwKBmZpbHRlchgCIAEoCzIcLnBhcmxleS5hdWRpdC52MS5FdmVudEZpbHRlchIQCghmcm9tX3NlcRgDIAEoBBIOCgZ0b19zZXEYBCABKAQiwQEKFEV4cG9ydEV2ZW50c1Jlc3BvbnNlEi8KBmhlYWRlchgBIAEoCzIdLnBhcmxleS5hdWRpdC52MS5FeHBvcnRIZWFkZXJIABItCgVldmVudBgCIAEoCzIcLnBhcmxleS5hdWRpdC52MS5TdG9yZWRFdmVudEgAEjEKCmNoZWNrcG9pbnQYAyABKAsyGy5wYXJsZXkuYXVkaXQudjEuQ2hlY2twb2ludEgAEg4KBm5kanNvbhgEIAEoCUIGCgRpdGVtIo0BCgxFeHBvcnRIZWFkZXISEQoJdGVuYW50X2lkGAEgASgJEhIKCmFuY2hvcl9zZXEYAiABKAQSEwoLYW5jaG9yX2hhc2gYAyABKAkSEAoIZmlsdGVyZWQYBCABKAgSLwoLZXhwb3J0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKEFZlcmlmeUxvZ1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEEg4KBnRvX3NlcRgDIAEoBCK4AQoRVmVyaWZ5TG9nUmVzcG9uc2USCgoCb2sYASABKAgSGAoQZmlyc3RfZmFpbGVkX3NlcRgCIAEoBBIOCgZyZWFzb24YAyABKAkSGQoRdmVyaWZpZWRfZnJvbV9zZXEYBCABKAQSFwoPdmVyaWZpZWRfdG9fc2VxGAUgASgEEhwKFGNoZWNrcG9pbnRzX3ZlcmlmaWVkGAYgASgNEhsKE2xhc3RfY2hlY2twb2ludF9zZXEYByABKAQiFgoUR2V0UHVibGljS2V5c1JlcXVlc3QiQQoVR2V0UHVibGljS2V5c1Jlc3BvbnNlEigKBGtleXMYASADKAsyGi5wYXJsZXkuYXVkaXQudjEuUHVibGljS2V5MtUDCgxBdWRpdFNlcnZpY2USWwoMQXBwZW5kRXZlbnRzEiQucGFybGV5LmF1ZGl0LnYxLkFwcGVuZEV2ZW50c1JlcXVlc3QaJS5wYXJsZXkuYXVkaXQudjEuQXBwZW5kRXZlbnRzUmVzcG9uc2USVQoKTGlzdEV2ZW50cxIiLnBhcmxleS5hdWRpdC52MS5MaXN0RXZlbnRzUmVxdWVzdBojLnBhcmxleS5hdWRpdC52MS5MaXN0RXZlbnRzUmVzcG9uc2USXQoMRXhwb3J0RXZlbnRzEiQucGFybGV5LmF1ZGl0LnYxLkV4cG9ydEV2ZW50c1JlcXVlc3QaJS5wYXJsZXkuYXVkaXQudjEuRXhwb3J0RXZlbnRzUmVzcG9uc2UwARJSCglWZXJpZnlMb2cSIS5wYXJsZXkuYXVkaXQudjEuVmVyaWZ5TG9nUmVxdWVzdBoiLnBhcmxleS5hdWRpdC52MS5WZXJpZnlMb2dSZXNwb25zZRJeCg1HZXRQdWJsaWNLZXlzEiUucGFybGV5LmF1ZGl0LnYxLkdldFB1YmxpY0tleXNSZXF1ZXN0GiYucGFybGV5LmF1ZGl0LnYxLkdldFB1YmxpY0tleXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
- * AuditEvent is one privileged action or sensitive read.
+ * AuditEvent is one privileged action or sensitive read, as a service records it.
  *
  * @generated from message parley.audit.v1.AuditEvent
  */
 export type AuditEvent = Message<"parley.audit.v1.AuditEvent"> & {
   /**
+   * id is a UUIDv7 chosen by the recording service; appends are idempotent on it.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -31,6 +35,8 @@ export type AuditEvent = Message<"parley.audit.v1.AuditEvent"> & {
   tenantId: string;
 
   /**
+   * actor_kind is "member", "api_key", "service" or "system".
+   *
    * @generated from field: string actor_kind = 3;
    */
   actorKind: string;
@@ -41,6 +47,8 @@ export type AuditEvent = Message<"parley.audit.v1.AuditEvent"> & {
   actorId: string;
 
   /**
+   * action is a name from the registry in @parley/audit-outbox (e.g. "agent.update").
+   *
    * @generated from field: string action = 5;
    */
   action: string;
@@ -56,9 +64,42 @@ export type AuditEvent = Message<"parley.audit.v1.AuditEvent"> & {
   targetId: string;
 
   /**
+   * outcome is "success", "failure" or "denied".
+   *
    * @generated from field: string outcome = 8;
    */
   outcome: string;
+
+  /**
+   * description is the redacted change: which fields changed and their non-secret values.
+   *
+   * @generated from field: google.protobuf.Struct description = 9;
+   */
+  description?: JsonObject | undefined;
+
+  /**
+   * source_address is the client address as the edge saw it ("" for service or system actors).
+   *
+   * @generated from field: string source_address = 10;
+   */
+  sourceAddress: string;
+
+  /**
+   * @generated from field: string user_agent = 11;
+   */
+  userAgent: string;
+
+  /**
+   * trace_id is the W3C trace id (32 hex digits) of the span that made the change, or "".
+   *
+   * @generated from field: string trace_id = 12;
+   */
+  traceId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 13;
+   */
+  occurredAt?: Timestamp | undefined;
 };
 
 /**
@@ -67,6 +108,188 @@ export type AuditEvent = Message<"parley.audit.v1.AuditEvent"> & {
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
   messageDesc(file_parley_audit_v1_audit, 0);
+
+/**
+ * StoredEvent is an event as the log holds it: its place in the tenant's hash chain.
+ *
+ * @generated from message parley.audit.v1.StoredEvent
+ */
+export type StoredEvent = Message<"parley.audit.v1.StoredEvent"> & {
+  /**
+   * @generated from field: parley.audit.v1.AuditEvent event = 1;
+   */
+  event?: AuditEvent | undefined;
+
+  /**
+   * seq is the event's 1-based position in its tenant's chain.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * prev_hash is the hash of event seq-1 (or the purge anchor, or 64 zeros for seq 1), hex.
+   *
+   * @generated from field: string prev_hash = 3;
+   */
+  prevHash: string;
+
+  /**
+   * hash is SHA-256 over the RFC 8785 canonical JSON of the event and prev_hash, hex.
+   *
+   * @generated from field: string hash = 4;
+   */
+  hash: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp recorded_at = 5;
+   */
+  recordedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.audit.v1.StoredEvent.
+ * Use `create(StoredEventSchema)` to create a new message.
+ */
+export const StoredEventSchema: GenMessage<StoredEvent> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 1);
+
+/**
+ * Checkpoint is a signed statement "tenant's chain had this hash at this sequence number".
+ *
+ * @generated from message parley.audit.v1.Checkpoint
+ */
+export type Checkpoint = Message<"parley.audit.v1.Checkpoint"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string hash = 3;
+   */
+  hash: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp signed_at = 4;
+   */
+  signedAt?: Timestamp | undefined;
+
+  /**
+   * key_id names the Ed25519 key (see GetPublicKeys).
+   *
+   * @generated from field: string key_id = 5;
+   */
+  keyId: string;
+
+  /**
+   * signature is Ed25519 over the RFC 8785 canonical JSON of the checkpoint statement.
+   *
+   * @generated from field: bytes signature = 6;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message parley.audit.v1.Checkpoint.
+ * Use `create(CheckpointSchema)` to create a new message.
+ */
+export const CheckpointSchema: GenMessage<Checkpoint> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 2);
+
+/**
+ * PublicKey is a checkpoint-signing public key.
+ *
+ * @generated from message parley.audit.v1.PublicKey
+ */
+export type PublicKey = Message<"parley.audit.v1.PublicKey"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * algorithm is "Ed25519".
+   *
+   * @generated from field: string algorithm = 2;
+   */
+  algorithm: string;
+
+  /**
+   * public_key_pem is the SubjectPublicKeyInfo in PEM.
+   *
+   * @generated from field: string public_key_pem = 3;
+   */
+  publicKeyPem: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.audit.v1.PublicKey.
+ * Use `create(PublicKeySchema)` to create a new message.
+ */
+export const PublicKeySchema: GenMessage<PublicKey> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 3);
+
+/**
+ * EventFilter narrows ListEvents and ExportEvents; empty fields match everything.
+ *
+ * @generated from message parley.audit.v1.EventFilter
+ */
+export type EventFilter = Message<"parley.audit.v1.EventFilter"> & {
+  /**
+   * @generated from field: string actor_kind = 1;
+   */
+  actorKind: string;
+
+  /**
+   * @generated from field: string actor_id = 2;
+   */
+  actorId: string;
+
+  /**
+   * @generated from field: string action = 3;
+   */
+  action: string;
+
+  /**
+   * @generated from field: string target_type = 4;
+   */
+  targetType: string;
+
+  /**
+   * @generated from field: string target_id = 5;
+   */
+  targetId: string;
+
+  /**
+   * since is inclusive, until exclusive; both on occurred_at.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 6;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 7;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.audit.v1.EventFilter.
+ * Use `create(EventFilterSchema)` to create a new message.
+ */
+export const EventFilterSchema: GenMessage<EventFilter> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 4);
 
 /**
  * @generated from message parley.audit.v1.AppendEventsRequest
@@ -83,13 +306,15 @@ export type AppendEventsRequest = Message<"parley.audit.v1.AppendEventsRequest">
  * Use `create(AppendEventsRequestSchema)` to create a new message.
  */
 export const AppendEventsRequestSchema: GenMessage<AppendEventsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_audit_v1_audit, 1);
+  messageDesc(file_parley_audit_v1_audit, 5);
 
 /**
  * @generated from message parley.audit.v1.AppendEventsResponse
  */
 export type AppendEventsResponse = Message<"parley.audit.v1.AppendEventsResponse"> & {
   /**
+   * appended counts events new to the log; replays of known ids are not counted.
+   *
    * @generated from field: uint32 appended = 1;
    */
   appended: number;
@@ -100,10 +325,299 @@ export type AppendEventsResponse = Message<"parley.audit.v1.AppendEventsResponse
  * Use `create(AppendEventsResponseSchema)` to create a new message.
  */
 export const AppendEventsResponseSchema: GenMessage<AppendEventsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_audit_v1_audit, 2);
+  messageDesc(file_parley_audit_v1_audit, 6);
 
 /**
- * AuditService records events; it is idempotent on event id.
+ * @generated from message parley.audit.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"parley.audit.v1.ListEventsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: parley.audit.v1.EventFilter filter = 2;
+   */
+  filter?: EventFilter | undefined;
+
+  /**
+   * page_size defaults to 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.audit.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 7);
+
+/**
+ * @generated from message parley.audit.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"parley.audit.v1.ListEventsResponse"> & {
+  /**
+   * @generated from field: repeated parley.audit.v1.StoredEvent events = 1;
+   */
+  events: StoredEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.audit.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 8);
+
+/**
+ * @generated from message parley.audit.v1.ExportEventsRequest
+ */
+export type ExportEventsRequest = Message<"parley.audit.v1.ExportEventsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: parley.audit.v1.EventFilter filter = 2;
+   */
+  filter?: EventFilter | undefined;
+
+  /**
+   * from_seq and to_seq bound the export (inclusive; 0 = chain start / head).
+   *
+   * @generated from field: uint64 from_seq = 3;
+   */
+  fromSeq: bigint;
+
+  /**
+   * @generated from field: uint64 to_seq = 4;
+   */
+  toSeq: bigint;
+};
+
+/**
+ * Describes the message parley.audit.v1.ExportEventsRequest.
+ * Use `create(ExportEventsRequestSchema)` to create a new message.
+ */
+export const ExportEventsRequestSchema: GenMessage<ExportEventsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 9);
+
+/**
+ * ExportEventsResponse is one line of an export: a header, an event or a checkpoint.
+ *
+ * @generated from message parley.audit.v1.ExportEventsResponse
+ */
+export type ExportEventsResponse = Message<"parley.audit.v1.ExportEventsResponse"> & {
+  /**
+   * @generated from oneof parley.audit.v1.ExportEventsResponse.item
+   */
+  item: {
+    /**
+     * @generated from field: parley.audit.v1.ExportHeader header = 1;
+     */
+    value: ExportHeader;
+    case: "header";
+  } | {
+    /**
+     * @generated from field: parley.audit.v1.StoredEvent event = 2;
+     */
+    value: StoredEvent;
+    case: "event";
+  } | {
+    /**
+     * @generated from field: parley.audit.v1.Checkpoint checkpoint = 3;
+     */
+    value: Checkpoint;
+    case: "checkpoint";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * ndjson is the same item as one line of the file format the offline verifier reads.
+   *
+   * @generated from field: string ndjson = 4;
+   */
+  ndjson: string;
+};
+
+/**
+ * Describes the message parley.audit.v1.ExportEventsResponse.
+ * Use `create(ExportEventsResponseSchema)` to create a new message.
+ */
+export const ExportEventsResponseSchema: GenMessage<ExportEventsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 10);
+
+/**
+ * ExportHeader opens an export: where the exported range starts and what it continues from.
+ *
+ * @generated from message parley.audit.v1.ExportHeader
+ */
+export type ExportHeader = Message<"parley.audit.v1.ExportHeader"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * anchor_seq and anchor_hash are the event before the first exported one (0 and 64 zeros at chain start).
+   *
+   * @generated from field: uint64 anchor_seq = 2;
+   */
+  anchorSeq: bigint;
+
+  /**
+   * @generated from field: string anchor_hash = 3;
+   */
+  anchorHash: string;
+
+  /**
+   * filtered is true when a filter was set: such an export lists matching events only and cannot be chain-verified.
+   *
+   * @generated from field: bool filtered = 4;
+   */
+  filtered: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp exported_at = 5;
+   */
+  exportedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.audit.v1.ExportHeader.
+ * Use `create(ExportHeaderSchema)` to create a new message.
+ */
+export const ExportHeaderSchema: GenMessage<ExportHeader> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 11);
+
+/**
+ * @generated from message parley.audit.v1.VerifyLogRequest
+ */
+export type VerifyLogRequest = Message<"parley.audit.v1.VerifyLogRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * from_seq and to_seq bound the check (inclusive; 0 = chain start / head).
+   *
+   * @generated from field: uint64 from_seq = 2;
+   */
+  fromSeq: bigint;
+
+  /**
+   * @generated from field: uint64 to_seq = 3;
+   */
+  toSeq: bigint;
+};
+
+/**
+ * Describes the message parley.audit.v1.VerifyLogRequest.
+ * Use `create(VerifyLogRequestSchema)` to create a new message.
+ */
+export const VerifyLogRequestSchema: GenMessage<VerifyLogRequest> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 12);
+
+/**
+ * @generated from message parley.audit.v1.VerifyLogResponse
+ */
+export type VerifyLogResponse = Message<"parley.audit.v1.VerifyLogResponse"> & {
+  /**
+   * @generated from field: bool ok = 1;
+   */
+  ok: boolean;
+
+  /**
+   * first_failed_seq is the first sequence number that does not verify (0 when ok).
+   *
+   * @generated from field: uint64 first_failed_seq = 2;
+   */
+  firstFailedSeq: bigint;
+
+  /**
+   * reason says what failed there (hash mismatch, broken link, gap, bad checkpoint signature).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: uint64 verified_from_seq = 4;
+   */
+  verifiedFromSeq: bigint;
+
+  /**
+   * @generated from field: uint64 verified_to_seq = 5;
+   */
+  verifiedToSeq: bigint;
+
+  /**
+   * @generated from field: uint32 checkpoints_verified = 6;
+   */
+  checkpointsVerified: number;
+
+  /**
+   * last_checkpoint_seq is the highest sequence number covered by a valid signed checkpoint.
+   *
+   * @generated from field: uint64 last_checkpoint_seq = 7;
+   */
+  lastCheckpointSeq: bigint;
+};
+
+/**
+ * Describes the message parley.audit.v1.VerifyLogResponse.
+ * Use `create(VerifyLogResponseSchema)` to create a new message.
+ */
+export const VerifyLogResponseSchema: GenMessage<VerifyLogResponse> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 13);
+
+/**
+ * @generated from message parley.audit.v1.GetPublicKeysRequest
+ */
+export type GetPublicKeysRequest = Message<"parley.audit.v1.GetPublicKeysRequest"> & {
+};
+
+/**
+ * Describes the message parley.audit.v1.GetPublicKeysRequest.
+ * Use `create(GetPublicKeysRequestSchema)` to create a new message.
+ */
+export const GetPublicKeysRequestSchema: GenMessage<GetPublicKeysRequest> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 14);
+
+/**
+ * @generated from message parley.audit.v1.GetPublicKeysResponse
+ */
+export type GetPublicKeysResponse = Message<"parley.audit.v1.GetPublicKeysResponse"> & {
+  /**
+   * @generated from field: repeated parley.audit.v1.PublicKey keys = 1;
+   */
+  keys: PublicKey[];
+};
+
+/**
+ * Describes the message parley.audit.v1.GetPublicKeysResponse.
+ * Use `create(GetPublicKeysResponseSchema)` to create a new message.
+ */
+export const GetPublicKeysResponseSchema: GenMessage<GetPublicKeysResponse> = /*@__PURE__*/
+  messageDesc(file_parley_audit_v1_audit, 15);
+
+/**
+ * AuditService records and serves the audit log; it is idempotent on event id.
  *
  * @generated from service parley.audit.v1.AuditService
  */
@@ -117,6 +631,46 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof AppendEventsRequestSchema;
     output: typeof AppendEventsResponseSchema;
+  },
+  /**
+   * ListEvents lists a tenant's events, newest first, with filters and cursor pagination.
+   *
+   * @generated from rpc parley.audit.v1.AuditService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * ExportEvents streams a tenant's chain in sequence order with its checkpoints.
+   *
+   * @generated from rpc parley.audit.v1.AuditService.ExportEvents
+   */
+  exportEvents: {
+    methodKind: "server_streaming";
+    input: typeof ExportEventsRequestSchema;
+    output: typeof ExportEventsResponseSchema;
+  },
+  /**
+   * VerifyLog recomputes a range of the chain and checks its checkpoints.
+   *
+   * @generated from rpc parley.audit.v1.AuditService.VerifyLog
+   */
+  verifyLog: {
+    methodKind: "unary";
+    input: typeof VerifyLogRequestSchema;
+    output: typeof VerifyLogResponseSchema;
+  },
+  /**
+   * GetPublicKeys returns the checkpoint-signing public keys for offline verification.
+   *
+   * @generated from rpc parley.audit.v1.AuditService.GetPublicKeys
+   */
+  getPublicKeys: {
+    methodKind: "unary";
+    input: typeof GetPublicKeysRequestSchema;
+    output: typeof GetPublicKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_audit_v1_audit, 0);

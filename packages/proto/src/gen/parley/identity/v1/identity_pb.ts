@@ -4,16 +4,19 @@
 
 // parley.identity.v1 is the internal API of the identity service: workspace API keys (hashed),
 // members and roles, and session tokens for browsers (Ed25519, JWKS, single use at connect).
+// RPCs that act for an end principal read it from the edge's principal headers.
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/identity/v1/identity.proto.
  */
 export const file_parley_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvaWRlbnRpdHkvdjEvaWRlbnRpdHkucHJvdG8SEnBhcmxleS5pZGVudGl0eS52MSJICglQcmluY2lwYWwSEQoJdGVuYW50X2lkGAEgASgJEgwKBGtpbmQYAiABKAkSCgoCaWQYAyABKAkSDgoGc2NvcGVzGAQgAygJIjwKGUF1dGhlbnRpY2F0ZUFwaUtleVJlcXVlc3QSDwoHYXBpX2tleRgBIAEoCRIOCgZzb3VyY2UYAiABKAkiTgoaQXV0aGVudGljYXRlQXBpS2V5UmVzcG9uc2USMAoJcHJpbmNpcGFsGAEgASgLMh0ucGFybGV5LmlkZW50aXR5LnYxLlByaW5jaXBhbCIQCg5HZXRKd2tzUmVxdWVzdCIkCg9HZXRKd2tzUmVzcG9uc2USEQoJandrc19qc29uGAEgASgJMtoBCg9JZGVudGl0eVNlcnZpY2UScwoSQXV0aGVudGljYXRlQXBpS2V5Ei0ucGFybGV5LmlkZW50aXR5LnYxLkF1dGhlbnRpY2F0ZUFwaUtleVJlcXVlc3QaLi5wYXJsZXkuaWRlbnRpdHkudjEuQXV0aGVudGljYXRlQXBpS2V5UmVzcG9uc2USUgoHR2V0SndrcxIiLnBhcmxleS5pZGVudGl0eS52MS5HZXRKd2tzUmVxdWVzdBojLnBhcmxleS5pZGVudGl0eS52MS5HZXRKd2tzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiFwYXJsZXkvaWRlbnRpdHkvdjEvaWRlbnRpdHkucHJvdG8SEnBhcmxleS5pZGVudGl0eS52MSJICglQcmluY2lwYWwSEQoJdGVuYW50X2lkGAEgASgJEgwKBGtpbmQYAiABKAkSCgoCaWQYAyABKAkSDgoGc2NvcGVzGAQgAygJIrkCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSDgoGc2NvcGVzGAQgAygJEhwKFGNyZWF0ZWRfYnlfbWVtYmVyX2lkGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcm90YXRlZF90b19pZBgKIAEoCSJ3CgZNZW1iZXISCgoCaWQYASABKAkSDQoFZW1haWwYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEgwKBHJvbGUYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiqgEKDVNlc3Npb25DbGFpbXMSEQoJdGVuYW50X2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSCwoDanRpGAQgASgJEg4KBm9yaWdpbhgFIAEoCRITCgtzdWJqZWN0X3JlZhgGIAEoCRIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChlBdXRoZW50aWNhdGVBcGlLZXlSZXF1ZXN0Eg8KB2FwaV9rZXkYASABKAkSDgoGc291cmNlGAIgASgJIk4KGkF1dGhlbnRpY2F0ZUFwaUtleVJlc3BvbnNlEjAKCXByaW5jaXBhbBgBIAEoCzIdLnBhcmxleS5pZGVudGl0eS52MS5QcmluY2lwYWwiEAoOR2V0Sndrc1JlcXVlc3QiPQoPR2V0Sndrc1Jlc3BvbnNlEhEKCWp3a3NfanNvbhgBIAEoCRIXCg9tYXhfYWdlX3NlY29uZHMYAiABKA0iYwoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnNjb3BlcxgCIAMoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJTChRDcmVhdGVBcGlLZXlSZXNwb25zZRIrCgdhcGlfa2V5GAEgASgLMhoucGFybGV5LmlkZW50aXR5LnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkiFAoSTGlzdEFwaUtleXNSZXF1ZXN0IkMKE0xpc3RBcGlLZXlzUmVzcG9uc2USLAoIYXBpX2tleXMYASADKAsyGi5wYXJsZXkuaWRlbnRpdHkudjEuQXBpS2V5IkIKE1JvdGF0ZUFwaUtleVJlcXVlc3QSEgoKYXBpX2tleV9pZBgBIAEoCRIXCg9vdmVybGFwX3NlY29uZHMYAiABKA0igQEKFFJvdGF0ZUFwaUtleVJlc3BvbnNlEisKB2FwaV9rZXkYASABKAsyGi5wYXJsZXkuaWRlbnRpdHkudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIsCghwcmV2aW91cxgDIAEoCzIaLnBhcmxleS5pZGVudGl0eS52MS5BcGlLZXkiKQoTUmV2b2tlQXBpS2V5UmVxdWVzdBISCgphcGlfa2V5X2lkGAEgASgJIkMKFFJldm9rZUFwaUtleVJlc3BvbnNlEisKB2FwaV9rZXkYASABKAsyGi5wYXJsZXkuaWRlbnRpdHkudjEuQXBpS2V5IkUKEEFkZE1lbWJlclJlcXVlc3QSDQoFZW1haWwYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEgwKBHJvbGUYAyABKAkiPwoRQWRkTWVtYmVyUmVzcG9uc2USKgoGbWVtYmVyGAEgASgLMhoucGFybGV5LmlkZW50aXR5LnYxLk1lbWJlciIUChJMaXN0TWVtYmVyc1JlcXVlc3QiQgoTTGlzdE1lbWJlcnNSZXNwb25zZRIrCgdtZW1iZXJzGAEgAygLMhoucGFybGV5LmlkZW50aXR5LnYxLk1lbWJlciI6ChdVcGRhdGVNZW1iZXJSb2xlUmVxdWVzdBIRCgltZW1iZXJfaWQYASABKAkSDAoEcm9sZRgCIAEoCSJGChhVcGRhdGVNZW1iZXJSb2xlUmVzcG9uc2USKgoGbWVtYmVyGAEgASgLMhoucGFybGV5LmlkZW50aXR5LnYxLk1lbWJlciIoChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhEKCW1lbWJlcl9pZBgBIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSJiChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRITCgtzdWJqZWN0X3JlZhgCIAEoCRIOCgZvcmlnaW4YAyABKAkSEwoLdHRsX3NlY29uZHMYBCABKA0ifwoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEhIKCnNlc3Npb25faWQYASABKAkSDQoFdG9rZW4YAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc2Vzc2lvbl91cmwYBCABKAkiWQoUVmVyaWZ5U2Vzc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDwoHY29uc3VtZRgCIAEoCBIRCgl0ZW5hbnRfaWQYAyABKAkSDgoGb3JpZ2luGAQgASgJIkoKFVZlcmlmeVNlc3Npb25SZXNwb25zZRIxCgZjbGFpbXMYASABKAsyIS5wYXJsZXkuaWRlbnRpdHkudjEuU2Vzc2lvbkNsYWltcyIqChRSZXZva2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZTKhCgoPSWRlbnRpdHlTZXJ2aWNlEnMKEkF1dGhlbnRpY2F0ZUFwaUtleRItLnBhcmxleS5pZGVudGl0eS52MS5BdXRoZW50aWNhdGVBcGlLZXlSZXF1ZXN0Gi4ucGFybGV5LmlkZW50aXR5LnYxLkF1dGhlbnRpY2F0ZUFwaUtleVJlc3BvbnNlElIKB0dldEp3a3MSIi5wYXJsZXkuaWRlbnRpdHkudjEuR2V0Sndrc1JlcXVlc3QaIy5wYXJsZXkuaWRlbnRpdHkudjEuR2V0Sndrc1Jlc3BvbnNlEmEKDENyZWF0ZUFwaUtleRInLnBhcmxleS5pZGVudGl0eS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GigucGFybGV5LmlkZW50aXR5LnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlEl4KC0xpc3RBcGlLZXlzEiYucGFybGV5LmlkZW50aXR5LnYxLkxpc3RBcGlLZXlzUmVxdWVzdBonLnBhcmxleS5pZGVudGl0eS52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlEmEKDFJvdGF0ZUFwaUtleRInLnBhcmxleS5pZGVudGl0eS52MS5Sb3RhdGVBcGlLZXlSZXF1ZXN0GigucGFybGV5LmlkZW50aXR5LnYxLlJvdGF0ZUFwaUtleVJlc3BvbnNlEmEKDFJldm9rZUFwaUtleRInLnBhcmxleS5pZGVudGl0eS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GigucGFybGV5LmlkZW50aXR5LnYxLlJldm9rZUFwaUtleVJlc3BvbnNlElgKCUFkZE1lbWJlchIkLnBhcmxleS5pZGVudGl0eS52MS5BZGRNZW1iZXJSZXF1ZXN0GiUucGFybGV5LmlkZW50aXR5LnYxLkFkZE1lbWJlclJlc3BvbnNlEl4KC0xpc3RNZW1iZXJzEiYucGFybGV5LmlkZW50aXR5LnYxLkxpc3RNZW1iZXJzUmVxdWVzdBonLnBhcmxleS5pZGVudGl0eS52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEm0KEFVwZGF0ZU1lbWJlclJvbGUSKy5wYXJsZXkuaWRlbnRpdHkudjEuVXBkYXRlTWVtYmVyUm9sZVJlcXVlc3QaLC5wYXJsZXkuaWRlbnRpdHkudjEuVXBkYXRlTWVtYmVyUm9sZVJlc3BvbnNlEmEKDFJlbW92ZU1lbWJlchInLnBhcmxleS5pZGVudGl0eS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GigucGFybGV5LmlkZW50aXR5LnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlEmQKDUNyZWF0ZVNlc3Npb24SKC5wYXJsZXkuaWRlbnRpdHkudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaKS5wYXJsZXkuaWRlbnRpdHkudjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmQKDVZlcmlmeVNlc3Npb24SKC5wYXJsZXkuaWRlbnRpdHkudjEuVmVyaWZ5U2Vzc2lvblJlcXVlc3QaKS5wYXJsZXkuaWRlbnRpdHkudjEuVmVyaWZ5U2Vzc2lvblJlc3BvbnNlEmQKDVJldm9rZVNlc3Npb24SKC5wYXJsZXkuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlcXVlc3QaKS5wYXJsZXkuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Principal is who an authenticated public call acts for.
@@ -52,6 +55,164 @@ export const PrincipalSchema: GenMessage<Principal> = /*@__PURE__*/
   messageDesc(file_parley_identity_v1_identity, 0);
 
 /**
+ * ApiKey is a key's metadata; the secret is never part of it.
+ *
+ * @generated from message parley.identity.v1.ApiKey
+ */
+export type ApiKey = Message<"parley.identity.v1.ApiKey"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * prefix is the non-secret start of the key (pk_<env>_<key id>), shown in lists and logs.
+   *
+   * @generated from field: string prefix = 3;
+   */
+  prefix: string;
+
+  /**
+   * @generated from field: repeated string scopes = 4;
+   */
+  scopes: string[];
+
+  /**
+   * @generated from field: string created_by_member_id = 5;
+   */
+  createdByMemberId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_used_at = 7;
+   */
+  lastUsedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 8;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp revoked_at = 9;
+   */
+  revokedAt?: Timestamp | undefined;
+
+  /**
+   * rotated_to_id is the key that replaced this one (its expiry then ends the overlap).
+   *
+   * @generated from field: string rotated_to_id = 10;
+   */
+  rotatedToId: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.ApiKey.
+ * Use `create(ApiKeySchema)` to create a new message.
+ */
+export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 1);
+
+/**
+ * Member is a person in a workspace with one role.
+ *
+ * @generated from message parley.identity.v1.Member
+ */
+export type Member = Message<"parley.identity.v1.Member"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * role is "owner", "admin", "developer" or "viewer".
+   *
+   * @generated from field: string role = 4;
+   */
+  role: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.Member.
+ * Use `create(MemberSchema)` to create a new message.
+ */
+export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 2);
+
+/**
+ * SessionClaims are the verified claims of a session token.
+ *
+ * @generated from message parley.identity.v1.SessionClaims
+ */
+export type SessionClaims = Message<"parley.identity.v1.SessionClaims"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string agent_id = 2;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: string jti = 4;
+   */
+  jti: string;
+
+  /**
+   * @generated from field: string origin = 5;
+   */
+  origin: string;
+
+  /**
+   * @generated from field: string subject_ref = 6;
+   */
+  subjectRef: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 7;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.SessionClaims.
+ * Use `create(SessionClaimsSchema)` to create a new message.
+ */
+export const SessionClaimsSchema: GenMessage<SessionClaims> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 3);
+
+/**
  * @generated from message parley.identity.v1.AuthenticateApiKeyRequest
  */
 export type AuthenticateApiKeyRequest = Message<"parley.identity.v1.AuthenticateApiKeyRequest"> & {
@@ -75,7 +236,7 @@ export type AuthenticateApiKeyRequest = Message<"parley.identity.v1.Authenticate
  * Use `create(AuthenticateApiKeyRequestSchema)` to create a new message.
  */
 export const AuthenticateApiKeyRequestSchema: GenMessage<AuthenticateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_parley_identity_v1_identity, 1);
+  messageDesc(file_parley_identity_v1_identity, 4);
 
 /**
  * @generated from message parley.identity.v1.AuthenticateApiKeyResponse
@@ -92,7 +253,7 @@ export type AuthenticateApiKeyResponse = Message<"parley.identity.v1.Authenticat
  * Use `create(AuthenticateApiKeyResponseSchema)` to create a new message.
  */
 export const AuthenticateApiKeyResponseSchema: GenMessage<AuthenticateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_parley_identity_v1_identity, 2);
+  messageDesc(file_parley_identity_v1_identity, 5);
 
 /**
  * @generated from message parley.identity.v1.GetJwksRequest
@@ -105,7 +266,7 @@ export type GetJwksRequest = Message<"parley.identity.v1.GetJwksRequest"> & {
  * Use `create(GetJwksRequestSchema)` to create a new message.
  */
 export const GetJwksRequestSchema: GenMessage<GetJwksRequest> = /*@__PURE__*/
-  messageDesc(file_parley_identity_v1_identity, 3);
+  messageDesc(file_parley_identity_v1_identity, 6);
 
 /**
  * @generated from message parley.identity.v1.GetJwksResponse
@@ -117,6 +278,13 @@ export type GetJwksResponse = Message<"parley.identity.v1.GetJwksResponse"> & {
    * @generated from field: string jwks_json = 1;
    */
   jwksJson: string;
+
+  /**
+   * max_age_seconds is how long a client may cache it.
+   *
+   * @generated from field: uint32 max_age_seconds = 2;
+   */
+  maxAgeSeconds: number;
 };
 
 /**
@@ -124,10 +292,479 @@ export type GetJwksResponse = Message<"parley.identity.v1.GetJwksResponse"> & {
  * Use `create(GetJwksResponseSchema)` to create a new message.
  */
 export const GetJwksResponseSchema: GenMessage<GetJwksResponse> = /*@__PURE__*/
-  messageDesc(file_parley_identity_v1_identity, 4);
+  messageDesc(file_parley_identity_v1_identity, 7);
 
 /**
- * IdentityService authenticates keys and issues and verifies session tokens.
+ * @generated from message parley.identity.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"parley.identity.v1.CreateApiKeyRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string scopes = 2;
+   */
+  scopes: string[];
+
+  /**
+   * expires_at is optional; unset means the key does not expire.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 8);
+
+/**
+ * @generated from message parley.identity.v1.CreateApiKeyResponse
+ */
+export type CreateApiKeyResponse = Message<"parley.identity.v1.CreateApiKeyResponse"> & {
+  /**
+   * @generated from field: parley.identity.v1.ApiKey api_key = 1;
+   */
+  apiKey?: ApiKey | undefined;
+
+  /**
+   * secret is the full key, returned this once only.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 9);
+
+/**
+ * @generated from message parley.identity.v1.ListApiKeysRequest
+ */
+export type ListApiKeysRequest = Message<"parley.identity.v1.ListApiKeysRequest"> & {
+};
+
+/**
+ * Describes the message parley.identity.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 10);
+
+/**
+ * @generated from message parley.identity.v1.ListApiKeysResponse
+ */
+export type ListApiKeysResponse = Message<"parley.identity.v1.ListApiKeysResponse"> & {
+  /**
+   * @generated from field: repeated parley.identity.v1.ApiKey api_keys = 1;
+   */
+  apiKeys: ApiKey[];
+};
+
+/**
+ * Describes the message parley.identity.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 11);
+
+/**
+ * @generated from message parley.identity.v1.RotateApiKeyRequest
+ */
+export type RotateApiKeyRequest = Message<"parley.identity.v1.RotateApiKeyRequest"> & {
+  /**
+   * @generated from field: string api_key_id = 1;
+   */
+  apiKeyId: string;
+
+  /**
+   * overlap_seconds is how long the old key keeps working; 0 means the default (24 hours).
+   *
+   * @generated from field: uint32 overlap_seconds = 2;
+   */
+  overlapSeconds: number;
+};
+
+/**
+ * Describes the message parley.identity.v1.RotateApiKeyRequest.
+ * Use `create(RotateApiKeyRequestSchema)` to create a new message.
+ */
+export const RotateApiKeyRequestSchema: GenMessage<RotateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 12);
+
+/**
+ * @generated from message parley.identity.v1.RotateApiKeyResponse
+ */
+export type RotateApiKeyResponse = Message<"parley.identity.v1.RotateApiKeyResponse"> & {
+  /**
+   * @generated from field: parley.identity.v1.ApiKey api_key = 1;
+   */
+  apiKey?: ApiKey | undefined;
+
+  /**
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+
+  /**
+   * @generated from field: parley.identity.v1.ApiKey previous = 3;
+   */
+  previous?: ApiKey | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.RotateApiKeyResponse.
+ * Use `create(RotateApiKeyResponseSchema)` to create a new message.
+ */
+export const RotateApiKeyResponseSchema: GenMessage<RotateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 13);
+
+/**
+ * @generated from message parley.identity.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"parley.identity.v1.RevokeApiKeyRequest"> & {
+  /**
+   * @generated from field: string api_key_id = 1;
+   */
+  apiKeyId: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 14);
+
+/**
+ * @generated from message parley.identity.v1.RevokeApiKeyResponse
+ */
+export type RevokeApiKeyResponse = Message<"parley.identity.v1.RevokeApiKeyResponse"> & {
+  /**
+   * @generated from field: parley.identity.v1.ApiKey api_key = 1;
+   */
+  apiKey?: ApiKey | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.RevokeApiKeyResponse.
+ * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
+ */
+export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 15);
+
+/**
+ * @generated from message parley.identity.v1.AddMemberRequest
+ */
+export type AddMemberRequest = Message<"parley.identity.v1.AddMemberRequest"> & {
+  /**
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string role = 3;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.AddMemberRequest.
+ * Use `create(AddMemberRequestSchema)` to create a new message.
+ */
+export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 16);
+
+/**
+ * @generated from message parley.identity.v1.AddMemberResponse
+ */
+export type AddMemberResponse = Message<"parley.identity.v1.AddMemberResponse"> & {
+  /**
+   * @generated from field: parley.identity.v1.Member member = 1;
+   */
+  member?: Member | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.AddMemberResponse.
+ * Use `create(AddMemberResponseSchema)` to create a new message.
+ */
+export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 17);
+
+/**
+ * @generated from message parley.identity.v1.ListMembersRequest
+ */
+export type ListMembersRequest = Message<"parley.identity.v1.ListMembersRequest"> & {
+};
+
+/**
+ * Describes the message parley.identity.v1.ListMembersRequest.
+ * Use `create(ListMembersRequestSchema)` to create a new message.
+ */
+export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 18);
+
+/**
+ * @generated from message parley.identity.v1.ListMembersResponse
+ */
+export type ListMembersResponse = Message<"parley.identity.v1.ListMembersResponse"> & {
+  /**
+   * @generated from field: repeated parley.identity.v1.Member members = 1;
+   */
+  members: Member[];
+};
+
+/**
+ * Describes the message parley.identity.v1.ListMembersResponse.
+ * Use `create(ListMembersResponseSchema)` to create a new message.
+ */
+export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 19);
+
+/**
+ * @generated from message parley.identity.v1.UpdateMemberRoleRequest
+ */
+export type UpdateMemberRoleRequest = Message<"parley.identity.v1.UpdateMemberRoleRequest"> & {
+  /**
+   * @generated from field: string member_id = 1;
+   */
+  memberId: string;
+
+  /**
+   * @generated from field: string role = 2;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.UpdateMemberRoleRequest.
+ * Use `create(UpdateMemberRoleRequestSchema)` to create a new message.
+ */
+export const UpdateMemberRoleRequestSchema: GenMessage<UpdateMemberRoleRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 20);
+
+/**
+ * @generated from message parley.identity.v1.UpdateMemberRoleResponse
+ */
+export type UpdateMemberRoleResponse = Message<"parley.identity.v1.UpdateMemberRoleResponse"> & {
+  /**
+   * @generated from field: parley.identity.v1.Member member = 1;
+   */
+  member?: Member | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.UpdateMemberRoleResponse.
+ * Use `create(UpdateMemberRoleResponseSchema)` to create a new message.
+ */
+export const UpdateMemberRoleResponseSchema: GenMessage<UpdateMemberRoleResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 21);
+
+/**
+ * @generated from message parley.identity.v1.RemoveMemberRequest
+ */
+export type RemoveMemberRequest = Message<"parley.identity.v1.RemoveMemberRequest"> & {
+  /**
+   * @generated from field: string member_id = 1;
+   */
+  memberId: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.RemoveMemberRequest.
+ * Use `create(RemoveMemberRequestSchema)` to create a new message.
+ */
+export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 22);
+
+/**
+ * @generated from message parley.identity.v1.RemoveMemberResponse
+ */
+export type RemoveMemberResponse = Message<"parley.identity.v1.RemoveMemberResponse"> & {
+};
+
+/**
+ * Describes the message parley.identity.v1.RemoveMemberResponse.
+ * Use `create(RemoveMemberResponseSchema)` to create a new message.
+ */
+export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 23);
+
+/**
+ * @generated from message parley.identity.v1.CreateSessionRequest
+ */
+export type CreateSessionRequest = Message<"parley.identity.v1.CreateSessionRequest"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * subject_ref is the customer's own reference for the end user (optional).
+   *
+   * @generated from field: string subject_ref = 2;
+   */
+  subjectRef: string;
+
+  /**
+   * origin is the browser origin allowed to connect with the token (optional).
+   *
+   * @generated from field: string origin = 3;
+   */
+  origin: string;
+
+  /**
+   * ttl_seconds defaults to 300 and may be at most 900.
+   *
+   * @generated from field: uint32 ttl_seconds = 4;
+   */
+  ttlSeconds: number;
+};
+
+/**
+ * Describes the message parley.identity.v1.CreateSessionRequest.
+ * Use `create(CreateSessionRequestSchema)` to create a new message.
+ */
+export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 24);
+
+/**
+ * @generated from message parley.identity.v1.CreateSessionResponse
+ */
+export type CreateSessionResponse = Message<"parley.identity.v1.CreateSessionResponse"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: string token = 2;
+   */
+  token: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * session_url is the orchestrator's connect URL with the token as its fragment.
+   *
+   * @generated from field: string session_url = 4;
+   */
+  sessionUrl: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.CreateSessionResponse.
+ * Use `create(CreateSessionResponseSchema)` to create a new message.
+ */
+export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 25);
+
+/**
+ * @generated from message parley.identity.v1.VerifySessionRequest
+ */
+export type VerifySessionRequest = Message<"parley.identity.v1.VerifySessionRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * consume marks the jti used (at connect); a second consume of the same token fails.
+   *
+   * @generated from field: bool consume = 2;
+   */
+  consume: boolean;
+
+  /**
+   * tenant_id, when set, must be the token's tenant.
+   *
+   * @generated from field: string tenant_id = 3;
+   */
+  tenantId: string;
+
+  /**
+   * origin, when set, must be the token's allowed origin (if it names one).
+   *
+   * @generated from field: string origin = 4;
+   */
+  origin: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.VerifySessionRequest.
+ * Use `create(VerifySessionRequestSchema)` to create a new message.
+ */
+export const VerifySessionRequestSchema: GenMessage<VerifySessionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 26);
+
+/**
+ * @generated from message parley.identity.v1.VerifySessionResponse
+ */
+export type VerifySessionResponse = Message<"parley.identity.v1.VerifySessionResponse"> & {
+  /**
+   * @generated from field: parley.identity.v1.SessionClaims claims = 1;
+   */
+  claims?: SessionClaims | undefined;
+};
+
+/**
+ * Describes the message parley.identity.v1.VerifySessionResponse.
+ * Use `create(VerifySessionResponseSchema)` to create a new message.
+ */
+export const VerifySessionResponseSchema: GenMessage<VerifySessionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 27);
+
+/**
+ * @generated from message parley.identity.v1.RevokeSessionRequest
+ */
+export type RevokeSessionRequest = Message<"parley.identity.v1.RevokeSessionRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.RevokeSessionRequest.
+ * Use `create(RevokeSessionRequestSchema)` to create a new message.
+ */
+export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 28);
+
+/**
+ * @generated from message parley.identity.v1.RevokeSessionResponse
+ */
+export type RevokeSessionResponse = Message<"parley.identity.v1.RevokeSessionResponse"> & {
+};
+
+/**
+ * Describes the message parley.identity.v1.RevokeSessionResponse.
+ * Use `create(RevokeSessionResponseSchema)` to create a new message.
+ */
+export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_identity, 29);
+
+/**
+ * IdentityService authenticates keys, manages members and keys, and issues and verifies
+ * session tokens.
  *
  * @generated from service parley.identity.v1.IdentityService
  */
@@ -151,6 +788,116 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof GetJwksRequestSchema;
     output: typeof GetJwksResponseSchema;
+  },
+  /**
+   * CreateApiKey creates a key for the calling principal's member.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * ListApiKeys lists the tenant's keys (metadata only).
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * RotateApiKey issues a successor key; the old one works until the overlap ends.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.RotateApiKey
+   */
+  rotateApiKey: {
+    methodKind: "unary";
+    input: typeof RotateApiKeyRequestSchema;
+    output: typeof RotateApiKeyResponseSchema;
+  },
+  /**
+   * RevokeApiKey ends a key at once.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * AddMember adds a member with a role.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.AddMember
+   */
+  addMember: {
+    methodKind: "unary";
+    input: typeof AddMemberRequestSchema;
+    output: typeof AddMemberResponseSchema;
+  },
+  /**
+   * ListMembers lists the tenant's members.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.ListMembers
+   */
+  listMembers: {
+    methodKind: "unary";
+    input: typeof ListMembersRequestSchema;
+    output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * UpdateMemberRole changes a member's role.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.UpdateMemberRole
+   */
+  updateMemberRole: {
+    methodKind: "unary";
+    input: typeof UpdateMemberRoleRequestSchema;
+    output: typeof UpdateMemberRoleResponseSchema;
+  },
+  /**
+   * RemoveMember removes a member (never the last owner) and revokes their keys.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.RemoveMember
+   */
+  removeMember: {
+    methodKind: "unary";
+    input: typeof RemoveMemberRequestSchema;
+    output: typeof RemoveMemberResponseSchema;
+  },
+  /**
+   * CreateSession mints a session token.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.CreateSession
+   */
+  createSession: {
+    methodKind: "unary";
+    input: typeof CreateSessionRequestSchema;
+    output: typeof CreateSessionResponseSchema;
+  },
+  /**
+   * VerifySession checks a session token and, at connect, consumes its jti.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.VerifySession
+   */
+  verifySession: {
+    methodKind: "unary";
+    input: typeof VerifySessionRequestSchema;
+    output: typeof VerifySessionResponseSchema;
+  },
+  /**
+   * RevokeSession ends a session.
+   *
+   * @generated from rpc parley.identity.v1.IdentityService.RevokeSession
+   */
+  revokeSession: {
+    methodKind: "unary";
+    input: typeof RevokeSessionRequestSchema;
+    output: typeof RevokeSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_identity_v1_identity, 0);

@@ -3,17 +3,21 @@
 /* eslint-disable */
 
 // parley.secrets.v1 is the internal API of the secrets service: provider credentials under
-// envelope encryption. Values go in and come out only to a live conversation.
+// envelope encryption, and per-subject data keys for crypto-shredding. A secret's value goes in
+// through PutSecret/RotateSecret and comes out only through ResolveForConversation, to the
+// voice-orchestrator, for a live conversation of an agent that references it.
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/secrets/v1/secrets.proto.
  */
 export const file_parley_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSJzCg5TZWNyZXRNZXRhZGF0YRIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIVCg1wcm92aWRlcl9raW5kGAQgASgJEgwKBGhpbnQYBSABKAkSDwoHdmVyc2lvbhgGIAEoDSInChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJIkkKE0xpc3RTZWNyZXRzUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhMm4KDlNlY3JldHNTZXJ2aWNlElwKC0xpc3RTZWNyZXRzEiUucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXF1ZXN0GiYucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0ImUKGEVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEhEKCXBsYWludGV4dBgEIAEoDCIvChlFbmNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhIKCmNpcGhlcnRleHQYASABKAwiZgoYRGVjcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEgoKY2lwaGVydGV4dBgEIAEoDCIuChlEZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDCI/ChZTaHJlZFN1YmplY3RLZXlSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJIisKF1NocmVkU3ViamVjdEtleVJlc3BvbnNlEhAKCHNocmVkZGVkGAEgASgIMqkHCg5TZWNyZXRzU2VydmljZRJWCglQdXRTZWNyZXQSIy5wYXJsZXkuc2VjcmV0cy52MS5QdXRTZWNyZXRSZXF1ZXN0GiQucGFybGV5LnNlY3JldHMudjEuUHV0U2VjcmV0UmVzcG9uc2USXAoLTGlzdFNlY3JldHMSJS5wYXJsZXkuc2VjcmV0cy52MS5MaXN0U2VjcmV0c1JlcXVlc3QaJi5wYXJsZXkuc2VjcmV0cy52MS5MaXN0U2VjcmV0c1Jlc3BvbnNlElYKCUdldFNlY3JldBIjLnBhcmxleS5zZWNyZXRzLnYxLkdldFNlY3JldFJlcXVlc3QaJC5wYXJsZXkuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXNwb25zZRJfCgxSb3RhdGVTZWNyZXQSJi5wYXJsZXkuc2VjcmV0cy52MS5Sb3RhdGVTZWNyZXRSZXF1ZXN0GicucGFybGV5LnNlY3JldHMudjEuUm90YXRlU2VjcmV0UmVzcG9uc2USXwoMRGVsZXRlU2VjcmV0EiYucGFybGV5LnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlc3BvbnNlEn0KFlJlc29sdmVGb3JDb252ZXJzYXRpb24SMC5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVxdWVzdBoxLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVGb3JDb252ZXJzYXRpb25SZXNwb25zZRJuChFFbmNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USbgoRRGVjcnlwdEZvclN1YmplY3QSKy5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QaLC5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEmgKD1NocmVkU3ViamVjdEtleRIpLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlcXVlc3QaKi5wYXJsZXkuc2VjcmV0cy52MS5TaHJlZFN1YmplY3RLZXlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * SecretMetadata is everything about a secret except its value.
@@ -37,23 +41,49 @@ export type SecretMetadata = Message<"parley.secrets.v1.SecretMetadata"> & {
   name: string;
 
   /**
-   * Provider kind, e.g. "llm", "stt", "tts", "telephony", "webhook".
+   * provider_kind is what the credential is for: "llm", "stt", "tts", "telephony", "webhook", "tool".
    *
    * @generated from field: string provider_kind = 4;
    */
   providerKind: string;
 
   /**
-   * The last four characters of the value, for recognition.
+   * hint is the last four characters of the current value (empty for values under 12 characters).
    *
    * @generated from field: string hint = 5;
    */
   hint: string;
 
   /**
+   * version is the current version, starting at 1; RotateSecret adds one.
+   *
    * @generated from field: uint32 version = 6;
    */
   version: number;
+
+  /**
+   * set_by is the principal that set the current version, as "<kind>:<id>".
+   *
+   * @generated from field: string set_by = 7;
+   */
+  setBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp set_at = 8;
+   */
+  setAt?: Timestamp | undefined;
+
+  /**
+   * last_used_at is when a conversation last resolved the secret (unset if never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_used_at = 9;
+   */
+  lastUsedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 10;
+   */
+  createdAt?: Timestamp | undefined;
 };
 
 /**
@@ -64,13 +94,70 @@ export const SecretMetadataSchema: GenMessage<SecretMetadata> = /*@__PURE__*/
   messageDesc(file_parley_secrets_v1_secrets, 0);
 
 /**
+ * @generated from message parley.secrets.v1.PutSecretRequest
+ */
+export type PutSecretRequest = Message<"parley.secrets.v1.PutSecretRequest"> & {
+  /**
+   * name is unique in the tenant: 1-100 characters of [A-Za-z0-9._-].
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string provider_kind = 2;
+   */
+  providerKind: string;
+
+  /**
+   * value is the credential (1-16384 bytes of UTF-8). It is never returned.
+   *
+   * @generated from field: string value = 3;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.PutSecretRequest.
+ * Use `create(PutSecretRequestSchema)` to create a new message.
+ */
+export const PutSecretRequestSchema: GenMessage<PutSecretRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 1);
+
+/**
+ * @generated from message parley.secrets.v1.PutSecretResponse
+ */
+export type PutSecretResponse = Message<"parley.secrets.v1.PutSecretResponse"> & {
+  /**
+   * @generated from field: parley.secrets.v1.SecretMetadata secret = 1;
+   */
+  secret?: SecretMetadata | undefined;
+};
+
+/**
+ * Describes the message parley.secrets.v1.PutSecretResponse.
+ * Use `create(PutSecretResponseSchema)` to create a new message.
+ */
+export const PutSecretResponseSchema: GenMessage<PutSecretResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 2);
+
+/**
  * @generated from message parley.secrets.v1.ListSecretsRequest
  */
 export type ListSecretsRequest = Message<"parley.secrets.v1.ListSecretsRequest"> & {
   /**
-   * @generated from field: string tenant_id = 1;
+   * page_size defaults to 50, at most 200.
+   *
+   * @generated from field: uint32 page_size = 1;
    */
-  tenantId: string;
+  pageSize: number;
+
+  /**
+   * page_token is the next_page_token of the previous page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
 };
 
 /**
@@ -78,7 +165,7 @@ export type ListSecretsRequest = Message<"parley.secrets.v1.ListSecretsRequest">
  * Use `create(ListSecretsRequestSchema)` to create a new message.
  */
 export const ListSecretsRequestSchema: GenMessage<ListSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 1);
+  messageDesc(file_parley_secrets_v1_secrets, 3);
 
 /**
  * @generated from message parley.secrets.v1.ListSecretsResponse
@@ -88,6 +175,11 @@ export type ListSecretsResponse = Message<"parley.secrets.v1.ListSecretsResponse
    * @generated from field: repeated parley.secrets.v1.SecretMetadata secrets = 1;
    */
   secrets: SecretMetadata[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -95,16 +187,384 @@ export type ListSecretsResponse = Message<"parley.secrets.v1.ListSecretsResponse
  * Use `create(ListSecretsResponseSchema)` to create a new message.
  */
 export const ListSecretsResponseSchema: GenMessage<ListSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 2);
+  messageDesc(file_parley_secrets_v1_secrets, 4);
 
 /**
- * SecretsService stores and resolves provider credentials.
+ * @generated from message parley.secrets.v1.GetSecretRequest
+ */
+export type GetSecretRequest = Message<"parley.secrets.v1.GetSecretRequest"> & {
+  /**
+   * @generated from field: string secret_id = 1;
+   */
+  secretId: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.GetSecretRequest.
+ * Use `create(GetSecretRequestSchema)` to create a new message.
+ */
+export const GetSecretRequestSchema: GenMessage<GetSecretRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 5);
+
+/**
+ * @generated from message parley.secrets.v1.GetSecretResponse
+ */
+export type GetSecretResponse = Message<"parley.secrets.v1.GetSecretResponse"> & {
+  /**
+   * @generated from field: parley.secrets.v1.SecretMetadata secret = 1;
+   */
+  secret?: SecretMetadata | undefined;
+};
+
+/**
+ * Describes the message parley.secrets.v1.GetSecretResponse.
+ * Use `create(GetSecretResponseSchema)` to create a new message.
+ */
+export const GetSecretResponseSchema: GenMessage<GetSecretResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 6);
+
+/**
+ * @generated from message parley.secrets.v1.RotateSecretRequest
+ */
+export type RotateSecretRequest = Message<"parley.secrets.v1.RotateSecretRequest"> & {
+  /**
+   * @generated from field: string secret_id = 1;
+   */
+  secretId: string;
+
+  /**
+   * value is the new credential; the previous version is kept for the grace period, then destroyed.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+
+  /**
+   * expected_version, when non-zero, must equal the current version (optimistic locking).
+   *
+   * @generated from field: uint32 expected_version = 3;
+   */
+  expectedVersion: number;
+};
+
+/**
+ * Describes the message parley.secrets.v1.RotateSecretRequest.
+ * Use `create(RotateSecretRequestSchema)` to create a new message.
+ */
+export const RotateSecretRequestSchema: GenMessage<RotateSecretRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 7);
+
+/**
+ * @generated from message parley.secrets.v1.RotateSecretResponse
+ */
+export type RotateSecretResponse = Message<"parley.secrets.v1.RotateSecretResponse"> & {
+  /**
+   * @generated from field: parley.secrets.v1.SecretMetadata secret = 1;
+   */
+  secret?: SecretMetadata | undefined;
+};
+
+/**
+ * Describes the message parley.secrets.v1.RotateSecretResponse.
+ * Use `create(RotateSecretResponseSchema)` to create a new message.
+ */
+export const RotateSecretResponseSchema: GenMessage<RotateSecretResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 8);
+
+/**
+ * @generated from message parley.secrets.v1.DeleteSecretRequest
+ */
+export type DeleteSecretRequest = Message<"parley.secrets.v1.DeleteSecretRequest"> & {
+  /**
+   * @generated from field: string secret_id = 1;
+   */
+  secretId: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.DeleteSecretRequest.
+ * Use `create(DeleteSecretRequestSchema)` to create a new message.
+ */
+export const DeleteSecretRequestSchema: GenMessage<DeleteSecretRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 9);
+
+/**
+ * @generated from message parley.secrets.v1.DeleteSecretResponse
+ */
+export type DeleteSecretResponse = Message<"parley.secrets.v1.DeleteSecretResponse"> & {
+};
+
+/**
+ * Describes the message parley.secrets.v1.DeleteSecretResponse.
+ * Use `create(DeleteSecretResponseSchema)` to create a new message.
+ */
+export const DeleteSecretResponseSchema: GenMessage<DeleteSecretResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 10);
+
+/**
+ * @generated from message parley.secrets.v1.ResolveForConversationRequest
+ */
+export type ResolveForConversationRequest = Message<"parley.secrets.v1.ResolveForConversationRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * agent_id must be the conversation's agent.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * secret_ids are the secrets wanted; each must be referenced by the agent. Empty means every
+   * secret the agent references.
+   *
+   * @generated from field: repeated string secret_ids = 4;
+   */
+  secretIds: string[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.ResolveForConversationRequest.
+ * Use `create(ResolveForConversationRequestSchema)` to create a new message.
+ */
+export const ResolveForConversationRequestSchema: GenMessage<ResolveForConversationRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 11);
+
+/**
+ * ResolvedSecret is one decrypted credential, for use in one conversation; do not store it.
+ *
+ * @generated from message parley.secrets.v1.ResolvedSecret
+ */
+export type ResolvedSecret = Message<"parley.secrets.v1.ResolvedSecret"> & {
+  /**
+   * @generated from field: string secret_id = 1;
+   */
+  secretId: string;
+
+  /**
+   * purposes are the agent's secret_refs keys that point at this secret (e.g. "llm").
+   *
+   * @generated from field: repeated string purposes = 2;
+   */
+  purposes: string[];
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string provider_kind = 4;
+   */
+  providerKind: string;
+
+  /**
+   * @generated from field: uint32 version = 5;
+   */
+  version: number;
+
+  /**
+   * @generated from field: string value = 6;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.ResolvedSecret.
+ * Use `create(ResolvedSecretSchema)` to create a new message.
+ */
+export const ResolvedSecretSchema: GenMessage<ResolvedSecret> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 12);
+
+/**
+ * @generated from message parley.secrets.v1.ResolveForConversationResponse
+ */
+export type ResolveForConversationResponse = Message<"parley.secrets.v1.ResolveForConversationResponse"> & {
+  /**
+   * @generated from field: repeated parley.secrets.v1.ResolvedSecret secrets = 1;
+   */
+  secrets: ResolvedSecret[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.ResolveForConversationResponse.
+ * Use `create(ResolveForConversationResponseSchema)` to create a new message.
+ */
+export const ResolveForConversationResponseSchema: GenMessage<ResolveForConversationResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 13);
+
+/**
+ * @generated from message parley.secrets.v1.EncryptForSubjectRequest
+ */
+export type EncryptForSubjectRequest = Message<"parley.secrets.v1.EncryptForSubjectRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string subject_id = 2;
+   */
+  subjectId: string;
+
+  /**
+   * purpose binds the ciphertext to one record, e.g. "transcript-turn:<conversation>:<seq>";
+   * decrypt with the same purpose.
+   *
+   * @generated from field: string purpose = 3;
+   */
+  purpose: string;
+
+  /**
+   * plaintext is at most 1 MiB.
+   *
+   * @generated from field: bytes plaintext = 4;
+   */
+  plaintext: Uint8Array;
+};
+
+/**
+ * Describes the message parley.secrets.v1.EncryptForSubjectRequest.
+ * Use `create(EncryptForSubjectRequestSchema)` to create a new message.
+ */
+export const EncryptForSubjectRequestSchema: GenMessage<EncryptForSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 14);
+
+/**
+ * @generated from message parley.secrets.v1.EncryptForSubjectResponse
+ */
+export type EncryptForSubjectResponse = Message<"parley.secrets.v1.EncryptForSubjectResponse"> & {
+  /**
+   * ciphertext is self-contained (format byte, nonce, ciphertext, tag); store it as it is.
+   *
+   * @generated from field: bytes ciphertext = 1;
+   */
+  ciphertext: Uint8Array;
+};
+
+/**
+ * Describes the message parley.secrets.v1.EncryptForSubjectResponse.
+ * Use `create(EncryptForSubjectResponseSchema)` to create a new message.
+ */
+export const EncryptForSubjectResponseSchema: GenMessage<EncryptForSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 15);
+
+/**
+ * @generated from message parley.secrets.v1.DecryptForSubjectRequest
+ */
+export type DecryptForSubjectRequest = Message<"parley.secrets.v1.DecryptForSubjectRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string subject_id = 2;
+   */
+  subjectId: string;
+
+  /**
+   * @generated from field: string purpose = 3;
+   */
+  purpose: string;
+
+  /**
+   * @generated from field: bytes ciphertext = 4;
+   */
+  ciphertext: Uint8Array;
+};
+
+/**
+ * Describes the message parley.secrets.v1.DecryptForSubjectRequest.
+ * Use `create(DecryptForSubjectRequestSchema)` to create a new message.
+ */
+export const DecryptForSubjectRequestSchema: GenMessage<DecryptForSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 16);
+
+/**
+ * @generated from message parley.secrets.v1.DecryptForSubjectResponse
+ */
+export type DecryptForSubjectResponse = Message<"parley.secrets.v1.DecryptForSubjectResponse"> & {
+  /**
+   * @generated from field: bytes plaintext = 1;
+   */
+  plaintext: Uint8Array;
+};
+
+/**
+ * Describes the message parley.secrets.v1.DecryptForSubjectResponse.
+ * Use `create(DecryptForSubjectResponseSchema)` to create a new message.
+ */
+export const DecryptForSubjectResponseSchema: GenMessage<DecryptForSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 17);
+
+/**
+ * @generated from message parley.secrets.v1.ShredSubjectKeyRequest
+ */
+export type ShredSubjectKeyRequest = Message<"parley.secrets.v1.ShredSubjectKeyRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string subject_id = 2;
+   */
+  subjectId: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.ShredSubjectKeyRequest.
+ * Use `create(ShredSubjectKeyRequestSchema)` to create a new message.
+ */
+export const ShredSubjectKeyRequestSchema: GenMessage<ShredSubjectKeyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 18);
+
+/**
+ * @generated from message parley.secrets.v1.ShredSubjectKeyResponse
+ */
+export type ShredSubjectKeyResponse = Message<"parley.secrets.v1.ShredSubjectKeyResponse"> & {
+  /**
+   * shredded is false when the subject never had a key or was already shredded (idempotent).
+   *
+   * @generated from field: bool shredded = 1;
+   */
+  shredded: boolean;
+};
+
+/**
+ * Describes the message parley.secrets.v1.ShredSubjectKeyResponse.
+ * Use `create(ShredSubjectKeyResponseSchema)` to create a new message.
+ */
+export const ShredSubjectKeyResponseSchema: GenMessage<ShredSubjectKeyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 19);
+
+/**
+ * SecretsService stores and resolves provider credentials and holds per-subject data keys.
  *
  * @generated from service parley.secrets.v1.SecretsService
  */
 export const SecretsService: GenService<{
   /**
-   * ListSecrets returns metadata of a tenant's secrets, never values.
+   * PutSecret creates a secret (edge, on behalf of a principal with secrets:write).
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.PutSecret
+   */
+  putSecret: {
+    methodKind: "unary";
+    input: typeof PutSecretRequestSchema;
+    output: typeof PutSecretResponseSchema;
+  },
+  /**
+   * ListSecrets returns metadata of the principal's tenant's secrets, never values.
    *
    * @generated from rpc parley.secrets.v1.SecretsService.ListSecrets
    */
@@ -112,6 +572,76 @@ export const SecretsService: GenService<{
     methodKind: "unary";
     input: typeof ListSecretsRequestSchema;
     output: typeof ListSecretsResponseSchema;
+  },
+  /**
+   * GetSecret returns one secret's metadata, never its value.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.GetSecret
+   */
+  getSecret: {
+    methodKind: "unary";
+    input: typeof GetSecretRequestSchema;
+    output: typeof GetSecretResponseSchema;
+  },
+  /**
+   * RotateSecret stores a new version; the previous one is destroyed after the grace period.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.RotateSecret
+   */
+  rotateSecret: {
+    methodKind: "unary";
+    input: typeof RotateSecretRequestSchema;
+    output: typeof RotateSecretResponseSchema;
+  },
+  /**
+   * DeleteSecret destroys a secret and every version of it at once.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.DeleteSecret
+   */
+  deleteSecret: {
+    methodKind: "unary";
+    input: typeof DeleteSecretRequestSchema;
+    output: typeof DeleteSecretResponseSchema;
+  },
+  /**
+   * ResolveForConversation decrypts an agent's secrets for one of its live conversations.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.ResolveForConversation
+   */
+  resolveForConversation: {
+    methodKind: "unary";
+    input: typeof ResolveForConversationRequestSchema;
+    output: typeof ResolveForConversationResponseSchema;
+  },
+  /**
+   * EncryptForSubject encrypts a record with the subject's data key (created on first use).
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.EncryptForSubject
+   */
+  encryptForSubject: {
+    methodKind: "unary";
+    input: typeof EncryptForSubjectRequestSchema;
+    output: typeof EncryptForSubjectResponseSchema;
+  },
+  /**
+   * DecryptForSubject decrypts a record of EncryptForSubject; fails once the key is shredded.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.DecryptForSubject
+   */
+  decryptForSubject: {
+    methodKind: "unary";
+    input: typeof DecryptForSubjectRequestSchema;
+    output: typeof DecryptForSubjectResponseSchema;
+  },
+  /**
+   * ShredSubjectKey destroys a subject's data key, making all its records unreadable.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.ShredSubjectKey
+   */
+  shredSubjectKey: {
+    methodKind: "unary";
+    input: typeof ShredSubjectKeyRequestSchema;
+    output: typeof ShredSubjectKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_secrets_v1_secrets, 0);

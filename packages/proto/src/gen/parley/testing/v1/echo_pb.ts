@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/testing/v1/echo.proto.
  */
 export const file_parley_testing_v1_echo: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvdGVzdGluZy92MS9lY2hvLnByb3RvEhFwYXJsZXkudGVzdGluZy52MSJBCgtFY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhAKCGRlbGF5X21zGAIgASgNEg8KB2ZvcndhcmQYAyABKAgiQgoMRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSDgoGY2FsbGVyGAIgASgJEhEKCXNlcnZlZF9ieRgDIAEoCSIjChBBZG1pbkVjaG9SZXF1ZXN0Eg8KB21lc3NhZ2UYASABKAkiJAoRQWRtaW5FY2hvUmVzcG9uc2USDwoHbWVzc2FnZRgBIAEoCTKuAQoLRWNob1NlcnZpY2USRwoERWNobxIeLnBhcmxleS50ZXN0aW5nLnYxLkVjaG9SZXF1ZXN0Gh8ucGFybGV5LnRlc3RpbmcudjEuRWNob1Jlc3BvbnNlElYKCUFkbWluRWNobxIjLnBhcmxleS50ZXN0aW5nLnYxLkFkbWluRWNob1JlcXVlc3QaJC5wYXJsZXkudGVzdGluZy52MS5BZG1pbkVjaG9SZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChxwYXJsZXkvdGVzdGluZy92MS9lY2hvLnByb3RvEhFwYXJsZXkudGVzdGluZy52MSJBCgtFY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhAKCGRlbGF5X21zGAIgASgNEg8KB2ZvcndhcmQYAyABKAgiTwoMRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSDgoGY2FsbGVyGAIgASgJEhEKCXNlcnZlZF9ieRgDIAEoCRILCgNwb2QYBCABKAkiIwoQQWRtaW5FY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJIiQKEUFkbWluRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkyrgEKC0VjaG9TZXJ2aWNlEkcKBEVjaG8SHi5wYXJsZXkudGVzdGluZy52MS5FY2hvUmVxdWVzdBofLnBhcmxleS50ZXN0aW5nLnYxLkVjaG9SZXNwb25zZRJWCglBZG1pbkVjaG8SIy5wYXJsZXkudGVzdGluZy52MS5BZG1pbkVjaG9SZXF1ZXN0GiQucGFybGV5LnRlc3RpbmcudjEuQWRtaW5FY2hvUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message parley.testing.v1.EchoRequest
@@ -69,6 +69,13 @@ export type EchoResponse = Message<"parley.testing.v1.EchoResponse"> & {
    * @generated from field: string served_by = 3;
    */
   servedBy: string;
+
+  /**
+   * The fixture's PARLEY_ECHO_POD, to tell replicas apart.
+   *
+   * @generated from field: string pod = 4;
+   */
+  pod: string;
 };
 
 /**

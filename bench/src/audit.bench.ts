@@ -1,0 +1,204 @@
+// Audit log benchmark. Appends: AppendEvents handlers (validation, per-tenant head lock, RFC 8785
+// canonical JSON + SHA-256 chain, insert, checkpoint signing every 1,000 events) over an in-memory
+// Connect transport on a real Postgres, 8 concurrent writers, one event per call, for one tenant
+// (every append contends for the same head lock) and for 100 tenants. Baseline in the same run: the
+// same row inserted with no chain (no lock, no hash), i.e. what an unchained audit table costs.
+// Verification: the chain verifier in-process over an N-event chain with a signed checkpoint
+// every 1,000 events (N = 1,000,000 by default; BENCH_AUDIT_VERIFY_EVENTS).
+import { generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { createClient, createRouterTransport } from '@connectrpc/connect';
+import {
+  ChainVerifier,
+  checkpointStatement,
+  createAuditService,
+  eventHash,
+  GENESIS_HASH,
+  keyIdOf,
+  SealedKeyCheckpointSigner,
+  type AuditDb,
+  type ChainEvent,
+} from '@parley/audit';
+import { migrations } from '@parley/audit/migrations';
+import { createDb, migrateAll, roleFor, withTenant } from '@parley/db';
+import { LocalKeyringKekProvider, silentLogger } from '@parley/envelope';
+import { AuditEventSchema, AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { v7 as uuidv7 } from 'uuid';
+import { closedLoop, type LoadResult } from './stats.js';
+
+/** AuditBenchOptions sizes the run. */
+export interface AuditBenchOptions {
+  adminUrl: string;
+  seconds: number;
+  /** verifyEvents is the chain length for the verification measurement. */
+  verifyEvents: number;
+}
+
+/** AuditBenchResult is JSON-serialisable. */
+export interface AuditBenchResult {
+  appends: { scenario: string; tenants: number; chained: LoadResult; unchained: LoadResult; ratio: number }[];
+  verify: { events: number; checkpoints: number; seconds: number; eventsPerSecond: number; projectedSecondsFor1M: number };
+}
+
+const WRITERS = 8;
+const SCHEMA = 'parley_audit';
+
+function wireEvent(tenantId: string) {
+  return create(AuditEventSchema, {
+    id: uuidv7(),
+    tenantId,
+    actorKind: 'member',
+    actorId: 'mem_bench',
+    action: 'agent.update',
+    targetType: 'agent',
+    targetId: randomUUID(),
+    outcome: 'success',
+    description: { name: { from: 'support-bot', to: 'support-bot-2' }, prompt: { from: '[redacted]', to: '[redacted]' } },
+    sourceAddress: '198.51.100.7',
+    userAgent: 'parley-cli/1.0',
+    traceId: randomBytes(16).toString('hex'),
+    occurredAt: timestampFromDate(new Date()),
+  });
+}
+
+async function measureAppends(url: string, seconds: number, tenants: string[]): Promise<{ chained: LoadResult; unchained: LoadResult }> {
+  // The admin logs in and assumes the audit role: RLS and the grants apply as for the service.
+  const db = createDb<AuditDb>(url, { max: WRITERS + 2, role: roleFor('audit'), searchPath: SCHEMA });
+  const owner = createDb<unknown>(url, { max: WRITERS + 2, searchPath: SCHEMA });
+  const dir = await mkdtemp(join(tmpdir(), 'parley-audit-bench-'));
+  try {
+    const kek = await LocalKeyringKekProvider.open({ path: join(dir, 'keyring.json'), logger: silentLogger });
+    const signer = await SealedKeyCheckpointSigner.open({ path: join(dir, 'key.json'), kek });
+    const impl = createAuditService({ db, signer, policy: { everyEvents: 1000, everyMs: 60_000 }, logger: silentLogger });
+    const client = createClient(
+      AuditService,
+      createRouterTransport(({ service }) => service(AuditService, impl)),
+    );
+    let n = 0;
+    const pick = () => tenants[n++ % tenants.length] as string;
+    const chained = await closedLoop(() => client.appendEvents({ events: [wireEvent(pick())] }), {
+      concurrency: WRITERS,
+      seconds,
+      warmupSeconds: 1,
+    });
+    // Baseline: same columns into a plain table, no head lock, no hashing.
+    await sql`create table if not exists bench_plain (like parley_audit.events including defaults)`.execute(owner);
+    await sql`alter table bench_plain drop constraint if exists bench_plain_pkey`.execute(owner);
+    const unchained = await closedLoop(
+      async () => {
+        const e = wireEvent(pick());
+        await withTenant(owner, e.tenantId, (trx) =>
+          sql`insert into bench_plain (tenant_id, seq, id, occurred_at, recorded_at, actor_kind, actor_id, action, target_type, target_id, outcome, description, source_address, user_agent, trace_id, prev_hash, hash)
+              values (${e.tenantId}, 1, ${e.id}, now(), now(), ${e.actorKind}, ${e.actorId}, ${e.action}, ${e.targetType}, ${e.targetId}, ${e.outcome}, ${JSON.stringify(e.description)}, ${e.sourceAddress}, ${e.userAgent}, ${e.traceId}, ${GENESIS_HASH}, ${GENESIS_HASH})`.execute(
+            trx,
+          ),
+        );
+      },
+      { concurrency: WRITERS, seconds, warmupSeconds: 1 },
+    );
+    return { chained, unchained };
+  } finally {
+    await db.destroy();
+    await owner.destroy();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function measureVerify(events: number): AuditBenchResult['verify'] {
+  const tenantId = randomUUID();
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const keyId = keyIdOf(publicKey);
+  const verifier = new ChainVerifier(tenantId, { seq: 0, hash: GENESIS_HASH }, new Map([[keyId, publicKey]]));
+  // The chain is built in chunks (not timed) and each chunk verified (timed), so a million events
+  // never sit in memory at once, as with the streaming export.
+  const CHUNK = 50_000;
+  let prevHash = GENESIS_HASH;
+  let checkpoints = 0;
+  let timed = 0;
+  const base = Date.now();
+  for (let start = 1; start <= events; start += CHUNK) {
+    const chunk: ChainEvent[] = [];
+    const cps = [];
+    for (let seq = start; seq < start + CHUNK && seq <= events; seq++) {
+      const at = new Date(base + seq).toISOString();
+      const e = {
+        tenantId,
+        seq,
+        id: uuidv7(),
+        occurredAt: at,
+        recordedAt: at,
+        actorKind: 'member',
+        actorId: 'mem_bench',
+        action: 'agent.update',
+        targetType: 'agent',
+        targetId: `agent_${seq % 97}`,
+        outcome: 'success',
+        description: { name: { from: 'a', to: 'b' } },
+        sourceAddress: '198.51.100.7',
+        userAgent: 'parley-cli/1.0',
+        traceId: '',
+        prevHash,
+      };
+      const hash = eventHash(e);
+      chunk.push({ ...e, hash });
+      prevHash = hash;
+      if (seq % 1000 === 0) {
+        const cp = { tenantId, seq, hash, signedAt: at };
+        cps.push({ ...cp, keyId, signature: sign(null, checkpointStatement(cp), privateKey).toString('base64') });
+      }
+    }
+    const t0 = performance.now();
+    for (const cp of cps) verifier.addCheckpoint(cp);
+    for (const e of chunk) verifier.addEvent(e);
+    timed += performance.now() - t0;
+    checkpoints += cps.length;
+  }
+  const t0 = performance.now();
+  const result = verifier.finish(events);
+  timed += performance.now() - t0;
+  const seconds = timed / 1000;
+  if (!result.ok) throw new Error(`benchmark chain failed to verify: ${result.reason}`);
+  const eventsPerSecond = Math.round(events / seconds);
+  return {
+    events,
+    checkpoints,
+    seconds: Number(seconds.toFixed(2)),
+    eventsPerSecond,
+    projectedSecondsFor1M: Number((1_000_000 / eventsPerSecond).toFixed(1)),
+  };
+}
+
+/** runAuditBenchmark measures appends (1 and 100 tenants) and chain verification in a throwaway database. */
+export async function runAuditBenchmark(options: AuditBenchOptions): Promise<AuditBenchResult> {
+  const name = `parley_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: options.adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${pg.escapeIdentifier(name)}`);
+  const url = new URL(options.adminUrl);
+  url.pathname = `/${name}`;
+  try {
+    await migrateAll(url.toString(), { services: [migrations] });
+    const appends: AuditBenchResult['appends'] = [];
+    for (const tenants of [1, 100]) {
+      const ids = Array.from({ length: tenants }, () => randomUUID());
+      const r = await measureAppends(url.toString(), options.seconds, ids);
+      appends.push({
+        scenario: `${WRITERS} writers, ${tenants} tenant${tenants === 1 ? '' : 's'}`,
+        tenants,
+        ...r,
+        ratio: Number((r.chained.rps / r.unchained.rps).toFixed(2)),
+      });
+    }
+    return { appends, verify: measureVerify(options.verifyEvents) };
+  } finally {
+    await admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+    await admin.end();
+  }
+}

@@ -1,0 +1,183 @@
+// Session tokens: verification per second — our verifier (JWKS + claim cache), the same verifier
+// with its claim cache off, and jose's jwtVerify, on the same tokens in the same run, with raw
+// Ed25519 verify as the ceiling — and CreateSession through the edge end to end (Connect over
+// HTTP/2 TLS → edge → identity → tenant-data, real Postgres) at 50 concurrent callers.
+import { generateKeyPairSync, randomBytes, randomUUID, verify as ed25519Verify } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { loadServiceMigrations, migrateAll, serviceDatabaseUrl } from '@parley/db';
+import { freePort, ServiceProcess } from '@parley/devstack';
+import { peerUrlVariable, SERVICE_NAMES, type ServiceName } from '@parley/platform';
+import { AgentService } from '@parley/proto/parley/api/v1/agents_pb.js';
+import { SessionService } from '@parley/proto/parley/api/v1/sessions_pb.js';
+import { JwksCache, SessionTokenVerifier, signSessionToken } from '@parley/session-token';
+import { createTestPki } from '@parley/test/pki';
+import { exportJWK, importJWK, jwtVerify } from 'jose';
+import { closedLoop, type LoadResult } from './stats.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** VerifyRate is one verifier's verifications per second. */
+export interface VerifyRate {
+  readonly verifier: string;
+  readonly perSecond: number;
+}
+
+/** SessionBenchResult is the JSON the session benchmark writes. */
+export interface SessionBenchResult {
+  readonly tokens: number;
+  readonly verify: VerifyRate[];
+  /** cachedVsJose and uncachedVsJose are our rates over jose's. */
+  readonly cachedVsJose: number;
+  readonly uncachedVsJose: number;
+  readonly createSession: LoadResult;
+}
+
+async function rate(seconds: number, tokens: readonly string[], op: (token: string) => Promise<unknown> | unknown): Promise<number> {
+  for (const t of tokens.slice(0, 200)) await op(t); // warm-up
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) await op(tokens[(n + i) % tokens.length]!);
+    n += 100;
+  }
+  return Math.round(n / ((performance.now() - t0) / 1000));
+}
+
+async function verifyRates(seconds: number, count: number): Promise<VerifyRate[]> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const kid = 'bench-key';
+  const jwk = { ...(await exportJWK(publicKey)), kid, use: 'sig', alg: 'EdDSA' };
+  const jwks = JSON.stringify({ keys: [jwk] });
+  const issuer = 'parley:identity';
+  const audience = 'parley:voice-orchestrator';
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const { token } = await signSessionToken(privateKey, kid, {
+      issuer,
+      audience,
+      tenant: randomUUID(),
+      agent: randomUUID(),
+      sid: randomUUID(),
+      jti: randomBytes(18).toString('base64url'),
+      ttlSeconds: 900,
+    });
+    tokens.push(token);
+  }
+  const ours = (claimCacheSize: number) =>
+    new SessionTokenVerifier({ issuer, audience, claimCacheSize, jwks: new JwksCache({ source: async () => jwks }) });
+  const cached = ours(count * 2);
+  const uncached = ours(0);
+  const joseKey = await importJWK(jwk, 'EdDSA');
+  const raw = tokens.map((t) => {
+    const i = t.lastIndexOf('.');
+    return { input: Buffer.from(t.slice(0, i)), sig: Buffer.from(t.slice(i + 1), 'base64url') };
+  });
+  const rawByToken = new Map(tokens.map((t, i) => [t, raw[i]!]));
+  return [
+    { verifier: 'ours (JWKS + claim cache)', perSecond: await rate(seconds, tokens, (t) => cached.verify(t)) },
+    { verifier: 'ours (claim cache off)', perSecond: await rate(seconds, tokens, (t) => uncached.verify(t)) },
+    {
+      verifier: 'jose jwtVerify',
+      perSecond: await rate(seconds, tokens, (t) => jwtVerify(t, joseKey, { issuer, audience, algorithms: ['EdDSA'] })),
+    },
+    {
+      verifier: 'raw Ed25519 verify (ceiling)',
+      perSecond: await rate(seconds, tokens, (t) => {
+        const r = rawByToken.get(t)!;
+        return ed25519Verify(null, r.input, publicKey, r.sig);
+      }),
+    },
+  ];
+}
+
+async function createSessionLoad(adminUrl: string, seconds: number, concurrency: number): Promise<LoadResult> {
+  const rolePasswords: Partial<Record<ServiceName, string>> = {};
+  for (const s of SERVICE_NAMES) rolePasswords[s] = randomBytes(18).toString('base64url');
+  await migrateAll(adminUrl, { services: await loadServiceMigrations({ workspaceRoot: root }), rolePasswords });
+  const dir = await mkdtemp(join(tmpdir(), 'parley-session-bench-'));
+  const pki = await createTestPki();
+  const names = ['tenant-data', 'identity', 'edge'] as const;
+  const ports = Object.fromEntries(
+    await Promise.all(names.map(async (n) => [n, { port: await freePort(), health: await freePort() }])),
+  ) as Record<(typeof names)[number], { port: number; health: number }>;
+  const publicPort = await freePort();
+  const peers = Object.fromEntries(names.map((n) => [peerUrlVariable(n), `https://localhost:${ports[n].port}`]));
+  const bootstrapFile = join(dir, 'bootstrap.json');
+  const extra: Record<(typeof names)[number], Record<string, string>> = {
+    'tenant-data': {
+      DATABASE_URL: serviceDatabaseUrl(adminUrl, 'tenant-data', rolePasswords['tenant-data']),
+      PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
+    },
+    identity: {
+      DATABASE_URL: serviceDatabaseUrl(adminUrl, 'identity', rolePasswords.identity),
+      PARLEY_API_KEY_PEPPER: randomBytes(32).toString('base64'),
+      PARLEY_KEK_PROVIDER: 'local',
+      PARLEY_LOCAL_KEYRING_PATH: join(dir, 'keyring.json'),
+      PARLEY_BOOTSTRAP_FILE: bootstrapFile,
+    },
+    edge: { PARLEY_PUBLIC_PORT: String(publicPort) },
+  };
+  const procs = names.map((n) => {
+    const f = pki.files(n);
+    return new ServiceProcess({
+      name: n,
+      script: join(root, 'services', n, 'dist', 'main.js'),
+      env: {
+        ...peers,
+        ...extra[n],
+        PARLEY_TLS_CERT: f.certFile,
+        PARLEY_TLS_KEY: f.keyFile,
+        PARLEY_TLS_CA: f.caFile,
+        PARLEY_LOG_LEVEL: 'warn',
+        PARLEY_SERVICE_PORT: String(ports[n].port),
+        PARLEY_HEALTH_PORT: String(ports[n].health),
+      },
+      healthUrl: `http://127.0.0.1:${ports[n].health}/readyz`,
+      onLine: (name, line) => {
+        if (line.includes('"level":"error"') || line.includes('"level":50')) process.stderr.write(`${name}: ${line.slice(0, 500)}\n`);
+      },
+    });
+  });
+  for (const p of procs) p.start();
+  try {
+    await Promise.all(procs.map((p) => p.waitReady(60_000)));
+    const { apiKey } = JSON.parse(await readFile(bootstrapFile, 'utf8')) as { apiKey: string };
+    const transport = createConnectTransport({
+      baseUrl: `https://localhost:${publicPort}`,
+      httpVersion: '2',
+      nodeOptions: { ca: await readFile(pki.paths.caCert) },
+    });
+    const headers = { authorization: `Bearer ${apiKey}` };
+    const agent = await createClient(AgentService, transport).createAgent({ name: 'Bench agent' }, { headers });
+    const sessions = createClient(SessionService, transport);
+    const agentId = agent.agent?.id ?? '';
+    return await closedLoop(() => sessions.createSession({ agentId }, { headers }), { concurrency, seconds, warmupSeconds: 2 });
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+}
+
+/** runSessionBenchmark measures verification rates and CreateSession end to end. */
+export async function runSessionBenchmark(options: {
+  adminUrl: string;
+  seconds: number;
+  concurrency: number;
+}): Promise<SessionBenchResult> {
+  const tokens = 1_000;
+  const verify = await verifyRates(options.seconds, tokens);
+  const by = (prefix: string) => verify.find((v) => v.verifier.startsWith(prefix))!.perSecond;
+  const createSession = await createSessionLoad(options.adminUrl, options.seconds, options.concurrency);
+  return {
+    tokens,
+    verify,
+    cachedVsJose: Number((by('ours (JWKS') / by('jose')).toFixed(2)),
+    uncachedVsJose: Number((by('ours (claim') / by('jose')).toFixed(2)),
+    createSession,
+  };
+}

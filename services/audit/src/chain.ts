@@ -1,0 +1,217 @@
+// The hash chain and its verification: pure functions shared by the service (append, VerifyLog),
+// the offline verifier and the benchmark. Nothing here touches the database.
+import { createHash, createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import canonicalize from 'canonicalize';
+
+/** GENESIS_HASH is the prev_hash of a tenant's first event: 64 zeros. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** CHAIN_VERSION is mixed into every hashed record so that a future encoding cannot be confused with this one. */
+export const CHAIN_VERSION = 1;
+
+/** JsonObject is a JSON object as the description column holds it. */
+export type JsonObject = { [key: string]: JsonValue };
+/** JsonValue is any JSON value. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
+
+/** ChainEvent is an event as stored and exported: every field the hash covers, plus the hash. */
+export interface ChainEvent {
+  tenantId: string;
+  seq: number;
+  id: string;
+  /** occurredAt and recordedAt are ISO 8601 UTC with milliseconds. */
+  occurredAt: string;
+  recordedAt: string;
+  actorKind: string;
+  actorId: string;
+  action: string;
+  targetType: string;
+  targetId: string;
+  outcome: string;
+  description: JsonObject;
+  sourceAddress: string;
+  userAgent: string;
+  traceId: string;
+  prevHash: string;
+  hash: string;
+}
+
+/** ChainCheckpoint is a signed statement of a tenant's head hash at a sequence number. */
+export interface ChainCheckpoint {
+  tenantId: string;
+  seq: number;
+  hash: string;
+  signedAt: string;
+  keyId: string;
+  /** signature is Ed25519, base64. */
+  signature: string;
+}
+
+/** canonicalJson is RFC 8785 (JCS) canonical JSON: sorted keys, no whitespace, ECMAScript number form. */
+export function canonicalJson(value: unknown): string {
+  const text = canonicalize(value);
+  if (text === undefined) throw new TypeError('value has no JSON form');
+  return text;
+}
+
+/**
+ * eventHash is SHA-256 (hex) over the canonical JSON of every field of the event except `hash`
+ * (prev_hash included, which is what links the chain), plus the chain version.
+ */
+export function eventHash(event: Omit<ChainEvent, 'hash'> & { hash?: string }): string {
+  const { hash: _ignored, ...fields } = event;
+  return createHash('sha256')
+    .update(canonicalJson({ v: CHAIN_VERSION, ...fields }), 'utf8')
+    .digest('hex');
+}
+
+/** checkpointStatement is the exact bytes a checkpoint signature covers. */
+export function checkpointStatement(cp: Pick<ChainCheckpoint, 'tenantId' | 'seq' | 'hash' | 'signedAt'>): Buffer {
+  return Buffer.from(
+    canonicalJson({
+      v: CHAIN_VERSION,
+      type: 'parley.audit.checkpoint',
+      tenantId: cp.tenantId,
+      seq: cp.seq,
+      hash: cp.hash,
+      signedAt: cp.signedAt,
+    }),
+    'utf8',
+  );
+}
+
+/** keyIdOf names an Ed25519 public key: the first 16 hex digits of SHA-256 over its SubjectPublicKeyInfo DER. */
+export function keyIdOf(publicKey: KeyObject): string {
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/** publicKeysFromPem parses Ed25519 public keys (PEM) into a key-id map for verification. */
+export function publicKeysFromPem(pems: readonly string[]): Map<string, KeyObject> {
+  const keys = new Map<string, KeyObject>();
+  for (const pem of pems) {
+    const key = createPublicKey(pem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new TypeError(`checkpoint keys are Ed25519, got ${key.asymmetricKeyType ?? 'unknown'}`);
+    keys.set(keyIdOf(key), key);
+  }
+  return keys;
+}
+
+/** VerifyResult is the outcome of checking a stretch of chain. */
+export interface VerifyResult {
+  ok: boolean;
+  /** firstFailedSeq is the lowest sequence number that fails (0 when ok). */
+  firstFailedSeq: number;
+  reason: string;
+  verifiedFromSeq: number;
+  verifiedToSeq: number;
+  eventsVerified: number;
+  checkpointsVerified: number;
+  /** lastCheckpointSeq is the highest sequence number covered by a valid checkpoint that matched the chain. */
+  lastCheckpointSeq: number;
+}
+
+/**
+ * ChainVerifier checks a tenant's chain as it streams past, in sequence order, without holding
+ * it in memory: give it the anchor (the event before the range, or the purge anchor, or
+ * genesis), then every checkpoint of the range, then the events. Each event must sit at the next
+ * sequence number, link to the previous hash, and hash to its stored hash; each checkpoint must
+ * carry a valid signature by a known key and match the chain at its sequence number. The result
+ * names the lowest failing sequence number.
+ */
+export class ChainVerifier {
+  private expectedSeq: number;
+  private prevHash: string;
+  private failure: { seq: number; reason: string } | undefined;
+  private readonly pending = new Map<number, ChainCheckpoint>();
+  private checkpointsVerified = 0;
+  private lastCheckpointSeq = 0;
+  private eventsVerified = 0;
+  private readonly fromSeq: number;
+
+  /** constructor takes the tenant, the anchor and the trusted public keys by key id. */
+  constructor(
+    private readonly tenantId: string,
+    anchor: { seq: number; hash: string },
+    private readonly keys: ReadonlyMap<string, KeyObject>,
+  ) {
+    this.expectedSeq = anchor.seq + 1;
+    this.prevHash = anchor.hash;
+    this.fromSeq = anchor.seq + 1;
+  }
+
+  private fail(seq: number, reason: string): void {
+    if (this.failure === undefined || seq < this.failure.seq) this.failure = { seq, reason };
+  }
+
+  /** failed tells whether the event chain already broke (later events cannot be checked). */
+  get broken(): boolean {
+    return this.failure !== undefined && this.failure.seq <= this.expectedSeq;
+  }
+
+  /** addCheckpoint checks a checkpoint's signature now and its hash when the chain reaches its sequence number. */
+  addCheckpoint(cp: ChainCheckpoint): void {
+    if (cp.tenantId !== this.tenantId) return this.fail(cp.seq, `checkpoint at ${cp.seq} is for another tenant`);
+    const key = this.keys.get(cp.keyId);
+    if (key === undefined) return this.fail(cp.seq, `checkpoint at ${cp.seq} is signed by unknown key ${cp.keyId}`);
+    const ok = verifySignature(null, checkpointStatement(cp), key, Buffer.from(cp.signature, 'base64'));
+    if (!ok) return this.fail(cp.seq, `checkpoint at ${cp.seq} has an invalid signature`);
+    if (cp.seq < this.expectedSeq) {
+      // A checkpoint at the anchor itself can be matched against the anchor hash.
+      if (cp.seq === this.expectedSeq - 1) this.matchCheckpoint(cp, this.prevHash);
+      return;
+    }
+    this.pending.set(cp.seq, cp);
+  }
+
+  private matchCheckpoint(cp: ChainCheckpoint, hash: string): void {
+    if (cp.hash !== hash) return this.fail(cp.seq, `chain hash at ${cp.seq} differs from the signed checkpoint`);
+    this.checkpointsVerified += 1;
+    this.lastCheckpointSeq = Math.max(this.lastCheckpointSeq, cp.seq);
+  }
+
+  /** addEvent checks the next event; after the first broken link it only counts. */
+  addEvent(e: ChainEvent): void {
+    if (this.broken) return;
+    const seq = this.expectedSeq;
+    if (e.tenantId !== this.tenantId) return this.fail(seq, `event at ${seq} belongs to another tenant`);
+    if (e.seq > seq) return this.fail(seq, `event ${seq} is missing (next is ${e.seq})`);
+    if (e.seq < seq) return this.fail(seq, `event ${e.seq} appears again or out of order where ${seq} was expected`);
+    if (e.prevHash !== this.prevHash) return this.fail(seq, `event ${seq} does not link to event ${seq - 1} (prev_hash differs)`);
+    if (eventHash(e) !== e.hash) return this.fail(seq, `event ${seq} does not match its hash (its content was changed)`);
+    const cp = this.pending.get(seq);
+    if (cp !== undefined) {
+      this.pending.delete(seq);
+      this.matchCheckpoint(cp, e.hash);
+      if (this.failure !== undefined && this.failure.seq === seq) return;
+    }
+    this.prevHash = e.hash;
+    this.expectedSeq = seq + 1;
+    this.eventsVerified += 1;
+  }
+
+  /**
+   * finish reports the result. `headSeq`, when known (the chain head the service holds), turns
+   * missing trailing events into a failure; so does a checkpoint beyond the last event.
+   */
+  finish(headSeq?: number): VerifyResult {
+    const last = this.expectedSeq - 1;
+    if (!this.broken) {
+      if (headSeq !== undefined && headSeq > last) this.fail(last + 1, `events ${last + 1}..${headSeq} are missing`);
+      for (const cp of this.pending.values()) this.fail(last + 1, `event ${last + 1} is missing (a checkpoint covers ${cp.seq})`);
+    }
+    const f = this.failure;
+    return {
+      ok: f === undefined,
+      firstFailedSeq: f?.seq ?? 0,
+      reason: f?.reason ?? '',
+      verifiedFromSeq: this.fromSeq,
+      verifiedToSeq: f === undefined ? last : Math.min(last, f.seq - 1),
+      eventsVerified: this.eventsVerified,
+      checkpointsVerified: this.checkpointsVerified,
+      lastCheckpointSeq: this.lastCheckpointSeq,
+    };
+  }
+}

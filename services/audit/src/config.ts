@@ -1,0 +1,44 @@
+import { join } from 'node:path';
+import { ConfigError, envInt, envOptional, envString, type Env } from '@parley/platform';
+import { loadKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
+
+/** AuditConfig is the audit service's own configuration (beyond the kernel's). */
+export interface AuditConfig {
+  readonly databaseUrl: string;
+  readonly dbPoolMax: number;
+  /** checkpointEveryEvents signs a checkpoint after this many events of one tenant. */
+  readonly checkpointEveryEvents: number;
+  /** checkpointEveryMs signs a checkpoint for a tenant whose unsigned events are this old. */
+  readonly checkpointEveryMs: number;
+  /** signingKeyPath is the file holding the sealed Ed25519 checkpoint key(s). */
+  readonly signingKeyPath: string;
+  /** kek seals the checkpoint signing key: the same provider configuration the secrets service uses. */
+  readonly kek: KekProviderConfig;
+}
+
+/** loadAuditConfig reads the audit service's variables (main.ts passes none: this process's); errors name the variable. */
+export function loadAuditConfig(env: Env = process.env): AuditConfig {
+  const devDir = envOptional(env, 'PARLEY_DEV_DIR');
+  // Without an explicit keyring, the dev stack's private folder holds audit's own keyring.
+  const kekEnv: Env =
+    envOptional(env, 'PARLEY_KEK_PROVIDER') === undefined &&
+    envOptional(env, 'PARLEY_LOCAL_KEYRING_PATH') === undefined &&
+    devDir !== undefined
+      ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, 'audit-keyring.json') }
+      : env;
+  const signingKeyPath =
+    envOptional(env, 'PARLEY_AUDIT_SIGNING_KEY_PATH') ?? (devDir === undefined ? undefined : join(devDir, 'audit-signing-key.json'));
+  if (signingKeyPath === undefined)
+    throw new ConfigError(
+      'PARLEY_AUDIT_SIGNING_KEY_PATH',
+      'is required (the sealed checkpoint signing key file; created on first start if missing)',
+    );
+  return Object.freeze({
+    databaseUrl: envString(env, 'DATABASE_URL'),
+    dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
+    checkpointEveryEvents: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_EVENTS', 1000, 1, 10_000_000),
+    checkpointEveryMs: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_MS', 60_000, 100, 86_400_000),
+    signingKeyPath,
+    kek: loadKekProviderConfig(kekEnv),
+  });
+}

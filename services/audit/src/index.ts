@@ -1,0 +1,14 @@
+// @parley/audit as a library: the chain and its verifier (for the offline verifier, tests and
+// benchmarks), the checkpoint signer, the store and the handlers. The process is main.ts.
+export * from './chain.js';
+export * from './export-format.js';
+export { loadAuditConfig, type AuditConfig } from './config.js';
+export { createAuditService, toNewEvent, verifyTenantRange, MAX_APPEND_BATCH, type AuditServiceDeps } from './service.js';
+export {
+  SealedKeyCheckpointSigner,
+  type CheckpointPublicKey,
+  type CheckpointSigner,
+  type SealedKeyCheckpointSignerOptions,
+} from './signer.js';
+export { verifyExport, type ExportVerification } from './verify-export.js';
+export * from './store.js';

@@ -1,0 +1,8 @@
+import { staticMigrations, type ServiceMigrations } from '@parley/db';
+import * as log from './db/migrations/2026_11_25_0001_log.js';
+
+/** migrations is the audit service's entry in `parley-db migrate` (found through the "./migrations" export). */
+export const migrations: ServiceMigrations = {
+  service: 'audit',
+  provider: staticMigrations({ '2026_11_25_0001_log': log }),
+};

@@ -1,0 +1,393 @@
+import { create, type JsonObject as ProtoJsonObject } from '@bufbuild/protobuf';
+import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type AuditAction } from '@parley/audit-outbox';
+import { isUuid, pageSizeOf } from '@parley/db';
+import { InvalidArgumentError, PermissionDeniedError, principalOf } from '@parley/platform';
+import {
+  AuditEventSchema,
+  CheckpointSchema,
+  ExportHeaderSchema,
+  StoredEventSchema,
+  type AuditEvent,
+  type AuditService,
+  type EventFilter as WireFilter,
+  type ExportEventsResponse,
+} from '@parley/proto/parley/audit/v1/audit_pb.js';
+import type { Kysely } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
+import { ChainVerifier, publicKeysFromPem, type ChainCheckpoint, type ChainEvent, type JsonObject, type VerifyResult } from './chain.js';
+import { EXPORT_FORMAT, toNdjson } from './export-format.js';
+import type { CheckpointSigner } from './signer.js';
+import {
+  anchorFor,
+  appendToChain,
+  chainHead,
+  checkpointsInRange,
+  eventsInRange,
+  forTenant,
+  listEvents,
+  type AuditDb,
+  type CheckpointPolicy,
+  type EventFilter,
+  type NewEvent,
+} from './store.js';
+
+/** AuditServiceDeps are what the handlers need. */
+export interface AuditServiceDeps {
+  db: Kysely<AuditDb>;
+  signer: CheckpointSigner;
+  policy: CheckpointPolicy;
+  logger: { info(fields: object, message: string): void; warn(fields: object, message: string): void };
+}
+
+/** MAX_APPEND_BATCH bounds one AppendEvents call. */
+export const MAX_APPEND_BATCH = 1000;
+
+const READ_SCOPE = 'audit:read';
+
+function bad(index: number, message: string): InvalidArgumentError {
+  return new InvalidArgumentError(`events[${index}]: ${message}`, { field: `events[${index}]` });
+}
+
+function within(value: string, max: number): boolean {
+  return value.length >= 1 && value.length <= max;
+}
+
+/** toNewEvent validates one wire event against the registry and the column limits. */
+export function toNewEvent(e: AuditEvent, index: number): NewEvent {
+  if (!isUuid(e.id)) throw bad(index, 'id must be a UUID (v7, chosen by the recording service)');
+  if (!isUuid(e.tenantId)) throw bad(index, 'tenant_id must be a UUID');
+  if (!(ACTOR_KINDS as readonly string[]).includes(e.actorKind)) throw bad(index, `actor_kind must be one of ${ACTOR_KINDS.join(', ')}`);
+  if (!within(e.actorId, 200)) throw bad(index, 'actor_id must be 1-200 characters');
+  if (!isAuditAction(e.action)) throw bad(index, `action "${e.action}" is not registered in AUDIT_ACTIONS (@parley/audit-outbox)`);
+  const targetType = AUDIT_ACTIONS[e.action as AuditAction].targetType;
+  if (e.targetType !== targetType) throw bad(index, `action ${e.action} targets a ${targetType}, got ${e.targetType}`);
+  if (!within(e.targetId, 200)) throw bad(index, 'target_id must be 1-200 characters');
+  if (!(OUTCOMES as readonly string[]).includes(e.outcome)) throw bad(index, `outcome must be one of ${OUTCOMES.join(', ')}`);
+  if (e.occurredAt === undefined) throw bad(index, 'occurred_at is required');
+  if (e.sourceAddress.length > 100) throw bad(index, 'source_address must be at most 100 characters');
+  if (e.userAgent.length > 256) throw bad(index, 'user_agent must be at most 256 characters');
+  if (!/^([0-9a-f]{32})?$/.test(e.traceId)) throw bad(index, 'trace_id must be 32 lower-case hex digits or empty');
+  // The description goes through a JSON round trip so that what is hashed is exactly what jsonb
+  // gives back (no NUL, no lone surrogates).
+  const text = JSON.stringify(e.description ?? {});
+  if (text.length > 16_384) throw bad(index, 'description must be at most 16 KiB of JSON');
+  if (text.includes('\\u0000') || /\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i.test(text))
+    throw bad(index, 'description must not contain NUL or lone surrogates');
+  return {
+    tenantId: e.tenantId,
+    id: e.id,
+    occurredAt: new Date(timestampDate(e.occurredAt).getTime()).toISOString(),
+    actorKind: e.actorKind,
+    actorId: e.actorId,
+    action: e.action,
+    targetType: e.targetType,
+    targetId: e.targetId,
+    outcome: e.outcome,
+    description: JSON.parse(text) as JsonObject,
+    sourceAddress: e.sourceAddress,
+    userAgent: e.userAgent,
+    traceId: e.traceId,
+  };
+}
+
+/**
+ * readTenant decides which tenant a read is for. A call carrying an end principal (forwarded by
+ * the edge) reads the principal's tenant only, and only with the audit:read scope; a service
+ * calling on its own names the tenant.
+ */
+function readTenant(requested: string, ctx: HandlerContext): string {
+  const principal = principalOf(ctx);
+  if (principal !== undefined) {
+    if (!principal.scopes.includes(READ_SCOPE)) throw new PermissionDeniedError(`reading the audit log needs the ${READ_SCOPE} scope`);
+    if (requested !== '' && requested !== principal.tenantId)
+      throw new PermissionDeniedError("a principal may read only its own workspace's audit log");
+    return principal.tenantId;
+  }
+  if (!isUuid(requested)) throw new InvalidArgumentError('tenant_id must be a UUID', { field: 'tenant_id' });
+  return requested;
+}
+
+function toFilter(f: WireFilter | undefined): EventFilter {
+  if (f === undefined) return {};
+  if (f.action !== '' && !isAuditAction(f.action))
+    throw new InvalidArgumentError(`filter.action "${f.action}" is not a registered action`, { field: 'filter.action' });
+  return {
+    ...(f.actorKind ? { actorKind: f.actorKind } : {}),
+    ...(f.actorId ? { actorId: f.actorId } : {}),
+    ...(f.action ? { action: f.action } : {}),
+    ...(f.targetType ? { targetType: f.targetType } : {}),
+    ...(f.targetId ? { targetId: f.targetId } : {}),
+    ...(f.since ? { since: timestampDate(f.since) } : {}),
+    ...(f.until ? { until: timestampDate(f.until) } : {}),
+  };
+}
+
+function isFiltered(f: EventFilter): boolean {
+  return Object.keys(f).length > 0;
+}
+
+function matches(e: ChainEvent, f: EventFilter): boolean {
+  return (
+    (f.actorKind === undefined || e.actorKind === f.actorKind) &&
+    (f.actorId === undefined || e.actorId === f.actorId) &&
+    (f.action === undefined || e.action === f.action) &&
+    (f.targetType === undefined || e.targetType === f.targetType) &&
+    (f.targetId === undefined || e.targetId === f.targetId) &&
+    (f.since === undefined || e.occurredAt >= f.since.toISOString()) &&
+    (f.until === undefined || e.occurredAt < f.until.toISOString())
+  );
+}
+
+const ts = (iso: string): Timestamp => timestampFromDate(new Date(iso));
+
+/** toStoredEvent converts a chain event to its wire form. */
+export function toStoredEvent(e: ChainEvent) {
+  return create(StoredEventSchema, {
+    event: create(AuditEventSchema, {
+      id: e.id,
+      tenantId: e.tenantId,
+      actorKind: e.actorKind,
+      actorId: e.actorId,
+      action: e.action,
+      targetType: e.targetType,
+      targetId: e.targetId,
+      outcome: e.outcome,
+      description: e.description as ProtoJsonObject,
+      sourceAddress: e.sourceAddress,
+      userAgent: e.userAgent,
+      traceId: e.traceId,
+      occurredAt: ts(e.occurredAt),
+    }),
+    seq: BigInt(e.seq),
+    prevHash: e.prevHash,
+    hash: e.hash,
+    recordedAt: ts(e.recordedAt),
+  });
+}
+
+function toCheckpoint(c: ChainCheckpoint) {
+  return create(CheckpointSchema, {
+    tenantId: c.tenantId,
+    seq: BigInt(c.seq),
+    hash: c.hash,
+    signedAt: ts(c.signedAt),
+    keyId: c.keyId,
+    signature: Buffer.from(c.signature, 'base64'),
+  });
+}
+
+function seqArg(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`${field} is too large`, { field });
+  return Number(value);
+}
+
+/** resolveRange turns request bounds (0 = chain start / head) into a concrete range within the stored chain. */
+function resolveRange(fromReq: number, toReq: number, head: { seq: number; anchorSeq: number }): { from: number; to: number } {
+  const from = Math.max(fromReq === 0 ? head.anchorSeq + 1 : fromReq, head.anchorSeq + 1);
+  const to = toReq === 0 ? head.seq : Math.min(toReq, head.seq);
+  if (fromReq !== 0 && toReq !== 0 && fromReq > toReq)
+    throw new InvalidArgumentError('from_seq must not be after to_seq', { field: 'from_seq' });
+  return { from, to };
+}
+
+/** verifyTenantRange runs the chain verifier over a tenant's stored range with the signer's public keys. */
+export async function verifyTenantRange(
+  db: Kysely<AuditDb>,
+  signer: CheckpointSigner,
+  tenantId: string,
+  fromReq: number,
+  toReq: number,
+): Promise<VerifyResult> {
+  const keys = publicKeysFromPem((await signer.publicKeys()).map((k) => k.publicKeyPem));
+  // One snapshot: appends running meanwhile neither show up half-way nor look like gaps.
+  return forTenant(db, tenantId, async (trx) => {
+    const head = await chainHead(trx, tenantId);
+    const { from, to } = resolveRange(fromReq, toReq, head);
+    const anchor = await anchorFor(trx, tenantId, from, head);
+    const verifier = new ChainVerifier(tenantId, anchor, keys);
+    // A checkpoint at the anchor itself checks the link into the range too.
+    for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) verifier.addCheckpoint(cp);
+    for await (const e of eventsInRange(trx, tenantId, from, to)) {
+      verifier.addEvent(e);
+      if (verifier.broken) break;
+    }
+    return verifier.finish(to);
+  }).then((r) => r);
+}
+
+/** createAuditService builds the internal AuditService handlers. */
+export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof AuditService> {
+  const { db, signer, policy } = deps;
+  return {
+    async appendEvents(req) {
+      if (req.events.length > MAX_APPEND_BATCH)
+        throw new InvalidArgumentError(`at most ${MAX_APPEND_BATCH} events per call`, { field: 'events' });
+      const byTenant = new Map<string, NewEvent[]>();
+      req.events.forEach((e, i) => {
+        const n = toNewEvent(e, i);
+        const list = byTenant.get(n.tenantId) ?? [];
+        list.push(n);
+        byTenant.set(n.tenantId, list);
+      });
+      let appended = 0;
+      for (const [tenantId, events] of byTenant) {
+        appended += await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, events, signer, policy));
+      }
+      return { appended };
+    },
+
+    async listEvents(req, ctx) {
+      const tenantId = readTenant(req.tenantId, ctx);
+      const filter = toFilter(req.filter);
+      const pageSize = pageSizeOf({ pageSize: req.pageSize });
+      const page = await forTenant(db, tenantId, (trx) =>
+        listEvents(trx, tenantId, filter, pageSize, req.pageToken === '' ? undefined : req.pageToken),
+      );
+      return { events: page.items.map(toStoredEvent), nextPageToken: page.nextCursor ?? '' };
+    },
+
+    async *exportEvents(req, ctx) {
+      const tenantId = readTenant(req.tenantId, ctx);
+      const filter = toFilter(req.filter);
+      const filtered = isFiltered(filter);
+      const fromReq = seqArg(req.fromSeq, 'from_seq');
+      const toReq = seqArg(req.toSeq, 'to_seq');
+      // The export reads in one transaction (one snapshot) and yields as it goes; the stream's
+      // back-pressure keeps memory flat for a long chain.
+      const queue: ExportEventsResponse[] = [];
+      let done = false;
+      let failure: unknown;
+      let wake: (() => void) | undefined;
+      let resume: (() => void) | undefined;
+      const push = async (item: ExportEventsResponse): Promise<void> => {
+        queue.push(item);
+        wake?.();
+        if (queue.length >= 256) await new Promise<void>((r) => (resume = r));
+      };
+      const producer = forTenant(db, tenantId, async (trx) => {
+        const head = await chainHead(trx, tenantId);
+        const { from, to } = resolveRange(fromReq, toReq, head);
+        const anchor = await anchorFor(trx, tenantId, from, head);
+        const exportedAt = new Date().toISOString();
+        await push({
+          $typeName: 'parley.audit.v1.ExportEventsResponse',
+          item: {
+            case: 'header',
+            value: create(ExportHeaderSchema, {
+              tenantId,
+              anchorSeq: BigInt(anchor.seq),
+              anchorHash: anchor.hash,
+              filtered,
+              exportedAt: ts(exportedAt),
+            }),
+          },
+          ndjson: toNdjson({
+            type: 'header',
+            format: EXPORT_FORMAT,
+            tenantId,
+            anchorSeq: anchor.seq,
+            anchorHash: anchor.hash,
+            headSeq: to,
+            filtered,
+            exportedAt,
+          }),
+        });
+        if (!filtered) {
+          for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
+            await push({
+              $typeName: 'parley.audit.v1.ExportEventsResponse',
+              item: { case: 'checkpoint', value: toCheckpoint(cp) },
+              ndjson: toNdjson({ type: 'checkpoint', ...cp }),
+            });
+          }
+        }
+        for await (const e of eventsInRange(trx, tenantId, from, to)) {
+          if (filtered && !matches(e, filter)) continue;
+          await push({
+            $typeName: 'parley.audit.v1.ExportEventsResponse',
+            item: { case: 'event', value: toStoredEvent(e) },
+            ndjson: toNdjson({ type: 'event', ...e }),
+          });
+        }
+      }).then(
+        () => {
+          done = true;
+          wake?.();
+        },
+        (err: unknown) => {
+          failure = err;
+          done = true;
+          wake?.();
+        },
+      );
+      try {
+        for (;;) {
+          const item = queue.shift();
+          if (item !== undefined) {
+            if (queue.length < 64) {
+              resume?.();
+              resume = undefined;
+            }
+            yield item;
+            continue;
+          }
+          if (done) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+        if (failure !== undefined) throw failure;
+      } finally {
+        resume?.();
+        await producer;
+      }
+      const principal = principalOf(ctx);
+      if (principal !== undefined && principal.kind !== 'session') {
+        // Reading the whole log is itself recorded, straight into the chain (this is the log).
+        const event: NewEvent = {
+          tenantId,
+          id: uuidv7(),
+          occurredAt: new Date().toISOString(),
+          actorKind: principal.kind,
+          actorId: principal.id,
+          action: 'audit.export',
+          targetType: 'audit_log',
+          targetId: tenantId,
+          outcome: 'success',
+          description: { fromSeq: fromReq, toSeq: toReq, filtered },
+          sourceAddress: principal.source.slice(0, 100),
+          userAgent: principal.userAgent.slice(0, 256),
+          traceId: '',
+        };
+        await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy));
+      }
+    },
+
+    async verifyLog(req, ctx) {
+      const tenantId = readTenant(req.tenantId, ctx);
+      const r = await verifyTenantRange(db, signer, tenantId, seqArg(req.fromSeq, 'from_seq'), seqArg(req.toSeq, 'to_seq'));
+      return {
+        ok: r.ok,
+        firstFailedSeq: BigInt(r.firstFailedSeq),
+        reason: r.reason,
+        verifiedFromSeq: BigInt(r.verifiedFromSeq),
+        verifiedToSeq: BigInt(r.verifiedToSeq),
+        checkpointsVerified: r.checkpointsVerified,
+        lastCheckpointSeq: BigInt(r.lastCheckpointSeq),
+      };
+    },
+
+    async getPublicKeys() {
+      const keys = await signer.publicKeys();
+      return {
+        keys: keys.map((k) => ({
+          keyId: k.keyId,
+          algorithm: 'Ed25519',
+          publicKeyPem: k.publicKeyPem,
+          createdAt: timestampFromDate(k.createdAt),
+        })),
+      };
+    },
+  };
+}

@@ -1,0 +1,370 @@
+// Data access for the audit log: plain functions taking the tenant transaction first, so the
+// caller owns the transaction.
+import { decodeCursor, toPage, withTenant, type Page, type TenantTransaction } from '@parley/db';
+import { sql, type ColumnType, type Kysely } from 'kysely';
+import { checkpointStatement, eventHash, GENESIS_HASH, type ChainCheckpoint, type ChainEvent, type JsonObject } from './chain.js';
+import type { CheckpointSigner } from './signer.js';
+
+type Int8 = ColumnType<number, number, number>;
+
+/** EventsTable is parley_audit.events. */
+export interface EventsTable {
+  tenant_id: string;
+  seq: Int8;
+  id: string;
+  occurred_at: Date;
+  recorded_at: Date;
+  actor_kind: string;
+  actor_id: string;
+  action: string;
+  target_type: string;
+  target_id: string;
+  outcome: string;
+  description: ColumnType<JsonObject, string, never>;
+  source_address: string;
+  user_agent: string;
+  trace_id: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** ChainHeadsTable is the per-tenant lock row and last hash. */
+export interface ChainHeadsTable {
+  tenant_id: string;
+  seq: Int8;
+  hash: string;
+  checkpoint_seq: Int8;
+  checkpoint_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+/** CheckpointsTable holds signed checkpoints. */
+export interface CheckpointsTable {
+  tenant_id: string;
+  seq: Int8;
+  hash: string;
+  signed_at: Date;
+  key_id: string;
+  signature: Buffer;
+}
+
+/** PurgeAnchorsTable records what retention purged. */
+export interface PurgeAnchorsTable {
+  tenant_id: string;
+  seq: Int8;
+  hash: string;
+  purged_at: ColumnType<Date, never, never>;
+  purged_count: Int8;
+}
+
+/** AuditDb is the audit service's schema. */
+export interface AuditDb {
+  events: EventsTable;
+  chain_heads: ChainHeadsTable;
+  checkpoints: CheckpointsTable;
+  purge_anchors: PurgeAnchorsTable;
+}
+
+/** AuditTrx is a tenant transaction on the audit schema. */
+export type AuditTrx = TenantTransaction<AuditDb>;
+
+/** NewEvent is a validated event before it has a place in the chain. */
+export type NewEvent = Omit<ChainEvent, 'seq' | 'prevHash' | 'hash' | 'recordedAt'>;
+
+/** CheckpointPolicy says when an append also signs a checkpoint. */
+export interface CheckpointPolicy {
+  /** everyEvents signs when this many events were appended since the last checkpoint. */
+  everyEvents: number;
+  /** everyMs signs when the last checkpoint is this old and events were appended since. */
+  everyMs: number;
+}
+
+// pg returns bigint columns as strings; the chain stays below 2^53 events per tenant.
+const int = (v: unknown): number => Number(v);
+
+function rowToEvent(r: Record<string, unknown>): ChainEvent {
+  return {
+    tenantId: r['tenant_id'] as string,
+    seq: int(r['seq']),
+    id: r['id'] as string,
+    occurredAt: (r['occurred_at'] as Date).toISOString(),
+    recordedAt: (r['recorded_at'] as Date).toISOString(),
+    actorKind: r['actor_kind'] as string,
+    actorId: r['actor_id'] as string,
+    action: r['action'] as string,
+    targetType: r['target_type'] as string,
+    targetId: r['target_id'] as string,
+    outcome: r['outcome'] as string,
+    description: r['description'] as JsonObject,
+    sourceAddress: r['source_address'] as string,
+    userAgent: r['user_agent'] as string,
+    traceId: r['trace_id'] as string,
+    prevHash: r['prev_hash'] as string,
+    hash: r['hash'] as string,
+  };
+}
+
+function rowToCheckpoint(r: Record<string, unknown>): ChainCheckpoint {
+  return {
+    tenantId: r['tenant_id'] as string,
+    seq: int(r['seq']),
+    hash: r['hash'] as string,
+    signedAt: (r['signed_at'] as Date).toISOString(),
+    keyId: r['key_id'] as string,
+    signature: (r['signature'] as Buffer).toString('base64'),
+  };
+}
+
+/**
+ * appendToChain appends one tenant's events in order. It locks the tenant's head row first, so
+ * appends of one tenant are strictly serial across connections and replicas (one linear chain,
+ * no forks), skips ids already in the log (idempotent replays), links and hashes each new
+ * event, moves the head, and signs a checkpoint when the policy says so. Returns the number of
+ * new events.
+ */
+export async function appendToChain(
+  trx: AuditTrx,
+  tenantId: string,
+  events: readonly NewEvent[],
+  signer: CheckpointSigner,
+  policy: CheckpointPolicy,
+): Promise<number> {
+  const ids = [...new Set(events.map((e) => e.id))];
+  // One round trip takes the lock and answers the idempotency question: the upsert creates the
+  // head on a tenant's first append and, either way, leaves the row locked until commit (which is
+  // what serialises a tenant's appends); the sub-select lists the ids already in the log.
+  const { rows } = await sql<{ seq: string; hash: string; checkpoint_seq: string; checkpoint_at: Date; known: string[] | null }>`
+    with head as (
+      insert into chain_heads as h (tenant_id, seq, hash) values (${tenantId}, 0, ${GENESIS_HASH})
+      on conflict (tenant_id) do update set seq = h.seq
+      returning h.seq, h.hash, h.checkpoint_seq, h.checkpoint_at)
+    select head.*, (select array_agg(e.id::text) from events e where e.tenant_id = ${tenantId} and e.id = any(${ids}::uuid[])) as known
+      from head`.execute(trx);
+  const head = rows[0];
+  if (head === undefined) throw new Error('chain head upsert returned no row');
+  const known = new Set(head.known ?? []);
+  let seq = int(head.seq);
+  let prevHash = head.hash;
+  // One clock reading per append, taken under the lock.
+  const recordedAt = new Date();
+  const chained: ChainEvent[] = [];
+  for (const e of events) {
+    if (known.has(e.id)) continue;
+    known.add(e.id);
+    seq += 1;
+    const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
+    const hash = eventHash(linked);
+    chained.push({ ...linked, hash });
+    prevHash = hash;
+  }
+  if (chained.length === 0) return 0;
+  const due = seq - int(head.checkpoint_seq) >= policy.everyEvents || recordedAt.getTime() - head.checkpoint_at.getTime() >= policy.everyMs;
+  const values = chained.map((r) => ({
+    tenant_id: r.tenantId,
+    seq: r.seq,
+    id: r.id,
+    occurred_at: new Date(r.occurredAt),
+    recorded_at: new Date(r.recordedAt),
+    actor_kind: r.actorKind,
+    actor_id: r.actorId,
+    action: r.action,
+    target_type: r.targetType,
+    target_id: r.targetId,
+    outcome: r.outcome,
+    description: JSON.stringify(r.description),
+    source_address: r.sourceAddress,
+    user_agent: r.userAgent,
+    trace_id: r.traceId,
+    prev_hash: r.prevHash,
+    hash: r.hash,
+  }));
+  if (due) {
+    await trx.insertInto('events').values(values).execute();
+    await writeCheckpoint(trx, tenantId, seq, prevHash, signer);
+  } else {
+    // The insert and the head move in one statement: one round trip less while the lock is held.
+    await trx
+      .with('ins', (qc) => qc.insertInto('events').values(values))
+      .updateTable('chain_heads')
+      .set({ seq, hash: prevHash })
+      .where('tenant_id', '=', tenantId)
+      .execute();
+  }
+  return chained.length;
+}
+
+/** writeCheckpoint signs the head (seq, hash) and moves the head row; call it holding the head lock. */
+async function writeCheckpoint(
+  trx: AuditTrx,
+  tenantId: string,
+  seq: number,
+  hash: string,
+  signer: CheckpointSigner,
+): Promise<ChainCheckpoint> {
+  const signedAt = new Date();
+  const statement = checkpointStatement({ tenantId, seq, hash, signedAt: signedAt.toISOString() });
+  const signature = Buffer.from(await signer.sign(statement));
+  await trx
+    .insertInto('checkpoints')
+    .values({ tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature })
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+  await trx
+    .updateTable('chain_heads')
+    .set({ seq, hash, checkpoint_seq: seq, checkpoint_at: signedAt })
+    .where('tenant_id', '=', tenantId)
+    .execute();
+  return { tenantId, seq, hash, signedAt: signedAt.toISOString(), keyId: signer.keyId, signature: signature.toString('base64') };
+}
+
+/**
+ * checkpointIfStale signs a checkpoint for a tenant whose head moved since the last one and
+ * whose last checkpoint is older than `everyMs` (the "every T seconds" half of the policy).
+ */
+export async function checkpointIfStale(trx: AuditTrx, tenantId: string, signer: CheckpointSigner, everyMs: number): Promise<boolean> {
+  const head = await trx.selectFrom('chain_heads').selectAll().where('tenant_id', '=', tenantId).forUpdate().executeTakeFirst();
+  if (head === undefined || int(head.seq) === int(head.checkpoint_seq) || Date.now() - head.checkpoint_at.getTime() < everyMs) return false;
+  await writeCheckpoint(trx, tenantId, int(head.seq), head.hash, signer);
+  return true;
+}
+
+/** staleTenants lists tenants with unsigned events older than `everyMs`; it reads heads only (seq and hash, no event content). */
+export async function staleTenants(db: Kysely<AuditDb>, everyMs: number, limit: number): Promise<string[]> {
+  return db.transaction().execute(async (trx) => {
+    await sql`select set_config('parley.audit_checkpointer', 'on', true)`.execute(trx);
+    const { rows } = await sql<{ tenant_id: string }>`
+      select tenant_id from chain_heads
+       where seq > checkpoint_seq and checkpoint_at < now() - make_interval(secs => ${everyMs / 1000})
+       limit ${limit}`.execute(trx);
+    return rows.map((r) => r.tenant_id);
+  });
+}
+
+/** ChainHead is where a tenant's chain stands. */
+export interface ChainHead {
+  seq: number;
+  /** anchorSeq and anchorHash are where the stored chain starts (0 and genesis unless purged). */
+  anchorSeq: number;
+  anchorHash: string;
+}
+
+/** chainHead reads the head and the purge anchor. */
+export async function chainHead(trx: AuditTrx, tenantId: string): Promise<ChainHead> {
+  const head = await trx.selectFrom('chain_heads').select('seq').where('tenant_id', '=', tenantId).executeTakeFirst();
+  const anchor = await trx
+    .selectFrom('purge_anchors')
+    .select(['seq', 'hash'])
+    .where('tenant_id', '=', tenantId)
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return {
+    seq: head === undefined ? 0 : int(head.seq),
+    anchorSeq: anchor === undefined ? 0 : int(anchor.seq),
+    anchorHash: anchor?.hash ?? GENESIS_HASH,
+  };
+}
+
+/** anchorFor returns the (seq, hash) a range starting at fromSeq continues from: the stored event before it, or the chain's anchor. */
+export async function anchorFor(trx: AuditTrx, tenantId: string, fromSeq: number, head: ChainHead): Promise<{ seq: number; hash: string }> {
+  if (fromSeq - 1 <= head.anchorSeq) return { seq: head.anchorSeq, hash: head.anchorHash };
+  const prev = await trx
+    .selectFrom('events')
+    .select('hash')
+    .where('tenant_id', '=', tenantId)
+    .where('seq', '=', fromSeq - 1)
+    .executeTakeFirst();
+  // A missing predecessor is itself a gap; anchor on a value that cannot match so the first event fails.
+  return { seq: fromSeq - 1, hash: prev?.hash ?? 'missing' };
+}
+
+/** eventsInRange streams a tenant's events from..to in sequence order, in batches (so a million-event chain never sits in memory). */
+export async function* eventsInRange(
+  trx: AuditTrx,
+  tenantId: string,
+  fromSeq: number,
+  toSeq: number,
+  batch = 2000,
+): AsyncGenerator<ChainEvent> {
+  let after = fromSeq - 1;
+  for (;;) {
+    const rows = await trx
+      .selectFrom('events')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('seq', '>', after)
+      .where('seq', '<=', toSeq)
+      .orderBy('seq')
+      .limit(batch)
+      .execute();
+    for (const r of rows) yield rowToEvent(r as unknown as Record<string, unknown>);
+    if (rows.length < batch) return;
+    after = int(rows[rows.length - 1]?.seq);
+  }
+}
+
+/** checkpointsInRange lists a tenant's checkpoints with seq in from..to. */
+export async function checkpointsInRange(trx: AuditTrx, tenantId: string, fromSeq: number, toSeq: number): Promise<ChainCheckpoint[]> {
+  const rows = await trx
+    .selectFrom('checkpoints')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('seq', '>=', fromSeq)
+    .where('seq', '<=', toSeq)
+    .orderBy('seq')
+    .execute();
+  return rows.map((r) => rowToCheckpoint(r as unknown as Record<string, unknown>));
+}
+
+/** EventFilter narrows listEvents and filtered exports. */
+export interface EventFilter {
+  actorKind?: string;
+  actorId?: string;
+  action?: string;
+  targetType?: string;
+  targetId?: string;
+  since?: Date;
+  until?: Date;
+}
+
+/** listEvents lists a tenant's events newest first, filtered, keyset-paginated on seq. */
+export async function listEvents(
+  trx: AuditTrx,
+  tenantId: string,
+  filter: EventFilter,
+  pageSize: number,
+  cursor: string | undefined,
+): Promise<Page<ChainEvent>> {
+  let q = trx.selectFrom('events').selectAll().where('tenant_id', '=', tenantId);
+  if (filter.actorKind) q = q.where('actor_kind', '=', filter.actorKind);
+  if (filter.actorId) q = q.where('actor_id', '=', filter.actorId);
+  if (filter.action) q = q.where('action', '=', filter.action);
+  if (filter.targetType) q = q.where('target_type', '=', filter.targetType);
+  if (filter.targetId) q = q.where('target_id', '=', filter.targetId);
+  if (filter.since) q = q.where('occurred_at', '>=', filter.since);
+  if (filter.until) q = q.where('occurred_at', '<', filter.until);
+  if (cursor !== undefined && cursor !== '') {
+    const [before] = decodeCursor('audit.events', cursor, ['number']);
+    q = q.where('seq', '<', before as number);
+  }
+  const rows = await q
+    .orderBy('seq', 'desc')
+    .limit(pageSize + 1)
+    .execute();
+  return toPage(
+    rows.map((r) => rowToEvent(r as unknown as Record<string, unknown>)),
+    pageSize,
+    'audit.events',
+    (e) => [e.seq],
+  );
+}
+
+/** purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant; returns how many events it removed. */
+export async function purgeEvents(trx: AuditTrx, before: Date): Promise<number> {
+  const { rows } = await sql<{ n: string }>`select purge_events(${before}) as n`.execute(trx);
+  return int(rows[0]?.n ?? 0);
+}
+
+/** forTenant is withTenant for the audit schema. */
+export function forTenant<T>(db: Kysely<AuditDb>, tenantId: string, fn: (trx: AuditTrx) => Promise<T>): Promise<T> {
+  return withTenant(db, tenantId, fn);
+}

@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import type { Client } from '@connectrpc/connect';
+import { UnauthenticatedError, type Principal, type PrincipalKind } from '@parley/platform';
+import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+
+/** ApiKeyAuthenticatorOptions configure ApiKeyAuthenticator. */
+export interface ApiKeyAuthenticatorOptions {
+  readonly identity: Pick<Client<typeof IdentityService>, 'authenticateApiKey'>;
+  /** cacheMs bounds how stale a positive answer may be (revocation delay at this replica). */
+  readonly cacheMs: number;
+  readonly now?: () => number;
+}
+
+interface Entry {
+  readonly tenantId: string;
+  readonly kind: PrincipalKind;
+  readonly id: string;
+  readonly scopes: readonly string[];
+  readonly until: number;
+}
+
+const MAX_ENTRIES = 10_000;
+
+/**
+ * ApiKeyAuthenticator asks identity (over mTLS) who an API key is. Positive answers are kept for
+ * at most cacheMs, keyed by a SHA-256 of the key, so that a burst of calls costs one look-up
+ * while a revocation still reaches every replica within that time. Failures are never cached:
+ * identity counts and throttles them.
+ */
+export class ApiKeyAuthenticator {
+  readonly #o: ApiKeyAuthenticatorOptions;
+  readonly #cache = new Map<string, Entry>();
+  readonly #now: () => number;
+
+  constructor(options: ApiKeyAuthenticatorOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** authenticate returns the principal of a bearer key, or throws UNAUTHENTICATED (or identity's code). */
+  async authenticate(apiKey: string, source: string, userAgent: string, signal?: AbortSignal): Promise<Principal> {
+    if (apiKey.length === 0 || apiKey.length > 256)
+      throw new UnauthenticatedError('send your workspace API key as "Authorization: Bearer pk_..."');
+    const cacheKey = createHash('sha256').update(apiKey).digest('base64url');
+    const now = this.#now();
+    const hit = this.#cache.get(cacheKey);
+    if (hit !== undefined && hit.until > now)
+      return { tenantId: hit.tenantId, kind: hit.kind, id: hit.id, scopes: hit.scopes, source, userAgent };
+    const res = await this.#o.identity.authenticateApiKey({ apiKey, source }, signal === undefined ? {} : { signal });
+    const p = res.principal;
+    if (p === undefined || (p.kind !== 'api_key' && p.kind !== 'member')) throw new UnauthenticatedError('API key is not valid');
+    if (this.#o.cacheMs > 0) {
+      if (this.#cache.size >= MAX_ENTRIES) this.#cache.clear();
+      this.#cache.set(cacheKey, { tenantId: p.tenantId, kind: p.kind, id: p.id, scopes: p.scopes, until: now + this.#o.cacheMs });
+    }
+    return { tenantId: p.tenantId, kind: p.kind, id: p.id, scopes: p.scopes, source, userAgent };
+  }
+}

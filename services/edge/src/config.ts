@@ -1,0 +1,45 @@
+import { envInt, envOptional, envPort, envString, requirePeer, type Env, type KernelConfig, type ServiceName } from '@parley/platform';
+
+/** EdgeConfig is the edge's own configuration (the kernel reads the rest). */
+export interface EdgeConfig {
+  readonly publicHost: string;
+  readonly publicPort: number;
+  /** publicTls overrides the certificate of the public port; default: the edge's own (dev) certificate. */
+  readonly publicTls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /**
+   * authCacheMs is how long an authenticated API key is trusted without asking identity again.
+   * It bounds how late a revocation takes effect at this replica; at most 2 s, 0 turns it off.
+   */
+  readonly authCacheMs: number;
+  /** jwksCacheMs is how long the public JWKS is served from memory. */
+  readonly jwksCacheMs: number;
+}
+
+/** loadEdgeConfig reads the edge's variables (main.ts passes none: this process's). */
+export function loadEdgeConfig(env: Env = process.env): EdgeConfig {
+  const certFile = envOptional(env, 'PARLEY_PUBLIC_TLS_CERT');
+  const keyFile = envOptional(env, 'PARLEY_PUBLIC_TLS_KEY');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    // Name whichever is missing.
+    envString(env, certFile === undefined ? 'PARLEY_PUBLIC_TLS_CERT' : 'PARLEY_PUBLIC_TLS_KEY');
+  }
+  return Object.freeze({
+    publicHost: envString(env, 'PARLEY_PUBLIC_HOST', envString(env, 'PARLEY_HOST', '127.0.0.1')),
+    publicPort: envPort(env, 'PARLEY_PUBLIC_PORT', 9443),
+    publicTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
+    authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
+    jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
+  });
+}
+
+/** EDGE_PEERS are the internal services the public API forwards to (PARLEY_<PEER>_URL each). */
+export const EDGE_PEERS = ['identity', 'tenant-data', 'secrets', 'audit'] as const satisfies readonly ServiceName[];
+
+/**
+ * requireEdgePeers fails start-up with a ConfigError naming the PARLEY_<PEER>_URL of the first
+ * peer that is not configured: an edge missing one would otherwise start and answer INTERNAL
+ * for that area's calls only, which is harder to notice than a process that does not start.
+ */
+export function requireEdgePeers(kernel: KernelConfig): void {
+  for (const peer of EDGE_PEERS) requirePeer(kernel, peer);
+}

@@ -1,0 +1,28 @@
+import type { DescService } from '@bufbuild/protobuf';
+import type { CallOptions, Client, HandlerContext } from '@connectrpc/connect';
+import { principalHeaders, type ServiceName } from '@parley/platform';
+import { publicPrincipal } from './module.js';
+
+/** PublicDeps is what every public module gets: typed mTLS clients for the internal services. */
+export interface PublicDeps {
+  /** client returns the (shared) mTLS client of an internal service; PARLEY_<PEER>_URL must be set. */
+  client<S extends DescService>(peer: ServiceName, service: S): Client<S>;
+}
+
+/**
+ * forward is the call options for an internal call made for a public request: the principal in
+ * headers (never the API key) and the caller's cancellation.
+ */
+export function forward(ctx: HandlerContext): CallOptions {
+  return { headers: principalHeaders(publicPrincipal(ctx)), signal: ctx.signal };
+}
+
+/**
+ * relabel turns an internal message into the init shape of the public message with the same
+ * fields (the types differ only in their $typeName).
+ */
+export function relabel<T extends { $typeName: string }>(message: T | undefined): Omit<T, '$typeName'> | undefined {
+  if (message === undefined) return undefined;
+  const { $typeName: _typeName, ...fields } = message;
+  return fields;
+}

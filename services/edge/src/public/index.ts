@@ -1,0 +1,36 @@
+// The public API (parley.api.v1) as modules: one per public service, each with its scope table.
+// To add an area, write services/edge/src/public/<area>.ts with definePublicModule and add it to
+// PUBLIC_MODULES below; the auth interceptor and the scope test pick it up from here.
+import type { ConnectRouter } from '@connectrpc/connect';
+import { accountModule } from './account.js';
+import { agentsModule } from './agents.js';
+import { apiKeysModule } from './api-keys.js';
+import { auditModule } from './audit.js';
+import type { PublicDeps } from './deps.js';
+import { membersModule } from './members.js';
+import type { PublicModule } from './module.js';
+import { secretsModule } from './secrets.js';
+import { sessionsModule } from './sessions.js';
+
+/** PUBLIC_MODULES are the public services the edge serves. */
+export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
+  accountModule,
+  apiKeysModule,
+  membersModule,
+  sessionsModule,
+  agentsModule,
+  auditModule,
+  secretsModule,
+];
+
+/** registerPublicRoutes registers every public module's handlers. */
+export function registerPublicRoutes(
+  router: ConnectRouter,
+  deps: PublicDeps,
+  modules: readonly PublicModule<PublicDeps>[] = PUBLIC_MODULES,
+): void {
+  for (const m of modules) m.register(router, deps);
+}
+
+export { forward, type PublicDeps } from './deps.js';
+export { definePublicModule, publicPrincipal, type PublicModule } from './module.js';

@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Client } from '@connectrpc/connect';
+import { auditDetails, recordAuditEvent, systemActor } from '@parley/audit-outbox';
+import { withTenant } from '@parley/db';
+import type { Logger } from '@parley/platform';
+import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import type { Kysely } from 'kysely';
+import { generateApiKey, hashApiKey, type ApiKeyEnvironment } from './api-key-format.js';
+import { insertApiKey } from './api-key.store.js';
+import type { IdentityDb } from './db/tables.js';
+import { addMember } from './member.store.js';
+import { ALL_SCOPES } from './scopes.js';
+
+/** BootstrapRecord is what the bootstrap file holds (mode 0600). */
+export interface BootstrapRecord {
+  readonly tenantId: string;
+  readonly memberId: string;
+  readonly apiKey: string;
+}
+
+/**
+ * bootstrapDevWorkspace is for the one-machine dev stack only: when the file does not exist it
+ * creates a workspace (through tenant-data), an owner member and an owner API key holding every
+ * scope, and writes them to the file with mode 0600. The file is the only place the key exists
+ * in plain text; the database has its hash.
+ */
+export async function bootstrapDevWorkspace(deps: {
+  file: string;
+  db: Kysely<IdentityDb>;
+  tenantData: Pick<Client<typeof TenantDataService>, 'createWorkspace'>;
+  pepper: Buffer;
+  environment: ApiKeyEnvironment;
+  logger: Logger;
+}): Promise<'created' | 'exists'> {
+  if (existsSync(deps.file)) return 'exists';
+  const tenantId = randomUUID();
+  await deps.tenantData.createWorkspace({ tenantId, name: 'Dev workspace' });
+  const generated = generateApiKey(tenantId, deps.environment);
+  const record = await withTenant(deps.db, tenantId, async (trx) => {
+    const owner = await addMember(trx, { email: 'owner@parley.localhost', displayName: 'Dev owner', role: 'owner' });
+    const key = await insertApiKey(trx, {
+      keyId: generated.keyId,
+      environment: generated.environment,
+      name: 'dev bootstrap owner key',
+      secretHash: hashApiKey(deps.pepper, generated.key),
+      scopes: ALL_SCOPES,
+      createdByMemberId: owner.id,
+      expiresAt: null,
+    });
+    const actor = systemActor('dev-bootstrap');
+    await recordAuditEvent<IdentityDb>(trx, {
+      tenantId,
+      actor,
+      action: 'member.add',
+      target: { type: 'member', id: owner.id },
+      details: auditDetails({ role: 'owner' }, ['role']),
+    });
+    await recordAuditEvent<IdentityDb>(trx, {
+      tenantId,
+      actor,
+      action: 'api_key.create',
+      target: { type: 'api_key', id: key.id },
+      details: auditDetails({ scopes: ALL_SCOPES }, ['scopes']),
+    });
+    return { tenantId, memberId: owner.id, apiKey: generated.key } satisfies BootstrapRecord;
+  });
+  await mkdir(dirname(deps.file), { recursive: true });
+  const tmp = `${deps.file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, deps.file);
+  deps.logger.info({ tenant_id: tenantId, key_prefix: generated.prefix, file: deps.file }, 'dev workspace bootstrapped');
+  return 'created';
+}

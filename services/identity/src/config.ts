@@ -1,0 +1,56 @@
+import { join } from 'node:path';
+import { ConfigError, envEnum, envInt, envOptional, envString, envUrl, type Env } from '@parley/platform';
+import { loadKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
+import { DEFAULT_SESSION_AUDIENCE, DEFAULT_SESSION_ISSUER } from '@parley/session-token';
+import type { ApiKeyEnvironment } from './api-key-format.js';
+
+/** IdentityConfig is identity's own configuration (beyond the kernel's). */
+export interface IdentityConfig {
+  readonly databaseUrl: string;
+  /** apiKeyPepper keys the HMAC of stored API keys; it never reaches the database. */
+  readonly apiKeyPepper: Buffer;
+  readonly apiKeyEnvironment: ApiKeyEnvironment;
+  readonly sessionIssuer: string;
+  readonly sessionAudience: string;
+  /** sessionUrl is the orchestrator's public connect URL used for the signed session URL form. */
+  readonly sessionUrl: string;
+  readonly signingKeyRotationHours: number;
+  /** kek seals the private halves of the session signing keys (envelope encryption). */
+  readonly kek: KekProviderConfig;
+  readonly defaultRotationOverlapSeconds: number;
+  readonly throttle: { readonly maxFailures: number; readonly windowSeconds: number; readonly blockSeconds: number };
+  /** bootstrapFile, when set and missing, gets a fresh dev workspace and owner key (dev stack only). */
+  readonly bootstrapFile: string | undefined;
+}
+
+/** loadIdentityConfig reads identity's variables (main.ts passes none: this process's); errors name the variable, never its value. */
+export function loadIdentityConfig(env: Env = process.env): IdentityConfig {
+  const pepper = envString(env, 'PARLEY_API_KEY_PEPPER');
+  if (Buffer.byteLength(pepper) < 32)
+    throw new ConfigError('PARLEY_API_KEY_PEPPER', 'must be at least 32 bytes of random text (e.g. openssl rand -base64 48)');
+  const devDir = envOptional(env, 'PARLEY_DEV_DIR');
+  // Without an explicit keyring, the dev stack's private folder holds identity's own keyring.
+  const kekEnv: Env =
+    envOptional(env, 'PARLEY_KEK_PROVIDER') === undefined &&
+    envOptional(env, 'PARLEY_LOCAL_KEYRING_PATH') === undefined &&
+    devDir !== undefined
+      ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, 'identity-keyring.json') }
+      : env;
+  return Object.freeze({
+    databaseUrl: envString(env, 'DATABASE_URL'),
+    apiKeyPepper: Buffer.from(pepper, 'utf8'),
+    apiKeyEnvironment: envEnum(env, 'PARLEY_API_KEY_ENVIRONMENT', ['live', 'test'] as const, 'live'),
+    sessionIssuer: envString(env, 'PARLEY_SESSION_ISSUER', DEFAULT_SESSION_ISSUER),
+    sessionAudience: envString(env, 'PARLEY_SESSION_AUDIENCE', DEFAULT_SESSION_AUDIENCE),
+    sessionUrl: envUrl(env, 'PARLEY_SESSION_PUBLIC_URL', ['https:', 'http:', 'wss:']) ?? 'https://localhost:7401',
+    signingKeyRotationHours: envInt(env, 'PARLEY_SIGNING_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
+    kek: loadKekProviderConfig(kekEnv),
+    defaultRotationOverlapSeconds: envInt(env, 'PARLEY_API_KEY_ROTATION_OVERLAP_SECONDS', 86_400, 0, 30 * 86_400),
+    throttle: Object.freeze({
+      maxFailures: envInt(env, 'PARLEY_AUTH_MAX_FAILURES', 10, 1, 10_000),
+      windowSeconds: envInt(env, 'PARLEY_AUTH_FAILURE_WINDOW_SECONDS', 60, 1, 86_400),
+      blockSeconds: envInt(env, 'PARLEY_AUTH_BLOCK_SECONDS', 60, 1, 86_400),
+    }),
+    bootstrapFile: envOptional(env, 'PARLEY_BOOTSTRAP_FILE'),
+  });
+}

@@ -1,0 +1,54 @@
+// Scopes and roles are data: the edge's RPC→scope table, the README matrix and the checks here
+// all read these tables.
+
+/** SCOPES are the permissions an API key can carry, each with what it allows. */
+export const SCOPES = {
+  'sessions:create': 'create and revoke session tokens for browsers and devices',
+  'agents:read': 'read agents and their guardrail policies',
+  'agents:write': 'create, change and delete agents and their guardrail policies',
+  'secrets:write': 'store and rotate provider credentials (never read them back)',
+  'audit:read': 'query, export and verify the audit log',
+  'privacy:run': 'run retention, data export and deletion (DSAR) jobs',
+  'api_keys:admin': 'create, list, rotate and revoke API keys (never beyond your own scopes)',
+  'members:admin': 'add, change and remove members',
+} as const;
+
+/** Scope is one of SCOPES. */
+export type Scope = keyof typeof SCOPES;
+
+/** ALL_SCOPES lists SCOPES' names. */
+export const ALL_SCOPES = Object.keys(SCOPES) as Scope[];
+
+/** ROLES are a member's possible roles, most powerful first. */
+export const ROLES = ['owner', 'admin', 'developer', 'viewer'] as const;
+
+/** Role is one of ROLES. */
+export type Role = (typeof ROLES)[number];
+
+/** ROLE_SCOPES is the permission matrix: the scopes a member of each role (and their keys) may hold. */
+export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = {
+  owner: ALL_SCOPES,
+  admin: ALL_SCOPES,
+  developer: ['sessions:create', 'agents:read', 'agents:write', 'secrets:write', 'api_keys:admin'],
+  viewer: ['agents:read', 'audit:read'],
+};
+
+/** isScope tells whether a string names a scope. */
+export function isScope(value: string): value is Scope {
+  return Object.hasOwn(SCOPES, value);
+}
+
+/** isRole tells whether a string names a role. */
+export function isRole(value: string): value is Role {
+  return (ROLES as readonly string[]).includes(value);
+}
+
+/** roleRank orders roles: a lower number is more powerful. */
+export function roleRank(role: Role): number {
+  return ROLES.indexOf(role);
+}
+
+/** allowedByRole tells whether a role permits a scope. */
+export function allowedByRole(role: Role, scope: string): boolean {
+  return (ROLE_SCOPES[role] as readonly string[]).includes(scope);
+}

@@ -1,0 +1,30 @@
+import { loadDataKeyCacheConfig, loadKekProviderConfig, type DataKeyCacheConfig, type KekProviderConfig } from '@parley/envelope';
+import { envInt, envString, type Env } from '@parley/platform';
+
+/** SecretsConfig is the secrets service's own configuration (the kernel reads the rest). */
+export interface SecretsConfig {
+  /** databaseUrl connects as the secrets role. */
+  readonly databaseUrl: string;
+  /** kek says which KEK provider to use and how to reach it. */
+  readonly kek: KekProviderConfig;
+  /** dataKeyCache says whether and how long decrypted data keys are kept in memory. */
+  readonly dataKeyCache: DataKeyCacheConfig;
+  /** versionGraceMs is how long a rotated-away secret version stays readable before it is destroyed. */
+  readonly versionGraceMs: number;
+  /** maintenanceIntervalMs is how often a replica tries to run the sweep and resume a rewrap. */
+  readonly maintenanceIntervalMs: number;
+  /** rewrapBatchSize is how many wrapped keys are rewrapped per saved batch. */
+  readonly rewrapBatchSize: number;
+}
+
+/** loadSecretsConfig reads DATABASE_URL, the PARLEY_KEK_* / PARLEY_VAULT_* / PARLEY_DEK_CACHE* variables and the service's own. */
+export function loadSecretsConfig(env: Env = process.env): SecretsConfig {
+  return Object.freeze({
+    databaseUrl: envString(env, 'DATABASE_URL'),
+    kek: loadKekProviderConfig(env),
+    dataKeyCache: loadDataKeyCacheConfig(env),
+    versionGraceMs: envInt(env, 'PARLEY_SECRET_VERSION_GRACE_MS', 86_400_000, 0, 30 * 86_400_000),
+    maintenanceIntervalMs: envInt(env, 'PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS', 60_000, 200, 86_400_000),
+    rewrapBatchSize: envInt(env, 'PARLEY_KEK_REWRAP_BATCH_SIZE', 100, 1, 10_000),
+  });
+}

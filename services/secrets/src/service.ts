@@ -1,0 +1,407 @@
+import { randomUUID } from 'node:crypto';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { auditDetails, fromPrincipal, recordAuditEvent, serviceActor, type AuditActor } from '@parley/audit-outbox';
+import { pageSizeOf, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
+import {
+  createSubjectKey,
+  decryptForSubject,
+  encryptForSubject,
+  openSecret,
+  sealSecret,
+  type DataKeyCache,
+  type DataKeySource,
+  type KekProvider,
+} from '@parley/envelope';
+import {
+  callerOf,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  requirePrincipal,
+  type Principal,
+} from '@parley/platform';
+import {
+  ResolvedSecretSchema,
+  SecretMetadataSchema,
+  type SecretMetadata,
+  type SecretsService,
+} from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import type { Kysely } from 'kysely';
+import type { ConversationDirectory } from './conversation-directory.js';
+import type { SecretRow, SecretsDatabase } from './db/tables.js';
+import {
+  addSecretVersion,
+  createSecret,
+  currentVersions,
+  deleteSecret,
+  getSecret,
+  listSecrets,
+  recordAccess,
+  type AccessEvent,
+} from './secret.store.js';
+import { insertSubjectKey, readSubjectKey, requireActiveSubjectKey, shredSubjectKey } from './subject-key.store.js';
+
+/** SecretsServiceDeps are the secrets service's dependencies, built by main.ts (or a test). */
+export interface SecretsServiceDeps {
+  readonly db: Kysely<SecretsDatabase>;
+  readonly kek: KekProvider;
+  /** keys lends data keys: a DataKeyCache, or uncached when PARLEY_DEK_CACHE=off. */
+  readonly keys: DataKeySource;
+  /** cache is the same DataKeyCache as keys (to wipe destroyed keys), if there is one. */
+  readonly cache: DataKeyCache | undefined;
+  readonly directory: ConversationDirectory;
+  /** versionGraceMs keeps a rotated-away version readable this long. */
+  readonly versionGraceMs: number;
+  /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
+  readonly onAudit?: () => void;
+}
+
+type Trx = TenantTransaction<SecretsDatabase>;
+
+/** WRITE_SCOPE is the principal scope PutSecret, RotateSecret and DeleteSecret need. */
+export const WRITE_SCOPE = 'secrets:write';
+/** READ_SCOPE is the principal scope ListSecrets and GetSecret need. */
+export const READ_SCOPE = 'agents:read';
+/** PROVIDER_KINDS are the accepted provider kinds. */
+export const PROVIDER_KINDS: readonly string[] = ['llm', 'stt', 'tts', 'telephony', 'webhook', 'tool'];
+
+const NAME_PATTERN = /^[A-Za-z0-9._-]{1,100}$/;
+const MAX_VALUE_BYTES = 16 * 1024;
+const MAX_SUBJECT_PLAINTEXT_BYTES = 1024 * 1024;
+const HINT_MIN_LENGTH = 12;
+const MAX_LIST_PAGE = 200;
+
+function principalWith(ctx: HandlerContext, scope: string): Principal {
+  const p = requirePrincipal(ctx);
+  if (!p.scopes.includes(scope))
+    throw new PermissionDeniedError(`this call needs the scope ${scope}; the ${p.kind} ${p.id} does not have it`);
+  return p;
+}
+
+/** callingService is the audit actor for a service acting on its own (allow-lists admit only named services). */
+function callingService(ctx: HandlerContext): AuditActor {
+  const caller = callerOf(ctx);
+  return serviceActor(caller.service ?? caller.spiffeId);
+}
+
+function setByOf(p: Principal): string {
+  return `${p.kind}:${p.id}`;
+}
+
+/** hintOf is the last four characters of a value, or "" for values too short to show any of. */
+export function hintOf(value: string): string {
+  const chars = Array.from(value);
+  return chars.length >= HINT_MIN_LENGTH ? chars.slice(-4).join('') : '';
+}
+
+function valueBytes(value: string, field: string): Buffer {
+  const bytes = Buffer.from(value, 'utf8');
+  if (bytes.length === 0 || value.trim().length === 0) {
+    bytes.fill(0);
+    throw new InvalidArgumentError(`${field} must not be empty`, { field });
+  }
+  if (bytes.length > MAX_VALUE_BYTES) {
+    bytes.fill(0);
+    throw new InvalidArgumentError(`${field} must be at most ${MAX_VALUE_BYTES} bytes`, { field });
+  }
+  return bytes;
+}
+
+function validateName(name: string): string {
+  if (!NAME_PATTERN.test(name))
+    throw new InvalidArgumentError('name must be 1-100 characters of letters, digits, ".", "_" or "-"', { field: 'name' });
+  return name;
+}
+
+function validateProviderKind(kind: string): string {
+  if (!PROVIDER_KINDS.includes(kind))
+    throw new InvalidArgumentError(`provider_kind must be one of ${PROVIDER_KINDS.join(', ')}`, { field: 'provider_kind' });
+  return kind;
+}
+
+function validatePurpose(purpose: string): string {
+  if (purpose.length > 200) throw new InvalidArgumentError('purpose must be at most 200 characters', { field: 'purpose' });
+  return purpose;
+}
+
+/** toSecretMetadata turns a secrets row into the API's metadata; there is no value to leak in it. */
+export function toSecretMetadata(row: SecretRow): SecretMetadata {
+  return create(SecretMetadataSchema, {
+    id: row.id,
+    tenantId: row.tenant_id,
+    name: row.name,
+    providerKind: row.provider_kind,
+    hint: row.hint,
+    version: row.current_version,
+    setBy: row.set_by,
+    setAt: timestampFromDate(row.set_at),
+    createdAt: timestampFromDate(row.created_at),
+    ...(row.last_used_at === null ? {} : { lastUsedAt: timestampFromDate(row.last_used_at) }),
+  });
+}
+
+/**
+ * createSecretsService builds the RPC handlers. Values are sealed before any transaction opens
+ * (a KEK call may take a while) and every plaintext buffer is wiped after use; no handler logs
+ * or returns a value except ResolveForConversation's answer to the voice-orchestrator.
+ */
+export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<typeof SecretsService> {
+  const { db, kek, keys } = deps;
+
+  /** audited runs fn in the tenant's transaction, which records an audit event; the relay is woken once it committed. */
+  const audited = async <T>(tenantId: string, fn: (trx: Trx) => Promise<T>): Promise<T> => {
+    const result = await withTenant(db, tenantId, fn);
+    deps.onAudit?.();
+    return result;
+  };
+
+  return {
+    async putSecret(req, ctx) {
+      const p = principalWith(ctx, WRITE_SCOPE);
+      const name = validateName(req.name);
+      const providerKind = validateProviderKind(req.providerKind);
+      const plaintext = valueBytes(req.value, 'value');
+      const id = randomUUID();
+      try {
+        const sealed = await sealSecret(kek, { tenantId: p.tenantId, secretId: id, version: 1 }, plaintext);
+        const row = await audited(p.tenantId, async (trx) => {
+          const created = await createSecret(trx, { id, name, providerKind, hint: hintOf(req.value), setBy: setByOf(p) }, sealed);
+          await recordAuditEvent<SecretsDatabase>(trx, {
+            ...fromPrincipal(p),
+            action: 'secret.create',
+            target: { type: 'secret', id: created.id },
+            // Never the value, nor its last four characters (the hint is for the owner's eyes in the API).
+            details: auditDetails({ name: created.name, provider_kind: created.provider_kind, version: created.current_version }, [
+              'name',
+              'provider_kind',
+              'version',
+            ]),
+          });
+          return created;
+        });
+        return { secret: toSecretMetadata(row) };
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+
+    async listSecrets(req, ctx) {
+      const p = principalWith(ctx, READ_SCOPE);
+      if (req.pageSize > MAX_LIST_PAGE)
+        throw new InvalidArgumentError(`page_size must be at most ${MAX_LIST_PAGE}`, { field: 'page_size' });
+      const page = await withTenant(db, p.tenantId, (trx) =>
+        listSecrets(trx, { pageSize: pageSizeOf({ pageSize: req.pageSize }), ...(req.pageToken === '' ? {} : { cursor: req.pageToken }) }),
+      );
+      return { secrets: page.items.map(toSecretMetadata), nextPageToken: page.nextCursor ?? '' };
+    },
+
+    async getSecret(req, ctx) {
+      const p = principalWith(ctx, READ_SCOPE);
+      const row = await withTenant(db, p.tenantId, (trx) => getSecret(trx, req.secretId));
+      return { secret: toSecretMetadata(row) };
+    },
+
+    async rotateSecret(req, ctx) {
+      const p = principalWith(ctx, WRITE_SCOPE);
+      const secretId = requireUuid(req.secretId, 'secret_id');
+      const plaintext = valueBytes(req.value, 'value');
+      try {
+        const current = await withTenant(db, p.tenantId, (trx) => getSecret(trx, secretId));
+        if (req.expectedVersion !== 0 && req.expectedVersion !== current.current_version) {
+          throw new FailedPreconditionError(
+            `secret ${secretId} is at version ${current.current_version}, not ${req.expectedVersion}; read it again and retry`,
+          );
+        }
+        const version = current.current_version + 1;
+        const sealed = await sealSecret(kek, { tenantId: p.tenantId, secretId, version }, plaintext);
+        const row = await audited(p.tenantId, async (trx) => {
+          const rotated = await addSecretVersion(trx, {
+            secretId,
+            expectedVersion: current.current_version,
+            sealed,
+            hint: hintOf(req.value),
+            setBy: setByOf(p),
+            graceMs: deps.versionGraceMs,
+          });
+          await recordAuditEvent<SecretsDatabase>(trx, {
+            ...fromPrincipal(p),
+            action: 'secret.rotate',
+            target: { type: 'secret', id: rotated.id },
+            details: auditDetails(
+              {
+                name: rotated.name,
+                version: { from: current.current_version, to: rotated.current_version },
+                previous_readable_seconds: Math.round(deps.versionGraceMs / 1000),
+              },
+              ['name', 'version', 'previous_readable_seconds'],
+            ),
+          });
+          return rotated;
+        });
+        return { secret: toSecretMetadata(row) };
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+
+    async deleteSecret(req, ctx) {
+      const p = principalWith(ctx, WRITE_SCOPE);
+      const destroyed = await audited(p.tenantId, async (trx) => {
+        const secret = await getSecret(trx, req.secretId);
+        const keysDestroyed = await deleteSecret(trx, secret.id);
+        await recordAuditEvent<SecretsDatabase>(trx, {
+          ...fromPrincipal(p),
+          action: 'secret.delete',
+          target: { type: 'secret', id: secret.id },
+          details: auditDetails({ name: secret.name, provider_kind: secret.provider_kind, versions_destroyed: keysDestroyed.length }, [
+            'name',
+            'provider_kind',
+            'versions_destroyed',
+          ]),
+        });
+        return keysDestroyed;
+      });
+      for (const wrapped of destroyed) deps.cache?.forget(wrapped);
+      return {};
+    },
+
+    async resolveForConversation(req, ctx) {
+      // The allow-list admits only the voice-orchestrator; checked again here because handing
+      // out plaintext is the one thing this service must never do for anyone else.
+      const caller = callerOf(ctx);
+      if (caller.service !== 'voice-orchestrator') throw new PermissionDeniedError('only the voice-orchestrator may resolve secrets');
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const conversationId = requireUuid(req.conversationId, 'conversation_id');
+      const agentId = requireUuid(req.agentId, 'agent_id');
+      const wantedIds = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
+
+      const conversation = await deps.directory.getConversation(tenantId, conversationId);
+      if (conversation.agentId !== agentId)
+        throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
+      if (conversation.state !== 'live') {
+        throw new FailedPreconditionError(
+          `conversation ${conversationId} is ${conversation.state || 'not live'}; secrets are resolved only for live conversations`,
+        );
+      }
+      const refs = await deps.directory.getAgentSecretRefs(tenantId, agentId);
+      const purposesOf = new Map<string, string[]>();
+      for (const [purpose, secretId] of Object.entries(refs)) purposesOf.set(secretId, [...(purposesOf.get(secretId) ?? []), purpose]);
+      const wanted = wantedIds.length > 0 ? [...new Set(wantedIds)] : [...purposesOf.keys()];
+      for (const id of wanted) {
+        if (!purposesOf.has(id))
+          throw new PermissionDeniedError(`agent ${agentId} does not reference secret ${id}; add it to the agent's secret_refs first`);
+      }
+
+      const actor = callingService(ctx);
+      const secrets = await audited(tenantId, async (trx) => {
+        const rows = await currentVersions(trx, wanted);
+        const found = new Set(rows.map((r) => r.id));
+        const missing = wanted.find((id) => !found.has(id));
+        if (missing !== undefined)
+          throw new NotFoundError(
+            `secret ${missing}, referenced by agent ${agentId}, does not exist; put it again or fix the agent's secret_refs`,
+          );
+        const resolved = [];
+        const events: AccessEvent[] = [];
+        for (const row of rows) {
+          const plaintext = await openSecret(
+            keys,
+            { tenantId, secretId: row.id, version: row.version },
+            {
+              ciphertext: row.ciphertext,
+              nonce: row.nonce,
+              wrappedDataKey: row.wrapped_data_key,
+              kekVersion: row.kek_version,
+            },
+          );
+          const purposes = purposesOf.get(row.id) ?? [];
+          resolved.push(
+            create(ResolvedSecretSchema, {
+              secretId: row.id,
+              purposes,
+              name: row.name,
+              providerKind: row.provider_kind,
+              version: row.version,
+              value: plaintext.toString('utf8'),
+            }),
+          );
+          plaintext.fill(0);
+          events.push({ caller: caller.spiffeId, conversationId, agentId, secretId: row.id, secretVersion: row.version, purposes });
+        }
+        await recordAccess(trx, events);
+        // One access event per plaintext handed out, in the transaction that records the access.
+        for (const e of events) {
+          await recordAuditEvent<SecretsDatabase>(trx, {
+            tenantId,
+            actor,
+            action: 'secret.resolve',
+            target: { type: 'secret', id: e.secretId },
+            details: auditDetails(
+              { conversation_id: e.conversationId, agent_id: e.agentId, version: e.secretVersion, purposes: e.purposes },
+              ['conversation_id', 'agent_id', 'version', 'purposes'],
+            ),
+          });
+        }
+        return resolved;
+      });
+      return { secrets };
+    },
+
+    async encryptForSubject(req) {
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const subjectId = requireUuid(req.subjectId, 'subject_id');
+      const purpose = validatePurpose(req.purpose);
+      if (req.plaintext.length > MAX_SUBJECT_PLAINTEXT_BYTES)
+        throw new InvalidArgumentError('plaintext must be at most 1 MiB', { field: 'plaintext' });
+      const stored = await withTenant(db, tenantId, (trx) => readSubjectKey(trx, subjectId));
+      let wrappedKey: string;
+      if (stored.state === 'active') {
+        wrappedKey = stored.wrappedKey;
+      } else if (stored.state === 'shredded') {
+        throw new FailedPreconditionError(
+          `the data key of subject ${subjectId} was shredded; nothing more can be encrypted for this subject`,
+        );
+      } else {
+        const fresh = await createSubjectKey(kek);
+        // Another replica may have stored a key meanwhile: insertSubjectKey returns the stored one.
+        wrappedKey = await withTenant(db, tenantId, (trx) => insertSubjectKey(trx, subjectId, fresh));
+      }
+      const ciphertext = await encryptForSubject(keys, { wrappedKey }, { tenantId, subjectId, purpose }, req.plaintext);
+      return { ciphertext };
+    },
+
+    async decryptForSubject(req) {
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const subjectId = requireUuid(req.subjectId, 'subject_id');
+      const purpose = validatePurpose(req.purpose);
+      const wrappedKey = await withTenant(db, tenantId, (trx) => requireActiveSubjectKey(trx, subjectId));
+      const plaintext = await decryptForSubject(keys, { wrappedKey }, { tenantId, subjectId, purpose }, req.ciphertext);
+      return { plaintext };
+    },
+
+    async shredSubjectKey(req, ctx) {
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const subjectId = requireUuid(req.subjectId, 'subject_id');
+      const actor = callingService(ctx);
+      const outcome = await audited(tenantId, async (trx) => {
+        const result = await shredSubjectKey(trx, subjectId);
+        // A repeated shred (a retried DSAR job) changes nothing and records nothing.
+        if (result.changed) {
+          await recordAuditEvent<SecretsDatabase>(trx, {
+            tenantId,
+            actor,
+            action: 'subject_key.shred',
+            target: { type: 'subject', id: subjectId },
+            details: auditDetails({ had_data_key: result.destroyedKey !== undefined }, ['had_data_key']),
+          });
+        }
+        return result;
+      });
+      if (outcome.destroyedKey !== undefined) deps.cache?.forget(outcome.destroyedKey);
+      return { shredded: outcome.destroyedKey !== undefined };
+    },
+  };
+}

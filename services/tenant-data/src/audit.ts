@@ -1,0 +1,97 @@
+// What tenant-data tells the audit log: who acted, and a redacted description of an agent.
+import {
+  auditChanges,
+  auditDetails,
+  fromPrincipal,
+  serviceActor,
+  type AuditActor,
+  type AuditDetails,
+  type AuditSource,
+} from '@parley/audit-outbox';
+import type { HandlerContext } from '@connectrpc/connect';
+import { callerOf, principalOf } from '@parley/platform';
+import type { Agent } from './db/tables.js';
+
+/** Acting is the tenant, actor and (for an end principal) source of an audit event. */
+export type Acting = { tenantId: string; actor: AuditActor; source?: AuditSource };
+
+/**
+ * changeActor is who made a change: the end principal the edge forwarded (fromPrincipal refuses a
+ * browser session, which may not change anything), else the calling service itself (identity
+ * creating a workspace, or an internal caller without a principal).
+ */
+export function changeActor(ctx: HandlerContext, tenantId: string): Acting {
+  const p = principalOf(ctx);
+  if (p !== undefined) return { ...fromPrincipal(p), tenantId };
+  return { tenantId, actor: callingService(ctx) };
+}
+
+/**
+ * readActor is who read sensitive data: the forwarded operator or API key, else the calling
+ * service (lifecycle exporting a subject's data). A session principal cannot be an actor, so a
+ * read on a session's behalf is the service's own.
+ */
+export function readActor(ctx: HandlerContext, tenantId: string): Acting {
+  const p = principalOf(ctx);
+  if (p !== undefined && p.kind !== 'session') return { ...fromPrincipal(p), tenantId };
+  return { tenantId, actor: callingService(ctx) };
+}
+
+// The allow-lists admit only named services, so `service` is set past authorization; the SPIFFE
+// ID is the fallback that still says who it was.
+function callingService(ctx: HandlerContext): AuditActor {
+  const caller = callerOf(ctx);
+  return serviceActor(caller.service ?? caller.spiffeId);
+}
+
+// Shown in full: the name, which credentials (by purpose and secret id; ids are not secret
+// material) and the policy version. Recorded only as "[redacted]" when set or changed: the
+// prompt, voice and provider settings, which are free text and free-form JSON the customer
+// writes (they may hold confidential instructions or personal data, and the audit log is kept
+// and exported for years). The guardrail policy is described by version and changed sections.
+const SHOWN = ['name', 'provider_refs', 'policy_version'];
+
+// "provider_refs" rather than the column's "secret_refs": the value is a map of purpose to
+// secret id, but a key named "secret…" is blanked by the audit library wherever it occurs.
+function describable(a: Agent): Record<string, unknown> {
+  return {
+    name: a.name,
+    prompt: a.prompt,
+    voice: a.voice,
+    provider_settings: a.provider_settings,
+    provider_refs: a.secret_refs,
+    policy_version: a.policy_version,
+  };
+}
+
+/** agentCreated describes a new agent (see SHOWN for what is shown and what is only marked as set). */
+export function agentCreated(a: Agent): AuditDetails {
+  return auditDetails(describable(a), SHOWN);
+}
+
+/** agentChanged describes an agent update as from/to for the fields that changed. */
+export function agentChanged(before: Agent, after: Agent): AuditDetails {
+  return auditChanges(describable(before), describable(after), SHOWN);
+}
+
+/** agentDeleted describes a deleted agent by name and policy version. */
+export function agentDeleted(a: Agent): AuditDetails {
+  return auditDetails({ name: a.name, policy_version: a.policy_version }, ['name', 'policy_version']);
+}
+
+/**
+ * policyReplaced describes a guardrail policy change: the version step and which top-level
+ * sections of the document changed. The rules themselves are the agent's current state (read
+ * with GetGuardrailPolicy), and a capped, truncated copy in the log would mislead more than help.
+ */
+export function policyReplaced(before: Agent, after: Agent): AuditDetails {
+  const from = (before.guardrail_policy ?? {}) as Record<string, unknown>;
+  const to = (after.guardrail_policy ?? {}) as Record<string, unknown>;
+  const sections = [...new Set([...Object.keys(from), ...Object.keys(to)])]
+    .filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]))
+    .sort();
+  return auditDetails({ policy_version: { from: before.policy_version, to: after.policy_version }, sections_changed: sections }, [
+    'policy_version',
+    'sections_changed',
+  ]);
+}

@@ -1,0 +1,48 @@
+import { ConfigError, envInt, envString, type Env } from '@parley/platform';
+import { MIN_PEPPER_BYTES } from './subject.store.js';
+
+/** TenantDataConfig is the tenant-data service's own configuration (the kernel reads the rest). */
+export interface TenantDataConfig {
+  /** databaseUrl logs in as the service's role (parley_tenant_data); never logged, it holds the password. */
+  readonly databaseUrl: string;
+  /** dbPoolMax is the size of the connection pool. */
+  readonly dbPoolMax: number;
+  /** subjectHashPepper keys the HMAC of subjects' phone numbers and e-mail addresses. */
+  readonly subjectHashPepper: Uint8Array;
+}
+
+/**
+ * loadTenantDataConfig reads DATABASE_URL, PARLEY_SUBJECT_HASH_PEPPER and PARLEY_DB_POOL_MAX.
+ * Errors name the variable and never echo its value: both hold secrets. The environment is a
+ * parameter (tests pass their own); main.ts passes none, meaning this process's.
+ */
+export function loadTenantDataConfig(env: Env = process.env): TenantDataConfig {
+  const databaseUrl = envString(env, 'DATABASE_URL');
+  let protocol: string;
+  try {
+    protocol = new URL(databaseUrl).protocol;
+  } catch {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_tenant_data role');
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    throw new ConfigError('DATABASE_URL', `must be a postgres:// URL of the parley_tenant_data role, got ${protocol}//`);
+  }
+  return Object.freeze({
+    databaseUrl,
+    dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
+    subjectHashPepper: decodePepper(envString(env, 'PARLEY_SUBJECT_HASH_PEPPER')),
+  });
+}
+
+/** decodePepper accepts base64 or base64url of at least MIN_PEPPER_BYTES random bytes. */
+function decodePepper(value: string): Uint8Array {
+  const trimmed = value.trim();
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) {
+    throw new ConfigError('PARLEY_SUBJECT_HASH_PEPPER', 'must be base64 (or base64url) of random bytes, e.g. `openssl rand -base64 32`');
+  }
+  const bytes = Buffer.from(trimmed.replaceAll('-', '+').replaceAll('_', '/'), 'base64');
+  if (bytes.byteLength < MIN_PEPPER_BYTES) {
+    throw new ConfigError('PARLEY_SUBJECT_HASH_PEPPER', `must decode to at least ${MIN_PEPPER_BYTES} bytes, got ${bytes.byteLength}`);
+  }
+  return new Uint8Array(bytes);
+}

@@ -1,0 +1,426 @@
+import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { auditDetails, recordAuditEvent } from '@parley/audit-outbox';
+import { requireUuid, withTenant, type Page, type TenantTransaction } from '@parley/db';
+import { InvalidArgumentError, NotFoundError, principalOf } from '@parley/platform';
+import type {
+  AgentSchema,
+  ConversationSchema,
+  RecordingSchema,
+  SubjectSchema,
+  TenantDataService,
+  TranscriptTurnSchema,
+  WorkspaceSchema,
+} from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { agentChanged, agentCreated, agentDeleted, changeActor, policyReplaced, readActor } from './audit.js';
+import { createAgent, deleteAgent, getAgent, listAgents, setGuardrailPolicy, updateAgent, type AgentPatch } from './agent.store.js';
+import {
+  appendTranscriptTurn,
+  endConversation,
+  getConversation,
+  listConversations,
+  listTranscriptTurns,
+  startConversation,
+} from './conversation.store.js';
+import type { Agent, Conversation, Recording, Subject, TenantDataDb, TranscriptTurn, Workspace } from './db/tables.js';
+import { addRecording, listRecordings } from './recording.store.js';
+import { createSubject, findSubjectByContact, findSubjectByExternalRef, getSubject } from './subject.store.js';
+import { ensureWorkspaceCreated, getWorkspace } from './workspace.store.js';
+
+type Trx = TenantTransaction<TenantDataDb>;
+
+/** TenantDataDeps are what the handlers need; main.ts builds them from the configuration. */
+export interface TenantDataDeps {
+  /** db connects as parley_tenant_data (row-level security applies). */
+  readonly db: Kysely<TenantDataDb>;
+  /** subjectHashPepper keys the look-up hashes of subjects' phone numbers and e-mail addresses. */
+  readonly subjectHashPepper: Uint8Array;
+  /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
+  readonly onAudit?: () => void;
+}
+
+// Stores name fields as the TypeScript inputs do (camelCase); callers of this API know the
+// proto's names, so errors are re-labelled to them. Paths inside a guardrail policy keep the
+// document's own (camelCase) keys.
+const REQUEST_FIELDS: Record<string, string> = {
+  providerSettings: 'provider_settings',
+  secretRefs: 'secret_refs',
+  guardrailPolicy: 'guardrail_policy',
+  externalRef: 'external_ref',
+  retentionClass: 'retention_class',
+  agentId: 'agent_id',
+  subjectId: 'subject_id',
+  conversationId: 'conversation_id',
+  textRedacted: 'text_redacted',
+  blobKey: 'blob_key',
+  durationMs: 'duration_ms',
+  dataClass: 'data_class',
+  reason: 'end_reason',
+};
+
+/** toRequestFieldNames renames the first segment of an InvalidArgumentError's field to the proto field name. */
+function toRequestFieldNames(err: unknown): unknown {
+  if (!(err instanceof InvalidArgumentError) || err.field === undefined) return err;
+  if (err.field === 'cursor') {
+    return new InvalidArgumentError('page_token is not one this list returned; pass the next_page_token of the previous page unchanged', {
+      field: 'page_token',
+      cause: err,
+    });
+  }
+  const [head = '', ...rest] = err.field.split('.');
+  const renamed = REQUEST_FIELDS[head];
+  if (renamed === undefined) return err;
+  const field = [renamed, ...rest].join('.');
+  const message = err.message.startsWith(`${err.field}:`)
+    ? `${field}${err.message.slice(err.field.length)}`
+    : err.message.replace(new RegExp(`\\b${head}\\b`), renamed);
+  return new InvalidArgumentError(message, { field, cause: err });
+}
+
+/** blank turns proto3's empty string (unset) into undefined. */
+const blank = (value: string): string | undefined => (value === '' ? undefined : value);
+
+/** pageOf maps the proto's page_size and page_token onto a store's PageRequest. */
+const pageOf = (req: { pageSize: number; pageToken: string }) => ({
+  pageSize: req.pageSize,
+  ...(req.pageToken === '' ? {} : { cursor: req.pageToken }),
+});
+
+/** nextToken is a page's cursor as the proto's next_page_token ('' on the last page). */
+const nextToken = (page: Page<unknown>): string => page.nextCursor ?? '';
+
+const ts = (d: Date) => timestampFromDate(d);
+
+function workspaceMessage(w: Workspace): MessageInitShape<typeof WorkspaceSchema> {
+  return { id: w.id, name: w.name, createdAt: ts(w.created_at) };
+}
+
+function agentMessage(a: Agent): MessageInitShape<typeof AgentSchema> {
+  return {
+    id: a.id,
+    tenantId: a.tenant_id,
+    name: a.name,
+    prompt: a.prompt,
+    voice: a.voice as JsonObject,
+    providerSettings: a.provider_settings as JsonObject,
+    secretRefs: a.secret_refs,
+    guardrailPolicy: a.guardrail_policy as unknown as JsonObject,
+    policyVersion: a.policy_version,
+    createdAt: ts(a.created_at),
+    updatedAt: ts(a.updated_at),
+  };
+}
+
+function subjectMessage(s: Subject): MessageInitShape<typeof SubjectSchema> {
+  return {
+    id: s.id,
+    tenantId: s.tenant_id,
+    externalRef: s.external_ref ?? '',
+    hasPhone: s.phone_hash !== null,
+    hasEmail: s.email_hash !== null,
+    retentionClass: s.retention_class,
+    createdAt: ts(s.created_at),
+  };
+}
+
+function conversationMessage(c: Conversation): MessageInitShape<typeof ConversationSchema> {
+  return {
+    id: c.id,
+    tenantId: c.tenant_id,
+    agentId: c.agent_id,
+    subjectId: c.subject_id ?? '',
+    state: c.state,
+    startedAt: ts(c.started_at),
+    ...(c.ended_at === null ? {} : { endedAt: ts(c.ended_at) }),
+    endReason: c.end_reason ?? '',
+  };
+}
+
+function turnMessage(t: TranscriptTurn): MessageInitShape<typeof TranscriptTurnSchema> {
+  return { conversationId: t.conversation_id, seq: t.seq, role: t.role, textRedacted: t.text_redacted, createdAt: ts(t.created_at) };
+}
+
+function recordingMessage(r: Recording): MessageInitShape<typeof RecordingSchema> {
+  return {
+    id: r.id,
+    conversationId: r.conversation_id,
+    blobKey: r.blob_key,
+    durationMs: r.duration_ms,
+    dataClass: r.data_class,
+    createdAt: ts(r.created_at),
+  };
+}
+
+/**
+ * createTenantDataService builds the handlers of parley.tenantdata.v1.TenantDataService. Every
+ * handler runs in one withTenant transaction for the request's tenant_id, so row-level security
+ * scopes it and a failed call writes nothing. Another tenant's ids are NOT_FOUND, like unknown ones.
+ */
+export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeof TenantDataService> {
+  const { db, subjectHashPepper: pepper } = deps;
+
+  /** inTenant validates tenant_id, checks it against a forwarded principal and runs fn in the tenant's transaction. */
+  async function inTenant<T>(tenantId: string, ctx: HandlerContext, fn: (trx: Trx) => Promise<T>): Promise<T> {
+    const tenant = requireUuid(tenantId, 'tenant_id');
+    // The edge forwards the end principal; a principal of one workspace never reaches another's rows,
+    // even if the edge had a bug. NOT_FOUND, as for any other tenant's data.
+    const principal = principalOf(ctx);
+    if (principal !== undefined && principal.tenantId.toLowerCase() !== tenant) {
+      throw new NotFoundError(`workspace ${tenant} not found for the calling principal`);
+    }
+    try {
+      return await withTenant(db, tenant, fn);
+    } catch (err) {
+      throw toRequestFieldNames(err);
+    }
+  }
+
+  /** audited is inTenant for a handler that records an audit event: the relay is woken once it committed. */
+  async function audited<T>(tenantId: string, ctx: HandlerContext, fn: (trx: Trx, tenant: string) => Promise<T>): Promise<T> {
+    const result = await inTenant(tenantId, ctx, (trx) => fn(trx, requireUuid(tenantId, 'tenant_id')));
+    deps.onAudit?.();
+    return result;
+  }
+
+  return {
+    async createWorkspace(req, ctx) {
+      const tenantId = req.tenantId === '' ? randomUUID() : req.tenantId;
+      const workspace = await audited(tenantId, ctx, async (trx, tenant) => {
+        const { workspace: w, created } = await ensureWorkspaceCreated(trx, { name: req.name });
+        // A retried bootstrap finds its workspace: one creation, one event.
+        if (created) {
+          await recordAuditEvent<TenantDataDb>(trx, {
+            ...changeActor(ctx, tenant),
+            action: 'workspace.create',
+            target: { type: 'workspace', id: w.id },
+            details: auditDetails({ name: w.name }, ['name']),
+          });
+        }
+        return w;
+      });
+      return { workspace: workspaceMessage(workspace) };
+    },
+
+    async getWorkspace(req, ctx) {
+      return { workspace: workspaceMessage(await inTenant(req.tenantId, ctx, (trx) => getWorkspace(trx))) };
+    },
+
+    async createAgent(req, ctx) {
+      const agent = await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const created = await createAgent(trx, {
+          name: req.name,
+          prompt: req.prompt,
+          ...(req.voice === undefined ? {} : { voice: req.voice }),
+          ...(req.providerSettings === undefined ? {} : { providerSettings: req.providerSettings }),
+          secretRefs: req.secretRefs,
+          ...(req.guardrailPolicy === undefined ? {} : { guardrailPolicy: req.guardrailPolicy }),
+        });
+        await recordAuditEvent<TenantDataDb>(trx, {
+          ...changeActor(ctx, tenant),
+          action: 'agent.create',
+          target: { type: 'agent', id: created.id },
+          details: agentCreated(created),
+        });
+        return created;
+      });
+      return { agent: agentMessage(agent) };
+    },
+
+    async getAgent(req, ctx) {
+      return { agent: agentMessage(await inTenant(req.tenantId, ctx, (trx) => getAgent(trx, req.agentId))) };
+    },
+
+    async listAgents(req, ctx) {
+      const page = await inTenant(req.tenantId, ctx, (trx) => listAgents(trx, pageOf(req)));
+      return { agents: page.items.map(agentMessage), nextPageToken: nextToken(page) };
+    },
+
+    async updateAgent(req, ctx) {
+      if (!req.replaceSecretRefs && Object.keys(req.secretRefs).length > 0) {
+        throw new InvalidArgumentError(
+          'secret_refs is set but replace_secret_refs is false: set replace_secret_refs to replace the whole map',
+          { field: 'replace_secret_refs' },
+        );
+      }
+      const patch: AgentPatch = {
+        ...(req.name === undefined ? {} : { name: req.name }),
+        ...(req.prompt === undefined ? {} : { prompt: req.prompt }),
+        ...(req.voice === undefined ? {} : { voice: req.voice }),
+        ...(req.providerSettings === undefined ? {} : { providerSettings: req.providerSettings }),
+        ...(req.replaceSecretRefs ? { secretRefs: req.secretRefs } : {}),
+      };
+      const agent = await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const before = await getAgent(trx, req.agentId, { forUpdate: true });
+        const after = await updateAgent(trx, before.id, patch);
+        await recordAuditEvent<TenantDataDb>(trx, {
+          ...changeActor(ctx, tenant),
+          action: 'agent.update',
+          target: { type: 'agent', id: after.id },
+          details: agentChanged(before, after),
+        });
+        return after;
+      });
+      return { agent: agentMessage(agent) };
+    },
+
+    async deleteAgent(req, ctx) {
+      await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const agent = await getAgent(trx, req.agentId, { forUpdate: true });
+        await deleteAgent(trx, agent.id);
+        await recordAuditEvent<TenantDataDb>(trx, {
+          ...changeActor(ctx, tenant),
+          action: 'agent.delete',
+          target: { type: 'agent', id: agent.id },
+          details: agentDeleted(agent),
+        });
+      });
+      return {};
+    },
+
+    async setGuardrailPolicy(req, ctx) {
+      if (req.guardrailPolicy === undefined) {
+        throw new InvalidArgumentError('guardrail_policy is required: send the whole policy document ({"version": 1, ...})', {
+          field: 'guardrail_policy',
+        });
+      }
+      const policy = req.guardrailPolicy;
+      const expected = req.expectedPolicyVersion === 0 ? undefined : req.expectedPolicyVersion;
+      const agent = await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const before = await getAgent(trx, req.agentId, { forUpdate: true });
+        const after = await setGuardrailPolicy(trx, before.id, policy, expected);
+        await recordAuditEvent<TenantDataDb>(trx, {
+          ...changeActor(ctx, tenant),
+          action: 'guardrail_policy.set',
+          target: { type: 'agent', id: after.id },
+          details: policyReplaced(before, after),
+        });
+        return after;
+      });
+      return { agent: agentMessage(agent) };
+    },
+
+    async createSubject(req, ctx) {
+      const subject = await inTenant(req.tenantId, ctx, (trx) =>
+        createSubject(
+          trx,
+          {
+            ...(blank(req.externalRef) === undefined ? {} : { externalRef: req.externalRef }),
+            ...(blank(req.phone) === undefined ? {} : { phone: req.phone }),
+            ...(blank(req.email) === undefined ? {} : { email: req.email }),
+          },
+          pepper,
+        ),
+      );
+      return { subject: subjectMessage(subject) };
+    },
+
+    async getSubject(req, ctx) {
+      return { subject: subjectMessage(await inTenant(req.tenantId, ctx, (trx) => getSubject(trx, req.subjectId))) };
+    },
+
+    async findSubject(req, ctx) {
+      const given = (['external_ref', 'phone', 'email'] as const).filter((f) => (f === 'external_ref' ? req.externalRef : req[f]) !== '');
+      if (given.length !== 1) {
+        throw new InvalidArgumentError(
+          `give exactly one of external_ref, phone, email (got ${given.length === 0 ? 'none' : given.join(', ')})`,
+          { field: 'external_ref' },
+        );
+      }
+      const subject = await inTenant(req.tenantId, ctx, (trx) => {
+        if (req.externalRef !== '') return findSubjectByExternalRef(trx, req.externalRef);
+        return findSubjectByContact(trx, req.phone !== '' ? { phone: req.phone } : { email: req.email }, pepper);
+      });
+      return { subject: subjectMessage(subject) };
+    },
+
+    async startConversation(req, ctx) {
+      const conversation = await inTenant(req.tenantId, ctx, (trx) =>
+        startConversation(trx, {
+          agentId: req.agentId,
+          ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
+          ...(blank(req.conversationId) === undefined ? {} : { conversationId: req.conversationId }),
+        }),
+      );
+      return { conversation: conversationMessage(conversation) };
+    },
+
+    async getConversation(req, ctx) {
+      return { conversation: conversationMessage(await inTenant(req.tenantId, ctx, (trx) => getConversation(trx, req.conversationId))) };
+    },
+
+    async listConversations(req, ctx) {
+      const page = await inTenant(req.tenantId, ctx, (trx) =>
+        listConversations(trx, {
+          ...pageOf(req),
+          ...(blank(req.agentId) === undefined ? {} : { agentId: req.agentId }),
+          ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
+        }),
+      );
+      return { conversations: page.items.map(conversationMessage), nextPageToken: nextToken(page) };
+    },
+
+    async endConversation(req, ctx) {
+      const conversation = await inTenant(req.tenantId, ctx, (trx) => endConversation(trx, req.conversationId, blank(req.endReason)));
+      return { conversation: conversationMessage(conversation) };
+    },
+
+    async appendTranscriptTurn(req, ctx) {
+      const turn = await inTenant(req.tenantId, ctx, (trx) =>
+        appendTranscriptTurn(trx, req.conversationId, { role: req.role as TranscriptTurn['role'], textRedacted: req.textRedacted }),
+      );
+      return { turn: turnMessage(turn) };
+    },
+
+    async listTranscriptTurns(req, ctx) {
+      // An access event per page read: the turns are redacted, but still what the end user said.
+      const page = await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const turns = await listTranscriptTurns(trx, req.conversationId, pageOf(req));
+        const conversationId = requireUuid(req.conversationId, 'conversation_id');
+        await recordAuditEvent<TenantDataDb>(trx, {
+          ...readActor(ctx, tenant),
+          action: 'transcript.read',
+          target: { type: 'conversation', id: conversationId },
+          details: auditDetails(
+            { turns: turns.items.length, first_seq: turns.items[0]?.seq ?? null, more: turns.nextCursor !== undefined },
+            ['turns', 'first_seq', 'more'],
+          ),
+        });
+        return turns;
+      });
+      return { turns: page.items.map(turnMessage), nextPageToken: nextToken(page) };
+    },
+
+    async addRecording(req, ctx) {
+      const recording = await inTenant(req.tenantId, ctx, (trx) =>
+        addRecording(trx, {
+          conversationId: req.conversationId,
+          blobKey: req.blobKey,
+          durationMs: req.durationMs,
+          dataClass: req.dataClass as Recording['data_class'],
+        }),
+      );
+      return { recording: recordingMessage(recording) };
+    },
+
+    async listRecordings(req, ctx) {
+      // One access event per recording listed: each reference is what lets its audio be fetched.
+      const page = await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const recordings = await listRecordings(trx, req.conversationId, pageOf(req));
+        const acting = readActor(ctx, tenant);
+        for (const r of recordings.items) {
+          await recordAuditEvent<TenantDataDb>(trx, {
+            ...acting,
+            action: 'recording.read',
+            target: { type: 'recording', id: r.id },
+            details: auditDetails({ conversation_id: r.conversation_id, data_class: r.data_class }, ['conversation_id', 'data_class']),
+          });
+        }
+        return recordings;
+      });
+      return { recordings: page.items.map(recordingMessage), nextPageToken: nextToken(page) };
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { withTenant } from '@parley/db';
+import {
+  addRecording,
+  appendTranscriptTurn,
+  createAgent,
+  createSubject,
+  createToolDefinition,
+  createWebhookEndpoint,
+  createWorkspace,
+  startConversation,
+  type TenantDataDb,
+} from '@parley/tenant-data';
+import type { Kysely } from 'kysely';
+import { randomUUID } from 'node:crypto';
+
+/** SEED_PEPPER is the contact-hash pepper the tenant-data seed uses (tests look subjects up with it). */
+export const SEED_PEPPER = Buffer.alloc(32, 7);
+
+/** TenantDataSeed holds the ids the store tests use to reach across tenants. */
+export interface TenantDataSeed {
+  agentId: string;
+  conversationId: string;
+  subjectId: string;
+}
+
+/** seedTenantData creates one row in every tenant-data table for a tenant, through the stores. */
+export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promise<TenantDataSeed> {
+  return withTenant(db as Kysely<TenantDataDb>, tenant, async (trx) => {
+    await createWorkspace(trx, { name: `workspace ${tenant.slice(0, 8)}` });
+    const agent = await createAgent(trx, { name: 'support', prompt: 'Be kind.', secretRefs: { llm: randomUUID() } });
+    const subject = await createSubject(
+      trx,
+      { externalRef: `crm-${tenant}`, phone: '+49 151 1234 5678', email: 'Ada@Example.com' },
+      SEED_PEPPER,
+    );
+    const conversation = await startConversation(trx, { agentId: agent.id, subjectId: subject.id });
+    await appendTranscriptTurn(trx, conversation.id, { seq: 0, role: 'user', textRedacted: 'my number is [PHONE]' });
+    await addRecording(trx, {
+      conversationId: conversation.id,
+      blobKey: `rec/${tenant}/0.opus`,
+      durationMs: 1200,
+      dataClass: 'audio_redacted',
+    });
+    await createWebhookEndpoint(trx, { url: 'https://hooks.example.com/parley', eventTypes: ['conversation.ended'] });
+    await createToolDefinition(trx, {
+      name: 'lookup_order',
+      description: 'Finds an order',
+      inputSchema: { type: 'object' },
+      endpointUrl: 'https://api.example.com/orders',
+      scopes: ['orders:read'],
+    });
+    return { agentId: agent.id, conversationId: conversation.id, subjectId: subject.id };
+  });
+}

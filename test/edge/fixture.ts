@@ -1,0 +1,172 @@
+// A real public-API stack for tests: tenant-data, identity, secrets, audit and edge as their own
+// processes (from dist) on the run's Postgres, with a test PKI, the run's local KEK keyring,
+// identity's dev bootstrap writing an owner key, and helpers to call the public port as a plain
+// HTTPS client would (curl-style Connect JSON). The edge refuses to start without every peer it
+// forwards to, so the stack always has all of them; the services relay their audit outboxes to
+// this stack's audit process.
+import { inject } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DescService } from '@bufbuild/protobuf';
+import { freePort, ServiceProcess } from '@parley/devstack';
+import { CertificateSource, createServiceClient, peerUrlVariable, type ServiceName } from '@parley/platform';
+import { serviceUrl } from '../src/pg.js';
+import { createTestPki, type TestPki } from '../src/pki.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** StackService is a service the public stack runs. */
+export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'edge';
+
+const names = ['tenant-data', 'identity', 'secrets', 'audit', 'edge'] as const satisfies readonly StackService[];
+
+/** PublicStack is a running tenant-data + identity + secrets + audit + edge. */
+export interface PublicStack {
+  readonly pki: TestPki;
+  readonly publicUrl: string;
+  readonly ca: Buffer;
+  readonly urls: Record<StackService, string>;
+  readonly bootstrap: { tenantId: string; memberId: string; apiKey: string };
+  /** logs are every line the processes wrote. */
+  readonly logs: string[];
+  /** call POSTs Connect JSON to the public port: what `curl -H 'Authorization: Bearer …' -d '{…}'` does. */
+  call(path: string, body: unknown, apiKey?: string): Promise<{ status: number; body: Record<string, unknown> }>;
+  /** get fetches a plain path on the public port. */
+  get(path: string): Promise<{ status: number; headers: Record<string, unknown>; text: string }>;
+  /** clientAs calls an internal service over mTLS presenting another service's certificate. */
+  clientAs<S extends DescService>(
+    as: ServiceName,
+    target: Exclude<StackService, 'edge'>,
+    service: S,
+  ): Promise<ReturnType<typeof createServiceClient<S>>>;
+  stop(): Promise<void>;
+}
+
+/** startPublicStack starts the services and waits until identity has bootstrapped; `extra` adds to (or overrides) a service's environment. */
+export async function startPublicStack(extra: Partial<Record<StackService, Record<string, string>>> = {}): Promise<PublicStack> {
+  const pki = await createTestPki();
+  const dir = await mkdtemp(join(tmpdir(), 'parley-edge-'));
+  const ports = Object.fromEntries(
+    await Promise.all(names.map(async (n) => [n, { port: await freePort(), health: await freePort() }])),
+  ) as Record<StackService, { port: number; health: number }>;
+  const publicPort = await freePort();
+  const urls = Object.fromEntries(names.map((n) => [n, `https://localhost:${ports[n].port}`])) as PublicStack['urls'];
+  const logs: string[] = [];
+  const common = (n: StackService) => {
+    const tls = pki.files(n);
+    return {
+      PARLEY_SERVICE_PORT: String(ports[n].port),
+      PARLEY_HEALTH_PORT: String(ports[n].health),
+      PARLEY_TLS_CERT: tls.certFile,
+      PARLEY_TLS_KEY: tls.keyFile,
+      PARLEY_TLS_CA: tls.caFile,
+      PARLEY_LOG_LEVEL: 'info',
+      PARLEY_SHUTDOWN_GRACE_MS: '2000',
+      ...Object.fromEntries(names.filter((p) => p !== n).map((p) => [peerUrlVariable(p), urls[p]])),
+    };
+  };
+  const bootstrapFile = join(dir, 'bootstrap.json');
+  const kek = { PARLEY_KEK_PROVIDER: 'local', PARLEY_LOCAL_KEYRING_PATH: inject('kekKeyringPath') };
+  const env: Record<StackService, Record<string, string>> = {
+    'tenant-data': {
+      ...common('tenant-data'),
+      DATABASE_URL: serviceUrl('tenant-data'),
+      PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
+      ...extra['tenant-data'],
+    },
+    identity: {
+      ...common('identity'),
+      DATABASE_URL: serviceUrl('identity'),
+      PARLEY_API_KEY_PEPPER: randomBytes(32).toString('base64'),
+      PARLEY_API_KEY_ENVIRONMENT: 'test',
+      ...kek,
+      PARLEY_BOOTSTRAP_FILE: bootstrapFile,
+      ...extra.identity,
+    },
+    secrets: { ...common('secrets'), DATABASE_URL: serviceUrl('secrets'), ...kek, ...extra.secrets },
+    audit: {
+      ...common('audit'),
+      DATABASE_URL: serviceUrl('audit'),
+      ...kek,
+      PARLEY_AUDIT_SIGNING_KEY_PATH: join(dir, 'audit-signing-key.json'),
+      ...extra.audit,
+    },
+    edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
+  };
+  const procs = names.map(
+    (n) =>
+      new ServiceProcess({
+        name: n,
+        script: join(root, 'services', n, 'dist', 'main.js'),
+        env: env[n],
+        healthUrl: `http://127.0.0.1:${ports[n].health}/readyz`,
+        onLine: (name, line) => logs.push(`[${name}] ${line}`),
+      }),
+  );
+  for (const p of procs) p.start();
+  const stop = async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+  };
+  try {
+    await Promise.all(procs.map((p) => p.waitReady(60_000)));
+  } catch (err) {
+    await stop();
+    throw new Error(`stack did not become ready: ${(err as Error).message}\n${logs.slice(-30).join('\n')}`, { cause: err });
+  }
+  const bootstrap = JSON.parse(await readFile(bootstrapFile, 'utf8')) as PublicStack['bootstrap'];
+  const ca = await readFile(pki.paths.caCert);
+  const publicUrl = `https://localhost:${publicPort}`;
+
+  const raw = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+    new Promise<{ status: number; headers: Record<string, unknown>; text: string }>((resolve, reject) => {
+      const req = request(`${publicUrl}${path}`, { method, ca, headers, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  return {
+    pki,
+    publicUrl,
+    ca,
+    urls,
+    bootstrap,
+    logs,
+    async call(path, body, apiKey) {
+      const res = await raw(
+        'POST',
+        path,
+        { 'content-type': 'application/json', ...(apiKey !== undefined ? { authorization: `Bearer ${apiKey}` } : {}) },
+        JSON.stringify(body),
+      );
+      return { status: res.status, body: res.text === '' ? {} : (JSON.parse(res.text) as Record<string, unknown>) };
+    },
+    get: (path) => raw('GET', path, {}),
+    async clientAs(as, target, service) {
+      return createServiceClient(service, {
+        baseUrl: urls[target],
+        certificates: await CertificateSource.open(pki.files(as)),
+        expect: target,
+        trustDomain: 'parley.local',
+      });
+    },
+    stop,
+  };
+}
+
+/** pollUntil re-runs check until it returns true or the time is up; it resolves to the elapsed milliseconds. */
+export async function pollUntil(check: () => Promise<boolean>, timeoutMs: number, stepMs = 100): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    if (await check()) return Date.now() - started;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}

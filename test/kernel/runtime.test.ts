@@ -1,0 +1,127 @@
+// The kernel's configuration, readiness and logging, in process (the process-level behaviour is in
+// process.test.ts).
+import { trace } from '@opentelemetry/api';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, createLogger, loadKernelConfig, runService, startTelemetry, type RunningService } from '@parley/platform';
+import { createTestPki, type TestPki } from '../src/pki.js';
+
+let pki: TestPki;
+
+beforeAll(async () => {
+  pki = await createTestPki();
+});
+
+describe('configuration', () => {
+  const tls = { PARLEY_TLS_CERT: '/c.crt', PARLEY_TLS_KEY: '/c.key', PARLEY_TLS_CA: '/ca.crt' };
+
+  it('names a missing required variable', () => {
+    expect(() => loadKernelConfig('identity', 'test', { PARLEY_TLS_KEY: '/k', PARLEY_TLS_CA: '/ca' })).toThrow(
+      new ConfigError('PARLEY_TLS_CERT', 'is required but not set'),
+    );
+  });
+
+  it('names a variable out of range and says the range', () => {
+    expect(() => loadKernelConfig('identity', 'test', { ...tls, PARLEY_HEALTH_PORT: '70000' })).toThrow(
+      'PARLEY_HEALTH_PORT: must be between 0 and 65535, got 70000',
+    );
+    expect(() => loadKernelConfig('identity', 'test', { ...tls, PARLEY_SHUTDOWN_GRACE_MS: 'soon' })).toThrow(
+      'PARLEY_SHUTDOWN_GRACE_MS: must be a whole number, got "soon"',
+    );
+  });
+
+  it('refuses a peer URL that is not https (internal calls are always mTLS)', () => {
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'http://identity:8443' })).toThrow(
+      'PARLEY_IDENTITY_URL: must use https:, got "http:"',
+    );
+  });
+
+  it('reads peers and defaults into a frozen config', () => {
+    const config = loadKernelConfig('edge', 'test', { ...tls, PARLEY_TENANT_DATA_URL: 'https://tenant-data:8443/' });
+    expect(config.peers['tenant-data']).toBe('https://tenant-data:8443');
+    expect(config.port).toBe(8443);
+    expect(config.healthPort).toBe(8081);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+});
+
+describe('readiness', () => {
+  let running: RunningService;
+  let dependencyUp = false;
+
+  beforeAll(async () => {
+    const files = pki.files('lifecycle');
+    running = await runService(
+      {
+        name: 'lifecycle',
+        version: 'test',
+        policies: [],
+        setup: () => ({ routes: () => undefined, ready: async () => dependencyUp }),
+      },
+      {
+        PARLEY_TLS_CERT: files.certFile,
+        PARLEY_TLS_KEY: files.keyFile,
+        PARLEY_TLS_CA: files.caFile,
+        PARLEY_SERVICE_PORT: '0',
+        PARLEY_HEALTH_PORT: '0',
+        PARLEY_LOG_LEVEL: 'silent',
+      },
+    );
+  });
+
+  afterAll(async () => {
+    await running?.stop();
+  });
+
+  it('is alive but not ready until its dependencies answer, then ready', async () => {
+    const base = `http://127.0.0.1:${running.healthPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/readyz`)).status).toBe(503);
+    dependencyUp = true;
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+  });
+
+  it('answers 404 with a hint for unknown probe paths', async () => {
+    const res = await fetch(`http://127.0.0.1:${running.healthPort}/health`);
+    expect(res.status).toBe(404);
+    expect(await res.text()).toContain('/healthz or /readyz');
+  });
+});
+
+describe('logging', () => {
+  function capture() {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        cb();
+      },
+    });
+    return { lines, logger: createLogger({ service: 'identity', version: 'test', level: 'info', destination }) };
+  }
+
+  it('stamps each line with the active trace and span ids', async () => {
+    const telemetry = startTelemetry({ serviceName: 'identity', serviceVersion: 'test', otlpEndpoint: undefined });
+    const { lines, logger } = capture();
+    trace.getTracer('test').startActiveSpan('op', (active) => {
+      logger.info('inside');
+      active.end();
+    });
+    logger.info('outside');
+    await telemetry.shutdown();
+    const inside = lines.find((l) => l.msg === 'inside');
+    expect(inside?.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(inside?.span_id).toMatch(/^[0-9a-f]{16}$/);
+    expect(inside?.service).toBe('identity');
+    expect(lines.find((l) => l.msg === 'outside')?.trace_id).toBeUndefined();
+  });
+
+  it('redacts secret-looking fields at any depth it covers', () => {
+    const { lines, logger } = capture();
+    logger.info({ apiKey: 'pk_live_SECRET1', nested: { password: 'SECRET2', authorization: 'Bearer SECRET3' }, ok: 'visible' }, 'call');
+    const text = JSON.stringify(lines);
+    expect(text).not.toContain('SECRET');
+    expect(text).toContain('visible');
+    expect(text).toContain('[redacted]');
+  });
+});
