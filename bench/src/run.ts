@@ -94,7 +94,7 @@ const suites: Suite[] = [
     name: 'secrets',
     run: () =>
       withPostgres((adminUrl) =>
-        runSecretsBenchmark({ adminUrl, seconds: Number(process.env.BENCH_SECONDS ?? 5), concurrency: 50, rounds: 3 }),
+        runSecretsBenchmark({ adminUrl, seconds: Number(process.env.BENCH_SECONDS ?? 5), concurrency: [1, 50], rounds: 3 }),
       ),
     table: (r: SecretsBenchResult) =>
       [
@@ -107,7 +107,7 @@ const suites: Suite[] = [
             `| ${cache} | ${x.concurrency} | ${x.rps} | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} | ${kekCallsPer1000} |`,
         ),
         '',
-        `Cached / uncached throughput: **${r.throughputRatio}**. Goals: under 10 KEK calls per 1,000 resolves and cached p99 under 2 ms.`,
+        `Cached / uncached throughput at 50 callers: **${r.throughputRatio}**. Goals: under 10 KEK calls per 1,000 resolves and cached p99 under 2 ms (read it at 1 caller: at 50 callers on 2 cores, p99 is queueing).`,
       ].join('\n'),
   },
   {

@@ -121,7 +121,13 @@ async function createSessionLoad(adminUrl: string, seconds: number, concurrency:
       PARLEY_LOCAL_KEYRING_PATH: join(dir, 'keyring.json'),
       PARLEY_BOOTSTRAP_FILE: bootstrapFile,
     },
-    edge: { PARLEY_PUBLIC_PORT: String(publicPort) },
+    edge: {
+      PARLEY_PUBLIC_PORT: String(publicPort),
+      // The edge refuses to start without every peer it forwards to; CreateSession never calls
+      // secrets or audit, so nothing listens at these addresses.
+      PARLEY_SECRETS_URL: `https://localhost:${await freePort()}`,
+      PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
+    },
   };
   const procs = names.map((n) => {
     const f = pki.files(n);
