@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// parley-audit-verify: checks an audit export offline, with only the public key(s).
+// verify-cli (node services/audit/dist/verify-cli.js): checks an audit export offline, with only the public key(s).
 //   node services/audit/dist/verify-cli.js <export.ndjson> --public-key <file.pem> [--public-key <older.pem>]
 // Exit status: 0 the file verifies, 1 it does not (the first failing sequence number is printed), 2 usage or I/O error.
 import { createReadStream } from 'node:fs';
@@ -24,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
   const keyFiles = parsed.values['public-key'] ?? [];
   if (file === undefined || keyFiles.length === 0 || parsed.positionals.length > 1) {
     process.stderr.write(
-      'usage: parley-audit-verify <export.ndjson> --public-key <ed25519-public.pem> [--public-key <older.pem> ...] [--json]\n',
+      'usage: node services/audit/dist/verify-cli.js <export.ndjson> --public-key <ed25519-public.pem> [--public-key <older.pem> ...] [--json]\n',
     );
     return 2;
   }

@@ -17,7 +17,7 @@ import { countKeysBelow, listKeyTenants } from './maintenance.store.js';
 /** KEK_ROTATION_ACTOR is the system actor of a KEK rotation run from this CLI. */
 const KEK_ROTATION_ACTOR = 'parley-secrets rotate-kek';
 
-const USAGE = 'usage: parley-secrets rotate-kek|rewrap [--raise-min-version] | status';
+const USAGE = 'usage: node services/secrets/dist/cli.js rotate-kek|rewrap [--raise-min-version] | status';
 
 async function main(args: readonly string[]): Promise<number> {
   const [command, ...flags] = args;

@@ -257,7 +257,7 @@ export const ExportEventsRequestSchema: GenMessage<ExportEventsRequest> = /*@__P
 export type ExportEventsResponse = Message<"parley.api.v1.ExportEventsResponse"> & {
   /**
    * ndjson is one line of the export file (a header, an event or a signed checkpoint); write
-   * the lines in order to a file and check it offline with `parley-audit-verify`.
+   * the lines in order to a file and check it offline with `node services/audit/dist/verify-cli.js`.
    *
    * @generated from field: string ndjson = 1;
    */

@@ -5,16 +5,23 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startVaultStandin, type VaultStandin, type VaultStandinOptions } from '@parley/test/vault-standin';
+import { startVaultStandin, type VaultStandin, type VaultStandinOptions } from '../src/vault-standin.js';
+import {
+  DataKeyCache,
+  uncachedDataKeys,
+  type EnvelopeLogger,
+  rewrapAllDataKeys,
+  openSecret,
+  sealSecret,
+  type SealedSecret,
+  renderVaultPolicyHcl,
+  secretsServiceVaultPolicy,
+  VaultTransitKekProvider,
+  type VaultAuth,
+  type VaultTransitOptions,
+} from '@parley/envelope';
 import { FailedPreconditionError, UnavailableError } from '@parley/platform';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DataKeyCache } from './data-key-cache.js';
-import { uncachedDataKeys } from './data-key-source.js';
-import type { EnvelopeLogger } from './log.js';
-import { rewrapAllDataKeys } from './rewrap.js';
-import { openSecret, sealSecret, type SealedSecret } from './secret-envelope.js';
-import { renderVaultPolicyHcl, secretsServiceVaultPolicy } from './vault-policy.js';
-import { VaultTransitKekProvider, type VaultAuth, type VaultTransitOptions } from './vault-transit.js';
 
 let dir: string;
 let jwtPath: string;
