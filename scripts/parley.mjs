@@ -7,7 +7,7 @@
 // registry into the git-ignored `.parley/toolchain/` when they are not — installs the workspace
 // with the committed lockfile, builds it, and then runs the requested command under that Node.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,24 +53,25 @@ function nodeIsRecentEnough(version) {
   return major > MIN_NODE[0] || (major === MIN_NODE[0] && minor >= MIN_NODE[1]);
 }
 
-/** npmInstallInto installs one registry package into its own prefix, scripts disabled. */
+/**
+ * npmInstallInto installs one registry package into its own prefix, scripts disabled. It installs
+ * into a temporary folder and renames it into place only when complete, so an interrupted
+ * download is never mistaken for a toolchain on the next run.
+ */
 function npmInstallInto(prefix, spec) {
-  mkdirSync(prefix, { recursive: true });
+  const partial = `${prefix}.partial-${process.pid}`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(partial, { recursive: true });
   log(`fetching ${spec} into ${prefix}`);
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  const status = run(npm, [
-    'install',
-    '--prefix',
-    prefix,
-    '--no-save',
-    '--no-package-lock',
-    '--ignore-scripts',
-    '--no-audit',
-    '--no-fund',
-    '--loglevel=error',
-    spec,
-  ]);
-  if (status !== 0) fail(`npm could not install ${spec}`);
+  const args = ['install', '--prefix', partial, '--no-save', '--no-package-lock', '--ignore-scripts'];
+  const status = run(npm, [...args, '--no-audit', '--no-fund', '--loglevel=error', spec]);
+  if (status !== 0) {
+    rmSync(partial, { recursive: true, force: true });
+    fail(`npm could not install ${spec}`);
+  }
+  rmSync(prefix, { recursive: true, force: true });
+  renameSync(partial, prefix);
 }
 
 function ensureNode() {
@@ -134,9 +135,13 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 child.on('exit', (code, signal) => {
   if (spec.summary !== undefined && existsSync(join(root, spec.summary))) {
     // One plain closing line that any CI can read: "tests: N passed, N failed, N skipped".
-    const r = JSON.parse(readFileSync(join(root, spec.summary), 'utf8'));
-    const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-    process.stdout.write(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+    try {
+      const r = JSON.parse(readFileSync(join(root, spec.summary), 'utf8'));
+      const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+      process.stdout.write(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+    } catch {
+      // A run that was killed may leave a truncated report; the exit code below still tells.
+    }
   }
   process.exit(code ?? (signal ? 128 : 1));
 });

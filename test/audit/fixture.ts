@@ -84,12 +84,14 @@ export async function createOutboxDatabase(): Promise<OutboxDatabase> {
   await sql`create role ${sql.id(role)} login nosuperuser nobypassrls password ${sql.lit(password)}`.execute(admin);
   await sql`create schema svc`.execute(admin);
   await sql`grant usage on schema svc to ${sql.id(role)}`.execute(admin);
+  // As in production: DML through default privileges, given before the tables exist, so that
+  // createAuditOutbox can narrow UPDATE on its table to the relay's columns.
+  await sql`alter default privileges in schema svc grant select, insert, update, delete on tables to ${sql.id(role)}`.execute(admin);
   await sql`create table svc.widgets (tenant_id uuid not null, id uuid not null, name text not null, primary key (tenant_id, id))`.execute(
     admin,
   );
   await enableTenantIsolation(admin, 'svc', 'widgets');
   await createAuditOutbox(admin, 'svc');
-  await sql`grant select, insert, update, delete on all tables in schema svc to ${sql.id(role)}`.execute(admin);
   await admin.destroy();
   const url = new URL(database.url);
   url.username = role;

@@ -10,7 +10,7 @@ import {
   serviceActor,
 } from '@parley/audit-outbox';
 import { createDb, enableTenantIsolation, withTenant } from '@parley/db';
-import { InvalidArgumentError } from '@parley/platform';
+import { InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,12 +33,15 @@ beforeAll(async () => {
   await sql`create role ${sql.id(ROLE)} login nosuperuser nobypassrls password ${sql.lit(PASSWORD)}`.execute(admin);
   await sql`create schema ${sql.id(SCHEMA)}`.execute(admin);
   await sql`grant usage on schema ${sql.id(SCHEMA)} to ${sql.id(ROLE)}`.execute(admin);
+  // As in production: DML through default privileges, before the tables exist.
+  await sql`alter default privileges in schema ${sql.id(SCHEMA)} grant select, insert, update, delete on tables to ${sql.id(ROLE)}`.execute(
+    admin,
+  );
   await sql`create table svc.widgets (tenant_id uuid not null, id uuid not null, name text not null, primary key (tenant_id, id))`.execute(
     admin,
   );
   await enableTenantIsolation(admin, SCHEMA, 'widgets');
   await createAuditOutbox(admin, SCHEMA);
-  await sql`grant select, insert, update, delete on all tables in schema ${sql.id(SCHEMA)} to ${sql.id(ROLE)}`.execute(admin);
   const url = new URL(database.url);
   url.username = ROLE;
   url.password = PASSWORD;
@@ -239,5 +242,50 @@ describe('the outbox under row-level security', () => {
       const { rows } = await sql`select 1 from audit_outbox where tenant_id = ${a}`.execute(trx);
       expect(rows).toHaveLength(0);
     });
+  });
+
+  it("lets relay mode update only the delivery bookkeeping, never a row's tenant, id or event", async () => {
+    const a = randomUUID();
+    const id = await withTenant(service, a, (trx) =>
+      recordAuditEvent(trx, {
+        tenantId: a,
+        actor: serviceActor('identity'),
+        action: 'api_key.revoke',
+        target: { type: 'api_key', id: 'k' },
+        details: auditDetails({}, []),
+      }),
+    );
+    const asRelay = (query: ReturnType<typeof sql>) =>
+      service.transaction().execute(async (trx) => {
+        await sql`select set_config(${RELAY_SETTING}, 'on', true)`.execute(trx);
+        return (await query.execute(trx)).numAffectedRows;
+      });
+    expect(
+      await asRelay(sql`update audit_outbox set attempts = attempts + 1, last_error = 'x', next_attempt_at = now() where id = ${id}`),
+    ).toBe(1n);
+    for (const change of [
+      sql`update audit_outbox set tenant_id = ${randomUUID()}::uuid where id = ${id}`,
+      sql`update audit_outbox set event = jsonb_set(event, '{action}', '"agent.delete"') where id = ${id}`,
+      sql`update audit_outbox set id = ${randomUUID()}::uuid where id = ${id}`,
+    ]) {
+      await expect(asRelay(change)).rejects.toThrow(/permission denied/);
+    }
+    // Not with a tenant set either.
+    await expect(
+      withTenant(service, a, (trx) => sql`update audit_outbox set event = '{"action": "agent.delete"}' where id = ${id}`.execute(trx)),
+    ).rejects.toBeInstanceOf(PermissionDeniedError);
+    const row = await withTenant(
+      service,
+      a,
+      async (trx) =>
+        (
+          await sql<{
+            tenant_id: string;
+            event: { action: string };
+            attempts: number;
+          }>`select tenant_id, event, attempts from audit_outbox where id = ${id}`.execute(trx)
+        ).rows[0],
+    );
+    expect(row).toMatchObject({ tenant_id: a, event: { action: 'api_key.revoke' }, attempts: 1 });
   });
 });

@@ -134,7 +134,7 @@ describe('no event lost', () => {
     relay = startAuditRelay({
       db: outbox.db,
       client,
-      logger: { info() {}, warn() {}, debug() {} },
+      logger: { info() {}, warn() {}, debug() {}, error() {} },
       pollIntervalMs: 50,
       minBackoffMs: 50,
       maxBackoffMs: 400,
@@ -174,7 +174,7 @@ describe('no event lost', () => {
     });
     expect(await client.appendEvents({ events: rows.map((r) => fromJson(AuditEventSchema, r.event)) })).toMatchObject({ appended: 3 });
     // The restarted relay sends them again.
-    relay = startAuditRelay({ db: outbox.db, client, logger: { info() {}, warn() {}, debug() {} }, pollIntervalMs: 50 });
+    relay = startAuditRelay({ db: outbox.db, client, logger: { info() {}, warn() {}, debug() {}, error() {} }, pollIntervalMs: 50 });
     await relay.drain();
     await until(async () => (await pendingRows()).length === 0, 'the relay to re-deliver');
     expect((await storedIds(tenant)).length).toBe(3);

@@ -24,6 +24,12 @@ export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'e
 
 const names = ['tenant-data', 'identity', 'secrets', 'audit', 'edge'] as const satisfies readonly StackService[];
 
+/** CallOptions add request headers, or connect from another loopback address (a distinct TCP peer). */
+export interface CallOptions {
+  readonly headers?: Record<string, string>;
+  readonly localAddress?: string;
+}
+
 /** PublicStack is a running tenant-data + identity + secrets + audit + edge. */
 export interface PublicStack {
   readonly pki: TestPki;
@@ -34,7 +40,7 @@ export interface PublicStack {
   /** logs are every line the processes wrote. */
   readonly logs: string[];
   /** call POSTs Connect JSON to the public port: what `curl -H 'Authorization: Bearer …' -d '{…}'` does. */
-  call(path: string, body: unknown, apiKey?: string): Promise<{ status: number; body: Record<string, unknown> }>;
+  call(path: string, body: unknown, apiKey?: string, options?: CallOptions): Promise<{ status: number; body: Record<string, unknown> }>;
   /** get fetches a plain path on the public port. */
   get(path: string): Promise<{ status: number; headers: Record<string, unknown>; text: string }>;
   /** clientAs calls an internal service over mTLS presenting another service's certificate. */
@@ -121,9 +127,10 @@ export async function startPublicStack(extra: Partial<Record<StackService, Recor
   const ca = await readFile(pki.paths.caCert);
   const publicUrl = `https://localhost:${publicPort}`;
 
-  const raw = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+  const raw = (method: string, path: string, headers: Record<string, string>, body?: string, localAddress?: string) =>
     new Promise<{ status: number; headers: Record<string, unknown>; text: string }>((resolve, reject) => {
-      const req = request(`${publicUrl}${path}`, { method, ca, headers, agent: false }, (res) => {
+      const options = { method, ca, headers, agent: false, ...(localAddress !== undefined ? { localAddress, family: 4 } : {}) };
+      const req = request(`${publicUrl}${path}`, options, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
@@ -139,12 +146,17 @@ export async function startPublicStack(extra: Partial<Record<StackService, Recor
     urls,
     bootstrap,
     logs,
-    async call(path, body, apiKey) {
+    async call(path, body, apiKey, options = {}) {
       const res = await raw(
         'POST',
         path,
-        { 'content-type': 'application/json', ...(apiKey !== undefined ? { authorization: `Bearer ${apiKey}` } : {}) },
+        {
+          'content-type': 'application/json',
+          ...(apiKey !== undefined ? { authorization: `Bearer ${apiKey}` } : {}),
+          ...options.headers,
+        },
         JSON.stringify(body),
+        options.localAddress,
       );
       return { status: res.status, body: res.text === '' ? {} : (JSON.parse(res.text) as Record<string, unknown>) };
     },

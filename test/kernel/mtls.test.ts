@@ -11,6 +11,7 @@ import {
   createMtlsServer,
   createServiceClient,
   defineCallerPolicy,
+  InvalidArgumentError,
   type MtlsServer,
   type TlsFiles,
 } from '@parley/platform';
@@ -20,7 +21,7 @@ import { createTestPki, type TestPki } from '../src/pki.js';
 const logger = createLogger({ service: 'test', version: 'test', level: 'silent' });
 
 // identity serves Echo to edge only; AdminEcho to nobody.
-const policy = defineCallerPolicy(EchoService, { echo: ['edge'], adminEcho: [] });
+const policy = defineCallerPolicy(EchoService, { echo: ['edge'], adminEcho: [], echoStream: ['edge'] });
 
 let pki: TestPki;
 let server: MtlsServer;
@@ -84,6 +85,11 @@ beforeAll(async () => {
       router.service(EchoService, {
         echo: (req, ctx) => create(EchoResponseSchema, { message: req.message, caller: callerOf(ctx).spiffeId, servedBy: 'identity' }),
         adminEcho: (req) => ({ message: req.message }),
+        async *echoStream(req) {
+          for (let index = 0; index < req.count; index++) yield { message: req.message, index };
+          if (req.fail === 'invalid_argument') throw new InvalidArgumentError('count is too high for this test', { field: 'count' });
+          if (req.fail === 'internal') throw new Error('db password=hunter2 at 10.0.0.7:5432');
+        },
       });
     },
   });
@@ -150,7 +156,7 @@ describe('mTLS server', () => {
   });
 
   it('refuses principal headers from any caller other than the edge', async () => {
-    const withHeaders = defineCallerPolicy(EchoService, { echo: ['edge', 'voice-orchestrator'], adminEcho: [] });
+    const withHeaders = defineCallerPolicy(EchoService, { echo: ['edge', 'voice-orchestrator'], adminEcho: [], echoStream: [] });
     const certificates = await CertificateSource.open(pki.files('tenant-data'));
     const s = createMtlsServer({
       certificates,
@@ -194,5 +200,27 @@ describe('mTLS server', () => {
       'expected spiffe://parley.local/secrets',
     );
     client.close();
+  });
+
+  it('maps errors raised inside a server stream like unary ones: domain errors keep their code, others never leak', async () => {
+    const client = rawClient(pki.files('edge'));
+    const read = async (fail: string) => {
+      const got: number[] = [];
+      try {
+        for await (const m of client.echoStream({ message: 's', count: 2, fail })) got.push(m.index);
+        return { got, error: undefined };
+      } catch (err) {
+        return { got, error: ConnectError.from(err) };
+      }
+    };
+    expect(await read('')).toEqual({ got: [0, 1], error: undefined });
+    const domain = await read('invalid_argument');
+    expect(domain.got).toEqual([0, 1]);
+    expect(domain.error?.code).toBe(Code.InvalidArgument);
+    expect(domain.error?.rawMessage).toBe('count is too high for this test');
+    const internal = await read('internal');
+    expect(internal.error?.code).toBe(Code.Internal);
+    expect(internal.error?.rawMessage).toBe('internal error');
+    expect(JSON.stringify(internal.error)).not.toContain('hunter2');
   });
 });

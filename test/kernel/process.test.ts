@@ -85,8 +85,9 @@ describe('graceful shutdown', () => {
   it('lets a slow in-flight call finish after SIGTERM, then exits 0', async () => {
     const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
     const client = await clientAs('edge', identity.url, 'identity');
-    const slow = client.echo({ message: 'slow', delayMs: 1_500 });
-    await new Promise((r) => setTimeout(r, 300));
+    const slow = client.echo({ message: 'slow', delayMs: 2_500 });
+    // Give the call time to reach the handler (generous: the machine may be loaded).
+    await new Promise((r) => setTimeout(r, 800));
     const startedStop = Date.now();
     const exit = identity.process.stop();
     const res = await slow;
@@ -96,20 +97,28 @@ describe('graceful shutdown', () => {
     client.close();
   });
 
-  it('is not ready once SIGTERM arrived', async () => {
-    const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
+  it('is not ready once SIGTERM arrived, yet keeps answering new calls during the drain delay', async () => {
+    const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity'), env: { PARLEY_DRAIN_DELAY_MS: '3000' } });
     const client = await clientAs('edge', identity.url, 'identity');
-    const slow = client.echo({ message: 'hold', delayMs: 1_500 });
-    await new Promise((r) => setTimeout(r, 300));
+    expect((await client.echo({ message: 'before' })).message).toBe('before');
     identity.process.signal('SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
-    const ready = await fetch(`http://127.0.0.1:${identity.healthPort}/readyz`).then(
-      (r) => r.status,
-      () => 'refused',
-    );
+    const deadline = Date.now() + 2_000;
+    let ready: number | string = 200;
+    while (ready === 200 && Date.now() < deadline) {
+      ready = await fetch(`http://127.0.0.1:${identity.healthPort}/readyz`).then(
+        (r) => r.status,
+        () => 'refused',
+      );
+      if (ready === 200) await new Promise((r) => setTimeout(r, 50));
+    }
     expect(ready).not.toBe(200);
-    await slow;
+    // Peers that have not yet noticed are still served, on a new connection too.
+    expect((await client.echo({ message: 'during drain' })).message).toBe('during drain');
+    const fresh = await clientAs('edge', identity.url, 'identity');
+    expect((await fresh.echo({ message: 'new connection' })).message).toBe('new connection');
+    expect(await identity.process.exited).toEqual({ code: 0, signal: null });
     client.close();
+    fresh.close();
   });
 });
 

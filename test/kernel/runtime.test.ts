@@ -3,7 +3,18 @@
 import { trace } from '@opentelemetry/api';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, createLogger, loadKernelConfig, runService, startTelemetry, type RunningService } from '@parley/platform';
+import {
+  CertificateSource,
+  ConfigError,
+  createLogger,
+  createServiceClient,
+  loadKernelConfig,
+  runService,
+  ServingStatus,
+  startTelemetry,
+  type RunningService,
+} from '@parley/platform';
+import { Health } from '@parley/proto/grpc/health/v1/health_pb.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
 let pki: TestPki;
@@ -85,6 +96,47 @@ describe('readiness', () => {
     const res = await fetch(`http://127.0.0.1:${running.healthPort}/health`);
     expect(res.status).toBe(404);
     expect(await res.text()).toContain('/healthz or /readyz');
+  });
+});
+
+describe('health Watch at shutdown', () => {
+  it('tells a watcher NOT_SERVING, ends its stream, and does not hold the drain for the grace period', async () => {
+    const files = pki.files('lifecycle');
+    const running = await runService(
+      { name: 'lifecycle', version: 'test', policies: [], setup: () => ({ routes: () => undefined }) },
+      {
+        PARLEY_TLS_CERT: files.certFile,
+        PARLEY_TLS_KEY: files.keyFile,
+        PARLEY_TLS_CA: files.caFile,
+        PARLEY_SERVICE_PORT: '0',
+        PARLEY_HEALTH_PORT: '0',
+        PARLEY_LOG_LEVEL: 'silent',
+        PARLEY_SHUTDOWN_GRACE_MS: '30000',
+      },
+    );
+    const client = createServiceClient(Health, {
+      baseUrl: `https://localhost:${running.port}`,
+      certificates: await CertificateSource.open(pki.files('edge')),
+      expect: 'lifecycle',
+      trustDomain: 'parley.local',
+    });
+    const seen: ServingStatus[] = [];
+    let first: () => void = () => undefined;
+    const firstSeen = new Promise<void>((resolve) => (first = resolve));
+    const watching = (async () => {
+      for await (const update of client.watch({ service: '' })) {
+        seen.push(update.status);
+        first();
+      }
+    })();
+    await firstSeen;
+    const started = Date.now();
+    await running.stop();
+    await watching;
+    expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
+    // Without ending Watch streams, stop() would wait the whole 30 s grace period.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    client.close();
   });
 });
 

@@ -36,7 +36,7 @@ const peer = peerName === undefined ? undefined : serviceName(peerName, 'PARLEY_
 runMain({
   name: as,
   version: 'test',
-  policies: [defineCallerPolicy(EchoService, { echo: allow, adminEcho: [] })],
+  policies: [defineCallerPolicy(EchoService, { echo: allow, adminEcho: [], echoStream: allow })],
   setup(ctx) {
     const client = peer === undefined ? undefined : ctx.clientFor(peer, EchoService);
     return {

@@ -227,6 +227,8 @@ Call with (dict "root" $ "service" "<name>").
 {{- if eq $service "edge" }}
 - name: PARLEY_EDGE_AUTH_CACHE_MS
   value: {{ $c.edge.authCacheMs | quote }}
+- name: PARLEY_EDGE_TRUSTED_PROXIES
+  value: {{ join "," $c.edge.trustedProxies | quote }}
 - name: PARLEY_EDGE_JWKS_CACHE_MS
   value: {{ $c.edge.jwksCacheMs | quote }}
 {{- if include "parley.edgePublicTlsSecret" $root }}

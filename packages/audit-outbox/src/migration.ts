@@ -21,6 +21,11 @@ export const RELAY_SETTING = 'parley.audit_outbox_relay';
  * no INSERT) that apply only when no tenant is set AND the transaction set RELAY_SETTING. This
  * gives the service role nothing it could not already do by setting `app.tenant_id` to each
  * tenant in turn, while a query that merely forgets its tenant still sees nothing.
+ *
+ * The relay only ever changes the delivery bookkeeping, so the roles that received UPDATE on the
+ * new table (the service role, through the migrator's default privileges) keep UPDATE on
+ * RELAY_COLUMNS alone: no transaction, relay mode or not, can rewrite a row's tenant, id or event.
+ * Grant the service role its table privileges before calling this (default privileges do).
  */
 export async function createAuditOutbox(db: Kysely<unknown>, schema: string): Promise<void> {
   const table = sql.table(`${schema}.${OUTBOX_TABLE}`);
@@ -41,6 +46,28 @@ export async function createAuditOutbox(db: Kysely<unknown>, schema: string): Pr
   await sql`create policy audit_outbox_relay_select on ${table} for select using (${relayMode})`.execute(db);
   await sql`create policy audit_outbox_relay_update on ${table} for update using (${relayMode}) with check (${relayMode})`.execute(db);
   await sql`create policy audit_outbox_relay_delete on ${table} for delete using (${relayMode})`.execute(db);
+  await restrictOutboxUpdates(db, schema);
+}
+
+/** RELAY_COLUMNS are the outbox columns the relay updates; UPDATE is granted on these only. */
+export const RELAY_COLUMNS = ['attempts', 'next_attempt_at', 'last_error'] as const;
+
+async function restrictOutboxUpdates(db: Kysely<unknown>, schema: string): Promise<void> {
+  const table = sql.table(`${schema}.${OUTBOX_TABLE}`);
+  // Who holds UPDATE now (besides the owner, who keeps everything): normally just the service role.
+  const { rows } = await sql<{ grantee: string }>`
+    select distinct a.grantee::regrole::text as grantee
+      from pg_class c, aclexplode(c.relacl) a
+     where c.oid = ${`${schema}.${OUTBOX_TABLE}`}::regclass
+       and a.privilege_type = 'UPDATE' and a.grantee <> c.relowner and a.grantee <> 0`.execute(db);
+  const columns = sql.join(RELAY_COLUMNS.map((c) => sql.id(c)));
+  for (const { grantee } of rows) {
+    // regrole::text is already quoted where needed.
+    const role = sql.raw(grantee);
+    await sql`revoke update on ${table} from ${role}`.execute(db);
+    await sql`grant update (${columns}) on ${table} to ${role}`.execute(db);
+  }
+  await sql`revoke update on ${table} from public`.execute(db);
 }
 
 /** dropAuditOutbox removes the outbox (the `down` of the migration that created it). */

@@ -12,7 +12,7 @@ export interface AuditRelayOptions {
   readonly db: Kysely<any>;
   /** client is the mTLS client for the audit service (ctx.clientFor('audit', AuditService)). */
   readonly client: Pick<Client<typeof AuditService>, 'appendEvents'>;
-  readonly logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /** batchSize is the most rows one delivery sends; default 100. */
   readonly batchSize?: number;
   /** pollIntervalMs is how long the relay sleeps when the outbox is empty; default 1000. wake() cuts it short. */
@@ -23,6 +23,12 @@ export interface AuditRelayOptions {
   readonly maxBackoffMs?: number;
   /** callTimeoutMs bounds one AppendEvents call (rows stay locked meanwhile); default 5000. */
   readonly callTimeoutMs?: number;
+  /**
+   * setAsideMs is how long a row the audit service rejected (or this build cannot read) waits
+   * before it is tried again; default 900000 (15 minutes). Such a row is never dropped: a
+   * rolling upgrade (an action the audit service does not know yet) heals on a later try.
+   */
+  readonly setAsideMs?: number;
 }
 
 /** AuditRelay is a running relay. */
@@ -49,10 +55,29 @@ interface BatchResult {
 }
 
 /**
+ * REJECTING_CODES are the AppendEvents failures that blame the events rather than the call: the
+ * relay then finds the rejected rows and sets them aside so the others get through. Everything
+ * else (Unavailable, DeadlineExceeded, Internal, and PermissionDenied, which means a caller
+ * policy or certificate is misconfigured, not that an event is bad) is retried for all rows.
+ */
+const REJECTING_CODES: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.FailedPrecondition]);
+
+interface Delivery {
+  /** delivered rows are stored by the audit service and may be deleted. */
+  delivered: OutboxRow[];
+  /** transient is set when a call failed for a reason that is not the events'; rows not yet delivered are retried later. */
+  transient?: { code: Code; rows: OutboxRow[] };
+}
+
+/**
  * startAuditRelay delivers the service's outbox rows to the audit service. Each delivery is one
  * transaction: claim up to batchSize due rows with `FOR UPDATE SKIP LOCKED` (so replicas share
  * the work and never send a row twice at the same time), call AppendEvents, delete the rows on
- * success or push their next attempt back exponentially (with jitter) on failure. A crash
+ * success or push their next attempt back exponentially (with jitter per row, so rows that
+ * failed together spread out) on failure. When the audit service rejects the events
+ * (InvalidArgument, FailedPrecondition), the relay halves the batch until it has found the
+ * rejected rows: the others are delivered, and each rejected row is set aside for setAsideMs
+ * with `last_error` naming the event and the reason (and an error log). A crash
  * between the call and the commit re-sends the rows later; the audit service is idempotent on
  * event id, so that is harmless. Delivery order across rows is not guaranteed; each event
  * carries its own time.
@@ -63,6 +88,7 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
   const minBackoffMs = options.minBackoffMs ?? 500;
   const maxBackoffMs = options.maxBackoffMs ?? 60_000;
   const callTimeoutMs = options.callTimeoutMs ?? 5000;
+  const setAsideMs = options.setAsideMs ?? 900_000;
   const { db, client, logger } = options;
   const table = sql.table(OUTBOX_TABLE);
 
@@ -99,37 +125,85 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
       }
       // A row this build cannot read waits for a build that can; it does not block the others.
       if (unreadable.length > 0) {
-        await postpone(trx, unreadable, 'event is not a readable parley.audit.v1.AuditEvent', maxBackoffMs);
-        logger.warn({ ids: unreadable.map((r) => r.id) }, 'audit outbox rows are unreadable; postponed');
+        for (const row of unreadable) await setAside(trx, row, `event ${row.id} is not a readable parley.audit.v1.AuditEvent`);
+        logger.error({ ids: unreadable.map((r) => r.id) }, 'audit outbox rows are unreadable; set aside');
       }
-      if (sent.length === 0) return { claimed: rows.length, delivered: 0, failed: true };
+      if (sent.length === 0) return { claimed: rows.length, delivered: 0, failed: false };
 
-      try {
-        await client.appendEvents({ events }, { timeoutMs: callTimeoutMs });
-      } catch (err) {
-        const code = ConnectError.from(err).code;
-        const attempts = Math.max(...sent.map((r) => r.attempts)) + 1;
-        await postpone(trx, sent, `AppendEvents failed: ${Code[code]}`, backoffMs(attempts));
-        logger.warn({ code: Code[code], events: sent.length, attempts }, 'audit delivery failed; will retry');
-        return { claimed: rows.length, delivered: 0, failed: true };
+      const result = await deliver(trx, sent, events);
+      if (result.delivered.length > 0) {
+        await sql`delete from ${table}
+                   where (tenant_id, id) in (select * from unnest(${result.delivered.map((r) => r.tenant_id)}::uuid[], ${result.delivered.map((r) => r.id)}::uuid[]))`.execute(
+          trx,
+        );
       }
-      await sql`delete from ${table}
-                 where (tenant_id, id) in (select * from unnest(${sent.map((r) => r.tenant_id)}::uuid[], ${sent.map((r) => r.id)}::uuid[]))`.execute(
-        trx,
-      );
-      return { claimed: rows.length, delivered: sent.length, failed: false };
+      if (result.transient !== undefined) {
+        const { code, rows: waiting } = result.transient;
+        await postpone(trx, waiting, `AppendEvents failed: ${Code[code]}`);
+        const attempts = Math.max(...waiting.map((r) => r.attempts)) + 1;
+        logger.warn({ code: Code[code], events: waiting.length, attempts }, 'audit delivery failed; will retry');
+        return { claimed: rows.length, delivered: result.delivered.length, failed: true };
+      }
+      return { claimed: rows.length, delivered: result.delivered.length, failed: false };
     });
   }
 
+  /**
+   * deliver sends rows (events[i] is rows[i]'s event). On a rejection it halves the rows and
+   * tries each half, down to single rows, which it sets aside: one bad event costs about
+   * 2·log2(batchSize) extra calls instead of holding the batch back.
+   */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw SQL on our own table
-  async function postpone(trx: Kysely<any>, rows: OutboxRow[], reason: string, delayMs: number): Promise<void> {
+  async function deliver(trx: Kysely<any>, rows: OutboxRow[], events: AuditEvent[]): Promise<Delivery> {
+    try {
+      await client.appendEvents({ events }, { timeoutMs: callTimeoutMs });
+      return { delivered: rows };
+    } catch (err) {
+      const error = ConnectError.from(err);
+      if (!REJECTING_CODES.has(error.code)) return { delivered: [], transient: { code: error.code, rows } };
+      const [row] = rows;
+      if (rows.length === 1 && row !== undefined) {
+        const reason = `rejected by the audit service (${Code[error.code]}): ${error.rawMessage}`;
+        await setAside(trx, row, `event ${row.id} ${reason}`);
+        logger.error(
+          { eventId: row.id, tenantId: row.tenant_id, action: events[0]?.action, code: Code[error.code], reason: error.rawMessage },
+          'audit event rejected by the audit service; set aside, the others are delivered',
+        );
+        return { delivered: [] };
+      }
+      const half = Math.ceil(rows.length / 2);
+      const first = await deliver(trx, rows.slice(0, half), events.slice(0, half));
+      if (first.transient !== undefined)
+        return {
+          delivered: first.delivered,
+          transient: { code: first.transient.code, rows: [...first.transient.rows, ...rows.slice(half)] },
+        };
+      const second = await deliver(trx, rows.slice(half), events.slice(half));
+      return { delivered: [...first.delivered, ...second.delivered], ...(second.transient ? { transient: second.transient } : {}) };
+    }
+  }
+
+  /** postpone backs rows off exponentially by their own attempt count, each with its own jitter. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw SQL on our own table
+  async function postpone(trx: Kysely<any>, rows: OutboxRow[], reason: string): Promise<void> {
+    // random() is evaluated per row, and attempts is the value before this update.
     await sql`update ${table}
                  set attempts = attempts + 1,
-                     next_attempt_at = now() + make_interval(secs => ${delayMs / 1000}),
+                     next_attempt_at = now() + make_interval(secs => least(${maxBackoffMs}::float8, ${minBackoffMs}::float8 * power(2, least(attempts, 30))) / 1000 * (0.5 + random() / 2)),
                      last_error = ${reason.slice(0, 500)}
                where (tenant_id, id) in (select * from unnest(${rows.map((r) => r.tenant_id)}::uuid[], ${rows.map((r) => r.id)}::uuid[]))`.execute(
       trx,
     );
+  }
+
+  /** setAside parks one row the audit service will not take (or this build cannot read) for about setAsideMs. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw SQL on our own table
+  async function setAside(trx: Kysely<any>, row: OutboxRow, reason: string): Promise<void> {
+    await sql`update ${table}
+                 set attempts = attempts + 1,
+                     next_attempt_at = now() + make_interval(secs => ${setAsideMs}::float8 / 1000 * (0.75 + random() / 4)),
+                     last_error = ${reason.slice(0, 500)}
+               where tenant_id = ${row.tenant_id}::uuid and id = ${row.id}::uuid`.execute(trx);
   }
 
   async function attempt(): Promise<BatchResult> {

@@ -1,42 +1,64 @@
 // The `npm start` stack: process wiring only. Ctrl-C or SIGTERM stops every service and
-// Postgres; a service that dies on its own is reported with its last log lines and the stack
-// stops with exit code 1.
-import { loadDevStackConfig, startDevStack } from './stack.js';
+// Postgres, also while the stack is still starting; a service that dies on its own is reported
+// with its last log lines and the stack stops with exit code 1.
+import { loadDevStackConfig, startDevStack, type DevStack } from './stack.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const config = loadDevStackConfig(process.env, process.cwd());
 
+const starting = new AbortController();
+let stack: DevStack | undefined;
 let stopping = false;
-startDevStack(config, out).then(
-  (stack) => {
-    out(`parley ready ${stack.info.edgeUrl} (stack file ${stack.stackFile})`);
-    const shutdown = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      out(`parley: ${signal} received, stopping`);
-      stack.stop().then(
-        () => {
-          out('parley stopped');
-          process.exit(0);
-        },
-        (err: unknown) => {
-          out(`parley: stop failed: ${err instanceof Error ? err.message : String(err)}`);
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGTERM', () => shutdown('SIGTERM'));
-    void stack.crashed.then(async (crash) => {
+
+function stopAndExit(code: number): void {
+  const running = stack;
+  if (running === undefined) return; // start-up is being aborted; its own cleanup stops what began
+  running.stop().then(
+    () => {
+      out('parley stopped');
+      process.exit(code);
+    },
+    (err: unknown) => {
+      out(`parley: stop failed: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
+
+function onSignal(signal: string): void {
+  if (stopping) return;
+  stopping = true;
+  out(`parley: ${signal} received, stopping`);
+  if (stack === undefined) starting.abort(new Error(`${signal} during start-up`));
+  else stopAndExit(0);
+}
+
+// Installed before start-up: a signal while Postgres, migrations or services are starting
+// aborts the start, and startDevStack stops whatever it had already started.
+process.on('SIGINT', () => onSignal('SIGINT'));
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+startDevStack(config, out, starting.signal).then(
+  (started) => {
+    stack = started;
+    if (stopping) {
+      stopAndExit(0);
+      return;
+    }
+    out(`parley ready ${started.info.edgeUrl} (stack file ${started.stackFile})`);
+    void started.crashed.then((crash) => {
       if (stopping) return;
       stopping = true;
       out(`parley: ${crash.service} exited unexpectedly (code ${crash.code ?? '-'}, signal ${crash.signal ?? '-'}); its last lines:`);
       for (const line of crash.lines) out(`  ${line}`);
-      await stack.stop();
-      process.exit(1);
+      stopAndExit(1);
     });
   },
   (err: unknown) => {
+    if (starting.signal.aborted) {
+      out('parley stopped during start-up');
+      process.exit(0);
+    }
     out(`parley: start failed: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
   },

@@ -86,13 +86,14 @@ export class ServiceProcess {
   }
 
   /** waitReady polls the health URL until it answers 200, the process exits, or the timeout passes. */
-  async waitReady(timeoutMs = 30_000): Promise<void> {
+  async waitReady(timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
     const url = this.#options.healthUrl;
     if (url === undefined) return;
     const deadline = Date.now() + timeoutMs;
     let exited = false;
     void this.exited.then(() => (exited = true));
     while (Date.now() < deadline) {
+      signal?.throwIfAborted();
       if (exited) throw new Error(`${this.name} exited during start-up:\n${this.lastLines().join('\n')}`);
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });

@@ -104,7 +104,7 @@ async function bootstrapDemoAgent(file: string, edgeUrl: string, ca: Buffer): Pr
  * set), a dev PKI, migrations, and every service as its own process on localhost; it resolves
  * once all are ready and stack.json is written.
  */
-export async function startDevStack(config: DevStackConfig, log: (line: string) => void): Promise<DevStack> {
+export async function startDevStack(config: DevStackConfig, log: (line: string) => void, signal?: AbortSignal): Promise<DevStack> {
   // 0711: other users may traverse but not list. When we run as root, embedded Postgres runs as
   // the `postgres` user and must reach its data folder below; every secret file here is 0600.
   await mkdir(config.dir, { recursive: true, mode: 0o711 });
@@ -139,6 +139,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
     // identity keys the stored hashes of API keys with this pepper; a new one would void every key.
     const apiKeyPepper = await secretFile(join(config.dir, 'api-key-pepper'), () => randomBytes(32).toString('base64'));
     const bootstrapFile = join(config.dir, 'bootstrap.json');
+    signal?.throwIfAborted();
     await migrateAll(adminUrl, {
       services: await loadServiceMigrations({ workspaceRoot: config.root }),
       rolePasswords,
@@ -197,10 +198,12 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         pid: undefined,
       };
     }
+    signal?.throwIfAborted();
     for (const p of processes) p.start();
-    await Promise.all(processes.map((p) => p.waitReady(60_000)));
+    await Promise.all(processes.map((p) => p.waitReady(60_000, signal)));
     for (const p of processes) info.services[p.name as ServiceName].pid = p.pid;
 
+    signal?.throwIfAborted();
     info.bootstrap = await bootstrapDemoAgent(bootstrapFile, info.edgeUrl, await readFile(pki.caCert));
     const stackFile = join(config.dir, 'stack.json');
     await writeFile(stackFile, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DataKeyCache } from './data-key-cache.js';
+import type { KekProvider } from './kek-provider.js';
 import { LocalKeyringKekProvider } from './local-keyring.js';
 import { silentLogger } from './log.js';
 
@@ -94,5 +95,47 @@ describe('DataKeyCache', () => {
     cache.clear();
     expect(held?.equals(Buffer.alloc(32))).toBe(true);
     expect(cache.stats().size).toBe(0);
+  });
+
+  // Regression: a waiter resumed after an await and used an entry that another caller had
+  // already pushed past maxUses (or out of the LRU bound) and wiped, encrypting under zeros.
+  it('never lends a wiped key to concurrent callers when maxUses is 1', async () => {
+    const cache = new DataKeyCache(kek, { maxUses: 1 }, now);
+    const { wrappedKey, plaintextKey } = await kek.generateDataKey();
+    const lent: Buffer[] = [];
+    const seen = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        cache.withDataKey(wrappedKey, (key) => {
+          lent.push(key);
+          return copy(key);
+        }),
+      ),
+    );
+    for (const key of seen) expect(key.equals(plaintextKey)).toBe(true);
+    // One unwrap per use, since each key may serve only one; and every lent buffer is wiped after.
+    expect(cache.stats()).toMatchObject({ misses: 50, kekCalls: 50, size: 0 });
+    for (const key of lent) expect(key.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('never lends a wiped key when two keys interleave in a cache of one entry', async () => {
+    const cache = new DataKeyCache(kek, { maxEntries: 1 }, now);
+    const a = await kek.generateDataKey();
+    const b = await kek.generateDataKey();
+    const calls = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b));
+    const seen = await Promise.all(calls.map((k) => cache.withDataKey(k.wrappedKey, copy)));
+    seen.forEach((key, i) => expect(key.equals(calls[i]!.plaintextKey)).toBe(true));
+    expect(cache.stats().size).toBe(1);
+  });
+
+  it('refuses to lend an all-zero data key', async () => {
+    // A provider that hands back a wiped buffer stands for any bug that would reach use() with one.
+    const zeroing: KekProvider = Object.assign(Object.create(kek) as KekProvider, {
+      unwrapDataKey: async (wrapped: string) => (await kek.unwrapDataKey(wrapped)).fill(0),
+    });
+    const cache = new DataKeyCache(zeroing, {}, now);
+    const { wrappedKey } = await kek.generateDataKey();
+    let called = false;
+    await expect(cache.withDataKey(wrappedKey, () => (called = true))).rejects.toThrow(/all zeros/);
+    expect(called).toBe(false);
   });
 });

@@ -36,7 +36,16 @@ interface Entry {
   readonly dataKey: Buffer;
   readonly loadedAt: number;
   uses: number;
+  /** wiped is set by evict(): the buffer is zeroed and must never be lent again. */
+  wiped: boolean;
 }
+
+/**
+ * SHARED_LOAD_ATTEMPTS is how often a caller waits for a shared unwrap before unwrapping a
+ * private copy. Under tiny limits (maxUses or maxEntries of 1) a burst of callers can use up or
+ * evict each freshly loaded entry before a given waiter resumes; the bound guarantees progress.
+ */
+const SHARED_LOAD_ATTEMPTS = 3;
 
 /**
  * DataKeyCache keeps decrypted data keys in memory, keyed by their wrapped form, so that hot
@@ -47,7 +56,7 @@ interface Entry {
  */
 export class DataKeyCache implements DataKeySource {
   private readonly entries = new Map<string, Entry>();
-  private readonly loading = new Map<string, Promise<Buffer>>();
+  private readonly loading = new Map<string, Promise<void>>();
   private readonly limits: DataKeyCacheLimits;
   private readonly now: () => number;
   private hits = 0;
@@ -69,18 +78,28 @@ export class DataKeyCache implements DataKeySource {
 
   /** withDataKey lends the data key for wrappedKey to one synchronous use, unwrapping on a miss. */
   async withDataKey<T>(wrappedKey: string, use: (dataKey: Buffer) => T): Promise<T> {
-    let entry = this.freshEntry(wrappedKey);
-    if (entry !== undefined) {
+    const hit = this.freshEntry(wrappedKey);
+    if (hit !== undefined) {
       this.hits += 1;
-    } else {
-      this.misses += 1;
-      entry = await this.load(wrappedKey);
+      return this.lend(wrappedKey, hit, use);
     }
-    entry.uses += 1;
+    this.misses += 1;
+    for (let attempt = 0; attempt < SHARED_LOAD_ATTEMPTS; attempt++) {
+      await this.load(wrappedKey);
+      // Other callers ran while we awaited and may have used up or evicted (and wiped) the
+      // entry, so look it up again. From this check to use() nothing awaits, so nothing else
+      // can count a use against the entry or wipe it in between.
+      const entry = this.freshEntry(wrappedKey);
+      if (entry !== undefined) return this.lend(wrappedKey, entry, use);
+    }
+    // Lost the race every time: a private copy, never shared, so nobody else can wipe it.
+    this.kekCalls += 1;
+    const dataKey = await this.kek.unwrapDataKey(wrappedKey);
     try {
-      return use(entry.dataKey);
+      assertNotWiped(dataKey);
+      return use(dataKey);
     } finally {
-      if (entry.uses >= this.limits.maxUses) this.evict(wrappedKey, entry);
+      dataKey.fill(0);
     }
   }
 
@@ -103,7 +122,7 @@ export class DataKeyCache implements DataKeySource {
   private freshEntry(wrappedKey: string): Entry | undefined {
     const entry = this.entries.get(wrappedKey);
     if (entry === undefined) return undefined;
-    if (this.now() - entry.loadedAt >= this.limits.maxAgeMs || entry.uses >= this.limits.maxUses) {
+    if (entry.wiped || this.now() - entry.loadedAt >= this.limits.maxAgeMs || entry.uses >= this.limits.maxUses) {
       this.evict(wrappedKey, entry);
       return undefined;
     }
@@ -113,22 +132,39 @@ export class DataKeyCache implements DataKeySource {
     return entry;
   }
 
-  private async load(wrappedKey: string): Promise<Entry> {
-    // Concurrent misses for one key share one KEK call, so a burst costs one unwrap.
+  /** lend counts one use and calls use synchronously; the caller has just checked the entry is fresh. */
+  private lend<T>(wrappedKey: string, entry: Entry, use: (dataKey: Buffer) => T): T {
+    if (entry.wiped || entry.uses >= this.limits.maxUses) {
+      throw new Error('DataKeyCache invariant broken: an evicted or used-up data key was about to be lent');
+    }
+    entry.uses += 1;
+    try {
+      assertNotWiped(entry.dataKey);
+      return use(entry.dataKey);
+    } finally {
+      if (entry.uses >= this.limits.maxUses || isAllZero(entry.dataKey)) this.evict(wrappedKey, entry);
+    }
+  }
+
+  private load(wrappedKey: string): Promise<void> {
+    // Concurrent misses for one key share one KEK call, so a burst costs one unwrap. The entry
+    // is stored inside the shared promise, so every waiter resumes to the same state and checks
+    // it itself (withDataKey) instead of trusting an entry handed to it before an await.
     let pending = this.loading.get(wrappedKey);
     if (pending === undefined) {
       this.kekCalls += 1;
-      pending = this.kek.unwrapDataKey(wrappedKey).finally(() => this.loading.delete(wrappedKey));
+      pending = this.kek
+        .unwrapDataKey(wrappedKey)
+        .then((dataKey) => {
+          const previous = this.entries.get(wrappedKey);
+          if (previous !== undefined) this.evict(wrappedKey, previous);
+          this.entries.set(wrappedKey, { dataKey, loadedAt: this.now(), uses: 0, wiped: false });
+          this.enforceBound();
+        })
+        .finally(() => this.loading.delete(wrappedKey));
       this.loading.set(wrappedKey, pending);
-      const dataKey = await pending;
-      const entry: Entry = { dataKey, loadedAt: this.now(), uses: 0 };
-      this.entries.set(wrappedKey, entry);
-      this.enforceBound();
-      return entry;
     }
-    await pending;
-    // The loader stored the entry; if it was already evicted again (tiny limits), load anew.
-    return this.entries.get(wrappedKey) ?? this.load(wrappedKey);
+    return pending;
   }
 
   private enforceBound(): void {
@@ -144,6 +180,26 @@ export class DataKeyCache implements DataKeySource {
       this.entries.delete(wrappedKey);
       this.evictions += 1;
     }
+    entry.wiped = true;
     entry.dataKey.fill(0);
   }
+}
+
+/**
+ * isAllZero tells whether a key buffer has been wiped. A real 256-bit key is all zeros with
+ * probability 2^-256, so this only ever catches a wiped buffer. It ORs every byte without an
+ * early exit, so its time does not depend on the key; timingSafeEqual against a zero buffer
+ * would do the same with an allocation per use.
+ */
+function isAllZero(key: Buffer): boolean {
+  let acc = 0;
+  for (const byte of key) acc |= byte;
+  return acc === 0;
+}
+
+/** assertNotWiped is the last guard before a key is lent: encrypting under zeros must fail loudly. */
+function assertNotWiped(key: Buffer): void {
+  // A plain Error on purpose: it is our bug, not the caller's, and the kernel reports it as
+  // INTERNAL without details.
+  if (isAllZero(key)) throw new Error('refusing to use a data key that is all zeros: it was wiped before use');
 }

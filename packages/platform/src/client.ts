@@ -74,7 +74,12 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
         return undefined;
       },
     };
-    const sessionManager = new Http2SessionManager(target, { idleConnectionTimeoutMs: 60_000 }, nodeOptions);
+    // Pings find a peer that vanished without closing (node failure, partition) within seconds.
+    const sessionManager = new Http2SessionManager(
+      target,
+      { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
+      nodeOptions,
+    );
     const transport = createGrpcTransport({
       baseUrl: target,
       sessionManager,

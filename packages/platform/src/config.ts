@@ -95,6 +95,8 @@ export interface KernelConfig {
   readonly trustDomain: string;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly shutdownGraceMs: number;
+  /** drainDelayMs is how long a stopping service stays up not-ready before it closes its port. */
+  readonly drainDelayMs: number;
   readonly certReloadIntervalMs: number;
   readonly otlpEndpoint: string | undefined;
   /** peers maps each other service to its internal https URL, where configured. */
@@ -126,6 +128,7 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
     trustDomain,
     logLevel: envEnum(env, 'PARLEY_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'info'),
     shutdownGraceMs: envInt(env, 'PARLEY_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    drainDelayMs: envInt(env, 'PARLEY_DRAIN_DELAY_MS', 0, 0, 120_000),
     certReloadIntervalMs: envInt(env, 'PARLEY_CERT_RELOAD_INTERVAL_MS', 2_000, 100, 3_600_000),
     otlpEndpoint: envUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
     peers: Object.freeze(peers),

@@ -64,21 +64,39 @@ export class UnavailableError extends ParleyError {
 }
 
 /**
+ * ErrorAudience says who reads an error: an internal service (which may see why a dependency
+ * failed) or a public caller of the edge (who must not learn internal addresses, identities or
+ * Vault paths from a failure that is not theirs).
+ */
+export type ErrorAudience = 'internal' | 'public';
+
+const PUBLIC_SERVER_SIDE_MESSAGES: Partial<Record<Code, string>> = {
+  [Code.Unavailable]: 'a Parley service is temporarily unavailable; retry shortly',
+  [Code.DeadlineExceeded]: 'the request took too long; retry',
+  [Code.Aborted]: 'the request was aborted by a concurrent change; retry',
+  [Code.DataLoss]: 'internal error',
+};
+
+/**
  * toConnectError maps any thrown value to what the caller may see. ConnectErrors raised on
  * purpose pass through (minus their cause); ParleyErrors keep code and message; everything else
  * becomes INTERNAL "internal error" so that no message, stack or secret from a library leaks.
+ * For the public audience, server-side failures also lose their message and metadata.
  */
-export function toConnectError(err: unknown): ConnectError {
+export function toConnectError(err: unknown, audience: ErrorAudience = 'internal'): ConnectError {
+  let mapped: ConnectError;
   if (err instanceof ParleyError) {
-    return new ConnectError(err.message, err.code);
+    mapped = new ConnectError(err.message, err.code);
+  } else if (err instanceof ConnectError) {
+    mapped =
+      err.code === Code.Internal || err.code === Code.Unknown
+        ? new ConnectError('internal error', Code.Internal)
+        : new ConnectError(err.rawMessage, err.code, audience === 'public' ? undefined : err.metadata);
+  } else {
+    mapped = new ConnectError('internal error', Code.Internal);
   }
-  if (err instanceof ConnectError) {
-    if (err.code === Code.Internal || err.code === Code.Unknown) {
-      return new ConnectError('internal error', Code.Internal);
-    }
-    return new ConnectError(err.rawMessage, err.code, err.metadata);
-  }
-  return new ConnectError('internal error', Code.Internal);
+  const generic = audience === 'public' ? PUBLIC_SERVER_SIDE_MESSAGES[mapped.code] : undefined;
+  return generic === undefined ? mapped : new ConnectError(generic, mapped.code);
 }
 
 /** isCallerMistake tells whether an error is the caller's fault (logged at info, not error). */

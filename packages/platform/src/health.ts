@@ -20,17 +20,29 @@ export { ServingStatus };
 export class HealthState {
   readonly #status = new Map<string, ServingStatus>([['', ServingStatus.NOT_SERVING]]);
   readonly #watchers = new Set<() => void>();
+  #closed = false;
+  #version = 0;
+
+  /** version increases with every change, so a watcher can tell whether it missed one. */
+  get version(): number {
+    return this.#version;
+  }
+
+  #changed(): void {
+    this.#version += 1;
+    for (const w of this.#watchers) w();
+  }
 
   /** set records the status of a service ("" is the whole server). */
   set(service: string, status: ServingStatus): void {
     this.#status.set(service, status);
-    for (const w of this.#watchers) w();
+    this.#changed();
   }
 
   /** setAll sets the status of the server and every registered service. */
   setAll(status: ServingStatus): void {
     for (const name of this.#status.keys()) this.#status.set(name, status);
-    for (const w of this.#watchers) w();
+    this.#changed();
   }
 
   /** get returns a status, or undefined for a service that is not registered. */
@@ -41,6 +53,17 @@ export class HealthState {
   /** entries lists every service with its status. */
   entries(): [string, ServingStatus][] {
     return [...this.#status.entries()];
+  }
+
+  /** close ends every Watch stream (at shutdown, after NOT_SERVING was sent): open streams would hold the drain. */
+  close(): void {
+    this.#closed = true;
+    this.#changed();
+  }
+
+  /** closed tells whether close() was called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** onChange registers a watcher; it returns a function that removes it. */
@@ -71,20 +94,27 @@ export function registerHealthService(router: ConnectRouter, state: HealthState)
       let last: ServingStatus | undefined;
       let wake: (() => void) | undefined;
       const off = state.onChange(() => wake?.());
+      const onAbort = () => wake?.();
+      ctx.signal.addEventListener('abort', onAbort);
       try {
         while (!ctx.signal.aborted) {
+          const seen = state.version;
           const now = state.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
           if (now !== last) {
             last = now;
             yield response(now);
           }
+          if (state.closed) return;
+          // A change may land while the reader is still busy with the previous answer.
+          if (state.version !== seen) continue;
           await new Promise<void>((resolve) => {
             wake = resolve;
-            ctx.signal.addEventListener('abort', () => resolve(), { once: true });
           });
+          wake = undefined;
         }
       } finally {
         off();
+        ctx.signal.removeEventListener('abort', onAbort);
       }
     },
   });

@@ -120,10 +120,14 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      logger.info({ grace_ms: config.shutdownGraceMs }, `${def.name} stopping`);
+      logger.info({ grace_ms: config.shutdownGraceMs, drain_delay_ms: config.drainDelayMs }, `${def.name} stopping`);
       health.setAll(ServingStatus.NOT_SERVING);
+      // Keep serving while peers and the load balancer notice that we are not ready (probe
+      // period, DNS refresh of headless Services); closing at once would refuse their calls.
+      if (config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
+      health.close();
       await server.close(config.shutdownGraceMs);
-      for (const c of clients) c.close();
+      // Background work (audit relays, schedulers) still needs its peers while it stops.
       for (const fn of closers.reverse()) {
         try {
           await fn();
@@ -131,10 +135,12 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
           logger.error({ err }, 'cleanup failed during shutdown');
         }
       }
+      for (const c of clients) c.close();
       await probes.close();
       certificates.close();
       logger.info(`${def.name} stopped`);
-      await telemetry.shutdown();
+      // An unreachable collector must not hold the exit past the platform's grace period.
+      await Promise.race([telemetry.shutdown(), new Promise((r) => setTimeout(r, 2_000).unref())]);
       logger.flush();
     })();
     return stopping;

@@ -1,10 +1,10 @@
-import { createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
+import { createContextValues, type ConnectError, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
-import { isCallerMistake, toConnectError } from './errors.js';
+import { isCallerMistake, toConnectError, type ErrorAudience } from './errors.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { createServerTracingInterceptor } from './telemetry.js';
@@ -34,22 +34,39 @@ export interface MtlsServer {
 /**
  * createErrorInterceptor maps domain errors to gRPC codes in one place and logs failures: a
  * caller's mistake at info, anything else at error with its cause, which never reaches the
- * caller (it gets INTERNAL "internal error").
+ * caller (it gets INTERNAL "internal error"). Server-streaming handlers run while the response
+ * is read, after next() has returned, so their errors are mapped inside the stream as well.
  */
-export function createErrorInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
-      const mapped = toConnectError(err);
-      const method = `${req.service.typeName}/${req.method.name}`;
-      if (isCallerMistake(mapped.code)) {
-        logger.info({ method, code: mapped.code, reason: mapped.rawMessage }, 'rpc refused');
-      } else {
-        logger.error({ method, code: mapped.code, err }, 'rpc failed');
-      }
-      throw mapped;
+export function createErrorInterceptor(logger: Logger, audience: ErrorAudience = 'internal'): Interceptor {
+  const mapAndLog = (err: unknown, method: string): ConnectError => {
+    const mapped = toConnectError(err, audience);
+    if (isCallerMistake(mapped.code)) {
+      logger.info({ method, code: mapped.code, reason: mapped.rawMessage }, 'rpc refused');
+    } else {
+      logger.error({ method, code: mapped.code, err }, 'rpc failed');
     }
+    return mapped;
+  };
+  return (next) => async (req) => {
+    const method = `${req.service.typeName}/${req.method.name}`;
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw mapAndLog(err, method);
+    }
+    if (!res.stream) return res;
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* mapped() {
+        try {
+          yield* messages;
+        } catch (err) {
+          throw mapAndLog(err, method);
+        }
+      })(),
+    };
   };
 }
 

@@ -101,18 +101,46 @@ export function createServerTracingInterceptor(): Interceptor {
       { kind: SpanKind.SERVER, attributes: rpcAttributes(req.service.typeName, req.method.name) },
       parent,
     );
-    try {
-      const res = await context.with(trace.setSpan(parent, span), () => next(req));
-      span.setAttribute('rpc.grpc.status_code', 0);
-      return res;
-    } catch (err) {
+    const ctx = trace.setSpan(parent, span);
+    const fail = (err: unknown) => {
       const code = err instanceof ConnectError ? err.code : Code.Internal;
       span.setAttribute('rpc.grpc.status_code', code);
       span.setStatus({ code: SpanStatusCode.ERROR, message: Code[code] });
-      throw err;
-    } finally {
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await context.with(ctx, () => next(req));
+    } catch (err) {
+      fail(err);
       span.end();
+      throw err;
     }
+    if (!res.stream) {
+      span.setAttribute('rpc.grpc.status_code', 0);
+      span.end();
+      return res;
+    }
+    // A server stream runs while it is read: keep the span open until it ends, and run each
+    // step of the handler inside it so that its own calls become child spans.
+    const iterator = res.message[Symbol.asyncIterator]();
+    return {
+      ...res,
+      message: (async function* traced() {
+        try {
+          for (;;) {
+            const step = await context.with(ctx, () => iterator.next());
+            if (step.done === true) break;
+            yield step.value;
+          }
+          span.setAttribute('rpc.grpc.status_code', 0);
+        } catch (err) {
+          fail(err);
+          throw err;
+        } finally {
+          span.end();
+        }
+      })(),
+    };
   };
 }
 

@@ -19,19 +19,35 @@ export interface CheckpointTimerOptions {
  * so a head is signed once.
  */
 export function startCheckpointTimer(options: CheckpointTimerOptions): { stop(): Promise<void> } {
-  let running: Promise<void> = Promise.resolve();
-  const tick = async (): Promise<void> => {
+  // One tick at a time: while a slow tick runs, the interval's ticks are skipped, not queued.
+  let running: Promise<void> | undefined;
+  const signTenant = async (tenantId: string): Promise<void> => {
     try {
-      for (const tenantId of await staleTenants(options.db, options.everyMs, 100)) {
-        await forTenant(options.db, tenantId, (trx) => checkpointIfStale(trx, tenantId, options.signer, options.everyMs));
-      }
+      await forTenant(options.db, tenantId, (trx) => checkpointIfStale(trx, tenantId, options.signer, options.everyMs));
+    } catch (err) {
+      // One failing tenant must not keep the others unsigned; it is retried on the next tick.
+      options.logger.warn(
+        { tenantId, err: err instanceof Error ? err.message : String(err) },
+        'checkpoint failed for a tenant; will retry',
+      );
+    }
+  };
+  const tick = async (): Promise<void> => {
+    let tenants: string[];
+    try {
+      tenants = await staleTenants(options.db, options.everyMs, 100);
     } catch (err) {
       options.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'checkpoint timer failed; will retry');
+      return;
     }
+    for (const tenantId of tenants) await signTenant(tenantId);
   };
   const timer = setInterval(
     () => {
-      running = running.then(tick);
+      if (running !== undefined) return;
+      running = tick().finally(() => {
+        running = undefined;
+      });
     },
     Math.max(100, Math.floor(options.everyMs / 4)),
   );

@@ -3,6 +3,7 @@
 export * from './chain.js';
 export * from './export-format.js';
 export { loadAuditConfig, type AuditConfig } from './config.js';
+export { startCheckpointTimer, type CheckpointTimerOptions } from './checkpoint-timer.js';
 export { createAuditService, toNewEvent, verifyTenantRange, MAX_APPEND_BATCH, type AuditServiceDeps } from './service.js';
 export {
   SealedKeyCheckpointSigner,

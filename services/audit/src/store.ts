@@ -227,13 +227,14 @@ export async function checkpointIfStale(trx: AuditTrx, tenantId: string, signer:
   return true;
 }
 
-/** staleTenants lists tenants with unsigned events older than `everyMs`; it reads heads only (seq and hash, no event content). */
+/** staleTenants lists tenants with unsigned events older than `everyMs`, longest-waiting first (so a backlog beyond `limit` drains fairly); it reads heads only. */
 export async function staleTenants(db: Kysely<AuditDb>, everyMs: number, limit: number): Promise<string[]> {
   return db.transaction().execute(async (trx) => {
     await sql`select set_config('parley.audit_checkpointer', 'on', true)`.execute(trx);
     const { rows } = await sql<{ tenant_id: string }>`
       select tenant_id from chain_heads
        where seq > checkpoint_seq and checkpoint_at < now() - make_interval(secs => ${everyMs / 1000})
+       order by checkpoint_at, tenant_id
        limit ${limit}`.execute(trx);
     return rows.map((r) => r.tenant_id);
   });

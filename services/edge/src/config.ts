@@ -1,3 +1,4 @@
+import { parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import { envInt, envOptional, envPort, envString, requirePeer, type Env, type KernelConfig, type ServiceName } from '@parley/platform';
 
 /** EdgeConfig is the edge's own configuration (the kernel reads the rest). */
@@ -13,6 +14,11 @@ export interface EdgeConfig {
   readonly authCacheMs: number;
   /** jwksCacheMs is how long the public JWKS is served from memory. */
   readonly jwksCacheMs: number;
+  /**
+   * trustedProxies are the proxies (ingress, load balancer) whose X-Forwarded-For gives the
+   * client address used for failed-key throttling and audit; by default none is trusted.
+   */
+  readonly trustedProxies: TrustedProxies;
 }
 
 /** loadEdgeConfig reads the edge's variables (main.ts passes none: this process's). */
@@ -29,6 +35,7 @@ export function loadEdgeConfig(env: Env = process.env): EdgeConfig {
     publicTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
     authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
     jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
+    trustedProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRUSTED_PROXIES', '')),
   });
 }
 

@@ -66,10 +66,14 @@ runMain({
       routes: (router) => registerPublicRoutes(router, deps),
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
       jwks,
+      trustedProxies: config.trustedProxies,
     });
     const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));
     const port = await server.listen(config.publicPort, config.publicHost);
-    ctx.logger.info({ public_port: port, custom_certificate: config.publicTls !== undefined }, 'public API serving');
+    ctx.logger.info(
+      { public_port: port, custom_certificate: config.publicTls !== undefined, trusted_proxies: config.trustedProxies.cidrs },
+      'public API serving',
+    );
     ctx.onClose(async () => {
       stopWatching();
       await server.close(ctx.config.shutdownGraceMs);

@@ -10,6 +10,7 @@ import {
   socketOf,
   type Logger,
 } from '@parley/platform';
+import { clientAddress, type TrustedProxies } from './client-address.js';
 import { clientInfoKey } from './public/module.js';
 
 /** PublicServerOptions configure createPublicServer. */
@@ -24,6 +25,8 @@ export interface PublicServerOptions {
   readonly jwks: () => Promise<{ json: string; maxAgeSeconds: number }>;
   /** maxBodyBytes bounds a request message (default 1 MiB). */
   readonly maxBodyBytes?: number;
+  /** trustedProxies may name the client in X-Forwarded-For (see clientAddress). */
+  readonly trustedProxies: TrustedProxies;
 }
 
 /** PublicServer is the edge's public TLS listener. */
@@ -42,12 +45,12 @@ export interface PublicServer {
 export function createPublicServer(options: PublicServerOptions): PublicServer {
   const handler = connectNodeAdapter({
     routes: options.routes,
-    interceptors: [createServerTracingInterceptor(), createErrorInterceptor(options.logger), options.auth],
+    interceptors: [createServerTracingInterceptor(), createErrorInterceptor(options.logger, 'public'), options.auth],
     readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
     contextValues: (req) => {
       const ua = req.headers['user-agent'];
       return createContextValues().set(clientInfoKey, {
-        source: socketOf(req).remoteAddress ?? 'unknown',
+        source: clientAddress(socketOf(req).remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies),
         userAgent: typeof ua === 'string' ? ua : '',
       });
     },

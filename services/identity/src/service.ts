@@ -99,6 +99,23 @@ function requireCovers(p: Principal, row: ApiKeyRow, verb: string): void {
   if (missing.length > 0) throw new PermissionDeniedError(`cannot ${verb} a key with scopes you do not hold: ${missing.join(', ')}`);
 }
 
+// A key may be revoked by its creator, by an owner, or by a member who strictly outranks its
+// creator, so that a lower role cannot cut off a higher role's integrations.
+async function requireMayRevoke(trx: Trx, me: MemberRow, key: ApiKeyRow): Promise<void> {
+  if (key.created_by_member_id === me.id || me.role === 'owner') return;
+  const creator =
+    key.created_by_member_id === null
+      ? undefined
+      : await trx.selectFrom('members').select('role').where('id', '=', key.created_by_member_id).executeTakeFirst();
+  // A removed creator's keys were revoked with them; only an admin (or owner) touches them.
+  const creatorRank = creator !== undefined && isRole(creator.role) ? roleRank(creator.role) : roleRank('developer');
+  if (isRole(me.role) && roleRank(me.role) < creatorRank) return;
+  const by = creator === undefined ? 'a removed member' : `a member with role ${creator.role}`;
+  throw new PermissionDeniedError(
+    `cannot revoke this key: it was created by ${by}, which your role (${me.role}) does not outrank; ask its creator or an owner`,
+  );
+}
+
 function parseScopes(requested: readonly string[], p: Principal, role: Role): Scope[] {
   if (requested.length === 0)
     throw new InvalidArgumentError('scopes must name at least one scope (least privilege: only what the key needs)', { field: 'scopes' });
@@ -169,19 +186,32 @@ export function createIdentityService(deps: IdentityDeps): ServiceImpl<typeof Id
 
   return {
     async authenticateApiKey(req) {
+      // The key is checked before the source throttle: a valid key (≈238 secret bits, which is
+      // what protects it) is never refused because others behind the same address failed. Only
+      // failures are counted, and a blocked source's further failures get RESOURCE_EXHAUSTED.
       const source = (req.source || 'unknown').slice(0, 128);
-      const blocked = await withTenant(db, SYSTEM_TENANT, (trx) => blockedUntil(trx, source));
-      if (blocked !== undefined) {
-        const seconds = Math.max(1, Math.ceil((blocked.getTime() - Date.now()) / 1000));
-        throw new ResourceExhaustedError(`too many failed API key attempts from this address; retry in ${seconds} s`);
-      }
       const parsed = parseApiKey(req.apiKey);
       const fail = async (reason: string, message = 'API key is not valid: check that you copied the whole key') => {
-        const { failures, blockedUntil: until } = await withTenant(db, SYSTEM_TENANT, (trx) => recordFailure(trx, source, config.throttle));
+        const result = await withTenant(db, SYSTEM_TENANT, async (trx) => {
+          const blocked = await blockedUntil(trx, source);
+          // While blocked, failures are refused without being counted (no write per attempt).
+          if (blocked !== undefined) return { failures: undefined, blockedUntil: blocked, refused: true };
+          return { ...(await recordFailure(trx, source, config.throttle)), refused: false };
+        });
         logger.warn(
-          { source, key_prefix: parsed?.prefix, reason, failures, blocked: until !== undefined },
+          {
+            source,
+            key_prefix: parsed?.prefix,
+            reason,
+            failures: result.failures,
+            blocked: result.blockedUntil !== undefined,
+          },
           'api key authentication failed',
         );
+        if (result.refused && result.blockedUntil !== undefined) {
+          const seconds = Math.max(1, Math.ceil((result.blockedUntil.getTime() - Date.now()) / 1000));
+          return new ResourceExhaustedError(`too many failed API key attempts from this address; retry in ${seconds} s`);
+        }
         return new UnauthenticatedError(message);
       };
       if (parsed === undefined) throw await fail('malformed');
@@ -265,18 +295,22 @@ export function createIdentityService(deps: IdentityDeps): ServiceImpl<typeof Id
       return audited(p.tenantId, async (trx) => {
         const old = await keys.getApiKey(trx, id, true);
         if (old === undefined) throw new NotFoundError(`API key ${id} does not exist in this workspace`);
+        // Rotation hands the new secret to the caller, and the new key acts for the old key's
+        // creator: anyone else rotating would get that member's powers (and keep them after
+        // their own removal). So only the creator rotates; others may revoke.
+        const me = await actingMember(trx, p);
+        if (old.created_by_member_id !== me.id)
+          throw new PermissionDeniedError('only the member who created a key can rotate it; revoke it and create a new one');
         if (old.revoked_at !== null) throw new FailedPreconditionError('this key is revoked; create a new key instead');
         if (old.rotated_to_id !== null)
           throw new FailedPreconditionError(`this key was already rotated to ${old.rotated_to_id}; rotate that one`);
         if (old.expires_at !== null && old.expires_at.getTime() <= Date.now())
           throw new FailedPreconditionError('this key has expired; create a new key instead');
         requireCovers(p, old, 'rotate');
-        if (old.created_by_member_id === null)
-          throw new FailedPreconditionError('the member who created this key was removed; create a new key');
         const { row, secret } = await newKey(trx, p.tenantId, {
           name: old.name,
           scopes: old.scopes,
-          memberId: old.created_by_member_id,
+          memberId: me.id,
           expiresAt: old.expires_at,
         });
         const previous = await keys.endWithSuccessor(trx, old.id, new Date(Date.now() + overlap * 1000), row.id);
@@ -297,6 +331,7 @@ export function createIdentityService(deps: IdentityDeps): ServiceImpl<typeof Id
       return audited(p.tenantId, async (trx) => {
         const old = await keys.getApiKey(trx, id, true);
         if (old === undefined) throw new NotFoundError(`API key ${id} does not exist in this workspace`);
+        await requireMayRevoke(trx, await actingMember(trx, p), old);
         requireCovers(p, old, 'revoke');
         const row = await keys.revokeApiKey(trx, id);
         await recordAuditEvent<IdentityDb>(trx, {

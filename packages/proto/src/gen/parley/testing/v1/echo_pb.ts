@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/testing/v1/echo.proto.
  */
 export const file_parley_testing_v1_echo: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvdGVzdGluZy92MS9lY2hvLnByb3RvEhFwYXJsZXkudGVzdGluZy52MSJBCgtFY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhAKCGRlbGF5X21zGAIgASgNEg8KB2ZvcndhcmQYAyABKAgiTwoMRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSDgoGY2FsbGVyGAIgASgJEhEKCXNlcnZlZF9ieRgDIAEoCRILCgNwb2QYBCABKAkiIwoQQWRtaW5FY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJIiQKEUFkbWluRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkyrgEKC0VjaG9TZXJ2aWNlEkcKBEVjaG8SHi5wYXJsZXkudGVzdGluZy52MS5FY2hvUmVxdWVzdBofLnBhcmxleS50ZXN0aW5nLnYxLkVjaG9SZXNwb25zZRJWCglBZG1pbkVjaG8SIy5wYXJsZXkudGVzdGluZy52MS5BZG1pbkVjaG9SZXF1ZXN0GiQucGFybGV5LnRlc3RpbmcudjEuQWRtaW5FY2hvUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChxwYXJsZXkvdGVzdGluZy92MS9lY2hvLnByb3RvEhFwYXJsZXkudGVzdGluZy52MSJBCgtFY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJEhAKCGRlbGF5X21zGAIgASgNEg8KB2ZvcndhcmQYAyABKAgiTwoMRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkSDgoGY2FsbGVyGAIgASgJEhEKCXNlcnZlZF9ieRgDIAEoCRILCgNwb2QYBCABKAkiIwoQQWRtaW5FY2hvUmVxdWVzdBIPCgdtZXNzYWdlGAEgASgJIiQKEUFkbWluRWNob1Jlc3BvbnNlEg8KB21lc3NhZ2UYASABKAkiQQoRRWNob1N0cmVhbVJlcXVlc3QSDwoHbWVzc2FnZRgBIAEoCRINCgVjb3VudBgCIAEoDRIMCgRmYWlsGAMgASgJIjQKEkVjaG9TdHJlYW1SZXNwb25zZRIPCgdtZXNzYWdlGAEgASgJEg0KBWluZGV4GAIgASgNMosCCgtFY2hvU2VydmljZRJHCgRFY2hvEh4ucGFybGV5LnRlc3RpbmcudjEuRWNob1JlcXVlc3QaHy5wYXJsZXkudGVzdGluZy52MS5FY2hvUmVzcG9uc2USVgoJQWRtaW5FY2hvEiMucGFybGV5LnRlc3RpbmcudjEuQWRtaW5FY2hvUmVxdWVzdBokLnBhcmxleS50ZXN0aW5nLnYxLkFkbWluRWNob1Jlc3BvbnNlElsKCkVjaG9TdHJlYW0SJC5wYXJsZXkudGVzdGluZy52MS5FY2hvU3RyZWFtUmVxdWVzdBolLnBhcmxleS50ZXN0aW5nLnYxLkVjaG9TdHJlYW1SZXNwb25zZTABYgZwcm90bzM");
 
 /**
  * @generated from message parley.testing.v1.EchoRequest
@@ -120,6 +120,59 @@ export const AdminEchoResponseSchema: GenMessage<AdminEchoResponse> = /*@__PURE_
   messageDesc(file_parley_testing_v1_echo, 3);
 
 /**
+ * @generated from message parley.testing.v1.EchoStreamRequest
+ */
+export type EchoStreamRequest = Message<"parley.testing.v1.EchoStreamRequest"> & {
+  /**
+   * @generated from field: string message = 1;
+   */
+  message: string;
+
+  /**
+   * How many messages to send before failing (when a failure is asked for).
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * fail: "" (none), "invalid_argument" (a domain error) or "internal" (an unexpected error).
+   *
+   * @generated from field: string fail = 3;
+   */
+  fail: string;
+};
+
+/**
+ * Describes the message parley.testing.v1.EchoStreamRequest.
+ * Use `create(EchoStreamRequestSchema)` to create a new message.
+ */
+export const EchoStreamRequestSchema: GenMessage<EchoStreamRequest> = /*@__PURE__*/
+  messageDesc(file_parley_testing_v1_echo, 4);
+
+/**
+ * @generated from message parley.testing.v1.EchoStreamResponse
+ */
+export type EchoStreamResponse = Message<"parley.testing.v1.EchoStreamResponse"> & {
+  /**
+   * @generated from field: string message = 1;
+   */
+  message: string;
+
+  /**
+   * @generated from field: uint32 index = 2;
+   */
+  index: number;
+};
+
+/**
+ * Describes the message parley.testing.v1.EchoStreamResponse.
+ * Use `create(EchoStreamResponseSchema)` to create a new message.
+ */
+export const EchoStreamResponseSchema: GenMessage<EchoStreamResponse> = /*@__PURE__*/
+  messageDesc(file_parley_testing_v1_echo, 5);
+
+/**
  * EchoService is a test fixture, never deployed.
  *
  * @generated from service parley.testing.v1.EchoService
@@ -144,6 +197,16 @@ export const EchoService: GenService<{
     methodKind: "unary";
     input: typeof AdminEchoRequestSchema;
     output: typeof AdminEchoResponseSchema;
+  },
+  /**
+   * EchoStream streams count messages, then ends or fails as asked.
+   *
+   * @generated from rpc parley.testing.v1.EchoService.EchoStream
+   */
+  echoStream: {
+    methodKind: "server_streaming";
+    input: typeof EchoStreamRequestSchema;
+    output: typeof EchoStreamResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_testing_v1_echo, 0);

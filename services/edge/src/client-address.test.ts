@@ -1,0 +1,34 @@
+import { ConfigError } from '@parley/platform';
+import { describe, expect, it } from 'vitest';
+import { clientAddress, parseTrustedProxies } from './client-address.js';
+import { loadEdgeConfig } from './config.js';
+
+describe('clientAddress', () => {
+  const ingress = parseTrustedProxies('10.0.0.0/8, fd00::/8,192.0.2.1');
+
+  it('ignores X-Forwarded-For unless the TCP peer is a trusted proxy', () => {
+    expect(clientAddress('203.0.113.5', '198.51.100.1', ingress)).toBe('203.0.113.5');
+    expect(clientAddress('203.0.113.5', '198.51.100.1', parseTrustedProxies(''))).toBe('203.0.113.5');
+    expect(clientAddress('10.1.2.3', undefined, ingress)).toBe('10.1.2.3');
+  });
+
+  it('takes the right-most address that is not a trusted proxy', () => {
+    expect(clientAddress('10.1.2.3', '198.51.100.1', ingress)).toBe('198.51.100.1');
+    expect(clientAddress('::ffff:10.1.2.3', 'spoofed, 1.1.1.1 , 198.51.100.1, 10.9.9.9', ingress)).toBe('198.51.100.1');
+    expect(clientAddress('fd00::1', ['1.1.1.1', '2001:db8::7, 192.0.2.1'], ingress)).toBe('2001:db8::7');
+  });
+
+  it('stops at a malformed hop, and answers the left-most proxy when every hop is trusted', () => {
+    expect(clientAddress('10.1.2.3', '198.51.100.1, not-an-ip', ingress)).toBe('10.1.2.3');
+    expect(clientAddress('10.1.2.3', '10.0.0.9, 10.0.0.8', ingress)).toBe('10.0.0.9');
+  });
+
+  it('refuses a bad PARLEY_EDGE_TRUSTED_PROXIES, naming it', () => {
+    for (const bad of ['10.0.0.0/33', 'ingress.local', '10.0.0.0/8/1', '::1/129', '10.0.0.0/']) {
+      expect(() => loadEdgeConfig({ PARLEY_EDGE_TRUSTED_PROXIES: bad }), bad).toThrow(ConfigError);
+      expect(() => loadEdgeConfig({ PARLEY_EDGE_TRUSTED_PROXIES: bad }), bad).toThrow(/PARLEY_EDGE_TRUSTED_PROXIES/);
+    }
+    expect(loadEdgeConfig({}).trustedProxies.cidrs).toEqual([]);
+    expect(loadEdgeConfig({ PARLEY_EDGE_TRUSTED_PROXIES: '127.0.0.1/32' }).trustedProxies.has('127.0.0.1')).toBe(true);
+  });
+});
