@@ -1,7 +1,7 @@
 import { fromJson, type JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import type { Logger } from '@parley/platform';
-import { AuditEventSchema, type AuditEvent, type AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import type { Logger, RuntimeContext } from '@parley/platform';
+import { AuditEventSchema, AuditService, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { sql, type Kysely } from 'kysely';
 import { OUTBOX_TABLE, RELAY_SETTING } from './migration.js';
 
@@ -270,4 +270,18 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
       await running;
     },
   };
+}
+
+/**
+ * relayAuditOutbox is a service's whole audit wiring: when an audit service is configured
+ * (PARLEY_AUDIT_URL) it starts the relay and stops it at shutdown; without one (a bare test
+ * process) events wait in the outbox and nothing is lost. Call the returned wake() after a
+ * commit that recorded an event, to deliver it at once.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the relay touches only its own table, through raw SQL.
+export function relayAuditOutbox(ctx: RuntimeContext, db: Kysely<any>): { wake(): void } {
+  if (ctx.config.peers.audit === undefined) return { wake: () => undefined };
+  const relay = startAuditRelay({ db, client: ctx.clientFor('audit', AuditService), logger: ctx.logger });
+  ctx.onClose(() => relay.stop());
+  return { wake: () => relay.wake() };
 }

@@ -1,5 +1,5 @@
 import type { ServiceName } from '@parley/platform';
-import { Kysely } from 'kysely';
+import { Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { ParleyPostgresDialect } from './dialect.js';
 import { roleFor, schemaFor } from './names.js';
@@ -59,4 +59,20 @@ export function serviceDatabaseUrl(baseUrl: string, service: ServiceName, passwo
 /** createServiceDb connects as a service's role with its schema first on the search path. */
 export function createServiceDb<DB>(url: string, service: ServiceName, options: Omit<DbOptions, 'searchPath'> = {}): Kysely<DB> {
   return createDb<DB>(url, { ...options, searchPath: schemaFor(service), applicationName: options.applicationName ?? `parley-${service}` });
+}
+
+/**
+ * databaseAnswers is the readiness check of a service that needs its database: true when a
+ * trivial query succeeds, false (logged once per failure) when it does not. It never throws, so
+ * /readyz answers 503 with a reason instead of an error.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the check runs raw SQL on any schema.
+export async function databaseAnswers(db: Kysely<any>, logger?: { warn(obj: object, msg: string): void }): Promise<boolean> {
+  try {
+    await sql`select 1`.execute(db);
+    return true;
+  } catch (err) {
+    logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'database not reachable');
+    return false;
+  }
 }

@@ -1,6 +1,14 @@
 export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViolation } from './catalog.js';
 export { loadMigrateConfig, rolePasswordVariable, type MigrateConfig } from './config.js';
-export { createDb, createDbOnPool, createPool, createServiceDb, serviceDatabaseUrl, type DbOptions } from './connection.js';
+export {
+  createDb,
+  createDbOnPool,
+  createPool,
+  createServiceDb,
+  databaseAnswers,
+  serviceDatabaseUrl,
+  type DbOptions,
+} from './connection.js';
 // startEmbeddedPostgres lives in @parley/embedded-postgres, so production images never carry the bundled Postgres.
 export { isPgError, mapDatabaseError } from './errors.js';
 export { isUuid, requireUuid } from './ids.js';

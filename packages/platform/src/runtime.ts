@@ -1,6 +1,6 @@
 import type { ConnectRouter } from '@connectrpc/connect';
 import type { CallerPolicy } from './authz.js';
-import { loadKernelConfig, type Env, type KernelConfig } from './config.js';
+import { loadKernelConfig, requirePeer, type Env, type KernelConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { HealthState, registerHealthService, ServingStatus, startProbeServer, type ProbeServer } from './health.js';
 import { createMtlsServer, type MtlsServer } from './server.js';
@@ -77,10 +77,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     certificates,
     health,
     clientFor(peer, service, options) {
-      const url = config.peers[peer];
-      if (url === undefined) {
-        throw new Error(`PARLEY_${peer.toUpperCase().replace(/-/g, '_')}_URL is required: ${def.name} calls ${peer}`);
-      }
+      const url = requirePeer(config, peer);
       const client = createServiceClient(service, {
         baseUrl: url,
         certificates,

@@ -2,15 +2,13 @@
 // session signing keys (sealed by the KEK provider), serves parley.identity.v1.IdentityService,
 // relays its audit outbox when an audit service is configured, and in the dev stack bootstraps
 // a workspace with an owner key.
-import { startAuditRelay, type AuditRelay } from '@parley/audit-outbox';
-import { createServiceDb } from '@parley/db';
+import { relayAuditOutbox } from '@parley/audit-outbox';
+import { createServiceDb, databaseAnswers } from '@parley/db';
 import { createKekProvider } from '@parley/envelope';
 import { PARLEY_VERSION, runMain } from '@parley/platform';
-import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
-import { sql } from 'kysely';
 import { bootstrapDevWorkspace } from './bootstrap.js';
 import { loadIdentityConfig } from './config.js';
 import type { IdentityDb } from './db/tables.js';
@@ -36,12 +34,8 @@ runMain({
       jwks: new JwksCache({ source: async () => ring.jwksJson(), ttlMs: 5_000, minRefreshIntervalMs: 1_000 }),
     });
     const tenantData = ctx.clientFor('tenant-data', TenantDataService);
-    let relay: AuditRelay | undefined;
-    if (ctx.config.peers.audit !== undefined) {
-      relay = startAuditRelay({ db, client: ctx.clientFor('audit', AuditService), logger: ctx.logger });
-      ctx.onClose(() => relay?.stop());
-    }
-    const service = createIdentityService({ db, config, ring, verifier, tenantData, logger: ctx.logger, onAudit: () => relay?.wake() });
+    const audit = relayAuditOutbox(ctx, db);
+    const service = createIdentityService({ db, config, ring, verifier, tenantData, logger: ctx.logger, onAudit: () => audit.wake() });
 
     // The dev bootstrap needs tenant-data, which starts alongside: retry until it answers, and
     // report not-ready meanwhile so that the dev stack waits for the bootstrap file.
@@ -77,13 +71,7 @@ runMain({
       routes: (router) => router.service(IdentityService, service),
       async ready() {
         if (!bootstrapped) return false;
-        try {
-          await sql`select 1`.execute(db);
-          return true;
-        } catch (err) {
-          ctx.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'database not reachable');
-          return false;
-        }
+        return databaseAnswers(db, ctx.logger);
       },
     };
   },

@@ -1,12 +1,10 @@
 // The secrets service process: wiring only. When an audit service is configured
 // (PARLEY_AUDIT_URL) it relays its audit outbox there.
-import { startAuditRelay, type AuditRelay } from '@parley/audit-outbox';
-import { createServiceDb } from '@parley/db';
+import { relayAuditOutbox } from '@parley/audit-outbox';
+import { createServiceDb, databaseAnswers } from '@parley/db';
 import { createDataKeySource, createKekProvider } from '@parley/envelope';
 import { PARLEY_VERSION, runMain } from '@parley/platform';
-import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
-import { sql } from 'kysely';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { loadSecretsConfig } from './config.js';
 import { tenantDataDirectory } from './conversation-directory.js';
@@ -35,12 +33,7 @@ runMain({
       config.maintenanceIntervalMs,
     );
     ctx.onClose(() => maintenance.stop());
-    // Without an audit service (a bare test process) events wait in the outbox; nothing is lost.
-    let relay: AuditRelay | undefined;
-    if (ctx.config.peers.audit !== undefined) {
-      relay = startAuditRelay({ db, client: ctx.clientFor('audit', AuditService), logger: ctx.logger });
-      ctx.onClose(() => relay?.stop());
-    }
+    const audit = relayAuditOutbox(ctx, db);
     const service = createSecretsService({
       db,
       kek,
@@ -48,14 +41,11 @@ runMain({
       cache: keys.cache,
       directory,
       versionGraceMs: config.versionGraceMs,
-      onAudit: () => relay?.wake(),
+      onAudit: () => audit.wake(),
     });
     return {
       routes: (router) => router.service(SecretsService, service),
-      ready: async () => {
-        await sql`select 1`.execute(db);
-        return true;
-      },
+      ready: () => databaseAnswers(db, ctx.logger),
     };
   },
 });
