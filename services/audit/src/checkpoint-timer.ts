@@ -1,7 +1,8 @@
 import type { Logger } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import type { CheckpointSigner } from './signer.js';
-import { checkpointIfStale, forTenant, staleTenants, type AuditDb } from './store.js';
+import type { AuditDb } from './db/tables.js';
+import { checkpointIfStale, forTenant, staleTenants } from './store.js';
 
 /** CheckpointTimerOptions configure startCheckpointTimer. */
 export interface CheckpointTimerOptions {

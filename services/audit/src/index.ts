@@ -4,7 +4,8 @@ export * from './chain.js';
 export * from './export-format.js';
 export { loadAuditConfig, type AuditConfig } from './config.js';
 export { startCheckpointTimer, type CheckpointTimerOptions } from './checkpoint-timer.js';
-export { createAuditService, toNewEvent, verifyTenantRange, MAX_APPEND_BATCH, type AuditServiceDeps } from './service.js';
+export { resolveRange, verifyTenantRange } from './chain-range.js';
+export { createAuditService, toNewEvent, MAX_APPEND_BATCH, type AuditServiceDeps } from './service.js';
 export {
   SealedKeyCheckpointSigner,
   type CheckpointPublicKey,
@@ -12,4 +13,5 @@ export {
   type SealedKeyCheckpointSignerOptions,
 } from './signer.js';
 export { verifyExport, type ExportVerification } from './verify-export.js';
+export * from './db/tables.js';
 export * from './store.js';

@@ -8,7 +8,7 @@ import { startCheckpointTimer } from './checkpoint-timer.js';
 import { callerPolicies } from './policy.js';
 import { createAuditService } from './service.js';
 import { SealedKeyCheckpointSigner } from './signer.js';
-import type { AuditDb } from './store.js';
+import type { AuditDb } from './db/tables.js';
 
 runMain({
   name: 'audit',

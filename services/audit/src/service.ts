@@ -16,8 +16,11 @@ import {
 } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { Kysely } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
-import { ChainVerifier, publicKeysFromPem, type ChainCheckpoint, type ChainEvent, type JsonObject, type VerifyResult } from './chain.js';
+import { resolveRange, verifyTenantRange } from './chain-range.js';
+import type { ChainCheckpoint, ChainEvent, JsonObject } from './chain.js';
+import type { AuditDb } from './db/tables.js';
 import { EXPORT_FORMAT, toNdjson } from './export-format.js';
+import { streamFromProducer } from './export-queue.js';
 import type { CheckpointSigner } from './signer.js';
 import {
   anchorFor,
@@ -27,7 +30,6 @@ import {
   eventsInRange,
   forTenant,
   listEvents,
-  type AuditDb,
   type CheckpointPolicy,
   type EventFilter,
   type NewEvent,
@@ -183,40 +185,6 @@ function seqArg(value: bigint, field: string): number {
   return Number(value);
 }
 
-/** resolveRange turns request bounds (0 = chain start / head) into a concrete range within the stored chain. */
-function resolveRange(fromReq: number, toReq: number, head: { seq: number; anchorSeq: number }): { from: number; to: number } {
-  const from = Math.max(fromReq === 0 ? head.anchorSeq + 1 : fromReq, head.anchorSeq + 1);
-  const to = toReq === 0 ? head.seq : Math.min(toReq, head.seq);
-  if (fromReq !== 0 && toReq !== 0 && fromReq > toReq)
-    throw new InvalidArgumentError('from_seq must not be after to_seq', { field: 'from_seq' });
-  return { from, to };
-}
-
-/** verifyTenantRange runs the chain verifier over a tenant's stored range with the signer's public keys. */
-export async function verifyTenantRange(
-  db: Kysely<AuditDb>,
-  signer: CheckpointSigner,
-  tenantId: string,
-  fromReq: number,
-  toReq: number,
-): Promise<VerifyResult> {
-  const keys = publicKeysFromPem((await signer.publicKeys()).map((k) => k.publicKeyPem));
-  // One snapshot: appends running meanwhile neither show up half-way nor look like gaps.
-  return forTenant(db, tenantId, async (trx) => {
-    const head = await chainHead(trx, tenantId);
-    const { from, to } = resolveRange(fromReq, toReq, head);
-    const anchor = await anchorFor(trx, tenantId, from, head);
-    const verifier = new ChainVerifier(tenantId, anchor, keys);
-    // A checkpoint at the anchor itself checks the link into the range too.
-    for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) verifier.addCheckpoint(cp);
-    for await (const e of eventsInRange(trx, tenantId, from, to)) {
-      verifier.addEvent(e);
-      if (verifier.broken) break;
-    }
-    return verifier.finish(to);
-  }).then((r) => r);
-}
-
 /** createAuditService builds the internal AuditService handlers. */
 export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof AuditService> {
   const { db, signer, policy } = deps;
@@ -256,92 +224,54 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       const toReq = seqArg(req.toSeq, 'to_seq');
       // The export reads in one transaction (one snapshot) and yields as it goes; the stream's
       // back-pressure keeps memory flat for a long chain.
-      const queue: ExportEventsResponse[] = [];
-      let done = false;
-      let failure: unknown;
-      let wake: (() => void) | undefined;
-      let resume: (() => void) | undefined;
-      const push = async (item: ExportEventsResponse): Promise<void> => {
-        queue.push(item);
-        wake?.();
-        if (queue.length >= 256) await new Promise<void>((r) => (resume = r));
-      };
-      const producer = forTenant(db, tenantId, async (trx) => {
-        const head = await chainHead(trx, tenantId);
-        const { from, to } = resolveRange(fromReq, toReq, head);
-        const anchor = await anchorFor(trx, tenantId, from, head);
-        const exportedAt = new Date().toISOString();
-        await push({
-          $typeName: 'parley.audit.v1.ExportEventsResponse',
-          item: {
-            case: 'header',
-            value: create(ExportHeaderSchema, {
-              tenantId,
-              anchorSeq: BigInt(anchor.seq),
-              anchorHash: anchor.hash,
-              filtered,
-              exportedAt: ts(exportedAt),
-            }),
-          },
-          ndjson: toNdjson({
-            type: 'header',
-            format: EXPORT_FORMAT,
-            tenantId,
-            anchorSeq: anchor.seq,
-            anchorHash: anchor.hash,
-            headSeq: to,
-            filtered,
-            exportedAt,
-          }),
-        });
-        if (!filtered) {
-          for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
-            await push({
-              $typeName: 'parley.audit.v1.ExportEventsResponse',
-              item: { case: 'checkpoint', value: toCheckpoint(cp) },
-              ndjson: toNdjson({ type: 'checkpoint', ...cp }),
-            });
-          }
-        }
-        for await (const e of eventsInRange(trx, tenantId, from, to)) {
-          if (filtered && !matches(e, filter)) continue;
+      yield* streamFromProducer<ExportEventsResponse>((push) =>
+        forTenant(db, tenantId, async (trx) => {
+          const head = await chainHead(trx, tenantId);
+          const { from, to } = resolveRange(fromReq, toReq, head);
+          const anchor = await anchorFor(trx, tenantId, from, head);
+          const exportedAt = new Date().toISOString();
           await push({
             $typeName: 'parley.audit.v1.ExportEventsResponse',
-            item: { case: 'event', value: toStoredEvent(e) },
-            ndjson: toNdjson({ type: 'event', ...e }),
+            item: {
+              case: 'header',
+              value: create(ExportHeaderSchema, {
+                tenantId,
+                anchorSeq: BigInt(anchor.seq),
+                anchorHash: anchor.hash,
+                filtered,
+                exportedAt: ts(exportedAt),
+              }),
+            },
+            ndjson: toNdjson({
+              type: 'header',
+              format: EXPORT_FORMAT,
+              tenantId,
+              anchorSeq: anchor.seq,
+              anchorHash: anchor.hash,
+              headSeq: to,
+              filtered,
+              exportedAt,
+            }),
           });
-        }
-      }).then(
-        () => {
-          done = true;
-          wake?.();
-        },
-        (err: unknown) => {
-          failure = err;
-          done = true;
-          wake?.();
-        },
-      );
-      try {
-        for (;;) {
-          const item = queue.shift();
-          if (item !== undefined) {
-            if (queue.length < 64) {
-              resume?.();
-              resume = undefined;
+          if (!filtered) {
+            for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
+              await push({
+                $typeName: 'parley.audit.v1.ExportEventsResponse',
+                item: { case: 'checkpoint', value: toCheckpoint(cp) },
+                ndjson: toNdjson({ type: 'checkpoint', ...cp }),
+              });
             }
-            yield item;
-            continue;
           }
-          if (done) break;
-          await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-        }
-        if (failure !== undefined) throw failure;
-      } finally {
-        resume?.();
-        await producer;
-      }
+          for await (const e of eventsInRange(trx, tenantId, from, to)) {
+            if (filtered && !matches(e, filter)) continue;
+            await push({
+              $typeName: 'parley.audit.v1.ExportEventsResponse',
+              item: { case: 'event', value: toStoredEvent(e) },
+              ndjson: toNdjson({ type: 'event', ...e }),
+            });
+          }
+        }),
+      );
       const principal = principalOf(ctx);
       if (principal !== undefined && principal.kind !== 'session') {
         // Reading the whole log is itself recorded, straight into the chain (this is the log).

@@ -1,71 +1,10 @@
 // Data access for the audit log: plain functions taking the tenant transaction first, so the
 // caller owns the transaction.
-import { decodeCursor, toPage, withTenant, type Page, type TenantTransaction } from '@parley/db';
-import { sql, type ColumnType, type Kysely } from 'kysely';
-import { checkpointStatement, eventHash, GENESIS_HASH, type ChainCheckpoint, type ChainEvent, type JsonObject } from './chain.js';
+import { decodeCursor, toPage, withTenant, type Page } from '@parley/db';
+import { sql, type Kysely } from 'kysely';
+import { checkpointStatement, eventHash, GENESIS_HASH, type ChainCheckpoint, type ChainEvent } from './chain.js';
+import type { AuditDb, AuditTrx, CheckpointRow, EventRow, NewCheckpointRow, NewEventRow } from './db/tables.js';
 import type { CheckpointSigner } from './signer.js';
-
-type Int8 = ColumnType<number, number, number>;
-
-/** EventsTable is parley_audit.events. */
-export interface EventsTable {
-  tenant_id: string;
-  seq: Int8;
-  id: string;
-  occurred_at: Date;
-  recorded_at: Date;
-  actor_kind: string;
-  actor_id: string;
-  action: string;
-  target_type: string;
-  target_id: string;
-  outcome: string;
-  description: ColumnType<JsonObject, string, never>;
-  source_address: string;
-  user_agent: string;
-  trace_id: string;
-  prev_hash: string;
-  hash: string;
-}
-
-/** ChainHeadsTable is the per-tenant lock row and last hash. */
-export interface ChainHeadsTable {
-  tenant_id: string;
-  seq: Int8;
-  hash: string;
-  checkpoint_seq: Int8;
-  checkpoint_at: ColumnType<Date, Date | undefined, Date>;
-}
-
-/** CheckpointsTable holds signed checkpoints. */
-export interface CheckpointsTable {
-  tenant_id: string;
-  seq: Int8;
-  hash: string;
-  signed_at: Date;
-  key_id: string;
-  signature: Buffer;
-}
-
-/** PurgeAnchorsTable records what retention purged. */
-export interface PurgeAnchorsTable {
-  tenant_id: string;
-  seq: Int8;
-  hash: string;
-  purged_at: ColumnType<Date, never, never>;
-  purged_count: Int8;
-}
-
-/** AuditDb is the audit service's schema. */
-export interface AuditDb {
-  events: EventsTable;
-  chain_heads: ChainHeadsTable;
-  checkpoints: CheckpointsTable;
-  purge_anchors: PurgeAnchorsTable;
-}
-
-/** AuditTrx is a tenant transaction on the audit schema. */
-export type AuditTrx = TenantTransaction<AuditDb>;
 
 /** NewEvent is a validated event before it has a place in the chain. */
 export type NewEvent = Omit<ChainEvent, 'seq' | 'prevHash' | 'hash' | 'recordedAt'>;
@@ -78,39 +17,61 @@ export interface CheckpointPolicy {
   everyMs: number;
 }
 
-// pg returns bigint columns as strings; the chain stays below 2^53 events per tenant.
+// bigint columns come back as text (see db/tables.ts).
 const int = (v: unknown): number => Number(v);
 
-function rowToEvent(r: Record<string, unknown>): ChainEvent {
+function rowToEvent(r: EventRow): ChainEvent {
   return {
-    tenantId: r['tenant_id'] as string,
-    seq: int(r['seq']),
-    id: r['id'] as string,
-    occurredAt: (r['occurred_at'] as Date).toISOString(),
-    recordedAt: (r['recorded_at'] as Date).toISOString(),
-    actorKind: r['actor_kind'] as string,
-    actorId: r['actor_id'] as string,
-    action: r['action'] as string,
-    targetType: r['target_type'] as string,
-    targetId: r['target_id'] as string,
-    outcome: r['outcome'] as string,
-    description: r['description'] as JsonObject,
-    sourceAddress: r['source_address'] as string,
-    userAgent: r['user_agent'] as string,
-    traceId: r['trace_id'] as string,
-    prevHash: r['prev_hash'] as string,
-    hash: r['hash'] as string,
+    tenantId: r.tenant_id,
+    seq: int(r.seq),
+    id: r.id,
+    occurredAt: r.occurred_at.toISOString(),
+    recordedAt: r.recorded_at.toISOString(),
+    actorKind: r.actor_kind,
+    actorId: r.actor_id,
+    action: r.action,
+    targetType: r.target_type,
+    targetId: r.target_id,
+    outcome: r.outcome,
+    description: r.description,
+    sourceAddress: r.source_address,
+    userAgent: r.user_agent,
+    traceId: r.trace_id,
+    prevHash: r.prev_hash,
+    hash: r.hash,
   };
 }
 
-function rowToCheckpoint(r: Record<string, unknown>): ChainCheckpoint {
+function eventToRow(e: ChainEvent): NewEventRow {
   return {
-    tenantId: r['tenant_id'] as string,
-    seq: int(r['seq']),
-    hash: r['hash'] as string,
-    signedAt: (r['signed_at'] as Date).toISOString(),
-    keyId: r['key_id'] as string,
-    signature: (r['signature'] as Buffer).toString('base64'),
+    tenant_id: e.tenantId,
+    seq: e.seq,
+    id: e.id,
+    occurred_at: new Date(e.occurredAt),
+    recorded_at: new Date(e.recordedAt),
+    actor_kind: e.actorKind,
+    actor_id: e.actorId,
+    action: e.action,
+    target_type: e.targetType,
+    target_id: e.targetId,
+    outcome: e.outcome,
+    description: JSON.stringify(e.description),
+    source_address: e.sourceAddress,
+    user_agent: e.userAgent,
+    trace_id: e.traceId,
+    prev_hash: e.prevHash,
+    hash: e.hash,
+  };
+}
+
+function rowToCheckpoint(r: CheckpointRow): ChainCheckpoint {
+  return {
+    tenantId: r.tenant_id,
+    seq: int(r.seq),
+    hash: r.hash,
+    signedAt: r.signed_at.toISOString(),
+    keyId: r.key_id,
+    signature: r.signature.toString('base64'),
   };
 }
 
@@ -158,25 +119,7 @@ export async function appendToChain(
   }
   if (chained.length === 0) return 0;
   const due = seq - int(head.checkpoint_seq) >= policy.everyEvents || recordedAt.getTime() - head.checkpoint_at.getTime() >= policy.everyMs;
-  const values = chained.map((r) => ({
-    tenant_id: r.tenantId,
-    seq: r.seq,
-    id: r.id,
-    occurred_at: new Date(r.occurredAt),
-    recorded_at: new Date(r.recordedAt),
-    actor_kind: r.actorKind,
-    actor_id: r.actorId,
-    action: r.action,
-    target_type: r.targetType,
-    target_id: r.targetId,
-    outcome: r.outcome,
-    description: JSON.stringify(r.description),
-    source_address: r.sourceAddress,
-    user_agent: r.userAgent,
-    trace_id: r.traceId,
-    prev_hash: r.prevHash,
-    hash: r.hash,
-  }));
+  const values = chained.map(eventToRow);
   if (due) {
     await trx.insertInto('events').values(values).execute();
     await writeCheckpoint(trx, tenantId, seq, prevHash, signer);
@@ -203,9 +146,10 @@ async function writeCheckpoint(
   const signedAt = new Date();
   const statement = checkpointStatement({ tenantId, seq, hash, signedAt: signedAt.toISOString() });
   const signature = Buffer.from(await signer.sign(statement));
+  const row: NewCheckpointRow = { tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature };
   await trx
     .insertInto('checkpoints')
-    .values({ tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature })
+    .values(row)
     .onConflict((oc) => oc.doNothing())
     .execute();
   await trx
@@ -297,7 +241,7 @@ export async function* eventsInRange(
       .orderBy('seq')
       .limit(batch)
       .execute();
-    for (const r of rows) yield rowToEvent(r as unknown as Record<string, unknown>);
+    for (const r of rows) yield rowToEvent(r);
     if (rows.length < batch) return;
     after = int(rows[rows.length - 1]?.seq);
   }
@@ -313,7 +257,7 @@ export async function checkpointsInRange(trx: AuditTrx, tenantId: string, fromSe
     .where('seq', '<=', toSeq)
     .orderBy('seq')
     .execute();
-  return rows.map((r) => rowToCheckpoint(r as unknown as Record<string, unknown>));
+  return rows.map(rowToCheckpoint);
 }
 
 /** EventFilter narrows listEvents and filtered exports. */
@@ -351,12 +295,7 @@ export async function listEvents(
     .orderBy('seq', 'desc')
     .limit(pageSize + 1)
     .execute();
-  return toPage(
-    rows.map((r) => rowToEvent(r as unknown as Record<string, unknown>)),
-    pageSize,
-    'audit.events',
-    (e) => [e.seq],
-  );
+  return toPage(rows.map(rowToEvent), pageSize, 'audit.events', (e) => [e.seq]);
 }
 
 /** purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant; returns how many events it removed. */
