@@ -6,7 +6,8 @@ import { uncachedDataKeys, type DataKeySource } from './data-key-source.js';
 import type { KekProvider } from './kek-provider.js';
 import { LocalKeyringKekProvider } from './local-keyring.js';
 import type { EnvelopeLogger } from './log.js';
-import { VaultTransitKekProvider, type VaultAuth } from './vault-transit.js';
+import type { VaultAuth } from './vault-auth.js';
+import { VaultTransitKekProvider } from './vault-transit.js';
 
 /** KekProviderConfig is the validated KEK provider configuration read by loadKekProviderConfig. */
 export type KekProviderConfig =

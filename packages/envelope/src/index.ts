@@ -13,4 +13,5 @@ export * from './secret-envelope.js';
 export * from './subject-keys.js';
 export * from './vault-policy.js';
 export * from './vault-transit.js';
+export type { VaultAuth } from './vault-auth.js';
 export { encodeAssociatedData } from './associated-data.js';

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError } from '@parley/platform';
 
 /**
  * GeneratedDataKey is a fresh data-encryption key (DEK) from a KEK provider. The caller owns
@@ -96,4 +96,21 @@ export function parseWrappedKey(wrappedKey: string): WrappedKeyParts {
 /** kekVersionOf reads the KEK version from a wrapped data key without unwrapping it. */
 export function kekVersionOf(wrappedKey: string): number {
   return parseWrappedKey(wrappedKey).kekVersion;
+}
+
+/** checkMinDecryptionVersion enforces 1 <= current <= version <= latest for raiseMinDecryptionVersion. */
+export function checkMinDecryptionVersion(version: number, current: number, latest: number): void {
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new InvalidArgumentError(`minimum decryption version must be a positive whole number, got ${String(version)}`, {
+      field: 'version',
+    });
+  }
+  if (version < current) {
+    throw new FailedPreconditionError(
+      `minimum decryption version is already ${current}; lowering it to ${version} is an operator's recovery step, not done by the service`,
+    );
+  }
+  if (version > latest) {
+    throw new FailedPreconditionError(`minimum decryption version ${version} is above the latest KEK version ${latest}: rotate first`);
+  }
 }

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError } from '@parley/platform';
+import { FailedPreconditionError } from '@parley/platform';
 import { aesGcmDecrypt, aesGcmEncrypt, DATA_KEY_BYTES, NONCE_BYTES } from './aes-gcm.js';
 import { encodeAssociatedData } from './associated-data.js';
 import type { GeneratedDataKey, KekProvider, KekVersions, RewrappedDataKey } from './kek-provider.js';
-import { parseWrappedKey } from './kek-provider.js';
+import { checkMinDecryptionVersion, parseWrappedKey } from './kek-provider.js';
 import type { EnvelopeLogger } from './log.js';
 
 /** LocalKeyringOptions configure LocalKeyringKekProvider.open. */
@@ -205,23 +205,6 @@ export class LocalKeyringKekProvider implements KekProvider {
 
   private assertOpen(): void {
     if (this.closed) throw new FailedPreconditionError('the local keyring KEK provider is closed');
-  }
-}
-
-/** checkMinDecryptionVersion enforces 1 <= current <= version <= latest for raiseMinDecryptionVersion. */
-export function checkMinDecryptionVersion(version: number, current: number, latest: number): void {
-  if (!Number.isSafeInteger(version) || version < 1) {
-    throw new InvalidArgumentError(`minimum decryption version must be a positive whole number, got ${String(version)}`, {
-      field: 'version',
-    });
-  }
-  if (version < current) {
-    throw new FailedPreconditionError(
-      `minimum decryption version is already ${current}; lowering it to ${version} is an operator's recovery step, not done by the service`,
-    );
-  }
-  if (version > latest) {
-    throw new FailedPreconditionError(`minimum decryption version ${version} is above the latest KEK version ${latest}: rotate first`);
   }
 }
 
