@@ -4,11 +4,10 @@ import { trace } from '@opentelemetry/api';
 import { isUuid, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError, type Principal } from '@parley/platform';
 import { AuditEventSchema, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
-import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type ActorKind, type AuditAction, type Outcome } from './actions.js';
 import type { AuditDetails } from './details.js';
-import { OUTBOX_TABLE } from './migration.js';
+import { insertOutboxRow } from './outbox.store.js';
 
 /** AuditActor is who performed the action. */
 export interface AuditActor {
@@ -130,8 +129,6 @@ export function auditEventJson(event: AuditEvent): JsonObject {
 export async function recordAuditEvent<DB>(trx: TenantTransaction<DB>, input: AuditEventInput): Promise<string> {
   const event = buildAuditEvent(input);
   const json = auditEventJson(event);
-  await sql`insert into ${sql.table(OUTBOX_TABLE)} (tenant_id, id, event) values (${event.tenantId}::uuid, ${event.id}::uuid, ${JSON.stringify(json)}::jsonb)`.execute(
-    trx,
-  );
+  await insertOutboxRow(trx, { tenant_id: event.tenantId, id: event.id, event: JSON.stringify(json) });
   return event.id;
 }

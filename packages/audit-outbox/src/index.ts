@@ -4,5 +4,6 @@ export * from './actions.js';
 export * from './details.js';
 export * from './event.js';
 export * from './migration.js';
+export type { AuditOutboxDb, AuditOutboxTable, OutboxRow } from './outbox.store.js';
 export * from './privileged-rpcs.js';
 export * from './relay.js';

@@ -1,9 +1,17 @@
-import { fromJson, type JsonValue } from '@bufbuild/protobuf';
+import { fromJson } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import type { Logger, RuntimeContext } from '@parley/platform';
 import { AuditEventSchema, AuditService, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
-import { sql, type Kysely } from 'kysely';
-import { OUTBOX_TABLE, RELAY_SETTING } from './migration.js';
+import type { Kysely } from 'kysely';
+import {
+  claimDueRows,
+  deleteRows,
+  postponeRows,
+  setRowAside,
+  withRelayMode,
+  type OutboxRow,
+  type RelayTransaction,
+} from './outbox.store.js';
 
 /** AuditRelayOptions configures startAuditRelay; every duration has a default fit for production. */
 export interface AuditRelayOptions {
@@ -39,13 +47,6 @@ export interface AuditRelay {
   drain(): Promise<number>;
   /** stop ends the loop after the delivery in flight. */
   stop(): Promise<void>;
-}
-
-interface OutboxRow {
-  tenant_id: string;
-  id: string;
-  event: JsonValue;
-  attempts: number;
 }
 
 interface BatchResult {
@@ -90,7 +91,6 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
   const callTimeoutMs = options.callTimeoutMs ?? 5000;
   const setAsideMs = options.setAsideMs ?? 900_000;
   const { db, client, logger } = options;
-  const table = sql.table(OUTBOX_TABLE);
 
   let stopped = false;
   let wakeUp: (() => void) | undefined;
@@ -102,14 +102,8 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
   };
 
   async function deliverBatch(): Promise<BatchResult> {
-    return db.transaction().execute(async (trx) => {
-      await sql`select set_config(${RELAY_SETTING}, 'on', true)`.execute(trx);
-      const { rows } = await sql<OutboxRow>`
-        select tenant_id, id, event, attempts from ${table}
-         where next_attempt_at <= now()
-         order by created_at
-         limit ${batchSize}
-         for update skip locked`.execute(trx);
+    return withRelayMode(db, async (trx) => {
+      const rows = await claimDueRows(trx, batchSize);
       if (rows.length === 0) return { claimed: 0, delivered: 0, failed: false };
 
       const events: AuditEvent[] = [];
@@ -131,15 +125,10 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
       if (sent.length === 0) return { claimed: rows.length, delivered: 0, failed: false };
 
       const result = await deliver(trx, sent, events);
-      if (result.delivered.length > 0) {
-        await sql`delete from ${table}
-                   where (tenant_id, id) in (select * from unnest(${result.delivered.map((r) => r.tenant_id)}::uuid[], ${result.delivered.map((r) => r.id)}::uuid[]))`.execute(
-          trx,
-        );
-      }
+      if (result.delivered.length > 0) await deleteRows(trx, result.delivered);
       if (result.transient !== undefined) {
         const { code, rows: waiting } = result.transient;
-        await postpone(trx, waiting, `AppendEvents failed: ${Code[code]}`);
+        await postponeRows(trx, waiting, `AppendEvents failed: ${Code[code]}`, { minMs: minBackoffMs, maxMs: maxBackoffMs });
         const attempts = Math.max(...waiting.map((r) => r.attempts)) + 1;
         logger.warn({ code: Code[code], events: waiting.length, attempts }, 'audit delivery failed; will retry');
         return { claimed: rows.length, delivered: result.delivered.length, failed: true };
@@ -153,8 +142,7 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
    * tries each half, down to single rows, which it sets aside: one bad event costs about
    * 2·log2(batchSize) extra calls instead of holding the batch back.
    */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw SQL on our own table
-  async function deliver(trx: Kysely<any>, rows: OutboxRow[], events: AuditEvent[]): Promise<Delivery> {
+  async function deliver(trx: RelayTransaction, rows: OutboxRow[], events: AuditEvent[]): Promise<Delivery> {
     try {
       await client.appendEvents({ events }, { timeoutMs: callTimeoutMs });
       return { delivered: rows };
@@ -183,27 +171,9 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
     }
   }
 
-  /** postpone backs rows off exponentially by their own attempt count, each with its own jitter. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw SQL on our own table
-  async function postpone(trx: Kysely<any>, rows: OutboxRow[], reason: string): Promise<void> {
-    // random() is evaluated per row, and attempts is the value before this update.
-    await sql`update ${table}
-                 set attempts = attempts + 1,
-                     next_attempt_at = now() + make_interval(secs => least(${maxBackoffMs}::float8, ${minBackoffMs}::float8 * power(2, least(attempts, 30))) / 1000 * (0.5 + random() / 2)),
-                     last_error = ${reason.slice(0, 500)}
-               where (tenant_id, id) in (select * from unnest(${rows.map((r) => r.tenant_id)}::uuid[], ${rows.map((r) => r.id)}::uuid[]))`.execute(
-      trx,
-    );
-  }
-
   /** setAside parks one row the audit service will not take (or this build cannot read) for about setAsideMs. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw SQL on our own table
-  async function setAside(trx: Kysely<any>, row: OutboxRow, reason: string): Promise<void> {
-    await sql`update ${table}
-                 set attempts = attempts + 1,
-                     next_attempt_at = now() + make_interval(secs => ${setAsideMs}::float8 / 1000 * (0.75 + random() / 4)),
-                     last_error = ${reason.slice(0, 500)}
-               where tenant_id = ${row.tenant_id}::uuid and id = ${row.id}::uuid`.execute(trx);
+  function setAside(trx: RelayTransaction, row: OutboxRow, reason: string): Promise<void> {
+    return setRowAside(trx, row, reason, setAsideMs);
   }
 
   async function attempt(): Promise<BatchResult> {
