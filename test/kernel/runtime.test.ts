@@ -13,6 +13,7 @@ import {
   ServingStatus,
   startTelemetry,
   type RunningService,
+  type RuntimeContext,
 } from '@parley/platform';
 import { Health } from '@parley/proto/grpc/health/v1/health_pb.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
@@ -96,6 +97,45 @@ describe('readiness', () => {
     const res = await fetch(`http://127.0.0.1:${running.healthPort}/health`);
     expect(res.status).toBe(404);
     expect(await res.text()).toContain('/healthz or /readyz');
+  });
+});
+
+describe('runtime context', () => {
+  it("hands the service its env and one shared client per peer and service, naming a peer's missing URL", async () => {
+    const files = pki.files('lifecycle');
+    let ctx: RuntimeContext | undefined;
+    const env = {
+      PARLEY_TLS_CERT: files.certFile,
+      PARLEY_TLS_KEY: files.keyFile,
+      PARLEY_TLS_CA: files.caFile,
+      PARLEY_SERVICE_PORT: '0',
+      PARLEY_HEALTH_PORT: '0',
+      PARLEY_LOG_LEVEL: 'silent',
+      PARLEY_IDENTITY_URL: 'https://127.0.0.1:9',
+      PARLEY_LIFECYCLE_OWN_SETTING: 'seen',
+    };
+    const running = await runService(
+      {
+        name: 'lifecycle',
+        version: 'test',
+        policies: [],
+        setup: (c) => {
+          ctx = c;
+          return { routes: () => undefined };
+        },
+      },
+      env,
+    );
+    try {
+      if (ctx === undefined) throw new Error('setup did not run');
+      expect(ctx.env['PARLEY_LIFECYCLE_OWN_SETTING']).toBe('seen');
+      const first = ctx.clientFor('identity', Health);
+      expect(ctx.clientFor('identity', Health)).toBe(first);
+      expect(ctx.clientFor('identity', Health, { defaultTimeoutMs: 1_000 })).not.toBe(first);
+      expect(() => ctx?.clientFor('audit', Health)).toThrow(new ConfigError('PARLEY_AUDIT_URL', 'is required: lifecycle calls audit'));
+    } finally {
+      await running.stop();
+    }
   });
 });
 

@@ -14,11 +14,17 @@ import type { Client } from '@connectrpc/connect';
 
 /** RuntimeContext is what a service's wiring gets from the kernel. */
 export interface RuntimeContext {
+  /** env is the environment runService was given: a service's config loader reads it, never process.env. */
+  readonly env: Env;
   readonly config: KernelConfig;
   readonly logger: Logger;
   readonly certificates: CertificateSource;
   readonly health: HealthState;
-  /** clientFor builds an mTLS client for a peer whose URL is configured (PARLEY_<PEER>_URL). */
+  /**
+   * clientFor returns the mTLS client for a service of a peer whose URL is configured
+   * (PARLEY_<PEER>_URL; a ConfigError naming it otherwise). Without options it is one shared
+   * client per peer and service; with options, a new one.
+   */
   clientFor<S extends DescService>(peer: ServiceName, service: S, options?: Partial<MtlsTransportOptions>): Client<S>;
   /** onClose registers cleanup run after the server has drained (pools, timers). */
   onClose(fn: () => Promise<void> | void): void;
@@ -71,13 +77,18 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
   const health = new HealthState();
   const closers: (() => Promise<void> | void)[] = [];
   const clients: { close(): void }[] = [];
+  const shared = new Map<string, Client<DescService>>();
   const ctx: RuntimeContext = {
+    env,
     config,
     logger,
     certificates,
     health,
-    clientFor(peer, service, options) {
+    clientFor<S extends DescService>(peer: ServiceName, service: S, options?: Partial<MtlsTransportOptions>): Client<S> {
       const url = requirePeer(config, peer);
+      const key = `${peer}/${service.typeName}`;
+      const known = options === undefined ? shared.get(key) : undefined;
+      if (known !== undefined) return known as Client<S>;
       const client = createServiceClient(service, {
         baseUrl: url,
         certificates,
@@ -86,6 +97,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
         ...options,
       });
       clients.push(client);
+      if (options === undefined) shared.set(key, client as Client<DescService>);
       return client;
     },
     onClose(fn) {

@@ -21,8 +21,8 @@ export interface EdgeConfig {
   readonly trustedProxies: TrustedProxies;
 }
 
-/** loadEdgeConfig reads the edge's variables (main.ts passes none: this process's). */
-export function loadEdgeConfig(env: Env = process.env): EdgeConfig {
+/** loadEdgeConfig reads the edge's variables (main.ts passes ctx.env). */
+export function loadEdgeConfig(env: Env): EdgeConfig {
   const certFile = envOptional(env, 'PARLEY_PUBLIC_TLS_CERT');
   const keyFile = envOptional(env, 'PARLEY_PUBLIC_TLS_KEY');
   if ((certFile === undefined) !== (keyFile === undefined)) {

@@ -1,15 +1,14 @@
 // The edge service process: wiring only. Its internal mTLS port serves health only; the public
 // API (parley.api.v1: Connect, gRPC, gRPC-Web) is served on PARLEY_PUBLIC_PORT over TLS without
 // client certificates, authenticated by workspace API keys through identity.
-import type { DescService } from '@bufbuild/protobuf';
-import type { Client } from '@connectrpc/connect';
-import { CertificateSource, PARLEY_VERSION, requirePeer, runMain, type ServiceName } from '@parley/platform';
+import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { ApiKeyAuthenticator } from './auth.js';
 import { loadEdgeConfig, requireEdgePeers } from './config.js';
 import { callerPolicies } from './policy.js';
 import { registerPublicRoutes, PUBLIC_MODULES, type PublicDeps } from './public/index.js';
 import { createPublicAuthInterceptor, scopeTable } from './public/interceptor.js';
+import { createJwksSource } from './public/jwks.js';
 import { createPublicServer } from './public-server.js';
 
 runMain({
@@ -17,38 +16,13 @@ runMain({
   version: PARLEY_VERSION,
   policies: callerPolicies,
   async setup(ctx) {
-    const config = loadEdgeConfig();
+    const config = loadEdgeConfig(ctx.env);
     requireEdgePeers(ctx.config);
-    const clients = new Map<string, unknown>();
-    const deps: PublicDeps = {
-      client<S extends DescService>(peer: ServiceName, service: S): Client<S> {
-        const key = `${peer}/${service.typeName}`;
-        let c = clients.get(key) as Client<S> | undefined;
-        if (c === undefined) {
-          // Modules build their clients at registration, so a peer outside EDGE_PEERS still fails
-          // start-up, with its variable named.
-          requirePeer(ctx.config, peer);
-          c = ctx.clientFor(peer, service);
-          clients.set(key, c);
-        }
-        return c;
-      },
-    };
+    // Modules build their clients at registration, so a peer outside EDGE_PEERS still fails
+    // start-up, with its variable named.
+    const deps: PublicDeps = { client: (peer, service) => ctx.clientFor(peer, service) };
     const identity = deps.client('identity', IdentityService);
     const authenticator = new ApiKeyAuthenticator({ identity, cacheMs: config.authCacheMs });
-
-    let jwksCache: { json: string; maxAgeSeconds: number; until: number } | undefined;
-    const jwks = async () => {
-      if (jwksCache !== undefined && jwksCache.until > Date.now()) return jwksCache;
-      try {
-        const res = await identity.getJwks({}, { timeoutMs: 5_000 });
-        jwksCache = { json: res.jwksJson, maxAgeSeconds: res.maxAgeSeconds, until: Date.now() + config.jwksCacheMs };
-      } catch (err) {
-        // Serve the last known set while identity is briefly away.
-        if (jwksCache === undefined) throw err;
-      }
-      return jwksCache;
-    };
 
     // The public certificate: the configured one, else the edge's own (dev) certificate; both
     // are reloaded when the files change.
@@ -65,7 +39,7 @@ runMain({
       logger: ctx.logger,
       routes: (router) => registerPublicRoutes(router, deps),
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
-      jwks,
+      jwks: createJwksSource(identity, config.jwksCacheMs),
       trustedProxies: config.trustedProxies,
     });
     const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));

@@ -11,6 +11,7 @@ import {
   type Logger,
 } from '@parley/platform';
 import { clientAddress, type TrustedProxies } from './client-address.js';
+import type { JwksDocument } from './public/jwks.js';
 import { clientInfoKey } from './public/module.js';
 
 /** PublicServerOptions configure createPublicServer. */
@@ -22,7 +23,7 @@ export interface PublicServerOptions {
   /** auth is the interceptor that authenticates and authorizes each call. */
   readonly auth: Interceptor;
   /** jwks returns the session-signing JWKS as JSON, served at /.well-known/jwks.json. */
-  readonly jwks: () => Promise<{ json: string; maxAgeSeconds: number }>;
+  readonly jwks: () => Promise<JwksDocument>;
   /** maxBodyBytes bounds a request message (default 1 MiB). */
   readonly maxBodyBytes?: number;
   /** trustedProxies may name the client in X-Forwarded-For (see clientAddress). */
