@@ -1,5 +1,36 @@
-import { ConfigError, envOptional, envString, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { ConfigError, envOptional, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import type { RolePasswords } from './migrate.js';
+import { roleFor } from './names.js';
+
+/**
+ * envPostgresUrl reads a required postgres:// (or postgresql://) URL. Errors say whose URL it
+ * must be (e.g. "of the parley_audit role") and never echo the value: it holds a password.
+ */
+export function envPostgresUrl(env: Env, name: string, whose: string): string {
+  const url = envOptionalPostgresUrl(env, name, whose);
+  if (url === undefined) throw new ConfigError(name, 'is required but not set');
+  return url;
+}
+
+/** envOptionalPostgresUrl is envPostgresUrl for a variable that may be absent. */
+export function envOptionalPostgresUrl(env: Env, name: string, whose: string): string | undefined {
+  const url = envOptional(env, name);
+  if (url === undefined) return undefined;
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    throw new ConfigError(name, `must be a postgres:// URL ${whose}`);
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:')
+    throw new ConfigError(name, `must be a postgres:// URL ${whose}, got ${protocol}//`);
+  return url;
+}
+
+/** serviceDatabaseUrlFrom reads DATABASE_URL, the login of a service's own role (parley_<service>). */
+export function serviceDatabaseUrlFrom(env: Env, service: ServiceName): string {
+  return envPostgresUrl(env, 'DATABASE_URL', `of the ${roleFor(service)} role`);
+}
 
 /** rolePasswordVariable names the variable holding a service role's password, e.g. PARLEY_DB_PASSWORD_TENANT_DATA. */
 export function rolePasswordVariable(service: ServiceName): string {
@@ -16,16 +47,11 @@ export interface MigrateConfig {
 
 /** loadMigrateConfig reads DATABASE_URL and the PARLEY_DB_PASSWORD_<SERVICE> variables. */
 export function loadMigrateConfig(env: Env): MigrateConfig {
-  const databaseUrl = envString(env, 'DATABASE_URL');
-  let protocol: string;
-  try {
-    protocol = new URL(databaseUrl).protocol;
-  } catch {
-    throw new ConfigError('DATABASE_URL', 'must be a URL such as postgres://user:password@host:5432/db');
-  }
-  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
-    throw new ConfigError('DATABASE_URL', `must use postgres:// or postgresql://, got ${protocol}//`);
-  }
+  const databaseUrl = envPostgresUrl(
+    env,
+    'DATABASE_URL',
+    'of an admin role or parley_migrator, e.g. postgres://user:password@host:5432/db',
+  );
   const rolePasswords: RolePasswords = {};
   for (const service of SERVICE_NAMES) {
     const variable = rolePasswordVariable(service);

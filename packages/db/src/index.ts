@@ -1,5 +1,12 @@
 export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViolation } from './catalog.js';
-export { loadMigrateConfig, rolePasswordVariable, type MigrateConfig } from './config.js';
+export {
+  envOptionalPostgresUrl,
+  envPostgresUrl,
+  loadMigrateConfig,
+  rolePasswordVariable,
+  serviceDatabaseUrlFrom,
+  type MigrateConfig,
+} from './config.js';
 export {
   createDb,
   createDbOnPool,

@@ -3,10 +3,10 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
-import { loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
+import { envOptionalPostgresUrl, loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
 import { ensureDevPki } from '@parley/devpki';
-import { ConfigError, envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { ServiceProcess } from './process.js';
 
 /** DevStackConfig is what the dev stack reads from the environment. */
@@ -25,10 +25,7 @@ export interface DevStackConfig {
 
 /** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, DATABASE_URL and friends. */
 export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
-  const databaseUrl = envOptional(env, 'DATABASE_URL');
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of a role that can create roles and schemas');
-  }
+  const databaseUrl = envOptionalPostgresUrl(env, 'DATABASE_URL', 'of a role that can create roles and schemas');
   return Object.freeze({
     root,
     dir: resolve(root, envString(env, 'PARLEY_DEV_DIR', '.parley/dev')),

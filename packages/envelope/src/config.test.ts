@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@parley/platform';
 import { describe, expect, it } from 'vitest';
-import { createDataKeySource, createKekProvider, loadDataKeyCacheConfig, loadKekProviderConfig } from './config.js';
+import {
+  createDataKeySource,
+  createKekProvider,
+  loadDataKeyCacheConfig,
+  loadKekProviderConfig,
+  loadOwnKekProviderConfig,
+} from './config.js';
 import { silentLogger } from './log.js';
 
 describe('loadKekProviderConfig', () => {
@@ -35,6 +41,29 @@ describe('loadKekProviderConfig', () => {
     expect(() =>
       loadKekProviderConfig({ PARLEY_KEK_PROVIDER: 'vault', PARLEY_VAULT_ADDR: 'https://v', PARLEY_VAULT_AUTH: 'approle' }),
     ).toThrow(/PARLEY_VAULT_APPROLE_ROLE_ID/);
+  });
+});
+
+describe('loadOwnKekProviderConfig', () => {
+  it("gives a service its own keyring in the dev stack's folder when no keyring or provider is named", () => {
+    expect(loadOwnKekProviderConfig({ PARLEY_DEV_DIR: '/dev-stack', HOME: '/home/dev' }, 'audit')).toEqual({
+      provider: 'local',
+      keyringPath: '/dev-stack/audit-keyring.json',
+    });
+  });
+
+  it('keeps a named keyring or provider, and the $HOME default outside the dev stack', () => {
+    expect(loadOwnKekProviderConfig({ PARLEY_DEV_DIR: '/d', PARLEY_LOCAL_KEYRING_PATH: '/k.json' }, 'audit')).toEqual({
+      provider: 'local',
+      keyringPath: '/k.json',
+    });
+    expect(
+      loadOwnKekProviderConfig({ PARLEY_DEV_DIR: '/d', PARLEY_KEK_PROVIDER: 'vault', PARLEY_VAULT_ADDR: 'https://v' }, 'identity').provider,
+    ).toBe('vault');
+    expect(loadOwnKekProviderConfig({ HOME: '/home/dev' }, 'identity')).toEqual({
+      provider: 'local',
+      keyringPath: '/home/dev/.parley/keyring.json',
+    });
   });
 });
 

@@ -73,6 +73,21 @@ export function loadKekProviderConfig(env: Env): KekProviderConfig {
   });
 }
 
+/**
+ * loadOwnKekProviderConfig is loadKekProviderConfig for a service that seals keys of its own
+ * (identity's signing keys, audit's checkpoint key). In the dev stack (PARLEY_DEV_DIR set) with
+ * neither PARLEY_KEK_PROVIDER nor PARLEY_LOCAL_KEYRING_PATH, the service gets its own keyring in
+ * the dev stack's private folder, `<PARLEY_DEV_DIR>/<service>-keyring.json`.
+ */
+export function loadOwnKekProviderConfig(env: Env, service: string): KekProviderConfig {
+  const devDir = envOptional(env, 'PARLEY_DEV_DIR');
+  const devKeyring =
+    devDir !== undefined &&
+    envOptional(env, 'PARLEY_KEK_PROVIDER') === undefined &&
+    envOptional(env, 'PARLEY_LOCAL_KEYRING_PATH') === undefined;
+  return loadKekProviderConfig(devKeyring ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, `${service}-keyring.json`) } : env);
+}
+
 /** loadDataKeyCacheConfig reads the PARLEY_DEK_CACHE* variables. */
 export function loadDataKeyCacheConfig(env: Env): DataKeyCacheConfig {
   return Object.freeze({

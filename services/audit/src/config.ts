@@ -1,6 +1,7 @@
 import { join } from 'node:path';
-import { ConfigError, envInt, envOptional, envString, type Env } from '@parley/platform';
-import { loadKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
+import { serviceDatabaseUrlFrom } from '@parley/db';
+import { loadOwnKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
+import { ConfigError, envInt, envOptional, type Env } from '@parley/platform';
 
 /** AuditConfig is the audit service's own configuration (beyond the kernel's). */
 export interface AuditConfig {
@@ -16,16 +17,9 @@ export interface AuditConfig {
   readonly kek: KekProviderConfig;
 }
 
-/** loadAuditConfig reads the audit service's variables (main.ts passes none: this process's); errors name the variable. */
-export function loadAuditConfig(env: Env = process.env): AuditConfig {
+/** loadAuditConfig reads the audit service's variables (main.ts passes ctx.env); errors name the variable. */
+export function loadAuditConfig(env: Env): AuditConfig {
   const devDir = envOptional(env, 'PARLEY_DEV_DIR');
-  // Without an explicit keyring, the dev stack's private folder holds audit's own keyring.
-  const kekEnv: Env =
-    envOptional(env, 'PARLEY_KEK_PROVIDER') === undefined &&
-    envOptional(env, 'PARLEY_LOCAL_KEYRING_PATH') === undefined &&
-    devDir !== undefined
-      ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, 'audit-keyring.json') }
-      : env;
   const signingKeyPath =
     envOptional(env, 'PARLEY_AUDIT_SIGNING_KEY_PATH') ?? (devDir === undefined ? undefined : join(devDir, 'audit-signing-key.json'));
   if (signingKeyPath === undefined)
@@ -34,11 +28,11 @@ export function loadAuditConfig(env: Env = process.env): AuditConfig {
       'is required (the sealed checkpoint signing key file; created on first start if missing)',
     );
   return Object.freeze({
-    databaseUrl: envString(env, 'DATABASE_URL'),
+    databaseUrl: serviceDatabaseUrlFrom(env, 'audit'),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     checkpointEveryEvents: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_EVENTS', 1000, 1, 10_000_000),
     checkpointEveryMs: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_MS', 60_000, 100, 86_400_000),
     signingKeyPath,
-    kek: loadKekProviderConfig(kekEnv),
+    kek: loadOwnKekProviderConfig(env, 'audit'),
   });
 }

@@ -15,7 +15,7 @@ runMain({
   version: PARLEY_VERSION,
   policies: callerPolicies,
   async setup(ctx) {
-    const config = loadAuditConfig();
+    const config = loadAuditConfig(ctx.env);
     const db = createServiceDb<AuditDb>(config.databaseUrl, 'audit', { max: config.dbPoolMax });
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);

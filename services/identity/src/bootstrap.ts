@@ -21,20 +21,62 @@ export interface BootstrapRecord {
   readonly apiKey: string;
 }
 
+/** BootstrapDeps are what the dev bootstrap needs. */
+export interface BootstrapDeps {
+  readonly file: string;
+  readonly db: Kysely<IdentityDb>;
+  readonly tenantData: Pick<Client<typeof TenantDataService>, 'createWorkspace'>;
+  readonly pepper: Buffer;
+  readonly environment: ApiKeyEnvironment;
+  readonly logger: Logger;
+}
+
+/** DevBootstrap is a bootstrap running in the background (startDevBootstrap). */
+export interface DevBootstrap {
+  /** done is true once the workspace exists (created now or found); readiness waits for it. */
+  readonly done: boolean;
+  /** stop ends the retries. */
+  stop(): void;
+}
+
+/**
+ * startDevBootstrap runs bootstrapDevWorkspace until it succeeds. In the dev stack tenant-data
+ * starts alongside identity, so the first attempts may find it not serving yet: it retries
+ * every retryMs, logging every tenth attempt, until it succeeds or is stopped.
+ */
+export function startDevBootstrap(deps: BootstrapDeps, retryMs = 500): DevBootstrap {
+  let done = false;
+  let stopped = false;
+  void (async () => {
+    for (let attempt = 1; !stopped; attempt++) {
+      try {
+        await bootstrapDevWorkspace(deps);
+        done = true;
+        return;
+      } catch (err) {
+        if (attempt % 10 === 0)
+          deps.logger.warn({ err: err instanceof Error ? err.message : String(err), attempt }, 'dev bootstrap waiting for tenant-data');
+        await new Promise((r) => setTimeout(r, retryMs));
+      }
+    }
+  })();
+  return {
+    get done() {
+      return done;
+    },
+    stop() {
+      stopped = true;
+    },
+  };
+}
+
 /**
  * bootstrapDevWorkspace is for the one-machine dev stack only: when the file does not exist it
  * creates a workspace (through tenant-data), an owner member and an owner API key holding every
  * scope, and writes them to the file with mode 0600. The file is the only place the key exists
  * in plain text; the database has its hash.
  */
-export async function bootstrapDevWorkspace(deps: {
-  file: string;
-  db: Kysely<IdentityDb>;
-  tenantData: Pick<Client<typeof TenantDataService>, 'createWorkspace'>;
-  pepper: Buffer;
-  environment: ApiKeyEnvironment;
-  logger: Logger;
-}): Promise<'created' | 'exists'> {
+export async function bootstrapDevWorkspace(deps: BootstrapDeps): Promise<'created' | 'exists'> {
   if (existsSync(deps.file)) return 'exists';
   const tenantId = randomUUID();
   await deps.tenantData.createWorkspace({ tenantId, name: 'Dev workspace' });

@@ -1,6 +1,6 @@
-import { join } from 'node:path';
+import { serviceDatabaseUrlFrom } from '@parley/db';
+import { loadOwnKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
 import { ConfigError, envEnum, envInt, envOptional, envString, envUrl, type Env } from '@parley/platform';
-import { loadKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
 import { DEFAULT_SESSION_AUDIENCE, DEFAULT_SESSION_ISSUER } from '@parley/session-token';
 import type { ApiKeyEnvironment } from './api-key-format.js';
 
@@ -23,28 +23,20 @@ export interface IdentityConfig {
   readonly bootstrapFile: string | undefined;
 }
 
-/** loadIdentityConfig reads identity's variables (main.ts passes none: this process's); errors name the variable, never its value. */
-export function loadIdentityConfig(env: Env = process.env): IdentityConfig {
+/** loadIdentityConfig reads identity's variables (main.ts passes ctx.env); errors name the variable, never its value. */
+export function loadIdentityConfig(env: Env): IdentityConfig {
   const pepper = envString(env, 'PARLEY_API_KEY_PEPPER');
   if (Buffer.byteLength(pepper) < 32)
     throw new ConfigError('PARLEY_API_KEY_PEPPER', 'must be at least 32 bytes of random text (e.g. openssl rand -base64 48)');
-  const devDir = envOptional(env, 'PARLEY_DEV_DIR');
-  // Without an explicit keyring, the dev stack's private folder holds identity's own keyring.
-  const kekEnv: Env =
-    envOptional(env, 'PARLEY_KEK_PROVIDER') === undefined &&
-    envOptional(env, 'PARLEY_LOCAL_KEYRING_PATH') === undefined &&
-    devDir !== undefined
-      ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, 'identity-keyring.json') }
-      : env;
   return Object.freeze({
-    databaseUrl: envString(env, 'DATABASE_URL'),
+    databaseUrl: serviceDatabaseUrlFrom(env, 'identity'),
     apiKeyPepper: Buffer.from(pepper, 'utf8'),
     apiKeyEnvironment: envEnum(env, 'PARLEY_API_KEY_ENVIRONMENT', ['live', 'test'] as const, 'live'),
     sessionIssuer: envString(env, 'PARLEY_SESSION_ISSUER', DEFAULT_SESSION_ISSUER),
     sessionAudience: envString(env, 'PARLEY_SESSION_AUDIENCE', DEFAULT_SESSION_AUDIENCE),
     sessionUrl: envUrl(env, 'PARLEY_SESSION_PUBLIC_URL', ['https:', 'http:', 'wss:']) ?? 'https://localhost:7401',
     signingKeyRotationHours: envInt(env, 'PARLEY_SIGNING_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
-    kek: loadKekProviderConfig(kekEnv),
+    kek: loadOwnKekProviderConfig(env, 'identity'),
     defaultRotationOverlapSeconds: envInt(env, 'PARLEY_API_KEY_ROTATION_OVERLAP_SECONDS', 86_400, 0, 30 * 86_400),
     throttle: Object.freeze({
       maxFailures: envInt(env, 'PARLEY_AUTH_MAX_FAILURES', 10, 1, 10_000),

@@ -9,7 +9,7 @@ import { PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
-import { bootstrapDevWorkspace } from './bootstrap.js';
+import { startDevBootstrap } from './bootstrap.js';
 import { loadIdentityConfig } from './config.js';
 import type { IdentityDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
@@ -21,7 +21,7 @@ runMain({
   version: PARLEY_VERSION,
   policies: callerPolicies,
   async setup(ctx) {
-    const config = loadIdentityConfig();
+    const config = loadIdentityConfig(ctx.env);
     const db = createServiceDb<IdentityDb>(config.databaseUrl, 'identity');
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);
@@ -37,40 +37,23 @@ runMain({
     const audit = relayAuditOutbox(ctx, db);
     const service = createIdentityService({ db, config, ring, verifier, tenantData, logger: ctx.logger, onAudit: () => audit.wake() });
 
-    // The dev bootstrap needs tenant-data, which starts alongside: retry until it answers, and
-    // report not-ready meanwhile so that the dev stack waits for the bootstrap file.
-    let bootstrapped = config.bootstrapFile === undefined;
-    let stopped = false;
-    ctx.onClose(() => {
-      stopped = true;
-    });
-    if (config.bootstrapFile !== undefined) {
-      const file = config.bootstrapFile;
-      void (async () => {
-        for (let attempt = 1; !stopped; attempt++) {
-          try {
-            await bootstrapDevWorkspace({
-              file,
-              db,
-              tenantData,
-              pepper: config.apiKeyPepper,
-              environment: config.apiKeyEnvironment,
-              logger: ctx.logger,
-            });
-            bootstrapped = true;
-            return;
-          } catch (err) {
-            if (attempt % 10 === 0)
-              ctx.logger.warn({ err: err instanceof Error ? err.message : String(err), attempt }, 'dev bootstrap waiting for tenant-data');
-            await new Promise((r) => setTimeout(r, 500));
-          }
-        }
-      })();
-    }
+    // The dev stack waits (not ready) until the bootstrap file is written.
+    const bootstrap =
+      config.bootstrapFile === undefined
+        ? undefined
+        : startDevBootstrap({
+            file: config.bootstrapFile,
+            db,
+            tenantData,
+            pepper: config.apiKeyPepper,
+            environment: config.apiKeyEnvironment,
+            logger: ctx.logger,
+          });
+    if (bootstrap !== undefined) ctx.onClose(() => bootstrap.stop());
     return {
       routes: (router) => router.service(IdentityService, service),
       async ready() {
-        if (!bootstrapped) return false;
+        if (bootstrap !== undefined && !bootstrap.done) return false;
         return databaseAnswers(db, ctx.logger);
       },
     };

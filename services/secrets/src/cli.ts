@@ -8,7 +8,7 @@
 import { systemActor } from '@parley/audit-outbox';
 import { createServiceDb } from '@parley/db';
 import { createKekProvider } from '@parley/envelope';
-import { createLogger, PARLEY_VERSION } from '@parley/platform';
+import { createLogger, PARLEY_VERSION, type Env } from '@parley/platform';
 import { loadSecretsConfig } from './config.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { finishRewrap, rotateKekAndRewrap } from './maintenance.js';
@@ -19,7 +19,7 @@ const KEK_ROTATION_ACTOR = 'parley-secrets rotate-kek';
 
 const USAGE = 'usage: node services/secrets/dist/cli.js rotate-kek|rewrap [--raise-min-version] | status';
 
-async function main(args: readonly string[]): Promise<number> {
+async function main(args: readonly string[], env: Env): Promise<number> {
   const [command, ...flags] = args;
   const unknown = flags.filter((f) => f !== '--raise-min-version');
   if (command === undefined || !['rotate-kek', 'rewrap', 'status'].includes(command) || unknown.length > 0) {
@@ -27,7 +27,7 @@ async function main(args: readonly string[]): Promise<number> {
     return 2;
   }
   const raiseMinDecryptionVersion = flags.includes('--raise-min-version');
-  const config = loadSecretsConfig();
+  const config = loadSecretsConfig(env);
   const logger = createLogger({ service: 'secrets', version: PARLEY_VERSION, level: 'info' });
   const db = createServiceDb<SecretsDatabase>(config.databaseUrl, 'secrets', { max: 2, applicationName: 'parley-secrets-cli' });
   const kek = await createKekProvider(config.kek, logger);
@@ -58,7 +58,7 @@ async function main(args: readonly string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+main(process.argv.slice(2), process.env).then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`parley-secrets: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,5 +1,6 @@
 import { loadDataKeyCacheConfig, loadKekProviderConfig, type DataKeyCacheConfig, type KekProviderConfig } from '@parley/envelope';
-import { envInt, envString, type Env } from '@parley/platform';
+import { serviceDatabaseUrlFrom } from '@parley/db';
+import { envInt, type Env } from '@parley/platform';
 
 /** SecretsConfig is the secrets service's own configuration (the kernel reads the rest). */
 export interface SecretsConfig {
@@ -18,9 +19,9 @@ export interface SecretsConfig {
 }
 
 /** loadSecretsConfig reads DATABASE_URL, the PARLEY_KEK_* / PARLEY_VAULT_* / PARLEY_DEK_CACHE* variables and the service's own. */
-export function loadSecretsConfig(env: Env = process.env): SecretsConfig {
+export function loadSecretsConfig(env: Env): SecretsConfig {
   return Object.freeze({
-    databaseUrl: envString(env, 'DATABASE_URL'),
+    databaseUrl: serviceDatabaseUrlFrom(env, 'secrets'),
     kek: loadKekProviderConfig(env),
     dataKeyCache: loadDataKeyCacheConfig(env),
     versionGraceMs: envInt(env, 'PARLEY_SECRET_VERSION_GRACE_MS', 86_400_000, 0, 30 * 86_400_000),

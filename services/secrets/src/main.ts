@@ -18,7 +18,7 @@ runMain({
   version: PARLEY_VERSION,
   policies: callerPolicies,
   async setup(ctx) {
-    const config = loadSecretsConfig();
+    const config = loadSecretsConfig(ctx.env);
     const db = createServiceDb<SecretsDatabase>(config.databaseUrl, 'secrets');
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);

@@ -1,3 +1,4 @@
+import { serviceDatabaseUrlFrom } from '@parley/db';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 import { MIN_PEPPER_BYTES } from './subject.store.js';
 
@@ -14,21 +15,11 @@ export interface TenantDataConfig {
 /**
  * loadTenantDataConfig reads DATABASE_URL, PARLEY_SUBJECT_HASH_PEPPER and PARLEY_DB_POOL_MAX.
  * Errors name the variable and never echo its value: both hold secrets. The environment is a
- * parameter (tests pass their own); main.ts passes none, meaning this process's.
+ * parameter (main.ts passes ctx.env, tests their own).
  */
-export function loadTenantDataConfig(env: Env = process.env): TenantDataConfig {
-  const databaseUrl = envString(env, 'DATABASE_URL');
-  let protocol: string;
-  try {
-    protocol = new URL(databaseUrl).protocol;
-  } catch {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_tenant_data role');
-  }
-  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
-    throw new ConfigError('DATABASE_URL', `must be a postgres:// URL of the parley_tenant_data role, got ${protocol}//`);
-  }
+export function loadTenantDataConfig(env: Env): TenantDataConfig {
   return Object.freeze({
-    databaseUrl,
+    databaseUrl: serviceDatabaseUrlFrom(env, 'tenant-data'),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     subjectHashPepper: decodePepper(envString(env, 'PARLEY_SUBJECT_HASH_PEPPER')),
   });

@@ -16,7 +16,7 @@ runMain({
   version: PARLEY_VERSION,
   policies: callerPolicies,
   setup(ctx) {
-    const config = loadTenantDataConfig();
+    const config = loadTenantDataConfig(ctx.env);
     const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
