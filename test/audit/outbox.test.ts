@@ -67,6 +67,19 @@ const principal = (tenantId: string) => ({
   userAgent: 'parley-cli/1.0',
 });
 
+/** recordRevoke records an identity api_key.revoke event for the tenant in its own transaction; returns the event id. */
+function recordRevoke(tenantId: string): Promise<string> {
+  return withTenant(service, tenantId, (trx) =>
+    recordAuditEvent(trx, {
+      tenantId,
+      actor: serviceActor('identity'),
+      action: 'api_key.revoke',
+      target: { type: 'api_key', id: 'k' },
+      details: auditDetails({}, []),
+    }),
+  );
+}
+
 async function outboxIds(tenantId: string): Promise<string[]> {
   return withTenant(service, tenantId, async (trx) => {
     const { rows } = await sql<{ id: string }>`select id from audit_outbox order by created_at`.execute(trx);
@@ -191,18 +204,8 @@ describe('the outbox under row-level security', () => {
   it('shows a tenant only its own rows, and nothing without a tenant', async () => {
     const a = randomUUID();
     const b = randomUUID();
-    const record = (tenant: string) =>
-      withTenant(service, tenant, (trx) =>
-        recordAuditEvent(trx, {
-          tenantId: tenant,
-          actor: serviceActor('identity'),
-          action: 'api_key.revoke',
-          target: { type: 'api_key', id: 'k' },
-          details: auditDetails({}, []),
-        }),
-      );
-    const idA = await record(a);
-    await record(b);
+    const idA = await recordRevoke(a);
+    await recordRevoke(b);
     expect(await outboxIds(a)).toEqual([idA]);
     const { rows } = await sql`select id from audit_outbox`.execute(service);
     expect(rows).toEqual([]);
@@ -210,15 +213,7 @@ describe('the outbox under row-level security', () => {
 
   it('lets relay mode read and delete across tenants but never insert', async () => {
     const a = randomUUID();
-    await withTenant(service, a, (trx) =>
-      recordAuditEvent(trx, {
-        tenantId: a,
-        actor: serviceActor('identity'),
-        action: 'api_key.revoke',
-        target: { type: 'api_key', id: 'k' },
-        details: auditDetails({}, []),
-      }),
-    );
+    await recordRevoke(a);
     await service.transaction().execute(async (trx) => {
       await sql`select set_config(${RELAY_SETTING}, 'on', true)`.execute(trx);
       const { rows } = await sql<{ tenant_id: string }>`select tenant_id from audit_outbox where tenant_id = ${a}`.execute(trx);
@@ -246,15 +241,7 @@ describe('the outbox under row-level security', () => {
 
   it("lets relay mode update only the delivery bookkeeping, never a row's tenant, id or event", async () => {
     const a = randomUUID();
-    const id = await withTenant(service, a, (trx) =>
-      recordAuditEvent(trx, {
-        tenantId: a,
-        actor: serviceActor('identity'),
-        action: 'api_key.revoke',
-        target: { type: 'api_key', id: 'k' },
-        details: auditDetails({}, []),
-      }),
-    );
+    const id = await recordRevoke(a);
     const asRelay = (query: ReturnType<typeof sql>) =>
       service.transaction().execute(async (trx) => {
         await sql`select set_config(${RELAY_SETTING}, 'on', true)`.execute(trx);

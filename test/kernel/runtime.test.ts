@@ -24,6 +24,20 @@ beforeAll(async () => {
   pki = await createTestPki();
 });
 
+/** lifecycleEnv is the environment of an in-process 'lifecycle' service on ports 0, silent, plus extra. */
+function lifecycleEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const files = pki.files('lifecycle');
+  return {
+    PARLEY_TLS_CERT: files.certFile,
+    PARLEY_TLS_KEY: files.keyFile,
+    PARLEY_TLS_CA: files.caFile,
+    PARLEY_SERVICE_PORT: '0',
+    PARLEY_HEALTH_PORT: '0',
+    PARLEY_LOG_LEVEL: 'silent',
+    ...extra,
+  };
+}
+
 describe('configuration', () => {
   const tls = { PARLEY_TLS_CERT: '/c.crt', PARLEY_TLS_KEY: '/c.key', PARLEY_TLS_CA: '/ca.crt' };
 
@@ -62,7 +76,6 @@ describe('readiness', () => {
   let dependencyUp = false;
 
   beforeAll(async () => {
-    const files = pki.files('lifecycle');
     running = await runService(
       {
         name: 'lifecycle',
@@ -70,14 +83,7 @@ describe('readiness', () => {
         policies: [],
         setup: () => ({ routes: () => undefined, ready: async () => dependencyUp }),
       },
-      {
-        PARLEY_TLS_CERT: files.certFile,
-        PARLEY_TLS_KEY: files.keyFile,
-        PARLEY_TLS_CA: files.caFile,
-        PARLEY_SERVICE_PORT: '0',
-        PARLEY_HEALTH_PORT: '0',
-        PARLEY_LOG_LEVEL: 'silent',
-      },
+      lifecycleEnv(),
     );
   });
 
@@ -102,18 +108,8 @@ describe('readiness', () => {
 
 describe('runtime context', () => {
   it("hands the service its env and one shared client per peer and service, naming a peer's missing URL", async () => {
-    const files = pki.files('lifecycle');
     let ctx: RuntimeContext | undefined;
-    const env = {
-      PARLEY_TLS_CERT: files.certFile,
-      PARLEY_TLS_KEY: files.keyFile,
-      PARLEY_TLS_CA: files.caFile,
-      PARLEY_SERVICE_PORT: '0',
-      PARLEY_HEALTH_PORT: '0',
-      PARLEY_LOG_LEVEL: 'silent',
-      PARLEY_IDENTITY_URL: 'https://127.0.0.1:9',
-      PARLEY_LIFECYCLE_OWN_SETTING: 'seen',
-    };
+    const env = lifecycleEnv({ PARLEY_IDENTITY_URL: 'https://127.0.0.1:9', PARLEY_LIFECYCLE_OWN_SETTING: 'seen' });
     const running = await runService(
       {
         name: 'lifecycle',
@@ -141,18 +137,9 @@ describe('runtime context', () => {
 
 describe('health Watch at shutdown', () => {
   it('tells a watcher NOT_SERVING, ends its stream, and does not hold the drain for the grace period', async () => {
-    const files = pki.files('lifecycle');
     const running = await runService(
       { name: 'lifecycle', version: 'test', policies: [], setup: () => ({ routes: () => undefined }) },
-      {
-        PARLEY_TLS_CERT: files.certFile,
-        PARLEY_TLS_KEY: files.keyFile,
-        PARLEY_TLS_CA: files.caFile,
-        PARLEY_SERVICE_PORT: '0',
-        PARLEY_HEALTH_PORT: '0',
-        PARLEY_LOG_LEVEL: 'silent',
-        PARLEY_SHUTDOWN_GRACE_MS: '30000',
-      },
+      lifecycleEnv({ PARLEY_SHUTDOWN_GRACE_MS: '30000' }),
     );
     const client = createServiceClient(Health, {
       baseUrl: `https://localhost:${running.port}`,

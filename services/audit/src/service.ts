@@ -78,16 +78,36 @@ export function toNewEvent(e: AuditEvent, index: number): NewEvent {
   if (text.includes('\\u0000') || /\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i.test(text))
     throw bad(index, 'description must not contain NUL or lone surrogates');
   return {
+    ...sameNamedFields(e),
+    occurredAt: new Date(timestampDate(e.occurredAt).getTime()).toISOString(),
+    description: JSON.parse(text) as JsonObject,
+  };
+}
+
+/** SameNamedField are the event fields that the wire event and the chain event both hold as strings. */
+type SameNamedField =
+  | 'tenantId'
+  | 'id'
+  | 'actorKind'
+  | 'actorId'
+  | 'action'
+  | 'targetType'
+  | 'targetId'
+  | 'outcome'
+  | 'sourceAddress'
+  | 'userAgent'
+  | 'traceId';
+
+function sameNamedFields(e: Pick<AuditEvent | ChainEvent, SameNamedField>): Pick<ChainEvent, SameNamedField> {
+  return {
     tenantId: e.tenantId,
     id: e.id,
-    occurredAt: new Date(timestampDate(e.occurredAt).getTime()).toISOString(),
     actorKind: e.actorKind,
     actorId: e.actorId,
     action: e.action,
     targetType: e.targetType,
     targetId: e.targetId,
     outcome: e.outcome,
-    description: JSON.parse(text) as JsonObject,
     sourceAddress: e.sourceAddress,
     userAgent: e.userAgent,
     traceId: e.traceId,
@@ -148,18 +168,8 @@ const ts = (iso: string): Timestamp => timestampFromDate(new Date(iso));
 export function toStoredEvent(e: ChainEvent) {
   return create(StoredEventSchema, {
     event: create(AuditEventSchema, {
-      id: e.id,
-      tenantId: e.tenantId,
-      actorKind: e.actorKind,
-      actorId: e.actorId,
-      action: e.action,
-      targetType: e.targetType,
-      targetId: e.targetId,
-      outcome: e.outcome,
+      ...sameNamedFields(e),
       description: e.description as ProtoJsonObject,
-      sourceAddress: e.sourceAddress,
-      userAgent: e.userAgent,
-      traceId: e.traceId,
       occurredAt: ts(e.occurredAt),
     }),
     seq: BigInt(e.seq),
