@@ -2,7 +2,7 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@par
 import type { TenantTransaction } from '@parley/db';
 import { sql } from 'kysely';
 import type { IdentityDb, MemberRow } from './db/tables.js';
-import type { Role } from './scopes.js';
+import type { Role } from '@parley/scopes';
 
 type Trx = TenantTransaction<IdentityDb>;
 

@@ -29,7 +29,7 @@ import * as keys from './api-key.store.js';
 import type { IdentityConfig } from './config.js';
 import type { ApiKeyRow, IdentityDb, MemberRow } from './db/tables.js';
 import * as members from './member.store.js';
-import { allowedByRole, isRole, isScope, roleRank, type Role, type Scope } from './scopes.js';
+import { allowedByRole, isRole, isScope, roleRank, type Role, type Scope } from '@parley/scopes';
 import * as sessions from './session.store.js';
 import type { SigningKeyRing } from './signing-keys.js';
 import { SYSTEM_TENANT } from './system-tenant.js';
