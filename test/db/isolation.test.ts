@@ -504,7 +504,7 @@ describe('bad input to the stores', () => {
       [{ name: '' }, 'name'],
       [{ name: 'big', prompt: 'p'.repeat(32_001) }, 'prompt'],
       [{ name: 'big', voice: { blob: 'v'.repeat(9000) } }, 'voice'],
-      [{ name: 'big', secretRefs: { llm: 'not-a-uuid' } }, 'secretRefs.llm'],
+      [{ name: 'big', secretRefs: { llm: 'not-a-uuid' } }, 'secret_refs.llm'],
     ];
     for (const [input, field] of cases) {
       const err = await withTenant(db(), tenantA, (trx) => createAgent(trx, input)).catch((e: unknown) => e);
@@ -517,14 +517,14 @@ describe('bad input to the stores', () => {
   it('invalid guardrail policy documents are InvalidArgument naming the field, and nothing is written or changed', async () => {
     const before = await agentCount();
     const cases: [unknown, string][] = [
-      [{ version: 2 }, 'guardrailPolicy.version'],
-      [{ version: 1, noGoZones: [{ id: 'Bad Id', description: 'x', action: 'refuse' }] }, 'guardrailPolicy.noGoZones.0.id'],
+      [{ version: 2 }, 'guardrail_policy.version'],
+      [{ version: 1, noGoZones: [{ id: 'Bad Id', description: 'x', action: 'refuse' }] }, 'guardrail_policy.noGoZones.0.id'],
       [
         { version: 1, sleepWindows: [{ timezone: 'Mars/Olympus', days: ['mon'], start: '22:00', end: '07:00', message: 'zzz' }] },
-        'guardrailPolicy.sleepWindows.0.timezone',
+        'guardrail_policy.sleepWindows.0.timezone',
       ],
-      [{ version: 1, fatigue: { maxConversationMinutes: 0, action: 'suggest_break' } }, 'guardrailPolicy.fatigue.maxConversationMinutes'],
-      [{ version: 1, piiBoundaries: {} }, 'guardrailPolicy'],
+      [{ version: 1, fatigue: { maxConversationMinutes: 0, action: 'suggest_break' } }, 'guardrail_policy.fatigue.maxConversationMinutes'],
+      [{ version: 1, piiBoundaries: {} }, 'guardrail_policy'],
       [
         {
           version: 1,
@@ -535,7 +535,7 @@ describe('bad input to the stores', () => {
             action: 'refuse',
           })),
         },
-        'guardrailPolicy',
+        'guardrail_policy',
       ],
     ];
     for (const [policy, field] of cases) {
@@ -597,7 +597,7 @@ describe('bad input to the stores', () => {
       return seen;
     });
     expect(names).toEqual(['support', 'agent-0', 'agent-1', 'agent-2', 'agent-3', 'agent-4']);
-    await expect(withTenant(db(), tenantB, (trx) => listAgents(trx, { cursor: 'garbage' }))).rejects.toMatchObject({ field: 'cursor' });
+    await expect(withTenant(db(), tenantB, (trx) => listAgents(trx, { cursor: 'garbage' }))).rejects.toMatchObject({ field: 'page_token' });
     await expect(withTenant(db(), tenantB, (trx) => listAgents(trx, { pageSize: 10_000 }))).rejects.toMatchObject({ field: 'page_size' });
   });
 });

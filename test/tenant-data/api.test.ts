@@ -132,7 +132,7 @@ describe('tenant-data API: tenant isolation', () => {
   it('a principal forwarded by the edge cannot reach another workspace, even by naming its tenant_id', async () => {
     const principal = { tenantId: tenantB, kind: 'api_key' as const, id: 'key-b', scopes: [], source: '127.0.0.1', userAgent: 'test' };
     const err = await failure(edge.getAgent({ tenantId: tenantA, agentId: seeded.agentA }, { headers: principalHeaders(principal) }));
-    expect(err.code).toBe(Code.NotFound);
+    expect([err.code, err.message]).toEqual([Code.PermissionDenied, expect.stringMatching(/is not the calling principal's workspace/)]);
     const own = await edge.listAgents({ tenantId: tenantB }, { headers: principalHeaders(principal) });
     expect(own.agents).toEqual([]);
   });

@@ -1,4 +1,5 @@
-import { PermissionDeniedError, type Principal } from '@parley/platform';
+import type { HandlerContext } from '@connectrpc/connect';
+import { PermissionDeniedError, requirePrincipal, type Principal } from '@parley/platform';
 import type { Scope } from './scopes.js';
 
 /**
@@ -9,6 +10,11 @@ export function requireScope(p: Principal, scope: Scope): Principal {
   if (!p.scopes.includes(scope))
     throw new PermissionDeniedError(`this ${principalNoun(p)} lacks the "${scope}" scope needed for this call`);
   return p;
+}
+
+/** scopedPrincipal is the forwarded principal of an RPC that acts only for one, checked for a scope. */
+export function scopedPrincipal(ctx: HandlerContext, scope: Scope): Principal {
+  return requireScope(requirePrincipal(ctx), scope);
 }
 
 function principalNoun(p: Principal): string {
