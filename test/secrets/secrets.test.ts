@@ -25,8 +25,14 @@ import { adminPool, createMigratedDatabase, serviceDb, serviceUrl, type Throwawa
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countKeysBelow, finishRewrap, listKeyTenants, rotateKekAndRewrap, type MaintenanceDeps } from '../src/index.js';
-import type { SecretsDatabase } from '../src/db/tables.js';
+import {
+  countKeysBelow,
+  finishRewrap,
+  listKeyTenants,
+  rotateKekAndRewrap,
+  type MaintenanceDeps,
+  type SecretsDatabase,
+} from '@parley/secrets';
 import { startSecretsStack, type SecretsStack } from './harness.js';
 
 const MAX_USES = 4;

@@ -13,7 +13,7 @@ import { CertificateSource, createServiceClient, peerUrlVariable, type ServiceNa
 import { createTestPki, type TestPki } from '@parley/test/pki';
 import { startVaultStandin, type VaultStandin } from '@parley/test/vault-standin';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SECRETS_MAIN = join(root, 'services', 'secrets', 'dist', 'main.js');
 const TENANT_DATA_MAIN = join(root, 'services', 'tenant-data', 'dist', 'main.js');
 
