@@ -21,7 +21,7 @@ import {
   SecretsService,
 } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { createAgent, endConversation, ensureWorkspace, startConversation, type TenantDataDb } from '@parley/tenant-data';
-import { adminPool, createMigratedDatabase, serviceDb, serviceUrl, type ThrowawayDatabase } from '@parley/test/pg';
+import { adminPool, createMigratedDatabase, readOutbox, serviceDb, serviceUrl, type ThrowawayDatabase } from '@parley/test/pg';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,24 +98,8 @@ async function dumpDatabase(): Promise<string> {
   return parts.join('\n');
 }
 
-interface OutboxEvent {
-  actorKind: string;
-  actorId: string;
-  action: string;
-  targetType: string;
-  targetId: string;
-  sourceAddress?: string;
-  description?: Record<string, unknown>;
-}
-
 /** outbox reads a tenant's audit outbox rows of one action, oldest first (no audit service runs here, so they stay). */
-async function outbox(tenantId: string, action: string): Promise<OutboxEvent[]> {
-  const { rows } = await admin.query<{ event: OutboxEvent }>(
-    `select event from parley_secrets.audit_outbox where tenant_id = $1 and event->>'action' = $2 order by created_at, id`,
-    [tenantId, action],
-  );
-  return rows.map((r) => r.event);
-}
+const outbox = (tenantId: string, action: string) => readOutbox(admin, 'secrets', tenantId, action);
 
 interface Scene {
   readonly tenantId: string;

@@ -106,3 +106,23 @@ export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
   }
   return db;
 }
+
+/** OutboxEvent is an audit event as a service's outbox stores it (protobuf JSON). */
+export interface OutboxEvent {
+  actorKind: string;
+  actorId: string;
+  action: string;
+  targetType: string;
+  targetId: string;
+  sourceAddress?: string;
+  description?: Record<string, unknown>;
+}
+
+/** readOutbox reads a service's outbox rows of one tenant and action, oldest first (tests that run no audit service find them all there). */
+export async function readOutbox(admin: pg.Pool, service: ServiceName, tenantId: string, action: string): Promise<OutboxEvent[]> {
+  const { rows } = await admin.query<{ event: OutboxEvent }>(
+    `select event from ${schemaFor(service)}.audit_outbox where tenant_id = $1 and event->>'action' = $2 order by created_at, id`,
+    [tenantId, action],
+  );
+  return rows.map((r) => r.event);
+}

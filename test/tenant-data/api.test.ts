@@ -9,7 +9,7 @@ import { CertificateSource, createServiceClient, principalHeaders, type ServiceN
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminPool, serviceUrl } from '../src/pg.js';
+import { adminPool, readOutbox, serviceUrl } from '../src/pg.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'tenant-data', 'dist', 'main.js');
@@ -369,15 +369,6 @@ describe('tenant-data API: callers and flows', () => {
 });
 
 describe('tenant-data API: audit events in the outbox', () => {
-  type OutboxEvent = {
-    actorKind: string;
-    actorId: string;
-    action: string;
-    targetType: string;
-    targetId: string;
-    sourceAddress?: string;
-    description?: Record<string, unknown>;
-  };
   const tenant = randomUUID();
   const operator = {
     tenantId: tenant,
@@ -390,13 +381,7 @@ describe('tenant-data API: audit events in the outbox', () => {
   const asOperator = { headers: principalHeaders(operator) };
 
   /** outbox reads the tenant's outbox rows of an action (no audit service runs here, so the rows stay), oldest first. */
-  async function outbox(action: string): Promise<OutboxEvent[]> {
-    const { rows: r } = await admin.query<{ event: OutboxEvent }>(
-      `select event from parley_tenant_data.audit_outbox where tenant_id = $1 and event->>'action' = $2 order by created_at, id`,
-      [tenant, action],
-    );
-    return r.map((x) => x.event);
-  }
+  const outbox = (action: string) => readOutbox(admin, 'tenant-data', tenant, action);
 
   beforeAll(async () => {
     await identity.createWorkspace({ tenantId: tenant, name: 'audited' });
