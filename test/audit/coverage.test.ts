@@ -6,13 +6,7 @@
 // cannot slip in unaudited.
 import { randomBytes } from 'node:crypto';
 import { PRIVILEGED_RPCS } from '@parley/audit-outbox';
-import { file_parley_api_v1_agents } from '@parley/proto/parley/api/v1/agents_pb.js';
-import { file_parley_api_v1_api } from '@parley/proto/parley/api/v1/api_pb.js';
-import { file_parley_api_v1_api_keys } from '@parley/proto/parley/api/v1/api_keys_pb.js';
-import { file_parley_api_v1_audit } from '@parley/proto/parley/api/v1/audit_pb.js';
-import { file_parley_api_v1_members } from '@parley/proto/parley/api/v1/members_pb.js';
-import { file_parley_api_v1_secrets } from '@parley/proto/parley/api/v1/secrets_pb.js';
-import { file_parley_api_v1_sessions } from '@parley/proto/parley/api/v1/sessions_pb.js';
+import { PUBLIC_MODULES } from '@parley/edge/public';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from '../edge/fixture.js';
 
@@ -106,19 +100,10 @@ const STEPS: Record<string, Step> = {
  */
 const PENDING: Record<string, string> = {};
 
-// Every file of the public API: a privileged RPC added to any of them is in scope at once.
-const publicRpcs = (): Set<string> => {
-  const files = [
-    file_parley_api_v1_api,
-    file_parley_api_v1_agents,
-    file_parley_api_v1_api_keys,
-    file_parley_api_v1_audit,
-    file_parley_api_v1_members,
-    file_parley_api_v1_secrets,
-    file_parley_api_v1_sessions,
-  ];
-  return new Set(files.flatMap((f) => f.services.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`))));
-};
+// Every service the edge serves, from its module list (the same list its router and auth
+// interceptor use): a privileged RPC added to the public API is in scope here at once.
+const publicRpcs = (): Set<string> =>
+  new Set(PUBLIC_MODULES.flatMap((m) => m.service.methods.map((method) => `${m.service.typeName}/${method.name}`)));
 
 let stack: PublicStack;
 let key: string;

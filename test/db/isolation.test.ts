@@ -1,31 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { OUTBOX_TABLE, RELAY_SETTING } from '@parley/audit-outbox';
-import { createDbOnPool, createPool, GLOBAL_TABLES, mapDatabaseError, roleFor, schemaFor, withTenant } from '@parley/db';
-import {
-  InvalidArgumentError,
-  NotFoundError,
-  PermissionDeniedError,
-  isServiceName,
-  AlreadyExistsError,
-  type ServiceName,
-} from '@parley/platform';
-import {
-  createAgent,
-  findSubjectByContact,
-  getAgent,
-  getConversation,
-  getSubject,
-  listAgents,
-  startConversation,
-  updateAgent,
-  type TenantDataDb,
-} from '@parley/tenant-data';
-import { Kysely as KyselyDb, PostgresDialect, sql, type Kysely } from 'kysely';
+import { GLOBAL_TABLES, mapDatabaseError, roleFor, withTenant } from '@parley/db';
+import { PermissionDeniedError, isServiceName, type ServiceName } from '@parley/platform';
+import type { TenantDataDb } from '@parley/tenant-data';
+import { sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminPool, serviceDb, serviceUrl } from '../src/pg.js';
-import { SEEDERS, seedAuditOutbox, seedTenantData, type TenantDataSeed } from './seeders/index.js';
-import { SEED_PEPPER as PEPPER } from './seeders/tenant-data.js';
+import { adminPool, serviceDb } from '../src/pg.js';
+import { SEEDERS, seedAuditOutbox, seedTenantData } from './seeders/index.js';
 
 // Generic over the catalog: every tenant-scoped table of every Parley schema is checked with its
 // own service's role. The rows come from one seeder per service (./seeders/<service>.ts) plus a
@@ -94,8 +76,6 @@ const tenantB = randomUUID();
 let admin: pg.Pool;
 const dbs = new Map<ServiceName, Kysely<unknown>>();
 let tables: TenantTable[] = [];
-let seededA: TenantDataSeed;
-let seededB: TenantDataSeed;
 
 function dbOf(service: ServiceName): Kysely<unknown> {
   let db = dbs.get(service);
@@ -109,17 +89,14 @@ function dbOf(service: ServiceName): Kysely<unknown> {
 const tenantDataDb = () => dbOf('tenant-data') as Kysely<TenantDataDb>;
 
 /** seedTenant runs the seeder of every service that owns tables, and the outbox seeder for every outbox. */
-async function seedTenant(tenant: string): Promise<TenantDataSeed> {
+async function seedTenant(tenant: string): Promise<void> {
   const services = new Set(tables.map((t) => t.service));
-  let seed: TenantDataSeed | undefined;
+  if (!services.has('tenant-data')) throw new Error('the catalog has no tenant-data tables: did migrations run?');
   for (const service of services) {
-    // tenant-data's seed returns ids the store tests below use.
-    if (service === 'tenant-data') seed = await seedTenantData(dbOf(service), tenant);
+    if (service === 'tenant-data') await seedTenantData(dbOf(service), tenant);
     else await SEEDERS[service]?.(dbOf(service), tenant);
   }
   for (const t of tables) if (t.table === OUTBOX_TABLE) await seedAuditOutbox(dbOf(t.service), t.service, tenant);
-  if (seed === undefined) throw new Error('the catalog has no tenant-data tables: did migrations run?');
-  return seed;
 }
 
 /** countAsAdmin counts a tenant's rows past RLS (the admin is a superuser). */
@@ -164,8 +141,8 @@ async function affectedOrRefused(t: TenantTable, query: ReturnType<typeof sql>):
 beforeAll(async () => {
   admin = adminPool(3);
   tables = await tenantTables(admin);
-  seededA = await seedTenant(tenantA);
-  seededB = await seedTenant(tenantB);
+  await seedTenant(tenantA);
+  await seedTenant(tenantB);
 });
 
 afterAll(async () => {
@@ -376,228 +353,5 @@ describe('pool safety', () => {
     } finally {
       await db.destroy();
     }
-  });
-});
-
-/** recordingPool is a one-connection pool as tenant-data that records every SQL text it sends. */
-function recordingPool(): { pool: pg.Pool; sent: string[] } {
-  const pool = createPool(serviceUrl('tenant-data'), { max: 1, searchPath: schemaFor('tenant-data') });
-  const sent: string[] = [];
-  pool.on('connect', (client) => {
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-    (client as { query: unknown }).query = (...args: unknown[]) => {
-      const text = args[0];
-      sent.push(typeof text === 'string' ? text : String((text as { text?: unknown }).text));
-      return query(...args);
-    };
-  });
-  return { pool, sent };
-}
-
-describe('withTenant on the wire', () => {
-  it('sends BEGIN and the tenant (SET LOCAL) in one round trip, then the query and COMMIT', async () => {
-    const { pool, sent } = recordingPool();
-    const db = createDbOnPool<TenantDataDb>(pool);
-    try {
-      const seen = await withTenant(db, tenantA, (trx) => trx.selectFrom('agents').select('tenant_id').execute());
-      expect(new Set(seen.map((r) => r.tenant_id))).toEqual(new Set([tenantA]));
-      expect(sent).toEqual([`begin; set local app.tenant_id = '${tenantA}'`, 'select "tenant_id" from "agents"', 'commit']);
-    } finally {
-      await db.destroy();
-    }
-  });
-
-  it('keeps the isolation level asked for, and rolls back on error without leaking the tenant to the next checkout', async () => {
-    const { pool, sent } = recordingPool();
-    const db = createDbOnPool<TenantDataDb>(pool);
-    try {
-      const level = await withTenant(
-        db,
-        tenantB,
-        async (trx) => (await sql<{ l: string }>`select current_setting('transaction_isolation') as l`.execute(trx)).rows[0]?.l,
-        { isolationLevel: 'serializable' },
-      );
-      expect(level).toBe('serializable');
-      expect(sent[0]).toBe(`start transaction isolation level serializable; set local app.tenant_id = '${tenantB}'`);
-      const failure = new Error('boom');
-      await expect(withTenant(db, tenantA, async () => Promise.reject(failure))).rejects.toBe(failure);
-      expect(sent.at(-1)).toBe('rollback');
-      const { rows } = await sql<{ t: string | null }>`select nullif(current_setting('app.tenant_id', true), '') as t`.execute(db);
-      expect(rows[0]?.t ?? null).toBeNull();
-    } finally {
-      await db.destroy();
-    }
-  });
-
-  it('a transaction opened inside the callback on another pool does not inherit the tenant', async () => {
-    const other = serviceDb<TenantDataDb>('tenant-data', { max: 1 });
-    try {
-      const inner = await withTenant(tenantDataDb(), tenantA, () =>
-        other
-          .transaction()
-          .execute(
-            async (trx) =>
-              (await sql<{ t: string | null }>`select nullif(current_setting('app.tenant_id', true), '') as t`.execute(trx)).rows[0]?.t ??
-              null,
-          ),
-      );
-      expect(inner).toBeNull();
-    } finally {
-      await other.destroy();
-    }
-  });
-
-  it('on a Kysely not made by @parley/db, the tenant is still set (as the first statement)', async () => {
-    const { pool, sent } = recordingPool();
-    const db = new KyselyDb<TenantDataDb>({ dialect: new PostgresDialect({ pool }) });
-    try {
-      const seen = await withTenant(db, tenantB, (trx) => trx.selectFrom('agents').select('tenant_id').execute());
-      expect(new Set(seen.map((r) => r.tenant_id))).toEqual(new Set([tenantB]));
-      expect(sent.slice(0, 2)).toEqual(['begin', 'select set_config($1, $2, true)']);
-    } finally {
-      await db.destroy();
-    }
-  });
-});
-
-describe('bad input to the stores', () => {
-  const db = () => tenantDataDb();
-  const agentCount = async () => countAsAdmin({ schema: 'parley_tenant_data', table: 'agents' }, tenantA);
-
-  it('a malformed tenant id is InvalidArgument naming tenant_id', async () => {
-    const err = await withTenant(db(), 'not-a-uuid', async () => 1).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    expect((err as InvalidArgumentError).field).toBe('tenant_id');
-  });
-
-  it("a malformed id is InvalidArgument; an unknown id and another tenant's id are both NotFound", async () => {
-    await expect(withTenant(db(), tenantA, (trx) => getAgent(trx, '1234'))).rejects.toMatchObject({
-      name: 'InvalidArgumentError',
-      field: 'agent_id',
-    });
-    await expect(withTenant(db(), tenantA, (trx) => getAgent(trx, randomUUID()))).rejects.toBeInstanceOf(NotFoundError);
-    await expect(withTenant(db(), tenantA, (trx) => getAgent(trx, seededB.agentId))).rejects.toBeInstanceOf(NotFoundError);
-    await expect(withTenant(db(), tenantA, (trx) => getConversation(trx, seededB.conversationId))).rejects.toBeInstanceOf(NotFoundError);
-    await expect(withTenant(db(), tenantA, (trx) => getSubject(trx, seededB.subjectId))).rejects.toBeInstanceOf(NotFoundError);
-    await expect(withTenant(db(), tenantB, (trx) => updateAgent(trx, seededA.agentId, { name: 'stolen' }))).rejects.toBeInstanceOf(
-      NotFoundError,
-    );
-    expect((await withTenant(db(), tenantA, (trx) => getAgent(trx, seededA.agentId))).name).toBe('support');
-  });
-
-  it("referencing another tenant's agent or subject is NotFound and writes nothing", async () => {
-    const conversations = { schema: 'parley_tenant_data', table: 'conversations' };
-    const before = await countAsAdmin(conversations, tenantA);
-    const err = await withTenant(db(), tenantA, (trx) => startConversation(trx, { agentId: seededB.agentId })).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NotFoundError);
-    expect((err as Error).message).toBe('agent_id does not name an existing agents of this tenant');
-    await expect(
-      withTenant(db(), tenantA, (trx) => startConversation(trx, { agentId: seededA.agentId, subjectId: seededB.subjectId })),
-    ).rejects.toBeInstanceOf(NotFoundError);
-    expect(await countAsAdmin(conversations, tenantA)).toBe(before);
-  });
-
-  it('oversized fields are InvalidArgument naming the field, and nothing is written', async () => {
-    const before = await agentCount();
-    const cases: [Parameters<typeof createAgent>[1], string][] = [
-      [{ name: 'x'.repeat(201) }, 'name'],
-      [{ name: '' }, 'name'],
-      [{ name: 'big', prompt: 'p'.repeat(32_001) }, 'prompt'],
-      [{ name: 'big', voice: { blob: 'v'.repeat(9000) } }, 'voice'],
-      [{ name: 'big', secretRefs: { llm: 'not-a-uuid' } }, 'secretRefs.llm'],
-    ];
-    for (const [input, field] of cases) {
-      const err = await withTenant(db(), tenantA, (trx) => createAgent(trx, input)).catch((e: unknown) => e);
-      expect(err, field).toBeInstanceOf(InvalidArgumentError);
-      expect((err as InvalidArgumentError).field, field).toBe(field);
-    }
-    expect(await agentCount()).toBe(before);
-  });
-
-  it('invalid guardrail policy documents are InvalidArgument naming the field, and nothing is written or changed', async () => {
-    const before = await agentCount();
-    const cases: [unknown, string][] = [
-      [{ version: 2 }, 'guardrailPolicy.version'],
-      [{ version: 1, noGoZones: [{ id: 'Bad Id', description: 'x', action: 'refuse' }] }, 'guardrailPolicy.noGoZones.0.id'],
-      [
-        { version: 1, sleepWindows: [{ timezone: 'Mars/Olympus', days: ['mon'], start: '22:00', end: '07:00', message: 'zzz' }] },
-        'guardrailPolicy.sleepWindows.0.timezone',
-      ],
-      [{ version: 1, fatigue: { maxConversationMinutes: 0, action: 'suggest_break' } }, 'guardrailPolicy.fatigue.maxConversationMinutes'],
-      [{ version: 1, piiBoundaries: {} }, 'guardrailPolicy'],
-      [
-        {
-          version: 1,
-          noGoZones: Array.from({ length: 50 }, (_, i) => ({
-            id: `z${i}`,
-            description: 'd'.repeat(500),
-            examples: Array.from({ length: 20 }, () => 'e'.repeat(300)),
-            action: 'refuse',
-          })),
-        },
-        'guardrailPolicy',
-      ],
-    ];
-    for (const [policy, field] of cases) {
-      const err = await withTenant(db(), tenantA, (trx) => createAgent(trx, { name: `p-${field}`, guardrailPolicy: policy })).catch(
-        (e: unknown) => e,
-      );
-      expect(err, field).toBeInstanceOf(InvalidArgumentError);
-      expect((err as InvalidArgumentError).field, JSON.stringify(policy).slice(0, 80)).toBe(field);
-    }
-    expect(await agentCount()).toBe(before);
-    const err = await withTenant(db(), tenantA, (trx) =>
-      updateAgent(trx, seededA.agentId, {
-        prompt: 'changed',
-        guardrailPolicy: { version: 1, tools: { allowed: [{ name: 'x', scopes: [''] }] } },
-      }),
-    ).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    const agent = await withTenant(db(), tenantA, (trx) => getAgent(trx, seededA.agentId));
-    expect([agent.prompt, agent.policy_version]).toEqual(['Be kind.', 1]);
-  });
-
-  it('a valid new policy bumps policy_version; a duplicate agent name is AlreadyExists', async () => {
-    const policy = {
-      version: 1,
-      noGoZones: [{ id: 'medical', description: 'No diagnoses', action: 'redirect', response: 'Please ask a doctor.' }],
-      fatigue: { maxConversationMinutes: 30, action: 'suggest_break' },
-    };
-    const agent = await withTenant(db(), tenantA, (trx) => updateAgent(trx, seededA.agentId, { guardrailPolicy: policy }));
-    expect(agent.policy_version).toBe(2);
-    expect(agent.guardrail_policy.noGoZones[0]?.id).toBe('medical');
-    await expect(withTenant(db(), tenantA, (trx) => createAgent(trx, { name: 'support' }))).rejects.toBeInstanceOf(AlreadyExistsError);
-  });
-
-  it('subjects are found by keyed hash of phone or e-mail in any spelling, only within the tenant', async () => {
-    const s = await withTenant(db(), tenantA, (trx) => findSubjectByContact(trx, { phone: '+4915112345678' }, PEPPER));
-    expect(s.id).toBe(seededA.subjectId);
-    const byMail = await withTenant(db(), tenantB, (trx) => findSubjectByContact(trx, { email: ' ada@example.COM ' }, PEPPER));
-    expect(byMail.id).toBe(seededB.subjectId);
-    const { rows } = await admin.query<{ row: string }>(
-      `select row_to_json(s)::text as row from parley_tenant_data.subjects s where tenant_id = $1`,
-      [tenantA],
-    );
-    expect(rows[0]?.row).not.toMatch(/151|ada@/i);
-    await expect(withTenant(db(), tenantA, (trx) => findSubjectByContact(trx, { phone: '12' }, PEPPER))).rejects.toMatchObject({
-      field: 'phone',
-    });
-  });
-
-  it('lists page with an opaque cursor in a stable order and reject a foreign cursor', async () => {
-    const names = await withTenant(db(), tenantB, async (trx) => {
-      for (let i = 0; i < 5; i++) await createAgent(trx, { name: `agent-${i}` });
-      const seen: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await listAgents(trx, { pageSize: 2, ...(cursor === undefined ? {} : { cursor }) });
-        seen.push(...page.items.map((a) => a.name));
-        cursor = page.nextCursor;
-      } while (cursor !== undefined);
-      return seen;
-    });
-    expect(names).toEqual(['support', 'agent-0', 'agent-1', 'agent-2', 'agent-3', 'agent-4']);
-    await expect(withTenant(db(), tenantB, (trx) => listAgents(trx, { cursor: 'garbage' }))).rejects.toMatchObject({ field: 'cursor' });
-    await expect(withTenant(db(), tenantB, (trx) => listAgents(trx, { pageSize: 10_000 }))).rejects.toMatchObject({ field: 'page_size' });
   });
 });

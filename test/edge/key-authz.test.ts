@@ -6,6 +6,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { randomInt } from 'node:crypto';
 import { principalHeaders } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { ROLE_SCOPES } from '@parley/scopes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from './fixture.js';
 
@@ -30,20 +31,6 @@ const listKeys = async () =>
   ((await call('ApiKeyService/ListApiKeys', {}, ownerKey)).body.apiKeys as { id: string; rotatedToId?: string; revokedAt?: string }[]) ??
   [];
 
-const MEMBER_SCOPES = {
-  admin: [
-    'sessions:create',
-    'agents:read',
-    'agents:write',
-    'secrets:write',
-    'audit:read',
-    'privacy:run',
-    'api_keys:admin',
-    'members:admin',
-  ],
-  developer: ['sessions:create', 'agents:read', 'agents:write', 'secrets:write', 'api_keys:admin'],
-};
-
 /**
  * keyOf gives a member a key of their own. The public API has no log-in for members yet, so this
  * does what the edge does for a member principal: call identity over mTLS as the edge.
@@ -54,7 +41,7 @@ async function keyOf(member: { id: string; role: 'admin' | 'developer' }, scopes
     tenantId: stack.bootstrap.tenantId,
     kind: 'member',
     id: member.id,
-    scopes: MEMBER_SCOPES[member.role],
+    scopes: ROLE_SCOPES[member.role],
     source: '',
     userAgent: '',
   });
@@ -66,7 +53,7 @@ async function addMember(role: 'admin' | 'developer') {
   const res = await call('MemberService/AddMember', { email: `${role}-${randomInt(1e9)}@example.com`, role }, ownerKey);
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   const id = (res.body.member as { id: string }).id;
-  return { id, role, key: await keyOf({ id, role }, MEMBER_SCOPES[role]) };
+  return { id, role, key: await keyOf({ id, role }, [...ROLE_SCOPES[role]]) };
 }
 
 beforeAll(async () => {

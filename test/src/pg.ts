@@ -88,6 +88,9 @@ export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
   };
 }
 
+// MIGRATE_LOCK is the advisory lock key under which throwaway databases are migrated one at a time.
+const MIGRATE_LOCK = 0x70_6d_69_67;
+
 /**
  * createMigratedDatabase is createThrowawayDatabase with every service's schema migrated, for a
  * test whose assertions cover all rows of a table (a KEK rewrap, a full dump) and so must not see
@@ -95,7 +98,13 @@ export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
  */
 export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
   const db = await createThrowawayDatabase();
+  // Roles are cluster-wide and every migrate re-asserts them (ALTER ROLE): two test files doing
+  // this at once fail with "tuple concurrently updated", so migrations of throwaway databases
+  // take turns under an advisory lock on the run's own database.
+  const lock = new pg.Client({ connectionString: adminUrl() });
+  await lock.connect();
   try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     await migrateAll(db.url, {
       services: await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)) }),
       rolePasswords: inject('dbRolePasswords') as RolePasswords,
@@ -103,6 +112,28 @@ export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
   } catch (err) {
     await db.drop();
     throw err;
+  } finally {
+    await lock.end();
   }
   return db;
+}
+
+/** OutboxEvent is an audit event as a service's outbox stores it (protobuf JSON). */
+export interface OutboxEvent {
+  actorKind: string;
+  actorId: string;
+  action: string;
+  targetType: string;
+  targetId: string;
+  sourceAddress?: string;
+  description?: Record<string, unknown>;
+}
+
+/** readOutbox reads a service's outbox rows of one tenant and action, oldest first (tests that run no audit service find them all there). */
+export async function readOutbox(admin: pg.Pool, service: ServiceName, tenantId: string, action: string): Promise<OutboxEvent[]> {
+  const { rows } = await admin.query<{ event: OutboxEvent }>(
+    `select event from ${schemaFor(service)}.audit_outbox where tenant_id = $1 and event->>'action' = $2 order by created_at, id`,
+    [tenantId, action],
+  );
+  return rows.map((r) => r.event);
 }

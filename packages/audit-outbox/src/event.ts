@@ -2,7 +2,8 @@ import { create, toJson, type JsonObject } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { trace } from '@opentelemetry/api';
 import { isUuid, type TenantTransaction } from '@parley/db';
-import { InvalidArgumentError, type Principal } from '@parley/platform';
+import type { HandlerContext } from '@connectrpc/connect';
+import { callerOf, InvalidArgumentError, type Principal } from '@parley/platform';
 import { AuditEventSchema, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { v7 as uuidv7 } from 'uuid';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type ActorKind, type AuditAction, type Outcome } from './actions.js';
@@ -65,6 +66,16 @@ export function fromPrincipal(p: Principal): { tenantId: string; actor: AuditAct
 /** serviceActor is the actor for an action a Parley service performs on its own (e.g. voice-orchestrator resolving a secret). */
 export function serviceActor(service: string): AuditActor {
   return { kind: 'service', id: service };
+}
+
+/**
+ * callingService is the actor for a service calling on its own, with no end principal: the
+ * caller's service name (the allow-lists admit only named services, so it is set past
+ * authorization), else its SPIFFE ID, which still says who it was.
+ */
+export function callingService(ctx: HandlerContext): AuditActor {
+  const caller = callerOf(ctx);
+  return serviceActor(caller.service ?? caller.spiffeId);
 }
 
 /** systemActor is the actor for scheduled jobs (retention purge, key rotation timers). */

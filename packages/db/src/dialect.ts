@@ -10,7 +10,7 @@ import {
   type TransactionSettings,
 } from 'kysely';
 import type pg from 'pg';
-import { isUuid } from './ids.js';
+import { isUuid } from '@parley/platform';
 import { TENANT_SETTING } from './names.js';
 
 /**

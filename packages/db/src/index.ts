@@ -18,7 +18,8 @@ export {
 } from './connection.js';
 // startEmbeddedPostgres lives in @parley/embedded-postgres, so production images never carry the bundled Postgres.
 export { isPgError, mapDatabaseError } from './errors.js';
-export { isUuid, requireUuid } from './ids.js';
+// The id validators live in the kernel (the tenant convention needs them); re-exported for stores.
+export { isUuid, requireUuid } from '@parley/platform';
 export {
   ensureRolesAndSchemas,
   migrateAll,
@@ -36,8 +37,12 @@ export {
   DEFAULT_PAGE_SIZE,
   encodeCursor,
   MAX_PAGE_SIZE,
+  nextPageToken,
+  pageRequestOf,
   pageSizeOf,
+  paginate,
   toPage,
+  type Keyset,
   type Page,
   type PageRequest,
 } from './pagination.js';

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { pendingTenant, type PendingTenant } from './dialect.js';
 import { mapDatabaseError } from './errors.js';
-import { requireUuid } from './ids.js';
+import { requireUuid } from '@parley/platform';
 import { TENANT_SETTING } from './names.js';
 
 declare const tenantBrand: unique symbol;

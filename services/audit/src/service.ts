@@ -2,8 +2,8 @@ import { create, type JsonObject as ProtoJsonObject } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type AuditAction } from '@parley/audit-outbox';
-import { isUuid, pageSizeOf } from '@parley/db';
-import { InvalidArgumentError, PermissionDeniedError, principalOf } from '@parley/platform';
+import { isUuid, nextPageToken, pageSizeOf } from '@parley/db';
+import { InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
 import {
   AuditEventSchema,
   CheckpointSchema,
@@ -14,6 +14,7 @@ import {
   type EventFilter as WireFilter,
   type ExportEventsResponse,
 } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { requireScope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { resolveRange, verifyTenantRange } from './chain-range.js';
@@ -45,8 +46,6 @@ export interface AuditServiceDeps {
 
 /** MAX_APPEND_BATCH bounds one AppendEvents call. */
 export const MAX_APPEND_BATCH = 1000;
-
-const READ_SCOPE = 'audit:read';
 
 function bad(index: number, message: string): InvalidArgumentError {
   return new InvalidArgumentError(`events[${index}]: ${message}`, { field: `events[${index}]` });
@@ -115,20 +114,13 @@ function sameNamedFields(e: Pick<AuditEvent | ChainEvent, SameNamedField>): Pick
 }
 
 /**
- * readTenant decides which tenant a read is for. A call carrying an end principal (forwarded by
- * the edge) reads the principal's tenant only, and only with the audit:read scope; a service
- * calling on its own names the tenant.
+ * readTenant decides which tenant a read is for (requestTenant's convention: a principal's own,
+ * else the tenant_id a service names); an end principal also needs the audit:read scope.
  */
 function readTenant(requested: string, ctx: HandlerContext): string {
   const principal = principalOf(ctx);
-  if (principal !== undefined) {
-    if (!principal.scopes.includes(READ_SCOPE)) throw new PermissionDeniedError(`reading the audit log needs the ${READ_SCOPE} scope`);
-    if (requested !== '' && requested !== principal.tenantId)
-      throw new PermissionDeniedError("a principal may read only its own workspace's audit log");
-    return principal.tenantId;
-  }
-  if (!isUuid(requested)) throw new InvalidArgumentError('tenant_id must be a UUID', { field: 'tenant_id' });
-  return requested;
+  if (principal !== undefined) requireScope(principal, 'audit:read');
+  return requestTenant(ctx, requested);
 }
 
 function toFilter(f: WireFilter | undefined): EventFilter {
@@ -223,7 +215,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       const page = await forTenant(db, tenantId, (trx) =>
         listEvents(trx, tenantId, filter, pageSize, req.pageToken === '' ? undefined : req.pageToken),
       );
-      return { events: page.items.map(toStoredEvent), nextPageToken: page.nextCursor ?? '' };
+      return { events: page.items.map(toStoredEvent), nextPageToken: nextPageToken(page) };
     },
 
     async *exportEvents(req, ctx) {

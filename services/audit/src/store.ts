@@ -1,6 +1,6 @@
 // Data access for the audit log: plain functions taking the tenant transaction first, so the
 // caller owns the transaction.
-import { decodeCursor, toPage, withTenant, type Page } from '@parley/db';
+import { paginate, withTenant, type Page } from '@parley/db';
 import { sql, type Kysely } from 'kysely';
 import { checkpointStatement, eventHash, GENESIS_HASH, type ChainCheckpoint, type ChainEvent } from './chain.js';
 import type { AuditDb, AuditTrx, CheckpointRow, EventRow, NewCheckpointRow, NewEventRow } from './db/tables.js';
@@ -287,15 +287,17 @@ export async function listEvents(
   if (filter.targetId) q = q.where('target_id', '=', filter.targetId);
   if (filter.since) q = q.where('occurred_at', '>=', filter.since);
   if (filter.until) q = q.where('occurred_at', '<', filter.until);
-  if (cursor !== undefined && cursor !== '') {
-    const [before] = decodeCursor('audit.events', cursor, ['number']);
-    q = q.where('seq', '<', before as number);
-  }
-  const rows = await q
-    .orderBy('seq', 'desc')
-    .limit(pageSize + 1)
-    .execute();
-  return toPage(rows.map(rowToEvent), pageSize, 'audit.events', (e) => [e.seq]);
+  const page = await paginate(
+    q,
+    { pageSize, ...(cursor === undefined || cursor === '' ? {} : { cursor }) },
+    {
+      list: 'audit.events',
+      column: 'seq',
+      type: 'number',
+      direction: 'desc',
+    },
+  );
+  return { ...page, items: page.items.map(rowToEvent) };
 }
 
 /** purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant; returns how many events it removed. */

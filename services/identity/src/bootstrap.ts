@@ -12,7 +12,7 @@ import { generateApiKey, hashApiKey, type ApiKeyEnvironment } from './api-key-fo
 import { insertApiKey } from './api-key.store.js';
 import type { IdentityDb } from './db/tables.js';
 import { addMember } from './member.store.js';
-import { ALL_SCOPES } from './scopes.js';
+import { ALL_SCOPES } from '@parley/scopes';
 
 /** BootstrapRecord is what the bootstrap file holds (mode 0600). */
 export interface BootstrapRecord {

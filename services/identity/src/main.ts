@@ -9,6 +9,7 @@ import { PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
+import { tenantDataAgentDirectory } from './agent-directory.js';
 import { startDevBootstrap } from './bootstrap.js';
 import { loadIdentityConfig } from './config.js';
 import type { IdentityDb } from './db/tables.js';
@@ -35,7 +36,8 @@ runMain({
     });
     const tenantData = ctx.clientFor('tenant-data', TenantDataService);
     const audit = relayAuditOutbox(ctx, db);
-    const service = createIdentityService({ db, config, ring, verifier, tenantData, logger: ctx.logger, onAudit: () => audit.wake() });
+    const agents = tenantDataAgentDirectory(tenantData);
+    const service = createIdentityService({ db, config, ring, verifier, agents, logger: ctx.logger, onAudit: () => audit.wake() });
 
     // The dev stack waits (not ready) until the bootstrap file is written.
     const bootstrap =

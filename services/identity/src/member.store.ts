@@ -2,7 +2,7 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@par
 import type { TenantTransaction } from '@parley/db';
 import { sql } from 'kysely';
 import type { IdentityDb, MemberRow } from './db/tables.js';
-import type { Role } from './scopes.js';
+import type { Role } from '@parley/scopes';
 
 type Trx = TenantTransaction<IdentityDb>;
 
@@ -18,9 +18,14 @@ export async function addMember(trx: Trx, input: { email: string; displayName: s
   return row;
 }
 
-/** getMember returns one member. */
+/** findMember returns one member, or undefined when the workspace has none with that id. */
+export async function findMember(trx: Trx, id: string): Promise<MemberRow | undefined> {
+  return trx.selectFrom('members').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** getMember returns one member; NotFound when the workspace has none with that id. */
 export async function getMember(trx: Trx, id: string): Promise<MemberRow> {
-  const row = await trx.selectFrom('members').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await findMember(trx, id);
   if (row === undefined) throw new NotFoundError(`member ${id} does not exist in this workspace`);
   return row;
 }

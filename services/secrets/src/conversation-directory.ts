@@ -1,5 +1,5 @@
-import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import { NotFoundError, UnavailableError } from '@parley/platform';
+import type { Client } from '@connectrpc/connect';
+import { NotFoundError, peerError } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 
 /** ConversationFacts is what the secrets service needs to know about a conversation. */
@@ -22,14 +22,7 @@ export interface ConversationDirectory {
 }
 
 function mapTenantDataError(err: unknown, what: string): unknown {
-  if (!(err instanceof ConnectError)) return err;
-  if (err.code === Code.NotFound) return new NotFoundError(`${what} not found`);
-  // Unknown is what a stream reset mid-call (HTTP/2 "Premature close") surfaces as: a transport failure, retryable.
-  if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Unknown) {
-    return new UnavailableError(`tenant-data is unreachable, so it cannot be checked that ${what} is live; retry`, { cause: err });
-  }
-  // Anything else (a refused allow-list, a bad request) is our own fault: INTERNAL, logged with its cause.
-  return new Error(`tenant-data refused looking up ${what}: ${err.code} ${err.rawMessage}`, { cause: err });
+  return peerError(err, 'tenant-data', what, `it cannot be checked that ${what} is live`);
 }
 
 /** tenantDataDirectory asks tenant-data over mTLS (GetConversation, GetAgent) on every call: no caching, so an ended conversation is refused at once. */

@@ -1,4 +1,4 @@
-import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import type { SealedSecret } from '@parley/envelope';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@parley/platform';
 import { sql } from 'kysely';
@@ -71,14 +71,7 @@ export async function getSecret(trx: Trx, secretId: string): Promise<SecretRow> 
 
 /** listSecrets pages through the tenant's secrets by name. */
 export async function listSecrets(trx: Trx, page: PageRequest = {}): Promise<Page<SecretRow>> {
-  const size = pageSizeOf(page);
-  let query = trx
-    .selectFrom('secrets')
-    .selectAll()
-    .orderBy('name')
-    .limit(size + 1);
-  if (page.cursor !== undefined) query = query.where('name', '>', decodeCursor('secrets', page.cursor, ['string'])[0] as string);
-  return toPage(await query.execute(), size, 'secrets', (r) => [r.name]);
+  return paginate(trx.selectFrom('secrets').selectAll(), page, { list: 'secrets', column: 'name', type: 'string' });
 }
 
 /**

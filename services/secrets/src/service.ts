@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { auditDetails, fromPrincipal, recordAuditEvent, serviceActor, type AuditActor } from '@parley/audit-outbox';
-import { pageSizeOf, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { auditDetails, auditedTransactions, callingService, fromPrincipal } from '@parley/audit-outbox';
+import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import {
   createSubjectKey,
   decryptForSubject,
@@ -20,7 +20,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
-  requirePrincipal,
+  requestTenant,
   type Principal,
 } from '@parley/platform';
 import {
@@ -29,6 +29,7 @@ import {
   type SecretMetadata,
   type SecretsService,
 } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import type { ConversationDirectory } from './conversation-directory.js';
 import type { SecretRow, SecretsDatabase } from './db/tables.js';
@@ -59,12 +60,10 @@ export interface SecretsServiceDeps {
   readonly onAudit?: () => void;
 }
 
-type Trx = TenantTransaction<SecretsDatabase>;
-
 /** WRITE_SCOPE is the principal scope PutSecret, RotateSecret and DeleteSecret need. */
-export const WRITE_SCOPE = 'secrets:write';
+export const WRITE_SCOPE: Scope = 'secrets:write';
 /** READ_SCOPE is the principal scope ListSecrets and GetSecret need. */
-export const READ_SCOPE = 'agents:read';
+export const READ_SCOPE: Scope = 'agents:read';
 /** PROVIDER_KINDS are the accepted provider kinds. */
 export const PROVIDER_KINDS: readonly string[] = ['llm', 'stt', 'tts', 'telephony', 'webhook', 'tool'];
 
@@ -73,19 +72,6 @@ const MAX_VALUE_BYTES = 16 * 1024;
 const MAX_SUBJECT_PLAINTEXT_BYTES = 1024 * 1024;
 const HINT_MIN_LENGTH = 12;
 const MAX_LIST_PAGE = 200;
-
-function principalWith(ctx: HandlerContext, scope: string): Principal {
-  const p = requirePrincipal(ctx);
-  if (!p.scopes.includes(scope))
-    throw new PermissionDeniedError(`this call needs the scope ${scope}; the ${p.kind} ${p.id} does not have it`);
-  return p;
-}
-
-/** callingService is the audit actor for a service acting on its own (allow-lists admit only named services). */
-function callingService(ctx: HandlerContext): AuditActor {
-  const caller = callerOf(ctx);
-  return serviceActor(caller.service ?? caller.spiffeId);
-}
 
 function setByOf(p: Principal): string {
   return `${p.kind}:${p.id}`;
@@ -151,25 +137,20 @@ export function toSecretMetadata(row: SecretRow): SecretMetadata {
 export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<typeof SecretsService> {
   const { db, kek, keys } = deps;
 
-  /** audited runs fn in the tenant's transaction, which records an audit event; the relay is woken once it committed. */
-  const audited = async <T>(tenantId: string, fn: (trx: Trx) => Promise<T>): Promise<T> => {
-    const result = await withTenant(db, tenantId, fn);
-    deps.onAudit?.();
-    return result;
-  };
+  const audited = auditedTransactions(db, deps.onAudit);
 
   return {
     async putSecret(req, ctx) {
-      const p = principalWith(ctx, WRITE_SCOPE);
+      const p = scopedPrincipal(ctx, WRITE_SCOPE);
       const name = validateName(req.name);
       const providerKind = validateProviderKind(req.providerKind);
       const plaintext = valueBytes(req.value, 'value');
       const id = randomUUID();
       try {
         const sealed = await sealSecret(kek, { tenantId: p.tenantId, secretId: id, version: 1 }, plaintext);
-        const row = await audited(p.tenantId, async (trx) => {
+        const row = await audited(p.tenantId, async (trx, record) => {
           const created = await createSecret(trx, { id, name, providerKind, hint: hintOf(req.value), setBy: setByOf(p) }, sealed);
-          await recordAuditEvent<SecretsDatabase>(trx, {
+          await record({
             ...fromPrincipal(p),
             action: 'secret.create',
             target: { type: 'secret', id: created.id },
@@ -189,23 +170,21 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
     },
 
     async listSecrets(req, ctx) {
-      const p = principalWith(ctx, READ_SCOPE);
+      const p = scopedPrincipal(ctx, READ_SCOPE);
       if (req.pageSize > MAX_LIST_PAGE)
         throw new InvalidArgumentError(`page_size must be at most ${MAX_LIST_PAGE}`, { field: 'page_size' });
-      const page = await withTenant(db, p.tenantId, (trx) =>
-        listSecrets(trx, { pageSize: pageSizeOf({ pageSize: req.pageSize }), ...(req.pageToken === '' ? {} : { cursor: req.pageToken }) }),
-      );
-      return { secrets: page.items.map(toSecretMetadata), nextPageToken: page.nextCursor ?? '' };
+      const page = await withTenant(db, p.tenantId, (trx) => listSecrets(trx, pageRequestOf(req)));
+      return { secrets: page.items.map(toSecretMetadata), nextPageToken: nextPageToken(page) };
     },
 
     async getSecret(req, ctx) {
-      const p = principalWith(ctx, READ_SCOPE);
+      const p = scopedPrincipal(ctx, READ_SCOPE);
       const row = await withTenant(db, p.tenantId, (trx) => getSecret(trx, req.secretId));
       return { secret: toSecretMetadata(row) };
     },
 
     async rotateSecret(req, ctx) {
-      const p = principalWith(ctx, WRITE_SCOPE);
+      const p = scopedPrincipal(ctx, WRITE_SCOPE);
       const secretId = requireUuid(req.secretId, 'secret_id');
       const plaintext = valueBytes(req.value, 'value');
       try {
@@ -217,7 +196,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
         }
         const version = current.current_version + 1;
         const sealed = await sealSecret(kek, { tenantId: p.tenantId, secretId, version }, plaintext);
-        const row = await audited(p.tenantId, async (trx) => {
+        const row = await audited(p.tenantId, async (trx, record) => {
           const rotated = await addSecretVersion(trx, {
             secretId,
             expectedVersion: current.current_version,
@@ -226,7 +205,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
             setBy: setByOf(p),
             graceMs: deps.versionGraceMs,
           });
-          await recordAuditEvent<SecretsDatabase>(trx, {
+          await record({
             ...fromPrincipal(p),
             action: 'secret.rotate',
             target: { type: 'secret', id: rotated.id },
@@ -248,11 +227,11 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
     },
 
     async deleteSecret(req, ctx) {
-      const p = principalWith(ctx, WRITE_SCOPE);
-      const destroyed = await audited(p.tenantId, async (trx) => {
+      const p = scopedPrincipal(ctx, WRITE_SCOPE);
+      const destroyed = await audited(p.tenantId, async (trx, record) => {
         const secret = await getSecret(trx, req.secretId);
         const keysDestroyed = await deleteSecret(trx, secret.id);
-        await recordAuditEvent<SecretsDatabase>(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'secret.delete',
           target: { type: 'secret', id: secret.id },
@@ -273,7 +252,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       // out plaintext is the one thing this service must never do for anyone else.
       const caller = callerOf(ctx);
       if (caller.service !== 'voice-orchestrator') throw new PermissionDeniedError('only the voice-orchestrator may resolve secrets');
-      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const tenantId = requestTenant(ctx, req.tenantId);
       const conversationId = requireUuid(req.conversationId, 'conversation_id');
       const agentId = requireUuid(req.agentId, 'agent_id');
       const wantedIds = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
@@ -296,7 +275,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       }
 
       const actor = callingService(ctx);
-      const secrets = await audited(tenantId, async (trx) => {
+      const secrets = await audited(tenantId, async (trx, record) => {
         const rows = await currentVersions(trx, wanted);
         const found = new Set(rows.map((r) => r.id));
         const missing = wanted.find((id) => !found.has(id));
@@ -334,7 +313,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
         await recordAccess(trx, events);
         // One access event per plaintext handed out, in the transaction that records the access.
         for (const e of events) {
-          await recordAuditEvent<SecretsDatabase>(trx, {
+          await record({
             tenantId,
             actor,
             action: 'secret.resolve',
@@ -350,8 +329,8 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       return { secrets };
     },
 
-    async encryptForSubject(req) {
-      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+    async encryptForSubject(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
       const subjectId = requireUuid(req.subjectId, 'subject_id');
       const purpose = validatePurpose(req.purpose);
       if (req.plaintext.length > MAX_SUBJECT_PLAINTEXT_BYTES)
@@ -373,8 +352,8 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       return { ciphertext };
     },
 
-    async decryptForSubject(req) {
-      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+    async decryptForSubject(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
       const subjectId = requireUuid(req.subjectId, 'subject_id');
       const purpose = validatePurpose(req.purpose);
       const wrappedKey = await withTenant(db, tenantId, (trx) => requireActiveSubjectKey(trx, subjectId));
@@ -383,14 +362,14 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
     },
 
     async shredSubjectKey(req, ctx) {
-      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const tenantId = requestTenant(ctx, req.tenantId);
       const subjectId = requireUuid(req.subjectId, 'subject_id');
       const actor = callingService(ctx);
-      const outcome = await audited(tenantId, async (trx) => {
+      const outcome = await audited(tenantId, async (trx, record) => {
         const result = await shredSubjectKey(trx, subjectId);
         // A repeated shred (a retried DSAR job) changes nothing and records nothing.
         if (result.changed) {
-          await recordAuditEvent<SecretsDatabase>(trx, {
+          await record({
             tenantId,
             actor,
             action: 'subject_key.shred',

@@ -1,4 +1,4 @@
-import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import { FailedPreconditionError, NotFoundError } from '@parley/platform';
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
@@ -49,7 +49,7 @@ const patchSchema = z.strictObject(agentFields).partial();
 /** createAgent validates and inserts an agent of the transaction's tenant. */
 export async function createAgent(trx: Trx, input: NewAgent): Promise<Agent> {
   const a = parseInput(newAgentSchema, input);
-  const policy = a.guardrailPolicy === undefined ? DEFAULT_GUARDRAIL_POLICY : parseGuardrailPolicy(a.guardrailPolicy, 'guardrailPolicy');
+  const policy = a.guardrailPolicy === undefined ? DEFAULT_GUARDRAIL_POLICY : parseGuardrailPolicy(a.guardrailPolicy);
   return trx
     .insertInto('agents')
     .values({
@@ -81,14 +81,7 @@ export async function getAgent(trx: Trx, agentId: string, options: { forUpdate?:
 
 /** listAgents pages through the tenant's agents in creation order (ids are UUIDv7). */
 export async function listAgents(trx: Trx, page: PageRequest = {}): Promise<Page<Agent>> {
-  const size = pageSizeOf(page);
-  let query = trx
-    .selectFrom('agents')
-    .selectAll()
-    .orderBy('id')
-    .limit(size + 1);
-  if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('agents', page.cursor, ['string'])[0] as string);
-  return toPage(await query.execute(), size, 'agents', (r) => [r.id]);
+  return paginate(trx.selectFrom('agents').selectAll(), page, { list: 'agents', column: 'id', type: 'string' });
 }
 
 /** updateAgent changes the given fields; a new guardrail policy is validated and bumps policy_version. */
@@ -104,7 +97,7 @@ export async function updateAgent(trx: Trx, agentId: string, patch: AgentPatch):
   let query = trx.updateTable('agents').set(set).where('id', '=', id);
   if (p.guardrailPolicy !== undefined) {
     query = query.set({
-      guardrail_policy: JSON.stringify(parseGuardrailPolicy(p.guardrailPolicy, 'guardrailPolicy')),
+      guardrail_policy: JSON.stringify(parseGuardrailPolicy(p.guardrailPolicy)),
       policy_version: sql<number>`policy_version + 1` as unknown as number,
     });
   }
@@ -120,7 +113,7 @@ export async function updateAgent(trx: Trx, agentId: string, patch: AgentPatch):
  */
 export async function setGuardrailPolicy(trx: Trx, agentId: string, policy: unknown, expectedVersion?: number): Promise<Agent> {
   const id = requireUuid(agentId, 'agent_id');
-  const document = parseGuardrailPolicy(policy, 'guardrailPolicy');
+  const document = parseGuardrailPolicy(policy);
   let query = trx
     .updateTable('agents')
     .set({

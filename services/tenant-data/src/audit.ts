@@ -2,14 +2,14 @@
 import {
   auditChanges,
   auditDetails,
+  callingService,
   fromPrincipal,
-  serviceActor,
   type AuditActor,
   type AuditDetails,
   type AuditSource,
 } from '@parley/audit-outbox';
 import type { HandlerContext } from '@connectrpc/connect';
-import { callerOf, principalOf } from '@parley/platform';
+import { principalOf } from '@parley/platform';
 import type { Agent } from './db/tables.js';
 
 /** Acting is the tenant, actor and (for an end principal) source of an audit event. */
@@ -35,13 +35,6 @@ export function readActor(ctx: HandlerContext, tenantId: string): Acting {
   const p = principalOf(ctx);
   if (p !== undefined && p.kind !== 'session') return { ...fromPrincipal(p), tenantId };
   return { tenantId, actor: callingService(ctx) };
-}
-
-// The allow-lists admit only named services, so `service` is set past authorization; the SPIFFE
-// ID is the fallback that still says who it was.
-function callingService(ctx: HandlerContext): AuditActor {
-  const caller = callerOf(ctx);
-  return serviceActor(caller.service ?? caller.spiffeId);
 }
 
 // Shown in full: the name, which credentials (by purpose and secret id; ids are not secret

@@ -1,4 +1,4 @@
-import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import { FailedPreconditionError, NotFoundError } from '@parley/platform';
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
@@ -41,7 +41,7 @@ export async function getConversation(trx: Trx, conversationId: string): Promise
 /** endConversation marks a live conversation ended; ending it twice is FailedPrecondition. */
 export async function endConversation(trx: Trx, conversationId: string, reason?: string): Promise<Conversation> {
   const id = requireUuid(conversationId, 'conversation_id');
-  const endReason = parseInput(z.string().max(200).optional(), reason, 'reason');
+  const endReason = parseInput(z.string().max(200).optional(), reason, 'end_reason');
   const row = await trx
     .updateTable('conversations')
     .set({ state: 'ended', ended_at: sql<Date>`now()` as unknown as Date, end_reason: endReason ?? null })
@@ -63,22 +63,16 @@ export interface ConversationFilter extends PageRequest {
 
 /** listConversations pages through the tenant's conversations, oldest first, optionally by agent, subject or state. */
 export async function listConversations(trx: Trx, filter: ConversationFilter = {}): Promise<Page<Conversation>> {
-  const size = pageSizeOf(filter);
   const f = parseInput(z.object({ agentId: uuid.optional(), subjectId: uuid.optional(), state: z.enum(['live', 'ended']).optional() }), {
     agentId: filter.agentId,
     subjectId: filter.subjectId,
     state: filter.state,
   });
-  let query = trx
-    .selectFrom('conversations')
-    .selectAll()
-    .orderBy('id')
-    .limit(size + 1);
+  let query = trx.selectFrom('conversations').selectAll();
   if (f.agentId !== undefined) query = query.where('agent_id', '=', f.agentId);
   if (f.subjectId !== undefined) query = query.where('subject_id', '=', f.subjectId);
   if (f.state !== undefined) query = query.where('state', '=', f.state);
-  if (filter.cursor !== undefined) query = query.where('id', '>', decodeCursor('conversations', filter.cursor, ['string'])[0] as string);
-  return toPage(await query.execute(), size, 'conversations', (r) => [r.id]);
+  return paginate(query, filter, { list: 'conversations', column: 'id', type: 'string' });
 }
 
 /**
@@ -125,15 +119,7 @@ export async function appendTranscriptTurn(trx: Trx, conversationId: string, tur
 /** listTranscriptTurns pages through a conversation's turns in seq order. */
 export async function listTranscriptTurns(trx: Trx, conversationId: string, page: PageRequest = {}): Promise<Page<TranscriptTurn>> {
   const id = requireUuid(conversationId, 'conversation_id');
-  const size = pageSizeOf(page);
   await getConversation(trx, id);
-  let query = trx
-    .selectFrom('transcript_turns')
-    .selectAll()
-    .where('conversation_id', '=', id)
-    .orderBy('seq')
-    .limit(size + 1);
-  if (page.cursor !== undefined)
-    query = query.where('seq', '>', decodeCursor(`transcript_turns:${id}`, page.cursor, ['number'])[0] as number);
-  return toPage(await query.execute(), size, `transcript_turns:${id}`, (r) => [r.seq]);
+  const query = trx.selectFrom('transcript_turns').selectAll().where('conversation_id', '=', id);
+  return paginate(query, page, { list: `transcript_turns:${id}`, column: 'seq', type: 'number' });
 }

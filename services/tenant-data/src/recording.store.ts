@@ -1,4 +1,4 @@
-import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import { NotFoundError } from '@parley/platform';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
@@ -59,14 +59,7 @@ export async function getRecording(trx: Trx, recordingId: string): Promise<Recor
 /** listRecordings pages through a conversation's recordings. */
 export async function listRecordings(trx: Trx, conversationId: string, page: PageRequest = {}): Promise<Page<Recording>> {
   const id = requireUuid(conversationId, 'conversation_id');
-  const size = pageSizeOf(page);
   await getConversation(trx, id);
-  let query = trx
-    .selectFrom('recordings')
-    .selectAll()
-    .where('conversation_id', '=', id)
-    .orderBy('id')
-    .limit(size + 1);
-  if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor(`recordings:${id}`, page.cursor, ['string'])[0] as string);
-  return toPage(await query.execute(), size, `recordings:${id}`, (r) => [r.id]);
+  const query = trx.selectFrom('recordings').selectAll().where('conversation_id', '=', id);
+  return paginate(query, page, { list: `recordings:${id}`, column: 'id', type: 'string' });
 }

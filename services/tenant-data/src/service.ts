@@ -1,9 +1,9 @@
 import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { auditDetails, recordAuditEvent } from '@parley/audit-outbox';
-import { requireUuid, withTenant, type Page, type TenantTransaction } from '@parley/db';
-import { InvalidArgumentError, NotFoundError, principalOf } from '@parley/platform';
+import { auditDetails, auditedTransactions, type RecordAudit } from '@parley/audit-outbox';
+import { nextPageToken, pageRequestOf, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
+import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import type {
   AgentSchema,
   ConversationSchema,
@@ -42,55 +42,8 @@ export interface TenantDataDeps {
   readonly onAudit?: () => void;
 }
 
-// Stores name fields as the TypeScript inputs do (camelCase); callers of this API know the
-// proto's names, so errors are re-labelled to them. Paths inside a guardrail policy keep the
-// document's own (camelCase) keys.
-const REQUEST_FIELDS: Record<string, string> = {
-  providerSettings: 'provider_settings',
-  secretRefs: 'secret_refs',
-  guardrailPolicy: 'guardrail_policy',
-  externalRef: 'external_ref',
-  retentionClass: 'retention_class',
-  agentId: 'agent_id',
-  subjectId: 'subject_id',
-  conversationId: 'conversation_id',
-  textRedacted: 'text_redacted',
-  blobKey: 'blob_key',
-  durationMs: 'duration_ms',
-  dataClass: 'data_class',
-  reason: 'end_reason',
-};
-
-/** toRequestFieldNames renames the first segment of an InvalidArgumentError's field to the proto field name. */
-function toRequestFieldNames(err: unknown): unknown {
-  if (!(err instanceof InvalidArgumentError) || err.field === undefined) return err;
-  if (err.field === 'cursor') {
-    return new InvalidArgumentError('page_token is not one this list returned; pass the next_page_token of the previous page unchanged', {
-      field: 'page_token',
-      cause: err,
-    });
-  }
-  const [head = '', ...rest] = err.field.split('.');
-  const renamed = REQUEST_FIELDS[head];
-  if (renamed === undefined) return err;
-  const field = [renamed, ...rest].join('.');
-  const message = err.message.startsWith(`${err.field}:`)
-    ? `${field}${err.message.slice(err.field.length)}`
-    : err.message.replace(new RegExp(`\\b${head}\\b`), renamed);
-  return new InvalidArgumentError(message, { field, cause: err });
-}
-
 /** blank turns proto3's empty string (unset) into undefined. */
 const blank = (value: string): string | undefined => (value === '' ? undefined : value);
-
-/** pageOf maps the proto's page_size and page_token onto a store's PageRequest. */
-const pageOf = (req: { pageSize: number; pageToken: string }) => ({
-  pageSize: req.pageSize,
-  ...(req.pageToken === '' ? {} : { cursor: req.pageToken }),
-});
-
-/** nextToken is a page's cursor as the proto's next_page_token ('' on the last page). */
-const nextToken = (page: Page<unknown>): string => page.nextCursor ?? '';
 
 const ts = (d: Date) => timestampFromDate(d);
 
@@ -156,43 +109,37 @@ function recordingMessage(r: Recording): MessageInitShape<typeof RecordingSchema
 
 /**
  * createTenantDataService builds the handlers of parley.tenantdata.v1.TenantDataService. Every
- * handler runs in one withTenant transaction for the request's tenant_id, so row-level security
- * scopes it and a failed call writes nothing. Another tenant's ids are NOT_FOUND, like unknown ones.
+ * handler runs in one withTenant transaction for the request's tenant (requestTenant: a forwarded
+ * principal's own, else tenant_id), so row-level security scopes it and a failed call writes
+ * nothing. Another tenant's ids are NOT_FOUND, like unknown ones.
  */
 export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeof TenantDataService> {
   const { db, subjectHashPepper: pepper } = deps;
 
-  /** inTenant validates tenant_id, checks it against a forwarded principal and runs fn in the tenant's transaction. */
-  async function inTenant<T>(tenantId: string, ctx: HandlerContext, fn: (trx: Trx) => Promise<T>): Promise<T> {
-    const tenant = requireUuid(tenantId, 'tenant_id');
-    // The edge forwards the end principal; a principal of one workspace never reaches another's rows,
-    // even if the edge had a bug. NOT_FOUND, as for any other tenant's data.
-    const principal = principalOf(ctx);
-    if (principal !== undefined && principal.tenantId.toLowerCase() !== tenant) {
-      throw new NotFoundError(`workspace ${tenant} not found for the calling principal`);
-    }
-    try {
-      return await withTenant(db, tenant, fn);
-    } catch (err) {
-      throw toRequestFieldNames(err);
-    }
-  }
+  const inTransaction = auditedTransactions(db, deps.onAudit);
 
-  /** audited is inTenant for a handler that records an audit event: the relay is woken once it committed. */
-  async function audited<T>(tenantId: string, ctx: HandlerContext, fn: (trx: Trx, tenant: string) => Promise<T>): Promise<T> {
-    const result = await inTenant(tenantId, ctx, (trx) => fn(trx, requireUuid(tenantId, 'tenant_id')));
-    deps.onAudit?.();
-    return result;
-  }
+  /** inTenant runs fn in the transaction of the request's tenant. */
+  const inTenant = <T>(tenantId: string, ctx: HandlerContext, fn: (trx: Trx) => Promise<T>): Promise<T> =>
+    withTenant(db, requestTenant(ctx, tenantId), fn);
+
+  /** audited is inTenant for a handler that records audit events, each through `record` in the same transaction. */
+  const audited = <T>(
+    tenantId: string,
+    ctx: HandlerContext,
+    fn: (trx: Trx, record: RecordAudit, tenant: string) => Promise<T>,
+  ): Promise<T> => {
+    const tenant = requestTenant(ctx, tenantId);
+    return inTransaction(tenant, (trx, record) => fn(trx, record, tenant));
+  };
 
   return {
     async createWorkspace(req, ctx) {
       const tenantId = req.tenantId === '' ? randomUUID() : req.tenantId;
-      const workspace = await audited(tenantId, ctx, async (trx, tenant) => {
+      const workspace = await audited(tenantId, ctx, async (trx, record, tenant) => {
         const { workspace: w, created } = await ensureWorkspaceCreated(trx, { name: req.name });
         // A retried bootstrap finds its workspace: one creation, one event.
         if (created) {
-          await recordAuditEvent<TenantDataDb>(trx, {
+          await record({
             ...changeActor(ctx, tenant),
             action: 'workspace.create',
             target: { type: 'workspace', id: w.id },
@@ -209,7 +156,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     },
 
     async createAgent(req, ctx) {
-      const agent = await audited(req.tenantId, ctx, async (trx, tenant) => {
+      const agent = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
         const created = await createAgent(trx, {
           name: req.name,
           prompt: req.prompt,
@@ -218,7 +165,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
           secretRefs: req.secretRefs,
           ...(req.guardrailPolicy === undefined ? {} : { guardrailPolicy: req.guardrailPolicy }),
         });
-        await recordAuditEvent<TenantDataDb>(trx, {
+        await record({
           ...changeActor(ctx, tenant),
           action: 'agent.create',
           target: { type: 'agent', id: created.id },
@@ -234,8 +181,8 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     },
 
     async listAgents(req, ctx) {
-      const page = await inTenant(req.tenantId, ctx, (trx) => listAgents(trx, pageOf(req)));
-      return { agents: page.items.map(agentMessage), nextPageToken: nextToken(page) };
+      const page = await inTenant(req.tenantId, ctx, (trx) => listAgents(trx, pageRequestOf(req)));
+      return { agents: page.items.map(agentMessage), nextPageToken: nextPageToken(page) };
     },
 
     async updateAgent(req, ctx) {
@@ -252,10 +199,10 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
         ...(req.providerSettings === undefined ? {} : { providerSettings: req.providerSettings }),
         ...(req.replaceSecretRefs ? { secretRefs: req.secretRefs } : {}),
       };
-      const agent = await audited(req.tenantId, ctx, async (trx, tenant) => {
+      const agent = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
         const before = await getAgent(trx, req.agentId, { forUpdate: true });
         const after = await updateAgent(trx, before.id, patch);
-        await recordAuditEvent<TenantDataDb>(trx, {
+        await record({
           ...changeActor(ctx, tenant),
           action: 'agent.update',
           target: { type: 'agent', id: after.id },
@@ -267,10 +214,10 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     },
 
     async deleteAgent(req, ctx) {
-      await audited(req.tenantId, ctx, async (trx, tenant) => {
+      await audited(req.tenantId, ctx, async (trx, record, tenant) => {
         const agent = await getAgent(trx, req.agentId, { forUpdate: true });
         await deleteAgent(trx, agent.id);
-        await recordAuditEvent<TenantDataDb>(trx, {
+        await record({
           ...changeActor(ctx, tenant),
           action: 'agent.delete',
           target: { type: 'agent', id: agent.id },
@@ -288,10 +235,10 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
       }
       const policy = req.guardrailPolicy;
       const expected = req.expectedPolicyVersion === 0 ? undefined : req.expectedPolicyVersion;
-      const agent = await audited(req.tenantId, ctx, async (trx, tenant) => {
+      const agent = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
         const before = await getAgent(trx, req.agentId, { forUpdate: true });
         const after = await setGuardrailPolicy(trx, before.id, policy, expected);
-        await recordAuditEvent<TenantDataDb>(trx, {
+        await record({
           ...changeActor(ctx, tenant),
           action: 'guardrail_policy.set',
           target: { type: 'agent', id: after.id },
@@ -354,12 +301,12 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     async listConversations(req, ctx) {
       const page = await inTenant(req.tenantId, ctx, (trx) =>
         listConversations(trx, {
-          ...pageOf(req),
+          ...pageRequestOf(req),
           ...(blank(req.agentId) === undefined ? {} : { agentId: req.agentId }),
           ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
         }),
       );
-      return { conversations: page.items.map(conversationMessage), nextPageToken: nextToken(page) };
+      return { conversations: page.items.map(conversationMessage), nextPageToken: nextPageToken(page) };
     },
 
     async endConversation(req, ctx) {
@@ -376,10 +323,10 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
 
     async listTranscriptTurns(req, ctx) {
       // An access event per page read: the turns are redacted, but still what the end user said.
-      const page = await audited(req.tenantId, ctx, async (trx, tenant) => {
-        const turns = await listTranscriptTurns(trx, req.conversationId, pageOf(req));
+      const page = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const turns = await listTranscriptTurns(trx, req.conversationId, pageRequestOf(req));
         const conversationId = requireUuid(req.conversationId, 'conversation_id');
-        await recordAuditEvent<TenantDataDb>(trx, {
+        await record({
           ...readActor(ctx, tenant),
           action: 'transcript.read',
           target: { type: 'conversation', id: conversationId },
@@ -390,7 +337,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
         });
         return turns;
       });
-      return { turns: page.items.map(turnMessage), nextPageToken: nextToken(page) };
+      return { turns: page.items.map(turnMessage), nextPageToken: nextPageToken(page) };
     },
 
     async addRecording(req, ctx) {
@@ -407,11 +354,11 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
 
     async listRecordings(req, ctx) {
       // One access event per recording listed: each reference is what lets its audio be fetched.
-      const page = await audited(req.tenantId, ctx, async (trx, tenant) => {
-        const recordings = await listRecordings(trx, req.conversationId, pageOf(req));
+      const page = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const recordings = await listRecordings(trx, req.conversationId, pageRequestOf(req));
         const acting = readActor(ctx, tenant);
         for (const r of recordings.items) {
-          await recordAuditEvent<TenantDataDb>(trx, {
+          await record({
             ...acting,
             action: 'recording.read',
             target: { type: 'recording', id: r.id },
@@ -420,7 +367,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
         }
         return recordings;
       });
-      return { recordings: page.items.map(recordingMessage), nextPageToken: nextToken(page) };
+      return { recordings: page.items.map(recordingMessage), nextPageToken: nextPageToken(page) };
     },
   };
 }

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
@@ -91,7 +91,7 @@ export async function findSubjectByContact(trx: Trx, contact: { phone: string } 
 
 /** findSubjectByExternalRef looks a subject up by the customer's own reference. */
 export async function findSubjectByExternalRef(trx: Trx, externalRef: string): Promise<Subject> {
-  const ref = parseInput(z.string().trim().min(1).max(200), externalRef, 'externalRef');
+  const ref = parseInput(z.string().trim().min(1).max(200), externalRef, 'external_ref');
   const row = await trx.selectFrom('subjects').selectAll().where('external_ref', '=', ref).executeTakeFirst();
   if (row === undefined) throw new NotFoundError('no subject with this external reference');
   return row;
@@ -107,14 +107,7 @@ export async function getSubject(trx: Trx, subjectId: string): Promise<Subject> 
 
 /** listSubjects pages through the tenant's subjects in creation order. */
 export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Page<Subject>> {
-  const size = pageSizeOf(page);
-  let query = trx
-    .selectFrom('subjects')
-    .selectAll()
-    .orderBy('id')
-    .limit(size + 1);
-  if (page.cursor !== undefined) query = query.where('id', '>', decodeCursor('subjects', page.cursor, ['string'])[0] as string);
-  return toPage(await query.execute(), size, 'subjects', (r) => [r.id]);
+  return paginate(trx.selectFrom('subjects').selectAll(), page, { list: 'subjects', column: 'id', type: 'string' });
 }
 
 /** deleteSubject forgets a subject and, by cascade, their conversations, transcripts and recording references. */

@@ -2,7 +2,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { AgentService, type AgentSchema } from '@parley/proto/parley/api/v1/agents_pb.js';
 import { TenantDataService, type Agent as StoredAgent } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { forward, type PublicDeps } from './deps.js';
-import { definePublicModule, publicPrincipal } from './module.js';
+import { definePublicModule } from './module.js';
 
 function agentOf(a: StoredAgent | undefined): MessageInitShape<typeof AgentSchema> | undefined {
   if (a === undefined) return undefined;
@@ -34,13 +34,12 @@ export const agentsModule = definePublicModule(
   },
   (router, deps: PublicDeps) => {
     const tenantData = deps.client('tenant-data', TenantDataService);
-    // The tenant always comes from the authenticated key, never from the request.
-    const tenant = (ctx: Parameters<typeof publicPrincipal>[0]) => publicPrincipal(ctx).tenantId;
+    // No tenant_id: tenant-data takes the tenant from the forwarded principal (the authenticated
+    // key), never from the request.
     router.service(AgentService, {
       async createAgent(req, ctx) {
         const res = await tenantData.createAgent(
           {
-            tenantId: tenant(ctx),
             name: req.name,
             prompt: req.prompt,
             voice: req.voice,
@@ -53,16 +52,15 @@ export const agentsModule = definePublicModule(
         return { agent: agentOf(res.agent) };
       },
       async getAgent(req, ctx) {
-        return { agent: agentOf((await tenantData.getAgent({ tenantId: tenant(ctx), agentId: req.agentId }, forward(ctx))).agent) };
+        return { agent: agentOf((await tenantData.getAgent({ agentId: req.agentId }, forward(ctx))).agent) };
       },
       async listAgents(req, ctx) {
-        const res = await tenantData.listAgents({ tenantId: tenant(ctx), pageSize: req.pageSize, pageToken: req.pageToken }, forward(ctx));
+        const res = await tenantData.listAgents({ pageSize: req.pageSize, pageToken: req.pageToken }, forward(ctx));
         return { agents: res.agents.map((a) => agentOf(a)!), nextPageToken: res.nextPageToken };
       },
       async updateAgent(req, ctx) {
         const res = await tenantData.updateAgent(
           {
-            tenantId: tenant(ctx),
             agentId: req.agentId,
             ...(req.name !== undefined ? { name: req.name } : {}),
             ...(req.prompt !== undefined ? { prompt: req.prompt } : {}),
@@ -76,17 +74,16 @@ export const agentsModule = definePublicModule(
         return { agent: agentOf(res.agent) };
       },
       async deleteAgent(req, ctx) {
-        await tenantData.deleteAgent({ tenantId: tenant(ctx), agentId: req.agentId }, forward(ctx));
+        await tenantData.deleteAgent({ agentId: req.agentId }, forward(ctx));
         return {};
       },
       async getGuardrailPolicy(req, ctx) {
-        const { agent } = await tenantData.getAgent({ tenantId: tenant(ctx), agentId: req.agentId }, forward(ctx));
+        const { agent } = await tenantData.getAgent({ agentId: req.agentId }, forward(ctx));
         return { guardrailPolicy: agent?.guardrailPolicy, policyVersion: agent?.policyVersion ?? 0 };
       },
       async setGuardrailPolicy(req, ctx) {
         const res = await tenantData.setGuardrailPolicy(
           {
-            tenantId: tenant(ctx),
             agentId: req.agentId,
             guardrailPolicy: req.guardrailPolicy,
             expectedPolicyVersion: req.expectedPolicyVersion,

@@ -1,6 +1,7 @@
-// The public API (parley.api.v1) as modules: one per public service, each with its scope table.
-// To add an area, write services/edge/src/public/<area>.ts with definePublicModule and add it to
-// PUBLIC_MODULES below; the auth interceptor and the scope test pick it up from here.
+// The public API (parley.api.v1) as modules: one per public service, each with its scope table
+// (typed by @parley/scopes' Scope, so a misspelt or missing scope does not compile). To add an
+// area, write services/edge/src/public/<area>.ts with definePublicModule and add it to
+// PUBLIC_MODULES below; the auth interceptor and the audit coverage test pick it up from here.
 import type { ConnectRouter } from '@connectrpc/connect';
 import { accountModule } from './account.js';
 import { agentsModule } from './agents.js';

@@ -1,11 +1,12 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { PermissionDeniedError, UnauthenticatedError } from '@parley/platform';
+import type { Scope } from '@parley/scopes';
 import type { ApiKeyAuthenticator } from '../auth.js';
 import { clientInfoKey, principalKey, type PublicModule } from './module.js';
 
 /** scopeTable flattens the modules' scope tables to `<service type name>/<local method name>` → scope. */
-export function scopeTable(modules: readonly PublicModule<never>[]): ReadonlyMap<string, string | null> {
-  const table = new Map<string, string | null>();
+export function scopeTable(modules: readonly PublicModule<never>[]): ReadonlyMap<string, Scope | null> {
+  const table = new Map<string, Scope | null>();
   for (const m of modules) for (const [method, scope] of Object.entries(m.scopes)) table.set(`${m.service.typeName}/${method}`, scope);
   return table;
 }
@@ -16,7 +17,7 @@ export function scopeTable(modules: readonly PublicModule<never>[]): ReadonlyMap
  * is refused). The principal is put in the context for the handlers, which forward it with
  * principalHeaders; the key itself goes no further than identity.
  */
-export function createPublicAuthInterceptor(authenticator: ApiKeyAuthenticator, scopes: ReadonlyMap<string, string | null>): Interceptor {
+export function createPublicAuthInterceptor(authenticator: ApiKeyAuthenticator, scopes: ReadonlyMap<string, Scope | null>): Interceptor {
   return (next) => async (req) => {
     const method = `${req.service.typeName}/${req.method.localName}`;
     if (!scopes.has(method)) throw new PermissionDeniedError(`${req.service.typeName}/${req.method.name} is not part of the public API`);

@@ -1,12 +1,13 @@
 import type { DescService } from '@bufbuild/protobuf';
 import { createContextKey, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import { UnauthenticatedError, type Principal } from '@parley/platform';
+import type { Scope } from '@parley/scopes';
 
 /**
  * RpcScopes maps each method of a public service (local name, as in generated code) to the
  * scope a key needs for it, or null for a method any authenticated key may call.
  */
-export type RpcScopes<S extends DescService> = { readonly [K in keyof S['method']]: string | null };
+export type RpcScopes<S extends DescService> = { readonly [K in keyof S['method']]: Scope | null };
 
 /**
  * PublicModule is one public service of parley.api.v1: its descriptor, its scope table and the
@@ -16,7 +17,7 @@ export type RpcScopes<S extends DescService> = { readonly [K in keyof S['method'
 export interface PublicModule<Deps = unknown> {
   readonly service: DescService;
   /** scopes is keyed by the method's local name. */
-  readonly scopes: Readonly<Record<string, string | null>>;
+  readonly scopes: Readonly<Record<string, Scope | null>>;
   register(router: ConnectRouter, deps: Deps): void;
 }
 
@@ -26,7 +27,7 @@ export function definePublicModule<S extends DescService, Deps>(
   scopes: RpcScopes<S>,
   register: (router: ConnectRouter, deps: Deps) => void,
 ): PublicModule<Deps> {
-  return Object.freeze({ service, scopes: Object.freeze({ ...scopes }) as Record<string, string | null>, register });
+  return Object.freeze({ service, scopes: Object.freeze({ ...scopes }) as Record<string, Scope | null>, register });
 }
 
 /** principalKey holds the authenticated principal of a public request. */

@@ -4,7 +4,9 @@
 
 // parley.tenantdata.v1 is the internal API of the tenant-data service: workspaces, agents and
 // their guardrail policies, subjects, conversations, transcripts, recordings, integrations.
-// Every request names its tenant; rows of another tenant are NOT_FOUND, never PERMISSION_DENIED.
+// A service calling on its own names the tenant in tenant_id. When the edge forwards an end
+// principal, the tenant is the principal's: tenant_id may be empty, and naming another workspace
+// is PERMISSION_DENIED. Rows of another tenant are NOT_FOUND.
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";

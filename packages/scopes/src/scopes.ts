@@ -1,5 +1,5 @@
-// Scopes and roles are data: the edge's RPC→scope table, the README matrix and the checks here
-// all read these tables.
+// Scopes and roles are data: the edge's per-module RPC→scope tables are typed by Scope, identity
+// checks grants against ROLE_SCOPES, and README's permission matrix mirrors these tables.
 
 /** SCOPES are the permissions an API key can carry, each with what it allows. */
 export const SCOPES = {

@@ -13,7 +13,7 @@ import { CertificateSource, createServiceClient, peerUrlVariable, type ServiceNa
 import { createTestPki, type TestPki } from '@parley/test/pki';
 import { startVaultStandin, type VaultStandin } from '@parley/test/vault-standin';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SECRETS_MAIN = join(root, 'services', 'secrets', 'dist', 'main.js');
 const TENANT_DATA_MAIN = join(root, 'services', 'tenant-data', 'dist', 'main.js');
 
@@ -50,53 +50,47 @@ export async function startSecretsStack(options: {
   });
   const logs: string[] = [];
   const onLine = (name: string, line: string) => logs.push(`${name}: ${line}`);
-  const tls = (service: ServiceName) => {
-    const f = pki.files(service);
-    return { PARLEY_TLS_CERT: f.certFile, PARLEY_TLS_KEY: f.keyFile, PARLEY_TLS_CA: f.caFile };
+  // start runs one service process on free ports with its certificate; the rest of env is its own.
+  const start = async (name: ServiceName, script: string, env: Record<string, string>) => {
+    const f = pki.files(name);
+    const port = await freePort();
+    const health = await freePort();
+    const proc = new ServiceProcess({
+      name,
+      script,
+      env: {
+        PARLEY_TLS_CERT: f.certFile,
+        PARLEY_TLS_KEY: f.keyFile,
+        PARLEY_TLS_CA: f.caFile,
+        PARLEY_SERVICE_PORT: String(port),
+        PARLEY_HEALTH_PORT: String(health),
+        ...env,
+      },
+      healthUrl: `http://127.0.0.1:${health}/readyz`,
+      onLine,
+    });
+    proc.start();
+    return { proc, port };
   };
 
-  const tdPort = await freePort();
-  const tdHealth = await freePort();
-  const tenantData = new ServiceProcess({
-    name: 'tenant-data',
-    script: TENANT_DATA_MAIN,
-    env: {
-      ...tls('tenant-data'),
-      PARLEY_SERVICE_PORT: String(tdPort),
-      PARLEY_HEALTH_PORT: String(tdHealth),
-      PARLEY_LOG_LEVEL: 'info',
-      DATABASE_URL: options.databaseUrls.tenantData,
-      PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
-    },
-    healthUrl: `http://127.0.0.1:${tdHealth}/readyz`,
-    onLine,
+  const td = await start('tenant-data', TENANT_DATA_MAIN, {
+    PARLEY_LOG_LEVEL: 'info',
+    DATABASE_URL: options.databaseUrls.tenantData,
+    PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
   });
-  tenantData.start();
-
-  const port = await freePort();
-  const health = await freePort();
-  const secrets = new ServiceProcess({
-    name: 'secrets',
-    script: SECRETS_MAIN,
-    env: {
-      ...tls('secrets'),
-      PARLEY_SERVICE_PORT: String(port),
-      PARLEY_HEALTH_PORT: String(health),
-      PARLEY_LOG_LEVEL: 'debug',
-      [peerUrlVariable('tenant-data')]: `https://localhost:${tdPort}`,
-      DATABASE_URL: options.databaseUrls.secrets,
-      PARLEY_KEK_PROVIDER: 'vault',
-      PARLEY_VAULT_ADDR: vault.address,
-      PARLEY_VAULT_AUTH: 'kubernetes',
-      PARLEY_VAULT_K8S_ROLE: 'parley-secrets',
-      PARLEY_VAULT_K8S_JWT_PATH: jwtPath,
-      PARLEY_VAULT_TIMEOUT_MS: '1000',
-      ...options.env,
-    },
-    healthUrl: `http://127.0.0.1:${health}/readyz`,
-    onLine,
+  const tenantData = td.proc;
+  const { proc: secrets, port } = await start('secrets', SECRETS_MAIN, {
+    PARLEY_LOG_LEVEL: 'debug',
+    [peerUrlVariable('tenant-data')]: `https://localhost:${td.port}`,
+    DATABASE_URL: options.databaseUrls.secrets,
+    PARLEY_KEK_PROVIDER: 'vault',
+    PARLEY_VAULT_ADDR: vault.address,
+    PARLEY_VAULT_AUTH: 'kubernetes',
+    PARLEY_VAULT_K8S_ROLE: 'parley-secrets',
+    PARLEY_VAULT_K8S_JWT_PATH: jwtPath,
+    PARLEY_VAULT_TIMEOUT_MS: '1000',
+    ...options.env,
   });
-  secrets.start();
   await Promise.all([tenantData.waitReady(), secrets.waitReady()]);
 
   const secretsUrl = `https://localhost:${port}`;

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@parley/platform';
+import { InvalidArgumentError } from './errors.js';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

@@ -1,0 +1,117 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
+import { requireUuid, withTenant } from '@parley/db';
+import { InvalidArgumentError, NotFoundError } from '@parley/platform';
+import { scopedPrincipal } from '@parley/scopes';
+import { DEFAULT_SESSION_TTL_SECONDS, MAX_SESSION_TTL_SECONDS, SessionTokenError, signSessionToken } from '@parley/session-token';
+import * as sessions from '../session.store.js';
+import type { IdentityDeps, IdentityHandlers } from './deps.js';
+
+function parseOrigin(origin: string): string | null {
+  if (origin === '') return null;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    throw new InvalidArgumentError('origin must be an origin such as https://app.example.com', { field: 'origin' });
+  }
+  const local = url.hostname === 'localhost' || url.hostname === '127.0.0.1';
+  if (url.origin !== origin || (url.protocol !== 'https:' && !(local && url.protocol === 'http:'))) {
+    throw new InvalidArgumentError('origin must be scheme://host[:port] with https (http only for localhost), no path', {
+      field: 'origin',
+    });
+  }
+  return origin;
+}
+
+/**
+ * sessionHandlers mint session tokens for a forwarded principal, verify them for the
+ * voice-orchestrator (a token connects once), revoke them, and publish the signing keys.
+ */
+export function sessionHandlers(deps: IdentityDeps): IdentityHandlers<'getJwks' | 'createSession' | 'verifySession' | 'revokeSession'> {
+  const { db, config, ring, verifier } = deps;
+  const audited = auditedTransactions(db, deps.onAudit);
+  return {
+    getJwks() {
+      return { jwksJson: ring.jwksJson(), maxAgeSeconds: 60 };
+    },
+
+    async createSession(req, ctx) {
+      const p = scopedPrincipal(ctx, 'sessions:create');
+      const agentId = requireUuid(req.agentId, 'agent_id');
+      const ttl = req.ttlSeconds === 0 ? DEFAULT_SESSION_TTL_SECONDS : req.ttlSeconds;
+      if (ttl < 30 || ttl > MAX_SESSION_TTL_SECONDS)
+        throw new InvalidArgumentError(`ttl_seconds must be between 30 and ${MAX_SESSION_TTL_SECONDS}`, { field: 'ttl_seconds' });
+      if (req.subjectRef.length > 200)
+        throw new InvalidArgumentError('subject_ref must be at most 200 characters', { field: 'subject_ref' });
+      const origin = parseOrigin(req.origin);
+      await deps.agents.requireAgent(p.tenantId, agentId, ctx.signal);
+      const sid = randomUUID();
+      const jti = randomBytes(18).toString('base64url');
+      const key = ring.current();
+      const { token, claims } = await signSessionToken(key.privateKey, key.kid, {
+        issuer: config.sessionIssuer,
+        audience: config.sessionAudience,
+        tenant: p.tenantId,
+        agent: agentId,
+        sid,
+        jti,
+        ...(origin !== null ? { origin } : {}),
+        ...(req.subjectRef !== '' ? { subjectRef: req.subjectRef } : {}),
+        ttlSeconds: ttl,
+      });
+      const expiresAt = new Date(claims.exp * 1000);
+      await withTenant(db, p.tenantId, (trx) =>
+        sessions.insertSession(trx, {
+          id: sid,
+          jti,
+          agentId,
+          subjectRef: req.subjectRef === '' ? null : req.subjectRef,
+          origin,
+          createdByKeyId: p.kind === 'api_key' ? p.id : null,
+          expiresAt,
+        }),
+      );
+      // The token rides in the fragment: browsers do not send it to servers or in Referer headers.
+      const sessionUrl = `${config.sessionUrl}/v1/sessions/${sid}#token=${token}`;
+      return { sessionId: sid, token, expiresAt: timestampFromDate(expiresAt), sessionUrl };
+    },
+
+    async verifySession(req) {
+      const claims = await verifier.verify(req.token, {
+        ...(req.tenantId !== '' ? { tenantId: req.tenantId } : {}),
+        ...(req.origin !== '' ? { origin: req.origin } : {}),
+      });
+      const state = await withTenant(db, claims.tenant, (trx) =>
+        req.consume ? sessions.consumeSession(trx, claims.sid, claims.jti) : sessions.sessionState(trx, claims.sid, claims.jti),
+      );
+      if (state === 'replayed') throw new SessionTokenError('replayed', 'this token was already used to connect; create a new session');
+      if (state === 'revoked') throw new SessionTokenError('revoked', 'this session was revoked');
+      if (state === 'expired') throw new SessionTokenError('expired', 'token has expired; create a new session');
+      if (state === 'unknown') throw new SessionTokenError('claims', 'no such session');
+      return {
+        claims: {
+          tenantId: claims.tenant,
+          agentId: claims.agent,
+          sessionId: claims.sid,
+          jti: claims.jti,
+          origin: claims.origin ?? '',
+          subjectRef: claims.subject_ref ?? '',
+          expiresAt: timestampFromDate(new Date(claims.exp * 1000)),
+        },
+      };
+    },
+
+    async revokeSession(req, ctx) {
+      const p = scopedPrincipal(ctx, 'sessions:create');
+      const sid = requireUuid(req.sessionId, 'session_id');
+      await audited(p.tenantId, async (trx, record) => {
+        if (!(await sessions.revokeSession(trx, sid))) throw new NotFoundError(`session ${sid} does not exist in this workspace`);
+        if (p.kind !== 'session')
+          await record({ ...fromPrincipal(p), action: 'session.revoke', target: { type: 'session', id: sid }, details: noDetails() });
+      });
+      return {};
+    },
+  };
+}
