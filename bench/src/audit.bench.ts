@@ -76,7 +76,12 @@ async function measureAppends(url: string, seconds: number, tenants: string[]): 
   try {
     const kek = await LocalKeyringKekProvider.open({ path: join(dir, 'keyring.json'), logger: silentLogger });
     const signer = await SealedKeyCheckpointSigner.open({ path: join(dir, 'key.json'), kek });
-    const impl = createAuditService({ db, signer, policy: { everyEvents: 1000, everyMs: 60_000 }, logger: silentLogger });
+    const impl = createAuditService({
+      db,
+      signer,
+      policy: { everyEvents: 1000, everyMs: 60_000 },
+      logger: { ...silentLogger, error() {} },
+    });
     const client = createClient(
       AuditService,
       createRouterTransport(({ service }) => service(AuditService, impl)),

@@ -10,7 +10,18 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import { checkpointStatement, purgeEvents, type AuditDb, type SealedKeyCheckpointSigner } from '@parley/audit';
+import {
+  checkpointIfStale,
+  checkpointStatement,
+  checkpointTenant,
+  FileCheckpointWitness,
+  hookWitness,
+  purgeEvents,
+  type AuditCheckpointEvent,
+  type AuditDb,
+  type CheckpointWitness,
+  type SealedKeyCheckpointSigner,
+} from '@parley/audit';
 import { withTenant } from '@parley/db';
 import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { sql, type Kysely } from 'kysely';
@@ -28,13 +39,24 @@ let signer: SealedKeyCheckpointSigner;
 let audit: Client<typeof AuditService>;
 let dir: string;
 let publicKeyFile: string;
+let witnessFile: string;
+let witnesses: CheckpointWitness[];
+const hooked: AuditCheckpointEvent[] = [];
 
 beforeAll(async () => {
   db = serviceDb<AuditDb>('audit', { max: 10 });
   admin = adminPool();
   dir = await mkdtemp(join(tmpdir(), 'parley-audit-test-'));
   signer = await openTestSigner(dir);
-  audit = inProcessAudit(db, signer, { everyEvents: 5, everyMs: 3_600_000 });
+  witnessFile = join(dir, 'witness.ndjson');
+  witnesses = [
+    new FileCheckpointWitness(witnessFile),
+    hookWitness((e) => {
+      hooked.push(e);
+      return Promise.resolve();
+    }),
+  ];
+  audit = inProcessAudit(db, signer, { everyEvents: 5, everyMs: 3_600_000 }, witnesses);
   const { keys } = await audit.getPublicKeys({});
   publicKeyFile = join(dir, 'audit-public.pem');
   await writeFile(publicKeyFile, keys.map((k) => k.publicKeyPem).join(''));
@@ -70,9 +92,18 @@ async function exportFile(tenantId: string): Promise<string> {
   return file;
 }
 
-async function offline(file: string): Promise<{ code: number; result: { ok: boolean; firstFailedSeq: number; reason: string } }> {
+/** checkpointNow signs a tenant's unsigned head as the checkpoint timer does, publishing it to the witnesses. */
+async function checkpointNow(tenantId: string): Promise<void> {
+  const silent = { warn() {}, error() {} };
+  await checkpointTenant({ db, signer, witnesses, logger: silent }, tenantId, 0);
+}
+
+async function offline(
+  file: string,
+  extra: string[] = [],
+): Promise<{ code: number; result: { ok: boolean; firstFailedSeq: number; reason: string } }> {
   try {
-    const { stdout } = await run(process.execPath, [VERIFY_CLI, file, '--public-key', publicKeyFile, '--json']);
+    const { stdout } = await run(process.execPath, [VERIFY_CLI, file, '--public-key', publicKeyFile, '--json', ...extra]);
     return { code: 0, result: JSON.parse(stdout) as never };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -230,6 +261,192 @@ describe('tamper evidence', () => {
   });
 });
 
+describe('tamper evidence beyond the stored chain (anchors, the unsigned tail, exports, the witness)', () => {
+  it('a purge anchor forged by a superuser (prefix deleted, anchor inserted) fails VerifyLog and the offline verifier', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 12);
+    const at6 = await withTenant(
+      db,
+      tenant,
+      async (trx) => (await sql<{ hash: string }>`select hash from events where seq = 6`.execute(trx)).rows[0]?.hash,
+    );
+    await asSuperuser(
+      [
+        'delete from parley_audit.events where tenant_id = $1 and seq <= 6',
+        'insert into parley_audit.purge_anchors (tenant_id, seq, hash, purged_count) values ($1, 6, $2, 6)',
+      ],
+      [[tenant], [tenant, at6]],
+    );
+    const v = await audit.verifyLog({ tenantId: tenant });
+    expect(v).toMatchObject({ ok: false, firstFailedSeq: 6n });
+    expect(v.reason).toMatch(/purge anchor at 6 is not signed/);
+    const off = await offline(await exportFile(tenant));
+    expect(off.code).toBe(1);
+  });
+
+  it('a genuine purge anchor is signed, and one whose hash was edited fails', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 6);
+    await new Promise((r) => setTimeout(r, 20));
+    const cut = new Date();
+    await new Promise((r) => setTimeout(r, 20));
+    await seed(tenant, 3);
+    await withTenant(db, tenant, (trx) => purgeEvents(trx, tenant, cut, signer));
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true, verifiedFromSeq: 7n });
+    await asSuperuser(["update parley_audit.purge_anchors set hash = repeat('a', 64) where tenant_id = $1"], [[tenant]]);
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: false, firstFailedSeq: 6n });
+  });
+
+  it('the checkpoint timer refuses to sign a head whose events since the last checkpoint do not verify, and says so', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 12);
+    // The last event rewritten, its forged hash put into the head as well.
+    const forged = 'f'.repeat(64);
+    await asSuperuser(
+      [
+        'update parley_audit.events set actor_id = $2, hash = $3 where tenant_id = $1 and seq = 12',
+        "update parley_audit.chain_heads set hash = $2, checkpoint_at = now() - interval '1 hour' where tenant_id = $1",
+      ],
+      [
+        [tenant, 'mem_framed', forged],
+        [tenant, forged],
+      ],
+    );
+    await expect(withTenant(db, tenant, (trx) => checkpointIfStale(trx, tenant, signer, 1000))).rejects.toThrow(
+      /refusing to sign a checkpoint at 12: event 12 does not match its hash/,
+    );
+    const signed = await withTenant(
+      db,
+      tenant,
+      async (trx) => (await sql<{ n: number }>`select count(*)::int as n from checkpoints where seq = 12`.execute(trx)).rows[0]?.n,
+    );
+    expect(signed).toBe(0);
+    // The timer's path logs the refusal as an error (the alert), and keeps the head unsigned.
+    const alerts: string[] = [];
+    const logger = {
+      warn() {},
+      error(_f: object, message: string) {
+        alerts.push(message);
+      },
+    };
+    expect(await checkpointTenant({ db, signer, witnesses, logger }, tenant, 1000)).toBeUndefined();
+    expect(alerts.join('\n')).toMatch(/does not verify; refusing to sign/);
+  });
+
+  it('an export with its last event dropped and its header head lowered is refused offline', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 12);
+    const file = await exportFile(tenant);
+    const { readFile } = await import('node:fs/promises');
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
+    const edited = lines
+      .filter((l) => !(l.startsWith('{"type":"event"') && l.includes('"seq":12,')))
+      .map((l) => (l.startsWith('{"type":"header"') ? l.replace('"headSeq":12', '"headSeq":11') : l));
+    await writeFile(file, `${edited.join('\n')}\n`);
+    const off = await offline(file);
+    expect(off.code).toBe(1);
+    // Dropping the closing line too leaves an export that no signed statement closes.
+    await writeFile(file, `${edited.filter((l) => !l.startsWith('{"type":"seal"')).join('\n')}\n`);
+    const again = await offline(file);
+    expect(again.code).toBe(1);
+    expect(again.result.reason).toMatch(/does not end with a signed seal/);
+  });
+
+  it('an export with its prefix dropped and the anchor moved is refused offline', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 12);
+    const file = await exportFile(tenant);
+    const { readFile } = await import('node:fs/promises');
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
+    const at3 = lines.find((l) => l.startsWith('{"type":"event"') && l.includes('"seq":3,')) ?? '';
+    const hash3 = (JSON.parse(at3) as { hash: string }).hash;
+    const edited = lines
+      .filter((l) => !(l.startsWith('{"type":"event"') && /"seq":[123],/.test(l)))
+      .map((l) =>
+        l.startsWith('{"type":"header"') ? l.replace(/"anchorSeq":0,"anchorHash":"0+"/, `"anchorSeq":3,"anchorHash":"${hash3}"`) : l,
+      );
+    await writeFile(file, `${edited.join('\n')}\n`);
+    expect((await offline(file)).code).toBe(1);
+  });
+
+  it('a truncated tail (events, their checkpoint and the head rolled back) is caught against the witness file', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 12);
+    // Give the tail its own checkpoint (the timer's path), which is also published to the witness.
+    await checkpointNow(tenant);
+    await asSuperuser(
+      [
+        'delete from parley_audit.events where tenant_id = $1 and seq > 10',
+        'delete from parley_audit.checkpoints where tenant_id = $1 and seq > 10',
+        'update parley_audit.chain_heads set seq = 10, hash = (select hash from parley_audit.events where tenant_id = $1 and seq = 10), checkpoint_seq = 10 where tenant_id = $1',
+      ],
+      [[tenant], [tenant], [tenant]],
+    );
+    // The database alone cannot tell: what is left is a complete, signed chain.
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true, verifiedToSeq: 10n });
+    const file = await exportFile(tenant);
+    expect((await offline(file)).code).toBe(0);
+    const withWitness = await offline(file, ['--witness', witnessFile]);
+    expect(withWitness.code).toBe(1);
+    expect(withWitness.result.reason).toMatch(/witness holds a checkpoint at 12/);
+  });
+
+  it('a rewritten event re-signed after its checkpoint was deleted is caught against the witness file', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 10);
+    const { eventHash } = await import('@parley/audit');
+    const row = await withTenant(
+      db,
+      tenant,
+      async (trx) => (await sql<Record<string, unknown>>`select * from events where seq = 10`.execute(trx)).rows[0] ?? {},
+    );
+    const e = {
+      tenantId: tenant,
+      seq: 10,
+      id: row['id'] as string,
+      occurredAt: (row['occurred_at'] as Date).toISOString(),
+      recordedAt: (row['recorded_at'] as Date).toISOString(),
+      actorKind: row['actor_kind'] as string,
+      actorId: 'mem_framed',
+      action: row['action'] as string,
+      targetType: row['target_type'] as string,
+      targetId: row['target_id'] as string,
+      outcome: row['outcome'] as string,
+      description: row['description'] as Record<string, never>,
+      sourceAddress: row['source_address'] as string,
+      userAgent: row['user_agent'] as string,
+      traceId: row['trace_id'] as string,
+      prevHash: row['prev_hash'] as string,
+    };
+    const hash = eventHash(e);
+    await asSuperuser(
+      [
+        'update parley_audit.events set actor_id = $2, hash = $3 where tenant_id = $1 and seq = 10',
+        'delete from parley_audit.checkpoints where tenant_id = $1 and seq = 10',
+        "update parley_audit.chain_heads set hash = $2, checkpoint_seq = 5, checkpoint_at = now() - interval '1 hour' where tenant_id = $1",
+      ],
+      [[tenant, 'mem_framed', hash], [tenant], [tenant, hash]],
+    );
+    // The timer signs the rewritten head again: the chain in the database verifies.
+    await checkpointNow(tenant);
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true });
+    const withWitness = await offline(await exportFile(tenant), ['--witness', witnessFile]);
+    expect(withWitness.result).toMatchObject({ ok: false, firstFailedSeq: 10 });
+    expect(withWitness.result.reason).toMatch(/differs from the signed checkpoint/);
+  });
+
+  it('publishes every signed checkpoint to the witnesses: the file and the audit.checkpoint hook', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 5);
+    const published = hooked.filter((h) => h.checkpoint.tenantId === tenant);
+    expect(published).toHaveLength(1);
+    expect(published[0]).toMatchObject({ type: 'audit.checkpoint', checkpoint: { tenantId: tenant, seq: 5 } });
+    const { readFile } = await import('node:fs/promises');
+    const lines = (await readFile(witnessFile, 'utf8')).split('\n').filter((l) => l.includes(tenant));
+    expect(lines.map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([5]);
+  });
+});
+
 describe('one linear chain', () => {
   it('8 concurrent writers for one tenant produce seq 1..N with no gaps or forks', async () => {
     const tenant = randomUUID();
@@ -336,7 +553,7 @@ describe('append-only in the database', () => {
     const cut = new Date();
     await new Promise((r) => setTimeout(r, 20));
     await seed(tenant, 5);
-    const purged = await withTenant(db, tenant, (trx) => purgeEvents(trx, cut));
+    const purged = await withTenant(db, tenant, (trx) => purgeEvents(trx, tenant, cut, signer));
     expect(purged).toBe(6);
     const v = await audit.verifyLog({ tenantId: tenant });
     expect(v).toMatchObject({ ok: true, verifiedFromSeq: 7n, verifiedToSeq: 11n });

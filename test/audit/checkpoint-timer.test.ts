@@ -62,7 +62,13 @@ describe('the checkpoint timer', () => {
       },
     };
     const warnings: object[] = [];
-    const timer = startCheckpointTimer({ db, signer, everyMs: EVERY_MS, logger: { warn: (fields: object) => warnings.push(fields) } });
+    const timer = startCheckpointTimer({
+      db,
+      signer,
+      witnesses: [],
+      everyMs: EVERY_MS,
+      logger: { warn: (fields: object) => warnings.push(fields), error: (fields: object) => warnings.push(fields) },
+    });
     const deadline = Date.now() + 15_000;
     for (;;) {
       const h = await heads();

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createClient, createRouterTransport, type Client } from '@connectrpc/connect';
-import { createAuditService, SealedKeyCheckpointSigner, type AuditDb, type CheckpointPolicy } from '@parley/audit';
+import { createAuditService, SealedKeyCheckpointSigner, type AuditDb, type CheckpointPolicy, type CheckpointWitness } from '@parley/audit';
 import { silentLogger, LocalKeyringKekProvider } from '@parley/envelope';
 import { createErrorInterceptor, createLogger, principalHeaders, type Principal } from '@parley/platform';
 import { AuditEventSchema, AuditService, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
@@ -26,8 +26,9 @@ export function inProcessAudit(
   db: Kysely<AuditDb>,
   signer: SealedKeyCheckpointSigner,
   policy: CheckpointPolicy,
+  witnesses: readonly CheckpointWitness[] = [],
 ): Client<typeof AuditService> {
-  const impl = createAuditService({ db, signer, policy, logger: { info() {}, warn() {} } });
+  const impl = createAuditService({ db, signer, policy, witnesses, logger: { info() {}, warn() {}, error() {} } });
   // The kernel's error interceptor, as in a real server: domain errors become their gRPC codes.
   const errors = createErrorInterceptor(createLogger({ service: 'audit', level: 'silent' } as Parameters<typeof createLogger>[0]));
   return createClient(

@@ -459,6 +459,21 @@ describe('the Parley chart', () => {
       expect(deploymentOf(objects, 'audit').spec.replicas).toBe(2);
     });
 
+    it("mount audit's checkpoint witness volume and give each pod its own append-only file there", async () => {
+      const objects = await render([valuesFile('config:\n  audit:\n    witness:\n      existingClaim: parley-audit-witness\n')]);
+      const pod = deploymentOf(objects, 'audit').spec.template.spec;
+      const container = pod.containers[0];
+      const env = envOf(deploymentOf(objects, 'audit'));
+      expect(env.get('PARLEY_POD_NAME').valueFrom.fieldRef.fieldPath).toBe('metadata.name');
+      const path = env.get('PARLEY_AUDIT_WITNESS_PATH').value as string;
+      expect(path).toBe('/var/run/parley/audit-witness/witness-$(PARLEY_POD_NAME).ndjson');
+      expect(mountOf(container, path)).toMatchObject({ name: 'audit-witness' });
+      expect(pod.volumes.find((v: any) => v.name === 'audit-witness').persistentVolumeClaim).toEqual({ claimName: 'parley-audit-witness' });
+      expect(loadAuditConfig(renderedEnv(container)).witnessPath).toBe(path);
+      // Without a claim there is no witness variable (audit warns at start instead).
+      expect(envOf(deploymentOf(await render([]), 'audit')).has('PARLEY_AUDIT_WITNESS_PATH')).toBe(false);
+    });
+
     it('render a Gateway API route per public port when the gateway is enabled', async () => {
       const objects = await render([
         valuesFile('exposure:\n  gateway:\n    enabled: true\n    parentRefs: [{name: public, namespace: gateways}]\n    edge: {hostnames: [api.example.com]}\n'),

@@ -137,7 +137,7 @@ describe('VaultTransitKekProvider', () => {
 
   it.each([
     ['down', /unreachable/],
-    ['sealed', /503 Vault is sealed/],
+    ['sealed', /503: Vault is sealed/],
     ['hang', /unreachable \((no answer within 1000 ms|request timed out)\)/],
   ] as const)('fails closed with UnavailableError when Vault is %s, within the request timeout', async (mode, message) => {
     await startVault();
@@ -219,19 +219,73 @@ describe('VaultTransitKekProvider', () => {
     vault.expireTokens();
     const err = await kek.generateDataKey().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnavailableError);
-    expect((err as Error).message).toMatch(/refused to generate a data key \(403 permission denied\)/);
+    expect((err as Error).message).toMatch(/refused to generate a data key for the secrets service \(403: permission denied\)/);
   });
 
   it('fails at start with a clear error when Vault is unreachable, the key is missing, or the login is wrong', async () => {
     await startVault({ keys: [] });
     await expect(provider()).rejects.toThrow(/no transit key "parley-kek" at mount "transit".*vault write -f transit\/keys\/parley-kek/);
     await writeFile(jwtPath, 'someone-elses-jwt');
-    await expect(provider()).rejects.toThrow(/refused to log in with kubernetes auth \(403/);
+    const refused = await provider().then(
+      () => new Error('no error'),
+      (e: unknown) => e as Error,
+    );
+    expect(refused.message).toMatch(
+      /Vault at .* refused the kubernetes login of the secrets service \(403: permission denied\): check that Vault role "parley-secrets" is bound to this service account/,
+    );
+    expect(refused.message).not.toMatch(/lacks|policy/);
     await expect(provider({ auth: { method: 'kubernetes', role: 'r', jwtPath: join(dir, 'missing') } })).rejects.toThrow(
       /cannot read the Kubernetes service-account token/,
     );
     vault.setMode('down');
     await expect(provider()).rejects.toBeInstanceOf(UnavailableError);
+  });
+
+  it("says in one line what to check, naming the service, without Vault's raw multi-line text", async () => {
+    await startVault({ keys: [] });
+    const missing = await provider({ serviceName: 'audit' }).then(
+      () => new Error('no error'),
+      (e: unknown) => e as Error,
+    );
+    expect(missing.message).toMatch(
+      /the audit service cannot read the KEK versions: Vault at .* has no transit key "parley-kek" at mount "transit" \(404\)/,
+    );
+    expect(missing.message).not.toMatch(/no error message/);
+    await vault.close();
+    await startVault({ policies: { 'parley-secrets': secretsServiceVaultPolicy({ allowRotation: false }) } });
+    const kek = await provider({ serviceName: 'identity' });
+    const denied = await kek.rotateKek().then(
+      () => new Error('no error'),
+      (e: unknown) => e as Error,
+    );
+    expect(denied.message).toMatch(/the identity service/);
+    expect(denied.message).toMatch(/\(403: permission denied\)/);
+    expect(denied.message).not.toMatch(/\n|1 error occurred/);
+    await writeFile(jwtPath, 'someone-elses-jwt');
+    const approle = await provider({ serviceName: 'identity', auth: { method: 'approle', roleId: 'role-id-1', secretId: 'wrong' } }).then(
+      () => new Error('no error'),
+      (e: unknown) => e as Error,
+    );
+    expect(approle.message).toMatch(/refused the approle login of the identity service .*check the role_id and secret_id/);
+  });
+
+  it('rewraps with batch_input: one transit call per batch, not one per key', async () => {
+    await startVault();
+    const kek = await provider();
+    const records = [];
+    for (let i = 0; i < 7; i++) records.push({ id: String(i), wrappedKey: (await kek.generateDataKey()).wrappedKey });
+    await kek.rotateKek();
+    vault.resetCallCounts();
+    const saved: string[] = [];
+    const progress = await rewrapAllDataKeys(kek, {
+      records,
+      batchSize: 3,
+      save: async (batch) => void saved.push(...batch.map((r) => r.wrappedKey)),
+    });
+    expect(progress).toMatchObject({ rewrapped: 7, batches: 3 });
+    expect(vault.callCount('transit/rewrap/parley-kek')).toBe(3);
+    expect(saved.every((k) => k.startsWith('vault:v2:'))).toBe(true);
+    for (const k of saved) expect(await kek.unwrapDataKey(k)).toHaveLength(32);
   });
 
   it('is refused by Vault for anything its policy does not list', async () => {

@@ -2,7 +2,7 @@
 // run, so this node:http server answers the part of Vault's HTTP API that Parley uses, in
 // Vault's documented wire format, closely enough for the real node-vault client. It is not
 // Vault and not a security boundary. See test/vault-standin/README.md.
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -59,6 +59,10 @@ export interface VaultStandinToken {
   readonly policies: readonly string[];
   /** renewable tells whether renew-self may extend it (default true). */
   readonly renewable?: boolean;
+  /** periodSeconds makes it a periodic token: each renewal sets the TTL to the period, whatever the increment, with no max TTL. */
+  readonly periodSeconds?: number;
+  /** maxTtlSeconds is its explicit max TTL (default: the stand-in's tokenMaxTtlSeconds; 0 none). */
+  readonly maxTtlSeconds?: number;
 }
 
 /** VaultStandin is a running stand-in with its test controls. */
@@ -96,6 +100,7 @@ interface TokenEntry {
   readonly issuedAt: number;
   readonly renewable: boolean;
   readonly maxExpiresAt: number | undefined;
+  readonly period: number | undefined;
   readonly path: string;
   expiresAt: number | undefined;
 }
@@ -106,16 +111,25 @@ interface TransitKey {
   minDecryptionVersion: number;
   minEncryptionVersion: number;
   deletionAllowed: boolean;
+  /** derived keys derive a key per `context` (HKDF-SHA256 here) and refuse calls without one. */
+  readonly derived: boolean;
 }
 
 class VaultHttpError extends Error {
   constructor(
     readonly status: number,
     readonly errors: string[],
+    /** noRoute marks "no mount here": 404 for a root token, a policy denial (403) for any other, as Vault checks the ACL first. */
+    readonly noRoute = false,
   ) {
     super(errors.join('; '));
   }
 }
+
+/** ACL_DENIED is how Vault words a request its policies do not allow (a multierror, in Vault's own format). */
+const ACL_DENIED = '1 error occurred:\n\t* permission denied\n\n';
+const MISSING_CONTEXT =
+  "missing 'context' for key derivation; the key was created using a derived key, which means additional, per-request information must be included in order to perform operations with the key";
 
 const CIPHERTEXT_PATTERN = /^vault:v(\d+):(.*)$/s;
 const DEFAULT_POLICY: readonly VaultStandinPolicyRule[] = [
@@ -148,14 +162,22 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     issuedAt: Date.now(),
     renewable: false,
     maxExpiresAt: undefined,
+    period: undefined,
     path: 'auth/token/root',
     expiresAt: undefined,
   });
   for (const name of options.keys ?? ['parley-secrets']) keys.set(name, newTransitKey());
 
-  function issue(policyNames: readonly string[], ttlSeconds: number, path: string, renewable = true): string {
+  function issue(
+    policyNames: readonly string[],
+    ttlSeconds: number,
+    path: string,
+    renewable = true,
+    extra: { periodSeconds?: number | undefined; maxTtlSeconds?: number | undefined } = {},
+  ): string {
     const token = newToken();
     const now = Date.now();
+    const maxTtl = extra.maxTtlSeconds ?? (extra.periodSeconds === undefined ? tokenMaxTtl : 0);
     tokens.set(token, {
       accessor: randomUUID(),
       policies: ['default', ...policyNames],
@@ -163,7 +185,8 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       issuedAt: now,
       renewable,
       path,
-      maxExpiresAt: tokenMaxTtl > 0 ? now + tokenMaxTtl * 1000 : undefined,
+      period: extra.periodSeconds,
+      maxExpiresAt: maxTtl > 0 ? now + maxTtl * 1000 : undefined,
       expiresAt: ttlSeconds > 0 ? now + ttlSeconds * 1000 : undefined,
     });
     return token;
@@ -184,7 +207,7 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     if (entry.policies.includes('root')) return;
     const rules = [...DEFAULT_POLICY, ...entry.policies.flatMap((name) => policies.get(name) ?? [])];
     const allowed = rules.some((rule) => pathMatches(rule.path, path) && rule.capabilities.includes(capability));
-    if (!allowed) throw new VaultHttpError(403, ['permission denied']);
+    if (!allowed) throw new VaultHttpError(403, [ACL_DENIED]);
   }
 
   function authBody(token: string, entry: TokenEntry, leaseDuration: number, metadata: Record<string, string> | null): object {
@@ -209,10 +232,13 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       allow_plaintext_backup: false,
       auto_rotate_period: 0,
       deletion_allowed: key.deletionAllowed,
-      derived: false,
+      derived: key.derived,
       exportable: false,
       imported_key: false,
-      keys: Object.fromEntries([...key.versions].map(([v, k]) => [String(v), Math.floor(k.createdAt / 1000)])),
+      // Versions below min_decryption_version are archived by Vault and no longer listed.
+      keys: Object.fromEntries(
+        [...key.versions].filter(([v]) => v >= key.minDecryptionVersion).map(([v, k]) => [String(v), Math.floor(k.createdAt / 1000)]),
+      ),
       latest_version: key.latestVersion,
       min_available_version: 0,
       min_decryption_version: key.minDecryptionVersion,
@@ -232,16 +258,24 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     return key;
   }
 
-  function encryptWith(key: TransitKey, plaintext: Buffer): { ciphertext: string; version: number } {
+  // A derived key's material is HKDF-SHA256 of the version's key with the request's context.
+  function materialFor(key: TransitKey, version: number, context: unknown): Buffer | undefined {
+    const base = key.versions.get(version)?.key;
+    if (base === undefined || !key.derived) return base;
+    if (typeof context !== 'string' || context === '') throw new VaultHttpError(400, [MISSING_CONTEXT]);
+    return Buffer.from(hkdfSync('sha256', base, Buffer.alloc(0), decodeBase64(context, 'context'), 32));
+  }
+
+  function encryptWith(key: TransitKey, plaintext: Buffer, context?: unknown): { ciphertext: string; version: number } {
     const version = key.latestVersion;
-    const material = key.versions.get(version)!.key;
+    const material = materialFor(key, version, context)!;
     const nonce = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', material, nonce);
     const body = Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
     return { ciphertext: `vault:v${version}:${body.toString('base64')}`, version };
   }
 
-  function decryptWith(key: TransitKey, ciphertext: unknown): Buffer {
+  function decryptWith(key: TransitKey, ciphertext: unknown, context?: unknown): Buffer {
     if (typeof ciphertext !== 'string' || ciphertext === '') throw new VaultHttpError(400, ['missing ciphertext to decrypt']);
     const match = CIPHERTEXT_PATTERN.exec(ciphertext);
     if (match === null) throw new VaultHttpError(400, ['invalid ciphertext: no prefix']);
@@ -250,7 +284,7 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       throw new VaultHttpError(400, ['invalid ciphertext: version number could not be decoded']);
     if (version < key.minDecryptionVersion)
       throw new VaultHttpError(400, ['ciphertext or signature version is disallowed by policy (too old)']);
-    const material = key.versions.get(version)?.key;
+    const material = materialFor(key, version, context);
     if (material === undefined) throw new VaultHttpError(400, ['invalid ciphertext: version is too new']);
     const raw = Buffer.from(match[2] ?? '', 'base64');
     if (raw.length < 12 + 16) throw new VaultHttpError(400, ['invalid ciphertext: could not decode']);
@@ -341,6 +375,7 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
               num_uses: 0,
               orphan: true,
               path: entry.path,
+              ...(entry.period !== undefined ? { period: entry.period } : {}),
               policies: entry.policies,
               renewable: entry.renewable,
               ttl,
@@ -358,6 +393,14 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
           const [id, entry] = token();
           if (renewalsRefused) throw new VaultHttpError(403, ['permission denied']);
           if (!entry.renewable || entry.expiresAt === undefined) throw new VaultHttpError(400, ['lease is not renewable']);
+          if (entry.period !== undefined) {
+            // Periodic: the TTL becomes the period again; the increment is not honoured.
+            entry.expiresAt = Date.now() + entry.period * 1000;
+            return [200, { ...envelope(null, authBody(id, entry, entry.period, null)), warnings: null }];
+          }
+          // Vault's lease manager refuses (a plain error, so 500) once the max TTL has passed.
+          if (entry.maxExpiresAt !== undefined && Date.now() >= entry.maxExpiresAt)
+            throw new VaultHttpError(500, ['past the max TTL, cannot renew']);
           const asked =
             typeof body.increment === 'number'
               ? body.increment
@@ -390,7 +433,7 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     }
 
     const prefix = `${transitMount}/`;
-    if (!path.startsWith(prefix)) throw new VaultHttpError(404, [`no handler for route "${path}". route entry not found.`]);
+    if (!path.startsWith(prefix)) throw new VaultHttpError(404, [`no handler for route "${path}". route entry not found.`], true);
     const rest = path.slice(prefix.length).split('/');
     const [action, second, third, fourth] = rest;
 
@@ -412,7 +455,7 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
         handler: ({ body }) => {
           if (body.type !== undefined && body.type !== 'aes256-gcm96')
             throw new VaultHttpError(400, [`the stand-in only supports key type aes256-gcm96, got "${String(body.type)}"`]);
-          if (!keys.has(name)) keys.set(name, newTransitKey());
+          if (!keys.has(name)) keys.set(name, newTransitKey(body.derived === true || body.derived === 'true'));
           return [200, envelope(keyData(name, keys.get(name)!))];
         },
       };
@@ -462,7 +505,7 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
           const bits = body.bits === undefined ? 256 : integerField(body.bits, 'bits');
           if (bits !== 128 && bits !== 256 && bits !== 512) throw new VaultHttpError(400, ['invalid bits value']);
           const dataKey = randomBytes(bits / 8);
-          const { ciphertext, version } = encryptWith(key, dataKey);
+          const { ciphertext, version } = encryptWith(key, dataKey, body.context);
           const data: Record<string, unknown> = { ciphertext, key_version: version };
           if (second === 'plaintext') data.plaintext = dataKey.toString('base64');
           return [200, envelope(data)];
@@ -474,11 +517,13 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       return {
         capability: 'update',
         handler: ({ body }) => {
-          rejectBatch(body);
-          if (typeof body.plaintext !== 'string') throw new VaultHttpError(400, ['missing plaintext to encrypt']);
           if (!keys.has(second)) keys.set(second, newTransitKey()); // Vault upserts on encrypt
-          const { ciphertext, version } = encryptWith(keys.get(second)!, decodeBase64(body.plaintext, 'plaintext'));
-          return [200, envelope({ ciphertext, key_version: version })];
+          const key = keys.get(second)!;
+          return batched(body, (item) => {
+            if (typeof item.plaintext !== 'string') throw new VaultHttpError(400, ['missing plaintext to encrypt']);
+            const { ciphertext, version } = encryptWith(key, decodeBase64(item.plaintext, 'plaintext'), item.context);
+            return { ciphertext, key_version: version };
+          });
         },
       };
     }
@@ -487,9 +532,8 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       return {
         capability: 'update',
         handler: ({ body }) => {
-          rejectBatch(body);
-          const plaintext = decryptWith(existingKey(second), body.ciphertext);
-          return [200, envelope({ plaintext: plaintext.toString('base64') })];
+          const key = existingKey(second);
+          return batched(body, (item) => ({ plaintext: decryptWith(key, item.ciphertext, item.context).toString('base64') }));
         },
       };
     }
@@ -498,12 +542,13 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       return {
         capability: 'update',
         handler: ({ body }) => {
-          rejectBatch(body);
           const key = existingKey(second);
-          const plaintext = decryptWith(key, body.ciphertext);
-          const { ciphertext, version } = encryptWith(key, plaintext);
-          plaintext.fill(0);
-          return [200, envelope({ ciphertext, key_version: version })];
+          return batched(body, (item) => {
+            const plaintext = decryptWith(key, item.ciphertext, item.context);
+            const { ciphertext, version } = encryptWith(key, plaintext, item.context);
+            plaintext.fill(0);
+            return { ciphertext, key_version: version };
+          });
         },
       };
     }
@@ -546,7 +591,15 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
       // Like Vault, a request without a valid token is refused before routing, except on login and health paths.
       const unauthenticatedPaths = ['sys/health', `auth/${k8sMount}/login`, `auth/${approleMount}/login`];
       if (!unauthenticatedPaths.includes(apiPath)) token();
-      const found = route(method, apiPath);
+      let found: ReturnType<typeof route>;
+      try {
+        found = route(method, apiPath);
+      } catch (err) {
+        // Vault checks the token's policies before it looks for a mount: only root learns there is none.
+        if (err instanceof VaultHttpError && err.noRoute && !token()[1].policies.includes('root'))
+          throw new VaultHttpError(403, [ACL_DENIED]);
+        throw err;
+      }
       if (found.unauthenticated !== true) authorize(token()[1], apiPath, found.capability);
       const [status, payload] = found.handler({ method, body, token, path: apiPath });
       send(res, status, payload);
@@ -598,7 +651,11 @@ export async function startVaultStandin(options: VaultStandinOptions = {}): Prom
     refuseRenewals(on) {
       renewalsRefused = on;
     },
-    issueToken: (spec) => issue(spec.policies, spec.ttlSeconds, 'auth/token/create', spec.renewable ?? true),
+    issueToken: (spec) =>
+      issue(spec.policies, spec.ttlSeconds, 'auth/token/create', spec.renewable ?? true, {
+        periodSeconds: spec.periodSeconds,
+        maxTtlSeconds: spec.maxTtlSeconds,
+      }),
     liveTokenCount: () => [...tokens.values()].filter((t) => t.expiresAt === undefined || t.expiresAt > Date.now()).length,
     keyVersions(name) {
       const key = keys.get(name);
@@ -615,8 +672,9 @@ function newToken(): string {
   return `hvs.${randomBytes(18).toString('base64url')}`;
 }
 
-function newTransitKey(): TransitKey {
+function newTransitKey(derived = false): TransitKey {
   return {
+    derived,
     versions: new Map([[1, { key: randomBytes(32), createdAt: Date.now() }]]),
     latestVersion: 1,
     minDecryptionVersion: 1,
@@ -676,8 +734,30 @@ function decodeBase64(value: string, field: string): Buffer {
   return Buffer.from(value, 'base64');
 }
 
-function rejectBatch(body: Record<string, unknown>): void {
-  if (body.batch_input !== undefined) throw new VaultHttpError(400, ['batch_input is not implemented by the Vault stand-in']);
+/**
+ * batched runs one transit operation on the request itself or, with `batch_input`, on each item
+ * in order: an item that fails gets `error` in its place in `batch_results`, and any failure makes
+ * the answer 400 (Vault's default `partial_failure_response_code`).
+ */
+function batched(body: Record<string, unknown>, one: (item: Record<string, unknown>) => object): [number, object] {
+  if (body.batch_input === undefined) return [200, envelope(one(body))];
+  if (!Array.isArray(body.batch_input) || body.batch_input.length === 0) throw new VaultHttpError(400, ['missing batch input to process']);
+  let failed = false;
+  const results = (body.batch_input as unknown[]).map((item) => {
+    try {
+      if (typeof item !== 'object' || item === null) throw new VaultHttpError(400, ['batch input item is not an object']);
+      return one(item as Record<string, unknown>);
+    } catch (err) {
+      if (!(err instanceof VaultHttpError)) throw err;
+      failed = true;
+      return { error: err.errors.join('; ') };
+    }
+  });
+  const partialStatus =
+    body.partial_failure_response_code === undefined
+      ? 400
+      : integerField(body.partial_failure_response_code, 'partial_failure_response_code');
+  return [failed ? partialStatus : 200, envelope({ batch_results: results })];
 }
 
 function send(res: ServerResponse, status: number, payload: object | null): void {

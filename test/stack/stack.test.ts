@@ -1,13 +1,14 @@
 // The one-command stack, as `npm start` runs it: embedded Postgres, dev PKI, migrations, every
 // service as its own process; ready, then a clean stop on SIGTERM.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SERVICE_NAMES } from '@parley/platform';
+import { startVaultStandin } from '../src/vault-standin.js';
 
 function postJson(url: string, body: unknown, apiKey: string, ca: Buffer): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -27,34 +28,41 @@ function postJson(url: string, body: unknown, apiKey: string, ca: Buffer): Promi
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** spawnStack runs `npm start`'s entry point in a fresh dev folder with only the given variables (and PATH). */
+async function spawnStack(extra: Record<string, string> = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'parley-stack-'));
+  const portBase = 20_000 + Math.floor(Math.random() * 400) * 50;
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    PARLEY_DEV_DIR: dir,
+    PARLEY_DEV_PORT_BASE: String(portBase),
+    PARLEY_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+  const child = spawn(process.execPath, [join(root, 'packages/devstack/dist/main.js')], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const ready = new Promise<string>((resolve, reject) => {
+    const onData = (b: Buffer) => {
+      for (const line of b.toString('utf8').split('\n')) {
+        output.push(line);
+        if (line.startsWith('parley ready ')) resolve(line);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`stack exited ${code} before ready:\n${output.slice(-30).join('\n')}`)));
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { dir, portBase, child, output, ready, exited };
+}
+
 describe('dev stack', () => {
   it('brings every service to ready, writes stack.json, and stops cleanly on SIGTERM', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'parley-stack-'));
-    const portBase = 20_000 + Math.floor(Math.random() * 400) * 50;
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '',
-      PARLEY_DEV_DIR: dir,
-      PARLEY_DEV_PORT_BASE: String(portBase),
-      PARLEY_LOG_LEVEL: 'warn',
-    };
-    const child = spawn(process.execPath, [join(root, 'packages/devstack/dist/main.js')], {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const output: string[] = [];
-    const ready = new Promise<string>((resolve, reject) => {
-      const onData = (b: Buffer) => {
-        for (const line of b.toString('utf8').split('\n')) {
-          output.push(line);
-          if (line.startsWith('parley ready ')) resolve(line);
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`stack exited ${code} before ready:\n${output.slice(-30).join('\n')}`)));
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { dir, portBase, child, ready, exited } = await spawnStack();
     try {
       const line = await ready;
       expect(line).toContain(`https://localhost:${portBase}`);
@@ -111,6 +119,38 @@ describe('dev stack', () => {
       }
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 180_000);
+
+  it('passes PARLEY_KEK_PROVIDER=vault and PARLEY_VAULT_* to secrets, identity and audit, each with its own transit key, and says so', async () => {
+    const vault = await startVaultStandin({ keys: ['parley-kek', 'parley-identity-kek', 'parley-audit-kek'] });
+    const tokenDir = await mkdtemp(join(tmpdir(), 'parley-stack-vault-'));
+    const tokenFile = join(tokenDir, 'token');
+    await writeFile(tokenFile, `${vault.issueToken({ ttlSeconds: 3600, policies: ['root'] })}\n`, { mode: 0o600 });
+    const { dir, child, output, ready, exited } = await spawnStack({
+      PARLEY_KEK_PROVIDER: 'vault',
+      PARLEY_VAULT_ADDR: vault.address,
+      PARLEY_VAULT_AUTH: 'token',
+      PARLEY_VAULT_TOKEN_FILE: tokenFile,
+    });
+    try {
+      await ready;
+      const where = `at ${vault.address}/v1/transit (token auth)`;
+      expect(output).toContain(`KEK secrets: Vault transit key "parley-kek" ${where}`);
+      expect(output).toContain(`KEK identity: Vault transit key "parley-identity-kek" ${where}`);
+      expect(output).toContain(`KEK audit: Vault transit key "parley-audit-kek" ${where}`);
+      for (const key of ['parley-kek', 'parley-identity-kek', 'parley-audit-kek'])
+        expect(vault.callCount(`transit/keys/${key}`), key).toBeGreaterThan(0);
+      // identity's signing keys were sealed under its own key: no local keyring was made for anyone.
+      expect(vault.callCount('transit/datakey/plaintext/parley-identity-kek')).toBeGreaterThan(0);
+      expect(vault.callCount('transit/datakey/plaintext/parley-audit-kek')).toBeGreaterThan(0);
+      for (const file of ['keyring.json', 'identity-keyring.json', 'audit-keyring.json'])
+        await expect(stat(join(dir, file)), file).rejects.toMatchObject({ code: 'ENOENT' });
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await vault.close();
     }
   }, 180_000);
 });

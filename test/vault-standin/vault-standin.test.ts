@@ -74,7 +74,8 @@ describe('Vault stand-in wire format', () => {
     expect(tooHigh.status).toBe(400);
     const read = await call('GET', 'transit/keys/parley-secrets', root);
     expect(read.body.data).toMatchObject({ latest_version: 2, min_decryption_version: 2, type: 'aes256-gcm96' });
-    expect(Object.keys(read.body.data.keys)).toEqual(['1', '2']);
+    // Versions below min_decryption_version are archived: a key read no longer lists them.
+    expect(Object.keys(read.body.data.keys)).toEqual(['2']);
   });
 
   it('answers 400 with an errors array for a malformed ciphertext and 404 for an unknown key or path', async () => {
@@ -138,5 +139,87 @@ describe('Vault stand-in wire format', () => {
     vault.setMode('up');
     expect((await call('GET', 'sys/health')).status).toBe(200);
     expect(vault.callCount('sys/health')).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("Vault stand-in: what it follows of Vault's documented transit and token API", () => {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+  it('encrypts, decrypts and rewraps a batch_input, in order, with an error on the bad item only', async () => {
+    const root = { token: vault.rootToken };
+    const enc = await call('POST', 'transit/encrypt/parley-secrets', {
+      ...root,
+      body: { batch_input: [{ plaintext: b64('a') }, { plaintext: b64('b') }] },
+    });
+    expect(enc.status).toBe(200);
+    const [a, b] = enc.body.data.batch_results as { ciphertext: string; key_version: number }[];
+    expect(a).toMatchObject({ ciphertext: expect.stringMatching(/^vault:v1:/), key_version: 1 });
+    const dec = await call('POST', 'transit/decrypt/parley-secrets', {
+      ...root,
+      body: { batch_input: [{ ciphertext: b?.ciphertext }, { ciphertext: a?.ciphertext }] },
+    });
+    expect(dec.body.data.batch_results).toEqual([{ plaintext: b64('b') }, { plaintext: b64('a') }]);
+    await call('POST', 'transit/keys/parley-secrets/rotate', root);
+    const rewrap = await call('POST', 'transit/rewrap/parley-secrets', {
+      ...root,
+      body: { batch_input: [{ ciphertext: a?.ciphertext }, { ciphertext: 'nope' }, { ciphertext: b?.ciphertext }] },
+    });
+    // A partial failure is 400 (Vault's default partial_failure_response_code) with every item's result.
+    expect(rewrap.status).toBe(400);
+    const results = rewrap.body.data.batch_results as { ciphertext?: string; key_version?: number; error?: string }[];
+    expect(results).toHaveLength(3);
+    expect(results[0]).toMatchObject({ ciphertext: expect.stringMatching(/^vault:v2:/), key_version: 2 });
+    expect(results[1]).toEqual({ error: 'invalid ciphertext: no prefix' });
+    expect(results[2]?.ciphertext).toMatch(/^vault:v2:/);
+    const ok = await call('POST', 'transit/rewrap/parley-secrets', { ...root, body: { batch_input: [{ ciphertext: a?.ciphertext }] } });
+    expect(ok.status).toBe(200);
+  });
+
+  it('refuses a derived key without context (400) and decrypts only with the same context', async () => {
+    const root = { token: vault.rootToken };
+    expect((await call('POST', 'transit/keys/derived-key', { ...root, body: { derived: true } })).status).toBe(200);
+    expect((await call('GET', 'transit/keys/derived-key', root)).body.data.derived).toBe(true);
+    const missing = await call('POST', 'transit/encrypt/derived-key', { ...root, body: { plaintext: b64('x') } });
+    expect(missing.status).toBe(400);
+    expect(missing.body.errors[0]).toMatch(/missing 'context' for key derivation/);
+    expect((await call('POST', 'transit/datakey/plaintext/derived-key', { ...root, body: {} })).status).toBe(400);
+    const enc = await call('POST', 'transit/encrypt/derived-key', { ...root, body: { plaintext: b64('x'), context: b64('tenant-a') } });
+    expect(enc.status).toBe(200);
+    const wrong = await call('POST', 'transit/decrypt/derived-key', {
+      ...root,
+      body: { ciphertext: enc.body.data.ciphertext, context: b64('tenant-b') },
+    });
+    expect(wrong.status).toBe(400);
+    const right = await call('POST', 'transit/decrypt/derived-key', {
+      ...root,
+      body: { ciphertext: enc.body.data.ciphertext, context: b64('tenant-a') },
+    });
+    expect(right.body.data.plaintext).toBe(b64('x'));
+  });
+
+  it('refuses renewal past the max TTL with 500, and renews a periodic token to its period whatever the increment', async () => {
+    // Past its max TTL (but not yet expired) a token's renewal is refused, not granted for 0 seconds.
+    const fresh = vault.issueToken({ ttlSeconds: 5, policies: [], maxTtlSeconds: 0.5 });
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await call('POST', 'auth/token/renew-self', { token: fresh, body: {} })).toEqual({
+      status: 500,
+      body: { errors: ['past the max TTL, cannot renew'] },
+    });
+    const periodic = vault.issueToken({ ttlSeconds: 20, policies: [], periodSeconds: 20 });
+    const lookup = await call('GET', 'auth/token/lookup-self', { token: periodic });
+    expect(lookup.body.data).toMatchObject({ period: 20, renewable: true });
+    const renewed = await call('POST', 'auth/token/renew-self', { token: periodic, body: { increment: 3600 } });
+    expect(renewed.body.auth).toMatchObject({ lease_duration: 20, renewable: true });
+  });
+
+  it('answers a policy denial with Vault wording, and 403 (not 404) for an unknown mount unless the token is root', async () => {
+    const login = await call('POST', 'auth/approle/login', { body: { role_id: 'role-1', secret_id: 'secret-1' } });
+    const token = login.body.auth.client_token as string;
+    expect(await call('POST', 'transit/keys/parley-secrets/rotate', { token })).toEqual({
+      status: 403,
+      body: { errors: ['1 error occurred:\n\t* permission denied\n\n'] },
+    });
+    expect((await call('POST', 'no-such-mount/encrypt/k', { token, body: {} })).status).toBe(403);
+    expect((await call('POST', 'no-such-mount/encrypt/k', { token: vault.rootToken, body: {} })).status).toBe(404);
   });
 });

@@ -285,6 +285,15 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ $c.audit.checkpointEveryMs | int64 | quote }}
 - name: PARLEY_AUDIT_SIGNING_KEY_PATH
   value: /var/run/parley/audit-signing-key/signing-key.json
+{{- if $c.audit.witness.existingClaim }}
+- name: PARLEY_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+# One append-only file per replica on the witness volume (appends from several hosts to one file are not atomic).
+- name: PARLEY_AUDIT_WITNESS_PATH
+  value: /var/run/parley/audit-witness/witness-$(PARLEY_POD_NAME).ndjson
+{{- end }}
 {{- end }}
 {{- if hasKey $vault.services $service }}
 {{- $client := get $vault.services $service }}

@@ -7,6 +7,7 @@ import { envOptionalPostgresUrl, loadServiceMigrations, migrateAll, serviceDatab
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
 import { ensureDevPki } from '@parley/devpki';
 import { envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { describeServiceKek, KEK_SERVICES, kekEnvFor, loadDevKek, type DevKek, type KekService } from './kek.js';
 import { ServiceProcess } from './process.js';
 
 /** DevStackConfig is what the dev stack reads from the environment. */
@@ -21,9 +22,11 @@ export interface DevStackConfig {
   readonly databaseUrl: string | undefined;
   readonly logLevel: string;
   readonly otlpEndpoint: string | undefined;
+  /** kek is the KEK of secrets, identity and audit: local keyrings, or Vault (PARLEY_KEK_PROVIDER=vault and PARLEY_VAULT_*). */
+  readonly kek: DevKek;
 }
 
-/** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, DATABASE_URL and friends. */
+/** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, DATABASE_URL, PARLEY_KEK_PROVIDER, PARLEY_VAULT_* and friends. */
 export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
   const databaseUrl = envOptionalPostgresUrl(env, 'DATABASE_URL', 'of a role that can create roles and schemas');
   return Object.freeze({
@@ -33,6 +36,7 @@ export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
     databaseUrl,
     logLevel: envString(env, 'PARLEY_LOG_LEVEL', 'info'),
     otlpEndpoint: envOptional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+    kek: loadDevKek(env),
   });
 }
 
@@ -169,7 +173,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
         ...(service === 'edge' ? { PARLEY_PUBLIC_PORT: String(config.portBase) } : {}),
         ...(service === 'voice-orchestrator' ? { PARLEY_PUBLIC_PORT: String(config.portBase + 1) } : {}),
-        ...(service === 'secrets' ? { PARLEY_KEK_PROVIDER: 'local', PARLEY_LOCAL_KEYRING_PATH: join(config.dir, 'keyring.json') } : {}),
+        ...((KEK_SERVICES as readonly string[]).includes(service) ? kekEnvFor(config.kek, service as KekService, config.dir) : {}),
         ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
         ...(service === 'identity'
           ? {
@@ -180,6 +184,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
             }
           : {}),
       };
+      if ((KEK_SERVICES as readonly string[]).includes(service)) log(describeServiceKek(service as KekService, env));
       const proc = new ServiceProcess({
         name: service,
         script: join(config.root, 'services', service, 'dist', 'main.js'),

@@ -23,6 +23,7 @@ describe('loadKekProviderConfig', () => {
       address: 'https://vault:8200',
       transitMount: 'transit',
       keyName: 'parley-kek',
+      serviceName: 'secrets',
       namespace: undefined,
       caCertFile: undefined,
       requestTimeoutMs: 5_000,
@@ -64,6 +65,16 @@ describe('loadOwnKekProviderConfig', () => {
       provider: 'local',
       keyringPath: '/home/dev/.parley/keyring.json',
     });
+  });
+});
+
+describe('loadOwnKekProviderConfig with Vault', () => {
+  it("defaults each service to its own transit key, and names the service in the provider's messages", () => {
+    const vault = { PARLEY_KEK_PROVIDER: 'vault', PARLEY_VAULT_ADDR: 'https://v' };
+    expect(loadOwnKekProviderConfig(vault, 'identity')).toMatchObject({ keyName: 'parley-identity-kek', serviceName: 'identity' });
+    expect(loadOwnKekProviderConfig(vault, 'audit')).toMatchObject({ keyName: 'parley-audit-kek', serviceName: 'audit' });
+    expect(loadKekProviderConfig(vault)).toMatchObject({ keyName: 'parley-kek', serviceName: 'secrets' });
+    expect(loadOwnKekProviderConfig({ ...vault, PARLEY_VAULT_TRANSIT_KEY: 'shared' }, 'audit')).toMatchObject({ keyName: 'shared' });
   });
 });
 

@@ -17,6 +17,8 @@ export type KekProviderConfig =
       readonly address: string;
       readonly transitMount: string;
       readonly keyName: string;
+      /** serviceName is the service this KEK is for, named in the provider's messages. */
+      readonly serviceName: string;
       readonly namespace: string | undefined;
       readonly caCertFile: string | undefined;
       readonly requestTimeoutMs: number;
@@ -34,8 +36,11 @@ export interface DataKeyCacheConfig {
   readonly limits: DataKeyCacheLimits;
 }
 
-/** loadKekProviderConfig reads the PARLEY_KEK_* / PARLEY_VAULT_* variables; errors name the variable. */
-export function loadKekProviderConfig(env: Env): KekProviderConfig {
+/** loadKekProviderConfig reads the PARLEY_KEK_* / PARLEY_VAULT_* variables (the secrets service's, unless `own` says otherwise); errors name the variable. */
+export function loadKekProviderConfig(
+  env: Env,
+  own: { service: string; keyName: string } = { service: 'secrets', keyName: 'parley-kek' },
+): KekProviderConfig {
   const provider = envEnum(env, 'PARLEY_KEK_PROVIDER', ['local', 'vault'] as const, 'local');
   if (provider === 'local') {
     const home = envOptional(env, 'HOME');
@@ -65,7 +70,8 @@ export function loadKekProviderConfig(env: Env): KekProviderConfig {
     provider,
     address,
     transitMount: envString(env, 'PARLEY_VAULT_TRANSIT_MOUNT', 'transit').replace(/^\/+|\/+$/g, ''),
-    keyName: envString(env, 'PARLEY_VAULT_TRANSIT_KEY', 'parley-kek'),
+    keyName: envString(env, 'PARLEY_VAULT_TRANSIT_KEY', own.keyName),
+    serviceName: own.service,
     namespace: envOptional(env, 'PARLEY_VAULT_NAMESPACE'),
     caCertFile: envOptional(env, 'PARLEY_VAULT_CACERT'),
     requestTimeoutMs: envInt(env, 'PARLEY_VAULT_TIMEOUT_MS', 5_000, 100, 60_000),
@@ -77,7 +83,8 @@ export function loadKekProviderConfig(env: Env): KekProviderConfig {
  * loadOwnKekProviderConfig is loadKekProviderConfig for a service that seals keys of its own
  * (identity's signing keys, audit's checkpoint key). In the dev stack (PARLEY_DEV_DIR set) with
  * neither PARLEY_KEK_PROVIDER nor PARLEY_LOCAL_KEYRING_PATH, the service gets its own keyring in
- * the dev stack's private folder, `<PARLEY_DEV_DIR>/<service>-keyring.json`.
+ * the dev stack's private folder, `<PARLEY_DEV_DIR>/<service>-keyring.json`. With Vault, its
+ * transit key defaults to its own, `parley-<service>-kek` (never the secrets service's KEK).
  */
 export function loadOwnKekProviderConfig(env: Env, service: string): KekProviderConfig {
   const devDir = envOptional(env, 'PARLEY_DEV_DIR');
@@ -85,7 +92,10 @@ export function loadOwnKekProviderConfig(env: Env, service: string): KekProvider
     devDir !== undefined &&
     envOptional(env, 'PARLEY_KEK_PROVIDER') === undefined &&
     envOptional(env, 'PARLEY_LOCAL_KEYRING_PATH') === undefined;
-  return loadKekProviderConfig(devKeyring ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, `${service}-keyring.json`) } : env);
+  return loadKekProviderConfig(devKeyring ? { ...env, PARLEY_LOCAL_KEYRING_PATH: join(devDir, `${service}-keyring.json`) } : env, {
+    service,
+    keyName: `parley-${service}-kek`,
+  });
 }
 
 /** loadDataKeyCacheConfig reads the PARLEY_DEK_CACHE* variables. */
@@ -98,6 +108,12 @@ export function loadDataKeyCacheConfig(env: Env): DataKeyCacheConfig {
       maxEntries: envInt(env, 'PARLEY_DEK_CACHE_MAX_ENTRIES', 1_000, 1, 1_000_000),
     }),
   });
+}
+
+/** describeKek says in one line which KEK a configuration uses (for start-up output; no secrets). */
+export function describeKek(config: KekProviderConfig): string {
+  if (config.provider === 'local') return `local keyring ${config.keyringPath}`;
+  return `Vault transit key "${config.keyName}" at ${config.address}/v1/${config.transitMount} (${config.auth.method} auth${config.namespace === undefined ? '' : `, namespace ${config.namespace}`})`;
 }
 
 /** createKekProvider builds the configured provider; secrets named by *_FILE variables are read here. */
@@ -120,6 +136,7 @@ export async function createKekProvider(config: KekProviderConfig, logger: Envel
     address: config.address,
     transitMount: config.transitMount,
     keyName: config.keyName,
+    serviceName: config.serviceName,
     auth,
     ...(config.namespace !== undefined ? { namespace: config.namespace } : {}),
     ...(config.caCertFile !== undefined ? { caCertPem: await readSecretFile(config.caCertFile, 'PARLEY_VAULT_CACERT') } : {}),

@@ -53,6 +53,9 @@ export interface KekProvider {
   /** rewrapDataKey re-encrypts a wrapped data key under the latest KEK version without exposing it. */
   rewrapDataKey(wrappedKey: string): Promise<RewrappedDataKey>;
 
+  /** rewrapDataKeys, when the backend has a batch call (Vault's batch_input), rewraps several keys in one round trip, in order. */
+  rewrapDataKeys?(wrappedKeys: readonly string[]): Promise<RewrappedDataKey[]>;
+
   /** rotateKek adds a new KEK version; new data keys use it, old wrapped keys stay readable. */
   rotateKek(): Promise<KekVersions>;
 

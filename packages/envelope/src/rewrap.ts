@@ -48,6 +48,12 @@ export interface RewrapOptions {
   readonly onProgress?: (progress: RewrapProgress) => void;
 }
 
+async function sequentially<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (const item of items) out.push(await fn(item));
+  return out;
+}
+
 /**
  * rewrapAllDataKeys rewraps every stored data key that is below the latest KEK version, in
  * batches. It is resumable because progress lives in the data itself: a record whose wrapped
@@ -75,10 +81,25 @@ export async function rewrapAllDataKeys(kek: KekProvider, options: RewrapOptions
     options.onProgress?.(progress());
   };
 
+  // Records waiting to be rewrapped: one batch call where the provider has one (Vault's batch_input).
+  let pending: WrappedKeyRecord[] = [];
+  const rewrapPending = async (): Promise<void> => {
+    if (pending.length === 0) return;
+    const keys = pending.map((r) => r.wrappedKey);
+    const next = kek.rewrapDataKeys !== undefined ? await kek.rewrapDataKeys(keys) : await sequentially(keys, (k) => kek.rewrapDataKey(k));
+    pending.forEach((record, i) => {
+      const done = next[i];
+      if (done === undefined) throw new Error(`the KEK provider rewrapped ${next.length} of ${pending.length} keys`);
+      batch.push({ id: record.id, previousWrappedKey: record.wrappedKey, wrappedKey: done.wrappedKey, kekVersion: done.kekVersion });
+    });
+    pending = [];
+    await flush();
+  };
+
   for await (const record of options.records) {
     if (options.signal?.aborted === true) {
       // Keep the work already done: rewrapped keys are valid, saving them shortens the next run.
-      await flush();
+      await rewrapPending();
       options.signal.throwIfAborted();
     }
     examined += 1;
@@ -86,10 +107,9 @@ export async function rewrapAllDataKeys(kek: KekProvider, options: RewrapOptions
       alreadyCurrent += 1;
       continue;
     }
-    const next = await kek.rewrapDataKey(record.wrappedKey);
-    batch.push({ id: record.id, previousWrappedKey: record.wrappedKey, wrappedKey: next.wrappedKey, kekVersion: next.kekVersion });
-    if (batch.length >= batchSize) await flush();
+    pending.push(record);
+    if (pending.length >= batchSize) await rewrapPending();
   }
-  await flush();
+  await rewrapPending();
   return progress();
 }

@@ -87,12 +87,31 @@ export function statusOf(err: unknown): number | undefined {
   return typeof response?.statusCode === 'number' ? response.statusCode : undefined;
 }
 
-/** vaultErrorOf is Vault's own error text from a failed call (bounded). */
+/**
+ * vaultErrorOf is Vault's own error text from a failed call, on one line and bounded; empty when
+ * Vault gave none. Vault words many errors as a multierror (`1 error occurred:\n\t* permission
+ * denied\n\n`): only the items are kept.
+ */
 export function vaultErrorOf(err: unknown): string {
   const body = (err as { response?: { body?: { errors?: unknown } } }).response?.body;
   const errors = body?.errors;
-  if (Array.isArray(errors) && errors.length > 0) return errors.map(String).join('; ').slice(0, 300);
-  return 'no error message';
+  if (!Array.isArray(errors) || errors.length === 0) return '';
+  return errors
+    .map((e) => {
+      const text = String(e);
+      const items = /^\d+ errors? occurred:/.test(text) ? [...text.matchAll(/^\s*\* (.+)$/gm)].map((m) => m[1] ?? '') : [text];
+      return items.join('; ');
+    })
+    .join('; ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 300);
+}
+
+/** vaultStatusText is `403: permission denied`, or `404` when Vault said nothing more. */
+export function vaultStatusText(status: number, err: unknown): string {
+  const message = vaultErrorOf(err);
+  return message === '' ? String(status) : `${status}: ${message}`;
 }
 
 /** describeFailure names a transport failure without echoing request details (they carry the token). */

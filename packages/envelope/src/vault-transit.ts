@@ -12,6 +12,7 @@ import {
   statusOf,
   stringField,
   vaultErrorOf,
+  vaultStatusText,
   type VaultMethod,
   type VaultRequest,
 } from './vault-http.js';
@@ -24,6 +25,8 @@ export interface VaultTransitOptions {
   readonly transitMount?: string;
   /** keyName is the transit key that is the KEK (default `parley-kek`). */
   readonly keyName?: string;
+  /** serviceName names the service in error messages (secrets, identity or audit; default `secrets`). */
+  readonly serviceName?: string;
   /** auth selects the login method. */
   readonly auth: VaultAuth;
   /** namespace is the Vault Enterprise namespace, if any. */
@@ -60,11 +63,13 @@ export class VaultTransitKekProvider implements KekProvider {
   private readonly session: VaultSession;
   private readonly mount: string;
   private readonly keyName: string;
+  private readonly service: string;
   private closed = false;
 
   private constructor(private readonly options: VaultTransitOptions) {
     this.mount = options.transitMount ?? 'transit';
     this.keyName = options.keyName ?? 'parley-kek';
+    this.service = options.serviceName ?? 'secrets';
     const timeoutMs = options.requestTimeoutMs ?? 5_000;
     const renewAtFraction = options.renewAtFraction ?? 2 / 3;
     validateOptions(options, this.mount, this.keyName, timeoutMs, renewAtFraction);
@@ -119,6 +124,40 @@ export class VaultTransitKekProvider implements KekProvider {
     const path = `${this.mount}/decrypt/${this.keyName}`;
     const body = await this.send('unwrap a data key', 'POST', path, { ciphertext: wrappedKey });
     return decodeDataKey(stringField(dataOf(body, path), 'plaintext', path), path);
+  }
+
+  /**
+   * rewrapDataKeys rewraps several wrapped keys in one transit call (`batch_input`), in order.
+   * One bad item fails the call with a message naming it (Vault answers 400 with per-item errors).
+   */
+  async rewrapDataKeys(wrappedKeys: readonly string[]): Promise<RewrappedDataKey[]> {
+    if (wrappedKeys.length === 0) return [];
+    for (const k of wrappedKeys) this.requireVaultWrapped(k);
+    const path = `${this.mount}/rewrap/${this.keyName}`;
+    let body: unknown;
+    try {
+      body = await this.send('rewrap data keys', 'POST', path, { batch_input: wrappedKeys.map((ciphertext) => ({ ciphertext })) });
+    } catch (err) {
+      const results = (err as { batchResults?: unknown }).batchResults;
+      if (!Array.isArray(results)) throw err;
+      const index = results.findIndex((r) => typeof (r as { error?: unknown } | null)?.error === 'string');
+      const why = String((results[index] as { error?: unknown } | undefined)?.error ?? '')
+        .replace(/\s+/g, ' ')
+        .slice(0, 200);
+      throw new FailedPreconditionError(
+        `Vault at ${this.options.address} could not rewrap data key ${index} of ${results.length} for the ${this.service} service (${why}); nothing in this batch was rewrapped: fix or remove that stored key`,
+      );
+    }
+    const results = dataOf(body, path).batch_results;
+    if (!Array.isArray(results) || results.length !== wrappedKeys.length)
+      throw new UnavailableError(
+        `Vault's answer to ${path} has no batch_results for each of the ${wrappedKeys.length} keys: is this a Vault server?`,
+      );
+    return results.map((r: unknown) => {
+      const data = (r ?? {}) as Record<string, unknown>;
+      const rewrapped = stringField(data, 'ciphertext', path);
+      return { wrappedKey: rewrapped, kekVersion: versionOf(data, rewrapped) };
+    });
   }
 
   /** rewrapDataKey has transit re-encrypt the wrapped key under the latest version (plaintext stays in Vault). */
@@ -190,6 +229,8 @@ export class VaultTransitKekProvider implements KekProvider {
     try {
       return await this.request(method, path, body, state.token);
     } catch (err) {
+      const batchResults = batchResultsOf(err);
+      if (batchResults !== undefined) throw Object.assign(new Error('a batch item failed'), { batchResults });
       if (statusOf(err) !== 403 || !this.session.canLogin) throw this.translate(err, operation, method, path);
       this.options.logger.warn({ kekProvider: 'vault-transit', path, status: 403 }, 'Vault refused the token; logging in again');
     }
@@ -201,40 +242,63 @@ export class VaultTransitKekProvider implements KekProvider {
     }
   }
 
-  /** translate turns a node-vault or network failure into a domain error that says what to fix. */
+  /** translate turns a node-vault or network failure into a domain error that says, in one line, what to check. */
   private translate(err: unknown, operation: string, method: VaultMethod, path: string): Error {
     if (err instanceof UnavailableError || err instanceof FailedPreconditionError || err instanceof InvalidArgumentError) return err;
     const where = `Vault at ${this.options.address}`;
+    const service = `the ${this.service} service`;
     const status = statusOf(err);
     if (status === undefined) {
       return new UnavailableError(
-        `${where} is unreachable (${describeFailure(err)}), so the secrets service cannot ${operation}; nothing is decrypted without it, retry once Vault is reachable`,
+        `${where} is unreachable (${describeFailure(err)}), so ${service} cannot ${operation}; nothing is decrypted without it, retry once Vault is reachable`,
       );
     }
     const vaultMessage = vaultErrorOf(err);
+    const said = vaultStatusText(status, err);
+    const auth = this.options.auth;
+    if (/^auth\/[^/]+\/login$/.test(path) && (status === 400 || status === 403) && auth.method !== 'token') {
+      // A refused login is about the credentials and the role, not about a policy.
+      const check =
+        auth.method === 'kubernetes'
+          ? `check that Vault role "${auth.role}" is bound to this service account (bound_service_account_names and bound_service_account_namespaces) and that ${auth.jwtPath} holds the pod's current service-account token`
+          : 'check the role_id and secret_id (a secret_id expires and may be limited in uses; issue a new one) in PARLEY_VAULT_APPROLE_ROLE_ID and PARLEY_VAULT_APPROLE_SECRET_ID_FILE';
+      return new UnavailableError(`${where} refused the ${auth.method} login of ${service} (${said}): ${check}`);
+    }
+    if (status === 403 && path === 'auth/token/lookup-self') {
+      return new UnavailableError(
+        `${where} refused the configured token of ${service} (${said}): it is expired, revoked or wrong; put a valid token in PARLEY_VAULT_TOKEN_FILE`,
+      );
+    }
     if (status === 403) {
       const capability = method === 'GET' ? 'read' : 'update';
       return new UnavailableError(
-        `${where} refused to ${operation} (403 ${vaultMessage}): the token is invalid or its policy lacks "${capability}" on "${path}"; apply the policy from the @parley/envelope README`,
+        `${where} refused to ${operation} for ${service} (${said}): the token was revoked or its policy lacks "${capability}" on "${path}"; apply the policy from the @parley/envelope README`,
       );
     }
     if (status === 400 && /too old|disallowed by policy|min(imum)?[ _]decryption/i.test(vaultMessage)) {
       return new FailedPreconditionError(
-        `${where} refused to ${operation}: the data key is wrapped with a KEK version below min_decryption_version (${vaultMessage}); it should have been rewrapped before the minimum was raised`,
+        `${where} refused to ${operation} for ${service}: the data key is wrapped with a KEK version below min_decryption_version (${said}); it should have been rewrapped before the minimum was raised`,
       );
     }
     if (status === 404 || (status === 400 && /not found/i.test(vaultMessage))) {
       return new FailedPreconditionError(
-        `${where} has no transit key "${this.keyName}" at mount "${this.mount}" (${status} ${vaultMessage}): enable transit and create the key with "vault write -f ${this.mount}/keys/${this.keyName}", or fix the mount and key name`,
+        `${service} cannot ${operation}: ${where} has no transit key "${this.keyName}" at mount "${this.mount}" (${said}): create it with "vault write -f ${this.mount}/keys/${this.keyName}", or fix PARLEY_VAULT_TRANSIT_MOUNT and PARLEY_VAULT_TRANSIT_KEY`,
       );
     }
     if (status === 400) {
-      return new FailedPreconditionError(`${where} rejected the request to ${operation} (400 ${vaultMessage})`);
+      return new FailedPreconditionError(`${where} rejected the request to ${operation} for ${service} (${said})`);
     }
     return new UnavailableError(
-      `${where} failed to ${operation} (${status} ${vaultMessage})${status === 503 ? ': Vault is sealed or not the active node' : ''}; retry once Vault is healthy`,
+      `${where} failed to ${operation} for ${service} (${said})${status === 503 ? ': Vault is sealed or not the active node' : ''}; retry once Vault is healthy`,
     );
   }
+}
+
+// A partly failed batch is a 400 whose body holds every item's result.
+function batchResultsOf(err: unknown): unknown[] | undefined {
+  if (statusOf(err) !== 400) return undefined;
+  const results = (err as { response?: { body?: { data?: { batch_results?: unknown } } } }).response?.body?.data?.batch_results;
+  return Array.isArray(results) ? results : undefined;
 }
 
 function versionOf(data: Record<string, unknown>, wrappedKey: string): number {

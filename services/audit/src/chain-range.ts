@@ -2,10 +2,10 @@
 // and the verification of that range (VerifyLog) with the signer's public keys.
 import type { Kysely } from 'kysely';
 import { InvalidArgumentError } from '@parley/platform';
-import { ChainVerifier, publicKeysFromPem, type VerifyResult } from './chain.js';
+import { ChainVerifier, type VerifyResult } from './chain.js';
 import type { AuditDb } from './db/tables.js';
 import type { CheckpointSigner } from './signer.js';
-import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant } from './store.js';
+import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant, keysOf } from './store.js';
 
 /** resolveRange turns request bounds (0 = chain start / head) into a concrete range within the stored chain. */
 export function resolveRange(fromReq: number, toReq: number, head: { seq: number; anchorSeq: number }): { from: number; to: number } {
@@ -16,7 +16,7 @@ export function resolveRange(fromReq: number, toReq: number, head: { seq: number
   return { from, to };
 }
 
-/** verifyTenantRange runs the chain verifier over a tenant's stored range with the signer's public keys. */
+/** verifyTenantRange runs the chain verifier over a tenant's stored range (and its purge anchor's signature) with the signer's public keys. */
 export async function verifyTenantRange(
   db: Kysely<AuditDb>,
   signer: CheckpointSigner,
@@ -24,13 +24,15 @@ export async function verifyTenantRange(
   fromReq: number,
   toReq: number,
 ): Promise<VerifyResult> {
-  const keys = publicKeysFromPem((await signer.publicKeys()).map((k) => k.publicKeyPem));
+  const keys = await keysOf(signer);
   // One snapshot: appends running meanwhile neither show up half-way nor look like gaps.
   return forTenant(db, tenantId, async (trx) => {
     const head = await chainHead(trx, tenantId);
     const { from, to } = resolveRange(fromReq, toReq, head);
     const anchor = await anchorFor(trx, tenantId, from, head);
     const verifier = new ChainVerifier(tenantId, anchor, keys);
+    // A range that starts where retention purged must start at an anchor the service signed.
+    if (head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
     // A checkpoint at the anchor itself checks the link into the range too.
     for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) verifier.addCheckpoint(cp);
     for await (const e of eventsInRange(trx, tenantId, from, to)) {

@@ -47,6 +47,33 @@ export interface ChainCheckpoint {
   signature: string;
 }
 
+/** SignedAnchor is a purge anchor as signed by the service: the last purged event's sequence number and hash. */
+export interface SignedAnchor {
+  tenantId: string;
+  seq: number;
+  hash: string;
+  signedAt: string;
+  keyId: string;
+  /** signature is Ed25519, base64, over anchorStatement. */
+  signature: string;
+}
+
+/**
+ * ExportSeal closes an unfiltered export: signed when the export was made, over where the export
+ * starts (its anchor) and its last event, so neither end can be moved without breaking it.
+ */
+export interface ExportSeal {
+  tenantId: string;
+  anchorSeq: number;
+  anchorHash: string;
+  seq: number;
+  hash: string;
+  signedAt: string;
+  keyId: string;
+  /** signature is Ed25519, base64, over exportSealStatement. */
+  signature: string;
+}
+
 /** canonicalJson is RFC 8785 (JCS) canonical JSON: sorted keys, no whitespace, ECMAScript number form. */
 export function canonicalJson(value: unknown): string {
   const text = canonicalize(value);
@@ -78,6 +105,44 @@ export function checkpointStatement(cp: Pick<ChainCheckpoint, 'tenantId' | 'seq'
     }),
     'utf8',
   );
+}
+
+/** anchorStatement is the exact bytes a purge anchor's signature covers (its own type, so a checkpoint cannot pass as an anchor). */
+export function anchorStatement(a: Pick<SignedAnchor, 'tenantId' | 'seq' | 'hash' | 'signedAt'>): Buffer {
+  return Buffer.from(
+    canonicalJson({
+      v: CHAIN_VERSION,
+      type: 'parley.audit.purge-anchor',
+      tenantId: a.tenantId,
+      seq: a.seq,
+      hash: a.hash,
+      signedAt: a.signedAt,
+    }),
+    'utf8',
+  );
+}
+
+/** exportSealStatement is the exact bytes an export seal's signature covers. */
+export function exportSealStatement(s: Omit<ExportSeal, 'keyId' | 'signature'>): Buffer {
+  return Buffer.from(
+    canonicalJson({
+      v: CHAIN_VERSION,
+      type: 'parley.audit.export-seal',
+      tenantId: s.tenantId,
+      anchorSeq: s.anchorSeq,
+      anchorHash: s.anchorHash,
+      seq: s.seq,
+      hash: s.hash,
+      signedAt: s.signedAt,
+    }),
+    'utf8',
+  );
+}
+
+/** signatureValid checks an Ed25519 signature (base64) by the key named keyId among the trusted keys. */
+export function signatureValid(keys: ReadonlyMap<string, KeyObject>, keyId: string, statement: Buffer, signature: string): boolean {
+  const key = keys.get(keyId);
+  return key !== undefined && verifySignature(null, statement, key, Buffer.from(signature, 'base64'));
 }
 
 /** keyIdOf names an Ed25519 public key: the first 16 hex digits of SHA-256 over its SubjectPublicKeyInfo DER. */
@@ -125,11 +190,14 @@ export class ChainVerifier {
   private expectedSeq: number;
   private prevHash: string;
   private failure: { seq: number; reason: string } | undefined;
-  private readonly pending = new Map<number, ChainCheckpoint>();
+  // Several checkpoints may claim one sequence number (a witness's copy and the stored one).
+  private readonly pending = new Map<number, ChainCheckpoint[]>();
+  private readonly witnessed = new Map<number, ChainCheckpoint[]>();
   private checkpointsVerified = 0;
   private lastCheckpointSeq = 0;
   private eventsVerified = 0;
   private readonly fromSeq: number;
+  private readonly anchorHash: string;
 
   /** constructor takes the tenant, the anchor and the trusted public keys by key id. */
   constructor(
@@ -137,6 +205,7 @@ export class ChainVerifier {
     anchor: { seq: number; hash: string },
     private readonly keys: ReadonlyMap<string, KeyObject>,
   ) {
+    this.anchorHash = anchor.hash;
     this.expectedSeq = anchor.seq + 1;
     this.prevHash = anchor.hash;
     this.fromSeq = anchor.seq + 1;
@@ -163,7 +232,48 @@ export class ChainVerifier {
       if (cp.seq === this.expectedSeq - 1) this.matchCheckpoint(cp, this.prevHash);
       return;
     }
-    this.pending.set(cp.seq, cp);
+    this.pending.set(cp.seq, [...(this.pending.get(cp.seq) ?? []), cp]);
+  }
+
+  /**
+   * addWitnessedCheckpoint adds a checkpoint as an outside witness recorded it: when the chain
+   * reaches its sequence number it must match; one beyond the chain's end is not a failure here
+   * (it may have been signed after the chain was read) and is listed by witnessedBeyondEnd.
+   * A witness line whose signature does not verify is not evidence and is ignored.
+   */
+  addWitnessedCheckpoint(cp: ChainCheckpoint): boolean {
+    if (cp.tenantId !== this.tenantId || cp.seq < this.expectedSeq) return false;
+    if (!signatureValid(this.keys, cp.keyId, checkpointStatement(cp), cp.signature)) return false;
+    this.witnessed.set(cp.seq, [...(this.witnessed.get(cp.seq) ?? []), cp]);
+    return true;
+  }
+
+  /** witnessedBeyondEnd lists the witnessed checkpoints the chain did not reach. */
+  witnessedBeyondEnd(): ChainCheckpoint[] {
+    return [...this.witnessed.values()].flat();
+  }
+
+  /**
+   * checkAnchor requires the range's anchor to be a purge anchor the service signed (a forged
+   * anchor would hide a deleted prefix); call it when the range starts at a purge anchor.
+   */
+  checkAnchor(signed: SignedAnchor | undefined): void {
+    const seq = this.fromSeq - 1;
+    if (signed === undefined) return this.fail(seq, `the purge anchor at ${seq} is not signed`);
+    if (signed.tenantId !== this.tenantId || signed.seq !== seq)
+      return this.fail(seq, `the purge anchor at ${seq} is signed for another place in the chain`);
+    if (!signatureValid(this.keys, signed.keyId, anchorStatement(signed), signed.signature))
+      return this.fail(seq, `the purge anchor at ${seq} has an invalid signature or an unknown key ${signed.keyId}`);
+    if (signed.hash !== this.anchorHash) return this.fail(seq, `the purge anchor at ${seq} differs from its signed hash`);
+  }
+
+  /** lastSeq and lastHash are where the verified chain stands (the anchor before any event). */
+  get lastSeq(): number {
+    return this.expectedSeq - 1;
+  }
+
+  get lastHash(): string {
+    return this.prevHash;
   }
 
   private matchCheckpoint(cp: ChainCheckpoint, hash: string): void {
@@ -181,11 +291,18 @@ export class ChainVerifier {
     if (e.seq < seq) return this.fail(seq, `event ${e.seq} appears again or out of order where ${seq} was expected`);
     if (e.prevHash !== this.prevHash) return this.fail(seq, `event ${seq} does not link to event ${seq - 1} (prev_hash differs)`);
     if (eventHash(e) !== e.hash) return this.fail(seq, `event ${seq} does not match its hash (its content was changed)`);
-    const cp = this.pending.get(seq);
-    if (cp !== undefined) {
+    const cps = this.pending.get(seq);
+    if (cps !== undefined) {
       this.pending.delete(seq);
-      this.matchCheckpoint(cp, e.hash);
+      for (const cp of cps) this.matchCheckpoint(cp, e.hash);
       if (this.failure !== undefined && this.failure.seq === seq) return;
+    }
+    const seen = this.witnessed.get(seq);
+    if (seen !== undefined) {
+      this.witnessed.delete(seq);
+      const differs = seen.find((cp) => cp.hash !== e.hash);
+      if (differs !== undefined)
+        return this.fail(seq, `chain hash at ${seq} differs from the signed checkpoint the witness holds (signed ${differs.signedAt})`);
     }
     this.prevHash = e.hash;
     this.expectedSeq = seq + 1;
@@ -200,7 +317,7 @@ export class ChainVerifier {
     const last = this.expectedSeq - 1;
     if (!this.broken) {
       if (headSeq !== undefined && headSeq > last) this.fail(last + 1, `events ${last + 1}..${headSeq} are missing`);
-      for (const cp of this.pending.values()) this.fail(last + 1, `event ${last + 1} is missing (a checkpoint covers ${cp.seq})`);
+      for (const [seq] of this.pending) this.fail(last + 1, `event ${last + 1} is missing (a checkpoint covers ${seq})`);
     }
     const f = this.failure;
     return {

@@ -13,6 +13,8 @@ export interface AuditConfig {
   readonly checkpointEveryMs: number;
   /** signingKeyPath is the file holding the sealed Ed25519 checkpoint key(s). */
   readonly signingKeyPath: string;
+  /** witnessPath is the append-only file every signed checkpoint is also written to (undefined: no file witness). */
+  readonly witnessPath: string | undefined;
   /** kek seals the checkpoint signing key: the same provider configuration the secrets service uses. */
   readonly kek: KekProviderConfig;
 }
@@ -27,12 +29,15 @@ export function loadAuditConfig(env: Env): AuditConfig {
       'PARLEY_AUDIT_SIGNING_KEY_PATH',
       'is required (the sealed checkpoint signing key file; created on first start if missing)',
     );
+  const witnessPath =
+    envOptional(env, 'PARLEY_AUDIT_WITNESS_PATH') ?? (devDir === undefined ? undefined : join(devDir, 'audit-witness.ndjson'));
   return Object.freeze({
     databaseUrl: serviceDatabaseUrlFrom(env, 'audit'),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     checkpointEveryEvents: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_EVENTS', 1000, 1, 10_000_000),
     checkpointEveryMs: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_MS', 60_000, 100, 86_400_000),
     signingKeyPath,
+    witnessPath,
     kek: loadOwnKekProviderConfig(env, 'audit'),
   });
 }

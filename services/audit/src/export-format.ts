@@ -1,10 +1,11 @@
 // The export file format (NDJSON, one JSON object per line), written by ExportEvents and read by
 // the offline verifier. Line order: one header, then the checkpoints of the range, then the
-// events in sequence order.
-import type { ChainCheckpoint, ChainEvent } from './chain.js';
+// events in sequence order, then (unfiltered exports of a chain that verified) the seal: signed
+// when the export was made, over its anchor and its last event.
+import type { ChainCheckpoint, ChainEvent, ExportSeal } from './chain.js';
 
-/** EXPORT_FORMAT names this file format and its version. */
-export const EXPORT_FORMAT = 'parley.audit.export.v1';
+/** EXPORT_FORMAT names this file format and its version (v2: closed by a seal). */
+export const EXPORT_FORMAT = 'parley.audit.export.v2';
 
 /** ExportHeaderLine opens an export. */
 export interface ExportHeaderLine {
@@ -22,7 +23,8 @@ export interface ExportHeaderLine {
 }
 
 /** ExportLine is one line of an export file. */
-export type ExportLine = ExportHeaderLine | ({ type: 'checkpoint' } & ChainCheckpoint) | ({ type: 'event' } & ChainEvent);
+export type ExportLine =
+  ExportHeaderLine | ({ type: 'checkpoint' } & ChainCheckpoint) | ({ type: 'event' } & ChainEvent) | ({ type: 'seal' } & ExportSeal);
 
 /** toNdjson renders one line (without the newline). */
 export function toNdjson(line: ExportLine): string {

@@ -3,7 +3,7 @@
 export * from './chain.js';
 export * from './export-format.js';
 export { loadAuditConfig, type AuditConfig } from './config.js';
-export { startCheckpointTimer, type CheckpointTimerOptions } from './checkpoint-timer.js';
+export { checkpointTenant, startCheckpointTimer, type CheckpointDeps, type CheckpointTimerOptions } from './checkpoint-timer.js';
 export { resolveRange, verifyTenantRange } from './chain-range.js';
 export { createAuditService, toNewEvent, MAX_APPEND_BATCH, type AuditServiceDeps } from './service.js';
 export {
@@ -12,6 +12,7 @@ export {
   type CheckpointSigner,
   type SealedKeyCheckpointSignerOptions,
 } from './signer.js';
-export { verifyExport, type ExportVerification } from './verify-export.js';
+export { verifyExport, type ExportVerification, type VerifyExportOptions } from './verify-export.js';
+export * from './witness.js';
 export * from './db/tables.js';
 export * from './store.js';

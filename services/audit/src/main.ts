@@ -8,6 +8,7 @@ import { startCheckpointTimer } from './checkpoint-timer.js';
 import { callerPolicies } from './policy.js';
 import { createAuditService } from './service.js';
 import { SealedKeyCheckpointSigner } from './signer.js';
+import { FileCheckpointWitness, type CheckpointWitness } from './witness.js';
 import type { AuditDb } from './db/tables.js';
 
 runMain({
@@ -21,10 +22,17 @@ runMain({
     const kek = await createKekProvider(config.kek, ctx.logger);
     const signer = await SealedKeyCheckpointSigner.open({ path: config.signingKeyPath, kek });
     ctx.logger.info({ keyId: signer.keyId }, 'checkpoint signing key loaded');
+    const witnesses: CheckpointWitness[] = [];
+    if (config.witnessPath === undefined)
+      ctx.logger.warn(
+        {},
+        'PARLEY_AUDIT_WITNESS_PATH is not set: checkpoints are kept in the database only, so a cut tail is not detectable',
+      );
+    else witnesses.push(new FileCheckpointWitness(config.witnessPath));
     const policy = { everyEvents: config.checkpointEveryEvents, everyMs: config.checkpointEveryMs };
-    const timer = startCheckpointTimer({ db, signer, everyMs: policy.everyMs, logger: ctx.logger });
+    const timer = startCheckpointTimer({ db, signer, witnesses, everyMs: policy.everyMs, logger: ctx.logger });
     ctx.onClose(() => timer.stop());
-    const service = createAuditService({ db, signer, policy, logger: ctx.logger });
+    const service = createAuditService({ db, signer, policy, witnesses, logger: ctx.logger });
     return {
       routes: (router) => router.service(AuditService, service),
       ready: async () => {

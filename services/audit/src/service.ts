@@ -18,11 +18,12 @@ import { requireScope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { resolveRange, verifyTenantRange } from './chain-range.js';
-import type { ChainCheckpoint, ChainEvent, JsonObject } from './chain.js';
+import { ChainVerifier, exportSealStatement, type ChainCheckpoint, type ChainEvent, type ExportSeal, type JsonObject } from './chain.js';
 import type { AuditDb } from './db/tables.js';
 import { EXPORT_FORMAT, toNdjson } from './export-format.js';
 import { streamFromProducer } from './export-queue.js';
 import type { CheckpointSigner } from './signer.js';
+import { publishToWitnesses, type CheckpointWitness } from './witness.js';
 import {
   anchorFor,
   appendToChain,
@@ -30,7 +31,9 @@ import {
   checkpointsInRange,
   eventsInRange,
   forTenant,
+  keysOf,
   listEvents,
+  type AppendResult,
   type CheckpointPolicy,
   type EventFilter,
   type NewEvent,
@@ -41,7 +44,13 @@ export interface AuditServiceDeps {
   db: Kysely<AuditDb>;
   signer: CheckpointSigner;
   policy: CheckpointPolicy;
-  logger: { info(fields: object, message: string): void; warn(fields: object, message: string): void };
+  /** witnesses receive every checkpoint an append signs (the timer publishes its own). */
+  witnesses?: readonly CheckpointWitness[];
+  logger: {
+    info(fields: object, message: string): void;
+    warn(fields: object, message: string): void;
+    error(fields: object, message: string): void;
+  };
 }
 
 /** MAX_APPEND_BATCH bounds one AppendEvents call. */
@@ -187,9 +196,24 @@ function seqArg(value: bigint, field: string): number {
   return Number(value);
 }
 
+async function signSeal(signer: CheckpointSigner, statement: Omit<ExportSeal, 'keyId' | 'signature'>): Promise<ExportSeal> {
+  const signature = Buffer.from(await signer.sign(exportSealStatement(statement))).toString('base64');
+  return { ...statement, keyId: signer.keyId, signature };
+}
+
 /** createAuditService builds the internal AuditService handlers. */
 export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof AuditService> {
-  const { db, signer, policy } = deps;
+  const { db, signer, policy, logger } = deps;
+  const witnesses = deps.witnesses ?? [];
+  // After the append's transaction committed: publish what it signed, alert on what it refused.
+  const afterAppend = async (tenantId: string, r: AppendResult): Promise<void> => {
+    if (r.refused !== undefined)
+      logger.error(
+        { tenantId, alert: 'audit_chain_broken' },
+        `the audit chain does not verify; refusing to sign a checkpoint: ${r.refused}`,
+      );
+    if (r.checkpoint !== undefined) await publishToWitnesses(witnesses, r.checkpoint, logger);
+  };
   return {
     async appendEvents(req) {
       if (req.events.length > MAX_APPEND_BATCH)
@@ -203,7 +227,9 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       });
       let appended = 0;
       for (const [tenantId, events] of byTenant) {
-        appended += await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, events, signer, policy));
+        const r = await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, events, signer, policy));
+        await afterAppend(tenantId, r);
+        appended += r.appended;
       }
       return { appended };
     },
@@ -255,8 +281,13 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
               exportedAt,
             }),
           });
+          // An unfiltered export is verified as it is read, and closed by a seal signed now over its
+          // anchor and last event; a chain that does not verify is exported without one.
+          const verifier = filtered ? undefined : new ChainVerifier(tenantId, anchor, await keysOf(signer));
+          if (verifier !== undefined && head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
           if (!filtered) {
             for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
+              verifier?.addCheckpoint(cp);
               await push({
                 $typeName: 'parley.audit.v1.ExportEventsResponse',
                 item: { case: 'checkpoint', value: toCheckpoint(cp) },
@@ -265,6 +296,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
             }
           }
           for await (const e of eventsInRange(trx, tenantId, from, to)) {
+            verifier?.addEvent(e);
             if (filtered && !matches(e, filter)) continue;
             await push({
               $typeName: 'parley.audit.v1.ExportEventsResponse',
@@ -272,6 +304,29 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
               ndjson: toNdjson({ type: 'event', ...e }),
             });
           }
+          if (verifier === undefined) return;
+          const verdict = verifier.finish(to);
+          if (!verdict.ok) {
+            logger.error(
+              { tenantId, seq: verdict.firstFailedSeq, alert: 'audit_chain_broken' },
+              `the audit chain does not verify; exporting it without a seal: ${verdict.reason}`,
+            );
+            return;
+          }
+          const seal = await signSeal(signer, {
+            tenantId,
+            anchorSeq: anchor.seq,
+            anchorHash: anchor.hash,
+            seq: verifier.lastSeq,
+            hash: verifier.lastHash,
+            signedAt: new Date().toISOString(),
+          });
+          // The seal has no protobuf item of its own: it is a line of the file format.
+          await push({
+            $typeName: 'parley.audit.v1.ExportEventsResponse',
+            item: { case: undefined },
+            ndjson: toNdjson({ type: 'seal', ...seal }),
+          });
         }),
       );
       const principal = principalOf(ctx);
@@ -292,7 +347,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
           userAgent: principal.userAgent.slice(0, 256),
           traceId: '',
         };
-        await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy));
+        await afterAppend(tenantId, await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy)));
       }
     },
 

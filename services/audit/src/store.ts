@@ -2,7 +2,18 @@
 // caller owns the transaction.
 import { paginate, withTenant, type Page } from '@parley/db';
 import { sql, type Kysely } from 'kysely';
-import { checkpointStatement, eventHash, GENESIS_HASH, type ChainCheckpoint, type ChainEvent } from './chain.js';
+import type { KeyObject } from 'node:crypto';
+import {
+  anchorStatement,
+  ChainVerifier,
+  checkpointStatement,
+  eventHash,
+  GENESIS_HASH,
+  publicKeysFromPem,
+  type ChainCheckpoint,
+  type ChainEvent,
+  type SignedAnchor,
+} from './chain.js';
 import type { AuditDb, AuditTrx, CheckpointRow, EventRow, NewCheckpointRow, NewEventRow } from './db/tables.js';
 import type { CheckpointSigner } from './signer.js';
 
@@ -75,12 +86,21 @@ function rowToCheckpoint(r: CheckpointRow): ChainCheckpoint {
   };
 }
 
+/** AppendResult says what appendToChain did. */
+export interface AppendResult {
+  appended: number;
+  /** checkpoint is the checkpoint signed by this append, to publish to the witnesses after commit. */
+  checkpoint?: ChainCheckpoint;
+  /** refused says why a due checkpoint was not signed (the stored chain does not verify): an alert. */
+  refused?: string;
+}
+
 /**
  * appendToChain appends one tenant's events in order. It locks the tenant's head row first, so
  * appends of one tenant are strictly serial across connections and replicas (one linear chain,
  * no forks), skips ids already in the log (idempotent replays), links and hashes each new
- * event, moves the head, and signs a checkpoint when the policy says so. Returns the number of
- * new events.
+ * event, moves the head, and signs a checkpoint when the policy says so and the events since
+ * the last checkpoint verify (the events are appended either way: an audit event is never lost).
  */
 export async function appendToChain(
   trx: AuditTrx,
@@ -88,7 +108,7 @@ export async function appendToChain(
   events: readonly NewEvent[],
   signer: CheckpointSigner,
   policy: CheckpointPolicy,
-): Promise<number> {
+): Promise<AppendResult> {
   const ids = [...new Set(events.map((e) => e.id))];
   // One round trip takes the lock and answers the idempotency question: the upsert creates the
   // head on a tenant's first append and, either way, leaves the row locked until commit (which is
@@ -117,12 +137,19 @@ export async function appendToChain(
     chained.push({ ...linked, hash });
     prevHash = hash;
   }
-  if (chained.length === 0) return 0;
+  if (chained.length === 0) return { appended: 0 };
   const due = seq - int(head.checkpoint_seq) >= policy.everyEvents || recordedAt.getTime() - head.checkpoint_at.getTime() >= policy.everyMs;
   const values = chained.map(eventToRow);
   if (due) {
+    // The new events were linked here, from the head's hash: what needs checking is the stored
+    // stretch from the last checkpoint up to that hash.
+    const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
     await trx.insertInto('events').values(values).execute();
-    await writeCheckpoint(trx, tenantId, seq, prevHash, signer);
+    if (refused !== undefined) {
+      await trx.updateTable('chain_heads').set({ seq, hash: prevHash }).where('tenant_id', '=', tenantId).execute();
+      return { appended: chained.length, refused };
+    }
+    return { appended: chained.length, checkpoint: await writeCheckpoint(trx, tenantId, seq, prevHash, signer) };
   } else {
     // The insert and the head move in one statement: one round trip less while the lock is held.
     await trx
@@ -132,10 +159,75 @@ export async function appendToChain(
       .where('tenant_id', '=', tenantId)
       .execute();
   }
-  return chained.length;
+  return { appended: chained.length };
 }
 
-/** writeCheckpoint signs the head (seq, hash) and moves the head row; call it holding the head lock. */
+/** ChainBrokenError is a refusal to sign: the stored events since the last checkpoint do not verify. */
+export class ChainBrokenError extends Error {
+  constructor(
+    readonly tenantId: string,
+    readonly seq: number,
+    reason: string,
+  ) {
+    super(`the audit chain does not verify; refusing to sign a checkpoint at ${seq}: ${reason}`);
+    this.name = 'ChainBrokenError';
+  }
+}
+
+const trustedKeys = new WeakMap<CheckpointSigner, Promise<Map<string, KeyObject>>>();
+
+/** keysOf parses the signer's public keys once per signer. */
+export function keysOf(signer: CheckpointSigner): Promise<Map<string, KeyObject>> {
+  let keys = trustedKeys.get(signer);
+  if (keys === undefined) {
+    keys = signer.publicKeys().then((list) => publicKeysFromPem(list.map((k) => k.publicKeyPem)));
+    trustedKeys.set(signer, keys);
+  }
+  return keys;
+}
+
+/**
+ * unsignedStretchFailure checks the stored events that a new signature would vouch for: from the
+ * last checkpoint at or before `seq` (its signature checked), or the signed purge anchor, or
+ * genesis, each event linked and hashed, ending exactly at `hash`. Returns why not, or undefined.
+ */
+export async function unsignedStretchFailure(
+  trx: AuditTrx,
+  tenantId: string,
+  seq: number,
+  hash: string,
+  signer: CheckpointSigner,
+): Promise<string | undefined> {
+  const keys = await keysOf(signer);
+  const head = await chainHead(trx, tenantId);
+  const last = await trx
+    .selectFrom('checkpoints')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('seq', '<=', seq)
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  let verifier: ChainVerifier;
+  if (last !== undefined && int(last.seq) >= head.anchorSeq) {
+    const cp = rowToCheckpoint(last);
+    verifier = new ChainVerifier(tenantId, { seq: cp.seq, hash: cp.hash }, keys);
+    verifier.addCheckpoint(cp);
+  } else {
+    verifier = new ChainVerifier(tenantId, { seq: head.anchorSeq, hash: head.anchorHash }, keys);
+    if (head.anchorSeq > 0) verifier.checkAnchor(head.anchor);
+  }
+  for await (const e of eventsInRange(trx, tenantId, verifier.lastSeq + 1, seq)) {
+    verifier.addEvent(e);
+    if (verifier.broken) break;
+  }
+  const result = verifier.finish(seq);
+  if (!result.ok) return result.reason;
+  if (verifier.lastHash !== hash) return `the head's hash differs from event ${seq}'s`;
+  return undefined;
+}
+
+/** writeCheckpoint signs the head (seq, hash) and moves the head row; call it holding the head lock, after checking the stretch it covers. */
 async function writeCheckpoint(
   trx: AuditTrx,
   tenantId: string,
@@ -162,13 +254,22 @@ async function writeCheckpoint(
 
 /**
  * checkpointIfStale signs a checkpoint for a tenant whose head moved since the last one and
- * whose last checkpoint is older than `everyMs` (the "every T seconds" half of the policy).
+ * whose last checkpoint is older than `everyMs` (the "every T seconds" half of the policy). It
+ * first verifies the events since the last checkpoint up to the head's hash and throws
+ * ChainBrokenError instead of signing a chain that does not verify.
  */
-export async function checkpointIfStale(trx: AuditTrx, tenantId: string, signer: CheckpointSigner, everyMs: number): Promise<boolean> {
+export async function checkpointIfStale(
+  trx: AuditTrx,
+  tenantId: string,
+  signer: CheckpointSigner,
+  everyMs: number,
+): Promise<ChainCheckpoint | undefined> {
   const head = await trx.selectFrom('chain_heads').selectAll().where('tenant_id', '=', tenantId).forUpdate().executeTakeFirst();
-  if (head === undefined || int(head.seq) === int(head.checkpoint_seq) || Date.now() - head.checkpoint_at.getTime() < everyMs) return false;
-  await writeCheckpoint(trx, tenantId, int(head.seq), head.hash, signer);
-  return true;
+  if (head === undefined || int(head.seq) === int(head.checkpoint_seq) || Date.now() - head.checkpoint_at.getTime() < everyMs)
+    return undefined;
+  const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
+  if (refused !== undefined) throw new ChainBrokenError(tenantId, int(head.seq), refused);
+  return writeCheckpoint(trx, tenantId, int(head.seq), head.hash, signer);
 }
 
 /** staleTenants lists tenants with unsigned events older than `everyMs`, longest-waiting first (so a backlog beyond `limit` drains fairly); it reads heads only. */
@@ -190,6 +291,8 @@ export interface ChainHead {
   /** anchorSeq and anchorHash are where the stored chain starts (0 and genesis unless purged). */
   anchorSeq: number;
   anchorHash: string;
+  /** anchor is the purge anchor's signature, when there is a purge anchor and it is signed. */
+  anchor?: SignedAnchor;
 }
 
 /** chainHead reads the head and the purge anchor. */
@@ -197,15 +300,27 @@ export async function chainHead(trx: AuditTrx, tenantId: string): Promise<ChainH
   const head = await trx.selectFrom('chain_heads').select('seq').where('tenant_id', '=', tenantId).executeTakeFirst();
   const anchor = await trx
     .selectFrom('purge_anchors')
-    .select(['seq', 'hash'])
+    .select(['seq', 'hash', 'signed_at', 'key_id', 'signature'])
     .where('tenant_id', '=', tenantId)
     .orderBy('seq', 'desc')
     .limit(1)
     .executeTakeFirst();
+  const signed =
+    anchor?.signed_at != null && anchor.key_id !== null && anchor.signature !== null
+      ? {
+          tenantId,
+          seq: int(anchor.seq),
+          hash: anchor.hash,
+          signedAt: anchor.signed_at.toISOString(),
+          keyId: anchor.key_id,
+          signature: anchor.signature.toString('base64'),
+        }
+      : undefined;
   return {
     seq: head === undefined ? 0 : int(head.seq),
     anchorSeq: anchor === undefined ? 0 : int(anchor.seq),
     anchorHash: anchor?.hash ?? GENESIS_HASH,
+    ...(signed === undefined ? {} : { anchor: signed }),
   };
 }
 
@@ -300,10 +415,29 @@ export async function listEvents(
   return { ...page, items: page.items.map(rowToEvent) };
 }
 
-/** purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant; returns how many events it removed. */
-export async function purgeEvents(trx: AuditTrx, before: Date): Promise<number> {
-  const { rows } = await sql<{ n: string }>`select purge_events(${before}) as n`.execute(trx);
-  return int(rows[0]?.n ?? 0);
+/**
+ * purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant:
+ * under the head lock it finds the purge point (the last event recorded before `before`),
+ * verifies the stretch from the last checkpoint up to it, signs the anchor and lets
+ * purge_events delete and record the signed anchor. Returns how many events it removed.
+ */
+export async function purgeEvents(trx: AuditTrx, tenantId: string, before: Date, signer: CheckpointSigner): Promise<number> {
+  await trx.selectFrom('chain_heads').select('seq').where('tenant_id', '=', tenantId).forUpdate().execute();
+  const { rows } = await sql<{ seq: string | null; hash: string | null }>`
+    select e.seq, e.hash from events e
+     where e.seq = (select max(seq) from events where seq <= coalesce(
+       (select min(seq) - 1 from events where recorded_at >= ${before}),
+       (select max(seq) from events)))`.execute(trx);
+  const point = rows[0];
+  if (point?.seq == null || point.hash === null) return 0;
+  const seq = int(point.seq);
+  const refused = await unsignedStretchFailure(trx, tenantId, seq, point.hash, signer);
+  if (refused !== undefined) throw new ChainBrokenError(tenantId, seq, refused);
+  const signedAt = new Date();
+  const signature = Buffer.from(await signer.sign(anchorStatement({ tenantId, seq, hash: point.hash, signedAt: signedAt.toISOString() })));
+  const { rows: purged } = await sql<{ n: string }>`
+    select purge_events(${before}, ${seq}, ${point.hash}, ${signedAt}, ${signer.keyId}, ${signature}) as n`.execute(trx);
+  return int(purged[0]?.n ?? 0);
 }
 
 /** forTenant is withTenant for the audit schema. */

@@ -54,6 +54,10 @@ export interface PurgeAnchorsTable {
   hash: string;
   purged_at: ColumnType<Date, never, never>;
   purged_count: Int8;
+  /** signed_at, key_id and signature sign the anchor (null on anchors from before anchors were signed). */
+  signed_at: Date | null;
+  key_id: string | null;
+  signature: Buffer | null;
 }
 
 /** AuditDb is the audit service's schema. */
