@@ -6,8 +6,10 @@ import {
   createConnectionDrainer,
   createErrorInterceptor,
   createServerTracingInterceptor,
+  createTextFieldInterceptor,
   listenOn,
   socketOf,
+  strictJsonOptions,
   type Logger,
 } from '@parley/platform';
 import { clientAddress, type TrustedProxies } from './client-address.js';
@@ -40,12 +42,19 @@ export interface PublicServer {
 /**
  * createPublicServer is the public API listener: TLS without client certificates, HTTP/2 and
  * HTTP/1.1, serving Connect (JSON and binary), gRPC and gRPC-Web through connect-node, with the
- * kernel's tracing and error mapping, the auth interceptor, and the JWKS document.
+ * kernel's tracing and error mapping, the auth interceptor, the kernel's text rule (no NUL in any
+ * string field) and UTF-8-only JSON, and the JWKS document.
  */
 export function createPublicServer(options: PublicServerOptions): PublicServer {
   const handler = connectNodeAdapter({
     routes: options.routes,
-    interceptors: [createServerTracingInterceptor(), createErrorInterceptor(options.logger, 'public'), options.auth],
+    interceptors: [
+      createServerTracingInterceptor(),
+      createErrorInterceptor(options.logger, 'public'),
+      options.auth,
+      createTextFieldInterceptor(),
+    ],
+    jsonOptions: strictJsonOptions,
     readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
     contextValues: (req) => {
       const ua = req.headers['user-agent'];
