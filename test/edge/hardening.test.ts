@@ -3,6 +3,9 @@
 // edge's public port. Every refusal is the caller's error code with a message naming what to fix,
 // never INTERNAL, and nothing is written.
 import { Code, ConnectError } from '@connectrpc/connect';
+import { readFile } from 'node:fs/promises';
+import { connect, type ClientHttp2Session, type IncomingHttpHeaders, type SecureClientSessionOptions } from 'node:http2';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
@@ -130,5 +133,138 @@ describe('session tokens with stray characters', () => {
     }
     // The untouched token still verifies (and is consumed once).
     expect((await orchestrator.verifySession({ token, consume: true })).claims?.sessionId).toBe(created.body.sessionId);
+  });
+});
+
+/** H2Answer is what a raw HTTP/2 request got back: status, headers, trailers and body. */
+interface H2Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  trailers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** h2Request sends one request on an HTTP/2 session and collects the whole answer. */
+function h2Request(session: ClientHttp2Session, headers: Record<string, string>, body: Buffer): Promise<H2Answer> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ...headers });
+    let status = 0;
+    let responseHeaders: IncomingHttpHeaders = {};
+    let trailers: IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+      responseHeaders = h;
+    });
+    req.on('trailers', (t) => {
+      trailers = t;
+    });
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve({ status, headers: responseHeaders, trailers, body: Buffer.concat(chunks) }));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** grpcFrame wraps bytes in a gRPC length-prefixed message (uncompressed). */
+function grpcFrame(bytes: Buffer): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(bytes.length, 1);
+  return Buffer.concat([prefix, bytes]);
+}
+
+/** grpcStatusOf reads grpc-status from the trailers (or a trailers-only answer's headers). */
+const grpcStatusOf = (a: H2Answer) => Number(a.trailers['grpc-status'] ?? a.headers['grpc-status']);
+const grpcMessageOf = (a: H2Answer) => decodeURIComponent(String(a.trailers['grpc-message'] ?? a.headers['grpc-message'] ?? ''));
+
+describe('malformed requests below the interceptors', () => {
+  const createAgent = '/parley.api.v1.AgentService/CreateAgent';
+  // Field 1 (name) of CreateAgentRequest holding the bytes C3 28: not UTF-8.
+  const invalidUtf8Name = Buffer.from([0x0a, 0x02, 0xc3, 0x28]);
+  const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01]);
+  let session: ClientHttp2Session;
+  const auth = () => ({ authorization: `Bearer ${ownerKey}` });
+
+  beforeAll(async () => {
+    session = connect(stack.publicUrl, { ca: stack.ca });
+    await new Promise<void>((resolve, reject) => session.once('connect', () => resolve()).once('error', reject));
+  });
+  afterAll(() => {
+    session?.close();
+  });
+
+  const connectRefusal = (a: H2Answer) => {
+    expect(a.status, a.body.toString()).toBe(400);
+    const error = JSON.parse(a.body.toString()) as { code: string; message: string };
+    expect(error.code).toBe('invalid_argument');
+    return error.message;
+  };
+
+  it('answers 400 invalid_argument to application/proto bodies that are not protobuf or not UTF-8', async () => {
+    for (const body of [garbage, invalidUtf8Name]) {
+      const a = await h2Request(session, { ':path': createAgent, 'content-type': 'application/proto', ...auth() }, body);
+      expect(connectRefusal(a)).toMatch(/not a valid parley\.api\.v1\.CreateAgentRequest/);
+    }
+  });
+
+  it('answers INVALID_ARGUMENT to gRPC frames with garbage or invalid UTF-8 in a string field', async () => {
+    for (const body of [garbage, invalidUtf8Name]) {
+      const a = await h2Request(
+        session,
+        { ':path': createAgent, 'content-type': 'application/grpc', te: 'trailers', ...auth() },
+        grpcFrame(body),
+      );
+      expect(grpcStatusOf(a), grpcMessageOf(a)).toBe(Code.InvalidArgument);
+      expect(grpcMessageOf(a)).toMatch(/not a valid parley\.api\.v1\.CreateAgentRequest/);
+    }
+  });
+
+  it('answers 400 to a bogus or truncated compressed body (br, gzip)', async () => {
+    const json = Buffer.from(JSON.stringify({ name: 'x', prompt: 'y' }));
+    const bodies: [string, Buffer][] = [
+      ['br', Buffer.from('this is not brotli at all')],
+      ['br', brotliCompressSync(json).subarray(0, 5)],
+      ['gzip', Buffer.from('not gzip')],
+      ['gzip', gzipSync(json).subarray(0, 12)],
+    ];
+    for (const [encoding, body] of bodies) {
+      const a = await h2Request(
+        session,
+        { ':path': createAgent, 'content-type': 'application/json', 'content-encoding': encoding, ...auth() },
+        body,
+      );
+      expect(connectRefusal(a), encoding).toMatch(/not valid .*(br|gzip)/);
+    }
+  });
+
+  it('refuses them the same way on an internal service, counts them, and logs them at warn, never error', async () => {
+    const tls = stack.pki.files('edge');
+    const options: SecureClientSessionOptions = {
+      ca: await readFile(tls.caFile),
+      cert: await readFile(tls.certFile),
+      key: await readFile(tls.keyFile),
+    };
+    const internal = connect(stack.urls['tenant-data'], options);
+    try {
+      const a = await h2Request(
+        internal,
+        { ':path': '/parley.tenantdata.v1.TenantDataService/GetAgent', 'content-type': 'application/grpc', te: 'trailers' },
+        grpcFrame(garbage),
+      );
+      expect(grpcStatusOf(a), grpcMessageOf(a)).toBe(Code.InvalidArgument);
+      const p = await h2Request(
+        internal,
+        { ':path': '/parley.tenantdata.v1.TenantDataService/GetAgent', 'content-type': 'application/proto' },
+        invalidUtf8Name,
+      );
+      expect(p.status).toBe(400);
+    } finally {
+      internal.close();
+    }
+    const warned = stack.logs.filter((l) => /"level":"warn"/.test(l) && /malformed request refused/.test(l));
+    expect(warned.some((l) => l.startsWith('[tenant-data]') && /"malformed_requests_total":2/.test(l))).toBe(true);
+    expect(warned.some((l) => l.startsWith('[edge]'))).toBe(true);
+    const errors = stack.logs.filter((l) => /"level":"(error|fatal)"/.test(l));
+    expect(errors).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@
 export * from './authz.js';
 export * from './client.js';
 export * from './config.js';
+export * from './connect-handler.js';
 export * from './drain.js';
 export * from './errors.js';
 export * from './health.js';

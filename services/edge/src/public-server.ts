@@ -1,8 +1,8 @@
 import { createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { createSecureServer } from 'node:http2';
 import type { ServerResponse } from 'node:http';
 import {
+  createConnectHandler,
   createConnectionDrainer,
   createErrorInterceptor,
   createServerTracingInterceptor,
@@ -43,11 +43,13 @@ export interface PublicServer {
  * createPublicServer is the public API listener: TLS without client certificates, HTTP/2 and
  * HTTP/1.1, serving Connect (JSON and binary), gRPC and gRPC-Web through connect-node, with the
  * kernel's tracing and error mapping, the auth interceptor, the kernel's text rule (no NUL in any
- * string field) and UTF-8-only JSON, and the JWKS document.
+ * string field), UTF-8-only JSON and undecodable bodies refused as INVALID_ARGUMENT, and the JWKS
+ * document.
  */
 export function createPublicServer(options: PublicServerOptions): PublicServer {
-  const handler = connectNodeAdapter({
+  const handler = createConnectHandler({
     routes: options.routes,
+    logger: options.logger,
     interceptors: [
       createServerTracingInterceptor(),
       createErrorInterceptor(options.logger, 'public'),
