@@ -3,6 +3,7 @@
 // edge's public port. Every refusal is the caller's error code with a message naming what to fix,
 // never INTERNAL, and nothing is written.
 import { Code, ConnectError } from '@connectrpc/connect';
+import { trailerParse } from '@connectrpc/connect/protocol-grpc-web';
 import { readFile } from 'node:fs/promises';
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders, type SecureClientSessionOptions } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
@@ -231,6 +232,20 @@ describe('malformed requests below the interceptors', () => {
       expect(grpcStatusOf(a), grpcMessageOf(a)).toBe(Code.InvalidArgument);
       expect(grpcMessageOf(a)).toMatch(/not a valid parley\.api\.v1\.CreateAgentRequest/);
     }
+  });
+
+  it('answers INVALID_ARGUMENT in the gRPC-Web trailer to an undecodable gRPC-Web message', async () => {
+    const a = await h2Request(
+      session,
+      { ':path': createAgent, 'content-type': 'application/grpc-web+proto', ...auth() },
+      grpcFrame(garbage),
+    );
+    expect(a.status).toBe(200);
+    // The last envelope of the body is the trailer block (flag 0x80), CRLF-separated header lines.
+    const last = a.body.subarray(a.body.lastIndexOf(0x80));
+    const trailer = trailerParse(last.subarray(5));
+    expect(Number(trailer.get('grpc-status')), decodeURIComponent(trailer.get('grpc-message') ?? '')).toBe(Code.InvalidArgument);
+    expect(decodeURIComponent(trailer.get('grpc-message') ?? '')).toMatch(/not a valid parley\.api\.v1\.CreateAgentRequest/);
   });
 
   it('answers 400 to a bogus or truncated compressed body (br, gzip)', async () => {

@@ -1,5 +1,6 @@
 import { Code, ConnectError, createConnectRouter, type ConnectRouter } from '@connectrpc/connect';
-import type { Compression, UniversalHandler, UniversalServerResponse } from '@connectrpc/connect/protocol';
+import { encodeEnvelope, type Compression, type UniversalHandler, type UniversalServerResponse } from '@connectrpc/connect/protocol';
+import { trailerFlag, trailerParse, trailerSerialize } from '@connectrpc/connect/protocol-grpc-web';
 import {
   compressionBrotli,
   compressionGzip,
@@ -61,8 +62,7 @@ async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
  * body cannot be decoded (not protobuf, a string field that is not UTF-8, a bogus compressed body)
  * is the caller's mistake. connect reports these as INTERNAL from below the interceptors, where
  * the kernel's error mapping cannot see them; here they become INVALID_ARGUMENT (HTTP 400 for
- * Connect), are counted, and are logged at warn, never error. Connect unary and gRPC answers are
- * rewritten; gRPC-Web carries its status inside the body and keeps connect's answer.
+ * Connect), are counted, and are logged at warn, never error, for Connect unary, gRPC and gRPC-Web.
  */
 export function createConnectHandler(options: ConnectHandlerOptions): ConnectHandler {
   let malformed = 0;
@@ -102,6 +102,35 @@ export function createConnectHandler(options: ConnectHandlerOptions): ConnectHan
             countMalformed(method, 'grpc', match[1] ?? '');
             trailer.set('grpc-status', String(Code.InvalidArgument));
             trailer.set('grpc-message', encodeURIComponent(message(match[1] ?? '')));
+          }
+        })(),
+      };
+    }
+    if (res.body !== undefined && (res.header?.get('content-type') ?? '').startsWith('application/grpc-web')) {
+      // gRPC-Web: the status travels in the body's last envelope, flagged as the trailer (never
+      // compressed: it is far below the compression threshold).
+      const body = res.body;
+      return {
+        ...res,
+        body: (async function* checked() {
+          for await (const chunk of body) {
+            if (chunk.byteLength < 5 || chunk[0] !== trailerFlag) {
+              yield chunk;
+              continue;
+            }
+            const trailer = trailerParse(chunk.subarray(5));
+            const match =
+              trailer.get('grpc-status') === String(Code.Internal)
+                ? UNDECODABLE_BODY.exec(decodeURIComponent(trailer.get('grpc-message') ?? ''))
+                : null;
+            if (match === null) {
+              yield chunk;
+              continue;
+            }
+            countMalformed(method, 'grpc-web', match[1] ?? '');
+            trailer.set('grpc-status', String(Code.InvalidArgument));
+            trailer.set('grpc-message', encodeURIComponent(message(match[1] ?? '')));
+            yield encodeEnvelope(trailerFlag, trailerSerialize(trailer));
           }
         })(),
       };
