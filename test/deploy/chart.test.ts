@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadAuditConfig } from '@parley/audit';
+import { loadEdgeConfig } from '@parley/edge/config';
 import { loadDataKeyCacheConfig, loadKekProviderConfig, secretsServiceVaultPolicy } from '@parley/envelope';
 import { loadKernelConfig, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { loadTenantDataConfig } from '@parley/tenant-data';
@@ -359,6 +360,16 @@ describe('the Parley chart', () => {
         expect(loadDataKeyCacheConfig(secretsEnv).enabled).toBe(true);
         const tenantData = loadTenantDataConfig(renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]));
         expect(tenantData.subjectHashPepper.byteLength).toBeGreaterThanOrEqual(32);
+        const edge = loadEdgeConfig(renderedEnv(deploymentOf(objects, 'edge').spec.template.spec.containers[0]));
+        expect(edge.limits).toEqual({
+          maxConcurrentStreams: 100,
+          maxConnectionsPerAddress: 64,
+          headersTimeoutMs: 10000,
+          requestTimeoutMs: 30000,
+          idleTimeoutMs: 120000,
+          streamResetBurst: 200,
+          streamResetRate: 33,
+        });
         const audit = loadAuditConfig(renderedEnv(deploymentOf(objects, 'audit').spec.template.spec.containers[0]));
         expect(audit.signingKeyPath).toBe('/var/run/parley/audit-signing-key/signing-key.json');
         expect(audit.kek).toMatchObject({ provider: 'vault', keyName: 'parley-audit-kek', auth: { method: 'kubernetes', role: 'parley-audit' } });

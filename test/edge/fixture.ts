@@ -41,6 +41,13 @@ export interface PublicStack {
   readonly logs: string[];
   /** call POSTs Connect JSON to the public port: what `curl -H 'Authorization: Bearer …' -d '{…}'` does. */
   call(path: string, body: unknown, apiKey?: string, options?: CallOptions): Promise<{ status: number; body: Record<string, unknown> }>;
+  /** raw sends any method, headers and body (bytes as they are) to the public port over HTTP/1.1. */
+  raw(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: string | Buffer,
+  ): Promise<{ status: number; headers: Record<string, unknown>; text: string }>;
   /** get fetches a plain path on the public port. */
   get(path: string): Promise<{ status: number; headers: Record<string, unknown>; text: string }>;
   /** clientAs calls an internal service over mTLS presenting another service's certificate. */
@@ -127,7 +134,7 @@ export async function startPublicStack(extra: Partial<Record<StackService, Recor
   const ca = await readFile(pki.paths.caCert);
   const publicUrl = `https://localhost:${publicPort}`;
 
-  const raw = (method: string, path: string, headers: Record<string, string>, body?: string, localAddress?: string) =>
+  const raw = (method: string, path: string, headers: Record<string, string>, body?: string | Buffer, localAddress?: string) =>
     new Promise<{ status: number; headers: Record<string, unknown>; text: string }>((resolve, reject) => {
       const options = { method, ca, headers, agent: false, ...(localAddress !== undefined ? { localAddress, family: 4 } : {}) };
       const req = request(`${publicUrl}${path}`, options, (res) => {
@@ -160,6 +167,7 @@ export async function startPublicStack(extra: Partial<Record<StackService, Recor
       );
       return { status: res.status, body: res.text === '' ? {} : (JSON.parse(res.text) as Record<string, unknown>) };
     },
+    raw: (method, path, headers, body) => raw(method, path, headers, body),
     get: (path) => raw('GET', path, {}),
     async clientAs(as, target, service) {
       return createServiceClient(service, {

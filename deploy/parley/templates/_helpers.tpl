@@ -231,6 +231,20 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ join "," $c.edge.trustedProxies | quote }}
 - name: PARLEY_EDGE_JWKS_CACHE_MS
   value: {{ $c.edge.jwksCacheMs | quote }}
+- name: PARLEY_EDGE_MAX_CONCURRENT_STREAMS
+  value: {{ $c.edge.limits.maxConcurrentStreams | quote }}
+- name: PARLEY_EDGE_MAX_CONNECTIONS_PER_ADDRESS
+  value: {{ $c.edge.limits.maxConnectionsPerAddress | quote }}
+- name: PARLEY_EDGE_HEADERS_TIMEOUT_MS
+  value: {{ $c.edge.limits.headersTimeoutMs | quote }}
+- name: PARLEY_EDGE_REQUEST_TIMEOUT_MS
+  value: {{ $c.edge.limits.requestTimeoutMs | quote }}
+- name: PARLEY_EDGE_IDLE_TIMEOUT_MS
+  value: {{ $c.edge.limits.idleTimeoutMs | quote }}
+- name: PARLEY_EDGE_STREAM_RESET_BURST
+  value: {{ $c.edge.limits.streamResetBurst | quote }}
+- name: PARLEY_EDGE_STREAM_RESET_RATE
+  value: {{ $c.edge.limits.streamResetRate | quote }}
 {{- if include "parley.edgePublicTlsSecret" $root }}
 - name: PARLEY_PUBLIC_TLS_CERT
   value: /var/run/parley/public-tls/tls.crt

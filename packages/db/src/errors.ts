@@ -45,8 +45,8 @@ const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'E
 
 /**
  * mapDatabaseError is the one place that turns errors the caller caused in Postgres into domain
- * errors: a row-level security refusal, unique / foreign-key / check / not-null violations and
- * malformed values. Messages name the table and field, never the row's values. Anything else is
+ * errors: a row-level security refusal, unique / foreign-key / check / not-null violations,
+ * malformed values and text Postgres cannot store (NUL, invalid UTF-8). Messages name the table and field, never the row's values. Anything else is
  * returned unchanged (it reaches the caller as INTERNAL and is logged with its cause).
  */
 export function mapDatabaseError(err: unknown): unknown {
@@ -101,6 +101,13 @@ export function mapDatabaseError(err: unknown): unknown {
     case '22023':
       // The server message names the type ("invalid input syntax for type uuid"), not the value's owner.
       return new InvalidArgumentError(`a value has the wrong format${where}: ${err.message.replace(/: ".*"$/, '')}`, { cause: err });
+    case '22021':
+    case '22P05':
+      // A NUL byte (text cannot hold one; jsonb refuses \u0000) or a byte sequence that is not
+      // UTF-8. The kernel refuses NUL in request fields first; this catches what reaches SQL anyway.
+      return new InvalidArgumentError(`a text value contains a NUL character (U+0000) or is not valid UTF-8${where}; remove it and retry`, {
+        cause: err,
+      });
     case '40001':
     case '40P01':
       return new UnavailableError('the transaction conflicted with another one; retry it', { cause: err });

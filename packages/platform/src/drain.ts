@@ -53,8 +53,14 @@ export function createConnectionDrainer(server: Http2SecureServer): ConnectionDr
       active.set(socket, (active.get(socket) ?? 0) + 1);
       if (closing) res.setHeader('connection', 'close');
       res.once('close', () => {
-        const left = (active.get(socket) ?? 1) - 1;
-        active.set(socket, left);
+        // A connection that closed before its response (the client left mid-body) is gone from
+        // the map already; setting it again would keep the dead socket, its request and its
+        // response reachable for as long as the server runs.
+        const count = active.get(socket);
+        if (count === undefined) return;
+        const left = count - 1;
+        if (left > 0) active.set(socket, left);
+        else active.delete(socket);
         if (closing && left === 0) socket.end();
       });
     },

@@ -1,13 +1,15 @@
 import { createContextValues, type ConnectError, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
+import { createConnectHandler } from './connect-handler.js';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
 import { isCallerMistake, toConnectError, type ErrorAudience } from './errors.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
+import { strictJsonOptions } from './request-decoding.js';
 import { createServerTracingInterceptor } from './telemetry.js';
+import { createTextFieldInterceptor } from './text-fields.js';
 import type { CertificateSource } from './tls.js';
 
 /** MtlsServerOptions configure createMtlsServer. */
@@ -88,19 +90,23 @@ function callerOfSocket(socket: TLSSocket, trustDomain: string): Caller | undefi
 /**
  * createMtlsServer builds the server every service runs: connect-node on an HTTP/2 TLS server
  * (gRPC, gRPC-Web and Connect; HTTP/1.1 allowed for Connect JSON), requiring a client
- * certificate from the configured CA, with tracing, error mapping and per-RPC authorization
- * around the handlers, and certificates swapped in when the files change.
+ * certificate from the configured CA, with tracing, error mapping, per-RPC authorization and the
+ * text rule (no NUL or unpaired surrogate in any string field) around the handlers, JSON bodies
+ * that must be UTF-8, undecodable bodies refused as INVALID_ARGUMENT (counted, logged at warn), and certificates swapped in when the files change.
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const material = options.certificates.current;
-  const handler = connectNodeAdapter({
+  const handler = createConnectHandler({
     routes: options.routes,
+    logger: options.logger,
     interceptors: [
       createServerTracingInterceptor(),
       createErrorInterceptor(options.logger),
       createAuthorizationInterceptor(options.policies),
+      createTextFieldInterceptor(),
       ...(options.interceptors ?? []),
     ],
+    jsonOptions: strictJsonOptions,
     contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req) as TLSSocket, options.trustDomain)),
   });
   const server = createSecureServer(

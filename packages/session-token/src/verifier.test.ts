@@ -83,9 +83,10 @@ describe('SessionTokenVerifier', () => {
     expect(claims).toMatchObject({ tenant: TENANT, iss: ISS, aud: AUD, jti: 'jti-1', origin: 'https://app.example.com' });
   });
 
-  it('refuses alg "none"', async () => {
-    const token = `${b64({ alg: 'none', typ: SESSION_TOKEN_TYPE, kid: KID })}.${b64(claimsFor())}.`;
-    await refused(token, 'alg');
+  it('refuses alg "none", with an empty signature as malformed and with any signature by its alg', async () => {
+    const unsigned = `${b64({ alg: 'none', typ: SESSION_TOKEN_TYPE, kid: KID })}.${b64(claimsFor())}.`;
+    await refused(unsigned, 'malformed');
+    await refused(`${unsigned}${b64('x')}`, 'alg');
   });
 
   it('refuses a token signed with HS256 using the public key as the secret', async () => {
@@ -163,6 +164,36 @@ describe('SessionTokenVerifier', () => {
 
   it('refuses a token for another origin', async () => {
     await refused(await good(), 'origin', { origin: 'https://evil.example' });
+  });
+
+  it('refuses whitespace, padding or any character outside base64url before decoding, even for a token it has verified', async () => {
+    const token = await good();
+    await verifier.verify(token);
+    const [h, p, s] = token.split('.') as [string, string, string];
+    const variants = [
+      `${token}\n`,
+      `${token} `,
+      ` ${token}`,
+      `${token}\r\n`,
+      `${h}.${p}.${s.slice(0, 10)} ${s.slice(10)}`,
+      `${h}.${p}.${s.slice(0, 10)}\n${s.slice(10)}`,
+      `${h}.${p}.${s.slice(0, 10)}\t${s.slice(10)}`,
+      `${h}.${p}.${s}=`,
+      `${h}.${p}.${s.replace(/-/g, '+').replace(/_/g, '/')}+/`,
+      `${h} .${p}.${s}`,
+      `${h}.${p}.${s}.`,
+      `${h}..${s}`,
+      `${token}\u0000`,
+    ];
+    for (const v of variants) {
+      const err = await verifier.verify(v).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, JSON.stringify(v.slice(-12))).toBeInstanceOf(SessionTokenError);
+      expect((err as SessionTokenError).reason).toBe('malformed');
+    }
+    expect(fetches).toBe(1);
   });
 
   it('refuses an oversized token before parsing it', async () => {

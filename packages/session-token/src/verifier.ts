@@ -37,6 +37,10 @@ const ALLOWED_HEADER = new Set(['alg', 'kid', 'typ']);
 const KEY_CARRYING_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256'];
 const STRING_CLAIMS = ['iss', 'aud', 'sub', 'tenant', 'agent', 'sid', 'jti'] as const;
 const NUMERIC_CLAIMS = ['iat', 'nbf', 'exp'] as const;
+// A compact JWS is three non-empty base64url parts and nothing else. Checked before any decoding:
+// base64url decoders skip whitespace and padding, so `token + "\n"` would otherwise verify (and be
+// a second cache key and replay spelling for the same token).
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface CachedClaims {
@@ -45,7 +49,8 @@ interface CachedClaims {
 }
 
 /**
- * SessionTokenVerifier checks a session token completely: size, compact form, header (EdDSA
+ * SessionTokenVerifier checks a session token completely: size, compact form (base64url characters
+ * only, before anything is decoded), header (EdDSA
  * only, explicit typ, a kid from our JWKS, nothing else), the Ed25519 signature (through
  * `jose`), issuer, audience, exp/nbf/iat within the clock skew, a lifetime of at most 15
  * minutes, and the claims' shapes. Verified tokens are cached until they expire, so a token
@@ -70,6 +75,12 @@ export class SessionTokenVerifier {
   async verify(token: string, expect: VerifyExpectations = {}): Promise<SessionClaims> {
     if (typeof token !== 'string' || token.length === 0) throw new SessionTokenError('malformed', 'no token was presented');
     if (token.length > MAX_TOKEN_BYTES) throw new SessionTokenError('size', `token is longer than ${MAX_TOKEN_BYTES} bytes`);
+    if (!COMPACT_JWS.test(token)) {
+      throw new SessionTokenError(
+        'malformed',
+        'not a JWS in compact form: three dot-separated parts of base64url characters (A-Z a-z 0-9 - _) only',
+      );
+    }
     const nowSec = Math.floor(this.#now() / 1000);
     const cached = this.#cache.get(token);
     if (cached !== undefined && this.#options.jwks.kids().includes(cached.kid)) {
@@ -101,7 +112,6 @@ export class SessionTokenVerifier {
   }
 
   #checkHeader(token: string): string {
-    if (token.split('.').length !== 3) throw new SessionTokenError('malformed', 'not a JWS in compact form (three dot-separated parts)');
     let header: Record<string, unknown>;
     try {
       header = decodeProtectedHeader(token) as Record<string, unknown>;

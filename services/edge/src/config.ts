@@ -1,4 +1,5 @@
 import { parseTrustedProxies, type TrustedProxies } from './client-address.js';
+import { DEFAULT_PUBLIC_LIMITS, type PublicLimits } from './public-server.js';
 import { envInt, envOptional, envPort, envString, requirePeer, type Env, type KernelConfig, type ServiceName } from '@parley/platform';
 
 /** EdgeConfig is the edge's own configuration (the kernel reads the rest). */
@@ -19,6 +20,8 @@ export interface EdgeConfig {
    * client address used for failed-key throttling and audit; by default none is trusted.
    */
   readonly trustedProxies: TrustedProxies;
+  /** limits bound connections, streams and slow clients on the public port (PARLEY_EDGE_* below). */
+  readonly limits: PublicLimits;
 }
 
 /** loadEdgeConfig reads the edge's variables (main.ts passes ctx.env). */
@@ -29,6 +32,16 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
     // Name whichever is missing.
     envString(env, certFile === undefined ? 'PARLEY_PUBLIC_TLS_CERT' : 'PARLEY_PUBLIC_TLS_KEY');
   }
+  const d = DEFAULT_PUBLIC_LIMITS;
+  const requestTimeoutMs = envInt(env, 'PARLEY_EDGE_REQUEST_TIMEOUT_MS', d.requestTimeoutMs, 100, 3_600_000);
+  // Headers are part of the request: their deadline can be no later than the whole request's.
+  const headersTimeoutMs = envInt(
+    env,
+    'PARLEY_EDGE_HEADERS_TIMEOUT_MS',
+    Math.min(d.headersTimeoutMs, requestTimeoutMs),
+    100,
+    requestTimeoutMs,
+  );
   return Object.freeze({
     publicHost: envString(env, 'PARLEY_PUBLIC_HOST', envString(env, 'PARLEY_HOST', '127.0.0.1')),
     publicPort: envPort(env, 'PARLEY_PUBLIC_PORT', 9443),
@@ -36,6 +49,15 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
     authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
     jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
     trustedProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRUSTED_PROXIES', '')),
+    limits: Object.freeze({
+      maxConcurrentStreams: envInt(env, 'PARLEY_EDGE_MAX_CONCURRENT_STREAMS', d.maxConcurrentStreams, 1, 10_000),
+      maxConnectionsPerAddress: envInt(env, 'PARLEY_EDGE_MAX_CONNECTIONS_PER_ADDRESS', d.maxConnectionsPerAddress, 0, 1_000_000),
+      headersTimeoutMs,
+      requestTimeoutMs,
+      idleTimeoutMs: envInt(env, 'PARLEY_EDGE_IDLE_TIMEOUT_MS', d.idleTimeoutMs, 1_000, 3_600_000),
+      streamResetBurst: envInt(env, 'PARLEY_EDGE_STREAM_RESET_BURST', d.streamResetBurst, 1, 100_000),
+      streamResetRate: envInt(env, 'PARLEY_EDGE_STREAM_RESET_RATE', d.streamResetRate, 1, 100_000),
+    }),
   });
 }
 

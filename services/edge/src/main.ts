@@ -41,11 +41,17 @@ runMain({
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
       jwks: createJwksSource(identity, config.jwksCacheMs),
       trustedProxies: config.trustedProxies,
+      limits: config.limits,
     });
     const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));
     const port = await server.listen(config.publicPort, config.publicHost);
     ctx.logger.info(
-      { public_port: port, custom_certificate: config.publicTls !== undefined, trusted_proxies: config.trustedProxies.cidrs },
+      {
+        public_port: port,
+        custom_certificate: config.publicTls !== undefined,
+        trusted_proxies: config.trustedProxies.cidrs,
+        limits: config.limits,
+      },
       'public API serving',
     );
     ctx.onClose(async () => {

@@ -1,18 +1,53 @@
 import { createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { createSecureServer } from 'node:http2';
-import type { ServerResponse } from 'node:http';
+import { constants, createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import {
+  createConnectHandler,
   createConnectionDrainer,
   createErrorInterceptor,
   createServerTracingInterceptor,
+  createTextFieldInterceptor,
   listenOn,
   socketOf,
+  strictJsonOptions,
   type Logger,
 } from '@parley/platform';
 import { clientAddress, type TrustedProxies } from './client-address.js';
 import type { JwksDocument } from './public/jwks.js';
 import { clientInfoKey } from './public/module.js';
+
+/**
+ * PublicLimits bound what one client can hold open on the public port. They are what an
+ * internet-facing HTTP/2 server needs against stream floods, rapid resets (CVE-2023-44487) and
+ * slow bodies; every one is set from the edge's configuration (PARLEY_EDGE_*).
+ */
+export interface PublicLimits {
+  /** maxConcurrentStreams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS); streams beyond it are refused (REFUSED_STREAM). */
+  readonly maxConcurrentStreams: number;
+  /** maxConnectionsPerAddress open TLS connections per TCP peer address; more are closed at once. 0 turns the limit off. */
+  readonly maxConnectionsPerAddress: number;
+  /** headersTimeoutMs: an HTTP/1.1 request's headers must arrive within it. */
+  readonly headersTimeoutMs: number;
+  /** requestTimeoutMs: a request's whole body must arrive within it, or the stream (HTTP/2) or connection (HTTP/1.1) is cut. */
+  readonly requestTimeoutMs: number;
+  /** idleTimeoutMs: a connection with no traffic for this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** streamResetBurst and streamResetRate (per second) bound RST_STREAM from a client; past them the connection gets GOAWAY ENHANCE_YOUR_CALM. */
+  readonly streamResetBurst: number;
+  readonly streamResetRate: number;
+}
+
+/** DEFAULT_PUBLIC_LIMITS are the limits when the configuration sets none. */
+export const DEFAULT_PUBLIC_LIMITS: PublicLimits = Object.freeze({
+  maxConcurrentStreams: 100,
+  maxConnectionsPerAddress: 64,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 120_000,
+  streamResetBurst: 200,
+  streamResetRate: 33,
+});
 
 /** PublicServerOptions configure createPublicServer. */
 export interface PublicServerOptions {
@@ -28,6 +63,8 @@ export interface PublicServerOptions {
   readonly maxBodyBytes?: number;
   /** trustedProxies may name the client in X-Forwarded-For (see clientAddress). */
   readonly trustedProxies: TrustedProxies;
+  /** limits on connections, streams and slow clients (default DEFAULT_PUBLIC_LIMITS). */
+  readonly limits?: PublicLimits;
 }
 
 /** PublicServer is the edge's public TLS listener. */
@@ -41,12 +78,21 @@ export interface PublicServer {
 /**
  * createPublicServer is the public API listener: TLS without client certificates, HTTP/2 and
  * HTTP/1.1, serving Connect (JSON and binary), gRPC and gRPC-Web through connect-node, with the
- * kernel's tracing and error mapping, the auth interceptor, and the JWKS document.
+ * kernel's tracing and error mapping, the auth interceptor, the kernel's text rule (no NUL in any
+ * string field), UTF-8-only JSON and undecodable bodies refused as INVALID_ARGUMENT, and the JWKS
+ * document.
  */
 export function createPublicServer(options: PublicServerOptions): PublicServer {
-  const handler = connectNodeAdapter({
+  const handler = createConnectHandler({
     routes: options.routes,
-    interceptors: [createServerTracingInterceptor(), createErrorInterceptor(options.logger, 'public'), options.auth],
+    logger: options.logger,
+    interceptors: [
+      createServerTracingInterceptor(),
+      createErrorInterceptor(options.logger, 'public'),
+      options.auth,
+      createTextFieldInterceptor(),
+    ],
+    jsonOptions: strictJsonOptions,
     readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
     contextValues: (req) => {
       const ua = req.headers['user-agent'];
@@ -69,7 +115,36 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       },
     );
   };
-  const server = createSecureServer({ cert: options.cert, key: options.key, allowHTTP1: true, minVersion: 'TLSv1.2' }, (req, res) => {
+  const limits = options.limits ?? DEFAULT_PUBLIC_LIMITS;
+  // HTTP/1.1: Node answers 408 and closes when headers or the whole request are late. It applies
+  // http.Server's options to the HTTP/1.1 fallback of an HTTP/2 server (allowHTTP1), which
+  // @types/node does not declare; it checks every connectionsCheckingInterval, kept well below
+  // the timeouts. A test of a slow HTTP/1.1 body pins this.
+  const http1Fallback: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.requestTimeoutMs / 4))),
+  };
+  const server = createSecureServer(
+    {
+      cert: options.cert,
+      key: options.key,
+      allowHTTP1: true,
+      minVersion: 'TLSv1.2',
+      settings: { maxConcurrentStreams: limits.maxConcurrentStreams },
+      streamResetBurst: limits.streamResetBurst,
+      streamResetRate: limits.streamResetRate,
+      ...http1Fallback,
+    },
+    (req, res) => {
+      cutWhenBodyIsLate(req, res, limits.requestTimeoutMs);
+      route(req, res);
+    },
+  );
+  // Idle connections (HTTP/2 or HTTP/1.1, traffic of any kind resets the timer) are closed.
+  server.on('secureConnection', (socket: Socket) => socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy()));
+  limitConnectionsPerAddress(server, limits.maxConnectionsPerAddress, options.trustedProxies, options.logger);
+  const route = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     const path = (req.url ?? '').split('?')[0];
     if (path === '/.well-known/jwks.json') {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -80,8 +155,8 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       return;
     }
     drainer.track(req, res);
-    void handler(req, res);
-  });
+    handler(req, res);
+  };
   const drainer = createConnectionDrainer(server);
   return {
     listen: (port, host) => listenOn(server, port, host),
@@ -92,4 +167,56 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       await drainer.close(graceMs);
     },
   };
+}
+
+/**
+ * cutWhenBodyIsLate resets an HTTP/2 stream whose request body has not fully arrived within
+ * timeoutMs (Node's requestTimeout covers HTTP/1.1 only), so a client cannot hold streams and
+ * buffers open by sending a body slowly or never finishing it.
+ */
+function cutWhenBodyIsLate(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, timeoutMs: number): void {
+  const stream = (req as Http2ServerRequest).stream as Http2ServerRequest['stream'] | undefined;
+  if (stream === undefined || req.readableEnded) return;
+  const timer = setTimeout(() => {
+    if (!req.readableEnded && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+  }, timeoutMs);
+  timer.unref();
+  const clear = () => clearTimeout(timer);
+  req.once('end', clear);
+  res.once('close', clear);
+}
+
+/**
+ * limitConnectionsPerAddress closes, before the TLS handshake, a connection from a TCP peer that
+ * already holds `max` open ones (0: no limit). Trusted proxies are exempt: every client behind
+ * them shares their address, and limiting clients is then the proxy's job.
+ */
+function limitConnectionsPerAddress(
+  server: ReturnType<typeof createSecureServer>,
+  max: number,
+  trustedProxies: TrustedProxies,
+  logger: Logger,
+): void {
+  if (max === 0) return;
+  const open = new Map<string, number>();
+  let refused = 0;
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    if (trustedProxies.has(address)) return;
+    const count = open.get(address) ?? 0;
+    if (count >= max) {
+      refused += 1;
+      // One line per 100 refusals: a flood must not flood the log as well.
+      if (refused % 100 === 1)
+        logger.warn({ source: address, max, refused_connections_total: refused }, 'connection refused: too many from one address');
+      socket.destroy();
+      return;
+    }
+    open.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left === 0) open.delete(address);
+      else open.set(address, left);
+    });
+  });
 }
