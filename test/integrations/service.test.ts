@@ -1,14 +1,17 @@
 // The integrations service as a real process (built dist) over real mTLS against the run's
 // Postgres as the parley_integrations role: it starts, is ready, and answers CheckEgressTarget
 // with the operator's egress policy; its allow-list holds.
+import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { withTenant } from '@parley/db';
 import { freePort, ServiceProcess } from '@parley/devstack';
+import { createWebhookEndpoint, type IntegrationsDb } from '@parley/integrations';
 import { CertificateSource, createServiceClient, type ServiceName } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceUrl } from '../src/pg.js';
+import { serviceDb, serviceUrl } from '../src/pg.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'integrations', 'dist', 'main.js');
@@ -94,5 +97,37 @@ describe('integrations service: CheckEgressTarget', () => {
     await expect(identity.checkEgressTarget({ url: 'https://8.8.8.8/' })).rejects.toSatisfy(
       (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied,
     );
+  });
+});
+
+describe('integrations service: EmitEvent', () => {
+  it('queues an event once per subscribed endpoint, and refuses data that is not ids', async () => {
+    const tenant = randomUUID();
+    const db = serviceDb<IntegrationsDb>('integrations', { max: 1 });
+    try {
+      await withTenant(db, tenant, async (trx) => {
+        await createWebhookEndpoint(trx, { url: 'https://hooks.example.com/a', eventTypes: ['conversation.ended'] });
+        await createWebhookEndpoint(trx, {
+          url: 'https://hooks.example.com/b',
+          eventTypes: ['conversation.started', 'conversation.ended'],
+        });
+        await createWebhookEndpoint(trx, { url: 'https://hooks.example.com/c', eventTypes: ['transcript.ready'] });
+      });
+    } finally {
+      await db.destroy();
+    }
+    const orchestrator = await clientAs('voice-orchestrator');
+    const event = { tenantId: tenant, eventId: randomUUID(), type: 'conversation.ended', data: { conversation_id: randomUUID() } };
+    expect((await orchestrator.emitEvent(event)).deliveries).toBe(2);
+    expect((await orchestrator.emitEvent({ ...event, type: 'conversation.started', eventId: randomUUID() })).deliveries).toBe(1);
+    expect((await orchestrator.emitEvent({ ...event, tenantId: randomUUID() })).deliveries).toBe(0);
+    const refusal = await orchestrator
+      .emitEvent({ ...event, data: { transcript: 'my card number is 4111' } })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(refusal).toBeInstanceOf(ConnectError);
+    expect((refusal as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((refusal as ConnectError).rawMessage).toContain('webhook data holds only ids');
+    const audit = await clientAs('audit');
+    await expect(audit.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
   });
 });

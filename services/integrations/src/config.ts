@@ -9,11 +9,13 @@ export interface IntegrationsConfig {
   readonly dbPoolMax: number;
   /** egressPolicy is the port list and private allow-list every customer-configured URL is checked against. */
   readonly egressPolicy: EgressPolicy;
+  /** webhookMaxAgeMs is how long a delivery is retried before it is dead-lettered. */
+  readonly webhookMaxAgeMs: number;
 }
 
 /**
- * loadIntegrationsConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_EGRESS_ALLOWED_PORTS and
- * PARLEY_EGRESS_ALLOW_PRIVATE. Errors name the variable and never echo the database URL.
+ * loadIntegrationsConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_EGRESS_ALLOWED_PORTS,
+ * PARLEY_EGRESS_ALLOW_PRIVATE and PARLEY_WEBHOOK_MAX_AGE_SECONDS. Errors name the variable and never echo the database URL.
  */
 export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConfig {
   const databaseUrl = envString(env, 'DATABASE_URL');
@@ -34,5 +36,11 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
     const variable = /allowPrivate/.test(String(error)) ? 'PARLEY_EGRESS_ALLOW_PRIVATE' : 'PARLEY_EGRESS_ALLOWED_PORTS';
     throw new ConfigError(variable, (error as Error).message.replace(/^egress \w+: /, ''));
   }
-  return Object.freeze({ databaseUrl, dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200), egressPolicy });
+  return Object.freeze({
+    databaseUrl,
+    dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
+    egressPolicy,
+    // Three days by default, like the Standard Webhooks example schedule (about 75 hours).
+    webhookMaxAgeMs: envInt(env, 'PARLEY_WEBHOOK_MAX_AGE_SECONDS', 259_200, 60, 2_592_000) * 1000,
+  });
 }

@@ -20,7 +20,7 @@ runMain({
     const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax });
     ctx.onClose(() => db.destroy());
     relayAuditOutbox(ctx, db);
-    const service = createIntegrationsService({ egressPolicy: config.egressPolicy });
+    const service = createIntegrationsService({ db, egressPolicy: config.egressPolicy, webhookMaxAgeMs: config.webhookMaxAgeMs });
     return {
       routes: (router) => router.service(IntegrationsService, service),
       async ready() {

@@ -8,5 +8,8 @@ import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integr
 export const callerPolicies: readonly CallerPolicy[] = [
   defineCallerPolicy(IntegrationsService, {
     checkEgressTarget: ['edge', 'voice-orchestrator', 'lifecycle'],
+    // Services whose changes are webhook events: conversations (orchestrator), DSAR jobs
+    // (lifecycle), key revocation (identity), secret rotation (secrets) and the edge.
+    emitEvent: ['voice-orchestrator', 'lifecycle', 'edge', 'identity', 'secrets'],
   }),
 ];

@@ -7,13 +7,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/integrations/v1/integrations.proto.
  */
 export const file_parley_integrations_v1_integrations: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkyjwEKE0ludGVncmF0aW9uc1NlcnZpY2USeAoRQ2hlY2tFZ3Jlc3NUYXJnZXQSMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNoZWNrRWdyZXNzVGFyZ2V0UmVxdWVzdBoxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0y8QEKE0ludGVncmF0aW9uc1NlcnZpY2USeAoRQ2hlY2tFZ3Jlc3NUYXJnZXQSMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNoZWNrRWdyZXNzVGFyZ2V0UmVxdWVzdBoxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXNwb25zZRJgCglFbWl0RXZlbnQSKC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QaKS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.integrations.v1.CheckEgressTargetRequest
@@ -42,7 +44,7 @@ export type CheckEgressTargetResponse = Message<"parley.integrations.v1.CheckEgr
   allowed: boolean;
 
   /**
-   * Why the target was refused, when it was.
+   * Why the target was refused, when it was: starts with the rule's name (e.g. "address-range: …").
    *
    * @generated from field: string reason = 2;
    */
@@ -55,6 +57,74 @@ export type CheckEgressTargetResponse = Message<"parley.integrations.v1.CheckEgr
  */
 export const CheckEgressTargetResponseSchema: GenMessage<CheckEgressTargetResponse> = /*@__PURE__*/
   messageDesc(file_parley_integrations_v1_integrations, 1);
+
+/**
+ * @generated from message parley.integrations.v1.EmitEventRequest
+ */
+export type EmitEventRequest = Message<"parley.integrations.v1.EmitEventRequest"> & {
+  /**
+   * tenant_id is the workspace whose endpoints receive the event.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * event_id is a UUID chosen by the emitter; emitting the same id again enqueues nothing new.
+   *
+   * @generated from field: string event_id = 2;
+   */
+  eventId: string;
+
+  /**
+   * type is one of conversation.started, conversation.ended, transcript.ready,
+   * privacy.export.ready, privacy.forgotten, secret.rotated, api_key.revoked, guardrail.escalated.
+   *
+   * @generated from field: string type = 3;
+   */
+  type: string;
+
+  /**
+   * occurred_at is when the event happened (default: now).
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_at = 4;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * data holds ids only: keys ending in _id, values of 1-100 of [A-Za-z0-9_-]; never transcript
+   * text, contact data or secrets. At most 16 entries.
+   *
+   * @generated from field: map<string, string> data = 5;
+   */
+  data: { [key: string]: string };
+};
+
+/**
+ * Describes the message parley.integrations.v1.EmitEventRequest.
+ * Use `create(EmitEventRequestSchema)` to create a new message.
+ */
+export const EmitEventRequestSchema: GenMessage<EmitEventRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 2);
+
+/**
+ * @generated from message parley.integrations.v1.EmitEventResponse
+ */
+export type EmitEventResponse = Message<"parley.integrations.v1.EmitEventResponse"> & {
+  /**
+   * deliveries is how many endpoints the event is queued for.
+   *
+   * @generated from field: uint32 deliveries = 1;
+   */
+  deliveries: number;
+};
+
+/**
+ * Describes the message parley.integrations.v1.EmitEventResponse.
+ * Use `create(EmitEventResponseSchema)` to create a new message.
+ */
+export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 3);
 
 /**
  * IntegrationsService delivers webhooks and checks outbound targets.
@@ -71,6 +141,16 @@ export const IntegrationsService: GenService<{
     methodKind: "unary";
     input: typeof CheckEgressTargetRequestSchema;
     output: typeof CheckEgressTargetResponseSchema;
+  },
+  /**
+   * EmitEvent queues a webhook event for every endpoint of the workspace subscribed to its type.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.EmitEvent
+   */
+  emitEvent: {
+    methodKind: "unary";
+    input: typeof EmitEventRequestSchema;
+    output: typeof EmitEventResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_integrations_v1_integrations, 0);
