@@ -6,3 +6,4 @@ export * from './tool-definition.store.js';
 export * from './webhook-endpoint.store.js';
 export * from './delivery-worker.js';
 export * from './events.js';
+export * from './config.js';
