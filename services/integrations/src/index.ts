@@ -7,3 +7,4 @@ export * from './webhook-endpoint.store.js';
 export * from './delivery-worker.js';
 export * from './events.js';
 export * from './config.js';
+export * from './signing-secrets.js';
