@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressLookup } from './check.js';
 import { EgressRefusedError, EgressRequestError } from './errors.js';
 import { createEgressPolicy } from './policy.js';
-import { createEgressLookup, egressRequest } from './request.js';
+import { createEgressClient, createEgressLookup, egressRequest } from './request.js';
 
 // A real HTTPS receiver on 127.0.0.1 with a certificate for receiver.test; the private allow-list
 // is on in this file only, for 127.0.0.1 alone.
@@ -17,6 +17,7 @@ let port: number;
 let stallPort: number;
 const seen: Array<{ path: string; host: string | undefined; servername: string | undefined }> = [];
 const stalledSockets: Socket[] = [];
+let handshakes = 0;
 
 beforeAll(async () => {
   const authority = await createCertificateAuthority();
@@ -41,6 +42,7 @@ beforeAll(async () => {
       res.writeHead(200, { 'content-type': 'text/plain' }).end(`ok ${req.method ?? ''}`);
     }
   });
+  server.on('secureConnection', () => (handshakes += 1));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
   // Accepts TCP and never speaks TLS: only the connect timeout can end a request to it.
@@ -150,5 +152,28 @@ describe('createEgressLookup', () => {
   it('fails the connection when the name resolves to a private address', async () => {
     const lookup = createEgressLookup({ lookup: async () => [{ address: '127.0.0.1', family: 4 }] });
     await expect(get(lookup)).rejects.toBeInstanceOf(EgressRefusedError);
+  });
+});
+
+describe('createEgressClient', () => {
+  it('reuses one kept-alive connection per checked target, and still checks every request', async () => {
+    const client = createEgressClient();
+    try {
+      const before = handshakes;
+      for (let i = 0; i < 3; i += 1) {
+        const response = await client.request(`https://receiver.test:${port}/hello`, { ...options(), connectTimeoutMs: 200 });
+        expect(response.status).toBe(200);
+      }
+      expect(handshakes - before).toBe(1);
+      await expect(
+        client.request(`https://receiver.test:${port}/hello`, {
+          ca,
+          policy: createEgressPolicy({ allowedPorts: [port] }),
+          lookup: async () => [{ address: '127.0.0.1', family: 4 }],
+        }),
+      ).rejects.toMatchObject({ rule: 'address-range' });
+    } finally {
+      client.close();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { request as httpsRequest } from 'node:https';
+import { Agent, request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
@@ -62,6 +62,13 @@ export function pinnedLookup(address: string, family: 4 | 6): LookupFunction {
  * size limit. A refused target throws EgressRefusedError; a failed exchange, EgressRequestError.
  */
 export async function egressRequest(url: string, options: EgressRequestOptions = {}): Promise<EgressResponse> {
+  return send(url, options, () => false);
+}
+
+/** AgentFor picks the connection pool for a checked target (false: a fresh connection). */
+type AgentFor = (target: { address: string; family: 4 | 6; host: string; port: number; ca: EgressRequestOptions['ca'] }) => Agent | false;
+
+async function send(url: string, options: EgressRequestOptions, agentFor: AgentFor): Promise<EgressResponse> {
   const decision = await checkEgressTarget(url, options);
   if (!decision.allowed || decision.url === undefined || decision.address === undefined) {
     throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');
@@ -72,6 +79,8 @@ export async function egressRequest(url: string, options: EgressRequestOptions =
   const totalTimeoutMs = options.totalTimeoutMs ?? 15_000;
   const maxResponseBytes = options.maxResponseBytes ?? 1024 * 1024;
   const started = performance.now();
+  const port = target.port === '' ? 443 : Number(target.port);
+  const agent = agentFor({ address: decision.address, family: decision.family ?? 4, host, port, ca: options.ca });
 
   return await new Promise<EgressResponse>((resolve, reject) => {
     let settled = false;
@@ -86,14 +95,14 @@ export async function egressRequest(url: string, options: EgressRequestOptions =
     const req = httpsRequest({
       protocol: 'https:',
       host,
-      port: target.port === '' ? 443 : Number(target.port),
+      port,
       path: `${target.pathname}${target.search}`,
       method: options.method ?? 'GET',
       headers: { ...options.headers, host: target.host },
       // SNI carries a name, never an IP literal (RFC 6066).
       ...(isIP(host) === 0 ? { servername: host } : {}),
       lookup: pinnedLookup(decision.address!, decision.family ?? 4),
-      agent: false,
+      agent,
       ...(options.ca !== undefined ? { ca: options.ca as string | string[] } : {}),
       ...(options.signal !== undefined ? { signal: options.signal } : {}),
     });
@@ -106,7 +115,9 @@ export async function egressRequest(url: string, options: EgressRequestOptions =
       totalTimeoutMs,
     );
     req.on('socket', (socket) => {
-      socket.once('secureConnect', () => clearTimeout(connectTimer));
+      // A pooled socket is connected already; a new one is done once TLS is.
+      if (!socket.connecting && agent !== false && (socket as { encrypted?: boolean }).encrypted === true) clearTimeout(connectTimer);
+      else socket.once('secureConnect', () => clearTimeout(connectTimer));
     });
     req.on('error', (error) => {
       fail(new EgressRequestError('connection', `request to ${target.host} failed: ${error.message}`, { cause: error }));
@@ -146,6 +157,47 @@ export async function egressRequest(url: string, options: EgressRequestOptions =
     });
     req.end(options.body);
   });
+}
+
+/** EgressClient sends pinned requests over kept-alive connections; close it when done. */
+export interface EgressClient {
+  /** request is egressRequest, reusing a connection to the same checked address, host and port. */
+  request(url: string, options?: EgressRequestOptions): Promise<EgressResponse>;
+  /** close ends every pooled connection. */
+  close(): void;
+}
+
+/**
+ * createEgressClient returns an EgressClient for a sender that calls the same targets again and
+ * again (webhook workers). Every request is checked as egressRequest checks it; connections are
+ * pooled per checked address (with host, port and CA), so a pooled socket is only ever reused for
+ * the address a new check returned, and a name that now resolves elsewhere gets a new connection.
+ */
+export function createEgressClient(limits: { maxSocketsPerTarget?: number; idleMs?: number; maxTargets?: number } = {}): EgressClient {
+  const agents = new Map<string, Agent>();
+  const maxTargets = limits.maxTargets ?? 256;
+  return {
+    request: (url, options = {}) =>
+      send(url, options, (t) => {
+        const key = JSON.stringify([t.address, t.host, t.port, t.ca ?? null]);
+        let agent = agents.get(key);
+        if (agent === undefined) {
+          agent = new Agent({ keepAlive: true, maxSockets: limits.maxSocketsPerTarget ?? 16, timeout: limits.idleMs ?? 15_000 });
+          agents.set(key, agent);
+          // The least recently created pool goes first; its connections are closed, not leaked.
+          while (agents.size > maxTargets) {
+            const [oldest, pool] = agents.entries().next().value!;
+            pool.destroy();
+            agents.delete(oldest);
+          }
+        }
+        return agent;
+      }),
+    close() {
+      for (const agent of agents.values()) agent.destroy();
+      agents.clear();
+    },
+  };
 }
 
 /**

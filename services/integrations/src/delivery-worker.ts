@@ -1,5 +1,5 @@
 import { withTenant } from '@parley/db';
-import { EgressRefusedError, EgressRequestError, egressRequest, type EgressLookup, type EgressPolicy } from '@parley/egress';
+import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { NotFoundError, type Logger } from '@parley/platform';
 import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
@@ -51,7 +51,7 @@ export interface DeliveryWorker {
   start(): void;
   /** wake makes an idle worker look for due deliveries now (an event was just enqueued). */
   wake(): void;
-  /** stop ends the loop after the batch in flight. */
+  /** stop ends the loop after the batch in flight and closes the worker's connections. */
   stop(): Promise<void>;
 }
 
@@ -80,6 +80,9 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   const random = options.random ?? Math.random;
   // The lease outlasts the longest possible attempt, so it cannot lapse while a request is in flight.
   const leaseMs = options.egress.connectTimeoutMs + options.egress.totalTimeoutMs + 10_000;
+  // Kept-alive connections per checked receiver address: a TLS handshake per delivery would cost
+  // more than the rest of the delivery together.
+  const egress = createEgressClient({ maxSocketsPerTarget: options.batchSize });
   let running = false;
   let loop: Promise<void> | undefined;
   let wakeUp: (() => void) | undefined;
@@ -100,7 +103,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     const secrets = await options.signingSecrets(delivery.tenant_id, refs);
     const headers = webhookHeaders({ secrets, id: delivery.id, timestamp: new Date(), payload: delivery.payload });
     try {
-      const response = await egressRequest(endpoint.url, {
+      const response = await egress.request(endpoint.url, {
         method: 'POST',
         headers: { ...headers, 'content-type': 'application/json', 'user-agent': 'Parley-Webhooks/0.1' },
         body: delivery.payload,
@@ -180,6 +183,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       running = false;
       wakeUp?.();
       await loop;
+      egress.close();
     },
   };
 }
