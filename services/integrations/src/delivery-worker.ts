@@ -3,7 +3,7 @@ import { createEgressClient, EgressRefusedError, EgressRequestError, type Egress
 import { NotFoundError, type Logger } from '@parley/platform';
 import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
-import type { IntegrationsDb } from './db/tables.js';
+import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
 import { finishAttempt, leaseDueDeliveries, type AttemptOutcome, type LeasedDelivery } from './delivery.store.js';
 import { getWebhookEndpoint, signingSecretRefs } from './webhook-endpoint.store.js';
 
@@ -87,20 +87,36 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   let loop: Promise<void> | undefined;
   let wakeUp: (() => void) | undefined;
 
-  async function attempt(delivery: LeasedDelivery): Promise<AttemptOutcome> {
-    const started = performance.now();
-    const elapsed = () => performance.now() - started;
-    let endpoint;
+  /** BatchMemo shares one endpoint read and one secrets read among a batch's deliveries to the same endpoint. */
+  type Target = { endpoint: WebhookEndpoint; secrets: string[] } | { refused: string };
+  type BatchMemo = Map<string, Promise<Target>>;
+
+  async function targetOf(delivery: LeasedDelivery): Promise<Target> {
+    let endpoint: WebhookEndpoint;
     try {
       endpoint = await withTenant(options.db, delivery.tenant_id, (trx) => getWebhookEndpoint(trx, delivery.endpoint_id));
     } catch (error) {
-      if (error instanceof NotFoundError) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: 'endpoint deleted' };
+      if (error instanceof NotFoundError) return { refused: 'endpoint deleted' };
       throw error;
     }
-    if (!endpoint.enabled) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: 'endpoint disabled' };
+    if (!endpoint.enabled) return { refused: 'endpoint disabled' };
     const refs = signingSecretRefs(endpoint);
-    if (refs.length === 0) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: 'endpoint has no signing secret' };
-    const secrets = await options.signingSecrets(delivery.tenant_id, refs);
+    if (refs.length === 0) return { refused: 'endpoint has no signing secret' };
+    return { endpoint, secrets: await options.signingSecrets(delivery.tenant_id, refs) };
+  }
+
+  async function attempt(delivery: LeasedDelivery, memo: BatchMemo): Promise<AttemptOutcome> {
+    const started = performance.now();
+    const elapsed = () => performance.now() - started;
+    const key = `${delivery.tenant_id}/${delivery.endpoint_id}`;
+    let pending = memo.get(key);
+    if (pending === undefined) {
+      pending = targetOf(delivery);
+      memo.set(key, pending);
+    }
+    const target = await pending;
+    if ('refused' in target) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: target.refused };
+    const { endpoint, secrets } = target;
     const headers = webhookHeaders({ secrets, id: delivery.id, timestamp: new Date(), payload: delivery.payload });
     try {
       const response = await egress.request(endpoint.url, {
@@ -129,10 +145,10 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     }
   }
 
-  async function deliver(delivery: LeasedDelivery): Promise<void> {
+  async function deliver(delivery: LeasedDelivery, memo: BatchMemo): Promise<void> {
     let result: AttemptOutcome;
     try {
-      result = await attempt(delivery);
+      result = await attempt(delivery, memo);
     } catch (error) {
       // Our own fault (database, secrets service): retry like a receiver failure, log the cause.
       options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery attempt failed inside Parley');
@@ -147,7 +163,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
 
   async function runOnce(): Promise<number> {
     const leased = await leaseDueDeliveries(options.db, options.worker, options.batchSize, leaseMs);
-    await Promise.all(leased.map(deliver));
+    const memo: BatchMemo = new Map();
+    await Promise.all(leased.map((delivery) => deliver(delivery, memo)));
     return leased.length;
   }
 
