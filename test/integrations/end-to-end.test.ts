@@ -8,12 +8,12 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Client } from '@connectrpc/connect';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { withTenant } from '@parley/db';
 import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
 import { freePort, ServiceProcess } from '@parley/devstack';
 import { createWebhookEndpoint, type IntegrationsDb } from '@parley/integrations';
-import { CertificateSource, createServiceClient, peerUrlVariable } from '@parley/platform';
+import { CertificateSource, createServiceClient, peerUrlVariable, principalHeaders } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { verifyWebhook } from '@parley/webhooks';
@@ -28,6 +28,7 @@ let integrations: ServiceProcess;
 let receiver: Server;
 let receiverPort: number;
 let client: Client<typeof IntegrationsService> & { close(): void };
+let clientBaseUrl: string;
 const received: Array<{ headers: Record<string, string | string[] | undefined>; body: string }> = [];
 
 beforeAll(async () => {
@@ -70,8 +71,9 @@ beforeAll(async () => {
   });
   integrations.start();
   await integrations.waitReady();
+  clientBaseUrl = `https://localhost:${port}`;
   client = createServiceClient(IntegrationsService, {
-    baseUrl: `https://localhost:${port}`,
+    baseUrl: clientBaseUrl,
     certificates: await CertificateSource.open(stack.pki.files('voice-orchestrator')),
     expect: 'integrations',
     trustDomain: 'parley.local',
@@ -126,5 +128,81 @@ describe('webhooks end to end', () => {
     expect(() => verifyWebhook({ secrets: [issued.value], headers: delivery!.headers, payload: delivery!.body })).not.toThrow();
     expect(JSON.parse(delivery!.body)).toMatchObject({ type: 'conversation.ended', data: { conversation_id: conversationId } });
     expect(delivery!.body).not.toContain(issued.value);
+  });
+});
+
+describe('webhook endpoint administration through the edge identity', () => {
+  const tenant = randomUUID();
+  const principal = (scopes: string[]) => ({
+    headers: principalHeaders({ tenantId: tenant, kind: 'member', id: 'operator-1', scopes, source: '127.0.0.1', userAgent: 'vitest' }),
+  });
+  let edge: Client<typeof IntegrationsService> & { close(): void };
+
+  beforeAll(async () => {
+    edge = createServiceClient(IntegrationsService, {
+      baseUrl: clientBaseUrl,
+      certificates: await CertificateSource.open(stack.pki.files('edge')),
+      expect: 'integrations',
+      trustDomain: 'parley.local',
+    });
+  });
+  afterAll(() => edge?.close());
+
+  it('refuses a target egress refuses at save time with INVALID_ARGUMENT naming the rule, and saves nothing', async () => {
+    const cases: Array<[string, string]> = [
+      [`https://169.254.169.254:${receiverPort}/latest/meta-data/`, 'address-range'],
+      [`https://10.0.0.5:${receiverPort}/`, 'address-range'],
+      [`http://hooks.example.com:${receiverPort}/`, 'scheme'],
+      [`https://127.0.0.1:${receiverPort + 1}/`, 'port'],
+      [`https://localhost:${receiverPort}/`, 'localhost'],
+    ];
+    for (const [url, rule] of cases) {
+      const error = await edge
+        .createWebhookEndpoint({ url, eventTypes: ['conversation.ended'] }, principal(['webhooks:admin']))
+        .catch((e: unknown) => ConnectError.from(e));
+      expect(error, url).toBeInstanceOf(ConnectError);
+      expect((error as ConnectError).code, url).toBe(Code.InvalidArgument);
+      expect((error as ConnectError).rawMessage, url).toContain(`url: refused by egress rule ${rule}:`);
+    }
+    expect((await edge.listWebhookEndpoints({}, principal(['webhooks:admin']))).endpoints).toEqual([]);
+    const denied = await edge
+      .createWebhookEndpoint({ url: `https://127.0.0.1:${receiverPort}/x`, eventTypes: ['conversation.ended'] }, principal(['agents:read']))
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((denied as ConnectError).code).toBe(Code.PermissionDenied);
+  });
+
+  it('shows the secret once, signs with it, and during a rotation signs with both secrets', async () => {
+    const created = await edge.createWebhookEndpoint(
+      { url: `https://127.0.0.1:${receiverPort}/admin`, eventTypes: ['conversation.ended'], description: 'crm' },
+      principal(['webhooks:admin']),
+    );
+    expect(created.signingSecret).toMatch(/^whsec_/);
+    const listed = await edge.listWebhookEndpoints({}, principal(['webhooks:admin']));
+    expect(listed.endpoints.map((e) => e.id)).toEqual([created.endpoint!.id]);
+    expect(JSON.stringify(listed, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toContain(
+      created.signingSecret.slice(6),
+    );
+
+    const rotated = await edge.rotateWebhookSecret(
+      { endpointId: created.endpoint!.id, overlapSeconds: 600 },
+      principal(['webhooks:admin']),
+    );
+    expect(rotated.signingSecret).not.toBe(created.signingSecret);
+    const before = received.length;
+    await client.emitEvent({
+      tenantId: tenant,
+      eventId: randomUUID(),
+      type: 'conversation.ended',
+      data: { conversation_id: randomUUID() },
+    });
+    const deadline = Date.now() + 15_000;
+    while (received.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const delivery = received.at(-1)!;
+    expect(String(delivery.headers['webhook-signature']).split(' ')).toHaveLength(2);
+    for (const secret of [created.signingSecret, rotated.signingSecret]) {
+      expect(() => verifyWebhook({ secrets: [secret], headers: delivery.headers, payload: delivery.body })).not.toThrow();
+    }
+    await edge.deleteWebhookEndpoint({ endpointId: created.endpoint!.id }, principal(['webhooks:admin']));
+    expect((await edge.listWebhookEndpoints({}, principal(['webhooks:admin']))).endpoints).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { relayAuditOutbox } from '@parley/audit-outbox';
 import { createServiceDb, databaseAnswers } from '@parley/db';
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { FailedPreconditionError, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { loadIntegrationsConfig } from './config.js';
@@ -15,7 +15,7 @@ import type { IntegrationsDb } from './db/tables.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { callerPolicies } from './policy.js';
 import { createIntegrationsService } from './service.js';
-import { secretsServiceSigningSecrets } from './signing-secrets.js';
+import { secretsServiceIssuer, secretsServiceSigningSecrets, type WebhookSecretIssuer } from './signing-secrets.js';
 
 runMain({
   name: 'integrations',
@@ -25,14 +25,19 @@ runMain({
     const config = loadIntegrationsConfig();
     const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax });
     ctx.onClose(() => db.destroy());
-    relayAuditOutbox(ctx, db);
+    const audit = relayAuditOutbox(ctx, db);
     let wakeWorker = (): void => undefined;
+    let issueSecret: WebhookSecretIssuer = () => {
+      throw new FailedPreconditionError('webhook endpoints need the secrets service; set PARLEY_SECRETS_URL');
+    };
     if (ctx.config.peers.secrets !== undefined) {
+      const secrets = ctx.clientFor('secrets', SecretsService);
+      issueSecret = secretsServiceIssuer(secrets);
       const d = config.delivery;
       const worker = createDeliveryWorker({
         db,
         worker: `${hostname()}-${randomBytes(4).toString('hex')}`,
-        signingSecrets: secretsServiceSigningSecrets(ctx.clientFor('secrets', SecretsService)),
+        signingSecrets: secretsServiceSigningSecrets(secrets),
         egress: {
           policy: config.egressPolicy,
           connectTimeoutMs: d.connectTimeoutMs,
@@ -55,6 +60,8 @@ runMain({
       egressPolicy: config.egressPolicy,
       webhookMaxAgeMs: config.webhookMaxAgeMs,
       onEnqueued: () => wakeWorker(),
+      issueSecret: (tenantId, name) => issueSecret(tenantId, name),
+      onAudit: () => audit.wake(),
     });
     return {
       routes: (router) => router.service(IntegrationsService, service),

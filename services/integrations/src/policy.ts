@@ -11,5 +11,11 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // Services whose changes are webhook events: conversations (orchestrator), DSAR jobs
     // (lifecycle), key revocation (identity), secret rotation (secrets) and the edge.
     emitEvent: ['voice-orchestrator', 'lifecycle', 'edge', 'identity', 'secrets'],
+    // Endpoint administration is a workspace's own, through the edge with the caller's principal.
+    createWebhookEndpoint: ['edge'],
+    listWebhookEndpoints: ['edge'],
+    deleteWebhookEndpoint: ['edge'],
+    rotateWebhookSecret: ['edge'],
+    replayWebhookDelivery: ['edge'],
   }),
 ];

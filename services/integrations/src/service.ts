@@ -7,6 +7,7 @@ import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/i
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
 import { emitEvent } from './events.js';
+import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
 
 /** IntegrationsServiceDeps are what the handlers need; they do no I/O of their own. */
 export interface IntegrationsServiceDeps {
@@ -18,6 +19,10 @@ export interface IntegrationsServiceDeps {
   readonly onEnqueued?: () => void;
   /** lookup replaces the system resolver (tests). */
   readonly lookup?: EgressLookup;
+  /** issueSecret has the secrets service make a signing secret (endpoint administration). */
+  readonly issueSecret: WebhookAdminDeps['issueSecret'];
+  /** onAudit is told when a change recorded an audit event (wakes the outbox relay). */
+  readonly onAudit?: () => void;
 }
 
 /** createIntegrationsService builds the handlers of parley.integrations.v1.IntegrationsService. */
@@ -49,5 +54,7 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
       if (deliveries.length > 0) deps.onEnqueued?.();
       return { deliveries: deliveries.length };
     },
+
+    ...createWebhookAdminHandlers(deps),
   };
 }

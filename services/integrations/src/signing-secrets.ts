@@ -31,3 +31,19 @@ export function secretsServiceSigningSecrets(client: Client<typeof SecretsServic
     }
   };
 }
+
+/** WebhookSecretIssuer has the secrets service make a new signing secret; the value is returned once. */
+export type WebhookSecretIssuer = (tenantId: string, name: string) => Promise<{ secretId: string; value: string }>;
+
+/** secretsServiceIssuer asks the secrets service (IssueWebhookSecret) to make and seal a signing secret. */
+export function secretsServiceIssuer(client: Client<typeof SecretsService>): WebhookSecretIssuer {
+  return async (tenantId, name) => {
+    try {
+      const { secret, value } = await client.issueWebhookSecret({ tenantId, name }, { timeoutMs: 10_000 });
+      if (secret === undefined || value === '') throw new Error('the secrets service returned no signing secret');
+      return { secretId: secret.id, value };
+    } catch (err) {
+      throw mapSecretsError(err, `a new signing secret for tenant ${tenantId}`);
+    }
+  };
+}
