@@ -41,6 +41,8 @@ const received: Received[] = [];
 const scripts = new Map<string, Behaviour[]>(); // per path: what the next requests get; then 'ok'
 const secretValues = new Map<string, string>();
 const workers: DeliveryWorker[] = [];
+// Long enough that a loaded machine does not time out a healthy receiver; the 'hang' case waits it out.
+const TOTAL_TIMEOUT_MS = 1_000;
 
 function receivedAt(path: string): Received[] {
   return received.filter((r) => r.path === path);
@@ -96,7 +98,7 @@ function worker(name: string, overrides: Partial<DeliveryWorkerOptions> = {}): D
       policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
       ca,
       connectTimeoutMs: 1_000,
-      totalTimeoutMs: 400,
+      totalTimeoutMs: TOTAL_TIMEOUT_MS,
       maxResponseBytes: 64 * 1024,
     },
     backoff: { baseMs: 100, maxMs: 800 },
@@ -163,7 +165,7 @@ describe('webhook delivery queue', () => {
     expect(log[1]!.error).toMatch(/^total-timeout/);
     expect(log[2]!.error).toMatch(/^connection/);
     // Each wait is at least half of base·2^(n−1): 50, 100, 200 ms after the attempts' ends.
-    const gaps = log.slice(1).map((a, i) => a.attempted_at.getTime() - log[i]!.attempted_at.getTime() - (i === 0 ? 400 : 0));
+    const gaps = log.slice(1).map((a, i) => a.attempted_at.getTime() - log[i]!.attempted_at.getTime() - (i === 0 ? TOTAL_TIMEOUT_MS : 0));
     expect(gaps[0]).toBeGreaterThanOrEqual(40);
     expect(gaps[2]).toBeGreaterThanOrEqual(180);
     expect(receivedAt('/flaky').map((r) => r.id)).toEqual([deliveryId]);
@@ -187,8 +189,10 @@ describe('webhook delivery queue', () => {
     const got = receivedAt('/many').map((r) => r.id);
     expect(got.sort()).toEqual([...ids].sort());
     const logs = await withTenant(db, tenant, async (trx) => Promise.all(ids.map((id) => deliveryLog(trx, id))));
-    expect(logs.every((log) => log.length === 1 && log[0]!.outcome === 'delivered')).toBe(true);
-    expect(new Set(logs.map((log) => log[0]!.worker))).toEqual(new Set(['pair-a', 'pair-b']));
+    // Exactly one 2xx per delivery (a loaded machine may add a failed attempt before it, never a second success).
+    expect(logs.map((log) => log.filter((a) => a.outcome === 'delivered').length)).toEqual(ids.map(() => 1));
+    const deliveredBy = logs.map((log) => log.find((a) => a.outcome === 'delivered')!.worker);
+    expect(new Set(deliveredBy)).toEqual(new Set(['pair-a', 'pair-b']));
   });
 
   it('dead-letters a delivery past its maximum age, and an operator replay delivers it', async () => {
