@@ -12,6 +12,7 @@ import { runKernelBenchmark, type KernelBenchResult } from './kernel.bench.js';
 import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
 import { runSecretsBenchmark, type SecretsBenchResult } from './secrets.bench.js';
 import { runSessionBenchmark, type SessionBenchResult } from './session.bench.js';
+import { runWebhooksBenchmark, type WebhooksBenchResult } from './webhooks.bench.js';
 
 const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -129,6 +130,28 @@ const suites: Suite[] = [
         '| callers | req/s | p50 ms | p99 ms | errors |',
         '|---:|---:|---:|---:|---:|',
         `| ${r.createSession.concurrency} | ${r.createSession.rps} | ${r.createSession.p50Ms} | ${r.createSession.p99Ms} | ${r.createSession.errors} |`,
+      ].join('\n'),
+  },
+  {
+    name: 'webhooks',
+    run: () =>
+      withPostgres((adminUrl) =>
+        runWebhooksBenchmark({
+          adminUrl,
+          events: Number(process.env.BENCH_WEBHOOK_EVENTS ?? 1_000),
+          seconds: Number(process.env.BENCH_SECONDS ?? 5),
+        }),
+      ),
+    table: (r: WebhooksBenchResult) =>
+      [
+        `${r.events} signed deliveries to a local HTTPS receiver: the Postgres queue (lease, sign, send through @parley/egress, log the attempt) against direct posting of the same signed payloads with the same client, ${r.baseline.concurrency} in flight, same run.`,
+        '',
+        '| sender | deliveries/s | queue / direct (goal ≥ 0.5) |',
+        '|---|---:|---:|',
+        `| direct (baseline) | ${r.baseline.perSecond} | |`,
+        ...r.queue.map((q) => `| queue, ${q.workers} worker${q.workers > 1 ? 's' : ''} | ${q.perSecond} | **${q.ratio}** |`),
+        '',
+        `Event to delivery at ${r.latency.ratePerSecond} events/s (open loop, 4 workers, ${r.latency.events} events): p50 ${r.latency.p50Ms} ms, **p99 ${r.latency.p99Ms} ms** (goal < 100 ms), max ${r.latency.maxMs} ms.`,
       ].join('\n'),
   },
 ];

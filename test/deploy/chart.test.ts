@@ -6,6 +6,8 @@ import { loadAuditConfig } from '@parley/audit';
 import { loadEdgeConfig } from '@parley/edge/config';
 import { loadDataKeyCacheConfig, loadKekProviderConfig, secretsServiceVaultPolicy } from '@parley/envelope';
 import { loadKernelConfig, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { classifyAddress } from '@parley/egress';
+import { loadIntegrationsConfig } from '@parley/integrations';
 import { loadTenantDataConfig } from '@parley/tenant-data';
 import { ensureHelm, runHelm } from '../src/helm.js';
 import { byKind, CHART, type K8sObject, named, NAMESPACE, render, RELEASE, template, validateAgainstSchema, valuesFile } from './render.js';
@@ -383,7 +385,7 @@ describe('the Parley chart', () => {
         expect(volume.secret).toMatchObject({ secretName: 'parley-audit-signing-key', items: [{ key: 'signing-key.json', path: 'signing-key.json' }] });
       });
 
-      it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations only', () => {
+      it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations and the orchestrator only', () => {
         const deny = named(objects, 'NetworkPolicy', `${RELEASE}-default-deny`);
         expect(deny.spec.policyTypes).toEqual(['Ingress', 'Egress']);
         expect(deny.spec.ingress).toBeUndefined();
@@ -398,7 +400,7 @@ describe('the Parley chart', () => {
           const ports = egress.flatMap((r) => r.ports ?? []).map((p: any) => p.port);
           expect(ports.includes(8200), `${service} reaches Vault`).toBe(VAULT_SERVICES.includes(service));
           const internet = egress.some((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
-          expect(internet, `${service} reaches the internet`).toBe(service === 'integrations');
+          expect(internet, `${service} reaches the internet`).toBe(service === 'integrations' || service === 'voice-orchestrator');
           expect(ports, service).toContain(5432);
         }
       });
@@ -462,6 +464,42 @@ describe('the Parley chart', () => {
   });
 
   describe('values', () => {
+    it('gives integrations and the orchestrator the same egress ports and private allow-list in their NetworkPolicy and their egress client', async () => {
+      const objects = await render([
+        valuesFile(
+          'services:\n  integrations:\n    internetEgress:\n      enabled: true\n      ports: [443, 8443]\n      allowPrivate: [10.20.0.0/16, 192.0.2.10, hooks.corp.example]\n',
+        ),
+      ]);
+      const env = renderedEnv(deploymentOf(objects, 'integrations').spec.template.spec.containers[0]);
+      expect([env.PARLEY_EGRESS_ALLOWED_PORTS, env.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual(['443,8443', '10.20.0.0/16,192.0.2.10,hooks.corp.example']);
+      const config = loadIntegrationsConfig(env);
+      expect(config.egressPolicy.allowedPorts).toEqual([443, 8443]);
+      expect(config.egressPolicy.allowPrivate.map((e) => e.text)).toEqual(['10.20.0.0/16', '192.0.2.10', 'hooks.corp.example']);
+      const egress: any[] = named(objects, 'NetworkPolicy', `${RELEASE}-integrations`).spec.egress;
+      const internet = egress.find((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
+      expect(internet.ports.map((p: any) => p.port)).toEqual([443, 8443]);
+      const privateRule = egress.find((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '10.20.0.0/16'));
+      expect(privateRule.to).toEqual([{ ipBlock: { cidr: '10.20.0.0/16' } }, { ipBlock: { cidr: '192.0.2.10/32' } }]);
+      expect(privateRule.ports.map((p: any) => p.port)).toEqual([443, 8443]);
+      const orchestratorEnv = renderedEnv(deploymentOf(objects, 'voice-orchestrator').spec.template.spec.containers[0]);
+      expect([orchestratorEnv.PARLEY_EGRESS_ALLOWED_PORTS, orchestratorEnv.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual(['443', '']);
+      expect(renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]).PARLEY_EGRESS_ALLOWED_PORTS).toBeUndefined();
+    });
+
+    it('excludes from the internet rule only ranges that @parley/egress refuses too', async () => {
+      const objects = await render();
+      const internet = (named(objects, 'NetworkPolicy', `${RELEASE}-integrations`).spec.egress as any[]).find((r) =>
+        r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'),
+      );
+      const excepts: string[] = internet.to.flatMap((peer: any) => peer.ipBlock.except);
+      for (const name of ['169.254.0.0/16', '10.0.0.0/8', '100.64.0.0/10', '8000::/1', '2002::/16', '::/3']) expect(excepts).toContain(name);
+      for (const cidr of excepts) {
+        const first = cidr.split('/')[0]!;
+        // The first address of every excluded range is one egress refuses, so chart and client agree.
+        expect(classifyAddress(first === '::' ? '::1' : first).public, cidr).toBe(false);
+      }
+    });
+
     it('let one service override a default with false', async () => {
       const objects = await render([valuesFile('services:\n  lifecycle:\n    podDisruptionBudget:\n      enabled: false\n    replicas: 1\n')]);
       expect(objects.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.name === `${RELEASE}-lifecycle`)).toBe(false);

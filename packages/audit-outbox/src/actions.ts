@@ -46,6 +46,7 @@ export const AUDIT_ACTIONS = {
   'webhook_endpoint.update': change('webhook_endpoint', 'a webhook endpoint was changed'),
   'webhook_endpoint.delete': change('webhook_endpoint', 'a webhook endpoint was deleted'),
   'webhook_secret.rotate': change('webhook_endpoint', "a webhook endpoint's signing secret was rotated"),
+  'webhook_delivery.replay': change('webhook_delivery', 'a finished webhook delivery was queued again by an operator'),
   'tool.create': change('tool', 'a tool definition was created'),
   'tool.update': change('tool', 'a tool definition was changed'),
   'tool.delete': change('tool', 'a tool definition was deleted'),

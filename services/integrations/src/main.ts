@@ -1,11 +1,73 @@
-// The integrations service process: wiring only. Its API is served as it is implemented; until then
-// it runs the platform kernel (mTLS, allow-lists, health, telemetry, graceful shutdown).
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+// The integrations service process: wiring only. It connects as its own database role, serves
+// parley.integrations.v1.IntegrationsService, is ready while the database answers, relays its
+// audit outbox when an audit service is configured (PARLEY_AUDIT_URL), runs the webhook delivery
+// worker when the secrets service is configured (PARLEY_SECRETS_URL; without it deliveries wait in
+// the queue), and closes the pool after the server has drained.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { relayAuditOutbox } from '@parley/audit-outbox';
+import { createServiceDb, databaseAnswers } from '@parley/db';
+import { FailedPreconditionError, PARLEY_VERSION, runMain } from '@parley/platform';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { loadIntegrationsConfig } from './config.js';
+import type { IntegrationsDb } from './db/tables.js';
+import { createDeliveryWorker } from './delivery-worker.js';
 import { callerPolicies } from './policy.js';
+import { createIntegrationsService } from './service.js';
+import { secretsServiceIssuer, secretsServiceSigningSecrets, type WebhookSecretIssuer } from './signing-secrets.js';
 
 runMain({
   name: 'integrations',
   version: PARLEY_VERSION,
   policies: callerPolicies,
-  setup: () => ({ routes: () => undefined }),
+  setup(ctx) {
+    const config = loadIntegrationsConfig();
+    const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax });
+    ctx.onClose(() => db.destroy());
+    const audit = relayAuditOutbox(ctx, db);
+    let wakeWorker = (): void => undefined;
+    let issueSecret: WebhookSecretIssuer = () => {
+      throw new FailedPreconditionError('webhook endpoints need the secrets service; set PARLEY_SECRETS_URL');
+    };
+    if (ctx.config.peers.secrets !== undefined) {
+      const secrets = ctx.clientFor('secrets', SecretsService);
+      issueSecret = secretsServiceIssuer(secrets);
+      const d = config.delivery;
+      const worker = createDeliveryWorker({
+        db,
+        worker: `${hostname()}-${randomBytes(4).toString('hex')}`,
+        signingSecrets: secretsServiceSigningSecrets(secrets),
+        egress: {
+          policy: config.egressPolicy,
+          connectTimeoutMs: d.connectTimeoutMs,
+          totalTimeoutMs: d.totalTimeoutMs,
+          maxResponseBytes: d.maxResponseBytes,
+        },
+        backoff: { baseMs: d.backoffBaseMs, maxMs: d.backoffMaxMs },
+        batchSize: d.batchSize,
+        pollMs: d.pollMs,
+        logger: ctx.logger,
+      });
+      worker.start();
+      ctx.onClose(() => worker.stop());
+      wakeWorker = () => worker.wake();
+    } else {
+      ctx.logger.warn('PARLEY_SECRETS_URL is not set: webhook deliveries are queued but not sent');
+    }
+    const service = createIntegrationsService({
+      db,
+      egressPolicy: config.egressPolicy,
+      webhookMaxAgeMs: config.webhookMaxAgeMs,
+      onEnqueued: () => wakeWorker(),
+      issueSecret: (tenantId, name) => issueSecret(tenantId, name),
+      onAudit: () => audit.wake(),
+    });
+    return {
+      routes: (router) => router.service(IntegrationsService, service),
+      async ready() {
+        return databaseAnswers(db, ctx.logger);
+      },
+    };
+  },
 });

@@ -8,5 +8,14 @@ import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integr
 export const callerPolicies: readonly CallerPolicy[] = [
   defineCallerPolicy(IntegrationsService, {
     checkEgressTarget: ['edge', 'voice-orchestrator', 'lifecycle'],
+    // Services whose changes are webhook events: conversations (orchestrator), DSAR jobs
+    // (lifecycle), key revocation (identity), secret rotation (secrets) and the edge.
+    emitEvent: ['voice-orchestrator', 'lifecycle', 'edge', 'identity', 'secrets'],
+    // Endpoint administration is a workspace's own, through the edge with the caller's principal.
+    createWebhookEndpoint: ['edge'],
+    listWebhookEndpoints: ['edge'],
+    deleteWebhookEndpoint: ['edge'],
+    rotateWebhookSecret: ['edge'],
+    replayWebhookDelivery: ['edge'],
   }),
 ];

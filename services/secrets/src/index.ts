@@ -6,6 +6,7 @@ export * from './maintenance.js';
 export * from './maintenance.store.js';
 export { migrations } from './migrations.js';
 export * from './scheduler.js';
+export * from './secret-fields.js';
 export * from './secret.store.js';
 export * from './service.js';
 export * from './subject-key.store.js';

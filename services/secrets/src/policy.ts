@@ -18,5 +18,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     encryptForSubject: ['voice-orchestrator', 'tenant-data'],
     decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle'],
     shredSubjectKey: ['lifecycle'],
+    // Webhook signing secrets are made and read only by the service that signs deliveries.
+    issueWebhookSecret: ['integrations'],
+    resolveWebhookSecrets: ['integrations'],
   }),
 ];

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, auditedTransactions, callingService, fromPrincipal } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
@@ -23,16 +22,13 @@ import {
   requestTenant,
   type Principal,
 } from '@parley/platform';
-import {
-  ResolvedSecretSchema,
-  SecretMetadataSchema,
-  type SecretMetadata,
-  type SecretsService,
-} from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import type { ConversationDirectory } from './conversation-directory.js';
-import type { SecretRow, SecretsDatabase } from './db/tables.js';
+import type { SecretsDatabase } from './db/tables.js';
+import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
+import { createWebhookSecretHandlers } from './webhook-secret.service.js';
 import {
   addSecretVersion,
   createSecret,
@@ -67,20 +63,12 @@ export const READ_SCOPE: Scope = 'agents:read';
 /** PROVIDER_KINDS are the accepted provider kinds. */
 export const PROVIDER_KINDS: readonly string[] = ['llm', 'stt', 'tts', 'telephony', 'webhook', 'tool'];
 
-const NAME_PATTERN = /^[A-Za-z0-9._-]{1,100}$/;
 const MAX_VALUE_BYTES = 16 * 1024;
 const MAX_SUBJECT_PLAINTEXT_BYTES = 1024 * 1024;
-const HINT_MIN_LENGTH = 12;
 const MAX_LIST_PAGE = 200;
 
 function setByOf(p: Principal): string {
   return `${p.kind}:${p.id}`;
-}
-
-/** hintOf is the last four characters of a value, or "" for values too short to show any of. */
-export function hintOf(value: string): string {
-  const chars = Array.from(value);
-  return chars.length >= HINT_MIN_LENGTH ? chars.slice(-4).join('') : '';
 }
 
 function valueBytes(value: string, field: string): Buffer {
@@ -96,12 +84,6 @@ function valueBytes(value: string, field: string): Buffer {
   return bytes;
 }
 
-function validateName(name: string): string {
-  if (!NAME_PATTERN.test(name))
-    throw new InvalidArgumentError('name must be 1-100 characters of letters, digits, ".", "_" or "-"', { field: 'name' });
-  return name;
-}
-
 function validateProviderKind(kind: string): string {
   if (!PROVIDER_KINDS.includes(kind))
     throw new InvalidArgumentError(`provider_kind must be one of ${PROVIDER_KINDS.join(', ')}`, { field: 'provider_kind' });
@@ -111,22 +93,6 @@ function validateProviderKind(kind: string): string {
 function validatePurpose(purpose: string): string {
   if (purpose.length > 200) throw new InvalidArgumentError('purpose must be at most 200 characters', { field: 'purpose' });
   return purpose;
-}
-
-/** toSecretMetadata turns a secrets row into the API's metadata; there is no value to leak in it. */
-export function toSecretMetadata(row: SecretRow): SecretMetadata {
-  return create(SecretMetadataSchema, {
-    id: row.id,
-    tenantId: row.tenant_id,
-    name: row.name,
-    providerKind: row.provider_kind,
-    hint: row.hint,
-    version: row.current_version,
-    setBy: row.set_by,
-    setAt: timestampFromDate(row.set_at),
-    createdAt: timestampFromDate(row.created_at),
-    ...(row.last_used_at === null ? {} : { lastUsedAt: timestampFromDate(row.last_used_at) }),
-  });
 }
 
 /**
@@ -382,5 +348,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       if (outcome.destroyedKey !== undefined) deps.cache?.forget(outcome.destroyedKey);
       return { shredded: outcome.destroyedKey !== undefined };
     },
+
+    ...createWebhookSecretHandlers({ kek, keys, audited }),
   };
 }

@@ -1,9 +1,14 @@
 import { staticMigrations, type ServiceMigrations } from '@parley/db';
 import * as init from './db/migrations/2026_11_24_0001_init.js';
 import * as auditOutbox from './db/migrations/2026_11_26_0001_audit_outbox.js';
+import * as dropIntegrations from './db/migrations/2026_12_01_0001_drop_integrations.js';
 
 /** migrations is tenant-data's entry in `parley-db migrate` (found through the "./migrations" export). */
 export const migrations: ServiceMigrations = {
   service: 'tenant-data',
-  provider: staticMigrations({ '2026_11_24_0001_init': init, '2026_11_26_0001_audit_outbox': auditOutbox }),
+  provider: staticMigrations({
+    '2026_11_24_0001_init': init,
+    '2026_11_26_0001_audit_outbox': auditOutbox,
+    '2026_12_01_0001_drop_integrations': dropIntegrations,
+  }),
 };

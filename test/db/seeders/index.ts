@@ -4,6 +4,7 @@ import type { ServiceName } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import { seedAudit } from './audit.js';
 import { seedIdentity } from './identity.js';
+import { seedIntegrations } from './integrations.js';
 import { seedSecrets } from './secrets.js';
 import { seedTenantData } from './tenant-data.js';
 
@@ -23,6 +24,7 @@ export const SEEDERS: Partial<Record<ServiceName, Seeder>> = {
   identity: seedIdentity,
   secrets: seedSecrets,
   audit: seedAudit,
+  integrations: seedIntegrations,
 };
 
 /**

@@ -4,8 +4,6 @@ import {
   appendTranscriptTurn,
   createAgent,
   createSubject,
-  createToolDefinition,
-  createWebhookEndpoint,
   createWorkspace,
   startConversation,
   type TenantDataDb,
@@ -40,14 +38,6 @@ export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promi
       blobKey: `rec/${tenant}/0.opus`,
       durationMs: 1200,
       dataClass: 'audio_redacted',
-    });
-    await createWebhookEndpoint(trx, { url: 'https://hooks.example.com/parley', eventTypes: ['conversation.ended'] });
-    await createToolDefinition(trx, {
-      name: 'lookup_order',
-      description: 'Finds an order',
-      inputSchema: { type: 'object' },
-      endpointUrl: 'https://api.example.com/orders',
-      scopes: ['orders:read'],
     });
     return { agentId: agent.id, conversationId: conversation.id, subjectId: subject.id };
   });

@@ -89,32 +89,6 @@ export interface RecordingsTable {
   created_at: CreatedAt;
 }
 
-/** WebhookEndpointsTable holds where a workspace's events are delivered. */
-export interface WebhookEndpointsTable {
-  tenant_id: TenantId;
-  id: string;
-  url: string;
-  event_types: string[];
-  signing_secret_ref: string | null;
-  enabled: Generated<boolean>;
-  created_at: CreatedAt;
-  updated_at: UpdatedAt;
-}
-
-/** ToolDefinitionsTable holds the tools agents may call, with the scopes a call carries. */
-export interface ToolDefinitionsTable {
-  tenant_id: TenantId;
-  id: string;
-  name: string;
-  description: string;
-  input_schema: Json<Record<string, unknown>>;
-  endpoint_url: string;
-  scopes: string[];
-  secret_ref: string | null;
-  created_at: CreatedAt;
-  updated_at: UpdatedAt;
-}
-
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -123,8 +97,6 @@ export interface TenantDataDb {
   conversations: ConversationsTable;
   transcript_turns: TranscriptTurnsTable;
   recordings: RecordingsTable;
-  webhook_endpoints: WebhookEndpointsTable;
-  tool_definitions: ToolDefinitionsTable;
 }
 
 /** Workspace is a selected workspace row. */
@@ -143,7 +115,3 @@ export type Conversation = Selectable<ConversationsTable>;
 export type TranscriptTurn = Selectable<TranscriptTurnsTable>;
 /** Recording is a selected recording reference. */
 export type Recording = Selectable<RecordingsTable>;
-/** WebhookEndpoint is a selected webhook endpoint. */
-export type WebhookEndpoint = Selectable<WebhookEndpointsTable>;
-/** ToolDefinition is a selected tool definition. */
-export type ToolDefinition = Selectable<ToolDefinitionsTable>;

@@ -7,13 +7,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/integrations/v1/integrations.proto.
  */
 export const file_parley_integrations_v1_integrations: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkyjwEKE0ludGVncmF0aW9uc1NlcnZpY2USeAoRQ2hlY2tFZ3Jlc3NUYXJnZXQSMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNoZWNrRWdyZXNzVGFyZ2V0UmVxdWVzdBoxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocRGVsZXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSIfCh1EZWxldGVXZWJob29rRW5kcG9pbnRSZXNwb25zZSJKChpSb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCRIXCg9vdmVybGFwX3NlY29uZHMYAiABKA0icAobUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEjkKCGVuZHBvaW50GAEgASgLMicucGFybGV5LmludGVncmF0aW9ucy52MS5XZWJob29rRW5kcG9pbnQSFgoOc2lnbmluZ19zZWNyZXQYAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCTKKBwoTSW50ZWdyYXRpb25zU2VydmljZRJ4ChFDaGVja0VncmVzc1RhcmdldBIwLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXF1ZXN0GjEucGFybGV5LmludGVncmF0aW9ucy52MS5DaGVja0VncmVzc1RhcmdldFJlc3BvbnNlEmAKCUVtaXRFdmVudBIoLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVxdWVzdBopLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVzcG9uc2UShAEKFUNyZWF0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USgQEKFExpc3RXZWJob29rRW5kcG9pbnRzEjMucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QaNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRW5kcG9pbnRzUmVzcG9uc2UShAEKFURlbGV0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USfgoTUm90YXRlV2ViaG9va1NlY3JldBIyLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QaMy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRKEAQoVUmVwbGF5V2ViaG9va0RlbGl2ZXJ5EjQucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.integrations.v1.CheckEgressTargetRequest
@@ -42,7 +44,7 @@ export type CheckEgressTargetResponse = Message<"parley.integrations.v1.CheckEgr
   allowed: boolean;
 
   /**
-   * Why the target was refused, when it was.
+   * Why the target was refused, when it was: starts with the rule's name (e.g. "address-range: …").
    *
    * @generated from field: string reason = 2;
    */
@@ -55,6 +57,336 @@ export type CheckEgressTargetResponse = Message<"parley.integrations.v1.CheckEgr
  */
 export const CheckEgressTargetResponseSchema: GenMessage<CheckEgressTargetResponse> = /*@__PURE__*/
   messageDesc(file_parley_integrations_v1_integrations, 1);
+
+/**
+ * @generated from message parley.integrations.v1.EmitEventRequest
+ */
+export type EmitEventRequest = Message<"parley.integrations.v1.EmitEventRequest"> & {
+  /**
+   * tenant_id is the workspace whose endpoints receive the event.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * event_id is a UUID chosen by the emitter; emitting the same id again enqueues nothing new.
+   *
+   * @generated from field: string event_id = 2;
+   */
+  eventId: string;
+
+  /**
+   * type is one of conversation.started, conversation.ended, transcript.ready,
+   * privacy.export.ready, privacy.forgotten, secret.rotated, api_key.revoked, guardrail.escalated.
+   *
+   * @generated from field: string type = 3;
+   */
+  type: string;
+
+  /**
+   * occurred_at is when the event happened (default: now).
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_at = 4;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * data holds ids only: keys ending in _id, values of 1-100 of [A-Za-z0-9_-]; never transcript
+   * text, contact data or secrets. At most 16 entries.
+   *
+   * @generated from field: map<string, string> data = 5;
+   */
+  data: { [key: string]: string };
+};
+
+/**
+ * Describes the message parley.integrations.v1.EmitEventRequest.
+ * Use `create(EmitEventRequestSchema)` to create a new message.
+ */
+export const EmitEventRequestSchema: GenMessage<EmitEventRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 2);
+
+/**
+ * @generated from message parley.integrations.v1.EmitEventResponse
+ */
+export type EmitEventResponse = Message<"parley.integrations.v1.EmitEventResponse"> & {
+  /**
+   * deliveries is how many endpoints the event is queued for.
+   *
+   * @generated from field: uint32 deliveries = 1;
+   */
+  deliveries: number;
+};
+
+/**
+ * Describes the message parley.integrations.v1.EmitEventResponse.
+ * Use `create(EmitEventResponseSchema)` to create a new message.
+ */
+export const EmitEventResponseSchema: GenMessage<EmitEventResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 3);
+
+/**
+ * WebhookEndpoint is where a workspace's events go. Its signing secret is never part of it.
+ *
+ * @generated from message parley.integrations.v1.WebhookEndpoint
+ */
+export type WebhookEndpoint = Message<"parley.integrations.v1.WebhookEndpoint"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated string event_types = 4;
+   */
+  eventTypes: string[];
+
+  /**
+   * @generated from field: bool enabled = 5;
+   */
+  enabled: boolean;
+
+  /**
+   * previous_secret_expires_at is when the secret replaced by the last rotation stops signing.
+   *
+   * @generated from field: google.protobuf.Timestamp previous_secret_expires_at = 6;
+   */
+  previousSecretExpiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.WebhookEndpoint.
+ * Use `create(WebhookEndpointSchema)` to create a new message.
+ */
+export const WebhookEndpointSchema: GenMessage<WebhookEndpoint> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 4);
+
+/**
+ * @generated from message parley.integrations.v1.CreateWebhookEndpointRequest
+ */
+export type CreateWebhookEndpointRequest = Message<"parley.integrations.v1.CreateWebhookEndpointRequest"> & {
+  /**
+   * url must pass the egress rules (https, allowed port, a public address); a refusal names the rule.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * @generated from field: repeated string event_types = 2;
+   */
+  eventTypes: string[];
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CreateWebhookEndpointRequest.
+ * Use `create(CreateWebhookEndpointRequestSchema)` to create a new message.
+ */
+export const CreateWebhookEndpointRequestSchema: GenMessage<CreateWebhookEndpointRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 5);
+
+/**
+ * @generated from message parley.integrations.v1.CreateWebhookEndpointResponse
+ */
+export type CreateWebhookEndpointResponse = Message<"parley.integrations.v1.CreateWebhookEndpointResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.WebhookEndpoint endpoint = 1;
+   */
+  endpoint?: WebhookEndpoint | undefined;
+
+  /**
+   * signing_secret is the whsec_ secret receivers verify with; it is shown this once.
+   *
+   * @generated from field: string signing_secret = 2;
+   */
+  signingSecret: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CreateWebhookEndpointResponse.
+ * Use `create(CreateWebhookEndpointResponseSchema)` to create a new message.
+ */
+export const CreateWebhookEndpointResponseSchema: GenMessage<CreateWebhookEndpointResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 6);
+
+/**
+ * @generated from message parley.integrations.v1.ListWebhookEndpointsRequest
+ */
+export type ListWebhookEndpointsRequest = Message<"parley.integrations.v1.ListWebhookEndpointsRequest"> & {
+  /**
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListWebhookEndpointsRequest.
+ * Use `create(ListWebhookEndpointsRequestSchema)` to create a new message.
+ */
+export const ListWebhookEndpointsRequestSchema: GenMessage<ListWebhookEndpointsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 7);
+
+/**
+ * @generated from message parley.integrations.v1.ListWebhookEndpointsResponse
+ */
+export type ListWebhookEndpointsResponse = Message<"parley.integrations.v1.ListWebhookEndpointsResponse"> & {
+  /**
+   * @generated from field: repeated parley.integrations.v1.WebhookEndpoint endpoints = 1;
+   */
+  endpoints: WebhookEndpoint[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListWebhookEndpointsResponse.
+ * Use `create(ListWebhookEndpointsResponseSchema)` to create a new message.
+ */
+export const ListWebhookEndpointsResponseSchema: GenMessage<ListWebhookEndpointsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 8);
+
+/**
+ * @generated from message parley.integrations.v1.DeleteWebhookEndpointRequest
+ */
+export type DeleteWebhookEndpointRequest = Message<"parley.integrations.v1.DeleteWebhookEndpointRequest"> & {
+  /**
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.DeleteWebhookEndpointRequest.
+ * Use `create(DeleteWebhookEndpointRequestSchema)` to create a new message.
+ */
+export const DeleteWebhookEndpointRequestSchema: GenMessage<DeleteWebhookEndpointRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 9);
+
+/**
+ * @generated from message parley.integrations.v1.DeleteWebhookEndpointResponse
+ */
+export type DeleteWebhookEndpointResponse = Message<"parley.integrations.v1.DeleteWebhookEndpointResponse"> & {
+};
+
+/**
+ * Describes the message parley.integrations.v1.DeleteWebhookEndpointResponse.
+ * Use `create(DeleteWebhookEndpointResponseSchema)` to create a new message.
+ */
+export const DeleteWebhookEndpointResponseSchema: GenMessage<DeleteWebhookEndpointResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 10);
+
+/**
+ * @generated from message parley.integrations.v1.RotateWebhookSecretRequest
+ */
+export type RotateWebhookSecretRequest = Message<"parley.integrations.v1.RotateWebhookSecretRequest"> & {
+  /**
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+
+  /**
+   * overlap_seconds is how long the old secret keeps signing too (default 86400, at most 604800).
+   *
+   * @generated from field: uint32 overlap_seconds = 2;
+   */
+  overlapSeconds: number;
+};
+
+/**
+ * Describes the message parley.integrations.v1.RotateWebhookSecretRequest.
+ * Use `create(RotateWebhookSecretRequestSchema)` to create a new message.
+ */
+export const RotateWebhookSecretRequestSchema: GenMessage<RotateWebhookSecretRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 11);
+
+/**
+ * @generated from message parley.integrations.v1.RotateWebhookSecretResponse
+ */
+export type RotateWebhookSecretResponse = Message<"parley.integrations.v1.RotateWebhookSecretResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.WebhookEndpoint endpoint = 1;
+   */
+  endpoint?: WebhookEndpoint | undefined;
+
+  /**
+   * signing_secret is the new whsec_ secret; it is shown this once.
+   *
+   * @generated from field: string signing_secret = 2;
+   */
+  signingSecret: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.RotateWebhookSecretResponse.
+ * Use `create(RotateWebhookSecretResponseSchema)` to create a new message.
+ */
+export const RotateWebhookSecretResponseSchema: GenMessage<RotateWebhookSecretResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 12);
+
+/**
+ * @generated from message parley.integrations.v1.ReplayWebhookDeliveryRequest
+ */
+export type ReplayWebhookDeliveryRequest = Message<"parley.integrations.v1.ReplayWebhookDeliveryRequest"> & {
+  /**
+   * @generated from field: string delivery_id = 1;
+   */
+  deliveryId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ReplayWebhookDeliveryRequest.
+ * Use `create(ReplayWebhookDeliveryRequestSchema)` to create a new message.
+ */
+export const ReplayWebhookDeliveryRequestSchema: GenMessage<ReplayWebhookDeliveryRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 13);
+
+/**
+ * @generated from message parley.integrations.v1.ReplayWebhookDeliveryResponse
+ */
+export type ReplayWebhookDeliveryResponse = Message<"parley.integrations.v1.ReplayWebhookDeliveryResponse"> & {
+  /**
+   * state is the delivery's state after the replay ("pending").
+   *
+   * @generated from field: string state = 1;
+   */
+  state: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ReplayWebhookDeliveryResponse.
+ * Use `create(ReplayWebhookDeliveryResponseSchema)` to create a new message.
+ */
+export const ReplayWebhookDeliveryResponseSchema: GenMessage<ReplayWebhookDeliveryResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 14);
 
 /**
  * IntegrationsService delivers webhooks and checks outbound targets.
@@ -71,6 +403,66 @@ export const IntegrationsService: GenService<{
     methodKind: "unary";
     input: typeof CheckEgressTargetRequestSchema;
     output: typeof CheckEgressTargetResponseSchema;
+  },
+  /**
+   * EmitEvent queues a webhook event for every endpoint of the workspace subscribed to its type.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.EmitEvent
+   */
+  emitEvent: {
+    methodKind: "unary";
+    input: typeof EmitEventRequestSchema;
+    output: typeof EmitEventResponseSchema;
+  },
+  /**
+   * CreateWebhookEndpoint saves an endpoint whose URL passes egress and returns its secret once.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.CreateWebhookEndpoint
+   */
+  createWebhookEndpoint: {
+    methodKind: "unary";
+    input: typeof CreateWebhookEndpointRequestSchema;
+    output: typeof CreateWebhookEndpointResponseSchema;
+  },
+  /**
+   * ListWebhookEndpoints pages through the workspace's endpoints.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.ListWebhookEndpoints
+   */
+  listWebhookEndpoints: {
+    methodKind: "unary";
+    input: typeof ListWebhookEndpointsRequestSchema;
+    output: typeof ListWebhookEndpointsResponseSchema;
+  },
+  /**
+   * DeleteWebhookEndpoint removes an endpoint and its queued deliveries.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.DeleteWebhookEndpoint
+   */
+  deleteWebhookEndpoint: {
+    methodKind: "unary";
+    input: typeof DeleteWebhookEndpointRequestSchema;
+    output: typeof DeleteWebhookEndpointResponseSchema;
+  },
+  /**
+   * RotateWebhookSecret makes a new secret; both sign until the overlap ends.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.RotateWebhookSecret
+   */
+  rotateWebhookSecret: {
+    methodKind: "unary";
+    input: typeof RotateWebhookSecretRequestSchema;
+    output: typeof RotateWebhookSecretResponseSchema;
+  },
+  /**
+   * ReplayWebhookDelivery queues a dead, refused or delivered delivery again.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.ReplayWebhookDelivery
+   */
+  replayWebhookDelivery: {
+    methodKind: "unary";
+    input: typeof ReplayWebhookDeliveryRequestSchema;
+    output: typeof ReplayWebhookDeliveryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_integrations_v1_integrations, 0);

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/secrets/v1/secrets.proto.
  */
 export const file_parley_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0ImUKGEVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEhEKCXBsYWludGV4dBgEIAEoDCIvChlFbmNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhIKCmNpcGhlcnRleHQYASABKAwiZgoYRGVjcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEgoKY2lwaGVydGV4dBgEIAEoDCIuChlEZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDCI/ChZTaHJlZFN1YmplY3RLZXlSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJIisKF1NocmVkU3ViamVjdEtleVJlc3BvbnNlEhAKCHNocmVkZGVkGAEgASgIMqkHCg5TZWNyZXRzU2VydmljZRJWCglQdXRTZWNyZXQSIy5wYXJsZXkuc2VjcmV0cy52MS5QdXRTZWNyZXRSZXF1ZXN0GiQucGFybGV5LnNlY3JldHMudjEuUHV0U2VjcmV0UmVzcG9uc2USXAoLTGlzdFNlY3JldHMSJS5wYXJsZXkuc2VjcmV0cy52MS5MaXN0U2VjcmV0c1JlcXVlc3QaJi5wYXJsZXkuc2VjcmV0cy52MS5MaXN0U2VjcmV0c1Jlc3BvbnNlElYKCUdldFNlY3JldBIjLnBhcmxleS5zZWNyZXRzLnYxLkdldFNlY3JldFJlcXVlc3QaJC5wYXJsZXkuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXNwb25zZRJfCgxSb3RhdGVTZWNyZXQSJi5wYXJsZXkuc2VjcmV0cy52MS5Sb3RhdGVTZWNyZXRSZXF1ZXN0GicucGFybGV5LnNlY3JldHMudjEuUm90YXRlU2VjcmV0UmVzcG9uc2USXwoMRGVsZXRlU2VjcmV0EiYucGFybGV5LnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlc3BvbnNlEn0KFlJlc29sdmVGb3JDb252ZXJzYXRpb24SMC5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVxdWVzdBoxLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVGb3JDb252ZXJzYXRpb25SZXNwb25zZRJuChFFbmNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USbgoRRGVjcnlwdEZvclN1YmplY3QSKy5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QaLC5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEmgKD1NocmVkU3ViamVjdEtleRIpLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlcXVlc3QaKi5wYXJsZXkuc2VjcmV0cy52MS5TaHJlZFN1YmplY3RLZXlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0ImUKGEVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEhEKCXBsYWludGV4dBgEIAEoDCIvChlFbmNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhIKCmNpcGhlcnRleHQYASABKAwiZgoYRGVjcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEgoKY2lwaGVydGV4dBgEIAEoDCIuChlEZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDCI/ChZTaHJlZFN1YmplY3RLZXlSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJIisKF1NocmVkU3ViamVjdEtleVJlc3BvbnNlEhAKCHNocmVkZGVkGAEgASgIIjwKGUlzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiXgoaSXNzdWVXZWJob29rU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESDQoFdmFsdWUYAiABKAkiRQocUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc2VjcmV0X2lkcxgCIAMoCSJTCh1SZXNvbHZlV2ViaG9va1NlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZWRTZWNyZXQymAkKDlNlY3JldHNTZXJ2aWNlElYKCVB1dFNlY3JldBIjLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlcXVlc3QaJC5wYXJsZXkuc2VjcmV0cy52MS5QdXRTZWNyZXRSZXNwb25zZRJcCgtMaXN0U2VjcmV0cxIlLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBomLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVzcG9uc2USVgoJR2V0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLkdldFNlY3JldFJlc3BvbnNlEl8KDFJvdGF0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5Sb3RhdGVTZWNyZXRSZXNwb25zZRJfCgxEZWxldGVTZWNyZXQSJi5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GicucGFybGV5LnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USfQoWUmVzb2x2ZUZvckNvbnZlcnNhdGlvbhIwLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVGb3JDb252ZXJzYXRpb25SZXF1ZXN0GjEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlc3BvbnNlEm4KEUVuY3J5cHRGb3JTdWJqZWN0EisucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0GiwucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRJuChFEZWNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USaAoPU2hyZWRTdWJqZWN0S2V5EikucGFybGV5LnNlY3JldHMudjEuU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBoqLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlc3BvbnNlEnEKEklzc3VlV2ViaG9va1NlY3JldBIsLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Jc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRJ6ChVSZXNvbHZlV2ViaG9va1NlY3JldHMSLy5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0GjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * SecretMetadata is everything about a secret except its value.
@@ -548,6 +548,97 @@ export const ShredSubjectKeyResponseSchema: GenMessage<ShredSubjectKeyResponse> 
   messageDesc(file_parley_secrets_v1_secrets, 19);
 
 /**
+ * @generated from message parley.secrets.v1.IssueWebhookSecretRequest
+ */
+export type IssueWebhookSecretRequest = Message<"parley.secrets.v1.IssueWebhookSecretRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * name is unique in the tenant: 1-100 characters of [A-Za-z0-9._-] (e.g. "webhook-<endpoint id>").
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.IssueWebhookSecretRequest.
+ * Use `create(IssueWebhookSecretRequestSchema)` to create a new message.
+ */
+export const IssueWebhookSecretRequestSchema: GenMessage<IssueWebhookSecretRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 20);
+
+/**
+ * @generated from message parley.secrets.v1.IssueWebhookSecretResponse
+ */
+export type IssueWebhookSecretResponse = Message<"parley.secrets.v1.IssueWebhookSecretResponse"> & {
+  /**
+   * @generated from field: parley.secrets.v1.SecretMetadata secret = 1;
+   */
+  secret?: SecretMetadata | undefined;
+
+  /**
+   * value is the new whsec_ signing secret: returned this once, to be shown to the customer once.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.IssueWebhookSecretResponse.
+ * Use `create(IssueWebhookSecretResponseSchema)` to create a new message.
+ */
+export const IssueWebhookSecretResponseSchema: GenMessage<IssueWebhookSecretResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 21);
+
+/**
+ * @generated from message parley.secrets.v1.ResolveWebhookSecretsRequest
+ */
+export type ResolveWebhookSecretsRequest = Message<"parley.secrets.v1.ResolveWebhookSecretsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * secret_ids must all be webhook signing secrets (provider_kind "webhook").
+   *
+   * @generated from field: repeated string secret_ids = 2;
+   */
+  secretIds: string[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.ResolveWebhookSecretsRequest.
+ * Use `create(ResolveWebhookSecretsRequestSchema)` to create a new message.
+ */
+export const ResolveWebhookSecretsRequestSchema: GenMessage<ResolveWebhookSecretsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 22);
+
+/**
+ * @generated from message parley.secrets.v1.ResolveWebhookSecretsResponse
+ */
+export type ResolveWebhookSecretsResponse = Message<"parley.secrets.v1.ResolveWebhookSecretsResponse"> & {
+  /**
+   * secrets carry the values for signing one delivery; do not store them.
+   *
+   * @generated from field: repeated parley.secrets.v1.ResolvedSecret secrets = 1;
+   */
+  secrets: ResolvedSecret[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.ResolveWebhookSecretsResponse.
+ * Use `create(ResolveWebhookSecretsResponseSchema)` to create a new message.
+ */
+export const ResolveWebhookSecretsResponseSchema: GenMessage<ResolveWebhookSecretsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 23);
+
+/**
  * SecretsService stores and resolves provider credentials and holds per-subject data keys.
  *
  * @generated from service parley.secrets.v1.SecretsService
@@ -642,6 +733,28 @@ export const SecretsService: GenService<{
     methodKind: "unary";
     input: typeof ShredSubjectKeyRequestSchema;
     output: typeof ShredSubjectKeyResponseSchema;
+  },
+  /**
+   * IssueWebhookSecret generates a whsec_ signing secret of 32 random bytes inside this service,
+   * stores it sealed (provider_kind "webhook") and returns its value once: integrations only.
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.IssueWebhookSecret
+   */
+  issueWebhookSecret: {
+    methodKind: "unary";
+    input: typeof IssueWebhookSecretRequestSchema;
+    output: typeof IssueWebhookSecretResponseSchema;
+  },
+  /**
+   * ResolveWebhookSecrets returns webhook signing secrets' values for signing a delivery:
+   * integrations only, and only secrets of provider_kind "webhook".
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.ResolveWebhookSecrets
+   */
+  resolveWebhookSecrets: {
+    methodKind: "unary";
+    input: typeof ResolveWebhookSecretsRequestSchema;
+    output: typeof ResolveWebhookSecretsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_secrets_v1_secrets, 0);

@@ -1,0 +1,216 @@
+// Webhook delivery throughput and latency: the Postgres delivery queue (SKIP LOCKED leases, one
+// row per delivery, an attempt log line per send) with 1 and 4 workers, against a baseline in the
+// same run that signs and posts the same payloads straight to the same local HTTPS receiver with
+// the same egress client and no queue. Then p99 from event (EmitEvent's commit) to delivery at an
+// open-loop 200 events/s with 4 workers.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createDb, migrateAll, roleFor, schemaFor, withTenant } from '@parley/db';
+import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
+import { createEgressClient, createEgressPolicy, type EgressPolicy } from '@parley/egress';
+import { createDeliveryWorker, createWebhookEndpoint, emitEvent, type DeliveryWorker, type IntegrationsDb } from '@parley/integrations';
+import { migrations } from '@parley/integrations/migrations';
+import { generateWebhookSecret, webhookHeaders } from '@parley/webhooks';
+import type { Kysely } from 'kysely';
+import pg from 'pg';
+import { percentile } from './stats.js';
+
+/** Figure is one line of the summary: a measured value against its goal. */
+export interface Figure {
+  readonly value: number;
+  readonly unit: string;
+  readonly goal: string;
+  readonly holds: boolean;
+}
+
+/** WebhooksBenchResult is what `npm run bench -- webhooks` records. */
+export interface WebhooksBenchResult {
+  readonly events: number;
+  readonly baseline: { readonly concurrency: number; readonly perSecond: number };
+  readonly queue: ReadonlyArray<{ readonly workers: number; readonly perSecond: number; readonly ratio: number }>;
+  readonly latency: {
+    readonly ratePerSecond: number;
+    readonly events: number;
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly maxMs: number;
+  };
+  readonly summary: Readonly<Record<string, Figure>>;
+}
+
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+const BATCH = 16;
+
+interface Receiver {
+  server: Server;
+  port: number;
+  ca: string;
+  arrivals: Map<string, number>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const authority = await createCertificateAuthority();
+  const leaf = await issueCertificate(authority, { dnsNames: ['receiver.test'], ipAddresses: ['127.0.0.1'] });
+  const arrivals = new Map<string, number>();
+  const server = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      arrivals.set(String(req.headers['webhook-id']), performance.now());
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, ca: authority.certPem, arrivals };
+}
+
+async function waitFor(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** runWebhooksBenchmark measures the delivery queue against direct posting, in one run. */
+export async function runWebhooksBenchmark(options: { adminUrl: string; events: number; seconds: number }): Promise<WebhooksBenchResult> {
+  const name = `parley_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: options.adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${pg.escapeIdentifier(name)}`);
+  const url = new URL(options.adminUrl);
+  url.pathname = `/${name}`;
+  const receiver = await startReceiver();
+  let db: Kysely<IntegrationsDb> | undefined;
+  const workers: DeliveryWorker[] = [];
+  try {
+    await migrateAll(url.toString(), { services: [migrations] });
+    db = createDb<IntegrationsDb>(url.toString(), { max: 12, role: roleFor('integrations'), searchPath: schemaFor('integrations') });
+    const tenant = randomUUID();
+    const secret = generateWebhookSecret();
+    const secretRef = randomUUID();
+    const target = `https://127.0.0.1:${receiver.port}/hooks`;
+    const policy: EgressPolicy = createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [receiver.port] });
+    const egress = { policy, ca: receiver.ca, connectTimeoutMs: 5_000, totalTimeoutMs: 15_000, maxResponseBytes: 65_536 };
+    await withTenant(db, tenant, (trx) =>
+      createWebhookEndpoint(trx, { url: target, eventTypes: ['conversation.ended'], signingSecretRef: secretRef }),
+    );
+    const payloadOf = (id: string) =>
+      JSON.stringify({ id, type: 'conversation.ended', timestamp: new Date().toISOString(), data: { conversation_id: id } });
+    const emit = async (): Promise<string> => {
+      const [delivery] = await withTenant(db!, tenant, (trx) =>
+        emitEvent(
+          trx,
+          { eventId: randomUUID(), type: 'conversation.ended', occurredAt: new Date(), data: { conversation_id: randomUUID() } },
+          3_600_000,
+        ),
+      );
+      return delivery!.id;
+    };
+    const makeWorker = (i: number, pollMs: number) => {
+      const w = createDeliveryWorker({
+        db: db!,
+        worker: `bench-${i}`,
+        signingSecrets: async () => [secret],
+        egress,
+        backoff: { baseMs: 1_000, maxMs: 60_000 },
+        batchSize: BATCH,
+        pollMs,
+      });
+      workers.push(w);
+      return w;
+    };
+
+    // Baseline: the same signing and the same egress client, BATCH requests in flight, no queue.
+    receiver.arrivals.clear();
+    const direct = createEgressClient({ maxSocketsPerTarget: BATCH });
+    let next = 0;
+    const baselineStart = performance.now();
+    await Promise.all(
+      Array.from({ length: BATCH }, async () => {
+        while (next < options.events) {
+          const id = `base-${next++}`;
+          const payload = payloadOf(id);
+          const headers = webhookHeaders({ secrets: [secret], id, timestamp: new Date(), payload });
+          await direct.request(target, {
+            ...egress,
+            method: 'POST',
+            headers: { ...headers, 'content-type': 'application/json' },
+            body: payload,
+          });
+        }
+      }),
+    );
+    const baselinePerSecond = options.events / ((performance.now() - baselineStart) / 1000);
+    direct.close();
+
+    // The queue: enqueue every event first, then let k workers drain it.
+    const queue = [];
+    for (const k of [1, 4]) {
+      receiver.arrivals.clear();
+      const ids: string[] = [];
+      for (let i = 0; i < options.events; i += 1) ids.push(await emit());
+      const started = performance.now();
+      const ws = Array.from({ length: k }, (_, i) => makeWorker(i, 5));
+      for (const w of ws) w.start();
+      await waitFor(() => ids.every((id) => receiver.arrivals.has(id)), 120_000);
+      const perSecond = options.events / ((performance.now() - started) / 1000);
+      for (const w of ws) await w.stop();
+      queue.push({ workers: k, perSecond: round(perSecond, 0), ratio: round(perSecond / baselinePerSecond) });
+    }
+
+    // Latency: 200 events/s open loop, 4 workers woken on each emit (as EmitEvent does).
+    receiver.arrivals.clear();
+    const ws = Array.from({ length: 4 }, (_, i) => makeWorker(10 + i, 20));
+    for (const w of ws) w.start();
+    const rate = 200;
+    const total = rate * options.seconds;
+    const emittedAt = new Map<string, number>();
+    const begin = performance.now();
+    const pending: Promise<void>[] = [];
+    for (let i = 0; i < total; i += 1) {
+      const due = begin + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      pending.push(
+        emit().then((id) => {
+          emittedAt.set(id, performance.now());
+          for (const w of ws) w.wake();
+        }),
+      );
+    }
+    await Promise.all(pending);
+    await waitFor(() => [...emittedAt.keys()].every((id) => receiver.arrivals.has(id)), 60_000);
+    for (const w of ws) await w.stop();
+    const latencies = Float64Array.from([...emittedAt].map(([id, t]) => (receiver.arrivals.get(id) ?? Number.NaN) - t)).sort();
+    const latency = {
+      ratePerSecond: rate,
+      events: total,
+      p50Ms: round(percentile(latencies, 0.5)),
+      p99Ms: round(percentile(latencies, 0.99)),
+      maxMs: round(latencies[latencies.length - 1] ?? Number.NaN),
+    };
+    const summary: Record<string, Figure> = {};
+    for (const q of queue) {
+      summary[`throughput_${q.workers}_worker${q.workers > 1 ? 's' : ''}_vs_direct`] = {
+        value: q.ratio,
+        unit: 'ratio',
+        goal: '>= 0.5',
+        holds: q.ratio >= 0.5,
+      };
+    }
+    summary.p99_event_to_delivery_at_200_per_s = { value: latency.p99Ms, unit: 'ms', goal: '< 100', holds: latency.p99Ms < 100 };
+    return {
+      events: options.events,
+      baseline: { concurrency: BATCH, perSecond: round(baselinePerSecond, 0) },
+      queue,
+      latency,
+      summary,
+    };
+  } finally {
+    for (const w of workers) await w.stop();
+    await db?.destroy();
+    receiver.server.closeAllConnections();
+    await new Promise((resolve) => receiver.server.close(resolve));
+    await admin.query(`drop database ${pg.escapeIdentifier(name)} with (force)`);
+    await admin.end();
+  }
+}

@@ -1,0 +1,67 @@
+import { createEgressPolicy, parseEgressPolicyList, type EgressPolicy } from '@parley/egress';
+import { ConfigError, envInt, envString, type Env } from '@parley/platform';
+
+/** IntegrationsConfig is the integrations service's own configuration (the kernel reads the rest). */
+export interface IntegrationsConfig {
+  /** databaseUrl logs in as the service's role (parley_integrations); never logged, it holds the password. */
+  readonly databaseUrl: string;
+  /** dbPoolMax is the size of the connection pool. */
+  readonly dbPoolMax: number;
+  /** egressPolicy is the port list and private allow-list every customer-configured URL is checked against. */
+  readonly egressPolicy: EgressPolicy;
+  /** webhookMaxAgeMs is how long a delivery is retried before it is dead-lettered. */
+  readonly webhookMaxAgeMs: number;
+  /** delivery tunes the delivery worker: timeouts, response limit, batch size and backoff. */
+  readonly delivery: {
+    readonly connectTimeoutMs: number;
+    readonly totalTimeoutMs: number;
+    readonly maxResponseBytes: number;
+    readonly batchSize: number;
+    readonly pollMs: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+  };
+}
+
+/**
+ * loadIntegrationsConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_EGRESS_ALLOWED_PORTS,
+ * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_WEBHOOK_MAX_AGE_SECONDS and the PARLEY_WEBHOOK_* delivery
+ * settings (see README). Errors name the variable and never echo the database URL.
+ */
+export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConfig {
+  const databaseUrl = envString(env, 'DATABASE_URL');
+  let protocol = '';
+  try {
+    protocol = new URL(databaseUrl).protocol;
+  } catch {
+    // reported below without the value
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_integrations role');
+  }
+  const ports = parseEgressPolicyList(env.PARLEY_EGRESS_ALLOWED_PORTS ?? '443').map(Number);
+  let egressPolicy: EgressPolicy;
+  try {
+    egressPolicy = createEgressPolicy({ allowedPorts: ports, allowPrivate: parseEgressPolicyList(env.PARLEY_EGRESS_ALLOW_PRIVATE) });
+  } catch (error) {
+    const variable = /allowPrivate/.test(String(error)) ? 'PARLEY_EGRESS_ALLOW_PRIVATE' : 'PARLEY_EGRESS_ALLOWED_PORTS';
+    throw new ConfigError(variable, (error as Error).message.replace(/^egress \w+: /, ''));
+  }
+  return Object.freeze({
+    databaseUrl,
+    dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
+    egressPolicy,
+    // Three days by default, like the Standard Webhooks example schedule (about 75 hours).
+    webhookMaxAgeMs: envInt(env, 'PARLEY_WEBHOOK_MAX_AGE_SECONDS', 259_200, 60, 2_592_000) * 1000,
+    delivery: Object.freeze({
+      connectTimeoutMs: envInt(env, 'PARLEY_WEBHOOK_CONNECT_TIMEOUT_MS', 5_000, 100, 60_000),
+      // The Standard Webhooks specification recommends 15 to 30 seconds.
+      totalTimeoutMs: envInt(env, 'PARLEY_WEBHOOK_TIMEOUT_MS', 15_000, 100, 120_000),
+      maxResponseBytes: envInt(env, 'PARLEY_WEBHOOK_MAX_RESPONSE_BYTES', 65_536, 0, 10_485_760),
+      batchSize: envInt(env, 'PARLEY_WEBHOOK_BATCH_SIZE', 16, 1, 500),
+      pollMs: envInt(env, 'PARLEY_WEBHOOK_POLL_MS', 1_000, 10, 60_000),
+      backoffBaseMs: envInt(env, 'PARLEY_WEBHOOK_BACKOFF_BASE_MS', 5_000, 10, 3_600_000),
+      backoffMaxMs: envInt(env, 'PARLEY_WEBHOOK_BACKOFF_MAX_MS', 3_600_000, 10, 86_400_000),
+    }),
+  });
+}

@@ -1,0 +1,169 @@
+import { requireUuid, type TenantTransaction } from '@parley/db';
+import { FailedPreconditionError, NotFoundError } from '@parley/platform';
+import { sql, type Kysely } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
+import { WORKER_SETTING } from './db/migrations/2026_12_01_0001_init.js';
+import type { IntegrationsDb, WebhookDelivery, WebhookDeliveryAttempt } from './db/tables.js';
+
+type Trx = TenantTransaction<IntegrationsDb>;
+
+/** EnqueueDelivery is one event for one endpoint, with the exact body that will be signed and sent. */
+export interface EnqueueDelivery {
+  endpointId: string;
+  eventId: string;
+  eventType: string;
+  payload: string;
+  expiresAt: Date;
+}
+
+/**
+ * enqueueDelivery adds a delivery unless this endpoint already has one for this event id, so an
+ * event emitted twice (a caller's retry) is delivered once. Returns the delivery either way.
+ */
+export async function enqueueDelivery(trx: Trx, input: EnqueueDelivery): Promise<WebhookDelivery> {
+  const inserted = await trx
+    .insertInto('webhook_deliveries')
+    .values({
+      id: uuidv7(),
+      endpoint_id: input.endpointId,
+      event_id: input.eventId,
+      event_type: input.eventType,
+      payload: input.payload,
+      expires_at: input.expiresAt,
+    })
+    .onConflict((oc) => oc.columns(['tenant_id', 'endpoint_id', 'event_id']).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (inserted !== undefined) return inserted;
+  return trx
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('endpoint_id', '=', input.endpointId)
+    .where('event_id', '=', input.eventId)
+    .executeTakeFirstOrThrow();
+}
+
+/** LeasedDelivery is a delivery a worker holds until `lease_expires_at`. */
+export type LeasedDelivery = Pick<
+  WebhookDelivery,
+  'tenant_id' | 'id' | 'endpoint_id' | 'event_type' | 'payload' | 'attempts' | 'expires_at'
+>;
+
+/**
+ * leaseDueDeliveries takes up to `limit` due deliveries of any tenant for `worker`: pending ones
+ * whose time has come, and ones whose previous lease ran out (a worker that crashed mid-delivery).
+ * FOR UPDATE SKIP LOCKED lets workers on several replicas lease side by side without ever taking
+ * the same row; the lease must outlast a delivery's total timeout so it cannot lapse mid-send.
+ * This is the only query that crosses tenants (worker mode, see the migration); the rest run in
+ * withTenant.
+ */
+export async function leaseDueDeliveries(
+  db: Kysely<IntegrationsDb>,
+  worker: string,
+  limit: number,
+  leaseMs: number,
+): Promise<LeasedDelivery[]> {
+  return db.transaction().execute(async (trx) => {
+    await sql`select set_config(${WORKER_SETTING}, 'on', true)`.execute(trx);
+    const { rows } = await sql<LeasedDelivery>`
+      update webhook_deliveries d
+         set state = 'delivering', attempts = d.attempts + 1, leased_by = ${worker},
+             lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000})
+        from (select tenant_id, id from webhook_deliveries
+               where (state = 'pending' and next_attempt_at <= now())
+                  or (state = 'delivering' and lease_expires_at < now())
+               order by next_attempt_at
+               limit ${limit}
+               for update skip locked) due
+       where d.tenant_id = due.tenant_id and d.id = due.id
+      returning d.tenant_id, d.id, d.endpoint_id, d.event_type, d.payload, d.attempts, d.expires_at`.execute(trx);
+    return rows;
+  });
+}
+
+/** AttemptOutcome is what one attempt came to; the log keeps it, never the response body. */
+export interface AttemptOutcome {
+  outcome: 'delivered' | 'failed' | 'refused';
+  statusCode: number | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+/**
+ * finishAttempt records an attempt and moves the delivery on: delivered, refused (final), or back
+ * to pending at `retryAt`, or dead when `retryAt` is null (past its maximum age). It only acts
+ * while `worker` still holds the lease, so a worker whose lease was taken over cannot overwrite
+ * the newer attempt; it returns false then.
+ */
+export async function finishAttempt(
+  trx: Trx,
+  delivery: Pick<LeasedDelivery, 'id' | 'attempts'>,
+  worker: string,
+  result: AttemptOutcome,
+  retryAt: Date | null,
+): Promise<boolean> {
+  const state =
+    result.outcome === 'delivered' ? 'delivered' : result.outcome === 'refused' ? 'refused' : retryAt === null ? 'dead' : 'pending';
+  const updated = await trx
+    .updateTable('webhook_deliveries')
+    .set({
+      state,
+      next_attempt_at: retryAt ?? new Date(),
+      lease_expires_at: null,
+      leased_by: null,
+      last_status_code: result.statusCode,
+      last_latency_ms: Math.round(result.latencyMs),
+      last_error: result.error?.slice(0, 1000) ?? null,
+      delivered_at: state === 'delivered' ? new Date() : null,
+    })
+    .where('id', '=', delivery.id)
+    .where('state', '=', 'delivering')
+    .where('leased_by', '=', worker)
+    .where('attempts', '=', delivery.attempts)
+    .executeTakeFirst();
+  if (updated.numUpdatedRows === 0n) return false;
+  await trx
+    .insertInto('webhook_delivery_attempts')
+    .values({
+      delivery_id: delivery.id,
+      attempt: delivery.attempts,
+      worker: worker.slice(0, 200),
+      outcome: result.outcome,
+      status_code: result.statusCode,
+      latency_ms: Math.round(result.latencyMs),
+      error: result.error?.slice(0, 1000) ?? null,
+    })
+    .execute();
+  return true;
+}
+
+/** getDelivery returns a delivery of the tenant; another tenant's is NotFound. */
+export async function getDelivery(trx: Trx, deliveryId: string): Promise<WebhookDelivery> {
+  const id = requireUuid(deliveryId, 'delivery_id');
+  const row = await trx.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+  if (row === undefined) throw new NotFoundError(`webhook delivery ${id} not found`);
+  return row;
+}
+
+/** deliveryLog lists a delivery's attempts, oldest first. */
+export async function deliveryLog(trx: Trx, deliveryId: string): Promise<WebhookDeliveryAttempt[]> {
+  const id = requireUuid(deliveryId, 'delivery_id');
+  return trx.selectFrom('webhook_delivery_attempts').selectAll().where('delivery_id', '=', id).orderBy('attempt').execute();
+}
+
+/**
+ * replayDelivery puts a dead, refused or delivered delivery back in the queue, due now, with a
+ * fresh maximum age: the operator's replay. A delivery still queued or in flight is refused.
+ */
+export async function replayDelivery(trx: Trx, deliveryId: string, expiresAt: Date): Promise<WebhookDelivery> {
+  const current = await getDelivery(trx, deliveryId);
+  if (current.state === 'pending' || current.state === 'delivering') {
+    throw new FailedPreconditionError(`webhook delivery ${current.id} is still ${current.state}; only finished deliveries can be replayed`);
+  }
+  return trx
+    .updateTable('webhook_deliveries')
+    .set({ state: 'pending', next_attempt_at: new Date(), expires_at: expiresAt, delivered_at: null })
+    .where('id', '=', current.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}

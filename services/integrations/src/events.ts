@@ -1,0 +1,76 @@
+import { isUuid, type TenantTransaction } from '@parley/db';
+import { InvalidArgumentError } from '@parley/platform';
+import type { IntegrationsDb, WebhookDelivery } from './db/tables.js';
+import { enqueueDelivery } from './delivery.store.js';
+import { endpointsForEvent } from './webhook-endpoint.store.js';
+
+/** WEBHOOK_EVENT_TYPES are the events a workspace can subscribe an endpoint to. */
+export const WEBHOOK_EVENT_TYPES = [
+  'conversation.started',
+  'conversation.ended',
+  'transcript.ready',
+  'privacy.export.ready',
+  'privacy.forgotten',
+  'secret.rotated',
+  'api_key.revoked',
+  'guardrail.escalated',
+] as const;
+
+/** WebhookEventType is one of WEBHOOK_EVENT_TYPES. */
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+/** isWebhookEventType tells whether a string names a webhook event. */
+export function isWebhookEventType(value: string): value is WebhookEventType {
+  return (WEBHOOK_EVENT_TYPES as readonly string[]).includes(value);
+}
+
+/** WebhookEvent is what a service emits: ids only, never transcript text, contact data or secrets. */
+export interface WebhookEvent {
+  /** eventId identifies the event; emitting it again is a no-op per endpoint. */
+  readonly eventId: string;
+  readonly type: string;
+  readonly occurredAt: Date;
+  /** data maps `<thing>_id` keys to ids (at most 16). */
+  readonly data: Readonly<Record<string, string>>;
+}
+
+const ID_KEY = /^[a-z][a-z0-9_]{0,61}_id$/;
+const ID_VALUE = /^[A-Za-z0-9_-]{1,100}$/;
+
+/**
+ * eventPayload is the exact JSON body of an event's deliveries. Its data is checked to hold only
+ * ids, so no caller can put a transcript or a secret into a customer's webhook by mistake.
+ */
+export function eventPayload(event: WebhookEvent): string {
+  if (!isUuid(event.eventId)) throw new InvalidArgumentError('event_id: must be a UUID', { field: 'event_id' });
+  if (!isWebhookEventType(event.type)) {
+    throw new InvalidArgumentError(`type: "${event.type}" is not a webhook event (one of ${WEBHOOK_EVENT_TYPES.join(', ')})`, {
+      field: 'type',
+    });
+  }
+  const entries = Object.entries(event.data);
+  if (entries.length > 16) throw new InvalidArgumentError('data: at most 16 ids', { field: 'data' });
+  for (const [key, value] of entries) {
+    if (!ID_KEY.test(key) || !ID_VALUE.test(value)) {
+      throw new InvalidArgumentError(`data.${key}: webhook data holds only ids (keys ending in _id, values of 1-100 of A-Z a-z 0-9 _ -)`, {
+        field: `data.${key}`,
+      });
+    }
+  }
+  return JSON.stringify({ id: event.eventId, type: event.type, timestamp: event.occurredAt.toISOString(), data: event.data });
+}
+
+/**
+ * emitEvent enqueues one delivery of the event for each of the tenant's enabled endpoints that
+ * subscribed to its type; the deliveries expire `maxAgeMs` from now.
+ */
+export async function emitEvent(trx: TenantTransaction<IntegrationsDb>, event: WebhookEvent, maxAgeMs: number): Promise<WebhookDelivery[]> {
+  const payload = eventPayload(event);
+  const endpoints = await endpointsForEvent(trx, event.type);
+  const expiresAt = new Date(Date.now() + maxAgeMs);
+  const out: WebhookDelivery[] = [];
+  for (const endpoint of endpoints) {
+    out.push(await enqueueDelivery(trx, { endpointId: endpoint.id, eventId: event.eventId, eventType: event.type, payload, expiresAt }));
+  }
+  return out;
+}

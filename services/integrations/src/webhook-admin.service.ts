@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { auditDetails, fromPrincipal, noDetails, recordAuditEvent } from '@parley/audit-outbox';
+import { pageSizeOf, withTenant, type TenantTransaction } from '@parley/db';
+import { checkEgressTarget, type EgressLookup, type EgressPolicy } from '@parley/egress';
+import { InvalidArgumentError, PermissionDeniedError, requirePrincipal, type Principal } from '@parley/platform';
+import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import type { Kysely } from 'kysely';
+import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
+import { replayDelivery } from './delivery.store.js';
+import { isWebhookEventType, WEBHOOK_EVENT_TYPES } from './events.js';
+import type { WebhookSecretIssuer } from './signing-secrets.js';
+import { createWebhookEndpoint, deleteWebhookEndpoint, listWebhookEndpoints, rotateEndpointSecret } from './webhook-endpoint.store.js';
+
+/** WEBHOOKS_SCOPE is the scope a principal needs to manage a workspace's webhooks. */
+export const WEBHOOKS_SCOPE = 'webhooks:admin';
+const DEFAULT_OVERLAP_SECONDS = 86_400;
+const MAX_OVERLAP_SECONDS = 604_800;
+const MAX_LIST_PAGE = 200;
+
+/** WebhookAdminDeps are what the endpoint administration handlers need. */
+export interface WebhookAdminDeps {
+  readonly db: Kysely<IntegrationsDb>;
+  readonly egressPolicy: EgressPolicy;
+  readonly issueSecret: WebhookSecretIssuer;
+  /** webhookMaxAgeMs is the fresh maximum age a replayed delivery gets. */
+  readonly webhookMaxAgeMs: number;
+  readonly onAudit?: () => void;
+  readonly onEnqueued?: () => void;
+  readonly lookup?: EgressLookup;
+}
+
+function admin(ctx: HandlerContext): Principal {
+  const p = requirePrincipal(ctx);
+  if (!p.scopes.includes(WEBHOOKS_SCOPE)) {
+    throw new PermissionDeniedError(`this call needs the scope ${WEBHOOKS_SCOPE}; the ${p.kind} ${p.id} does not have it`);
+  }
+  return p;
+}
+
+function toEndpoint(row: WebhookEndpoint) {
+  return {
+    id: row.id,
+    url: row.url,
+    description: row.description,
+    eventTypes: row.event_types,
+    enabled: row.enabled,
+    createdAt: timestampFromDate(row.created_at),
+    ...(row.previous_secret_expires_at === null ? {} : { previousSecretExpiresAt: timestampFromDate(row.previous_secret_expires_at) }),
+  };
+}
+
+/**
+ * createWebhookAdminHandlers serves endpoint administration for a forwarded principal with
+ * webhooks:admin: URLs are checked with the egress rules before anything is saved (a refusal is
+ * INVALID_ARGUMENT naming the rule), secrets are made by the secrets service and shown once, and
+ * every change records its audit event in the same transaction.
+ */
+export function createWebhookAdminHandlers(
+  deps: WebhookAdminDeps,
+): Pick<
+  ServiceImpl<typeof IntegrationsService>,
+  'createWebhookEndpoint' | 'listWebhookEndpoints' | 'deleteWebhookEndpoint' | 'rotateWebhookSecret' | 'replayWebhookDelivery'
+> {
+  const audited = async <T>(tenantId: string, fn: (trx: TenantTransaction<IntegrationsDb>) => Promise<T>): Promise<T> => {
+    const result = await withTenant(deps.db, tenantId, fn);
+    deps.onAudit?.();
+    return result;
+  };
+  return {
+    async createWebhookEndpoint(req, ctx) {
+      const p = admin(ctx);
+      for (const type of req.eventTypes) {
+        if (!isWebhookEventType(type)) {
+          throw new InvalidArgumentError(`event_types: "${type}" is not a webhook event (one of ${WEBHOOK_EVENT_TYPES.join(', ')})`, {
+            field: 'event_types',
+          });
+        }
+      }
+      const decision = await checkEgressTarget(req.url, {
+        policy: deps.egressPolicy,
+        ...(deps.lookup !== undefined ? { lookup: deps.lookup } : {}),
+      });
+      if (!decision.allowed) throw new InvalidArgumentError(`url: refused by egress rule ${decision.reason ?? ''}`, { field: 'url' });
+      // The secret is made first: if saving fails, an unused sealed secret remains, never an endpoint without one.
+      const secret = await deps.issueSecret(p.tenantId, `webhook-${randomUUID()}`);
+      const row = await audited(p.tenantId, async (trx) => {
+        const created = await createWebhookEndpoint(trx, {
+          url: req.url,
+          eventTypes: req.eventTypes,
+          description: req.description,
+          signingSecretRef: secret.secretId,
+        });
+        await recordAuditEvent(trx, {
+          ...fromPrincipal(p),
+          action: 'webhook_endpoint.create',
+          target: { type: 'webhook_endpoint', id: created.id },
+          details: auditDetails({ event_types: created.event_types }, ['event_types']),
+        });
+        return created;
+      });
+      return { endpoint: toEndpoint(row), signingSecret: secret.value };
+    },
+
+    async listWebhookEndpoints(req, ctx) {
+      const p = admin(ctx);
+      if (req.pageSize > MAX_LIST_PAGE)
+        throw new InvalidArgumentError(`page_size must be at most ${MAX_LIST_PAGE}`, { field: 'page_size' });
+      const page = await withTenant(deps.db, p.tenantId, (trx) =>
+        listWebhookEndpoints(trx, {
+          pageSize: pageSizeOf({ pageSize: req.pageSize }),
+          ...(req.pageToken === '' ? {} : { cursor: req.pageToken }),
+        }),
+      );
+      return { endpoints: page.items.map(toEndpoint), nextPageToken: page.nextCursor ?? '' };
+    },
+
+    async deleteWebhookEndpoint(req, ctx) {
+      const p = admin(ctx);
+      await audited(p.tenantId, async (trx) => {
+        await deleteWebhookEndpoint(trx, req.endpointId);
+        await recordAuditEvent(trx, {
+          ...fromPrincipal(p),
+          action: 'webhook_endpoint.delete',
+          target: { type: 'webhook_endpoint', id: req.endpointId.toLowerCase() },
+          details: noDetails(),
+        });
+      });
+      return {};
+    },
+
+    async rotateWebhookSecret(req, ctx) {
+      const p = admin(ctx);
+      const overlap = req.overlapSeconds === 0 ? DEFAULT_OVERLAP_SECONDS : req.overlapSeconds;
+      if (overlap > MAX_OVERLAP_SECONDS) {
+        throw new InvalidArgumentError(`overlap_seconds must be at most ${MAX_OVERLAP_SECONDS}`, { field: 'overlap_seconds' });
+      }
+      const secret = await deps.issueSecret(p.tenantId, `webhook-${randomUUID()}`);
+      const row = await audited(p.tenantId, async (trx) => {
+        const rotated = await rotateEndpointSecret(trx, req.endpointId, secret.secretId, new Date(Date.now() + overlap * 1000));
+        await recordAuditEvent(trx, {
+          ...fromPrincipal(p),
+          action: 'webhook_secret.rotate',
+          target: { type: 'webhook_endpoint', id: rotated.id },
+          details: auditDetails({ overlap_seconds: overlap }, ['overlap_seconds']),
+        });
+        return rotated;
+      });
+      return { endpoint: toEndpoint(row), signingSecret: secret.value };
+    },
+
+    async replayWebhookDelivery(req, ctx) {
+      const p = admin(ctx);
+      const row = await audited(p.tenantId, async (trx) => {
+        const replayed = await replayDelivery(trx, req.deliveryId, new Date(Date.now() + deps.webhookMaxAgeMs));
+        await recordAuditEvent(trx, {
+          ...fromPrincipal(p),
+          action: 'webhook_delivery.replay',
+          target: { type: 'webhook_delivery', id: replayed.id },
+          details: auditDetails({ endpoint_id: replayed.endpoint_id }, ['endpoint_id']),
+        });
+        return replayed;
+      });
+      deps.onEnqueued?.();
+      return { state: row.state };
+    },
+  };
+}

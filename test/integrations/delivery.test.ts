@@ -1,0 +1,289 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { withTenant } from '@parley/db';
+import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
+import { createEgressPolicy } from '@parley/egress';
+import {
+  createDeliveryWorker,
+  createWebhookEndpoint,
+  deliveryLog,
+  emitEvent,
+  getDelivery,
+  leaseDueDeliveries,
+  replayDelivery,
+  retryDelayMs,
+  type DeliveryWorker,
+  type DeliveryWorkerOptions,
+  type IntegrationsDb,
+} from '@parley/integrations';
+import { generateWebhookSecret, verifyWebhook } from '@parley/webhooks';
+import type { Kysely } from 'kysely';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { serviceDb } from '../src/pg.js';
+
+// The delivery queue against real Postgres (the integrations role, RLS on) and a real local HTTPS
+// receiver on 127.0.0.1. The private allow-list is on in this file only, for 127.0.0.1 alone. The
+// signing secrets come from a map standing in for the secrets service.
+
+type Behaviour = 'ok' | 'fail' | 'hang' | 'drop';
+interface Received {
+  path: string;
+  id: string;
+  at: number;
+}
+
+let server: Server;
+let ca: string;
+let port: number;
+let db: Kysely<IntegrationsDb>;
+const received: Received[] = [];
+const scripts = new Map<string, Behaviour[]>(); // per path: what the next requests get; then 'ok'
+const secretValues = new Map<string, string>();
+const workers: DeliveryWorker[] = [];
+// Long enough that a loaded machine does not time out a healthy receiver; the 'hang' case waits it out.
+const TOTAL_TIMEOUT_MS = 1_000;
+
+function receivedAt(path: string): Received[] {
+  return received.filter((r) => r.path === path);
+}
+
+beforeAll(async () => {
+  db = serviceDb<IntegrationsDb>('integrations', { max: 6 });
+  const authority = await createCertificateAuthority();
+  const leaf = await issueCertificate(authority, { dnsNames: ['receiver.test'], ipAddresses: ['127.0.0.1'] });
+  ca = authority.certPem;
+  server = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '';
+      const behaviour = scripts.get(path)?.shift() ?? 'ok';
+      if (behaviour === 'hang') return;
+      if (behaviour === 'drop') {
+        req.socket.destroy();
+        return;
+      }
+      if (behaviour === 'fail') {
+        res.writeHead(503).end('try later');
+        return;
+      }
+      // Only a correctly signed delivery counts as received.
+      const endpointSecret = [...secretValues.values()];
+      verifyWebhook({ secrets: endpointSecret, headers: req.headers, payload: Buffer.concat(chunks) });
+      received.push({ path, id: String(req.headers['webhook-id']), at: Date.now() });
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterEach(async () => {
+  for (const w of workers.splice(0)) await w.stop();
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await db.destroy();
+});
+
+function worker(name: string, overrides: Partial<DeliveryWorkerOptions> = {}): DeliveryWorker {
+  const w = createDeliveryWorker({
+    db,
+    worker: name,
+    signingSecrets: async (_tenant, refs) => refs.map((ref) => secretValues.get(ref)!),
+    egress: {
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+      ca,
+      connectTimeoutMs: 1_000,
+      totalTimeoutMs: TOTAL_TIMEOUT_MS,
+      maxResponseBytes: 64 * 1024,
+    },
+    backoff: { baseMs: 100, maxMs: 800 },
+    batchSize: 8,
+    pollMs: 20,
+    ...overrides,
+  });
+  workers.push(w);
+  return w;
+}
+
+async function endpointFor(tenant: string, path: string): Promise<string> {
+  const ref = randomUUID();
+  secretValues.set(ref, generateWebhookSecret());
+  return withTenant(db, tenant, async (trx) => {
+    const endpoint = await createWebhookEndpoint(trx, {
+      url: `https://127.0.0.1:${port}${path}`,
+      eventTypes: ['conversation.ended'],
+      signingSecretRef: ref,
+    });
+    return endpoint.id;
+  });
+}
+
+async function emit(tenant: string, maxAgeMs = 60_000): Promise<string[]> {
+  return withTenant(db, tenant, async (trx) => {
+    const deliveries = await emitEvent(
+      trx,
+      { eventId: randomUUID(), type: 'conversation.ended', occurredAt: new Date(), data: { conversation_id: randomUUID() } },
+      maxAgeMs,
+    );
+    return deliveries.map((d) => d.id);
+  });
+}
+
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('webhook delivery queue', () => {
+  it('retries a receiver that fails, times out and drops the connection, with growing backoff, then delivers once', async () => {
+    const tenant = randomUUID();
+    scripts.set('/flaky', ['fail', 'hang', 'drop']);
+    await endpointFor(tenant, '/flaky');
+    const [deliveryId] = await emit(tenant);
+    worker('flaky-a').start();
+    const delivery = await until(
+      () => withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!)),
+      (d) => d.state === 'delivered',
+    );
+    expect(delivery).toMatchObject({ state: 'delivered', attempts: 4, last_status_code: 200 });
+    const log = await withTenant(db, tenant, (trx) => deliveryLog(trx, deliveryId!));
+    expect(log.map((a) => [a.attempt, a.outcome, a.status_code])).toEqual([
+      [1, 'failed', 503],
+      [2, 'failed', null],
+      [3, 'failed', null],
+      [4, 'delivered', 200],
+    ]);
+    expect(log[1]!.error).toMatch(/^total-timeout/);
+    expect(log[2]!.error).toMatch(/^connection/);
+    // Each wait is at least half of base·2^(n−1): 50, 100, 200 ms after the attempts' ends.
+    const gaps = log.slice(1).map((a, i) => a.attempted_at.getTime() - log[i]!.attempted_at.getTime() - (i === 0 ? TOTAL_TIMEOUT_MS : 0));
+    expect(gaps[0]).toBeGreaterThanOrEqual(40);
+    expect(gaps[2]).toBeGreaterThanOrEqual(180);
+    expect(receivedAt('/flaky').map((r) => r.id)).toEqual([deliveryId]);
+  });
+
+  it('delivers each of many events exactly once with two workers leasing side by side', async () => {
+    const tenant = randomUUID();
+    await endpointFor(tenant, '/many');
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i += 1) ids.push(...(await emit(tenant)));
+    const a = worker('pair-a', { batchSize: 4 });
+    const b = worker('pair-b', { batchSize: 4 });
+    await Promise.all([a.runOnce(), b.runOnce()]);
+    a.start();
+    b.start();
+    await until(
+      async () => receivedAt('/many').length,
+      (n) => n >= 40,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const got = receivedAt('/many').map((r) => r.id);
+    expect(got.sort()).toEqual([...ids].sort());
+    const logs = await withTenant(db, tenant, async (trx) => Promise.all(ids.map((id) => deliveryLog(trx, id))));
+    // Exactly one 2xx per delivery (a loaded machine may add a failed attempt before it, never a second success).
+    expect(logs.map((log) => log.filter((a) => a.outcome === 'delivered').length)).toEqual(ids.map(() => 1));
+    const deliveredBy = logs.map((log) => log.find((a) => a.outcome === 'delivered')!.worker);
+    expect(new Set(deliveredBy)).toEqual(new Set(['pair-a', 'pair-b']));
+  });
+
+  it('dead-letters a delivery past its maximum age, and an operator replay delivers it', async () => {
+    const tenant = randomUUID();
+    scripts.set(
+      '/down',
+      Array.from({ length: 50 }, () => 'fail' as const),
+    );
+    await endpointFor(tenant, '/down');
+    const [deliveryId] = await emit(tenant, 700);
+    worker('dead-a').start();
+    const dead = await until(
+      () => withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!)),
+      (d) => d.state === 'dead',
+    );
+    expect(dead.state).toBe('dead');
+    expect(dead.attempts).toBeGreaterThanOrEqual(2);
+    expect(receivedAt('/down')).toEqual([]);
+    scripts.set('/down', []);
+    await withTenant(db, tenant, (trx) => replayDelivery(trx, deliveryId!, new Date(Date.now() + 60_000)));
+    const replayed = await until(
+      () => withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!)),
+      (d) => d.state === 'delivered',
+    );
+    expect(replayed.state).toBe('delivered');
+    expect(receivedAt('/down').map((r) => r.id)).toEqual([deliveryId]);
+    await expect(withTenant(db, tenant, (trx) => replayDelivery(trx, randomUUID(), new Date()))).rejects.toThrow('not found');
+  });
+
+  it('marks a delivery whose target egress refuses at send time as refused, naming the rule, and never retries it', async () => {
+    const tenant = randomUUID();
+    await endpointFor(tenant, '/refused');
+    const [deliveryId] = await emit(tenant);
+    const strict = worker('strict', {
+      egress: {
+        policy: createEgressPolicy({ allowedPorts: [port] }),
+        ca,
+        connectTimeoutMs: 1000,
+        totalTimeoutMs: 400,
+        maxResponseBytes: 1024,
+      },
+    });
+    await strict.runOnce();
+    await new Promise((r) => setTimeout(r, 300));
+    await strict.runOnce();
+    const delivery = await withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!));
+    expect(delivery).toMatchObject({ state: 'refused', attempts: 1 });
+    expect(delivery.last_error).toContain('address-range: 127.0.0.1 is loopback');
+    expect(receivedAt('/refused')).toEqual([]);
+  });
+
+  it('resumes a delivery whose worker crashed mid-delivery once its lease runs out', async () => {
+    const tenant = randomUUID();
+    await endpointFor(tenant, '/crash');
+    const [deliveryId] = await emit(tenant);
+    // A worker leases it for 300 ms and dies without recording anything.
+    const leased = await leaseDueDeliveries(db, 'crashed', 100, 300);
+    expect(leased.map((d) => d.id)).toContain(deliveryId);
+    const survivor = worker('survivor');
+    await survivor.runOnce();
+    expect((await withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!))).state).toBe('delivering');
+    await new Promise((r) => setTimeout(r, 350));
+    await survivor.runOnce();
+    const delivery = await withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!));
+    expect(delivery).toMatchObject({ state: 'delivered', attempts: 2 });
+    expect(receivedAt('/crash').map((r) => r.id)).toEqual([deliveryId]);
+  });
+
+  it('spreads retries: exponential, capped, and jittered into [d/2, d)', () => {
+    const backoff = { baseMs: 1000, maxMs: 30_000 };
+    expect(retryDelayMs(1, backoff, () => 0)).toBe(500);
+    expect(retryDelayMs(1, backoff, () => 0.999)).toBe(1000);
+    expect(retryDelayMs(4, backoff, () => 0)).toBe(4000);
+    expect(retryDelayMs(20, backoff, () => 0)).toBe(15_000);
+    expect(retryDelayMs(20, backoff, () => 0.999)).toBe(29_985);
+  });
+
+  it('enqueues an event once per subscribed endpoint, and an emitted-again event not at all', async () => {
+    const tenant = randomUUID();
+    await endpointFor(tenant, '/dup-1');
+    await endpointFor(tenant, '/dup-2');
+    const event = { eventId: randomUUID(), type: 'conversation.ended', occurredAt: new Date(), data: { conversation_id: 'c_1' } };
+    const first = await withTenant(db, tenant, (trx) => emitEvent(trx, event, 60_000));
+    const second = await withTenant(db, tenant, (trx) => emitEvent(trx, event, 60_000));
+    expect(first).toHaveLength(2);
+    expect(second.map((d) => d.id).sort()).toEqual(first.map((d) => d.id).sort());
+    await expect(
+      withTenant(db, tenant, (trx) => emitEvent(trx, { ...event, data: { transcript: 'my card is 4111' } }, 60_000)),
+    ).rejects.toThrow('webhook data holds only ids');
+    await expect(withTenant(db, tenant, (trx) => emitEvent(trx, { ...event, type: 'agent.deleted' }, 60_000))).rejects.toThrow(
+      'is not a webhook event',
+    );
+  });
+});

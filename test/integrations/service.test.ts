@@ -1,0 +1,133 @@
+// The integrations service as a real process (built dist) over real mTLS against the run's
+// Postgres as the parley_integrations role: it starts, is ready, and answers CheckEgressTarget
+// with the operator's egress policy; its allow-list holds.
+import { randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { withTenant } from '@parley/db';
+import { freePort, ServiceProcess } from '@parley/devstack';
+import { createWebhookEndpoint, type IntegrationsDb } from '@parley/integrations';
+import { CertificateSource, createServiceClient, type ServiceName } from '@parley/platform';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serviceDb, serviceUrl } from '../src/pg.js';
+import { createTestPki, type TestPki } from '../src/pki.js';
+
+const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'integrations', 'dist', 'main.js');
+
+type Integrations = Client<typeof IntegrationsService> & { close(): void };
+
+let pki: TestPki;
+let service: ServiceProcess;
+let url: string;
+const clients: Integrations[] = [];
+
+async function clientAs(caller: ServiceName): Promise<Integrations> {
+  const client = createServiceClient(IntegrationsService, {
+    baseUrl: url,
+    certificates: await CertificateSource.open(pki.files(caller)),
+    expect: 'integrations',
+    trustDomain: 'parley.local',
+  });
+  clients.push(client);
+  return client;
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const port = await freePort();
+  const healthPort = await freePort();
+  service = new ServiceProcess({
+    name: 'integrations',
+    script: MAIN,
+    env: {
+      PARLEY_SERVICE_PORT: String(port),
+      PARLEY_HEALTH_PORT: String(healthPort),
+      PARLEY_TLS_CERT: pki.files('integrations').certFile,
+      PARLEY_TLS_KEY: pki.files('integrations').keyFile,
+      PARLEY_TLS_CA: pki.files('integrations').caFile,
+      PARLEY_LOG_LEVEL: 'warn',
+      DATABASE_URL: serviceUrl('integrations'),
+      PARLEY_DB_POOL_MAX: '2',
+      PARLEY_EGRESS_ALLOWED_PORTS: '443,8443',
+      PARLEY_EGRESS_ALLOW_PRIVATE: '10.20.0.0/16',
+    },
+    healthUrl: `http://127.0.0.1:${healthPort}/readyz`,
+  });
+  service.start();
+  await service.waitReady();
+  url = `https://localhost:${port}`;
+});
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await service?.stop();
+});
+
+describe('integrations service: CheckEgressTarget', () => {
+  it('refuses internal targets naming the rule, and honours the operator ports and allow-list', async () => {
+    const edge = await clientAs('edge');
+    const answers = await Promise.all(
+      [
+        'https://169.254.169.254/latest/meta-data/',
+        'http://8.8.8.8/',
+        'https://localhost/',
+        'https://10.20.1.2:8443/hook',
+        'https://10.21.0.1/',
+        'https://8.8.8.8:8080/',
+      ].map((target) => edge.checkEgressTarget({ url: target })),
+    );
+    expect(answers.map((a) => [a.allowed, a.reason.split(':')[0]])).toEqual([
+      [false, 'address-range'],
+      [false, 'scheme'],
+      [false, 'localhost'],
+      [true, ''],
+      [false, 'address-range'],
+      [false, 'port'],
+    ]);
+  });
+
+  it('answers an empty URL with INVALID_ARGUMENT and a caller off the allow-list with PERMISSION_DENIED', async () => {
+    const orchestrator = await clientAs('voice-orchestrator');
+    await expect(orchestrator.checkEgressTarget({ url: '' })).rejects.toSatisfy(
+      (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /url/.test(ConnectError.from(e).rawMessage),
+    );
+    const identity = await clientAs('identity');
+    await expect(identity.checkEgressTarget({ url: 'https://8.8.8.8/' })).rejects.toSatisfy(
+      (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied,
+    );
+  });
+});
+
+describe('integrations service: EmitEvent', () => {
+  it('queues an event once per subscribed endpoint, and refuses data that is not ids', async () => {
+    const tenant = randomUUID();
+    const db = serviceDb<IntegrationsDb>('integrations', { max: 1 });
+    try {
+      await withTenant(db, tenant, async (trx) => {
+        await createWebhookEndpoint(trx, { url: 'https://hooks.example.com/a', eventTypes: ['conversation.ended'] });
+        await createWebhookEndpoint(trx, {
+          url: 'https://hooks.example.com/b',
+          eventTypes: ['conversation.started', 'conversation.ended'],
+        });
+        await createWebhookEndpoint(trx, { url: 'https://hooks.example.com/c', eventTypes: ['transcript.ready'] });
+      });
+    } finally {
+      await db.destroy();
+    }
+    const orchestrator = await clientAs('voice-orchestrator');
+    const event = { tenantId: tenant, eventId: randomUUID(), type: 'conversation.ended', data: { conversation_id: randomUUID() } };
+    expect((await orchestrator.emitEvent(event)).deliveries).toBe(2);
+    expect((await orchestrator.emitEvent({ ...event, type: 'conversation.started', eventId: randomUUID() })).deliveries).toBe(1);
+    expect((await orchestrator.emitEvent({ ...event, tenantId: randomUUID() })).deliveries).toBe(0);
+    const refusal = await orchestrator
+      .emitEvent({ ...event, data: { transcript: 'my card number is 4111' } })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(refusal).toBeInstanceOf(ConnectError);
+    expect((refusal as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((refusal as ConnectError).rawMessage).toContain('webhook data holds only ids');
+    const audit = await clientAs('audit');
+    await expect(audit.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
+  });
+});
