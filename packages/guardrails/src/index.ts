@@ -1,0 +1,16 @@
+export * from './policy-schema.js';
+export * from './policy.js';
+export * from './types.js';
+export {
+  detectPii,
+  redactSpans,
+  luhnValid,
+  ibanValid,
+  usSsnValid,
+  ukNinoValid,
+  abaRoutingValid,
+  type PiiSpan,
+  type DetectOptions,
+} from './pii.js';
+export * from './checker.js';
+export * from './sentence-stream.js';
