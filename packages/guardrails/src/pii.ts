@@ -137,9 +137,13 @@ function findEmails(text: string, out: PiiSpan[]): void {
   }
 }
 
-function each(re: RegExp, text: string, fn: (m: RegExpExecArray) => void): void {
+// A candidate that fails its checksum may hide a real value that starts inside it ("1980 4111
+// 1111 1111 1111"), so the scan resumes one character later instead of after the candidate.
+function each(re: RegExp, text: string, fn: (m: RegExpExecArray) => boolean | void): void {
   re.lastIndex = 0;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) fn(m);
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    if (fn(m) === false) re.lastIndex = m.index + 1;
+  }
 }
 
 function plausibleDate(raw: string): boolean {
@@ -162,6 +166,21 @@ export interface DetectOptions {
  * NINO, bank account, e-mail, phone, date of birth, address, in that order).
  */
 export function detectPii(text: string, options: DetectOptions): PiiSpan[] {
+  let found = detectOnce(text, options);
+  // A value can hide another from a detector that reads wider context (libphonenumber-js rejects
+  // "(415) 555-2671 12" as one candidate, then "12 Main Street" is an address). Detecting again
+  // with what was found masked out finds those too; a value never needs more than a few rounds.
+  for (let round = 0; round < 3 && found.length > 0; round++) {
+    let masked = text;
+    for (const f of found) masked = masked.slice(0, f.start) + ';'.repeat(f.end - f.start) + masked.slice(f.end);
+    const more = detectOnce(masked, options).filter((s) => !found.some((k) => s.start < k.end && k.start < s.end));
+    if (more.length === 0) break;
+    found = [...found, ...more].sort((a, b) => a.start - b.start);
+  }
+  return found;
+}
+
+function detectOnce(text: string, options: DetectOptions): PiiSpan[] {
   const want = options.kinds;
   let digits = 0;
   for (let i = 0; i < text.length; i++) {
@@ -171,10 +190,25 @@ export function detectPii(text: string, options: DetectOptions): PiiSpan[] {
   const hasAt = want.has('email') && text.includes('@');
   if (digits === 0 && !hasAt) return [];
   const found: PiiSpan[] = [];
-  const add = (start: number, end: number, kind: PiiKind) => found.push({ start, end, kind });
+  const add = (start: number, end: number, kind: PiiKind): void => {
+    found.push({ start, end, kind });
+  };
   if (digits >= 13 && want.has('card_number')) {
     each(CARD, text, (m) => {
-      if (luhnValid(m[0].replace(/[ -]/g, ''))) add(m.index, m.index + m[0].length, 'card_number');
+      // The run may have swallowed a following group ("4111 1111 1111 1111 12"): try each
+      // group boundary, longest first.
+      const raw = m[0];
+      for (let end = raw.length; end > 0; end--) {
+        if (end < raw.length && raw[end] !== ' ' && raw[end] !== '-') continue;
+        const d = raw.slice(0, end).replace(/[ -]/g, '');
+        if (d.length < 13) break;
+        if (luhnValid(d)) {
+          add(m.index, m.index + end, 'card_number');
+          CARD.lastIndex = m.index + end;
+          return true;
+        }
+      }
+      return false;
     });
   }
   if (digits >= 2 && want.has('iban')) {
@@ -182,7 +216,7 @@ export function detectPii(text: string, options: DetectOptions): PiiSpan[] {
       // The match may run into the next word; take exactly the country's length of characters.
       const raw = m[0];
       const length = IBAN_LENGTHS[raw.slice(0, 2).toUpperCase()];
-      if (length === undefined) return;
+      if (length === undefined) return false;
       let n = 0;
       let end = 0;
       while (end < raw.length && n < length) {
@@ -191,18 +225,24 @@ export function detectPii(text: string, options: DetectOptions): PiiSpan[] {
       }
       const next = text.charCodeAt(m.index + end);
       const boundary = Number.isNaN(next) || !/[\p{L}\p{N}]/u.test(String.fromCharCode(next));
-      if (n === length && boundary && ibanValid(raw.slice(0, end).replace(/ /g, ''))) add(m.index, m.index + end, 'iban');
+      if (n !== length || !boundary || !ibanValid(raw.slice(0, end).replace(/ /g, ''))) return false;
+      add(m.index, m.index + end, 'iban');
+      return true;
     });
   }
   if (digits >= 9 && want.has('us_ssn')) {
     const context = SSN_CONTEXT.test(text);
     each(SSN, text, (m) => {
-      if ((m[2] !== '' || context) && usSsnValid(`${m[1]}${m[3]}${m[4]}`)) add(m.index, m.index + m[0].length, 'us_ssn');
+      if ((m[2] === '' && !context) || !usSsnValid(`${m[1]}${m[3]}${m[4]}`)) return false;
+      add(m.index, m.index + m[0].length, 'us_ssn');
+      return true;
     });
   }
   if (digits >= 6 && want.has('uk_nino')) {
     each(NINO, text, (m) => {
-      if (ukNinoValid(m[0])) add(m.index, m.index + m[0].length, 'uk_nino');
+      if (!ukNinoValid(m[0])) return false;
+      add(m.index, m.index + m[0].length, 'uk_nino');
+      return true;
     });
   }
   if (digits >= 6 && want.has('bank_account')) {

@@ -183,7 +183,7 @@ const piiRule = z.strictObject({
 export type PiiRule = z.output<typeof piiRule>;
 
 const piiKinds = z
-  .strictObject(Object.fromEntries(PII_KINDS.map((k) => [k, piiRule.optional()])) as Record<PiiKind, z.ZodOptional<typeof piiRule>>)
+  .strictObject(Object.fromEntries(PII_KINDS.map((k) => [k, piiRule.prefault({})])) as Record<PiiKind, z.ZodPrefault<typeof piiRule>>)
   .prefault({});
 
 const escalationRule = z.strictObject({
