@@ -178,7 +178,32 @@ describe('tenant-data API: bad input', () => {
       [() => edge.createAgent({ tenantId: tenantA, name: 'x'.repeat(201) }), /^name: /],
       [() => edge.createAgent({ tenantId: tenantA, name: 'big', prompt: 'p'.repeat(32_001) }), /^prompt: /],
       [() => edge.createAgent({ tenantId: tenantA, name: 'big', voice: { blob: 'v'.repeat(9000) } }), /^voice: must be at most 8192 bytes/],
-      [() => edge.createAgent({ tenantId: tenantA, name: 'bad policy', guardrailPolicy: { version: 2 } }), /^guardrail_policy\.version: /],
+      [
+        () => edge.createAgent({ tenantId: tenantA, name: 'bad policy', guardrailPolicy: { version: 3 } }),
+        /^guardrail_policy\.version: must be 1 or 2/,
+      ],
+      [
+        () =>
+          edge.createAgent({
+            tenantId: tenantA,
+            name: 'bad pattern',
+            guardrailPolicy: { version: 2, noGoZones: [{ id: 'z', patterns: ['fine', '(a)\\1'], action: 'end' }] },
+          }),
+        /^guardrail_policy\.noGoZones\.0\.patterns\.1: is not a valid RE2 pattern/,
+      ],
+      [
+        () => edge.createAgent({ tenantId: tenantA, name: 'typo', guardrailPolicy: { version: 2, topics: [{ id: 't', keyword: ['x'] }] } }),
+        /^guardrail_policy\.topics\.0: Unrecognized key: "keyword"/,
+      ],
+      [
+        () =>
+          edge.createAgent({
+            tenantId: tenantA,
+            name: 'bad schema',
+            guardrailPolicy: { version: 2, tools: { allowed: [{ name: 'x', argumentsSchema: { type: 'nope' } }] } },
+          }),
+        /^guardrail_policy\.tools\.allowed\.0\.argumentsSchema: is not a valid JSON schema/,
+      ],
       [
         () => edge.createAgent({ tenantId: tenantA, name: 'bad policy', guardrailPolicy: { version: 1, piiBoundaries: {} } }),
         /^guardrail_policy: /,
@@ -257,6 +282,25 @@ describe('tenant-data API: bad input', () => {
     );
     expect(stale.code).toBe(Code.FailedPrecondition);
     expect((await edge.getAgent({ tenantId: tenantA, agentId: seeded.agentA })).agent?.policyVersion).toBe(2);
+  });
+
+  it('a version 2 document is stored as version 2 with defaults, and a version 1 document stays version 1 (upgraded when read)', async () => {
+    const v2 = {
+      version: 2,
+      topics: [{ id: 'refunds', keywords: ['refund'] }],
+      noGoZones: [
+        { id: 'legal', phrases: ['legal advice'], patterns: ['\\blawyer'], action: 'replace', response: 'I cannot advise on that.' },
+      ],
+      topicCooldowns: [{ topic: 'refunds', turns: 3 }],
+    };
+    const created = (await edge.createAgent({ tenantId: tenantA, name: 'v2 agent', guardrailPolicy: v2 })).agent;
+    expect(created?.guardrailPolicy?.['version']).toBe(2);
+    expect(created?.guardrailPolicy?.['noGoZones']).toEqual([{ ...v2.noGoZones[0], topics: [], appliesTo: ['assistant'] }]);
+    expect(created?.guardrailPolicy?.['tools']).toEqual({ allowed: [], maxCallsPerTurn: 3 });
+    const plain = (await edge.createAgent({ tenantId: tenantA, name: 'default agent' })).agent;
+    expect(plain?.guardrailPolicy?.['version']).toBe(2);
+    const v1 = (await edge.createAgent({ tenantId: tenantA, name: 'v1 agent', guardrailPolicy: { version: 1 } })).agent;
+    expect(v1?.guardrailPolicy?.['version']).toBe(1);
   });
 });
 
@@ -447,8 +491,12 @@ describe('tenant-data API: audit events in the outbox', () => {
       actorId: 'key-audit',
       targetType: 'agent',
       targetId: id,
-      description: { policy_version: { from: 1, to: 2 }, sections_changed: ['noGoZones'] },
+      // Compared as version 2: the agent's default (version 2) redacts personal data in output, a
+      // version 1 document without blockInOutput lets the agent repeat it, so pii changed too.
+      description: { policy_version: { from: 1, to: 2 }, document_version: { from: 2, to: 1 }, sections_changed: ['noGoZones', 'pii'] },
     });
+    expect(policy?.description['paths_changed']).toContain('added noGoZones.0');
+    expect(policy?.description['paths_changed']).toContain('changed pii.kinds.email.mayRepeat');
     const [deleted] = await outbox('agent.delete');
     expect(deleted).toMatchObject({ actorId: 'key-audit', targetId: id, description: { name: 'sales-2', policy_version: 2 } });
     for (const action of ['agent.create', 'agent.update', 'guardrail_policy.set', 'agent.delete'])

@@ -4,7 +4,7 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import Holidays from 'date-holidays';
 import { detectPii, redactSpans, type PiiSpan } from './pii.js';
-import { GuardrailPolicyError, readGuardrailPolicy } from './policy.js';
+import { GuardrailPolicyError, readGuardrailPolicy, type GuardrailPolicyDocument } from './policy.js';
 import { PII_KINDS, type GuardrailPolicy, type PiiKind, type PiiRule } from './policy-schema.js';
 import { TextIndex, words } from './text-index.js';
 import type { ConversationState, Decision, Evaluation, EvaluationContext, GuardrailEvent, GuardrailState, PersonState } from './types.js';
@@ -52,6 +52,8 @@ export interface GuardrailChecker {
   readonly policy: GuardrailPolicy;
   /** sourceVersion is the version the document was written in. */
   readonly sourceVersion: 1 | 2;
+  /** document is the document in its own version, defaults filled in. */
+  readonly document: GuardrailPolicyDocument;
   /** evaluate decides on one event; it never mutates the context's state and never does I/O. */
   evaluate(event: GuardrailEvent, context: EvaluationContext): Evaluation;
   /** evaluateWithClassifiers is evaluate plus the no-go zones that declare a classifier, asked through the caller's hook. */
@@ -195,7 +197,7 @@ function finish(decisions: Decision[], state: GuardrailState): Evaluation {
  * Throws GuardrailPolicyError naming the JSON path of the first problem.
  */
 export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
-  const { policy, sourceVersion } = readGuardrailPolicy(document);
+  const { policy, sourceVersion, document: written } = readGuardrailPolicy(document);
   const index = new TextIndex();
   const targets: Target[] = [];
   const target = (t: Target) => targets.push(t) - 1;
@@ -801,6 +803,7 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
   return {
     policy,
     sourceVersion,
+    document: written,
     evaluate,
     evaluateWithClassifiers,
     detectPii: (text) => detectPii(text, detectOptions),

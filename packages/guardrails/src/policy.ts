@@ -38,9 +38,15 @@ function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.output<S> 
   throw new GuardrailPolicyError((issue?.path ?? []) as (string | number)[], issue?.message ?? 'is invalid');
 }
 
-/** PolicyRead is a parsed document and the version it was written in. */
+/** GuardrailPolicyDocument is a validated document in the version it was written in, defaults filled in (what tenant-data stores). */
+export type GuardrailPolicyDocument = GuardrailPolicyV1 | GuardrailPolicy;
+
+/** PolicyRead is a parsed document, the version it was written in, and its version 2 form. */
 export interface PolicyRead {
+  /** policy is the document as version 2 (upgraded when it was version 1): what is enforced. */
   readonly policy: GuardrailPolicy;
+  /** document is the document in its own version with defaults filled in. */
+  readonly document: GuardrailPolicyDocument;
   /** sourceVersion is 1 when the document was upgraded from version 1 on read. */
   readonly sourceVersion: 1 | 2;
 }
@@ -56,8 +62,14 @@ export function readGuardrailPolicy(value: unknown): PolicyRead {
     throw new GuardrailPolicyError([], 'must be a JSON object such as {"version": 2}');
   }
   const version = (value as { version?: unknown }).version;
-  if (version === 1) return { policy: upgradePolicyV1(parseWith(guardrailPolicyV1, value)), sourceVersion: 1 };
-  if (version === 2) return { policy: parseWith(guardrailPolicyV2, value), sourceVersion: 2 };
+  if (version === 1) {
+    const document = parseWith(guardrailPolicyV1, value);
+    return { policy: upgradePolicyV1(document), document, sourceVersion: 1 };
+  }
+  if (version === 2) {
+    const policy = parseWith(guardrailPolicyV2, value);
+    return { policy, document: policy, sourceVersion: 2 };
+  }
   throw new GuardrailPolicyError(['version'], `must be 1 or 2, got ${JSON.stringify(version) ?? 'nothing'}`);
 }
 
@@ -88,7 +100,7 @@ const V1_KINDS: Record<string, PiiKind[]> = {
  * upgradePolicyV1 maps a version 1 document onto version 2 (README, "Version 1"): examples of a
  * no-go zone become its phrases, refuse/redirect become replace, sleep windows move to the end
  * user's zone with the first window's zone as fallback, each cooldown topic gets a keyword topic
- * of its own name, and pii lists become per-kind rules.
+ * of its own name (so does a zone without examples), and pii lists become per-kind rules.
  */
 export function upgradePolicyV1(v1: GuardrailPolicyV1): GuardrailPolicy {
   const topicIds = new Set<string>();
@@ -98,7 +110,8 @@ export function upgradePolicyV1(v1: GuardrailPolicyV1): GuardrailPolicy {
   const noGoZones: NonNullable<GuardrailPolicyInput['noGoZones']> = v1.noGoZones.map((z) => ({
     id: z.id,
     description: z.description,
-    phrases: z.examples,
+    // A version 1 zone was described for a classifier; with no examples its id is its keyword.
+    phrases: z.examples.length > 0 ? z.examples : [z.id.replace(/[_-]+/g, ' ')],
     action: z.action === 'escalate' ? 'escalate' : 'replace',
     response: z.response ?? "I'm sorry, I can't help with that.",
   }));
