@@ -14,3 +14,5 @@ export {
 } from './pii.js';
 export * from './checker.js';
 export * from './sentence-stream.js';
+export * from './event-schema.js';
+export * from './dry-run.js';
