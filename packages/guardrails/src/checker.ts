@@ -6,7 +6,7 @@ import Holidays from 'date-holidays';
 import { detectPii, redactSpans, type PiiSpan } from './pii.js';
 import { GuardrailPolicyError, readGuardrailPolicy, type GuardrailPolicyDocument } from './policy.js';
 import { PII_KINDS, type GuardrailPolicy, type PiiKind, type PiiRule } from './policy-schema.js';
-import { TextIndex, words } from './text-index.js';
+import { scanText, TextIndex, type ScannedText } from './text-index.js';
 import type { ConversationState, Decision, Evaluation, EvaluationContext, GuardrailEvent, GuardrailState, PersonState } from './types.js';
 
 /** GuardrailInputError is an event or context the checker cannot evaluate (an unknown time zone, a malformed event); `path` names the field. */
@@ -141,6 +141,8 @@ interface Hits {
   topics: Uint8Array;
   zones: Uint8Array;
   escalations: Uint8Array;
+  anyTopic: boolean;
+  anyZone: boolean;
   human: boolean;
   ask: Set<PiiKind> | undefined;
   askVerb: boolean;
@@ -314,25 +316,37 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
     };
   };
 
-  const matchText = (text: string): Hits => {
+  // Most sentences hit nothing: the empty hit tables are shared (never written) and a table is
+  // copied only on its first hit.
+  const noTopics = new Uint8Array(policy.topics.length);
+  const noZones = new Uint8Array(policy.noGoZones.length);
+  const noEscalations = new Uint8Array(policy.escalation.rules.length);
+  const matchText = (text: string, scanned: ScannedText = scanText(text)): Hits => {
     const hits: Hits = {
-      topics: new Uint8Array(policy.topics.length),
-      zones: new Uint8Array(policy.noGoZones.length),
-      escalations: new Uint8Array(policy.escalation.rules.length),
+      topics: noTopics,
+      zones: noZones,
+      escalations: noEscalations,
+      anyTopic: false,
+      anyZone: false,
       human: false,
       ask: undefined,
       askVerb: false,
     };
-    index.match(text, words(text.toLowerCase()), (n) => {
+    index.match(text, scanned.tokens, (n) => {
       const t = targets[n] as Target;
       switch (t.t) {
         case 'topic':
+          if (hits.topics === noTopics) hits.topics = new Uint8Array(noTopics.length);
           hits.topics[t.i] = 1;
+          hits.anyTopic = true;
           break;
         case 'zone':
+          if (hits.zones === noZones) hits.zones = new Uint8Array(noZones.length);
           hits.zones[t.i] = 1;
+          hits.anyZone = true;
           break;
         case 'escalation':
+          if (hits.escalations === noEscalations) hits.escalations = new Uint8Array(noEscalations.length);
           hits.escalations[t.i] = 1;
           break;
         case 'human':
@@ -346,9 +360,15 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
           break;
       }
     });
-    zoneTopics.forEach((ts, i) => {
-      if (hits.zones[i] === 0 && ts.some((t) => hits.topics[t] === 1)) hits.zones[i] = 1;
-    });
+    if (hits.anyTopic) {
+      zoneTopics.forEach((ts, i) => {
+        if (hits.zones[i] !== 1 && ts.some((t) => hits.topics[t] === 1)) {
+          if (hits.zones === noZones) hits.zones = new Uint8Array(noZones.length);
+          hits.zones[i] = 1;
+          hits.anyZone = true;
+        }
+      });
+    }
     return hits;
   };
 
@@ -476,10 +496,12 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
 
     switch (event.type) {
       case 'assistant_sentence': {
-        const hits = matchText(event.text);
-        hits.zones.forEach((hit, i) => {
-          if (hit === 1 && policy.noGoZones[i]?.appliesTo.includes('assistant')) decisions.push(zoneDecision(i, 'the assistant entered'));
-        });
+        const scanned = scanText(event.text);
+        const hits = matchText(event.text, scanned);
+        if (hits.anyZone)
+          hits.zones.forEach((hit, i) => {
+            if (hit === 1 && policy.noGoZones[i]?.appliesTo.includes('assistant')) decisions.push(zoneDecision(i, 'the assistant entered'));
+          });
         if (hits.ask !== undefined && (hits.askVerb || event.text.trimEnd().endsWith('?'))) {
           for (const kind of hits.ask) {
             const r = rules[kind];
@@ -502,7 +524,7 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
           }
         }
         const blocked = decisions.some((d) => SEVERITY[d.kind] >= SEVERITY.replace);
-        if (!blocked && policy.topicCooldowns.length > 0) {
+        if (!blocked && hits.anyTopic && policy.topicCooldowns.length > 0) {
           let topics = conv.topics;
           const mentions: Record<string, number[]> = { ...person.topicMentions };
           let touched = false;
@@ -547,7 +569,7 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
             person = { ...person, topicMentions: mentions };
           }
         }
-        const spans = detectPii(event.text, detectOptions);
+        const spans = detectPii(event.text, detectOptions, scanned);
         if (spans.length > 0) {
           const d = piiRedaction(event.text, spans, (r) => r.mayRepeat, 'may not be said back to the caller');
           if (d !== undefined) decisions.push(d);

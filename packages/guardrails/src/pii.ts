@@ -4,7 +4,7 @@
 // no checksum exists (dates of birth, postal addresses). The regular expressions below are ours,
 // fixed and bounded (no nested unbounded repetition), and run only when the sentence holds a
 // digit or an "@"; policy patterns never reach them.
-import { findPhoneNumbersInText, type CountryCode } from 'libphonenumber-js';
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
 import type { PiiKind } from './policy-schema.js';
 
 /** PiiSpan is one detected value: [start, end) in UTF-16 code units of the text, and its kind. */
@@ -84,6 +84,7 @@ export function abaRoutingValid(digits: string): boolean {
 
 const CARD = /(?<![\p{L}\p{N}])\d(?:[ -]?\d){12,18}(?![\p{L}\p{N}])/gu;
 const IBAN = /(?<![\p{L}\p{N}])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![\p{L}\p{N}])/gu;
+const PHONE_CANDIDATE = /(?<![\p{L}\p{N}+])(?:\+|\(\+?)?\d[\d ().-]{5,24}\d(?![\p{L}\p{N}])/gu;
 const SSN = /(?<![\p{L}\p{N}])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\p{L}\p{N}])/gu;
 const NINO = /(?<![\p{L}\p{N}])[A-Za-z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-Da-d](?![\p{L}\p{N}])/gu;
 const SORT_CODE_ACCOUNT = /(?<![\p{L}\p{N}])\d{2}-\d{2}-\d{2}(?:[ ,]{1,3}\d{8})?(?![\p{L}\p{N}])/gu;
@@ -165,7 +166,8 @@ export interface DetectOptions {
  * where two detectors claim the same characters the one with a checksum wins (card, IBAN, SSN,
  * NINO, bank account, e-mail, phone, date of birth, address, in that order).
  */
-export function detectPii(text: string, options: DetectOptions): PiiSpan[] {
+export function detectPii(text: string, options: DetectOptions, scanned?: { digits: number; hasAt: boolean }): PiiSpan[] {
+  if (scanned !== undefined && scanned.digits === 0 && !scanned.hasAt) return [];
   let found = detectOnce(text, options);
   // A value can hide another from a detector that reads wider context (libphonenumber-js rejects
   // "(415) 555-2671 12" as one candidate, then "12 Main Street" is an address). Detecting again
@@ -256,9 +258,26 @@ function detectOnce(text: string, options: DetectOptions): PiiSpan[] {
   }
   if (hasAt) findEmails(text, found);
   if (digits >= 7 && want.has('phone')) {
-    for (const n of findPhoneNumbersInText(text, { defaultCountry: options.defaultRegion as CountryCode })) {
-      add(n.startsAt, n.endsAt, 'phone');
-    }
+    // Candidates by shape, then libphonenumber-js decides (the number's length and prefixes for
+    // its country); a candidate that ran into a following group is retried without it.
+    each(PHONE_CANDIDATE, text, (m) => {
+      const raw = m[0];
+      for (let end = raw.length; end > 0; end--) {
+        if (end < raw.length && !/[ .-]/.test(raw[end] as string)) continue;
+        const part = raw.slice(0, end);
+        const n = part.replace(/\D/g, '').length;
+        if (n < 7) break;
+        if (n > 15) continue;
+        if (
+          parsePhoneNumberFromString(part, { defaultCountry: options.defaultRegion as CountryCode, extract: false })?.isValid() === true
+        ) {
+          add(m.index, m.index + end, 'phone');
+          PHONE_CANDIDATE.lastIndex = m.index + end;
+          return true;
+        }
+      }
+      return false;
+    });
   }
   if (digits >= 2 && want.has('date_of_birth') && DOB_CONTEXT.test(text)) {
     each(DATE, text, (m) => {

@@ -15,6 +15,51 @@ export function words(lower: string): string[] {
   return lower.match(WORD) ?? [];
 }
 
+/** ScannedText is a text's words (lowercased) and what the personal-data detectors need to know before they run. */
+export interface ScannedText {
+  readonly tokens: string[];
+  readonly digits: number;
+  readonly hasAt: boolean;
+}
+
+const isAsciiWord = (c: number) => (c >= 97 && c <= 122) || (c >= 48 && c <= 57);
+
+/**
+ * scanText finds the words, counts the digits and looks for "@" in one pass. Plain ASCII (most
+ * sentences) takes a character loop; anything else takes the Unicode word pattern, with the same
+ * result.
+ */
+export function scanText(text: string): ScannedText {
+  const lower = text.toLowerCase();
+  const tokens: string[] = [];
+  let digits = 0;
+  let hasAt = false;
+  let start = -1;
+  for (let i = 0; i < lower.length; i++) {
+    const c = lower.charCodeAt(i);
+    if (c >= 128) {
+      for (let j = i; j < lower.length; j++) {
+        const d = lower.charCodeAt(j);
+        if (d >= 48 && d <= 57) digits++;
+        else if (d === 64) hasAt = true;
+      }
+      return { tokens: words(lower), digits, hasAt };
+    }
+    if (c >= 48 && c <= 57) digits++;
+    else if (c === 64) hasAt = true;
+    if (isAsciiWord(c)) {
+      if (start < 0) start = i;
+    } else if (c === 39 && start >= 0 && i + 1 < lower.length && isAsciiWord(lower.charCodeAt(i + 1))) {
+      // an inner apostrophe ("don't") stays in the word
+    } else if (start >= 0) {
+      tokens.push(lower.slice(start, i));
+      start = -1;
+    }
+  }
+  if (start >= 0) tokens.push(lower.slice(start));
+  return { tokens, digits, hasAt };
+}
+
 interface PhraseEntry {
   readonly rest: readonly string[];
   readonly target: number;
