@@ -3,7 +3,7 @@
 // the event; the new state goes back out).
 import { Ajv, type ValidateFunction } from 'ajv';
 import Holidays from 'date-holidays';
-import { detectPii, redactSpans, type PiiSpan } from './pii.js';
+import { detectPii, phoneDigitCounts, redactSpans, type PiiSpan } from './pii.js';
 import { GuardrailPolicyError, readGuardrailPolicy, type GuardrailPolicyDocument } from './policy.js';
 import { PII_KINDS, type GuardrailPolicy, type PiiKind, type PiiRule } from './policy-schema.js';
 import { scanText, TextIndex, type ScannedText } from './text-index.js';
@@ -235,7 +235,13 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
     PII_KINDS.map((k) => [k, policy.pii.kinds[k] ?? { mayAsk: false, mayRepeat: false, mayStore: false, routeSecure: false }]),
   ) as Record<PiiKind, PiiRule>;
   const allKinds = new Set<PiiKind>(PII_KINDS);
-  const detectOptions = { kinds: allKinds, defaultRegion: policy.pii.defaultRegion };
+  let phoneDigits: ReadonlySet<number>;
+  try {
+    phoneDigits = phoneDigitCounts(policy.pii.defaultRegion);
+  } catch {
+    throw new GuardrailPolicyError(['pii', 'defaultRegion'], `"${policy.pii.defaultRegion}" is not a region libphonenumber-js knows`);
+  }
+  const detectOptions = { kinds: allKinds, defaultRegion: policy.pii.defaultRegion, phoneDigits };
 
   const ajv = new Ajv({ allErrors: false, strict: false });
   const tools = new Map<string, { rule: GuardrailPolicy['tools']['allowed'][number]; validate: ValidateFunction | undefined }>();

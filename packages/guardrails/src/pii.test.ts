@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileGuardrailPolicy, redactText } from './checker.js';
-import { abaRoutingValid, detectPii, ibanValid, luhnValid, ukNinoValid, usSsnValid } from './pii.js';
+import { abaRoutingValid, detectPii, ibanValid, luhnValid, phoneDigitCounts, ukNinoValid, usSsnValid } from './pii.js';
 import { PII_KINDS, type PiiKind } from './policy-schema.js';
 
-const all = { kinds: new Set<PiiKind>(PII_KINDS), defaultRegion: 'US' };
+const all = { kinds: new Set<PiiKind>(PII_KINDS), defaultRegion: 'US', phoneDigits: phoneDigitCounts('US') };
 const found = (text: string) => detectPii(text, all).map((s) => [s.kind, text.slice(s.start, s.end)]);
 
 describe('detectors', () => {
@@ -45,6 +45,8 @@ describe('detectors', () => {
     ['an account number near the word', 'account number 00123456789', [['bank_account', '00123456789']]],
     ['a US routing number', 'routing 021000021', [['bank_account', '021000021']]],
     ['a US phone number', 'call (415) 555-2671 now', [['phone', '(415) 555-2671']]],
+    ['a US number with the trunk prefix', 'call 1 415 555 2671', [['phone', '1 415 555 2671']]],
+    ['eight digits are no US phone number', 'ref 1234 5678', []],
     ['an international phone number', 'ring +44 20 7946 0958', [['phone', '+44 20 7946 0958']]],
     ['a date of birth', 'I was born on 12/03/1985.', [['date_of_birth', '12/03/1985']]],
     ['a written date of birth', 'date of birth: March 4, 1990', [['date_of_birth', 'March 4, 1990']]],
@@ -70,6 +72,11 @@ describe('detectors', () => {
     ['79927398713', true],
     ['79927398710', false],
   ])('luhn %s', (d, ok) => expect(luhnValid(d)).toBe(ok));
+  it('tries only digit counts a number of the region can have', () => {
+    expect([...phoneDigitCounts('US')].sort()).toEqual([10, 11]);
+    const uk = { kinds: new Set<PiiKind>(['phone']), defaultRegion: 'GB', phoneDigits: phoneDigitCounts('GB') };
+    expect(detectPii('ring 020 7946 0958 today', uk).map((s) => s.kind)).toEqual(['phone']);
+  });
   it('checks IBAN, SSN, NINO and ABA rules directly', () => {
     expect(ibanValid('GB82WEST12345698765432')).toBe(true);
     expect(ibanValid('GB82WEST1234569876543')).toBe(false);

@@ -4,7 +4,7 @@
 // no checksum exists (dates of birth, postal addresses). The regular expressions below are ours,
 // fixed and bounded (no nested unbounded repetition), and run only when the sentence holds a
 // digit or an "@"; policy patterns never reach them.
-import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
+import { getCountryCallingCode, Metadata, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
 import type { PiiKind } from './policy-schema.js';
 
 /** PiiSpan is one detected value: [start, end) in UTF-16 code units of the text, and its kind. */
@@ -159,6 +159,22 @@ function plausibleDate(raw: string): boolean {
 export interface DetectOptions {
   readonly kinds: ReadonlySet<PiiKind>;
   readonly defaultRegion: string;
+  /** phoneDigits are the digit counts a number of defaultRegion can have without "+" (phoneDigitCounts); absent: every count is tried. */
+  readonly phoneDigits?: ReadonlySet<number>;
+}
+
+/**
+ * phoneDigitCounts is how many digits a number of a region can have when written without "+":
+ * its possible national lengths, with a trunk prefix (0, 1) or with the country calling code.
+ * Validating a candidate with libphonenumber-js costs tens of microseconds, so a digit run of
+ * another length ("ref 1234 5678" in the US) is not even tried. Throws for an unknown region.
+ */
+export function phoneDigitCounts(region: string): ReadonlySet<number> {
+  const metadata = new Metadata();
+  metadata.selectNumberingPlan(region as CountryCode);
+  const cc = getCountryCallingCode(region as CountryCode).length;
+  const lengths = metadata.numberingPlan?.possibleLengths() ?? [];
+  return new Set(lengths.flatMap((l) => [l, l + 1, l + cc]));
 }
 
 /**
@@ -268,6 +284,7 @@ function detectOnce(text: string, options: DetectOptions): PiiSpan[] {
         const n = part.replace(/\D/g, '').length;
         if (n < 7) break;
         if (n > 15) continue;
+        if (!part.startsWith('+') && !part.startsWith('(+') && options.phoneDigits !== undefined && !options.phoneDigits.has(n)) continue;
         if (
           parsePhoneNumberFromString(part, { defaultCountry: options.defaultRegion as CountryCode, extract: false })?.isValid() === true
         ) {
