@@ -338,7 +338,7 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
       ask: undefined,
       askVerb: false,
     };
-    index.match(text, scanned.tokens, (n) => {
+    index.match(text, scanned, (n) => {
       const t = targets[n] as Target;
       switch (t.t) {
         case 'topic':

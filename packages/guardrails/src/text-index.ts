@@ -5,6 +5,7 @@
 // time linear in its length, and no policy can make the pipeline backtrack.
 import { RE2JS, RE2Set } from 're2js';
 import { GuardrailPolicyError } from './policy.js';
+import { requiredLiteral } from './required-literal.js';
 
 // Words are runs of letters and digits, with inner apostrophes ("don't"). This is a fixed
 // pattern of ours, not a policy pattern, and it cannot backtrack beyond one word.
@@ -18,6 +19,10 @@ export function words(lower: string): string[] {
 /** ScannedText is a text's words (lowercased) and what the personal-data detectors need to know before they run. */
 export interface ScannedText {
   readonly tokens: string[];
+  /** lower is the text lowercased. */
+  readonly lower: string;
+  /** ascii: the text is plain ASCII (the pattern prefilter applies only then). */
+  readonly ascii: boolean;
   readonly digits: number;
   readonly hasAt: boolean;
 }
@@ -43,7 +48,7 @@ export function scanText(text: string): ScannedText {
         if (d >= 48 && d <= 57) digits++;
         else if (d === 64) hasAt = true;
       }
-      return { tokens: words(lower), digits, hasAt };
+      return { tokens: words(lower), lower, ascii: false, digits, hasAt };
     }
     if (c >= 48 && c <= 57) digits++;
     else if (c === 64) hasAt = true;
@@ -57,7 +62,7 @@ export function scanText(text: string): ScannedText {
     }
   }
   if (start >= 0) tokens.push(lower.slice(start));
-  return { tokens, digits, hasAt };
+  return { tokens, lower, ascii: true, digits, hasAt };
 }
 
 interface PhraseEntry {
@@ -73,6 +78,8 @@ export class TextIndex {
   private readonly phrases = new Map<string, PhraseEntry[]>();
   private readonly patternTargets: number[] = [];
   private readonly patternSources: string[] = [];
+  private readonly literals: string[] = [];
+  private alwaysRun = false;
   private set: RE2Set | undefined;
 
   /** addPhrase adds a whole-word phrase (case-insensitive, punctuation and spacing ignored). */
@@ -94,6 +101,9 @@ export class TextIndex {
     }
     this.patternTargets.push(target);
     this.patternSources.push(pattern);
+    const literal = requiredLiteral(pattern);
+    if (literal === undefined) this.alwaysRun = true;
+    else if (!this.literals.includes(literal)) this.literals.push(literal);
     this.set = undefined;
   }
 
@@ -118,7 +128,8 @@ export class TextIndex {
   }
 
   /** match calls `hit` with the target of every phrase and pattern found in the text (a target may be reported more than once). */
-  match(text: string, tokens: readonly string[], hit: (target: number) => void): void {
+  match(text: string, scanned: ScannedText, hit: (target: number) => void): void {
+    const tokens = scanned.tokens;
     for (let i = 0; i < tokens.length; i++) {
       const entries = this.phrases.get(tokens[i] as string);
       if (entries === undefined) continue;
@@ -128,8 +139,16 @@ export class TextIndex {
         if (ok) hit(e.target);
       }
     }
-    if (this.hasPatterns && text.length > 0) {
+    if (this.hasPatterns && text.length > 0 && this.mayMatch(scanned)) {
       for (const k of this.compiledSet().match(text)) hit(this.patternTargets[k] as number);
     }
+  }
+
+  // Whether any pattern can match: false only when the text is ASCII and contains none of the
+  // required literals (and every pattern has one).
+  private mayMatch(scanned: ScannedText): boolean {
+    if (this.alwaysRun || !scanned.ascii) return true;
+    for (const l of this.literals) if (scanned.lower.includes(l)) return true;
+    return false;
   }
 }
