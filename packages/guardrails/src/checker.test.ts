@@ -589,6 +589,30 @@ describe('tool calls', () => {
   ])('%s', (_name, event, expected) => {
     expect(strip(call(event as never).decision)).toMatchObject(expected);
   });
+  it('runs schema patterns on RE2: a catastrophic pattern on long arguments completes, and a backreference is refused by path', () => {
+    const c = compileGuardrailPolicy({
+      version: 2,
+      tools: {
+        allowed: [{ name: 'note', argumentsSchema: { type: 'object', properties: { text: { type: 'string', pattern: '^(a+)+$' } } } }],
+      },
+    });
+    const t0 = performance.now();
+    const r = c.evaluate(
+      { type: 'tool_call', name: 'note', arguments: { text: `${'a'.repeat(50_000)}!` } },
+      ctx(initialGuardrailState(T0)),
+    );
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(strip(r.decision)).toMatchObject({
+      kind: 'block_tool',
+      reason: 'arguments of tool "note" do not match its schema: /text must match pattern "^(a+)+$"',
+    });
+    expect(c.evaluate({ type: 'tool_call', name: 'note', arguments: { text: 'aaa' } }, ctx(initialGuardrailState(T0))).decision.kind).toBe(
+      'allow',
+    );
+    expect(() =>
+      compileGuardrailPolicy({ version: 2, tools: { allowed: [{ name: 'x', argumentsSchema: { type: 'string', pattern: '(a)\\1' } }] } }),
+    ).toThrow(/^tools\.allowed\.0\.argumentsSchema: is not a valid JSON schema/);
+  });
   it('limits calls per turn and resets at the next user turn', () => {
     let s = initialGuardrailState(T0);
     const kinds: string[] = [];

@@ -1,7 +1,8 @@
 // The compiled checker: a policy document turned once into indexes, validators and calendars,
 // then evaluated per event with no I/O (the clock, the end user's zone and the state come in with
 // the event; the new state goes back out).
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv, type RegExpEngine, type ValidateFunction } from 'ajv';
+import { RE2JS } from 're2js';
 import Holidays from 'date-holidays';
 import { detectPii, phoneDigitCounts, redactSpans, type PiiSpan } from './pii.js';
 import { GuardrailPolicyError, readGuardrailPolicy, type GuardrailPolicyDocument } from './policy.js';
@@ -243,7 +244,16 @@ export function compileGuardrailPolicy(document: unknown): GuardrailChecker {
   }
   const detectOptions = { kinds: allKinds, defaultRegion: policy.pii.defaultRegion, phoneDigits };
 
-  const ajv = new Ajv({ allErrors: false, strict: false });
+  // A tool's schema is customer-written: its "pattern" keywords run on RE2 too (a backtracking
+  // pattern on model-written arguments would stall the call), and Ajv logs nothing (no I/O here).
+  const re2Engine: RegExpEngine = Object.assign(
+    (pattern: string) => {
+      const re = RE2JS.compile(pattern);
+      return { test: (s: string) => re.matcher(s).find() };
+    },
+    { code: 'RE2JS.compile' },
+  );
+  const ajv = new Ajv({ allErrors: false, strict: false, logger: false, code: { regExp: re2Engine } });
   const tools = new Map<string, { rule: GuardrailPolicy['tools']['allowed'][number]; validate: ValidateFunction | undefined }>();
   policy.tools.allowed.forEach((t, i) => {
     let validate: ValidateFunction | undefined;
