@@ -1,7 +1,7 @@
 // The compiled checker: a policy document turned once into indexes, validators and calendars,
 // then evaluated per event with no I/O (the clock, the end user's zone and the state come in with
 // the event; the new state goes back out).
-import { Ajv, type RegExpEngine, type ValidateFunction } from 'ajv';
+import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
 import { RE2JS } from 're2js';
 import Holidays from 'date-holidays';
 import { detectPii, phoneDigitCounts, redactSpans, type PiiSpan } from './pii.js';
@@ -64,6 +64,8 @@ export interface GuardrailChecker {
   /** redact replaces personal data in a text for a transcript or a log. */
   redact(text: string, purpose?: RedactionPurpose): RedactionResult;
 }
+
+type RegExpEngine = NonNullable<NonNullable<AjvOptions['code']>['regExp']>;
 
 const SEVERITY: Record<Decision['kind'], number> = {
   allow: 0,
