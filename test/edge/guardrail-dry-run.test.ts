@@ -33,7 +33,10 @@ const policy = {
 async function conversations(): Promise<number> {
   const pool = adminPool();
   try {
-    const { rows } = await pool.query<{ n: string }>('select count(*) as n from parley_tenant_data.conversations');
+    // This stack's workspace only: other test files share the database and start conversations.
+    const { rows } = await pool.query<{ n: string }>('select count(*) as n from parley_tenant_data.conversations where tenant_id = $1', [
+      stack.bootstrap.tenantId,
+    ]);
     return Number(rows[0]?.n);
   } finally {
     await pool.end();
