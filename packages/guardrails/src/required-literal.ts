@@ -11,7 +11,10 @@ const MIN_LITERAL = 3;
 
 interface Atom {
   readonly literal: string | undefined; // one lowercase literal character, or undefined for anything else
+  readonly anyOf?: string[]; // a group of plain literal alternatives ("(?:policy|terms)"), lowercase
 }
+
+type ParsedAtom = Atom & { optional: boolean; repeats: boolean };
 
 /**
  * requiredLiteral returns a lowercase string every match of the RE2 pattern contains, or
@@ -21,7 +24,54 @@ interface Atom {
  * onto ASCII ones, such as U+017F onto "s").
  */
 export function requiredLiteral(pattern: string): string | undefined {
-  const atoms: (Atom & { optional: boolean; repeats: boolean })[] = [];
+  const atoms = parseAtoms(pattern);
+  if (atoms === undefined) return undefined;
+  const runs = literalRuns(atoms);
+  const best = runs.reduce((a, b) => (b.length > a.length ? b : a), '');
+  return best.length >= MIN_LITERAL ? best : undefined;
+}
+
+/**
+ * requiredLiterals is every requirement that can be read off the pattern, as a conjunction of
+ * disjunctions: each inner list holds strings of which the text must contain at least one (a
+ * literal run of MIN_LITERAL or more characters is a list of one; a required group of plain
+ * literal alternatives is a list of its alternatives). Undefined when nothing can be said.
+ */
+export function requiredLiterals(pattern: string): string[][] | undefined {
+  const atoms = parseAtoms(pattern);
+  if (atoms === undefined) return undefined;
+  const all = [
+    ...literalRuns(atoms)
+      .filter((r) => r.length >= MIN_LITERAL)
+      .map((r) => [r]),
+    ...atoms.filter((a) => !a.optional && a.anyOf !== undefined).map((a) => a.anyOf as string[]),
+  ];
+  return all.length === 0 ? undefined : all;
+}
+
+function literalRuns(atoms: readonly ParsedAtom[]): string[] {
+  const runs: string[] = [];
+  let run = '';
+  for (const a of atoms) {
+    if (a.literal === undefined || a.optional) {
+      if (run !== '') runs.push(run);
+      run = '';
+      continue;
+    }
+    run += a.literal;
+    if (a.repeats) {
+      runs.push(run); // "ab+c" requires "ab" and "bc", not "abc"
+      run = a.literal;
+    }
+  }
+  if (run !== '') runs.push(run);
+  return runs;
+}
+
+const PLAIN_ALTERNATIVES = /^[a-z0-9 ]{2,}(?:\|[a-z0-9 ]{2,})*$/;
+
+function parseAtoms(pattern: string): ParsedAtom[] | undefined {
+  const atoms: ParsedAtom[] = [];
   let i = 0;
   while (i < pattern.length) {
     const c = pattern[i] as string;
@@ -76,7 +126,10 @@ export function requiredLiteral(pattern: string): string | undefined {
         }
       }
       if (j >= pattern.length) return undefined;
-      atom = { literal: undefined };
+      const named = pattern.startsWith('(?P<', i) || pattern.startsWith('(?<', i) ? pattern.indexOf('>', i) + 1 : -1;
+      const contentStart = pattern.startsWith('(?:', i) ? i + 3 : named > 0 ? named : i + 1;
+      const content = pattern.slice(contentStart, j).toLowerCase();
+      atom = PLAIN_ALTERNATIVES.test(content) ? { literal: undefined, anyOf: content.split('|') } : { literal: undefined };
       i = j + 1;
     } else if (c === '.' || c === '^' || c === '$') {
       atom = { literal: undefined };
@@ -113,16 +166,5 @@ export function requiredLiteral(pattern: string): string | undefined {
     if (pattern[i] === '?' && (q === '*' || q === '+' || q === '?' || q === '{')) i++; // lazy
     atoms.push({ ...atom, optional, repeats });
   }
-  let best = '';
-  let run = '';
-  for (const a of atoms) {
-    if (a.literal === undefined || a.optional) {
-      run = '';
-      continue;
-    }
-    run += a.literal;
-    if (run.length > best.length) best = run;
-    if (a.repeats) run = a.literal; // "ab+c" requires "ab" and "bc", not "abc"
-  }
-  return best.length >= MIN_LITERAL ? best : undefined;
+  return atoms;
 }

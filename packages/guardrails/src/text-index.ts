@@ -5,7 +5,7 @@
 // time linear in its length, and no policy can make the pipeline backtrack.
 import { RE2JS, RE2Set } from 're2js';
 import { GuardrailPolicyError } from './policy.js';
-import { requiredLiteral } from './required-literal.js';
+import { requiredLiterals } from './required-literal.js';
 
 // Words are runs of letters and digits, with inner apostrophes ("don't"). This is a fixed
 // pattern of ours, not a policy pattern, and it cannot backtrack beyond one word.
@@ -78,7 +78,7 @@ export class TextIndex {
   private readonly phrases = new Map<string, PhraseEntry[]>();
   private readonly patternTargets: number[] = [];
   private readonly patternSources: string[] = [];
-  private readonly literals: string[] = [];
+  private readonly requirements: string[][][] = [];
   private alwaysRun = false;
   private set: RE2Set | undefined;
 
@@ -101,9 +101,9 @@ export class TextIndex {
     }
     this.patternTargets.push(target);
     this.patternSources.push(pattern);
-    const literal = requiredLiteral(pattern);
-    if (literal === undefined) this.alwaysRun = true;
-    else if (!this.literals.includes(literal)) this.literals.push(literal);
+    const required = requiredLiterals(pattern);
+    if (required === undefined) this.alwaysRun = true;
+    else this.requirements.push(required);
     this.set = undefined;
   }
 
@@ -144,11 +144,14 @@ export class TextIndex {
     }
   }
 
-  // Whether any pattern can match: false only when the text is ASCII and contains none of the
-  // required literals (and every pattern has one).
+  // Whether any pattern can match: false only when the text is ASCII and, for every pattern,
+  // one of the texts that pattern requires is missing (and every pattern requires some).
   private mayMatch(scanned: ScannedText): boolean {
     if (this.alwaysRun || !scanned.ascii) return true;
-    for (const l of this.literals) if (scanned.lower.includes(l)) return true;
+    const lower = scanned.lower;
+    for (const required of this.requirements) {
+      if (required.every((anyOf) => anyOf.some((l) => lower.includes(l)))) return true;
+    }
     return false;
   }
 }
