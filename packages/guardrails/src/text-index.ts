@@ -5,7 +5,6 @@
 // time linear in its length, and no policy can make the pipeline backtrack.
 import { RE2JS, RE2Set } from 're2js';
 import { GuardrailPolicyError } from './policy.js';
-import { requiredLiterals } from './required-literal.js';
 
 // Words are runs of letters and digits, with inner apostrophes ("don't"). This is a fixed
 // pattern of ours, not a policy pattern, and it cannot backtrack beyond one word.
@@ -19,10 +18,6 @@ export function words(lower: string): string[] {
 /** ScannedText is a text's words (lowercased) and what the personal-data detectors need to know before they run. */
 export interface ScannedText {
   readonly tokens: string[];
-  /** lower is the text lowercased. */
-  readonly lower: string;
-  /** ascii: the text is plain ASCII (the pattern prefilter applies only then). */
-  readonly ascii: boolean;
   readonly digits: number;
   readonly hasAt: boolean;
 }
@@ -48,7 +43,7 @@ export function scanText(text: string): ScannedText {
         if (d >= 48 && d <= 57) digits++;
         else if (d === 64) hasAt = true;
       }
-      return { tokens: words(lower), lower, ascii: false, digits, hasAt };
+      return { tokens: words(lower), digits, hasAt };
     }
     if (c >= 48 && c <= 57) digits++;
     else if (c === 64) hasAt = true;
@@ -62,7 +57,7 @@ export function scanText(text: string): ScannedText {
     }
   }
   if (start >= 0) tokens.push(lower.slice(start));
-  return { tokens, lower, ascii: true, digits, hasAt };
+  return { tokens, digits, hasAt };
 }
 
 interface PhraseEntry {
@@ -78,8 +73,6 @@ export class TextIndex {
   private readonly phrases = new Map<string, PhraseEntry[]>();
   private readonly patternTargets: number[] = [];
   private readonly patternSources: string[] = [];
-  private readonly requirements: string[][][] = [];
-  private alwaysRun = false;
   private set: RE2Set | undefined;
 
   /** addPhrase adds a whole-word phrase (case-insensitive, punctuation and spacing ignored). */
@@ -101,9 +94,6 @@ export class TextIndex {
     }
     this.patternTargets.push(target);
     this.patternSources.push(pattern);
-    const required = requiredLiterals(pattern);
-    if (required === undefined) this.alwaysRun = true;
-    else this.requirements.push(required);
     this.set = undefined;
   }
 
@@ -139,19 +129,8 @@ export class TextIndex {
         if (ok) hit(e.target);
       }
     }
-    if (this.hasPatterns && text.length > 0 && this.mayMatch(scanned)) {
+    if (this.hasPatterns && text.length > 0) {
       for (const k of this.compiledSet().match(text)) hit(this.patternTargets[k] as number);
     }
-  }
-
-  // Whether any pattern can match: false only when the text is ASCII and, for every pattern,
-  // one of the texts that pattern requires is missing (and every pattern requires some).
-  private mayMatch(scanned: ScannedText): boolean {
-    if (this.alwaysRun || !scanned.ascii) return true;
-    const lower = scanned.lower;
-    for (const required of this.requirements) {
-      if (required.every((anyOf) => anyOf.some((l) => lower.includes(l)))) return true;
-    }
-    return false;
   }
 }
