@@ -3,6 +3,7 @@ export * from './policy.js';
 export * from './types.js';
 export {
   detectPii,
+  phoneDigitCounts,
   redactSpans,
   luhnValid,
   ibanValid,
