@@ -105,7 +105,8 @@ describe('bad input to the stores', () => {
   it('invalid guardrail policy documents are InvalidArgument naming the field, and nothing is written or changed', async () => {
     const before = await agentCount();
     const cases: [unknown, string][] = [
-      [{ version: 2 }, 'guardrail_policy.version'],
+      [{ version: 3 }, 'guardrail_policy.version'],
+      [{ version: 2, noGoZones: [{ id: 'z', patterns: ['(?<=x)y'], action: 'end' }] }, 'guardrail_policy.noGoZones.0.patterns.0'],
       [{ version: 1, noGoZones: [{ id: 'Bad Id', description: 'x', action: 'refuse' }] }, 'guardrail_policy.noGoZones.0.id'],
       [
         { version: 1, sleepWindows: [{ timezone: 'Mars/Olympus', days: ['mon'], start: '22:00', end: '07:00', message: 'zzz' }] },

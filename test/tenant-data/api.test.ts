@@ -111,7 +111,32 @@ describe('tenant-data API: bad input', () => {
       [() => edge.createAgent({ tenantId: tenantA, name: 'x'.repeat(201) }), /^name: /],
       [() => edge.createAgent({ tenantId: tenantA, name: 'big', prompt: 'p'.repeat(32_001) }), /^prompt: /],
       [() => edge.createAgent({ tenantId: tenantA, name: 'big', voice: { blob: 'v'.repeat(9000) } }), /^voice: must be at most 8192 bytes/],
-      [() => edge.createAgent({ tenantId: tenantA, name: 'bad policy', guardrailPolicy: { version: 2 } }), /^guardrail_policy\.version: /],
+      [
+        () => edge.createAgent({ tenantId: tenantA, name: 'bad policy', guardrailPolicy: { version: 3 } }),
+        /^guardrail_policy\.version: must be 1 or 2/,
+      ],
+      [
+        () =>
+          edge.createAgent({
+            tenantId: tenantA,
+            name: 'bad pattern',
+            guardrailPolicy: { version: 2, noGoZones: [{ id: 'z', patterns: ['fine', '(a)\\1'], action: 'end' }] },
+          }),
+        /^guardrail_policy\.noGoZones\.0\.patterns\.1: is not a valid RE2 pattern/,
+      ],
+      [
+        () => edge.createAgent({ tenantId: tenantA, name: 'typo', guardrailPolicy: { version: 2, topics: [{ id: 't', keyword: ['x'] }] } }),
+        /^guardrail_policy\.topics\.0: Unrecognized key: "keyword"/,
+      ],
+      [
+        () =>
+          edge.createAgent({
+            tenantId: tenantA,
+            name: 'bad schema',
+            guardrailPolicy: { version: 2, tools: { allowed: [{ name: 'x', argumentsSchema: { type: 'nope' } }] } },
+          }),
+        /^guardrail_policy\.tools\.allowed\.0\.argumentsSchema: is not a valid JSON schema/,
+      ],
       [
         () => edge.createAgent({ tenantId: tenantA, name: 'bad policy', guardrailPolicy: { version: 1, piiBoundaries: {} } }),
         /^guardrail_policy: /,
@@ -190,6 +215,25 @@ describe('tenant-data API: bad input', () => {
     );
     expect(stale.code).toBe(Code.FailedPrecondition);
     expect((await edge.getAgent({ tenantId: tenantA, agentId: seeded.agentA })).agent?.policyVersion).toBe(2);
+  });
+
+  it('a version 2 document is stored as version 2 with defaults, and a version 1 document stays version 1 (upgraded when read)', async () => {
+    const v2 = {
+      version: 2,
+      topics: [{ id: 'refunds', keywords: ['refund'] }],
+      noGoZones: [
+        { id: 'legal', phrases: ['legal advice'], patterns: ['\\blawyer'], action: 'replace', response: 'I cannot advise on that.' },
+      ],
+      topicCooldowns: [{ topic: 'refunds', turns: 3 }],
+    };
+    const created = (await edge.createAgent({ tenantId: tenantA, name: 'v2 agent', guardrailPolicy: v2 })).agent;
+    expect(created?.guardrailPolicy?.['version']).toBe(2);
+    expect(created?.guardrailPolicy?.['noGoZones']).toEqual([{ ...v2.noGoZones[0], topics: [], appliesTo: ['assistant'] }]);
+    expect(created?.guardrailPolicy?.['tools']).toEqual({ allowed: [], maxCallsPerTurn: 3 });
+    const plain = (await edge.createAgent({ tenantId: tenantA, name: 'default agent' })).agent;
+    expect(plain?.guardrailPolicy?.['version']).toBe(2);
+    const v1 = (await edge.createAgent({ tenantId: tenantA, name: 'v1 agent', guardrailPolicy: { version: 1 } })).agent;
+    expect(v1?.guardrailPolicy?.['version']).toBe(1);
   });
 });
 

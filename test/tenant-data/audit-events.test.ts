@@ -87,8 +87,12 @@ describe('tenant-data API: audit events in the outbox', () => {
       actorId: 'key-audit',
       targetType: 'agent',
       targetId: id,
-      description: { policy_version: { from: 1, to: 2 }, sections_changed: ['noGoZones'] },
+      // Compared as version 2: the agent's default (version 2) redacts personal data in output, a
+      // version 1 document without blockInOutput lets the agent repeat it, so pii changed too.
+      description: { policy_version: { from: 1, to: 2 }, document_version: { from: 2, to: 1 }, sections_changed: ['noGoZones', 'pii'] },
     });
+    expect(policy?.description?.['paths_changed']).toContain('added noGoZones.0');
+    expect(policy?.description?.['paths_changed']).toContain('changed pii.kinds.email.mayRepeat');
     const [deleted] = await outbox('agent.delete');
     expect(deleted).toMatchObject({ actorId: 'key-audit', targetId: id, description: { name: 'sales-2', policy_version: 2 } });
     for (const action of ['agent.create', 'agent.update', 'guardrail_policy.set', 'agent.delete'])

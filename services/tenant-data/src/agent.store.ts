@@ -23,7 +23,7 @@ const agentFields = {
   guardrailPolicy: z.unknown(),
 };
 
-/** NewAgent is what createAgent accepts; the guardrail policy is validated against guardrailPolicyV1. */
+/** NewAgent is what createAgent accepts; the guardrail policy must compile (@parley/guardrails, version 1 or 2). */
 export interface NewAgent {
   name: string;
   prompt?: string;

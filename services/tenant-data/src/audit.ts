@@ -11,6 +11,7 @@ import {
 import type { HandlerContext } from '@connectrpc/connect';
 import { principalOf } from '@parley/platform';
 import type { Agent } from './db/tables.js';
+import { diffStoredPolicies } from './guardrail-policy.js';
 
 /** Acting is the tenant, actor and (for an end principal) source of an audit event. */
 export type Acting = { tenantId: string; actor: AuditActor; source?: AuditSource };
@@ -73,18 +74,21 @@ export function agentDeleted(a: Agent): AuditDetails {
 }
 
 /**
- * policyReplaced describes a guardrail policy change: the version step and which top-level
- * sections of the document changed. The rules themselves are the agent's current state (read
- * with GetGuardrailPolicy), and a capped, truncated copy in the log would mislead more than help.
+ * policyReplaced describes a guardrail policy change: the policy_version step, the document's
+ * schema version step, the top-level sections that changed and the changed JSON paths (compared
+ * as version 2, without values: phrases and messages are the customer's text). The rules
+ * themselves are the agent's current state (read with GetGuardrailPolicy).
  */
 export function policyReplaced(before: Agent, after: Agent): AuditDetails {
-  const from = (before.guardrail_policy ?? {}) as Record<string, unknown>;
-  const to = (after.guardrail_policy ?? {}) as Record<string, unknown>;
-  const sections = [...new Set([...Object.keys(from), ...Object.keys(to)])]
-    .filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]))
-    .sort();
-  return auditDetails({ policy_version: { from: before.policy_version, to: after.policy_version }, sections_changed: sections }, [
-    'policy_version',
-    'sections_changed',
-  ]);
+  const diff = diffStoredPolicies(before.guardrail_policy, after.guardrail_policy);
+  return auditDetails(
+    {
+      policy_version: { from: before.policy_version, to: after.policy_version },
+      document_version: diff.documentVersion,
+      sections_changed: diff.sections,
+      paths_changed: diff.changes.map((c) => `${c.change} ${c.path}`),
+      ...(diff.truncated ? { paths_truncated: true } : {}),
+    },
+    ['policy_version', 'document_version', 'sections_changed', 'paths_changed', 'paths_truncated'],
+  );
 }

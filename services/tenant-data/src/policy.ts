@@ -15,6 +15,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     updateAgent: ['edge'],
     deleteAgent: ['edge'],
     setGuardrailPolicy: ['edge'],
+    testGuardrailPolicy: ['edge'],
     createSubject: ['edge', 'voice-orchestrator'],
     getSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
     findSubject: ['edge', 'voice-orchestrator', 'lifecycle'],

@@ -1,5 +1,5 @@
 import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, auditedTransactions, type RecordAudit } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
@@ -26,6 +26,7 @@ import {
   startConversation,
 } from './conversation.store.js';
 import type { Agent, Conversation, Recording, Subject, TenantDataDb, TranscriptTurn, Workspace } from './db/tables.js';
+import { runDryRun } from './guardrail-dry-run.js';
 import { addRecording, listRecordings } from './recording.store.js';
 import { createSubject, findSubjectByContact, findSubjectByExternalRef, getSubject } from './subject.store.js';
 import { ensureWorkspaceCreated, getWorkspace } from './workspace.store.js';
@@ -247,6 +248,28 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
         return after;
       });
       return { agent: agentMessage(agent) };
+    },
+
+    async testGuardrailPolicy(req, ctx) {
+      const source = req.policy;
+      const agent = await inTenant(req.tenantId, ctx, (trx) =>
+        source.case === 'agentId' ? getAgent(trx, source.value) : Promise.resolve(undefined),
+      );
+      if (agent === undefined && source.case !== 'guardrailPolicy') {
+        throw new InvalidArgumentError('agent_id or guardrail_policy is required: name a stored agent or send a policy document', {
+          field: 'agent_id',
+        });
+      }
+      return runDryRun({
+        document: agent?.guardrail_policy ?? source.value,
+        documentField: 'guardrail_policy',
+        policyVersion: agent?.policy_version ?? 0,
+        now: req.now === undefined ? undefined : timestampDate(req.now),
+        timeZone: req.timeZone,
+        tenantId: requireUuid(req.tenantId, 'tenant_id'),
+        state: req.state,
+        events: req.events,
+      });
     },
 
     async createSubject(req, ctx) {

@@ -1,6 +1,10 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { AgentService, type AgentSchema } from '@parley/proto/parley/api/v1/agents_pb.js';
-import { TenantDataService, type Agent as StoredAgent } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import {
+  TenantDataService,
+  type Agent as StoredAgent,
+  type GuardrailDecision as StoredDecision,
+} from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { forward, type PublicDeps } from './deps.js';
 import { definePublicModule } from './module.js';
 
@@ -31,6 +35,8 @@ export const agentsModule = definePublicModule(
     deleteAgent: 'agents:write',
     getGuardrailPolicy: 'agents:read',
     setGuardrailPolicy: 'agents:write',
+    // A dry run changes nothing: whoever may read the policy may try it.
+    testGuardrailPolicy: 'agents:read',
   },
   (router, deps: PublicDeps) => {
     const tenantData = deps.client('tenant-data', TenantDataService);
@@ -91,6 +97,28 @@ export const agentsModule = definePublicModule(
           forward(ctx),
         );
         return { agent: agentOf(res.agent) };
+      },
+      async testGuardrailPolicy(req, ctx) {
+        const res = await tenantData.testGuardrailPolicy(
+          {
+            policy: req.policy,
+            now: req.now,
+            timeZone: req.timeZone,
+            state: req.state,
+            events: req.events,
+          },
+          forward(ctx),
+        );
+        const decision = (d: StoredDecision) => ({ kind: d.kind, ruleId: d.ruleId, reason: d.reason, details: d.details });
+        return {
+          results: res.results.map((r) => ({
+            index: r.index,
+            ...(r.decision === undefined ? {} : { decision: decision(r.decision) }),
+            decisions: r.decisions.map(decision),
+          })),
+          state: res.state,
+          policyVersion: res.policyVersion,
+        };
       },
     });
   },

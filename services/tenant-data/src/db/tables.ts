@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
-import type { GuardrailPolicyV1 } from '../guardrail-policy.js';
+import type { GuardrailPolicyDocument } from '../guardrail-policy.js';
 
 /** RETENTION_CLASSES name the kinds of personal data; lifecycle maps each to a retention period per workspace. */
 export const RETENTION_CLASSES = ['subject_profile', 'conversation_metadata', 'transcript', 'recording', 'legal_hold'] as const;
@@ -32,7 +32,7 @@ export interface AgentsTable {
   voice: Json<Record<string, unknown>>;
   provider_settings: Json<Record<string, unknown>>;
   secret_refs: Json<SecretRefs>;
-  guardrail_policy: Json<GuardrailPolicyV1>;
+  guardrail_policy: Json<GuardrailPolicyDocument>;
   policy_version: ColumnType<number, never, number>;
   created_at: CreatedAt;
   updated_at: UpdatedAt;

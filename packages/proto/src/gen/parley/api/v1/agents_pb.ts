@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/agents.proto.
  */
 export const file_parley_api_v1_agents: GenFile = /*@__PURE__*/
-  fileDesc("ChpwYXJsZXkvYXBpL3YxL2FnZW50cy5wcm90bxINcGFybGV5LmFwaS52MSKmAwoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcm9tcHQYAyABKAkSJgoFdm9pY2UYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXByb3ZpZGVyX3NldHRpbmdzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI5CgtzZWNyZXRfcmVmcxgGIAMoCzIkLnBhcmxleS5hcGkudjEuQWdlbnQuU2VjcmV0UmVmc0VudHJ5EjEKEGd1YXJkcmFpbF9wb2xpY3kYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAggASgNEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD1NlY3JldFJlZnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrwCChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZwcm9tcHQYAiABKAkSJgoFdm9pY2UYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXByb3ZpZGVyX3NldHRpbmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBJGCgtzZWNyZXRfcmVmcxgFIAMoCzIxLnBhcmxleS5hcGkudjEuQ3JlYXRlQWdlbnRSZXF1ZXN0LlNlY3JldFJlZnNFbnRyeRIxChBndWFyZHJhaWxfcG9saWN5GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBoxCg9TZWNyZXRSZWZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI6ChNDcmVhdGVBZ2VudFJlc3BvbnNlEiMKBWFnZW50GAEgASgLMhQucGFybGV5LmFwaS52MS5BZ2VudCIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNwoQR2V0QWdlbnRSZXNwb25zZRIjCgVhZ2VudBgBIAEoCzIULnBhcmxleS5hcGkudjEuQWdlbnQiOgoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUwoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBhcmxleS5hcGkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItYCChJVcGRhdGVBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEhMKBnByb21wdBgDIAEoCUgBiAEBEiYKBXZvaWNlGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFwcm92aWRlcl9zZXR0aW5ncxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGwoTcmVwbGFjZV9zZWNyZXRfcmVmcxgGIAEoCBJGCgtzZWNyZXRfcmVmcxgHIAMoCzIxLnBhcmxleS5hcGkudjEuVXBkYXRlQWdlbnRSZXF1ZXN0LlNlY3JldFJlZnNFbnRyeRoxCg9TZWNyZXRSZWZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIHCgVfbmFtZUIJCgdfcHJvbXB0IjoKE1VwZGF0ZUFnZW50UmVzcG9uc2USIwoFYWdlbnQYASABKAsyFC5wYXJsZXkuYXBpLnYxLkFnZW50IiYKEkRlbGV0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIVChNEZWxldGVBZ2VudFJlc3BvbnNlIi0KGUdldEd1YXJkcmFpbFBvbGljeVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiZwoaR2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USMQoQZ3VhcmRyYWlsX3BvbGljeRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOcG9saWN5X3ZlcnNpb24YAiABKA0igQEKGVNldEd1YXJkcmFpbFBvbGljeVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSMQoQZ3VhcmRyYWlsX3BvbGljeRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoXZXhwZWN0ZWRfcG9saWN5X3ZlcnNpb24YAyABKA0iQQoaU2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USIwoFYWdlbnQYASABKAsyFC5wYXJsZXkuYXBpLnYxLkFnZW50MoYFCgxBZ2VudFNlcnZpY2USVAoLQ3JlYXRlQWdlbnQSIS5wYXJsZXkuYXBpLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoiLnBhcmxleS5hcGkudjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJLCghHZXRBZ2VudBIeLnBhcmxleS5hcGkudjEuR2V0QWdlbnRSZXF1ZXN0Gh8ucGFybGV5LmFwaS52MS5HZXRBZ2VudFJlc3BvbnNlElEKCkxpc3RBZ2VudHMSIC5wYXJsZXkuYXBpLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GiEucGFybGV5LmFwaS52MS5MaXN0QWdlbnRzUmVzcG9uc2USVAoLVXBkYXRlQWdlbnQSIS5wYXJsZXkuYXBpLnYxLlVwZGF0ZUFnZW50UmVxdWVzdBoiLnBhcmxleS5hcGkudjEuVXBkYXRlQWdlbnRSZXNwb25zZRJUCgtEZWxldGVBZ2VudBIhLnBhcmxleS5hcGkudjEuRGVsZXRlQWdlbnRSZXF1ZXN0GiIucGFybGV5LmFwaS52MS5EZWxldGVBZ2VudFJlc3BvbnNlEmkKEkdldEd1YXJkcmFpbFBvbGljeRIoLnBhcmxleS5hcGkudjEuR2V0R3VhcmRyYWlsUG9saWN5UmVxdWVzdBopLnBhcmxleS5hcGkudjEuR2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USaQoSU2V0R3VhcmRyYWlsUG9saWN5EigucGFybGV5LmFwaS52MS5TZXRHdWFyZHJhaWxQb2xpY3lSZXF1ZXN0GikucGFybGV5LmFwaS52MS5TZXRHdWFyZHJhaWxQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChpwYXJsZXkvYXBpL3YxL2FnZW50cy5wcm90bxINcGFybGV5LmFwaS52MSKmAwoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcm9tcHQYAyABKAkSJgoFdm9pY2UYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXByb3ZpZGVyX3NldHRpbmdzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI5CgtzZWNyZXRfcmVmcxgGIAMoCzIkLnBhcmxleS5hcGkudjEuQWdlbnQuU2VjcmV0UmVmc0VudHJ5EjEKEGd1YXJkcmFpbF9wb2xpY3kYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAggASgNEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD1NlY3JldFJlZnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrwCChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZwcm9tcHQYAiABKAkSJgoFdm9pY2UYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXByb3ZpZGVyX3NldHRpbmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBJGCgtzZWNyZXRfcmVmcxgFIAMoCzIxLnBhcmxleS5hcGkudjEuQ3JlYXRlQWdlbnRSZXF1ZXN0LlNlY3JldFJlZnNFbnRyeRIxChBndWFyZHJhaWxfcG9saWN5GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBoxCg9TZWNyZXRSZWZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI6ChNDcmVhdGVBZ2VudFJlc3BvbnNlEiMKBWFnZW50GAEgASgLMhQucGFybGV5LmFwaS52MS5BZ2VudCIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNwoQR2V0QWdlbnRSZXNwb25zZRIjCgVhZ2VudBgBIAEoCzIULnBhcmxleS5hcGkudjEuQWdlbnQiOgoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUwoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBhcmxleS5hcGkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItYCChJVcGRhdGVBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEhMKBnByb21wdBgDIAEoCUgBiAEBEiYKBXZvaWNlGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFwcm92aWRlcl9zZXR0aW5ncxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGwoTcmVwbGFjZV9zZWNyZXRfcmVmcxgGIAEoCBJGCgtzZWNyZXRfcmVmcxgHIAMoCzIxLnBhcmxleS5hcGkudjEuVXBkYXRlQWdlbnRSZXF1ZXN0LlNlY3JldFJlZnNFbnRyeRoxCg9TZWNyZXRSZWZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIHCgVfbmFtZUIJCgdfcHJvbXB0IjoKE1VwZGF0ZUFnZW50UmVzcG9uc2USIwoFYWdlbnQYASABKAsyFC5wYXJsZXkuYXBpLnYxLkFnZW50IiYKEkRlbGV0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIVChNEZWxldGVBZ2VudFJlc3BvbnNlIi0KGUdldEd1YXJkcmFpbFBvbGljeVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiZwoaR2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USMQoQZ3VhcmRyYWlsX3BvbGljeRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOcG9saWN5X3ZlcnNpb24YAiABKA0igQEKGVNldEd1YXJkcmFpbFBvbGljeVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSMQoQZ3VhcmRyYWlsX3BvbGljeRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoXZXhwZWN0ZWRfcG9saWN5X3ZlcnNpb24YAyABKA0iQQoaU2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USIwoFYWdlbnQYASABKAsyFC5wYXJsZXkuYXBpLnYxLkFnZW50IvwBChpUZXN0R3VhcmRyYWlsUG9saWN5UmVxdWVzdBISCghhZ2VudF9pZBgBIAEoCUgAEjMKEGd1YXJkcmFpbF9wb2xpY3kYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SAASJwoDbm93GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBCABKAkSJgoFc3RhdGUYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKBmV2ZW50cxgGIAMoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCAoGcG9saWN5ImwKEUd1YXJkcmFpbERlY2lzaW9uEgwKBGtpbmQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSKAoHZGV0YWlscxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QijgEKFEd1YXJkcmFpbEV2ZW50UmVzdWx0Eg0KBWluZGV4GAEgASgNEjIKCGRlY2lzaW9uGAIgASgLMiAucGFybGV5LmFwaS52MS5HdWFyZHJhaWxEZWNpc2lvbhIzCglkZWNpc2lvbnMYAyADKAsyIC5wYXJsZXkuYXBpLnYxLkd1YXJkcmFpbERlY2lzaW9uIpMBChtUZXN0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USNAoHcmVzdWx0cxgBIAMoCzIjLnBhcmxleS5hcGkudjEuR3VhcmRyYWlsRXZlbnRSZXN1bHQSJgoFc3RhdGUYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAMgASgNMvQFCgxBZ2VudFNlcnZpY2USVAoLQ3JlYXRlQWdlbnQSIS5wYXJsZXkuYXBpLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoiLnBhcmxleS5hcGkudjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJLCghHZXRBZ2VudBIeLnBhcmxleS5hcGkudjEuR2V0QWdlbnRSZXF1ZXN0Gh8ucGFybGV5LmFwaS52MS5HZXRBZ2VudFJlc3BvbnNlElEKCkxpc3RBZ2VudHMSIC5wYXJsZXkuYXBpLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GiEucGFybGV5LmFwaS52MS5MaXN0QWdlbnRzUmVzcG9uc2USVAoLVXBkYXRlQWdlbnQSIS5wYXJsZXkuYXBpLnYxLlVwZGF0ZUFnZW50UmVxdWVzdBoiLnBhcmxleS5hcGkudjEuVXBkYXRlQWdlbnRSZXNwb25zZRJUCgtEZWxldGVBZ2VudBIhLnBhcmxleS5hcGkudjEuRGVsZXRlQWdlbnRSZXF1ZXN0GiIucGFybGV5LmFwaS52MS5EZWxldGVBZ2VudFJlc3BvbnNlEmkKEkdldEd1YXJkcmFpbFBvbGljeRIoLnBhcmxleS5hcGkudjEuR2V0R3VhcmRyYWlsUG9saWN5UmVxdWVzdBopLnBhcmxleS5hcGkudjEuR2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USaQoSU2V0R3VhcmRyYWlsUG9saWN5EigucGFybGV5LmFwaS52MS5TZXRHdWFyZHJhaWxQb2xpY3lSZXF1ZXN0GikucGFybGV5LmFwaS52MS5TZXRHdWFyZHJhaWxQb2xpY3lSZXNwb25zZRJsChNUZXN0R3VhcmRyYWlsUG9saWN5EikucGFybGV5LmFwaS52MS5UZXN0R3VhcmRyYWlsUG9saWN5UmVxdWVzdBoqLnBhcmxleS5hcGkudjEuVGVzdEd1YXJkcmFpbFBvbGljeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Agent is a voice agent with its settings and guardrail policy.
@@ -399,6 +399,169 @@ export const SetGuardrailPolicyResponseSchema: GenMessage<SetGuardrailPolicyResp
 /**
  * AgentService manages agents and their guardrail policies ("agents:read", "agents:write").
  *
+ * @generated from message parley.api.v1.TestGuardrailPolicyRequest
+ */
+export type TestGuardrailPolicyRequest = Message<"parley.api.v1.TestGuardrailPolicyRequest"> & {
+  /**
+   * policy: an agent's stored policy, or a document (version 1 or 2) to try before storing it.
+   *
+   * @generated from oneof parley.api.v1.TestGuardrailPolicyRequest.policy
+   */
+  policy: {
+    /**
+     * @generated from field: string agent_id = 1;
+     */
+    value: string;
+    case: "agentId";
+  } | {
+    /**
+     * @generated from field: google.protobuf.Struct guardrail_policy = 2;
+     */
+    value: JsonObject;
+    case: "guardrailPolicy";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * now is the clock time of the events (an event's own "at" overrides it).
+   *
+   * @generated from field: google.protobuf.Timestamp now = 3;
+   */
+  now?: Timestamp | undefined;
+
+  /**
+   * time_zone is the end user's IANA time zone (empty: the policy's fallback, else UTC).
+   *
+   * @generated from field: string time_zone = 4;
+   */
+  timeZone: string;
+
+  /**
+   * state is the guardrail state to start from (empty: a new person's first conversation).
+   *
+   * @generated from field: google.protobuf.Struct state = 5;
+   */
+  state?: JsonObject | undefined;
+
+  /**
+   * events are JSON objects, e.g. {"type": "assistant_sentence", "text": "..."} (see packages/guardrails/README.md).
+   *
+   * @generated from field: repeated google.protobuf.Struct events = 6;
+   */
+  events: JsonObject[];
+};
+
+/**
+ * Describes the message parley.api.v1.TestGuardrailPolicyRequest.
+ * Use `create(TestGuardrailPolicyRequestSchema)` to create a new message.
+ */
+export const TestGuardrailPolicyRequestSchema: GenMessage<TestGuardrailPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_agents, 15);
+
+/**
+ * GuardrailDecision is one decision of the guardrail checker.
+ *
+ * @generated from message parley.api.v1.GuardrailDecision
+ */
+export type GuardrailDecision = Message<"parley.api.v1.GuardrailDecision"> & {
+  /**
+   * kind: allow, replace, redact, escalate, handoff, end, block_tool or drop_passage.
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * rule_id names the rule (empty for allow).
+   *
+   * @generated from field: string rule_id = 2;
+   */
+  ruleId: string;
+
+  /**
+   * reason says why in words (empty for allow).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * details holds the kind's fields: text, spans, target, message, needsConfirmation, passageIds.
+   *
+   * @generated from field: google.protobuf.Struct details = 4;
+   */
+  details?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.GuardrailDecision.
+ * Use `create(GuardrailDecisionSchema)` to create a new message.
+ */
+export const GuardrailDecisionSchema: GenMessage<GuardrailDecision> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_agents, 16);
+
+/**
+ * GuardrailEventResult is the checker's answer to one event.
+ *
+ * @generated from message parley.api.v1.GuardrailEventResult
+ */
+export type GuardrailEventResult = Message<"parley.api.v1.GuardrailEventResult"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * decision is the one that governs (the most severe).
+   *
+   * @generated from field: parley.api.v1.GuardrailDecision decision = 2;
+   */
+  decision?: GuardrailDecision | undefined;
+
+  /**
+   * @generated from field: repeated parley.api.v1.GuardrailDecision decisions = 3;
+   */
+  decisions: GuardrailDecision[];
+};
+
+/**
+ * Describes the message parley.api.v1.GuardrailEventResult.
+ * Use `create(GuardrailEventResultSchema)` to create a new message.
+ */
+export const GuardrailEventResultSchema: GenMessage<GuardrailEventResult> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_agents, 17);
+
+/**
+ * @generated from message parley.api.v1.TestGuardrailPolicyResponse
+ */
+export type TestGuardrailPolicyResponse = Message<"parley.api.v1.TestGuardrailPolicyResponse"> & {
+  /**
+   * @generated from field: repeated parley.api.v1.GuardrailEventResult results = 1;
+   */
+  results: GuardrailEventResult[];
+
+  /**
+   * state is the guardrail state after the last event.
+   *
+   * @generated from field: google.protobuf.Struct state = 2;
+   */
+  state?: JsonObject | undefined;
+
+  /**
+   * policy_version is the agent's policy version (0 for an inline document).
+   *
+   * @generated from field: uint32 policy_version = 3;
+   */
+  policyVersion: number;
+};
+
+/**
+ * Describes the message parley.api.v1.TestGuardrailPolicyResponse.
+ * Use `create(TestGuardrailPolicyResponseSchema)` to create a new message.
+ */
+export const TestGuardrailPolicyResponseSchema: GenMessage<TestGuardrailPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_agents, 18);
+
+/**
  * @generated from service parley.api.v1.AgentService
  */
 export const AgentService: GenService<{
@@ -471,6 +634,16 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof SetGuardrailPolicyRequestSchema;
     output: typeof SetGuardrailPolicyResponseSchema;
+  },
+  /**
+   * TestGuardrailPolicy is a dry run: each event's decisions with rule id and reason, without starting a conversation.
+   *
+   * @generated from rpc parley.api.v1.AgentService.TestGuardrailPolicy
+   */
+  testGuardrailPolicy: {
+    methodKind: "unary";
+    input: typeof TestGuardrailPolicyRequestSchema;
+    output: typeof TestGuardrailPolicyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_agents, 0);

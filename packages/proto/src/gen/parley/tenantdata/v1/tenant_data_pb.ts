@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file parley/tenantdata/v1/tenant_data.proto.
  */
 export const file_parley_tenantdata_v1_tenant_data: GenFile = /*@__PURE__*/
-  fileDesc("CiZwYXJsZXkvdGVuYW50ZGF0YS92MS90ZW5hbnRfZGF0YS5wcm90bxIUcGFybGV5LnRlbmFudGRhdGEudjEiVQoJV29ya3NwYWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwAMKBUFnZW50EgoKAmlkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEg4KBnByb21wdBgEIAEoCRImCgV2b2ljZRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRcHJvdmlkZXJfc2V0dGluZ3MYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EkAKC3NlY3JldF9yZWZzGAcgAygLMisucGFybGV5LnRlbmFudGRhdGEudjEuQWdlbnQuU2VjcmV0UmVmc0VudHJ5EjEKEGd1YXJkcmFpbF9wb2xpY3kYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAkgASgNEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD1NlY3JldFJlZnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIq0BCgdTdWJqZWN0EgoKAmlkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIUCgxleHRlcm5hbF9yZWYYAyABKAkSEQoJaGFzX3Bob25lGAQgASgIEhEKCWhhc19lbWFpbBgFIAEoCBIXCg9yZXRlbnRpb25fY2xhc3MYBiABKAkSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi1AEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEgoKc3ViamVjdF9pZBgEIAEoCRINCgVzdGF0ZRgFIAEoCRIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZW5kX3JlYXNvbhgIIAEoCSKLAQoOVHJhbnNjcmlwdFR1cm4SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoDRIMCgRyb2xlGAMgASgJEhUKDXRleHRfcmVkYWN0ZWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimwEKCVJlY29yZGluZxIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIYmxvYl9rZXkYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0SEgoKZGF0YV9jbGFzcxgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI5ChZDcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk0KF0NyZWF0ZVdvcmtzcGFjZVJlc3BvbnNlEjIKCXdvcmtzcGFjZRgBIAEoCzIfLnBhcmxleS50ZW5hbnRkYXRhLnYxLldvcmtzcGFjZSIoChNHZXRXb3Jrc3BhY2VSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJKChRHZXRXb3Jrc3BhY2VSZXNwb25zZRIyCgl3b3Jrc3BhY2UYASABKAsyHy5wYXJsZXkudGVuYW50ZGF0YS52MS5Xb3Jrc3BhY2Ui1gIKEkNyZWF0ZUFnZW50UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcm9tcHQYAyABKAkSJgoFdm9pY2UYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXByb3ZpZGVyX3NldHRpbmdzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBJNCgtzZWNyZXRfcmVmcxgGIAMoCzI4LnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZUFnZW50UmVxdWVzdC5TZWNyZXRSZWZzRW50cnkSMQoQZ3VhcmRyYWlsX3BvbGljeRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QaMQoPU2VjcmV0UmVmc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQQoTQ3JlYXRlQWdlbnRSZXNwb25zZRIqCgVhZ2VudBgBIAEoCzIbLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFnZW50IjYKD0dldEFnZW50UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiPgoQR2V0QWdlbnRSZXNwb25zZRIqCgVhZ2VudBgBIAEoCzIbLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFnZW50Ik0KEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJaChJMaXN0QWdlbnRzUmVzcG9uc2USKwoGYWdlbnRzGAEgAygLMhsucGFybGV5LnRlbmFudGRhdGEudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIvACChJVcGRhdGVBZ2VudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKBG5hbWUYAyABKAlIAIgBARITCgZwcm9tcHQYBCABKAlIAYgBARImCgV2b2ljZRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRcHJvdmlkZXJfc2V0dGluZ3MYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhsKE3JlcGxhY2Vfc2VjcmV0X3JlZnMYByABKAgSTQoLc2VjcmV0X3JlZnMYCCADKAsyOC5wYXJsZXkudGVuYW50ZGF0YS52MS5VcGRhdGVBZ2VudFJlcXVlc3QuU2VjcmV0UmVmc0VudHJ5GjEKD1NlY3JldFJlZnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9uYW1lQgkKB19wcm9tcHQiQQoTVXBkYXRlQWdlbnRSZXNwb25zZRIqCgVhZ2VudBgBIAEoCzIbLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFnZW50IjkKEkRlbGV0ZUFnZW50UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiFQoTRGVsZXRlQWdlbnRSZXNwb25zZSKUAQoZU2V0R3VhcmRyYWlsUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSMQoQZ3VhcmRyYWlsX3BvbGljeRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoXZXhwZWN0ZWRfcG9saWN5X3ZlcnNpb24YBCABKA0iSAoaU2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USKgoFYWdlbnQYASABKAsyGy5wYXJsZXkudGVuYW50ZGF0YS52MS5BZ2VudCJdChRDcmVhdGVTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFAoMZXh0ZXJuYWxfcmVmGAIgASgJEg0KBXBob25lGAMgASgJEg0KBWVtYWlsGAQgASgJIkcKFUNyZWF0ZVN1YmplY3RSZXNwb25zZRIuCgdzdWJqZWN0GAEgASgLMh0ucGFybGV5LnRlbmFudGRhdGEudjEuU3ViamVjdCI6ChFHZXRTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCSJEChJHZXRTdWJqZWN0UmVzcG9uc2USLgoHc3ViamVjdBgBIAEoCzIdLnBhcmxleS50ZW5hbnRkYXRhLnYxLlN1YmplY3QiWwoSRmluZFN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIUCgxleHRlcm5hbF9yZWYYAiABKAkSDQoFcGhvbmUYAyABKAkSDQoFZW1haWwYBCABKAkiRQoTRmluZFN1YmplY3RSZXNwb25zZRIuCgdzdWJqZWN0GAEgASgLMh0ucGFybGV5LnRlbmFudGRhdGEudjEuU3ViamVjdCJsChhTdGFydENvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhIKCnN1YmplY3RfaWQYAyABKAkSFwoPY29udmVyc2F0aW9uX2lkGAQgASgJIlUKGVN0YXJ0Q29udmVyc2F0aW9uUmVzcG9uc2USOAoMY29udmVyc2F0aW9uGAEgASgLMiIucGFybGV5LnRlbmFudGRhdGEudjEuQ29udmVyc2F0aW9uIkQKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCSJTChdHZXRDb252ZXJzYXRpb25SZXNwb25zZRI4Cgxjb252ZXJzYXRpb24YASABKAsyIi5wYXJsZXkudGVuYW50ZGF0YS52MS5Db252ZXJzYXRpb24iegoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJIm8KGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USOQoNY29udmVyc2F0aW9ucxgBIAMoCzIiLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWAoWRW5kQ29udmVyc2F0aW9uUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhIKCmVuZF9yZWFzb24YAyABKAkiUwoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USOAoMY29udmVyc2F0aW9uGAEgASgLMiIucGFybGV5LnRlbmFudGRhdGEudjEuQ29udmVyc2F0aW9uIm4KG0FwcGVuZFRyYW5zY3JpcHRUdXJuUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEgwKBHJvbGUYAyABKAkSFQoNdGV4dF9yZWRhY3RlZBgEIAEoCSJSChxBcHBlbmRUcmFuc2NyaXB0VHVyblJlc3BvbnNlEjIKBHR1cm4YASABKAsyJC5wYXJsZXkudGVuYW50ZGF0YS52MS5UcmFuc2NyaXB0VHVybiJvChpMaXN0VHJhbnNjcmlwdFR1cm5zUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJImsKG0xpc3RUcmFuc2NyaXB0VHVybnNSZXNwb25zZRIzCgV0dXJucxgBIAMoCzIkLnBhcmxleS50ZW5hbnRkYXRhLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ8ChNBZGRSZWNvcmRpbmdSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIYmxvYl9rZXkYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0SEgoKZGF0YV9jbGFzcxgFIAEoCSJKChRBZGRSZWNvcmRpbmdSZXNwb25zZRIyCglyZWNvcmRpbmcYASABKAsyHy5wYXJsZXkudGVuYW50ZGF0YS52MS5SZWNvcmRpbmciagoVTGlzdFJlY29yZGluZ3NSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiZgoWTGlzdFJlY29yZGluZ3NSZXNwb25zZRIzCgpyZWNvcmRpbmdzGAEgAygLMh8ucGFybGV5LnRlbmFudGRhdGEudjEuUmVjb3JkaW5nEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKVEAoRVGVuYW50RGF0YVNlcnZpY2USbgoPQ3JlYXRlV29ya3NwYWNlEiwucGFybGV5LnRlbmFudGRhdGEudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdBotLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZVdvcmtzcGFjZVJlc3BvbnNlEmUKDEdldFdvcmtzcGFjZRIpLnBhcmxleS50ZW5hbnRkYXRhLnYxLkdldFdvcmtzcGFjZVJlcXVlc3QaKi5wYXJsZXkudGVuYW50ZGF0YS52MS5HZXRXb3Jrc3BhY2VSZXNwb25zZRJiCgtDcmVhdGVBZ2VudBIoLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBopLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USWQoIR2V0QWdlbnQSJS5wYXJsZXkudGVuYW50ZGF0YS52MS5HZXRBZ2VudFJlcXVlc3QaJi5wYXJsZXkudGVuYW50ZGF0YS52MS5HZXRBZ2VudFJlc3BvbnNlEl8KCkxpc3RBZ2VudHMSJy5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0QWdlbnRzUmVxdWVzdBooLnBhcmxleS50ZW5hbnRkYXRhLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJiCgtVcGRhdGVBZ2VudBIoLnBhcmxleS50ZW5hbnRkYXRhLnYxLlVwZGF0ZUFnZW50UmVxdWVzdBopLnBhcmxleS50ZW5hbnRkYXRhLnYxLlVwZGF0ZUFnZW50UmVzcG9uc2USYgoLRGVsZXRlQWdlbnQSKC5wYXJsZXkudGVuYW50ZGF0YS52MS5EZWxldGVBZ2VudFJlcXVlc3QaKS5wYXJsZXkudGVuYW50ZGF0YS52MS5EZWxldGVBZ2VudFJlc3BvbnNlEncKElNldEd1YXJkcmFpbFBvbGljeRIvLnBhcmxleS50ZW5hbnRkYXRhLnYxLlNldEd1YXJkcmFpbFBvbGljeVJlcXVlc3QaMC5wYXJsZXkudGVuYW50ZGF0YS52MS5TZXRHdWFyZHJhaWxQb2xpY3lSZXNwb25zZRJoCg1DcmVhdGVTdWJqZWN0EioucGFybGV5LnRlbmFudGRhdGEudjEuQ3JlYXRlU3ViamVjdFJlcXVlc3QaKy5wYXJsZXkudGVuYW50ZGF0YS52MS5DcmVhdGVTdWJqZWN0UmVzcG9uc2USXwoKR2V0U3ViamVjdBInLnBhcmxleS50ZW5hbnRkYXRhLnYxLkdldFN1YmplY3RSZXF1ZXN0GigucGFybGV5LnRlbmFudGRhdGEudjEuR2V0U3ViamVjdFJlc3BvbnNlEmIKC0ZpbmRTdWJqZWN0EigucGFybGV5LnRlbmFudGRhdGEudjEuRmluZFN1YmplY3RSZXF1ZXN0GikucGFybGV5LnRlbmFudGRhdGEudjEuRmluZFN1YmplY3RSZXNwb25zZRJ0ChFTdGFydENvbnZlcnNhdGlvbhIuLnBhcmxleS50ZW5hbnRkYXRhLnYxLlN0YXJ0Q29udmVyc2F0aW9uUmVxdWVzdBovLnBhcmxleS50ZW5hbnRkYXRhLnYxLlN0YXJ0Q29udmVyc2F0aW9uUmVzcG9uc2USbgoPR2V0Q29udmVyc2F0aW9uEiwucGFybGV5LnRlbmFudGRhdGEudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBotLnBhcmxleS50ZW5hbnRkYXRhLnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlEnQKEUxpc3RDb252ZXJzYXRpb25zEi4ucGFybGV5LnRlbmFudGRhdGEudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gi8ucGFybGV5LnRlbmFudGRhdGEudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJuCg9FbmRDb252ZXJzYXRpb24SLC5wYXJsZXkudGVuYW50ZGF0YS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0Gi0ucGFybGV5LnRlbmFudGRhdGEudjEuRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USfQoUQXBwZW5kVHJhbnNjcmlwdFR1cm4SMS5wYXJsZXkudGVuYW50ZGF0YS52MS5BcHBlbmRUcmFuc2NyaXB0VHVyblJlcXVlc3QaMi5wYXJsZXkudGVuYW50ZGF0YS52MS5BcHBlbmRUcmFuc2NyaXB0VHVyblJlc3BvbnNlEnoKE0xpc3RUcmFuc2NyaXB0VHVybnMSMC5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0VHJhbnNjcmlwdFR1cm5zUmVxdWVzdBoxLnBhcmxleS50ZW5hbnRkYXRhLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXNwb25zZRJlCgxBZGRSZWNvcmRpbmcSKS5wYXJsZXkudGVuYW50ZGF0YS52MS5BZGRSZWNvcmRpbmdSZXF1ZXN0GioucGFybGV5LnRlbmFudGRhdGEudjEuQWRkUmVjb3JkaW5nUmVzcG9uc2USawoOTGlzdFJlY29yZGluZ3MSKy5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0UmVjb3JkaW5nc1JlcXVlc3QaLC5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0UmVjb3JkaW5nc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiZwYXJsZXkvdGVuYW50ZGF0YS92MS90ZW5hbnRfZGF0YS5wcm90bxIUcGFybGV5LnRlbmFudGRhdGEudjEiVQoJV29ya3NwYWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwAMKBUFnZW50EgoKAmlkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEg4KBnByb21wdBgEIAEoCRImCgV2b2ljZRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRcHJvdmlkZXJfc2V0dGluZ3MYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EkAKC3NlY3JldF9yZWZzGAcgAygLMisucGFybGV5LnRlbmFudGRhdGEudjEuQWdlbnQuU2VjcmV0UmVmc0VudHJ5EjEKEGd1YXJkcmFpbF9wb2xpY3kYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAkgASgNEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD1NlY3JldFJlZnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIq0BCgdTdWJqZWN0EgoKAmlkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIUCgxleHRlcm5hbF9yZWYYAyABKAkSEQoJaGFzX3Bob25lGAQgASgIEhEKCWhhc19lbWFpbBgFIAEoCBIXCg9yZXRlbnRpb25fY2xhc3MYBiABKAkSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi1AEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEgoKc3ViamVjdF9pZBgEIAEoCRINCgVzdGF0ZRgFIAEoCRIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZW5kX3JlYXNvbhgIIAEoCSKLAQoOVHJhbnNjcmlwdFR1cm4SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoDRIMCgRyb2xlGAMgASgJEhUKDXRleHRfcmVkYWN0ZWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimwEKCVJlY29yZGluZxIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIYmxvYl9rZXkYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0SEgoKZGF0YV9jbGFzcxgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI5ChZDcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk0KF0NyZWF0ZVdvcmtzcGFjZVJlc3BvbnNlEjIKCXdvcmtzcGFjZRgBIAEoCzIfLnBhcmxleS50ZW5hbnRkYXRhLnYxLldvcmtzcGFjZSIoChNHZXRXb3Jrc3BhY2VSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJKChRHZXRXb3Jrc3BhY2VSZXNwb25zZRIyCgl3b3Jrc3BhY2UYASABKAsyHy5wYXJsZXkudGVuYW50ZGF0YS52MS5Xb3Jrc3BhY2Ui1gIKEkNyZWF0ZUFnZW50UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcm9tcHQYAyABKAkSJgoFdm9pY2UYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXByb3ZpZGVyX3NldHRpbmdzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBJNCgtzZWNyZXRfcmVmcxgGIAMoCzI4LnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZUFnZW50UmVxdWVzdC5TZWNyZXRSZWZzRW50cnkSMQoQZ3VhcmRyYWlsX3BvbGljeRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QaMQoPU2VjcmV0UmVmc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQQoTQ3JlYXRlQWdlbnRSZXNwb25zZRIqCgVhZ2VudBgBIAEoCzIbLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFnZW50IjYKD0dldEFnZW50UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiPgoQR2V0QWdlbnRSZXNwb25zZRIqCgVhZ2VudBgBIAEoCzIbLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFnZW50Ik0KEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJaChJMaXN0QWdlbnRzUmVzcG9uc2USKwoGYWdlbnRzGAEgAygLMhsucGFybGV5LnRlbmFudGRhdGEudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIvACChJVcGRhdGVBZ2VudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKBG5hbWUYAyABKAlIAIgBARITCgZwcm9tcHQYBCABKAlIAYgBARImCgV2b2ljZRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRcHJvdmlkZXJfc2V0dGluZ3MYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhsKE3JlcGxhY2Vfc2VjcmV0X3JlZnMYByABKAgSTQoLc2VjcmV0X3JlZnMYCCADKAsyOC5wYXJsZXkudGVuYW50ZGF0YS52MS5VcGRhdGVBZ2VudFJlcXVlc3QuU2VjcmV0UmVmc0VudHJ5GjEKD1NlY3JldFJlZnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9uYW1lQgkKB19wcm9tcHQiQQoTVXBkYXRlQWdlbnRSZXNwb25zZRIqCgVhZ2VudBgBIAEoCzIbLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFnZW50IjkKEkRlbGV0ZUFnZW50UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiFQoTRGVsZXRlQWdlbnRSZXNwb25zZSKUAQoZU2V0R3VhcmRyYWlsUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSMQoQZ3VhcmRyYWlsX3BvbGljeRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoXZXhwZWN0ZWRfcG9saWN5X3ZlcnNpb24YBCABKA0iSAoaU2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USKgoFYWdlbnQYASABKAsyGy5wYXJsZXkudGVuYW50ZGF0YS52MS5BZ2VudCKPAgoaVGVzdEd1YXJkcmFpbFBvbGljeVJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCGFnZW50X2lkGAIgASgJSAASMwoQZ3VhcmRyYWlsX3BvbGljeRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RIABInCgNub3cYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgFIAEoCRImCgVzdGF0ZRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoGZXZlbnRzGAcgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIICgZwb2xpY3kibAoRR3VhcmRyYWlsRGVjaXNpb24SDAoEa2luZBgBIAEoCRIPCgdydWxlX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIoCgdkZXRhaWxzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKcAQoUR3VhcmRyYWlsRXZlbnRSZXN1bHQSDQoFaW5kZXgYASABKA0SOQoIZGVjaXNpb24YAiABKAsyJy5wYXJsZXkudGVuYW50ZGF0YS52MS5HdWFyZHJhaWxEZWNpc2lvbhI6CglkZWNpc2lvbnMYAyADKAsyJy5wYXJsZXkudGVuYW50ZGF0YS52MS5HdWFyZHJhaWxEZWNpc2lvbiKaAQobVGVzdEd1YXJkcmFpbFBvbGljeVJlc3BvbnNlEjsKB3Jlc3VsdHMYASADKAsyKi5wYXJsZXkudGVuYW50ZGF0YS52MS5HdWFyZHJhaWxFdmVudFJlc3VsdBImCgVzdGF0ZRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOcG9saWN5X3ZlcnNpb24YAyABKA0iXQoUQ3JlYXRlU3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhQKDGV4dGVybmFsX3JlZhgCIAEoCRINCgVwaG9uZRgDIAEoCRINCgVlbWFpbBgEIAEoCSJHChVDcmVhdGVTdWJqZWN0UmVzcG9uc2USLgoHc3ViamVjdBgBIAEoCzIdLnBhcmxleS50ZW5hbnRkYXRhLnYxLlN1YmplY3QiOgoRR2V0U3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkiRAoSR2V0U3ViamVjdFJlc3BvbnNlEi4KB3N1YmplY3QYASABKAsyHS5wYXJsZXkudGVuYW50ZGF0YS52MS5TdWJqZWN0IlsKEkZpbmRTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFAoMZXh0ZXJuYWxfcmVmGAIgASgJEg0KBXBob25lGAMgASgJEg0KBWVtYWlsGAQgASgJIkUKE0ZpbmRTdWJqZWN0UmVzcG9uc2USLgoHc3ViamVjdBgBIAEoCzIdLnBhcmxleS50ZW5hbnRkYXRhLnYxLlN1YmplY3QibAoYU3RhcnRDb252ZXJzYXRpb25SZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgEIAEoCSJVChlTdGFydENvbnZlcnNhdGlvblJlc3BvbnNlEjgKDGNvbnZlcnNhdGlvbhgBIAEoCzIiLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNvbnZlcnNhdGlvbiJEChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkiUwoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USOAoMY29udmVyc2F0aW9uGAEgASgLMiIucGFybGV5LnRlbmFudGRhdGEudjEuQ29udmVyc2F0aW9uInoKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEgoKc3ViamVjdF9pZBgDIAEoCRIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJvChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjkKDWNvbnZlcnNhdGlvbnMYASADKAsyIi5wYXJsZXkudGVuYW50ZGF0YS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlgKFkVuZENvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRISCgplbmRfcmVhc29uGAMgASgJIlMKF0VuZENvbnZlcnNhdGlvblJlc3BvbnNlEjgKDGNvbnZlcnNhdGlvbhgBIAEoCzIiLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNvbnZlcnNhdGlvbiJuChtBcHBlbmRUcmFuc2NyaXB0VHVyblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIMCgRyb2xlGAMgASgJEhUKDXRleHRfcmVkYWN0ZWQYBCABKAkiUgocQXBwZW5kVHJhbnNjcmlwdFR1cm5SZXNwb25zZRIyCgR0dXJuGAEgASgLMiQucGFybGV5LnRlbmFudGRhdGEudjEuVHJhbnNjcmlwdFR1cm4ibwoaTGlzdFRyYW5zY3JpcHRUdXJuc1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJrChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USMwoFdHVybnMYASADKAsyJC5wYXJsZXkudGVuYW50ZGF0YS52MS5UcmFuc2NyaXB0VHVybhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkifAoTQWRkUmVjb3JkaW5nUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhAKCGJsb2Jfa2V5GAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNEhIKCmRhdGFfY2xhc3MYBSABKAkiSgoUQWRkUmVjb3JkaW5nUmVzcG9uc2USMgoJcmVjb3JkaW5nGAEgASgLMh8ucGFybGV5LnRlbmFudGRhdGEudjEuUmVjb3JkaW5nImoKFUxpc3RSZWNvcmRpbmdzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJImYKFkxpc3RSZWNvcmRpbmdzUmVzcG9uc2USMwoKcmVjb3JkaW5ncxgBIAMoCzIfLnBhcmxleS50ZW5hbnRkYXRhLnYxLlJlY29yZGluZxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkykREKEVRlbmFudERhdGFTZXJ2aWNlEm4KD0NyZWF0ZVdvcmtzcGFjZRIsLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZVdvcmtzcGFjZVJlcXVlc3QaLS5wYXJsZXkudGVuYW50ZGF0YS52MS5DcmVhdGVXb3Jrc3BhY2VSZXNwb25zZRJlCgxHZXRXb3Jrc3BhY2USKS5wYXJsZXkudGVuYW50ZGF0YS52MS5HZXRXb3Jrc3BhY2VSZXF1ZXN0GioucGFybGV5LnRlbmFudGRhdGEudjEuR2V0V29ya3NwYWNlUmVzcG9uc2USYgoLQ3JlYXRlQWdlbnQSKC5wYXJsZXkudGVuYW50ZGF0YS52MS5DcmVhdGVBZ2VudFJlcXVlc3QaKS5wYXJsZXkudGVuYW50ZGF0YS52MS5DcmVhdGVBZ2VudFJlc3BvbnNlElkKCEdldEFnZW50EiUucGFybGV5LnRlbmFudGRhdGEudjEuR2V0QWdlbnRSZXF1ZXN0GiYucGFybGV5LnRlbmFudGRhdGEudjEuR2V0QWdlbnRSZXNwb25zZRJfCgpMaXN0QWdlbnRzEicucGFybGV5LnRlbmFudGRhdGEudjEuTGlzdEFnZW50c1JlcXVlc3QaKC5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0QWdlbnRzUmVzcG9uc2USYgoLVXBkYXRlQWdlbnQSKC5wYXJsZXkudGVuYW50ZGF0YS52MS5VcGRhdGVBZ2VudFJlcXVlc3QaKS5wYXJsZXkudGVuYW50ZGF0YS52MS5VcGRhdGVBZ2VudFJlc3BvbnNlEmIKC0RlbGV0ZUFnZW50EigucGFybGV5LnRlbmFudGRhdGEudjEuRGVsZXRlQWdlbnRSZXF1ZXN0GikucGFybGV5LnRlbmFudGRhdGEudjEuRGVsZXRlQWdlbnRSZXNwb25zZRJ3ChJTZXRHdWFyZHJhaWxQb2xpY3kSLy5wYXJsZXkudGVuYW50ZGF0YS52MS5TZXRHdWFyZHJhaWxQb2xpY3lSZXF1ZXN0GjAucGFybGV5LnRlbmFudGRhdGEudjEuU2V0R3VhcmRyYWlsUG9saWN5UmVzcG9uc2USegoTVGVzdEd1YXJkcmFpbFBvbGljeRIwLnBhcmxleS50ZW5hbnRkYXRhLnYxLlRlc3RHdWFyZHJhaWxQb2xpY3lSZXF1ZXN0GjEucGFybGV5LnRlbmFudGRhdGEudjEuVGVzdEd1YXJkcmFpbFBvbGljeVJlc3BvbnNlEmgKDUNyZWF0ZVN1YmplY3QSKi5wYXJsZXkudGVuYW50ZGF0YS52MS5DcmVhdGVTdWJqZWN0UmVxdWVzdBorLnBhcmxleS50ZW5hbnRkYXRhLnYxLkNyZWF0ZVN1YmplY3RSZXNwb25zZRJfCgpHZXRTdWJqZWN0EicucGFybGV5LnRlbmFudGRhdGEudjEuR2V0U3ViamVjdFJlcXVlc3QaKC5wYXJsZXkudGVuYW50ZGF0YS52MS5HZXRTdWJqZWN0UmVzcG9uc2USYgoLRmluZFN1YmplY3QSKC5wYXJsZXkudGVuYW50ZGF0YS52MS5GaW5kU3ViamVjdFJlcXVlc3QaKS5wYXJsZXkudGVuYW50ZGF0YS52MS5GaW5kU3ViamVjdFJlc3BvbnNlEnQKEVN0YXJ0Q29udmVyc2F0aW9uEi4ucGFybGV5LnRlbmFudGRhdGEudjEuU3RhcnRDb252ZXJzYXRpb25SZXF1ZXN0Gi8ucGFybGV5LnRlbmFudGRhdGEudjEuU3RhcnRDb252ZXJzYXRpb25SZXNwb25zZRJuCg9HZXRDb252ZXJzYXRpb24SLC5wYXJsZXkudGVuYW50ZGF0YS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0Gi0ucGFybGV5LnRlbmFudGRhdGEudjEuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USdAoRTGlzdENvbnZlcnNhdGlvbnMSLi5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaLy5wYXJsZXkudGVuYW50ZGF0YS52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEm4KD0VuZENvbnZlcnNhdGlvbhIsLnBhcmxleS50ZW5hbnRkYXRhLnYxLkVuZENvbnZlcnNhdGlvblJlcXVlc3QaLS5wYXJsZXkudGVuYW50ZGF0YS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZRJ9ChRBcHBlbmRUcmFuc2NyaXB0VHVybhIxLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFwcGVuZFRyYW5zY3JpcHRUdXJuUmVxdWVzdBoyLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFwcGVuZFRyYW5zY3JpcHRUdXJuUmVzcG9uc2USegoTTGlzdFRyYW5zY3JpcHRUdXJucxIwLnBhcmxleS50ZW5hbnRkYXRhLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0GjEucGFybGV5LnRlbmFudGRhdGEudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1Jlc3BvbnNlEmUKDEFkZFJlY29yZGluZxIpLnBhcmxleS50ZW5hbnRkYXRhLnYxLkFkZFJlY29yZGluZ1JlcXVlc3QaKi5wYXJsZXkudGVuYW50ZGF0YS52MS5BZGRSZWNvcmRpbmdSZXNwb25zZRJrCg5MaXN0UmVjb3JkaW5ncxIrLnBhcmxleS50ZW5hbnRkYXRhLnYxLkxpc3RSZWNvcmRpbmdzUmVxdWVzdBosLnBhcmxleS50ZW5hbnRkYXRhLnYxLkxpc3RSZWNvcmRpbmdzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Workspace is a tenant.
@@ -705,6 +705,174 @@ export const SetGuardrailPolicyResponseSchema: GenMessage<SetGuardrailPolicyResp
   messageDesc(file_parley_tenantdata_v1_tenant_data, 21);
 
 /**
+ * @generated from message parley.tenantdata.v1.TestGuardrailPolicyRequest
+ */
+export type TestGuardrailPolicyRequest = Message<"parley.tenantdata.v1.TestGuardrailPolicyRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * policy: a stored agent's policy, or a document (version 1 or 2) that is not stored.
+   *
+   * @generated from oneof parley.tenantdata.v1.TestGuardrailPolicyRequest.policy
+   */
+  policy: {
+    /**
+     * @generated from field: string agent_id = 2;
+     */
+    value: string;
+    case: "agentId";
+  } | {
+    /**
+     * @generated from field: google.protobuf.Struct guardrail_policy = 3;
+     */
+    value: JsonObject;
+    case: "guardrailPolicy";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * now is the clock time of the events (an event's own "at" overrides it).
+   *
+   * @generated from field: google.protobuf.Timestamp now = 4;
+   */
+  now?: Timestamp | undefined;
+
+  /**
+   * time_zone is the end user's IANA time zone (empty: the policy's fallback, else UTC).
+   *
+   * @generated from field: string time_zone = 5;
+   */
+  timeZone: string;
+
+  /**
+   * state is the guardrail state to start from (empty: a new person's first conversation).
+   *
+   * @generated from field: google.protobuf.Struct state = 6;
+   */
+  state?: JsonObject | undefined;
+
+  /**
+   * events are JSON objects in the form @parley/guardrails documents ({"type": "assistant_sentence", "text": ...}).
+   *
+   * @generated from field: repeated google.protobuf.Struct events = 7;
+   */
+  events: JsonObject[];
+};
+
+/**
+ * Describes the message parley.tenantdata.v1.TestGuardrailPolicyRequest.
+ * Use `create(TestGuardrailPolicyRequestSchema)` to create a new message.
+ */
+export const TestGuardrailPolicyRequestSchema: GenMessage<TestGuardrailPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 22);
+
+/**
+ * GuardrailDecision is one decision of the guardrail checker.
+ *
+ * @generated from message parley.tenantdata.v1.GuardrailDecision
+ */
+export type GuardrailDecision = Message<"parley.tenantdata.v1.GuardrailDecision"> & {
+  /**
+   * kind: allow, replace, redact, escalate, handoff, end, block_tool or drop_passage.
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * rule_id names the rule (empty for allow).
+   *
+   * @generated from field: string rule_id = 2;
+   */
+  ruleId: string;
+
+  /**
+   * reason says why in words (empty for allow).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * details holds the kind's fields: text, spans, target, message, needsConfirmation, passageIds.
+   *
+   * @generated from field: google.protobuf.Struct details = 4;
+   */
+  details?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message parley.tenantdata.v1.GuardrailDecision.
+ * Use `create(GuardrailDecisionSchema)` to create a new message.
+ */
+export const GuardrailDecisionSchema: GenMessage<GuardrailDecision> = /*@__PURE__*/
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 23);
+
+/**
+ * GuardrailEventResult is the checker's answer to one event.
+ *
+ * @generated from message parley.tenantdata.v1.GuardrailEventResult
+ */
+export type GuardrailEventResult = Message<"parley.tenantdata.v1.GuardrailEventResult"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * decision is the one that governs (the most severe).
+   *
+   * @generated from field: parley.tenantdata.v1.GuardrailDecision decision = 2;
+   */
+  decision?: GuardrailDecision | undefined;
+
+  /**
+   * @generated from field: repeated parley.tenantdata.v1.GuardrailDecision decisions = 3;
+   */
+  decisions: GuardrailDecision[];
+};
+
+/**
+ * Describes the message parley.tenantdata.v1.GuardrailEventResult.
+ * Use `create(GuardrailEventResultSchema)` to create a new message.
+ */
+export const GuardrailEventResultSchema: GenMessage<GuardrailEventResult> = /*@__PURE__*/
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 24);
+
+/**
+ * @generated from message parley.tenantdata.v1.TestGuardrailPolicyResponse
+ */
+export type TestGuardrailPolicyResponse = Message<"parley.tenantdata.v1.TestGuardrailPolicyResponse"> & {
+  /**
+   * @generated from field: repeated parley.tenantdata.v1.GuardrailEventResult results = 1;
+   */
+  results: GuardrailEventResult[];
+
+  /**
+   * state is the guardrail state after the last event.
+   *
+   * @generated from field: google.protobuf.Struct state = 2;
+   */
+  state?: JsonObject | undefined;
+
+  /**
+   * policy_version is the agent's policy version (0 for an inline document).
+   *
+   * @generated from field: uint32 policy_version = 3;
+   */
+  policyVersion: number;
+};
+
+/**
+ * Describes the message parley.tenantdata.v1.TestGuardrailPolicyResponse.
+ * Use `create(TestGuardrailPolicyResponseSchema)` to create a new message.
+ */
+export const TestGuardrailPolicyResponseSchema: GenMessage<TestGuardrailPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 25);
+
+/**
  * @generated from message parley.tenantdata.v1.CreateSubjectRequest
  */
 export type CreateSubjectRequest = Message<"parley.tenantdata.v1.CreateSubjectRequest"> & {
@@ -736,7 +904,7 @@ export type CreateSubjectRequest = Message<"parley.tenantdata.v1.CreateSubjectRe
  * Use `create(CreateSubjectRequestSchema)` to create a new message.
  */
 export const CreateSubjectRequestSchema: GenMessage<CreateSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 22);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 26);
 
 /**
  * @generated from message parley.tenantdata.v1.CreateSubjectResponse
@@ -753,7 +921,7 @@ export type CreateSubjectResponse = Message<"parley.tenantdata.v1.CreateSubjectR
  * Use `create(CreateSubjectResponseSchema)` to create a new message.
  */
 export const CreateSubjectResponseSchema: GenMessage<CreateSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 23);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 27);
 
 /**
  * @generated from message parley.tenantdata.v1.GetSubjectRequest
@@ -775,7 +943,7 @@ export type GetSubjectRequest = Message<"parley.tenantdata.v1.GetSubjectRequest"
  * Use `create(GetSubjectRequestSchema)` to create a new message.
  */
 export const GetSubjectRequestSchema: GenMessage<GetSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 24);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 28);
 
 /**
  * @generated from message parley.tenantdata.v1.GetSubjectResponse
@@ -792,7 +960,7 @@ export type GetSubjectResponse = Message<"parley.tenantdata.v1.GetSubjectRespons
  * Use `create(GetSubjectResponseSchema)` to create a new message.
  */
 export const GetSubjectResponseSchema: GenMessage<GetSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 25);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 29);
 
 /**
  * @generated from message parley.tenantdata.v1.FindSubjectRequest
@@ -826,7 +994,7 @@ export type FindSubjectRequest = Message<"parley.tenantdata.v1.FindSubjectReques
  * Use `create(FindSubjectRequestSchema)` to create a new message.
  */
 export const FindSubjectRequestSchema: GenMessage<FindSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 26);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 30);
 
 /**
  * @generated from message parley.tenantdata.v1.FindSubjectResponse
@@ -843,7 +1011,7 @@ export type FindSubjectResponse = Message<"parley.tenantdata.v1.FindSubjectRespo
  * Use `create(FindSubjectResponseSchema)` to create a new message.
  */
 export const FindSubjectResponseSchema: GenMessage<FindSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 27);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 31);
 
 /**
  * @generated from message parley.tenantdata.v1.StartConversationRequest
@@ -879,7 +1047,7 @@ export type StartConversationRequest = Message<"parley.tenantdata.v1.StartConver
  * Use `create(StartConversationRequestSchema)` to create a new message.
  */
 export const StartConversationRequestSchema: GenMessage<StartConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 28);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 32);
 
 /**
  * @generated from message parley.tenantdata.v1.StartConversationResponse
@@ -896,7 +1064,7 @@ export type StartConversationResponse = Message<"parley.tenantdata.v1.StartConve
  * Use `create(StartConversationResponseSchema)` to create a new message.
  */
 export const StartConversationResponseSchema: GenMessage<StartConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 29);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 33);
 
 /**
  * @generated from message parley.tenantdata.v1.GetConversationRequest
@@ -918,7 +1086,7 @@ export type GetConversationRequest = Message<"parley.tenantdata.v1.GetConversati
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 30);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 34);
 
 /**
  * @generated from message parley.tenantdata.v1.GetConversationResponse
@@ -935,7 +1103,7 @@ export type GetConversationResponse = Message<"parley.tenantdata.v1.GetConversat
  * Use `create(GetConversationResponseSchema)` to create a new message.
  */
 export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 31);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 35);
 
 /**
  * @generated from message parley.tenantdata.v1.ListConversationsRequest
@@ -974,7 +1142,7 @@ export type ListConversationsRequest = Message<"parley.tenantdata.v1.ListConvers
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 32);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 36);
 
 /**
  * @generated from message parley.tenantdata.v1.ListConversationsResponse
@@ -996,7 +1164,7 @@ export type ListConversationsResponse = Message<"parley.tenantdata.v1.ListConver
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 33);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 37);
 
 /**
  * @generated from message parley.tenantdata.v1.EndConversationRequest
@@ -1023,7 +1191,7 @@ export type EndConversationRequest = Message<"parley.tenantdata.v1.EndConversati
  * Use `create(EndConversationRequestSchema)` to create a new message.
  */
 export const EndConversationRequestSchema: GenMessage<EndConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 34);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 38);
 
 /**
  * @generated from message parley.tenantdata.v1.EndConversationResponse
@@ -1040,7 +1208,7 @@ export type EndConversationResponse = Message<"parley.tenantdata.v1.EndConversat
  * Use `create(EndConversationResponseSchema)` to create a new message.
  */
 export const EndConversationResponseSchema: GenMessage<EndConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 35);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 39);
 
 /**
  * @generated from message parley.tenantdata.v1.AppendTranscriptTurnRequest
@@ -1074,7 +1242,7 @@ export type AppendTranscriptTurnRequest = Message<"parley.tenantdata.v1.AppendTr
  * Use `create(AppendTranscriptTurnRequestSchema)` to create a new message.
  */
 export const AppendTranscriptTurnRequestSchema: GenMessage<AppendTranscriptTurnRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 36);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 40);
 
 /**
  * @generated from message parley.tenantdata.v1.AppendTranscriptTurnResponse
@@ -1091,7 +1259,7 @@ export type AppendTranscriptTurnResponse = Message<"parley.tenantdata.v1.AppendT
  * Use `create(AppendTranscriptTurnResponseSchema)` to create a new message.
  */
 export const AppendTranscriptTurnResponseSchema: GenMessage<AppendTranscriptTurnResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 37);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 41);
 
 /**
  * @generated from message parley.tenantdata.v1.ListTranscriptTurnsRequest
@@ -1123,7 +1291,7 @@ export type ListTranscriptTurnsRequest = Message<"parley.tenantdata.v1.ListTrans
  * Use `create(ListTranscriptTurnsRequestSchema)` to create a new message.
  */
 export const ListTranscriptTurnsRequestSchema: GenMessage<ListTranscriptTurnsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 38);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 42);
 
 /**
  * @generated from message parley.tenantdata.v1.ListTranscriptTurnsResponse
@@ -1145,7 +1313,7 @@ export type ListTranscriptTurnsResponse = Message<"parley.tenantdata.v1.ListTran
  * Use `create(ListTranscriptTurnsResponseSchema)` to create a new message.
  */
 export const ListTranscriptTurnsResponseSchema: GenMessage<ListTranscriptTurnsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 39);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 43);
 
 /**
  * @generated from message parley.tenantdata.v1.AddRecordingRequest
@@ -1182,7 +1350,7 @@ export type AddRecordingRequest = Message<"parley.tenantdata.v1.AddRecordingRequ
  * Use `create(AddRecordingRequestSchema)` to create a new message.
  */
 export const AddRecordingRequestSchema: GenMessage<AddRecordingRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 40);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 44);
 
 /**
  * @generated from message parley.tenantdata.v1.AddRecordingResponse
@@ -1199,7 +1367,7 @@ export type AddRecordingResponse = Message<"parley.tenantdata.v1.AddRecordingRes
  * Use `create(AddRecordingResponseSchema)` to create a new message.
  */
 export const AddRecordingResponseSchema: GenMessage<AddRecordingResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 41);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 45);
 
 /**
  * @generated from message parley.tenantdata.v1.ListRecordingsRequest
@@ -1235,7 +1403,7 @@ export type ListRecordingsRequest = Message<"parley.tenantdata.v1.ListRecordings
  * Use `create(ListRecordingsRequestSchema)` to create a new message.
  */
 export const ListRecordingsRequestSchema: GenMessage<ListRecordingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 42);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 46);
 
 /**
  * @generated from message parley.tenantdata.v1.ListRecordingsResponse
@@ -1259,7 +1427,7 @@ export type ListRecordingsResponse = Message<"parley.tenantdata.v1.ListRecording
  * Use `create(ListRecordingsResponseSchema)` to create a new message.
  */
 export const ListRecordingsResponseSchema: GenMessage<ListRecordingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_tenantdata_v1_tenant_data, 43);
+  messageDesc(file_parley_tenantdata_v1_tenant_data, 47);
 
 /**
  * TenantDataService owns the core tenant-scoped entities.
@@ -1346,6 +1514,16 @@ export const TenantDataService: GenService<{
     methodKind: "unary";
     input: typeof SetGuardrailPolicyRequestSchema;
     output: typeof SetGuardrailPolicyResponseSchema;
+  },
+  /**
+   * TestGuardrailPolicy evaluates events against a policy without starting a conversation.
+   *
+   * @generated from rpc parley.tenantdata.v1.TenantDataService.TestGuardrailPolicy
+   */
+  testGuardrailPolicy: {
+    methodKind: "unary";
+    input: typeof TestGuardrailPolicyRequestSchema;
+    output: typeof TestGuardrailPolicyResponseSchema;
   },
   /**
    * CreateSubject records an end user.
