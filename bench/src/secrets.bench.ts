@@ -71,8 +71,8 @@ export async function runSecretsBenchmark(options: {
     return { PARLEY_TLS_CERT: f.certFile, PARLEY_TLS_KEY: f.keyFile, PARLEY_TLS_CA: f.caFile, PARLEY_LOG_LEVEL: 'warn' };
   };
   const processes: ServiceProcess[] = [];
-  const start = async (name: string, script: string, env: Record<string, string>): Promise<number> => {
-    const port = await freePort();
+  const start = async (name: string, script: string, env: Record<string, string>, port?: number): Promise<number> => {
+    port ??= await freePort();
     const health = await freePort();
     const p = new ServiceProcess({
       name,
@@ -92,8 +92,12 @@ export async function runSecretsBenchmark(options: {
   const clients: { close(): void }[] = [];
   const sources: CertificateSource[] = [];
   try {
+    // tenant-data needs a secrets peer (agent writes check secret_refs); the bench writes agents
+    // through the store, so it points at the cache-on process, started next.
+    const secretsOnPort = await freePort();
     const tdPort = await start('tenant-data', join(root, 'services', 'tenant-data', 'dist', 'main.js'), {
       ...tls('tenant-data'),
+      [peerUrlVariable('secrets')]: `https://localhost:${secretsOnPort}`,
       DATABASE_URL: dbUrl('tenant-data'),
       PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
     });
@@ -109,7 +113,7 @@ export async function runSecretsBenchmark(options: {
     };
     const script = join(root, 'services', 'secrets', 'dist', 'main.js');
     const ports = {
-      on: await start('secrets-cache-on', script, secretsEnv),
+      on: await start('secrets-cache-on', script, secretsEnv, secretsOnPort),
       off: await start('secrets-cache-off', script, { ...secretsEnv, PARLEY_DEK_CACHE: 'off' }),
     };
     const client = async (as: ServiceName, port: number) => {

@@ -113,6 +113,8 @@ async function createSessionLoad(adminUrl: string, seconds: number, concurrency:
     'tenant-data': {
       DATABASE_URL: serviceDatabaseUrl(adminUrl, 'tenant-data', rolePasswords['tenant-data']),
       PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
+      // A required peer (agent writes check secret_refs); CreateSession writes no agent, so nothing listens here.
+      PARLEY_SECRETS_URL: `https://localhost:${await freePort()}`,
     },
     identity: {
       DATABASE_URL: serviceDatabaseUrl(adminUrl, 'identity', rolePasswords.identity),

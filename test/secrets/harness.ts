@@ -51,9 +51,9 @@ export async function startSecretsStack(options: {
   const logs: string[] = [];
   const onLine = (name: string, line: string) => logs.push(`${name}: ${line}`);
   // start runs one service process on free ports with its certificate; the rest of env is its own.
-  const start = async (name: ServiceName, script: string, env: Record<string, string>) => {
+  const start = async (name: ServiceName, script: string, env: Record<string, string>, port?: number) => {
     const f = pki.files(name);
-    const port = await freePort();
+    port ??= await freePort();
     const health = await freePort();
     const proc = new ServiceProcess({
       name,
@@ -73,24 +73,32 @@ export async function startSecretsStack(options: {
     return { proc, port };
   };
 
+  // Each calls the other (secrets resolves through tenant-data; tenant-data checks secret_refs with secrets).
+  const secretsPort = await freePort();
   const td = await start('tenant-data', TENANT_DATA_MAIN, {
     PARLEY_LOG_LEVEL: 'info',
+    [peerUrlVariable('secrets')]: `https://localhost:${secretsPort}`,
     DATABASE_URL: options.databaseUrls.tenantData,
     PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
   });
   const tenantData = td.proc;
-  const { proc: secrets, port } = await start('secrets', SECRETS_MAIN, {
-    PARLEY_LOG_LEVEL: 'debug',
-    [peerUrlVariable('tenant-data')]: `https://localhost:${td.port}`,
-    DATABASE_URL: options.databaseUrls.secrets,
-    PARLEY_KEK_PROVIDER: 'vault',
-    PARLEY_VAULT_ADDR: vault.address,
-    PARLEY_VAULT_AUTH: 'kubernetes',
-    PARLEY_VAULT_K8S_ROLE: 'parley-secrets',
-    PARLEY_VAULT_K8S_JWT_PATH: jwtPath,
-    PARLEY_VAULT_TIMEOUT_MS: '1000',
-    ...options.env,
-  });
+  const { proc: secrets, port } = await start(
+    'secrets',
+    SECRETS_MAIN,
+    {
+      PARLEY_LOG_LEVEL: 'debug',
+      [peerUrlVariable('tenant-data')]: `https://localhost:${td.port}`,
+      DATABASE_URL: options.databaseUrls.secrets,
+      PARLEY_KEK_PROVIDER: 'vault',
+      PARLEY_VAULT_ADDR: vault.address,
+      PARLEY_VAULT_AUTH: 'kubernetes',
+      PARLEY_VAULT_K8S_ROLE: 'parley-secrets',
+      PARLEY_VAULT_K8S_JWT_PATH: jwtPath,
+      PARLEY_VAULT_TIMEOUT_MS: '1000',
+      ...options.env,
+    },
+    secretsPort,
+  );
   await Promise.all([tenantData.waitReady(), secrets.waitReady()]);
 
   const secretsUrl = `https://localhost:${port}`;

@@ -23,8 +23,9 @@ beforeAll(async () => {
   identity = await td.clientAs('identity');
 
   for (const tenant of [tenantA, tenantB]) await identity.createWorkspace({ tenantId: tenant, name: `ws ${tenant.slice(0, 8)}` });
-  const agent = (await edge.createAgent({ tenantId: tenantA, name: 'support', prompt: 'Be kind.', secretRefs: { llm: randomUUID() } }))
-    .agent;
+  const agent = (
+    await edge.createAgent({ tenantId: tenantA, name: 'support', prompt: 'Be kind.', secretRefs: { llm: await td.putSecret(tenantA) } })
+  ).agent;
   const subject = (await orchestrator.createSubject({ tenantId: tenantA, externalRef: 'crm-1', phone: '+49 151 1234 5678' })).subject;
   const conversation = (await orchestrator.startConversation({ tenantId: tenantA, agentId: agent?.id ?? '', subjectId: subject?.id ?? '' }))
     .conversation;
@@ -325,7 +326,7 @@ describe('tenant-data API: callers and flows', () => {
   });
 
   it('UpdateAgent changes only what is set; secret_refs needs replace_secret_refs; an agent with conversations cannot be deleted', async () => {
-    const secret = randomUUID();
+    const secret = await td.putSecret(tenantA);
     const partial = await failure(edge.updateAgent({ tenantId: tenantA, agentId: seeded.agentA, secretRefs: { tts: secret } }));
     expect([partial.code, partial.message]).toEqual([Code.InvalidArgument, expect.stringMatching(/replace_secret_refs/)]);
     const updated = (

@@ -57,7 +57,7 @@ describe('tenant-data API: audit events in the outbox', () => {
 
   it('agent changes record one event each with the forwarded principal as actor, and never the prompt', async () => {
     const prompt = `Confidential playbook ${randomBytes(8).toString('hex')}`;
-    const refs = { llm: randomUUID() };
+    const refs = { llm: await td.putSecret(tenant) };
     const agent = (await edge.createAgent({ tenantId: tenant, name: 'sales', prompt, secretRefs: refs }, asOperator)).agent;
     const id = agent?.id ?? '';
     await edge.updateAgent({ tenantId: tenant, agentId: id, name: 'sales-2', prompt: `${prompt} v2` }, asOperator);

@@ -1,17 +1,23 @@
 // The tenant-data service as a real process (built dist) over real mTLS against the run's
 // Postgres, as the parley_tenant_data role, with clients that present any service's identity.
-import { randomBytes } from 'node:crypto';
+// A real secrets process runs beside it (on the run's local KEK keyring), because tenant-data
+// asks secrets whether an agent's secret_refs exist in the tenant before it stores them.
+import { randomBytes, randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConnectError, type Client, type Code } from '@connectrpc/connect';
 import { freePort, ServiceProcess } from '@parley/devstack';
-import { CertificateSource, createServiceClient, type ServiceName } from '@parley/platform';
+import { CertificateSource, createServiceClient, peerUrlVariable, principalHeaders, type ServiceName } from '@parley/platform';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { inject } from 'vitest';
 import type pg from 'pg';
 import { adminPool, serviceUrl } from '../src/pg.js';
 import { createTestPki } from '../src/pki.js';
 
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'tenant-data', 'dist', 'main.js');
+const SERVICES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services');
+const MAIN = join(SERVICES, 'tenant-data', 'dist', 'main.js');
+const SECRETS_MAIN = join(SERVICES, 'secrets', 'dist', 'main.js');
 
 /** TenantData is a client of the tenant-data service. */
 export type TenantData = Client<typeof TenantDataService> & { close(): void };
@@ -24,6 +30,10 @@ export interface TenantDataProcess {
   clientAs(caller: ServiceName): Promise<TenantData>;
   /** rows counts a table's rows of a tenant past RLS. */
   rows(table: string, tenant: string): Promise<number>;
+  /** putSecret stores a provider secret in a tenant (through the secrets process, as the edge would) and returns its id. */
+  putSecret(tenantId: string): Promise<string>;
+  /** secrets is the secrets process beside tenant-data (tests stop it to see tenant-data fail closed). */
+  readonly secrets: ServiceProcess;
   stop(): Promise<void>;
 }
 
@@ -33,6 +43,25 @@ export async function startTenantData(): Promise<TenantDataProcess> {
   const admin = adminPool(2);
   const port = await freePort();
   const healthPort = await freePort();
+  const secretsPort = await freePort();
+  const secretsHealthPort = await freePort();
+  const secrets = new ServiceProcess({
+    name: 'secrets',
+    script: SECRETS_MAIN,
+    env: {
+      PARLEY_SERVICE_PORT: String(secretsPort),
+      PARLEY_HEALTH_PORT: String(secretsHealthPort),
+      PARLEY_TLS_CERT: pki.files('secrets').certFile,
+      PARLEY_TLS_KEY: pki.files('secrets').keyFile,
+      PARLEY_TLS_CA: pki.files('secrets').caFile,
+      PARLEY_LOG_LEVEL: 'warn',
+      DATABASE_URL: serviceUrl('secrets'),
+      PARLEY_KEK_PROVIDER: 'local',
+      PARLEY_LOCAL_KEYRING_PATH: inject('kekKeyringPath'),
+      [peerUrlVariable('tenant-data')]: `https://localhost:${port}`,
+    },
+    healthUrl: `http://127.0.0.1:${secretsHealthPort}/readyz`,
+  });
   const service = new ServiceProcess({
     name: 'tenant-data',
     script: MAIN,
@@ -46,15 +75,39 @@ export async function startTenantData(): Promise<TenantDataProcess> {
       DATABASE_URL: serviceUrl('tenant-data'),
       PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
       PARLEY_DB_POOL_MAX: '4',
+      [peerUrlVariable('secrets')]: `https://localhost:${secretsPort}`,
     },
     healthUrl: `http://127.0.0.1:${healthPort}/readyz`,
   });
   service.start();
-  await service.waitReady();
+  secrets.start();
+  await Promise.all([service.waitReady(), secrets.waitReady()]);
   const url = `https://localhost:${port}`;
   const clients: TenantData[] = [];
+  const secretsClient = createServiceClient(SecretsService, {
+    baseUrl: `https://localhost:${secretsPort}`,
+    certificates: await CertificateSource.open(pki.files('edge')),
+    expect: 'secrets',
+    trustDomain: 'parley.local',
+  });
   return {
     admin,
+    secrets,
+    async putSecret(tenantId) {
+      const headers = principalHeaders({
+        tenantId,
+        kind: 'member',
+        id: randomUUID(),
+        scopes: ['secrets:write'],
+        source: '',
+        userAgent: '',
+      });
+      const res = await secretsClient.putSecret(
+        { name: `llm-${randomUUID().slice(0, 8)}`, providerKind: 'llm', value: `sk-test-${randomBytes(12).toString('hex')}` },
+        { headers },
+      );
+      return res.secret?.id ?? '';
+    },
     async clientAs(caller) {
       const client = createServiceClient(TenantDataService, {
         baseUrl: url,
@@ -73,7 +126,8 @@ export async function startTenantData(): Promise<TenantDataProcess> {
     },
     async stop() {
       for (const c of clients) c.close();
-      await service.stop();
+      secretsClient.close();
+      await Promise.all([service.stop(), secrets.stop()]);
       await admin.end();
     },
   };

@@ -255,8 +255,6 @@ Call with (dict "root" $ "service" "<name>").
 {{ include "parley.secretEnv" (dict "name" "PARLEY_API_KEY_PEPPER" "ref" $c.identity.apiKeyPepper "from" "config.identity.apiKeyPepper") }}
 - name: PARLEY_API_KEY_ENVIRONMENT
   value: {{ $c.identity.apiKeyEnvironment | quote }}
-- name: PARLEY_API_KEY_ROTATION_OVERLAP_SECONDS
-  value: {{ $c.identity.apiKeyRotationOverlapSeconds | quote }}
 - name: PARLEY_SESSION_ISSUER
   value: {{ $c.identity.sessionIssuer | quote }}
 - name: PARLEY_SESSION_AUDIENCE

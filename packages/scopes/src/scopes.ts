@@ -16,6 +16,19 @@ export const SCOPES = {
 /** Scope is one of SCOPES. */
 export type Scope = keyof typeof SCOPES;
 
+/**
+ * MANAGEMENT_SCOPES are the scopes that administer credentials and people: they can mint, rotate
+ * or revoke keys and add or promote members, so a holder can perpetuate or widen its own access.
+ * Every other scope only acts on the workspace's data. A key rotated away (in its overlap) keeps
+ * only its data scopes, so a leaked old key can neither mint successors nor lock out its owner.
+ */
+export const MANAGEMENT_SCOPES: readonly Scope[] = ['api_keys:admin', 'members:admin'];
+
+/** isManagementScope tells whether a scope is one of MANAGEMENT_SCOPES. */
+export function isManagementScope(scope: string): boolean {
+  return (MANAGEMENT_SCOPES as readonly string[]).includes(scope);
+}
+
 /** ALL_SCOPES lists SCOPES' names. */
 export const ALL_SCOPES = Object.keys(SCOPES) as Scope[];
 

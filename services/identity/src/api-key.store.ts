@@ -58,6 +58,47 @@ export async function revokeApiKey(trx: Trx, id: string): Promise<ApiKeyRow | un
     .executeTakeFirst();
 }
 
+/**
+ * rotationChain lists the ids of a key's rotation chain other than the key itself: the keys it was
+ * rotated from (predecessors) and the keys rotated from it (successors), each following
+ * rotated_to_id. A chain is short (one link per rotation) and the walk is bounded anyway.
+ */
+export async function rotationChain(trx: Trx, id: string): Promise<{ predecessors: string[]; successors: string[] }> {
+  const { rows } = await sql<{ id: string; direction: 'before' | 'after' }>`
+    with recursive
+      after (id, depth) as (
+        select k.rotated_to_id, 1 from api_keys k where k.id = ${id} and k.rotated_to_id is not null
+        union all
+        select k.rotated_to_id, a.depth + 1 from api_keys k join after a on k.id = a.id
+        where k.rotated_to_id is not null and a.depth < 1000
+      ),
+      before (id, depth) as (
+        select k.id, 1 from api_keys k where k.rotated_to_id = ${id}
+        union all
+        select k.id, b.depth + 1 from api_keys k join before b on k.rotated_to_id = b.id where b.depth < 1000
+      )
+    select id, 'after' as direction from after
+    union
+    select id, 'before' as direction from before`.execute(trx);
+  return {
+    predecessors: rows.filter((r) => r.direction === 'before' && r.id !== id).map((r) => r.id),
+    successors: rows.filter((r) => r.direction === 'after' && r.id !== id).map((r) => r.id),
+  };
+}
+
+/** revokeApiKeys ends keys now and returns the ids that were live until this call. */
+export async function revokeApiKeys(trx: Trx, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const rows = await trx
+    .updateTable('api_keys')
+    .set({ revoked_at: sql<Date>`now()` })
+    .where('id', 'in', [...ids])
+    .where('revoked_at', 'is', null)
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
 /** endWithSuccessor gives a rotated key its overlap expiry and names its successor. */
 export async function endWithSuccessor(trx: Trx, id: string, expiresAt: Date, successorId: string): Promise<ApiKeyRow> {
   return trx

@@ -17,7 +17,6 @@ export interface IdentityConfig {
   readonly signingKeyRotationHours: number;
   /** kek seals the private halves of the session signing keys (envelope encryption). */
   readonly kek: KekProviderConfig;
-  readonly defaultRotationOverlapSeconds: number;
   readonly throttle: { readonly maxFailures: number; readonly windowSeconds: number; readonly blockSeconds: number };
   /** bootstrapFile, when set and missing, gets a fresh dev workspace and owner key (dev stack only). */
   readonly bootstrapFile: string | undefined;
@@ -37,7 +36,6 @@ export function loadIdentityConfig(env: Env): IdentityConfig {
     sessionUrl: envUrl(env, 'PARLEY_SESSION_PUBLIC_URL', ['https:', 'http:', 'wss:']) ?? 'https://localhost:7401',
     signingKeyRotationHours: envInt(env, 'PARLEY_SIGNING_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
     kek: loadOwnKekProviderConfig(env, 'identity'),
-    defaultRotationOverlapSeconds: envInt(env, 'PARLEY_API_KEY_ROTATION_OVERLAP_SECONDS', 86_400, 0, 30 * 86_400),
     throttle: Object.freeze({
       maxFailures: envInt(env, 'PARLEY_AUTH_MAX_FAILURES', 10, 1, 10_000),
       windowSeconds: envInt(env, 'PARLEY_AUTH_FAILURE_WINDOW_SECONDS', 60, 1, 86_400),

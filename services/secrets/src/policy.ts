@@ -15,6 +15,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     rotateSecret: ['edge'],
     deleteSecret: ['edge'],
     resolveForConversation: ['voice-orchestrator'],
+    // tenant-data checks that an agent's secret_refs name the tenant's own secrets before storing them.
+    secretsExist: ['tenant-data'],
     encryptForSubject: ['voice-orchestrator', 'tenant-data'],
     decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle'],
     shredSubjectKey: ['lifecycle'],

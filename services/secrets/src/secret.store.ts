@@ -69,6 +69,17 @@ export async function getSecret(trx: Trx, secretId: string): Promise<SecretRow> 
   return row;
 }
 
+/** existingSecretIds returns which of the given ids are secrets of the transaction's tenant (RLS hides the others). */
+export async function existingSecretIds(trx: Trx, secretIds: readonly string[]): Promise<Set<string>> {
+  if (secretIds.length === 0) return new Set();
+  const rows = await trx
+    .selectFrom('secrets')
+    .select('id')
+    .where('id', 'in', [...secretIds])
+    .execute();
+  return new Set(rows.map((r) => r.id));
+}
+
 /** listSecrets pages through the tenant's secrets by name. */
 export async function listSecrets(trx: Trx, page: PageRequest = {}): Promise<Page<SecretRow>> {
   return paginate(trx.selectFrom('secrets').selectAll(), page, { list: 'secrets', column: 'name', type: 'string' });

@@ -34,6 +34,7 @@ import {
   createSecret,
   currentVersions,
   deleteSecret,
+  existingSecretIds,
   getSecret,
   listSecrets,
   recordAccess,
@@ -211,6 +212,15 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       });
       for (const wrapped of destroyed) deps.cache?.forget(wrapped);
       return {};
+    },
+
+    async secretsExist(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
+      if (req.secretIds.length < 1 || req.secretIds.length > 16)
+        throw new InvalidArgumentError('secret_ids must name 1-16 secrets', { field: 'secret_ids' });
+      const ids = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
+      const found = await withTenant(db, tenantId, (trx) => existingSecretIds(trx, ids));
+      return { missingIds: [...new Set(ids.filter((id) => !found.has(id)))] };
     },
 
     async resolveForConversation(req, ctx) {

@@ -1,14 +1,17 @@
 // The tenant-data service process: wiring only. It connects as its own database role, serves
 // parley.tenantdata.v1.TenantDataService, is ready while the database answers, and closes the
-// pool after the server has drained. When an audit service is configured (PARLEY_AUDIT_URL) it
-// relays its audit outbox there.
+// pool after the server has drained. It asks the secrets service (PARLEY_SECRETS_URL, required)
+// whether an agent's secret_refs exist in the tenant. When an audit service is configured
+// (PARLEY_AUDIT_URL) it relays its audit outbox there.
 import { relayAuditOutbox } from '@parley/audit-outbox';
 import { createServiceDb, databaseAnswers } from '@parley/db';
 import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { loadTenantDataConfig } from './config.js';
 import type { TenantDataDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
+import { secretsServiceDirectory } from './secret-directory.js';
 import { createTenantDataService } from './service.js';
 
 runMain({
@@ -20,7 +23,14 @@ runMain({
     const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
-    const service = createTenantDataService({ db, subjectHashPepper: config.subjectHashPepper, onAudit: () => audit.wake() });
+    // Required peer (PARLEY_SECRETS_URL): agent writes check their secret_refs with the secrets service.
+    const secrets = secretsServiceDirectory(ctx.clientFor('secrets', SecretsService));
+    const service = createTenantDataService({
+      db,
+      subjectHashPepper: config.subjectHashPepper,
+      secrets,
+      onAudit: () => audit.wake(),
+    });
     return {
       routes: (router) => router.service(TenantDataService, service),
       async ready() {

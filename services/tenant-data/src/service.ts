@@ -28,6 +28,7 @@ import {
 import type { Agent, Conversation, Recording, Subject, TenantDataDb, TranscriptTurn, Workspace } from './db/tables.js';
 import { runDryRun } from './guardrail-dry-run.js';
 import { addRecording, listRecordings } from './recording.store.js';
+import { requireOwnSecrets, type SecretDirectory } from './secret-directory.js';
 import { createSubject, findSubjectByContact, findSubjectByExternalRef, getSubject } from './subject.store.js';
 import { ensureWorkspaceCreated, getWorkspace } from './workspace.store.js';
 
@@ -39,6 +40,8 @@ export interface TenantDataDeps {
   readonly db: Kysely<TenantDataDb>;
   /** subjectHashPepper keys the look-up hashes of subjects' phone numbers and e-mail addresses. */
   readonly subjectHashPepper: Uint8Array;
+  /** secrets tells whether an agent's secret_refs name secrets of its tenant (the secrets service). */
+  readonly secrets: SecretDirectory;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
 }
@@ -157,6 +160,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     },
 
     async createAgent(req, ctx) {
+      await requireOwnSecrets(deps.secrets, requestTenant(ctx, req.tenantId), req.secretRefs);
       const agent = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
         const created = await createAgent(trx, {
           name: req.name,
@@ -193,6 +197,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
           { field: 'replace_secret_refs' },
         );
       }
+      if (req.replaceSecretRefs) await requireOwnSecrets(deps.secrets, requestTenant(ctx, req.tenantId), req.secretRefs);
       const patch: AgentPatch = {
         ...(req.name === undefined ? {} : { name: req.name }),
         ...(req.prompt === undefined ? {} : { prompt: req.prompt }),

@@ -24,8 +24,8 @@ export const apiKeysModule = definePublicModule(
         return { apiKey: relabel(res.apiKey), secret: res.secret, previous: relabel(res.previous) };
       },
       async revokeApiKey(req, ctx) {
-        const res = await identity.revokeApiKey({ apiKeyId: req.apiKeyId }, forward(ctx));
-        return { apiKey: relabel(res.apiKey) };
+        const res = await identity.revokeApiKey({ apiKeyId: req.apiKeyId, keepSuccessors: req.keepSuccessors }, forward(ctx));
+        return { apiKey: relabel(res.apiKey), alsoRevokedIds: res.alsoRevokedIds };
       },
     });
   },

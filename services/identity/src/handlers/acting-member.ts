@@ -9,7 +9,15 @@ import type { Trx } from './deps.js';
 export async function actingMember(trx: Trx, p: Principal): Promise<MemberRow> {
   let memberId: string | null = p.id;
   if (p.kind === 'api_key') {
-    memberId = (await keys.getApiKey(trx, p.id))?.created_by_member_id ?? null;
+    const key = await keys.getApiKey(trx, p.id);
+    // The edge caches a key's principal briefly, so a key rotated a moment ago may still arrive
+    // with management scopes; the row decides. A rotated key only acts on data in its overlap.
+    if (key?.rotated_to_id != null)
+      throw new PermissionDeniedError(
+        `this API key was rotated to ${key.rotated_to_id}; during its overlap it keeps only its data scopes, so manage keys and members with the new key`,
+      );
+    if (key?.revoked_at != null) throw new PermissionDeniedError('this API key has been revoked');
+    memberId = key?.created_by_member_id ?? null;
   } else if (p.kind !== 'member') {
     throw new PermissionDeniedError('a session token cannot manage keys or members');
   }

@@ -10,7 +10,7 @@ import {
   UnauthenticatedError,
   type Principal,
 } from '@parley/platform';
-import { allowedByRole, isRole, isScope, roleRank, scopedPrincipal, type Role, type Scope } from '@parley/scopes';
+import { allowedByRole, isManagementScope, isRole, isScope, roleRank, scopedPrincipal, type Role, type Scope } from '@parley/scopes';
 import { generateApiKey, hashApiKey, parseApiKey, sameHash } from '../api-key-format.js';
 import * as keys from '../api-key.store.js';
 import type { ApiKeyRow, MemberRow } from '../db/tables.js';
@@ -78,6 +78,7 @@ const FAILURE_MESSAGES: Record<string, string | undefined> = {
   unknown: undefined,
   revoked: 'API key has been revoked; create or use another key',
   expired: 'API key has expired; rotate it or create a new key',
+  rotated: 'API key was rotated and its overlap has ended; use the key that replaced it',
   member_removed: 'API key belonged to a member who was removed; create a new key',
 };
 
@@ -146,19 +147,24 @@ export function apiKeyHandlers(
           `this is a pk_${parsed.environment} key; this deployment accepts pk_${config.apiKeyEnvironment} keys`,
         );
       }
-      type Outcome = { reason: 'unknown' | 'revoked' | 'expired' | 'member_removed' } | { row: ApiKeyRow; scopes: string[] };
+      type Outcome = { reason: 'unknown' | 'revoked' | 'expired' | 'rotated' | 'member_removed' } | { row: ApiKeyRow; scopes: string[] };
       const outcome = await withTenant(db, parsed.tenantId, async (trx): Promise<Outcome> => {
         const row = await keys.findApiKeyByKeyId(trx, parsed.keyId);
         // Hash even when no row exists, so that timing does not tell whether a key id exists.
         const presented = hashApiKey(config.apiKeyPepper, req.apiKey);
         if (row === undefined || !sameHash(presented, row.secret_hash)) return { reason: 'unknown' };
         if (row.revoked_at !== null) return { reason: 'revoked' };
-        if (row.expires_at !== null && row.expires_at.getTime() <= Date.now()) return { reason: 'expired' };
+        if (row.expires_at !== null && row.expires_at.getTime() <= Date.now())
+          return { reason: row.rotated_to_id === null ? 'expired' : 'rotated' };
         const member = row.created_by_member_id === null ? undefined : await findMember(trx, row.created_by_member_id);
         if (member === undefined || !isRole(member.role)) return { reason: 'member_removed' };
         await keys.touchApiKey(trx, row.id);
         const role = member.role;
-        return { row, scopes: row.scopes.filter((s) => allowedByRole(role, s)) };
+        // A key rotated away is in its overlap: it keeps its data scopes so that deployments
+        // can switch over, but never a management scope, so that a leaked old key cannot rotate
+        // its successor, mint keys or touch members (actingMember re-checks this per call).
+        const rotated = row.rotated_to_id !== null;
+        return { row, scopes: row.scopes.filter((s) => allowedByRole(role, s) && !(rotated && isManagementScope(s))) };
       });
       if ('reason' in outcome) throw await fail(outcome.reason, FAILURE_MESSAGES[outcome.reason]);
       return { principal: { tenantId: parsed.tenantId, kind: 'api_key', id: outcome.row.id, scopes: outcome.scopes } };
@@ -189,14 +195,19 @@ export function apiKeyHandlers(
 
     async listApiKeys(_req, ctx) {
       const p = scopedPrincipal(ctx, 'api_keys:admin');
-      const rows = await withTenant(db, p.tenantId, (trx) => keys.listApiKeys(trx));
+      const rows = await withTenant(db, p.tenantId, async (trx) => {
+        await actingMember(trx, p);
+        return keys.listApiKeys(trx);
+      });
       return { apiKeys: rows.map(apiKeyMessage) };
     },
 
     async rotateApiKey(req, ctx) {
       const p = scopedPrincipal(ctx, 'api_keys:admin');
       const id = requireUuid(req.apiKeyId, 'api_key_id');
-      const overlap = req.overlapSeconds === 0 ? config.defaultRotationOverlapSeconds : req.overlapSeconds;
+      // 0 (proto3 cannot tell it from unset) is no overlap: the old key stops at once, which is
+      // what a rotation after a leak needs. An overlap is always asked for explicitly.
+      const overlap = req.overlapSeconds;
       if (overlap > 30 * 86_400)
         throw new InvalidArgumentError('overlap_seconds may be at most 2592000 (30 days)', { field: 'overlap_seconds' });
       return audited(p.tenantId, async (trx, record) => {
@@ -240,8 +251,24 @@ export function apiKeyHandlers(
         await requireMayRevoke(trx, await actingMember(trx, p), old);
         requireCovers(p, old, 'revoke');
         const row = await keys.revokeApiKey(trx, id);
-        await record({ ...fromPrincipal(p), action: 'api_key.revoke', target: { type: 'api_key', id }, details: noDetails() });
-        return { apiKey: apiKeyMessage(row ?? old) };
+        // The rest of the rotation chain goes too: predecessors only bridged to this key, and
+        // successors may have been minted by whoever held a leaked key. They share this key's
+        // creator and scopes, so the checks above hold for them as well.
+        const chain = await keys.rotationChain(trx, id);
+        const alsoRevokedIds = await keys.revokeApiKeys(trx, [...chain.predecessors, ...(req.keepSuccessors ? [] : chain.successors)]);
+        await record({
+          ...fromPrincipal(p),
+          action: 'api_key.revoke',
+          target: { type: 'api_key', id },
+          details:
+            alsoRevokedIds.length === 0 && !req.keepSuccessors
+              ? noDetails()
+              : auditDetails({ also_revoked_ids: alsoRevokedIds, keep_successors: req.keepSuccessors }, [
+                  'also_revoked_ids',
+                  'keep_successors',
+                ]),
+        });
+        return { apiKey: apiKeyMessage(row ?? old), alsoRevokedIds };
       });
     },
   };

@@ -49,7 +49,11 @@ export function memberHandlers(deps: IdentityDeps): IdentityHandlers<'addMember'
 
     async listMembers(_req, ctx) {
       const p = scopedPrincipal(ctx, 'members:admin');
-      return { members: (await withTenant(db, p.tenantId, (trx) => members.listMembers(trx))).map(memberMessage) };
+      const rows = await withTenant(db, p.tenantId, async (trx) => {
+        await actingMember(trx, p); // refuses a rotated or revoked key the edge may still have cached
+        return members.listMembers(trx);
+      });
+      return { members: rows.map(memberMessage) };
     },
 
     async updateMemberRole(req, ctx) {

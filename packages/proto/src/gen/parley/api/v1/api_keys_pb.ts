@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/api_keys.proto.
  */
 export const file_parley_api_v1_api_keys: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvYXBpL3YxL2FwaV9rZXlzLnByb3RvEg1wYXJsZXkuYXBpLnYxIrkCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSDgoGc2NvcGVzGAQgAygJEhwKFGNyZWF0ZWRfYnlfbWVtYmVyX2lkGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcm90YXRlZF90b19pZBgKIAEoCSJjChNDcmVhdGVBcGlLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGc2NvcGVzGAIgAygJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KFENyZWF0ZUFwaUtleVJlc3BvbnNlEiYKB2FwaV9rZXkYASABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkiFAoSTGlzdEFwaUtleXNSZXF1ZXN0Ij4KE0xpc3RBcGlLZXlzUmVzcG9uc2USJwoIYXBpX2tleXMYASADKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleSJCChNSb3RhdGVBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNIncKFFJvdGF0ZUFwaUtleVJlc3BvbnNlEiYKB2FwaV9rZXkYASABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkSJwoIcHJldmlvdXMYAyABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleSIpChNSZXZva2VBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkiPgoUUmV2b2tlQXBpS2V5UmVzcG9uc2USJgoHYXBpX2tleRgBIAEoCzIVLnBhcmxleS5hcGkudjEuQXBpS2V5MvACCg1BcGlLZXlTZXJ2aWNlElcKDENyZWF0ZUFwaUtleRIiLnBhcmxleS5hcGkudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBojLnBhcmxleS5hcGkudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USVAoLTGlzdEFwaUtleXMSIS5wYXJsZXkuYXBpLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBoiLnBhcmxleS5hcGkudjEuTGlzdEFwaUtleXNSZXNwb25zZRJXCgxSb3RhdGVBcGlLZXkSIi5wYXJsZXkuYXBpLnYxLlJvdGF0ZUFwaUtleVJlcXVlc3QaIy5wYXJsZXkuYXBpLnYxLlJvdGF0ZUFwaUtleVJlc3BvbnNlElcKDFJldm9rZUFwaUtleRIiLnBhcmxleS5hcGkudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBojLnBhcmxleS5hcGkudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChxwYXJsZXkvYXBpL3YxL2FwaV9rZXlzLnByb3RvEg1wYXJsZXkuYXBpLnYxIrkCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSDgoGc2NvcGVzGAQgAygJEhwKFGNyZWF0ZWRfYnlfbWVtYmVyX2lkGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcm90YXRlZF90b19pZBgKIAEoCSJjChNDcmVhdGVBcGlLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGc2NvcGVzGAIgAygJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KFENyZWF0ZUFwaUtleVJlc3BvbnNlEiYKB2FwaV9rZXkYASABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkiFAoSTGlzdEFwaUtleXNSZXF1ZXN0Ij4KE0xpc3RBcGlLZXlzUmVzcG9uc2USJwoIYXBpX2tleXMYASADKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleSJCChNSb3RhdGVBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNIncKFFJvdGF0ZUFwaUtleVJlc3BvbnNlEiYKB2FwaV9rZXkYASABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkSJwoIcHJldmlvdXMYAyABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleSJCChNSZXZva2VBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkSFwoPa2VlcF9zdWNjZXNzb3JzGAIgASgIIlgKFFJldm9rZUFwaUtleVJlc3BvbnNlEiYKB2FwaV9rZXkYASABKAsyFS5wYXJsZXkuYXBpLnYxLkFwaUtleRIYChBhbHNvX3Jldm9rZWRfaWRzGAIgAygJMvACCg1BcGlLZXlTZXJ2aWNlElcKDENyZWF0ZUFwaUtleRIiLnBhcmxleS5hcGkudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBojLnBhcmxleS5hcGkudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USVAoLTGlzdEFwaUtleXMSIS5wYXJsZXkuYXBpLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBoiLnBhcmxleS5hcGkudjEuTGlzdEFwaUtleXNSZXNwb25zZRJXCgxSb3RhdGVBcGlLZXkSIi5wYXJsZXkuYXBpLnYxLlJvdGF0ZUFwaUtleVJlcXVlc3QaIy5wYXJsZXkuYXBpLnYxLlJvdGF0ZUFwaUtleVJlc3BvbnNlElcKDFJldm9rZUFwaUtleRIiLnBhcmxleS5hcGkudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBojLnBhcmxleS5hcGkudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * ApiKey describes a workspace API key; the secret is shown only when it is created.
@@ -174,7 +174,10 @@ export type RotateApiKeyRequest = Message<"parley.api.v1.RotateApiKeyRequest"> &
   apiKeyId: string;
 
   /**
-   * overlap_seconds the old key keeps working (default 86400, at most 30 days).
+   * overlap_seconds the old key keeps working, at most 2592000 (30 days). During the overlap the
+   * old key keeps only its data scopes: it can manage no key or member. 0 or unset means no
+   * overlap: the old key stops at once. Give e.g. 3600 to keep it for an hour while you deploy
+   * the new one.
    *
    * @generated from field: uint32 overlap_seconds = 2;
    */
@@ -225,6 +228,15 @@ export type RevokeApiKeyRequest = Message<"parley.api.v1.RevokeApiKeyRequest"> &
    * @generated from field: string api_key_id = 1;
    */
   apiKeyId: string;
+
+  /**
+   * keep_successors, when true, revokes this key (and the keys it was rotated from) but leaves
+   * the keys rotated from it working, e.g. to end an overlap early. By default the whole
+   * rotation chain is revoked, so whatever a leaked key minted by rotating stops with it.
+   *
+   * @generated from field: bool keep_successors = 2;
+   */
+  keepSuccessors: boolean;
 };
 
 /**
@@ -242,6 +254,13 @@ export type RevokeApiKeyResponse = Message<"parley.api.v1.RevokeApiKeyResponse">
    * @generated from field: parley.api.v1.ApiKey api_key = 1;
    */
   apiKey?: ApiKey | undefined;
+
+  /**
+   * also_revoked_ids are the other keys of the rotation chain that this call revoked.
+   *
+   * @generated from field: repeated string also_revoked_ids = 2;
+   */
+  alsoRevokedIds: string[];
 };
 
 /**
@@ -288,7 +307,7 @@ export const ApiKeyService: GenService<{
     output: typeof RotateApiKeyResponseSchema;
   },
   /**
-   * RevokeApiKey ends a key immediately.
+   * RevokeApiKey ends a key and its rotation chain immediately (see keep_successors).
    *
    * @generated from rpc parley.api.v1.ApiKeyService.RevokeApiKey
    */

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/secrets/v1/secrets.proto.
  */
 export const file_parley_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0ImUKGEVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEhEKCXBsYWludGV4dBgEIAEoDCIvChlFbmNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhIKCmNpcGhlcnRleHQYASABKAwiZgoYRGVjcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEgoKY2lwaGVydGV4dBgEIAEoDCIuChlEZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDCI/ChZTaHJlZFN1YmplY3RLZXlSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJIisKF1NocmVkU3ViamVjdEtleVJlc3BvbnNlEhAKCHNocmVkZGVkGAEgASgIIjwKGUlzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiXgoaSXNzdWVXZWJob29rU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESDQoFdmFsdWUYAiABKAkiRQocUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc2VjcmV0X2lkcxgCIAMoCSJTCh1SZXNvbHZlV2ViaG9va1NlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZWRTZWNyZXQymAkKDlNlY3JldHNTZXJ2aWNlElYKCVB1dFNlY3JldBIjLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlcXVlc3QaJC5wYXJsZXkuc2VjcmV0cy52MS5QdXRTZWNyZXRSZXNwb25zZRJcCgtMaXN0U2VjcmV0cxIlLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBomLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVzcG9uc2USVgoJR2V0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLkdldFNlY3JldFJlc3BvbnNlEl8KDFJvdGF0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5Sb3RhdGVTZWNyZXRSZXNwb25zZRJfCgxEZWxldGVTZWNyZXQSJi5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GicucGFybGV5LnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USfQoWUmVzb2x2ZUZvckNvbnZlcnNhdGlvbhIwLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVGb3JDb252ZXJzYXRpb25SZXF1ZXN0GjEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlc3BvbnNlEm4KEUVuY3J5cHRGb3JTdWJqZWN0EisucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0GiwucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRJuChFEZWNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USaAoPU2hyZWRTdWJqZWN0S2V5EikucGFybGV5LnNlY3JldHMudjEuU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBoqLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlc3BvbnNlEnEKEklzc3VlV2ViaG9va1NlY3JldBIsLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Jc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRJ6ChVSZXNvbHZlV2ViaG9va1NlY3JldHMSLy5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0GjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IjwKE1NlY3JldHNFeGlzdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnNlY3JldF9pZHMYAiADKAkiKwoUU2VjcmV0c0V4aXN0UmVzcG9uc2USEwoLbWlzc2luZ19pZHMYASADKAkiZQoYRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEQoJcGxhaW50ZXh0GAQgASgMIi8KGUVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USEgoKY2lwaGVydGV4dBgBIAEoDCJmChhEZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkSDwoHcHVycG9zZRgDIAEoCRISCgpjaXBoZXJ0ZXh0GAQgASgMIi4KGURlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMIj8KFlNocmVkU3ViamVjdEtleVJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkiKwoXU2hyZWRTdWJqZWN0S2V5UmVzcG9uc2USEAoIc2hyZWRkZWQYASABKAgiPAoZSXNzdWVXZWJob29rU2VjcmV0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJeChpJc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YRINCgV2YWx1ZRgCIAEoCSJFChxSZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzZWNyZXRfaWRzGAIgAygJIlMKHVJlc29sdmVXZWJob29rU2VjcmV0c1Jlc3BvbnNlEjIKB3NlY3JldHMYASADKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldDL5CQoOU2VjcmV0c1NlcnZpY2USVgoJUHV0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuUHV0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlc3BvbnNlElwKC0xpc3RTZWNyZXRzEiUucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXF1ZXN0GiYucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZRJWCglHZXRTZWNyZXQSIy5wYXJsZXkuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXF1ZXN0GiQucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVzcG9uc2USXwoMUm90YXRlU2VjcmV0EiYucGFybGV5LnNlY3JldHMudjEuUm90YXRlU2VjcmV0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlc3BvbnNlEl8KDERlbGV0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJ9ChZSZXNvbHZlRm9yQ29udmVyc2F0aW9uEjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QaMS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USXwoMU2VjcmV0c0V4aXN0EiYucGFybGV5LnNlY3JldHMudjEuU2VjcmV0c0V4aXN0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldHNFeGlzdFJlc3BvbnNlEm4KEUVuY3J5cHRGb3JTdWJqZWN0EisucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0GiwucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRJuChFEZWNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USaAoPU2hyZWRTdWJqZWN0S2V5EikucGFybGV5LnNlY3JldHMudjEuU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBoqLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlc3BvbnNlEnEKEklzc3VlV2ViaG9va1NlY3JldBIsLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Jc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRJ6ChVSZXNvbHZlV2ViaG9va1NlY3JldHMSLy5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0GjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * SecretMetadata is everything about a secret except its value.
@@ -402,6 +402,50 @@ export const ResolveForConversationResponseSchema: GenMessage<ResolveForConversa
   messageDesc(file_parley_secrets_v1_secrets, 13);
 
 /**
+ * @generated from message parley.secrets.v1.SecretsExistRequest
+ */
+export type SecretsExistRequest = Message<"parley.secrets.v1.SecretsExistRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * secret_ids are the ids to look for in the tenant: 1-16 UUIDs.
+   *
+   * @generated from field: repeated string secret_ids = 2;
+   */
+  secretIds: string[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.SecretsExistRequest.
+ * Use `create(SecretsExistRequestSchema)` to create a new message.
+ */
+export const SecretsExistRequestSchema: GenMessage<SecretsExistRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 14);
+
+/**
+ * @generated from message parley.secrets.v1.SecretsExistResponse
+ */
+export type SecretsExistResponse = Message<"parley.secrets.v1.SecretsExistResponse"> & {
+  /**
+   * missing_ids are the asked ids that are no secret of the tenant (unknown, deleted or another
+   * tenant's: the answer does not tell these apart).
+   *
+   * @generated from field: repeated string missing_ids = 1;
+   */
+  missingIds: string[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.SecretsExistResponse.
+ * Use `create(SecretsExistResponseSchema)` to create a new message.
+ */
+export const SecretsExistResponseSchema: GenMessage<SecretsExistResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 15);
+
+/**
  * @generated from message parley.secrets.v1.EncryptForSubjectRequest
  */
 export type EncryptForSubjectRequest = Message<"parley.secrets.v1.EncryptForSubjectRequest"> & {
@@ -436,7 +480,7 @@ export type EncryptForSubjectRequest = Message<"parley.secrets.v1.EncryptForSubj
  * Use `create(EncryptForSubjectRequestSchema)` to create a new message.
  */
 export const EncryptForSubjectRequestSchema: GenMessage<EncryptForSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 14);
+  messageDesc(file_parley_secrets_v1_secrets, 16);
 
 /**
  * @generated from message parley.secrets.v1.EncryptForSubjectResponse
@@ -455,7 +499,7 @@ export type EncryptForSubjectResponse = Message<"parley.secrets.v1.EncryptForSub
  * Use `create(EncryptForSubjectResponseSchema)` to create a new message.
  */
 export const EncryptForSubjectResponseSchema: GenMessage<EncryptForSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 15);
+  messageDesc(file_parley_secrets_v1_secrets, 17);
 
 /**
  * @generated from message parley.secrets.v1.DecryptForSubjectRequest
@@ -487,7 +531,7 @@ export type DecryptForSubjectRequest = Message<"parley.secrets.v1.DecryptForSubj
  * Use `create(DecryptForSubjectRequestSchema)` to create a new message.
  */
 export const DecryptForSubjectRequestSchema: GenMessage<DecryptForSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 16);
+  messageDesc(file_parley_secrets_v1_secrets, 18);
 
 /**
  * @generated from message parley.secrets.v1.DecryptForSubjectResponse
@@ -504,7 +548,7 @@ export type DecryptForSubjectResponse = Message<"parley.secrets.v1.DecryptForSub
  * Use `create(DecryptForSubjectResponseSchema)` to create a new message.
  */
 export const DecryptForSubjectResponseSchema: GenMessage<DecryptForSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 17);
+  messageDesc(file_parley_secrets_v1_secrets, 19);
 
 /**
  * @generated from message parley.secrets.v1.ShredSubjectKeyRequest
@@ -526,7 +570,7 @@ export type ShredSubjectKeyRequest = Message<"parley.secrets.v1.ShredSubjectKeyR
  * Use `create(ShredSubjectKeyRequestSchema)` to create a new message.
  */
 export const ShredSubjectKeyRequestSchema: GenMessage<ShredSubjectKeyRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 18);
+  messageDesc(file_parley_secrets_v1_secrets, 20);
 
 /**
  * @generated from message parley.secrets.v1.ShredSubjectKeyResponse
@@ -545,7 +589,7 @@ export type ShredSubjectKeyResponse = Message<"parley.secrets.v1.ShredSubjectKey
  * Use `create(ShredSubjectKeyResponseSchema)` to create a new message.
  */
 export const ShredSubjectKeyResponseSchema: GenMessage<ShredSubjectKeyResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 19);
+  messageDesc(file_parley_secrets_v1_secrets, 21);
 
 /**
  * @generated from message parley.secrets.v1.IssueWebhookSecretRequest
@@ -569,7 +613,7 @@ export type IssueWebhookSecretRequest = Message<"parley.secrets.v1.IssueWebhookS
  * Use `create(IssueWebhookSecretRequestSchema)` to create a new message.
  */
 export const IssueWebhookSecretRequestSchema: GenMessage<IssueWebhookSecretRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 20);
+  messageDesc(file_parley_secrets_v1_secrets, 22);
 
 /**
  * @generated from message parley.secrets.v1.IssueWebhookSecretResponse
@@ -593,7 +637,7 @@ export type IssueWebhookSecretResponse = Message<"parley.secrets.v1.IssueWebhook
  * Use `create(IssueWebhookSecretResponseSchema)` to create a new message.
  */
 export const IssueWebhookSecretResponseSchema: GenMessage<IssueWebhookSecretResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 21);
+  messageDesc(file_parley_secrets_v1_secrets, 23);
 
 /**
  * @generated from message parley.secrets.v1.ResolveWebhookSecretsRequest
@@ -617,7 +661,7 @@ export type ResolveWebhookSecretsRequest = Message<"parley.secrets.v1.ResolveWeb
  * Use `create(ResolveWebhookSecretsRequestSchema)` to create a new message.
  */
 export const ResolveWebhookSecretsRequestSchema: GenMessage<ResolveWebhookSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 22);
+  messageDesc(file_parley_secrets_v1_secrets, 24);
 
 /**
  * @generated from message parley.secrets.v1.ResolveWebhookSecretsResponse
@@ -636,7 +680,7 @@ export type ResolveWebhookSecretsResponse = Message<"parley.secrets.v1.ResolveWe
  * Use `create(ResolveWebhookSecretsResponseSchema)` to create a new message.
  */
 export const ResolveWebhookSecretsResponseSchema: GenMessage<ResolveWebhookSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 23);
+  messageDesc(file_parley_secrets_v1_secrets, 25);
 
 /**
  * SecretsService stores and resolves provider credentials and holds per-subject data keys.
@@ -703,6 +747,16 @@ export const SecretsService: GenService<{
     methodKind: "unary";
     input: typeof ResolveForConversationRequestSchema;
     output: typeof ResolveForConversationResponseSchema;
+  },
+  /**
+   * SecretsExist tells which of the given ids are no secret of the tenant (metadata only).
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.SecretsExist
+   */
+  secretsExist: {
+    methodKind: "unary";
+    input: typeof SecretsExistRequestSchema;
+    output: typeof SecretsExistResponseSchema;
   },
   /**
    * EncryptForSubject encrypts a record with the subject's data key (created on first use).
