@@ -55,6 +55,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  if (process.env.DUMP_LOGS === '1') console.log(s?.logs.filter((l) => l.startsWith('[voice-orchestrator]')).join('\n'));
   await s?.stop();
   await standin?.stop();
 });
@@ -334,7 +335,10 @@ describe('faults at start', () => {
       const client = await s.connect();
       client.send({ type: 'start', token });
       expect(await client.closed).toEqual({ code: 1013, reason: 'secrets unavailable; try again shortly' });
-      expect(await conversationRow(sessionId)).toMatchObject({ state: 'ended', end_reason: 'start failed: secrets unavailable; try again shortly' });
+      expect(await conversationRow(sessionId)).toMatchObject({
+        state: 'ended',
+        end_reason: 'start failed: secrets unavailable; try again shortly',
+      });
     } finally {
       await s.orchestrator.stop();
       await s.startOrchestrator();

@@ -63,18 +63,26 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as RecordedRequest['body'];
     } catch {
-      return json(res, 400, { error: { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error', param: null, code: null } });
+      return json(res, 400, {
+        error: { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error', param: null, code: null },
+      });
     }
     requests.push({ authorization: req.headers.authorization ?? '', body });
     if (req.headers.authorization !== `Bearer ${options.apiKey}`)
-      return json(res, 401, { error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
+      return json(res, 401, {
+        error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' },
+      });
     if (failures > 0) {
       failures--;
       return json(res, 503, { error: { message: 'The server is overloaded.', type: 'server_error', param: null, code: null } });
     }
-    if (mode === 'unavailable') return json(res, 503, { error: { message: 'The server is overloaded.', type: 'server_error', param: null, code: null } });
+    if (mode === 'unavailable')
+      return json(res, 503, { error: { message: 'The server is overloaded.', type: 'server_error', param: null, code: null } });
     if (mode === 'hang') return;
-    if (body.stream !== true) return json(res, 400, { error: { message: 'the stand-in only streams', type: 'invalid_request_error', param: 'stream', code: null } });
+    if (body.stream !== true)
+      return json(res, 400, {
+        error: { message: 'the stand-in only streams', type: 'invalid_request_error', param: 'stream', code: null },
+      });
     const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user')?.content ?? '';
     const text = replyOf?.(lastUser) ?? `Stand-in reply. You said: ${lastUser}`;
     const id = `chatcmpl-${randomUUID()}`;
@@ -85,7 +93,7 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     res.write(chunk({ role: 'assistant', content: '' }, null));
     let sent = 0;
     for (const w of words(text)) {
-      if (req.destroyed || res.destroyed) return;
+      if (res.destroyed) return;
       res.write(chunk({ content: w }, null));
       sent++;
       if (mode === 'drop' && sent === 2) {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
 import OpenAI from 'openai';
 import type { ProviderFetch } from './provider-fetch.js';
 import type { OpenAiLlmSettings } from './provider-settings.js';
@@ -13,9 +13,9 @@ export interface OpenAiProviderDeps {
   readonly fetch: ProviderFetch;
   /** defaultTimeoutMs applies when the agent's settings name none. */
   readonly defaultTimeoutMs: number;
+  /** tracer defaults to the global provider's (tests pass their own). */
+  readonly tracer?: Tracer;
 }
-
-const tracer = trace.getTracer('@parley/voice-orchestrator');
 
 function classify(err: unknown): ProviderError {
   if (err instanceof ProviderError) return err;
@@ -47,6 +47,7 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
     timeout: timeoutMs,
   });
   const host = new URL(settings.baseUrl).host;
+  const tracer = deps.tracer ?? trace.getTracer('@parley/voice-orchestrator');
   return {
     kind: 'openai-compatible',
     async *streamReply(messages: readonly ChatMessage[], signal: AbortSignal) {
@@ -63,7 +64,10 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
           // The first token must arrive within the timeout; after that the stream runs as long as the reply.
           const firstToken = new AbortController();
           const timer = setTimeout(() => firstToken.abort(new ProviderError('LLM provider timed out', { retryable: true })), timeoutMs);
-          const combined = AbortSignal.any([signal, firstToken.signal]);
+          // Aborted when this attempt is left early (a consumer that stops reading), so the request never lingers.
+          const attemptDone = new AbortController();
+          const combined = AbortSignal.any([signal, firstToken.signal, attemptDone.signal]);
+          let finished = false;
           try {
             const stream = await client.chat.completions.create(
               {
@@ -76,6 +80,7 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
               { signal: combined },
             );
             for await (const chunk of stream) {
+              if (chunk.choices[0]?.finish_reason !== null && chunk.choices[0]?.finish_reason !== undefined) finished = true;
               const delta = chunk.choices[0]?.delta?.content;
               if (delta === undefined || delta === null || delta === '') continue;
               if (!gotToken) {
@@ -87,6 +92,11 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
               yield delta;
             }
             clearTimeout(timer);
+            // The client ends an aborted stream quietly; an abort is never a finished reply.
+            if (signal.aborted) throw signal.reason;
+            if (firstToken.signal.aborted) throw firstToken.signal.reason;
+            // A stream cut before its finish_reason is a provider failure, not a short reply.
+            if (!finished) throw new ProviderError('LLM provider stream ended early', { retryable: true });
             return;
           } catch (err) {
             clearTimeout(timer);
@@ -94,6 +104,8 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
             const failure = firstToken.signal.aborted ? (firstToken.signal.reason as ProviderError) : classify(err);
             if (gotToken || !failure.retryable || attempt > settings.maxRetries) throw failure;
             await sleep(Math.min(2_000, 100 * 2 ** (attempt - 1)), undefined, { signal });
+          } finally {
+            attemptDone.abort();
           }
         }
       } catch (err) {

@@ -200,6 +200,19 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
     },
     async close() {
       accepting = false;
+      // Let closing handshakes started by the drain complete, so clients see 1001 and not 1006.
+      const closing = [...wss.clients].map(
+        (ws) =>
+          new Promise<void>((resolve) => {
+            if (ws.readyState === ws.CLOSED) return resolve();
+            const timer = setTimeout(resolve, 1_000);
+            ws.once('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      );
+      await Promise.all(closing);
       for (const ws of wss.clients) ws.terminate();
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));
       https.closeAllConnections();
