@@ -372,7 +372,7 @@ describe('the Parley chart', () => {
         expect(volume.secret).toMatchObject({ secretName: 'parley-audit-signing-key', items: [{ key: 'signing-key.json', path: 'signing-key.json' }] });
       });
 
-      it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations only', () => {
+      it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations and the orchestrator only', () => {
         const deny = named(objects, 'NetworkPolicy', `${RELEASE}-default-deny`);
         expect(deny.spec.policyTypes).toEqual(['Ingress', 'Egress']);
         expect(deny.spec.ingress).toBeUndefined();
@@ -387,9 +387,20 @@ describe('the Parley chart', () => {
           const ports = egress.flatMap((r) => r.ports ?? []).map((p: any) => p.port);
           expect(ports.includes(8200), `${service} reaches Vault`).toBe(VAULT_SERVICES.includes(service));
           const internet = egress.some((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
-          expect(internet, `${service} reaches the internet`).toBe(service === 'integrations');
+          expect(internet, `${service} reaches the internet`).toBe(service === 'integrations' || service === 'voice-orchestrator');
           expect(ports, service).toContain(5432);
         }
+      });
+
+      it('lets the orchestrator reach providers on 443 only, never private, loopback or metadata ranges', () => {
+        const egress: any[] = named(objects, 'NetworkPolicy', `${RELEASE}-voice-orchestrator`).spec.egress;
+        const internet = egress.find((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
+        expect(internet.ports).toEqual([{ protocol: 'TCP', port: 443 }]);
+        const v4 = internet.to.find((peer: any) => peer.ipBlock.cidr === '0.0.0.0/0').ipBlock.except;
+        for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '127.0.0.0/8', '100.64.0.0/10'])
+          expect(v4, range).toContain(range);
+        const v6 = internet.to.find((peer: any) => peer.ipBlock.cidr === '::/0').ipBlock.except;
+        for (const range of ['::1/128', 'fc00::/7', 'fe80::/10']) expect(v6, range).toContain(range);
       });
 
       it('exposes the public port of the edge and the orchestrator only', () => {
