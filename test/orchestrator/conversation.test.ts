@@ -193,6 +193,19 @@ describe('who may connect', () => {
   });
 });
 
+describe('agent provider settings', () => {
+  it('are validated when the agent is written', async () => {
+    const res = await s.stack.call(
+      '/parley.api.v1.AgentService/CreateAgent',
+      { name: 'bad', providerSettings: { llm: { provider: 'scripted', rules: [{ match: '(', reply: 'x' }] } } },
+      s.stack.bootstrap.apiKey,
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe('invalid_argument');
+    expect(res.body.message).toMatch(/provider_settings\.llm\.rules\.0\.match: must be a valid regular expression/);
+  });
+});
+
 describe('bad input on the session port', () => {
   it('answers malformed, unknown and early frames with error frames and keeps the connection', async () => {
     const client = await s.connect();
