@@ -16,7 +16,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     deleteSecret: ['edge'],
     resolveForConversation: ['voice-orchestrator'],
     encryptForSubject: ['voice-orchestrator', 'tenant-data'],
-    decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle'],
+    // The edge opens sealed transcript turns for a caller with conversations:read.
+    decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle', 'edge'],
     shredSubjectKey: ['lifecycle'],
   }),
 ];

@@ -1,5 +1,5 @@
 import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, recordAuditEvent } from '@parley/audit-outbox';
 import { requireUuid, withTenant, type Page, type TenantTransaction } from '@parley/db';
@@ -357,6 +357,10 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
           ...pageOf(req),
           ...(blank(req.agentId) === undefined ? {} : { agentId: req.agentId }),
           ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
+          // An unknown state is refused by the store's validation (INVALID_ARGUMENT naming it).
+          ...(blank(req.state) === undefined ? {} : { state: req.state as 'live' | 'ended' }),
+          ...(req.startedAfter === undefined ? {} : { startedAfter: timestampDate(req.startedAfter) }),
+          ...(req.startedBefore === undefined ? {} : { startedBefore: timestampDate(req.startedBefore) }),
         }),
       );
       return { conversations: page.items.map(conversationMessage), nextPageToken: nextToken(page) };
