@@ -3,7 +3,10 @@
 // processes on the run's Postgres. The LLM is the embedded scripted provider, or the
 // OpenAI-compatible adapter against the local stand-in (test/openai-standin).
 import { randomBytes } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
 import { freePort } from '@parley/devstack';
+import { CertificateSource, createServiceClient } from '@parley/platform';
+import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil } from '../edge/fixture.js';
@@ -401,6 +404,38 @@ describe('the public ConversationService', () => {
     expect(res.body.conversation).toMatchObject({ state: 'ended', endReason: 'operator took over' });
     expect((await client.closed).code).toBe(1000);
     expect((await call('EndConversation', { conversationId })).status).toBe(400);
+  });
+});
+
+describe('the internal OrchestratorService', () => {
+  it('reports the live conversations of the replica and ends one politely; callers off the allow-list are refused', async () => {
+    const orchestrator = createServiceClient(OrchestratorService, {
+      baseUrl: s.orchestratorUrl,
+      certificates: await CertificateSource.open(s.stack.pki.files('edge')),
+      expect: 'voice-orchestrator',
+      trustDomain: 'parley.local',
+    });
+    const tenantId = s.stack.bootstrap.tenantId;
+    const { client, conversationId } = await start();
+    client.send({ type: 'user_text', text: 'hello' });
+    await client.reply();
+    const { conversations } = await orchestrator.listLiveConversations({ tenantId });
+    expect(conversations.find((c) => c.conversationId === conversationId)).toMatchObject({ agentId: scriptedAgent, turns: 1 });
+    expect((await orchestrator.getConversationStatus({ tenantId, conversationId })).state).toBe('live');
+    await expect(orchestrator.endConversation({ tenantId, conversationId: 'nope' })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    expect((await orchestrator.endConversation({ tenantId, conversationId, reason: 'lifecycle purge' })).endedHere).toBe(true);
+    expect(await client.next((f) => f.type === 'end')).toMatchObject({ reason: 'lifecycle purge' });
+    expect((await client.closed).code).toBe(1000);
+    expect((await orchestrator.getConversationStatus({ tenantId, conversationId })).state).toBe('ended');
+    expect(await conversationRow(conversationId)).toMatchObject({ state: 'ended', end_reason: 'lifecycle purge' });
+
+    const asSecrets = createServiceClient(OrchestratorService, {
+      baseUrl: s.orchestratorUrl,
+      certificates: await CertificateSource.open(s.stack.pki.files('secrets')),
+      expect: 'voice-orchestrator',
+      trustDomain: 'parley.local',
+    });
+    await expect(asSecrets.listLiveConversations({})).rejects.toMatchObject({ code: Code.PermissionDenied });
   });
 });
 
