@@ -139,7 +139,9 @@ async function measureTurns(url: string, ca: Buffer, token: string, turns: numbe
     // The first turns warm the path up.
     if (i >= 20) samples.push(performance.now() - t0);
   }
-  ws.close();
+  const closed = new Promise((r) => ws.once('close', r));
+  ws.send(JSON.stringify({ type: 'end' }));
+  await closed;
   return summarize(samples, 0);
 }
 
@@ -227,9 +229,11 @@ async function startBaseline(adminUrl: string, cert: Buffer, key: Buffer, jwksJs
         const c = conversation;
         const record = (role: string, text: string) => {
           const seq = c.seq++;
-          c.transcript = c.transcript.then(() =>
-            pool.query('insert into bench_baseline.transcript_turns values ($1, $2, $3, $4, $5)', [c.tenant, c.id, seq, role, text]),
-          );
+          c.transcript = c.transcript
+            .then(() =>
+              pool.query('insert into bench_baseline.transcript_turns values ($1, $2, $3, $4, $5)', [c.tenant, c.id, seq, role, text]),
+            )
+            .catch((err: unknown) => process.stderr.write(`baseline transcript write failed: ${String(err)}\n`));
         };
         record('user', f.text ?? '');
         void (async () => {
