@@ -404,6 +404,14 @@ describe('the public ConversationService', () => {
     expect(res.body.conversation).toMatchObject({ state: 'ended', endReason: 'operator took over' });
     expect((await client.closed).code).toBe(1000);
     expect((await call('EndConversation', { conversationId })).status).toBe(400);
+    await pollUntil(async () => {
+      const events = await s.stack.call(
+        '/parley.api.v1.AuditService/ListEvents',
+        { filter: { action: 'conversation.end', targetId: conversationId } },
+        s.stack.bootstrap.apiKey,
+      );
+      return ((events.body.events as unknown[] | undefined) ?? []).length === 1;
+    }, 10_000);
   });
 });
 

@@ -367,7 +367,24 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     },
 
     async endConversation(req, ctx) {
-      const conversation = await inTenant(req.tenantId, ctx, (trx) => endConversation(trx, req.conversationId, blank(req.endReason)));
+      // An operator ending a call (forwarded by the edge) is a privileged action: one audit event in
+      // the same transaction. The orchestrator ending its own conversations records none.
+      const operator = principalOf(ctx);
+      if (operator === undefined) {
+        const conversation = await inTenant(req.tenantId, ctx, (trx) => endConversation(trx, req.conversationId, blank(req.endReason)));
+        return { conversation: conversationMessage(conversation) };
+      }
+      const conversation = await audited(req.tenantId, ctx, async (trx, tenant) => {
+        const ended = await endConversation(trx, req.conversationId, blank(req.endReason));
+        await recordAuditEvent<TenantDataDb>(trx, {
+          ...changeActor(ctx, tenant),
+          action: 'conversation.end',
+          target: { type: 'conversation', id: ended.id },
+          // The reason is the operator's free text: recorded as set, not its words.
+          details: auditDetails({ end_reason: ended.end_reason }, []),
+        });
+        return ended;
+      });
       return { conversation: conversationMessage(conversation) };
     },
 
