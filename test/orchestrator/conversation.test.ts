@@ -496,6 +496,31 @@ describe('faults at start', () => {
   });
 });
 
+describe('limits of a conversation', () => {
+  it('ends a conversation left idle, and one that reaches the maximum duration', async () => {
+    await s.orchestrator.stop();
+    await s.startOrchestrator({ PARLEY_SESSION_IDLE_TIMEOUT_MS: '1500', PARLEY_SESSION_MAX_DURATION_MS: '3000' });
+    try {
+      const idle = await start();
+      const busy = await start();
+      const talking = setInterval(() => busy.client.send({ type: 'user_text', text: 'hello' }), 500);
+      try {
+        expect(await idle.client.next((f) => f.type === 'end', 5_000)).toMatchObject({ reason: 'idle timeout' });
+        expect((await idle.client.closed).code).toBe(1000);
+        expect(await busy.client.next((f) => f.type === 'end', 5_000)).toMatchObject({ reason: 'maximum duration reached' });
+        expect((await busy.client.closed).code).toBe(1000);
+      } finally {
+        clearInterval(talking);
+      }
+      expect(await conversationRow(idle.conversationId)).toMatchObject({ state: 'ended', end_reason: 'idle timeout' });
+      expect(await conversationRow(busy.conversationId)).toMatchObject({ state: 'ended', end_reason: 'maximum duration reached' });
+    } finally {
+      await s.orchestrator.stop();
+      await s.startOrchestrator();
+    }
+  });
+});
+
 describe('SIGTERM', () => {
   it('lets the reply finish, ends live conversations politely, records them ended, and refuses new ones', async () => {
     const agent = await s.createAgent({ providerSettings: scripted(rules, { delayMs: 10 }) });

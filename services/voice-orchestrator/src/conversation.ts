@@ -134,7 +134,15 @@ export async function startConversation(deps: ConversationDeps, req: StartReques
         ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId))
         : new ConversationKeys();
     const llm = buildLlm(settings, keys, deps);
-    return new LiveConversation(deps, { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails }, channel);
+    // The policy's fatigue limit may be shorter than the deployment's maximum duration.
+    const fatigue = agent.guardrailPolicy.fatigue as { maxConversationMinutes?: unknown } | undefined;
+    const policyMs = typeof fatigue?.maxConversationMinutes === 'number' ? fatigue.maxConversationMinutes * 60_000 : Infinity;
+    const maxDurationMs = Math.min(deps.config.maxDurationMs, policyMs);
+    return new LiveConversation(
+      deps,
+      { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails, maxDurationMs },
+      channel,
+    );
   } catch (err) {
     keys?.release();
     const reason = err instanceof SessionRefusal ? `start failed: ${err.message}` : 'start failed: internal error';
@@ -154,6 +162,7 @@ interface LiveState {
   readonly keys: ConversationKeys;
   readonly llm: LlmProvider;
   readonly guardrails: GuardrailStage;
+  readonly maxDurationMs: number;
 }
 
 /**
@@ -190,7 +199,7 @@ export class LiveConversation {
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
     this.#timers.push(
-      setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), deps.config.maxDurationMs),
+      setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
       setInterval(() => void this.#checkStillLive(), deps.config.liveCheckIntervalMs),
     );
     this.#resetIdle();
