@@ -1,5 +1,6 @@
 import type { Logger } from '@parley/platform';
 import { decodeJwt } from 'jose';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
 import type { OrchestratorConfig } from './config.js';
 import type { ConversationEventSink } from './conversation-events.js';
 import { ConversationKeys } from './conversation-keys.js';
@@ -51,6 +52,7 @@ export interface StartRequest {
 }
 
 const MAX_HISTORY = 40;
+const tracer = trace.getTracer('@parley/voice-orchestrator');
 
 /** EndOptions control how a conversation is ended. */
 export interface EndOptions {
@@ -102,7 +104,23 @@ function unverifiedTarget(token: string): { tenant: string; agent: string } | un
  * resolved for it. Any refusal is a SessionRefusal; if something fails after the row was written,
  * the row is ended with the reason, so no conversation is left live without a connection.
  */
-export async function startConversation(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
+export function startConversation(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
+  // One trace per start: the kernel's client interceptor hangs every peer call under this span.
+  return tracer.startActiveSpan('conversation.start', async (span) => {
+    try {
+      const conversation = await runStart(deps, req, channel);
+      span.setAttributes({ 'parley.tenant_id': conversation.tenantId, 'parley.conversation_id': conversation.conversationId });
+      return conversation;
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof SessionRefusal ? err.message : 'start failed' });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function runStart(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
   const { peers } = deps;
   // The agent is loaded while identity checks the token, from the token's unverified claims: a
   // read only, used only if the verified claims name the same tenant and agent. It saves a hop

@@ -25,14 +25,6 @@ export interface AgentRecord {
   readonly policyVersion: number;
 }
 
-/** StoredTurn is a transcript turn as tenant-data holds it (text possibly sealed for the subject). */
-export interface StoredTurn {
-  readonly seq: number;
-  readonly role: string;
-  readonly text: string;
-  readonly createdAt: Date | undefined;
-}
-
 /**
  * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
  * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
@@ -48,10 +40,8 @@ export interface Peers {
   endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
   conversationState(tenantId: string, conversationId: string): Promise<string>;
   appendTurn(tenantId: string, conversationId: string, role: 'user' | 'assistant' | 'system', text: string): Promise<void>;
-  listTurns(tenantId: string, conversationId: string, pageSize: number, pageToken: string): Promise<{ turns: StoredTurn[]; next: string }>;
   resolveKeys(tenantId: string, conversationId: string, agentId: string): Promise<ResolvedKey[]>;
   sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
-  openForSubject(tenantId: string, subjectId: string, purpose: string, sealed: Uint8Array): Promise<string>;
 }
 
 const TIMEOUT_MS = 5_000;
@@ -207,21 +197,6 @@ export function createPeers(c: PeerClients): Peers {
         c.tenantData.appendTranscriptTurn({ tenantId, conversationId, role, textRedacted: text }, opts),
       );
     },
-    listTurns(tenantId, conversationId, pageSize, pageToken) {
-      return wrap('tenant-data', 'the transcript', async () => {
-        const res = await c.tenantData.listTranscriptTurns({ tenantId, conversationId, pageSize, pageToken }, opts);
-        return {
-          turns: res.turns.map((t) => ({
-            seq: t.seq,
-            role: t.role,
-            text: t.textRedacted,
-            createdAt:
-              t.createdAt === undefined ? undefined : new Date(Number(t.createdAt.seconds) * 1000 + Math.floor(t.createdAt.nanos / 1e6)),
-          })),
-          next: res.nextPageToken,
-        };
-      });
-    },
     resolveKeys(tenantId, conversationId, agentId) {
       return wrap(
         'secrets',
@@ -243,12 +218,6 @@ export function createPeers(c: PeerClients): Peers {
       return wrap('secrets', 'subject encryption', async () => {
         const res = await c.secrets.encryptForSubject({ tenantId, subjectId, purpose, plaintext: Buffer.from(plaintext, 'utf8') }, opts);
         return res.ciphertext;
-      });
-    },
-    openForSubject(tenantId, subjectId, purpose, sealed) {
-      return wrap('secrets', 'subject decryption', async () => {
-        const res = await c.secrets.decryptForSubject({ tenantId, subjectId, purpose, ciphertext: sealed }, opts);
-        return Buffer.from(res.plaintext).toString('utf8');
       });
     },
   };

@@ -7,7 +7,8 @@ import type { Peers } from './peers.js';
  */
 export const SEALED_PREFIX = 'sealed:v1:';
 
-function purposeOf(conversationId: string): string {
+/** transcriptPurpose is the EncryptForSubject purpose of a conversation's turns (decrypt with the same). */
+export function transcriptPurpose(conversationId: string): string {
   return `transcript:${conversationId}`;
 }
 
@@ -19,19 +20,6 @@ export async function sealTranscriptText(
   conversationId: string,
   text: string,
 ): Promise<string> {
-  const sealed = await peers.sealForSubject(tenantId, subjectId, purposeOf(conversationId), text);
+  const sealed = await peers.sealForSubject(tenantId, subjectId, transcriptPurpose(conversationId), text);
   return `${SEALED_PREFIX}${Buffer.from(sealed).toString('base64')}`;
-}
-
-/** openTranscriptText decrypts a stored turn text (plain texts pass through). */
-export async function openTranscriptText(
-  peers: Pick<Peers, 'openForSubject'>,
-  tenantId: string,
-  subjectId: string | undefined,
-  conversationId: string,
-  stored: string,
-): Promise<string> {
-  if (!stored.startsWith(SEALED_PREFIX)) return stored;
-  if (subjectId === undefined) throw new Error('a sealed transcript turn belongs to a conversation without a subject');
-  return peers.openForSubject(tenantId, subjectId, purposeOf(conversationId), Buffer.from(stored.slice(SEALED_PREFIX.length), 'base64'));
 }

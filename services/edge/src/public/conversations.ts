@@ -4,12 +4,12 @@ import { ConversationService, type ConversationSchema } from '@parley/proto/parl
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService, type Conversation as StoredConversation } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { FailedPreconditionError } from '@parley/platform';
+import { SEALED_PREFIX, transcriptPurpose } from '@parley/voice-orchestrator/transcript-text';
 import { forward, type PublicDeps } from './deps.js';
 import { definePublicModule, publicPrincipal } from './module.js';
 
-// Turns of a conversation with a subject are sealed under the subject's key by the orchestrator
-// (voice-orchestrator src/transcript-text.ts); the edge opens them for a caller with conversations:read.
-const SEALED_PREFIX = 'sealed:v1:';
+// Turns of a conversation with a subject are sealed under the subject's key by the orchestrator;
+// the edge opens them for a caller with conversations:read.
 
 function conversationOf(c: StoredConversation | undefined): MessageInitShape<typeof ConversationSchema> | undefined {
   if (c === undefined) return undefined;
@@ -75,7 +75,7 @@ export const conversationsModule = definePublicModule(
                   {
                     tenantId,
                     subjectId,
-                    purpose: `transcript:${t.conversationId}`,
+                    purpose: transcriptPurpose(t.conversationId),
                     ciphertext: Buffer.from(text.slice(SEALED_PREFIX.length), 'base64'),
                   },
                   { signal: ctx.signal },
