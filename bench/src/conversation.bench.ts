@@ -351,18 +351,24 @@ export async function runConversationBenchmark(options: {
       { name: 'bench-llm', providerKind: 'llm', value: `sk-bench-${randomBytes(16).toString('hex')}` },
       { headers },
     );
-    const agent = await createClient(AgentService, transport).createAgent(
+    const agents = createClient(AgentService, transport);
+    // Starts: an OpenAI-compatible agent, so that its key is resolved and decrypted at every start
+    // (the provider itself is only called on a turn, never here). Turns: the scripted provider at zero delay.
+    const startAgent = await agents.createAgent(
       {
-        name: 'Bench agent',
+        name: 'Bench start agent',
         prompt: 'Be brief.',
-        providerSettings: { llm: { provider: 'scripted', rules: RULES, delayMs: 0 } },
+        providerSettings: { llm: { provider: 'openai-compatible', baseUrl: 'https://llm.invalid/v1', model: 'bench' } },
         secretRefs: { llm: secret.secret?.id ?? '' },
       },
       { headers },
     );
-    const agentId = agent.agent?.id ?? '';
+    const turnAgent = await agents.createAgent(
+      { name: 'Bench turn agent', prompt: 'Be brief.', providerSettings: { llm: { provider: 'scripted', rules: RULES, delayMs: 0 } } },
+      { headers },
+    );
     const sessions = createClient(SessionService, transport);
-    const mint = async (n: number) => {
+    const mint = async (n: number, agentId = startAgent.agent?.id ?? '') => {
       const out: string[] = [];
       let left = n;
       await Promise.all(
@@ -410,7 +416,7 @@ export async function runConversationBenchmark(options: {
         ratioP99: ratio(parley.p99Ms, base.p99Ms),
       });
     }
-    const [turnToken, baseTurnToken] = await mint(2);
+    const [turnToken, baseTurnToken] = await mint(2, turnAgent.agent?.id ?? '');
     const parleyTurns = await measureTurns(parleyUrl, ca, turnToken!, options.turns);
     const baseTurns = await measureTurns(baseline.url, ca, baseTurnToken!, options.turns);
     const at = (c: number) => starts.find((s) => s.concurrency === c)!;

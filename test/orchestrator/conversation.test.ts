@@ -474,6 +474,14 @@ describe('faults at start', () => {
         state: 'ended',
         end_reason: 'start failed: secrets unavailable; try again shortly',
       });
+      // Only the keys the agent's providers use are resolved: a scripted agent needs none, even with secret_refs.
+      const scriptedWithRefs = await s.createAgent({ providerSettings: scripted(rules), secretRefs: { llm: secretId } });
+      const other = await s.createSession(scriptedWithRefs);
+      const ok = await s.connect();
+      ok.send({ type: 'start', token: other.token });
+      await ok.next((f) => f.type === 'ready');
+      ok.send({ type: 'end' });
+      expect((await ok.closed).code).toBe(1000);
     } finally {
       await s.orchestrator.stop();
       await s.startOrchestrator();

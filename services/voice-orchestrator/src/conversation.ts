@@ -71,6 +71,19 @@ class BargeIn extends Error {
   }
 }
 
+/** secretsNeeded names the secrets the agent's providers use (none for the scripted provider). */
+function secretsNeeded(settings: ProviderSettings, refs: Readonly<Record<string, string>>): string[] {
+  const llm = settings.llm;
+  if (llm.provider === 'scripted') return [];
+  const id = refs[llm.secretPurpose];
+  if (id === undefined)
+    throw new SessionRefusal(
+      CLOSE_CODES.internal,
+      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
+    );
+  return [id];
+}
+
 function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: ConversationDeps): LlmProvider {
   const llm = settings.llm;
   if (llm.provider === 'scripted') return scriptedProvider(llm);
@@ -142,14 +155,17 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
   if (!parsed.success)
     throw new SessionRefusal(CLOSE_CODES.internal, "the agent's provider settings are invalid; the workspace must fix the agent");
   const settings = parsed.data;
+  // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
+  // one is refused before anything is written.
+  const wanted = secretsNeeded(settings, agent.secretRefs);
   const guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy);
   const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
   const { conversationId } = await peers.startConversation(grant, subjectId);
   let keys: ConversationKeys | undefined;
   try {
     keys =
-      Object.keys(agent.secretRefs).length > 0
-        ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId))
+      wanted.length > 0
+        ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId, wanted))
         : new ConversationKeys();
     const llm = buildLlm(settings, keys, deps);
     // The policy's fatigue limit may be shorter than the deployment's maximum duration.

@@ -40,7 +40,8 @@ export interface Peers {
   endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
   conversationState(tenantId: string, conversationId: string): Promise<string>;
   appendTurn(tenantId: string, conversationId: string, role: 'user' | 'assistant' | 'system', text: string): Promise<void>;
-  resolveKeys(tenantId: string, conversationId: string, agentId: string): Promise<ResolvedKey[]>;
+  /** resolveKeys decrypts the named secrets of the agent for this live conversation. */
+  resolveKeys(tenantId: string, conversationId: string, agentId: string, secretIds: readonly string[]): Promise<ResolvedKey[]>;
   sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
 }
 
@@ -197,12 +198,12 @@ export function createPeers(c: PeerClients): Peers {
         c.tenantData.appendTranscriptTurn({ tenantId, conversationId, role, textRedacted: text }, opts),
       );
     },
-    resolveKeys(tenantId, conversationId, agentId) {
+    resolveKeys(tenantId, conversationId, agentId, secretIds) {
       return wrap(
         'secrets',
         'the provider keys',
         async () => {
-          const res = await c.secrets.resolveForConversation({ tenantId, conversationId, agentId, secretIds: [] }, opts);
+          const res = await c.secrets.resolveForConversation({ tenantId, conversationId, agentId, secretIds: [...secretIds] }, opts);
           return res.secrets.map((s) => ({ secretId: s.secretId, purposes: s.purposes, value: s.value }));
         },
         (err) =>
