@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from '@parley/embedded-postgres';
 import { runAuditBenchmark, type AuditBenchResult } from './audit.bench.js';
 import { runGuardrailsBenchmark, type GuardrailsBenchResult } from './guardrails.bench.js';
+import { runConversationBenchmark, type ConversationBenchResult } from './conversation.bench.js';
 import { runKernelBenchmark, type KernelBenchResult } from './kernel.bench.js';
 import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
 import { runSecretsBenchmark, type SecretsBenchResult } from './secrets.bench.js';
@@ -82,6 +83,35 @@ const suites: Suite[] = [
           .join(
             ', ',
           )}. The p99 is set by the ~4% of sentences with phone-like digit runs, each validated by libphonenumber-js (the baseline only tests a RegExp).`,
+      ].join('\n'),
+  },
+  {
+    name: 'conversation',
+    run: () =>
+      withPostgres((adminUrl) =>
+        runConversationBenchmark({
+          adminUrl,
+          starts1: Number(process.env.BENCH_CONVERSATION_STARTS ?? 200),
+          starts50: Number(process.env.BENCH_CONVERSATION_STARTS_50 ?? 500),
+          turns: Number(process.env.BENCH_CONVERSATION_TURNS ?? 300),
+        }),
+      ),
+    table: (r: ConversationBenchResult) =>
+      [
+        'Conversation start (start frame → ready: token verified and spent at identity, agent loaded, conversation recorded, provider key resolved from secrets) over a WebSocket on TLS, against the baseline: one process doing the same steps with direct Postgres queries and no hops, same run. The TLS handshake is not counted.',
+        '',
+        '| callers | Parley p50 ms | Parley p99 ms | baseline p50 ms | baseline p99 ms | p50 ratio | p99 ratio | errors |',
+        '|---:|---:|---:|---:|---:|---:|---:|---:|',
+        ...r.starts.map(
+          (x) =>
+            `| ${x.concurrency} | ${x.parley.p50Ms} | ${x.parley.p99Ms} | ${x.baseline.p50Ms} | ${x.baseline.p99Ms} | ${x.ratioP50} | ${x.ratioP99} | ${x.parley.errors}/${x.baseline.errors} |`,
+        ),
+        '',
+        `Per turn with the scripted provider at zero delay (user_text → final frame; provider time ≈ 0, so this is Parley's overhead), ${r.turns.parley.count} turns: Parley p50 ${r.turns.parley.p50Ms} ms, p99 ${r.turns.parley.p99Ms} ms; baseline p50 ${r.turns.baseline.p50Ms} ms, p99 ${r.turns.baseline.p99Ms} ms (ratio p99 ${r.turns.ratioP99}).`,
+        '',
+        '| figure | value | goal | holds |',
+        '|---|---:|---|:-:|',
+        ...Object.entries(r.summary).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} | ${v.goal} | ${v.holds ? 'yes' : '**no**'} |`),
       ].join('\n'),
   },
   {

@@ -405,6 +405,17 @@ describe('the Parley chart', () => {
         }
       });
 
+      it('lets the orchestrator reach providers on 443 only, never private, loopback or metadata ranges', () => {
+        const egress: any[] = named(objects, 'NetworkPolicy', `${RELEASE}-voice-orchestrator`).spec.egress;
+        const internet = egress.find((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
+        expect(internet.ports).toEqual([{ protocol: 'TCP', port: 443 }]);
+        const v4 = internet.to.find((peer: any) => peer.ipBlock.cidr === '0.0.0.0/0').ipBlock.except;
+        for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '127.0.0.0/8', '100.64.0.0/10'])
+          expect(v4, range).toContain(range);
+        const v6 = internet.to.find((peer: any) => peer.ipBlock.cidr === '::/0').ipBlock.except;
+        for (const range of ['::1/128', 'fc00::/7', 'fe80::/10']) expect(v6, range).toContain(range);
+      });
+
       it('exposes the public port of the edge and the orchestrator only', () => {
         for (const service of SERVICE_NAMES) {
           const publicService = objects.find((o) => o.kind === 'Service' && o.metadata.name === `${RELEASE}-${service}-public`);

@@ -1,5 +1,5 @@
 // The one-command stack, as `npm start` runs it: embedded Postgres, dev PKI, migrations, every
-// service as its own process; ready, then a clean stop on SIGTERM.
+// service as its own process; ready, a conversation with the demo agent, then a clean stop on SIGTERM.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SERVICE_NAMES } from '@parley/platform';
+import WebSocket from 'ws';
 import { startVaultStandin } from '../src/vault-standin.js';
 
 function postJson(url: string, body: unknown, apiKey: string, ca: Buffer): Promise<{ status: number; text: string }> {
@@ -71,6 +72,7 @@ describe('dev stack', () => {
       expect((await stat(stackFile)).mode & 0o777).toBe(0o600);
       const info = JSON.parse(await readFile(stackFile, 'utf8')) as {
         edgeUrl: string;
+        sessionUrl: string;
         caCert: string;
         certsDir: string;
         databaseUrl: string;
@@ -98,6 +100,39 @@ describe('dev stack', () => {
       );
       expect(session.status, session.text).toBe(200);
       expect((JSON.parse(session.text) as { token: string }).token.split('.')).toHaveLength(3);
+      // A whole conversation with the demo agent on the session port, offline (scripted provider).
+      expect(info.sessionUrl).toBe(`wss://localhost:${portBase + 1}/v1/session`);
+      const { token } = JSON.parse(session.text) as { token: string };
+      const ws = new WebSocket(info.sessionUrl, { ca: await readFile(info.caCert) });
+      const frames: { type: string; text?: string; final?: boolean }[] = [];
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      const until = (match: (f: (typeof frames)[number]) => boolean) =>
+        new Promise<void>((resolve) => {
+          const check = () => {
+            if (frames.some(match)) {
+              ws.off('message', onMessage);
+              resolve();
+            }
+          };
+          const onMessage = (data: Buffer) => {
+            frames.push(JSON.parse(data.toString('utf8')) as (typeof frames)[number]);
+            check();
+          };
+          ws.on('message', onMessage);
+          check();
+        });
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      ws.send(JSON.stringify({ type: 'start', token }));
+      await until((f) => f.type === 'ready');
+      ws.send(JSON.stringify({ type: 'user_text', text: 'hello' }));
+      await until((f) => f.type === 'assistant_text' && f.final === true);
+      expect(frames.filter((f) => f.type === 'assistant_text' && f.final === false).map((f) => f.text)).toEqual([
+        'Hello!',
+        'I am the Parley demo agent.',
+        'Say anything and I will repeat it.',
+      ]);
+      ws.send(JSON.stringify({ type: 'end' }));
+      expect(await closed).toBe(1000);
       // The secrets service is wired too (local KEK keyring in the dev folder): a provider key goes in, only metadata comes out.
       const value = `sk-dev-${Date.now()}-stack-test-value`;
       const put = await postJson(

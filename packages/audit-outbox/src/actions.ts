@@ -41,6 +41,7 @@ export const AUDIT_ACTIONS = {
   'kek.rotate': change('kek', 'the key-encryption key was rotated'),
   'subject_key.shred': change('subject', "an end user's data key was destroyed (crypto-shredding)"),
   'transcript.read': access('conversation', 'a transcript was read'),
+  'conversation.end': change('conversation', 'an operator ended a live conversation'),
   'recording.read': access('recording', 'a recording was read'),
   'webhook_endpoint.create': change('webhook_endpoint', 'a webhook endpoint was created'),
   'webhook_endpoint.update': change('webhook_endpoint', 'a webhook endpoint was changed'),

@@ -34,6 +34,7 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('SecretService/PutSecret', 'secret.create'),
   p('SecretService/RotateSecret', 'secret.rotate'),
   p('SecretService/DeleteSecret', 'secret.delete'),
+  p('ConversationService/EndConversation', 'conversation.end'),
   // Not in the public API yet (lifecycle, integrations, conversations): listed so that the
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),

@@ -76,7 +76,19 @@ async function secretFile(path: string, make: () => string): Promise<string> {
 async function bootstrapDemoAgent(file: string, edgeUrl: string, ca: Buffer): Promise<Record<string, string>> {
   const record = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; apiKey: string; agentId?: string };
   if (record.agentId === undefined) {
-    const body = JSON.stringify({ name: 'Demo agent', prompt: 'You are a friendly demo voice agent.' });
+    // The scripted provider lets the demo agent hold a conversation offline (no provider key).
+    const body = JSON.stringify({
+      name: 'Demo agent',
+      prompt: 'You are a friendly demo voice agent.',
+      providerSettings: {
+        llm: {
+          provider: 'scripted',
+          rules: [{ match: '^(hi|hello)\\b', reply: 'Hello! I am the Parley demo agent. Say anything and I will repeat it.' }],
+          defaultReply: 'You said: {user}',
+          delayMs: 30,
+        },
+      },
+    });
     const text = await new Promise<string>((resolveText, reject) => {
       const req = httpsRequest(
         `${edgeUrl}/parley.api.v1.AgentService/CreateAgent`,
@@ -152,7 +164,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
     const peers = Object.fromEntries(SERVICE_NAMES.map((s) => [peerUrlVariable(s), `https://localhost:${port(s)}`]));
     const info: StackInfo = {
       edgeUrl: `https://localhost:${config.portBase}`,
-      sessionUrl: `https://localhost:${config.portBase + 1}`,
+      sessionUrl: `wss://localhost:${config.portBase + 1}/v1/session`,
       caCert: pki.caCert,
       certsDir,
       databaseUrl: adminUrl,
@@ -180,7 +192,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
               PARLEY_API_KEY_PEPPER: apiKeyPepper,
               PARLEY_API_KEY_ENVIRONMENT: 'test',
               PARLEY_BOOTSTRAP_FILE: bootstrapFile,
-              PARLEY_SESSION_PUBLIC_URL: info.sessionUrl,
+              PARLEY_SESSION_PUBLIC_URL: `https://localhost:${config.portBase + 1}`,
             }
           : {}),
       };

@@ -28,6 +28,12 @@ export interface RuntimeContext {
   clientFor<S extends DescService>(peer: ServiceName, service: S, options?: Partial<MtlsTransportOptions>): Client<S>;
   /** onClose registers cleanup run after the server has drained (pools, timers). */
   onClose(fn: () => Promise<void> | void): void;
+  /**
+   * onStopping registers work started the moment stop begins (SIGTERM), alongside the drain:
+   * long-lived sessions that are not RPCs (WebSockets) must be wound down politely within the
+   * grace period. Cleanup registered with onClose waits for it.
+   */
+  onStopping(fn: () => Promise<void> | void): void;
 }
 
 /** ServiceDefinition describes a service to runService. */
@@ -76,6 +82,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
   const certificates = await CertificateSource.open(config.tls, { pollIntervalMs: config.certReloadIntervalMs, logger });
   const health = new HealthState();
   const closers: (() => Promise<void> | void)[] = [];
+  const stoppingHooks: (() => Promise<void> | void)[] = [];
   const clients: { close(): void }[] = [];
   const shared = new Map<string, Client<DescService>>();
   const ctx: RuntimeContext = {
@@ -102,6 +109,9 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     },
     onClose(fn) {
       closers.push(fn);
+    },
+    onStopping(fn) {
+      stoppingHooks.push(fn);
     },
   };
   const setup = await def.setup(ctx);
@@ -131,11 +141,13 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     stopping ??= (async () => {
       logger.info({ grace_ms: config.shutdownGraceMs, drain_delay_ms: config.drainDelayMs }, `${def.name} stopping`);
       health.setAll(ServingStatus.NOT_SERVING);
+      const winding = Promise.allSettled(stoppingHooks.map(async (fn) => fn()));
       // Keep serving while peers and the load balancer notice that we are not ready (probe
       // period, DNS refresh of headless Services); closing at once would refuse their calls.
       if (config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
       health.close();
       await server.close(config.shutdownGraceMs);
+      for (const r of await winding) if (r.status === 'rejected') logger.error({ err: r.reason }, 'stopping hook failed');
       // Background work (audit relays, schedulers) still needs its peers while it stops.
       for (const fn of closers.reverse()) {
         try {

@@ -8,6 +8,8 @@ export const SCOPES = {
   'agents:write': 'create, change and delete agents and their guardrail policies',
   'secrets:write': 'store and rotate provider credentials (never read them back)',
   'audit:read': 'query, export and verify the audit log',
+  'conversations:read': 'list conversations and read their transcripts (decrypted; every read is audited)',
+  'conversations:end': 'end a live conversation from the operator side',
   'privacy:run': 'run retention, data export and deletion (DSAR) jobs',
   'api_keys:admin': 'create, list, rotate and revoke API keys (never beyond your own scopes)',
   'members:admin': 'add, change and remove members',

@@ -18,7 +18,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // tenant-data checks that an agent's secret_refs name the tenant's own secrets before storing them.
     secretsExist: ['tenant-data'],
     encryptForSubject: ['voice-orchestrator', 'tenant-data'],
-    decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle'],
+    // The edge opens sealed transcript turns for a caller with conversations:read.
+    decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle', 'edge'],
     shredSubjectKey: ['lifecycle'],
     // Webhook signing secrets are made and read only by the service that signs deliveries.
     issueWebhookSecret: ['integrations'],

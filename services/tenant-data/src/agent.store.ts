@@ -7,6 +7,7 @@ import type { Agent, AgentUpdate, TenantDataDb } from './db/tables.js';
 import { boundedObject, name200, uuid } from './fields.js';
 import { DEFAULT_GUARDRAIL_POLICY, parseGuardrailPolicy } from './guardrail-policy.js';
 import { parseInput } from './validate.js';
+import { providerSettingsSchema } from '@parley/voice-orchestrator/provider-settings';
 
 type Trx = TenantTransaction<TenantDataDb>;
 
@@ -18,7 +19,12 @@ const agentFields = {
   name: name200,
   prompt: z.string().max(32_000),
   voice: boundedObject(8 * 1024),
-  providerSettings: boundedObject(16 * 1024),
+  // The orchestrator owns what provider settings mean; an agent it could not run is refused here, on write.
+  providerSettings: boundedObject(16 * 1024).superRefine((value, ctx) => {
+    const parsed = providerSettingsSchema.safeParse(value);
+    if (!parsed.success)
+      for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  }),
   secretRefs,
   guardrailPolicy: z.unknown(),
 };

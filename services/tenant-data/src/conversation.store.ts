@@ -59,6 +59,9 @@ export interface ConversationFilter extends PageRequest {
   agentId?: string;
   subjectId?: string;
   state?: 'live' | 'ended';
+  /** startedAfter / startedBefore bound started_at (exclusive). */
+  startedAfter?: Date;
+  startedBefore?: Date;
 }
 
 /** listConversations pages through the tenant's conversations, oldest first, optionally by agent, subject or state. */
@@ -72,6 +75,8 @@ export async function listConversations(trx: Trx, filter: ConversationFilter = {
   if (f.agentId !== undefined) query = query.where('agent_id', '=', f.agentId);
   if (f.subjectId !== undefined) query = query.where('subject_id', '=', f.subjectId);
   if (f.state !== undefined) query = query.where('state', '=', f.state);
+  if (filter.startedAfter !== undefined) query = query.where('started_at', '>', filter.startedAfter);
+  if (filter.startedBefore !== undefined) query = query.where('started_at', '<', filter.startedBefore);
   return paginate(query, filter, { list: 'conversations', column: 'id', type: 'string' });
 }
 

@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, auditedTransactions, type RecordAudit } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
-import { InvalidArgumentError, requestTenant } from '@parley/platform';
+import { InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
 import type {
   AgentSchema,
   ConversationSchema,
@@ -332,13 +332,34 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
           ...pageRequestOf(req),
           ...(blank(req.agentId) === undefined ? {} : { agentId: req.agentId }),
           ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
+          // An unknown state is refused by the store's validation (INVALID_ARGUMENT naming it).
+          ...(blank(req.state) === undefined ? {} : { state: req.state as 'live' | 'ended' }),
+          ...(req.startedAfter === undefined ? {} : { startedAfter: timestampDate(req.startedAfter) }),
+          ...(req.startedBefore === undefined ? {} : { startedBefore: timestampDate(req.startedBefore) }),
         }),
       );
       return { conversations: page.items.map(conversationMessage), nextPageToken: nextPageToken(page) };
     },
 
     async endConversation(req, ctx) {
-      const conversation = await inTenant(req.tenantId, ctx, (trx) => endConversation(trx, req.conversationId, blank(req.endReason)));
+      // An operator ending a call (forwarded by the edge) is a privileged action: one audit event in
+      // the same transaction. The orchestrator ending its own conversations records none.
+      const operator = principalOf(ctx);
+      if (operator === undefined) {
+        const conversation = await inTenant(req.tenantId, ctx, (trx) => endConversation(trx, req.conversationId, blank(req.endReason)));
+        return { conversation: conversationMessage(conversation) };
+      }
+      const conversation = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const ended = await endConversation(trx, req.conversationId, blank(req.endReason));
+        await record({
+          ...changeActor(ctx, tenant),
+          action: 'conversation.end',
+          target: { type: 'conversation', id: ended.id },
+          // The reason is the operator's free text: recorded as set, not its words.
+          details: auditDetails({ end_reason: ended.end_reason }, []),
+        });
+        return ended;
+      });
       return { conversation: conversationMessage(conversation) };
     },
 

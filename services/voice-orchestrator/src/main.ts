@@ -1,11 +1,77 @@
-// The voice-orchestrator service process: wiring only. Its API is served as it is implemented; until then
-// it runs the platform kernel (mTLS, allow-lists, health, telemetry, graceful shutdown).
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+// The voice-orchestrator service process: wiring only. It serves the session port (WebSocket,
+// TLS) where browsers and devices hold conversations, and parley.orchestrator.v1 on its mTLS
+// port; it calls identity (session tokens), tenant-data (agents, conversations, transcripts) and
+// secrets (provider keys, subject keys). On SIGTERM it stops taking conversations and ends the
+// live ones politely within the shutdown grace period.
+import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { loadOrchestratorConfig } from './config.js';
+import { startConversation } from './conversation.js';
+import { loggingEventSink } from './conversation-events.js';
+import { LiveConversations } from './live-conversations.js';
+import { createOrchestratorService } from './orchestrator-service.js';
+import { createPeers } from './peers.js';
 import { callerPolicies } from './policy.js';
+import { createProviderFetch } from './provider-fetch.js';
+import { createSessionServer } from './session-server.js';
 
 runMain({
   name: 'voice-orchestrator',
   version: PARLEY_VERSION,
   policies: callerPolicies,
-  setup: () => ({ routes: () => undefined }),
+  async setup(ctx) {
+    const config = loadOrchestratorConfig();
+    const peers = createPeers({
+      identity: ctx.clientFor('identity', IdentityService),
+      tenantData: ctx.clientFor('tenant-data', TenantDataService),
+      secrets: ctx.clientFor('secrets', SecretsService),
+    });
+    const live = new LiveConversations();
+    const deps = {
+      peers,
+      logger: ctx.logger,
+      events: loggingEventSink(ctx.logger),
+      providerFetch: createProviderFetch(),
+      config,
+      onEnded: (c: Parameters<LiveConversations['remove']>[0]) => live.remove(c),
+    };
+    const source =
+      config.sessionTls === undefined
+        ? ctx.certificates
+        : await CertificateSource.open(
+            { certFile: config.sessionTls.certFile, keyFile: config.sessionTls.keyFile, caFile: ctx.config.tls.caFile },
+            { pollIntervalMs: ctx.config.certReloadIntervalMs, logger: ctx.logger },
+          );
+    const sessions = createSessionServer({
+      cert: source.current.cert,
+      key: source.current.key,
+      logger: ctx.logger,
+      startTimeoutMs: config.startTimeoutMs,
+      maxMessageBytes: config.maxMessageBytes,
+      messagesPerSecond: config.messagesPerSecond,
+      messageBurst: config.messageBurst,
+      async start(req, channel) {
+        const conversation = await startConversation(deps, req, channel);
+        live.add(conversation);
+        return conversation;
+      },
+    });
+    const stopWatching = source.onChange((m) => sessions.setCertificate(m.cert, m.key));
+    const port = await sessions.listen(config.sessionPort, config.sessionHost);
+    ctx.logger.info({ session_port: port }, 'session port serving');
+    ctx.onStopping(async () => {
+      sessions.stopAccepting();
+      ctx.logger.info({ live: live.size }, 'ending live conversations');
+      await live.drain(ctx.config.shutdownGraceMs);
+    });
+    ctx.onClose(async () => {
+      stopWatching();
+      await sessions.close();
+      if (source !== ctx.certificates) source.close();
+    });
+    return { routes: (router) => router.service(OrchestratorService, createOrchestratorService({ live, peers })) };
+  },
 });

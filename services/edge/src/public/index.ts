@@ -7,6 +7,7 @@ import { accountModule } from './account.js';
 import { agentsModule } from './agents.js';
 import { apiKeysModule } from './api-keys.js';
 import { auditModule } from './audit.js';
+import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
@@ -22,6 +23,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   agentsModule,
   auditModule,
   secretsModule,
+  conversationsModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */

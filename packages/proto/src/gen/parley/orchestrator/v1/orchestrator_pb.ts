@@ -6,13 +6,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/orchestrator/v1/orchestrator.proto.
  */
 export const file_parley_orchestrator_v1_orchestrator: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvb3JjaGVzdHJhdG9yL3YxL29yY2hlc3RyYXRvci5wcm90bxIWcGFybGV5Lm9yY2hlc3RyYXRvci52MSJKChxHZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkiLgodR2V0Q29udmVyc2F0aW9uU3RhdHVzUmVzcG9uc2USDQoFc3RhdGUYASABKAkynAEKE09yY2hlc3RyYXRvclNlcnZpY2UShAEKFUdldENvbnZlcnNhdGlvblN0YXR1cxI0LnBhcmxleS5vcmNoZXN0cmF0b3IudjEuR2V0Q29udmVyc2F0aW9uU3RhdHVzUmVxdWVzdBo1LnBhcmxleS5vcmNoZXN0cmF0b3IudjEuR2V0Q29udmVyc2F0aW9uU3RhdHVzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CilwYXJsZXkvb3JjaGVzdHJhdG9yL3YxL29yY2hlc3RyYXRvci5wcm90bxIWcGFybGV5Lm9yY2hlc3RyYXRvci52MSJKChxHZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkiLgodR2V0Q29udmVyc2F0aW9uU3RhdHVzUmVzcG9uc2USDQoFc3RhdGUYASABKAkijwEKEExpdmVDb252ZXJzYXRpb24SEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0dXJucxgFIAEoDSIxChxMaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJgCh1MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXNwb25zZRI/Cg1jb252ZXJzYXRpb25zGAEgAygLMigucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXZlQ29udmVyc2F0aW9uIlQKFkVuZENvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiLQoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USEgoKZW5kZWRfaGVyZRgBIAEoCDKXAwoTT3JjaGVzdHJhdG9yU2VydmljZRKEAQoVR2V0Q29udmVyc2F0aW9uU3RhdHVzEjQucGFybGV5Lm9yY2hlc3RyYXRvci52MS5HZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0GjUucGFybGV5Lm9yY2hlc3RyYXRvci52MS5HZXRDb252ZXJzYXRpb25TdGF0dXNSZXNwb25zZRKEAQoVTGlzdExpdmVDb252ZXJzYXRpb25zEjQucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXF1ZXN0GjUucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXNwb25zZRJyCg9FbmRDb252ZXJzYXRpb24SLi5wYXJsZXkub3JjaGVzdHJhdG9yLnYxLkVuZENvbnZlcnNhdGlvblJlcXVlc3QaLy5wYXJsZXkub3JjaGVzdHJhdG9yLnYxLkVuZENvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.orchestrator.v1.GetConversationStatusRequest
@@ -56,6 +58,132 @@ export const GetConversationStatusResponseSchema: GenMessage<GetConversationStat
   messageDesc(file_parley_orchestrator_v1_orchestrator, 1);
 
 /**
+ * LiveConversation is a conversation this replica holds a connection for.
+ *
+ * @generated from message parley.orchestrator.v1.LiveConversation
+ */
+export type LiveConversation = Message<"parley.orchestrator.v1.LiveConversation"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 4;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * turns is the number of user turns so far.
+   *
+   * @generated from field: uint32 turns = 5;
+   */
+  turns: number;
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.LiveConversation.
+ * Use `create(LiveConversationSchema)` to create a new message.
+ */
+export const LiveConversationSchema: GenMessage<LiveConversation> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 2);
+
+/**
+ * @generated from message parley.orchestrator.v1.ListLiveConversationsRequest
+ */
+export type ListLiveConversationsRequest = Message<"parley.orchestrator.v1.ListLiveConversationsRequest"> & {
+  /**
+   * tenant_id, when set, lists only that tenant's conversations.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.ListLiveConversationsRequest.
+ * Use `create(ListLiveConversationsRequestSchema)` to create a new message.
+ */
+export const ListLiveConversationsRequestSchema: GenMessage<ListLiveConversationsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 3);
+
+/**
+ * @generated from message parley.orchestrator.v1.ListLiveConversationsResponse
+ */
+export type ListLiveConversationsResponse = Message<"parley.orchestrator.v1.ListLiveConversationsResponse"> & {
+  /**
+   * @generated from field: repeated parley.orchestrator.v1.LiveConversation conversations = 1;
+   */
+  conversations: LiveConversation[];
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.ListLiveConversationsResponse.
+ * Use `create(ListLiveConversationsResponseSchema)` to create a new message.
+ */
+export const ListLiveConversationsResponseSchema: GenMessage<ListLiveConversationsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 4);
+
+/**
+ * @generated from message parley.orchestrator.v1.EndConversationRequest
+ */
+export type EndConversationRequest = Message<"parley.orchestrator.v1.EndConversationRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * reason is recorded as the conversation's end reason (at most 200 characters).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.EndConversationRequest.
+ * Use `create(EndConversationRequestSchema)` to create a new message.
+ */
+export const EndConversationRequestSchema: GenMessage<EndConversationRequest> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 5);
+
+/**
+ * @generated from message parley.orchestrator.v1.EndConversationResponse
+ */
+export type EndConversationResponse = Message<"parley.orchestrator.v1.EndConversationResponse"> & {
+  /**
+   * ended_here is true when this replica held the connection and closed it; otherwise the
+   * conversation was marked ended in tenant-data and its replica closes it at its next check.
+   *
+   * @generated from field: bool ended_here = 1;
+   */
+  endedHere: boolean;
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.EndConversationResponse.
+ * Use `create(EndConversationResponseSchema)` to create a new message.
+ */
+export const EndConversationResponseSchema: GenMessage<EndConversationResponse> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 6);
+
+/**
  * OrchestratorService reports on and controls live conversations.
  *
  * @generated from service parley.orchestrator.v1.OrchestratorService
@@ -70,6 +198,26 @@ export const OrchestratorService: GenService<{
     methodKind: "unary";
     input: typeof GetConversationStatusRequestSchema;
     output: typeof GetConversationStatusResponseSchema;
+  },
+  /**
+   * ListLiveConversations lists the conversations this replica holds connections for.
+   *
+   * @generated from rpc parley.orchestrator.v1.OrchestratorService.ListLiveConversations
+   */
+  listLiveConversations: {
+    methodKind: "unary";
+    input: typeof ListLiveConversationsRequestSchema;
+    output: typeof ListLiveConversationsResponseSchema;
+  },
+  /**
+   * EndConversation ends a live conversation politely (operator side, lifecycle).
+   *
+   * @generated from rpc parley.orchestrator.v1.OrchestratorService.EndConversation
+   */
+  endConversation: {
+    methodKind: "unary";
+    input: typeof EndConversationRequestSchema;
+    output: typeof EndConversationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_orchestrator_v1_orchestrator, 0);

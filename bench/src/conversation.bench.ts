@@ -1,0 +1,445 @@
+// Conversation start and per-turn overhead: Parley (browser-like WebSocket client → the
+// voice-orchestrator process → identity, tenant-data and secrets over mTLS, real Postgres) beside
+// a baseline in the same run: one process that serves the same WebSocket protocol and does the
+// same steps with direct Postgres queries and no hops (token verified in-process, jti spent,
+// agent read, conversation written, provider key read and decrypted, in one transaction).
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { createServer, get as httpsGet } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { loadServiceMigrations, migrateAll, serviceDatabaseUrl } from '@parley/db';
+import { freePort, ServiceProcess } from '@parley/devstack';
+import { peerUrlVariable, SERVICE_NAMES, type ServiceName } from '@parley/platform';
+import { AgentService } from '@parley/proto/parley/api/v1/agents_pb.js';
+import { SecretService } from '@parley/proto/parley/api/v1/secrets_pb.js';
+import { SessionService } from '@parley/proto/parley/api/v1/sessions_pb.js';
+import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
+import { createTestPki } from '@parley/test/pki';
+import { scriptedProvider, SentenceBuffer, scriptedLlmSettings } from '@parley/voice-orchestrator';
+import pg from 'pg';
+import WebSocket, { WebSocketServer } from 'ws';
+import { percentile } from './stats.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ORIGIN = 'https://bench.example.com';
+
+/** Latency is a distribution summary of one measurement. */
+export interface Latency {
+  readonly count: number;
+  readonly errors: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** SummaryFigure is one headline figure with its goal. */
+export interface SummaryFigure {
+  readonly value: number;
+  readonly unit: string;
+  readonly goal: string;
+  readonly holds: boolean;
+}
+
+/** ConversationBenchResult is the JSON the conversation benchmark writes. */
+export interface ConversationBenchResult {
+  readonly starts: { concurrency: number; parley: Latency; baseline: Latency; ratioP50: number; ratioP99: number }[];
+  readonly turns: { parley: Latency; baseline: Latency; ratioP50: number; ratioP99: number };
+  readonly summary: Record<string, SummaryFigure>;
+}
+
+function summarize(samples: number[], errors: number): Latency {
+  const sorted = Float64Array.from(samples).sort();
+  return {
+    count: samples.length,
+    errors,
+    p50Ms: Number(percentile(sorted, 0.5).toFixed(3)),
+    p99Ms: Number(percentile(sorted, 0.99).toFixed(3)),
+  };
+}
+
+const ratio = (a: number, b: number) => Number((a / b).toFixed(2));
+
+interface Frame {
+  type: string;
+  final?: boolean;
+}
+
+function open(url: string, ca: Buffer): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { ca, origin: ORIGIN });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function nextFrame(ws: WebSocket, match: (f: Frame) => boolean): Promise<Frame> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (data: Buffer) => {
+      const f = JSON.parse(data.toString('utf8')) as Frame;
+      if (match(f)) {
+        ws.off('message', onMessage);
+        ws.off('close', onClose);
+        resolve(f);
+      }
+    };
+    const onClose = (code: number, reason: Buffer) => reject(new Error(`closed ${code} ${reason.toString()}`));
+    ws.on('message', onMessage);
+    ws.once('close', onClose);
+  });
+}
+
+/** startOnce measures start frame → ready frame on a fresh connection (the TLS handshake is not counted), then ends it. */
+async function startOnce(url: string, ca: Buffer, token: string): Promise<number> {
+  const ws = await open(url, ca);
+  const t0 = performance.now();
+  const ready = nextFrame(ws, (f) => f.type === 'ready');
+  ws.send(JSON.stringify({ type: 'start', token }));
+  await ready;
+  const ms = performance.now() - t0;
+  const closed = new Promise((r) => ws.once('close', r));
+  ws.send(JSON.stringify({ type: 'end' }));
+  await closed;
+  return ms;
+}
+
+async function measureStarts(url: string, ca: Buffer, tokens: string[], concurrency: number): Promise<Latency> {
+  const samples: number[] = [];
+  let errors = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < tokens.length) {
+        const token = tokens[next++]!;
+        try {
+          samples.push(await startOnce(url, ca, token));
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  return summarize(samples, errors);
+}
+
+async function measureTurns(url: string, ca: Buffer, token: string, turns: number): Promise<Latency> {
+  const ws = await open(url, ca);
+  const ready = nextFrame(ws, (f) => f.type === 'ready');
+  ws.send(JSON.stringify({ type: 'start', token }));
+  await ready;
+  const samples: number[] = [];
+  for (let i = 0; i < turns; i++) {
+    const t0 = performance.now();
+    const done = nextFrame(ws, (f) => f.type === 'assistant_text' && f.final === true);
+    ws.send(JSON.stringify({ type: 'user_text', text: `hello number ${i}. How are you today?` }));
+    await done;
+    // The first turns warm the path up.
+    if (i >= 20) samples.push(performance.now() - t0);
+  }
+  const closed = new Promise((r) => ws.once('close', r));
+  ws.send(JSON.stringify({ type: 'end' }));
+  await closed;
+  return summarize(samples, 0);
+}
+
+const RULES = [{ match: '^hello', reply: 'Hello there. I am fine, thank you. How can I help you today?' }];
+
+/**
+ * startBaseline serves the session protocol from this process with direct Postgres queries: the
+ * same work as a Parley start (verify, spend jti, read agent, write conversation, read and
+ * decrypt the provider key) and a Parley turn (scripted reply, sentence cut, frames, transcript
+ * rows written off the reply path), without any hop between services.
+ */
+async function startBaseline(adminUrl: string, cert: Buffer, key: Buffer, jwksJson: string, tenantId: string) {
+  const pool = new pg.Pool({ connectionString: adminUrl, max: 10 });
+  await pool.query(`drop schema if exists bench_baseline cascade; create schema bench_baseline;
+    create table bench_baseline.used_jti (jti text primary key, used_at timestamptz not null default now());
+    create table bench_baseline.agents (tenant_id uuid not null, id uuid primary key, prompt text not null, provider_settings jsonb not null, secret_id uuid not null);
+    create table bench_baseline.secrets (tenant_id uuid not null, id uuid primary key, nonce bytea not null, ciphertext bytea not null);
+    create table bench_baseline.conversations (tenant_id uuid not null, id uuid primary key, agent_id uuid not null, state text not null, started_at timestamptz not null default now());
+    create table bench_baseline.transcript_turns (tenant_id uuid not null, conversation_id uuid not null, seq int not null, role text not null, text text not null, primary key (conversation_id, seq));`);
+  const dek = randomBytes(32);
+  const nonce = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', dek, nonce);
+  const sealed = Buffer.concat([cipher.update('sk-baseline-provider-key', 'utf8'), cipher.final(), cipher.getAuthTag()]);
+  const agentId = '00000000-0000-7000-8000-00000000a9e7';
+  const secretId = '00000000-0000-7000-8000-00000000c0de';
+  await pool.query('insert into bench_baseline.secrets values ($1, $2, $3, $4)', [tenantId, secretId, nonce, sealed]);
+  await pool.query('insert into bench_baseline.agents values ($1, $2, $3, $4, $5)', [
+    tenantId,
+    agentId,
+    'Be brief.',
+    JSON.stringify({ llm: { provider: 'scripted', rules: RULES, delayMs: 0 } }),
+    secretId,
+  ]);
+  const verifier = new SessionTokenVerifier({
+    issuer: 'parley:identity',
+    audience: 'parley:voice-orchestrator',
+    claimCacheSize: 0,
+    jwks: new JwksCache({ source: async () => jwksJson }),
+  });
+  const https = createServer({ cert, key });
+  const wss = new WebSocketServer({ server: https, maxPayload: 16_384 });
+  wss.on('connection', (ws, req) => {
+    const origin = req.headers.origin ?? '';
+    let conversation: { id: string; tenant: string; seq: number; transcript: Promise<unknown> } | undefined;
+    let provider: ReturnType<typeof scriptedProvider> | undefined;
+    ws.on('message', (data: Buffer) => {
+      const f = JSON.parse(data.toString('utf8')) as { type: string; token?: string; text?: string };
+      if (f.type === 'start') {
+        void (async () => {
+          const claims = await verifier.verify(f.token ?? '', { origin });
+          const client = await pool.connect();
+          try {
+            await client.query('begin');
+            await client.query("select set_config('app.tenant_id', $1, true)", [claims.tenant]);
+            await client.query('insert into bench_baseline.used_jti (jti) values ($1)', [claims.jti]);
+            const agent = (
+              await client.query('select * from bench_baseline.agents where tenant_id = $1 and id = $2', [claims.tenant, agentId])
+            ).rows[0] as {
+              provider_settings: { llm: unknown };
+              secret_id: string;
+            };
+            await client.query("insert into bench_baseline.conversations values ($1, $2, $3, 'live')", [
+              claims.tenant,
+              claims.sid,
+              agentId,
+            ]);
+            const secret = (await client.query('select nonce, ciphertext from bench_baseline.secrets where id = $1', [agent.secret_id]))
+              .rows[0] as {
+              nonce: Buffer;
+              ciphertext: Buffer;
+            };
+            await client.query('commit');
+            const d = createDecipheriv('aes-256-gcm', dek, secret.nonce);
+            d.setAuthTag(secret.ciphertext.subarray(-16));
+            const plain = Buffer.concat([d.update(secret.ciphertext.subarray(0, -16)), d.final()]);
+            plain.fill(0);
+            provider = scriptedProvider(scriptedLlmSettings.parse(agent.provider_settings.llm));
+            conversation = { id: claims.sid, tenant: claims.tenant, seq: 0, transcript: Promise.resolve() };
+            ws.send(JSON.stringify({ type: 'ready', conversationId: claims.sid, agentId }));
+          } finally {
+            client.release();
+          }
+        })().catch(() => ws.close(4401, 'token invalid'));
+      } else if (f.type === 'user_text' && conversation !== undefined && provider !== undefined) {
+        const c = conversation;
+        const record = (role: string, text: string) => {
+          const seq = c.seq++;
+          c.transcript = c.transcript
+            .then(() =>
+              pool.query('insert into bench_baseline.transcript_turns values ($1, $2, $3, $4, $5)', [c.tenant, c.id, seq, role, text]),
+            )
+            .catch((err: unknown) => process.stderr.write(`baseline transcript write failed: ${String(err)}\n`));
+        };
+        record('user', f.text ?? '');
+        void (async () => {
+          const buffer = new SentenceBuffer();
+          const said: string[] = [];
+          for await (const delta of provider.streamReply([{ role: 'user', content: f.text ?? '' }], new AbortController().signal)) {
+            for (const s of buffer.push(delta)) {
+              said.push(s);
+              ws.send(JSON.stringify({ type: 'assistant_text', text: s, final: false }));
+            }
+          }
+          for (const s of buffer.flush()) {
+            said.push(s);
+            ws.send(JSON.stringify({ type: 'assistant_text', text: s, final: false }));
+          }
+          ws.send(JSON.stringify({ type: 'assistant_text', text: '', final: true }));
+          record('assistant', said.join(' '));
+        })();
+      } else if (f.type === 'end') {
+        const c = conversation;
+        void (async () => {
+          if (c !== undefined) {
+            await c.transcript;
+            await pool.query("update bench_baseline.conversations set state = 'ended' where id = $1", [c.id]);
+          }
+          ws.close(1000, 'ended by the client');
+        })();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `wss://localhost:${(https.address() as AddressInfo).port}/v1/session`,
+    async stop() {
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise((r) => https.close(r));
+      await pool.query('drop schema if exists bench_baseline cascade');
+      await pool.end();
+    },
+  };
+}
+
+/** runConversationBenchmark measures Parley and the baseline on the same machine in the same run. */
+export async function runConversationBenchmark(options: {
+  adminUrl: string;
+  starts1: number;
+  starts50: number;
+  turns: number;
+}): Promise<ConversationBenchResult> {
+  const { adminUrl } = options;
+  const rolePasswords: Partial<Record<ServiceName, string>> = {};
+  for (const s of SERVICE_NAMES) rolePasswords[s] = randomBytes(18).toString('base64url');
+  await migrateAll(adminUrl, { services: await loadServiceMigrations({ workspaceRoot: root }), rolePasswords });
+  const dir = await mkdtemp(join(tmpdir(), 'parley-conversation-bench-'));
+  const pki = await createTestPki();
+  const names = ['tenant-data', 'identity', 'secrets', 'voice-orchestrator', 'edge'] as const;
+  const ports = Object.fromEntries(
+    await Promise.all(names.map(async (n) => [n, { port: await freePort(), health: await freePort() }])),
+  ) as Record<(typeof names)[number], { port: number; health: number }>;
+  const publicPort = await freePort();
+  const sessionPort = await freePort();
+  const peers = Object.fromEntries(names.map((n) => [peerUrlVariable(n), `https://localhost:${ports[n].port}`]));
+  const bootstrapFile = join(dir, 'bootstrap.json');
+  const kek = { PARLEY_KEK_PROVIDER: 'local', PARLEY_LOCAL_KEYRING_PATH: join(dir, 'keyring.json') };
+  const extra: Record<(typeof names)[number], Record<string, string>> = {
+    'tenant-data': {
+      DATABASE_URL: serviceDatabaseUrl(adminUrl, 'tenant-data', rolePasswords['tenant-data']),
+      PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
+    },
+    identity: {
+      DATABASE_URL: serviceDatabaseUrl(adminUrl, 'identity', rolePasswords.identity),
+      PARLEY_API_KEY_PEPPER: randomBytes(32).toString('base64'),
+      PARLEY_BOOTSTRAP_FILE: bootstrapFile,
+      ...kek,
+    },
+    secrets: { DATABASE_URL: serviceDatabaseUrl(adminUrl, 'secrets', rolePasswords.secrets), ...kek },
+    'voice-orchestrator': {
+      PARLEY_PUBLIC_PORT: String(sessionPort),
+      // A benchmark client sends faster than a person; the limit is not what is measured.
+      PARLEY_SESSION_MESSAGES_PER_SECOND: '1000',
+      PARLEY_SESSION_MESSAGE_BURST: '1000',
+    },
+    edge: { PARLEY_PUBLIC_PORT: String(publicPort), PARLEY_AUDIT_URL: `https://localhost:${await freePort()}` },
+  };
+  const procs = names.map((n) => {
+    const f = pki.files(n);
+    return new ServiceProcess({
+      name: n,
+      script: join(root, 'services', n, 'dist', 'main.js'),
+      env: {
+        ...peers,
+        ...extra[n],
+        PARLEY_TLS_CERT: f.certFile,
+        PARLEY_TLS_KEY: f.keyFile,
+        PARLEY_TLS_CA: f.caFile,
+        PARLEY_LOG_LEVEL: 'warn',
+        PARLEY_SERVICE_PORT: String(ports[n].port),
+        PARLEY_HEALTH_PORT: String(ports[n].health),
+      },
+      healthUrl: `http://127.0.0.1:${ports[n].health}/readyz`,
+      onLine: (name, line) => {
+        if (line.includes('"level":"error"') || line.includes('"level":50')) process.stderr.write(`${name}: ${line.slice(0, 500)}\n`);
+      },
+    });
+  });
+  for (const p of procs) p.start();
+  let baseline: Awaited<ReturnType<typeof startBaseline>> | undefined;
+  try {
+    await Promise.all(procs.map((p) => p.waitReady(60_000)));
+    const { apiKey, tenantId } = JSON.parse(await readFile(bootstrapFile, 'utf8')) as { apiKey: string; tenantId: string };
+    const ca = await readFile(pki.paths.caCert);
+    const transport = createConnectTransport({ baseUrl: `https://localhost:${publicPort}`, httpVersion: '2', nodeOptions: { ca } });
+    const headers = { authorization: `Bearer ${apiKey}` };
+    const secret = await createClient(SecretService, transport).putSecret(
+      { name: 'bench-llm', providerKind: 'llm', value: `sk-bench-${randomBytes(16).toString('hex')}` },
+      { headers },
+    );
+    const agents = createClient(AgentService, transport);
+    // Starts: an OpenAI-compatible agent, so that its key is resolved and decrypted at every start
+    // (the provider itself is only called on a turn, never here). Turns: the scripted provider at zero delay.
+    const startAgent = await agents.createAgent(
+      {
+        name: 'Bench start agent',
+        prompt: 'Be brief.',
+        providerSettings: { llm: { provider: 'openai-compatible', baseUrl: 'https://llm.invalid/v1', model: 'bench' } },
+        secretRefs: { llm: secret.secret?.id ?? '' },
+      },
+      { headers },
+    );
+    const turnAgent = await agents.createAgent(
+      { name: 'Bench turn agent', prompt: 'Be brief.', providerSettings: { llm: { provider: 'scripted', rules: RULES, delayMs: 0 } } },
+      { headers },
+    );
+    const sessions = createClient(SessionService, transport);
+    const mint = async (n: number, agentId = startAgent.agent?.id ?? '') => {
+      const out: string[] = [];
+      let left = n;
+      await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          while (left > 0) {
+            left--;
+            out.push((await sessions.createSession({ agentId, origin: ORIGIN, ttlSeconds: 900 }, { headers })).token);
+          }
+        }),
+      );
+      return out;
+    };
+    const jwks = await new Promise<string>((resolve, reject) => {
+      httpsGet(`https://localhost:${publicPort}/.well-known/jwks.json`, { ca }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      }).on('error', reject);
+    });
+    const orchestratorTls = pki.files('voice-orchestrator');
+    baseline = await startBaseline(
+      adminUrl,
+      await readFile(orchestratorTls.certFile),
+      await readFile(orchestratorTls.keyFile),
+      jwks,
+      tenantId,
+    );
+    const parleyUrl = `wss://localhost:${sessionPort}/v1/session`;
+
+    const starts: ConversationBenchResult['starts'] = [];
+    for (const [concurrency, count] of [
+      [1, options.starts1],
+      [50, options.starts50],
+    ] as const) {
+      // Warm both paths, then measure them interleaved per concurrency level.
+      await measureStarts(parleyUrl, ca, await mint(20), Math.min(concurrency, 10));
+      await measureStarts(baseline.url, ca, await mint(20), Math.min(concurrency, 10));
+      const parley = await measureStarts(parleyUrl, ca, await mint(count), concurrency);
+      const base = await measureStarts(baseline.url, ca, await mint(count), concurrency);
+      starts.push({
+        concurrency,
+        parley,
+        baseline: base,
+        ratioP50: ratio(parley.p50Ms, base.p50Ms),
+        ratioP99: ratio(parley.p99Ms, base.p99Ms),
+      });
+    }
+    const [turnToken, baseTurnToken] = await mint(2, turnAgent.agent?.id ?? '');
+    const parleyTurns = await measureTurns(parleyUrl, ca, turnToken!, options.turns);
+    const baseTurns = await measureTurns(baseline.url, ca, baseTurnToken!, options.turns);
+    const at = (c: number) => starts.find((s) => s.concurrency === c)!;
+    const summary: Record<string, SummaryFigure> = {
+      'start p99 at 1 caller': { value: at(1).parley.p99Ms, unit: 'ms', goal: '< 25', holds: at(1).parley.p99Ms < 25 },
+      'start p50 at 1 caller': { value: at(1).parley.p50Ms, unit: 'ms', goal: 'reported', holds: true },
+      'start p99 at 50 callers / baseline': { value: at(50).ratioP99, unit: 'ratio', goal: '<= 2', holds: at(50).ratioP99 <= 2 },
+      'start p50 at 50 callers / baseline': { value: at(50).ratioP50, unit: 'ratio', goal: '<= 2', holds: at(50).ratioP50 <= 2 },
+      'per-turn overhead p99': { value: parleyTurns.p99Ms, unit: 'ms', goal: '< 5', holds: parleyTurns.p99Ms < 5 },
+      'per-turn overhead p50': { value: parleyTurns.p50Ms, unit: 'ms', goal: 'reported', holds: true },
+    };
+    return {
+      starts,
+      turns: {
+        parley: parleyTurns,
+        baseline: baseTurns,
+        ratioP50: ratio(parleyTurns.p50Ms, baseTurns.p50Ms),
+        ratioP99: ratio(parleyTurns.p99Ms, baseTurns.p99Ms),
+      },
+      summary,
+    };
+  } finally {
+    await baseline?.stop();
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+}

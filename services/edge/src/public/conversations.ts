@@ -1,0 +1,107 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { ConversationService, type ConversationSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { TenantDataService, type Conversation as StoredConversation } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { FailedPreconditionError } from '@parley/platform';
+import { SEALED_PREFIX, transcriptPurpose } from '@parley/voice-orchestrator/transcript-text';
+import { forward, type PublicDeps } from './deps.js';
+import { definePublicModule, publicPrincipal } from './module.js';
+
+// Turns of a conversation with a subject are sealed under the subject's key by the orchestrator;
+// the edge opens them for a caller with conversations:read.
+
+function conversationOf(c: StoredConversation | undefined): MessageInitShape<typeof ConversationSchema> | undefined {
+  if (c === undefined) return undefined;
+  return {
+    id: c.id,
+    agentId: c.agentId,
+    subjectId: c.subjectId,
+    state: c.state,
+    ...(c.startedAt === undefined ? {} : { startedAt: c.startedAt }),
+    ...(c.endedAt === undefined ? {} : { endedAt: c.endedAt }),
+    endReason: c.endReason,
+  };
+}
+
+/** conversationsModule serves parley.api.v1.ConversationService over tenant-data (and secrets, to open sealed turns). */
+export const conversationsModule = definePublicModule(
+  ConversationService,
+  {
+    listConversations: 'conversations:read',
+    getConversation: 'conversations:read',
+    listTranscriptTurns: 'conversations:read',
+    endConversation: 'conversations:end',
+  },
+  (router, deps: PublicDeps) => {
+    const tenantData = deps.client('tenant-data', TenantDataService);
+    const secrets = deps.client('secrets', SecretsService);
+    const tenant = (ctx: Parameters<typeof publicPrincipal>[0]) => publicPrincipal(ctx).tenantId;
+    router.service(ConversationService, {
+      async listConversations(req, ctx) {
+        const res = await tenantData.listConversations(
+          {
+            tenantId: tenant(ctx),
+            agentId: req.agentId,
+            state: req.state,
+            ...(req.startedAfter === undefined ? {} : { startedAfter: req.startedAfter }),
+            ...(req.startedBefore === undefined ? {} : { startedBefore: req.startedBefore }),
+            pageSize: req.pageSize,
+            pageToken: req.pageToken,
+          },
+          forward(ctx),
+        );
+        return { conversations: res.conversations.map((c) => conversationOf(c)!), nextPageToken: res.nextPageToken };
+      },
+      async getConversation(req, ctx) {
+        const res = await tenantData.getConversation({ tenantId: tenant(ctx), conversationId: req.conversationId }, forward(ctx));
+        return { conversation: conversationOf(res.conversation) };
+      },
+      async listTranscriptTurns(req, ctx) {
+        const tenantId = tenant(ctx);
+        const { conversation } = await tenantData.getConversation({ tenantId, conversationId: req.conversationId }, forward(ctx));
+        // tenant-data records the access event (transcript.read) for the forwarded principal.
+        const res = await tenantData.listTranscriptTurns(
+          { tenantId, conversationId: req.conversationId, pageSize: req.pageSize, pageToken: req.pageToken },
+          forward(ctx),
+        );
+        const subjectId = conversation?.subjectId ?? '';
+        const turns = await Promise.all(
+          res.turns.map(async (t) => {
+            let text = t.textRedacted;
+            if (text.startsWith(SEALED_PREFIX)) {
+              try {
+                const opened = await secrets.decryptForSubject(
+                  {
+                    tenantId,
+                    subjectId,
+                    purpose: transcriptPurpose(t.conversationId),
+                    ciphertext: Buffer.from(text.slice(SEALED_PREFIX.length), 'base64'),
+                  },
+                  { signal: ctx.signal },
+                );
+                text = Buffer.from(opened.plaintext).toString('utf8');
+              } catch (err) {
+                // A shredded subject key (erasure) makes the turn unreadable for good: say so, not INTERNAL.
+                if (err instanceof ConnectError && err.code === Code.FailedPrecondition)
+                  throw new FailedPreconditionError("this conversation's transcript was erased (the end user's key was destroyed)");
+                throw err;
+              }
+            }
+            return { seq: t.seq, role: t.role, text, ...(t.createdAt === undefined ? {} : { createdAt: t.createdAt }) };
+          }),
+        );
+        return { turns, nextPageToken: res.nextPageToken };
+      },
+      async endConversation(req, ctx) {
+        // The end is recorded at once; the orchestrator replica holding the connection sees it at
+        // its next check (PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS) and closes the call politely.
+        const res = await tenantData.endConversation(
+          { tenantId: tenant(ctx), conversationId: req.conversationId, endReason: req.reason === '' ? 'ended by an operator' : req.reason },
+          forward(ctx),
+        );
+        return { conversation: conversationOf(res.conversation) };
+      },
+    });
+  },
+);

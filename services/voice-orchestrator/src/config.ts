@@ -1,0 +1,47 @@
+import { envInt, envOptional, envPort, envString, type Env } from '@parley/platform';
+
+/** OrchestratorConfig is the voice-orchestrator's own configuration (the kernel reads the rest). */
+export interface OrchestratorConfig {
+  /** sessionHost / sessionPort: the public TLS port browsers and devices open WebSockets on. */
+  readonly sessionHost: string;
+  readonly sessionPort: number;
+  /** sessionTls overrides the session port's certificate; default: the service's own (dev) certificate. */
+  readonly sessionTls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /** startTimeoutMs: a connection that has not sent its start frame by then is closed. */
+  readonly startTimeoutMs: number;
+  /** idleTimeoutMs: a conversation with no user message for this long is ended. */
+  readonly idleTimeoutMs: number;
+  /** maxDurationMs: no conversation lives longer (the policy's fatigue limit may be shorter). */
+  readonly maxDurationMs: number;
+  /** maxMessageBytes: a larger frame closes the connection (1009). */
+  readonly maxMessageBytes: number;
+  /** messagesPerSecond / messageBurst: the per-connection token bucket for client frames. */
+  readonly messagesPerSecond: number;
+  readonly messageBurst: number;
+  /** liveCheckIntervalMs: how often a live conversation checks tenant-data for an end made elsewhere. */
+  readonly liveCheckIntervalMs: number;
+  /** providerTimeoutMs: the default deadline until an LLM provider's first token. */
+  readonly providerTimeoutMs: number;
+}
+
+/** loadOrchestratorConfig reads the orchestrator's variables (main.ts passes none: this process's). */
+export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConfig {
+  const certFile = envOptional(env, 'PARLEY_PUBLIC_TLS_CERT');
+  const keyFile = envOptional(env, 'PARLEY_PUBLIC_TLS_KEY');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    envString(env, certFile === undefined ? 'PARLEY_PUBLIC_TLS_CERT' : 'PARLEY_PUBLIC_TLS_KEY');
+  }
+  return Object.freeze({
+    sessionHost: envString(env, 'PARLEY_PUBLIC_HOST', envString(env, 'PARLEY_HOST', '127.0.0.1')),
+    sessionPort: envPort(env, 'PARLEY_PUBLIC_PORT', 9444),
+    sessionTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
+    startTimeoutMs: envInt(env, 'PARLEY_SESSION_START_TIMEOUT_MS', 5_000, 100, 60_000),
+    idleTimeoutMs: envInt(env, 'PARLEY_SESSION_IDLE_TIMEOUT_MS', 300_000, 1_000, 86_400_000),
+    maxDurationMs: envInt(env, 'PARLEY_SESSION_MAX_DURATION_MS', 3_600_000, 1_000, 86_400_000),
+    maxMessageBytes: envInt(env, 'PARLEY_SESSION_MAX_MESSAGE_BYTES', 16_384, 1_024, 1_048_576),
+    messagesPerSecond: envInt(env, 'PARLEY_SESSION_MESSAGES_PER_SECOND', 10, 1, 1_000),
+    messageBurst: envInt(env, 'PARLEY_SESSION_MESSAGE_BURST', 20, 1, 10_000),
+    liveCheckIntervalMs: envInt(env, 'PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS', 5_000, 100, 600_000),
+    providerTimeoutMs: envInt(env, 'PARLEY_PROVIDER_TIMEOUT_MS', 20_000, 100, 600_000),
+  });
+}

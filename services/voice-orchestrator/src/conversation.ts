@@ -1,0 +1,430 @@
+import type { Logger } from '@parley/platform';
+import { decodeJwt } from 'jose';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
+import type { OrchestratorConfig } from './config.js';
+import type { ConversationEventSink } from './conversation-events.js';
+import { ConversationKeys } from './conversation-keys.js';
+import { createGuardrailStage, type GuardrailContext, type GuardrailDecision, type GuardrailStage } from './guardrail-stage.js';
+import { openAiCompatibleProvider } from './openai-provider.js';
+import type { Peers, SessionGrant } from './peers.js';
+import type { ProviderFetch } from './provider-fetch.js';
+import { providerSettingsSchema, type ProviderSettings } from './provider-settings.js';
+import type { ChatMessage, LlmProvider } from './providers.js';
+import { scriptedProvider } from './scripted-provider.js';
+import { SentenceBuffer } from './sentences.js';
+import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+import { sealTranscriptText } from './transcript-text.js';
+
+/** ServerFrame is a JSON text frame the server sends (README: "Session protocol"). */
+export type ServerFrame =
+  | { type: 'ready'; conversationId: string; agentId: string }
+  | { type: 'assistant_text'; text: string; final: boolean; interrupted?: boolean }
+  | { type: 'event'; name: string; [key: string]: unknown }
+  | { type: 'error'; code: string; message: string }
+  | { type: 'end'; reason: string };
+
+/** ClientChannel is the connection a conversation talks to. */
+export interface ClientChannel {
+  send(frame: ServerFrame): void;
+  close(code: number, reason: string): void;
+}
+
+/** ConversationDeps are the runtime's collaborators. */
+export interface ConversationDeps {
+  readonly peers: Peers;
+  readonly logger: Logger;
+  readonly events: ConversationEventSink;
+  readonly providerFetch: ProviderFetch;
+  readonly config: OrchestratorConfig;
+  /** createGuardrails builds the guardrail stage for an agent's policy (default: createGuardrailStage). */
+  readonly createGuardrails?: (policy: unknown) => GuardrailStage;
+  /** onEnded is told when a conversation is over (the registry forgets it). */
+  readonly onEnded?: (conversation: LiveConversation) => void;
+}
+
+/** StartRequest is what a client's start frame and its connection say. */
+export interface StartRequest {
+  readonly token: string;
+  /** origin is the connection's Origin header ('' when the client sent none). */
+  readonly origin: string;
+  /** agentId, when the client names one, must be the token's agent. */
+  readonly agentId?: string;
+}
+
+const MAX_HISTORY = 40;
+const tracer = trace.getTracer('@parley/voice-orchestrator');
+
+/** EndOptions control how a conversation is ended. */
+export interface EndOptions {
+  /** closeCode / closeReason go to the client; default 1000 and the reason. */
+  readonly closeCode?: number;
+  readonly closeReason?: string;
+  /** letReplyFinishMs lets a reply in progress finish first, up to this long (drain). */
+  readonly letReplyFinishMs?: number;
+  /** recorded is true when the end is already recorded in tenant-data (ended elsewhere). */
+  readonly recorded?: boolean;
+}
+
+class BargeIn extends Error {
+  constructor() {
+    super('the user spoke while the agent was replying');
+  }
+}
+
+/** secretsNeeded names the secrets the agent's providers use (none for the scripted provider). */
+function secretsNeeded(settings: ProviderSettings, refs: Readonly<Record<string, string>>): string[] {
+  const llm = settings.llm;
+  if (llm.provider === 'scripted') return [];
+  const id = refs[llm.secretPurpose];
+  if (id === undefined)
+    throw new SessionRefusal(
+      CLOSE_CODES.internal,
+      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
+    );
+  return [id];
+}
+
+function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: ConversationDeps): LlmProvider {
+  const llm = settings.llm;
+  if (llm.provider === 'scripted') return scriptedProvider(llm);
+  if (!keys.has(llm.secretPurpose))
+    throw new SessionRefusal(
+      CLOSE_CODES.internal,
+      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
+    );
+  return openAiCompatibleProvider(llm, {
+    apiKey: () => keys.reveal(llm.secretPurpose),
+    fetch: deps.providerFetch,
+    defaultTimeoutMs: deps.config.providerTimeoutMs,
+  });
+}
+
+/** unverifiedTarget reads tenant and agent from a token's payload without trusting them (decodeJwt verifies nothing). */
+function unverifiedTarget(token: string): { tenant: string; agent: string } | undefined {
+  try {
+    const claims = decodeJwt(token);
+    return typeof claims.tenant === 'string' && typeof claims.agent === 'string'
+      ? { tenant: claims.tenant, agent: claims.agent }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * startConversation runs the start of a conversation: the token is verified and spent at
+ * identity, the agent loaded, the conversation recorded live, and the agent's provider keys
+ * resolved for it. Any refusal is a SessionRefusal; if something fails after the row was written,
+ * the row is ended with the reason, so no conversation is left live without a connection.
+ */
+export function startConversation(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
+  // One trace per start: the kernel's client interceptor hangs every peer call under this span.
+  return tracer.startActiveSpan('conversation.start', async (span) => {
+    try {
+      const conversation = await runStart(deps, req, channel);
+      span.setAttributes({ 'parley.tenant_id': conversation.tenantId, 'parley.conversation_id': conversation.conversationId });
+      return conversation;
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof SessionRefusal ? err.message : 'start failed' });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function runStart(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
+  const { peers } = deps;
+  // The agent is loaded while identity checks the token, from the token's unverified claims: a
+  // read only, used only if the verified claims name the same tenant and agent. It saves a hop
+  // on the hot path (see bench/README.md, conversation).
+  const hint = unverifiedTarget(req.token);
+  const early = hint === undefined ? undefined : peers.getAgent(hint.tenant, hint.agent);
+  early?.catch(() => undefined);
+  const grant = await peers.consumeSession(req.token, req.origin);
+  // identity checked the origin already; checked here too because the session port is where it matters.
+  if (grant.origin !== '' && grant.origin !== req.origin)
+    throw new SessionRefusal(CLOSE_CODES.forbidden, 'origin not allowed for this token');
+  if (req.agentId !== undefined && req.agentId !== grant.agentId)
+    throw new SessionRefusal(CLOSE_CODES.forbidden, 'agent not allowed for this token');
+  const agent =
+    early !== undefined && hint?.tenant === grant.tenantId && hint.agent === grant.agentId
+      ? await early
+      : await peers.getAgent(grant.tenantId, grant.agentId);
+  const parsed = providerSettingsSchema.safeParse(agent.providerSettings);
+  if (!parsed.success)
+    throw new SessionRefusal(CLOSE_CODES.internal, "the agent's provider settings are invalid; the workspace must fix the agent");
+  const settings = parsed.data;
+  // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
+  // one is refused before anything is written.
+  const wanted = secretsNeeded(settings, agent.secretRefs);
+  const guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy);
+  const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
+  const { conversationId } = await peers.startConversation(grant, subjectId);
+  let keys: ConversationKeys | undefined;
+  try {
+    keys =
+      wanted.length > 0
+        ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId, wanted))
+        : new ConversationKeys();
+    const llm = buildLlm(settings, keys, deps);
+    // The policy's fatigue limit may be shorter than the deployment's maximum duration.
+    const fatigue = agent.guardrailPolicy.fatigue as { maxConversationMinutes?: unknown } | undefined;
+    const policyMs = typeof fatigue?.maxConversationMinutes === 'number' ? fatigue.maxConversationMinutes * 60_000 : Infinity;
+    const maxDurationMs = Math.min(deps.config.maxDurationMs, policyMs);
+    return new LiveConversation(
+      deps,
+      { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails, maxDurationMs },
+      channel,
+    );
+  } catch (err) {
+    keys?.release();
+    const reason = err instanceof SessionRefusal ? `start failed: ${err.message}` : 'start failed: internal error';
+    await peers.endConversation(grant.tenantId, conversationId, reason).catch((endErr: unknown) => {
+      deps.logger.error({ err: endErr, conversation_id: conversationId }, 'could not record a failed start as ended');
+    });
+    throw err;
+  }
+}
+
+interface LiveState {
+  readonly grant: SessionGrant;
+  readonly conversationId: string;
+  readonly subjectId: string | undefined;
+  readonly prompt: string;
+  readonly settings: ProviderSettings;
+  readonly keys: ConversationKeys;
+  readonly llm: LlmProvider;
+  readonly guardrails: GuardrailStage;
+  readonly maxDurationMs: number;
+}
+
+/**
+ * LiveConversation is one conversation while its connection lives: the turn loop (user text →
+ * LLM stream → guardrail stage sentence by sentence → client), barge-in, transcript capture,
+ * timers, and the end. Its state is in memory; what other replicas need (status, turns) is in
+ * tenant-data.
+ */
+export class LiveConversation {
+  readonly tenantId: string;
+  readonly conversationId: string;
+  readonly agentId: string;
+  readonly startedAt = new Date();
+  #state: LiveState | undefined;
+  #turns = 0;
+  #history: ChatMessage[] = [];
+  #reply: AbortController | undefined;
+  #replyDone: Promise<void> = Promise.resolve();
+  #transcript: Promise<void> = Promise.resolve();
+  #ending: Promise<void> | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #idle: NodeJS.Timeout | undefined;
+  readonly #deps: ConversationDeps;
+  readonly #channel: ClientChannel;
+  readonly #log: Logger;
+
+  constructor(deps: ConversationDeps, state: LiveState, channel: ClientChannel) {
+    this.#deps = deps;
+    this.#state = state;
+    this.#channel = channel;
+    this.tenantId = state.grant.tenantId;
+    this.conversationId = state.conversationId;
+    this.agentId = state.grant.agentId;
+    this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
+    if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
+    this.#timers.push(
+      setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
+      setInterval(() => void this.#checkStillLive(), deps.config.liveCheckIntervalMs),
+    );
+    this.#resetIdle();
+    deps.events.emit({
+      type: 'conversation.started',
+      tenantId: this.tenantId,
+      conversationId: this.conversationId,
+      agentId: this.agentId,
+      at: this.startedAt,
+    });
+  }
+
+  /** turns is the number of user turns so far. */
+  get turns(): number {
+    return this.#turns;
+  }
+
+  /** ended tells whether end() has begun. */
+  get ended(): boolean {
+    return this.#ending !== undefined;
+  }
+
+  /** keysForTest exposes the key holder (tests prove it is released and unreachable after the end). */
+  keysForTest(): ConversationKeys | undefined {
+    return this.#state?.keys;
+  }
+
+  /** userText takes a user message; while the agent is replying, it cancels that reply first (barge-in). */
+  userText(text: string): void {
+    if (this.#ending !== undefined) return;
+    this.#resetIdle();
+    this.#reply?.abort(new BargeIn());
+    const controller = new AbortController();
+    this.#reply = controller;
+    const previous = this.#replyDone;
+    this.#replyDone = previous
+      .then(() => this.#turn(text, controller.signal))
+      .catch((err: unknown) => {
+        this.#log.error({ err }, 'turn failed unexpectedly');
+      });
+  }
+
+  async #turn(text: string, signal: AbortSignal): Promise<void> {
+    const state = this.#state;
+    if (state === undefined || signal.aborted) return;
+    this.#turns++;
+    const ctx: GuardrailContext = { conversationId: this.conversationId, turn: this.#turns, now: new Date() };
+    this.#record('user', text);
+    const userDecision = state.guardrails.checkUserTurn(text, ctx);
+    if (userDecision.action !== 'allow') this.#announce(userDecision, 'user');
+    if (userDecision.action === 'end') {
+      void this.end(`guardrail: ${userDecision.rule ?? 'end'}`);
+      return;
+    }
+    this.#history.push({ role: 'user', content: text });
+    const released: string[] = [];
+    let endRule: string | undefined;
+    let interrupted = false;
+    let failed = false;
+    const release = (sentence: string) => {
+      const decision = state.guardrails.checkSentence(sentence, ctx);
+      if (decision.action !== 'allow') this.#announce(decision, 'assistant');
+      if (decision.text !== '') {
+        this.#channel.send({ type: 'assistant_text', text: decision.text, final: false });
+        released.push(decision.text);
+      }
+      if (decision.action === 'end') endRule = decision.rule ?? 'end';
+    };
+    const sentences = new SentenceBuffer();
+    try {
+      for await (const delta of state.llm.streamReply(this.#history.slice(-MAX_HISTORY), signal)) {
+        for (const s of sentences.push(delta)) {
+          release(s);
+          if (endRule !== undefined) break;
+        }
+        if (endRule !== undefined || signal.aborted) break;
+      }
+      if (signal.aborted) throw signal.reason;
+      if (endRule === undefined) for (const s of sentences.flush()) release(s);
+    } catch (err) {
+      if (signal.aborted) {
+        interrupted = true;
+      } else {
+        failed = true;
+        // The message of a ProviderError is safe to log: no prompt text, no key.
+        this.#log.warn(
+          { provider: state.llm.kind, error: err instanceof Error ? err.message : 'unknown' },
+          'LLM reply failed; fallback line said',
+        );
+        this.#channel.send({ type: 'event', name: 'turn_failed', reason: 'provider_unavailable' });
+        this.#channel.send({ type: 'assistant_text', text: state.settings.fallbackLine, final: false });
+        released.push(state.settings.fallbackLine);
+      }
+    }
+    this.#channel.send({ type: 'assistant_text', text: '', final: true, ...(interrupted ? { interrupted: true } : {}) });
+    const said = released.join(' ');
+    if (said !== '') {
+      this.#history.push({ role: 'assistant', content: said });
+      this.#record('assistant', said);
+    }
+    if (interrupted) this.#record('system', 'reply interrupted by the user (barge-in)');
+    if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
+    if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
+  }
+
+  #announce(decision: GuardrailDecision, on: 'user' | 'assistant'): void {
+    this.#channel.send({
+      type: 'event',
+      name: 'guardrail',
+      action: decision.action,
+      on,
+      ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
+    });
+    if (decision.action === 'escalate')
+      this.#channel.send({ type: 'event', name: 'escalation', ...(decision.target !== undefined ? { target: decision.target } : {}) });
+  }
+
+  /** #record queues a turn for tenant-data, redacted and (with a subject) sealed; turns are stored in order, off the reply path. */
+  #record(role: 'user' | 'assistant' | 'system', text: string): void {
+    const state = this.#state;
+    if (state === undefined) return;
+    const { peers } = this.#deps;
+    const redacted = state.guardrails.redactForTranscript(text);
+    const subjectId = state.subjectId;
+    this.#transcript = this.#transcript.then(async () => {
+      try {
+        const stored =
+          subjectId === undefined ? redacted : await sealTranscriptText(peers, this.tenantId, subjectId, this.conversationId, redacted);
+        await peers.appendTurn(this.tenantId, this.conversationId, role, stored);
+      } catch (err) {
+        this.#log.error({ err: err instanceof Error ? err.message : 'unknown', role }, 'transcript turn not stored');
+      }
+    });
+  }
+
+  #resetIdle(): void {
+    if (this.#idle !== undefined) clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => void this.end('idle timeout'), this.#deps.config.idleTimeoutMs);
+  }
+
+  async #checkStillLive(): Promise<void> {
+    if (this.#ending !== undefined) return;
+    try {
+      const state = await this.#deps.peers.conversationState(this.tenantId, this.conversationId);
+      if (state === 'ended') await this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 });
+    } catch {
+      // tenant-data briefly away: check again at the next interval.
+    }
+  }
+
+  /**
+   * end finishes the conversation once: the reply in progress is cancelled (or, draining, allowed
+   * to finish for a moment), queued turns are stored, the provider keys are released, the end is
+   * recorded, conversation.ended is emitted and the client gets an end frame and a close.
+   */
+  end(reason: string, options: EndOptions = {}): Promise<void> {
+    this.#ending ??= this.#finish(reason, options);
+    return this.#ending;
+  }
+
+  async #finish(reason: string, options: EndOptions): Promise<void> {
+    for (const t of this.#timers) clearTimeout(t);
+    if (this.#idle !== undefined) clearTimeout(this.#idle);
+    const waitMs = options.letReplyFinishMs ?? 0;
+    if (waitMs > 0) await Promise.race([this.#replyDone, new Promise((r) => setTimeout(r, waitMs).unref())]);
+    this.#reply?.abort(new Error(reason));
+    await this.#replyDone;
+    await this.#transcript;
+    const state = this.#state;
+    state?.keys.release();
+    // Drop every reference to the keys and the provider that reads them.
+    this.#state = undefined;
+    this.#history = [];
+    if (options.recorded !== true) {
+      try {
+        await this.#deps.peers.endConversation(this.tenantId, this.conversationId, reason);
+      } catch (err) {
+        this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'could not record the conversation as ended');
+      }
+    }
+    this.#deps.events.emit({
+      type: 'conversation.ended',
+      tenantId: this.tenantId,
+      conversationId: this.conversationId,
+      agentId: this.agentId,
+      at: new Date(),
+      reason,
+      turns: this.#turns,
+    });
+    this.#channel.send({ type: 'end', reason });
+    this.#channel.close(options.closeCode ?? CLOSE_CODES.normal, options.closeReason ?? reason);
+    this.#deps.onEnded?.(this);
+  }
+}

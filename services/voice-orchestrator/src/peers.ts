@@ -1,0 +1,225 @@
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { type JsonObject } from '@bufbuild/protobuf';
+import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import type { ResolvedKey } from './conversation-keys.js';
+import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+
+/** SessionGrant is what a verified, consumed session token allows. */
+export interface SessionGrant {
+  readonly tenantId: string;
+  readonly agentId: string;
+  readonly sessionId: string;
+  readonly origin: string;
+  readonly subjectRef: string;
+}
+
+/** AgentRecord is the part of an agent a conversation runs on. */
+export interface AgentRecord {
+  readonly id: string;
+  readonly prompt: string;
+  readonly providerSettings: JsonObject;
+  readonly secretRefs: Readonly<Record<string, string>>;
+  readonly guardrailPolicy: JsonObject;
+  readonly policyVersion: number;
+}
+
+/**
+ * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
+ * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
+ * so the session code never inspects a ConnectError.
+ */
+export interface Peers {
+  /** consumeSession verifies a token for this origin and spends its jti (single use). */
+  consumeSession(token: string, origin: string): Promise<SessionGrant>;
+  getAgent(tenantId: string, agentId: string): Promise<AgentRecord>;
+  /** subjectFor finds (or records) the end user a token names by external reference. */
+  subjectFor(tenantId: string, externalRef: string): Promise<string>;
+  startConversation(grant: SessionGrant, subjectId: string | undefined): Promise<{ conversationId: string }>;
+  endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
+  conversationState(tenantId: string, conversationId: string): Promise<string>;
+  appendTurn(tenantId: string, conversationId: string, role: 'user' | 'assistant' | 'system', text: string): Promise<void>;
+  /** resolveKeys decrypts the named secrets of the agent for this live conversation. */
+  resolveKeys(tenantId: string, conversationId: string, agentId: string, secretIds: readonly string[]): Promise<ResolvedKey[]>;
+  sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
+}
+
+const TIMEOUT_MS = 5_000;
+
+function transient(err: ConnectError): boolean {
+  // Unknown is what a reset HTTP/2 stream surfaces as; treat it as the peer being away.
+  return err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Unknown || err.code === Code.Canceled;
+}
+
+function unavailable(peer: string, err: unknown): SessionRefusal {
+  return new SessionRefusal(CLOSE_CODES.tryAgainLater, `${peer} unavailable; try again shortly`, { cause: err });
+}
+
+/** tokenRefusal maps identity's refusal of a session token to the close the client gets. */
+function tokenRefusal(err: ConnectError): SessionRefusal {
+  const m = err.rawMessage.toLowerCase();
+  if (err.code === Code.Unauthenticated || err.code === Code.InvalidArgument || err.code === Code.NotFound) {
+    if (m.includes('origin')) return new SessionRefusal(CLOSE_CODES.forbidden, 'origin not allowed for this token');
+    if (m.includes('another workspace')) return new SessionRefusal(CLOSE_CODES.forbidden, 'tenant not allowed for this token');
+    if (m.includes('expired')) return new SessionRefusal(CLOSE_CODES.unauthenticated, 'token expired');
+    if (m.includes('already used')) return new SessionRefusal(CLOSE_CODES.unauthenticated, 'token already used');
+    if (m.includes('revoked')) return new SessionRefusal(CLOSE_CODES.unauthenticated, 'token revoked');
+    return new SessionRefusal(CLOSE_CODES.unauthenticated, 'token invalid');
+  }
+  if (err.code === Code.PermissionDenied) return new SessionRefusal(CLOSE_CODES.forbidden, 'tenant not allowed for this token');
+  return unavailable('identity', err);
+}
+
+function wrap<T>(
+  peer: string,
+  what: string,
+  call: () => Promise<T>,
+  refuse?: (err: ConnectError) => SessionRefusal | undefined,
+): Promise<T> {
+  return call().catch((err: unknown) => {
+    if (!(err instanceof ConnectError)) throw err;
+    const mapped = refuse?.(err);
+    if (mapped !== undefined) throw mapped;
+    if (transient(err)) throw unavailable(peer, err);
+    throw new Error(`${peer} refused ${what}: ${Code[err.code]} ${err.rawMessage}`, { cause: err });
+  });
+}
+
+/** PeerClients are the mTLS clients Peers is built over. */
+export interface PeerClients {
+  readonly identity: Client<typeof IdentityService>;
+  readonly tenantData: Client<typeof TenantDataService>;
+  readonly secrets: Client<typeof SecretsService>;
+}
+
+/** createPeers builds Peers over the kernel's mTLS clients. */
+export function createPeers(c: PeerClients): Peers {
+  const opts = { timeoutMs: TIMEOUT_MS };
+  return {
+    consumeSession(token, origin) {
+      return wrap(
+        'identity',
+        'the session check',
+        async () => {
+          const { claims } = await c.identity.verifySession({ token, consume: true, origin }, opts);
+          if (claims === undefined) throw new Error('identity answered VerifySession without claims');
+          return {
+            tenantId: claims.tenantId,
+            agentId: claims.agentId,
+            sessionId: claims.sessionId,
+            origin: claims.origin,
+            subjectRef: claims.subjectRef,
+          };
+        },
+        (err) => (transient(err) ? undefined : tokenRefusal(err)),
+      );
+    },
+    getAgent(tenantId, agentId) {
+      return wrap(
+        'tenant-data',
+        'the agent',
+        async () => {
+          const { agent } = await c.tenantData.getAgent({ tenantId, agentId }, opts);
+          if (agent === undefined) throw new SessionRefusal(CLOSE_CODES.forbidden, 'agent not allowed');
+          return {
+            id: agent.id,
+            prompt: agent.prompt,
+            providerSettings: (agent.providerSettings ?? {}) as JsonObject,
+            secretRefs: agent.secretRefs,
+            guardrailPolicy: (agent.guardrailPolicy ?? {}) as JsonObject,
+            policyVersion: agent.policyVersion,
+          };
+        },
+        (err) => (err.code === Code.NotFound ? new SessionRefusal(CLOSE_CODES.forbidden, 'agent not allowed') : undefined),
+      );
+    },
+    subjectFor(tenantId, externalRef) {
+      return wrap('tenant-data', 'the subject', async () => {
+        try {
+          const { subject } = await c.tenantData.findSubject({ tenantId, externalRef }, opts);
+          if (subject !== undefined) return subject.id;
+        } catch (err) {
+          if (!(err instanceof ConnectError) || err.code !== Code.NotFound) throw err;
+        }
+        try {
+          const { subject } = await c.tenantData.createSubject({ tenantId, externalRef }, opts);
+          if (subject === undefined) throw new Error('tenant-data answered CreateSubject without a subject');
+          return subject.id;
+        } catch (err) {
+          // Another connection recorded the same end user first.
+          if (!(err instanceof ConnectError) || err.code !== Code.AlreadyExists) throw err;
+          const { subject } = await c.tenantData.findSubject({ tenantId, externalRef }, opts);
+          if (subject === undefined) throw new Error('tenant-data lost a subject it reported as existing', { cause: err });
+          return subject.id;
+        }
+      });
+    },
+    startConversation(grant, subjectId) {
+      return wrap(
+        'tenant-data',
+        'the conversation start',
+        async () => {
+          const { conversation } = await c.tenantData.startConversation(
+            { tenantId: grant.tenantId, agentId: grant.agentId, subjectId: subjectId ?? '', conversationId: grant.sessionId },
+            opts,
+          );
+          if (conversation === undefined) throw new Error('tenant-data answered StartConversation without a conversation');
+          return { conversationId: conversation.id };
+        },
+        // The session id is the conversation id: a second conversation for one session is a reused token.
+        (err) => (err.code === Code.AlreadyExists ? new SessionRefusal(CLOSE_CODES.unauthenticated, 'token already used') : undefined),
+      );
+    },
+    async endConversation(tenantId, conversationId, reason) {
+      await wrap('tenant-data', 'the conversation end', async () => {
+        try {
+          await c.tenantData.endConversation({ tenantId, conversationId, endReason: reason.slice(0, 200) }, opts);
+        } catch (err) {
+          // Ended already (by an operator, or another replica): the end is recorded, which is what we want.
+          if (err instanceof ConnectError && err.code === Code.FailedPrecondition) return;
+          throw err;
+        }
+      });
+    },
+    conversationState(tenantId, conversationId) {
+      return wrap('tenant-data', 'the conversation state', async () => {
+        try {
+          const { conversation } = await c.tenantData.getConversation({ tenantId, conversationId }, opts);
+          return conversation?.state ?? 'unknown';
+        } catch (err) {
+          if (err instanceof ConnectError && (err.code === Code.NotFound || err.code === Code.InvalidArgument)) return 'unknown';
+          throw err;
+        }
+      });
+    },
+    async appendTurn(tenantId, conversationId, role, text) {
+      await wrap('tenant-data', 'a transcript turn', () =>
+        c.tenantData.appendTranscriptTurn({ tenantId, conversationId, role, textRedacted: text }, opts),
+      );
+    },
+    resolveKeys(tenantId, conversationId, agentId, secretIds) {
+      return wrap(
+        'secrets',
+        'the provider keys',
+        async () => {
+          const res = await c.secrets.resolveForConversation({ tenantId, conversationId, agentId, secretIds: [...secretIds] }, opts);
+          return res.secrets.map((s) => ({ secretId: s.secretId, purposes: s.purposes, value: s.value }));
+        },
+        (err) =>
+          err.code === Code.NotFound || err.code === Code.PermissionDenied
+            ? new SessionRefusal(
+                CLOSE_CODES.internal,
+                "the agent's provider keys are misconfigured; the workspace must fix the agent's secrets",
+              )
+            : undefined,
+      );
+    },
+    sealForSubject(tenantId, subjectId, purpose, plaintext) {
+      return wrap('secrets', 'subject encryption', async () => {
+        const res = await c.secrets.encryptForSubject({ tenantId, subjectId, purpose, plaintext: Buffer.from(plaintext, 'utf8') }, opts);
+        return res.ciphertext;
+      });
+    },
+  };
+}

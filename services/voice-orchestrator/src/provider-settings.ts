@@ -1,0 +1,75 @@
+import { z } from 'zod';
+
+const scriptedRule = z.strictObject({
+  /** match is a case-insensitive regular expression tried against the user's message. */
+  match: z
+    .string()
+    .min(1)
+    .max(500)
+    .refine((source) => {
+      try {
+        new RegExp(source, 'iu');
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be a valid regular expression'),
+  /** reply is said when match matches; "{user}" is replaced by the user's message. */
+  reply: z.string().min(1).max(4_000),
+});
+
+/** scriptedLlmSettings configures the embedded scripted provider: ordered rules, then the default reply. */
+export const scriptedLlmSettings = z.strictObject({
+  provider: z.literal('scripted'),
+  rules: z.array(scriptedRule).max(200).default([]),
+  defaultReply: z.string().min(1).max(4_000).default('You said: {user}'),
+  /** delayMs is the pause between streamed words (0 in benchmarks). */
+  delayMs: z.int().min(0).max(5_000).default(30),
+});
+
+/** openAiLlmSettings configures an OpenAI-compatible chat-completions provider; the key is the agent's "llm" secret. */
+export const openAiLlmSettings = z.strictObject({
+  provider: z.literal('openai-compatible'),
+  baseUrl: z
+    .url({ protocol: /^https?$/ })
+    .max(500)
+    .default('https://api.openai.com/v1'),
+  model: z.string().min(1).max(200),
+  temperature: z.number().min(0).max(2).optional(),
+  maxTokens: z.int().min(1).max(32_768).optional(),
+  /** timeoutMs bounds the wait for the first token. */
+  timeoutMs: z.int().min(100).max(600_000).optional(),
+  /** maxRetries: attempts after the first, only before any token has arrived. */
+  maxRetries: z.int().min(0).max(5).default(2),
+  /** secretPurpose names the agent's secret_refs entry holding the API key. */
+  secretPurpose: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,31}$/)
+    .default('llm'),
+});
+
+/**
+ * providerSettingsSchema is the shape of an agent's provider_settings: which LLM adapter it uses
+ * and how, and the fallback line said when the provider fails mid-reply. An empty object means
+ * the scripted provider echoing the user. tenant-data validates it on every agent write.
+ */
+export const providerSettingsSchema = z.strictObject({
+  llm: z.discriminatedUnion('provider', [scriptedLlmSettings, openAiLlmSettings]).default({
+    provider: 'scripted',
+    rules: [],
+    defaultReply: 'You said: {user}',
+    delayMs: 30,
+  }),
+  fallbackLine: z.string().min(1).max(1_000).default("Sorry, I'm having trouble answering right now. Please try again in a moment."),
+  stt: z.record(z.string(), z.unknown()).optional(),
+  tts: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** ProviderSettings is a validated provider_settings document with defaults filled in. */
+export type ProviderSettings = z.output<typeof providerSettingsSchema>;
+
+/** ScriptedLlmSettings is the scripted provider's part of the settings. */
+export type ScriptedLlmSettings = z.output<typeof scriptedLlmSettings>;
+
+/** OpenAiLlmSettings is the OpenAI-compatible provider's part of the settings. */
+export type OpenAiLlmSettings = z.output<typeof openAiLlmSettings>;

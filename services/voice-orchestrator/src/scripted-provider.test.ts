@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { providerSettingsSchema, scriptedLlmSettings } from './provider-settings.js';
+import { scriptedProvider } from './scripted-provider.js';
+
+async function reply(p: ReturnType<typeof scriptedProvider>, text: string, signal = new AbortController().signal): Promise<string[]> {
+  const out: string[] = [];
+  for await (const d of p.streamReply([{ role: 'user', content: text }], signal)) out.push(d);
+  return out;
+}
+
+describe('scripted provider', () => {
+  const settings = scriptedLlmSettings.parse({
+    provider: 'scripted',
+    rules: [
+      { match: '^hi\\b', reply: 'Hello! Nice to meet you.' },
+      { match: 'price', reply: 'It costs ten euros.' },
+    ],
+    delayMs: 0,
+  });
+
+  it('answers with the first matching rule, word by word', async () => {
+    expect(await reply(scriptedProvider(settings), 'Hi there')).toEqual(['Hello! ', 'Nice ', 'to ', 'meet ', 'you.']);
+  });
+
+  it('echoes the user in the default reply', async () => {
+    expect((await reply(scriptedProvider(settings), 'something else')).join('')).toBe('You said: something else');
+  });
+
+  it('stops when aborted', async () => {
+    const c = new AbortController();
+    c.abort(new Error('barge-in'));
+    await expect(reply(scriptedProvider(settings), 'Hi', c.signal)).rejects.toThrow('barge-in');
+  });
+});
+
+describe('provider settings', () => {
+  it('defaults to the scripted provider echoing the user', () => {
+    expect(providerSettingsSchema.parse({}).llm).toMatchObject({ provider: 'scripted', defaultReply: 'You said: {user}' });
+  });
+
+  it('refuses an invalid regular expression, an unknown provider and unknown keys', () => {
+    expect(providerSettingsSchema.safeParse({ llm: { provider: 'scripted', rules: [{ match: '(', reply: 'x' }] } }).success).toBe(false);
+    expect(providerSettingsSchema.safeParse({ llm: { provider: 'magic' } }).success).toBe(false);
+    expect(providerSettingsSchema.safeParse({ llm: { provider: 'openai-compatible', model: 'm', apiKey: 'sk-x' } }).success).toBe(false);
+  });
+});

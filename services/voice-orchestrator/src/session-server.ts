@@ -1,0 +1,222 @@
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '@parley/platform';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { ClientChannel, LiveConversation, ServerFrame, StartRequest } from './conversation.js';
+import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+
+/** MAX_USER_TEXT_CHARS bounds one user message. */
+export const MAX_USER_TEXT_CHARS = 4_000;
+const MAX_TOKEN_CHARS = 8_192;
+
+/** SessionServerOptions configure createSessionServer. */
+export interface SessionServerOptions {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly logger: Logger;
+  readonly startTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly messagesPerSecond: number;
+  readonly messageBurst: number;
+  /** start runs a conversation's start for a connection (startConversation with its deps). */
+  readonly start: (req: StartRequest, channel: ClientChannel) => Promise<LiveConversation>;
+}
+
+/** SessionServer is the public session port. */
+export interface SessionServer {
+  listen(port: number, host: string): Promise<number>;
+  setCertificate(cert: Buffer, key: Buffer): void;
+  /** stopAccepting refuses new connections (503 on upgrade) and closes those still before their start. */
+  stopAccepting(): void;
+  close(): Promise<void>;
+}
+
+// Reasons in close frames are limited to 123 bytes by RFC 6455.
+function clip(reason: string): string {
+  return Buffer.byteLength(reason) <= 123 ? reason : Buffer.from(reason).subarray(0, 120).toString('utf8');
+}
+
+function channelOf(ws: WebSocket): ClientChannel {
+  return {
+    send(frame: ServerFrame) {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
+    },
+    close(code, reason) {
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, clip(reason));
+    },
+  };
+}
+
+/** SESSION_PATHS are where the WebSocket is served: the protocol's path and the session URL identity hands out. */
+function isSessionPath(path: string): boolean {
+  return path === '/v1/session' || /^\/v1\/sessions\/[0-9a-fA-F-]{36}$/.test(path);
+}
+
+/**
+ * createSessionServer is the session port: TLS, WebSocket upgrades on /v1/session, JSON text
+ * frames, a start frame within the start timeout, a frame size limit and a per-connection token
+ * bucket. Everything about the conversation itself is LiveConversation's.
+ */
+export function createSessionServer(options: SessionServerOptions): SessionServer {
+  const log = options.logger;
+  let accepting = true;
+  const waiting = new Set<WebSocket>();
+  const https: Server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' }, (_req, res) => {
+    res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' });
+    res.end('{"error":"this port speaks WebSocket at /v1/session; see the session protocol in README"}');
+  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
+
+  https.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'https://session.invalid');
+    const refuse = (status: number, text: string) => {
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (!isSessionPath(url.pathname)) return refuse(404, 'Not Found');
+    if (!accepting) return refuse(503, 'Service Unavailable');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const origin = typeof req.headers.origin === 'string' ? req.headers.origin : '';
+      const agentParam = url.searchParams.get('agent_id');
+      serve(ws, origin, agentParam ?? undefined);
+    });
+  });
+
+  function serve(ws: WebSocket, origin: string, agentParam: string | undefined): void {
+    const channel = channelOf(ws);
+    let phase: 'awaiting' | 'starting' | 'live' | 'closed' = 'awaiting';
+    let conversation: LiveConversation | undefined;
+    let tokens = options.messageBurst;
+    let refilled = performance.now();
+    let overruns = 0;
+    waiting.add(ws);
+    const startTimer = setTimeout(() => {
+      if (phase === 'awaiting') channel.close(CLOSE_CODES.startTimeout, `start frame not received within ${options.startTimeoutMs} ms`);
+    }, options.startTimeoutMs);
+    const error = (code: string, message: string) => channel.send({ type: 'error', code, message });
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      const now = performance.now();
+      tokens = Math.min(options.messageBurst, tokens + ((now - refilled) / 1000) * options.messagesPerSecond);
+      refilled = now;
+      if (tokens < 1) {
+        overruns++;
+        if (overruns > options.messageBurst) channel.close(CLOSE_CODES.policy, 'message rate limit exceeded repeatedly');
+        else error('rate_limited', `at most ${options.messagesPerSecond} messages per second; this one was dropped`);
+        return;
+      }
+      tokens -= 1;
+      if (isBinary) return error('unsupported', 'binary frames (audio) are not supported yet; send JSON text frames');
+      let frame: unknown;
+      try {
+        frame = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+      } catch {
+        return error('bad_frame', 'frames must be JSON text');
+      }
+      if (typeof frame !== 'object' || frame === null || Array.isArray(frame) || typeof (frame as { type?: unknown }).type !== 'string')
+        return error('bad_frame', 'frames must be JSON objects with a string "type"');
+      const f = frame as Record<string, unknown>;
+      switch (f.type) {
+        case 'start':
+          return onStart(f);
+        case 'user_text': {
+          if (phase !== 'live' || conversation === undefined)
+            return error('not_started', phase === 'starting' ? 'wait for the ready frame before sending text' : 'send a start frame first');
+          const text = f.text;
+          if (typeof text !== 'string' || text.trim() === '') return error('bad_frame', 'user_text needs a non-empty string "text"');
+          if (text.length > MAX_USER_TEXT_CHARS) return error('too_long', `"text" may be at most ${MAX_USER_TEXT_CHARS} characters`);
+          conversation.userText(text);
+          return;
+        }
+        case 'end':
+          if (conversation !== undefined) void conversation.end('ended by the client');
+          else channel.close(CLOSE_CODES.normal, 'ended by the client');
+          return;
+        default:
+          return error('unknown_type', `unknown frame type "${String(f.type).slice(0, 40)}"; expected start, user_text or end`);
+      }
+    });
+
+    function onStart(f: Record<string, unknown>): void {
+      if (phase !== 'awaiting') return error('already_started', 'a connection takes one start frame');
+      const token = f.token;
+      if (typeof token !== 'string' || token === '' || token.length > MAX_TOKEN_CHARS)
+        return channel.close(CLOSE_CODES.unauthenticated, 'token invalid');
+      const agentId = typeof f.agentId === 'string' ? f.agentId : agentParam;
+      phase = 'starting';
+      clearTimeout(startTimer);
+      waiting.delete(ws);
+      options.start({ token, origin, ...(agentId !== undefined ? { agentId } : {}) }, channel).then(
+        (c) => {
+          conversation = c;
+          if (phase === 'closed') {
+            void c.end('the client left during the start');
+            return;
+          }
+          phase = 'live';
+          channel.send({ type: 'ready', conversationId: c.conversationId, agentId: c.agentId });
+        },
+        (err: unknown) => {
+          if (err instanceof SessionRefusal) {
+            log.info({ close_code: err.closeCode, reason: err.message }, 'session refused');
+            channel.close(err.closeCode, err.message);
+          } else {
+            log.error({ err }, 'session start failed');
+            channel.close(CLOSE_CODES.internal, 'internal error; try again');
+          }
+        },
+      );
+    }
+
+    ws.on('close', () => {
+      clearTimeout(startTimer);
+      waiting.delete(ws);
+      const was = phase;
+      phase = 'closed';
+      if (was === 'live' && conversation !== undefined) void conversation.end('the client disconnected');
+    });
+    ws.on('error', (err) => {
+      // Oversized frames and protocol violations arrive here; ws closes with 1009 / 1002 itself.
+      log.info({ error: err.message }, 'session connection error');
+    });
+  }
+
+  return {
+    async listen(port, host) {
+      await new Promise<void>((resolve, reject) => {
+        https.once('error', reject);
+        https.listen(port, host, () => {
+          https.off('error', reject);
+          resolve();
+        });
+      });
+      return (https.address() as AddressInfo).port;
+    },
+    setCertificate(cert, key) {
+      https.setSecureContext({ cert, key });
+    },
+    stopAccepting() {
+      accepting = false;
+      for (const ws of waiting) channelOf(ws).close(CLOSE_CODES.tryAgainLater, 'server shutting down; reconnect');
+    },
+    async close() {
+      accepting = false;
+      // Let closing handshakes started by the drain complete, so clients see 1001 and not 1006.
+      const closing = [...wss.clients].map(
+        (ws) =>
+          new Promise<void>((resolve) => {
+            if (ws.readyState === ws.CLOSED) return resolve();
+            const timer = setTimeout(resolve, 1_000);
+            ws.once('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      );
+      await Promise.all(closing);
+      for (const ws of wss.clients) ws.terminate();
+      const closed = new Promise<void>((resolve) => https.close(() => resolve()));
+      https.closeAllConnections();
+      await closed;
+    },
+  };
+}

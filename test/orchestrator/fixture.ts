@@ -1,0 +1,194 @@
+// A real conversation stack for tests: the public stack (tenant-data, identity, secrets, audit,
+// edge as processes on the run's Postgres) plus the voice-orchestrator process with its session
+// port, and a WebSocket client that speaks the session protocol the way a browser does.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, ServiceProcess } from '@parley/devstack';
+import { peerUrlVariable } from '@parley/platform';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import type { Client } from '@connectrpc/connect';
+import WebSocket from 'ws';
+import { expect } from 'vitest';
+import { startPublicStack, type PublicStack } from '../edge/fixture.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** ConversationStack is the public stack plus a running voice-orchestrator. */
+export interface ConversationStack {
+  readonly stack: PublicStack;
+  readonly sessionUrl: string;
+  readonly orchestratorUrl: string;
+  /** logs are every line of every process, the orchestrator's included. */
+  readonly logs: string[];
+  orchestrator: ServiceProcess;
+  /** startOrchestrator (re)starts the orchestrator with extra environment. */
+  startOrchestrator(extra?: Record<string, string>): Promise<void>;
+  createAgent(body: Record<string, unknown>): Promise<string>;
+  putSecret(name: string, value: string): Promise<string>;
+  createSession(
+    agentId: string,
+    options?: { origin?: string; subjectRef?: string; ttlSeconds?: number },
+  ): Promise<{ token: string; sessionId: string }>;
+  connect(options?: { origin?: string; path?: string }): Promise<SessionClient>;
+  tenantData(): Promise<Client<typeof TenantDataService>>;
+  stop(): Promise<void>;
+}
+
+/** Frame is a server frame as the client received it. */
+export type Frame = { type: string; [key: string]: unknown };
+
+/** SessionClient is a WebSocket to the session port, with the frames received so far. */
+export interface SessionClient {
+  readonly ws: WebSocket;
+  readonly frames: Frame[];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  send(frame: unknown): void;
+  /** next waits for the next unread frame matching the predicate. */
+  next(match: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
+  /** reply collects one whole assistant reply (sentences up to the final frame). */
+  reply(timeoutMs?: number): Promise<{ sentences: string[]; final: Frame }>;
+}
+
+/** startConversationStack starts everything; `orchestratorEnv` adds to the orchestrator's environment. */
+export async function startConversationStack(orchestratorEnv: Record<string, string> = {}): Promise<ConversationStack> {
+  const port = await freePort();
+  const health = await freePort();
+  const sessionPort = await freePort();
+  const orchestratorUrl = `https://localhost:${port}`;
+  const stack = await startPublicStack();
+  const logs = stack.logs;
+  const ownerKey = stack.bootstrap.apiKey;
+  const tls = stack.pki.files('voice-orchestrator');
+  const env = (extra: Record<string, string>) => ({
+    PARLEY_SERVICE_PORT: String(port),
+    PARLEY_HEALTH_PORT: String(health),
+    PARLEY_PUBLIC_PORT: String(sessionPort),
+    PARLEY_TLS_CERT: tls.certFile,
+    PARLEY_TLS_KEY: tls.keyFile,
+    PARLEY_TLS_CA: tls.caFile,
+    PARLEY_LOG_LEVEL: 'info',
+    PARLEY_SHUTDOWN_GRACE_MS: '4000',
+    [peerUrlVariable('identity')]: stack.urls.identity,
+    [peerUrlVariable('tenant-data')]: stack.urls['tenant-data'],
+    [peerUrlVariable('secrets')]: stack.urls.secrets,
+    ...orchestratorEnv,
+    ...extra,
+  });
+  const make = (extra: Record<string, string>) =>
+    new ServiceProcess({
+      name: 'voice-orchestrator',
+      script: join(root, 'services', 'voice-orchestrator', 'dist', 'main.js'),
+      env: env(extra),
+      healthUrl: `http://127.0.0.1:${health}/readyz`,
+      onLine: (name, line) => logs.push(`[${name}] ${line}`),
+    });
+  const self: ConversationStack = {
+    stack,
+    sessionUrl: `wss://localhost:${sessionPort}/v1/session`,
+    orchestratorUrl,
+    logs,
+    orchestrator: make({}),
+    async startOrchestrator(extra = {}) {
+      self.orchestrator = make(extra);
+      self.orchestrator.start();
+      await self.orchestrator.waitReady(30_000);
+    },
+    async createAgent(body) {
+      const res = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: `agent-${Date.now()}`, ...body }, ownerKey);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return (res.body.agent as { id: string }).id;
+    },
+    async putSecret(name, value) {
+      const res = await stack.call('/parley.api.v1.SecretService/PutSecret', { name, providerKind: 'llm', value }, ownerKey);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return (res.body.secret as { id: string }).id;
+    },
+    async createSession(agentId, options = {}) {
+      const res = await stack.call(
+        '/parley.api.v1.SessionService/CreateSession',
+        {
+          agentId,
+          origin: options.origin ?? 'https://app.example.com',
+          ...(options.subjectRef !== undefined ? { subjectRef: options.subjectRef } : {}),
+          ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
+        },
+        ownerKey,
+      );
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return { token: res.body.token as string, sessionId: res.body.sessionId as string };
+    },
+    async connect(options = {}) {
+      const url = options.path === undefined ? self.sessionUrl : `wss://localhost:${sessionPort}${options.path}`;
+      const ws = new WebSocket(url, { ca: stack.ca, origin: options.origin ?? 'https://app.example.com' });
+      const frames: Frame[] = [];
+      let read = 0;
+      const waiters = new Set<() => void>();
+      ws.on('message', (data: Buffer) => {
+        frames.push(JSON.parse(data.toString('utf8')) as Frame);
+        for (const w of waiters) w();
+      });
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+        ws.on('close', (code, reason) => {
+          resolve({ code, reason: reason.toString('utf8') });
+          for (const w of waiters) w();
+        });
+      });
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      const next: SessionClient['next'] = (match, timeoutMs = 10_000) =>
+        new Promise((resolve, reject) => {
+          const check = () => {
+            while (read < frames.length) {
+              const f = frames[read++] as Frame;
+              if (match(f)) {
+                waiters.delete(check);
+                clearTimeout(timer);
+                resolve(f);
+                return;
+              }
+            }
+            if (ws.readyState === ws.CLOSED) {
+              waiters.delete(check);
+              clearTimeout(timer);
+              reject(new Error(`connection closed before the frame arrived; frames: ${JSON.stringify(frames)}`));
+            }
+          };
+          const timer = setTimeout(() => {
+            waiters.delete(check);
+            reject(new Error(`frame not received in ${timeoutMs} ms; frames: ${JSON.stringify(frames)}`));
+          }, timeoutMs);
+          waiters.add(check);
+          check();
+        });
+      return {
+        ws,
+        frames,
+        closed,
+        send: (frame) => ws.send(JSON.stringify(frame)),
+        next,
+        async reply(timeoutMs = 10_000) {
+          const sentences: string[] = [];
+          for (;;) {
+            const f = await next((x) => x.type === 'assistant_text', timeoutMs);
+            if (f.final === true) return { sentences, final: f };
+            sentences.push(f.text as string);
+          }
+        },
+      };
+    },
+    tenantData: () => stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService),
+    async stop() {
+      await self.orchestrator.stop().catch(() => undefined);
+      await stack.stop();
+    },
+  };
+  await self.startOrchestrator();
+  return self;
+}
+
+/** scripted builds scripted provider settings (zero delay unless given). */
+export function scripted(rules: { match: string; reply: string }[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { llm: { provider: 'scripted', rules, delayMs: 0, ...extra } };
+}
