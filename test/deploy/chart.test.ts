@@ -1,4 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered manifests are validated against the Kubernetes schemas, not typed */
+import { BlockList } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -412,8 +413,17 @@ describe('the Parley chart', () => {
         const v4 = internet.to.find((peer: any) => peer.ipBlock.cidr === '0.0.0.0/0').ipBlock.except;
         for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '127.0.0.0/8', '100.64.0.0/10'])
           expect(v4, range).toContain(range);
-        const v6 = internet.to.find((peer: any) => peer.ipBlock.cidr === '::/0').ipBlock.except;
-        for (const range of ['::1/128', 'fc00::/7', 'fe80::/10']) expect(v6, range).toContain(range);
+        // IPv6 is excluded by wider blocks (everything outside global unicast 2000::/3 and its
+        // special ranges): check that each private address falls in one of them.
+        const v6: string[] = internet.to.find((peer: any) => peer.ipBlock.cidr === '::/0').ipBlock.except;
+        const excluded = new BlockList();
+        for (const cidr of v6) {
+          const [net = '', bits = ''] = cidr.split('/');
+          excluded.addSubnet(net, Number(bits), 'ipv6');
+        }
+        for (const address of ['::1', 'fc00::1', 'fd12:3456::1', 'fe80::1', '::ffff:10.0.0.1', '2001:db8::1'])
+          expect(excluded.check(address, 'ipv6'), address).toBe(true);
+        expect(excluded.check('2606:4700::1111', 'ipv6'), 'a public address').toBe(false);
       });
 
       it('exposes the public port of the edge and the orchestrator only', () => {

@@ -257,7 +257,8 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
 
     async testGuardrailPolicy(req, ctx) {
       const source = req.policy;
-      const agent = await inTenant(req.tenantId, ctx, (trx) =>
+      const tenantId = requestTenant(ctx, req.tenantId);
+      const agent = await inTenant(tenantId, ctx, (trx) =>
         source.case === 'agentId' ? getAgent(trx, source.value) : Promise.resolve(undefined),
       );
       if (agent === undefined && source.case !== 'guardrailPolicy') {
@@ -271,7 +272,7 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
         policyVersion: agent?.policy_version ?? 0,
         now: req.now === undefined ? undefined : timestampDate(req.now),
         timeZone: req.timeZone,
-        tenantId: requireUuid(req.tenantId, 'tenant_id'),
+        tenantId,
         state: req.state,
         events: req.events,
       });
