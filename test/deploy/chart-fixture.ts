@@ -2,9 +2,10 @@
 // What the chart tests share: the values files, the variables each service's config loader
 // needs and how the chart supplies them, and readers for rendered manifests.
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
-import { byKind, type K8sObject, named, RELEASE } from './render.js';
+import { ensureHelm } from '../src/helm.js';
+import { byKind, type K8sObject, named, RELEASE, render } from './render.js';
 
 /** root is the repository root. */
 export const root = join(import.meta.dirname, '..', '..');
@@ -33,7 +34,8 @@ export const KERNEL_ENV: Record<string, Supply> = {
   PARLEY_TLS_KEY: 'mountedFile',
   PARLEY_TLS_CA: 'mountedFile',
   PARLEY_TRUST_DOMAIN: 'value',
-  DATABASE_URL: 'secretRef' };
+  DATABASE_URL: 'secretRef',
+};
 
 /**
  * KEK_ENV is what @parley/envelope's loadKekProviderConfig needs in a pod with Kubernetes auth:
@@ -47,7 +49,8 @@ export const KEK_ENV: Record<string, Supply> = {
   PARLEY_VAULT_TRANSIT_KEY: 'value',
   PARLEY_VAULT_AUTH: 'value',
   PARLEY_VAULT_K8S_ROLE: 'value', // the default, parley-secrets, is the secrets service's role
-  PARLEY_VAULT_K8S_JWT_PATH: 'mountedFile' };
+  PARLEY_VAULT_K8S_JWT_PATH: 'mountedFile',
+};
 
 /**
  * REQUIRED_ENV is, per service, every variable it needs to start in a pod, read off its config
@@ -71,13 +74,15 @@ export const REQUIRED_ENV: Record<ServiceName, Record<string, Supply>> = {
   audit: { ...KERNEL_ENV, ...KEK_ENV, PARLEY_AUDIT_SIGNING_KEY_PATH: 'mountedFile' },
   lifecycle: { ...KERNEL_ENV },
   'voice-orchestrator': { ...KERNEL_ENV, PARLEY_PUBLIC_PORT: 'value' },
-  integrations: { ...KERNEL_ENV } };
+  integrations: { ...KERNEL_ENV },
+};
 
 /** PEER_CALLS lists the peers each service's main.ts builds a client for (ctx.clientFor): their URL variables must be set. */
 export const PEER_CALLS: Partial<Record<ServiceName, ServiceName[]>> = {
   edge: ['identity'],
   identity: ['tenant-data', 'audit'],
-  secrets: ['tenant-data'] };
+  secrets: ['tenant-data'],
+};
 
 /** mountOf finds the volume mount that holds a file path, or undefined. */
 export function mountOf(container: any, path: string): any {
@@ -93,7 +98,8 @@ export function renderedEnv(container: any): Env {
   const env: Record<string, string> = {};
   for (const e of container.env ?? []) {
     if (e.value !== undefined) env[e.name] = String(e.value);
-    else if (e.valueFrom?.secretKeyRef !== undefined) env[e.name] = e.name === 'DATABASE_URL' ? 'postgres://role:password@db:5432/parley' : Buffer.alloc(48, 7).toString('base64');
+    else if (e.valueFrom?.secretKeyRef !== undefined)
+      env[e.name] = e.name === 'DATABASE_URL' ? 'postgres://role:password@db:5432/parley' : Buffer.alloc(48, 7).toString('base64');
   }
   return env;
 }
@@ -141,4 +147,36 @@ export function networkPolicyEdges(objects: readonly K8sObject[], servicePort: n
     }
   }
   return { ingress: ingress.sort(), egress: egress.sort() };
+}
+
+/** HardenedChart is the chart rendered with one of the HARDENED values files. */
+export interface HardenedChart {
+  readonly label: string;
+  readonly files: string[];
+  /** objects are the rendered objects (available once the describe block's beforeAll has run). */
+  readonly objects: K8sObject[];
+}
+
+/** describeHardenedChart runs `tests` once per HARDENED values file against the chart rendered with it, with helm installed first. */
+export function describeHardenedChart(tests: (chart: HardenedChart) => void): void {
+  beforeAll(async () => {
+    await ensureHelm();
+  }, 120_000);
+  describe('the Parley chart', () => {
+    for (const [label, files] of Object.entries(HARDENED)) {
+      describe(`hardening with ${label}`, () => {
+        let objects: K8sObject[] = [];
+        beforeAll(async () => {
+          objects = await render(files);
+        });
+        tests({
+          label,
+          files,
+          get objects() {
+            return objects;
+          },
+        });
+      });
+    }
+  });
 }

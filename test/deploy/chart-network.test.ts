@@ -1,54 +1,43 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered manifests are validated against the Kubernetes schemas, not typed */
 // The chart's NetworkPolicies beyond the service graph: deny by default, DNS, Vault and the
 // internet only where needed, never private ranges for the providers.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { SERVICE_NAMES } from '@parley/platform';
-import { ensureHelm } from '../src/helm.js';
-import { type K8sObject, named, render, RELEASE } from './render.js';
-import { HARDENED, VAULT_SERVICES } from './chart-fixture.js';
+import { named, RELEASE } from './render.js';
+import { VAULT_SERVICES, describeHardenedChart } from './chart-fixture.js';
 
-beforeAll(async () => {
-  await ensureHelm();
-}, 120_000);
+describeHardenedChart((chart) => {
+  it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations and the orchestrator only', () => {
+    const deny = named(chart.objects, 'NetworkPolicy', `${RELEASE}-default-deny`);
+    expect(deny.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(deny.spec.ingress).toBeUndefined();
+    expect(deny.spec.egress).toBeUndefined();
+    for (const service of SERVICE_NAMES) {
+      const policy = named(chart.objects, 'NetworkPolicy', `${RELEASE}-${service}`);
+      expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+      const egress: any[] = policy.spec.egress;
+      // Every egress rule names its destinations: a rule without `to` would allow all of them.
+      for (const rule of egress) expect(rule.to?.length, service).toBeGreaterThan(0);
+      expect(
+        egress.some((r) => r.ports.some((p: any) => p.port === 53 && p.protocol === 'UDP')),
+        service,
+      ).toBe(true);
+      const ports = egress.flatMap((r) => r.ports ?? []).map((p: any) => p.port);
+      expect(ports.includes(8200), `${service} reaches Vault`).toBe(VAULT_SERVICES.includes(service));
+      const internet = egress.some((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
+      expect(internet, `${service} reaches the internet`).toBe(service === 'integrations' || service === 'voice-orchestrator');
+      expect(ports, service).toContain(5432);
+    }
+  });
 
-describe('the Parley chart', () => {
-  for (const [label, files] of Object.entries(HARDENED)) {
-    describe(`hardening with ${label}`, () => {
-      let objects: K8sObject[];
-      beforeAll(async () => {
-        objects = await render(files);
-      });
-
-      it('denies by default and opens DNS to every service, Vault to the services with a KEK only, the internet to integrations and the orchestrator only', () => {
-        const deny = named(objects, 'NetworkPolicy', `${RELEASE}-default-deny`);
-        expect(deny.spec.policyTypes).toEqual(['Ingress', 'Egress']);
-        expect(deny.spec.ingress).toBeUndefined();
-        expect(deny.spec.egress).toBeUndefined();
-        for (const service of SERVICE_NAMES) {
-          const policy = named(objects, 'NetworkPolicy', `${RELEASE}-${service}`);
-          expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
-          const egress: any[] = policy.spec.egress;
-          // Every egress rule names its destinations: a rule without `to` would allow all of them.
-          for (const rule of egress) expect(rule.to?.length, service).toBeGreaterThan(0);
-          expect(egress.some((r) => r.ports.some((p: any) => p.port === 53 && p.protocol === 'UDP')), service).toBe(true);
-          const ports = egress.flatMap((r) => r.ports ?? []).map((p: any) => p.port);
-          expect(ports.includes(8200), `${service} reaches Vault`).toBe(VAULT_SERVICES.includes(service));
-          const internet = egress.some((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
-          expect(internet, `${service} reaches the internet`).toBe(service === 'integrations' || service === 'voice-orchestrator');
-          expect(ports, service).toContain(5432);
-        }
-      });
-
-      it('lets the orchestrator reach providers on 443 only, never private, loopback or metadata ranges', () => {
-        const egress: any[] = named(objects, 'NetworkPolicy', `${RELEASE}-voice-orchestrator`).spec.egress;
-        const internet = egress.find((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
-        expect(internet.ports).toEqual([{ protocol: 'TCP', port: 443 }]);
-        const v4 = internet.to.find((peer: any) => peer.ipBlock.cidr === '0.0.0.0/0').ipBlock.except;
-        for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '127.0.0.0/8', '100.64.0.0/10'])
-          expect(v4, range).toContain(range);
-        const v6 = internet.to.find((peer: any) => peer.ipBlock.cidr === '::/0').ipBlock.except;
-        for (const range of ['::1/128', 'fc00::/7', 'fe80::/10']) expect(v6, range).toContain(range);
-      });
-    });
-  }
+  it('lets the orchestrator reach providers on 443 only, never private, loopback or metadata ranges', () => {
+    const egress: any[] = named(chart.objects, 'NetworkPolicy', `${RELEASE}-voice-orchestrator`).spec.egress;
+    const internet = egress.find((r) => r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'));
+    expect(internet.ports).toEqual([{ protocol: 'TCP', port: 443 }]);
+    const v4 = internet.to.find((peer: any) => peer.ipBlock.cidr === '0.0.0.0/0').ipBlock.except;
+    for (const range of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '127.0.0.0/8', '100.64.0.0/10'])
+      expect(v4, range).toContain(range);
+    const v6 = internet.to.find((peer: any) => peer.ipBlock.cidr === '::/0').ipBlock.except;
+    for (const range of ['::1/128', 'fc00::/7', 'fe80::/10']) expect(v6, range).toContain(range);
+  });
 });

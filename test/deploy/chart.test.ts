@@ -11,7 +11,14 @@ import { classifyAddress } from '@parley/egress';
 import { loadIntegrationsConfig } from '@parley/integrations';
 import { ensureHelm, runHelm } from '../src/helm.js';
 import { byKind, CHART, type K8sObject, named, NAMESPACE, render, RELEASE, template, validateAgainstSchema, valuesFile } from './render.js';
-import { deriveServiceGraph, edgeSet, loadCallerPolicies, parseServiceGraph, SERVICE_GRAPH_PATH, type ServiceGraph } from './service-graph.js';
+import {
+  deriveServiceGraph,
+  edgeSet,
+  loadCallerPolicies,
+  parseServiceGraph,
+  SERVICE_GRAPH_PATH,
+  type ServiceGraph,
+} from './service-graph.js';
 import { root, DEV, HARDENED, mountOf, renderedEnv, deploymentOf, envOf, networkPolicyEdges } from './chart-fixture.js';
 
 beforeAll(async () => {
@@ -68,7 +75,10 @@ describe('the Parley chart', () => {
         ),
       ]);
       const env = renderedEnv(deploymentOf(objects, 'integrations').spec.template.spec.containers[0]);
-      expect([env.PARLEY_EGRESS_ALLOWED_PORTS, env.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual(['443,8443', '10.20.0.0/16,192.0.2.10,hooks.corp.example']);
+      expect([env.PARLEY_EGRESS_ALLOWED_PORTS, env.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual([
+        '443,8443',
+        '10.20.0.0/16,192.0.2.10,hooks.corp.example',
+      ]);
       const config = loadIntegrationsConfig(env);
       expect(config.egressPolicy.allowedPorts).toEqual([443, 8443]);
       expect(config.egressPolicy.allowPrivate.map((e) => e.text)).toEqual(['10.20.0.0/16', '192.0.2.10', 'hooks.corp.example']);
@@ -80,7 +90,9 @@ describe('the Parley chart', () => {
       expect(privateRule.ports.map((p: any) => p.port)).toEqual([443, 8443]);
       const orchestratorEnv = renderedEnv(deploymentOf(objects, 'voice-orchestrator').spec.template.spec.containers[0]);
       expect([orchestratorEnv.PARLEY_EGRESS_ALLOWED_PORTS, orchestratorEnv.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual(['443', '']);
-      expect(renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]).PARLEY_EGRESS_ALLOWED_PORTS).toBeUndefined();
+      expect(
+        renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]).PARLEY_EGRESS_ALLOWED_PORTS,
+      ).toBeUndefined();
     });
 
     it('excludes from the internet rule only ranges that @parley/egress refuses too', async () => {
@@ -89,7 +101,8 @@ describe('the Parley chart', () => {
         r.to.some((peer: any) => peer.ipBlock?.cidr === '0.0.0.0/0'),
       );
       const excepts: string[] = internet.to.flatMap((peer: any) => peer.ipBlock.except);
-      for (const name of ['169.254.0.0/16', '10.0.0.0/8', '100.64.0.0/10', '8000::/1', '2002::/16', '::/3']) expect(excepts).toContain(name);
+      for (const name of ['169.254.0.0/16', '10.0.0.0/8', '100.64.0.0/10', '8000::/1', '2002::/16', '::/3'])
+        expect(excepts).toContain(name);
       for (const cidr of excepts) {
         const first = cidr.split('/')[0]!;
         // The first address of every excluded range is one egress refuses, so chart and client agree.
@@ -98,7 +111,9 @@ describe('the Parley chart', () => {
     });
 
     it('let one service override a default with false', async () => {
-      const objects = await render([valuesFile('services:\n  lifecycle:\n    podDisruptionBudget:\n      enabled: false\n    replicas: 1\n')]);
+      const objects = await render([
+        valuesFile('services:\n  lifecycle:\n    podDisruptionBudget:\n      enabled: false\n    replicas: 1\n'),
+      ]);
       expect(objects.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.name === `${RELEASE}-lifecycle`)).toBe(false);
       expect(deploymentOf(objects, 'lifecycle').spec.replicas).toBe(1);
       expect(named(objects, 'PodDisruptionBudget', `${RELEASE}-audit`)).toBeDefined();
@@ -122,17 +137,25 @@ describe('the Parley chart', () => {
 
     it('render a Gateway API route per public port when the gateway is enabled', async () => {
       const objects = await render([
-        valuesFile('exposure:\n  gateway:\n    enabled: true\n    parentRefs: [{name: public, namespace: gateways}]\n    edge: {hostnames: [api.example.com]}\n'),
+        valuesFile(
+          'exposure:\n  gateway:\n    enabled: true\n    parentRefs: [{name: public, namespace: gateways}]\n    edge: {hostnames: [api.example.com]}\n',
+        ),
       ]);
       const routes = byKind(objects, 'HTTPRoute');
-      expect(routes.map((r) => r.spec.rules[0].backendRefs[0].name)).toEqual([`${RELEASE}-edge-public`, `${RELEASE}-voice-orchestrator-public`]);
+      expect(routes.map((r) => r.spec.rules[0].backendRefs[0].name)).toEqual([
+        `${RELEASE}-edge-public`,
+        `${RELEASE}-voice-orchestrator-public`,
+      ]);
       for (const route of routes) expect(await validateAgainstSchema(route)).toBeUndefined();
     });
 
     const refused: Record<string, [string, RegExp]> = {
       'an unknown top-level key': ['replicaCount: 3\n', /additional properties 'replicaCount' not allowed/],
       'an unknown key in the default block': ['default:\n  replica: 3\n', /additional properties 'replica' not allowed/],
-      'an unknown key in a service': ['services:\n  edge:\n    autoscaling:\n      enabeld: true\n', /additional properties 'enabeld' not allowed/],
+      'an unknown key in a service': [
+        'services:\n  edge:\n    autoscaling:\n      enabeld: true\n',
+        /additional properties 'enabeld' not allowed/,
+      ],
       'an unknown service': ['services:\n  billing: {}\n', /additional properties 'billing' not allowed/],
       'replicas as a string': ['default:\n  replicas: "three"\n', /replicas.*want integer/],
       'a port out of range': ['ports:\n  service: 70000\n', /service/],
@@ -155,25 +178,34 @@ describe('the Parley chart', () => {
       expect(result.stderr).toMatch(/services\.edge\.env\.DATABASE_URL: the chart sets DATABASE_URL itself/);
     });
 
-    it('refuse a production install without the Secret of audit\'s sealed signing key', async () => {
+    it("refuse a production install without the Secret of audit's sealed signing key", async () => {
       const result = await template([valuesFile('config:\n  audit:\n    signingKey:\n      existingSecret: ""\n')]);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/config\.audit\.signingKey\.existingSecret/);
     });
 
     it('refuse a Vault client that is not one of the services with a KEK', async () => {
-      const result = await template([valuesFile('vault:\n  services:\n    edge: {role: parley-edge, transitKey: k, credentialKey: edge}\n')]);
+      const result = await template([
+        valuesFile('vault:\n  services:\n    edge: {role: parley-edge, transitKey: k, credentialKey: edge}\n'),
+      ]);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/additional properties 'edge' not allowed/);
     });
 
     it('give each service only its own AppRole secret_id, as a file, with AppRole auth', async () => {
-      const objects = await render([valuesFile('vault:\n  auth:\n    method: approle\n    existingSecret: parley-vault-approle\n  services:\n    identity: {role: 0f1e-role-id, transitKey: parley-identity-kek, credentialKey: identity-secret-id}\n')]);
+      const objects = await render([
+        valuesFile(
+          'vault:\n  auth:\n    method: approle\n    existingSecret: parley-vault-approle\n  services:\n    identity: {role: 0f1e-role-id, transitKey: parley-identity-kek, credentialKey: identity-secret-id}\n',
+        ),
+      ]);
       const pod = deploymentOf(objects, 'identity').spec.template.spec;
       const env = envOf(deploymentOf(objects, 'identity'));
       expect(env.get('PARLEY_VAULT_APPROLE_ROLE_ID').value).toBe('0f1e-role-id');
       expect(env.get('PARLEY_VAULT_APPROLE_SECRET_ID_FILE').value).toBe('/var/run/parley/vault-auth/secret-id');
-      expect(pod.volumes.find((v: any) => v.name === 'vault-auth').secret).toMatchObject({ secretName: 'parley-vault-approle', items: [{ key: 'identity-secret-id', path: 'secret-id' }] });
+      expect(pod.volumes.find((v: any) => v.name === 'vault-auth').secret).toMatchObject({
+        secretName: 'parley-vault-approle',
+        items: [{ key: 'identity-secret-id', path: 'secret-id' }],
+      });
       expect(mountOf(pod.containers[0], env.get('PARLEY_VAULT_APPROLE_SECRET_ID_FILE').value)).toMatchObject({ readOnly: true });
       // No projected Vault token without Kubernetes auth.
       expect(pod.volumes.some((v: any) => v.projected !== undefined)).toBe(false);
@@ -181,7 +213,9 @@ describe('the Parley chart', () => {
 
     it('serve a cert-manager certificate for the public name on the edge when asked to', async () => {
       const objects = await render([
-        valuesFile('config:\n  edge:\n    publicTls:\n      certificate:\n        enabled: true\n        dnsNames: [api.example.com]\n        issuerRef: {name: letsencrypt}\n'),
+        valuesFile(
+          'config:\n  edge:\n    publicTls:\n      certificate:\n        enabled: true\n        dnsNames: [api.example.com]\n        issuerRef: {name: letsencrypt}\n',
+        ),
       ]);
       const cert = named(objects, 'Certificate', `${RELEASE}-edge-public`);
       expect(cert.spec.dnsNames).toEqual(['api.example.com']);
@@ -197,7 +231,13 @@ describe('the Parley chart', () => {
     it('sign session URLs for the public session host, or the in-cluster Service without one', async () => {
       const sessionUrl = (objects: K8sObject[]) => envOf(deploymentOf(objects, 'identity')).get('PARLEY_SESSION_PUBLIC_URL').value;
       expect(sessionUrl(await render([]))).toBe(`https://${RELEASE}-voice-orchestrator-public.${NAMESPACE}.svc:8080`);
-      expect(sessionUrl(await render([valuesFile('exposure:\n  ingress:\n    enabled: true\n    session: {host: talk.example.com, tlsSecretName: ""}\n')]))).toBe('https://talk.example.com');
+      expect(
+        sessionUrl(
+          await render([
+            valuesFile('exposure:\n  ingress:\n    enabled: true\n    session: {host: talk.example.com, tlsSecretName: ""}\n'),
+          ]),
+        ),
+      ).toBe('https://talk.example.com');
     });
 
     it('refuse Vault token auth without a Secret to read the token from', async () => {
@@ -226,7 +266,10 @@ describe('the Parley chart', () => {
     });
 
     it('documents identity and audit policies that name only their own transit key and never rewrap, rotate or export', () => {
-      for (const [name, key] of [['parley-identity', 'parley-identity-kek'], ['parley-audit', 'parley-audit-kek']] as const) {
+      for (const [name, key] of [
+        ['parley-identity', 'parley-identity-kek'],
+        ['parley-audit', 'parley-audit-kek'],
+      ] as const) {
         const transit = Object.keys(policyOf(name)).filter((p) => p.startsWith('transit/'));
         expect(transit.length, name).toBeGreaterThan(0);
         for (const path of transit) {
