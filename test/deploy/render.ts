@@ -16,7 +16,12 @@ export const NAMESPACE = 'parley-system';
 export interface K8sObject {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Record<string, string>; readonly annotations?: Record<string, string> };
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: string;
+    readonly labels?: Record<string, string>;
+    readonly annotations?: Record<string, string>;
+  };
   readonly spec?: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- manifests are checked by schema, not by type
   readonly [key: string]: unknown;
 }

@@ -5,7 +5,8 @@ import { InvalidArgumentError } from '@parley/platform';
 import { ChainVerifier, type VerifyResult } from './chain.js';
 import type { AuditDb } from './db/tables.js';
 import type { CheckpointSigner } from './signer.js';
-import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant, keysOf } from './store.js';
+import { keysOf } from './chain.store.js';
+import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant } from './event.store.js';
 
 /** resolveRange turns request bounds (0 = chain start / head) into a concrete range within the stored chain. */
 export function resolveRange(fromReq: number, toReq: number, head: { seq: number; anchorSeq: number }): { from: number; to: number } {

@@ -2,7 +2,8 @@ import type { Kysely } from 'kysely';
 import type { ChainCheckpoint } from './chain.js';
 import type { CheckpointSigner } from './signer.js';
 import type { AuditDb } from './db/tables.js';
-import { ChainBrokenError, checkpointIfStale, forTenant, staleTenants } from './store.js';
+import { ChainBrokenError, checkpointIfStale, staleTenants } from './chain.store.js';
+import { forTenant } from './event.store.js';
 import { publishToWitnesses, type CheckpointWitness } from './witness.js';
 
 /** CheckpointDeps are what signing a tenant's head needs. */

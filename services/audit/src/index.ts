@@ -15,4 +15,5 @@ export {
 export { verifyExport, type ExportVerification, type VerifyExportOptions } from './verify-export.js';
 export * from './witness.js';
 export * from './db/tables.js';
-export * from './store.js';
+export * from './chain.store.js';
+export * from './event.store.js';

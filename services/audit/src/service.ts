@@ -24,20 +24,8 @@ import { EXPORT_FORMAT, toNdjson } from './export-format.js';
 import { streamFromProducer } from './export-queue.js';
 import type { CheckpointSigner } from './signer.js';
 import { publishToWitnesses, type CheckpointWitness } from './witness.js';
-import {
-  anchorFor,
-  appendToChain,
-  chainHead,
-  checkpointsInRange,
-  eventsInRange,
-  forTenant,
-  keysOf,
-  listEvents,
-  type AppendResult,
-  type CheckpointPolicy,
-  type EventFilter,
-  type NewEvent,
-} from './store.js';
+import { appendToChain, keysOf, type AppendResult, type CheckpointPolicy, type NewEvent } from './chain.store.js';
+import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant, listEvents, type EventFilter } from './event.store.js';
 
 /** AuditServiceDeps are what the handlers need. */
 export interface AuditServiceDeps {

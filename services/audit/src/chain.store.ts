@@ -1,6 +1,6 @@
-// Data access for the audit log: plain functions taking the tenant transaction first, so the
-// caller owns the transaction.
-import { paginate, withTenant, type Page } from '@parley/db';
+// Writing the audit chain: appends under the tenant's head lock, signed checkpoints, and the
+// retention purge with its signed anchor. Nothing is signed that does not verify. Plain functions
+// taking the tenant transaction first, so the caller owns it.
 import { sql, type Kysely } from 'kysely';
 import type { KeyObject } from 'node:crypto';
 import {
@@ -12,9 +12,10 @@ import {
   publicKeysFromPem,
   type ChainCheckpoint,
   type ChainEvent,
-  type SignedAnchor,
 } from './chain.js';
-import type { AuditDb, AuditTrx, CheckpointRow, EventRow, NewCheckpointRow, NewEventRow } from './db/tables.js';
+import type { AuditDb, AuditTrx, NewCheckpointRow } from './db/tables.js';
+import { eventToRow, int, rowToCheckpoint } from './event-rows.js';
+import { chainHead, eventsInRange } from './event.store.js';
 import type { CheckpointSigner } from './signer.js';
 
 /** NewEvent is a validated event before it has a place in the chain. */
@@ -26,64 +27,6 @@ export interface CheckpointPolicy {
   everyEvents: number;
   /** everyMs signs when the last checkpoint is this old and events were appended since. */
   everyMs: number;
-}
-
-// bigint columns come back as text (see db/tables.ts).
-const int = (v: unknown): number => Number(v);
-
-function rowToEvent(r: EventRow): ChainEvent {
-  return {
-    tenantId: r.tenant_id,
-    seq: int(r.seq),
-    id: r.id,
-    occurredAt: r.occurred_at.toISOString(),
-    recordedAt: r.recorded_at.toISOString(),
-    actorKind: r.actor_kind,
-    actorId: r.actor_id,
-    action: r.action,
-    targetType: r.target_type,
-    targetId: r.target_id,
-    outcome: r.outcome,
-    description: r.description,
-    sourceAddress: r.source_address,
-    userAgent: r.user_agent,
-    traceId: r.trace_id,
-    prevHash: r.prev_hash,
-    hash: r.hash,
-  };
-}
-
-function eventToRow(e: ChainEvent): NewEventRow {
-  return {
-    tenant_id: e.tenantId,
-    seq: e.seq,
-    id: e.id,
-    occurred_at: new Date(e.occurredAt),
-    recorded_at: new Date(e.recordedAt),
-    actor_kind: e.actorKind,
-    actor_id: e.actorId,
-    action: e.action,
-    target_type: e.targetType,
-    target_id: e.targetId,
-    outcome: e.outcome,
-    description: JSON.stringify(e.description),
-    source_address: e.sourceAddress,
-    user_agent: e.userAgent,
-    trace_id: e.traceId,
-    prev_hash: e.prevHash,
-    hash: e.hash,
-  };
-}
-
-function rowToCheckpoint(r: CheckpointRow): ChainCheckpoint {
-  return {
-    tenantId: r.tenant_id,
-    seq: int(r.seq),
-    hash: r.hash,
-    signedAt: r.signed_at.toISOString(),
-    keyId: r.key_id,
-    signature: r.signature.toString('base64'),
-  };
 }
 
 /** AppendResult says what appendToChain did. */
@@ -285,136 +228,6 @@ export async function staleTenants(db: Kysely<AuditDb>, everyMs: number, limit: 
   });
 }
 
-/** ChainHead is where a tenant's chain stands. */
-export interface ChainHead {
-  seq: number;
-  /** anchorSeq and anchorHash are where the stored chain starts (0 and genesis unless purged). */
-  anchorSeq: number;
-  anchorHash: string;
-  /** anchor is the purge anchor's signature, when there is a purge anchor and it is signed. */
-  anchor?: SignedAnchor;
-}
-
-/** chainHead reads the head and the purge anchor. */
-export async function chainHead(trx: AuditTrx, tenantId: string): Promise<ChainHead> {
-  const head = await trx.selectFrom('chain_heads').select('seq').where('tenant_id', '=', tenantId).executeTakeFirst();
-  const anchor = await trx
-    .selectFrom('purge_anchors')
-    .select(['seq', 'hash', 'signed_at', 'key_id', 'signature'])
-    .where('tenant_id', '=', tenantId)
-    .orderBy('seq', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  const signed =
-    anchor?.signed_at != null && anchor.key_id !== null && anchor.signature !== null
-      ? {
-          tenantId,
-          seq: int(anchor.seq),
-          hash: anchor.hash,
-          signedAt: anchor.signed_at.toISOString(),
-          keyId: anchor.key_id,
-          signature: anchor.signature.toString('base64'),
-        }
-      : undefined;
-  return {
-    seq: head === undefined ? 0 : int(head.seq),
-    anchorSeq: anchor === undefined ? 0 : int(anchor.seq),
-    anchorHash: anchor?.hash ?? GENESIS_HASH,
-    ...(signed === undefined ? {} : { anchor: signed }),
-  };
-}
-
-/** anchorFor returns the (seq, hash) a range starting at fromSeq continues from: the stored event before it, or the chain's anchor. */
-export async function anchorFor(trx: AuditTrx, tenantId: string, fromSeq: number, head: ChainHead): Promise<{ seq: number; hash: string }> {
-  if (fromSeq - 1 <= head.anchorSeq) return { seq: head.anchorSeq, hash: head.anchorHash };
-  const prev = await trx
-    .selectFrom('events')
-    .select('hash')
-    .where('tenant_id', '=', tenantId)
-    .where('seq', '=', fromSeq - 1)
-    .executeTakeFirst();
-  // A missing predecessor is itself a gap; anchor on a value that cannot match so the first event fails.
-  return { seq: fromSeq - 1, hash: prev?.hash ?? 'missing' };
-}
-
-/** eventsInRange streams a tenant's events from..to in sequence order, in batches (so a million-event chain never sits in memory). */
-export async function* eventsInRange(
-  trx: AuditTrx,
-  tenantId: string,
-  fromSeq: number,
-  toSeq: number,
-  batch = 2000,
-): AsyncGenerator<ChainEvent> {
-  let after = fromSeq - 1;
-  for (;;) {
-    const rows = await trx
-      .selectFrom('events')
-      .selectAll()
-      .where('tenant_id', '=', tenantId)
-      .where('seq', '>', after)
-      .where('seq', '<=', toSeq)
-      .orderBy('seq')
-      .limit(batch)
-      .execute();
-    for (const r of rows) yield rowToEvent(r);
-    if (rows.length < batch) return;
-    after = int(rows[rows.length - 1]?.seq);
-  }
-}
-
-/** checkpointsInRange lists a tenant's checkpoints with seq in from..to. */
-export async function checkpointsInRange(trx: AuditTrx, tenantId: string, fromSeq: number, toSeq: number): Promise<ChainCheckpoint[]> {
-  const rows = await trx
-    .selectFrom('checkpoints')
-    .selectAll()
-    .where('tenant_id', '=', tenantId)
-    .where('seq', '>=', fromSeq)
-    .where('seq', '<=', toSeq)
-    .orderBy('seq')
-    .execute();
-  return rows.map(rowToCheckpoint);
-}
-
-/** EventFilter narrows listEvents and filtered exports. */
-export interface EventFilter {
-  actorKind?: string;
-  actorId?: string;
-  action?: string;
-  targetType?: string;
-  targetId?: string;
-  since?: Date;
-  until?: Date;
-}
-
-/** listEvents lists a tenant's events newest first, filtered, keyset-paginated on seq. */
-export async function listEvents(
-  trx: AuditTrx,
-  tenantId: string,
-  filter: EventFilter,
-  pageSize: number,
-  cursor: string | undefined,
-): Promise<Page<ChainEvent>> {
-  let q = trx.selectFrom('events').selectAll().where('tenant_id', '=', tenantId);
-  if (filter.actorKind) q = q.where('actor_kind', '=', filter.actorKind);
-  if (filter.actorId) q = q.where('actor_id', '=', filter.actorId);
-  if (filter.action) q = q.where('action', '=', filter.action);
-  if (filter.targetType) q = q.where('target_type', '=', filter.targetType);
-  if (filter.targetId) q = q.where('target_id', '=', filter.targetId);
-  if (filter.since) q = q.where('occurred_at', '>=', filter.since);
-  if (filter.until) q = q.where('occurred_at', '<', filter.until);
-  const page = await paginate(
-    q,
-    { pageSize, ...(cursor === undefined || cursor === '' ? {} : { cursor }) },
-    {
-      list: 'audit.events',
-      column: 'seq',
-      type: 'number',
-      direction: 'desc',
-    },
-  );
-  return { ...page, items: page.items.map(rowToEvent) };
-}
-
 /**
  * purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant:
  * under the head lock it finds the purge point (the last event recorded before `before`),
@@ -438,9 +251,4 @@ export async function purgeEvents(trx: AuditTrx, tenantId: string, before: Date,
   const { rows: purged } = await sql<{ n: string }>`
     select purge_events(${before}, ${seq}, ${point.hash}, ${signedAt}, ${signer.keyId}, ${signature}) as n`.execute(trx);
   return int(purged[0]?.n ?? 0);
-}
-
-/** forTenant is withTenant for the audit schema. */
-export function forTenant<T>(db: Kysely<AuditDb>, tenantId: string, fn: (trx: AuditTrx) => Promise<T>): Promise<T> {
-  return withTenant(db, tenantId, fn);
 }

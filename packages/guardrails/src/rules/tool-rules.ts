@@ -1,0 +1,73 @@
+// Tool rules: which tools the model may call, how often, with which scopes, hosts and arguments.
+import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv';
+import { RE2JS } from 're2js';
+import { GuardrailPolicyError } from '../policy.js';
+import type { GuardrailPolicy } from '../policy-schema.js';
+import type { Decision, ToolCallEvent } from '../types.js';
+
+type RegExpEngine = NonNullable<NonNullable<AjvOptions['code']>['regExp']>;
+
+/** ToolRules maps an allowed tool's name to its rule and its compiled argument schema. */
+export type ToolRules = ReadonlyMap<string, { rule: GuardrailPolicy['tools']['allowed'][number]; validate: ValidateFunction | undefined }>;
+
+/** compileToolRules compiles each tool's argument schema (throws GuardrailPolicyError naming the tool whose schema is not valid). */
+export function compileToolRules(policy: GuardrailPolicy): ToolRules {
+  // A tool's schema is customer-written: its "pattern" keywords run on RE2 too (a backtracking
+  // pattern on model-written arguments would stall the call), and Ajv logs nothing (no I/O here).
+  const re2Engine: RegExpEngine = Object.assign(
+    (pattern: string) => {
+      const re = RE2JS.compile(pattern);
+      return { test: (s: string) => re.matcher(s).find() };
+    },
+    { code: 'RE2JS.compile' },
+  );
+  const ajv = new Ajv({ allErrors: false, strict: false, logger: false, code: { regExp: re2Engine } });
+  const tools = new Map<string, { rule: GuardrailPolicy['tools']['allowed'][number]; validate: ValidateFunction | undefined }>();
+  policy.tools.allowed.forEach((t, i) => {
+    let validate: ValidateFunction | undefined;
+    if (t.argumentsSchema !== undefined) {
+      try {
+        validate = ajv.compile(t.argumentsSchema);
+      } catch (err) {
+        throw new GuardrailPolicyError(['tools', 'allowed', i, 'argumentsSchema'], `is not a valid JSON schema: ${(err as Error).message}`);
+      }
+    }
+    tools.set(t.name, { rule: t, validate });
+  });
+  return tools;
+}
+
+function block(ruleId: string, reason: string, needsConfirmation?: boolean): Decision {
+  return { kind: 'block_tool', ruleId, reason, ...(needsConfirmation === true ? { needsConfirmation } : {}) };
+}
+
+/** toolCallDecision blocks a call the policy does not allow (`callsThisTurn` counts this call); the first failed check wins. */
+export function toolCallDecision(
+  policy: GuardrailPolicy,
+  tools: ToolRules,
+  event: ToolCallEvent,
+  callsThisTurn: number,
+): Decision | undefined {
+  const tool = tools.get(event.name);
+  if (tool === undefined) return block(`tool:${event.name}`, `tool "${event.name}" is not among the policy's allowed tools`);
+  const ruleId = `tool:${tool.rule.name}`;
+  if (callsThisTurn > policy.tools.maxCallsPerTurn) {
+    return block('tools:max_calls_per_turn', `call ${callsThisTurn} in this turn exceeds the limit of ${policy.tools.maxCallsPerTurn}`);
+  }
+  const missing = (event.scopes ?? []).filter((s) => !tool.rule.scopes.includes(s));
+  if (missing.length > 0) return block(ruleId, `tool "${tool.rule.name}" may not use scope(s) ${missing.join(', ')}`);
+  if (event.host !== undefined && tool.rule.hosts !== undefined && !tool.rule.hosts.includes(event.host.toLowerCase())) {
+    return block(ruleId, `tool "${tool.rule.name}" may not reach host ${event.host}`);
+  }
+  if (tool.validate !== undefined && !tool.validate(event.arguments)) {
+    const e = tool.validate.errors?.[0];
+    return block(
+      ruleId,
+      `arguments of tool "${tool.rule.name}" do not match its schema: ${e?.instancePath === '' || e === undefined ? '(arguments)' : e.instancePath} ${e?.message ?? 'is invalid'}`,
+    );
+  }
+  if (tool.rule.requireConfirmation && event.confirmed !== true) {
+    return block(ruleId, `tool "${tool.rule.name}" needs the user's confirmation first`, true);
+  }
+  return undefined;
+}
