@@ -108,7 +108,14 @@ export async function startPublicStack(extra: Partial<Record<StackService, Recor
       PARLEY_AUDIT_SIGNING_KEY_PATH: join(dir, 'audit-signing-key.json'),
       ...extra.audit,
     },
-    integrations: { ...common('integrations'), DATABASE_URL: serviceUrl('integrations'), ...extra.integrations },
+    // No delivery worker unless a test asks for one (a receiver's env turns it on): workers lease
+    // due deliveries of every tenant in the shared database, so one per webhook test is enough.
+    integrations: {
+      ...common('integrations'),
+      DATABASE_URL: serviceUrl('integrations'),
+      PARLEY_WEBHOOK_WORKER: 'off',
+      ...extra.integrations,
+    },
     edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
   };
   const procs = names.map(

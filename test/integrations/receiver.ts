@@ -60,9 +60,10 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
     env: {
       PARLEY_EGRESS_ALLOWED_PORTS: String(port),
       PARLEY_EGRESS_ALLOW_PRIVATE: '127.0.0.1/32',
-      PARLEY_WEBHOOK_POLL_MS: '50',
-      PARLEY_WEBHOOK_BACKOFF_BASE_MS: '100',
-      PARLEY_WEBHOOK_BACKOFF_MAX_MS: '200',
+      PARLEY_WEBHOOK_WORKER: 'on',
+      // EmitEvent and replays wake this process's worker at once; a slow poll keeps the workers of
+      // other test files (same database, other receivers) from leasing this test's deliveries.
+      PARLEY_WEBHOOK_POLL_MS: '1000',
       // Node reads extra trust roots from this variable; the receiver's CA is the test's own.
       NODE_EXTRA_CA_CERTS: caFile,
     },
