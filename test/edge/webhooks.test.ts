@@ -169,6 +169,47 @@ describe('parley.api.v1.WebhookService', () => {
     expect(await emit('conversation.ended', { conversation_id: randomUUID() })).toBe(0);
   });
 
+  it('sends api_key.revoked (identity) and secret.rotated (secrets) after the change, with ids only', async () => {
+    const admin = await createKey(['webhooks:admin']);
+    const created = await call(
+      'CreateWebhookEndpoint',
+      { url: receiver.url('/account'), eventTypes: ['api_key.revoked', 'secret.rotated'] },
+      admin,
+    );
+    expect(created.status).toBe(200);
+    const secret = created.body.signingSecret as string;
+    const endpointId = (created.body.endpoint as { id: string }).id;
+    const owner = stack.bootstrap.apiKey;
+
+    const victim = await stack.call('/parley.api.v1.ApiKeyService/CreateApiKey', { name: 'to-revoke', scopes: ['agents:read'] }, owner);
+    const victimId = (victim.body.apiKey as { id: string }).id;
+    expect((await stack.call('/parley.api.v1.ApiKeyService/RevokeApiKey', { apiKeyId: victimId }, owner)).status).toBe(200);
+    const value = `sk-${randomUUID()}`;
+    const put = await stack.call(
+      '/parley.api.v1.SecretService/PutSecret',
+      { name: `wh-${randomUUID().slice(0, 8)}`, providerKind: 'llm', value },
+      owner,
+    );
+    const secretId = (put.body.secret as { id: string }).id;
+    const newValue = `sk-${randomUUID()}`;
+    expect((await stack.call('/parley.api.v1.SecretService/RotateSecret', { secretId, value: newValue }, owner)).status).toBe(200);
+
+    const mine = () => receiver.received.filter((r) => r.path === '/account');
+    await pollUntil(async () => mine().length >= 2, 15_000, 50);
+    const events = mine().map((r) => JSON.parse(r.body) as { type: string; data: Record<string, string> });
+    expect(events).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ type: 'api_key.revoked', data: { api_key_id: victimId } }),
+        expect.objectContaining({ type: 'secret.rotated', data: { secret_id: secretId } }),
+      ]),
+    );
+    for (const r of mine()) {
+      expect(() => verifyWebhook({ secrets: [secret], headers: r.headers, payload: r.body })).not.toThrow();
+      for (const v of [value, newValue, victim.body.secret as string]) expect(r.body).not.toContain(v);
+    }
+    expect((await call('DeleteWebhookEndpoint', { endpointId }, admin)).status).toBe(200);
+  });
+
   it("does not show or touch another workspace's endpoints", async () => {
     const key = await createKey(['webhooks:admin']);
     const created = await call('CreateWebhookEndpoint', { url: receiver.url('/mine'), eventTypes: ['api_key.revoked'] }, key);

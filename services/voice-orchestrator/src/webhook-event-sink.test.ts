@@ -43,6 +43,6 @@ describe('integrationsEventSink', () => {
     const sink = integrationsEventSink({ emitEvent: () => Promise.reject(new Error('connect ECONNREFUSED')) }, logger);
     expect(() => sink.emit(event)).not.toThrow();
     await sink.drain(1_000);
-    expect(lines.some((l) => l.includes('could not emit the conversation event') && l.includes(event.conversationId))).toBe(true);
+    expect(lines.some((l) => l.includes('could not emit the conversation.') && l.includes(event.conversationId))).toBe(true);
   });
 });
