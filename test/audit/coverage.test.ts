@@ -4,11 +4,13 @@
 // @parley/audit-outbox); this file says how to call each one. An RPC that exists in the public API
 // but has no step here and is not listed in PENDING fails the test, so a new privileged RPC
 // cannot slip in unaudited.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { PRIVILEGED_RPCS } from '@parley/audit-outbox';
 import { PUBLIC_MODULES } from '@parley/edge/public';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from '../edge/fixture.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../integrations/receiver.js';
 
 type Step = (s: { call: PublicStack['call']; key: string }) => Promise<void>;
 
@@ -45,6 +47,26 @@ const newSecret = async (call: PublicStack['call'], key: string): Promise<string
     ),
     'secret',
   );
+let receiver: WebhookReceiver;
+const newEndpoint = async (call: PublicStack['call'], key: string, eventTypes = ['conversation.ended']): Promise<string> =>
+  idOf(await ok(call('/parley.api.v1.WebhookService/CreateWebhookEndpoint', { url: receiver.url('/cov'), eventTypes }, key)), 'endpoint');
+// A delivered delivery to replay: an endpoint of its own, one event, delivered to the receiver.
+const deliveredDelivery = async (call: PublicStack['call'], key: string): Promise<string> => {
+  const endpointId = await newEndpoint(call, key, ['guardrail.escalated']);
+  const integrations = await stack.clientAs('voice-orchestrator', 'integrations', IntegrationsService);
+  try {
+    await integrations.emitEvent({ tenantId: stack.bootstrap.tenantId, eventId: randomUUID(), type: 'guardrail.escalated', data: {} });
+  } finally {
+    integrations.close();
+  }
+  let id = '';
+  await pollUntil(async () => {
+    const body = await ok(call('/parley.api.v1.WebhookService/ListWebhookDeliveries', { endpointId, state: 'delivered' }, key));
+    id = ((body.deliveries as { id: string }[] | undefined) ?? [])[0]?.id ?? '';
+    return id !== '';
+  }, 15_000);
+  return id;
+};
 
 // The agent sessions are created for: made (and its agent.create event seen) in beforeAll, so
 // that no set-up event of the same action as a step under test can arrive during that step.
@@ -92,6 +114,13 @@ const STEPS: Record<string, Step> = {
     )),
   'parley.api.v1.SecretService/DeleteSecret': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.SecretService/DeleteSecret', { secretId: await newSecret(call, key) }, key))),
+  'parley.api.v1.WebhookService/CreateWebhookEndpoint': async ({ call, key }) => void (await newEndpoint(call, key)),
+  'parley.api.v1.WebhookService/DeleteWebhookEndpoint': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.WebhookService/DeleteWebhookEndpoint', { endpointId: await newEndpoint(call, key) }, key))),
+  'parley.api.v1.WebhookService/RotateWebhookSecret': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.WebhookService/RotateWebhookSecret', { endpointId: await newEndpoint(call, key) }, key))),
+  'parley.api.v1.WebhookService/ReplayWebhookDelivery': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.WebhookService/ReplayWebhookDelivery', { deliveryId: await deliveredDelivery(call, key) }, key))),
 };
 
 /**
@@ -115,8 +144,10 @@ let key: string;
 let actorId: string;
 
 beforeAll(async () => {
-  // The stack runs its own audit service; every service relays its outbox to it.
-  stack = await startPublicStack();
+  // The stack runs its own audit service; every service relays its outbox to it. Integrations may
+  // deliver to the local receiver (the private allow-list is on for 127.0.0.1 in this file only).
+  receiver = await startWebhookReceiver();
+  stack = await startPublicStack({ integrations: receiver.env });
   key = stack.bootstrap.apiKey;
   actorId = (await ok(stack.call('/parley.api.v1.AccountService/WhoAmI', {}, key))).principalId as string;
   sessionAgent = await newAgent(stack.call.bind(stack), key);
@@ -125,6 +156,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.stop();
+  await receiver?.close();
 });
 
 // Only events by the calling key count: set-up done by the system (bootstrap) may arrive late.

@@ -1,4 +1,4 @@
-// A real public-API stack for tests: tenant-data, identity, secrets, audit and edge as their own
+// A real public-API stack for tests: tenant-data, identity, secrets, audit, integrations and edge as their own
 // processes (from dist) on the run's Postgres, with a test PKI, the run's local KEK keyring,
 // identity's dev bootstrap writing an owner key, and helpers to call the public port as a plain
 // HTTPS client would (curl-style Connect JSON). The edge refuses to start without every peer it
@@ -20,9 +20,9 @@ import { createTestPki, type TestPki } from '../src/pki.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** StackService is a service the public stack runs. */
-export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'edge';
+export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'integrations' | 'edge';
 
-const names = ['tenant-data', 'identity', 'secrets', 'audit', 'edge'] as const satisfies readonly StackService[];
+const names = ['tenant-data', 'identity', 'secrets', 'audit', 'integrations', 'edge'] as const satisfies readonly StackService[];
 
 /** CallOptions add request headers, or connect from another loopback address (a distinct TCP peer). */
 export interface CallOptions {
@@ -30,7 +30,7 @@ export interface CallOptions {
   readonly localAddress?: string;
 }
 
-/** PublicStack is a running tenant-data + identity + secrets + audit + edge. */
+/** PublicStack is a running tenant-data + identity + secrets + audit + integrations + edge. */
 export interface PublicStack {
   readonly pki: TestPki;
   readonly publicUrl: string;
@@ -107,6 +107,14 @@ export async function startPublicStack(extra: Partial<Record<StackService, Recor
       ...kek,
       PARLEY_AUDIT_SIGNING_KEY_PATH: join(dir, 'audit-signing-key.json'),
       ...extra.audit,
+    },
+    // No delivery worker unless a test asks for one (a receiver's env turns it on): workers lease
+    // due deliveries of every tenant in the shared database, so one per webhook test is enough.
+    integrations: {
+      ...common('integrations'),
+      DATABASE_URL: serviceUrl('integrations'),
+      PARLEY_WEBHOOK_WORKER: 'off',
+      ...extra.integrations,
     },
     edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
   };

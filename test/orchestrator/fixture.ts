@@ -1,5 +1,5 @@
 // A real conversation stack for tests: the public stack (tenant-data, identity, secrets, audit,
-// edge as processes on the run's Postgres) plus the voice-orchestrator process with its session
+// integrations, edge as processes on the run's Postgres) plus the voice-orchestrator process with its session
 // port, and a WebSocket client that speaks the session protocol the way a browser does.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,13 +49,19 @@ export interface SessionClient {
   reply(timeoutMs?: number): Promise<{ sentences: string[]; final: Frame }>;
 }
 
-/** startConversationStack starts everything; `orchestratorEnv` adds to the orchestrator's environment. */
-export async function startConversationStack(orchestratorEnv: Record<string, string> = {}): Promise<ConversationStack> {
+/**
+ * startConversationStack starts everything; `orchestratorEnv` adds to the orchestrator's
+ * environment, `stackEnv` to the public stack's services' (e.g. integrations' egress allow-list).
+ */
+export async function startConversationStack(
+  orchestratorEnv: Record<string, string> = {},
+  stackEnv: Parameters<typeof startPublicStack>[0] = {},
+): Promise<ConversationStack> {
   const port = await freePort();
   const health = await freePort();
   const sessionPort = await freePort();
   const orchestratorUrl = `https://localhost:${port}`;
-  const stack = await startPublicStack();
+  const stack = await startPublicStack(stackEnv);
   const logs = stack.logs;
   const ownerKey = stack.bootstrap.apiKey;
   const tls = stack.pki.files('voice-orchestrator');
@@ -71,6 +77,7 @@ export async function startConversationStack(orchestratorEnv: Record<string, str
     [peerUrlVariable('identity')]: stack.urls.identity,
     [peerUrlVariable('tenant-data')]: stack.urls['tenant-data'],
     [peerUrlVariable('secrets')]: stack.urls.secrets,
+    [peerUrlVariable('integrations')]: stack.urls.integrations,
     ...orchestratorEnv,
     ...extra,
   });

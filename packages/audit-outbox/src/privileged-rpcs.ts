@@ -35,14 +35,15 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('SecretService/RotateSecret', 'secret.rotate'),
   p('SecretService/DeleteSecret', 'secret.delete'),
   p('ConversationService/EndConversation', 'conversation.end'),
-  // Not in the public API yet (lifecycle, integrations, conversations): listed so that the
+  p('WebhookService/CreateWebhookEndpoint', 'webhook_endpoint.create'),
+  p('WebhookService/DeleteWebhookEndpoint', 'webhook_endpoint.delete'),
+  p('WebhookService/RotateWebhookSecret', 'webhook_secret.rotate'),
+  p('WebhookService/ReplayWebhookDelivery', 'webhook_delivery.replay'),
+  // Not in the public API yet (lifecycle, conversations): listed so that the
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),
   p('PrivacyService/RequestExport', 'privacy_request.export'),
   p('PrivacyService/RequestForget', 'privacy_request.forget'),
   p('ConversationService/ListTranscriptTurns', 'transcript.read'),
   p('ConversationService/GetRecording', 'recording.read'),
-  p('WebhookService/CreateWebhookEndpoint', 'webhook_endpoint.create'),
-  p('WebhookService/UpdateWebhookEndpoint', 'webhook_endpoint.update'),
-  p('WebhookService/DeleteWebhookEndpoint', 'webhook_endpoint.delete'),
 ];

@@ -20,3 +20,4 @@ export * from './services.js';
 export * from './telemetry.js';
 export * from './text-fields.js';
 export * from './tls.js';
+export * from './webhook-events.js';

@@ -13,6 +13,7 @@ export const SCOPES = {
   'privacy:run': 'run retention, data export and deletion (DSAR) jobs',
   'api_keys:admin': 'create, list, rotate and revoke API keys (never beyond your own scopes)',
   'members:admin': 'add, change and remove members',
+  'webhooks:admin': 'create, list, rotate and delete webhook endpoints; read the delivery log and replay deliveries',
 } as const;
 
 /** Scope is one of SCOPES. */

@@ -5,8 +5,9 @@
 import { relayAuditOutbox } from '@parley/audit-outbox';
 import { createServiceDb, databaseAnswers } from '@parley/db';
 import { createKekProvider } from '@parley/envelope';
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { createWebhookEventEmitter, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
 import { tenantDataAgentDirectory } from './agent-directory.js';
@@ -37,7 +38,12 @@ runMain({
     const tenantData = ctx.clientFor('tenant-data', TenantDataService);
     const audit = relayAuditOutbox(ctx, db);
     const agents = tenantDataAgentDirectory(tenantData);
-    const service = createIdentityService({ db, config, ring, verifier, agents, logger: ctx.logger, onAudit: () => audit.wake() });
+    // api_key.revoked goes to the workspace's webhooks when integrations is configured.
+    const events = createWebhookEventEmitter(
+      ctx.config.peers.integrations === undefined ? undefined : ctx.clientFor('integrations', IntegrationsService),
+      ctx.logger,
+    );
+    const service = createIdentityService({ db, config, ring, verifier, agents, logger: ctx.logger, onAudit: () => audit.wake(), events });
 
     // The dev stack waits (not ready) until the bootstrap file is written.
     const bootstrap =

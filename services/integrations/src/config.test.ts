@@ -10,6 +10,8 @@ describe('loadIntegrationsConfig', () => {
     expect(config.egressPolicy.allowedPorts).toEqual([443]);
     expect(config.egressPolicy.allowPrivate).toEqual([]);
     expect(config.dbPoolMax).toBe(10);
+    expect(config.deliveryWorker).toBe(true);
+    expect(loadIntegrationsConfig({ DATABASE_URL: url, PARLEY_WEBHOOK_WORKER: 'off' }).deliveryWorker).toBe(false);
   });
 
   it('reads the operator port list and private allow-list', () => {
@@ -28,6 +30,7 @@ describe('loadIntegrationsConfig', () => {
       [{ DATABASE_URL: 'mysql://u:s3cret-pw@db/x' }, 'DATABASE_URL'],
       [{ DATABASE_URL: url, PARLEY_EGRESS_ALLOWED_PORTS: '443,70000' }, 'PARLEY_EGRESS_ALLOWED_PORTS'],
       [{ DATABASE_URL: url, PARLEY_EGRESS_ALLOW_PRIVATE: '10.0.0.0/40' }, 'PARLEY_EGRESS_ALLOW_PRIVATE'],
+      [{ DATABASE_URL: url, PARLEY_WEBHOOK_WORKER: 'yes' }, 'PARLEY_WEBHOOK_WORKER'],
     ];
     for (const [env, variable] of attempts) {
       let caught: unknown;

@@ -11,6 +11,8 @@ export interface IntegrationsConfig {
   readonly egressPolicy: EgressPolicy;
   /** webhookMaxAgeMs is how long a delivery is retried before it is dead-lettered. */
   readonly webhookMaxAgeMs: number;
+  /** deliveryWorker runs the delivery worker in this process (off: deliveries wait for a replica that runs one). */
+  readonly deliveryWorker: boolean;
   /** delivery tunes the delivery worker: timeouts, response limit, batch size and backoff. */
   readonly delivery: {
     readonly connectTimeoutMs: number;
@@ -23,9 +25,17 @@ export interface IntegrationsConfig {
   };
 }
 
+function envOnOff(env: Env, name: string, fallback: boolean): boolean {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new ConfigError(name, `must be "on" or "off", got "${value.slice(0, 20)}"`);
+}
+
 /**
  * loadIntegrationsConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_EGRESS_ALLOWED_PORTS,
- * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_WEBHOOK_MAX_AGE_SECONDS and the PARLEY_WEBHOOK_* delivery
+ * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_WEBHOOK_MAX_AGE_SECONDS, PARLEY_WEBHOOK_WORKER and the PARLEY_WEBHOOK_* delivery
  * settings (see README). Errors name the variable and never echo the database URL.
  */
 export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConfig {
@@ -53,6 +63,7 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
     egressPolicy,
     // Three days by default, like the Standard Webhooks example schedule (about 75 hours).
     webhookMaxAgeMs: envInt(env, 'PARLEY_WEBHOOK_MAX_AGE_SECONDS', 259_200, 60, 2_592_000) * 1000,
+    deliveryWorker: envOnOff(env, 'PARLEY_WEBHOOK_WORKER', true),
     delivery: Object.freeze({
       connectTimeoutMs: envInt(env, 'PARLEY_WEBHOOK_CONNECT_TIMEOUT_MS', 5_000, 100, 60_000),
       // The Standard Webhooks specification recommends 15 to 30 seconds.

@@ -1,9 +1,15 @@
-import { requireUuid, type TenantTransaction } from '@parley/db';
-import { FailedPreconditionError, NotFoundError } from '@parley/platform';
+import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { WORKER_SETTING } from './db/migrations/2026_12_01_0001_init.js';
-import type { IntegrationsDb, WebhookDelivery, WebhookDeliveryAttempt } from './db/tables.js';
+import {
+  DELIVERY_STATES,
+  type DeliveryState,
+  type IntegrationsDb,
+  type WebhookDelivery,
+  type WebhookDeliveryAttempt,
+} from './db/tables.js';
 
 type Trx = TenantTransaction<IntegrationsDb>;
 
@@ -143,6 +149,36 @@ export async function getDelivery(trx: Trx, deliveryId: string): Promise<Webhook
   const row = await trx.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirst();
   if (row === undefined) throw new NotFoundError(`webhook delivery ${id} not found`);
   return row;
+}
+
+/** DeliveryFilter narrows listDeliveries to one endpoint or one state. */
+export interface DeliveryFilter {
+  endpointId?: string;
+  state?: string;
+}
+
+/**
+ * listDeliveries pages through the tenant's deliveries, newest first (ids are UUIDv7, so their
+ * order is their creation order). Filtering by an endpoint of another tenant finds nothing.
+ */
+export async function listDeliveries(trx: Trx, filter: DeliveryFilter = {}, page: PageRequest = {}): Promise<Page<WebhookDelivery>> {
+  const size = pageSizeOf(page);
+  let query = trx
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .orderBy('id', 'desc')
+    .limit(size + 1);
+  if (filter.endpointId !== undefined) query = query.where('endpoint_id', '=', requireUuid(filter.endpointId, 'endpoint_id'));
+  if (filter.state !== undefined) {
+    if (!(DELIVERY_STATES as readonly string[]).includes(filter.state)) {
+      throw new InvalidArgumentError(`state: "${filter.state}" is not a delivery state (one of ${DELIVERY_STATES.join(', ')})`, {
+        field: 'state',
+      });
+    }
+    query = query.where('state', '=', filter.state as DeliveryState);
+  }
+  if (page.cursor !== undefined) query = query.where('id', '<', decodeCursor('webhook_deliveries', page.cursor, ['string'])[0] as string);
+  return toPage(await query.execute(), size, 'webhook_deliveries', (r) => [r.id]);
 }
 
 /** deliveryLog lists a delivery's attempts, oldest first. */

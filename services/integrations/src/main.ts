@@ -1,8 +1,8 @@
 // The integrations service process: wiring only. It connects as its own database role, serves
 // parley.integrations.v1.IntegrationsService, is ready while the database answers, relays its
 // audit outbox when an audit service is configured (PARLEY_AUDIT_URL), runs the webhook delivery
-// worker when the secrets service is configured (PARLEY_SECRETS_URL; without it deliveries wait in
-// the queue), and closes the pool after the server has drained.
+// worker when the secrets service is configured (PARLEY_SECRETS_URL; without it, or with
+// PARLEY_WEBHOOK_WORKER=off, deliveries wait in the queue), and closes the pool after the server has drained.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { relayAuditOutbox } from '@parley/audit-outbox';
@@ -30,9 +30,9 @@ runMain({
     let issueSecret: WebhookSecretIssuer = () => {
       throw new FailedPreconditionError('webhook endpoints need the secrets service; set PARLEY_SECRETS_URL');
     };
-    if (ctx.config.peers.secrets !== undefined) {
-      const secrets = ctx.clientFor('secrets', SecretsService);
-      issueSecret = secretsServiceIssuer(secrets);
+    const secrets = ctx.config.peers.secrets === undefined ? undefined : ctx.clientFor('secrets', SecretsService);
+    if (secrets !== undefined) issueSecret = secretsServiceIssuer(secrets);
+    if (secrets !== undefined && config.deliveryWorker) {
       const d = config.delivery;
       const worker = createDeliveryWorker({
         db,
@@ -53,7 +53,11 @@ runMain({
       ctx.onClose(() => worker.stop());
       wakeWorker = () => worker.wake();
     } else {
-      ctx.logger.warn('PARLEY_SECRETS_URL is not set: webhook deliveries are queued but not sent');
+      ctx.logger.warn(
+        config.deliveryWorker
+          ? 'PARLEY_SECRETS_URL is not set: webhook deliveries are queued but not sent'
+          : 'PARLEY_WEBHOOK_WORKER is off: this replica queues webhook deliveries but does not send them',
+      );
     }
     const service = createIntegrationsService({
       db,

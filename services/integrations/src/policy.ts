@@ -14,8 +14,10 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // Endpoint administration is a workspace's own, through the edge with the caller's principal.
     createWebhookEndpoint: ['edge'],
     listWebhookEndpoints: ['edge'],
+    getWebhookEndpoint: ['edge'],
     deleteWebhookEndpoint: ['edge'],
     rotateWebhookSecret: ['edge'],
+    listWebhookDeliveries: ['edge'],
     replayWebhookDelivery: ['edge'],
   }),
 ];

@@ -2,16 +2,22 @@ import { randomUUID } from 'node:crypto';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, fromPrincipal, noDetails, recordAuditEvent } from '@parley/audit-outbox';
-import { pageSizeOf, withTenant, type TenantTransaction } from '@parley/db';
+import { pageRequestOf, withTenant, type TenantTransaction } from '@parley/db';
 import { checkEgressTarget, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { InvalidArgumentError, PermissionDeniedError, requirePrincipal, type Principal } from '@parley/platform';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { Kysely } from 'kysely';
-import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
-import { replayDelivery } from './delivery.store.js';
+import type { IntegrationsDb, WebhookDelivery, WebhookEndpoint } from './db/tables.js';
+import { listDeliveries, replayDelivery } from './delivery.store.js';
 import { isWebhookEventType, WEBHOOK_EVENT_TYPES } from './events.js';
 import type { WebhookSecretIssuer } from './signing-secrets.js';
-import { createWebhookEndpoint, deleteWebhookEndpoint, listWebhookEndpoints, rotateEndpointSecret } from './webhook-endpoint.store.js';
+import {
+  createWebhookEndpoint,
+  deleteWebhookEndpoint,
+  getWebhookEndpoint,
+  listWebhookEndpoints,
+  rotateEndpointSecret,
+} from './webhook-endpoint.store.js';
 
 /** WEBHOOKS_SCOPE is the scope a principal needs to manage a workspace's webhooks. */
 export const WEBHOOKS_SCOPE = 'webhooks:admin';
@@ -51,6 +57,28 @@ function toEndpoint(row: WebhookEndpoint) {
   };
 }
 
+// The delivery log as operators see it: state and the last attempt's outcome, never the payload.
+function toDelivery(row: WebhookDelivery) {
+  return {
+    id: row.id,
+    endpointId: row.endpoint_id,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    state: row.state,
+    attempts: row.attempts,
+    lastStatusCode: row.last_status_code ?? 0,
+    lastLatencyMs: row.last_latency_ms ?? 0,
+    lastError: row.last_error ?? '',
+    nextAttemptAt: timestampFromDate(row.next_attempt_at),
+    createdAt: timestampFromDate(row.created_at),
+    ...(row.delivered_at === null ? {} : { deliveredAt: timestampFromDate(row.delivered_at) }),
+  };
+}
+
+function checkPageSize(pageSize: number): void {
+  if (pageSize > MAX_LIST_PAGE) throw new InvalidArgumentError(`page_size must be at most ${MAX_LIST_PAGE}`, { field: 'page_size' });
+}
+
 /**
  * createWebhookAdminHandlers serves endpoint administration for a forwarded principal with
  * webhooks:admin: URLs are checked with the egress rules before anything is saved (a refusal is
@@ -61,7 +89,13 @@ export function createWebhookAdminHandlers(
   deps: WebhookAdminDeps,
 ): Pick<
   ServiceImpl<typeof IntegrationsService>,
-  'createWebhookEndpoint' | 'listWebhookEndpoints' | 'deleteWebhookEndpoint' | 'rotateWebhookSecret' | 'replayWebhookDelivery'
+  | 'createWebhookEndpoint'
+  | 'listWebhookEndpoints'
+  | 'getWebhookEndpoint'
+  | 'deleteWebhookEndpoint'
+  | 'rotateWebhookSecret'
+  | 'listWebhookDeliveries'
+  | 'replayWebhookDelivery'
 > {
   const audited = async <T>(tenantId: string, fn: (trx: TenantTransaction<IntegrationsDb>) => Promise<T>): Promise<T> => {
     const result = await withTenant(deps.db, tenantId, fn);
@@ -105,15 +139,26 @@ export function createWebhookAdminHandlers(
 
     async listWebhookEndpoints(req, ctx) {
       const p = admin(ctx);
-      if (req.pageSize > MAX_LIST_PAGE)
-        throw new InvalidArgumentError(`page_size must be at most ${MAX_LIST_PAGE}`, { field: 'page_size' });
-      const page = await withTenant(deps.db, p.tenantId, (trx) =>
-        listWebhookEndpoints(trx, {
-          pageSize: pageSizeOf({ pageSize: req.pageSize }),
-          ...(req.pageToken === '' ? {} : { cursor: req.pageToken }),
-        }),
-      );
+      checkPageSize(req.pageSize);
+      const page = await withTenant(deps.db, p.tenantId, (trx) => listWebhookEndpoints(trx, pageRequestOf(req)));
       return { endpoints: page.items.map(toEndpoint), nextPageToken: page.nextCursor ?? '' };
+    },
+
+    async getWebhookEndpoint(req, ctx) {
+      const p = admin(ctx);
+      const row = await withTenant(deps.db, p.tenantId, (trx) => getWebhookEndpoint(trx, req.endpointId));
+      return { endpoint: toEndpoint(row) };
+    },
+
+    async listWebhookDeliveries(req, ctx) {
+      const p = admin(ctx);
+      checkPageSize(req.pageSize);
+      const filter = {
+        ...(req.endpointId === '' ? {} : { endpointId: req.endpointId }),
+        ...(req.state === '' ? {} : { state: req.state }),
+      };
+      const page = await withTenant(deps.db, p.tenantId, (trx) => listDeliveries(trx, filter, pageRequestOf(req)));
+      return { deliveries: page.items.map(toDelivery), nextPageToken: page.nextCursor ?? '' };
     },
 
     async deleteWebhookEndpoint(req, ctx) {

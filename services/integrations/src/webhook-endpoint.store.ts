@@ -31,7 +31,7 @@ export async function createWebhookEndpoint(trx: Trx, input: NewWebhookEndpoint)
 
 /** getWebhookEndpoint returns an endpoint by id; another tenant's is NotFound. */
 export async function getWebhookEndpoint(trx: Trx, endpointId: string): Promise<WebhookEndpoint> {
-  const id = requireUuid(endpointId, 'webhook_endpoint_id');
+  const id = requireUuid(endpointId, 'endpoint_id');
   const row = await trx.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst();
   if (row === undefined) throw new NotFoundError(`webhook endpoint ${id} not found`);
   return row;
@@ -99,7 +99,7 @@ export function signingSecretRefs(endpoint: WebhookEndpoint, now: Date = new Dat
 
 /** deleteWebhookEndpoint removes a webhook endpoint of the tenant (and its deliveries). */
 export async function deleteWebhookEndpoint(trx: Trx, endpointId: string): Promise<void> {
-  const id = requireUuid(endpointId, 'webhook_endpoint_id');
+  const id = requireUuid(endpointId, 'endpoint_id');
   const result = await trx.deleteFrom('webhook_endpoints').where('id', '=', id).executeTakeFirst();
   if (result.numDeletedRows === 0n) throw new NotFoundError(`webhook endpoint ${id} not found`);
 }

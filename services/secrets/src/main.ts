@@ -3,8 +3,9 @@
 import { relayAuditOutbox } from '@parley/audit-outbox';
 import { createServiceDb, databaseAnswers } from '@parley/db';
 import { createDataKeySource, createKekProvider } from '@parley/envelope';
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { createWebhookEventEmitter, PARLEY_VERSION, runMain } from '@parley/platform';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { loadSecretsConfig } from './config.js';
 import { tenantDataDirectory } from './conversation-directory.js';
@@ -42,6 +43,11 @@ runMain({
       directory,
       versionGraceMs: config.versionGraceMs,
       onAudit: () => audit.wake(),
+      // secret.rotated goes to the workspace's webhooks when integrations is configured.
+      events: createWebhookEventEmitter(
+        ctx.config.peers.integrations === undefined ? undefined : ctx.clientFor('integrations', IntegrationsService),
+        ctx.logger,
+      ),
     });
     return {
       routes: (router) => router.service(SecretsService, service),

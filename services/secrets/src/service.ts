@@ -21,6 +21,7 @@ import {
   PermissionDeniedError,
   requestTenant,
   type Principal,
+  type WebhookEventEmitter,
 } from '@parley/platform';
 import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { scopedPrincipal, type Scope } from '@parley/scopes';
@@ -55,6 +56,8 @@ export interface SecretsServiceDeps {
   readonly versionGraceMs: number;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
+  /** events sends secret.rotated to the workspace's webhooks after the rotation committed. */
+  readonly events?: WebhookEventEmitter;
 }
 
 /** WRITE_SCOPE is the principal scope PutSecret, RotateSecret and DeleteSecret need. */
@@ -187,6 +190,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
           });
           return rotated;
         });
+        deps.events?.emit({ tenantId: p.tenantId, type: 'secret.rotated', data: { secret_id: row.id } });
         return { secret: toSecretMetadata(row) };
       } finally {
         plaintext.fill(0);

@@ -1,8 +1,9 @@
 import type { Logger } from '@parley/platform';
 
-/** ConversationEvent is a lifecycle event of a conversation (the integrations issue turns them into webhooks). */
+/** ConversationEvent is a lifecycle event of a conversation (integrationsEventSink turns them into webhooks). */
 export interface ConversationEvent {
-  readonly type: 'conversation.started' | 'conversation.ended';
+  /** transcript.ready follows conversation.ended once every turn is stored; guardrail.escalated is a rule's hand-off. */
+  readonly type: 'conversation.started' | 'conversation.ended' | 'transcript.ready' | 'guardrail.escalated';
   readonly tenantId: string;
   readonly conversationId: string;
   readonly agentId: string;
@@ -12,12 +13,12 @@ export interface ConversationEvent {
   readonly turns?: number;
 }
 
-/** ConversationEventSink receives conversation events; the integrations service will implement it with signed webhooks. */
+/** ConversationEventSink receives conversation events; emit never throws and never waits, so a sink cannot slow or break a conversation. */
 export interface ConversationEventSink {
   emit(event: ConversationEvent): void;
 }
 
-/** loggingEventSink writes each event as one structured log line until integrations can deliver them. */
+/** loggingEventSink writes each event as one structured log line (when no integrations service is configured). */
 export function loggingEventSink(logger: Logger): ConversationEventSink {
   return {
     emit(event) {

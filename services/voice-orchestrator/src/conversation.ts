@@ -347,8 +347,14 @@ export class LiveConversation {
       on,
       ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
     });
-    if (decision.action === 'escalate')
+    if (decision.action === 'escalate') {
       this.#channel.send({ type: 'event', name: 'escalation', ...(decision.target !== undefined ? { target: decision.target } : {}) });
+      this.#deps.events.emit({ ...this.#eventIds(), type: 'guardrail.escalated', at: new Date() });
+    }
+  }
+
+  #eventIds() {
+    return { tenantId: this.tenantId, conversationId: this.conversationId, agentId: this.agentId };
   }
 
   /** #record queues a turn for tenant-data, redacted and (with a subject) sealed; turns are stored in order, off the reply path. */
@@ -423,6 +429,8 @@ export class LiveConversation {
       reason,
       turns: this.#turns,
     });
+    // The transcript queue was drained above: every turn is stored.
+    if (this.#turns > 0) this.#deps.events.emit({ ...this.#eventIds(), type: 'transcript.ready', at: new Date() });
     this.#channel.send({ type: 'end', reason });
     this.#channel.close(options.closeCode ?? CLOSE_CODES.normal, options.closeReason ?? reason);
     this.#deps.onEnded?.(this);

@@ -15,3 +15,4 @@ export * from './sentences.js';
 export * from './session-refusal.js';
 export * from './session-server.js';
 export * from './transcript-text.js';
+export * from './webhook-event-sink.js';

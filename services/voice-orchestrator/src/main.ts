@@ -1,10 +1,12 @@
 // The voice-orchestrator service process: wiring only. It serves the session port (WebSocket,
 // TLS) where browsers and devices hold conversations, and parley.orchestrator.v1 on its mTLS
 // port; it calls identity (session tokens), tenant-data (agents, conversations, transcripts) and
-// secrets (provider keys, subject keys). On SIGTERM it stops taking conversations and ends the
+// secrets (provider keys, subject keys), and integrations when configured (conversation events
+// as webhooks). On SIGTERM it stops taking conversations and ends the
 // live ones politely within the shutdown grace period.
 import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
@@ -17,6 +19,7 @@ import { createPeers } from './peers.js';
 import { callerPolicies } from './policy.js';
 import { createProviderFetch } from './provider-fetch.js';
 import { createSessionServer } from './session-server.js';
+import { integrationsEventSink } from './webhook-event-sink.js';
 
 runMain({
   name: 'voice-orchestrator',
@@ -30,10 +33,16 @@ runMain({
       secrets: ctx.clientFor('secrets', SecretsService),
     });
     const live = new LiveConversations();
+    // Conversation events become webhooks when integrations is configured (PARLEY_INTEGRATIONS_URL); else they are logged.
+    const webhooks =
+      ctx.config.peers.integrations === undefined
+        ? undefined
+        : integrationsEventSink(ctx.clientFor('integrations', IntegrationsService), ctx.logger);
+    if (webhooks === undefined) ctx.logger.warn('PARLEY_INTEGRATIONS_URL is not set: conversation events are logged, not sent as webhooks');
     const deps = {
       peers,
       logger: ctx.logger,
-      events: loggingEventSink(ctx.logger),
+      events: webhooks ?? loggingEventSink(ctx.logger),
       providerFetch: createProviderFetch(),
       config,
       onEnded: (c: Parameters<LiveConversations['remove']>[0]) => live.remove(c),
@@ -66,6 +75,8 @@ runMain({
       sessions.stopAccepting();
       ctx.logger.info({ live: live.size }, 'ending live conversations');
       await live.drain(ctx.config.shutdownGraceMs);
+      // The ended conversations' last events are on their way to integrations.
+      await webhooks?.drain(2_000);
     });
     ctx.onClose(async () => {
       stopWatching();

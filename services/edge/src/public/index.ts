@@ -13,6 +13,7 @@ import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
+import { webhooksModule } from './webhooks.js';
 
 /** PUBLIC_MODULES are the public services the edge serves. */
 export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
@@ -24,6 +25,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   auditModule,
   secretsModule,
   conversationsModule,
+  webhooksModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */

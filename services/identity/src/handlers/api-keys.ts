@@ -245,7 +245,7 @@ export function apiKeyHandlers(
     async revokeApiKey(req, ctx) {
       const p = scopedPrincipal(ctx, 'api_keys:admin');
       const id = requireUuid(req.apiKeyId, 'api_key_id');
-      return audited(p.tenantId, async (trx, record) => {
+      const result = await audited(p.tenantId, async (trx, record) => {
         const old = await keys.getApiKey(trx, id, true);
         if (old === undefined) throw new NotFoundError(`API key ${id} does not exist in this workspace`);
         await requireMayRevoke(trx, await actingMember(trx, p), old);
@@ -270,6 +270,11 @@ export function apiKeyHandlers(
         });
         return { apiKey: apiKeyMessage(row ?? old), alsoRevokedIds };
       });
+      // After the commit: one event per key that stopped working, the chain's included.
+      for (const apiKeyId of [id, ...result.alsoRevokedIds]) {
+        deps.events?.emit({ tenantId: p.tenantId, type: 'api_key.revoked', data: { api_key_id: apiKeyId } });
+      }
+      return result;
     },
   };
 }

@@ -1,7 +1,7 @@
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { TenantTransaction } from '@parley/db';
-import type { Logger } from '@parley/platform';
+import type { Logger, WebhookEventEmitter } from '@parley/platform';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { SessionTokenVerifier } from '@parley/session-token';
 import type { Kysely } from 'kysely';
@@ -21,6 +21,8 @@ export interface IdentityDeps {
   readonly logger: Logger;
   /** onAudit is told after a transaction with an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
+  /** events sends api_key.revoked to the workspace's webhooks after the revocation committed. */
+  readonly events?: WebhookEventEmitter;
 }
 
 /** Trx is a tenant transaction on identity's schema. */

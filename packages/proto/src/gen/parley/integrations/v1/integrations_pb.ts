@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/integrations/v1/integrations.proto.
  */
 export const file_parley_integrations_v1_integrations: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocRGVsZXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSIfCh1EZWxldGVXZWJob29rRW5kcG9pbnRSZXNwb25zZSJKChpSb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCRIXCg9vdmVybGFwX3NlY29uZHMYAiABKA0icAobUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEjkKCGVuZHBvaW50GAEgASgLMicucGFybGV5LmludGVncmF0aW9ucy52MS5XZWJob29rRW5kcG9pbnQSFgoOc2lnbmluZ19zZWNyZXQYAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCTKKBwoTSW50ZWdyYXRpb25zU2VydmljZRJ4ChFDaGVja0VncmVzc1RhcmdldBIwLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXF1ZXN0GjEucGFybGV5LmludGVncmF0aW9ucy52MS5DaGVja0VncmVzc1RhcmdldFJlc3BvbnNlEmAKCUVtaXRFdmVudBIoLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVxdWVzdBopLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVzcG9uc2UShAEKFUNyZWF0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USgQEKFExpc3RXZWJob29rRW5kcG9pbnRzEjMucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QaNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRW5kcG9pbnRzUmVzcG9uc2UShAEKFURlbGV0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USfgoTUm90YXRlV2ViaG9va1NlY3JldBIyLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QaMy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRKEAQoVUmVwbGF5V2ViaG9va0RlbGl2ZXJ5EjQucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoZR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSJXChpHZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50IjMKHERlbGV0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiHwodRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2UiSgoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNInAKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50EhYKDnNpZ25pbmdfc2VjcmV0GAIgASgJItcCCg9XZWJob29rRGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRINCgVzdGF0ZRgFIAEoCRIQCghhdHRlbXB0cxgGIAEoDRIYChBsYXN0X3N0YXR1c19jb2RlGAcgASgNEhcKD2xhc3RfbGF0ZW5jeV9tcxgIIAEoDRISCgpsYXN0X2Vycm9yGAkgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInUKHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjsKCmRlbGl2ZXJpZXMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tEZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCTKOCQoTSW50ZWdyYXRpb25zU2VydmljZRJ4ChFDaGVja0VncmVzc1RhcmdldBIwLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXF1ZXN0GjEucGFybGV5LmludGVncmF0aW9ucy52MS5DaGVja0VncmVzc1RhcmdldFJlc3BvbnNlEmAKCUVtaXRFdmVudBIoLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVxdWVzdBopLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVzcG9uc2UShAEKFUNyZWF0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USgQEKFExpc3RXZWJob29rRW5kcG9pbnRzEjMucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QaNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRW5kcG9pbnRzUmVzcG9uc2USewoSR2V0V2ViaG9va0VuZHBvaW50EjEucGFybGV5LmludGVncmF0aW9ucy52MS5HZXRXZWJob29rRW5kcG9pbnRSZXF1ZXN0GjIucGFybGV5LmludGVncmF0aW9ucy52MS5HZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRKEAQoVRGVsZXRlV2ViaG9va0VuZHBvaW50EjQucGFybGV5LmludGVncmF0aW9ucy52MS5EZWxldGVXZWJob29rRW5kcG9pbnRSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5EZWxldGVXZWJob29rRW5kcG9pbnRSZXNwb25zZRJ+ChNSb3RhdGVXZWJob29rU2VjcmV0EjIucGFybGV5LmludGVncmF0aW9ucy52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBozLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEoQBChVMaXN0V2ViaG9va0RlbGl2ZXJpZXMSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEoQBChVSZXBsYXlXZWJob29rRGVsaXZlcnkSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJlcGxheVdlYmhvb2tEZWxpdmVyeVJlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJlcGxheVdlYmhvb2tEZWxpdmVyeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.integrations.v1.CheckEgressTargetRequest
@@ -275,6 +275,40 @@ export const ListWebhookEndpointsResponseSchema: GenMessage<ListWebhookEndpoints
   messageDesc(file_parley_integrations_v1_integrations, 8);
 
 /**
+ * @generated from message parley.integrations.v1.GetWebhookEndpointRequest
+ */
+export type GetWebhookEndpointRequest = Message<"parley.integrations.v1.GetWebhookEndpointRequest"> & {
+  /**
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.GetWebhookEndpointRequest.
+ * Use `create(GetWebhookEndpointRequestSchema)` to create a new message.
+ */
+export const GetWebhookEndpointRequestSchema: GenMessage<GetWebhookEndpointRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 9);
+
+/**
+ * @generated from message parley.integrations.v1.GetWebhookEndpointResponse
+ */
+export type GetWebhookEndpointResponse = Message<"parley.integrations.v1.GetWebhookEndpointResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.WebhookEndpoint endpoint = 1;
+   */
+  endpoint?: WebhookEndpoint | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.GetWebhookEndpointResponse.
+ * Use `create(GetWebhookEndpointResponseSchema)` to create a new message.
+ */
+export const GetWebhookEndpointResponseSchema: GenMessage<GetWebhookEndpointResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 10);
+
+/**
  * @generated from message parley.integrations.v1.DeleteWebhookEndpointRequest
  */
 export type DeleteWebhookEndpointRequest = Message<"parley.integrations.v1.DeleteWebhookEndpointRequest"> & {
@@ -289,7 +323,7 @@ export type DeleteWebhookEndpointRequest = Message<"parley.integrations.v1.Delet
  * Use `create(DeleteWebhookEndpointRequestSchema)` to create a new message.
  */
 export const DeleteWebhookEndpointRequestSchema: GenMessage<DeleteWebhookEndpointRequest> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 9);
+  messageDesc(file_parley_integrations_v1_integrations, 11);
 
 /**
  * @generated from message parley.integrations.v1.DeleteWebhookEndpointResponse
@@ -302,7 +336,7 @@ export type DeleteWebhookEndpointResponse = Message<"parley.integrations.v1.Dele
  * Use `create(DeleteWebhookEndpointResponseSchema)` to create a new message.
  */
 export const DeleteWebhookEndpointResponseSchema: GenMessage<DeleteWebhookEndpointResponse> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 10);
+  messageDesc(file_parley_integrations_v1_integrations, 12);
 
 /**
  * @generated from message parley.integrations.v1.RotateWebhookSecretRequest
@@ -326,7 +360,7 @@ export type RotateWebhookSecretRequest = Message<"parley.integrations.v1.RotateW
  * Use `create(RotateWebhookSecretRequestSchema)` to create a new message.
  */
 export const RotateWebhookSecretRequestSchema: GenMessage<RotateWebhookSecretRequest> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 11);
+  messageDesc(file_parley_integrations_v1_integrations, 13);
 
 /**
  * @generated from message parley.integrations.v1.RotateWebhookSecretResponse
@@ -350,7 +384,150 @@ export type RotateWebhookSecretResponse = Message<"parley.integrations.v1.Rotate
  * Use `create(RotateWebhookSecretResponseSchema)` to create a new message.
  */
 export const RotateWebhookSecretResponseSchema: GenMessage<RotateWebhookSecretResponse> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 12);
+  messageDesc(file_parley_integrations_v1_integrations, 14);
+
+/**
+ * WebhookDelivery is one event queued for one endpoint, as the delivery log shows it: its state
+ * and its last attempt's outcome. Neither the payload nor any response body is part of it.
+ *
+ * @generated from message parley.integrations.v1.WebhookDelivery
+ */
+export type WebhookDelivery = Message<"parley.integrations.v1.WebhookDelivery"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string endpoint_id = 2;
+   */
+  endpointId: string;
+
+  /**
+   * @generated from field: string event_id = 3;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: string event_type = 4;
+   */
+  eventType: string;
+
+  /**
+   * state is pending, delivering, delivered, dead (retries ran out) or refused (egress refused the target).
+   *
+   * @generated from field: string state = 5;
+   */
+  state: string;
+
+  /**
+   * @generated from field: uint32 attempts = 6;
+   */
+  attempts: number;
+
+  /**
+   * last_status_code is the HTTP status of the last attempt (0 when it got no response).
+   *
+   * @generated from field: uint32 last_status_code = 7;
+   */
+  lastStatusCode: number;
+
+  /**
+   * last_latency_ms is how long the last attempt took.
+   *
+   * @generated from field: uint32 last_latency_ms = 8;
+   */
+  lastLatencyMs: number;
+
+  /**
+   * last_error says why the last attempt failed (a timeout, a refused rule); never a response body.
+   *
+   * @generated from field: string last_error = 9;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp next_attempt_at = 10;
+   */
+  nextAttemptAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp delivered_at = 11;
+   */
+  deliveredAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 12;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.WebhookDelivery.
+ * Use `create(WebhookDeliverySchema)` to create a new message.
+ */
+export const WebhookDeliverySchema: GenMessage<WebhookDelivery> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 15);
+
+/**
+ * @generated from message parley.integrations.v1.ListWebhookDeliveriesRequest
+ */
+export type ListWebhookDeliveriesRequest = Message<"parley.integrations.v1.ListWebhookDeliveriesRequest"> & {
+  /**
+   * endpoint_id, when set, lists only that endpoint's deliveries.
+   *
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+
+  /**
+   * state, when set, lists only deliveries in that state.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListWebhookDeliveriesRequest.
+ * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 16);
+
+/**
+ * @generated from message parley.integrations.v1.ListWebhookDeliveriesResponse
+ */
+export type ListWebhookDeliveriesResponse = Message<"parley.integrations.v1.ListWebhookDeliveriesResponse"> & {
+  /**
+   * deliveries are newest first.
+   *
+   * @generated from field: repeated parley.integrations.v1.WebhookDelivery deliveries = 1;
+   */
+  deliveries: WebhookDelivery[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListWebhookDeliveriesResponse.
+ * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 17);
 
 /**
  * @generated from message parley.integrations.v1.ReplayWebhookDeliveryRequest
@@ -367,7 +544,7 @@ export type ReplayWebhookDeliveryRequest = Message<"parley.integrations.v1.Repla
  * Use `create(ReplayWebhookDeliveryRequestSchema)` to create a new message.
  */
 export const ReplayWebhookDeliveryRequestSchema: GenMessage<ReplayWebhookDeliveryRequest> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 13);
+  messageDesc(file_parley_integrations_v1_integrations, 18);
 
 /**
  * @generated from message parley.integrations.v1.ReplayWebhookDeliveryResponse
@@ -386,7 +563,7 @@ export type ReplayWebhookDeliveryResponse = Message<"parley.integrations.v1.Repl
  * Use `create(ReplayWebhookDeliveryResponseSchema)` to create a new message.
  */
 export const ReplayWebhookDeliveryResponseSchema: GenMessage<ReplayWebhookDeliveryResponse> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 14);
+  messageDesc(file_parley_integrations_v1_integrations, 19);
 
 /**
  * IntegrationsService delivers webhooks and checks outbound targets.
@@ -435,6 +612,16 @@ export const IntegrationsService: GenService<{
     output: typeof ListWebhookEndpointsResponseSchema;
   },
   /**
+   * GetWebhookEndpoint returns one endpoint (never its secret).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.GetWebhookEndpoint
+   */
+  getWebhookEndpoint: {
+    methodKind: "unary";
+    input: typeof GetWebhookEndpointRequestSchema;
+    output: typeof GetWebhookEndpointResponseSchema;
+  },
+  /**
    * DeleteWebhookEndpoint removes an endpoint and its queued deliveries.
    *
    * @generated from rpc parley.integrations.v1.IntegrationsService.DeleteWebhookEndpoint
@@ -453,6 +640,16 @@ export const IntegrationsService: GenService<{
     methodKind: "unary";
     input: typeof RotateWebhookSecretRequestSchema;
     output: typeof RotateWebhookSecretResponseSchema;
+  },
+  /**
+   * ListWebhookDeliveries pages through the delivery log, newest first.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.ListWebhookDeliveries
+   */
+  listWebhookDeliveries: {
+    methodKind: "unary";
+    input: typeof ListWebhookDeliveriesRequestSchema;
+    output: typeof ListWebhookDeliveriesResponseSchema;
   },
   /**
    * ReplayWebhookDelivery queues a dead, refused or delivered delivery again.
