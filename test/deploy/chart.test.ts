@@ -8,6 +8,7 @@ import { loadDataKeyCacheConfig, loadKekProviderConfig, secretsServiceVaultPolic
 import { loadKernelConfig, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { classifyAddress } from '@parley/egress';
 import { loadIntegrationsConfig } from '@parley/integrations';
+import { loadOrchestratorConfig } from '@parley/voice-orchestrator';
 import { loadTenantDataConfig } from '@parley/tenant-data';
 import { ensureHelm, runHelm } from '../src/helm.js';
 import { byKind, CHART, type K8sObject, named, NAMESPACE, render, RELEASE, template, validateAgainstSchema, valuesFile } from './render.js';
@@ -494,6 +495,9 @@ describe('the Parley chart', () => {
       expect(privateRule.ports.map((p: any) => p.port)).toEqual([443, 8443]);
       const orchestratorEnv = renderedEnv(deploymentOf(objects, 'voice-orchestrator').spec.template.spec.containers[0]);
       expect([orchestratorEnv.PARLEY_EGRESS_ALLOWED_PORTS, orchestratorEnv.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual(['443', '']);
+      const orchestratorConfig = loadOrchestratorConfig(orchestratorEnv);
+      expect(orchestratorConfig.egressPolicy.allowedPorts).toEqual([443]);
+      expect(orchestratorConfig.egressPolicy.allowPrivate).toEqual([]);
       expect(renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]).PARLEY_EGRESS_ALLOWED_PORTS).toBeUndefined();
     });
 

@@ -9,7 +9,7 @@ import { openAiCompatibleProvider } from './openai-provider.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
 import { providerSettingsSchema, type ProviderSettings } from './provider-settings.js';
-import type { ChatMessage, LlmProvider } from './providers.js';
+import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
 import { scriptedProvider } from './scripted-provider.js';
 import { SentenceBuffer } from './sentences.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
@@ -335,7 +335,12 @@ export class LiveConversation {
           { provider: state.llm.kind, error: err instanceof Error ? err.message : 'unknown' },
           'LLM reply failed; fallback line said',
         );
-        this.#channel.send({ type: 'event', name: 'turn_failed', reason: 'provider_unavailable' });
+        const egressRule = err instanceof ProviderError ? err.egressRule : undefined;
+        this.#channel.send(
+          egressRule !== undefined
+            ? { type: 'event', name: 'turn_failed', reason: 'egress_refused', rule: egressRule }
+            : { type: 'event', name: 'turn_failed', reason: 'provider_unavailable' },
+        );
         this.#channel.send({ type: 'assistant_text', text: state.settings.fallbackLine, final: false });
         released.push(state.settings.fallbackLine);
       }

@@ -34,7 +34,7 @@ runMain({
       peers,
       logger: ctx.logger,
       events: loggingEventSink(ctx.logger),
-      providerFetch: createProviderFetch(),
+      providerFetch: createProviderFetch(config.egressPolicy),
       config,
       onEnded: (c: Parameters<LiveConversations['remove']>[0]) => live.remove(c),
     };
