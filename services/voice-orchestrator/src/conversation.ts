@@ -8,7 +8,7 @@ import { createGuardrailStage, type GuardrailContext, type GuardrailDecision, ty
 import { openAiCompatibleProvider } from './openai-provider.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import { providerSettingsSchema, type ProviderSettings } from './provider-settings.js';
+import { providerSettingsSchema, type ProviderSettings } from '@parley/conversation';
 import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
 import { scriptedProvider } from './scripted-provider.js';
 import { SentenceBuffer } from './sentences.js';

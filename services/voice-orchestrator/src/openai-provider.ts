@@ -3,7 +3,7 @@ import { SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
 import { EgressRefusedError } from '@parley/egress';
 import OpenAI from 'openai';
 import type { ProviderFetch } from './provider-fetch.js';
-import type { OpenAiLlmSettings } from './provider-settings.js';
+import type { OpenAiLlmSettings } from '@parley/conversation';
 import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
 
 /** OpenAiProviderDeps are what the adapter needs besides its settings. */
