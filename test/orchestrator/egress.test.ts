@@ -4,6 +4,7 @@
 // process with the default egress settings (port 443, no private target).
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../edge/fixture.js';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 
@@ -40,7 +41,8 @@ describe('provider egress', () => {
     expect((await client.reply()).sentences).toEqual(['Sorry, I cannot answer right now.']);
     expect(client.frames).toContainEqual({ type: 'event', name: 'turn_failed', reason: 'egress_refused', rule: 'address-range' });
     expect(standin.requests).toHaveLength(0);
-    expect(s.logs.some((l) => l.includes('refused by the egress rule address-range'))).toBe(true);
+    // The log line comes through the process's stdout pipe, which may trail the WebSocket frames.
+    await pollUntil(async () => s.logs.some((l) => l.includes('refused by the egress rule address-range')), 5_000);
     expect(s.logs.join('\n')).not.toContain(providerKey);
     client.send({ type: 'end' });
     await client.closed;

@@ -46,8 +46,23 @@ afterAll(async () => {
   await s?.stop();
 });
 
-async function start(agentId: string) {
-  const { token } = await s.createSession(agentId);
+async function personRows(subjectRef: string) {
+  const pool = adminPool();
+  try {
+    const { rows } = await pool.query<{ state: { topicMentions: Record<string, number[]> } }>(
+      `select p.state from parley_tenant_data.guardrail_person_states p
+         join parley_tenant_data.subjects s on s.tenant_id = p.tenant_id and s.id = p.subject_id
+        where s.external_ref = $1`,
+      [subjectRef],
+    );
+    return rows;
+  } finally {
+    await pool.end();
+  }
+}
+
+async function start(agentId: string, options: { subjectRef?: string } = {}) {
+  const { token } = await s.createSession(agentId, options);
   const client = await s.connect();
   client.send({ type: 'start', token });
   const ready = await client.next((f) => f.type === 'ready');
@@ -139,5 +154,35 @@ describe('guardrails in a live conversation', () => {
     expect(event).toMatchObject({ action: 'end', on: 'start', rule: 'sleep_window:0' });
     expect((await client.closed).code).toBe(1000);
     expect(await endReason(conversationId)).toEqual({ state: 'ended', end_reason: 'guardrail: sleep_window:0' });
+  });
+
+  it("keeps a person's topic cooldown across conversations in Postgres", async () => {
+    const agent = await s.createAgent({
+      providerSettings: scripted([{ match: 'offers', reply: 'Our premium plan is on sale. It has more minutes.' }]),
+      guardrailPolicy: {
+        version: 2,
+        topics: [{ id: 'upsell', keywords: ['premium plan'] }],
+        topicCooldowns: [{ topic: 'upsell', maxPerPersonPerDay: 1, message: 'Let me know if you want to hear about plans later.' }],
+      },
+    });
+    const subjectRef = `crm-${Date.now()}`;
+    const first = await start(agent, { subjectRef });
+    first.client.send({ type: 'user_text', text: 'any offers?' });
+    expect((await first.client.reply()).sentences).toEqual(['Our premium plan is on sale.', 'It has more minutes.']);
+    first.client.send({ type: 'end' });
+    await first.client.closed;
+    const rows = await personRows(subjectRef);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.state.topicMentions.upsell).toHaveLength(1);
+
+    // A new conversation (a new session) with the same person: the cooldown still holds.
+    const second = await start(agent, { subjectRef });
+    second.client.send({ type: 'user_text', text: 'any offers?' });
+    expect((await second.client.reply()).sentences).toEqual(['Let me know if you want to hear about plans later.']);
+    expect(second.client.frames).toContainEqual(
+      expect.objectContaining({ type: 'event', name: 'guardrail', action: 'replace', rule: 'cooldown:upsell' }),
+    );
+    second.client.send({ type: 'end' });
+    await second.client.closed;
   });
 });

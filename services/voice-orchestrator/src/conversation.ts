@@ -1,4 +1,5 @@
 import type { Logger } from '@parley/platform';
+import type { GuardrailState } from '@parley/guardrails';
 import { decodeJwt } from 'jose';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import type { OrchestratorConfig } from './config.js';
@@ -37,7 +38,7 @@ export interface ConversationDeps {
   readonly providerFetch: ProviderFetch;
   readonly config: OrchestratorConfig;
   /** createGuardrails builds the guardrail stage for an agent's stored policy (default: createGuardrailStage over @parley/guardrails). */
-  readonly createGuardrails?: (policy: unknown) => GuardrailStage;
+  readonly createGuardrails?: (policy: unknown, stored?: GuardrailState) => GuardrailStage;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
@@ -158,14 +159,17 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
   // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
   // one is refused before anything is written.
   const wanted = secretsNeeded(settings, agent.secretRefs);
+  const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
+  // The checker's state that spans conversations (per person) or connections (per conversation;
+  // the conversation id is the session id) is in tenant-data; read before anything is written.
+  const stored = await peers.guardrailState(grant.tenantId, grant.sessionId, subjectId);
   let guardrails: GuardrailStage;
   try {
-    guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy);
+    guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy, stored);
   } catch {
     // tenant-data refuses a policy that does not compile on write; one stored before a rule existed ends here.
     throw new SessionRefusal(CLOSE_CODES.internal, "the agent's guardrail policy does not compile; the workspace must fix the agent");
   }
-  const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
   const { conversationId } = await peers.startConversation(grant, subjectId);
   let keys: ConversationKeys | undefined;
   try {
@@ -293,6 +297,7 @@ export class LiveConversation {
       // The rule answers instead of the LLM (a break, a hand-off, the end).
       this.#channel.send({ type: 'assistant_text', text: '', final: true });
       if (userDecision.say !== undefined) this.#record('assistant', userDecision.say);
+      this.#saveGuardrails();
       if (userDecision.action === 'end' || userDecision.action === 'handoff')
         void this.end(`guardrail: ${userDecision.rule ?? userDecision.action}`);
       return;
@@ -353,6 +358,7 @@ export class LiveConversation {
     }
     if (interrupted) this.#record('system', 'reply interrupted by the user (barge-in)');
     if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
+    this.#saveGuardrails();
     if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
   }
 
@@ -390,6 +396,7 @@ export class LiveConversation {
     const state = this.#state;
     if (state === undefined || this.#ending !== undefined) return;
     const decision = state.guardrails.checkStart('inbound', this.#context());
+    this.#saveGuardrails();
     if (decision.action === 'allow') return;
     this.#announce(decision, 'start');
     if (decision.say !== undefined) {
@@ -398,6 +405,20 @@ export class LiveConversation {
       this.#record('assistant', decision.say);
     }
     if (decision.stopsReply) void this.end(`guardrail: ${decision.rule ?? decision.action}`);
+  }
+
+  /** #saveGuardrails queues the checker's state for tenant-data after the transcript turns before it (off the reply path). */
+  #saveGuardrails(): void {
+    const state = this.#state;
+    if (state === undefined) return;
+    const snapshot = state.guardrails.state;
+    this.#transcript = this.#transcript.then(async () => {
+      try {
+        await this.#deps.peers.saveGuardrailState(this.tenantId, this.conversationId, state.subjectId, snapshot);
+      } catch (err) {
+        this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'guardrail state not stored');
+      }
+    });
   }
 
   /** #record queues a turn for tenant-data, redacted and (with a subject) sealed; turns are stored in order, off the reply path. */
