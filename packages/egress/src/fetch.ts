@@ -37,7 +37,10 @@ export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch
     keepAliveTimeout: options.keepAliveMs ?? 30_000,
   });
   return async (input, init) => {
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    // A Request's own method, headers and body would be lost on the way: callers pass a URL and init.
+    if (typeof input !== 'string' && !(input instanceof URL))
+      throw new TypeError('egress fetch takes a URL and an init object, not a Request');
+    const url = typeof input === 'string' ? input : input.href;
     const decision = await checkEgressTarget(url, checks);
     if (!decision.allowed) throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');
     const response = await undiciFetch(url, {
