@@ -3,6 +3,23 @@ import { defineConfig } from 'vitest/config';
 // One test run for the whole workspace. Workspace packages resolve to their TypeScript sources
 // through the "@parley/source" export condition, so tests never need a rebuilt dist; the
 // processes that tests spawn run from dist, which `npm test` builds first.
+/**
+ * CROSS_TENANT_WORKER_TESTS are the test files that run or watch a worker which takes rows of every
+ * tenant: integrations' webhook delivery worker, and the audit outbox relays whose rows these
+ * tests read before a relay empties them.
+ */
+const CROSS_TENANT_WORKER_TESTS = [
+  'test/integrations/**/*.test.ts',
+  'test/edge/webhooks.test.ts',
+  'test/orchestrator/webhooks.test.ts',
+  'test/audit/coverage.test.ts',
+  'test/audit/outbox.test.ts',
+  'test/audit/recovery.test.ts',
+  'test/audit/relay.test.ts',
+  'test/tenant-data/audit-events.test.ts',
+  'test/secrets/audit-events.test.ts',
+];
+
 export default defineConfig({
   resolve: { conditions: ['@parley/source'] },
   ssr: { resolve: { conditions: ['@parley/source'], externalConditions: ['@parley/source'] } },
@@ -15,13 +32,35 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'test/**/*.test.ts'],
-    exclude: ['**/node_modules/**', '**/dist/**'],
-    globalSetup: ['test/setup/global.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'main',
+          include: ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'test/**/*.test.ts'],
+          exclude: ['**/node_modules/**', '**/dist/**', ...CROSS_TENANT_WORKER_TESTS],
+          globalSetup: ['test/setup/global.ts'],
+        },
+      },
+      {
+        // Webhook delivery workers and audit relays take the rows of every tenant, so two test
+        // files with such workers on one database would deliver, refuse or drain each other's
+        // rows. These files get a database of their own (this project's global setup) and run
+        // one after another.
+        extends: true,
+        test: {
+          name: 'cross-tenant-workers',
+          include: CROSS_TENANT_WORKER_TESTS,
+          exclude: ['**/node_modules/**', '**/dist/**'],
+          globalSetup: ['test/setup/global.ts'],
+          fileParallelism: false,
+        },
+      },
+    ],
   },
 });

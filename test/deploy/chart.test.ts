@@ -20,6 +20,7 @@ import {
   type ServiceGraph,
 } from './service-graph.js';
 import { root, DEV, HARDENED, mountOf, renderedEnv, deploymentOf, envOf, networkPolicyEdges } from './chart-fixture.js';
+import { loadOrchestratorConfig } from '@parley/voice-orchestrator';
 
 beforeAll(async () => {
   await ensureHelm();
@@ -90,6 +91,9 @@ describe('the Parley chart', () => {
       expect(privateRule.ports.map((p: any) => p.port)).toEqual([443, 8443]);
       const orchestratorEnv = renderedEnv(deploymentOf(objects, 'voice-orchestrator').spec.template.spec.containers[0]);
       expect([orchestratorEnv.PARLEY_EGRESS_ALLOWED_PORTS, orchestratorEnv.PARLEY_EGRESS_ALLOW_PRIVATE]).toEqual(['443', '']);
+      const orchestratorConfig = loadOrchestratorConfig(orchestratorEnv);
+      expect(orchestratorConfig.egressPolicy.allowedPorts).toEqual([443]);
+      expect(orchestratorConfig.egressPolicy.allowPrivate).toEqual([]);
       expect(
         renderedEnv(deploymentOf(objects, 'tenant-data').spec.template.spec.containers[0]).PARLEY_EGRESS_ALLOWED_PORTS,
       ).toBeUndefined();

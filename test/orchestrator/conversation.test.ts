@@ -53,7 +53,12 @@ async function turns(conversationId: string) {
 
 beforeAll(async () => {
   standin = await startOpenAiStandin({ apiKey: providerKey, chunkDelayMs: 5 });
-  s = await startConversationStack({ PARLEY_SESSION_START_TIMEOUT_MS: '800', PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS: '300' });
+  // standin.egressEnv: the stand-in is on loopback, so this file alone allows it through the egress rules.
+  s = await startConversationStack({
+    PARLEY_SESSION_START_TIMEOUT_MS: '800',
+    PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS: '300',
+    ...standin.egressEnv,
+  });
   scriptedAgent = await s.createAgent({ prompt: 'You are a shop assistant.', providerSettings: scripted(rules) });
 }, 180_000);
 

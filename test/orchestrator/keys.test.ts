@@ -76,7 +76,8 @@ describe('provider keys after the end of a conversation', () => {
       peers,
       logger: createLogger({ service: 'voice-orchestrator', version: 'test', level: 'silent' }),
       events: { emit: () => undefined },
-      providerFetch: createProviderFetch(),
+      // The stand-in is on loopback: this test alone allows it (and trusts its CA).
+      providerFetch: createProviderFetch(loadOrchestratorConfig(standin.egressEnv).egressPolicy, { ca: standin.caPem }),
       config: loadOrchestratorConfig({}),
     };
     const frames: ServerFrame[] = [];

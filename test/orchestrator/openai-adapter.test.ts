@@ -3,7 +3,13 @@
 // only before the first token, the first-token timeout, and spans without prompt text or key.
 import { randomBytes } from 'node:crypto';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
-import { createProviderFetch, openAiCompatibleProvider, ProviderError, type OpenAiLlmSettings } from '@parley/voice-orchestrator';
+import {
+  createProviderFetch,
+  loadOrchestratorConfig,
+  openAiCompatibleProvider,
+  ProviderError,
+  type OpenAiLlmSettings,
+} from '@parley/voice-orchestrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
 
@@ -24,7 +30,13 @@ afterAll(async () => {
 function adapter(overrides: Partial<OpenAiLlmSettings> = {}, apiKey = key) {
   return openAiCompatibleProvider(
     { provider: 'openai-compatible', baseUrl: standin.baseUrl, model: 'gpt-test', maxRetries: 2, secretPurpose: 'llm', ...overrides },
-    { apiKey: () => apiKey, fetch: createProviderFetch(), defaultTimeoutMs: 2_000, tracer },
+    {
+      apiKey: () => apiKey,
+      // The stand-in is on loopback: these tests alone allow it (and trust its CA).
+      fetch: createProviderFetch(loadOrchestratorConfig(standin.egressEnv).egressPolicy, { ca: standin.caPem }),
+      defaultTimeoutMs: 2_000,
+      tracer,
+    },
   );
 }
 

@@ -1,10 +1,16 @@
 // A STAND-IN for an OpenAI-compatible chat-completions endpoint, for tests only: no real LLM can
-// be reached where Parley's tests run, so this node:http server answers POST
+// be reached where Parley's tests run, so this node:https server (its own throwaway CA, a
+// certificate for 127.0.0.1, since the orchestrator's egress client speaks https only) answers POST
 // /v1/chat/completions with `stream: true` in OpenAI's documented wire format (Server-Sent
 // Events: `data: <chat.completion.chunk JSON>` events, then `data: [DONE]`; errors as
 // `{"error":{...}}` JSON with an HTTP status). It is not OpenAI. See test/openai-standin/README.md.
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** OpenAiStandinMode is how the stand-in answers the next requests. */
@@ -26,8 +32,15 @@ export interface RecordedRequest {
 
 /** OpenAiStandin is a running stand-in. */
 export interface OpenAiStandin {
-  /** baseUrl is what an agent's provider settings name, e.g. http://127.0.0.1:1234/v1. */
+  /** baseUrl is what an agent's provider settings name, e.g. https://127.0.0.1:1234/v1. */
   readonly baseUrl: string;
+  /** port is the stand-in's port (the egress port list must name it). */
+  readonly port: number;
+  /** caPem / caFile are the stand-in's CA (NODE_EXTRA_CA_CERTS for a process that must trust it). */
+  readonly caPem: string;
+  readonly caFile: string;
+  /** egressEnv is the orchestrator environment that lets the egress client reach the stand-in on loopback (tests only). */
+  readonly egressEnv: Record<string, string>;
   readonly requests: RecordedRequest[];
   /** mode applies to later requests; failFirst makes that many next requests answer 503 first. */
   setMode(mode: OpenAiStandinMode): void;
@@ -106,7 +119,11 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     res.write(chunk({}, 'stop'));
     res.end('data: [DONE]\n\n');
   };
-  const server = createServer((req, res) => {
+  const ca = await createCertificateAuthority({ name: 'OpenAI stand-in test CA' });
+  const leaf = await issueCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  const caFile = join(mkdtempSync(join(tmpdir(), 'parley-openai-standin-')), 'ca.pem');
+  writeFileSync(caFile, ca.certPem);
+  const server = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
     handle(req, res).catch(() => res.destroy());
   });
   server.on('connection', (s: Socket) => {
@@ -116,7 +133,11 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    baseUrl: `http://127.0.0.1:${port}/v1`,
+    baseUrl: `https://127.0.0.1:${port}/v1`,
+    port,
+    caPem: ca.certPem,
+    caFile,
+    egressEnv: { PARLEY_EGRESS_ALLOWED_PORTS: String(port), PARLEY_EGRESS_ALLOW_PRIVATE: '127.0.0.1/32', NODE_EXTRA_CA_CERTS: caFile },
     requests,
     setMode(m) {
       mode = m;

@@ -6,3 +6,4 @@ export * from './check.js';
 export * from './errors.js';
 export * from './policy.js';
 export * from './request.js';
+export * from './fetch.js';

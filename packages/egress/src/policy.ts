@@ -1,4 +1,5 @@
 import ipaddr from 'ipaddr.js';
+import { ConfigError, type Env } from '@parley/platform';
 
 /** EgressAllowEntry is one operator allow-list entry: a private network or a host name. */
 export type EgressAllowEntry =
@@ -85,4 +86,20 @@ function parseAllowEntry(text: string): EgressAllowEntry {
 export function normaliseHostName(host: string): string {
   const lower = host.toLowerCase();
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+/**
+ * egressPolicyFromEnv reads PARLEY_EGRESS_ALLOWED_PORTS (comma-separated, default 443) and
+ * PARLEY_EGRESS_ALLOW_PRIVATE (comma-separated CIDRs, addresses or host names, default none), the
+ * same way in every service that reaches customer-configured URLs; a bad entry is a ConfigError
+ * naming the variable.
+ */
+export function egressPolicyFromEnv(env: Env): EgressPolicy {
+  const ports = parseEgressPolicyList(env.PARLEY_EGRESS_ALLOWED_PORTS ?? '443').map(Number);
+  try {
+    return createEgressPolicy({ allowedPorts: ports, allowPrivate: parseEgressPolicyList(env.PARLEY_EGRESS_ALLOW_PRIVATE) });
+  } catch (error) {
+    const variable = /allowPrivate/.test(String(error)) ? 'PARLEY_EGRESS_ALLOW_PRIVATE' : 'PARLEY_EGRESS_ALLOWED_PORTS';
+    throw new ConfigError(variable, (error as Error).message.replace(/^egress \w+: /, ''));
+  }
 }

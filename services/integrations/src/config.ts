@@ -1,4 +1,4 @@
-import { createEgressPolicy, parseEgressPolicyList, type EgressPolicy } from '@parley/egress';
+import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 
 /** IntegrationsConfig is the integrations service's own configuration (the kernel reads the rest). */
@@ -49,14 +49,7 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
   if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
     throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_integrations role');
   }
-  const ports = parseEgressPolicyList(env.PARLEY_EGRESS_ALLOWED_PORTS ?? '443').map(Number);
-  let egressPolicy: EgressPolicy;
-  try {
-    egressPolicy = createEgressPolicy({ allowedPorts: ports, allowPrivate: parseEgressPolicyList(env.PARLEY_EGRESS_ALLOW_PRIVATE) });
-  } catch (error) {
-    const variable = /allowPrivate/.test(String(error)) ? 'PARLEY_EGRESS_ALLOW_PRIVATE' : 'PARLEY_EGRESS_ALLOWED_PORTS';
-    throw new ConfigError(variable, (error as Error).message.replace(/^egress \w+: /, ''));
-  }
+  const egressPolicy = egressPolicyFromEnv(env);
   return Object.freeze({
     databaseUrl,
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),

@@ -7,7 +7,7 @@ import type { Agent, AgentUpdate, TenantDataDb } from './db/tables.js';
 import { boundedObject, name200, uuid } from './fields.js';
 import { DEFAULT_GUARDRAIL_POLICY, parseGuardrailPolicy } from './guardrail-policy.js';
 import { parseInput } from './validate.js';
-import { providerSettingsSchema } from '@parley/voice-orchestrator/provider-settings';
+import { providerSettingsSchema } from '@parley/conversation';
 
 type Trx = TenantTransaction<TenantDataDb>;
 

@@ -25,6 +25,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     endConversation: ['voice-orchestrator', 'edge'],
     appendTranscriptTurn: ['voice-orchestrator'],
     listTranscriptTurns: ['edge', 'lifecycle'],
+    getGuardrailState: ['voice-orchestrator'],
+    putGuardrailState: ['voice-orchestrator'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
   }),

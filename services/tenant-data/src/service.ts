@@ -27,6 +27,7 @@ import {
 } from './conversation.store.js';
 import type { Agent, Conversation, Recording, Subject, TenantDataDb, TranscriptTurn, Workspace } from './db/tables.js';
 import { runDryRun } from './guardrail-dry-run.js';
+import { getGuardrailState, putGuardrailState } from './guardrail-state.store.js';
 import { addRecording, listRecordings } from './recording.store.js';
 import { requireOwnSecrets, type SecretDirectory } from './secret-directory.js';
 import { createSubject, findSubjectByContact, findSubjectByExternalRef, getSubject } from './subject.store.js';
@@ -369,6 +370,25 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
         appendTranscriptTurn(trx, req.conversationId, { role: req.role as TranscriptTurn['role'], textRedacted: req.textRedacted }),
       );
       return { turn: turnMessage(turn) };
+    },
+
+    async getGuardrailState(req, ctx) {
+      const state = await inTenant(req.tenantId, ctx, (trx) =>
+        getGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }),
+      );
+      return state === undefined ? { found: false } : { found: true, state: state as unknown as JsonObject };
+    },
+
+    async putGuardrailState(req, ctx) {
+      if (req.state === undefined)
+        throw new InvalidArgumentError('state is required: the guardrail state ({"version": 1, "conversation": …, "person": …})', {
+          field: 'state',
+        });
+      const state = req.state;
+      await inTenant(req.tenantId, ctx, (trx) =>
+        putGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }, state),
+      );
+      return {};
     },
 
     async listTranscriptTurns(req, ctx) {

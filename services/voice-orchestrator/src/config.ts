@@ -1,3 +1,4 @@
+import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
 import { envInt, envOptional, envPort, envString, type Env } from '@parley/platform';
 
 /** OrchestratorConfig is the voice-orchestrator's own configuration (the kernel reads the rest). */
@@ -22,6 +23,8 @@ export interface OrchestratorConfig {
   readonly liveCheckIntervalMs: number;
   /** providerTimeoutMs: the default deadline until an LLM provider's first token. */
   readonly providerTimeoutMs: number;
+  /** egressPolicy is the port list and private allow-list every provider base URL is checked against (PARLEY_EGRESS_*). */
+  readonly egressPolicy: EgressPolicy;
 }
 
 /** loadOrchestratorConfig reads the orchestrator's variables (main.ts passes none: this process's). */
@@ -43,5 +46,6 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     messageBurst: envInt(env, 'PARLEY_SESSION_MESSAGE_BURST', 20, 1, 10_000),
     liveCheckIntervalMs: envInt(env, 'PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS', 5_000, 100, 600_000),
     providerTimeoutMs: envInt(env, 'PARLEY_PROVIDER_TIMEOUT_MS', 20_000, 100, 600_000),
+    egressPolicy: egressPolicyFromEnv(env),
   });
 }

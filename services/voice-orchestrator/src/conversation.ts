@@ -1,4 +1,5 @@
 import type { Logger } from '@parley/platform';
+import type { GuardrailState } from '@parley/guardrails';
 import { decodeJwt } from 'jose';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import type { OrchestratorConfig } from './config.js';
@@ -8,8 +9,8 @@ import { createGuardrailStage, type GuardrailContext, type GuardrailDecision, ty
 import { openAiCompatibleProvider } from './openai-provider.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import { providerSettingsSchema, type ProviderSettings } from './provider-settings.js';
-import type { ChatMessage, LlmProvider } from './providers.js';
+import { providerSettingsSchema, type ProviderSettings } from '@parley/conversation';
+import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
 import { scriptedProvider } from './scripted-provider.js';
 import { SentenceBuffer } from './sentences.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
@@ -36,8 +37,8 @@ export interface ConversationDeps {
   readonly events: ConversationEventSink;
   readonly providerFetch: ProviderFetch;
   readonly config: OrchestratorConfig;
-  /** createGuardrails builds the guardrail stage for an agent's policy (default: createGuardrailStage). */
-  readonly createGuardrails?: (policy: unknown) => GuardrailStage;
+  /** createGuardrails builds the guardrail stage for an agent's stored policy (default: createGuardrailStage over @parley/guardrails). */
+  readonly createGuardrails?: (policy: unknown, stored?: GuardrailState) => GuardrailStage;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
@@ -158,8 +159,17 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
   // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
   // one is refused before anything is written.
   const wanted = secretsNeeded(settings, agent.secretRefs);
-  const guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy);
   const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
+  // The checker's state that spans conversations (per person) or connections (per conversation;
+  // the conversation id is the session id) is in tenant-data; read before anything is written.
+  const stored = await peers.guardrailState(grant.tenantId, grant.sessionId, subjectId);
+  let guardrails: GuardrailStage;
+  try {
+    guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy, stored);
+  } catch {
+    // tenant-data refuses a policy that does not compile on write; one stored before a rule existed ends here.
+    throw new SessionRefusal(CLOSE_CODES.internal, "the agent's guardrail policy does not compile; the workspace must fix the agent");
+  }
   const { conversationId } = await peers.startConversation(grant, subjectId);
   let keys: ConversationKeys | undefined;
   try {
@@ -169,9 +179,7 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
         : new ConversationKeys();
     const llm = buildLlm(settings, keys, deps);
     // The policy's fatigue limit may be shorter than the deployment's maximum duration.
-    const fatigue = agent.guardrailPolicy.fatigue as { maxConversationMinutes?: unknown } | undefined;
-    const policyMs = typeof fatigue?.maxConversationMinutes === 'number' ? fatigue.maxConversationMinutes * 60_000 : Infinity;
-    const maxDurationMs = Math.min(deps.config.maxDurationMs, policyMs);
+    const maxDurationMs = Math.min(deps.config.maxDurationMs, guardrails.maxDurationMs);
     return new LiveConversation(
       deps,
       { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails, maxDurationMs },
@@ -280,15 +288,22 @@ export class LiveConversation {
     const state = this.#state;
     if (state === undefined || signal.aborted) return;
     this.#turns++;
-    const ctx: GuardrailContext = { conversationId: this.conversationId, turn: this.#turns, now: new Date() };
+    const ctx = this.#context();
     this.#record('user', text);
     const userDecision = state.guardrails.checkUserTurn(text, ctx);
     if (userDecision.action !== 'allow') this.#announce(userDecision, 'user');
-    if (userDecision.action === 'end') {
-      void this.end(`guardrail: ${userDecision.rule ?? 'end'}`);
+    if (userDecision.say !== undefined) this.#channel.send({ type: 'assistant_text', text: userDecision.say, final: false });
+    if (userDecision.stopsReply) {
+      // The rule answers instead of the LLM (a break, a hand-off, the end).
+      this.#channel.send({ type: 'assistant_text', text: '', final: true });
+      if (userDecision.say !== undefined) this.#record('assistant', userDecision.say);
+      this.#saveGuardrails();
+      if (userDecision.action === 'end' || userDecision.action === 'handoff')
+        void this.end(`guardrail: ${userDecision.rule ?? userDecision.action}`);
       return;
     }
-    this.#history.push({ role: 'user', content: text });
+    // The LLM sees the user's text as the policy lets it be passed on (personal data it may not keep, redacted).
+    this.#history.push({ role: 'user', content: userDecision.text });
     const released: string[] = [];
     let endRule: string | undefined;
     let interrupted = false;
@@ -300,19 +315,21 @@ export class LiveConversation {
         this.#channel.send({ type: 'assistant_text', text: decision.text, final: false });
         released.push(decision.text);
       }
-      if (decision.action === 'end') endRule = decision.rule ?? 'end';
+      if (decision.action === 'end' || decision.action === 'handoff') endRule = decision.rule ?? decision.action;
+      if (decision.stopsReply) stopped = true;
     };
+    let stopped = false;
     const sentences = new SentenceBuffer();
     try {
       for await (const delta of state.llm.streamReply(this.#history.slice(-MAX_HISTORY), signal)) {
         for (const s of sentences.push(delta)) {
           release(s);
-          if (endRule !== undefined) break;
+          if (stopped) break;
         }
-        if (endRule !== undefined || signal.aborted) break;
+        if (stopped || signal.aborted) break;
       }
       if (signal.aborted) throw signal.reason;
-      if (endRule === undefined) for (const s of sentences.flush()) release(s);
+      if (!stopped) for (const s of sentences.flush()) release(s);
     } catch (err) {
       if (signal.aborted) {
         interrupted = true;
@@ -323,7 +340,12 @@ export class LiveConversation {
           { provider: state.llm.kind, error: err instanceof Error ? err.message : 'unknown' },
           'LLM reply failed; fallback line said',
         );
-        this.#channel.send({ type: 'event', name: 'turn_failed', reason: 'provider_unavailable' });
+        const egressRule = err instanceof ProviderError ? err.egressRule : undefined;
+        this.#channel.send(
+          egressRule !== undefined
+            ? { type: 'event', name: 'turn_failed', reason: 'egress_refused', rule: egressRule }
+            : { type: 'event', name: 'turn_failed', reason: 'provider_unavailable' },
+        );
         this.#channel.send({ type: 'assistant_text', text: state.settings.fallbackLine, final: false });
         released.push(state.settings.fallbackLine);
       }
@@ -336,21 +358,69 @@ export class LiveConversation {
     }
     if (interrupted) this.#record('system', 'reply interrupted by the user (barge-in)');
     if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
+    this.#saveGuardrails();
     if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
   }
 
-  #announce(decision: GuardrailDecision, on: 'user' | 'assistant'): void {
+  /** #context is the guardrail context of the moment (the end user's zone is not known to the session yet: the policy's fallback zone applies). */
+  #context(): GuardrailContext {
+    return { conversationId: this.conversationId, turn: this.#turns, now: new Date(), tenantId: this.tenantId };
+  }
+
+  /** #announce sends a non-allow decision as an event frame: rule, kind and reason, never the text it concerns. */
+  #announce(decision: GuardrailDecision, on: 'start' | 'user' | 'assistant'): void {
     this.#channel.send({
       type: 'event',
       name: 'guardrail',
       action: decision.action,
       on,
       ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
+      ...(decision.reason !== undefined ? { reason: decision.reason } : {}),
     });
-    if (decision.action === 'escalate') {
-      this.#channel.send({ type: 'event', name: 'escalation', ...(decision.target !== undefined ? { target: decision.target } : {}) });
+    if (decision.action === 'escalate' || decision.action === 'handoff')
+      this.#channel.send({
+        type: 'event',
+        name: decision.action === 'handoff' ? 'handoff' : 'escalation',
+        ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
+        ...(decision.target !== undefined ? { target: decision.target } : {}),
+      });
+    if (decision.action === 'escalate' || decision.action === 'handoff')
       this.#deps.events.emit({ ...this.#eventIds(), type: 'guardrail.escalated', at: new Date() });
+    this.#log.info({ guardrail_action: decision.action, guardrail_rule: decision.rule, on }, 'guardrail decision');
+  }
+
+  /**
+   * begin runs the policy's checks on the start (sleep windows, holidays, fatigue), once the
+   * client has its ready frame: a rule that refuses the start says its message, sends the event
+   * and ends the conversation politely, recorded with the rule.
+   */
+  begin(): void {
+    const state = this.#state;
+    if (state === undefined || this.#ending !== undefined) return;
+    const decision = state.guardrails.checkStart('inbound', this.#context());
+    this.#saveGuardrails();
+    if (decision.action === 'allow') return;
+    this.#announce(decision, 'start');
+    if (decision.say !== undefined) {
+      this.#channel.send({ type: 'assistant_text', text: decision.say, final: false });
+      this.#channel.send({ type: 'assistant_text', text: '', final: true });
+      this.#record('assistant', decision.say);
     }
+    if (decision.stopsReply) void this.end(`guardrail: ${decision.rule ?? decision.action}`);
+  }
+
+  /** #saveGuardrails queues the checker's state for tenant-data after the transcript turns before it (off the reply path). */
+  #saveGuardrails(): void {
+    const state = this.#state;
+    if (state === undefined) return;
+    const snapshot = state.guardrails.state;
+    this.#transcript = this.#transcript.then(async () => {
+      try {
+        await this.#deps.peers.saveGuardrailState(this.tenantId, this.conversationId, state.subjectId, snapshot);
+      } catch (err) {
+        this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'guardrail state not stored');
+      }
+    });
   }
 
   #eventIds() {

@@ -8,7 +8,7 @@ export * from './live-conversations.js';
 export * from './openai-provider.js';
 export * from './peers.js';
 export * from './provider-fetch.js';
-export * from './provider-settings.js';
+export * from '@parley/conversation';
 export * from './providers.js';
 export * from './scripted-provider.js';
 export * from './sentences.js';

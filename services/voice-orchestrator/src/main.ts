@@ -43,7 +43,7 @@ runMain({
       peers,
       logger: ctx.logger,
       events: webhooks ?? loggingEventSink(ctx.logger),
-      providerFetch: createProviderFetch(),
+      providerFetch: createProviderFetch(config.egressPolicy),
       config,
       onEnded: (c: Parameters<LiveConversations['remove']>[0]) => live.remove(c),
     };

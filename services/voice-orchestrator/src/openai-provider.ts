@@ -1,15 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import { EgressRefusedError } from '@parley/egress';
 import OpenAI from 'openai';
 import type { ProviderFetch } from './provider-fetch.js';
-import type { OpenAiLlmSettings } from './provider-settings.js';
+import type { OpenAiLlmSettings } from '@parley/conversation';
 import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
 
 /** OpenAiProviderDeps are what the adapter needs besides its settings. */
 export interface OpenAiProviderDeps {
   /** apiKey reads the key from the conversation's key holder at each attempt (throws once released). */
   readonly apiKey: () => string;
-  /** fetch is the provider door (createProviderFetch; the egress client later). */
+  /** fetch is the provider door (createProviderFetch: the egress client). */
   readonly fetch: ProviderFetch;
   /** defaultTimeoutMs applies when the agent's settings name none. */
   readonly defaultTimeoutMs: number;
@@ -17,8 +18,24 @@ export interface OpenAiProviderDeps {
   readonly tracer?: Tracer;
 }
 
+/** egressRefusal finds an EgressRefusedError in an error's cause chain (the openai client wraps what fetch throws). */
+function egressRefusal(err: unknown): EgressRefusedError | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof EgressRefusedError) return e;
+  }
+  return undefined;
+}
+
 function classify(err: unknown): ProviderError {
   if (err instanceof ProviderError) return err;
+  const refused = egressRefusal(err);
+  // The agent's base URL breaks an egress rule: the workspace must fix it, another try cannot help.
+  if (refused !== undefined)
+    return new ProviderError(`LLM provider base URL refused by the egress rule ${refused.rule}`, {
+      retryable: false,
+      cause: err,
+      egressRule: refused.rule,
+    });
   if (err instanceof OpenAI.APIError) {
     const status = err.status;
     // 408, 409, 429 and 5xx are worth another try; other 4xx are the agent's configuration.

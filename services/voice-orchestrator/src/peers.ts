@@ -3,6 +3,7 @@ import { type JsonObject } from '@bufbuild/protobuf';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { parseGuardrailState, type GuardrailState } from '@parley/guardrails';
 import type { ResolvedKey } from './conversation-keys.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 
@@ -43,6 +44,10 @@ export interface Peers {
   /** resolveKeys decrypts the named secrets of the agent for this live conversation. */
   resolveKeys(tenantId: string, conversationId: string, agentId: string, secretIds: readonly string[]): Promise<ResolvedKey[]>;
   sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
+  /** guardrailState reads the guardrail checker's stored state of a conversation and its person (undefined: none yet). */
+  guardrailState(tenantId: string, conversationId: string, subjectId: string | undefined): Promise<GuardrailState | undefined>;
+  /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
+  saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
 }
 
 const TIMEOUT_MS = 5_000;
@@ -192,6 +197,21 @@ export function createPeers(c: PeerClients): Peers {
           throw err;
         }
       });
+    },
+    guardrailState(tenantId, conversationId, subjectId) {
+      return wrap('tenant-data', 'the guardrail state', async () => {
+        const res = await c.tenantData.getGuardrailState({ tenantId, conversationId, subjectId: subjectId ?? '' }, opts);
+        // tenant-data validated it on write; checked again, as anything read back is.
+        return res.found ? parseGuardrailState(res.state) : undefined;
+      });
+    },
+    async saveGuardrailState(tenantId, conversationId, subjectId, state) {
+      await wrap('tenant-data', 'the guardrail state', () =>
+        c.tenantData.putGuardrailState(
+          { tenantId, conversationId, subjectId: subjectId ?? '', state: JSON.parse(JSON.stringify(state)) as JsonObject },
+          opts,
+        ),
+      );
     },
     async appendTurn(tenantId, conversationId, role, text) {
       await wrap('tenant-data', 'a transcript turn', () =>

@@ -1,14 +1,18 @@
-// The one door through which provider HTTP calls leave the orchestrator.
-//
-// COORDINATOR: when packages/egress (issue on integrations) lands, replace the body of
-// createProviderFetch with the egress client's fetch (its connect-time checks refuse
-// cluster-private and metadata addresses). Every provider adapter receives its fetch from here;
-// nothing else in the orchestrator calls the global fetch.
+// The one door through which provider HTTP calls leave the orchestrator: the egress client of
+// @parley/egress. Every provider adapter receives its fetch from here; nothing else in the
+// orchestrator calls the global fetch.
+import { createEgressFetch, DEFAULT_EGRESS_POLICY, type EgressPolicy } from '@parley/egress';
 
 /** ProviderFetch is the fetch signature provider adapters use (the WHATWG one). */
 export type ProviderFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
-/** createProviderFetch returns the fetch provider adapters must use for customer-configured base URLs. */
-export function createProviderFetch(): ProviderFetch {
-  return (input, init) => fetch(input, init);
+/**
+ * createProviderFetch returns the fetch provider adapters must use for customer-configured base
+ * URLs: https only, the configured ports, no private, loopback or metadata address unless the
+ * operator's allow-list names it (checked before each request and again when a connection
+ * resolves its name), and no redirects followed. A refusal throws EgressRefusedError. `ca`
+ * replaces the trusted roots (a provider behind a private CA; the tests' stand-in).
+ */
+export function createProviderFetch(policy: EgressPolicy = DEFAULT_EGRESS_POLICY, options: { ca?: string } = {}): ProviderFetch {
+  return createEgressFetch({ policy, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
 }

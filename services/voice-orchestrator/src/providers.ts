@@ -36,10 +36,13 @@ export interface TtsProvider {
 export class ProviderError extends Error {
   /** retryable is true for failures worth another attempt before the first token. */
   readonly retryable: boolean;
+  /** egressRule names the egress rule that refused the provider's URL, when that is the failure. */
+  readonly egressRule: string | undefined;
 
-  constructor(message: string, options: { retryable: boolean; cause?: unknown }) {
+  constructor(message: string, options: { retryable: boolean; cause?: unknown; egressRule?: string }) {
     super(message, { cause: options.cause });
     this.name = 'ProviderError';
     this.retryable = options.retryable;
+    this.egressRule = options.egressRule;
   }
 }

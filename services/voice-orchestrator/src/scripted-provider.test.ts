@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { providerSettingsSchema, scriptedLlmSettings } from './provider-settings.js';
+import { providerSettingsSchema, scriptedLlmSettings } from '@parley/conversation';
 import { scriptedProvider } from './scripted-provider.js';
 
 async function reply(p: ReturnType<typeof scriptedProvider>, text: string, signal = new AbortController().signal): Promise<string[]> {

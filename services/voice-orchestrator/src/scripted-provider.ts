@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ScriptedLlmSettings } from './provider-settings.js';
+import type { ScriptedLlmSettings } from '@parley/conversation';
 import type { ChatMessage, LlmProvider } from './providers.js';
 
 /**

@@ -154,6 +154,7 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
           }
           phase = 'live';
           channel.send({ type: 'ready', conversationId: c.conversationId, agentId: c.agentId });
+          c.begin();
         },
         (err: unknown) => {
           if (err instanceof SessionRefusal) {

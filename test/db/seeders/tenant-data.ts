@@ -5,6 +5,7 @@ import {
   createAgent,
   createSubject,
   createWorkspace,
+  putGuardrailState,
   startConversation,
   type TenantDataDb,
 } from '@parley/tenant-data';
@@ -39,6 +40,24 @@ export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promi
       durationMs: 1200,
       dataClass: 'audio_redacted',
     });
+    await putGuardrailState(
+      trx,
+      { conversationId: conversation.id, subjectId: subject.id },
+      {
+        version: 1,
+        conversation: {
+          startedAt: 0,
+          turns: 1,
+          toolCallsThisTurn: 0,
+          misunderstandings: 0,
+          consecutiveFailures: 0,
+          policyHits: 0,
+          topics: {},
+          ended: false,
+        },
+        person: { contactAttempts: [], topicMentions: { upsell: [0] } },
+      },
+    );
     return { agentId: agent.id, conversationId: conversation.id, subjectId: subject.id };
   });
 }

@@ -4,7 +4,7 @@ import { ConversationService, type ConversationSchema } from '@parley/proto/parl
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService, type Conversation as StoredConversation } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { FailedPreconditionError } from '@parley/platform';
-import { SEALED_PREFIX, transcriptPurpose } from '@parley/voice-orchestrator/transcript-text';
+import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
 import { forward, type PublicDeps } from './deps.js';
 import { definePublicModule, publicPrincipal } from './module.js';
 

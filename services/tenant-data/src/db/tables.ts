@@ -89,6 +89,24 @@ export interface RecordingsTable {
   created_at: CreatedAt;
 }
 
+/** GuardrailConversationStatesTable holds the guardrail checker's state of one conversation (@parley/guardrails' JSON). */
+export interface GuardrailConversationStatesTable {
+  tenant_id: TenantId;
+  conversation_id: string;
+  state: Json<Record<string, unknown>>;
+  updated_at: UpdatedAt;
+  retention_class: ColumnType<RetentionClass, never, never>;
+}
+
+/** GuardrailPersonStatesTable holds the guardrail checker's state of one end user across conversations. */
+export interface GuardrailPersonStatesTable {
+  tenant_id: TenantId;
+  subject_id: string;
+  state: Json<Record<string, unknown>>;
+  updated_at: UpdatedAt;
+  retention_class: ColumnType<RetentionClass, never, never>;
+}
+
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -97,6 +115,8 @@ export interface TenantDataDb {
   conversations: ConversationsTable;
   transcript_turns: TranscriptTurnsTable;
   recordings: RecordingsTable;
+  guardrail_conversation_states: GuardrailConversationStatesTable;
+  guardrail_person_states: GuardrailPersonStatesTable;
 }
 
 /** Workspace is a selected workspace row. */

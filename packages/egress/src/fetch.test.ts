@@ -1,0 +1,95 @@
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EgressLookup } from './check.js';
+import { EgressRefusedError } from './errors.js';
+import { createEgressFetch } from './fetch.js';
+import { createEgressPolicy } from './policy.js';
+
+// A real HTTPS receiver on 127.0.0.1 with a certificate for receiver.test; the private allow-list
+// is on only where a test says so.
+let server: Server;
+let ca: string;
+let port: number;
+const seen: string[] = [];
+
+beforeAll(async () => {
+  const authority = await createCertificateAuthority();
+  const leaf = await issueCertificate(authority, { dnsNames: ['receiver.test'], ipAddresses: ['127.0.0.1'] });
+  ca = authority.certPem;
+  server = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+    seen.push(req.url ?? '');
+    if (req.url === '/redirect') res.writeHead(302, { location: `https://127.0.0.1:${port}/internal-secret` }).end();
+    else res.writeHead(200, { 'content-type': 'text/plain' }).end(`ok ${req.method ?? ''}`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const loopback: EgressLookup = async () => [{ address: '127.0.0.1', family: 4 }];
+
+async function refusal(promise: Promise<unknown>): Promise<EgressRefusedError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(EgressRefusedError);
+  return err as EgressRefusedError;
+}
+
+describe('createEgressFetch', () => {
+  it('fetches an allowed target and returns a redirect without following it', async () => {
+    const fetch = createEgressFetch({
+      ca,
+      lookup: loopback,
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+    });
+    const ok = await fetch(`https://receiver.test:${port}/hello`, { method: 'POST', body: 'x' });
+    expect([ok.status, await ok.text()]).toEqual([200, 'ok POST']);
+    const before = seen.length;
+    const redirect = await fetch(`https://receiver.test:${port}/redirect`);
+    expect(redirect.status).toBe(302);
+    expect(seen.slice(before)).toEqual(['/redirect']);
+  });
+
+  it('refuses loopback, http and other ports without sending anything', async () => {
+    const before = seen.length;
+    const strict = createEgressFetch({ ca, policy: createEgressPolicy({ allowedPorts: [port] }) });
+    expect((await refusal(strict(`https://127.0.0.1:${port}/hello`))).rule).toBe('address-range');
+    expect((await refusal(strict(`http://127.0.0.1:${port}/hello`))).rule).toBe('scheme');
+    const defaults = createEgressFetch({ ca, lookup: loopback, policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'] }) });
+    expect((await refusal(defaults(`https://receiver.test:${port}/hello`))).rule).toBe('port');
+    expect(seen.length).toBe(before);
+  });
+
+  it('checks a name again when it connects: an answer that changed to a private address is refused', async () => {
+    let lookups = 0;
+    const rebinding: EgressLookup = async () => {
+      lookups += 1;
+      return lookups === 1 ? [{ address: '127.0.0.1', family: 4 }] : [{ address: '10.9.9.9', family: 4 }];
+    };
+    const before = seen.length;
+    const fetch = createEgressFetch({
+      ca,
+      lookup: rebinding,
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+    });
+    const err = await fetch(`https://receiver.test:${port}/hello`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    let cause: unknown = err;
+    while (cause instanceof Error && !(cause instanceof EgressRefusedError)) cause = cause.cause;
+    expect(cause).toBeInstanceOf(EgressRefusedError);
+    expect((cause as EgressRefusedError).rule).toBe('address-range');
+    expect(lookups).toBe(2);
+    expect(seen.length).toBe(before);
+  });
+});

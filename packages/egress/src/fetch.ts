@@ -1,0 +1,53 @@
+import { Agent, fetch as undiciFetch } from 'undici';
+import { checkEgressTarget, type EgressCheckOptions } from './check.js';
+import { EgressRefusedError } from './errors.js';
+import { createEgressLookup } from './request.js';
+
+/** EgressFetch is the WHATWG fetch signature, for clients that take a fetch (the `openai` package). */
+export type EgressFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+/** EgressFetchOptions are the policy and lookup of the checks, and the pool's limits. */
+export interface EgressFetchOptions extends EgressCheckOptions {
+  /** connectTimeoutMs bounds the TCP and TLS handshake (default 5 s). */
+  readonly connectTimeoutMs?: number;
+  /** keepAliveMs is how long an idle pooled connection is kept (default 30 s). */
+  readonly keepAliveMs?: number;
+  /** ca replaces the trusted roots (PEM), for a provider behind a private CA (and test stand-ins); default the system's. */
+  readonly ca?: string;
+}
+
+/**
+ * createEgressFetch returns a fetch for streamed responses (LLM providers) that reaches only what
+ * the egress rules allow: every request's URL is checked first (scheme, port, userinfo, names,
+ * literal addresses), and the connection pool resolves names with createEgressLookup, so the
+ * address connected to is the one checked at connect time (a rebinding answer is refused there).
+ * Redirects are never followed: a 3xx is returned as is. A refusal throws EgressRefusedError.
+ */
+export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch {
+  const checks: EgressCheckOptions = {
+    ...(options.policy !== undefined ? { policy: options.policy } : {}),
+    ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
+  };
+  const dispatcher = new Agent({
+    connect: {
+      lookup: createEgressLookup(checks),
+      timeout: options.connectTimeoutMs ?? 5_000,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    },
+    keepAliveTimeout: options.keepAliveMs ?? 30_000,
+  });
+  return async (input, init) => {
+    // A Request's own method, headers and body would be lost on the way: callers pass a URL and init.
+    if (typeof input !== 'string' && !(input instanceof URL))
+      throw new TypeError('egress fetch takes a URL and an init object, not a Request');
+    const url = typeof input === 'string' ? input : input.href;
+    const decision = await checkEgressTarget(url, checks);
+    if (!decision.allowed) throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');
+    const response = await undiciFetch(url, {
+      ...(init as Parameters<typeof undiciFetch>[1]),
+      redirect: 'manual',
+      dispatcher,
+    });
+    return response as unknown as Response;
+  };
+}

@@ -1,0 +1,188 @@
+// The guardrail stage in live conversations: the orchestrator process runs every assistant
+// sentence, user turn and start through @parley/guardrails with the agent's stored policy;
+// identity, tenant-data, secrets and audit are real processes on the run's Postgres, the LLM is
+// the embedded scripted provider saying exactly what each test needs.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminPool } from '../src/pg.js';
+import { scripted, startConversationStack, type ConversationStack } from './fixture.js';
+
+let s: ConversationStack;
+
+const FORBIDDEN = 'You will get a full refund for everything.';
+const REPLACEMENT = 'I cannot promise refunds; a colleague will check your case.';
+
+async function storedTurns(conversationId: string) {
+  const pool = adminPool();
+  try {
+    const { rows } = await pool.query<{ role: string; text_redacted: string }>(
+      'select role, text_redacted from parley_tenant_data.transcript_turns where conversation_id = $1 order by seq',
+      [conversationId],
+    );
+    return rows;
+  } finally {
+    await pool.end();
+  }
+}
+
+async function endReason(conversationId: string) {
+  const pool = adminPool();
+  try {
+    const { rows } = await pool.query<{ state: string; end_reason: string | null }>(
+      'select state, end_reason from parley_tenant_data.conversations where id = $1',
+      [conversationId],
+    );
+    return rows[0];
+  } finally {
+    await pool.end();
+  }
+}
+
+beforeAll(async () => {
+  s = await startConversationStack();
+}, 180_000);
+
+afterAll(async () => {
+  if (process.env.DUMP_LOGS === '1') console.log(s?.logs.filter((l) => l.startsWith('[voice-orchestrator]')).join('\n'));
+  await s?.stop();
+});
+
+async function personRows(subjectRef: string) {
+  const pool = adminPool();
+  try {
+    const { rows } = await pool.query<{ state: { topicMentions: Record<string, number[]> } }>(
+      `select p.state from parley_tenant_data.guardrail_person_states p
+         join parley_tenant_data.subjects s on s.tenant_id = p.tenant_id and s.id = p.subject_id
+        where s.external_ref = $1`,
+      [subjectRef],
+    );
+    return rows;
+  } finally {
+    await pool.end();
+  }
+}
+
+async function start(agentId: string, options: { subjectRef?: string } = {}) {
+  const { token } = await s.createSession(agentId, options);
+  const client = await s.connect();
+  client.send({ type: 'start', token });
+  const ready = await client.next((f) => f.type === 'ready');
+  return { client, conversationId: ready.conversationId as string };
+}
+
+describe('guardrails in a live conversation', () => {
+  it('replaces a forbidden sentence, never sends it, and redacts an e-mail in the stored transcript', async () => {
+    const agent = await s.createAgent({
+      prompt: 'You are a shop assistant.',
+      providerSettings: scripted([
+        { match: 'refund', reply: `Let me look. ${FORBIDDEN} Is there anything else?` },
+        { match: 'contact', reply: 'Write to help@shop.example.com any time. We answer within a day.' },
+      ]),
+      guardrailPolicy: {
+        version: 2,
+        noGoZones: [{ id: 'refunds', phrases: ['full refund'], action: 'replace', response: REPLACEMENT }],
+        // The agent may say the shop's address; the transcript may not keep it.
+        pii: { kinds: { email: { mayRepeat: true, mayStore: false } } },
+      },
+    });
+    const { client, conversationId } = await start(agent);
+
+    client.send({ type: 'user_text', text: 'can I get a refund?' });
+    const refund = await client.reply();
+    // The sentence before is released; the forbidden one is replaced and the reply stops there.
+    expect(refund.sentences).toEqual(['Let me look.', REPLACEMENT]);
+    const event = client.frames.find((f) => f.type === 'event' && f.name === 'guardrail');
+    expect(event).toMatchObject({ action: 'replace', on: 'assistant', rule: 'no_go:refunds' });
+    expect(typeof event?.reason).toBe('string');
+
+    client.send({ type: 'user_text', text: 'how do I contact you?' });
+    const contact = await client.reply();
+    expect(contact.sentences).toEqual(['Write to help@shop.example.com any time.', 'We answer within a day.']);
+
+    client.send({ type: 'end' });
+    await client.closed;
+    const everything = JSON.stringify(client.frames);
+    expect(everything).not.toContain('full refund for everything');
+    expect(everything).not.toContain('Is there anything else');
+
+    const stored = await storedTurns(conversationId);
+    expect(stored.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+    expect(stored[1]?.text_redacted).toBe(`Let me look. ${REPLACEMENT}`);
+    expect(stored[3]?.text_redacted).not.toContain('help@shop.example.com');
+    expect(stored[3]?.text_redacted).toContain('We answer within a day.');
+    expect(JSON.stringify(stored)).not.toContain('full refund for everything');
+  });
+
+  it('hands a user who asks for a human off, with the target in an event frame, and ends the conversation with the rule', async () => {
+    const agent = await s.createAgent({
+      providerSettings: scripted([]),
+      guardrailPolicy: {
+        version: 2,
+        escalation: {
+          rules: [
+            { id: 'human', when: { userRequestsHuman: true }, action: 'handoff', target: 'support-team', message: 'Connecting you now.' },
+          ],
+        },
+      },
+    });
+    const { client, conversationId } = await start(agent);
+    client.send({ type: 'user_text', text: 'I want to talk to a human' });
+    expect((await client.reply()).sentences).toEqual(['Connecting you now.']);
+    expect(client.frames).toContainEqual(
+      expect.objectContaining({ type: 'event', name: 'handoff', rule: 'escalation:human', target: 'support-team' }),
+    );
+    expect((await client.closed).code).toBe(1000);
+    expect(await endReason(conversationId)).toEqual({ state: 'ended', end_reason: 'guardrail: escalation:human' });
+  });
+
+  it('closes a start inside a sleep window politely with the policy message and an event frame', async () => {
+    // A window from two hours ago to two hours ahead (crossing midnight when it must), every day.
+    const hhmm = (offsetHours: number) => `${String((new Date().getUTCHours() + offsetHours + 24) % 24).padStart(2, '0')}:00`;
+    const agent = await s.createAgent({
+      providerSettings: scripted([]),
+      guardrailPolicy: {
+        version: 2,
+        sleepWindows: {
+          windows: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: hhmm(-2), end: hhmm(2) }],
+          fallbackTimeZone: 'UTC',
+          message: 'We are closed right now.',
+        },
+      },
+    });
+    const { client, conversationId } = await start(agent);
+    expect((await client.reply()).sentences).toEqual(['We are closed right now.']);
+    const event = client.frames.find((f) => f.type === 'event' && f.name === 'guardrail');
+    expect(event).toMatchObject({ action: 'end', on: 'start', rule: 'sleep_window:0' });
+    expect((await client.closed).code).toBe(1000);
+    expect(await endReason(conversationId)).toEqual({ state: 'ended', end_reason: 'guardrail: sleep_window:0' });
+  });
+
+  it("keeps a person's topic cooldown across conversations in Postgres", async () => {
+    const agent = await s.createAgent({
+      providerSettings: scripted([{ match: 'offers', reply: 'Our premium plan is on sale. It has more minutes.' }]),
+      guardrailPolicy: {
+        version: 2,
+        topics: [{ id: 'upsell', keywords: ['premium plan'] }],
+        topicCooldowns: [{ topic: 'upsell', maxPerPersonPerDay: 1, message: 'Let me know if you want to hear about plans later.' }],
+      },
+    });
+    const subjectRef = `crm-${Date.now()}`;
+    const first = await start(agent, { subjectRef });
+    first.client.send({ type: 'user_text', text: 'any offers?' });
+    expect((await first.client.reply()).sentences).toEqual(['Our premium plan is on sale.', 'It has more minutes.']);
+    first.client.send({ type: 'end' });
+    await first.client.closed;
+    const rows = await personRows(subjectRef);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.state.topicMentions.upsell).toHaveLength(1);
+
+    // A new conversation (a new session) with the same person: the cooldown still holds.
+    const second = await start(agent, { subjectRef });
+    second.client.send({ type: 'user_text', text: 'any offers?' });
+    expect((await second.client.reply()).sentences).toEqual(['Let me know if you want to hear about plans later.']);
+    expect(second.client.frames).toContainEqual(
+      expect.objectContaining({ type: 'event', name: 'guardrail', action: 'replace', rule: 'cooldown:upsell' }),
+    );
+    second.client.send({ type: 'end' });
+    await second.client.closed;
+  });
+});
