@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 /**
  * CROSS_TENANT_WORKER_TESTS are the test files that run or watch a worker which takes rows of every
  * tenant: integrations' webhook delivery worker, and the audit outbox relays whose rows these
- * tests read before a relay empties them.
+ * tests read (or seed and count) before a relay empties them.
  */
 const CROSS_TENANT_WORKER_TESTS = [
   'test/integrations/**/*.test.ts',
@@ -18,6 +18,8 @@ const CROSS_TENANT_WORKER_TESTS = [
   'test/audit/relay.test.ts',
   'test/tenant-data/audit-events.test.ts',
   'test/secrets/audit-events.test.ts',
+  // Seeds an outbox row and a delivery row for every tenant table and counts them afterwards.
+  'test/db/isolation.test.ts',
 ];
 
 export default defineConfig({

@@ -67,7 +67,7 @@ afterAll(async () => {
 
 describe('integrations service: CheckEgressTarget', () => {
   it('refuses internal targets naming the rule, and honours the operator ports and allow-list', async () => {
-    const edge = await clientAs('edge');
+    const lifecycle = await clientAs('lifecycle');
     const answers = await Promise.all(
       [
         'https://169.254.169.254/latest/meta-data/',
@@ -76,7 +76,7 @@ describe('integrations service: CheckEgressTarget', () => {
         'https://10.20.1.2:8443/hook',
         'https://10.21.0.1/',
         'https://8.8.8.8:8080/',
-      ].map((target) => edge.checkEgressTarget({ url: target })),
+      ].map((target) => lifecycle.checkEgressTarget({ url: target })),
     );
     expect(answers.map((a) => [a.allowed, a.reason.split(':')[0]])).toEqual([
       [false, 'address-range'],
@@ -89,14 +89,16 @@ describe('integrations service: CheckEgressTarget', () => {
   });
 
   it('answers an empty URL with INVALID_ARGUMENT and a caller off the allow-list with PERMISSION_DENIED', async () => {
-    const orchestrator = await clientAs('voice-orchestrator');
-    await expect(orchestrator.checkEgressTarget({ url: '' })).rejects.toSatisfy(
+    const lifecycle = await clientAs('lifecycle');
+    await expect(lifecycle.checkEgressTarget({ url: '' })).rejects.toSatisfy(
       (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /url/.test(ConnectError.from(e).rawMessage),
     );
-    const identity = await clientAs('identity');
-    await expect(identity.checkEgressTarget({ url: 'https://8.8.8.8/' })).rejects.toSatisfy(
-      (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied,
-    );
+    for (const caller of ['identity', 'edge', 'voice-orchestrator'] as const) {
+      const client = await clientAs(caller);
+      await expect(client.checkEgressTarget({ url: 'https://8.8.8.8/' })).rejects.toSatisfy(
+        (e: unknown) => ConnectError.from(e).code === Code.PermissionDenied,
+      );
+    }
   });
 });
 
@@ -129,5 +131,7 @@ describe('integrations service: EmitEvent', () => {
     expect((refusal as ConnectError).rawMessage).toContain('webhook data holds only ids');
     const audit = await clientAs('audit');
     await expect(audit.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
+    const edge = await clientAs('edge');
+    await expect(edge.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
   });
 });

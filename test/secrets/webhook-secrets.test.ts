@@ -76,4 +76,28 @@ describe('webhook signing secrets', () => {
     );
     expect(await codeOf(integrations.resolveWebhookSecrets({ tenantId: tenant, secretIds: [llm.secret!.id] }))).toBe(Code.PermissionDenied);
   });
+
+  it('keeps the operator API off webhook secrets: no put of that kind, no rotate, no delete, and never resolved for a conversation', async () => {
+    const issued = await integrations.issueWebhookSecret({ tenantId: tenant, name: 'webhook-endpoint-3' });
+    const id = issued.secret!.id;
+    const edge = await stack.clientAs('edge', SecretsService);
+    const as = {
+      headers: principalHeaders({
+        tenantId: tenant,
+        kind: 'member' as const,
+        id: 'operator-2',
+        scopes: ['secrets:write', 'agents:read'],
+        source: '127.0.0.1',
+        userAgent: 'vitest',
+      }),
+    };
+    expect(await codeOf(edge.putSecret({ name: 'forged', providerKind: 'webhook', value: `whsec_${'A'.repeat(43)}=` }, as))).toBe(
+      Code.InvalidArgument,
+    );
+    expect(await codeOf(edge.rotateSecret({ secretId: id, value: `whsec_${'B'.repeat(43)}=` }, as))).toBe(Code.PermissionDenied);
+    expect(await codeOf(edge.deleteSecret({ secretId: id }, as))).toBe(Code.PermissionDenied);
+    // Still the one integrations was given: nothing above changed it.
+    const resolved = await integrations.resolveWebhookSecrets({ tenantId: tenant, secretIds: [id] });
+    expect(resolved.secrets.map((s) => s.value)).toEqual([issued.value]);
+  });
 });

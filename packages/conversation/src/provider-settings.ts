@@ -1,19 +1,30 @@
+import { RE2JS } from 're2js';
 import { z } from 'zod';
 
+/**
+ * compileScriptedMatch compiles a scripted rule's pattern with RE2 (linear time, case-insensitive):
+ * the pattern is a tenant's and is run on end users' text, so a backtracking engine would let one
+ * agent stall every conversation of the replica.
+ */
+export function compileScriptedMatch(source: string): { test(text: string): boolean } {
+  const re = RE2JS.compile(source, RE2JS.CASE_INSENSITIVE);
+  return { test: (text) => re.matcher(text).find() };
+}
+
 const scriptedRule = z.strictObject({
-  /** match is a case-insensitive regular expression tried against the user's message. */
+  /** match is a case-insensitive RE2 regular expression tried against the user's message. */
   match: z
     .string()
     .min(1)
     .max(500)
     .refine((source) => {
       try {
-        new RegExp(source, 'iu');
+        compileScriptedMatch(source);
         return true;
       } catch {
         return false;
       }
-    }, 'must be a valid regular expression'),
+    }, 'must be a valid RE2 regular expression (no backreferences or lookaround)'),
   /** reply is said when match matches; "{user}" is replaced by the user's message. */
   reply: z.string().min(1).max(4_000),
 });

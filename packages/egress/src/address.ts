@@ -81,8 +81,10 @@ export function refusedAddress(
     if (addressIsAllowListed(answer.address, allowList)) continue;
     const verdict = classifyAddress(answer.address);
     if (!verdict.public) {
-      const from = answer.address === host ? '' : ` (resolved from ${host})`;
-      return `address-range: ${answer.address}${from} is ${verdict.range}, not a public address`;
+      // A name's answer is not repeated: the refusal reaches tenants (API errors, the delivery
+      // log), and must not become a way to learn what internal names resolve to.
+      if (answer.address !== host) return `address-range: ${host} resolves to a non-public address (${verdict.range})`;
+      return `address-range: ${answer.address} is ${verdict.range}, not a public address`;
     }
   }
   return undefined;

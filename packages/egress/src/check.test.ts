@@ -170,10 +170,10 @@ describe('checkEgressTarget', () => {
     expect(decision.address).toBeUndefined();
   });
 
-  it('names the range and the resolved name in an address refusal', async () => {
+  it('names the rule, the name and the range in an address refusal, never the address a name resolved to', async () => {
     const decision = await checkEgressTarget('https://meta.example.com/', { lookup: stubLookup() });
     expect(decision.reason).toBe(
-      'address-range: 169.254.169.254 (resolved from meta.example.com) is link-local (includes cloud metadata 169.254.169.254), not a public address',
+      'address-range: meta.example.com resolves to a non-public address (link-local (includes cloud metadata 169.254.169.254))',
     );
     const mapped = await checkEgressTarget('https://[::ffff:127.0.0.1]/', { lookup: stubLookup() });
     expect(mapped.reason).toContain('IPv4-mapped IPv6');

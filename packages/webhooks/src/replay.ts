@@ -7,16 +7,19 @@ import { checkTimestampFreshness } from './standard-webhooks.js';
  * endpoint's events; memorySeenIds is for one process and tests.
  */
 export interface SeenIds {
-  /** remember stores the id until `expiresAt` and says whether it was new. */
-  remember(id: string, expiresAt: Date): Promise<boolean>;
+  /**
+   * remember stores the id until `expiresAt` and says whether it was new; `now` is the clock of
+   * the check (the same one the timestamp was judged by), the current time when absent.
+   */
+  remember(id: string, expiresAt: Date, now?: Date): Promise<boolean>;
 }
 
 /** memorySeenIds is a per-process SeenIds bounded to `maxEntries` live ids (oldest evicted first). */
 export function memorySeenIds(maxEntries = 100_000): SeenIds {
   const expiry = new Map<string, number>();
   return {
-    async remember(id, expiresAt) {
-      const now = Date.now();
+    async remember(id, expiresAt, at) {
+      const now = (at ?? new Date()).getTime();
       const known = expiry.get(id);
       if (known !== undefined && known > now) return false;
       expiry.delete(id);
@@ -42,7 +45,7 @@ export async function checkReplay(input: {
   const now = input.now ?? new Date();
   checkTimestampFreshness(input.timestamp, input.toleranceSeconds, now);
   const expiresAt = new Date((input.timestamp + input.toleranceSeconds + 1) * 1000);
-  if (!(await input.seen.remember(input.id, expiresAt))) {
+  if (!(await input.seen.remember(input.id, expiresAt, now))) {
     throw new WebhookVerificationError(`replayed event: id ${input.id} was already received`);
   }
 }

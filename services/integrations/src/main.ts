@@ -50,7 +50,9 @@ runMain({
         logger: ctx.logger,
       });
       worker.start();
-      ctx.onClose(() => worker.stop());
+      // Stop leasing as soon as the stop begins: a batch leased during the drain could outlive the
+      // pod and be delivered again by another replica once its lease ran out.
+      ctx.onStopping(() => worker.stop());
       wakeWorker = () => worker.wake();
     } else {
       ctx.logger.warn(

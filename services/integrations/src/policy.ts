@@ -7,10 +7,13 @@ import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integr
  */
 export const callerPolicies: readonly CallerPolicy[] = [
   defineCallerPolicy(IntegrationsService, {
-    checkEgressTarget: ['edge', 'voice-orchestrator', 'lifecycle'],
+    // Every service checks its own targets in process with @parley/egress; the RPC stays for
+    // lifecycle's DSAR jobs (callback targets), the one planned caller.
+    checkEgressTarget: ['lifecycle'],
     // Services whose changes are webhook events: conversations (orchestrator), DSAR jobs
-    // (lifecycle), key revocation (identity), secret rotation (secrets) and the edge.
-    emitEvent: ['voice-orchestrator', 'lifecycle', 'edge', 'identity', 'secrets'],
+    // (lifecycle), key revocation (identity) and secret rotation (secrets). Not the edge: a
+    // compromised edge must not be able to have integrations sign events for any tenant.
+    emitEvent: ['voice-orchestrator', 'lifecycle', 'identity', 'secrets'],
     // Endpoint administration is a workspace's own, through the edge with the caller's principal.
     createWebhookEndpoint: ['edge'],
     listWebhookEndpoints: ['edge'],

@@ -69,14 +69,15 @@ export async function getSecret(trx: Trx, secretId: string): Promise<SecretRow> 
   return row;
 }
 
-/** existingSecretIds returns which of the given ids are secrets of the transaction's tenant (RLS hides the others). */
-export async function existingSecretIds(trx: Trx, secretIds: readonly string[]): Promise<Set<string>> {
+/** existingSecretIds returns which of the given ids are secrets of the transaction's tenant (RLS hides the others), leaving out secrets of excludeKind. */
+export async function existingSecretIds(trx: Trx, secretIds: readonly string[], excludeKind?: string): Promise<Set<string>> {
   if (secretIds.length === 0) return new Set();
-  const rows = await trx
+  let query = trx
     .selectFrom('secrets')
     .select('id')
-    .where('id', 'in', [...secretIds])
-    .execute();
+    .where('id', 'in', [...secretIds]);
+  if (excludeKind !== undefined) query = query.where('provider_kind', '<>', excludeKind);
+  const rows = await query.execute();
   return new Set(rows.map((r) => r.id));
 }
 

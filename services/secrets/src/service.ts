@@ -29,7 +29,7 @@ import type { Kysely } from 'kysely';
 import type { ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
-import { createWebhookSecretHandlers } from './webhook-secret.service.js';
+import { createWebhookSecretHandlers, WEBHOOK_PROVIDER_KIND } from './webhook-secret.service.js';
 import {
   addSecretVersion,
   createSecret,
@@ -64,8 +64,17 @@ export interface SecretsServiceDeps {
 export const WRITE_SCOPE: Scope = 'secrets:write';
 /** READ_SCOPE is the principal scope ListSecrets and GetSecret need. */
 export const READ_SCOPE: Scope = 'agents:read';
-/** PROVIDER_KINDS are the accepted provider kinds. */
-export const PROVIDER_KINDS: readonly string[] = ['llm', 'stt', 'tts', 'telephony', 'webhook', 'tool'];
+/**
+ * PROVIDER_KINDS are the kinds an operator may put. Webhook signing secrets are not among them:
+ * they are made, rotated and read only through integrations (WebhookService), so neither an
+ * operator with secrets:write nor an agent's secret_refs can set or read one.
+ */
+export const PROVIDER_KINDS: readonly string[] = ['llm', 'stt', 'tts', 'telephony', 'tool'];
+
+/** refuseWebhookSecret keeps the general secrets API off webhook signing secrets. */
+function refuseWebhookSecret(row: { id: string; provider_kind: string }, what: string): void {
+  if (row.provider_kind === WEBHOOK_PROVIDER_KIND) throw new PermissionDeniedError(`secret ${row.id} is a webhook signing secret; ${what}`);
+}
 
 const MAX_VALUE_BYTES = 16 * 1024;
 const MAX_SUBJECT_PLAINTEXT_BYTES = 1024 * 1024;
@@ -159,6 +168,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const plaintext = valueBytes(req.value, 'value');
       try {
         const current = await withTenant(db, p.tenantId, (trx) => getSecret(trx, secretId));
+        refuseWebhookSecret(current, 'rotate it with WebhookService/RotateWebhookSecret');
         if (req.expectedVersion !== 0 && req.expectedVersion !== current.current_version) {
           throw new FailedPreconditionError(
             `secret ${secretId} is at version ${current.current_version}, not ${req.expectedVersion}; read it again and retry`,
@@ -201,6 +211,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const p = scopedPrincipal(ctx, WRITE_SCOPE);
       const destroyed = await audited(p.tenantId, async (trx, record) => {
         const secret = await getSecret(trx, req.secretId);
+        refuseWebhookSecret(secret, 'it goes with its endpoint (WebhookService/DeleteWebhookEndpoint)');
         const keysDestroyed = await deleteSecret(trx, secret.id);
         await record({
           ...fromPrincipal(p),
@@ -223,7 +234,8 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       if (req.secretIds.length < 1 || req.secretIds.length > 16)
         throw new InvalidArgumentError('secret_ids must name 1-16 secrets', { field: 'secret_ids' });
       const ids = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
-      const found = await withTenant(db, tenantId, (trx) => existingSecretIds(trx, ids));
+      // A webhook signing secret is never an agent's: an agent that named one would be handed it.
+      const found = await withTenant(db, tenantId, (trx) => existingSecretIds(trx, ids, WEBHOOK_PROVIDER_KIND));
       return { missingIds: [...new Set(ids.filter((id) => !found.has(id)))] };
     },
 
@@ -266,6 +278,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
         const resolved = [];
         const events: AccessEvent[] = [];
         for (const row of rows) {
+          refuseWebhookSecret(row, 'it is never handed to a conversation');
           const plaintext = await openSecret(
             keys,
             { tenantId, secretId: row.id, version: row.version },

@@ -22,6 +22,21 @@ describe('scripted provider', () => {
     expect(await reply(scriptedProvider(settings), 'Hi there')).toEqual(['Hello! ', 'Nice ', 'to ', 'meet ', 'you.']);
   });
 
+  it('matches rules in linear time: a pattern catastrophic for a backtracking engine answers at once', async () => {
+    const evil = scriptedLlmSettings.parse({ provider: 'scripted', rules: [{ match: '^(a+)+$', reply: 'matched' }], delayMs: 0 });
+    // A backtracking RegExp needs about 2^40 steps for this input; RE2 scans it once.
+    const started = performance.now();
+    expect((await reply(scriptedProvider(evil), `${'a'.repeat(40)}!`)).join('')).toBe(`You said: ${'a'.repeat(40)}!`);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect((await reply(scriptedProvider(evil), 'aaaa')).join('')).toBe('matched');
+  });
+
+  it('refuses a rule that RE2 cannot run (backreferences), naming the rule', () => {
+    const parsed = scriptedLlmSettings.safeParse({ provider: 'scripted', rules: [{ match: '(a)\\1', reply: 'x' }] });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues[0]?.path).toEqual(['rules', 0, 'match']);
+  });
+
   it('echoes the user in the default reply', async () => {
     expect((await reply(scriptedProvider(settings), 'something else')).join('')).toBe('You said: something else');
   });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ScriptedLlmSettings } from '@parley/conversation';
+import { compileScriptedMatch, type ScriptedLlmSettings } from '@parley/conversation';
 import type { ChatMessage, LlmProvider } from './providers.js';
 
 /**
@@ -9,7 +9,7 @@ import type { ChatMessage, LlmProvider } from './providers.js';
  * stack hold a whole conversation offline and tests make the agent say exactly what they need.
  */
 export function scriptedProvider(settings: ScriptedLlmSettings): LlmProvider {
-  const rules = settings.rules.map((r) => ({ pattern: new RegExp(r.match, 'iu'), reply: r.reply }));
+  const rules = settings.rules.map((r) => ({ pattern: compileScriptedMatch(r.match), reply: r.reply }));
   return {
     kind: 'scripted',
     async *streamReply(messages: readonly ChatMessage[], signal: AbortSignal) {

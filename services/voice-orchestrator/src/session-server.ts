@@ -158,7 +158,13 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
         },
         (err: unknown) => {
           if (err instanceof SessionRefusal) {
-            log.info({ close_code: err.closeCode, reason: err.message }, 'session refused');
+            // A caller's mistake (token, origin) is info; a peer that is down is the operator's.
+            if (err.closeCode === CLOSE_CODES.tryAgainLater)
+              log.warn(
+                { close_code: err.closeCode, reason: err.message, err: err.cause },
+                'session refused: a service it needs is unavailable',
+              );
+            else log.info({ close_code: err.closeCode, reason: err.message }, 'session refused');
             channel.close(err.closeCode, err.message);
           } else {
             log.error({ err }, 'session start failed');

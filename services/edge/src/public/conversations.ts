@@ -69,7 +69,9 @@ export const conversationsModule = definePublicModule(
         const turns = await Promise.all(
           res.turns.map(async (t) => {
             let text = t.textRedacted;
-            if (text.startsWith(SEALED_PREFIX)) {
+            // Only a conversation with an end user has sealed turns: without a subject a turn that
+            // merely starts with the prefix is text someone typed, shown as it is.
+            if (subjectId !== '' && text.startsWith(SEALED_PREFIX)) {
               try {
                 const opened = await secrets.decryptForSubject(
                   {
@@ -78,7 +80,8 @@ export const conversationsModule = definePublicModule(
                     purpose: transcriptPurpose(t.conversationId),
                     ciphertext: Buffer.from(text.slice(SEALED_PREFIX.length), 'base64'),
                   },
-                  { signal: ctx.signal },
+                  // The principal goes along, so secrets takes the tenant from it, not from this body.
+                  forward(ctx),
                 );
                 text = Buffer.from(opened.plaintext).toString('utf8');
               } catch (err) {
