@@ -1,7 +1,8 @@
-// vitest globalSetup: one Postgres for the whole run. Without DATABASE_URL it starts the
-// embedded Postgres (data in a throwaway folder under the git-ignored .parley/, a free port,
-// durability off for speed, removed at teardown); with it, it uses that server. Either way it
-// migrates every service and hands the admin URL and the service-role passwords to the tests.
+// vitest globalSetup, run once per test project (vitest.config.ts): one Postgres per project.
+// Without DATABASE_URL it starts an embedded Postgres (data in a throwaway folder under the
+// git-ignored .parley/, a free port, durability off for speed, removed at teardown); with it, it
+// uses that server for every project. Either way it migrates every service and hands the admin
+// URL and the service-role passwords to the tests.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,11 +28,24 @@ export default async function setup(project: TestProject): Promise<() => Promise
     databaseUrl = pg.url;
     stop = pg.stop;
   }
-  const rolePasswords: RolePasswords = {};
-  for (const service of SERVICE_NAMES) rolePasswords[service] = randomBytes(18).toString('base64url');
+  // Roles belong to a server, not a database: projects that share one (DATABASE_URL) must share
+  // the passwords too, or the second project's migration would change the first one's. The
+  // projects' setups run in vitest's one main process, so globalThis is where they meet; their
+  // migrations run one after the other for the same reason.
+  const shared = globalThis as { parleyTestRolePasswords?: RolePasswords; parleyTestMigrations?: Promise<unknown> };
+  const rolePasswords: RolePasswords = (shared.parleyTestRolePasswords ??= Object.fromEntries(
+    SERVICE_NAMES.map((service) => [service, randomBytes(18).toString('base64url')]),
+  ));
+  const url = databaseUrl;
+  const migrated = (shared.parleyTestMigrations ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(async () => {
+      const services = await loadServiceMigrations({ workspaceRoot, source: true });
+      await migrateAll(url, { services, rolePasswords });
+    });
+  shared.parleyTestMigrations = migrated;
   try {
-    const services = await loadServiceMigrations({ workspaceRoot, source: true });
-    await migrateAll(databaseUrl, { services, rolePasswords });
+    await migrated;
   } catch (err) {
     await stop?.();
     throw err;
