@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { loadServiceMigrations, migrateAll, serviceDatabaseUrl } from '@parley/db';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort } from '@parley/devstack';
 import { peerUrlVariable, SERVICE_NAMES, type ServiceName } from '@parley/platform';
 import { AgentService } from '@parley/proto/parley/api/v1/agents_pb.js';
 import { SecretService } from '@parley/proto/parley/api/v1/secrets_pb.js';
@@ -21,6 +21,7 @@ import { SessionService } from '@parley/proto/parley/api/v1/sessions_pb.js';
 import { createTestPki } from '@parley/test/pki';
 import WebSocket from 'ws';
 import { RULES, startBaseline } from './conversation-baseline.js';
+import { startServiceProcesses } from './service-processes.js';
 import { percentile } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -185,28 +186,7 @@ export async function runConversationBenchmark(options: {
     },
     edge: { PARLEY_PUBLIC_PORT: String(publicPort), PARLEY_AUDIT_URL: `https://localhost:${await freePort()}` },
   };
-  const procs = names.map((n) => {
-    const f = pki.files(n);
-    return new ServiceProcess({
-      name: n,
-      script: join(root, 'services', n, 'dist', 'main.js'),
-      env: {
-        ...peers,
-        ...extra[n],
-        PARLEY_TLS_CERT: f.certFile,
-        PARLEY_TLS_KEY: f.keyFile,
-        PARLEY_TLS_CA: f.caFile,
-        PARLEY_LOG_LEVEL: 'warn',
-        PARLEY_SERVICE_PORT: String(ports[n].port),
-        PARLEY_HEALTH_PORT: String(ports[n].health),
-      },
-      healthUrl: `http://127.0.0.1:${ports[n].health}/readyz`,
-      onLine: (name, line) => {
-        if (line.includes('"level":"error"') || line.includes('"level":50')) process.stderr.write(`${name}: ${line.slice(0, 500)}\n`);
-      },
-    });
-  });
-  for (const p of procs) p.start();
+  const procs = startServiceProcesses({ names, pki, ports, peers, extra });
   let baseline: Awaited<ReturnType<typeof startBaseline>> | undefined;
   try {
     await Promise.all(procs.map((p) => p.waitReady(60_000)));

@@ -10,13 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { loadServiceMigrations, migrateAll, serviceDatabaseUrl } from '@parley/db';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort } from '@parley/devstack';
 import { peerUrlVariable, SERVICE_NAMES, type ServiceName } from '@parley/platform';
 import { AgentService } from '@parley/proto/parley/api/v1/agents_pb.js';
 import { SessionService } from '@parley/proto/parley/api/v1/sessions_pb.js';
 import { JwksCache, SessionTokenVerifier, signSessionToken } from '@parley/session-token';
 import { createTestPki } from '@parley/test/pki';
 import { exportJWK, importJWK, jwtVerify } from 'jose';
+import { startServiceProcesses } from './service-processes.js';
 import { closedLoop, type LoadResult } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -131,28 +132,7 @@ async function createSessionLoad(adminUrl: string, seconds: number, concurrency:
       PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
     },
   };
-  const procs = names.map((n) => {
-    const f = pki.files(n);
-    return new ServiceProcess({
-      name: n,
-      script: join(root, 'services', n, 'dist', 'main.js'),
-      env: {
-        ...peers,
-        ...extra[n],
-        PARLEY_TLS_CERT: f.certFile,
-        PARLEY_TLS_KEY: f.keyFile,
-        PARLEY_TLS_CA: f.caFile,
-        PARLEY_LOG_LEVEL: 'warn',
-        PARLEY_SERVICE_PORT: String(ports[n].port),
-        PARLEY_HEALTH_PORT: String(ports[n].health),
-      },
-      healthUrl: `http://127.0.0.1:${ports[n].health}/readyz`,
-      onLine: (name, line) => {
-        if (line.includes('"level":"error"') || line.includes('"level":50')) process.stderr.write(`${name}: ${line.slice(0, 500)}\n`);
-      },
-    });
-  });
-  for (const p of procs) p.start();
+  const procs = startServiceProcesses({ names, pki, ports, peers, extra });
   try {
     await Promise.all(procs.map((p) => p.waitReady(60_000)));
     const { apiKey } = JSON.parse(await readFile(bootstrapFile, 'utf8')) as { apiKey: string };

@@ -28,11 +28,11 @@ import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import type { ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
+import { createAuditedSecret } from './secret-create.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
 import { createWebhookSecretHandlers, WEBHOOK_PROVIDER_KIND } from './webhook-secret.service.js';
 import {
   addSecretVersion,
-  createSecret,
   currentVersions,
   deleteSecret,
   existingSecretIds,
@@ -127,21 +127,15 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const id = randomUUID();
       try {
         const sealed = await sealSecret(kek, { tenantId: p.tenantId, secretId: id, version: 1 }, plaintext);
-        const row = await audited(p.tenantId, async (trx, record) => {
-          const created = await createSecret(trx, { id, name, providerKind, hint: hintOf(req.value), setBy: setByOf(p) }, sealed);
-          await record({
-            ...fromPrincipal(p),
-            action: 'secret.create',
-            target: { type: 'secret', id: created.id },
-            // Never the value, nor its last four characters (the hint is for the owner's eyes in the API).
-            details: auditDetails({ name: created.name, provider_kind: created.provider_kind, version: created.current_version }, [
-              'name',
-              'provider_kind',
-              'version',
-            ]),
-          });
-          return created;
-        });
+        const row = await audited(p.tenantId, (trx, record) =>
+          createAuditedSecret(
+            trx,
+            record,
+            fromPrincipal(p),
+            { id, name, providerKind, hint: hintOf(req.value), setBy: setByOf(p) },
+            sealed,
+          ),
+        );
         return { secret: toSecretMetadata(row) };
       } finally {
         plaintext.fill(0);

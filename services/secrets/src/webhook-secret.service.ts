@@ -8,7 +8,8 @@ import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/
 import { generateWebhookSecret } from '@parley/webhooks';
 import { randomUUID } from 'node:crypto';
 import type { SecretsDatabase } from './db/tables.js';
-import { createSecret, currentVersions } from './secret.store.js';
+import { createAuditedSecret } from './secret-create.js';
+import { currentVersions } from './secret.store.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
 
 /** WEBHOOK_PROVIDER_KIND marks the secrets that sign webhooks; only integrations makes or reads them. */
@@ -47,25 +48,15 @@ export function createWebhookSecretHandlers(
       const actor = callingService(ctx);
       try {
         const sealed = await sealSecret(deps.kek, { tenantId, secretId: id, version: 1 }, plaintext);
-        const row = await deps.audited(tenantId, async (trx, record) => {
-          const created = await createSecret(
+        const row = await deps.audited(tenantId, (trx, record) =>
+          createAuditedSecret(
             trx,
+            record,
+            { tenantId, actor },
             { id, name, providerKind: WEBHOOK_PROVIDER_KIND, hint: hintOf(value), setBy: 'service:integrations' },
             sealed,
-          );
-          await record({
-            tenantId,
-            actor,
-            action: 'secret.create',
-            target: { type: 'secret', id: created.id },
-            details: auditDetails({ name: created.name, provider_kind: created.provider_kind, version: created.current_version }, [
-              'name',
-              'provider_kind',
-              'version',
-            ]),
-          });
-          return created;
-        });
+          ),
+        );
         return { secret: toSecretMetadata(row), value };
       } finally {
         plaintext.fill(0);

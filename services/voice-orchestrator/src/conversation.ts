@@ -1,20 +1,16 @@
-import type { Logger } from '@parley/platform';
+import type { ProviderSettings } from '@parley/conversation';
 import type { GuardrailState } from '@parley/guardrails';
-import { decodeJwt } from 'jose';
-import { SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Logger } from '@parley/platform';
 import type { OrchestratorConfig } from './config.js';
 import type { ConversationEventSink } from './conversation-events.js';
-import { ConversationKeys } from './conversation-keys.js';
-import { createGuardrailStage, type GuardrailContext, type GuardrailDecision, type GuardrailStage } from './guardrail-stage.js';
-import { openAiCompatibleProvider } from './openai-provider.js';
+import type { ConversationKeys } from './conversation-keys.js';
+import { ConversationRecorder } from './conversation-recorder.js';
+import type { GuardrailContext, GuardrailDecision, GuardrailStage } from './guardrail-stage.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import { providerSettingsSchema, type ProviderSettings } from '@parley/conversation';
 import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
-import { scriptedProvider } from './scripted-provider.js';
 import { SentenceBuffer } from './sentences.js';
-import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
-import { sealTranscriptText } from './transcript-text.js';
+import { CLOSE_CODES } from './session-refusal.js';
 
 /** ServerFrame is a JSON text frame the server sends (README: "Session protocol"). */
 export type ServerFrame =
@@ -43,17 +39,7 @@ export interface ConversationDeps {
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
 
-/** StartRequest is what a client's start frame and its connection say. */
-export interface StartRequest {
-  readonly token: string;
-  /** origin is the connection's Origin header ('' when the client sent none). */
-  readonly origin: string;
-  /** agentId, when the client names one, must be the token's agent. */
-  readonly agentId?: string;
-}
-
 const MAX_HISTORY = 40;
-const tracer = trace.getTracer('@parley/voice-orchestrator');
 
 /** EndOptions control how a conversation is ended. */
 export interface EndOptions {
@@ -72,130 +58,8 @@ class BargeIn extends Error {
   }
 }
 
-/** secretsNeeded names the secrets the agent's providers use (none for the scripted provider). */
-function secretsNeeded(settings: ProviderSettings, refs: Readonly<Record<string, string>>): string[] {
-  const llm = settings.llm;
-  if (llm.provider === 'scripted') return [];
-  const id = refs[llm.secretPurpose];
-  if (id === undefined)
-    throw new SessionRefusal(
-      CLOSE_CODES.internal,
-      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
-    );
-  return [id];
-}
-
-function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: ConversationDeps): LlmProvider {
-  const llm = settings.llm;
-  if (llm.provider === 'scripted') return scriptedProvider(llm);
-  if (!keys.has(llm.secretPurpose))
-    throw new SessionRefusal(
-      CLOSE_CODES.internal,
-      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
-    );
-  return openAiCompatibleProvider(llm, {
-    apiKey: () => keys.reveal(llm.secretPurpose),
-    fetch: deps.providerFetch,
-    defaultTimeoutMs: deps.config.providerTimeoutMs,
-  });
-}
-
-/** unverifiedTarget reads tenant and agent from a token's payload without trusting them (decodeJwt verifies nothing). */
-function unverifiedTarget(token: string): { tenant: string; agent: string } | undefined {
-  try {
-    const claims = decodeJwt(token);
-    return typeof claims.tenant === 'string' && typeof claims.agent === 'string'
-      ? { tenant: claims.tenant, agent: claims.agent }
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * startConversation runs the start of a conversation: the token is verified and spent at
- * identity, the agent loaded, the conversation recorded live, and the agent's provider keys
- * resolved for it. Any refusal is a SessionRefusal; if something fails after the row was written,
- * the row is ended with the reason, so no conversation is left live without a connection.
- */
-export function startConversation(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
-  // One trace per start: the kernel's client interceptor hangs every peer call under this span.
-  return tracer.startActiveSpan('conversation.start', async (span) => {
-    try {
-      const conversation = await runStart(deps, req, channel);
-      span.setAttributes({ 'parley.tenant_id': conversation.tenantId, 'parley.conversation_id': conversation.conversationId });
-      return conversation;
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof SessionRefusal ? err.message : 'start failed' });
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
-}
-
-async function runStart(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
-  const { peers } = deps;
-  // The agent is loaded while identity checks the token, from the token's unverified claims: a
-  // read only, used only if the verified claims name the same tenant and agent. It saves a hop
-  // on the hot path (see bench/README.md, conversation).
-  const hint = unverifiedTarget(req.token);
-  const early = hint === undefined ? undefined : peers.getAgent(hint.tenant, hint.agent);
-  early?.catch(() => undefined);
-  const grant = await peers.consumeSession(req.token, req.origin);
-  // identity checked the origin already; checked here too because the session port is where it matters.
-  if (grant.origin !== '' && grant.origin !== req.origin)
-    throw new SessionRefusal(CLOSE_CODES.forbidden, 'origin not allowed for this token');
-  if (req.agentId !== undefined && req.agentId !== grant.agentId)
-    throw new SessionRefusal(CLOSE_CODES.forbidden, 'agent not allowed for this token');
-  const agent =
-    early !== undefined && hint?.tenant === grant.tenantId && hint.agent === grant.agentId
-      ? await early
-      : await peers.getAgent(grant.tenantId, grant.agentId);
-  const parsed = providerSettingsSchema.safeParse(agent.providerSettings);
-  if (!parsed.success)
-    throw new SessionRefusal(CLOSE_CODES.internal, "the agent's provider settings are invalid; the workspace must fix the agent");
-  const settings = parsed.data;
-  // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
-  // one is refused before anything is written.
-  const wanted = secretsNeeded(settings, agent.secretRefs);
-  const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
-  // The checker's state that spans conversations (per person) or connections (per conversation;
-  // the conversation id is the session id) is in tenant-data; read before anything is written.
-  const stored = await peers.guardrailState(grant.tenantId, grant.sessionId, subjectId);
-  let guardrails: GuardrailStage;
-  try {
-    guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy, stored);
-  } catch {
-    // tenant-data refuses a policy that does not compile on write; one stored before a rule existed ends here.
-    throw new SessionRefusal(CLOSE_CODES.internal, "the agent's guardrail policy does not compile; the workspace must fix the agent");
-  }
-  const { conversationId } = await peers.startConversation(grant, subjectId);
-  let keys: ConversationKeys | undefined;
-  try {
-    keys =
-      wanted.length > 0
-        ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId, wanted))
-        : new ConversationKeys();
-    const llm = buildLlm(settings, keys, deps);
-    // The policy's fatigue limit may be shorter than the deployment's maximum duration.
-    const maxDurationMs = Math.min(deps.config.maxDurationMs, guardrails.maxDurationMs);
-    return new LiveConversation(
-      deps,
-      { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails, maxDurationMs },
-      channel,
-    );
-  } catch (err) {
-    keys?.release();
-    const reason = err instanceof SessionRefusal ? `start failed: ${err.message}` : 'start failed: internal error';
-    await peers.endConversation(grant.tenantId, conversationId, reason).catch((endErr: unknown) => {
-      deps.logger.error({ err: endErr, conversation_id: conversationId }, 'could not record a failed start as ended');
-    });
-    throw err;
-  }
-}
-
-interface LiveState {
+/** LiveState is what a started conversation holds until its end (keys and provider included). */
+export interface LiveState {
   readonly grant: SessionGrant;
   readonly conversationId: string;
   readonly subjectId: string | undefined;
@@ -223,13 +87,13 @@ export class LiveConversation {
   #history: ChatMessage[] = [];
   #reply: AbortController | undefined;
   #replyDone: Promise<void> = Promise.resolve();
-  #transcript: Promise<void> = Promise.resolve();
   #ending: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #idle: NodeJS.Timeout | undefined;
   readonly #deps: ConversationDeps;
   readonly #channel: ClientChannel;
   readonly #log: Logger;
+  readonly #recorder: ConversationRecorder;
 
   constructor(deps: ConversationDeps, state: LiveState, channel: ClientChannel) {
     this.#deps = deps;
@@ -239,6 +103,7 @@ export class LiveConversation {
     this.conversationId = state.conversationId;
     this.agentId = state.grant.agentId;
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
+    this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId);
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
     this.#timers.push(
       setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
@@ -413,36 +278,18 @@ export class LiveConversation {
   #saveGuardrails(): void {
     const state = this.#state;
     if (state === undefined) return;
-    const snapshot = state.guardrails.state;
-    this.#transcript = this.#transcript.then(async () => {
-      try {
-        await this.#deps.peers.saveGuardrailState(this.tenantId, this.conversationId, state.subjectId, snapshot);
-      } catch (err) {
-        this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'guardrail state not stored');
-      }
-    });
+    this.#recorder.guardrailState(state.subjectId, state.guardrails.state);
   }
 
   #eventIds() {
     return { tenantId: this.tenantId, conversationId: this.conversationId, agentId: this.agentId };
   }
 
-  /** #record queues a turn for tenant-data, redacted and (with a subject) sealed; turns are stored in order, off the reply path. */
+  /** #record queues a turn for tenant-data, redacted by the policy (and sealed by the recorder when there is a subject). */
   #record(role: 'user' | 'assistant' | 'system', text: string): void {
     const state = this.#state;
     if (state === undefined) return;
-    const { peers } = this.#deps;
-    const redacted = state.guardrails.redactForTranscript(text);
-    const subjectId = state.subjectId;
-    this.#transcript = this.#transcript.then(async () => {
-      try {
-        const stored =
-          subjectId === undefined ? redacted : await sealTranscriptText(peers, this.tenantId, subjectId, this.conversationId, redacted);
-        await peers.appendTurn(this.tenantId, this.conversationId, role, stored);
-      } catch (err) {
-        this.#log.error({ err: err instanceof Error ? err.message : 'unknown', role }, 'transcript turn not stored');
-      }
-    });
+    this.#recorder.turn(role, state.guardrails.redactForTranscript(text), state.subjectId);
   }
 
   #resetIdle(): void {
@@ -477,7 +324,7 @@ export class LiveConversation {
     if (waitMs > 0) await Promise.race([this.#replyDone, new Promise((r) => setTimeout(r, waitMs).unref())]);
     this.#reply?.abort(new Error(reason));
     await this.#replyDone;
-    await this.#transcript;
+    await this.#recorder.drained();
     const state = this.#state;
     state?.keys.release();
     // Drop every reference to the keys and the provider that reads them.

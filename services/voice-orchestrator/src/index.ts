@@ -1,6 +1,8 @@
 // @parley/voice-orchestrator: the runtime pieces other packages and tests build on.
 export * from './config.js';
 export * from './conversation.js';
+export * from './conversation-recorder.js';
+export * from './conversation-start.js';
 export * from './conversation-events.js';
 export * from './conversation-keys.js';
 export * from './guardrail-stage.js';

@@ -11,7 +11,7 @@ import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orches
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { loadOrchestratorConfig } from './config.js';
-import { startConversation } from './conversation.js';
+import { startConversation } from './conversation-start.js';
 import { loggingEventSink } from './conversation-events.js';
 import { LiveConversations } from './live-conversations.js';
 import { createOrchestratorService } from './orchestrator-service.js';

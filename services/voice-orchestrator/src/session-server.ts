@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '@parley/platform';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { ClientChannel, LiveConversation, ServerFrame, StartRequest } from './conversation.js';
+import type { ClientChannel, LiveConversation, ServerFrame } from './conversation.js';
+import type { StartRequest } from './conversation-start.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 
 /** MAX_USER_TEXT_CHARS bounds one user message. */

@@ -1,0 +1,142 @@
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { auditDetails } from '@parley/audit-outbox';
+import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
+import { principalOf } from '@parley/platform';
+import { changeActor, readActor } from '../audit.js';
+import {
+  appendTranscriptTurn,
+  endConversation,
+  getConversation,
+  listConversations,
+  listTranscriptTurns,
+  startConversation,
+} from '../conversation.store.js';
+import type { Recording, TranscriptTurn } from '../db/tables.js';
+import { addRecording, listRecordings } from '../recording.store.js';
+import { blank, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
+import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
+
+/** conversationHandlers start, list and end conversations and keep their transcripts and recordings; reads of transcripts and recordings are audited. */
+export function conversationHandlers(
+  deps: TenantDataDeps,
+): TenantDataHandlers<
+  | 'startConversation'
+  | 'getConversation'
+  | 'listConversations'
+  | 'endConversation'
+  | 'appendTranscriptTurn'
+  | 'listTranscriptTurns'
+  | 'addRecording'
+  | 'listRecordings'
+> {
+  const { inTenant, audited } = tenantScopes(deps);
+  return {
+    async startConversation(req, ctx) {
+      const conversation = await inTenant(req.tenantId, ctx, (trx) =>
+        startConversation(trx, {
+          agentId: req.agentId,
+          ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
+          ...(blank(req.conversationId) === undefined ? {} : { conversationId: req.conversationId }),
+        }),
+      );
+      return { conversation: conversationMessage(conversation) };
+    },
+
+    async getConversation(req, ctx) {
+      return { conversation: conversationMessage(await inTenant(req.tenantId, ctx, (trx) => getConversation(trx, req.conversationId))) };
+    },
+
+    async listConversations(req, ctx) {
+      const page = await inTenant(req.tenantId, ctx, (trx) =>
+        listConversations(trx, {
+          ...pageRequestOf(req),
+          ...(blank(req.agentId) === undefined ? {} : { agentId: req.agentId }),
+          ...(blank(req.subjectId) === undefined ? {} : { subjectId: req.subjectId }),
+          // An unknown state is refused by the store's validation (INVALID_ARGUMENT naming it).
+          ...(blank(req.state) === undefined ? {} : { state: req.state as 'live' | 'ended' }),
+          ...(req.startedAfter === undefined ? {} : { startedAfter: timestampDate(req.startedAfter) }),
+          ...(req.startedBefore === undefined ? {} : { startedBefore: timestampDate(req.startedBefore) }),
+        }),
+      );
+      return { conversations: page.items.map(conversationMessage), nextPageToken: nextPageToken(page) };
+    },
+
+    async endConversation(req, ctx) {
+      // An operator ending a call (forwarded by the edge) is a privileged action: one audit event in
+      // the same transaction. The orchestrator ending its own conversations records none.
+      const operator = principalOf(ctx);
+      if (operator === undefined) {
+        const conversation = await inTenant(req.tenantId, ctx, (trx) => endConversation(trx, req.conversationId, blank(req.endReason)));
+        return { conversation: conversationMessage(conversation) };
+      }
+      const conversation = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const ended = await endConversation(trx, req.conversationId, blank(req.endReason));
+        await record({
+          ...changeActor(ctx, tenant),
+          action: 'conversation.end',
+          target: { type: 'conversation', id: ended.id },
+          // The reason is the operator's free text: recorded as set, not its words.
+          details: auditDetails({ end_reason: ended.end_reason }, []),
+        });
+        return ended;
+      });
+      return { conversation: conversationMessage(conversation) };
+    },
+
+    async appendTranscriptTurn(req, ctx) {
+      const turn = await inTenant(req.tenantId, ctx, (trx) =>
+        appendTranscriptTurn(trx, req.conversationId, { role: req.role as TranscriptTurn['role'], textRedacted: req.textRedacted }),
+      );
+      return { turn: turnMessage(turn) };
+    },
+
+    async listTranscriptTurns(req, ctx) {
+      // An access event per page read: the turns are redacted, but still what the end user said.
+      const page = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const turns = await listTranscriptTurns(trx, req.conversationId, pageRequestOf(req));
+        const conversationId = requireUuid(req.conversationId, 'conversation_id');
+        await record({
+          ...readActor(ctx, tenant),
+          action: 'transcript.read',
+          target: { type: 'conversation', id: conversationId },
+          details: auditDetails(
+            { turns: turns.items.length, first_seq: turns.items[0]?.seq ?? null, more: turns.nextCursor !== undefined },
+            ['turns', 'first_seq', 'more'],
+          ),
+        });
+        return turns;
+      });
+      return { turns: page.items.map(turnMessage), nextPageToken: nextPageToken(page) };
+    },
+
+    async addRecording(req, ctx) {
+      const recording = await inTenant(req.tenantId, ctx, (trx) =>
+        addRecording(trx, {
+          conversationId: req.conversationId,
+          blobKey: req.blobKey,
+          durationMs: req.durationMs,
+          dataClass: req.dataClass as Recording['data_class'],
+        }),
+      );
+      return { recording: recordingMessage(recording) };
+    },
+
+    async listRecordings(req, ctx) {
+      // One access event per recording listed: each reference is what lets its audio be fetched.
+      const page = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const recordings = await listRecordings(trx, req.conversationId, pageRequestOf(req));
+        const acting = readActor(ctx, tenant);
+        for (const r of recordings.items) {
+          await record({
+            ...acting,
+            action: 'recording.read',
+            target: { type: 'recording', id: r.id },
+            details: auditDetails({ conversation_id: r.conversation_id, data_class: r.data_class }, ['conversation_id', 'data_class']),
+          });
+        }
+        return recordings;
+      });
+      return { recordings: page.items.map(recordingMessage), nextPageToken: nextPageToken(page) };
+    },
+  };
+}

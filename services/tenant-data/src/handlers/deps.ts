@@ -1,0 +1,57 @@
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { auditedTransactions, type RecordAudit } from '@parley/audit-outbox';
+import { withTenant, type TenantTransaction } from '@parley/db';
+import { requestTenant } from '@parley/platform';
+import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import type { Kysely } from 'kysely';
+import type { TenantDataDb } from '../db/tables.js';
+import type { SecretDirectory } from '../secret-directory.js';
+
+/** TenantDataDeps are what the handlers need; main.ts builds them from the configuration. */
+export interface TenantDataDeps {
+  /** db connects as parley_tenant_data (row-level security applies). */
+  readonly db: Kysely<TenantDataDb>;
+  /** subjectHashPepper keys the look-up hashes of subjects' phone numbers and e-mail addresses. */
+  readonly subjectHashPepper: Uint8Array;
+  /** secrets tells whether an agent's secret_refs name secrets of its tenant (the secrets service). */
+  readonly secrets: SecretDirectory;
+  /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
+  readonly onAudit?: () => void;
+}
+
+/** Trx is a tenant transaction on tenant-data's schema. */
+export type Trx = TenantTransaction<TenantDataDb>;
+
+/** TenantDataHandlers are the handlers of some of TenantDataService's methods; service.ts puts the areas together. */
+export type TenantDataHandlers<K extends keyof ServiceImpl<typeof TenantDataService>> = Pick<ServiceImpl<typeof TenantDataService>, K>;
+
+/** blank turns proto3's empty string (unset) into undefined. */
+export const blank = (value: string): string | undefined => (value === '' ? undefined : value);
+
+/** TenantScopes run a handler's work in the transaction of the request's tenant. */
+export interface TenantScopes {
+  /** inTenant runs fn in the transaction of the request's tenant. */
+  readonly inTenant: <T>(tenantId: string, ctx: HandlerContext, fn: (trx: Trx) => Promise<T>) => Promise<T>;
+  /** audited is inTenant for a handler that records audit events, each through `record` in the same transaction. */
+  readonly audited: <T>(
+    tenantId: string,
+    ctx: HandlerContext,
+    fn: (trx: Trx, record: RecordAudit, tenant: string) => Promise<T>,
+  ) => Promise<T>;
+}
+
+/**
+ * tenantScopes builds inTenant and audited over deps.db: requestTenant picks a forwarded
+ * principal's own tenant, else tenant_id, so row-level security scopes the work and a failed call
+ * writes nothing.
+ */
+export function tenantScopes(deps: TenantDataDeps): TenantScopes {
+  const inTransaction = auditedTransactions(deps.db, deps.onAudit);
+  return {
+    inTenant: (tenantId, ctx, fn) => withTenant(deps.db, requestTenant(ctx, tenantId), fn),
+    audited: (tenantId, ctx, fn) => {
+      const tenant = requestTenant(ctx, tenantId);
+      return inTransaction(tenant, (trx, record) => fn(trx, record, tenant));
+    },
+  };
+}

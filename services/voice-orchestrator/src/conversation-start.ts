@@ -1,0 +1,144 @@
+import { providerSettingsSchema, type ProviderSettings } from '@parley/conversation';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { decodeJwt } from 'jose';
+import { LiveConversation, type ClientChannel, type ConversationDeps } from './conversation.js';
+import { ConversationKeys } from './conversation-keys.js';
+import { createGuardrailStage, type GuardrailStage } from './guardrail-stage.js';
+import { openAiCompatibleProvider } from './openai-provider.js';
+import type { LlmProvider } from './providers.js';
+import { scriptedProvider } from './scripted-provider.js';
+import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+
+/** StartRequest is what a client's start frame and its connection say. */
+export interface StartRequest {
+  readonly token: string;
+  /** origin is the connection's Origin header ('' when the client sent none). */
+  readonly origin: string;
+  /** agentId, when the client names one, must be the token's agent. */
+  readonly agentId?: string;
+}
+
+const tracer = trace.getTracer('@parley/voice-orchestrator');
+
+/** secretsNeeded names the secrets the agent's providers use (none for the scripted provider). */
+function secretsNeeded(settings: ProviderSettings, refs: Readonly<Record<string, string>>): string[] {
+  const llm = settings.llm;
+  if (llm.provider === 'scripted') return [];
+  const id = refs[llm.secretPurpose];
+  if (id === undefined)
+    throw new SessionRefusal(
+      CLOSE_CODES.internal,
+      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
+    );
+  return [id];
+}
+
+function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: ConversationDeps): LlmProvider {
+  const llm = settings.llm;
+  if (llm.provider === 'scripted') return scriptedProvider(llm);
+  if (!keys.has(llm.secretPurpose))
+    throw new SessionRefusal(
+      CLOSE_CODES.internal,
+      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
+    );
+  return openAiCompatibleProvider(llm, {
+    apiKey: () => keys.reveal(llm.secretPurpose),
+    fetch: deps.providerFetch,
+    defaultTimeoutMs: deps.config.providerTimeoutMs,
+  });
+}
+
+/** unverifiedTarget reads tenant and agent from a token's payload without trusting them (decodeJwt verifies nothing). */
+function unverifiedTarget(token: string): { tenant: string; agent: string } | undefined {
+  try {
+    const claims = decodeJwt(token);
+    return typeof claims.tenant === 'string' && typeof claims.agent === 'string'
+      ? { tenant: claims.tenant, agent: claims.agent }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * startConversation runs the start of a conversation: the token is verified and spent at
+ * identity, the agent loaded, the conversation recorded live, and the agent's provider keys
+ * resolved for it. Any refusal is a SessionRefusal; if something fails after the row was written,
+ * the row is ended with the reason, so no conversation is left live without a connection.
+ */
+export function startConversation(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
+  // One trace per start: the kernel's client interceptor hangs every peer call under this span.
+  return tracer.startActiveSpan('conversation.start', async (span) => {
+    try {
+      const conversation = await runStart(deps, req, channel);
+      span.setAttributes({ 'parley.tenant_id': conversation.tenantId, 'parley.conversation_id': conversation.conversationId });
+      return conversation;
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof SessionRefusal ? err.message : 'start failed' });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function runStart(deps: ConversationDeps, req: StartRequest, channel: ClientChannel): Promise<LiveConversation> {
+  const { peers } = deps;
+  // The agent is loaded while identity checks the token, from the token's unverified claims: a
+  // read only, used only if the verified claims name the same tenant and agent. It saves a hop
+  // on the hot path (see bench/README.md, conversation).
+  const hint = unverifiedTarget(req.token);
+  const early = hint === undefined ? undefined : peers.getAgent(hint.tenant, hint.agent);
+  early?.catch(() => undefined);
+  const grant = await peers.consumeSession(req.token, req.origin);
+  // identity checked the origin already; checked here too because the session port is where it matters.
+  if (grant.origin !== '' && grant.origin !== req.origin)
+    throw new SessionRefusal(CLOSE_CODES.forbidden, 'origin not allowed for this token');
+  if (req.agentId !== undefined && req.agentId !== grant.agentId)
+    throw new SessionRefusal(CLOSE_CODES.forbidden, 'agent not allowed for this token');
+  const agent =
+    early !== undefined && hint?.tenant === grant.tenantId && hint.agent === grant.agentId
+      ? await early
+      : await peers.getAgent(grant.tenantId, grant.agentId);
+  const parsed = providerSettingsSchema.safeParse(agent.providerSettings);
+  if (!parsed.success)
+    throw new SessionRefusal(CLOSE_CODES.internal, "the agent's provider settings are invalid; the workspace must fix the agent");
+  const settings = parsed.data;
+  // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
+  // one is refused before anything is written.
+  const wanted = secretsNeeded(settings, agent.secretRefs);
+  const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
+  // The checker's state that spans conversations (per person) or connections (per conversation;
+  // the conversation id is the session id) is in tenant-data; read before anything is written.
+  const stored = await peers.guardrailState(grant.tenantId, grant.sessionId, subjectId);
+  let guardrails: GuardrailStage;
+  try {
+    guardrails = (deps.createGuardrails ?? createGuardrailStage)(agent.guardrailPolicy, stored);
+  } catch {
+    // tenant-data refuses a policy that does not compile on write; one stored before a rule existed ends here.
+    throw new SessionRefusal(CLOSE_CODES.internal, "the agent's guardrail policy does not compile; the workspace must fix the agent");
+  }
+  const { conversationId } = await peers.startConversation(grant, subjectId);
+  let keys: ConversationKeys | undefined;
+  try {
+    keys =
+      wanted.length > 0
+        ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId, wanted))
+        : new ConversationKeys();
+    const llm = buildLlm(settings, keys, deps);
+    // The policy's fatigue limit may be shorter than the deployment's maximum duration.
+    const maxDurationMs = Math.min(deps.config.maxDurationMs, guardrails.maxDurationMs);
+    return new LiveConversation(
+      deps,
+      { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails, maxDurationMs },
+      channel,
+    );
+  } catch (err) {
+    keys?.release();
+    const reason = err instanceof SessionRefusal ? `start failed: ${err.message}` : 'start failed: internal error';
+    await peers.endConversation(grant.tenantId, conversationId, reason).catch((endErr: unknown) => {
+      deps.logger.error({ err: endErr, conversation_id: conversationId }, 'could not record a failed start as ended');
+    });
+    throw err;
+  }
+}

@@ -1,0 +1,105 @@
+// Live conversations under faults and limits: a peer down at start, idle and maximum-duration
+// ends, and SIGTERM draining.
+import { randomBytes } from 'node:crypto';
+import { freePort } from '@parley/devstack';
+import { describe, expect, it } from 'vitest';
+import { pollUntil } from '../edge/fixture.js';
+import { scripted } from './fixture.js';
+import { conversationRow, providerKey, rules, useLiveConversations } from './live-conversation.fixture.js';
+
+const live = useLiveConversations();
+
+describe('faults at start', () => {
+  it('fails closed when secrets is down: close 1013 and the conversation is not left live', async () => {
+    const secretId = await live.s.putSecret(`openai-${randomBytes(3).toString('hex')}`, providerKey);
+    const agent = await live.s.createAgent({
+      providerSettings: { llm: { provider: 'openai-compatible', baseUrl: live.standin.baseUrl, model: 'gpt-test' } },
+      secretRefs: { llm: secretId },
+    });
+    await live.s.orchestrator.stop();
+    await live.s.startOrchestrator({ PARLEY_SECRETS_URL: `https://localhost:${await freePort()}` });
+    try {
+      const { token, sessionId } = await live.s.createSession(agent);
+      const client = await live.s.connect();
+      client.send({ type: 'start', token });
+      expect(await client.closed).toEqual({ code: 1013, reason: 'secrets unavailable; try again shortly' });
+      expect(await conversationRow(sessionId)).toMatchObject({
+        state: 'ended',
+        end_reason: 'start failed: secrets unavailable; try again shortly',
+      });
+      // Only the keys the agent's providers use are resolved: a scripted agent needs none, even with secret_refs.
+      const scriptedWithRefs = await live.s.createAgent({ providerSettings: scripted(rules), secretRefs: { llm: secretId } });
+      const other = await live.s.createSession(scriptedWithRefs);
+      const ok = await live.s.connect();
+      ok.send({ type: 'start', token: other.token });
+      await ok.next((f) => f.type === 'ready');
+      ok.send({ type: 'end' });
+      expect((await ok.closed).code).toBe(1000);
+    } finally {
+      await live.s.orchestrator.stop();
+      await live.s.startOrchestrator();
+    }
+  });
+
+  it('fails closed when identity is down, writing nothing', async () => {
+    await live.s.orchestrator.stop();
+    await live.s.startOrchestrator({ PARLEY_IDENTITY_URL: `https://localhost:${await freePort()}` });
+    try {
+      const { token, sessionId } = await live.s.createSession(live.scriptedAgent);
+      const client = await live.s.connect();
+      client.send({ type: 'start', token });
+      expect(await client.closed).toEqual({ code: 1013, reason: 'identity unavailable; try again shortly' });
+      expect(await conversationRow(sessionId)).toBeUndefined();
+    } finally {
+      await live.s.orchestrator.stop();
+      await live.s.startOrchestrator();
+    }
+  });
+});
+
+describe('limits of a conversation', () => {
+  it('ends a conversation left idle, and one that reaches the maximum duration', async () => {
+    await live.s.orchestrator.stop();
+    await live.s.startOrchestrator({ PARLEY_SESSION_IDLE_TIMEOUT_MS: '1500', PARLEY_SESSION_MAX_DURATION_MS: '3000' });
+    try {
+      const idle = await live.start();
+      const busy = await live.start();
+      const talking = setInterval(() => busy.client.send({ type: 'user_text', text: 'hello' }), 500);
+      try {
+        expect(await idle.client.next((f) => f.type === 'end', 5_000)).toMatchObject({ reason: 'idle timeout' });
+        expect((await idle.client.closed).code).toBe(1000);
+        expect(await busy.client.next((f) => f.type === 'end', 5_000)).toMatchObject({ reason: 'maximum duration reached' });
+        expect((await busy.client.closed).code).toBe(1000);
+      } finally {
+        clearInterval(talking);
+      }
+      expect(await conversationRow(idle.conversationId)).toMatchObject({ state: 'ended', end_reason: 'idle timeout' });
+      expect(await conversationRow(busy.conversationId)).toMatchObject({ state: 'ended', end_reason: 'maximum duration reached' });
+    } finally {
+      await live.s.orchestrator.stop();
+      await live.s.startOrchestrator();
+    }
+  });
+});
+
+describe('SIGTERM', () => {
+  it('lets the reply finish, ends live conversations politely, records them ended, and refuses new ones', async () => {
+    const agent = await live.s.createAgent({ providerSettings: scripted(rules, { delayMs: 10 }) });
+    const { client, conversationId } = await live.start(agent);
+    const idle = await live.start(agent);
+    client.send({ type: 'user_text', text: 'what are your hours?' });
+    await client.next((f) => f.type === 'assistant_text' && f.final === false);
+    live.s.orchestrator.signal('SIGTERM');
+    const reply = await client.next((f) => f.type === 'assistant_text' && f.final === true);
+    expect(reply.interrupted).toBeUndefined();
+    expect(await client.next((f) => f.type === 'end')).toMatchObject({ reason: 'server shutting down' });
+    expect((await client.closed).code).toBe(1001);
+    expect((await idle.client.closed).code).toBe(1001);
+    await expect(live.s.connect()).rejects.toThrow();
+    const exit = await live.s.orchestrator.exited;
+    expect(exit.code).toBe(0);
+    for (const id of [conversationId, idle.conversationId])
+      expect(await conversationRow(id)).toMatchObject({ state: 'ended', end_reason: 'server shutting down' });
+    await pollUntil(async () => true, 10);
+  });
+});
