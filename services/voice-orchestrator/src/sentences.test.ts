@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SentenceBuffer } from './sentences.js';
+import { MAX_SENTENCE_CHARS, SentenceBuffer } from './sentences.js';
 
 describe('SentenceBuffer', () => {
   it('releases a sentence as soon as the next one begins, and the rest at the end', () => {
@@ -15,5 +15,16 @@ describe('SentenceBuffer', () => {
     const b = new SentenceBuffer();
     const out = [...b.push('One. Two! Three? Fo'), ...b.flush()];
     expect(out).toEqual(['One.', 'Two!', 'Three?', 'Fo']);
+  });
+
+  it('releases a reply without sentence ends in pieces of at most MAX_SENTENCE_CHARS, cut at spaces, losing nothing', () => {
+    const b = new SentenceBuffer();
+    const out: string[] = [];
+    for (let i = 0; i < 3_000; i++) out.push(...b.push('word '));
+    out.push(...b.flush());
+    expect(out.length).toBeGreaterThan(10);
+    for (const piece of out) expect(piece.length).toBeLessThanOrEqual(MAX_SENTENCE_CHARS);
+    expect(out.join(' ').split(' ')).toHaveLength(3_000);
+    expect(out.every((p) => !p.startsWith(' ') && !p.endsWith(' '))).toBe(true);
   });
 });
