@@ -1,16 +1,31 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
-/** freePort asks the OS for a free TCP port on loopback. */
+// The ports this process handed out most recently: the OS may give a just-closed ephemeral
+// port to the next bind, so a fixture asking for several ports at once could get one twice.
+const handedOut: number[] = [];
+const HANDED_OUT_MEMORY = 512;
+
+/**
+ * freePort returns a loopback TCP port that was free a moment ago and that this process has not
+ * handed out recently (a small race with other processes remains: bind promptly).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const address = srv.address();
+        srv.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+      });
     });
-  });
+    if (handedOut.includes(port)) continue;
+    handedOut.push(port);
+    if (handedOut.length > HANDED_OUT_MEMORY) handedOut.shift();
+    return port;
+  }
+  throw new Error('no free loopback port found that was not handed out already');
 }
 
 /** ServiceProcessOptions describe one child process. */

@@ -21,9 +21,10 @@ import {
 // first raced the dev stack's own graceful stop (`npm start` then exited 143 instead of 0); the
 // second erased the exit code vitest sets when a test fails (a failed run exited 0). Whoever
 // starts a cluster here stops it (the dev stack on its signals, the test setup at teardown), so
-// those hooks go; its 'exit' hook, synchronous only, stays.
+// every hook goes: its 'exit' hook too, which would otherwise be the first to call the package's
+// shutdown, without the callback that shutdown expects (a TypeError as the process exits).
 const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void; hookedEvents(): string[] };
-for (const event of ['beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK']) {
+for (const event of ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message']) {
   if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
 }
 
