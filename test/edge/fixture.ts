@@ -59,8 +59,23 @@ export interface PublicStack {
   stop(): Promise<void>;
 }
 
-/** startPublicStack starts the services and waits until identity has bootstrapped; `extra` adds to (or overrides) a service's environment. */
+/**
+ * startPublicStack starts the services and waits until identity has bootstrapped; `extra` adds to
+ * (or overrides) a service's environment. Ports are probed free and then bound by the children, so
+ * another test process can take one in between: a start that fails on EADDRINUSE is tried again
+ * with new ports (twice at most); any other failure is reported at once.
+ */
 export async function startPublicStack(extra: Partial<Record<StackService, Record<string, string>>> = {}): Promise<PublicStack> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startPublicStackOnce(extra);
+    } catch (err) {
+      if (attempt >= 3 || !String((err as Error).message).includes('EADDRINUSE')) throw err;
+    }
+  }
+}
+
+async function startPublicStackOnce(extra: Partial<Record<StackService, Record<string, string>>>): Promise<PublicStack> {
   const pki = await createTestPki();
   const dir = await mkdtemp(join(tmpdir(), 'parley-edge-'));
   const ports = Object.fromEntries(
