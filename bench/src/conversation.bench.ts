@@ -184,7 +184,13 @@ export async function runConversationBenchmark(options: {
       PARLEY_SESSION_MESSAGES_PER_SECOND: '1000',
       PARLEY_SESSION_MESSAGE_BURST: '1000',
     },
-    edge: { PARLEY_PUBLIC_PORT: String(publicPort), PARLEY_AUDIT_URL: `https://localhost:${await freePort()}` },
+    // The edge refuses to start without every peer it forwards to; a conversation start never calls
+    // audit or integrations through it, so nothing listens at these addresses.
+    edge: {
+      PARLEY_PUBLIC_PORT: String(publicPort),
+      PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
+      PARLEY_INTEGRATIONS_URL: `https://localhost:${await freePort()}`,
+    },
   };
   const procs = startServiceProcesses({ names, pki, ports, peers, extra });
   let baseline: Awaited<ReturnType<typeof startBaseline>> | undefined;

@@ -127,9 +127,10 @@ async function createSessionLoad(adminUrl: string, seconds: number, concurrency:
     edge: {
       PARLEY_PUBLIC_PORT: String(publicPort),
       // The edge refuses to start without every peer it forwards to; CreateSession never calls
-      // secrets or audit, so nothing listens at these addresses.
+      // secrets, audit or integrations, so nothing listens at these addresses.
       PARLEY_SECRETS_URL: `https://localhost:${await freePort()}`,
       PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
+      PARLEY_INTEGRATIONS_URL: `https://localhost:${await freePort()}`,
     },
   };
   const procs = startServiceProcesses({ names, pki, ports, peers, extra });
