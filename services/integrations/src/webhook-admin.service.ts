@@ -4,8 +4,9 @@ import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, fromPrincipal, noDetails, recordAuditEvent } from '@parley/audit-outbox';
 import { pageRequestOf, withTenant, type TenantTransaction } from '@parley/db';
 import { checkEgressTarget, type EgressLookup, type EgressPolicy } from '@parley/egress';
-import { InvalidArgumentError, PermissionDeniedError, requirePrincipal, type Principal } from '@parley/platform';
+import { InvalidArgumentError, type Principal } from '@parley/platform';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb, WebhookDelivery, WebhookEndpoint } from './db/tables.js';
 import { listDeliveries, replayDelivery } from './delivery.store.js';
@@ -20,7 +21,7 @@ import {
 } from './webhook-endpoint.store.js';
 
 /** WEBHOOKS_SCOPE is the scope a principal needs to manage a workspace's webhooks. */
-export const WEBHOOKS_SCOPE = 'webhooks:admin';
+export const WEBHOOKS_SCOPE: Scope = 'webhooks:admin';
 const DEFAULT_OVERLAP_SECONDS = 86_400;
 const MAX_OVERLAP_SECONDS = 604_800;
 const MAX_LIST_PAGE = 200;
@@ -37,13 +38,8 @@ export interface WebhookAdminDeps {
   readonly lookup?: EgressLookup;
 }
 
-function admin(ctx: HandlerContext): Principal {
-  const p = requirePrincipal(ctx);
-  if (!p.scopes.includes(WEBHOOKS_SCOPE)) {
-    throw new PermissionDeniedError(`this call needs the scope ${WEBHOOKS_SCOPE}; the ${p.kind} ${p.id} does not have it`);
-  }
-  return p;
-}
+/** admin is the forwarded principal, checked for webhooks:admin again here (the edge checked it first). */
+const admin = (ctx: HandlerContext): Principal => scopedPrincipal(ctx, WEBHOOKS_SCOPE);
 
 function toEndpoint(row: WebhookEndpoint) {
   return {
