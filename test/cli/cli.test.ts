@@ -165,12 +165,12 @@ describe('parley against a running stack', () => {
     expect(applied.policyVersion).toBeGreaterThan(0);
 
     const dry = ok(
-      await parley(['policy', 'test', '--agent', agentId, '--say', 'Here is some medical advice.', 'Your order ships tomorrow.']),
+      await parley(['policy', 'test', '--agent', agentId, '--say', 'Your order ships tomorrow.', 'Here is some medical advice.']),
     );
     const lines = dry.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^EVENT\s+DECISION\s+RULE\s+REASON$/);
-    expect(lines[1]).toMatch(/^0\s+end\s+no_go:medical\s+the assistant entered no-go zone "medical"$/);
-    expect(lines[2]).toMatch(/^1\s+allow\b/);
+    expect(lines[1]).toMatch(/^0\s+allow\b/);
+    expect(lines[2]).toMatch(/^1\s+end\s+no_go:medical\s+the assistant entered no-go zone "medical"$/);
   });
 
   it('exports the audit log, verifies it offline with the public keys, and catches an edited export (exit 6)', async () => {
@@ -251,6 +251,17 @@ describe('parley against a running stack', () => {
       stdin: 'pk_test_nope',
     });
     expect(bad.code).toBe(3);
+    // What `npm start` writes: login --from-stack needs nothing else.
+    const stackFile = join(dir, 'stack.json');
+    await writeFile(
+      stackFile,
+      JSON.stringify({ edgeUrl: stack.publicUrl, caCert: stack.pki.paths.caCert, bootstrap: { apiKey: stack.bootstrap.apiKey } }),
+    );
+    const devEnv = { PARLEY_CONFIG_DIR: join(dir, 'dev-config'), PARLEY_API_KEY: undefined, PARLEY_URL: undefined, PARLEY_CA: undefined };
+    ok(await parley(['login', '--from-stack', stackFile], { env: devEnv }));
+    expect(JSON.parse(ok(await parley(['agents', 'list', '--output', 'json'], { env: devEnv })).stdout)).toEqual(
+      expect.arrayContaining([expect.objectContaining({ id: agentId })]),
+    );
     const oidc = await parley(['login'], { env });
     expect(oidc.code).toBe(1);
     expect(oidc.stderr).toMatch(/--api-key-stdin/);
