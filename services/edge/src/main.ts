@@ -1,7 +1,7 @@
 // The edge service process: wiring only. Its internal mTLS port serves health only; the public
 // API (parley.api.v1: Connect, gRPC, gRPC-Web) is served on PARLEY_PUBLIC_PORT over TLS without
 // client certificates, authenticated by workspace API keys through identity.
-import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
+import { CertificateSource, PARLEY_VERSION, registerReflectionService, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { ApiKeyAuthenticator } from './auth.js';
 import { loadEdgeConfig, requireEdgePeers } from './config.js';
@@ -37,7 +37,11 @@ runMain({
       cert: source.current.cert,
       key: source.current.key,
       logger: ctx.logger,
-      routes: (router) => registerPublicRoutes(router, deps),
+      routes: (router) => {
+        registerPublicRoutes(router, deps);
+        // Reflection describes only the public services registered above (parley.api.v1).
+        if (ctx.config.reflection) registerReflectionService(router);
+      },
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
       jwks: createJwksSource(identity, config.jwksCacheMs),
       trustedProxies: config.trustedProxies,

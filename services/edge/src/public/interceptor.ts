@@ -1,5 +1,5 @@
 import type { Interceptor } from '@connectrpc/connect';
-import { PermissionDeniedError, UnauthenticatedError } from '@parley/platform';
+import { PermissionDeniedError, REFLECTION_SERVICES, UnauthenticatedError } from '@parley/platform';
 import type { Scope } from '@parley/scopes';
 import type { ApiKeyAuthenticator } from '../auth.js';
 import { clientInfoKey, principalKey, type PublicModule } from './module.js';
@@ -15,10 +15,13 @@ export function scopeTable(modules: readonly PublicModule<never>[]): ReadonlyMap
  * createPublicAuthInterceptor authenticates `Authorization: Bearer <API key>` through identity
  * and enforces the RPC's scope from the table (deny by default: a method missing from the table
  * is refused). The principal is put in the context for the handlers, which forward it with
- * principalHeaders; the key itself goes no further than identity.
+ * principalHeaders; the key itself goes no further than identity. Server reflection needs no key:
+ * it only describes the public API, whose protos are published anyway, so that grpcurl and buf
+ * curl can list it before a key is at hand.
  */
 export function createPublicAuthInterceptor(authenticator: ApiKeyAuthenticator, scopes: ReadonlyMap<string, Scope | null>): Interceptor {
   return (next) => async (req) => {
+    if (REFLECTION_SERVICES.includes(req.service.typeName)) return next(req);
     const method = `${req.service.typeName}/${req.method.localName}`;
     if (!scopes.has(method)) throw new PermissionDeniedError(`${req.service.typeName}/${req.method.name} is not part of the public API`);
     const header = req.header.get('authorization') ?? '';
