@@ -72,7 +72,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-describe('parley against a running stack', () => {
+// Each test runs the binary several times: a loaded machine makes a node start take seconds.
+describe('parley against a running stack', { timeout: 180_000 }, () => {
   it('puts a secret read from stdin without the value ever reaching argv, the environment, stdout or stderr', async () => {
     const value = `sk-cli-${randomBytes(24).toString('hex')}`;
     const seenWhileRunning: string[] = [];
