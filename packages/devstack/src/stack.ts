@@ -80,6 +80,8 @@ export interface DevStack {
   readonly stackFile: string;
   /** crashed resolves with the first service that exits on its own, and its last log lines. */
   readonly crashed: Promise<{ service: string; code: number | null; signal: string | null; lines: string[] }>;
+  /** processes are the services' processes (the fault tests kill, stop and restart them one by one). */
+  readonly processes: readonly ServiceProcess[];
   /** stop stops every service (SIGTERM, in parallel) and then Postgres. */
   stop(): Promise<void>;
 }
@@ -293,7 +295,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         }),
       ),
     );
-    return { info, stackFile, crashed, stop };
+    return { info, stackFile, crashed, processes, stop };
   } catch (err) {
     await stop();
     throw err;
