@@ -2,3 +2,4 @@ export * from './process.js';
 export * from './stack.js';
 export * from './kek.js';
 export * from './oidc-provider.js';
+export * from './pretty-log.js';

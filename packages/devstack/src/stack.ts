@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 import { envOptionalPostgresUrl, loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
 import { ensureDevPki } from '@parley/devpki';
-import { envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { envEnum, envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { describeServiceKek, KEK_SERVICES, kekEnvFor, loadDevKek, type DevKek, type KekService } from './kek.js';
+import { DEV_OIDC_USER, startDevOidcProvider, type DevOidcProvider } from './oidc-provider.js';
 import { ServiceProcess } from './process.js';
 
 /** DevStackConfig is what the dev stack reads from the environment. */
@@ -24,6 +25,8 @@ export interface DevStackConfig {
   readonly otlpEndpoint: string | undefined;
   /** kek is the KEK of secrets, identity and audit: local keyrings, or Vault (PARLEY_KEK_PROVIDER=vault and PARLEY_VAULT_*). */
   readonly kek: DevKek;
+  /** logFormat is how `npm start` shows services' log lines: pretty (default) or json (PARLEY_DEV_LOG_FORMAT). */
+  readonly logFormat: 'pretty' | 'json';
 }
 
 /** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, DATABASE_URL, PARLEY_KEK_PROVIDER, PARLEY_VAULT_* and friends. */
@@ -37,6 +40,7 @@ export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
     logLevel: envString(env, 'PARLEY_LOG_LEVEL', 'info'),
     otlpEndpoint: envOptional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
     kek: loadDevKek(env),
+    logFormat: envEnum(env, 'PARLEY_DEV_LOG_FORMAT', ['pretty', 'json'], 'pretty'),
   });
 }
 
@@ -49,6 +53,9 @@ export interface StackInfo {
   databaseUrl: string;
   services: Record<ServiceName, { url: string; healthUrl: string; pid: number | undefined }>;
   bootstrap?: Record<string, string>;
+  /** signInUrl starts operator sign-in at the edge through the dev OIDC provider (devOidcIssuer). */
+  signInUrl?: string;
+  devOidcIssuer?: string;
 }
 
 /** DevStack is a running stack. */
@@ -135,8 +142,10 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
     log(`embedded Postgres on 127.0.0.1:${postgres.port}`);
   }
   const processes: ServiceProcess[] = [];
+  let oidcProvider: DevOidcProvider | undefined;
   const stop = async () => {
     await Promise.all(processes.map((p) => p.stop()));
+    await oidcProvider?.close();
     await postgres?.stop();
   };
   try {
@@ -159,6 +168,20 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
       log: (line) => log(`migrate: ${line}`),
     });
 
+    // Operator sign-in with no setup: the embedded OIDC provider (development only; the chart
+    // never runs it) signs in the dev user, who is the bootstrap workspace's owner.
+    const oidcClientSecretFile = join(config.dir, 'oidc-client-secret');
+    const oidcClientSecret = await secretFile(oidcClientSecretFile, () => randomBytes(24).toString('base64url'));
+    const edgePublicUrl = `https://localhost:${config.portBase}`;
+    oidcProvider = await startDevOidcProvider({
+      host: '127.0.0.1',
+      port: config.portBase + 2,
+      cert: await readFile(pki.cert('edge')),
+      key: await readFile(pki.key('edge')),
+      users: [DEV_OIDC_USER],
+      clients: [{ clientId: 'parley-dev', clientSecret: oidcClientSecret, redirectUris: [`${edgePublicUrl}/auth/callback`] }],
+    });
+    log(`dev OIDC provider (development only) at ${oidcProvider.issuer}`);
     const port = (service: ServiceName) => config.portBase + 10 + SERVICE_NAMES.indexOf(service);
     const healthPort = (service: ServiceName) => config.portBase + 20 + SERVICE_NAMES.indexOf(service);
     const peers = Object.fromEntries(SERVICE_NAMES.map((s) => [peerUrlVariable(s), `https://localhost:${port(s)}`]));
@@ -169,6 +192,8 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
       certsDir,
       databaseUrl: adminUrl,
       services: {} as StackInfo['services'],
+      signInUrl: `${edgePublicUrl}/auth/login`,
+      devOidcIssuer: oidcProvider.issuer,
     };
     for (const service of SERVICE_NAMES) {
       const env: Record<string, string> = {
@@ -183,7 +208,16 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         DATABASE_URL: serviceDatabaseUrl(adminUrl, service, rolePasswords[service]),
         PARLEY_DEV_DIR: config.dir,
         ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
-        ...(service === 'edge' ? { PARLEY_PUBLIC_PORT: String(config.portBase) } : {}),
+        ...(service === 'edge'
+          ? {
+              PARLEY_PUBLIC_PORT: String(config.portBase),
+              PARLEY_PUBLIC_URL: edgePublicUrl,
+              PARLEY_OIDC_ISSUER: oidcProvider.issuer,
+              PARLEY_OIDC_CLIENT_ID: 'parley-dev',
+              PARLEY_OIDC_CLIENT_SECRET_FILE: oidcClientSecretFile,
+              PARLEY_OIDC_CA_FILE: pki.caCert,
+            }
+          : {}),
         ...(service === 'voice-orchestrator' ? { PARLEY_PUBLIC_PORT: String(config.portBase + 1) } : {}),
         ...((KEK_SERVICES as readonly string[]).includes(service) ? kekEnvFor(config.kek, service as KekService, config.dir) : {}),
         ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
