@@ -81,7 +81,8 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
   const ports = Object.fromEntries(
     await Promise.all(names.map(async (n) => [n, { port: await freePort(), health: await freePort() }])),
   ) as Record<StackService, { port: number; health: number }>;
-  const publicPort = await freePort();
+  // A test that must know the public port before the start (an OIDC redirect URI) passes it in.
+  const publicPort = extra.edge?.PARLEY_PUBLIC_PORT !== undefined ? Number(extra.edge.PARLEY_PUBLIC_PORT) : await freePort();
   const urls = Object.fromEntries(names.map((n) => [n, `https://localhost:${ports[n].port}`])) as PublicStack['urls'];
   const logs: string[] = [];
   const common = (n: StackService) => {

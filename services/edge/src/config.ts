@@ -1,6 +1,17 @@
 import { parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import { DEFAULT_PUBLIC_LIMITS, type PublicLimits } from './public-server.js';
-import { ConfigError, envInt, envOptional, envPort, envString, envUrl, requirePeer, type Env, type KernelConfig, type ServiceName } from '@parley/platform';
+import {
+  ConfigError,
+  envInt,
+  envOptional,
+  envPort,
+  envString,
+  envUrl,
+  requirePeer,
+  type Env,
+  type KernelConfig,
+  type ServiceName,
+} from '@parley/platform';
 
 /** EdgeConfig is the edge's own configuration (the kernel reads the rest). */
 export interface EdgeConfig {
