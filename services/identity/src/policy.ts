@@ -21,5 +21,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     createSession: ['edge'],
     verifySession: ['edge', 'voice-orchestrator'],
     revokeSession: ['edge'],
+    // Retention purges of operational rows: lifecycle's scheduler only.
+    purgeExpiredSessions: ['lifecycle'],
+    purgeAuthFailures: ['lifecycle'],
   }),
 ];

@@ -3,6 +3,7 @@ import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_
 import { apiKeyHandlers } from './handlers/api-keys.js';
 import type { IdentityDeps } from './handlers/deps.js';
 import { memberHandlers } from './handlers/members.js';
+import { retentionHandlers } from './handlers/retention.js';
 import { sessionHandlers } from './handlers/sessions.js';
 
 export type { IdentityDeps } from './handlers/deps.js';
@@ -15,5 +16,5 @@ export type { IdentityDeps } from './handlers/deps.js';
  * same transaction.
  */
 export function createIdentityService(deps: IdentityDeps): ServiceImpl<typeof IdentityService> {
-  return { ...apiKeyHandlers(deps), ...memberHandlers(deps), ...sessionHandlers(deps) };
+  return { ...apiKeyHandlers(deps), ...memberHandlers(deps), ...sessionHandlers(deps), ...retentionHandlers(deps) };
 }

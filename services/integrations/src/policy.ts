@@ -22,5 +22,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     rotateWebhookSecret: ['edge'],
     listWebhookDeliveries: ['edge'],
     replayWebhookDelivery: ['edge'],
+    // The delivery log's retention purge: lifecycle's scheduler only.
+    purgeDeliveryLog: ['lifecycle'],
   }),
 ];

@@ -7,6 +7,7 @@ import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/i
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
 import { emitEvent } from './events.js';
+import { retentionHandlers } from './retention.service.js';
 import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
 
 /** IntegrationsServiceDeps are what the handlers need; they do no I/O of their own. */
@@ -56,5 +57,6 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
     },
 
     ...createWebhookAdminHandlers(deps),
+    ...retentionHandlers(deps.db),
   };
 }

@@ -11,6 +11,7 @@ import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
+import { retentionModule } from './retention.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
 import { webhooksModule } from './webhooks.js';
@@ -26,6 +27,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   secretsModule,
   conversationsModule,
   webhooksModule,
+  retentionModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */
