@@ -59,6 +59,8 @@ export const AUDIT_ACTIONS = {
   'privacy_request.export_read': access('privacy_request', 'a DSAR export was downloaded'),
   'audit.export': access('audit_log', 'the audit log was exported'),
   'audit.purge': change('audit_log', 'audit events past retention were purged'),
+  'operator.sign_in': change('member', 'an operator signed in through the identity provider'),
+  'operator.sign_out': change('member', 'an operator signed out'),
 } as const satisfies Record<string, AuditActionSpec>;
 
 /** AuditAction is a registered action name. */

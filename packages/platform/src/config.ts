@@ -101,6 +101,8 @@ export interface KernelConfig {
   readonly otlpEndpoint: string | undefined;
   /** peers maps each other service to its internal https URL, where configured. */
   readonly peers: Readonly<Partial<Record<ServiceName, string>>>;
+  /** reflection serves grpc.reflection.v1 and v1alpha (PARLEY_GRPC_REFLECTION, default on). */
+  readonly reflection: boolean;
 }
 
 /** loadKernelConfig reads and validates the shared configuration of a service from env. */
@@ -132,6 +134,7 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
     certReloadIntervalMs: envInt(env, 'PARLEY_CERT_RELOAD_INTERVAL_MS', 2_000, 100, 3_600_000),
     otlpEndpoint: envUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
     peers: Object.freeze(peers),
+    reflection: envEnum(env, 'PARLEY_GRPC_REFLECTION', ['on', 'off'], 'on') === 'on',
   });
 }
 

@@ -16,6 +16,7 @@ import {
 import { clientAddress, type TrustedProxies } from './client-address.js';
 import type { JwksDocument } from './public/jwks.js';
 import { clientInfoKey } from './public/module.js';
+import type { OperatorSignIn } from './operator-signin.js';
 
 /**
  * PublicLimits bound what one client can hold open on the public port. They are what an
@@ -65,6 +66,8 @@ export interface PublicServerOptions {
   readonly trustedProxies: TrustedProxies;
   /** limits on connections, streams and slow clients (default DEFAULT_PUBLIC_LIMITS). */
   readonly limits?: PublicLimits;
+  /** operatorSignIn serves /auth/* (OIDC sign-in) when configured. */
+  readonly operatorSignIn?: OperatorSignIn;
 }
 
 /** PublicServer is the edge's public TLS listener. */
@@ -155,6 +158,7 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       return;
     }
     drainer.track(req, res);
+    if (options.operatorSignIn?.handle(req, res) === true) return;
     handler(req, res);
   };
   const drainer = createConnectionDrainer(server);

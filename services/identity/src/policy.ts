@@ -1,5 +1,6 @@
 import { defineCallerPolicy, type CallerPolicy } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 
 /**
  * callerPolicies is the identity service's per-RPC allow-list: which services may call each
@@ -24,5 +25,13 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // Retention purges of operational rows: lifecycle's scheduler only.
     purgeExpiredSessions: ['lifecycle'],
     purgeAuthFailures: ['lifecycle'],
+  }),
+  // Operator sign-in happens at the edge (OIDC); identity holds the sessions.
+  defineCallerPolicy(OperatorService, {
+    signInOperator: ['edge'],
+    authenticateOperator: ['edge'],
+    exchangeOperatorCode: ['edge'],
+    refreshOperatorToken: ['edge'],
+    signOutOperator: ['edge'],
   }),
 ];

@@ -2,7 +2,7 @@
 // counters), one small batch per call, run by lifecycle's scheduler.
 import { withTenant } from '@parley/db';
 import { sql, type Kysely } from 'kysely';
-import { PURGE_SETTING } from './db/migrations/2026_12_01_0001_session_purge.js';
+import { PURGE_SETTING } from './db/migrations/2026_12_01_0002_session_purge.js';
 import type { IdentityDb } from './db/tables.js';
 import { SYSTEM_TENANT } from './system-tenant.js';
 

@@ -48,6 +48,7 @@ runMain({
         batchSize: d.batchSize,
         pollMs: d.pollMs,
         logger: ctx.logger,
+        onAudit: () => audit.wake(),
       });
       worker.start();
       // Stop leasing as soon as the stop begins: a batch leased during the drain could outlive the
