@@ -114,7 +114,14 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
 }
 
 /** EDGE_PEERS are the internal services the public API forwards to (PARLEY_<PEER>_URL each). */
-export const EDGE_PEERS = ['identity', 'tenant-data', 'secrets', 'audit', 'integrations'] as const satisfies readonly ServiceName[];
+export const EDGE_PEERS = [
+  'identity',
+  'tenant-data',
+  'secrets',
+  'audit',
+  'integrations',
+  'lifecycle',
+] as const satisfies readonly ServiceName[];
 
 /**
  * requireEdgePeers fails start-up with a ConfigError naming the PARLEY_<PEER>_URL of the first
