@@ -50,9 +50,9 @@ interface Endpoint {
  */
 export function createMtlsTransport(options: MtlsTransportOptions): Transport & { close(): void } {
   const expected = spiffeIdFor(options.expect, options.trustDomain);
-  const interceptors = [createClientTracingInterceptor(), ...(options.interceptors ?? [])];
   const url = new URL(options.baseUrl);
   const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || '443');
   // An IP literal or localhost is one endpoint; a DNS name may be a headless Service of many pods.
   const balanced = isIP(host) === 0 && host !== 'localhost';
   const build = (address: string | undefined, m: TlsMaterial) => {
@@ -80,6 +80,8 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
       { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
       nodeOptions,
     );
+    // server.address on each CLIENT span says which pod answered.
+    const interceptors = [createClientTracingInterceptor({ address: address ?? host, port }), ...(options.interceptors ?? [])];
     const transport = createGrpcTransport({
       baseUrl: target,
       sessionManager,

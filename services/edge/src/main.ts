@@ -41,6 +41,7 @@ runMain({
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
       jwks: createJwksSource(identity, config.jwksCacheMs),
       trustedProxies: config.trustedProxies,
+      traceProxies: config.traceProxies,
       limits: config.limits,
     });
     const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));

@@ -1,6 +1,6 @@
 import { withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
-import { NotFoundError, type Logger } from '@parley/platform';
+import { NotFoundError, recordWebhookDelivery, type Logger } from '@parley/platform';
 import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
@@ -154,6 +154,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery attempt failed inside Parley');
       result = { outcome: 'failed', statusCode: null, latencyMs: 0, error: `internal: ${lastWords(error).slice(0, 200)}` };
     }
+    recordWebhookDelivery(result.outcome);
     const retryAt = new Date(Date.now() + retryDelayMs(delivery.attempts, options.backoff, random));
     const stillYoung = retryAt < delivery.expires_at;
     await withTenant(options.db, delivery.tenant_id, (trx) =>
