@@ -92,3 +92,31 @@ export function observeGauge(
   gauge.addCallback(callback);
   return () => gauge.removeCallback(callback);
 }
+
+/**
+ * PROMETHEUS_METRICS is every metric a Parley service exposes, by its Prometheus name (as
+ * /metrics shows it: dots become underscores, counters end in _total, histograms add _bucket,
+ * _sum and _count), with its type. The chart's alert rules and dashboard may reference only
+ * these (and named kube-state-metrics series); their tests check that.
+ */
+export const PROMETHEUS_METRICS = {
+  rpc_server_call_duration: 'histogram',
+  rpc_client_call_duration: 'histogram',
+  rpc_server_active_requests: 'gauge',
+  db_client_connection_count: 'gauge',
+  db_client_connection_max: 'gauge',
+  db_client_connection_pending_requests: 'gauge',
+  db_client_connection_wait_time: 'histogram',
+  parley_cache_lookups_total: 'counter',
+  parley_kek_calls_total: 'counter',
+  parley_throttle_blocks_total: 'counter',
+  parley_conversations_live: 'gauge',
+  parley_guardrail_decisions_total: 'counter',
+  parley_webhook_deliveries_total: 'counter',
+  parley_audit_outbox_depth: 'gauge',
+  parley_audit_outbox_age: 'gauge',
+  parley_audit_checkpoint_oldest_age: 'gauge',
+  parley_audit_checkpoint_age: 'gauge',
+  parley_tls_certificate_expires_in: 'gauge',
+  target_info: 'gauge',
+} as const satisfies Readonly<Record<string, 'histogram' | 'gauge' | 'counter'>>;
