@@ -44,6 +44,8 @@ export interface PublicStack {
   readonly publicUrl: string;
   readonly ca: Buffer;
   readonly urls: Record<StackService, string>;
+  /** healthUrls are each service's plain HTTP probe port (/healthz, /readyz, /metrics). */
+  readonly healthUrls: Record<StackService, string>;
   readonly bootstrap: { tenantId: string; memberId: string; apiKey: string };
   /** logs are every line the processes wrote. */
   readonly logs: string[];
@@ -185,6 +187,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     publicUrl,
     ca,
     urls,
+    healthUrls: Object.fromEntries(names.map((n) => [n, `http://127.0.0.1:${ports[n].health}`])) as PublicStack['healthUrls'],
     bootstrap,
     logs,
     async call(path, body, apiKey, options = {}) {

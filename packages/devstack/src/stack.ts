@@ -30,6 +30,8 @@ export interface DevStackConfig {
   readonly databaseUrl: string | undefined;
   readonly logLevel: string;
   readonly otlpEndpoint: string | undefined;
+  /** otel are the other OTEL_* variables (service name aside), passed to every service unchanged. */
+  readonly otel: Readonly<Record<string, string>>;
   /** kek is the KEK of secrets, identity and audit: local keyrings, or Vault (PARLEY_KEK_PROVIDER=vault and PARLEY_VAULT_*). */
   readonly kek: DevKek;
   /** serviceEnv adds variables to one service's processes (tests: a webhook receiver's allow-list, short timers); not read from the environment. */
@@ -49,6 +51,14 @@ export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
     databaseUrl,
     logLevel: envString(env, 'PARLEY_LOG_LEVEL', 'info'),
     otlpEndpoint: envOptional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+    // One OTEL_SERVICE_NAME for every service would merge them into one; each names itself.
+    otel: Object.freeze(
+      Object.fromEntries(
+        Object.entries(env).filter(
+          (e): e is [string, string] => e[0].startsWith('OTEL_') && e[0] !== 'OTEL_SERVICE_NAME' && e[1] !== undefined && e[1] !== '',
+        ),
+      ),
+    ),
     kek: loadDevKek(env),
     logFormat: envEnum(env, 'PARLEY_DEV_LOG_FORMAT', ['pretty', 'json'], 'pretty'),
   });
@@ -250,6 +260,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
           PARLEY_LOG_LEVEL: config.logLevel,
           DATABASE_URL: serviceDatabaseUrl(adminUrl, service, rolePasswords[service]),
           PARLEY_DEV_DIR: config.dir,
+          ...config.otel,
           ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
           ...(ownPublicPort !== undefined ? { PARLEY_PUBLIC_PORT: String(ownPublicPort) } : {}),
           ...(service === 'edge'
