@@ -24,3 +24,4 @@ export * from './embedded-tts.js';
 export * from './openai-speech.js';
 export * from './speaker.js';
 export * from './vad.js';
+export * from './twilio-media-stream.js';
