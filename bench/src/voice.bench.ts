@@ -71,6 +71,7 @@ async function openCall(url: string, ca: Buffer, token: string): Promise<Call> {
   ws.on('message', (data: Buffer, binary: boolean) => {
     const at = performance.now();
     const m = binary ? { binary } : { binary, frame: JSON.parse(data.toString('utf8')) as { type?: string; final?: boolean } };
+    if (process.env.BENCH_DEBUG === '1' && !binary) process.stderr.write(`${data.toString('utf8').slice(0, 200)}\n`);
     for (const w of [...waiters]) w(m, at);
   });
   const call: Call = {
@@ -122,12 +123,15 @@ async function voiceTurns(call: Call, turns: number, samples: number[]): Promise
       const heard = call.waitFor((m) => m.frame?.type === 'user_transcript' && m.frame.final === true);
       const firstAudio = heard.then(() => call.waitFor((m) => m.binary));
       const done = call.waitFor((m) => m.frame?.type === 'assistant_text' && m.frame.final === true);
+      // A turn that fails is counted below; its other waits must not become unhandled rejections.
+      for (const p of [heard, firstAudio, done]) p.catch(() => undefined);
       await speak(call);
       const t0 = await heard;
       const t1 = await firstAudio;
       await done;
       if (i > 0) samples.push(t1 - t0);
-    } catch {
+    } catch (err) {
+      if (process.env.BENCH_DEBUG === '1') process.stderr.write(`voice turn failed: ${String(err)}\n`);
       errors++;
     }
   }
@@ -141,6 +145,7 @@ async function textTurns(call: Call, turns: number, samples: number[]): Promise<
     try {
       const first = call.waitFor((m) => m.frame?.type === 'assistant_text' && m.frame.final === false);
       const done = call.waitFor((m) => m.frame?.type === 'assistant_text' && m.frame.final === true);
+      for (const p of [first, done]) p.catch(() => undefined);
       const t0 = performance.now();
       call.ws.send(JSON.stringify({ type: 'user_text', text: 'hello there' }));
       const t1 = await first;
