@@ -113,7 +113,7 @@ describe('readiness', () => {
   it('answers 404 with a hint for unknown probe paths', async () => {
     const res = await fetch(`http://127.0.0.1:${running.healthPort}/health`);
     expect(res.status).toBe(404);
-    expect(await res.text()).toContain('/healthz or /readyz');
+    expect(await res.text()).toContain('/healthz, /readyz or /metrics');
   });
 });
 

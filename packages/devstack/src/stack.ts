@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 import { envOptionalPostgresUrl, loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
 import { ensureDevPki } from '@parley/devpki';
-import { envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { envEnum, envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { describeServiceKek, KEK_SERVICES, kekEnvFor, loadDevKek, type DevKek, type KekService } from './kek.js';
+import { DEV_OIDC_USER, startDevOidcProvider, type DevOidcProvider } from './oidc-provider.js';
 import { ServiceProcess } from './process.js';
 import { startRoundRobinProxy, type RoundRobinProxy } from './round-robin-proxy.js';
 
@@ -29,10 +30,14 @@ export interface DevStackConfig {
   readonly databaseUrl: string | undefined;
   readonly logLevel: string;
   readonly otlpEndpoint: string | undefined;
+  /** otel are the other OTEL_* variables (service name aside), passed to every service unchanged. */
+  readonly otel: Readonly<Record<string, string>>;
   /** kek is the KEK of secrets, identity and audit: local keyrings, or Vault (PARLEY_KEK_PROVIDER=vault and PARLEY_VAULT_*). */
   readonly kek: DevKek;
   /** serviceEnv adds variables to one service's processes (tests: a webhook receiver's allow-list, short timers); not read from the environment. */
   readonly serviceEnv?: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
+  /** logFormat is how `npm start` shows services' log lines: pretty (default) or json (PARLEY_DEV_LOG_FORMAT). */
+  readonly logFormat: 'pretty' | 'json';
 }
 
 /** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, PARLEY_DEV_REPLICAS, DATABASE_URL, PARLEY_KEK_PROVIDER, PARLEY_VAULT_* and friends. */
@@ -46,7 +51,16 @@ export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
     databaseUrl,
     logLevel: envString(env, 'PARLEY_LOG_LEVEL', 'info'),
     otlpEndpoint: envOptional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+    // One OTEL_SERVICE_NAME for every service would merge them into one; each names itself.
+    otel: Object.freeze(
+      Object.fromEntries(
+        Object.entries(env).filter(
+          (e): e is [string, string] => e[0].startsWith('OTEL_') && e[0] !== 'OTEL_SERVICE_NAME' && e[1] !== undefined && e[1] !== '',
+        ),
+      ),
+    ),
     kek: loadDevKek(env),
+    logFormat: envEnum(env, 'PARLEY_DEV_LOG_FORMAT', ['pretty', 'json'], 'pretty'),
   });
 }
 
@@ -61,6 +75,9 @@ export interface StackInfo {
   /** replicas lists every process of each service (the first is `services`' entry); publicUrl on the edge and the orchestrator. */
   replicas: Record<ServiceName, ReplicaInfo[]>;
   bootstrap?: Record<string, string>;
+  /** signInUrl starts operator sign-in at the edge through the dev OIDC provider (devOidcIssuer). */
+  signInUrl?: string;
+  devOidcIssuer?: string;
 }
 
 /** ReplicaInfo is one process of a service in stack.json. */
@@ -80,6 +97,8 @@ export interface DevStack {
   readonly stackFile: string;
   /** crashed resolves with the first service that exits on its own, and its last log lines. */
   readonly crashed: Promise<{ service: string; code: number | null; signal: string | null; lines: string[] }>;
+  /** processes are the services' processes (the fault tests kill, stop and restart them one by one). */
+  readonly processes: readonly ServiceProcess[];
   /** stop stops every service (SIGTERM, in parallel) and then Postgres. */
   stop(): Promise<void>;
 }
@@ -159,9 +178,11 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
   }
   const processes: ServiceProcess[] = [];
   const proxies: RoundRobinProxy[] = [];
+  let oidcProvider: DevOidcProvider | undefined;
   const stop = async () => {
     await Promise.all(proxies.map((p) => p.close()));
     await Promise.all(processes.map((p) => p.stop()));
+    await oidcProvider?.close();
     await postgres?.stop();
   };
   try {
@@ -184,13 +205,29 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
       log: (line) => log(`migrate: ${line}`),
     });
 
+    // Operator sign-in with no setup: the embedded OIDC provider (development only; the chart
+    // never runs it) signs in the dev user, who is the bootstrap workspace's owner.
+    const oidcClientSecretFile = join(config.dir, 'oidc-client-secret');
+    const oidcClientSecret = await secretFile(oidcClientSecretFile, () => randomBytes(24).toString('base64url'));
+    const edgePublicUrl = `https://localhost:${config.portBase}`;
+    oidcProvider = await startDevOidcProvider({
+      host: '127.0.0.1',
+      port: config.portBase + 2,
+      cert: await readFile(pki.cert('edge')),
+      key: await readFile(pki.key('edge')),
+      users: [DEV_OIDC_USER],
+      clients: [{ clientId: 'parley-dev', clientSecret: oidcClientSecret, redirectUris: [`${edgePublicUrl}/auth/callback`] }],
+    });
+    log(`dev OIDC provider (development only) at ${oidcProvider.issuer}`);
     const replicaIndexes = [...Array(config.replicas).keys()];
     const port = (service: ServiceName, replica = 0) => config.portBase + 40 * replica + 10 + SERVICE_NAMES.indexOf(service);
     const healthPort = (service: ServiceName, replica = 0) => config.portBase + 40 * replica + 20 + SERVICE_NAMES.indexOf(service);
     // The public entry points; with several replicas each replica listens on its own port behind them.
     const entryPort = { edge: config.portBase, 'voice-orchestrator': config.portBase + 1 } as Partial<Record<ServiceName, number>>;
     const publicPort = (service: ServiceName, replica: number) =>
-      config.replicas === 1 ? entryPort[service] : config.portBase + 40 * replica + (service === 'edge' ? 36 : 37);
+      entryPort[service] === undefined || config.replicas === 1
+        ? entryPort[service]
+        : config.portBase + 40 * replica + (service === 'edge' ? 36 : 37);
     // Each peer address lists every replica: the kernel's client spreads calls over the list per
     // call, exactly as it does over a headless Service's DNS answers in Kubernetes.
     const peers = Object.fromEntries(
@@ -204,6 +241,8 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
       databaseUrl: adminUrl,
       services: {} as StackInfo['services'],
       replicas: {} as StackInfo['replicas'],
+      signInUrl: `${edgePublicUrl}/auth/login`,
+      devOidcIssuer: oidcProvider.issuer,
     };
     for (const service of SERVICE_NAMES) {
       info.replicas[service] = [];
@@ -221,8 +260,18 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
           PARLEY_LOG_LEVEL: config.logLevel,
           DATABASE_URL: serviceDatabaseUrl(adminUrl, service, rolePasswords[service]),
           PARLEY_DEV_DIR: config.dir,
+          ...config.otel,
           ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
           ...(ownPublicPort !== undefined ? { PARLEY_PUBLIC_PORT: String(ownPublicPort) } : {}),
+          ...(service === 'edge'
+            ? {
+                PARLEY_PUBLIC_URL: edgePublicUrl,
+                PARLEY_OIDC_ISSUER: oidcProvider.issuer,
+                PARLEY_OIDC_CLIENT_ID: 'parley-dev',
+                PARLEY_OIDC_CLIENT_SECRET_FILE: oidcClientSecretFile,
+                PARLEY_OIDC_CA_FILE: pki.caCert,
+              }
+            : {}),
           // One witness file per audit process, as the chart gives one per pod: appends from two
           // processes to one file could interleave.
           ...(service === 'audit' && replica > 0
@@ -293,7 +342,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         }),
       ),
     );
-    return { info, stackFile, crashed, stop };
+    return { info, stackFile, crashed, processes, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -59,7 +59,6 @@ interface Endpoint {
  */
 export function createMtlsTransport(options: MtlsTransportOptions): Transport & { close(): void } {
   const expected = spiffeIdFor(options.expect, options.trustDomain);
-  const interceptors = [createClientTracingInterceptor(), ...(options.interceptors ?? [])];
   // A list of URLs is a fixed set of endpoints, as if DNS had answered with them.
   const listed = options.baseUrl.split(',');
   const url = new URL(listed[0] ?? options.baseUrl);
@@ -96,6 +95,12 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
       { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
       nodeOptions,
     );
+    // server.address on each CLIENT span says which pod answered.
+    const targetUrl = new URL(target);
+    const interceptors = [
+      createClientTracingInterceptor({ address: bareHost(targetUrl.hostname), port: Number(targetUrl.port || '443') }),
+      ...(options.interceptors ?? []),
+    ];
     const transport = createGrpcTransport({
       baseUrl: target,
       sessionManager,
