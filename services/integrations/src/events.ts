@@ -14,6 +14,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'secret.rotated',
   'api_key.revoked',
   'guardrail.escalated',
+  'audit.checkpoint',
 ] as const;
 
 /** WebhookEventType is one of WEBHOOK_EVENT_TYPES. */
@@ -36,6 +37,16 @@ export interface WebhookEvent {
 
 const ID_KEY = /^[a-z][a-z0-9_]{0,61}_id$/;
 const ID_VALUE = /^[A-Za-z0-9_-]{1,100}$/;
+/**
+ * CHECKPOINT_FIELDS are the data of an audit.checkpoint besides ids: the sequence number, the chain
+ * hash at it and the Ed25519 signature (base64): integrity data a workspace keeps as its own
+ * witness, never an event's contents.
+ */
+const CHECKPOINT_FIELDS: Readonly<Record<string, RegExp>> = {
+  seq: /^[0-9]{1,19}$/,
+  hash: /^[A-Za-z0-9+/=_-]{1,200}$/,
+  signature: /^[A-Za-z0-9+/=_-]{1,200}$/,
+};
 
 /**
  * eventPayload is the exact JSON body of an event's deliveries. Its data is checked to hold only
@@ -51,6 +62,11 @@ export function eventPayload(event: WebhookEvent): string {
   const entries = Object.entries(event.data);
   if (entries.length > 16) throw new InvalidArgumentError('data: at most 16 ids', { field: 'data' });
   for (const [key, value] of entries) {
+    const extra = event.type === 'audit.checkpoint' ? CHECKPOINT_FIELDS[key] : undefined;
+    if (extra !== undefined) {
+      if (!extra.test(value)) throw new InvalidArgumentError(`data.${key}: is not a checkpoint ${key}`, { field: `data.${key}` });
+      continue;
+    }
     if (!ID_KEY.test(key) || !ID_VALUE.test(value)) {
       throw new InvalidArgumentError(`data.${key}: webhook data holds only ids (keys ending in _id, values of 1-100 of A-Z a-z 0-9 _ -)`, {
         field: `data.${key}`,
