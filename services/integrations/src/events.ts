@@ -1,7 +1,7 @@
 import { isUuid, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError } from '@parley/platform';
 import type { IntegrationsDb, WebhookDelivery } from './db/tables.js';
-import { enqueueDelivery } from './delivery.store.js';
+import { enqueueDelivery, notifyDeliveriesQueued } from './delivery.store.js';
 import { endpointsForEvent } from './webhook-endpoint.store.js';
 
 /** WEBHOOK_EVENT_TYPES are the events a workspace can subscribe an endpoint to. */
@@ -78,7 +78,8 @@ export function eventPayload(event: WebhookEvent): string {
 
 /**
  * emitEvent enqueues one delivery of the event for each of the tenant's enabled endpoints that
- * subscribed to its type; the deliveries expire `maxAgeMs` from now.
+ * subscribed to its type, and notifies the delivery workers at commit; the deliveries expire
+ * `maxAgeMs` from now.
  */
 export async function emitEvent(trx: TenantTransaction<IntegrationsDb>, event: WebhookEvent, maxAgeMs: number): Promise<WebhookDelivery[]> {
   const payload = eventPayload(event);
@@ -88,5 +89,6 @@ export async function emitEvent(trx: TenantTransaction<IntegrationsDb>, event: W
   for (const endpoint of endpoints) {
     out.push(await enqueueDelivery(trx, { endpointId: endpoint.id, eventId: event.eventId, eventType: event.type, payload, expiresAt }));
   }
+  if (out.length > 0) await notifyDeliveriesQueued(trx);
   return out;
 }
