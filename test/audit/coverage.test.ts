@@ -124,6 +124,10 @@ const STEPS: Record<string, Step> = {
     void (await ok(call('/parley.api.v1.WebhookService/DeleteWebhookEndpoint', { endpointId: await newEndpoint(call, key) }, key))),
   'parley.api.v1.WebhookService/RotateWebhookSecret': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.WebhookService/RotateWebhookSecret', { endpointId: await newEndpoint(call, key) }, key))),
+  'parley.api.v1.RetentionService/SetRetentionPolicy': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.RetentionService/SetRetentionPolicy', { rules: [{ dataClass: 'transcript', days: 0 }] }, key))),
+  'parley.api.v1.RetentionService/SetLegalHold': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.RetentionService/SetLegalHold', { kind: 'subject', targetId: randomUUID(), held: true }, key))),
   'parley.api.v1.WebhookService/ReplayWebhookDelivery': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.WebhookService/ReplayWebhookDelivery', { deliveryId: await deliveredDelivery(call, key) }, key))),
   'parley.api.v1.ConnectionService/CreateConnection': async ({ call, key }) => void (await newConnection(call, key)),

@@ -45,6 +45,7 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   // Not in the public API yet (lifecycle, conversations): listed so that the
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),
+  p('RetentionService/SetLegalHold', 'legal_hold.set'),
   p('PrivacyService/RequestExport', 'privacy_request.export'),
   p('PrivacyService/RequestForget', 'privacy_request.forget'),
   p('ConversationService/ListTranscriptTurns', 'transcript.read'),

@@ -31,5 +31,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     deleteConnection: ['edge'],
     // Tool calls come from live conversations only; the credential is injected here, never there.
     callTool: ['voice-orchestrator'],
+    // The delivery log's retention purge: lifecycle's scheduler only.
+    purgeDeliveryLog: ['lifecycle'],
   }),
 ];

@@ -9,6 +9,7 @@ import type { IntegrationsDb } from './db/tables.js';
 import { createConnectionAdminHandlers } from './connection-admin.service.js';
 import { emitEvent } from './events.js';
 import { callTool, type ToolCallDeps } from './tool-call.js';
+import { retentionHandlers } from './retention.service.js';
 import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
 
 /** IntegrationsServiceDeps are what the handlers need; they do no I/O of their own. */
@@ -81,5 +82,6 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
 
     ...createWebhookAdminHandlers(deps),
     ...createConnectionAdminHandlers(deps),
+    ...retentionHandlers(deps.db),
   };
 }

@@ -30,5 +30,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     putGuardrailState: ['voice-orchestrator'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
+    // The retention purge: lifecycle's scheduler only.
+    purgeExpired: ['lifecycle'],
   }),
 ];

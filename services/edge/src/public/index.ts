@@ -12,6 +12,7 @@ import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
+import { retentionModule } from './retention.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
 import { webhooksModule } from './webhooks.js';
@@ -28,6 +29,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   conversationsModule,
   webhooksModule,
   connectionsModule,
+  retentionModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */
