@@ -106,6 +106,7 @@ export async function startBaseline(adminUrl: string, cert: Buffer, key: Buffer,
           const buffer = new SentenceBuffer();
           const said: string[] = [];
           for await (const delta of provider.streamReply([{ role: 'user', content: f.text ?? '' }], new AbortController().signal)) {
+            if (typeof delta !== 'string') break; // the benchmark's agent has no tools
             for (const s of buffer.push(delta)) {
               said.push(s);
               ws.send(JSON.stringify({ type: 'assistant_text', text: s, final: false }));

@@ -12,6 +12,7 @@ import {
   getDelivery,
   getWebhookEndpoint,
   leaseDueDeliveries,
+  listenForDeliveries,
   replayDelivery,
   retryAfterMs,
   retryDelayMs,
@@ -22,7 +23,7 @@ import {
 import { generateWebhookSecret, verifyWebhook } from '@parley/webhooks';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { serviceDb } from '../src/pg.js';
+import { serviceDb, serviceUrl } from '../src/pg.js';
 
 // The delivery queue against real Postgres (the integrations role, RLS on) and a real local HTTPS
 // receiver on 127.0.0.1. The private allow-list is on in this file only, for 127.0.0.1 alone. The
@@ -367,5 +368,41 @@ describe('webhook delivery queue', () => {
     expect(retryAfterMs('soon', now, 60_000)).toBeUndefined();
     expect(retryAfterMs('-5', now, 60_000)).toBeUndefined();
     expect(retryAfterMs(undefined, now, 60_000)).toBeUndefined();
+  });
+
+  it('wakes an idle worker at the commit of an event queued elsewhere (LISTEN/NOTIFY), long before its next poll', async () => {
+    const tenant = randomUUID();
+    await endpointFor(tenant, '/notified');
+    const w = worker('notified-a', { pollMs: 60_000 });
+    w.start();
+    let wakes = 0;
+    const listener = listenForDeliveries({
+      connectionString: serviceUrl('integrations'),
+      onQueued: () => {
+        wakes += 1;
+        w.wake();
+      },
+    });
+    try {
+      // The listener wakes the worker once when it starts listening; wait for that, then go idle.
+      await until(
+        async () => wakes,
+        (n) => n >= 1,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      const started = Date.now();
+      // Emitted as another replica would: no wake() call here, only the commit's notification.
+      const [deliveryId] = await emit(tenant);
+      const delivery = await until(
+        () => withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!)),
+        (d) => d.state === 'delivered',
+        10_000,
+      );
+      expect(delivery.state).toBe('delivered');
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(receivedAt('/notified').map((r) => r.id)).toEqual([deliveryId]);
+    } finally {
+      await listener.close();
+    }
   });
 });

@@ -5,10 +5,11 @@ import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { webhookWitness } from '@parley/audit';
 import { withTenant } from '@parley/db';
 import { freePort, ServiceProcess } from '@parley/devstack';
 import { createWebhookEndpoint, type IntegrationsDb } from '@parley/integrations';
-import { CertificateSource, createServiceClient, type ServiceName } from '@parley/platform';
+import { CertificateSource, createLogger, createServiceClient, createWebhookEventEmitter, type ServiceName } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceDb, serviceUrl } from '../src/pg.js';
@@ -129,9 +130,54 @@ describe('integrations service: EmitEvent', () => {
     expect(refusal).toBeInstanceOf(ConnectError);
     expect((refusal as ConnectError).code).toBe(Code.InvalidArgument);
     expect((refusal as ConnectError).rawMessage).toContain('webhook data holds only ids');
-    const audit = await clientAs('audit');
-    await expect(audit.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
+    const tenantData = await clientAs('tenant-data');
+    await expect(tenantData.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
     const edge = await clientAs('edge');
     await expect(edge.emitEvent(event)).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.PermissionDenied);
+  });
+});
+
+describe('integrations service: audit.checkpoint', () => {
+  it("queues the audit service's signed checkpoints for the tenant's endpoints subscribed to audit.checkpoint, ids and signature only", async () => {
+    const tenant = randomUUID();
+    const db = serviceDb<IntegrationsDb>('integrations', { max: 1 });
+    try {
+      await withTenant(db, tenant, (trx) =>
+        createWebhookEndpoint(trx, { url: 'https://hooks.example.com/audit', eventTypes: ['audit.checkpoint'] }),
+      );
+      // The audit service's own witness over its own client: what main.ts wires when PARLEY_INTEGRATIONS_URL is set.
+      const events = createWebhookEventEmitter(await clientAs('audit'), createLogger({ service: 'test', version: 'test', level: 'error' }));
+      const checkpoint = {
+        tenantId: tenant,
+        seq: 42,
+        hash: 'a'.repeat(64),
+        signedAt: new Date().toISOString(),
+        keyId: '0123456789abcdef',
+        signature: 'x9+/Zm9vYmFyYmF6cXV4==',
+      };
+      await webhookWitness(events).publish(checkpoint);
+      await events.drain(5_000);
+      const deliveries = await withTenant(db, tenant, (trx) => trx.selectFrom('webhook_deliveries').selectAll().execute());
+      expect(deliveries.map((d) => d.event_type)).toEqual(['audit.checkpoint']);
+      const payload = JSON.parse(deliveries[0]!.payload) as { type: string; timestamp: string; data: Record<string, string> };
+      expect(payload).toMatchObject({
+        type: 'audit.checkpoint',
+        timestamp: checkpoint.signedAt,
+        data: { seq: '42', hash: checkpoint.hash, key_id: checkpoint.keyId, signature: checkpoint.signature },
+      });
+    } finally {
+      await db.destroy();
+    }
+    // Checkpoint fields are for audit.checkpoint only, and hold only their own shapes.
+    const auditClient = await clientAs('audit');
+    const refusal = await auditClient
+      .emitEvent({ tenantId: tenant, eventId: randomUUID(), type: 'audit.checkpoint', data: { seq: 'forty two', signature: 'x' } })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((refusal as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((refusal as ConnectError).rawMessage).toContain('data.seq');
+    const elsewhere = await auditClient
+      .emitEvent({ tenantId: tenant, eventId: randomUUID(), type: 'conversation.ended', data: { seq: '1' } })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((elsewhere as ConnectError).code).toBe(Code.InvalidArgument);
   });
 });

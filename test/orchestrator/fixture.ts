@@ -207,6 +207,9 @@ export async function startConversationStack(
 }
 
 /** scripted builds scripted provider settings (zero delay unless given). */
-export function scripted(rules: { match: string; reply: string }[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function scripted(
+  rules: { match: string; reply: string; tool?: { name: string; arguments: Record<string, unknown> } }[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { llm: { provider: 'scripted', rules, delayMs: 0, ...extra } };
 }

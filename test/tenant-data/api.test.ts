@@ -241,7 +241,8 @@ describe('tenant-data API: bad input', () => {
 describe('tenant-data API: callers and flows', () => {
   it('a caller not on the allow-list gets PERMISSION_DENIED', async () => {
     const integrations = await td.clientAs('integrations');
-    expect((await failure(integrations.getAgent({ tenantId: tenantA, agentId: seeded.agentA }))).code).toBe(Code.PermissionDenied);
+    // integrations may read one agent (the grants of a tool call), never list them.
+    expect((await failure(integrations.listAgents({ tenantId: tenantA }))).code).toBe(Code.PermissionDenied);
     expect((await failure(orchestrator.createAgent({ tenantId: tenantA, name: 'sneaky' }))).code).toBe(Code.PermissionDenied);
     expect(
       (

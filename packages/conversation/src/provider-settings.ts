@@ -25,8 +25,15 @@ const scriptedRule = z.strictObject({
         return false;
       }
     }, 'must be a valid RE2 regular expression (no backreferences or lookaround)'),
-  /** reply is said when match matches; "{user}" is replaced by the user's message. */
+  /** reply is said when match matches; "{user}" is replaced by the user's message, "{tool}" by the tool's result. */
   reply: z.string().min(1).max(4_000),
+  /** tool, when set, is called first (name and arguments as a model would ask); the reply follows with its result. */
+  tool: z
+    .strictObject({
+      name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
+      arguments: z.record(z.string(), z.unknown()).default({}),
+    })
+    .optional(),
 });
 
 /** scriptedLlmSettings configures the embedded scripted provider: ordered rules, then the default reply. */

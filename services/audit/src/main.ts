@@ -1,15 +1,17 @@
-// The audit service process: wiring only.
+// The audit service process: wiring only. Signed checkpoints go to the witness file and, when
+// PARLEY_INTEGRATIONS_URL is set, to the workspaces' webhooks as audit.checkpoint.
 import { createServiceDb } from '@parley/db';
 import { createKekProvider } from '@parley/envelope';
-import { observeGauge, PARLEY_VERSION, runMain } from '@parley/platform';
+import { createWebhookEventEmitter, observeGauge, PARLEY_VERSION, runMain } from '@parley/platform';
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { loadAuditConfig } from './config.js';
 import { uncheckpointedAges } from './chain.store.js';
 import { startCheckpointTimer } from './checkpoint-timer.js';
 import { callerPolicies } from './policy.js';
 import { createAuditService } from './service.js';
 import { SealedKeyCheckpointSigner } from './signer.js';
-import { FileCheckpointWitness, type CheckpointWitness } from './witness.js';
+import { FileCheckpointWitness, webhookWitness, type CheckpointWitness } from './witness.js';
 import type { AuditDb } from './db/tables.js';
 
 /** CHECKPOINT_AGE_TOP_N is how many tenants the checkpoint-age gauge names. */
@@ -33,6 +35,12 @@ runMain({
         'PARLEY_AUDIT_WITNESS_PATH is not set: checkpoints are kept in the database only, so a cut tail is not detectable',
       );
     else witnesses.push(new FileCheckpointWitness(config.witnessPath));
+    // Signed checkpoints also go to each workspace's webhooks (audit.checkpoint) when integrations is configured.
+    if (ctx.config.peers.integrations !== undefined) {
+      const events = createWebhookEventEmitter(ctx.clientFor('integrations', IntegrationsService), ctx.logger);
+      witnesses.push(webhookWitness(events));
+      ctx.onClose(() => events.drain(2_000));
+    }
     const policy = { everyEvents: config.checkpointEveryEvents, everyMs: config.checkpointEveryMs };
     const timer = startCheckpointTimer({ db, signer, witnesses, everyMs: policy.everyMs, logger: ctx.logger });
     ctx.onClose(() => timer.stop());

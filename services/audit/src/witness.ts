@@ -2,6 +2,7 @@
 // superuser who rolls back a chain's tail (events, checkpoints and head together) leaves a chain
 // that verifies on its own but no longer matches what was witnessed.
 import { appendFile, readFile } from 'node:fs/promises';
+import type { WebhookEventEmitter } from '@parley/platform';
 import type { ChainCheckpoint } from './chain.js';
 
 /** CheckpointWitness receives each checkpoint after the transaction that stored it committed. */
@@ -23,6 +24,23 @@ export type CheckpointHook = (event: AuditCheckpointEvent) => Promise<void>;
 /** hookWitness turns a hook into a witness. */
 export function hookWitness(hook: CheckpointHook, name = 'audit.checkpoint hook'): CheckpointWitness {
   return { name, publish: (checkpoint) => hook({ type: 'audit.checkpoint', checkpoint }) };
+}
+
+/**
+ * webhookWitness sends every signed checkpoint to the tenant's webhooks as the `audit.checkpoint`
+ * event (through the integrations service), so a workspace can keep its own witness of its chain:
+ * the sequence number, the chain hash at it, the signing key and the Ed25519 signature; never an
+ * event's contents. The emitter never throws and never waits; a lost emit is logged by it.
+ */
+export function webhookWitness(events: WebhookEventEmitter): CheckpointWitness {
+  return hookWitness(async ({ checkpoint }) => {
+    events.emit({
+      tenantId: checkpoint.tenantId,
+      type: 'audit.checkpoint',
+      at: new Date(checkpoint.signedAt),
+      data: { seq: String(checkpoint.seq), hash: checkpoint.hash, key_id: checkpoint.keyId, signature: checkpoint.signature },
+    });
+  }, 'audit.checkpoint webhooks');
 }
 
 /**

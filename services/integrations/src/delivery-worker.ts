@@ -5,7 +5,14 @@ import { NotFoundError, recordWebhookDelivery, type Logger } from '@parley/platf
 import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
-import { finishAttempt, leaseDueDeliveries, type AttemptOutcome, type LeasedDelivery } from './delivery.store.js';
+import {
+  finishAttempt,
+  finishAttempts,
+  leaseDueDeliveries,
+  type AttemptOutcome,
+  type FinishedAttempt,
+  type LeasedDelivery,
+} from './delivery.store.js';
 import { disableWebhookEndpoint, getWebhookEndpoint, signingSecretRefs } from './webhook-endpoint.store.js';
 
 /**
@@ -191,6 +198,63 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     }
   }
 
+  /** finishGone records a 410 and disables the endpoint in one transaction, with its audit event. */
+  function finishGone(delivery: LeasedDelivery, finish: FinishedAttempt): Promise<'disabled' | 'finished' | 'lost'> {
+    return withTenant(options.db, delivery.tenant_id, async (trx) => {
+      const done = await finishAttempt(trx, delivery, options.worker, finish.result, finish.retryAt);
+      if (done && (await disableWebhookEndpoint(trx, delivery.endpoint_id))) {
+        await recordAuditEvent(trx, {
+          tenantId: delivery.tenant_id,
+          actor: systemActor('webhook-delivery'),
+          action: 'webhook_endpoint.update',
+          target: { type: 'webhook_endpoint', id: delivery.endpoint_id },
+          details: auditDetails({ enabled: false, reason: 'receiver answered 410 Gone' }, ['enabled', 'reason']),
+        });
+        return 'disabled';
+      }
+      return done ? 'finished' : 'lost';
+    });
+  }
+
+  // Group commit of finished attempts: per tenant one write in flight; the attempts that end
+  // meanwhile wait and go together in the next (finishAttempts), so a busy worker spends one
+  // transaction on many deliveries instead of one each.
+  type PendingFinish = { finish: FinishedAttempt; resolve: (recorded: boolean) => void; reject: (error: unknown) => void };
+  const pendingFinishes = new Map<string, PendingFinish[]>();
+  const flushingTenants = new Set<string>();
+
+  function recordFinish(tenantId: string, finish: FinishedAttempt): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      const queued = pendingFinishes.get(tenantId);
+      if (queued === undefined) pendingFinishes.set(tenantId, [{ finish, resolve, reject }]);
+      else queued.push({ finish, resolve, reject });
+      if (!flushingTenants.has(tenantId)) void flushFinishes(tenantId);
+    });
+  }
+
+  async function flushFinishes(tenantId: string): Promise<void> {
+    flushingTenants.add(tenantId);
+    try {
+      for (let batch = pendingFinishes.get(tenantId); batch !== undefined; batch = pendingFinishes.get(tenantId)) {
+        pendingFinishes.delete(tenantId);
+        try {
+          const recorded = await withTenant(options.db, tenantId, (trx) =>
+            finishAttempts(
+              trx,
+              options.worker,
+              batch!.map((p) => p.finish),
+            ),
+          );
+          for (const p of batch) p.resolve(recorded.has(p.finish.delivery.id));
+        } catch (error) {
+          for (const p of batch) p.reject(error);
+        }
+      }
+    } finally {
+      flushingTenants.delete(tenantId);
+    }
+  }
+
   async function deliver(delivery: LeasedDelivery, memo: BatchMemo): Promise<void> {
     let result: Attempt;
     try {
@@ -205,20 +269,9 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     const waitMs = result.retryAfterMs ?? retryDelayMs(delivery.attempts, options.backoff, random);
     const retryAt = new Date(Date.now() + waitMs);
     const stillYoung = result.gone !== true && retryAt < delivery.expires_at;
-    const finished = await withTenant(options.db, delivery.tenant_id, async (trx) => {
-      const done = await finishAttempt(trx, delivery, options.worker, result, stillYoung ? retryAt : null);
-      if (done && result.gone === true && (await disableWebhookEndpoint(trx, delivery.endpoint_id))) {
-        await recordAuditEvent(trx, {
-          tenantId: delivery.tenant_id,
-          actor: systemActor('webhook-delivery'),
-          action: 'webhook_endpoint.update',
-          target: { type: 'webhook_endpoint', id: delivery.endpoint_id },
-          details: auditDetails({ enabled: false, reason: 'receiver answered 410 Gone' }, ['enabled', 'reason']),
-        });
-        return 'disabled';
-      }
-      return done ? 'finished' : 'lost';
-    });
+    const finish = { delivery, result, retryAt: stillYoung ? retryAt : null };
+    const finished =
+      result.gone === true ? await finishGone(delivery, finish) : (await recordFinish(delivery.tenant_id, finish)) ? 'finished' : 'lost';
     if (finished === 'disabled') {
       options.onAudit?.();
       options.logger?.warn(

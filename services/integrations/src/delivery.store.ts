@@ -49,6 +49,18 @@ export async function enqueueDelivery(trx: Trx, input: EnqueueDelivery): Promise
     .executeTakeFirstOrThrow();
 }
 
+/** DELIVERIES_CHANNEL is the Postgres notification channel that says deliveries were queued (no payload). */
+export const DELIVERIES_CHANNEL = 'parley_webhook_deliveries';
+
+/**
+ * notifyDeliveriesQueued tells every listening delivery worker, on every replica, that deliveries
+ * are due (delivered by Postgres when the transaction commits, not before): they lease at once
+ * instead of at their next poll.
+ */
+export async function notifyDeliveriesQueued(trx: Trx): Promise<void> {
+  await sql`select pg_notify(${DELIVERIES_CHANNEL}, '')`.execute(trx);
+}
+
 /** LeasedDelivery is a delivery a worker holds until `lease_expires_at`. */
 export type LeasedDelivery = Pick<
   WebhookDelivery,
@@ -143,6 +155,50 @@ export async function finishAttempt(
   return true;
 }
 
+/** FinishedAttempt is one attempt to record with finishAttempts. */
+export interface FinishedAttempt {
+  readonly delivery: Pick<LeasedDelivery, 'id' | 'attempts'>;
+  readonly result: AttemptOutcome;
+  /** retryAt is when to try again, null when the delivery is past its maximum age (it dies). */
+  readonly retryAt: Date | null;
+}
+
+function stateOf(result: AttemptOutcome, retryAt: Date | null): DeliveryState {
+  return result.outcome === 'delivered' ? 'delivered' : result.outcome === 'refused' ? 'refused' : retryAt === null ? 'dead' : 'pending';
+}
+
+/**
+ * finishAttempts is finishAttempt for several deliveries of one tenant in one statement (an update
+ * and the delivery log's inserts, joined in a CTE): the delivery worker records the attempts that
+ * ended while its previous write was in flight together, so a busy worker spends one round trip on
+ * many deliveries rather than a transaction each. Returns the ids it recorded (still leased by
+ * `worker`; the others were taken over and are left alone).
+ */
+export async function finishAttempts(trx: Trx, worker: string, attempts: readonly FinishedAttempt[]): Promise<Set<string>> {
+  if (attempts.length === 0) return new Set();
+  const now = new Date();
+  const rows = attempts.map(({ delivery, result, retryAt }) => {
+    const state = stateOf(result, retryAt);
+    return sql`(${delivery.id}::uuid, ${delivery.attempts}::integer, ${state}::text, ${(retryAt ?? now).toISOString()}::timestamptz,
+      ${result.statusCode}::integer, ${Math.round(result.latencyMs)}::integer, ${result.error?.slice(0, 1000) ?? null}::text,
+      ${result.outcome}::text, ${state === 'delivered' ? now.toISOString() : null}::timestamptz)`;
+  });
+  const { rows: done } = await sql<{ delivery_id: string }>`
+    with input (id, attempts, state, next_attempt_at, status_code, latency_ms, error, outcome, delivered_at) as (values ${sql.join(rows)}),
+    finished as (
+      update webhook_deliveries d
+         set state = i.state, next_attempt_at = i.next_attempt_at, lease_expires_at = null, leased_by = null,
+             last_status_code = i.status_code, last_latency_ms = i.latency_ms, last_error = i.error, delivered_at = i.delivered_at
+        from input i
+       where d.id = i.id and d.state = 'delivering' and d.leased_by = ${worker} and d.attempts = i.attempts
+      returning d.id, d.attempts)
+    insert into webhook_delivery_attempts (delivery_id, attempt, worker, outcome, status_code, latency_ms, error)
+    select i.id, i.attempts, ${worker.slice(0, 200)}, i.outcome, i.status_code, i.latency_ms, i.error
+      from input i join finished f on f.id = i.id and f.attempts = i.attempts
+    returning delivery_id`.execute(trx);
+  return new Set(done.map((r) => r.delivery_id));
+}
+
 /** getDelivery returns a delivery of the tenant; another tenant's is NotFound. */
 export async function getDelivery(trx: Trx, deliveryId: string): Promise<WebhookDelivery> {
   const id = requireUuid(deliveryId, 'delivery_id');
@@ -196,10 +252,12 @@ export async function replayDelivery(trx: Trx, deliveryId: string, expiresAt: Da
   if (current.state === 'pending' || current.state === 'delivering') {
     throw new FailedPreconditionError(`webhook delivery ${current.id} is still ${current.state}; only finished deliveries can be replayed`);
   }
-  return trx
+  const replayed = await trx
     .updateTable('webhook_deliveries')
     .set({ state: 'pending', next_attempt_at: new Date(), expires_at: expiresAt, delivered_at: null })
     .where('id', '=', current.id)
     .returningAll()
     .executeTakeFirstOrThrow();
+  await notifyDeliveriesQueued(trx);
+  return replayed;
 }

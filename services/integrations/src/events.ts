@@ -1,7 +1,7 @@
 import { isUuid, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError } from '@parley/platform';
 import type { IntegrationsDb, WebhookDelivery } from './db/tables.js';
-import { enqueueDelivery } from './delivery.store.js';
+import { enqueueDelivery, notifyDeliveriesQueued } from './delivery.store.js';
 import { endpointsForEvent } from './webhook-endpoint.store.js';
 
 /** WEBHOOK_EVENT_TYPES are the events a workspace can subscribe an endpoint to. */
@@ -14,6 +14,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'secret.rotated',
   'api_key.revoked',
   'guardrail.escalated',
+  'audit.checkpoint',
 ] as const;
 
 /** WebhookEventType is one of WEBHOOK_EVENT_TYPES. */
@@ -36,6 +37,16 @@ export interface WebhookEvent {
 
 const ID_KEY = /^[a-z][a-z0-9_]{0,61}_id$/;
 const ID_VALUE = /^[A-Za-z0-9_-]{1,100}$/;
+/**
+ * CHECKPOINT_FIELDS are the data of an audit.checkpoint besides ids: the sequence number, the chain
+ * hash at it and the Ed25519 signature (base64): integrity data a workspace keeps as its own
+ * witness, never an event's contents.
+ */
+const CHECKPOINT_FIELDS: Readonly<Record<string, RegExp>> = {
+  seq: /^[0-9]{1,19}$/,
+  hash: /^[A-Za-z0-9+/=_-]{1,200}$/,
+  signature: /^[A-Za-z0-9+/=_-]{1,200}$/,
+};
 
 /**
  * eventPayload is the exact JSON body of an event's deliveries. Its data is checked to hold only
@@ -51,6 +62,11 @@ export function eventPayload(event: WebhookEvent): string {
   const entries = Object.entries(event.data);
   if (entries.length > 16) throw new InvalidArgumentError('data: at most 16 ids', { field: 'data' });
   for (const [key, value] of entries) {
+    const extra = event.type === 'audit.checkpoint' ? CHECKPOINT_FIELDS[key] : undefined;
+    if (extra !== undefined) {
+      if (!extra.test(value)) throw new InvalidArgumentError(`data.${key}: is not a checkpoint ${key}`, { field: `data.${key}` });
+      continue;
+    }
     if (!ID_KEY.test(key) || !ID_VALUE.test(value)) {
       throw new InvalidArgumentError(`data.${key}: webhook data holds only ids (keys ending in _id, values of 1-100 of A-Z a-z 0-9 _ -)`, {
         field: `data.${key}`,
@@ -62,7 +78,8 @@ export function eventPayload(event: WebhookEvent): string {
 
 /**
  * emitEvent enqueues one delivery of the event for each of the tenant's enabled endpoints that
- * subscribed to its type; the deliveries expire `maxAgeMs` from now.
+ * subscribed to its type, and notifies the delivery workers at commit; the deliveries expire
+ * `maxAgeMs` from now.
  */
 export async function emitEvent(trx: TenantTransaction<IntegrationsDb>, event: WebhookEvent, maxAgeMs: number): Promise<WebhookDelivery[]> {
   const payload = eventPayload(event);
@@ -72,5 +89,6 @@ export async function emitEvent(trx: TenantTransaction<IntegrationsDb>, event: W
   for (const endpoint of endpoints) {
     out.push(await enqueueDelivery(trx, { endpointId: endpoint.id, eventId: event.eventId, eventType: event.type, payload, expiresAt }));
   }
+  if (out.length > 0) await notifyDeliveriesQueued(trx);
   return out;
 }

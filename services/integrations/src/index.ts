@@ -6,6 +6,7 @@ export * from './tool-definition.store.js';
 export * from './connection.store.js';
 export * from './webhook-endpoint.store.js';
 export * from './delivery-worker.js';
+export * from './delivery-notify.js';
 export * from './events.js';
 export * from './config.js';
 export * from './signing-secrets.js';

@@ -17,6 +17,7 @@ import { tenantDataAgentDirectory } from './agent-directory.js';
 import { secretsServiceCredentials } from './connection-credentials.js';
 import { loadIntegrationsConfig } from './config.js';
 import type { IntegrationsDb } from './db/tables.js';
+import { listenForDeliveries } from './delivery-notify.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { callerPolicies } from './policy.js';
 import { createIntegrationsService } from './service.js';
@@ -60,6 +61,9 @@ runMain({
       // pod and be delivered again by another replica once its lease ran out.
       ctx.onStopping(() => worker.stop());
       wakeWorker = () => worker.wake();
+      // Events queued on other replicas wake this worker too (Postgres LISTEN/NOTIFY; the poll stays as fallback).
+      const listener = listenForDeliveries({ connectionString: config.databaseUrl, onQueued: () => worker.wake(), logger: ctx.logger });
+      ctx.onStopping(() => listener.close());
     } else {
       ctx.logger.warn(
         config.deliveryWorker

@@ -11,9 +11,10 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // lifecycle's DSAR jobs (callback targets), the one planned caller.
     checkEgressTarget: ['lifecycle'],
     // Services whose changes are webhook events: conversations (orchestrator), DSAR jobs
-    // (lifecycle), key revocation (identity) and secret rotation (secrets). Not the edge: a
-    // compromised edge must not be able to have integrations sign events for any tenant.
-    emitEvent: ['voice-orchestrator', 'lifecycle', 'identity', 'secrets'],
+    // (lifecycle), key revocation (identity), secret rotation (secrets) and signed audit
+    // checkpoints (audit). Not the edge: a compromised edge must not be able to have integrations
+    // sign events for any tenant.
+    emitEvent: ['voice-orchestrator', 'lifecycle', 'identity', 'secrets', 'audit'],
     // Endpoint administration is a workspace's own, through the edge with the caller's principal.
     createWebhookEndpoint: ['edge'],
     listWebhookEndpoints: ['edge'],

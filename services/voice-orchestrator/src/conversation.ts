@@ -1,3 +1,4 @@
+import type { JsonObject } from '@bufbuild/protobuf';
 import type { ProviderSettings } from '@parley/conversation';
 import type { GuardrailState } from '@parley/guardrails';
 import { recordGuardrailDecision, type Logger } from '@parley/platform';
@@ -11,7 +12,14 @@ import type { ProviderFetch } from './provider-fetch.js';
 import { AsyncQueue } from './async-queue.js';
 import type { AudioFormat } from './audio.js';
 import type { EmbeddedTts } from './embedded-tts.js';
-import { ProviderError, type ChatMessage, type LlmProvider, type SttProvider, type TtsProvider } from './providers.js';
+import {
+  ProviderError,
+  type ChatMessage,
+  type LlmProvider,
+  type SttProvider,
+  type ToolCallRequest,
+  type TtsProvider,
+} from './providers.js';
 import { SentenceBuffer } from './sentences.js';
 import { CLOSE_CODES } from './session-refusal.js';
 import { SlowClient, Speaker } from './speaker.js';
@@ -52,6 +60,8 @@ export interface ConversationDeps {
 }
 
 const MAX_HISTORY = 40;
+/** MAX_TOOL_ROUNDS bounds the tool calls of one turn before the model must reply (the policy's maxCallsPerTurn also applies). */
+const MAX_TOOL_ROUNDS = 5;
 /**
  * MAX_REPLY_CHARS bounds one streamed reply: a provider at a customer's base URL may stream without
  * end, and every character is segmented, checked, stored and sent back in the next turn's history.
@@ -311,17 +321,29 @@ export class LiveConversation {
     let received = 0;
     let truncated = false;
     try {
-      for await (const delta of state.llm.streamReply(this.#history, signal)) {
-        received += delta.length;
-        if (received > MAX_REPLY_CHARS) {
-          truncated = true;
-          break;
+      // The model may ask for tool calls first: each is made and its result added, then it is asked again.
+      for (let round = 0; ; round++) {
+        let toolCall: ToolCallRequest | undefined;
+        for await (const delta of state.llm.streamReply(this.#history, signal)) {
+          if (typeof delta !== 'string') {
+            toolCall = delta;
+            break;
+          }
+          received += delta.length;
+          if (received > MAX_REPLY_CHARS) {
+            truncated = true;
+            break;
+          }
+          for (const s of sentences.push(delta)) {
+            release(s);
+            if (stopped) break;
+          }
+          if (stopped || signal.aborted) break;
         }
-        for (const s of sentences.push(delta)) {
-          release(s);
-          if (stopped) break;
-        }
-        if (stopped || signal.aborted) break;
+        if (toolCall === undefined || stopped || signal.aborted || round >= MAX_TOOL_ROUNDS) break;
+        const content = await this.#callTool(toolCall, ctx);
+        this.#remember({ role: 'assistant', content: `(calls tool ${toolCall.name})` });
+        this.#remember({ role: 'tool', content });
       }
       if (signal.aborted) throw signal.reason;
       if (!stopped) for (const s of sentences.flush()) release(s);
@@ -373,6 +395,39 @@ export class LiveConversation {
     if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
     this.#saveGuardrails();
     if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
+  }
+
+  /**
+   * #callTool makes one tool call the model asked for: the guardrail policy first (tool allowed,
+   * calls per turn, arguments), then integrations, which checks the agent's grant and injects the
+   * credential (none passes through here). The result, or why there is none, is what the model
+   * sees next; the transcript records the call's tool and outcome, never its arguments or answer.
+   */
+  async #callTool(call: ToolCallRequest, ctx: GuardrailContext): Promise<string> {
+    const state = this.#state;
+    if (state === undefined) return JSON.stringify({ error: 'ended' });
+    const blocked = state.guardrails.checkToolCall(call.name, call.arguments, ctx);
+    if (blocked !== undefined) {
+      this.#channel.send({
+        type: 'event',
+        name: 'guardrail',
+        action: 'block_tool',
+        on: 'tool',
+        rule: blocked.rule,
+        reason: blocked.reason,
+      });
+      this.#record('system', `guardrail block_tool on tool ${call.name}: ${blocked.rule} (${blocked.reason})`);
+      return JSON.stringify({ error: 'blocked', message: blocked.reason });
+    }
+    const result = await this.#deps.peers.callTool({
+      tenantId: this.tenantId,
+      conversationId: this.conversationId,
+      agentId: this.agentId,
+      tool: call.name,
+      arguments: JSON.parse(JSON.stringify(call.arguments)) as JsonObject,
+    });
+    this.#record('system', `tool ${call.name}: ${result.ok ? `answered ${result.status}` : 'failed'}`);
+    return result.content;
   }
 
   /** #remember adds a message to the history the LLM sees: the system prompt and the last MAX_HISTORY messages, no more. */

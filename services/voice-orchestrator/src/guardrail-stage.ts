@@ -57,6 +57,15 @@ export interface GuardrailStage {
   checkUserTurn(text: string, ctx: GuardrailContext): GuardrailDecision;
   /** checkSentence sees each assistant sentence before it reaches the user; it never holds more than that sentence. */
   checkSentence(sentence: string, ctx: GuardrailContext): GuardrailDecision;
+  /**
+   * checkToolCall sees each tool call the model asks for before it is made (the tool allowed, the
+   * calls per turn, the arguments' schema, a confirmation); undefined allows it, else why not.
+   */
+  checkToolCall(
+    name: string,
+    args: Record<string, unknown>,
+    ctx: GuardrailContext,
+  ): { readonly rule: string; readonly reason: string } | undefined;
   /** redactForTranscript is what a turn's text becomes before it is stored (the kinds the policy may not store, redacted). */
   redactForTranscript(text: string): string;
   /** state is the checker's state after the last event (plain JSON, to be stored per conversation and per person). */
@@ -70,6 +79,7 @@ export const passThroughGuardrails: GuardrailStage = {
   checkStart: () => ({ action: 'allow', text: '', stopsReply: false }),
   checkUserTurn: (text) => ({ action: 'allow', text, stopsReply: false }),
   checkSentence: (sentence) => ({ action: 'allow', text: sentence, stopsReply: false }),
+  checkToolCall: () => undefined,
   redactForTranscript: (text) => text,
   state: initialGuardrailState(0),
   maxDurationMs: Infinity,
@@ -160,6 +170,12 @@ export function createGuardrailStage(policy: unknown, initial?: GuardrailState):
         ...because(d),
         stopsReply: action !== 'allow' && action !== 'redact',
       };
+    },
+    checkToolCall(name, args, ctx) {
+      const d = evaluate({ type: 'tool_call', name, arguments: args }, ctx).decision;
+      if (d.kind === 'allow') return undefined;
+      const why = because(d);
+      return { rule: why.rule ?? 'tools', reason: why.reason ?? `tool call refused (${d.kind})` };
     },
     redactForTranscript(text) {
       return redactText(text, checker, 'transcript').text;

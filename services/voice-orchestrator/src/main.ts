@@ -32,6 +32,8 @@ runMain({
       identity: ctx.clientFor('identity', IdentityService),
       tenantData: ctx.clientFor('tenant-data', TenantDataService),
       secrets: ctx.clientFor('secrets', SecretsService),
+      // Tool calls go through integrations, which holds the grants' check and the credentials.
+      ...(ctx.config.peers.integrations === undefined ? {} : { integrations: ctx.clientFor('integrations', IntegrationsService) }),
     });
     const live = new LiveConversations();
     // Conversation events become webhooks when integrations is configured (PARLEY_INTEGRATIONS_URL); else they are logged.

@@ -90,7 +90,8 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
             const stream = await client.chat.completions.create(
               {
                 model: settings.model,
-                messages: messages.map((m) => ({ role: m.role, content: m.content })),
+                // This adapter declares no tools, so it never gets a tool result to pass back.
+                messages: messages.flatMap((m) => (m.role === 'tool' ? [] : [{ role: m.role, content: m.content }])),
                 stream: true,
                 ...(settings.temperature !== undefined ? { temperature: settings.temperature } : {}),
                 ...(settings.maxTokens !== undefined ? { max_tokens: settings.maxTokens } : {}),

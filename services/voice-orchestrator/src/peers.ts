@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { type JsonObject } from '@bufbuild/protobuf';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { parseGuardrailState, type GuardrailState } from '@parley/guardrails';
@@ -46,11 +47,34 @@ export interface Peers {
   sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
   /** guardrailState reads the guardrail checker's stored state of a conversation and its person (undefined: none yet). */
   guardrailState(tenantId: string, conversationId: string, subjectId: string | undefined): Promise<GuardrailState | undefined>;
+  /**
+   * callTool has integrations make a granted tool call of this conversation (it injects the
+   * credential; none comes here). Refusals come back as the result the model sees, never thrown:
+   * { error, message } with the gRPC code's name.
+   */
+  callTool(call: {
+    tenantId: string;
+    conversationId: string;
+    agentId: string;
+    tool: string;
+    arguments: JsonObject;
+  }): Promise<ToolCallResult>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
 }
 
+/** ToolCallResult is what a tool call came to, as the model may see it. */
+export interface ToolCallResult {
+  /** ok is false when the call was refused or failed (content then says why). */
+  readonly ok: boolean;
+  /** status is the external system's HTTP status (0 when there was no answer). */
+  readonly status: number;
+  readonly content: string;
+}
+
 const TIMEOUT_MS = 5_000;
+// A tool call waits for an external system: integrations' own timeout (10 s by default) plus slack.
+const TOOL_CALL_TIMEOUT_MS = 15_000;
 
 function transient(err: ConnectError): boolean {
   // Unknown is what a reset HTTP/2 stream surfaces as, Aborted a reset connection; treat them as the peer being away.
@@ -102,6 +126,8 @@ export interface PeerClients {
   readonly identity: Client<typeof IdentityService>;
   readonly tenantData: Client<typeof TenantDataService>;
   readonly secrets: Client<typeof SecretsService>;
+  /** integrations makes tool calls (absent: tools are refused as unavailable). */
+  readonly integrations?: Client<typeof IntegrationsService>;
 }
 
 /** createPeers builds Peers over the kernel's mTLS clients. */
@@ -240,6 +266,23 @@ export function createPeers(c: PeerClients): Peers {
               )
             : undefined,
       );
+    },
+    async callTool(call) {
+      if (c.integrations === undefined) {
+        return {
+          ok: false,
+          status: 0,
+          content: JSON.stringify({ error: 'unavailable', message: 'tools are not configured (no integrations service)' }),
+        };
+      }
+      try {
+        const res = await c.integrations.callTool(call, { timeoutMs: TOOL_CALL_TIMEOUT_MS });
+        return { ok: res.status >= 200 && res.status < 300, status: res.status, content: res.body };
+      } catch (err) {
+        const e = ConnectError.from(err);
+        // The refusal's message says what is wrong (grant, argument, limit); it never holds the credential.
+        return { ok: false, status: 0, content: JSON.stringify({ error: Code[e.code], message: e.rawMessage.slice(0, 500) }) };
+      }
     },
     sealForSubject(tenantId, subjectId, purpose, plaintext) {
       return wrap('secrets', 'subject encryption', async () => {

@@ -1,10 +1,17 @@
 // The provider interfaces of the turn pipeline: LLM (scripted, OpenAI compatible), STT (OpenAI
 // compatible transcription) and TTS (embedded eSpeak NG, OpenAI compatible speech).
 
-/** ChatMessage is one message of the conversation as an LLM sees it. */
+/** ChatMessage is one message of the conversation as an LLM sees it ("tool": a tool call's result). */
 export interface ChatMessage {
-  readonly role: 'system' | 'user' | 'assistant';
+  readonly role: 'system' | 'user' | 'assistant' | 'tool';
   readonly content: string;
+}
+
+/** ToolCallRequest is the model asking for a tool call instead of (or before) replying. */
+export interface ToolCallRequest {
+  readonly type: 'tool_call';
+  readonly name: string;
+  readonly arguments: Record<string, unknown>;
 }
 
 /** LlmProvider streams a reply to a conversation. */
@@ -12,10 +19,11 @@ export interface LlmProvider {
   /** kind names the adapter in spans and logs ("scripted", "openai-compatible"). */
   readonly kind: string;
   /**
-   * streamReply yields the reply as text deltas. Aborting the signal (barge-in, end) stops the
+   * streamReply yields the reply as text deltas, or a tool call the model wants made first (the
+   * turn makes it and asks again with its result). Aborting the signal (barge-in, end) stops the
    * stream; a provider failure throws ProviderError.
    */
-  streamReply(messages: readonly ChatMessage[], signal: AbortSignal): AsyncIterable<string>;
+  streamReply(messages: readonly ChatMessage[], signal: AbortSignal): AsyncIterable<string | ToolCallRequest>;
 }
 
 /** SttResult is one transcript of the caller's speech: partial ones may change, a final one is a user turn. */

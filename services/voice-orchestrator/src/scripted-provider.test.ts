@@ -4,7 +4,7 @@ import { scriptedProvider } from './scripted-provider.js';
 
 async function reply(p: ReturnType<typeof scriptedProvider>, text: string, signal = new AbortController().signal): Promise<string[]> {
   const out: string[] = [];
-  for await (const d of p.streamReply([{ role: 'user', content: text }], signal)) out.push(d);
+  for await (const d of p.streamReply([{ role: 'user', content: text }], signal)) if (typeof d === 'string') out.push(d);
   return out;
 }
 
@@ -57,5 +57,26 @@ describe('provider settings', () => {
     expect(providerSettingsSchema.safeParse({ llm: { provider: 'scripted', rules: [{ match: '(', reply: 'x' }] } }).success).toBe(false);
     expect(providerSettingsSchema.safeParse({ llm: { provider: 'magic' } }).success).toBe(false);
     expect(providerSettingsSchema.safeParse({ llm: { provider: 'openai-compatible', model: 'm', apiKey: 'sk-x' } }).success).toBe(false);
+  });
+
+  it("asks for a rule's tool first, then replies with its result in place of {tool}", async () => {
+    const p = scriptedProvider(
+      scriptedLlmSettings.parse({
+        provider: 'scripted',
+        delayMs: 0,
+        rules: [{ match: 'order', reply: 'Your order: {tool}', tool: { name: 'lookup_order', arguments: { order_id: 'o_1' } } }],
+      }),
+    );
+    const first: unknown[] = [];
+    for await (const d of p.streamReply([{ role: 'user', content: 'where is my order' }], new AbortController().signal)) first.push(d);
+    expect(first).toEqual([{ type: 'tool_call', name: 'lookup_order', arguments: { order_id: 'o_1' } }]);
+    const second: unknown[] = [];
+    const history = [
+      { role: 'user' as const, content: 'where is my order' },
+      { role: 'assistant' as const, content: '(calls tool lookup_order)' },
+      { role: 'tool' as const, content: 'shipped' },
+    ];
+    for await (const d of p.streamReply(history, new AbortController().signal)) second.push(d);
+    expect(second.join('')).toBe('Your order: shipped');
   });
 });
