@@ -11,6 +11,7 @@ import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
+import { privacyModule } from './privacy.js';
 import { retentionModule } from './retention.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
@@ -28,6 +29,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   conversationsModule,
   webhooksModule,
   retentionModule,
+  privacyModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */
