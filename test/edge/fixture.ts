@@ -140,7 +140,16 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       ...extra.integrations,
     },
     // No purge scheduler unless a test asks for one: it works on every workspace in the shared database.
-    lifecycle: { ...common('lifecycle'), DATABASE_URL: serviceUrl('lifecycle'), PARLEY_PURGE_SCHEDULER: 'off', ...extra.lifecycle },
+    // Privacy jobs run when requested (kicked by the process that took the request); the poll for
+    // unfinished ones is off too, or one stack would take over another's jobs (each has its own export key).
+    lifecycle: {
+      ...common('lifecycle'),
+      DATABASE_URL: serviceUrl('lifecycle'),
+      PARLEY_PURGE_SCHEDULER: 'off',
+      PARLEY_EXPORT_KEY: randomBytes(32).toString('base64'),
+      PARLEY_PRIVACY_POLL_MS: '3600000',
+      ...extra.lifecycle,
+    },
     edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
   };
   const procs = names.map(

@@ -24,5 +24,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     replayWebhookDelivery: ['edge'],
     // The delivery log's retention purge: lifecycle's scheduler only.
     purgeDeliveryLog: ['lifecycle'],
+    // A DSAR export's deliveries that named the person: lifecycle only.
+    listDeliveriesFor: ['lifecycle'],
   }),
 ];

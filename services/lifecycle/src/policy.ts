@@ -13,5 +13,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     setLegalHold: ['edge'],
     listPurgeRuns: ['edge'],
     getDataMap: ['edge'],
+    exportSubject: ['edge'],
+    getPrivacyJob: ['edge'],
+    listPrivacyJobs: ['edge'],
+    downloadExport: ['edge'],
   }),
 ];

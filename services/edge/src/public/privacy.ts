@@ -11,10 +11,28 @@ export const privacyModule = definePublicModule(
   PrivacyService,
   {
     getDataMap: 'privacy:read',
+    exportSubject: 'privacy:run',
+    getPrivacyJob: 'privacy:read',
+    listPrivacyJobs: 'privacy:read',
+    downloadExport: 'privacy:run',
   },
   (router, deps: PublicDeps) => {
     const lifecycle = deps.client('lifecycle', LifecycleService);
     router.service(PrivacyService, {
+      async exportSubject(req, ctx) {
+        const res = await lifecycle.exportSubject({ externalRef: req.externalRef, phone: req.phone, email: req.email }, forward(ctx));
+        return { job: relabel(res.job) };
+      },
+      async getPrivacyJob(req, ctx) {
+        return { job: relabel((await lifecycle.getPrivacyJob({ jobId: req.jobId }, forward(ctx))).job) };
+      },
+      async listPrivacyJobs(req, ctx) {
+        const res = await lifecycle.listPrivacyJobs({ pageSize: req.pageSize, pageToken: req.pageToken }, forward(ctx));
+        return { jobs: res.jobs.map((j) => relabel(j)!), nextPageToken: res.nextPageToken };
+      },
+      async downloadExport(req, ctx) {
+        return { bundle: (await lifecycle.downloadExport({ jobId: req.jobId, token: req.token }, forward(ctx))).bundle };
+      },
       async getDataMap(_req, ctx) {
         const res = await lifecycle.getDataMap({}, forward(ctx));
         return { entries: res.entries.map((e) => relabel(e)!) };

@@ -30,5 +30,14 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readsRecorded: false,
     description: 'each purge run: counts per class, duration, outcome',
   },
+  privacy_jobs: {
+    dataClass: 'dsar',
+    encryption:
+      'export bundles AES-256-GCM under a key derived from PARLEY_EXPORT_KEY and the job id, dropped after the one download; no look-up identifier is stored',
+    retention: 'kept indefinitely (the record and signature of each DSAR job)',
+    readScopes: ['privacy:read'],
+    readsRecorded: true,
+    description: 'DSAR export and forget jobs: subject id, progress, signed digest of the result',
+  },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

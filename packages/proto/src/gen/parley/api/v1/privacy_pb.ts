@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/api/v1/privacy.proto.
  */
 export const file_parley_api_v1_privacy: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXJsZXkvYXBpL3YxL3ByaXZhY3kucHJvdG8SDXBhcmxleS5hcGkudjEirgEKDERhdGFNYXBFbnRyeRIPCgdzZXJ2aWNlGAEgASgJEhAKCGxvY2F0aW9uGAIgASgJEhIKCmRhdGFfY2xhc3MYAyABKAkSEgoKZW5jcnlwdGlvbhgEIAEoCRIRCglyZXRlbnRpb24YBSABKAkSEwoLcmVhZF9zY29wZXMYBiADKAkSFgoOcmVhZHNfcmVjb3JkZWQYByABKAgSEwoLZGVzY3JpcHRpb24YCCABKAkiEwoRR2V0RGF0YU1hcFJlcXVlc3QiQgoSR2V0RGF0YU1hcFJlc3BvbnNlEiwKB2VudHJpZXMYASADKAsyGy5wYXJsZXkuYXBpLnYxLkRhdGFNYXBFbnRyeTJjCg5Qcml2YWN5U2VydmljZRJRCgpHZXREYXRhTWFwEiAucGFybGV5LmFwaS52MS5HZXREYXRhTWFwUmVxdWVzdBohLnBhcmxleS5hcGkudjEuR2V0RGF0YU1hcFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChtwYXJsZXkvYXBpL3YxL3ByaXZhY3kucHJvdG8SDXBhcmxleS5hcGkudjEirgEKDERhdGFNYXBFbnRyeRIPCgdzZXJ2aWNlGAEgASgJEhAKCGxvY2F0aW9uGAIgASgJEhIKCmRhdGFfY2xhc3MYAyABKAkSEgoKZW5jcnlwdGlvbhgEIAEoCRIRCglyZXRlbnRpb24YBSABKAkSEwoLcmVhZF9zY29wZXMYBiADKAkSFgoOcmVhZHNfcmVjb3JkZWQYByABKAgSEwoLZGVzY3JpcHRpb24YCCABKAkiEwoRR2V0RGF0YU1hcFJlcXVlc3QiQgoSR2V0RGF0YU1hcFJlc3BvbnNlEiwKB2VudHJpZXMYASADKAsyGy5wYXJsZXkuYXBpLnYxLkRhdGFNYXBFbnRyeSLYAgoKUHJpdmFjeUpvYhIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEg0KBXN0YXRlGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1zdWJqZWN0X2ZvdW5kGAYgASgIEg4KBnNoYTI1NhgHIAEoCRIOCgZrZXlfaWQYCCABKAkSEQoJc2lnbmF0dXJlGAkgASgMEhEKCXN0YXRlbWVudBgKIAEoCRIWCg5kb3dubG9hZF90b2tlbhgLIAEoCRI3ChNkb3dubG9hZF9leHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpkb3dubG9hZGVkGA0gASgIIkoKFEV4cG9ydFN1YmplY3RSZXF1ZXN0EhQKDGV4dGVybmFsX3JlZhgBIAEoCRINCgVwaG9uZRgCIAEoCRINCgVlbWFpbBgDIAEoCSI/ChVFeHBvcnRTdWJqZWN0UmVzcG9uc2USJgoDam9iGAEgASgLMhkucGFybGV5LmFwaS52MS5Qcml2YWN5Sm9iIiYKFEdldFByaXZhY3lKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI/ChVHZXRQcml2YWN5Sm9iUmVzcG9uc2USJgoDam9iGAEgASgLMhkucGFybGV5LmFwaS52MS5Qcml2YWN5Sm9iIj8KFkxpc3RQcml2YWN5Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoXTGlzdFByaXZhY3lKb2JzUmVzcG9uc2USJwoEam9icxgBIAMoCzIZLnBhcmxleS5hcGkudjEuUHJpdmFjeUpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNgoVRG93bmxvYWRFeHBvcnRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRINCgV0b2tlbhgCIAEoCSIoChZEb3dubG9hZEV4cG9ydFJlc3BvbnNlEg4KBmJ1bmRsZRgBIAEoCTLcAwoOUHJpdmFjeVNlcnZpY2USUQoKR2V0RGF0YU1hcBIgLnBhcmxleS5hcGkudjEuR2V0RGF0YU1hcFJlcXVlc3QaIS5wYXJsZXkuYXBpLnYxLkdldERhdGFNYXBSZXNwb25zZRJaCg1FeHBvcnRTdWJqZWN0EiMucGFybGV5LmFwaS52MS5FeHBvcnRTdWJqZWN0UmVxdWVzdBokLnBhcmxleS5hcGkudjEuRXhwb3J0U3ViamVjdFJlc3BvbnNlEloKDUdldFByaXZhY3lKb2ISIy5wYXJsZXkuYXBpLnYxLkdldFByaXZhY3lKb2JSZXF1ZXN0GiQucGFybGV5LmFwaS52MS5HZXRQcml2YWN5Sm9iUmVzcG9uc2USYAoPTGlzdFByaXZhY3lKb2JzEiUucGFybGV5LmFwaS52MS5MaXN0UHJpdmFjeUpvYnNSZXF1ZXN0GiYucGFybGV5LmFwaS52MS5MaXN0UHJpdmFjeUpvYnNSZXNwb25zZRJdCg5Eb3dubG9hZEV4cG9ydBIkLnBhcmxleS5hcGkudjEuRG93bmxvYWRFeHBvcnRSZXF1ZXN0GiUucGFybGV5LmFwaS52MS5Eb3dubG9hZEV4cG9ydFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * DataMapEntry is one place Parley keeps the workspace's personal or secret data.
@@ -109,6 +111,261 @@ export const GetDataMapResponseSchema: GenMessage<GetDataMapResponse> = /*@__PUR
   messageDesc(file_parley_api_v1_privacy, 2);
 
 /**
+ * PrivacyJob is a DSAR export or forget request and its progress.
+ *
+ * @generated from message parley.api.v1.PrivacyJob
+ */
+export type PrivacyJob = Message<"parley.api.v1.PrivacyJob"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * kind is "export" or "forget".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * state is "pending", "running" or "done".
+   *
+   * @generated from field: string state = 3;
+   */
+  state: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 5;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * subject_found is false when no subject matched (the job still finishes, with an empty, signed result).
+   *
+   * @generated from field: bool subject_found = 6;
+   */
+  subjectFound: boolean;
+
+  /**
+   * sha256 is the hex digest of the result document; signature and key_id are the audit
+   * checkpoint key's Ed25519 signature over statement (AuditService public keys check it).
+   *
+   * @generated from field: string sha256 = 7;
+   */
+  sha256: string;
+
+  /**
+   * @generated from field: string key_id = 8;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: bytes signature = 9;
+   */
+  signature: Uint8Array;
+
+  /**
+   * @generated from field: string statement = 10;
+   */
+  statement: string;
+
+  /**
+   * download_token (exports, once done, until downloaded) is a short-lived signed token for DownloadExport.
+   *
+   * @generated from field: string download_token = 11;
+   */
+  downloadToken: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp download_expires_at = 12;
+   */
+  downloadExpiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool downloaded = 13;
+   */
+  downloaded: boolean;
+};
+
+/**
+ * Describes the message parley.api.v1.PrivacyJob.
+ * Use `create(PrivacyJobSchema)` to create a new message.
+ */
+export const PrivacyJobSchema: GenMessage<PrivacyJob> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 3);
+
+/**
+ * @generated from message parley.api.v1.ExportSubjectRequest
+ */
+export type ExportSubjectRequest = Message<"parley.api.v1.ExportSubjectRequest"> & {
+  /**
+   * Exactly one identifies the person: the customer's external reference, a phone number or an e-mail.
+   *
+   * @generated from field: string external_ref = 1;
+   */
+  externalRef: string;
+
+  /**
+   * @generated from field: string phone = 2;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string email = 3;
+   */
+  email: string;
+};
+
+/**
+ * Describes the message parley.api.v1.ExportSubjectRequest.
+ * Use `create(ExportSubjectRequestSchema)` to create a new message.
+ */
+export const ExportSubjectRequestSchema: GenMessage<ExportSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 4);
+
+/**
+ * @generated from message parley.api.v1.ExportSubjectResponse
+ */
+export type ExportSubjectResponse = Message<"parley.api.v1.ExportSubjectResponse"> & {
+  /**
+   * @generated from field: parley.api.v1.PrivacyJob job = 1;
+   */
+  job?: PrivacyJob | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.ExportSubjectResponse.
+ * Use `create(ExportSubjectResponseSchema)` to create a new message.
+ */
+export const ExportSubjectResponseSchema: GenMessage<ExportSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 5);
+
+/**
+ * @generated from message parley.api.v1.GetPrivacyJobRequest
+ */
+export type GetPrivacyJobRequest = Message<"parley.api.v1.GetPrivacyJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message parley.api.v1.GetPrivacyJobRequest.
+ * Use `create(GetPrivacyJobRequestSchema)` to create a new message.
+ */
+export const GetPrivacyJobRequestSchema: GenMessage<GetPrivacyJobRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 6);
+
+/**
+ * @generated from message parley.api.v1.GetPrivacyJobResponse
+ */
+export type GetPrivacyJobResponse = Message<"parley.api.v1.GetPrivacyJobResponse"> & {
+  /**
+   * @generated from field: parley.api.v1.PrivacyJob job = 1;
+   */
+  job?: PrivacyJob | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.GetPrivacyJobResponse.
+ * Use `create(GetPrivacyJobResponseSchema)` to create a new message.
+ */
+export const GetPrivacyJobResponseSchema: GenMessage<GetPrivacyJobResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 7);
+
+/**
+ * @generated from message parley.api.v1.ListPrivacyJobsRequest
+ */
+export type ListPrivacyJobsRequest = Message<"parley.api.v1.ListPrivacyJobsRequest"> & {
+  /**
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.api.v1.ListPrivacyJobsRequest.
+ * Use `create(ListPrivacyJobsRequestSchema)` to create a new message.
+ */
+export const ListPrivacyJobsRequestSchema: GenMessage<ListPrivacyJobsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 8);
+
+/**
+ * @generated from message parley.api.v1.ListPrivacyJobsResponse
+ */
+export type ListPrivacyJobsResponse = Message<"parley.api.v1.ListPrivacyJobsResponse"> & {
+  /**
+   * @generated from field: repeated parley.api.v1.PrivacyJob jobs = 1;
+   */
+  jobs: PrivacyJob[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.api.v1.ListPrivacyJobsResponse.
+ * Use `create(ListPrivacyJobsResponseSchema)` to create a new message.
+ */
+export const ListPrivacyJobsResponseSchema: GenMessage<ListPrivacyJobsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 9);
+
+/**
+ * @generated from message parley.api.v1.DownloadExportRequest
+ */
+export type DownloadExportRequest = Message<"parley.api.v1.DownloadExportRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string token = 2;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message parley.api.v1.DownloadExportRequest.
+ * Use `create(DownloadExportRequestSchema)` to create a new message.
+ */
+export const DownloadExportRequestSchema: GenMessage<DownloadExportRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 10);
+
+/**
+ * @generated from message parley.api.v1.DownloadExportResponse
+ */
+export type DownloadExportResponse = Message<"parley.api.v1.DownloadExportResponse"> & {
+  /**
+   * bundle is the export document (JSON, schema parley.dsar-export/v1; see README).
+   *
+   * @generated from field: string bundle = 1;
+   */
+  bundle: string;
+};
+
+/**
+ * Describes the message parley.api.v1.DownloadExportResponse.
+ * Use `create(DownloadExportResponseSchema)` to create a new message.
+ */
+export const DownloadExportResponseSchema: GenMessage<DownloadExportResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 11);
+
+/**
  * PrivacyService answers data-subject and data-protection questions about the workspace.
  *
  * @generated from service parley.api.v1.PrivacyService
@@ -124,6 +381,46 @@ export const PrivacyService: GenService<{
     methodKind: "unary";
     input: typeof GetDataMapRequestSchema;
     output: typeof GetDataMapResponseSchema;
+  },
+  /**
+   * ExportSubject starts a DSAR export of one person (privacy:run).
+   *
+   * @generated from rpc parley.api.v1.PrivacyService.ExportSubject
+   */
+  exportSubject: {
+    methodKind: "unary";
+    input: typeof ExportSubjectRequestSchema;
+    output: typeof ExportSubjectResponseSchema;
+  },
+  /**
+   * GetPrivacyJob returns one privacy job (privacy:read).
+   *
+   * @generated from rpc parley.api.v1.PrivacyService.GetPrivacyJob
+   */
+  getPrivacyJob: {
+    methodKind: "unary";
+    input: typeof GetPrivacyJobRequestSchema;
+    output: typeof GetPrivacyJobResponseSchema;
+  },
+  /**
+   * ListPrivacyJobs pages through privacy jobs, newest first (privacy:read).
+   *
+   * @generated from rpc parley.api.v1.PrivacyService.ListPrivacyJobs
+   */
+  listPrivacyJobs: {
+    methodKind: "unary";
+    input: typeof ListPrivacyJobsRequestSchema;
+    output: typeof ListPrivacyJobsResponseSchema;
+  },
+  /**
+   * DownloadExport returns a finished export, once, given its token (privacy:run).
+   *
+   * @generated from rpc parley.api.v1.PrivacyService.DownloadExport
+   */
+  downloadExport: {
+    methodKind: "unary";
+    input: typeof DownloadExportRequestSchema;
+    output: typeof DownloadExportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_privacy, 0);
