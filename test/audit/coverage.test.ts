@@ -125,6 +125,8 @@ const STEPS: Record<string, Step> = {
     void (await ok(call('/parley.api.v1.RetentionService/SetLegalHold', { kind: 'subject', targetId: randomUUID(), held: true }, key))),
   'parley.api.v1.PrivacyService/ExportSubject': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.PrivacyService/ExportSubject', { externalRef: `nobody-${randomUUID()}` }, key))),
+  'parley.api.v1.PrivacyService/ForgetSubject': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.PrivacyService/ForgetSubject', { externalRef: `nobody-${randomUUID()}` }, key))),
   'parley.api.v1.PrivacyService/DownloadExport': async ({ call, key }) => {
     // An export of nobody finishes with an empty bundle; its one download is the audited read.
     const job = (await ok(call('/parley.api.v1.PrivacyService/ExportSubject', { externalRef: `nobody-${randomUUID()}` }, key))).job as {

@@ -47,6 +47,8 @@ export interface PublicStack {
   readonly bootstrap: { tenantId: string; memberId: string; apiKey: string };
   /** logs are every line the processes wrote. */
   readonly logs: string[];
+  /** processes are the running services (a test may SIGKILL one and start() it again). */
+  readonly processes: Record<StackService, ServiceProcess>;
   /** call POSTs Connect JSON to the public port: what `curl -H 'Authorization: Bearer …' -d '{…}'` does. */
   call(path: string, body: unknown, apiKey?: string, options?: CallOptions): Promise<{ status: number; body: Record<string, unknown> }>;
   /** raw sends any method, headers and body (bytes as they are) to the public port over HTTP/1.1. */
@@ -195,6 +197,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     urls,
     bootstrap,
     logs,
+    processes: Object.fromEntries(procs.map((p) => [p.name, p])) as Record<StackService, ServiceProcess>,
     async call(path, body, apiKey, options = {}) {
       const res = await raw(
         'POST',

@@ -26,5 +26,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     purgeDeliveryLog: ['lifecycle'],
     // A DSAR export's deliveries that named the person: lifecycle only.
     listDeliveriesFor: ['lifecycle'],
+    // DSAR erasure of deliveries naming the person: lifecycle only.
+    forgetDeliveries: ['lifecycle'],
   }),
 ];

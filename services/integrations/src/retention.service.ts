@@ -46,8 +46,24 @@ export async function deliveriesFor(trx: TenantTransaction<IntegrationsDb>, conv
 /** retentionHandlers serve PurgeDeliveryLog and ListDeliveriesFor (lifecycle only, see policy.ts). */
 export function retentionHandlers(
   db: Kysely<IntegrationsDb>,
-): Pick<ServiceImpl<typeof IntegrationsService>, 'purgeDeliveryLog' | 'listDeliveriesFor'> {
+): Pick<ServiceImpl<typeof IntegrationsService>, 'purgeDeliveryLog' | 'listDeliveriesFor' | 'forgetDeliveries'> {
   return {
+    async forgetDeliveries(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
+      const conversations = req.conversationIds.map((id, i) => requireUuid(id, `conversation_ids[${i}]`));
+      const subject = req.subjectId === '' ? '' : requireUuid(req.subjectId, 'subject_id');
+      const deleted = await withTenant(db, tenantId, async (trx) => {
+        const { rows } = await sql<{ n: string }>`
+          with gone as (
+            delete from webhook_deliveries
+             where (payload::jsonb -> 'data' ->> 'conversation_id') = any(${conversations}::text[])
+                or (${subject} <> '' and (payload::jsonb -> 'data' ->> 'subject_id') = ${subject})
+            returning 1)
+          select count(*) as n from gone`.execute(trx);
+        return Number(rows[0]?.n ?? 0);
+      });
+      return { deleted };
+    },
     async listDeliveriesFor(req, ctx) {
       const tenantId = requestTenant(ctx, req.tenantId);
       const conversations = req.conversationIds.map((id, i) => requireUuid(id, `conversation_ids[${i}]`));

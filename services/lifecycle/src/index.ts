@@ -4,6 +4,7 @@ export * from './config.js';
 export * from './data-map.js';
 export * from './db/tables.js';
 export * from './export.js';
+export * from './forget.js';
 export * from './privacy-jobs.js';
 export * from './privacy.store.js';
 export * from './purge.js';

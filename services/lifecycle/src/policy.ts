@@ -14,6 +14,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     listPurgeRuns: ['edge'],
     getDataMap: ['edge'],
     exportSubject: ['edge'],
+    forgetSubject: ['edge'],
     getPrivacyJob: ['edge'],
     listPrivacyJobs: ['edge'],
     downloadExport: ['edge'],

@@ -6,12 +6,13 @@ import type { WebhookEventEmitter } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import type { LifecycleDb } from './db/tables.js';
 import { collectExport, sealBundle, sha256Hex, type ExportPeers } from './export.js';
+import { runForget, type ForgetPeers } from './forget.js';
 import { claimJob, finishExport, unfinishedJobs } from './privacy.store.js';
 
 /** PrivacyJobDeps are what the worker needs. */
 export interface PrivacyJobDeps {
   readonly db: Kysely<LifecycleDb>;
-  readonly peers: ExportPeers;
+  readonly peers: ExportPeers & ForgetPeers;
   /** exportKey seals bundles and signs download tokens (PARLEY_EXPORT_KEY). */
   readonly exportKey: Buffer;
   readonly events: WebhookEventEmitter;
@@ -24,6 +25,12 @@ export interface PrivacyJobDeps {
 export async function runJob(deps: PrivacyJobDeps, tenantId: string, jobId: string): Promise<boolean> {
   const job = await withTenant(deps.db, tenantId, (trx) => claimJob(trx, jobId, deps.leaseMs));
   if (job === undefined) return false;
+  if (job.kind === 'forget') {
+    await runForget(deps, job);
+    deps.events.emit({ tenantId, type: 'privacy.forgotten', data: { job_id: job.id } });
+    deps.logger.info({ tenantId, job_id: job.id }, 'privacy forget finished');
+    return true;
+  }
   const bundle = await collectExport(deps.peers, tenantId, job.id, job.subject_id ?? undefined);
   const text = JSON.stringify(bundle);
   const sha256 = sha256Hex(text);

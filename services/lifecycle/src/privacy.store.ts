@@ -109,3 +109,62 @@ export async function unfinishedJobs(db: Kysely<LifecycleDb>, limit: number): Pr
     return rows.map((r) => ({ tenantId: r.tenant_id, id: r.id }));
   });
 }
+
+/**
+ * insertForgetJob records an erasure request, or returns the unfinished one for the same subject
+ * (two requests for one person are one job; the partial unique index decides, across replicas).
+ * created is false when it joined an existing job.
+ */
+export async function insertForgetJob(
+  trx: Trx,
+  subjectId: string | undefined,
+  requestedBy: string,
+): Promise<{ job: PrivacyJob; created: boolean }> {
+  const { rows } = await sql<PrivacyJob>`
+    insert into privacy_jobs (id, kind, subject_id, requested_by) values (${uuidv7()}, 'forget', ${subjectId ?? null}, ${requestedBy})
+    on conflict (tenant_id, subject_id) where kind = 'forget' and state <> 'done' do nothing
+    returning *`.execute(trx);
+  if (rows[0] !== undefined) return { job: rows[0], created: true };
+  const existing = await trx
+    .selectFrom('privacy_jobs')
+    .selectAll()
+    .where('kind', '=', 'forget')
+    .where('subject_id', '=', subjectId ?? null)
+    .where('state', '<>', 'done')
+    .executeTakeFirstOrThrow();
+  return { job: existing, created: false };
+}
+
+/** saveSteps stores a saga's progress (each finished step and what it returned). */
+export async function saveSteps(trx: Trx, jobId: string, steps: Record<string, unknown>): Promise<void> {
+  await trx
+    .updateTable('privacy_jobs')
+    .set({ steps: JSON.stringify(steps) })
+    .where('id', '=', jobId)
+    .execute();
+}
+
+/** finishForget marks an erasure done with its signed receipt (kept in steps.receipt). */
+export async function finishForget(
+  trx: Trx,
+  jobId: string,
+  steps: Record<string, unknown>,
+  signed: { sha256: string; keyId: string; signature: Uint8Array; statement: string },
+): Promise<PrivacyJob> {
+  return trx
+    .updateTable('privacy_jobs')
+    .set({
+      state: 'done',
+      finished_at: sql<Date>`now()`,
+      lease_expires_at: null,
+      steps: JSON.stringify(steps),
+      sha256: signed.sha256,
+      key_id: signed.keyId,
+      signature: Buffer.from(signed.signature),
+      statement: signed.statement,
+    })
+    .where('id', '=', jobId)
+    .where('state', '<>', 'done')
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}

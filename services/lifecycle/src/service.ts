@@ -20,7 +20,7 @@ import { dataMap, tenantTables } from './data-map.js';
 import type { LegalHold, LifecycleDb, PrivacyJob, PurgeRunRow } from './db/tables.js';
 import { checkDownloadToken, downloadToken, openBundle } from './export.js';
 import type { PrivacyWorker } from './privacy-jobs.js';
-import { getJob, insertExportJob, listJobs, takeBundle } from './privacy.store.js';
+import { getJob, insertExportJob, insertForgetJob, listJobs, takeBundle } from './privacy.store.js';
 import { rulesInForce, validateRuleChanges, type RetentionDefaults, type RuleInForce } from './retention.js';
 import { listHolds, listPurgeRuns, ownRules, placeHold, releaseHold, setRules } from './retention.store.js';
 
@@ -100,7 +100,28 @@ function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, now 
       ? { downloadToken: downloadToken(privacy.exportKey, j.tenant_id, j.id, expiresAt), downloadExpiresAt: timestampFromDate(expiresAt) }
       : {}),
     downloaded: j.downloaded_at !== null,
+    receipt: j.kind === 'forget' && j.state === 'done' && typeof j.steps.receipt === 'string' ? j.steps.receipt : '',
+    steps: Array.isArray(j.steps.done) ? (j.steps.done as string[]) : [],
   };
+}
+
+// The look-up goes through tenant-data's keyed hashes; only the subject id is kept. An unknown
+// person is not an error: the job runs and finishes with an empty, signed result, so the answer
+// does not tell a requester whether Parley knows the person.
+async function findSubjectId(
+  privacy: PrivacyServiceDeps,
+  tenantId: string,
+  req: { externalRef: string; phone: string; email: string },
+): Promise<string | undefined> {
+  const given = [req.externalRef, req.phone, req.email].filter((v) => v !== '').length;
+  if (given !== 1) throw new InvalidArgumentError('give exactly one of external_ref, phone, email', { field: 'external_ref' });
+  try {
+    const found = await privacy.tenantData.findSubject({ tenantId, externalRef: req.externalRef, phone: req.phone, email: req.email });
+    return found.subject?.id;
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.NotFound) return undefined;
+    throw err;
+  }
 }
 
 function needPrivacy(privacy: PrivacyServiceDeps | undefined): PrivacyServiceDeps {
@@ -186,17 +207,7 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
     async exportSubject(req, ctx) {
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
       const privacy = needPrivacy(deps.privacy);
-      const given = [req.externalRef, req.phone, req.email].filter((v) => v !== '').length;
-      if (given !== 1) throw new InvalidArgumentError('give exactly one of external_ref, phone, email', { field: 'external_ref' });
-      // The look-up goes through tenant-data's keyed hashes; only the subject id is kept. An unknown
-      // person is not an error: the job runs and finishes with an empty, signed bundle.
-      let subjectId: string | undefined;
-      try {
-        const found = await privacy.tenantData.findSubject({ tenantId, externalRef: req.externalRef, phone: req.phone, email: req.email });
-        subjectId = found.subject?.id;
-      } catch (err) {
-        if (!(err instanceof ConnectError && err.code === Code.NotFound)) throw err;
-      }
+      const subjectId = await findSubjectId(privacy, tenantId, req);
       const { actor, source } = actorOf(ctx);
       const job = await audited(tenantId, async (trx, record) => {
         const j = await insertExportJob(trx, subjectId, `${actor.kind}:${actor.id}`);
@@ -211,6 +222,29 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
         return j;
       });
       privacy.worker.kick(tenantId, job.id);
+      return { job: jobMessage(job, privacy) };
+    },
+
+    async forgetSubject(req, ctx) {
+      const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
+      const privacy = needPrivacy(deps.privacy);
+      const subjectId = await findSubjectId(privacy, tenantId, req);
+      const { actor, source } = actorOf(ctx);
+      const { job, created } = await audited(tenantId, async (trx, record) => {
+        const r = await insertForgetJob(trx, subjectId, `${actor.kind}:${actor.id}`);
+        // The record is pseudonymous: the job and the subject's random id, no identifier of the person.
+        if (r.created)
+          await record({
+            tenantId,
+            actor,
+            ...(source === undefined ? {} : { source }),
+            action: 'privacy_request.forget',
+            target: { type: 'privacy_request', id: r.job.id },
+            details: auditDetails({ subjectId: subjectId ?? null }, ['subjectId']),
+          });
+        return r;
+      });
+      if (created) privacy.worker.kick(tenantId, job.id);
       return { job: jobMessage(job, privacy) };
     },
 

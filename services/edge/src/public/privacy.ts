@@ -12,6 +12,7 @@ export const privacyModule = definePublicModule(
   {
     getDataMap: 'privacy:read',
     exportSubject: 'privacy:run',
+    forgetSubject: 'privacy:run',
     getPrivacyJob: 'privacy:read',
     listPrivacyJobs: 'privacy:read',
     downloadExport: 'privacy:run',
@@ -21,6 +22,10 @@ export const privacyModule = definePublicModule(
     router.service(PrivacyService, {
       async exportSubject(req, ctx) {
         const res = await lifecycle.exportSubject({ externalRef: req.externalRef, phone: req.phone, email: req.email }, forward(ctx));
+        return { job: relabel(res.job) };
+      },
+      async forgetSubject(req, ctx) {
+        const res = await lifecycle.forgetSubject({ externalRef: req.externalRef, phone: req.phone, email: req.email }, forward(ctx));
         return { job: relabel(res.job) };
       },
       async getPrivacyJob(req, ctx) {

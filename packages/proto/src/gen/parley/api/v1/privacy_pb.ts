@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/privacy.proto.
  */
 export const file_parley_api_v1_privacy: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXJsZXkvYXBpL3YxL3ByaXZhY3kucHJvdG8SDXBhcmxleS5hcGkudjEirgEKDERhdGFNYXBFbnRyeRIPCgdzZXJ2aWNlGAEgASgJEhAKCGxvY2F0aW9uGAIgASgJEhIKCmRhdGFfY2xhc3MYAyABKAkSEgoKZW5jcnlwdGlvbhgEIAEoCRIRCglyZXRlbnRpb24YBSABKAkSEwoLcmVhZF9zY29wZXMYBiADKAkSFgoOcmVhZHNfcmVjb3JkZWQYByABKAgSEwoLZGVzY3JpcHRpb24YCCABKAkiEwoRR2V0RGF0YU1hcFJlcXVlc3QiQgoSR2V0RGF0YU1hcFJlc3BvbnNlEiwKB2VudHJpZXMYASADKAsyGy5wYXJsZXkuYXBpLnYxLkRhdGFNYXBFbnRyeSLYAgoKUHJpdmFjeUpvYhIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEg0KBXN0YXRlGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1zdWJqZWN0X2ZvdW5kGAYgASgIEg4KBnNoYTI1NhgHIAEoCRIOCgZrZXlfaWQYCCABKAkSEQoJc2lnbmF0dXJlGAkgASgMEhEKCXN0YXRlbWVudBgKIAEoCRIWCg5kb3dubG9hZF90b2tlbhgLIAEoCRI3ChNkb3dubG9hZF9leHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpkb3dubG9hZGVkGA0gASgIIkoKFEV4cG9ydFN1YmplY3RSZXF1ZXN0EhQKDGV4dGVybmFsX3JlZhgBIAEoCRINCgVwaG9uZRgCIAEoCRINCgVlbWFpbBgDIAEoCSI/ChVFeHBvcnRTdWJqZWN0UmVzcG9uc2USJgoDam9iGAEgASgLMhkucGFybGV5LmFwaS52MS5Qcml2YWN5Sm9iIiYKFEdldFByaXZhY3lKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI/ChVHZXRQcml2YWN5Sm9iUmVzcG9uc2USJgoDam9iGAEgASgLMhkucGFybGV5LmFwaS52MS5Qcml2YWN5Sm9iIj8KFkxpc3RQcml2YWN5Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoXTGlzdFByaXZhY3lKb2JzUmVzcG9uc2USJwoEam9icxgBIAMoCzIZLnBhcmxleS5hcGkudjEuUHJpdmFjeUpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNgoVRG93bmxvYWRFeHBvcnRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRINCgV0b2tlbhgCIAEoCSIoChZEb3dubG9hZEV4cG9ydFJlc3BvbnNlEg4KBmJ1bmRsZRgBIAEoCTLcAwoOUHJpdmFjeVNlcnZpY2USUQoKR2V0RGF0YU1hcBIgLnBhcmxleS5hcGkudjEuR2V0RGF0YU1hcFJlcXVlc3QaIS5wYXJsZXkuYXBpLnYxLkdldERhdGFNYXBSZXNwb25zZRJaCg1FeHBvcnRTdWJqZWN0EiMucGFybGV5LmFwaS52MS5FeHBvcnRTdWJqZWN0UmVxdWVzdBokLnBhcmxleS5hcGkudjEuRXhwb3J0U3ViamVjdFJlc3BvbnNlEloKDUdldFByaXZhY3lKb2ISIy5wYXJsZXkuYXBpLnYxLkdldFByaXZhY3lKb2JSZXF1ZXN0GiQucGFybGV5LmFwaS52MS5HZXRQcml2YWN5Sm9iUmVzcG9uc2USYAoPTGlzdFByaXZhY3lKb2JzEiUucGFybGV5LmFwaS52MS5MaXN0UHJpdmFjeUpvYnNSZXF1ZXN0GiYucGFybGV5LmFwaS52MS5MaXN0UHJpdmFjeUpvYnNSZXNwb25zZRJdCg5Eb3dubG9hZEV4cG9ydBIkLnBhcmxleS5hcGkudjEuRG93bmxvYWRFeHBvcnRSZXF1ZXN0GiUucGFybGV5LmFwaS52MS5Eb3dubG9hZEV4cG9ydFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChtwYXJsZXkvYXBpL3YxL3ByaXZhY3kucHJvdG8SDXBhcmxleS5hcGkudjEirgEKDERhdGFNYXBFbnRyeRIPCgdzZXJ2aWNlGAEgASgJEhAKCGxvY2F0aW9uGAIgASgJEhIKCmRhdGFfY2xhc3MYAyABKAkSEgoKZW5jcnlwdGlvbhgEIAEoCRIRCglyZXRlbnRpb24YBSABKAkSEwoLcmVhZF9zY29wZXMYBiADKAkSFgoOcmVhZHNfcmVjb3JkZWQYByABKAgSEwoLZGVzY3JpcHRpb24YCCABKAkiEwoRR2V0RGF0YU1hcFJlcXVlc3QiQgoSR2V0RGF0YU1hcFJlc3BvbnNlEiwKB2VudHJpZXMYASADKAsyGy5wYXJsZXkuYXBpLnYxLkRhdGFNYXBFbnRyeSL4AgoKUHJpdmFjeUpvYhIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEg0KBXN0YXRlGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1zdWJqZWN0X2ZvdW5kGAYgASgIEg4KBnNoYTI1NhgHIAEoCRIOCgZrZXlfaWQYCCABKAkSEQoJc2lnbmF0dXJlGAkgASgMEhEKCXN0YXRlbWVudBgKIAEoCRIWCg5kb3dubG9hZF90b2tlbhgLIAEoCRI3ChNkb3dubG9hZF9leHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpkb3dubG9hZGVkGA0gASgIEg8KB3JlY2VpcHQYDiABKAkSDQoFc3RlcHMYDyADKAkiSgoURXhwb3J0U3ViamVjdFJlcXVlc3QSFAoMZXh0ZXJuYWxfcmVmGAEgASgJEg0KBXBob25lGAIgASgJEg0KBWVtYWlsGAMgASgJIj8KFUV4cG9ydFN1YmplY3RSZXNwb25zZRImCgNqb2IYASABKAsyGS5wYXJsZXkuYXBpLnYxLlByaXZhY3lKb2IiJgoUR2V0UHJpdmFjeUpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIj8KFUdldFByaXZhY3lKb2JSZXNwb25zZRImCgNqb2IYASABKAsyGS5wYXJsZXkuYXBpLnYxLlByaXZhY3lKb2IiPwoWTGlzdFByaXZhY3lKb2JzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJbChdMaXN0UHJpdmFjeUpvYnNSZXNwb25zZRInCgRqb2JzGAEgAygLMhkucGFybGV5LmFwaS52MS5Qcml2YWN5Sm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI2ChVEb3dubG9hZEV4cG9ydFJlcXVlc3QSDgoGam9iX2lkGAEgASgJEg0KBXRva2VuGAIgASgJIigKFkRvd25sb2FkRXhwb3J0UmVzcG9uc2USDgoGYnVuZGxlGAEgASgJIkoKFEZvcmdldFN1YmplY3RSZXF1ZXN0EhQKDGV4dGVybmFsX3JlZhgBIAEoCRINCgVwaG9uZRgCIAEoCRINCgVlbWFpbBgDIAEoCSI/ChVGb3JnZXRTdWJqZWN0UmVzcG9uc2USJgoDam9iGAEgASgLMhkucGFybGV5LmFwaS52MS5Qcml2YWN5Sm9iMrgECg5Qcml2YWN5U2VydmljZRJRCgpHZXREYXRhTWFwEiAucGFybGV5LmFwaS52MS5HZXREYXRhTWFwUmVxdWVzdBohLnBhcmxleS5hcGkudjEuR2V0RGF0YU1hcFJlc3BvbnNlEloKDUV4cG9ydFN1YmplY3QSIy5wYXJsZXkuYXBpLnYxLkV4cG9ydFN1YmplY3RSZXF1ZXN0GiQucGFybGV5LmFwaS52MS5FeHBvcnRTdWJqZWN0UmVzcG9uc2USWgoNR2V0UHJpdmFjeUpvYhIjLnBhcmxleS5hcGkudjEuR2V0UHJpdmFjeUpvYlJlcXVlc3QaJC5wYXJsZXkuYXBpLnYxLkdldFByaXZhY3lKb2JSZXNwb25zZRJgCg9MaXN0UHJpdmFjeUpvYnMSJS5wYXJsZXkuYXBpLnYxLkxpc3RQcml2YWN5Sm9ic1JlcXVlc3QaJi5wYXJsZXkuYXBpLnYxLkxpc3RQcml2YWN5Sm9ic1Jlc3BvbnNlEl0KDkRvd25sb2FkRXhwb3J0EiQucGFybGV5LmFwaS52MS5Eb3dubG9hZEV4cG9ydFJlcXVlc3QaJS5wYXJsZXkuYXBpLnYxLkRvd25sb2FkRXhwb3J0UmVzcG9uc2USWgoNRm9yZ2V0U3ViamVjdBIjLnBhcmxleS5hcGkudjEuRm9yZ2V0U3ViamVjdFJlcXVlc3QaJC5wYXJsZXkuYXBpLnYxLkZvcmdldFN1YmplY3RSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * DataMapEntry is one place Parley keeps the workspace's personal or secret data.
@@ -191,6 +191,21 @@ export type PrivacyJob = Message<"parley.api.v1.PrivacyJob"> & {
    * @generated from field: bool downloaded = 13;
    */
   downloaded: boolean;
+
+  /**
+   * receipt (forget jobs, once done) is the deletion receipt: JSON of what was removed where and
+   * when; sha256, key_id, signature and statement sign it.
+   *
+   * @generated from field: string receipt = 14;
+   */
+  receipt: string;
+
+  /**
+   * steps (forget jobs) are the saga's steps done so far, in order.
+   *
+   * @generated from field: repeated string steps = 15;
+   */
+  steps: string[];
 };
 
 /**
@@ -366,6 +381,54 @@ export const DownloadExportResponseSchema: GenMessage<DownloadExportResponse> = 
   messageDesc(file_parley_api_v1_privacy, 11);
 
 /**
+ * @generated from message parley.api.v1.ForgetSubjectRequest
+ */
+export type ForgetSubjectRequest = Message<"parley.api.v1.ForgetSubjectRequest"> & {
+  /**
+   * Exactly one identifies the person: the customer's external reference, a phone number or an e-mail.
+   *
+   * @generated from field: string external_ref = 1;
+   */
+  externalRef: string;
+
+  /**
+   * @generated from field: string phone = 2;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string email = 3;
+   */
+  email: string;
+};
+
+/**
+ * Describes the message parley.api.v1.ForgetSubjectRequest.
+ * Use `create(ForgetSubjectRequestSchema)` to create a new message.
+ */
+export const ForgetSubjectRequestSchema: GenMessage<ForgetSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 12);
+
+/**
+ * @generated from message parley.api.v1.ForgetSubjectResponse
+ */
+export type ForgetSubjectResponse = Message<"parley.api.v1.ForgetSubjectResponse"> & {
+  /**
+   * job is the erasure; a second request for the same person while it runs returns the same job.
+   *
+   * @generated from field: parley.api.v1.PrivacyJob job = 1;
+   */
+  job?: PrivacyJob | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.ForgetSubjectResponse.
+ * Use `create(ForgetSubjectResponseSchema)` to create a new message.
+ */
+export const ForgetSubjectResponseSchema: GenMessage<ForgetSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_privacy, 13);
+
+/**
  * PrivacyService answers data-subject and data-protection questions about the workspace.
  *
  * @generated from service parley.api.v1.PrivacyService
@@ -421,6 +484,16 @@ export const PrivacyService: GenService<{
     methodKind: "unary";
     input: typeof DownloadExportRequestSchema;
     output: typeof DownloadExportResponseSchema;
+  },
+  /**
+   * ForgetSubject erases one person across every service and ends with a signed deletion receipt (privacy:run).
+   *
+   * @generated from rpc parley.api.v1.PrivacyService.ForgetSubject
+   */
+  forgetSubject: {
+    methodKind: "unary";
+    input: typeof ForgetSubjectRequestSchema;
+    output: typeof ForgetSubjectResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_privacy, 0);
