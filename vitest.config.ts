@@ -24,6 +24,8 @@ const CROSS_TENANT_WORKER_TESTS = [
   'test/lifecycle/retention.test.ts',
   // Its lifecycle polls for every tenant's unfinished privacy jobs (and takes over expired leases).
   'test/lifecycle/forget.test.ts',
+  // Looks for this stack's audit relay spans.
+  'test/observability/telemetry.test.ts',
 ];
 
 export default defineConfig({

@@ -211,8 +211,8 @@ export async function runLifecycleBenchmark(options: LifecycleBenchOptions): Pro
       owner,
     );
     await sql`insert into ${t('conversations')} (tenant_id, id, agent_id, subject_id, state, ended_at)
-              select b.tenant_id, gen_random_uuid(), b.agent_id, ${subject}, 'ended', now()
-                from bench_tenants b cross join generate_series(1, ${forgetConversations}) where b.tenant_id = ${f0.tenant_id}`.execute(
+              select a.tenant_id, gen_random_uuid(), a.id, ${subject}, 'ended', now()
+                from ${t('agents')} a cross join generate_series(1, ${forgetConversations}) where a.tenant_id = ${f0.tenant_id}`.execute(
       owner,
     );
     await sql`insert into ${t('transcript_turns')} (tenant_id, conversation_id, seq, role, text_redacted)

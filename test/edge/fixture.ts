@@ -44,6 +44,8 @@ export interface PublicStack {
   readonly publicUrl: string;
   readonly ca: Buffer;
   readonly urls: Record<StackService, string>;
+  /** healthUrls are each service's plain HTTP probe port (/healthz, /readyz, /metrics). */
+  readonly healthUrls: Record<StackService, string>;
   readonly bootstrap: { tenantId: string; memberId: string; apiKey: string };
   /** logs are every line the processes wrote. */
   readonly logs: string[];
@@ -91,7 +93,8 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
   const ports = Object.fromEntries(
     await Promise.all(names.map(async (n) => [n, { port: await freePort(), health: await freePort() }])),
   ) as Record<StackService, { port: number; health: number }>;
-  const publicPort = await freePort();
+  // A test that must know the public port before the start (an OIDC redirect URI) passes it in.
+  const publicPort = extra.edge?.PARLEY_PUBLIC_PORT !== undefined ? Number(extra.edge.PARLEY_PUBLIC_PORT) : await freePort();
   const urls = Object.fromEntries(names.map((n) => [n, `https://localhost:${ports[n].port}`])) as PublicStack['urls'];
   const logs: string[] = [];
   const common = (n: StackService) => {
@@ -195,6 +198,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     publicUrl,
     ca,
     urls,
+    healthUrls: Object.fromEntries(names.map((n) => [n, `http://127.0.0.1:${ports[n].health}`])) as PublicStack['healthUrls'],
     bootstrap,
     logs,
     processes: Object.fromEntries(procs.map((p) => [p.name, p])) as Record<StackService, ServiceProcess>,

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, STANDIN_SPEECH_SECONDS_PER_CHAR, type OpenAiStandin } from '../src/openai-standin.js';
 import { startConversationStack, type ConversationStack, type SessionClient } from './fixture.js';
 import { turns } from './live-conversation.fixture.js';
+import { realTime, synthesize } from './voice.fixture.js';
 
 const RATE = 16_000;
 const QUESTION = 'Can I get a refund for my order?';
@@ -33,19 +34,8 @@ const rules = [
   { match: 'long', reply: LONG },
 ];
 
-/** synth speaks text with the embedded synthesiser (in the test process), resampled to the connection's rate. */
-async function synth(text: string, rate = RATE): Promise<Int16Array> {
-  const chunks: Int16Array[] = [];
-  const provider = tts.provider('en-us');
-  for await (const c of provider.synthesize(text, new AbortController().signal)) chunks.push(c);
-  const all = new Int16Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return resamplePcm16(all, provider.sampleRate, rate);
-}
+/** synth speaks text with the embedded synthesiser (in the test process), at the connection's rate. */
+const synth = (text: string, rate = RATE) => synthesize(tts, text, rate);
 
 function received(client: SessionClient): Int16Array {
   const bytes = Buffer.concat(client.audio.map((a) => a.bytes));
@@ -53,15 +43,7 @@ function received(client: SessionClient): Int16Array {
 }
 
 /** stream sends samples as 20 ms frames at real time. */
-async function stream(client: SessionClient, samples: Int16Array, rate = RATE): Promise<void> {
-  const frame = rate / 50;
-  const started = performance.now();
-  for (let at = 0, i = 0; at < samples.length; at += frame, i++) {
-    client.sendAudio(samples.slice(at, at + frame));
-    const due = started + (i + 1) * 20 - performance.now();
-    if (due > 0) await new Promise((r) => setTimeout(r, due));
-  }
-}
+const stream = (client: SessionClient, samples: Int16Array) => realTime(samples, RATE, (slice) => client.sendAudio(slice));
 
 async function startVoice(agentId: string, sampleRate = RATE) {
   const { token } = await s.createSession(agentId);

@@ -140,7 +140,7 @@ export async function take<T>(iterable: AsyncIterable<T>, limit: number): Promis
   return out;
 }
 
-/** positiveInt parses a whole-number option (seconds, versions, sequence numbers). */
+/** wholeNumber parses a whole-number option (seconds, versions, sequence numbers). */
 export function wholeNumber(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -148,7 +148,7 @@ export function wholeNumber(name: string, value: string | undefined): number | u
   return n;
 }
 
-/** timestampOption parses an ISO 8601 time option into a Date. */
+/** dateOption parses an ISO 8601 time option into a Date. */
 export function dateOption(name: string, value: string | undefined): Date | undefined {
   if (value === undefined) return undefined;
   const d = new Date(value);

@@ -10,7 +10,7 @@ export interface InputDocument {
   readonly lines: LineCounter;
 }
 
-/** readDocument reads and parses a YAML or JSON file (`-` is stdin text given by the caller); syntax errors name the line. */
+/** readDocument reads and parses a YAML or JSON file (or the given text, named by file); syntax errors name the line and column. */
 export async function readDocument(file: string, text?: string): Promise<InputDocument> {
   let source: string;
   try {

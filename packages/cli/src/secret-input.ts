@@ -52,7 +52,7 @@ export async function readSecretValue(io: SecretInput, what: string): Promise<st
   return value;
 }
 
-/** readStdinLine reads a whole piped stdin (a key for `login --api-key-stdin`), trimmed. */
+/** readStdinText reads a whole piped stdin (a key for `login --api-key-stdin`), trimmed, or asks at a no-echo prompt on a terminal. */
 export async function readStdinText(io: SecretInput): Promise<string> {
   if (io.stdin.isTTY) return promptHidden(io, 'API key (input hidden): ');
   return (await readAll(io.stdin)).trim();

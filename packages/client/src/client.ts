@@ -3,8 +3,10 @@ import { AgentService } from '@parley/proto/parley/api/v1/agents_pb.js';
 import { ApiKeyService } from '@parley/proto/parley/api/v1/api_keys_pb.js';
 import { AccountService } from '@parley/proto/parley/api/v1/api_pb.js';
 import { AuditService } from '@parley/proto/parley/api/v1/audit_pb.js';
+import { ConnectionService } from '@parley/proto/parley/api/v1/connections_pb.js';
 import { ConversationService } from '@parley/proto/parley/api/v1/conversations_pb.js';
 import { MemberService } from '@parley/proto/parley/api/v1/members_pb.js';
+import { RetentionService } from '@parley/proto/parley/api/v1/retention_pb.js';
 import { SecretService } from '@parley/proto/parley/api/v1/secrets_pb.js';
 import { SessionService } from '@parley/proto/parley/api/v1/sessions_pb.js';
 import { WebhookService } from '@parley/proto/parley/api/v1/webhooks_pb.js';
@@ -18,8 +20,10 @@ export interface ParleyClient {
   readonly agents: Client<typeof AgentService>;
   readonly apiKeys: Client<typeof ApiKeyService>;
   readonly audit: Client<typeof AuditService>;
+  readonly connections: Client<typeof ConnectionService>;
   readonly conversations: Client<typeof ConversationService>;
   readonly members: Client<typeof MemberService>;
+  readonly retention: Client<typeof RetentionService>;
   readonly secrets: Client<typeof SecretService>;
   readonly sessions: Client<typeof SessionService>;
   readonly webhooks: Client<typeof WebhookService>;
@@ -84,8 +88,10 @@ export function createParleyClient(options: ParleyClientOptions): ParleyClient {
     agents: createClient(AgentService, transport),
     apiKeys: createClient(ApiKeyService, transport),
     audit: createClient(AuditService, transport),
+    connections: createClient(ConnectionService, transport),
     conversations: createClient(ConversationService, transport),
     members: createClient(MemberService, transport),
+    retention: createClient(RetentionService, transport),
     secrets: createClient(SecretService, transport),
     sessions: createClient(SessionService, transport),
     webhooks: createClient(WebhookService, transport),

@@ -13,8 +13,15 @@ export class ParleyApiError extends ConnectError {
   constructor(err: ConnectError, procedure = '') {
     super(err.rawMessage, err.code, err.metadata, undefined, err.cause);
     this.details.push(...err.details);
-    this.name = new.target.name;
+    // name stays "ConnectError": connect-es recognises its errors by name (across module copies),
+    // so `err instanceof ConnectError` and ConnectError.from keep working on these.
     this.procedure = procedure;
+  }
+
+  // ConnectError's own hasInstance matches any ConnectError by shape, which would make every
+  // ConnectError an UnauthenticatedApiError too; the subclasses check the prototype chain.
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, value);
   }
 }
 

@@ -136,7 +136,7 @@ export async function startDevOidcProvider(options: DevOidcProviderOptions): Pro
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec((req.url ?? '').split('?')[0] ?? '');
     if (match === null) {
-      callback(req, res);
+      void callback(req, res);
       return;
     }
     void (async () => {

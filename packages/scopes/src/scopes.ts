@@ -15,6 +15,7 @@ export const SCOPES = {
   'api_keys:admin': 'create, list, rotate and revoke API keys (never beyond your own scopes)',
   'members:admin': 'add, change and remove members',
   'webhooks:admin': 'create, list, rotate and delete webhook endpoints; read the delivery log and replay deliveries',
+  'connections:admin': "create, list, change and delete connections (external systems an agent's tools reach) and their operations",
 } as const;
 
 /** Scope is one of SCOPES. */

@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/prot
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type AuditAction } from '@parley/audit-outbox';
 import { isUuid, nextPageToken, pageSizeOf } from '@parley/db';
-import { InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
+import { currentTraceId, InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
 import {
   AuditEventSchema,
   CheckpointSchema,
@@ -341,7 +341,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
           description: { fromSeq: fromReq, toSeq: toReq, filtered },
           sourceAddress: principal.source.slice(0, 100),
           userAgent: principal.userAgent.slice(0, 256),
-          traceId: '',
+          traceId: currentTraceId(),
         };
         await afterAppend(tenantId, await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy)));
       }

@@ -1,6 +1,17 @@
 import { parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import { DEFAULT_PUBLIC_LIMITS, type PublicLimits } from './public-server.js';
-import { ConfigError, envInt, envOptional, envPort, envString, envUrl, requirePeer, type Env, type KernelConfig, type ServiceName } from '@parley/platform';
+import {
+  ConfigError,
+  envInt,
+  envOptional,
+  envPort,
+  envString,
+  envUrl,
+  requirePeer,
+  type Env,
+  type KernelConfig,
+  type ServiceName,
+} from '@parley/platform';
 
 /** EdgeConfig is the edge's own configuration (the kernel reads the rest). */
 export interface EdgeConfig {
@@ -20,6 +31,8 @@ export interface EdgeConfig {
    * client address used for failed-key throttling and audit; by default none is trusted.
    */
   readonly trustedProxies: TrustedProxies;
+  /** traceProxies are the upstream proxies whose W3C traceparent the edge continues; from anyone else it is only linked. */
+  readonly traceProxies: TrustedProxies;
   /** limits bound connections, streams and slow clients on the public port (PARLEY_EDGE_* below). */
   readonly limits: PublicLimits;
   /** oidc is operator sign-in (PARLEY_OIDC_*); undefined when PARLEY_OIDC_ISSUER is not set. */
@@ -90,6 +103,7 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
     authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
     jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
     trustedProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRUSTED_PROXIES', '')),
+    traceProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRACE_PROXIES', ''), 'PARLEY_EDGE_TRACE_PROXIES'),
     limits: Object.freeze({
       maxConcurrentStreams: envInt(env, 'PARLEY_EDGE_MAX_CONCURRENT_STREAMS', d.maxConcurrentStreams, 1, 10_000),
       maxConnectionsPerAddress: envInt(env, 'PARLEY_EDGE_MAX_CONNECTIONS_PER_ADDRESS', d.maxConnectionsPerAddress, 0, 1_000_000),

@@ -123,7 +123,9 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
   const redirectUri = `${settings.publicUrl}/auth/callback`;
   const dispatcher = settings.ca === undefined ? undefined : new Agent({ connect: { ca: settings.ca } });
   const fetchWithCa: oidc.CustomFetch = (url, options) =>
-    undiciFetch(url, { ...options, ...(dispatcher === undefined ? {} : { dispatcher }) } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
+    undiciFetch(url, { ...options, ...(dispatcher === undefined ? {} : { dispatcher }) } as Parameters<
+      typeof undiciFetch
+    >[1]) as unknown as Promise<Response>;
   let configuration: Promise<oidc.Configuration> | undefined;
   // Discovered on first use and kept; a failed discovery is tried again at the next sign-in.
   const config = () => {
@@ -172,7 +174,8 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
 
   const finishLogin = async (req: Req, res: Res, query: URLSearchParams) => {
     const raw = parseCookies(req.headers.cookie ?? '')[LOGIN_COOKIE];
-    if (raw === undefined) return refuse(res, 400, 'no sign-in in progress in this browser (cookies blocked or expired); start again at /auth/login');
+    if (raw === undefined)
+      return refuse(res, 400, 'no sign-in in progress in this browser (cookies blocked or expired); start again at /auth/login');
     let login: LoginState;
     try {
       login = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as LoginState;
@@ -208,7 +211,8 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       verified = info.email_verified;
     }
     (res as ServerResponse).setHeader('set-cookie', clearLogin);
-    if (email === undefined) return refuse(res, 403, 'sign-in refused: the identity provider sent no e-mail address (ask for the "email" scope)');
+    if (email === undefined)
+      return refuse(res, 403, 'sign-in refused: the identity provider sent no e-mail address (ask for the "email" scope)');
     if (verified !== true) return refuse(res, 403, `sign-in refused: the e-mail address ${email} is not verified at the identity provider`);
     const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
     if (settings.allowedDomains.length > 0 && !settings.allowedDomains.includes(domain))
@@ -228,7 +232,10 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       if (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) return refuse(res, 403, `sign-in refused: ${e.rawMessage}`);
       throw err;
     }
-    logger.info({ tenant_id: signedIn.principal?.tenantId, member_id: signedIn.member?.id, cli: login.c !== undefined }, 'operator signed in');
+    logger.info(
+      { tenant_id: signedIn.principal?.tenantId, member_id: signedIn.member?.id, cli: login.c !== undefined },
+      'operator signed in',
+    );
     if (login.c !== undefined) {
       const back = new URL(login.c.u);
       back.searchParams.set('code', signedIn.code);
@@ -289,7 +296,8 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
             : undefined;
       if (answer === undefined) return refuse(res, 400, 'grant_type must be "authorization_code" or "refresh_token"');
       const t = answer.tokens;
-      const iso = (ts: { seconds: bigint } | undefined) => (ts === undefined ? undefined : new Date(Number(ts.seconds) * 1000).toISOString());
+      const iso = (ts: { seconds: bigint } | undefined) =>
+        ts === undefined ? undefined : new Date(Number(ts.seconds) * 1000).toISOString();
       send(res, 200, {
         access_token: t?.accessToken,
         refresh_token: t?.refreshToken,

@@ -72,7 +72,19 @@ export async function findOperatorSession(
 export async function updateOperatorSession(
   trx: Trx,
   id: string,
-  set: Partial<Pick<OperatorSessionRow, 'token_hash' | 'refresh_hash' | 'code_hash' | 'code_challenge' | 'code_expires_at' | 'expires_at' | 'refresh_expires_at' | 'revoked_at'>>,
+  set: Partial<
+    Pick<
+      OperatorSessionRow,
+      | 'token_hash'
+      | 'refresh_hash'
+      | 'code_hash'
+      | 'code_challenge'
+      | 'code_expires_at'
+      | 'expires_at'
+      | 'refresh_expires_at'
+      | 'revoked_at'
+    >
+  >,
 ): Promise<void> {
   await trx.updateTable('operator_sessions').set(set).where('id', '=', id).execute();
 }

@@ -1,7 +1,7 @@
 import { recordAuditEvent, auditDetails, systemActor } from '@parley/audit-outbox';
 import { withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
-import { NotFoundError, type Logger } from '@parley/platform';
+import { NotFoundError, recordWebhookDelivery, type Logger } from '@parley/platform';
 import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
@@ -200,6 +200,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery attempt failed inside Parley');
       result = { outcome: 'failed', statusCode: null, latencyMs: 0, error: `internal: ${lastWords(error).slice(0, 200)}` };
     }
+    recordWebhookDelivery(result.outcome);
     // A Retry-After (429/503) replaces the backoff for this wait; a 410 stops the retries.
     const waitMs = result.retryAfterMs ?? retryDelayMs(delivery.attempts, options.backoff, random);
     const retryAt = new Date(Date.now() + waitMs);

@@ -1,6 +1,6 @@
 import type { ProviderSettings } from '@parley/conversation';
 import type { GuardrailState } from '@parley/guardrails';
-import type { Logger } from '@parley/platform';
+import { recordGuardrailDecision, type Logger } from '@parley/platform';
 import type { OrchestratorConfig } from './config.js';
 import type { ConversationEventSink } from './conversation-events.js';
 import type { ConversationKeys } from './conversation-keys.js';
@@ -390,6 +390,8 @@ export class LiveConversation {
 
   /** #announce sends a non-allow decision as an event frame and records it as a system turn: rule, kind and reason, never the text it concerns. */
   #announce(decision: GuardrailDecision, on: 'start' | 'user' | 'assistant'): void {
+    // The rule's kind ("no_go" of "no_go:medical") keeps the label's values few.
+    recordGuardrailDecision(decision.rule?.split(':')[0] ?? 'unnamed', decision.action);
     this.#channel.send({
       type: 'event',
       name: 'guardrail',

@@ -24,3 +24,5 @@ export * from './embedded-tts.js';
 export * from './openai-speech.js';
 export * from './speaker.js';
 export * from './vad.js';
+export * from './twilio-media-stream.js';
+export * from './deepgram-stt.js';

@@ -6,6 +6,10 @@ import { pcm16FromBytes, pcm16ToBytes, SAMPLE_RATES, type AudioFormat } from './
 import type { ClientChannel, LiveConversation, ServerFrame } from './conversation.js';
 import type { StartRequest } from './conversation-start.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+import { serveTwilioMediaStream } from './twilio-media-stream.js';
+
+/** TWILIO_MEDIA_STREAM_PATH is where Twilio Media Streams connect (the TwiML <Stream url>). */
+export const TWILIO_MEDIA_STREAM_PATH = '/v1/telephony/twilio/media-stream';
 
 /** MAX_USER_TEXT_CHARS bounds one user message. */
 export const MAX_USER_TEXT_CHARS = 4_000;
@@ -105,8 +109,20 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
     const refuse = (status: number, text: string) => {
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
-    if (!isSessionPath(url.pathname)) return refuse(404, 'Not Found');
+    const twilio = url.pathname === TWILIO_MEDIA_STREAM_PATH;
+    if (!twilio && !isSessionPath(url.pathname)) return refuse(404, 'Not Found');
     if (!accepting) return refuse(503, 'Service Unavailable');
+    if (twilio)
+      return wss.handleUpgrade(req, socket, head, (ws) => {
+        waiting.add(ws);
+        ws.once('close', () => waiting.delete(ws));
+        serveTwilioMediaStream(ws, {
+          logger: log,
+          startTimeoutMs: options.startTimeoutMs,
+          start: options.start,
+          onLive: () => waiting.delete(ws),
+        });
+      });
     wss.handleUpgrade(req, socket, head, (ws) => {
       const origin = typeof req.headers.origin === 'string' ? req.headers.origin : '';
       const agentParam = url.searchParams.get('agent_id');

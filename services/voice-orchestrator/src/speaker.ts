@@ -102,7 +102,8 @@ export class Speaker {
   async #send(samples: Int16Array, signal: AbortSignal): Promise<void> {
     const { leadMs, maxBufferedBytes, slowClientMs, sampleRate } = this.#options;
     const ahead = this.#playhead - performance.now();
-    if (ahead > leadMs) await sleep(ahead - leadMs, undefined, { signal });
+    // An abort during a wait ends the sentence with the signal's reason (a barge-in, the end).
+    if (ahead > leadMs) await sleep(ahead - leadMs, undefined, { signal }).catch(() => signal.throwIfAborted());
     if (this.#out.bufferedBytes() > maxBufferedBytes) {
       const deadline = performance.now() + slowClientMs;
       while (this.#out.bufferedBytes() > maxBufferedBytes) {
@@ -110,7 +111,7 @@ export class Speaker {
           this.#out.close(CLOSE_CODES.policy, 'client too slow to take the audio');
           throw new SlowClient();
         }
-        await sleep(20, undefined, { signal });
+        await sleep(20, undefined, { signal }).catch(() => signal.throwIfAborted());
       }
     }
     signal.throwIfAborted();

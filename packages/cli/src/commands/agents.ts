@@ -15,7 +15,7 @@ import { field, type Column } from '../output.js';
 
 const columns: Column[] = [field('id'), field('name'), field('policyVersion', 'POLICY'), field('updatedAt', 'UPDATED')];
 
-/** messageFromFile reads a YAML or JSON file holding a request's fields in their proto JSON names. */
+/** requestFromFile reads a YAML or JSON file holding a request's fields in their proto JSON names. */
 async function requestFromFile<T>(file: string, parse: (value: unknown) => T): Promise<T> {
   const input = await readDocument(file);
   try {

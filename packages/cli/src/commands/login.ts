@@ -8,6 +8,21 @@ import { UsageError } from '../exit-codes.js';
 import { readProfiles, writeProfiles } from '../profile.js';
 import { readStdinText } from '../secret-input.js';
 
+/** readStackFile reads what `npm start` writes to stack.json: the edge URL, its CA and the bootstrap owner key. */
+async function readStackFile(file: string): Promise<{ url: string; caFile: string; apiKey: string }> {
+  let stack: { edgeUrl?: unknown; caCert?: unknown; bootstrap?: { apiKey?: unknown } };
+  try {
+    stack = JSON.parse(await readFile(file, 'utf8')) as typeof stack;
+  } catch (err) {
+    throw new UsageError(`cannot read ${file} (is npm start running?): ${(err as Error).message}`);
+  }
+  const { edgeUrl, caCert } = stack;
+  const apiKey = stack.bootstrap?.apiKey;
+  if (typeof edgeUrl !== 'string' || typeof caCert !== 'string' || typeof apiKey !== 'string')
+    throw new UsageError(`${file} lacks edgeUrl, caCert or bootstrap.apiKey: is it the dev stack's stack.json?`);
+  return { url: edgeUrl, caFile: caCert, apiKey };
+}
+
 /**
  * registerLogin adds `parley login`, `logout` and `whoami`. Today login stores a workspace API key
  * read from stdin; operator sign-in through the company's identity provider (OIDC device-code or
@@ -18,15 +33,23 @@ export function registerLogin(program: Command, ctxOf: (cmd: Command) => Command
     .command('login')
     .description('store credentials for a profile (mode 0600): --api-key-stdin reads a workspace API key from stdin')
     .option('--api-key-stdin', 'read a workspace API key from stdin (or a no-echo prompt)')
-    .action(async (opts: { apiKeyStdin?: boolean }, cmd: Command) => {
+    .option('--from-stack [stack.json]', "use `npm start`'s stack: its URL, CA and bootstrap owner key (default .parley/dev/stack.json)")
+    .action(async (opts: { apiKeyStdin?: boolean; fromStack?: string | true }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      if (opts.apiKeyStdin !== true)
+      let url: string;
+      let caFile: string | undefined;
+      let apiKey: string;
+      if (opts.fromStack !== undefined) {
+        ({ url, caFile, apiKey } = await readStackFile(opts.fromStack === true ? '.parley/dev/stack.json' : opts.fromStack));
+      } else if (opts.apiKeyStdin === true) {
+        ({ url, caFile } = await ctx.target());
+        apiKey = await readStdinText(ctx.io);
+        if (apiKey === '') throw new UsageError('no API key on stdin');
+      } else {
         throw new UsageError(
-          'operator sign-in with your identity provider is not available in this version yet; use: parley login --api-key-stdin --url <url>',
+          'operator sign-in with your identity provider is not available in this version yet; use: parley login --api-key-stdin --url <url> (or --from-stack for the dev stack)',
         );
-      const { url, caFile } = await ctx.target();
-      const apiKey = await readStdinText(ctx.io);
-      if (apiKey === '') throw new UsageError('no API key on stdin');
+      }
       const ca = caFile === undefined ? undefined : await readFile(caFile);
       // Check the key before storing it, so that a typo fails here and not on the next command.
       const client = createParleyNodeClient({

@@ -84,7 +84,7 @@ export function registerPolicy(program: Command, ctxOf: (cmd: Command) => Comman
     .option('--user <text...>', 'user turns to check, in order (after the --say sentences)')
     .option('--events <events.yaml>', 'a YAML or JSON list of events, e.g. [{type: assistant_sentence, text: "…"}]')
     .option('--time-zone <tz>', "the end user's IANA time zone")
-    .option('--now <time>', 'the clock time of the events (ISO 8601)')
+    .option('--now <time>', 'the clock time of the events (ISO 8601; default: now)')
     .action(
       async (
         opts: { agent?: string; file?: string; say?: string[]; user?: string[]; events?: string; timeZone?: string; now?: string },
@@ -103,7 +103,8 @@ export function registerPolicy(program: Command, ctxOf: (cmd: Command) => Comman
         }
         if (events.length === 0) throw new UsageError('nothing to check: pass --say, --user or --events');
         const input = opts.file === undefined ? undefined : await readDocument(opts.file);
-        const now = dateOption('--now', opts.now);
+        // The API needs the events' clock time; a person trying sentences means "now".
+        const now = dateOption('--now', opts.now) ?? new Date();
         const client = await ctx.client();
         try {
           const res = await client.agents.testGuardrailPolicy({
@@ -113,7 +114,7 @@ export function registerPolicy(program: Command, ctxOf: (cmd: Command) => Comman
                 : { case: 'guardrailPolicy', value: documentObject(input) },
             events,
             timeZone: opts.timeZone ?? '',
-            ...(now === undefined ? {} : { now: timestampFromDate(now) }),
+            now: timestampFromDate(now),
           });
           const out = json(TestGuardrailPolicyResponseSchema, res);
           if (ctx.format === 'table') ctx.print(out.results as JsonObject[], decisionColumns);

@@ -7,6 +7,7 @@ import { accountModule } from './account.js';
 import { agentsModule } from './agents.js';
 import { apiKeysModule } from './api-keys.js';
 import { auditModule } from './audit.js';
+import { connectionsModule } from './connections.js';
 import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
@@ -28,6 +29,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   secretsModule,
   conversationsModule,
   webhooksModule,
+  connectionsModule,
   retentionModule,
   privacyModule,
 ];

@@ -2,6 +2,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
 import { requireUuid, withTenant } from '@parley/db';
 import {
+  recordThrottleBlock,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -135,6 +136,7 @@ export function apiKeyHandlers(
           'api key authentication failed',
         );
         if (result.refused && result.blockedUntil !== undefined) {
+          recordThrottleBlock('api_key_source');
           const seconds = Math.max(1, Math.ceil((result.blockedUntil.getTime() - Date.now()) / 1000));
           return new ResourceExhaustedError(`too many failed API key attempts from this address; retry in ${seconds} s`);
         }

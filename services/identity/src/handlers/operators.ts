@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { auditedTransactions, noDetails } from '@parley/audit-outbox';
 import { isUuid, withTenant } from '@parley/db';
@@ -17,6 +18,8 @@ const CLI_CODE_MS = 60_000;
 const CLI_ACCESS_MS = 3_600_000;
 /** CLI_REFRESH_MS is the lifetime of a CLI refresh token; each refresh replaces it. */
 const CLI_REFRESH_MS = 30 * 86_400_000;
+
+type OperatorTokensInit = { accessToken: string; refreshToken: string; expiresAt?: Timestamp; refreshExpiresAt?: Timestamp };
 
 const ENDED = 'this operator session is not valid or has ended; sign in again';
 
@@ -64,8 +67,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
         throw new InvalidArgumentError('email must be an e-mail address', { field: 'email' });
       if (req.workspaceId !== '' && !isUuid(req.workspaceId))
         throw new InvalidArgumentError('workspace_id must be a workspace id (UUID)', { field: 'workspace_id' });
-      const kind =
-        req.kind === OperatorSessionKind.CONSOLE ? 'console' : req.kind === OperatorSessionKind.CLI ? 'cli' : undefined;
+      const kind = req.kind === OperatorSessionKind.CONSOLE ? 'console' : req.kind === OperatorSessionKind.CLI ? 'cli' : undefined;
       if (kind === undefined) throw new InvalidArgumentError('kind must be CONSOLE or CLI', { field: 'kind' });
       if (kind === 'cli' && !/^[A-Za-z0-9_-]{43}$/.test(req.codeChallenge))
         throw new InvalidArgumentError('code_challenge must be an S256 PKCE challenge (43 base64url characters)', {
@@ -133,18 +135,21 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
       const tenantId = tenantOf(req.code, 'pc', 'code');
       if (!/^[A-Za-z0-9._~-]{43,128}$/.test(req.codeVerifier))
         throw new InvalidArgumentError('code_verifier must be 43 to 128 unreserved characters (RFC 7636)', { field: 'code_verifier' });
-      return withTenant(db, tenantId, async (trx) => {
+      const outcome = await withTenant(db, tenantId, async (trx): Promise<{ refused?: string; tokens?: OperatorTokensInit }> => {
         const found = await store.findOperatorSession(trx, 'code_hash', hash(req.code));
-        if (found === undefined) throw new UnauthenticatedError('this sign-in code is not valid or was already used; sign in again');
+        if (found === undefined) return { refused: 'this sign-in code is not valid or was already used; sign in again' };
         const { session } = found;
         const challenge = session.code_challenge ?? '';
         const expired = (session.code_expires_at?.getTime() ?? 0) <= Date.now();
         if (expired || !sameHash(Buffer.from(s256(req.codeVerifier)), Buffer.from(challenge))) {
-          // One try: a wrong verifier ends the sign-in, so a stolen code cannot be guessed at.
+          // One try: a wrong verifier ends the sign-in (committed, then refused), so a stolen code
+          // cannot be guessed at.
           await store.updateOperatorSession(trx, session.id, { code_hash: null, revoked_at: new Date() });
-          throw new UnauthenticatedError(
-            expired ? 'this sign-in code has expired; sign in again' : 'the code_verifier does not match the sign-in; sign in again',
-          );
+          return {
+            refused: expired
+              ? 'this sign-in code has expired; sign in again'
+              : 'the code_verifier does not match the sign-in; sign in again',
+          };
         }
         const access = generateOperatorToken('po', tenantId);
         const refresh = generateOperatorToken('pr', tenantId);
@@ -167,6 +172,8 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           },
         };
       });
+      if (outcome.refused !== undefined) throw new UnauthenticatedError(outcome.refused);
+      return { tokens: outcome.tokens };
     },
 
     async refreshOperatorToken(req) {

@@ -22,6 +22,14 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readsRecorded: false,
     description: 'tools agents may call: name, schema, endpoint, scopes',
   },
+  connections: {
+    dataClass: 'configuration',
+    encryption: NONE + '; the credential lives in the secrets service (referenced by id)',
+    retention: 'until the connection is deleted',
+    readScopes: ['connections:admin'],
+    readsRecorded: false,
+    description: "external systems agents' tools reach: name, base URL, credential reference",
+  },
   webhook_deliveries: {
     dataClass: 'webhook_delivery_log',
     encryption: NONE + '; payloads hold ids only',

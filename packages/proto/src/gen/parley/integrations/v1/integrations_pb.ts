@@ -8,14 +8,14 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/integrations/v1/integrations.proto.
  */
 export const file_parley_integrations_v1_integrations: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoZR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSJXChpHZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50IjMKHERlbGV0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiHwodRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2UiSgoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNInAKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50EhYKDnNpZ25pbmdfc2VjcmV0GAIgASgJItcCCg9XZWJob29rRGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRINCgVzdGF0ZRgFIAEoCRIQCghhdHRlbXB0cxgGIAEoDRIYChBsYXN0X3N0YXR1c19jb2RlGAcgASgNEhcKD2xhc3RfbGF0ZW5jeV9tcxgIIAEoDRISCgpsYXN0X2Vycm9yGAkgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInUKHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjsKCmRlbGl2ZXJpZXMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tEZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCSKGAQoXUHVyZ2VEZWxpdmVyeUxvZ1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEioKBmJlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVaGVsZF9jb252ZXJzYXRpb25faWRzGAMgAygJEg0KBWxpbWl0GAQgASgNIisKGFB1cmdlRGVsaXZlcnlMb2dSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIlsKGExpc3REZWxpdmVyaWVzRm9yUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSGAoQY29udmVyc2F0aW9uX2lkcxgCIAMoCRISCgpzdWJqZWN0X2lkGAMgASgJIpYBCg9TdWJqZWN0RGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIPCgdwYXlsb2FkGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlgKGUxpc3REZWxpdmVyaWVzRm9yUmVzcG9uc2USOwoKZGVsaXZlcmllcxgBIAMoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuU3ViamVjdERlbGl2ZXJ5IloKF0ZvcmdldERlbGl2ZXJpZXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIYChBjb252ZXJzYXRpb25faWRzGAIgAygJEhIKCnN1YmplY3RfaWQYAyABKAkiKwoYRm9yZ2V0RGVsaXZlcmllc1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0y9gsKE0ludGVncmF0aW9uc1NlcnZpY2USeAoRQ2hlY2tFZ3Jlc3NUYXJnZXQSMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNoZWNrRWdyZXNzVGFyZ2V0UmVxdWVzdBoxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXNwb25zZRJgCglFbWl0RXZlbnQSKC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QaKS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlc3BvbnNlEoQBChVDcmVhdGVXZWJob29rRW5kcG9pbnQSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNyZWF0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNyZWF0ZVdlYmhvb2tFbmRwb2ludFJlc3BvbnNlEoEBChRMaXN0V2ViaG9va0VuZHBvaW50cxIzLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdFdlYmhvb2tFbmRwb2ludHNSZXF1ZXN0GjQucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0VuZHBvaW50c1Jlc3BvbnNlEnsKEkdldFdlYmhvb2tFbmRwb2ludBIxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBoyLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuR2V0V2ViaG9va0VuZHBvaW50UmVzcG9uc2UShAEKFURlbGV0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USfgoTUm90YXRlV2ViaG9va1NlY3JldBIyLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QaMy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRKEAQoVTGlzdFdlYmhvb2tEZWxpdmVyaWVzEjQucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRKEAQoVUmVwbGF5V2ViaG9va0RlbGl2ZXJ5EjQucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRJ1ChBQdXJnZURlbGl2ZXJ5TG9nEi8ucGFybGV5LmludGVncmF0aW9ucy52MS5QdXJnZURlbGl2ZXJ5TG9nUmVxdWVzdBowLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUHVyZ2VEZWxpdmVyeUxvZ1Jlc3BvbnNlEngKEUxpc3REZWxpdmVyaWVzRm9yEjAucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0RGVsaXZlcmllc0ZvclJlcXVlc3QaMS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3REZWxpdmVyaWVzRm9yUmVzcG9uc2USdQoQRm9yZ2V0RGVsaXZlcmllcxIvLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRm9yZ2V0RGVsaXZlcmllc1JlcXVlc3QaMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkZvcmdldERlbGl2ZXJpZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoZR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSJXChpHZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50IjMKHERlbGV0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiHwodRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2UiSgoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNInAKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50EhYKDnNpZ25pbmdfc2VjcmV0GAIgASgJItcCCg9XZWJob29rRGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRINCgVzdGF0ZRgFIAEoCRIQCghhdHRlbXB0cxgGIAEoDRIYChBsYXN0X3N0YXR1c19jb2RlGAcgASgNEhcKD2xhc3RfbGF0ZW5jeV9tcxgIIAEoDRISCgpsYXN0X2Vycm9yGAkgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInUKHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjsKCmRlbGl2ZXJpZXMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tEZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCSKhAQoTQ29ubmVjdGlvbk9wZXJhdGlvbhIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg4KBm1ldGhvZBgDIAEoCRIVCg1wYXRoX3RlbXBsYXRlGAQgASgJEjEKEGFyZ3VtZW50c19zY2hlbWEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBXNjb3BlGAYgASgJIqcCCgpDb25uZWN0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIYmFzZV91cmwYAyABKAkSHAoUY3JlZGVudGlhbF9zZWNyZXRfaWQYBCABKAkSGQoRY3JlZGVudGlhbF9oZWFkZXIYBSABKAkSPwoKb3BlcmF0aW9ucxgGIAMoCzIrLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ29ubmVjdGlvbk9wZXJhdGlvbhITCgtkZXNjcmlwdGlvbhgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLIAQoXQ3JlYXRlQ29ubmVjdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghiYXNlX3VybBgCIAEoCRIcChRjcmVkZW50aWFsX3NlY3JldF9pZBgDIAEoCRIZChFjcmVkZW50aWFsX2hlYWRlchgEIAEoCRI/CgpvcGVyYXRpb25zGAUgAygLMisucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uT3BlcmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAYgASgJIlIKGENyZWF0ZUNvbm5lY3Rpb25SZXNwb25zZRI2Cgpjb25uZWN0aW9uGAEgASgLMiIucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uIi0KFEdldENvbm5lY3Rpb25SZXF1ZXN0EhUKDWNvbm5lY3Rpb25faWQYASABKAkiTwoVR2V0Q29ubmVjdGlvblJlc3BvbnNlEjYKCmNvbm5lY3Rpb24YASABKAsyIi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNvbm5lY3Rpb24iPwoWTGlzdENvbm5lY3Rpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJrChdMaXN0Q29ubmVjdGlvbnNSZXNwb25zZRI3Cgtjb25uZWN0aW9ucxgBIAMoCzIiLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ29ubmVjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki3wEKF1VwZGF0ZUNvbm5lY3Rpb25SZXF1ZXN0EhUKDWNvbm5lY3Rpb25faWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghiYXNlX3VybBgDIAEoCRIcChRjcmVkZW50aWFsX3NlY3JldF9pZBgEIAEoCRIZChFjcmVkZW50aWFsX2hlYWRlchgFIAEoCRI/CgpvcGVyYXRpb25zGAYgAygLMisucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uT3BlcmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAcgASgJIlIKGFVwZGF0ZUNvbm5lY3Rpb25SZXNwb25zZRI2Cgpjb25uZWN0aW9uGAEgASgLMiIucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uIjAKF0RlbGV0ZUNvbm5lY3Rpb25SZXF1ZXN0EhUKDWNvbm5lY3Rpb25faWQYASABKAkiGgoYRGVsZXRlQ29ubmVjdGlvblJlc3BvbnNlIokBCg9DYWxsVG9vbFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIMCgR0b29sGAQgASgJEioKCWFyZ3VtZW50cxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiXQoQQ2FsbFRvb2xSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SFAoMY29udGVudF90eXBlGAIgASgJEgwKBGJvZHkYAyABKAkSFQoNY29ubmVjdGlvbl9pZBgEIAEoCSKGAQoXUHVyZ2VEZWxpdmVyeUxvZ1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEioKBmJlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVaGVsZF9jb252ZXJzYXRpb25faWRzGAMgAygJEg0KBWxpbWl0GAQgASgNIisKGFB1cmdlRGVsaXZlcnlMb2dSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIlsKGExpc3REZWxpdmVyaWVzRm9yUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSGAoQY29udmVyc2F0aW9uX2lkcxgCIAMoCRISCgpzdWJqZWN0X2lkGAMgASgJIpYBCg9TdWJqZWN0RGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEgoKZXZlbnRfdHlwZRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIPCgdwYXlsb2FkGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlgKGUxpc3REZWxpdmVyaWVzRm9yUmVzcG9uc2USOwoKZGVsaXZlcmllcxgBIAMoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuU3ViamVjdERlbGl2ZXJ5IloKF0ZvcmdldERlbGl2ZXJpZXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIYChBjb252ZXJzYXRpb25faWRzGAIgAygJEhIKCnN1YmplY3RfaWQYAyABKAkiKwoYRm9yZ2V0RGVsaXZlcmllc1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0ynBEKE0ludGVncmF0aW9uc1NlcnZpY2USeAoRQ2hlY2tFZ3Jlc3NUYXJnZXQSMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNoZWNrRWdyZXNzVGFyZ2V0UmVxdWVzdBoxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXNwb25zZRJgCglFbWl0RXZlbnQSKC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QaKS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlc3BvbnNlEoQBChVDcmVhdGVXZWJob29rRW5kcG9pbnQSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNyZWF0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNyZWF0ZVdlYmhvb2tFbmRwb2ludFJlc3BvbnNlEoEBChRMaXN0V2ViaG9va0VuZHBvaW50cxIzLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdFdlYmhvb2tFbmRwb2ludHNSZXF1ZXN0GjQucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0VuZHBvaW50c1Jlc3BvbnNlEnsKEkdldFdlYmhvb2tFbmRwb2ludBIxLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBoyLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuR2V0V2ViaG9va0VuZHBvaW50UmVzcG9uc2UShAEKFURlbGV0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USfgoTUm90YXRlV2ViaG9va1NlY3JldBIyLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QaMy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRKEAQoVTGlzdFdlYmhvb2tEZWxpdmVyaWVzEjQucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRKEAQoVUmVwbGF5V2ViaG9va0RlbGl2ZXJ5EjQucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRJ1ChBDcmVhdGVDb25uZWN0aW9uEi8ucGFybGV5LmludGVncmF0aW9ucy52MS5DcmVhdGVDb25uZWN0aW9uUmVxdWVzdBowLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlQ29ubmVjdGlvblJlc3BvbnNlEmwKDUdldENvbm5lY3Rpb24SLC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkdldENvbm5lY3Rpb25SZXF1ZXN0Gi0ucGFybGV5LmludGVncmF0aW9ucy52MS5HZXRDb25uZWN0aW9uUmVzcG9uc2UScgoPTGlzdENvbm5lY3Rpb25zEi4ucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0Q29ubmVjdGlvbnNSZXF1ZXN0Gi8ucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0Q29ubmVjdGlvbnNSZXNwb25zZRJ1ChBVcGRhdGVDb25uZWN0aW9uEi8ucGFybGV5LmludGVncmF0aW9ucy52MS5VcGRhdGVDb25uZWN0aW9uUmVxdWVzdBowLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuVXBkYXRlQ29ubmVjdGlvblJlc3BvbnNlEnUKEERlbGV0ZUNvbm5lY3Rpb24SLy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkRlbGV0ZUNvbm5lY3Rpb25SZXF1ZXN0GjAucGFybGV5LmludGVncmF0aW9ucy52MS5EZWxldGVDb25uZWN0aW9uUmVzcG9uc2USXQoIQ2FsbFRvb2wSJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNhbGxUb29sUmVxdWVzdBooLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2FsbFRvb2xSZXNwb25zZRJ1ChBQdXJnZURlbGl2ZXJ5TG9nEi8ucGFybGV5LmludGVncmF0aW9ucy52MS5QdXJnZURlbGl2ZXJ5TG9nUmVxdWVzdBowLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUHVyZ2VEZWxpdmVyeUxvZ1Jlc3BvbnNlEngKEUxpc3REZWxpdmVyaWVzRm9yEjAucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0RGVsaXZlcmllc0ZvclJlcXVlc3QaMS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3REZWxpdmVyaWVzRm9yUmVzcG9uc2USdQoQRm9yZ2V0RGVsaXZlcmllcxIvLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRm9yZ2V0RGVsaXZlcmllc1JlcXVlc3QaMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkZvcmdldERlbGl2ZXJpZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.integrations.v1.CheckEgressTargetRequest
@@ -566,6 +566,452 @@ export const ReplayWebhookDeliveryResponseSchema: GenMessage<ReplayWebhookDelive
   messageDesc(file_parley_integrations_v1_integrations, 19);
 
 /**
+ * ConnectionOperation is one call a connection allows: a tool an agent can be granted.
+ *
+ * @generated from message parley.integrations.v1.ConnectionOperation
+ */
+export type ConnectionOperation = Message<"parley.integrations.v1.ConnectionOperation"> & {
+  /**
+   * name is the tool name the model calls and an agent's guardrail policy grants
+   * (tools.allowed[].name): unique in the workspace, 1-64 of [a-z0-9_] starting with a letter.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * description tells the model what the tool does (at most 2000 characters).
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * method is GET, POST, PUT, PATCH or DELETE.
+   *
+   * @generated from field: string method = 3;
+   */
+  method: string;
+
+  /**
+   * path_template is appended to the connection's base URL; each {argument} is replaced by that
+   * argument, URL-encoded. The other arguments go in the query (GET, DELETE) or a JSON body.
+   *
+   * @generated from field: string path_template = 4;
+   */
+  pathTemplate: string;
+
+  /**
+   * arguments_schema is the JSON schema the model's arguments must match (an object schema).
+   *
+   * @generated from field: google.protobuf.Struct arguments_schema = 5;
+   */
+  argumentsSchema?: JsonObject | undefined;
+
+  /**
+   * scope is the scope a grant must carry, e.g. "crm:read".
+   *
+   * @generated from field: string scope = 6;
+   */
+  scope: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ConnectionOperation.
+ * Use `create(ConnectionOperationSchema)` to create a new message.
+ */
+export const ConnectionOperationSchema: GenMessage<ConnectionOperation> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 20);
+
+/**
+ * Connection is a workspace's external system that tools reach. Its credential is a reference to
+ * a secret (provider_kind "tool"); the value is never part of it.
+ *
+ * @generated from message parley.integrations.v1.Connection
+ */
+export type Connection = Message<"parley.integrations.v1.Connection"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * name is unique in the workspace: 1-64 of [a-z0-9_-] starting with a letter.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * base_url passes the egress rules when saved and again at every call.
+   *
+   * @generated from field: string base_url = 3;
+   */
+  baseUrl: string;
+
+  /**
+   * credential_secret_id is the secret whose value is sent with every call (empty: none).
+   *
+   * @generated from field: string credential_secret_id = 4;
+   */
+  credentialSecretId: string;
+
+  /**
+   * credential_header carries the credential: empty means "Authorization: Bearer <value>"; any
+   * other header name carries the value as it is (e.g. x-api-key).
+   *
+   * @generated from field: string credential_header = 5;
+   */
+  credentialHeader: string;
+
+  /**
+   * @generated from field: repeated parley.integrations.v1.ConnectionOperation operations = 6;
+   */
+  operations: ConnectionOperation[];
+
+  /**
+   * @generated from field: string description = 7;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 8;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 9;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.Connection.
+ * Use `create(ConnectionSchema)` to create a new message.
+ */
+export const ConnectionSchema: GenMessage<Connection> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 21);
+
+/**
+ * @generated from message parley.integrations.v1.CreateConnectionRequest
+ */
+export type CreateConnectionRequest = Message<"parley.integrations.v1.CreateConnectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string base_url = 2;
+   */
+  baseUrl: string;
+
+  /**
+   * @generated from field: string credential_secret_id = 3;
+   */
+  credentialSecretId: string;
+
+  /**
+   * @generated from field: string credential_header = 4;
+   */
+  credentialHeader: string;
+
+  /**
+   * @generated from field: repeated parley.integrations.v1.ConnectionOperation operations = 5;
+   */
+  operations: ConnectionOperation[];
+
+  /**
+   * @generated from field: string description = 6;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CreateConnectionRequest.
+ * Use `create(CreateConnectionRequestSchema)` to create a new message.
+ */
+export const CreateConnectionRequestSchema: GenMessage<CreateConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 22);
+
+/**
+ * @generated from message parley.integrations.v1.CreateConnectionResponse
+ */
+export type CreateConnectionResponse = Message<"parley.integrations.v1.CreateConnectionResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.Connection connection = 1;
+   */
+  connection?: Connection | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CreateConnectionResponse.
+ * Use `create(CreateConnectionResponseSchema)` to create a new message.
+ */
+export const CreateConnectionResponseSchema: GenMessage<CreateConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 23);
+
+/**
+ * @generated from message parley.integrations.v1.GetConnectionRequest
+ */
+export type GetConnectionRequest = Message<"parley.integrations.v1.GetConnectionRequest"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.GetConnectionRequest.
+ * Use `create(GetConnectionRequestSchema)` to create a new message.
+ */
+export const GetConnectionRequestSchema: GenMessage<GetConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 24);
+
+/**
+ * @generated from message parley.integrations.v1.GetConnectionResponse
+ */
+export type GetConnectionResponse = Message<"parley.integrations.v1.GetConnectionResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.Connection connection = 1;
+   */
+  connection?: Connection | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.GetConnectionResponse.
+ * Use `create(GetConnectionResponseSchema)` to create a new message.
+ */
+export const GetConnectionResponseSchema: GenMessage<GetConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 25);
+
+/**
+ * @generated from message parley.integrations.v1.ListConnectionsRequest
+ */
+export type ListConnectionsRequest = Message<"parley.integrations.v1.ListConnectionsRequest"> & {
+  /**
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListConnectionsRequest.
+ * Use `create(ListConnectionsRequestSchema)` to create a new message.
+ */
+export const ListConnectionsRequestSchema: GenMessage<ListConnectionsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 26);
+
+/**
+ * @generated from message parley.integrations.v1.ListConnectionsResponse
+ */
+export type ListConnectionsResponse = Message<"parley.integrations.v1.ListConnectionsResponse"> & {
+  /**
+   * @generated from field: repeated parley.integrations.v1.Connection connections = 1;
+   */
+  connections: Connection[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListConnectionsResponse.
+ * Use `create(ListConnectionsResponseSchema)` to create a new message.
+ */
+export const ListConnectionsResponseSchema: GenMessage<ListConnectionsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 27);
+
+/**
+ * UpdateConnectionRequest replaces a connection's fields and its whole list of operations.
+ *
+ * @generated from message parley.integrations.v1.UpdateConnectionRequest
+ */
+export type UpdateConnectionRequest = Message<"parley.integrations.v1.UpdateConnectionRequest"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string base_url = 3;
+   */
+  baseUrl: string;
+
+  /**
+   * @generated from field: string credential_secret_id = 4;
+   */
+  credentialSecretId: string;
+
+  /**
+   * @generated from field: string credential_header = 5;
+   */
+  credentialHeader: string;
+
+  /**
+   * @generated from field: repeated parley.integrations.v1.ConnectionOperation operations = 6;
+   */
+  operations: ConnectionOperation[];
+
+  /**
+   * @generated from field: string description = 7;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.UpdateConnectionRequest.
+ * Use `create(UpdateConnectionRequestSchema)` to create a new message.
+ */
+export const UpdateConnectionRequestSchema: GenMessage<UpdateConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 28);
+
+/**
+ * @generated from message parley.integrations.v1.UpdateConnectionResponse
+ */
+export type UpdateConnectionResponse = Message<"parley.integrations.v1.UpdateConnectionResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.Connection connection = 1;
+   */
+  connection?: Connection | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.UpdateConnectionResponse.
+ * Use `create(UpdateConnectionResponseSchema)` to create a new message.
+ */
+export const UpdateConnectionResponseSchema: GenMessage<UpdateConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 29);
+
+/**
+ * @generated from message parley.integrations.v1.DeleteConnectionRequest
+ */
+export type DeleteConnectionRequest = Message<"parley.integrations.v1.DeleteConnectionRequest"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.DeleteConnectionRequest.
+ * Use `create(DeleteConnectionRequestSchema)` to create a new message.
+ */
+export const DeleteConnectionRequestSchema: GenMessage<DeleteConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 30);
+
+/**
+ * @generated from message parley.integrations.v1.DeleteConnectionResponse
+ */
+export type DeleteConnectionResponse = Message<"parley.integrations.v1.DeleteConnectionResponse"> & {
+};
+
+/**
+ * Describes the message parley.integrations.v1.DeleteConnectionResponse.
+ * Use `create(DeleteConnectionResponseSchema)` to create a new message.
+ */
+export const DeleteConnectionResponseSchema: GenMessage<DeleteConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 31);
+
+/**
+ * @generated from message parley.integrations.v1.CallToolRequest
+ */
+export type CallToolRequest = Message<"parley.integrations.v1.CallToolRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * conversation_id is the live conversation the call is made for.
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * agent_id must be the conversation's agent; its guardrail policy must grant the tool.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * tool is the operation's name, as the model called it.
+   *
+   * @generated from field: string tool = 4;
+   */
+  tool: string;
+
+  /**
+   * arguments are the model's arguments, checked against the operation's schema.
+   *
+   * @generated from field: google.protobuf.Struct arguments = 5;
+   */
+  arguments?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CallToolRequest.
+ * Use `create(CallToolRequestSchema)` to create a new message.
+ */
+export const CallToolRequestSchema: GenMessage<CallToolRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 32);
+
+/**
+ * @generated from message parley.integrations.v1.CallToolResponse
+ */
+export type CallToolResponse = Message<"parley.integrations.v1.CallToolResponse"> & {
+  /**
+   * status is the HTTP status the external system answered.
+   *
+   * @generated from field: uint32 status = 1;
+   */
+  status: number;
+
+  /**
+   * content_type is the answer's content type.
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * body is the answer (at most the configured size), with the credential's value redacted
+   * should the system echo it: what the model may see.
+   *
+   * @generated from field: string body = 3;
+   */
+  body: string;
+
+  /**
+   * connection_id is the connection that was called.
+   *
+   * @generated from field: string connection_id = 4;
+   */
+  connectionId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CallToolResponse.
+ * Use `create(CallToolResponseSchema)` to create a new message.
+ */
+export const CallToolResponseSchema: GenMessage<CallToolResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 33);
+
+/**
  * PurgeDeliveryLogRequest deletes one batch of a tenant's finished webhook deliveries (and their
  * attempts) created before `before`.
  *
@@ -600,7 +1046,7 @@ export type PurgeDeliveryLogRequest = Message<"parley.integrations.v1.PurgeDeliv
  * Use `create(PurgeDeliveryLogRequestSchema)` to create a new message.
  */
 export const PurgeDeliveryLogRequestSchema: GenMessage<PurgeDeliveryLogRequest> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 20);
+  messageDesc(file_parley_integrations_v1_integrations, 34);
 
 /**
  * @generated from message parley.integrations.v1.PurgeDeliveryLogResponse
@@ -617,7 +1063,7 @@ export type PurgeDeliveryLogResponse = Message<"parley.integrations.v1.PurgeDeli
  * Use `create(PurgeDeliveryLogResponseSchema)` to create a new message.
  */
 export const PurgeDeliveryLogResponseSchema: GenMessage<PurgeDeliveryLogResponse> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 21);
+  messageDesc(file_parley_integrations_v1_integrations, 35);
 
 /**
  * ListDeliveriesForRequest lists a tenant's webhook deliveries whose event names one of the
@@ -647,7 +1093,7 @@ export type ListDeliveriesForRequest = Message<"parley.integrations.v1.ListDeliv
  * Use `create(ListDeliveriesForRequestSchema)` to create a new message.
  */
 export const ListDeliveriesForRequestSchema: GenMessage<ListDeliveriesForRequest> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 22);
+  messageDesc(file_parley_integrations_v1_integrations, 36);
 
 /**
  * SubjectDelivery is a delivery as a DSAR export shows it: the event and its fate, no secrets.
@@ -693,7 +1139,7 @@ export type SubjectDelivery = Message<"parley.integrations.v1.SubjectDelivery"> 
  * Use `create(SubjectDeliverySchema)` to create a new message.
  */
 export const SubjectDeliverySchema: GenMessage<SubjectDelivery> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 23);
+  messageDesc(file_parley_integrations_v1_integrations, 37);
 
 /**
  * @generated from message parley.integrations.v1.ListDeliveriesForResponse
@@ -710,7 +1156,7 @@ export type ListDeliveriesForResponse = Message<"parley.integrations.v1.ListDeli
  * Use `create(ListDeliveriesForResponseSchema)` to create a new message.
  */
 export const ListDeliveriesForResponseSchema: GenMessage<ListDeliveriesForResponse> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 24);
+  messageDesc(file_parley_integrations_v1_integrations, 38);
 
 /**
  * ForgetDeliveriesRequest deletes a tenant's webhook deliveries (any state) whose event names one
@@ -740,7 +1186,7 @@ export type ForgetDeliveriesRequest = Message<"parley.integrations.v1.ForgetDeli
  * Use `create(ForgetDeliveriesRequestSchema)` to create a new message.
  */
 export const ForgetDeliveriesRequestSchema: GenMessage<ForgetDeliveriesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 25);
+  messageDesc(file_parley_integrations_v1_integrations, 39);
 
 /**
  * @generated from message parley.integrations.v1.ForgetDeliveriesResponse
@@ -757,7 +1203,7 @@ export type ForgetDeliveriesResponse = Message<"parley.integrations.v1.ForgetDel
  * Use `create(ForgetDeliveriesResponseSchema)` to create a new message.
  */
 export const ForgetDeliveriesResponseSchema: GenMessage<ForgetDeliveriesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_integrations_v1_integrations, 26);
+  messageDesc(file_parley_integrations_v1_integrations, 40);
 
 /**
  * IntegrationsService delivers webhooks and checks outbound targets.
@@ -854,6 +1300,67 @@ export const IntegrationsService: GenService<{
     methodKind: "unary";
     input: typeof ReplayWebhookDeliveryRequestSchema;
     output: typeof ReplayWebhookDeliveryResponseSchema;
+  },
+  /**
+   * CreateConnection saves a connection whose base URL passes egress (edge, connections:admin).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.CreateConnection
+   */
+  createConnection: {
+    methodKind: "unary";
+    input: typeof CreateConnectionRequestSchema;
+    output: typeof CreateConnectionResponseSchema;
+  },
+  /**
+   * GetConnection returns one connection (never its credential).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.GetConnection
+   */
+  getConnection: {
+    methodKind: "unary";
+    input: typeof GetConnectionRequestSchema;
+    output: typeof GetConnectionResponseSchema;
+  },
+  /**
+   * ListConnections pages through the workspace's connections.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.ListConnections
+   */
+  listConnections: {
+    methodKind: "unary";
+    input: typeof ListConnectionsRequestSchema;
+    output: typeof ListConnectionsResponseSchema;
+  },
+  /**
+   * UpdateConnection replaces a connection and its operations.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.UpdateConnection
+   */
+  updateConnection: {
+    methodKind: "unary";
+    input: typeof UpdateConnectionRequestSchema;
+    output: typeof UpdateConnectionResponseSchema;
+  },
+  /**
+   * DeleteConnection removes a connection and its operations.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.DeleteConnection
+   */
+  deleteConnection: {
+    methodKind: "unary";
+    input: typeof DeleteConnectionRequestSchema;
+    output: typeof DeleteConnectionResponseSchema;
+  },
+  /**
+   * CallTool makes one granted tool call of a live conversation: grant, arguments, credential
+   * injected here, sent through egress, access recorded (voice-orchestrator only).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.CallTool
+   */
+  callTool: {
+    methodKind: "unary";
+    input: typeof CallToolRequestSchema;
+    output: typeof CallToolResponseSchema;
   },
   /**
    * PurgeDeliveryLog deletes a batch of finished deliveries past retention (lifecycle only).
