@@ -22,6 +22,8 @@ const CROSS_TENANT_WORKER_TESTS = [
   'test/db/isolation.test.ts',
   // Runs lifecycle's purge, which sweeps expired sessions of every tenant.
   'test/lifecycle/retention.test.ts',
+  // Its lifecycle polls for every tenant's unfinished privacy jobs (and takes over expired leases).
+  'test/lifecycle/forget.test.ts',
   // Looks for this stack's audit relay spans.
   'test/observability/telemetry.test.ts',
 ];

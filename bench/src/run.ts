@@ -11,6 +11,7 @@ import { runAuditBenchmark, type AuditBenchResult } from './audit.bench.js';
 import { runGuardrailsBenchmark, type GuardrailsBenchResult } from './guardrails.bench.js';
 import { runConversationBenchmark, type ConversationBenchResult } from './conversation.bench.js';
 import { runKernelBenchmark, type KernelBenchResult } from './kernel.bench.js';
+import { runLifecycleBenchmark, type LifecycleBenchResult } from './lifecycle.bench.js';
 import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
 import { runSecretsBenchmark, type SecretsBenchResult } from './secrets.bench.js';
 import { runSessionBenchmark, type SessionBenchResult } from './session.bench.js';
@@ -155,6 +156,30 @@ const suites: Suite[] = [
         '| callers | kernel / bare grpc-js (goal ≥ 0.8) | kernel / bare connect-node | bare connect-node / bare grpc-js |',
         '|---:|---:|---:|---:|',
         ...r.ratios.map((x) => `| ${x.concurrency} | **${x.kernelVsGrpcJs}** | ${x.kernelVsConnect} | ${x.connectVsGrpcJs} |`),
+      ].join('\n'),
+  },
+  {
+    name: 'lifecycle',
+    run: () =>
+      withPostgres((adminUrl) =>
+        runLifecycleBenchmark({
+          adminUrl,
+          turns: Number(process.env.BENCH_LIFECYCLE_TURNS ?? 1_000_000),
+          seconds: Number(process.env.BENCH_SECONDS ?? 5),
+        }),
+      ),
+    table: (r: LifecycleBenchResult) =>
+      [
+        `${r.turns.toLocaleString('en')} transcript turns over ${r.tenants} tenants (half past a 30-day rule; seeded in ${r.seedSeconds} s), ${r.postgres}. The load: 8 callers each appending a turn and reading a conversation's latest 20 (two tenant transactions), alone and then while the purge runs (purgeWorkspace per tenant, tenant-data's PurgeExpired in batches of ${r.batchSize}, in-memory Connect transport), same run.`,
+        '',
+        '| phase | load requests | load p50 ms | load p99 ms |',
+        '|---|---:|---:|---:|',
+        `| load alone | ${r.loadAlone.requests} | ${r.loadAlone.p50Ms} | ${r.loadAlone.p99Ms} |`,
+        `| load during the purge | ${r.loadDuringPurge.requests} | ${r.loadDuringPurge.p50Ms} | ${r.loadDuringPurge.p99Ms} |`,
+        '',
+        `Purge: ${r.purged.toLocaleString('en')} turns in ${r.purgeSeconds} s (**${r.purgeRowsPerSecond.toLocaleString('en')} rows/s**); the load's p99 during / alone: **${r.p99Ratio}×** (goal: under 1.2×).`,
+        '',
+        `Forget of one subject with ${r.forget.conversations.toLocaleString('en')} conversations (${r.forget.turns.toLocaleString('en')} turns): the inventory and tenant-data's ForgetSubject took **${r.forget.seconds} s** (goal: the whole saga under 10 s; its other steps are one call each: shred the key, delete the deliveries, sign the receipt).`,
       ].join('\n'),
   },
   {

@@ -128,6 +128,23 @@ const STEPS: Record<string, Step> = {
     void (await ok(call('/parley.api.v1.RetentionService/SetRetentionPolicy', { rules: [{ dataClass: 'transcript', days: 0 }] }, key))),
   'parley.api.v1.RetentionService/SetLegalHold': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.RetentionService/SetLegalHold', { kind: 'subject', targetId: randomUUID(), held: true }, key))),
+  'parley.api.v1.PrivacyService/ExportSubject': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.PrivacyService/ExportSubject', { externalRef: `nobody-${randomUUID()}` }, key))),
+  'parley.api.v1.PrivacyService/ForgetSubject': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.PrivacyService/ForgetSubject', { externalRef: `nobody-${randomUUID()}` }, key))),
+  'parley.api.v1.PrivacyService/DownloadExport': async ({ call, key }) => {
+    // An export of nobody finishes with an empty bundle; its one download is the audited read.
+    const job = (await ok(call('/parley.api.v1.PrivacyService/ExportSubject', { externalRef: `nobody-${randomUUID()}` }, key))).job as {
+      id: string;
+    };
+    let token = '';
+    await pollUntil(async () => {
+      const got = (await ok(call('/parley.api.v1.PrivacyService/GetPrivacyJob', { jobId: job.id }, key))).job as { downloadToken?: string };
+      token = got.downloadToken ?? '';
+      return token !== '';
+    }, 15_000);
+    await ok(call('/parley.api.v1.PrivacyService/DownloadExport', { jobId: job.id, token }, key));
+  },
   'parley.api.v1.WebhookService/ReplayWebhookDelivery': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.WebhookService/ReplayWebhookDelivery', { deliveryId: await deliveredDelivery(call, key) }, key))),
   'parley.api.v1.ConnectionService/CreateConnection': async ({ call, key }) => void (await newConnection(call, key)),

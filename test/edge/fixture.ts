@@ -49,6 +49,8 @@ export interface PublicStack {
   readonly bootstrap: { tenantId: string; memberId: string; apiKey: string };
   /** logs are every line the processes wrote. */
   readonly logs: string[];
+  /** processes are the running services (a test may SIGKILL one and start() it again). */
+  readonly processes: Record<StackService, ServiceProcess>;
   /** call POSTs Connect JSON to the public port: what `curl -H 'Authorization: Bearer …' -d '{…}'` does. */
   call(path: string, body: unknown, apiKey?: string, options?: CallOptions): Promise<{ status: number; body: Record<string, unknown> }>;
   /** raw sends any method, headers and body (bytes as they are) to the public port over HTTP/1.1. */
@@ -143,7 +145,16 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       ...extra.integrations,
     },
     // No purge scheduler unless a test asks for one: it works on every workspace in the shared database.
-    lifecycle: { ...common('lifecycle'), DATABASE_URL: serviceUrl('lifecycle'), PARLEY_PURGE_SCHEDULER: 'off', ...extra.lifecycle },
+    // Privacy jobs run when requested (kicked by the process that took the request); the poll for
+    // unfinished ones is off too, or one stack would take over another's jobs (each has its own export key).
+    lifecycle: {
+      ...common('lifecycle'),
+      DATABASE_URL: serviceUrl('lifecycle'),
+      PARLEY_PURGE_SCHEDULER: 'off',
+      PARLEY_EXPORT_KEY: randomBytes(32).toString('base64'),
+      PARLEY_PRIVACY_POLL_MS: '3600000',
+      ...extra.lifecycle,
+    },
     edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
   };
   const procs = names.map(
@@ -190,6 +201,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     healthUrls: Object.fromEntries(names.map((n) => [n, `http://127.0.0.1:${ports[n].health}`])) as PublicStack['healthUrls'],
     bootstrap,
     logs,
+    processes: Object.fromEntries(procs.map((p) => [p.name, p])) as Record<StackService, ServiceProcess>,
     async call(path, body, apiKey, options = {}) {
       const res = await raw(
         'POST',

@@ -316,6 +316,16 @@ describe('the purge', () => {
     }
   });
 
+  it('GetDataMap through the edge shows the workspace rule in force (privacy:read)', async () => {
+    const res = await stack.call('/parley.api.v1.PrivacyService/GetDataMap', {}, key);
+    expect(res.status).toBe(200);
+    const entries = res.body.entries as { location: string; retention: string; readsRecorded?: boolean }[];
+    expect(entries.find((e) => e.location === 'parley_tenant_data.transcript_turns')).toMatchObject({
+      retention: 'transcript: purged after 30 days',
+      readsRecorded: true,
+    });
+  });
+
   it('refuses a purge call from anyone but lifecycle', async () => {
     const asEdge = await stack.clientAs('edge', 'tenant-data', TenantDataService);
     await expect(

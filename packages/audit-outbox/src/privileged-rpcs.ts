@@ -46,8 +46,9 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),
   p('RetentionService/SetLegalHold', 'legal_hold.set'),
-  p('PrivacyService/RequestExport', 'privacy_request.export'),
-  p('PrivacyService/RequestForget', 'privacy_request.forget'),
+  p('PrivacyService/ExportSubject', 'privacy_request.export'),
+  p('PrivacyService/DownloadExport', 'privacy_request.export_read'),
+  p('PrivacyService/ForgetSubject', 'privacy_request.forget'),
   p('ConversationService/ListTranscriptTurns', 'transcript.read'),
   p('ConversationService/GetRecording', 'recording.read'),
 ];

@@ -197,6 +197,8 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
     const subjectHashPepper = await secretFile(join(config.dir, 'subject-hash-pepper'), () => randomBytes(32).toString('base64'));
     // identity keys the stored hashes of API keys with this pepper; a new one would void every key.
     const apiKeyPepper = await secretFile(join(config.dir, 'api-key-pepper'), () => randomBytes(32).toString('base64'));
+    // lifecycle seals DSAR export bundles and signs their download links with this key.
+    const exportKey = await secretFile(join(config.dir, 'export-key'), () => randomBytes(32).toString('base64'));
     const bootstrapFile = join(config.dir, 'bootstrap.json');
     signal?.throwIfAborted();
     await migrateAll(adminUrl, {
@@ -279,6 +281,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
             : {}),
           ...((KEK_SERVICES as readonly string[]).includes(service) ? kekEnvFor(config.kek, service as KekService, config.dir) : {}),
           ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
+          ...(service === 'lifecycle' ? { PARLEY_EXPORT_KEY: exportKey } : {}),
           ...(service === 'identity'
             ? {
                 PARLEY_API_KEY_PEPPER: apiKeyPepper,

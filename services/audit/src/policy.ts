@@ -19,5 +19,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     getPublicKeys: ['edge', 'lifecycle'],
     // The retention purge: lifecycle's scheduler only (it keeps a signed anchor).
     purgeEvents: ['lifecycle'],
+    // DSAR export digests and deletion receipts, signed with the checkpoint key: lifecycle only.
+    signStatement: ['lifecycle'],
   }),
 ];

@@ -18,7 +18,15 @@ import { requireScope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { resolveRange, verifyTenantRange } from './chain-range.js';
-import { ChainVerifier, exportSealStatement, type ChainCheckpoint, type ChainEvent, type ExportSeal, type JsonObject } from './chain.js';
+import {
+  canonicalJson,
+  ChainVerifier,
+  exportSealStatement,
+  type ChainCheckpoint,
+  type ChainEvent,
+  type ExportSeal,
+  type JsonObject,
+} from './chain.js';
 import type { AuditDb } from './db/tables.js';
 import { EXPORT_FORMAT, toNdjson } from './export-format.js';
 import { streamFromProducer } from './export-queue.js';
@@ -378,6 +386,25 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
         await afterAppend(tenantId, await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy)));
       }
       return { purged: BigInt(purged) };
+    },
+
+    async signStatement(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
+      if (req.kind !== 'dsar-export' && req.kind !== 'deletion-receipt')
+        throw new InvalidArgumentError('kind must be "dsar-export" or "deletion-receipt"', { field: 'kind' });
+      if (!/^[0-9a-f]{64}$/.test(req.sha256))
+        throw new InvalidArgumentError('sha256 must be 64 lower-case hex digits', { field: 'sha256' });
+      const signedAt = new Date();
+      // Its own type, so a statement can pass neither as a checkpoint nor as a purge anchor.
+      const statement = canonicalJson({
+        type: 'parley.lifecycle.statement',
+        kind: req.kind,
+        tenantId,
+        sha256: req.sha256,
+        signedAt: signedAt.toISOString(),
+      });
+      const signature = await signer.sign(Buffer.from(statement, 'utf8'));
+      return { keyId: signer.keyId, signature, signedAt: timestampFromDate(signedAt), statement };
     },
 
     async getPublicKeys() {

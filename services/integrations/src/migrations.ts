@@ -2,6 +2,7 @@ import { staticMigrations, type ServiceMigrations } from '@parley/db';
 import * as init from './db/migrations/2026_12_01_0001_init.js';
 import * as auditOutbox from './db/migrations/2026_12_01_0002_audit_outbox.js';
 import * as connections from './db/migrations/2026_12_01_0003_connections.js';
+import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is integrations' entry in `parley-db migrate` (found through the "./migrations" export). */
 export const migrations: ServiceMigrations = {
@@ -11,4 +12,5 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0002_audit_outbox': auditOutbox,
     '2026_12_01_0003_connections': connections,
   }),
+  dataMap: DATA_MAP,
 };

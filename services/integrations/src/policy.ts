@@ -33,5 +33,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     callTool: ['voice-orchestrator'],
     // The delivery log's retention purge: lifecycle's scheduler only.
     purgeDeliveryLog: ['lifecycle'],
+    // A DSAR export's deliveries that named the person: lifecycle only.
+    listDeliveriesFor: ['lifecycle'],
+    // DSAR erasure of deliveries naming the person: lifecycle only.
+    forgetDeliveries: ['lifecycle'],
   }),
 ];

@@ -1,6 +1,6 @@
 // The delivery log's retention purge, called by lifecycle's scheduler: one small batch per call,
 // so no call holds locks for long and a busy worker is never starved.
-import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { requireUuid, withTenant, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError, requestTenant } from '@parley/platform';
@@ -33,9 +33,53 @@ export async function purgeDeliveryLog(
   return Number(rows[0]?.n ?? 0);
 }
 
-/** retentionHandlers serve PurgeDeliveryLog (lifecycle only, see policy.ts). */
-export function retentionHandlers(db: Kysely<IntegrationsDb>): Pick<ServiceImpl<typeof IntegrationsService>, 'purgeDeliveryLog'> {
+/** deliveriesFor lists the transaction's tenant's deliveries whose event names one of the conversations or the subject. */
+export async function deliveriesFor(trx: TenantTransaction<IntegrationsDb>, conversationIds: readonly string[], subjectId: string) {
+  const { rows } = await sql<{ id: string; endpoint_id: string; event_type: string; state: string; payload: string; created_at: Date }>`
+    select id, endpoint_id, event_type, state, payload, created_at from webhook_deliveries
+     where (payload::jsonb -> 'data' ->> 'conversation_id') = any(${conversationIds as string[]}::text[])
+        or (${subjectId} <> '' and (payload::jsonb -> 'data' ->> 'subject_id') = ${subjectId})
+     order by created_at, id`.execute(trx);
+  return rows;
+}
+
+/** retentionHandlers serve PurgeDeliveryLog and ListDeliveriesFor (lifecycle only, see policy.ts). */
+export function retentionHandlers(
+  db: Kysely<IntegrationsDb>,
+): Pick<ServiceImpl<typeof IntegrationsService>, 'purgeDeliveryLog' | 'listDeliveriesFor' | 'forgetDeliveries'> {
   return {
+    async forgetDeliveries(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
+      const conversations = req.conversationIds.map((id, i) => requireUuid(id, `conversation_ids[${i}]`));
+      const subject = req.subjectId === '' ? '' : requireUuid(req.subjectId, 'subject_id');
+      const deleted = await withTenant(db, tenantId, async (trx) => {
+        const { rows } = await sql<{ n: string }>`
+          with gone as (
+            delete from webhook_deliveries
+             where (payload::jsonb -> 'data' ->> 'conversation_id') = any(${conversations}::text[])
+                or (${subject} <> '' and (payload::jsonb -> 'data' ->> 'subject_id') = ${subject})
+            returning 1)
+          select count(*) as n from gone`.execute(trx);
+        return Number(rows[0]?.n ?? 0);
+      });
+      return { deleted };
+    },
+    async listDeliveriesFor(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
+      const conversations = req.conversationIds.map((id, i) => requireUuid(id, `conversation_ids[${i}]`));
+      const subject = req.subjectId === '' ? '' : requireUuid(req.subjectId, 'subject_id');
+      const rows = await withTenant(db, tenantId, (trx) => deliveriesFor(trx, conversations, subject));
+      return {
+        deliveries: rows.map((r) => ({
+          id: r.id,
+          endpointId: r.endpoint_id,
+          eventType: r.event_type,
+          state: r.state,
+          payload: r.payload,
+          createdAt: timestampFromDate(r.created_at),
+        })),
+      };
+    },
     async purgeDeliveryLog(req, ctx) {
       const tenantId = requestTenant(ctx, req.tenantId);
       if (req.before === undefined) throw new InvalidArgumentError('before is required', { field: 'before' });

@@ -15,6 +15,23 @@ export interface LifecycleConfig {
   /** authFailureRetentionMs is how long a failed-attempt counter is kept after its window started. */
   readonly authFailureRetentionMs: number;
   readonly defaults: RetentionDefaults;
+  /** exportKey seals DSAR export bundles and signs their download tokens; undefined: exports are refused (FAILED_PRECONDITION). */
+  readonly exportKey: Buffer | undefined;
+  /** exportLinkTtlMs is how long a download token is valid. */
+  readonly exportLinkTtlMs: number;
+  /** privacyPollMs is how often unfinished privacy jobs are looked for (and taken over from a replica that died). */
+  readonly privacyPollMs: number;
+  /** privacyLeaseMs is how long a running job is its worker's before another may take it over. */
+  readonly privacyLeaseMs: number;
+}
+
+function exportKeyOf(env: Env): Buffer | undefined {
+  const raw = env['PARLEY_EXPORT_KEY'];
+  if (raw === undefined || raw === '') return undefined;
+  const key = Buffer.from(raw, 'base64');
+  if (key.length < 32 || key.toString('base64').replace(/=+$/, '') !== raw.trim().replace(/=+$/, ''))
+    throw new ConfigError('PARLEY_EXPORT_KEY', 'must be base64 of at least 32 random bytes (openssl rand -base64 32)');
+  return key;
 }
 
 function envOnOff(env: Env, name: string, fallback: boolean): boolean {
@@ -28,7 +45,8 @@ function envOnOff(env: Env, name: string, fallback: boolean): boolean {
 /**
  * loadLifecycleConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_PURGE_SCHEDULER,
  * PARLEY_PURGE_INTERVAL_MS, PARLEY_PURGE_BATCH_SIZE, PARLEY_AUTH_FAILURE_RETENTION_HOURS,
- * PARLEY_SESSION_RETENTION_DAYS and PARLEY_AUDIT_LEGAL_MINIMUM_DAYS (see README). Errors name the
+ * PARLEY_SESSION_RETENTION_DAYS, PARLEY_AUDIT_LEGAL_MINIMUM_DAYS, PARLEY_EXPORT_KEY,
+ * PARLEY_EXPORT_LINK_TTL_SECONDS, PARLEY_PRIVACY_POLL_MS and PARLEY_PRIVACY_LEASE_MS (see README). Errors name the
  * variable and never echo the database URL.
  */
 export function loadLifecycleConfig(env: Env): LifecycleConfig {
@@ -62,6 +80,10 @@ export function loadLifecycleConfig(env: Env): LifecycleConfig {
     purgeIntervalMs: envInt(env, 'PARLEY_PURGE_INTERVAL_MS', 3_600_000, 100, 604_800_000),
     purgeBatchSize: envInt(env, 'PARLEY_PURGE_BATCH_SIZE', 500, 1, 10_000),
     authFailureRetentionMs: envInt(env, 'PARLEY_AUTH_FAILURE_RETENTION_HOURS', 24, 1, 8_760) * 3_600_000,
+    exportKey: exportKeyOf(env),
+    exportLinkTtlMs: envInt(env, 'PARLEY_EXPORT_LINK_TTL_SECONDS', 900, 10, 86_400) * 1000,
+    privacyPollMs: envInt(env, 'PARLEY_PRIVACY_POLL_MS', 5_000, 50, 3_600_000),
+    privacyLeaseMs: envInt(env, 'PARLEY_PRIVACY_LEASE_MS', 300_000, 1_000, 86_400_000),
     defaults: Object.freeze({
       days: Object.freeze(days),
       // Six years: a common statutory record-keeping period (e.g. UK, HIPAA documentation).

@@ -13,5 +13,10 @@ export const callerPolicies: readonly CallerPolicy[] = [
     setLegalHold: ['edge'],
     listPurgeRuns: ['edge'],
     getDataMap: ['edge'],
+    exportSubject: ['edge'],
+    forgetSubject: ['edge'],
+    getPrivacyJob: ['edge'],
+    listPrivacyJobs: ['edge'],
+    downloadExport: ['edge'],
   }),
 ];

@@ -1,28 +1,43 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import {
   auditChanges,
   auditDetails,
   auditedTransactions,
   callingService,
   fromPrincipal,
+  noDetails,
   type AuditActor,
   type AuditSource,
 } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
-import { InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, principalOf, requestTenant } from '@parley/platform';
 import type { LifecycleService } from '@parley/proto/parley/lifecycle/v1/lifecycle_pb.js';
+import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { requireScope, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
 import { dataMap, tenantTables } from './data-map.js';
-import type { LegalHold, LifecycleDb, PurgeRunRow } from './db/tables.js';
+import type { LegalHold, LifecycleDb, PrivacyJob, PurgeRunRow } from './db/tables.js';
+import { checkDownloadToken, downloadToken, openBundle } from './export.js';
+import type { PrivacyWorker } from './privacy-jobs.js';
+import { getJob, insertExportJob, insertForgetJob, listJobs, takeBundle } from './privacy.store.js';
 import { rulesInForce, validateRuleChanges, type RetentionDefaults, type RuleInForce } from './retention.js';
 import { listHolds, listPurgeRuns, ownRules, placeHold, releaseHold, setRules } from './retention.store.js';
+
+/** PrivacyServiceDeps are what DSAR requests need; absent when PARLEY_EXPORT_KEY is unset. */
+export interface PrivacyServiceDeps {
+  readonly exportKey: Buffer;
+  readonly exportLinkTtlMs: number;
+  /** findSubject looks a person up through tenant-data's keyed hashes. */
+  readonly tenantData: Pick<Client<typeof TenantDataService>, 'findSubject'>;
+  readonly worker: Pick<PrivacyWorker, 'kick'>;
+}
 
 /** LifecycleServiceDeps are what the handlers need. */
 export interface LifecycleServiceDeps {
   readonly db: Kysely<LifecycleDb>;
   readonly defaults: RetentionDefaults;
+  readonly privacy?: PrivacyServiceDeps;
   /** onAudit is told after a change with an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
 }
@@ -66,6 +81,54 @@ const runMessage = (r: PurgeRunRow) => ({
   outcome: r.outcome,
   error: r.error,
 });
+
+function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, now = new Date()) {
+  const downloadable = j.kind === 'export' && j.state === 'done' && j.downloaded_at === null && privacy !== undefined;
+  const expiresAt = new Date(now.getTime() + (privacy?.exportLinkTtlMs ?? 0));
+  return {
+    id: j.id,
+    kind: j.kind,
+    state: j.state,
+    createdAt: timestampFromDate(j.created_at),
+    ...(j.finished_at === null ? {} : { finishedAt: timestampFromDate(j.finished_at) }),
+    subjectFound: j.subject_id !== null,
+    sha256: j.sha256 ?? '',
+    keyId: j.key_id ?? '',
+    signature: j.signature ?? new Uint8Array(),
+    statement: j.statement ?? '',
+    ...(downloadable
+      ? { downloadToken: downloadToken(privacy.exportKey, j.tenant_id, j.id, expiresAt), downloadExpiresAt: timestampFromDate(expiresAt) }
+      : {}),
+    downloaded: j.downloaded_at !== null,
+    receipt: j.kind === 'forget' && j.state === 'done' && typeof j.steps.receipt === 'string' ? j.steps.receipt : '',
+    steps: Array.isArray(j.steps.done) ? (j.steps.done as string[]) : [],
+  };
+}
+
+// The look-up goes through tenant-data's keyed hashes; only the subject id is kept. An unknown
+// person is not an error: the job runs and finishes with an empty, signed result, so the answer
+// does not tell a requester whether Parley knows the person.
+async function findSubjectId(
+  privacy: PrivacyServiceDeps,
+  tenantId: string,
+  req: { externalRef: string; phone: string; email: string },
+): Promise<string | undefined> {
+  const given = [req.externalRef, req.phone, req.email].filter((v) => v !== '').length;
+  if (given !== 1) throw new InvalidArgumentError('give exactly one of external_ref, phone, email', { field: 'external_ref' });
+  try {
+    const found = await privacy.tenantData.findSubject({ tenantId, externalRef: req.externalRef, phone: req.phone, email: req.email });
+    return found.subject?.id;
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.NotFound) return undefined;
+    throw err;
+  }
+}
+
+function needPrivacy(privacy: PrivacyServiceDeps | undefined): PrivacyServiceDeps {
+  if (privacy === undefined)
+    throw new FailedPreconditionError('DSAR exports are not configured on this deployment: set PARLEY_EXPORT_KEY on the lifecycle service');
+  return privacy;
+}
 
 /** createLifecycleService builds the handlers of parley.lifecycle.v1.LifecycleService. */
 export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<typeof LifecycleService> {
@@ -139,6 +202,89 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:read');
       const page = await withTenant(db, tenantId, (trx) => listPurgeRuns(trx, pageRequestOf(req)));
       return { runs: page.items.map(runMessage), nextPageToken: nextPageToken(page) };
+    },
+
+    async exportSubject(req, ctx) {
+      const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
+      const privacy = needPrivacy(deps.privacy);
+      const subjectId = await findSubjectId(privacy, tenantId, req);
+      const { actor, source } = actorOf(ctx);
+      const job = await audited(tenantId, async (trx, record) => {
+        const j = await insertExportJob(trx, subjectId, `${actor.kind}:${actor.id}`);
+        await record({
+          tenantId,
+          actor,
+          ...(source === undefined ? {} : { source }),
+          action: 'privacy_request.export',
+          target: { type: 'privacy_request', id: j.id },
+          details: noDetails(),
+        });
+        return j;
+      });
+      privacy.worker.kick(tenantId, job.id);
+      return { job: jobMessage(job, privacy) };
+    },
+
+    async forgetSubject(req, ctx) {
+      const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
+      const privacy = needPrivacy(deps.privacy);
+      const subjectId = await findSubjectId(privacy, tenantId, req);
+      const { actor, source } = actorOf(ctx);
+      const { job, created } = await audited(tenantId, async (trx, record) => {
+        const r = await insertForgetJob(trx, subjectId, `${actor.kind}:${actor.id}`);
+        // The record is pseudonymous: the job and the subject's random id, no identifier of the person.
+        if (r.created)
+          await record({
+            tenantId,
+            actor,
+            ...(source === undefined ? {} : { source }),
+            action: 'privacy_request.forget',
+            target: { type: 'privacy_request', id: r.job.id },
+            details: auditDetails({ subjectId: subjectId ?? null }, ['subjectId']),
+          });
+        return r;
+      });
+      if (created) privacy.worker.kick(tenantId, job.id);
+      return { job: jobMessage(job, privacy) };
+    },
+
+    async getPrivacyJob(req, ctx) {
+      const tenantId = tenantFor(ctx, req.tenantId, 'privacy:read');
+      const jobId = requireUuid(req.jobId, 'job_id');
+      return { job: jobMessage(await withTenant(db, tenantId, (trx) => getJob(trx, jobId)), deps.privacy) };
+    },
+
+    async listPrivacyJobs(req, ctx) {
+      const tenantId = tenantFor(ctx, req.tenantId, 'privacy:read');
+      const page = await withTenant(db, tenantId, (trx) => listJobs(trx, pageRequestOf(req)));
+      return { jobs: page.items.map((j) => jobMessage(j, deps.privacy)), nextPageToken: nextPageToken(page) };
+    },
+
+    async downloadExport(req, ctx) {
+      const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
+      const privacy = needPrivacy(deps.privacy);
+      const jobId = requireUuid(req.jobId, 'job_id');
+      if (!checkDownloadToken(privacy.exportKey, tenantId, jobId, req.token))
+        throw new PermissionDeniedError('the download token is not valid for this job or has expired; get a new one with GetPrivacyJob');
+      const { actor, source } = actorOf(ctx);
+      const sealed = await audited(tenantId, async (trx, record) => {
+        const job = await getJob(trx, jobId);
+        if (job.kind !== 'export' || job.state !== 'done')
+          throw new FailedPreconditionError(`privacy job ${jobId} is not a finished export`);
+        const taken = await takeBundle(trx, jobId);
+        if (taken === undefined)
+          throw new FailedPreconditionError(`the export of job ${jobId} was already downloaded (an export is downloaded once)`);
+        await record({
+          tenantId,
+          actor,
+          ...(source === undefined ? {} : { source }),
+          action: 'privacy_request.export_read',
+          target: { type: 'privacy_request', id: jobId },
+          details: noDetails(),
+        });
+        return taken;
+      });
+      return { bundle: openBundle(privacy.exportKey, tenantId, jobId, sealed) };
     },
 
     async getDataMap(req, ctx) {

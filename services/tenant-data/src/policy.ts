@@ -32,5 +32,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     listRecordings: ['edge', 'lifecycle'],
     // The retention purge: lifecycle's scheduler only.
     purgeExpired: ['lifecycle'],
+    // DSAR erasure: lifecycle's forget saga only.
+    forgetSubject: ['lifecycle'],
   }),
 ];

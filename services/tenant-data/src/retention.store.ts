@@ -71,3 +71,37 @@ export async function purgeExpiredBatch(
     select count(*) as n from gone`.execute(trx);
   return { deleted: Number(rows[0]?.n ?? 0), blobKeys: [] };
 }
+
+/** ForgotSubject says what forgetSubject deleted. */
+export interface ForgotSubject {
+  readonly conversations: number;
+  readonly transcriptTurns: number;
+  readonly recordings: number;
+  readonly blobKeys: readonly string[];
+  readonly subjectDeleted: boolean;
+}
+
+/**
+ * forgetSubject deletes a subject of the transaction's tenant with everything hanging off them:
+ * their conversations (turns, recordings and guardrail state cascade) and their guardrail person
+ * state. Deleting someone already gone deletes nothing (the saga may run this step twice).
+ */
+export async function forgetSubject(trx: Trx, subjectId: string): Promise<ForgotSubject> {
+  const { rows: counted } = await sql<{ turns: string; recordings: string }>`
+    select (select count(*) from transcript_turns t join conversations c on c.tenant_id = t.tenant_id and c.id = t.conversation_id where c.subject_id = ${subjectId}) as turns,
+           (select count(*) from recordings r join conversations c on c.tenant_id = r.tenant_id and c.id = r.conversation_id where c.subject_id = ${subjectId}) as recordings`.execute(
+    trx,
+  );
+  const { rows: blobs } = await sql<{ blob_key: string }>`
+    select r.blob_key from recordings r join conversations c on c.tenant_id = r.tenant_id and c.id = r.conversation_id
+     where c.subject_id = ${subjectId}`.execute(trx);
+  const conversations = await trx.deleteFrom('conversations').where('subject_id', '=', subjectId).executeTakeFirst();
+  const subject = await trx.deleteFrom('subjects').where('id', '=', subjectId).executeTakeFirst();
+  return {
+    conversations: Number(conversations.numDeletedRows),
+    transcriptTurns: Number(counted[0]?.turns ?? 0),
+    recordings: Number(counted[0]?.recordings ?? 0),
+    blobKeys: blobs.map((b) => b.blob_key),
+    subjectDeleted: subject.numDeletedRows > 0n,
+  };
+}

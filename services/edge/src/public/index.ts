@@ -12,6 +12,7 @@ import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
+import { privacyModule } from './privacy.js';
 import { retentionModule } from './retention.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
@@ -30,6 +31,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   webhooksModule,
   connectionsModule,
   retentionModule,
+  privacyModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */

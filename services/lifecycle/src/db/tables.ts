@@ -33,8 +33,30 @@ export interface PurgeRunsTable {
   error: string;
 }
 
+/** PrivacyJobsTable holds DSAR export and forget jobs. */
+export interface PrivacyJobsTable {
+  tenant_id: TenantId;
+  id: string;
+  kind: 'export' | 'forget';
+  state: ColumnType<'pending' | 'running' | 'done', 'pending' | undefined, 'pending' | 'running' | 'done'>;
+  subject_id: string | null;
+  requested_by: string;
+  created_at: ColumnType<Date, never, never>;
+  lease_expires_at: ColumnType<Date | null, never, Date | null>;
+  finished_at: ColumnType<Date | null, never, Date>;
+  steps: ColumnType<Record<string, unknown>, string | undefined, string>;
+  sha256: ColumnType<string | null, never, string>;
+  key_id: ColumnType<string | null, never, string>;
+  signature: ColumnType<Buffer | null, never, Buffer>;
+  statement: ColumnType<string | null, never, string>;
+  bundle_ciphertext: ColumnType<Buffer | null, never, Buffer | null>;
+  bundle_nonce: ColumnType<Buffer | null, never, Buffer | null>;
+  downloaded_at: ColumnType<Date | null, never, Date>;
+}
+
 /** LifecycleDb is the schema parley_lifecycle as Kysely sees it. */
 export interface LifecycleDb {
+  privacy_jobs: PrivacyJobsTable;
   retention_rules: RetentionRulesTable;
   legal_holds: LegalHoldsTable;
   purge_runs: PurgeRunsTable;
@@ -42,5 +64,7 @@ export interface LifecycleDb {
 
 /** LegalHold is a selected hold. */
 export type LegalHold = Selectable<LegalHoldsTable>;
+/** PrivacyJob is a selected privacy job. */
+export type PrivacyJob = Selectable<PrivacyJobsTable>;
 /** PurgeRunRow is a selected purge run. */
 export type PurgeRunRow = Selectable<PurgeRunsTable>;

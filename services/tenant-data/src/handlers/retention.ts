@@ -1,16 +1,21 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { requireUuid } from '@parley/db';
 import { InvalidArgumentError } from '@parley/platform';
-import { PURGEABLE_CLASSES, purgeExpiredBatch, type PurgeableClass } from '../retention.store.js';
+import { forgetSubject, PURGEABLE_CLASSES, purgeExpiredBatch, type PurgeableClass } from '../retention.store.js';
 import { tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 
 /** MAX_PURGE_BATCH bounds one PurgeExpired call's delete, so no call holds its locks for long. */
 export const MAX_PURGE_BATCH = 10_000;
 
-/** retentionHandlers serve PurgeExpired, lifecycle's retention purge (allow-listed to lifecycle alone). */
-export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'purgeExpired'> {
+/** retentionHandlers serve PurgeExpired (lifecycle's retention purge) and ForgetSubject (its DSAR erasure); both allow-listed to lifecycle alone. */
+export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'purgeExpired' | 'forgetSubject'> {
   const { inTenant } = tenantScopes(deps);
   return {
+    async forgetSubject(req, ctx) {
+      const subjectId = requireUuid(req.subjectId, 'subject_id');
+      const forgot = await inTenant(req.tenantId, ctx, (trx) => forgetSubject(trx, subjectId));
+      return { ...forgot, blobKeys: [...forgot.blobKeys] };
+    },
     async purgeExpired(req, ctx) {
       if (!(PURGEABLE_CLASSES as readonly string[]).includes(req.dataClass))
         throw new InvalidArgumentError(`data_class must be one of ${PURGEABLE_CLASSES.join(', ')}`, { field: 'data_class' });

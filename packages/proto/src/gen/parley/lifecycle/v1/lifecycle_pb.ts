@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/lifecycle/v1/lifecycle.proto.
  */
 export const file_parley_lifecycle_v1_lifecycle: GenFile = /*@__PURE__*/
-  fileDesc("CiNwYXJsZXkvbGlmZWN5Y2xlL3YxL2xpZmVjeWNsZS5wcm90bxITcGFybGV5LmxpZmVjeWNsZS52MSJhCg1SZXRlbnRpb25SdWxlEhIKCmRhdGFfY2xhc3MYASABKAkSDAoEZGF5cxgCIAEoDRIaChJsZWdhbF9taW5pbXVtX2RheXMYAyABKA0SEgoKaXNfZGVmYXVsdBgEIAEoCCJ4CglMZWdhbEhvbGQSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjEKClB1cmdlQ291bnQSEgoKZGF0YV9jbGFzcxgBIAEoCRIPCgdkZWxldGVkGAIgASgEIt0BCghQdXJnZVJ1bhIKCgJpZBgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLZHVyYXRpb25fbXMYBCABKA0SLwoGY291bnRzGAUgAygLMh8ucGFybGV5LmxpZmVjeWNsZS52MS5QdXJnZUNvdW50Eg8KB291dGNvbWUYBiABKAkSDQoFZXJyb3IYByABKAkiLgoZR2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkivQEKGkdldFJldGVudGlvblBvbGljeVJlc3BvbnNlEhsKD3RyYW5zY3JpcHRfZGF5cxgBIAEoDUICGAESGgoOcmVjb3JkaW5nX2RheXMYAiABKA1CAhgBEjEKBXJ1bGVzGAMgAygLMiIucGFybGV5LmxpZmVjeWNsZS52MS5SZXRlbnRpb25SdWxlEjMKC2xlZ2FsX2hvbGRzGAQgAygLMh4ucGFybGV5LmxpZmVjeWNsZS52MS5MZWdhbEhvbGQiYQoZU2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSMQoFcnVsZXMYAiADKAsyIi5wYXJsZXkubGlmZWN5Y2xlLnYxLlJldGVudGlvblJ1bGUiTwoaU2V0UmV0ZW50aW9uUG9saWN5UmVzcG9uc2USMQoFcnVsZXMYASADKAsyIi5wYXJsZXkubGlmZWN5Y2xlLnYxLlJldGVudGlvblJ1bGUiZwoTU2V0TGVnYWxIb2xkUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSDAoEaGVsZBgEIAEoCBIOCgZyZWFzb24YBSABKAkiRAoUU2V0TGVnYWxIb2xkUmVzcG9uc2USLAoEaG9sZBgBIAEoCzIeLnBhcmxleS5saWZlY3ljbGUudjEuTGVnYWxIb2xkIlAKFExpc3RQdXJnZVJ1bnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJdChVMaXN0UHVyZ2VSdW5zUmVzcG9uc2USKwoEcnVucxgBIAMoCzIdLnBhcmxleS5saWZlY3ljbGUudjEuUHVyZ2VSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIq4BCgxEYXRhTWFwRW50cnkSDwoHc2VydmljZRgBIAEoCRIQCghsb2NhdGlvbhgCIAEoCRISCgpkYXRhX2NsYXNzGAMgASgJEhIKCmVuY3J5cHRpb24YBCABKAkSEQoJcmV0ZW50aW9uGAUgASgJEhMKC3JlYWRfc2NvcGVzGAYgAygJEhYKDnJlYWRzX3JlY29yZGVkGAcgASgIEhMKC2Rlc2NyaXB0aW9uGAggASgJIiYKEUdldERhdGFNYXBSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJIChJHZXREYXRhTWFwUmVzcG9uc2USMgoHZW50cmllcxgBIAMoCzIhLnBhcmxleS5saWZlY3ljbGUudjEuRGF0YU1hcEVudHJ5MqwEChBMaWZlY3ljbGVTZXJ2aWNlEnUKEkdldFJldGVudGlvblBvbGljeRIuLnBhcmxleS5saWZlY3ljbGUudjEuR2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBovLnBhcmxleS5saWZlY3ljbGUudjEuR2V0UmV0ZW50aW9uUG9saWN5UmVzcG9uc2USdQoSU2V0UmV0ZW50aW9uUG9saWN5Ei4ucGFybGV5LmxpZmVjeWNsZS52MS5TZXRSZXRlbnRpb25Qb2xpY3lSZXF1ZXN0Gi8ucGFybGV5LmxpZmVjeWNsZS52MS5TZXRSZXRlbnRpb25Qb2xpY3lSZXNwb25zZRJjCgxTZXRMZWdhbEhvbGQSKC5wYXJsZXkubGlmZWN5Y2xlLnYxLlNldExlZ2FsSG9sZFJlcXVlc3QaKS5wYXJsZXkubGlmZWN5Y2xlLnYxLlNldExlZ2FsSG9sZFJlc3BvbnNlEmYKDUxpc3RQdXJnZVJ1bnMSKS5wYXJsZXkubGlmZWN5Y2xlLnYxLkxpc3RQdXJnZVJ1bnNSZXF1ZXN0GioucGFybGV5LmxpZmVjeWNsZS52MS5MaXN0UHVyZ2VSdW5zUmVzcG9uc2USXQoKR2V0RGF0YU1hcBImLnBhcmxleS5saWZlY3ljbGUudjEuR2V0RGF0YU1hcFJlcXVlc3QaJy5wYXJsZXkubGlmZWN5Y2xlLnYxLkdldERhdGFNYXBSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiNwYXJsZXkvbGlmZWN5Y2xlL3YxL2xpZmVjeWNsZS5wcm90bxITcGFybGV5LmxpZmVjeWNsZS52MSJhCg1SZXRlbnRpb25SdWxlEhIKCmRhdGFfY2xhc3MYASABKAkSDAoEZGF5cxgCIAEoDRIaChJsZWdhbF9taW5pbXVtX2RheXMYAyABKA0SEgoKaXNfZGVmYXVsdBgEIAEoCCJ4CglMZWdhbEhvbGQSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjEKClB1cmdlQ291bnQSEgoKZGF0YV9jbGFzcxgBIAEoCRIPCgdkZWxldGVkGAIgASgEIt0BCghQdXJnZVJ1bhIKCgJpZBgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLZHVyYXRpb25fbXMYBCABKA0SLwoGY291bnRzGAUgAygLMh8ucGFybGV5LmxpZmVjeWNsZS52MS5QdXJnZUNvdW50Eg8KB291dGNvbWUYBiABKAkSDQoFZXJyb3IYByABKAkiLgoZR2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkivQEKGkdldFJldGVudGlvblBvbGljeVJlc3BvbnNlEhsKD3RyYW5zY3JpcHRfZGF5cxgBIAEoDUICGAESGgoOcmVjb3JkaW5nX2RheXMYAiABKA1CAhgBEjEKBXJ1bGVzGAMgAygLMiIucGFybGV5LmxpZmVjeWNsZS52MS5SZXRlbnRpb25SdWxlEjMKC2xlZ2FsX2hvbGRzGAQgAygLMh4ucGFybGV5LmxpZmVjeWNsZS52MS5MZWdhbEhvbGQiYQoZU2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSMQoFcnVsZXMYAiADKAsyIi5wYXJsZXkubGlmZWN5Y2xlLnYxLlJldGVudGlvblJ1bGUiTwoaU2V0UmV0ZW50aW9uUG9saWN5UmVzcG9uc2USMQoFcnVsZXMYASADKAsyIi5wYXJsZXkubGlmZWN5Y2xlLnYxLlJldGVudGlvblJ1bGUiZwoTU2V0TGVnYWxIb2xkUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSDAoEaGVsZBgEIAEoCBIOCgZyZWFzb24YBSABKAkiRAoUU2V0TGVnYWxIb2xkUmVzcG9uc2USLAoEaG9sZBgBIAEoCzIeLnBhcmxleS5saWZlY3ljbGUudjEuTGVnYWxIb2xkIlAKFExpc3RQdXJnZVJ1bnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJdChVMaXN0UHVyZ2VSdW5zUmVzcG9uc2USKwoEcnVucxgBIAMoCzIdLnBhcmxleS5saWZlY3ljbGUudjEuUHVyZ2VSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIq4BCgxEYXRhTWFwRW50cnkSDwoHc2VydmljZRgBIAEoCRIQCghsb2NhdGlvbhgCIAEoCRISCgpkYXRhX2NsYXNzGAMgASgJEhIKCmVuY3J5cHRpb24YBCABKAkSEQoJcmV0ZW50aW9uGAUgASgJEhMKC3JlYWRfc2NvcGVzGAYgAygJEhYKDnJlYWRzX3JlY29yZGVkGAcgASgIEhMKC2Rlc2NyaXB0aW9uGAggASgJIiYKEUdldERhdGFNYXBSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJIChJHZXREYXRhTWFwUmVzcG9uc2USMgoHZW50cmllcxgBIAMoCzIhLnBhcmxleS5saWZlY3ljbGUudjEuRGF0YU1hcEVudHJ5IvgCCgpQcml2YWN5Sm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFc3RhdGUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXN1YmplY3RfZm91bmQYBiABKAgSDgoGc2hhMjU2GAcgASgJEg4KBmtleV9pZBgIIAEoCRIRCglzaWduYXR1cmUYCSABKAwSEQoJc3RhdGVtZW50GAogASgJEhYKDmRvd25sb2FkX3Rva2VuGAsgASgJEjcKE2Rvd25sb2FkX2V4cGlyZXNfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmRvd25sb2FkZWQYDSABKAgSDwoHcmVjZWlwdBgOIAEoCRINCgVzdGVwcxgPIAMoCSJdChRFeHBvcnRTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFAoMZXh0ZXJuYWxfcmVmGAIgASgJEg0KBXBob25lGAMgASgJEg0KBWVtYWlsGAQgASgJIkUKFUV4cG9ydFN1YmplY3RSZXNwb25zZRIsCgNqb2IYASABKAsyHy5wYXJsZXkubGlmZWN5Y2xlLnYxLlByaXZhY3lKb2IiOQoUR2V0UHJpdmFjeUpvYlJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEg4KBmpvYl9pZBgCIAEoCSJFChVHZXRQcml2YWN5Sm9iUmVzcG9uc2USLAoDam9iGAEgASgLMh8ucGFybGV5LmxpZmVjeWNsZS52MS5Qcml2YWN5Sm9iIlIKFkxpc3RQcml2YWN5Sm9ic1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJImEKF0xpc3RQcml2YWN5Sm9ic1Jlc3BvbnNlEi0KBGpvYnMYASADKAsyHy5wYXJsZXkubGlmZWN5Y2xlLnYxLlByaXZhY3lKb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkkKFURvd25sb2FkRXhwb3J0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDgoGam9iX2lkGAIgASgJEg0KBXRva2VuGAMgASgJIigKFkRvd25sb2FkRXhwb3J0UmVzcG9uc2USDgoGYnVuZGxlGAEgASgJIl0KFEZvcmdldFN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIUCgxleHRlcm5hbF9yZWYYAiABKAkSDQoFcGhvbmUYAyABKAkSDQoFZW1haWwYBCABKAkiRQoVRm9yZ2V0U3ViamVjdFJlc3BvbnNlEiwKA2pvYhgBIAEoCzIfLnBhcmxleS5saWZlY3ljbGUudjEuUHJpdmFjeUpvYjK9CAoQTGlmZWN5Y2xlU2VydmljZRJ1ChJHZXRSZXRlbnRpb25Qb2xpY3kSLi5wYXJsZXkubGlmZWN5Y2xlLnYxLkdldFJldGVudGlvblBvbGljeVJlcXVlc3QaLy5wYXJsZXkubGlmZWN5Y2xlLnYxLkdldFJldGVudGlvblBvbGljeVJlc3BvbnNlEnUKElNldFJldGVudGlvblBvbGljeRIuLnBhcmxleS5saWZlY3ljbGUudjEuU2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBovLnBhcmxleS5saWZlY3ljbGUudjEuU2V0UmV0ZW50aW9uUG9saWN5UmVzcG9uc2USYwoMU2V0TGVnYWxIb2xkEigucGFybGV5LmxpZmVjeWNsZS52MS5TZXRMZWdhbEhvbGRSZXF1ZXN0GikucGFybGV5LmxpZmVjeWNsZS52MS5TZXRMZWdhbEhvbGRSZXNwb25zZRJmCg1MaXN0UHVyZ2VSdW5zEikucGFybGV5LmxpZmVjeWNsZS52MS5MaXN0UHVyZ2VSdW5zUmVxdWVzdBoqLnBhcmxleS5saWZlY3ljbGUudjEuTGlzdFB1cmdlUnVuc1Jlc3BvbnNlEl0KCkdldERhdGFNYXASJi5wYXJsZXkubGlmZWN5Y2xlLnYxLkdldERhdGFNYXBSZXF1ZXN0GicucGFybGV5LmxpZmVjeWNsZS52MS5HZXREYXRhTWFwUmVzcG9uc2USZgoNRXhwb3J0U3ViamVjdBIpLnBhcmxleS5saWZlY3ljbGUudjEuRXhwb3J0U3ViamVjdFJlcXVlc3QaKi5wYXJsZXkubGlmZWN5Y2xlLnYxLkV4cG9ydFN1YmplY3RSZXNwb25zZRJmCg1HZXRQcml2YWN5Sm9iEikucGFybGV5LmxpZmVjeWNsZS52MS5HZXRQcml2YWN5Sm9iUmVxdWVzdBoqLnBhcmxleS5saWZlY3ljbGUudjEuR2V0UHJpdmFjeUpvYlJlc3BvbnNlEmwKD0xpc3RQcml2YWN5Sm9icxIrLnBhcmxleS5saWZlY3ljbGUudjEuTGlzdFByaXZhY3lKb2JzUmVxdWVzdBosLnBhcmxleS5saWZlY3ljbGUudjEuTGlzdFByaXZhY3lKb2JzUmVzcG9uc2USaQoORG93bmxvYWRFeHBvcnQSKi5wYXJsZXkubGlmZWN5Y2xlLnYxLkRvd25sb2FkRXhwb3J0UmVxdWVzdBorLnBhcmxleS5saWZlY3ljbGUudjEuRG93bmxvYWRFeHBvcnRSZXNwb25zZRJmCg1Gb3JnZXRTdWJqZWN0EikucGFybGV5LmxpZmVjeWNsZS52MS5Gb3JnZXRTdWJqZWN0UmVxdWVzdBoqLnBhcmxleS5saWZlY3ljbGUudjEuRm9yZ2V0U3ViamVjdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * RetentionRule is how long one data class is kept in a workspace.
@@ -486,6 +486,347 @@ export const GetDataMapResponseSchema: GenMessage<GetDataMapResponse> = /*@__PUR
   messageDesc(file_parley_lifecycle_v1_lifecycle, 14);
 
 /**
+ * PrivacyJob is a DSAR export or forget request and its progress.
+ *
+ * @generated from message parley.lifecycle.v1.PrivacyJob
+ */
+export type PrivacyJob = Message<"parley.lifecycle.v1.PrivacyJob"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * kind is "export" or "forget".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * state is "pending", "running" or "done".
+   *
+   * @generated from field: string state = 3;
+   */
+  state: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 5;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * subject_found is false when no subject matched (the job still finishes, with an empty, signed result).
+   *
+   * @generated from field: bool subject_found = 6;
+   */
+  subjectFound: boolean;
+
+  /**
+   * sha256 is the hex digest of the result document; signature and key_id are the audit
+   * checkpoint key's signature over statement (check with the audit public keys).
+   *
+   * @generated from field: string sha256 = 7;
+   */
+  sha256: string;
+
+  /**
+   * @generated from field: string key_id = 8;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: bytes signature = 9;
+   */
+  signature: Uint8Array;
+
+  /**
+   * @generated from field: string statement = 10;
+   */
+  statement: string;
+
+  /**
+   * download_token (exports, once done, until downloaded) is a short-lived signed token for DownloadExport.
+   *
+   * @generated from field: string download_token = 11;
+   */
+  downloadToken: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp download_expires_at = 12;
+   */
+  downloadExpiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool downloaded = 13;
+   */
+  downloaded: boolean;
+
+  /**
+   * receipt (forget jobs, once done) is the deletion receipt: JSON of what was removed where and
+   * when; sha256, key_id, signature and statement sign it.
+   *
+   * @generated from field: string receipt = 14;
+   */
+  receipt: string;
+
+  /**
+   * steps (forget jobs) are the saga's steps done so far, in order.
+   *
+   * @generated from field: repeated string steps = 15;
+   */
+  steps: string[];
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.PrivacyJob.
+ * Use `create(PrivacyJobSchema)` to create a new message.
+ */
+export const PrivacyJobSchema: GenMessage<PrivacyJob> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 15);
+
+/**
+ * @generated from message parley.lifecycle.v1.ExportSubjectRequest
+ */
+export type ExportSubjectRequest = Message<"parley.lifecycle.v1.ExportSubjectRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * Exactly one identifies the person.
+   *
+   * @generated from field: string external_ref = 2;
+   */
+  externalRef: string;
+
+  /**
+   * @generated from field: string phone = 3;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string email = 4;
+   */
+  email: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ExportSubjectRequest.
+ * Use `create(ExportSubjectRequestSchema)` to create a new message.
+ */
+export const ExportSubjectRequestSchema: GenMessage<ExportSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 16);
+
+/**
+ * @generated from message parley.lifecycle.v1.ExportSubjectResponse
+ */
+export type ExportSubjectResponse = Message<"parley.lifecycle.v1.ExportSubjectResponse"> & {
+  /**
+   * @generated from field: parley.lifecycle.v1.PrivacyJob job = 1;
+   */
+  job?: PrivacyJob | undefined;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ExportSubjectResponse.
+ * Use `create(ExportSubjectResponseSchema)` to create a new message.
+ */
+export const ExportSubjectResponseSchema: GenMessage<ExportSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 17);
+
+/**
+ * @generated from message parley.lifecycle.v1.GetPrivacyJobRequest
+ */
+export type GetPrivacyJobRequest = Message<"parley.lifecycle.v1.GetPrivacyJobRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.GetPrivacyJobRequest.
+ * Use `create(GetPrivacyJobRequestSchema)` to create a new message.
+ */
+export const GetPrivacyJobRequestSchema: GenMessage<GetPrivacyJobRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 18);
+
+/**
+ * @generated from message parley.lifecycle.v1.GetPrivacyJobResponse
+ */
+export type GetPrivacyJobResponse = Message<"parley.lifecycle.v1.GetPrivacyJobResponse"> & {
+  /**
+   * @generated from field: parley.lifecycle.v1.PrivacyJob job = 1;
+   */
+  job?: PrivacyJob | undefined;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.GetPrivacyJobResponse.
+ * Use `create(GetPrivacyJobResponseSchema)` to create a new message.
+ */
+export const GetPrivacyJobResponseSchema: GenMessage<GetPrivacyJobResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 19);
+
+/**
+ * @generated from message parley.lifecycle.v1.ListPrivacyJobsRequest
+ */
+export type ListPrivacyJobsRequest = Message<"parley.lifecycle.v1.ListPrivacyJobsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ListPrivacyJobsRequest.
+ * Use `create(ListPrivacyJobsRequestSchema)` to create a new message.
+ */
+export const ListPrivacyJobsRequestSchema: GenMessage<ListPrivacyJobsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 20);
+
+/**
+ * @generated from message parley.lifecycle.v1.ListPrivacyJobsResponse
+ */
+export type ListPrivacyJobsResponse = Message<"parley.lifecycle.v1.ListPrivacyJobsResponse"> & {
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.PrivacyJob jobs = 1;
+   */
+  jobs: PrivacyJob[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ListPrivacyJobsResponse.
+ * Use `create(ListPrivacyJobsResponseSchema)` to create a new message.
+ */
+export const ListPrivacyJobsResponseSchema: GenMessage<ListPrivacyJobsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 21);
+
+/**
+ * @generated from message parley.lifecycle.v1.DownloadExportRequest
+ */
+export type DownloadExportRequest = Message<"parley.lifecycle.v1.DownloadExportRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string token = 3;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.DownloadExportRequest.
+ * Use `create(DownloadExportRequestSchema)` to create a new message.
+ */
+export const DownloadExportRequestSchema: GenMessage<DownloadExportRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 22);
+
+/**
+ * @generated from message parley.lifecycle.v1.DownloadExportResponse
+ */
+export type DownloadExportResponse = Message<"parley.lifecycle.v1.DownloadExportResponse"> & {
+  /**
+   * bundle is the export document (JSON, schema parley.dsar-export/v1).
+   *
+   * @generated from field: string bundle = 1;
+   */
+  bundle: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.DownloadExportResponse.
+ * Use `create(DownloadExportResponseSchema)` to create a new message.
+ */
+export const DownloadExportResponseSchema: GenMessage<DownloadExportResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 23);
+
+/**
+ * @generated from message parley.lifecycle.v1.ForgetSubjectRequest
+ */
+export type ForgetSubjectRequest = Message<"parley.lifecycle.v1.ForgetSubjectRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * Exactly one identifies the person.
+   *
+   * @generated from field: string external_ref = 2;
+   */
+  externalRef: string;
+
+  /**
+   * @generated from field: string phone = 3;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string email = 4;
+   */
+  email: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ForgetSubjectRequest.
+ * Use `create(ForgetSubjectRequestSchema)` to create a new message.
+ */
+export const ForgetSubjectRequestSchema: GenMessage<ForgetSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 24);
+
+/**
+ * @generated from message parley.lifecycle.v1.ForgetSubjectResponse
+ */
+export type ForgetSubjectResponse = Message<"parley.lifecycle.v1.ForgetSubjectResponse"> & {
+  /**
+   * @generated from field: parley.lifecycle.v1.PrivacyJob job = 1;
+   */
+  job?: PrivacyJob | undefined;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ForgetSubjectResponse.
+ * Use `create(ForgetSubjectResponseSchema)` to create a new message.
+ */
+export const ForgetSubjectResponseSchema: GenMessage<ForgetSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 25);
+
+/**
  * LifecycleService runs retention purges and privacy requests.
  *
  * @generated from service parley.lifecycle.v1.LifecycleService
@@ -540,6 +881,56 @@ export const LifecycleService: GenService<{
     methodKind: "unary";
     input: typeof GetDataMapRequestSchema;
     output: typeof GetDataMapResponseSchema;
+  },
+  /**
+   * ExportSubject starts a DSAR export of one person.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.ExportSubject
+   */
+  exportSubject: {
+    methodKind: "unary";
+    input: typeof ExportSubjectRequestSchema;
+    output: typeof ExportSubjectResponseSchema;
+  },
+  /**
+   * GetPrivacyJob returns one privacy job.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.GetPrivacyJob
+   */
+  getPrivacyJob: {
+    methodKind: "unary";
+    input: typeof GetPrivacyJobRequestSchema;
+    output: typeof GetPrivacyJobResponseSchema;
+  },
+  /**
+   * ListPrivacyJobs pages through privacy jobs, newest first.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.ListPrivacyJobs
+   */
+  listPrivacyJobs: {
+    methodKind: "unary";
+    input: typeof ListPrivacyJobsRequestSchema;
+    output: typeof ListPrivacyJobsResponseSchema;
+  },
+  /**
+   * DownloadExport returns a finished export once, with its signed token.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.DownloadExport
+   */
+  downloadExport: {
+    methodKind: "unary";
+    input: typeof DownloadExportRequestSchema;
+    output: typeof DownloadExportResponseSchema;
+  },
+  /**
+   * ForgetSubject starts (or joins) the erasure of one person.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.ForgetSubject
+   */
+  forgetSubject: {
+    methodKind: "unary";
+    input: typeof ForgetSubjectRequestSchema;
+    output: typeof ForgetSubjectResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_lifecycle_v1_lifecycle, 0);

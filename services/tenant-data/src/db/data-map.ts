@@ -1,0 +1,79 @@
+import { AUDIT_OUTBOX_ANNOTATION, type TableAnnotation } from '@parley/db';
+
+// What each tenant-data table holds, for lifecycle's data map (written as table comments by
+// migrate). Add a table's entry with its migration: test/lifecycle/data-map.test.ts fails otherwise.
+const NONE = 'none (row-level security only)';
+
+/** DATA_MAP annotates every table of parley_tenant_data. */
+export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
+  workspaces: {
+    dataClass: 'configuration',
+    encryption: NONE,
+    retention: 'until the workspace is deleted',
+    readScopes: [],
+    readsRecorded: false,
+    description: 'the workspace itself: id and name',
+  },
+  agents: {
+    dataClass: 'configuration',
+    encryption: NONE + '; provider keys are only referenced (secret ids), never stored here',
+    retention: 'until the agent is deleted',
+    readScopes: ['agents:read'],
+    readsRecorded: false,
+    description: 'agents: prompt, voice, provider settings, guardrail policy, secret references',
+  },
+  subjects: {
+    dataClass: 'subject_profile',
+    encryption: 'phone and e-mail only as HMAC-SHA256 look-up hashes under a pepper held outside the database; external_ref as given',
+    retention: 'until the subject is forgotten (DSAR)',
+    readScopes: [],
+    readsRecorded: false,
+    description: "end users: the customer's external reference and keyed hashes of phone and e-mail",
+  },
+  conversations: {
+    dataClass: 'conversation_metadata',
+    encryption: NONE,
+    retentionClass: 'conversation_metadata',
+    retention: 'by the conversation_metadata rule, once its turns and recordings are gone',
+    readScopes: ['conversations:read'],
+    readsRecorded: false,
+    description: 'one row per conversation: agent, subject, state, start and end, end reason',
+  },
+  transcript_turns: {
+    dataClass: 'transcript',
+    encryption:
+      "AES-256-GCM under the subject's data key (secrets.subject_keys, wrapped by the secrets KEK) when the conversation has a subject; otherwise redacted plain text",
+    retentionClass: 'transcript',
+    retention: 'by the transcript rule',
+    readScopes: ['conversations:read'],
+    readsRecorded: true,
+    description: 'the redacted text of each turn',
+  },
+  recordings: {
+    dataClass: 'recording',
+    encryption: NONE + '; the audio lives in the blob store',
+    retentionClass: 'recording',
+    retention: 'by the recording rule (the blob with it)',
+    readScopes: ['conversations:read'],
+    readsRecorded: true,
+    description: 'references to recorded audio: blob key, duration, what the audio holds',
+  },
+  guardrail_conversation_states: {
+    dataClass: 'conversation_metadata',
+    encryption: NONE,
+    retentionClass: 'conversation_metadata',
+    retention: 'deleted with its conversation',
+    readScopes: [],
+    readsRecorded: false,
+    description: "the guardrail checker's counters of one conversation (no text)",
+  },
+  guardrail_person_states: {
+    dataClass: 'subject_profile',
+    encryption: NONE,
+    retention: 'deleted with the subject',
+    readScopes: [],
+    readsRecorded: false,
+    description: "the guardrail checker's per-person counters and topic mentions (no text)",
+  },
+  audit_outbox: AUDIT_OUTBOX_ANNOTATION,
+};
