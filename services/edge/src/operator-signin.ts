@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { parseCookie as parseCookies, stringifySetCookie } from 'cookie';
+import * as jose from 'jose';
 import * as oidc from 'openid-client';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { Logger } from '@parley/platform';
@@ -90,6 +91,17 @@ function isLocalPath(p: string): boolean {
   return p.startsWith('/') && !p.startsWith('//') && !p.startsWith('/\\') && p.length <= 512;
 }
 
+/**
+ * describeTokenError says why a code exchange or ID token was refused: openid-client's summary and
+ * the check that failed underneath (it names the claim, e.g. `unexpected JWT "iss" (issuer) claim
+ * value`), or jose's failed claim.
+ */
+function describeTokenError(err: unknown): string {
+  if (!(err instanceof Error)) return 'the identity provider answer is not valid';
+  if (err instanceof jose.errors.JWTClaimValidationFailed) return `${err.message} (claim "${err.claim}")`;
+  return err.cause instanceof Error && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : err.message;
+}
+
 async function readBody(req: Req, max = 16_384): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -127,6 +139,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       typeof undiciFetch
     >[1]) as unknown as Promise<Response>;
   let configuration: Promise<oidc.Configuration> | undefined;
+  let jwks: ReturnType<typeof jose.createRemoteJWKSet> | undefined;
   // Discovered on first use and kept; a failed discovery is tried again at the next sign-in.
   const config = () => {
     configuration ??= oidc
@@ -195,12 +208,20 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         idTokenExpected: true,
       });
       const idClaims = tokens.claims();
-      if (idClaims === undefined) throw new Error('no ID token');
+      if (idClaims === undefined || tokens.id_token === undefined) throw new Error('the identity provider sent no ID token');
+      // openid-client checks the claims (iss, aud, exp, nonce) but, as OIDC allows for a token
+      // fetched over TLS from the token endpoint, not the signature: check it against the
+      // provider's published keys too, so a token the provider did not sign is never accepted.
+      const jwksUri = c.serverMetadata().jwks_uri;
+      if (jwksUri === undefined) throw new Error('the identity provider publishes no jwks_uri');
+      jwks ??= jose.createRemoteJWKSet(new URL(jwksUri), { [jose.customFetch]: fetchWithCa as never });
+      await jose.jwtVerify(tokens.id_token, jwks, { issuer: settings.issuer, audience: settings.clientId });
       claims = idClaims;
     } catch (err) {
-      logger.info({ reason: err instanceof Error ? err.message : String(err) }, 'operator sign-in refused: ID token or code not valid');
+      const reason = describeTokenError(err);
+      logger.info({ reason }, 'operator sign-in refused: ID token or code not valid');
       (res as ServerResponse).setHeader('set-cookie', clearLogin);
-      return refuse(res, 403, `sign-in refused: ${err instanceof Error ? err.message : 'the identity provider answer is not valid'}`);
+      return refuse(res, 403, `sign-in refused: ${reason}`);
     }
     // Some providers put e-mail in the UserInfo answer only; it is fetched for the same subject.
     let email = typeof claims['email'] === 'string' ? claims['email'] : undefined;
