@@ -3,6 +3,7 @@
 // and mints ID tokens with jose, but can be told to lie: another issuer, another audience, or a
 // signature by a key it does not publish. The real provider (oidc-provider) never does that.
 import { createHash, randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 
@@ -37,7 +38,7 @@ export async function startOidcStandin(options: {
   let lie: OidcStandinLie = {};
   let issuer = '';
 
-  const json = (res: import('node:http').ServerResponse, status: number, body: unknown) => {
+  const json = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
   };
   const server: Server = createServer({ cert: options.cert, key: options.key }, (req, res) => {
