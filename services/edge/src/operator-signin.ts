@@ -35,6 +35,9 @@ export interface OidcSettings {
   readonly ca: Buffer | undefined;
   /** sessionHours bounds the console cookie's Max-Age (identity decides the session's real end). */
   readonly sessionHours: number;
+  /** adminGroups and adminEmails make a deployment administrator (scope deployment:admin). */
+  readonly adminGroups: readonly string[];
+  readonly adminEmails: readonly string[];
 }
 
 /** csrfTokenFor is the CSRF token of a console session: an HMAC keyed by the session's own secret token, so no other key is needed and it is the same at every replica. */
@@ -226,10 +229,12 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     // Some providers put e-mail in the UserInfo answer only; it is fetched for the same subject.
     let email = typeof claims['email'] === 'string' ? claims['email'] : undefined;
     let verified = claims['email_verified'];
+    let groups = claims['groups'];
     if (email === undefined) {
       const info = await oidc.fetchUserInfo(c, tokens.access_token, claims.sub);
       email = info.email;
       verified = info.email_verified;
+      groups ??= info['groups'];
     }
     (res as ServerResponse).setHeader('set-cookie', clearLogin);
     if (email === undefined)
@@ -238,6 +243,10 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
     if (settings.allowedDomains.length > 0 && !settings.allowedDomains.includes(domain))
       return refuse(res, 403, `sign-in refused: e-mail addresses at ${domain} may not sign in to this deployment`);
+    // Deployment administrators: a group claim the deployment names, or a bootstrap admin e-mail.
+    const deploymentAdmin =
+      (Array.isArray(groups) && groups.some((g) => typeof g === 'string' && settings.adminGroups.includes(g))) ||
+      settings.adminEmails.includes(email.toLowerCase());
     let signedIn: Awaited<ReturnType<Client<typeof OperatorService>['signInOperator']>>;
     try {
       signedIn = await operators.signInOperator({
@@ -247,6 +256,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         workspaceId: login.w,
         kind: login.c === undefined ? OperatorSessionKind.CONSOLE : OperatorSessionKind.CLI,
         codeChallenge: login.c?.ch ?? '',
+        deploymentAdmin,
       });
     } catch (err) {
       const e = ConnectError.from(err);

@@ -14,6 +14,7 @@ import type { PublicModule } from './module.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
 import { webhooksModule } from './webhooks.js';
+import { workspacesModule } from './workspaces.js';
 
 /** PUBLIC_MODULES are the public services the edge serves. */
 export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
@@ -26,6 +27,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   secretsModule,
   conversationsModule,
   webhooksModule,
+  workspacesModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */
