@@ -25,6 +25,7 @@ config:
       clientSecret: { existingSecret: parley-oidc, key: client-secret }
       caSecret: { name: corp-ca, key: ca.pem }
       allowedDomains: [example.com]
+      adminGroups: [parley-ops]
 `);
     const objects = await render([PRODUCTION, values]);
     const edge = deploymentOf(objects, 'edge');
@@ -48,6 +49,7 @@ config:
       issuer: 'https://login.example.com/realms/parley',
       clientId: 'parley',
       allowedDomains: ['example.com'],
+      adminGroups: ['parley-ops'],
     });
     expect(config.oidc?.publicUrl).toMatch(/^https:\/\//);
     // Nothing anywhere runs or points at the dev stack's embedded provider.

@@ -271,6 +271,10 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ join "," .allowedDomains | quote }}
 - name: PARLEY_OPERATOR_SESSION_HOURS
   value: {{ .sessionHours | quote }}
+- name: PARLEY_OIDC_ADMIN_GROUPS
+  value: {{ join "," .adminGroups | quote }}
+- name: PARLEY_ADMIN_EMAILS
+  value: {{ join "," .adminEmails | quote }}
 {{- end }}
 {{- end }}
 {{- else if eq $service "identity" }}

@@ -39,6 +39,9 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('WebhookService/DeleteWebhookEndpoint', 'webhook_endpoint.delete'),
   p('WebhookService/RotateWebhookSecret', 'webhook_secret.rotate'),
   p('WebhookService/ReplayWebhookDelivery', 'webhook_delivery.replay'),
+  p('WorkspaceService/CreateWorkspace', 'workspace.create'),
+  p('WorkspaceService/SuspendWorkspace', 'workspace.suspend'),
+  p('WorkspaceService/AddWorkspaceOwner', 'member.add'),
   // Not in the public API yet (lifecycle, conversations): listed so that the
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),

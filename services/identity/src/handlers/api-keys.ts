@@ -170,7 +170,9 @@ export function apiKeyHandlers(
       if ('reason' in outcome) throw await fail(outcome.reason, FAILURE_MESSAGES[outcome.reason]);
       // A valid key of a suspended workspace: refused, but not counted as a guess.
       if (await isWorkspaceSuspended(db, parsed.tenantId))
-        throw new UnauthenticatedError("this workspace is suspended; its API keys stop working until the deployment's administrators lift it");
+        throw new UnauthenticatedError(
+          "this workspace is suspended; its API keys stop working until the deployment's administrators lift it",
+        );
       return { principal: { tenantId: parsed.tenantId, kind: 'api_key', id: outcome.row.id, scopes: outcome.scopes } };
     },
 

@@ -86,8 +86,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
       );
       const live: typeof memberships = [];
       // Real workspaces first; the system partition only for a current deployment administrator.
-      for (const m of memberships)
-        if (m.tenantId !== SYSTEM_TENANT && !(await isWorkspaceSuspended(db, m.tenantId))) live.push(m);
+      for (const m of memberships) if (m.tenantId !== SYSTEM_TENANT && !(await isWorkspaceSuspended(db, m.tenantId))) live.push(m);
       if (req.deploymentAdmin && req.workspaceId === '') live.push(...memberships.filter((m) => m.tenantId === SYSTEM_TENANT));
       let chosen = live[0];
       // A deployment administrator with no workspace signs in to the system partition.
@@ -99,7 +98,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
         chosen = { tenantId: SYSTEM_TENANT, memberId, createdAt: new Date() };
       }
       if (chosen === undefined && memberships.some((m) => m.tenantId !== SYSTEM_TENANT))
-        throw new PermissionDeniedError('your workspace is suspended; ask the deployment\'s administrators');
+        throw new PermissionDeniedError("your workspace is suspended; ask the deployment's administrators");
       if (chosen === undefined)
         throw new PermissionDeniedError(
           req.workspaceId === ''

@@ -17,7 +17,8 @@ function workspaceMessage(row: WorkspaceRow) {
 
 function requireEmail(value: string, field: string): string {
   const email = value.trim().toLowerCase();
-  if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 320) throw new InvalidArgumentError(`${field} must be an e-mail address`, { field });
+  if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 320)
+    throw new InvalidArgumentError(`${field} must be an e-mail address`, { field });
   return email;
 }
 
