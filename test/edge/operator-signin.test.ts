@@ -276,6 +276,16 @@ describe('CLI sign-in (loopback redirect)', () => {
     expect(await bearerCall(refreshed.body['access_token']!)).toBe(200);
     expect(await bearerCall(tokens.body['access_token']!)).toBe(401);
     expect((await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! })).status).toBe(400);
+    // `parley logout`: revoking the refresh token ends the session, its bearer token with it.
+    const revoke = await undiciFetch(`${edgeUrl}/auth/cli/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: refreshed.body['refresh_token'] }),
+      dispatcher,
+    });
+    expect(revoke.status).toBe(200);
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(401);
+    expect((await token({ grant_type: 'refresh_token', refresh_token: refreshed.body['refresh_token']! })).status).toBe(400);
   });
 
   it('refuses a code exchanged with the wrong verifier, and the code is spent', async () => {

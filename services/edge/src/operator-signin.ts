@@ -131,6 +131,7 @@ export interface OperatorSignIn {
  *   nonce, expiry, through openid-client), the verified e-mail and its domain, then asks identity;
  * - GET /auth/session: the console session's member, scopes and CSRF token (401 without one);
  * - POST /auth/logout: ends the console session (needs the CSRF header);
+ * - POST /auth/cli/revoke: `{"token":"po_…|pr_…"}` ends that CLI session (200 whether or not it existed);
  * - POST /auth/cli/token: `{"grant_type":"authorization_code","code","code_verifier"}` or
  *   `{"grant_type":"refresh_token","refresh_token"}` → `{access_token, refresh_token, token_type, expires_at, refresh_expires_at}`.
  */
@@ -343,6 +344,25 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     }
   };
 
+  // `parley logout`: ends the CLI session of a bearer or refresh token (RFC 7009 style: an unknown
+  // token is not an error, so the answer says nothing about which tokens exist).
+  const cliRevoke = async (req: Req, res: Res) => {
+    let body: { token?: unknown };
+    try {
+      body = JSON.parse(await readBody(req)) as { token?: unknown };
+    } catch {
+      return refuse(res, 400, 'send a JSON object: {"token":"po_… or pr_…"}');
+    }
+    const token = typeof body.token === 'string' ? body.token : '';
+    if (!/^p[or]_/.test(token)) return refuse(res, 400, 'token must be a Parley operator token (po_…) or refresh token (pr_…)');
+    try {
+      await operators.signOutOperator({ token });
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.Unauthenticated) throw err;
+    }
+    send(res, 200, {});
+  };
+
   const routes: Record<string, (req: Req, res: Res, query: URLSearchParams) => Promise<void>> = {
     'GET /auth/login': async (_req, res, q) => {
       const returnTo = q.get('return_to') ?? '/console';
@@ -363,6 +383,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     'GET /auth/session': (req, res) => session(req, res),
     'POST /auth/logout': (req, res) => logout(req, res),
     'POST /auth/cli/token': (req, res) => cliToken(req, res),
+    'POST /auth/cli/revoke': (req, res) => cliRevoke(req, res),
   };
 
   return {
