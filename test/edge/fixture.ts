@@ -20,9 +20,17 @@ import { createTestPki, type TestPki } from '../src/pki.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** StackService is a service the public stack runs. */
-export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'integrations' | 'edge';
+export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'integrations' | 'lifecycle' | 'edge';
 
-const names = ['tenant-data', 'identity', 'secrets', 'audit', 'integrations', 'edge'] as const satisfies readonly StackService[];
+const names = [
+  'tenant-data',
+  'identity',
+  'secrets',
+  'audit',
+  'integrations',
+  'lifecycle',
+  'edge',
+] as const satisfies readonly StackService[];
 
 /** CallOptions add request headers, or connect from another loopback address (a distinct TCP peer). */
 export interface CallOptions {
@@ -36,6 +44,8 @@ export interface PublicStack {
   readonly publicUrl: string;
   readonly ca: Buffer;
   readonly urls: Record<StackService, string>;
+  /** healthUrls are each service's plain HTTP probe port (/healthz, /readyz, /metrics). */
+  readonly healthUrls: Record<StackService, string>;
   readonly bootstrap: { tenantId: string; memberId: string; apiKey: string };
   /** logs are every line the processes wrote. */
   readonly logs: string[];
@@ -132,6 +142,8 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       PARLEY_WEBHOOK_WORKER: 'off',
       ...extra.integrations,
     },
+    // No purge scheduler unless a test asks for one: it works on every workspace in the shared database.
+    lifecycle: { ...common('lifecycle'), DATABASE_URL: serviceUrl('lifecycle'), PARLEY_PURGE_SCHEDULER: 'off', ...extra.lifecycle },
     edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
   };
   const procs = names.map(
@@ -175,6 +187,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     publicUrl,
     ca,
     urls,
+    healthUrls: Object.fromEntries(names.map((n) => [n, `http://127.0.0.1:${ports[n].health}`])) as PublicStack['healthUrls'],
     bootstrap,
     logs,
     async call(path, body, apiKey, options = {}) {

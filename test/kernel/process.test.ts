@@ -77,7 +77,9 @@ describe('tracing across processes', () => {
     expect(new Set(echoSpans.map((s) => s.traceId)).size).toBe(1);
     expect(orchestratorClient?.parentSpanId).toBe(orchestratorServer?.spanId);
     expect(identityServer?.parentSpanId).toBe(orchestratorClient?.spanId);
-    expect(identityServer?.attributes['rpc.system']).toBe('grpc');
+    expect(identityServer?.attributes['rpc.system.name']).toBe('grpc');
+    expect(identityServer?.attributes['rpc.method']).toBe('parley.testing.v1.EchoService/Echo');
+    expect(orchestratorClient?.attributes['server.address']).toBeDefined();
   });
 });
 

@@ -62,6 +62,17 @@ describe('configuration', () => {
     );
   });
 
+  it('reads a peer given as the comma-separated URLs of its replicas, and names an empty or bad entry', () => {
+    const config = loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'https://localhost:7411/, https://localhost:7451' });
+    expect(config.peers.identity).toBe('https://localhost:7411,https://localhost:7451');
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'https://localhost:7411,' })).toThrow(
+      'PARLEY_IDENTITY_URL: has an empty entry in its comma-separated list',
+    );
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'https://localhost:7411,http://localhost:7451' })).toThrow(
+      'PARLEY_IDENTITY_URL: must use https:, got "http:"',
+    );
+  });
+
   it('reads peers and defaults into a frozen config', () => {
     const config = loadKernelConfig('edge', 'test', { ...tls, PARLEY_TENANT_DATA_URL: 'https://tenant-data:8443/' });
     expect(config.peers['tenant-data']).toBe('https://tenant-data:8443');
@@ -102,7 +113,7 @@ describe('readiness', () => {
   it('answers 404 with a hint for unknown probe paths', async () => {
     const res = await fetch(`http://127.0.0.1:${running.healthPort}/health`);
     expect(res.status).toBe(404);
-    expect(await res.text()).toContain('/healthz or /readyz');
+    expect(await res.text()).toContain('/healthz, /readyz or /metrics');
   });
 });
 

@@ -63,6 +63,11 @@ export interface ExportedSpan {
   readonly spanId: string;
   readonly parentSpanId: string;
   readonly attributes: Record<string, unknown>;
+  /** status is the span status code: 0 unset, 1 ok, 2 error. */
+  readonly status: number;
+  readonly links: readonly { traceId: string; spanId: string; attributes: Record<string, unknown> }[];
+  /** resource are the exporting process's resource attributes. */
+  readonly resource: Record<string, unknown>;
 }
 
 interface OtlpJson {
@@ -76,6 +81,8 @@ interface OtlpJson {
         spanId: string;
         parentSpanId?: string;
         attributes?: { key: string; value: Record<string, unknown> }[];
+        status?: { code?: number };
+        links?: { traceId: string; spanId: string; attributes?: { key: string; value: Record<string, unknown> }[] }[];
       }[];
     }[];
   }[];
@@ -113,6 +120,7 @@ export class OtlpReceiver {
   #collect(body: OtlpJson): void {
     for (const rs of body.resourceSpans ?? []) {
       const service = String(attrValue(rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value ?? {}));
+      const resource = Object.fromEntries((rs.resource?.attributes ?? []).map((a) => [a.key, attrValue(a.value)]));
       for (const ss of rs.scopeSpans ?? []) {
         for (const s of ss.spans ?? []) {
           this.spans.push({
@@ -123,6 +131,13 @@ export class OtlpReceiver {
             spanId: s.spanId,
             parentSpanId: s.parentSpanId ?? '',
             attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, attrValue(a.value)])),
+            status: s.status?.code ?? 0,
+            links: (s.links ?? []).map((l) => ({
+              traceId: l.traceId,
+              spanId: l.spanId,
+              attributes: Object.fromEntries((l.attributes ?? []).map((a) => [a.key, attrValue(a.value)])),
+            })),
+            resource,
           });
         }
       }

@@ -89,6 +89,13 @@ function activeTraceId(): string {
 }
 
 /**
+ * ORIGIN_SPAN_KEY is the outbox JSON key holding the span that recorded the event, beside the
+ * event's own fields (the relay reads events ignoring unknown keys): with the event's trace id
+ * it makes the relay's span link to the request that caused the event.
+ */
+export const ORIGIN_SPAN_KEY = 'parleyOriginSpanId';
+
+/**
  * buildAuditEvent validates an input and returns the wire event (id, time and trace id
  * filled in). recordAuditEvent uses it; it is exported for the audit service's own events and
  * for tests.
@@ -139,7 +146,11 @@ export function auditEventJson(event: AuditEvent): JsonObject {
  */
 export async function recordAuditEvent<DB>(trx: TenantTransaction<DB>, input: AuditEventInput): Promise<string> {
   const event = buildAuditEvent(input);
-  const json = auditEventJson(event);
+  const active = trace.getActiveSpan()?.spanContext();
+  const json: JsonObject =
+    active !== undefined && active.traceId === event.traceId && trace.isSpanContextValid(active)
+      ? { ...auditEventJson(event), [ORIGIN_SPAN_KEY]: active.spanId }
+      : auditEventJson(event);
   await insertOutboxRow(trx, { tenant_id: event.tenantId, id: event.id, event: JSON.stringify(json) });
   return event.id;
 }

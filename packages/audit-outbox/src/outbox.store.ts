@@ -104,3 +104,12 @@ export async function setRowAside(trx: RelayTransaction, row: OutboxRow, reason:
                    last_error = ${reason.slice(0, 500)}
              where tenant_id = ${row.tenant_id}::uuid and id = ${row.id}::uuid`.execute(trx);
 }
+
+/** outboxBacklog is how many events wait and how old (seconds) the oldest is, over every tenant (relay mode). */
+export async function outboxBacklog(db: Kysely<AuditOutboxDb>): Promise<{ depth: number; age: number }> {
+  return withRelayMode(db, async (trx) => {
+    const { rows } = await sql<{ depth: number; age: number | null }>`
+      select count(*)::int as depth, extract(epoch from now() - min(created_at))::float8 as age from ${table}`.execute(trx);
+    return { depth: rows[0]?.depth ?? 0, age: Math.max(0, rows[0]?.age ?? 0) };
+  });
+}

@@ -1,11 +1,14 @@
 import { fromJson } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import type { Logger, RuntimeContext } from '@parley/platform';
+import { observeGauge, type Logger, type RuntimeContext } from '@parley/platform';
 import { AuditEventSchema, AuditService, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Link, type SpanContext } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
+import { ORIGIN_SPAN_KEY } from './event.js';
 import {
   claimDueRows,
   deleteRows,
+  outboxBacklog,
   postponeRows,
   setRowAside,
   withRelayMode,
@@ -93,6 +96,8 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
   const { db, client, logger } = options;
 
   let stopped = false;
+  // The first failed delivery of a run of failures: its retries join its trace, one chain per outage.
+  let failedChain: SpanContext | undefined;
   let wakeUp: (() => void) | undefined;
   let woken = false;
 
@@ -124,16 +129,37 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
       }
       if (sent.length === 0) return { claimed: rows.length, delivered: 0, failed: false };
 
-      const result = await deliver(trx, sent, events);
-      if (result.delivered.length > 0) await deleteRows(trx, result.delivered);
-      if (result.transient !== undefined) {
-        const { code, rows: waiting } = result.transient;
-        await postponeRows(trx, waiting, `AppendEvents failed: ${Code[code]}`, { minMs: minBackoffMs, maxMs: maxBackoffMs });
-        const attempts = Math.max(...waiting.map((r) => r.attempts)) + 1;
-        logger.warn({ code: Code[code], events: waiting.length, attempts }, 'audit delivery failed; will retry');
-        return { claimed: rows.length, delivered: result.delivered.length, failed: true };
+      // One span per delivery, linked to the request that recorded each event (the work left
+      // that request's trace when it committed); a retry continues the failed delivery's trace.
+      const span = trace.getTracer('@parley/audit-outbox').startSpan(
+        'audit.relay deliver',
+        {
+          kind: SpanKind.PRODUCER,
+          links: originLinks(sent, events),
+          attributes: { 'parley.audit.events': sent.length, 'parley.audit.attempt': Math.max(...sent.map((r) => r.attempts)) + 1 },
+        },
+        failedChain === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, failedChain),
+      );
+      try {
+        return await context.with(trace.setSpan(ROOT_CONTEXT, span), async () => {
+          const result = await deliver(trx, sent, events);
+          if (result.delivered.length > 0) await deleteRows(trx, result.delivered);
+          if (result.transient !== undefined) {
+            const { code, rows: waiting } = result.transient;
+            await postponeRows(trx, waiting, `AppendEvents failed: ${Code[code]}`, { minMs: minBackoffMs, maxMs: maxBackoffMs });
+            const attempts = Math.max(...waiting.map((r) => r.attempts)) + 1;
+            logger.warn({ code: Code[code], events: waiting.length, attempts }, 'audit delivery failed; will retry');
+            span.setStatus({ code: SpanStatusCode.ERROR });
+            span.setAttribute('error.type', Code[code]);
+            failedChain ??= span.spanContext();
+            return { claimed: rows.length, delivered: result.delivered.length, failed: true };
+          }
+          failedChain = undefined;
+          return { claimed: rows.length, delivered: result.delivered.length, failed: false };
+        });
+      } finally {
+        span.end();
       }
-      return { claimed: rows.length, delivered: result.delivered.length, failed: false };
     });
   }
 
@@ -243,6 +269,54 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
 }
 
 /**
+ * observeOutbox reports the outbox's depth (rows waiting) and age (seconds since the oldest was
+ * recorded) at each metrics collection: a growing age means audit events are not reaching the
+ * audit service, which the OutboxAgeHigh alert watches.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the relay touches only its own table, through raw SQL.
+function observeOutbox(db: Kysely<any>): () => void {
+  let last: Promise<{ depth: number; age: number }> | undefined;
+  // Both gauges are read in one collection: one query serves them.
+  const read = () =>
+    (last ??= outboxBacklog(db).finally(() => {
+      setTimeout(() => (last = undefined), 1_000).unref();
+    }));
+  const stopDepth = observeGauge(
+    'parley.audit.outbox.depth',
+    { description: 'Audit events waiting in the outbox.', unit: '{event}' },
+    async () => [{ value: (await read()).depth }],
+  );
+  const stopAge = observeGauge(
+    'parley.audit.outbox.age',
+    { description: 'Age of the oldest audit event waiting in the outbox.', unit: 's' },
+    async () => [{ value: (await read()).age }],
+  );
+  return () => {
+    stopDepth();
+    stopAge();
+  };
+}
+
+/** MAX_LINKS bounds the links of one delivery span (the SDK's default link limit). */
+const MAX_LINKS = 128;
+
+/** originLinks are span links to the spans that recorded the events (one per distinct origin). */
+function originLinks(rows: readonly OutboxRow[], events: readonly AuditEvent[]): Link[] {
+  const links = new Map<string, Link>();
+  rows.forEach((row, i) => {
+    const traceId = events[i]?.traceId ?? '';
+    const stored =
+      typeof row.event === 'object' && row.event !== null && !Array.isArray(row.event) ? row.event[ORIGIN_SPAN_KEY] : undefined;
+    const spanId = typeof stored === 'string' ? stored : '';
+    const origin: SpanContext = { traceId, spanId, traceFlags: 1, isRemote: true };
+    if (links.size < MAX_LINKS && trace.isSpanContextValid(origin)) {
+      links.set(`${traceId}/${spanId}`, { context: origin, attributes: { 'parley.audit.event_id': row.id } });
+    }
+  });
+  return [...links.values()];
+}
+
+/**
  * relayAuditOutbox is a service's whole audit wiring: when an audit service is configured
  * (PARLEY_AUDIT_URL) it starts the relay and stops it at shutdown; without one (a bare test
  * process) events wait in the outbox and nothing is lost. Call the returned wake() after a
@@ -252,6 +326,10 @@ export function startAuditRelay(options: AuditRelayOptions): AuditRelay {
 export function relayAuditOutbox(ctx: RuntimeContext, db: Kysely<any>): { wake(): void } {
   if (ctx.config.peers.audit === undefined) return { wake: () => undefined };
   const relay = startAuditRelay({ db, client: ctx.clientFor('audit', AuditService), logger: ctx.logger });
-  ctx.onClose(() => relay.stop());
+  const stopObserving = observeOutbox(db);
+  ctx.onClose(() => {
+    stopObserving();
+    return relay.stop();
+  });
   return { wake: () => relay.wake() };
 }

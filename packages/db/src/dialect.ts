@@ -12,6 +12,7 @@ import {
 import type pg from 'pg';
 import { isUuid } from '@parley/platform';
 import { TENANT_SETTING } from './names.js';
+import { observePool, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
 
 /**
  * PendingTenant is the tenant a withTenant call is about to open a transaction for. The driver
@@ -49,17 +50,31 @@ function beginStatement(settings: TransactionSettings): string {
  */
 class TenantBeginDriver implements Driver {
   readonly #inner: Driver;
+  readonly #telemetry: PoolTelemetry | undefined;
+  // Kysely's own driver releases (and discards) the connection it made, not our traced wrapper.
+  readonly #unwrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
 
-  constructor(inner: Driver) {
+  constructor(inner: Driver, telemetry?: PoolTelemetry) {
     this.#inner = inner;
+    this.#telemetry = telemetry;
+  }
+
+  #unwrap(connection: DatabaseConnection): DatabaseConnection {
+    return this.#unwrapped.get(connection) ?? connection;
   }
 
   init(...args: Parameters<Driver['init']>): Promise<void> {
     return this.#inner.init(...args);
   }
 
-  acquireConnection(...args: Parameters<Driver['acquireConnection']>): Promise<DatabaseConnection> {
-    return this.#inner.acquireConnection(...args);
+  async acquireConnection(...args: Parameters<Driver['acquireConnection']>): Promise<DatabaseConnection> {
+    const started = performance.now();
+    const connection = await this.#inner.acquireConnection(...args);
+    if (this.#telemetry === undefined) return connection;
+    this.#telemetry.waited((performance.now() - started) / 1000);
+    const traced = tracedConnection(connection, this.#telemetry.where);
+    this.#unwrapped.set(traced, connection);
+    return traced;
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -85,7 +100,7 @@ class TenantBeginDriver implements Driver {
   }
 
   rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.#inner.rollbackTransaction(connection);
+    return this.#inner.rollbackTransaction(this.#unwrap(connection));
   }
 
   async savepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']): Promise<void> {
@@ -103,8 +118,8 @@ class TenantBeginDriver implements Driver {
     return this.#inner.releaseSavepoint(connection, name, compile);
   }
 
-  releaseConnection(...args: Parameters<Driver['releaseConnection']>): Promise<void> {
-    return this.#inner.releaseConnection(...args);
+  releaseConnection(connection: DatabaseConnection): Promise<void> {
+    return this.#inner.releaseConnection(this.#unwrap(connection));
   }
 
   destroy(...args: Parameters<Driver['destroy']>): Promise<void> {
@@ -115,17 +130,20 @@ class TenantBeginDriver implements Driver {
 /**
  * ParleyPostgresDialect is Kysely's PostgresDialect with the tenant-aware BEGIN of
  * TenantBeginDriver; createDb uses it, so every Kysely made by this package gets the one-round-trip
- * withTenant. A Kysely made elsewhere still works with withTenant, at one extra round trip.
+ * withTenant. A Kysely made elsewhere still works with withTenant, at one extra round trip. Its
+ * statements are traced (db-telemetry.ts) and its pool is reported as metrics.
  */
 export class ParleyPostgresDialect implements Dialect {
   readonly #inner: PostgresDialect;
+  readonly #telemetry: PoolTelemetry;
 
   constructor(pool: pg.Pool) {
     this.#inner = new PostgresDialect({ pool });
+    this.#telemetry = observePool(pool, (pool.options as { application_name?: string }).application_name ?? 'parley');
   }
 
   createDriver(): Driver {
-    return new TenantBeginDriver(this.#inner.createDriver());
+    return new TenantBeginDriver(this.#inner.createDriver(), this.#telemetry);
   }
 
   createQueryCompiler(): QueryCompiler {

@@ -8,6 +8,7 @@ import { LocalKeyringKekProvider } from './local-keyring.js';
 import type { EnvelopeLogger } from './log.js';
 import type { VaultAuth } from './vault-auth.js';
 import { VaultTransitKekProvider } from './vault-transit.js';
+import { meteredKek } from './kek-metrics.js';
 
 /** KekProviderConfig is the validated KEK provider configuration read by loadKekProviderConfig. */
 export type KekProviderConfig =
@@ -116,8 +117,13 @@ export function describeKek(config: KekProviderConfig): string {
   return `Vault transit key "${config.keyName}" at ${config.address}/v1/${config.transitMount} (${config.auth.method} auth${config.namespace === undefined ? '' : `, namespace ${config.namespace}`})`;
 }
 
-/** createKekProvider builds the configured provider; secrets named by *_FILE variables are read here. */
+/** createKekProvider builds the configured provider, its calls counted (meteredKek); secrets named by *_FILE variables are read here. */
 export async function createKekProvider(config: KekProviderConfig, logger: EnvelopeLogger): Promise<KekProvider> {
+  return meteredKek(await openKekProvider(config, logger));
+}
+
+/** openKekProvider opens the configured backend itself (createKekProvider counts its calls). */
+async function openKekProvider(config: KekProviderConfig, logger: EnvelopeLogger): Promise<KekProvider> {
   if (config.provider === 'local') return LocalKeyringKekProvider.open({ path: config.keyringPath, logger });
   let auth: VaultAuth;
   if (config.auth.method === 'kubernetes') {

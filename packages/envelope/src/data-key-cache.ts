@@ -1,3 +1,4 @@
+import { recordCacheLookup } from '@parley/platform';
 import type { DataKeySource } from './data-key-source.js';
 import type { KekProvider } from './kek-provider.js';
 
@@ -79,6 +80,7 @@ export class DataKeyCache implements DataKeySource {
   /** withDataKey lends the data key for wrappedKey to one synchronous use, unwrapping on a miss. */
   async withDataKey<T>(wrappedKey: string, use: (dataKey: Buffer) => T): Promise<T> {
     const hit = this.freshEntry(wrappedKey);
+    recordCacheLookup('data_key', hit !== undefined);
     if (hit !== undefined) {
       this.hits += 1;
       return this.lend(wrappedKey, hit, use);

@@ -1,4 +1,5 @@
 import { isServiceName, SERVICE_NAMES, DEFAULT_TRUST_DOMAIN, type ServiceName } from './services.js';
+import { SAMPLER_KINDS, type SamplerConfig } from './telemetry.js';
 
 /** Env is the environment a configuration is read from; tests pass a plain object. */
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -72,6 +73,24 @@ export function envUrl(env: Env, name: string, protocols: readonly string[]): st
   return raw.replace(/\/+$/, '');
 }
 
+/**
+ * envUrlList reads a comma-separated list of absolute URLs (each checked like envUrl) and returns
+ * them joined by commas, or undefined when unset. A peer given as several URLs is a static list of
+ * its replicas: the local stand-in for the DNS answers of a headless Service.
+ */
+export function envUrlList(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = envOptional(env, name);
+  if (raw === undefined) return undefined;
+  return raw
+    .split(',')
+    .map((part) => {
+      const url = envUrl({ [name]: part }, name, protocols);
+      if (url === undefined) throw new ConfigError(name, `has an empty entry in its comma-separated list "${raw}"`);
+      return url;
+    })
+    .join(',');
+}
+
 /** peerUrlVariable is the variable holding a peer service's internal address, e.g. PARLEY_TENANT_DATA_URL. */
 export function peerUrlVariable(service: ServiceName): string {
   return `PARLEY_${service.toUpperCase().replace(/-/g, '_')}_URL`;
@@ -99,17 +118,62 @@ export interface KernelConfig {
   readonly drainDelayMs: number;
   readonly certReloadIntervalMs: number;
   readonly otlpEndpoint: string | undefined;
-  /** peers maps each other service to its internal https URL, where configured. */
+  /** telemetry is the OpenTelemetry configuration beyond the endpoint (OTEL_* variables). */
+  readonly telemetry: TelemetryConfig;
+  /** peers maps each other service to its internal https URL (or comma-separated URLs of its replicas), where configured. */
   readonly peers: Readonly<Partial<Record<ServiceName, string>>>;
   /** reflection serves grpc.reflection.v1 and v1alpha (PARLEY_GRPC_REFLECTION, default on). */
   readonly reflection: boolean;
+}
+
+/** TelemetryConfig is what the standard OTEL_* variables say, read from the given environment rather than by the SDK. */
+export interface TelemetryConfig {
+  /** serviceName is OTEL_SERVICE_NAME, else the service's own name. */
+  readonly serviceName: string;
+  /** resourceAttributes are OTEL_RESOURCE_ATTRIBUTES (key=value pairs, comma-separated, values percent-encoded). */
+  readonly resourceAttributes: Readonly<Record<string, string>>;
+  /** sampler is OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG; default parentbased_traceidratio at 1.0. */
+  readonly sampler: SamplerConfig;
+  /** metricsExportIntervalMs is OTEL_METRIC_EXPORT_INTERVAL (OTLP push period). */
+  readonly metricsExportIntervalMs: number;
+}
+
+/** parseResourceAttributes reads OTEL_RESOURCE_ATTRIBUTES as the specification defines it. */
+export function parseResourceAttributes(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (raw === undefined) return out;
+  for (const pair of raw.split(',')) {
+    if (pair.trim() === '') continue;
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError('OTEL_RESOURCE_ATTRIBUTES', `each entry must be key=value, got "${pair.trim()}"`);
+    try {
+      out[decodeURIComponent(pair.slice(0, eq).trim())] = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      throw new ConfigError('OTEL_RESOURCE_ATTRIBUTES', `"${pair.trim()}" is not valid percent-encoding`);
+    }
+  }
+  return out;
+}
+
+function loadTelemetryConfig(service: string, env: Env): TelemetryConfig {
+  const ratioRaw = envOptional(env, 'OTEL_TRACES_SAMPLER_ARG');
+  const ratio = ratioRaw === undefined ? 1 : Number(ratioRaw);
+  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
+    throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', `must be a ratio between 0 and 1, got "${ratioRaw}"`);
+  }
+  return Object.freeze({
+    serviceName: envString(env, 'OTEL_SERVICE_NAME', service),
+    resourceAttributes: Object.freeze(parseResourceAttributes(envOptional(env, 'OTEL_RESOURCE_ATTRIBUTES'))),
+    sampler: Object.freeze({ kind: envEnum(env, 'OTEL_TRACES_SAMPLER', SAMPLER_KINDS, 'parentbased_traceidratio'), ratio }),
+    metricsExportIntervalMs: envInt(env, 'OTEL_METRIC_EXPORT_INTERVAL', 15_000, 1_000, 3_600_000),
+  });
 }
 
 /** loadKernelConfig reads and validates the shared configuration of a service from env. */
 export function loadKernelConfig(service: ServiceName, version: string, env: Env): KernelConfig {
   const peers: Partial<Record<ServiceName, string>> = {};
   for (const peer of SERVICE_NAMES) {
-    const url = envUrl(env, peerUrlVariable(peer), ['https:']);
+    const url = envUrlList(env, peerUrlVariable(peer), ['https:']);
     if (url !== undefined) peers[peer] = url;
   }
   const trustDomain = envString(env, 'PARLEY_TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN);
@@ -118,7 +182,8 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
   }
   return Object.freeze({
     service,
-    version,
+    // The image's build stamps its version (PARLEY_BUILD_VERSION, e.g. the release tag or commit).
+    version: envString(env, 'PARLEY_BUILD_VERSION', version),
     host: envString(env, 'PARLEY_HOST', '127.0.0.1'),
     port: envPort(env, 'PARLEY_SERVICE_PORT', 8443),
     healthPort: envPort(env, 'PARLEY_HEALTH_PORT', 8081),
@@ -133,6 +198,7 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
     drainDelayMs: envInt(env, 'PARLEY_DRAIN_DELAY_MS', 0, 0, 120_000),
     certReloadIntervalMs: envInt(env, 'PARLEY_CERT_RELOAD_INTERVAL_MS', 2_000, 100, 3_600_000),
     otlpEndpoint: envUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
+    telemetry: loadTelemetryConfig(service, env),
     peers: Object.freeze(peers),
     reflection: envEnum(env, 'PARLEY_GRPC_REFLECTION', ['on', 'off'], 'on') === 'on',
   });

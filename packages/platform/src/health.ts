@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   Health,
@@ -129,13 +129,16 @@ export interface ProbeServer {
 /**
  * startProbeServer serves GET /healthz (the process is alive) and GET /readyz (it is serving
  * and every dependency answered) on a port separate from the mTLS port, since kubelet probes
- * carry no client certificate.
+ * carry no client certificate. GET /metrics is the Prometheus scrape of the process's metrics
+ * (the port is cluster-internal; metrics carry no tenant data beyond explicit top-N gauges).
  */
 export async function startProbeServer(options: {
   host: string;
   port: number;
   state: HealthState;
   ready: () => Promise<boolean>;
+  /** metrics answers GET /metrics (a Prometheus scrape); without it the path is 404. */
+  metrics?: (req: IncomingMessage, res: ServerResponse) => void;
 }): Promise<ProbeServer> {
   const server: Server = createServer((req, res) => {
     const send = (code: number, body: object) => {
@@ -152,7 +155,8 @@ export async function startProbeServer(options: {
       );
       return undefined;
     }
-    return send(404, { error: 'not found: use /healthz or /readyz' });
+    if (req.url === '/metrics' && options.metrics !== undefined) return options.metrics(req, res);
+    return send(404, { error: 'not found: use /healthz, /readyz or /metrics' });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

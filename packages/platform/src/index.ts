@@ -22,3 +22,4 @@ export * from './telemetry.js';
 export * from './text-fields.js';
 export * from './tls.js';
 export * from './webhook-events.js';
+export * from './metrics.js';

@@ -10,6 +10,8 @@ import type { ServiceName } from './services.js';
 import { startTelemetry, type Telemetry } from './telemetry.js';
 import { CertificateSource } from './tls.js';
 import { knownNodeDefect } from './node-version.js';
+import { observeGauge } from './metrics.js';
+import { X509Certificate } from 'node:crypto';
 import type { DescService } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
 
@@ -73,14 +75,24 @@ export interface RunningService {
 export async function runService(def: ServiceDefinition, env: Env): Promise<RunningService> {
   const config = loadKernelConfig(def.name, def.version, env);
   const telemetry: Telemetry = startTelemetry({
-    serviceName: def.name,
-    serviceVersion: def.version,
+    serviceName: config.telemetry.serviceName,
+    serviceVersion: config.version,
     otlpEndpoint: config.otlpEndpoint,
+    resourceAttributes: config.telemetry.resourceAttributes,
+    sampler: config.telemetry.sampler,
+    metricsExportIntervalMs: config.telemetry.metricsExportIntervalMs,
   });
-  const logger = createLogger({ service: def.name, version: def.version, level: config.logLevel });
+  const logger = createLogger({ service: def.name, version: config.version, level: config.logLevel });
   const defect = knownNodeDefect(process.version);
   if (defect !== undefined) logger.warn({ node: process.version }, defect);
   const certificates = await CertificateSource.open(config.tls, { pollIntervalMs: config.certReloadIntervalMs, logger });
+  // Certificates are rotated by cert-manager; one that is not (an issuer down) is an outage in
+  // waiting, which the CertificateExpirySoon alert reads from this gauge.
+  const stopCertificateGauge = observeGauge(
+    'parley.tls.certificate.expires_in',
+    { description: 'Seconds until the serving certificate in use expires.', unit: 's' },
+    async () => [{ value: Math.round((new X509Certificate(certificates.current.cert).validToDate.getTime() - Date.now()) / 1000) }],
+  );
   const health = new HealthState();
   const closers: (() => Promise<void> | void)[] = [];
   const stoppingHooks: (() => Promise<void> | void)[] = [];
@@ -135,6 +147,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     port: config.healthPort,
     state: health,
     ready: setup.ready ?? (async () => true),
+    metrics: (req, res) => telemetry.serveMetrics(req, res),
   });
   health.setAll(ServingStatus.SERVING);
   logger.info({ port, health_port: probes.port }, `${def.name} serving`);
@@ -161,6 +174,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
       }
       for (const c of clients) c.close();
       await probes.close();
+      stopCertificateGauge();
       certificates.close();
       logger.info(`${def.name} stopped`);
       // An unreachable collector must not hold the exit past the platform's grace period.

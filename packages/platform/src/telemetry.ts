@@ -1,40 +1,109 @@
 import {
   context,
+  createContextKey,
+  metrics,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
   type TextMapGetter,
   type TextMapSetter,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { detectResources, hostDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  NoopSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type Sampler,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from '@connectrpc/connect';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** SAMPLER_KINDS are the OTEL_TRACES_SAMPLER values Parley understands (the specification's built-in samplers). */
+export const SAMPLER_KINDS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+
+/** SamplerKind is one of SAMPLER_KINDS. */
+export type SamplerKind = (typeof SAMPLER_KINDS)[number];
+
+/** SamplerConfig is OTEL_TRACES_SAMPLER with its OTEL_TRACES_SAMPLER_ARG ratio. */
+export interface SamplerConfig {
+  readonly kind: SamplerKind;
+  /** ratio is the share of new traces kept by the *traceidratio samplers (0..1). */
+  readonly ratio: number;
+}
 
 /** TelemetryOptions configure startTelemetry. */
 export interface TelemetryOptions {
   readonly serviceName: string;
   readonly serviceVersion: string;
-  /** otlpEndpoint, e.g. http://collector:4318; traces go nowhere when it is undefined. */
+  /** otlpEndpoint, e.g. http://collector:4318; traces and metrics go nowhere when it is undefined (metrics stay scrapeable). */
   readonly otlpEndpoint: string | undefined;
   /** spanProcessors replace the exporter (tests pass an in-memory one). */
   readonly spanProcessors?: SpanProcessor[];
+  /** resourceAttributes are OTEL_RESOURCE_ATTRIBUTES; service.name and service.version here are overridden by the options above. */
+  readonly resourceAttributes?: Readonly<Record<string, string>>;
+  /** sampler decides which new traces are recorded; default parent-based, ratio 1 (every trace). */
+  readonly sampler?: SamplerConfig;
+  /** metricsExportIntervalMs is how often metrics are pushed by OTLP (when an endpoint is set); default 15000. */
+  readonly metricsExportIntervalMs?: number;
 }
 
 /** Telemetry is a started OpenTelemetry SDK. */
 export interface Telemetry {
-  /** shutdown flushes pending spans; it never throws. */
+  /** serveMetrics answers a Prometheus scrape (text exposition format) of this process's metrics. */
+  serveMetrics(req: IncomingMessage, res: ServerResponse): void;
+  /** shutdown flushes pending spans and metrics; it never throws. */
   shutdown(): Promise<void>;
 }
 
+/** createSampler builds the sampler an OTEL_TRACES_SAMPLER value names. */
+export function createSampler(config: SamplerConfig): Sampler {
+  const ratio = new TraceIdRatioBasedSampler(config.ratio);
+  switch (config.kind) {
+    case 'always_on':
+      return new AlwaysOnSampler();
+    case 'always_off':
+      return new AlwaysOffSampler();
+    case 'traceidratio':
+      return ratio;
+    case 'parentbased_always_on':
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case 'parentbased_always_off':
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case 'parentbased_traceidratio':
+      return new ParentBasedSampler({ root: ratio });
+  }
+}
+
 /**
- * startTelemetry starts the OpenTelemetry SDK for a process: W3C trace context, a resource with
- * the service name and version, and OTLP/HTTP export when an endpoint is configured. Without an
+ * startTelemetry starts the OpenTelemetry SDK for a process: W3C trace context, a resource
+ * (service name, version and instance id, OTEL_RESOURCE_ATTRIBUTES, host and process), the
+ * configured sampler, OTLP/HTTP export of traces and metrics when an endpoint is configured, and
+ * a Prometheus reader whose scrape handler the health port serves at /metrics. Without an
  * endpoint spans are still created (a no-op processor) so that trace ids reach logs and peers.
  * Telemetry must never take the process down, so start and shutdown swallow their errors.
  */
@@ -44,14 +113,34 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     (options.otlpEndpoint !== undefined
       ? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${options.otlpEndpoint}/v1/traces` }) })]
       : [new NoopSpanProcessor()]);
+  // The health port serves the scrape; the exporter must not open a port of its own.
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const readers: IMetricReader[] = [prometheus];
+  if (options.otlpEndpoint !== undefined) {
+    readers.push(
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter({ url: `${options.otlpEndpoint}/v1/metrics` }),
+        exportIntervalMillis: options.metricsExportIntervalMs ?? 15_000,
+      }),
+    );
+  }
+  // host.* and process.* are detected synchronously; the configured attributes come next and
+  // Parley's own names last, since a mislabelled service would break every dashboard.
+  const resource = detectResources({ detectors: [hostDetector, processDetector] })
+    .merge(resourceFromAttributes({ 'service.namespace': 'parley', ...(options.resourceAttributes ?? {}) }))
+    .merge(
+      resourceFromAttributes({
+        [ATTR_SERVICE_NAME]: options.serviceName,
+        [ATTR_SERVICE_VERSION]: options.serviceVersion,
+        'service.instance.id': randomUUID(),
+      }),
+    );
   const sdk = new NodeSDK({
-    resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: options.serviceName,
-      [ATTR_SERVICE_VERSION]: options.serviceVersion,
-      'service.namespace': 'parley',
-    }),
+    resource,
     autoDetectResources: false,
+    sampler: createSampler(options.sampler ?? { kind: 'parentbased_traceidratio', ratio: 1 }),
     spanProcessors: processors,
+    metricReaders: readers,
     logRecordProcessors: [],
     textMapPropagator: new W3CTraceContextPropagator(),
     instrumentations: [],
@@ -59,9 +148,12 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   try {
     sdk.start();
   } catch {
-    // Tracing is best effort.
+    // Telemetry is best effort.
   }
   return {
+    serveMetrics(req, res) {
+      prometheus.getMetricsRequestHandler(req, res);
+    },
     async shutdown() {
       try {
         await sdk.shutdown();
@@ -83,41 +175,225 @@ const headerSetter: TextMapSetter<Headers> = {
 
 const tracer = () => trace.getTracer('@parley/platform');
 
-function rpcAttributes(service: string, method: string) {
-  return { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method };
+/** RpcSystem is the rpc.system.name of a call: gRPC and gRPC-Web are "grpc", Connect (JSON or binary) is "connectrpc". */
+export type RpcSystem = 'grpc' | 'connectrpc';
+
+/**
+ * SERVER_ERROR_CODES are the codes that mark a SERVER span as failed (OpenTelemetry's gRPC
+ * conventions): the others are the caller's business (a bad key, an unknown id) and would paint
+ * a healthy service red. A CLIENT span fails on any code but OK.
+ */
+export const SERVER_ERROR_CODES: ReadonlySet<Code> = new Set([
+  Code.Unknown,
+  Code.DeadlineExceeded,
+  Code.Unimplemented,
+  Code.Internal,
+  Code.Unavailable,
+  Code.DataLoss,
+]);
+
+/** statusCodeName is rpc.response.status_code: "NOT_FOUND" for gRPC, "not_found" for Connect, "OK"/"ok" on success. */
+export function statusCodeName(code: Code | 0, system: RpcSystem): string {
+  const upper = code === 0 ? 'OK' : Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+  return system === 'grpc' ? upper : upper.toLowerCase();
+}
+
+/** rpcSystemOf tells Connect from gRPC by the request's content type. */
+export function rpcSystemOf(contentType: string | null | undefined): RpcSystem {
+  return (contentType ?? '').startsWith('application/grpc') ? 'grpc' : 'connectrpc';
+}
+
+function codeOf(err: unknown): Code {
+  return err instanceof ConnectError ? err.code : Code.Unknown;
+}
+
+/** RequestTrace is the server span of one HTTP request, shared by the request handler and the tracing interceptor. */
+export interface RequestTrace {
+  readonly span: Span;
+  readonly system: RpcSystem;
+  /** method is the fully qualified RPC (`pkg.Service/Method`), or undefined for a path that names none. */
+  method: string | undefined;
+  /** code is the RPC's status once known (0 is OK). */
+  code: Code | 0 | undefined;
+  /** reached is set when the interceptors ran: the request was not refused before them. */
+  reached: boolean;
+  readonly startedAt: number;
+}
+
+const REQUEST_TRACE = createContextKey('parley.request-trace');
+
+/** InboundRequest is what startRequestTrace needs to know about an HTTP request. */
+export interface InboundRequest {
+  readonly headers: Headers;
+  readonly method: string | undefined;
+  readonly peerAddress: string | undefined;
+  readonly peerPort: number | undefined;
+  readonly localPort: number | undefined;
+  /**
+   * trustParent: continue the caller's W3C trace context (internal callers, trusted proxies);
+   * otherwise a new trace starts and the caller's context is kept as a span link only, so that
+   * no caller chooses Parley's trace id or sampling decision.
+   */
+  readonly trustParent: boolean;
 }
 
 /**
- * createServerTracingInterceptor opens a SERVER span per RPC, continuing the caller's W3C trace
- * context, and runs the handler inside it so that calls it makes become child spans. Neither
- * connect-es nor OpenTelemetry's HTTP instrumentation traces HTTP/2 Connect servers, hence ours.
- * The span records the status code only, never a message, which might carry request data.
+ * startRequestTrace opens the SERVER span of one request and returns it with the context to run
+ * the request in. Every request gets one, including those refused before any interceptor runs
+ * (unknown method, undecodable body), so none is invisible.
+ */
+export function startRequestTrace(req: InboundRequest): { trace: RequestTrace; context: Context } {
+  const callerContext = propagation.extract(ROOT_CONTEXT, req.headers, headerGetter);
+  const callerSpan = trace.getSpanContext(callerContext);
+  const links: Link[] = [];
+  if (!req.trustParent && callerSpan !== undefined && trace.isSpanContextValid(callerSpan)) {
+    links.push({ context: callerSpan, attributes: { 'parley.link': 'caller_traceparent' } });
+  }
+  const parent = req.trustParent ? callerContext : ROOT_CONTEXT;
+  const system = rpcSystemOf(req.headers.get('content-type'));
+  const attributes: Attributes = {
+    'rpc.system.name': system,
+    'rpc.method': req.method ?? '_OTHER',
+    ...(system === 'connectrpc' ? { 'parley.rpc.encoding': connectEncoding(req.headers.get('content-type')) } : {}),
+    ...(req.peerAddress !== undefined ? { 'network.peer.address': req.peerAddress } : {}),
+    ...(req.peerPort !== undefined ? { 'network.peer.port': req.peerPort } : {}),
+    ...(req.localPort !== undefined ? { 'server.port': req.localPort } : {}),
+  };
+  const span = tracer().startSpan(req.method ?? 'unknown RPC', { kind: SpanKind.SERVER, attributes, links }, parent);
+  const rt: RequestTrace = { span, system, method: req.method, code: undefined, reached: false, startedAt: performance.now() };
+  return { trace: rt, context: trace.setSpan(parent, span).setValue(REQUEST_TRACE, rt) };
+}
+
+function connectEncoding(contentType: string | null): string {
+  const type = contentType ?? '';
+  return type.includes('json') ? 'json' : type.includes('proto') ? 'proto' : 'unknown';
+}
+
+/** activeRequestTrace is the request span of the request being served, if any. */
+export function activeRequestTrace(): RequestTrace | undefined {
+  return context.active().getValue(REQUEST_TRACE) as RequestTrace | undefined;
+}
+
+/** setRequestCode records a server RPC's status on its span, per the conventions (only SERVER_ERROR_CODES are errors). */
+function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined }, code: Code | 0): void {
+  rt.code = code;
+  rt.span.setAttribute('rpc.response.status_code', statusCodeName(code, rt.system));
+  if (code !== 0 && SERVER_ERROR_CODES.has(code)) {
+    rt.span.setAttribute('error.type', statusCodeName(code, rt.system));
+    rt.span.setStatus({ code: SpanStatusCode.ERROR });
+  }
+}
+
+/**
+ * finishRequestTrace ends a request's span (when the response is closed, so a stream's span
+ * lasts as long as the stream) with the code the RPC ended with, or `fallback` when no
+ * interceptor saw it (refused before them), and records the request's duration.
+ */
+export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0): void {
+  if (rt.code === undefined) setServerCode(rt, fallback);
+  const code = rt.code ?? fallback;
+  rpcInstruments().serverDuration.record((performance.now() - rt.startedAt) / 1000, {
+    'rpc.system.name': rt.system,
+    'rpc.method': rt.method ?? '_OTHER',
+    'rpc.response.status_code': statusCodeName(code, rt.system),
+  });
+  rt.span.end();
+}
+
+/** RpcInstruments are the RPC metrics of the kernel (OpenTelemetry RPC semantic conventions). */
+interface RpcInstruments {
+  readonly serverDuration: ReturnType<ReturnType<typeof metrics.getMeter>['createHistogram']>;
+  readonly clientDuration: ReturnType<ReturnType<typeof metrics.getMeter>['createHistogram']>;
+  readonly serverActive: ReturnType<ReturnType<typeof metrics.getMeter>['createUpDownCounter']>;
+}
+
+/** RPC_DURATION_BUCKETS are seconds, from 1 ms to 30 s: the span of a fast cache hit to a deadline. */
+export const RPC_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+let instruments: { provider: unknown; value: RpcInstruments } | undefined;
+
+/**
+ * rpcInstruments returns the RPC instruments of the current global meter provider. They are
+ * made on first use after startTelemetry (a meter taken before the SDK starts stays a no-op).
+ */
+export function rpcInstruments(): RpcInstruments {
+  const provider = metrics.getMeterProvider();
+  if (instruments?.provider === provider) return instruments.value;
+  const meter = metrics.getMeter('@parley/platform');
+  const value: RpcInstruments = {
+    serverDuration: meter.createHistogram('rpc.server.call.duration', {
+      description: 'Duration of RPCs served, by method and status code.',
+      unit: 's',
+      advice: { explicitBucketBoundaries: RPC_DURATION_BUCKETS },
+    }),
+    clientDuration: meter.createHistogram('rpc.client.call.duration', {
+      description: 'Duration of RPCs made to peer services, by method and status code.',
+      unit: 's',
+      advice: { explicitBucketBoundaries: RPC_DURATION_BUCKETS },
+    }),
+    serverActive: meter.createUpDownCounter('rpc.server.active_requests', {
+      description: 'RPCs being served right now.',
+      unit: '{request}',
+    }),
+  };
+  instruments = { provider, value };
+  return value;
+}
+
+/**
+ * createServerTracingInterceptor names the request's SERVER span after the RPC and records its
+ * status (the span itself is opened by the request handler, startRequestTrace, and ends when the
+ * response does, streams included). Called outside such a handler it opens and ends a span of
+ * its own, continuing the caller's context. Neither connect-es nor OpenTelemetry's HTTP
+ * instrumentation traces HTTP/2 Connect servers, hence ours. The span records the status code
+ * only, never a message, which might carry request data.
  */
 export function createServerTracingInterceptor(): Interceptor {
   return (next) => async (req) => {
-    const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
-    const span = tracer().startSpan(
-      `${req.service.typeName}/${req.method.name}`,
-      { kind: SpanKind.SERVER, attributes: rpcAttributes(req.service.typeName, req.method.name) },
-      parent,
-    );
-    const ctx = trace.setSpan(parent, span);
-    const fail = (err: unknown) => {
-      const code = err instanceof ConnectError ? err.code : Code.Internal;
-      span.setAttribute('rpc.grpc.status_code', code);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: Code[code] });
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const outer = activeRequestTrace();
+    let rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined };
+    let ctx: Context;
+    let own = false;
+    if (outer !== undefined) {
+      outer.reached = true;
+      outer.method = method;
+      outer.span.updateName(method);
+      outer.span.setAttribute('rpc.method', method);
+      rt = outer;
+      ctx = context.active();
+    } else {
+      own = true;
+      const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
+      const system = rpcSystemOf(req.header.get('content-type'));
+      const span = tracer().startSpan(
+        method,
+        { kind: SpanKind.SERVER, attributes: { 'rpc.system.name': system, 'rpc.method': method } },
+        parent,
+      );
+      rt = { span, system, code: undefined };
+      ctx = trace.setSpan(parent, span);
+    }
+    const active = rpcInstruments().serverActive;
+    const activeAttributes = { 'rpc.system.name': rt.system, 'rpc.method': method };
+    active.add(1, activeAttributes);
+    let open = true;
+    const done = (code: Code | 0) => {
+      if (!open) return;
+      open = false;
+      active.add(-1, activeAttributes);
+      setServerCode(rt, code);
+      if (own) rt.span.end();
     };
-    let res: Awaited<ReturnType<typeof next>>;
+    let res: UnaryResponse | StreamResponse;
     try {
       res = await context.with(ctx, () => next(req));
     } catch (err) {
-      fail(err);
-      span.end();
+      done(codeOf(err));
       throw err;
     }
     if (!res.stream) {
-      span.setAttribute('rpc.grpc.status_code', 0);
-      span.end();
+      done(0);
       return res;
     }
     // A server stream runs while it is read: keep the span open until it ends, and run each
@@ -132,38 +408,141 @@ export function createServerTracingInterceptor(): Interceptor {
             if (step.done === true) break;
             yield step.value;
           }
-          span.setAttribute('rpc.grpc.status_code', 0);
+          done(0);
         } catch (err) {
-          fail(err);
+          done(codeOf(err));
           throw err;
         } finally {
-          span.end();
+          // The reader stopped early (client went away): the stream was cancelled.
+          done(Code.Canceled);
         }
       })(),
     };
   };
 }
 
-/** createClientTracingInterceptor opens a CLIENT span per outgoing RPC and injects traceparent. */
-export function createClientTracingInterceptor(): Interceptor {
+/** PeerAddress is where a client call goes: server.address and server.port of its CLIENT span. */
+export interface PeerAddress {
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * createClientTracingInterceptor opens a CLIENT span per outgoing RPC, injects traceparent, and
+ * records the call's duration. Any code but OK fails a CLIENT span. A streaming call's span
+ * ends when its stream does (or is abandoned), not when the call returns. `peer` says which
+ * address (pod) the call went to, when the transport knows it.
+ */
+export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerAddress | undefined)): Interceptor {
   return (next) => async (req) => {
-    const span = tracer().startSpan(`${req.service.typeName}/${req.method.name}`, {
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const where = typeof peer === 'function' ? peer() : peer;
+    const span = tracer().startSpan(method, {
       kind: SpanKind.CLIENT,
-      attributes: rpcAttributes(req.service.typeName, req.method.name),
+      attributes: {
+        'rpc.system.name': 'grpc',
+        'rpc.method': method,
+        ...(where !== undefined ? { 'server.address': where.address, 'server.port': where.port } : {}),
+      },
     });
+    const startedAt = performance.now();
+    let open = true;
+    const done = (code: Code | 0) => {
+      if (!open) return;
+      open = false;
+      const name = statusCodeName(code, 'grpc');
+      span.setAttribute('rpc.response.status_code', name);
+      if (code !== 0) {
+        span.setAttribute('error.type', name);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      rpcInstruments().clientDuration.record((performance.now() - startedAt) / 1000, {
+        'rpc.system.name': 'grpc',
+        'rpc.method': method,
+        'rpc.response.status_code': name,
+        ...(where !== undefined ? { 'server.address': where.address } : {}),
+      });
+      span.end();
+    };
     const ctx = trace.setSpan(context.active(), span);
     propagation.inject(ctx, req.header, headerSetter);
+    let res: UnaryResponse | StreamResponse;
     try {
-      const res = await context.with(ctx, () => next(req));
-      span.setAttribute('rpc.grpc.status_code', 0);
-      return res;
+      res = await context.with(ctx, () => next(req));
     } catch (err) {
-      const code = err instanceof ConnectError ? err.code : Code.Unknown;
-      span.setAttribute('rpc.grpc.status_code', code);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: Code[code] });
+      done(codeOf(err));
       throw err;
-    } finally {
-      span.end();
     }
+    if (!res.stream) {
+      done(0);
+      return res;
+    }
+    const iterator = res.message[Symbol.asyncIterator]();
+    return {
+      ...res,
+      message: (async function* traced() {
+        try {
+          for (;;) {
+            const step = await iterator.next();
+            if (step.done === true) break;
+            yield step.value;
+          }
+          done(0);
+        } catch (err) {
+          done(codeOf(err));
+          throw err;
+        } finally {
+          done(Code.Canceled);
+        }
+      })(),
+    };
   };
+}
+
+/**
+ * traceHttpRequest runs a plain HTTP handler (not an RPC: the JWKS document) inside a SERVER
+ * span named after its route, so the calls it makes join one trace; the span ends when the
+ * response does and fails on a 5xx. Like RPCs, the caller's traceparent is continued only when
+ * trusted, and linked otherwise.
+ */
+export function traceHttpRequest(
+  req: { headers: Record<string, string | string[] | undefined>; method?: string | undefined },
+  res: { once(event: 'close', fn: () => void): unknown; statusCode: number; setHeader(name: string, value: string): unknown },
+  options: { route: string; trustParent: boolean; traceIdHeader?: string },
+  handle: () => void,
+): void {
+  const headers = new Headers();
+  for (const name of ['traceparent', 'tracestate']) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers.set(name, value);
+  }
+  const callerContext = propagation.extract(ROOT_CONTEXT, headers, headerGetter);
+  const callerSpan = trace.getSpanContext(callerContext);
+  const links: Link[] =
+    !options.trustParent && callerSpan !== undefined && trace.isSpanContextValid(callerSpan)
+      ? [{ context: callerSpan, attributes: { 'parley.link': 'caller_traceparent' } }]
+      : [];
+  const parent = options.trustParent ? callerContext : ROOT_CONTEXT;
+  const method = req.method ?? 'GET';
+  const span = tracer().startSpan(
+    `${method} ${options.route}`,
+    { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': options.route }, links },
+    parent,
+  );
+  if (options.traceIdHeader !== undefined) res.setHeader(options.traceIdHeader, span.spanContext().traceId);
+  res.once('close', () => {
+    span.setAttribute('http.response.status_code', res.statusCode);
+    if (res.statusCode >= 500) {
+      span.setAttribute('error.type', String(res.statusCode));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    span.end();
+  });
+  context.with(trace.setSpan(parent, span), handle);
+}
+
+/** currentTraceId is the active span's trace id, or '' outside any (or in an unsampled, invalid) trace. */
+export function currentTraceId(): string {
+  const ctx = trace.getActiveSpan()?.spanContext();
+  return ctx !== undefined && trace.isSpanContextValid(ctx) ? ctx.traceId : '';
 }

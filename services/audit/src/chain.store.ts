@@ -229,6 +229,23 @@ export async function staleTenants(db: Kysely<AuditDb>, everyMs: number, limit: 
 }
 
 /**
+ * uncheckpointedAges lists the tenants whose newest events have waited longest for a signed
+ * checkpoint (seconds since their last one), oldest first, at most `limit`: the audit service's
+ * checkpoint-age gauge, top N rather than one series per tenant.
+ */
+export async function uncheckpointedAges(db: Kysely<AuditDb>, limit: number): Promise<{ tenantId: string; ageSeconds: number }[]> {
+  return db.transaction().execute(async (trx) => {
+    await sql`select set_config('parley.audit_checkpointer', 'on', true)`.execute(trx);
+    const { rows } = await sql<{ tenant_id: string; age: number }>`
+      select tenant_id, extract(epoch from now() - checkpoint_at)::float8 as age from chain_heads
+       where seq > checkpoint_seq
+       order by checkpoint_at, tenant_id
+       limit ${limit}`.execute(trx);
+    return rows.map((r) => ({ tenantId: r.tenant_id, ageSeconds: Math.max(0, r.age) }));
+  });
+}
+
+/**
  * purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant:
  * under the head lock it finds the purge point (the last event recorded before `before`),
  * verifies the stretch from the last checkpoint up to it, signs the anchor and lets

@@ -1,15 +1,19 @@
 // The audit service process: wiring only.
 import { createServiceDb } from '@parley/db';
 import { createKekProvider } from '@parley/envelope';
-import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { observeGauge, PARLEY_VERSION, runMain } from '@parley/platform';
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { loadAuditConfig } from './config.js';
+import { uncheckpointedAges } from './chain.store.js';
 import { startCheckpointTimer } from './checkpoint-timer.js';
 import { callerPolicies } from './policy.js';
 import { createAuditService } from './service.js';
 import { SealedKeyCheckpointSigner } from './signer.js';
 import { FileCheckpointWitness, type CheckpointWitness } from './witness.js';
 import type { AuditDb } from './db/tables.js';
+
+/** CHECKPOINT_AGE_TOP_N is how many tenants the checkpoint-age gauge names. */
+const CHECKPOINT_AGE_TOP_N = 5;
 
 runMain({
   name: 'audit',
@@ -32,6 +36,23 @@ runMain({
     const policy = { everyEvents: config.checkpointEveryEvents, everyMs: config.checkpointEveryMs };
     const timer = startCheckpointTimer({ db, signer, witnesses, everyMs: policy.everyMs, logger: ctx.logger });
     ctx.onClose(() => timer.stop());
+    // Checkpoint age: the oldest unsigned stretch overall (what the alert watches), and the top
+    // five tenants by it (a tenant label is allowed only on such a bounded gauge).
+    const ages = () => uncheckpointedAges(db, CHECKPOINT_AGE_TOP_N);
+    ctx.onClose(
+      observeGauge(
+        'parley.audit.checkpoint.oldest_age',
+        { description: 'Seconds the oldest unsigned audit events have waited for a checkpoint.', unit: 's' },
+        async () => [{ value: (await ages())[0]?.ageSeconds ?? 0 }],
+      ),
+    );
+    ctx.onClose(
+      observeGauge(
+        'parley.audit.checkpoint.age',
+        { description: 'Seconds since the last checkpoint of the tenants waiting longest (top 5).', unit: 's' },
+        async () => (await ages()).map((a) => ({ value: a.ageSeconds, attributes: { 'parley.tenant_id': a.tenantId } })),
+      ),
+    );
     const service = createAuditService({ db, signer, policy, witnesses, logger: ctx.logger });
     return {
       routes: (router) => router.service(AuditService, service),

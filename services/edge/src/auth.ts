@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Client } from '@connectrpc/connect';
-import { UnauthenticatedError, type Principal, type PrincipalKind } from '@parley/platform';
+import { recordCacheLookup, UnauthenticatedError, type Principal, type PrincipalKind } from '@parley/platform';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 
@@ -47,6 +47,7 @@ export class ApiKeyAuthenticator {
     const cacheKey = createHash('sha256').update(apiKey).digest('base64url');
     const now = this.#now();
     const hit = this.#cache.get(cacheKey);
+    recordCacheLookup('api_key', hit !== undefined && hit.until > now);
     if (hit !== undefined && hit.until > now)
       return { tenantId: hit.tenantId, kind: hit.kind, id: hit.id, scopes: hit.scopes, source, userAgent };
     const options = signal === undefined ? {} : { signal };

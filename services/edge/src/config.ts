@@ -31,6 +31,8 @@ export interface EdgeConfig {
    * client address used for failed-key throttling and audit; by default none is trusted.
    */
   readonly trustedProxies: TrustedProxies;
+  /** traceProxies are the upstream proxies whose W3C traceparent the edge continues; from anyone else it is only linked. */
+  readonly traceProxies: TrustedProxies;
   /** limits bound connections, streams and slow clients on the public port (PARLEY_EDGE_* below). */
   readonly limits: PublicLimits;
   /** oidc is operator sign-in (PARLEY_OIDC_*); undefined when PARLEY_OIDC_ISSUER is not set. */
@@ -115,6 +117,7 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
     authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
     jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
     trustedProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRUSTED_PROXIES', '')),
+    traceProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRACE_PROXIES', ''), 'PARLEY_EDGE_TRACE_PROXIES'),
     limits: Object.freeze({
       maxConcurrentStreams: envInt(env, 'PARLEY_EDGE_MAX_CONCURRENT_STREAMS', d.maxConcurrentStreams, 1, 10_000),
       maxConnectionsPerAddress: envInt(env, 'PARLEY_EDGE_MAX_CONNECTIONS_PER_ADDRESS', d.maxConnectionsPerAddress, 0, 1_000_000),
@@ -128,7 +131,14 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
 }
 
 /** EDGE_PEERS are the internal services the public API forwards to (PARLEY_<PEER>_URL each). */
-export const EDGE_PEERS = ['identity', 'tenant-data', 'secrets', 'audit', 'integrations'] as const satisfies readonly ServiceName[];
+export const EDGE_PEERS = [
+  'identity',
+  'tenant-data',
+  'secrets',
+  'audit',
+  'integrations',
+  'lifecycle',
+] as const satisfies readonly ServiceName[];
 
 /**
  * requireEdgePeers fails start-up with a ConfigError naming the PARLEY_<PEER>_URL of the first

@@ -63,6 +63,7 @@ runMain({
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
       jwks: createJwksSource(identity, config.jwksCacheMs),
       trustedProxies: config.trustedProxies,
+      traceProxies: config.traceProxies,
       limits: config.limits,
       ...(operatorSignIn === undefined ? {} : { operatorSignIn }),
     });

@@ -11,6 +11,8 @@ import {
   listenOn,
   socketOf,
   strictJsonOptions,
+  traceHttpRequest,
+  TRACE_ID_HEADER,
   type Logger,
 } from '@parley/platform';
 import { clientAddress, type TrustedProxies } from './client-address.js';
@@ -68,6 +70,11 @@ export interface PublicServerOptions {
   readonly limits?: PublicLimits;
   /** operatorSignIn serves /auth/* (OIDC sign-in) when configured. */
   readonly operatorSignIn?: OperatorSignIn;
+  /**
+   * traceProxies are the upstream proxies whose traceparent the edge continues; anyone else's
+   * only becomes a span link on a new trace (default: none is trusted).
+   */
+  readonly traceProxies?: TrustedProxies;
 }
 
 /** PublicServer is the edge's public TLS listener. */
@@ -86,6 +93,8 @@ export interface PublicServer {
  * document.
  */
 export function createPublicServer(options: PublicServerOptions): PublicServer {
+  const trustsTraceOf = (req: IncomingMessage | Http2ServerRequest) =>
+    options.traceProxies !== undefined && options.traceProxies.has(socketOf(req).remoteAddress ?? '');
   const handler = createConnectHandler({
     routes: options.routes,
     logger: options.logger,
@@ -97,6 +106,9 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
     ],
     jsonOptions: strictJsonOptions,
     readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
+    // The public port is a trust boundary: a caller must not pick Parley's trace id or turn
+    // sampling off, and gets the trace id back to quote in a support report.
+    tracing: { trustParent: trustsTraceOf, exposeTraceId: true },
     contextValues: (req) => {
       const ua = req.headers['user-agent'];
       return createContextValues().set(clientInfoKey, {
@@ -154,7 +166,12 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
         (res as unknown as ServerResponse).writeHead(405, { allow: 'GET, HEAD' }).end();
         return;
       }
-      serveJwks(res as unknown as ServerResponse);
+      traceHttpRequest(
+        req,
+        res as unknown as ServerResponse,
+        { route: '/.well-known/jwks.json', trustParent: trustsTraceOf(req), traceIdHeader: TRACE_ID_HEADER },
+        () => serveJwks(res as unknown as ServerResponse),
+      );
       return;
     }
     drainer.track(req, res);

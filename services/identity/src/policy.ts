@@ -23,6 +23,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     createSession: ['edge'],
     verifySession: ['edge', 'voice-orchestrator'],
     revokeSession: ['edge'],
+    // Retention purges of operational rows: lifecycle's scheduler only.
+    purgeExpiredSessions: ['lifecycle'],
+    purgeAuthFailures: ['lifecycle'],
   }),
   // Operator sign-in happens at the edge (OIDC); identity holds the sessions.
   defineCallerPolicy(OperatorService, {

@@ -7,6 +7,7 @@ import type { WorkspaceAdminService } from '@parley/proto/parley/identity/v1/wor
 import { apiKeyHandlers } from './handlers/api-keys.js';
 import type { IdentityDeps } from './handlers/deps.js';
 import { memberHandlers } from './handlers/members.js';
+import { retentionHandlers } from './handlers/retention.js';
 import { sessionHandlers } from './handlers/sessions.js';
 
 export type { IdentityDeps } from './handlers/deps.js';
@@ -19,7 +20,7 @@ export type { IdentityDeps } from './handlers/deps.js';
  * same transaction.
  */
 export function createIdentityService(deps: IdentityDeps): ServiceImpl<typeof IdentityService> {
-  return { ...apiKeyHandlers(deps), ...memberHandlers(deps), ...sessionHandlers(deps) };
+  return { ...apiKeyHandlers(deps), ...memberHandlers(deps), ...sessionHandlers(deps), ...retentionHandlers(deps) };
 }
 
 /** createOperatorService builds OperatorService: operators' console and CLI sessions after OIDC sign-in at the edge. */

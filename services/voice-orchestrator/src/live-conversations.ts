@@ -1,3 +1,4 @@
+import { changeLiveConversations } from '@parley/platform';
 import type { LiveConversation } from './conversation.js';
 
 /**
@@ -9,12 +10,16 @@ export class LiveConversations {
 
   /** add registers a conversation that has just started. */
   add(conversation: LiveConversation): void {
+    if (!this.#byId.has(conversation.conversationId)) changeLiveConversations(1);
     this.#byId.set(conversation.conversationId, conversation);
   }
 
   /** remove forgets an ended conversation. */
   remove(conversation: LiveConversation): void {
-    if (this.#byId.get(conversation.conversationId) === conversation) this.#byId.delete(conversation.conversationId);
+    if (this.#byId.get(conversation.conversationId) === conversation) {
+      this.#byId.delete(conversation.conversationId);
+      changeLiveConversations(-1);
+    }
   }
 
   /** get finds a live conversation of a tenant held here. */

@@ -1,4 +1,5 @@
 import type { Interceptor } from '@connectrpc/connect';
+import { trace } from '@opentelemetry/api';
 import { PermissionDeniedError, REFLECTION_SERVICES, UnauthenticatedError } from '@parley/platform';
 import type { Scope } from '@parley/scopes';
 import type { ApiKeyAuthenticator } from '../auth.js';
@@ -44,6 +45,13 @@ export function createPublicAuthInterceptor(authenticator: ApiKeyAuthenticator, 
       throw new PermissionDeniedError(`this API key lacks the "${needed}" scope needed for ${req.method.name}; create a key with it`);
     }
     req.contextValues.set(principalKey, principal);
+    // What an SRE searches by, from a customer's report: the tenant and the key's id (never the key).
+    trace.getActiveSpan()?.setAttributes({
+      'parley.tenant_id': principal.tenantId,
+      'parley.principal.kind': principal.kind,
+      'parley.principal.id': principal.id,
+      ...(principal.kind === 'api_key' ? { 'parley.api_key_id': principal.id } : {}),
+    });
     return next(req);
   };
 }

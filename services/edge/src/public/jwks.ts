@@ -1,5 +1,6 @@
 // The session-signing JWKS that the edge publishes at /.well-known/jwks.json.
 import type { Client } from '@connectrpc/connect';
+import { recordCacheLookup } from '@parley/platform';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 
 /** JwksDocument is the JWKS as JSON and how long clients may cache it. */
@@ -20,7 +21,9 @@ export function createJwksSource(
 ): () => Promise<JwksDocument> {
   let cached: (JwksDocument & { until: number }) | undefined;
   return async () => {
-    if (cached !== undefined && cached.until > now()) return cached;
+    const fresh = cached !== undefined && cached.until > now();
+    recordCacheLookup('jwks', fresh);
+    if (fresh && cached !== undefined) return cached;
     try {
       const res = await identity.getJwks({}, { timeoutMs: 5_000 });
       cached = { json: res.jwksJson, maxAgeSeconds: res.maxAgeSeconds, until: now() + cacheMs };

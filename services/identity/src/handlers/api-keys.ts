@@ -3,6 +3,7 @@ import { isWorkspaceSuspended } from '../workspace.store.js';
 import { auditDetails, auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
 import { requireUuid, withTenant } from '@parley/db';
 import {
+  recordThrottleBlock,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -136,6 +137,7 @@ export function apiKeyHandlers(
           'api key authentication failed',
         );
         if (result.refused && result.blockedUntil !== undefined) {
+          recordThrottleBlock('api_key_source');
           const seconds = Math.max(1, Math.ceil((result.blockedUntil.getTime() - Date.now()) / 1000));
           return new ResourceExhaustedError(`too many failed API key attempts from this address; retry in ${seconds} s`);
         }

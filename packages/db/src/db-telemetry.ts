@@ -1,0 +1,105 @@
+import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
+import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
+import type pg from 'pg';
+
+const tracer = () => trace.getTracer('@parley/db');
+
+/** operationOf is db.operation.name: the statement's first keyword, upper-case (SELECT, INSERT, BEGIN…). */
+export function operationOf(sqlText: string): string {
+  const word = /^\s*([a-zA-Z]+)/.exec(sqlText)?.[1];
+  return word === undefined ? 'QUERY' : word.toUpperCase();
+}
+
+/**
+ * tracedConnection wraps a Kysely connection so that each statement is a CLIENT span
+ * (OpenTelemetry database conventions): the statement text as Kysely compiled it, with `$n`
+ * placeholders, never the parameter values, which may be personal data or secrets. Statements
+ * outside any trace (a background poll finding nothing to do) make no span of their own: they
+ * would be thousands of one-span traces.
+ */
+export function tracedConnection(inner: DatabaseConnection, where: Attributes): DatabaseConnection {
+  return {
+    async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query);
+      const operation = operationOf(query.sql);
+      const span = tracer().startSpan(operation, {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'db.system.name': 'postgresql',
+          'db.operation.name': operation,
+          'db.query.text': query.sql.length > 2_000 ? `${query.sql.slice(0, 2_000)}…` : query.sql,
+          ...where,
+        },
+      });
+      try {
+        return await context.with(trace.setSpan(context.active(), span), () => inner.executeQuery<R>(query));
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        span.setAttribute('error.type', typeof code === 'string' ? code : 'error');
+        if (typeof code === 'string') span.setAttribute('db.response.status_code', code);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        throw err;
+      } finally {
+        span.end();
+      }
+    },
+    streamQuery: (query, chunkSize) => inner.streamQuery(query, chunkSize),
+  };
+}
+
+/** POOL_WAIT_BUCKETS are seconds: most waits are none, the rest say the pool is too small. */
+const POOL_WAIT_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** PoolTelemetry records one pool's connection wait and reports its usage. */
+export interface PoolTelemetry {
+  /** waited records how long acquiring a connection took. */
+  waited(seconds: number): void;
+  /** where are the server.address / server.port / db.namespace attributes of the pool's spans. */
+  readonly where: Attributes;
+}
+
+/**
+ * observePool reports a node-postgres pool as the database-client metrics of the conventions:
+ * db.client.connection.count (idle, used), .max, .pending_requests and a wait-time histogram.
+ * The meter is taken when the pool is made, after the service's telemetry has started.
+ */
+export function observePool(pool: pg.Pool, name: string): PoolTelemetry {
+  const meter = metrics.getMeter('@parley/db');
+  const attrs = { 'db.client.connection.pool.name': name };
+  meter
+    .createObservableUpDownCounter('db.client.connection.count', {
+      description: 'Connections in the pool, by state.',
+      unit: '{connection}',
+    })
+    .addCallback((r) => {
+      r.observe(pool.idleCount, { ...attrs, 'db.client.connection.state': 'idle' });
+      r.observe(pool.totalCount - pool.idleCount, { ...attrs, 'db.client.connection.state': 'used' });
+    });
+  meter
+    .createObservableUpDownCounter('db.client.connection.max', { description: 'Most connections the pool may open.', unit: '{connection}' })
+    .addCallback((r) => r.observe(pool.options.max ?? 10, attrs));
+  meter
+    .createObservableUpDownCounter('db.client.connection.pending_requests', {
+      description: 'Callers waiting for a connection from the pool.',
+      unit: '{request}',
+    })
+    .addCallback((r) => r.observe(pool.waitingCount, attrs));
+  const wait = meter.createHistogram('db.client.connection.wait_time', {
+    description: 'Time taken to obtain a connection from the pool.',
+    unit: 's',
+    advice: { explicitBucketBoundaries: POOL_WAIT_BUCKETS },
+  });
+  const options = pool.options as { host?: string; port?: number; database?: string; connectionString?: string };
+  let where: Attributes = {};
+  try {
+    const url = options.connectionString !== undefined ? new URL(options.connectionString) : undefined;
+    where = {
+      'server.address': url?.hostname ?? options.host ?? 'localhost',
+      'server.port': Number(url?.port || options.port || 5432),
+      'db.namespace': url?.pathname.replace(/^\//, '') || options.database || '',
+    };
+  } catch {
+    // An unparsable URL fails at connect; the spans just lack the address.
+  }
+  return { waited: (seconds) => wait.record(seconds, attrs), where };
+}

@@ -1,0 +1,122 @@
+// Parley's own metrics, beside the RPC metrics of telemetry.ts and the pool metrics of @parley/db.
+// Every label has a small fixed set of values: a tenant id is never a label, except on the
+// explicit top-N gauges, whose series count is bounded by N.
+import { metrics, type Attributes, type Meter, type ObservableResult } from '@opentelemetry/api';
+
+let cached: { provider: unknown; instruments: Map<string, unknown> } | undefined;
+
+/**
+ * instrument returns the instrument `name` made by `make` on the current global meter provider,
+ * once per provider: a meter taken before startTelemetry would stay a no-op forever.
+ */
+function instrument<T>(name: string, make: (meter: Meter) => T): T {
+  const provider = metrics.getMeterProvider();
+  if (cached?.provider !== provider) cached = { provider, instruments: new Map() };
+  let found = cached.instruments.get(name) as T | undefined;
+  if (found === undefined) {
+    found = make(metrics.getMeter('@parley/platform'));
+    cached.instruments.set(name, found);
+  }
+  return found;
+}
+
+/** CacheName names the in-process caches whose hit ratio is reported. */
+export type CacheName = 'api_key' | 'jwks' | 'data_key' | 'session_jwks';
+
+/** recordCacheLookup counts one cache lookup as a hit or a miss (parley.cache.lookups). */
+export function recordCacheLookup(cache: CacheName, hit: boolean): void {
+  instrument('parley.cache.lookups', (m) =>
+    m.createCounter('parley.cache.lookups', { description: 'In-process cache lookups, by cache and result (hit, miss).' }),
+  ).add(1, { 'parley.cache': cache, 'parley.cache.result': hit ? 'hit' : 'miss' });
+}
+
+/** recordKekCall counts one call to the KEK provider (Vault transit or the local keyring) and whether it failed. */
+export function recordKekCall(operation: string, provider: string, ok: boolean): void {
+  instrument('parley.kek.calls', (m) =>
+    m.createCounter('parley.kek.calls', { description: 'Calls to the KEK provider, by operation and result (ok, error).' }),
+  ).add(1, { 'parley.kek.operation': operation, 'parley.kek.provider': provider, 'parley.kek.result': ok ? 'ok' : 'error' });
+}
+
+/** recordThrottleBlock counts one request refused by a throttle (failed API key attempts from one source). */
+export function recordThrottleBlock(throttle: string): void {
+  instrument('parley.throttle.blocks', (m) =>
+    m.createCounter('parley.throttle.blocks', { description: 'Requests refused by a throttle, by throttle.' }),
+  ).add(1, { 'parley.throttle': throttle });
+}
+
+/** changeLiveConversations moves the gauge of conversations connected to this process (+1 on connect, -1 on close). */
+export function changeLiveConversations(delta: number): void {
+  instrument('parley.conversations.live', (m) =>
+    m.createUpDownCounter('parley.conversations.live', { description: 'Live conversations on this process.', unit: '{conversation}' }),
+  ).add(delta);
+}
+
+/** recordGuardrailDecision counts one guardrail decision by the rule kind that made it and the action taken. */
+export function recordGuardrailDecision(ruleKind: string, action: string): void {
+  instrument('parley.guardrail.decisions', (m) =>
+    m.createCounter('parley.guardrail.decisions', { description: 'Guardrail decisions, by rule kind and action.' }),
+  ).add(1, { 'parley.guardrail.rule_kind': ruleKind, 'parley.guardrail.action': action });
+}
+
+/** recordWebhookDelivery counts one webhook delivery attempt by its outcome (delivered, failed, gave_up, …). */
+export function recordWebhookDelivery(status: string): void {
+  instrument('parley.webhook.deliveries', (m) =>
+    m.createCounter('parley.webhook.deliveries', { description: 'Webhook delivery attempts, by outcome.' }),
+  ).add(1, { 'parley.webhook.status': status });
+}
+
+/** GaugeReading is one observation of an observable gauge. */
+export interface GaugeReading {
+  readonly value: number;
+  readonly attributes?: Attributes;
+}
+
+/**
+ * observeGauge registers a gauge read at each collection (a scrape or an OTLP export) by `read`,
+ * which may query the database; a failed read reports nothing rather than failing the scrape.
+ * It returns a function that unregisters it.
+ */
+export function observeGauge(
+  name: string,
+  options: { description: string; unit?: string },
+  read: () => Promise<readonly GaugeReading[]>,
+): () => void {
+  const gauge = metrics.getMeter('@parley/platform').createObservableGauge(name, options);
+  const callback = async (result: ObservableResult) => {
+    try {
+      for (const r of await read()) result.observe(r.value, r.attributes);
+    } catch {
+      // Metrics are best effort: an unreachable database shows as a gap.
+    }
+  };
+  gauge.addCallback(callback);
+  return () => gauge.removeCallback(callback);
+}
+
+/**
+ * PROMETHEUS_METRICS is every metric a Parley service exposes, by its Prometheus name (as
+ * /metrics shows it: dots become underscores, counters end in _total, histograms add _bucket,
+ * _sum and _count), with its type. The chart's alert rules and dashboard may reference only
+ * these (and named kube-state-metrics series); their tests check that.
+ */
+export const PROMETHEUS_METRICS = {
+  rpc_server_call_duration: 'histogram',
+  rpc_client_call_duration: 'histogram',
+  rpc_server_active_requests: 'gauge',
+  db_client_connection_count: 'gauge',
+  db_client_connection_max: 'gauge',
+  db_client_connection_pending_requests: 'gauge',
+  db_client_connection_wait_time: 'histogram',
+  parley_cache_lookups_total: 'counter',
+  parley_kek_calls_total: 'counter',
+  parley_throttle_blocks_total: 'counter',
+  parley_conversations_live: 'gauge',
+  parley_guardrail_decisions_total: 'counter',
+  parley_webhook_deliveries_total: 'counter',
+  parley_audit_outbox_depth: 'gauge',
+  parley_audit_outbox_age: 'gauge',
+  parley_audit_checkpoint_oldest_age: 'gauge',
+  parley_audit_checkpoint_age: 'gauge',
+  parley_tls_certificate_expires_in: 'gauge',
+  target_info: 'gauge',
+} as const satisfies Readonly<Record<string, 'histogram' | 'gauge' | 'counter'>>;

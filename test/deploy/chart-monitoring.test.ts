@@ -1,0 +1,189 @@
+// The chart's monitoring parts: ServiceMonitor and metrics Services, the PrometheusRule (its
+// shape as the Prometheus Operator's schema and Prometheus' rule files want it, every expression
+// parsed by Prometheus' own PromQL grammar) and the Grafana dashboard, all referencing only
+// metrics that Parley exports (PROMETHEUS_METRICS) or that kube-state-metrics provides.
+import { readFileSync } from 'node:fs';
+import { parser } from '@prometheus-io/lezer-promql';
+import { describe, expect, it } from 'vitest';
+import { PROMETHEUS_METRICS } from '@parley/platform';
+import { NAMESPACE, render, valuesFile, type K8sObject } from './render.js';
+
+/** EXTERNAL_METRICS are series other exporters provide, which the rules may use. */
+const EXTERNAL_METRICS = new Set(['kube_pod_container_status_restarts_total']);
+
+/** exported lists every Prometheus series name Parley exposes (histograms with their suffixes). */
+function exportedSeries(): Set<string> {
+  const names = new Set<string>();
+  for (const [name, kind] of Object.entries(PROMETHEUS_METRICS)) {
+    if (kind === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
+    else names.add(name);
+  }
+  return names;
+}
+
+/** metricsOf parses a PromQL expression with Prometheus' grammar and returns the metric names it selects; a syntax error throws. */
+function metricsOf(expr: string): string[] {
+  const tree = parser.parse(expr);
+  const names: string[] = [];
+  const errors: number[] = [];
+  tree.iterate({
+    enter(node) {
+      if (node.type.isError) errors.push(node.from);
+      if (node.name === 'VectorSelector') {
+        const id = node.node.getChild('Identifier');
+        if (id !== null) names.push(expr.slice(id.from, id.to));
+      }
+    },
+  });
+  if (errors.length > 0) throw new Error(`PromQL syntax error at ${errors[0]} in: ${expr}`);
+  return names;
+}
+
+const all = valuesFile(`
+monitoring:
+  serviceMonitor:
+    enabled: true
+    labels: { release: kube-prometheus-stack }
+  prometheusRule:
+    enabled: true
+  dashboard:
+    enabled: true
+  networkPolicy:
+    namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: monitoring } }
+`);
+
+const find = (objects: K8sObject[], kind: string) => objects.filter((o) => o.kind === kind);
+
+describe('monitoring parts of the chart', () => {
+  it('renders none of them by default', async () => {
+    const objects = await render();
+    expect(find(objects, 'ServiceMonitor')).toEqual([]);
+    expect(find(objects, 'PrometheusRule')).toEqual([]);
+    expect(objects.some((o) => o.metadata.name.endsWith('-dashboard'))).toBe(false);
+  });
+
+  it('scrapes every service on its health port through a metrics Service, and lets Prometheus in', async () => {
+    const objects = await render([all]);
+    const [monitor] = find(objects, 'ServiceMonitor');
+    expect(monitor?.metadata.labels?.release).toBe('kube-prometheus-stack');
+    expect(monitor?.spec.endpoints).toEqual([expect.objectContaining({ port: 'metrics', path: '/metrics', scheme: 'http' })]);
+    const metricsServices = find(objects, 'Service').filter((s) => s.metadata.labels?.['parley.dev/metrics'] === 'true');
+    const deployments = find(objects, 'Deployment');
+    expect(metricsServices.length).toBe(deployments.length);
+    for (const svc of metricsServices) {
+      expect(svc.spec.ports).toEqual([expect.objectContaining({ name: 'metrics', targetPort: 'health' })]);
+      for (const [k, v] of Object.entries(monitor?.spec.selector.matchLabels as Record<string, string>))
+        expect(svc.metadata.labels?.[k]).toBe(v);
+    }
+    const scrape = find(objects, 'NetworkPolicy').find((p) => p.metadata.name.endsWith('-metrics-scrape'));
+    const healthPort = (deployments[0]?.spec.template.spec.containers[0].ports as { name: string; containerPort: number }[]).find(
+      (p) => p.name === 'health',
+    )?.containerPort;
+    expect(scrape?.spec.ingress[0].ports).toEqual([{ protocol: 'TCP', port: healthPort }]);
+    expect(scrape?.spec.ingress[0].from[0].namespaceSelector.matchLabels['kubernetes.io/metadata.name']).toBe('monitoring');
+  });
+
+  it('ships alert rules in Prometheus rule-file shape whose expressions parse and use only exported metrics', async () => {
+    const objects = await render([all]);
+    const [rule] = find(objects, 'PrometheusRule');
+    expect(rule?.apiVersion).toBe('monitoring.coreos.com/v1');
+    const groups = rule?.spec.groups as { name: string; rules: Record<string, unknown>[] }[];
+    expect(groups.length).toBeGreaterThan(0);
+    const known = exportedSeries();
+    const alerts: string[] = [];
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const group of groups) {
+      expect(group.name).toMatch(/\S/);
+      for (const r of group.rules) {
+        // A rule file's alerting rule: alert, expr, optional for/labels/annotations, nothing else.
+        expect(
+          Object.keys(r).every((k) => ['alert', 'expr', 'for', 'labels', 'annotations', 'keep_firing_for'].includes(k)),
+          JSON.stringify(r),
+        ).toBe(true);
+        expect(r.alert).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/);
+        if (r.for !== undefined) expect(r.for).toMatch(/^([0-9]+(ms|s|m|h|d|w|y))+$/);
+        expect((r.labels as Record<string, string>).severity).toMatch(/^(critical|warning)$/);
+        const annotations = r.annotations as Record<string, string>;
+        expect(annotations.summary).toMatch(/\S/);
+        expect(annotations.runbook_url).toBe(`README.md#${String(r.alert).toLowerCase()}`);
+        // The runbook has a section for the alert (a heading named after it).
+        expect(readme).toContain(`#### ${String(r.alert)}`);
+        const expr = String(r.expr);
+        const names = metricsOf(expr);
+        expect(names.length, expr).toBeGreaterThan(0);
+        for (const name of names)
+          expect(known.has(name) || EXTERNAL_METRICS.has(name), `${r.alert} uses unknown metric ${name}`).toBe(true);
+        expect(expr).toContain(`namespace="${NAMESPACE}"`);
+        alerts.push(String(r.alert));
+      }
+    }
+    expect(alerts.sort()).toEqual(
+      [
+        'ParleyAuditCheckpointAgeHigh',
+        'ParleyAuditOutboxAgeHigh',
+        'ParleyCertificateExpirySoon',
+        'ParleyKekFailures',
+        'ParleyPodRestarting',
+        'ParleyRpcErrorRatioHigh',
+        'ParleyRpcLatencyHigh',
+        'ParleyThrottleSpike',
+      ].sort(),
+    );
+  });
+
+  it('takes thresholds from values', async () => {
+    const tuned = valuesFile(`
+monitoring:
+  prometheusRule:
+    enabled: true
+    thresholds: { errorRatio: 0.2, p99LatencySeconds: 3, outboxAgeSeconds: 60, checkpointAgeSeconds: 100, certificateExpiryDays: 2, throttleBlocksPerSecond: 9, restartsPerHour: 5 }
+`);
+    const [rule] = find(await render([tuned]), 'PrometheusRule');
+    const expr = (alert: string) =>
+      String((rule?.spec.groups[0].rules as { alert: string; expr: string }[]).find((r) => r.alert === alert)?.expr).trim();
+    expect(expr('ParleyRpcErrorRatioHigh')).toMatch(/> 0\.2$/);
+    expect(expr('ParleyCertificateExpirySoon')).toMatch(/< 172800$/);
+    expect(expr('ParleyPodRestarting')).toMatch(/>= 5$/);
+  });
+
+  it('ships a Grafana dashboard that parses and queries only exported metrics', async () => {
+    const objects = await render([all]);
+    const map = find(objects, 'ConfigMap').find((c) => c.metadata.name.endsWith('-dashboard'));
+    expect(map?.metadata.labels?.grafana_dashboard).toBe('1');
+    const dashboard = JSON.parse((map?.data as Record<string, string>)['parley.json'] ?? '') as {
+      uid: string;
+      panels: { type: string; title: string; targets?: { expr: string }[] }[];
+    };
+    expect(dashboard.uid).toBe('parley-overview');
+    const known = exportedSeries();
+    const used = new Set<string>();
+    const graphs = dashboard.panels.filter((p) => p.type !== 'row');
+    expect(graphs.length).toBeGreaterThan(10);
+    for (const panel of graphs) {
+      expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
+      for (const t of panel.targets ?? []) {
+        // Grafana's variables stand in for a duration and a label value.
+        const expr = t.expr.replaceAll('$__rate_interval', '5m').replaceAll('$namespace', NAMESPACE);
+        for (const name of metricsOf(expr)) {
+          expect(known.has(name), `panel "${panel.title}" uses unknown metric ${name}`).toBe(true);
+          used.add(name);
+        }
+      }
+    }
+    // RED, pools, outbox and audit are all on it.
+    for (const name of [
+      'rpc_server_call_duration_count',
+      'rpc_server_call_duration_bucket',
+      'db_client_connection_count',
+      'parley_audit_outbox_age',
+      'parley_audit_checkpoint_oldest_age',
+    ])
+      expect(used.has(name), name).toBe(true);
+  });
+
+  it('rejects an unknown monitoring key (the schema is strict)', async () => {
+    await expect(render([valuesFile('monitoring:\n  serviceMonitor:\n    enabled: true\n    scrapeEverything: true\n')])).rejects.toThrow(
+      /scrapeEverything|additional/i,
+    );
+  });
+});
