@@ -15,6 +15,7 @@ import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
 import { runSecretsBenchmark, type SecretsBenchResult } from './secrets.bench.js';
 import { runSessionBenchmark, type SessionBenchResult } from './session.bench.js';
 import { runWebhooksBenchmark, type WebhooksBenchResult } from './webhooks.bench.js';
+import { runVoiceBenchmark, type VoiceBenchResult } from './voice.bench.js';
 
 const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -36,6 +37,34 @@ async function withPostgres<T>(fn: (url: string) => Promise<T>): Promise<T> {
 }
 
 const suites: Suite[] = [
+  {
+    name: 'voice',
+    run: () =>
+      withPostgres((adminUrl) =>
+        runVoiceBenchmark({
+          adminUrl,
+          turns1: Number(process.env.BENCH_VOICE_TURNS ?? 60),
+          turns20: Number(process.env.BENCH_VOICE_TURNS_20 ?? 12),
+        }),
+      ),
+    table: (r: VoiceBenchResult) =>
+      [
+        "Spoken turn: final STT result (the `user_transcript` frame) → first binary audio frame, with the OpenAI-compatible stand-in for STT and TTS and the scripted LLM at zero delay: Parley's own share of the turn. Baseline, same run: the text turn (`user_text` → first `assistant_text`) on the same orchestrator.",
+        '',
+        '| calls | voice p50 ms | voice p99 ms | text p50 ms | text p99 ms | p50 ratio | p99 ratio | errors |',
+        '|---:|---:|---:|---:|---:|---:|---:|---:|',
+        ...r.turns.map(
+          (x) =>
+            `| ${x.calls} | ${x.voice.p50Ms} | ${x.voice.p99Ms} | ${x.text.p50Ms} | ${x.text.p99Ms} | ${x.ratioP50} | ${x.ratioP99} | ${x.voice.errors}/${x.text.errors} |`,
+        ),
+        '',
+        `Embedded TTS (eSpeak NG, WebAssembly, one worker thread): ${r.embeddedTts.audioSeconds} s of speech in ${r.embeddedTts.synthSeconds} s, real-time factor **${r.embeddedTts.realTimeFactor}**, first chunk after ${r.embeddedTts.firstChunkMs} ms.`,
+        '',
+        '| figure | value | goal | holds |',
+        '|---|---:|---|:-:|',
+        ...Object.entries(r.summary).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} | ${v.goal} | ${v.holds ? 'yes' : '**no**'} |`),
+      ].join('\n'),
+  },
   {
     name: 'audit',
     run: () =>

@@ -29,7 +29,14 @@ beforeAll(async () => {
   const secret = await s.putSecret('standin-stt-call', providerKey, 'stt');
   agent = await s.createAgent({
     providerSettings: {
-      llm: { provider: 'scripted', rules: [{ match: 'hours', reply: ANSWER }], delayMs: 0 },
+      llm: {
+        provider: 'scripted',
+        rules: [
+          { match: 'hours', reply: ANSWER },
+          { match: 'long', reply: `${'This is a long answer that goes on and on. '.repeat(20)}The end.` },
+        ],
+        delayMs: 0,
+      },
       stt: { provider: 'openai-compatible', baseUrl: standin.baseUrl, silenceMs: 400 },
     },
     secretRefs: { stt: secret },
@@ -136,6 +143,46 @@ describe('Twilio Media Streams', () => {
       ['user', QUESTION],
       ['assistant', ANSWER],
     ]);
+  });
+
+  it('clears Twilio’s audio buffer when the caller talks over the agent', async () => {
+    let utterances = 0;
+    standin.setTranscript(() => (++utterances === 1 ? 'give me the long answer' : ''));
+    const { token, sessionId } = await s.createSession(agent, { origin: '' });
+    const c = await call();
+    c.send(startMessage(token));
+    let chunk = 0;
+    const media = (slice: Int16Array) =>
+      c.send({
+        event: 'media',
+        streamSid,
+        media: { track: 'inbound', chunk: String(++chunk), payload: Buffer.from(mulawEncode(slice)).toString('base64') },
+      });
+    const loud = new Int16Array(RATE / 2);
+    for (let i = 0; i < loud.length; i++) loud[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 300 * i) / RATE));
+    await new Promise((r) => setTimeout(r, 500));
+    await realTime(loud, RATE, media);
+    await realTime(new Int16Array(RATE), RATE, media);
+    // The agent is talking: let it, for half a second.
+    await until(() => c.received.find((m) => m.event === 'media'), 30_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const spokeAt = Date.now();
+    let clearedAt = 0;
+    c.ws.on('message', (data: Buffer) => {
+      if ((JSON.parse(data.toString('utf8')) as Outbound).event === 'clear' && clearedAt === 0) clearedAt = Date.now();
+    });
+    await realTime(loud, RATE, media);
+    const clear = await until(() => c.received.find((m) => m.event === 'clear'), 5_000);
+    expect(clear).toEqual({ event: 'clear', streamSid });
+    expect(clearedAt - spokeAt).toBeLessThan(200);
+    // After the clear, no more agent audio for that reply.
+    const afterClear = c.received.slice(c.received.indexOf(clear) + 1);
+    expect(afterClear.filter((m) => m.event === 'media').length).toBeLessThanOrEqual(1);
+    c.send({ event: 'stop', streamSid, stop: { accountSid, callSid } });
+    await c.closed;
+    const stored = await turns(sessionId);
+    expect(stored.map((t) => t.role)).toEqual(['user', 'assistant', 'system']);
+    expect(stored[2]?.text_redacted).toContain('interrupted');
   });
 
   it('refuses a call whose start carries no token, or an API key instead of a session token', async () => {

@@ -85,6 +85,24 @@ export const openAiSttSettings = z.strictObject({
   secretPurpose: secretPurpose('stt'),
 });
 
+/** deepgramSttSettings configures Deepgram's live streaming transcription (a WebSocket per conversation); the key is the agent's "stt" secret. */
+export const deepgramSttSettings = z.strictObject({
+  provider: z.literal('deepgram'),
+  /** baseUrl is the API's https base; the live endpoint is its /listen over wss. */
+  baseUrl: z
+    .url({ protocol: /^https$/ })
+    .max(500)
+    .default('https://api.deepgram.com/v1'),
+  model: z.string().min(1).max(100).default('nova-3'),
+  language: z
+    .string()
+    .regex(/^[a-z]{2}(-[A-Z]{2})?$/)
+    .optional(),
+  /** endpointingMs of silence ends an utterance (Deepgram's speech_final). */
+  endpointingMs: z.int().min(10).max(5_000).default(300),
+  secretPurpose: secretPurpose('stt'),
+});
+
 /** embeddedTtsSettings configures the embedded offline synthesiser (eSpeak NG in-process; no key, no network). */
 export const embeddedTtsSettings = z.strictObject({
   provider: z.literal('embedded'),
@@ -120,7 +138,7 @@ export const providerSettingsSchema = z.strictObject({
   }),
   fallbackLine: z.string().min(1).max(1_000).default("Sorry, I'm having trouble answering right now. Please try again in a moment."),
   /** stt transcribes a voice connection's audio; absent: audio in is refused with an error frame (text still works). */
-  stt: z.discriminatedUnion('provider', [openAiSttSettings]).optional(),
+  stt: z.discriminatedUnion('provider', [openAiSttSettings, deepgramSttSettings]).optional(),
   /** tts speaks to a voice connection; absent: the embedded synthesiser with its default voice. */
   tts: z.discriminatedUnion('provider', [embeddedTtsSettings, openAiTtsSettings]).optional(),
 });
@@ -142,3 +160,6 @@ export type TtsSettings = z.output<typeof embeddedTtsSettings> | z.output<typeof
 
 /** OpenAiTtsSettings is the OpenAI-compatible speech adapter's part of the settings. */
 export type OpenAiTtsSettings = z.output<typeof openAiTtsSettings>;
+
+/** DeepgramSttSettings is the Deepgram streaming adapter's part of the settings. */
+export type DeepgramSttSettings = z.output<typeof deepgramSttSettings>;

@@ -8,7 +8,22 @@ describe('loadOrchestratorConfig', () => {
       startTimeoutMs: 5_000,
       maxMessageBytes: 16_384,
       sessionTls: undefined,
+      audioFrameMs: 40,
+      playbackLeadMs: 100,
+      maxAudioBufferedBytes: 262_144,
+      slowClientMs: 2_000,
+      embeddedTtsWorkers: 1,
     });
+  });
+
+  it('reads the voice settings and refuses values out of range by name', () => {
+    expect(loadOrchestratorConfig({ PARLEY_VOICE_PLAYBACK_LEAD_MS: '0', PARLEY_TTS_EMBEDDED_WORKERS: '0' })).toMatchObject({
+      playbackLeadMs: 0,
+      embeddedTtsWorkers: 0,
+    });
+    expect(() => loadOrchestratorConfig({ PARLEY_VOICE_FRAME_MS: '5' })).toThrow(/PARLEY_VOICE_FRAME_MS/);
+    expect(() => loadOrchestratorConfig({ PARLEY_TTS_EMBEDDED_WORKERS: '64' })).toThrow(/PARLEY_TTS_EMBEDDED_WORKERS/);
+    expect(() => loadOrchestratorConfig({ PARLEY_VOICE_MAX_BUFFERED_BYTES: '10' })).toThrow(/PARLEY_VOICE_MAX_BUFFERED_BYTES/);
   });
 
   it('names the variable that is wrong', () => {

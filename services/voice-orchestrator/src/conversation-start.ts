@@ -6,6 +6,7 @@ import { LiveConversation, type ClientChannel, type ConversationDeps, type Voice
 import { ConversationKeys } from './conversation-keys.js';
 import { createGuardrailStage, type GuardrailStage } from './guardrail-stage.js';
 import { openAiCompatibleProvider } from './openai-provider.js';
+import { deepgramStreaming } from './deepgram-stt.js';
 import { openAiSpeech, openAiTranscription } from './openai-speech.js';
 import type { LlmProvider } from './providers.js';
 import { scriptedProvider } from './scripted-provider.js';
@@ -57,10 +58,17 @@ function buildVoice(settings: ProviderSettings, format: AudioFormat, keys: Conve
     return () => keys.reveal(purpose);
   };
   const common = { fetch: deps.providerFetch, defaultTimeoutMs: deps.config.providerTimeoutMs };
+  const sttSettings = settings.stt;
   const stt =
-    settings.stt === undefined
+    sttSettings === undefined
       ? undefined
-      : openAiTranscription(settings.stt, { ...common, apiKey: keyFor(settings.stt.secretPurpose, 'STT') });
+      : sttSettings.provider === 'deepgram'
+        ? deepgramStreaming(sttSettings, {
+            apiKey: keyFor(sttSettings.secretPurpose, 'STT'),
+            egressPolicy: deps.config.egressPolicy,
+            connectTimeoutMs: deps.config.providerTimeoutMs,
+          })
+        : openAiTranscription(sttSettings, { ...common, apiKey: keyFor(sttSettings.secretPurpose, 'STT') });
   const ttsSettings = settings.tts ?? { provider: 'embedded' as const, voice: 'en-us' };
   let tts;
   if (ttsSettings.provider === 'openai-compatible')

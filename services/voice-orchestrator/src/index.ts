@@ -25,3 +25,4 @@ export * from './openai-speech.js';
 export * from './speaker.js';
 export * from './vad.js';
 export * from './twilio-media-stream.js';
+export * from './deepgram-stt.js';

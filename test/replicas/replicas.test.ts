@@ -1,0 +1,367 @@
+// Every service as two real processes (the dev stack with PARLEY_DEV_REPLICAS=2): what DESIGN
+// says must hold across replicas is decided in Postgres, so it holds whichever replica a call
+// reaches. One stack for the whole file (starting 16 processes is the expensive part).
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDevStackConfig, startDevStack, type DevStack } from '@parley/devstack';
+import { CertificateSource, createServiceClient } from '@parley/platform';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../integrations/receiver.js';
+
+const root = join(import.meta.dirname, '..', '..');
+// The edge's documented revocation bound (PARLEY_EDGE_AUTH_CACHE_MS, default 1000 ms).
+const AUTH_CACHE_MS = 1000;
+// The secrets service's maintenance lock (services/secrets/src/scheduler.ts, "psec").
+const SECRETS_MAINTENANCE_LOCK = 0x70_73_65_63;
+
+let stack: DevStack;
+let receiver: WebhookReceiver;
+let ca: Buffer;
+const logs: string[] = [];
+
+/** Reply is a Connect JSON answer. */
+interface Reply {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** post sends one Connect JSON call on a fresh connection (so the stack's entry point picks a replica for it). */
+function post(baseUrl: string, path: string, body: unknown, apiKey: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${baseUrl}${path}`,
+      { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** postRetrying retries a call that reached a replica which is gone (503), as a client would. */
+async function postRetrying(baseUrl: string, path: string, body: unknown, apiKey: string): Promise<Reply> {
+  let res = await post(baseUrl, path, body, apiKey);
+  for (let attempt = 1; attempt < 10 && res.status === 503; attempt++) res = await post(baseUrl, path, body, apiKey);
+  return res;
+}
+
+const edges = () => stack.info.replicas.edge.map((r) => r.publicUrl!);
+const bootstrapKey = () => stack.info.bootstrap!.apiKey!;
+
+async function createApiKey(scopes: string[]): Promise<{ id: string; secret: string }> {
+  const res = await post(
+    stack.info.edgeUrl,
+    '/parley.api.v1.ApiKeyService/CreateApiKey',
+    { name: `r-${randomUUID().slice(0, 8)}`, scopes },
+    bootstrapKey(),
+  );
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return { id: (res.body.apiKey as { id: string }).id, secret: res.body.secret as string };
+}
+
+/** sessionAttempt opens the session port of one orchestrator replica and says how a start with `token` ended. */
+function sessionAttempt(url: string, token: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace('https:', 'wss:')}/v1/session`, { ca });
+    ws.once('error', reject);
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'start', token })));
+    ws.on('message', (data: Buffer) => {
+      const frame = JSON.parse(data.toString('utf8')) as { type: string; code?: string };
+      if (frame.type === 'ready' || frame.type === 'error') {
+        ws.close();
+        resolve(frame.type === 'ready' ? 'ready' : `error:${frame.code ?? ''}`);
+      }
+    });
+    ws.once('close', (code: number, reason: Buffer) => resolve(`closed:${code}:${reason.toString('utf8')}`));
+  });
+}
+
+beforeAll(async () => {
+  receiver = await startWebhookReceiver();
+  const dir = await mkdtemp(join(tmpdir(), 'parley-replicas-'));
+  // Below the kernel's ephemeral port range (32768+), where outgoing connections cannot take them.
+  const portBase = 10_000 + Math.floor(Math.random() * 90) * 100;
+  const config = loadDevStackConfig(
+    { PARLEY_DEV_DIR: dir, PARLEY_DEV_PORT_BASE: String(portBase), PARLEY_DEV_REPLICAS: '2', PARLEY_LOG_LEVEL: 'warn' },
+    root,
+  );
+  stack = await startDevStack(
+    {
+      ...config,
+      serviceEnv: {
+        integrations: receiver.env,
+        // Retired versions are due at once and both replicas try to sweep every 200 ms.
+        secrets: { PARLEY_SECRET_VERSION_GRACE_MS: '0', PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS: '200', PARLEY_LOG_LEVEL: 'info' },
+      },
+    },
+    (line) => logs.push(line),
+  );
+  ca = await readFile(stack.info.caCert);
+}, 300_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await receiver?.close();
+});
+
+describe('two replicas of every service', () => {
+  it('run as separate processes behind one entry point per public port', async () => {
+    for (const replicas of Object.values(stack.info.replicas)) {
+      expect(replicas).toHaveLength(2);
+      expect(new Set(replicas.map((r) => r.pid)).size).toBe(2);
+    }
+    expect(edges()).toHaveLength(2);
+    // Each edge replica answers on its own port, and so does the entry point.
+    for (const url of [...edges(), stack.info.edgeUrl]) {
+      const res = await post(url, '/parley.api.v1.AgentService/ListAgents', {}, bootstrapKey());
+      expect(res.status, url).toBe(200);
+    }
+  });
+
+  it('consume a session token once when it is raced at both orchestrator replicas', async () => {
+    const session = await post(
+      stack.info.edgeUrl,
+      '/parley.api.v1.SessionService/CreateSession',
+      { agentId: stack.info.bootstrap!.agentId },
+      bootstrapKey(),
+    );
+    expect(session.status, JSON.stringify(session.body)).toBe(200);
+    const token = session.body.token as string;
+    const outcomes = await Promise.all(stack.info.replicas['voice-orchestrator'].map((r) => sessionAttempt(r.publicUrl!, token)));
+    expect(
+      outcomes.filter((o) => o === 'ready'),
+      outcomes.join(' | '),
+    ).toHaveLength(1);
+    // The other is refused as a spent token (a caller's mistake, 4401), not as a failure.
+    expect(
+      outcomes.filter((o) => o.startsWith('closed:4401:')),
+      outcomes.join(' | '),
+    ).toHaveLength(1);
+  });
+
+  it('refuse an API key revoked through one edge at every edge within the documented bound', async () => {
+    const key = await createApiKey(['agents:read']);
+    // Both edges have the key in their auth cache.
+    for (const url of edges()) expect((await post(url, '/parley.api.v1.AgentService/ListAgents', {}, key.secret)).status, url).toBe(200);
+    const revoked = await post(edges()[0]!, '/parley.api.v1.ApiKeyService/RevokeApiKey', { apiKeyId: key.id }, bootstrapKey());
+    expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
+    await new Promise((r) => setTimeout(r, AUTH_CACHE_MS + 100));
+    for (const url of edges()) {
+      const res = await post(url, '/parley.api.v1.AgentService/ListAgents', {}, key.secret);
+      expect([res.status, res.body.code], url).toEqual([401, 'unauthenticated']);
+    }
+  });
+
+  it('keep every audit chain linear and verifiable while three services append through two audit replicas', async () => {
+    const tenantId = stack.info.bootstrap!.tenantId!;
+    // identity (API keys), tenant-data (agents) and secrets (provider keys) record audit events;
+    // their relays send them to the audit replicas in turn, all at once.
+    const calls = [];
+    for (let i = 0; i < 6; i++) {
+      calls.push(
+        post(
+          stack.info.edgeUrl,
+          '/parley.api.v1.ApiKeyService/CreateApiKey',
+          { name: `audit-${i}`, scopes: ['agents:read'] },
+          bootstrapKey(),
+        ),
+      );
+      calls.push(post(stack.info.edgeUrl, '/parley.api.v1.AgentService/CreateAgent', { name: `audit-${i}`, prompt: 'p' }, bootstrapKey()));
+      calls.push(
+        post(
+          stack.info.edgeUrl,
+          '/parley.api.v1.SecretService/PutSecret',
+          { name: `audit-${i}`, providerKind: 'llm', value: `sk-${randomUUID()}` },
+          bootstrapKey(),
+        ),
+      );
+    }
+    for (const res of await Promise.all(calls)) expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const admin = new Client({ connectionString: stack.info.databaseUrl });
+    await admin.connect();
+    try {
+      // Wait until the outboxes are drained into the log.
+      const deadline = Date.now() + 20_000;
+      let count = 0;
+      for (;;) {
+        const { rows } = await admin.query<{ n: string }>(
+          `select count(*) as n from parley_audit.events where tenant_id = $1 and action in ('api_key.create', 'agent.create', 'secret.create')`,
+          [tenantId],
+        );
+        count = Number(rows[0]!.n);
+        if (count >= 18 || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(count).toBeGreaterThanOrEqual(18);
+      const { rows } = await admin.query<{ seq: string }>('select seq from parley_audit.events where tenant_id = $1 order by seq', [
+        tenantId,
+      ]);
+      const seqs = rows.map((r) => Number(r.seq));
+      // No gap and no duplicate: 1..n.
+      expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    } finally {
+      await admin.end();
+    }
+    const verified = await post(stack.info.edgeUrl, '/parley.api.v1.AuditService/VerifyLog', {}, bootstrapKey());
+    expect(verified.status, JSON.stringify(verified.body)).toBe(200);
+    expect(verified.body.ok, JSON.stringify(verified.body)).toBe(true);
+  });
+
+  it('run the secrets maintenance on one replica at a time: none while another holds its lock, then exactly once', async () => {
+    const name = `rotated-${randomUUID().slice(0, 8)}`;
+    const admin = new Client({ connectionString: stack.info.databaseUrl });
+    await admin.connect();
+    try {
+      // This session takes the lock the replicas' schedulers take; while it holds it, neither runs.
+      await admin.query('select pg_advisory_lock($1)', [SECRETS_MAINTENANCE_LOCK]);
+      const destroyedLines = () => logs.filter((l) => /^\[secrets(#2)?\]/.test(l) && l.includes('retired secret versions destroyed'));
+      const before = destroyedLines().length;
+      const put = await post(
+        stack.info.edgeUrl,
+        '/parley.api.v1.SecretService/PutSecret',
+        { name, providerKind: 'llm', value: 'sk-first-version-value-000000' },
+        bootstrapKey(),
+      );
+      expect(put.status, JSON.stringify(put.body)).toBe(200);
+      const rotated = await post(
+        stack.info.edgeUrl,
+        '/parley.api.v1.SecretService/RotateSecret',
+        { secretId: (put.body.secret as { id: string }).id, value: 'sk-second-version-value-00000' },
+        bootstrapKey(),
+      );
+      expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+      await new Promise((r) => setTimeout(r, 1_000)); // five intervals of both schedulers
+      expect(destroyedLines().length).toBe(before);
+      await admin.query('select pg_advisory_unlock($1)', [SECRETS_MAINTENANCE_LOCK]);
+      const deadline = Date.now() + 10_000;
+      while (destroyedLines().length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 600));
+      const runs = destroyedLines().slice(before);
+      const destroyed = runs.map((l) => (JSON.parse(l.slice(l.indexOf('{'))) as { destroyed: number }).destroyed);
+      // The one retired version was destroyed once, by one replica.
+      expect(destroyed.reduce((a, b) => a + b, 0)).toBe(1);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('deliver a webhook once when both integrations workers race for it', async () => {
+    const endpoint = await post(
+      stack.info.edgeUrl,
+      '/parley.api.v1.WebhookService/CreateWebhookEndpoint',
+      { url: receiver.url('/replicas'), eventTypes: ['conversation.ended'] },
+      bootstrapKey(),
+    );
+    expect(endpoint.status, JSON.stringify(endpoint.body)).toBe(200);
+    const certificates = await CertificateSource.open({
+      certFile: join(stack.info.certsDir, 'voice-orchestrator.crt'),
+      keyFile: join(stack.info.certsDir, 'voice-orchestrator.key'),
+      caFile: stack.info.caCert,
+    });
+    // As the orchestrator calls it: over the list of both integrations replicas, so each emit wakes
+    // one replica's worker while the other's polls.
+    const integrations = createServiceClient(IntegrationsService, {
+      baseUrl: stack.info.replicas.integrations.map((r) => r.url).join(','),
+      certificates,
+      expect: 'integrations',
+      trustDomain: 'parley.local',
+    });
+    try {
+      const eventIds = Array.from({ length: 10 }, () => randomUUID());
+      await Promise.all(
+        eventIds.map((eventId) =>
+          integrations.emitEvent({
+            tenantId: stack.info.bootstrap!.tenantId!,
+            eventId,
+            type: 'conversation.ended',
+            data: { conversation_id: randomUUID() },
+          }),
+        ),
+      );
+      const received = () => receiver.received.filter((r) => r.path === '/replicas');
+      const deadline = Date.now() + 20_000;
+      while (received().length < eventIds.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 1_500)); // a second delivery would come within a poll
+      const ids = received().map((r) => String(r.headers['webhook-id']));
+      expect(ids).toHaveLength(eventIds.length);
+      expect(new Set(ids).size).toBe(eventIds.length);
+    } finally {
+      integrations.close();
+      certificates.close();
+    }
+  });
+
+  it('lose nothing acknowledged when a replica is SIGKILLed under load: retries succeed on the other', async () => {
+    const created: string[] = [];
+    const seen: string[] = [];
+    let unavailable = 0;
+    const createWithRetry = async (i: number) => {
+      const history: string[] = [];
+      for (let attempt = 0; attempt < 10; attempt++) {
+        let res: Reply | undefined;
+        try {
+          res = await post(
+            stack.info.edgeUrl,
+            '/parley.api.v1.AgentService/CreateAgent',
+            { name: `load-${i}`, prompt: 'p' },
+            bootstrapKey(),
+          );
+        } catch {
+          res = undefined; // the connection was cut: retry
+        }
+        history.push(res === undefined ? 'cut' : `${res.status}/${String(res.body.code ?? '')}`);
+        if (res?.status === 200) {
+          created.push((res.body.agent as { id: string }).id);
+          return;
+        }
+        // An attempt the caller did not see succeed may still have committed (the replica died
+        // after the commit, before the answer): names are unique, so the retry says so.
+        if (attempt > 0 && res?.status === 409 && res.body.code === 'already_exists') {
+          seen.push(`load-${i}: ${history.join(' ')}`);
+          return;
+        }
+        // Retryable: UNAVAILABLE (a replica went away) and ABORTED (a concurrent change won).
+        const retryable = res === undefined || res.status === 503 || (res.status === 409 && res.body.code === 'aborted');
+        if (!retryable)
+          throw new Error(`CreateAgent load-${i} answered ${res?.status}: ${JSON.stringify(res?.body)} after ${history.join(' ')}`);
+        if (res === undefined || res.status === 503) unavailable++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`CreateAgent load-${i} failed 10 times`);
+    };
+    const victim = stack.info.replicas['tenant-data'][1]!;
+    const load = (async () => {
+      for (let batch = 0; batch < 8; batch++) await Promise.all([0, 1, 2, 3].map((j) => createWithRetry(batch * 4 + j)));
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(victim.pid!, 'SIGKILL');
+    await load;
+    expect(created.length + seen.length, seen.join('; ')).toBe(32);
+    // The dead replica was hit (and the caller retried) at least once.
+    expect(unavailable).toBeGreaterThan(0);
+    // Every acknowledged agent is there, read through either edge (a read that reaches the dead
+    // replica is retried like any other call).
+    for (const [i, id] of created.entries()) {
+      const res = await postRetrying(edges()[i % 2]!, '/parley.api.v1.AgentService/GetAgent', { agentId: id }, bootstrapKey());
+      expect(res.status, `${id}: ${JSON.stringify(res.body)}`).toBe(200);
+    }
+    // And every name is there exactly once, the unacknowledged ones included.
+    const list = await postRetrying(stack.info.edgeUrl, '/parley.api.v1.AgentService/ListAgents', { pageSize: 200 }, bootstrapKey());
+    expect(list.status, JSON.stringify(list.body)).toBe(200);
+    const names = (list.body.agents as { name: string }[]).map((a) => a.name).filter((n) => n.startsWith('load-'));
+    expect(names.sort()).toEqual(Array.from({ length: 32 }, (_, i) => `load-${i}`).sort());
+  });
+});
