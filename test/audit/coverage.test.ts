@@ -165,6 +165,12 @@ const STEPS: Record<string, Step> = {
  * with the reason. Empty this list as the services record their events.
  */
 const PENDING: Record<string, string> = {
+  'parley.api.v1.WorkspaceService/CreateWorkspace':
+    "needs a deployment administrator's operator token (OIDC); covered with its system-tenant events in test/edge/operator-signin.test.ts",
+  'parley.api.v1.WorkspaceService/SuspendWorkspace':
+    "needs a deployment administrator's operator token (OIDC); covered with its system-tenant events in test/edge/operator-signin.test.ts",
+  'parley.api.v1.WorkspaceService/AddWorkspaceOwner':
+    "needs a deployment administrator's operator token (OIDC); its member.add is recorded as AddMember's is",
   'parley.api.v1.ConversationService/ListTranscriptTurns':
     'needs a conversation with turns, which only the voice-orchestrator writes; covered in test/orchestrator/conversation.test.ts',
   'parley.api.v1.ConversationService/EndConversation':

@@ -12,6 +12,7 @@ import makeFetchCookie from 'fetch-cookie';
 import { CookieJar } from 'tough-cookie';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { DEV_OIDC_USER, freePort, startDevOidcProvider, type DevOidcProvider, type DevOidcUser } from '@parley/devstack';
+import { adminPool } from '../src/pg.js';
 import { startPublicStack, type PublicStack } from './fixture.js';
 
 let stack: PublicStack;
@@ -25,6 +26,9 @@ const users = {
   unverified: { sub: `unverified-${run}`, email: `unverified-${run}@example.com`, emailVerified: false, name: 'Una Verified' },
   unknown: { sub: `unknown-${run}`, email: `nobody-${run}@example.com`, emailVerified: true, name: 'No Body' },
   otherDomain: { sub: `other-${run}`, email: `eve-${run}@elsewhere.test`, emailVerified: true, name: 'Eve Elsewhere' },
+  // A deployment administrator by group claim, member of no workspace; and the owner they appoint.
+  deployAdmin: { sub: `ops-${run}`, email: `ops-${run}@example.com`, emailVerified: true, name: 'Ops Admin', groups: ['parley-ops'] },
+  newOwner: { sub: `new-owner-${run}`, email: `new-owner-${run}@example.com`, emailVerified: true, name: 'New Owner' },
 } satisfies Record<string, DevOidcUser>;
 
 beforeAll(async () => {
@@ -56,6 +60,8 @@ beforeAll(async () => {
       PARLEY_OIDC_CA_FILE: pki.paths.caCert,
       PARLEY_OIDC_ALLOWED_DOMAINS: 'example.com,parley.localhost',
       PARLEY_EDGE_AUTH_CACHE_MS: '0',
+      PARLEY_OIDC_SCOPES: 'openid email profile groups',
+      PARLEY_OIDC_ADMIN_GROUPS: 'parley-ops',
     },
   });
   // The stack has its own CA: trust both (the edge's public port, the provider's).
@@ -270,6 +276,16 @@ describe('CLI sign-in (loopback redirect)', () => {
     expect(await bearerCall(refreshed.body['access_token']!)).toBe(200);
     expect(await bearerCall(tokens.body['access_token']!)).toBe(401);
     expect((await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! })).status).toBe(400);
+    // `parley logout`: revoking the refresh token ends the session, its bearer token with it.
+    const revoke = await undiciFetch(`${edgeUrl}/auth/cli/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: refreshed.body['refresh_token'] }),
+      dispatcher,
+    });
+    expect(revoke.status).toBe(200);
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(401);
+    expect((await token({ grant_type: 'refresh_token', refresh_token: refreshed.body['refresh_token']! })).status).toBe(400);
   });
 
   it('refuses a code exchanged with the wrong verifier, and the code is spent', async () => {
@@ -291,5 +307,124 @@ describe('CLI sign-in (loopback redirect)', () => {
     });
     const res = await browser().fetch(`${edgeUrl}/auth/cli/login?${q.toString()}`, { redirect: 'manual' });
     expect(res.status).toBe(400);
+  });
+});
+
+describe('deployment administration (WorkspaceService)', () => {
+  const SYSTEM_TENANT = '00000000-0000-0000-0000-000000000000';
+  const api = async (path: string, body: unknown, headers: Record<string, string>) => {
+    const res = await undiciFetch(`${edgeUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+      dispatcher,
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- Connect JSON answers
+  };
+  /** adminToken signs the administrator in through the CLI flow and returns a bearer token. */
+  const adminToken = async () => {
+    const loopback = createServer((req, res) => {
+      code = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('code') ?? '';
+      res.end('ok');
+    });
+    let code = '';
+    await new Promise<void>((r) => loopback.listen(0, '127.0.0.1', r));
+    const address = loopback.address();
+    const verifier = randomBytes(32).toString('base64url');
+    const q = new URLSearchParams({
+      redirect_uri: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/cb`,
+      state: randomUUID(),
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+      code_challenge_method: 'S256',
+    });
+    await signIn(browser(), `${edgeUrl}/auth/cli/login?${q.toString()}`, users.deployAdmin);
+    await new Promise<void>((r) => loopback.close(() => r()));
+    const res = await undiciFetch(`${edgeUrl}/auth/cli/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ grant_type: 'authorization_code', code, code_verifier: verifier }),
+      dispatcher,
+    });
+    return ((await res.json()) as { access_token: string }).access_token;
+  };
+
+  it('refuses workspace administration to a workspace owner, naming deployment:admin', async () => {
+    const res = await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` });
+    expect(res.status).toBe(403);
+    expect(String(res.body['message'])).toContain('deployment:admin');
+  });
+
+  it('lets an administrator from the group claim create a workspace with its first owner, list it, and suspend it: its keys and sessions stop at once', async () => {
+    const admin = { authorization: `Bearer ${await adminToken()}` };
+    const who = await api('/parley.api.v1.AccountService/WhoAmI', {}, admin);
+    expect(who.body).toMatchObject({ tenantId: SYSTEM_TENANT, scopes: ['deployment:admin'] });
+
+    const created = await api(
+      '/parley.api.v1.WorkspaceService/CreateWorkspace',
+      { name: `Acme ${run}`, ownerEmail: users.newOwner.email, ownerDisplayName: users.newOwner.name },
+      admin,
+    );
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
+    const workspaceId = created.body['workspace'].id as string;
+    const listed = await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, admin);
+    expect(listed.body['workspaces'].map((w: { id: string }) => w.id)).toEqual(
+      expect.arrayContaining([workspaceId, stack.bootstrap.tenantId]),
+    );
+    expect(
+      (await api('/parley.api.v1.WorkspaceService/CreateWorkspace', { name: '', ownerEmail: users.newOwner.email }, admin)).status,
+    ).toBe(400);
+
+    // The first owner signs in with the identity provider and makes a key.
+    const owner = browser();
+    await signIn(owner, `${edgeUrl}/auth/login?workspace=${workspaceId}`, users.newOwner);
+    const me = (await (await owner.fetch(`${edgeUrl}/auth/session`)).json()) as {
+      workspaceId: string;
+      csrfToken: string;
+      member: { role: string };
+    };
+    expect(me).toMatchObject({ workspaceId, member: { role: 'owner' } });
+    const keyRes = await owner.fetch(`${edgeUrl}/parley.api.v1.ApiKeyService/CreateApiKey`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-parley-csrf': me.csrfToken },
+      body: JSON.stringify({ name: 'backend', scopes: ['agents:read', 'sessions:create'] }),
+    });
+    expect(keyRes.status).toBe(200);
+    const key = ((await keyRes.json()) as { secret: string }).secret;
+    const asKey = { authorization: `Bearer ${key}` };
+    expect((await api('/parley.api.v1.AgentService/ListAgents', {}, asKey)).status).toBe(200);
+
+    const suspended = await api('/parley.api.v1.WorkspaceService/SuspendWorkspace', { workspaceId }, admin);
+    expect(suspended.status).toBe(200);
+    expect(suspended.body['workspace'].suspendedAt).toBeDefined();
+    // At once: the key, the owner's console session, a new sign-in.
+    const refused = await api('/parley.api.v1.AgentService/ListAgents', {}, asKey);
+    expect(refused.status).toBe(401);
+    expect(String(refused.body['message'])).toContain('suspended');
+    expect((await owner.fetch(`${edgeUrl}/auth/session`)).status).toBe(401);
+    const again = await signIn(browser(), `${edgeUrl}/auth/login?workspace=${workspaceId}`, users.newOwner);
+    expect(again.status).toBe(403);
+    // Other workspaces are untouched.
+    expect((await api('/parley.api.v1.AgentService/ListAgents', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` })).status).toBe(
+      200,
+    );
+
+    // Audited in the system tenant, by the administrator.
+    const admin_pg = adminPool(1);
+    try {
+      let rows: { action: string; target_id: string; actor_kind: string }[] = [];
+      for (let i = 0; i < 50 && rows.length < 2; i++) {
+        rows = (
+          await admin_pg.query(
+            `select action, target_id, actor_kind from parley_audit.events where tenant_id = $1 and target_id = $2 order by seq`,
+            [SYSTEM_TENANT, workspaceId],
+          )
+        ).rows;
+        if (rows.length < 2) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(rows.map((r) => r.action)).toEqual(['workspace.create', 'workspace.suspend']);
+      expect(rows.every((r) => r.actor_kind === 'member')).toBe(true);
+    } finally {
+      await admin_pg.end();
+    }
   });
 });

@@ -283,6 +283,32 @@ Call with (dict "root" $ "service" "<name>").
 - name: PARLEY_PUBLIC_TLS_KEY
   value: /var/run/parley/public-tls/tls.key
 {{- end }}
+{{- with $c.edge.oidc }}
+{{- if .enabled }}
+- name: PARLEY_OIDC_ISSUER
+  value: {{ required "config.edge.oidc.issuer: the provider's issuer URL" .issuer | quote }}
+- name: PARLEY_OIDC_CLIENT_ID
+  value: {{ required "config.edge.oidc.clientId: the edge's client id at the provider" .clientId | quote }}
+- name: PARLEY_OIDC_CLIENT_SECRET_FILE
+  value: /var/run/parley/oidc/client-secret
+{{- if .caSecret.name }}
+- name: PARLEY_OIDC_CA_FILE
+  value: /var/run/parley/oidc-ca/ca.crt
+{{- end }}
+- name: PARLEY_PUBLIC_URL
+  value: {{ .publicUrl | default (printf "https://%s" $root.Values.exposure.ingress.edge.host) | quote }}
+- name: PARLEY_OIDC_SCOPES
+  value: {{ .scopes | quote }}
+- name: PARLEY_OIDC_ALLOWED_DOMAINS
+  value: {{ join "," .allowedDomains | quote }}
+- name: PARLEY_OPERATOR_SESSION_HOURS
+  value: {{ .sessionHours | quote }}
+- name: PARLEY_OIDC_ADMIN_GROUPS
+  value: {{ join "," .adminGroups | quote }}
+- name: PARLEY_ADMIN_EMAILS
+  value: {{ join "," .adminEmails | quote }}
+{{- end }}
+{{- end }}
 {{- else if eq $service "identity" }}
 {{ include "parley.secretEnv" (dict "name" "PARLEY_API_KEY_PEPPER" "ref" $c.identity.apiKeyPepper "from" "config.identity.apiKeyPepper") }}
 - name: PARLEY_API_KEY_ENVIRONMENT
@@ -301,6 +327,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ $c.identity.authThrottle.failureWindowSeconds | quote }}
 - name: PARLEY_AUTH_BLOCK_SECONDS
   value: {{ $c.identity.authThrottle.blockSeconds | quote }}
+- name: PARLEY_OPERATOR_SESSION_HOURS
+  value: {{ $c.edge.oidc.sessionHours | quote }}
 {{- else if eq $service "secrets" }}
 - name: PARLEY_SECRET_VERSION_GRACE_MS
   value: {{ $c.secrets.versionGraceMs | int64 | quote }}

@@ -21,6 +21,7 @@ const access = (targetType: string, summary: string): AuditActionSpec => ({ targ
 export const AUDIT_ACTIONS = {
   'workspace.create': change('workspace', 'a workspace was created'),
   'workspace.update': change('workspace', 'workspace settings changed'),
+  'workspace.suspend': change('workspace', 'a workspace was suspended: its keys, sessions and operators stopped'),
   'member.add': change('member', 'a member was added'),
   'member.role_change': change('member', "a member's role changed"),
   'member.remove': change('member', 'a member was removed'),

@@ -42,6 +42,9 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('ConnectionService/CreateConnection', 'connection.create'),
   p('ConnectionService/UpdateConnection', 'connection.update'),
   p('ConnectionService/DeleteConnection', 'connection.delete'),
+  p('WorkspaceService/CreateWorkspace', 'workspace.create'),
+  p('WorkspaceService/SuspendWorkspace', 'workspace.suspend'),
+  p('WorkspaceService/AddWorkspaceOwner', 'member.add'),
   // Not in the public API yet (lifecycle, conversations): listed so that the
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),

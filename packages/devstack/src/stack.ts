@@ -272,6 +272,9 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
                 PARLEY_OIDC_CLIENT_ID: 'parley-dev',
                 PARLEY_OIDC_CLIENT_SECRET_FILE: oidcClientSecretFile,
                 PARLEY_OIDC_CA_FILE: pki.caCert,
+                // The dev user is also the deployment administrator (WorkspaceService).
+                PARLEY_OIDC_SCOPES: 'openid email profile groups',
+                PARLEY_OIDC_ADMIN_GROUPS: 'parley-admins',
               }
             : {}),
           // One witness file per audit process, as the chart gives one per pod: appends from two

@@ -16,6 +16,7 @@ export const SCOPES = {
   'members:admin': 'add, change and remove members',
   'webhooks:admin': 'create, list, rotate and delete webhook endpoints; read the delivery log and replay deliveries',
   'connections:admin': "create, list, change and delete connections (external systems an agent's tools reach) and their operations",
+  'deployment:admin': 'create, list and suspend workspaces and add their first owner (deployment-wide; never part of a workspace role)',
 } as const;
 
 /** Scope is one of SCOPES. */
@@ -37,6 +38,16 @@ export function isManagementScope(scope: string): boolean {
 /** ALL_SCOPES lists SCOPES' names. */
 export const ALL_SCOPES = Object.keys(SCOPES) as Scope[];
 
+/**
+ * DEPLOYMENT_SCOPES act on the whole deployment, not on one workspace: they come from the
+ * deployment's own admin list (an OIDC group claim or bootstrap admin e-mails), never from a
+ * workspace role, so no workspace owner can grant them.
+ */
+export const DEPLOYMENT_SCOPES: readonly Scope[] = ['deployment:admin'];
+
+/** WORKSPACE_SCOPES are the scopes a workspace role can hold: all but DEPLOYMENT_SCOPES. */
+export const WORKSPACE_SCOPES: readonly Scope[] = ALL_SCOPES.filter((s) => !DEPLOYMENT_SCOPES.includes(s));
+
 /** ROLES are a member's possible roles, most powerful first. */
 export const ROLES = ['owner', 'admin', 'developer', 'viewer'] as const;
 
@@ -45,8 +56,8 @@ export type Role = (typeof ROLES)[number];
 
 /** ROLE_SCOPES is the permission matrix: the scopes a member of each role (and their keys) may hold. */
 export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = {
-  owner: ALL_SCOPES,
-  admin: ALL_SCOPES,
+  owner: WORKSPACE_SCOPES,
+  admin: WORKSPACE_SCOPES,
   developer: ['sessions:create', 'agents:read', 'agents:write', 'secrets:write', 'api_keys:admin'],
   viewer: ['agents:read', 'audit:read'],
 };

@@ -50,6 +50,10 @@ export interface OidcConfig {
   readonly scopes: string;
   readonly allowedDomains: readonly string[];
   readonly sessionHours: number;
+  /** adminGroups: values of the ID token's `groups` claim that make a deployment administrator. */
+  readonly adminGroups: readonly string[];
+  /** adminEmails: verified e-mails of bootstrap deployment administrators. */
+  readonly adminEmails: readonly string[];
 }
 
 /** loadOidcConfig reads PARLEY_OIDC_*; sign-in is off without PARLEY_OIDC_ISSUER. */
@@ -73,7 +77,17 @@ function loadOidcConfig(env: Env, publicPort: number): OidcConfig | undefined {
     scopes,
     allowedDomains: Object.freeze(domains),
     sessionHours: envInt(env, 'PARLEY_OPERATOR_SESSION_HOURS', 8, 1, 168),
+    adminGroups: Object.freeze(list(env, 'PARLEY_OIDC_ADMIN_GROUPS')),
+    adminEmails: Object.freeze(list(env, 'PARLEY_ADMIN_EMAILS').map((e) => e.toLowerCase())),
   });
+}
+
+/** list reads a comma-separated variable. */
+function list(env: Env, name: string): string[] {
+  return envString(env, name, '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 /** loadEdgeConfig reads the edge's variables (main.ts passes ctx.env). */

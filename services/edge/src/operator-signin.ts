@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { parseCookie as parseCookies, stringifySetCookie } from 'cookie';
+import * as jose from 'jose';
 import * as oidc from 'openid-client';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { Logger } from '@parley/platform';
@@ -34,6 +35,9 @@ export interface OidcSettings {
   readonly ca: Buffer | undefined;
   /** sessionHours bounds the console cookie's Max-Age (identity decides the session's real end). */
   readonly sessionHours: number;
+  /** adminGroups and adminEmails make a deployment administrator (scope deployment:admin). */
+  readonly adminGroups: readonly string[];
+  readonly adminEmails: readonly string[];
 }
 
 /** csrfTokenFor is the CSRF token of a console session: an HMAC keyed by the session's own secret token, so no other key is needed and it is the same at every replica. */
@@ -90,6 +94,17 @@ function isLocalPath(p: string): boolean {
   return p.startsWith('/') && !p.startsWith('//') && !p.startsWith('/\\') && p.length <= 512;
 }
 
+/**
+ * describeTokenError says why a code exchange or ID token was refused: openid-client's summary and
+ * the check that failed underneath (it names the claim, e.g. `unexpected JWT "iss" (issuer) claim
+ * value`), or jose's failed claim.
+ */
+function describeTokenError(err: unknown): string {
+  if (!(err instanceof Error)) return 'the identity provider answer is not valid';
+  if (err instanceof jose.errors.JWTClaimValidationFailed) return `${err.message} (claim "${err.claim}")`;
+  return err.cause instanceof Error && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : err.message;
+}
+
 async function readBody(req: Req, max = 16_384): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -116,6 +131,7 @@ export interface OperatorSignIn {
  *   nonce, expiry, through openid-client), the verified e-mail and its domain, then asks identity;
  * - GET /auth/session: the console session's member, scopes and CSRF token (401 without one);
  * - POST /auth/logout: ends the console session (needs the CSRF header);
+ * - POST /auth/cli/revoke: `{"token":"po_…|pr_…"}` ends that CLI session (200 whether or not it existed);
  * - POST /auth/cli/token: `{"grant_type":"authorization_code","code","code_verifier"}` or
  *   `{"grant_type":"refresh_token","refresh_token"}` → `{access_token, refresh_token, token_type, expires_at, refresh_expires_at}`.
  */
@@ -127,6 +143,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       typeof undiciFetch
     >[1]) as unknown as Promise<Response>;
   let configuration: Promise<oidc.Configuration> | undefined;
+  let jwks: ReturnType<typeof jose.createRemoteJWKSet> | undefined;
   // Discovered on first use and kept; a failed discovery is tried again at the next sign-in.
   const config = () => {
     configuration ??= oidc
@@ -195,20 +212,30 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         idTokenExpected: true,
       });
       const idClaims = tokens.claims();
-      if (idClaims === undefined) throw new Error('no ID token');
+      if (idClaims === undefined || tokens.id_token === undefined) throw new Error('the identity provider sent no ID token');
+      // openid-client checks the claims (iss, aud, exp, nonce) but, as OIDC allows for a token
+      // fetched over TLS from the token endpoint, not the signature: check it against the
+      // provider's published keys too, so a token the provider did not sign is never accepted.
+      const jwksUri = c.serverMetadata().jwks_uri;
+      if (jwksUri === undefined) throw new Error('the identity provider publishes no jwks_uri');
+      jwks ??= jose.createRemoteJWKSet(new URL(jwksUri), { [jose.customFetch]: fetchWithCa as never });
+      await jose.jwtVerify(tokens.id_token, jwks, { issuer: settings.issuer, audience: settings.clientId });
       claims = idClaims;
     } catch (err) {
-      logger.info({ reason: err instanceof Error ? err.message : String(err) }, 'operator sign-in refused: ID token or code not valid');
+      const reason = describeTokenError(err);
+      logger.info({ reason }, 'operator sign-in refused: ID token or code not valid');
       (res as ServerResponse).setHeader('set-cookie', clearLogin);
-      return refuse(res, 403, `sign-in refused: ${err instanceof Error ? err.message : 'the identity provider answer is not valid'}`);
+      return refuse(res, 403, `sign-in refused: ${reason}`);
     }
     // Some providers put e-mail in the UserInfo answer only; it is fetched for the same subject.
     let email = typeof claims['email'] === 'string' ? claims['email'] : undefined;
     let verified = claims['email_verified'];
+    let groups = claims['groups'];
     if (email === undefined) {
       const info = await oidc.fetchUserInfo(c, tokens.access_token, claims.sub);
       email = info.email;
       verified = info.email_verified;
+      groups ??= info['groups'];
     }
     (res as ServerResponse).setHeader('set-cookie', clearLogin);
     if (email === undefined)
@@ -217,6 +244,10 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
     if (settings.allowedDomains.length > 0 && !settings.allowedDomains.includes(domain))
       return refuse(res, 403, `sign-in refused: e-mail addresses at ${domain} may not sign in to this deployment`);
+    // Deployment administrators: a group claim the deployment names, or a bootstrap admin e-mail.
+    const deploymentAdmin =
+      (Array.isArray(groups) && groups.some((g) => typeof g === 'string' && settings.adminGroups.includes(g))) ||
+      settings.adminEmails.includes(email.toLowerCase());
     let signedIn: Awaited<ReturnType<Client<typeof OperatorService>['signInOperator']>>;
     try {
       signedIn = await operators.signInOperator({
@@ -226,6 +257,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         workspaceId: login.w,
         kind: login.c === undefined ? OperatorSessionKind.CONSOLE : OperatorSessionKind.CLI,
         codeChallenge: login.c?.ch ?? '',
+        deploymentAdmin,
       });
     } catch (err) {
       const e = ConnectError.from(err);
@@ -312,6 +344,25 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     }
   };
 
+  // `parley logout`: ends the CLI session of a bearer or refresh token (RFC 7009 style: an unknown
+  // token is not an error, so the answer says nothing about which tokens exist).
+  const cliRevoke = async (req: Req, res: Res) => {
+    let body: { token?: unknown };
+    try {
+      body = JSON.parse(await readBody(req)) as { token?: unknown };
+    } catch {
+      return refuse(res, 400, 'send a JSON object: {"token":"po_… or pr_…"}');
+    }
+    const token = typeof body.token === 'string' ? body.token : '';
+    if (!/^p[or]_/.test(token)) return refuse(res, 400, 'token must be a Parley operator token (po_…) or refresh token (pr_…)');
+    try {
+      await operators.signOutOperator({ token });
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.Unauthenticated) throw err;
+    }
+    send(res, 200, {});
+  };
+
   const routes: Record<string, (req: Req, res: Res, query: URLSearchParams) => Promise<void>> = {
     'GET /auth/login': async (_req, res, q) => {
       const returnTo = q.get('return_to') ?? '/console';
@@ -332,6 +383,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     'GET /auth/session': (req, res) => session(req, res),
     'POST /auth/logout': (req, res) => logout(req, res),
     'POST /auth/cli/token': (req, res) => cliToken(req, res),
+    'POST /auth/cli/revoke': (req, res) => cliRevoke(req, res),
   };
 
   return {

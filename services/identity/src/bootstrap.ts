@@ -12,7 +12,9 @@ import { generateApiKey, hashApiKey, type ApiKeyEnvironment } from './api-key-fo
 import { insertApiKey } from './api-key.store.js';
 import type { IdentityDb } from './db/tables.js';
 import { addMember } from './member.store.js';
-import { ALL_SCOPES } from '@parley/scopes';
+import { WORKSPACE_SCOPES } from '@parley/scopes';
+import { registerWorkspace } from './workspace.store.js';
+import { SYSTEM_TENANT } from './system-tenant.js';
 
 /** BootstrapRecord is what the bootstrap file holds (mode 0600). */
 export interface BootstrapRecord {
@@ -88,7 +90,7 @@ export async function bootstrapDevWorkspace(deps: BootstrapDeps): Promise<'creat
       environment: generated.environment,
       name: 'dev bootstrap owner key',
       secretHash: hashApiKey(deps.pepper, generated.key),
-      scopes: ALL_SCOPES,
+      scopes: [...WORKSPACE_SCOPES],
       createdByMemberId: owner.id,
       expiresAt: null,
     });
@@ -105,10 +107,11 @@ export async function bootstrapDevWorkspace(deps: BootstrapDeps): Promise<'creat
       actor,
       action: 'api_key.create',
       target: { type: 'api_key', id: key.id },
-      details: auditDetails({ scopes: ALL_SCOPES }, ['scopes']),
+      details: auditDetails({ scopes: WORKSPACE_SCOPES }, ['scopes']),
     });
     return { tenantId, memberId: owner.id, apiKey: generated.key } satisfies BootstrapRecord;
   });
+  await withTenant(deps.db, SYSTEM_TENANT, (trx) => registerWorkspace(trx, tenantId, 'Dev workspace'));
   await mkdir(dirname(deps.file), { recursive: true });
   const tmp = `${deps.file}.${process.pid}.tmp`;
   await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });

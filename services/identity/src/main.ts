@@ -8,6 +8,7 @@ import { createKekProvider } from '@parley/envelope';
 import { createWebhookEventEmitter, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
+import { WorkspaceAdminService } from '@parley/proto/parley/identity/v1/workspaces_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
@@ -16,7 +17,7 @@ import { startDevBootstrap } from './bootstrap.js';
 import { loadIdentityConfig } from './config.js';
 import type { IdentityDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
-import { createIdentityService, createOperatorService } from './service.js';
+import { createIdentityService, createOperatorService, createWorkspaceAdminService } from './service.js';
 import { SigningKeyRing } from './signing-keys.js';
 
 runMain({
@@ -44,9 +45,10 @@ runMain({
       ctx.config.peers.integrations === undefined ? undefined : ctx.clientFor('integrations', IntegrationsService),
       ctx.logger,
     );
-    const deps = { db, config, ring, verifier, agents, logger: ctx.logger, onAudit: () => audit.wake(), events };
+    const deps = { db, config, ring, verifier, agents, workspaces: tenantData, logger: ctx.logger, onAudit: () => audit.wake(), events };
     const service = createIdentityService(deps);
     const operators = createOperatorService(deps);
+    const workspaceAdmin = createWorkspaceAdminService(deps);
 
     // The dev stack waits (not ready) until the bootstrap file is written.
     const bootstrap =
@@ -65,6 +67,7 @@ runMain({
       routes: (router) => {
         router.service(IdentityService, service);
         router.service(OperatorService, operators);
+        router.service(WorkspaceAdminService, workspaceAdmin);
       },
       async ready() {
         if (bootstrap !== undefined && !bootstrap.done) return false;

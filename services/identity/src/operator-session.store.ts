@@ -45,7 +45,9 @@ export async function bindOidcIdentity(trx: Trx, memberId: string, issuer: strin
 /** insertOperatorSession stores a session (hashes only). */
 export async function insertOperatorSession(
   trx: Trx,
-  row: Pick<OperatorSessionRow, 'member_id' | 'kind' | 'token_hash' | 'code_hash' | 'code_challenge' | 'code_expires_at' | 'expires_at'>,
+  row: Pick<OperatorSessionRow, 'member_id' | 'kind' | 'token_hash' | 'code_hash' | 'code_challenge' | 'code_expires_at' | 'expires_at'> & {
+    deployment_admin: boolean;
+  },
 ): Promise<OperatorSessionRow> {
   return trx.insertInto('operator_sessions').values(row).returningAll().executeTakeFirstOrThrow();
 }

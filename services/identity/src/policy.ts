@@ -1,6 +1,7 @@
 import { defineCallerPolicy, type CallerPolicy } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
+import { WorkspaceAdminService } from '@parley/proto/parley/identity/v1/workspaces_pb.js';
 
 /**
  * callerPolicies is the identity service's per-RPC allow-list: which services may call each
@@ -33,5 +34,12 @@ export const callerPolicies: readonly CallerPolicy[] = [
     exchangeOperatorCode: ['edge'],
     refreshOperatorToken: ['edge'],
     signOutOperator: ['edge'],
+  }),
+  // Deployment administration arrives through the edge's public WorkspaceService.
+  defineCallerPolicy(WorkspaceAdminService, {
+    createWorkspace: ['edge'],
+    listWorkspaces: ['edge'],
+    suspendWorkspace: ['edge'],
+    addWorkspaceOwner: ['edge'],
   }),
 ];

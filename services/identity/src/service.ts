@@ -2,6 +2,8 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 import { operatorHandlers } from './handlers/operators.js';
+import { workspaceHandlers } from './handlers/workspaces.js';
+import type { WorkspaceAdminService } from '@parley/proto/parley/identity/v1/workspaces_pb.js';
 import { apiKeyHandlers } from './handlers/api-keys.js';
 import type { IdentityDeps } from './handlers/deps.js';
 import { memberHandlers } from './handlers/members.js';
@@ -24,4 +26,9 @@ export function createIdentityService(deps: IdentityDeps): ServiceImpl<typeof Id
 /** createOperatorService builds OperatorService: operators' console and CLI sessions after OIDC sign-in at the edge. */
 export function createOperatorService(deps: IdentityDeps): ServiceImpl<typeof OperatorService> {
   return operatorHandlers(deps);
+}
+
+/** createWorkspaceAdminService builds WorkspaceAdminService: the workspace registry and suspension (deployment:admin). */
+export function createWorkspaceAdminService(deps: IdentityDeps): ServiceImpl<typeof WorkspaceAdminService> {
+  return workspaceHandlers(deps);
 }

@@ -19,5 +19,8 @@ export async function seedIdentity(db: Kysely<unknown>, tenant: string): Promise
               values ('seed-kid-0001', '{"kty":"OKP","crv":"Ed25519","x":"AAAA"}', ${Buffer.alloc(48, 4)}, ${Buffer.alloc(12, 5)},
                       'local:v1:AAAA', 1, now(), now() + interval '1 day')`.execute(trx);
     await sql`insert into auth_failures (source, failures) values ('203.0.113.7', 1)`.execute(trx);
+    await sql`insert into workspaces (id, name) values (${randomUUID()}, 'seed')`.execute(trx);
+    await sql`insert into operator_sessions (member_id, kind, token_hash, expires_at)
+              values (${memberId}, 'console', ${Buffer.alloc(32, 6)}, now() + interval '1 hour')`.execute(trx);
   });
 }

@@ -17,6 +17,7 @@ import { retentionModule } from './retention.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
 import { webhooksModule } from './webhooks.js';
+import { workspacesModule } from './workspaces.js';
 
 /** PUBLIC_MODULES are the public services the edge serves. */
 export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
@@ -32,6 +33,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   connectionsModule,
   retentionModule,
   privacyModule,
+  workspacesModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */

@@ -87,6 +87,16 @@ export interface OperatorSessionsTable {
   expires_at: Date;
   refresh_expires_at: Date | null;
   revoked_at: Date | null;
+  deployment_admin: Generated<boolean>;
+}
+
+/** WorkspacesTable is the registry of workspaces (system partition). */
+export interface WorkspacesTable {
+  tenant_id: TenantId;
+  id: string;
+  name: string;
+  created_at: CreatedAt;
+  suspended_at: Date | null;
 }
 
 /** IdentityDb is the parley_identity schema as Kysely sees it. */
@@ -97,8 +107,11 @@ export interface IdentityDb {
   signing_keys: SigningKeysTable;
   auth_failures: AuthFailuresTable;
   operator_sessions: OperatorSessionsTable;
+  workspaces: WorkspacesTable;
 }
 
+/** WorkspaceRow is a registered workspace. */
+export type WorkspaceRow = Selectable<WorkspacesTable>;
 /** OperatorSessionRow is a selected operator session. */
 export type OperatorSessionRow = Selectable<OperatorSessionsTable>;
 /** MemberRow is a selected member. */

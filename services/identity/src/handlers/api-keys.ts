@@ -1,4 +1,5 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { isWorkspaceSuspended } from '../workspace.store.js';
 import { auditDetails, auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
 import { requireUuid, withTenant } from '@parley/db';
 import {
@@ -169,6 +170,11 @@ export function apiKeyHandlers(
         return { row, scopes: row.scopes.filter((s) => allowedByRole(role, s) && !(rotated && isManagementScope(s))) };
       });
       if ('reason' in outcome) throw await fail(outcome.reason, FAILURE_MESSAGES[outcome.reason]);
+      // A valid key of a suspended workspace: refused, but not counted as a guess.
+      if (await isWorkspaceSuspended(db, parsed.tenantId))
+        throw new UnauthenticatedError(
+          "this workspace is suspended; its API keys stop working until the deployment's administrators lift it",
+        );
       return { principal: { tenantId: parsed.tenantId, kind: 'api_key', id: outcome.row.id, scopes: outcome.scopes } };
     },
 

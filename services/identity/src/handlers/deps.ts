@@ -1,5 +1,6 @@
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import type { ServiceImpl } from '@connectrpc/connect';
+import type { Client, ServiceImpl } from '@connectrpc/connect';
+import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import type { TenantTransaction } from '@parley/db';
 import type { Logger, WebhookEventEmitter } from '@parley/platform';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
@@ -18,6 +19,8 @@ export interface IdentityDeps {
   readonly verifier: SessionTokenVerifier;
   /** agents tells whether a workspace has an agent (tenant-data owns agents). */
   readonly agents: AgentDirectory;
+  /** workspaces creates a workspace in tenant-data (deployment administration). */
+  readonly workspaces?: Pick<Client<typeof TenantDataService>, 'createWorkspace'>;
   readonly logger: Logger;
   /** onAudit is told after a transaction with an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;

@@ -5,7 +5,10 @@ import { auditedTransactions, noDetails } from '@parley/audit-outbox';
 import { isUuid, withTenant } from '@parley/db';
 import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError } from '@parley/platform';
 import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
-import { isRole, ROLE_SCOPES } from '@parley/scopes';
+import { DEPLOYMENT_SCOPES, isRole, ROLE_SCOPES } from '@parley/scopes';
+import { SYSTEM_TENANT } from '../system-tenant.js';
+import { addMember } from '../member.store.js';
+import { isWorkspaceSuspended } from '../workspace.store.js';
 import { hashApiKey, sameHash } from '../api-key-format.js';
 import type { MemberRow } from '../db/tables.js';
 import { generateOperatorToken, parseOperatorToken, type OperatorTokenKind } from '../operator-token.js';
@@ -27,9 +30,14 @@ function memberMessage(row: MemberRow) {
   return { id: row.id, email: row.email, displayName: row.display_name, role: row.role, createdAt: timestampOf(row.created_at) };
 }
 
-/** principalOfMember is an operator's principal: the member, with the scopes of their current role. */
-function principalOfMember(tenantId: string, member: MemberRow) {
-  const scopes = isRole(member.role) ? [...ROLE_SCOPES[member.role]] : [];
+/**
+ * principalOfMember is an operator's principal: the member, with the scopes of their current role,
+ * plus deployment:admin for a deployment administrator. An administrator with no workspace signs in
+ * as a member of the system partition, where a role gives nothing.
+ */
+function principalOfMember(tenantId: string, member: MemberRow, deploymentAdmin: boolean) {
+  const scopes: string[] = tenantId !== SYSTEM_TENANT && isRole(member.role) ? [...ROLE_SCOPES[member.role]] : [];
+  if (deploymentAdmin) scopes.push(...DEPLOYMENT_SCOPES);
   return { tenantId, kind: 'member', id: member.id, scopes };
 }
 
@@ -76,7 +84,21 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
       const memberships = (await store.findMembershipsByEmail(db, email)).filter(
         (m) => req.workspaceId === '' || m.tenantId === req.workspaceId.toLowerCase(),
       );
-      const chosen = memberships[0];
+      const live: typeof memberships = [];
+      // Real workspaces first; the system partition only for a current deployment administrator.
+      for (const m of memberships) if (m.tenantId !== SYSTEM_TENANT && !(await isWorkspaceSuspended(db, m.tenantId))) live.push(m);
+      if (req.deploymentAdmin && req.workspaceId === '') live.push(...memberships.filter((m) => m.tenantId === SYSTEM_TENANT));
+      let chosen = live[0];
+      // A deployment administrator with no workspace signs in to the system partition.
+      if (chosen === undefined && req.deploymentAdmin && req.workspaceId === '') {
+        const memberId = await withTenant(db, SYSTEM_TENANT, async (trx) => {
+          const known = await trx.selectFrom('members').select('id').where('email', '=', email).executeTakeFirst();
+          return known?.id ?? (await addMember(trx, { email, displayName: '', role: 'owner' })).id;
+        });
+        chosen = { tenantId: SYSTEM_TENANT, memberId, createdAt: new Date() };
+      }
+      if (chosen === undefined && memberships.some((m) => m.tenantId !== SYSTEM_TENANT))
+        throw new PermissionDeniedError("your workspace is suspended; ask the deployment's administrators");
       if (chosen === undefined)
         throw new PermissionDeniedError(
           req.workspaceId === ''
@@ -84,15 +106,16 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
             : `you are not a member of workspace ${req.workspaceId}`,
         );
       const now = Date.now();
-      return audited(chosen.tenantId, async (trx, record) => {
-        const member = await store.bindOidcIdentity(trx, chosen.memberId, req.issuer, req.subject);
+      const picked = chosen;
+      return audited(picked.tenantId, async (trx, record) => {
+        const member = await store.bindOidcIdentity(trx, picked.memberId, req.issuer, req.subject);
         if (member === undefined) throw new PermissionDeniedError('the member was removed while signing in; ask a workspace owner');
         if (member.oidc_issuer !== req.issuer || member.oidc_subject !== req.subject)
           throw new PermissionDeniedError(
             `the member ${email} is bound to another account at the identity provider; ask a workspace owner to re-add you`,
           );
-        const token = kind === 'console' ? generateOperatorToken('po', chosen.tenantId) : undefined;
-        const code = kind === 'cli' ? generateOperatorToken('pc', chosen.tenantId) : undefined;
+        const token = kind === 'console' ? generateOperatorToken('po', picked.tenantId) : undefined;
+        const code = kind === 'cli' ? generateOperatorToken('pc', picked.tenantId) : undefined;
         const expiresAt = new Date(now + (kind === 'console' ? deps.config.operatorSessionHours * 3_600_000 : CLI_CODE_MS));
         await store.insertOperatorSession(trx, {
           member_id: member.id,
@@ -102,16 +125,17 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           code_challenge: kind === 'cli' ? req.codeChallenge : null,
           code_expires_at: kind === 'cli' ? expiresAt : null,
           expires_at: expiresAt,
+          deployment_admin: req.deploymentAdmin,
         });
         await record({
-          tenantId: chosen.tenantId,
+          tenantId: picked.tenantId,
           actor: { kind: 'member', id: member.id },
           action: 'operator.sign_in',
           target: { type: 'member', id: member.id },
           details: noDetails(),
         });
         return {
-          principal: principalOfMember(chosen.tenantId, member),
+          principal: principalOfMember(picked.tenantId, member, req.deploymentAdmin),
           token: token ?? '',
           code: code ?? '',
           expiresAt: timestampOf(expiresAt),
@@ -124,8 +148,10 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
       const tenantId = tenantOf(req.token, 'po', 'token');
       const found = await withTenant(db, tenantId, (trx) => store.findOperatorSession(trx, 'token_hash', hash(req.token)));
       if (found === undefined || found.session.expires_at.getTime() <= Date.now()) throw new UnauthenticatedError(ENDED);
+      if (tenantId !== SYSTEM_TENANT && (await isWorkspaceSuspended(db, tenantId)))
+        throw new UnauthenticatedError("this workspace is suspended; ask the deployment's administrators");
       return {
-        principal: principalOfMember(tenantId, found.member),
+        principal: principalOfMember(tenantId, found.member, found.session.deployment_admin),
         member: memberMessage(found.member),
         expiresAt: timestampOf(found.session.expires_at),
       };

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { isWorkspaceSuspended } from '../workspace.store.js';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
 import { requireUuid, withTenant } from '@parley/db';
@@ -90,6 +91,7 @@ export function sessionHandlers(deps: IdentityDeps): IdentityHandlers<'getJwks' 
       if (state === 'revoked') throw new SessionTokenError('revoked', 'this session was revoked');
       if (state === 'expired') throw new SessionTokenError('expired', 'token has expired; create a new session');
       if (state === 'unknown') throw new SessionTokenError('claims', 'no such session');
+      if (await isWorkspaceSuspended(db, claims.tenant)) throw new SessionTokenError('revoked', 'this workspace is suspended');
       return {
         claims: {
           tenantId: claims.tenant,

@@ -39,6 +39,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     expires_at timestamptz not null,
     refresh_expires_at timestamptz,
     revoked_at timestamptz,
+    deployment_admin boolean not null default false,
     primary key (tenant_id, id),
     constraint operator_sessions_token_key unique (tenant_id, token_hash),
     constraint operator_sessions_refresh_key unique (tenant_id, refresh_hash),
@@ -46,12 +47,24 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     constraint operator_sessions_member_fkey foreign key (tenant_id, member_id)
       references ${members} (tenant_id, id) on delete cascade
   )`.execute(db);
+  // The registry of workspaces, in the system partition: deployment administration lists and
+  // suspends them here, and every key, operator session and session token check reads it.
+  await sql`create table ${sql.table(`${S}.workspaces`)} (
+    ${tenant},
+    id uuid not null,
+    name text not null constraint workspaces_name_check check (char_length(name) between 1 and 200),
+    created_at timestamptz not null default now(),
+    suspended_at timestamptz,
+    primary key (tenant_id, id)
+  )`.execute(db);
+  await enableTenantIsolation(db, S, 'workspaces');
   await sql`create index operator_sessions_member_idx on ${sql.table(`${S}.operator_sessions`)} (tenant_id, member_id)`.execute(db);
   await enableTenantIsolation(db, S, 'operator_sessions');
 }
 
 /** down removes operator sign-in. */
 export async function down(db: Kysely<unknown>): Promise<void> {
+  await sql`drop table ${sql.table(`${S}.workspaces`)}`.execute(db);
   await sql`drop table ${sql.table(`${S}.operator_sessions`)}`.execute(db);
   await sql`drop policy members_operator_lookup on ${sql.table(`${S}.members`)}`.execute(db);
   await sql`drop index ${sql.table(`${S}.members_email_idx`)}`.execute(db);
