@@ -77,7 +77,7 @@ export class MixedLoad {
   async call(
     path: string,
     body: unknown,
-    timeoutMs = 8_000,
+    timeoutMs = 15_000,
   ): Promise<{ ok: true; body: Record<string, unknown> } | { ok: false; result: string; message: string }> {
     return new Promise((resolve) => {
       const req = request(
@@ -183,7 +183,7 @@ export class MixedLoad {
       const timer = setTimeout(() => {
         ws.terminate();
         resolve({ result: 'transport:client timeout' });
-      }, 8_000);
+      }, 15_000);
       let conversationId: string | undefined;
       ws.on('open', () => ws.send(JSON.stringify({ type: 'start', token })));
       ws.on('message', (data: Buffer) => {
