@@ -231,6 +231,11 @@ async function invoke(transport: Transport, service: DescService, method: DescMe
     return { ok: true };
   } catch (err) {
     const e = ConnectError.from(err);
+    // The edge resetting the stream with ENHANCE_YOUR_CALM (a body past its HTTP/2 session memory)
+    // is the protocol's "too much": connect-node reads a reset it meets while still sending as
+    // INTERNAL, where its own reset-code table (and gRPC's) says RESOURCE_EXHAUSTED.
+    if (e.code === Code.Internal && /^Stream closed with error code NGHTTP2_ENHANCE_YOUR_CALM$/.test(e.rawMessage))
+      return { ok: false, code: Code.ResourceExhausted, message: e.rawMessage };
     return { ok: false, code: e.code, message: e.rawMessage };
   }
 }
