@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from '@parley/embedded-postgres';
 import { runAuditBenchmark, type AuditBenchResult } from './audit.bench.js';
+import { runEdgeMemoryBenchmark, type EdgeMemoryBenchResult } from './edge-memory.bench.js';
 import { runGuardrailsBenchmark, type GuardrailsBenchResult } from './guardrails.bench.js';
 import { runConversationBenchmark, type ConversationBenchResult } from './conversation.bench.js';
 import { runKernelBenchmark, type KernelBenchResult } from './kernel.bench.js';
@@ -15,6 +16,7 @@ import { runLifecycleBenchmark, type LifecycleBenchResult } from './lifecycle.be
 import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
 import { runSecretsBenchmark, type SecretsBenchResult } from './secrets.bench.js';
 import { runSessionBenchmark, type SessionBenchResult } from './session.bench.js';
+import { runSoakBenchmark, type SoakBenchResult } from './soak.bench.js';
 import { runWebhooksBenchmark, type WebhooksBenchResult } from './webhooks.bench.js';
 import { runVoiceBenchmark, type VoiceBenchResult } from './voice.bench.js';
 
@@ -22,8 +24,19 @@ const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 interface Suite {
   readonly name: string;
+  /** onlyWhenNamed keeps a long suite (soak) out of a plain `npm run bench`. */
+  readonly onlyWhenNamed?: boolean;
   run(): Promise<unknown>;
   table(result: never): string;
+}
+
+// `--minutes N` sets the soak's length (default 10); every other argument names a suite.
+const args = process.argv.slice(2);
+const minutesFlag = args.indexOf('--minutes');
+const soakMinutes = minutesFlag >= 0 ? Number(args[minutesFlag + 1]) : 10;
+if (!(soakMinutes > 0)) {
+  process.stderr.write('--minutes needs a positive number\n');
+  process.exit(2);
 }
 
 async function withPostgres<T>(fn: (url: string) => Promise<T>): Promise<T> {
@@ -262,6 +275,45 @@ const suites: Suite[] = [
         `Event to delivery at ${r.latency.ratePerSecond} events/s (open loop, 4 workers, ${r.latency.events} events): p50 ${r.latency.p50Ms} ms, **p99 ${r.latency.p99Ms} ms** (goal < 100 ms), max ${r.latency.maxMs} ms.`,
       ].join('\n'),
   },
+  {
+    name: 'edge-memory',
+    onlyWhenNamed: true,
+    run: () =>
+      withPostgres((adminUrl) =>
+        runEdgeMemoryBenchmark({ adminUrl, samples: Number(process.env.BENCH_EDGE_MEMORY_SAMPLES ?? 6), sampleSeconds: 10 }),
+      ),
+    table: (r: EdgeMemoryBenchResult) =>
+      [
+        `The edge's resident memory (RSS, MB) around HTTP/2 abuse: ${r.abuse}. An edge of its own per allocator setting, next to a dev stack; RSS after a warm-up (baseline), its peak during the abuse, then every ${r.sampleSeconds} s after it ended.`,
+        '',
+        '| allocator | baseline | peak | after the abuse | retained |',
+        '|---|---:|---:|---|---:|',
+        ...r.variants.map((v) => `| ${v.variant} | ${v.baselineMb} | ${v.peakMb} | ${v.afterMb.join(' → ')} | ${v.retainedMb} |`),
+      ].join('\n'),
+  },
+  {
+    name: 'soak',
+    onlyWhenNamed: true,
+    run: () =>
+      withPostgres((adminUrl) =>
+        runSoakBenchmark({ adminUrl, minutes: soakMinutes, capacitySeconds: Number(process.env.BENCH_SECONDS ?? 20) }),
+      ),
+    table: (r: SoakBenchResult) =>
+      [
+        `The dev stack (every service its own process) under the mixed load of \`test/faults\` (agent update, secret put, session → conversation start with its key resolved, in turn): capacity ${r.capacity.rps} calls/s closed-loop at 8 callers (p99 ${r.capacity.p99Ms} ms), then **${r.minutes} min open-loop at ${r.ratePerSecond} calls/s** (half); ${r.dropped} calls not sent because 64 were in flight.`,
+        '',
+        '| minute | calls | errors | p50 ms | p99 ms |',
+        '|---:|---:|---:|---:|---:|',
+        ...r.perMinute.map((m) => `| ${m.minute} | ${m.calls} | ${m.errors} | ${m.p50Ms} | ${m.p99Ms} |`),
+        '',
+        '| service | RSS MB start → end | open fds start → end | Postgres connections start → end |',
+        '|---|---:|---:|---:|',
+        ...Object.entries(r.services).map(
+          ([name, s]) =>
+            `| ${name} | ${s.start.rssMb} → ${s.end.rssMb} | ${s.start.fds} → ${s.end.fds} | ${s.start.pgConnections} → ${s.end.pgConnections} |`,
+        ),
+      ].join('\n'),
+  },
 ];
 
 async function updateReadme(name: string, body: string): Promise<void> {
@@ -276,7 +328,7 @@ async function updateReadme(name: string, body: string): Promise<void> {
   await writeFile(path, next);
 }
 
-const wanted = process.argv.slice(2);
+const wanted = args.filter((_, i) => minutesFlag < 0 || (i !== minutesFlag && i !== minutesFlag + 1));
 const unknown = wanted.filter((w) => !suites.some((s) => s.name === w));
 if (unknown.length > 0) {
   process.stderr.write(`unknown benchmark(s): ${unknown.join(', ')}; known: ${suites.map((s) => s.name).join(', ')}\n`);
@@ -284,7 +336,7 @@ if (unknown.length > 0) {
 }
 await mkdir(join(benchDir, 'results'), { recursive: true });
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
-for (const suite of suites.filter((s) => wanted.length === 0 || wanted.includes(s.name))) {
+for (const suite of suites.filter((s) => (wanted.length === 0 ? s.onlyWhenNamed !== true : wanted.includes(s.name)))) {
   process.stdout.write(`bench: ${suite.name} …\n`);
   const result = await suite.run();
   const record = { suite: suite.name, date: new Date().toISOString(), machine, result };

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { SERVICE_NAMES } from '@parley/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultStack, type FaultStack } from './fault-stack.js';
-import { isClear, MixedLoad, type Outcome } from './mixed-load.js';
+import { isClear, MixedLoad, type Outcome } from '../src/mixed-load.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const REPORT = join(root, '.parley', 'test-output', 'faults-report.json');

@@ -100,7 +100,20 @@ export function toConnectError(err: unknown, audience: ErrorAudience = 'internal
     mapped = new ConnectError('internal error', Code.Internal);
   }
   const generic = audience === 'public' ? PUBLIC_SERVER_SIDE_MESSAGES[mapped.code] : undefined;
-  return generic === undefined ? mapped : new ConnectError(generic, mapped.code);
+  if (generic !== undefined) return new ConnectError(generic, mapped.code);
+  return mapped.rawMessage.length <= MAX_ERROR_MESSAGE ? mapped : new ConnectError(capped(mapped.rawMessage), mapped.code, mapped.metadata);
+}
+
+/**
+ * MAX_ERROR_MESSAGE bounds what a caller is told, in UTF-16 units. A message may quote the
+ * caller's input (a map key, a field path); gRPC carries it in a header, and a 200 kB header is
+ * refused by the peer's HTTP/2 stack (FRAME_SIZE_ERROR, seen as INTERNAL; found by test/fuzz).
+ */
+const MAX_ERROR_MESSAGE = 1_000;
+
+function capped(message: string): string {
+  // Cut at a code point, never between the halves of a surrogate pair.
+  return `${Array.from(message.slice(0, MAX_ERROR_MESSAGE)).slice(0, -1).join('')}… (message cut at ${MAX_ERROR_MESSAGE} characters)`;
 }
 
 /** isCallerMistake tells whether an error is the caller's fault (logged at info, not error). */

@@ -177,6 +177,9 @@ export function createWebhookAdminHandlers(
       if (overlap > MAX_OVERLAP_SECONDS) {
         throw new InvalidArgumentError(`overlap_seconds must be at most ${MAX_OVERLAP_SECONDS}`, { field: 'overlap_seconds' });
       }
+      // An unknown endpoint is refused before a secret is issued for it (found by test/fuzz: a
+      // NOT_FOUND answer used to leave a new sealed secret behind).
+      await withTenant(deps.db, p.tenantId, (trx) => getWebhookEndpoint(trx, req.endpointId));
       const secret = await deps.issueSecret(p.tenantId, `webhook-${randomUUID()}`);
       const row = await audited(p.tenantId, async (trx) => {
         const rotated = await rotateEndpointSecret(trx, req.endpointId, secret.secretId, new Date(Date.now() + overlap * 1000));

@@ -1,4 +1,4 @@
-// A steady mixed load on the public API for the fault tests, and the ledger of what the stack
+// A steady mixed load on the public API for the fault tests (test/faults) and the soak benchmark, and the ledger of what the stack
 // acknowledged: agent updates, secret puts, and sessions carried through the session port to a
 // conversation that resolved its agent's provider key. Every call's outcome is kept with its time,
 // so each fault's window can be read back: which errors callers saw, and when each kind of call
@@ -77,7 +77,7 @@ export class MixedLoad {
   async call(
     path: string,
     body: unknown,
-    timeoutMs = 8_000,
+    timeoutMs = 15_000,
   ): Promise<{ ok: true; body: Record<string, unknown> } | { ok: false; result: string; message: string }> {
     return new Promise((resolve) => {
       const req = request(
@@ -116,13 +116,13 @@ export class MixedLoad {
   start(options: { updateAgents: string[]; sessionAgent: string }): void {
     this.#running = true;
     this.#loops = [
-      ...options.updateAgents.map((id) => this.#loop(() => this.#updateAgent(id))),
-      this.#loop(() => this.#putSecret()),
-      this.#loop(() => this.#session(options.sessionAgent)),
+      ...options.updateAgents.map((id) => this.#loop(() => this.updateAgentOnce(id))),
+      this.#loop(() => this.putSecretOnce()),
+      this.#loop(() => this.sessionOnce(options.sessionAgent)),
     ];
   }
 
-  /** stop ends the loops after their current call. */
+  /** stop ends the loops after their current call and closes the kept-alive connections. */
   async stop(): Promise<void> {
     this.#running = false;
     await Promise.all(this.#loops);
@@ -150,7 +150,8 @@ export class MixedLoad {
     }
   }
 
-  async #updateAgent(agentId: string): Promise<Outcome> {
+  /** updateAgentOnce renames the agent to a fresh name and records it. */
+  async updateAgentOnce(agentId: string): Promise<Outcome> {
     const name = `fault-${agentId.slice(0, 8)}-${++this.#counter}`;
     let entry = this.ledger.agents.get(agentId);
     if (entry === undefined) this.ledger.agents.set(agentId, (entry = { sent: [], acked: [] }));
@@ -160,7 +161,8 @@ export class MixedLoad {
     return outcome('agent.update', res);
   }
 
-  async #putSecret(): Promise<Outcome> {
+  /** putSecretOnce stores a new secret and records its id. */
+  async putSecretOnce(): Promise<Outcome> {
     const name = `fault-secret-${++this.#counter}`;
     const res = await this.call('/parley.api.v1.SecretService/PutSecret', {
       name,
@@ -171,7 +173,8 @@ export class MixedLoad {
     return outcome('secret.put', res);
   }
 
-  async #session(agentId: string): Promise<Outcome> {
+  /** sessionOnce creates a session, starts its conversation on the session port (the agent's key is resolved) and ends it. */
+  async sessionOnce(agentId: string): Promise<Outcome> {
     const created = await this.call('/parley.api.v1.SessionService/CreateSession', { agentId });
     if (!created.ok) return outcome('session', created);
     const token = String(created.body.token);
@@ -180,11 +183,16 @@ export class MixedLoad {
       const timer = setTimeout(() => {
         ws.terminate();
         resolve({ result: 'transport:client timeout' });
-      }, 8_000);
+      }, 15_000);
       let conversationId: string | undefined;
       ws.on('open', () => ws.send(JSON.stringify({ type: 'start', token })));
       ws.on('message', (data: Buffer) => {
-        const frame = JSON.parse(data.toString('utf8')) as { type: string; conversationId?: string };
+        let frame: { type: string; conversationId?: string };
+        try {
+          frame = JSON.parse(data.toString('utf8')) as typeof frame;
+        } catch {
+          return;
+        }
         if (frame.type === 'ready') {
           conversationId = frame.conversationId;
           ws.send(JSON.stringify({ type: 'end' }));
