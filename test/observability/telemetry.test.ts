@@ -226,6 +226,18 @@ describe('metrics on the health port', () => {
         expect(text, service).toContain('rpc_server_active_requests');
       }
     }
+    // What the earlier requests of this file must have moved, each on the service that owns it.
+    const gauges = await Promise.all(SERVICES.map(async (s) => [s, await scrape(s)] as const));
+    const on = (service: StackService) => gauges.find(([s]) => s === service)?.[1] ?? '';
+    for (const [service, text] of gauges) expect(text, service).toMatch(/parley_tls_certificate_expires_in\{[^}]*\} [1-9]/);
+    expect(on('secrets')).toMatch(/parley_kek_calls_total\{[^}]*parley_kek_operation="generate_data_key"[^}]*parley_kek_result="ok"/);
+    expect(on('edge')).toMatch(/parley_cache_lookups_total\{[^}]*parley_cache="api_key"/);
+    expect(on('edge')).toMatch(/parley_cache_lookups_total\{[^}]*parley_cache="jwks"/);
+    expect(on('secrets')).toMatch(/parley_audit_outbox_depth\{[^}]*\} \d/);
+    expect(on('secrets')).toMatch(/parley_audit_outbox_age\{[^}]*\} \d/);
+    expect(on('audit')).toMatch(/parley_audit_checkpoint_oldest_age\{[^}]*\} \d/);
+    expect(on('edge')).toMatch(/rpc_client_call_duration_bucket\{/);
+
     const labels = ['rpc_method="parley.api.v1.SecretService/ListSecrets"', 'rpc_response_status_code="ok"'];
     const before = sampleValue(await scrape('edge'), 'rpc_server_call_duration_count', labels);
     expect((await post(secretsPath('ListSecrets'), {})).status).toBe(200);
