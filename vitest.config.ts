@@ -20,6 +20,8 @@ const CROSS_TENANT_WORKER_TESTS = [
   'test/secrets/audit-events.test.ts',
   // Seeds an outbox row and a delivery row for every tenant table and counts them afterwards.
   'test/db/isolation.test.ts',
+  // Runs lifecycle's purge, which sweeps expired sessions of every tenant.
+  'test/lifecycle/retention.test.ts',
   // Looks for this stack's audit relay spans.
   'test/observability/telemetry.test.ts',
 ];

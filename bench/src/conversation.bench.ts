@@ -190,6 +190,7 @@ export async function runConversationBenchmark(options: {
       PARLEY_PUBLIC_PORT: String(publicPort),
       PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
       PARLEY_INTEGRATIONS_URL: `https://localhost:${await freePort()}`,
+      PARLEY_LIFECYCLE_URL: `https://localhost:${await freePort()}`,
     },
   };
   const procs = startServiceProcesses({ names, pki, ports, peers, extra });

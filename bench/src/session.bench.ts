@@ -131,6 +131,7 @@ async function createSessionLoad(adminUrl: string, seconds: number, concurrency:
       PARLEY_SECRETS_URL: `https://localhost:${await freePort()}`,
       PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
       PARLEY_INTEGRATIONS_URL: `https://localhost:${await freePort()}`,
+      PARLEY_LIFECYCLE_URL: `https://localhost:${await freePort()}`,
     },
   };
   const procs = startServiceProcesses({ names, pki, ports, peers, extra });

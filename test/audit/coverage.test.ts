@@ -50,6 +50,11 @@ const newSecret = async (call: PublicStack['call'], key: string): Promise<string
 let receiver: WebhookReceiver;
 const newEndpoint = async (call: PublicStack['call'], key: string, eventTypes = ['conversation.ended']): Promise<string> =>
   idOf(await ok(call('/parley.api.v1.WebhookService/CreateWebhookEndpoint', { url: receiver.url('/cov'), eventTypes }, key)), 'endpoint');
+const newConnection = async (call: PublicStack['call'], key: string): Promise<string> =>
+  idOf(
+    await ok(call('/parley.api.v1.ConnectionService/CreateConnection', { name: `cov-${suffix()}`, baseUrl: receiver.url('/api') }, key)),
+    'connection',
+  );
 // A delivered delivery to replay: an endpoint of its own, one event, delivered to the receiver.
 const deliveredDelivery = async (call: PublicStack['call'], key: string): Promise<string> => {
   const endpointId = await newEndpoint(call, key, ['guardrail.escalated']);
@@ -119,8 +124,23 @@ const STEPS: Record<string, Step> = {
     void (await ok(call('/parley.api.v1.WebhookService/DeleteWebhookEndpoint', { endpointId: await newEndpoint(call, key) }, key))),
   'parley.api.v1.WebhookService/RotateWebhookSecret': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.WebhookService/RotateWebhookSecret', { endpointId: await newEndpoint(call, key) }, key))),
+  'parley.api.v1.RetentionService/SetRetentionPolicy': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.RetentionService/SetRetentionPolicy', { rules: [{ dataClass: 'transcript', days: 0 }] }, key))),
+  'parley.api.v1.RetentionService/SetLegalHold': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.RetentionService/SetLegalHold', { kind: 'subject', targetId: randomUUID(), held: true }, key))),
   'parley.api.v1.WebhookService/ReplayWebhookDelivery': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.WebhookService/ReplayWebhookDelivery', { deliveryId: await deliveredDelivery(call, key) }, key))),
+  'parley.api.v1.ConnectionService/CreateConnection': async ({ call, key }) => void (await newConnection(call, key)),
+  'parley.api.v1.ConnectionService/UpdateConnection': async ({ call, key }) =>
+    void (await ok(
+      call(
+        '/parley.api.v1.ConnectionService/UpdateConnection',
+        { connectionId: await newConnection(call, key), name: `cov-${suffix()}`, baseUrl: receiver.url('/v2') },
+        key,
+      ),
+    )),
+  'parley.api.v1.ConnectionService/DeleteConnection': async ({ call, key }) =>
+    void (await ok(call('/parley.api.v1.ConnectionService/DeleteConnection', { connectionId: await newConnection(call, key) }, key))),
 };
 
 /**

@@ -142,7 +142,7 @@ describe('the Parley chart', () => {
     it('render a Gateway API route per public port when the gateway is enabled', async () => {
       const objects = await render([
         valuesFile(
-          'exposure:\n  gateway:\n    enabled: true\n    parentRefs: [{name: public, namespace: gateways}]\n    edge: {hostnames: [api.example.com]}\n',
+          'exposure:\n  gateway:\n    enabled: true\n    parentRefs: [{name: public, namespace: gateways}]\n    edge: {hostnames: [api.example.com]}\n    backendTLS: {caConfigMap: parley-ca}\n',
         ),
       ]);
       const routes = byKind(objects, 'HTTPRoute');

@@ -34,14 +34,22 @@ export function valuesFile(yamlText: string): string {
   return path;
 }
 
-/** template runs `helm template` with the given values files and returns the raw result. */
-export function template(valuesFiles: readonly string[] = []): Promise<HelmResult> {
-  return runHelm(['template', RELEASE, CHART, '--namespace', NAMESPACE, ...valuesFiles.flatMap((f) => ['--values', f])]);
+/** template runs `helm template` with the given values files (and extra flags such as --set) and returns the raw result. */
+export function template(
+  valuesFiles: readonly string[] = [],
+  extraArgs: readonly string[] = [],
+  chart: string = CHART,
+): Promise<HelmResult> {
+  return runHelm(['template', RELEASE, chart, '--namespace', NAMESPACE, ...valuesFiles.flatMap((f) => ['--values', f]), ...extraArgs]);
 }
 
 /** render templates the chart and parses every document; a helm failure fails the caller with helm's message. */
-export async function render(valuesFiles: readonly string[] = []): Promise<K8sObject[]> {
-  const result = await template(valuesFiles);
+export async function render(
+  valuesFiles: readonly string[] = [],
+  extraArgs: readonly string[] = [],
+  chart: string = CHART,
+): Promise<K8sObject[]> {
+  const result = await template(valuesFiles, extraArgs, chart);
   if (result.code !== 0) throw new Error(`helm template failed (${result.code}): ${result.stderr}`);
   const objects: K8sObject[] = [];
   for (const doc of parseAllDocuments(result.stdout)) {

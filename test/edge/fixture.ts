@@ -20,9 +20,17 @@ import { createTestPki, type TestPki } from '../src/pki.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** StackService is a service the public stack runs. */
-export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'integrations' | 'edge';
+export type StackService = 'tenant-data' | 'identity' | 'secrets' | 'audit' | 'integrations' | 'lifecycle' | 'edge';
 
-const names = ['tenant-data', 'identity', 'secrets', 'audit', 'integrations', 'edge'] as const satisfies readonly StackService[];
+const names = [
+  'tenant-data',
+  'identity',
+  'secrets',
+  'audit',
+  'integrations',
+  'lifecycle',
+  'edge',
+] as const satisfies readonly StackService[];
 
 /** CallOptions add request headers, or connect from another loopback address (a distinct TCP peer). */
 export interface CallOptions {
@@ -83,7 +91,8 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
   const ports = Object.fromEntries(
     await Promise.all(names.map(async (n) => [n, { port: await freePort(), health: await freePort() }])),
   ) as Record<StackService, { port: number; health: number }>;
-  const publicPort = await freePort();
+  // A test that must know the public port before the start (an OIDC redirect URI) passes it in.
+  const publicPort = extra.edge?.PARLEY_PUBLIC_PORT !== undefined ? Number(extra.edge.PARLEY_PUBLIC_PORT) : await freePort();
   const urls = Object.fromEntries(names.map((n) => [n, `https://localhost:${ports[n].port}`])) as PublicStack['urls'];
   const logs: string[] = [];
   const common = (n: StackService) => {
@@ -133,6 +142,8 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       PARLEY_WEBHOOK_WORKER: 'off',
       ...extra.integrations,
     },
+    // No purge scheduler unless a test asks for one: it works on every workspace in the shared database.
+    lifecycle: { ...common('lifecycle'), DATABASE_URL: serviceUrl('lifecycle'), PARLEY_PURGE_SCHEDULER: 'off', ...extra.lifecycle },
     edge: { ...common('edge'), PARLEY_PUBLIC_PORT: String(publicPort), ...extra.edge },
   };
   const procs = names.map(

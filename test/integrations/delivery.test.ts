@@ -10,15 +10,17 @@ import {
   deliveryLog,
   emitEvent,
   getDelivery,
+  getWebhookEndpoint,
   leaseDueDeliveries,
   replayDelivery,
+  retryAfterMs,
   retryDelayMs,
   type DeliveryWorker,
   type DeliveryWorkerOptions,
   type IntegrationsDb,
 } from '@parley/integrations';
 import { generateWebhookSecret, verifyWebhook } from '@parley/webhooks';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serviceDb } from '../src/pg.js';
 
@@ -26,7 +28,7 @@ import { serviceDb } from '../src/pg.js';
 // receiver on 127.0.0.1. The private allow-list is on in this file only, for 127.0.0.1 alone. The
 // signing secrets come from a map standing in for the secrets service.
 
-type Behaviour = 'ok' | 'fail' | 'hang' | 'drop';
+type Behaviour = 'ok' | 'fail' | 'hang' | 'drop' | 'gone' | 'busy-seconds' | 'busy-date';
 interface Received {
   path: string;
   id: string;
@@ -66,6 +68,19 @@ beforeAll(async () => {
       }
       if (behaviour === 'fail') {
         res.writeHead(503).end('try later');
+        return;
+      }
+      if (behaviour === 'gone') {
+        res.writeHead(410).end('no such hook');
+        return;
+      }
+      if (behaviour === 'busy-seconds') {
+        res.writeHead(429, { 'retry-after': '1' }).end();
+        return;
+      }
+      if (behaviour === 'busy-date') {
+        // An HTTP-date an hour ahead: the worker caps it at the backoff's maximum.
+        res.writeHead(503, { 'retry-after': new Date(Date.now() + 3_600_000).toUTCString() }).end();
         return;
       }
       // Only a correctly signed delivery counts as received.
@@ -285,5 +300,72 @@ describe('webhook delivery queue', () => {
     await expect(withTenant(db, tenant, (trx) => emitEvent(trx, { ...event, type: 'agent.deleted' }, 60_000))).rejects.toThrow(
       'is not a webhook event',
     );
+  });
+
+  it('disables an endpoint whose receiver answers 410 Gone, stops retrying, audits it, and queues nothing more for it', async () => {
+    const tenant = randomUUID();
+    scripts.set('/gone', ['gone']);
+    const endpointId = await endpointFor(tenant, '/gone');
+    const [first] = await emit(tenant);
+    const w = worker('gone-a');
+    await w.runOnce();
+    const delivery = await withTenant(db, tenant, (trx) => getDelivery(trx, first!));
+    expect(delivery).toMatchObject({ state: 'dead', attempts: 1, last_status_code: 410 });
+    expect(delivery.last_error).toContain('410 Gone');
+    expect((await withTenant(db, tenant, (trx) => getWebhookEndpoint(trx, endpointId))).enabled).toBe(false);
+    const audited = await withTenant(db, tenant, (trx) =>
+      sql<{ event: { action: string; actorKind: string; targetId: string; description: Record<string, unknown> } }>`
+        select event from audit_outbox`.execute(trx),
+    );
+    expect(audited.rows.map((r) => [r.event.action, r.event.actorKind, r.event.targetId, r.event.description.enabled])).toContainEqual([
+      'webhook_endpoint.update',
+      'system',
+      endpointId,
+      false,
+    ]);
+    // A disabled endpoint gets no new deliveries, and the dead one is not retried.
+    expect(await emit(tenant)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 200));
+    await w.runOnce();
+    expect((await withTenant(db, tenant, (trx) => getDelivery(trx, first!))).attempts).toBe(1);
+    expect(receivedAt('/gone')).toEqual([]);
+  });
+
+  it('waits as long as a 429 or 503 Retry-After says (seconds, or an HTTP date capped at the backoff maximum)', async () => {
+    const tenant = randomUUID();
+    scripts.set('/busy', ['busy-seconds', 'busy-date']);
+    await endpointFor(tenant, '/busy');
+    const [deliveryId] = await emit(tenant);
+    worker('busy-a', { backoff: { baseMs: 100, maxMs: 1_500 } }).start();
+    const delivery = await until(
+      () => withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!)),
+      (d) => d.state === 'delivered',
+    );
+    expect(delivery.attempts).toBe(3);
+    const log = await withTenant(db, tenant, (trx) => deliveryLog(trx, deliveryId!));
+    expect(log.map((a) => [a.outcome, a.status_code])).toEqual([
+      ['failed', 429],
+      ['failed', 503],
+      ['delivered', 200],
+    ]);
+    expect(log[0]!.error).toContain('Retry-After 1 s');
+    // The backoff alone would wait 50-100 ms after the first attempt and 100-200 ms after the second;
+    // the date an hour ahead is capped at the backoff maximum of 1.5 s.
+    const gaps = log.slice(1).map((a, i) => a.attempted_at.getTime() - log[i]!.attempted_at.getTime());
+    expect(gaps[0]).toBeGreaterThanOrEqual(950);
+    expect(gaps[1]).toBeGreaterThanOrEqual(1_450);
+    expect(gaps[1]).toBeLessThan(4_000);
+  });
+
+  it('reads Retry-After as delay-seconds or an HTTP date, capped, and ignores what it cannot read', () => {
+    const now = Date.parse('2026-12-01T12:00:00Z');
+    expect(retryAfterMs('120', now, 3_600_000)).toBe(120_000);
+    expect(retryAfterMs(['5'], now, 3_600_000)).toBe(5_000);
+    expect(retryAfterMs('Tue, 01 Dec 2026 12:00:30 GMT', now, 3_600_000)).toBe(30_000);
+    expect(retryAfterMs('Tue, 01 Dec 2026 11:00:00 GMT', now, 3_600_000)).toBe(0);
+    expect(retryAfterMs('999999', now, 60_000)).toBe(60_000);
+    expect(retryAfterMs('soon', now, 60_000)).toBeUndefined();
+    expect(retryAfterMs('-5', now, 60_000)).toBeUndefined();
+    expect(retryAfterMs(undefined, now, 60_000)).toBeUndefined();
   });
 });

@@ -13,7 +13,11 @@ let port: number;
 
 beforeAll(async () => {
   const pki = await createTestPki();
-  const tls = await pki.issue('identity-pod', { spiffeId: 'spiffe://parley.local/identity', dnsNames: [HOST] });
+  const tls = await pki.issue('identity-pod', {
+    spiffeId: 'spiffe://parley.local/identity',
+    dnsNames: [HOST],
+    ipAddresses: ['127.0.0.1', '127.0.0.2'],
+  });
   port = await freePort();
   for (const [i, address] of ['127.0.0.1', '127.0.0.2'].entries()) {
     pods.push(
@@ -56,6 +60,21 @@ describe('client balancing', () => {
     const after = new Set<string>();
     for (let i = 0; i < 6; i++) after.add((await client.echo({ message: 'x' })).pod);
     expect([...after]).toEqual(['pod-1']);
+    client.close();
+  });
+
+  it('spreads calls over a static list of replica URLs (the dev stack stand-in for DNS answers) the same way', async () => {
+    const client = createServiceClient(EchoService, {
+      baseUrl: `https://127.0.0.1:${port},https://127.0.0.2:${port}`,
+      certificates: clientCertificates,
+      expect: 'identity',
+      trustDomain: 'parley.local',
+    });
+    const served: string[] = [];
+    for (let i = 0; i < 6; i++) served.push((await client.echo({ message: 'x' })).pod);
+    // Round-robin per call, as over DNS answers: every replica, in turn.
+    expect(new Set(served).size).toBe(2);
+    for (let i = 1; i < served.length; i++) expect(served[i]).not.toBe(served[i - 1]);
     client.close();
   });
 });

@@ -62,6 +62,17 @@ describe('configuration', () => {
     );
   });
 
+  it('reads a peer given as the comma-separated URLs of its replicas, and names an empty or bad entry', () => {
+    const config = loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'https://localhost:7411/, https://localhost:7451' });
+    expect(config.peers.identity).toBe('https://localhost:7411,https://localhost:7451');
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'https://localhost:7411,' })).toThrow(
+      'PARLEY_IDENTITY_URL: has an empty entry in its comma-separated list',
+    );
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'https://localhost:7411,http://localhost:7451' })).toThrow(
+      'PARLEY_IDENTITY_URL: must use https:, got "http:"',
+    );
+  });
+
   it('reads peers and defaults into a frozen config', () => {
     const config = loadKernelConfig('edge', 'test', { ...tls, PARLEY_TENANT_DATA_URL: 'https://tenant-data:8443/' });
     expect(config.peers['tenant-data']).toBe('https://tenant-data:8443');

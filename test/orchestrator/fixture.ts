@@ -24,7 +24,7 @@ export interface ConversationStack {
   /** startOrchestrator (re)starts the orchestrator with extra environment. */
   startOrchestrator(extra?: Record<string, string>): Promise<void>;
   createAgent(body: Record<string, unknown>): Promise<string>;
-  putSecret(name: string, value: string): Promise<string>;
+  putSecret(name: string, value: string, providerKind?: string): Promise<string>;
   createSession(
     agentId: string,
     options?: { origin?: string; subjectRef?: string; ttlSeconds?: number },
@@ -42,7 +42,11 @@ export interface SessionClient {
   readonly ws: WebSocket;
   readonly frames: Frame[];
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** audio are the binary frames received (PCM16 at the declared rate), with the time each arrived (performance.now()). */
+  readonly audio: { at: number; bytes: Buffer }[];
   send(frame: unknown): void;
+  /** sendAudio sends PCM16 samples as one binary frame. */
+  sendAudio(samples: Int16Array): void;
   /** next waits for the next unread frame matching the predicate. */
   next(match: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
   /** reply collects one whole assistant reply (sentences up to the final frame). */
@@ -105,8 +109,8 @@ export async function startConversationStack(
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       return (res.body.agent as { id: string }).id;
     },
-    async putSecret(name, value) {
-      const res = await stack.call('/parley.api.v1.SecretService/PutSecret', { name, providerKind: 'llm', value }, ownerKey);
+    async putSecret(name, value, providerKind = 'llm') {
+      const res = await stack.call('/parley.api.v1.SecretService/PutSecret', { name, providerKind, value }, ownerKey);
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       return (res.body.secret as { id: string }).id;
     },
@@ -128,9 +132,14 @@ export async function startConversationStack(
       const url = options.path === undefined ? self.sessionUrl : `wss://localhost:${sessionPort}${options.path}`;
       const ws = new WebSocket(url, { ca: stack.ca, origin: options.origin ?? 'https://app.example.com' });
       const frames: Frame[] = [];
+      const audio: { at: number; bytes: Buffer }[] = [];
       let read = 0;
       const waiters = new Set<() => void>();
-      ws.on('message', (data: Buffer) => {
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) {
+          audio.push({ at: performance.now(), bytes: Buffer.from(data) });
+          return;
+        }
         frames.push(JSON.parse(data.toString('utf8')) as Frame);
         for (const w of waiters) w();
       });
@@ -173,7 +182,9 @@ export async function startConversationStack(
         ws,
         frames,
         closed,
+        audio,
         send: (frame) => ws.send(JSON.stringify(frame)),
+        sendAudio: (samples) => ws.send(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength), { binary: true }),
         next,
         async reply(timeoutMs = 10_000) {
           const sentences: string[] = [];

@@ -27,6 +27,8 @@ export interface SecretsStack {
   readonly secrets: ServiceProcess;
   readonly tenantData: ServiceProcess;
   readonly secretsUrl: string;
+  /** tenantDataUrl is where the tenant-data process listens (for other services under test). */
+  readonly tenantDataUrl: string;
   /** logs holds every output line of both processes. */
   readonly logs: string[];
   /** clientAs builds a client of the secrets service that presents `as`'s certificate. */
@@ -110,6 +112,7 @@ export async function startSecretsStack(options: {
     secrets,
     tenantData,
     secretsUrl,
+    tenantDataUrl: `https://localhost:${td.port}`,
     logs,
     async clientAs(as, service) {
       const certificates = await CertificateSource.open(pki.files(as));

@@ -3,7 +3,11 @@
 // certificate for 127.0.0.1, since the orchestrator's egress client speaks https only) answers POST
 // /v1/chat/completions with `stream: true` in OpenAI's documented wire format (Server-Sent
 // Events: `data: <chat.completion.chunk JSON>` events, then `data: [DONE]`; errors as
-// `{"error":{...}}` JSON with an HTTP status). It is not OpenAI. See test/openai-standin/README.md.
+// `{"error":{...}}` JSON with an HTTP status). It also answers the audio endpoints the speech
+// adapters use: POST /v1/audio/transcriptions (multipart form with `file` and `model`, answering
+// `{"text": ...}`) and POST /v1/audio/speech (JSON with `model`, `input`, `voice`,
+// `response_format: "pcm"`, answering raw 24 kHz 16-bit mono samples, streamed). It is not
+// OpenAI. See test/openai-standin/README.md.
 import { randomUUID } from 'node:crypto';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -11,6 +15,7 @@ import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
+import { pcmOfWav } from '@parley/voice-orchestrator';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** OpenAiStandinMode is how the stand-in answers the next requests. */
@@ -30,6 +35,21 @@ export interface RecordedRequest {
   readonly body: { model?: string; stream?: boolean; messages?: { role: string; content: string }[] };
 }
 
+/** AudioRequest is what a test may check about a transcription or speech request. */
+export interface AudioRequest {
+  readonly endpoint: 'transcriptions' | 'speech';
+  readonly authorization: string;
+  readonly model: string;
+  /** transcriptions: the uploaded file's rate and duration; speech: the input text and voice. */
+  readonly sampleRate?: number;
+  readonly seconds?: number;
+  readonly input?: string;
+  readonly voice?: string;
+}
+
+/** STANDIN_SPEECH_SECONDS_PER_CHAR is how long the stand-in's speech lasts per input character (a tone, not speech). */
+export const STANDIN_SPEECH_SECONDS_PER_CHAR = 0.05;
+
 /** OpenAiStandin is a running stand-in. */
 export interface OpenAiStandin {
   /** baseUrl is what an agent's provider settings name, e.g. https://127.0.0.1:1234/v1. */
@@ -42,6 +62,10 @@ export interface OpenAiStandin {
   /** egressEnv is the orchestrator environment that lets the egress client reach the stand-in on loopback (tests only). */
   readonly egressEnv: Record<string, string>;
   readonly requests: RecordedRequest[];
+  /** audioRequests are the transcription and speech requests, in order. */
+  readonly audioRequests: AudioRequest[];
+  /** setTranscript sets what a transcription answers for an uploaded utterance (default "Stand-in transcript."). */
+  setTranscript(fn: ((audio: { samples: Int16Array; sampleRate: number }) => string) | undefined): void;
   /** mode applies to later requests; failFirst makes that many next requests answer 503 first. */
   setMode(mode: OpenAiStandinMode): void;
   failNext(count: number): void;
@@ -60,6 +84,8 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
   let failures = 0;
   let replyOf: ((lastUser: string) => string) | undefined;
   const requests: RecordedRequest[] = [];
+  const audioRequests: AudioRequest[] = [];
+  let transcriptOf: ((audio: { samples: Int16Array; sampleRate: number }) => string) | undefined;
   const sockets = new Set<Socket>();
   const delay = options.chunkDelayMs ?? 10;
 
@@ -70,6 +96,8 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    if (req.method === 'POST' && (req.url === '/v1/audio/transcriptions' || req.url === '/v1/audio/speech'))
+      return audio(req, res, Buffer.concat(chunks));
     if (req.method !== 'POST' || req.url !== '/v1/chat/completions')
       return json(res, 404, { error: { message: 'Not found', type: 'invalid_request_error', param: null, code: null } });
     let body: RecordedRequest['body'];
@@ -119,6 +147,74 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     res.write(chunk({}, 'stop'));
     res.end('data: [DONE]\n\n');
   };
+  const invalid = (res: ServerResponse, message: string, param: string | null) =>
+    json(res, 400, { error: { message, type: 'invalid_request_error', param, code: null } });
+  // The audio endpoints, as OpenAI documents them (https://platform.openai.com/docs/api-reference/audio).
+  const audio = async (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
+    const authorization = req.headers.authorization ?? '';
+    const authorized = authorization === `Bearer ${options.apiKey}`;
+    const unauthorized = () =>
+      json(res, 401, {
+        error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' },
+      });
+    if (mode === 'unavailable')
+      return json(res, 503, { error: { message: 'The server is overloaded.', type: 'server_error', param: null, code: null } });
+    if (req.url === '/v1/audio/transcriptions') {
+      // The multipart body is read by the platform's own form-data parser (undici's), not by hand.
+      let form: FormData;
+      try {
+        form = await new Request('https://standin.invalid/', {
+          method: 'POST',
+          headers: { 'content-type': req.headers['content-type'] ?? '' },
+          body,
+        }).formData();
+      } catch {
+        return invalid(res, 'Could not parse multipart form', null);
+      }
+      const file = form.get('file');
+      const model = form.get('model');
+      if (typeof model !== 'string' || model === '') return invalid(res, 'you must provide a model parameter', 'model');
+      if (!(file instanceof Blob)) return invalid(res, 'you must provide a file parameter', 'file');
+      let wav: { samples: Int16Array; sampleRate: number };
+      try {
+        wav = pcmOfWav(new Uint8Array(await file.arrayBuffer()));
+      } catch {
+        return invalid(res, 'Invalid file format. Supported formats: flac, m4a, mp3, mp4, mpeg, mpga, oga, ogg, wav, webm', 'file');
+      }
+      audioRequests.push({
+        endpoint: 'transcriptions',
+        authorization,
+        model,
+        sampleRate: wav.sampleRate,
+        seconds: wav.samples.length / wav.sampleRate,
+      });
+      if (!authorized) return unauthorized();
+      return json(res, 200, { text: transcriptOf?.(wav) ?? 'Stand-in transcript.' });
+    }
+    let speech: { model?: unknown; input?: unknown; voice?: unknown; response_format?: unknown };
+    try {
+      speech = JSON.parse(body.toString('utf8')) as typeof speech;
+    } catch {
+      return invalid(res, 'We could not parse the JSON body of your request.', null);
+    }
+    if (typeof speech.input !== 'string' || speech.input === '') return invalid(res, 'you must provide an input parameter', 'input');
+    if (typeof speech.model !== 'string' || typeof speech.voice !== 'string') return invalid(res, 'model and voice are required', 'model');
+    audioRequests.push({ endpoint: 'speech', authorization, model: speech.model, input: speech.input, voice: speech.voice });
+    if (!authorized) return unauthorized();
+    if (speech.response_format !== 'pcm') return invalid(res, 'the stand-in only answers response_format "pcm"', 'response_format');
+    // Not speech: a 220 Hz tone as long as the input warrants, in OpenAI's "pcm" format (24 kHz, 16-bit LE, mono, no header).
+    const samples = new Int16Array(Math.round(speech.input.length * STANDIN_SPEECH_SECONDS_PER_CHAR * 24_000));
+    for (let i = 0; i < samples.length; i++) samples[i] = Math.round(8_000 * Math.sin((2 * Math.PI * 220 * i) / 24_000));
+    const bytes = Buffer.from(samples.buffer);
+    res.writeHead(200, { 'content-type': 'audio/pcm', 'transfer-encoding': 'chunked' });
+    // Odd-sized chunks, as a network may cut them: the adapter must not split a sample.
+    for (let at = 0; at < bytes.length; at += 4_801) {
+      if (res.destroyed) return;
+      res.write(bytes.subarray(at, at + 4_801));
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    res.end();
+  };
   const ca = await createCertificateAuthority({ name: 'OpenAI stand-in test CA' });
   const leaf = await issueCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const caFile = join(mkdtempSync(join(tmpdir(), 'parley-openai-standin-')), 'ca.pem');
@@ -139,6 +235,10 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     caFile,
     egressEnv: { PARLEY_EGRESS_ALLOWED_PORTS: String(port), PARLEY_EGRESS_ALLOW_PRIVATE: '127.0.0.1/32', NODE_EXTRA_CA_CERTS: caFile },
     requests,
+    audioRequests,
+    setTranscript(fn) {
+      transcriptOf = fn;
+    },
     setMode(m) {
       mode = m;
     },

@@ -8,6 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SERVICE_NAMES } from '@parley/platform';
+import makeFetchCookie from 'fetch-cookie';
+import { CookieJar } from 'tough-cookie';
+import { Agent, fetch as undiciFetch } from 'undici';
 import WebSocket from 'ws';
 import { startVaultStandin } from '../src/vault-standin.js';
 
@@ -28,6 +31,32 @@ function postJson(url: string, body: unknown, apiKey: string, ca: Buffer): Promi
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** expectDevSignIn checks npm start's welcome and signs the dev user in (browser-like: redirects, cookie jar). */
+async function expectDevSignIn(info: { signInUrl: string; edgeUrl: string; caCert: string }, tenantId: string, output: string[]) {
+  await new Promise((r) => setTimeout(r, 100)); // the welcome is printed right after the ready line
+  const text = output.join('\n');
+  expect(text).toContain('Parley is running.');
+  expect(text).toContain(`Console sign-in  ${info.signInUrl}`);
+  expect(text).toContain('parley.api.v1.AgentService/ListAgents');
+  const jar = new CookieJar();
+  const dispatcher = new Agent({ connect: { ca: await readFile(info.caCert) } });
+  const base = ((url: string, init: Record<string, unknown> = {}) =>
+    undiciFetch(url, { ...init, dispatcher } as Parameters<typeof undiciFetch>[1])) as unknown as typeof fetch;
+  const browse = makeFetchCookie(base, jar) as unknown as typeof fetch;
+  const page = await browse(info.signInUrl);
+  const html = await page.text();
+  expect(html).toContain('For development only');
+  const action = /action="([^"]+)"/.exec(html)?.[1] ?? '';
+  await browse(new URL(action, page.url).href, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'sub=dev-owner',
+  });
+  const me = (await (await browse(`${info.edgeUrl}/auth/session`)).json()) as { workspaceId: string; member: { role: string } };
+  expect(me).toMatchObject({ workspaceId: tenantId, member: { role: 'owner' } });
+  await dispatcher.close();
+}
 
 /** spawnStack runs `npm start`'s entry point in a fresh dev folder with only the given variables (and PATH). */
 async function spawnStack(extra: Record<string, string> = {}) {
@@ -63,7 +92,7 @@ async function spawnStack(extra: Record<string, string> = {}) {
 
 describe('dev stack', () => {
   it('brings every service to ready, writes stack.json, and stops cleanly on SIGTERM', async () => {
-    const { dir, portBase, child, ready, exited } = await spawnStack();
+    const { dir, portBase, child, ready, exited, output } = await spawnStack();
     try {
       const line = await ready;
       expect(line).toContain(`https://localhost:${portBase}`);
@@ -143,6 +172,9 @@ describe('dev stack', () => {
       );
       expect(put.status, put.text).toBe(200);
       expect(put.text).not.toContain(value.slice(0, -4));
+      // The first five minutes: a welcome with the sign-in, the API and a command to paste, and a
+      // working sign-in through the embedded (development-only) OIDC provider as the owner.
+      await expectDevSignIn(info as unknown as { signInUrl: string; edgeUrl: string; caCert: string }, boot.tenantId, output);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       for (const name of SERVICE_NAMES) {

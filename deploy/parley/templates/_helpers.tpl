@@ -119,6 +119,38 @@ group: cert-manager.io
 {{- end -}}
 
 {{/*
+A dependency's location ({cidrs, namespaceSelector, podSelector, ports}) with the chart's default
+selectors applied, as JSON. Call with (dict "root" $ "name" "database" | "vault" | "dns" | "telemetry").
+The defaults live here rather than in values.yaml because Helm merges a user's map into a default
+map key by key: `--set database.networkPolicy.podSelector.matchLabels.app=pg` would render both
+labels and match nothing. In values.yaml the selectors are {} ("the default"), so a user's selector
+replaces the default whole; null (which removes the key) means no selector.
+*/}}
+{{- define "parley.location" -}}
+{{- $defaults := dict
+  "database" (dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/name" "postgresql")))
+  "vault" (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" "vault")) "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/name" "vault")))
+  "dns" (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" "kube-system")) "podSelector" (dict "matchLabels" (dict "k8s-app" "kube-dns")))
+  "telemetry" (dict) -}}
+{{- $given := dict -}}
+{{- if eq .name "database" }}{{ $given = .root.Values.database.networkPolicy }}
+{{- else if eq .name "vault" }}{{ $given = .root.Values.vault.networkPolicy }}
+{{- else if eq .name "dns" }}{{ $given = .root.Values.networkPolicy.dns }}
+{{- else if eq .name "telemetry" }}{{ $given = .root.Values.telemetry.networkPolicy }}
+{{- else }}{{ fail (printf "parley.location: unknown location %q" .name) }}
+{{- end -}}
+{{- $out := deepCopy $given -}}
+{{- $own := get $defaults .name -}}
+{{- range $key := list "namespaceSelector" "podSelector" -}}
+{{- $value := get $given $key -}}
+{{- if and (kindIs "map" $value) (empty $value) -}}
+{{- with get $own $key }}{{ $_ := set $out $key . }}{{ else }}{{ $_ := unset $out $key }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
 NetworkPolicy peers of a location given as {cidrs, namespaceSelector, podSelector}: one ipBlock
 per CIDR, plus one selector peer when a selector is set. Returns a JSON list, maybe empty.
 */}}
@@ -153,7 +185,7 @@ no peer is configured, because a rule without `to` would open those ports to eve
 
 {{/* Egress rules to the cluster DNS on UDP and TCP, as a JSON list; empty when no DNS peer is configured. */}}
 {{- define "parley.dnsEgress" -}}
-{{- $dns := .Values.networkPolicy.dns -}}
+{{- $dns := include "parley.location" (dict "root" . "name" "dns") | fromJson -}}
 {{- $peers := include "parley.peers" $dns | fromJsonArray -}}
 {{- $ports := list -}}
 {{- range $dns.ports }}{{ $ports = concat $ports (list (dict "protocol" "UDP" "port" .) (dict "protocol" "TCP" "port" .)) }}{{ end -}}
@@ -354,4 +386,26 @@ Call with (dict "root" $ "service" "<name>").
   value: /var/run/parley/vault-auth/token
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The `replicas` field of a service's Deployment, as YAML (maybe empty). Call with
+(dict "cfg" <service config> "live" <the live Deployment from lookup, or an empty map>).
+Without an HPA it is the configured count. With one, the HPA owns the count, but simply leaving
+the field out is what drops 3 pods to 1 when autoscaling is turned on for a running release: the
+previous manifest set replicas, the new one lacks it, so Helm's three-way merge (or server-side
+apply, which gives up the field) removes it and the API server defaults it to 1 until the HPA
+acts. So when the Deployment exists, the field keeps its live value (what the HPA last chose): the
+patch is then a no-op for the count. On a first install (and in `helm template`, where lookup
+sees no cluster) it is left out and the HPA scales up from the API server's default of 1.
+*/}}
+{{- define "parley.replicas" -}}
+{{- if not .cfg.autoscaling.enabled -}}
+replicas: {{ .cfg.replicas }}
+{{- else -}}
+{{- $live := dig "spec" "replicas" nil (.live | default dict) -}}
+{{- if not (kindIs "invalid" $live) -}}
+replicas: {{ $live }}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -51,13 +51,20 @@ export const AUDIT_ACTIONS = {
   'tool.create': change('tool', 'a tool definition was created'),
   'tool.update': change('tool', 'a tool definition was changed'),
   'tool.delete': change('tool', 'a tool definition was deleted'),
+  'connection.create': change('connection', 'a connection (external system for tools) was created'),
+  'connection.update': change('connection', 'a connection or its operations changed'),
+  'connection.delete': change('connection', 'a connection was deleted'),
+  'connection.call': access('connection', "an agent's tool call reached a connection with its credential"),
   'retention_policy.set': change('retention_policy', 'a retention policy was changed'),
   'retention.purge': change('retention_policy', 'data past its retention was purged'),
+  'legal_hold.set': change('legal_hold', 'a legal hold on a subject or conversation was placed or released'),
   'privacy_request.export': change('privacy_request', 'a data export (DSAR) was requested'),
   'privacy_request.forget': change('privacy_request', 'an erasure (DSAR forget) was requested'),
   'privacy_request.export_read': access('privacy_request', 'a DSAR export was downloaded'),
   'audit.export': access('audit_log', 'the audit log was exported'),
   'audit.purge': change('audit_log', 'audit events past retention were purged'),
+  'operator.sign_in': change('member', 'an operator signed in through the identity provider'),
+  'operator.sign_out': change('member', 'an operator signed out'),
 } as const satisfies Record<string, AuditActionSpec>;
 
 /** AuditAction is a registered action name. */

@@ -39,9 +39,13 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('WebhookService/DeleteWebhookEndpoint', 'webhook_endpoint.delete'),
   p('WebhookService/RotateWebhookSecret', 'webhook_secret.rotate'),
   p('WebhookService/ReplayWebhookDelivery', 'webhook_delivery.replay'),
+  p('ConnectionService/CreateConnection', 'connection.create'),
+  p('ConnectionService/UpdateConnection', 'connection.update'),
+  p('ConnectionService/DeleteConnection', 'connection.delete'),
   // Not in the public API yet (lifecycle, conversations): listed so that the
   // coverage test names them as missing until they exist.
   p('RetentionService/SetRetentionPolicy', 'retention_policy.set'),
+  p('RetentionService/SetLegalHold', 'legal_hold.set'),
   p('PrivacyService/RequestExport', 'privacy_request.export'),
   p('PrivacyService/RequestForget', 'privacy_request.forget'),
   p('ConversationService/ListTranscriptTurns', 'transcript.read'),

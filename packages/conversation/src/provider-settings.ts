@@ -59,6 +59,53 @@ export const openAiLlmSettings = z.strictObject({
     .default('llm'),
 });
 
+const providerBaseUrl = z
+  .url({ protocol: /^https?$/ })
+  .max(500)
+  .default('https://api.openai.com/v1');
+const secretPurpose = (purpose: string) =>
+  z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,31}$/)
+    .default(purpose);
+
+/** openAiSttSettings configures OpenAI-compatible transcription (POST /audio/transcriptions per utterance); the key is the agent's "stt" secret. */
+export const openAiSttSettings = z.strictObject({
+  provider: z.literal('openai-compatible'),
+  baseUrl: providerBaseUrl,
+  model: z.string().min(1).max(200).default('whisper-1'),
+  /** language is the ISO-639-1 code of the caller's speech, when known (better accuracy and latency). */
+  language: z
+    .string()
+    .regex(/^[a-z]{2}$/)
+    .optional(),
+  /** silenceMs of silence ends an utterance and sends it for transcription. */
+  silenceMs: z.int().min(100).max(5_000).default(600),
+  timeoutMs: z.int().min(100).max(600_000).optional(),
+  secretPurpose: secretPurpose('stt'),
+});
+
+/** embeddedTtsSettings configures the embedded offline synthesiser (eSpeak NG in-process; no key, no network). */
+export const embeddedTtsSettings = z.strictObject({
+  provider: z.literal('embedded'),
+  /** voice is an eSpeak NG voice name, e.g. "en-us", "en-gb", "de", "fr". */
+  voice: z
+    .string()
+    .regex(/^[a-z]{2,3}(-[a-z0-9]{2,8}){0,2}$/)
+    .default('en-us'),
+});
+
+/** openAiTtsSettings configures OpenAI-compatible speech (POST /audio/speech, raw PCM); the key is the agent's "tts" secret. */
+export const openAiTtsSettings = z.strictObject({
+  provider: z.literal('openai-compatible'),
+  baseUrl: providerBaseUrl,
+  model: z.string().min(1).max(200).default('gpt-4o-mini-tts'),
+  voice: z.string().min(1).max(100).default('alloy'),
+  speed: z.number().min(0.25).max(4).optional(),
+  timeoutMs: z.int().min(100).max(600_000).optional(),
+  secretPurpose: secretPurpose('tts'),
+});
+
 /**
  * providerSettingsSchema is the shape of an agent's provider_settings: which LLM adapter it uses
  * and how, and the fallback line said when the provider fails mid-reply. An empty object means
@@ -72,8 +119,10 @@ export const providerSettingsSchema = z.strictObject({
     delayMs: 30,
   }),
   fallbackLine: z.string().min(1).max(1_000).default("Sorry, I'm having trouble answering right now. Please try again in a moment."),
-  stt: z.record(z.string(), z.unknown()).optional(),
-  tts: z.record(z.string(), z.unknown()).optional(),
+  /** stt transcribes a voice connection's audio; absent: audio in is refused with an error frame (text still works). */
+  stt: z.discriminatedUnion('provider', [openAiSttSettings]).optional(),
+  /** tts speaks to a voice connection; absent: the embedded synthesiser with its default voice. */
+  tts: z.discriminatedUnion('provider', [embeddedTtsSettings, openAiTtsSettings]).optional(),
 });
 
 /** ProviderSettings is a validated provider_settings document with defaults filled in. */
@@ -84,3 +133,12 @@ export type ScriptedLlmSettings = z.output<typeof scriptedLlmSettings>;
 
 /** OpenAiLlmSettings is the OpenAI-compatible provider's part of the settings. */
 export type OpenAiLlmSettings = z.output<typeof openAiLlmSettings>;
+
+/** OpenAiSttSettings is the OpenAI-compatible transcription adapter's part of the settings. */
+export type OpenAiSttSettings = z.output<typeof openAiSttSettings>;
+
+/** TtsSettings is a validated tts part of the settings. */
+export type TtsSettings = z.output<typeof embeddedTtsSettings> | z.output<typeof openAiTtsSettings>;
+
+/** OpenAiTtsSettings is the OpenAI-compatible speech adapter's part of the settings. */
+export type OpenAiTtsSettings = z.output<typeof openAiTtsSettings>;

@@ -16,7 +16,7 @@ export interface DbOptions {
   applicationName?: string;
 }
 
-/** createPool opens a node-postgres pool; idle-client errors are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
+/** createPool opens a node-postgres pool; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
 export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   const startup: string[] = [];
   if (options.searchPath !== undefined) startup.push(`-c search_path=${options.searchPath}`);
@@ -28,6 +28,11 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     ...(options.applicationName === undefined ? {} : { application_name: options.applicationName }),
   });
   pool.on('error', () => undefined);
+  // The pool listens for errors only on idle clients. A client checked out (inside a transaction,
+  // between two statements) whose connection drops — Postgres shutting down or restarting — would
+  // emit 'error' with no listener and crash the process; with this one, the next statement on it
+  // fails instead (mapDatabaseError: UNAVAILABLE) and the pool discards it on release.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

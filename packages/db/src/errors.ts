@@ -42,6 +42,10 @@ function referencedTable(detail: string | undefined): string | undefined {
 }
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE']);
+// What node-postgres throws, without a SQLSTATE, for a statement on a connection that Postgres
+// closed (a shutdown or restart between two statements of a transaction).
+const LOST_CONNECTION =
+  /^(Connection terminated( unexpectedly)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
 
 /**
  * mapDatabaseError is the one place that turns errors the caller caused in Postgres into domain
@@ -51,7 +55,7 @@ const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'E
  */
 export function mapDatabaseError(err: unknown): unknown {
   if (err instanceof ParleyError) return err;
-  if (err instanceof Error && CONNECTION_ERRORS.has((err as { code?: string }).code ?? '')) {
+  if (err instanceof Error && (CONNECTION_ERRORS.has((err as { code?: string }).code ?? '') || LOST_CONNECTION.test(err.message))) {
     return new UnavailableError('the database cannot be reached; retry later', { cause: err });
   }
   if (!isPgError(err)) return err;
@@ -112,7 +116,11 @@ export function mapDatabaseError(err: unknown): unknown {
     case '40P01':
       return new UnavailableError('the transaction conflicted with another one; retry it', { cause: err });
     case '57P01':
+    case '57P02':
     case '57P03':
+    case '08000':
+    case '08003':
+    case '08006':
     case '53300':
       return new UnavailableError('the database is not accepting connections right now; retry later', { cause: err });
     default:

@@ -1,3 +1,4 @@
+export { ANNOTATION_PREFIX, annotationComment, AUDIT_OUTBOX_ANNOTATION, parseAnnotationComment, type TableAnnotation } from './data-map.js';
 export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViolation } from './catalog.js';
 export {
   envOptionalPostgresUrl,

@@ -1,3 +1,4 @@
+import { annotationComment } from './data-map.js';
 import { FailedPreconditionError, SERVICE_NAMES, type ServiceName } from '@parley/platform';
 import { Kysely, PostgresDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
@@ -143,6 +144,20 @@ export async function migrateService(url: string, migrations: ServiceMigrations,
         `migrating ${migrations.service}${name} failed: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error },
       );
+    }
+    // The data map lives in the catalog: each annotated table's comment (rewritten every run, so
+    // an edited annotation needs no migration of its own).
+    for (const [table, annotation] of Object.entries(migrations.dataMap ?? {})) {
+      const exists = await pool.query<{ t: string | null }>('select to_regclass($1) as t', [`${schema}.${table}`]);
+      if (exists.rows[0]?.t == null)
+        throw new FailedPreconditionError(`${migrations.service}: the data map annotates ${table}, which is not a table of ${schema}`);
+      const { rows } = await pool.query<{ stmt: string }>('select format($1, $2::text, $3::text, $4::text) as stmt', [
+        'comment on table %I.%I is %L',
+        schema,
+        table,
+        annotationComment(annotation),
+      ]);
+      await pool.query(rows[0]!.stmt);
     }
     const role = ident(roleFor(migrations.service));
     await pool.query(

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FailedPreconditionError, isServiceName, SERVICE_NAMES, type ServiceName } from '@parley/platform';
 import type { Migration, MigrationProvider } from 'kysely/migration';
+import type { TableAnnotation } from './data-map.js';
 
 /**
  * ServiceMigrations is what a service contributes to `migrate`: its name and a Kysely migration
@@ -11,6 +12,8 @@ import type { Migration, MigrationProvider } from 'kysely/migration';
 export interface ServiceMigrations {
   readonly service: ServiceName;
   readonly provider: MigrationProvider;
+  /** dataMap annotates each table of the schema (by table name); migrate writes them as table comments. */
+  readonly dataMap?: Readonly<Record<string, TableAnnotation>>;
 }
 
 /**
@@ -62,7 +65,7 @@ export async function loadServiceMigrations(options: LoadMigrationsOptions): Pro
     if (exported.service !== service) {
       throw new FailedPreconditionError(`${path} declares migrations for "${exported.service}" but lives in services/${service}`);
     }
-    found.push({ service, provider: exported.provider });
+    found.push({ service, provider: exported.provider, ...(exported.dataMap === undefined ? {} : { dataMap: exported.dataMap }) });
   }
   return found;
 }

@@ -1,10 +1,19 @@
 // The `npm start` stack: process wiring only. Ctrl-C or SIGTERM stops every service and
 // Postgres, also while the stack is still starting; a service that dies on its own is reported
 // with its last log lines and the stack stops with exit code 1.
+import { relative } from 'node:path';
+import { createPrettyLogFormatter, welcomeText } from './pretty-log.js';
 import { loadDevStackConfig, startDevStack, type DevStack } from './stack.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const config = loadDevStackConfig(process.env, process.cwd());
+// Service lines arrive as "[<service>] <JSON>": shown pretty for a person, unless JSON was asked for.
+const format = config.logFormat === 'pretty' ? createPrettyLogFormatter(process.stdout.isTTY) : undefined;
+const SERVICE_LINE = /^\[([a-z-]+)\] (.*)$/s;
+const log = (line: string) => {
+  const m = format === undefined ? null : SERVICE_LINE.exec(line);
+  out(m === null || format === undefined ? line : format(m[1]!, m[2]!));
+};
 
 const starting = new AbortController();
 let stack: DevStack | undefined;
@@ -38,7 +47,7 @@ function onSignal(signal: string): void {
 process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 
-startDevStack(config, out, starting.signal).then(
+startDevStack(config, log, starting.signal).then(
   (started) => {
     stack = started;
     if (stopping) {
@@ -46,6 +55,12 @@ startDevStack(config, out, starting.signal).then(
       return;
     }
     out(`parley ready ${started.info.edgeUrl} (stack file ${started.stackFile})`);
+    out(
+      welcomeText(
+        { edgeUrl: started.info.edgeUrl, signInUrl: started.info.signInUrl, caCert: started.info.caCert, stackFile: started.stackFile },
+        (path) => relative(config.root, path) || path,
+      ),
+    );
     void started.crashed.then((crash) => {
       if (stopping) return;
       stopping = true;

@@ -6,9 +6,11 @@ import { join, resolve } from 'node:path';
 import { envOptionalPostgresUrl, loadServiceMigrations, migrateAll, serviceDatabaseUrl, type RolePasswords } from '@parley/db';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
 import { ensureDevPki } from '@parley/devpki';
-import { envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { envEnum, envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { describeServiceKek, KEK_SERVICES, kekEnvFor, loadDevKek, type DevKek, type KekService } from './kek.js';
+import { DEV_OIDC_USER, startDevOidcProvider, type DevOidcProvider } from './oidc-provider.js';
 import { ServiceProcess } from './process.js';
+import { startRoundRobinProxy, type RoundRobinProxy } from './round-robin-proxy.js';
 
 /** DevStackConfig is what the dev stack reads from the environment. */
 export interface DevStackConfig {
@@ -16,8 +18,14 @@ export interface DevStackConfig {
   readonly root: string;
   /** dir holds all local state: certs, Postgres data, keyring, stack.json. */
   readonly dir: string;
-  /** portBase: public ports at base, base+1; mTLS ports base+10…; health ports base+20…; Postgres base+32. */
+  /**
+   * portBase: public ports at base, base+1; mTLS ports base+10…; health ports base+20…; Postgres
+   * base+32. With several replicas, replica r (from 0) has its mTLS and health ports 40·r above
+   * those, and its public listeners at base+40·r+36 and +37, behind proxies on base and base+1.
+   */
   readonly portBase: number;
+  /** replicas: processes of every service (PARLEY_DEV_REPLICAS, default 1). */
+  readonly replicas: number;
   /** databaseUrl is an external admin URL; undefined starts embedded Postgres. */
   readonly databaseUrl: string | undefined;
   readonly logLevel: string;
@@ -26,15 +34,20 @@ export interface DevStackConfig {
   readonly otel: Readonly<Record<string, string>>;
   /** kek is the KEK of secrets, identity and audit: local keyrings, or Vault (PARLEY_KEK_PROVIDER=vault and PARLEY_VAULT_*). */
   readonly kek: DevKek;
+  /** serviceEnv adds variables to one service's processes (tests: a webhook receiver's allow-list, short timers); not read from the environment. */
+  readonly serviceEnv?: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
+  /** logFormat is how `npm start` shows services' log lines: pretty (default) or json (PARLEY_DEV_LOG_FORMAT). */
+  readonly logFormat: 'pretty' | 'json';
 }
 
-/** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, DATABASE_URL, PARLEY_KEK_PROVIDER, PARLEY_VAULT_* and friends. */
+/** loadDevStackConfig reads PARLEY_DEV_DIR, PARLEY_DEV_PORT_BASE, PARLEY_DEV_REPLICAS, DATABASE_URL, PARLEY_KEK_PROVIDER, PARLEY_VAULT_* and friends. */
 export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
   const databaseUrl = envOptionalPostgresUrl(env, 'DATABASE_URL', 'of a role that can create roles and schemas');
   return Object.freeze({
     root,
     dir: resolve(root, envString(env, 'PARLEY_DEV_DIR', '.parley/dev')),
     portBase: envInt(env, 'PARLEY_DEV_PORT_BASE', 7400, 1024, 65000),
+    replicas: envInt(env, 'PARLEY_DEV_REPLICAS', 1, 1, 8),
     databaseUrl,
     logLevel: envString(env, 'PARLEY_LOG_LEVEL', 'info'),
     otlpEndpoint: envOptional(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
@@ -47,6 +60,7 @@ export function loadDevStackConfig(env: Env, root: string): DevStackConfig {
       ),
     ),
     kek: loadDevKek(env),
+    logFormat: envEnum(env, 'PARLEY_DEV_LOG_FORMAT', ['pretty', 'json'], 'pretty'),
   });
 }
 
@@ -58,7 +72,23 @@ export interface StackInfo {
   certsDir: string;
   databaseUrl: string;
   services: Record<ServiceName, { url: string; healthUrl: string; pid: number | undefined }>;
+  /** replicas lists every process of each service (the first is `services`' entry); publicUrl on the edge and the orchestrator. */
+  replicas: Record<ServiceName, ReplicaInfo[]>;
   bootstrap?: Record<string, string>;
+  /** signInUrl starts operator sign-in at the edge through the dev OIDC provider (devOidcIssuer). */
+  signInUrl?: string;
+  devOidcIssuer?: string;
+}
+
+/** ReplicaInfo is one process of a service in stack.json. */
+export interface ReplicaInfo {
+  /** name is the process name in the logs: the service, then <service>#2, #3, … */
+  name: string;
+  url: string;
+  healthUrl: string;
+  /** publicUrl is this replica's own public listener (edge, voice-orchestrator), behind the stack's entry point. */
+  publicUrl?: string;
+  pid: number | undefined;
 }
 
 /** DevStack is a running stack. */
@@ -67,6 +97,8 @@ export interface DevStack {
   readonly stackFile: string;
   /** crashed resolves with the first service that exits on its own, and its last log lines. */
   readonly crashed: Promise<{ service: string; code: number | null; signal: string | null; lines: string[] }>;
+  /** processes are the services' processes (the fault tests kill, stop and restart them one by one). */
+  readonly processes: readonly ServiceProcess[];
   /** stop stops every service (SIGTERM, in parallel) and then Postgres. */
   stop(): Promise<void>;
 }
@@ -145,8 +177,12 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
     log(`embedded Postgres on 127.0.0.1:${postgres.port}`);
   }
   const processes: ServiceProcess[] = [];
+  const proxies: RoundRobinProxy[] = [];
+  let oidcProvider: DevOidcProvider | undefined;
   const stop = async () => {
+    await Promise.all(proxies.map((p) => p.close()));
     await Promise.all(processes.map((p) => p.stop()));
+    await oidcProvider?.close();
     await postgres?.stop();
   };
   try {
@@ -169,9 +205,34 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
       log: (line) => log(`migrate: ${line}`),
     });
 
-    const port = (service: ServiceName) => config.portBase + 10 + SERVICE_NAMES.indexOf(service);
-    const healthPort = (service: ServiceName) => config.portBase + 20 + SERVICE_NAMES.indexOf(service);
-    const peers = Object.fromEntries(SERVICE_NAMES.map((s) => [peerUrlVariable(s), `https://localhost:${port(s)}`]));
+    // Operator sign-in with no setup: the embedded OIDC provider (development only; the chart
+    // never runs it) signs in the dev user, who is the bootstrap workspace's owner.
+    const oidcClientSecretFile = join(config.dir, 'oidc-client-secret');
+    const oidcClientSecret = await secretFile(oidcClientSecretFile, () => randomBytes(24).toString('base64url'));
+    const edgePublicUrl = `https://localhost:${config.portBase}`;
+    oidcProvider = await startDevOidcProvider({
+      host: '127.0.0.1',
+      port: config.portBase + 2,
+      cert: await readFile(pki.cert('edge')),
+      key: await readFile(pki.key('edge')),
+      users: [DEV_OIDC_USER],
+      clients: [{ clientId: 'parley-dev', clientSecret: oidcClientSecret, redirectUris: [`${edgePublicUrl}/auth/callback`] }],
+    });
+    log(`dev OIDC provider (development only) at ${oidcProvider.issuer}`);
+    const replicaIndexes = [...Array(config.replicas).keys()];
+    const port = (service: ServiceName, replica = 0) => config.portBase + 40 * replica + 10 + SERVICE_NAMES.indexOf(service);
+    const healthPort = (service: ServiceName, replica = 0) => config.portBase + 40 * replica + 20 + SERVICE_NAMES.indexOf(service);
+    // The public entry points; with several replicas each replica listens on its own port behind them.
+    const entryPort = { edge: config.portBase, 'voice-orchestrator': config.portBase + 1 } as Partial<Record<ServiceName, number>>;
+    const publicPort = (service: ServiceName, replica: number) =>
+      entryPort[service] === undefined || config.replicas === 1
+        ? entryPort[service]
+        : config.portBase + 40 * replica + (service === 'edge' ? 36 : 37);
+    // Each peer address lists every replica: the kernel's client spreads calls over the list per
+    // call, exactly as it does over a headless Service's DNS answers in Kubernetes.
+    const peers = Object.fromEntries(
+      SERVICE_NAMES.map((s) => [peerUrlVariable(s), replicaIndexes.map((r) => `https://localhost:${port(s, r)}`).join(',')]),
+    );
     const info: StackInfo = {
       edgeUrl: `https://localhost:${config.portBase}`,
       sessionUrl: `wss://localhost:${config.portBase + 1}/v1/session`,
@@ -179,54 +240,93 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
       certsDir,
       databaseUrl: adminUrl,
       services: {} as StackInfo['services'],
+      replicas: {} as StackInfo['replicas'],
+      signInUrl: `${edgePublicUrl}/auth/login`,
+      devOidcIssuer: oidcProvider.issuer,
     };
     for (const service of SERVICE_NAMES) {
-      const env: Record<string, string> = {
-        ...peers,
-        PARLEY_HOST: '127.0.0.1',
-        PARLEY_SERVICE_PORT: String(port(service)),
-        PARLEY_HEALTH_PORT: String(healthPort(service)),
-        PARLEY_TLS_CERT: pki.cert(service),
-        PARLEY_TLS_KEY: pki.key(service),
-        PARLEY_TLS_CA: pki.caCert,
-        PARLEY_LOG_LEVEL: config.logLevel,
-        DATABASE_URL: serviceDatabaseUrl(adminUrl, service, rolePasswords[service]),
-        PARLEY_DEV_DIR: config.dir,
-        ...config.otel,
-        ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
-        ...(service === 'edge' ? { PARLEY_PUBLIC_PORT: String(config.portBase) } : {}),
-        ...(service === 'voice-orchestrator' ? { PARLEY_PUBLIC_PORT: String(config.portBase + 1) } : {}),
-        ...((KEK_SERVICES as readonly string[]).includes(service) ? kekEnvFor(config.kek, service as KekService, config.dir) : {}),
-        ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
-        ...(service === 'identity'
-          ? {
-              PARLEY_API_KEY_PEPPER: apiKeyPepper,
-              PARLEY_API_KEY_ENVIRONMENT: 'test',
-              PARLEY_BOOTSTRAP_FILE: bootstrapFile,
-              PARLEY_SESSION_PUBLIC_URL: `https://localhost:${config.portBase + 1}`,
-            }
-          : {}),
-      };
-      if ((KEK_SERVICES as readonly string[]).includes(service)) log(describeServiceKek(service as KekService, env));
-      const proc = new ServiceProcess({
-        name: service,
-        script: join(config.root, 'services', service, 'dist', 'main.js'),
-        env,
-        cwd: config.root,
-        healthUrl: `http://127.0.0.1:${healthPort(service)}/readyz`,
-        onLine: (name, line) => log(`[${name}] ${line}`),
-      });
-      processes.push(proc);
-      info.services[service] = {
-        url: `https://localhost:${port(service)}`,
-        healthUrl: `http://127.0.0.1:${healthPort(service)}/readyz`,
-        pid: undefined,
-      };
+      info.replicas[service] = [];
+      for (const replica of replicaIndexes) {
+        const name = replica === 0 ? service : `${service}#${replica + 1}`;
+        const ownPublicPort = publicPort(service, replica);
+        const env: Record<string, string> = {
+          ...peers,
+          PARLEY_HOST: '127.0.0.1',
+          PARLEY_SERVICE_PORT: String(port(service, replica)),
+          PARLEY_HEALTH_PORT: String(healthPort(service, replica)),
+          PARLEY_TLS_CERT: pki.cert(service),
+          PARLEY_TLS_KEY: pki.key(service),
+          PARLEY_TLS_CA: pki.caCert,
+          PARLEY_LOG_LEVEL: config.logLevel,
+          DATABASE_URL: serviceDatabaseUrl(adminUrl, service, rolePasswords[service]),
+          PARLEY_DEV_DIR: config.dir,
+          ...config.otel,
+          ...(config.otlpEndpoint !== undefined ? { OTEL_EXPORTER_OTLP_ENDPOINT: config.otlpEndpoint } : {}),
+          ...(ownPublicPort !== undefined ? { PARLEY_PUBLIC_PORT: String(ownPublicPort) } : {}),
+          ...(service === 'edge'
+            ? {
+                PARLEY_PUBLIC_URL: edgePublicUrl,
+                PARLEY_OIDC_ISSUER: oidcProvider.issuer,
+                PARLEY_OIDC_CLIENT_ID: 'parley-dev',
+                PARLEY_OIDC_CLIENT_SECRET_FILE: oidcClientSecretFile,
+                PARLEY_OIDC_CA_FILE: pki.caCert,
+              }
+            : {}),
+          // One witness file per audit process, as the chart gives one per pod: appends from two
+          // processes to one file could interleave.
+          ...(service === 'audit' && replica > 0
+            ? { PARLEY_AUDIT_WITNESS_PATH: join(config.dir, `audit-witness-${replica + 1}.ndjson`) }
+            : {}),
+          ...((KEK_SERVICES as readonly string[]).includes(service) ? kekEnvFor(config.kek, service as KekService, config.dir) : {}),
+          ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
+          ...(service === 'identity'
+            ? {
+                PARLEY_API_KEY_PEPPER: apiKeyPepper,
+                PARLEY_API_KEY_ENVIRONMENT: 'test',
+                // The first replica alone makes the dev workspace.
+                ...(replica === 0 ? { PARLEY_BOOTSTRAP_FILE: bootstrapFile } : {}),
+                PARLEY_SESSION_PUBLIC_URL: `https://localhost:${config.portBase + 1}`,
+              }
+            : {}),
+          ...config.serviceEnv?.[service],
+        };
+        if (replica === 0 && (KEK_SERVICES as readonly string[]).includes(service)) log(describeServiceKek(service as KekService, env));
+        const proc = new ServiceProcess({
+          name,
+          script: join(config.root, 'services', service, 'dist', 'main.js'),
+          env,
+          cwd: config.root,
+          healthUrl: `http://127.0.0.1:${healthPort(service, replica)}/readyz`,
+          onLine: (name, line) => log(`[${name}] ${line}`),
+        });
+        processes.push(proc);
+        info.replicas[service].push({
+          name,
+          url: `https://localhost:${port(service, replica)}`,
+          healthUrl: `http://127.0.0.1:${healthPort(service, replica)}/readyz`,
+          ...(ownPublicPort !== undefined ? { publicUrl: `https://localhost:${ownPublicPort}` } : {}),
+          pid: undefined,
+        });
+      }
+      const first = info.replicas[service][0]!;
+      info.services[service] = { url: first.url, healthUrl: first.healthUrl, pid: undefined };
+    }
+    if (config.replicas > 1) {
+      // One local entry point per public port, spreading connections over the replicas.
+      for (const [service, entry] of Object.entries(entryPort) as [ServiceName, number][]) {
+        const backends = replicaIndexes.map((r) => ({ host: '127.0.0.1', port: publicPort(service, r)! }));
+        proxies.push(await startRoundRobinProxy({ host: '127.0.0.1', port: entry, backends }));
+      }
+      log(`${config.replicas} replicas of every service; the edge and session ports round-robin over them`);
     }
     signal?.throwIfAborted();
     for (const p of processes) p.start();
-    await Promise.all(processes.map((p) => p.waitReady(60_000, signal)));
-    for (const p of processes) info.services[p.name as ServiceName].pid = p.pid;
+    // More processes take longer to start on the same cores.
+    await Promise.all(processes.map((p) => p.waitReady(60_000 * config.replicas, signal)));
+    for (const service of SERVICE_NAMES) {
+      for (const replica of info.replicas[service]) replica.pid = processes.find((p) => p.name === replica.name)?.pid;
+      info.services[service].pid = info.replicas[service][0]!.pid;
+    }
 
     signal?.throwIfAborted();
     info.bootstrap = await bootstrapDemoAgent(bootstrapFile, info.edgeUrl, await readFile(pki.caCert));
@@ -242,7 +342,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         }),
       ),
     );
-    return { info, stackFile, crashed, stop };
+    return { info, stackFile, crashed, processes, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -176,4 +176,24 @@ describe('createEgressClient', () => {
       client.close();
     }
   });
+
+  it('refuses a response over the size limit on a pooled connection and keeps the pool usable (the process-level crash this guards against is shown by test/integrations/connections.test.ts)', async () => {
+    const client = createEgressClient();
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (const path of ['/large', '/large-streamed']) {
+        await expect(
+          client.request(`https://receiver.test:${port}${path}`, { ...options(), maxResponseBytes: 1024 }),
+        ).rejects.toMatchObject({ failure: 'response-too-large' });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      expect(uncaught).toEqual([]);
+      expect((await client.request(`https://receiver.test:${port}/hello`, options())).status).toBe(200);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      client.close();
+    }
+  });
 });

@@ -89,7 +89,10 @@ async function send(url: string, options: EgressRequestOptions, agentFor: AgentF
       settled = true;
       clearTimeout(connectTimer);
       clearTimeout(totalTimer);
-      req.destroy(error);
+      // Destroyed without the error: once a response has begun, its socket no longer has the
+      // request's error listener, and an error emitted there would crash the process. The caller
+      // gets the error through the rejection.
+      req.destroy();
       reject(error);
     };
     const req = httpsRequest({

@@ -17,3 +17,4 @@ export * from './checker.js';
 export * from './sentence-stream.js';
 export * from './event-schema.js';
 export * from './dry-run.js';
+export { compileArgumentsSchema, type ArgumentsCheck } from './rules/tool-rules.js';

@@ -2,6 +2,7 @@ import type { DescService } from '@bufbuild/protobuf';
 import { createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
 import type { Caller } from './identity.js';
+import { REFLECTION_SERVICES } from './reflection.js';
 import type { ServiceName } from './services.js';
 
 /**
@@ -24,8 +25,11 @@ export function defineCallerPolicy<S extends DescService>(
   return Object.freeze({ service: service.typeName, allow: Object.freeze({ ...allow }) as Record<string, readonly ServiceName[]> });
 }
 
-/** OPEN_SERVICES may be called by any authenticated peer of our CA (health probes). */
-export const OPEN_SERVICES: readonly string[] = ['grpc.health.v1.Health'];
+/**
+ * OPEN_SERVICES may be called by any authenticated peer of our CA: health probes, and server
+ * reflection (it describes the APIs, which are public in proto/, and grants no call).
+ */
+export const OPEN_SERVICES: readonly string[] = ['grpc.health.v1.Health', ...REFLECTION_SERVICES];
 
 /** callerKey holds the authenticated caller of a request in its context values. */
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: 'parley caller' });

@@ -11,7 +11,11 @@ import type { CertificateSource, TlsMaterial } from './tls.js';
 
 /** MtlsTransportOptions configure createMtlsTransport. */
 export interface MtlsTransportOptions {
-  /** baseUrl of the peer, e.g. https://localhost:7102. */
+  /**
+   * baseUrl of the peer, e.g. https://localhost:7102, or the comma-separated URLs of its replicas
+   * (the dev stack's stand-in for a headless Service's DNS answers): calls are spread over them
+   * the same way.
+   */
   readonly baseUrl: string;
   readonly certificates: CertificateSource;
   /** expect is the peer service; its SPIFFE ID must be the server certificate's. */
@@ -29,11 +33,16 @@ export interface MtlsTransportOptions {
   readonly resolve?: (host: string) => Promise<string[]>;
 }
 
+/** bareHost strips the brackets of an IPv6 literal in a URL's hostname. */
+function bareHost(hostname: string): string {
+  return hostname.replace(/^\[|\]$/g, '');
+}
+
 async function systemResolve(host: string): Promise<string[]> {
   return (await lookup(host, { all: true })).map((a) => a.address);
 }
 
-/** Endpoint is one resolved address of a peer with its own HTTP/2 connection. */
+/** Endpoint is one resolved address (or one listed URL) of a peer with its own HTTP/2 connection. */
 interface Endpoint {
   readonly address: string;
   transport: Transport;
@@ -50,22 +59,28 @@ interface Endpoint {
  */
 export function createMtlsTransport(options: MtlsTransportOptions): Transport & { close(): void } {
   const expected = spiffeIdFor(options.expect, options.trustDomain);
-  const url = new URL(options.baseUrl);
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(url.port || '443');
+  // A list of URLs is a fixed set of endpoints, as if DNS had answered with them.
+  const listed = options.baseUrl.split(',');
+  const url = new URL(listed[0] ?? options.baseUrl);
+  const host = bareHost(url.hostname);
   // An IP literal or localhost is one endpoint; a DNS name may be a headless Service of many pods.
-  const balanced = isIP(host) === 0 && host !== 'localhost';
+  const balanced = listed.length === 1 && isIP(host) === 0 && host !== 'localhost';
+  // address: one resolved address of `host` (connect there, verify the certificate for `host`).
   const build = (address: string | undefined, m: TlsMaterial) => {
-    const target =
-      address === undefined ? options.baseUrl : `https://${isIP(address) === 6 ? `[${address}]` : address}:${url.port || '443'}`;
+    if (address === undefined) return buildFor(options.baseUrl, host, false, m);
+    return buildFor(`https://${isIP(address) === 6 ? `[${address}]` : address}:${url.port || '443'}`, host, true, m);
+  };
+  // target: the URL to connect to; verifyHost: the name its certificate must carry (also sent as
+  // SNI when the target is a bare address).
+  const buildFor = (target: string, verifyHost: string, byAddress: boolean, m: TlsMaterial) => {
     const nodeOptions = {
       cert: m.cert,
       key: m.key,
       ca: m.ca,
       // Connect to the pod's address but verify the certificate against the service's DNS name.
-      ...(address !== undefined ? { servername: host } : {}),
+      ...(byAddress ? { servername: verifyHost } : {}),
       checkServerIdentity(_servername: string, cert: PeerCertificate) {
-        const hostError = checkServerIdentity(host, cert);
+        const hostError = checkServerIdentity(verifyHost, cert);
         if (hostError !== undefined) return hostError;
         const peer = callerFromCertificate(cert.raw, options.trustDomain);
         if (peer?.spiffeId !== expected) {
@@ -81,7 +96,11 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
       nodeOptions,
     );
     // server.address on each CLIENT span says which pod answered.
-    const interceptors = [createClientTracingInterceptor({ address: address ?? host, port }), ...(options.interceptors ?? [])];
+    const targetUrl = new URL(target);
+    const interceptors = [
+      createClientTracingInterceptor({ address: bareHost(targetUrl.hostname), port: Number(targetUrl.port || '443') }),
+      ...(options.interceptors ?? []),
+    ];
     const transport = createGrpcTransport({
       baseUrl: target,
       sessionManager,
@@ -92,7 +111,10 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   };
 
   let material = options.certificates.current;
-  let endpoints: Endpoint[] = [{ address: host, ...build(undefined, material) }];
+  let endpoints: Endpoint[] =
+    listed.length > 1
+      ? listed.map((target) => ({ address: target, ...buildFor(target, bareHost(new URL(target).hostname), false, material) }))
+      : [{ address: host, ...build(undefined, material) }];
   let next = 0;
   const retired: Http2SessionManager[] = [];
   const retire = (e: Endpoint) => {
@@ -104,6 +126,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
     material = m;
     endpoints = endpoints.map((e) => {
       retire(e);
+      if (listed.length > 1) return { address: e.address, ...buildFor(e.address, bareHost(new URL(e.address).hostname), false, m) };
       return { address: e.address, ...build(balanced ? e.address : undefined, m) };
     });
   });

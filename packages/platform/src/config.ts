@@ -73,6 +73,24 @@ export function envUrl(env: Env, name: string, protocols: readonly string[]): st
   return raw.replace(/\/+$/, '');
 }
 
+/**
+ * envUrlList reads a comma-separated list of absolute URLs (each checked like envUrl) and returns
+ * them joined by commas, or undefined when unset. A peer given as several URLs is a static list of
+ * its replicas: the local stand-in for the DNS answers of a headless Service.
+ */
+export function envUrlList(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = envOptional(env, name);
+  if (raw === undefined) return undefined;
+  return raw
+    .split(',')
+    .map((part) => {
+      const url = envUrl({ [name]: part }, name, protocols);
+      if (url === undefined) throw new ConfigError(name, `has an empty entry in its comma-separated list "${raw}"`);
+      return url;
+    })
+    .join(',');
+}
+
 /** peerUrlVariable is the variable holding a peer service's internal address, e.g. PARLEY_TENANT_DATA_URL. */
 export function peerUrlVariable(service: ServiceName): string {
   return `PARLEY_${service.toUpperCase().replace(/-/g, '_')}_URL`;
@@ -102,8 +120,10 @@ export interface KernelConfig {
   readonly otlpEndpoint: string | undefined;
   /** telemetry is the OpenTelemetry configuration beyond the endpoint (OTEL_* variables). */
   readonly telemetry: TelemetryConfig;
-  /** peers maps each other service to its internal https URL, where configured. */
+  /** peers maps each other service to its internal https URL (or comma-separated URLs of its replicas), where configured. */
   readonly peers: Readonly<Partial<Record<ServiceName, string>>>;
+  /** reflection serves grpc.reflection.v1 and v1alpha (PARLEY_GRPC_REFLECTION, default on). */
+  readonly reflection: boolean;
 }
 
 /** TelemetryConfig is what the standard OTEL_* variables say, read from the given environment rather than by the SDK. */
@@ -153,7 +173,7 @@ function loadTelemetryConfig(service: string, env: Env): TelemetryConfig {
 export function loadKernelConfig(service: ServiceName, version: string, env: Env): KernelConfig {
   const peers: Partial<Record<ServiceName, string>> = {};
   for (const peer of SERVICE_NAMES) {
-    const url = envUrl(env, peerUrlVariable(peer), ['https:']);
+    const url = envUrlList(env, peerUrlVariable(peer), ['https:']);
     if (url !== undefined) peers[peer] = url;
   }
   const trustDomain = envString(env, 'PARLEY_TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN);
@@ -180,6 +200,7 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
     otlpEndpoint: envUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
     telemetry: loadTelemetryConfig(service, env),
     peers: Object.freeze(peers),
+    reflection: envEnum(env, 'PARLEY_GRPC_REFLECTION', ['on', 'off'], 'on') === 'on',
   });
 }
 

@@ -88,10 +88,14 @@ export function toConnectError(err: unknown, audience: ErrorAudience = 'internal
   if (err instanceof ParleyError) {
     mapped = new ConnectError(err.message, err.code);
   } else if (err instanceof ConnectError) {
+    // A peer call that ended in CANCELED or ABORTED was cut by the transport (the peer died or
+    // reset the stream; no Parley code raises them): to this service's caller the peer is unavailable.
     mapped =
       err.code === Code.Internal || err.code === Code.Unknown
         ? new ConnectError('internal error', Code.Internal)
-        : new ConnectError(err.rawMessage, err.code, audience === 'public' ? undefined : err.metadata);
+        : err.code === Code.Canceled || err.code === Code.Aborted
+          ? new ConnectError(`a peer service dropped the call (${err.rawMessage}); retry`, Code.Unavailable)
+          : new ConnectError(err.rawMessage, err.code, audience === 'public' ? undefined : err.metadata);
   } else {
     mapped = new ConnectError('internal error', Code.Internal);
   }

@@ -12,6 +12,7 @@ export * from './logger.js';
 export * from './node-version.js';
 export * from './peer-error.js';
 export * from './principal.js';
+export * from './reflection.js';
 export * from './request-decoding.js';
 export * from './request-tenant.js';
 export * from './runtime.js';

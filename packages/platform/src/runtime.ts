@@ -3,6 +3,7 @@ import type { CallerPolicy } from './authz.js';
 import { loadKernelConfig, requirePeer, type Env, type KernelConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { HealthState, registerHealthService, ServingStatus, startProbeServer, type ProbeServer } from './health.js';
+import { registerReflectionService } from './reflection.js';
 import { createMtlsServer, type MtlsServer } from './server.js';
 import { createServiceClient, type MtlsTransportOptions } from './client.js';
 import type { ServiceName } from './services.js';
@@ -135,6 +136,8 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     routes(router) {
       registerHealthService(router, health);
       setup.routes(router);
+      // Last, so that it describes every service registered above.
+      if (config.reflection) registerReflectionService(router);
     },
   });
   for (const policy of def.policies) health.set(policy.service, ServingStatus.SERVING);

@@ -1,10 +1,10 @@
-import { createContextValues, type ConnectError, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { createConnectHandler } from './connect-handler.js';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
-import { isCallerMistake, toConnectError, type ErrorAudience } from './errors.js';
+import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { strictJsonOptions } from './request-decoding.js';
@@ -40,8 +40,15 @@ export interface MtlsServer {
  * is read, after next() has returned, so their errors are mapped inside the stream as well.
  */
 export function createErrorInterceptor(logger: Logger, audience: ErrorAudience = 'internal'): Interceptor {
-  const mapAndLog = (err: unknown, method: string): ConnectError => {
-    const mapped = toConnectError(err, audience);
+  const mapAndLog = (err: unknown, method: string, signal: AbortSignal): ConnectError => {
+    // CANCELED while our own caller still waits was not decided by anyone here: a peer's HTTP/2
+    // stream was reset under the call (the peer process died, its connection dropped). That is
+    // UNAVAILABLE, which callers retry on another replica, not CANCELED ("you gave up").
+    const cut = err instanceof ConnectError && err.code === Code.Canceled && !signal.aborted;
+    const mapped = toConnectError(
+      cut ? new UnavailableError('a peer service went away during the call; retry', { cause: err }) : err,
+      audience,
+    );
     if (isCallerMistake(mapped.code)) {
       logger.info({ method, code: mapped.code, reason: mapped.rawMessage }, 'rpc refused');
     } else {
@@ -55,7 +62,7 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
     try {
       res = await next(req);
     } catch (err) {
-      throw mapAndLog(err, method);
+      throw mapAndLog(err, method, req.signal);
     }
     if (!res.stream) return res;
     const messages = res.message;
@@ -65,7 +72,7 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
         try {
           yield* messages;
         } catch (err) {
-          throw mapAndLog(err, method);
+          throw mapAndLog(err, method, req.signal);
         }
       })(),
     };

@@ -11,9 +11,11 @@ export const SCOPES = {
   'conversations:read': 'list conversations and read their transcripts (decrypted; every read is audited)',
   'conversations:end': 'end a live conversation from the operator side',
   'privacy:run': 'run retention, data export and deletion (DSAR) jobs',
+  'privacy:read': 'read retention rules, legal holds, purge runs, privacy jobs and the data map',
   'api_keys:admin': 'create, list, rotate and revoke API keys (never beyond your own scopes)',
   'members:admin': 'add, change and remove members',
   'webhooks:admin': 'create, list, rotate and delete webhook endpoints; read the delivery log and replay deliveries',
+  'connections:admin': "create, list, change and delete connections (external systems an agent's tools reach) and their operations",
 } as const;
 
 /** Scope is one of SCOPES. */

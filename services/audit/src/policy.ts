@@ -17,5 +17,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     exportEvents: ['edge', 'lifecycle'],
     verifyLog: ['edge', 'lifecycle'],
     getPublicKeys: ['edge', 'lifecycle'],
+    // The retention purge: lifecycle's scheduler only (it keeps a signed anchor).
+    purgeEvents: ['lifecycle'],
   }),
 ];

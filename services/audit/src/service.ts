@@ -24,7 +24,7 @@ import { EXPORT_FORMAT, toNdjson } from './export-format.js';
 import { streamFromProducer } from './export-queue.js';
 import type { CheckpointSigner } from './signer.js';
 import { publishToWitnesses, type CheckpointWitness } from './witness.js';
-import { appendToChain, keysOf, type AppendResult, type CheckpointPolicy, type NewEvent } from './chain.store.js';
+import { appendToChain, keysOf, purgeEvents, type AppendResult, type CheckpointPolicy, type NewEvent } from './chain.store.js';
 import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant, listEvents, type EventFilter } from './event.store.js';
 
 /** AuditServiceDeps are what the handlers need. */
@@ -351,6 +351,33 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
         checkpointsVerified: r.checkpointsVerified,
         lastCheckpointSeq: BigInt(r.lastCheckpointSeq),
       };
+    },
+
+    async purgeEvents(req, ctx) {
+      const tenantId = requestTenant(ctx, req.tenantId);
+      if (req.before === undefined) throw new InvalidArgumentError('before is required', { field: 'before' });
+      const before = timestampDate(req.before);
+      const purged = await forTenant(db, tenantId, (trx) => purgeEvents(trx, tenantId, before, signer));
+      if (purged > 0) {
+        // The purge is itself recorded in the chain it cut, after the signed anchor.
+        const event: NewEvent = {
+          tenantId,
+          id: uuidv7(),
+          occurredAt: new Date().toISOString(),
+          actorKind: 'service',
+          actorId: 'lifecycle',
+          action: 'audit.purge',
+          targetType: 'audit_log',
+          targetId: tenantId,
+          outcome: 'success',
+          description: { before: before.toISOString(), purged },
+          sourceAddress: '',
+          userAgent: '',
+          traceId: '',
+        };
+        await afterAppend(tenantId, await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy)));
+      }
+      return { purged: BigInt(purged) };
     },
 
     async getPublicKeys() {

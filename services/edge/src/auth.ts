@@ -2,10 +2,13 @@ import { createHash } from 'node:crypto';
 import type { Client } from '@connectrpc/connect';
 import { recordCacheLookup, UnauthenticatedError, type Principal, type PrincipalKind } from '@parley/platform';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import type { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 
 /** ApiKeyAuthenticatorOptions configure ApiKeyAuthenticator. */
 export interface ApiKeyAuthenticatorOptions {
   readonly identity: Pick<Client<typeof IdentityService>, 'authenticateApiKey'>;
+  /** operators authenticates operator tokens (po_…: the console's cookie, the CLI's bearer token). */
+  readonly operators?: Pick<Client<typeof OperatorService>, 'authenticateOperator'>;
   /** cacheMs bounds how stale a positive answer may be (revocation delay at this replica). */
   readonly cacheMs: number;
   readonly now?: () => number;
@@ -47,7 +50,12 @@ export class ApiKeyAuthenticator {
     recordCacheLookup('api_key', hit !== undefined && hit.until > now);
     if (hit !== undefined && hit.until > now)
       return { tenantId: hit.tenantId, kind: hit.kind, id: hit.id, scopes: hit.scopes, source, userAgent };
-    const res = await this.#o.identity.authenticateApiKey({ apiKey, source }, signal === undefined ? {} : { signal });
+    const options = signal === undefined ? {} : { signal };
+    // Operator tokens (po_…) come from OIDC sign-in; everything else is tried as an API key.
+    const res =
+      apiKey.startsWith('po_') && this.#o.operators !== undefined
+        ? await this.#o.operators.authenticateOperator({ token: apiKey }, options)
+        : await this.#o.identity.authenticateApiKey({ apiKey, source }, options);
     const p = res.principal;
     if (p === undefined || (p.kind !== 'api_key' && p.kind !== 'member')) throw new UnauthenticatedError('API key is not valid');
     if (this.#o.cacheMs > 0) {

@@ -1,6 +1,17 @@
 import { parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import { DEFAULT_PUBLIC_LIMITS, type PublicLimits } from './public-server.js';
-import { envInt, envOptional, envPort, envString, requirePeer, type Env, type KernelConfig, type ServiceName } from '@parley/platform';
+import {
+  ConfigError,
+  envInt,
+  envOptional,
+  envPort,
+  envString,
+  envUrl,
+  requirePeer,
+  type Env,
+  type KernelConfig,
+  type ServiceName,
+} from '@parley/platform';
 
 /** EdgeConfig is the edge's own configuration (the kernel reads the rest). */
 export interface EdgeConfig {
@@ -24,6 +35,45 @@ export interface EdgeConfig {
   readonly traceProxies: TrustedProxies;
   /** limits bound connections, streams and slow clients on the public port (PARLEY_EDGE_* below). */
   readonly limits: PublicLimits;
+  /** oidc is operator sign-in (PARLEY_OIDC_*); undefined when PARLEY_OIDC_ISSUER is not set. */
+  readonly oidc: OidcConfig | undefined;
+}
+
+/** OidcConfig is operator sign-in's configuration; main.ts reads the secret and CA files it names. */
+export interface OidcConfig {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecretFile: string;
+  readonly caFile: string | undefined;
+  /** publicUrl is the edge's public base URL as browsers reach it (the redirect URI's base). */
+  readonly publicUrl: string;
+  readonly scopes: string;
+  readonly allowedDomains: readonly string[];
+  readonly sessionHours: number;
+}
+
+/** loadOidcConfig reads PARLEY_OIDC_*; sign-in is off without PARLEY_OIDC_ISSUER. */
+function loadOidcConfig(env: Env, publicPort: number): OidcConfig | undefined {
+  const issuer = envUrl(env, 'PARLEY_OIDC_ISSUER', ['https:']);
+  if (issuer === undefined) return undefined;
+  const domains = envString(env, 'PARLEY_OIDC_ALLOWED_DOMAINS', '')
+    .split(',')
+    .map((d) => d.trim().toLowerCase())
+    .filter(Boolean);
+  for (const d of domains)
+    if (!/^[a-z0-9.-]+\.[a-z0-9-]+$/.test(d)) throw new ConfigError('PARLEY_OIDC_ALLOWED_DOMAINS', `"${d}" is not a domain name`);
+  const scopes = envString(env, 'PARLEY_OIDC_SCOPES', 'openid email profile');
+  if (!scopes.split(/\s+/).includes('openid')) throw new ConfigError('PARLEY_OIDC_SCOPES', 'must include "openid"');
+  return Object.freeze({
+    issuer,
+    clientId: envString(env, 'PARLEY_OIDC_CLIENT_ID'),
+    clientSecretFile: envString(env, 'PARLEY_OIDC_CLIENT_SECRET_FILE'),
+    caFile: envOptional(env, 'PARLEY_OIDC_CA_FILE'),
+    publicUrl: envUrl(env, 'PARLEY_PUBLIC_URL', ['https:']) ?? `https://localhost:${publicPort}`,
+    scopes,
+    allowedDomains: Object.freeze(domains),
+    sessionHours: envInt(env, 'PARLEY_OPERATOR_SESSION_HOURS', 8, 1, 168),
+  });
 }
 
 /** loadEdgeConfig reads the edge's variables (main.ts passes ctx.env). */
@@ -44,9 +94,11 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
     100,
     requestTimeoutMs,
   );
+  const publicPort = envPort(env, 'PARLEY_PUBLIC_PORT', 9443);
   return Object.freeze({
+    oidc: loadOidcConfig(env, publicPort),
     publicHost: envString(env, 'PARLEY_PUBLIC_HOST', envString(env, 'PARLEY_HOST', '127.0.0.1')),
-    publicPort: envPort(env, 'PARLEY_PUBLIC_PORT', 9443),
+    publicPort,
     publicTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
     authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
     jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
@@ -65,7 +117,14 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
 }
 
 /** EDGE_PEERS are the internal services the public API forwards to (PARLEY_<PEER>_URL each). */
-export const EDGE_PEERS = ['identity', 'tenant-data', 'secrets', 'audit', 'integrations'] as const satisfies readonly ServiceName[];
+export const EDGE_PEERS = [
+  'identity',
+  'tenant-data',
+  'secrets',
+  'audit',
+  'integrations',
+  'lifecycle',
+] as const satisfies readonly ServiceName[];
 
 /**
  * requireEdgePeers fails start-up with a ConfigError naming the PARLEY_<PEER>_URL of the first

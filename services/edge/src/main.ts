@@ -1,14 +1,17 @@
 // The edge service process: wiring only. Its internal mTLS port serves health only; the public
 // API (parley.api.v1: Connect, gRPC, gRPC-Web) is served on PARLEY_PUBLIC_PORT over TLS without
 // client certificates, authenticated by workspace API keys through identity.
-import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
+import { CertificateSource, PARLEY_VERSION, registerReflectionService, runMain } from '@parley/platform';
+import { readFile } from 'node:fs/promises';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 import { ApiKeyAuthenticator } from './auth.js';
 import { loadEdgeConfig, requireEdgePeers } from './config.js';
 import { callerPolicies } from './policy.js';
 import { registerPublicRoutes, PUBLIC_MODULES, type PublicDeps } from './public/index.js';
 import { createPublicAuthInterceptor, scopeTable } from './public/interceptor.js';
 import { createJwksSource } from './public/jwks.js';
+import { createOperatorSignIn } from './operator-signin.js';
 import { createPublicServer } from './public-server.js';
 
 runMain({
@@ -22,7 +25,22 @@ runMain({
     // start-up, with its variable named.
     const deps: PublicDeps = { client: (peer, service) => ctx.clientFor(peer, service) };
     const identity = deps.client('identity', IdentityService);
-    const authenticator = new ApiKeyAuthenticator({ identity, cacheMs: config.authCacheMs });
+    const operators = deps.client('identity', OperatorService);
+    const authenticator = new ApiKeyAuthenticator({ identity, operators, cacheMs: config.authCacheMs });
+    // Operator sign-in (OIDC) when an issuer is configured; the client secret comes from a file
+    // (the chart mounts it from a Secret) and never from the environment itself.
+    const operatorSignIn =
+      config.oidc === undefined
+        ? undefined
+        : createOperatorSignIn(
+            {
+              ...config.oidc,
+              clientSecret: (await readFile(config.oidc.clientSecretFile, 'utf8')).trim(),
+              ca: config.oidc.caFile === undefined ? undefined : await readFile(config.oidc.caFile),
+            },
+            operators,
+            ctx.logger,
+          );
 
     // The public certificate: the configured one, else the edge's own (dev) certificate; both
     // are reloaded when the files change.
@@ -37,12 +55,17 @@ runMain({
       cert: source.current.cert,
       key: source.current.key,
       logger: ctx.logger,
-      routes: (router) => registerPublicRoutes(router, deps),
+      routes: (router) => {
+        registerPublicRoutes(router, deps);
+        // Reflection describes only the public services registered above (parley.api.v1).
+        if (ctx.config.reflection) registerReflectionService(router);
+      },
       auth: createPublicAuthInterceptor(authenticator, scopeTable(PUBLIC_MODULES)),
       jwks: createJwksSource(identity, config.jwksCacheMs),
       trustedProxies: config.trustedProxies,
       traceProxies: config.traceProxies,
       limits: config.limits,
+      ...(operatorSignIn === undefined ? {} : { operatorSignIn }),
     });
     const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));
     const port = await server.listen(config.publicPort, config.publicHost);
@@ -52,6 +75,7 @@ runMain({
         custom_certificate: config.publicTls !== undefined,
         trusted_proxies: config.trustedProxies.cidrs,
         limits: config.limits,
+        operator_sign_in: config.oidc === undefined ? 'off' : config.oidc.issuer,
       },
       'public API serving',
     );

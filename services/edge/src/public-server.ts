@@ -18,6 +18,7 @@ import {
 import { clientAddress, type TrustedProxies } from './client-address.js';
 import type { JwksDocument } from './public/jwks.js';
 import { clientInfoKey } from './public/module.js';
+import type { OperatorSignIn } from './operator-signin.js';
 
 /**
  * PublicLimits bound what one client can hold open on the public port. They are what an
@@ -67,6 +68,8 @@ export interface PublicServerOptions {
   readonly trustedProxies: TrustedProxies;
   /** limits on connections, streams and slow clients (default DEFAULT_PUBLIC_LIMITS). */
   readonly limits?: PublicLimits;
+  /** operatorSignIn serves /auth/* (OIDC sign-in) when configured. */
+  readonly operatorSignIn?: OperatorSignIn;
   /**
    * traceProxies are the upstream proxies whose traceparent the edge continues; anyone else's
    * only becomes a span link on a new trace (default: none is trusted).
@@ -172,6 +175,7 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       return;
     }
     drainer.track(req, res);
+    if (options.operatorSignIn?.handle(req, res) === true) return;
     handler(req, res);
   };
   const drainer = createConnectionDrainer(server);

@@ -20,6 +20,8 @@ export interface IdentityConfig {
   readonly throttle: { readonly maxFailures: number; readonly windowSeconds: number; readonly blockSeconds: number };
   /** bootstrapFile, when set and missing, gets a fresh dev workspace and owner key (dev stack only). */
   readonly bootstrapFile: string | undefined;
+  /** operatorSessionHours is how long a console sign-in lasts (PARLEY_OPERATOR_SESSION_HOURS). */
+  readonly operatorSessionHours: number;
 }
 
 /** loadIdentityConfig reads identity's variables (main.ts passes ctx.env); errors name the variable, never its value. */
@@ -42,5 +44,6 @@ export function loadIdentityConfig(env: Env): IdentityConfig {
       blockSeconds: envInt(env, 'PARLEY_AUTH_BLOCK_SECONDS', 60, 1, 86_400),
     }),
     bootstrapFile: envOptional(env, 'PARLEY_BOOTSTRAP_FILE'),
+    operatorSessionHours: envInt(env, 'PARLEY_OPERATOR_SESSION_HOURS', 8, 1, 168),
   });
 }

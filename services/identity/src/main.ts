@@ -7,6 +7,7 @@ import { createServiceDb, databaseAnswers } from '@parley/db';
 import { createKekProvider } from '@parley/envelope';
 import { createWebhookEventEmitter, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
@@ -15,7 +16,7 @@ import { startDevBootstrap } from './bootstrap.js';
 import { loadIdentityConfig } from './config.js';
 import type { IdentityDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
-import { createIdentityService } from './service.js';
+import { createIdentityService, createOperatorService } from './service.js';
 import { SigningKeyRing } from './signing-keys.js';
 
 runMain({
@@ -43,7 +44,9 @@ runMain({
       ctx.config.peers.integrations === undefined ? undefined : ctx.clientFor('integrations', IntegrationsService),
       ctx.logger,
     );
-    const service = createIdentityService({ db, config, ring, verifier, agents, logger: ctx.logger, onAudit: () => audit.wake(), events });
+    const deps = { db, config, ring, verifier, agents, logger: ctx.logger, onAudit: () => audit.wake(), events };
+    const service = createIdentityService(deps);
+    const operators = createOperatorService(deps);
 
     // The dev stack waits (not ready) until the bootstrap file is written.
     const bootstrap =
@@ -59,7 +62,10 @@ runMain({
           });
     if (bootstrap !== undefined) ctx.onClose(() => bootstrap.stop());
     return {
-      routes: (router) => router.service(IdentityService, service),
+      routes: (router) => {
+        router.service(IdentityService, service);
+        router.service(OperatorService, operators);
+      },
       async ready() {
         if (bootstrap !== undefined && !bootstrap.done) return false;
         return databaseAnswers(db, ctx.logger);

@@ -1,8 +1,14 @@
 import { staticMigrations, type ServiceMigrations } from '@parley/db';
 import * as init from './db/migrations/2026_11_25_0001_init.js';
+import * as operators from './db/migrations/2026_12_01_0001_operators.js';
+import * as sessionPurge from './db/migrations/2026_12_01_0002_session_purge.js';
 
 /** migrations is identity's entry in `parley-db migrate` (found through the "./migrations" export). */
 export const migrations: ServiceMigrations = {
   service: 'identity',
-  provider: staticMigrations({ '2026_11_25_0001_init': init }),
+  provider: staticMigrations({
+    '2026_11_25_0001_init': init,
+    '2026_12_01_0001_operators': operators,
+    '2026_12_01_0002_session_purge': sessionPurge,
+  }),
 };

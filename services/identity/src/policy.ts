@@ -1,5 +1,6 @@
 import { defineCallerPolicy, type CallerPolicy } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 
 /**
  * callerPolicies is the identity service's per-RPC allow-list: which services may call each
@@ -21,5 +22,16 @@ export const callerPolicies: readonly CallerPolicy[] = [
     createSession: ['edge'],
     verifySession: ['edge', 'voice-orchestrator'],
     revokeSession: ['edge'],
+    // Retention purges of operational rows: lifecycle's scheduler only.
+    purgeExpiredSessions: ['lifecycle'],
+    purgeAuthFailures: ['lifecycle'],
+  }),
+  // Operator sign-in happens at the edge (OIDC); identity holds the sessions.
+  defineCallerPolicy(OperatorService, {
+    signInOperator: ['edge'],
+    authenticateOperator: ['edge'],
+    exchangeOperatorCode: ['edge'],
+    refreshOperatorToken: ['edge'],
+    signOutOperator: ['edge'],
   }),
 ];

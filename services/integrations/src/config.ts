@@ -13,6 +13,12 @@ export interface IntegrationsConfig {
   readonly webhookMaxAgeMs: number;
   /** deliveryWorker runs the delivery worker in this process (off: deliveries wait for a replica that runs one). */
   readonly deliveryWorker: boolean;
+  /** toolCall limits a connection call: timeouts and the largest answer passed back to the model. */
+  readonly toolCall: {
+    readonly connectTimeoutMs: number;
+    readonly totalTimeoutMs: number;
+    readonly maxResponseBytes: number;
+  };
   /** delivery tunes the delivery worker: timeouts, response limit, batch size and backoff. */
   readonly delivery: {
     readonly connectTimeoutMs: number;
@@ -35,8 +41,8 @@ function envOnOff(env: Env, name: string, fallback: boolean): boolean {
 
 /**
  * loadIntegrationsConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_EGRESS_ALLOWED_PORTS,
- * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_WEBHOOK_MAX_AGE_SECONDS, PARLEY_WEBHOOK_WORKER and the PARLEY_WEBHOOK_* delivery
- * settings (see README). Errors name the variable and never echo the database URL.
+ * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_WEBHOOK_MAX_AGE_SECONDS, PARLEY_WEBHOOK_WORKER, the PARLEY_WEBHOOK_* delivery
+ * settings and the PARLEY_TOOL_CALL_* limits (see README). Errors name the variable and never echo the database URL.
  */
 export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConfig {
   const databaseUrl = envString(env, 'DATABASE_URL');
@@ -57,6 +63,12 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
     // Three days by default, like the Standard Webhooks example schedule (about 75 hours).
     webhookMaxAgeMs: envInt(env, 'PARLEY_WEBHOOK_MAX_AGE_SECONDS', 259_200, 60, 2_592_000) * 1000,
     deliveryWorker: envOnOff(env, 'PARLEY_WEBHOOK_WORKER', true),
+    toolCall: Object.freeze({
+      connectTimeoutMs: envInt(env, 'PARLEY_TOOL_CALL_CONNECT_TIMEOUT_MS', 3_000, 100, 60_000),
+      // A tool call holds up a spoken reply: shorter than a webhook's.
+      totalTimeoutMs: envInt(env, 'PARLEY_TOOL_CALL_TIMEOUT_MS', 10_000, 100, 60_000),
+      maxResponseBytes: envInt(env, 'PARLEY_TOOL_CALL_MAX_RESPONSE_BYTES', 65_536, 256, 1_048_576),
+    }),
     delivery: Object.freeze({
       connectTimeoutMs: envInt(env, 'PARLEY_WEBHOOK_CONNECT_TIMEOUT_MS', 5_000, 100, 60_000),
       // The Standard Webhooks specification recommends 15 to 30 seconds.

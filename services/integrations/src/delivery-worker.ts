@@ -1,3 +1,4 @@
+import { recordAuditEvent, auditDetails, systemActor } from '@parley/audit-outbox';
 import { withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { NotFoundError, recordWebhookDelivery, type Logger } from '@parley/platform';
@@ -5,7 +6,7 @@ import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
 import { finishAttempt, leaseDueDeliveries, type AttemptOutcome, type LeasedDelivery } from './delivery.store.js';
-import { getWebhookEndpoint, signingSecretRefs } from './webhook-endpoint.store.js';
+import { disableWebhookEndpoint, getWebhookEndpoint, signingSecretRefs } from './webhook-endpoint.store.js';
 
 /**
  * SigningSecrets resolves an endpoint's signing secret references to their `whsec_` values, for
@@ -34,11 +35,16 @@ export interface DeliveryWorkerOptions {
     readonly maxResponseBytes: number;
   };
   readonly backoff: BackoffPolicy;
-  /** batchSize is how many deliveries one lease takes (and sends concurrently). */
+  /**
+   * batchSize is how many deliveries this worker has in flight at most; each is finished on its
+   * own, so a slow receiver holds one slot, not the batch.
+   */
   readonly batchSize: number;
   /** pollMs is how long an idle worker waits before looking again (wake() cuts it short). */
   readonly pollMs: number;
   readonly logger?: Logger;
+  /** onAudit is told when the worker recorded an audit event (an endpoint disabled by a 410), to wake the outbox relay. */
+  readonly onAudit?: () => void;
   /** random replaces Math.random (tests). */
   readonly random?: () => number;
 }
@@ -47,11 +53,11 @@ export interface DeliveryWorkerOptions {
 export interface DeliveryWorker {
   /** runOnce leases one batch and delivers it; returns how many deliveries it handled. */
   runOnce(): Promise<number>;
-  /** start runs batches until stop; a full batch is followed at once by the next. */
+  /** start delivers until stop, up to batchSize at once, leasing more as slots free up. */
   start(): void;
   /** wake makes an idle worker look for due deliveries now (an event was just enqueued). */
   wake(): void;
-  /** stop ends the loop after the batch in flight and closes the worker's connections. */
+  /** stop stops leasing, waits for the deliveries in flight and closes the worker's connections. */
   stop(): Promise<void>;
 }
 
@@ -64,6 +70,35 @@ export function retryDelayMs(attempts: number, backoff: BackoffPolicy, random: (
   const exponential = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.max(0, attempts - 1));
   return Math.round(exponential * (0.5 + random() / 2));
 }
+
+/**
+ * retryAfterMs reads a Retry-After header (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) as a
+ * wait from `now`, capped at `capMs`; undefined when absent or unreadable (backoff applies then).
+ */
+export function retryAfterMs(header: string | string[] | undefined, now: number, capMs: number): number | undefined {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (value === undefined || value === '') return undefined;
+  let ms: number;
+  if (/^\d{1,10}$/.test(value)) ms = Number(value) * 1000;
+  else {
+    // HTTP-date forms all start with a day name (IMF-fixdate, RFC 850, asctime).
+    const at = /^[A-Za-z]{3}/.test(value) ? Date.parse(value) : Number.NaN;
+    if (Number.isNaN(at)) return undefined;
+    ms = Math.max(0, at - now);
+  }
+  return Math.min(ms, capMs);
+}
+
+/** Attempt is an attempt's outcome plus what the receiver asked of the schedule. */
+type Attempt = AttemptOutcome & {
+  /** retryAfterMs is the receiver's Retry-After on a 429 or 503. */
+  readonly retryAfterMs?: number;
+  /** gone is a 410: the receiver says the endpoint no longer exists. */
+  readonly gone?: boolean;
+};
+
+/** GONE_ERROR is the delivery log's note for a 410, and the audit reason of the endpoint's disabling. */
+const GONE_ERROR = 'receiver answered 410 Gone: endpoint disabled, no more retries';
 
 function lastWords(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -86,6 +121,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   let running = false;
   let loop: Promise<void> | undefined;
   let wakeUp: (() => void) | undefined;
+  // A wake that came while the loop was busy leasing: the next wait is skipped, not missed.
+  let woken = false;
 
   /** BatchMemo shares one endpoint read and one secrets read among a batch's deliveries to the same endpoint. */
   type Target = { endpoint: WebhookEndpoint; secrets: string[] } | { refused: string };
@@ -105,7 +142,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     return { endpoint, secrets: await options.signingSecrets(delivery.tenant_id, refs) };
   }
 
-  async function attempt(delivery: LeasedDelivery, memo: BatchMemo): Promise<AttemptOutcome> {
+  async function attempt(delivery: LeasedDelivery, memo: BatchMemo): Promise<Attempt> {
     const started = performance.now();
     const elapsed = () => performance.now() - started;
     const key = `${delivery.tenant_id}/${delivery.endpoint_id}`;
@@ -131,11 +168,20 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
         maxResponseBytes: options.egress.maxResponseBytes,
       });
       const ok = response.status >= 200 && response.status < 300;
+      if (response.status === 410)
+        return { outcome: 'failed', statusCode: 410, latencyMs: response.latencyMs, error: GONE_ERROR, gone: true };
+      const retryAfter =
+        response.status === 429 || response.status === 503
+          ? retryAfterMs(response.headers['retry-after'], Date.now(), options.backoff.maxMs)
+          : undefined;
       return {
         outcome: ok ? 'delivered' : 'failed',
         statusCode: response.status,
         latencyMs: response.latencyMs,
-        error: ok ? null : `receiver answered ${response.status}`,
+        error: ok
+          ? null
+          : `receiver answered ${response.status}${retryAfter === undefined ? '' : ` (Retry-After ${Math.round(retryAfter / 1000)} s)`}`,
+        ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }),
       };
     } catch (error) {
       if (error instanceof EgressRefusedError) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: error.message };
@@ -146,7 +192,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   }
 
   async function deliver(delivery: LeasedDelivery, memo: BatchMemo): Promise<void> {
-    let result: AttemptOutcome;
+    let result: Attempt;
     try {
       result = await attempt(delivery, memo);
     } catch (error) {
@@ -155,11 +201,43 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       result = { outcome: 'failed', statusCode: null, latencyMs: 0, error: `internal: ${lastWords(error).slice(0, 200)}` };
     }
     recordWebhookDelivery(result.outcome);
-    const retryAt = new Date(Date.now() + retryDelayMs(delivery.attempts, options.backoff, random));
-    const stillYoung = retryAt < delivery.expires_at;
-    await withTenant(options.db, delivery.tenant_id, (trx) =>
-      finishAttempt(trx, delivery, options.worker, result, stillYoung ? retryAt : null),
-    );
+    // A Retry-After (429/503) replaces the backoff for this wait; a 410 stops the retries.
+    const waitMs = result.retryAfterMs ?? retryDelayMs(delivery.attempts, options.backoff, random);
+    const retryAt = new Date(Date.now() + waitMs);
+    const stillYoung = result.gone !== true && retryAt < delivery.expires_at;
+    const finished = await withTenant(options.db, delivery.tenant_id, async (trx) => {
+      const done = await finishAttempt(trx, delivery, options.worker, result, stillYoung ? retryAt : null);
+      if (done && result.gone === true && (await disableWebhookEndpoint(trx, delivery.endpoint_id))) {
+        await recordAuditEvent(trx, {
+          tenantId: delivery.tenant_id,
+          actor: systemActor('webhook-delivery'),
+          action: 'webhook_endpoint.update',
+          target: { type: 'webhook_endpoint', id: delivery.endpoint_id },
+          details: auditDetails({ enabled: false, reason: 'receiver answered 410 Gone' }, ['enabled', 'reason']),
+        });
+        return 'disabled';
+      }
+      return done ? 'finished' : 'lost';
+    });
+    if (finished === 'disabled') {
+      options.onAudit?.();
+      options.logger?.warn(
+        { tenant_id: delivery.tenant_id, endpoint_id: delivery.endpoint_id, delivery: delivery.id },
+        'webhook endpoint disabled: its receiver answered 410 Gone',
+      );
+    }
+    if (finished !== 'lost' && result.outcome === 'failed' && !stillYoung) {
+      options.logger?.warn(
+        {
+          tenant_id: delivery.tenant_id,
+          endpoint_id: delivery.endpoint_id,
+          delivery: delivery.id,
+          attempts: delivery.attempts,
+          error: result.error,
+        },
+        'webhook delivery dead-lettered (an operator can replay it)',
+      );
+    }
   }
 
   async function runOnce(): Promise<number> {
@@ -169,6 +247,25 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     return leased.length;
   }
 
+  // The running loop keeps up to batchSize deliveries in flight, each finished on its own. It
+  // leases again once a quarter of the slots is free (fewer leases, each sharing its endpoint and
+  // secrets reads), at once when woken by an enqueue, and every pollMs otherwise.
+  const inFlight = new Set<Promise<void>>();
+  const refill = Math.max(1, Math.floor(options.batchSize / 4));
+  let waitingForSlots = false;
+
+  function launch(delivery: LeasedDelivery, memo: BatchMemo): void {
+    const p: Promise<void> = deliver(delivery, memo)
+      .catch((error: unknown) =>
+        options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery could not be recorded; its lease will lapse'),
+      )
+      .finally(() => {
+        inFlight.delete(p);
+        if (waitingForSlots && options.batchSize - inFlight.size >= refill) wakeUp?.();
+      });
+    inFlight.add(p);
+  }
+
   return {
     runOnce,
     start() {
@@ -176,13 +273,26 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       running = true;
       loop = (async () => {
         while (running) {
-          let handled = 0;
-          try {
-            handled = await runOnce();
-          } catch (error) {
-            options.logger?.warn({ err: error }, 'webhook delivery batch failed; retrying after the poll interval');
+          const free = options.batchSize - inFlight.size;
+          let drained = false;
+          if (free >= refill) {
+            try {
+              const leased = await leaseDueDeliveries(options.db, options.worker, free, leaseMs);
+              const memo: BatchMemo = new Map();
+              for (const delivery of leased) launch(delivery, memo);
+              drained = leased.length < free;
+              if (!drained) continue;
+            } catch (error) {
+              options.logger?.warn({ err: error }, 'webhook lease failed; retrying after the poll interval');
+              drained = true;
+            }
           }
-          if (handled >= options.batchSize || !running) continue;
+          if (!running) break;
+          if (woken) {
+            woken = false;
+            continue;
+          }
+          waitingForSlots = !drained;
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, options.pollMs);
             wakeUp = () => {
@@ -191,10 +301,13 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
             };
           });
           wakeUp = undefined;
+          waitingForSlots = false;
         }
+        await Promise.all([...inFlight]);
       })();
     },
     wake() {
+      woken = true;
       wakeUp?.();
     },
     async stop() {

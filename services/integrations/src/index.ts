@@ -3,6 +3,7 @@
 export * from './db/tables.js';
 export * from './delivery.store.js';
 export * from './tool-definition.store.js';
+export * from './connection.store.js';
 export * from './webhook-endpoint.store.js';
 export * from './delivery-worker.js';
 export * from './events.js';

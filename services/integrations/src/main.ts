@@ -2,7 +2,8 @@
 // parley.integrations.v1.IntegrationsService, is ready while the database answers, relays its
 // audit outbox when an audit service is configured (PARLEY_AUDIT_URL), runs the webhook delivery
 // worker when the secrets service is configured (PARLEY_SECRETS_URL; without it, or with
-// PARLEY_WEBHOOK_WORKER=off, deliveries wait in the queue), and closes the pool after the server has drained.
+// PARLEY_WEBHOOK_WORKER=off, deliveries wait in the queue), serves tool calls when tenant-data and secrets are
+// configured, and closes the pool after the server has drained.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { relayAuditOutbox } from '@parley/audit-outbox';
@@ -10,6 +11,10 @@ import { createServiceDb, databaseAnswers } from '@parley/db';
 import { FailedPreconditionError, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { createEgressClient } from '@parley/egress';
+import { tenantDataAgentDirectory } from './agent-directory.js';
+import { secretsServiceCredentials } from './connection-credentials.js';
 import { loadIntegrationsConfig } from './config.js';
 import type { IntegrationsDb } from './db/tables.js';
 import { createDeliveryWorker } from './delivery-worker.js';
@@ -48,6 +53,7 @@ runMain({
         batchSize: d.batchSize,
         pollMs: d.pollMs,
         logger: ctx.logger,
+        onAudit: () => audit.wake(),
       });
       worker.start();
       // Stop leasing as soon as the stop begins: a batch leased during the drain could outlive the
@@ -61,6 +67,18 @@ runMain({
           : 'PARLEY_WEBHOOK_WORKER is off: this replica queues webhook deliveries but does not send them',
       );
     }
+    // Tool calls need both peers: tenant-data for the conversation and the grants, secrets for the credential.
+    let toolCalls;
+    if (secrets !== undefined && ctx.config.peers['tenant-data'] !== undefined) {
+      const egress = createEgressClient({ maxSocketsPerTarget: 8 });
+      ctx.onClose(() => egress.close());
+      toolCalls = {
+        directory: tenantDataAgentDirectory(ctx.clientFor('tenant-data', TenantDataService)),
+        credentials: secretsServiceCredentials(secrets),
+        egress,
+        limits: { policy: config.egressPolicy, ...config.toolCall },
+      };
+    }
     const service = createIntegrationsService({
       db,
       egressPolicy: config.egressPolicy,
@@ -68,6 +86,7 @@ runMain({
       onEnqueued: () => wakeWorker(),
       issueSecret: (tenantId, name) => issueSecret(tenantId, name),
       onAudit: () => audit.wake(),
+      ...(toolCalls === undefined ? {} : { toolCalls }),
     });
     return {
       routes: (router) => router.service(IntegrationsService, service),

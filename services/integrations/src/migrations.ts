@@ -1,9 +1,14 @@
 import { staticMigrations, type ServiceMigrations } from '@parley/db';
 import * as init from './db/migrations/2026_12_01_0001_init.js';
 import * as auditOutbox from './db/migrations/2026_12_01_0002_audit_outbox.js';
+import * as connections from './db/migrations/2026_12_01_0003_connections.js';
 
 /** migrations is integrations' entry in `parley-db migrate` (found through the "./migrations" export). */
 export const migrations: ServiceMigrations = {
   service: 'integrations',
-  provider: staticMigrations({ '2026_12_01_0001_init': init, '2026_12_01_0002_audit_outbox': auditOutbox }),
+  provider: staticMigrations({
+    '2026_12_01_0001_init': init,
+    '2026_12_01_0002_audit_outbox': auditOutbox,
+    '2026_12_01_0003_connections': connections,
+  }),
 };

@@ -22,5 +22,15 @@ export const callerPolicies: readonly CallerPolicy[] = [
     rotateWebhookSecret: ['edge'],
     listWebhookDeliveries: ['edge'],
     replayWebhookDelivery: ['edge'],
+    // Connection administration, like endpoints: a workspace's own, through the edge.
+    createConnection: ['edge'],
+    getConnection: ['edge'],
+    listConnections: ['edge'],
+    updateConnection: ['edge'],
+    deleteConnection: ['edge'],
+    // Tool calls come from live conversations only; the credential is injected here, never there.
+    callTool: ['voice-orchestrator'],
+    // The delivery log's retention purge: lifecycle's scheduler only.
+    purgeDeliveryLog: ['lifecycle'],
   }),
 ];

@@ -2,11 +2,14 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { requireUuid, withTenant } from '@parley/db';
 import { checkEgressTarget, type EgressLookup, type EgressPolicy } from '@parley/egress';
-import { InvalidArgumentError, principalOf } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError, principalOf } from '@parley/platform';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
+import { createConnectionAdminHandlers } from './connection-admin.service.js';
 import { emitEvent } from './events.js';
+import { callTool, type ToolCallDeps } from './tool-call.js';
+import { retentionHandlers } from './retention.service.js';
 import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
 
 /** IntegrationsServiceDeps are what the handlers need; they do no I/O of their own. */
@@ -23,6 +26,8 @@ export interface IntegrationsServiceDeps {
   readonly issueSecret: WebhookAdminDeps['issueSecret'];
   /** onAudit is told when a change recorded an audit event (wakes the outbox relay). */
   readonly onAudit?: () => void;
+  /** toolCalls makes CallTool work (needs tenant-data and secrets); without it CallTool is FAILED_PRECONDITION. */
+  readonly toolCalls?: Omit<ToolCallDeps, 'db' | 'onAudit'>;
 }
 
 /** createIntegrationsService builds the handlers of parley.integrations.v1.IntegrationsService. */
@@ -55,6 +60,28 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
       return { deliveries: deliveries.length };
     },
 
+    async callTool(req) {
+      const toolCalls = deps.toolCalls;
+      if (toolCalls === undefined) {
+        throw new FailedPreconditionError(
+          'tool calls need the tenant-data and secrets services; set PARLEY_TENANT_DATA_URL and PARLEY_SECRETS_URL',
+        );
+      }
+      const result = await callTool(
+        { ...toolCalls, db: deps.db, ...(deps.onAudit !== undefined ? { onAudit: deps.onAudit } : {}) },
+        {
+          tenantId: req.tenantId,
+          conversationId: req.conversationId,
+          agentId: req.agentId,
+          tool: req.tool,
+          arguments: req.arguments ?? {},
+        },
+      );
+      return result;
+    },
+
     ...createWebhookAdminHandlers(deps),
+    ...createConnectionAdminHandlers(deps),
+    ...retentionHandlers(deps.db),
   };
 }

@@ -3,7 +3,8 @@ import { UnavailableError } from '@parley/platform';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { SigningSecrets } from './delivery-worker.js';
 
-function mapSecretsError(err: unknown, what: string): unknown {
+/** mapSecretsError turns a secrets-service failure into UNAVAILABLE (retry) or our own INTERNAL fault. */
+export function mapSecretsError(err: unknown, what: string): unknown {
   if (!(err instanceof ConnectError)) return err;
   if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Unknown) {
     return new UnavailableError(`the secrets service is unreachable, so ${what} cannot be read; retry`, { cause: err });

@@ -97,6 +97,20 @@ export function signingSecretRefs(endpoint: WebhookEndpoint, now: Date = new Dat
   return refs;
 }
 
+/**
+ * disableWebhookEndpoint turns an endpoint off (its receiver answered 410 Gone): no new deliveries
+ * are queued for it and queued ones are refused. Returns false when it was off already.
+ */
+export async function disableWebhookEndpoint(trx: Trx, endpointId: string): Promise<boolean> {
+  const result = await trx
+    .updateTable('webhook_endpoints')
+    .set({ enabled: false, updated_at: new Date() })
+    .where('id', '=', requireUuid(endpointId, 'endpoint_id'))
+    .where('enabled', '=', true)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
 /** deleteWebhookEndpoint removes a webhook endpoint of the tenant (and its deliveries). */
 export async function deleteWebhookEndpoint(trx: Trx, endpointId: string): Promise<void> {
   const id = requireUuid(endpointId, 'endpoint_id');

@@ -1,11 +1,57 @@
-// The lifecycle service process: wiring only. Its API is served as it is implemented; until then
-// it runs the platform kernel (mTLS, allow-lists, health, telemetry, graceful shutdown).
+// The lifecycle service process: wiring only. It connects as its own database role, serves
+// parley.lifecycle.v1.LifecycleService, relays its audit outbox, and runs the purge scheduler
+// (one replica at a time, under a Postgres advisory lock) unless PARLEY_PURGE_SCHEDULER=off.
+import { relayAuditOutbox } from '@parley/audit-outbox';
+import { createServiceDb, databaseAnswers } from '@parley/db';
 import { PARLEY_VERSION, runMain } from '@parley/platform';
+import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { LifecycleService } from '@parley/proto/parley/lifecycle/v1/lifecycle_pb.js';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { loadLifecycleConfig } from './config.js';
+import type { LifecycleDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
+import { startPurgeScheduler } from './purge.js';
+import { createLifecycleService } from './service.js';
 
 runMain({
   name: 'lifecycle',
   version: PARLEY_VERSION,
   policies: callerPolicies,
-  setup: () => ({ routes: () => undefined }),
+  setup(ctx) {
+    const config = loadLifecycleConfig(ctx.env);
+    const db = createServiceDb<LifecycleDb>(config.databaseUrl, 'lifecycle', { max: config.dbPoolMax });
+    ctx.onClose(() => db.destroy());
+    const audit = relayAuditOutbox(ctx, db);
+    if (config.scheduler) {
+      const scheduler = startPurgeScheduler(
+        {
+          db,
+          peers: {
+            tenantData: ctx.clientFor('tenant-data', TenantDataService),
+            integrations: ctx.clientFor('integrations', IntegrationsService),
+            audit: ctx.clientFor('audit', AuditService),
+            identity: ctx.clientFor('identity', IdentityService),
+          },
+          defaults: config.defaults,
+          batchSize: config.purgeBatchSize,
+          authFailureRetentionMs: config.authFailureRetentionMs,
+          onAudit: () => audit.wake(),
+          logger: ctx.logger,
+        },
+        config.purgeIntervalMs,
+      );
+      ctx.onStopping(() => scheduler.stop());
+    } else {
+      ctx.logger.warn('PARLEY_PURGE_SCHEDULER is off: this replica does not purge');
+    }
+    const service = createLifecycleService({ db, defaults: config.defaults, onAudit: () => audit.wake() });
+    return {
+      routes: (router) => router.service(LifecycleService, service),
+      async ready() {
+        return databaseAnswers(db, ctx.logger);
+      },
+    };
+  },
 });

@@ -24,5 +24,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // Webhook signing secrets are made and read only by the service that signs deliveries.
     issueWebhookSecret: ['integrations'],
     resolveWebhookSecrets: ['integrations'],
+    // A connection's credential goes to integrations, which injects it into the tool call it makes.
+    resolveConnectionCredential: ['integrations'],
   }),
 ];

@@ -3,6 +3,7 @@ import * as init from './db/migrations/2026_11_24_0001_init.js';
 import * as auditOutbox from './db/migrations/2026_11_26_0001_audit_outbox.js';
 import * as dropIntegrations from './db/migrations/2026_12_01_0001_drop_integrations.js';
 import * as guardrailStates from './db/migrations/2026_12_01_0002_guardrail_states.js';
+import * as retentionIndexes from './db/migrations/2026_12_01_0003_retention_indexes.js';
 
 /** migrations is tenant-data's entry in `parley-db migrate` (found through the "./migrations" export). */
 export const migrations: ServiceMigrations = {
@@ -12,5 +13,6 @@ export const migrations: ServiceMigrations = {
     '2026_11_26_0001_audit_outbox': auditOutbox,
     '2026_12_01_0001_drop_integrations': dropIntegrations,
     '2026_12_01_0002_guardrail_states': guardrailStates,
+    '2026_12_01_0003_retention_indexes': retentionIndexes,
   }),
 };

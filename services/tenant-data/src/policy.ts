@@ -10,7 +10,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     createWorkspace: ['identity'],
     getWorkspace: ['edge', 'identity', 'voice-orchestrator', 'lifecycle'],
     createAgent: ['edge'],
-    getAgent: ['edge', 'identity', 'secrets', 'voice-orchestrator', 'lifecycle'],
+    // integrations reads an agent's guardrail policy for the grants of its tool calls.
+    getAgent: ['edge', 'identity', 'secrets', 'voice-orchestrator', 'lifecycle', 'integrations'],
     listAgents: ['edge', 'lifecycle'],
     updateAgent: ['edge'],
     deleteAgent: ['edge'],
@@ -20,7 +21,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     getSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
     findSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
     startConversation: ['voice-orchestrator'],
-    getConversation: ['edge', 'secrets', 'voice-orchestrator', 'lifecycle'],
+    getConversation: ['edge', 'secrets', 'voice-orchestrator', 'lifecycle', 'integrations'],
     listConversations: ['edge', 'lifecycle'],
     endConversation: ['voice-orchestrator', 'edge'],
     appendTranscriptTurn: ['voice-orchestrator'],
@@ -29,5 +30,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     putGuardrailState: ['voice-orchestrator'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
+    // The retention purge: lifecycle's scheduler only.
+    purgeExpired: ['lifecycle'],
   }),
 ];

@@ -4,6 +4,7 @@ import { agentHandlers } from './handlers/agents.js';
 import { conversationHandlers } from './handlers/conversations.js';
 import type { TenantDataDeps } from './handlers/deps.js';
 import { guardrailHandlers } from './handlers/guardrails.js';
+import { retentionHandlers } from './handlers/retention.js';
 import { subjectHandlers } from './handlers/subjects.js';
 
 export type { TenantDataDeps } from './handlers/deps.js';
@@ -16,5 +17,11 @@ export type { TenantDataDeps } from './handlers/deps.js';
  * writes nothing. Another tenant's ids are NOT_FOUND, like unknown ones.
  */
 export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeof TenantDataService> {
-  return { ...agentHandlers(deps), ...guardrailHandlers(deps), ...subjectHandlers(deps), ...conversationHandlers(deps) };
+  return {
+    ...agentHandlers(deps),
+    ...guardrailHandlers(deps),
+    ...subjectHandlers(deps),
+    ...conversationHandlers(deps),
+    ...retentionHandlers(deps),
+  };
 }

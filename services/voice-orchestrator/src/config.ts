@@ -25,6 +25,15 @@ export interface OrchestratorConfig {
   readonly providerTimeoutMs: number;
   /** egressPolicy is the port list and private allow-list every provider base URL is checked against (PARLEY_EGRESS_*). */
   readonly egressPolicy: EgressPolicy;
+  /** audioFrameMs: the duration of one binary audio frame the server sends. */
+  readonly audioFrameMs: number;
+  /** playbackLeadMs: how far ahead of real time agent audio is sent (bounds what a barge-in must silence). */
+  readonly playbackLeadMs: number;
+  /** maxAudioBufferedBytes / slowClientMs: a client holding more unsent data than this for that long is disconnected. */
+  readonly maxAudioBufferedBytes: number;
+  readonly slowClientMs: number;
+  /** embeddedTtsWorkers: worker threads of the embedded synthesiser (0: none; voice agents then need another TTS). */
+  readonly embeddedTtsWorkers: number;
 }
 
 /** loadOrchestratorConfig reads the orchestrator's variables (main.ts passes none: this process's). */
@@ -47,5 +56,10 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     liveCheckIntervalMs: envInt(env, 'PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS', 5_000, 100, 600_000),
     providerTimeoutMs: envInt(env, 'PARLEY_PROVIDER_TIMEOUT_MS', 20_000, 100, 600_000),
     egressPolicy: egressPolicyFromEnv(env),
+    audioFrameMs: envInt(env, 'PARLEY_VOICE_FRAME_MS', 40, 10, 200),
+    playbackLeadMs: envInt(env, 'PARLEY_VOICE_PLAYBACK_LEAD_MS', 100, 0, 60_000),
+    maxAudioBufferedBytes: envInt(env, 'PARLEY_VOICE_MAX_BUFFERED_BYTES', 262_144, 16_384, 16_777_216),
+    slowClientMs: envInt(env, 'PARLEY_VOICE_SLOW_CLIENT_MS', 2_000, 100, 60_000),
+    embeddedTtsWorkers: envInt(env, 'PARLEY_TTS_EMBEDDED_WORKERS', 1, 0, 16),
   });
 }

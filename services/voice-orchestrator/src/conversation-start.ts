@@ -1,10 +1,12 @@
 import { providerSettingsSchema, type ProviderSettings } from '@parley/conversation';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { decodeJwt } from 'jose';
-import { LiveConversation, type ClientChannel, type ConversationDeps } from './conversation.js';
+import type { AudioFormat } from './audio.js';
+import { LiveConversation, type ClientChannel, type ConversationDeps, type VoiceState } from './conversation.js';
 import { ConversationKeys } from './conversation-keys.js';
 import { createGuardrailStage, type GuardrailStage } from './guardrail-stage.js';
 import { openAiCompatibleProvider } from './openai-provider.js';
+import { openAiSpeech, openAiTranscription } from './openai-speech.js';
 import type { LlmProvider } from './providers.js';
 import { scriptedProvider } from './scripted-provider.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
@@ -16,21 +18,62 @@ export interface StartRequest {
   readonly origin: string;
   /** agentId, when the client names one, must be the token's agent. */
   readonly agentId?: string;
+  /** audio is the format the client declared for its audio; absent on a text-only connection. */
+  readonly audio?: AudioFormat;
 }
 
 const tracer = trace.getTracer('@parley/voice-orchestrator');
 
-/** secretsNeeded names the secrets the agent's providers use (none for the scripted provider). */
-function secretsNeeded(settings: ProviderSettings, refs: Readonly<Record<string, string>>): string[] {
-  const llm = settings.llm;
-  if (llm.provider === 'scripted') return [];
-  const id = refs[llm.secretPurpose];
-  if (id === undefined)
-    throw new SessionRefusal(
-      CLOSE_CODES.internal,
-      `the agent has no "${llm.secretPurpose}" secret for its LLM provider; fix the agent's secret_refs`,
-    );
-  return [id];
+/**
+ * secretsNeeded names the secrets the agent's providers use on this connection (none for the
+ * scripted LLM and the embedded TTS; the speech providers' only when the client declared audio).
+ */
+function secretsNeeded(settings: ProviderSettings, refs: Readonly<Record<string, string>>, voice: boolean): string[] {
+  const wanted: { purpose: string; what: string }[] = [];
+  if (settings.llm.provider !== 'scripted') wanted.push({ purpose: settings.llm.secretPurpose, what: 'LLM' });
+  if (voice && settings.stt !== undefined) wanted.push({ purpose: settings.stt.secretPurpose, what: 'STT' });
+  if (voice && settings.tts?.provider === 'openai-compatible') wanted.push({ purpose: settings.tts.secretPurpose, what: 'TTS' });
+  const ids = new Set<string>();
+  for (const { purpose, what } of wanted) {
+    const id = refs[purpose];
+    if (id === undefined)
+      throw new SessionRefusal(
+        CLOSE_CODES.internal,
+        `the agent has no "${purpose}" secret for its ${what} provider; fix the agent's secret_refs`,
+      );
+    ids.add(id);
+  }
+  return [...ids];
+}
+
+/** buildVoice makes a voice connection's speech providers from the agent's settings (embedded TTS when it names none). */
+function buildVoice(settings: ProviderSettings, format: AudioFormat, keys: ConversationKeys, deps: ConversationDeps): VoiceState {
+  const keyFor = (purpose: string, what: string) => {
+    if (!keys.has(purpose))
+      throw new SessionRefusal(
+        CLOSE_CODES.internal,
+        `the agent has no "${purpose}" secret for its ${what} provider; fix the agent's secret_refs`,
+      );
+    return () => keys.reveal(purpose);
+  };
+  const common = { fetch: deps.providerFetch, defaultTimeoutMs: deps.config.providerTimeoutMs };
+  const stt =
+    settings.stt === undefined
+      ? undefined
+      : openAiTranscription(settings.stt, { ...common, apiKey: keyFor(settings.stt.secretPurpose, 'STT') });
+  const ttsSettings = settings.tts ?? { provider: 'embedded' as const, voice: 'en-us' };
+  let tts;
+  if (ttsSettings.provider === 'openai-compatible')
+    tts = openAiSpeech(ttsSettings, { ...common, apiKey: keyFor(ttsSettings.secretPurpose, 'TTS') });
+  else {
+    if (deps.embeddedTts === undefined)
+      throw new SessionRefusal(
+        CLOSE_CODES.internal,
+        'this deployment runs no embedded TTS (PARLEY_TTS_EMBEDDED_WORKERS=0); give the agent a TTS provider in its provider settings',
+      );
+    tts = deps.embeddedTts.provider(ttsSettings.voice);
+  }
+  return { format, stt, tts };
 }
 
 function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: ConversationDeps): LlmProvider {
@@ -106,7 +149,7 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
   const settings = parsed.data;
   // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
   // one is refused before anything is written.
-  const wanted = secretsNeeded(settings, agent.secretRefs);
+  const wanted = secretsNeeded(settings, agent.secretRefs, req.audio !== undefined);
   const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
   // The checker's state that spans conversations (per person) or connections (per conversation;
   // the conversation id is the session id) is in tenant-data; read before anything is written.
@@ -126,11 +169,23 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
         ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId, wanted))
         : new ConversationKeys();
     const llm = buildLlm(settings, keys, deps);
+    const voice = req.audio === undefined ? undefined : buildVoice(settings, req.audio, keys, deps);
     // The policy's fatigue limit may be shorter than the deployment's maximum duration.
     const maxDurationMs = Math.min(deps.config.maxDurationMs, guardrails.maxDurationMs);
     return new LiveConversation(
       deps,
-      { grant, conversationId, subjectId, prompt: agent.prompt, settings, keys, llm, guardrails, maxDurationMs },
+      {
+        grant,
+        conversationId,
+        subjectId,
+        prompt: agent.prompt,
+        settings,
+        keys,
+        llm,
+        guardrails,
+        maxDurationMs,
+        ...(voice !== undefined ? { voice } : {}),
+      },
       channel,
     );
   } catch (err) {

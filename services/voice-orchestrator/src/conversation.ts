@@ -8,14 +8,20 @@ import { ConversationRecorder } from './conversation-recorder.js';
 import type { GuardrailContext, GuardrailDecision, GuardrailStage } from './guardrail-stage.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
+import { AsyncQueue } from './async-queue.js';
+import type { AudioFormat } from './audio.js';
+import type { EmbeddedTts } from './embedded-tts.js';
+import { ProviderError, type ChatMessage, type LlmProvider, type SttProvider, type TtsProvider } from './providers.js';
 import { SentenceBuffer } from './sentences.js';
 import { CLOSE_CODES } from './session-refusal.js';
+import { SlowClient, Speaker } from './speaker.js';
+import { EnergyVad } from './vad.js';
 
 /** ServerFrame is a JSON text frame the server sends (README: "Session protocol"). */
 export type ServerFrame =
-  | { type: 'ready'; conversationId: string; agentId: string }
+  | { type: 'ready'; conversationId: string; agentId: string; audio?: AudioFormat }
   | { type: 'assistant_text'; text: string; final: boolean; interrupted?: boolean }
+  | { type: 'user_transcript'; text: string; final: boolean }
   | { type: 'event'; name: string; [key: string]: unknown }
   | { type: 'error'; code: string; message: string }
   | { type: 'end'; reason: string };
@@ -24,6 +30,10 @@ export type ServerFrame =
 export interface ClientChannel {
   send(frame: ServerFrame): void;
   close(code: number, reason: string): void;
+  /** sendAudio sends PCM16 samples at the connection's declared rate as a binary frame (voice connections). */
+  sendAudio?(samples: Int16Array): void;
+  /** bufferedBytes is what the connection holds unsent (back-pressure; voice connections). */
+  bufferedBytes?(): number;
 }
 
 /** ConversationDeps are the runtime's collaborators. */
@@ -35,6 +45,8 @@ export interface ConversationDeps {
   readonly config: OrchestratorConfig;
   /** createGuardrails builds the guardrail stage for an agent's stored policy (default: createGuardrailStage over @parley/guardrails). */
   readonly createGuardrails?: (policy: unknown, stored?: GuardrailState) => GuardrailStage;
+  /** embeddedTts is the process's offline synthesiser (voice connections whose agent names no other TTS). */
+  readonly embeddedTts?: EmbeddedTts;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
@@ -74,7 +86,20 @@ export interface LiveState {
   readonly llm: LlmProvider;
   readonly guardrails: GuardrailStage;
   readonly maxDurationMs: number;
+  /** voice is present on a connection that declared audio in its start frame. */
+  readonly voice?: VoiceState;
 }
+
+/** VoiceState is a voice connection's audio format and speech providers. */
+export interface VoiceState {
+  readonly format: AudioFormat;
+  /** stt is absent when the agent names no STT provider (audio then only drives barge-in). */
+  readonly stt: SttProvider | undefined;
+  readonly tts: TtsProvider;
+}
+
+/** INBOX_SECONDS of caller audio wait for a lagging STT provider at most; older audio is dropped. */
+const INBOX_SECONDS = 10;
 
 /**
  * LiveConversation is one conversation while its connection lives: the turn loop (user text →
@@ -95,6 +120,14 @@ export class LiveConversation {
   #ending: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #idle: NodeJS.Timeout | undefined;
+  readonly #life = new AbortController();
+  readonly #speaker: Speaker | undefined;
+  readonly #vad: EnergyVad | undefined;
+  readonly #inbox: AsyncQueue<Int16Array> | undefined;
+  #warnedNoStt = false;
+  #listening: Promise<void> = Promise.resolve();
+  /** bargeIns counts replies the caller's voice interrupted. */
+  bargeIns = 0;
   readonly #deps: ConversationDeps;
   readonly #channel: ClientChannel;
   readonly #log: Logger;
@@ -110,6 +143,23 @@ export class LiveConversation {
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
     this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId);
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
+    const voice = state.voice;
+    if (voice !== undefined) {
+      const rate = voice.format.sampleRate;
+      const send = channel.sendAudio?.bind(channel);
+      const buffered = channel.bufferedBytes?.bind(channel);
+      if (send === undefined || buffered === undefined) throw new Error('a voice conversation needs a channel that carries audio');
+      this.#speaker = new Speaker({ sendAudio: send, bufferedBytes: buffered, close: (c, r) => channel.close(c, r) }, voice.tts, {
+        sampleRate: rate,
+        frameMs: deps.config.audioFrameMs,
+        leadMs: deps.config.playbackLeadMs,
+        maxBufferedBytes: deps.config.maxAudioBufferedBytes,
+        slowClientMs: deps.config.slowClientMs,
+      });
+      this.#vad = new EnergyVad(rate);
+      // Frames are ~20 ms; the capacity is counted in frames of the smallest size a client sends in practice.
+      this.#inbox = new AsyncQueue<Int16Array>(INBOX_SECONDS * 50);
+    }
     this.#timers.push(
       setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
       setInterval(() => void this.#checkStillLive(), deps.config.liveCheckIntervalMs),
@@ -154,6 +204,70 @@ export class LiveConversation {
       });
   }
 
+  /**
+   * userAudio takes caller audio (PCM16 at the declared rate): it goes to the STT provider, and
+   * the voice detector watches it: speech while the agent is talking is a barge-in, which stops
+   * the agent's audio at once and cancels the reply (the transcript of what the caller said
+   * becomes the next turn).
+   */
+  userAudio(samples: Int16Array): void {
+    if (this.#ending !== undefined || this.#vad === undefined) return;
+    if (this.#state?.voice?.stt === undefined) {
+      if (!this.#warnedNoStt)
+        this.#channel.send({
+          type: 'error',
+          code: 'no_stt',
+          message: 'this agent has no STT provider in its provider settings: its audio is not transcribed; send user_text frames',
+        });
+      this.#warnedNoStt = true;
+    } else this.#inbox?.push(samples);
+    if (this.#vad.push(samples) !== 'speech_start') return;
+    this.#resetIdle();
+    if (this.#speaker?.talking === true) this.#bargeIn();
+  }
+
+  #bargeIn(): void {
+    this.bargeIns++;
+    this.#reply?.abort(new BargeIn());
+    this.#speaker?.clear();
+    // The client drops the audio it still holds: what the caller hears stops now.
+    this.#channel.send({ type: 'event', name: 'barge_in' });
+  }
+
+  /** #listen feeds caller audio to the STT provider for the conversation's life; each final result is a user turn. */
+  async #listen(stt: SttProvider, rate: number): Promise<void> {
+    const inbox = this.#inbox;
+    if (inbox === undefined) return;
+    const signal = this.#life.signal;
+    try {
+      for await (const result of stt.transcribe(inbox, rate, signal)) {
+        if (signal.aborted) return;
+        this.#channel.send({ type: 'user_transcript', text: result.text, final: result.final });
+        if (result.final && result.text.trim() !== '') this.userText(result.text.trim());
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      this.#log.warn(
+        { provider: stt.kind, error: err instanceof Error ? err.message : 'unknown' },
+        'STT failed; audio is no longer transcribed',
+      );
+      const egressRule = err instanceof ProviderError ? err.egressRule : undefined;
+      this.#channel.send({
+        type: 'event',
+        name: 'stt_failed',
+        reason: egressRule !== undefined ? 'egress_refused' : 'provider_unavailable',
+        ...(egressRule !== undefined ? { rule: egressRule } : {}),
+      });
+      this.#record('system', `speech recognition failed: ${stt.kind} provider unavailable`);
+    }
+  }
+
+  /** #say sends released text to the client and, on a voice connection, queues its audio; the promise settles when the audio is sent. */
+  #say(text: string, signal: AbortSignal): Promise<void> {
+    this.#channel.send({ type: 'assistant_text', text, final: false });
+    return this.#speaker?.speak(text, signal) ?? Promise.resolve();
+  }
+
   async #turn(text: string, signal: AbortSignal): Promise<void> {
     const state = this.#state;
     if (state === undefined || signal.aborted) return;
@@ -162,9 +276,11 @@ export class LiveConversation {
     this.#record('user', text);
     const userDecision = state.guardrails.checkUserTurn(text, ctx);
     if (userDecision.action !== 'allow') this.#announce(userDecision, 'user');
-    if (userDecision.say !== undefined) this.#channel.send({ type: 'assistant_text', text: userDecision.say, final: false });
+    const speaking: Promise<void>[] = [];
+    if (userDecision.say !== undefined) speaking.push(this.#say(userDecision.say, signal));
     if (userDecision.stopsReply) {
       // The rule answers instead of the LLM (a break, a hand-off, the end).
+      await Promise.allSettled(speaking);
       this.#channel.send({ type: 'assistant_text', text: '', final: true });
       if (userDecision.say !== undefined) this.#record('assistant', userDecision.say);
       this.#saveGuardrails();
@@ -181,8 +297,10 @@ export class LiveConversation {
     const release = (sentence: string) => {
       const decision = state.guardrails.checkSentence(sentence, ctx);
       if (decision.action !== 'allow') this.#announce(decision, 'assistant');
+      // Only what the stage released is sent, as text and as speech: a sentence it replaced or
+      // dropped is never synthesised, so no audio of it exists.
       if (decision.text !== '') {
-        this.#channel.send({ type: 'assistant_text', text: decision.text, final: false });
+        speaking.push(this.#say(decision.text, signal));
         released.push(decision.text);
       }
       if (decision.action === 'end' || decision.action === 'handoff') endRule = decision.rule ?? decision.action;
@@ -223,8 +341,22 @@ export class LiveConversation {
             ? { type: 'event', name: 'turn_failed', reason: 'egress_refused', rule: egressRule }
             : { type: 'event', name: 'turn_failed', reason: 'provider_unavailable' },
         );
-        this.#channel.send({ type: 'assistant_text', text: state.settings.fallbackLine, final: false });
+        speaking.push(this.#say(state.settings.fallbackLine, signal));
         released.push(state.settings.fallbackLine);
+      }
+    }
+    // The reply is over when its audio is sent; a barge-in meanwhile interrupts it.
+    for (const outcome of await Promise.allSettled(speaking)) {
+      if (outcome.status === 'fulfilled') continue;
+      if (signal.aborted) interrupted = true;
+      else if (outcome.reason instanceof SlowClient) interrupted = true;
+      else {
+        this.#log.warn(
+          { error: outcome.reason instanceof Error ? outcome.reason.message : 'unknown' },
+          'TTS failed; the reply was sent as text only',
+        );
+        this.#channel.send({ type: 'event', name: 'tts_failed', reason: 'provider_unavailable' });
+        break;
       }
     }
     this.#channel.send({ type: 'assistant_text', text: '', final: true, ...(interrupted ? { interrupted: true } : {}) });
@@ -294,16 +426,25 @@ export class LiveConversation {
   begin(): void {
     const state = this.#state;
     if (state === undefined || this.#ending !== undefined) return;
+    const voice = state.voice;
+    if (voice?.stt !== undefined) this.#listening = this.#listen(voice.stt, voice.format.sampleRate);
     const decision = state.guardrails.checkStart('inbound', this.#context());
     this.#saveGuardrails();
     if (decision.action === 'allow') return;
     this.#announce(decision, 'start');
-    if (decision.say !== undefined) {
-      this.#channel.send({ type: 'assistant_text', text: decision.say, final: false });
-      this.#channel.send({ type: 'assistant_text', text: '', final: true });
-      this.#record('assistant', decision.say);
-    }
-    if (decision.stopsReply) void this.end(`guardrail: ${decision.rule ?? decision.action}`);
+    const stop = () => {
+      if (decision.stopsReply) void this.end(`guardrail: ${decision.rule ?? decision.action}`);
+    };
+    if (decision.say === undefined) return stop();
+    const said = decision.say;
+    this.#record('assistant', said);
+    // The rule's message is heard in full before a stopping rule ends the conversation.
+    void this.#say(said, this.#life.signal)
+      .catch(() => undefined)
+      .then(() => {
+        this.#channel.send({ type: 'assistant_text', text: '', final: true });
+        stop();
+      });
   }
 
   /** #saveGuardrails queues the checker's state for tenant-data after the transcript turns before it (off the reply path). */
@@ -355,7 +496,10 @@ export class LiveConversation {
     const waitMs = options.letReplyFinishMs ?? 0;
     if (waitMs > 0) await Promise.race([this.#replyDone, new Promise((r) => setTimeout(r, waitMs).unref())]);
     this.#reply?.abort(new Error(reason));
+    this.#life.abort(new Error(reason));
+    this.#inbox?.close();
     await this.#replyDone;
+    await this.#listening;
     await this.#recorder.drained();
     const state = this.#state;
     state?.keys.release();

@@ -19,6 +19,7 @@ import { createPeers } from './peers.js';
 import { callerPolicies } from './policy.js';
 import { createProviderFetch } from './provider-fetch.js';
 import { createSessionServer } from './session-server.js';
+import { EmbeddedTts } from './embedded-tts.js';
 import { integrationsEventSink } from './webhook-event-sink.js';
 
 runMain({
@@ -39,8 +40,12 @@ runMain({
         ? undefined
         : integrationsEventSink(ctx.clientFor('integrations', IntegrationsService), ctx.logger);
     if (webhooks === undefined) ctx.logger.warn('PARLEY_INTEGRATIONS_URL is not set: conversation events are logged, not sent as webhooks');
+    // The offline synthesiser is loaded before the port opens, so the first sentence is not slow.
+    const embeddedTts = config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers) : undefined;
+    await embeddedTts?.ready();
     const deps = {
       peers,
+      ...(embeddedTts !== undefined ? { embeddedTts } : {}),
       logger: ctx.logger,
       events: webhooks ?? loggingEventSink(ctx.logger),
       providerFetch: createProviderFetch(config.egressPolicy),
@@ -81,6 +86,7 @@ runMain({
     ctx.onClose(async () => {
       stopWatching();
       await sessions.close();
+      await embeddedTts?.close();
       if (source !== ctx.certificates) source.close();
     });
     return { routes: (router) => router.service(OrchestratorService, createOrchestratorService({ live, peers })) };

@@ -26,12 +26,13 @@ function egressRefusal(err: unknown): EgressRefusedError | undefined {
   return undefined;
 }
 
-function classify(err: unknown): ProviderError {
+/** classifyProviderError turns what the openai client threw into a ProviderError whose message names the kind of provider ("LLM", "STT", "TTS"). */
+export function classifyProviderError(err: unknown, what = 'LLM'): ProviderError {
   if (err instanceof ProviderError) return err;
   const refused = egressRefusal(err);
   // The agent's base URL breaks an egress rule: the workspace must fix it, another try cannot help.
   if (refused !== undefined)
-    return new ProviderError(`LLM provider base URL refused by the egress rule ${refused.rule}`, {
+    return new ProviderError(`${what} provider base URL refused by the egress rule ${refused.rule}`, {
       retryable: false,
       cause: err,
       egressRule: refused.rule,
@@ -40,9 +41,9 @@ function classify(err: unknown): ProviderError {
     const status = err.status;
     // 408, 409, 429 and 5xx are worth another try; other 4xx are the agent's configuration.
     const retryable = status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
-    return new ProviderError(`LLM provider answered ${status ?? 'without a status'}`, { retryable, cause: err });
+    return new ProviderError(`${what} provider answered ${status ?? 'without a status'}`, { retryable, cause: err });
   }
-  return new ProviderError('LLM provider unreachable', { retryable: true, cause: err });
+  return new ProviderError(`${what} provider unreachable`, { retryable: true, cause: err });
 }
 
 /**
@@ -118,7 +119,7 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
           } catch (err) {
             clearTimeout(timer);
             if (signal.aborted) throw signal.reason;
-            const failure = firstToken.signal.aborted ? (firstToken.signal.reason as ProviderError) : classify(err);
+            const failure = firstToken.signal.aborted ? (firstToken.signal.reason as ProviderError) : classifyProviderError(err);
             if (gotToken || !failure.retryable || attempt > settings.maxRetries) throw failure;
             await sleep(Math.min(2_000, 100 * 2 ** (attempt - 1)), undefined, { signal });
           } finally {

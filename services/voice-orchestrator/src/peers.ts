@@ -53,8 +53,14 @@ export interface Peers {
 const TIMEOUT_MS = 5_000;
 
 function transient(err: ConnectError): boolean {
-  // Unknown is what a reset HTTP/2 stream surfaces as; treat it as the peer being away.
-  return err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Unknown || err.code === Code.Canceled;
+  // Unknown is what a reset HTTP/2 stream surfaces as, Aborted a reset connection; treat them as the peer being away.
+  return (
+    err.code === Code.Unavailable ||
+    err.code === Code.DeadlineExceeded ||
+    err.code === Code.Unknown ||
+    err.code === Code.Canceled ||
+    err.code === Code.Aborted
+  );
 }
 
 function unavailable(peer: string, err: unknown): SessionRefusal {

@@ -14,5 +14,17 @@ export type ProviderFetch = (input: string | URL | Request, init?: RequestInit) 
  * replaces the trusted roots (a provider behind a private CA; the tests' stand-in).
  */
 export function createProviderFetch(policy: EgressPolicy = DEFAULT_EGRESS_POLICY, options: { ca?: string } = {}): ProviderFetch {
-  return createEgressFetch({ policy, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
+  const egress = createEgressFetch({ policy, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
+  return async (input, init) => {
+    // The openai client builds uploads (transcription files) as the platform's FormData, which
+    // the egress client's own undici does not recognise and would send as "[object FormData]":
+    // the platform encodes it (multipart, with its boundary) and the bytes go instead.
+    if (init?.body instanceof FormData) {
+      const encoded = new Response(init.body);
+      const headers = new Headers(init.headers);
+      headers.set('content-type', encoded.headers.get('content-type') ?? 'multipart/form-data');
+      return egress(input, { ...init, headers, body: new Uint8Array(await encoded.arrayBuffer()) });
+    }
+    return egress(input, init);
+  };
 }

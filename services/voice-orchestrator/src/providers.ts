@@ -1,5 +1,5 @@
-// The provider interfaces of the turn pipeline. LLM adapters exist today (scripted, OpenAI
-// compatible); STT and TTS are declared here and filled by the audio issue.
+// The provider interfaces of the turn pipeline: LLM (scripted, OpenAI compatible), STT (OpenAI
+// compatible transcription) and TTS (embedded eSpeak NG, OpenAI compatible speech).
 
 /** ChatMessage is one message of the conversation as an LLM sees it. */
 export interface ChatMessage {
@@ -18,18 +18,35 @@ export interface LlmProvider {
   streamReply(messages: readonly ChatMessage[], signal: AbortSignal): AsyncIterable<string>;
 }
 
-/** SttProvider turns caller audio into text (filled by the audio issue). */
-export interface SttProvider {
-  readonly kind: string;
-  /** transcribe consumes PCM frames and yields final transcripts of user utterances. */
-  transcribe(audio: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncIterable<{ readonly text: string; readonly final: boolean }>;
+/** SttResult is one transcript of the caller's speech: partial ones may change, a final one is a user turn. */
+export interface SttResult {
+  readonly text: string;
+  readonly final: boolean;
 }
 
-/** TtsProvider turns released assistant sentences into audio (filled by the audio issue). */
-export interface TtsProvider {
+/** SttProvider turns caller audio into text, streaming. */
+export interface SttProvider {
+  /** kind names the adapter in logs ("openai-compatible", "deepgram"). */
   readonly kind: string;
-  /** synthesize yields PCM frames for one sentence. */
-  synthesize(sentence: string, signal: AbortSignal): AsyncIterable<Uint8Array>;
+  /**
+   * transcribe consumes PCM16 mono samples at `sampleRate` as they arrive and yields partial and
+   * final results. It ends when the audio ends or the signal aborts; a provider failure throws
+   * ProviderError.
+   */
+  transcribe(audio: AsyncIterable<Int16Array>, sampleRate: number, signal: AbortSignal): AsyncIterable<SttResult>;
+}
+
+/** TtsProvider turns released assistant sentences into audio, one sentence at a time. */
+export interface TtsProvider {
+  /** kind names the adapter in logs ("embedded", "openai-compatible"). */
+  readonly kind: string;
+  /** sampleRate is the rate of the samples synthesize yields (the session resamples to the client's). */
+  readonly sampleRate: number;
+  /**
+   * synthesize yields PCM16 mono chunks for one sentence, as soon as each is ready. It is only
+   * ever given text the guardrail stage released. Aborting the signal (barge-in, end) stops it.
+   */
+  synthesize(sentence: string, signal: AbortSignal): AsyncIterable<Int16Array>;
 }
 
 /** ProviderError is a provider failure; the message is safe to log (no prompt text, no key). */

@@ -2,13 +2,43 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '@parley/platform';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { pcm16FromBytes, pcm16ToBytes, SAMPLE_RATES, type AudioFormat } from './audio.js';
 import type { ClientChannel, LiveConversation, ServerFrame } from './conversation.js';
 import type { StartRequest } from './conversation-start.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+import { serveTwilioMediaStream } from './twilio-media-stream.js';
+
+/** TWILIO_MEDIA_STREAM_PATH is where Twilio Media Streams connect (the TwiML <Stream url>). */
+export const TWILIO_MEDIA_STREAM_PATH = '/v1/telephony/twilio/media-stream';
 
 /** MAX_USER_TEXT_CHARS bounds one user message. */
 export const MAX_USER_TEXT_CHARS = 4_000;
 const MAX_TOKEN_CHARS = 8_192;
+/** MAX_AUDIO_FRAME_MS bounds one binary audio frame from a client (the detector and STT work in small steps). */
+export const MAX_AUDIO_FRAME_MS = 200;
+/**
+ * AUDIO_RATE_SLACK lets a client send audio this much faster than real time (network jitter
+ * bunches frames up), with a burst of AUDIO_BURST_SECONDS; past that frames are dropped.
+ */
+const AUDIO_RATE_SLACK = 1.25;
+const AUDIO_BURST_SECONDS = 2;
+/** AUDIO_OVERRUNS_TO_CLOSE dropped audio frames close the connection. */
+const AUDIO_OVERRUNS_TO_CLOSE = 100;
+
+/** parseAudioFormat reads a start frame's "audio" member: undefined when absent, a message saying what to fix when wrong. */
+export function parseAudioFormat(value: unknown): AudioFormat | string | undefined {
+  if (value === undefined) return undefined;
+  const v = value as { format?: unknown; sampleRate?: unknown };
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    v.format !== 'pcm16' ||
+    typeof v.sampleRate !== 'number' ||
+    !SAMPLE_RATES.includes(v.sampleRate)
+  )
+    return `"audio" must be {"format":"pcm16","sampleRate":R} with R one of ${SAMPLE_RATES.join(', ')}`;
+  return { format: 'pcm16', sampleRate: v.sampleRate };
+}
 
 /** SessionServerOptions configure createSessionServer. */
 export interface SessionServerOptions {
@@ -45,6 +75,12 @@ function channelOf(ws: WebSocket): ClientChannel {
     close(code, reason) {
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, clip(reason));
     },
+    sendAudio(samples) {
+      if (ws.readyState === ws.OPEN) ws.send(pcm16ToBytes(samples), { binary: true });
+    },
+    bufferedBytes() {
+      return ws.bufferedAmount;
+    },
   };
 }
 
@@ -73,8 +109,20 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
     const refuse = (status: number, text: string) => {
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
-    if (!isSessionPath(url.pathname)) return refuse(404, 'Not Found');
+    const twilio = url.pathname === TWILIO_MEDIA_STREAM_PATH;
+    if (!twilio && !isSessionPath(url.pathname)) return refuse(404, 'Not Found');
     if (!accepting) return refuse(503, 'Service Unavailable');
+    if (twilio)
+      return wss.handleUpgrade(req, socket, head, (ws) => {
+        waiting.add(ws);
+        ws.once('close', () => waiting.delete(ws));
+        serveTwilioMediaStream(ws, {
+          logger: log,
+          startTimeoutMs: options.startTimeoutMs,
+          start: options.start,
+          onLive: () => waiting.delete(ws),
+        });
+      });
     wss.handleUpgrade(req, socket, head, (ws) => {
       const origin = typeof req.headers.origin === 'string' ? req.headers.origin : '';
       const agentParam = url.searchParams.get('agent_id');
@@ -89,13 +137,51 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
     let tokens = options.messageBurst;
     let refilled = performance.now();
     let overruns = 0;
+    let audio: AudioFormat | undefined;
+    let audioBytes = 0;
+    let audioRefilled = performance.now();
+    let audioOverruns = 0;
     waiting.add(ws);
     const startTimer = setTimeout(() => {
       if (phase === 'awaiting') channel.close(CLOSE_CODES.startTimeout, `start frame not received within ${options.startTimeoutMs} ms`);
     }, options.startTimeoutMs);
     const error = (code: string, message: string) => channel.send({ type: 'error', code, message });
 
+    /** onAudio takes a binary frame: PCM16 at the declared rate, within the frame size and the audio rate. */
+    function onAudio(data: RawData): void {
+      if (phase !== 'live' || conversation === undefined)
+        return error('not_started', phase === 'starting' ? 'wait for the ready frame before sending audio' : 'send a start frame first');
+      if (audio === undefined)
+        return error(
+          'audio_not_declared',
+          'declare the audio format in the start frame ("audio":{"format":"pcm16","sampleRate":16000}) to send binary frames',
+        );
+      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      const rate = audio.sampleRate * 2;
+      if (bytes.length % 2 !== 0) return error('bad_frame', 'audio frames are 16-bit samples: an even number of bytes');
+      if (bytes.length > (rate * MAX_AUDIO_FRAME_MS) / 1000)
+        return error(
+          'too_long',
+          `an audio frame may hold at most ${MAX_AUDIO_FRAME_MS} ms (${(rate * MAX_AUDIO_FRAME_MS) / 1000} bytes at ${audio.sampleRate} Hz)`,
+        );
+      const now = performance.now();
+      audioBytes = Math.min(rate * AUDIO_BURST_SECONDS, audioBytes + ((now - audioRefilled) / 1000) * rate * AUDIO_RATE_SLACK);
+      audioRefilled = now;
+      if (audioBytes < bytes.length) {
+        audioOverruns++;
+        if (audioOverruns > AUDIO_OVERRUNS_TO_CLOSE)
+          return channel.close(CLOSE_CODES.policy, 'audio sent faster than real time, repeatedly');
+        // One error frame per ten dropped frames: the answer to a flood is not a flood.
+        if (audioOverruns % 10 === 1) error('rate_limited', `audio faster than real time at ${audio.sampleRate} Hz; frames were dropped`);
+        return;
+      }
+      audioBytes -= bytes.length;
+      // A copy: ws may reuse the buffer, and the samples live on in the STT queue.
+      conversation.userAudio(pcm16FromBytes(new Uint8Array(bytes)));
+    }
+
     ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (isBinary) return onAudio(data);
       const now = performance.now();
       tokens = Math.min(options.messageBurst, tokens + ((now - refilled) / 1000) * options.messagesPerSecond);
       refilled = now;
@@ -106,7 +192,6 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
         return;
       }
       tokens -= 1;
-      if (isBinary) return error('unsupported', 'binary frames (audio) are not supported yet; send JSON text frames');
       let frame: unknown;
       try {
         frame = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
@@ -143,36 +228,49 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
       if (typeof token !== 'string' || token === '' || token.length > MAX_TOKEN_CHARS)
         return channel.close(CLOSE_CODES.unauthenticated, 'token invalid');
       const agentId = typeof f.agentId === 'string' ? f.agentId : agentParam;
+      const declared = parseAudioFormat(f.audio);
+      if (typeof declared === 'string') return error('bad_frame', declared);
+      audio = declared;
+      // The first second's budget is there at once, so a client may start speaking right after ready.
+      audioBytes = audio === undefined ? 0 : audio.sampleRate * 2;
       phase = 'starting';
       clearTimeout(startTimer);
       waiting.delete(ws);
-      options.start({ token, origin, ...(agentId !== undefined ? { agentId } : {}) }, channel).then(
-        (c) => {
-          conversation = c;
-          if (phase === 'closed') {
-            void c.end('the client left during the start');
-            return;
-          }
-          phase = 'live';
-          channel.send({ type: 'ready', conversationId: c.conversationId, agentId: c.agentId });
-          c.begin();
-        },
-        (err: unknown) => {
-          if (err instanceof SessionRefusal) {
-            // A caller's mistake (token, origin) is info; a peer that is down is the operator's.
-            if (err.closeCode === CLOSE_CODES.tryAgainLater)
-              log.warn(
-                { close_code: err.closeCode, reason: err.message, err: err.cause },
-                'session refused: a service it needs is unavailable',
-              );
-            else log.info({ close_code: err.closeCode, reason: err.message }, 'session refused');
-            channel.close(err.closeCode, err.message);
-          } else {
-            log.error({ err }, 'session start failed');
-            channel.close(CLOSE_CODES.internal, 'internal error; try again');
-          }
-        },
-      );
+      options
+        .start({ token, origin, ...(agentId !== undefined ? { agentId } : {}), ...(audio !== undefined ? { audio } : {}) }, channel)
+        .then(
+          (c) => {
+            conversation = c;
+            if (phase === 'closed') {
+              void c.end('the client left during the start');
+              return;
+            }
+            phase = 'live';
+            audioRefilled = performance.now();
+            channel.send({
+              type: 'ready',
+              conversationId: c.conversationId,
+              agentId: c.agentId,
+              ...(audio !== undefined ? { audio } : {}),
+            });
+            c.begin();
+          },
+          (err: unknown) => {
+            if (err instanceof SessionRefusal) {
+              // A caller's mistake (token, origin) is info; a peer that is down is the operator's.
+              if (err.closeCode === CLOSE_CODES.tryAgainLater)
+                log.warn(
+                  { close_code: err.closeCode, reason: err.message, err: err.cause },
+                  'session refused: a service it needs is unavailable',
+                );
+              else log.info({ close_code: err.closeCode, reason: err.message }, 'session refused');
+              channel.close(err.closeCode, err.message);
+            } else {
+              log.error({ err }, 'session start failed');
+              channel.close(CLOSE_CODES.internal, 'internal error; try again');
+            }
+          },
+        );
     }
 
     ws.on('close', () => {

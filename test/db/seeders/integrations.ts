@@ -1,5 +1,5 @@
 import { withTenant } from '@parley/db';
-import { createToolDefinition, createWebhookEndpoint, enqueueDelivery, type IntegrationsDb } from '@parley/integrations';
+import { createConnection, createToolDefinition, createWebhookEndpoint, enqueueDelivery, type IntegrationsDb } from '@parley/integrations';
 import { sql, type Kysely } from 'kysely';
 import { randomUUID } from 'node:crypto';
 
@@ -17,6 +17,21 @@ export async function seedIntegrations(db: Kysely<unknown>, tenant: string): Pro
       inputSchema: { type: 'object' },
       endpointUrl: 'https://api.example.com/orders',
       scopes: ['orders:read'],
+    });
+    await createConnection(trx, {
+      name: 'crm',
+      baseUrl: 'https://crm.example.com/api',
+      credentialSecretRef: randomUUID(),
+      operations: [
+        {
+          name: 'lookup_customer',
+          description: 'Finds a customer',
+          method: 'GET',
+          pathTemplate: '/customers/{id}',
+          argumentsSchema: { type: 'object' },
+          scope: 'crm:read',
+        },
+      ],
     });
     const delivery = await enqueueDelivery(trx, {
       endpointId: endpoint.id,

@@ -10,10 +10,12 @@ type RegExpEngine = NonNullable<NonNullable<AjvOptions['code']>['regExp']>;
 /** ToolRules maps an allowed tool's name to its rule and its compiled argument schema. */
 export type ToolRules = ReadonlyMap<string, { rule: GuardrailPolicy['tools']['allowed'][number]; validate: ValidateFunction | undefined }>;
 
-/** compileToolRules compiles each tool's argument schema (throws GuardrailPolicyError naming the tool whose schema is not valid). */
-export function compileToolRules(policy: GuardrailPolicy): ToolRules {
-  // A tool's schema is customer-written: its "pattern" keywords run on RE2 too (a backtracking
-  // pattern on model-written arguments would stall the call), and Ajv logs nothing (no I/O here).
+/**
+ * createArgumentsSchemaAjv is the one Ajv setup for customer-written tool argument schemas: their
+ * "pattern" keywords run on RE2 (a backtracking pattern on model-written arguments would stall the
+ * call), unknown keywords are tolerated, and nothing is logged (no I/O here).
+ */
+function createArgumentsSchemaAjv(): Ajv {
   const re2Engine: RegExpEngine = Object.assign(
     (pattern: string) => {
       const re = RE2JS.compile(pattern);
@@ -21,7 +23,32 @@ export function compileToolRules(policy: GuardrailPolicy): ToolRules {
     },
     { code: 'RE2JS.compile' },
   );
-  const ajv = new Ajv({ allErrors: false, strict: false, logger: false, code: { regExp: re2Engine } });
+  return new Ajv({ allErrors: false, strict: false, logger: false, code: { regExp: re2Engine } });
+}
+
+/** ArgumentsCheck checks a tool call's arguments: undefined when they match, else the first mismatch. */
+export type ArgumentsCheck = (args: unknown) => { readonly field: string; readonly message: string } | undefined;
+
+/**
+ * compileArgumentsSchema compiles a tool's JSON schema of arguments (throws when it is not a valid
+ * schema). A mismatch names the field as a dotted path (e.g. "arguments.customer_id"), and for a
+ * missing required property the property itself.
+ */
+export function compileArgumentsSchema(schema: Record<string, unknown>): ArgumentsCheck {
+  const validate = createArgumentsSchemaAjv().compile(schema);
+  return (args) => {
+    if (validate(args)) return undefined;
+    const e = validate.errors?.[0];
+    const path = (e?.instancePath ?? '').split('/').filter((p) => p !== '');
+    const missing = e?.keyword === 'required' ? (e.params as { missingProperty?: string }).missingProperty : undefined;
+    if (missing !== undefined) path.push(missing);
+    return { field: ['arguments', ...path].join('.'), message: e?.message ?? 'is invalid' };
+  };
+}
+
+/** compileToolRules compiles each tool's argument schema (throws GuardrailPolicyError naming the tool whose schema is not valid). */
+export function compileToolRules(policy: GuardrailPolicy): ToolRules {
+  const ajv = createArgumentsSchemaAjv();
   const tools = new Map<string, { rule: GuardrailPolicy['tools']['allowed'][number]; validate: ValidateFunction | undefined }>();
   policy.tools.allowed.forEach((t, i) => {
     let validate: ValidateFunction | undefined;

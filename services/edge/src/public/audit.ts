@@ -46,6 +46,7 @@ export const auditModule = definePublicModule(
     listEvents: 'audit:read',
     exportEvents: 'audit:read',
     verifyLog: 'audit:read',
+    getPublicKeys: 'audit:read',
   },
   (router, deps: PublicDeps) => {
     const audit = deps.client('audit', AuditService);
@@ -72,6 +73,18 @@ export const auditModule = definePublicModule(
           verifiedToSeq: r.verifiedToSeq,
           checkpointsVerified: r.checkpointsVerified,
           lastCheckpointSeq: r.lastCheckpointSeq,
+        };
+      },
+      // The keys are the deployment's, not the tenant's: public by nature, but handed only to a
+      // caller that may read the log they vouch for.
+      async getPublicKeys(_req, ctx) {
+        const r = await audit.getPublicKeys({}, forward(ctx));
+        return {
+          keys: r.keys.map((k) => ({
+            keyId: k.keyId,
+            publicKeyPem: k.publicKeyPem,
+            ...(k.createdAt === undefined ? {} : { createdAt: k.createdAt }),
+          })),
         };
       },
     });

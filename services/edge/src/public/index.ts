@@ -7,10 +7,12 @@ import { accountModule } from './account.js';
 import { agentsModule } from './agents.js';
 import { apiKeysModule } from './api-keys.js';
 import { auditModule } from './audit.js';
+import { connectionsModule } from './connections.js';
 import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
 import { membersModule } from './members.js';
 import type { PublicModule } from './module.js';
+import { retentionModule } from './retention.js';
 import { secretsModule } from './secrets.js';
 import { sessionsModule } from './sessions.js';
 import { webhooksModule } from './webhooks.js';
@@ -26,6 +28,8 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   secretsModule,
   conversationsModule,
   webhooksModule,
+  connectionsModule,
+  retentionModule,
 ];
 
 /** registerPublicRoutes registers every public module's handlers. */

@@ -12,6 +12,9 @@ export interface MembersTable {
   role: string;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, never, Date>;
+  /** oidc_issuer and oidc_subject are bound at the member's first operator sign-in. */
+  oidc_issuer: ColumnType<string | null, never, string>;
+  oidc_subject: ColumnType<string | null, never, string>;
 }
 
 /** ApiKeysTable holds API keys as keyed hashes, never the key. */
@@ -69,6 +72,23 @@ export interface AuthFailuresTable {
   blocked_until: Date | null;
 }
 
+/** OperatorSessionsTable holds operators' console and CLI sessions as keyed hashes. */
+export interface OperatorSessionsTable {
+  tenant_id: TenantId;
+  id: Generated<string>;
+  member_id: string;
+  kind: 'console' | 'cli';
+  token_hash: Buffer | null;
+  refresh_hash: Buffer | null;
+  code_hash: Buffer | null;
+  code_challenge: string | null;
+  code_expires_at: Date | null;
+  created_at: CreatedAt;
+  expires_at: Date;
+  refresh_expires_at: Date | null;
+  revoked_at: Date | null;
+}
+
 /** IdentityDb is the parley_identity schema as Kysely sees it. */
 export interface IdentityDb {
   members: MembersTable;
@@ -76,8 +96,11 @@ export interface IdentityDb {
   sessions: SessionsTable;
   signing_keys: SigningKeysTable;
   auth_failures: AuthFailuresTable;
+  operator_sessions: OperatorSessionsTable;
 }
 
+/** OperatorSessionRow is a selected operator session. */
+export type OperatorSessionRow = Selectable<OperatorSessionsTable>;
 /** MemberRow is a selected member. */
 export type MemberRow = Selectable<MembersTable>;
 /** ApiKeyRow is a selected API key (hash included: never return it to a caller). */

@@ -29,9 +29,28 @@ export interface ToolDefinitionsTable {
   name: string;
   description: string;
   input_schema: Json<Record<string, unknown>>;
-  endpoint_url: string;
+  /** endpoint_url is a standalone tool's target; null for a connection's operation. */
+  endpoint_url: string | null;
   scopes: string[];
   secret_ref: string | null;
+  /** connection_id, method and path_template are set together: the tool is that connection's operation. */
+  connection_id: ColumnType<string | null, string | null | undefined, string | null>;
+  method: ColumnType<string | null, string | null | undefined, string | null>;
+  path_template: ColumnType<string | null, string | null | undefined, string | null>;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+/** ConnectionsTable holds a workspace's external systems: base URL and a credential reference, never its value. */
+export interface ConnectionsTable {
+  tenant_id: TenantId;
+  id: string;
+  name: string;
+  base_url: string;
+  credential_secret_ref: string | null;
+  /** credential_header is '' for "Authorization: Bearer <value>", else the header that carries the value as it is. */
+  credential_header: Generated<string>;
+  description: Generated<string>;
   created_at: CreatedAt;
   updated_at: UpdatedAt;
 }
@@ -79,6 +98,7 @@ export interface WebhookDeliveryAttemptsTable {
 export interface IntegrationsDb {
   webhook_endpoints: WebhookEndpointsTable;
   tool_definitions: ToolDefinitionsTable;
+  connections: ConnectionsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
 }
@@ -87,6 +107,8 @@ export interface IntegrationsDb {
 export type WebhookEndpoint = Selectable<WebhookEndpointsTable>;
 /** ToolDefinition is a selected tool definition. */
 export type ToolDefinition = Selectable<ToolDefinitionsTable>;
+/** ConnectionRow is a selected connection. */
+export type ConnectionRow = Selectable<ConnectionsTable>;
 /** WebhookDelivery is a selected delivery. */
 export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 /** NewWebhookDelivery is a delivery to enqueue. */

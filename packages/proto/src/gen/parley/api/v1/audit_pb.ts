@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/audit.proto.
  */
 export const file_parley_api_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYXJsZXkvYXBpL3YxL2F1ZGl0LnByb3RvEg1wYXJsZXkuYXBpLnYxIoMDCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEgsKA3NlcRgCIAEoBBISCgphY3Rvcl9raW5kGAMgASgJEhAKCGFjdG9yX2lkGAQgASgJEg4KBmFjdGlvbhgFIAEoCRITCgt0YXJnZXRfdHlwZRgGIAEoCRIRCgl0YXJnZXRfaWQYByABKAkSDwoHb3V0Y29tZRgIIAEoCRIsCgtkZXNjcmlwdGlvbhgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOc291cmNlX2FkZHJlc3MYCiABKAkSEgoKdXNlcl9hZ2VudBgLIAEoCRIQCgh0cmFjZV9pZBgMIAEoCRIvCgtvY2N1cnJlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVjb3JkZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXByZXZfaGFzaBgPIAEoCRIMCgRoYXNoGBAgASgJIsYBChBBdWRpdEV2ZW50RmlsdGVyEhIKCmFjdG9yX2tpbmQYASABKAkSEAoIYWN0b3JfaWQYAiABKAkSDgoGYWN0aW9uGAMgASgJEhMKC3RhcmdldF90eXBlGAQgASgJEhEKCXRhcmdldF9pZBgFIAEoCRIpCgVzaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImsKEUxpc3RFdmVudHNSZXF1ZXN0Ei8KBmZpbHRlchgBIAEoCzIfLnBhcmxleS5hcGkudjEuQXVkaXRFdmVudEZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJYChJMaXN0RXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkucGFybGV5LmFwaS52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI3ChNFeHBvcnRFdmVudHNSZXF1ZXN0EhAKCGZyb21fc2VxGAEgASgEEg4KBnRvX3NlcRgCIAEoBCImChRFeHBvcnRFdmVudHNSZXNwb25zZRIOCgZuZGpzb24YASABKAkiNAoQVmVyaWZ5TG9nUmVxdWVzdBIQCghmcm9tX3NlcRgBIAEoBBIOCgZ0b19zZXEYAiABKAQiuAEKEVZlcmlmeUxvZ1Jlc3BvbnNlEgoKAm9rGAEgASgIEhgKEGZpcnN0X2ZhaWxlZF9zZXEYAiABKAQSDgoGcmVhc29uGAMgASgJEhkKEXZlcmlmaWVkX2Zyb21fc2VxGAQgASgEEhcKD3ZlcmlmaWVkX3RvX3NlcRgFIAEoBBIcChRjaGVja3BvaW50c192ZXJpZmllZBgGIAEoDRIbChNsYXN0X2NoZWNrcG9pbnRfc2VxGAcgASgEMowCCgxBdWRpdFNlcnZpY2USUQoKTGlzdEV2ZW50cxIgLnBhcmxleS5hcGkudjEuTGlzdEV2ZW50c1JlcXVlc3QaIS5wYXJsZXkuYXBpLnYxLkxpc3RFdmVudHNSZXNwb25zZRJZCgxFeHBvcnRFdmVudHMSIi5wYXJsZXkuYXBpLnYxLkV4cG9ydEV2ZW50c1JlcXVlc3QaIy5wYXJsZXkuYXBpLnYxLkV4cG9ydEV2ZW50c1Jlc3BvbnNlMAESTgoJVmVyaWZ5TG9nEh8ucGFybGV5LmFwaS52MS5WZXJpZnlMb2dSZXF1ZXN0GiAucGFybGV5LmFwaS52MS5WZXJpZnlMb2dSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChlwYXJsZXkvYXBpL3YxL2F1ZGl0LnByb3RvEg1wYXJsZXkuYXBpLnYxIoMDCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEgsKA3NlcRgCIAEoBBISCgphY3Rvcl9raW5kGAMgASgJEhAKCGFjdG9yX2lkGAQgASgJEg4KBmFjdGlvbhgFIAEoCRITCgt0YXJnZXRfdHlwZRgGIAEoCRIRCgl0YXJnZXRfaWQYByABKAkSDwoHb3V0Y29tZRgIIAEoCRIsCgtkZXNjcmlwdGlvbhgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOc291cmNlX2FkZHJlc3MYCiABKAkSEgoKdXNlcl9hZ2VudBgLIAEoCRIQCgh0cmFjZV9pZBgMIAEoCRIvCgtvY2N1cnJlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVjb3JkZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXByZXZfaGFzaBgPIAEoCRIMCgRoYXNoGBAgASgJIsYBChBBdWRpdEV2ZW50RmlsdGVyEhIKCmFjdG9yX2tpbmQYASABKAkSEAoIYWN0b3JfaWQYAiABKAkSDgoGYWN0aW9uGAMgASgJEhMKC3RhcmdldF90eXBlGAQgASgJEhEKCXRhcmdldF9pZBgFIAEoCRIpCgVzaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImsKEUxpc3RFdmVudHNSZXF1ZXN0Ei8KBmZpbHRlchgBIAEoCzIfLnBhcmxleS5hcGkudjEuQXVkaXRFdmVudEZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJYChJMaXN0RXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkucGFybGV5LmFwaS52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI3ChNFeHBvcnRFdmVudHNSZXF1ZXN0EhAKCGZyb21fc2VxGAEgASgEEg4KBnRvX3NlcRgCIAEoBCImChRFeHBvcnRFdmVudHNSZXNwb25zZRIOCgZuZGpzb24YASABKAkiNAoQVmVyaWZ5TG9nUmVxdWVzdBIQCghmcm9tX3NlcRgBIAEoBBIOCgZ0b19zZXEYAiABKAQiuAEKEVZlcmlmeUxvZ1Jlc3BvbnNlEgoKAm9rGAEgASgIEhgKEGZpcnN0X2ZhaWxlZF9zZXEYAiABKAQSDgoGcmVhc29uGAMgASgJEhkKEXZlcmlmaWVkX2Zyb21fc2VxGAQgASgEEhcKD3ZlcmlmaWVkX3RvX3NlcRgFIAEoBBIcChRjaGVja3BvaW50c192ZXJpZmllZBgGIAEoDRIbChNsYXN0X2NoZWNrcG9pbnRfc2VxGAcgASgEIhYKFEdldFB1YmxpY0tleXNSZXF1ZXN0ImgKDkF1ZGl0UHVibGljS2V5Eg4KBmtleV9pZBgBIAEoCRIWCg5wdWJsaWNfa2V5X3BlbRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChVHZXRQdWJsaWNLZXlzUmVzcG9uc2USKwoEa2V5cxgBIAMoCzIdLnBhcmxleS5hcGkudjEuQXVkaXRQdWJsaWNLZXky6AIKDEF1ZGl0U2VydmljZRJRCgpMaXN0RXZlbnRzEiAucGFybGV5LmFwaS52MS5MaXN0RXZlbnRzUmVxdWVzdBohLnBhcmxleS5hcGkudjEuTGlzdEV2ZW50c1Jlc3BvbnNlElkKDEV4cG9ydEV2ZW50cxIiLnBhcmxleS5hcGkudjEuRXhwb3J0RXZlbnRzUmVxdWVzdBojLnBhcmxleS5hcGkudjEuRXhwb3J0RXZlbnRzUmVzcG9uc2UwARJOCglWZXJpZnlMb2cSHy5wYXJsZXkuYXBpLnYxLlZlcmlmeUxvZ1JlcXVlc3QaIC5wYXJsZXkuYXBpLnYxLlZlcmlmeUxvZ1Jlc3BvbnNlEloKDUdldFB1YmxpY0tleXMSIy5wYXJsZXkuYXBpLnYxLkdldFB1YmxpY0tleXNSZXF1ZXN0GiQucGFybGV5LmFwaS52MS5HZXRQdWJsaWNLZXlzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * AuditEvent is one privileged action or sensitive read in the workspace's audit log, with its
@@ -345,6 +345,69 @@ export const VerifyLogResponseSchema: GenMessage<VerifyLogResponse> = /*@__PURE_
   messageDesc(file_parley_api_v1_audit, 7);
 
 /**
+ * @generated from message parley.api.v1.GetPublicKeysRequest
+ */
+export type GetPublicKeysRequest = Message<"parley.api.v1.GetPublicKeysRequest"> & {
+};
+
+/**
+ * Describes the message parley.api.v1.GetPublicKeysRequest.
+ * Use `create(GetPublicKeysRequestSchema)` to create a new message.
+ */
+export const GetPublicKeysRequestSchema: GenMessage<GetPublicKeysRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_audit, 8);
+
+/**
+ * AuditPublicKey is one Ed25519 key that signs checkpoints and export seals.
+ *
+ * @generated from message parley.api.v1.AuditPublicKey
+ */
+export type AuditPublicKey = Message<"parley.api.v1.AuditPublicKey"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * public_key_pem is the SPKI PEM to give the offline verifier (`parley audit verify --file`).
+   *
+   * @generated from field: string public_key_pem = 2;
+   */
+  publicKeyPem: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 3;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.AuditPublicKey.
+ * Use `create(AuditPublicKeySchema)` to create a new message.
+ */
+export const AuditPublicKeySchema: GenMessage<AuditPublicKey> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_audit, 9);
+
+/**
+ * @generated from message parley.api.v1.GetPublicKeysResponse
+ */
+export type GetPublicKeysResponse = Message<"parley.api.v1.GetPublicKeysResponse"> & {
+  /**
+   * keys are every key that signed this deployment's checkpoints, the current one included.
+   *
+   * @generated from field: repeated parley.api.v1.AuditPublicKey keys = 1;
+   */
+  keys: AuditPublicKey[];
+};
+
+/**
+ * Describes the message parley.api.v1.GetPublicKeysResponse.
+ * Use `create(GetPublicKeysResponseSchema)` to create a new message.
+ */
+export const GetPublicKeysResponseSchema: GenMessage<GetPublicKeysResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_audit, 10);
+
+/**
  * AuditService reads the workspace's audit log (scope audit:read).
  *
  * @generated from service parley.api.v1.AuditService
@@ -379,6 +442,16 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof VerifyLogRequestSchema;
     output: typeof VerifyLogResponseSchema;
+  },
+  /**
+   * GetPublicKeys returns the checkpoint-signing public keys, to verify an export offline.
+   *
+   * @generated from rpc parley.api.v1.AuditService.GetPublicKeys
+   */
+  getPublicKeys: {
+    methodKind: "unary";
+    input: typeof GetPublicKeysRequestSchema;
+    output: typeof GetPublicKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_audit, 0);

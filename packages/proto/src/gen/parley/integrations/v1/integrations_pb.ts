@@ -8,14 +8,14 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/integrations/v1/integrations.proto.
  */
 export const file_parley_integrations_v1_integrations: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoZR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSJXChpHZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50IjMKHERlbGV0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiHwodRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2UiSgoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNInAKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50EhYKDnNpZ25pbmdfc2VjcmV0GAIgASgJItcCCg9XZWJob29rRGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRINCgVzdGF0ZRgFIAEoCRIQCghhdHRlbXB0cxgGIAEoDRIYChBsYXN0X3N0YXR1c19jb2RlGAcgASgNEhcKD2xhc3RfbGF0ZW5jeV9tcxgIIAEoDRISCgpsYXN0X2Vycm9yGAkgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInUKHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjsKCmRlbGl2ZXJpZXMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tEZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCTKOCQoTSW50ZWdyYXRpb25zU2VydmljZRJ4ChFDaGVja0VncmVzc1RhcmdldBIwLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ2hlY2tFZ3Jlc3NUYXJnZXRSZXF1ZXN0GjEucGFybGV5LmludGVncmF0aW9ucy52MS5DaGVja0VncmVzc1RhcmdldFJlc3BvbnNlEmAKCUVtaXRFdmVudBIoLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVxdWVzdBopLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRW1pdEV2ZW50UmVzcG9uc2UShAEKFUNyZWF0ZVdlYmhvb2tFbmRwb2ludBI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USgQEKFExpc3RXZWJob29rRW5kcG9pbnRzEjMucGFybGV5LmludGVncmF0aW9ucy52MS5MaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QaNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRW5kcG9pbnRzUmVzcG9uc2USewoSR2V0V2ViaG9va0VuZHBvaW50EjEucGFybGV5LmludGVncmF0aW9ucy52MS5HZXRXZWJob29rRW5kcG9pbnRSZXF1ZXN0GjIucGFybGV5LmludGVncmF0aW9ucy52MS5HZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRKEAQoVRGVsZXRlV2ViaG9va0VuZHBvaW50EjQucGFybGV5LmludGVncmF0aW9ucy52MS5EZWxldGVXZWJob29rRW5kcG9pbnRSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5EZWxldGVXZWJob29rRW5kcG9pbnRSZXNwb25zZRJ+ChNSb3RhdGVXZWJob29rU2VjcmV0EjIucGFybGV5LmludGVncmF0aW9ucy52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBozLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEoQBChVMaXN0V2ViaG9va0RlbGl2ZXJpZXMSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEoQBChVSZXBsYXlXZWJob29rRGVsaXZlcnkSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJlcGxheVdlYmhvb2tEZWxpdmVyeVJlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJlcGxheVdlYmhvb2tEZWxpdmVyeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CilwYXJsZXkvaW50ZWdyYXRpb25zL3YxL2ludGVncmF0aW9ucy5wcm90bxIWcGFybGV5LmludGVncmF0aW9ucy52MSInChhDaGVja0VncmVzc1RhcmdldFJlcXVlc3QSCwoDdXJsGAEgASgJIjwKGUNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZyZWFzb24YAiABKAki5QEKEEVtaXRFdmVudFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEgwKBHR5cGUYAyABKAkSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkAKBGRhdGEYBSADKAsyMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkVtaXRFdmVudFJlcXVlc3QuRGF0YUVudHJ5GisKCURhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIicKEUVtaXRFdmVudFJlc3BvbnNlEhIKCmRlbGl2ZXJpZXMYASABKA0i1QEKD1dlYmhvb2tFbmRwb2ludBIKCgJpZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEwoLZXZlbnRfdHlwZXMYBCADKAkSDwoHZW5hYmxlZBgFIAEoCBI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVxdWVzdBILCgN1cmwYASABKAkSEwoLZXZlbnRfdHlwZXMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkicgodQ3JlYXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2USOQoIZW5kcG9pbnQYASABKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSJEChtMaXN0V2ViaG9va0VuZHBvaW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkicwocTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRI6CgllbmRwb2ludHMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tFbmRwb2ludBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoZR2V0V2ViaG9va0VuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSJXChpHZXRXZWJob29rRW5kcG9pbnRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50IjMKHERlbGV0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiHwodRGVsZXRlV2ViaG9va0VuZHBvaW50UmVzcG9uc2UiSgoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkSFwoPb3ZlcmxhcF9zZWNvbmRzGAIgASgNInAKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRI5CghlbmRwb2ludBgBIAEoCzInLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuV2ViaG9va0VuZHBvaW50EhYKDnNpZ25pbmdfc2VjcmV0GAIgASgJItcCCg9XZWJob29rRGVsaXZlcnkSCgoCaWQYASABKAkSEwoLZW5kcG9pbnRfaWQYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRINCgVzdGF0ZRgFIAEoCRIQCghhdHRlbXB0cxgGIAEoDRIYChBsYXN0X3N0YXR1c19jb2RlGAcgASgNEhcKD2xhc3RfbGF0ZW5jeV9tcxgIIAEoDRISCgpsYXN0X2Vycm9yGAkgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInUKHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjsKCmRlbGl2ZXJpZXMYASADKAsyJy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLldlYmhvb2tEZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSIuCh1SZXBsYXlXZWJob29rRGVsaXZlcnlSZXNwb25zZRINCgVzdGF0ZRgBIAEoCSKhAQoTQ29ubmVjdGlvbk9wZXJhdGlvbhIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg4KBm1ldGhvZBgDIAEoCRIVCg1wYXRoX3RlbXBsYXRlGAQgASgJEjEKEGFyZ3VtZW50c19zY2hlbWEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBXNjb3BlGAYgASgJIqcCCgpDb25uZWN0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIYmFzZV91cmwYAyABKAkSHAoUY3JlZGVudGlhbF9zZWNyZXRfaWQYBCABKAkSGQoRY3JlZGVudGlhbF9oZWFkZXIYBSABKAkSPwoKb3BlcmF0aW9ucxgGIAMoCzIrLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ29ubmVjdGlvbk9wZXJhdGlvbhITCgtkZXNjcmlwdGlvbhgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLIAQoXQ3JlYXRlQ29ubmVjdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghiYXNlX3VybBgCIAEoCRIcChRjcmVkZW50aWFsX3NlY3JldF9pZBgDIAEoCRIZChFjcmVkZW50aWFsX2hlYWRlchgEIAEoCRI/CgpvcGVyYXRpb25zGAUgAygLMisucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uT3BlcmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAYgASgJIlIKGENyZWF0ZUNvbm5lY3Rpb25SZXNwb25zZRI2Cgpjb25uZWN0aW9uGAEgASgLMiIucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uIi0KFEdldENvbm5lY3Rpb25SZXF1ZXN0EhUKDWNvbm5lY3Rpb25faWQYASABKAkiTwoVR2V0Q29ubmVjdGlvblJlc3BvbnNlEjYKCmNvbm5lY3Rpb24YASABKAsyIi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNvbm5lY3Rpb24iPwoWTGlzdENvbm5lY3Rpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJrChdMaXN0Q29ubmVjdGlvbnNSZXNwb25zZRI3Cgtjb25uZWN0aW9ucxgBIAMoCzIiLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ29ubmVjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki3wEKF1VwZGF0ZUNvbm5lY3Rpb25SZXF1ZXN0EhUKDWNvbm5lY3Rpb25faWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghiYXNlX3VybBgDIAEoCRIcChRjcmVkZW50aWFsX3NlY3JldF9pZBgEIAEoCRIZChFjcmVkZW50aWFsX2hlYWRlchgFIAEoCRI/CgpvcGVyYXRpb25zGAYgAygLMisucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uT3BlcmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAcgASgJIlIKGFVwZGF0ZUNvbm5lY3Rpb25SZXNwb25zZRI2Cgpjb25uZWN0aW9uGAEgASgLMiIucGFybGV5LmludGVncmF0aW9ucy52MS5Db25uZWN0aW9uIjAKF0RlbGV0ZUNvbm5lY3Rpb25SZXF1ZXN0EhUKDWNvbm5lY3Rpb25faWQYASABKAkiGgoYRGVsZXRlQ29ubmVjdGlvblJlc3BvbnNlIokBCg9DYWxsVG9vbFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIMCgR0b29sGAQgASgJEioKCWFyZ3VtZW50cxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiXQoQQ2FsbFRvb2xSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SFAoMY29udGVudF90eXBlGAIgASgJEgwKBGJvZHkYAyABKAkSFQoNY29ubmVjdGlvbl9pZBgEIAEoCSKGAQoXUHVyZ2VEZWxpdmVyeUxvZ1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEioKBmJlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVaGVsZF9jb252ZXJzYXRpb25faWRzGAMgAygJEg0KBWxpbWl0GAQgASgNIisKGFB1cmdlRGVsaXZlcnlMb2dSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNMqsPChNJbnRlZ3JhdGlvbnNTZXJ2aWNlEngKEUNoZWNrRWdyZXNzVGFyZ2V0EjAucGFybGV5LmludGVncmF0aW9ucy52MS5DaGVja0VncmVzc1RhcmdldFJlcXVlc3QaMS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNoZWNrRWdyZXNzVGFyZ2V0UmVzcG9uc2USYAoJRW1pdEV2ZW50EigucGFybGV5LmludGVncmF0aW9ucy52MS5FbWl0RXZlbnRSZXF1ZXN0GikucGFybGV5LmludGVncmF0aW9ucy52MS5FbWl0RXZlbnRSZXNwb25zZRKEAQoVQ3JlYXRlV2ViaG9va0VuZHBvaW50EjQucGFybGV5LmludGVncmF0aW9ucy52MS5DcmVhdGVXZWJob29rRW5kcG9pbnRSZXF1ZXN0GjUucGFybGV5LmludGVncmF0aW9ucy52MS5DcmVhdGVXZWJob29rRW5kcG9pbnRSZXNwb25zZRKBAQoUTGlzdFdlYmhvb2tFbmRwb2ludHMSMy5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkxpc3RXZWJob29rRW5kcG9pbnRzUmVxdWVzdBo0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdFdlYmhvb2tFbmRwb2ludHNSZXNwb25zZRJ7ChJHZXRXZWJob29rRW5kcG9pbnQSMS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkdldFdlYmhvb2tFbmRwb2ludFJlcXVlc3QaMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkdldFdlYmhvb2tFbmRwb2ludFJlc3BvbnNlEoQBChVEZWxldGVXZWJob29rRW5kcG9pbnQSNC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkRlbGV0ZVdlYmhvb2tFbmRwb2ludFJlcXVlc3QaNS5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkRlbGV0ZVdlYmhvb2tFbmRwb2ludFJlc3BvbnNlEn4KE1JvdGF0ZVdlYmhvb2tTZWNyZXQSMi5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0GjMucGFybGV5LmludGVncmF0aW9ucy52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVzcG9uc2UShAEKFUxpc3RXZWJob29rRGVsaXZlcmllcxI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2UShAEKFVJlcGxheVdlYmhvb2tEZWxpdmVyeRI0LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBo1LnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVzcG9uc2USdQoQQ3JlYXRlQ29ubmVjdGlvbhIvLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuQ3JlYXRlQ29ubmVjdGlvblJlcXVlc3QaMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNyZWF0ZUNvbm5lY3Rpb25SZXNwb25zZRJsCg1HZXRDb25uZWN0aW9uEiwucGFybGV5LmludGVncmF0aW9ucy52MS5HZXRDb25uZWN0aW9uUmVxdWVzdBotLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuR2V0Q29ubmVjdGlvblJlc3BvbnNlEnIKD0xpc3RDb25uZWN0aW9ucxIuLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdENvbm5lY3Rpb25zUmVxdWVzdBovLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuTGlzdENvbm5lY3Rpb25zUmVzcG9uc2USdQoQVXBkYXRlQ29ubmVjdGlvbhIvLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuVXBkYXRlQ29ubmVjdGlvblJlcXVlc3QaMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlVwZGF0ZUNvbm5lY3Rpb25SZXNwb25zZRJ1ChBEZWxldGVDb25uZWN0aW9uEi8ucGFybGV5LmludGVncmF0aW9ucy52MS5EZWxldGVDb25uZWN0aW9uUmVxdWVzdBowLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuRGVsZXRlQ29ubmVjdGlvblJlc3BvbnNlEl0KCENhbGxUb29sEicucGFybGV5LmludGVncmF0aW9ucy52MS5DYWxsVG9vbFJlcXVlc3QaKC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLkNhbGxUb29sUmVzcG9uc2USdQoQUHVyZ2VEZWxpdmVyeUxvZxIvLnBhcmxleS5pbnRlZ3JhdGlvbnMudjEuUHVyZ2VEZWxpdmVyeUxvZ1JlcXVlc3QaMC5wYXJsZXkuaW50ZWdyYXRpb25zLnYxLlB1cmdlRGVsaXZlcnlMb2dSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.integrations.v1.CheckEgressTargetRequest
@@ -566,6 +566,506 @@ export const ReplayWebhookDeliveryResponseSchema: GenMessage<ReplayWebhookDelive
   messageDesc(file_parley_integrations_v1_integrations, 19);
 
 /**
+ * ConnectionOperation is one call a connection allows: a tool an agent can be granted.
+ *
+ * @generated from message parley.integrations.v1.ConnectionOperation
+ */
+export type ConnectionOperation = Message<"parley.integrations.v1.ConnectionOperation"> & {
+  /**
+   * name is the tool name the model calls and an agent's guardrail policy grants
+   * (tools.allowed[].name): unique in the workspace, 1-64 of [a-z0-9_] starting with a letter.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * description tells the model what the tool does (at most 2000 characters).
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * method is GET, POST, PUT, PATCH or DELETE.
+   *
+   * @generated from field: string method = 3;
+   */
+  method: string;
+
+  /**
+   * path_template is appended to the connection's base URL; each {argument} is replaced by that
+   * argument, URL-encoded. The other arguments go in the query (GET, DELETE) or a JSON body.
+   *
+   * @generated from field: string path_template = 4;
+   */
+  pathTemplate: string;
+
+  /**
+   * arguments_schema is the JSON schema the model's arguments must match (an object schema).
+   *
+   * @generated from field: google.protobuf.Struct arguments_schema = 5;
+   */
+  argumentsSchema?: JsonObject | undefined;
+
+  /**
+   * scope is the scope a grant must carry, e.g. "crm:read".
+   *
+   * @generated from field: string scope = 6;
+   */
+  scope: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ConnectionOperation.
+ * Use `create(ConnectionOperationSchema)` to create a new message.
+ */
+export const ConnectionOperationSchema: GenMessage<ConnectionOperation> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 20);
+
+/**
+ * Connection is a workspace's external system that tools reach. Its credential is a reference to
+ * a secret (provider_kind "tool"); the value is never part of it.
+ *
+ * @generated from message parley.integrations.v1.Connection
+ */
+export type Connection = Message<"parley.integrations.v1.Connection"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * name is unique in the workspace: 1-64 of [a-z0-9_-] starting with a letter.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * base_url passes the egress rules when saved and again at every call.
+   *
+   * @generated from field: string base_url = 3;
+   */
+  baseUrl: string;
+
+  /**
+   * credential_secret_id is the secret whose value is sent with every call (empty: none).
+   *
+   * @generated from field: string credential_secret_id = 4;
+   */
+  credentialSecretId: string;
+
+  /**
+   * credential_header carries the credential: empty means "Authorization: Bearer <value>"; any
+   * other header name carries the value as it is (e.g. x-api-key).
+   *
+   * @generated from field: string credential_header = 5;
+   */
+  credentialHeader: string;
+
+  /**
+   * @generated from field: repeated parley.integrations.v1.ConnectionOperation operations = 6;
+   */
+  operations: ConnectionOperation[];
+
+  /**
+   * @generated from field: string description = 7;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 8;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 9;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.Connection.
+ * Use `create(ConnectionSchema)` to create a new message.
+ */
+export const ConnectionSchema: GenMessage<Connection> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 21);
+
+/**
+ * @generated from message parley.integrations.v1.CreateConnectionRequest
+ */
+export type CreateConnectionRequest = Message<"parley.integrations.v1.CreateConnectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string base_url = 2;
+   */
+  baseUrl: string;
+
+  /**
+   * @generated from field: string credential_secret_id = 3;
+   */
+  credentialSecretId: string;
+
+  /**
+   * @generated from field: string credential_header = 4;
+   */
+  credentialHeader: string;
+
+  /**
+   * @generated from field: repeated parley.integrations.v1.ConnectionOperation operations = 5;
+   */
+  operations: ConnectionOperation[];
+
+  /**
+   * @generated from field: string description = 6;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CreateConnectionRequest.
+ * Use `create(CreateConnectionRequestSchema)` to create a new message.
+ */
+export const CreateConnectionRequestSchema: GenMessage<CreateConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 22);
+
+/**
+ * @generated from message parley.integrations.v1.CreateConnectionResponse
+ */
+export type CreateConnectionResponse = Message<"parley.integrations.v1.CreateConnectionResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.Connection connection = 1;
+   */
+  connection?: Connection | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CreateConnectionResponse.
+ * Use `create(CreateConnectionResponseSchema)` to create a new message.
+ */
+export const CreateConnectionResponseSchema: GenMessage<CreateConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 23);
+
+/**
+ * @generated from message parley.integrations.v1.GetConnectionRequest
+ */
+export type GetConnectionRequest = Message<"parley.integrations.v1.GetConnectionRequest"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.GetConnectionRequest.
+ * Use `create(GetConnectionRequestSchema)` to create a new message.
+ */
+export const GetConnectionRequestSchema: GenMessage<GetConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 24);
+
+/**
+ * @generated from message parley.integrations.v1.GetConnectionResponse
+ */
+export type GetConnectionResponse = Message<"parley.integrations.v1.GetConnectionResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.Connection connection = 1;
+   */
+  connection?: Connection | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.GetConnectionResponse.
+ * Use `create(GetConnectionResponseSchema)` to create a new message.
+ */
+export const GetConnectionResponseSchema: GenMessage<GetConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 25);
+
+/**
+ * @generated from message parley.integrations.v1.ListConnectionsRequest
+ */
+export type ListConnectionsRequest = Message<"parley.integrations.v1.ListConnectionsRequest"> & {
+  /**
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListConnectionsRequest.
+ * Use `create(ListConnectionsRequestSchema)` to create a new message.
+ */
+export const ListConnectionsRequestSchema: GenMessage<ListConnectionsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 26);
+
+/**
+ * @generated from message parley.integrations.v1.ListConnectionsResponse
+ */
+export type ListConnectionsResponse = Message<"parley.integrations.v1.ListConnectionsResponse"> & {
+  /**
+   * @generated from field: repeated parley.integrations.v1.Connection connections = 1;
+   */
+  connections: Connection[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.ListConnectionsResponse.
+ * Use `create(ListConnectionsResponseSchema)` to create a new message.
+ */
+export const ListConnectionsResponseSchema: GenMessage<ListConnectionsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 27);
+
+/**
+ * UpdateConnectionRequest replaces a connection's fields and its whole list of operations.
+ *
+ * @generated from message parley.integrations.v1.UpdateConnectionRequest
+ */
+export type UpdateConnectionRequest = Message<"parley.integrations.v1.UpdateConnectionRequest"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string base_url = 3;
+   */
+  baseUrl: string;
+
+  /**
+   * @generated from field: string credential_secret_id = 4;
+   */
+  credentialSecretId: string;
+
+  /**
+   * @generated from field: string credential_header = 5;
+   */
+  credentialHeader: string;
+
+  /**
+   * @generated from field: repeated parley.integrations.v1.ConnectionOperation operations = 6;
+   */
+  operations: ConnectionOperation[];
+
+  /**
+   * @generated from field: string description = 7;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.UpdateConnectionRequest.
+ * Use `create(UpdateConnectionRequestSchema)` to create a new message.
+ */
+export const UpdateConnectionRequestSchema: GenMessage<UpdateConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 28);
+
+/**
+ * @generated from message parley.integrations.v1.UpdateConnectionResponse
+ */
+export type UpdateConnectionResponse = Message<"parley.integrations.v1.UpdateConnectionResponse"> & {
+  /**
+   * @generated from field: parley.integrations.v1.Connection connection = 1;
+   */
+  connection?: Connection | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.UpdateConnectionResponse.
+ * Use `create(UpdateConnectionResponseSchema)` to create a new message.
+ */
+export const UpdateConnectionResponseSchema: GenMessage<UpdateConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 29);
+
+/**
+ * @generated from message parley.integrations.v1.DeleteConnectionRequest
+ */
+export type DeleteConnectionRequest = Message<"parley.integrations.v1.DeleteConnectionRequest"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.DeleteConnectionRequest.
+ * Use `create(DeleteConnectionRequestSchema)` to create a new message.
+ */
+export const DeleteConnectionRequestSchema: GenMessage<DeleteConnectionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 30);
+
+/**
+ * @generated from message parley.integrations.v1.DeleteConnectionResponse
+ */
+export type DeleteConnectionResponse = Message<"parley.integrations.v1.DeleteConnectionResponse"> & {
+};
+
+/**
+ * Describes the message parley.integrations.v1.DeleteConnectionResponse.
+ * Use `create(DeleteConnectionResponseSchema)` to create a new message.
+ */
+export const DeleteConnectionResponseSchema: GenMessage<DeleteConnectionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 31);
+
+/**
+ * @generated from message parley.integrations.v1.CallToolRequest
+ */
+export type CallToolRequest = Message<"parley.integrations.v1.CallToolRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * conversation_id is the live conversation the call is made for.
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * agent_id must be the conversation's agent; its guardrail policy must grant the tool.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * tool is the operation's name, as the model called it.
+   *
+   * @generated from field: string tool = 4;
+   */
+  tool: string;
+
+  /**
+   * arguments are the model's arguments, checked against the operation's schema.
+   *
+   * @generated from field: google.protobuf.Struct arguments = 5;
+   */
+  arguments?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CallToolRequest.
+ * Use `create(CallToolRequestSchema)` to create a new message.
+ */
+export const CallToolRequestSchema: GenMessage<CallToolRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 32);
+
+/**
+ * @generated from message parley.integrations.v1.CallToolResponse
+ */
+export type CallToolResponse = Message<"parley.integrations.v1.CallToolResponse"> & {
+  /**
+   * status is the HTTP status the external system answered.
+   *
+   * @generated from field: uint32 status = 1;
+   */
+  status: number;
+
+  /**
+   * content_type is the answer's content type.
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * body is the answer (at most the configured size), with the credential's value redacted
+   * should the system echo it: what the model may see.
+   *
+   * @generated from field: string body = 3;
+   */
+  body: string;
+
+  /**
+   * connection_id is the connection that was called.
+   *
+   * @generated from field: string connection_id = 4;
+   */
+  connectionId: string;
+};
+
+/**
+ * Describes the message parley.integrations.v1.CallToolResponse.
+ * Use `create(CallToolResponseSchema)` to create a new message.
+ */
+export const CallToolResponseSchema: GenMessage<CallToolResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 33);
+
+/**
+ * PurgeDeliveryLogRequest deletes one batch of a tenant's finished webhook deliveries (and their
+ * attempts) created before `before`.
+ *
+ * @generated from message parley.integrations.v1.PurgeDeliveryLogRequest
+ */
+export type PurgeDeliveryLogRequest = Message<"parley.integrations.v1.PurgeDeliveryLogRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp before = 2;
+   */
+  before?: Timestamp | undefined;
+
+  /**
+   * held_conversation_ids are under legal hold: deliveries naming them are kept.
+   *
+   * @generated from field: repeated string held_conversation_ids = 3;
+   */
+  heldConversationIds: string[];
+
+  /**
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message parley.integrations.v1.PurgeDeliveryLogRequest.
+ * Use `create(PurgeDeliveryLogRequestSchema)` to create a new message.
+ */
+export const PurgeDeliveryLogRequestSchema: GenMessage<PurgeDeliveryLogRequest> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 34);
+
+/**
+ * @generated from message parley.integrations.v1.PurgeDeliveryLogResponse
+ */
+export type PurgeDeliveryLogResponse = Message<"parley.integrations.v1.PurgeDeliveryLogResponse"> & {
+  /**
+   * @generated from field: uint32 deleted = 1;
+   */
+  deleted: number;
+};
+
+/**
+ * Describes the message parley.integrations.v1.PurgeDeliveryLogResponse.
+ * Use `create(PurgeDeliveryLogResponseSchema)` to create a new message.
+ */
+export const PurgeDeliveryLogResponseSchema: GenMessage<PurgeDeliveryLogResponse> = /*@__PURE__*/
+  messageDesc(file_parley_integrations_v1_integrations, 35);
+
+/**
  * IntegrationsService delivers webhooks and checks outbound targets.
  *
  * @generated from service parley.integrations.v1.IntegrationsService
@@ -660,6 +1160,77 @@ export const IntegrationsService: GenService<{
     methodKind: "unary";
     input: typeof ReplayWebhookDeliveryRequestSchema;
     output: typeof ReplayWebhookDeliveryResponseSchema;
+  },
+  /**
+   * CreateConnection saves a connection whose base URL passes egress (edge, connections:admin).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.CreateConnection
+   */
+  createConnection: {
+    methodKind: "unary";
+    input: typeof CreateConnectionRequestSchema;
+    output: typeof CreateConnectionResponseSchema;
+  },
+  /**
+   * GetConnection returns one connection (never its credential).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.GetConnection
+   */
+  getConnection: {
+    methodKind: "unary";
+    input: typeof GetConnectionRequestSchema;
+    output: typeof GetConnectionResponseSchema;
+  },
+  /**
+   * ListConnections pages through the workspace's connections.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.ListConnections
+   */
+  listConnections: {
+    methodKind: "unary";
+    input: typeof ListConnectionsRequestSchema;
+    output: typeof ListConnectionsResponseSchema;
+  },
+  /**
+   * UpdateConnection replaces a connection and its operations.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.UpdateConnection
+   */
+  updateConnection: {
+    methodKind: "unary";
+    input: typeof UpdateConnectionRequestSchema;
+    output: typeof UpdateConnectionResponseSchema;
+  },
+  /**
+   * DeleteConnection removes a connection and its operations.
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.DeleteConnection
+   */
+  deleteConnection: {
+    methodKind: "unary";
+    input: typeof DeleteConnectionRequestSchema;
+    output: typeof DeleteConnectionResponseSchema;
+  },
+  /**
+   * CallTool makes one granted tool call of a live conversation: grant, arguments, credential
+   * injected here, sent through egress, access recorded (voice-orchestrator only).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.CallTool
+   */
+  callTool: {
+    methodKind: "unary";
+    input: typeof CallToolRequestSchema;
+    output: typeof CallToolResponseSchema;
+  },
+  /**
+   * PurgeDeliveryLog deletes a batch of finished deliveries past retention (lifecycle only).
+   *
+   * @generated from rpc parley.integrations.v1.IntegrationsService.PurgeDeliveryLog
+   */
+  purgeDeliveryLog: {
+    methodKind: "unary";
+    input: typeof PurgeDeliveryLogRequestSchema;
+    output: typeof PurgeDeliveryLogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_integrations_v1_integrations, 0);

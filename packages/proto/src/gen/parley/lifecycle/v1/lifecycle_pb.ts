@@ -2,17 +2,182 @@
 // @generated from file parley/lifecycle/v1/lifecycle.proto (package parley.lifecycle.v1, syntax proto3)
 /* eslint-disable */
 
-// parley.lifecycle.v1 is the internal API of the lifecycle service: retention and DSAR jobs.
+// parley.lifecycle.v1 is the internal API of the lifecycle service: retention policies, legal
+// holds, the purge runs' record and the data map. The edge forwards the public RetentionService
+// and PrivacyService here with the caller's principal (the tenant is the principal's; lifecycle
+// re-checks privacy:run / privacy:read).
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/lifecycle/v1/lifecycle.proto.
  */
 export const file_parley_lifecycle_v1_lifecycle: GenFile = /*@__PURE__*/
-  fileDesc("CiNwYXJsZXkvbGlmZWN5Y2xlL3YxL2xpZmVjeWNsZS5wcm90bxITcGFybGV5LmxpZmVjeWNsZS52MSIuChlHZXRSZXRlbnRpb25Qb2xpY3lSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJNChpHZXRSZXRlbnRpb25Qb2xpY3lSZXNwb25zZRIXCg90cmFuc2NyaXB0X2RheXMYASABKA0SFgoOcmVjb3JkaW5nX2RheXMYAiABKA0yiQEKEExpZmVjeWNsZVNlcnZpY2USdQoSR2V0UmV0ZW50aW9uUG9saWN5Ei4ucGFybGV5LmxpZmVjeWNsZS52MS5HZXRSZXRlbnRpb25Qb2xpY3lSZXF1ZXN0Gi8ucGFybGV5LmxpZmVjeWNsZS52MS5HZXRSZXRlbnRpb25Qb2xpY3lSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CiNwYXJsZXkvbGlmZWN5Y2xlL3YxL2xpZmVjeWNsZS5wcm90bxITcGFybGV5LmxpZmVjeWNsZS52MSJhCg1SZXRlbnRpb25SdWxlEhIKCmRhdGFfY2xhc3MYASABKAkSDAoEZGF5cxgCIAEoDRIaChJsZWdhbF9taW5pbXVtX2RheXMYAyABKA0SEgoKaXNfZGVmYXVsdBgEIAEoCCJ4CglMZWdhbEhvbGQSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjEKClB1cmdlQ291bnQSEgoKZGF0YV9jbGFzcxgBIAEoCRIPCgdkZWxldGVkGAIgASgEIt0BCghQdXJnZVJ1bhIKCgJpZBgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLZHVyYXRpb25fbXMYBCABKA0SLwoGY291bnRzGAUgAygLMh8ucGFybGV5LmxpZmVjeWNsZS52MS5QdXJnZUNvdW50Eg8KB291dGNvbWUYBiABKAkSDQoFZXJyb3IYByABKAkiLgoZR2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkivQEKGkdldFJldGVudGlvblBvbGljeVJlc3BvbnNlEhsKD3RyYW5zY3JpcHRfZGF5cxgBIAEoDUICGAESGgoOcmVjb3JkaW5nX2RheXMYAiABKA1CAhgBEjEKBXJ1bGVzGAMgAygLMiIucGFybGV5LmxpZmVjeWNsZS52MS5SZXRlbnRpb25SdWxlEjMKC2xlZ2FsX2hvbGRzGAQgAygLMh4ucGFybGV5LmxpZmVjeWNsZS52MS5MZWdhbEhvbGQiYQoZU2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSMQoFcnVsZXMYAiADKAsyIi5wYXJsZXkubGlmZWN5Y2xlLnYxLlJldGVudGlvblJ1bGUiTwoaU2V0UmV0ZW50aW9uUG9saWN5UmVzcG9uc2USMQoFcnVsZXMYASADKAsyIi5wYXJsZXkubGlmZWN5Y2xlLnYxLlJldGVudGlvblJ1bGUiZwoTU2V0TGVnYWxIb2xkUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSDAoEaGVsZBgEIAEoCBIOCgZyZWFzb24YBSABKAkiRAoUU2V0TGVnYWxIb2xkUmVzcG9uc2USLAoEaG9sZBgBIAEoCzIeLnBhcmxleS5saWZlY3ljbGUudjEuTGVnYWxIb2xkIlAKFExpc3RQdXJnZVJ1bnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJdChVMaXN0UHVyZ2VSdW5zUmVzcG9uc2USKwoEcnVucxgBIAMoCzIdLnBhcmxleS5saWZlY3ljbGUudjEuUHVyZ2VSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIq4BCgxEYXRhTWFwRW50cnkSDwoHc2VydmljZRgBIAEoCRIQCghsb2NhdGlvbhgCIAEoCRISCgpkYXRhX2NsYXNzGAMgASgJEhIKCmVuY3J5cHRpb24YBCABKAkSEQoJcmV0ZW50aW9uGAUgASgJEhMKC3JlYWRfc2NvcGVzGAYgAygJEhYKDnJlYWRzX3JlY29yZGVkGAcgASgIEhMKC2Rlc2NyaXB0aW9uGAggASgJIiYKEUdldERhdGFNYXBSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJIChJHZXREYXRhTWFwUmVzcG9uc2USMgoHZW50cmllcxgBIAMoCzIhLnBhcmxleS5saWZlY3ljbGUudjEuRGF0YU1hcEVudHJ5MqwEChBMaWZlY3ljbGVTZXJ2aWNlEnUKEkdldFJldGVudGlvblBvbGljeRIuLnBhcmxleS5saWZlY3ljbGUudjEuR2V0UmV0ZW50aW9uUG9saWN5UmVxdWVzdBovLnBhcmxleS5saWZlY3ljbGUudjEuR2V0UmV0ZW50aW9uUG9saWN5UmVzcG9uc2USdQoSU2V0UmV0ZW50aW9uUG9saWN5Ei4ucGFybGV5LmxpZmVjeWNsZS52MS5TZXRSZXRlbnRpb25Qb2xpY3lSZXF1ZXN0Gi8ucGFybGV5LmxpZmVjeWNsZS52MS5TZXRSZXRlbnRpb25Qb2xpY3lSZXNwb25zZRJjCgxTZXRMZWdhbEhvbGQSKC5wYXJsZXkubGlmZWN5Y2xlLnYxLlNldExlZ2FsSG9sZFJlcXVlc3QaKS5wYXJsZXkubGlmZWN5Y2xlLnYxLlNldExlZ2FsSG9sZFJlc3BvbnNlEmYKDUxpc3RQdXJnZVJ1bnMSKS5wYXJsZXkubGlmZWN5Y2xlLnYxLkxpc3RQdXJnZVJ1bnNSZXF1ZXN0GioucGFybGV5LmxpZmVjeWNsZS52MS5MaXN0UHVyZ2VSdW5zUmVzcG9uc2USXQoKR2V0RGF0YU1hcBImLnBhcmxleS5saWZlY3ljbGUudjEuR2V0RGF0YU1hcFJlcXVlc3QaJy5wYXJsZXkubGlmZWN5Y2xlLnYxLkdldERhdGFNYXBSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+
+/**
+ * RetentionRule is how long one data class is kept in a workspace.
+ *
+ * @generated from message parley.lifecycle.v1.RetentionRule
+ */
+export type RetentionRule = Message<"parley.lifecycle.v1.RetentionRule"> & {
+  /**
+   * data_class is one of transcript, recording, conversation_metadata, webhook_delivery_log,
+   * access_events, audit_events, sessions.
+   *
+   * @generated from field: string data_class = 1;
+   */
+  dataClass: string;
+
+  /**
+   * days: rows older than this are purged; 0 keeps them indefinitely.
+   *
+   * @generated from field: uint32 days = 2;
+   */
+  days: number;
+
+  /**
+   * legal_minimum_days is the least a workspace may set (audit_events only; 0 elsewhere).
+   *
+   * @generated from field: uint32 legal_minimum_days = 3;
+   */
+  legalMinimumDays: number;
+
+  /**
+   * is_default is true when the workspace has not set this class (the platform default applies).
+   *
+   * @generated from field: bool is_default = 4;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.RetentionRule.
+ * Use `create(RetentionRuleSchema)` to create a new message.
+ */
+export const RetentionRuleSchema: GenMessage<RetentionRule> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 0);
+
+/**
+ * LegalHold keeps one subject's or one conversation's data past every retention rule.
+ *
+ * @generated from message parley.lifecycle.v1.LegalHold
+ */
+export type LegalHold = Message<"parley.lifecycle.v1.LegalHold"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * kind is "subject" or "conversation".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string target_id = 3;
+   */
+  targetId: string;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.LegalHold.
+ * Use `create(LegalHoldSchema)` to create a new message.
+ */
+export const LegalHoldSchema: GenMessage<LegalHold> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 1);
+
+/**
+ * PurgeCount is how many rows of one data class a purge run deleted.
+ *
+ * @generated from message parley.lifecycle.v1.PurgeCount
+ */
+export type PurgeCount = Message<"parley.lifecycle.v1.PurgeCount"> & {
+  /**
+   * @generated from field: string data_class = 1;
+   */
+  dataClass: string;
+
+  /**
+   * @generated from field: uint64 deleted = 2;
+   */
+  deleted: bigint;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.PurgeCount.
+ * Use `create(PurgeCountSchema)` to create a new message.
+ */
+export const PurgeCountSchema: GenMessage<PurgeCount> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 2);
+
+/**
+ * PurgeRun is one workspace's share of a scheduled purge.
+ *
+ * @generated from message parley.lifecycle.v1.PurgeRun
+ */
+export type PurgeRun = Message<"parley.lifecycle.v1.PurgeRun"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 2;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 3;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 duration_ms = 4;
+   */
+  durationMs: number;
+
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.PurgeCount counts = 5;
+   */
+  counts: PurgeCount[];
+
+  /**
+   * outcome is "success", or "partial" when a service could not be reached (see error; the
+   * rest is purged on the next run).
+   *
+   * @generated from field: string outcome = 6;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: string error = 7;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.PurgeRun.
+ * Use `create(PurgeRunSchema)` to create a new message.
+ */
+export const PurgeRunSchema: GenMessage<PurgeRun> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 3);
 
 /**
  * @generated from message parley.lifecycle.v1.GetRetentionPolicyRequest
@@ -29,23 +194,36 @@ export type GetRetentionPolicyRequest = Message<"parley.lifecycle.v1.GetRetentio
  * Use `create(GetRetentionPolicyRequestSchema)` to create a new message.
  */
 export const GetRetentionPolicyRequestSchema: GenMessage<GetRetentionPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_parley_lifecycle_v1_lifecycle, 0);
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 4);
 
 /**
  * @generated from message parley.lifecycle.v1.GetRetentionPolicyResponse
  */
 export type GetRetentionPolicyResponse = Message<"parley.lifecycle.v1.GetRetentionPolicyResponse"> & {
   /**
-   * Days to keep transcripts; 0 means the platform default.
+   * transcript_days and recording_days are the skeleton's fields, kept for compatibility: the
+   * transcript and recording rules' days (0: kept indefinitely). Read rules instead.
    *
-   * @generated from field: uint32 transcript_days = 1;
+   * @generated from field: uint32 transcript_days = 1 [deprecated = true];
+   * @deprecated
    */
   transcriptDays: number;
 
   /**
-   * @generated from field: uint32 recording_days = 2;
+   * @generated from field: uint32 recording_days = 2 [deprecated = true];
+   * @deprecated
    */
   recordingDays: number;
+
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.RetentionRule rules = 3;
+   */
+  rules: RetentionRule[];
+
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.LegalHold legal_holds = 4;
+   */
+  legalHolds: LegalHold[];
 };
 
 /**
@@ -53,7 +231,259 @@ export type GetRetentionPolicyResponse = Message<"parley.lifecycle.v1.GetRetenti
  * Use `create(GetRetentionPolicyResponseSchema)` to create a new message.
  */
 export const GetRetentionPolicyResponseSchema: GenMessage<GetRetentionPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_parley_lifecycle_v1_lifecycle, 1);
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 5);
+
+/**
+ * @generated from message parley.lifecycle.v1.SetRetentionPolicyRequest
+ */
+export type SetRetentionPolicyRequest = Message<"parley.lifecycle.v1.SetRetentionPolicyRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * rules: the classes to change (data_class and days); classes not named keep their setting.
+   *
+   * @generated from field: repeated parley.lifecycle.v1.RetentionRule rules = 2;
+   */
+  rules: RetentionRule[];
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.SetRetentionPolicyRequest.
+ * Use `create(SetRetentionPolicyRequestSchema)` to create a new message.
+ */
+export const SetRetentionPolicyRequestSchema: GenMessage<SetRetentionPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 6);
+
+/**
+ * @generated from message parley.lifecycle.v1.SetRetentionPolicyResponse
+ */
+export type SetRetentionPolicyResponse = Message<"parley.lifecycle.v1.SetRetentionPolicyResponse"> & {
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.RetentionRule rules = 1;
+   */
+  rules: RetentionRule[];
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.SetRetentionPolicyResponse.
+ * Use `create(SetRetentionPolicyResponseSchema)` to create a new message.
+ */
+export const SetRetentionPolicyResponseSchema: GenMessage<SetRetentionPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 7);
+
+/**
+ * @generated from message parley.lifecycle.v1.SetLegalHoldRequest
+ */
+export type SetLegalHoldRequest = Message<"parley.lifecycle.v1.SetLegalHoldRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * kind is "subject" or "conversation".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string target_id = 3;
+   */
+  targetId: string;
+
+  /**
+   * held: true places the hold (idempotent), false releases it.
+   *
+   * @generated from field: bool held = 4;
+   */
+  held: boolean;
+
+  /**
+   * reason: at most 500 characters (why the data must be kept; shown in listings).
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.SetLegalHoldRequest.
+ * Use `create(SetLegalHoldRequestSchema)` to create a new message.
+ */
+export const SetLegalHoldRequestSchema: GenMessage<SetLegalHoldRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 8);
+
+/**
+ * @generated from message parley.lifecycle.v1.SetLegalHoldResponse
+ */
+export type SetLegalHoldResponse = Message<"parley.lifecycle.v1.SetLegalHoldResponse"> & {
+  /**
+   * hold is the hold in force, absent after a release.
+   *
+   * @generated from field: parley.lifecycle.v1.LegalHold hold = 1;
+   */
+  hold?: LegalHold | undefined;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.SetLegalHoldResponse.
+ * Use `create(SetLegalHoldResponseSchema)` to create a new message.
+ */
+export const SetLegalHoldResponseSchema: GenMessage<SetLegalHoldResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 9);
+
+/**
+ * @generated from message parley.lifecycle.v1.ListPurgeRunsRequest
+ */
+export type ListPurgeRunsRequest = Message<"parley.lifecycle.v1.ListPurgeRunsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ListPurgeRunsRequest.
+ * Use `create(ListPurgeRunsRequestSchema)` to create a new message.
+ */
+export const ListPurgeRunsRequestSchema: GenMessage<ListPurgeRunsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 10);
+
+/**
+ * @generated from message parley.lifecycle.v1.ListPurgeRunsResponse
+ */
+export type ListPurgeRunsResponse = Message<"parley.lifecycle.v1.ListPurgeRunsResponse"> & {
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.PurgeRun runs = 1;
+   */
+  runs: PurgeRun[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.ListPurgeRunsResponse.
+ * Use `create(ListPurgeRunsResponseSchema)` to create a new message.
+ */
+export const ListPurgeRunsResponseSchema: GenMessage<ListPurgeRunsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 11);
+
+/**
+ * DataMapEntry is one place Parley keeps personal or secret data.
+ *
+ * @generated from message parley.lifecycle.v1.DataMapEntry
+ */
+export type DataMapEntry = Message<"parley.lifecycle.v1.DataMapEntry"> & {
+  /**
+   * @generated from field: string service = 1;
+   */
+  service: string;
+
+  /**
+   * location is schema.table, or a blob store.
+   *
+   * @generated from field: string location = 2;
+   */
+  location: string;
+
+  /**
+   * @generated from field: string data_class = 3;
+   */
+  dataClass: string;
+
+  /**
+   * encryption says whether and how the data is encrypted, and under which key.
+   *
+   * @generated from field: string encryption = 4;
+   */
+  encryption: string;
+
+  /**
+   * retention is the rule in force for the workspace.
+   *
+   * @generated from field: string retention = 5;
+   */
+  retention: string;
+
+  /**
+   * read_scopes are the API scopes that can read it (empty: no public read).
+   *
+   * @generated from field: repeated string read_scopes = 6;
+   */
+  readScopes: string[];
+
+  /**
+   * reads_recorded is true when every read is an audit access event.
+   *
+   * @generated from field: bool reads_recorded = 7;
+   */
+  readsRecorded: boolean;
+
+  /**
+   * description says what is kept.
+   *
+   * @generated from field: string description = 8;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.DataMapEntry.
+ * Use `create(DataMapEntrySchema)` to create a new message.
+ */
+export const DataMapEntrySchema: GenMessage<DataMapEntry> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 12);
+
+/**
+ * @generated from message parley.lifecycle.v1.GetDataMapRequest
+ */
+export type GetDataMapRequest = Message<"parley.lifecycle.v1.GetDataMapRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.GetDataMapRequest.
+ * Use `create(GetDataMapRequestSchema)` to create a new message.
+ */
+export const GetDataMapRequestSchema: GenMessage<GetDataMapRequest> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 13);
+
+/**
+ * @generated from message parley.lifecycle.v1.GetDataMapResponse
+ */
+export type GetDataMapResponse = Message<"parley.lifecycle.v1.GetDataMapResponse"> & {
+  /**
+   * @generated from field: repeated parley.lifecycle.v1.DataMapEntry entries = 1;
+   */
+  entries: DataMapEntry[];
+};
+
+/**
+ * Describes the message parley.lifecycle.v1.GetDataMapResponse.
+ * Use `create(GetDataMapResponseSchema)` to create a new message.
+ */
+export const GetDataMapResponseSchema: GenMessage<GetDataMapResponse> = /*@__PURE__*/
+  messageDesc(file_parley_lifecycle_v1_lifecycle, 14);
 
 /**
  * LifecycleService runs retention purges and privacy requests.
@@ -62,7 +492,7 @@ export const GetRetentionPolicyResponseSchema: GenMessage<GetRetentionPolicyResp
  */
 export const LifecycleService: GenService<{
   /**
-   * GetRetentionPolicy returns a tenant's retention limits.
+   * GetRetentionPolicy returns a workspace's retention rules (defaults filled in) and legal holds.
    *
    * @generated from rpc parley.lifecycle.v1.LifecycleService.GetRetentionPolicy
    */
@@ -70,6 +500,46 @@ export const LifecycleService: GenService<{
     methodKind: "unary";
     input: typeof GetRetentionPolicyRequestSchema;
     output: typeof GetRetentionPolicyResponseSchema;
+  },
+  /**
+   * SetRetentionPolicy changes some of a workspace's retention rules.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.SetRetentionPolicy
+   */
+  setRetentionPolicy: {
+    methodKind: "unary";
+    input: typeof SetRetentionPolicyRequestSchema;
+    output: typeof SetRetentionPolicyResponseSchema;
+  },
+  /**
+   * SetLegalHold places or releases a legal hold on a subject or a conversation.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.SetLegalHold
+   */
+  setLegalHold: {
+    methodKind: "unary";
+    input: typeof SetLegalHoldRequestSchema;
+    output: typeof SetLegalHoldResponseSchema;
+  },
+  /**
+   * ListPurgeRuns pages through a workspace's purge runs, newest first.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.ListPurgeRuns
+   */
+  listPurgeRuns: {
+    methodKind: "unary";
+    input: typeof ListPurgeRunsRequestSchema;
+    output: typeof ListPurgeRunsResponseSchema;
+  },
+  /**
+   * GetDataMap lists where Parley keeps the workspace's personal and secret data.
+   *
+   * @generated from rpc parley.lifecycle.v1.LifecycleService.GetDataMap
+   */
+  getDataMap: {
+    methodKind: "unary";
+    input: typeof GetDataMapRequestSchema;
+    output: typeof GetDataMapResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_lifecycle_v1_lifecycle, 0);

@@ -1,0 +1,85 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ParleyApiError } from '@parley/client';
+import { Code } from '@connectrpc/connect';
+import { registerAgents } from './commands/agents.js';
+import { registerAudit } from './commands/audit.js';
+import { registerConversations } from './commands/conversations.js';
+import { registerKeys } from './commands/keys.js';
+import { registerLogin } from './commands/login.js';
+import { registerMembers } from './commands/members.js';
+import { registerPolicy } from './commands/policy.js';
+import { registerSecrets } from './commands/secrets.js';
+import { registerWebhooks } from './commands/webhooks.js';
+import { completionScript } from './completion.js';
+import type { CliConfig } from './config.js';
+import { CLI_VERSION, CommandContext, type CliIo, type GlobalOptions } from './context.js';
+import { EXIT, exitCodeOf, type ExitCode } from './exit-codes.js';
+
+/** buildProgram makes the `parley` command tree; ctxOf gives each action its CommandContext. */
+export function buildProgram(io: CliIo, config: CliConfig): Command {
+  const program = new Command('parley')
+    .description('Parley from the command line, through the public API')
+    .version(CLI_VERSION)
+    .option('--url <url>', 'the API URL (default: PARLEY_URL, then the profile)')
+    .option('--ca <file>', 'PEM CA file for a private certificate, e.g. the dev stack (default: PARLEY_CA, then the profile)')
+    .addOption(new Option('--output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+    .option('--profile <name>', 'stored profile to use (default: PARLEY_PROFILE, then "default")')
+    .option('--timeout <seconds>', 'deadline of each call (default 30)')
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .exitOverride();
+  const ctxOf = (cmd: Command) => new CommandContext(io, config, cmd.optsWithGlobals<GlobalOptions>());
+  registerLogin(program, ctxOf);
+  registerAgents(program, ctxOf);
+  registerPolicy(program, ctxOf);
+  registerSecrets(program, ctxOf);
+  registerKeys(program, ctxOf);
+  registerMembers(program, ctxOf);
+  registerAudit(program, ctxOf);
+  registerConversations(program, ctxOf);
+  registerWebhooks(program, ctxOf);
+  program
+    .command('completion')
+    .description('print a shell completion script: eval "$(parley completion bash)"')
+    .argument('<shell>', 'bash or zsh')
+    .action((shell: string) => {
+      io.stdout.write(completionScript(program, shell));
+    });
+  // Every subcommand reports errors the same way (no process.exit inside commander).
+  const override = (cmd: Command): void => {
+    for (const c of cmd.commands) {
+      c.exitOverride()
+        .showHelpAfterError()
+        .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+      override(c);
+    }
+  };
+  override(program);
+  return program;
+}
+
+const codeNames: Partial<Record<Code, string>> = {
+  [Code.NotFound]: 'not found',
+  [Code.Unauthenticated]: 'not authenticated',
+  [Code.PermissionDenied]: 'permission denied',
+  [Code.InvalidArgument]: 'invalid argument',
+  [Code.Unavailable]: 'unavailable',
+};
+
+/** runCli runs one command line (argv without node and the script) and resolves to its exit status. */
+export async function runCli(argv: readonly string[], io: CliIo, config: CliConfig): Promise<ExitCode> {
+  const program = buildProgram(io, config);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and --version end with exitCode 0; everything else commander throws is a usage error.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    const code = exitCodeOf(err);
+    const message = err instanceof ParleyApiError ? `${codeNames[err.code] ?? Code[err.code]}: ${err.rawMessage}` : (err as Error).message;
+    io.stderr.write(`parley: ${message}\n`);
+    return code;
+  }
+}

@@ -1,0 +1,157 @@
+import { readFile } from 'node:fs/promises';
+import { toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { apiKeySource, type ParleyClient, type TokenSource } from '@parley/client';
+import { createParleyNodeClient } from '@parley/client/node';
+import type { CliConfig } from './config.js';
+import { MissingCredentialsError, UsageError } from './exit-codes.js';
+import { outputFormatOf, render, type Column, type JsonObject, type OutputFormat } from './output.js';
+import { readProfiles, type Profile } from './profile.js';
+import type { SecretInput } from './secret-input.js';
+
+/** CliIo is the process's standard streams (the CLI never touches `process` outside main.ts). */
+export interface CliIo extends SecretInput {
+  readonly stdout: NodeJS.WriteStream;
+}
+
+/** GlobalOptions are the options every command takes. */
+export interface GlobalOptions {
+  readonly url?: string;
+  readonly ca?: string;
+  readonly output: string;
+  readonly profile?: string;
+  readonly timeout?: string;
+}
+
+/** CLI_VERSION is reported by --version and in the User-Agent the audit log records. */
+export const CLI_VERSION = '0.1.0';
+
+/**
+ * tokenSourceOf turns stored credentials into the client's TokenSource. Operator sign-in (OIDC)
+ * adds its case here: a source that refreshes an access token from the stored refresh token.
+ */
+export function tokenSourceOf(profile: Profile): TokenSource {
+  switch (profile.credentials.kind) {
+    case 'api_key':
+      return apiKeySource(profile.credentials.apiKey);
+  }
+}
+
+/** CommandContext is what a command needs: the streams, the settings, the client and the output. */
+export class CommandContext {
+  readonly format: OutputFormat;
+  private clientPromise: Promise<ParleyClient> | undefined;
+
+  constructor(
+    readonly io: CliIo,
+    readonly config: CliConfig,
+    readonly globals: GlobalOptions,
+  ) {
+    this.format = outputFormatOf(globals.output);
+  }
+
+  /** profileName is --profile, else PARLEY_PROFILE, else "default". */
+  get profileName(): string {
+    return this.globals.profile ?? this.config.profile;
+  }
+
+  /** profile is the stored profile in use, if any. */
+  async profile(): Promise<Profile | undefined> {
+    return (await readProfiles(this.config.profileFile)).profiles[this.profileName];
+  }
+
+  /** target resolves the URL and CA: flags, then PARLEY_URL / PARLEY_CA, then the profile. */
+  async target(): Promise<{ url: string; caFile: string | undefined }> {
+    const profile = await this.profile();
+    const url = this.globals.url ?? this.config.url ?? profile?.url;
+    if (url === undefined) throw new UsageError('no API URL: pass --url, set PARLEY_URL, or run parley login --url <url> --api-key-stdin');
+    if (!/^https?:\/\//.test(url)) throw new UsageError(`--url must be an http(s) URL such as https://localhost:7400, not "${url}"`);
+    return { url, caFile: this.globals.ca ?? this.config.caFile ?? profile?.caFile };
+  }
+
+  /** client is the API client, made on first use: PARLEY_API_KEY wins over the profile's credentials. */
+  client(): Promise<ParleyClient> {
+    this.clientPromise ??= (async () => {
+      const { url, caFile } = await this.target();
+      const profile = await this.profile();
+      const credentials =
+        this.config.apiKey !== undefined ? apiKeySource(this.config.apiKey) : profile === undefined ? undefined : tokenSourceOf(profile);
+      if (credentials === undefined)
+        throw new MissingCredentialsError(
+          `no credentials: set PARLEY_API_KEY, or store a key with: parley login --api-key-stdin (profile "${this.profileName}")`,
+        );
+      let ca: Buffer | undefined;
+      if (caFile !== undefined) {
+        try {
+          ca = await readFile(caFile);
+        } catch (err) {
+          throw new UsageError(`cannot read the CA file ${caFile}: ${(err as Error).message}`);
+        }
+      }
+      const timeoutMs = this.globals.timeout === undefined ? 30_000 : Number(this.globals.timeout) * 1000;
+      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of seconds`);
+      return createParleyNodeClient({
+        baseUrl: url,
+        credentials,
+        // One-shot process: HTTP/1.1 leaves no HTTP/2 session to keep it alive or to close.
+        httpVersion: '1.1',
+        timeoutMs,
+        userAgent: `parley-cli/${CLI_VERSION}`,
+        ...(ca === undefined ? {} : { ca }),
+        retry: {
+          onRetry: ({ attempt, delayMs }) => this.io.stderr.write(`the API is unavailable; retry ${attempt} in ${delayMs} ms\n`),
+        },
+      });
+    })();
+    return this.clientPromise;
+  }
+
+  /** print writes a result to stdout in the chosen format. */
+  print(value: JsonObject | readonly JsonObject[], columns: readonly Column[]): void {
+    this.io.stdout.write(render(this.format, value, columns));
+  }
+
+  /** note tells the person something on stderr (never mixed into a script's stdout). */
+  note(line: string): void {
+    this.io.stderr.write(`${line}\n`);
+  }
+}
+
+/** json is a message's proto JSON with every field present, the shape --output json and yaml print. */
+export function json<D extends DescMessage>(schema: D, message: MessageShape<D>): JsonObject {
+  return toJson(schema, message, { alwaysEmitImplicit: true }) as JsonObject;
+}
+
+/** limitOf parses --limit (a positive whole number) and the page size to ask for. */
+export function limitOf(value: string | undefined): { limit: number; pageSize: number } {
+  if (value === undefined) return { limit: Infinity, pageSize: 100 };
+  const limit = Number(value);
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number, not "${value}"`);
+  return { limit, pageSize: Math.min(limit, 100) };
+}
+
+/** take reads at most `limit` items of an async iterable. */
+export async function take<T>(iterable: AsyncIterable<T>, limit: number): Promise<T[]> {
+  const out: T[] = [];
+  if (limit <= 0) return out;
+  for await (const item of iterable) {
+    out.push(item);
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+/** positiveInt parses a whole-number option (seconds, versions, sequence numbers). */
+export function wholeNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name} must be a whole number, not "${value}"`);
+  return n;
+}
+
+/** timestampOption parses an ISO 8601 time option into a Date. */
+export function dateOption(name: string, value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new UsageError(`${name} must be an ISO 8601 time such as 2026-12-01T09:00:00Z, not "${value}"`);
+  return d;
+}

@@ -1,0 +1,354 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { parseCookie as parseCookies, stringifySetCookie } from 'cookie';
+import * as oidc from 'openid-client';
+import { Agent, fetch as undiciFetch } from 'undici';
+import type { Logger } from '@parley/platform';
+import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
+
+// Operator sign-in with OpenID Connect (authorization code + PKCE, openid-client) on the edge's
+// public port. The console gets an HTTP-only session cookie and a CSRF token bound to it; the CLI
+// gets a one-time code on a loopback redirect that it exchanges, with its own PKCE verifier, for a
+// bearer token and a refresh token. Identity holds the sessions (see OperatorService).
+
+/** SESSION_COOKIE is the console's session cookie (__Host-: Secure, Path=/, no Domain). */
+export const SESSION_COOKIE = '__Host-parley_session';
+/** LOGIN_COOKIE carries the PKCE verifier, state and nonce of a sign-in in progress. */
+export const LOGIN_COOKIE = '__Host-parley_login';
+/** CSRF_HEADER must carry csrfTokenFor(session) on every call authenticated by the session cookie. */
+export const CSRF_HEADER = 'x-parley-csrf';
+
+/** OidcSettings are the edge's OpenID Connect settings (PARLEY_OIDC_*). */
+export interface OidcSettings {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** publicUrl is the edge's public base URL; the redirect URI is publicUrl + /auth/callback. */
+  readonly publicUrl: string;
+  readonly scopes: string;
+  /** allowedDomains: e-mail domains that may sign in; empty: any (membership still decides). */
+  readonly allowedDomains: readonly string[];
+  /** ca is a PEM bundle trusted for the provider's TLS certificate, besides the system's. */
+  readonly ca: Buffer | undefined;
+  /** sessionHours bounds the console cookie's Max-Age (identity decides the session's real end). */
+  readonly sessionHours: number;
+}
+
+/** csrfTokenFor is the CSRF token of a console session: an HMAC keyed by the session's own secret token, so no other key is needed and it is the same at every replica. */
+export function csrfTokenFor(sessionToken: string): string {
+  return createHmac('sha256', sessionToken).update('parley-csrf-v1').digest('base64url');
+}
+
+/** checkCsrf tells whether a presented CSRF token belongs to a session token (constant time). */
+export function checkCsrf(sessionToken: string, presented: string | null): boolean {
+  if (presented === null) return false;
+  const want = Buffer.from(csrfTokenFor(sessionToken));
+  const got = Buffer.from(presented);
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+/** sessionCookieOf reads the console session token from a Cookie header. */
+export function sessionCookieOf(cookieHeader: string | null | undefined): string | undefined {
+  if (cookieHeader === null || cookieHeader === undefined || cookieHeader === '') return undefined;
+  return parseCookies(cookieHeader)[SESSION_COOKIE];
+}
+
+interface LoginState {
+  readonly v: string; // PKCE verifier
+  readonly s: string; // state
+  readonly n: string; // nonce
+  readonly r: string; // where to go afterwards (console)
+  readonly w: string; // workspace asked for ('' for any)
+  readonly c?: { readonly u: string; readonly s: string; readonly ch: string }; // CLI loopback redirect, state, challenge
+}
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+/** isLoopbackRedirect accepts only http://127.0.0.1, [::1] or localhost with a port (RFC 8252 loopback redirect). */
+function isLoopbackRedirect(raw: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return false;
+  }
+  return (
+    url.protocol === 'http:' &&
+    ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname) &&
+    url.port !== '' &&
+    url.username === '' &&
+    url.password === '' &&
+    url.hash === ''
+  );
+}
+
+/** isLocalPath accepts a same-origin path to return to after sign-in (never //host or a URL). */
+function isLocalPath(p: string): boolean {
+  return p.startsWith('/') && !p.startsWith('//') && !p.startsWith('/\\') && p.length <= 512;
+}
+
+async function readBody(req: Req, max = 16_384): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw new Error('body too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** OperatorSignIn serves /auth/* on the public port. */
+export interface OperatorSignIn {
+  /** handle serves the request when its path is one of sign-in's and returns true; false otherwise. */
+  handle(req: Req, res: Res): boolean;
+}
+
+/**
+ * createOperatorSignIn builds the /auth/* endpoints:
+ * - GET /auth/login[?return_to=/path&workspace=<id>]: redirect to the provider (console sign-in);
+ * - GET /auth/cli/login?redirect_uri=http://127.0.0.1:<port>/…&state=…&code_challenge=…&code_challenge_method=S256:
+ *   the same for the CLI, which gets `?code=pc_…&state=…` on its loopback redirect;
+ * - GET /auth/callback: the provider's redirect; verifies the ID token (issuer, audience, signature,
+ *   nonce, expiry, through openid-client), the verified e-mail and its domain, then asks identity;
+ * - GET /auth/session: the console session's member, scopes and CSRF token (401 without one);
+ * - POST /auth/logout: ends the console session (needs the CSRF header);
+ * - POST /auth/cli/token: `{"grant_type":"authorization_code","code","code_verifier"}` or
+ *   `{"grant_type":"refresh_token","refresh_token"}` → `{access_token, refresh_token, token_type, expires_at, refresh_expires_at}`.
+ */
+export function createOperatorSignIn(settings: OidcSettings, operators: Client<typeof OperatorService>, logger: Logger): OperatorSignIn {
+  const redirectUri = `${settings.publicUrl}/auth/callback`;
+  const dispatcher = settings.ca === undefined ? undefined : new Agent({ connect: { ca: settings.ca } });
+  const fetchWithCa: oidc.CustomFetch = (url, options) =>
+    undiciFetch(url, { ...options, ...(dispatcher === undefined ? {} : { dispatcher }) } as Parameters<
+      typeof undiciFetch
+    >[1]) as unknown as Promise<Response>;
+  let configuration: Promise<oidc.Configuration> | undefined;
+  // Discovered on first use and kept; a failed discovery is tried again at the next sign-in.
+  const config = () => {
+    configuration ??= oidc
+      .discovery(new URL(settings.issuer), settings.clientId, undefined, oidc.ClientSecretPost(settings.clientSecret), {
+        [oidc.customFetch]: fetchWithCa,
+      })
+      .then((c) => {
+        c[oidc.customFetch] = fetchWithCa;
+        return c;
+      })
+      .catch((err: unknown) => {
+        configuration = undefined;
+        throw err;
+      });
+    return configuration;
+  };
+
+  const send = (res: Res, status: number, body: unknown, headers: Record<string, string | string[]> = {}) => {
+    (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
+    res.end(JSON.stringify(body));
+  };
+  const refuse = (res: Res, status: number, message: string) => send(res, status, { error: message });
+  const cookie = (name: string, value: string, maxAge: number) =>
+    stringifySetCookie({ name, value, httpOnly: true, secure: true, sameSite: 'lax', path: '/', maxAge });
+
+  const startLogin = async (res: Res, state: Omit<LoginState, 'v' | 's' | 'n'>) => {
+    const c = await config();
+    const verifier = oidc.randomPKCECodeVerifier();
+    const login: LoginState = { ...state, v: verifier, s: oidc.randomState(), n: oidc.randomNonce() };
+    const url = oidc.buildAuthorizationUrl(c, {
+      redirect_uri: redirectUri,
+      scope: settings.scopes,
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state: login.s,
+      nonce: login.n,
+    });
+    (res as ServerResponse).writeHead(302, {
+      location: url.href,
+      'cache-control': 'no-store',
+      'set-cookie': cookie(LOGIN_COOKIE, Buffer.from(JSON.stringify(login)).toString('base64url'), 600),
+    });
+    res.end();
+  };
+
+  const finishLogin = async (req: Req, res: Res, query: URLSearchParams) => {
+    const raw = parseCookies(req.headers.cookie ?? '')[LOGIN_COOKIE];
+    if (raw === undefined)
+      return refuse(res, 400, 'no sign-in in progress in this browser (cookies blocked or expired); start again at /auth/login');
+    let login: LoginState;
+    try {
+      login = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as LoginState;
+    } catch {
+      return refuse(res, 400, 'the sign-in cookie is damaged; start again at /auth/login');
+    }
+    const clearLogin = cookie(LOGIN_COOKIE, '', 0);
+    if (query.has('error')) return refuse(res, 403, `the identity provider refused the sign-in: ${query.get('error')}`);
+    const c = await config();
+    let claims: oidc.IDToken;
+    let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
+    try {
+      tokens = await oidc.authorizationCodeGrant(c, new URL(`${redirectUri}?${query.toString()}`), {
+        pkceCodeVerifier: login.v,
+        expectedState: login.s,
+        expectedNonce: login.n,
+        idTokenExpected: true,
+      });
+      const idClaims = tokens.claims();
+      if (idClaims === undefined) throw new Error('no ID token');
+      claims = idClaims;
+    } catch (err) {
+      logger.info({ reason: err instanceof Error ? err.message : String(err) }, 'operator sign-in refused: ID token or code not valid');
+      (res as ServerResponse).setHeader('set-cookie', clearLogin);
+      return refuse(res, 403, `sign-in refused: ${err instanceof Error ? err.message : 'the identity provider answer is not valid'}`);
+    }
+    // Some providers put e-mail in the UserInfo answer only; it is fetched for the same subject.
+    let email = typeof claims['email'] === 'string' ? claims['email'] : undefined;
+    let verified = claims['email_verified'];
+    if (email === undefined) {
+      const info = await oidc.fetchUserInfo(c, tokens.access_token, claims.sub);
+      email = info.email;
+      verified = info.email_verified;
+    }
+    (res as ServerResponse).setHeader('set-cookie', clearLogin);
+    if (email === undefined)
+      return refuse(res, 403, 'sign-in refused: the identity provider sent no e-mail address (ask for the "email" scope)');
+    if (verified !== true) return refuse(res, 403, `sign-in refused: the e-mail address ${email} is not verified at the identity provider`);
+    const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+    if (settings.allowedDomains.length > 0 && !settings.allowedDomains.includes(domain))
+      return refuse(res, 403, `sign-in refused: e-mail addresses at ${domain} may not sign in to this deployment`);
+    let signedIn: Awaited<ReturnType<Client<typeof OperatorService>['signInOperator']>>;
+    try {
+      signedIn = await operators.signInOperator({
+        issuer: claims.iss,
+        subject: claims.sub,
+        email,
+        workspaceId: login.w,
+        kind: login.c === undefined ? OperatorSessionKind.CONSOLE : OperatorSessionKind.CLI,
+        codeChallenge: login.c?.ch ?? '',
+      });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) return refuse(res, 403, `sign-in refused: ${e.rawMessage}`);
+      throw err;
+    }
+    logger.info(
+      { tenant_id: signedIn.principal?.tenantId, member_id: signedIn.member?.id, cli: login.c !== undefined },
+      'operator signed in',
+    );
+    if (login.c !== undefined) {
+      const back = new URL(login.c.u);
+      back.searchParams.set('code', signedIn.code);
+      back.searchParams.set('state', login.c.s);
+      (res as ServerResponse).writeHead(302, { location: back.href, 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
+    (res as ServerResponse).writeHead(303, {
+      location: login.r,
+      'cache-control': 'no-store',
+      'set-cookie': [clearLogin, cookie(SESSION_COOKIE, signedIn.token, settings.sessionHours * 3600)],
+    });
+    res.end();
+  };
+
+  const session = async (req: Req, res: Res) => {
+    const token = sessionCookieOf(req.headers.cookie);
+    if (token === undefined) return refuse(res, 401, 'not signed in: open /auth/login');
+    try {
+      const who = await operators.authenticateOperator({ token });
+      send(res, 200, {
+        workspaceId: who.principal?.tenantId,
+        member: { id: who.member?.id, email: who.member?.email, displayName: who.member?.displayName, role: who.member?.role },
+        scopes: who.principal?.scopes ?? [],
+        csrfToken: csrfTokenFor(token),
+        expiresAt: who.expiresAt === undefined ? undefined : new Date(Number(who.expiresAt.seconds) * 1000).toISOString(),
+      });
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unauthenticated) return refuse(res, 401, 'the session has ended: open /auth/login');
+      throw err;
+    }
+  };
+
+  const logout = async (req: Req, res: Res) => {
+    const token = sessionCookieOf(req.headers.cookie);
+    if (token === undefined) return refuse(res, 401, 'not signed in');
+    if (!checkCsrf(token, (req.headers[CSRF_HEADER] as string | undefined) ?? null))
+      return refuse(res, 403, `missing or wrong CSRF token: send the ${CSRF_HEADER} header from GET /auth/session`);
+    await operators.signOutOperator({ token });
+    send(res, 200, {}, { 'set-cookie': cookie(SESSION_COOKIE, '', 0) });
+  };
+
+  const cliToken = async (req: Req, res: Res) => {
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(await readBody(req)) as Record<string, unknown>;
+    } catch {
+      return refuse(res, 400, 'send a JSON object: {"grant_type":"authorization_code","code":…,"code_verifier":…}');
+    }
+    const str = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : '');
+    try {
+      const answer =
+        str('grant_type') === 'authorization_code'
+          ? await operators.exchangeOperatorCode({ code: str('code'), codeVerifier: str('code_verifier') })
+          : str('grant_type') === 'refresh_token'
+            ? await operators.refreshOperatorToken({ refreshToken: str('refresh_token') })
+            : undefined;
+      if (answer === undefined) return refuse(res, 400, 'grant_type must be "authorization_code" or "refresh_token"');
+      const t = answer.tokens;
+      const iso = (ts: { seconds: bigint } | undefined) =>
+        ts === undefined ? undefined : new Date(Number(ts.seconds) * 1000).toISOString();
+      send(res, 200, {
+        access_token: t?.accessToken,
+        refresh_token: t?.refreshToken,
+        token_type: 'Bearer',
+        expires_at: iso(t?.expiresAt),
+        refresh_expires_at: iso(t?.refreshExpiresAt),
+      });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.Unauthenticated || e.code === Code.InvalidArgument) return refuse(res, 400, e.rawMessage);
+      throw err;
+    }
+  };
+
+  const routes: Record<string, (req: Req, res: Res, query: URLSearchParams) => Promise<void>> = {
+    'GET /auth/login': async (_req, res, q) => {
+      const returnTo = q.get('return_to') ?? '/console';
+      if (!isLocalPath(returnTo)) return refuse(res, 400, 'return_to must be a path on this server, e.g. /console');
+      await startLogin(res, { r: returnTo, w: q.get('workspace') ?? '' });
+    },
+    'GET /auth/cli/login': async (_req, res, q) => {
+      const u = q.get('redirect_uri') ?? '';
+      if (!isLoopbackRedirect(u)) return refuse(res, 400, 'redirect_uri must be a loopback URL such as http://127.0.0.1:<port>/callback');
+      const ch = q.get('code_challenge') ?? '';
+      if (q.get('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(ch))
+        return refuse(res, 400, 'code_challenge must be an S256 PKCE challenge, with code_challenge_method=S256');
+      const s = q.get('state') ?? '';
+      if (s.length < 16 || s.length > 256) return refuse(res, 400, 'state must be 16 to 256 characters');
+      await startLogin(res, { r: '/', w: q.get('workspace') ?? '', c: { u, s, ch } });
+    },
+    'GET /auth/callback': (req, res, q) => finishLogin(req, res, q),
+    'GET /auth/session': (req, res) => session(req, res),
+    'POST /auth/logout': (req, res) => logout(req, res),
+    'POST /auth/cli/token': (req, res) => cliToken(req, res),
+  };
+
+  return {
+    handle(req, res) {
+      const [path = '', search = ''] = (req.url ?? '').split('?', 2);
+      if (!path.startsWith('/auth/')) return false;
+      const route = routes[`${req.method} ${path}`];
+      if (route === undefined) {
+        refuse(res, 404, `no ${req.method} ${path}; see the README's "Operator sign-in"`);
+        return true;
+      }
+      route(req, res, new URLSearchParams(search)).catch((err: unknown) => {
+        logger.error({ err, path }, 'operator sign-in failed');
+        if (!res.headersSent) refuse(res, 503, 'sign-in is unavailable right now; try again shortly');
+        else res.end();
+      });
+      return true;
+    },
+  };
+}

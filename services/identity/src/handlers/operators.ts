@@ -1,0 +1,223 @@
+import { createHash } from 'node:crypto';
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { auditedTransactions, noDetails } from '@parley/audit-outbox';
+import { isUuid, withTenant } from '@parley/db';
+import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError } from '@parley/platform';
+import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
+import { isRole, ROLE_SCOPES } from '@parley/scopes';
+import { hashApiKey, sameHash } from '../api-key-format.js';
+import type { MemberRow } from '../db/tables.js';
+import { generateOperatorToken, parseOperatorToken, type OperatorTokenKind } from '../operator-token.js';
+import * as store from '../operator-session.store.js';
+import { timestampOf, type IdentityDeps } from './deps.js';
+
+/** CLI_CODE_MS is how long a CLI's one-time sign-in code may wait for its exchange. */
+const CLI_CODE_MS = 60_000;
+/** CLI_ACCESS_MS is the lifetime of a CLI bearer token; the refresh token renews it. */
+const CLI_ACCESS_MS = 3_600_000;
+/** CLI_REFRESH_MS is the lifetime of a CLI refresh token; each refresh replaces it. */
+const CLI_REFRESH_MS = 30 * 86_400_000;
+
+type OperatorTokensInit = { accessToken: string; refreshToken: string; expiresAt?: Timestamp; refreshExpiresAt?: Timestamp };
+
+const ENDED = 'this operator session is not valid or has ended; sign in again';
+
+function memberMessage(row: MemberRow) {
+  return { id: row.id, email: row.email, displayName: row.display_name, role: row.role, createdAt: timestampOf(row.created_at) };
+}
+
+/** principalOfMember is an operator's principal: the member, with the scopes of their current role. */
+function principalOfMember(tenantId: string, member: MemberRow) {
+  const scopes = isRole(member.role) ? [...ROLE_SCOPES[member.role]] : [];
+  return { tenantId, kind: 'member', id: member.id, scopes };
+}
+
+/** s256 is the PKCE S256 challenge of a verifier (RFC 7636). */
+function s256(verifier: string): string {
+  return createHash('sha256').update(verifier, 'ascii').digest('base64url');
+}
+
+/**
+ * operatorHandlers serve OperatorService for the edge, which has verified the ID token (issuer,
+ * audience, signature, nonce, verified e-mail, allowed domain) before it calls. Identity decides
+ * who the person is in Parley: the e-mail selects the membership, the issuer and subject are bound
+ * to it at the first sign-in, and the session is a row that ends at sign-out, expiry or the
+ * member's removal.
+ */
+export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof OperatorService> {
+  const { db } = deps;
+  const audited = auditedTransactions(db, deps.onAudit);
+  const hash = (token: string) => hashApiKey(deps.config.apiKeyPepper, token);
+  const tenantOf = (token: string, kind: OperatorTokenKind, field: string) => {
+    const parsed = parseOperatorToken(token);
+    if (parsed === undefined || parsed.kind !== kind) throw new UnauthenticatedError(`${field} is not a Parley operator credential`);
+    return parsed.tenantId;
+  };
+  const issueCliTokens = () => {
+    const now = Date.now();
+    return { expiresAt: new Date(now + CLI_ACCESS_MS), refreshExpiresAt: new Date(now + CLI_REFRESH_MS) };
+  };
+
+  return {
+    async signInOperator(req) {
+      const email = req.email.trim().toLowerCase();
+      if (req.issuer === '' || req.subject === '') throw new InvalidArgumentError('issuer and subject are required', { field: 'subject' });
+      if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 320)
+        throw new InvalidArgumentError('email must be an e-mail address', { field: 'email' });
+      if (req.workspaceId !== '' && !isUuid(req.workspaceId))
+        throw new InvalidArgumentError('workspace_id must be a workspace id (UUID)', { field: 'workspace_id' });
+      const kind = req.kind === OperatorSessionKind.CONSOLE ? 'console' : req.kind === OperatorSessionKind.CLI ? 'cli' : undefined;
+      if (kind === undefined) throw new InvalidArgumentError('kind must be CONSOLE or CLI', { field: 'kind' });
+      if (kind === 'cli' && !/^[A-Za-z0-9_-]{43}$/.test(req.codeChallenge))
+        throw new InvalidArgumentError('code_challenge must be an S256 PKCE challenge (43 base64url characters)', {
+          field: 'code_challenge',
+        });
+      const memberships = (await store.findMembershipsByEmail(db, email)).filter(
+        (m) => req.workspaceId === '' || m.tenantId === req.workspaceId.toLowerCase(),
+      );
+      const chosen = memberships[0];
+      if (chosen === undefined)
+        throw new PermissionDeniedError(
+          req.workspaceId === ''
+            ? `no Parley workspace has a member with the e-mail ${email}; ask a workspace owner to add you`
+            : `you are not a member of workspace ${req.workspaceId}`,
+        );
+      const now = Date.now();
+      return audited(chosen.tenantId, async (trx, record) => {
+        const member = await store.bindOidcIdentity(trx, chosen.memberId, req.issuer, req.subject);
+        if (member === undefined) throw new PermissionDeniedError('the member was removed while signing in; ask a workspace owner');
+        if (member.oidc_issuer !== req.issuer || member.oidc_subject !== req.subject)
+          throw new PermissionDeniedError(
+            `the member ${email} is bound to another account at the identity provider; ask a workspace owner to re-add you`,
+          );
+        const token = kind === 'console' ? generateOperatorToken('po', chosen.tenantId) : undefined;
+        const code = kind === 'cli' ? generateOperatorToken('pc', chosen.tenantId) : undefined;
+        const expiresAt = new Date(now + (kind === 'console' ? deps.config.operatorSessionHours * 3_600_000 : CLI_CODE_MS));
+        await store.insertOperatorSession(trx, {
+          member_id: member.id,
+          kind,
+          token_hash: token === undefined ? null : hash(token),
+          code_hash: code === undefined ? null : hash(code),
+          code_challenge: kind === 'cli' ? req.codeChallenge : null,
+          code_expires_at: kind === 'cli' ? expiresAt : null,
+          expires_at: expiresAt,
+        });
+        await record({
+          tenantId: chosen.tenantId,
+          actor: { kind: 'member', id: member.id },
+          action: 'operator.sign_in',
+          target: { type: 'member', id: member.id },
+          details: noDetails(),
+        });
+        return {
+          principal: principalOfMember(chosen.tenantId, member),
+          token: token ?? '',
+          code: code ?? '',
+          expiresAt: timestampOf(expiresAt),
+          member: memberMessage(member),
+        };
+      });
+    },
+
+    async authenticateOperator(req) {
+      const tenantId = tenantOf(req.token, 'po', 'token');
+      const found = await withTenant(db, tenantId, (trx) => store.findOperatorSession(trx, 'token_hash', hash(req.token)));
+      if (found === undefined || found.session.expires_at.getTime() <= Date.now()) throw new UnauthenticatedError(ENDED);
+      return {
+        principal: principalOfMember(tenantId, found.member),
+        member: memberMessage(found.member),
+        expiresAt: timestampOf(found.session.expires_at),
+      };
+    },
+
+    async exchangeOperatorCode(req) {
+      const tenantId = tenantOf(req.code, 'pc', 'code');
+      if (!/^[A-Za-z0-9._~-]{43,128}$/.test(req.codeVerifier))
+        throw new InvalidArgumentError('code_verifier must be 43 to 128 unreserved characters (RFC 7636)', { field: 'code_verifier' });
+      const outcome = await withTenant(db, tenantId, async (trx): Promise<{ refused?: string; tokens?: OperatorTokensInit }> => {
+        const found = await store.findOperatorSession(trx, 'code_hash', hash(req.code));
+        if (found === undefined) return { refused: 'this sign-in code is not valid or was already used; sign in again' };
+        const { session } = found;
+        const challenge = session.code_challenge ?? '';
+        const expired = (session.code_expires_at?.getTime() ?? 0) <= Date.now();
+        if (expired || !sameHash(Buffer.from(s256(req.codeVerifier)), Buffer.from(challenge))) {
+          // One try: a wrong verifier ends the sign-in (committed, then refused), so a stolen code
+          // cannot be guessed at.
+          await store.updateOperatorSession(trx, session.id, { code_hash: null, revoked_at: new Date() });
+          return {
+            refused: expired
+              ? 'this sign-in code has expired; sign in again'
+              : 'the code_verifier does not match the sign-in; sign in again',
+          };
+        }
+        const access = generateOperatorToken('po', tenantId);
+        const refresh = generateOperatorToken('pr', tenantId);
+        const times = issueCliTokens();
+        await store.updateOperatorSession(trx, session.id, {
+          token_hash: hash(access),
+          refresh_hash: hash(refresh),
+          code_hash: null,
+          code_challenge: null,
+          code_expires_at: null,
+          expires_at: times.expiresAt,
+          refresh_expires_at: times.refreshExpiresAt,
+        });
+        return {
+          tokens: {
+            accessToken: access,
+            refreshToken: refresh,
+            expiresAt: timestampOf(times.expiresAt),
+            refreshExpiresAt: timestampOf(times.refreshExpiresAt),
+          },
+        };
+      });
+      if (outcome.refused !== undefined) throw new UnauthenticatedError(outcome.refused);
+      return { tokens: outcome.tokens };
+    },
+
+    async refreshOperatorToken(req) {
+      const tenantId = tenantOf(req.refreshToken, 'pr', 'refresh_token');
+      return withTenant(db, tenantId, async (trx) => {
+        const found = await store.findOperatorSession(trx, 'refresh_hash', hash(req.refreshToken));
+        if (found === undefined || (found.session.refresh_expires_at?.getTime() ?? 0) <= Date.now())
+          throw new UnauthenticatedError('this refresh token is not valid or has expired; run `parley login` again');
+        const access = generateOperatorToken('po', tenantId);
+        const refresh = generateOperatorToken('pr', tenantId);
+        const times = issueCliTokens();
+        await store.updateOperatorSession(trx, found.session.id, {
+          token_hash: hash(access),
+          refresh_hash: hash(refresh),
+          expires_at: times.expiresAt,
+          refresh_expires_at: times.refreshExpiresAt,
+        });
+        return {
+          tokens: {
+            accessToken: access,
+            refreshToken: refresh,
+            expiresAt: timestampOf(times.expiresAt),
+            refreshExpiresAt: timestampOf(times.refreshExpiresAt),
+          },
+        };
+      });
+    },
+
+    async signOutOperator(req) {
+      const parsed = parseOperatorToken(req.token);
+      if (parsed === undefined || parsed.kind === 'pc') throw new UnauthenticatedError('token is not a Parley operator token');
+      await audited(parsed.tenantId, async (trx, record) => {
+        const found = await store.findOperatorSession(trx, parsed.kind === 'po' ? 'token_hash' : 'refresh_hash', hash(req.token));
+        if (found === undefined) return;
+        await store.updateOperatorSession(trx, found.session.id, { revoked_at: new Date() });
+        await record({
+          tenantId: parsed.tenantId,
+          actor: { kind: 'member', id: found.member.id },
+          action: 'operator.sign_out',
+          target: { type: 'member', id: found.member.id },
+          details: noDetails(),
+        });
+      });
+      return {};
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { requireUuid } from '@parley/db';
+import { InvalidArgumentError } from '@parley/platform';
+import { purgeAllSessions, purgeAuthFailures, purgeTenantSessions } from '../retention.store.js';
+import type { IdentityDeps, IdentityHandlers } from './deps.js';
+
+/** MAX_PURGE_BATCH bounds one purge call's delete, so no call holds its locks for long. */
+export const MAX_PURGE_BATCH = 10_000;
+
+function batchArgs(at: Timestamp | undefined, field: string, limit: number): Date {
+  if (at === undefined) throw new InvalidArgumentError(`${field} is required`, { field });
+  if (limit < 1 || limit > MAX_PURGE_BATCH)
+    throw new InvalidArgumentError(`limit must be between 1 and ${MAX_PURGE_BATCH}`, { field: 'limit' });
+  return timestampDate(at);
+}
+
+/** retentionHandlers serve lifecycle's purges of identity's operational rows (allow-listed to lifecycle alone). */
+export function retentionHandlers(deps: IdentityDeps): IdentityHandlers<'purgeExpiredSessions' | 'purgeAuthFailures'> {
+  return {
+    async purgeExpiredSessions(req) {
+      const expiredBefore = batchArgs(req.expiredBefore, 'expired_before', req.limit);
+      if (req.tenantId !== '') {
+        return { deleted: await purgeTenantSessions(deps.db, requireUuid(req.tenantId, 'tenant_id'), expiredBefore, req.limit) };
+      }
+      const exclude = req.excludeTenantIds.map((id, i) => requireUuid(id, `exclude_tenant_ids[${i}]`));
+      return { deleted: await purgeAllSessions(deps.db, expiredBefore, exclude, req.limit) };
+    },
+    async purgeAuthFailures(req) {
+      return { deleted: await purgeAuthFailures(deps.db, batchArgs(req.before, 'before', req.limit), req.limit) };
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { FailedPreconditionError } from '@parley/platform';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { mapSecretsError } from './signing-secrets.js';
+
+/** CredentialRequest names the credential of one tool call and the live conversation it is for. */
+export interface CredentialRequest {
+  readonly tenantId: string;
+  readonly conversationId: string;
+  readonly agentId: string;
+  readonly secretId: string;
+  readonly connectionId: string;
+}
+
+/**
+ * ConnectionCredentials resolves a connection's credential for one tool call. The value lives in
+ * memory only while that request is built; it is never stored, logged or returned to the caller.
+ */
+export type ConnectionCredentials = (request: CredentialRequest) => Promise<string>;
+
+/**
+ * secretsServiceCredentials asks the secrets service (ResolveConnectionCredential), which checks
+ * again that the conversation is live and the agent's, refuses any secret not of kind "tool", and
+ * records the access. No cache: a rotated or deleted credential counts at the next call.
+ */
+export function secretsServiceCredentials(client: Client<typeof SecretsService>): ConnectionCredentials {
+  return async (r) => {
+    try {
+      const { secret } = await client.resolveConnectionCredential(
+        { tenantId: r.tenantId, conversationId: r.conversationId, agentId: r.agentId, secretId: r.secretId, connectionId: r.connectionId },
+        { timeoutMs: 5_000 },
+      );
+      if (secret === undefined) throw new Error('the secrets service returned no credential');
+      return secret.value;
+    } catch (err) {
+      // A missing or unusable credential is the workspace's to fix, not ours.
+      if (
+        err instanceof ConnectError &&
+        (err.code === Code.NotFound || err.code === Code.PermissionDenied || err.code === Code.FailedPrecondition)
+      ) {
+        throw new FailedPreconditionError(`the credential of connection ${r.connectionId} cannot be used: ${err.rawMessage}`, {
+          cause: err,
+        });
+      }
+      throw mapSecretsError(err, `the credential of connection ${r.connectionId}`);
+    }
+  };
+}

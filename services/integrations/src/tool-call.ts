@@ -1,0 +1,205 @@
+import type { JsonObject, JsonValue } from '@bufbuild/protobuf';
+import { auditDetails, recordAuditEvent, serviceActor } from '@parley/audit-outbox';
+import { requireUuid, withTenant } from '@parley/db';
+import { EgressRequestError, type EgressClient, type EgressLookup, type EgressPolicy } from '@parley/egress';
+import { compileArgumentsSchema, readGuardrailPolicy, type ArgumentsCheck } from '@parley/guardrails';
+import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
+import type { Kysely } from 'kysely';
+import type { AgentDirectory } from './agent-directory.js';
+import type { ConnectionCredentials } from './connection-credentials.js';
+import { findConnectionOperation, pathPlaceholders, type ConnectionOperation } from './connection.store.js';
+import type { IntegrationsDb } from './db/tables.js';
+
+/** ToolCallDeps are what callTool needs: the database, tenant-data, secrets and the egress client with its limits. */
+export interface ToolCallDeps {
+  readonly db: Kysely<IntegrationsDb>;
+  readonly directory: AgentDirectory;
+  readonly credentials: ConnectionCredentials;
+  readonly egress: EgressClient;
+  readonly limits: {
+    readonly policy: EgressPolicy;
+    readonly lookup?: EgressLookup;
+    readonly connectTimeoutMs: number;
+    readonly totalTimeoutMs: number;
+    readonly maxResponseBytes: number;
+  };
+  /** onAudit is told when a call recorded its access event (wakes the outbox relay). */
+  readonly onAudit?: () => void;
+}
+
+/** ToolCall is one tool call of a live conversation, as the orchestrator asks for it. */
+export interface ToolCall {
+  readonly tenantId: string;
+  readonly conversationId: string;
+  readonly agentId: string;
+  readonly tool: string;
+  readonly arguments: JsonObject;
+}
+
+/** ToolResult is what the model may see: status, content type and body, never the credential. */
+export interface ToolResult {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+  readonly connectionId: string;
+}
+
+const REDACTED = '[redacted]';
+// Compiled argument schemas by their JSON text: compiling is the slow part of a check.
+const compiled = new Map<string, ArgumentsCheck>();
+const MAX_COMPILED = 500;
+
+function checkOf(schemaJson: Record<string, unknown>): ArgumentsCheck {
+  const key = JSON.stringify(schemaJson);
+  let check = compiled.get(key);
+  if (check === undefined) {
+    check = compileArgumentsSchema(schemaJson);
+    if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!);
+    compiled.set(key, check);
+  }
+  return check;
+}
+
+/** grantOf finds the agent's grant of the tool in its guardrail policy; PERMISSION_DENIED says what to add. */
+function requireGrant(policyDocument: JsonObject, agentId: string, target: ConnectionOperation): void {
+  const { operation, connection } = target;
+  const rule = readGuardrailPolicy(policyDocument).policy.tools.allowed.find((t) => t.name === operation.name);
+  if (rule === undefined) {
+    throw new PermissionDeniedError(
+      `agent ${agentId} is not granted tool "${operation.name}"; add it to tools.allowed of the agent's guardrail policy`,
+    );
+  }
+  const missing = operation.scopes.filter((s) => !rule.scopes.includes(s));
+  if (missing.length > 0) {
+    throw new PermissionDeniedError(
+      `agent ${agentId}'s grant of tool "${operation.name}" lacks scope ${missing.join(', ')}; add it to the grant's scopes`,
+    );
+  }
+  const host = new URL(connection.base_url).hostname.toLowerCase();
+  if (rule.hosts !== undefined && !rule.hosts.map((h) => h.toLowerCase()).includes(host)) {
+    throw new PermissionDeniedError(`agent ${agentId}'s grant of tool "${operation.name}" does not include host ${host}`);
+  }
+}
+
+function scalar(value: JsonValue | undefined): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return undefined;
+}
+
+/** requestOf builds the URL and body: path placeholders from their arguments, the rest as query (GET, DELETE) or JSON body. */
+function requestOf(target: ConnectionOperation, args: JsonObject): { url: string; body: string | undefined } {
+  const { operation, connection } = target;
+  const rest: Record<string, JsonValue> = { ...args };
+  let path = operation.path_template;
+  for (const name of pathPlaceholders(operation.path_template)) {
+    const value = scalar(args[name]);
+    if (value === undefined) {
+      throw new InvalidArgumentError(
+        `arguments.${name}: is required by the path ${operation.path_template} (a string, number or boolean)`,
+        {
+          field: `arguments.${name}`,
+        },
+      );
+    }
+    path = path.replaceAll(`{${name}}`, encodeURIComponent(value));
+    delete rest[name];
+  }
+  const url = new URL(connection.base_url.replace(/\/+$/, '') + path);
+  const inQuery = operation.method === 'GET' || operation.method === 'DELETE';
+  if (inQuery) {
+    for (const [key, value] of Object.entries(rest)) url.searchParams.append(key, scalar(value) ?? JSON.stringify(value));
+  }
+  return { url: url.toString(), body: inQuery || Object.keys(rest).length === 0 ? undefined : JSON.stringify(rest) };
+}
+
+/**
+ * callTool is the one way an agent's tool reaches an external system: the conversation must be
+ * live and the agent's, the tool an operation of a connection of the workspace (another
+ * workspace's is NOT_FOUND), granted by the agent's guardrail policy with the operation's scope
+ * (else PERMISSION_DENIED), and the arguments must match the operation's schema (else
+ * INVALID_ARGUMENT naming the field). The credential is resolved from the secrets service for
+ * this call and put in its header here, so neither the orchestrator nor the model ever holds it;
+ * the request goes through egress (checked and pinned address, no redirects, timeouts, a response
+ * size limit); the answer has the credential redacted should the system echo it; and the call is
+ * recorded as a connection.call access event.
+ */
+export async function callTool(deps: ToolCallDeps, call: ToolCall): Promise<ToolResult> {
+  const tenantId = requireUuid(call.tenantId, 'tenant_id');
+  const conversationId = requireUuid(call.conversationId, 'conversation_id');
+  const agentId = requireUuid(call.agentId, 'agent_id');
+  const target = await withTenant(deps.db, tenantId, (trx) => findConnectionOperation(trx, call.tool));
+  const conversation = await deps.directory.conversation(tenantId, conversationId);
+  if (conversation.agentId !== agentId)
+    throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
+  if (conversation.state !== 'live') {
+    throw new FailedPreconditionError(
+      `conversation ${conversationId} is ${conversation.state || 'not live'}; tools are called only in live conversations`,
+    );
+  }
+  requireGrant(await deps.directory.guardrailPolicy(tenantId, agentId), agentId, target);
+  const mismatch = checkOf(target.operation.input_schema)(call.arguments);
+  if (mismatch !== undefined) {
+    throw new InvalidArgumentError(`${mismatch.field}: ${mismatch.message} (schema of tool "${call.tool}")`, { field: mismatch.field });
+  }
+  const { url, body } = requestOf(target, call.arguments);
+  const { connection } = target;
+  const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'Parley-Tools/0.1' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let credential: string | undefined;
+  if (connection.credential_secret_ref !== null) {
+    credential = await deps.credentials({
+      tenantId,
+      conversationId,
+      agentId,
+      secretId: connection.credential_secret_ref,
+      connectionId: connection.id,
+    });
+    if (connection.credential_header === '') headers.authorization = `Bearer ${credential}`;
+    else headers[connection.credential_header] = credential;
+  }
+  let response;
+  try {
+    response = await deps.egress.request(url, {
+      method: target.operation.method,
+      headers,
+      ...(body === undefined ? {} : { body }),
+      policy: deps.limits.policy,
+      ...(deps.limits.lookup !== undefined ? { lookup: deps.limits.lookup } : {}),
+      connectTimeoutMs: deps.limits.connectTimeoutMs,
+      totalTimeoutMs: deps.limits.totalTimeoutMs,
+      maxResponseBytes: deps.limits.maxResponseBytes,
+    });
+  } catch (err) {
+    if (err instanceof EgressRequestError && err.failure === 'response-too-large') {
+      throw new FailedPreconditionError(
+        `the answer of connection ${connection.name} to tool "${call.tool}" is larger than ${deps.limits.maxResponseBytes} bytes; it is refused`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  let text = response.body.toString('utf8');
+  // Should the system echo what it was sent, the model still must not see the credential.
+  if (credential !== undefined && credential !== '') text = text.replaceAll(credential, REDACTED);
+  await withTenant(deps.db, tenantId, (trx) =>
+    recordAuditEvent(trx, {
+      tenantId,
+      actor: serviceActor('voice-orchestrator'),
+      action: 'connection.call',
+      target: { type: 'connection', id: connection.id },
+      details: auditDetails(
+        { tool: call.tool, conversation_id: conversationId, agent_id: agentId, method: target.operation.method, status: response.status },
+        ['tool', 'conversation_id', 'agent_id', 'method', 'status'],
+      ),
+    }),
+  );
+  deps.onAudit?.();
+  const contentType = response.headers['content-type'];
+  return {
+    status: response.status,
+    contentType: typeof contentType === 'string' ? contentType : '',
+    body: text,
+    connectionId: connection.id,
+  };
+}

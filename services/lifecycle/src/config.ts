@@ -1,0 +1,71 @@
+import { ConfigError, envInt, envString, type Env } from '@parley/platform';
+import type { DataClass, RetentionDefaults } from './retention.js';
+
+/** LifecycleConfig is the lifecycle service's own configuration (the kernel reads the rest). */
+export interface LifecycleConfig {
+  /** databaseUrl logs in as the service's role (parley_lifecycle); never logged, it holds the password. */
+  readonly databaseUrl: string;
+  readonly dbPoolMax: number;
+  /** scheduler runs the purge scheduler in this process (off: another replica, or nobody, purges). */
+  readonly scheduler: boolean;
+  /** purgeIntervalMs is how often a purge runs (one replica at a time). */
+  readonly purgeIntervalMs: number;
+  /** purgeBatchSize is the most rows one purge call deletes. */
+  readonly purgeBatchSize: number;
+  /** authFailureRetentionMs is how long a failed-attempt counter is kept after its window started. */
+  readonly authFailureRetentionMs: number;
+  readonly defaults: RetentionDefaults;
+}
+
+function envOnOff(env: Env, name: string, fallback: boolean): boolean {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new ConfigError(name, `must be "on" or "off", got "${value.slice(0, 20)}"`);
+}
+
+/**
+ * loadLifecycleConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_PURGE_SCHEDULER,
+ * PARLEY_PURGE_INTERVAL_MS, PARLEY_PURGE_BATCH_SIZE, PARLEY_AUTH_FAILURE_RETENTION_HOURS,
+ * PARLEY_SESSION_RETENTION_DAYS and PARLEY_AUDIT_LEGAL_MINIMUM_DAYS (see README). Errors name the
+ * variable and never echo the database URL.
+ */
+export function loadLifecycleConfig(env: Env): LifecycleConfig {
+  const databaseUrl = envString(env, 'DATABASE_URL');
+  let protocol = '';
+  try {
+    protocol = new URL(databaseUrl).protocol;
+  } catch {
+    // reported below without the value
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_lifecycle role');
+  }
+  const days: Record<DataClass, number> = {
+    // Personal data is kept until the workspace sets a rule: deleting a customer's records on a
+    // default they never chose would be worse than keeping them.
+    transcript: 0,
+    recording: 0,
+    conversation_metadata: 0,
+    webhook_delivery_log: 0,
+    access_events: 0,
+    audit_events: 0,
+    // Operational rows: a session row is useless once expired (kept a day for investigations).
+    sessions: envInt(env, 'PARLEY_SESSION_RETENTION_DAYS', 1, 0, 36_500),
+  };
+  return Object.freeze({
+    databaseUrl,
+    // The purge holds one connection for its lock while it records runs on another.
+    dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 2, 200),
+    scheduler: envOnOff(env, 'PARLEY_PURGE_SCHEDULER', true),
+    purgeIntervalMs: envInt(env, 'PARLEY_PURGE_INTERVAL_MS', 3_600_000, 100, 604_800_000),
+    purgeBatchSize: envInt(env, 'PARLEY_PURGE_BATCH_SIZE', 500, 1, 10_000),
+    authFailureRetentionMs: envInt(env, 'PARLEY_AUTH_FAILURE_RETENTION_HOURS', 24, 1, 8_760) * 3_600_000,
+    defaults: Object.freeze({
+      days: Object.freeze(days),
+      // Six years: a common statutory record-keeping period (e.g. UK, HIPAA documentation).
+      auditLegalMinimumDays: envInt(env, 'PARLEY_AUDIT_LEGAL_MINIMUM_DAYS', 2_190, 0, 36_500),
+    }),
+  });
+}

@@ -1,0 +1,295 @@
+// Operator sign-in through OpenID Connect, driven over HTTP like a browser would (redirects
+// followed with a cookie jar): the edge (openid-client, PKCE) against the dev stack's embedded
+// provider (oidc-provider), identity holding the sessions. Console cookies and their CSRF token,
+// the CLI's loopback-redirect flow with its own PKCE and refresh, and every refusal the issue lists.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { writeFile, mkdtemp, readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import makeFetchCookie from 'fetch-cookie';
+import { CookieJar } from 'tough-cookie';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { DEV_OIDC_USER, freePort, startDevOidcProvider, type DevOidcProvider, type DevOidcUser } from '@parley/devstack';
+import { startPublicStack, type PublicStack } from './fixture.js';
+
+let stack: PublicStack;
+let provider: DevOidcProvider;
+let edgeUrl: string;
+let dispatcher: Agent;
+const run = randomBytes(4).toString('hex');
+const users = {
+  owner: DEV_OIDC_USER,
+  admin: { sub: `admin-${run}`, email: `admin-${run}@example.com`, emailVerified: true, name: 'Ada Admin' },
+  unverified: { sub: `unverified-${run}`, email: `unverified-${run}@example.com`, emailVerified: false, name: 'Una Verified' },
+  unknown: { sub: `unknown-${run}`, email: `nobody-${run}@example.com`, emailVerified: true, name: 'No Body' },
+  otherDomain: { sub: `other-${run}`, email: `eve-${run}@elsewhere.test`, emailVerified: true, name: 'Eve Elsewhere' },
+} satisfies Record<string, DevOidcUser>;
+
+beforeAll(async () => {
+  const publicPort = await freePort();
+  edgeUrl = `https://localhost:${publicPort}`;
+  const dir = await mkdtemp(join(tmpdir(), 'parley-oidc-'));
+  const secretFile = join(dir, 'client-secret');
+  const clientSecret = randomBytes(24).toString('base64url');
+  await writeFile(secretFile, clientSecret, { mode: 0o600 });
+  // The provider needs the stack's CA-signed localhost certificate: take the edge's from a PKI
+  // made for it, then start the stack with that provider as its issuer.
+  const { createTestPki } = await import('../src/pki.js');
+  const pki = await createTestPki();
+  const files = pki.files('edge');
+  provider = await startDevOidcProvider({
+    host: '127.0.0.1',
+    port: 0,
+    cert: await readFile(files.certFile),
+    key: await readFile(files.keyFile),
+    users: Object.values(users),
+    clients: [{ clientId: 'parley-edge', clientSecret, redirectUris: [`${edgeUrl}/auth/callback`] }],
+  });
+  stack = await startPublicStack({
+    edge: {
+      PARLEY_PUBLIC_PORT: String(publicPort),
+      PARLEY_OIDC_ISSUER: provider.issuer,
+      PARLEY_OIDC_CLIENT_ID: 'parley-edge',
+      PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
+      PARLEY_OIDC_CA_FILE: pki.paths.caCert,
+      PARLEY_OIDC_ALLOWED_DOMAINS: 'example.com,parley.localhost',
+      PARLEY_EDGE_AUTH_CACHE_MS: '0',
+    },
+  });
+  // The stack has its own CA: trust both (the edge's public port, the provider's).
+  dispatcher = new Agent({ connect: { ca: [stack.ca, await readFile(pki.paths.caCert)] } });
+  // Members: an admin of the bootstrap workspace, and the unverified and other-domain people too,
+  // so that only their e-mail's state or domain can be why they are refused.
+  for (const u of [users.admin, users.unverified, users.otherDomain]) {
+    const added = await stack.call(
+      '/parley.api.v1.MemberService/AddMember',
+      { email: u.email, displayName: u.name, role: 'admin' },
+      stack.bootstrap.apiKey,
+    );
+    expect(added.status).toBe(200);
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await provider?.close();
+  await dispatcher?.close();
+});
+
+type Fetch = (url: string, init?: Record<string, unknown>) => Promise<Response>;
+
+/** browser is a fetch with its own cookie jar that trusts the test CAs: what a browser does for these pages. */
+function browser(): { fetch: Fetch; jar: CookieJar } {
+  const jar = new CookieJar();
+  const base = ((url: string, init: Record<string, unknown> = {}) =>
+    undiciFetch(url, { ...init, dispatcher } as Parameters<typeof undiciFetch>[1])) as unknown as Fetch;
+  return { fetch: makeFetchCookie(base, jar) as unknown as Fetch, jar };
+}
+
+/** signIn walks the whole flow from `start` to the provider's page, picks `user`, and returns the last answer. */
+async function signIn(b: ReturnType<typeof browser>, start: string, user: DevOidcUser): Promise<Response> {
+  const page = await b.fetch(start);
+  expect(page.status).toBe(200);
+  const html = await page.text();
+  expect(html).toContain('For development only');
+  const action = /action="([^"]+)"/.exec(html)?.[1];
+  expect(action).toBeDefined();
+  return b.fetch(new URL(action!, page.url).href, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ sub: user.sub }).toString(),
+  });
+}
+
+async function connect(b: ReturnType<typeof browser>, path: string, headers: Record<string, string> = {}) {
+  const res = await b.fetch(`${edgeUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: '{}',
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('console sign-in', () => {
+  it('signs an admin in with a Secure, HTTP-only, SameSite session cookie; calls need its CSRF token', async () => {
+    const b = browser();
+    const last = await signIn(b, `${edgeUrl}/auth/login?return_to=/console`, users.admin);
+    // Back at the edge, at the page asked for (the console itself is another part of the issue).
+    expect(new URL(last.url).pathname).toBe('/console');
+    const cookies = await b.jar.getCookies(edgeUrl);
+    const session = cookies.find((c) => c.key === '__Host-parley_session');
+    expect(session).toBeDefined();
+    expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'lax', path: '/' });
+    expect(session!.value).toMatch(/^po_/);
+    expect(cookies.find((c) => c.key === '__Host-parley_login')).toBeUndefined();
+
+    const who = await b.fetch(`${edgeUrl}/auth/session`);
+    expect(who.status).toBe(200);
+    const me = (await who.json()) as { workspaceId: string; member: { email: string; role: string }; scopes: string[]; csrfToken: string };
+    expect(me).toMatchObject({ workspaceId: stack.bootstrap.tenantId, member: { email: users.admin.email, role: 'admin' } });
+    expect(me.scopes).toContain('agents:write');
+
+    const ok = await connect(b, '/parley.api.v1.AccountService/WhoAmI', { 'x-parley-csrf': me.csrfToken });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ tenantId: stack.bootstrap.tenantId, principalKind: 'member' });
+    const listed = await connect(b, '/parley.api.v1.AgentService/ListAgents', { 'x-parley-csrf': me.csrfToken });
+    expect(listed.status).toBe(200);
+
+    // The cookie alone (what a forged cross-site request carries) is refused, as is a wrong token.
+    const noCsrf = await connect(b, '/parley.api.v1.AgentService/ListAgents');
+    expect(noCsrf.status).toBe(403);
+    expect(String(noCsrf.body['message'])).toContain('CSRF');
+    const wrongCsrf = await connect(b, '/parley.api.v1.AgentService/ListAgents', { 'x-parley-csrf': 'A'.repeat(43) });
+    expect(wrongCsrf.status).toBe(403);
+
+    // Sign-out needs the CSRF token too, then the session is over everywhere.
+    expect((await b.fetch(`${edgeUrl}/auth/logout`, { method: 'POST' })).status).toBe(403);
+    expect((await b.fetch(`${edgeUrl}/auth/logout`, { method: 'POST', headers: { 'x-parley-csrf': me.csrfToken } })).status).toBe(200);
+    expect((await b.fetch(`${edgeUrl}/auth/session`)).status).toBe(401);
+    const after = await fetchWithCookie(session!.value, me.csrfToken);
+    expect(after).toBe(401);
+  });
+
+  it('signs the dev user in as the owner of the workspace asked for', async () => {
+    const b = browser();
+    await signIn(b, `${edgeUrl}/auth/login?workspace=${stack.bootstrap.tenantId}`, users.owner);
+    const me = (await (await b.fetch(`${edgeUrl}/auth/session`)).json()) as { workspaceId: string; member: { role: string } };
+    expect(me).toMatchObject({ workspaceId: stack.bootstrap.tenantId, member: { role: 'owner' } });
+  });
+
+  it.each([
+    ['an unverified e-mail', users.unverified, 'is not verified'],
+    ['an unknown user', users.unknown, 'no Parley workspace has a member'],
+    ['an e-mail domain that is not allowed', users.otherDomain, 'may not sign in to this deployment'],
+  ])('refuses %s, with no session', async (_what, user, message) => {
+    const b = browser();
+    const last = await signIn(b, `${edgeUrl}/auth/login`, user);
+    expect(last.status).toBe(403);
+    expect(((await last.json()) as { error: string }).error).toContain(message);
+    expect((await b.jar.getCookies(edgeUrl)).find((c) => c.key === '__Host-parley_session')).toBeUndefined();
+  });
+
+  it('refuses a callback that does not belong to a sign-in started in this browser', async () => {
+    const b = browser();
+    const res = await b.fetch(`${edgeUrl}/auth/callback?code=abc&state=def`);
+    expect(res.status).toBe(400);
+    // A sign-in started in one browser cannot be finished in another (state and PKCE are in the first's cookie).
+    const first = browser();
+    const start = await first.fetch(`${edgeUrl}/auth/login`, { redirect: 'manual' });
+    expect(start.status).toBe(302);
+    const state = new URL(start.headers.get('location')!).searchParams.get('state');
+    const stolen = await browser().fetch(`${edgeUrl}/auth/callback?code=abc&state=${state}`);
+    expect(stolen.status).toBe(400);
+  });
+
+  it('refuses a return_to that leaves the edge', async () => {
+    const res = await browser().fetch(`${edgeUrl}/auth/login?return_to=//evil.example/`, { redirect: 'manual' });
+    expect(res.status).toBe(400);
+  });
+});
+
+/** fetchWithCookie calls the API with a given session cookie and CSRF token, from a fresh client. */
+async function fetchWithCookie(token: string, csrf: string): Promise<number> {
+  const res = await undiciFetch(`${edgeUrl}/parley.api.v1.AgentService/ListAgents`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', cookie: `__Host-parley_session=${token}`, 'x-parley-csrf': csrf },
+    body: '{}',
+    dispatcher,
+  });
+  return res.status;
+}
+
+describe('CLI sign-in (loopback redirect)', () => {
+  let loopback: Server;
+  let received: URLSearchParams | undefined;
+  let redirectUri: string;
+
+  beforeAll(async () => {
+    loopback = createServer((req, res) => {
+      received = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams;
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('Signed in; you can close this tab.');
+    });
+    await new Promise<void>((r) => loopback.listen(0, '127.0.0.1', r));
+    const address = loopback.address();
+    redirectUri = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/callback`;
+  });
+  afterAll(() => new Promise<void>((r) => loopback.close(() => r())));
+
+  const pkce = () => {
+    const verifier = randomBytes(32).toString('base64url');
+    return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+  };
+  const cliLogin = async (challenge: string, state: string) => {
+    received = undefined;
+    const q = new URLSearchParams({ redirect_uri: redirectUri, state, code_challenge: challenge, code_challenge_method: 'S256' });
+    const last = await signIn(browser(), `${edgeUrl}/auth/cli/login?${q.toString()}`, users.admin);
+    expect(last.status).toBe(200);
+    // Set by the loopback server while the redirects were followed.
+    const got = received as URLSearchParams | undefined;
+    expect(got?.get('state')).toBe(state);
+    return got?.get('code') ?? '';
+  };
+  const token = async (body: Record<string, string>) => {
+    const res = await undiciFetch(`${edgeUrl}/auth/cli/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      dispatcher,
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, string> };
+  };
+  const bearerCall = async (accessToken: string) =>
+    (
+      await undiciFetch(`${edgeUrl}/parley.api.v1.AccountService/WhoAmI`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${accessToken}` },
+        body: '{}',
+        dispatcher,
+      })
+    ).status;
+
+  it('gets a one-time code on the loopback redirect, exchanges it with its verifier, calls the API, refreshes', async () => {
+    const { verifier, challenge } = pkce();
+    const state = randomUUID();
+    const code = await cliLogin(challenge, state);
+    expect(code).toMatch(/^pc_/);
+    const tokens = await token({ grant_type: 'authorization_code', code, code_verifier: verifier });
+    expect(tokens.status).toBe(200);
+    expect(tokens.body).toMatchObject({ token_type: 'Bearer' });
+    expect(tokens.body['access_token']).toMatch(/^po_/);
+    expect(tokens.body['refresh_token']).toMatch(/^pr_/);
+    expect(await bearerCall(tokens.body['access_token']!)).toBe(200);
+    // The code is single use.
+    expect((await token({ grant_type: 'authorization_code', code, code_verifier: verifier })).status).toBe(400);
+    // Refresh rotates both: the old access and refresh tokens stop working.
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.body['access_token']).not.toBe(tokens.body['access_token']);
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(200);
+    expect(await bearerCall(tokens.body['access_token']!)).toBe(401);
+    expect((await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! })).status).toBe(400);
+  });
+
+  it('refuses a code exchanged with the wrong verifier, and the code is spent', async () => {
+    const { verifier, challenge } = pkce();
+    const code = await cliLogin(challenge, randomUUID());
+    const wrong = await token({ grant_type: 'authorization_code', code, code_verifier: pkce().verifier });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body['error']).toContain('code_verifier does not match');
+    expect((await token({ grant_type: 'authorization_code', code, code_verifier: verifier })).status).toBe(400);
+  });
+
+  it('refuses a redirect_uri that is not a loopback address', async () => {
+    const { challenge } = pkce();
+    const q = new URLSearchParams({
+      redirect_uri: 'https://evil.example/callback',
+      state: randomUUID(),
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    });
+    const res = await browser().fetch(`${edgeUrl}/auth/cli/login?${q.toString()}`, { redirect: 'manual' });
+    expect(res.status).toBe(400);
+  });
+});

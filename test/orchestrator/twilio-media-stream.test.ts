@@ -1,0 +1,151 @@
+// A phone call through Twilio Media Streams, driven by a test client that sends the messages
+// Twilio documents (https://www.twilio.com/docs/voice/media-streams/websocket-messages):
+// connected, start (with the session token minted for the call as a <Stream> parameter), media
+// (base64 μ-law 8 kHz, 20 ms each), stop. The orchestrator runs the same turn loop as for a
+// browser: the STT is the OpenAI-compatible stand-in, the LLM the scripted provider, the TTS the
+// embedded eSpeak NG.
+import { randomBytes } from 'node:crypto';
+import { EmbeddedTts, mulawDecode, mulawEncode, rmsOf } from '@parley/voice-orchestrator';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
+import { startConversationStack, type ConversationStack } from './fixture.js';
+import { conversationRow, turns } from './live-conversation.fixture.js';
+import { realTime, synthesize } from './voice.fixture.js';
+
+const RATE = 8_000;
+const QUESTION = 'What are your opening hours?';
+const ANSWER = 'We are open from nine to five.';
+const providerKey = `sk-test-${randomBytes(24).toString('hex')}`;
+
+let s: ConversationStack;
+let standin: OpenAiStandin;
+let tts: EmbeddedTts;
+let agent: string;
+
+beforeAll(async () => {
+  standin = await startOpenAiStandin({ apiKey: providerKey, chunkDelayMs: 1 });
+  s = await startConversationStack({ ...standin.egressEnv, PARLEY_SESSION_START_TIMEOUT_MS: '1500' });
+  const secret = await s.putSecret('standin-stt-call', providerKey, 'stt');
+  agent = await s.createAgent({
+    providerSettings: {
+      llm: { provider: 'scripted', rules: [{ match: 'hours', reply: ANSWER }], delayMs: 0 },
+      stt: { provider: 'openai-compatible', baseUrl: standin.baseUrl, silenceMs: 400 },
+    },
+    secretRefs: { stt: secret },
+  });
+  tts = new EmbeddedTts(1);
+  await tts.ready();
+}, 180_000);
+
+afterAll(async () => {
+  await tts?.close();
+  await s?.stop();
+  await standin?.stop();
+});
+
+type Outbound = { event: string; streamSid?: string; media?: { payload: string }; mark?: { name: string } };
+
+async function call() {
+  const url = s.sessionUrl.replace('/v1/session', '/v1/telephony/twilio/media-stream');
+  // Twilio sends no Origin header.
+  const ws = new WebSocket(url, { ca: s.stack.ca });
+  const received: Outbound[] = [];
+  ws.on('message', (data: Buffer) => received.push(JSON.parse(data.toString('utf8')) as Outbound));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') })),
+  );
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  let seq = 1;
+  const send = (m: Record<string, unknown>) => ws.send(JSON.stringify({ ...m, sequenceNumber: String(seq++) }));
+  return { ws, received, closed, send };
+}
+
+const streamSid = `MZ${randomBytes(16).toString('hex')}`;
+const callSid = `CA${randomBytes(16).toString('hex')}`;
+const accountSid = `AC${randomBytes(16).toString('hex')}`;
+
+function startMessage(token: string) {
+  return {
+    event: 'start',
+    streamSid,
+    start: {
+      accountSid,
+      streamSid,
+      callSid,
+      tracks: ['inbound'],
+      customParameters: { token },
+      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+    },
+  };
+}
+
+async function until<T>(find: () => T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = find();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('Twilio Media Streams', () => {
+  it('answers a spoken question on a call with μ-law speech, marks the reply, and ends the conversation on stop', async () => {
+    standin.setTranscript(({ samples, sampleRate }) => (samples.length / sampleRate > 0.5 ? QUESTION : ''));
+    const { token, sessionId } = await s.createSession(agent, { origin: '' });
+    const c = await call();
+    c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
+    c.send(startMessage(token));
+    const question = await synthesize(tts, QUESTION, RATE);
+    let chunk = 0;
+    const media = (slice: Int16Array) =>
+      c.send({
+        event: 'media',
+        streamSid,
+        media: {
+          track: 'inbound',
+          chunk: String(++chunk),
+          timestamp: String(chunk * 20),
+          payload: Buffer.from(mulawEncode(slice)).toString('base64'),
+        },
+      });
+    // Give the start a moment (the token is spent at identity), then speak, then a second of line noise-free silence.
+    await new Promise((r) => setTimeout(r, 500));
+    await realTime(question, RATE, media);
+    await realTime(new Int16Array(RATE), RATE, media);
+
+    const mark = await until(() => c.received.find((m) => m.event === 'mark'), 30_000);
+    expect(mark).toEqual({ event: 'mark', streamSid, mark: { name: 'reply-1' } });
+    const out = c.received.filter((m) => m.event === 'media');
+    expect(out.length).toBeGreaterThan(10);
+    expect(out.every((m) => m.streamSid === streamSid)).toBe(true);
+    const audio = Int16Array.from(out.flatMap((m) => [...mulawDecode(new Uint8Array(Buffer.from(m.media?.payload ?? '', 'base64')))]));
+    expect(rmsOf(audio)).toBeGreaterThan(500);
+    const expected = (await synthesize(tts, ANSWER, RATE)).length;
+    expect(Math.abs(audio.length - expected) / expected).toBeLessThan(0.03);
+
+    c.send({ event: 'stop', streamSid, stop: { accountSid, callSid } });
+    expect((await c.closed).code).toBe(1000);
+    // The conversation's id is the session's: the call is recorded like any conversation.
+    expect(await conversationRow(sessionId)).toMatchObject({ state: 'ended', end_reason: 'the call ended' });
+    expect((await turns(sessionId)).map((t) => [t.role, t.text_redacted])).toEqual([
+      ['user', QUESTION],
+      ['assistant', ANSWER],
+    ]);
+  });
+
+  it('refuses a call whose start carries no token, or an API key instead of a session token', async () => {
+    const noToken = await call();
+    noToken.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
+    noToken.send({ ...startMessage(''), start: { ...startMessage('').start, customParameters: {} } });
+    expect((await noToken.closed).code).toBe(4401);
+
+    const apiKey = await call();
+    apiKey.send(startMessage(s.stack.bootstrap.apiKey));
+    expect((await apiKey.closed).code).toBe(4401);
+  });
+});
