@@ -105,6 +105,7 @@ describe('traces of a public request', () => {
     expect(secretsServer, inTrace.map((s) => `${s.service}:${s.name}`).join(', ')).toBeDefined();
     expect(secretsServer?.attributes['rpc.system.name']).toBe('grpc');
     expect(secretsServer?.attributes['rpc.response.status_code']).toBe('OK');
+    expect(secretsServer?.attributes['parley.tenant_id']).toBe(stack.bootstrap.tenantId);
     const edgeClient = inTrace.find((s) => s.service === 'edge' && s.kind === 3 && s.name === secretsServer?.name);
     expect(edgeClient?.attributes['server.address']).toBe('localhost');
     expect(edgeClient?.attributes['server.port']).toEqual(expect.any(Number));
