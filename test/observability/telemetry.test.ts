@@ -255,4 +255,17 @@ describe('metrics on the health port', () => {
     // No tenant id as a label on any series.
     expect(edge).not.toContain(stack.bootstrap.tenantId);
   });
+
+  it('counts throttle blocks once one address keeps sending bad API keys', async () => {
+    const before = sampleValue(await scrape('identity'), 'parley_throttle_blocks_total', ['parley_throttle="api_key_source"']);
+    let refused = 0;
+    // identity blocks a source after 10 failures a minute; the next ones are refused unchecked.
+    for (let i = 0; i < 14; i++) {
+      const res = await post(secretsPath('ListSecrets'), {}, { authorization: `Bearer pk_test_${randomBytes(20).toString('hex')}` });
+      if (res.status === 429) refused += 1;
+    }
+    expect(refused).toBeGreaterThan(0);
+    const after = sampleValue(await scrape('identity'), 'parley_throttle_blocks_total', ['parley_throttle="api_key_source"']);
+    expect(after - before).toBe(refused);
+  });
 });
