@@ -56,6 +56,10 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
       /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
       /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 ENV NODE_ENV=production
+# The build's version (release tag or commit), reported as service.version in traces, metrics
+# and logs: `docker build --build-arg PARLEY_BUILD_VERSION=$(git describe --always) .`
+ARG PARLEY_BUILD_VERSION=""
+ENV PARLEY_BUILD_VERSION=${PARLEY_BUILD_VERSION}
 WORKDIR /app
 # Owned by root and read-only for the service user: a compromised process cannot alter its code.
 COPY --from=deploy --chown=root:root /app /app

@@ -105,6 +105,7 @@ describe('traces of a public request', () => {
     expect(secretsServer, inTrace.map((s) => `${s.service}:${s.name}`).join(', ')).toBeDefined();
     expect(secretsServer?.attributes['rpc.system.name']).toBe('grpc');
     expect(secretsServer?.attributes['rpc.response.status_code']).toBe('OK');
+    expect(secretsServer?.attributes['parley.tenant_id']).toBe(stack.bootstrap.tenantId);
     const edgeClient = inTrace.find((s) => s.service === 'edge' && s.kind === 3 && s.name === secretsServer?.name);
     expect(edgeClient?.attributes['server.address']).toBe('localhost');
     expect(edgeClient?.attributes['server.port']).toEqual(expect.any(Number));
@@ -226,6 +227,18 @@ describe('metrics on the health port', () => {
         expect(text, service).toContain('rpc_server_active_requests');
       }
     }
+    // What the earlier requests of this file must have moved, each on the service that owns it.
+    const gauges = await Promise.all(SERVICES.map(async (s) => [s, await scrape(s)] as const));
+    const on = (service: StackService) => gauges.find(([s]) => s === service)?.[1] ?? '';
+    for (const [service, text] of gauges) expect(text, service).toMatch(/parley_tls_certificate_expires_in\{[^}]*\} [1-9]/);
+    expect(on('secrets')).toMatch(/parley_kek_calls_total\{[^}]*parley_kek_operation="generate_data_key"[^}]*parley_kek_result="ok"/);
+    expect(on('edge')).toMatch(/parley_cache_lookups_total\{[^}]*parley_cache="api_key"/);
+    expect(on('edge')).toMatch(/parley_cache_lookups_total\{[^}]*parley_cache="jwks"/);
+    expect(on('secrets')).toMatch(/parley_audit_outbox_depth\{[^}]*\} \d/);
+    expect(on('secrets')).toMatch(/parley_audit_outbox_age\{[^}]*\} \d/);
+    expect(on('audit')).toMatch(/parley_audit_checkpoint_oldest_age\{[^}]*\} \d/);
+    expect(on('edge')).toMatch(/rpc_client_call_duration_bucket\{/);
+
     const labels = ['rpc_method="parley.api.v1.SecretService/ListSecrets"', 'rpc_response_status_code="ok"'];
     const before = sampleValue(await scrape('edge'), 'rpc_server_call_duration_count', labels);
     expect((await post(secretsPath('ListSecrets'), {})).status).toBe(200);
@@ -241,5 +254,18 @@ describe('metrics on the health port', () => {
     ).toBeGreaterThan(0);
     // No tenant id as a label on any series.
     expect(edge).not.toContain(stack.bootstrap.tenantId);
+  });
+
+  it('counts throttle blocks once one address keeps sending bad API keys', async () => {
+    const before = sampleValue(await scrape('identity'), 'parley_throttle_blocks_total', ['parley_throttle="api_key_source"']);
+    let refused = 0;
+    // identity blocks a source after 10 failures a minute; the next ones are refused unchecked.
+    for (let i = 0; i < 14; i++) {
+      const res = await post(secretsPath('ListSecrets'), {}, { authorization: `Bearer pk_test_${randomBytes(20).toString('hex')}` });
+      if (res.status === 429) refused += 1;
+    }
+    expect(refused).toBeGreaterThan(0);
+    const after = sampleValue(await scrape('identity'), 'parley_throttle_blocks_total', ['parley_throttle="api_key_source"']);
+    expect(after - before).toBe(refused);
   });
 });

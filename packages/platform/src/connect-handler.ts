@@ -230,16 +230,19 @@ export function createConnectHandler(options: ConnectHandlerOptions): ConnectHan
     });
     if (options.tracing?.exposeTraceId === true) res.setHeader(TRACE_ID_HEADER, rt.span.spanContext().traceId);
     const observed: Observed = { code: 0, reason: '' };
-    res.once('close', () => {
-      if (!rt.reached && observed.code !== 0 && observed.logged !== true) {
-        // Refused below the interceptors (undecodable body, wrong field type): their log line is this one.
-        logger.warn(
-          { method: rt.method, code: Code[observed.code], reason: observed.reason.slice(0, 200) },
-          'request refused before the RPC handlers',
-        );
-      }
-      finishRequestTrace(rt, observed.code);
-    });
+    // 'close' is emitted outside the request's context: re-enter it, so the log line has the trace id.
+    res.once('close', () =>
+      context.with(ctx, () => {
+        if (!rt.reached && observed.code !== 0 && observed.logged !== true) {
+          // Refused below the interceptors (undecodable body, wrong field type): their log line is this one.
+          logger.warn(
+            { method: rt.method, code: Code[observed.code], reason: observed.reason.slice(0, 200) },
+            'request refused before the RPC handlers',
+          );
+        }
+        finishRequestTrace(rt, observed.code);
+      }),
+    );
     context.with(ctx, () => {
       if (h === undefined) {
         observed.code = Code.Unimplemented;

@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import type { HandlerContext } from '@connectrpc/connect';
 import { PRINCIPAL_HEADER_PREFIX } from './authz.js';
 import { UnauthenticatedError } from './errors.js';
@@ -51,6 +52,8 @@ export function principalOf(ctx: HandlerContext): Principal | undefined {
   const kind = h.get(PRINCIPAL_HEADERS.kind);
   const id = h.get(PRINCIPAL_HEADERS.id);
   if (tenantId === null || id === null || (kind !== 'api_key' && kind !== 'member' && kind !== 'session')) return undefined;
+  // Every service's span of the request can be found by tenant and principal (ids, never a secret).
+  trace.getActiveSpan()?.setAttributes({ 'parley.tenant_id': tenantId, 'parley.principal.kind': kind, 'parley.principal.id': id });
   return {
     tenantId,
     kind,

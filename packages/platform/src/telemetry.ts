@@ -460,7 +460,6 @@ export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerA
         'rpc.system.name': 'grpc',
         'rpc.method': method,
         'rpc.response.status_code': name,
-        ...(where !== undefined ? { 'server.address': where.address } : {}),
       });
       span.end();
     };

@@ -1,4 +1,5 @@
 import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import { recordCacheLookup } from '@parley/platform';
 import { JwksUnavailableError } from './errors.js';
 import { SESSION_TOKEN_ALG } from './claims.js';
 
@@ -49,9 +50,9 @@ export class JwksCache {
   /** get returns the key for a kid, refreshing when the set is stale or the kid unknown; undefined if still unknown. */
   async get(kid: string): Promise<VerifyKey | undefined> {
     const age = this.#now() - this.#fetchedAt;
-    if (age > this.#ttlMs || (!this.#keys.has(kid) && age > this.#minRefreshMs)) {
-      await this.refresh();
-    }
+    const stale = age > this.#ttlMs || (!this.#keys.has(kid) && age > this.#minRefreshMs);
+    recordCacheLookup('session_jwks', !stale);
+    if (stale) await this.refresh();
     return this.#keys.get(kid);
   }
 
