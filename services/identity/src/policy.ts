@@ -22,6 +22,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     removeMember: ['edge'],
     createSession: ['edge'],
     verifySession: ['edge', 'voice-orchestrator'],
+    // An inbound phone call's token: minted for the orchestrator once it has verified the call's signature.
+    createCallSession: ['voice-orchestrator'],
     revokeSession: ['edge'],
     // Retention purges of operational rows: lifecycle's scheduler only.
     purgeExpiredSessions: ['lifecycle'],

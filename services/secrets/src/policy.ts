@@ -26,5 +26,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     resolveWebhookSecrets: ['integrations'],
     // A connection's credential goes to integrations, which injects it into the tool call it makes.
     resolveConnectionCredential: ['integrations'],
+    // A Twilio auth token goes to the orchestrator, which checks an inbound call's signature with it.
+    resolveTelephonyCredential: ['voice-orchestrator'],
   }),
 ];

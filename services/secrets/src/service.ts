@@ -31,6 +31,7 @@ import type { SecretsDatabase } from './db/tables.js';
 import { createAuditedSecret } from './secret-create.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
 import { createConnectionCredentialHandlers } from './connection-credential.service.js';
+import { createTelephonyCredentialHandlers } from './telephony-credential.service.js';
 import { createWebhookSecretHandlers, WEBHOOK_PROVIDER_KIND } from './webhook-secret.service.js';
 import {
   addSecretVersion,
@@ -373,5 +374,6 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
 
     ...createWebhookSecretHandlers({ kek, keys, audited }),
     ...createConnectionCredentialHandlers({ keys, directory: deps.directory, audited }),
+    ...createTelephonyCredentialHandlers({ keys, directory: deps.directory, audited }),
   };
 }

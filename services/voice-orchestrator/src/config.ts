@@ -1,5 +1,5 @@
 import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
-import { envInt, envOptional, envPort, envString, type Env } from '@parley/platform';
+import { envInt, envOptional, envPort, envString, envUrl, type Env } from '@parley/platform';
 
 /** OrchestratorConfig is the voice-orchestrator's own configuration (the kernel reads the rest). */
 export interface OrchestratorConfig {
@@ -34,6 +34,14 @@ export interface OrchestratorConfig {
   readonly slowClientMs: number;
   /** embeddedTtsWorkers: worker threads of the embedded synthesiser (0: none; voice agents then need another TTS). */
   readonly embeddedTtsWorkers: number;
+  /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
+  readonly publicUrl: string;
+}
+
+function publicUrlOf(env: Env): string {
+  const url = envUrl(env, 'PARLEY_SESSION_PUBLIC_URL', ['https:', 'wss:']);
+  if (url === undefined) return `https://localhost:${envPort(env, 'PARLEY_PUBLIC_PORT', 9444)}`;
+  return url.replace(/^wss:/, 'https:');
 }
 
 /** loadOrchestratorConfig reads the orchestrator's variables (main.ts passes none: this process's). */
@@ -61,5 +69,6 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     maxAudioBufferedBytes: envInt(env, 'PARLEY_VOICE_MAX_BUFFERED_BYTES', 262_144, 16_384, 16_777_216),
     slowClientMs: envInt(env, 'PARLEY_VOICE_SLOW_CLIENT_MS', 2_000, 100, 60_000),
     embeddedTtsWorkers: envInt(env, 'PARLEY_TTS_EMBEDDED_WORKERS', 1, 0, 16),
+    publicUrl: publicUrlOf(env),
   });
 }

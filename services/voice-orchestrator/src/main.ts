@@ -69,6 +69,11 @@ runMain({
       maxMessageBytes: config.maxMessageBytes,
       messagesPerSecond: config.messagesPerSecond,
       messageBurst: config.messageBurst,
+      twilioCall: {
+        publicUrl: config.publicUrl,
+        authToken: (tenantId, agentId) => peers.telephonyAuthToken(tenantId, agentId),
+        mintCallToken: (tenantId, agentId) => peers.mintCallSession(tenantId, agentId),
+      },
       async start(req, channel) {
         const conversation = await startConversation(deps, req, channel);
         live.add(conversation);

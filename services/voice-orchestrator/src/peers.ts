@@ -61,6 +61,10 @@ export interface Peers {
   }): Promise<ToolCallResult>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
+  /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
+  telephonyAuthToken(tenantId: string, agentId: string): Promise<string>;
+  /** mintCallSession has identity mint a single-use session token for one verified inbound call (ConnectError on refusal). */
+  mintCallSession(tenantId: string, agentId: string): Promise<{ sessionId: string; token: string }>;
 }
 
 /** ToolCallResult is what a tool call came to, as the model may see it. */
@@ -134,6 +138,15 @@ export interface PeerClients {
 export function createPeers(c: PeerClients): Peers {
   const opts = { timeoutMs: TIMEOUT_MS };
   return {
+    async telephonyAuthToken(tenantId, agentId) {
+      const { secret } = await c.secrets.resolveTelephonyCredential({ tenantId, agentId }, opts);
+      if (secret === undefined) throw new Error('secrets answered ResolveTelephonyCredential without a secret');
+      return secret.value;
+    },
+    async mintCallSession(tenantId, agentId) {
+      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId }, opts);
+      return { sessionId, token };
+    },
     consumeSession(token, origin) {
       return wrap(
         'identity',

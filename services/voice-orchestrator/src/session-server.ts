@@ -7,6 +7,7 @@ import type { ClientChannel, LiveConversation, ServerFrame } from './conversatio
 import type { StartRequest } from './conversation-start.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 import { serveTwilioMediaStream } from './twilio-media-stream.js';
+import { handleTwilioCall, TWILIO_VOICE_PATH, type TwilioCallDeps } from './twilio-call-webhook.js';
 
 /** TWILIO_MEDIA_STREAM_PATH is where Twilio Media Streams connect (the TwiML <Stream url>). */
 export const TWILIO_MEDIA_STREAM_PATH = '/v1/telephony/twilio/media-stream';
@@ -51,6 +52,8 @@ export interface SessionServerOptions {
   readonly messageBurst: number;
   /** start runs a conversation's start for a connection (startConversation with its deps). */
   readonly start: (req: StartRequest, channel: ClientChannel) => Promise<LiveConversation>;
+  /** twilioCall serves Twilio's inbound call webhook (POST /v1/telephony/twilio/voice/{tenantId}/{agentId}). */
+  readonly twilioCall: Omit<TwilioCallDeps, 'logger' | 'mediaStreamPath'>;
 }
 
 /** SessionServer is the public session port. */
@@ -98,7 +101,16 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
   const log = options.logger;
   let accepting = true;
   const waiting = new Set<WebSocket>();
-  const https: Server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' }, (_req, res) => {
+  const https: Server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' }, (req, res) => {
+    if (TWILIO_VOICE_PATH.test((req.url ?? '/').split('?')[0]!)) {
+      if (!accepting) {
+        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('shutting down; try again shortly');
+        return;
+      }
+      void handleTwilioCall(req, res, { ...options.twilioCall, logger: log, mediaStreamPath: TWILIO_MEDIA_STREAM_PATH });
+      return;
+    }
     res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' });
     res.end('{"error":"this port speaks WebSocket at /v1/session; see the session protocol in README"}');
   });

@@ -9,6 +9,9 @@ import { DEFAULT_SESSION_TTL_SECONDS, MAX_SESSION_TTL_SECONDS, SessionTokenError
 import * as sessions from '../session.store.js';
 import type { IdentityDeps, IdentityHandlers } from './deps.js';
 
+/** CALL_SESSION_TTL_SECONDS bounds a call's token: Twilio opens the media stream right after fetching the TwiML. */
+const CALL_SESSION_TTL_SECONDS = 60;
+
 function parseOrigin(origin: string): string | null {
   if (origin === '') return null;
   let url: URL;
@@ -30,7 +33,9 @@ function parseOrigin(origin: string): string | null {
  * sessionHandlers mint session tokens for a forwarded principal, verify them for the
  * voice-orchestrator (a token connects once), revoke them, and publish the signing keys.
  */
-export function sessionHandlers(deps: IdentityDeps): IdentityHandlers<'getJwks' | 'createSession' | 'verifySession' | 'revokeSession'> {
+export function sessionHandlers(
+  deps: IdentityDeps,
+): IdentityHandlers<'getJwks' | 'createSession' | 'createCallSession' | 'verifySession' | 'revokeSession'> {
   const { db, config, ring, verifier } = deps;
   const audited = auditedTransactions(db, deps.onAudit);
   return {
@@ -77,6 +82,37 @@ export function sessionHandlers(deps: IdentityDeps): IdentityHandlers<'getJwks' 
       // The token rides in the fragment: browsers do not send it to servers or in Referer headers.
       const sessionUrl = `${config.sessionUrl}/v1/sessions/${sid}#token=${token}`;
       return { sessionId: sid, token, expiresAt: timestampFromDate(expiresAt), sessionUrl };
+    },
+
+    async createCallSession(req, ctx) {
+      // Only the orchestrator may ask (allow-list), after verifying the call's signature: there is no principal.
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      const agentId = requireUuid(req.agentId, 'agent_id');
+      await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
+      const sid = randomUUID();
+      const jti = randomBytes(18).toString('base64url');
+      const key = ring.current();
+      const { token, claims } = await signSessionToken(key.privateKey, key.kid, {
+        issuer: config.sessionIssuer,
+        audience: config.sessionAudience,
+        tenant: tenantId,
+        agent: agentId,
+        sid,
+        jti,
+        ttlSeconds: CALL_SESSION_TTL_SECONDS,
+      });
+      await withTenant(db, tenantId, (trx) =>
+        sessions.insertSession(trx, {
+          id: sid,
+          jti,
+          agentId,
+          subjectRef: null,
+          origin: null,
+          createdByKeyId: null,
+          expiresAt: new Date(claims.exp * 1000),
+        }),
+      );
+      return { sessionId: sid, token };
     },
 
     async verifySession(req) {

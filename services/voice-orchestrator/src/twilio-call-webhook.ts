@@ -1,0 +1,120 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { Logger } from '@parley/platform';
+import { verifyTwilioSignature } from '@parley/webhooks';
+
+/** TWILIO_VOICE_PATH is the inbound call webhook: POST /v1/telephony/twilio/voice/{tenantId}/{agentId}. */
+export const TWILIO_VOICE_PATH = /^\/v1\/telephony\/twilio\/voice\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/;
+/** MAX_CALL_WEBHOOK_BYTES bounds the form body (Twilio's voice parameters are well under 4 KiB). */
+export const MAX_CALL_WEBHOOK_BYTES = 16_384;
+
+/** TwilioCallDeps are what the call webhook needs: the public URL and the two peer calls. */
+export interface TwilioCallDeps {
+  /** publicUrl is the session port's public https URL as Twilio reaches it (configuration, never the Host header). */
+  readonly publicUrl: string;
+  /** mediaStreamPath is where the TwiML sends the call's audio. */
+  readonly mediaStreamPath: string;
+  readonly logger: Logger;
+  /** authToken resolves the agent's Twilio auth token (secrets, kind "telephony"). */
+  authToken(tenantId: string, agentId: string): Promise<string>;
+  /** mintCallToken has identity mint a single-use, short-lived session token for this call. */
+  mintCallToken(tenantId: string, agentId: string): Promise<{ sessionId: string; token: string }>;
+}
+
+/** escapeXml escapes text for an XML attribute value. */
+export function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
+}
+
+/** connectStreamTwiml is the TwiML that streams the call's audio to `streamUrl` with the session token as a <Stream> parameter. */
+export function connectStreamTwiml(streamUrl: string, token: string): string {
+  return (
+    '<?xml version="1.0" encoding="UTF-8"?>' +
+    `<Response><Connect><Stream url="${escapeXml(streamUrl)}"><Parameter name="token" value="${escapeXml(token)}"/></Stream></Connect></Response>`
+  );
+}
+
+class HttpRefusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_CALL_WEBHOOK_BYTES) {
+        reject(new HttpRefusal(413, `the call webhook body may be at most ${MAX_CALL_WEBHOOK_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function peerRefusal(err: unknown, agentId: string): unknown {
+  if (!(err instanceof ConnectError)) return err;
+  if (err.code === Code.NotFound || err.code === Code.InvalidArgument) return new HttpRefusal(404, `no agent ${agentId} in this workspace`);
+  if (err.code === Code.FailedPrecondition || err.code === Code.PermissionDenied)
+    return new HttpRefusal(
+      409,
+      `agent ${agentId} is not set up for phone calls: add a "telephony" secret (the Twilio auth token) to its secret_refs`,
+    );
+  if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded) return new HttpRefusal(503, 'try again shortly');
+  return err;
+}
+
+/**
+ * handleTwilioCall answers Twilio's inbound call webhook: the X-Twilio-Signature is checked
+ * against the configured public URL with the agent's auth token before anything else of the
+ * call is done; then identity mints the call's session token and the answer is TwiML that
+ * streams the call to the media stream with that token. Refusals are plain-text 4xx.
+ */
+export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse, deps: TwilioCallDeps): Promise<void> {
+  const reply = (status: number, type: string, body: string) => {
+    res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+    res.end(body);
+  };
+  try {
+    const path = new URL(req.url ?? '/', 'https://call.invalid');
+    const match = TWILIO_VOICE_PATH.exec(path.pathname);
+    if (match === null) throw new HttpRefusal(404, 'not found');
+    const [, tenantId, agentId] = match as unknown as [string, string, string];
+    if (req.method !== 'POST') throw new HttpRefusal(405, 'the call webhook takes POST');
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/x-www-form-urlencoded')
+      throw new HttpRefusal(415, 'the call webhook takes application/x-www-form-urlencoded (Twilio’s voice webhook)');
+    const length = Number(req.headers['content-length'] ?? '0');
+    if (length > MAX_CALL_WEBHOOK_BYTES) throw new HttpRefusal(413, `the call webhook body may be at most ${MAX_CALL_WEBHOOK_BYTES} bytes`);
+    const signature = req.headers['x-twilio-signature'];
+    if (typeof signature !== 'string' || signature === '') throw new HttpRefusal(403, 'missing X-Twilio-Signature');
+    const body = await readBody(req);
+    const params: Record<string, string[]> = {};
+    for (const [k, v] of new URLSearchParams(body)) (params[k] ??= []).push(v);
+    if (typeof params['CallSid']?.[0] !== 'string') throw new HttpRefusal(400, 'a Twilio voice webhook carries CallSid');
+    const authToken = await deps.authToken(tenantId, agentId).catch((err: unknown) => {
+      throw peerRefusal(err, agentId);
+    });
+    const url = `${deps.publicUrl}${path.pathname}${path.search}`;
+    if (!verifyTwilioSignature({ authToken, url, params, signature })) throw new HttpRefusal(403, 'X-Twilio-Signature does not match');
+    const { sessionId, token } = await deps.mintCallToken(tenantId, agentId).catch((err: unknown) => {
+      throw peerRefusal(err, agentId);
+    });
+    deps.logger.info({ tenant_id: tenantId, agent_id: agentId, session_id: sessionId }, 'inbound call accepted');
+    const streamUrl = `${deps.publicUrl.replace(/^https:/, 'wss:')}${deps.mediaStreamPath}`;
+    reply(200, 'text/xml; charset=utf-8', connectStreamTwiml(streamUrl, token));
+  } catch (err) {
+    if (err instanceof HttpRefusal) return reply(err.status, 'text/plain; charset=utf-8', err.message);
+    deps.logger.error({ err }, 'inbound call webhook failed');
+    reply(500, 'text/plain; charset=utf-8', 'internal error');
+  }
+}

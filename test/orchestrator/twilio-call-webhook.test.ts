@@ -1,0 +1,273 @@
+// Twilio's inbound call webhook on the session port: Twilio POSTs the call's form parameters,
+// signed as Twilio documents (https://www.twilio.com/docs/usage/security#validating-requests:
+// base64 HMAC-SHA1 of the public URL and the sorted parameters, keyed with the account's auth
+// token); Parley answers TwiML that streams the call to the media stream with a session token
+// identity minted for this call. The test signs with packages/webhooks' twilioSignature (the
+// documented algorithm) over the public URL the orchestrator is configured with.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { request } from 'node:https';
+import { EmbeddedTts, mulawDecode, mulawEncode, rmsOf } from '@parley/voice-orchestrator';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { twilioSignature } from '@parley/webhooks';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
+import { adminPool } from '../src/pg.js';
+import { startConversationStack, type ConversationStack } from './fixture.js';
+import { conversationRow, turns } from './live-conversation.fixture.js';
+import { realTime, synthesize } from './voice.fixture.js';
+
+const RATE = 8_000;
+const QUESTION = 'What are your opening hours?';
+const ANSWER = 'We are open from nine to five.';
+const providerKey = `sk-test-${randomBytes(24).toString('hex')}`;
+const authToken = randomBytes(16).toString('hex');
+// The public URL as Twilio reaches it (a proxy in front would make it differ from the socket's address).
+const PUBLIC_URL = 'https://voice.example.test';
+
+let s: ConversationStack;
+let standin: OpenAiStandin;
+let tts: EmbeddedTts;
+let agent: string;
+let unconfigured: string;
+let port: number;
+
+beforeAll(async () => {
+  standin = await startOpenAiStandin({ apiKey: providerKey, chunkDelayMs: 1 });
+  s = await startConversationStack({ ...standin.egressEnv, PARLEY_SESSION_PUBLIC_URL: PUBLIC_URL });
+  port = Number(new URL(s.sessionUrl).port);
+  const stt = await s.putSecret('standin-stt-inbound', providerKey, 'stt');
+  const twilio = await s.putSecret('twilio-auth-token', authToken, 'telephony');
+  const settings = {
+    llm: { provider: 'scripted', rules: [{ match: 'hours', reply: ANSWER }], delayMs: 0 },
+    stt: { provider: 'openai-compatible', baseUrl: standin.baseUrl, silenceMs: 400 },
+  };
+  agent = await s.createAgent({ providerSettings: settings, secretRefs: { stt, telephony: twilio } });
+  unconfigured = await s.createAgent({ providerSettings: settings, secretRefs: { stt } });
+  tts = new EmbeddedTts(1);
+  await tts.ready();
+}, 180_000);
+
+afterAll(async () => {
+  await tts?.close();
+  await s?.stop();
+  await standin?.stop();
+});
+
+const callSid = `CA${randomBytes(16).toString('hex')}`;
+const accountSid = `AC${randomBytes(16).toString('hex')}`;
+const form = {
+  CallSid: callSid,
+  AccountSid: accountSid,
+  From: '+14155550100',
+  To: '+14155550199',
+  CallStatus: 'ringing',
+  Direction: 'inbound',
+  ApiVersion: '2010-04-01',
+};
+
+function voicePath(tenantId: string, agentId: string): string {
+  return `/v1/telephony/twilio/voice/${tenantId}/${agentId}`;
+}
+
+/** post sends a webhook to the session port as Twilio would (form body, X-Twilio-Signature). */
+function post(path: string, body: string, headers: Record<string, string>): Promise<{ status: number; type: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: 'localhost',
+        port,
+        path,
+        method: 'POST',
+        ca: s.stack.ca,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(body)), ...headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), text: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function signedCall(tenantId: string, agentId: string, token = authToken) {
+  const path = voicePath(tenantId, agentId);
+  const signature = twilioSignature({ authToken: token, url: `${PUBLIC_URL}${path}`, params: form });
+  return post(path, new URLSearchParams(form).toString(), { 'x-twilio-signature': signature });
+}
+
+async function sessionCount(): Promise<number> {
+  const pool = adminPool();
+  try {
+    const { rows } = await pool.query<{ n: string }>('select count(*) as n from parley_identity.sessions');
+    return Number(rows[0]?.n);
+  } finally {
+    await pool.end();
+  }
+}
+
+async function until<T>(find: () => T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = find();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+type Outbound = { event: string; streamSid?: string; media?: { payload: string }; mark?: { name: string } };
+
+async function openStream(url: string) {
+  const ws = new WebSocket(url.replace(PUBLIC_URL.replace('https:', 'wss:'), `wss://localhost:${port}`), { ca: s.stack.ca });
+  const received: Outbound[] = [];
+  ws.on('message', (data: Buffer) => received.push(JSON.parse(data.toString('utf8')) as Outbound));
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return { ws, received, closed, send: (m: Record<string, unknown>) => ws.send(JSON.stringify(m)) };
+}
+
+describe('Twilio inbound call webhook', () => {
+  it('answers a signed call with TwiML whose minted token opens the media stream and carries a conversation', async () => {
+    standin.setTranscript(({ samples, sampleRate }) => (samples.length / sampleRate > 0.5 ? QUESTION : ''));
+    const before = await sessionCount();
+    const res = await signedCall(s.stack.bootstrap.tenantId, agent);
+    expect(res.status, res.text).toBe(200);
+    expect(res.type).toMatch(/^text\/xml/);
+    const twiml =
+      /^<\?xml version="1.0" encoding="UTF-8"\?><Response><Connect><Stream url="([^"]+)"><Parameter name="token" value="([^"]+)"\/><\/Stream><\/Connect><\/Response>$/.exec(
+        res.text,
+      );
+    expect(twiml, res.text).not.toBeNull();
+    const [, streamUrl, token] = twiml as unknown as [string, string, string];
+    expect(streamUrl).toBe('wss://voice.example.test/v1/telephony/twilio/media-stream');
+    expect(token).not.toBe(s.stack.bootstrap.apiKey);
+    expect(token.split('.')).toHaveLength(3);
+    expect(await sessionCount()).toBe(before + 1);
+
+    const streamSid = `MZ${randomBytes(16).toString('hex')}`;
+    const c = await openStream(streamUrl);
+    c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
+    c.send({
+      event: 'start',
+      streamSid,
+      start: {
+        accountSid,
+        streamSid,
+        callSid,
+        tracks: ['inbound'],
+        customParameters: { token },
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      },
+    });
+    let chunk = 0;
+    const media = (slice: Int16Array) =>
+      c.send({
+        event: 'media',
+        streamSid,
+        media: { track: 'inbound', chunk: String(++chunk), payload: Buffer.from(mulawEncode(slice)).toString('base64') },
+      });
+    await new Promise((r) => setTimeout(r, 500));
+    await realTime(await synthesize(tts, QUESTION, RATE), RATE, media);
+    await realTime(new Int16Array(RATE), RATE, media);
+    await until(() => c.received.find((m) => m.event === 'mark'), 30_000);
+    const audio = Int16Array.from(
+      c.received
+        .filter((m) => m.event === 'media')
+        .flatMap((m) => [...mulawDecode(new Uint8Array(Buffer.from(m.media?.payload ?? '', 'base64')))]),
+    );
+    expect(rmsOf(audio)).toBeGreaterThan(500);
+    c.send({ event: 'stop', streamSid, stop: { accountSid, callSid } });
+    expect(await c.closed).toBe(1000);
+
+    // The conversation is the call's session; the token was spent by the stream.
+    const { rows } = await (async () => {
+      const pool = adminPool();
+      try {
+        return await pool.query<{ id: string; consumed: boolean }>(
+          'select id, consumed_at is not null as consumed from parley_identity.sessions where agent_id = $1',
+          [agent],
+        );
+      } finally {
+        await pool.end();
+      }
+    })();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.consumed).toBe(true);
+    expect(await conversationRow(rows[0]!.id)).toMatchObject({ state: 'ended' });
+    expect((await turns(rows[0]!.id)).map((t) => [t.role, t.text_redacted])).toEqual([
+      ['user', QUESTION],
+      ['assistant', ANSWER],
+    ]);
+
+    // Single use: the same token does not open a second stream.
+    const again = await openStream(streamUrl);
+    again.send({ event: 'start', streamSid, start: { accountSid, streamSid, callSid, customParameters: { token } } });
+    expect(await again.closed).toBe(4401);
+  });
+
+  it('refuses a bad or missing signature with 403 and mints no session', async () => {
+    const before = await sessionCount();
+    const tenantId = s.stack.bootstrap.tenantId;
+    const wrongKey = await signedCall(tenantId, agent, randomBytes(16).toString('hex'));
+    expect(wrongKey.status).toBe(403);
+    expect(wrongKey.text).toBe('X-Twilio-Signature does not match');
+    expect(wrongKey.text).not.toContain(authToken);
+
+    // Signed over the socket's own address instead of the configured public URL.
+    const path = voicePath(tenantId, agent);
+    const body = new URLSearchParams(form).toString();
+    const hostSigned = twilioSignature({ authToken, url: `https://localhost:${port}${path}`, params: form });
+    expect((await post(path, body, { 'x-twilio-signature': hostSigned })).status).toBe(403);
+
+    // A parameter changed after signing.
+    const good = twilioSignature({ authToken, url: `${PUBLIC_URL}${path}`, params: form });
+    const tampered = new URLSearchParams({ ...form, From: '+14155550666' }).toString();
+    expect((await post(path, tampered, { 'x-twilio-signature': good })).status).toBe(403);
+
+    expect((await post(path, body, {})).status).toBe(403);
+    expect(await sessionCount()).toBe(before);
+  });
+
+  it('answers 404 for an agent that does not exist or belongs to another workspace', async () => {
+    const before = await sessionCount();
+    const unknown = await signedCall(s.stack.bootstrap.tenantId, randomUUID());
+    expect(unknown.status).toBe(404);
+    // The agent exists, but not in the workspace the URL names.
+    const otherTenant = await signedCall(randomUUID(), agent);
+    expect(otherTenant.status).toBe(404);
+    // An agent without a telephony secret cannot take calls.
+    const noSecret = await signedCall(s.stack.bootstrap.tenantId, unconfigured);
+    expect(noSecret.status).toBe(409);
+    expect(noSecret.text).toContain('"telephony" secret');
+    expect(await sessionCount()).toBe(before);
+  });
+
+  it('refuses oversize and malformed bodies with 4xx', async () => {
+    const path = voicePath(s.stack.bootstrap.tenantId, agent);
+    const big = `CallSid=${callSid}&Junk=${'x'.repeat(20_000)}`;
+    expect((await post(path, big, { 'x-twilio-signature': 'AAAA' })).status).toBe(413);
+    expect((await post(path, '{"CallSid":"x"}', { 'content-type': 'application/json', 'x-twilio-signature': 'AAAA' })).status).toBe(415);
+    const noCallSid = twilioSignature({ authToken, url: `${PUBLIC_URL}${path}`, params: { From: '+1' } });
+    expect((await post(path, 'From=%2B1', { 'x-twilio-signature': noCallSid })).status).toBe(400);
+  });
+
+  it('mints call tokens for the orchestrator only', async () => {
+    const identity = await s.stack.clientAs('edge', 'identity', IdentityService);
+    try {
+      await expect(identity.createCallSession({ tenantId: s.stack.bootstrap.tenantId, agentId: agent })).rejects.toThrow(
+        /permission|not allowed/i,
+      );
+    } finally {
+      identity.close();
+    }
+  });
+});
