@@ -1,6 +1,7 @@
 // The one-command stack, as `npm start` runs it: embedded Postgres, dev PKI, migrations, every
 // service as its own process; ready, a conversation with the demo agent, then a clean stop on SIGTERM.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { request as httpsRequest } from 'node:https';
@@ -175,6 +176,18 @@ describe('dev stack', () => {
       // The first five minutes: a welcome with the sign-in, the API and a command to paste, and a
       // working sign-in through the embedded (development-only) OIDC provider as the owner.
       await expectDevSignIn(info as unknown as { signInUrl: string; edgeUrl: string; caCert: string }, boot.tenantId, output);
+      // The welcome's CLI command lists the demo agent.
+      const listed = await promisify(execFile)(process.execPath, [join(root, 'packages/cli/dist/main.js'), 'agents', 'list'], {
+        cwd: root,
+        env: {
+          PATH: process.env.PATH ?? '',
+          PARLEY_URL: info.edgeUrl,
+          PARLEY_CA: info.caCert,
+          PARLEY_API_KEY: boot.apiKey,
+          PARLEY_CONFIG_DIR: dir,
+        },
+      });
+      expect(listed.stdout).toContain('Demo agent');
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       for (const name of SERVICE_NAMES) {
