@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, loadDevStackConfig, ServiceProcess, startDevStack } from '@parley/devstack';
 import { peerUrlVariable, type ServiceName } from '@parley/platform';
+import WebSocket from 'ws';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS: ServiceName[] = ['identity', 'tenant-data', 'secrets', 'audit', 'integrations'];
@@ -91,11 +92,25 @@ async function abuse(url: string, ca: Buffer, apiKey: string): Promise<void> {
   for (const s of floods) s.destroy();
 }
 
+/** collectGarbage asks a process's V8 for a full GC over the inspector protocol. */
+async function collectGarbage(url: string): Promise<void> {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const done = new Promise((resolve) =>
+    ws.on('message', (data: Buffer) => (JSON.parse(data.toString('utf8')) as { id?: number }).id === 1 && resolve(undefined)),
+  );
+  ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+  await done;
+  ws.close();
+}
+
 /** runEdgeMemoryBenchmark measures the edge's RSS around the abuse for each allocator variant. */
 export async function runEdgeMemoryBenchmark(options: {
   adminUrl: string;
   samples: number;
   sampleSeconds: number;
+  /** only runs the variants whose name contains it. */
+  only?: string;
 }): Promise<EdgeMemoryBenchResult> {
   const dir = await mkdtemp(join(tmpdir(), 'parley-edge-memory-'));
   const dev = await startDevStack(
@@ -123,7 +138,12 @@ export async function runEdgeMemoryBenchmark(options: {
       // buffers (TLS records, HTTP/2 frames) keep coming from mmap and go back to the OS when freed.
       { variant: 'MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072', env: { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' } },
     ];
-    for (const { variant, env } of settings) {
+    // The last variant keeps glibc's defaults and has V8 run a full GC right after the abuse, through
+    // the inspector protocol (HeapProfiler.collectGarbage): what RSS is once the garbage is collected.
+    settings.push({ variant: 'glibc defaults, full GC forced after the abuse', env: { NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
+    const only = options.only;
+    for (const { variant, env } of settings.filter((v) => only === undefined || v.variant.includes(only))) {
+      let inspectorUrl: string | undefined;
       const [port, health, publicPort] = [await freePort(), await freePort(), await freePort()];
       const edge = new ServiceProcess({
         name: 'edge',
@@ -142,6 +162,9 @@ export async function runEdgeMemoryBenchmark(options: {
           PARLEY_EDGE_HEADERS_TIMEOUT_MS: '5000',
         },
         healthUrl: `http://127.0.0.1:${health}/readyz`,
+        onLine: (_name, line) => {
+          inspectorUrl ??= /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1];
+        },
       });
       edge.start();
       try {
@@ -167,6 +190,7 @@ export async function runEdgeMemoryBenchmark(options: {
         );
         await abuse(url, ca, apiKey);
         clearInterval(sampler);
+        if (inspectorUrl !== undefined) await collectGarbage(inspectorUrl);
         const afterMb: number[] = [];
         for (let i = 0; i <= options.samples; i++) {
           afterMb.push(await rssMb(pid));

@@ -280,7 +280,12 @@ const suites: Suite[] = [
     onlyWhenNamed: true,
     run: () =>
       withPostgres((adminUrl) =>
-        runEdgeMemoryBenchmark({ adminUrl, samples: Number(process.env.BENCH_EDGE_MEMORY_SAMPLES ?? 6), sampleSeconds: 10 }),
+        runEdgeMemoryBenchmark({
+          adminUrl,
+          samples: Number(process.env.BENCH_EDGE_MEMORY_SAMPLES ?? 6),
+          sampleSeconds: 10,
+          ...(process.env.BENCH_EDGE_MEMORY_ONLY !== undefined ? { only: process.env.BENCH_EDGE_MEMORY_ONLY } : {}),
+        }),
       ),
     table: (r: EdgeMemoryBenchResult) =>
       [
