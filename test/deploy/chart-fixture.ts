@@ -73,7 +73,7 @@ export const REQUIRED_ENV: Record<ServiceName, Record<string, Supply>> = {
   'tenant-data': { ...KERNEL_ENV, PARLEY_SUBJECT_HASH_PEPPER: 'secretRef' },
   audit: { ...KERNEL_ENV, ...KEK_ENV, PARLEY_AUDIT_SIGNING_KEY_PATH: 'mountedFile' },
   lifecycle: { ...KERNEL_ENV },
-  'voice-orchestrator': { ...KERNEL_ENV, PARLEY_PUBLIC_PORT: 'value' },
+  'voice-orchestrator': { ...KERNEL_ENV, PARLEY_PUBLIC_PORT: 'value', PARLEY_SESSION_PUBLIC_URL: 'value' },
   integrations: { ...KERNEL_ENV },
 };
 

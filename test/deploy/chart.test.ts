@@ -242,6 +242,9 @@ describe('the Parley chart', () => {
           ]),
         ),
       ).toBe('https://talk.example.com');
+      // The orchestrator checks Twilio's call signatures over the same public URL.
+      const objects = await render([]);
+      expect(envOf(deploymentOf(objects, 'voice-orchestrator')).get('PARLEY_SESSION_PUBLIC_URL').value).toBe(sessionUrl(objects));
     });
 
     it('refuse Vault token auth without a Secret to read the token from', async () => {

@@ -366,6 +366,10 @@ Call with (dict "root" $ "service" "<name>").
 - name: PARLEY_AUDIT_WITNESS_PATH
   value: /var/run/parley/audit-witness/witness-$(PARLEY_POD_NAME).ndjson
 {{- end }}
+{{- else if eq $service "voice-orchestrator" }}
+# Twilio signs its call webhook over the public URL: the orchestrator checks it against this, never the Host header.
+- name: PARLEY_SESSION_PUBLIC_URL
+  value: {{ include "parley.sessionPublicUrl" $root | quote }}
 {{- end }}
 {{- if hasKey $vault.services $service }}
 {{- $client := get $vault.services $service }}
