@@ -184,6 +184,14 @@ async function world(options: { grantScopes?: string[] } = {}) {
           scope: 'crm:write',
         },
         {
+          name: 'get_document',
+          description: 'Reads a document',
+          method: 'GET',
+          pathTemplate: '/docs/{doc_id}',
+          argumentsSchema: { type: 'object', properties: { doc_id: { type: 'string' } }, required: ['doc_id'] },
+          scope: 'crm:read',
+        },
+        {
           name: 'big_report',
           description: 'A report',
           method: 'GET',
@@ -205,6 +213,7 @@ async function world(options: { grantScopes?: string[] } = {}) {
           allowed: [
             { name: 'lookup_customer', scopes: options.grantScopes ?? ['crm:read'] },
             { name: 'big_report', scopes: ['crm:read'] },
+            { name: 'get_document', scopes: ['crm:read'] },
           ],
         },
       },
@@ -305,6 +314,38 @@ describe('connections and tool calls', () => {
     expect(seen.length).toBe(before);
   });
 
+  it('refuses a path placeholder value that would leave the fixed path with INVALID_ARGUMENT naming the argument', async () => {
+    const w = await world();
+    const orchestrator = await clientAs('voice-orchestrator');
+    const before = seen.length;
+    const call = (docId: string) =>
+      codeOf(
+        orchestrator.callTool({
+          tenantId: w.tenantId,
+          conversationId: w.conversationId,
+          agentId: w.agentId,
+          tool: 'get_document',
+          arguments: { doc_id: docId },
+        }),
+      );
+    for (const value of ['..', '.', '...', '%2E%2E', 'a%2Fb', 'a/b', '..\\admin']) {
+      const refused = await call(value);
+      expect(refused.code, value).toBe(Code.InvalidArgument);
+      expect(refused.message, value).toMatch(/^arguments\.doc_id: /);
+    }
+    expect(seen.length).toBe(before);
+    // An ordinary value with dots inside is still a segment.
+    const ok = await orchestrator.callTool({
+      tenantId: w.tenantId,
+      conversationId: w.conversationId,
+      agentId: w.agentId,
+      tool: 'get_document',
+      arguments: { doc_id: 'report.v2' },
+    });
+    expect(ok.status).toBe(200);
+    expect(seen.at(-1)!.path).toBe('/api/docs/report.v2');
+  });
+
   it('refuses an answer larger than the limit, and calls outside a live conversation', async () => {
     const w = await world();
     const orchestrator = await clientAs('voice-orchestrator');
@@ -381,7 +422,7 @@ describe('connections and tool calls', () => {
     const edge = await clientAs('edge');
     const listed = await edge.listConnections({}, as(w.tenantId));
     expect(listed.connections.map((c) => [c.name, c.operations.map((o) => o.name).sort()])).toEqual([
-      ['crm', ['big_report', 'delete_customer', 'lookup_customer']],
+      ['crm', ['big_report', 'delete_customer', 'get_document', 'lookup_customer']],
     ]);
     const updated = await edge.updateConnection(
       {

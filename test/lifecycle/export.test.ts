@@ -134,8 +134,17 @@ describe('DSAR export', () => {
     const started = await privacy('ExportSubject', { email: a.email });
     expect(started.status).toBe(200);
     const job = await finished((started.body.job as Job).id);
-    expect(job.subjectFound).toBe(true);
+    // The job does not say whether the person was found; only the bundle, for whoever downloads it, does.
+    expect(job.subjectFound).toBeUndefined();
     expect(job.downloadToken).toMatch(/^\d+\.[A-Za-z0-9_-]{43}$/);
+    // A privacy:read reader sees the job, never its download token.
+    const reader = await stack.call('/parley.api.v1.ApiKeyService/CreateApiKey', { name: 'job-reader', scopes: ['privacy:read'] }, key);
+    const readerKey = reader.body.secret as string;
+    const seenByReader = (await privacy('GetPrivacyJob', { jobId: job.id }, readerKey)).body.job as Job;
+    expect(seenByReader.state).toBe('done');
+    expect(seenByReader.downloadToken).toBeUndefined();
+    const listed = (await privacy('ListPrivacyJobs', {}, readerKey)).body.jobs as Job[];
+    expect(listed.find((j) => j.id === job.id)?.downloadToken).toBeUndefined();
 
     const download = await privacy('DownloadExport', { jobId: job.id, token: job.downloadToken });
     expect(download.status).toBe(200);
@@ -193,7 +202,7 @@ describe('DSAR export', () => {
     const started = await privacy('ExportSubject', { phone: '+15550000000' });
     expect(started.status).toBe(200);
     const job = await finished((started.body.job as Job).id);
-    expect(job.subjectFound ?? false).toBe(false);
+    expect(job.subjectFound).toBeUndefined();
     expect(job.signature.length).toBeGreaterThan(0);
     const bundle = (await privacy('DownloadExport', { jobId: job.id, token: job.downloadToken })).body.bundle as string;
     expect(sha256Hex(bundle)).toBe(job.sha256);

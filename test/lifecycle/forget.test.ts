@@ -143,7 +143,6 @@ async function expectFinishedOnce(job: Job, person: Person): Promise<void> {
   const done = await jobOf(job.id);
   expect(done).toMatchObject({
     state: 'done',
-    subjectFound: true,
     steps: ['inventory', 'shred_subject_key', 'webhook_deliveries', 'tenant_data', 'receipt'],
   });
   const receipt = JSON.parse(done.receipt!) as {
@@ -201,6 +200,34 @@ afterAll(async () => {
 });
 
 describe('DSAR forget', () => {
+  it('refuses a person under legal hold, on them or one of their conversations, with FAILED_PRECONDITION naming the hold', async () => {
+    const person = await seedPerson();
+    const hold = (kind: string, targetId: string, held: boolean) =>
+      stack.call('/parley.api.v1.RetentionService/SetLegalHold', { kind, targetId, held, reason: 'litigation 2026-42' }, key);
+    const jobsBefore = ((await privacy('ListPrivacyJobs', { pageSize: 100 })).body.jobs as Job[] | undefined)?.length ?? 0;
+    for (const [kind, targetId] of [
+      ['subject', person.subjectId],
+      ['conversation', person.conversations[1]!],
+    ] as const) {
+      expect((await hold(kind, targetId, true)).status).toBe(200);
+      const refused = await privacy('ForgetSubject', { email: person.email });
+      expect(refused.status).toBe(400);
+      expect(refused.body.code).toBe('failed_precondition');
+      expect(String(refused.body.message)).toContain(`legal hold: ${kind} ${targetId}`);
+      expect((await hold(kind, targetId, false)).status).toBe(200);
+    }
+    // No job was created, and the person's data is still readable.
+    expect(((await privacy('ListPrivacyJobs', { pageSize: 100 })).body.jobs as Job[] | undefined)?.length ?? 0).toBe(jobsBefore);
+    const secrets = await stack.clientAs('voice-orchestrator', 'secrets', SecretsService);
+    const plain = await secrets.decryptForSubject({
+      tenantId: tenant,
+      subjectId: person.subjectId,
+      purpose: transcriptPurpose(person.conversations[0]!),
+      ciphertext: person.sealed[0]!,
+    });
+    expect(Buffer.from(plain.plaintext).toString()).toBe(person.text);
+  });
+
   it('two requests are one job; integrations down: the job waits after shredding; SIGKILL and restart finish it once', async () => {
     const person = await seedPerson();
     await kill('integrations');
@@ -250,7 +277,7 @@ describe('DSAR forget', () => {
     const job = (await privacy('ForgetSubject', { phone: '+15550001111' })).body.job as Job;
     await pollUntil(async () => (await jobOf(job.id)).state === 'done', 15_000);
     const done = await jobOf(job.id);
-    expect(done.subjectFound ?? false).toBe(false);
+    expect(done.subjectFound).toBeUndefined();
     expect(JSON.parse(done.receipt!)).toMatchObject({ subjectFound: false, subjectId: null });
     expect(sha256Hex(done.receipt!)).toBe(done.sha256);
   });

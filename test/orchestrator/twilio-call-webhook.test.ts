@@ -6,7 +6,7 @@
 // documented algorithm) over the public URL the orchestrator is configured with.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request } from 'node:https';
-import { EmbeddedTts, mulawDecode, mulawEncode, rmsOf } from '@parley/voice-orchestrator';
+import { EmbeddedTts, mulawDecode, mulawEncode, REFUSED, rmsOf } from '@parley/voice-orchestrator';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { twilioSignature } from '@parley/webhooks';
 import WebSocket from 'ws';
@@ -219,7 +219,7 @@ describe('Twilio inbound call webhook', () => {
     const tenantId = s.stack.bootstrap.tenantId;
     const wrongKey = await signedCall(tenantId, agent, randomBytes(16).toString('hex'));
     expect(wrongKey.status).toBe(403);
-    expect(wrongKey.text).toBe('X-Twilio-Signature does not match');
+    expect(wrongKey.text).toBe(REFUSED);
     expect(wrongKey.text).not.toContain(authToken);
 
     // Signed over the socket's own address instead of the configured public URL.
@@ -237,17 +237,24 @@ describe('Twilio inbound call webhook', () => {
     expect(await sessionCount()).toBe(before);
   });
 
-  it('answers 404 for an agent that does not exist or belongs to another workspace', async () => {
+  it('answers one identical 403 for an unknown agent, another workspace, no telephony secret, a bad signature', async () => {
     const before = await sessionCount();
     const unknown = await signedCall(s.stack.bootstrap.tenantId, randomUUID());
-    expect(unknown.status).toBe(404);
     // The agent exists, but not in the workspace the URL names.
     const otherTenant = await signedCall(randomUUID(), agent);
-    expect(otherTenant.status).toBe(404);
     // An agent without a telephony secret cannot take calls.
     const noSecret = await signedCall(s.stack.bootstrap.tenantId, unconfigured);
-    expect(noSecret.status).toBe(409);
-    expect(noSecret.text).toContain('"telephony" secret');
+    const badSignature = await signedCall(s.stack.bootstrap.tenantId, agent, randomBytes(16).toString('hex'));
+    for (const res of [unknown, otherTenant, noSecret, badSignature])
+      expect([res.status, res.type, res.text]).toEqual([403, 'text/plain; charset=utf-8', REFUSED]);
+    expect(await sessionCount()).toBe(before);
+  });
+
+  it('refuses a replayed signed call (same CallSid) with the same 403 and mints no second session', async () => {
+    const before = await sessionCount();
+    // The first test answered this CallSid already; the captured request, replayed, is refused.
+    const replay = await signedCall(s.stack.bootstrap.tenantId, agent);
+    expect([replay.status, replay.text]).toEqual([403, REFUSED]);
     expect(await sessionCount()).toBe(before);
   });
 

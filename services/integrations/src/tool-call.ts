@@ -87,6 +87,21 @@ function scalar(value: JsonValue | undefined): string | undefined {
   return undefined;
 }
 
+/** requireSegmentValue refuses a placeholder value that would climb or split the path: only dots, or a slash once decoded. */
+function requireSegmentValue(name: string, value: string): void {
+  let decoded = value;
+  try {
+    decoded = decodeURIComponent(value);
+  } catch {
+    // Not percent-encoded text: it is checked as it is.
+  }
+  if (/^\.+$/.test(value) || /^\.+$/.test(decoded) || /[/\\]/.test(decoded)) {
+    throw new InvalidArgumentError(`arguments.${name}: "${value}" is not a path segment; it must not be only dots or contain a slash`, {
+      field: `arguments.${name}`,
+    });
+  }
+}
+
 /** requestOf builds the URL and body: path placeholders from their arguments, the rest as query (GET, DELETE) or JSON body. */
 function requestOf(target: ConnectionOperation, args: JsonObject): { url: string; body: string | undefined } {
   const { operation, connection } = target;
@@ -102,10 +117,22 @@ function requestOf(target: ConnectionOperation, args: JsonObject): { url: string
         },
       );
     }
+    requireSegmentValue(name, value);
     path = path.replaceAll(`{${name}}`, encodeURIComponent(value));
     delete rest[name];
   }
-  const url = new URL(connection.base_url.replace(/\/+$/, '') + path);
+  const base = connection.base_url.replace(/\/+$/, '');
+  const url = new URL(base + path);
+  // Belt and braces: whatever the values were, the request stays under the operation's fixed path.
+  const fixedPrefix = new URL(base + operation.path_template.split('{')[0]!).pathname;
+  if (!url.pathname.startsWith(fixedPrefix)) {
+    throw new InvalidArgumentError(
+      `arguments: the path ${url.pathname} leaves ${fixedPrefix}, the fixed part of ${operation.path_template}`,
+      {
+        field: 'arguments',
+      },
+    );
+  }
   const inQuery = operation.method === 'GET' || operation.method === 'DELETE';
   if (inQuery) {
     for (const [key, value] of Object.entries(rest)) url.searchParams.append(key, scalar(value) ?? JSON.stringify(value));

@@ -31,6 +31,22 @@ export const RECEIPT_SCHEMA = 'parley.deletion-receipt/v1';
 
 type Steps = Record<string, unknown> & { done?: string[] };
 
+/** subjectConversationIds lists the ids of every conversation of a subject, page by page. */
+export async function subjectConversationIds(
+  tenantData: Pick<Client<typeof TenantDataService>, 'listConversations'>,
+  tenantId: string,
+  subjectId: string,
+): Promise<string[]> {
+  const ids: string[] = [];
+  let pageToken = '';
+  do {
+    const r = await tenantData.listConversations({ tenantId, subjectId, pageSize: 500, pageToken });
+    ids.push(...r.conversations.map((c) => c.id));
+    pageToken = r.nextPageToken;
+  } while (pageToken !== '');
+  return ids;
+}
+
 /** runForget runs (or resumes) a claimed forget job to its end and returns the finished job. */
 export async function runForget(
   deps: { readonly db: Kysely<LifecycleDb>; readonly peers: ForgetPeers },
@@ -49,14 +65,7 @@ export async function runForget(
   };
   await step('inventory', async () => {
     if (subjectId === undefined) return { conversationIds: [] };
-    const ids: string[] = [];
-    let pageToken = '';
-    do {
-      const r = await deps.peers.tenantData.listConversations({ tenantId, subjectId, pageSize: 500, pageToken });
-      ids.push(...r.conversations.map((c) => c.id));
-      pageToken = r.nextPageToken;
-    } while (pageToken !== '');
-    return { conversationIds: ids };
+    return { conversationIds: await subjectConversationIds(deps.peers.tenantData, tenantId, subjectId) };
   });
   const conversationIds = (steps.conversationIds as string[] | undefined) ?? [];
   await step('shred_subject_key', async () => {

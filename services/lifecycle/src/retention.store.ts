@@ -30,6 +30,22 @@ export async function listHolds(trx: Trx): Promise<LegalHold[]> {
   return trx.selectFrom('legal_holds').selectAll().orderBy('created_at').orderBy('id').execute();
 }
 
+/** holdsOn reads the workspace's legal holds on a subject or any of the given conversations. */
+export async function holdsOn(trx: Trx, subjectId: string, conversationIds: readonly string[]): Promise<LegalHold[]> {
+  return trx
+    .selectFrom('legal_holds')
+    .selectAll()
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('kind', '=', 'subject'), eb('target_id', '=', subjectId)]),
+        ...(conversationIds.length === 0 ? [] : [eb.and([eb('kind', '=', 'conversation'), eb('target_id', 'in', conversationIds)])]),
+      ]),
+    )
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+}
+
 /** placeHold places a hold (idempotent: an existing hold on the target is returned, its reason updated). */
 export async function placeHold(trx: Trx, kind: LegalHold['kind'], targetId: string, reason: string): Promise<LegalHold> {
   return trx

@@ -19,17 +19,18 @@ import type { Kysely } from 'kysely';
 import { dataMap, tenantTables } from './data-map.js';
 import type { LegalHold, LifecycleDb, PrivacyJob, PurgeRunRow } from './db/tables.js';
 import { checkDownloadToken, downloadToken, openBundle } from './export.js';
+import { subjectConversationIds } from './forget.js';
 import type { PrivacyWorker } from './privacy-jobs.js';
 import { getJob, insertExportJob, insertForgetJob, listJobs, takeBundle } from './privacy.store.js';
 import { rulesInForce, validateRuleChanges, type RetentionDefaults, type RuleInForce } from './retention.js';
-import { listHolds, listPurgeRuns, ownRules, placeHold, releaseHold, setRules } from './retention.store.js';
+import { holdsOn, listHolds, listPurgeRuns, ownRules, placeHold, releaseHold, setRules } from './retention.store.js';
 
 /** PrivacyServiceDeps are what DSAR requests need; absent when PARLEY_EXPORT_KEY is unset. */
 export interface PrivacyServiceDeps {
   readonly exportKey: Buffer;
   readonly exportLinkTtlMs: number;
   /** findSubject looks a person up through tenant-data's keyed hashes. */
-  readonly tenantData: Pick<Client<typeof TenantDataService>, 'findSubject'>;
+  readonly tenantData: Pick<Client<typeof TenantDataService>, 'findSubject' | 'listConversations'>;
   readonly worker: Pick<PrivacyWorker, 'kick'>;
 }
 
@@ -82,8 +83,16 @@ const runMessage = (r: PurgeRunRow) => ({
   error: r.error,
 });
 
-function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, now = new Date()) {
-  const downloadable = j.kind === 'export' && j.state === 'done' && j.downloaded_at === null && privacy !== undefined;
+// Whether the caller may run privacy jobs: only such a caller is handed an export's download token
+// (a privacy:read reader sees the job, not the person's data).
+function mayRunJobs(ctx: HandlerContext): boolean {
+  const principal = principalOf(ctx);
+  return principal === undefined || principal.scopes.includes('privacy:run');
+}
+
+// The message never says whether the subject was found: a job must not tell a requester whether Parley knows the person.
+function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, mayDownload: boolean, now = new Date()) {
+  const downloadable = mayDownload && j.kind === 'export' && j.state === 'done' && j.downloaded_at === null && privacy !== undefined;
   const expiresAt = new Date(now.getTime() + (privacy?.exportLinkTtlMs ?? 0));
   return {
     id: j.id,
@@ -91,7 +100,6 @@ function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, now 
     state: j.state,
     createdAt: timestampFromDate(j.created_at),
     ...(j.finished_at === null ? {} : { finishedAt: timestampFromDate(j.finished_at) }),
-    subjectFound: j.subject_id !== null,
     sha256: j.sha256 ?? '',
     keyId: j.key_id ?? '',
     signature: j.signature ?? new Uint8Array(),
@@ -222,15 +230,27 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
         return j;
       });
       privacy.worker.kick(tenantId, job.id);
-      return { job: jobMessage(job, privacy) };
+      return { job: jobMessage(job, privacy, mayRunJobs(ctx)) };
     },
 
     async forgetSubject(req, ctx) {
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
       const privacy = needPrivacy(deps.privacy);
       const subjectId = await findSubjectId(privacy, tenantId, req);
+      // A legal hold wins over erasure: a held person (or one of their conversations) is refused
+      // at request time, and no job is created; the check and the insert share one transaction.
+      const conversationIds = subjectId === undefined ? [] : await subjectConversationIds(privacy.tenantData, tenantId, subjectId);
       const { actor, source } = actorOf(ctx);
       const { job, created } = await audited(tenantId, async (trx, record) => {
+        if (subjectId !== undefined) {
+          const holds = await holdsOn(trx, subjectId, conversationIds);
+          if (holds.length > 0) {
+            const named = holds.map((h) => `${h.kind} ${h.target_id} (hold ${h.id})`).join(', ');
+            throw new FailedPreconditionError(
+              `the person is under legal hold: ${named}; release the hold (SetLegalHold with held=false) before asking to forget them`,
+            );
+          }
+        }
         const r = await insertForgetJob(trx, subjectId, `${actor.kind}:${actor.id}`);
         // The record is pseudonymous: the job and the subject's random id, no identifier of the person.
         if (r.created)
@@ -245,19 +265,20 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
         return r;
       });
       if (created) privacy.worker.kick(tenantId, job.id);
-      return { job: jobMessage(job, privacy) };
+      return { job: jobMessage(job, privacy, mayRunJobs(ctx)) };
     },
 
     async getPrivacyJob(req, ctx) {
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:read');
       const jobId = requireUuid(req.jobId, 'job_id');
-      return { job: jobMessage(await withTenant(db, tenantId, (trx) => getJob(trx, jobId)), deps.privacy) };
+      return { job: jobMessage(await withTenant(db, tenantId, (trx) => getJob(trx, jobId)), deps.privacy, mayRunJobs(ctx)) };
     },
 
     async listPrivacyJobs(req, ctx) {
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:read');
       const page = await withTenant(db, tenantId, (trx) => listJobs(trx, pageRequestOf(req)));
-      return { jobs: page.items.map((j) => jobMessage(j, deps.privacy)), nextPageToken: nextPageToken(page) };
+      const mayRun = mayRunJobs(ctx);
+      return { jobs: page.items.map((j) => jobMessage(j, deps.privacy, mayRun)), nextPageToken: nextPageToken(page) };
     },
 
     async downloadExport(req, ctx) {

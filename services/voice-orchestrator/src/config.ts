@@ -36,6 +36,13 @@ export interface OrchestratorConfig {
   readonly embeddedTtsWorkers: number;
   /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
   readonly publicUrl: string;
+  /** callWebhook: the Twilio call webhook's per-source-address bucket, auth token cache and replay window. */
+  readonly callWebhook: {
+    readonly perSecond: number;
+    readonly burst: number;
+    readonly authTokenCacheMs: number;
+    readonly callSidTtlMs: number;
+  };
 }
 
 function publicUrlOf(env: Env): string {
@@ -61,6 +68,12 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     maxMessageBytes: envInt(env, 'PARLEY_SESSION_MAX_MESSAGE_BYTES', 16_384, 1_024, 1_048_576),
     messagesPerSecond: envInt(env, 'PARLEY_SESSION_MESSAGES_PER_SECOND', 10, 1, 1_000),
     messageBurst: envInt(env, 'PARLEY_SESSION_MESSAGE_BURST', 20, 1, 10_000),
+    callWebhook: Object.freeze({
+      perSecond: envInt(env, 'PARLEY_CALL_WEBHOOK_PER_SECOND', 5, 1, 10_000),
+      burst: envInt(env, 'PARLEY_CALL_WEBHOOK_BURST', 20, 1, 100_000),
+      authTokenCacheMs: envInt(env, 'PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS', 30_000, 0, 600_000),
+      callSidTtlMs: envInt(env, 'PARLEY_CALL_WEBHOOK_CALL_SID_TTL_MS', 86_400_000, 60_000, 604_800_000),
+    }),
     liveCheckIntervalMs: envInt(env, 'PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS', 5_000, 100, 600_000),
     providerTimeoutMs: envInt(env, 'PARLEY_PROVIDER_TIMEOUT_MS', 20_000, 100, 600_000),
     egressPolicy: egressPolicyFromEnv(env),

@@ -26,3 +26,5 @@ export * from './speaker.js';
 export * from './vad.js';
 export * from './twilio-media-stream.js';
 export * from './deepgram-stt.js';
+export * from './twilio-call-webhook.js';
+export * from './call-webhook-guard.js';

@@ -4,6 +4,7 @@
 // secrets (provider keys, subject keys), and integrations when configured (conversation events
 // as webhooks). On SIGTERM it stops taking conversations and ends the
 // live ones politely within the shutdown grace period.
+import { AddressBuckets, TtlCache } from './call-webhook-guard.js';
 import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -73,6 +74,9 @@ runMain({
         publicUrl: config.publicUrl,
         authToken: (tenantId, agentId) => peers.telephonyAuthToken(tenantId, agentId),
         mintCallToken: (tenantId, agentId) => peers.mintCallSession(tenantId, agentId),
+        sources: new AddressBuckets(config.callWebhook.perSecond, config.callWebhook.burst),
+        authTokens: new TtlCache<string | null>(config.callWebhook.authTokenCacheMs),
+        answeredCalls: new TtlCache<true>(config.callWebhook.callSidTtlMs, 200_000),
       },
       async start(req, channel) {
         const conversation = await startConversation(deps, req, channel);

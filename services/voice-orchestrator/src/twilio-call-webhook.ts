@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from '@parley/platform';
 import { verifyTwilioSignature } from '@parley/webhooks';
+import type { AddressBuckets, TtlCache } from './call-webhook-guard.js';
 
 /** TWILIO_VOICE_PATH is the inbound call webhook: POST /v1/telephony/twilio/voice/{tenantId}/{agentId}. */
 export const TWILIO_VOICE_PATH = /^\/v1\/telephony\/twilio\/voice\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/;
@@ -19,7 +20,16 @@ export interface TwilioCallDeps {
   authToken(tenantId: string, agentId: string): Promise<string>;
   /** mintCallToken has identity mint a single-use, short-lived session token for this call. */
   mintCallToken(tenantId: string, agentId: string): Promise<{ sessionId: string; token: string }>;
+  /** sources is the per-source-address token bucket, spent before any peer call. */
+  readonly sources: AddressBuckets;
+  /** authTokens caches resolved auth tokens by tenant/agent for a short time; null is a refusal. */
+  readonly authTokens: TtlCache<string | null>;
+  /** answeredCalls holds tenant/CallSid of calls already answered: a replayed signed request is refused. */
+  readonly answeredCalls: TtlCache<true>;
 }
+
+/** REFUSED is the one answer to an unknown agent, another workspace's, one without a telephony secret, a bad signature or a replay. */
+export const REFUSED = 'the call webhook request is refused';
 
 /** escapeXml escapes text for an XML attribute value. */
 export function escapeXml(text: string): string {
@@ -61,23 +71,41 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-function peerRefusal(err: unknown, agentId: string): unknown {
+// Every refusal that could tell which ids exist is the same 403; only a peer that is down differs.
+function peerRefusal(err: unknown): unknown {
   if (!(err instanceof ConnectError)) return err;
-  if (err.code === Code.NotFound || err.code === Code.InvalidArgument) return new HttpRefusal(404, `no agent ${agentId} in this workspace`);
-  if (err.code === Code.FailedPrecondition || err.code === Code.PermissionDenied)
-    return new HttpRefusal(
-      409,
-      `agent ${agentId} is not set up for phone calls: add a "telephony" secret (the Twilio auth token) to its secret_refs`,
-    );
   if (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded) return new HttpRefusal(503, 'try again shortly');
   return err;
+}
+
+function isRefusal(err: unknown): boolean {
+  return (
+    err instanceof ConnectError && [Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition, Code.PermissionDenied].includes(err.code)
+  );
+}
+
+// The agent's auth token, from the short cache or the secrets service; null when it is refused (cached too).
+async function authTokenOf(deps: TwilioCallDeps, tenantId: string, agentId: string): Promise<string | null> {
+  const key = `${tenantId}/${agentId}`;
+  const cached = deps.authTokens.get(key);
+  if (cached !== undefined) return cached;
+  let token: string | null;
+  try {
+    token = await deps.authToken(tenantId, agentId);
+  } catch (err) {
+    if (!isRefusal(err)) throw peerRefusal(err);
+    token = null;
+  }
+  deps.authTokens.set(key, token);
+  return token;
 }
 
 /**
  * handleTwilioCall answers Twilio's inbound call webhook: the X-Twilio-Signature is checked
  * against the configured public URL with the agent's auth token before anything else of the
- * call is done; then identity mints the call's session token and the answer is TwiML that
- * streams the call to the media stream with that token. Refusals are plain-text 4xx.
+ * call is done (after a per-address rate limit); a CallSid is answered once; then identity mints
+ * the call's session token and the answer is TwiML that streams the call to the media stream with
+ * that token. Refusals are plain-text 4xx, one identical 403 for whatever could tell ids apart.
  */
 export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse, deps: TwilioCallDeps): Promise<void> {
   const reply = (status: number, type: string, body: string) => {
@@ -95,19 +123,26 @@ export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse
       throw new HttpRefusal(415, 'the call webhook takes application/x-www-form-urlencoded (Twilio’s voice webhook)');
     const length = Number(req.headers['content-length'] ?? '0');
     if (length > MAX_CALL_WEBHOOK_BYTES) throw new HttpRefusal(413, `the call webhook body may be at most ${MAX_CALL_WEBHOOK_BYTES} bytes`);
+    if (!deps.sources.take(req.socket.remoteAddress ?? '')) throw new HttpRefusal(429, 'too many call webhook requests; slow down');
     const signature = req.headers['x-twilio-signature'];
-    if (typeof signature !== 'string' || signature === '') throw new HttpRefusal(403, 'missing X-Twilio-Signature');
+    if (typeof signature !== 'string' || signature === '') throw new HttpRefusal(403, REFUSED);
     const body = await readBody(req);
     const params: Record<string, string[]> = {};
     for (const [k, v] of new URLSearchParams(body)) (params[k] ??= []).push(v);
-    if (typeof params['CallSid']?.[0] !== 'string') throw new HttpRefusal(400, 'a Twilio voice webhook carries CallSid');
-    const authToken = await deps.authToken(tenantId, agentId).catch((err: unknown) => {
-      throw peerRefusal(err, agentId);
-    });
+    const callSid = params['CallSid']?.[0];
+    if (typeof callSid !== 'string') throw new HttpRefusal(400, 'a Twilio voice webhook carries CallSid');
+    const authToken = await authTokenOf(deps, tenantId, agentId);
     const url = `${deps.publicUrl}${path.pathname}${path.search}`;
-    if (!verifyTwilioSignature({ authToken, url, params, signature })) throw new HttpRefusal(403, 'X-Twilio-Signature does not match');
+    if (authToken === null || !verifyTwilioSignature({ authToken, url, params, signature })) throw new HttpRefusal(403, REFUSED);
+    // A signed request is answered once: a captured one replayed must not mint another session.
+    const answered = `${tenantId}/${callSid}`;
+    if (deps.answeredCalls.has(answered)) throw new HttpRefusal(403, REFUSED);
+    deps.answeredCalls.set(answered, true);
     const { sessionId, token } = await deps.mintCallToken(tenantId, agentId).catch((err: unknown) => {
-      throw peerRefusal(err, agentId);
+      if (isRefusal(err)) throw new HttpRefusal(403, REFUSED);
+      // Not answered after all: Twilio (or its fallback) may try the call again.
+      deps.answeredCalls.delete(answered);
+      throw peerRefusal(err);
     });
     deps.logger.info({ tenant_id: tenantId, agent_id: agentId, session_id: sessionId }, 'inbound call accepted');
     const streamUrl = `${deps.publicUrl.replace(/^https:/, 'wss:')}${deps.mediaStreamPath}`;
