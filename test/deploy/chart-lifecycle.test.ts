@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-explicit-any -- rendered manifests are validated against the Kubernetes schemas, not typed */
 // Lifecycle in the chart: the DSAR export key comes from a Secret (without it export and forget are
 // refused), and the purge and privacy-job knobs reach the environment its config loader accepts.
 import { describe, expect, it } from 'vitest';
