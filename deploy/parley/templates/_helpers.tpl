@@ -261,6 +261,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ $c.edge.authCacheMs | quote }}
 - name: PARLEY_EDGE_TRUSTED_PROXIES
   value: {{ join "," $c.edge.trustedProxies | quote }}
+- name: PARLEY_EDGE_TRACE_PROXIES
+  value: {{ join "," $c.edge.traceProxies | quote }}
 - name: PARLEY_EDGE_JWKS_CACHE_MS
   value: {{ $c.edge.jwksCacheMs | quote }}
 - name: PARLEY_EDGE_MAX_CONCURRENT_STREAMS
@@ -383,6 +385,8 @@ Call with (dict "root" $ "service" "<name>").
 # Twilio signs its call webhook over the public URL: the orchestrator checks it against this, never the Host header.
 - name: PARLEY_SESSION_PUBLIC_URL
   value: {{ include "parley.sessionPublicUrl" $root | quote }}
+- name: PARLEY_TTS_EMBEDDED_WORKERS
+  value: {{ (index $c "voice-orchestrator").ttsEmbeddedWorkers | int64 | quote }}
 {{- end }}
 {{- if hasKey $vault.services $service }}
 {{- $client := get $vault.services $service }}
