@@ -72,7 +72,7 @@ export const REQUIRED_ENV: Record<ServiceName, Record<string, Supply>> = {
   secrets: { ...KERNEL_ENV, ...KEK_ENV, PARLEY_SECRET_VERSION_GRACE_MS: 'value', PARLEY_DEK_CACHE: 'value' },
   'tenant-data': { ...KERNEL_ENV, PARLEY_SUBJECT_HASH_PEPPER: 'secretRef' },
   audit: { ...KERNEL_ENV, ...KEK_ENV, PARLEY_AUDIT_SIGNING_KEY_PATH: 'mountedFile' },
-  lifecycle: { ...KERNEL_ENV },
+  lifecycle: { ...KERNEL_ENV, PARLEY_EXPORT_KEY: 'secretRef' }, // unset, DSAR export and forget are refused
   'voice-orchestrator': { ...KERNEL_ENV, PARLEY_PUBLIC_PORT: 'value', PARLEY_SESSION_PUBLIC_URL: 'value' },
   integrations: { ...KERNEL_ENV },
 };

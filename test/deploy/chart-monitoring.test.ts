@@ -2,14 +2,33 @@
 // shape as the Prometheus Operator's schema and Prometheus' rule files want it, every expression
 // parsed by Prometheus' own PromQL grammar) and the Grafana dashboard, all referencing only
 // metrics that Parley exports (PROMETHEUS_METRICS) or that kube-state-metrics provides.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { parser } from '@prometheus-io/lezer-promql';
 import { describe, expect, it } from 'vitest';
 import { PROMETHEUS_METRICS } from '@parley/platform';
 import { NAMESPACE, render, valuesFile, type K8sObject } from './render.js';
+import { PRODUCTION } from './chart-fixture.js';
+
+/** serverStreams lists every server-streaming method of proto/ (`returns (stream ...)`). */
+function serverStreams(): string[] {
+  const dir = new URL('../../proto/', import.meta.url);
+  const methods = new Set<string>();
+  for (const file of readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.proto')))
+    for (const m of readFileSync(new URL(file, dir), 'utf8').matchAll(/rpc\s+(\w+)\s*\([^)]*\)\s*returns\s*\(\s*stream\s/g))
+      methods.add(m[1] ?? '');
+  return [...methods].sort();
+}
+
+/** ruleOf finds one alert of a rendered PrometheusRule. */
+function ruleOf(objects: K8sObject[], alert: string): { expr: string; for?: string } {
+  const [rule] = objects.filter((o) => o.kind === 'PrometheusRule');
+  const found = (rule?.spec.groups[0].rules as { alert: string; expr: string; for?: string }[]).find((r) => r.alert === alert);
+  if (found === undefined) throw new Error(`no alert ${alert}`);
+  return { ...found, expr: found.expr.trim() };
+}
 
 /** EXTERNAL_METRICS are series other exporters provide, which the rules may use. */
-const EXTERNAL_METRICS = new Set(['kube_pod_container_status_restarts_total']);
+const EXTERNAL_METRICS = new Set(['kube_pod_container_status_restarts_total', 'up']);
 
 /** exported lists every Prometheus series name Parley exposes (histograms with their suffixes). */
 function exportedSeries(): Set<string> {
@@ -126,6 +145,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyPodRestarting',
         'ParleyRpcErrorRatioHigh',
         'ParleyRpcLatencyHigh',
+        'ParleyTargetDown',
         'ParleyThrottleSpike',
       ].sort(),
     );
@@ -179,6 +199,41 @@ monitoring:
       'parley_audit_checkpoint_oldest_age',
     ])
       expect(used.has(name), name).toBe(true);
+  });
+
+  it('fails the render when the ServiceMonitor is on but no scrape NetworkPolicy selector lets Prometheus in', async () => {
+    await expect(render([valuesFile('monitoring:\n  serviceMonitor:\n    enabled: true\n')])).rejects.toThrow(
+      /monitoring\.networkPolicy\.namespaceSelector/,
+    );
+  });
+
+  it('alerts when Prometheus cannot scrape a component', async () => {
+    const down = ruleOf(await render([all]), 'ParleyTargetDown');
+    expect(down.expr).toMatch(/^up\{namespace="parley-system", job=~"([a-z-]+\|)+[a-z-]+"\} == 0$/);
+    const jobs = /job=~"([^"]+)"/.exec(down.expr)?.[1]?.split('|');
+    expect(jobs).toEqual(['audit', 'edge', 'identity', 'integrations', 'lifecycle', 'secrets', 'tenant-data', 'voice-orchestrator']);
+    expect(down.for).toBe('5m');
+  });
+
+  it('leaves server streams out of the latency alert and needs a minimum request rate', async () => {
+    const latency = ruleOf(await render([all]), 'ParleyRpcLatencyHigh');
+    const streams = serverStreams();
+    expect(streams).toEqual(expect.arrayContaining(['ExportEvents', 'ServerReflectionInfo', 'Watch']));
+    const excluded = /rpc_method!~"\.\*\/\(([^)]+)\)"/.exec(latency.expr)?.[1]?.split('|') ?? [];
+    expect(excluded.sort()).toEqual(streams);
+    // Both the quantile and the rate guard see unary calls only.
+    expect(latency.expr.match(/rpc_method!~/g)?.length).toBe(2);
+    expect(latency.expr).toMatch(/and sum by \(job\) \(rate\(rpc_server_call_duration_count\{[^}]*\}\[5m\]\)\) >= 0\.5$/);
+  });
+
+  it('takes the certificate alert threshold from certificates.renewBefore, so production values do not always fire', async () => {
+    const production = valuesFile('monitoring:\n  prometheusRule:\n    enabled: true\n');
+    // ci/production-values.yaml: 168h certificates renewed 48h before expiry; the alert fires below 24h left.
+    expect(ruleOf(await render([PRODUCTION, production]), 'ParleyCertificateExpirySoon').expr).toMatch(/< 86400$/);
+    const minutes = valuesFile('certificates:\n  renewBefore: 1h30m\nmonitoring:\n  prometheusRule:\n    enabled: true\n');
+    expect(ruleOf(await render([minutes]), 'ParleyCertificateExpirySoon').expr).toMatch(/< 2700$/);
+    const tooLate = valuesFile('monitoring:\n  prometheusRule:\n    enabled: true\n    thresholds: { certificateExpiryDays: 7 }\n');
+    await expect(render([PRODUCTION, tooLate])).rejects.toThrow(/certificateExpiryDays.*certificates\.renewBefore/);
   });
 
   it('rejects an unknown monitoring key (the schema is strict)', async () => {

@@ -4,7 +4,7 @@
 // its own config loader accepts. The dev stack's embedded provider is never part of the chart.
 import { describe, expect, it } from 'vitest';
 import { loadEdgeConfig } from '@parley/edge/config';
-import { render, valuesFile } from './render.js';
+import { named, RELEASE, render, valuesFile } from './render.js';
 import { deploymentOf, envOf, mountOf, PRODUCTION, renderedEnv } from './chart-fixture.js';
 
 describe('chart: operator sign-in', () => {
@@ -63,5 +63,38 @@ config:
     oidc: { enabled: true, issuer: https://login.example.com, clientId: parley }
 `);
     await expect(render([PRODUCTION, values])).rejects.toThrow(/config.edge.oidc.clientSecret.existingSecret/);
+  }, 120_000);
+
+  it('lets the edge reach the provider through its NetworkPolicy only when sign-in is on', async () => {
+    const egressOf = (objects: any[]) =>
+      named(objects, 'NetworkPolicy', `${RELEASE}-edge`).spec.egress as { to?: any[]; ports?: { protocol: string; port: number }[] }[];
+    const onPort443 = (rules: ReturnType<typeof egressOf>) => rules.filter((r) => (r.ports ?? []).some((p) => p.port === 443));
+    expect(onPort443(egressOf(await render([PRODUCTION])))).toEqual([]);
+
+    const on = valuesFile(`
+config:
+  edge:
+    oidc:
+      enabled: true
+      issuer: https://login.example.com/realms/parley
+      clientId: parley
+      clientSecret: { existingSecret: parley-oidc, key: client-secret }
+`);
+    const [internet] = onPort443(egressOf(await render([PRODUCTION, on])));
+    expect(internet?.ports).toEqual([{ protocol: 'TCP', port: 443 }]);
+    // By default the public internet, private ranges excepted (as for integrations' egress).
+    expect(internet?.to?.[0].ipBlock.cidr).toBe('0.0.0.0/0');
+    expect(internet?.to?.[0].ipBlock.except).toEqual(expect.arrayContaining(['10.0.0.0/8', '192.168.0.0/16', '169.254.0.0/16']));
+    expect(internet?.to?.[1].ipBlock.cidr).toBe('::/0');
+
+    const pinned = valuesFile(`
+config:
+  edge:
+    oidc:
+      networkPolicy: { cidrs: [10.50.0.0/24], ports: [8443] }
+`);
+    const rules = egressOf(await render([PRODUCTION, on, pinned]));
+    expect(onPort443(rules)).toEqual([]);
+    expect(rules).toContainEqual({ to: [{ ipBlock: { cidr: '10.50.0.0/24' } }], ports: [{ protocol: 'TCP', port: 8443 }] });
   }, 120_000);
 });

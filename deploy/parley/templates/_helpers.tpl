@@ -261,6 +261,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ $c.edge.authCacheMs | quote }}
 - name: PARLEY_EDGE_TRUSTED_PROXIES
   value: {{ join "," $c.edge.trustedProxies | quote }}
+- name: PARLEY_EDGE_TRACE_PROXIES
+  value: {{ join "," $c.edge.traceProxies | quote }}
 - name: PARLEY_EDGE_JWKS_CACHE_MS
   value: {{ $c.edge.jwksCacheMs | quote }}
 - name: PARLEY_EDGE_MAX_CONCURRENT_STREAMS
@@ -366,10 +368,25 @@ Call with (dict "root" $ "service" "<name>").
 - name: PARLEY_AUDIT_WITNESS_PATH
   value: /var/run/parley/audit-witness/witness-$(PARLEY_POD_NAME).ndjson
 {{- end }}
+{{- else if eq $service "lifecycle" }}
+{{- $l := $c.lifecycle }}
+{{ include "parley.secretEnv" (dict "name" "PARLEY_EXPORT_KEY" "ref" $l.exportKey "from" "config.lifecycle.exportKey") }}
+- name: PARLEY_PURGE_INTERVAL_MS
+  value: {{ $l.purgeIntervalMs | int64 | quote }}
+- name: PARLEY_PURGE_BATCH_SIZE
+  value: {{ $l.purgeBatchSize | int64 | quote }}
+- name: PARLEY_AUDIT_LEGAL_MINIMUM_DAYS
+  value: {{ $l.auditLegalMinimumDays | int64 | quote }}
+- name: PARLEY_PRIVACY_LEASE_MS
+  value: {{ $l.privacyLeaseMs | int64 | quote }}
+- name: PARLEY_EXPORT_LINK_TTL_SECONDS
+  value: {{ $l.exportLinkTtlSeconds | int64 | quote }}
 {{- else if eq $service "voice-orchestrator" }}
 # Twilio signs its call webhook over the public URL: the orchestrator checks it against this, never the Host header.
 - name: PARLEY_SESSION_PUBLIC_URL
   value: {{ include "parley.sessionPublicUrl" $root | quote }}
+- name: PARLEY_TTS_EMBEDDED_WORKERS
+  value: {{ (index $c "voice-orchestrator").ttsEmbeddedWorkers | int64 | quote }}
 {{- end }}
 {{- if hasKey $vault.services $service }}
 {{- $client := get $vault.services $service }}
