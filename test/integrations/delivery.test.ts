@@ -405,4 +405,23 @@ describe('webhook delivery queue', () => {
       await listener.close();
     }
   });
+
+  it('keeps the idle LISTEN connection alive with a heartbeat query', async () => {
+    const listener = listenForDeliveries({ connectionString: serviceUrl('integrations'), onQueued: () => undefined, heartbeatMs: 100 });
+    try {
+      // The idle connection's last statement turns from LISTEN into the heartbeat.
+      const last = await until(
+        async () => {
+          const { rows } = await sql<{ query: string }>`
+            select query from pg_stat_activity where application_name = 'parley-integrations-listen'`.execute(db);
+          return rows.map((r) => r.query);
+        },
+        (queries) => queries.includes('select 1'),
+        5_000,
+      );
+      expect(last).toContain('select 1');
+    } finally {
+      await listener.close();
+    }
+  });
 });

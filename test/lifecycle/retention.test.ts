@@ -5,7 +5,15 @@
 // workspace, each run recorded and audited, and one runner at a time under the advisory lock.
 import { randomUUID } from 'node:crypto';
 import { withTenant } from '@parley/db';
-import { loadLifecycleConfig, purgeWorkspace, runPurgeOnce, type LifecycleDb, type PurgeDeps, type PurgePeers } from '@parley/lifecycle';
+import {
+  loadLifecycleConfig,
+  purgeWorkspace,
+  runPurgeOnce,
+  startPurgeScheduler,
+  type LifecycleDb,
+  type PurgeDeps,
+  type PurgePeers,
+} from '@parley/lifecycle';
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -314,6 +322,21 @@ describe('the purge', () => {
     } finally {
       client.release();
     }
+  });
+
+  it('the scheduler runs its first purge soon after start, not one interval later', async () => {
+    const finished: string[] = [];
+    const scheduler = startPurgeScheduler(
+      { ...deps, logger: { info: (_f, m) => void finished.push(m), warn: () => undefined } },
+      3_600_000,
+      50,
+    );
+    try {
+      await pollUntil(async () => finished.includes('purge run finished'), 20_000);
+    } finally {
+      await scheduler.stop();
+    }
+    expect(finished).toContain('purge run finished');
   });
 
   it('GetDataMap through the edge shows the workspace rule in force (privacy:read)', async () => {

@@ -23,6 +23,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const result = await migrateAll(config.databaseUrl, {
     services,
     rolePasswords: config.rolePasswords,
+    lockTimeoutMs: config.lockTimeoutMs,
     log: (line) => process.stderr.write(`parley-db: ${line}\n`),
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);

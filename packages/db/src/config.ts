@@ -1,4 +1,4 @@
-import { ConfigError, envOptional, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { ConfigError, envInt, envOptional, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import type { RolePasswords } from './migrate.js';
 import { roleFor } from './names.js';
 
@@ -43,9 +43,11 @@ export interface MigrateConfig {
   readonly databaseUrl: string;
   /** rolePasswords holds the passwords given; roles without one keep theirs (or use another auth method). */
   readonly rolePasswords: RolePasswords;
+  /** lockTimeoutMs bounds how long one migration statement waits for a table lock. */
+  readonly lockTimeoutMs: number;
 }
 
-/** loadMigrateConfig reads DATABASE_URL and the PARLEY_DB_PASSWORD_<SERVICE> variables. */
+/** loadMigrateConfig reads DATABASE_URL, PARLEY_MIGRATE_LOCK_TIMEOUT_MS and the PARLEY_DB_PASSWORD_<SERVICE> variables. */
 export function loadMigrateConfig(env: Env): MigrateConfig {
   const databaseUrl = envPostgresUrl(
     env,
@@ -60,5 +62,9 @@ export function loadMigrateConfig(env: Env): MigrateConfig {
     if (password.length < 16) throw new ConfigError(variable, 'must be at least 16 characters');
     rolePasswords[service] = password;
   }
-  return Object.freeze({ databaseUrl, rolePasswords: Object.freeze(rolePasswords) });
+  return Object.freeze({
+    databaseUrl,
+    rolePasswords: Object.freeze(rolePasswords),
+    lockTimeoutMs: envInt(env, 'PARLEY_MIGRATE_LOCK_TIMEOUT_MS', 5_000, 100, 3_600_000),
+  });
 }

@@ -15,6 +15,8 @@ export interface MigrateAllOptions {
   services: readonly ServiceMigrations[];
   /** rolePasswords are set on the service roles on every run, so a rotated password takes effect. */
   rolePasswords?: RolePasswords;
+  /** lockTimeoutMs bounds how long one DDL statement waits for a table lock (default 5000). */
+  lockTimeoutMs?: number;
   /** log receives one line per step; defaults to silence. */
   log?: (line: string) => void;
 }
@@ -113,17 +115,32 @@ export async function ensureRolesAndSchemas(client: pg.ClientBase, rolePasswords
   }
 }
 
+/** DEFAULT_MIGRATE_LOCK_TIMEOUT_MS is how long a migration's DDL waits for a table lock before failing. */
+export const DEFAULT_MIGRATE_LOCK_TIMEOUT_MS = 5_000;
+
 /**
  * migrateService runs one service's migrations as the migrator role, so the tables it creates
  * are owned by the migrator and not by the service's role. Kysely's bookkeeping tables live in
- * the service's own schema; the service role gets no privileges on them.
+ * the service's own schema; the service role gets no privileges on them. Every statement runs
+ * under lock_timeout: DDL queued behind a long transaction would otherwise block every write to
+ * that table (the live services') until it got its lock; failing instead leaves the schema as it
+ * was (each migration is one transaction) and the upgrade can be retried.
  */
-export async function migrateService(url: string, migrations: ServiceMigrations, actAsMigrator: boolean): Promise<string[]> {
+export async function migrateService(
+  url: string,
+  migrations: ServiceMigrations,
+  actAsMigrator: boolean,
+  lockTimeoutMs: number = DEFAULT_MIGRATE_LOCK_TIMEOUT_MS,
+): Promise<string[]> {
   const schema = schemaFor(migrations.service);
   const pool = new pg.Pool({
     connectionString: url,
     max: 1,
-    options: [`-c search_path=${schema}`, ...(actAsMigrator ? [`-c role=${MIGRATOR_ROLE}`] : [])].join(' '),
+    options: [
+      `-c search_path=${schema}`,
+      `-c lock_timeout=${Math.round(lockTimeoutMs)}`,
+      ...(actAsMigrator ? [`-c role=${MIGRATOR_ROLE}`] : []),
+    ].join(' '),
     application_name: 'parley-migrate',
   });
   pool.on('error', () => undefined);
@@ -140,6 +157,14 @@ export async function migrateService(url: string, migrations: ServiceMigrations,
     const failed = results?.find((r) => r.status === 'Error');
     if (error !== undefined) {
       const name = failed === undefined ? '' : ` at ${failed.migrationName}`;
+      if ((error as { code?: unknown }).code === '55P03') {
+        throw new FailedPreconditionError(
+          `migrating ${migrations.service}${name} failed: a table it changes stayed locked by another session for ${lockTimeoutMs} ms ` +
+            '(lock_timeout); nothing of this migration was applied. Let long transactions finish (see pg_stat_activity) and run migrate again, ' +
+            'or raise PARLEY_MIGRATE_LOCK_TIMEOUT_MS',
+          { cause: error },
+        );
+      }
       throw new FailedPreconditionError(
         `migrating ${migrations.service}${name} failed: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error },
@@ -188,7 +213,7 @@ export async function migrateAll(adminUrl: string, options: MigrateAllOptions): 
   log(`roles and schemas ready for ${SERVICE_NAMES.length} services`);
   const result: MigrateAllResult = { services: [] };
   for (const migrations of options.services) {
-    const applied = await migrateService(adminUrl, migrations, actAsMigrator);
+    const applied = await migrateService(adminUrl, migrations, actAsMigrator, options.lockTimeoutMs);
     log(`${migrations.service}: ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}`);
     result.services.push({ service: migrations.service, applied });
   }

@@ -65,6 +65,26 @@ export function recordWebhookDelivery(status: string): void {
   ).add(1, { 'parley.webhook.status': status });
 }
 
+let lastPurgeSuccessSeconds: number | undefined;
+
+/**
+ * recordPurgeSuccess sets parley.purge.last_success (Unix seconds of the last purge run that
+ * finished), so an alert can fire when retention silently stops being enforced.
+ */
+export function recordPurgeSuccess(at: Date = new Date()): void {
+  lastPurgeSuccessSeconds = Math.floor(at.getTime() / 1000);
+  instrument('parley.purge.last_success', (m) => {
+    const gauge = m.createObservableGauge('parley.purge.last_success', {
+      description: 'Unix time of the last purge run that finished in this process.',
+      unit: 's',
+    });
+    gauge.addCallback((result) => {
+      if (lastPurgeSuccessSeconds !== undefined) result.observe(lastPurgeSuccessSeconds);
+    });
+    return gauge;
+  });
+}
+
 /** GaugeReading is one observation of an observable gauge. */
 export interface GaugeReading {
   readonly value: number;
@@ -118,5 +138,6 @@ export const PROMETHEUS_METRICS = {
   parley_audit_checkpoint_oldest_age: 'gauge',
   parley_audit_checkpoint_age: 'gauge',
   parley_tls_certificate_expires_in: 'gauge',
+  parley_purge_last_success: 'gauge',
   target_info: 'gauge',
 } as const satisfies Readonly<Record<string, 'histogram' | 'gauge' | 'counter'>>;

@@ -10,6 +10,8 @@ export interface LifecycleConfig {
   readonly scheduler: boolean;
   /** purgeIntervalMs is how often a purge runs (one replica at a time). */
   readonly purgeIntervalMs: number;
+  /** purgeFirstDelayMs is when, after start, the first purge runs (a random point in its second half, so replicas do not start together). */
+  readonly purgeFirstDelayMs: number;
   /** purgeBatchSize is the most rows one purge call deletes. */
   readonly purgeBatchSize: number;
   /** authFailureRetentionMs is how long a failed-attempt counter is kept after its window started. */
@@ -42,9 +44,14 @@ function envOnOff(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(name, `must be "on" or "off", got "${value.slice(0, 20)}"`);
 }
 
+// Jitter: between half and all of the configured delay, so replicas restarted together spread out.
+function firstPurgeDelay(maxMs: number): number {
+  return Math.round(maxMs / 2 + Math.random() * (maxMs / 2));
+}
+
 /**
  * loadLifecycleConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_PURGE_SCHEDULER,
- * PARLEY_PURGE_INTERVAL_MS, PARLEY_PURGE_BATCH_SIZE, PARLEY_AUTH_FAILURE_RETENTION_HOURS,
+ * PARLEY_PURGE_INTERVAL_MS, PARLEY_PURGE_FIRST_RUN_MS, PARLEY_PURGE_BATCH_SIZE, PARLEY_AUTH_FAILURE_RETENTION_HOURS,
  * PARLEY_SESSION_RETENTION_DAYS, PARLEY_AUDIT_LEGAL_MINIMUM_DAYS, PARLEY_EXPORT_KEY,
  * PARLEY_EXPORT_LINK_TTL_SECONDS, PARLEY_PRIVACY_POLL_MS and PARLEY_PRIVACY_LEASE_MS (see README). Errors name the
  * variable and never echo the database URL.
@@ -78,6 +85,7 @@ export function loadLifecycleConfig(env: Env): LifecycleConfig {
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 2, 200),
     scheduler: envOnOff(env, 'PARLEY_PURGE_SCHEDULER', true),
     purgeIntervalMs: envInt(env, 'PARLEY_PURGE_INTERVAL_MS', 3_600_000, 100, 604_800_000),
+    purgeFirstDelayMs: firstPurgeDelay(envInt(env, 'PARLEY_PURGE_FIRST_RUN_MS', 60_000, 0, 604_800_000)),
     purgeBatchSize: envInt(env, 'PARLEY_PURGE_BATCH_SIZE', 500, 1, 10_000),
     authFailureRetentionMs: envInt(env, 'PARLEY_AUTH_FAILURE_RETENTION_HOURS', 24, 1, 8_760) * 3_600_000,
     exportKey: exportKeyOf(env),

@@ -43,6 +43,7 @@ runMain({
           logger: ctx.logger,
         },
         config.purgeIntervalMs,
+        config.purgeFirstDelayMs,
       );
       ctx.onStopping(() => scheduler.stop());
     } else {

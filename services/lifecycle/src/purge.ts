@@ -11,6 +11,7 @@ import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { recordPurgeSuccess } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import type { LifecycleDb } from './db/tables.js';
 import { auditChainDays, cutoff, rulesInForce, type DataClass, type RetentionDefaults } from './retention.js';
@@ -250,26 +251,32 @@ export interface PurgeScheduler {
   stop(): Promise<void>;
 }
 
-/** startPurgeScheduler runs runPurgeOnce every intervalMs (the first after one interval); failures are logged and retried next time. */
-export function startPurgeScheduler(deps: PurgeDeps, intervalMs: number): PurgeScheduler {
+/**
+ * startPurgeScheduler runs runPurgeOnce first after firstDelayMs (soon after start, so a replica
+ * restarted more often than the interval still purges), then every intervalMs; failures are
+ * logged and retried next time. Each run that finishes sets parley.purge.last_success.
+ */
+export function startPurgeScheduler(deps: PurgeDeps, intervalMs: number, firstDelayMs = intervalMs): PurgeScheduler {
   const abort = new AbortController();
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
-  const schedule = (): void => {
+  const schedule = (delayMs: number): void => {
     timer = setTimeout(() => {
       running = runPurgeOnce(deps, abort.signal).then(
-        () => undefined,
+        (summary) => {
+          if (summary !== undefined) recordPurgeSuccess();
+        },
         (err: unknown) => {
           if (!abort.signal.aborted) deps.logger.warn({ error: messageOf(err) }, 'purge run failed; retrying next interval');
         },
       );
       void running.then(() => {
-        if (!abort.signal.aborted) schedule();
+        if (!abort.signal.aborted) schedule(intervalMs);
       });
-    }, intervalMs);
+    }, delayMs);
     timer.unref();
   };
-  schedule();
+  schedule(firstDelayMs);
   return {
     async stop() {
       abort.abort();

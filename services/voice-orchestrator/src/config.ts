@@ -34,6 +34,8 @@ export interface OrchestratorConfig {
   readonly slowClientMs: number;
   /** embeddedTtsWorkers: worker threads of the embedded synthesiser (0: none; voice agents then need another TTS). */
   readonly embeddedTtsWorkers: number;
+  /** embeddedTtsMaxWaiting: sentences that may wait for a free embedded TTS worker before one fails fast (tts_failed). */
+  readonly embeddedTtsMaxWaiting: number;
   /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
   readonly publicUrl: string;
   /** callWebhook: the Twilio call webhook's per-source-address bucket, auth token cache and replay window. */
@@ -82,6 +84,7 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     maxAudioBufferedBytes: envInt(env, 'PARLEY_VOICE_MAX_BUFFERED_BYTES', 262_144, 16_384, 16_777_216),
     slowClientMs: envInt(env, 'PARLEY_VOICE_SLOW_CLIENT_MS', 2_000, 100, 60_000),
     embeddedTtsWorkers: envInt(env, 'PARLEY_TTS_EMBEDDED_WORKERS', 1, 0, 16),
+    embeddedTtsMaxWaiting: envInt(env, 'PARLEY_TTS_EMBEDDED_MAX_WAITING', 32, 1, 10_000),
     publicUrl: publicUrlOf(env),
   });
 }

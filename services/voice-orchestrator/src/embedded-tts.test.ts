@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rmsOf } from './audio.js';
 import { EMBEDDED_TTS_SAMPLE_RATE, EmbeddedTts } from './embedded-tts.js';
@@ -46,4 +50,50 @@ describe('EmbeddedTts (eSpeak NG in a worker thread)', () => {
     expect(got).toBeLessThan(EMBEDDED_TTS_SAMPLE_RATE);
     expect((await speak('Next.')).length).toBeGreaterThan(0);
   }, 30_000);
+});
+
+describe('EmbeddedTts under load and crashes', () => {
+  it('fails a sentence fast with a retryable ProviderError once maxWaiting sentences wait', async () => {
+    const busy = new EmbeddedTts(1, { maxWaiting: 1 });
+    await busy.ready();
+    const controller = new AbortController();
+    const long = `${'This sentence goes on for quite a while. '.repeat(8)}`;
+    const drain = async (text: string) => {
+      for await (const _ of busy.provider('en-us').synthesize(text, controller.signal)) void _;
+    };
+    try {
+      const first = drain(long); // on the worker
+      const second = drain(long); // waiting
+      first.catch(() => undefined);
+      second.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 10));
+      const third = drain('And this one?');
+      await expect(third).rejects.toMatchObject({ name: 'ProviderError', retryable: true, message: expect.stringMatching(/busy/) });
+      controller.abort(new Error('done'));
+      await expect(first).rejects.toThrow('done');
+      await expect(second).rejects.toThrow('done');
+      // Cancelled sentences free their place in the queue.
+      const chunks: Int16Array[] = [];
+      for await (const c of busy.provider('en-us').synthesize('Next.', new AbortController().signal)) chunks.push(c);
+      expect(chunks.length).toBeGreaterThan(0);
+    } finally {
+      await busy.close();
+    }
+  }, 30_000);
+
+  it('replaces a worker that crashes at start after a growing pause, not in a tight loop', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parley-tts-'));
+    const crashing = join(dir, 'crash-worker.mjs');
+    writeFileSync(crashing, "throw new Error('engine failed to load');\n");
+    const tts = new EmbeddedTts(1, { workerUrl: pathToFileURL(crashing), respawnMinMs: 100, respawnMaxMs: 10_000 });
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      // Pauses of 100, 200, 400 ms: about four crashes in a second (without them: hundreds).
+      expect(tts.crashes).toBeGreaterThanOrEqual(2);
+      expect(tts.crashes).toBeLessThanOrEqual(5);
+    } finally {
+      await tts.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 10_000);
 });

@@ -30,25 +30,57 @@ function workerUrl(): URL {
   return new URL(import.meta.url.endsWith('.ts') ? './embedded-tts-worker.ts' : './embedded-tts-worker.js', import.meta.url);
 }
 
+/** EmbeddedTtsOptions bound the waiting queue and pace the respawn of a crashing worker. */
+export interface EmbeddedTtsOptions {
+  /** maxWaiting is how many sentences may wait for a free worker; one more fails fast (retryable). */
+  readonly maxWaiting?: number;
+  /** respawnMinMs is the pause before a crashed worker's replacement starts; it doubles per crash in a row. */
+  readonly respawnMinMs?: number;
+  /** respawnMaxMs caps that pause. */
+  readonly respawnMaxMs?: number;
+  /** workerUrl replaces the eSpeak worker (tests give one that crashes). */
+  readonly workerUrl?: URL;
+}
+
 /**
  * EmbeddedTts is the offline default speech synthesiser: eSpeak NG compiled to WebAssembly (the
  * `@echogarden/espeak-ng-emscripten` package, which ships the engine and its voice data in the
  * package: no key, no network, no install script), in a small pool of worker threads so a
  * sentence being synthesised never blocks the event loop. Sentences queue for the next free
- * worker; cancelling one stops it between eSpeak's chunks (~100 ms of audio each).
+ * worker (at most maxWaiting of them: past that a sentence fails at once with a retryable
+ * ProviderError, which the conversation reports as tts_failed, rather than queueing behind minutes
+ * of audio); cancelling one stops it between eSpeak's chunks (~100 ms of audio each). A crashed
+ * worker is replaced after a pause that doubles per crash in a row, so a worker that dies at start
+ * does not spin a core respawning.
  */
 export class EmbeddedTts {
   readonly #workers: PoolWorker[] = [];
   readonly #waiting: Job[] = [];
+  readonly #maxWaiting: number;
+  readonly #respawnMinMs: number;
+  readonly #respawnMaxMs: number;
+  readonly #workerUrl: URL;
+  readonly #respawns = new Set<NodeJS.Timeout>();
+  #crashesInARow = 0;
+  #crashes = 0;
   #nextId = 1;
   #closed = false;
 
-  constructor(workers = 1) {
+  constructor(workers = 1, options: EmbeddedTtsOptions = {}) {
+    this.#maxWaiting = options.maxWaiting ?? 32;
+    this.#respawnMinMs = options.respawnMinMs ?? 500;
+    this.#respawnMaxMs = options.respawnMaxMs ?? 30_000;
+    this.#workerUrl = options.workerUrl ?? workerUrl();
     for (let i = 0; i < workers; i++) this.#workers.push(this.#spawn());
   }
 
+  /** crashes counts the workers that died since start (each replaced after a pause). */
+  get crashes(): number {
+    return this.#crashes;
+  }
+
   #spawn(): PoolWorker {
-    const worker = new Worker(workerUrl());
+    const worker = new Worker(this.#workerUrl);
     worker.unref();
     const entry: PoolWorker = {
       worker,
@@ -64,6 +96,7 @@ export class EmbeddedTts {
       if (m.type === 'ready' || job === undefined || m.id !== job.id) return;
       if (m.type === 'chunk') job.out.push(m.samples);
       else {
+        this.#crashesInARow = 0;
         if (m.type === 'failed') job.out.fail(new ProviderError(`embedded TTS failed: ${m.message}`, { retryable: false }));
         else job.out.close();
         entry.job = undefined;
@@ -74,7 +107,19 @@ export class EmbeddedTts {
       entry.job?.out.fail(new ProviderError('embedded TTS worker failed', { retryable: false, cause: err }));
       entry.job = undefined;
       const at = this.#workers.indexOf(entry);
-      if (!this.#closed && at >= 0) this.#workers.splice(at, 1, this.#spawn());
+      if (at < 0) return;
+      this.#workers.splice(at, 1);
+      this.#crashes++;
+      const pauseMs = Math.min(this.#respawnMinMs * 2 ** this.#crashesInARow, this.#respawnMaxMs);
+      this.#crashesInARow++;
+      const timer = setTimeout(() => {
+        this.#respawns.delete(timer);
+        if (this.#closed) return;
+        this.#workers.push(this.#spawn());
+        this.#dispatch();
+      }, pauseMs);
+      timer.unref();
+      this.#respawns.add(timer);
       this.#dispatch();
     });
     return entry;
@@ -96,6 +141,12 @@ export class EmbeddedTts {
     }
   }
 
+  #dropCancelled(): void {
+    for (let i = this.#waiting.length - 1; i >= 0; i--) {
+      if (Atomics.load(this.#waiting[i]!.cancel, 0) === 1) this.#waiting.splice(i, 1);
+    }
+  }
+
   /** provider is a TtsProvider speaking with the given eSpeak voice (e.g. "en-us"). */
   provider(voice: string): TtsProvider {
     return {
@@ -108,6 +159,10 @@ export class EmbeddedTts {
   async *#synthesize(text: string, voice: string, signal: AbortSignal): AsyncIterable<Int16Array> {
     if (this.#closed) throw new ProviderError('embedded TTS is closed', { retryable: false });
     signal.throwIfAborted();
+    this.#dropCancelled();
+    if (this.#waiting.length >= this.#maxWaiting) {
+      throw new ProviderError(`embedded TTS is busy: ${this.#waiting.length} sentences already wait for a worker`, { retryable: true });
+    }
     const job: Job = {
       id: this.#nextId++,
       text,
@@ -134,6 +189,8 @@ export class EmbeddedTts {
   /** close stops the workers. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const timer of this.#respawns) clearTimeout(timer);
+    this.#respawns.clear();
     for (const job of this.#waiting.splice(0)) job.out.fail(new ProviderError('embedded TTS is closed', { retryable: false }));
     await Promise.all(this.#workers.map((w) => w.worker.terminate()));
   }

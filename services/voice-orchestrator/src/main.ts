@@ -44,7 +44,8 @@ runMain({
         : integrationsEventSink(ctx.clientFor('integrations', IntegrationsService), ctx.logger);
     if (webhooks === undefined) ctx.logger.warn('PARLEY_INTEGRATIONS_URL is not set: conversation events are logged, not sent as webhooks');
     // The offline synthesiser is loaded before the port opens, so the first sentence is not slow.
-    const embeddedTts = config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers) : undefined;
+    const embeddedTts =
+      config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers, { maxWaiting: config.embeddedTtsMaxWaiting }) : undefined;
     await embeddedTts?.ready();
     const deps = {
       peers,
