@@ -236,6 +236,11 @@ async function invoke(transport: Transport, service: DescService, method: DescMe
     // INTERNAL, where its own reset-code table (and gRPC's) says RESOURCE_EXHAUSTED.
     if (e.code === Code.Internal && /^Stream closed with error code NGHTTP2_ENHANCE_YOUR_CALM$/.test(e.rawMessage))
       return { ok: false, code: Code.ResourceExhausted, message: e.rawMessage };
+    // The same reset can reach the client while it is still writing a large body: node's http2
+    // then fails the write with ECANCELED, which connect-node also reports as INTERNAL. Only a
+    // request big enough to be reset (well past 64 kB) is read that way; a small one stays a fault.
+    if (e.code === Code.Internal && /^write ECANCELED$/.test(e.rawMessage) && JSON.stringify(init).length > 65_536)
+      return { ok: false, code: Code.ResourceExhausted, message: e.rawMessage };
     return { ok: false, code: e.code, message: e.rawMessage };
   }
 }

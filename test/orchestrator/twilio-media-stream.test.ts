@@ -164,7 +164,7 @@ describe('Twilio Media Streams', () => {
     await realTime(loud, RATE, media);
     await realTime(new Int16Array(RATE), RATE, media);
     // The agent is talking: let it, for half a second.
-    await until(() => c.received.find((m) => m.event === 'media'), 30_000);
+    await until(() => c.received.find((m) => m.event === 'media'), 60_000);
     await new Promise((r) => setTimeout(r, 500));
     const spokeAt = Date.now();
     let clearedAt = 0;
@@ -183,7 +183,7 @@ describe('Twilio Media Streams', () => {
     const stored = await turns(sessionId);
     expect(stored.map((t) => t.role)).toEqual(['user', 'assistant', 'system']);
     expect(stored[2]?.text_redacted).toContain('interrupted');
-  });
+  }, 120_000);
 
   it('refuses a call whose start carries no token, or an API key instead of a session token', async () => {
     const noToken = await call();

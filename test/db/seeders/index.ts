@@ -5,6 +5,7 @@ import type { Kysely } from 'kysely';
 import { seedAudit } from './audit.js';
 import { seedIdentity } from './identity.js';
 import { seedIntegrations } from './integrations.js';
+import { seedLifecycle } from './lifecycle.js';
 import { seedSecrets } from './secrets.js';
 import { seedTenantData } from './tenant-data.js';
 
@@ -25,6 +26,7 @@ export const SEEDERS: Partial<Record<ServiceName, Seeder>> = {
   secrets: seedSecrets,
   audit: seedAudit,
   integrations: seedIntegrations,
+  lifecycle: seedLifecycle,
 };
 
 /**

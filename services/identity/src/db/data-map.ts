@@ -55,5 +55,13 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readsRecorded: false,
     description: 'operator sign-in sessions (console and CLI)',
   },
+  workspaces: {
+    dataClass: 'operational',
+    encryption: NONE,
+    retention: 'for the life of the deployment (a workspace is suspended, never deleted)',
+    readScopes: ['deployment:admin'],
+    readsRecorded: false,
+    description: "the deployment's registry of workspaces: name, state (system partition)",
+  },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };
