@@ -191,8 +191,33 @@ describe('console sign-in', () => {
   });
 
   it('refuses a return_to that leaves the edge', async () => {
-    const res = await browser().fetch(`${edgeUrl}/auth/login?return_to=//evil.example/`, { redirect: 'manual' });
-    expect(res.status).toBe(400);
+    // Browsers drop tab and newline from a Location and read "\\" as "/": each of these would land on evil.example.
+    const hostile = [
+      '//evil.example/',
+      '/\t/evil.example',
+      '/\n/evil.example',
+      '/\r\n/evil.example',
+      '/\\evil.example',
+      '/\\/evil.example',
+      '\\\\evil.example',
+      'https://evil.example/',
+      '///evil.example',
+    ];
+    for (const returnTo of hostile) {
+      const q = new URLSearchParams({ return_to: returnTo });
+      const res = await browser().fetch(`${edgeUrl}/auth/login?${q.toString()}`, { redirect: 'manual' });
+      expect(res.status, JSON.stringify(returnTo)).toBe(400);
+    }
+    // The encoded forms as a link would carry them (%09 tab, %0A newline, %5C backslash, %2F slash).
+    for (const raw of ['/%09/evil.example', '/%0A/evil.example', '/%5Cevil.example', '/%5C/evil.example', '%2F%2Fevil.example']) {
+      const res = await browser().fetch(`${edgeUrl}/auth/login?return_to=${raw}`, { redirect: 'manual' });
+      expect(res.status, raw).toBe(400);
+    }
+    // A path on the edge, query and all, is still accepted.
+    const ok = await browser().fetch(`${edgeUrl}/auth/login?return_to=${encodeURIComponent('/console/agents?x=1')}`, {
+      redirect: 'manual',
+    });
+    expect(ok.status).toBe(302);
   });
 });
 

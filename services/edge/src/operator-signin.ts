@@ -89,9 +89,26 @@ function isLoopbackRedirect(raw: string): boolean {
   );
 }
 
-/** isLocalPath accepts a same-origin path to return to after sign-in (never //host or a URL). */
-function isLocalPath(p: string): boolean {
-  return p.startsWith('/') && !p.startsWith('//') && !p.startsWith('/\\') && p.length <= 512;
+/**
+ * localReturnPath is the same-origin path to return to after sign-in, or undefined. Browsers drop
+ * tabs and newlines from a Location and read a backslash as a slash, so `/%09/evil.example` would
+ * become `//evil.example`: any control character or backslash is refused outright, then the path is
+ * resolved against the public URL and must keep its origin.
+ */
+export function localReturnPath(p: string, publicUrl: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (p.length > 512 || !p.startsWith('/') || p.startsWith('//') || /[\u0000-\u001f\u007f\\]/.test(p)) return undefined;
+  let base: URL;
+  let url: URL;
+  try {
+    base = new URL(publicUrl);
+    url = new URL(p, base);
+  } catch {
+    return undefined;
+  }
+  if (url.origin !== base.origin || url.username !== '' || url.password !== '') return undefined;
+  const path = `${url.pathname}${url.search}${url.hash}`;
+  return path.startsWith('//') ? undefined : path;
 }
 
 /**
@@ -277,7 +294,8 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       return;
     }
     (res as ServerResponse).writeHead(303, {
-      location: login.r,
+      // Checked again: the cookie is the edge's own, but a path that leaves the edge is never followed.
+      location: localReturnPath(login.r, settings.publicUrl) ?? '/console',
       'cache-control': 'no-store',
       'set-cookie': [clearLogin, cookie(SESSION_COOKIE, signedIn.token, settings.sessionHours * 3600)],
     });
@@ -365,8 +383,9 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
 
   const routes: Record<string, (req: Req, res: Res, query: URLSearchParams) => Promise<void>> = {
     'GET /auth/login': async (_req, res, q) => {
-      const returnTo = q.get('return_to') ?? '/console';
-      if (!isLocalPath(returnTo)) return refuse(res, 400, 'return_to must be a path on this server, e.g. /console');
+      const returnTo = localReturnPath(q.get('return_to') ?? '/console', settings.publicUrl);
+      if (returnTo === undefined)
+        return refuse(res, 400, 'return_to must be a path on this server (no control characters or backslashes), e.g. /console');
       await startLogin(res, { r: returnTo, w: q.get('workspace') ?? '' });
     },
     'GET /auth/cli/login': async (_req, res, q) => {
