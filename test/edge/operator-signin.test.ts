@@ -63,6 +63,8 @@ beforeAll(async () => {
       PARLEY_OIDC_SCOPES: 'openid email profile groups',
       PARLEY_OIDC_ADMIN_GROUPS: 'parley-ops',
     },
+    // Failed operator tokens count against 127.0.0.1 here; never block this file's own refusals.
+    identity: { PARLEY_AUTH_MAX_FAILURES: '1000' },
   });
   // The stack has its own CA: trust both (the edge's public port, the provider's).
   dispatcher = new Agent({ connect: { ca: [stack.ca, await readFile(pki.paths.caCert)] } });

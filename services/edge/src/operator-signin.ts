@@ -135,8 +135,8 @@ async function readBody(req: Req, max = 16_384): Promise<string> {
 
 /** OperatorSignIn serves /auth/* on the public port. */
 export interface OperatorSignIn {
-  /** handle serves the request when its path is one of sign-in's and returns true; false otherwise. */
-  handle(req: Req, res: Res): boolean;
+  /** handle serves the request when its path is one of sign-in's and returns true; false otherwise. `source` is the client's address, which failed token calls count against. */
+  handle(req: Req, res: Res, source: string): boolean;
 }
 
 /**
@@ -329,7 +329,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     send(res, 200, {}, { 'set-cookie': cookie(SESSION_COOKIE, '', 0) });
   };
 
-  const cliToken = async (req: Req, res: Res) => {
+  const cliToken = async (req: Req, res: Res, source: string) => {
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(await readBody(req)) as Record<string, unknown>;
@@ -340,9 +340,9 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     try {
       const answer =
         str('grant_type') === 'authorization_code'
-          ? await operators.exchangeOperatorCode({ code: str('code'), codeVerifier: str('code_verifier') })
+          ? await operators.exchangeOperatorCode({ code: str('code'), codeVerifier: str('code_verifier'), source })
           : str('grant_type') === 'refresh_token'
-            ? await operators.refreshOperatorToken({ refreshToken: str('refresh_token') })
+            ? await operators.refreshOperatorToken({ refreshToken: str('refresh_token'), source })
             : undefined;
       if (answer === undefined) return refuse(res, 400, 'grant_type must be "authorization_code" or "refresh_token"');
       const t = answer.tokens;
@@ -358,6 +358,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code === Code.Unauthenticated || e.code === Code.InvalidArgument) return refuse(res, 400, e.rawMessage);
+      if (e.code === Code.ResourceExhausted) return refuse(res, 429, e.rawMessage);
       throw err;
     }
   };
@@ -381,7 +382,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     send(res, 200, {});
   };
 
-  const routes: Record<string, (req: Req, res: Res, query: URLSearchParams) => Promise<void>> = {
+  const routes: Record<string, (req: Req, res: Res, query: URLSearchParams, source: string) => Promise<void>> = {
     'GET /auth/login': async (_req, res, q) => {
       const returnTo = localReturnPath(q.get('return_to') ?? '/console', settings.publicUrl);
       if (returnTo === undefined)
@@ -401,12 +402,12 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     'GET /auth/callback': (req, res, q) => finishLogin(req, res, q),
     'GET /auth/session': (req, res) => session(req, res),
     'POST /auth/logout': (req, res) => logout(req, res),
-    'POST /auth/cli/token': (req, res) => cliToken(req, res),
+    'POST /auth/cli/token': (req, res, _q, source) => cliToken(req, res, source),
     'POST /auth/cli/revoke': (req, res) => cliRevoke(req, res),
   };
 
   return {
-    handle(req, res) {
+    handle(req, res, source) {
       const [path = '', search = ''] = (req.url ?? '').split('?', 2);
       if (!path.startsWith('/auth/')) return false;
       const route = routes[`${req.method} ${path}`];
@@ -414,7 +415,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         refuse(res, 404, `no ${req.method} ${path}; see the README's "Operator sign-in"`);
         return true;
       }
-      route(req, res, new URLSearchParams(search)).catch((err: unknown) => {
+      route(req, res, new URLSearchParams(search), source).catch((err: unknown) => {
         logger.error({ err, path }, 'operator sign-in failed');
         if (!res.headersSent) refuse(res, 503, 'sign-in is unavailable right now; try again shortly');
         else res.end();
