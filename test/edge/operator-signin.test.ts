@@ -98,7 +98,9 @@ function browser(): { fetch: Fetch; jar: CookieJar } {
 
 /** signIn walks the whole flow from `start` to the provider's page, picks `user`, and returns the last answer. */
 async function signIn(b: ReturnType<typeof browser>, start: string, user: DevOidcUser): Promise<Response> {
-  const page = await b.fetch(start);
+  let page = await b.fetch(start);
+  // CLI sign-in: the edge first asks the person to confirm they started it.
+  if (start.includes('/auth/cli/login')) page = await confirmCli(b, page, 'continue');
   expect(page.status).toBe(200);
   const html = await page.text();
   expect(html).toContain('For development only');
@@ -108,6 +110,26 @@ async function signIn(b: ReturnType<typeof browser>, start: string, user: DevOid
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ sub: user.sub }).toString(),
+  });
+}
+
+/** confirmCli answers the CLI sign-in confirmation page the way its form would. */
+async function confirmCli(b: ReturnType<typeof browser>, page: Response, decision: 'continue' | 'cancel'): Promise<Response> {
+  expect(page.status).toBe(200);
+  expect(page.headers.get('x-frame-options')).toBe('DENY');
+  const html = await page.text();
+  expect(html).toContain('Sign in to the Parley CLI on this computer?');
+  const form = new URLSearchParams();
+  for (const m of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g))
+    form.set(
+      m[1]!,
+      m[2]!.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n))),
+    );
+  form.set('decision', decision);
+  return b.fetch(`${edgeUrl}/auth/cli/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: form.toString(),
   });
 }
 
@@ -324,16 +346,53 @@ describe('CLI sign-in (loopback redirect)', () => {
     expect((await token({ grant_type: 'authorization_code', code, code_verifier: verifier })).status).toBe(400);
   });
 
-  it('refuses a redirect_uri that is not a loopback address', async () => {
+  it('refuses a redirect_uri that is not a loopback address, or not its /callback path', async () => {
+    const { challenge } = pkce();
+    const port = new URL(redirectUri).port;
+    for (const uri of [
+      'https://evil.example/callback',
+      `http://127.0.0.1:${port}/elsewhere`,
+      `http://127.0.0.1:${port}/callback/x`,
+      `http://127.0.0.1:${port}/callback?next=1`,
+      `http://127.0.0.1:${port}/`,
+    ]) {
+      const q = new URLSearchParams({ redirect_uri: uri, state: randomUUID(), code_challenge: challenge, code_challenge_method: 'S256' });
+      const res = await browser().fetch(`${edgeUrl}/auth/cli/login?${q.toString()}`, { redirect: 'manual' });
+      expect(res.status, uri).toBe(400);
+    }
+  });
+
+  it('asks the person to confirm before signing the CLI in; a link alone, a cancel or a forged form issues no code', async () => {
     const { challenge } = pkce();
     const q = new URLSearchParams({
-      redirect_uri: 'https://evil.example/callback',
+      redirect_uri: redirectUri,
       state: randomUUID(),
       code_challenge: challenge,
       code_challenge_method: 'S256',
     });
-    const res = await browser().fetch(`${edgeUrl}/auth/cli/login?${q.toString()}`, { redirect: 'manual' });
-    expect(res.status).toBe(400);
+    const start = `${edgeUrl}/auth/cli/login?${q.toString()}`;
+    // Opening the link shows a page; it does not go to the provider.
+    const b = browser();
+    const first = await b.fetch(start, { redirect: 'manual' });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('location')).toBeNull();
+    // Cancel: nothing starts.
+    const cancelled = await confirmCli(b, first, 'cancel');
+    expect(cancelled.status).toBe(200);
+    expect(await cancelled.text()).toContain('cancelled');
+    // A form posted from another site carries no confirmation cookie (SameSite) or a wrong token.
+    const forged = new URLSearchParams({ ...Object.fromEntries(q), decision: 'continue', confirm_token: 'x'.repeat(43) });
+    const post = (from: ReturnType<typeof browser>) =>
+      from.fetch(`${edgeUrl}/auth/cli/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: forged.toString(),
+        redirect: 'manual',
+      });
+    expect((await post(browser())).status).toBe(403);
+    const withCookie = browser();
+    await withCookie.fetch(start, { redirect: 'manual' });
+    expect((await post(withCookie)).status).toBe(403);
   });
 });
 
@@ -359,7 +418,7 @@ describe('deployment administration (WorkspaceService)', () => {
     const address = loopback.address();
     const verifier = randomBytes(32).toString('base64url');
     const q = new URLSearchParams({
-      redirect_uri: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/cb`,
+      redirect_uri: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/callback`,
       state: randomUUID(),
       code_challenge: createHash('sha256').update(verifier).digest('base64url'),
       code_challenge_method: 'S256',

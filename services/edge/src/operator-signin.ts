@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
@@ -18,6 +18,8 @@ import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/
 export const SESSION_COOKIE = '__Host-parley_session';
 /** LOGIN_COOKIE carries the PKCE verifier, state and nonce of a sign-in in progress. */
 export const LOGIN_COOKIE = '__Host-parley_login';
+/** CLI_CONFIRM_COOKIE holds the anti-forgery token of the CLI sign-in confirmation page. */
+export const CLI_CONFIRM_COOKIE = '__Host-parley_cli_confirm';
 /** CSRF_HEADER must carry csrfTokenFor(session) on every call authenticated by the session cookie. */
 export const CSRF_HEADER = 'x-parley-csrf';
 
@@ -71,7 +73,7 @@ interface LoginState {
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
-/** isLoopbackRedirect accepts only http://127.0.0.1, [::1] or localhost with a port (RFC 8252 loopback redirect). */
+/** isLoopbackRedirect accepts only http://127.0.0.1, [::1] or localhost with a port and the path /callback (RFC 8252 loopback redirect). */
 function isLoopbackRedirect(raw: string): boolean {
   let url: URL;
   try {
@@ -83,6 +85,8 @@ function isLoopbackRedirect(raw: string): boolean {
     url.protocol === 'http:' &&
     ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname) &&
     url.port !== '' &&
+    url.pathname === '/callback' &&
+    url.search === '' &&
     url.username === '' &&
     url.password === '' &&
     url.hash === ''
@@ -109,6 +113,25 @@ export function localReturnPath(p: string, publicUrl: string): string | undefine
   if (url.origin !== base.origin || url.username !== '' || url.password !== '') return undefined;
   const path = `${url.pathname}${url.search}${url.hash}`;
   return path.startsWith('//') ? undefined : path;
+}
+
+/** PAGE_HEADERS are sent with the edge's own HTML pages: never cached, never framed, no scripts. */
+const PAGE_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-frame-options': 'DENY',
+  // No form-action: the form's answer redirects to the identity provider, which it would block.
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+};
+
+/** escapeHtml makes text safe inside an HTML attribute or element. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** page is a minimal HTML page. */
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1>${body}</body></html>`;
 }
 
 /**
@@ -142,8 +165,9 @@ export interface OperatorSignIn {
 /**
  * createOperatorSignIn builds the /auth/* endpoints:
  * - GET /auth/login[?return_to=/path&workspace=<id>]: redirect to the provider (console sign-in);
- * - GET /auth/cli/login?redirect_uri=http://127.0.0.1:<port>/…&state=…&code_challenge=…&code_challenge_method=S256:
- *   the same for the CLI, which gets `?code=pc_…&state=…` on its loopback redirect;
+ * - GET /auth/cli/login?redirect_uri=http://127.0.0.1:<port>/callback&state=…&code_challenge=…&code_challenge_method=S256:
+ *   a confirmation page whose form (POST /auth/cli/login, with a token bound to a cookie) starts the
+ *   same for the CLI, which gets `?code=pc_…&state=…` on its loopback redirect;
  * - GET /auth/callback: the provider's redirect; verifies the ID token (issuer, audience, signature,
  *   nonce, expiry, through openid-client), the verified e-mail and its domain, then asks identity;
  * - GET /auth/session: the console session's member, scopes and CSRF token (401 without one);
@@ -186,7 +210,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
   const cookie = (name: string, value: string, maxAge: number) =>
     stringifySetCookie({ name, value, httpOnly: true, secure: true, sameSite: 'lax', path: '/', maxAge });
 
-  const startLogin = async (res: Res, state: Omit<LoginState, 'v' | 's' | 'n'>) => {
+  const startLogin = async (res: Res, state: Omit<LoginState, 'v' | 's' | 'n'>, extraCookies: string[] = []) => {
     const c = await config();
     const verifier = oidc.randomPKCECodeVerifier();
     const login: LoginState = { ...state, v: verifier, s: oidc.randomState(), n: oidc.randomNonce() };
@@ -201,7 +225,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     (res as ServerResponse).writeHead(302, {
       location: url.href,
       'cache-control': 'no-store',
-      'set-cookie': cookie(LOGIN_COOKIE, Buffer.from(JSON.stringify(login)).toString('base64url'), 600),
+      'set-cookie': [...extraCookies, cookie(LOGIN_COOKIE, Buffer.from(JSON.stringify(login)).toString('base64url'), 600)],
     });
     res.end();
   };
@@ -382,6 +406,37 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     send(res, 200, {});
   };
 
+  // A CLI sign-in link can be sent by anyone: before the code goes to this computer's loopback
+  // port, the person confirms they started it, on a page that cannot be framed and whose form
+  // carries a token only this browser's cookie matches.
+  const cliLoginProblem = (q: URLSearchParams): string | undefined => {
+    if (!isLoopbackRedirect(q.get('redirect_uri') ?? ''))
+      return 'redirect_uri must be a loopback URL http://127.0.0.1:<port>/callback (or [::1] or localhost)';
+    if (q.get('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(q.get('code_challenge') ?? ''))
+      return 'code_challenge must be an S256 PKCE challenge, with code_challenge_method=S256';
+    const s = q.get('state') ?? '';
+    if (s.length < 16 || s.length > 256) return 'state must be 16 to 256 characters';
+    return undefined;
+  };
+  const confirmCliPage = (res: Res, q: URLSearchParams) => {
+    const token = randomBytes(32).toString('base64url');
+    const fields = ['redirect_uri', 'state', 'code_challenge', 'code_challenge_method', 'workspace']
+      .filter((k) => q.has(k))
+      .map((k) => `<input type="hidden" name="${k}" value="${escapeHtml(q.get(k) ?? '')}">`)
+      .join('');
+    (res as ServerResponse).writeHead(200, { ...PAGE_HEADERS, 'set-cookie': cookie(CLI_CONFIRM_COOKIE, token, 600) });
+    res.end(
+      page(
+        'Sign in to the Parley CLI?',
+        `<p>Sign in to the Parley CLI on this computer? Continue only if you just ran <code>parley login</code> here; ` +
+          `if someone sent you this link, choose Cancel.</p>` +
+          `<form method="post" action="/auth/cli/login">${fields}<input type="hidden" name="confirm_token" value="${token}">` +
+          `<button type="submit" name="decision" value="continue">Continue</button> ` +
+          `<button type="submit" name="decision" value="cancel">Cancel</button></form>`,
+      ),
+    );
+  };
+
   const routes: Record<string, (req: Req, res: Res, query: URLSearchParams, source: string) => Promise<void>> = {
     'GET /auth/login': async (_req, res, q) => {
       const returnTo = localReturnPath(q.get('return_to') ?? '/console', settings.publicUrl);
@@ -390,14 +445,38 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       await startLogin(res, { r: returnTo, w: q.get('workspace') ?? '' });
     },
     'GET /auth/cli/login': async (_req, res, q) => {
-      const u = q.get('redirect_uri') ?? '';
-      if (!isLoopbackRedirect(u)) return refuse(res, 400, 'redirect_uri must be a loopback URL such as http://127.0.0.1:<port>/callback');
-      const ch = q.get('code_challenge') ?? '';
-      if (q.get('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(ch))
-        return refuse(res, 400, 'code_challenge must be an S256 PKCE challenge, with code_challenge_method=S256');
-      const s = q.get('state') ?? '';
-      if (s.length < 16 || s.length > 256) return refuse(res, 400, 'state must be 16 to 256 characters');
-      await startLogin(res, { r: '/', w: q.get('workspace') ?? '', c: { u, s, ch } });
+      const problem = cliLoginProblem(q);
+      if (problem !== undefined) return refuse(res, 400, problem);
+      confirmCliPage(res, q);
+    },
+    'POST /auth/cli/login': async (req, res) => {
+      let form: URLSearchParams;
+      try {
+        form = new URLSearchParams(await readBody(req));
+      } catch {
+        return refuse(res, 400, 'send the confirmation form from GET /auth/cli/login');
+      }
+      const expected = parseCookies(req.headers.cookie ?? '')[CLI_CONFIRM_COOKIE];
+      const presented = form.get('confirm_token') ?? '';
+      const clearConfirm = cookie(CLI_CONFIRM_COOKIE, '', 0);
+      if (expected === undefined || expected.length !== presented.length || !timingSafeEqual(Buffer.from(expected), Buffer.from(presented)))
+        return refuse(res, 403, "the confirmation did not come from this browser's sign-in page; run `parley login` again");
+      if (form.get('decision') !== 'continue') {
+        (res as ServerResponse).writeHead(200, { ...PAGE_HEADERS, 'set-cookie': clearConfirm });
+        res.end(page('Sign-in cancelled', '<p>The Parley CLI was not signed in. You can close this tab.</p>'));
+        return;
+      }
+      const problem = cliLoginProblem(form);
+      if (problem !== undefined) return refuse(res, 400, problem);
+      await startLogin(
+        res,
+        {
+          r: '/',
+          w: form.get('workspace') ?? '',
+          c: { u: form.get('redirect_uri') ?? '', s: form.get('state') ?? '', ch: form.get('code_challenge') ?? '' },
+        },
+        [clearConfirm],
+      );
     },
     'GET /auth/callback': (req, res, q) => finishLogin(req, res, q),
     'GET /auth/session': (req, res) => session(req, res),
