@@ -346,6 +346,48 @@ describe('CLI sign-in (loopback redirect)', () => {
     expect((await token({ grant_type: 'authorization_code', code, code_verifier: verifier })).status).toBe(400);
   });
 
+  it('ends the whole session when a used refresh token is presented again', async () => {
+    const { verifier, challenge } = pkce();
+    const code = await cliLogin(challenge, randomUUID());
+    const tokens = await token({ grant_type: 'authorization_code', code, code_verifier: verifier });
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+    expect(refreshed.status).toBe(200);
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(200);
+    // The old refresh token again (a stolen copy, or the thief's after the owner refreshed).
+    const reused = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+    expect(reused.status).toBe(400);
+    expect(reused.body['error']).toContain('already used');
+    // Neither the new bearer token nor the new refresh token work any more.
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(401);
+    expect((await token({ grant_type: 'refresh_token', refresh_token: refreshed.body['refresh_token']! })).status).toBe(400);
+  });
+
+  it('never refreshes past the absolute lifetime fixed at sign-in', async () => {
+    const { verifier, challenge } = pkce();
+    const code = await cliLogin(challenge, randomUUID());
+    const tokens = await token({ grant_type: 'authorization_code', code, code_verifier: verifier });
+    const pg = adminPool(1);
+    const setEnd = (interval: string) =>
+      pg.query(
+        `update parley_identity.operator_sessions set max_expires_at = now() + $2::interval
+          where kind = 'cli' and revoked_at is null and refresh_hash is not null
+            and member_id in (select id from parley_identity.members where email = $1)`,
+        [users.admin.email, interval],
+      );
+    try {
+      // Sign-in fixed the end 30 days out; the refresh token's own expiry never goes past it.
+      await setEnd('10 minutes');
+      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+      expect(refreshed.status).toBe(200);
+      expect(Date.parse(refreshed.body['refresh_expires_at']!)).toBeLessThanOrEqual(Date.now() + 11 * 60_000);
+      expect(Date.parse(refreshed.body['expires_at']!)).toBeLessThanOrEqual(Date.now() + 11 * 60_000);
+      await setEnd('-1 second');
+      expect((await token({ grant_type: 'refresh_token', refresh_token: refreshed.body['refresh_token']! })).status).toBe(400);
+    } finally {
+      await pg.end();
+    }
+  });
+
   it('refuses a redirect_uri that is not a loopback address, or not its /callback path', async () => {
     const { challenge } = pkce();
     const port = new URL(redirectUri).port;
@@ -408,7 +450,9 @@ describe('deployment administration (WorkspaceService)', () => {
     return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- Connect JSON answers
   };
   /** adminToken signs the administrator in through the CLI flow and returns a bearer token. */
-  const adminToken = async () => {
+  const adminToken = async () => (await cliTokens(users.deployAdmin)).access_token;
+  /** cliTokens signs a person in through the CLI flow and returns the token answer. */
+  const cliTokens = async (user: DevOidcUser) => {
     const loopback = createServer((req, res) => {
       code = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('code') ?? '';
       res.end('ok');
@@ -423,7 +467,7 @@ describe('deployment administration (WorkspaceService)', () => {
       code_challenge: createHash('sha256').update(verifier).digest('base64url'),
       code_challenge_method: 'S256',
     });
-    await signIn(browser(), `${edgeUrl}/auth/cli/login?${q.toString()}`, users.deployAdmin);
+    await signIn(browser(), `${edgeUrl}/auth/cli/login?${q.toString()}`, user);
     await new Promise<void>((r) => loopback.close(() => r()));
     const res = await undiciFetch(`${edgeUrl}/auth/cli/token`, {
       method: 'POST',
@@ -431,8 +475,30 @@ describe('deployment administration (WorkspaceService)', () => {
       body: JSON.stringify({ grant_type: 'authorization_code', code, code_verifier: verifier }),
       dispatcher,
     });
-    return ((await res.json()) as { access_token: string }).access_token;
+    return (await res.json()) as { access_token: string; refresh_token: string };
   };
+  const refresh = async (refreshToken: string) => {
+    const res = await undiciFetch(`${edgeUrl}/auth/cli/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: refreshToken }),
+      dispatcher,
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, string> };
+  };
+
+  it('drops deployment:admin at a refresh: identity cannot know the group still holds it, so a fresh sign-in is needed', async () => {
+    const tokens = await cliTokens(users.deployAdmin);
+    const before = await api('/parley.api.v1.AccountService/WhoAmI', {}, { authorization: `Bearer ${tokens.access_token}` });
+    expect(before.body['scopes']).toEqual(['deployment:admin']);
+    const refreshed = await refresh(tokens.refresh_token);
+    expect(refreshed.status).toBe(200);
+    const after = { authorization: `Bearer ${refreshed.body['access_token']}` };
+    const who = await api('/parley.api.v1.AccountService/WhoAmI', {}, after);
+    expect(who.status).toBe(200);
+    expect(who.body['scopes'] ?? []).not.toContain('deployment:admin');
+    expect((await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, after)).status).toBe(403);
+  });
 
   it('refuses workspace administration to a workspace owner, naming deployment:admin', async () => {
     const res = await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` });
@@ -479,6 +545,9 @@ describe('deployment administration (WorkspaceService)', () => {
     const asKey = { authorization: `Bearer ${key}` };
     expect((await api('/parley.api.v1.AgentService/ListAgents', {}, asKey)).status).toBe(200);
 
+    const ownerCli = await cliTokens(users.newOwner);
+    expect(ownerCli.refresh_token).toMatch(/^pr_/);
+
     const suspended = await api('/parley.api.v1.WorkspaceService/SuspendWorkspace', { workspaceId }, admin);
     expect(suspended.status).toBe(200);
     expect(suspended.body['workspace'].suspendedAt).toBeDefined();
@@ -489,6 +558,10 @@ describe('deployment administration (WorkspaceService)', () => {
     expect((await owner.fetch(`${edgeUrl}/auth/session`)).status).toBe(401);
     const again = await signIn(browser(), `${edgeUrl}/auth/login?workspace=${workspaceId}`, users.newOwner);
     expect(again.status).toBe(403);
+    // The owner's CLI cannot refresh its way back in.
+    const cliRefresh = await refresh(ownerCli.refresh_token);
+    expect(cliRefresh.status).toBe(400);
+    expect(cliRefresh.body['error']).toContain('suspended');
     // Other workspaces are untouched.
     expect((await api('/parley.api.v1.AgentService/ListAgents', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` })).status).toBe(
       200,

@@ -28,6 +28,8 @@ const CLI_CODE_MS = 60_000;
 const CLI_ACCESS_MS = 3_600_000;
 /** CLI_REFRESH_MS is the lifetime of a CLI refresh token; each refresh replaces it. */
 const CLI_REFRESH_MS = 30 * 86_400_000;
+/** CLI_SESSION_MAX_MS is a CLI session's absolute lifetime from sign-in: no refresh extends it. */
+const CLI_SESSION_MAX_MS = 30 * 86_400_000;
 
 type OperatorTokensInit = { accessToken: string; refreshToken: string; expiresAt?: Timestamp; refreshExpiresAt?: Timestamp };
 
@@ -92,9 +94,10 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
       throw err instanceof UnauthenticatedError ? await refused(source, 'malformed', err.message) : err;
     }
   };
-  const issueCliTokens = () => {
+  const issueCliTokens = (maxExpiresAt: Date | null) => {
     const now = Date.now();
-    return { expiresAt: new Date(now + CLI_ACCESS_MS), refreshExpiresAt: new Date(now + CLI_REFRESH_MS) };
+    const end = maxExpiresAt?.getTime() ?? Infinity;
+    return { expiresAt: new Date(Math.min(now + CLI_ACCESS_MS, end)), refreshExpiresAt: new Date(Math.min(now + CLI_REFRESH_MS, end)) };
   };
 
   return {
@@ -155,6 +158,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           code_challenge: kind === 'cli' ? req.codeChallenge : null,
           code_expires_at: kind === 'cli' ? expiresAt : null,
           expires_at: expiresAt,
+          max_expires_at: kind === 'cli' ? new Date(now + CLI_SESSION_MAX_MS) : expiresAt,
           deployment_admin: req.deploymentAdmin,
         });
         await record({
@@ -209,7 +213,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
         }
         const access = generateOperatorToken('po', tenantId);
         const refresh = generateOperatorToken('pr', tenantId);
-        const times = issueCliTokens();
+        const times = issueCliTokens(session.max_expires_at);
         await store.updateOperatorSession(trx, session.id, {
           token_hash: hash(access),
           refresh_hash: hash(refresh),
@@ -234,18 +238,38 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
 
     async refreshOperatorToken(req) {
       const tenantId = await checkedTenantOf(req.refreshToken, 'pr', 'refresh_token', req.source);
+      if (tenantId !== SYSTEM_TENANT && (await isWorkspaceSuspended(db, tenantId)))
+        throw new UnauthenticatedError("this workspace is suspended; ask the deployment's administrators");
       const outcome = await withTenant(db, tenantId, async (trx): Promise<{ refused?: string; tokens?: OperatorTokensInit }> => {
-        const found = await store.findOperatorSession(trx, 'refresh_hash', hash(req.refreshToken));
-        if (found === undefined || (found.session.refresh_expires_at?.getTime() ?? 0) <= Date.now())
+        const presented = hash(req.refreshToken);
+        const found = await store.findOperatorSession(trx, 'refresh_hash', presented);
+        if (found === undefined) {
+          // A refresh token that was already used: someone holds a copy. End the session it
+          // belonged to (committed, then refused), so neither copy goes on working.
+          const reused = await store.findSessionByReplacedRefresh(trx, presented);
+          if (reused !== undefined) {
+            await store.updateOperatorSession(trx, reused.id, { revoked_at: new Date() });
+            return { refused: 'this refresh token was already used, so the session has been ended; run `parley login` again' };
+          }
+          return { refused: 'this refresh token is not valid or has expired; run `parley login` again' };
+        }
+        const now = Date.now();
+        const maxExpiresAt = found.session.max_expires_at;
+        if ((found.session.refresh_expires_at?.getTime() ?? 0) <= now || (maxExpiresAt !== null && maxExpiresAt.getTime() <= now))
           return { refused: 'this refresh token is not valid or has expired; run `parley login` again' };
         const access = generateOperatorToken('po', tenantId);
         const refresh = generateOperatorToken('pr', tenantId);
-        const times = issueCliTokens();
+        const times = issueCliTokens(maxExpiresAt);
+        // deployment:admin comes from the identity provider at sign-in only (a group claim or
+        // the edge's admin e-mail list, neither known here): a refresh drops it, so a revoked
+        // administrator loses it within one access-token lifetime; `parley login` brings it back.
         await store.updateOperatorSession(trx, found.session.id, {
           token_hash: hash(access),
           refresh_hash: hash(refresh),
+          previous_refresh_hash: presented,
           expires_at: times.expiresAt,
           refresh_expires_at: times.refreshExpiresAt,
+          deployment_admin: false,
         });
         return {
           tokens: {
