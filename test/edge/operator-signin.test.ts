@@ -63,6 +63,8 @@ beforeAll(async () => {
       PARLEY_OIDC_SCOPES: 'openid email profile groups',
       PARLEY_OIDC_ADMIN_GROUPS: 'parley-ops',
     },
+    // Failed operator tokens count against 127.0.0.1 here; never block this file's own refusals.
+    identity: { PARLEY_AUTH_MAX_FAILURES: '1000' },
   });
   // The stack has its own CA: trust both (the edge's public port, the provider's).
   dispatcher = new Agent({ connect: { ca: [stack.ca, await readFile(pki.paths.caCert)] } });
@@ -96,7 +98,9 @@ function browser(): { fetch: Fetch; jar: CookieJar } {
 
 /** signIn walks the whole flow from `start` to the provider's page, picks `user`, and returns the last answer. */
 async function signIn(b: ReturnType<typeof browser>, start: string, user: DevOidcUser): Promise<Response> {
-  const page = await b.fetch(start);
+  let page = await b.fetch(start);
+  // CLI sign-in: the edge first asks the person to confirm they started it.
+  if (start.includes('/auth/cli/login')) page = await confirmCli(b, page, 'continue');
   expect(page.status).toBe(200);
   const html = await page.text();
   expect(html).toContain('For development only');
@@ -106,6 +110,26 @@ async function signIn(b: ReturnType<typeof browser>, start: string, user: DevOid
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ sub: user.sub }).toString(),
+  });
+}
+
+/** confirmCli answers the CLI sign-in confirmation page the way its form would. */
+async function confirmCli(b: ReturnType<typeof browser>, page: Response, decision: 'continue' | 'cancel'): Promise<Response> {
+  expect(page.status).toBe(200);
+  expect(page.headers.get('x-frame-options')).toBe('DENY');
+  const html = await page.text();
+  expect(html).toContain('Sign in to the Parley CLI on this computer?');
+  const form = new URLSearchParams();
+  for (const m of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g))
+    form.set(
+      m[1]!,
+      m[2]!.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n))),
+    );
+  form.set('decision', decision);
+  return b.fetch(`${edgeUrl}/auth/cli/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: form.toString(),
   });
 }
 
@@ -191,8 +215,33 @@ describe('console sign-in', () => {
   });
 
   it('refuses a return_to that leaves the edge', async () => {
-    const res = await browser().fetch(`${edgeUrl}/auth/login?return_to=//evil.example/`, { redirect: 'manual' });
-    expect(res.status).toBe(400);
+    // Browsers drop tab and newline from a Location and read "\\" as "/": each of these would land on evil.example.
+    const hostile = [
+      '//evil.example/',
+      '/\t/evil.example',
+      '/\n/evil.example',
+      '/\r\n/evil.example',
+      '/\\evil.example',
+      '/\\/evil.example',
+      '\\\\evil.example',
+      'https://evil.example/',
+      '///evil.example',
+    ];
+    for (const returnTo of hostile) {
+      const q = new URLSearchParams({ return_to: returnTo });
+      const res = await browser().fetch(`${edgeUrl}/auth/login?${q.toString()}`, { redirect: 'manual' });
+      expect(res.status, JSON.stringify(returnTo)).toBe(400);
+    }
+    // The encoded forms as a link would carry them (%09 tab, %0A newline, %5C backslash, %2F slash).
+    for (const raw of ['/%09/evil.example', '/%0A/evil.example', '/%5Cevil.example', '/%5C/evil.example', '%2F%2Fevil.example']) {
+      const res = await browser().fetch(`${edgeUrl}/auth/login?return_to=${raw}`, { redirect: 'manual' });
+      expect(res.status, raw).toBe(400);
+    }
+    // A path on the edge, query and all, is still accepted.
+    const ok = await browser().fetch(`${edgeUrl}/auth/login?return_to=${encodeURIComponent('/console/agents?x=1')}`, {
+      redirect: 'manual',
+    });
+    expect(ok.status).toBe(302);
   });
 });
 
@@ -297,16 +346,95 @@ describe('CLI sign-in (loopback redirect)', () => {
     expect((await token({ grant_type: 'authorization_code', code, code_verifier: verifier })).status).toBe(400);
   });
 
-  it('refuses a redirect_uri that is not a loopback address', async () => {
+  it('ends the whole session when a used refresh token is presented again', async () => {
+    const { verifier, challenge } = pkce();
+    const code = await cliLogin(challenge, randomUUID());
+    const tokens = await token({ grant_type: 'authorization_code', code, code_verifier: verifier });
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+    expect(refreshed.status).toBe(200);
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(200);
+    // The old refresh token again (a stolen copy, or the thief's after the owner refreshed).
+    const reused = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+    expect(reused.status).toBe(400);
+    expect(reused.body['error']).toContain('already used');
+    // Neither the new bearer token nor the new refresh token work any more.
+    expect(await bearerCall(refreshed.body['access_token']!)).toBe(401);
+    expect((await token({ grant_type: 'refresh_token', refresh_token: refreshed.body['refresh_token']! })).status).toBe(400);
+  });
+
+  it('never refreshes past the absolute lifetime fixed at sign-in', async () => {
+    const { verifier, challenge } = pkce();
+    const code = await cliLogin(challenge, randomUUID());
+    const tokens = await token({ grant_type: 'authorization_code', code, code_verifier: verifier });
+    const pg = adminPool(1);
+    const setEnd = (interval: string) =>
+      pg.query(
+        `update parley_identity.operator_sessions set max_expires_at = now() + $2::interval
+          where kind = 'cli' and revoked_at is null and refresh_hash is not null
+            and member_id in (select id from parley_identity.members where email = $1)`,
+        [users.admin.email, interval],
+      );
+    try {
+      // Sign-in fixed the end 30 days out; the refresh token's own expiry never goes past it.
+      await setEnd('10 minutes');
+      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: tokens.body['refresh_token']! });
+      expect(refreshed.status).toBe(200);
+      expect(Date.parse(refreshed.body['refresh_expires_at']!)).toBeLessThanOrEqual(Date.now() + 11 * 60_000);
+      expect(Date.parse(refreshed.body['expires_at']!)).toBeLessThanOrEqual(Date.now() + 11 * 60_000);
+      await setEnd('-1 second');
+      expect((await token({ grant_type: 'refresh_token', refresh_token: refreshed.body['refresh_token']! })).status).toBe(400);
+    } finally {
+      await pg.end();
+    }
+  });
+
+  it('refuses a redirect_uri that is not a loopback address, or not its /callback path', async () => {
+    const { challenge } = pkce();
+    const port = new URL(redirectUri).port;
+    for (const uri of [
+      'https://evil.example/callback',
+      `http://127.0.0.1:${port}/elsewhere`,
+      `http://127.0.0.1:${port}/callback/x`,
+      `http://127.0.0.1:${port}/callback?next=1`,
+      `http://127.0.0.1:${port}/`,
+    ]) {
+      const q = new URLSearchParams({ redirect_uri: uri, state: randomUUID(), code_challenge: challenge, code_challenge_method: 'S256' });
+      const res = await browser().fetch(`${edgeUrl}/auth/cli/login?${q.toString()}`, { redirect: 'manual' });
+      expect(res.status, uri).toBe(400);
+    }
+  });
+
+  it('asks the person to confirm before signing the CLI in; a link alone, a cancel or a forged form issues no code', async () => {
     const { challenge } = pkce();
     const q = new URLSearchParams({
-      redirect_uri: 'https://evil.example/callback',
+      redirect_uri: redirectUri,
       state: randomUUID(),
       code_challenge: challenge,
       code_challenge_method: 'S256',
     });
-    const res = await browser().fetch(`${edgeUrl}/auth/cli/login?${q.toString()}`, { redirect: 'manual' });
-    expect(res.status).toBe(400);
+    const start = `${edgeUrl}/auth/cli/login?${q.toString()}`;
+    // Opening the link shows a page; it does not go to the provider.
+    const b = browser();
+    const first = await b.fetch(start, { redirect: 'manual' });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('location')).toBeNull();
+    // Cancel: nothing starts.
+    const cancelled = await confirmCli(b, first, 'cancel');
+    expect(cancelled.status).toBe(200);
+    expect(await cancelled.text()).toContain('cancelled');
+    // A form posted from another site carries no confirmation cookie (SameSite) or a wrong token.
+    const forged = new URLSearchParams({ ...Object.fromEntries(q), decision: 'continue', confirm_token: 'x'.repeat(43) });
+    const post = (from: ReturnType<typeof browser>) =>
+      from.fetch(`${edgeUrl}/auth/cli/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: forged.toString(),
+        redirect: 'manual',
+      });
+    expect((await post(browser())).status).toBe(403);
+    const withCookie = browser();
+    await withCookie.fetch(start, { redirect: 'manual' });
+    expect((await post(withCookie)).status).toBe(403);
   });
 });
 
@@ -322,7 +450,9 @@ describe('deployment administration (WorkspaceService)', () => {
     return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- Connect JSON answers
   };
   /** adminToken signs the administrator in through the CLI flow and returns a bearer token. */
-  const adminToken = async () => {
+  const adminToken = async () => (await cliTokens(users.deployAdmin)).access_token;
+  /** cliTokens signs a person in through the CLI flow and returns the token answer. */
+  const cliTokens = async (user: DevOidcUser) => {
     const loopback = createServer((req, res) => {
       code = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('code') ?? '';
       res.end('ok');
@@ -332,12 +462,12 @@ describe('deployment administration (WorkspaceService)', () => {
     const address = loopback.address();
     const verifier = randomBytes(32).toString('base64url');
     const q = new URLSearchParams({
-      redirect_uri: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/cb`,
+      redirect_uri: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/callback`,
       state: randomUUID(),
       code_challenge: createHash('sha256').update(verifier).digest('base64url'),
       code_challenge_method: 'S256',
     });
-    await signIn(browser(), `${edgeUrl}/auth/cli/login?${q.toString()}`, users.deployAdmin);
+    await signIn(browser(), `${edgeUrl}/auth/cli/login?${q.toString()}`, user);
     await new Promise<void>((r) => loopback.close(() => r()));
     const res = await undiciFetch(`${edgeUrl}/auth/cli/token`, {
       method: 'POST',
@@ -345,8 +475,30 @@ describe('deployment administration (WorkspaceService)', () => {
       body: JSON.stringify({ grant_type: 'authorization_code', code, code_verifier: verifier }),
       dispatcher,
     });
-    return ((await res.json()) as { access_token: string }).access_token;
+    return (await res.json()) as { access_token: string; refresh_token: string };
   };
+  const refresh = async (refreshToken: string) => {
+    const res = await undiciFetch(`${edgeUrl}/auth/cli/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: refreshToken }),
+      dispatcher,
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, string> };
+  };
+
+  it('drops deployment:admin at a refresh: identity cannot know the group still holds it, so a fresh sign-in is needed', async () => {
+    const tokens = await cliTokens(users.deployAdmin);
+    const before = await api('/parley.api.v1.AccountService/WhoAmI', {}, { authorization: `Bearer ${tokens.access_token}` });
+    expect(before.body['scopes']).toEqual(['deployment:admin']);
+    const refreshed = await refresh(tokens.refresh_token);
+    expect(refreshed.status).toBe(200);
+    const after = { authorization: `Bearer ${refreshed.body['access_token']}` };
+    const who = await api('/parley.api.v1.AccountService/WhoAmI', {}, after);
+    expect(who.status).toBe(200);
+    expect(who.body['scopes'] ?? []).not.toContain('deployment:admin');
+    expect((await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, after)).status).toBe(403);
+  });
 
   it('refuses workspace administration to a workspace owner, naming deployment:admin', async () => {
     const res = await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` });
@@ -393,6 +545,9 @@ describe('deployment administration (WorkspaceService)', () => {
     const asKey = { authorization: `Bearer ${key}` };
     expect((await api('/parley.api.v1.AgentService/ListAgents', {}, asKey)).status).toBe(200);
 
+    const ownerCli = await cliTokens(users.newOwner);
+    expect(ownerCli.refresh_token).toMatch(/^pr_/);
+
     const suspended = await api('/parley.api.v1.WorkspaceService/SuspendWorkspace', { workspaceId }, admin);
     expect(suspended.status).toBe(200);
     expect(suspended.body['workspace'].suspendedAt).toBeDefined();
@@ -403,6 +558,10 @@ describe('deployment administration (WorkspaceService)', () => {
     expect((await owner.fetch(`${edgeUrl}/auth/session`)).status).toBe(401);
     const again = await signIn(browser(), `${edgeUrl}/auth/login?workspace=${workspaceId}`, users.newOwner);
     expect(again.status).toBe(403);
+    // The owner's CLI cannot refresh its way back in.
+    const cliRefresh = await refresh(ownerCli.refresh_token);
+    expect(cliRefresh.status).toBe(400);
+    expect(cliRefresh.body['error']).toContain('suspended');
     // Other workspaces are untouched.
     expect((await api('/parley.api.v1.AgentService/ListAgents', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` })).status).toBe(
       200,

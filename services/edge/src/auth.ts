@@ -54,7 +54,7 @@ export class ApiKeyAuthenticator {
     // Operator tokens (po_…) come from OIDC sign-in; everything else is tried as an API key.
     const res =
       apiKey.startsWith('po_') && this.#o.operators !== undefined
-        ? await this.#o.operators.authenticateOperator({ token: apiKey }, options)
+        ? await this.#o.operators.authenticateOperator({ token: apiKey, source }, options)
         : await this.#o.identity.authenticateApiKey({ apiKey, source }, options);
     const p = res.principal;
     if (p === undefined || (p.kind !== 'api_key' && p.kind !== 'member')) throw new UnauthenticatedError('API key is not valid');

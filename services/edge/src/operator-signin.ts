@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
@@ -18,6 +18,8 @@ import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/
 export const SESSION_COOKIE = '__Host-parley_session';
 /** LOGIN_COOKIE carries the PKCE verifier, state and nonce of a sign-in in progress. */
 export const LOGIN_COOKIE = '__Host-parley_login';
+/** CLI_CONFIRM_COOKIE holds the anti-forgery token of the CLI sign-in confirmation page. */
+export const CLI_CONFIRM_COOKIE = '__Host-parley_cli_confirm';
 /** CSRF_HEADER must carry csrfTokenFor(session) on every call authenticated by the session cookie. */
 export const CSRF_HEADER = 'x-parley-csrf';
 
@@ -71,7 +73,7 @@ interface LoginState {
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
-/** isLoopbackRedirect accepts only http://127.0.0.1, [::1] or localhost with a port (RFC 8252 loopback redirect). */
+/** isLoopbackRedirect accepts only http://127.0.0.1, [::1] or localhost with a port and the path /callback (RFC 8252 loopback redirect). */
 function isLoopbackRedirect(raw: string): boolean {
   let url: URL;
   try {
@@ -83,15 +85,53 @@ function isLoopbackRedirect(raw: string): boolean {
     url.protocol === 'http:' &&
     ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname) &&
     url.port !== '' &&
+    url.pathname === '/callback' &&
+    url.search === '' &&
     url.username === '' &&
     url.password === '' &&
     url.hash === ''
   );
 }
 
-/** isLocalPath accepts a same-origin path to return to after sign-in (never //host or a URL). */
-function isLocalPath(p: string): boolean {
-  return p.startsWith('/') && !p.startsWith('//') && !p.startsWith('/\\') && p.length <= 512;
+/**
+ * localReturnPath is the same-origin path to return to after sign-in, or undefined. Browsers drop
+ * tabs and newlines from a Location and read a backslash as a slash, so `/%09/evil.example` would
+ * become `//evil.example`: any control character or backslash is refused outright, then the path is
+ * resolved against the public URL and must keep its origin.
+ */
+export function localReturnPath(p: string, publicUrl: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (p.length > 512 || !p.startsWith('/') || p.startsWith('//') || /[\u0000-\u001f\u007f\\]/.test(p)) return undefined;
+  let base: URL;
+  let url: URL;
+  try {
+    base = new URL(publicUrl);
+    url = new URL(p, base);
+  } catch {
+    return undefined;
+  }
+  if (url.origin !== base.origin || url.username !== '' || url.password !== '') return undefined;
+  const path = `${url.pathname}${url.search}${url.hash}`;
+  return path.startsWith('//') ? undefined : path;
+}
+
+/** PAGE_HEADERS are sent with the edge's own HTML pages: never cached, never framed, no scripts. */
+const PAGE_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-frame-options': 'DENY',
+  // No form-action: the form's answer redirects to the identity provider, which it would block.
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+};
+
+/** escapeHtml makes text safe inside an HTML attribute or element. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** page is a minimal HTML page. */
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1>${body}</body></html>`;
 }
 
 /**
@@ -118,15 +158,16 @@ async function readBody(req: Req, max = 16_384): Promise<string> {
 
 /** OperatorSignIn serves /auth/* on the public port. */
 export interface OperatorSignIn {
-  /** handle serves the request when its path is one of sign-in's and returns true; false otherwise. */
-  handle(req: Req, res: Res): boolean;
+  /** handle serves the request when its path is one of sign-in's and returns true; false otherwise. `source` is the client's address, which failed token calls count against. */
+  handle(req: Req, res: Res, source: string): boolean;
 }
 
 /**
  * createOperatorSignIn builds the /auth/* endpoints:
  * - GET /auth/login[?return_to=/path&workspace=<id>]: redirect to the provider (console sign-in);
- * - GET /auth/cli/login?redirect_uri=http://127.0.0.1:<port>/…&state=…&code_challenge=…&code_challenge_method=S256:
- *   the same for the CLI, which gets `?code=pc_…&state=…` on its loopback redirect;
+ * - GET /auth/cli/login?redirect_uri=http://127.0.0.1:<port>/callback&state=…&code_challenge=…&code_challenge_method=S256:
+ *   a confirmation page whose form (POST /auth/cli/login, with a token bound to a cookie) starts the
+ *   same for the CLI, which gets `?code=pc_…&state=…` on its loopback redirect;
  * - GET /auth/callback: the provider's redirect; verifies the ID token (issuer, audience, signature,
  *   nonce, expiry, through openid-client), the verified e-mail and its domain, then asks identity;
  * - GET /auth/session: the console session's member, scopes and CSRF token (401 without one);
@@ -169,7 +210,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
   const cookie = (name: string, value: string, maxAge: number) =>
     stringifySetCookie({ name, value, httpOnly: true, secure: true, sameSite: 'lax', path: '/', maxAge });
 
-  const startLogin = async (res: Res, state: Omit<LoginState, 'v' | 's' | 'n'>) => {
+  const startLogin = async (res: Res, state: Omit<LoginState, 'v' | 's' | 'n'>, extraCookies: string[] = []) => {
     const c = await config();
     const verifier = oidc.randomPKCECodeVerifier();
     const login: LoginState = { ...state, v: verifier, s: oidc.randomState(), n: oidc.randomNonce() };
@@ -184,7 +225,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     (res as ServerResponse).writeHead(302, {
       location: url.href,
       'cache-control': 'no-store',
-      'set-cookie': cookie(LOGIN_COOKIE, Buffer.from(JSON.stringify(login)).toString('base64url'), 600),
+      'set-cookie': [...extraCookies, cookie(LOGIN_COOKIE, Buffer.from(JSON.stringify(login)).toString('base64url'), 600)],
     });
     res.end();
   };
@@ -277,7 +318,8 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       return;
     }
     (res as ServerResponse).writeHead(303, {
-      location: login.r,
+      // Checked again: the cookie is the edge's own, but a path that leaves the edge is never followed.
+      location: localReturnPath(login.r, settings.publicUrl) ?? '/console',
       'cache-control': 'no-store',
       'set-cookie': [clearLogin, cookie(SESSION_COOKIE, signedIn.token, settings.sessionHours * 3600)],
     });
@@ -311,7 +353,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     send(res, 200, {}, { 'set-cookie': cookie(SESSION_COOKIE, '', 0) });
   };
 
-  const cliToken = async (req: Req, res: Res) => {
+  const cliToken = async (req: Req, res: Res, source: string) => {
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(await readBody(req)) as Record<string, unknown>;
@@ -322,9 +364,9 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     try {
       const answer =
         str('grant_type') === 'authorization_code'
-          ? await operators.exchangeOperatorCode({ code: str('code'), codeVerifier: str('code_verifier') })
+          ? await operators.exchangeOperatorCode({ code: str('code'), codeVerifier: str('code_verifier'), source })
           : str('grant_type') === 'refresh_token'
-            ? await operators.refreshOperatorToken({ refreshToken: str('refresh_token') })
+            ? await operators.refreshOperatorToken({ refreshToken: str('refresh_token'), source })
             : undefined;
       if (answer === undefined) return refuse(res, 400, 'grant_type must be "authorization_code" or "refresh_token"');
       const t = answer.tokens;
@@ -340,6 +382,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code === Code.Unauthenticated || e.code === Code.InvalidArgument) return refuse(res, 400, e.rawMessage);
+      if (e.code === Code.ResourceExhausted) return refuse(res, 429, e.rawMessage);
       throw err;
     }
   };
@@ -363,31 +406,87 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     send(res, 200, {});
   };
 
-  const routes: Record<string, (req: Req, res: Res, query: URLSearchParams) => Promise<void>> = {
+  // A CLI sign-in link can be sent by anyone: before the code goes to this computer's loopback
+  // port, the person confirms they started it, on a page that cannot be framed and whose form
+  // carries a token only this browser's cookie matches.
+  const cliLoginProblem = (q: URLSearchParams): string | undefined => {
+    if (!isLoopbackRedirect(q.get('redirect_uri') ?? ''))
+      return 'redirect_uri must be a loopback URL http://127.0.0.1:<port>/callback (or [::1] or localhost)';
+    if (q.get('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(q.get('code_challenge') ?? ''))
+      return 'code_challenge must be an S256 PKCE challenge, with code_challenge_method=S256';
+    const s = q.get('state') ?? '';
+    if (s.length < 16 || s.length > 256) return 'state must be 16 to 256 characters';
+    return undefined;
+  };
+  const confirmCliPage = (res: Res, q: URLSearchParams) => {
+    const token = randomBytes(32).toString('base64url');
+    const fields = ['redirect_uri', 'state', 'code_challenge', 'code_challenge_method', 'workspace']
+      .filter((k) => q.has(k))
+      .map((k) => `<input type="hidden" name="${k}" value="${escapeHtml(q.get(k) ?? '')}">`)
+      .join('');
+    (res as ServerResponse).writeHead(200, { ...PAGE_HEADERS, 'set-cookie': cookie(CLI_CONFIRM_COOKIE, token, 600) });
+    res.end(
+      page(
+        'Sign in to the Parley CLI?',
+        `<p>Sign in to the Parley CLI on this computer? Continue only if you just ran <code>parley login</code> here; ` +
+          `if someone sent you this link, choose Cancel.</p>` +
+          `<form method="post" action="/auth/cli/login">${fields}<input type="hidden" name="confirm_token" value="${token}">` +
+          `<button type="submit" name="decision" value="continue">Continue</button> ` +
+          `<button type="submit" name="decision" value="cancel">Cancel</button></form>`,
+      ),
+    );
+  };
+
+  const routes: Record<string, (req: Req, res: Res, query: URLSearchParams, source: string) => Promise<void>> = {
     'GET /auth/login': async (_req, res, q) => {
-      const returnTo = q.get('return_to') ?? '/console';
-      if (!isLocalPath(returnTo)) return refuse(res, 400, 'return_to must be a path on this server, e.g. /console');
+      const returnTo = localReturnPath(q.get('return_to') ?? '/console', settings.publicUrl);
+      if (returnTo === undefined)
+        return refuse(res, 400, 'return_to must be a path on this server (no control characters or backslashes), e.g. /console');
       await startLogin(res, { r: returnTo, w: q.get('workspace') ?? '' });
     },
     'GET /auth/cli/login': async (_req, res, q) => {
-      const u = q.get('redirect_uri') ?? '';
-      if (!isLoopbackRedirect(u)) return refuse(res, 400, 'redirect_uri must be a loopback URL such as http://127.0.0.1:<port>/callback');
-      const ch = q.get('code_challenge') ?? '';
-      if (q.get('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(ch))
-        return refuse(res, 400, 'code_challenge must be an S256 PKCE challenge, with code_challenge_method=S256');
-      const s = q.get('state') ?? '';
-      if (s.length < 16 || s.length > 256) return refuse(res, 400, 'state must be 16 to 256 characters');
-      await startLogin(res, { r: '/', w: q.get('workspace') ?? '', c: { u, s, ch } });
+      const problem = cliLoginProblem(q);
+      if (problem !== undefined) return refuse(res, 400, problem);
+      confirmCliPage(res, q);
+    },
+    'POST /auth/cli/login': async (req, res) => {
+      let form: URLSearchParams;
+      try {
+        form = new URLSearchParams(await readBody(req));
+      } catch {
+        return refuse(res, 400, 'send the confirmation form from GET /auth/cli/login');
+      }
+      const expected = parseCookies(req.headers.cookie ?? '')[CLI_CONFIRM_COOKIE];
+      const presented = form.get('confirm_token') ?? '';
+      const clearConfirm = cookie(CLI_CONFIRM_COOKIE, '', 0);
+      if (expected === undefined || expected.length !== presented.length || !timingSafeEqual(Buffer.from(expected), Buffer.from(presented)))
+        return refuse(res, 403, "the confirmation did not come from this browser's sign-in page; run `parley login` again");
+      if (form.get('decision') !== 'continue') {
+        (res as ServerResponse).writeHead(200, { ...PAGE_HEADERS, 'set-cookie': clearConfirm });
+        res.end(page('Sign-in cancelled', '<p>The Parley CLI was not signed in. You can close this tab.</p>'));
+        return;
+      }
+      const problem = cliLoginProblem(form);
+      if (problem !== undefined) return refuse(res, 400, problem);
+      await startLogin(
+        res,
+        {
+          r: '/',
+          w: form.get('workspace') ?? '',
+          c: { u: form.get('redirect_uri') ?? '', s: form.get('state') ?? '', ch: form.get('code_challenge') ?? '' },
+        },
+        [clearConfirm],
+      );
     },
     'GET /auth/callback': (req, res, q) => finishLogin(req, res, q),
     'GET /auth/session': (req, res) => session(req, res),
     'POST /auth/logout': (req, res) => logout(req, res),
-    'POST /auth/cli/token': (req, res) => cliToken(req, res),
+    'POST /auth/cli/token': (req, res, _q, source) => cliToken(req, res, source),
     'POST /auth/cli/revoke': (req, res) => cliRevoke(req, res),
   };
 
   return {
-    handle(req, res) {
+    handle(req, res, source) {
       const [path = '', search = ''] = (req.url ?? '').split('?', 2);
       if (!path.startsWith('/auth/')) return false;
       const route = routes[`${req.method} ${path}`];
@@ -395,7 +494,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         refuse(res, 404, `no ${req.method} ${path}; see the README's "Operator sign-in"`);
         return true;
       }
-      route(req, res, new URLSearchParams(search)).catch((err: unknown) => {
+      route(req, res, new URLSearchParams(search), source).catch((err: unknown) => {
         logger.error({ err, path }, 'operator sign-in failed');
         if (!res.headersSent) refuse(res, 503, 'sign-in is unavailable right now; try again shortly');
         else res.end();

@@ -175,7 +175,14 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       return;
     }
     drainer.track(req, res);
-    if (options.operatorSignIn?.handle(req, res) === true) return;
+    if (
+      options.operatorSignIn?.handle(
+        req,
+        res,
+        clientAddress(socketOf(req).remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies),
+      ) === true
+    )
+      return;
     handler(req, res);
   };
   const drainer = createConnectionDrainer(server);

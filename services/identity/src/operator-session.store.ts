@@ -45,11 +45,25 @@ export async function bindOidcIdentity(trx: Trx, memberId: string, issuer: strin
 /** insertOperatorSession stores a session (hashes only). */
 export async function insertOperatorSession(
   trx: Trx,
-  row: Pick<OperatorSessionRow, 'member_id' | 'kind' | 'token_hash' | 'code_hash' | 'code_challenge' | 'code_expires_at' | 'expires_at'> & {
+  row: Pick<
+    OperatorSessionRow,
+    'member_id' | 'kind' | 'token_hash' | 'code_hash' | 'code_challenge' | 'code_expires_at' | 'expires_at' | 'max_expires_at'
+  > & {
     deployment_admin: boolean;
   },
 ): Promise<OperatorSessionRow> {
   return trx.insertInto('operator_sessions').values(row).returningAll().executeTakeFirstOrThrow();
+}
+
+/** findSessionByReplacedRefresh finds a live session whose previous refresh token has this hash (a reuse). */
+export async function findSessionByReplacedRefresh(trx: Trx, hash: Buffer): Promise<OperatorSessionRow | undefined> {
+  return trx
+    .selectFrom('operator_sessions')
+    .selectAll()
+    .where('previous_refresh_hash', '=', hash)
+    .where('revoked_at', 'is', null)
+    .forUpdate()
+    .executeTakeFirst();
 }
 
 /** findOperatorSession finds a live session by one of its hashes, with its member. */
@@ -85,6 +99,8 @@ export async function updateOperatorSession(
       | 'expires_at'
       | 'refresh_expires_at'
       | 'revoked_at'
+      | 'deployment_admin'
+      | 'previous_refresh_hash'
     >
   >,
 ): Promise<void> {

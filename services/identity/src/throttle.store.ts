@@ -1,5 +1,6 @@
-import type { TenantTransaction } from '@parley/db';
-import { sql } from 'kysely';
+import { withTenant, type TenantTransaction } from '@parley/db';
+import { sql, type Kysely } from 'kysely';
+import { SYSTEM_TENANT } from './system-tenant.js';
 import type { IdentityDb } from './db/tables.js';
 
 type Trx = TenantTransaction<IdentityDb>;
@@ -51,4 +52,21 @@ export async function recordFailure(
     .returning(['failures', 'blocked_until'])
     .executeTakeFirstOrThrow();
   return { failures: row.failures, blockedUntil: row.blocked_until ?? undefined };
+}
+
+/**
+ * countFailedAttempt records a failed credential from a source (API key, operator token, code or
+ * refresh token alike), in the system partition. While the source is blocked the failure is refused
+ * without being counted (no write per attempt): `refused` says so.
+ */
+export async function countFailedAttempt(
+  db: Kysely<IdentityDb>,
+  source: string,
+  limits: ThrottleLimits,
+): Promise<{ failures: number | undefined; blockedUntil: Date | undefined; refused: boolean }> {
+  return withTenant(db, SYSTEM_TENANT, async (trx) => {
+    const blocked = await blockedUntil(trx, source);
+    if (blocked !== undefined) return { failures: undefined, blockedUntil: blocked, refused: true };
+    return { ...(await recordFailure(trx, source, limits)), refused: false };
+  });
 }

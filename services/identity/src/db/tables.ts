@@ -88,6 +88,10 @@ export interface OperatorSessionsTable {
   refresh_expires_at: Date | null;
   revoked_at: Date | null;
   deployment_admin: Generated<boolean>;
+  /** max_expires_at is the absolute end fixed at sign-in; no refresh goes past it. */
+  max_expires_at: Date | null;
+  /** previous_refresh_hash is the refresh token the last refresh replaced (reuse detection). */
+  previous_refresh_hash: Buffer | null;
 }
 
 /** WorkspacesTable is the registry of workspaces (system partition). */

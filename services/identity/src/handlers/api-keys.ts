@@ -17,8 +17,7 @@ import { generateApiKey, hashApiKey, parseApiKey, sameHash } from '../api-key-fo
 import * as keys from '../api-key.store.js';
 import type { ApiKeyRow, MemberRow } from '../db/tables.js';
 import { findMember } from '../member.store.js';
-import { SYSTEM_TENANT } from '../system-tenant.js';
-import { blockedUntil, recordFailure } from '../throttle.store.js';
+import { countFailedAttempt } from '../throttle.store.js';
 import { actingMember } from './acting-member.js';
 import { timestampOf, type IdentityDeps, type IdentityHandlers, type Trx } from './deps.js';
 
@@ -120,12 +119,7 @@ export function apiKeyHandlers(
       const source = (req.source || 'unknown').slice(0, 128);
       const parsed = parseApiKey(req.apiKey);
       const fail = async (reason: string, message = 'API key is not valid: check that you copied the whole key') => {
-        const result = await withTenant(db, SYSTEM_TENANT, async (trx) => {
-          const blocked = await blockedUntil(trx, source);
-          // While blocked, failures are refused without being counted (no write per attempt).
-          if (blocked !== undefined) return { failures: undefined, blockedUntil: blocked, refused: true };
-          return { ...(await recordFailure(trx, source, config.throttle)), refused: false };
-        });
+        const result = await countFailedAttempt(db, source, config.throttle);
         logger.warn(
           {
             source,

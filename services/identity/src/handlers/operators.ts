@@ -3,7 +3,13 @@ import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { auditedTransactions, noDetails } from '@parley/audit-outbox';
 import { isUuid, withTenant } from '@parley/db';
-import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError } from '@parley/platform';
+import {
+  InvalidArgumentError,
+  PermissionDeniedError,
+  recordThrottleBlock,
+  ResourceExhaustedError,
+  UnauthenticatedError,
+} from '@parley/platform';
 import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 import { DEPLOYMENT_SCOPES, isRole, ROLE_SCOPES } from '@parley/scopes';
 import { SYSTEM_TENANT } from '../system-tenant.js';
@@ -13,6 +19,7 @@ import { hashApiKey, sameHash } from '../api-key-format.js';
 import type { MemberRow } from '../db/tables.js';
 import { generateOperatorToken, parseOperatorToken, type OperatorTokenKind } from '../operator-token.js';
 import * as store from '../operator-session.store.js';
+import { countFailedAttempt } from '../throttle.store.js';
 import { timestampOf, type IdentityDeps } from './deps.js';
 
 /** CLI_CODE_MS is how long a CLI's one-time sign-in code may wait for its exchange. */
@@ -21,6 +28,8 @@ const CLI_CODE_MS = 60_000;
 const CLI_ACCESS_MS = 3_600_000;
 /** CLI_REFRESH_MS is the lifetime of a CLI refresh token; each refresh replaces it. */
 const CLI_REFRESH_MS = 30 * 86_400_000;
+/** CLI_SESSION_MAX_MS is a CLI session's absolute lifetime from sign-in: no refresh extends it. */
+const CLI_SESSION_MAX_MS = 30 * 86_400_000;
 
 type OperatorTokensInit = { accessToken: string; refreshToken: string; expiresAt?: Timestamp; refreshExpiresAt?: Timestamp };
 
@@ -62,9 +71,33 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
     if (parsed === undefined || parsed.kind !== kind) throw new UnauthenticatedError(`${field} is not a Parley operator credential`);
     return parsed.tenantId;
   };
-  const issueCliTokens = () => {
+  // A refused operator credential counts against its source like a failed API key, so tokens,
+  // codes and refresh tokens cannot be guessed at any faster than keys.
+  const refused = async (source: string, reason: string, message: string): Promise<Error> => {
+    const from = (source || 'unknown').slice(0, 128);
+    const result = await countFailedAttempt(db, from, deps.config.throttle);
+    deps.logger.warn(
+      { source: from, reason, failures: result.failures, blocked: result.blockedUntil !== undefined },
+      'operator authentication failed',
+    );
+    if (result.refused && result.blockedUntil !== undefined) {
+      recordThrottleBlock('operator_source');
+      const seconds = Math.max(1, Math.ceil((result.blockedUntil.getTime() - Date.now()) / 1000));
+      return new ResourceExhaustedError(`too many failed sign-in credentials from this address; retry in ${seconds} s`);
+    }
+    return new UnauthenticatedError(message);
+  };
+  const checkedTenantOf = async (token: string, kind: OperatorTokenKind, field: string, source: string) => {
+    try {
+      return tenantOf(token, kind, field);
+    } catch (err) {
+      throw err instanceof UnauthenticatedError ? await refused(source, 'malformed', err.message) : err;
+    }
+  };
+  const issueCliTokens = (maxExpiresAt: Date | null) => {
     const now = Date.now();
-    return { expiresAt: new Date(now + CLI_ACCESS_MS), refreshExpiresAt: new Date(now + CLI_REFRESH_MS) };
+    const end = maxExpiresAt?.getTime() ?? Infinity;
+    return { expiresAt: new Date(Math.min(now + CLI_ACCESS_MS, end)), refreshExpiresAt: new Date(Math.min(now + CLI_REFRESH_MS, end)) };
   };
 
   return {
@@ -125,6 +158,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           code_challenge: kind === 'cli' ? req.codeChallenge : null,
           code_expires_at: kind === 'cli' ? expiresAt : null,
           expires_at: expiresAt,
+          max_expires_at: kind === 'cli' ? new Date(now + CLI_SESSION_MAX_MS) : expiresAt,
           deployment_admin: req.deploymentAdmin,
         });
         await record({
@@ -145,9 +179,9 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
     },
 
     async authenticateOperator(req) {
-      const tenantId = tenantOf(req.token, 'po', 'token');
+      const tenantId = await checkedTenantOf(req.token, 'po', 'token', req.source);
       const found = await withTenant(db, tenantId, (trx) => store.findOperatorSession(trx, 'token_hash', hash(req.token)));
-      if (found === undefined || found.session.expires_at.getTime() <= Date.now()) throw new UnauthenticatedError(ENDED);
+      if (found === undefined || found.session.expires_at.getTime() <= Date.now()) throw await refused(req.source, 'unknown', ENDED);
       if (tenantId !== SYSTEM_TENANT && (await isWorkspaceSuspended(db, tenantId)))
         throw new UnauthenticatedError("this workspace is suspended; ask the deployment's administrators");
       return {
@@ -158,7 +192,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
     },
 
     async exchangeOperatorCode(req) {
-      const tenantId = tenantOf(req.code, 'pc', 'code');
+      const tenantId = await checkedTenantOf(req.code, 'pc', 'code', req.source);
       if (!/^[A-Za-z0-9._~-]{43,128}$/.test(req.codeVerifier))
         throw new InvalidArgumentError('code_verifier must be 43 to 128 unreserved characters (RFC 7636)', { field: 'code_verifier' });
       const outcome = await withTenant(db, tenantId, async (trx): Promise<{ refused?: string; tokens?: OperatorTokensInit }> => {
@@ -179,7 +213,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
         }
         const access = generateOperatorToken('po', tenantId);
         const refresh = generateOperatorToken('pr', tenantId);
-        const times = issueCliTokens();
+        const times = issueCliTokens(session.max_expires_at);
         await store.updateOperatorSession(trx, session.id, {
           token_hash: hash(access),
           refresh_hash: hash(refresh),
@@ -198,24 +232,44 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           },
         };
       });
-      if (outcome.refused !== undefined) throw new UnauthenticatedError(outcome.refused);
+      if (outcome.refused !== undefined) throw await refused(req.source, 'code', outcome.refused);
       return { tokens: outcome.tokens };
     },
 
     async refreshOperatorToken(req) {
-      const tenantId = tenantOf(req.refreshToken, 'pr', 'refresh_token');
-      return withTenant(db, tenantId, async (trx) => {
-        const found = await store.findOperatorSession(trx, 'refresh_hash', hash(req.refreshToken));
-        if (found === undefined || (found.session.refresh_expires_at?.getTime() ?? 0) <= Date.now())
-          throw new UnauthenticatedError('this refresh token is not valid or has expired; run `parley login` again');
+      const tenantId = await checkedTenantOf(req.refreshToken, 'pr', 'refresh_token', req.source);
+      if (tenantId !== SYSTEM_TENANT && (await isWorkspaceSuspended(db, tenantId)))
+        throw new UnauthenticatedError("this workspace is suspended; ask the deployment's administrators");
+      const outcome = await withTenant(db, tenantId, async (trx): Promise<{ refused?: string; tokens?: OperatorTokensInit }> => {
+        const presented = hash(req.refreshToken);
+        const found = await store.findOperatorSession(trx, 'refresh_hash', presented);
+        if (found === undefined) {
+          // A refresh token that was already used: someone holds a copy. End the session it
+          // belonged to (committed, then refused), so neither copy goes on working.
+          const reused = await store.findSessionByReplacedRefresh(trx, presented);
+          if (reused !== undefined) {
+            await store.updateOperatorSession(trx, reused.id, { revoked_at: new Date() });
+            return { refused: 'this refresh token was already used, so the session has been ended; run `parley login` again' };
+          }
+          return { refused: 'this refresh token is not valid or has expired; run `parley login` again' };
+        }
+        const now = Date.now();
+        const maxExpiresAt = found.session.max_expires_at;
+        if ((found.session.refresh_expires_at?.getTime() ?? 0) <= now || (maxExpiresAt !== null && maxExpiresAt.getTime() <= now))
+          return { refused: 'this refresh token is not valid or has expired; run `parley login` again' };
         const access = generateOperatorToken('po', tenantId);
         const refresh = generateOperatorToken('pr', tenantId);
-        const times = issueCliTokens();
+        const times = issueCliTokens(maxExpiresAt);
+        // deployment:admin comes from the identity provider at sign-in only (a group claim or
+        // the edge's admin e-mail list, neither known here): a refresh drops it, so a revoked
+        // administrator loses it within one access-token lifetime; `parley login` brings it back.
         await store.updateOperatorSession(trx, found.session.id, {
           token_hash: hash(access),
           refresh_hash: hash(refresh),
+          previous_refresh_hash: presented,
           expires_at: times.expiresAt,
           refresh_expires_at: times.refreshExpiresAt,
+          deployment_admin: false,
         });
         return {
           tokens: {
@@ -226,6 +280,8 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           },
         };
       });
+      if (outcome.refused !== undefined) throw await refused(req.source, 'refresh', outcome.refused);
+      return { tokens: outcome.tokens };
     },
 
     async signOutOperator(req) {
