@@ -45,7 +45,8 @@ export async function startFaultStack(): Promise<FaultStack> {
   const vault = await startVaultStandin({ keys: ['parley-kek', 'parley-identity-kek', 'parley-audit-kek'] });
   const tokenFile = join(dir, 'vault-token');
   await writeFile(tokenFile, `${vault.issueToken({ ttlSeconds: 3600, policies: ['root'] })}\n`, { mode: 0o600 });
-  const portBase = 21_000 + Math.floor(Math.random() * 300) * 50;
+  // Below the kernel's ephemeral range (32768 and up), where an outgoing connection could take a port.
+  const portBase = 21_000 + Math.floor(Math.random() * 230) * 50;
   const config = loadDevStackConfig(
     {
       PARLEY_DEV_DIR: join(dir, 'dev'),

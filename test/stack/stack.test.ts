@@ -62,7 +62,8 @@ async function expectDevSignIn(info: { signInUrl: string; edgeUrl: string; caCer
 /** spawnStack runs `npm start`'s entry point in a fresh dev folder with only the given variables (and PATH). */
 async function spawnStack(extra: Record<string, string> = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'parley-stack-'));
-  const portBase = 20_000 + Math.floor(Math.random() * 400) * 50;
+  // Below the kernel's ephemeral range (32768 and up), where an outgoing connection could take a port.
+  const portBase = 20_000 + Math.floor(Math.random() * 250) * 50;
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     PARLEY_DEV_DIR: dir,
