@@ -126,6 +126,10 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       PARLEY_API_KEY_ENVIRONMENT: 'test',
       ...kek,
       PARLEY_BOOTSTRAP_FILE: bootstrapFile,
+      // Every test stack shares identity's failure throttle (one database), and most test traffic
+      // comes from 127.0.0.1: at the default of 10, one file's refused credentials would block the
+      // next file's stack. Tests of the throttle set their own limit and use forwarded addresses.
+      PARLEY_AUTH_MAX_FAILURES: '1000',
       ...extra.identity,
     },
     secrets: { ...common('secrets'), DATABASE_URL: serviceUrl('secrets'), ...kek, ...extra.secrets },
