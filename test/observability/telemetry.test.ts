@@ -22,7 +22,12 @@ beforeAll(async () => {
     OTEL_BSP_SCHEDULE_DELAY: '100',
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,k8s.pod.name=pod%2D1',
   };
-  stack = await startPublicStack(Object.fromEntries(SERVICES.map((s) => [s, otel])));
+  stack = await startPublicStack({
+    ...Object.fromEntries(SERVICES.map((s) => [s, otel])),
+    // The throttle test below needs identity's production limit (the fixture raises it for every
+    // other stack); a short block keeps the next file's stack on this database unblocked.
+    identity: { ...otel, PARLEY_AUTH_MAX_FAILURES: '10', PARLEY_AUTH_BLOCK_SECONDS: '5' },
+  });
 });
 
 afterAll(async () => {
