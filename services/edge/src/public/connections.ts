@@ -4,30 +4,6 @@ import { IntegrationsService, type Connection } from '@parley/proto/parley/integ
 import { forward, type PublicDeps } from './deps.js';
 import { definePublicModule } from './module.js';
 
-// Named fields only: a connection's credential is a secret id here; its value never leaves the
-// secrets service except into integrations' own tool-call request.
-function connectionOf(c: Connection | undefined): MessageInitShape<typeof ConnectionSchema> | undefined {
-  if (c === undefined) return undefined;
-  return {
-    id: c.id,
-    name: c.name,
-    baseUrl: c.baseUrl,
-    credentialSecretId: c.credentialSecretId,
-    credentialHeader: c.credentialHeader,
-    description: c.description,
-    operations: c.operations.map((o) => ({
-      name: o.name,
-      description: o.description,
-      method: o.method,
-      pathTemplate: o.pathTemplate,
-      scope: o.scope,
-      ...(o.argumentsSchema === undefined ? {} : { argumentsSchema: o.argumentsSchema }),
-    })),
-    ...(c.createdAt === undefined ? {} : { createdAt: c.createdAt }),
-    ...(c.updatedAt === undefined ? {} : { updatedAt: c.updatedAt }),
-  };
-}
-
 type ConnectionFields = {
   name: string;
   baseUrl: string;
@@ -44,6 +20,8 @@ type ConnectionFields = {
   }[];
 };
 
+// Named fields only: a connection's credential is a secret id here; its value never leaves the
+// secrets service except into integrations' own tool-call request.
 function fieldsOf(req: ConnectionFields) {
   return {
     name: req.name,
@@ -59,6 +37,16 @@ function fieldsOf(req: ConnectionFields) {
       scope: o.scope,
       ...(o.argumentsSchema === undefined ? {} : { argumentsSchema: o.argumentsSchema }),
     })),
+  };
+}
+
+function connectionOf(c: Connection | undefined): MessageInitShape<typeof ConnectionSchema> | undefined {
+  if (c === undefined) return undefined;
+  return {
+    id: c.id,
+    ...fieldsOf(c),
+    ...(c.createdAt === undefined ? {} : { createdAt: c.createdAt }),
+    ...(c.updatedAt === undefined ? {} : { updatedAt: c.updatedAt }),
   };
 }
 
