@@ -94,10 +94,24 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
       throw err instanceof UnauthenticatedError ? await refused(source, 'malformed', err.message) : err;
     }
   };
-  const issueCliTokens = (maxExpiresAt: Date | null) => {
+  // A CLI's new access and refresh tokens (an exchange or a refresh): the hashes and expiries to
+  // store, and the tokens to hand out.
+  const issueCliTokens = (tenantId: string, maxExpiresAt: Date | null) => {
     const now = Date.now();
     const end = maxExpiresAt?.getTime() ?? Infinity;
-    return { expiresAt: new Date(Math.min(now + CLI_ACCESS_MS, end)), refreshExpiresAt: new Date(Math.min(now + CLI_REFRESH_MS, end)) };
+    const access = generateOperatorToken('po', tenantId);
+    const refresh = generateOperatorToken('pr', tenantId);
+    const expiresAt = new Date(Math.min(now + CLI_ACCESS_MS, end));
+    const refreshExpiresAt = new Date(Math.min(now + CLI_REFRESH_MS, end));
+    return {
+      stored: { token_hash: hash(access), refresh_hash: hash(refresh), expires_at: expiresAt, refresh_expires_at: refreshExpiresAt },
+      tokens: {
+        accessToken: access,
+        refreshToken: refresh,
+        expiresAt: timestampOf(expiresAt),
+        refreshExpiresAt: timestampOf(refreshExpiresAt),
+      } satisfies OperatorTokensInit,
+    };
   };
 
   return {
@@ -211,26 +225,14 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
               : 'the code_verifier does not match the sign-in; sign in again',
           };
         }
-        const access = generateOperatorToken('po', tenantId);
-        const refresh = generateOperatorToken('pr', tenantId);
-        const times = issueCliTokens(session.max_expires_at);
+        const issued = issueCliTokens(tenantId, session.max_expires_at);
         await store.updateOperatorSession(trx, session.id, {
-          token_hash: hash(access),
-          refresh_hash: hash(refresh),
+          ...issued.stored,
           code_hash: null,
           code_challenge: null,
           code_expires_at: null,
-          expires_at: times.expiresAt,
-          refresh_expires_at: times.refreshExpiresAt,
         });
-        return {
-          tokens: {
-            accessToken: access,
-            refreshToken: refresh,
-            expiresAt: timestampOf(times.expiresAt),
-            refreshExpiresAt: timestampOf(times.refreshExpiresAt),
-          },
-        };
+        return { tokens: issued.tokens };
       });
       if (outcome.refused !== undefined) throw await refused(req.source, 'code', outcome.refused);
       return { tokens: outcome.tokens };
@@ -257,28 +259,16 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
         const maxExpiresAt = found.session.max_expires_at;
         if ((found.session.refresh_expires_at?.getTime() ?? 0) <= now || (maxExpiresAt !== null && maxExpiresAt.getTime() <= now))
           return { refused: 'this refresh token is not valid or has expired; run `parley login` again' };
-        const access = generateOperatorToken('po', tenantId);
-        const refresh = generateOperatorToken('pr', tenantId);
-        const times = issueCliTokens(maxExpiresAt);
+        const issued = issueCliTokens(tenantId, maxExpiresAt);
         // deployment:admin comes from the identity provider at sign-in only (a group claim or
         // the edge's admin e-mail list, neither known here): a refresh drops it, so a revoked
         // administrator loses it within one access-token lifetime; `parley login` brings it back.
         await store.updateOperatorSession(trx, found.session.id, {
-          token_hash: hash(access),
-          refresh_hash: hash(refresh),
+          ...issued.stored,
           previous_refresh_hash: presented,
-          expires_at: times.expiresAt,
-          refresh_expires_at: times.refreshExpiresAt,
           deployment_admin: false,
         });
-        return {
-          tokens: {
-            accessToken: access,
-            refreshToken: refresh,
-            expiresAt: timestampOf(times.expiresAt),
-            refreshExpiresAt: timestampOf(times.refreshExpiresAt),
-          },
-        };
+        return { tokens: issued.tokens };
       });
       if (outcome.refused !== undefined) throw await refused(req.source, 'refresh', outcome.refused);
       return { tokens: outcome.tokens };
