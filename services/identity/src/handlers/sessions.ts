@@ -38,6 +38,40 @@ export function sessionHandlers(
 ): IdentityHandlers<'getJwks' | 'createSession' | 'createCallSession' | 'verifySession' | 'revokeSession'> {
   const { db, config, ring, verifier } = deps;
   const audited = auditedTransactions(db, deps.onAudit);
+  // Signs a session token for an agent of the tenant and records the session it may connect once.
+  const mintSession = async (
+    tenantId: string,
+    agentId: string,
+    session: { ttlSeconds: number; origin: string | null; subjectRef: string | null; createdByKeyId: string | null },
+  ) => {
+    const sid = randomUUID();
+    const jti = randomBytes(18).toString('base64url');
+    const key = ring.current();
+    const { token, claims } = await signSessionToken(key.privateKey, key.kid, {
+      issuer: config.sessionIssuer,
+      audience: config.sessionAudience,
+      tenant: tenantId,
+      agent: agentId,
+      sid,
+      jti,
+      ...(session.origin !== null ? { origin: session.origin } : {}),
+      ...(session.subjectRef !== null ? { subjectRef: session.subjectRef } : {}),
+      ttlSeconds: session.ttlSeconds,
+    });
+    const expiresAt = new Date(claims.exp * 1000);
+    await withTenant(db, tenantId, (trx) =>
+      sessions.insertSession(trx, {
+        id: sid,
+        jti,
+        agentId,
+        subjectRef: session.subjectRef,
+        origin: session.origin,
+        createdByKeyId: session.createdByKeyId,
+        expiresAt,
+      }),
+    );
+    return { sid, token, expiresAt };
+  };
   return {
     getJwks() {
       return { jwksJson: ring.jwksJson(), maxAgeSeconds: 60 };
@@ -53,32 +87,12 @@ export function sessionHandlers(
         throw new InvalidArgumentError('subject_ref must be at most 200 characters', { field: 'subject_ref' });
       const origin = parseOrigin(req.origin);
       await deps.agents.requireAgent(p.tenantId, agentId, ctx.signal);
-      const sid = randomUUID();
-      const jti = randomBytes(18).toString('base64url');
-      const key = ring.current();
-      const { token, claims } = await signSessionToken(key.privateKey, key.kid, {
-        issuer: config.sessionIssuer,
-        audience: config.sessionAudience,
-        tenant: p.tenantId,
-        agent: agentId,
-        sid,
-        jti,
-        ...(origin !== null ? { origin } : {}),
-        ...(req.subjectRef !== '' ? { subjectRef: req.subjectRef } : {}),
+      const { sid, token, expiresAt } = await mintSession(p.tenantId, agentId, {
         ttlSeconds: ttl,
+        origin,
+        subjectRef: req.subjectRef === '' ? null : req.subjectRef,
+        createdByKeyId: p.kind === 'api_key' ? p.id : null,
       });
-      const expiresAt = new Date(claims.exp * 1000);
-      await withTenant(db, p.tenantId, (trx) =>
-        sessions.insertSession(trx, {
-          id: sid,
-          jti,
-          agentId,
-          subjectRef: req.subjectRef === '' ? null : req.subjectRef,
-          origin,
-          createdByKeyId: p.kind === 'api_key' ? p.id : null,
-          expiresAt,
-        }),
-      );
       // The token rides in the fragment: browsers do not send it to servers or in Referer headers.
       const sessionUrl = `${config.sessionUrl}/v1/sessions/${sid}#token=${token}`;
       return { sessionId: sid, token, expiresAt: timestampFromDate(expiresAt), sessionUrl };
@@ -89,29 +103,12 @@ export function sessionHandlers(
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
       const agentId = requireUuid(req.agentId, 'agent_id');
       await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
-      const sid = randomUUID();
-      const jti = randomBytes(18).toString('base64url');
-      const key = ring.current();
-      const { token, claims } = await signSessionToken(key.privateKey, key.kid, {
-        issuer: config.sessionIssuer,
-        audience: config.sessionAudience,
-        tenant: tenantId,
-        agent: agentId,
-        sid,
-        jti,
+      const { sid, token } = await mintSession(tenantId, agentId, {
         ttlSeconds: CALL_SESSION_TTL_SECONDS,
+        origin: null,
+        subjectRef: null,
+        createdByKeyId: null,
       });
-      await withTenant(db, tenantId, (trx) =>
-        sessions.insertSession(trx, {
-          id: sid,
-          jti,
-          agentId,
-          subjectRef: null,
-          origin: null,
-          createdByKeyId: null,
-          expiresAt: new Date(claims.exp * 1000),
-        }),
-      );
       return { sessionId: sid, token };
     },
 
