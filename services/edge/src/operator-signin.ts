@@ -47,12 +47,16 @@ export function csrfTokenFor(sessionToken: string): string {
   return createHmac('sha256', sessionToken).update('parley-csrf-v1').digest('base64url');
 }
 
-/** checkCsrf tells whether a presented CSRF token belongs to a session token (constant time). */
-export function checkCsrf(sessionToken: string, presented: string | null): boolean {
-  if (presented === null) return false;
-  const want = Buffer.from(csrfTokenFor(sessionToken));
+/** sameText compares an expected secret with a presented one in constant time (byte lengths first). */
+function sameText(expected: string, presented: string): boolean {
+  const want = Buffer.from(expected);
   const got = Buffer.from(presented);
   return want.length === got.length && timingSafeEqual(want, got);
+}
+
+/** checkCsrf tells whether a presented CSRF token belongs to a session token (constant time). */
+export function checkCsrf(sessionToken: string, presented: string | null): boolean {
+  return presented !== null && sameText(csrfTokenFor(sessionToken), presented);
 }
 
 /** sessionCookieOf reads the console session token from a Cookie header. */
@@ -459,7 +463,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       const expected = parseCookies(req.headers.cookie ?? '')[CLI_CONFIRM_COOKIE];
       const presented = form.get('confirm_token') ?? '';
       const clearConfirm = cookie(CLI_CONFIRM_COOKIE, '', 0);
-      if (expected === undefined || expected.length !== presented.length || !timingSafeEqual(Buffer.from(expected), Buffer.from(presented)))
+      if (expected === undefined || !sameText(expected, presented))
         return refuse(res, 403, "the confirmation did not come from this browser's sign-in page; run `parley login` again");
       if (form.get('decision') !== 'continue') {
         (res as ServerResponse).writeHead(200, { ...PAGE_HEADERS, 'set-cookie': clearConfirm });
