@@ -149,6 +149,11 @@ function describeTokenError(err: unknown): string {
   return err.cause instanceof Error && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : err.message;
 }
 
+/** isoOf is a whole-second protobuf timestamp as the ISO 8601 text the JSON answers carry. */
+function isoOf(ts: { seconds: bigint } | undefined): string | undefined {
+  return ts === undefined ? undefined : new Date(Number(ts.seconds) * 1000).toISOString();
+}
+
 async function readBody(req: Req, max = 16_384): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -340,7 +345,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
         member: { id: who.member?.id, email: who.member?.email, displayName: who.member?.displayName, role: who.member?.role },
         scopes: who.principal?.scopes ?? [],
         csrfToken: csrfTokenFor(token),
-        expiresAt: who.expiresAt === undefined ? undefined : new Date(Number(who.expiresAt.seconds) * 1000).toISOString(),
+        expiresAt: isoOf(who.expiresAt),
       });
     } catch (err) {
       if (ConnectError.from(err).code === Code.Unauthenticated) return refuse(res, 401, 'the session has ended: open /auth/login');
@@ -374,14 +379,12 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
             : undefined;
       if (answer === undefined) return refuse(res, 400, 'grant_type must be "authorization_code" or "refresh_token"');
       const t = answer.tokens;
-      const iso = (ts: { seconds: bigint } | undefined) =>
-        ts === undefined ? undefined : new Date(Number(ts.seconds) * 1000).toISOString();
       send(res, 200, {
         access_token: t?.accessToken,
         refresh_token: t?.refreshToken,
         token_type: 'Bearer',
-        expires_at: iso(t?.expiresAt),
-        refresh_expires_at: iso(t?.refreshExpiresAt),
+        expires_at: isoOf(t?.expiresAt),
+        refresh_expires_at: isoOf(t?.refreshExpiresAt),
       });
     } catch (err) {
       const e = ConnectError.from(err);
