@@ -2,9 +2,9 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, callingService, type Audited } from '@parley/audit-outbox';
 import { requireUuid } from '@parley/db';
 import type { DataKeySource } from '@parley/envelope';
-import { callerOf, FailedPreconditionError, NotFoundError, PermissionDeniedError } from '@parley/platform';
+import { callerOf, NotFoundError, PermissionDeniedError } from '@parley/platform';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import type { ConversationDirectory } from './conversation-directory.js';
+import { requireLiveConversationOf, type ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { openResolvedSecret } from './resolved-secret.js';
 import { currentVersions, recordAccess } from './secret.store.js';
@@ -39,14 +39,7 @@ export function createConnectionCredentialHandlers(
       const agentId = requireUuid(req.agentId, 'agent_id');
       const secretId = requireUuid(req.secretId, 'secret_id');
       const connectionId = requireUuid(req.connectionId, 'connection_id');
-      const conversation = await deps.directory.getConversation(tenantId, conversationId);
-      if (conversation.agentId !== agentId)
-        throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
-      if (conversation.state !== 'live') {
-        throw new FailedPreconditionError(
-          `conversation ${conversationId} is ${conversation.state || 'not live'}; credentials are resolved only for live conversations`,
-        );
-      }
+      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'credentials');
       const purposes = [`connection:${connectionId}`];
       const actor = callingService(ctx);
       const secret = await deps.audited(tenantId, async (trx, record) => {

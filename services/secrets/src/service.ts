@@ -24,7 +24,7 @@ import {
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
-import type { ConversationDirectory } from './conversation-directory.js';
+import { requireLiveConversationOf, type ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { openResolvedSecret } from './resolved-secret.js';
 import { createAuditedSecret } from './secret-create.js';
@@ -244,14 +244,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const agentId = requireUuid(req.agentId, 'agent_id');
       const wantedIds = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
 
-      const conversation = await deps.directory.getConversation(tenantId, conversationId);
-      if (conversation.agentId !== agentId)
-        throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
-      if (conversation.state !== 'live') {
-        throw new FailedPreconditionError(
-          `conversation ${conversationId} is ${conversation.state || 'not live'}; secrets are resolved only for live conversations`,
-        );
-      }
+      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'secrets');
       const refs = await deps.directory.getAgentSecretRefs(tenantId, agentId);
       const purposesOf = new Map<string, string[]>();
       for (const [purpose, secretId] of Object.entries(refs)) purposesOf.set(secretId, [...(purposesOf.get(secretId) ?? []), purpose]);
