@@ -1,8 +1,8 @@
 import type { JsonObject } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { auditDetails, fromPrincipal, noDetails, recordAuditEvent } from '@parley/audit-outbox';
-import { pageRequestOf, withTenant, type TenantTransaction } from '@parley/db';
+import { auditDetails, auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
+import { pageRequestOf, withTenant } from '@parley/db';
 import { checkEgressTarget, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { InvalidArgumentError, type Principal } from '@parley/platform';
 import type { ConnectionOperation, IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -92,11 +92,7 @@ export function createConnectionAdminHandlers(
   ServiceImpl<typeof IntegrationsService>,
   'createConnection' | 'getConnection' | 'listConnections' | 'updateConnection' | 'deleteConnection'
 > {
-  const audited = async <T>(tenantId: string, fn: (trx: TenantTransaction<IntegrationsDb>) => Promise<T>): Promise<T> => {
-    const result = await withTenant(deps.db, tenantId, fn);
-    deps.onAudit?.();
-    return result;
-  };
+  const audited = auditedTransactions(deps.db, deps.onAudit);
   const checkBaseUrl = async (url: string): Promise<void> => {
     if (url === '') throw new InvalidArgumentError('base_url: must be an absolute https:// URL', { field: 'base_url' });
     const decision = await checkEgressTarget(url, {
@@ -110,9 +106,9 @@ export function createConnectionAdminHandlers(
     async createConnection(req, ctx) {
       const p = admin(ctx);
       await checkBaseUrl(req.baseUrl);
-      const saved = await audited(p.tenantId, async (trx) => {
+      const saved = await audited(p.tenantId, async (trx, record) => {
         const created = await createConnection(trx, inputOf(req));
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'connection.create',
           target: { type: 'connection', id: created.connection.id },
@@ -142,9 +138,9 @@ export function createConnectionAdminHandlers(
     async updateConnection(req, ctx) {
       const p = admin(ctx);
       await checkBaseUrl(req.baseUrl);
-      const saved = await audited(p.tenantId, async (trx) => {
+      const saved = await audited(p.tenantId, async (trx, record) => {
         const updated = await updateConnection(trx, req.connectionId, inputOf(req));
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'connection.update',
           target: { type: 'connection', id: updated.connection.id },
@@ -160,9 +156,9 @@ export function createConnectionAdminHandlers(
 
     async deleteConnection(req, ctx) {
       const p = admin(ctx);
-      await audited(p.tenantId, async (trx) => {
+      await audited(p.tenantId, async (trx, record) => {
         await deleteConnection(trx, req.connectionId);
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'connection.delete',
           target: { type: 'connection', id: req.connectionId.toLowerCase() },

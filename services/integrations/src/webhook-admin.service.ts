@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { auditDetails, fromPrincipal, noDetails, recordAuditEvent } from '@parley/audit-outbox';
-import { pageRequestOf, withTenant, type TenantTransaction } from '@parley/db';
+import { auditDetails, auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
+import { pageRequestOf, withTenant } from '@parley/db';
 import { checkEgressTarget, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { InvalidArgumentError, type Principal } from '@parley/platform';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -93,11 +93,7 @@ export function createWebhookAdminHandlers(
   | 'listWebhookDeliveries'
   | 'replayWebhookDelivery'
 > {
-  const audited = async <T>(tenantId: string, fn: (trx: TenantTransaction<IntegrationsDb>) => Promise<T>): Promise<T> => {
-    const result = await withTenant(deps.db, tenantId, fn);
-    deps.onAudit?.();
-    return result;
-  };
+  const audited = auditedTransactions(deps.db, deps.onAudit);
   return {
     async createWebhookEndpoint(req, ctx) {
       const p = admin(ctx);
@@ -115,14 +111,14 @@ export function createWebhookAdminHandlers(
       if (!decision.allowed) throw new InvalidArgumentError(`url: refused by egress rule ${decision.reason ?? ''}`, { field: 'url' });
       // The secret is made first: if saving fails, an unused sealed secret remains, never an endpoint without one.
       const secret = await deps.issueSecret(p.tenantId, `webhook-${randomUUID()}`);
-      const row = await audited(p.tenantId, async (trx) => {
+      const row = await audited(p.tenantId, async (trx, record) => {
         const created = await createWebhookEndpoint(trx, {
           url: req.url,
           eventTypes: req.eventTypes,
           description: req.description,
           signingSecretRef: secret.secretId,
         });
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'webhook_endpoint.create',
           target: { type: 'webhook_endpoint', id: created.id },
@@ -159,9 +155,9 @@ export function createWebhookAdminHandlers(
 
     async deleteWebhookEndpoint(req, ctx) {
       const p = admin(ctx);
-      await audited(p.tenantId, async (trx) => {
+      await audited(p.tenantId, async (trx, record) => {
         await deleteWebhookEndpoint(trx, req.endpointId);
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'webhook_endpoint.delete',
           target: { type: 'webhook_endpoint', id: req.endpointId.toLowerCase() },
@@ -181,9 +177,9 @@ export function createWebhookAdminHandlers(
       // NOT_FOUND answer used to leave a new sealed secret behind).
       await withTenant(deps.db, p.tenantId, (trx) => getWebhookEndpoint(trx, req.endpointId));
       const secret = await deps.issueSecret(p.tenantId, `webhook-${randomUUID()}`);
-      const row = await audited(p.tenantId, async (trx) => {
+      const row = await audited(p.tenantId, async (trx, record) => {
         const rotated = await rotateEndpointSecret(trx, req.endpointId, secret.secretId, new Date(Date.now() + overlap * 1000));
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'webhook_secret.rotate',
           target: { type: 'webhook_endpoint', id: rotated.id },
@@ -196,9 +192,9 @@ export function createWebhookAdminHandlers(
 
     async replayWebhookDelivery(req, ctx) {
       const p = admin(ctx);
-      const row = await audited(p.tenantId, async (trx) => {
+      const row = await audited(p.tenantId, async (trx, record) => {
         const replayed = await replayDelivery(trx, req.deliveryId, new Date(Date.now() + deps.webhookMaxAgeMs));
-        await recordAuditEvent(trx, {
+        await record({
           ...fromPrincipal(p),
           action: 'webhook_delivery.replay',
           target: { type: 'webhook_delivery', id: replayed.id },

@@ -1,12 +1,12 @@
-import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, callingService, type Audited } from '@parley/audit-outbox';
 import { requireUuid } from '@parley/db';
-import { openSecret, type DataKeySource } from '@parley/envelope';
-import { callerOf, FailedPreconditionError, NotFoundError, PermissionDeniedError } from '@parley/platform';
-import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import type { ConversationDirectory } from './conversation-directory.js';
+import type { DataKeySource } from '@parley/envelope';
+import { callerOf, NotFoundError, PermissionDeniedError } from '@parley/platform';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { requireLiveConversationOf, type ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
+import { openResolvedSecret } from './resolved-secret.js';
 import { currentVersions, recordAccess } from './secret.store.js';
 
 /** TOOL_PROVIDER_KIND marks the credentials connections send; only these are resolved for a tool call. */
@@ -39,14 +39,7 @@ export function createConnectionCredentialHandlers(
       const agentId = requireUuid(req.agentId, 'agent_id');
       const secretId = requireUuid(req.secretId, 'secret_id');
       const connectionId = requireUuid(req.connectionId, 'connection_id');
-      const conversation = await deps.directory.getConversation(tenantId, conversationId);
-      if (conversation.agentId !== agentId)
-        throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
-      if (conversation.state !== 'live') {
-        throw new FailedPreconditionError(
-          `conversation ${conversationId} is ${conversation.state || 'not live'}; credentials are resolved only for live conversations`,
-        );
-      }
+      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'credentials');
       const purposes = [`connection:${connectionId}`];
       const actor = callingService(ctx);
       const secret = await deps.audited(tenantId, async (trx, record) => {
@@ -58,20 +51,7 @@ export function createConnectionCredentialHandlers(
             `secret ${secretId} is of kind "${row.provider_kind}"; a connection's credential must be of kind "tool"`,
           );
         }
-        const plaintext = await openSecret(
-          deps.keys,
-          { tenantId, secretId: row.id, version: row.version },
-          { ciphertext: row.ciphertext, nonce: row.nonce, wrappedDataKey: row.wrapped_data_key, kekVersion: row.kek_version },
-        );
-        const resolved = create(ResolvedSecretSchema, {
-          secretId: row.id,
-          purposes,
-          name: row.name,
-          providerKind: row.provider_kind,
-          version: row.version,
-          value: plaintext.toString('utf8'),
-        });
-        plaintext.fill(0);
+        const resolved = await openResolvedSecret(deps.keys, tenantId, row, purposes);
         await recordAccess(trx, [
           { caller: caller.spiffeId, conversationId, agentId, secretId: row.id, secretVersion: row.version, purposes },
         ]);

@@ -1,5 +1,5 @@
 import type { Client } from '@connectrpc/connect';
-import { NotFoundError, peerError } from '@parley/platform';
+import { FailedPreconditionError, NotFoundError, peerError, PermissionDeniedError } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 
 /** ConversationFacts is what the secrets service needs to know about a conversation. */
@@ -19,6 +19,28 @@ export interface ConversationDirectory {
   getConversation(tenantId: string, conversationId: string): Promise<ConversationFacts>;
   /** getAgentSecretRefs returns the agent's secret_refs (purpose -> secret id). */
   getAgentSecretRefs(tenantId: string, agentId: string): Promise<Readonly<Record<string, string>>>;
+}
+
+/**
+ * requireLiveConversationOf checks that the conversation is the agent's (else PermissionDenied)
+ * and live (else FailedPrecondition) before anything is resolved for it; `what` names what is
+ * resolved, for the message ("secrets", "credentials").
+ */
+export async function requireLiveConversationOf(
+  directory: ConversationDirectory,
+  tenantId: string,
+  conversationId: string,
+  agentId: string,
+  what: string,
+): Promise<void> {
+  const conversation = await directory.getConversation(tenantId, conversationId);
+  if (conversation.agentId !== agentId)
+    throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
+  if (conversation.state !== 'live') {
+    throw new FailedPreconditionError(
+      `conversation ${conversationId} is ${conversation.state || 'not live'}; ${what} are resolved only for live conversations`,
+    );
+  }
 }
 
 function mapTenantDataError(err: unknown, what: string): unknown {

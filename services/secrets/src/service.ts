@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, auditedTransactions, callingService, fromPrincipal } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
@@ -7,7 +6,6 @@ import {
   createSubjectKey,
   decryptForSubject,
   encryptForSubject,
-  openSecret,
   sealSecret,
   type DataKeyCache,
   type DataKeySource,
@@ -23,11 +21,12 @@ import {
   type Principal,
   type WebhookEventEmitter,
 } from '@parley/platform';
-import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
-import type { ConversationDirectory } from './conversation-directory.js';
+import { requireLiveConversationOf, type ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
+import { openResolvedSecret } from './resolved-secret.js';
 import { createAuditedSecret } from './secret-create.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
 import { createConnectionCredentialHandlers } from './connection-credential.service.js';
@@ -245,14 +244,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const agentId = requireUuid(req.agentId, 'agent_id');
       const wantedIds = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
 
-      const conversation = await deps.directory.getConversation(tenantId, conversationId);
-      if (conversation.agentId !== agentId)
-        throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
-      if (conversation.state !== 'live') {
-        throw new FailedPreconditionError(
-          `conversation ${conversationId} is ${conversation.state || 'not live'}; secrets are resolved only for live conversations`,
-        );
-      }
+      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'secrets');
       const refs = await deps.directory.getAgentSecretRefs(tenantId, agentId);
       const purposesOf = new Map<string, string[]>();
       for (const [purpose, secretId] of Object.entries(refs)) purposesOf.set(secretId, [...(purposesOf.get(secretId) ?? []), purpose]);
@@ -275,28 +267,8 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
         const events: AccessEvent[] = [];
         for (const row of rows) {
           refuseWebhookSecret(row, 'it is never handed to a conversation');
-          const plaintext = await openSecret(
-            keys,
-            { tenantId, secretId: row.id, version: row.version },
-            {
-              ciphertext: row.ciphertext,
-              nonce: row.nonce,
-              wrappedDataKey: row.wrapped_data_key,
-              kekVersion: row.kek_version,
-            },
-          );
           const purposes = purposesOf.get(row.id) ?? [];
-          resolved.push(
-            create(ResolvedSecretSchema, {
-              secretId: row.id,
-              purposes,
-              name: row.name,
-              providerKind: row.provider_kind,
-              version: row.version,
-              value: plaintext.toString('utf8'),
-            }),
-          );
-          plaintext.fill(0);
+          resolved.push(await openResolvedSecret(keys, tenantId, row, purposes));
           events.push({ caller: caller.spiffeId, conversationId, agentId, secretId: row.id, secretVersion: row.version, purposes });
         }
         await recordAccess(trx, events);

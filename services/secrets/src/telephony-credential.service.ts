@@ -1,12 +1,12 @@
-import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, callingService, type Audited } from '@parley/audit-outbox';
 import { requireUuid } from '@parley/db';
-import { openSecret, type DataKeySource } from '@parley/envelope';
+import type { DataKeySource } from '@parley/envelope';
 import { callerOf, FailedPreconditionError, NotFoundError, PermissionDeniedError } from '@parley/platform';
-import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
+import { openResolvedSecret } from './resolved-secret.js';
 import { currentVersions } from './secret.store.js';
 
 /** TELEPHONY_PROVIDER_KIND marks telephony credentials (a Twilio auth token); only these are resolved for a call. */
@@ -51,20 +51,7 @@ export function createTelephonyCredentialHandlers(
           throw new PermissionDeniedError(
             `secret ${secretId} is of kind "${row.provider_kind}"; a telephony credential must be of kind "telephony"`,
           );
-        const plaintext = await openSecret(
-          deps.keys,
-          { tenantId, secretId: row.id, version: row.version },
-          { ciphertext: row.ciphertext, nonce: row.nonce, wrappedDataKey: row.wrapped_data_key, kekVersion: row.kek_version },
-        );
-        const resolved = create(ResolvedSecretSchema, {
-          secretId: row.id,
-          purposes: [TELEPHONY_PURPOSE],
-          name: row.name,
-          providerKind: row.provider_kind,
-          version: row.version,
-          value: plaintext.toString('utf8'),
-        });
-        plaintext.fill(0);
+        const resolved = await openResolvedSecret(deps.keys, tenantId, row, [TELEPHONY_PURPOSE]);
         await record({
           tenantId,
           actor,

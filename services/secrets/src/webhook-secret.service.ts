@@ -1,13 +1,13 @@
-import { create } from '@bufbuild/protobuf';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, callingService, type Audited } from '@parley/audit-outbox';
 import { requireUuid } from '@parley/db';
-import { openSecret, sealSecret, type DataKeySource, type KekProvider } from '@parley/envelope';
+import { sealSecret, type DataKeySource, type KekProvider } from '@parley/envelope';
 import { callerOf, NotFoundError, PermissionDeniedError } from '@parley/platform';
-import { ResolvedSecretSchema, type SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { generateWebhookSecret } from '@parley/webhooks';
 import { randomUUID } from 'node:crypto';
 import type { SecretsDatabase } from './db/tables.js';
+import { openResolvedSecret } from './resolved-secret.js';
 import { createAuditedSecret } from './secret-create.js';
 import { currentVersions } from './secret.store.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
@@ -77,22 +77,7 @@ export function createWebhookSecretHandlers(
           if (row.provider_kind !== WEBHOOK_PROVIDER_KIND) {
             throw new PermissionDeniedError(`secret ${row.id} is not a webhook signing secret`);
           }
-          const plaintext = await openSecret(
-            deps.keys,
-            { tenantId, secretId: row.id, version: row.version },
-            { ciphertext: row.ciphertext, nonce: row.nonce, wrappedDataKey: row.wrapped_data_key, kekVersion: row.kek_version },
-          );
-          resolved.push(
-            create(ResolvedSecretSchema, {
-              secretId: row.id,
-              purposes: ['webhook'],
-              name: row.name,
-              providerKind: row.provider_kind,
-              version: row.version,
-              value: plaintext.toString('utf8'),
-            }),
-          );
-          plaintext.fill(0);
+          resolved.push(await openResolvedSecret(deps.keys, tenantId, row, ['webhook']));
           await record({
             tenantId,
             actor,
