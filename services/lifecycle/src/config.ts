@@ -1,4 +1,5 @@
-import { ConfigError, envInt, envString, type Env } from '@parley/platform';
+import { serviceDatabaseUrlFrom } from '@parley/db';
+import { ConfigError, envInt, type Env } from '@parley/platform';
 import type { DataClass, RetentionDefaults } from './retention.js';
 
 /** LifecycleConfig is the lifecycle service's own configuration (the kernel reads the rest). */
@@ -57,16 +58,7 @@ function firstPurgeDelay(maxMs: number): number {
  * variable and never echo the database URL.
  */
 export function loadLifecycleConfig(env: Env): LifecycleConfig {
-  const databaseUrl = envString(env, 'DATABASE_URL');
-  let protocol = '';
-  try {
-    protocol = new URL(databaseUrl).protocol;
-  } catch {
-    // reported below without the value
-  }
-  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_lifecycle role');
-  }
+  const databaseUrl = serviceDatabaseUrlFrom(env, 'lifecycle');
   const days: Record<DataClass, number> = {
     // Personal data is kept until the workspace sets a rule: deleting a customer's records on a
     // default they never chose would be worse than keeping them.
