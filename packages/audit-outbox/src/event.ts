@@ -3,7 +3,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { trace } from '@opentelemetry/api';
 import { isUuid, type TenantTransaction } from '@parley/db';
 import type { HandlerContext } from '@connectrpc/connect';
-import { callerOf, InvalidArgumentError, type Principal } from '@parley/platform';
+import { callerOf, InvalidArgumentError, principalOf, type Principal } from '@parley/platform';
 import { AuditEventSchema, type AuditEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { v7 as uuidv7 } from 'uuid';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type ActorKind, type AuditAction, type Outcome } from './actions.js';
@@ -76,6 +76,31 @@ export function serviceActor(service: string): AuditActor {
 export function callingService(ctx: HandlerContext): AuditActor {
   const caller = callerOf(ctx);
   return serviceActor(caller.service ?? caller.spiffeId);
+}
+
+/** Acting is the tenant, actor and (for an end principal) source of an audit event. */
+export type Acting = { tenantId: string; actor: AuditActor; source?: AuditSource };
+
+/**
+ * changeActor is who made a change: the end principal the edge forwarded (fromPrincipal refuses a
+ * browser session, which may not change anything), else the calling service itself (identity
+ * creating a workspace, or an internal caller without a principal).
+ */
+export function changeActor(ctx: HandlerContext, tenantId: string): Acting {
+  const p = principalOf(ctx);
+  if (p !== undefined) return { ...fromPrincipal(p), tenantId };
+  return { tenantId, actor: callingService(ctx) };
+}
+
+/**
+ * readActor is who read sensitive data: the forwarded operator or API key, else the calling
+ * service (lifecycle exporting a subject's data). A session principal cannot be an actor, so a
+ * read on a session's behalf is the service's own.
+ */
+export function readActor(ctx: HandlerContext, tenantId: string): Acting {
+  const p = principalOf(ctx);
+  if (p !== undefined && p.kind !== 'session') return { ...fromPrincipal(p), tenantId };
+  return { tenantId, actor: callingService(ctx) };
 }
 
 /** systemActor is the actor for scheduled jobs (retention purge, key rotation timers). */

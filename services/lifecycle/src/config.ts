@@ -1,4 +1,5 @@
-import { ConfigError, envInt, envString, type Env } from '@parley/platform';
+import { serviceDatabaseUrlFrom } from '@parley/db';
+import { ConfigError, envEnum, envInt, type Env } from '@parley/platform';
 import type { DataClass, RetentionDefaults } from './retention.js';
 
 /** LifecycleConfig is the lifecycle service's own configuration (the kernel reads the rest). */
@@ -36,14 +37,6 @@ function exportKeyOf(env: Env): Buffer | undefined {
   return key;
 }
 
-function envOnOff(env: Env, name: string, fallback: boolean): boolean {
-  const value = env[name];
-  if (value === undefined || value === '') return fallback;
-  if (value === 'on') return true;
-  if (value === 'off') return false;
-  throw new ConfigError(name, `must be "on" or "off", got "${value.slice(0, 20)}"`);
-}
-
 // Jitter: between half and all of the configured delay, so replicas restarted together spread out.
 function firstPurgeDelay(maxMs: number): number {
   return Math.round(maxMs / 2 + Math.random() * (maxMs / 2));
@@ -57,16 +50,7 @@ function firstPurgeDelay(maxMs: number): number {
  * variable and never echo the database URL.
  */
 export function loadLifecycleConfig(env: Env): LifecycleConfig {
-  const databaseUrl = envString(env, 'DATABASE_URL');
-  let protocol = '';
-  try {
-    protocol = new URL(databaseUrl).protocol;
-  } catch {
-    // reported below without the value
-  }
-  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// URL of the parley_lifecycle role');
-  }
+  const databaseUrl = serviceDatabaseUrlFrom(env, 'lifecycle');
   const days: Record<DataClass, number> = {
     // Personal data is kept until the workspace sets a rule: deleting a customer's records on a
     // default they never chose would be worse than keeping them.
@@ -83,7 +67,7 @@ export function loadLifecycleConfig(env: Env): LifecycleConfig {
     databaseUrl,
     // The purge holds one connection for its lock while it records runs on another.
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 2, 200),
-    scheduler: envOnOff(env, 'PARLEY_PURGE_SCHEDULER', true),
+    scheduler: envEnum(env, 'PARLEY_PURGE_SCHEDULER', ['on', 'off'], 'on') === 'on',
     purgeIntervalMs: envInt(env, 'PARLEY_PURGE_INTERVAL_MS', 3_600_000, 100, 604_800_000),
     purgeFirstDelayMs: firstPurgeDelay(envInt(env, 'PARLEY_PURGE_FIRST_RUN_MS', 60_000, 0, 604_800_000)),
     purgeBatchSize: envInt(env, 'PARLEY_PURGE_BATCH_SIZE', 500, 1, 10_000),

@@ -46,12 +46,29 @@ export async function claimJob(trx: Trx, jobId: string, leaseMs: number): Promis
     .executeTakeFirst();
 }
 
-/** FinishedExport is what a finished export stores. */
-export interface FinishedExport {
+/** SignedDigest is a finished job's digest as the audit service signed it. */
+export interface SignedDigest {
   readonly sha256: string;
   readonly keyId: string;
   readonly signature: Uint8Array;
   readonly statement: string;
+}
+
+// The columns every finished job sets: done, its lease dropped, its signed digest stored.
+function doneWith(signed: SignedDigest) {
+  return {
+    state: 'done' as const,
+    finished_at: sql<Date>`now()`,
+    lease_expires_at: null,
+    sha256: signed.sha256,
+    key_id: signed.keyId,
+    signature: Buffer.from(signed.signature),
+    statement: signed.statement,
+  };
+}
+
+/** FinishedExport is what a finished export stores. */
+export interface FinishedExport extends SignedDigest {
   readonly ciphertext: Buffer;
   readonly nonce: Buffer;
 }
@@ -61,13 +78,7 @@ export async function finishExport(trx: Trx, jobId: string, result: FinishedExpo
   return trx
     .updateTable('privacy_jobs')
     .set({
-      state: 'done',
-      finished_at: sql<Date>`now()`,
-      lease_expires_at: null,
-      sha256: result.sha256,
-      key_id: result.keyId,
-      signature: Buffer.from(result.signature),
-      statement: result.statement,
+      ...doneWith(result),
       bundle_ciphertext: result.ciphertext,
       bundle_nonce: result.nonce,
     })
@@ -145,24 +156,10 @@ export async function saveSteps(trx: Trx, jobId: string, steps: Record<string, u
 }
 
 /** finishForget marks an erasure done with its signed receipt (kept in steps.receipt). */
-export async function finishForget(
-  trx: Trx,
-  jobId: string,
-  steps: Record<string, unknown>,
-  signed: { sha256: string; keyId: string; signature: Uint8Array; statement: string },
-): Promise<PrivacyJob> {
+export async function finishForget(trx: Trx, jobId: string, steps: Record<string, unknown>, signed: SignedDigest): Promise<PrivacyJob> {
   return trx
     .updateTable('privacy_jobs')
-    .set({
-      state: 'done',
-      finished_at: sql<Date>`now()`,
-      lease_expires_at: null,
-      steps: JSON.stringify(steps),
-      sha256: signed.sha256,
-      key_id: signed.keyId,
-      signature: Buffer.from(signed.signature),
-      statement: signed.statement,
-    })
+    .set({ ...doneWith(signed), steps: JSON.stringify(steps) })
     .where('id', '=', jobId)
     .where('state', '<>', 'done')
     .returningAll()

@@ -1,15 +1,6 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
-import {
-  auditChanges,
-  auditDetails,
-  auditedTransactions,
-  callingService,
-  fromPrincipal,
-  noDetails,
-  type AuditActor,
-  type AuditSource,
-} from '@parley/audit-outbox';
+import { auditChanges, auditDetails, auditedTransactions, changeActor, noDetails } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, principalOf, requestTenant } from '@parley/platform';
 import type { LifecycleService } from '@parley/proto/parley/lifecycle/v1/lifecycle_pb.js';
@@ -49,13 +40,6 @@ function tenantFor(ctx: HandlerContext, tenantId: string, scope: Scope): string 
   const principal = principalOf(ctx);
   if (principal !== undefined) requireScope(principal, scope);
   return requestTenant(ctx, tenantId);
-}
-
-function actorOf(ctx: HandlerContext): { actor: AuditActor; source?: AuditSource } {
-  const principal = principalOf(ctx);
-  if (principal === undefined) return { actor: callingService(ctx) };
-  const { actor, source } = fromPrincipal(principal);
-  return { actor, source };
 }
 
 const ruleMessage = (r: RuleInForce) => ({
@@ -160,7 +144,7 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
     async setRetentionPolicy(req, ctx) {
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
       const changes = validateRuleChanges(req.rules, defaults);
-      const { actor, source } = actorOf(ctx);
+      const acting = changeActor(ctx, tenantId);
       const rules = await audited(tenantId, async (trx, record) => {
         const before = rulesInForce(await ownRules(trx), defaults);
         await setRules(trx, changes);
@@ -168,9 +152,7 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
         const days = (rs: RuleInForce[]) => Object.fromEntries(rs.map((r) => [r.dataClass, r.days]));
         const classes = after.map((r) => r.dataClass);
         await record({
-          tenantId,
-          actor,
-          ...(source === undefined ? {} : { source }),
+          ...acting,
           action: 'retention_policy.set',
           target: { type: 'retention_policy', id: tenantId },
           details: auditChanges(days(before), days(after), classes),
@@ -187,15 +169,13 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
       const targetId = requireUuid(req.targetId, 'target_id');
       if (req.reason.length > 500) throw new InvalidArgumentError('reason must be at most 500 characters', { field: 'reason' });
       const kind = req.kind;
-      const { actor, source } = actorOf(ctx);
+      const acting = changeActor(ctx, tenantId);
       const hold = await audited(tenantId, async (trx, record) => {
         const h = req.held ? await placeHold(trx, kind, targetId, req.reason) : undefined;
         const released = req.held ? false : await releaseHold(trx, kind, targetId);
         if (req.held || released) {
           await record({
-            tenantId,
-            actor,
-            ...(source === undefined ? {} : { source }),
+            ...acting,
             action: 'legal_hold.set',
             target: { type: 'legal_hold', id: targetId },
             details: auditDetails({ kind, held: req.held }, ['kind', 'held']),
@@ -216,13 +196,11 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
       const tenantId = tenantFor(ctx, req.tenantId, 'privacy:run');
       const privacy = needPrivacy(deps.privacy);
       const subjectId = await findSubjectId(privacy, tenantId, req);
-      const { actor, source } = actorOf(ctx);
+      const acting = changeActor(ctx, tenantId);
       const job = await audited(tenantId, async (trx, record) => {
-        const j = await insertExportJob(trx, subjectId, `${actor.kind}:${actor.id}`);
+        const j = await insertExportJob(trx, subjectId, `${acting.actor.kind}:${acting.actor.id}`);
         await record({
-          tenantId,
-          actor,
-          ...(source === undefined ? {} : { source }),
+          ...acting,
           action: 'privacy_request.export',
           target: { type: 'privacy_request', id: j.id },
           details: noDetails(),
@@ -240,7 +218,7 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
       // A legal hold wins over erasure: a held person (or one of their conversations) is refused
       // at request time, and no job is created; the check and the insert share one transaction.
       const conversationIds = subjectId === undefined ? [] : await subjectConversationIds(privacy.tenantData, tenantId, subjectId);
-      const { actor, source } = actorOf(ctx);
+      const acting = changeActor(ctx, tenantId);
       const { job, created } = await audited(tenantId, async (trx, record) => {
         if (subjectId !== undefined) {
           const holds = await holdsOn(trx, subjectId, conversationIds);
@@ -251,13 +229,11 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
             );
           }
         }
-        const r = await insertForgetJob(trx, subjectId, `${actor.kind}:${actor.id}`);
+        const r = await insertForgetJob(trx, subjectId, `${acting.actor.kind}:${acting.actor.id}`);
         // The record is pseudonymous: the job and the subject's random id, no identifier of the person.
         if (r.created)
           await record({
-            tenantId,
-            actor,
-            ...(source === undefined ? {} : { source }),
+            ...acting,
             action: 'privacy_request.forget',
             target: { type: 'privacy_request', id: r.job.id },
             details: auditDetails({ subjectId: subjectId ?? null }, ['subjectId']),
@@ -287,7 +263,7 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
       const jobId = requireUuid(req.jobId, 'job_id');
       if (!checkDownloadToken(privacy.exportKey, tenantId, jobId, req.token))
         throw new PermissionDeniedError('the download token is not valid for this job or has expired; get a new one with GetPrivacyJob');
-      const { actor, source } = actorOf(ctx);
+      const acting = changeActor(ctx, tenantId);
       const sealed = await audited(tenantId, async (trx, record) => {
         const job = await getJob(trx, jobId);
         if (job.kind !== 'export' || job.state !== 'done')
@@ -296,9 +272,7 @@ export function createLifecycleService(deps: LifecycleServiceDeps): ServiceImpl<
         if (taken === undefined)
           throw new FailedPreconditionError(`the export of job ${jobId} was already downloaded (an export is downloaded once)`);
         await record({
-          tenantId,
-          actor,
-          ...(source === undefined ? {} : { source }),
+          ...acting,
           action: 'privacy_request.export_read',
           target: { type: 'privacy_request', id: jobId },
           details: noDetails(),

@@ -1,42 +1,7 @@
-// What tenant-data tells the audit log: who acted, and a redacted description of an agent.
-import {
-  auditChanges,
-  auditDetails,
-  callingService,
-  fromPrincipal,
-  type AuditActor,
-  type AuditDetails,
-  type AuditSource,
-} from '@parley/audit-outbox';
-import type { HandlerContext } from '@connectrpc/connect';
-import { principalOf } from '@parley/platform';
+// What tenant-data tells the audit log: a redacted description of an agent and its changes.
+import { auditChanges, auditDetails, type AuditDetails } from '@parley/audit-outbox';
 import type { Agent } from './db/tables.js';
 import { diffStoredPolicies } from './guardrail-policy.js';
-
-/** Acting is the tenant, actor and (for an end principal) source of an audit event. */
-export type Acting = { tenantId: string; actor: AuditActor; source?: AuditSource };
-
-/**
- * changeActor is who made a change: the end principal the edge forwarded (fromPrincipal refuses a
- * browser session, which may not change anything), else the calling service itself (identity
- * creating a workspace, or an internal caller without a principal).
- */
-export function changeActor(ctx: HandlerContext, tenantId: string): Acting {
-  const p = principalOf(ctx);
-  if (p !== undefined) return { ...fromPrincipal(p), tenantId };
-  return { tenantId, actor: callingService(ctx) };
-}
-
-/**
- * readActor is who read sensitive data: the forwarded operator or API key, else the calling
- * service (lifecycle exporting a subject's data). A session principal cannot be an actor, so a
- * read on a session's behalf is the service's own.
- */
-export function readActor(ctx: HandlerContext, tenantId: string): Acting {
-  const p = principalOf(ctx);
-  if (p !== undefined && p.kind !== 'session') return { ...fromPrincipal(p), tenantId };
-  return { tenantId, actor: callingService(ctx) };
-}
 
 // Shown in full: the name, which credentials (by purpose and secret id; ids are not secret
 // material) and the policy version. Recorded only as "[redacted]" when set or changed: the

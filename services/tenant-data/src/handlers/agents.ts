@@ -1,8 +1,8 @@
-import { auditDetails } from '@parley/audit-outbox';
+import { auditDetails, changeActor } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf } from '@parley/db';
 import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import { randomUUID } from 'node:crypto';
-import { agentChanged, agentCreated, agentDeleted, changeActor } from '../audit.js';
+import { agentChanged, agentCreated, agentDeleted } from '../audit.js';
 import { createAgent, deleteAgent, getAgent, listAgents, updateAgent, type AgentPatch } from '../agent.store.js';
 import { requireOwnSecrets } from '../secret-directory.js';
 import { ensureWorkspaceCreated, getWorkspace } from '../workspace.store.js';

@@ -1,8 +1,7 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
-import { auditDetails } from '@parley/audit-outbox';
+import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
 import { principalOf } from '@parley/platform';
-import { changeActor, readActor } from '../audit.js';
 import {
   appendTranscriptTurn,
   endConversation,

@@ -1,8 +1,9 @@
+import { changeActor } from '@parley/audit-outbox';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import { getAgent, setGuardrailPolicy } from '../agent.store.js';
-import { changeActor, policyReplaced } from '../audit.js';
+import { policyReplaced } from '../audit.js';
 import { runDryRun } from '../guardrail-dry-run.js';
 import { getGuardrailState, putGuardrailState } from '../guardrail-state.store.js';
 import { tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
