@@ -6,15 +6,15 @@
 // documented algorithm) over the public URL the orchestrator is configured with.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request } from 'node:https';
-import { EmbeddedTts, mulawDecode, mulawEncode, REFUSED, rmsOf } from '@parley/voice-orchestrator';
+import { EmbeddedTts, REFUSED, rmsOf } from '@parley/voice-orchestrator';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { twilioSignature } from '@parley/webhooks';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
 import { adminPool } from '../src/pg.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 import { conversationRow, turns } from './live-conversation.fixture.js';
+import { mediaSender, openMediaStream, outboundAudio, startMessage, until } from './twilio.fixture.js';
 import { realTime, synthesize } from './voice.fixture.js';
 
 const RATE = 8_000;
@@ -111,28 +111,8 @@ async function sessionCount(): Promise<number> {
   }
 }
 
-async function until<T>(find: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-type Outbound = { event: string; streamSid?: string; media?: { payload: string }; mark?: { name: string } };
-
-async function openStream(url: string) {
-  const ws = new WebSocket(url.replace(PUBLIC_URL.replace('https:', 'wss:'), `wss://localhost:${port}`), { ca: s.stack.ca });
-  const received: Outbound[] = [];
-  ws.on('message', (data: Buffer) => received.push(JSON.parse(data.toString('utf8')) as Outbound));
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  return { ws, received, closed, send: (m: Record<string, unknown>) => ws.send(JSON.stringify(m)) };
+function openStream(url: string) {
+  return openMediaStream(url.replace(PUBLIC_URL.replace('https:', 'wss:'), `wss://localhost:${port}`), s.stack.ca);
 }
 
 describe('Twilio inbound call webhook', () => {
@@ -156,37 +136,15 @@ describe('Twilio inbound call webhook', () => {
     const streamSid = `MZ${randomBytes(16).toString('hex')}`;
     const c = await openStream(streamUrl);
     c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
-    c.send({
-      event: 'start',
-      streamSid,
-      start: {
-        accountSid,
-        streamSid,
-        callSid,
-        tracks: ['inbound'],
-        customParameters: { token },
-        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-      },
-    });
-    let chunk = 0;
-    const media = (slice: Int16Array) =>
-      c.send({
-        event: 'media',
-        streamSid,
-        media: { track: 'inbound', chunk: String(++chunk), payload: Buffer.from(mulawEncode(slice)).toString('base64') },
-      });
+    c.send(startMessage({ streamSid, accountSid, callSid }, token));
+    const media = mediaSender(c, streamSid);
     await new Promise((r) => setTimeout(r, 500));
     await realTime(await synthesize(tts, QUESTION, RATE), RATE, media);
     await realTime(new Int16Array(RATE), RATE, media);
     await until(() => c.received.find((m) => m.event === 'mark'), 30_000);
-    const audio = Int16Array.from(
-      c.received
-        .filter((m) => m.event === 'media')
-        .flatMap((m) => [...mulawDecode(new Uint8Array(Buffer.from(m.media?.payload ?? '', 'base64')))]),
-    );
-    expect(rmsOf(audio)).toBeGreaterThan(500);
+    expect(rmsOf(outboundAudio(c.received))).toBeGreaterThan(500);
     c.send({ event: 'stop', streamSid, stop: { accountSid, callSid } });
-    expect(await c.closed).toBe(1000);
+    expect((await c.closed).code).toBe(1000);
 
     // The conversation is the call's session; the token was spent by the stream.
     const { rows } = await (async () => {
@@ -211,7 +169,7 @@ describe('Twilio inbound call webhook', () => {
     // Single use: the same token does not open a second stream.
     const again = await openStream(streamUrl);
     again.send({ event: 'start', streamSid, start: { accountSid, streamSid, callSid, customParameters: { token } } });
-    expect(await again.closed).toBe(4401);
+    expect((await again.closed).code).toBe(4401);
   });
 
   it('refuses a bad or missing signature with 403 and mints no session', async () => {

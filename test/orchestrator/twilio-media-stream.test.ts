@@ -5,12 +5,12 @@
 // browser: the STT is the OpenAI-compatible stand-in, the LLM the scripted provider, the TTS the
 // embedded eSpeak NG.
 import { randomBytes } from 'node:crypto';
-import { EmbeddedTts, mulawDecode, mulawEncode, rmsOf } from '@parley/voice-orchestrator';
-import WebSocket from 'ws';
+import { EmbeddedTts, rmsOf } from '@parley/voice-orchestrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 import { conversationRow, turns } from './live-conversation.fixture.js';
+import { mediaSender, openMediaStream, outboundAudio, startMessage, until, type Outbound } from './twilio.fixture.js';
 import { realTime, synthesize } from './voice.fixture.js';
 
 const RATE = 8_000;
@@ -51,53 +51,13 @@ afterAll(async () => {
   await standin?.stop();
 });
 
-type Outbound = { event: string; streamSid?: string; media?: { payload: string }; mark?: { name: string } };
-
-async function call() {
-  const url = s.sessionUrl.replace('/v1/session', '/v1/telephony/twilio/media-stream');
-  // Twilio sends no Origin header.
-  const ws = new WebSocket(url, { ca: s.stack.ca });
-  const received: Outbound[] = [];
-  ws.on('message', (data: Buffer) => received.push(JSON.parse(data.toString('utf8')) as Outbound));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') })),
-  );
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  let seq = 1;
-  const send = (m: Record<string, unknown>) => ws.send(JSON.stringify({ ...m, sequenceNumber: String(seq++) }));
-  return { ws, received, closed, send };
-}
-
 const streamSid = `MZ${randomBytes(16).toString('hex')}`;
 const callSid = `CA${randomBytes(16).toString('hex')}`;
 const accountSid = `AC${randomBytes(16).toString('hex')}`;
+const ids = { streamSid, accountSid, callSid };
 
-function startMessage(token: string) {
-  return {
-    event: 'start',
-    streamSid,
-    start: {
-      accountSid,
-      streamSid,
-      callSid,
-      tracks: ['inbound'],
-      customParameters: { token },
-      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-    },
-  };
-}
-
-async function until<T>(find: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function call() {
+  return openMediaStream(s.sessionUrl.replace('/v1/session', '/v1/telephony/twilio/media-stream'), s.stack.ca);
 }
 
 describe('Twilio Media Streams', () => {
@@ -106,20 +66,9 @@ describe('Twilio Media Streams', () => {
     const { token, sessionId } = await s.createSession(agent, { origin: '' });
     const c = await call();
     c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
-    c.send(startMessage(token));
+    c.send(startMessage(ids, token));
     const question = await synthesize(tts, QUESTION, RATE);
-    let chunk = 0;
-    const media = (slice: Int16Array) =>
-      c.send({
-        event: 'media',
-        streamSid,
-        media: {
-          track: 'inbound',
-          chunk: String(++chunk),
-          timestamp: String(chunk * 20),
-          payload: Buffer.from(mulawEncode(slice)).toString('base64'),
-        },
-      });
+    const media = mediaSender(c, streamSid);
     // Give the start a moment (the token is spent at identity), then speak, then a second of line noise-free silence.
     await new Promise((r) => setTimeout(r, 500));
     await realTime(question, RATE, media);
@@ -130,7 +79,7 @@ describe('Twilio Media Streams', () => {
     const out = c.received.filter((m) => m.event === 'media');
     expect(out.length).toBeGreaterThan(10);
     expect(out.every((m) => m.streamSid === streamSid)).toBe(true);
-    const audio = Int16Array.from(out.flatMap((m) => [...mulawDecode(new Uint8Array(Buffer.from(m.media?.payload ?? '', 'base64')))]));
+    const audio = outboundAudio(out);
     expect(rmsOf(audio)).toBeGreaterThan(500);
     const expected = (await synthesize(tts, ANSWER, RATE)).length;
     expect(Math.abs(audio.length - expected) / expected).toBeLessThan(0.03);
@@ -150,14 +99,8 @@ describe('Twilio Media Streams', () => {
     standin.setTranscript(() => (++utterances === 1 ? 'give me the long answer' : ''));
     const { token, sessionId } = await s.createSession(agent, { origin: '' });
     const c = await call();
-    c.send(startMessage(token));
-    let chunk = 0;
-    const media = (slice: Int16Array) =>
-      c.send({
-        event: 'media',
-        streamSid,
-        media: { track: 'inbound', chunk: String(++chunk), payload: Buffer.from(mulawEncode(slice)).toString('base64') },
-      });
+    c.send(startMessage(ids, token));
+    const media = mediaSender(c, streamSid);
     const loud = new Int16Array(RATE / 2);
     for (let i = 0; i < loud.length; i++) loud[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 300 * i) / RATE));
     await new Promise((r) => setTimeout(r, 500));
@@ -188,11 +131,11 @@ describe('Twilio Media Streams', () => {
   it('refuses a call whose start carries no token, or an API key instead of a session token', async () => {
     const noToken = await call();
     noToken.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
-    noToken.send({ ...startMessage(''), start: { ...startMessage('').start, customParameters: {} } });
+    noToken.send({ ...startMessage(ids, ''), start: { ...startMessage(ids, '').start, customParameters: {} } });
     expect((await noToken.closed).code).toBe(4401);
 
     const apiKey = await call();
-    apiKey.send(startMessage(s.stack.bootstrap.apiKey));
+    apiKey.send(startMessage(ids, s.stack.bootstrap.apiKey));
     expect((await apiKey.closed).code).toBe(4401);
   });
 });
