@@ -385,39 +385,54 @@ export function createServerTracingInterceptor(): Interceptor {
       setServerCode(rt, code);
       if (own) rt.span.end();
     };
-    let res: UnaryResponse | StreamResponse;
-    try {
-      res = await context.with(ctx, () => next(req));
-    } catch (err) {
-      done(codeOf(err));
-      throw err;
-    }
-    if (!res.stream) {
-      done(0);
-      return res;
-    }
-    // A server stream runs while it is read: keep the span open until it ends, and run each
-    // step of the handler inside it so that its own calls become child spans.
-    const iterator = res.message[Symbol.asyncIterator]();
-    return {
-      ...res,
-      message: (async function* traced() {
-        try {
-          for (;;) {
-            const step = await context.with(ctx, () => iterator.next());
-            if (step.done === true) break;
-            yield step.value;
-          }
-          done(0);
-        } catch (err) {
-          done(codeOf(err));
-          throw err;
-        } finally {
-          // The reader stopped early (client went away): the stream was cancelled.
-          done(Code.Canceled);
+    // A server stream runs while it is read: each step of the handler runs inside the span so
+    // that its own calls become child spans.
+    return callUntilEnd(ctx, () => next(req), done, ctx);
+  };
+}
+
+/**
+ * callUntilEnd runs a call in `ctx` and reports how it ended to `done` (which must ignore all
+ * but its first report): a unary call when it returns, a stream when it ends, fails or is
+ * abandoned by its reader (Canceled). Each step of a stream runs in `stepContext` when given.
+ */
+async function callUntilEnd(
+  ctx: Context,
+  call: () => Promise<UnaryResponse | StreamResponse>,
+  done: (code: Code | 0) => void,
+  stepContext: Context | undefined,
+): Promise<UnaryResponse | StreamResponse> {
+  let res: UnaryResponse | StreamResponse;
+  try {
+    res = await context.with(ctx, call);
+  } catch (err) {
+    done(codeOf(err));
+    throw err;
+  }
+  if (!res.stream) {
+    done(0);
+    return res;
+  }
+  const iterator = res.message[Symbol.asyncIterator]();
+  const step = stepContext === undefined ? () => iterator.next() : () => context.with(stepContext, () => iterator.next());
+  return {
+    ...res,
+    message: (async function* traced() {
+      try {
+        for (;;) {
+          const next = await step();
+          if (next.done === true) break;
+          yield next.value;
         }
-      })(),
-    };
+        done(0);
+      } catch (err) {
+        done(codeOf(err));
+        throw err;
+      } finally {
+        // The reader stopped early (the peer went away): the stream was cancelled.
+        done(Code.Canceled);
+      }
+    })(),
   };
 }
 
@@ -465,36 +480,7 @@ export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerA
     };
     const ctx = trace.setSpan(context.active(), span);
     propagation.inject(ctx, req.header, headerSetter);
-    let res: UnaryResponse | StreamResponse;
-    try {
-      res = await context.with(ctx, () => next(req));
-    } catch (err) {
-      done(codeOf(err));
-      throw err;
-    }
-    if (!res.stream) {
-      done(0);
-      return res;
-    }
-    const iterator = res.message[Symbol.asyncIterator]();
-    return {
-      ...res,
-      message: (async function* traced() {
-        try {
-          for (;;) {
-            const step = await iterator.next();
-            if (step.done === true) break;
-            yield step.value;
-          }
-          done(0);
-        } catch (err) {
-          done(codeOf(err));
-          throw err;
-        } finally {
-          done(Code.Canceled);
-        }
-      })(),
-    };
+    return callUntilEnd(ctx, () => next(req), done, undefined);
   };
 }
 
