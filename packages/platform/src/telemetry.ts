@@ -192,10 +192,22 @@ export const SERVER_ERROR_CODES: ReadonlySet<Code> = new Set([
   Code.DataLoss,
 ]);
 
+// Every code's name for both systems, made once: statusCodeName runs several times per RPC.
+const STATUS_NAMES = new Map<Code | 0, { readonly grpc: string; readonly connectrpc: string }>([
+  [0, { grpc: 'OK', connectrpc: 'ok' }],
+  ...Object.values(Code)
+    .filter((code): code is Code => typeof code === 'number')
+    .map((code): [Code, { grpc: string; connectrpc: string }] => {
+      const upper = Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+      return [code, { grpc: upper, connectrpc: upper.toLowerCase() }];
+    }),
+]);
+
 /** statusCodeName is rpc.response.status_code: "NOT_FOUND" for gRPC, "not_found" for Connect, "OK"/"ok" on success. */
 export function statusCodeName(code: Code | 0, system: RpcSystem): string {
-  const upper = code === 0 ? 'OK' : Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
-  return system === 'grpc' ? upper : upper.toLowerCase();
+  const names = STATUS_NAMES.get(code);
+  if (names === undefined) throw new Error(`unknown status code ${String(code)}`);
+  return names[system];
 }
 
 /** rpcSystemOf tells Connect from gRPC by the request's content type. */
@@ -277,9 +289,10 @@ export function activeRequestTrace(): RequestTrace | undefined {
 /** setRequestCode records a server RPC's status on its span, per the conventions (only SERVER_ERROR_CODES are errors). */
 function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined }, code: Code | 0): void {
   rt.code = code;
-  rt.span.setAttribute('rpc.response.status_code', statusCodeName(code, rt.system));
+  const name = statusCodeName(code, rt.system);
+  rt.span.setAttribute('rpc.response.status_code', name);
   if (code !== 0 && SERVER_ERROR_CODES.has(code)) {
-    rt.span.setAttribute('error.type', statusCodeName(code, rt.system));
+    rt.span.setAttribute('error.type', name);
     rt.span.setStatus({ code: SpanStatusCode.ERROR });
   }
 }
