@@ -88,24 +88,7 @@ export async function runSoakBenchmark(options: { adminUrl: string; minutes: num
       ca: await readFile(info.caCert),
       apiKey: info.bootstrap!.apiKey!,
     });
-    const llm = await load.call('/parley.api.v1.SecretService/PutSecret', {
-      name: 'soak-llm-key',
-      providerKind: 'llm',
-      value: 'sk-soak-llm-key-value',
-    });
-    if (!llm.ok) throw new Error(`PutSecret: ${llm.result} ${llm.message}`);
-    const agents: string[] = [];
-    for (const name of ['soak-updated', 'soak-session']) {
-      const created = await load.call('/parley.api.v1.AgentService/CreateAgent', {
-        name,
-        prompt: 'Be brief.',
-        providerSettings: { llm: { provider: 'openai-compatible', model: 'gpt-test' } },
-        secretRefs: { llm: (llm.body.secret as { id: string }).id },
-      });
-      if (!created.ok) throw new Error(`CreateAgent: ${created.result} ${created.message}`);
-      agents.push((created.body.agent as { id: string }).id);
-    }
-    const [updated, sessionAgent] = agents as [string, string];
+    const [updated, sessionAgent] = (await load.seedAgents('soak-llm-key', ['soak-updated', 'soak-session'])) as [string, string];
     // One call of the mix, in turn: an agent update, a secret put, a session with its conversation start.
     let turn = 0;
     const mixed = (): Promise<Outcome> => {
