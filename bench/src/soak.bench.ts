@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadDevStackConfig, startDevStack, type DevStack } from '@parley/devstack';
 import { MixedLoad, type Outcome } from '@parley/test/mixed-load';
 import pg from 'pg';
-import { closedLoop, percentile, type LoadResult } from './stats.js';
+import { closedLoop, percentile, rssMb, type LoadResult } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -51,10 +51,8 @@ async function footprint(dev: DevStack, adminUrl: string): Promise<Record<string
     const out: Record<string, ServiceFootprint> = {};
     for (const p of dev.processes) {
       if (p.pid === undefined) continue;
-      const status = await readFile(`/proc/${p.pid}/status`, 'utf8');
-      const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
       out[p.name] = {
-        rssMb: Math.round(rssKb / 102.4) / 10,
+        rssMb: await rssMb(p.pid),
         fds: (await readdir(`/proc/${p.pid}/fd`)).length,
         pgConnections: connections.get(`parley-${p.name}`) ?? 0,
       };
