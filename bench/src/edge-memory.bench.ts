@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort, loadDevStackConfig, ServiceProcess, startDevStack } from '@parley/devstack';
 import { peerUrlVariable, type ServiceName } from '@parley/platform';
 import WebSocket from 'ws';
+import { rssMb } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS: ServiceName[] = ['identity', 'tenant-data', 'secrets', 'audit', 'integrations'];
@@ -32,11 +33,6 @@ export interface EdgeMemoryBenchResult {
   readonly sampleSeconds: number;
   readonly abuse: string;
   readonly variants: EdgeMemoryVariant[];
-}
-
-async function rssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -50,6 +50,15 @@ async function withPostgres<T>(fn: (url: string) => Promise<T>): Promise<T> {
   }
 }
 
+/** summaryTable lays out a suite's figures against their goals, one row each. */
+function summaryTable(summary: Readonly<Record<string, { value: number; unit: string; goal: string; holds: boolean }>>): string[] {
+  return [
+    '| figure | value | goal | holds |',
+    '|---|---:|---|:-:|',
+    ...Object.entries(summary).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} | ${v.goal} | ${v.holds ? 'yes' : '**no**'} |`),
+  ];
+}
+
 const suites: Suite[] = [
   {
     name: 'voice',
@@ -74,9 +83,7 @@ const suites: Suite[] = [
         '',
         `Embedded TTS (eSpeak NG, WebAssembly, one worker thread): ${r.embeddedTts.audioSeconds} s of speech in ${r.embeddedTts.synthSeconds} s, real-time factor **${r.embeddedTts.realTimeFactor}**, first chunk after ${r.embeddedTts.firstChunkMs} ms.`,
         '',
-        '| figure | value | goal | holds |',
-        '|---|---:|---|:-:|',
-        ...Object.entries(r.summary).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} | ${v.goal} | ${v.holds ? 'yes' : '**no**'} |`),
+        ...summaryTable(r.summary),
       ].join('\n'),
   },
   {
@@ -117,9 +124,7 @@ const suites: Suite[] = [
         `| @parley/guardrails | ${r.checker.p50Us} | ${r.checker.p99Us} | ${r.checker.meanUs} | ${r.checker.maxUs} |`,
         `| naive RegExp sequence | ${r.naive.p50Us} | ${r.naive.p99Us} | ${r.naive.meanUs} | ${r.naive.maxUs} |`,
         '',
-        '| figure | value | goal | holds |',
-        '|---|---:|---|---|',
-        ...Object.entries(r.summary).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} | ${v.goal} | ${v.holds ? 'yes' : '**no**'} |`),
+        ...summaryTable(r.summary),
         '',
         `Decisions per pass: ${Object.entries(r.decisions)
           .map(([k, v]) => `${k} ${v}`)
@@ -152,9 +157,7 @@ const suites: Suite[] = [
         '',
         `Per turn with the scripted provider at zero delay (user_text → final frame; provider time ≈ 0, so this is Parley's overhead), ${r.turns.parley.count} turns: Parley p50 ${r.turns.parley.p50Ms} ms, p99 ${r.turns.parley.p99Ms} ms; baseline p50 ${r.turns.baseline.p50Ms} ms, p99 ${r.turns.baseline.p99Ms} ms (ratio p99 ${r.turns.ratioP99}).`,
         '',
-        '| figure | value | goal | holds |',
-        '|---|---:|---|:-:|',
-        ...Object.entries(r.summary).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} | ${v.goal} | ${v.holds ? 'yes' : '**no**'} |`),
+        ...summaryTable(r.summary),
       ].join('\n'),
   },
   {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadDevStackConfig, startDevStack, type DevStack } from '@parley/devstack';
 import { MixedLoad, type Outcome } from '@parley/test/mixed-load';
 import pg from 'pg';
-import { closedLoop, percentile, type LoadResult } from './stats.js';
+import { closedLoop, percentile, rssMb, type LoadResult } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -51,10 +51,8 @@ async function footprint(dev: DevStack, adminUrl: string): Promise<Record<string
     const out: Record<string, ServiceFootprint> = {};
     for (const p of dev.processes) {
       if (p.pid === undefined) continue;
-      const status = await readFile(`/proc/${p.pid}/status`, 'utf8');
-      const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
       out[p.name] = {
-        rssMb: Math.round(rssKb / 102.4) / 10,
+        rssMb: await rssMb(p.pid),
         fds: (await readdir(`/proc/${p.pid}/fd`)).length,
         pgConnections: connections.get(`parley-${p.name}`) ?? 0,
       };
@@ -88,24 +86,7 @@ export async function runSoakBenchmark(options: { adminUrl: string; minutes: num
       ca: await readFile(info.caCert),
       apiKey: info.bootstrap!.apiKey!,
     });
-    const llm = await load.call('/parley.api.v1.SecretService/PutSecret', {
-      name: 'soak-llm-key',
-      providerKind: 'llm',
-      value: 'sk-soak-llm-key-value',
-    });
-    if (!llm.ok) throw new Error(`PutSecret: ${llm.result} ${llm.message}`);
-    const agents: string[] = [];
-    for (const name of ['soak-updated', 'soak-session']) {
-      const created = await load.call('/parley.api.v1.AgentService/CreateAgent', {
-        name,
-        prompt: 'Be brief.',
-        providerSettings: { llm: { provider: 'openai-compatible', model: 'gpt-test' } },
-        secretRefs: { llm: (llm.body.secret as { id: string }).id },
-      });
-      if (!created.ok) throw new Error(`CreateAgent: ${created.result} ${created.message}`);
-      agents.push((created.body.agent as { id: string }).id);
-    }
-    const [updated, sessionAgent] = agents as [string, string];
+    const [updated, sessionAgent] = (await load.seedAgents('soak-llm-key', ['soak-updated', 'soak-session'])) as [string, string];
     // One call of the mix, in turn: an agent update, a secret put, a session with its conversation start.
     let turn = 0;
     const mixed = (): Promise<Outcome> => {

@@ -1,4 +1,5 @@
-// Small statistics helpers shared by the benchmarks.
+// Small measurement helpers shared by the benchmarks: latency statistics and process memory.
+import { readFile } from 'node:fs/promises';
 
 /** LoadResult summarises one closed-loop load run. */
 export interface LoadResult {
@@ -9,6 +10,12 @@ export interface LoadResult {
   readonly rps: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+}
+
+/** rssMb is a process's resident memory in MB (one decimal), from /proc (Linux). */
+export async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
 }
 
 /** percentile returns the q-quantile (0..1) of sorted samples. */

@@ -82,25 +82,7 @@ async function runFault(fault: string, inject: () => Promise<void>, clear: () =>
 beforeAll(async () => {
   stack = await startFaultStack();
   load = new MixedLoad(stack);
-  const llm = await load.call('/parley.api.v1.SecretService/PutSecret', {
-    name: 'fault-llm-key',
-    providerKind: 'llm',
-    value: 'sk-fault-llm-key-value',
-  });
-  if (!llm.ok) throw new Error(`PutSecret: ${llm.result} ${llm.message}`);
-  const agents: string[] = [];
-  for (const name of ['fault-updated-1', 'fault-updated-2', 'fault-session']) {
-    const created = await load.call('/parley.api.v1.AgentService/CreateAgent', {
-      name,
-      prompt: 'Be brief.',
-      // An OpenAI-compatible agent needs its "llm" key resolved at every conversation start; the
-      // load never sends a user turn, so the provider is never called.
-      providerSettings: { llm: { provider: 'openai-compatible', model: 'gpt-test' } },
-      secretRefs: { llm: (llm.body.secret as { id: string }).id },
-    });
-    if (!created.ok) throw new Error(`CreateAgent: ${created.result} ${created.message}`);
-    agents.push((created.body.agent as { id: string }).id);
-  }
+  const agents = await load.seedAgents('fault-llm-key', ['fault-updated-1', 'fault-updated-2', 'fault-session']);
   load.start({ updateAgents: agents.slice(0, 2), sessionAgent: agents[2]! });
   // A steady state first: every kind of call has succeeded.
   const ready = await waitRecovered(Date.now());

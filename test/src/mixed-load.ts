@@ -112,6 +112,32 @@ export class MixedLoad {
     });
   }
 
+  /**
+   * seedAgents stores the "llm" secret `secretName` and creates one OpenAI-compatible agent per name
+   * that refers to it, so that every conversation start resolves that key (the load never sends a
+   * user turn, so the provider is never called). It resolves to the agents' ids, in order.
+   */
+  async seedAgents(secretName: string, names: readonly string[]): Promise<string[]> {
+    const llm = await this.call('/parley.api.v1.SecretService/PutSecret', {
+      name: secretName,
+      providerKind: 'llm',
+      value: `sk-${secretName}-value`,
+    });
+    if (!llm.ok) throw new Error(`PutSecret: ${llm.result} ${llm.message}`);
+    const agents: string[] = [];
+    for (const name of names) {
+      const created = await this.call('/parley.api.v1.AgentService/CreateAgent', {
+        name,
+        prompt: 'Be brief.',
+        providerSettings: { llm: { provider: 'openai-compatible', model: 'gpt-test' } },
+        secretRefs: { llm: (llm.body.secret as { id: string }).id },
+      });
+      if (!created.ok) throw new Error(`CreateAgent: ${created.result} ${created.message}`);
+      agents.push((created.body.agent as { id: string }).id);
+    }
+    return agents;
+  }
+
   /** start begins one loop per kind (agent updates on each given agent, secret puts, sessions with the resolving agent). */
   start(options: { updateAgents: string[]; sessionAgent: string }): void {
     this.#running = true;

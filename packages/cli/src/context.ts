@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { apiKeySource, type ParleyClient, type TokenSource } from '@parley/client';
+import { apiKeySource, items, type PageableRequest, type PagedResponse, type ParleyClient, type TokenSource } from '@parley/client';
 import { createParleyNodeClient } from '@parley/client/node';
 import type { CliConfig } from './config.js';
 import { MissingCredentialsError, UsageError } from './exit-codes.js';
@@ -110,6 +110,14 @@ export class CommandContext {
     this.io.stdout.write(render(this.format, value, columns));
   }
 
+  /** printMessages prints a list of messages as their proto JSON (see json) in the chosen format. */
+  printMessages<D extends DescMessage>(schema: D, messages: readonly MessageShape<D>[], columns: readonly Column[]): void {
+    this.print(
+      messages.map((m) => json(schema, m)),
+      columns,
+    );
+  }
+
   /** note tells the person something on stderr (never mixed into a script's stdout). */
   note(line: string): void {
     this.io.stderr.write(`${line}\n`);
@@ -121,19 +129,29 @@ export function json<D extends DescMessage>(schema: D, message: MessageShape<D>)
   return toJson(schema, message, { alwaysEmitImplicit: true }) as JsonObject;
 }
 
+/** Limit is a parsed --limit: how many items to read, and the page size to ask for. */
+export interface Limit {
+  readonly limit: number;
+  readonly pageSize: number;
+}
+
 /** limitOf parses --limit (a positive whole number) and the page size to ask for. */
-export function limitOf(value: string | undefined): { limit: number; pageSize: number } {
+export function limitOf(value: string | undefined): Limit {
   if (value === undefined) return { limit: Infinity, pageSize: 100 };
   const limit = Number(value);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number, not "${value}"`);
   return { limit, pageSize: Math.min(limit, 100) };
 }
 
-/** take reads at most `limit` items of an async iterable. */
-export async function take<T>(iterable: AsyncIterable<T>, limit: number): Promise<T[]> {
-  const out: T[] = [];
-  if (limit <= 0) return out;
-  for await (const item of iterable) {
+/** firstItems reads at most `limit` items of a List* method, page after page, asking for pages of `pageSize`. */
+export async function firstItems<Req extends PageableRequest, Res extends PagedResponse, Item>(
+  { limit, pageSize }: Limit,
+  list: (request: Req) => Promise<Res>,
+  request: Req,
+  select: (response: Res) => readonly Item[],
+): Promise<Item[]> {
+  const out: Item[] = [];
+  for await (const item of items(list, { ...request, pageSize }, select)) {
     out.push(item);
     if (out.length >= limit) break;
   }

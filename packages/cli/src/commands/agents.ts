@@ -1,6 +1,5 @@
 import { fromJson } from '@bufbuild/protobuf';
 import type { Command } from 'commander';
-import { items } from '@parley/client';
 import {
   AgentSchema,
   CreateAgentRequestSchema,
@@ -8,7 +7,7 @@ import {
   type CreateAgentRequest,
   type UpdateAgentRequest,
 } from '@parley/proto/parley/api/v1/agents_pb.js';
-import { json, limitOf, take, type CommandContext } from '../context.js';
+import { firstItems, json, limitOf, type CommandContext } from '../context.js';
 import { readDocument } from '../documents.js';
 import { UsageError } from '../exit-codes.js';
 import { field, type Column } from '../output.js';
@@ -35,15 +34,8 @@ export function registerAgents(program: Command, ctxOf: (cmd: Command) => Comman
     .action(async (opts: { limit?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const client = await ctx.client();
-      const { limit, pageSize } = limitOf(opts.limit);
-      const list = await take(
-        items(client.agents.listAgents, { pageSize }, (r) => r.agents),
-        limit,
-      );
-      ctx.print(
-        list.map((a) => json(AgentSchema, a)),
-        columns,
-      );
+      const list = await firstItems(limitOf(opts.limit), client.agents.listAgents, {}, (r) => r.agents);
+      ctx.printMessages(AgentSchema, list, columns);
     });
   agents
     .command('get')

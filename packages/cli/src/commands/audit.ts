@@ -3,9 +3,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Command } from 'commander';
-import { items } from '@parley/client';
 import { AuditEventSchema, VerifyLogResponseSchema } from '@parley/proto/parley/api/v1/audit_pb.js';
-import { dateOption, json, limitOf, take, wholeNumber, type CommandContext } from '../context.js';
+import { dateOption, firstItems, json, limitOf, wholeNumber, type CommandContext } from '../context.js';
 import { UsageError, VerificationFailedError } from '../exit-codes.js';
 import { field, type Column, type JsonObject } from '../output.js';
 import { Progress } from '../progress.js';
@@ -110,7 +109,7 @@ export function registerAudit(program: Command, ctxOf: (cmd: Command) => Command
         cmd: Command,
       ) => {
         const ctx = ctxOf(cmd);
-        const { limit, pageSize } = limitOf(opts.limit);
+        const limit = limitOf(opts.limit);
         const since = dateOption('--since', opts.since);
         const until = dateOption('--until', opts.until);
         const filter = {
@@ -123,14 +122,8 @@ export function registerAudit(program: Command, ctxOf: (cmd: Command) => Command
           ...(until === undefined ? {} : { until: timestampFromDate(until) }),
         };
         const client = await ctx.client();
-        const events = await take(
-          items(client.audit.listEvents, { filter, pageSize }, (r) => r.events),
-          limit,
-        );
-        ctx.print(
-          events.map((e) => json(AuditEventSchema, e)),
-          columns,
-        );
+        const events = await firstItems(limit, client.audit.listEvents, { filter }, (r) => r.events);
+        ctx.printMessages(AuditEventSchema, events, columns);
       },
     );
   audit

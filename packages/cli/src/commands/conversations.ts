@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { items } from '@parley/client';
+import { collect, items } from '@parley/client';
 import { ConversationSchema, TranscriptTurnSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
-import { json, limitOf, take, type CommandContext } from '../context.js';
+import { firstItems, json, limitOf, type CommandContext } from '../context.js';
 import { field, table, type Column } from '../output.js';
 
 const columns: Column[] = [
@@ -25,20 +25,15 @@ export function registerConversations(program: Command, ctxOf: (cmd: Command) =>
     .option('--limit <n>', 'at most this many')
     .action(async (opts: { agent?: string; state?: string; limit?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const { limit, pageSize } = limitOf(opts.limit);
+      const limit = limitOf(opts.limit);
       const client = await ctx.client();
-      const list = await take(
-        items(
-          client.conversations.listConversations,
-          { agentId: opts.agent ?? '', state: opts.state ?? '', pageSize },
-          (r) => r.conversations,
-        ),
+      const list = await firstItems(
         limit,
+        client.conversations.listConversations,
+        { agentId: opts.agent ?? '', state: opts.state ?? '' },
+        (r) => r.conversations,
       );
-      ctx.print(
-        list.map((c) => json(ConversationSchema, c)),
-        columns,
-      );
+      ctx.printMessages(ConversationSchema, list, columns);
     });
   conversations
     .command('show')
@@ -48,9 +43,7 @@ export function registerConversations(program: Command, ctxOf: (cmd: Command) =>
       const ctx = ctxOf(cmd);
       const client = await ctx.client();
       const { conversation } = await client.conversations.getConversation({ conversationId });
-      const turns = [];
-      for await (const t of items(client.conversations.listTranscriptTurns, { conversationId, pageSize: 200 }, (r) => r.turns))
-        turns.push(t);
+      const turns = await collect(items(client.conversations.listTranscriptTurns, { conversationId, pageSize: 200 }, (r) => r.turns));
       const c = conversation === undefined ? {} : json(ConversationSchema, conversation);
       const t = turns.map((x) => json(TranscriptTurnSchema, x));
       if (ctx.format === 'table') ctx.io.stdout.write(`${table([c], columns)}\n${table(t, turnColumns)}`);

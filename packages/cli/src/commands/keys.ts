@@ -33,10 +33,7 @@ export function registerKeys(program: Command, ctxOf: (cmd: Command) => CommandC
     .action(async (_opts: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const { apiKeys } = await (await ctx.client()).apiKeys.listApiKeys({});
-      ctx.print(
-        apiKeys.map((k) => json(ApiKeySchema, k)),
-        columns,
-      );
+      ctx.printMessages(ApiKeySchema, apiKeys, columns);
     });
   keys
     .command('create')

@@ -14,10 +14,7 @@ export function registerMembers(program: Command, ctxOf: (cmd: Command) => Comma
     .action(async (_opts: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const res = await (await ctx.client()).members.listMembers({});
-      ctx.print(
-        res.members.map((m) => json(MemberSchema, m)),
-        columns,
-      );
+      ctx.printMessages(MemberSchema, res.members, columns);
     });
   members
     .command('add')

@@ -1,12 +1,10 @@
 import { Option, type Command } from 'commander';
-import { items } from '@parley/client';
+import { items, NotFoundApiError, type ParleyClient } from '@parley/client';
 import { SecretSchema } from '@parley/proto/parley/api/v1/secrets_pb.js';
-import { json, limitOf, take, wholeNumber, type CommandContext } from '../context.js';
+import { firstItems, json, limitOf, wholeNumber, type CommandContext } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { field, type Column } from '../output.js';
 import { readSecretValue } from '../secret-input.js';
-import type { ParleyClient } from '@parley/client';
-import { NotFoundApiError } from '@parley/client';
 import { Code, ConnectError } from '@connectrpc/connect';
 
 const columns: Column[] = [
@@ -60,16 +58,10 @@ export function registerSecrets(program: Command, ctxOf: (cmd: Command) => Comma
     .option('--limit <n>', 'at most this many')
     .action(async (opts: { limit?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const { limit, pageSize } = limitOf(opts.limit);
+      const limit = limitOf(opts.limit);
       const client = await ctx.client();
-      const list = await take(
-        items(client.secrets.listSecrets, { pageSize }, (r) => r.secrets),
-        limit,
-      );
-      ctx.print(
-        list.map((s) => json(SecretSchema, s)),
-        columns,
-      );
+      const list = await firstItems(limit, client.secrets.listSecrets, {}, (r) => r.secrets);
+      ctx.printMessages(SecretSchema, list, columns);
     });
   secrets
     .command('get')

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { items } from '@parley/client';
+import { collect, items } from '@parley/client';
 import { WebhookDeliverySchema, WebhookEndpointSchema } from '@parley/proto/parley/api/v1/webhooks_pb.js';
-import { json, limitOf, take, type CommandContext } from '../context.js';
+import { firstItems, json, limitOf, type CommandContext } from '../context.js';
 import { field, type Column } from '../output.js';
 
 const columns: Column[] = [field('id'), field('url'), field('eventTypes', 'EVENTS'), field('enabled'), field('createdAt', 'CREATED')];
@@ -25,14 +25,8 @@ export function registerWebhooks(program: Command, ctxOf: (cmd: Command) => Comm
     .action(async (_opts: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const client = await ctx.client();
-      const list = await take(
-        items(client.webhooks.listWebhookEndpoints, { pageSize: 200 }, (r) => r.endpoints),
-        Infinity,
-      );
-      ctx.print(
-        list.map((e) => json(WebhookEndpointSchema, e)),
-        columns,
-      );
+      const list = await collect(items(client.webhooks.listWebhookEndpoints, { pageSize: 200 }, (r) => r.endpoints));
+      ctx.printMessages(WebhookEndpointSchema, list, columns);
     });
   webhooks
     .command('create')
@@ -73,20 +67,15 @@ export function registerWebhooks(program: Command, ctxOf: (cmd: Command) => Comm
     .option('--limit <n>', 'at most this many (default 50)', '50')
     .action(async (opts: { endpoint?: string; state?: string; limit: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const { limit, pageSize } = limitOf(opts.limit);
+      const limit = limitOf(opts.limit);
       const client = await ctx.client();
-      const list = await take(
-        items(
-          client.webhooks.listWebhookDeliveries,
-          { endpointId: opts.endpoint ?? '', state: opts.state ?? '', pageSize },
-          (r) => r.deliveries,
-        ),
+      const list = await firstItems(
         limit,
+        client.webhooks.listWebhookDeliveries,
+        { endpointId: opts.endpoint ?? '', state: opts.state ?? '' },
+        (r) => r.deliveries,
       );
-      ctx.print(
-        list.map((d) => json(WebhookDeliverySchema, d)),
-        deliveryColumns,
-      );
+      ctx.printMessages(WebhookDeliverySchema, list, deliveryColumns);
     });
   webhooks
     .command('replay')
