@@ -8,8 +8,10 @@ import { registerKeys } from './commands/keys.js';
 import { registerLogin } from './commands/login.js';
 import { registerMembers } from './commands/members.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerPrivacy } from './commands/privacy.js';
 import { registerSecrets } from './commands/secrets.js';
 import { registerWebhooks } from './commands/webhooks.js';
+import { registerWorkspaces } from './commands/workspaces.js';
 import { completionScript } from './completion.js';
 import type { CliConfig } from './config.js';
 import { CLI_VERSION, CommandContext, type CliIo, type GlobalOptions } from './context.js';
@@ -38,10 +40,12 @@ export function buildProgram(io: CliIo, config: CliConfig): Command {
   registerAudit(program, ctxOf);
   registerConversations(program, ctxOf);
   registerWebhooks(program, ctxOf);
+  registerPrivacy(program, ctxOf);
+  registerWorkspaces(program, ctxOf);
   program
     .command('completion')
-    .description('print a shell completion script: eval "$(parley completion bash)"')
-    .argument('<shell>', 'bash or zsh')
+    .description('print a shell completion script: eval "$(parley completion bash)", or parley completion fish | source')
+    .argument('<shell>', 'bash, zsh or fish')
     .action((shell: string) => {
       io.stdout.write(completionScript(program, shell));
     });

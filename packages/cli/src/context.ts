@@ -7,10 +7,13 @@ import { MissingCredentialsError, UsageError } from './exit-codes.js';
 import { outputFormatOf, render, type Column, type JsonObject, type OutputFormat } from './output.js';
 import { readProfiles, type Profile } from './profile.js';
 import type { SecretInput } from './secret-input.js';
+import { operatorTokenSource, type Edge } from './operator-signin.js';
 
 /** CliIo is the process's standard streams (the CLI never touches `process` outside main.ts). */
 export interface CliIo extends SecretInput {
   readonly stdout: NodeJS.WriteStream;
+  /** openBrowser opens a link in the person's browser (`parley login`); absent where there is none. */
+  readonly openBrowser?: (url: string) => void;
 }
 
 /** GlobalOptions are the options every command takes. */
@@ -26,13 +29,15 @@ export interface GlobalOptions {
 export const CLI_VERSION = '0.1.0';
 
 /**
- * tokenSourceOf turns stored credentials into the client's TokenSource. Operator sign-in (OIDC)
- * adds its case here: a source that refreshes an access token from the stored refresh token.
+ * tokenSourceOf turns stored credentials into the client's TokenSource: an API key as it is, an
+ * operator sign-in as a source that refreshes its bearer token from the stored refresh token.
  */
-export function tokenSourceOf(profile: Profile): TokenSource {
+export function tokenSourceOf(profile: Profile, edge: Edge, profileFile: string, profileName: string): TokenSource {
   switch (profile.credentials.kind) {
     case 'api_key':
       return apiKeySource(profile.credentials.apiKey);
+    case 'oidc':
+      return operatorTokenSource(edge, profileFile, profileName, profile.credentials);
   }
 }
 
@@ -63,9 +68,25 @@ export class CommandContext {
   async target(): Promise<{ url: string; caFile: string | undefined }> {
     const profile = await this.profile();
     const url = this.globals.url ?? this.config.url ?? profile?.url;
-    if (url === undefined) throw new UsageError('no API URL: pass --url, set PARLEY_URL, or run parley login --url <url> --api-key-stdin');
+    if (url === undefined) throw new UsageError('no API URL: pass --url, set PARLEY_URL, or run parley login --url <url>');
     if (!/^https?:\/\//.test(url)) throw new UsageError(`--url must be an http(s) URL such as https://localhost:7400, not "${url}"`);
     return { url, caFile: this.globals.ca ?? this.config.caFile ?? profile?.caFile };
+  }
+
+  /** edge is the API's URL and CA, for the sign-in endpoints (/auth/cli/*). */
+  async edge(): Promise<Edge> {
+    const { url, caFile } = await this.target();
+    return { url, ca: await this.readCa(caFile) };
+  }
+
+  /** readCa reads the private CA file, if one is set. */
+  async readCa(caFile: string | undefined): Promise<Buffer | undefined> {
+    if (caFile === undefined) return undefined;
+    try {
+      return await readFile(caFile);
+    } catch (err) {
+      throw new UsageError(`cannot read the CA file ${caFile}: ${(err as Error).message}`);
+    }
   }
 
   /** client is the API client, made on first use: PARLEY_API_KEY wins over the profile's credentials. */
@@ -73,20 +94,17 @@ export class CommandContext {
     this.clientPromise ??= (async () => {
       const { url, caFile } = await this.target();
       const profile = await this.profile();
+      const ca = await this.readCa(caFile);
       const credentials =
-        this.config.apiKey !== undefined ? apiKeySource(this.config.apiKey) : profile === undefined ? undefined : tokenSourceOf(profile);
+        this.config.apiKey !== undefined
+          ? apiKeySource(this.config.apiKey)
+          : profile === undefined
+            ? undefined
+            : tokenSourceOf(profile, { url, ca }, this.config.profileFile, this.profileName);
       if (credentials === undefined)
         throw new MissingCredentialsError(
-          `no credentials: set PARLEY_API_KEY, or store a key with: parley login --api-key-stdin (profile "${this.profileName}")`,
+          `no credentials: set PARLEY_API_KEY, run parley login (operator sign-in), or store a key with: parley login --api-key-stdin (profile "${this.profileName}")`,
         );
-      let ca: Buffer | undefined;
-      if (caFile !== undefined) {
-        try {
-          ca = await readFile(caFile);
-        } catch (err) {
-          throw new UsageError(`cannot read the CA file ${caFile}: ${(err as Error).message}`);
-        }
-      }
       const timeoutMs = this.globals.timeout === undefined ? 30_000 : Number(this.globals.timeout) * 1000;
       if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of seconds`);
       return createParleyNodeClient({

@@ -42,11 +42,22 @@ export class MissingCredentialsError extends Error {
   override readonly name = 'MissingCredentialsError';
 }
 
+/** NotSignedInError: operator sign-in did not finish, or its session ended (refresh refused): exit 3. */
+export class NotSignedInError extends Error {
+  override readonly name = 'NotSignedInError';
+}
+
+/** UnavailableError: the edge's sign-in endpoints could not be reached or did not answer: exit 4. */
+export class UnavailableError extends Error {
+  override readonly name = 'UnavailableError';
+}
+
 /** exitCodeOf maps what a command threw to the exit status scripts rely on. */
 export function exitCodeOf(err: unknown): ExitCode {
   if (err instanceof UsageError) return EXIT.usage;
   if (err instanceof VerificationFailedError) return EXIT.verifyFailed;
-  if (err instanceof MissingCredentialsError) return EXIT.auth;
+  if (err instanceof MissingCredentialsError || err instanceof NotSignedInError) return EXIT.auth;
+  if (err instanceof UnavailableError) return EXIT.unavailable;
   if (err instanceof ParleyApiError) {
     switch (err.code) {
       case Code.NotFound:

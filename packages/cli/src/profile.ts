@@ -1,13 +1,23 @@
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { UsageError } from './exit-codes.js';
 
 /**
- * ProfileCredentials are what a profile authenticates with. Today a workspace API key; operator
- * sign-in (OIDC, issue 16) adds `{ kind: 'oidc', issuer, refreshToken }` here and a TokenSource for
- * it in credentials.ts, and `parley login` gains the browser / loopback flow that writes it.
+ * ProfileCredentials are what a profile authenticates with: a workspace API key, or an operator's
+ * sign-in through the company's identity provider (`parley login`): the edge's refresh token
+ * (`pr_…`, replaced at each refresh) and the current bearer token (`po_…`) with their expiries.
  */
-export type ProfileCredentials = { readonly kind: 'api_key'; readonly apiKey: string };
+export type ProfileCredentials =
+  | { readonly kind: 'api_key'; readonly apiKey: string }
+  | {
+      readonly kind: 'oidc';
+      readonly refreshToken: string;
+      readonly refreshExpiresAt: string;
+      readonly accessToken: string;
+      readonly expiresAt: string;
+      /** deploymentAdmin is whether the sign-in carried deployment:admin (a refresh drops it). */
+      readonly deploymentAdmin?: boolean;
+    };
 
 /** Profile is one named target: the API's URL, an optional private CA file, and the credentials. */
 export interface Profile {
@@ -54,4 +64,9 @@ export async function writeProfiles(file: string, content: ProfileFile): Promise
   // writeFile's mode applies only to a new file and is masked by the umask.
   await chmod(tmp, 0o600);
   await rename(tmp, file);
+}
+
+/** removeProfilesFile deletes the profile file (logout of the last profile: no credentials left on disk). */
+export async function removeProfilesFile(file: string): Promise<void> {
+  await rm(file, { force: true });
 }

@@ -6,10 +6,12 @@ import { AuditService } from '@parley/proto/parley/api/v1/audit_pb.js';
 import { ConnectionService } from '@parley/proto/parley/api/v1/connections_pb.js';
 import { ConversationService } from '@parley/proto/parley/api/v1/conversations_pb.js';
 import { MemberService } from '@parley/proto/parley/api/v1/members_pb.js';
+import { PrivacyService } from '@parley/proto/parley/api/v1/privacy_pb.js';
 import { RetentionService } from '@parley/proto/parley/api/v1/retention_pb.js';
 import { SecretService } from '@parley/proto/parley/api/v1/secrets_pb.js';
 import { SessionService } from '@parley/proto/parley/api/v1/sessions_pb.js';
 import { WebhookService } from '@parley/proto/parley/api/v1/webhooks_pb.js';
+import { WorkspaceService } from '@parley/proto/parley/api/v1/workspaces_pb.js';
 import { authInterceptor, type TokenSource } from './auth.js';
 import { toParleyApiError } from './errors.js';
 import { retryInterceptor, type RetryOptions } from './retry.js';
@@ -23,10 +25,13 @@ export interface ParleyClient {
   readonly connections: Client<typeof ConnectionService>;
   readonly conversations: Client<typeof ConversationService>;
   readonly members: Client<typeof MemberService>;
+  readonly privacy: Client<typeof PrivacyService>;
   readonly retention: Client<typeof RetentionService>;
   readonly secrets: Client<typeof SecretService>;
   readonly sessions: Client<typeof SessionService>;
   readonly webhooks: Client<typeof WebhookService>;
+  /** workspaces is the deployment administrators' service (deployment:admin). */
+  readonly workspaces: Client<typeof WorkspaceService>;
   /** transport is the transport every client uses (e.g. for a service this interface does not list yet). */
   readonly transport: Transport;
 }
@@ -91,10 +96,12 @@ export function createParleyClient(options: ParleyClientOptions): ParleyClient {
     connections: createClient(ConnectionService, transport),
     conversations: createClient(ConversationService, transport),
     members: createClient(MemberService, transport),
+    privacy: createClient(PrivacyService, transport),
     retention: createClient(RetentionService, transport),
     secrets: createClient(SecretService, transport),
     sessions: createClient(SessionService, transport),
     webhooks: createClient(WebhookService, transport),
+    workspaces: createClient(WorkspaceService, transport),
     transport,
   };
 }
