@@ -1,58 +1,33 @@
 // The built `parley` binary (packages/cli/dist/main.js) run as a child process, the way a script
 // runs it, against a real public stack (edge, identity, tenant-data, secrets, audit, integrations
 // as processes on real Postgres). Run `pnpm run build` first: the binary runs from dist.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { freePort } from '@parley/devstack';
 import { pollUntil, startPublicStack, type PublicStack } from '../edge/fixture.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = join(root, 'packages', 'cli', 'dist', 'main.js');
+import { runParley, type Run, type RunOptions } from './run-parley.js';
 
 let stack: PublicStack;
 let dir: string;
 let agentId: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** parley runs the built binary with the stack's URL, CA and owner key unless env overrides them (undefined removes one). */
-function parley(
-  args: string[],
-  options: { env?: Record<string, string | undefined>; stdin?: string; whileRunning?: (pid: number) => Promise<void> } = {},
-): Promise<Run> {
-  const env = Object.fromEntries(
-    Object.entries({
+function parley(args: string[], options: RunOptions = {}): Promise<Run> {
+  return runParley(args, {
+    ...options,
+    env: {
       HOME: dir,
       PARLEY_CONFIG_DIR: join(dir, 'config'),
       PARLEY_URL: stack.publicUrl,
       PARLEY_CA: stack.pki.paths.caCert,
       PARLEY_API_KEY: stack.bootstrap.apiKey,
       ...options.env,
-    }).filter((e): e is [string, string] => e[1] !== undefined),
-  );
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    void (async () => {
-      if (options.whileRunning !== undefined && child.pid !== undefined) await options.whileRunning(child.pid);
-      child.stdin.end(options.stdin ?? '');
-    })().catch(reject);
+    },
   });
 }
 
@@ -80,7 +55,7 @@ describe('parley against a running stack', { timeout: 180_000 }, () => {
     const run = await parley(['secrets', 'put', 'openai-cli', '--kind', 'llm', '--output', 'json'], {
       stdin: `${value}\n`,
       // The command waits for stdin: look at what the process shows the system before it gets the value.
-      whileRunning: async (pid) => {
+      whileRunning: async ({ pid }) => {
         await new Promise((r) => setTimeout(r, 300));
         seenWhileRunning.push(await readFile(`/proc/${pid}/cmdline`, 'utf8'), await readFile(`/proc/${pid}/environ`, 'utf8'));
       },
@@ -263,9 +238,10 @@ describe('parley against a running stack', { timeout: 180_000 }, () => {
     expect(JSON.parse(ok(await parley(['agents', 'list', '--output', 'json'], { env: devEnv })).stdout)).toEqual(
       expect.arrayContaining([expect.objectContaining({ id: agentId })]),
     );
-    const oidc = await parley(['login'], { env });
+    // This stack's edge has no OIDC: operator sign-in says so at once, and what to use instead.
+    const oidc = await parley(['login'], { env: { PARLEY_CONFIG_DIR: join(dir, 'no-oidc'), PARLEY_API_KEY: undefined } });
     expect(oidc.code).toBe(1);
-    expect(oidc.stderr).toMatch(/--api-key-stdin/);
+    expect(oidc.stderr).toMatch(/does not offer operator sign-in .*parley login --api-key-stdin/);
   });
 
   it('exits 2 for not found, 3 for a bad or missing key, 4 when the API cannot be reached, 1 for usage', async () => {

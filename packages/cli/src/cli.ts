@@ -15,7 +15,16 @@ import { registerWorkspaces } from './commands/workspaces.js';
 import { completionScript } from './completion.js';
 import type { CliConfig } from './config.js';
 import { CLI_VERSION, CommandContext, type CliIo, type GlobalOptions } from './context.js';
-import { EXIT, exitCodeOf, type ExitCode } from './exit-codes.js';
+import {
+  EXIT,
+  exitCodeOf,
+  MissingCredentialsError,
+  NotSignedInError,
+  UnavailableError,
+  UsageError,
+  VerificationFailedError,
+  type ExitCode,
+} from './exit-codes.js';
 
 /** buildProgram makes the `parley` command tree; ctxOf gives each action its CommandContext. */
 export function buildProgram(io: CliIo, config: CliConfig): Command {
@@ -70,13 +79,27 @@ const codeNames: Partial<Record<Code, string>> = {
   [Code.Unavailable]: 'unavailable',
 };
 
+/** isCliError is whether an error is one of the CLI's own (each has its exit code). */
+function isCliError(err: unknown): err is Error {
+  return (
+    err instanceof UsageError ||
+    err instanceof NotSignedInError ||
+    err instanceof UnavailableError ||
+    err instanceof MissingCredentialsError ||
+    err instanceof VerificationFailedError
+  );
+}
+
 /** runCli runs one command line (argv without node and the script) and resolves to its exit status. */
 export async function runCli(argv: readonly string[], io: CliIo, config: CliConfig): Promise<ExitCode> {
   const program = buildProgram(io, config);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return EXIT.ok;
-  } catch (err) {
+  } catch (thrown) {
+    // The client wraps what its interceptors throw (a refused refresh in the token source) in an
+    // API error; the CLI's own error underneath says what happened and picks the exit code.
+    const err = thrown instanceof ParleyApiError && isCliError(thrown.cause) ? thrown.cause : thrown;
     if (err instanceof CommanderError) {
       // Help and --version end with exitCode 0; everything else commander throws is a usage error.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;

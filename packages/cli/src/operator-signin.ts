@@ -60,7 +60,7 @@ async function tokenCall(edge: Edge, body: Record<string, string>, refusal: stri
   const res = await postJson(edge, '/auth/cli/token', body);
   const reason = typeof res.body['error'] === 'string' ? res.body['error'] : `HTTP ${res.status}`;
   if (res.status === 400 || res.status === 401 || res.status === 403) throw new NotSignedInError(`${refusal}: ${reason}`);
-  if (res.status === 404) throw new UsageError(`${edge.url} has no CLI sign-in (/auth/cli/token): is operator sign-in (OIDC) configured?`);
+  if (res.status === 404) throw noSignIn(edge);
   if (res.status === 429) throw new UnavailableError(`too many failed sign-in attempts from this address; wait and try again (${reason})`);
   if (res.status !== 200) throw new UnavailableError(`the edge's sign-in is unavailable (${reason}); try again shortly`);
   const { access_token, refresh_token, expires_at, refresh_expires_at } = res.body;
@@ -74,6 +74,11 @@ async function tokenCall(edge: Edge, body: Record<string, string>, refusal: stri
     refreshExpiresAt: typeof refresh_expires_at === 'string' ? refresh_expires_at : '',
   };
 }
+
+const noSignIn = (edge: Edge) =>
+  new UsageError(
+    `${edge.url} does not offer operator sign-in (OIDC is not configured on its edge); store a workspace API key with: parley login --api-key-stdin (or --from-stack for the dev stack)`,
+  );
 
 /** revokeOperatorToken ends the CLI session of a bearer or refresh token (POST /auth/cli/revoke). */
 export async function revokeOperatorToken(edge: Edge, token: string): Promise<void> {
@@ -178,6 +183,10 @@ const page = (title: string, text: string) =>
  * redirect to /callback with the code, and exchanges the code and verifier for tokens.
  */
 export async function loopbackSignIn(options: LoopbackSignInOptions): Promise<OperatorTokens> {
+  // Before a person opens a link that leads nowhere: an edge without OIDC has no /auth/* at all
+  // (404), one with it answers a request without a grant type with 400 and calls nobody.
+  const probe = await postJson(options.edge, '/auth/cli/token', {});
+  if (probe.status === 404) throw noSignIn(options.edge);
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const state = randomBytes(24).toString('base64url');
