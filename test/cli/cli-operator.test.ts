@@ -33,7 +33,8 @@ interface StoredProfile {
   caFile?: string;
   credentials: { kind: string; accessToken: string; refreshToken: string; expiresAt: string; deploymentAdmin?: boolean };
 }
-const profiles = async () => (JSON.parse(await readFile(credentialsFile(), 'utf8')) as { profiles: Record<string, StoredProfile> }).profiles;
+const profiles = async () =>
+  (JSON.parse(await readFile(credentialsFile(), 'utf8')) as { profiles: Record<string, StoredProfile> }).profiles;
 
 /** parley runs the binary with only HOME and XDG_CONFIG_HOME: everything else comes from the stored profile, unless env adds it. */
 function parley(args: string[], options: RunOptions = {}): Promise<Run> {
@@ -167,8 +168,11 @@ describe('parley workspaces (deployment administrators)', { timeout: 240_000 }, 
     const ops = { PARLEY_PROFILE: 'ops' };
     const name = `acme-${run}`;
     const created = JSON.parse(
-      ok(await parley(['workspaces', 'create', '--name', name, '--owner-email', `owner-${run}@example.com`, '--output', 'json'], { env: ops }))
-        .stdout,
+      ok(
+        await parley(['workspaces', 'create', '--name', name, '--owner-email', `owner-${run}@example.com`, '--output', 'json'], {
+          env: ops,
+        }),
+      ).stdout,
     ) as { id: string; name: string; ownerMemberId: string };
     expect(created.name).toBe(name);
     expect(created.ownerMemberId).not.toBe('');
@@ -309,7 +313,9 @@ describe('parley privacy, completion and progress', { timeout: 240_000 }, () => 
     const privacyTty = await tty(['privacy', 'export', '--email', `tty-${run}@example.com`, '-o', dsar], keyEnv());
     expect(privacyTty).toMatch(/\rexport job \S+: \d+ s, (pending|running)/);
     expect(privacyTty).toMatch(/wrote export /);
-    const privacyPiped = ok(await parley(['privacy', 'export', '--email', `pipe-${run}@example.com`, '-o', join(dir, 'p.json')], { env: keyEnv() }));
+    const privacyPiped = ok(
+      await parley(['privacy', 'export', '--email', `pipe-${run}@example.com`, '-o', join(dir, 'p.json')], { env: keyEnv() }),
+    );
     expect(privacyPiped.stderr).not.toContain('\r');
   });
 });

@@ -39,7 +39,8 @@ export function runParley(args: readonly string[], options: RunOptions = {}): Pr
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     void (async () => {
-      if (options.whileRunning !== undefined && child.pid !== undefined) await options.whileRunning({ pid: child.pid, stderr: () => stderr });
+      if (options.whileRunning !== undefined && child.pid !== undefined)
+        await options.whileRunning({ pid: child.pid, stderr: () => stderr });
       child.stdin.end(options.stdin ?? '');
     })().catch((err: unknown) => {
       child.kill();

@@ -4,19 +4,22 @@
 // the CLI's loopback-redirect flow with its own PKCE and refresh, and every refusal the issue lists.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { writeFile, mkdtemp, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import makeFetchCookie from 'fetch-cookie';
-import { CookieJar } from 'tough-cookie';
-import { Agent, fetch as undiciFetch } from 'undici';
-import { DEV_OIDC_USER, freePort, startDevOidcProvider, type DevOidcProvider, type DevOidcUser } from '@parley/devstack';
+import { type Agent, fetch as undiciFetch } from 'undici';
+import { DEV_OIDC_USER, type DevOidcUser } from '@parley/devstack';
 import { adminPool } from '../src/pg.js';
-import { startPublicStack, type PublicStack } from './fixture.js';
+import { type PublicStack } from './fixture.js';
+import {
+  browser as fixtureBrowser,
+  confirmCli as fixtureConfirmCli,
+  signIn as fixtureSignIn,
+  startSignInStack,
+  type Browser,
+  type SignInStack,
+} from './signin-fixture.js';
 
 let stack: PublicStack;
-let provider: DevOidcProvider;
+let signInStack: SignInStack;
 let edgeUrl: string;
 let dispatcher: Agent;
 const run = randomBytes(4).toString('hex');
@@ -32,42 +35,8 @@ const users = {
 } satisfies Record<string, DevOidcUser>;
 
 beforeAll(async () => {
-  const publicPort = await freePort();
-  edgeUrl = `https://localhost:${publicPort}`;
-  const dir = await mkdtemp(join(tmpdir(), 'parley-oidc-'));
-  const secretFile = join(dir, 'client-secret');
-  const clientSecret = randomBytes(24).toString('base64url');
-  await writeFile(secretFile, clientSecret, { mode: 0o600 });
-  // The provider needs the stack's CA-signed localhost certificate: take the edge's from a PKI
-  // made for it, then start the stack with that provider as its issuer.
-  const { createTestPki } = await import('../src/pki.js');
-  const pki = await createTestPki();
-  const files = pki.files('edge');
-  provider = await startDevOidcProvider({
-    host: '127.0.0.1',
-    port: 0,
-    cert: await readFile(files.certFile),
-    key: await readFile(files.keyFile),
-    users: Object.values(users),
-    clients: [{ clientId: 'parley-edge', clientSecret, redirectUris: [`${edgeUrl}/auth/callback`] }],
-  });
-  stack = await startPublicStack({
-    edge: {
-      PARLEY_PUBLIC_PORT: String(publicPort),
-      PARLEY_OIDC_ISSUER: provider.issuer,
-      PARLEY_OIDC_CLIENT_ID: 'parley-edge',
-      PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
-      PARLEY_OIDC_CA_FILE: pki.paths.caCert,
-      PARLEY_OIDC_ALLOWED_DOMAINS: 'example.com,parley.localhost',
-      PARLEY_EDGE_AUTH_CACHE_MS: '0',
-      PARLEY_OIDC_SCOPES: 'openid email profile groups',
-      PARLEY_OIDC_ADMIN_GROUPS: 'parley-ops',
-    },
-    // Failed operator tokens count against 127.0.0.1 here; never block this file's own refusals.
-    identity: { PARLEY_AUTH_MAX_FAILURES: '1000' },
-  });
-  // The stack has its own CA: trust both (the edge's public port, the provider's).
-  dispatcher = new Agent({ connect: { ca: [stack.ca, await readFile(pki.paths.caCert)] } });
+  signInStack = await startSignInStack(Object.values(users));
+  ({ stack, edgeUrl, dispatcher } = signInStack);
   // Members: an admin of the bootstrap workspace, and the unverified and other-domain people too,
   // so that only their e-mail's state or domain can be why they are refused.
   for (const u of [users.admin, users.unverified, users.otherDomain]) {
@@ -81,57 +50,17 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await stack?.stop();
-  await provider?.close();
-  await dispatcher?.close();
+  await signInStack?.stop();
 });
 
-type Fetch = (url: string, init?: Record<string, unknown>) => Promise<Response>;
-
-/** browser is a fetch with its own cookie jar that trusts the test CAs: what a browser does for these pages. */
-function browser(): { fetch: Fetch; jar: CookieJar } {
-  const jar = new CookieJar();
-  const base = ((url: string, init: Record<string, unknown> = {}) =>
-    undiciFetch(url, { ...init, dispatcher } as Parameters<typeof undiciFetch>[1])) as unknown as Fetch;
-  return { fetch: makeFetchCookie(base, jar) as unknown as Fetch, jar };
-}
+/** browser is a cookie-keeping fetch that trusts the test CAs (the shared sign-in fixture's). */
+const browser = (): Browser => fixtureBrowser(dispatcher);
 
 /** signIn walks the whole flow from `start` to the provider's page, picks `user`, and returns the last answer. */
-async function signIn(b: ReturnType<typeof browser>, start: string, user: DevOidcUser): Promise<Response> {
-  let page = await b.fetch(start);
-  // CLI sign-in: the edge first asks the person to confirm they started it.
-  if (start.includes('/auth/cli/login')) page = await confirmCli(b, page, 'continue');
-  expect(page.status).toBe(200);
-  const html = await page.text();
-  expect(html).toContain('For development only');
-  const action = /action="([^"]+)"/.exec(html)?.[1];
-  expect(action).toBeDefined();
-  return b.fetch(new URL(action!, page.url).href, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ sub: user.sub }).toString(),
-  });
-}
+const signIn = (b: Browser, start: string, user: DevOidcUser) => fixtureSignIn(b, edgeUrl, start, user);
 
 /** confirmCli answers the CLI sign-in confirmation page the way its form would. */
-async function confirmCli(b: ReturnType<typeof browser>, page: Response, decision: 'continue' | 'cancel'): Promise<Response> {
-  expect(page.status).toBe(200);
-  expect(page.headers.get('x-frame-options')).toBe('DENY');
-  const html = await page.text();
-  expect(html).toContain('Sign in to the Parley CLI on this computer?');
-  const form = new URLSearchParams();
-  for (const m of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g))
-    form.set(
-      m[1]!,
-      m[2]!.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n))),
-    );
-  form.set('decision', decision);
-  return b.fetch(`${edgeUrl}/auth/cli/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: form.toString(),
-  });
-}
+const confirmCli = (b: Browser, page: Response, decision: 'continue' | 'cancel') => fixtureConfirmCli(b, edgeUrl, page, decision);
 
 async function connect(b: ReturnType<typeof browser>, path: string, headers: Record<string, string> = {}) {
   const res = await b.fetch(`${edgeUrl}${path}`, {

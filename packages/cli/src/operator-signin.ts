@@ -134,7 +134,8 @@ export function operatorTokenSource(edge: Edge, profileFile: string, profileName
       const profile = file.profiles[profileName];
       if (profile?.credentials.kind !== 'oidc') throw new NotSignedInError(`profile "${profileName}" was logged out; run: parley login`);
       // Another parley refreshed while this one waited for the lock: use its tokens.
-      if (profile.credentials.accessToken !== current.accessToken && freshEnough(profile.credentials, Date.now())) return profile.credentials;
+      if (profile.credentials.accessToken !== current.accessToken && freshEnough(profile.credentials, Date.now()))
+        return profile.credentials;
       const tokens = await tokenCall(
         edge,
         { grant_type: 'refresh_token', refresh_token: profile.credentials.refreshToken },
@@ -202,16 +203,20 @@ export async function loopbackSignIn(options: LoopbackSignInOptions): Promise<Op
       });
       res.end(page(title, text));
     };
-    if (req.method !== 'GET' || url.pathname !== '/callback') return reply(404, 'Not found', 'This is the Parley CLI waiting for its sign-in.');
+    if (req.method !== 'GET' || url.pathname !== '/callback')
+      return reply(404, 'Not found', 'This is the Parley CLI waiting for its sign-in.');
     // Someone else's redirect (a stale tab, a forged link) must not end this sign-in.
-    if (url.searchParams.get('state') !== state) return reply(400, 'Sign-in not recognised', 'This sign-in was not started by this parley login; run it again.');
+    if (url.searchParams.get('state') !== state)
+      return reply(400, 'Sign-in not recognised', 'This sign-in was not started by this parley login; run it again.');
     const code = url.searchParams.get('code') ?? '';
     if (code === '') return reply(400, 'Sign-in failed', 'The redirect carried no code; run parley login again.');
     reply(200, 'Signed in', 'The Parley CLI is signed in. You can close this tab.');
     settle.resolve(code);
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new UsageError(`cannot listen on 127.0.0.1:${options.port} for the sign-in redirect: ${err.message}`)));
+    server.once('error', (err) =>
+      reject(new UsageError(`cannot listen on 127.0.0.1:${options.port} for the sign-in redirect: ${err.message}`)),
+    );
     server.listen(options.port, '127.0.0.1', resolve);
   });
   const address = server.address();
@@ -233,7 +238,11 @@ export async function loopbackSignIn(options: LoopbackSignInOptions): Promise<Op
   );
   try {
     const code = await codeArrived;
-    return await tokenCall(options.edge, { grant_type: 'authorization_code', code, code_verifier: verifier }, 'the edge refused the sign-in code');
+    return await tokenCall(
+      options.edge,
+      { grant_type: 'authorization_code', code, code_verifier: verifier },
+      'the edge refused the sign-in code',
+    );
   } finally {
     clearTimeout(timer);
     server.closeAllConnections();

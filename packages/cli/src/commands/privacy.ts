@@ -36,7 +36,12 @@ const withSubject = (cmd: Command) =>
  * waitForJob polls a privacy job until it is done, showing its state on a terminal; a job still
  * running after the wait is exit 4, with the command that looks at it later.
  */
-async function waitForJob(ctx: CommandContext, client: ParleyClient, job: PrivacyJob, waitSeconds: string | undefined): Promise<PrivacyJob> {
+async function waitForJob(
+  ctx: CommandContext,
+  client: ParleyClient,
+  job: PrivacyJob,
+  waitSeconds: string | undefined,
+): Promise<PrivacyJob> {
   const limitMs = (wholeNumber('--wait-seconds', waitSeconds) ?? 600) * 1000;
   const started = Date.now();
   const progress = new Progress(ctx.io.stderr, `${job.kind} job ${job.id}`);
@@ -45,8 +50,13 @@ async function waitForJob(ctx: CommandContext, client: ParleyClient, job: Privac
     while (current.state !== 'done') {
       const waited = Date.now() - started;
       if (waited > limitMs)
-        throw new UnavailableError(`${current.kind} job ${current.id} is still ${current.state}; look later with: parley privacy status ${current.id}`);
-      progress.update(Math.round(waited / 1000), `s, ${current.state}${current.steps.length > 0 ? `, ${current.steps.length} steps done` : ''}`);
+        throw new UnavailableError(
+          `${current.kind} job ${current.id} is still ${current.state}; look later with: parley privacy status ${current.id}`,
+        );
+      progress.update(
+        Math.round(waited / 1000),
+        `s, ${current.state}${current.steps.length > 0 ? `, ${current.steps.length} steps done` : ''}`,
+      );
       await new Promise((r) => setTimeout(r, 500));
       const res = await client.privacy.getPrivacyJob({ jobId: current.id });
       if (res.job !== undefined) current = res.job;
@@ -61,7 +71,9 @@ async function waitForJob(ctx: CommandContext, client: ParleyClient, job: Privac
 async function download(ctx: CommandContext, client: ParleyClient, job: PrivacyJob, out: string | undefined): Promise<void> {
   if (job.downloadToken === '')
     throw new UsageError(
-      job.downloaded ? `export ${job.id} was already downloaded (an export is downloaded once)` : `export ${job.id} has no download token (is it done, and has this key privacy:run?)`,
+      job.downloaded
+        ? `export ${job.id} was already downloaded (an export is downloaded once)`
+        : `export ${job.id} has no download token (is it done, and has this key privacy:run?)`,
     );
   const { bundle } = await client.privacy.downloadExport({ jobId: job.id, token: job.downloadToken });
   if (out === undefined) {
@@ -79,7 +91,7 @@ async function download(ctx: CommandContext, client: ParleyClient, job: PrivacyJ
 export function registerPrivacy(program: Command, ctxOf: (cmd: Command) => CommandContext): void {
   const privacy = program.command('privacy').description("data-subject requests: a person's export and erasure, and the data map");
   withSubject(privacy.command('export'))
-    .description("export everything about one person (DSAR): waits for the job, then downloads the signed bundle once")
+    .description('export everything about one person (DSAR): waits for the job, then downloads the signed bundle once')
     .option('-o, --out <file>', 'write the bundle to this file, mode 0600 (default stdout)')
     .action(async (opts: SubjectOptions & { wait: boolean; waitSeconds?: string; out?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);

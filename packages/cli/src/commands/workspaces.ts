@@ -59,7 +59,7 @@ export function registerWorkspaces(program: Command, ctxOf: (cmd: Command) => Co
     });
   workspaces
     .command('suspend')
-    .description("suspend a workspace: its keys, sessions and sign-ins are refused at once")
+    .description('suspend a workspace: its keys, sessions and sign-ins are refused at once')
     .argument('<workspace-id>')
     .action(async (workspaceId: string, _opts: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
