@@ -309,6 +309,11 @@ describe('parley privacy, completion and progress', { timeout: 240_000 }, () => 
     expect(onTty).toContain('\r\u001b[K');
     expect(onTty).toMatch(/OK: tenant /);
 
+    // The export's header announces its range: a bar over the events.
+    const exportTty = await tty(['audit', 'export', '-o', join(dir, 'audit-tty.ndjson')], keyEnv());
+    expect(exportTty).toMatch(/\rexporting \[[#-]{24}\] +\d+% \d+\/\d+ events/);
+    expect(exportTty).toMatch(/wrote \d+ lines to /);
+
     const dsar = join(dir, 'dsar-tty.json');
     const privacyTty = await tty(['privacy', 'export', '--email', `tty-${run}@example.com`, '-o', dsar], keyEnv());
     expect(privacyTty).toMatch(/\rexport job \S+: \d+ s, (pending|running)/);

@@ -80,6 +80,18 @@ async function verifyFile(ctx: CommandContext, file: string, keyFiles: string[],
     );
 }
 
+/** eventsAnnounced is how many events an export's header line announces (headSeq − anchorSeq), if it says. */
+function eventsAnnounced(headerLine: string): number | undefined {
+  try {
+    const header = JSON.parse(headerLine) as { type?: unknown; headSeq?: unknown; anchorSeq?: unknown; filtered?: unknown };
+    if (header.type !== 'header' || header.filtered === true) return undefined;
+    if (typeof header.headSeq !== 'number' || typeof header.anchorSeq !== 'number') return undefined;
+    return Math.max(0, header.headSeq - header.anchorSeq);
+  } catch {
+    return undefined;
+  }
+}
+
 /** registerAudit adds `parley audit list|export|public-keys|verify`. */
 export function registerAudit(program: Command, ctxOf: (cmd: Command) => CommandContext): void {
   const audit = program.command('audit').description("the workspace's tamper-evident audit log");
@@ -136,12 +148,16 @@ export function registerAudit(program: Command, ctxOf: (cmd: Command) => Command
       const ctx = ctxOf(cmd);
       const client = await ctx.client();
       const out = opts.out === undefined ? ctx.io.stdout : createWriteStream(opts.out, { mode: 0o600 });
-      const progress = new Progress(ctx.io.stderr, 'exporting');
+      let progress = new Progress(ctx.io.stderr, 'exporting');
       let lines = 0;
+      let events = 0;
       for await (const line of client.audit.exportEvents({ fromSeq: seqOption('--from', opts.from), toSeq: seqOption('--to', opts.to) })) {
         if (!out.write(`${line.ndjson}\n`)) await once(out, 'drain');
         lines += 1;
-        progress.update(lines, 'lines');
+        // The header names the range (anchor, head): a bar over the events it announces.
+        if (lines === 1) progress = new Progress(ctx.io.stderr, 'exporting', eventsAnnounced(line.ndjson));
+        else if (line.ndjson.startsWith('{"type":"event"')) events += 1;
+        progress.update(events, 'events');
       }
       progress.end();
       if (opts.out !== undefined) {
