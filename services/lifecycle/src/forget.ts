@@ -87,8 +87,9 @@ export interface ForgetDeps {
 /**
  * runForget runs (or resumes) a job claimed under `token` to its end and returns the finished job.
  * Each step is recorded as started before its work and as done after it: a step found started but
- * not done was interrupted (its service may have removed rows whose count was never recorded), and
- * the receipt says so. signal aborts between steps (the lease was lost).
+ * not done was interrupted (its worker died, or its call failed without a known outcome: its
+ * service may have removed rows whose count was never recorded), and the receipt says so. signal
+ * aborts between steps (the lease was lost).
  */
 export async function runForget(deps: ForgetDeps, job: PrivacyJob, token: string, signal?: AbortSignal): Promise<PrivacyJob> {
   const tenantId = job.tenant_id;
