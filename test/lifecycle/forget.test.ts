@@ -304,7 +304,10 @@ describe('DSAR forget', () => {
     await kill('secrets');
     const job = (await privacy('ForgetSubject', { email: person.email })).body.job as Job;
     await pollUntil(async () => ((await jobOf(job.id)).attempts ?? 0) >= 2, 15_000);
-    expect(await jobOf(job.id)).toMatchObject({ steps: ['inventory'], failureReason: 'step shred_subject_key: the service it calls answered Unavailable' });
+    expect(await jobOf(job.id)).toMatchObject({
+      steps: ['inventory'],
+      failureReason: 'step shred_subject_key: the service it calls answered Unavailable',
+    });
     await kill('lifecycle');
     await restart('secrets');
     await restart('lifecycle');
@@ -370,8 +373,11 @@ describe('DSAR forget', () => {
       const first = (await privacy('ForgetSubject', { email: slow.email })).body.job as Job;
       await pollUntil(async () => ((await jobOf(first.id)).steps ?? []).includes('access_events'), 15_000);
       const leaseOf = async () =>
-        (await admin.query<{ lease: Date }>('select lease_expires_at as lease from parley_lifecycle.privacy_jobs where id = $1', [first.id]))
-          .rows[0]!.lease;
+        (
+          await admin.query<{ lease: Date }>('select lease_expires_at as lease from parley_lifecycle.privacy_jobs where id = $1', [
+            first.id,
+          ])
+        ).rows[0]!.lease;
       const lease1 = await leaseOf();
       const second = (await privacy('ForgetSubject', { email: queued.email })).body.job as Job;
       // Three leases (1.5 s each) later: the lease moved on, nobody took the job over, and the
@@ -449,7 +455,9 @@ describe('DSAR forget', () => {
     const receipt = JSON.parse(done.receipt!) as Record<string, unknown>;
     expect(receipt).not.toHaveProperty('subjectFound');
     expect(receipt).not.toHaveProperty('subjectId');
-    expect(receipt.removed).toContainEqual(expect.objectContaining({ step: 'tenant_data', counts: expect.objectContaining({ conversations: 0 }) }));
+    expect(receipt.removed).toContainEqual(
+      expect.objectContaining({ step: 'tenant_data', counts: expect.objectContaining({ conversations: 0 }) }),
+    );
     expect(sha256Hex(done.receipt!)).toBe(done.sha256);
   });
 });

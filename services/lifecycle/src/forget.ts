@@ -177,7 +177,12 @@ export async function runForget(deps: ForgetDeps, job: PrivacyJob, token: string
           what: "the subject's data key (crypto-shredding: every ciphertext under it is unreadable)",
           destroyed: steps.subjectKeyDestroyed === true,
         },
-        { service: 'identity', step: 'identity_sessions', what: "session tokens issued with the person's reference", count: steps.sessions ?? 0 },
+        {
+          service: 'identity',
+          step: 'identity_sessions',
+          what: "session tokens issued with the person's reference",
+          count: steps.sessions ?? 0,
+        },
         {
           service: 'integrations',
           step: 'webhook_deliveries',

@@ -102,15 +102,19 @@ export async function runJob(deps: PrivacyJobDeps, tenantId: string, jobId: stri
     return false;
   }
   const lost = new AbortController();
-  const renew = setInterval(() => {
-    void withTenant(deps.db, tenantId, (trx) => renewLease(trx, job.id, token, deps.leaseMs)).then(
-      (held) => {
-        if (!held) lost.abort(new LeaseLostError(job.id));
-      },
-      // A renewal that failed (the database briefly away) is tried again at the next tick.
-      (err: unknown) => deps.logger.warn({ job_id: job.id, error: err instanceof Error ? err.message : String(err) }, 'lease renewal failed'),
-    );
-  }, Math.max(Math.floor(deps.leaseMs / 3), 10));
+  const renew = setInterval(
+    () => {
+      void withTenant(deps.db, tenantId, (trx) => renewLease(trx, job.id, token, deps.leaseMs)).then(
+        (held) => {
+          if (!held) lost.abort(new LeaseLostError(job.id));
+        },
+        // A renewal that failed (the database briefly away) is tried again at the next tick.
+        (err: unknown) =>
+          deps.logger.warn({ job_id: job.id, error: err instanceof Error ? err.message : String(err) }, 'lease renewal failed'),
+      );
+    },
+    Math.max(Math.floor(deps.leaseMs / 3), 10),
+  );
   try {
     await work(deps, job, token, lost.signal);
     return true;
@@ -152,7 +156,10 @@ export function startPrivacyWorker(deps: PrivacyJobDeps, pollMs: number, concurr
     inFlight.add(jobId);
     const t = runJob(deps, tenantId, jobId).catch((err: unknown) => {
       // Only the job's own records can fail here (the database away): the lease ends and the job is taken again.
-      deps.logger.warn({ job_id: jobId, error: err instanceof Error ? err.message : String(err) }, 'a privacy job could not record its outcome');
+      deps.logger.warn(
+        { job_id: jobId, error: err instanceof Error ? err.message : String(err) },
+        'a privacy job could not record its outcome',
+      );
       return false;
     });
     running.add(t);
@@ -177,7 +184,7 @@ export function startPrivacyWorker(deps: PrivacyJobDeps, pollMs: number, concurr
   timer.unref();
   return {
     kick(tenantId, jobId) {
-      start(tenantId, jobId);
+      void start(tenantId, jobId);
     },
     runPending,
     async stop() {

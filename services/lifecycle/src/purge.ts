@@ -154,7 +154,8 @@ export async function purgeWorkspace(deps: PurgeDeps, plan: WorkspacePlan, signa
     // A prefix of the chain per call, each under its own signed anchor and short transaction.
     await step('audit_events', () =>
       drain(
-        async (n) => Number((await deps.peers.audit.purgeEvents({ tenantId, before: timestampFromDate(auditBefore), limit: n }, { signal })).purged),
+        async (n) =>
+          Number((await deps.peers.audit.purgeEvents({ tenantId, before: timestampFromDate(auditBefore), limit: n }, { signal })).purged),
         limit,
         signal,
       ),

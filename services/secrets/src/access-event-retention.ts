@@ -31,7 +31,10 @@ export async function purgeAccessEvents(trx: Trx, before: Date, heldConversation
 /** forgetAccessEvents deletes every access event of the given conversations. */
 export async function forgetAccessEvents(trx: Trx, conversationIds: readonly string[]): Promise<number> {
   if (conversationIds.length === 0) return 0;
-  const r = await trx.deleteFrom('access_events').where('conversation_id', '=', sql<string>`any(${conversationIds}::uuid[])`).executeTakeFirst();
+  const r = await trx
+    .deleteFrom('access_events')
+    .where('conversation_id', '=', sql<string>`any(${conversationIds}::uuid[])`)
+    .executeTakeFirst();
   return Number(r.numDeletedRows);
 }
 

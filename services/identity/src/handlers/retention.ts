@@ -15,7 +15,9 @@ function batchArgs(at: Timestamp | undefined, field: string, limit: number): Dat
 }
 
 /** retentionHandlers serve lifecycle's purges of identity's operational rows (allow-listed to lifecycle alone). */
-export function retentionHandlers(deps: IdentityDeps): IdentityHandlers<'purgeExpiredSessions' | 'purgeAuthFailures' | 'forgetSubjectSessions'> {
+export function retentionHandlers(
+  deps: IdentityDeps,
+): IdentityHandlers<'purgeExpiredSessions' | 'purgeAuthFailures' | 'forgetSubjectSessions'> {
   return {
     async purgeExpiredSessions(req) {
       const expiredBefore = batchArgs(req.expiredBefore, 'expired_before', req.limit);
