@@ -4,14 +4,45 @@
 // (purgeWorkspace per tenant, through tenant-data's PurgeExpired handler on an in-memory Connect
 // transport, batches of PARLEY_PURGE_BATCH_SIZE's default) deletes the old half; the load's p99 in
 // both phases is reported side by side, with the purge's rows per second. Forget: one subject with
-// 1,000 conversations, timed through the saga's two steps whose work grows with the conversations
-// (inventory: ListConversations; tenant_data: ForgetSubject); the other steps are one call each.
+// 1,000 conversations, timed first through the saga's two steps whose work grows with the
+// conversations (inventory: ListConversations; tenant_data: ForgetSubject) as the baseline, then
+// as the whole saga (runForget: every step recorded on the job in lifecycle's table, the subject
+// key shredded, the person's sessions, webhook deliveries and access events deleted, the receipt
+// signed by a real audit service) for a second subject of the same size, in the same run. Every
+// peer is the owning service's own handler or store on an in-memory Connect transport; the secrets
+// shred is its store function (the handler adds one audit-outbox insert).
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createClient, createRouterTransport } from '@connectrpc/connect';
+import { createAuditService, SealedKeyCheckpointSigner, type AuditDb } from '@parley/audit';
+import { migrations as auditMigrations } from '@parley/audit/migrations';
 import { createDb, migrateAll, roleFor, schemaFor, withTenant } from '@parley/db';
-import { loadLifecycleConfig, purgeWorkspace, type PurgePeers } from '@parley/lifecycle';
+import { LocalKeyringKekProvider, silentLogger } from '@parley/envelope';
+import { forgetSubjectSessions, type IdentityDb } from '@parley/identity';
+import { migrations as identityMigrations } from '@parley/identity/migrations';
+import { integrationsRetentionHandlers, type IntegrationsDb } from '@parley/integrations';
+import { migrations as integrationsMigrations } from '@parley/integrations/migrations';
+import {
+  claimJob,
+  insertForgetJob,
+  loadLifecycleConfig,
+  purgeWorkspace,
+  runForget,
+  type ForgetPeers,
+  type LifecycleDb,
+  type PurgePeers,
+} from '@parley/lifecycle';
+import { migrations as lifecycleMigrations } from '@parley/lifecycle/migrations';
+import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { createSubjectRetentionHandlers, shredSubjectKey, type SecretsDatabase } from '@parley/secrets';
+import { migrations as secretsMigrations } from '@parley/secrets/migrations';
 import { createTenantDataService, migrations } from '@parley/tenant-data';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
@@ -51,6 +82,8 @@ export interface LifecycleBenchResult {
   readonly loadDuringPurge: PhaseLoad;
   readonly p99Ratio: number;
   readonly forget: { readonly conversations: number; readonly turns: number; readonly seconds: number };
+  /** saga is the whole forget saga for a subject of the same size; ratio is its time over forget.seconds. */
+  readonly saga: { readonly seconds: number; readonly ratio: number; readonly receipt: Record<string, unknown> };
   readonly postgres: string;
 }
 
@@ -76,6 +109,78 @@ async function loadUntil(op: (i: number) => Promise<unknown>, concurrency: numbe
   return samples;
 }
 
+// Runs the forget saga for one subject with each owning service's handler (or store) on an
+// in-memory transport and lifecycle's job table, and times it from the claimed job to the signed receipt.
+async function timeSaga(
+  url: string,
+  tenantData: ForgetPeers['tenantData'],
+  tenantId: string,
+  subjectId: string,
+): Promise<{ seconds: number; receipt: Record<string, unknown> }> {
+  const as = <DB>(service: 'lifecycle' | 'secrets' | 'identity' | 'integrations' | 'audit') =>
+    createDb<DB>(url, { max: 4, role: roleFor(service), searchPath: schemaFor(service) });
+  const dbs = {
+    lifecycle: as<LifecycleDb>('lifecycle'),
+    secrets: as<SecretsDatabase>('secrets'),
+    identity: as<IdentityDb>('identity'),
+    integrations: as<IntegrationsDb>('integrations'),
+    audit: as<AuditDb>('audit'),
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'parley-lifecycle-bench-'));
+  try {
+    const kek = await LocalKeyringKekProvider.open({ path: join(dir, 'keyring.json'), logger: silentLogger });
+    const signer = await SealedKeyCheckpointSigner.open({ path: join(dir, 'key.json'), kek });
+    const audit = createAuditService({
+      db: dbs.audit,
+      signer,
+      policy: { everyEvents: 1000, everyMs: 60_000 },
+      logger: { ...silentLogger, error() {} },
+    });
+    const secrets = {
+      ...createSubjectRetentionHandlers(dbs.secrets),
+      async shredSubjectKey(req: { tenantId: string; subjectId: string }) {
+        const r = await withTenant(dbs.secrets, req.tenantId, (trx) => shredSubjectKey(trx, req.subjectId));
+        return { shredded: r.destroyedKey !== undefined, alreadyShredded: !r.changed };
+      },
+    };
+    const identity = {
+      async forgetSubjectSessions(req: { tenantId: string; subjectRef: string }) {
+        return { deleted: await forgetSubjectSessions(dbs.identity, req.tenantId, req.subjectRef) };
+      },
+    };
+    const peers: ForgetPeers = {
+      tenantData,
+      secrets: createClient(
+        SecretsService,
+        createRouterTransport(({ service }) => service(SecretsService, secrets)),
+      ),
+      identity: createClient(
+        IdentityService,
+        createRouterTransport(({ service }) => service(IdentityService, identity)),
+      ),
+      integrations: createClient(
+        IntegrationsService,
+        createRouterTransport(({ service }) => service(IntegrationsService, integrationsRetentionHandlers(dbs.integrations))),
+      ),
+      audit: createClient(
+        AuditService,
+        createRouterTransport(({ service }) => service(AuditService, audit)),
+      ),
+    };
+    const started = performance.now();
+    const job = await withTenant(dbs.lifecycle, tenantId, async (trx) => {
+      const { job: j } = await insertForgetJob(trx, subjectId, 'bench');
+      return claimJob(trx, j.id, 300_000);
+    });
+    const done = await runForget({ db: dbs.lifecycle, peers }, job!, job!.lease_token!);
+    const seconds = round((performance.now() - started) / 1000);
+    return { seconds, receipt: JSON.parse(String(done.steps.receipt)) as Record<string, unknown> };
+  } finally {
+    for (const db of Object.values(dbs)) await db.destroy();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** runLifecycleBenchmark seeds a scratch database, measures the purge beside a steady load, and a forget of 1,000 conversations. */
 export async function runLifecycleBenchmark(options: LifecycleBenchOptions): Promise<LifecycleBenchResult> {
   const tenants = options.tenants ?? 100;
@@ -93,7 +198,9 @@ export async function runLifecycleBenchmark(options: LifecycleBenchOptions): Pro
   let owner: Kysely<unknown> | undefined;
   let service: Kysely<never> | undefined;
   try {
-    await migrateAll(scratchUrl, { services: [migrations] });
+    await migrateAll(scratchUrl, {
+      services: [migrations, lifecycleMigrations, secretsMigrations, identityMigrations, integrationsMigrations, auditMigrations],
+    });
     owner = createDb<unknown>(scratchUrl, { max: 1 });
     service = createDb<never>(scratchUrl, { max: concurrency + 4, role: roleFor('tenant-data'), searchPath: SCHEMA });
     const t = (table: string) => sql.table(`${SCHEMA}.${table}`);
@@ -204,20 +311,43 @@ export async function runLifecycleBenchmark(options: LifecycleBenchOptions): Pro
     await purge;
     const purgeSeconds = (performance.now() - purgeStarted) / 1000;
 
-    // Forget: one subject with forgetConversations conversations of 5 turns each.
+    // Forget: a subject with forgetConversations conversations of 5 turns each, a data key, a
+    // session, and per conversation an access event and a webhook delivery (as a superuser, set-based).
     const f0 = fixtures[0]!;
-    const subject = randomUUID();
-    await sql`insert into ${t('subjects')} (tenant_id, id, external_ref) values (${f0.tenant_id}, ${subject}, 'bench-forget')`.execute(
-      owner,
-    );
-    await sql`insert into ${t('conversations')} (tenant_id, id, agent_id, subject_id, state, ended_at)
-              select a.tenant_id, gen_random_uuid(), a.id, ${subject}, 'ended', now()
-                from ${t('agents')} a cross join generate_series(1, ${forgetConversations}) where a.tenant_id = ${f0.tenant_id}`.execute(
-      owner,
-    );
-    await sql`insert into ${t('transcript_turns')} (tenant_id, conversation_id, seq, role, text_redacted)
-              select c.tenant_id, c.id, s, 'user', 'sealed:v1:AAAA' from ${t('conversations')} c cross join generate_series(0, 4) s
-               where c.subject_id = ${subject}`.execute(owner);
+    const endpoint = randomUUID();
+    await sql`insert into parley_integrations.webhook_endpoints (tenant_id, id, url, event_types)
+              values (${f0.tenant_id}, ${endpoint}, 'https://hooks.example.com/bench', '{conversation.ended}')`.execute(owner);
+    const seedSubject = async (externalRef: string): Promise<string> => {
+      const subject = randomUUID();
+      await sql`insert into ${t('subjects')} (tenant_id, id, external_ref) values (${f0.tenant_id}, ${subject}, ${externalRef})`.execute(
+        owner!,
+      );
+      await sql`insert into ${t('conversations')} (tenant_id, id, agent_id, subject_id, state, ended_at)
+                select a.tenant_id, gen_random_uuid(), a.id, ${subject}, 'ended', now()
+                  from ${t('agents')} a cross join generate_series(1, ${forgetConversations}) where a.tenant_id = ${f0.tenant_id}`.execute(
+        owner!,
+      );
+      await sql`insert into ${t('transcript_turns')} (tenant_id, conversation_id, seq, role, text_redacted)
+                select c.tenant_id, c.id, s, 'user', 'sealed:v1:AAAA' from ${t('conversations')} c cross join generate_series(0, 4) s
+                 where c.subject_id = ${subject}`.execute(owner!);
+      await sql`insert into parley_secrets.subject_keys (tenant_id, subject_id, wrapped_key, kek_version)
+                values (${f0.tenant_id}, ${subject}, 'local:v1:bench', 1)`.execute(owner!);
+      await sql`insert into parley_identity.sessions (tenant_id, id, jti, agent_id, subject_ref, expires_at)
+                values (${f0.tenant_id}, gen_random_uuid(), ${randomBytes(16).toString('hex')}, ${randomUUID()}, ${externalRef}, now() + interval '1 hour')`.execute(
+        owner!,
+      );
+      await sql`insert into parley_secrets.access_events (tenant_id, caller, conversation_id, agent_id, secret_id, secret_version, purposes)
+                select c.tenant_id, 'voice-orchestrator', c.id, c.agent_id, gen_random_uuid(), 1, '{llm}'
+                  from ${t('conversations')} c where c.subject_id = ${subject}`.execute(owner!);
+      await sql`insert into parley_integrations.webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, payload, state, expires_at)
+                select c.tenant_id, gen_random_uuid(), ${endpoint}, gen_random_uuid(), 'conversation.ended',
+                       json_build_object('type', 'conversation.ended', 'data', json_build_object('conversation_id', c.id))::text, 'delivered', now()
+                  from ${t('conversations')} c where c.subject_id = ${subject}`.execute(owner!);
+      return subject;
+    };
+    const subject = await seedSubject('bench-forget');
+    const sagaSubject = await seedSubject('bench-forget-saga');
+    await sql`analyze`.execute(owner);
     const forgetStarted = performance.now();
     let listed = 0;
     let pageToken = '';
@@ -230,6 +360,11 @@ export async function runLifecycleBenchmark(options: LifecycleBenchOptions): Pro
     const forgetSeconds = round((performance.now() - forgetStarted) / 1000);
     if (listed !== forgetConversations || forgot.conversations !== forgetConversations)
       throw new Error('the forget did not see every conversation');
+
+    // The whole saga, for the second subject.
+    const saga = await timeSaga(scratchUrl, tenantData, f0.tenant_id, sagaSubject);
+    if ((saga.receipt.removed as { step: string; count?: number }[]).find((r) => r.step === 'access_events')?.count !== forgetConversations)
+      throw new Error('the saga did not delete every access event');
 
     const { rows: version } = await sql<{ v: string }>`select current_setting('server_version') as v`.execute(owner);
     const a = phase(alone);
@@ -246,6 +381,7 @@ export async function runLifecycleBenchmark(options: LifecycleBenchOptions): Pro
       loadDuringPurge: d,
       p99Ratio: round(d.p99Ms / a.p99Ms, 2),
       forget: { conversations: forgot.conversations, turns: forgot.transcriptTurns, seconds: forgetSeconds },
+      saga: { seconds: saga.seconds, ratio: round(saga.seconds / forgetSeconds, 2), receipt: saga.receipt },
       postgres: `Postgres ${version[0]?.v ?? '?'}`,
     };
   } finally {

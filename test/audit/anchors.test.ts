@@ -45,6 +45,44 @@ describe('tamper evidence beyond the stored chain: purge anchors and the unsigne
     expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: false, firstFailedSeq: 6n });
   });
 
+  it('a batched purge cuts at most `limit` events per call, each under a signed anchor, never past the cut-off', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 6);
+    await new Promise((r) => setTimeout(r, 20));
+    const cut = new Date();
+    await new Promise((r) => setTimeout(r, 20));
+    await seed(tenant, 3);
+    const batches: number[] = [];
+    for (let n = -1; n !== 0;) {
+      n = await withTenant(db, tenant, (trx) => purgeEvents(trx, tenant, cut, signer, 4));
+      batches.push(n);
+    }
+    expect(batches).toEqual([4, 2, 0]);
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true, verifiedFromSeq: 7n });
+  });
+
+  it('purge_events refuses an anchor past the cut-off, or one that is not an event of the chain', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 4);
+    await new Promise((r) => setTimeout(r, 20));
+    const cut = new Date();
+    await new Promise((r) => setTimeout(r, 20));
+    await seed(tenant, 2);
+    const call = (seq: number, hash: string) =>
+      withTenant(db, tenant, (trx) =>
+        sql`select purge_events(${cut}, ${seq}, ${hash}, now(), ${'0123456789abcdef'}, ${Buffer.alloc(64)})`.execute(trx),
+      );
+    const hashAt = (seq: number) =>
+      withTenant(
+        db,
+        tenant,
+        async (trx) => (await sql<{ hash: string }>`select hash from events where seq = ${seq}`.execute(trx)).rows[0]!.hash,
+      );
+    await expect(call(5, await hashAt(5))).rejects.toThrow(/past the retention cut-off/);
+    await expect(call(3, 'b'.repeat(64))).rejects.toThrow(/not an event of the chain/);
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true });
+  });
+
   it('the checkpoint timer refuses to sign a head whose events since the last checkpoint do not verify, and says so', async () => {
     const tenant = randomUUID();
     await seed(tenant, 12);

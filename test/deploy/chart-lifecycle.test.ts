@@ -27,6 +27,9 @@ config:
     purgeBatchSize: 50
     auditLegalMinimumDays: 3650
     privacyLeaseMs: 60000
+    privacyMaxAttempts: 7
+    privacyRetryMs: 2000
+    privacyConcurrency: 2
     exportLinkTtlSeconds: 300
 `);
     const objects = await render([PRODUCTION, values]);
@@ -38,6 +41,9 @@ config:
     expect(config.purgeBatchSize).toBe(50);
     expect(config.defaults.auditLegalMinimumDays).toBe(3650);
     expect(config.privacyLeaseMs).toBe(60_000);
+    expect(config.privacyMaxAttempts).toBe(7);
+    expect(config.privacyRetryMs).toBe(2_000);
+    expect(config.privacyConcurrency).toBe(2);
     expect(config.exportLinkTtlMs).toBe(300_000);
   }, 120_000);
 

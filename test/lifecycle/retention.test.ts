@@ -17,6 +17,7 @@ import {
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { sql, type Kysely } from 'kysely';
@@ -45,9 +46,10 @@ beforeAll(async () => {
     integrations: await stack.clientAs('lifecycle', 'integrations', IntegrationsService),
     audit: await stack.clientAs('lifecycle', 'audit', AuditService),
     identity: await stack.clientAs('lifecycle', 'identity', IdentityService),
+    secrets: await stack.clientAs('lifecycle', 'secrets', SecretsService),
   };
   lifecycleDb = serviceDb<LifecycleDb>('lifecycle');
-  for (const s of ['tenant-data', 'identity', 'integrations'] as const) owners[s] = ownerDb(s);
+  for (const s of ['tenant-data', 'identity', 'integrations', 'secrets'] as const) owners[s] = ownerDb(s);
   const config = loadLifecycleConfig({ DATABASE_URL: 'postgres://unused@localhost/parley' });
   const logs: string[] = [];
   deps = {
@@ -256,7 +258,7 @@ describe('the purge', () => {
     ).toBe(4);
   });
 
-  it('cuts the audit chain under a signed anchor: what remains still verifies, and the purge is itself recorded', async () => {
+  it('cuts the audit chain in bounded batches, each under a signed anchor: what remains still verifies, and the purge is recorded', async () => {
     const t = randomUUID();
     const events = Array.from({ length: 5 }, () => ({
       id: randomUUID(),
@@ -270,7 +272,8 @@ describe('the purge', () => {
       occurredAt: timestampFromDate(new Date()),
     }));
     await (await stack.clientAs('lifecycle', 'audit', AuditService)).appendEvents({ events });
-    // Seven years on, with the rule at its legal minimum of six, the five events are past it.
+    // Seven years on, with the rule at its legal minimum of six, the five events are past it (and
+    // so is each audit.purge event a batch records, as the clock is moved, not waited for).
     const later = new Date(Date.now() + 2600 * DAY);
     const result = await purgeWorkspace(
       { ...deps, now: () => later },
@@ -284,11 +287,49 @@ describe('the purge', () => {
         heldConversationIds: [],
       },
     );
-    expect(result).toMatchObject({ error: '', counts: { audit_events: 5 } });
+    expect(result.error).toBe('');
+    expect(result.counts.audit_events).toBeGreaterThanOrEqual(5);
+    // Batches of at most batchSize (3) events, each its own call, transaction and signed anchor.
+    const { rows: anchors } = await admin.query<{ purged_count: string; signature: Buffer | null }>(
+      'select purged_count, signature from parley_audit.purge_anchors where tenant_id = $1 order by seq',
+      [t],
+    );
+    expect(anchors.length).toBeGreaterThanOrEqual(2);
+    for (const a of anchors) {
+      expect(Number(a.purged_count)).toBeLessThanOrEqual(3);
+      expect(a.signature).not.toBeNull();
+    }
+    expect(anchors.reduce((n, a) => n + Number(a.purged_count), 0)).toBe(result.counts.audit_events);
     const audit = await stack.clientAs('edge', 'audit', AuditService);
-    expect(await audit.verifyLog({ tenantId: t })).toMatchObject({ ok: true, verifiedFromSeq: 6n });
+    expect(await audit.verifyLog({ tenantId: t })).toMatchObject({ ok: true });
     const listed = await audit.listEvents({ tenantId: t });
     expect(listed.events.map((e) => e.event?.action)).toEqual(['audit.purge']);
+  });
+
+  it("purges secrets' access events past the access_events rule, keeping younger ones and held conversations'", async () => {
+    const t = randomUUID();
+    const [old, young, held] = [randomUUID(), randomUUID(), randomUUID()];
+    await withTenant(owners.secrets!, t, async (trx) => {
+      for (const [conversation, at] of [
+        [old, daysAgo(10)],
+        [old, daysAgo(20)],
+        [old, daysAgo(30)],
+        [old, daysAgo(40)],
+        [held, daysAgo(40)],
+        [young, new Date(Date.now() + 1000 * DAY)],
+      ] as const)
+        await sql`insert into access_events (at, caller, conversation_id, agent_id, secret_id, secret_version, purposes)
+                  values (${at}, 'voice-orchestrator', ${conversation}, ${randomUUID()}, ${randomUUID()}, 1, '{llm}')`.execute(trx);
+    });
+    const result = await purgeWorkspace(
+      { ...deps, now: () => new Date(Date.now() + 2600 * DAY) },
+      { tenantId: t, rules: new Map([['access_events', 2190]]), heldSubjectIds: [], heldConversationIds: [held] },
+    );
+    expect(result).toMatchObject({ error: '', counts: { access_events: 4 } });
+    const left = await withTenant(owners.secrets!, t, (trx) =>
+      sql<{ conversation_id: string }>`select conversation_id from access_events order by conversation_id`.execute(trx),
+    );
+    expect(left.rows.map((r) => r.conversation_id).sort()).toEqual([held, young].sort());
   });
 
   it('a purge whose owning service is down is recorded as partial with the gRPC code only, and the rest still runs', async () => {

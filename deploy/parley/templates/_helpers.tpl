@@ -379,6 +379,12 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ $l.auditLegalMinimumDays | int64 | quote }}
 - name: PARLEY_PRIVACY_LEASE_MS
   value: {{ $l.privacyLeaseMs | int64 | quote }}
+- name: PARLEY_PRIVACY_MAX_ATTEMPTS
+  value: {{ $l.privacyMaxAttempts | int64 | quote }}
+- name: PARLEY_PRIVACY_RETRY_MS
+  value: {{ $l.privacyRetryMs | int64 | quote }}
+- name: PARLEY_PRIVACY_CONCURRENCY
+  value: {{ $l.privacyConcurrency | int64 | quote }}
 - name: PARLEY_EXPORT_LINK_TTL_SECONDS
   value: {{ $l.exportLinkTtlSeconds | int64 | quote }}
 {{- else if eq $service "voice-orchestrator" }}

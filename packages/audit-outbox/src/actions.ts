@@ -61,6 +61,7 @@ export const AUDIT_ACTIONS = {
   'legal_hold.set': change('legal_hold', 'a legal hold on a subject or conversation was placed or released'),
   'privacy_request.export': change('privacy_request', 'a data export (DSAR) was requested'),
   'privacy_request.forget': change('privacy_request', 'an erasure (DSAR forget) was requested'),
+  'privacy_request.failed': change('privacy_request', 'a DSAR job was given up after its attempts (the reason is kept on the job)'),
   'privacy_request.export_read': access('privacy_request', 'a DSAR export was downloaded'),
   'audit.export': access('audit_log', 'the audit log was exported'),
   'audit.purge': change('audit_log', 'audit events past retention were purged'),

@@ -33,10 +33,10 @@ export class ServiceProcess {
     this.#options = options;
   }
 
-  /** start spawns the process. */
-  start(): void {
+  /** start spawns the process; envOverrides change its environment for this run only (a test restarting it differently). */
+  start(envOverrides: Readonly<Record<string, string>> = {}): void {
     const child = spawn(process.execPath, [this.#options.script], {
-      env: { PATH: process.env.PATH ?? '', ...this.#options.env },
+      env: { PATH: process.env.PATH ?? '', ...this.#options.env, ...envOverrides },
       cwd: this.#options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -247,17 +247,20 @@ export async function uncheckpointedAges(db: Kysely<AuditDb>, limit: number): Pr
 
 /**
  * purgeEvents runs the retention purge (the only deletion path) for the transaction's tenant:
- * under the head lock it finds the purge point (the last event recorded before `before`),
- * verifies the stretch from the last checkpoint up to it, signs the anchor and lets
- * purge_events delete and record the signed anchor. Returns how many events it removed.
+ * under the head lock it finds the purge point (the last event recorded before `before`, or, with
+ * a limit, the event `limit` past the chain's first one if that comes sooner), verifies the
+ * stretch from the last checkpoint up to it, signs the anchor and lets purge_events delete and
+ * record the signed anchor. Returns how many events it removed; a limited call that returns
+ * `limit` may have more to purge.
  */
-export async function purgeEvents(trx: AuditTrx, tenantId: string, before: Date, signer: CheckpointSigner): Promise<number> {
+export async function purgeEvents(trx: AuditTrx, tenantId: string, before: Date, signer: CheckpointSigner, limit = 0): Promise<number> {
   await trx.selectFrom('chain_heads').select('seq').where('tenant_id', '=', tenantId).forUpdate().execute();
+  const batchEnd = limit > 0 ? sql`(select min(seq) from events) + ${limit - 1}` : sql`(select max(seq) from events)`;
   const { rows } = await sql<{ seq: string | null; hash: string | null }>`
     select e.seq, e.hash from events e
-     where e.seq = (select max(seq) from events where seq <= coalesce(
+     where e.seq = (select max(seq) from events where seq <= least(coalesce(
        (select min(seq) - 1 from events where recorded_at >= ${before}),
-       (select max(seq) from events)))`.execute(trx);
+       (select max(seq) from events)), ${batchEnd}))`.execute(trx);
   const point = rows[0];
   if (point?.seq == null || point.hash === null) return 0;
   const seq = int(point.seq);

@@ -197,6 +197,9 @@ async function signSeal(signer: CheckpointSigner, statement: Omit<ExportSeal, 'k
   return { ...statement, keyId: signer.keyId, signature };
 }
 
+/** MAX_PURGE_BATCH bounds one PurgeEvents call, so no call holds the chain's head lock for long. */
+export const MAX_PURGE_BATCH = 10_000;
+
 /** createAuditService builds the internal AuditService handlers. */
 export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof AuditService> {
   const { db, signer, policy, logger } = deps;
@@ -364,8 +367,10 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
     async purgeEvents(req, ctx) {
       const tenantId = requestTenant(ctx, req.tenantId);
       if (req.before === undefined) throw new InvalidArgumentError('before is required', { field: 'before' });
+      if (req.limit > MAX_PURGE_BATCH)
+        throw new InvalidArgumentError(`limit must be at most ${MAX_PURGE_BATCH} (0: the whole stretch)`, { field: 'limit' });
       const before = timestampDate(req.before);
-      const purged = await forTenant(db, tenantId, (trx) => purgeEvents(trx, tenantId, before, signer));
+      const purged = await forTenant(db, tenantId, (trx) => purgeEvents(trx, tenantId, before, signer, req.limit));
       if (purged > 0) {
         // The purge is itself recorded in the chain it cut, after the signed anchor.
         const event: NewEvent = {

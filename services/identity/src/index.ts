@@ -4,3 +4,4 @@ export * from './api-key-format.js';
 export { migrations } from './migrations.js';
 export { SYSTEM_TENANT } from './system-tenant.js';
 export type { IdentityDb } from './db/tables.js';
+export { forgetSubjectSessions } from './retention.store.js';

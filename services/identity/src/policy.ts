@@ -28,6 +28,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // Retention purges of operational rows: lifecycle's scheduler only.
     purgeExpiredSessions: ['lifecycle'],
     purgeAuthFailures: ['lifecycle'],
+    // A DSAR forget of the sessions that name a person: lifecycle only.
+    forgetSubjectSessions: ['lifecycle'],
   }),
   // Operator sign-in happens at the edge (OIDC); identity holds the sessions.
   defineCallerPolicy(OperatorService, {

@@ -57,3 +57,11 @@ export async function purgeAuthFailures(db: Kysely<IdentityDb>, before: Date, li
     return Number(rows[0]?.n ?? 0);
   });
 }
+
+/** forgetSubjectSessions deletes every session row of one workspace created for the person with this external reference. */
+export async function forgetSubjectSessions(db: Kysely<IdentityDb>, tenantId: string, subjectRef: string): Promise<number> {
+  return withTenant(db, tenantId, async (trx) => {
+    const r = await trx.deleteFrom('sessions').where('subject_ref', '=', subjectRef).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  });
+}

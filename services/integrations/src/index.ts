@@ -10,3 +10,4 @@ export * from './delivery-notify.js';
 export * from './events.js';
 export * from './config.js';
 export * from './signing-secrets.js';
+export { retentionHandlers as integrationsRetentionHandlers } from './retention.service.js';

@@ -26,6 +26,12 @@ export interface LifecycleConfig {
   readonly privacyPollMs: number;
   /** privacyLeaseMs is how long a running job is its worker's before another may take it over. */
   readonly privacyLeaseMs: number;
+  /** privacyMaxAttempts is how many takes a privacy job gets (a crash or a failed step counts) before it is failed. */
+  readonly privacyMaxAttempts: number;
+  /** privacyRetryMs is the wait after a job's first failed attempt; it doubles each attempt, up to 32 times it. */
+  readonly privacyRetryMs: number;
+  /** privacyConcurrency is the most privacy jobs one replica runs at once. */
+  readonly privacyConcurrency: number;
 }
 
 function exportKeyOf(env: Env): Buffer | undefined {
@@ -46,7 +52,8 @@ function firstPurgeDelay(maxMs: number): number {
  * loadLifecycleConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_PURGE_SCHEDULER,
  * PARLEY_PURGE_INTERVAL_MS, PARLEY_PURGE_FIRST_RUN_MS, PARLEY_PURGE_BATCH_SIZE, PARLEY_AUTH_FAILURE_RETENTION_HOURS,
  * PARLEY_SESSION_RETENTION_DAYS, PARLEY_AUDIT_LEGAL_MINIMUM_DAYS, PARLEY_EXPORT_KEY,
- * PARLEY_EXPORT_LINK_TTL_SECONDS, PARLEY_PRIVACY_POLL_MS and PARLEY_PRIVACY_LEASE_MS (see README). Errors name the
+ * PARLEY_EXPORT_LINK_TTL_SECONDS, PARLEY_PRIVACY_POLL_MS, PARLEY_PRIVACY_LEASE_MS, PARLEY_PRIVACY_MAX_ATTEMPTS,
+ * PARLEY_PRIVACY_RETRY_MS and PARLEY_PRIVACY_CONCURRENCY (see README). Errors name the
  * variable and never echo the database URL.
  */
 export function loadLifecycleConfig(env: Env): LifecycleConfig {
@@ -76,6 +83,10 @@ export function loadLifecycleConfig(env: Env): LifecycleConfig {
     exportLinkTtlMs: envInt(env, 'PARLEY_EXPORT_LINK_TTL_SECONDS', 900, 10, 86_400) * 1000,
     privacyPollMs: envInt(env, 'PARLEY_PRIVACY_POLL_MS', 5_000, 50, 3_600_000),
     privacyLeaseMs: envInt(env, 'PARLEY_PRIVACY_LEASE_MS', 300_000, 1_000, 86_400_000),
+    // Twenty attempts with a 10 s doubling delay (capped at 320 s) ride out about 90 minutes of a peer being down.
+    privacyMaxAttempts: envInt(env, 'PARLEY_PRIVACY_MAX_ATTEMPTS', 20, 1, 1_000),
+    privacyRetryMs: envInt(env, 'PARLEY_PRIVACY_RETRY_MS', 10_000, 10, 3_600_000),
+    privacyConcurrency: envInt(env, 'PARLEY_PRIVACY_CONCURRENCY', 4, 1, 100),
     defaults: Object.freeze({
       days: Object.freeze(days),
       // Six years: a common statutory record-keeping period (e.g. UK, HIPAA documentation).

@@ -35,6 +35,7 @@ runMain({
             integrations: ctx.clientFor('integrations', IntegrationsService),
             audit: ctx.clientFor('audit', AuditService),
             identity: ctx.clientFor('identity', IdentityService),
+            secrets: ctx.clientFor('secrets', SecretsService),
           },
           defaults: config.defaults,
           batchSize: config.purgeBatchSize,
@@ -61,15 +62,20 @@ runMain({
           peers: {
             tenantData: ctx.clientFor('tenant-data', TenantDataService),
             secrets: ctx.clientFor('secrets', SecretsService),
+            identity: ctx.clientFor('identity', IdentityService),
             integrations: ctx.clientFor('integrations', IntegrationsService),
             audit: ctx.clientFor('audit', AuditService),
           },
           exportKey: config.exportKey,
           events,
           leaseMs: config.privacyLeaseMs,
+          maxAttempts: config.privacyMaxAttempts,
+          retryMs: config.privacyRetryMs,
+          onAudit: () => audit.wake(),
           logger: ctx.logger,
         },
         config.privacyPollMs,
+        config.privacyConcurrency,
       );
       ctx.onStopping(async () => {
         await worker.stop();

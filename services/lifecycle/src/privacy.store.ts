@@ -34,14 +34,81 @@ export async function listJobs(trx: Trx, page: PageRequest): Promise<Page<Privac
   });
 }
 
-/** claimJob takes an unfinished job whose lease is free for leaseMs; undefined when another worker holds it or it is done. */
+/** LeaseLostError says a worker's lease on a job was taken over (it stalled past the lease): it must stop. */
+export class LeaseLostError extends Error {
+  constructor(jobId: string) {
+    super(`the lease on privacy job ${jobId} was lost to another worker`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+// Only a job whose lease (or retry delay) is over may be taken; done and failed are final.
+const FINAL_STATES = ['done', 'failed'] as const;
+
+/**
+ * claimJob takes an unfinished job whose lease is free for leaseMs under a fresh lease token, and
+ * counts the attempt; undefined when another worker holds it, it waits for a retry, or it is final.
+ */
 export async function claimJob(trx: Trx, jobId: string, leaseMs: number): Promise<PrivacyJob | undefined> {
   return trx
     .updateTable('privacy_jobs')
-    .set({ state: 'running', lease_expires_at: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})` })
+    .set({
+      state: 'running',
+      lease_expires_at: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})`,
+      lease_token: uuidv7(),
+      attempts: sql<number>`attempts + 1`,
+    })
     .where('id', '=', jobId)
-    .where('state', '<>', 'done')
+    .where('state', 'not in', FINAL_STATES)
     .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', sql<Date>`now()`)]))
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** renewLease extends a held lease by leaseMs; false when the token no longer holds it. */
+export async function renewLease(trx: Trx, jobId: string, token: string, leaseMs: number): Promise<boolean> {
+  const r = await trx
+    .updateTable('privacy_jobs')
+    .set({ lease_expires_at: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})` })
+    .where('id', '=', jobId)
+    .where('lease_token', '=', token)
+    .where('state', '=', 'running')
+    .executeTakeFirst();
+  return r.numUpdatedRows > 0n;
+}
+
+/** retryLater gives a failed attempt's job back, to be taken again after delayMs, with the attempt's reason. */
+export async function retryLater(trx: Trx, jobId: string, token: string, reason: string, delayMs: number): Promise<boolean> {
+  const r = await trx
+    .updateTable('privacy_jobs')
+    .set({
+      state: 'pending',
+      lease_token: null,
+      lease_expires_at: sql<Date>`now() + make_interval(secs => ${delayMs / 1000})`,
+      failure_reason: reason.slice(0, 500),
+    })
+    .where('id', '=', jobId)
+    .where('lease_token', '=', token)
+    .executeTakeFirst();
+  return r.numUpdatedRows > 0n;
+}
+
+/** failJob gives a job up for good (failed is final) with the reason, only while the token holds its lease. */
+export async function failJob(trx: Trx, jobId: string, token: string, reason: string): Promise<PrivacyJob | undefined> {
+  return trx
+    .updateTable('privacy_jobs')
+    .set({
+      state: 'failed',
+      finished_at: sql<Date>`now()`,
+      lease_token: null,
+      lease_expires_at: null,
+      failure_reason: reason.slice(0, 500),
+      // A failed export keeps no sealed bundle.
+      bundle_ciphertext: null,
+      bundle_nonce: null,
+    })
+    .where('id', '=', jobId)
+    .where('lease_token', '=', token)
     .returningAll()
     .executeTakeFirst();
 }
@@ -60,6 +127,8 @@ function doneWith(signed: SignedDigest) {
     state: 'done' as const,
     finished_at: sql<Date>`now()`,
     lease_expires_at: null,
+    lease_token: null,
+    failure_reason: '',
     sha256: signed.sha256,
     key_id: signed.keyId,
     signature: Buffer.from(signed.signature),
@@ -73,9 +142,9 @@ export interface FinishedExport extends SignedDigest {
   readonly nonce: Buffer;
 }
 
-/** finishExport stores an export's signed digest and sealed bundle and marks it done. */
-export async function finishExport(trx: Trx, jobId: string, result: FinishedExport): Promise<PrivacyJob> {
-  return trx
+/** finishExport stores an export's signed digest and sealed bundle and marks it done (only while the token holds the lease). */
+export async function finishExport(trx: Trx, jobId: string, token: string, result: FinishedExport): Promise<PrivacyJob> {
+  const job = await trx
     .updateTable('privacy_jobs')
     .set({
       ...doneWith(result),
@@ -83,8 +152,11 @@ export async function finishExport(trx: Trx, jobId: string, result: FinishedExpo
       bundle_nonce: result.nonce,
     })
     .where('id', '=', jobId)
+    .where('lease_token', '=', token)
     .returningAll()
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+  if (job === undefined) throw new LeaseLostError(jobId);
+  return job;
 }
 
 /** takeBundle marks an export downloaded and drops its sealed bundle, returning it; undefined when it was already taken. */
@@ -112,7 +184,7 @@ export async function unfinishedJobs(db: Kysely<LifecycleDb>, limit: number): Pr
     const rows = await trx
       .selectFrom('privacy_jobs')
       .select(['tenant_id', 'id'])
-      .where('state', '<>', 'done')
+      .where('state', 'not in', FINAL_STATES)
       .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', sql<Date>`now()`)]))
       .orderBy('id')
       .limit(limit)
@@ -133,7 +205,7 @@ export async function insertForgetJob(
 ): Promise<{ job: PrivacyJob; created: boolean }> {
   const { rows } = await sql<PrivacyJob>`
     insert into privacy_jobs (id, kind, subject_id, requested_by) values (${uuidv7()}, 'forget', ${subjectId ?? null}, ${requestedBy})
-    on conflict (tenant_id, subject_id) where kind = 'forget' and state <> 'done' do nothing
+    on conflict (tenant_id, subject_id) where kind = 'forget' and state not in ('done', 'failed') do nothing
     returning *`.execute(trx);
   if (rows[0] !== undefined) return { job: rows[0], created: true };
   const existing = await trx
@@ -141,27 +213,38 @@ export async function insertForgetJob(
     .selectAll()
     .where('kind', '=', 'forget')
     .where('subject_id', '=', subjectId ?? null)
-    .where('state', '<>', 'done')
+    .where('state', 'not in', FINAL_STATES)
     .executeTakeFirstOrThrow();
   return { job: existing, created: false };
 }
 
-/** saveSteps stores a saga's progress (each finished step and what it returned). */
-export async function saveSteps(trx: Trx, jobId: string, steps: Record<string, unknown>): Promise<void> {
-  await trx
+/** saveSteps stores a saga's progress (each finished step and what it returned); LeaseLostError when the token lost the lease. */
+export async function saveSteps(trx: Trx, jobId: string, token: string, steps: Record<string, unknown>): Promise<void> {
+  const r = await trx
     .updateTable('privacy_jobs')
     .set({ steps: JSON.stringify(steps) })
     .where('id', '=', jobId)
-    .execute();
+    .where('lease_token', '=', token)
+    .executeTakeFirst();
+  if (r.numUpdatedRows === 0n) throw new LeaseLostError(jobId);
 }
 
-/** finishForget marks an erasure done with its signed receipt (kept in steps.receipt). */
-export async function finishForget(trx: Trx, jobId: string, steps: Record<string, unknown>, signed: SignedDigest): Promise<PrivacyJob> {
-  return trx
+/** finishForget marks an erasure done with its signed receipt (kept in steps.receipt), only while the token holds the lease. */
+export async function finishForget(
+  trx: Trx,
+  jobId: string,
+  token: string,
+  steps: Record<string, unknown>,
+  signed: SignedDigest,
+): Promise<PrivacyJob> {
+  const job = await trx
     .updateTable('privacy_jobs')
     .set({ ...doneWith(signed), steps: JSON.stringify(steps) })
     .where('id', '=', jobId)
-    .where('state', '<>', 'done')
+    .where('lease_token', '=', token)
+    .where('state', 'not in', FINAL_STATES)
     .returningAll()
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+  if (job === undefined) throw new LeaseLostError(jobId);
+  return job;
 }

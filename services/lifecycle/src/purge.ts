@@ -10,6 +10,7 @@ import { auditDetails, auditedTransactions } from '@parley/audit-outbox';
 import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { recordPurgeSuccess } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
@@ -23,6 +24,7 @@ export interface PurgePeers {
   readonly integrations: Pick<Client<typeof IntegrationsService>, 'purgeDeliveryLog'>;
   readonly audit: Pick<Client<typeof AuditService>, 'purgeEvents'>;
   readonly identity: Pick<Client<typeof IdentityService>, 'purgeExpiredSessions' | 'purgeAuthFailures'>;
+  readonly secrets: Pick<Client<typeof SecretsService>, 'purgeAccessEvents'>;
 }
 
 /** PurgeDeps are what a purge needs. */
@@ -130,10 +132,33 @@ export async function purgeWorkspace(deps: PurgeDeps, plan: WorkspacePlan, signa
       ),
     );
   }
+  // secrets' own record of each provider-key resolve; the copy in the audit chain follows the chain's rule.
+  const accessBefore = cutoff(days('access_events'), now);
+  if (accessBefore !== undefined) {
+    await step('access_events', () =>
+      drain(
+        async (n) =>
+          (
+            await deps.peers.secrets.purgeAccessEvents(
+              { tenantId, before: timestampFromDate(accessBefore), heldConversationIds: plan.heldConversationIds, limit: n },
+              { signal },
+            )
+          ).deleted,
+        limit,
+        signal,
+      ),
+    );
+  }
   const auditBefore = cutoff(auditChainDays(rules), now);
   if (auditBefore !== undefined) {
-    await step('audit_events', async () =>
-      Number((await deps.peers.audit.purgeEvents({ tenantId, before: timestampFromDate(auditBefore) }, { signal })).purged),
+    // A prefix of the chain per call, each under its own signed anchor and short transaction.
+    await step('audit_events', () =>
+      drain(
+        async (n) =>
+          Number((await deps.peers.audit.purgeEvents({ tenantId, before: timestampFromDate(auditBefore), limit: n }, { signal })).purged),
+        limit,
+        signal,
+      ),
     );
   }
   const sessionsBefore = plan.rules.has('sessions') ? cutoff(days('sessions'), now) : undefined;
@@ -184,6 +209,7 @@ export async function runPurge(deps: PurgeDeps, signal?: AbortSignal): Promise<P
           'recording',
           'conversation_metadata',
           'webhook_delivery_log',
+          'access_events',
           'audit_events',
           'sessions',
         ]),

@@ -8,8 +8,9 @@ export const DATA_CLASSES = {
   recording: 'recording references and their blobs (tenant-data), by when they were stored',
   conversation_metadata: 'ended conversations without turns or recordings left (tenant-data), by when they ended',
   webhook_delivery_log: 'finished webhook deliveries and their attempts (integrations), by when they were queued',
-  access_events: 'audit access events (reads of transcripts, recordings, secrets); they share the audit chain',
-  audit_events: 'the audit log (audit), cut as a prefix under a signed anchor; never below the legal minimum',
+  access_events:
+    "secrets' record of each provider-key resolve (secrets), by when recorded; their copies in the audit chain follow the chain's rule",
+  audit_events: 'the audit log (audit), cut as a prefix under a signed anchor, in batches; never below the legal minimum',
   sessions: 'session-token rows (identity), by when they expired',
 } as const;
 

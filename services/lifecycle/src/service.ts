@@ -92,8 +92,12 @@ function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, mayD
       ? { downloadToken: downloadToken(privacy.exportKey, j.tenant_id, j.id, expiresAt), downloadExpiresAt: timestampFromDate(expiresAt) }
       : {}),
     downloaded: j.downloaded_at !== null,
-    receipt: j.kind === 'forget' && j.state === 'done' && typeof j.steps.receipt === 'string' ? j.steps.receipt : '',
+    // The receipt says what was removed (so whether the person was known): the operator who runs
+    // privacy jobs gets it to hand to the person; a privacy:read reader sees the same job shape either way.
+    receipt: mayDownload && j.kind === 'forget' && j.state === 'done' && typeof j.steps.receipt === 'string' ? j.steps.receipt : '',
     steps: Array.isArray(j.steps.done) ? (j.steps.done as string[]) : [],
+    attempts: j.attempts,
+    failureReason: j.failure_reason,
   };
 }
 

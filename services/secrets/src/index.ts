@@ -1,4 +1,5 @@
 // @parley/secrets — the secrets service's building blocks, for its process (main.ts), its CLI and tests.
+export * from './access-event-retention.js';
 export * from './config.js';
 export * from './conversation-directory.js';
 export type * from './db/tables.js';

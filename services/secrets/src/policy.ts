@@ -21,6 +21,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     // The edge opens sealed transcript turns for a caller with conversations:read.
     decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle', 'edge'],
     shredSubjectKey: ['lifecycle'],
+    // A DSAR forget and the retention purge of access events: lifecycle only.
+    forgetAccessEvents: ['lifecycle'],
+    purgeAccessEvents: ['lifecycle'],
     // Webhook signing secrets are made and read only by the service that signs deliveries.
     issueWebhookSecret: ['integrations'],
     resolveWebhookSecrets: ['integrations'],

@@ -42,6 +42,7 @@ import {
   recordAccess,
   type AccessEvent,
 } from './secret.store.js';
+import { createSubjectRetentionHandlers } from './access-event-retention.js';
 import { insertSubjectKey, readSubjectKey, requireActiveSubjectKey, shredSubjectKey } from './subject-key.store.js';
 
 /** SecretsServiceDeps are the secrets service's dependencies, built by main.ts (or a test). */
@@ -341,8 +342,10 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
         return result;
       });
       if (outcome.destroyedKey !== undefined) deps.cache?.forget(outcome.destroyedKey);
-      return { shredded: outcome.destroyedKey !== undefined };
+      return { shredded: outcome.destroyedKey !== undefined, alreadyShredded: !outcome.changed };
     },
+
+    ...createSubjectRetentionHandlers(db),
 
     ...createWebhookSecretHandlers({ kek, keys, audited }),
     ...createConnectionCredentialHandlers({ keys, directory: deps.directory, audited }),

@@ -26,7 +26,7 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     dataClass: 'sessions',
     encryption: NONE + '; the token itself is never stored (jti only)',
     retentionClass: 'sessions',
-    retention: 'by the sessions rule after expiry',
+    retention: 'by the sessions rule after expiry; a DSAR forget deletes those naming the person at once',
     readScopes: [],
     readsRecorded: false,
     description: "session tokens issued for browsers and devices: agent, origin, the customer's subject reference, expiry",

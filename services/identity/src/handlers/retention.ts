@@ -1,7 +1,7 @@
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { requireUuid } from '@parley/db';
 import { InvalidArgumentError } from '@parley/platform';
-import { purgeAllSessions, purgeAuthFailures, purgeTenantSessions } from '../retention.store.js';
+import { forgetSubjectSessions, purgeAllSessions, purgeAuthFailures, purgeTenantSessions } from '../retention.store.js';
 import type { IdentityDeps, IdentityHandlers } from './deps.js';
 
 /** MAX_PURGE_BATCH bounds one purge call's delete, so no call holds its locks for long. */
@@ -15,7 +15,9 @@ function batchArgs(at: Timestamp | undefined, field: string, limit: number): Dat
 }
 
 /** retentionHandlers serve lifecycle's purges of identity's operational rows (allow-listed to lifecycle alone). */
-export function retentionHandlers(deps: IdentityDeps): IdentityHandlers<'purgeExpiredSessions' | 'purgeAuthFailures'> {
+export function retentionHandlers(
+  deps: IdentityDeps,
+): IdentityHandlers<'purgeExpiredSessions' | 'purgeAuthFailures' | 'forgetSubjectSessions'> {
   return {
     async purgeExpiredSessions(req) {
       const expiredBefore = batchArgs(req.expiredBefore, 'expired_before', req.limit);
@@ -24,6 +26,13 @@ export function retentionHandlers(deps: IdentityDeps): IdentityHandlers<'purgeEx
       }
       const exclude = req.excludeTenantIds.map((id, i) => requireUuid(id, `exclude_tenant_ids[${i}]`));
       return { deleted: await purgeAllSessions(deps.db, expiredBefore, exclude, req.limit) };
+    },
+    // A DSAR forget: the sessions that carried the person's reference go, whatever their age.
+    async forgetSubjectSessions(req) {
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      if (req.subjectRef === '' || req.subjectRef.length > 200)
+        throw new InvalidArgumentError('subject_ref must be 1 to 200 characters', { field: 'subject_ref' });
+      return { deleted: await forgetSubjectSessions(deps.db, tenantId, req.subjectRef) };
     },
     async purgeAuthFailures(req) {
       return { deleted: await purgeAuthFailures(deps.db, batchArgs(req.before, 'before', req.limit), req.limit) };

@@ -37,7 +37,8 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     retention: 'kept indefinitely (the record and signature of each DSAR job)',
     readScopes: ['privacy:read'],
     readsRecorded: true,
-    description: 'DSAR export and forget jobs: subject id, progress, signed digest of the result',
+    description:
+      'DSAR export and forget jobs: subject id, progress, attempts and the last failure (step and gRPC code only), signed digest of the result',
   },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

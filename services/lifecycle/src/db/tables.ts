@@ -33,12 +33,15 @@ export interface PurgeRunsTable {
   error: string;
 }
 
+/** PrivacyJobState is where a job is: failed is final, like done. */
+export type PrivacyJobState = 'pending' | 'running' | 'done' | 'failed';
+
 /** PrivacyJobsTable holds DSAR export and forget jobs. */
 export interface PrivacyJobsTable {
   tenant_id: TenantId;
   id: string;
   kind: 'export' | 'forget';
-  state: ColumnType<'pending' | 'running' | 'done', 'pending' | undefined, 'pending' | 'running' | 'done'>;
+  state: ColumnType<PrivacyJobState, 'pending' | undefined, PrivacyJobState>;
   subject_id: string | null;
   requested_by: string;
   created_at: ColumnType<Date, never, never>;
@@ -52,6 +55,9 @@ export interface PrivacyJobsTable {
   bundle_ciphertext: ColumnType<Buffer | null, never, Buffer | null>;
   bundle_nonce: ColumnType<Buffer | null, never, Buffer | null>;
   downloaded_at: ColumnType<Date | null, never, Date>;
+  attempts: ColumnType<number, never, number>;
+  failure_reason: ColumnType<string, never, string>;
+  lease_token: ColumnType<string | null, never, string | null>;
 }
 
 /** LifecycleDb is the schema parley_lifecycle as Kysely sees it. */

@@ -33,7 +33,8 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
   access_events: {
     dataClass: 'access_events',
     encryption: NONE,
-    retention: 'kept indefinitely (not yet under a lifecycle rule)',
+    retentionClass: 'access_events',
+    retention: "by the access_events rule; a DSAR forget deletes the person's conversations' events",
     readScopes: [],
     readsRecorded: false,
     description: 'every resolve of a provider credential for a conversation',

@@ -9,7 +9,8 @@ import { sql, type Kysely } from 'kysely';
 const S = 'parley_audit';
 const ROLE = roleFor('audit');
 
-const purgeBody = (signed: boolean): string => `
+/** purgeBody is this migration's purge_events body (a later migration restores it on down). */
+export const purgeBody = (signed: boolean): string => `
       declare
         v_tenant uuid := nullif(current_setting('app.tenant_id', true), '')::uuid;
         v_seq bigint;
@@ -48,7 +49,8 @@ const purgeBody = (signed: boolean): string => `
         return v_count;
       end`;
 
-const SIGNED_ARGS = 'timestamptz, bigint, text, timestamptz, text, bytea';
+/** SIGNED_ARGS are the signed purge_events' argument types. */
+export const SIGNED_ARGS = 'timestamptz, bigint, text, timestamptz, text, bytea';
 
 /** up adds the anchor signature columns and replaces purge_events with the signed form. */
 export async function up(db: Kysely<unknown>): Promise<void> {

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/secrets/v1/secrets.proto.
  */
 export const file_parley_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IjwKE1NlY3JldHNFeGlzdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnNlY3JldF9pZHMYAiADKAkiKwoUU2VjcmV0c0V4aXN0UmVzcG9uc2USEwoLbWlzc2luZ19pZHMYASADKAkiZQoYRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEQoJcGxhaW50ZXh0GAQgASgMIi8KGUVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USEgoKY2lwaGVydGV4dBgBIAEoDCJmChhEZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkSDwoHcHVycG9zZRgDIAEoCRISCgpjaXBoZXJ0ZXh0GAQgASgMIi4KGURlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMIj8KFlNocmVkU3ViamVjdEtleVJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkiKwoXU2hyZWRTdWJqZWN0S2V5UmVzcG9uc2USEAoIc2hyZWRkZWQYASABKAgiPAoZSXNzdWVXZWJob29rU2VjcmV0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJeChpJc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YRINCgV2YWx1ZRgCIAEoCSJFChxSZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzZWNyZXRfaWRzGAIgAygJIlMKHVJlc29sdmVXZWJob29rU2VjcmV0c1Jlc3BvbnNlEjIKB3NlY3JldHMYASADKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldCKMAQoiUmVzb2x2ZUNvbm5lY3Rpb25DcmVkZW50aWFsUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEhEKCXNlY3JldF9pZBgEIAEoCRIVCg1jb25uZWN0aW9uX2lkGAUgASgJIlgKI1Jlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IkgKIVJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiVwoiUmVzb2x2ZVRlbGVwaG9ueUNyZWRlbnRpYWxSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldDKUDAoOU2VjcmV0c1NlcnZpY2USVgoJUHV0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuUHV0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlc3BvbnNlElwKC0xpc3RTZWNyZXRzEiUucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXF1ZXN0GiYucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZRJWCglHZXRTZWNyZXQSIy5wYXJsZXkuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXF1ZXN0GiQucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVzcG9uc2USXwoMUm90YXRlU2VjcmV0EiYucGFybGV5LnNlY3JldHMudjEuUm90YXRlU2VjcmV0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlc3BvbnNlEl8KDERlbGV0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJ9ChZSZXNvbHZlRm9yQ29udmVyc2F0aW9uEjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QaMS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USXwoMU2VjcmV0c0V4aXN0EiYucGFybGV5LnNlY3JldHMudjEuU2VjcmV0c0V4aXN0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldHNFeGlzdFJlc3BvbnNlEm4KEUVuY3J5cHRGb3JTdWJqZWN0EisucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0GiwucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRJuChFEZWNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USaAoPU2hyZWRTdWJqZWN0S2V5EikucGFybGV5LnNlY3JldHMudjEuU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBoqLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlc3BvbnNlEnEKEklzc3VlV2ViaG9va1NlY3JldBIsLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Jc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRJ6ChVSZXNvbHZlV2ViaG9va1NlY3JldHMSLy5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0GjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVzcG9uc2USjAEKG1Jlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbBI1LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlcXVlc3QaNi5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlQ29ubmVjdGlvbkNyZWRlbnRpYWxSZXNwb25zZRKJAQoaUmVzb2x2ZVRlbGVwaG9ueUNyZWRlbnRpYWwSNC5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbFJlcXVlc3QaNS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IjwKE1NlY3JldHNFeGlzdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnNlY3JldF9pZHMYAiADKAkiKwoUU2VjcmV0c0V4aXN0UmVzcG9uc2USEwoLbWlzc2luZ19pZHMYASADKAkiZQoYRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEg8KB3B1cnBvc2UYAyABKAkSEQoJcGxhaW50ZXh0GAQgASgMIi8KGUVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USEgoKY2lwaGVydGV4dBgBIAEoDCJmChhEZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkSDwoHcHVycG9zZRgDIAEoCRISCgpjaXBoZXJ0ZXh0GAQgASgMIi4KGURlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMIj8KFlNocmVkU3ViamVjdEtleVJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkiRQoXU2hyZWRTdWJqZWN0S2V5UmVzcG9uc2USEAoIc2hyZWRkZWQYASABKAgSGAoQYWxyZWFkeV9zaHJlZGRlZBgCIAEoCCJIChlGb3JnZXRBY2Nlc3NFdmVudHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIYChBjb252ZXJzYXRpb25faWRzGAIgAygJIi0KGkZvcmdldEFjY2Vzc0V2ZW50c1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0ihwEKGFB1cmdlQWNjZXNzRXZlbnRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSKgoGYmVmb3JlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVoZWxkX2NvbnZlcnNhdGlvbl9pZHMYAyADKAkSDQoFbGltaXQYBCABKA0iLAoZUHVyZ2VBY2Nlc3NFdmVudHNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIjwKGUlzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiXgoaSXNzdWVXZWJob29rU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESDQoFdmFsdWUYAiABKAkiRQocUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc2VjcmV0X2lkcxgCIAMoCSJTCh1SZXNvbHZlV2ViaG9va1NlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZWRTZWNyZXQijAEKIlJlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIRCglzZWNyZXRfaWQYBCABKAkSFQoNY29ubmVjdGlvbl9pZBgFIAEoCSJYCiNSZXNvbHZlQ29ubmVjdGlvbkNyZWRlbnRpYWxSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldCJICiFSZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJIlcKIlJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZWRTZWNyZXQy9w0KDlNlY3JldHNTZXJ2aWNlElYKCVB1dFNlY3JldBIjLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlcXVlc3QaJC5wYXJsZXkuc2VjcmV0cy52MS5QdXRTZWNyZXRSZXNwb25zZRJcCgtMaXN0U2VjcmV0cxIlLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBomLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVzcG9uc2USVgoJR2V0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLkdldFNlY3JldFJlc3BvbnNlEl8KDFJvdGF0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5Sb3RhdGVTZWNyZXRSZXNwb25zZRJfCgxEZWxldGVTZWNyZXQSJi5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GicucGFybGV5LnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USfQoWUmVzb2x2ZUZvckNvbnZlcnNhdGlvbhIwLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVGb3JDb252ZXJzYXRpb25SZXF1ZXN0GjEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlc3BvbnNlEl8KDFNlY3JldHNFeGlzdBImLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldHNFeGlzdFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRzRXhpc3RSZXNwb25zZRJuChFFbmNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USbgoRRGVjcnlwdEZvclN1YmplY3QSKy5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QaLC5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEmgKD1NocmVkU3ViamVjdEtleRIpLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlcXVlc3QaKi5wYXJsZXkuc2VjcmV0cy52MS5TaHJlZFN1YmplY3RLZXlSZXNwb25zZRJxChJGb3JnZXRBY2Nlc3NFdmVudHMSLC5wYXJsZXkuc2VjcmV0cy52MS5Gb3JnZXRBY2Nlc3NFdmVudHNSZXF1ZXN0Gi0ucGFybGV5LnNlY3JldHMudjEuRm9yZ2V0QWNjZXNzRXZlbnRzUmVzcG9uc2USbgoRUHVyZ2VBY2Nlc3NFdmVudHMSKy5wYXJsZXkuc2VjcmV0cy52MS5QdXJnZUFjY2Vzc0V2ZW50c1JlcXVlc3QaLC5wYXJsZXkuc2VjcmV0cy52MS5QdXJnZUFjY2Vzc0V2ZW50c1Jlc3BvbnNlEnEKEklzc3VlV2ViaG9va1NlY3JldBIsLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Jc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRJ6ChVSZXNvbHZlV2ViaG9va1NlY3JldHMSLy5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0GjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVzcG9uc2USjAEKG1Jlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbBI1LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlcXVlc3QaNi5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlQ29ubmVjdGlvbkNyZWRlbnRpYWxSZXNwb25zZRKJAQoaUmVzb2x2ZVRlbGVwaG9ueUNyZWRlbnRpYWwSNC5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbFJlcXVlc3QaNS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * SecretMetadata is everything about a secret except its value.
@@ -582,6 +582,14 @@ export type ShredSubjectKeyResponse = Message<"parley.secrets.v1.ShredSubjectKey
    * @generated from field: bool shredded = 1;
    */
   shredded: boolean;
+
+  /**
+   * already_shredded is true when an earlier call shredded the key (a resumed DSAR job still
+   * reports the key as destroyed).
+   *
+   * @generated from field: bool already_shredded = 2;
+   */
+  alreadyShredded: boolean;
 };
 
 /**
@@ -590,6 +598,104 @@ export type ShredSubjectKeyResponse = Message<"parley.secrets.v1.ShredSubjectKey
  */
 export const ShredSubjectKeyResponseSchema: GenMessage<ShredSubjectKeyResponse> = /*@__PURE__*/
   messageDesc(file_parley_secrets_v1_secrets, 21);
+
+/**
+ * ForgetAccessEventsRequest deletes the access events recorded for a person's conversations (a DSAR forget).
+ *
+ * @generated from message parley.secrets.v1.ForgetAccessEventsRequest
+ */
+export type ForgetAccessEventsRequest = Message<"parley.secrets.v1.ForgetAccessEventsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * conversation_ids are the person's conversations (at most 100000).
+   *
+   * @generated from field: repeated string conversation_ids = 2;
+   */
+  conversationIds: string[];
+};
+
+/**
+ * Describes the message parley.secrets.v1.ForgetAccessEventsRequest.
+ * Use `create(ForgetAccessEventsRequestSchema)` to create a new message.
+ */
+export const ForgetAccessEventsRequestSchema: GenMessage<ForgetAccessEventsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 22);
+
+/**
+ * @generated from message parley.secrets.v1.ForgetAccessEventsResponse
+ */
+export type ForgetAccessEventsResponse = Message<"parley.secrets.v1.ForgetAccessEventsResponse"> & {
+  /**
+   * @generated from field: uint32 deleted = 1;
+   */
+  deleted: number;
+};
+
+/**
+ * Describes the message parley.secrets.v1.ForgetAccessEventsResponse.
+ * Use `create(ForgetAccessEventsResponseSchema)` to create a new message.
+ */
+export const ForgetAccessEventsResponseSchema: GenMessage<ForgetAccessEventsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 23);
+
+/**
+ * PurgeAccessEventsRequest deletes one batch of access events recorded before `before`.
+ *
+ * @generated from message parley.secrets.v1.PurgeAccessEventsRequest
+ */
+export type PurgeAccessEventsRequest = Message<"parley.secrets.v1.PurgeAccessEventsRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp before = 2;
+   */
+  before?: Timestamp | undefined;
+
+  /**
+   * held_conversation_ids are under legal hold: their events are kept.
+   *
+   * @generated from field: repeated string held_conversation_ids = 3;
+   */
+  heldConversationIds: string[];
+
+  /**
+   * limit is the batch size (1 to 10000).
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message parley.secrets.v1.PurgeAccessEventsRequest.
+ * Use `create(PurgeAccessEventsRequestSchema)` to create a new message.
+ */
+export const PurgeAccessEventsRequestSchema: GenMessage<PurgeAccessEventsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 24);
+
+/**
+ * @generated from message parley.secrets.v1.PurgeAccessEventsResponse
+ */
+export type PurgeAccessEventsResponse = Message<"parley.secrets.v1.PurgeAccessEventsResponse"> & {
+  /**
+   * @generated from field: uint32 deleted = 1;
+   */
+  deleted: number;
+};
+
+/**
+ * Describes the message parley.secrets.v1.PurgeAccessEventsResponse.
+ * Use `create(PurgeAccessEventsResponseSchema)` to create a new message.
+ */
+export const PurgeAccessEventsResponseSchema: GenMessage<PurgeAccessEventsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 25);
 
 /**
  * @generated from message parley.secrets.v1.IssueWebhookSecretRequest
@@ -613,7 +719,7 @@ export type IssueWebhookSecretRequest = Message<"parley.secrets.v1.IssueWebhookS
  * Use `create(IssueWebhookSecretRequestSchema)` to create a new message.
  */
 export const IssueWebhookSecretRequestSchema: GenMessage<IssueWebhookSecretRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 22);
+  messageDesc(file_parley_secrets_v1_secrets, 26);
 
 /**
  * @generated from message parley.secrets.v1.IssueWebhookSecretResponse
@@ -637,7 +743,7 @@ export type IssueWebhookSecretResponse = Message<"parley.secrets.v1.IssueWebhook
  * Use `create(IssueWebhookSecretResponseSchema)` to create a new message.
  */
 export const IssueWebhookSecretResponseSchema: GenMessage<IssueWebhookSecretResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 23);
+  messageDesc(file_parley_secrets_v1_secrets, 27);
 
 /**
  * @generated from message parley.secrets.v1.ResolveWebhookSecretsRequest
@@ -661,7 +767,7 @@ export type ResolveWebhookSecretsRequest = Message<"parley.secrets.v1.ResolveWeb
  * Use `create(ResolveWebhookSecretsRequestSchema)` to create a new message.
  */
 export const ResolveWebhookSecretsRequestSchema: GenMessage<ResolveWebhookSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 24);
+  messageDesc(file_parley_secrets_v1_secrets, 28);
 
 /**
  * @generated from message parley.secrets.v1.ResolveWebhookSecretsResponse
@@ -680,7 +786,7 @@ export type ResolveWebhookSecretsResponse = Message<"parley.secrets.v1.ResolveWe
  * Use `create(ResolveWebhookSecretsResponseSchema)` to create a new message.
  */
 export const ResolveWebhookSecretsResponseSchema: GenMessage<ResolveWebhookSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 25);
+  messageDesc(file_parley_secrets_v1_secrets, 29);
 
 /**
  * @generated from message parley.secrets.v1.ResolveConnectionCredentialRequest
@@ -723,7 +829,7 @@ export type ResolveConnectionCredentialRequest = Message<"parley.secrets.v1.Reso
  * Use `create(ResolveConnectionCredentialRequestSchema)` to create a new message.
  */
 export const ResolveConnectionCredentialRequestSchema: GenMessage<ResolveConnectionCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 26);
+  messageDesc(file_parley_secrets_v1_secrets, 30);
 
 /**
  * @generated from message parley.secrets.v1.ResolveConnectionCredentialResponse
@@ -742,7 +848,7 @@ export type ResolveConnectionCredentialResponse = Message<"parley.secrets.v1.Res
  * Use `create(ResolveConnectionCredentialResponseSchema)` to create a new message.
  */
 export const ResolveConnectionCredentialResponseSchema: GenMessage<ResolveConnectionCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 27);
+  messageDesc(file_parley_secrets_v1_secrets, 31);
 
 /**
  * @generated from message parley.secrets.v1.ResolveTelephonyCredentialRequest
@@ -766,7 +872,7 @@ export type ResolveTelephonyCredentialRequest = Message<"parley.secrets.v1.Resol
  * Use `create(ResolveTelephonyCredentialRequestSchema)` to create a new message.
  */
 export const ResolveTelephonyCredentialRequestSchema: GenMessage<ResolveTelephonyCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 28);
+  messageDesc(file_parley_secrets_v1_secrets, 32);
 
 /**
  * @generated from message parley.secrets.v1.ResolveTelephonyCredentialResponse
@@ -785,7 +891,7 @@ export type ResolveTelephonyCredentialResponse = Message<"parley.secrets.v1.Reso
  * Use `create(ResolveTelephonyCredentialResponseSchema)` to create a new message.
  */
 export const ResolveTelephonyCredentialResponseSchema: GenMessage<ResolveTelephonyCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 29);
+  messageDesc(file_parley_secrets_v1_secrets, 33);
 
 /**
  * SecretsService stores and resolves provider credentials and holds per-subject data keys.
@@ -892,6 +998,26 @@ export const SecretsService: GenService<{
     methodKind: "unary";
     input: typeof ShredSubjectKeyRequestSchema;
     output: typeof ShredSubjectKeyResponseSchema;
+  },
+  /**
+   * ForgetAccessEvents deletes the access events of a person's conversations (lifecycle only).
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.ForgetAccessEvents
+   */
+  forgetAccessEvents: {
+    methodKind: "unary";
+    input: typeof ForgetAccessEventsRequestSchema;
+    output: typeof ForgetAccessEventsResponseSchema;
+  },
+  /**
+   * PurgeAccessEvents deletes a batch of access events older than the retention rule (lifecycle only).
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.PurgeAccessEvents
+   */
+  purgeAccessEvents: {
+    methodKind: "unary";
+    input: typeof PurgeAccessEventsRequestSchema;
+    output: typeof PurgeAccessEventsResponseSchema;
   },
   /**
    * IssueWebhookSecret generates a whsec_ signing secret of 32 random bytes inside this service,
