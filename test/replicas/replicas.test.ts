@@ -1,7 +1,7 @@
 // Every service as two real processes (the dev stack with PARLEY_DEV_REPLICAS=2): what DESIGN
 // says must hold across replicas is decided in Postgres, so it holds whichever replica a call
 // reaches. One stack for the whole file (starting 16 processes is the expensive part).
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { CertificateSource, createServiceClient } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { twilioSignature } from '@parley/webhooks';
 import { startWebhookReceiver, type WebhookReceiver } from '../integrations/receiver.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -30,6 +31,8 @@ const SIGNING_KEY_RELOAD_MS = 500;
 const EDGE_JWKS_CACHE_MS = 500;
 // How often a live conversation asks tenant-data whether it was ended elsewhere (PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS).
 const LIVE_CHECK_INTERVAL_MS = 300;
+// How long an orchestrator replica keeps a workspace's Twilio auth token (PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS).
+const CALL_TOKEN_CACHE_MS = 500;
 // How long a secrets replica keeps a decrypted data key (PARLEY_DEK_CACHE_MAX_AGE_MS).
 const DEK_CACHE_MAX_AGE_MS = 5_000;
 // Each bound is waited for plus this, for the work itself (a reload, an RPC) on a loaded machine:
@@ -42,6 +45,7 @@ const afterBound = (boundMs: number) => new Promise((r) => setTimeout(r, boundMs
 let stack: DevStack;
 let receiver: WebhookReceiver;
 let ca: Buffer;
+let portBase: number;
 const logs: string[] = [];
 
 /** Reply is a Connect JSON answer. */
@@ -185,6 +189,40 @@ async function cachedDataKeys(healthUrl: string): Promise<number> {
   return line === null ? 0 : Number(line[1]);
 }
 
+/** twilioCall posts an inbound-call webhook to one orchestrator replica, signed with `authToken` over the stack's public session URL. */
+function twilioCall(replicaUrl: string, agentId: string, authToken: string): Promise<number> {
+  const path = `/v1/telephony/twilio/voice/${stack.info.bootstrap!.tenantId!}/${agentId}`;
+  const form = {
+    CallSid: `CA${randomBytes(16).toString('hex')}`,
+    AccountSid: `AC${randomBytes(16).toString('hex')}`,
+    From: '+14155550100',
+    To: '+14155550199',
+    CallStatus: 'ringing',
+    Direction: 'inbound',
+    ApiVersion: '2010-04-01',
+  };
+  // Twilio signs the URL it was configured with: the entry point (PARLEY_SESSION_PUBLIC_URL), not the replica's own port.
+  const signature = twilioSignature({ authToken, url: `https://localhost:${portBase + 1}${path}`, params: form });
+  const body = new URLSearchParams(form).toString();
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${replicaUrl}${path}`,
+      {
+        method: 'POST',
+        ca,
+        agent: false,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** sessionAttempt opens the session port of one orchestrator replica and says how a start with `token` ended. */
 function sessionAttempt(url: string, token: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -206,7 +244,7 @@ beforeAll(async () => {
   receiver = await startWebhookReceiver();
   const dir = await mkdtemp(join(tmpdir(), 'parley-replicas-'));
   // Below the kernel's ephemeral port range (32768+), where outgoing connections cannot take them.
-  const portBase = 10_000 + Math.floor(Math.random() * 90) * 100;
+  portBase = 10_000 + Math.floor(Math.random() * 90) * 100;
   const config = loadDevStackConfig(
     { PARLEY_DEV_DIR: dir, PARLEY_DEV_PORT_BASE: String(portBase), PARLEY_DEV_REPLICAS: '2', PARLEY_LOG_LEVEL: 'warn' },
     root,
@@ -225,7 +263,10 @@ beforeAll(async () => {
         },
         identity: { PARLEY_SIGNING_KEY_RELOAD_MS: String(SIGNING_KEY_RELOAD_MS) },
         edge: { PARLEY_EDGE_JWKS_CACHE_MS: String(EDGE_JWKS_CACHE_MS) },
-        'voice-orchestrator': { PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS: String(LIVE_CHECK_INTERVAL_MS) },
+        'voice-orchestrator': {
+          PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS: String(LIVE_CHECK_INTERVAL_MS),
+          PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS: String(CALL_TOKEN_CACHE_MS),
+        },
       },
     },
     (line) => logs.push(line),
@@ -591,6 +632,43 @@ describe('two replicas of every service', () => {
       } finally {
         for (const session of sessions) session.ws.terminate();
         for (const c of resolvers) c.close();
+      }
+    });
+
+    it('Twilio auth token: a telephony secret rotated through the API is used by every orchestrator replica within PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS', async () => {
+      const oldToken = randomBytes(16).toString('hex');
+      const newToken = randomBytes(16).toString('hex');
+      const secret = await post(
+        stack.info.edgeUrl,
+        '/parley.api.v1.SecretService/PutSecret',
+        { name: `twilio-${randomUUID().slice(0, 8)}`, providerKind: 'telephony', value: oldToken },
+        bootstrapKey(),
+      );
+      expect(secret.status, JSON.stringify(secret.body)).toBe(200);
+      const secretId = (secret.body.secret as { id: string }).id;
+      const created = await post(
+        stack.info.edgeUrl,
+        '/parley.api.v1.AgentService/CreateAgent',
+        {
+          name: `phone-${randomUUID().slice(0, 8)}`,
+          prompt: 'p',
+          providerSettings: { llm: { provider: 'scripted', rules: [], defaultReply: 'ok', delayMs: 0 } },
+          secretRefs: { telephony: secretId },
+        },
+        bootstrapKey(),
+      );
+      expect(created.status, JSON.stringify(created.body)).toBe(200);
+      const agentId = (created.body.agent as { id: string }).id;
+      const orchestrators = stack.info.replicas['voice-orchestrator'].map((r) => r.publicUrl!);
+      // Both replicas answer a call signed with the current token, and now hold it in memory.
+      for (const url of orchestrators) expect(await twilioCall(url, agentId, oldToken), url).toBe(200);
+      const rotated = await post(edges()[0]!, '/parley.api.v1.SecretService/RotateSecret', { secretId, value: newToken }, bootstrapKey());
+      expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+      await afterBound(CALL_TOKEN_CACHE_MS);
+      // Past the bound every replica checks signatures with the rotated token only.
+      for (const url of orchestrators) {
+        expect(await twilioCall(url, agentId, newToken), url).toBe(200);
+        expect(await twilioCall(url, agentId, oldToken), url).toBe(403);
       }
     });
   });
