@@ -324,6 +324,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ include "parley.sessionPublicUrl" $root | quote }}
 - name: PARLEY_SIGNING_KEY_ROTATION_HOURS
   value: {{ $c.identity.signingKeyRotationHours | quote }}
+- name: PARLEY_SIGNING_KEY_RELOAD_MS
+  value: {{ $c.identity.signingKeyReloadMs | int64 | quote }}
 - name: PARLEY_AUTH_MAX_FAILURES
   value: {{ $c.identity.authThrottle.maxFailures | quote }}
 - name: PARLEY_AUTH_FAILURE_WINDOW_SECONDS
