@@ -20,6 +20,12 @@ import {
 } from './chart-fixture.js';
 
 describeHardenedChart((chart) => {
+  it('gives identity the signing-key reload that bounds how soon every replica sees a key change', () => {
+    const env = envOf(deploymentOf(chart.objects, 'identity'));
+    expect(env.get('PARLEY_SIGNING_KEY_RELOAD_MS').value).toBe('60000');
+    expect(env.get('PARLEY_SIGNING_KEY_ROTATION_HOURS').value).toBe('24');
+  });
+
   it('tells every service its peers by PARLEY_<SERVICE>_URL and its database by a Secret reference', () => {
     const env = envOf(deploymentOf(chart.objects, 'voice-orchestrator'));
     expect(env.get('PARLEY_TENANT_DATA_URL').value).toBe(`https://${RELEASE}-tenant-data.${NAMESPACE}.svc:8443`);

@@ -16,6 +16,19 @@ describe('chart: lifecycle', () => {
     expect(config.exportKey?.length).toBeGreaterThanOrEqual(32);
     expect(config.purgeIntervalMs).toBe(3_600_000);
     expect(config.exportLinkTtlMs).toBe(900_000);
+    // The loader's own defaults, now set explicitly by the chart.
+    for (const name of [
+      'PARLEY_PURGE_SCHEDULER',
+      'PARLEY_PURGE_FIRST_RUN_MS',
+      'PARLEY_PRIVACY_POLL_MS',
+      'PARLEY_AUTH_FAILURE_RETENTION_HOURS',
+      'PARLEY_SESSION_RETENTION_DAYS',
+    ])
+      expect(env.get(name)?.value, name).toBeDefined();
+    expect(config.scheduler).toBe(true);
+    expect(config.privacyPollMs).toBe(5_000);
+    expect(config.authFailureRetentionMs).toBe(24 * 3_600_000);
+    expect(config.defaults.days.sessions).toBe(1);
   }, 120_000);
 
   it('passes the purge and privacy-job settings from values', async () => {
@@ -31,6 +44,11 @@ config:
     privacyRetryMs: 2000
     privacyConcurrency: 2
     exportLinkTtlSeconds: 300
+    purgeScheduler: "off"
+    purgeFirstRunMs: 0
+    privacyPollMs: 250
+    authFailureRetentionHours: 72
+    sessionRetentionDays: 7
 `);
     const objects = await render([PRODUCTION, values]);
     const deployment = deploymentOf(objects, 'lifecycle');
@@ -45,6 +63,11 @@ config:
     expect(config.privacyRetryMs).toBe(2_000);
     expect(config.privacyConcurrency).toBe(2);
     expect(config.exportLinkTtlMs).toBe(300_000);
+    expect(config.scheduler).toBe(false);
+    expect(config.purgeFirstDelayMs).toBe(0);
+    expect(config.privacyPollMs).toBe(250);
+    expect(config.authFailureRetentionMs).toBe(72 * 3_600_000);
+    expect(config.defaults.days.sessions).toBe(7);
   }, 120_000);
 
   it('fails the render naming the value when the export key Secret is not named', async () => {
@@ -55,5 +78,9 @@ config:
   it('refuses out-of-range settings in the schema', async () => {
     const values = valuesFile('config:\n  lifecycle:\n    exportLinkTtlSeconds: 5\n');
     await expect(render([PRODUCTION, values])).rejects.toThrow(/exportLinkTtlSeconds/);
+    const scheduler = valuesFile('config:\n  lifecycle:\n    purgeScheduler: "maybe"\n');
+    await expect(render([PRODUCTION, scheduler])).rejects.toThrow(/purgeScheduler/);
+    const poll = valuesFile('config:\n  lifecycle:\n    privacyPollMs: 10\n');
+    await expect(render([PRODUCTION, poll])).rejects.toThrow(/privacyPollMs/);
   }, 120_000);
 });

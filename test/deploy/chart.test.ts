@@ -10,7 +10,18 @@ import { SERVICE_NAMES } from '@parley/platform';
 import { classifyAddress } from '@parley/egress';
 import { loadIntegrationsConfig } from '@parley/integrations';
 import { ensureHelm, runHelm } from '../src/helm.js';
-import { byKind, CHART, type K8sObject, named, NAMESPACE, render, RELEASE, template, validateAgainstSchema, valuesFile } from './render.js';
+import {
+  byKind,
+  CHART,
+  type K8sObject,
+  named,
+  render,
+  RELEASE,
+  SESSION_URL_FIXTURE,
+  template,
+  validateAgainstSchema,
+  valuesFile,
+} from './render.js';
 import {
   deriveServiceGraph,
   edgeSet,
@@ -37,7 +48,7 @@ describe('the Parley chart', () => {
       });
 
       it('passes helm lint', async () => {
-        const result = await runHelm(['lint', CHART, '--strict', ...files.flatMap((f) => ['--values', f])]);
+        const result = await runHelm(['lint', CHART, '--strict', ...[SESSION_URL_FIXTURE, ...files].flatMap((f) => ['--values', f])]);
         expect(result.code, result.stdout + result.stderr).toBe(0);
       });
 
@@ -232,19 +243,38 @@ describe('the Parley chart', () => {
       expect(mountOf(pod.containers[0], env.get('PARLEY_PUBLIC_TLS_KEY').value)).toBeDefined();
     });
 
-    it('sign session URLs for the public session host, or the in-cluster Service without one', async () => {
+    it('sign session URLs for the public session host, and refuse to guess one without an Ingress, Gateway or explicit URL', async () => {
+      const bare = { sessionUrlFixture: false };
       const sessionUrl = (objects: K8sObject[]) => envOf(deploymentOf(objects, 'identity')).get('PARLEY_SESSION_PUBLIC_URL').value;
-      expect(sessionUrl(await render([]))).toBe(`https://${RELEASE}-voice-orchestrator-public.${NAMESPACE}.svc:8080`);
+      // Default values, and a plain LoadBalancer: nothing says where the session port is public.
+      for (const files of [[], [valuesFile('exposure:\n  service:\n    type: LoadBalancer\n')]]) {
+        const result = await template(files, [], CHART, bare);
+        expect(result.code).not.toBe(0);
+        expect(result.stderr).toMatch(/config\.identity\.sessionPublicUrl: set the public https URL/);
+      }
       expect(
         sessionUrl(
-          await render([
-            valuesFile('exposure:\n  ingress:\n    enabled: true\n    session: {host: talk.example.com, tlsSecretName: ""}\n'),
-          ]),
+          await render(
+            [valuesFile('exposure:\n  ingress:\n    enabled: true\n    session: {host: talk.example.com, tlsSecretName: ""}\n')],
+            [],
+            CHART,
+            bare,
+          ),
         ),
       ).toBe('https://talk.example.com');
+      const explicit = await render(
+        [
+          valuesFile(
+            'exposure:\n  service:\n    type: LoadBalancer\nconfig:\n  identity:\n    sessionPublicUrl: https://lb.example.com:8080\n',
+          ),
+        ],
+        [],
+        CHART,
+        bare,
+      );
+      expect(sessionUrl(explicit)).toBe('https://lb.example.com:8080');
       // The orchestrator checks Twilio's call signatures over the same public URL.
-      const objects = await render([]);
-      expect(envOf(deploymentOf(objects, 'voice-orchestrator')).get('PARLEY_SESSION_PUBLIC_URL').value).toBe(sessionUrl(objects));
+      expect(envOf(deploymentOf(explicit, 'voice-orchestrator')).get('PARLEY_SESSION_PUBLIC_URL').value).toBe(sessionUrl(explicit));
     });
 
     it('refuse Vault token auth without a Secret to read the token from', async () => {

@@ -34,13 +34,27 @@ export function valuesFile(yamlText: string): string {
   return path;
 }
 
+/**
+ * SESSION_URL_FIXTURE sets the public session URL, which an install without an Ingress or Gateway
+ * must give (the chart fails otherwise); every render starts from it unless told not to.
+ */
+export const SESSION_URL_FIXTURE = 'test/deploy/fixtures/session-public-url.yaml';
+
+/** RenderOptions tune template and render. */
+export interface RenderOptions {
+  /** sessionUrlFixture: start from SESSION_URL_FIXTURE (default true); off to test how the URL is derived or refused. */
+  readonly sessionUrlFixture?: boolean;
+}
+
 /** template runs `helm template` with the given values files (and extra flags such as --set) and returns the raw result. */
 export function template(
   valuesFiles: readonly string[] = [],
   extraArgs: readonly string[] = [],
   chart: string = CHART,
+  options: RenderOptions = {},
 ): Promise<HelmResult> {
-  return runHelm(['template', RELEASE, chart, '--namespace', NAMESPACE, ...valuesFiles.flatMap((f) => ['--values', f]), ...extraArgs]);
+  const files = options.sessionUrlFixture === false ? valuesFiles : [SESSION_URL_FIXTURE, ...valuesFiles];
+  return runHelm(['template', RELEASE, chart, '--namespace', NAMESPACE, ...files.flatMap((f) => ['--values', f]), ...extraArgs]);
 }
 
 /** render templates the chart and parses every document; a helm failure fails the caller with helm's message. */
@@ -48,8 +62,9 @@ export async function render(
   valuesFiles: readonly string[] = [],
   extraArgs: readonly string[] = [],
   chart: string = CHART,
+  options: RenderOptions = {},
 ): Promise<K8sObject[]> {
-  const result = await template(valuesFiles, extraArgs, chart);
+  const result = await template(valuesFiles, extraArgs, chart, options);
   if (result.code !== 0) throw new Error(`helm template failed (${result.code}): ${result.stderr}`);
   const objects: K8sObject[] = [];
   for (const doc of parseAllDocuments(result.stdout)) {

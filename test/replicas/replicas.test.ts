@@ -1,7 +1,7 @@
 // Every service as two real processes (the dev stack with PARLEY_DEV_REPLICAS=2): what DESIGN
 // says must hold across replicas is decided in Postgres, so it holds whichever replica a call
 // reaches. One stack for the whole file (starting 16 processes is the expensive part).
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -10,8 +10,12 @@ import { Client } from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDevStackConfig, startDevStack, type DevStack } from '@parley/devstack';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { CertificateSource, createServiceClient } from '@parley/platform';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
+import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
+import { twilioSignature } from '@parley/webhooks';
 import { startWebhookReceiver, type WebhookReceiver } from '../integrations/receiver.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -19,10 +23,29 @@ const root = join(import.meta.dirname, '..', '..');
 const AUTH_CACHE_MS = 1000;
 // The secrets service's maintenance lock (services/secrets/src/scheduler.ts, "psec").
 const SECRETS_MAINTENANCE_LOCK = 0x70_73_65_63;
+// Short bounds for the replica-local caches, set through each service's own variables (README).
+// How often each identity replica re-reads the session signing keys (PARLEY_SIGNING_KEY_RELOAD_MS);
+// identity's in-process JWKS lives no longer than that, so a key change is seen within twice this.
+const SIGNING_KEY_RELOAD_MS = 500;
+// How long each edge serves /.well-known/jwks.json from memory (PARLEY_EDGE_JWKS_CACHE_MS).
+const EDGE_JWKS_CACHE_MS = 500;
+// How often a live conversation asks tenant-data whether it was ended elsewhere (PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS).
+const LIVE_CHECK_INTERVAL_MS = 300;
+// How long an orchestrator replica keeps a workspace's Twilio auth token (PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS).
+const CALL_TOKEN_CACHE_MS = 500;
+// How long a secrets replica keeps a decrypted data key (PARLEY_DEK_CACHE_MAX_AGE_MS).
+const DEK_CACHE_MAX_AGE_MS = 5_000;
+// Each bound is waited for plus this, for the work itself (a reload, an RPC) on a loaded machine:
+// the assertions are about what holds after the bound, never about how fast.
+const WORK_SLACK_MS = 1_500;
+
+/** afterBound waits out a staleness bound (and the slack for the work that follows it). */
+const afterBound = (boundMs: number) => new Promise((r) => setTimeout(r, boundMs + WORK_SLACK_MS));
 
 let stack: DevStack;
 let receiver: WebhookReceiver;
 let ca: Buffer;
+let portBase: number;
 const logs: string[] = [];
 
 /** Reply is a Connect JSON answer. */
@@ -72,6 +95,134 @@ async function createApiKey(scopes: string[]): Promise<{ id: string; secret: str
   return { id: (res.body.apiKey as { id: string }).id, secret: res.body.secret as string };
 }
 
+/** LiveSession is a conversation held open on one orchestrator replica. */
+interface LiveSession {
+  readonly conversationId: string;
+  /** frames are the frames received so far. */
+  readonly frames: { type: string; reason?: string }[];
+  /** closed is set once the replica closed the socket. */
+  closed: { code: number } | undefined;
+  readonly ws: WebSocket;
+}
+
+/** openLive starts a conversation on one orchestrator replica and keeps it open. */
+function openLive(url: string, token: string): Promise<LiveSession> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace('https:', 'wss:')}/v1/session`, { ca });
+    let session: LiveSession | undefined;
+    const frames: LiveSession['frames'] = [];
+    ws.once('error', reject);
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'start', token })));
+    ws.on('message', (data: Buffer) => {
+      const frame = JSON.parse(data.toString('utf8')) as { type: string; conversationId?: string; reason?: string };
+      frames.push(frame);
+      if (frame.type === 'ready' && session === undefined) {
+        session = { conversationId: frame.conversationId!, frames, closed: undefined, ws };
+        resolve(session);
+      }
+    });
+    ws.once('close', (code: number, reason: Buffer) => {
+      if (session === undefined) reject(new Error(`closed before ready: ${code} ${reason.toString('utf8')}`));
+      else session.closed = { code };
+    });
+  });
+}
+
+/** mintToken asks for a session token for the demo agent through the stack's entry point. */
+async function mintToken(): Promise<string> {
+  const res = await post(
+    stack.info.edgeUrl,
+    '/parley.api.v1.SessionService/CreateSession',
+    { agentId: stack.info.bootstrap!.agentId },
+    bootstrapKey(),
+  );
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return res.body.token as string;
+}
+
+/** kidOf reads the kid from a token's protected header. */
+const kidOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string }).kid;
+
+/** publicJwksKids reads one edge's /.well-known/jwks.json: its kids and the max-age it allows. */
+function publicJwksKids(edgeUrl: string): Promise<{ kids: string[]; maxAge: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(`${edgeUrl}/.well-known/jwks.json`, { ca, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const set = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { keys: { kid: string }[] };
+        const maxAge = /max-age=(\d+)/.exec(String(res.headers['cache-control']))?.[1];
+        resolve({ kids: set.keys.map((k) => k.kid).sort(), maxAge: Number(maxAge) });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** asService opens an mTLS client to one replica with a service's dev certificate. */
+async function asService<S extends Parameters<typeof createServiceClient>[0]>(
+  caller: string,
+  service: S,
+  url: string,
+  expectName: Parameters<typeof createServiceClient>[1]['expect'],
+): Promise<{ client: ReturnType<typeof createServiceClient<S>>; close(): void }> {
+  const certificates = await CertificateSource.open({
+    certFile: join(stack.info.certsDir, `${caller}.crt`),
+    keyFile: join(stack.info.certsDir, `${caller}.key`),
+    caFile: stack.info.caCert,
+  });
+  const client = createServiceClient(service, { baseUrl: url, certificates, expect: expectName, trustDomain: 'parley.local' });
+  return {
+    client,
+    close: () => {
+      client.close();
+      certificates.close();
+    },
+  };
+}
+
+/** cachedDataKeys reads a secrets replica's gauge of data keys held in memory (0 when none was ever held). */
+async function cachedDataKeys(healthUrl: string): Promise<number> {
+  const text = await (await fetch(`${healthUrl.replace(/\/readyz$/, '')}/metrics`)).text();
+  const line = /^parley_cache_entries\w*\{[^}]*parley_cache="data_key"[^}]*\}\s+(\S+)/m.exec(text);
+  return line === null ? 0 : Number(line[1]);
+}
+
+/** twilioCall posts an inbound-call webhook to one orchestrator replica, signed with `authToken` over the stack's public session URL. */
+function twilioCall(replicaUrl: string, agentId: string, authToken: string): Promise<number> {
+  const path = `/v1/telephony/twilio/voice/${stack.info.bootstrap!.tenantId!}/${agentId}`;
+  const form = {
+    CallSid: `CA${randomBytes(16).toString('hex')}`,
+    AccountSid: `AC${randomBytes(16).toString('hex')}`,
+    From: '+14155550100',
+    To: '+14155550199',
+    CallStatus: 'ringing',
+    Direction: 'inbound',
+    ApiVersion: '2010-04-01',
+  };
+  // Twilio signs the URL it was configured with: the entry point (PARLEY_SESSION_PUBLIC_URL), not the replica's own port.
+  const signature = twilioSignature({ authToken, url: `https://localhost:${portBase + 1}${path}`, params: form });
+  const body = new URLSearchParams(form).toString();
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${replicaUrl}${path}`,
+      {
+        method: 'POST',
+        ca,
+        agent: false,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** sessionAttempt opens the session port of one orchestrator replica and says how a start with `token` ended. */
 function sessionAttempt(url: string, token: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -93,7 +244,7 @@ beforeAll(async () => {
   receiver = await startWebhookReceiver();
   const dir = await mkdtemp(join(tmpdir(), 'parley-replicas-'));
   // Below the kernel's ephemeral port range (32768+), where outgoing connections cannot take them.
-  const portBase = 10_000 + Math.floor(Math.random() * 90) * 100;
+  portBase = 10_000 + Math.floor(Math.random() * 90) * 100;
   const config = loadDevStackConfig(
     { PARLEY_DEV_DIR: dir, PARLEY_DEV_PORT_BASE: String(portBase), PARLEY_DEV_REPLICAS: '2', PARLEY_LOG_LEVEL: 'warn' },
     root,
@@ -104,7 +255,18 @@ beforeAll(async () => {
       serviceEnv: {
         integrations: receiver.env,
         // Retired versions are due at once and both replicas try to sweep every 200 ms.
-        secrets: { PARLEY_SECRET_VERSION_GRACE_MS: '0', PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS: '200', PARLEY_LOG_LEVEL: 'info' },
+        secrets: {
+          PARLEY_SECRET_VERSION_GRACE_MS: '0',
+          PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS: '200',
+          PARLEY_LOG_LEVEL: 'info',
+          PARLEY_DEK_CACHE_MAX_AGE_MS: String(DEK_CACHE_MAX_AGE_MS),
+        },
+        identity: { PARLEY_SIGNING_KEY_RELOAD_MS: String(SIGNING_KEY_RELOAD_MS) },
+        edge: { PARLEY_EDGE_JWKS_CACHE_MS: String(EDGE_JWKS_CACHE_MS) },
+        'voice-orchestrator': {
+          PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS: String(LIVE_CHECK_INTERVAL_MS),
+          PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS: String(CALL_TOKEN_CACHE_MS),
+        },
       },
     },
     (line) => logs.push(line),
@@ -302,6 +464,213 @@ describe('two replicas of every service', () => {
       integrations.close();
       certificates.close();
     }
+  });
+
+  describe('keep each replica-local cache within its documented staleness bound', () => {
+    it('data keys: a subject shredded through one secrets replica is refused by the other at once, and its key leaves memory within PARLEY_DEK_CACHE_MAX_AGE_MS', async () => {
+      const tenantId = stack.info.bootstrap!.tenantId!;
+      const subjectId = randomUUID();
+      const scope = { tenantId, subjectId, purpose: 'replica-staleness' };
+      const [first, second] = stack.info.replicas.secrets.map((r) => r);
+      const writer = await asService('tenant-data', SecretsService, first!.url, 'secrets');
+      const readers = await Promise.all(stack.info.replicas.secrets.map((r) => asService('tenant-data', SecretsService, r.url, 'secrets')));
+      const shredder = await asService('lifecycle', SecretsService, first!.url, 'secrets');
+      try {
+        const { ciphertext } = await writer.client.encryptForSubject({ ...scope, plaintext: Buffer.from('a turn of the subject') });
+        // Both replicas open it, so both hold the subject's data key in memory.
+        for (const reader of readers) {
+          const { plaintext } = await reader.client.decryptForSubject({ ...scope, ciphertext });
+          expect(Buffer.from(plaintext).toString('utf8')).toBe('a turn of the subject');
+        }
+        expect(await cachedDataKeys(second!.healthUrl)).toBeGreaterThanOrEqual(1);
+        expect((await shredder.client.shredSubjectKey({ tenantId, subjectId })).shredded).toBe(true);
+        // Refused at the other replica with no wait at all: the subject key is looked up in
+        // Postgres on every call, the cache only holds the unwrapped key for it.
+        for (const reader of readers) {
+          const err = await reader.client.decryptForSubject({ ...scope, ciphertext }).then(
+            () => undefined,
+            (e: unknown) => ConnectError.from(e),
+          );
+          expect(err?.code, err?.message).toBe(Code.FailedPrecondition);
+        }
+        // The other replica was never told; nobody asks it for that key again, and still it is
+        // wiped within the bound (no data key is held there any more).
+        await afterBound(DEK_CACHE_MAX_AGE_MS);
+        expect(await cachedDataKeys(second!.healthUrl)).toBe(0);
+      } finally {
+        for (const c of [writer, shredder, ...readers]) c.close();
+      }
+    });
+
+    it('JWKS: a signing key rotated by one identity replica is published by every identity and edge replica within the bound, before it signs', async () => {
+      const admin = new Client({ connectionString: stack.info.databaseUrl });
+      await admin.connect();
+      const identities = await Promise.all(stack.info.replicas.identity.map((r) => asService('edge', IdentityService, r.url, 'identity')));
+      try {
+        const published = async () =>
+          (
+            await admin.query<{ kid: string; lead_ms: number }>(
+              `select kid, extract(epoch from activates_at - created_at) * 1000 as lead_ms
+                 from parley_identity.signing_keys where publish_until > now() order by created_at`,
+            )
+          ).rows;
+        const before = await published();
+        // Rotation is due when the signing key is older than PARLEY_SIGNING_KEY_ROTATION_HOURS:
+        // age it instead of waiting a day. Whichever replica takes the rotation lock first rotates.
+        await admin.query(`update parley_identity.signing_keys set created_at = created_at - interval '30 days'`);
+        await afterBound(SIGNING_KEY_RELOAD_MS + EDGE_JWKS_CACHE_MS);
+        const after = await published();
+        // Exactly one successor, made by one replica.
+        expect(after.map((k) => k.kid).slice(0, before.length)).toEqual(before.map((k) => k.kid));
+        expect(after).toHaveLength(before.length + 1);
+        const successor = after.at(-1)!;
+        // It signs only after every verifier can know it: a replica's reload plus the JWKS lifetime a client may keep (60 s).
+        expect(Number(successor.lead_ms)).toBeGreaterThan(SIGNING_KEY_RELOAD_MS + 60_000);
+        const kids = after.map((k) => k.kid).sort();
+        for (const identity of identities) {
+          const { jwksJson } = await identity.client.getJwks({});
+          expect((JSON.parse(jwksJson) as { keys: { kid: string }[] }).keys.map((k) => k.kid).sort()).toEqual(kids);
+        }
+        for (const url of edges()) {
+          const set = await publicJwksKids(url);
+          expect(set.kids, url).toEqual(kids);
+          expect(set.maxAge, url).toBeLessThanOrEqual(60);
+        }
+        // Meanwhile every replica still signs with the current key, and its tokens verify everywhere.
+        for (const orchestrator of stack.info.replicas['voice-orchestrator']) {
+          const token = await mintToken();
+          expect(kidOf(token)).toBe(before.at(-1)!.kid);
+          expect(await sessionAttempt(orchestrator.publicUrl!, token)).toBe('ready');
+        }
+      } finally {
+        for (const c of identities) c.close();
+        await admin.end();
+      }
+    });
+
+    it('JWKS: signing keys withdrawn in Postgres are refused by every replica within the bound, and the key made in their place verifies everywhere', async () => {
+      const admin = new Client({ connectionString: stack.info.databaseUrl });
+      await admin.connect();
+      const identities = await Promise.all(stack.info.replicas.identity.map((r) => asService('edge', IdentityService, r.url, 'identity')));
+      try {
+        // Minted before the withdrawal and not used yet.
+        const stale = await mintToken();
+        const withdrawn = (await admin.query<{ kid: string }>('select kid from parley_identity.signing_keys')).rows.map((r) => r.kid);
+        expect(withdrawn).toContain(kidOf(stale));
+        // The documented emergency step for a leaked signing key (README): end its publication.
+        await admin.query('update parley_identity.signing_keys set publish_until = now() where publish_until > now()');
+        // A replica's reload, identity's in-process JWKS (no longer than the reload) and the edge's copy.
+        await afterBound(2 * SIGNING_KEY_RELOAD_MS + EDGE_JWKS_CACHE_MS);
+        const fresh = (await admin.query<{ kid: string }>('select kid from parley_identity.signing_keys where publish_until > now()')).rows;
+        // With no usable key left, one replica made one that signs at once.
+        expect(fresh).toHaveLength(1);
+        expect(withdrawn).not.toContain(fresh[0]!.kid);
+        for (const identity of identities) {
+          const { jwksJson } = await identity.client.getJwks({});
+          expect((JSON.parse(jwksJson) as { keys: { kid: string }[] }).keys.map((k) => k.kid)).toEqual([fresh[0]!.kid]);
+        }
+        for (const url of edges()) expect((await publicJwksKids(url)).kids, url).toEqual([fresh[0]!.kid]);
+        // The token signed with a withdrawn key is refused at every orchestrator (through either identity replica).
+        for (const orchestrator of stack.info.replicas['voice-orchestrator']) {
+          expect(await sessionAttempt(orchestrator.publicUrl!, stale)).toMatch(/^closed:4401:/);
+        }
+        // Tokens minted now (by either identity replica) carry the new key and verify at every orchestrator.
+        for (let i = 0; i < 4; i++) {
+          const token = await mintToken();
+          expect(kidOf(token)).toBe(fresh[0]!.kid);
+          const orchestrator = stack.info.replicas['voice-orchestrator'][i % 2]!;
+          expect(await sessionAttempt(orchestrator.publicUrl!, token), orchestrator.name).toBe('ready');
+        }
+      } finally {
+        for (const c of identities) c.close();
+        await admin.end();
+      }
+    });
+
+    it('conversation live: a conversation ended through the API closes on whichever orchestrator replica holds it within the live-check interval, and secrets refuses it at once', async () => {
+      const sessions = await Promise.all(
+        stack.info.replicas['voice-orchestrator'].map(async (r) => openLive(r.publicUrl!, await mintToken())),
+      );
+      const resolvers = await Promise.all(
+        stack.info.replicas.secrets.map((r) => asService('voice-orchestrator', SecretsService, r.url, 'secrets')),
+      );
+      try {
+        for (const [i, session] of sessions.entries()) {
+          const ended = await post(
+            edges()[(i + 1) % 2]!,
+            '/parley.api.v1.ConversationService/EndConversation',
+            { conversationId: session.conversationId, reason: 'ended elsewhere' },
+            bootstrapKey(),
+          );
+          expect(ended.status, JSON.stringify(ended.body)).toBe(200);
+        }
+        // No cache in secrets: every replica refuses to resolve for an ended conversation at once.
+        for (const session of sessions) {
+          for (const resolver of resolvers) {
+            const err = await resolver.client
+              .resolveForConversation({
+                tenantId: stack.info.bootstrap!.tenantId!,
+                conversationId: session.conversationId,
+                agentId: stack.info.bootstrap!.agentId!,
+              })
+              .then(
+                () => undefined,
+                (e: unknown) => ConnectError.from(e),
+              );
+            expect(err?.code, err?.message).toBe(Code.FailedPrecondition);
+          }
+        }
+        // Each orchestrator replica learns of the end at its next check: an end frame, then the close.
+        await afterBound(LIVE_CHECK_INTERVAL_MS);
+        for (const session of sessions) {
+          expect(
+            session.frames.filter((f) => f.type === 'end'),
+            JSON.stringify(session.frames),
+          ).toHaveLength(1);
+          expect(session.closed, session.conversationId).toBeDefined();
+        }
+      } finally {
+        for (const session of sessions) session.ws.terminate();
+        for (const c of resolvers) c.close();
+      }
+    });
+
+    it('Twilio auth token: a telephony secret rotated through the API is used by every orchestrator replica within PARLEY_CALL_WEBHOOK_TOKEN_CACHE_MS', async () => {
+      const oldToken = randomBytes(16).toString('hex');
+      const newToken = randomBytes(16).toString('hex');
+      const secret = await post(
+        stack.info.edgeUrl,
+        '/parley.api.v1.SecretService/PutSecret',
+        { name: `twilio-${randomUUID().slice(0, 8)}`, providerKind: 'telephony', value: oldToken },
+        bootstrapKey(),
+      );
+      expect(secret.status, JSON.stringify(secret.body)).toBe(200);
+      const secretId = (secret.body.secret as { id: string }).id;
+      const created = await post(
+        stack.info.edgeUrl,
+        '/parley.api.v1.AgentService/CreateAgent',
+        {
+          name: `phone-${randomUUID().slice(0, 8)}`,
+          prompt: 'p',
+          providerSettings: { llm: { provider: 'scripted', rules: [], defaultReply: 'ok', delayMs: 0 } },
+          secretRefs: { telephony: secretId },
+        },
+        bootstrapKey(),
+      );
+      expect(created.status, JSON.stringify(created.body)).toBe(200);
+      const agentId = (created.body.agent as { id: string }).id;
+      const orchestrators = stack.info.replicas['voice-orchestrator'].map((r) => r.publicUrl!);
+      // Both replicas answer a call signed with the current token, and now hold it in memory.
+      for (const url of orchestrators) expect(await twilioCall(url, agentId, oldToken), url).toBe(200);
+      const rotated = await post(edges()[0]!, '/parley.api.v1.SecretService/RotateSecret', { secretId, value: newToken }, bootstrapKey());
+      expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+      await afterBound(CALL_TOKEN_CACHE_MS);
+      // Past the bound every replica checks signatures with the rotated token only.
+      for (const url of orchestrators) {
+        expect(await twilioCall(url, agentId, newToken), url).toBe(200);
+        expect(await twilioCall(url, agentId, oldToken), url).toBe(403);
+      }
+    });
   });
 
   it('lose nothing acknowledged when a replica is SIGKILLed under load: retries succeed on the other', async () => {

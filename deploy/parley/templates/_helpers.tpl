@@ -232,7 +232,8 @@ the chart's own Certificate fills; empty when the edge serves its internal certi
 {{- else if and $x.gateway.enabled $x.gateway.session.hostnames -}}
 {{- printf "https://%s" (first $x.gateway.session.hostnames) -}}
 {{- else -}}
-{{- printf "https://%s-voice-orchestrator-public.%s.svc:%v" (include "parley.fullname" .) .Release.Namespace .Values.ports.public -}}
+{{- /* An in-cluster name would make every Twilio signature check fail and point browsers nowhere. */ -}}
+{{- fail "config.identity.sessionPublicUrl: set the public https URL of the voice-orchestrator's session port (Twilio signs call webhooks over it and session_url sends browsers there), or enable exposure.ingress (session.host) or exposure.gateway with session.hostnames; none is set, so the chart cannot derive it (behind a LoadBalancer, give the load balancer's DNS name)" -}}
 {{- end -}}
 {{- end -}}
 
@@ -323,6 +324,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ include "parley.sessionPublicUrl" $root | quote }}
 - name: PARLEY_SIGNING_KEY_ROTATION_HOURS
   value: {{ $c.identity.signingKeyRotationHours | quote }}
+- name: PARLEY_SIGNING_KEY_RELOAD_MS
+  value: {{ $c.identity.signingKeyReloadMs | int64 | quote }}
 - name: PARLEY_AUTH_MAX_FAILURES
   value: {{ $c.identity.authThrottle.maxFailures | quote }}
 - name: PARLEY_AUTH_FAILURE_WINDOW_SECONDS
@@ -387,6 +390,16 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ $l.privacyConcurrency | int64 | quote }}
 - name: PARLEY_EXPORT_LINK_TTL_SECONDS
   value: {{ $l.exportLinkTtlSeconds | int64 | quote }}
+- name: PARLEY_PURGE_SCHEDULER
+  value: {{ $l.purgeScheduler | quote }}
+- name: PARLEY_PURGE_FIRST_RUN_MS
+  value: {{ $l.purgeFirstRunMs | int64 | quote }}
+- name: PARLEY_PRIVACY_POLL_MS
+  value: {{ $l.privacyPollMs | int64 | quote }}
+- name: PARLEY_AUTH_FAILURE_RETENTION_HOURS
+  value: {{ $l.authFailureRetentionHours | int64 | quote }}
+- name: PARLEY_SESSION_RETENTION_DAYS
+  value: {{ $l.sessionRetentionDays | int64 | quote }}
 {{- else if eq $service "voice-orchestrator" }}
 # Twilio signs its call webhook over the public URL: the orchestrator checks it against this, never the Host header.
 - name: PARLEY_SESSION_PUBLIC_URL

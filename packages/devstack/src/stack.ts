@@ -284,6 +284,9 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
             : {}),
           ...((KEK_SERVICES as readonly string[]).includes(service) ? kekEnvFor(config.kek, service as KekService, config.dir) : {}),
           ...(service === 'tenant-data' ? { PARLEY_SUBJECT_HASH_PEPPER: subjectHashPepper } : {}),
+          // Twilio signs the URL it calls, the entry point: with several replicas each one's own
+          // port differs from it, so every replica must be told (as identity is, for session_url).
+          ...(service === 'voice-orchestrator' ? { PARLEY_SESSION_PUBLIC_URL: `https://localhost:${config.portBase + 1}` } : {}),
           ...(service === 'lifecycle' ? { PARLEY_EXPORT_KEY: exportKey } : {}),
           ...(service === 'identity'
             ? {

@@ -54,6 +54,17 @@ describe('DataKeyCache', () => {
     expect(held?.equals(Buffer.alloc(32))).toBe(true);
   });
 
+  it('wipes an idle entry at maxAgeMs without another look-up (a key nobody asks for again)', async () => {
+    const cache = new DataKeyCache(kek, { maxAgeMs: 50 });
+    const { wrappedKey } = await kek.generateDataKey();
+    let held: Buffer | undefined;
+    await cache.withDataKey(wrappedKey, (key) => (held = key));
+    expect(cache.stats().size).toBe(1);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(cache.stats()).toMatchObject({ size: 0, evictions: 1 });
+    expect(held?.equals(Buffer.alloc(32))).toBe(true);
+  });
+
   it('wipes an entry after maxUses uses', async () => {
     const cache = new DataKeyCache(kek, { maxUses: 3 }, now);
     const { wrappedKey } = await kek.generateDataKey();

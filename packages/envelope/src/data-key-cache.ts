@@ -1,4 +1,4 @@
-import { recordCacheLookup } from '@parley/platform';
+import { changeCacheEntries, recordCacheLookup } from '@parley/platform';
 import type { DataKeySource } from './data-key-source.js';
 import type { KekProvider } from './kek-provider.js';
 
@@ -39,6 +39,8 @@ interface Entry {
   uses: number;
   /** wiped is set by evict(): the buffer is zeroed and must never be lent again. */
   wiped: boolean;
+  /** expiry wipes the entry at maxAgeMs even when nothing looks it up again. */
+  expiry?: NodeJS.Timeout;
 }
 
 /**
@@ -160,7 +162,13 @@ export class DataKeyCache implements DataKeySource {
         .then((dataKey) => {
           const previous = this.entries.get(wrappedKey);
           if (previous !== undefined) this.evict(wrappedKey, previous);
-          this.entries.set(wrappedKey, { dataKey, loadedAt: this.now(), uses: 0, wiped: false });
+          const entry: Entry = { dataKey, loadedAt: this.now(), uses: 0, wiped: false };
+          // An idle key (a shredded subject's, one rewrapped or deleted through another replica)
+          // is never looked up again, so age alone must wipe it: "wiped after maxAgeMs" holds.
+          entry.expiry = setTimeout(() => this.evict(wrappedKey, entry), this.limits.maxAgeMs);
+          entry.expiry.unref();
+          this.entries.set(wrappedKey, entry);
+          changeCacheEntries('data_key', 1);
           this.enforceBound();
         })
         .finally(() => this.loading.delete(wrappedKey));
@@ -181,7 +189,9 @@ export class DataKeyCache implements DataKeySource {
     if (this.entries.get(wrappedKey) === entry) {
       this.entries.delete(wrappedKey);
       this.evictions += 1;
+      changeCacheEntries('data_key', -1);
     }
+    clearTimeout(entry.expiry);
     entry.wiped = true;
     entry.dataKey.fill(0);
   }

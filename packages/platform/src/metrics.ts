@@ -30,6 +30,13 @@ export function recordCacheLookup(cache: CacheName, hit: boolean): void {
   ).add(1, { 'parley.cache': cache, 'parley.cache.result': hit ? 'hit' : 'miss' });
 }
 
+/** changeCacheEntries moves the gauge of entries held by an in-process cache (+1 when stored, -1 when wiped or evicted). */
+export function changeCacheEntries(cache: CacheName, delta: number): void {
+  instrument('parley.cache.entries', (m) =>
+    m.createUpDownCounter('parley.cache.entries', { description: 'Entries held by an in-process cache, by cache.', unit: '{entry}' }),
+  ).add(delta, { 'parley.cache': cache });
+}
+
 /** recordKekCall counts one call to the KEK provider (Vault transit or the local keyring) and whether it failed. */
 export function recordKekCall(operation: string, provider: string, ok: boolean): void {
   instrument('parley.kek.calls', (m) =>

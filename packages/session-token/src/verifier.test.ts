@@ -1,5 +1,5 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { exportJWK, SignJWT, type JWTPayload } from 'jose';
+import { exportJWK, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CLOCK_SKEW_SECONDS, SESSION_TOKEN_TYPE } from './claims.js';
 import { SessionTokenError, type SessionTokenRejection } from './errors.js';
@@ -214,5 +214,25 @@ describe('SessionTokenVerifier', () => {
     now += 6_000;
     const rotated = (await signSessionToken(next.privateKey, 'sk-next', input())).token;
     await expect(v.verify(rotated)).resolves.toMatchObject({ tenant: TENANT });
+  });
+
+  it('refuses a remembered token once its key is withdrawn from the JWKS and the set is refreshed', async () => {
+    let served: JWK[] = [{ ...(await exportJWK(publicKey)), kid: KID }];
+    const jwks = new JwksCache({ source: async () => ({ keys: served }), now: () => now, ttlMs: 5_000, minRefreshIntervalMs: 1_000 });
+    const v = new SessionTokenVerifier({ issuer: ISS, audience: AUD, jwks, now: () => now });
+    const token = await good();
+    await v.verify(token);
+    served = [];
+    // Within the set's lifetime the remembered token still verifies (the documented bound)...
+    now += 4_000;
+    await expect(v.verify(token)).resolves.toMatchObject({ tenant: TENANT });
+    // ...and past it the refresh drops the key, so the token is refused like any other.
+    now += 2_000;
+    const err = await v.verify(token).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(SessionTokenError);
+    expect((err as SessionTokenError).reason).toBe('kid');
   });
 });

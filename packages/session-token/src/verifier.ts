@@ -83,7 +83,9 @@ export class SessionTokenVerifier {
     }
     const nowSec = Math.floor(this.#now() / 1000);
     const cached = this.#cache.get(token);
-    if (cached !== undefined && this.#options.jwks.kids().includes(cached.kid)) {
+    // Through get(), not the keys known now: a remembered token must also wait for the JWKS to be
+    // refreshed on schedule, or a withdrawn key would stay good for as long as its tokens are reused.
+    if (cached !== undefined && (await this.#options.jwks.get(cached.kid)) !== undefined) {
       this.#checkTimes(cached.claims, nowSec);
       return this.#checkExpectations(cached.claims, expect);
     }

@@ -24,7 +24,7 @@ export interface EdgeConfig {
    * It bounds how late a revocation takes effect at this replica; at most 2 s, 0 turns it off.
    */
   readonly authCacheMs: number;
-  /** jwksCacheMs is how long the public JWKS is served from memory. */
+  /** jwksCacheMs is how long the public JWKS is served from memory; at most 60 s, the JWKS lifetime a new key's activation delay allows for. */
   readonly jwksCacheMs: number;
   /**
    * trustedProxies are the proxies (ingress, load balancer) whose X-Forwarded-For gives the
@@ -115,7 +115,7 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
     publicPort,
     publicTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
     authCacheMs: envInt(env, 'PARLEY_EDGE_AUTH_CACHE_MS', 1_000, 0, 2_000),
-    jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 3_600_000),
+    jwksCacheMs: envInt(env, 'PARLEY_EDGE_JWKS_CACHE_MS', 60_000, 0, 60_000),
     trustedProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRUSTED_PROXIES', '')),
     traceProxies: parseTrustedProxies(envString(env, 'PARLEY_EDGE_TRACE_PROXIES', ''), 'PARLEY_EDGE_TRACE_PROXIES'),
     limits: Object.freeze({

@@ -15,6 +15,8 @@ export interface IdentityConfig {
   /** sessionUrl is the orchestrator's public connect URL used for the signed session URL form. */
   readonly sessionUrl: string;
   readonly signingKeyRotationHours: number;
+  /** signingKeyReloadMs is how often each replica re-reads the signing keys: the bound for a new or withdrawn key to reach every replica. */
+  readonly signingKeyReloadMs: number;
   /** kek seals the private halves of the session signing keys (envelope encryption). */
   readonly kek: KekProviderConfig;
   readonly throttle: { readonly maxFailures: number; readonly windowSeconds: number; readonly blockSeconds: number };
@@ -37,6 +39,7 @@ export function loadIdentityConfig(env: Env): IdentityConfig {
     sessionAudience: envString(env, 'PARLEY_SESSION_AUDIENCE', DEFAULT_SESSION_AUDIENCE),
     sessionUrl: envUrl(env, 'PARLEY_SESSION_PUBLIC_URL', ['https:', 'http:', 'wss:']) ?? 'https://localhost:7401',
     signingKeyRotationHours: envInt(env, 'PARLEY_SIGNING_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
+    signingKeyReloadMs: envInt(env, 'PARLEY_SIGNING_KEY_RELOAD_MS', 60_000, 100, 300_000),
     kek: loadOwnKekProviderConfig(env, 'identity'),
     throttle: Object.freeze({
       maxFailures: envInt(env, 'PARLEY_AUTH_MAX_FAILURES', 10, 1, 10_000),

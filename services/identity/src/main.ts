@@ -29,13 +29,21 @@ runMain({
     const db = createServiceDb<IdentityDb>(config.databaseUrl, 'identity');
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);
-    const ring = await SigningKeyRing.open({ db, kek, logger: ctx.logger, rotationMs: config.signingKeyRotationHours * 3_600_000 });
+    const ring = await SigningKeyRing.open({
+      db,
+      kek,
+      logger: ctx.logger,
+      rotationMs: config.signingKeyRotationHours * 3_600_000,
+      reloadMs: config.signingKeyReloadMs,
+    });
     ctx.onClose(() => ring.close());
-    // In-process: the ring is the source, so a short lifetime costs nothing.
+    // In-process: the ring is the source, so a short lifetime costs nothing; no longer than the
+    // ring's reload, so a withdrawn key is refused within PARLEY_SIGNING_KEY_RELOAD_MS plus this.
+    const jwksTtlMs = Math.min(5_000, config.signingKeyReloadMs);
     const verifier = new SessionTokenVerifier({
       issuer: config.sessionIssuer,
       audience: config.sessionAudience,
-      jwks: new JwksCache({ source: async () => ring.jwksJson(), ttlMs: 5_000, minRefreshIntervalMs: 1_000 }),
+      jwks: new JwksCache({ source: async () => ring.jwksJson(), ttlMs: jwksTtlMs, minRefreshIntervalMs: Math.min(1_000, jwksTtlMs) }),
     });
     const tenantData = ctx.clientFor('tenant-data', TenantDataService);
     const audit = relayAuditOutbox(ctx, db);

@@ -89,7 +89,15 @@ export class SigningKeyRing {
     const { db, kek, logger, rotationMs } = this.#o;
     await withTenant(db, SYSTEM_TENANT, async (trx) => {
       await sql`select pg_advisory_xact_lock(hashtext('parley_identity.signing_keys'))`.execute(trx);
-      const newest = await trx.selectFrom('signing_keys').selectAll().orderBy('activates_at', 'desc').limit(1).executeTakeFirst();
+      // Only published keys count: a withdrawn successor (publish_until ended early) that activates
+      // later than the key made in its place must not make every tick rotate again.
+      const newest = await trx
+        .selectFrom('signing_keys')
+        .selectAll()
+        .where('publish_until', '>', sql<Date>`now()`)
+        .orderBy('activates_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
       const now = Date.now();
       const usable =
         newest !== undefined && newest.publish_until.getTime() - MAX_SESSION_TTL_SECONDS * 1000 > now + this.#activationDelayMs;

@@ -40,4 +40,15 @@ describe('createJwksSource', () => {
     now += 10_000;
     expect((await jwks()).json).toBe('{"keys":[],"v":1}');
   });
+
+  it("passes on identity's max-age less the time the set has been held, so no client holds it longer", async () => {
+    let now = 0;
+    const { identity } = fakeIdentity();
+    const jwks = createJwksSource(identity, 30_000, () => now);
+    expect((await jwks()).maxAgeSeconds).toBe(60);
+    now += 20_500;
+    expect((await jwks()).maxAgeSeconds).toBe(39);
+    now += 9_499;
+    expect((await jwks()).maxAgeSeconds).toBe(30);
+  });
 });
