@@ -3,6 +3,7 @@ import * as init from './db/migrations/2026_11_25_0001_init.js';
 import * as operators from './db/migrations/2026_12_01_0001_operators.js';
 import * as sessionPurge from './db/migrations/2026_12_01_0002_session_purge.js';
 import * as sessionFamily from './db/migrations/2026_12_01_0003_operator_session_family.js';
+import * as callSid from './db/migrations/2026_12_01_0004_call_sid.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is identity's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -13,6 +14,7 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0001_operators': operators,
     '2026_12_01_0002_session_purge': sessionPurge,
     '2026_12_01_0003_operator_session_family': sessionFamily,
+    '2026_12_01_0004_call_sid': callSid,
   }),
   dataMap: DATA_MAP,
 };
