@@ -277,6 +277,17 @@ describe('the Parley chart', () => {
       expect(envOf(deploymentOf(explicit, 'voice-orchestrator')).get('PARLEY_SESSION_PUBLIC_URL').value).toBe(sessionUrl(explicit));
     });
 
+    it('tell the orchestrator which proxies in front of the session port may name the client', async () => {
+      const trusted = (objects: K8sObject[]) =>
+        envOf(deploymentOf(objects, 'voice-orchestrator')).get('PARLEY_SESSION_TRUSTED_PROXIES').value;
+      expect(trusted(await render([]))).toBe('');
+      const values = 'config:\n  voice-orchestrator:\n    trustedProxies: ["10.0.0.0/8", "fd00::/8"]\n';
+      expect(trusted(await render([valuesFile(values)]))).toBe('10.0.0.0/8,fd00::/8');
+      const bad = await template([valuesFile('config:\n  voice-orchestrator:\n    trustedProxies: ["lb.internal"]\n')]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/trustedProxies/);
+    });
+
     it('refuse Vault token auth without a Secret to read the token from', async () => {
       const result = await template([valuesFile('vault:\n  auth:\n    method: token\n')]);
       expect(result.code).not.toBe(0);

@@ -5,6 +5,7 @@
 // identity minted for this call. The test signs with packages/webhooks' twilioSignature (the
 // documented algorithm) over the public URL the orchestrator is configured with.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
 import { request } from 'node:https';
 import { EmbeddedTts, REFUSED, rmsOf } from '@parley/voice-orchestrator';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
@@ -101,10 +102,14 @@ function signedCall(tenantId: string, agentId: string, token = authToken) {
   return post(path, new URLSearchParams(form).toString(), { 'x-twilio-signature': signature });
 }
 
+/** sessionCount counts the sessions of this file's agents (other files share the database and mint their own). */
 async function sessionCount(): Promise<number> {
   const pool = adminPool();
   try {
-    const { rows } = await pool.query<{ n: string }>('select count(*) as n from parley_identity.sessions');
+    const { rows } = await pool.query<{ n: string }>(
+      'select count(*) as n from parley_identity.sessions where agent_id = any($1::uuid[])',
+      [[agent, unconfigured]],
+    );
     return Number(rows[0]?.n);
   } finally {
     await pool.end();
@@ -225,12 +230,46 @@ describe('Twilio inbound call webhook', () => {
     expect((await post(path, 'From=%2B1', { 'x-twilio-signature': noCallSid })).status).toBe(400);
   });
 
+  it('keeps the answered CallSid in identity: any replica asking again gets ALREADY_EXISTS, and a CallSid is required', async () => {
+    // What a second orchestrator replica (or this one after a restart, its memory gone) would ask.
+    const identity = await s.stack.clientAs('voice-orchestrator', 'identity', IdentityService);
+    try {
+      const tenantId = s.stack.bootstrap.tenantId;
+      await expect(identity.createCallSession({ tenantId, agentId: agent, callSid })).rejects.toMatchObject({
+        code: Code.AlreadyExists,
+        rawMessage: 'this CallSid was already answered: a call webhook is answered once',
+      });
+      await expect(identity.createCallSession({ tenantId, agentId: agent, callSid: '' })).rejects.toMatchObject({
+        code: Code.InvalidArgument,
+        rawMessage: expect.stringMatching(/^call_sid must be the Twilio CallSid/),
+      });
+      const fresh = `CA${randomBytes(16).toString('hex')}`;
+      const minted = await identity.createCallSession({ tenantId, agentId: agent, callSid: fresh });
+      expect(minted.token.split('.')).toHaveLength(3);
+      const pool = adminPool();
+      try {
+        const { rows } = await pool.query<{ call_sid: string }>('select call_sid from parley_identity.sessions where id = $1', [
+          minted.sessionId,
+        ]);
+        expect(rows).toEqual([{ call_sid: fresh }]);
+      } finally {
+        await pool.end();
+      }
+    } finally {
+      identity.close();
+    }
+  });
+
   it('mints call tokens for the orchestrator only', async () => {
     const identity = await s.stack.clientAs('edge', 'identity', IdentityService);
     try {
-      await expect(identity.createCallSession({ tenantId: s.stack.bootstrap.tenantId, agentId: agent })).rejects.toThrow(
-        /permission|not allowed/i,
-      );
+      await expect(
+        identity.createCallSession({
+          tenantId: s.stack.bootstrap.tenantId,
+          agentId: agent,
+          callSid: `CA${randomBytes(16).toString('hex')}`,
+        }),
+      ).rejects.toThrow(/permission|not allowed/i);
     } finally {
       identity.close();
     }

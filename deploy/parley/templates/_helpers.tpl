@@ -406,6 +406,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ include "parley.sessionPublicUrl" $root | quote }}
 - name: PARLEY_TTS_EMBEDDED_WORKERS
   value: {{ (index $c "voice-orchestrator").ttsEmbeddedWorkers | int64 | quote }}
+- name: PARLEY_SESSION_TRUSTED_PROXIES
+  value: {{ join "," (index $c "voice-orchestrator").trustedProxies | quote }}
 {{- end }}
 {{- if hasKey $vault.services $service }}
 {{- $client := get $vault.services $service }}

@@ -1,5 +1,6 @@
 // @parley/platform — the platform kernel every Parley service is built from.
 export * from './authz.js';
+export * from './client-address.js';
 export * from './client.js';
 export * from './config.js';
 export * from './connect-handler.js';

@@ -1,4 +1,3 @@
-import { parseTrustedProxies, type TrustedProxies } from './client-address.js';
 import { DEFAULT_PUBLIC_LIMITS, type PublicLimits } from './public-server.js';
 import {
   ConfigError,
@@ -7,9 +6,11 @@ import {
   envPort,
   envString,
   envUrl,
+  parseTrustedProxies,
   requirePeer,
   type Env,
   type KernelConfig,
+  type TrustedProxies,
   type ServiceName,
 } from '@parley/platform';
 

@@ -13,9 +13,10 @@ import {
   strictJsonOptions,
   traceHttpRequest,
   TRACE_ID_HEADER,
+  clientAddress,
   type Logger,
+  type TrustedProxies,
 } from '@parley/platform';
-import { clientAddress, type TrustedProxies } from './client-address.js';
 import type { JwksDocument } from './public/jwks.js';
 import { clientInfoKey } from './public/module.js';
 import type { OperatorSignIn } from './operator-signin.js';

@@ -15,6 +15,7 @@ export async function insertSession(
     origin: string | null;
     createdByKeyId: string | null;
     expiresAt: Date;
+    callSid?: string;
   },
 ): Promise<SessionRow> {
   return trx
@@ -27,6 +28,7 @@ export async function insertSession(
       origin: s.origin,
       created_by_key_id: s.createdByKeyId,
       expires_at: s.expiresAt,
+      call_sid: s.callSid ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();

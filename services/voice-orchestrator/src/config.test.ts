@@ -30,6 +30,12 @@ describe('loadOrchestratorConfig', () => {
     expect(() => loadOrchestratorConfig({ PARLEY_SESSION_START_TIMEOUT_MS: '10' })).toThrow(/PARLEY_SESSION_START_TIMEOUT_MS/);
     expect(() => loadOrchestratorConfig({ PARLEY_PUBLIC_PORT: '70000' })).toThrow(/PARLEY_PUBLIC_PORT/);
     expect(() => loadOrchestratorConfig({ PARLEY_PUBLIC_TLS_CERT: '/tmp/cert.pem' })).toThrow(/PARLEY_PUBLIC_TLS_KEY/);
+    expect(() => loadOrchestratorConfig({ PARLEY_SESSION_TRUSTED_PROXIES: 'lb.local' })).toThrow(/PARLEY_SESSION_TRUSTED_PROXIES/);
+  });
+
+  it('trusts no proxy in front of the session port unless told', () => {
+    expect(loadOrchestratorConfig({}).trustedProxies.cidrs).toEqual([]);
+    expect(loadOrchestratorConfig({ PARLEY_SESSION_TRUSTED_PROXIES: '10.0.0.0/8' }).trustedProxies.has('10.1.2.3')).toBe(true);
   });
 
   it('reads the egress port list and private allow-list as integrations does', () => {

@@ -1,5 +1,5 @@
 import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
-import { envInt, envOptional, envPort, envString, envUrl, type Env } from '@parley/platform';
+import { envInt, envOptional, envPort, envString, envUrl, parseTrustedProxies, type Env, type TrustedProxies } from '@parley/platform';
 
 /** OrchestratorConfig is the voice-orchestrator's own configuration (the kernel reads the rest). */
 export interface OrchestratorConfig {
@@ -38,6 +38,8 @@ export interface OrchestratorConfig {
   readonly embeddedTtsMaxWaiting: number;
   /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
   readonly publicUrl: string;
+  /** trustedProxies are the proxies in front of the session port whose X-Forwarded-For names the client (rate limits key on it). */
+  readonly trustedProxies: TrustedProxies;
   /** callWebhook: the Twilio call webhook's per-source-address bucket, auth token cache and replay window. */
   readonly callWebhook: {
     readonly perSecond: number;
@@ -70,6 +72,7 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     maxMessageBytes: envInt(env, 'PARLEY_SESSION_MAX_MESSAGE_BYTES', 16_384, 1_024, 1_048_576),
     messagesPerSecond: envInt(env, 'PARLEY_SESSION_MESSAGES_PER_SECOND', 10, 1, 1_000),
     messageBurst: envInt(env, 'PARLEY_SESSION_MESSAGE_BURST', 20, 1, 10_000),
+    trustedProxies: parseTrustedProxies(envString(env, 'PARLEY_SESSION_TRUSTED_PROXIES', ''), 'PARLEY_SESSION_TRUSTED_PROXIES'),
     callWebhook: Object.freeze({
       perSecond: envInt(env, 'PARLEY_CALL_WEBHOOK_PER_SECOND', 5, 1, 10_000),
       burst: envInt(env, 'PARLEY_CALL_WEBHOOK_BURST', 20, 1, 100_000),

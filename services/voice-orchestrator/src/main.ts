@@ -74,7 +74,8 @@ runMain({
       twilioCall: {
         publicUrl: config.publicUrl,
         authToken: (tenantId, agentId) => peers.telephonyAuthToken(tenantId, agentId),
-        mintCallToken: (tenantId, agentId) => peers.mintCallSession(tenantId, agentId),
+        mintCallToken: (tenantId, agentId, callSid) => peers.mintCallSession(tenantId, agentId, callSid),
+        trustedProxies: config.trustedProxies,
         sources: new AddressBuckets(config.callWebhook.perSecond, config.callWebhook.burst),
         authTokens: new TtlCache<string | null>(config.callWebhook.authTokenCacheMs),
         answeredCalls: new TtlCache<true>(config.callWebhook.callSidTtlMs, 200_000),

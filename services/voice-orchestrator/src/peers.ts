@@ -63,8 +63,8 @@ export interface Peers {
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
   telephonyAuthToken(tenantId: string, agentId: string): Promise<string>;
-  /** mintCallSession has identity mint a single-use session token for one verified inbound call (ConnectError on refusal). */
-  mintCallSession(tenantId: string, agentId: string): Promise<{ sessionId: string; token: string }>;
+  /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
+  mintCallSession(tenantId: string, agentId: string, callSid: string): Promise<{ sessionId: string; token: string }>;
 }
 
 /** ToolCallResult is what a tool call came to, as the model may see it. */
@@ -143,8 +143,8 @@ export function createPeers(c: PeerClients): Peers {
       if (secret === undefined) throw new Error('secrets answered ResolveTelephonyCredential without a secret');
       return secret.value;
     },
-    async mintCallSession(tenantId, agentId) {
-      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId }, opts);
+    async mintCallSession(tenantId, agentId, callSid) {
+      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId, callSid }, opts);
       return { sessionId, token };
     },
     consumeSession(token, origin) {

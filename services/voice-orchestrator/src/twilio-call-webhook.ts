@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { Logger } from '@parley/platform';
+import { clientAddress, type Logger, type TrustedProxies } from '@parley/platform';
 import { verifyTwilioSignature } from '@parley/webhooks';
 import type { AddressBuckets, TtlCache } from './call-webhook-guard.js';
 
@@ -18,13 +18,15 @@ export interface TwilioCallDeps {
   readonly logger: Logger;
   /** authToken resolves the agent's Twilio auth token (secrets, kind "telephony"). */
   authToken(tenantId: string, agentId: string): Promise<string>;
-  /** mintCallToken has identity mint a single-use, short-lived session token for this call. */
-  mintCallToken(tenantId: string, agentId: string): Promise<{ sessionId: string; token: string }>;
+  /** mintCallToken has identity mint a single-use, short-lived session token for this call, once per CallSid (ALREADY_EXISTS after). */
+  mintCallToken(tenantId: string, agentId: string, callSid: string): Promise<{ sessionId: string; token: string }>;
   /** sources is the per-source-address token bucket, spent before any peer call. */
   readonly sources: AddressBuckets;
+  /** trustedProxies may name the source address in X-Forwarded-For (a load balancer or ingress in front). */
+  readonly trustedProxies: TrustedProxies;
   /** authTokens caches resolved auth tokens by tenant/agent for a short time; null is a refusal. */
   readonly authTokens: TtlCache<string | null>;
-  /** answeredCalls holds tenant/CallSid of calls already answered: a replayed signed request is refused. */
+  /** answeredCalls holds tenant/CallSid of calls this replica answered: a replay is refused without a peer call (identity's record is the durable one). */
   readonly answeredCalls: TtlCache<true>;
 }
 
@@ -80,7 +82,8 @@ function peerRefusal(err: unknown): unknown {
 
 function isRefusal(err: unknown): boolean {
   return (
-    err instanceof ConnectError && [Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition, Code.PermissionDenied].includes(err.code)
+    err instanceof ConnectError &&
+    [Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition, Code.PermissionDenied, Code.AlreadyExists].includes(err.code)
   );
 }
 
@@ -123,7 +126,8 @@ export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse
       throw new HttpRefusal(415, 'the call webhook takes application/x-www-form-urlencoded (Twilio’s voice webhook)');
     const length = Number(req.headers['content-length'] ?? '0');
     if (length > MAX_CALL_WEBHOOK_BYTES) throw new HttpRefusal(413, `the call webhook body may be at most ${MAX_CALL_WEBHOOK_BYTES} bytes`);
-    if (!deps.sources.take(req.socket.remoteAddress ?? '')) throw new HttpRefusal(429, 'too many call webhook requests; slow down');
+    const source = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], deps.trustedProxies);
+    if (!deps.sources.take(source)) throw new HttpRefusal(429, 'too many call webhook requests; slow down');
     const signature = req.headers['x-twilio-signature'];
     if (typeof signature !== 'string' || signature === '') throw new HttpRefusal(403, REFUSED);
     const body = await readBody(req);
@@ -135,10 +139,12 @@ export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse
     const url = `${deps.publicUrl}${path.pathname}${path.search}`;
     if (authToken === null || !verifyTwilioSignature({ authToken, url, params, signature })) throw new HttpRefusal(403, REFUSED);
     // A signed request is answered once: a captured one replayed must not mint another session.
+    // This replica's memory refuses a replay cheaply; identity's (tenant, CallSid) record refuses
+    // it at every replica and after a restart (ALREADY_EXISTS, answered with the same 403).
     const answered = `${tenantId}/${callSid}`;
     if (deps.answeredCalls.has(answered)) throw new HttpRefusal(403, REFUSED);
     deps.answeredCalls.set(answered, true);
-    const { sessionId, token } = await deps.mintCallToken(tenantId, agentId).catch((err: unknown) => {
+    const { sessionId, token } = await deps.mintCallToken(tenantId, agentId, callSid).catch((err: unknown) => {
       if (isRefusal(err)) throw new HttpRefusal(403, REFUSED);
       // Not answered after all: Twilio (or its fallback) may try the call again.
       deps.answeredCalls.delete(answered);

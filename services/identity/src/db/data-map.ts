@@ -29,7 +29,8 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     retention: 'by the sessions rule after expiry; a DSAR forget deletes those naming the person at once',
     readScopes: [],
     readsRecorded: false,
-    description: "session tokens issued for browsers and devices: agent, origin, the customer's subject reference, expiry",
+    description:
+      "session tokens issued for browsers, devices and phone calls: agent, origin, the customer's subject reference, a call's CallSid, expiry",
   },
   signing_keys: {
     dataClass: 'credentials',

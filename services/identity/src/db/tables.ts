@@ -43,6 +43,8 @@ export interface SessionsTable {
   subject_ref: string | null;
   origin: string | null;
   created_by_key_id: string | null;
+  /** call_sid is the Twilio CallSid a phone call's session was minted for (unique per workspace). */
+  call_sid: string | null;
   created_at: CreatedAt;
   expires_at: Date;
   consumed_at: Date | null;

@@ -3,7 +3,7 @@ import { isWorkspaceSuspended } from '../workspace.store.js';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
 import { requireUuid, withTenant } from '@parley/db';
-import { InvalidArgumentError, NotFoundError } from '@parley/platform';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { scopedPrincipal } from '@parley/scopes';
 import { DEFAULT_SESSION_TTL_SECONDS, MAX_SESSION_TTL_SECONDS, SessionTokenError, signSessionToken } from '@parley/session-token';
 import * as sessions from '../session.store.js';
@@ -11,6 +11,8 @@ import type { IdentityDeps, IdentityHandlers } from './deps.js';
 
 /** CALL_SESSION_TTL_SECONDS bounds a call's token: Twilio opens the media stream right after fetching the TwiML. */
 const CALL_SESSION_TTL_SECONDS = 60;
+/** CALL_SID is the shape of a Twilio call's SID. */
+const CALL_SID = /^CA[0-9a-f]{32}$/;
 
 function parseOrigin(origin: string): string | null {
   if (origin === '') return null;
@@ -42,7 +44,7 @@ export function sessionHandlers(
   const mintSession = async (
     tenantId: string,
     agentId: string,
-    session: { ttlSeconds: number; origin: string | null; subjectRef: string | null; createdByKeyId: string | null },
+    session: { ttlSeconds: number; origin: string | null; subjectRef: string | null; createdByKeyId: string | null; callSid?: string },
   ) => {
     const sid = randomUUID();
     const jti = randomBytes(18).toString('base64url');
@@ -68,6 +70,7 @@ export function sessionHandlers(
         origin: session.origin,
         createdByKeyId: session.createdByKeyId,
         expiresAt,
+        ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
       }),
     );
     return { sid, token, expiresAt };
@@ -102,12 +105,22 @@ export function sessionHandlers(
       // Only the orchestrator may ask (allow-list), after verifying the call's signature: there is no principal.
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
       const agentId = requireUuid(req.agentId, 'agent_id');
+      if (!CALL_SID.test(req.callSid))
+        throw new InvalidArgumentError('call_sid must be the Twilio CallSid of the call: CA followed by 32 lowercase hex digits', {
+          field: 'call_sid',
+        });
       await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
+      // One session per call: the unique (tenant, call_sid) makes a replayed webhook fail here, at any replica.
       const { sid, token } = await mintSession(tenantId, agentId, {
         ttlSeconds: CALL_SESSION_TTL_SECONDS,
         origin: null,
         subjectRef: null,
         createdByKeyId: null,
+        callSid: req.callSid,
+      }).catch((err: unknown) => {
+        if (err instanceof AlreadyExistsError)
+          throw new AlreadyExistsError('this CallSid was already answered: a call webhook is answered once', { cause: err });
+        throw err;
       });
       return { sessionId: sid, token };
     },

@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
-import { ConfigError } from '@parley/platform';
+import { ConfigError } from './config.js';
 
-/** TrustedProxies are the proxies (e.g. the ingress) whose X-Forwarded-For the edge believes. */
+/** TrustedProxies are the proxies (e.g. the ingress) whose X-Forwarded-For a server believes. */
 export interface TrustedProxies {
   /** cidrs are the configured ranges, as written (for logs). */
   readonly cidrs: readonly string[];
