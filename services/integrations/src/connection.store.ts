@@ -236,3 +236,23 @@ export async function findConnectionOperation(trx: Trx, toolName: string): Promi
 export function pathPlaceholders(template: string): string[] {
   return [...template.matchAll(PLACEHOLDER)].map((m) => m[1]!);
 }
+
+/** ToolDescriptionRow is what a model is told about a tool: its name, description and argument schema. */
+export interface ToolDescriptionRow {
+  readonly name: string;
+  readonly description: string;
+  readonly input_schema: Record<string, unknown>;
+}
+
+/** describeConnectionTools returns the named tools that are operations of the tenant's connections, by name (others are left out). */
+export async function describeConnectionTools(trx: Trx, names: readonly string[]): Promise<ToolDescriptionRow[]> {
+  const valid = [...new Set(names.filter((n) => TOOL_NAME.test(n)))];
+  if (valid.length === 0) return [];
+  return trx
+    .selectFrom('tool_definitions')
+    .select(['name', 'description', 'input_schema'])
+    .where('name', 'in', valid)
+    .where('connection_id', 'is not', null)
+    .orderBy('name')
+    .execute();
+}

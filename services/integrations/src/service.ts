@@ -1,3 +1,4 @@
+import type { JsonObject } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { requireUuid, withTenant } from '@parley/db';
@@ -7,10 +8,14 @@ import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/i
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
 import { createConnectionAdminHandlers } from './connection-admin.service.js';
+import { describeConnectionTools } from './connection.store.js';
 import { emitEvent } from './events.js';
 import { callTool, type ToolCallDeps } from './tool-call.js';
 import { retentionHandlers } from './retention.service.js';
 import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
+
+// A guardrail policy grants at most 64 tools.
+const MAX_DESCRIBED_TOOLS = 64;
 
 /** IntegrationsServiceDeps are what the handlers need; they do no I/O of their own. */
 export interface IntegrationsServiceDeps {
@@ -78,6 +83,16 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
         },
       );
       return result;
+    },
+
+    async describeTools(req) {
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      if (req.names.length < 1 || req.names.length > MAX_DESCRIBED_TOOLS)
+        throw new InvalidArgumentError(`names must list 1-${MAX_DESCRIBED_TOOLS} tool names`, { field: 'names' });
+      const rows = await withTenant(deps.db, tenantId, (trx) => describeConnectionTools(trx, req.names));
+      return {
+        tools: rows.map((r) => ({ name: r.name, description: r.description, argumentsSchema: r.input_schema as JsonObject })),
+      };
     },
 
     ...createWebhookAdminHandlers(deps),
