@@ -7,7 +7,7 @@ import { FailedPreconditionError, InvalidArgumentError, principalOf } from '@par
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
-import { createConnectionAdminHandlers } from './connection-admin.service.js';
+import { createConnectionAdminHandlers, type ConnectionAdminDeps } from './connection-admin.service.js';
 import { describeConnectionTools } from './connection.store.js';
 import { emitEvent } from './events.js';
 import { callTool, type ToolCallDeps } from './tool-call.js';
@@ -31,6 +31,8 @@ export interface IntegrationsServiceDeps {
   readonly issueSecret: WebhookAdminDeps['issueSecret'];
   /** onAudit is told when a change recorded an audit event (wakes the outbox relay). */
   readonly onAudit?: () => void;
+  /** credentialSecrets checks a connection's credential reference when it is saved (needs the secrets service). */
+  readonly credentialSecrets?: ConnectionAdminDeps['credentialSecrets'];
   /** toolCalls makes CallTool work (needs tenant-data and secrets); without it CallTool is FAILED_PRECONDITION. */
   readonly toolCalls?: Omit<ToolCallDeps, 'db' | 'onAudit'>;
 }
