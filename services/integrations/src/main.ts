@@ -40,8 +40,14 @@ runMain({
     if (secrets !== undefined) issueSecret = secretsServiceIssuer(secrets);
     if (secrets !== undefined && config.deliveryWorker) {
       const d = config.delivery;
+      // Leases and finishes never wait behind the request handlers' queries (a burst of EmitEvent calls).
+      const workerDb = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', {
+        max: d.dbPoolMax,
+        applicationName: 'parley-integrations-worker',
+      });
+      ctx.onClose(() => workerDb.destroy());
       const worker = createDeliveryWorker({
-        db,
+        db: workerDb,
         worker: `${hostname()}-${randomBytes(4).toString('hex')}`,
         signingSecrets: secretsServiceSigningSecrets(secrets),
         egress: {
