@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../edge/fixture.js';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
 import { scripted, startConversationStack, type ConversationStack } from './fixture.js';
 
@@ -193,6 +194,20 @@ describe('tool calls from a conversation', () => {
       const refusal = standin.requests.slice(afterGranted).at(-1)?.body.messages?.at(-1);
       expect(refusal?.role).toBe('tool');
       expect(JSON.parse(refusal?.content ?? '{}')).toMatchObject({ error: 'blocked' });
+      // The guardrail's refusal is an access event of the connection, like a call that was made.
+      const calls = async () => {
+        const res = await s.stack.call(
+          '/parley.api.v1.AuditService/ListEvents',
+          { filter: { action: 'connection.call' } },
+          s.stack.bootstrap.apiKey,
+        );
+        return ((res.body.events as { description?: Record<string, unknown> }[] | undefined) ?? []).map((e) => e.description ?? {});
+      };
+      const ofThisAgent = (d: Record<string, unknown>) => d.reason === 'guardrail' && d.agent_id === openAiAgentId;
+      await pollUntil(async () => (await calls()).some(ofThisAgent), 10_000);
+      const audited = (await calls()).filter(ofThisAgent);
+      expect(audited.map((d) => [d.tool, d.outcome, d.rule])).toEqual([['cancel_order', 'refused', 'tool:cancel_order']]);
+      expect(JSON.stringify(audited)).not.toContain('o_77');
       client.send({ type: 'end' });
       await client.closed;
       expect(s.logs.join('\n')).not.toContain(credential);

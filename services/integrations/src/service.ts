@@ -10,7 +10,7 @@ import type { IntegrationsDb } from './db/tables.js';
 import { createConnectionAdminHandlers, type ConnectionAdminDeps } from './connection-admin.service.js';
 import { describeConnectionTools } from './connection.store.js';
 import { emitEvent } from './events.js';
-import { callTool, type ToolCallDeps } from './tool-call.js';
+import { callTool, recordToolRefusal, type ToolCallDeps } from './tool-call.js';
 import { retentionHandlers } from './retention.service.js';
 import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
 
@@ -85,6 +85,14 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
         },
       );
       return result;
+    },
+
+    async recordToolRefusal(req) {
+      const recorded = await recordToolRefusal(
+        { db: deps.db, ...(deps.onAudit !== undefined ? { onAudit: deps.onAudit } : {}) },
+        { tenantId: req.tenantId, conversationId: req.conversationId, agentId: req.agentId, tool: req.tool, rule: req.rule },
+      );
+      return { recorded };
     },
 
     async describeTools(req) {

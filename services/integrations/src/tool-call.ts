@@ -3,7 +3,7 @@ import { auditDetails, recordAuditEvent, serviceActor } from '@parley/audit-outb
 import { requireUuid, withTenant } from '@parley/db';
 import { EgressRefusedError, EgressRequestError, type EgressClient, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { compileArgumentsSchema, readGuardrailPolicy, type ArgumentsCheck } from '@parley/guardrails';
-import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import type { AgentDirectory } from './agent-directory.js';
 import type { ConnectionCredentials } from './connection-credentials.js';
@@ -164,6 +164,63 @@ function requestOf(target: ConnectionOperation, args: JsonObject): { url: string
   return { url: url.toString(), body: inQuery || Object.keys(rest).length === 0 ? undefined : JSON.stringify(rest) };
 }
 
+/** recordCallEvent records a connection.call access event of one call (made or refused): ids and outcome, never arguments. */
+function recordCallEvent(
+  db: Kysely<IntegrationsDb>,
+  target: ConnectionOperation,
+  ids: { tenantId: string; conversationId: string; agentId: string; tool: string },
+  details: Record<string, string | number>,
+): Promise<void> {
+  return withTenant(db, ids.tenantId, async (trx) => {
+    await recordAuditEvent(trx, {
+      tenantId: ids.tenantId,
+      actor: serviceActor('voice-orchestrator'),
+      action: 'connection.call',
+      target: { type: 'connection', id: target.connection.id },
+      details: auditDetails(
+        { tool: ids.tool, conversation_id: ids.conversationId, agent_id: ids.agentId, method: target.operation.method, ...details },
+        ['tool', 'conversation_id', 'agent_id', 'method', ...Object.keys(details)],
+      ),
+    });
+  });
+}
+
+/** ToolRefusal is a call the orchestrator's guardrail refused before CallTool, and the rule that did. */
+export interface ToolRefusal {
+  readonly tenantId: string;
+  readonly conversationId: string;
+  readonly agentId: string;
+  readonly tool: string;
+  readonly rule: string;
+}
+
+/**
+ * recordToolRefusal records a call the orchestrator's guardrail refused as a connection.call
+ * access event with outcome "refused", reason "guardrail" and the rule. A name that is no
+ * operation of the workspace's connections (a tool the model made up) has nothing to record
+ * against: false.
+ */
+export async function recordToolRefusal(deps: Pick<ToolCallDeps, 'db' | 'onAudit'>, refusal: ToolRefusal): Promise<boolean> {
+  const tenantId = requireUuid(refusal.tenantId, 'tenant_id');
+  const conversationId = requireUuid(refusal.conversationId, 'conversation_id');
+  const agentId = requireUuid(refusal.agentId, 'agent_id');
+  let target: ConnectionOperation;
+  try {
+    target = await withTenant(deps.db, tenantId, (trx) => findConnectionOperation(trx, refusal.tool));
+  } catch (err) {
+    if (err instanceof NotFoundError || err instanceof InvalidArgumentError) return false;
+    throw err;
+  }
+  await recordCallEvent(
+    deps.db,
+    target,
+    { tenantId, conversationId, agentId, tool: refusal.tool },
+    { outcome: 'refused', reason: 'guardrail', rule: refusal.rule.slice(0, 100) },
+  );
+  deps.onAudit?.();
+  return true;
+}
+
 /**
  * prepareCall runs every check before anything leaves: the conversation live and the agent's, the
  * grant, the arguments against the schema, the path; a refusal is a ToolCallRefused.
@@ -226,18 +283,7 @@ export async function callTool(deps: ToolCallDeps, call: ToolCall): Promise<Tool
   const target = await withTenant(deps.db, tenantId, (trx) => findConnectionOperation(trx, call.tool));
   const { connection } = target;
   const recordCall = (details: Record<string, string | number>) =>
-    withTenant(deps.db, tenantId, (trx) =>
-      recordAuditEvent(trx, {
-        tenantId,
-        actor: serviceActor('voice-orchestrator'),
-        action: 'connection.call',
-        target: { type: 'connection', id: connection.id },
-        details: auditDetails(
-          { tool: call.tool, conversation_id: conversationId, agent_id: agentId, method: target.operation.method, ...details },
-          ['tool', 'conversation_id', 'agent_id', 'method', ...Object.keys(details)],
-        ),
-      }),
-    );
+    recordCallEvent(deps.db, target, { tenantId, conversationId, agentId, tool: call.tool }, details);
   let prepared: { url: string; body: string | undefined };
   try {
     prepared = await prepareCall(deps, call, target, { tenantId, conversationId, agentId });

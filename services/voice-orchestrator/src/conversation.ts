@@ -425,6 +425,21 @@ export class LiveConversation {
         reason: blocked.reason,
       });
       this.#record('system', `guardrail block_tool on tool ${call.name}: ${blocked.rule} (${blocked.reason})`);
+      // The refusal is an access event of the connection too (integrations records it); the turn does not wait on it.
+      this.#deps.peers
+        .recordToolRefusal({
+          tenantId: this.tenantId,
+          conversationId: this.conversationId,
+          agentId: this.agentId,
+          tool: call.name.slice(0, 64),
+          rule: blocked.rule,
+        })
+        .catch((err: unknown) =>
+          this.#log.warn(
+            { tool: call.name.slice(0, 64), error: err instanceof Error ? err.message : 'unknown' },
+            'a refused tool call could not be audited',
+          ),
+        );
       return JSON.stringify({ error: 'blocked', message: blocked.reason });
     }
     const result = await this.#deps.peers.callTool({

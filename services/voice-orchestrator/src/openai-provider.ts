@@ -94,7 +94,8 @@ class ToolCallAssembler {
         this.#calls.set(f.index, call);
       }
       if (f.id !== undefined && f.id !== '') call.id = f.id;
-      if (f.function?.name !== undefined) call.name += f.function.name;
+      // The name comes whole in a call's first fragment (set, not appended, as the openai client's own accumulator does).
+      if (f.function?.name !== undefined && f.function.name !== '') call.name = f.function.name;
       const more = f.function?.arguments ?? '';
       this.#chars += more.length;
       if (this.#chars > MAX_TOOL_ARGUMENT_CHARS)

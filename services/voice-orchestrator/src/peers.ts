@@ -65,6 +65,8 @@ export interface Peers {
    * that exist in the workspace), to declare them to the model. None without integrations.
    */
   describeTools(tenantId: string, names: readonly string[]): Promise<ToolDeclaration[]>;
+  /** recordToolRefusal has integrations audit a tool call the guardrail refused (nothing without integrations; throws on failure). */
+  recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
@@ -293,6 +295,11 @@ export function createPeers(c: PeerClients): Peers {
         const res = await integrations.describeTools({ tenantId, names: [...names] }, opts);
         return res.tools.map((t) => ({ name: t.name, description: t.description, parameters: t.argumentsSchema ?? { type: 'object' } }));
       });
+    },
+    async recordToolRefusal(refusal) {
+      const integrations = c.integrations;
+      if (integrations === undefined) return;
+      await wrap('integrations', 'the tool refusal record', () => integrations.recordToolRefusal(refusal, opts));
     },
     async callTool(call) {
       if (c.integrations === undefined) {
