@@ -260,4 +260,18 @@ describe('OpenAI-compatible adapter', () => {
     );
     expect(standin.requests[before]?.body.messages).toEqual([{ role: 'user', content: 'and now?' }]);
   });
+
+  it('refuses an answer that asks for more tool calls than the limit, without retrying', async () => {
+    standin.setMode('up');
+    standin.setToolCalls(() => Array.from({ length: 17 }, (_, i) => ({ name: 'lookup_order', arguments: { order_id: `o_${i}` } })));
+    try {
+      const before = standin.requests.length;
+      await expect(
+        collectAll(adapter({}, key, [lookupOrder]).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
+      ).rejects.toThrow(/more than 16 tool calls/);
+      expect(standin.requests.length - before).toBe(1);
+    } finally {
+      standin.setToolCalls(undefined);
+    }
+  });
 });
