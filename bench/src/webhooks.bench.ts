@@ -2,7 +2,8 @@
 // row per delivery, an attempt log line per send) with 1 and 4 workers, against a baseline in the
 // same run that signs and posts the same payloads straight to the same local HTTPS receiver with
 // the same egress client and no queue. Then p99 from event (EmitEvent's commit) to delivery at an
-// open-loop 200 events/s with 4 workers.
+// open-loop 200 events/s with 4 workers. Each worker stands for one replica and has its own pool, as
+// integrations' main.ts gives it; the emitting side uses another.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -42,6 +43,8 @@ export interface WebhooksBenchResult {
 
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
 const BATCH = 16;
+/** WORKER_POOL is PARLEY_WEBHOOK_DB_POOL_MAX's default: the connections of one replica's worker. */
+const WORKER_POOL = 4;
 
 interface Receiver {
   server: Server;
@@ -81,6 +84,7 @@ export async function runWebhooksBenchmark(options: { adminUrl: string; events: 
   const receiver = await startReceiver();
   let db: Kysely<IntegrationsDb> | undefined;
   const workers: DeliveryWorker[] = [];
+  const pools: Kysely<IntegrationsDb>[] = [];
   try {
     await migrateAll(url.toString(), { services: [migrations] });
     db = createDb<IntegrationsDb>(url.toString(), { max: 12, role: roleFor('integrations'), searchPath: schemaFor('integrations') });
@@ -105,9 +109,17 @@ export async function runWebhooksBenchmark(options: { adminUrl: string; events: 
       );
       return delivery!.id;
     };
+    // Each worker stands for a replica: like main.ts, it has its own small pool beside the one the
+    // emitting side (EmitEvent handlers) uses, so emits in flight never hold up its leases and finishes.
     const makeWorker = (i: number, pollMs: number) => {
+      const workerDb = createDb<IntegrationsDb>(url.toString(), {
+        max: WORKER_POOL,
+        role: roleFor('integrations'),
+        searchPath: schemaFor('integrations'),
+      });
+      pools.push(workerDb);
       const w = createDeliveryWorker({
-        db: db!,
+        db: workerDb,
         worker: `bench-${i}`,
         signingSecrets: async () => [secret],
         egress,
@@ -207,6 +219,7 @@ export async function runWebhooksBenchmark(options: { adminUrl: string; events: 
     };
   } finally {
     for (const w of workers) await w.stop();
+    for (const p of pools) await p.destroy();
     await db?.destroy();
     receiver.server.closeAllConnections();
     await new Promise((resolve) => receiver.server.close(resolve));

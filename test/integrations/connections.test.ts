@@ -201,7 +201,8 @@ async function world(options: { grantScopes?: string[] } = {}) {
         },
       ],
     },
-    as(tenantId),
+    // Giving a connection a credential decides where it is sent: that takes secrets:write as well.
+    as(tenantId, ['connections:admin', 'secrets:write']),
   );
   const scene = await withTenant(tenantDb, tenantId, async (trx) => {
     await ensureWorkspace(trx, { name: `workspace ${tenantId.slice(0, 8)}` });
@@ -281,6 +282,15 @@ describe('connections and tool calls', () => {
     expect(unscoped.code).toBe(Code.PermissionDenied);
     expect(unscoped.message).toContain('lacks scope crm:read');
     expect(seen.length).toBe(before);
+    // Each refusal is an access event of the connection, with why and without the arguments.
+    const refusals = await readOutbox(admin, 'integrations', w.tenantId, 'connection.call');
+    expect(refusals.map((e) => [e.targetId, e.description?.tool, e.description?.outcome, e.description?.reason])).toEqual([
+      [w.connection.id, 'delete_customer', 'refused', 'not_granted'],
+      [w.connection.id, 'lookup_customer', 'refused', 'scope_missing'],
+    ]);
+    expect(refusals[1]!.description?.scopes).toBe('crm:read');
+    expect(JSON.stringify(refusals)).not.toContain('c_1');
+    expect(JSON.stringify(refusals)).not.toContain(w.credential);
     // Only the orchestrator may call tools.
     for (const caller of ['edge', 'lifecycle'] as const) {
       const c = await clientAs(caller);
@@ -312,6 +322,12 @@ describe('connections and tool calls', () => {
     expect(missing.code).toBe(Code.InvalidArgument);
     expect(missing.message).toMatch(/^arguments\.customer_id: must have required property/);
     expect(seen.length).toBe(before);
+    const refusals = await readOutbox(admin, 'integrations', w.tenantId, 'connection.call');
+    expect(refusals.map((e) => [e.description?.outcome, e.description?.reason, e.description?.field])).toEqual([
+      ['refused', 'arguments_invalid', 'arguments.customer_id'],
+      ['refused', 'arguments_invalid', 'arguments.customer_id'],
+    ]);
+    expect(JSON.stringify(refusals)).not.toContain('DROP TABLE');
   });
 
   it('refuses a path placeholder value that would leave the fixed path with INVALID_ARGUMENT naming the argument', async () => {
@@ -452,5 +468,171 @@ describe('connections and tool calls', () => {
       ),
     );
     expect(actions).toEqual([1, 1, 1]);
+  });
+
+  it('audits a call that egress refuses at send time with the rule, and sends nothing', async () => {
+    const w = await world();
+    // A base URL that passed when saved but breaks the rules now (saved under an older policy): checked again at the call.
+    await admin.query(`update parley_integrations.connections set base_url = $1 where tenant_id = $2 and id = $3`, [
+      `https://10.0.0.1:${systemPort}/api`,
+      w.tenantId,
+      w.connection.id,
+    ]);
+    const orchestrator = await clientAs('voice-orchestrator');
+    const before = seen.length;
+    const refused = await codeOf(
+      orchestrator.callTool({
+        tenantId: w.tenantId,
+        conversationId: w.conversationId,
+        agentId: w.agentId,
+        tool: 'lookup_customer',
+        arguments: { customer_id: 'c_9' },
+      }),
+    );
+    expect(refused.code).toBe(Code.InvalidArgument);
+    expect(refused.message).toContain('egress refused');
+    expect(seen.length).toBe(before);
+    const events = await readOutbox(admin, 'integrations', w.tenantId, 'connection.call');
+    expect(events.map((e) => [e.description?.outcome, e.description?.reason, e.description?.rule])).toEqual([
+      ['refused', 'egress_refused', 'address-range'],
+    ]);
+    expect(JSON.stringify(events)).not.toContain('c_9');
+  });
+
+  it('checks the credential secret when a connection is saved: it must exist in the workspace and be a tool secret', async () => {
+    const w = await world();
+    const edge = await clientAs('edge');
+    const both = as(w.tenantId, ['connections:admin', 'secrets:write']);
+    const op = {
+      name: 'ping',
+      description: '',
+      method: 'GET',
+      pathTemplate: '/ping',
+      argumentsSchema: { type: 'object' },
+      scope: 'x:read',
+    };
+    const create = (credentialSecretId: string) =>
+      codeOf(
+        edge.createConnection({ name: 'other', baseUrl: `https://127.0.0.1:${systemPort}/`, credentialSecretId, operations: [op] }, both),
+      );
+    const unknown = randomUUID();
+    const missing = await create(unknown);
+    expect(missing.code).toBe(Code.NotFound);
+    expect(missing.message).toBe(
+      `credential_secret_id: no secret ${unknown} in this workspace; put the credential with SecretService.PutSecret (provider_kind "tool") and use the id it returns`,
+    );
+    // Another workspace's tool secret is just as unknown here.
+    const elsewhere = await world();
+    expect((await create(elsewhere.connection.credentialSecretId)).code).toBe(Code.NotFound);
+    const edgeSecrets = await stack.clientAs('edge', SecretsService);
+    const llm = await edgeSecrets.putSecret(
+      { name: `llm-${randomUUID().slice(0, 8)}`, providerKind: 'llm', value: 'sk-x' },
+      as(w.tenantId, ['secrets:write']),
+    );
+    const wrongKind = await create(llm.secret!.id);
+    expect(wrongKind.code).toBe(Code.InvalidArgument);
+    expect(wrongKind.message).toContain(`secret ${llm.secret!.id} is not of provider kind "tool"`);
+    expect((await create('not-a-uuid')).message).toMatch(/^credential_secret_id: must be a UUID/);
+    // An update to a missing secret is refused the same way and leaves the connection as it was.
+    const update = await codeOf(
+      edge.updateConnection(
+        {
+          connectionId: w.connection.id,
+          name: 'crm',
+          baseUrl: w.connection.baseUrl,
+          credentialSecretId: unknown,
+          operations: w.connection.operations,
+        },
+        both,
+      ),
+    );
+    expect(update.code).toBe(Code.NotFound);
+    const listed = await edge.listConnections({}, as(w.tenantId));
+    expect(listed.connections.map((c) => [c.name, c.credentialSecretId])).toEqual([['crm', w.connection.credentialSecretId]]);
+    expect(await readOutbox(admin, 'integrations', w.tenantId, 'connection.update')).toEqual([]);
+  });
+
+  it('refuses an operator with connections:admin alone re-pointing a credential at another host or secret', async () => {
+    const w = await world();
+    // A second connection of the workspace with its own tool credential: the one the attacker wants.
+    const edgeSecrets = await stack.clientAs('edge', SecretsService);
+    const both = as(w.tenantId, ['connections:admin', 'secrets:write']);
+    const victimKey = `erp-key-${randomBytes(12).toString('hex')}`;
+    const victimSecret = await edgeSecrets.putSecret(
+      { name: `erp-${randomUUID().slice(0, 8)}`, providerKind: 'tool', value: victimKey },
+      as(w.tenantId, ['secrets:write']),
+    );
+    const edge = await clientAs('edge');
+    const erpOp = {
+      name: 'erp_ping',
+      description: '',
+      method: 'GET',
+      pathTemplate: '/ping',
+      argumentsSchema: { type: 'object' },
+      scope: 'erp:read',
+    };
+    await edge.createConnection(
+      { name: 'erp', baseUrl: `https://127.0.0.1:${systemPort}/erp`, credentialSecretId: victimSecret.secret!.id, operations: [erpOp] },
+      both,
+    );
+    const attacker = as(w.tenantId, ['connections:admin']);
+    const attackerUrl = `https://attacker.example/collect`;
+    const before = seen.length;
+    const crm = w.connection;
+    const update = (fields: { baseUrl?: string; credentialSecretId?: string }, who = attacker) =>
+      codeOf(
+        edge.updateConnection(
+          {
+            connectionId: crm.id,
+            name: 'crm',
+            baseUrl: fields.baseUrl ?? crm.baseUrl,
+            credentialSecretId: fields.credentialSecretId ?? crm.credentialSecretId,
+            operations: crm.operations,
+          },
+          who,
+        ),
+      );
+    // 1. Move the connection, credential and all, to the attacker's host.
+    const moved = await update({ baseUrl: attackerUrl });
+    expect(moved.code).toBe(Code.PermissionDenied);
+    expect(moved.message).toContain('moving a connection that has a credential to another origin needs the "secrets:write" scope');
+    // 2. Swap in the other connection's secret.
+    const swapped = await update({ credentialSecretId: victimSecret.secret!.id });
+    expect(swapped.code).toBe(Code.PermissionDenied);
+    expect(swapped.message).toContain(`changing a connection's credential needs the "secrets:write" scope`);
+    // 3. A new connection at the attacker's host with the other connection's secret.
+    const created = await codeOf(
+      edge.createConnection(
+        {
+          name: 'exfil',
+          baseUrl: attackerUrl,
+          credentialSecretId: victimSecret.secret!.id,
+          operations: [{ ...erpOp, name: 'exfil_ping' }],
+        },
+        attacker,
+      ),
+    );
+    expect(created.code).toBe(Code.PermissionDenied);
+    expect(created.message).toContain('giving a connection a credential needs the "secrets:write" scope');
+    // 4. Even with secrets:write, a tool secret serves one connection.
+    const shared = await update({ credentialSecretId: victimSecret.secret!.id }, both);
+    expect(shared.code).toBe(Code.InvalidArgument);
+    expect(shared.message).toContain(`secret ${victimSecret.secret!.id} is already the credential of connection erp`);
+    // Nothing changed, nothing was sent anywhere.
+    const now = await edge.getConnection({ connectionId: crm.id }, attacker);
+    expect([now.connection?.baseUrl, now.connection?.credentialSecretId]).toEqual([crm.baseUrl, crm.credentialSecretId]);
+    expect((await edge.listConnections({}, attacker)).connections.map((c) => c.name).sort()).toEqual(['crm', 'erp']);
+    expect(seen.length).toBe(before);
+    // What connections:admin alone may still do: change the path on the same origin, or drop the credential.
+    const samePlace = await update({ baseUrl: `https://127.0.0.1:${systemPort}/api/v2` });
+    expect(samePlace.code).toBe('ok');
+    const dropped = await update({ credentialSecretId: '' });
+    expect(dropped.code).toBe('ok');
+    // Giving it back is a credential move again.
+    expect((await update({ credentialSecretId: crm.credentialSecretId })).code).toBe(Code.PermissionDenied);
+    const moves = (await readOutbox(admin, 'integrations', w.tenantId, 'connection.update')).map(
+      (e) => e.description?.auth_destination_changed,
+    );
+    expect(moves).toEqual([false, false]);
   });
 });

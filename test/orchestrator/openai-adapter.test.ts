@@ -1,6 +1,7 @@
 // The OpenAI-compatible adapter on its own, against the local stand-in that follows OpenAI's
 // documented streaming wire format (test/openai-standin/README.md): streaming, the key, retries
-// only before the first token, the first-token timeout, and spans without prompt text or key.
+// only before the first token, the first-token timeout, spans without prompt text or key, and tools:
+// declared as Chat Completions functions, streamed tool_calls fragments assembled, results sent back.
 import { randomBytes } from 'node:crypto';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import {
@@ -8,7 +9,10 @@ import {
   loadOrchestratorConfig,
   openAiCompatibleProvider,
   ProviderError,
+  type ChatMessage,
   type OpenAiLlmSettings,
+  type ToolCallRequest,
+  type ToolDeclaration,
 } from '@parley/voice-orchestrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
@@ -27,7 +31,7 @@ afterAll(async () => {
   await standin?.stop();
 });
 
-function adapter(overrides: Partial<OpenAiLlmSettings> = {}, apiKey = key) {
+function adapter(overrides: Partial<OpenAiLlmSettings> = {}, apiKey = key, tools?: readonly ToolDeclaration[]) {
   return openAiCompatibleProvider(
     { provider: 'openai-compatible', baseUrl: standin.baseUrl, model: 'gpt-test', maxRetries: 2, secretPurpose: 'llm', ...overrides },
     {
@@ -36,6 +40,7 @@ function adapter(overrides: Partial<OpenAiLlmSettings> = {}, apiKey = key) {
       fetch: createProviderFetch(loadOrchestratorConfig(standin.egressEnv).egressPolicy, { ca: standin.caPem }),
       defaultTimeoutMs: 2_000,
       tracer,
+      ...(tools !== undefined ? { tools } : {}),
     },
   );
 }
@@ -43,11 +48,27 @@ function adapter(overrides: Partial<OpenAiLlmSettings> = {}, apiKey = key) {
 async function collect(it: AsyncIterable<string | { type: 'tool_call' }>): Promise<string> {
   let out = '';
   for await (const d of it) {
-    if (typeof d !== 'string') throw new Error('the OpenAI adapter declares no tools, so it never asks for one');
+    if (typeof d !== 'string') throw new Error('no tools were declared, so the adapter must never hand over a tool call');
     out += d;
   }
   return out;
 }
+
+async function collectAll(it: AsyncIterable<string | ToolCallRequest>): Promise<{ text: string; calls: ToolCallRequest[] }> {
+  let text = '';
+  const calls: ToolCallRequest[] = [];
+  for await (const d of it) {
+    if (typeof d === 'string') text += d;
+    else calls.push(d);
+  }
+  return { text, calls };
+}
+
+const lookupOrder: ToolDeclaration = {
+  name: 'lookup_order',
+  description: 'Finds an order by its id',
+  parameters: { type: 'object', properties: { order_id: { type: 'string' } }, required: ['order_id'] },
+};
 
 const secretPrompt = 'my secret prompt text 4711';
 
@@ -135,5 +156,122 @@ describe('OpenAI-compatible adapter', () => {
     ).rejects.toThrow();
     expect(got.length).toBeLessThan(10);
     standin.setReply(undefined);
+  });
+
+  it('declares no tools when none are granted', async () => {
+    standin.setMode('up');
+    const before = standin.requests.length;
+    await collect(adapter().streamReply([{ role: 'user', content: 'hi' }], new AbortController().signal));
+    expect(standin.requests[before]?.body.tools).toBeUndefined();
+  });
+
+  it('declares the granted tools as Chat Completions functions and assembles streamed tool_calls fragments', async () => {
+    standin.setMode('up');
+    standin.setToolCalls((messages) =>
+      messages.at(-1)?.role === 'user'
+        ? [
+            { name: 'lookup_order', arguments: { order_id: 'o_77', note: 'a longer argument, cut in many fragments' } },
+            { name: 'lookup_order', arguments: { order_id: 'o_78' } },
+          ]
+        : undefined,
+    );
+    try {
+      const before = standin.requests.length;
+      const got = await collectAll(
+        adapter({}, key, [lookupOrder]).streamReply([{ role: 'user', content: 'where are my orders?' }], new AbortController().signal),
+      );
+      expect(standin.requests[before]?.body.tools).toEqual([
+        {
+          type: 'function',
+          function: { name: 'lookup_order', description: 'Finds an order by its id', parameters: lookupOrder.parameters },
+        },
+      ]);
+      expect(got.text).toBe('');
+      expect(got.calls.map((c) => [c.name, c.arguments, c.argumentsError])).toEqual([
+        ['lookup_order', { order_id: 'o_77', note: 'a longer argument, cut in many fragments' }, undefined],
+        ['lookup_order', { order_id: 'o_78' }, undefined],
+      ]);
+      // Each call keeps the id the provider gave it (its result must name it).
+      expect(got.calls.every((c) => /^call_[0-9a-f]{32}$/.test(c.id))).toBe(true);
+      expect(new Set(got.calls.map((c) => c.id)).size).toBe(2);
+
+      // The follow-up carries the assistant message with its tool_calls and one tool message per result.
+      const history: ChatMessage[] = [
+        { role: 'user', content: 'where are my orders?' },
+        { role: 'assistant', content: '', toolCalls: got.calls },
+        { role: 'tool', content: '{"status":"shipped"}', toolCallId: got.calls[0]!.id },
+        { role: 'tool', content: '{"status":"packed"}', toolCallId: got.calls[1]!.id },
+      ];
+      standin.setReply(
+        (_user, messages) =>
+          `Results: ${messages
+            .filter((m) => m.role === 'tool')
+            .map((m) => m.content)
+            .join(' and ')}`,
+      );
+      const answer = await collect(adapter({}, key, [lookupOrder]).streamReply(history, new AbortController().signal));
+      expect(answer).toBe('Results: {"status":"shipped"} and {"status":"packed"}');
+      expect(standin.requests.at(-1)?.body.messages).toEqual([
+        { role: 'user', content: 'where are my orders?' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: got.calls.map((c) => ({
+            id: c.id,
+            type: 'function',
+            function: { name: c.name, arguments: JSON.stringify(c.arguments) },
+          })),
+        },
+        { role: 'tool', tool_call_id: got.calls[0]!.id, content: '{"status":"shipped"}' },
+        { role: 'tool', tool_call_id: got.calls[1]!.id, content: '{"status":"packed"}' },
+      ]);
+    } finally {
+      standin.setToolCalls(undefined);
+      standin.setReply(undefined);
+    }
+  });
+
+  it('hands over a call whose arguments are not a JSON object as refused, and drops a result whose call is not in the history', async () => {
+    standin.setMode('up');
+    standin.setToolCalls(() => [{ name: 'lookup_order', arguments: '{"order_id": "o_1"' }]);
+    try {
+      const got = await collectAll(
+        adapter({}, key, [lookupOrder]).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal),
+      );
+      expect(got.calls).toHaveLength(1);
+      expect(got.calls[0]).toMatchObject({
+        name: 'lookup_order',
+        arguments: {},
+        argumentsError: expect.stringContaining('not valid JSON'),
+      });
+    } finally {
+      standin.setToolCalls(undefined);
+    }
+    // A result cut loose from its call (the history limit dropped the call) is not sent: the API would refuse it.
+    const before = standin.requests.length;
+    await collect(
+      adapter().streamReply(
+        [
+          { role: 'tool', content: 'orphan', toolCallId: 'call_gone' },
+          { role: 'user', content: 'and now?' },
+        ],
+        new AbortController().signal,
+      ),
+    );
+    expect(standin.requests[before]?.body.messages).toEqual([{ role: 'user', content: 'and now?' }]);
+  });
+
+  it('refuses an answer that asks for more tool calls than the limit, without retrying', async () => {
+    standin.setMode('up');
+    standin.setToolCalls(() => Array.from({ length: 17 }, (_, i) => ({ name: 'lookup_order', arguments: { order_id: `o_${i}` } })));
+    try {
+      const before = standin.requests.length;
+      await expect(
+        collectAll(adapter({}, key, [lookupOrder]).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
+      ).rejects.toThrow(/more than 16 tool calls/);
+      expect(standin.requests.length - before).toBe(1);
+    } finally {
+      standin.setToolCalls(undefined);
+    }
   });
 });

@@ -29,10 +29,29 @@ export type OpenAiStandinMode =
   /** hang accepts the request and never answers. */
   | 'hang';
 
+/** StandinMessage is a chat message as a request carries it (content is null on an assistant message with tool_calls). */
+export interface StandinMessage {
+  role: string;
+  content: string | null;
+  tool_calls?: { id: string; type: string; function: { name: string; arguments: string } }[];
+  tool_call_id?: string;
+}
+
 /** RecordedRequest is what a test may check about a request. */
 export interface RecordedRequest {
   readonly authorization: string;
-  readonly body: { model?: string; stream?: boolean; messages?: { role: string; content: string }[] };
+  readonly body: {
+    model?: string;
+    stream?: boolean;
+    messages?: StandinMessage[];
+    tools?: { type: string; function: { name: string; description?: string; parameters?: unknown } }[];
+  };
+}
+
+/** StandinToolCall is a tool call the stand-in asks for; `arguments` is sent as given (a string may be invalid JSON on purpose). */
+export interface StandinToolCall {
+  readonly name: string;
+  readonly arguments: string | Record<string, unknown>;
 }
 
 /** AudioRequest is what a test may check about a transcription or speech request. */
@@ -70,7 +89,13 @@ export interface OpenAiStandin {
   setMode(mode: OpenAiStandinMode): void;
   failNext(count: number): void;
   /** reply sets the text streamed (default: "Stand-in reply. You said: <last user message>"). */
-  setReply(reply: ((lastUser: string) => string) | undefined): void;
+  setReply(reply: ((lastUser: string, messages: readonly StandinMessage[]) => string) | undefined): void;
+  /**
+   * setToolCalls makes the stand-in answer a request with tool calls instead of text when `fn`
+   * returns some for its messages: streamed as `delta.tool_calls` fragments (id and name first,
+   * the arguments in pieces), then `finish_reason: "tool_calls"`.
+   */
+  setToolCalls(fn: ((messages: readonly StandinMessage[]) => readonly StandinToolCall[] | undefined) | undefined): void;
   stop(): Promise<void>;
 }
 
@@ -82,7 +107,8 @@ function words(text: string): string[] {
 export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs?: number }): Promise<OpenAiStandin> {
   let mode: OpenAiStandinMode = 'up';
   let failures = 0;
-  let replyOf: ((lastUser: string) => string) | undefined;
+  let replyOf: ((lastUser: string, messages: readonly StandinMessage[]) => string) | undefined;
+  let toolCallsOf: ((messages: readonly StandinMessage[]) => readonly StandinToolCall[] | undefined) | undefined;
   const requests: RecordedRequest[] = [];
   const audioRequests: AudioRequest[] = [];
   let transcriptOf: ((audio: { samples: Int16Array; sampleRate: number }) => string) | undefined;
@@ -124,12 +150,41 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
       return json(res, 400, {
         error: { message: 'the stand-in only streams', type: 'invalid_request_error', param: 'stream', code: null },
       });
-    const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user')?.content ?? '';
-    const text = replyOf?.(lastUser) ?? `Stand-in reply. You said: ${lastUser}`;
+    const messages = body.messages ?? [];
+    const lastUser = [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const chunk = (delta: Record<string, unknown>, finish: string | null) =>
       `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: body.model ?? 'stand-in', system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+    const toolCalls = toolCallsOf?.(messages);
+    if (toolCalls !== undefined && toolCalls.length > 0) {
+      // Like a real model, it may name a tool the request did not declare: callers must refuse it.
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      res.write(chunk({ role: 'assistant', content: null }, null));
+      for (const [index, call] of toolCalls.entries()) {
+        // As OpenAI streams them: the first fragment of a call carries its id, type and name; the arguments follow in pieces.
+        res.write(
+          chunk(
+            {
+              tool_calls: [
+                { index, id: `call_${randomUUID().replaceAll('-', '')}`, type: 'function', function: { name: call.name, arguments: '' } },
+              ],
+            },
+            null,
+          ),
+        );
+        const args = typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments);
+        for (let at = 0; at < args.length; at += 7) {
+          if (res.destroyed) return;
+          res.write(chunk({ tool_calls: [{ index, function: { arguments: args.slice(at, at + 7) } }] }, null));
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      res.write(chunk({}, 'tool_calls'));
+      res.end('data: [DONE]\n\n');
+      return;
+    }
+    const text = replyOf?.(lastUser ?? '', messages) ?? `Stand-in reply. You said: ${lastUser}`;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.write(chunk({ role: 'assistant', content: '' }, null));
     let sent = 0;
@@ -247,6 +302,9 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     },
     setReply(fn) {
       replyOf = fn;
+    },
+    setToolCalls(fn) {
+      toolCallsOf = fn;
     },
     async stop() {
       for (const s of sockets) s.destroy();

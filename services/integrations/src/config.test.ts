@@ -11,6 +11,8 @@ describe('loadIntegrationsConfig', () => {
     expect(config.egressPolicy.allowPrivate).toEqual([]);
     expect(config.dbPoolMax).toBe(10);
     expect(config.deliveryWorker).toBe(true);
+    expect(config.delivery.dbPoolMax).toBe(4);
+    expect(loadIntegrationsConfig({ DATABASE_URL: url, PARLEY_WEBHOOK_DB_POOL_MAX: '8' }).delivery.dbPoolMax).toBe(8);
     expect(loadIntegrationsConfig({ DATABASE_URL: url, PARLEY_WEBHOOK_WORKER: 'off' }).deliveryWorker).toBe(false);
   });
 
@@ -31,6 +33,7 @@ describe('loadIntegrationsConfig', () => {
       [{ DATABASE_URL: url, PARLEY_EGRESS_ALLOWED_PORTS: '443,70000' }, 'PARLEY_EGRESS_ALLOWED_PORTS'],
       [{ DATABASE_URL: url, PARLEY_EGRESS_ALLOW_PRIVATE: '10.0.0.0/40' }, 'PARLEY_EGRESS_ALLOW_PRIVATE'],
       [{ DATABASE_URL: url, PARLEY_WEBHOOK_WORKER: 'yes' }, 'PARLEY_WEBHOOK_WORKER'],
+      [{ DATABASE_URL: url, PARLEY_WEBHOOK_DB_POOL_MAX: '0' }, 'PARLEY_WEBHOOK_DB_POOL_MAX'],
     ];
     for (const [env, variable] of attempts) {
       let caught: unknown;

@@ -25,6 +25,8 @@ export interface IntegrationsConfig {
     readonly totalTimeoutMs: number;
     readonly maxResponseBytes: number;
     readonly batchSize: number;
+    /** dbPoolMax is the size of the worker's own connection pool (request handlers use the other). */
+    readonly dbPoolMax: number;
     readonly pollMs: number;
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
@@ -75,6 +77,9 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
       totalTimeoutMs: envInt(env, 'PARLEY_WEBHOOK_TIMEOUT_MS', 15_000, 100, 120_000),
       maxResponseBytes: envInt(env, 'PARLEY_WEBHOOK_MAX_RESPONSE_BYTES', 65_536, 0, 10_485_760),
       batchSize: envInt(env, 'PARLEY_WEBHOOK_BATCH_SIZE', 16, 1, 500),
+      // The worker's own connections: behind the request pool's queue, a burst of EmitEvent calls
+      // held up every lease and finish (bench/README.md, webhooks).
+      dbPoolMax: envInt(env, 'PARLEY_WEBHOOK_DB_POOL_MAX', 4, 1, 50),
       pollMs: envInt(env, 'PARLEY_WEBHOOK_POLL_MS', 1_000, 10, 60_000),
       backoffBaseMs: envInt(env, 'PARLEY_WEBHOOK_BACKOFF_BASE_MS', 5_000, 10, 3_600_000),
       backoffMaxMs: envInt(env, 'PARLEY_WEBHOOK_BACKOFF_MAX_MS', 3_600_000, 10, 86_400_000),

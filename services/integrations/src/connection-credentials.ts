@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import { FailedPreconditionError } from '@parley/platform';
+import { FailedPreconditionError, peerError } from '@parley/platform';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { mapSecretsError } from './signing-secrets.js';
 
@@ -43,6 +43,28 @@ export function secretsServiceCredentials(client: Client<typeof SecretsService>)
         });
       }
       throw mapSecretsError(err, `the credential of connection ${r.connectionId}`);
+    }
+  };
+}
+
+/** TOOL_SECRET_KIND is the provider kind of the secrets a connection may send. */
+export const TOOL_SECRET_KIND = 'tool';
+
+/** CredentialSecretStatus says whether an id names a tool secret of the workspace: yes, no such secret, or one of another kind. */
+export type CredentialSecretStatus = 'tool' | 'missing' | 'wrong_kind';
+
+/** CredentialSecretCheck asks whether a secret id is a tool secret of the workspace (metadata only, no value). */
+export type CredentialSecretCheck = (tenantId: string, secretId: string) => Promise<CredentialSecretStatus>;
+
+/** secretsServiceCredentialCheck asks the secrets service (SecretsExist with provider_kind "tool") at every save: no cache. */
+export function secretsServiceCredentialCheck(client: Client<typeof SecretsService>): CredentialSecretCheck {
+  return async (tenantId, secretId) => {
+    try {
+      const res = await client.secretsExist({ tenantId, secretIds: [secretId], providerKind: TOOL_SECRET_KIND }, { timeoutMs: 5_000 });
+      if (res.missingIds.length > 0) return 'missing';
+      return res.wrongKindIds.length > 0 ? 'wrong_kind' : 'tool';
+    } catch (err) {
+      throw peerError(err, 'secrets', `secret ${secretId}`, "the connection's credential cannot be checked, so nothing was written");
     }
   };
 }

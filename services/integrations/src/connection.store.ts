@@ -124,6 +124,19 @@ async function refuseTakenConnectionName(trx: Trx, name: string, exceptConnectio
     throw new AlreadyExistsError(`a connection named "${name}" already exists in this workspace`);
 }
 
+/** refuseSharedCredential refuses a credential secret that is already another connection's: a tool secret serves one connection. */
+async function refuseSharedCredential(trx: Trx, secretRef: string | null, exceptConnection?: string): Promise<void> {
+  if (secretRef === null) return;
+  let query = trx.selectFrom('connections').select(['id', 'name']).where('credential_secret_ref', '=', secretRef);
+  if (exceptConnection !== undefined) query = query.where('id', '<>', exceptConnection);
+  const holder = await query.executeTakeFirst();
+  if (holder !== undefined)
+    fail(
+      'credential_secret_id',
+      `secret ${secretRef} is already the credential of connection ${holder.name}; a tool secret serves one connection, so put another secret for this one`,
+    );
+}
+
 async function operationsOf(trx: Trx, connectionIds: readonly string[]): Promise<ToolDefinition[]> {
   if (connectionIds.length === 0) return [];
   return trx
@@ -144,6 +157,7 @@ export async function createConnection(trx: Trx, input: ConnectionInput): Promis
     trx,
     ops.map((o) => o.name),
   );
+  await refuseSharedCredential(trx, values.credential_secret_ref);
   const connection = await trx
     .insertInto('connections')
     .values({ id, ...values })
@@ -179,19 +193,35 @@ export async function listConnections(trx: Trx, page: PageRequest = {}): Promise
   return toPage(items, size, 'connections', (r) => [r.connection.id]);
 }
 
-/** updateConnection replaces a connection's fields and its whole list of operations. */
-export async function updateConnection(trx: Trx, connectionId: string, input: ConnectionInput): Promise<ConnectionWithOperations> {
+/** ConnectionChange is a connection as stored and as an update would leave it (base URL and credential reference). */
+export interface ConnectionChange {
+  readonly current: ConnectionRow;
+  readonly next: { readonly base_url: string; readonly credential_secret_ref: string | null };
+}
+
+/**
+ * updateConnection replaces a connection's fields and its whole list of operations. `authorize`
+ * sees the stored row (locked) and the new values before anything is written, and may refuse.
+ */
+export async function updateConnection(
+  trx: Trx,
+  connectionId: string,
+  input: ConnectionInput,
+  authorize?: (change: ConnectionChange) => void,
+): Promise<ConnectionWithOperations> {
   const id = requireUuid(connectionId, 'connection_id');
   const values = validConnection(input);
   const ops = validOperations(input.operations, id);
-  const existing = await trx.selectFrom('connections').select('id').where('id', '=', id).forUpdate().executeTakeFirst();
+  const existing = await trx.selectFrom('connections').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
   if (existing === undefined) throw new NotFoundError(`connection ${id} not found`);
+  authorize?.({ current: existing, next: values });
   await refuseTakenConnectionName(trx, values.name, id);
   await refuseTakenNames(
     trx,
     ops.map((o) => o.name),
     id,
   );
+  await refuseSharedCredential(trx, values.credential_secret_ref, id);
   const connection = await trx
     .updateTable('connections')
     .set({ ...values, updated_at: new Date() })
@@ -235,4 +265,24 @@ export async function findConnectionOperation(trx: Trx, toolName: string): Promi
 /** pathPlaceholders lists the {argument} names of a path template, in order. */
 export function pathPlaceholders(template: string): string[] {
   return [...template.matchAll(PLACEHOLDER)].map((m) => m[1]!);
+}
+
+/** ToolDescriptionRow is what a model is told about a tool: its name, description and argument schema. */
+export interface ToolDescriptionRow {
+  readonly name: string;
+  readonly description: string;
+  readonly input_schema: Record<string, unknown>;
+}
+
+/** describeConnectionTools returns the named tools that are operations of the tenant's connections, by name (others are left out). */
+export async function describeConnectionTools(trx: Trx, names: readonly string[]): Promise<ToolDescriptionRow[]> {
+  const valid = [...new Set(names.filter((n) => TOOL_NAME.test(n)))];
+  if (valid.length === 0) return [];
+  return trx
+    .selectFrom('tool_definitions')
+    .select(['name', 'description', 'input_schema'])
+    .where('name', 'in', valid)
+    .where('connection_id', 'is not', null)
+    .orderBy('name')
+    .execute();
 }

@@ -1,10 +1,10 @@
 import { recordAuditEvent, auditDetails, systemActor } from '@parley/audit-outbox';
 import { withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
-import { NotFoundError, recordWebhookDelivery, type Logger } from '@parley/platform';
+import { recordWebhookDelivery, type Logger } from '@parley/platform';
 import { webhookHeaders } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
-import type { IntegrationsDb, WebhookEndpoint } from './db/tables.js';
+import type { IntegrationsDb } from './db/tables.js';
 import {
   finishAttempt,
   finishAttempts,
@@ -12,8 +12,9 @@ import {
   type AttemptOutcome,
   type FinishedAttempt,
   type LeasedDelivery,
+  type LeasedEndpoint,
 } from './delivery.store.js';
-import { disableWebhookEndpoint, getWebhookEndpoint, signingSecretRefs } from './webhook-endpoint.store.js';
+import { disableWebhookEndpoint, signingSecretRefs } from './webhook-endpoint.store.js';
 
 /**
  * SigningSecrets resolves an endpoint's signing secret references to their `whsec_` values, for
@@ -131,18 +132,14 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   // A wake that came while the loop was busy leasing: the next wait is skipped, not missed.
   let woken = false;
 
-  /** BatchMemo shares one endpoint read and one secrets read among a batch's deliveries to the same endpoint. */
-  type Target = { endpoint: WebhookEndpoint; secrets: string[] } | { refused: string };
+  /** BatchMemo shares one secrets read among a batch's deliveries to the same endpoint. */
+  type Target = { endpoint: LeasedEndpoint; secrets: string[] } | { refused: string };
   type BatchMemo = Map<string, Promise<Target>>;
 
+  // The endpoint came with the lease, read in the same statement.
   async function targetOf(delivery: LeasedDelivery): Promise<Target> {
-    let endpoint: WebhookEndpoint;
-    try {
-      endpoint = await withTenant(options.db, delivery.tenant_id, (trx) => getWebhookEndpoint(trx, delivery.endpoint_id));
-    } catch (error) {
-      if (error instanceof NotFoundError) return { refused: 'endpoint deleted' };
-      throw error;
-    }
+    const endpoint = delivery.endpoint;
+    if (endpoint === null) return { refused: 'endpoint deleted' };
     if (!endpoint.enabled) return { refused: 'endpoint disabled' };
     const refs = signingSecretRefs(endpoint);
     if (refs.length === 0) return { refused: 'endpoint has no signing secret' };

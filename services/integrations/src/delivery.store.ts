@@ -9,6 +9,7 @@ import {
   type IntegrationsDb,
   type WebhookDelivery,
   type WebhookDeliveryAttempt,
+  type WebhookEndpoint,
 } from './db/tables.js';
 
 type Trx = TenantTransaction<IntegrationsDb>;
@@ -61,19 +62,26 @@ export async function notifyDeliveriesQueued(trx: Trx): Promise<void> {
   await sql`select pg_notify(${DELIVERIES_CHANNEL}, '')`.execute(trx);
 }
 
-/** LeasedDelivery is a delivery a worker holds until `lease_expires_at`. */
+/** LeasedEndpoint is what a delivery needs of its endpoint: where to send and which secrets sign. */
+export type LeasedEndpoint = Pick<
+  WebhookEndpoint,
+  'url' | 'enabled' | 'signing_secret_ref' | 'previous_signing_secret_ref' | 'previous_secret_expires_at'
+>;
+
+/** LeasedDelivery is a delivery a worker holds until `lease_expires_at`, with its endpoint as the lease read it (null: deleted). */
 export type LeasedDelivery = Pick<
   WebhookDelivery,
   'tenant_id' | 'id' | 'endpoint_id' | 'event_type' | 'payload' | 'attempts' | 'expires_at'
->;
+> & { readonly endpoint: LeasedEndpoint | null };
 
 /**
  * leaseDueDeliveries takes up to `limit` due deliveries of any tenant for `worker`: pending ones
  * whose time has come, and ones whose previous lease ran out (a worker that crashed mid-delivery).
  * FOR UPDATE SKIP LOCKED lets workers on several replicas lease side by side without ever taking
  * the same row; the lease must outlast a delivery's total timeout so it cannot lapse mid-send.
- * This is the only query that crosses tenants (worker mode, see the migration); the rest run in
- * withTenant.
+ * Each delivery comes with its endpoint, read in the same statement (no transaction per batch
+ * before the send). This is the only query that crosses tenants (worker mode, see the
+ * migrations); the rest run in withTenant.
  */
 export async function leaseDueDeliveries(
   db: Kysely<IntegrationsDb>,
@@ -83,19 +91,29 @@ export async function leaseDueDeliveries(
 ): Promise<LeasedDelivery[]> {
   return db.transaction().execute(async (trx) => {
     await sql`select set_config(${WORKER_SETTING}, 'on', true)`.execute(trx);
-    const { rows } = await sql<LeasedDelivery>`
+    const { rows } = await sql<Omit<LeasedDelivery, 'endpoint'> & { endpoint_url: string | null } & Omit<LeasedEndpoint, 'url'>>`
       update webhook_deliveries d
          set state = 'delivering', attempts = d.attempts + 1, leased_by = ${worker},
              lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000})
-        from (select tenant_id, id from webhook_deliveries
+        from (select tenant_id, id, endpoint_id from webhook_deliveries
                where (state = 'pending' and next_attempt_at <= now())
                   or (state = 'delivering' and lease_expires_at < now())
                order by next_attempt_at
                limit ${limit}
                for update skip locked) due
+        left join webhook_endpoints e on e.tenant_id = due.tenant_id and e.id = due.endpoint_id
        where d.tenant_id = due.tenant_id and d.id = due.id
-      returning d.tenant_id, d.id, d.endpoint_id, d.event_type, d.payload, d.attempts, d.expires_at`.execute(trx);
-    return rows;
+      returning d.tenant_id, d.id, d.endpoint_id, d.event_type, d.payload, d.attempts, d.expires_at,
+                e.url as endpoint_url, e.enabled, e.signing_secret_ref, e.previous_signing_secret_ref, e.previous_secret_expires_at`.execute(
+      trx,
+    );
+    return rows.map(({ endpoint_url, enabled, signing_secret_ref, previous_signing_secret_ref, previous_secret_expires_at, ...d }) => ({
+      ...d,
+      endpoint:
+        endpoint_url === null
+          ? null
+          : { url: endpoint_url, enabled, signing_secret_ref, previous_signing_secret_ref, previous_secret_expires_at },
+    }));
   });
 }
 

@@ -14,7 +14,7 @@ import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { createEgressClient } from '@parley/egress';
 import { tenantDataAgentDirectory } from './agent-directory.js';
-import { secretsServiceCredentials } from './connection-credentials.js';
+import { secretsServiceCredentialCheck, secretsServiceCredentials } from './connection-credentials.js';
 import { loadIntegrationsConfig } from './config.js';
 import type { IntegrationsDb } from './db/tables.js';
 import { listenForDeliveries } from './delivery-notify.js';
@@ -40,8 +40,14 @@ runMain({
     if (secrets !== undefined) issueSecret = secretsServiceIssuer(secrets);
     if (secrets !== undefined && config.deliveryWorker) {
       const d = config.delivery;
+      // Leases and finishes never wait behind the request handlers' queries (a burst of EmitEvent calls).
+      const workerDb = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', {
+        max: d.dbPoolMax,
+        applicationName: 'parley-integrations-worker',
+      });
+      ctx.onClose(() => workerDb.destroy());
       const worker = createDeliveryWorker({
-        db,
+        db: workerDb,
         worker: `${hostname()}-${randomBytes(4).toString('hex')}`,
         signingSecrets: secretsServiceSigningSecrets(secrets),
         egress: {
@@ -91,6 +97,7 @@ runMain({
       issueSecret: (tenantId, name) => issueSecret(tenantId, name),
       onAudit: () => audit.wake(),
       ...(toolCalls === undefined ? {} : { toolCalls }),
+      ...(secrets === undefined ? {} : { credentialSecrets: secretsServiceCredentialCheck(secrets) }),
     });
     return {
       routes: (router) => router.service(IntegrationsService, service),

@@ -31,6 +31,10 @@ export const callerPolicies: readonly CallerPolicy[] = [
     deleteConnection: ['edge'],
     // Tool calls come from live conversations only; the credential is injected here, never there.
     callTool: ['voice-orchestrator'],
+    // The orchestrator declares an agent's granted tools to its model (names, descriptions, schemas; no credential).
+    describeTools: ['voice-orchestrator'],
+    // The orchestrator reports a tool call its guardrail refused, to be audited like any other refusal.
+    recordToolRefusal: ['voice-orchestrator'],
     // The delivery log's retention purge: lifecycle's scheduler only.
     purgeDeliveryLog: ['lifecycle'],
     // A DSAR export's deliveries that named the person: lifecycle only.

@@ -1,3 +1,4 @@
+import type { JsonObject } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { requireUuid, withTenant } from '@parley/db';
@@ -6,11 +7,15 @@ import { FailedPreconditionError, InvalidArgumentError, principalOf } from '@par
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
-import { createConnectionAdminHandlers } from './connection-admin.service.js';
+import { createConnectionAdminHandlers, type ConnectionAdminDeps } from './connection-admin.service.js';
+import { describeConnectionTools } from './connection.store.js';
 import { emitEvent } from './events.js';
-import { callTool, type ToolCallDeps } from './tool-call.js';
+import { callTool, recordToolRefusal, type ToolCallDeps } from './tool-call.js';
 import { retentionHandlers } from './retention.service.js';
 import { createWebhookAdminHandlers, type WebhookAdminDeps } from './webhook-admin.service.js';
+
+// A guardrail policy grants at most 64 tools.
+const MAX_DESCRIBED_TOOLS = 64;
 
 /** IntegrationsServiceDeps are what the handlers need; they do no I/O of their own. */
 export interface IntegrationsServiceDeps {
@@ -26,6 +31,8 @@ export interface IntegrationsServiceDeps {
   readonly issueSecret: WebhookAdminDeps['issueSecret'];
   /** onAudit is told when a change recorded an audit event (wakes the outbox relay). */
   readonly onAudit?: () => void;
+  /** credentialSecrets checks a connection's credential reference when it is saved (needs the secrets service). */
+  readonly credentialSecrets?: ConnectionAdminDeps['credentialSecrets'];
   /** toolCalls makes CallTool work (needs tenant-data and secrets); without it CallTool is FAILED_PRECONDITION. */
   readonly toolCalls?: Omit<ToolCallDeps, 'db' | 'onAudit'>;
 }
@@ -78,6 +85,24 @@ export function createIntegrationsService(deps: IntegrationsServiceDeps): Servic
         },
       );
       return result;
+    },
+
+    async recordToolRefusal(req) {
+      const recorded = await recordToolRefusal(
+        { db: deps.db, ...(deps.onAudit !== undefined ? { onAudit: deps.onAudit } : {}) },
+        { tenantId: req.tenantId, conversationId: req.conversationId, agentId: req.agentId, tool: req.tool, rule: req.rule },
+      );
+      return { recorded };
+    },
+
+    async describeTools(req) {
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      if (req.names.length < 1 || req.names.length > MAX_DESCRIBED_TOOLS)
+        throw new InvalidArgumentError(`names must list 1-${MAX_DESCRIBED_TOOLS} tool names`, { field: 'names' });
+      const rows = await withTenant(deps.db, tenantId, (trx) => describeConnectionTools(trx, req.names));
+      return {
+        tools: rows.map((r) => ({ name: r.name, description: r.description, argumentsSchema: r.input_schema as JsonObject })),
+      };
     },
 
     ...createWebhookAdminHandlers(deps),

@@ -1,9 +1,9 @@
 import type { JsonObject, JsonValue } from '@bufbuild/protobuf';
 import { auditDetails, recordAuditEvent, serviceActor } from '@parley/audit-outbox';
 import { requireUuid, withTenant } from '@parley/db';
-import { EgressRequestError, type EgressClient, type EgressLookup, type EgressPolicy } from '@parley/egress';
+import { EgressRefusedError, EgressRequestError, type EgressClient, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { compileArgumentsSchema, readGuardrailPolicy, type ArgumentsCheck } from '@parley/guardrails';
-import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import type { AgentDirectory } from './agent-directory.js';
 import type { ConnectionCredentials } from './connection-credentials.js';
@@ -60,24 +60,48 @@ function checkOf(schemaJson: Record<string, unknown>): ArgumentsCheck {
   return check;
 }
 
-/** grantOf finds the agent's grant of the tool in its guardrail policy; PERMISSION_DENIED says what to add. */
+/**
+ * ToolCallRefused is a refusal of a tool call with the reason its access event records: a short
+ * code and, for some, the rule or the argument's name, never an argument's value or the credential.
+ */
+class ToolCallRefused extends Error {
+  constructor(
+    readonly error: Error,
+    readonly reason: string,
+    readonly detail: Readonly<Record<string, string>> = {},
+  ) {
+    super(error.message);
+  }
+}
+
+/** requireGrant finds the agent's grant of the tool in its guardrail policy; PERMISSION_DENIED says what to add. */
 function requireGrant(policyDocument: JsonObject, agentId: string, target: ConnectionOperation): void {
   const { operation, connection } = target;
   const rule = readGuardrailPolicy(policyDocument).policy.tools.allowed.find((t) => t.name === operation.name);
   if (rule === undefined) {
-    throw new PermissionDeniedError(
-      `agent ${agentId} is not granted tool "${operation.name}"; add it to tools.allowed of the agent's guardrail policy`,
+    throw new ToolCallRefused(
+      new PermissionDeniedError(
+        `agent ${agentId} is not granted tool "${operation.name}"; add it to tools.allowed of the agent's guardrail policy`,
+      ),
+      'not_granted',
     );
   }
   const missing = operation.scopes.filter((s) => !rule.scopes.includes(s));
   if (missing.length > 0) {
-    throw new PermissionDeniedError(
-      `agent ${agentId}'s grant of tool "${operation.name}" lacks scope ${missing.join(', ')}; add it to the grant's scopes`,
+    throw new ToolCallRefused(
+      new PermissionDeniedError(
+        `agent ${agentId}'s grant of tool "${operation.name}" lacks scope ${missing.join(', ')}; add it to the grant's scopes`,
+      ),
+      'scope_missing',
+      { scopes: missing.join(' ') },
     );
   }
   const host = new URL(connection.base_url).hostname.toLowerCase();
   if (rule.hosts !== undefined && !rule.hosts.map((h) => h.toLowerCase()).includes(host)) {
-    throw new PermissionDeniedError(`agent ${agentId}'s grant of tool "${operation.name}" does not include host ${host}`);
+    throw new ToolCallRefused(
+      new PermissionDeniedError(`agent ${agentId}'s grant of tool "${operation.name}" does not include host ${host}`),
+      'host_not_granted',
+    );
   }
 }
 
@@ -140,6 +164,106 @@ function requestOf(target: ConnectionOperation, args: JsonObject): { url: string
   return { url: url.toString(), body: inQuery || Object.keys(rest).length === 0 ? undefined : JSON.stringify(rest) };
 }
 
+/** recordCallEvent records a connection.call access event of one call (made or refused): ids and outcome, never arguments. */
+function recordCallEvent(
+  db: Kysely<IntegrationsDb>,
+  target: ConnectionOperation,
+  ids: { tenantId: string; conversationId: string; agentId: string; tool: string },
+  details: Record<string, string | number>,
+): Promise<void> {
+  return withTenant(db, ids.tenantId, async (trx) => {
+    await recordAuditEvent(trx, {
+      tenantId: ids.tenantId,
+      actor: serviceActor('voice-orchestrator'),
+      action: 'connection.call',
+      target: { type: 'connection', id: target.connection.id },
+      details: auditDetails(
+        { tool: ids.tool, conversation_id: ids.conversationId, agent_id: ids.agentId, method: target.operation.method, ...details },
+        ['tool', 'conversation_id', 'agent_id', 'method', ...Object.keys(details)],
+      ),
+    });
+  });
+}
+
+/** ToolRefusal is a call the orchestrator's guardrail refused before CallTool, and the rule that did. */
+export interface ToolRefusal {
+  readonly tenantId: string;
+  readonly conversationId: string;
+  readonly agentId: string;
+  readonly tool: string;
+  readonly rule: string;
+}
+
+/**
+ * recordToolRefusal records a call the orchestrator's guardrail refused as a connection.call
+ * access event with outcome "refused", reason "guardrail" and the rule. A name that is no
+ * operation of the workspace's connections (a tool the model made up) has nothing to record
+ * against: false.
+ */
+export async function recordToolRefusal(deps: Pick<ToolCallDeps, 'db' | 'onAudit'>, refusal: ToolRefusal): Promise<boolean> {
+  const tenantId = requireUuid(refusal.tenantId, 'tenant_id');
+  const conversationId = requireUuid(refusal.conversationId, 'conversation_id');
+  const agentId = requireUuid(refusal.agentId, 'agent_id');
+  let target: ConnectionOperation;
+  try {
+    target = await withTenant(deps.db, tenantId, (trx) => findConnectionOperation(trx, refusal.tool));
+  } catch (err) {
+    if (err instanceof NotFoundError || err instanceof InvalidArgumentError) return false;
+    throw err;
+  }
+  await recordCallEvent(
+    deps.db,
+    target,
+    { tenantId, conversationId, agentId, tool: refusal.tool },
+    { outcome: 'refused', reason: 'guardrail', rule: refusal.rule.slice(0, 100) },
+  );
+  deps.onAudit?.();
+  return true;
+}
+
+/**
+ * prepareCall runs every check before anything leaves: the conversation live and the agent's, the
+ * grant, the arguments against the schema, the path; a refusal is a ToolCallRefused.
+ */
+async function prepareCall(
+  deps: ToolCallDeps,
+  call: ToolCall,
+  target: ConnectionOperation,
+  ids: { tenantId: string; conversationId: string; agentId: string },
+): Promise<{ url: string; body: string | undefined }> {
+  const { tenantId, conversationId, agentId } = ids;
+  const conversation = await deps.directory.conversation(tenantId, conversationId);
+  if (conversation.agentId !== agentId)
+    throw new ToolCallRefused(
+      new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`),
+      'conversation_of_another_agent',
+    );
+  if (conversation.state !== 'live') {
+    throw new ToolCallRefused(
+      new FailedPreconditionError(
+        `conversation ${conversationId} is ${conversation.state || 'not live'}; tools are called only in live conversations`,
+      ),
+      'conversation_not_live',
+    );
+  }
+  requireGrant(await deps.directory.guardrailPolicy(tenantId, agentId), agentId, target);
+  const mismatch = checkOf(target.operation.input_schema)(call.arguments);
+  if (mismatch !== undefined) {
+    throw new ToolCallRefused(
+      new InvalidArgumentError(`${mismatch.field}: ${mismatch.message} (schema of tool "${call.tool}")`, { field: mismatch.field }),
+      'arguments_invalid',
+      { field: mismatch.field.slice(0, 100) },
+    );
+  }
+  try {
+    return requestOf(target, call.arguments);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError)
+      throw new ToolCallRefused(err, 'arguments_invalid', err.field !== undefined ? { field: err.field.slice(0, 100) } : {});
+    throw err;
+  }
+}
+
 /**
  * callTool is the one way an agent's tool reaches an external system: the conversation must be
  * live and the agent's, the tool an operation of a connection of the workspace (another
@@ -149,28 +273,28 @@ function requestOf(target: ConnectionOperation, args: JsonObject): { url: string
  * this call and put in its header here, so neither the orchestrator nor the model ever holds it;
  * the request goes through egress (checked and pinned address, no redirects, timeouts, a response
  * size limit); the answer has the credential redacted should the system echo it; and the call is
- * recorded as a connection.call access event.
+ * recorded as a connection.call access event, outcome "completed", or "refused" with the reason
+ * (not granted, scope or host missing, arguments invalid, egress refused, conversation not live).
  */
 export async function callTool(deps: ToolCallDeps, call: ToolCall): Promise<ToolResult> {
   const tenantId = requireUuid(call.tenantId, 'tenant_id');
   const conversationId = requireUuid(call.conversationId, 'conversation_id');
   const agentId = requireUuid(call.agentId, 'agent_id');
   const target = await withTenant(deps.db, tenantId, (trx) => findConnectionOperation(trx, call.tool));
-  const conversation = await deps.directory.conversation(tenantId, conversationId);
-  if (conversation.agentId !== agentId)
-    throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
-  if (conversation.state !== 'live') {
-    throw new FailedPreconditionError(
-      `conversation ${conversationId} is ${conversation.state || 'not live'}; tools are called only in live conversations`,
-    );
-  }
-  requireGrant(await deps.directory.guardrailPolicy(tenantId, agentId), agentId, target);
-  const mismatch = checkOf(target.operation.input_schema)(call.arguments);
-  if (mismatch !== undefined) {
-    throw new InvalidArgumentError(`${mismatch.field}: ${mismatch.message} (schema of tool "${call.tool}")`, { field: mismatch.field });
-  }
-  const { url, body } = requestOf(target, call.arguments);
   const { connection } = target;
+  const recordCall = (details: Record<string, string | number>) =>
+    recordCallEvent(deps.db, target, { tenantId, conversationId, agentId, tool: call.tool }, details);
+  let prepared: { url: string; body: string | undefined };
+  try {
+    prepared = await prepareCall(deps, call, target, { tenantId, conversationId, agentId });
+  } catch (err) {
+    if (!(err instanceof ToolCallRefused)) throw err;
+    // A refused call is an access attempt too: recorded with why, never with the arguments.
+    await recordCall({ outcome: 'refused', reason: err.reason, ...err.detail });
+    deps.onAudit?.();
+    throw err.error;
+  }
+  const { url, body } = prepared;
   const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'Parley-Tools/0.1' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   let credential: string | undefined;
@@ -198,6 +322,11 @@ export async function callTool(deps: ToolCallDeps, call: ToolCall): Promise<Tool
       maxResponseBytes: deps.limits.maxResponseBytes,
     });
   } catch (err) {
+    if (err instanceof EgressRefusedError) {
+      await recordCall({ outcome: 'refused', reason: 'egress_refused', rule: err.rule });
+      deps.onAudit?.();
+      throw err;
+    }
     if (err instanceof EgressRequestError && err.failure === 'response-too-large') {
       throw new FailedPreconditionError(
         `the answer of connection ${connection.name} to tool "${call.tool}" is larger than ${deps.limits.maxResponseBytes} bytes; it is refused`,
@@ -209,18 +338,7 @@ export async function callTool(deps: ToolCallDeps, call: ToolCall): Promise<Tool
   let text = response.body.toString('utf8');
   // Should the system echo what it was sent, the model still must not see the credential.
   if (credential !== undefined && credential !== '') text = text.replaceAll(credential, REDACTED);
-  await withTenant(deps.db, tenantId, (trx) =>
-    recordAuditEvent(trx, {
-      tenantId,
-      actor: serviceActor('voice-orchestrator'),
-      action: 'connection.call',
-      target: { type: 'connection', id: connection.id },
-      details: auditDetails(
-        { tool: call.tool, conversation_id: conversationId, agent_id: agentId, method: target.operation.method, status: response.status },
-        ['tool', 'conversation_id', 'agent_id', 'method', 'status'],
-      ),
-    }),
-  );
+  await recordCall({ outcome: 'completed', status: response.status });
   deps.onAudit?.();
   const contentType = response.headers['content-type'];
   return {

@@ -85,7 +85,10 @@ export async function rotateEndpointSecret(
 }
 
 /** signingSecretRefs are the secrets that sign a delivery now: the current one, and the previous during the overlap. */
-export function signingSecretRefs(endpoint: WebhookEndpoint, now: Date = new Date()): string[] {
+export function signingSecretRefs(
+  endpoint: Pick<WebhookEndpoint, 'signing_secret_ref' | 'previous_signing_secret_ref' | 'previous_secret_expires_at'>,
+  now: Date = new Date(),
+): string[] {
   const refs = endpoint.signing_secret_ref === null ? [] : [endpoint.signing_secret_ref];
   if (
     endpoint.previous_signing_secret_ref !== null &&

@@ -15,8 +15,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     rotateSecret: ['edge'],
     deleteSecret: ['edge'],
     resolveForConversation: ['voice-orchestrator'],
-    // tenant-data checks that an agent's secret_refs name the tenant's own secrets before storing them.
-    secretsExist: ['tenant-data'],
+    // tenant-data checks that an agent's secret_refs name the tenant's own secrets before storing them;
+    // integrations that a connection's credential is a tool secret of the tenant.
+    secretsExist: ['tenant-data', 'integrations'],
     encryptForSubject: ['voice-orchestrator', 'tenant-data'],
     // The edge opens sealed transcript turns for a caller with conversations:read.
     decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle', 'edge'],

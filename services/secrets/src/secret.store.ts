@@ -69,16 +69,15 @@ export async function getSecret(trx: Trx, secretId: string): Promise<SecretRow> 
   return row;
 }
 
-/** existingSecretIds returns which of the given ids are secrets of the transaction's tenant (RLS hides the others), leaving out secrets of excludeKind. */
-export async function existingSecretIds(trx: Trx, secretIds: readonly string[], excludeKind?: string): Promise<Set<string>> {
-  if (secretIds.length === 0) return new Set();
-  let query = trx
+/** secretKinds returns the provider kind of each given id that is a secret of the transaction's tenant (RLS hides the others). */
+export async function secretKinds(trx: Trx, secretIds: readonly string[]): Promise<Map<string, string>> {
+  if (secretIds.length === 0) return new Map();
+  const rows = await trx
     .selectFrom('secrets')
-    .select('id')
-    .where('id', 'in', [...secretIds]);
-  if (excludeKind !== undefined) query = query.where('provider_kind', '<>', excludeKind);
-  const rows = await query.execute();
-  return new Set(rows.map((r) => r.id));
+    .select(['id', 'provider_kind'])
+    .where('id', 'in', [...secretIds])
+    .execute();
+  return new Map(rows.map((r) => [r.id, r.provider_kind]));
 }
 
 /** listSecrets pages through the tenant's secrets by name. */

@@ -36,10 +36,10 @@ import {
   addSecretVersion,
   currentVersions,
   deleteSecret,
-  existingSecretIds,
   getSecret,
   listSecrets,
   recordAccess,
+  secretKinds,
   type AccessEvent,
 } from './secret.store.js';
 import { createSubjectRetentionHandlers } from './access-event-retention.js';
@@ -230,9 +230,13 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       if (req.secretIds.length < 1 || req.secretIds.length > 16)
         throw new InvalidArgumentError('secret_ids must name 1-16 secrets', { field: 'secret_ids' });
       const ids = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
-      // A webhook signing secret is never an agent's: an agent that named one would be handed it.
-      const found = await withTenant(db, tenantId, (trx) => existingSecretIds(trx, ids, WEBHOOK_PROVIDER_KIND));
-      return { missingIds: [...new Set(ids.filter((id) => !found.has(id)))] };
+      // A webhook signing secret is never an agent's or a connection's: one that named it would be handed it.
+      const kinds = await withTenant(db, tenantId, (trx) => secretKinds(trx, ids));
+      const unique = [...new Set(ids)];
+      const missingIds = unique.filter((id) => kinds.get(id) === undefined || kinds.get(id) === WEBHOOK_PROVIDER_KIND);
+      const wrongKindIds =
+        req.providerKind === '' ? [] : unique.filter((id) => !missingIds.includes(id) && kinds.get(id) !== req.providerKind);
+      return { missingIds, wrongKindIds };
     },
 
     async resolveForConversation(req, ctx) {

@@ -1,5 +1,6 @@
 import { providerSettingsSchema, type ProviderSettings } from '@parley/conversation';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { readGuardrailPolicy } from '@parley/guardrails';
 import { decodeJwt } from 'jose';
 import type { AudioFormat } from './audio.js';
 import { LiveConversation, type ClientChannel, type ConversationDeps, type VoiceState } from './conversation.js';
@@ -8,7 +9,8 @@ import { createGuardrailStage, type GuardrailStage } from './guardrail-stage.js'
 import { openAiCompatibleProvider } from './openai-provider.js';
 import { deepgramStreaming } from './deepgram-stt.js';
 import { openAiSpeech, openAiTranscription } from './openai-speech.js';
-import type { LlmProvider } from './providers.js';
+import type { SessionGrant } from './peers.js';
+import type { LlmProvider, ToolDeclaration } from './providers.js';
 import { scriptedProvider } from './scripted-provider.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 
@@ -84,7 +86,42 @@ function buildVoice(settings: ProviderSettings, format: AudioFormat, keys: Conve
   return { format, stt, tts };
 }
 
-function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: ConversationDeps): LlmProvider {
+/**
+ * toolsToDeclare has integrations describe the agent's granted tools (names from its guardrail
+ * policy) when its model is one that is told about tools. A failure leaves the model without
+ * tools, logged: the conversation still talks, and every call is checked anyway.
+ */
+async function toolsToDeclare(
+  deps: ConversationDeps,
+  settings: ProviderSettings,
+  grant: SessionGrant,
+  policy: unknown,
+): Promise<ToolDeclaration[]> {
+  if (settings.llm.provider !== 'openai-compatible') return [];
+  let names: string[];
+  try {
+    names = readGuardrailPolicy(policy).policy.tools.allowed.map((t) => t.name);
+  } catch {
+    return [];
+  }
+  if (names.length === 0) return [];
+  try {
+    return await deps.peers.describeTools(grant.tenantId, names);
+  } catch (err) {
+    deps.logger.warn(
+      { tenant_id: grant.tenantId, agent_id: grant.agentId, error: err instanceof Error ? err.message : 'unknown' },
+      "the agent's tools could not be described; its model is offered none in this conversation",
+    );
+    return [];
+  }
+}
+
+function buildLlm(
+  settings: ProviderSettings,
+  keys: ConversationKeys,
+  deps: ConversationDeps,
+  tools: readonly ToolDeclaration[],
+): LlmProvider {
   const llm = settings.llm;
   if (llm.provider === 'scripted') return scriptedProvider(llm);
   if (!keys.has(llm.secretPurpose))
@@ -96,6 +133,7 @@ function buildLlm(settings: ProviderSettings, keys: ConversationKeys, deps: Conv
     apiKey: () => keys.reveal(llm.secretPurpose),
     fetch: deps.providerFetch,
     defaultTimeoutMs: deps.config.providerTimeoutMs,
+    tools,
   });
 }
 
@@ -169,6 +207,8 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
     // tenant-data refuses a policy that does not compile on write; one stored before a rule existed ends here.
     throw new SessionRefusal(CLOSE_CODES.internal, "the agent's guardrail policy does not compile; the workspace must fix the agent");
   }
+  // Asked while the conversation is recorded, so it adds no wait to the start (it never rejects).
+  const declaring = toolsToDeclare(deps, settings, grant, agent.guardrailPolicy);
   const { conversationId } = await peers.startConversation(grant, subjectId);
   let keys: ConversationKeys | undefined;
   try {
@@ -176,7 +216,7 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
       wanted.length > 0
         ? ConversationKeys.fromResolved(await peers.resolveKeys(grant.tenantId, conversationId, grant.agentId, wanted))
         : new ConversationKeys();
-    const llm = buildLlm(settings, keys, deps);
+    const llm = buildLlm(settings, keys, deps, await declaring);
     const voice = req.audio === undefined ? undefined : buildVoice(settings, req.audio, keys, deps);
     // The policy's fatigue limit may be shorter than the deployment's maximum duration.
     const maxDurationMs = Math.min(deps.config.maxDurationMs, guardrails.maxDurationMs);

@@ -321,13 +321,14 @@ export class LiveConversation {
     let received = 0;
     let truncated = false;
     try {
-      // The model may ask for tool calls first: each is made and its result added, then it is asked again.
+      // The model may ask for tool calls first (several at once, with OpenAI): each is made and its
+      // result added, then it is asked again, for at most MAX_TOOL_ROUNDS rounds.
       for (let round = 0; ; round++) {
-        let toolCall: ToolCallRequest | undefined;
+        const toolCalls: ToolCallRequest[] = [];
         for await (const delta of state.llm.streamReply(this.#history, signal)) {
           if (typeof delta !== 'string') {
-            toolCall = delta;
-            break;
+            toolCalls.push(delta);
+            continue;
           }
           received += delta.length;
           if (received > MAX_REPLY_CHARS) {
@@ -340,10 +341,13 @@ export class LiveConversation {
           }
           if (stopped || signal.aborted) break;
         }
-        if (toolCall === undefined || stopped || signal.aborted || round >= MAX_TOOL_ROUNDS) break;
-        const content = await this.#callTool(toolCall, ctx);
-        this.#remember({ role: 'assistant', content: `(calls tool ${toolCall.name})` });
-        this.#remember({ role: 'tool', content });
+        if (toolCalls.length === 0 || stopped || signal.aborted || round >= MAX_TOOL_ROUNDS) break;
+        // The calls and then one result per call, in order: OpenAI refuses a result whose call it was not shown.
+        this.#remember({ role: 'assistant', content: '', toolCalls });
+        for (const call of toolCalls) {
+          const content = await this.#callTool(call, ctx);
+          this.#remember({ role: 'tool', content, toolCallId: call.id });
+        }
       }
       if (signal.aborted) throw signal.reason;
       if (!stopped) for (const s of sentences.flush()) release(s);
@@ -406,6 +410,10 @@ export class LiveConversation {
   async #callTool(call: ToolCallRequest, ctx: GuardrailContext): Promise<string> {
     const state = this.#state;
     if (state === undefined) return JSON.stringify({ error: 'ended' });
+    if (call.argumentsError !== undefined) {
+      this.#record('system', `tool ${call.name}: refused, ${call.argumentsError}`);
+      return JSON.stringify({ error: 'INVALID_ARGUMENT', message: call.argumentsError });
+    }
     const blocked = state.guardrails.checkToolCall(call.name, call.arguments, ctx);
     if (blocked !== undefined) {
       this.#channel.send({
@@ -417,6 +425,21 @@ export class LiveConversation {
         reason: blocked.reason,
       });
       this.#record('system', `guardrail block_tool on tool ${call.name}: ${blocked.rule} (${blocked.reason})`);
+      // The refusal is an access event of the connection too (integrations records it); the turn does not wait on it.
+      this.#deps.peers
+        .recordToolRefusal({
+          tenantId: this.tenantId,
+          conversationId: this.conversationId,
+          agentId: this.agentId,
+          tool: call.name.slice(0, 64),
+          rule: blocked.rule,
+        })
+        .catch((err: unknown) =>
+          this.#log.warn(
+            { tool: call.name.slice(0, 64), error: err instanceof Error ? err.message : 'unknown' },
+            'a refused tool call could not be audited',
+          ),
+        );
       return JSON.stringify({ error: 'blocked', message: blocked.reason });
     }
     const result = await this.#deps.peers.callTool({

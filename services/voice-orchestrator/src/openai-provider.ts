@@ -2,9 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
 import { EgressRefusedError } from '@parley/egress';
 import OpenAI from 'openai';
+import type { ChatCompletionChunk, ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { ProviderFetch } from './provider-fetch.js';
 import type { OpenAiLlmSettings } from '@parley/conversation';
-import { ProviderError, type ChatMessage, type LlmProvider } from './providers.js';
+import { ProviderError, type ChatMessage, type LlmProvider, type ToolCallRequest, type ToolDeclaration } from './providers.js';
 
 /** OpenAiProviderDeps are what the adapter needs besides its settings. */
 export interface OpenAiProviderDeps {
@@ -16,6 +17,110 @@ export interface OpenAiProviderDeps {
   readonly defaultTimeoutMs: number;
   /** tracer defaults to the global provider's (tests pass their own). */
   readonly tracer?: Tracer;
+  /** tools are declared to the model (the agent's granted tools); none: the request names no tools. */
+  readonly tools?: readonly ToolDeclaration[];
+}
+
+/** MAX_TOOL_CALLS bounds the calls one streamed answer may ask for: the provider sits at a customer's base URL. */
+const MAX_TOOL_CALLS = 16;
+/** MAX_TOOL_ARGUMENT_CHARS bounds the arguments text of one answer's tool calls, all together. */
+const MAX_TOOL_ARGUMENT_CHARS = 64 * 1024;
+
+/** toOpenAiTools declares tools the way Chat Completions documents them: `{type: "function", function: {name, description, parameters}}`. */
+function toOpenAiTools(tools: readonly ToolDeclaration[]): ChatCompletionFunctionTool[] {
+  return tools.map((t) => ({
+    type: 'function',
+    function: { name: t.name, ...(t.description !== '' ? { description: t.description } : {}), parameters: t.parameters },
+  }));
+}
+
+/**
+ * toOpenAiMessages turns the history into Chat Completions messages: an assistant message with
+ * its tool_calls, then one `role: "tool"` message per result naming its tool_call_id. A result
+ * whose call is not in the history (cut by the history limit, or made with another provider) is
+ * left out, since the API refuses it.
+ */
+export function toOpenAiMessages(messages: readonly ChatMessage[]): ChatCompletionMessageParam[] {
+  const offered = new Set<string>();
+  const out: ChatCompletionMessageParam[] = [];
+  for (const m of messages) {
+    if (m.role === 'tool') {
+      if (m.toolCallId !== undefined && offered.has(m.toolCallId))
+        out.push({ role: 'tool', tool_call_id: m.toolCallId, content: m.content });
+    } else if (m.role === 'assistant' && m.toolCalls !== undefined && m.toolCalls.length > 0) {
+      for (const c of m.toolCalls) offered.add(c.id);
+      out.push({
+        role: 'assistant',
+        content: m.content === '' ? null : m.content,
+        tool_calls: m.toolCalls.map((c) => ({
+          id: c.id,
+          type: 'function',
+          function: { name: c.name, arguments: JSON.stringify(c.arguments) },
+        })),
+      });
+    } else {
+      out.push({ role: m.role, content: m.content });
+    }
+  }
+  return out;
+}
+
+/** PartialToolCall is one tool call being assembled from a stream's fragments. */
+interface PartialToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/**
+ * ToolCallAssembler gathers streamed `delta.tool_calls` fragments by their index: the first names
+ * the id and function name, later ones append to function.arguments.
+ */
+class ToolCallAssembler {
+  readonly #calls = new Map<number, PartialToolCall>();
+  #chars = 0;
+
+  get size(): number {
+    return this.#calls.size;
+  }
+
+  add(fragments: NonNullable<ChatCompletionChunk.Choice.Delta['tool_calls']>): void {
+    for (const f of fragments) {
+      let call = this.#calls.get(f.index);
+      if (call === undefined) {
+        if (this.#calls.size >= MAX_TOOL_CALLS)
+          throw new ProviderError(`LLM provider asked for more than ${MAX_TOOL_CALLS} tool calls at once`, { retryable: false });
+        call = { id: '', name: '', arguments: '' };
+        this.#calls.set(f.index, call);
+      }
+      if (f.id !== undefined && f.id !== '') call.id = f.id;
+      // The name comes whole in a call's first fragment (set, not appended, as the openai client's own accumulator does).
+      if (f.function?.name !== undefined && f.function.name !== '') call.name = f.function.name;
+      const more = f.function?.arguments ?? '';
+      this.#chars += more.length;
+      if (this.#chars > MAX_TOOL_ARGUMENT_CHARS)
+        throw new ProviderError(`LLM provider's tool call arguments exceed ${MAX_TOOL_ARGUMENT_CHARS} characters`, { retryable: false });
+      call.arguments += more;
+    }
+  }
+
+  /** requests are the finished calls in index order; arguments that are not a JSON object make a call that is refused, not made. */
+  requests(): ToolCallRequest[] {
+    return [...this.#calls.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([index, c]) => {
+        const base = { type: 'tool_call' as const, id: c.id !== '' ? c.id : `call_${index}`, name: c.name };
+        let parsed: unknown;
+        try {
+          parsed = c.arguments.trim() === '' ? {} : JSON.parse(c.arguments);
+        } catch {
+          return { ...base, arguments: {}, argumentsError: 'the arguments are not valid JSON; send a JSON object' };
+        }
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+          return { ...base, arguments: {}, argumentsError: 'the arguments are not a JSON object' };
+        return { ...base, arguments: parsed as Record<string, unknown> };
+      });
+  }
 }
 
 /** egressRefusal finds an EgressRefusedError in an error's cause chain (the openai client wraps what fetch throws). */
@@ -65,6 +170,7 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
     timeout: timeoutMs,
   });
   const host = new URL(settings.baseUrl).host;
+  const tools = deps.tools !== undefined && deps.tools.length > 0 ? toOpenAiTools(deps.tools) : undefined;
   const tracer = deps.tracer ?? trace.getTracer('@parley/voice-orchestrator');
   return {
     kind: 'openai-compatible',
@@ -78,7 +184,10 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
       try {
         for (;;) {
           attempt++;
+          // gotToken: text reached the caller (no retry after that); answered: the provider sent anything (the timer stops).
           let gotToken = false;
+          let answered = false;
+          const calls = new ToolCallAssembler();
           // The first token must arrive within the timeout; after that the stream runs as long as the reply.
           const firstToken = new AbortController();
           const timer = setTimeout(() => firstToken.abort(new ProviderError('LLM provider timed out', { retryable: true })), timeoutMs);
@@ -90,8 +199,8 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
             const stream = await client.chat.completions.create(
               {
                 model: settings.model,
-                // This adapter declares no tools, so it never gets a tool result to pass back.
-                messages: messages.flatMap((m) => (m.role === 'tool' ? [] : [{ role: m.role, content: m.content }])),
+                messages: toOpenAiMessages(messages),
+                ...(tools !== undefined ? { tools } : {}),
                 stream: true,
                 ...(settings.temperature !== undefined ? { temperature: settings.temperature } : {}),
                 ...(settings.maxTokens !== undefined ? { max_tokens: settings.maxTokens } : {}),
@@ -99,14 +208,21 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
               { signal: combined },
             );
             for await (const chunk of stream) {
-              if (chunk.choices[0]?.finish_reason !== null && chunk.choices[0]?.finish_reason !== undefined) finished = true;
-              const delta = chunk.choices[0]?.delta?.content;
-              if (delta === undefined || delta === null || delta === '') continue;
-              if (!gotToken) {
-                gotToken = true;
+              const choice = chunk.choices[0];
+              if (choice?.finish_reason !== null && choice?.finish_reason !== undefined) finished = true;
+              const fragments = choice?.delta?.tool_calls;
+              const delta = choice?.delta?.content;
+              const hasText = delta !== undefined && delta !== null && delta !== '';
+              if (!hasText && (fragments === undefined || fragments === null || fragments.length === 0)) continue;
+              if (!answered) {
+                answered = true;
                 clearTimeout(timer);
                 span.setAttribute('llm.first_token_ms', Math.round(performance.now() - started));
               }
+              // Tool calls are assembled and handed over once the answer is complete; nothing of them reaches the caller.
+              if (fragments !== undefined && fragments !== null && fragments.length > 0) calls.add(fragments);
+              if (!hasText) continue;
+              gotToken = true;
               chars += delta.length;
               yield delta;
             }
@@ -116,6 +232,12 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
             if (firstToken.signal.aborted) throw firstToken.signal.reason;
             // A stream cut before its finish_reason is a provider failure, not a short reply.
             if (!finished) throw new ProviderError('LLM provider stream ended early', { retryable: true });
+            // finish_reason "tool_calls": the turn makes them and asks again with their results.
+            if (calls.size > 0) {
+              const requests = calls.requests();
+              span.setAttribute('llm.tool_calls', requests.length);
+              yield* requests;
+            }
             return;
           } catch (err) {
             clearTimeout(timer);

@@ -6,6 +6,7 @@ import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { parseGuardrailState, type GuardrailState } from '@parley/guardrails';
 import type { ResolvedKey } from './conversation-keys.js';
+import type { ToolDeclaration } from './providers.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 
 /** SessionGrant is what a verified, consumed session token allows. */
@@ -59,6 +60,13 @@ export interface Peers {
     tool: string;
     arguments: JsonObject;
   }): Promise<ToolCallResult>;
+  /**
+   * describeTools asks integrations for the named tools' descriptions and argument schemas (those
+   * that exist in the workspace), to declare them to the model. None without integrations.
+   */
+  describeTools(tenantId: string, names: readonly string[]): Promise<ToolDeclaration[]>;
+  /** recordToolRefusal has integrations audit a tool call the guardrail refused (nothing without integrations; throws on failure). */
+  recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
@@ -279,6 +287,19 @@ export function createPeers(c: PeerClients): Peers {
               )
             : undefined,
       );
+    },
+    async describeTools(tenantId, names) {
+      const integrations = c.integrations;
+      if (integrations === undefined || names.length === 0) return [];
+      return wrap('integrations', 'the tool descriptions', async () => {
+        const res = await integrations.describeTools({ tenantId, names: [...names] }, opts);
+        return res.tools.map((t) => ({ name: t.name, description: t.description, parameters: t.argumentsSchema ?? { type: 'object' } }));
+      });
+    },
+    async recordToolRefusal(refusal) {
+      const integrations = c.integrations;
+      if (integrations === undefined) return;
+      await wrap('integrations', 'the tool refusal record', () => integrations.recordToolRefusal(refusal, opts));
     },
     async callTool(call) {
       if (c.integrations === undefined) {

@@ -5,13 +5,29 @@
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant' | 'tool';
   readonly content: string;
+  /** toolCalls are, on an assistant message, the calls the model asked for (OpenAI wants them before their results). */
+  readonly toolCalls?: readonly ToolCallRequest[];
+  /** toolCallId is, on a tool message, the id of the call it answers. */
+  readonly toolCallId?: string;
 }
 
 /** ToolCallRequest is the model asking for a tool call instead of (or before) replying. */
 export interface ToolCallRequest {
   readonly type: 'tool_call';
+  /** id is the provider's id of the call (its result names it); the scripted provider makes its own. */
+  readonly id: string;
   readonly name: string;
   readonly arguments: Record<string, unknown>;
+  /** argumentsError says why the model's arguments could not be read (not JSON, not an object): the call is refused, not made. */
+  readonly argumentsError?: string;
+}
+
+/** ToolDeclaration is a tool the model is told it may call: an agent's granted tool as integrations describes it. */
+export interface ToolDeclaration {
+  readonly name: string;
+  readonly description: string;
+  /** parameters is the JSON schema of the arguments (an object schema). */
+  readonly parameters: Record<string, unknown>;
 }
 
 /** LlmProvider streams a reply to a conversation. */

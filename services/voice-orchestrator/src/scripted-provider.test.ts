@@ -69,7 +69,7 @@ describe('provider settings', () => {
     );
     const first: unknown[] = [];
     for await (const d of p.streamReply([{ role: 'user', content: 'where is my order' }], new AbortController().signal)) first.push(d);
-    expect(first).toEqual([{ type: 'tool_call', name: 'lookup_order', arguments: { order_id: 'o_1' } }]);
+    expect(first).toEqual([{ type: 'tool_call', id: 'call_scripted_1', name: 'lookup_order', arguments: { order_id: 'o_1' } }]);
     const second: unknown[] = [];
     const history = [
       { role: 'user' as const, content: 'where is my order' },

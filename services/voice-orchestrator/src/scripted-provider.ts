@@ -19,7 +19,7 @@ export function scriptedProvider(settings: ScriptedLlmSettings): LlmProvider {
       // A rule with a tool asks for it once per user message: after its result, the reply follows.
       const last = messages[messages.length - 1];
       if (rule?.tool !== undefined && last?.role === 'user') {
-        yield { type: 'tool_call', name: rule.tool.name, arguments: rule.tool.arguments };
+        yield { type: 'tool_call', id: `call_scripted_${messages.length}`, name: rule.tool.name, arguments: rule.tool.arguments };
         return;
       }
       const toolResult = last?.role === 'tool' ? last.content : '';
