@@ -32,27 +32,43 @@ export interface CheckpointPolicy {
 /** AppendResult says what appendToChain did. */
 export interface AppendResult {
   appended: number;
-  /** checkpoint is the checkpoint signed by this append, to publish to the witnesses after commit. */
-  checkpoint?: ChainCheckpoint;
+  /** appendedPerCall is, for each append of a batch (appendBatchToChain), how many of its events were new. */
+  appendedPerCall: number[];
+  /** checkpoints are the checkpoints signed by this append, to publish to the witnesses after commit. */
+  checkpoints: ChainCheckpoint[];
   /** refused says why a due checkpoint was not signed (the stored chain does not verify): an alert. */
   refused?: string;
 }
 
-/**
- * appendToChain appends one tenant's events in order. It locks the tenant's head row first, so
- * appends of one tenant are strictly serial across connections and replicas (one linear chain,
- * no forks), skips ids already in the log (idempotent replays), links and hashes each new
- * event, moves the head, and signs a checkpoint when the policy says so and the events since
- * the last checkpoint verify (the events are appended either way: an audit event is never lost).
- */
-export async function appendToChain(
+/** appendToChain appends one tenant's events in order: appendBatchToChain with a single append. */
+export function appendToChain(
   trx: AuditTrx,
   tenantId: string,
   events: readonly NewEvent[],
   signer: CheckpointSigner,
   policy: CheckpointPolicy,
 ): Promise<AppendResult> {
-  const ids = [...new Set(events.map((e) => e.id))];
+  return appendBatchToChain(trx, tenantId, [events], signer, policy);
+}
+
+/**
+ * appendBatchToChain appends several appends of one tenant (a group commit) in order, in one
+ * transaction. It locks the tenant's head row first, so appends of one tenant are strictly serial
+ * across connections and replicas (one linear chain, no forks), skips ids already in the log
+ * (idempotent replays), links and hashes each new event in order, inserts them in one statement
+ * and moves the head once. Checkpoints fall where they would have if the appends had run one
+ * after another: after each append for which the policy is due, signed once the stored events
+ * since the last checkpoint verify (the events are appended either way: an audit event is never
+ * lost).
+ */
+export async function appendBatchToChain(
+  trx: AuditTrx,
+  tenantId: string,
+  appends: readonly (readonly NewEvent[])[],
+  signer: CheckpointSigner,
+  policy: CheckpointPolicy,
+): Promise<AppendResult> {
+  const ids = [...new Set(appends.flatMap((events) => events.map((e) => e.id)))];
   // One round trip takes the lock and answers the idempotency question: the upsert creates the
   // head on a tenant's first append and, either way, leaves the row locked until commit (which is
   // what serialises a tenant's appends); the sub-select lists the ids already in the log.
@@ -68,41 +84,56 @@ export async function appendToChain(
   const known = new Set(head.known ?? []);
   let seq = int(head.seq);
   let prevHash = head.hash;
-  // One clock reading per append, taken under the lock.
+  // One clock reading per batch, taken under the lock.
   const recordedAt = new Date();
   const chained: ChainEvent[] = [];
-  for (const e of events) {
-    if (known.has(e.id)) continue;
-    known.add(e.id);
-    seq += 1;
-    const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
-    const hash = eventHash(linked);
-    chained.push({ ...linked, hash });
-    prevHash = hash;
+  const appendedPerCall: number[] = [];
+  // Where checkpoints are due: after an append that brought the count since the last one to the
+  // policy's, or found the last one older than everyMs.
+  const due: { seq: number; hash: string }[] = [];
+  let checkpointSeq = int(head.checkpoint_seq);
+  let checkpointAt = head.checkpoint_at.getTime();
+  for (const events of appends) {
+    let appended = 0;
+    for (const e of events) {
+      if (known.has(e.id)) continue;
+      known.add(e.id);
+      seq += 1;
+      const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
+      const hash = eventHash(linked);
+      chained.push({ ...linked, hash });
+      prevHash = hash;
+      appended += 1;
+    }
+    appendedPerCall.push(appended);
+    if (appended > 0 && (seq - checkpointSeq >= policy.everyEvents || recordedAt.getTime() - checkpointAt >= policy.everyMs)) {
+      due.push({ seq, hash: prevHash });
+      checkpointSeq = seq;
+      checkpointAt = recordedAt.getTime();
+    }
   }
-  if (chained.length === 0) return { appended: 0 };
-  const due = seq - int(head.checkpoint_seq) >= policy.everyEvents || recordedAt.getTime() - head.checkpoint_at.getTime() >= policy.everyMs;
+  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [] };
   const values = chained.map(eventToRow);
-  if (due) {
+  if (due.length > 0) {
     // The new events were linked here, from the head's hash: what needs checking is the stored
     // stretch from the last checkpoint up to that hash.
     const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
     await trx.insertInto('events').values(values).execute();
     if (refused !== undefined) {
       await trx.updateTable('chain_heads').set({ seq, hash: prevHash }).where('tenant_id', '=', tenantId).execute();
-      return { appended: chained.length, refused };
+      return { appended: chained.length, appendedPerCall, checkpoints: [], refused };
     }
-    return { appended: chained.length, checkpoint: await writeCheckpoint(trx, tenantId, seq, prevHash, signer) };
-  } else {
-    // The insert and the head move in one statement: one round trip less while the lock is held.
-    await trx
-      .with('ins', (qc) => qc.insertInto('events').values(values))
-      .updateTable('chain_heads')
-      .set({ seq, hash: prevHash })
-      .where('tenant_id', '=', tenantId)
-      .execute();
+    const checkpoints = await writeCheckpoints(trx, tenantId, due, { seq, hash: prevHash }, signer);
+    return { appended: chained.length, appendedPerCall, checkpoints };
   }
-  return { appended: chained.length };
+  // The insert and the head move in one statement: one round trip less while the lock is held.
+  await trx
+    .with('ins', (qc) => qc.insertInto('events').values(values))
+    .updateTable('chain_heads')
+    .set({ seq, hash: prevHash })
+    .where('tenant_id', '=', tenantId)
+    .execute();
+  return { appended: chained.length, appendedPerCall, checkpoints: [] };
 }
 
 /** ChainBrokenError is a refusal to sign: the stored events since the last checkpoint do not verify. */
@@ -170,29 +201,40 @@ export async function unsignedStretchFailure(
   return undefined;
 }
 
-/** writeCheckpoint signs the head (seq, hash) and moves the head row; call it holding the head lock, after checking the stretch it covers. */
-async function writeCheckpoint(
+/**
+ * writeCheckpoints signs a checkpoint at each (seq, hash) in order and moves the head row to
+ * `head` with the last of them as its checkpoint; call it holding the head lock, after checking
+ * the stretch they cover.
+ */
+async function writeCheckpoints(
   trx: AuditTrx,
   tenantId: string,
-  seq: number,
-  hash: string,
+  at: readonly { seq: number; hash: string }[],
+  head: { seq: number; hash: string },
   signer: CheckpointSigner,
-): Promise<ChainCheckpoint> {
+): Promise<ChainCheckpoint[]> {
   const signedAt = new Date();
-  const statement = checkpointStatement({ tenantId, seq, hash, signedAt: signedAt.toISOString() });
-  const signature = Buffer.from(await signer.sign(statement));
-  const row: NewCheckpointRow = { tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature };
+  const rows: NewCheckpointRow[] = [];
+  const signed: ChainCheckpoint[] = [];
+  for (const { seq, hash } of at) {
+    const statement = checkpointStatement({ tenantId, seq, hash, signedAt: signedAt.toISOString() });
+    const signature = Buffer.from(await signer.sign(statement));
+    rows.push({ tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature });
+    signed.push({ tenantId, seq, hash, signedAt: signedAt.toISOString(), keyId: signer.keyId, signature: signature.toString('base64') });
+  }
+  const last = signed[signed.length - 1];
+  if (last === undefined) return [];
   await trx
     .insertInto('checkpoints')
-    .values(row)
+    .values(rows)
     .onConflict((oc) => oc.doNothing())
     .execute();
   await trx
     .updateTable('chain_heads')
-    .set({ seq, hash, checkpoint_seq: seq, checkpoint_at: signedAt })
+    .set({ seq: head.seq, hash: head.hash, checkpoint_seq: last.seq, checkpoint_at: signedAt })
     .where('tenant_id', '=', tenantId)
     .execute();
-  return { tenantId, seq, hash, signedAt: signedAt.toISOString(), keyId: signer.keyId, signature: signature.toString('base64') };
+  return signed;
 }
 
 /**
@@ -212,7 +254,14 @@ export async function checkpointIfStale(
     return undefined;
   const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
   if (refused !== undefined) throw new ChainBrokenError(tenantId, int(head.seq), refused);
-  return writeCheckpoint(trx, tenantId, int(head.seq), head.hash, signer);
+  const [checkpoint] = await writeCheckpoints(
+    trx,
+    tenantId,
+    [{ seq: int(head.seq), hash: head.hash }],
+    { seq: int(head.seq), hash: head.hash },
+    signer,
+  );
+  return checkpoint;
 }
 
 /** staleTenants lists tenants with unsigned events older than `everyMs`, longest-waiting first (so a backlog beyond `limit` drains fairly); it reads heads only. */
