@@ -36,6 +36,7 @@ import { currentVersions, recordAccess, type SecretsDatabase } from '@parley/sec
 import { createAgent, ensureWorkspace, getAgent, getConversation, startConversation, type TenantDataDb } from '@parley/tenant-data';
 import { createTestPki } from '@parley/test/pki';
 import { startVaultStandin } from '@parley/test/vault-standin';
+import { profilingEnv } from './service-processes.js';
 import { closedLoop, figure, type LoadResult, type SummaryFigure } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -93,7 +94,7 @@ export async function runSecretsBenchmark(options: {
     const p = new ServiceProcess({
       name,
       script,
-      env: { ...env, PARLEY_SERVICE_PORT: String(port), PARLEY_HEALTH_PORT: String(health) },
+      env: { ...profilingEnv(), ...env, PARLEY_SERVICE_PORT: String(port), PARLEY_HEALTH_PORT: String(health) },
       healthUrl: `http://127.0.0.1:${health}/readyz`,
       // Failures are printed so that an error count in the table can be explained.
       onLine: (n, line) => {

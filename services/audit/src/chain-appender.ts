@@ -2,10 +2,20 @@
 // appends that arrive for that tenant wait and go together in the next transaction (one head
 // lock, one insert, one head update, one commit). Every caller is answered only after the
 // transaction holding its events committed.
-import type { AppendResult, NewEvent } from './chain.store.js';
+import type { AppendResult, KnownHead, NewEvent } from './chain.store.js';
 
-/** CommitBatch appends a batch of appends of one tenant in one transaction and resolves after the commit. */
-export type CommitBatch = (tenantId: string, appends: readonly (readonly NewEvent[])[]) => Promise<AppendResult>;
+/**
+ * CommitBatch appends a batch of appends of one tenant in one transaction and resolves after the
+ * commit; `cached` is the head this process committed last for the tenant, if it remembers one.
+ */
+export type CommitBatch = (
+  tenantId: string,
+  appends: readonly (readonly NewEvent[])[],
+  cached: KnownHead | undefined,
+) => Promise<AppendResult>;
+
+/** MAX_CACHED_HEADS bounds the heads remembered for the fast path (the least recently committed go first). */
+const MAX_CACHED_HEADS = 10_000;
 
 /** ChainAppender appends to tenant chains with group commit. */
 export interface ChainAppender {
@@ -29,15 +39,22 @@ interface Waiter {
 export function createChainAppender(commit: CommitBatch, maxEvents: number): ChainAppender {
   // A tenant has a queue while its drain loop runs; the loop removes it when the queue is empty.
   const queues = new Map<string, Waiter[]>();
+  // The head each tenant's last commit here left; forgotten on any failure (the locking path re-reads it).
+  const heads = new Map<string, KnownHead>();
 
   async function commitBatch(tenantId: string, batch: readonly Waiter[]): Promise<void> {
     try {
       const r = await commit(
         tenantId,
         batch.map((w) => w.events),
+        heads.get(tenantId),
       );
+      heads.delete(tenantId);
+      heads.set(tenantId, r.head);
+      if (heads.size > MAX_CACHED_HEADS) heads.delete(heads.keys().next().value as string);
       batch.forEach((w, i) => w.resolve(r.appendedPerCall[i] ?? 0));
     } catch (err) {
+      heads.delete(tenantId);
       const [only] = batch;
       if (batch.length === 1 && only !== undefined) {
         only.reject(err);

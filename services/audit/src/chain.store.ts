@@ -38,6 +38,91 @@ export interface AppendResult {
   checkpoints: ChainCheckpoint[];
   /** refused says why a due checkpoint was not signed (the stored chain does not verify): an alert. */
   refused?: string;
+  /** head is where the chain stands once the transaction commits (for the next batch's fast path). */
+  head: KnownHead;
+}
+
+/** KnownHead is a tenant's chain head as this process last committed it. */
+export interface KnownHead {
+  readonly seq: number;
+  readonly hash: string;
+  readonly checkpointSeq: number;
+  readonly checkpointAt: number;
+}
+
+/** LinkedBatch is a batch's new events linked from a head, and where checkpoints fall due. */
+interface LinkedBatch {
+  chained: ChainEvent[];
+  appendedPerCall: number[];
+  due: { seq: number; hash: string }[];
+  head: KnownHead;
+}
+
+/**
+ * linkBatch links and hashes a batch's events in order from `from`, skipping ids in `known`,
+ * and marks a checkpoint due after each append that brings the count since the last one to the
+ * policy's or finds the last one older than everyMs.
+ */
+function linkBatch(
+  appends: readonly (readonly NewEvent[])[],
+  from: KnownHead,
+  known: Set<string>,
+  recordedAt: Date,
+  policy: CheckpointPolicy,
+): LinkedBatch {
+  let seq = from.seq;
+  let prevHash = from.hash;
+  let checkpointSeq = from.checkpointSeq;
+  let checkpointAt = from.checkpointAt;
+  const chained: ChainEvent[] = [];
+  const appendedPerCall: number[] = [];
+  const due: { seq: number; hash: string }[] = [];
+  for (const events of appends) {
+    let appended = 0;
+    for (const e of events) {
+      if (known.has(e.id)) continue;
+      known.add(e.id);
+      seq += 1;
+      const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
+      const hash = eventHash(linked);
+      chained.push({ ...linked, hash });
+      prevHash = hash;
+      appended += 1;
+    }
+    appendedPerCall.push(appended);
+    if (appended > 0 && (seq - checkpointSeq >= policy.everyEvents || recordedAt.getTime() - checkpointAt >= policy.everyMs)) {
+      due.push({ seq, hash: prevHash });
+      checkpointSeq = seq;
+      checkpointAt = recordedAt.getTime();
+    }
+  }
+  return { chained, appendedPerCall, due, head: { seq, hash: prevHash, checkpointSeq, checkpointAt } };
+}
+
+/**
+ * appendIfHeadUnmoved is the one-statement append: it moves the head from `from` to the batch's
+ * end and inserts the events, only if the head is still exactly `from` (no other writer, replica
+ * or checkpoint moved it since this process committed it) and none of the ids is in the log yet.
+ * The head's row lock is taken by the UPDATE, so appends stay serial. Returns false (nothing
+ * written) when the head moved: the caller then takes the locking path.
+ */
+async function appendIfHeadUnmoved(trx: AuditTrx, tenantId: string, from: KnownHead, batch: LinkedBatch): Promise<boolean> {
+  const ids = batch.chained.map((e) => e.id);
+  const rows = batch.chained.map(
+    (e) =>
+      sql`(${e.tenantId}::uuid, ${e.seq}::bigint, ${e.id}::uuid, ${e.occurredAt}::timestamptz, ${e.recordedAt}::timestamptz, ${e.actorKind}, ${e.actorId}, ${e.action}, ${e.targetType}, ${e.targetId}, ${e.outcome}, ${JSON.stringify(e.description)}::jsonb, ${e.sourceAddress}, ${e.userAgent}, ${e.traceId}, ${e.prevHash}, ${e.hash})`,
+  );
+  const { rows: moved } = await sql<{ moved: number }>`
+    with head as (
+      update chain_heads set seq = ${batch.head.seq}, hash = ${batch.head.hash}
+       where tenant_id = ${tenantId} and seq = ${from.seq} and hash = ${from.hash} and checkpoint_seq = ${from.checkpointSeq}
+         and not exists (select 1 from events e where e.tenant_id = ${tenantId} and e.id = any(${ids}::uuid[]))
+      returning 1),
+    ins as (
+      insert into events (tenant_id, seq, id, occurred_at, recorded_at, actor_kind, actor_id, action, target_type, target_id, outcome, description, source_address, user_agent, trace_id, prev_hash, hash)
+      select v.* from (values ${sql.join(rows)}) as v where exists (select 1 from head))
+    select count(*)::int as moved from head`.execute(trx);
+  return (moved[0]?.moved ?? 0) === 1;
 }
 
 /** appendToChain appends one tenant's events in order: appendBatchToChain with a single append. */
@@ -59,7 +144,8 @@ export function appendToChain(
  * and moves the head once. Checkpoints fall where they would have if the appends had run one
  * after another: after each append for which the policy is due, signed once the stored events
  * since the last checkpoint verify (the events are appended either way: an audit event is never
- * lost).
+ * lost). With `cached` (the head this process committed last) it first tries the one-statement
+ * append, which writes only if the head has not moved since.
  */
 export async function appendBatchToChain(
   trx: AuditTrx,
@@ -67,7 +153,15 @@ export async function appendBatchToChain(
   appends: readonly (readonly NewEvent[])[],
   signer: CheckpointSigner,
   policy: CheckpointPolicy,
+  cached?: KnownHead,
 ): Promise<AppendResult> {
+  // The fast path: this process committed the head last and no checkpoint falls due in the
+  // batch, so the batch is linked from the known head and written in one statement.
+  if (cached !== undefined) {
+    const fast = linkBatch(appends, cached, new Set(), new Date(), policy);
+    if (fast.chained.length > 0 && fast.due.length === 0 && (await appendIfHeadUnmoved(trx, tenantId, cached, fast)))
+      return { appended: fast.chained.length, appendedPerCall: fast.appendedPerCall, checkpoints: [], head: fast.head };
+  }
   const ids = [...new Set(appends.flatMap((events) => events.map((e) => e.id)))];
   // One round trip takes the lock and answers the idempotency question: the upsert creates the
   // head on a tenant's first append and, either way, leaves the row locked until commit (which is
@@ -79,52 +173,36 @@ export async function appendBatchToChain(
       returning h.seq, h.hash, h.checkpoint_seq, h.checkpoint_at)
     select head.*, (select array_agg(e.id::text) from events e where e.tenant_id = ${tenantId} and e.id = any(${ids}::uuid[])) as known
       from head`.execute(trx);
-  const head = rows[0];
-  if (head === undefined) throw new Error('chain head upsert returned no row');
-  const known = new Set(head.known ?? []);
-  let seq = int(head.seq);
-  let prevHash = head.hash;
+  const stored = rows[0];
+  if (stored === undefined) throw new Error('chain head upsert returned no row');
+  const from: KnownHead = {
+    seq: int(stored.seq),
+    hash: stored.hash,
+    checkpointSeq: int(stored.checkpoint_seq),
+    checkpointAt: stored.checkpoint_at.getTime(),
+  };
   // One clock reading per batch, taken under the lock.
-  const recordedAt = new Date();
-  const chained: ChainEvent[] = [];
-  const appendedPerCall: number[] = [];
-  // Where checkpoints are due: after an append that brought the count since the last one to the
-  // policy's, or found the last one older than everyMs.
-  const due: { seq: number; hash: string }[] = [];
-  let checkpointSeq = int(head.checkpoint_seq);
-  let checkpointAt = head.checkpoint_at.getTime();
-  for (const events of appends) {
-    let appended = 0;
-    for (const e of events) {
-      if (known.has(e.id)) continue;
-      known.add(e.id);
-      seq += 1;
-      const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
-      const hash = eventHash(linked);
-      chained.push({ ...linked, hash });
-      prevHash = hash;
-      appended += 1;
-    }
-    appendedPerCall.push(appended);
-    if (appended > 0 && (seq - checkpointSeq >= policy.everyEvents || recordedAt.getTime() - checkpointAt >= policy.everyMs)) {
-      due.push({ seq, hash: prevHash });
-      checkpointSeq = seq;
-      checkpointAt = recordedAt.getTime();
-    }
-  }
-  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [] };
+  const batch = linkBatch(appends, from, new Set(stored.known ?? []), new Date(), policy);
+  const { chained, appendedPerCall, due } = batch;
+  const { seq, hash: prevHash } = batch.head;
+  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [], head: from };
   const values = chained.map(eventToRow);
   if (due.length > 0) {
     // The new events were linked here, from the head's hash: what needs checking is the stored
     // stretch from the last checkpoint up to that hash.
-    const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
+    const refused = await unsignedStretchFailure(trx, tenantId, from.seq, from.hash, signer);
     await trx.insertInto('events').values(values).execute();
     if (refused !== undefined) {
       await trx.updateTable('chain_heads').set({ seq, hash: prevHash }).where('tenant_id', '=', tenantId).execute();
-      return { appended: chained.length, appendedPerCall, checkpoints: [], refused };
+      return { appended: chained.length, appendedPerCall, checkpoints: [], refused, head: { ...from, seq, hash: prevHash } };
     }
     const checkpoints = await writeCheckpoints(trx, tenantId, due, { seq, hash: prevHash }, signer);
-    return { appended: chained.length, appendedPerCall, checkpoints };
+    const last = checkpoints[checkpoints.length - 1];
+    const head =
+      last === undefined
+        ? { ...from, seq, hash: prevHash }
+        : { seq, hash: prevHash, checkpointSeq: last.seq, checkpointAt: Date.parse(last.signedAt) };
+    return { appended: chained.length, appendedPerCall, checkpoints, head };
   }
   // The insert and the head move in one statement: one round trip less while the lock is held.
   await trx
@@ -133,7 +211,7 @@ export async function appendBatchToChain(
     .set({ seq, hash: prevHash })
     .where('tenant_id', '=', tenantId)
     .execute();
-  return { appended: chained.length, appendedPerCall, checkpoints: [] };
+  return { appended: chained.length, appendedPerCall, checkpoints: [], head: { ...from, seq, hash: prevHash } };
 }
 
 /** ChainBrokenError is a refusal to sign: the stored events since the last checkpoint do not verify. */

@@ -220,8 +220,8 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
     for (const checkpoint of r.checkpoints) await publishToWitnesses(witnesses, checkpoint, logger);
   };
   // Appends to one tenant chain are group-committed; the witnesses hear of a batch's checkpoints before its callers are answered.
-  const appender = createChainAppender(async (tenantId, appends) => {
-    const r = await forTenant(db, tenantId, (trx) => appendBatchToChain(trx, tenantId, appends, signer, policy));
+  const appender = createChainAppender(async (tenantId, appends, cached) => {
+    const r = await forTenant(db, tenantId, (trx) => appendBatchToChain(trx, tenantId, appends, signer, policy, cached));
     await afterAppend(tenantId, r);
     return r;
   }, MAX_APPEND_BATCH);
