@@ -50,7 +50,9 @@ export function createChainAppender(commit: CommitBatch, maxEvents: number): Cha
         heads.get(tenantId),
       );
       heads.delete(tenantId);
-      heads.set(tenantId, r.head);
+      // A head that went stale means other replicas append here too: the next batch takes the
+      // locking path instead of likely missing again (and the one after tries the fast one).
+      if (r.staleHead !== true) heads.set(tenantId, r.head);
       if (heads.size > MAX_CACHED_HEADS) heads.delete(heads.keys().next().value as string);
       batch.forEach((w, i) => w.resolve(r.appendedPerCall[i] ?? 0));
     } catch (err) {

@@ -40,6 +40,8 @@ export interface AppendResult {
   refused?: string;
   /** head is where the chain stands once the transaction commits (for the next batch's fast path). */
   head: KnownHead;
+  /** staleHead says the remembered head had moved (another replica appends to this chain too). */
+  staleHead?: boolean;
 }
 
 /** KnownHead is a tenant's chain head as this process last committed it. */
@@ -157,10 +159,14 @@ export async function appendBatchToChain(
 ): Promise<AppendResult> {
   // The fast path: this process committed the head last and no checkpoint falls due in the
   // batch, so the batch is linked from the known head and written in one statement.
+  let staleHead = false;
   if (cached !== undefined) {
     const fast = linkBatch(appends, cached, new Set(), new Date(), policy);
-    if (fast.chained.length > 0 && fast.due.length === 0 && (await appendIfHeadUnmoved(trx, tenantId, cached, fast)))
-      return { appended: fast.chained.length, appendedPerCall: fast.appendedPerCall, checkpoints: [], head: fast.head };
+    if (fast.chained.length > 0 && fast.due.length === 0) {
+      if (await appendIfHeadUnmoved(trx, tenantId, cached, fast))
+        return { appended: fast.chained.length, appendedPerCall: fast.appendedPerCall, checkpoints: [], head: fast.head };
+      staleHead = true;
+    }
   }
   const ids = [...new Set(appends.flatMap((events) => events.map((e) => e.id)))];
   // One round trip takes the lock and answers the idempotency question: the upsert creates the
@@ -185,7 +191,7 @@ export async function appendBatchToChain(
   const batch = linkBatch(appends, from, new Set(stored.known ?? []), new Date(), policy);
   const { chained, appendedPerCall, due } = batch;
   const { seq, hash: prevHash } = batch.head;
-  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [], head: from };
+  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [], head: from, staleHead };
   const values = chained.map(eventToRow);
   if (due.length > 0) {
     // The new events were linked here, from the head's hash: what needs checking is the stored
@@ -194,7 +200,7 @@ export async function appendBatchToChain(
     await trx.insertInto('events').values(values).execute();
     if (refused !== undefined) {
       await trx.updateTable('chain_heads').set({ seq, hash: prevHash }).where('tenant_id', '=', tenantId).execute();
-      return { appended: chained.length, appendedPerCall, checkpoints: [], refused, head: { ...from, seq, hash: prevHash } };
+      return { appended: chained.length, appendedPerCall, checkpoints: [], refused, head: { ...from, seq, hash: prevHash }, staleHead };
     }
     const checkpoints = await writeCheckpoints(trx, tenantId, due, { seq, hash: prevHash }, signer);
     const last = checkpoints[checkpoints.length - 1];
@@ -202,7 +208,7 @@ export async function appendBatchToChain(
       last === undefined
         ? { ...from, seq, hash: prevHash }
         : { seq, hash: prevHash, checkpointSeq: last.seq, checkpointAt: Date.parse(last.signedAt) };
-    return { appended: chained.length, appendedPerCall, checkpoints, head };
+    return { appended: chained.length, appendedPerCall, checkpoints, head, staleHead };
   }
   // The insert and the head move in one statement: one round trip less while the lock is held.
   await trx
@@ -211,7 +217,7 @@ export async function appendBatchToChain(
     .set({ seq, hash: prevHash })
     .where('tenant_id', '=', tenantId)
     .execute();
-  return { appended: chained.length, appendedPerCall, checkpoints: [], head: { ...from, seq, hash: prevHash } };
+  return { appended: chained.length, appendedPerCall, checkpoints: [], head: { ...from, seq, hash: prevHash }, staleHead };
 }
 
 /** ChainBrokenError is a refusal to sign: the stored events since the last checkpoint do not verify. */
