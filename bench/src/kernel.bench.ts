@@ -13,7 +13,7 @@ import { startEchoProcess } from '@parley/test/echo-fixture';
 import { grpcJsUnary } from '@parley/test/grpc-js';
 import { createTestPki } from '@parley/test/pki';
 import { EchoRequestSchema, EchoResponseSchema, type EchoRequest, type EchoResponse } from '@parley/proto/parley/testing/v1/echo_pb.js';
-import { closedLoop, type LoadResult } from './stats.js';
+import { closedLoop, figure, type LoadResult, type SummaryFigure } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -24,6 +24,8 @@ export interface KernelBenchResult {
   readonly name: 'kernel-unary-mtls';
   readonly rows: { target: Target; result: LoadResult }[];
   readonly ratios: { concurrency: number; kernelVsGrpcJs: number; kernelVsConnect: number; connectVsGrpcJs: number }[];
+  /** summary holds the issue-15 figures against their goals (bare grpc-js is the floor). */
+  readonly summary: Record<string, SummaryFigure>;
 }
 
 function echoClient(address: string, creds: grpc.ChannelCredentials) {
@@ -102,5 +104,18 @@ export async function runKernelBenchmark(options: {
     kernelVsConnect: ratio(rps('kernel', concurrency), rps('bare-connect-node', concurrency)),
     connectVsGrpcJs: ratio(rps('bare-connect-node', concurrency), rps('bare-grpc-js', concurrency)),
   }));
-  return { name: 'kernel-unary-mtls', rows, ratios };
+  const low = Math.min(...options.concurrency);
+  const top = Math.max(...options.concurrency);
+  const p99 = (target: Target, concurrency: number) =>
+    rows.find((r) => r.target === target && r.result.concurrency === concurrency)?.result.p99Ms ?? Number.NaN;
+  const summary: Record<string, SummaryFigure> = {};
+  for (const c of options.concurrency) {
+    const x = rps('kernel', c) / rps('bare-grpc-js', c);
+    summary[`internal hop throughput at ${c} caller${c === 1 ? '' : 's'} / bare grpc-js`] = figure(x, '×', '>= 0.8', x >= 0.8);
+  }
+  // p99 the other way round (floor / ours), so that ≥ 0.8 reads the same as for throughput.
+  const p99Ratio = p99('bare-grpc-js', low) / p99('kernel', low);
+  summary[`internal hop p99 at ${low} caller: bare grpc-js / kernel`] = figure(p99Ratio, '×', '>= 0.8', p99Ratio >= 0.8);
+  summary[`internal hop throughput at ${top} callers`] = figure(rps('kernel', top), '/s', 'reported', true);
+  return { name: 'kernel-unary-mtls', rows, ratios, summary };
 }

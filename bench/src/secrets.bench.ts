@@ -3,12 +3,25 @@
 // is live, reads the sealed versions from Postgres, unwraps data keys with the Vault stand-in on
 // loopback and records access events. Two secrets processes run side by side, one with the
 // data-key cache (the default) and one with PARLEY_DEK_CACHE=off, measured in the same run.
+// The floor, in the same run: the same work in this one process with no gRPC hop, interceptor or
+// log line — the conversation and agent read with tenant-data's store functions, the sealed
+// versions read, opened with a cached data key (same KEK, same AES-GCM) and the access and audit
+// records committed with the secrets service's own store functions, on the same Postgres.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { auditDetails, auditedTransactions, serviceActor } from '@parley/audit-outbox';
 import { createServiceDb, loadServiceMigrations, migrateAll, serviceDatabaseUrl, withTenant } from '@parley/db';
+import {
+  createDataKeySource,
+  createKekProvider,
+  loadDataKeyCacheConfig,
+  loadKekProviderConfig,
+  openSecret,
+  silentLogger,
+} from '@parley/envelope';
 import { freePort, ServiceProcess } from '@parley/devstack';
 import {
   CertificateSource,
@@ -19,17 +32,19 @@ import {
   type ServiceName,
 } from '@parley/platform';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { createAgent, ensureWorkspace, startConversation, type TenantDataDb } from '@parley/tenant-data';
+import { currentVersions, recordAccess, type SecretsDatabase } from '@parley/secrets';
+import { createAgent, ensureWorkspace, getAgent, getConversation, startConversation, type TenantDataDb } from '@parley/tenant-data';
 import { createTestPki } from '@parley/test/pki';
 import { startVaultStandin } from '@parley/test/vault-standin';
-import { closedLoop, type LoadResult } from './stats.js';
+import { profilingEnv } from './service-processes.js';
+import { closedLoop, figure, type LoadResult, type SummaryFigure } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const KEY = 'parley-kek';
 
-/** SecretsBenchRow is one cache mode's load result and its KEK cost. */
+/** SecretsBenchRow is one mode's load result and its KEK cost (`floor` is the single-process floor, data-key cache on). */
 export interface SecretsBenchRow {
-  readonly cache: 'on' | 'off';
+  readonly cache: 'on' | 'off' | 'floor';
   readonly result: LoadResult;
   /** resolves counts every call made, warm-up included (the KEK counter covers those too). */
   readonly resolves: number;
@@ -46,6 +61,8 @@ export interface SecretsBenchResult {
   readonly rows: SecretsBenchRow[];
   /** throughputRatio is cached / uncached requests per second. */
   readonly throughputRatio: number;
+  /** summary holds the issue-15 figures against their goals. */
+  readonly summary: Record<string, SummaryFigure>;
 }
 
 /** runSecretsBenchmark migrates the given Postgres, starts the processes and measures both cache modes. */
@@ -77,7 +94,7 @@ export async function runSecretsBenchmark(options: {
     const p = new ServiceProcess({
       name,
       script,
-      env: { ...env, PARLEY_SERVICE_PORT: String(port), PARLEY_HEALTH_PORT: String(health) },
+      env: { ...profilingEnv(), ...env, PARLEY_SERVICE_PORT: String(port), PARLEY_HEALTH_PORT: String(health) },
       healthUrl: `http://127.0.0.1:${health}/readyz`,
       // Failures are printed so that an error count in the table can be explained.
       onLine: (n, line) => {
@@ -91,6 +108,8 @@ export async function runSecretsBenchmark(options: {
   };
   const clients: { close(): void }[] = [];
   const sources: CertificateSource[] = [];
+  const floorDbs: { destroy(): Promise<void> }[] = [];
+  const floorKeks: { close(): Promise<void> | void }[] = [];
   try {
     // tenant-data needs a secrets peer (agent writes check secret_refs); the bench writes agents
     // through the store, so it points at the cache-on process, started next.
@@ -161,12 +180,70 @@ export async function runSecretsBenchmark(options: {
     });
     await tenantDb.destroy();
 
+    // The floor's own pools and keys, as the services would have them (default pool size).
+    const floorTenantDb = createServiceDb<TenantDataDb>(dbUrl('tenant-data'), 'tenant-data');
+    const floorSecretsDb = createServiceDb<SecretsDatabase>(dbUrl('secrets'), 'secrets');
+    floorDbs.push(floorTenantDb, floorSecretsDb);
+    const floorKek = await createKekProvider(loadKekProviderConfig(secretsEnv), silentLogger);
+    floorKeks.push(floorKek);
+    const floorKeys = createDataKeySource(floorKek, loadDataKeyCacheConfig({}));
+    const floorAudited = auditedTransactions(floorSecretsDb);
+    const floorActor = serviceActor('voice-orchestrator');
+    const floorResolve = async (): Promise<number> => {
+      const { conversation, agent } = await withTenant(floorTenantDb, tenantId, async (trx) => ({
+        conversation: await getConversation(trx, scene.conversationId),
+        agent: await getAgent(trx, scene.agentId),
+      }));
+      if (conversation.agent_id !== scene.agentId || conversation.state !== 'live') throw new Error('conversation not live');
+      const wanted = [...new Set(Object.values(agent.secret_refs))];
+      return floorAudited(tenantId, async (trx, record) => {
+        const rows = await currentVersions(trx, wanted);
+        let opened = 0;
+        for (const row of rows) {
+          const plaintext = await openSecret(
+            floorKeys,
+            { tenantId, secretId: row.id, version: row.version },
+            { ciphertext: row.ciphertext, nonce: row.nonce, wrappedDataKey: row.wrapped_data_key, kekVersion: row.kek_version },
+          );
+          plaintext.fill(0);
+          opened += 1;
+        }
+        const purposes = ['bench'];
+        await recordAccess(
+          trx,
+          rows.map((row) => ({
+            caller: 'spiffe://parley.local/ns/parley/sa/voice-orchestrator',
+            conversationId: scene.conversationId,
+            agentId: scene.agentId,
+            secretId: row.id,
+            secretVersion: row.version,
+            purposes,
+          })),
+        );
+        for (const row of rows) {
+          await record({
+            tenantId,
+            actor: floorActor,
+            action: 'secret.resolve',
+            target: { type: 'secret', id: row.id },
+            details: auditDetails({ conversation_id: scene.conversationId, agent_id: scene.agentId, version: row.version, purposes }, [
+              'conversation_id',
+              'agent_id',
+              'version',
+              'purposes',
+            ]),
+          });
+        }
+        return opened;
+      });
+    };
+
     type Cell = { results: LoadResult[]; resolves: number; kekCalls: number; firstError: string | undefined };
     const perMode = new Map<string, Cell>();
-    const cells = options.concurrency.flatMap((concurrency) => (['on', 'off'] as const).map((cache) => ({ cache, concurrency })));
+    const cells = options.concurrency.flatMap((concurrency) => (['on', 'off', 'floor'] as const).map((cache) => ({ cache, concurrency })));
     for (let round = 0; round < options.rounds; round++) {
       for (const { cache, concurrency } of cells) {
-        const orchestrator = await client('voice-orchestrator', ports[cache]);
+        const orchestrator = cache === 'floor' ? undefined : await client('voice-orchestrator', ports[cache]);
         let resolves = 0;
         let firstError: string | undefined;
         const decryptsBefore = vault.callCount(`transit/decrypt/${KEY}`);
@@ -174,8 +251,9 @@ export async function runSecretsBenchmark(options: {
           async () => {
             resolves += 1;
             try {
-              const res = await orchestrator.resolveForConversation(scene);
-              if (res.secrets.length !== 3) throw new Error(`expected 3 secrets, got ${res.secrets.length}`);
+              const n =
+                orchestrator === undefined ? await floorResolve() : (await orchestrator.resolveForConversation(scene)).secrets.length;
+              if (n !== 3) throw new Error(`expected 3 secrets, got ${n}`);
             } catch (err) {
               firstError ??= err instanceof Error ? err.message : String(err);
               throw err;
@@ -208,13 +286,30 @@ export async function runSecretsBenchmark(options: {
     const top = Math.max(...options.concurrency);
     const on = rows.find((r) => r.cache === 'on' && r.result.concurrency === top)?.result.rps ?? 0;
     const off = rows.find((r) => r.cache === 'off' && r.result.concurrency === top)?.result.rps ?? 1;
+    const cell = (cache: SecretsBenchRow['cache'], concurrency: number) =>
+      rows.find((r) => r.cache === cache && r.result.concurrency === concurrency)?.result;
+    const low = Math.min(...options.concurrency);
+    const p99 = cell('on', low)?.p99Ms ?? Number.NaN;
+    const floorP99 = cell('floor', low)?.p99Ms ?? Number.NaN;
+    const floorTop = cell('floor', top)?.rps ?? Number.NaN;
+    const summary = {
+      [`resolve p99 at ${low} caller`]: figure(p99, 'ms', '< 2', p99 < 2),
+      [`resolve p99 at ${low} caller / floor`]: figure(p99 / floorP99, '×', '<= 2', p99 / floorP99 <= 2),
+      [`resolve throughput at ${top} callers`]: figure(on, '/s', 'reported', true),
+      [`resolve throughput at ${top} callers / floor`]: figure(on / floorTop, '×', '>= 0.5', on / floorTop >= 0.5),
+      [`floor p99 at ${low} caller`]: figure(floorP99, 'ms', 'baseline', true),
+      [`floor throughput at ${top} callers`]: figure(floorTop, '/s', 'baseline', true),
+    };
     return {
       name: 'secrets-resolve-for-conversation',
       secretsPerResolve: 3,
       rows,
       throughputRatio: Math.round((on / Math.max(off, 1e-9)) * 100) / 100,
+      summary,
     };
   } finally {
+    for (const d of floorDbs) await d.destroy();
+    for (const k of floorKeks) await k.close();
     for (const c of clients) c.close();
     for (const s of sources) s.close();
     for (const p of processes.reverse()) await p.stop();

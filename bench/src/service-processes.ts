@@ -6,6 +6,15 @@ import type { createTestPki } from '@parley/test/pki';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/**
+ * profilingEnv is what makes a service process write a V8 CPU profile at exit when the bench runs
+ * with BENCH_CPU_PROF=<folder> (summarise one with cpu-profile-summary); empty otherwise.
+ */
+export function profilingEnv(): Record<string, string> {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir === undefined || dir === '' ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+}
+
 /** ServicePorts are a service's gRPC port and its health port. */
 export interface ServicePorts {
   readonly port: number;
@@ -30,6 +39,7 @@ export function startServiceProcesses<N extends ServiceName>(options: {
       name: n,
       script: join(root, 'services', n, 'dist', 'main.js'),
       env: {
+        ...profilingEnv(),
         ...peers,
         ...extra[n],
         PARLEY_TLS_CERT: f.certFile,

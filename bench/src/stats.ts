@@ -65,3 +65,16 @@ export async function closedLoop(
     p99Ms: Number(percentile(sorted, 0.99).toFixed(3)),
   };
 }
+
+/** SummaryFigure is one figure of a suite's `summary`: its value against the issue's goal. */
+export interface SummaryFigure {
+  readonly value: number;
+  readonly unit: string;
+  readonly goal: string;
+  readonly holds: boolean;
+}
+
+/** figure rounds a summary value to three decimals (ratios and milliseconds alike). */
+export function figure(value: number, unit: string, goal: string, holds: boolean): SummaryFigure {
+  return { value: Number(value.toFixed(3)), unit, goal, holds };
+}

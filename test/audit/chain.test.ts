@@ -8,8 +8,8 @@ import { checkpointStatement } from '@parley/audit';
 import { withTenant } from '@parley/db';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { event } from './fixture.js';
-import { asSuperuser, audit, db, exportFile, offline, seed, useChainHarness } from './chain-harness.js';
+import { event, inProcessAudit } from './fixture.js';
+import { asSuperuser, audit, db, exportFile, offline, seed, signer, useChainHarness } from './chain-harness.js';
 
 useChainHarness();
 
@@ -182,6 +182,37 @@ describe('one linear chain', () => {
     for (let i = 1; i < rows.length; i++) expect(rows[i]?.prev_hash).toBe(rows[i - 1]?.hash);
     expect(new Set(rows.map((r) => r.prev_hash)).size).toBe(rows.length);
     expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true, verifiedToSeq: 200n, checkpointsVerified: 40 });
+  });
+
+  it('two replicas appending to one tenant in turn and at once keep one chain (each remembered head goes stale)', async () => {
+    const tenant = randomUUID();
+    // Checkpoints far apart, so that appends take the one-statement path from the remembered head.
+    const replicas = [
+      inProcessAudit(db, signer, { everyEvents: 1000, everyMs: 3_600_000 }),
+      inProcessAudit(db, signer, { everyEvents: 1000, everyMs: 3_600_000 }),
+    ];
+    for (let i = 0; i < 20; i++) await replicas[i % 2]?.appendEvents({ events: [event(tenant)] });
+    await Promise.all(
+      replicas.flatMap((r) =>
+        Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 10; i++) await r.appendEvents({ events: [event(tenant)] });
+        }),
+      ),
+    );
+    // A replayed id through the replica whose remembered head is current is still a no-op.
+    const again = event(tenant);
+    expect(await replicas[0]?.appendEvents({ events: [again] })).toMatchObject({ appended: 1 });
+    expect(await replicas[0]?.appendEvents({ events: [again] })).toMatchObject({ appended: 0 });
+    const rows = await withTenant(
+      db,
+      tenant,
+      async (trx) =>
+        (await sql<{ seq: string; prev_hash: string; hash: string }>`select seq, prev_hash, hash from events order by seq`.execute(trx))
+          .rows,
+    );
+    expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 101 }, (_, i) => i + 1));
+    for (let i = 1; i < rows.length; i++) expect(rows[i]?.prev_hash).toBe(rows[i - 1]?.hash);
+    expect(await audit.verifyLog({ tenantId: tenant })).toMatchObject({ ok: true, verifiedToSeq: 101n });
   });
 
   it('appending an event id again is a no-op, in one call and across calls', async () => {

@@ -8,7 +8,7 @@ import { AuditEventSchema, type AuditEvent } from '@parley/proto/parley/audit/v1
 import { v7 as uuidv7 } from 'uuid';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type ActorKind, type AuditAction, type Outcome } from './actions.js';
 import type { AuditDetails } from './details.js';
-import { insertOutboxRow } from './outbox.store.js';
+import { insertOutboxRows, type NewOutboxRow } from './outbox.store.js';
 
 /** AuditActor is who performed the action. */
 export interface AuditActor {
@@ -165,17 +165,27 @@ export function auditEventJson(event: AuditEvent): JsonObject {
 }
 
 /**
- * recordAuditEvent writes an audit event to the calling service's outbox inside the caller's
- * tenant transaction, so the event commits if and only if the privileged change commits. The
- * relay delivers it later. Returns the event id.
+ * outboxRowOf validates an input and returns its outbox row (the event's protobuf JSON, with the
+ * span that recorded it, for the relay's link); recordAuditEvent and the audited transactions
+ * insert it.
  */
-export async function recordAuditEvent<DB>(trx: TenantTransaction<DB>, input: AuditEventInput): Promise<string> {
+export function outboxRowOf(input: AuditEventInput): NewOutboxRow {
   const event = buildAuditEvent(input);
   const active = trace.getActiveSpan()?.spanContext();
   const json: JsonObject =
     active !== undefined && active.traceId === event.traceId && trace.isSpanContextValid(active)
       ? { ...auditEventJson(event), [ORIGIN_SPAN_KEY]: active.spanId }
       : auditEventJson(event);
-  await insertOutboxRow(trx, { tenant_id: event.tenantId, id: event.id, event: JSON.stringify(json) });
-  return event.id;
+  return { tenant_id: event.tenantId, id: event.id, event: JSON.stringify(json) };
+}
+
+/**
+ * recordAuditEvent writes an audit event to the calling service's outbox inside the caller's
+ * tenant transaction, so the event commits if and only if the privileged change commits. The
+ * relay delivers it later. Returns the event id.
+ */
+export async function recordAuditEvent<DB>(trx: TenantTransaction<DB>, input: AuditEventInput): Promise<string> {
+  const row = outboxRowOf(input);
+  await insertOutboxRows(trx, [row]);
+  return row.id;
 }

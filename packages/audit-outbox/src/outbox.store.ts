@@ -41,12 +41,12 @@ export type RelayTransaction = Transaction<AuditOutboxDb>;
 // Static SQL on the one table this package owns; the name is fixed by OUTBOX_TABLE.
 const table = sql.table(OUTBOX_TABLE);
 
-/**
- * insertOutboxRow records one event in the caller's transaction (a tenant transaction: the row
- * policy admits only that tenant's rows).
- */
-export async function insertOutboxRow(trx: QueryExecutorProvider, row: NewOutboxRow): Promise<void> {
-  await sql`insert into ${table} (tenant_id, id, event) values (${row.tenant_id}::uuid, ${row.id}::uuid, ${row.event}::jsonb)`.execute(trx);
+/** insertOutboxRows records events in the caller's tenant transaction, in one statement. */
+export async function insertOutboxRows(trx: QueryExecutorProvider, rows: readonly NewOutboxRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await sql`insert into ${table} (tenant_id, id, event) values ${sql.join(
+    rows.map((row) => sql`(${row.tenant_id}::uuid, ${row.id}::uuid, ${row.event}::jsonb)`),
+  )}`.execute(trx);
 }
 
 /** withRelayMode runs fn in one transaction in relay mode: no tenant set, RELAY_SETTING on, so every tenant's rows are visible. */

@@ -1,4 +1,5 @@
-import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { JSONWebKeySet, JWK } from 'jose';
 import { recordCacheLookup } from '@parley/platform';
 import { JwksUnavailableError } from './errors.js';
 import { SESSION_TOKEN_ALG } from './claims.js';
@@ -19,7 +20,8 @@ export interface JwksCacheOptions {
   readonly now?: () => number;
 }
 
-type VerifyKey = Awaited<ReturnType<typeof importJWK>>;
+// Node KeyObjects, so that the verifier checks signatures with one synchronous crypto.verify.
+type VerifyKey = KeyObject;
 
 /** DEFAULT_JWKS_TTL_MS is the stated lifetime of a cached JWKS. */
 export const DEFAULT_JWKS_TTL_MS = 60_000;
@@ -85,7 +87,7 @@ export class JwksCache {
     for (const jwk of Array.isArray(set.keys) ? set.keys : []) {
       if (!isEd25519VerifyKey(jwk)) continue;
       const { kid, kty, crv, x } = jwk;
-      next.set(kid, await importJWK({ kty, crv, x }, SESSION_TOKEN_ALG));
+      next.set(kid, createPublicKey({ key: { kty, crv, x }, format: 'jwk' }));
     }
     this.#keys = next;
     this.#fetchedAt = this.#now();

@@ -158,6 +158,15 @@ describe('SessionTokenVerifier', () => {
     await refused(`${h}.${p}.${sig.toString('base64url')}`, 'signature');
   });
 
+  it('refuses a validly signed token whose payload is not a JSON object, or whose audience is a list', async () => {
+    const header = b64({ alg: 'EdDSA', typ: SESSION_TOKEN_TYPE, kid: KID });
+    for (const body of [Buffer.from('[1,2]').toString('base64url'), Buffer.from('not json').toString('base64url')]) {
+      const input = `${header}.${body}`;
+      await refused(`${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`, 'malformed');
+    }
+    await refused(await signed(claimsFor({ aud: [AUD, 'parley:edge'] })), 'audience');
+  });
+
   it("refuses a token for another tenant's session", async () => {
     await refused(await good(), 'tenant', { tenantId: OTHER_TENANT });
   });

@@ -32,27 +32,143 @@ export interface CheckpointPolicy {
 /** AppendResult says what appendToChain did. */
 export interface AppendResult {
   appended: number;
-  /** checkpoint is the checkpoint signed by this append, to publish to the witnesses after commit. */
-  checkpoint?: ChainCheckpoint;
+  /** appendedPerCall is, for each append of a batch (appendBatchToChain), how many of its events were new. */
+  appendedPerCall: number[];
+  /** checkpoints are the checkpoints signed by this append, to publish to the witnesses after commit. */
+  checkpoints: ChainCheckpoint[];
   /** refused says why a due checkpoint was not signed (the stored chain does not verify): an alert. */
   refused?: string;
+  /** head is where the chain stands once the transaction commits (for the next batch's fast path). */
+  head: KnownHead;
+  /** staleHead says the remembered head had moved (another replica appends to this chain too). */
+  staleHead?: boolean;
+}
+
+/** KnownHead is a tenant's chain head as this process last committed it. */
+export interface KnownHead {
+  readonly seq: number;
+  readonly hash: string;
+  readonly checkpointSeq: number;
+  readonly checkpointAt: number;
+}
+
+/** LinkedBatch is a batch's new events linked from a head, and where checkpoints fall due. */
+interface LinkedBatch {
+  chained: ChainEvent[];
+  appendedPerCall: number[];
+  due: { seq: number; hash: string }[];
+  head: KnownHead;
 }
 
 /**
- * appendToChain appends one tenant's events in order. It locks the tenant's head row first, so
- * appends of one tenant are strictly serial across connections and replicas (one linear chain,
- * no forks), skips ids already in the log (idempotent replays), links and hashes each new
- * event, moves the head, and signs a checkpoint when the policy says so and the events since
- * the last checkpoint verify (the events are appended either way: an audit event is never lost).
+ * linkBatch links and hashes a batch's events in order from `from`, skipping ids in `known`,
+ * and marks a checkpoint due after each append that brings the count since the last one to the
+ * policy's or finds the last one older than everyMs.
  */
-export async function appendToChain(
+function linkBatch(
+  appends: readonly (readonly NewEvent[])[],
+  from: KnownHead,
+  known: Set<string>,
+  recordedAt: Date,
+  policy: CheckpointPolicy,
+): LinkedBatch {
+  let seq = from.seq;
+  let prevHash = from.hash;
+  let checkpointSeq = from.checkpointSeq;
+  let checkpointAt = from.checkpointAt;
+  const chained: ChainEvent[] = [];
+  const appendedPerCall: number[] = [];
+  const due: { seq: number; hash: string }[] = [];
+  for (const events of appends) {
+    let appended = 0;
+    for (const e of events) {
+      if (known.has(e.id)) continue;
+      known.add(e.id);
+      seq += 1;
+      const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
+      const hash = eventHash(linked);
+      chained.push({ ...linked, hash });
+      prevHash = hash;
+      appended += 1;
+    }
+    appendedPerCall.push(appended);
+    if (appended > 0 && (seq - checkpointSeq >= policy.everyEvents || recordedAt.getTime() - checkpointAt >= policy.everyMs)) {
+      due.push({ seq, hash: prevHash });
+      checkpointSeq = seq;
+      checkpointAt = recordedAt.getTime();
+    }
+  }
+  return { chained, appendedPerCall, due, head: { seq, hash: prevHash, checkpointSeq, checkpointAt } };
+}
+
+/**
+ * appendIfHeadUnmoved is the one-statement append: it moves the head from `from` to the batch's
+ * end and inserts the events, only if the head is still exactly `from` (no other writer, replica
+ * or checkpoint moved it since this process committed it) and none of the ids is in the log yet.
+ * The head's row lock is taken by the UPDATE, so appends stay serial. Returns false (nothing
+ * written) when the head moved: the caller then takes the locking path.
+ */
+async function appendIfHeadUnmoved(trx: AuditTrx, tenantId: string, from: KnownHead, batch: LinkedBatch): Promise<boolean> {
+  const ids = batch.chained.map((e) => e.id);
+  const rows = batch.chained.map(
+    (e) =>
+      sql`(${e.tenantId}::uuid, ${e.seq}::bigint, ${e.id}::uuid, ${e.occurredAt}::timestamptz, ${e.recordedAt}::timestamptz, ${e.actorKind}, ${e.actorId}, ${e.action}, ${e.targetType}, ${e.targetId}, ${e.outcome}, ${JSON.stringify(e.description)}::jsonb, ${e.sourceAddress}, ${e.userAgent}, ${e.traceId}, ${e.prevHash}, ${e.hash})`,
+  );
+  const { rows: moved } = await sql<{ moved: number }>`
+    with head as (
+      update chain_heads set seq = ${batch.head.seq}, hash = ${batch.head.hash}
+       where tenant_id = ${tenantId} and seq = ${from.seq} and hash = ${from.hash} and checkpoint_seq = ${from.checkpointSeq}
+         and not exists (select 1 from events e where e.tenant_id = ${tenantId} and e.id = any(${ids}::uuid[]))
+      returning 1),
+    ins as (
+      insert into events (tenant_id, seq, id, occurred_at, recorded_at, actor_kind, actor_id, action, target_type, target_id, outcome, description, source_address, user_agent, trace_id, prev_hash, hash)
+      select v.* from (values ${sql.join(rows)}) as v where exists (select 1 from head))
+    select count(*)::int as moved from head`.execute(trx);
+  return (moved[0]?.moved ?? 0) === 1;
+}
+
+/** appendToChain appends one tenant's events in order: appendBatchToChain with a single append. */
+export function appendToChain(
   trx: AuditTrx,
   tenantId: string,
   events: readonly NewEvent[],
   signer: CheckpointSigner,
   policy: CheckpointPolicy,
 ): Promise<AppendResult> {
-  const ids = [...new Set(events.map((e) => e.id))];
+  return appendBatchToChain(trx, tenantId, [events], signer, policy);
+}
+
+/**
+ * appendBatchToChain appends several appends of one tenant (a group commit) in order, in one
+ * transaction. It locks the tenant's head row first, so appends of one tenant are strictly serial
+ * across connections and replicas (one linear chain, no forks), skips ids already in the log
+ * (idempotent replays), links and hashes each new event in order, inserts them in one statement
+ * and moves the head once. Checkpoints fall where they would have if the appends had run one
+ * after another: after each append for which the policy is due, signed once the stored events
+ * since the last checkpoint verify (the events are appended either way: an audit event is never
+ * lost). With `cached` (the head this process committed last) it first tries the one-statement
+ * append, which writes only if the head has not moved since.
+ */
+export async function appendBatchToChain(
+  trx: AuditTrx,
+  tenantId: string,
+  appends: readonly (readonly NewEvent[])[],
+  signer: CheckpointSigner,
+  policy: CheckpointPolicy,
+  cached?: KnownHead,
+): Promise<AppendResult> {
+  // The fast path: this process committed the head last and no checkpoint falls due in the
+  // batch, so the batch is linked from the known head and written in one statement.
+  let staleHead = false;
+  if (cached !== undefined) {
+    const fast = linkBatch(appends, cached, new Set(), new Date(), policy);
+    if (fast.chained.length > 0 && fast.due.length === 0) {
+      if (await appendIfHeadUnmoved(trx, tenantId, cached, fast))
+        return { appended: fast.chained.length, appendedPerCall: fast.appendedPerCall, checkpoints: [], head: fast.head };
+      staleHead = true;
+    }
+  }
+  const ids = [...new Set(appends.flatMap((events) => events.map((e) => e.id)))];
   // One round trip takes the lock and answers the idempotency question: the upsert creates the
   // head on a tenant's first append and, either way, leaves the row locked until commit (which is
   // what serialises a tenant's appends); the sub-select lists the ids already in the log.
@@ -63,46 +179,45 @@ export async function appendToChain(
       returning h.seq, h.hash, h.checkpoint_seq, h.checkpoint_at)
     select head.*, (select array_agg(e.id::text) from events e where e.tenant_id = ${tenantId} and e.id = any(${ids}::uuid[])) as known
       from head`.execute(trx);
-  const head = rows[0];
-  if (head === undefined) throw new Error('chain head upsert returned no row');
-  const known = new Set(head.known ?? []);
-  let seq = int(head.seq);
-  let prevHash = head.hash;
-  // One clock reading per append, taken under the lock.
-  const recordedAt = new Date();
-  const chained: ChainEvent[] = [];
-  for (const e of events) {
-    if (known.has(e.id)) continue;
-    known.add(e.id);
-    seq += 1;
-    const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
-    const hash = eventHash(linked);
-    chained.push({ ...linked, hash });
-    prevHash = hash;
-  }
-  if (chained.length === 0) return { appended: 0 };
-  const due = seq - int(head.checkpoint_seq) >= policy.everyEvents || recordedAt.getTime() - head.checkpoint_at.getTime() >= policy.everyMs;
+  const stored = rows[0];
+  if (stored === undefined) throw new Error('chain head upsert returned no row');
+  const from: KnownHead = {
+    seq: int(stored.seq),
+    hash: stored.hash,
+    checkpointSeq: int(stored.checkpoint_seq),
+    checkpointAt: stored.checkpoint_at.getTime(),
+  };
+  // One clock reading per batch, taken under the lock.
+  const batch = linkBatch(appends, from, new Set(stored.known ?? []), new Date(), policy);
+  const { chained, appendedPerCall, due } = batch;
+  const { seq, hash: prevHash } = batch.head;
+  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [], head: from, staleHead };
   const values = chained.map(eventToRow);
-  if (due) {
+  if (due.length > 0) {
     // The new events were linked here, from the head's hash: what needs checking is the stored
     // stretch from the last checkpoint up to that hash.
-    const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
+    const refused = await unsignedStretchFailure(trx, tenantId, from.seq, from.hash, signer);
     await trx.insertInto('events').values(values).execute();
     if (refused !== undefined) {
       await trx.updateTable('chain_heads').set({ seq, hash: prevHash }).where('tenant_id', '=', tenantId).execute();
-      return { appended: chained.length, refused };
+      return { appended: chained.length, appendedPerCall, checkpoints: [], refused, head: { ...from, seq, hash: prevHash }, staleHead };
     }
-    return { appended: chained.length, checkpoint: await writeCheckpoint(trx, tenantId, seq, prevHash, signer) };
-  } else {
-    // The insert and the head move in one statement: one round trip less while the lock is held.
-    await trx
-      .with('ins', (qc) => qc.insertInto('events').values(values))
-      .updateTable('chain_heads')
-      .set({ seq, hash: prevHash })
-      .where('tenant_id', '=', tenantId)
-      .execute();
+    const checkpoints = await writeCheckpoints(trx, tenantId, due, { seq, hash: prevHash }, signer);
+    const last = checkpoints[checkpoints.length - 1];
+    const head =
+      last === undefined
+        ? { ...from, seq, hash: prevHash }
+        : { seq, hash: prevHash, checkpointSeq: last.seq, checkpointAt: Date.parse(last.signedAt) };
+    return { appended: chained.length, appendedPerCall, checkpoints, head, staleHead };
   }
-  return { appended: chained.length };
+  // The insert and the head move in one statement: one round trip less while the lock is held.
+  await trx
+    .with('ins', (qc) => qc.insertInto('events').values(values))
+    .updateTable('chain_heads')
+    .set({ seq, hash: prevHash })
+    .where('tenant_id', '=', tenantId)
+    .execute();
+  return { appended: chained.length, appendedPerCall, checkpoints: [], head: { ...from, seq, hash: prevHash }, staleHead };
 }
 
 /** ChainBrokenError is a refusal to sign: the stored events since the last checkpoint do not verify. */
@@ -170,29 +285,40 @@ export async function unsignedStretchFailure(
   return undefined;
 }
 
-/** writeCheckpoint signs the head (seq, hash) and moves the head row; call it holding the head lock, after checking the stretch it covers. */
-async function writeCheckpoint(
+/**
+ * writeCheckpoints signs a checkpoint at each (seq, hash) in order and moves the head row to
+ * `head` with the last of them as its checkpoint; call it holding the head lock, after checking
+ * the stretch they cover.
+ */
+async function writeCheckpoints(
   trx: AuditTrx,
   tenantId: string,
-  seq: number,
-  hash: string,
+  at: readonly { seq: number; hash: string }[],
+  head: { seq: number; hash: string },
   signer: CheckpointSigner,
-): Promise<ChainCheckpoint> {
+): Promise<ChainCheckpoint[]> {
   const signedAt = new Date();
-  const statement = checkpointStatement({ tenantId, seq, hash, signedAt: signedAt.toISOString() });
-  const signature = Buffer.from(await signer.sign(statement));
-  const row: NewCheckpointRow = { tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature };
+  const rows: NewCheckpointRow[] = [];
+  const signed: ChainCheckpoint[] = [];
+  for (const { seq, hash } of at) {
+    const statement = checkpointStatement({ tenantId, seq, hash, signedAt: signedAt.toISOString() });
+    const signature = Buffer.from(await signer.sign(statement));
+    rows.push({ tenant_id: tenantId, seq, hash, signed_at: signedAt, key_id: signer.keyId, signature });
+    signed.push({ tenantId, seq, hash, signedAt: signedAt.toISOString(), keyId: signer.keyId, signature: signature.toString('base64') });
+  }
+  const last = signed[signed.length - 1];
+  if (last === undefined) return [];
   await trx
     .insertInto('checkpoints')
-    .values(row)
+    .values(rows)
     .onConflict((oc) => oc.doNothing())
     .execute();
   await trx
     .updateTable('chain_heads')
-    .set({ seq, hash, checkpoint_seq: seq, checkpoint_at: signedAt })
+    .set({ seq: head.seq, hash: head.hash, checkpoint_seq: last.seq, checkpoint_at: signedAt })
     .where('tenant_id', '=', tenantId)
     .execute();
-  return { tenantId, seq, hash, signedAt: signedAt.toISOString(), keyId: signer.keyId, signature: signature.toString('base64') };
+  return signed;
 }
 
 /**
@@ -212,7 +338,14 @@ export async function checkpointIfStale(
     return undefined;
   const refused = await unsignedStretchFailure(trx, tenantId, int(head.seq), head.hash, signer);
   if (refused !== undefined) throw new ChainBrokenError(tenantId, int(head.seq), refused);
-  return writeCheckpoint(trx, tenantId, int(head.seq), head.hash, signer);
+  const [checkpoint] = await writeCheckpoints(
+    trx,
+    tenantId,
+    [{ seq: int(head.seq), hash: head.hash }],
+    { seq: int(head.seq), hash: head.hash },
+    signer,
+  );
+  return checkpoint;
 }
 
 /** staleTenants lists tenants with unsigned events older than `everyMs`, longest-waiting first (so a backlog beyond `limit` drains fairly); it reads heads only. */

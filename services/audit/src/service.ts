@@ -32,7 +32,16 @@ import { EXPORT_FORMAT, toNdjson } from './export-format.js';
 import { streamFromProducer } from './export-queue.js';
 import type { CheckpointSigner } from './signer.js';
 import { publishToWitnesses, type CheckpointWitness } from './witness.js';
-import { appendToChain, keysOf, purgeEvents, type AppendResult, type CheckpointPolicy, type NewEvent } from './chain.store.js';
+import { createChainAppender } from './chain-appender.js';
+import {
+  appendBatchToChain,
+  appendToChain,
+  keysOf,
+  purgeEvents,
+  type AppendResult,
+  type CheckpointPolicy,
+  type NewEvent,
+} from './chain.store.js';
 import { anchorFor, chainHead, checkpointsInRange, eventsInRange, forTenant, listEvents, type EventFilter } from './event.store.js';
 
 /** AuditServiceDeps are what the handlers need. */
@@ -211,8 +220,14 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
         { tenantId, alert: 'audit_chain_broken' },
         `the audit chain does not verify; refusing to sign a checkpoint: ${r.refused}`,
       );
-    if (r.checkpoint !== undefined) await publishToWitnesses(witnesses, r.checkpoint, logger);
+    for (const checkpoint of r.checkpoints) await publishToWitnesses(witnesses, checkpoint, logger);
   };
+  // Appends to one tenant chain are group-committed; the witnesses hear of a batch's checkpoints before its callers are answered.
+  const appender = createChainAppender(async (tenantId, appends, cached) => {
+    const r = await forTenant(db, tenantId, (trx) => appendBatchToChain(trx, tenantId, appends, signer, policy, cached));
+    await afterAppend(tenantId, r);
+    return r;
+  }, MAX_APPEND_BATCH);
   return {
     async appendEvents(req) {
       if (req.events.length > MAX_APPEND_BATCH)
@@ -224,13 +239,9 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
         list.push(n);
         byTenant.set(n.tenantId, list);
       });
-      let appended = 0;
-      for (const [tenantId, events] of byTenant) {
-        const r = await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, events, signer, policy));
-        await afterAppend(tenantId, r);
-        appended += r.appended;
-      }
-      return { appended };
+      // Each tenant's chain is its own transaction; a relay's batch spans tenants, so they run side by side.
+      const counts = await Promise.all([...byTenant].map(([tenantId, events]) => appender.append(tenantId, events)));
+      return { appended: counts.reduce((a, b) => a + b, 0) };
     },
 
     async listEvents(req, ctx) {

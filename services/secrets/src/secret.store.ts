@@ -169,20 +169,20 @@ export interface AccessEvent {
  */
 export async function recordAccess(trx: Trx, events: readonly AccessEvent[]): Promise<void> {
   if (events.length === 0) return;
+  // The insert and the last_used_at move travel as one statement: one round trip per resolve.
   await trx
-    .insertInto('access_events')
-    .values(
-      events.map((e) => ({
-        caller: e.caller,
-        conversation_id: e.conversationId,
-        agent_id: e.agentId,
-        secret_id: e.secretId,
-        secret_version: e.secretVersion,
-        purposes: [...e.purposes],
-      })),
+    .with('ins', (qc) =>
+      qc.insertInto('access_events').values(
+        events.map((e) => ({
+          caller: e.caller,
+          conversation_id: e.conversationId,
+          agent_id: e.agentId,
+          secret_id: e.secretId,
+          secret_version: e.secretVersion,
+          purposes: [...e.purposes],
+        })),
+      ),
     )
-    .execute();
-  await trx
     .updateTable('secrets')
     .set({ last_used_at: sql<Date>`now()` as unknown as Date })
     .where(

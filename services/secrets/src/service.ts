@@ -249,8 +249,16 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const agentId = requireUuid(req.agentId, 'agent_id');
       const wantedIds = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
 
-      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'secrets');
-      const refs = await deps.directory.getAgentSecretRefs(tenantId, agentId);
+      // Both questions to tenant-data at once (one round trip's wait, not two); nothing is read
+      // or opened until both answered and the conversation is the agent's and live. The
+      // conversation's answer decides the error when both fail, as when they were asked in turn.
+      const [live, agentRefs] = await Promise.allSettled([
+        requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'secrets'),
+        deps.directory.getAgentSecretRefs(tenantId, agentId),
+      ]);
+      if (live.status === 'rejected') throw live.reason;
+      if (agentRefs.status === 'rejected') throw agentRefs.reason;
+      const refs = agentRefs.value;
       const purposesOf = new Map<string, string[]>();
       for (const [purpose, secretId] of Object.entries(refs)) purposesOf.set(secretId, [...(purposesOf.get(secretId) ?? []), purpose]);
       const wanted = wantedIds.length > 0 ? [...new Set(wantedIds)] : [...purposesOf.keys()];
