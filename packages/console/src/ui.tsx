@@ -2,14 +2,15 @@
 // fields, alerts, times and a loader hook. Everything is plain semantic HTML so that a keyboard
 // and a screen reader work without extra machinery.
 import type { ComponentChildren } from 'preact';
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { errorText } from './api.js';
 
 /** PageTitle is the page's h1; it takes focus when the page opens so a screen reader announces it. */
 export function PageTitle({ children }: { children: ComponentChildren }) {
   const ref = useRef<HTMLHeadingElement>(null);
-  useEffect(() => ref.current?.focus(), []);
+  // Layout effect: focus moves as the page appears, before anything else can take it.
+  useLayoutEffect(() => ref.current?.focus(), []);
   return (
     <h1 ref={ref} tabIndex={-1}>
       {children}

@@ -2,6 +2,7 @@
 // policy in a form (no-go zones) and in a raw JSON editor over the same draft, saved with the
 // version it was read at; and a "try it" pane that runs TestGuardrailPolicy on the draft.
 import type { JsonObject, JsonValue } from '@bufbuild/protobuf';
+import { timestampNow } from '@bufbuild/protobuf/wkt';
 import { useState } from 'preact/hooks';
 import type { PageProps } from '../page-props.js';
 import { href, navigate } from '../router.js';
@@ -105,6 +106,26 @@ function AgentList({ api }: PageProps) {
   );
 }
 
+/** PhrasesInput edits a list as comma-separated text; the text is its own, so typing a comma or a space is never undone. */
+function PhrasesInput({ phrases, onChange }: { phrases: readonly string[]; onChange: (p: string[]) => void }) {
+  const [text, setText] = useState(phrases.join(', '));
+  return (
+    <input
+      class="zone-phrases"
+      value={text}
+      onInput={(e) => {
+        setText(e.currentTarget.value);
+        onChange(
+          e.currentTarget.value
+            .split(',')
+            .map((p) => p.trim())
+            .filter((p) => p !== ''),
+        );
+      }}
+    />
+  );
+}
+
 function ZoneForm({ doc, onChange }: { doc: JsonObject; onChange: (d: JsonObject) => void }) {
   if (doc['version'] !== 2)
     return (
@@ -130,18 +151,7 @@ function ZoneForm({ doc, onChange }: { doc: JsonObject; onChange: (d: JsonObject
             <input class="zone-id" value={z.id} onInput={(e) => set(i, { id: e.currentTarget.value })} />
           </Field>
           <Field label="Phrases" hint="Comma-separated; whole words, any case.">
-            <input
-              class="zone-phrases"
-              value={z.phrases.join(', ')}
-              onInput={(e) =>
-                set(i, {
-                  phrases: e.currentTarget.value
-                    .split(',')
-                    .map((p) => p.trim())
-                    .filter((p) => p !== ''),
-                })
-              }
-            />
+            <PhrasesInput phrases={z.phrases} onChange={(phrases) => set(i, { phrases })} />
           </Field>
           <Field label="Action">
             <select class="zone-action" value={z.action} onChange={(e) => set(i, { action: e.currentTarget.value })}>
@@ -199,6 +209,9 @@ function TryIt({ api, doc }: Pick<PageProps, 'api'> & { doc: JsonObject }) {
       setResult(undefined);
       const res = await api.agents.testGuardrailPolicy({
         policy: { case: 'guardrailPolicy', value: doc },
+        // Now, in this browser's time zone: sleep windows and holidays apply as they would to a caller here.
+        now: timestampNow(),
+        timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
         events: [
           { type: 'conversation_start', direction: 'inbound' },
           { type, text },
@@ -217,7 +230,9 @@ function TryIt({ api, doc }: Pick<PageProps, 'api'> & { doc: JsonObject }) {
   return (
     <section class="card" aria-labelledby="try-it">
       <h2 id="try-it">Try it</h2>
-      <p class="hint">Runs the draft policy above (saved or not) on one sentence, as a new person's first conversation.</p>
+      <p class="hint">
+        Runs the draft policy above (saved or not) on one sentence, now, as a new person's first conversation in your time zone.
+      </p>
       <form onSubmit={onTry}>
         <Field label="Who says it">
           <select id="try-type" value={type} onChange={(e) => setType(e.currentTarget.value)}>

@@ -101,7 +101,7 @@ export function AuditPage({ api }: PageProps) {
           setApplied(action.trim());
         }}
       >
-        <Field label="Action" hint="e.g. secret.put; empty for all">
+        <Field label="Action" hint="e.g. secret.create; empty for all">
           <input id="audit-action" value={action} onInput={(e) => setAction(e.currentTarget.value)} />
         </Field>
         <button type="submit">Filter</button>
