@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEV_OIDC_USER, freePort, startDevOidcProvider, type DevOidcProvider } from '@parley/devstack';
 import type { Page } from 'puppeteer-core';
-import { startPublicStack, type PublicStack } from '../edge/fixture.js';
+import { pollUntil, type PublicStack } from '../edge/fixture.js';
+import { scripted, startConversationStack, type ConversationStack } from '../orchestrator/fixture.js';
+import { rules, startSession } from '../orchestrator/live-conversation.fixture.js';
 import { createTestPki } from '../src/pki.js';
 import { launchBrowser, type BrowserPage, type TestBrowser } from './harness.js';
 
@@ -29,7 +31,9 @@ declare const document: {
 };
 type Valued = { value: string };
 
+let live: ConversationStack;
 let stack: PublicStack;
+let conversationId: string;
 let provider: DevOidcProvider;
 let browser: TestBrowser;
 let edgeUrl: string;
@@ -55,20 +59,33 @@ beforeAll(async () => {
     users: [DEV_OIDC_USER],
     clients: [{ clientId: 'parley-edge', clientSecret, redirectUris: [`${edgeUrl}/auth/callback`] }],
   });
-  stack = await startPublicStack({
-    edge: {
-      PARLEY_PUBLIC_PORT: String(publicPort),
-      PARLEY_OIDC_ISSUER: provider.issuer,
-      PARLEY_OIDC_CLIENT_ID: 'parley-edge',
-      PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
-      PARLEY_OIDC_CA_FILE: pki.paths.caCert,
-      PARLEY_OIDC_ALLOWED_DOMAINS: 'parley.localhost',
+  live = await startConversationStack(
+    {},
+    {
+      edge: {
+        PARLEY_PUBLIC_PORT: String(publicPort),
+        PARLEY_OIDC_ISSUER: provider.issuer,
+        PARLEY_OIDC_CLIENT_ID: 'parley-edge',
+        PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
+        PARLEY_OIDC_CA_FILE: pki.paths.caCert,
+        PARLEY_OIDC_ALLOWED_DOMAINS: 'parley.localhost',
+      },
     },
-  });
+  );
+  stack = live.stack;
+  // One finished conversation with a scripted agent, for the conversations page and its transcript.
+  const agent = await live.createAgent({ name: `Scripted ${run}`, providerSettings: scripted(rules) });
+  const held = await startSession(live, agent);
+  conversationId = held.conversationId;
+  held.client.send({ type: 'user_text', text: 'hello' });
+  await held.client.reply();
+  held.client.send({ type: 'end' });
+  await held.client.closed;
   // The browser trusts exactly these two servers' keys (each checked against its CA first).
   const providerCa = await readFile(pki.paths.caCert);
   browser = await launchBrowser({ trust: [edgeUrl, provider.issuer], ca: `${stack.ca.toString()}\n${providerCa.toString()}` });
   tab = await browser.newPage();
+  await tab.page.setViewport({ width: 1280, height: 900 });
   tab.page.on('pageerror', (err) => pageErrors.push(String(err)));
   tab.page.on('console', (msg) => {
     if (msg.type() === 'error') pageErrors.push(msg.text());
@@ -77,7 +94,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await stack?.stop();
+  await live?.stop();
   await provider?.close();
 });
 
@@ -266,7 +283,6 @@ describe('web console in a browser', () => {
 
   it.each([
     ['Members', 'members'],
-    ['Conversations', 'conversations'],
     ['Webhooks', 'webhooks'],
     ['Privacy', 'privacy'],
     ['Overview', 'overview'],
@@ -276,6 +292,36 @@ describe('web console in a browser', () => {
     await settledWithoutError(page);
     if (label === 'Members') expect(await page.$eval('#members', (el) => el.textContent)).toContain(DEV_OIDC_USER.email);
     await tab.screenshot(`console-${shot}`);
+  });
+
+  it('lists conversations and shows a transcript, and the read is audited under the operator', async () => {
+    const { page } = tab;
+    await goTo(page, 'Conversations');
+    await page.waitForSelector(`a[href="/console/conversations/${conversationId}"]`, { timeout: 15_000 });
+    await tab.screenshot('console-conversations');
+    await page.click(`a[href="/console/conversations/${conversationId}"]`);
+    await page.waitForSelector('#transcript li', { timeout: 15_000 });
+    const lines = await page.$$eval('#transcript li', (els) =>
+      els.map((e) => [e.querySelector('.role')?.textContent, e.querySelector('.text')?.textContent]),
+    );
+    expect(lines).toEqual([
+      ['user', 'hello'],
+      ['assistant', 'Hello there. How can I help you today?'],
+    ]);
+    await tab.screenshot('console-transcript');
+    await pollUntil(async () => {
+      const events = await stack.call(
+        '/parley.api.v1.AuditService/ListEvents',
+        { filter: { action: 'transcript.read', targetId: conversationId, actorKind: 'member' } },
+        stack.bootstrap.apiKey,
+      );
+      return ((events.body['events'] as unknown[] | undefined) ?? []).length > 0;
+    }, 10_000);
+    // The overview counts it among today's conversations.
+    await goTo(page, 'Overview');
+    await page.waitForSelector('#chart-conversations svg');
+    const label = await page.$eval('#chart-conversations svg', (el) => el.getAttribute('aria-label') ?? '');
+    expect(label).toMatch(new RegExp(`${new Date().toISOString().slice(5, 10)} [1-9]`));
   });
 
   it('refuses a cookie-authenticated call without the CSRF header, and accepts it with the header', async () => {
