@@ -39,6 +39,7 @@ let browser: TestBrowser;
 let edgeUrl: string;
 let tab: BrowserPage;
 const pageErrors: string[] = [];
+const cspViolations: string[] = [];
 const run = randomBytes(4).toString('hex');
 
 beforeAll(async () => {
@@ -86,6 +87,16 @@ beforeAll(async () => {
   browser = await launchBrowser({ trust: [edgeUrl, provider.issuer], ca: `${stack.ca.toString()}\n${providerCa.toString()}` });
   tab = await browser.newPage();
   await tab.page.setViewport({ width: 1280, height: 900 });
+  // Any Content-Security-Policy violation (an inline script or style the console relied on) is
+  // reported to the test, from every document the tab loads.
+  await tab.page.exposeFunction('reportCspViolation', (directive: string) => void cspViolations.push(directive));
+  await tab.page.evaluateOnNewDocument(() => {
+    const w = globalThis as unknown as {
+      reportCspViolation(d: string): void;
+      addEventListener(t: string, f: (e: { violatedDirective: string }) => void): void;
+    };
+    w.addEventListener('securitypolicyviolation', (e) => w.reportCspViolation(e.violatedDirective));
+  });
   tab.page.on('pageerror', (err) => pageErrors.push(String(err)));
   tab.page.on('console', (msg) => {
     if (msg.type() === 'error') pageErrors.push(msg.text());
@@ -151,6 +162,22 @@ describe('web console in a browser', () => {
 
     await page.waitForSelector('#sign-in');
     expect(await page.$eval('h1', (el) => el.textContent)).toBe('Parley console');
+    // The browser enforces it: an inline script injected into the page does not run, and is reported.
+    const ran = await page.evaluate(async () => {
+      const d = (
+        globalThis as unknown as { document: { createElement(t: string): { textContent: string }; body: { append(n: unknown): void } } }
+      ).document;
+      const w = globalThis as unknown as { inlineRan?: boolean };
+      const script = d.createElement('script');
+      script.textContent = 'globalThis.inlineRan = true';
+      d.body.append(script);
+      await new Promise((r) => setTimeout(r, 100));
+      return w.inlineRan === true;
+    });
+    expect(ran).toBe(false);
+    await pollUntil(async () => cspViolations.includes('script-src-elem'), 5_000);
+    cspViolations.length = 0;
+    pageErrors.length = 0;
     await tab.screenshot('console-sign-in');
     expect(pageErrors.filter((e) => !e.includes('401'))).toEqual([]);
   });
@@ -170,6 +197,14 @@ describe('web console in a browser', () => {
     const session = (await page.cookies()).find((c) => c.name === '__Host-parley_session');
     expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Lax', path: '/' });
     expect(await page.evaluate(() => document.cookie)).not.toContain('parley_session');
+    // Nothing the page received, and nothing it stored, holds the session token.
+    await tab.settled();
+    for (const r of tab.responses) expect(r.body.includes(session!.value), `${r.url} carried the session token`).toBe(false);
+    const stored = await page.evaluate(() => {
+      const w = globalThis as unknown as { localStorage: { length: number }; sessionStorage: { length: number } };
+      return w.localStorage.length + w.sessionStorage.length;
+    });
+    expect(stored).toBe(0);
     await settledWithoutError(page);
     expect(await page.$('#chart-conversations')).not.toBeNull();
     await tab.screenshot('console-overview');
@@ -198,8 +233,11 @@ describe('web console in a browser', () => {
     await page.waitForFunction(() => document.querySelector('main .notice')?.textContent?.startsWith('Saved as policy version'), {
       timeout: 15_000,
     });
-    // The raw editor shows the same document.
-    await page.click('#tab-raw');
+    // The raw editor shows the same document (reached from the Form tab with the arrow key).
+    await page.focus('#tab-form');
+    await page.keyboard.press('ArrowRight');
+    await page.waitForSelector('#policy-raw');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Raw JSON');
     const raw = JSON.parse(await page.$eval('#policy-raw', (el) => (el as unknown as Valued).value)) as Record<string, unknown>;
     expect(raw).toMatchObject({ version: 2, noGoZones: [{ id: 'medical', phrases: ['medical advice', 'dosage'], action: 'replace' }] });
     await page.click('#tab-form');
@@ -343,8 +381,9 @@ describe('web console in a browser', () => {
     expect((await call(csrfToken)).status).toBe(200);
   });
 
-  it('signs out', async () => {
+  it('signs out, and no page broke the Content-Security-Policy', async () => {
     const { page } = tab;
+    expect(cspViolations).toEqual([]);
     await page.click('#sign-out');
     await page.waitForSelector('#sign-in');
     expect(await page.evaluate(async () => (await fetch('/auth/session')).status)).toBe(401);

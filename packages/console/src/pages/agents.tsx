@@ -336,11 +336,36 @@ function AgentDetail({ api, id }: PageProps & { id: string }) {
           </dl>
           <form class="card" onSubmit={onSave} aria-labelledby="policy">
             <h2 id="policy">Guardrail policy</h2>
-            <div role="tablist" aria-label="Policy editor">
-              <button type="button" role="tab" id="tab-form" aria-selected={tab === 'form'} onClick={() => setTab('form')}>
+            <div
+              role="tablist"
+              aria-label="Policy editor"
+              onKeyDown={(e) => {
+                // Arrow keys move between the two tabs (the WAI-ARIA tabs pattern).
+                if (e.key !== 'ArrowLeft' && e.key !== 'ArrowRight') return;
+                e.preventDefault();
+                const next = tab === 'form' ? 'raw' : 'form';
+                setTab(next);
+                document.getElementById(`tab-${next}`)?.focus();
+              }}
+            >
+              <button
+                type="button"
+                role="tab"
+                id="tab-form"
+                aria-selected={tab === 'form'}
+                tabIndex={tab === 'form' ? 0 : -1}
+                onClick={() => setTab('form')}
+              >
                 Form
               </button>
-              <button type="button" role="tab" id="tab-raw" aria-selected={tab === 'raw'} onClick={() => setTab('raw')}>
+              <button
+                type="button"
+                role="tab"
+                id="tab-raw"
+                aria-selected={tab === 'raw'}
+                tabIndex={tab === 'raw' ? 0 : -1}
+                onClick={() => setTab('raw')}
+              >
                 Raw JSON
               </button>
             </div>
