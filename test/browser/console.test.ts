@@ -280,14 +280,25 @@ describe('web console in a browser', () => {
     expect(await page.$eval('#secrets', (el) => el.textContent)).toContain(`…${value.slice(-4)}`);
     await tab.screenshot('console-secrets');
 
+    // Rotate it: the new value goes the same way, and the version moves on.
+    const rotated = `sk-console-${randomBytes(18).toString('hex')}`;
+    await page.type('#secrets input[type="password"]', rotated);
+    await page.click('#secrets button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector('#secrets tbody tr td:nth-child(4)')?.textContent === '2', { timeout: 15_000 });
+    expect(await page.$eval('#secrets input[type="password"]', (el) => (el as unknown as Valued).value)).toBe('');
+
     await page.reload({ waitUntil: 'networkidle0' });
     await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 15_000 }, name);
     await settled();
     expect(responses.some((r) => r.url.endsWith('/parley.api.v1.SecretService/PutSecret') && r.status === 200)).toBe(true);
-    for (const r of responses) expect(r.body.includes(value), `${r.url} carried the secret's value`).toBe(false);
-    expect((await page.content()).includes(value)).toBe(false);
+    expect(responses.some((r) => r.url.endsWith('/parley.api.v1.SecretService/RotateSecret') && r.status === 200)).toBe(true);
+    const html = await page.content();
     const inputs = await page.$$eval('input', (els) => els.map((e) => (e as unknown as Valued).value));
-    expect(inputs.some((v) => v.includes(value))).toBe(false);
+    for (const v of [value, rotated]) {
+      for (const r of responses) expect(r.body.includes(v), `${r.url} carried a secret's value`).toBe(false);
+      expect(html.includes(v)).toBe(false);
+      expect(inputs.some((i) => i.includes(v))).toBe(false);
+    }
   });
 
   it('shows the audit log with a verified chain badge and an event in detail', async () => {

@@ -15,7 +15,9 @@ function BarChart({ id, title, bars }: { id: string; title: string; bars: readon
   const max = Math.max(1, ...bars.map((b) => b.value));
   const width = Math.max(240, bars.length * 44);
   const height = 160;
-  const barWidth = width / Math.max(1, bars.length) - 8;
+  const barWidth = Math.min(60, width / Math.max(1, bars.length) - 8);
+  // Room above the tallest bar for its value.
+  const top = 16;
   return (
     <figure class="chart" id={id}>
       <figcaption>{title}</figcaption>
@@ -24,9 +26,9 @@ function BarChart({ id, title, bars }: { id: string; title: string; bars: readon
       ) : (
         <>
           <svg
-            viewBox={`0 0 ${width} ${height + 40}`}
+            viewBox={`0 ${-top} ${width} ${height + 40 + top}`}
             width={width}
-            height={height + 40}
+            height={height + 40 + top}
             role="img"
             aria-label={`${title}: ${bars.map((b) => `${b.label} ${b.value}`).join(', ')}`}
           >
