@@ -104,6 +104,7 @@ export async function startDevOidcProvider(options: DevOidcProviderOptions): Pro
     response_types: ['code'],
   }));
   const users = new Map(options.users.map((u) => [u.sub, u]));
+  const redirectOrigins = [...new Set(options.clients.flatMap((c) => c.redirectUris.map((u) => new URL(u).origin)))].join(' ');
   const provider: Provider = new Provider(issuer, {
     clients,
     jwks: { keys: [{ ...signingKey, use: 'sig', alg: 'RS256' }] },
@@ -145,7 +146,9 @@ export async function startDevOidcProvider(options: DevOidcProviderOptions): Pro
         if (match[2] === undefined && req.method === 'GET') {
           res.writeHead(200, {
             'content-type': 'text/html; charset=utf-8',
-            'content-security-policy': "default-src 'none'; form-action 'self'",
+            // A browser applies form-action to the whole redirect chain after the POST, which ends
+            // at the client's redirect URI: those origins must be allowed too.
+            'content-security-policy': `default-src 'none'; form-action 'self' ${redirectOrigins}`,
             'cache-control': 'no-store',
           });
           res.end(loginPage(details.uid, options.users));

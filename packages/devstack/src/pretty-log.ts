@@ -73,6 +73,7 @@ export function welcomeText(info: WelcomeInfo, relative: (path: string) => strin
     ...(info.signInUrl === undefined
       ? []
       : [
+          `  Web console      ${info.edgeUrl}/console`,
           `  Console sign-in  ${info.signInUrl}`,
           '                   (dev identity provider, development only: pick "Dev owner <owner@parley.localhost>")',
         ]),

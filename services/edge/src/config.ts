@@ -38,6 +38,8 @@ export interface EdgeConfig {
   readonly limits: PublicLimits;
   /** oidc is operator sign-in (PARLEY_OIDC_*); undefined when PARLEY_OIDC_ISSUER is not set. */
   readonly oidc: OidcConfig | undefined;
+  /** consoleDir is the built web console (PARLEY_CONSOLE_DIR); undefined: the @parley/console package's dist. */
+  readonly consoleDir: string | undefined;
 }
 
 /** OidcConfig is operator sign-in's configuration; main.ts reads the secret and CA files it names. */
@@ -112,6 +114,7 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
   const publicPort = envPort(env, 'PARLEY_PUBLIC_PORT', 9443);
   return Object.freeze({
     oidc: loadOidcConfig(env, publicPort),
+    consoleDir: envOptional(env, 'PARLEY_CONSOLE_DIR'),
     publicHost: envString(env, 'PARLEY_PUBLIC_HOST', envString(env, 'PARLEY_HOST', '127.0.0.1')),
     publicPort,
     publicTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,

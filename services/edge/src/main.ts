@@ -7,6 +7,7 @@ import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js
 import { OperatorService } from '@parley/proto/parley/identity/v1/operators_pb.js';
 import { ApiKeyAuthenticator } from './auth.js';
 import { loadEdgeConfig, requireEdgePeers } from './config.js';
+import { defaultConsoleDir, loadConsoleAssets } from './console-assets.js';
 import { callerPolicies } from './policy.js';
 import { registerPublicRoutes, PUBLIC_MODULES, type PublicDeps } from './public/index.js';
 import { createPublicAuthInterceptor, scopeTable } from './public/interceptor.js';
@@ -66,6 +67,7 @@ runMain({
       traceProxies: config.traceProxies,
       limits: config.limits,
       ...(operatorSignIn === undefined ? {} : { operatorSignIn }),
+      console: await loadConsoleAssets(config.consoleDir ?? defaultConsoleDir(), ctx.logger),
     });
     const stopWatching = source.onChange((m) => server.setCertificate(m.cert, m.key));
     const port = await server.listen(config.publicPort, config.publicHost);

@@ -19,6 +19,7 @@ import {
 } from '@parley/platform';
 import type { JwksDocument } from './public/jwks.js';
 import { clientInfoKey } from './public/module.js';
+import type { ConsoleAssets } from './console-assets.js';
 import type { OperatorSignIn } from './operator-signin.js';
 
 /**
@@ -71,6 +72,8 @@ export interface PublicServerOptions {
   readonly limits?: PublicLimits;
   /** operatorSignIn serves /auth/* (OIDC sign-in) when configured. */
   readonly operatorSignIn?: OperatorSignIn;
+  /** console serves the web console under /console. */
+  readonly console?: ConsoleAssets;
   /**
    * traceProxies are the upstream proxies whose traceparent the edge continues; anyone else's
    * only becomes a span link on a new trace (default: none is trusted).
@@ -176,6 +179,7 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
       return;
     }
     drainer.track(req, res);
+    if (options.console?.handle(req, res) === true) return;
     if (
       options.operatorSignIn?.handle(
         req,

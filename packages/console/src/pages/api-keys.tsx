@@ -1,0 +1,133 @@
+// API keys: the list, create (the secret shown once, in a box the person dismisses), rotate with
+// an overlap, and revoke. Scopes offered are the operator's own: a key never exceeds its maker.
+import { useState } from 'preact/hooks';
+import type { PageProps } from '../page-props.js';
+import { ErrorNote, Field, LoadState, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
+
+function OnceSecret({ secret, onDismiss }: { secret: string; onDismiss: () => void }) {
+  return (
+    <div class="card once" role="alert" id="key-secret">
+      <h2>Copy the new key now</h2>
+      <p>This is the only time it is shown; Parley keeps only a hash of it.</p>
+      <p>
+        <code class="secret">{secret}</code>
+      </p>
+      <button type="button" onClick={onDismiss}>
+        I have copied it
+      </button>
+    </div>
+  );
+}
+
+/** ApiKeysPage is /console/api-keys. */
+export function ApiKeysPage({ api, session }: PageProps) {
+  const keys = useLoad(async () => (await api.apiKeys.listApiKeys({})).apiKeys);
+  const action = useAction();
+  const [name, setName] = useState('');
+  const [scopes, setScopes] = useState<readonly string[]>([]);
+  const [secret, setSecret] = useState('');
+  const grantable = session.scopes.filter((s) => s !== 'deployment:admin');
+  const onCreate = (e: Event) => {
+    e.preventDefault();
+    void action.run(async () => {
+      const res = await api.apiKeys.createApiKey({ name, scopes: [...scopes] });
+      setSecret(res.secret);
+      setName('');
+      setScopes([]);
+      keys.reload();
+    });
+  };
+  const rotate = (id: string) =>
+    void action.run(async () => {
+      const res = await api.apiKeys.rotateApiKey({ apiKeyId: id, overlapSeconds: 3600 });
+      setSecret(res.secret);
+      keys.reload();
+    });
+  const revoke = (id: string, keyName: string) => {
+    if (!window.confirm(`Revoke the key "${keyName}"? Calls with it fail at once.`)) return;
+    void action.run(async () => {
+      await api.apiKeys.revokeApiKey({ apiKeyId: id });
+      keys.reload();
+    });
+  };
+  return (
+    <>
+      <PageTitle>API keys</PageTitle>
+      {secret === '' ? null : <OnceSecret secret={secret} onDismiss={() => setSecret('')} />}
+      <ErrorNote error={action.error} />
+      <LoadState loaded={keys} />
+      {keys.data === undefined ? null : keys.data.length === 0 ? (
+        <Notice>No API keys.</Notice>
+      ) : (
+        <table>
+          <caption>API keys</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Prefix</th>
+              <th scope="col">Scopes</th>
+              <th scope="col">Created</th>
+              <th scope="col">Last used</th>
+              <th scope="col">State</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {keys.data.map((k) => {
+              const revoked = k.revokedAt !== undefined;
+              return (
+                <tr key={k.id}>
+                  <td>{k.name}</td>
+                  <td>
+                    <code>{k.prefix}</code>
+                  </td>
+                  <td>{k.scopes.join(', ')}</td>
+                  <td>{when(k.createdAt)}</td>
+                  <td>{when(k.lastUsedAt) || 'never'}</td>
+                  <td>
+                    {revoked ? `revoked ${when(k.revokedAt)}` : k.expiresAt !== undefined ? `expires ${when(k.expiresAt)}` : 'active'}
+                  </td>
+                  <td>
+                    {revoked ? null : (
+                      <>
+                        <button type="button" onClick={() => rotate(k.id)} disabled={action.busy}>
+                          Rotate<span class="sr-only"> {k.name}</span>
+                        </button>{' '}
+                        <button type="button" class="danger" onClick={() => revoke(k.id, k.name)} disabled={action.busy}>
+                          Revoke<span class="sr-only"> {k.name}</span>
+                        </button>
+                      </>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+      <form class="card" onSubmit={onCreate} aria-labelledby="create-key">
+        <h2 id="create-key">Create a key</h2>
+        <Field label="Name">
+          <input id="key-name" required value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </Field>
+        <fieldset>
+          <legend>Scopes (at most your own)</legend>
+          {grantable.map((s) => (
+            <label key={s} class="check">
+              <input
+                type="checkbox"
+                value={s}
+                checked={scopes.includes(s)}
+                onChange={(e) => setScopes(e.currentTarget.checked ? [...scopes, s] : scopes.filter((x) => x !== s))}
+              />{' '}
+              {s}
+            </label>
+          ))}
+        </fieldset>
+        <button type="submit" id="key-create" disabled={action.busy}>
+          Create key
+        </button>
+      </form>
+    </>
+  );
+}
