@@ -31,12 +31,15 @@ const PAGES: readonly { readonly page: string; readonly label: string; readonly 
 
 function SignIn({ message }: { message: string }) {
   const returnTo = encodeURIComponent(window.location.pathname + window.location.search);
+  // /console?workspace=<id> signs in to that workspace (someone may be a member of several).
+  const workspace = new URLSearchParams(window.location.search).get('workspace');
+  const signInUrl = `/auth/login?return_to=${returnTo}${workspace === null ? '' : `&workspace=${encodeURIComponent(workspace)}`}`;
   return (
     <main id="main" class="signin">
       <h1>Parley console</h1>
       <p>{message}</p>
       <p>
-        <a class="button" id="sign-in" href={`/auth/login?return_to=${returnTo}`}>
+        <a class="button" id="sign-in" href={signInUrl}>
           Sign in
         </a>
       </p>
