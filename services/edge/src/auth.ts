@@ -64,4 +64,10 @@ export class ApiKeyAuthenticator {
     }
     return { tenantId: p.tenantId, kind: p.kind, id: p.id, scopes: p.scopes, source, userAgent };
   }
+
+  /** forget drops the cached checks of these keys: a key revoked through this edge is refused here at once (other edges within cacheMs). */
+  forget(apiKeyIds: readonly string[]): void {
+    const ids = new Set(apiKeyIds);
+    for (const [cacheKey, entry] of this.#cache) if (entry.kind === 'api_key' && ids.has(entry.id)) this.#cache.delete(cacheKey);
+  }
 }

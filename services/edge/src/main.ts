@@ -24,10 +24,13 @@ runMain({
     requireEdgePeers(ctx.config);
     // Modules build their clients at registration, so a peer outside EDGE_PEERS still fails
     // start-up, with its variable named.
-    const deps: PublicDeps = { client: (peer, service) => ctx.clientFor(peer, service) };
-    const identity = deps.client('identity', IdentityService);
-    const operators = deps.client('identity', OperatorService);
+    const identity = ctx.clientFor('identity', IdentityService);
+    const operators = ctx.clientFor('identity', OperatorService);
     const authenticator = new ApiKeyAuthenticator({ identity, operators, cacheMs: config.authCacheMs });
+    const deps: PublicDeps = {
+      client: (peer, service) => ctx.clientFor(peer, service),
+      forgetApiKeys: (ids) => authenticator.forget(ids),
+    };
     // Operator sign-in (OIDC) when an issuer is configured; the client secret comes from a file
     // (the chart mounts it from a Secret) and never from the environment itself.
     const operatorSignIn =

@@ -25,6 +25,7 @@ export const apiKeysModule = definePublicModule(
       },
       async revokeApiKey(req, ctx) {
         const res = await identity.revokeApiKey({ apiKeyId: req.apiKeyId, keepSuccessors: req.keepSuccessors }, forward(ctx));
+        deps.forgetApiKeys?.([req.apiKeyId, ...res.alsoRevokedIds]);
         return { apiKey: relabel(res.apiKey), alsoRevokedIds: res.alsoRevokedIds };
       },
     });

@@ -7,6 +7,8 @@ import { publicPrincipal } from './module.js';
 export interface PublicDeps {
   /** client returns the (shared) mTLS client of an internal service; PARLEY_<PEER>_URL must be set. */
   client<S extends DescService>(peer: ServiceName, service: S): Client<S>;
+  /** forgetApiKeys drops this edge's cached checks of revoked keys (so they are refused here at once). */
+  forgetApiKeys?(apiKeyIds: readonly string[]): void;
 }
 
 /**
