@@ -29,7 +29,7 @@ import { serviceDb, serviceUrl } from '../src/pg.js';
 // receiver on 127.0.0.1. The private allow-list is on in this file only, for 127.0.0.1 alone. The
 // signing secrets come from a map standing in for the secrets service.
 
-type Behaviour = 'ok' | 'fail' | 'hang' | 'drop' | 'gone' | 'busy-seconds' | 'busy-date';
+type Behaviour = 'ok' | 'fail' | 'hang' | 'drop' | 'gone' | 'busy-seconds' | 'busy-date' | 'slow';
 interface Received {
   path: string;
   id: string;
@@ -84,11 +84,16 @@ beforeAll(async () => {
         res.writeHead(503, { 'retry-after': new Date(Date.now() + 3_600_000).toUTCString() }).end();
         return;
       }
-      // Only a correctly signed delivery counts as received.
-      const endpointSecret = [...secretValues.values()];
-      verifyWebhook({ secrets: endpointSecret, headers: req.headers, payload: Buffer.concat(chunks) });
-      received.push({ path, id: String(req.headers['webhook-id']), at: Date.now() });
-      res.writeHead(200).end('ok');
+      const accept = () => {
+        // Only a correctly signed delivery counts as received.
+        const endpointSecret = [...secretValues.values()];
+        verifyWebhook({ secrets: endpointSecret, headers: req.headers, payload: Buffer.concat(chunks) });
+        received.push({ path, id: String(req.headers['webhook-id']), at: Date.now() });
+        res.writeHead(200).end('ok');
+      };
+      // A receiver that takes its time: one worker's slots stay full, so the other must lease too.
+      if (behaviour === 'slow') setTimeout(accept, 150);
+      else accept();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -189,6 +194,10 @@ describe('webhook delivery queue', () => {
 
   it('delivers each of many events exactly once with two workers leasing side by side', async () => {
     const tenant = randomUUID();
+    scripts.set(
+      '/many',
+      Array.from({ length: 40 }, () => 'slow'),
+    );
     await endpointFor(tenant, '/many');
     const ids: string[] = [];
     for (let i = 0; i < 40; i += 1) ids.push(...(await emit(tenant)));
