@@ -28,6 +28,9 @@ const CROSS_TENANT_WORKER_TESTS = [
   'test/observability/telemetry.test.ts',
 ];
 
+/** UNIT_TESTS are the tests that sit next to their code (no Postgres, no processes). */
+const UNIT_TESTS = ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts'];
+
 export default defineConfig({
   resolve: { conditions: ['@parley/source'] },
   ssr: { resolve: { conditions: ['@parley/source'], externalConditions: ['@parley/source'] } },
@@ -47,10 +50,22 @@ export default defineConfig({
     reporters: ['default'],
     projects: [
       {
+        // Unit tests next to their code start no process and touch no database or global state, so
+        // they share a worker's loaded modules instead of importing the kernel, protobuf and
+        // OpenTelemetry again per file (isolate: false): about a third of their CPU time.
+        extends: true,
+        test: {
+          name: 'unit',
+          include: UNIT_TESTS,
+          exclude: ['**/node_modules/**', '**/dist/**'],
+          isolate: false,
+        },
+      },
+      {
         extends: true,
         test: {
           name: 'main',
-          include: ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'test/**/*.test.ts'],
+          include: ['test/**/*.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**', ...CROSS_TENANT_WORKER_TESTS],
           globalSetup: ['test/setup/global.ts'],
         },
