@@ -73,15 +73,16 @@ export default defineConfig({
       {
         // Webhook delivery workers and audit relays take the rows of every tenant, so two test
         // files with such workers on one database would deliver, refuse or drain each other's
-        // rows. These files get a database of their own (this project's global setup) and run
-        // one after another.
+        // rows. Each of these files gets a database of its own, cloned from this project's
+        // migrated template, so they run side by side with each other and with `main`.
         extends: true,
         test: {
           name: 'cross-tenant-workers',
           include: CROSS_TENANT_WORKER_TESTS,
           exclude: ['**/node_modules/**', '**/dist/**'],
           globalSetup: ['test/setup/global.ts'],
-          fileParallelism: false,
+          provide: { databasePerFile: true },
+          setupFiles: ['test/setup/database-per-file.ts'],
         },
       },
     ],
