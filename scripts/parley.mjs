@@ -126,6 +126,9 @@ const env = {
   ...process.env,
   PATH: [dirname(node), shims, process.env.PATH ?? ''].join(delimiter),
   npm_config_engine_strict: 'true',
+  // Node's compile cache: the test run starts hundreds of service processes (and vitest workers)
+  // that load the same modules; after the first, they skip compiling them (git-ignored folder).
+  NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(root, '.parley', 'compile-cache'),
 };
 
 const install = ['install', '--frozen-lockfile', '--prefer-offline', '--reporter=append-only'];
