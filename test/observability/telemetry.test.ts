@@ -198,7 +198,13 @@ describe('traces of a public request', () => {
     const res = await stack.raw('GET', '/.well-known/jwks.json', { traceparent: forgedTraceparent });
     expect(res.status).toBe(200);
     const traceId = String(res.headers['x-parley-trace-id']);
-    const spans = await waitFor((all) => all.some((s) => s.traceId === traceId && s.service === 'identity'), 'the JWKS spans');
+    // The edge's server span ends after identity's answer, so it may come in a later export batch.
+    const spans = await waitFor(
+      (all) =>
+        all.some((s) => s.traceId === traceId && s.service === 'identity') &&
+        all.some((s) => s.traceId === traceId && s.service === 'edge' && s.kind === 2),
+      'the JWKS spans',
+    );
     const server = spans.find((s) => s.traceId === traceId && s.service === 'edge' && s.kind === 2);
     expect(server?.name).toBe('GET /.well-known/jwks.json');
     expect(server?.links.map((l) => l.traceId)).toContain(FORGED_TRACE);

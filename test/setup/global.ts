@@ -1,8 +1,9 @@
 // vitest globalSetup, run once per test project (vitest.config.ts): one Postgres per project.
 // Without DATABASE_URL it starts an embedded Postgres (data in a throwaway folder under the
 // git-ignored .parley/, a free port, durability off for speed, removed at teardown); with it, it
-// uses that server for every project. Either way it migrates every service and hands the admin
-// URL and the service-role passwords to the tests.
+// uses that server for every project. Either way it migrates every service (into a template
+// database when the project gives each file a database of its own) and hands the admin URL and
+// the service-role passwords to the tests.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { loadServiceMigrations, migrateAll, type RolePasswords } from '@parley/db';
 import { startEmbeddedPostgres } from '@parley/embedded-postgres';
 import { SERVICE_NAMES } from '@parley/platform';
+import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 
 // The provided values are typed in test/src/pg.ts (ProvidedContext).
@@ -36,10 +38,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const rolePasswords: RolePasswords = (shared.parleyTestRolePasswords ??= Object.fromEntries(
     SERVICE_NAMES.map((service) => [service, randomBytes(18).toString('base64url')]),
   ));
-  const url = databaseUrl;
+  // A project whose files each get a database of their own (test/setup/database-per-file.ts)
+  // migrates a template that they are cloned from; nothing may stay connected to it.
+  const perFile = project.getProvidedContext().databasePerFile === true;
+  const template = perFile ? `parley_template_${randomBytes(6).toString('hex')}` : undefined;
+  const url = template === undefined ? databaseUrl : databaseUrlOf(databaseUrl, template);
+  const server = databaseUrl;
   const migrated = (shared.parleyTestMigrations ?? Promise.resolve())
     .catch(() => undefined)
     .then(async () => {
+      if (template !== undefined) await adminQuery(server, `create database ${pg.escapeIdentifier(template)}`);
       const services = await loadServiceMigrations({ workspaceRoot, source: true });
       await migrateAll(url, { services, rolePasswords });
     });
@@ -51,12 +59,34 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw err;
   }
   project.provide('databaseUrl', databaseUrl);
+  if (template !== undefined) project.provide('databaseTemplate', template);
   project.provide('dbRolePasswords', rolePasswords as Record<string, string>);
   // One KEK keyring per test database, as one KEK per deployment in production: keys sealed by one
   // test file's identity process (stored in the shared database) must unseal in the next one's.
   const keyringDir = await mkdtemp(join(tmpdir(), 'parley-test-kek-'));
   project.provide('kekKeyringPath', join(keyringDir, 'keyring.json'));
   return async () => {
+    if (template !== undefined && stop === undefined) {
+      await adminQuery(server, `drop database if exists ${pg.escapeIdentifier(template)} with (force)`);
+    }
     await stop?.();
   };
+}
+
+/** databaseUrlOf is the server URL with another database name. */
+function databaseUrlOf(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** adminQuery runs one statement as the admin on its own connection. */
+async function adminQuery(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }

@@ -23,12 +23,39 @@ declare module 'vitest' {
     databaseUrl: string;
     /** dbRolePasswords are the passwords this run gave the service roles. */
     dbRolePasswords: Record<string, string>;
+    /** databasePerFile (project config) gives each test file a database cloned from databaseTemplate. */
+    databasePerFile?: boolean;
+    /** databaseTemplate is the migrated database that test/setup/database-per-file.ts clones. */
+    databaseTemplate?: string;
   }
 }
 
-/** adminUrl is the URL of the run's Postgres as an admin (from the global setup). */
+// fileDatabaseUrl is set by test/setup/database-per-file.ts before the file's own modules load.
+let fileDatabaseUrl: string | undefined;
+
+/** adminUrl is the URL of the run's Postgres as an admin (from the global setup), on this file's own database when it has one. */
 export function adminUrl(): string {
-  return inject('databaseUrl');
+  return fileDatabaseUrl ?? inject('databaseUrl');
+}
+
+/**
+ * useDatabaseOfThisFile clones the project's migrated template into a database for this test file
+ * alone and points adminUrl() (so every helper and stack of the file) at it; drop() removes it.
+ */
+export async function useDatabaseOfThisFile(): Promise<ThrowawayDatabase> {
+  const template = inject('databaseTemplate');
+  if (template === undefined) throw new Error('this vitest project has no databaseTemplate (provide databasePerFile: true)');
+  const db = await createThrowawayDatabase(template);
+  // Database-level grants are not copied from a template: the one migrations give is repeated.
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  try {
+    await admin.query(`grant create on database ${pg.escapeIdentifier(db.name)} to ${pg.escapeIdentifier(MIGRATOR_ROLE)}`);
+  } finally {
+    await admin.end();
+  }
+  fileDatabaseUrl = db.url;
+  return db;
 }
 
 /** adminPool opens a pool as the admin; close it with end(). */
@@ -61,23 +88,30 @@ export interface ThrowawayDatabase {
   drop(): Promise<void>;
 }
 
-/** createThrowawayDatabase creates an empty database for a test that must not share state; drop() removes it. */
-export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
+/**
+ * createThrowawayDatabase creates an empty database (or a copy of `template`) for a test that must
+ * not share state; drop() removes it.
+ */
+export async function createThrowawayDatabase(template?: string): Promise<ThrowawayDatabase> {
   const name = `parley_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl() });
+  // On the server's own database: this file's database may be the one being replaced or dropped.
+  const server = inject('databaseUrl');
+  const admin = new pg.Client({ connectionString: server });
   await admin.connect();
   try {
-    await admin.query(`create database ${pg.escapeIdentifier(name)}`);
+    await admin.query(
+      `create database ${pg.escapeIdentifier(name)}${template === undefined ? '' : ` template ${pg.escapeIdentifier(template)}`}`,
+    );
   } finally {
     await admin.end();
   }
-  const url = new URL(adminUrl());
+  const url = new URL(server);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     name,
     drop: async () => {
-      const client = new pg.Client({ connectionString: adminUrl() });
+      const client = new pg.Client({ connectionString: server });
       await client.connect();
       try {
         await client.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
@@ -101,7 +135,8 @@ export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
   // Roles are cluster-wide and every migrate re-asserts them (ALTER ROLE): two test files doing
   // this at once fail with "tuple concurrently updated", so migrations of throwaway databases
   // take turns under an advisory lock on the run's own database.
-  const lock = new pg.Client({ connectionString: adminUrl() });
+  // On the server's own database: advisory locks are per database.
+  const lock = new pg.Client({ connectionString: inject('databaseUrl') });
   await lock.connect();
   try {
     await lock.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);

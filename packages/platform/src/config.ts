@@ -136,6 +136,8 @@ export interface TelemetryConfig {
   readonly sampler: SamplerConfig;
   /** metricsExportIntervalMs is OTEL_METRIC_EXPORT_INTERVAL (OTLP push period). */
   readonly metricsExportIntervalMs: number;
+  /** spanExportDelayMs is OTEL_BSP_SCHEDULE_DELAY (longest wait before a batch of spans is exported). */
+  readonly spanExportDelayMs: number;
 }
 
 /** parseResourceAttributes reads OTEL_RESOURCE_ATTRIBUTES as the specification defines it. */
@@ -166,6 +168,8 @@ function loadTelemetryConfig(service: string, env: Env): TelemetryConfig {
     resourceAttributes: Object.freeze(parseResourceAttributes(envOptional(env, 'OTEL_RESOURCE_ATTRIBUTES'))),
     sampler: Object.freeze({ kind: envEnum(env, 'OTEL_TRACES_SAMPLER', SAMPLER_KINDS, 'parentbased_traceidratio'), ratio }),
     metricsExportIntervalMs: envInt(env, 'OTEL_METRIC_EXPORT_INTERVAL', 15_000, 1_000, 3_600_000),
+    // The SDK no longer reads this standard variable itself, so it is passed to the batch processor.
+    spanExportDelayMs: envInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 5_000, 1, 3_600_000),
   });
 }
 

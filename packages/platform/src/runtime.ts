@@ -81,6 +81,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
     resourceAttributes: config.telemetry.resourceAttributes,
     sampler: config.telemetry.sampler,
     metricsExportIntervalMs: config.telemetry.metricsExportIntervalMs,
+    spanExportDelayMs: config.telemetry.spanExportDelayMs,
   });
   const logger = createLogger({ service: def.name, version: config.version, level: config.logLevel });
   const defect = knownNodeDefect(process.version);

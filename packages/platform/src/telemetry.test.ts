@@ -23,6 +23,12 @@ describe('telemetry configuration', () => {
     expect(config.version).toBe('1.2.3+abc');
   });
 
+  it('reads OTEL_BSP_SCHEDULE_DELAY for the span batch, 5 s by default, and names it when wrong', () => {
+    expect(loadKernelConfig('secrets', '0', { ...base, OTEL_BSP_SCHEDULE_DELAY: '100' }).telemetry.spanExportDelayMs).toBe(100);
+    expect(loadKernelConfig('secrets', '0', base).telemetry.spanExportDelayMs).toBe(5_000);
+    expect(() => loadKernelConfig('secrets', '0', { ...base, OTEL_BSP_SCHEDULE_DELAY: 'soon' })).toThrow(/OTEL_BSP_SCHEDULE_DELAY/);
+  });
+
   it('defaults to the service name and a parent-based sampler keeping every new trace', () => {
     const config = loadKernelConfig('secrets', '0.1.0', base);
     expect(config.telemetry).toMatchObject({ serviceName: 'secrets', sampler: { kind: 'parentbased_traceidratio', ratio: 1 } });

@@ -70,6 +70,8 @@ export interface TelemetryOptions {
   readonly sampler?: SamplerConfig;
   /** metricsExportIntervalMs is how often metrics are pushed by OTLP (when an endpoint is set); default 15000. */
   readonly metricsExportIntervalMs?: number;
+  /** spanExportDelayMs is the longest a finished span waits before its batch is exported (OTLP); default 5000. */
+  readonly spanExportDelayMs?: number;
 }
 
 /** Telemetry is a started OpenTelemetry SDK. */
@@ -111,7 +113,12 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   const processors: SpanProcessor[] =
     options.spanProcessors ??
     (options.otlpEndpoint !== undefined
-      ? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${options.otlpEndpoint}/v1/traces` }) })]
+      ? [
+          new BatchSpanProcessor({
+            exporter: new OTLPTraceExporter({ url: `${options.otlpEndpoint}/v1/traces` }),
+            scheduledDelayMillis: options.spanExportDelayMs ?? 5_000,
+          }),
+        ]
       : [new NoopSpanProcessor()]);
   // The health port serves the scrape; the exporter must not open a port of its own.
   const prometheus = new PrometheusExporter({ preventServerStart: true });
