@@ -52,7 +52,10 @@ const ok = (r: Run) => {
  */
 async function login(user: DevOidcUser, extraArgs: string[] = []): Promise<Run> {
   let link = '';
-  const result = await parley(['login', '--url', s.edgeUrl, '--ca', s.caFile, '--wait-seconds', '120', ...extraArgs], {
+  // Other files' stacks share the database and add the dev owner to their workspaces (some of them
+  // suspended): the owner signs in to this stack's. (A deployment administrator may have none.)
+  const workspace = user === users.owner ? ['--workspace', s.stack.bootstrap.tenantId] : [];
+  const result = await parley(['login', '--url', s.edgeUrl, '--ca', s.caFile, '--wait-seconds', '120', ...workspace, ...extraArgs], {
     whileRunning: async (child) => {
       await pollUntil(async () => /https:\/\/\S+\/auth\/cli\/login\?\S+/.test(child.stderr()), 60_000);
       link = /https:\/\/\S+\/auth\/cli\/login\?\S+/.exec(child.stderr())![0];
