@@ -165,6 +165,17 @@ describe('secrets service (real process, Vault stand-in, real tenant-data)', () 
     expect(await codeOf(w.resolve(s))).toMatchObject({ code: Code.FailedPrecondition, message: expect.stringContaining('live') });
   });
 
+  it("never hands a connection's tool credential to a conversation, even when an agent names it as its LLM key", async () => {
+    // Otherwise a key that may edit agents (but not secrets) could send it to a provider URL of its choosing.
+    const tool = await w.put(tenantA, 'gate-tool', 'sk-gate-tool-0006', 'tool');
+    const s = await w.scene(tenantA, { llm: tool });
+    expect(await codeOf(w.resolve(s))).toMatchObject({
+      code: Code.PermissionDenied,
+      message: expect.stringContaining("is a connection's tool credential"),
+    });
+    expect(await w.outbox(tenantA, 'secret.resolve')).not.toContainEqual(expect.objectContaining({ targetId: tool }));
+  });
+
   it('fails to decrypt a ciphertext copied to another row or another tenant', async () => {
     const source = await w.put(tenantA, 'swap-source', 'sk-swap-source-0006');
     const target = await w.put(tenantA, 'swap-target', 'sk-swap-target-0007');

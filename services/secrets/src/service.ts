@@ -31,6 +31,7 @@ import { createAuditedSecret } from './secret-create.js';
 import { hintOf, toSecretMetadata, validateName } from './secret-fields.js';
 import { createConnectionCredentialHandlers } from './connection-credential.service.js';
 import { createTelephonyCredentialHandlers } from './telephony-credential.service.js';
+import { TOOL_PROVIDER_KIND } from './connection-credential.service.js';
 import { createWebhookSecretHandlers, WEBHOOK_PROVIDER_KIND } from './webhook-secret.service.js';
 import {
   addSecretVersion,
@@ -280,6 +281,12 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
         const events: AccessEvent[] = [];
         for (const row of rows) {
           refuseWebhookSecret(row, 'it is never handed to a conversation');
+          // A tool credential goes only where its connection points (integrations injects it, and
+          // moving it needs secrets:write): an agent naming it as a provider key would send it elsewhere.
+          if (row.provider_kind === TOOL_PROVIDER_KIND)
+            throw new PermissionDeniedError(
+              `secret ${row.id} is a connection's tool credential; it is never handed to a conversation: reference an llm, stt, tts or telephony secret in the agent's secret_refs`,
+            );
           const purposes = purposesOf.get(row.id) ?? [];
           resolved.push(await openResolvedSecret(keys, tenantId, row, purposes));
           events.push({ caller: caller.spiffeId, conversationId, agentId, secretId: row.id, secretVersion: row.version, purposes });
