@@ -5,6 +5,7 @@ import * as sessionPurge from './db/migrations/2026_12_01_0002_session_purge.js'
 import * as sessionFamily from './db/migrations/2026_12_01_0003_operator_session_family.js';
 import * as sessionSubjectIndex from './db/migrations/2026_12_01_0004_session_subject_index.js';
 import * as callSid from './db/migrations/2026_12_01_0005_call_sid.js';
+import * as callSidIndex from './db/migrations/2026_12_01_0006_call_sid_index.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is identity's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -17,6 +18,7 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0003_operator_session_family': sessionFamily,
     '2026_12_01_0004_session_subject_index': sessionSubjectIndex,
     '2026_12_01_0005_call_sid': callSid,
+    '2026_12_01_0006_call_sid_index': callSidIndex,
   }),
   dataMap: DATA_MAP,
 };

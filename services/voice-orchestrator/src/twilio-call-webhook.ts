@@ -145,7 +145,14 @@ export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse
     if (deps.answeredCalls.has(answered)) throw new HttpRefusal(403, REFUSED);
     deps.answeredCalls.set(answered, true);
     const { sessionId, token } = await deps.mintCallToken(tenantId, agentId, callSid).catch((err: unknown) => {
-      if (isRefusal(err)) throw new HttpRefusal(403, REFUSED);
+      if (isRefusal(err)) {
+        // The caller sees the one 403; the operator sees why (a replay, a lost reply retried, a removed agent).
+        deps.logger.info(
+          { tenant_id: tenantId, agent_id: agentId, code: Code[(err as ConnectError).code] },
+          'inbound call refused by identity',
+        );
+        throw new HttpRefusal(403, REFUSED);
+      }
       // Not answered after all: Twilio (or its fallback) may try the call again.
       deps.answeredCalls.delete(answered);
       throw peerRefusal(err);

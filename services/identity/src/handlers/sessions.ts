@@ -105,7 +105,15 @@ export function sessionHandlers(
       // Only the orchestrator may ask (allow-list), after verifying the call's signature: there is no principal.
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
       const agentId = requireUuid(req.agentId, 'agent_id');
-      if (!CALL_SID.test(req.callSid))
+      // An orchestrator of the previous release sends no call_sid while a rolling upgrade runs: its
+      // calls are answered (replays then refused only by its own memory) rather than dropped. The
+      // next release makes call_sid required.
+      if (req.callSid === '')
+        deps.logger.warn(
+          { tenant_id: tenantId, agent_id: agentId },
+          'a call session was asked for without call_sid (an orchestrator of the previous release): its replay is not recorded',
+        );
+      else if (!CALL_SID.test(req.callSid))
         throw new InvalidArgumentError('call_sid must be the Twilio CallSid of the call: CA followed by 32 lowercase hex digits', {
           field: 'call_sid',
         });
@@ -116,7 +124,7 @@ export function sessionHandlers(
         origin: null,
         subjectRef: null,
         createdByKeyId: null,
-        callSid: req.callSid,
+        ...(req.callSid === '' ? {} : { callSid: req.callSid }),
       }).catch((err: unknown) => {
         if (err instanceof AlreadyExistsError)
           throw new AlreadyExistsError('this CallSid was already answered: a call webhook is answered once', { cause: err });
