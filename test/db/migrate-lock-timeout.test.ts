@@ -49,4 +49,29 @@ describe('migrate under a held lock', () => {
     );
     expect(rows).toEqual([]);
   }, 30_000);
+
+  it("names the offending key from Postgres's detail when a migration meets data it cannot take", async () => {
+    const all = await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)), source: true });
+    const lifecycle = all.find((m) => m.service === 'lifecycle')!;
+    const existing = await lifecycle.provider.getMigrations();
+    const withExtra = {
+      ...lifecycle,
+      provider: {
+        getMigrations: async () => ({
+          ...existing,
+          '9999_12_31_0002_duplicate_test': {
+            // A unique index over rows that repeat a value, as an upgrade would meet in old data.
+            up: async (db: Kysely<unknown>) => {
+              await sql`create temporary table dup_test (v int)`.execute(db);
+              await sql`insert into dup_test values (7), (7)`.execute(db);
+              await sql`create unique index on dup_test (v)`.execute(db);
+            },
+          },
+        }),
+      },
+    };
+    await expect(migrateService(adminUrl(), withExtra, true, 300)).rejects.toThrow(
+      /migrating lifecycle at 9999_12_31_0002_duplicate_test failed: could not create unique index .* \(Key \(v\)=\(7\) is duplicated\.\)$/,
+    );
+  }, 30_000);
 });

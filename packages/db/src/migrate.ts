@@ -166,7 +166,8 @@ export async function migrateService(
         );
       }
       throw new FailedPreconditionError(
-        `migrating ${migrations.service}${name} failed: ${error instanceof Error ? error.message : String(error)}`,
+        // Postgres's detail names the offending key (e.g. the duplicate a unique index met): what to fix.
+        `migrating ${migrations.service}${name} failed: ${error instanceof Error ? error.message : String(error)}${detailOf(error)}`,
         { cause: error },
       );
     }
@@ -218,4 +219,10 @@ export async function migrateAll(adminUrl: string, options: MigrateAllOptions): 
     result.services.push({ service: migrations.service, applied });
   }
   return result;
+}
+
+// The detail of a Postgres error, as a sentence to append (empty when there is none).
+function detailOf(error: unknown): string {
+  const detail = (error as { detail?: unknown }).detail;
+  return typeof detail === 'string' && detail !== '' ? ` (${detail})` : '';
 }
