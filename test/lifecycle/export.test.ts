@@ -143,6 +143,7 @@ describe('DSAR export', () => {
     const seenByReader = (await privacy('GetPrivacyJob', { jobId: job.id }, readerKey)).body.job as Job;
     expect(seenByReader.state).toBe('done');
     expect(seenByReader.downloadToken).toBeUndefined();
+    expect([seenByReader.sha256, seenByReader.statement]).toEqual([undefined, undefined]);
     const listed = (await privacy('ListPrivacyJobs', {}, readerKey)).body.jobs as Job[];
     expect(listed.find((j) => j.id === job.id)?.downloadToken).toBeUndefined();
 

@@ -84,10 +84,12 @@ function jobMessage(j: PrivacyJob, privacy: PrivacyServiceDeps | undefined, mayD
     state: j.state,
     createdAt: timestampFromDate(j.created_at),
     ...(j.finished_at === null ? {} : { finishedAt: timestampFromDate(j.finished_at) }),
-    sha256: j.sha256 ?? '',
-    keyId: j.key_id ?? '',
-    signature: j.signature ?? new Uint8Array(),
-    statement: j.statement ?? '',
+    // The signed digest too: an unknown person's receipt or empty bundle is the same but for a
+    // timestamp between two the job shows, so a privacy:read reader could guess the digest and learn
+    // whether Parley knows the person. Whoever gets the receipt or bundle gets its signature.
+    ...(mayDownload
+      ? { sha256: j.sha256 ?? '', keyId: j.key_id ?? '', signature: j.signature ?? new Uint8Array(), statement: j.statement ?? '' }
+      : {}),
     ...(downloadable
       ? { downloadToken: downloadToken(privacy.exportKey, j.tenant_id, j.id, expiresAt), downloadExpiresAt: timestampFromDate(expiresAt) }
       : {}),
