@@ -238,6 +238,10 @@ describe('parley against a running stack', { timeout: 180_000 }, () => {
     expect(JSON.parse(ok(await parley(['agents', 'list', '--output', 'json'], { env: devEnv })).stdout)).toEqual(
       expect.arrayContaining([expect.objectContaining({ id: agentId })]),
     );
+    // The profile's key goes only to the server it was stored for, not to whatever --url names.
+    const elsewhere = await parley(['agents', 'list', '--url', 'https://127.0.0.1:9'], { env: devEnv });
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr).toMatch(/profile "default" holds credentials for https:\/\/[^,]+, not https:\/\/127\.0\.0\.1:9/);
     // This stack's edge has no OIDC: operator sign-in says so at once, and what to use instead.
     const oidc = await parley(['login'], { env: { PARLEY_CONFIG_DIR: join(dir, 'no-oidc'), PARLEY_API_KEY: undefined } });
     expect(oidc.code).toBe(1);

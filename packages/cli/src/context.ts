@@ -100,7 +100,12 @@ export class CommandContext {
           ? apiKeySource(this.config.apiKey)
           : profile === undefined
             ? undefined
-            : tokenSourceOf(profile, { url, ca }, this.config.profileFile, this.profileName);
+            : tokenSourceOf(
+                profile,
+                { url: sameOrigin(url, profile.url, this.profileName), ca },
+                this.config.profileFile,
+                this.profileName,
+              );
       if (credentials === undefined)
         throw new MissingCredentialsError(
           `no credentials: set PARLEY_API_KEY, run parley login (operator sign-in), or store a key with: parley login --api-key-stdin (profile "${this.profileName}")`,
@@ -190,4 +195,14 @@ export function dateOption(name: string, value: string | undefined): Date | unde
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw new UsageError(`${name} must be an ISO 8601 time such as 2026-12-01T09:00:00Z, not "${value}"`);
   return d;
+}
+
+// A profile's key or tokens go only to the server they were issued by: --url or PARLEY_URL naming
+// another one would hand them (and a refresh token) to it.
+function sameOrigin(url: string, profileUrl: string | undefined, profileName: string): string {
+  if (profileUrl === undefined || new URL(url).origin === new URL(profileUrl).origin) return url;
+  throw new UsageError(
+    `profile "${profileName}" holds credentials for ${new URL(profileUrl).origin}, not ${new URL(url).origin}: ` +
+      `sign in there with parley login --url ${url} --profile <name>, or set PARLEY_API_KEY`,
+  );
 }
