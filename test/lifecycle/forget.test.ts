@@ -4,8 +4,8 @@
 // a service down mid-saga makes the job wait and retry, and lifecycle killed with SIGKILL at each
 // step (waiting on a down service, or blocked inside a service's delete by a row lock, so the
 // delete commits after the kill) and started again finishes it exactly once with one signed
-// deletion receipt. Afterwards a scan of every Parley table finds none of the person's identifiers
-// or words. The lease is renewed while a step runs long; one replica runs at most
+// deletion receipt. Afterwards a scan of every Parley table, and of every service's log, finds none
+// of the person's identifiers or words. The lease is renewed while a step runs long; one replica runs at most
 // PARLEY_PRIVACY_CONCURRENCY jobs; a job failing PARLEY_PRIVACY_MAX_ATTEMPTS times is `failed`,
 // with its reason, audited. The receipt goes to privacy:run callers only, and a privacy:read
 // reader sees the same job for a known and an unknown person.
@@ -202,6 +202,8 @@ async function expectFinishedOnce(job: Job, person: Person, interrupted: string[
   expect(Number(rows[0]?.n)).toBe(1);
   // Nothing readable left: no identifier or word of the person in any table; the old ciphertexts do not decrypt.
   expect(await scan([person.email, person.externalRef, person.text, ...person.conversations])).toEqual([]);
+  // Nor in any service's log (ids may appear there; the person's identifiers and words never).
+  expect(stack.logs.filter((line) => [person.email, person.externalRef, person.text].some((v) => line.includes(v)))).toEqual([]);
   const secrets = await stack.clientAs('lifecycle', 'secrets', SecretsService);
   for (const [i, sealed] of person.sealed.entries()) {
     await expect(
