@@ -231,6 +231,18 @@ describe('OpenAI-compatible adapter', () => {
     }
   });
 
+  it('refuses a tool call whose name is longer than any tool may be named, without making it', async () => {
+    standin.setMode('up');
+    standin.setToolCalls(() => [{ name: 'x'.repeat(65), arguments: '{}' }]);
+    try {
+      await expect(
+        collectAll(adapter({}, key, [lookupOrder]).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
+      ).rejects.toThrow(/tool call name or id is too long/);
+    } finally {
+      standin.setToolCalls(undefined);
+    }
+  });
+
   it('hands over a call whose arguments are not a JSON object as refused, and drops a result whose call is not in the history', async () => {
     standin.setMode('up');
     standin.setToolCalls(() => [{ name: 'lookup_order', arguments: '{"order_id": "o_1"' }]);

@@ -25,6 +25,9 @@ export interface OpenAiProviderDeps {
 const MAX_TOOL_CALLS = 16;
 /** MAX_TOOL_ARGUMENT_CHARS bounds the arguments text of one answer's tool calls, all together. */
 const MAX_TOOL_ARGUMENT_CHARS = 64 * 1024;
+/** MAX_TOOL_NAME_CHARS / MAX_TOOL_CALL_ID_CHARS bound what the model may put in a call's name and id (they go into the transcript and back to the provider). */
+const MAX_TOOL_NAME_CHARS = 64;
+const MAX_TOOL_CALL_ID_CHARS = 128;
 
 /** toOpenAiTools declares tools the way Chat Completions documents them: `{type: "function", function: {name, description, parameters}}`. */
 function toOpenAiTools(tools: readonly ToolDeclaration[]): ChatCompletionFunctionTool[] {
@@ -96,6 +99,11 @@ class ToolCallAssembler {
       if (f.id !== undefined && f.id !== '') call.id = f.id;
       // The name comes whole in a call's first fragment (set, not appended, as the openai client's own accumulator does).
       if (f.function?.name !== undefined && f.function.name !== '') call.name = f.function.name;
+      if (call.name.length > MAX_TOOL_NAME_CHARS || call.id.length > MAX_TOOL_CALL_ID_CHARS)
+        throw new ProviderError(
+          `LLM provider's tool call name or id is too long (at most ${MAX_TOOL_NAME_CHARS} and ${MAX_TOOL_CALL_ID_CHARS} characters)`,
+          { retryable: false },
+        );
       const more = f.function?.arguments ?? '';
       this.#chars += more.length;
       if (this.#chars > MAX_TOOL_ARGUMENT_CHARS)
