@@ -119,3 +119,19 @@ export function LoadState({ loaded }: { loaded: Loaded<unknown> }) {
   if (loaded.loading && loaded.data === undefined) return <Notice>Loading…</Notice>;
   return null;
 }
+
+/** ShownOnce shows a secret Parley will never show again (a new API key, a webhook signing secret) until the person dismisses it. */
+export function ShownOnce(props: { id?: string; title: string; hint: string; secret: string; onDismiss: () => void }) {
+  return (
+    <div class="card once" role="alert" {...(props.id === undefined ? {} : { id: props.id })}>
+      <h2>{props.title}</h2>
+      <p>{props.hint}</p>
+      <p>
+        <code class="secret">{props.secret}</code>
+      </p>
+      <button type="button" onClick={props.onDismiss}>
+        I have copied it
+      </button>
+    </div>
+  );
+}

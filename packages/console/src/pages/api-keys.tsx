@@ -2,22 +2,7 @@
 // an overlap, and revoke. Scopes offered are the operator's own: a key never exceeds its maker.
 import { useState } from 'preact/hooks';
 import type { PageProps } from '../page-props.js';
-import { ErrorNote, Field, LoadState, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
-
-function OnceSecret({ secret, onDismiss }: { secret: string; onDismiss: () => void }) {
-  return (
-    <div class="card once" role="alert" id="key-secret">
-      <h2>Copy the new key now</h2>
-      <p>This is the only time it is shown; Parley keeps only a hash of it.</p>
-      <p>
-        <code class="secret">{secret}</code>
-      </p>
-      <button type="button" onClick={onDismiss}>
-        I have copied it
-      </button>
-    </div>
-  );
-}
+import { ErrorNote, Field, LoadState, Notice, PageTitle, ShownOnce, useAction, useLoad, when } from '../ui.js';
 
 /** ApiKeysPage is /console/api-keys. */
 export function ApiKeysPage({ api, session }: PageProps) {
@@ -53,7 +38,15 @@ export function ApiKeysPage({ api, session }: PageProps) {
   return (
     <>
       <PageTitle>API keys</PageTitle>
-      {secret === '' ? null : <OnceSecret secret={secret} onDismiss={() => setSecret('')} />}
+      {secret === '' ? null : (
+        <ShownOnce
+          id="key-secret"
+          title="Copy the new key now"
+          hint="This is the only time it is shown; Parley keeps only a hash of it."
+          secret={secret}
+          onDismiss={() => setSecret('')}
+        />
+      )}
       <ErrorNote error={action.error} />
       <LoadState loaded={keys} />
       {keys.data === undefined ? null : keys.data.length === 0 ? (

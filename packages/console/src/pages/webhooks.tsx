@@ -3,22 +3,7 @@
 import { useState } from 'preact/hooks';
 import type { PageProps } from '../page-props.js';
 import { href } from '../router.js';
-import { ErrorNote, Field, LoadState, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
-
-function SigningSecret({ secret, onDismiss }: { secret: string; onDismiss: () => void }) {
-  return (
-    <div class="card once" role="alert">
-      <h2>Copy the signing secret now</h2>
-      <p>Your receiver checks each delivery's signature with it; it is shown only this once.</p>
-      <p>
-        <code class="secret">{secret}</code>
-      </p>
-      <button type="button" onClick={onDismiss}>
-        I have copied it
-      </button>
-    </div>
-  );
-}
+import { ErrorNote, Field, LoadState, Notice, PageTitle, ShownOnce, useAction, useLoad, when } from '../ui.js';
 
 function EndpointList({ api }: PageProps) {
   const endpoints = useLoad(async () => (await api.webhooks.listWebhookEndpoints({ pageSize: 100 })).endpoints);
@@ -56,7 +41,14 @@ function EndpointList({ api }: PageProps) {
   return (
     <>
       <PageTitle>Webhooks</PageTitle>
-      {secret === '' ? null : <SigningSecret secret={secret} onDismiss={() => setSecret('')} />}
+      {secret === '' ? null : (
+        <ShownOnce
+          title="Copy the signing secret now"
+          hint="Your receiver checks each delivery's signature with it; it is shown only this once."
+          secret={secret}
+          onDismiss={() => setSecret('')}
+        />
+      )}
       <ErrorNote error={action.error} />
       <LoadState loaded={endpoints} />
       {endpoints.data === undefined ? null : endpoints.data.length === 0 ? (
