@@ -44,6 +44,7 @@ import {
   type AccessEvent,
 } from './secret.store.js';
 import { createSubjectRetentionHandlers } from './access-event-retention.js';
+import { activeSubjectKey, createRecordingKeyHandlers } from './recording-key.service.js';
 import { insertSubjectKey, readSubjectKey, requireActiveSubjectKey, shredSubjectKey } from './subject-key.store.js';
 
 /** SecretsServiceDeps are the secrets service's dependencies, built by main.ts (or a test). */
@@ -316,19 +317,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const purpose = validatePurpose(req.purpose);
       if (req.plaintext.length > MAX_SUBJECT_PLAINTEXT_BYTES)
         throw new InvalidArgumentError('plaintext must be at most 1 MiB', { field: 'plaintext' });
-      const stored = await withTenant(db, tenantId, (trx) => readSubjectKey(trx, subjectId));
-      let wrappedKey: string;
-      if (stored.state === 'active') {
-        wrappedKey = stored.wrappedKey;
-      } else if (stored.state === 'shredded') {
-        throw new FailedPreconditionError(
-          `the data key of subject ${subjectId} was shredded; nothing more can be encrypted for this subject`,
-        );
-      } else {
-        const fresh = await createSubjectKey(kek);
-        // Another replica may have stored a key meanwhile: insertSubjectKey returns the stored one.
-        wrappedKey = await withTenant(db, tenantId, (trx) => insertSubjectKey(trx, subjectId, fresh));
-      }
+      const wrappedKey = await activeSubjectKey(db, kek, tenantId, subjectId);
       const ciphertext = await encryptForSubject(keys, { wrappedKey }, { tenantId, subjectId, purpose }, req.plaintext);
       return { ciphertext };
     },
@@ -366,6 +355,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
 
     ...createSubjectRetentionHandlers(db),
 
+    ...createRecordingKeyHandlers({ db, kek, keys, directory: deps.directory }),
     ...createWebhookSecretHandlers({ kek, keys, audited }),
     ...createConnectionCredentialHandlers({ keys, directory: deps.directory, audited }),
     ...createTelephonyCredentialHandlers({ keys, directory: deps.directory, audited }),

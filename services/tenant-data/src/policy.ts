@@ -30,6 +30,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     putGuardrailState: ['voice-orchestrator'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
+    readRecordingAudio: ['edge'],
     // The retention purge: lifecycle's scheduler only.
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
