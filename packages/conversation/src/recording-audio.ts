@@ -69,12 +69,18 @@ export interface RecordingTracks {
   readonly durationMs: number;
 }
 
+interface Placed {
+  readonly sampleRate: number;
+  readonly frames: readonly { side: number; start: number; at: number; count: number }[];
+  readonly length: number;
+}
+
 /**
- * layoutRecording places each side's frames on one timeline: a frame starts at the moment it was
- * heard or said, or right after that side's previous frame if that is later (the agent's speech is
- * sent a little ahead of real time, so its frames are played back to back).
+ * placeFrames reads the frames and places each side's on one timeline: a frame starts at the
+ * moment it was heard or said, or right after that side's previous frame if that is later (the
+ * agent's speech is sent a little ahead of real time, so its frames are played back to back).
  */
-export function layoutRecording(plaintext: Uint8Array): RecordingTracks {
+function placeFrames(plaintext: Uint8Array): Placed {
   const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
   if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 4).equals(MAGIC)) throw new Error('not a recording in format PRA1');
   const sampleRate = bytes.readUInt32LE(4);
@@ -92,7 +98,19 @@ export function layoutRecording(plaintext: Uint8Array): RecordingTracks {
     frames.push({ side, start, at: dataAt, count });
     at = dataAt + count * 2;
   }
-  const length = Math.max(cursor[0] ?? 0, cursor[1] ?? 0);
+  return { sampleRate, frames, length: Math.max(cursor[0] ?? 0, cursor[1] ?? 0) };
+}
+
+/** recordingDurationMs is how long a recording plays: its longer side, laid out as layoutRecording does. */
+export function recordingDurationMs(plaintext: Uint8Array): number {
+  const placed = placeFrames(plaintext);
+  return Math.round((placed.length * 1000) / Math.max(1, placed.sampleRate));
+}
+
+/** layoutRecording lays a recording's frames out as two tracks of the same length (silence where a side said nothing). */
+export function layoutRecording(plaintext: Uint8Array): RecordingTracks {
+  const { sampleRate, frames, length } = placeFrames(plaintext);
+  const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
   const tracks = [new Int16Array(length), new Int16Array(length)] as const;
   for (const f of frames) {
     const track = tracks[f.side as 0 | 1];
