@@ -28,6 +28,14 @@ export interface AgentRecord {
   readonly policyVersion: number;
 }
 
+/** RecordedGuardrailDecision is one stored guardrail decision: the rule ('' for an allow), its action, what it checked, the turn. */
+export interface RecordedGuardrailDecision {
+  readonly turn: number;
+  readonly rule: string;
+  readonly action: string;
+  readonly on: 'start' | 'user' | 'assistant' | 'tool';
+}
+
 /**
  * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
  * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
@@ -69,6 +77,8 @@ export interface Peers {
   recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
+  /** recordGuardrailDecision stores which rule acted how on a turn (no text), for the decisions-by-rule chart. */
+  recordGuardrailDecision(tenantId: string, conversationId: string, decision: RecordedGuardrailDecision): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
   telephonyAuthToken(tenantId: string, agentId: string): Promise<string>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
@@ -264,6 +274,11 @@ export function createPeers(c: PeerClients): Peers {
           { tenantId, conversationId, subjectId: subjectId ?? '', state: JSON.parse(JSON.stringify(state)) as JsonObject },
           opts,
         ),
+      );
+    },
+    async recordGuardrailDecision(tenantId, conversationId, d) {
+      await wrap('tenant-data', 'a guardrail decision', () =>
+        c.tenantData.recordGuardrailDecision({ tenantId, conversationId, turn: d.turn, rule: d.rule, action: d.action, on: d.on }, opts),
       );
     },
     async appendTurn(tenantId, conversationId, role, text) {

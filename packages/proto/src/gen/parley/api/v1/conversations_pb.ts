@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/conversations.proto.
  */
 export const file_parley_api_v1_conversations: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJBChZFbmRDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiTAoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USMQoMY29udmVyc2F0aW9uGAEgASgLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24yrwMKE0NvbnZlcnNhdGlvblNlcnZpY2USZgoRTGlzdENvbnZlcnNhdGlvbnMSJy5wYXJsZXkuYXBpLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBooLnBhcmxleS5hcGkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJgCg9HZXRDb252ZXJzYXRpb24SJS5wYXJsZXkuYXBpLnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaJi5wYXJsZXkuYXBpLnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlEmwKE0xpc3RUcmFuc2NyaXB0VHVybnMSKS5wYXJsZXkuYXBpLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0GioucGFybGV5LmFwaS52MS5MaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USYAoPRW5kQ29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJBChZFbmRDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiTAoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USMQoMY29udmVyc2F0aW9uGAEgASgLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24idgoeQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXF1ZXN0EikKBXNpbmNlGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoWR3VhcmRyYWlsRGVjaXNpb25Db3VudBILCgNkYXkYASABKAkSDAoEcnVsZRgCIAEoCRIRCglydWxlX2tpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEg0KBWNvdW50GAUgASgEIlgKH0NvdW50R3VhcmRyYWlsRGVjaXNpb25zUmVzcG9uc2USNQoGY291bnRzGAEgAygLMiUucGFybGV5LmFwaS52MS5HdWFyZHJhaWxEZWNpc2lvbkNvdW50MqkEChNDb252ZXJzYXRpb25TZXJ2aWNlEmYKEUxpc3RDb252ZXJzYXRpb25zEicucGFybGV5LmFwaS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaKC5wYXJsZXkuYXBpLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USYAoPR2V0Q29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZRJsChNMaXN0VHJhbnNjcmlwdFR1cm5zEikucGFybGV5LmFwaS52MS5MaXN0VHJhbnNjcmlwdFR1cm5zUmVxdWVzdBoqLnBhcmxleS5hcGkudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1Jlc3BvbnNlEmAKD0VuZENvbnZlcnNhdGlvbhIlLnBhcmxleS5hcGkudjEuRW5kQ29udmVyc2F0aW9uUmVxdWVzdBomLnBhcmxleS5hcGkudjEuRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USeAoXQ291bnRHdWFyZHJhaWxEZWNpc2lvbnMSLS5wYXJsZXkuYXBpLnYxLkNvdW50R3VhcmRyYWlsRGVjaXNpb25zUmVxdWVzdBouLnBhcmxleS5hcGkudjEuQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Conversation is one session between an end user and an agent.
@@ -298,6 +298,97 @@ export const EndConversationResponseSchema: GenMessage<EndConversationResponse> 
   messageDesc(file_parley_api_v1_conversations, 9);
 
 /**
+ * @generated from message parley.api.v1.CountGuardrailDecisionsRequest
+ */
+export type CountGuardrailDecisionsRequest = Message<"parley.api.v1.CountGuardrailDecisionsRequest"> & {
+  /**
+   * since and until bound the decisions' times (until excluded). Defaults: the last 14 days up to
+   * now; at most 93 days apart.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 1;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 2;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.CountGuardrailDecisionsRequest.
+ * Use `create(CountGuardrailDecisionsRequestSchema)` to create a new message.
+ */
+export const CountGuardrailDecisionsRequestSchema: GenMessage<CountGuardrailDecisionsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 10);
+
+/**
+ * GuardrailDecisionCount is how many times one rule acted one way on one UTC day.
+ *
+ * @generated from message parley.api.v1.GuardrailDecisionCount
+ */
+export type GuardrailDecisionCount = Message<"parley.api.v1.GuardrailDecisionCount"> & {
+  /**
+   * day is the UTC date, "YYYY-MM-DD".
+   *
+   * @generated from field: string day = 1;
+   */
+  day: string;
+
+  /**
+   * rule is the policy rule, e.g. "no_go:medical"; empty for turns no rule acted on (action "allow").
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * rule_kind is the rule's kind, e.g. "no_go" (empty for allows).
+   *
+   * @generated from field: string rule_kind = 3;
+   */
+  ruleKind: string;
+
+  /**
+   * action is "allow", "replace", "redact", "escalate", "handoff", "end" or "block_tool".
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * @generated from field: uint64 count = 5;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message parley.api.v1.GuardrailDecisionCount.
+ * Use `create(GuardrailDecisionCountSchema)` to create a new message.
+ */
+export const GuardrailDecisionCountSchema: GenMessage<GuardrailDecisionCount> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 11);
+
+/**
+ * @generated from message parley.api.v1.CountGuardrailDecisionsResponse
+ */
+export type CountGuardrailDecisionsResponse = Message<"parley.api.v1.CountGuardrailDecisionsResponse"> & {
+  /**
+   * counts are ordered by day, then rule, then action; days without decisions are absent.
+   *
+   * @generated from field: repeated parley.api.v1.GuardrailDecisionCount counts = 1;
+   */
+  counts: GuardrailDecisionCount[];
+};
+
+/**
+ * Describes the message parley.api.v1.CountGuardrailDecisionsResponse.
+ * Use `create(CountGuardrailDecisionsResponseSchema)` to create a new message.
+ */
+export const CountGuardrailDecisionsResponseSchema: GenMessage<CountGuardrailDecisionsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 12);
+
+/**
  * ConversationService reads a workspace's conversations and transcripts, and ends live ones.
  *
  * @generated from service parley.api.v1.ConversationService
@@ -342,6 +433,17 @@ export const ConversationService: GenService<{
     methodKind: "unary";
     input: typeof EndConversationRequestSchema;
     output: typeof EndConversationResponseSchema;
+  },
+  /**
+   * CountGuardrailDecisions counts the workspace's guardrail decisions per UTC day, rule and action
+   * (what the rules did, never the text they concerned).
+   *
+   * @generated from rpc parley.api.v1.ConversationService.CountGuardrailDecisions
+   */
+  countGuardrailDecisions: {
+    methodKind: "unary";
+    input: typeof CountGuardrailDecisionsRequestSchema;
+    output: typeof CountGuardrailDecisionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_conversations, 0);
