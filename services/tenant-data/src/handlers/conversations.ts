@@ -4,6 +4,7 @@ import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
 import { principalOf } from '@parley/platform';
 import {
   appendTranscriptTurn,
+  conversationSecretRefs,
   endConversation,
   getConversation,
   listConversations,
@@ -21,6 +22,7 @@ export function conversationHandlers(
 ): TenantDataHandlers<
   | 'startConversation'
   | 'getConversation'
+  | 'getConversationSecretRefs'
   | 'listConversations'
   | 'endConversation'
   | 'appendTranscriptTurn'
@@ -43,6 +45,11 @@ export function conversationHandlers(
 
     async getConversation(req, ctx) {
       return { conversation: conversationMessage(await inTenant(req.tenantId, ctx, (trx) => getConversation(trx, req.conversationId))) };
+    },
+
+    async getConversationSecretRefs(req, ctx) {
+      const facts = await inTenant(req.tenantId, ctx, (trx) => conversationSecretRefs(trx, req.conversationId));
+      return { agentId: facts.agentId, state: facts.state, secretRefs: { ...facts.secretRefs } };
     },
 
     async listConversations(req, ctx) {
