@@ -38,5 +38,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
     forgetSubject: ['lifecycle'],
+    // A secret resolve's one question: secrets only.
+    getConversationSecretRefs: ['secrets'],
   }),
 ];
