@@ -226,6 +226,7 @@ export async function runVoiceBenchmark(options: { adminUrl: string; turns1: num
       PARLEY_PUBLIC_PORT: String(publicPort),
       PARLEY_AUDIT_URL: `https://localhost:${await freePort()}`,
       PARLEY_INTEGRATIONS_URL: `https://localhost:${await freePort()}`,
+      PARLEY_LIFECYCLE_URL: `https://localhost:${await freePort()}`,
     },
   };
   const procs = startServiceProcesses({ names, pki, ports, peers, extra });
