@@ -2,7 +2,7 @@ import { recordAuditEvent, auditDetails, systemActor } from '@parley/audit-outbo
 import { withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { recordWebhookDelivery, type Logger } from '@parley/platform';
-import { webhookHeaders } from '@parley/webhooks';
+import { webhookSigner, type WebhookSigner } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
 import {
@@ -132,8 +132,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   // A wake that came while the loop was busy leasing: the next wait is skipped, not missed.
   let woken = false;
 
-  /** BatchMemo shares one secrets read among a batch's deliveries to the same endpoint. */
-  type Target = { endpoint: LeasedEndpoint; secrets: string[] } | { refused: string };
+  /** BatchMemo shares one secrets read (and its signing keys) among a batch's deliveries to the same endpoint. */
+  type Target = { endpoint: LeasedEndpoint; sign: WebhookSigner } | { refused: string };
   type BatchMemo = Map<string, Promise<Target>>;
 
   // The endpoint came with the lease, read in the same statement.
@@ -143,7 +143,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     if (!endpoint.enabled) return { refused: 'endpoint disabled' };
     const refs = signingSecretRefs(endpoint);
     if (refs.length === 0) return { refused: 'endpoint has no signing secret' };
-    return { endpoint, secrets: await options.signingSecrets(delivery.tenant_id, refs) };
+    return { endpoint, sign: webhookSigner(await options.signingSecrets(delivery.tenant_id, refs)) };
   }
 
   async function attempt(delivery: LeasedDelivery, memo: BatchMemo): Promise<Attempt> {
@@ -157,8 +157,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     }
     const target = await pending;
     if ('refused' in target) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: target.refused };
-    const { endpoint, secrets } = target;
-    const headers = webhookHeaders({ secrets, id: delivery.id, timestamp: new Date(), payload: delivery.payload });
+    const { endpoint, sign } = target;
+    const headers = sign({ id: delivery.id, timestamp: new Date(), payload: delivery.payload });
     try {
       const response = await egress.request(endpoint.url, {
         method: 'POST',
