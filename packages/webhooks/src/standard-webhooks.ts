@@ -53,12 +53,15 @@ export function signWebhook(input: SignWebhookInput): string {
   return `v1,${hmac(decodeWebhookSecret(input.secret), input.id, timestamp, input.payload).toString('base64')}`;
 }
 
-/** WebhookHeaders are the three Standard Webhooks headers of one attempt. */
-export interface WebhookHeaders {
+/**
+ * WebhookHeaders are the three Standard Webhooks headers of one attempt (a type, not an interface,
+ * so that it is also a WebhookHeaderBag).
+ */
+export type WebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;
   'webhook-signature': string;
-}
+};
 
 /** WebhookSigner signs attempts with a fixed set of secrets (webhookSigner). */
 export type WebhookSigner = (input: Omit<SignWebhookInput, 'secret'>) => WebhookHeaders;
