@@ -2,7 +2,7 @@
 // row per delivery, an attempt log line per send) with 1 and 4 workers, against a baseline in the
 // same run that signs and posts the same payloads straight to the same local HTTPS receiver with
 // the same egress client and no queue. Then p99 from event (EmitEvent's commit) to delivery at an
-// open-loop 200 events/s with 4 workers. Each worker stands for one replica and has its own pool, as
+// open-loop 200 events/s with 4 workers, beside the same rate posted directly (call to arrival). Each worker stands for one replica and has its own pool, as
 // integrations' main.ts gives it; the emitting side uses another.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
@@ -33,10 +33,14 @@ export interface WebhooksBenchResult {
   readonly queue: ReadonlyArray<{ readonly workers: number; readonly perSecond: number; readonly ratio: number }>;
   readonly latency: {
     readonly ratePerSecond: number;
+    /** committedPerSecond is the rate the emits actually committed at (below ratePerSecond on a loaded machine). */
+    readonly committedPerSecond: number;
     readonly events: number;
     readonly p50Ms: number;
     readonly p99Ms: number;
     readonly maxMs: number;
+    /** direct is the same rate signed and posted straight to the receiver: the machine's own floor. */
+    readonly direct: { readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number };
   };
   readonly summary: Readonly<Record<string, Figure>>;
 }
@@ -171,12 +175,39 @@ export async function runWebhooksBenchmark(options: { adminUrl: string; events: 
       queue.push({ workers: k, perSecond: round(perSecond, 0), ratio: round(perSecond / baselinePerSecond) });
     }
 
+    // Latency baseline: the same open-loop rate signed and posted straight to the receiver, from the
+    // call to its arrival: what this machine adds to any send at that rate, beside the queue's figure.
+    const rate = 200;
+    const total = rate * options.seconds;
+    receiver.arrivals.clear();
+    const directLatency = createEgressClient({ maxSocketsPerTarget: BATCH });
+    const calledAt = new Map<string, number>();
+    const directStart = performance.now();
+    const posts: Promise<unknown>[] = [];
+    for (let i = 0; i < total; i += 1) {
+      const due = directStart + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const id = `direct-${i}`;
+      const payload = payloadOf(id);
+      calledAt.set(id, performance.now());
+      posts.push(
+        directLatency.request(target, {
+          ...egress,
+          method: 'POST',
+          headers: { ...sign({ id, timestamp: new Date(), payload }), 'content-type': 'application/json' },
+          body: payload,
+        }),
+      );
+    }
+    await Promise.all(posts);
+    directLatency.close();
+    const directLatencies = Float64Array.from([...calledAt].map(([id, t]) => (receiver.arrivals.get(id) ?? Number.NaN) - t)).sort();
+
     // Latency: 200 events/s open loop, 4 workers woken on each emit (as EmitEvent does).
     receiver.arrivals.clear();
     const ws = Array.from({ length: 4 }, (_, i) => makeWorker(10 + i, 20));
     for (const w of ws) w.start();
-    const rate = 200;
-    const total = rate * options.seconds;
     const emittedAt = new Map<string, number>();
     const begin = performance.now();
     const pending: Promise<void>[] = [];
@@ -195,12 +226,19 @@ export async function runWebhooksBenchmark(options: { adminUrl: string; events: 
     await waitFor(() => [...emittedAt.keys()].every((id) => receiver.arrivals.has(id)), 60_000);
     for (const w of ws) await w.stop();
     const latencies = Float64Array.from([...emittedAt].map(([id, t]) => (receiver.arrivals.get(id) ?? Number.NaN) - t)).sort();
+    const commits = [...emittedAt.values()];
     const latency = {
       ratePerSecond: rate,
+      committedPerSecond: round(total / ((Math.max(...commits) - Math.min(...commits)) / 1000), 0),
       events: total,
       p50Ms: round(percentile(latencies, 0.5)),
       p99Ms: round(percentile(latencies, 0.99)),
       maxMs: round(latencies[latencies.length - 1] ?? Number.NaN),
+      direct: {
+        p50Ms: round(percentile(directLatencies, 0.5)),
+        p99Ms: round(percentile(directLatencies, 0.99)),
+        maxMs: round(directLatencies[directLatencies.length - 1] ?? Number.NaN),
+      },
     };
     const summary: Record<string, Figure> = {};
     for (const q of queue) {
