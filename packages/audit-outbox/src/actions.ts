@@ -44,7 +44,6 @@ export const AUDIT_ACTIONS = {
   'transcript.read': access('conversation', 'a transcript was read'),
   'conversation.end': change('conversation', 'an operator ended a live conversation'),
   'call.handoff': change('conversation', 'a live phone call was transferred to a human number by a guardrail rule'),
-  'call.place': change('conversation', 'an outbound phone call was placed, or refused before dialling'),
   'recording.read': access('recording', 'a recording was read'),
   'webhook_endpoint.create': change('webhook_endpoint', 'a webhook endpoint was created'),
   'webhook_endpoint.update': change('webhook_endpoint', 'a webhook endpoint was changed'),
