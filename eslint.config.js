@@ -8,7 +8,7 @@ export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', 'packages/proto/src/gen/**', '.parley/**', 'coverage/**'] },
   {
     files: ['**/*.ts'],
-    ignores: ['packages/console/**'],
+    ignores: ['packages/console/**', 'packages/client-web/src/**'],
     extends: [js.configs.recommended, ...tseslint.configs.recommended],
     plugins: { 'import-x': importX },
     languageOptions: {
@@ -31,6 +31,21 @@ export default tseslint.config(
           ],
         },
       ],
+    },
+  },
+  // The browser SDK: browser code (DOM types), type-checked by its own tsconfig; its DOM-free PCM
+  // helpers and their test are in the main program (tsconfig.check.json's "files").
+  {
+    files: ['packages/client-web/src/**/*.ts'],
+    extends: [js.configs.recommended, ...tseslint.configs.recommended],
+    languageOptions: {
+      parserOptions: { project: ['./packages/client-web/tsconfig.json', './tsconfig.check.json'], tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
   // The web console: browser code with JSX (Preact), type-checked by its own tsconfig.

@@ -27,6 +27,16 @@ export interface BrowserOptions {
   readonly trust?: readonly string[];
   /** ca is that private CA's PEM; each trusted server's certificate is verified against it first. */
   readonly ca?: Buffer | string;
+  /** args are extra Chromium flags (e.g. the fake microphone's: see fakeMicrophoneArgs). */
+  readonly args?: readonly string[];
+}
+
+/**
+ * fakeMicrophoneArgs make Chromium grant getUserMedia without a prompt and capture from a WAV
+ * file (16-bit PCM) instead of a device, played once (`%noloop`), then silence.
+ */
+export function fakeMicrophoneArgs(wavPath: string): string[] {
+  return ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wavPath}%noloop`];
 }
 
 /** ResponseRecord is one response the page received: its URL and body (WebSocket frames included). */
@@ -84,6 +94,7 @@ export async function launchBrowser(options: BrowserOptions = {}): Promise<TestB
     : [];
   const args = chromium.args.filter((a) => !LAX_FLAGS.has(a));
   if (pins.length > 0) args.push(`--ignore-certificate-errors-spki-list=${pins.join(',')}`);
+  args.push(...(options.args ?? []));
   const browser = await puppeteer.launch({ executablePath: await chromium.executablePath(), args, headless: true });
   return {
     browser,

@@ -82,6 +82,7 @@ export async function startConversationStack(
     [peerUrlVariable('tenant-data')]: stack.urls['tenant-data'],
     [peerUrlVariable('secrets')]: stack.urls.secrets,
     [peerUrlVariable('integrations')]: stack.urls.integrations,
+    [peerUrlVariable('audit')]: stack.urls.audit,
     ...orchestratorEnv,
     ...extra,
   });

@@ -1,11 +1,21 @@
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createParleyNodeClient } from '@parley/client/node';
 import type { DemoConfig } from './config.js';
 
 const publicDir = fileURLToPath(new URL('../public/', import.meta.url));
+/**
+ * sdkDir holds the browser SDK's built ESM (@parley/client-web's dist), served as-is under /sdk/.
+ * Found through its package.json: under the @parley/source condition (tests) the package's main
+ * entry resolves to its TypeScript source, which a browser cannot load.
+ */
+const sdkDir = join(dirname(createRequire(import.meta.url).resolve('@parley/client-web/package.json')), 'dist');
+/** SDK_FILE is what /sdk/ serves: the SDK's modules by name, nothing else of the file system. */
+const SDK_FILE = /^\/sdk\/([a-z-]+\.js)$/;
 
 /** STATIC_FILES are the page's files: no inline script anywhere, so the CSP can forbid it. */
 const STATIC_FILES: Record<string, { file: string; type: string }> = {
@@ -100,15 +110,25 @@ export async function startDemoServer(config: DemoConfig, log: (line: string) =>
       void mintSession(req, res);
       return;
     }
-    const file = STATIC_FILES[path];
+    const sdk = SDK_FILE.exec(path);
+    const page = STATIC_FILES[path];
+    const file =
+      sdk?.[1] !== undefined
+        ? { path: `${sdkDir}/${sdk[1]}`, type: 'text/javascript; charset=utf-8' }
+        : page && { path: `${publicDir}${page.file}`, type: page.type };
     if (file === undefined || (req.method !== 'GET' && req.method !== 'HEAD')) {
       send(res, 404, 'text/plain; charset=utf-8', 'not found\n', common);
       return;
     }
-    readFile(`${publicDir}${file.file}`).then(
+    readFile(file.path).then(
       (bytes) => send(res, 200, file.type, bytes, common),
       (err: Error) => {
-        log(`cannot read ${file.file}: ${err.message}`);
+        // Any lower-case name matches /sdk/; only the SDK's own modules exist.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && sdk !== null) {
+          send(res, 404, 'text/plain; charset=utf-8', 'not found\n', common);
+          return;
+        }
+        log(`cannot read ${file.path}: ${err.message}`);
         send(res, 500, 'text/plain; charset=utf-8', 'internal error\n', common);
       },
     );

@@ -1,3 +1,4 @@
+import { isValidPhoneNumber } from 'libphonenumber-js';
 import { RE2JS } from 're2js';
 import { z } from 'zod';
 
@@ -131,6 +132,37 @@ export const openAiTtsSettings = z.strictObject({
   secretPurpose: secretPurpose('tts'),
 });
 
+/** phoneNumber is a dialable E.164 number (+ and digits, valid for its country by libphonenumber-js's metadata). */
+export const phoneNumber = z
+  .string()
+  .regex(/^\+[1-9][0-9]{6,14}$/, 'must be an E.164 phone number such as +14155550123')
+  .refine((n) => isValidPhoneNumber(n), 'is not a valid phone number for its country code');
+
+/**
+ * twilioTelephonySettings configures an agent's phone calls through Twilio's REST API (hand-off to
+ * a human, outbound calls). The account's auth token is the agent's "telephony" secret, the same
+ * one that checks inbound webhook signatures; the Account SID is not secret.
+ */
+export const twilioTelephonySettings = z.strictObject({
+  provider: z.literal('twilio'),
+  /** accountSid is the Twilio account (AC + 32 hex digits) whose calls these are. */
+  accountSid: z.string().regex(/^AC[0-9a-f]{32}$/, 'must be a Twilio Account SID (AC followed by 32 hex digits)'),
+  /** apiBaseUrl is Twilio's REST API (requests go through the egress client). */
+  apiBaseUrl: z
+    .url({ protocol: /^https$/ })
+    .max(500)
+    .default('https://api.twilio.com'),
+  /** humanNumber is where a guardrail hand-off sends the call when the rule names no number of handoffNumbers. */
+  humanNumber: phoneNumber.optional(),
+  /** handoffNumbers maps a guardrail rule's hand-off `target` to the number that target is. */
+  handoffNumbers: z.record(z.string().min(1).max(200), phoneNumber).optional(),
+  /** fromNumber is the Twilio number outbound calls are placed from. */
+  fromNumber: phoneNumber.optional(),
+});
+
+/** TelephonySettings is a validated telephony part of the settings. */
+export type TelephonySettings = z.output<typeof twilioTelephonySettings>;
+
 /**
  * recordingSettings turns call recording on for an agent's voice conversations. The announcement
  * is said first (and kept in the transcript); with `consent`, the caller must agree (a yes said or
@@ -173,6 +205,8 @@ export const providerSettingsSchema = z.strictObject({
   tts: z.discriminatedUnion('provider', [embeddedTtsSettings, openAiTtsSettings]).optional(),
   /** recording, when present, records voice conversations (both sides, encrypted); absent: nothing is recorded. */
   recording: recordingSettings.optional(),
+  /** telephony places and transfers the agent's phone calls (hand-off to a human, outbound calls). */
+  telephony: z.discriminatedUnion('provider', [twilioTelephonySettings]).optional(),
 });
 
 /** ProviderSettings is a validated provider_settings document with defaults filled in. */

@@ -1,5 +1,5 @@
 import type { JsonObject } from '@bufbuild/protobuf';
-import type { ProviderSettings } from '@parley/conversation';
+import type { ProviderSettings, TelephonySettings } from '@parley/conversation';
 import type { GuardrailState } from '@parley/guardrails';
 import { recordGuardrailDecision, type Logger } from '@parley/platform';
 import type { OrchestratorConfig } from './config.js';
@@ -44,6 +44,23 @@ export interface ClientChannel {
   sendAudio?(samples: Int16Array): void;
   /** bufferedBytes is what the connection holds unsent (back-pressure; voice connections). */
   bufferedBytes?(): number;
+  /**
+   * handOff transfers a phone call to a human when a guardrail rule hands off (telephony channels
+   * only), after what the agent said has been heard; it resolves with what happened, for the
+   * transcript (never the full number), and never throws.
+   */
+  handOff?(request: HandOffRequest): Promise<string>;
+}
+
+/** HandOffRequest is a hand-off a guardrail rule asked for. */
+export interface HandOffRequest {
+  readonly tenantId: string;
+  readonly agentId: string;
+  readonly conversationId: string;
+  readonly rule: string | undefined;
+  /** target is the rule's hand-off target (a key of the telephony settings' handoffNumbers), if it names one. */
+  readonly target: string | undefined;
+  readonly telephony: TelephonySettings | undefined;
 }
 
 /** ConversationDeps are the runtime's collaborators. */
@@ -151,6 +168,8 @@ export class LiveConversation {
   /** #recording keeps both sides' audio when the agent's settings turn recording on (voice connections with a blob store). */
   readonly #recording: CallRecording | undefined;
   #consentTimer: NodeJS.Timeout | undefined;
+  /** #handoff is the hand-off a guardrail rule decided on, carried out at the end. */
+  #handoff: { rule: string | undefined; target: string | undefined } | undefined;
 
   constructor(deps: ConversationDeps, state: LiveState, channel: ClientChannel) {
     this.#deps = deps;
@@ -594,6 +613,7 @@ export class LiveConversation {
         ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
         ...(decision.target !== undefined ? { target: decision.target } : {}),
       });
+    if (decision.action === 'handoff') this.#handoff ??= { rule: decision.rule, target: decision.target };
     if (decision.action === 'escalate' || decision.action === 'handoff')
       this.#deps.events.emit({ ...this.#eventIds(), type: 'guardrail.escalated', at: new Date() });
     this.#log.info({ guardrail_action: decision.action, guardrail_rule: decision.rule, on }, 'guardrail decision');
@@ -688,6 +708,19 @@ export class LiveConversation {
     this.#inbox?.close();
     await this.#replyDone;
     await this.#listening;
+    const handoff = this.#handoff;
+    if (handoff !== undefined && this.#channel.handOff !== undefined && this.#state !== undefined) {
+      // The rule's message has been sent; the channel waits until it is heard, then transfers the call.
+      const outcome = await this.#channel.handOff({
+        tenantId: this.tenantId,
+        agentId: this.agentId,
+        conversationId: this.conversationId,
+        rule: handoff.rule,
+        target: handoff.target,
+        telephony: this.#state.settings.telephony,
+      });
+      this.#record('system', outcome);
+    }
     await this.#storeRecording();
     await this.#recorder.drained();
     const state = this.#state;

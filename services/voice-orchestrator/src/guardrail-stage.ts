@@ -49,10 +49,19 @@ export interface GuardrailContext {
   readonly tenantId?: string;
 }
 
+/** StartFacts are what the caller knows about the person at a start. */
+export interface StartFacts {
+  readonly doNotContact?: boolean;
+}
+
 /** GuardrailStage checks a conversation's start, user turns and assistant sentences against the agent's policy. */
 export interface GuardrailStage {
-  /** checkStart sees the conversation before its first turn (sleep windows, holidays, do-not-contact, contact attempts). */
-  checkStart(direction: 'inbound' | 'outbound', ctx: GuardrailContext): GuardrailDecision;
+  /**
+   * checkStart sees the conversation before its first turn (sleep windows, holidays, do-not-contact,
+   * contact attempts); `facts` are what the caller looked up (the person is on a do-not-contact list).
+   * An allowed outbound start counts as a contact attempt in the person's state.
+   */
+  checkStart(direction: 'inbound' | 'outbound', ctx: GuardrailContext, facts?: StartFacts): GuardrailDecision;
   /** checkUserTurn sees each user message before the LLM does (escalation, fatigue, personal data given, sleep windows). */
   checkUserTurn(text: string, ctx: GuardrailContext): GuardrailDecision;
   /** checkSentence sees each assistant sentence before it reaches the user; it never holds more than that sentence. */
@@ -154,8 +163,9 @@ export function createGuardrailStage(policy: unknown, initial?: GuardrailState):
     };
   };
   return {
-    checkStart(direction, ctx) {
-      return instead(evaluate({ type: 'conversation_start', direction }, ctx).decision, '');
+    checkStart(direction, ctx, facts = {}) {
+      const event = { type: 'conversation_start' as const, direction, ...(facts.doNotContact === true ? { doNotContact: true } : {}) };
+      return instead(evaluate(event, ctx).decision, '');
     },
     checkUserTurn(text, ctx) {
       const evaluation = evaluate({ type: 'user_turn', text }, ctx);

@@ -28,3 +28,6 @@ export * from './twilio-media-stream.js';
 export * from './deepgram-stt.js';
 export * from './twilio-call-webhook.js';
 export * from './call-webhook-guard.js';
+export * from './twilio-rest.js';
+export * from './call-handoff.js';
+export * from './outbound-call.js';

@@ -1,17 +1,19 @@
 // The voice-orchestrator service process: wiring only. It serves the session port (WebSocket,
 // TLS) where browsers and devices hold conversations, and parley.orchestrator.v1 on its mTLS
 // port; it calls identity (session tokens), tenant-data (agents, conversations, transcripts) and
-// secrets (provider keys, subject keys), and integrations when configured (conversation events
-// as webhooks). On SIGTERM it stops taking conversations and ends the
+// secrets (provider keys, subject keys), integrations when configured (conversation events
+// as webhooks), and audit when configured (calls handed off to a human). On SIGTERM it stops taking conversations and ends the
 // live ones politely within the shutdown grace period.
 import { AddressBuckets, TtlCache } from './call-webhook-guard.js';
 import { CertificateSource, PARLEY_VERSION, runMain } from '@parley/platform';
+import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { openBlobStore } from '@parley/blob-store';
+import { createCallHandOff } from './call-handoff.js';
 import { loadOrchestratorConfig } from './config.js';
 import { startConversation } from './conversation-start.js';
 import { loggingEventSink } from './conversation-events.js';
@@ -36,7 +38,10 @@ runMain({
       secrets: ctx.clientFor('secrets', SecretsService),
       // Tool calls go through integrations, which holds the grants' check and the credentials.
       ...(ctx.config.peers.integrations === undefined ? {} : { integrations: ctx.clientFor('integrations', IntegrationsService) }),
+      // Calls it transfers or places are audited here (it keeps no database, so no outbox).
+      ...(ctx.config.peers.audit === undefined ? {} : { audit: ctx.clientFor('audit', AuditService) }),
     });
+    if (ctx.config.peers.audit === undefined) ctx.logger.warn('PARLEY_AUDIT_URL is not set: call hand-offs are logged, not audited');
     const live = new LiveConversations();
     // Conversation events become webhooks when integrations is configured (PARLEY_INTEGRATIONS_URL); else they are logged.
     const webhooks =
@@ -84,6 +89,7 @@ runMain({
         authTokens: new TtlCache<string | null>(config.callWebhook.authTokenCacheMs),
         answeredCalls: new TtlCache<true>(config.callWebhook.callSidTtlMs, 200_000),
       },
+      handOffCall: createCallHandOff({ peers, fetch: deps.providerFetch, logger: ctx.logger }),
       async start(req, channel) {
         const conversation = await startConversation(deps, req, channel);
         live.add(conversation);

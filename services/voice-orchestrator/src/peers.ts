@@ -1,5 +1,7 @@
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { type JsonObject } from '@bufbuild/protobuf';
+import { buildAuditEvent, type AuditEventInput } from '@parley/audit-outbox';
+import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
@@ -98,6 +100,8 @@ export interface Peers {
   recordGuardrailDecision(tenantId: string, conversationId: string, decision: RecordedGuardrailDecision): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
   telephonyAuthToken(tenantId: string, agentId: string): Promise<string>;
+  /** recordAudit appends one event to the audit log (the orchestrator keeps no outbox: throws when audit is not configured or refuses). */
+  recordAudit(event: AuditEventInput): Promise<void>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
   mintCallSession(tenantId: string, agentId: string, callSid: string): Promise<{ sessionId: string; token: string }>;
 }
@@ -167,12 +171,18 @@ export interface PeerClients {
   readonly secrets: Client<typeof SecretsService>;
   /** integrations makes tool calls (absent: tools are refused as unavailable). */
   readonly integrations?: Client<typeof IntegrationsService>;
+  /** audit records the calls the orchestrator places and transfers (absent: they are logged only). */
+  readonly audit?: Client<typeof AuditService>;
 }
 
 /** createPeers builds Peers over the kernel's mTLS clients. */
 export function createPeers(c: PeerClients): Peers {
   const opts = { timeoutMs: TIMEOUT_MS };
   return {
+    async recordAudit(event) {
+      if (c.audit === undefined) throw new Error('no audit service is configured (PARLEY_AUDIT_URL)');
+      await c.audit.appendEvents({ events: [buildAuditEvent(event)] }, opts);
+    },
     async telephonyAuthToken(tenantId, agentId) {
       const { secret } = await c.secrets.resolveTelephonyCredential({ tenantId, agentId }, opts);
       if (secret === undefined) throw new Error('secrets answered ResolveTelephonyCredential without a secret');

@@ -6,7 +6,7 @@ import { pcm16FromBytes, pcm16ToBytes, SAMPLE_RATES, type AudioFormat } from './
 import type { ClientChannel, LiveConversation, ServerFrame } from './conversation.js';
 import type { StartRequest } from './conversation-start.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
-import { serveTwilioMediaStream } from './twilio-media-stream.js';
+import { serveTwilioMediaStream, type TwilioStreamOptions } from './twilio-media-stream.js';
 import { handleTwilioCall, TWILIO_VOICE_PATH, type TwilioCallDeps } from './twilio-call-webhook.js';
 
 /** TWILIO_MEDIA_STREAM_PATH is where Twilio Media Streams connect (the TwiML <Stream url>). */
@@ -54,6 +54,8 @@ export interface SessionServerOptions {
   readonly start: (req: StartRequest, channel: ClientChannel) => Promise<LiveConversation>;
   /** twilioCall serves Twilio's inbound call webhook (POST /v1/telephony/twilio/voice/{tenantId}/{agentId}). */
   readonly twilioCall: Omit<TwilioCallDeps, 'logger' | 'mediaStreamPath'>;
+  /** handOffCall transfers a Media Streams call to a human (call-handoff.ts); without it a hand-off only ends the call. */
+  readonly handOffCall?: TwilioStreamOptions['handOff'];
 }
 
 /** SessionServer is the public session port. */
@@ -133,6 +135,7 @@ export function createSessionServer(options: SessionServerOptions): SessionServe
           startTimeoutMs: options.startTimeoutMs,
           start: options.start,
           onLive: () => waiting.delete(ws),
+          ...(options.handOffCall !== undefined ? { handOff: options.handOffCall } : {}),
         });
       });
     wss.handleUpgrade(req, socket, head, (ws) => {

@@ -8,7 +8,7 @@
 import type { Logger } from '@parley/platform';
 import type { RawData, WebSocket } from 'ws';
 import { mulawDecode, mulawEncode } from './audio.js';
-import type { ClientChannel, LiveConversation, ServerFrame } from './conversation.js';
+import type { ClientChannel, HandOffRequest, LiveConversation, ServerFrame } from './conversation.js';
 import type { StartRequest } from './conversation-start.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 
@@ -18,6 +18,8 @@ export const TWILIO_SAMPLE_RATE = 8_000;
 const MAX_MEDIA_PAYLOAD_BYTES = 1_600;
 /** Caller audio faster than this much over real time, past a 2 s burst, is dropped. */
 const MEDIA_RATE_SLACK = 1.25;
+/** HANDOFF_MARK_WAIT_MS bounds the wait for the hand-off message to be played before the call is transferred. */
+const HANDOFF_MARK_WAIT_MS = 15_000;
 
 /** TwilioStreamOptions are what serveTwilioMediaStream needs from the session server. */
 export interface TwilioStreamOptions {
@@ -26,6 +28,8 @@ export interface TwilioStreamOptions {
   readonly start: (req: StartRequest, channel: ClientChannel) => Promise<LiveConversation>;
   /** onLive / onGone let the server track the connection (drain on shutdown). */
   readonly onLive?: () => void;
+  /** handOff transfers the call (by its CallSid) to a human; resolves with the transcript's line, never throws. */
+  readonly handOff?: (call: { readonly callSid: string; readonly request: HandOffRequest }) => Promise<string>;
 }
 
 interface TwilioMessage {
@@ -34,6 +38,7 @@ interface TwilioMessage {
   start?: { streamSid?: unknown; callSid?: unknown; customParameters?: Record<string, unknown>; mediaFormat?: Record<string, unknown> };
   media?: { track?: unknown; payload?: unknown };
   dtmf?: { track?: unknown; digit?: unknown };
+  mark?: { name?: unknown };
 }
 
 /**
@@ -48,7 +53,10 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
   let phase: 'awaiting' | 'starting' | 'live' | 'closed' = 'awaiting';
   let conversation: LiveConversation | undefined;
   let streamSid = '';
+  let callSid = '';
   let marks = 0;
+  /** played resolves marks Twilio echoed (the audio sent before them has been played), by name. */
+  const played = new Map<string, () => void>();
   let budget = TWILIO_SAMPLE_RATE;
   let refilled = performance.now();
   const close = (code: number, reason: string) => {
@@ -68,6 +76,23 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
       sendJson({ event: 'media', streamSid, media: { payload: Buffer.from(mulawEncode(samples)).toString('base64') } });
     },
     bufferedBytes: () => ws.bufferedAmount,
+    async handOff(request) {
+      if (options.handOff === undefined) return 'hand-off asked for; this deployment does not transfer calls';
+      if (callSid === '') return 'hand-off asked for; the stream named no call to transfer';
+      // Twilio echoes a mark once the audio sent before it has been played: the caller hears the
+      // rule's message before the transfer (the call leaves this stream the moment it is updated).
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, HANDOFF_MARK_WAIT_MS);
+        played.set('handoff', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        ws.once('close', () => played.get('handoff')?.());
+        sendJson({ event: 'mark', streamSid, mark: { name: 'handoff' } });
+      });
+      if (ws.readyState !== ws.OPEN) return 'hand-off asked for; the caller hung up first';
+      return options.handOff({ callSid, request });
+    },
   };
   const startTimer = setTimeout(() => {
     if (phase === 'awaiting') close(CLOSE_CODES.startTimeout, `start message not received within ${options.startTimeoutMs} ms`);
@@ -84,8 +109,10 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
     }
     if (typeof message !== 'object' || message === null) return close(CLOSE_CODES.badFrame, 'Media Streams messages are JSON objects');
     switch (message.event) {
-      case 'connected':
       case 'mark':
+        if (typeof message.mark?.name === 'string') played.get(message.mark.name)?.();
+        return;
+      case 'connected':
         return;
       case 'dtmf': {
         // A key the caller pressed answers the recording's consent question ("1" is yes).
@@ -116,6 +143,7 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
     if (format !== undefined && (format.encoding !== 'audio/x-mulaw' || format.sampleRate !== TWILIO_SAMPLE_RATE || format.channels !== 1))
       return close(CLOSE_CODES.badFrame, 'only audio/x-mulaw at 8000 Hz, mono, is supported');
     streamSid = start.streamSid;
+    callSid = typeof start.callSid === 'string' ? start.callSid : '';
     phase = 'starting';
     clearTimeout(startTimer);
     const agentId = typeof start.customParameters?.agentId === 'string' ? start.customParameters.agentId : undefined;

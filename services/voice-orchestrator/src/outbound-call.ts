@@ -1,0 +1,89 @@
+// Outbound calls, the parts that decide and dial: the callee's number is checked with
+// libphonenumber-js, the agent's guardrail policy is asked BEFORE anything is dialled (sleep
+// windows, do-not-contact, contact fatigue: the same checker and rules as a conversation's start,
+// direction "outbound"), and only then is the call created through Twilio's REST API ("create a
+// call") with TwiML that streams it to the session port with a session token minted for it.
+import { isValidPhoneNumber } from 'libphonenumber-js';
+import type { TelephonySettings } from '@parley/conversation';
+import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
+import type { GuardrailContext, GuardrailStage, StartFacts } from './guardrail-stage.js';
+import type { ProviderFetch } from './provider-fetch.js';
+import { connectStreamTwiml } from './twilio-call-webhook.js';
+import { createCall } from './twilio-rest.js';
+
+/** calleeNumber checks the number to call: E.164 and valid for its country (INVALID_ARGUMENT naming `to` otherwise). */
+export function calleeNumber(to: string): string {
+  if (!/^\+[1-9][0-9]{6,14}$/.test(to))
+    throw new InvalidArgumentError('to must be an E.164 phone number such as +14155550123', { field: 'to' });
+  if (!isValidPhoneNumber(to)) throw new InvalidArgumentError('to is not a valid phone number for its country code', { field: 'to' });
+  return to;
+}
+
+/** callerSettings are the agent's telephony settings with a number to call from (FAILED_PRECONDITION naming what to set otherwise). */
+export function callerSettings(telephony: TelephonySettings | undefined): TelephonySettings & { fromNumber: string } {
+  if (telephony === undefined)
+    throw new FailedPreconditionError(
+      'the agent has no telephony settings: set provider_settings.telephony (provider, accountSid, fromNumber)',
+    );
+  if (telephony.fromNumber === undefined)
+    throw new FailedPreconditionError('the agent has no number to call from: set provider_settings.telephony.fromNumber');
+  return telephony as TelephonySettings & { fromNumber: string };
+}
+
+/**
+ * checkOutboundCall asks the agent's guardrail policy whether this person may be called now. A
+ * refusal is thrown before anything is dialled: PERMISSION_DENIED for a person on the
+ * do-not-contact list, FAILED_PRECONDITION for a sleep window, a holiday or a contact-fatigue
+ * limit (try later); the message names the rule. An allowed call is counted as a contact attempt
+ * in the stage's state, which the caller stores for the person.
+ */
+export function checkOutboundCall(stage: GuardrailStage, ctx: GuardrailContext, facts: StartFacts): void {
+  const decision = stage.checkStart('outbound', ctx, facts);
+  if (decision.action === 'allow' || decision.action === 'redact') return;
+  const rule = decision.rule ?? 'policy';
+  const why = `the call is refused before dialling by the guardrail rule ${rule}${decision.reason === undefined ? '' : `: ${decision.reason}`}`;
+  if (rule.startsWith('do_not_contact')) throw new PermissionDeniedError(why);
+  throw new FailedPreconditionError(why);
+}
+
+/** OutboundDial is one call to place: who, from which number, and the session token its media stream will present. */
+export interface OutboundDial {
+  readonly to: string;
+  readonly token: string;
+  /** streamUrl is the session port's Media Streams URL (wss://…/v1/telephony/twilio/media-stream). */
+  readonly streamUrl: string;
+}
+
+/** dialOutbound creates the call through Twilio ("create a call" with TwiML <Connect><Stream>); it returns the call's SID. */
+export function dialOutbound(
+  fetch: ProviderFetch,
+  account: { settings: TelephonySettings & { fromNumber: string }; authToken: string },
+  dial: OutboundDial,
+): Promise<string> {
+  return createCall(fetch, account, {
+    to: dial.to,
+    from: account.settings.fromNumber,
+    twiml: connectStreamTwiml(dial.streamUrl, dial.token),
+  });
+}
+
+/**
+ * placeOutboundCall is the order an outbound call must follow: the number, then the guardrail
+ * checks, then the dial, so that a refused call never reaches Twilio. It returns the call's SID.
+ */
+export async function placeOutboundCall(call: {
+  readonly to: string;
+  readonly stage: GuardrailStage;
+  readonly ctx: GuardrailContext;
+  readonly facts: StartFacts;
+  readonly fetch: ProviderFetch;
+  readonly telephony: TelephonySettings | undefined;
+  readonly authToken: () => Promise<string>;
+  readonly mint: () => Promise<{ token: string; streamUrl: string }>;
+}): Promise<string> {
+  const to = calleeNumber(call.to);
+  const settings = callerSettings(call.telephony);
+  checkOutboundCall(call.stage, call.ctx, call.facts);
+  const { token, streamUrl } = await call.mint();
+  return dialOutbound(call.fetch, { settings, authToken: await call.authToken() }, { to, token, streamUrl });
+}

@@ -1,0 +1,148 @@
+// Outbound calls are checked before they are dialled: the callee's number (libphonenumber-js),
+// then the agent's guardrail policy for an outbound start (sleep windows, do-not-contact, contact
+// fatigue), and only an allowed call reaches Twilio's REST API ("create a call" with TwiML that
+// streams it to the session port with its session token). Twilio is the stand-in of
+// test/twilio-standin, reached through the orchestrator's egress client.
+import { randomBytes } from 'node:crypto';
+import { createEgressPolicy } from '@parley/egress';
+import { createGuardrailStage, createProviderFetch, placeOutboundCall, type TelephonySettings } from '@parley/voice-orchestrator';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTwilioStandin, type TwilioStandin } from '../src/twilio-standin.js';
+
+const accountSid = `AC${randomBytes(16).toString('hex')}`;
+const authToken = randomBytes(16).toString('hex');
+const FROM = '+14155550100';
+const TO = '+14155550123';
+const STREAM = 'wss://voice.example.com/v1/telephony/twilio/media-stream';
+// A Tuesday, 12:00 UTC.
+const NOON = new Date('2026-12-01T12:00:00Z');
+
+let twilio: TwilioStandin;
+let telephony: TelephonySettings;
+
+beforeAll(async () => {
+  twilio = await startTwilioStandin({ accountSid, authToken });
+  telephony = { provider: 'twilio', accountSid, apiBaseUrl: twilio.apiBaseUrl, fromNumber: FROM };
+});
+
+afterAll(async () => {
+  await twilio?.stop();
+});
+
+function place(
+  policy: unknown,
+  options: {
+    to?: string;
+    now?: Date;
+    doNotContact?: boolean;
+    telephony?: TelephonySettings;
+    stage?: ReturnType<typeof createGuardrailStage>;
+  } = {},
+) {
+  const fetch = createProviderFetch(createEgressPolicy({ allowedPorts: [twilio.port], allowPrivate: ['127.0.0.1/32'] }), {
+    ca: twilio.caPem,
+  });
+  let minted = 0;
+  const placing = placeOutboundCall({
+    to: options.to ?? TO,
+    stage: options.stage ?? createGuardrailStage(policy),
+    ctx: { conversationId: '00000000-0000-7000-8000-000000000001', turn: 0, now: options.now ?? NOON },
+    facts: options.doNotContact === true ? { doNotContact: true } : {},
+    fetch,
+    telephony: 'telephony' in options ? options.telephony : telephony,
+    authToken: () => Promise.resolve(authToken),
+    mint: () => {
+      minted++;
+      return Promise.resolve({ token: `header.payload-${minted}.signature`, streamUrl: STREAM });
+    },
+  });
+  return { placing, minted: () => minted };
+}
+
+describe('outbound calls', () => {
+  it('creates the call through Twilio with a <Stream> carrying the session token minted for it', async () => {
+    const before = twilio.requests.length;
+    const { placing } = place({ version: 2 });
+    const sid = await placing;
+    expect(sid).toMatch(/^CA[0-9a-f]{32}$/);
+    const sent = twilio.requests.slice(before);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({
+      method: 'POST',
+      path: `/2010-04-01/Accounts/${accountSid}/Calls.json`,
+      authorization: `${accountSid}:${authToken}`,
+    });
+    expect(sent[0]?.form.To).toBe(TO);
+    expect(sent[0]?.form.From).toBe(FROM);
+    expect(sent[0]?.form.Twiml).toBe(
+      `<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="${STREAM}"><Parameter name="token" value="header.payload-1.signature"/></Stream></Connect></Response>`,
+    );
+    expect(twilio.calls.get(sid)).toMatchObject({ to: TO, from: FROM });
+  });
+
+  it('refuses a number that is not E.164 or valid, naming the field, and dials nothing', async () => {
+    const before = twilio.requests.length;
+    for (const to of ['415-555-0123', '+1415555', '+999123456789']) {
+      const { placing, minted } = place({ version: 2 }, { to });
+      await expect(placing).rejects.toMatchObject({ name: 'InvalidArgumentError', field: 'to' });
+      expect(minted()).toBe(0);
+    }
+    expect(twilio.requests.length).toBe(before);
+  });
+
+  it('refuses inside a sleep window with FAILED_PRECONDITION naming the rule, before minting or dialling', async () => {
+    const before = twilio.requests.length;
+    const policy = {
+      version: 2,
+      sleepWindows: { windows: [{ days: ['tue'], start: '11:00', end: '13:00' }], fallbackTimeZone: 'UTC', applyTo: ['outbound'] },
+    };
+    const { placing, minted } = place(policy);
+    await expect(placing).rejects.toMatchObject({
+      name: 'FailedPreconditionError',
+      message: expect.stringMatching(/guardrail rule sleep_window/),
+    });
+    expect(minted()).toBe(0);
+    expect(twilio.requests.length).toBe(before);
+    // The same policy lets the call through outside the window.
+    await expect(place(policy, { now: new Date('2026-12-01T15:00:00Z') }).placing).resolves.toMatch(/^CA/);
+  });
+
+  it('refuses a person on the do-not-contact list with PERMISSION_DENIED, and dials nothing', async () => {
+    const before = twilio.requests.length;
+    const { placing } = place({ version: 2 }, { doNotContact: true });
+    await expect(placing).rejects.toMatchObject({
+      name: 'PermissionDeniedError',
+      message: expect.stringMatching(/guardrail rule do_not_contact/),
+    });
+    expect(twilio.requests.length).toBe(before);
+  });
+
+  it('counts each placed call and refuses the one over the daily contact limit', async () => {
+    const stage = createGuardrailStage({ version: 2, fatigue: { contactAttemptsPerDay: { limit: 2, action: 'end' } } });
+    const before = twilio.requests.length;
+    await place({}, { stage }).placing;
+    await place({}, { stage, now: new Date(NOON.getTime() + 60_000) }).placing;
+    const third = place({}, { stage, now: new Date(NOON.getTime() + 120_000) });
+    await expect(third.placing).rejects.toMatchObject({
+      name: 'FailedPreconditionError',
+      message: expect.stringMatching(/guardrail rule fatigue/),
+    });
+    expect(twilio.requests.length - before).toBe(2);
+  });
+
+  it('refuses an agent without telephony settings or a number to call from, naming what to set', async () => {
+    await expect(place({ version: 2 }, { telephony: undefined }).placing).rejects.toMatchObject({
+      name: 'FailedPreconditionError',
+      message: expect.stringContaining('provider_settings.telephony'),
+    });
+    const { fromNumber: _from, ...noFrom } = telephony;
+    await expect(place({ version: 2 }, { telephony: noFrom }).placing).rejects.toMatchObject({
+      message: expect.stringContaining('telephony.fromNumber'),
+    });
+  });
+
+  it('reports Twilio refusing the call with its error code', async () => {
+    twilio.failNext({ status: 400, code: 21215, message: 'Geo Permission configuration is not permitting call' });
+    await expect(place({ version: 2 }).placing).rejects.toMatchObject({ name: 'TwilioRestError', status: 400, twilioCode: 21215 });
+  });
+});
