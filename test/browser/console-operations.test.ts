@@ -2,8 +2,10 @@
 // through the public API too: a member added, their role changed and then removed (and the last
 // owner's demotion refused with the API's message); a webhook endpoint created with its signing
 // secret shown once, a delivery received and replayed from the delivery log; privacy export and
-// forget jobs started from the console with their state followed until done. Screenshots go to
-// .parley/test-output/screenshots.
+// forget jobs started from the console with their state followed until done; the deployment
+// a secret deleted after a confirmation; an API key created with an expiry that the list shows; the deployment
+// administrators' workspaces page (create, add an owner, suspend) and the workspace switcher.
+// Screenshots go to .parley/test-output/screenshots.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { DEV_OIDC_USER } from '@parley/devstack';
@@ -22,6 +24,7 @@ type Valued = { value: string };
 let c: ConsoleUnderTest;
 let receiver: WebhookReceiver;
 let agentId: string;
+const dialogs: string[] = [];
 const run = randomBytes(4).toString('hex');
 
 /** api calls the public API with the workspace's bootstrap key (the test's view, past the console). */
@@ -29,10 +32,17 @@ const api = (path: string, body: unknown) => c.stack.call(`/parley.api.v1.${path
 
 beforeAll(async () => {
   receiver = await startWebhookReceiver();
-  c = await startConsole({ integrations: receiver.env });
+  // The dev user is in the provider's parley-admins group: a deployment administrator here.
+  c = await startConsole({
+    integrations: receiver.env,
+    edge: { PARLEY_OIDC_SCOPES: 'openid email profile groups', PARLEY_OIDC_ADMIN_GROUPS: 'parley-admins' },
+  });
   agentId = await c.live.createAgent({ name: `Scripted ${run}`, providerSettings: scripted(rules) });
-  // Confirmation dialogs (remove a member, forget a person) are accepted as a person would.
-  c.tab.page.on('dialog', (dialog) => void dialog.accept());
+  // Confirmation dialogs (remove a member, forget a person, delete a secret) are accepted as a person would.
+  c.tab.page.on('dialog', (dialog) => {
+    dialogs.push(dialog.message());
+    void dialog.accept();
+  });
   await signIn(c, c.stack.bootstrap.tenantId);
 }, 240_000);
 
@@ -174,6 +184,114 @@ describe('console operations in a browser', () => {
     // Forgotten: the person's conversations are gone.
     const listed = (await api('ConversationService/ListConversations', { pageSize: 500 })).body.conversations as { id: string }[];
     expect(listed.some((x) => x.id === held.conversationId)).toBe(false);
+  });
+
+  it('deletes a secret after a confirmation, and creates an API key with an expiry the list shows', async () => {
+    const { page } = c.tab;
+    const name = `doomed-secret-${run}`;
+    const secretId = await c.live.putSecret(name, `sk-${randomBytes(12).toString('hex')}`);
+    await goTo(c, 'Secrets');
+    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 15_000 }, name);
+    const row = await page.$$eval('#secrets tbody tr', (rows, n) => rows.findIndex((r) => r.textContent?.includes(n as string)), name);
+    await page.click(`#secrets tbody tr:nth-child(${row + 1}) button.danger`);
+    await page.waitForFunction((n) => document.querySelector('main .notice')?.textContent === `Deleted ${n}.`, { timeout: 15_000 }, name);
+    expect(dialogs.at(-1)).toContain(`Delete the secret "${name}"`);
+    // The list is read again without it.
+    await pollUntil(
+      async () => !(await page.$$eval('#secrets tbody tr td:first-child', (tds) => tds.map((t) => t.textContent))).includes(name),
+      15_000,
+    );
+    expect((await api('SecretService/GetSecret', { secretId })).status).toBe(404);
+    await c.tab.screenshot('console-secret-deleted');
+
+    await goTo(c, 'API keys');
+    await settledWithoutError(c);
+    const keyName = `expiring key ${run}`;
+    await page.type('#key-name', keyName);
+    await page.select('#key-expiry', '7');
+    await page.click('input[type="checkbox"][value="agents:read"]');
+    const before = Date.now();
+    await page.click('#key-create');
+    await page.waitForSelector('#key-secret code', { timeout: 15_000 });
+    const secret = await page.$eval('#key-secret code', (el) => el.textContent ?? '');
+    const keys = (await api('ApiKeyService/ListApiKeys', {})).body.apiKeys as { id: string; name: string; expiresAt?: string }[];
+    const key = keys.find((k) => k.name === keyName);
+    const expires = Date.parse(key?.expiresAt ?? '');
+    expect(expires - before).toBeGreaterThan(7 * 86_400_000 - 60_000);
+    expect(expires - Date.now()).toBeLessThan(7 * 86_400_000 + 60_000);
+    // The list shows it (to the second, UTC), and the key works until then.
+    const shown = await page.$eval(`#api-keys tr[data-key="${key!.id}"] td.expires`, (el) => el.textContent);
+    expect(shown).toBe(`${new Date(expires).toISOString().slice(0, 19).replace('T', ' ')}Z`);
+    expect((await c.stack.call('/parley.api.v1.AgentService/ListAgents', {}, secret)).status).toBe(200);
+    await c.tab.screenshot('console-api-key-expiry');
+  });
+
+  it('lets a deployment administrator create a workspace, add an owner and suspend one, and switch to the new workspace', async () => {
+    const { page } = c.tab;
+    await goTo(c, 'Workspaces');
+    await settledWithoutError(c);
+    expect(await page.$eval(`#workspaces tr[data-workspace="${c.stack.bootstrap.tenantId}"]`, (el) => el.textContent)).toContain(
+      '(this one)',
+    );
+    const create = async (name: string, owner: string) => {
+      await page.type('#workspace-name', name);
+      await page.type('#workspace-owner', owner);
+      await page.click('#workspace-create');
+      await page.waitForFunction(
+        (n) => document.querySelector('main .notice')?.textContent?.startsWith(`Created ${n}`),
+        { timeout: 15_000 },
+        name,
+      );
+      const notice = await page.$eval('main .notice', (el) => el.textContent ?? '');
+      return /\(([0-9a-f-]{36})\)/.exec(notice)?.[1] ?? '';
+    };
+    const mine = await create(`Console ws ${run}`, DEV_OIDC_USER.email);
+    expect(mine).toMatch(/^[0-9a-f-]{36}$/);
+    const doomed = await create(`Doomed ws ${run}`, `doomed-${run}@parley.localhost`);
+    await page.waitForSelector(`#workspaces tr[data-workspace="${doomed}"]`);
+
+    // A second owner for the new workspace.
+    await page.select('#owner-workspace', mine);
+    await page.type('#owner-email', `second-${run}@parley.localhost`);
+    await page.click('#owner-add');
+    await page.waitForFunction(() => document.querySelector('main .notice')?.textContent?.includes('is now an owner'), { timeout: 15_000 });
+
+    // Suspend the other one (after the confirmation dialog).
+    await page.click(`#workspaces tr[data-workspace="${doomed}"] button.danger`);
+    await page.waitForFunction(
+      (id) => document.querySelector(`#workspaces tr[data-workspace="${id}"]`)?.textContent?.includes('suspended'),
+      { timeout: 15_000 },
+      doomed,
+    );
+    await c.tab.screenshot('console-workspaces');
+
+    // The switcher (the session is read again on a reload) offers the new workspace, not the suspended one.
+    await page.reload({ waitUntil: 'networkidle0' });
+    await page.waitForSelector('#workspace-switch');
+    const options = await page.$$eval('#workspace-switch option', (els) => els.map((e) => (e as unknown as Valued).value));
+    expect(options).toContain(mine);
+    expect(options).toContain(c.stack.bootstrap.tenantId);
+    expect(options).not.toContain(doomed);
+    await page.select('#workspace-switch', mine);
+    // Through the identity provider again (its page, or straight back when it remembers the person).
+    await page.waitForFunction(
+      (sub) =>
+        document.querySelector(`button[value="${sub}"]`) !== null ||
+        document.querySelector('#who')?.textContent?.includes('workspace') === true,
+      { timeout: 30_000 },
+      DEV_OIDC_USER.sub,
+    );
+    if ((await page.$(`button[value="${DEV_OIDC_USER.sub}"]`)) !== null) await page.click(`button[value="${DEV_OIDC_USER.sub}"]`);
+    await page.waitForFunction((id) => document.querySelector('#who')?.textContent?.includes(id), { timeout: 30_000 }, mine);
+    expect(await page.$eval('#who', (el) => el.textContent)).toContain('owner');
+    await c.tab.screenshot('console-workspace-switched');
+    // The new workspace's members: the dev user and the owner added above.
+    await goTo(c, 'Members');
+    await page.waitForFunction(
+      (e) => document.querySelector('#members')?.textContent?.includes(e),
+      { timeout: 15_000 },
+      `second-${run}@parley.localhost`,
+    );
   });
 
   it('broke no Content-Security-Policy and raised no page error', () => {
