@@ -33,9 +33,12 @@ export const callerPolicies: readonly CallerPolicy[] = [
     countGuardrailDecisions: ['edge'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
+    readRecordingAudio: ['edge'],
     // The retention purge: lifecycle's scheduler only.
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
     forgetSubject: ['lifecycle'],
+    // A secret resolve's one question: secrets only.
+    getConversationSecretRefs: ['secrets'],
   }),
 ];

@@ -77,6 +77,23 @@ export interface Peers {
   recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
+  /** issueRecordingKey has secrets make a data key for one recording of a live conversation (plaintext and sealed form). */
+  issueRecordingKey(
+    tenantId: string,
+    conversationId: string,
+    subjectId: string | undefined,
+    recordingId: string,
+  ): Promise<{ dataKey: Uint8Array; wrappedKey: string }>;
+  /** addRecording stores a recording's reference in tenant-data (the blob is already in the store). */
+  addRecording(recording: {
+    tenantId: string;
+    conversationId: string;
+    recordingId: string;
+    blobKey: string;
+    durationMs: number;
+    sizeBytes: number;
+    wrappedKey: string;
+  }): Promise<void>;
   /** recordGuardrailDecision stores which rule acted how on a turn (no text), for the decisions-by-rule chart. */
   recordGuardrailDecision(tenantId: string, conversationId: string, decision: RecordedGuardrailDecision): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
@@ -332,6 +349,29 @@ export function createPeers(c: PeerClients): Peers {
         // The refusal's message says what is wrong (grant, argument, limit); it never holds the credential.
         return { ok: false, status: 0, content: JSON.stringify({ error: Code[e.code], message: e.rawMessage.slice(0, 500) }) };
       }
+    },
+    issueRecordingKey(tenantId, conversationId, subjectId, recordingId) {
+      return wrap('secrets', 'the recording key', async () => {
+        const res = await c.secrets.issueRecordingKey({ tenantId, conversationId, subjectId: subjectId ?? '', recordingId }, opts);
+        return { dataKey: res.dataKey, wrappedKey: res.wrappedKey };
+      });
+    },
+    async addRecording(r) {
+      await wrap('tenant-data', 'the recording reference', () =>
+        c.tenantData.addRecording(
+          {
+            tenantId: r.tenantId,
+            conversationId: r.conversationId,
+            id: r.recordingId,
+            blobKey: r.blobKey,
+            durationMs: r.durationMs,
+            sizeBytes: BigInt(r.sizeBytes),
+            wrappedKey: r.wrappedKey,
+            dataClass: 'audio_full',
+          },
+          opts,
+        ),
+      );
     },
     sealForSubject(tenantId, subjectId, purpose, plaintext) {
       return wrap('secrets', 'subject encryption', async () => {

@@ -1,8 +1,8 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { ConversationService, type ConversationSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
+import { ConversationService, type ConversationSchema, type RecordingSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { TenantDataService, type Conversation as StoredConversation } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { TenantDataService, type Conversation as StoredConversation, type Recording as StoredRecording } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FailedPreconditionError } from '@parley/platform';
 import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
@@ -28,6 +28,19 @@ function conversationOf(c: StoredConversation | undefined): MessageInitShape<typ
   };
 }
 
+function recordingOf(r: StoredRecording | undefined): MessageInitShape<typeof RecordingSchema> | undefined {
+  if (r === undefined) return undefined;
+  return {
+    id: r.id,
+    conversationId: r.conversationId,
+    durationMs: r.durationMs,
+    sizeBytes: r.sizeBytes,
+    keyRef: r.keyRef,
+    retentionClass: r.retentionClass,
+    ...(r.createdAt === undefined ? {} : { createdAt: r.createdAt }),
+  };
+}
+
 /** conversationsModule serves parley.api.v1.ConversationService over tenant-data (and secrets, to open sealed turns). */
 export const conversationsModule = definePublicModule(
   ConversationService,
@@ -35,6 +48,8 @@ export const conversationsModule = definePublicModule(
     listConversations: 'conversations:read',
     getConversation: 'conversations:read',
     listTranscriptTurns: 'conversations:read',
+    listRecordings: 'conversations:read',
+    getRecording: 'conversations:read',
     endConversation: 'conversations:end',
     countGuardrailDecisions: 'conversations:read',
   },
@@ -100,6 +115,23 @@ export const conversationsModule = definePublicModule(
           }),
         );
         return { turns, nextPageToken: res.nextPageToken };
+      },
+      async listRecordings(req, ctx) {
+        // tenant-data records an access event (recording.read) per reference listed.
+        const res = await tenantData.listRecordings(
+          { tenantId: tenant(ctx), conversationId: req.conversationId, pageSize: req.pageSize, pageToken: req.pageToken },
+          forward(ctx),
+        );
+        return { recordings: res.recordings.map((r) => recordingOf(r)!), nextPageToken: res.nextPageToken };
+      },
+      async getRecording(req, ctx) {
+        // tenant-data reads the encrypted blob, has secrets open its key and records the read
+        // (recording.read) for the forwarded principal; the audio never has a URL of its own.
+        const res = await tenantData.readRecordingAudio(
+          { tenantId: tenant(ctx), conversationId: req.conversationId, recordingId: req.recordingId },
+          forward(ctx),
+        );
+        return { recording: recordingOf(res.recording), wav: res.wav };
       },
       async endConversation(req, ctx) {
         // The end is recorded at once; the orchestrator replica holding the connection sees it at

@@ -51,12 +51,13 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
   },
   recordings: {
     dataClass: 'recording',
-    encryption: NONE + '; the audio lives in the blob store',
+    encryption:
+      "the row: none (row-level security only); the audio in the blob store: AES-256-GCM under the recording's own data key, kept here sealed under the subject's data key (shredded by a DSAR forget) or, without a subject, wrapped by the secrets KEK",
     retentionClass: 'recording',
     retention: 'by the recording rule (the blob with it)',
     readScopes: ['conversations:read'],
     readsRecorded: true,
-    description: 'references to recorded audio: blob key, duration, what the audio holds',
+    description: 'references to recorded call audio: blob key, size, duration, key reference and the sealed data key',
   },
   guardrail_conversation_states: {
     dataClass: 'conversation_metadata',

@@ -87,6 +87,12 @@ export interface RecordingsTable {
   data_class: (typeof RECORDING_DATA_CLASSES)[number];
   retention_class: RetentionClass;
   created_at: CreatedAt;
+  /** size_bytes is the stored (encrypted) blob's size. */
+  size_bytes: ColumnType<string, number | undefined, never>;
+  /** wrapped_key is the recording's data key sealed by secrets (null: a reference without Parley's encryption). */
+  wrapped_key: string | null;
+  /** key_ref says which key seals it: "subject:<id>" or "conversation" ('' for none). */
+  key_ref: ColumnType<string, string | undefined, never>;
 }
 
 /** GuardrailConversationStatesTable holds the guardrail checker's state of one conversation (@parley/guardrails' JSON). */
