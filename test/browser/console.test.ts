@@ -7,16 +7,13 @@
 // cookie-authenticated call without the CSRF header refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { DEV_OIDC_USER, freePort, startDevOidcProvider, type DevOidcProvider } from '@parley/devstack';
+import { DEV_OIDC_USER } from '@parley/devstack';
 import type { Page } from 'puppeteer-core';
 import { pollUntil, type PublicStack } from '../edge/fixture.js';
-import { scripted, startConversationStack, type ConversationStack } from '../orchestrator/fixture.js';
+import { scripted, type ConversationStack } from '../orchestrator/fixture.js';
 import { rules, startSession } from '../orchestrator/live-conversation.fixture.js';
-import { createTestPki } from '../src/pki.js';
-import { launchBrowser, type BrowserPage, type TestBrowser } from './harness.js';
+import { goTo as goToPage, settledWithoutError as settled, startConsole, type ConsoleUnderTest } from './console.fixture.js';
+import type { BrowserPage } from './harness.js';
 
 // Functions passed to page.evaluate run in the page; the test program has no DOM library, so the
 // little of the DOM they touch is declared here (module scope only).
@@ -31,49 +28,19 @@ declare const document: {
 };
 type Valued = { value: string };
 
+let console_: ConsoleUnderTest;
 let live: ConversationStack;
 let stack: PublicStack;
 let conversationId: string;
-let provider: DevOidcProvider;
-let browser: TestBrowser;
 let edgeUrl: string;
 let tab: BrowserPage;
-const pageErrors: string[] = [];
-const cspViolations: string[] = [];
+let pageErrors: string[];
+let cspViolations: string[];
 const run = randomBytes(4).toString('hex');
 
 beforeAll(async () => {
-  const publicPort = await freePort();
-  edgeUrl = `https://localhost:${publicPort}`;
-  const dir = await mkdtemp(join(tmpdir(), 'parley-console-'));
-  const secretFile = join(dir, 'client-secret');
-  const clientSecret = randomBytes(24).toString('base64url');
-  await writeFile(secretFile, clientSecret, { mode: 0o600 });
-  // The provider gets a localhost certificate of a PKI of its own; the edge trusts that CA.
-  const pki = await createTestPki();
-  const files = pki.files('edge');
-  provider = await startDevOidcProvider({
-    host: '127.0.0.1',
-    port: 0,
-    cert: await readFile(files.certFile),
-    key: await readFile(files.keyFile),
-    users: [DEV_OIDC_USER],
-    clients: [{ clientId: 'parley-edge', clientSecret, redirectUris: [`${edgeUrl}/auth/callback`] }],
-  });
-  live = await startConversationStack(
-    {},
-    {
-      edge: {
-        PARLEY_PUBLIC_PORT: String(publicPort),
-        PARLEY_OIDC_ISSUER: provider.issuer,
-        PARLEY_OIDC_CLIENT_ID: 'parley-edge',
-        PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
-        PARLEY_OIDC_CA_FILE: pki.paths.caCert,
-        PARLEY_OIDC_ALLOWED_DOMAINS: 'parley.localhost',
-      },
-    },
-  );
-  stack = live.stack;
+  console_ = await startConsole();
+  ({ live, stack, edgeUrl, tab, pageErrors, cspViolations } = console_);
   // One finished conversation with a scripted agent, for the conversations page and its transcript.
   const agent = await live.createAgent({ name: `Scripted ${run}`, providerSettings: scripted(rules) });
   const held = await startSession(live, agent);
@@ -96,53 +63,17 @@ beforeAll(async () => {
   await refused.client.reply();
   refused.client.send({ type: 'end' });
   await refused.client.closed;
-  // The browser trusts exactly these two servers' keys (each checked against its CA first).
-  const providerCa = await readFile(pki.paths.caCert);
-  browser = await launchBrowser({ trust: [edgeUrl, provider.issuer], ca: `${stack.ca.toString()}\n${providerCa.toString()}` });
-  tab = await browser.newPage();
-  await tab.page.setViewport({ width: 1280, height: 900 });
-  // Any Content-Security-Policy violation (an inline script or style the console relied on) is
-  // reported to the test, from every document the tab loads.
-  await tab.page.exposeFunction('reportCspViolation', (directive: string) => void cspViolations.push(directive));
-  await tab.page.evaluateOnNewDocument(() => {
-    const w = globalThis as unknown as {
-      reportCspViolation(d: string): void;
-      addEventListener(t: string, f: (e: { violatedDirective: string }) => void): void;
-    };
-    w.addEventListener('securitypolicyviolation', (e) => w.reportCspViolation(e.violatedDirective));
-  });
-  tab.page.on('pageerror', (err) => pageErrors.push(String(err)));
-  tab.page.on('console', (msg) => {
-    if (msg.type() === 'error') pageErrors.push(msg.text());
-  });
 }, 240_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await live?.stop();
-  await provider?.close();
+  await console_?.stop();
 });
 
-/** goTo follows a console navigation link by keyboard (focus, Enter) and waits for its page's heading. */
-async function goTo(page: Page, label: string, heading = label): Promise<void> {
-  await page.focus(`nav a[href="/console/${label.toLowerCase().replace(/ /g, '-').replace('audit-log', 'audit')}"]`);
-  await page.keyboard.press('Enter');
-  try {
-    await page.waitForFunction((h) => document.querySelector('main h1')?.textContent === h, { timeout: 15_000 }, heading);
-  } catch (err) {
-    await tab.screenshot(`console-failed-${label.replace(/ /g, '-')}`);
-    throw new Error(`${label} did not open (page errors: ${pageErrors.join(' | ') || 'none'})`, { cause: err });
-  }
-  // The page's heading takes focus (announced by screen readers).
-  expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('H1');
-}
+/** goTo follows a console navigation link by keyboard and waits for its page's heading (focused). */
+const goTo = (_page: Page, label: string, heading = label) => goToPage(console_, label, heading);
 
 /** settledWithoutError waits until the page has loaded its data and shows no error. */
-async function settledWithoutError(page: Page): Promise<void> {
-  await page.waitForFunction(() => !document.querySelector('main .notice')?.textContent?.startsWith('Loading'), { timeout: 15_000 });
-  const alerts = await page.$$eval('main .error', (els) => els.map((e) => e.textContent));
-  expect(alerts).toEqual([]);
-}
+const settledWithoutError = (_page: Page) => settled(console_);
 
 describe('web console in a browser', () => {
   it('is served with a strict CSP, typed and cached assets, and a sign-in page', async () => {
@@ -201,7 +132,7 @@ describe('web console in a browser', () => {
     const { page } = tab;
     await Promise.all([page.waitForNavigation(), page.click('#sign-in')]);
     // The dev provider's own page (its origin), which says it is for development only.
-    expect(new URL(page.url()).origin).toBe(provider.issuer);
+    expect(new URL(page.url()).origin).toBe(console_.provider.issuer);
     expect(await page.content()).toContain('For development only');
     await page.click(`button[value="${DEV_OIDC_USER.sub}"]`);
     await page.waitForSelector('#who', { timeout: 30_000 });

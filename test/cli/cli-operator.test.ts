@@ -19,6 +19,8 @@ const users = {
   owner: DEV_OIDC_USER,
   // A deployment administrator by group claim, member of no workspace.
   ops: { sub: `ops-${run}`, email: `ops-${run}@example.com`, emailVerified: true, name: 'Ops Admin', groups: ['parley-ops'] },
+  // Known to the identity provider, member of no workspace and no administrator: the edge refuses them.
+  stranger: { sub: `stranger-${run}`, email: `stranger-${run}@example.com`, emailVerified: true, name: 'Stranger' },
 } satisfies Record<string, DevOidcUser>;
 
 let s: SignInStack;
@@ -155,6 +157,27 @@ describe('parley login with the identity provider', { timeout: 240_000 }, () => 
     expect(refresh.code).toBe(3);
     expect(refresh.stderr).toMatch(/has ended; run: parley login/);
     ok(await parley(['logout']));
+  });
+
+  it("stops at once with exit 3 and the edge's reason when the edge refuses the sign-in", async () => {
+    const started = Date.now();
+    const r = await parley(['login', '--url', s.edgeUrl, '--ca', s.caFile, '--wait-seconds', '120', '--profile', 'stranger'], {
+      whileRunning: async (child) => {
+        await pollUntil(async () => /https:\/\/\S+\/auth\/cli\/login\?\S+/.test(child.stderr()), 60_000);
+        const link = /https:\/\/\S+\/auth\/cli\/login\?\S+/.exec(child.stderr())![0];
+        // The edge sends the refusal to the CLI's loopback page, which says why.
+        const last = await signIn(browser(s.dispatcher), s.edgeUrl, link, users.stranger);
+        expect(new URL(last.url).origin).toBe(new URL(new URL(link).searchParams.get('redirect_uri')!).origin);
+        expect(last.status).toBe(403);
+        expect(await last.text()).toContain('no Parley workspace has a member');
+      },
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/the edge refused the sign-in: sign-in refused: no Parley workspace has a member with the e-mail stranger-/);
+    // It did not wait out --wait-seconds.
+    expect(Date.now() - started).toBeLessThan(90_000);
+    expect(r.stderr).not.toMatch(/no sign-in within/);
+    expect(Object.keys(await profiles().catch(() => ({})))).not.toContain('stranger');
   });
 
   it('gives up with exit 3 when nobody signs in in time', async () => {

@@ -429,6 +429,37 @@ describe('deployment administration (WorkspaceService)', () => {
     expect((await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, after)).status).toBe(403);
   });
 
+  it('lists in the console session the workspaces the person may switch to: not a suspended one, not one bound to another provider account', async () => {
+    const admin = { authorization: `Bearer ${await adminToken()}` };
+    const create = async (name: string) => {
+      const res = await api('/parley.api.v1.WorkspaceService/CreateWorkspace', { name, ownerEmail: users.admin.email }, admin);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return res.body['workspace'].id as string;
+    };
+    const plain = await create(`Switch ${run}`);
+    const elsewhere = await create(`Bound elsewhere ${run}`);
+    const suspended = await create(`Suspended ${run}`);
+    expect((await api('/parley.api.v1.WorkspaceService/SuspendWorkspace', { workspaceId: suspended }, admin)).status).toBe(200);
+    const pg = adminPool(1);
+    try {
+      await pg.query(
+        `update parley_identity.members set oidc_issuer = 'https://other-issuer.example', oidc_subject = 'someone-else'
+          where tenant_id = $1 and email = $2`,
+        [elsewhere, users.admin.email],
+      );
+    } finally {
+      await pg.end();
+    }
+    const b = browser();
+    await signIn(b, `${edgeUrl}/auth/login?workspace=${stack.bootstrap.tenantId}`, users.admin);
+    const me = (await (await b.fetch(`${edgeUrl}/auth/session`)).json()) as { workspaces: { id: string; name: string }[] };
+    const ids = me.workspaces.map((w) => w.id);
+    expect(ids).toContain(stack.bootstrap.tenantId);
+    expect(me.workspaces).toContainEqual({ id: plain, name: `Switch ${run}` });
+    expect(ids).not.toContain(elsewhere);
+    expect(ids).not.toContain(suspended);
+  });
+
   it('refuses workspace administration to a workspace owner, naming deployment:admin', async () => {
     const res = await api('/parley.api.v1.WorkspaceService/ListWorkspaces', {}, { authorization: `Bearer ${stack.bootstrap.apiKey}` });
     expect(res.status).toBe(403);

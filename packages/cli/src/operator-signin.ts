@@ -175,13 +175,17 @@ export interface LoopbackSignInOptions {
   readonly openBrowser?: (url: string) => void;
 }
 
+const escapeHtml = (text: string) =>
+  text.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch] ?? ch);
+
 const page = (title: string, text: string) =>
-  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1><p>${text}</p></body></html>`;
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p></body></html>`;
 
 /**
  * loopbackSignIn runs the browser sign-in: it listens on 127.0.0.1, prints (and maybe opens) the
  * edge's /auth/cli/login URL with an S256 PKCE challenge and a random state, waits for the edge's
- * redirect to /callback with the code, and exchanges the code and verifier for tokens.
+ * redirect to /callback with the code (or with an error, which ends it at once), and exchanges the
+ * code and verifier for tokens.
  */
 export async function loopbackSignIn(options: LoopbackSignInOptions): Promise<OperatorTokens> {
   // Before a person opens a link that leads nowhere: an edge without OIDC has no /auth/* at all
@@ -208,6 +212,14 @@ export async function loopbackSignIn(options: LoopbackSignInOptions): Promise<Op
     // Someone else's redirect (a stale tab, a forged link) must not end this sign-in.
     if (url.searchParams.get('state') !== state)
       return reply(400, 'Sign-in not recognised', 'This sign-in was not started by this parley login; run it again.');
+    // The edge refused the sign-in (RFC 6749 §4.1.2.1): stop now, with its reason, not at the timeout.
+    const error = url.searchParams.get('error');
+    if (error !== null) {
+      const reason = (url.searchParams.get('error_description') ?? error).slice(0, 500);
+      reply(403, 'Sign-in refused', `${reason}. The Parley CLI is not signed in; you can close this tab.`);
+      settle.reject(new NotSignedInError(`the edge refused the sign-in: ${reason}`));
+      return;
+    }
     const code = url.searchParams.get('code') ?? '';
     if (code === '') return reply(400, 'Sign-in failed', 'The redirect carried no code; run parley login again.');
     reply(200, 'Signed in', 'The Parley CLI is signed in. You can close this tab.');

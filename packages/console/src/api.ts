@@ -17,6 +17,8 @@ export interface Session {
   readonly scopes: readonly string[];
   readonly csrfToken: string;
   readonly expiresAt?: string;
+  /** workspaces are those the person may switch to (the current one included). */
+  readonly workspaces?: readonly { readonly id: string; readonly name: string }[];
 }
 
 /** SessionState is the outcome of asking the edge who is signed in. */
@@ -44,6 +46,12 @@ export async function loadSession(): Promise<SessionState> {
 export async function signOut(session: Session): Promise<void> {
   const res = await fetch('/auth/logout', { method: 'POST', credentials: 'same-origin', headers: { [CSRF_HEADER]: session.csrfToken } });
   if (!res.ok && res.status !== 401) throw new Error(`sign-out failed: the edge answered ${res.status}`);
+}
+
+/** switchWorkspace ends this session and signs in again to another of the person's workspaces (the identity provider confirms who they are). */
+export async function switchWorkspace(session: Session, workspaceId: string): Promise<void> {
+  await signOut(session);
+  window.location.assign(`/auth/login?workspace=${encodeURIComponent(workspaceId)}&return_to=${encodeURIComponent('/console')}`);
 }
 
 /** Api is the typed public API client plus the services ParleyClient does not list. */

@@ -2,7 +2,7 @@
 // the sign-in page or the shell (navigation, workspace, sign-out) and the page of the route.
 import { render, type ComponentType } from 'preact';
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { createApi, loadSession, signOut, type Session, type SessionState } from './api.js';
+import { createApi, loadSession, signOut, switchWorkspace, type Session, type SessionState } from './api.js';
 import type { PageProps } from './page-props.js';
 import { href, onLinkClick, useRoute } from './router.js';
 import { ErrorNote, Notice } from './ui.js';
@@ -15,9 +15,15 @@ import { OverviewPage } from './pages/overview.js';
 import { PrivacyPage } from './pages/privacy.js';
 import { SecretsPage } from './pages/secrets.js';
 import { WebhooksPage } from './pages/webhooks.js';
+import { WorkspacesPage } from './pages/workspaces.js';
 
-/** PAGES are the navigation, in order: path segment, label, component. */
-const PAGES: readonly { readonly page: string; readonly label: string; readonly component: ComponentType<PageProps> }[] = [
+/** PAGES are the navigation, in order: path segment, label, component, and the scope a page needs to be listed. */
+const PAGES: readonly {
+  readonly page: string;
+  readonly label: string;
+  readonly component: ComponentType<PageProps>;
+  readonly scope?: string;
+}[] = [
   { page: 'overview', label: 'Overview', component: OverviewPage },
   { page: 'agents', label: 'Agents', component: AgentsPage },
   { page: 'secrets', label: 'Secrets', component: SecretsPage },
@@ -27,7 +33,33 @@ const PAGES: readonly { readonly page: string; readonly label: string; readonly 
   { page: 'conversations', label: 'Conversations', component: ConversationsPage },
   { page: 'webhooks', label: 'Webhooks', component: WebhooksPage },
   { page: 'privacy', label: 'Privacy', component: PrivacyPage },
+  { page: 'workspaces', label: 'Workspaces', component: WorkspacesPage, scope: 'deployment:admin' },
 ];
+
+/** WorkspaceSwitcher lets someone in several workspaces sign in to another one. */
+function WorkspaceSwitcher({ session, onError }: { session: Session; onError: (e: unknown) => void }) {
+  const workspaces = session.workspaces ?? [];
+  if (workspaces.length < 2) return null;
+  return (
+    <label class="switcher">
+      <span class="sr-only">Workspace</span>
+      <select
+        id="workspace-switch"
+        value={session.workspaceId}
+        onChange={(e) => {
+          const id = e.currentTarget.value;
+          if (id !== session.workspaceId) switchWorkspace(session, id).catch(onError);
+        }}
+      >
+        {workspaces.map((w) => (
+          <option key={w.id} value={w.id}>
+            {w.name === '' ? w.id : `${w.name} (${w.id.slice(0, 8)})`}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
 
 function SignIn({ message }: { message: string }) {
   const returnTo = encodeURIComponent(window.location.pathname + window.location.search);
@@ -52,7 +84,8 @@ function Shell({ session, onSignedOut }: { session: Session; onSignedOut: () => 
   const api = useMemo(() => createApi(session), [session]);
   const route = useRoute();
   const [signOutError, setSignOutError] = useState<unknown>(undefined);
-  const current = PAGES.find((p) => p.page === route.page);
+  const pages = PAGES.filter((p) => p.scope === undefined || session.scopes.includes(p.scope));
+  const current = pages.find((p) => p.page === route.page);
   useEffect(() => {
     document.title = `${current?.label ?? 'Not found'} · Parley console`;
   }, [current]);
@@ -70,6 +103,7 @@ function Shell({ session, onSignedOut }: { session: Session; onSignedOut: () => 
         <span class="who" id="who">
           {session.member.displayName || session.member.email} · {session.member.role} · workspace <code>{session.workspaceId}</code>
         </span>
+        <WorkspaceSwitcher session={session} onError={setSignOutError} />
         <button type="button" id="sign-out" onClick={doSignOut}>
           Sign out
         </button>
@@ -78,7 +112,7 @@ function Shell({ session, onSignedOut }: { session: Session; onSignedOut: () => 
       <div class="layout">
         <nav aria-label="Console" onClick={onLinkClick}>
           <ul>
-            {PAGES.map((p) => (
+            {pages.map((p) => (
               <li key={p.page}>
                 <a href={href(p.page)} aria-current={p.page === route.page ? 'page' : undefined}>
                   {p.label}

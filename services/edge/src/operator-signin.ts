@@ -179,7 +179,8 @@ export interface OperatorSignIn {
  *   same for the CLI, which gets `?code=pc_…&state=…` on its loopback redirect;
  * - GET /auth/callback: the provider's redirect; verifies the ID token (issuer, audience, signature,
  *   nonce, expiry, through openid-client), the verified e-mail and its domain, then asks identity;
- * - GET /auth/session: the console session's member, scopes and CSRF token (401 without one);
+ * - GET /auth/session: the console session's member, scopes, CSRF token and the workspaces the
+ *   person may switch to (401 without one);
  * - POST /auth/logout: ends the console session (needs the CSRF header);
  * - POST /auth/cli/revoke: `{"token":"po_…|pr_…"}` ends that CLI session (200 whether or not it existed);
  * - POST /auth/cli/token: `{"grant_type":"authorization_code","code","code_verifier"}` or
@@ -250,7 +251,19 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       return refuse(res, 400, 'the sign-in cookie is damaged; start again at /auth/login');
     }
     const clearLogin = cookie(LOGIN_COOKIE, '', 0);
-    if (query.has('error')) return refuse(res, 403, `the identity provider refused the sign-in: ${query.get('error')}`);
+    // A CLI waits on its loopback port: a refusal goes there too (RFC 6749 §4.1.2.1: error and
+    // error_description with the CLI's state), so `parley login` stops at once with the reason
+    // instead of waiting out --wait-seconds. The console gets the 403 page.
+    const refuseLogin = (message: string) => {
+      if (login.c === undefined) return refuse(res, 403, message);
+      const back = new URL(login.c.u);
+      back.searchParams.set('error', 'access_denied');
+      back.searchParams.set('error_description', message);
+      back.searchParams.set('state', login.c.s);
+      (res as ServerResponse).writeHead(302, { location: back.href, 'cache-control': 'no-store', 'set-cookie': clearLogin });
+      res.end();
+    };
+    if (query.has('error')) return refuseLogin(`the identity provider refused the sign-in: ${query.get('error')}`);
     const c = await config();
     let claims: oidc.IDToken;
     let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
@@ -275,7 +288,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       const reason = describeTokenError(err);
       logger.info({ reason }, 'operator sign-in refused: ID token or code not valid');
       (res as ServerResponse).setHeader('set-cookie', clearLogin);
-      return refuse(res, 403, `sign-in refused: ${reason}`);
+      return refuseLogin(`sign-in refused: ${reason}`);
     }
     // Some providers put e-mail in the UserInfo answer only; it is fetched for the same subject.
     let email = typeof claims['email'] === 'string' ? claims['email'] : undefined;
@@ -289,11 +302,11 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     }
     (res as ServerResponse).setHeader('set-cookie', clearLogin);
     if (email === undefined)
-      return refuse(res, 403, 'sign-in refused: the identity provider sent no e-mail address (ask for the "email" scope)');
-    if (verified !== true) return refuse(res, 403, `sign-in refused: the e-mail address ${email} is not verified at the identity provider`);
+      return refuseLogin('sign-in refused: the identity provider sent no e-mail address (ask for the "email" scope)');
+    if (verified !== true) return refuseLogin(`sign-in refused: the e-mail address ${email} is not verified at the identity provider`);
     const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
     if (settings.allowedDomains.length > 0 && !settings.allowedDomains.includes(domain))
-      return refuse(res, 403, `sign-in refused: e-mail addresses at ${domain} may not sign in to this deployment`);
+      return refuseLogin(`sign-in refused: e-mail addresses at ${domain} may not sign in to this deployment`);
     // Deployment administrators: a group claim the deployment names, or a bootstrap admin e-mail.
     const deploymentAdmin =
       (Array.isArray(groups) && groups.some((g) => typeof g === 'string' && settings.adminGroups.includes(g))) ||
@@ -311,7 +324,7 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       });
     } catch (err) {
       const e = ConnectError.from(err);
-      if (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) return refuse(res, 403, `sign-in refused: ${e.rawMessage}`);
+      if (e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) return refuseLogin(`sign-in refused: ${e.rawMessage}`);
       throw err;
     }
     logger.info(
@@ -340,12 +353,15 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
     if (token === undefined) return refuse(res, 401, 'not signed in: open /auth/login');
     try {
       const who = await operators.authenticateOperator({ token });
+      // The workspaces this person may switch to (the console's switcher signs in to another).
+      const { workspaces } = await operators.listOperatorWorkspaces({ token });
       send(res, 200, {
         workspaceId: who.principal?.tenantId,
         member: { id: who.member?.id, email: who.member?.email, displayName: who.member?.displayName, role: who.member?.role },
         scopes: who.principal?.scopes ?? [],
         csrfToken: csrfTokenFor(token),
         expiresAt: isoOf(who.expiresAt),
+        workspaces: workspaces.map((w) => ({ id: w.id, name: w.name })),
       });
     } catch (err) {
       if (ConnectError.from(err).code === Code.Unauthenticated) return refuse(res, 401, 'the session has ended: open /auth/login');

@@ -10,24 +10,33 @@ export interface Membership {
   readonly tenantId: string;
   readonly memberId: string;
   readonly createdAt: Date;
+  /** oidcIssuer and oidcSubject are the identity-provider account the member is bound to (null: none yet). */
+  readonly oidcIssuer: string | null;
+  readonly oidcSubject: string | null;
 }
 
 /**
  * findMembershipsByEmail lists every workspace whose members include this e-mail, oldest first.
  * It is the one read across workspaces in identity: look-up mode (no tenant, the setting on) may
- * select members only, and this function reads nothing but ids.
+ * select members only, and this function reads nothing but ids and the account binding.
  */
 export async function findMembershipsByEmail(db: Kysely<IdentityDb>, email: string): Promise<Membership[]> {
   return db.transaction().execute(async (trx) => {
     await sql`select set_config(${OPERATOR_LOOKUP_SETTING}, 'on', true)`.execute(trx);
     const rows = await trx
       .selectFrom('members')
-      .select(['tenant_id', 'id', 'created_at'])
+      .select(['tenant_id', 'id', 'created_at', 'oidc_issuer', 'oidc_subject'])
       .where('email', '=', email)
       .orderBy('created_at')
       .limit(100)
       .execute();
-    return rows.map((r) => ({ tenantId: r.tenant_id, memberId: r.id, createdAt: r.created_at }));
+    return rows.map((r) => ({
+      tenantId: r.tenant_id,
+      memberId: r.id,
+      createdAt: r.created_at,
+      oidcIssuer: r.oidc_issuer,
+      oidcSubject: r.oidc_subject,
+    }));
   });
 }
 

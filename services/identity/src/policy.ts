@@ -38,6 +38,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     exchangeOperatorCode: ['edge'],
     refreshOperatorToken: ['edge'],
     signOutOperator: ['edge'],
+    listOperatorWorkspaces: ['edge'],
   }),
   // Deployment administration arrives through the edge's public WorkspaceService.
   defineCallerPolicy(WorkspaceAdminService, {

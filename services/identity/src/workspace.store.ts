@@ -24,6 +24,12 @@ export async function listWorkspaces(trx: Trx): Promise<WorkspaceRow[]> {
   return trx.selectFrom('workspaces').selectAll().orderBy('created_at').limit(10_000).execute();
 }
 
+/** findWorkspaces returns the registered workspaces among ids (system-partition transaction). */
+export async function findWorkspaces(trx: Trx, ids: readonly string[]): Promise<WorkspaceRow[]> {
+  if (ids.length === 0) return [];
+  return trx.selectFrom('workspaces').selectAll().where('id', 'in', ids).execute();
+}
+
 /** suspendWorkspace marks a workspace suspended (once); returns it, or undefined when unknown. */
 export async function suspendWorkspace(trx: Trx, id: string): Promise<WorkspaceRow | undefined> {
   await trx.updateTable('workspaces').set({ suspended_at: new Date() }).where('id', '=', id).where('suspended_at', 'is', null).execute();

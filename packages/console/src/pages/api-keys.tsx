@@ -1,8 +1,13 @@
-// API keys: the list, create (the secret shown once, in a box the person dismisses), rotate with
-// an overlap, and revoke. Scopes offered are the operator's own: a key never exceeds its maker.
+// API keys: the list with each key's expiry, create (with an optional expiry; the secret shown
+// once, in a box the person dismisses), rotate with an overlap, and revoke. Scopes offered are the
+// operator's own: a key never exceeds its maker.
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { useState } from 'preact/hooks';
 import type { PageProps } from '../page-props.js';
 import { ErrorNote, Field, LoadState, Notice, PageTitle, ShownOnce, useAction, useLoad, when } from '../ui.js';
+
+/** EXPIRY_DAYS are the lifetimes offered at create (0: the key does not expire). */
+const EXPIRY_DAYS = [0, 7, 30, 90, 365] as const;
 
 /** ApiKeysPage is /console/api-keys. */
 export function ApiKeysPage({ api, session }: PageProps) {
@@ -11,11 +16,16 @@ export function ApiKeysPage({ api, session }: PageProps) {
   const [name, setName] = useState('');
   const [scopes, setScopes] = useState<readonly string[]>([]);
   const [secret, setSecret] = useState('');
+  const [expiryDays, setExpiryDays] = useState<number>(90);
   const grantable = session.scopes.filter((s) => s !== 'deployment:admin');
   const onCreate = (e: Event) => {
     e.preventDefault();
     void action.run(async () => {
-      const res = await api.apiKeys.createApiKey({ name, scopes: [...scopes] });
+      const res = await api.apiKeys.createApiKey({
+        name,
+        scopes: [...scopes],
+        ...(expiryDays === 0 ? {} : { expiresAt: timestampFromDate(new Date(Date.now() + expiryDays * 86_400_000)) }),
+      });
       setSecret(res.secret);
       setName('');
       setScopes([]);
@@ -52,7 +62,7 @@ export function ApiKeysPage({ api, session }: PageProps) {
       {keys.data === undefined ? null : keys.data.length === 0 ? (
         <Notice>No API keys.</Notice>
       ) : (
-        <table>
+        <table id="api-keys">
           <caption>API keys</caption>
           <thead>
             <tr>
@@ -61,6 +71,7 @@ export function ApiKeysPage({ api, session }: PageProps) {
               <th scope="col">Scopes</th>
               <th scope="col">Created</th>
               <th scope="col">Last used</th>
+              <th scope="col">Expires</th>
               <th scope="col">State</th>
               <th scope="col">Actions</th>
             </tr>
@@ -69,7 +80,7 @@ export function ApiKeysPage({ api, session }: PageProps) {
             {keys.data.map((k) => {
               const revoked = k.revokedAt !== undefined;
               return (
-                <tr key={k.id}>
+                <tr key={k.id} data-key={k.id}>
                   <td>{k.name}</td>
                   <td>
                     <code>{k.prefix}</code>
@@ -77,8 +88,13 @@ export function ApiKeysPage({ api, session }: PageProps) {
                   <td>{k.scopes.join(', ')}</td>
                   <td>{when(k.createdAt)}</td>
                   <td>{when(k.lastUsedAt) || 'never'}</td>
+                  <td class="expires">{when(k.expiresAt) || 'never'}</td>
                   <td>
-                    {revoked ? `revoked ${when(k.revokedAt)}` : k.expiresAt !== undefined ? `expires ${when(k.expiresAt)}` : 'active'}
+                    {revoked
+                      ? `revoked ${when(k.revokedAt)}`
+                      : k.expiresAt !== undefined && timestampDate(k.expiresAt).getTime() <= Date.now()
+                        ? 'expired'
+                        : 'active'}
                   </td>
                   <td>
                     {revoked ? null : (
@@ -102,6 +118,15 @@ export function ApiKeysPage({ api, session }: PageProps) {
         <h2 id="create-key">Create a key</h2>
         <Field label="Name">
           <input id="key-name" required value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </Field>
+        <Field label="Expires" hint="After this the key stops working; rotate it before then.">
+          <select id="key-expiry" value={String(expiryDays)} onChange={(e) => setExpiryDays(Number(e.currentTarget.value))}>
+            {EXPIRY_DAYS.map((d) => (
+              <option key={d} value={String(d)}>
+                {d === 0 ? 'never' : `in ${d} days`}
+              </option>
+            ))}
+          </select>
         </Field>
         <fieldset>
           <legend>Scopes (at most your own)</legend>

@@ -1,6 +1,6 @@
 // Privacy: DSAR jobs (export and forget a person, by external reference, phone or e-mail), their
-// state and receipts, and the data map (where personal data lives, how it is encrypted and kept).
-import { useState } from 'preact/hooks';
+// state (refreshed while one runs) and receipts, and the data map (where personal data lives, how it is encrypted and kept).
+import { useEffect, useState } from 'preact/hooks';
 import type { PageProps } from '../page-props.js';
 import { ErrorNote, Field, LoadState, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
 
@@ -9,6 +9,13 @@ export function PrivacyPage({ api }: PageProps) {
   const jobs = useLoad(async () => (await api.privacy.listPrivacyJobs({ pageSize: 100 })).jobs);
   const map = useLoad(async () => (await api.privacy.getDataMap({})).entries);
   const action = useAction();
+  // While a job is queued or running, its row is refreshed every two seconds until it settles.
+  const unsettled = jobs.data?.some((j) => j.state === 'pending' || j.state === 'running') === true;
+  useEffect(() => {
+    if (!unsettled) return;
+    const timer = setTimeout(jobs.reload, 2_000);
+    return () => clearTimeout(timer);
+  }, [jobs.data, unsettled]);
   const [kind, setKind] = useState<'export' | 'forget'>('export');
   const [field, setField] = useState<'externalRef' | 'email' | 'phone'>('externalRef');
   const [value, setValue] = useState('');
@@ -38,18 +45,22 @@ export function PrivacyPage({ api }: PageProps) {
               <th scope="col">Created</th>
               <th scope="col">Kind</th>
               <th scope="col">State</th>
-              <th scope="col">Person found</th>
+              <th scope="col">Attempts</th>
               <th scope="col">Finished</th>
               <th scope="col">Receipt</th>
             </tr>
           </thead>
           <tbody>
             {jobs.data.map((j) => (
-              <tr key={j.id}>
+              <tr key={j.id} data-job={j.id} data-state={j.state}>
                 <td>{when(j.createdAt)}</td>
                 <td>{j.kind}</td>
-                <td>{j.state}</td>
-                <td>{j.subjectFound ? 'yes' : 'no'}</td>
+                <td>
+                  {j.state}
+                  {j.failureReason === '' ? null : <div class="hint">{j.failureReason}</div>}
+                </td>
+                {/* subject_found is never set: a job does not tell whether Parley knows the person. */}
+                <td>{j.attempts}</td>
                 <td>{when(j.finishedAt)}</td>
                 <td>
                   {j.receipt === '' ? (

@@ -1,5 +1,6 @@
 // Secrets: metadata only. A value goes in through a password field, is sent once, and the field
 // is cleared at once; nothing the API returns carries it, and the page never renders it back.
+// Delete asks for confirmation first: agents that name the secret can no longer use it.
 import { useState } from 'preact/hooks';
 import type { PageProps } from '../page-props.js';
 import { ErrorNote, Field, LoadState, Notice, PageTitle, useAction, useLoad, when } from '../ui.js';
@@ -45,6 +46,17 @@ export function SecretsPage({ api }: PageProps) {
   const [kind, setKind] = useState<string>('llm');
   const [value, setValue] = useState('');
   const [done, setDone] = useState('');
+  const remove = useAction();
+  const onDelete = (id: string, secretName: string) => {
+    if (!window.confirm(`Delete the secret "${secretName}" and every version of it? Agents that use it can no longer start conversations.`))
+      return;
+    setDone('');
+    void remove.run(async () => {
+      await api.secrets.deleteSecret({ secretId: id });
+      setDone(`Deleted ${secretName}.`);
+      secrets.reload();
+    });
+  };
   const onPut = (e: Event) => {
     e.preventDefault();
     const v = value;
@@ -63,6 +75,7 @@ export function SecretsPage({ api }: PageProps) {
       <PageTitle>Secrets</PageTitle>
       <p>Provider credentials are encrypted when they arrive and are never shown again, here or anywhere: only their metadata is.</p>
       <LoadState loaded={secrets} />
+      <ErrorNote error={remove.error} />
       {secrets.data === undefined ? null : secrets.data.length === 0 ? (
         <Notice>No secrets yet.</Notice>
       ) : (
@@ -78,6 +91,7 @@ export function SecretsPage({ api }: PageProps) {
               <th scope="col">Set at</th>
               <th scope="col">Last used</th>
               <th scope="col">Rotate</th>
+              <th scope="col">Delete</th>
             </tr>
           </thead>
           <tbody>
@@ -92,6 +106,11 @@ export function SecretsPage({ api }: PageProps) {
                 <td>{when(s.lastUsedAt) || 'never'}</td>
                 <td>
                   <RotateForm api={api} secretId={s.id} version={s.version} onDone={secrets.reload} />
+                </td>
+                <td>
+                  <button type="button" class="danger" disabled={remove.busy} onClick={() => onDelete(s.id, s.name)}>
+                    Delete<span class="sr-only"> {s.name}</span>
+                  </button>
                 </td>
               </tr>
             ))}

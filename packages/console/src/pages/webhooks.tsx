@@ -43,6 +43,7 @@ function EndpointList({ api }: PageProps) {
       <PageTitle>Webhooks</PageTitle>
       {secret === '' ? null : (
         <ShownOnce
+          id="webhook-secret"
           title="Copy the signing secret now"
           hint="Your receiver checks each delivery's signature with it; it is shown only this once."
           secret={secret}
@@ -54,7 +55,7 @@ function EndpointList({ api }: PageProps) {
       {endpoints.data === undefined ? null : endpoints.data.length === 0 ? (
         <Notice>No webhook endpoints.</Notice>
       ) : (
-        <table>
+        <table id="endpoints">
           <caption>Webhook endpoints</caption>
           <thead>
             <tr>
@@ -148,7 +149,7 @@ function Deliveries({ api, id }: PageProps & { id: string }) {
           </thead>
           <tbody>
             {data.data.deliveries.map((d) => (
-              <tr key={d.id}>
+              <tr key={d.id} data-delivery={d.id} data-state={d.state}>
                 <td>{when(d.createdAt)}</td>
                 <td>{d.eventType}</td>
                 <td>{d.state}</td>

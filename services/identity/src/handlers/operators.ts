@@ -14,7 +14,7 @@ import { OperatorSessionKind, type OperatorService } from '@parley/proto/parley/
 import { DEPLOYMENT_SCOPES, isRole, ROLE_SCOPES } from '@parley/scopes';
 import { SYSTEM_TENANT } from '../system-tenant.js';
 import { addMember } from '../member.store.js';
-import { isWorkspaceSuspended } from '../workspace.store.js';
+import { findWorkspaces, isWorkspaceSuspended } from '../workspace.store.js';
 import { hashApiKey, sameHash } from '../api-key-format.js';
 import type { MemberRow } from '../db/tables.js';
 import { generateOperatorToken, parseOperatorToken, type OperatorTokenKind } from '../operator-token.js';
@@ -142,7 +142,7 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
           const known = await trx.selectFrom('members').select('id').where('email', '=', email).executeTakeFirst();
           return known?.id ?? (await addMember(trx, { email, displayName: '', role: 'owner' })).id;
         });
-        chosen = { tenantId: SYSTEM_TENANT, memberId, createdAt: new Date() };
+        chosen = { tenantId: SYSTEM_TENANT, memberId, createdAt: new Date(), oidcIssuer: null, oidcSubject: null };
       }
       if (chosen === undefined && memberships.some((m) => m.tenantId !== SYSTEM_TENANT))
         throw new PermissionDeniedError("your workspace is suspended; ask the deployment's administrators");
@@ -202,6 +202,32 @@ export function operatorHandlers(deps: IdentityDeps): ServiceImpl<typeof Operato
         principal: principalOfMember(tenantId, found.member, found.session.deployment_admin),
         member: memberMessage(found.member),
         expiresAt: timestampOf(found.session.expires_at),
+      };
+    },
+
+    async listOperatorWorkspaces(req) {
+      const tenantId = await checkedTenantOf(req.token, 'po', 'token', req.source);
+      const found = await withTenant(db, tenantId, (trx) => store.findOperatorSession(trx, 'token_hash', hash(req.token)));
+      if (found === undefined || found.session.expires_at.getTime() <= Date.now()) throw await refused(req.source, 'unknown', ENDED);
+      const me = found.member;
+      // Only memberships this person could sign in to: the same account at the identity provider,
+      // or not bound to any yet (a sign-in there binds it), in a live workspace.
+      const mine = (await store.findMembershipsByEmail(db, me.email)).filter(
+        (m) =>
+          m.tenantId !== SYSTEM_TENANT &&
+          (m.oidcSubject === null || (m.oidcIssuer === me.oidc_issuer && m.oidcSubject === me.oidc_subject)),
+      );
+      const registry = await withTenant(db, SYSTEM_TENANT, (trx) =>
+        findWorkspaces(
+          trx,
+          mine.map((m) => m.tenantId),
+        ),
+      );
+      const names = new Map(registry.map((w) => [w.id, w]));
+      return {
+        workspaces: mine
+          .filter((m) => names.get(m.tenantId)?.suspended_at == null)
+          .map((m) => ({ id: m.tenantId, name: names.get(m.tenantId)?.name ?? '' })),
       };
     },
 

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/identity/v1/operators.proto.
  */
 export const file_parley_identity_v1_operators: GenFile = /*@__PURE__*/
-  fileDesc("CiJwYXJsZXkvaWRlbnRpdHkvdjEvb3BlcmF0b3JzLnByb3RvEhJwYXJsZXkuaWRlbnRpdHkudjEixgEKFVNpZ25Jbk9wZXJhdG9yUmVxdWVzdBIOCgZpc3N1ZXIYASABKAkSDwoHc3ViamVjdBgCIAEoCRINCgVlbWFpbBgDIAEoCRIUCgx3b3Jrc3BhY2VfaWQYBCABKAkSNQoEa2luZBgFIAEoDjInLnBhcmxleS5pZGVudGl0eS52MS5PcGVyYXRvclNlc3Npb25LaW5kEhYKDmNvZGVfY2hhbGxlbmdlGAYgASgJEhgKEGRlcGxveW1lbnRfYWRtaW4YByABKAgiwwEKFlNpZ25Jbk9wZXJhdG9yUmVzcG9uc2USMAoJcHJpbmNpcGFsGAEgASgLMh0ucGFybGV5LmlkZW50aXR5LnYxLlByaW5jaXBhbBINCgV0b2tlbhgCIAEoCRIMCgRjb2RlGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBm1lbWJlchgFIAEoCzIaLnBhcmxleS5pZGVudGl0eS52MS5NZW1iZXIiPAobQXV0aGVudGljYXRlT3BlcmF0b3JSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg4KBnNvdXJjZRgCIAEoCSKsAQocQXV0aGVudGljYXRlT3BlcmF0b3JSZXNwb25zZRIwCglwcmluY2lwYWwYASABKAsyHS5wYXJsZXkuaWRlbnRpdHkudjEuUHJpbmNpcGFsEioKBm1lbWJlchgCIAEoCzIaLnBhcmxleS5pZGVudGl0eS52MS5NZW1iZXISLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgobRXhjaGFuZ2VPcGVyYXRvckNvZGVSZXF1ZXN0EgwKBGNvZGUYASABKAkSFQoNY29kZV92ZXJpZmllchgCIAEoCRIOCgZzb3VyY2UYAyABKAkipQEKDk9wZXJhdG9yVG9rZW5zEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEnJlZnJlc2hfZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgocRXhjaGFuZ2VPcGVyYXRvckNvZGVSZXNwb25zZRIyCgZ0b2tlbnMYASABKAsyIi5wYXJsZXkuaWRlbnRpdHkudjEuT3BlcmF0b3JUb2tlbnMiRAobUmVmcmVzaE9wZXJhdG9yVG9rZW5SZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkSDgoGc291cmNlGAIgASgJIlIKHFJlZnJlc2hPcGVyYXRvclRva2VuUmVzcG9uc2USMgoGdG9rZW5zGAEgASgLMiIucGFybGV5LmlkZW50aXR5LnYxLk9wZXJhdG9yVG9rZW5zIicKFlNpZ25PdXRPcGVyYXRvclJlcXVlc3QSDQoFdG9rZW4YASABKAkiGQoXU2lnbk91dE9wZXJhdG9yUmVzcG9uc2UqfgoTT3BlcmF0b3JTZXNzaW9uS2luZBIlCiFPUEVSQVRPUl9TRVNTSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIhCh1PUEVSQVRPUl9TRVNTSU9OX0tJTkRfQ09OU09MRRABEh0KGU9QRVJBVE9SX1NFU1NJT05fS0lORF9DTEkQAjLXBAoPT3BlcmF0b3JTZXJ2aWNlEmcKDlNpZ25Jbk9wZXJhdG9yEikucGFybGV5LmlkZW50aXR5LnYxLlNpZ25Jbk9wZXJhdG9yUmVxdWVzdBoqLnBhcmxleS5pZGVudGl0eS52MS5TaWduSW5PcGVyYXRvclJlc3BvbnNlEnkKFEF1dGhlbnRpY2F0ZU9wZXJhdG9yEi8ucGFybGV5LmlkZW50aXR5LnYxLkF1dGhlbnRpY2F0ZU9wZXJhdG9yUmVxdWVzdBowLnBhcmxleS5pZGVudGl0eS52MS5BdXRoZW50aWNhdGVPcGVyYXRvclJlc3BvbnNlEnkKFEV4Y2hhbmdlT3BlcmF0b3JDb2RlEi8ucGFybGV5LmlkZW50aXR5LnYxLkV4Y2hhbmdlT3BlcmF0b3JDb2RlUmVxdWVzdBowLnBhcmxleS5pZGVudGl0eS52MS5FeGNoYW5nZU9wZXJhdG9yQ29kZVJlc3BvbnNlEnkKFFJlZnJlc2hPcGVyYXRvclRva2VuEi8ucGFybGV5LmlkZW50aXR5LnYxLlJlZnJlc2hPcGVyYXRvclRva2VuUmVxdWVzdBowLnBhcmxleS5pZGVudGl0eS52MS5SZWZyZXNoT3BlcmF0b3JUb2tlblJlc3BvbnNlEmoKD1NpZ25PdXRPcGVyYXRvchIqLnBhcmxleS5pZGVudGl0eS52MS5TaWduT3V0T3BlcmF0b3JSZXF1ZXN0GisucGFybGV5LmlkZW50aXR5LnYxLlNpZ25PdXRPcGVyYXRvclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_parley_identity_v1_identity]);
+  fileDesc("CiJwYXJsZXkvaWRlbnRpdHkvdjEvb3BlcmF0b3JzLnByb3RvEhJwYXJsZXkuaWRlbnRpdHkudjEixgEKFVNpZ25Jbk9wZXJhdG9yUmVxdWVzdBIOCgZpc3N1ZXIYASABKAkSDwoHc3ViamVjdBgCIAEoCRINCgVlbWFpbBgDIAEoCRIUCgx3b3Jrc3BhY2VfaWQYBCABKAkSNQoEa2luZBgFIAEoDjInLnBhcmxleS5pZGVudGl0eS52MS5PcGVyYXRvclNlc3Npb25LaW5kEhYKDmNvZGVfY2hhbGxlbmdlGAYgASgJEhgKEGRlcGxveW1lbnRfYWRtaW4YByABKAgiwwEKFlNpZ25Jbk9wZXJhdG9yUmVzcG9uc2USMAoJcHJpbmNpcGFsGAEgASgLMh0ucGFybGV5LmlkZW50aXR5LnYxLlByaW5jaXBhbBINCgV0b2tlbhgCIAEoCRIMCgRjb2RlGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBm1lbWJlchgFIAEoCzIaLnBhcmxleS5pZGVudGl0eS52MS5NZW1iZXIiPAobQXV0aGVudGljYXRlT3BlcmF0b3JSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg4KBnNvdXJjZRgCIAEoCSKsAQocQXV0aGVudGljYXRlT3BlcmF0b3JSZXNwb25zZRIwCglwcmluY2lwYWwYASABKAsyHS5wYXJsZXkuaWRlbnRpdHkudjEuUHJpbmNpcGFsEioKBm1lbWJlchgCIAEoCzIaLnBhcmxleS5pZGVudGl0eS52MS5NZW1iZXISLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgobRXhjaGFuZ2VPcGVyYXRvckNvZGVSZXF1ZXN0EgwKBGNvZGUYASABKAkSFQoNY29kZV92ZXJpZmllchgCIAEoCRIOCgZzb3VyY2UYAyABKAkipQEKDk9wZXJhdG9yVG9rZW5zEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEnJlZnJlc2hfZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgocRXhjaGFuZ2VPcGVyYXRvckNvZGVSZXNwb25zZRIyCgZ0b2tlbnMYASABKAsyIi5wYXJsZXkuaWRlbnRpdHkudjEuT3BlcmF0b3JUb2tlbnMiRAobUmVmcmVzaE9wZXJhdG9yVG9rZW5SZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkSDgoGc291cmNlGAIgASgJIlIKHFJlZnJlc2hPcGVyYXRvclRva2VuUmVzcG9uc2USMgoGdG9rZW5zGAEgASgLMiIucGFybGV5LmlkZW50aXR5LnYxLk9wZXJhdG9yVG9rZW5zIj4KHUxpc3RPcGVyYXRvcldvcmtzcGFjZXNSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg4KBnNvdXJjZRgCIAEoCSItChFPcGVyYXRvcldvcmtzcGFjZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJIlsKHkxpc3RPcGVyYXRvcldvcmtzcGFjZXNSZXNwb25zZRI5Cgp3b3Jrc3BhY2VzGAEgAygLMiUucGFybGV5LmlkZW50aXR5LnYxLk9wZXJhdG9yV29ya3NwYWNlIicKFlNpZ25PdXRPcGVyYXRvclJlcXVlc3QSDQoFdG9rZW4YASABKAkiGQoXU2lnbk91dE9wZXJhdG9yUmVzcG9uc2UqfgoTT3BlcmF0b3JTZXNzaW9uS2luZBIlCiFPUEVSQVRPUl9TRVNTSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIhCh1PUEVSQVRPUl9TRVNTSU9OX0tJTkRfQ09OU09MRRABEh0KGU9QRVJBVE9SX1NFU1NJT05fS0lORF9DTEkQAjLYBQoPT3BlcmF0b3JTZXJ2aWNlEmcKDlNpZ25Jbk9wZXJhdG9yEikucGFybGV5LmlkZW50aXR5LnYxLlNpZ25Jbk9wZXJhdG9yUmVxdWVzdBoqLnBhcmxleS5pZGVudGl0eS52MS5TaWduSW5PcGVyYXRvclJlc3BvbnNlEnkKFEF1dGhlbnRpY2F0ZU9wZXJhdG9yEi8ucGFybGV5LmlkZW50aXR5LnYxLkF1dGhlbnRpY2F0ZU9wZXJhdG9yUmVxdWVzdBowLnBhcmxleS5pZGVudGl0eS52MS5BdXRoZW50aWNhdGVPcGVyYXRvclJlc3BvbnNlEnkKFEV4Y2hhbmdlT3BlcmF0b3JDb2RlEi8ucGFybGV5LmlkZW50aXR5LnYxLkV4Y2hhbmdlT3BlcmF0b3JDb2RlUmVxdWVzdBowLnBhcmxleS5pZGVudGl0eS52MS5FeGNoYW5nZU9wZXJhdG9yQ29kZVJlc3BvbnNlEnkKFFJlZnJlc2hPcGVyYXRvclRva2VuEi8ucGFybGV5LmlkZW50aXR5LnYxLlJlZnJlc2hPcGVyYXRvclRva2VuUmVxdWVzdBowLnBhcmxleS5pZGVudGl0eS52MS5SZWZyZXNoT3BlcmF0b3JUb2tlblJlc3BvbnNlEmoKD1NpZ25PdXRPcGVyYXRvchIqLnBhcmxleS5pZGVudGl0eS52MS5TaWduT3V0T3BlcmF0b3JSZXF1ZXN0GisucGFybGV5LmlkZW50aXR5LnYxLlNpZ25PdXRPcGVyYXRvclJlc3BvbnNlEn8KFkxpc3RPcGVyYXRvcldvcmtzcGFjZXMSMS5wYXJsZXkuaWRlbnRpdHkudjEuTGlzdE9wZXJhdG9yV29ya3NwYWNlc1JlcXVlc3QaMi5wYXJsZXkuaWRlbnRpdHkudjEuTGlzdE9wZXJhdG9yV29ya3NwYWNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_parley_identity_v1_identity]);
 
 /**
  * @generated from message parley.identity.v1.SignInOperatorRequest
@@ -291,6 +291,76 @@ export const RefreshOperatorTokenResponseSchema: GenMessage<RefreshOperatorToken
   messageDesc(file_parley_identity_v1_operators, 8);
 
 /**
+ * @generated from message parley.identity.v1.ListOperatorWorkspacesRequest
+ */
+export type ListOperatorWorkspacesRequest = Message<"parley.identity.v1.ListOperatorWorkspacesRequest"> & {
+  /**
+   * token is the console session (po_…).
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * source is the caller's address (as the edge sees it); failures count against it.
+   *
+   * @generated from field: string source = 2;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.ListOperatorWorkspacesRequest.
+ * Use `create(ListOperatorWorkspacesRequestSchema)` to create a new message.
+ */
+export const ListOperatorWorkspacesRequestSchema: GenMessage<ListOperatorWorkspacesRequest> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_operators, 9);
+
+/**
+ * OperatorWorkspace is a workspace the signed-in person may switch to.
+ *
+ * @generated from message parley.identity.v1.OperatorWorkspace
+ */
+export type OperatorWorkspace = Message<"parley.identity.v1.OperatorWorkspace"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message parley.identity.v1.OperatorWorkspace.
+ * Use `create(OperatorWorkspaceSchema)` to create a new message.
+ */
+export const OperatorWorkspaceSchema: GenMessage<OperatorWorkspace> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_operators, 10);
+
+/**
+ * @generated from message parley.identity.v1.ListOperatorWorkspacesResponse
+ */
+export type ListOperatorWorkspacesResponse = Message<"parley.identity.v1.ListOperatorWorkspacesResponse"> & {
+  /**
+   * workspaces are the live workspaces whose members include the session's person (same e-mail,
+   * bound to the same identity-provider account or not bound yet), the session's own included, oldest first.
+   *
+   * @generated from field: repeated parley.identity.v1.OperatorWorkspace workspaces = 1;
+   */
+  workspaces: OperatorWorkspace[];
+};
+
+/**
+ * Describes the message parley.identity.v1.ListOperatorWorkspacesResponse.
+ * Use `create(ListOperatorWorkspacesResponseSchema)` to create a new message.
+ */
+export const ListOperatorWorkspacesResponseSchema: GenMessage<ListOperatorWorkspacesResponse> = /*@__PURE__*/
+  messageDesc(file_parley_identity_v1_operators, 11);
+
+/**
  * @generated from message parley.identity.v1.SignOutOperatorRequest
  */
 export type SignOutOperatorRequest = Message<"parley.identity.v1.SignOutOperatorRequest"> & {
@@ -305,7 +375,7 @@ export type SignOutOperatorRequest = Message<"parley.identity.v1.SignOutOperator
  * Use `create(SignOutOperatorRequestSchema)` to create a new message.
  */
 export const SignOutOperatorRequestSchema: GenMessage<SignOutOperatorRequest> = /*@__PURE__*/
-  messageDesc(file_parley_identity_v1_operators, 9);
+  messageDesc(file_parley_identity_v1_operators, 12);
 
 /**
  * @generated from message parley.identity.v1.SignOutOperatorResponse
@@ -318,7 +388,7 @@ export type SignOutOperatorResponse = Message<"parley.identity.v1.SignOutOperato
  * Use `create(SignOutOperatorResponseSchema)` to create a new message.
  */
 export const SignOutOperatorResponseSchema: GenMessage<SignOutOperatorResponse> = /*@__PURE__*/
-  messageDesc(file_parley_identity_v1_operators, 10);
+  messageDesc(file_parley_identity_v1_operators, 13);
 
 /**
  * OperatorSessionKind is what an operator session is for.
@@ -407,6 +477,16 @@ export const OperatorService: GenService<{
     methodKind: "unary";
     input: typeof SignOutOperatorRequestSchema;
     output: typeof SignOutOperatorResponseSchema;
+  },
+  /**
+   * ListOperatorWorkspaces lists the workspaces a console session's person may switch to.
+   *
+   * @generated from rpc parley.identity.v1.OperatorService.ListOperatorWorkspaces
+   */
+  listOperatorWorkspaces: {
+    methodKind: "unary";
+    input: typeof ListOperatorWorkspacesRequestSchema;
+    output: typeof ListOperatorWorkspacesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_identity_v1_operators, 0);
