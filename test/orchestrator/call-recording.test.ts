@@ -163,15 +163,19 @@ describe('call recording', () => {
     expect(contains(wav.right, agentAudio.subarray(0, 320))).toBe(true);
     expect(contains(wav.right, agentAudio.subarray(agentAudio.length - 320))).toBe(true);
     // The read is an access event in the audit log: by the caller's key, of this recording.
-    await eventually(async () => {
+    const [event] = await eventually(async () => {
       const events = await s.stack.call(
         '/parley.api.v1.AuditService/ListEvents',
         { filter: { action: 'recording.read', targetId: recording!.id } },
         ownerKey,
       );
-      const audio = ((events.body.events ?? []) as { details?: { audio?: boolean } }[]).filter((e) => e.details?.audio === true);
+      const audio = ((events.body.events ?? []) as { actorKind: string; description?: { audio?: boolean } }[]).filter(
+        (e) => e.description?.audio === true,
+      );
       return audio.length === 1 ? audio : undefined;
     }, 15_000);
+
+    expect(event?.actorKind).toBe('api_key');
 
     // The transcript starts with the announcement and the consent step.
     const turns = await transcript(conversationId);
