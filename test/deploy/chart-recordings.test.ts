@@ -42,7 +42,10 @@ describe('chart: recorded calls', () => {
     const configs = ['tenant-data', 'voice-orchestrator'].map((service) => {
       const deployment = deploymentOf(objects, service as 'tenant-data');
       const env = envOf(deployment);
-      expect(env.get('PARLEY_S3_SECRET_ACCESS_KEY').valueFrom.secretKeyRef).toEqual({ name: 'parley-recordings-s3', key: 'secret-access-key' });
+      expect(env.get('PARLEY_S3_SECRET_ACCESS_KEY').valueFrom.secretKeyRef).toEqual({
+        name: 'parley-recordings-s3',
+        key: 'secret-access-key',
+      });
       expect(env.get('PARLEY_S3_ACCESS_KEY_ID').valueFrom.secretKeyRef).toEqual({ name: 'parley-recordings-s3', key: 'access-key-id' });
       expect(egressOf(objects, service)).toContainEqual({
         to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'storage' } } }],

@@ -277,7 +277,11 @@ describe('call recording', () => {
     });
     const { token, sessionId } = await s.createSession(agent, { origin: '' });
     const c = await openMediaStream(s.sessionUrl.replace('/v1/session', '/v1/telephony/twilio/media-stream'), s.stack.ca);
-    const ids = { streamSid: 'MZ0123456789abcdef0123456789abcdef', accountSid: 'AC0123456789abcdef0123456789abcdef', callSid: 'CA0123456789abcdef0123456789abcdef' };
+    const ids = {
+      streamSid: 'MZ0123456789abcdef0123456789abcdef',
+      accountSid: 'AC0123456789abcdef0123456789abcdef',
+      callSid: 'CA0123456789abcdef0123456789abcdef',
+    };
     c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
     c.send(startMessage(ids, token));
     // The announcement and the question are spoken (a mark follows the reply), then the caller presses 1.

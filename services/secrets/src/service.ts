@@ -3,7 +3,6 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, auditedTransactions, callingService, fromPrincipal } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import {
-  createSubjectKey,
   decryptForSubject,
   encryptForSubject,
   sealSecret,
@@ -45,7 +44,7 @@ import {
 } from './secret.store.js';
 import { createSubjectRetentionHandlers } from './access-event-retention.js';
 import { activeSubjectKey, createRecordingKeyHandlers } from './recording-key.service.js';
-import { insertSubjectKey, readSubjectKey, requireActiveSubjectKey, shredSubjectKey } from './subject-key.store.js';
+import { requireActiveSubjectKey, shredSubjectKey } from './subject-key.store.js';
 
 /** SecretsServiceDeps are the secrets service's dependencies, built by main.ts (or a test). */
 export interface SecretsServiceDeps {

@@ -71,7 +71,10 @@ export class CallRecording {
    */
   prepareKey(tenantId: string, conversationId: string, subjectId: string | undefined): void {
     this.#key = this.#deps.peers.issueRecordingKey(tenantId, conversationId, subjectId, this.recordingId).catch((err: unknown) => {
-      this.#deps.log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'no data key for the call recording: it will not be stored');
+      this.#deps.log.error(
+        { err: err instanceof Error ? err.message : 'unknown' },
+        'no data key for the call recording: it will not be stored',
+      );
       return undefined;
     });
   }

@@ -306,7 +306,10 @@ export class LiveConversation {
     const consent = recording.settings.consent;
     if (consent !== undefined) lines.push(consent.prompt);
     for (const line of lines) this.#record('assistant', line);
-    this.#record('system', consent === undefined ? 'call recording announced: the call is recorded' : 'call recording announced: consent asked');
+    this.#record(
+      'system',
+      consent === undefined ? 'call recording announced: the call is recorded' : 'call recording announced: consent asked',
+    );
     this.#channel.send({ type: 'event', name: 'recording', state: recording.phase });
     const spoken = lines.map((line) => this.#say(line, this.#life.signal));
     void Promise.allSettled(spoken).then(() => {

@@ -2,7 +2,11 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { ConversationService, type ConversationSchema, type RecordingSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { TenantDataService, type Conversation as StoredConversation, type Recording as StoredRecording } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import {
+  TenantDataService,
+  type Conversation as StoredConversation,
+  type Recording as StoredRecording,
+} from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { FailedPreconditionError } from '@parley/platform';
 import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
 import { forward, type PublicDeps } from './deps.js';
