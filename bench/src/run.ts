@@ -68,17 +68,22 @@ const suites: Suite[] = [
           adminUrl,
           turns1: Number(process.env.BENCH_VOICE_TURNS ?? 60),
           turns20: Number(process.env.BENCH_VOICE_TURNS_20 ?? 12),
+          ...(process.env.BENCH_VOICE_COMPARE !== undefined && process.env.BENCH_VOICE_COMPARE !== ''
+            ? { compare: process.env.BENCH_VOICE_COMPARE }
+            : {}),
         }),
       ),
     table: (r: VoiceBenchResult) =>
       [
-        "Spoken turn: final STT result (the `user_transcript` frame) → first binary audio frame, with the OpenAI-compatible stand-in for STT and TTS and the scripted LLM at zero delay: Parley's own share of the turn. Baseline, same run: the text turn (`user_text` → first `assistant_text`) on the same orchestrator.",
+        "Spoken turn: final STT result (the `user_transcript` frame) → first binary audio frame, with the OpenAI-compatible stand-in for STT and TTS (its own process) and the scripted LLM at zero delay: Parley's own share of the turn. Baseline, same run and calls: the text turn (`user_text` → first `assistant_text`) on the same orchestrator. Independent calls start within a random first second and pause 0–400 ms between turns; calls in step all stop speaking at the same instant. Client lag: the bench process's own event-loop delay (p99) during the row, what its timestamps may be late by.",
         '',
-        '| calls | voice p50 ms | voice p99 ms | text p50 ms | text p99 ms | p50 ratio | p99 ratio | errors |',
-        '|---:|---:|---:|---:|---:|---:|---:|---:|',
+        `Load average (1 min, 2 cores shared with other work): ${r.loadAverage.start} at the start of the rows, ${r.loadAverage.end} at the end.`,
+        '',
+        '| build | calls | voice p50 ms | voice p99 ms | text p50 ms | text p99 ms | p50 ratio | p99 ratio | orchestrator CPU ms per voice / text turn | client lag p99 ms | errors |',
+        '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
         ...r.turns.map(
           (x) =>
-            `| ${x.calls} | ${x.voice.p50Ms} | ${x.voice.p99Ms} | ${x.text.p50Ms} | ${x.text.p99Ms} | ${x.ratioP50} | ${x.ratioP99} | ${x.voice.errors}/${x.text.errors} |`,
+            `| ${x.build} | ${x.calls === 1 ? '1' : `${x.calls} ${x.pacing}`} | ${x.voice.p50Ms} | ${x.voice.p99Ms} | ${x.text.p50Ms} | ${x.text.p99Ms} | ${x.ratioP50} | ${x.ratioP99} | ${x.cpuMsPerVoiceTurn} / ${x.cpuMsPerTextTurn} | ${x.clientLagP99Ms} | ${x.voice.errors}/${x.text.errors} |`,
         ),
         '',
         `Embedded TTS (eSpeak NG, WebAssembly, one worker thread): ${r.embeddedTts.audioSeconds} s of speech in ${r.embeddedTts.synthSeconds} s, real-time factor **${r.embeddedTts.realTimeFactor}**, first chunk after ${r.embeddedTts.firstChunkMs} ms.`,

@@ -31,13 +31,15 @@ export function startServiceProcesses<N extends ServiceName>(options: {
   readonly ports: Record<N, ServicePorts>;
   readonly peers: Record<string, string>;
   readonly extra: Record<N, Record<string, string>>;
+  /** script replaces a service's built dist/main.js (another build of it, to compare two builds in one run). */
+  readonly script?: (name: N) => string | undefined;
 }): ServiceProcess[] {
   const { pki, ports, peers, extra } = options;
   const procs = options.names.map((n) => {
     const f = pki.files(n);
     return new ServiceProcess({
       name: n,
-      script: join(root, 'services', n, 'dist', 'main.js'),
+      script: options.script?.(n) ?? join(root, 'services', n, 'dist', 'main.js'),
       env: {
         ...profilingEnv(),
         ...peers,

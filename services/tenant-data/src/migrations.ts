@@ -5,6 +5,8 @@ import * as dropIntegrations from './db/migrations/2026_12_01_0001_drop_integrat
 import * as guardrailStates from './db/migrations/2026_12_01_0002_guardrail_states.js';
 import * as retentionIndexes from './db/migrations/2026_12_01_0003_retention_indexes.js';
 import * as recordingBlobs from './db/migrations/2026_12_01_0004_recording_blobs.js';
+import * as guardrailDecisions from './db/migrations/2026_12_01_0005_guardrail_decisions.js';
+import * as conversationAccessNotify from './db/migrations/2026_12_01_0006_conversation_access_notify.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is tenant-data's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -17,6 +19,8 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0002_guardrail_states': guardrailStates,
     '2026_12_01_0003_retention_indexes': retentionIndexes,
     '2026_12_01_0004_recording_blobs': recordingBlobs,
+    '2026_12_01_0005_guardrail_decisions': guardrailDecisions,
+    '2026_12_01_0006_conversation_access_notify': conversationAccessNotify,
   }),
   dataMap: DATA_MAP,
 };

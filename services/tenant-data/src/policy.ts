@@ -28,6 +28,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     listTranscriptTurns: ['edge', 'lifecycle'],
     getGuardrailState: ['voice-orchestrator'],
     putGuardrailState: ['voice-orchestrator'],
+    recordGuardrailDecision: ['voice-orchestrator'],
+    // The console's chart, through the edge's ConversationService.
+    countGuardrailDecisions: ['edge'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
     readRecordingAudio: ['edge'],
@@ -35,5 +38,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
     forgetSubject: ['lifecycle'],
+    // A secret resolve's one question: secrets only.
+    getConversationSecretRefs: ['secrets'],
   }),
 ];

@@ -128,6 +128,8 @@ export class LiveConversation {
   readonly startedAt = new Date();
   #state: LiveState | undefined;
   #turns = 0;
+  /** #ruled counts the decisions rules made (anything but allow), so a turn none acted on is recorded as an allow. */
+  #ruled = 0;
   #history: ChatMessage[] = [];
   #reply: AbortController | undefined;
   #replyDone: Promise<void> = Promise.resolve();
@@ -383,6 +385,8 @@ export class LiveConversation {
     const state = this.#state;
     if (state === undefined || signal.aborted) return;
     this.#turns++;
+    const turn = this.#turns;
+    const ruledBefore = this.#ruled;
     const ctx = this.#context();
     this.#record('user', text);
     const userDecision = state.guardrails.checkUserTurn(text, ctx);
@@ -498,6 +502,8 @@ export class LiveConversation {
     }
     if (interrupted) this.#record('system', 'reply interrupted by the user (barge-in)');
     if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
+    // A turn no rule acted on counts as one allow: the chart compares rules' decisions with plain turns.
+    if (this.#ruled === ruledBefore) this.#recorder.decision({ turn, rule: '', action: 'allow', on: 'user' });
     this.#saveGuardrails();
     if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
   }
@@ -526,6 +532,8 @@ export class LiveConversation {
         reason: blocked.reason,
       });
       this.#record('system', `guardrail block_tool on tool ${call.name}: ${blocked.rule} (${blocked.reason})`);
+      this.#ruled++;
+      this.#recorder.decision({ turn: this.#turns, rule: blocked.rule, action: 'block_tool', on: 'tool' });
       // The refusal is an access event of the connection too (integrations records it); the turn does not wait on it.
       this.#deps.peers
         .recordToolRefusal({
@@ -571,6 +579,9 @@ export class LiveConversation {
   #announce(decision: GuardrailDecision, on: 'start' | 'user' | 'assistant'): void {
     // The rule's kind ("no_go" of "no_go:medical") keeps the label's values few.
     recordGuardrailDecision(decision.rule?.split(':')[0] ?? 'unnamed', decision.action);
+    // Stored for the decisions-by-rule chart: the rule and its action, never the text it concerned.
+    this.#ruled++;
+    this.#recorder.decision({ turn: this.#turns, rule: decision.rule ?? 'policy', action: decision.action, on });
     this.#channel.send({
       type: 'event',
       name: 'guardrail',

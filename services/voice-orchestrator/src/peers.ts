@@ -28,6 +28,14 @@ export interface AgentRecord {
   readonly policyVersion: number;
 }
 
+/** RecordedGuardrailDecision is one stored guardrail decision: the rule ('' for an allow), its action, what it checked, the turn. */
+export interface RecordedGuardrailDecision {
+  readonly turn: number;
+  readonly rule: string;
+  readonly action: string;
+  readonly on: 'start' | 'user' | 'assistant' | 'tool';
+}
+
 /**
  * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
  * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
@@ -86,6 +94,8 @@ export interface Peers {
     sizeBytes: number;
     wrappedKey: string;
   }): Promise<void>;
+  /** recordGuardrailDecision stores which rule acted how on a turn (no text), for the decisions-by-rule chart. */
+  recordGuardrailDecision(tenantId: string, conversationId: string, decision: RecordedGuardrailDecision): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
   telephonyAuthToken(tenantId: string, agentId: string): Promise<string>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
@@ -281,6 +291,11 @@ export function createPeers(c: PeerClients): Peers {
           { tenantId, conversationId, subjectId: subjectId ?? '', state: JSON.parse(JSON.stringify(state)) as JsonObject },
           opts,
         ),
+      );
+    },
+    async recordGuardrailDecision(tenantId, conversationId, d) {
+      await wrap('tenant-data', 'a guardrail decision', () =>
+        c.tenantData.recordGuardrailDecision({ tenantId, conversationId, turn: d.turn, rule: d.rule, action: d.action, on: d.on }, opts),
       );
     },
     async appendTurn(tenantId, conversationId, role, text) {

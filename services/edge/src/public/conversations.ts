@@ -7,10 +7,14 @@ import {
   type Conversation as StoredConversation,
   type Recording as StoredRecording,
 } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FailedPreconditionError } from '@parley/platform';
 import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
 import { forward, type PublicDeps } from './deps.js';
 import { definePublicModule, publicPrincipal } from './module.js';
+
+/** DEFAULT_DECISION_DAYS is the range CountGuardrailDecisions counts when the caller names none (the console's chart). */
+const DEFAULT_DECISION_DAYS = 14;
 
 // Turns of a conversation with a subject are sealed under the subject's key by the orchestrator;
 // the edge opens them for a caller with conversations:read.
@@ -51,6 +55,7 @@ export const conversationsModule = definePublicModule(
     listRecordings: 'conversations:read',
     getRecording: 'conversations:read',
     endConversation: 'conversations:end',
+    countGuardrailDecisions: 'conversations:read',
   },
   (router, deps: PublicDeps) => {
     const tenantData = deps.client('tenant-data', TenantDataService);
@@ -140,6 +145,23 @@ export const conversationsModule = definePublicModule(
           forward(ctx),
         );
         return { conversation: conversationOf(res.conversation) };
+      },
+      async countGuardrailDecisions(req, ctx) {
+        const until = req.until === undefined ? new Date() : timestampDate(req.until);
+        const since = req.since === undefined ? new Date(until.getTime() - DEFAULT_DECISION_DAYS * 86_400_000) : timestampDate(req.since);
+        const res = await tenantData.countGuardrailDecisions(
+          { tenantId: tenant(ctx), since: timestampFromDate(since), until: timestampFromDate(until) },
+          forward(ctx),
+        );
+        return {
+          counts: res.counts.map((c) => ({
+            day: c.day,
+            rule: c.rule,
+            ruleKind: c.rule.split(':')[0] ?? '',
+            action: c.action,
+            count: c.count,
+          })),
+        };
       },
     });
   },

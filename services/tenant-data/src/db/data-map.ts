@@ -76,5 +76,14 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readsRecorded: false,
     description: "the guardrail checker's per-person counters and topic mentions (no text)",
   },
+  guardrail_decisions: {
+    dataClass: 'conversation_metadata',
+    encryption: NONE,
+    retentionClass: 'conversation_metadata',
+    retention: 'deleted with its conversation',
+    readScopes: ['conversations:read'],
+    readsRecorded: false,
+    description: 'which guardrail rule acted how on each turn, and when (counted per day for the console; never the text)',
+  },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

@@ -113,6 +113,19 @@ export interface GuardrailPersonStatesTable {
   retention_class: ColumnType<RetentionClass, never, never>;
 }
 
+/** GuardrailDecisionsTable holds each guardrail decision of a conversation: rule, action, where, when; never text. */
+export interface GuardrailDecisionsTable {
+  tenant_id: TenantId;
+  id: Generated<string>;
+  conversation_id: string;
+  turn: number;
+  rule: string;
+  action: string;
+  checked: string;
+  decided_at: Generated<Date>;
+  retention_class: ColumnType<RetentionClass, never, never>;
+}
+
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -123,6 +136,7 @@ export interface TenantDataDb {
   recordings: RecordingsTable;
   guardrail_conversation_states: GuardrailConversationStatesTable;
   guardrail_person_states: GuardrailPersonStatesTable;
+  guardrail_decisions: GuardrailDecisionsTable;
 }
 
 /** Workspace is a selected workspace row. */

@@ -6,6 +6,7 @@ import { openRecording } from '@parley/envelope';
 import { recordingWav } from '@parley/conversation';
 import {
   appendTranscriptTurn,
+  conversationSecretRefs,
   endConversation,
   getConversation,
   listConversations,
@@ -23,6 +24,7 @@ export function conversationHandlers(
 ): TenantDataHandlers<
   | 'startConversation'
   | 'getConversation'
+  | 'getConversationSecretRefs'
   | 'listConversations'
   | 'endConversation'
   | 'appendTranscriptTurn'
@@ -46,6 +48,11 @@ export function conversationHandlers(
 
     async getConversation(req, ctx) {
       return { conversation: conversationMessage(await inTenant(req.tenantId, ctx, (trx) => getConversation(trx, req.conversationId))) };
+    },
+
+    async getConversationSecretRefs(req, ctx) {
+      const facts = await inTenant(req.tenantId, ctx, (trx) => conversationSecretRefs(trx, req.conversationId));
+      return { agentId: facts.agentId, state: facts.state, secretRefs: { ...facts.secretRefs } };
     },
 
     async listConversations(req, ctx) {

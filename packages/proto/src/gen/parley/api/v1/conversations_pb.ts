@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/conversations.proto.
  */
 export const file_parley_api_v1_conversations: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKzAQoJUmVjb3JkaW5nEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRITCgtkdXJhdGlvbl9tcxgDIAEoDRISCgpzaXplX2J5dGVzGAQgASgEEg8KB2tleV9yZWYYBSABKAkSFwoPcmV0ZW50aW9uX2NsYXNzGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFUxpc3RSZWNvcmRpbmdzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZGluZ3NSZXNwb25zZRIsCgpyZWNvcmRpbmdzGAEgAygLMhgucGFybGV5LmFwaS52MS5SZWNvcmRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKE0dldFJlY29yZGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhQKDHJlY29yZGluZ19pZBgCIAEoCSJQChRHZXRSZWNvcmRpbmdSZXNwb25zZRIrCglyZWNvcmRpbmcYASABKAsyGC5wYXJsZXkuYXBpLnYxLlJlY29yZGluZxILCgN3YXYYAiABKAwiQQoWRW5kQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGcmVhc29uGAIgASgJIkwKF0VuZENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uMucEChNDb252ZXJzYXRpb25TZXJ2aWNlEmYKEUxpc3RDb252ZXJzYXRpb25zEicucGFybGV5LmFwaS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaKC5wYXJsZXkuYXBpLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USYAoPR2V0Q29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZRJsChNMaXN0VHJhbnNjcmlwdFR1cm5zEikucGFybGV5LmFwaS52MS5MaXN0VHJhbnNjcmlwdFR1cm5zUmVxdWVzdBoqLnBhcmxleS5hcGkudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1Jlc3BvbnNlEl0KDkxpc3RSZWNvcmRpbmdzEiQucGFybGV5LmFwaS52MS5MaXN0UmVjb3JkaW5nc1JlcXVlc3QaJS5wYXJsZXkuYXBpLnYxLkxpc3RSZWNvcmRpbmdzUmVzcG9uc2USVwoMR2V0UmVjb3JkaW5nEiIucGFybGV5LmFwaS52MS5HZXRSZWNvcmRpbmdSZXF1ZXN0GiMucGFybGV5LmFwaS52MS5HZXRSZWNvcmRpbmdSZXNwb25zZRJgCg9FbmRDb252ZXJzYXRpb24SJS5wYXJsZXkuYXBpLnYxLkVuZENvbnZlcnNhdGlvblJlcXVlc3QaJi5wYXJsZXkuYXBpLnYxLkVuZENvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKzAQoJUmVjb3JkaW5nEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRITCgtkdXJhdGlvbl9tcxgDIAEoDRISCgpzaXplX2J5dGVzGAQgASgEEg8KB2tleV9yZWYYBSABKAkSFwoPcmV0ZW50aW9uX2NsYXNzGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFUxpc3RSZWNvcmRpbmdzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZGluZ3NSZXNwb25zZRIsCgpyZWNvcmRpbmdzGAEgAygLMhgucGFybGV5LmFwaS52MS5SZWNvcmRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKE0dldFJlY29yZGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhQKDHJlY29yZGluZ19pZBgCIAEoCSJQChRHZXRSZWNvcmRpbmdSZXNwb25zZRIrCglyZWNvcmRpbmcYASABKAsyGC5wYXJsZXkuYXBpLnYxLlJlY29yZGluZxILCgN3YXYYAiABKAwiQQoWRW5kQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGcmVhc29uGAIgASgJIkwKF0VuZENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uInYKHkNvdW50R3VhcmRyYWlsRGVjaXNpb25zUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKFkd1YXJkcmFpbERlY2lzaW9uQ291bnQSCwoDZGF5GAEgASgJEgwKBHJ1bGUYAiABKAkSEQoJcnVsZV9raW5kGAMgASgJEg4KBmFjdGlvbhgEIAEoCRINCgVjb3VudBgFIAEoBCJYCh9Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlEjUKBmNvdW50cxgBIAMoCzIlLnBhcmxleS5hcGkudjEuR3VhcmRyYWlsRGVjaXNpb25Db3VudDLhBQoTQ29udmVyc2F0aW9uU2VydmljZRJmChFMaXN0Q29udmVyc2F0aW9ucxInLnBhcmxleS5hcGkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0GigucGFybGV5LmFwaS52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEmAKD0dldENvbnZlcnNhdGlvbhIlLnBhcmxleS5hcGkudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBomLnBhcmxleS5hcGkudjEuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USbAoTTGlzdFRyYW5zY3JpcHRUdXJucxIpLnBhcmxleS5hcGkudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1JlcXVlc3QaKi5wYXJsZXkuYXBpLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXNwb25zZRJdCg5MaXN0UmVjb3JkaW5ncxIkLnBhcmxleS5hcGkudjEuTGlzdFJlY29yZGluZ3NSZXF1ZXN0GiUucGFybGV5LmFwaS52MS5MaXN0UmVjb3JkaW5nc1Jlc3BvbnNlElcKDEdldFJlY29yZGluZxIiLnBhcmxleS5hcGkudjEuR2V0UmVjb3JkaW5nUmVxdWVzdBojLnBhcmxleS5hcGkudjEuR2V0UmVjb3JkaW5nUmVzcG9uc2USYAoPRW5kQ29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZRJ4ChdDb3VudEd1YXJkcmFpbERlY2lzaW9ucxItLnBhcmxleS5hcGkudjEuQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXF1ZXN0Gi4ucGFybGV5LmFwaS52MS5Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Conversation is one session between an end user and an agent.
@@ -448,6 +448,97 @@ export const EndConversationResponseSchema: GenMessage<EndConversationResponse> 
   messageDesc(file_parley_api_v1_conversations, 14);
 
 /**
+ * @generated from message parley.api.v1.CountGuardrailDecisionsRequest
+ */
+export type CountGuardrailDecisionsRequest = Message<"parley.api.v1.CountGuardrailDecisionsRequest"> & {
+  /**
+   * since and until bound the decisions' times (until excluded). Defaults: the last 14 days up to
+   * now; at most 93 days apart.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 1;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 2;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.CountGuardrailDecisionsRequest.
+ * Use `create(CountGuardrailDecisionsRequestSchema)` to create a new message.
+ */
+export const CountGuardrailDecisionsRequestSchema: GenMessage<CountGuardrailDecisionsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 15);
+
+/**
+ * GuardrailDecisionCount is how many times one rule acted one way on one UTC day.
+ *
+ * @generated from message parley.api.v1.GuardrailDecisionCount
+ */
+export type GuardrailDecisionCount = Message<"parley.api.v1.GuardrailDecisionCount"> & {
+  /**
+   * day is the UTC date, "YYYY-MM-DD".
+   *
+   * @generated from field: string day = 1;
+   */
+  day: string;
+
+  /**
+   * rule is the policy rule, e.g. "no_go:medical"; empty for turns no rule acted on (action "allow").
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * rule_kind is the rule's kind, e.g. "no_go" (empty for allows).
+   *
+   * @generated from field: string rule_kind = 3;
+   */
+  ruleKind: string;
+
+  /**
+   * action is "allow", "replace", "redact", "escalate", "handoff", "end" or "block_tool".
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * @generated from field: uint64 count = 5;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message parley.api.v1.GuardrailDecisionCount.
+ * Use `create(GuardrailDecisionCountSchema)` to create a new message.
+ */
+export const GuardrailDecisionCountSchema: GenMessage<GuardrailDecisionCount> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 16);
+
+/**
+ * @generated from message parley.api.v1.CountGuardrailDecisionsResponse
+ */
+export type CountGuardrailDecisionsResponse = Message<"parley.api.v1.CountGuardrailDecisionsResponse"> & {
+  /**
+   * counts are ordered by day, then rule, then action; days without decisions are absent.
+   *
+   * @generated from field: repeated parley.api.v1.GuardrailDecisionCount counts = 1;
+   */
+  counts: GuardrailDecisionCount[];
+};
+
+/**
+ * Describes the message parley.api.v1.CountGuardrailDecisionsResponse.
+ * Use `create(CountGuardrailDecisionsResponseSchema)` to create a new message.
+ */
+export const CountGuardrailDecisionsResponseSchema: GenMessage<CountGuardrailDecisionsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 17);
+
+/**
  * ConversationService reads a workspace's conversations and transcripts, and ends live ones.
  *
  * @generated from service parley.api.v1.ConversationService
@@ -512,6 +603,17 @@ export const ConversationService: GenService<{
     methodKind: "unary";
     input: typeof EndConversationRequestSchema;
     output: typeof EndConversationResponseSchema;
+  },
+  /**
+   * CountGuardrailDecisions counts the workspace's guardrail decisions per UTC day, rule and action
+   * (what the rules did, never the text they concerned).
+   *
+   * @generated from rpc parley.api.v1.ConversationService.CountGuardrailDecisions
+   */
+  countGuardrailDecisions: {
+    methodKind: "unary";
+    input: typeof CountGuardrailDecisionsRequestSchema;
+    output: typeof CountGuardrailDecisionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_conversations, 0);
