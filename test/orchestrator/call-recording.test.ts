@@ -251,6 +251,27 @@ describe('call recording', () => {
     ]);
   });
 
+  it('takes no answer within the consent timeout as a no', async () => {
+    const agent = await s.createAgent({
+      providerSettings: {
+        llm: { provider: 'scripted', delayMs: 0 },
+        recording: { announcement: ANNOUNCEMENT, consent: { prompt: PROMPT, declinedLine: DECLINED, timeoutMs: 1_000 } },
+      },
+    });
+    const { client, conversationId } = await startVoice(agent);
+    await client.reply(30_000);
+    await realTime(callerSpeech(0.3, RATE), RATE, (slice) => client.sendAudio(slice));
+    await client.next((f) => f.type === 'event' && f.name === 'recording' && f.state === 'declined', 10_000);
+    expect((await client.reply(30_000)).sentences).toEqual([DECLINED]);
+    client.send({ type: 'end' });
+    await client.closed;
+    expect(await listRecordings(conversationId)).toEqual([]);
+    expect((await transcript(conversationId)).slice(3)).toEqual([
+      ['system', 'recording consent not answered: nothing of the call is recorded'],
+      ['assistant', DECLINED],
+    ]);
+  });
+
   it('records a Twilio call into S3 (the stand-in) under a per-conversation key, consent by the key 1, and reads it back through the API', async () => {
     // tenant-data and the orchestrator both move to the S3 store.
     const s3Env = {
