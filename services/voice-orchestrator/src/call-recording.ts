@@ -117,7 +117,6 @@ export class CallRecording {
     try {
       if (this.#phase !== 'recording' || key === undefined) return undefined;
       const plaintext = this.#writer.bytes();
-      this.#writer.wipe();
       const durationMs = recordingDurationMs(plaintext);
       let sealed: Buffer;
       try {
@@ -144,7 +143,9 @@ export class CallRecording {
       }
       return { recordingId: this.recordingId, durationMs, sizeBytes: sealed.length };
     } finally {
+      // Whatever happened (stored, consent never answered, no key), nothing of the call stays in memory.
       key?.dataKey.fill(0);
+      this.#writer.wipe();
       this.#phase = 'off';
     }
   }
