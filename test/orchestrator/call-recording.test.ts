@@ -272,6 +272,67 @@ describe('call recording', () => {
     ]);
   });
 
+  it('refuses bad reads and key requests with codes that say what to fix', async () => {
+    const tenantId = s.stack.bootstrap.tenantId;
+    const agent = await s.createAgent({ providerSettings: { llm: { provider: 'scripted', delayMs: 0 } } });
+    const asOrchestrator = await s.tenantData();
+    const { conversation } = await asOrchestrator.startConversation({ tenantId, agentId: agent, subjectId: '', conversationId: '' });
+    const conversationId = conversation!.id;
+    // A reference Parley did not encrypt (no sealed key) is not served as audio.
+    const { recording } = await asOrchestrator.addRecording({
+      tenantId,
+      conversationId,
+      blobKey: `elsewhere/${conversationId}.opus`,
+      durationMs: 1000,
+      dataClass: 'audio_full',
+    });
+    const bad = async (body: Record<string, unknown>, status: number, code: string, message: RegExp) => {
+      const res = await api('GetRecording', body);
+      expect([res.status, res.body.code], JSON.stringify(res.body)).toEqual([status, code]);
+      expect(String(res.body.message)).toMatch(message);
+    };
+    await bad({ conversationId, recordingId: 'nope' }, 400, 'invalid_argument', /recording_id/);
+    await bad({ conversationId, recordingId: '0190a8c4-0000-7000-8000-000000000000' }, 404, 'not_found', /recording/);
+    await bad({ conversationId, recordingId: recording!.id }, 400, 'failed_precondition', /holds no audio Parley encrypted/);
+
+    const secretsAsOrchestrator = await s.stack.clientAs('voice-orchestrator', 'secrets', SecretsService);
+    const recordingId = '0190a8c4-0000-7000-8000-000000000001';
+    const issued = await secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId });
+    expect(issued.dataKey).toHaveLength(32);
+    expect(issued.wrappedKey).toMatch(/^conversation:v1:/);
+    expect(issued.wrappedKey).not.toContain(Buffer.from(issued.dataKey).toString('base64'));
+    await expect(
+      secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId: 'x' }),
+    ).rejects.toMatchObject({
+      code: 3,
+      rawMessage: expect.stringMatching(/recording_id/),
+    });
+    // Only the orchestrator gets recording keys, only tenant-data opens them.
+    const secretsAsTenantData = await s.stack.clientAs('tenant-data', 'secrets', SecretsService);
+    await expect(secretsAsTenantData.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId })).rejects.toMatchObject({
+      code: 7,
+    });
+    await expect(
+      secretsAsOrchestrator.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: issued.wrappedKey }),
+    ).rejects.toMatchObject({
+      code: 7,
+    });
+    const opened = await secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: issued.wrappedKey });
+    expect(Buffer.from(opened.dataKey)).toEqual(Buffer.from(issued.dataKey));
+    await expect(secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: 'plain' })).rejects.toMatchObject(
+      {
+        code: 3,
+        rawMessage: expect.stringMatching(/wrapped_key/),
+      },
+    );
+    // An ended conversation gets no new recording key.
+    await asOrchestrator.endConversation({ tenantId, conversationId, endReason: 'done' });
+    await expect(secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId })).rejects.toMatchObject({
+      code: 9,
+      rawMessage: expect.stringMatching(/only a live call is recorded/),
+    });
+  });
+
   it('records a Twilio call into S3 (the stand-in) under a per-conversation key, consent by the key 1, and reads it back through the API', async () => {
     // tenant-data and the orchestrator both move to the S3 store.
     const s3Env = {
