@@ -29,7 +29,7 @@ import { serviceDb, serviceUrl } from '../src/pg.js';
 // receiver on 127.0.0.1. The private allow-list is on in this file only, for 127.0.0.1 alone. The
 // signing secrets come from a map standing in for the secrets service.
 
-type Behaviour = 'ok' | 'fail' | 'hang' | 'drop' | 'gone' | 'busy-seconds' | 'busy-date' | 'slow';
+type Behaviour = 'ok' | 'fail' | 'hang' | 'drop' | 'gone' | 'busy-seconds' | 'busy-date' | 'slow' | 'slower';
 interface Received {
   path: string;
   id: string;
@@ -93,6 +93,7 @@ beforeAll(async () => {
       };
       // A receiver that takes its time: one worker's slots stay full, so the other must lease too.
       if (behaviour === 'slow') setTimeout(accept, 150);
+      else if (behaviour === 'slower') setTimeout(accept, 1_000);
       else accept();
     });
   });
@@ -267,6 +268,63 @@ describe('webhook delivery queue', () => {
     expect(delivery).toMatchObject({ state: 'refused', attempts: 1 });
     expect(delivery.last_error).toContain('address-range: 127.0.0.1 is loopback');
     expect(receivedAt('/refused')).toEqual([]);
+  });
+
+  it('keeps sending while an outcome waits to be recorded: a blocked database write holds no send slot', async () => {
+    const tenant = randomUUID();
+    scripts.set('/held', ['slower']);
+    await endpointFor(tenant, '/held');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) ids.push(...(await emit(tenant)));
+    const w = worker('held', {
+      batchSize: 1,
+      egress: {
+        policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+        ca,
+        connectTimeoutMs: 1_000,
+        totalTimeoutMs: 10_000,
+        maxResponseBytes: 64 * 1024,
+      },
+    });
+    w.start();
+    // While the first delivery's send is slow, another transaction takes its first log line
+    // (uncommitted), so recording that attempt waits; with one slot, the other two must still go out.
+    const first = await until(
+      () => withTenant(db, tenant, (trx) => getDelivery(trx, ids[0]!)),
+      (d) => d.state === 'delivering',
+    );
+    expect(first.state).toBe('delivering');
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    const blocker = withTenant(db, tenant, async (trx) => {
+      await trx
+        .insertInto('webhook_delivery_attempts')
+        .values({ delivery_id: ids[0]!, attempt: 1, worker: 'blocker', outcome: 'failed', latency_ms: 0 })
+        .execute();
+      holding();
+      await gate;
+      throw new Error('rolled back on purpose');
+    }).catch(() => undefined);
+    await held;
+    try {
+      const sent = await until(
+        async () => receivedAt('/held').map((r) => r.id),
+        (got) => got.length >= 3,
+      );
+      expect(sent).toEqual(ids);
+      expect((await withTenant(db, tenant, (trx) => getDelivery(trx, ids[0]!))).state).toBe('delivering');
+    } finally {
+      release();
+      await blocker;
+    }
+    const states = await until(
+      () => withTenant(db, tenant, (trx) => Promise.all(ids.map((id) => getDelivery(trx, id)))),
+      (ds) => ds.every((d) => d.state === 'delivered'),
+    );
+    expect(states.map((d) => d.state)).toEqual(['delivered', 'delivered', 'delivered']);
+    expect(receivedAt('/held')).toHaveLength(3);
   });
 
   it('resumes a delivery whose worker crashed mid-delivery once its lease runs out', async () => {

@@ -2,7 +2,7 @@ import { Webhook, WebhookVerificationError as ReferenceVerificationError } from 
 import { describe, expect, it } from 'vitest';
 import { WebhookVerificationError } from './errors.js';
 import { generateWebhookSecret } from './secret.js';
-import { signWebhook, verifyWebhook, webhookHeaders } from './standard-webhooks.js';
+import { signWebhook, verifyWebhook, webhookHeaders, webhookSigner } from './standard-webhooks.js';
 
 // The published test vector of the Standard Webhooks reference implementations:
 // standard-webhooks/standard-webhooks, libraries/javascript/src/webhook.test.ts ("sign function
@@ -26,6 +26,17 @@ describe('signWebhook and verifyWebhook (Standard Webhooks)', () => {
     expect(signWebhook(VECTOR)).toBe(VECTOR.signature);
     expect(signWebhook({ ...VECTOR, timestamp: AT_VECTOR_TIME })).toBe(VECTOR.signature);
     expect(signWebhook({ ...VECTOR, payload: new TextEncoder().encode(VECTOR.payload) })).toBe(VECTOR.signature);
+  });
+
+  it('signs the published test vector with a signer made once, for attempt after attempt and with every secret', () => {
+    const other = generateWebhookSecret();
+    const sign = webhookSigner([VECTOR.secret, other]);
+    for (let i = 0; i < 2; i += 1) {
+      const headers = sign({ id: VECTOR.id, timestamp: VECTOR.timestamp, payload: VECTOR.payload });
+      expect(headers).toEqual(vectorHeaders(`${VECTOR.signature} ${signWebhook({ ...VECTOR, secret: other })}`));
+    }
+    expect(() => sign({ ...VECTOR, id: 'a.b' })).toThrow('contain no "."');
+    expect(() => webhookSigner([])).toThrow('at least one webhook secret');
   });
 
   it('verifies the published test vector, alone and among other signatures', () => {

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { WebhookVerificationError } from './errors.js';
 import { decodeWebhookSecret } from './secret.js';
 
@@ -41,7 +41,7 @@ function checkId(id: string): void {
   if (id === '' || id.includes('.')) throw new TypeError('a webhook id must be non-empty and contain no "."');
 }
 
-function hmac(key: Buffer, id: string, timestamp: number, payload: string | Uint8Array): Buffer {
+function hmac(key: Buffer | KeyObject, id: string, timestamp: number, payload: string | Uint8Array): Buffer {
   return createHmac('sha256', key).update(`${id}.${timestamp}.`).update(payload).digest();
 }
 
@@ -54,20 +54,44 @@ export function signWebhook(input: SignWebhookInput): string {
 }
 
 /**
- * webhookHeaders returns the three Standard Webhooks headers for one attempt, signed with every
- * given secret (space-separated), so receivers that hold either secret accept it during a rotation.
+ * WebhookHeaders are the three Standard Webhooks headers of one attempt (a type, not an interface,
+ * so that it is also a WebhookHeaderBag).
  */
-export function webhookHeaders(input: Omit<SignWebhookInput, 'secret'> & { readonly secrets: readonly string[] }): {
+export type WebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;
   'webhook-signature': string;
-} {
-  if (input.secrets.length === 0) throw new TypeError('at least one webhook secret is needed to sign');
-  return {
-    'webhook-id': input.id,
-    'webhook-timestamp': String(unixSeconds(input.timestamp)),
-    'webhook-signature': input.secrets.map((secret) => signWebhook({ ...input, secret })).join(' '),
+};
+
+/** WebhookSigner signs attempts with a fixed set of secrets (webhookSigner). */
+export type WebhookSigner = (input: Omit<SignWebhookInput, 'secret'>) => WebhookHeaders;
+
+/**
+ * webhookSigner decodes the secrets once and returns a function that makes the headers of any
+ * number of attempts, as webhookHeaders does. For a sender of many deliveries per endpoint: HMAC
+ * with a raw key builds a key object on every call, which costs several times the hashing itself.
+ */
+export function webhookSigner(secrets: readonly string[]): WebhookSigner {
+  if (secrets.length === 0) throw new TypeError('at least one webhook secret is needed to sign');
+  const keys = secrets.map((secret) => createSecretKey(decodeWebhookSecret(secret)));
+  return (input) => {
+    checkId(input.id);
+    const timestamp = unixSeconds(input.timestamp);
+    if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw new TypeError('a webhook timestamp is whole Unix seconds');
+    return {
+      'webhook-id': input.id,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': keys.map((key) => `v1,${hmac(key, input.id, timestamp, input.payload).toString('base64')}`).join(' '),
+    };
   };
+}
+
+/**
+ * webhookHeaders returns the three Standard Webhooks headers for one attempt, signed with every
+ * given secret (space-separated), so receivers that hold either secret accept it during a rotation.
+ */
+export function webhookHeaders(input: Omit<SignWebhookInput, 'secret'> & { readonly secrets: readonly string[] }): WebhookHeaders {
+  return webhookSigner(input.secrets)(input);
 }
 
 /** headerValue reads one header, case-insensitively, from either kind of header bag. */

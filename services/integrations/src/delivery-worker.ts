@@ -2,7 +2,7 @@ import { recordAuditEvent, auditDetails, systemActor } from '@parley/audit-outbo
 import { withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { recordWebhookDelivery, type Logger } from '@parley/platform';
-import { webhookHeaders } from '@parley/webhooks';
+import { webhookSigner, type WebhookSigner } from '@parley/webhooks';
 import type { Kysely } from 'kysely';
 import type { IntegrationsDb } from './db/tables.js';
 import {
@@ -44,8 +44,8 @@ export interface DeliveryWorkerOptions {
   };
   readonly backoff: BackoffPolicy;
   /**
-   * batchSize is how many deliveries this worker has in flight at most; each is finished on its
-   * own, so a slow receiver holds one slot, not the batch.
+   * batchSize is how many sends this worker has in flight at most; each is finished on its own, so
+   * a slow receiver holds one slot, not the batch (and recording an outcome holds none).
    */
   readonly batchSize: number;
   /** pollMs is how long an idle worker waits before looking again (wake() cuts it short). */
@@ -132,8 +132,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   // A wake that came while the loop was busy leasing: the next wait is skipped, not missed.
   let woken = false;
 
-  /** BatchMemo shares one secrets read among a batch's deliveries to the same endpoint. */
-  type Target = { endpoint: LeasedEndpoint; secrets: string[] } | { refused: string };
+  /** BatchMemo shares one secrets read (and its signing keys) among a batch's deliveries to the same endpoint. */
+  type Target = { endpoint: LeasedEndpoint; sign: WebhookSigner } | { refused: string };
   type BatchMemo = Map<string, Promise<Target>>;
 
   // The endpoint came with the lease, read in the same statement.
@@ -143,7 +143,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     if (!endpoint.enabled) return { refused: 'endpoint disabled' };
     const refs = signingSecretRefs(endpoint);
     if (refs.length === 0) return { refused: 'endpoint has no signing secret' };
-    return { endpoint, secrets: await options.signingSecrets(delivery.tenant_id, refs) };
+    return { endpoint, sign: webhookSigner(await options.signingSecrets(delivery.tenant_id, refs)) };
   }
 
   async function attempt(delivery: LeasedDelivery, memo: BatchMemo): Promise<Attempt> {
@@ -157,8 +157,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     }
     const target = await pending;
     if ('refused' in target) return { outcome: 'refused', statusCode: null, latencyMs: elapsed(), error: target.refused };
-    const { endpoint, secrets } = target;
-    const headers = webhookHeaders({ secrets, id: delivery.id, timestamp: new Date(), payload: delivery.payload });
+    const { endpoint, sign } = target;
+    const headers = sign({ id: delivery.id, timestamp: new Date(), payload: delivery.payload });
     try {
       const response = await egress.request(endpoint.url, {
         method: 'POST',
@@ -252,15 +252,23 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     }
   }
 
-  async function deliver(delivery: LeasedDelivery, memo: BatchMemo): Promise<void> {
-    let result: Attempt;
+  /** send makes one attempt; it never throws (a failure inside Parley is a failed attempt). */
+  async function send(delivery: LeasedDelivery, memo: BatchMemo): Promise<Attempt> {
     try {
-      result = await attempt(delivery, memo);
+      return await attempt(delivery, memo);
     } catch (error) {
       // Our own fault (database, secrets service): retry like a receiver failure, log the cause.
       options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery attempt failed inside Parley');
-      result = { outcome: 'failed', statusCode: null, latencyMs: 0, error: `internal: ${lastWords(error).slice(0, 200)}` };
+      return { outcome: 'failed', statusCode: null, latencyMs: 0, error: `internal: ${lastWords(error).slice(0, 200)}` };
     }
+  }
+
+  async function deliver(delivery: LeasedDelivery, memo: BatchMemo): Promise<void> {
+    await record(delivery, await send(delivery, memo));
+  }
+
+  /** record writes an attempt's outcome to the delivery and its log (group-committed), while the lease still holds. */
+  async function record(delivery: LeasedDelivery, result: Attempt): Promise<void> {
     recordWebhookDelivery(result.outcome);
     // A Retry-After (429/503) replaces the backoff for this wait; a 410 stops the retries.
     const waitMs = result.retryAfterMs ?? retryDelayMs(delivery.attempts, options.backoff, random);
@@ -297,21 +305,42 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     return leased.length;
   }
 
-  // The running loop keeps up to batchSize deliveries in flight, each finished on its own. It
-  // leases again once a quarter of the slots is free (fewer leases, each sharing its endpoint and
-  // secrets reads), at once when woken by an enqueue, and every pollMs otherwise.
+  // The running loop keeps up to batchSize sends in flight. A slot frees when its send ends; the
+  // outcome is then recorded in the background by the group commit, so a send never waits for the
+  // database write of another (outcomes waiting to be recorded are bounded too, by RECORDING_SLOTS
+  // batches). It leases again once a quarter of the slots is free (fewer leases, each sharing its
+  // endpoint and secrets reads), at once when woken by an enqueue, and every pollMs otherwise.
   const inFlight = new Set<Promise<void>>();
+  const recording = new Set<Promise<void>>();
+  const RECORDING_SLOTS = 4;
   const refill = Math.max(1, Math.floor(options.batchSize / 4));
   let waitingForSlots = false;
 
+  function freeSlots(): number {
+    return Math.min(options.batchSize - inFlight.size, RECORDING_SLOTS * options.batchSize - inFlight.size - recording.size);
+  }
+
+  function slotFreed(): void {
+    if (waitingForSlots && freeSlots() >= refill) wakeUp?.();
+  }
+
   function launch(delivery: LeasedDelivery, memo: BatchMemo): void {
-    const p: Promise<void> = deliver(delivery, memo)
-      .catch((error: unknown) =>
-        options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery could not be recorded; its lease will lapse'),
-      )
+    const recordLater = (result: Attempt): void => {
+      const r: Promise<void> = record(delivery, result)
+        .catch((error: unknown) =>
+          options.logger?.warn({ err: error, delivery: delivery.id }, 'webhook delivery could not be recorded; its lease will lapse'),
+        )
+        .finally(() => {
+          recording.delete(r);
+          slotFreed();
+        });
+      recording.add(r);
+    };
+    const p: Promise<void> = send(delivery, memo)
+      .then(recordLater)
       .finally(() => {
         inFlight.delete(p);
-        if (waitingForSlots && options.batchSize - inFlight.size >= refill) wakeUp?.();
+        slotFreed();
       });
     inFlight.add(p);
   }
@@ -323,7 +352,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       running = true;
       loop = (async () => {
         while (running) {
-          const free = options.batchSize - inFlight.size;
+          const free = freeSlots();
           let drained = false;
           if (free >= refill) {
             try {
@@ -354,6 +383,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           waitingForSlots = false;
         }
         await Promise.all([...inFlight]);
+        await Promise.all([...recording]);
       })();
     },
     wake() {
