@@ -163,15 +163,19 @@ describe('call recording', () => {
     expect(contains(wav.right, agentAudio.subarray(0, 320))).toBe(true);
     expect(contains(wav.right, agentAudio.subarray(agentAudio.length - 320))).toBe(true);
     // The read is an access event in the audit log: by the caller's key, of this recording.
-    await eventually(async () => {
+    const [event] = await eventually(async () => {
       const events = await s.stack.call(
         '/parley.api.v1.AuditService/ListEvents',
         { filter: { action: 'recording.read', targetId: recording!.id } },
         ownerKey,
       );
-      const audio = ((events.body.events ?? []) as { details?: { audio?: boolean } }[]).filter((e) => e.details?.audio === true);
+      const audio = ((events.body.events ?? []) as { actorKind: string; description?: { audio?: boolean } }[]).filter(
+        (e) => e.description?.audio === true,
+      );
       return audio.length === 1 ? audio : undefined;
     }, 15_000);
+
+    expect(event?.actorKind).toBe('api_key');
 
     // The transcript starts with the announcement and the consent step.
     const turns = await transcript(conversationId);
@@ -247,6 +251,88 @@ describe('call recording', () => {
     ]);
   });
 
+  it('takes no answer within the consent timeout as a no', async () => {
+    const agent = await s.createAgent({
+      providerSettings: {
+        llm: { provider: 'scripted', delayMs: 0 },
+        recording: { announcement: ANNOUNCEMENT, consent: { prompt: PROMPT, declinedLine: DECLINED, timeoutMs: 1_000 } },
+      },
+    });
+    const { client, conversationId } = await startVoice(agent);
+    await client.reply(30_000);
+    await realTime(callerSpeech(0.3, RATE), RATE, (slice) => client.sendAudio(slice));
+    await client.next((f) => f.type === 'event' && f.name === 'recording' && f.state === 'declined', 10_000);
+    expect((await client.reply(30_000)).sentences).toEqual([DECLINED]);
+    client.send({ type: 'end' });
+    await client.closed;
+    expect(await listRecordings(conversationId)).toEqual([]);
+    expect((await transcript(conversationId)).slice(3)).toEqual([
+      ['system', 'recording consent not answered: nothing of the call is recorded'],
+      ['assistant', DECLINED],
+    ]);
+  });
+
+  it('refuses bad reads and key requests with codes that say what to fix', async () => {
+    const tenantId = s.stack.bootstrap.tenantId;
+    const agent = await s.createAgent({ providerSettings: { llm: { provider: 'scripted', delayMs: 0 } } });
+    const asOrchestrator = await s.tenantData();
+    const { conversation } = await asOrchestrator.startConversation({ tenantId, agentId: agent, subjectId: '', conversationId: '' });
+    const conversationId = conversation!.id;
+    // A reference Parley did not encrypt (no sealed key) is not served as audio.
+    const { recording } = await asOrchestrator.addRecording({
+      tenantId,
+      conversationId,
+      blobKey: `elsewhere/${conversationId}.opus`,
+      durationMs: 1000,
+      dataClass: 'audio_full',
+    });
+    const bad = async (body: Record<string, unknown>, status: number, code: string, message: RegExp) => {
+      const res = await api('GetRecording', body);
+      expect([res.status, res.body.code], JSON.stringify(res.body)).toEqual([status, code]);
+      expect(String(res.body.message)).toMatch(message);
+    };
+    await bad({ conversationId, recordingId: 'nope' }, 400, 'invalid_argument', /recording_id/);
+    await bad({ conversationId, recordingId: '0190a8c4-0000-7000-8000-000000000000' }, 404, 'not_found', /recording/);
+    await bad({ conversationId, recordingId: recording!.id }, 400, 'failed_precondition', /holds no audio Parley encrypted/);
+
+    const secretsAsOrchestrator = await s.stack.clientAs('voice-orchestrator', 'secrets', SecretsService);
+    const recordingId = '0190a8c4-0000-7000-8000-000000000001';
+    const issued = await secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId });
+    expect(issued.dataKey).toHaveLength(32);
+    expect(issued.wrappedKey).toMatch(/^conversation:v1:/);
+    expect(issued.wrappedKey).not.toContain(Buffer.from(issued.dataKey).toString('base64'));
+    await expect(
+      secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId: 'x' }),
+    ).rejects.toMatchObject({
+      code: 3,
+      rawMessage: expect.stringMatching(/recording_id/),
+    });
+    // Only the orchestrator gets recording keys, only tenant-data opens them.
+    const secretsAsTenantData = await s.stack.clientAs('tenant-data', 'secrets', SecretsService);
+    await expect(secretsAsTenantData.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId })).rejects.toMatchObject({
+      code: 7,
+    });
+    await expect(
+      secretsAsOrchestrator.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: issued.wrappedKey }),
+    ).rejects.toMatchObject({
+      code: 7,
+    });
+    const opened = await secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: issued.wrappedKey });
+    expect(Buffer.from(opened.dataKey)).toEqual(Buffer.from(issued.dataKey));
+    await expect(secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: 'plain' })).rejects.toMatchObject(
+      {
+        code: 3,
+        rawMessage: expect.stringMatching(/wrapped_key/),
+      },
+    );
+    // An ended conversation gets no new recording key.
+    await asOrchestrator.endConversation({ tenantId, conversationId, endReason: 'done' });
+    await expect(secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId })).rejects.toMatchObject({
+      code: 9,
+      rawMessage: expect.stringMatching(/only a live call is recorded/),
+    });
+  });
+
   it('records a Twilio call into S3 (the stand-in) under a per-conversation key, consent by the key 1, and reads it back through the API', async () => {
     // tenant-data and the orchestrator both move to the S3 store.
     const s3Env = {
@@ -273,7 +359,11 @@ describe('call recording', () => {
     });
     const { token, sessionId } = await s.createSession(agent, { origin: '' });
     const c = await openMediaStream(s.sessionUrl.replace('/v1/session', '/v1/telephony/twilio/media-stream'), s.stack.ca);
-    const ids = { streamSid: 'MZ0123456789abcdef0123456789abcdef', accountSid: 'AC0123456789abcdef0123456789abcdef', callSid: 'CA0123456789abcdef0123456789abcdef' };
+    const ids = {
+      streamSid: 'MZ0123456789abcdef0123456789abcdef',
+      accountSid: 'AC0123456789abcdef0123456789abcdef',
+      callSid: 'CA0123456789abcdef0123456789abcdef',
+    };
     c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
     c.send(startMessage(ids, token));
     // The announcement and the question are spoken (a mark follows the reply), then the caller presses 1.

@@ -47,9 +47,10 @@ function uriEncode(value: string, keepSlash: boolean): string {
  */
 function verifySignature(req: IncomingMessage, path: string, query: URLSearchParams, body: Buffer, s: S3Standin): string | undefined {
   const auth = req.headers.authorization ?? '';
-  const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/s3\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/.exec(
-    auth,
-  );
+  const match =
+    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/s3\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/.exec(
+      auth,
+    );
   if (match === null) return 'AccessDenied';
   const [, keyId, day, region, signedHeaders, signature] = match as unknown as [string, string, string, string, string, string];
   if (keyId !== s.accessKeyId) return 'InvalidAccessKeyId';
@@ -59,7 +60,12 @@ function verifySignature(req: IncomingMessage, path: string, query: URLSearchPar
   if (payloadHash !== 'UNSIGNED-PAYLOAD' && payloadHash !== sha256(body)) return 'XAmzContentSHA256Mismatch';
   const canonicalHeaders = signedHeaders
     .split(';')
-    .map((h) => `${h}:${String(req.headers[h] ?? '').trim().replace(/\s+/g, ' ')}\n`)
+    .map(
+      (h) =>
+        `${h}:${String(req.headers[h] ?? '')
+          .trim()
+          .replace(/\s+/g, ' ')}\n`,
+    )
     .join('');
   const canonicalQuery = [...query.entries()]
     .map(([k, v]) => [uriEncode(k, false), uriEncode(v, false)] as const)

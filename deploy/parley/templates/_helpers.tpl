@@ -247,6 +247,46 @@ the chart's own Certificate fills; empty when the edge serves its internal certi
 {{- end -}}
 
 {{/*
+The blob store of recorded calls (config.recordings), the same for tenant-data and the
+voice-orchestrator: PARLEY_BLOB_STORE and, for s3, the bucket and (optionally) a key pair from an
+existing Secret. Call with config.recordings.
+*/}}
+{{- define "parley.blobStoreEnv" -}}
+- name: PARLEY_BLOB_STORE
+  value: {{ .store | quote }}
+{{- if eq .store "s3" }}
+- name: PARLEY_S3_BUCKET
+  value: {{ required "config.recordings.s3.bucket: name the bucket recordings are kept in" .s3.bucket | quote }}
+- name: PARLEY_S3_REGION
+  value: {{ .s3.region | quote }}
+{{- with .s3.endpoint }}
+- name: PARLEY_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+- name: PARLEY_S3_FORCE_PATH_STYLE
+  value: {{ ternary "true" "false" .s3.forcePathStyle | quote }}
+{{- with .s3.prefix }}
+- name: PARLEY_S3_PREFIX
+  value: {{ . | quote }}
+{{- end }}
+{{- with .s3.credentials }}
+{{- if .existingSecret }}
+- name: PARLEY_S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: PARLEY_S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 A service's own environment (config.<service>) and, for the services that keep a KEK in Vault
 (vault.services), exactly the variables @parley/envelope's loadKekProviderConfig reads. Returns
 a YAML list of env entries; credentials only as secretKeyRef or as paths of mounted files.
@@ -353,6 +393,7 @@ Call with (dict "root" $ "service" "<name>").
 - name: PARLEY_DB_POOL_MAX
   value: {{ (index $c "tenant-data").dbPoolMax | quote }}
 {{ include "parley.secretEnv" (dict "name" "PARLEY_SUBJECT_HASH_PEPPER" "ref" (index $c "tenant-data").subjectHashPepper "from" "config.tenant-data.subjectHashPepper") }}
+{{ include "parley.blobStoreEnv" $c.recordings }}
 {{- else if eq $service "audit" }}
 - name: PARLEY_DB_POOL_MAX
   value: {{ $c.audit.dbPoolMax | quote }}
@@ -408,6 +449,9 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ (index $c "voice-orchestrator").ttsEmbeddedWorkers | int64 | quote }}
 - name: PARLEY_SESSION_TRUSTED_PROXIES
   value: {{ join "," (index $c "voice-orchestrator").trustedProxies | quote }}
+- name: PARLEY_RECORDING_MAX_BYTES
+  value: {{ $c.recordings.maxBytes | int64 | quote }}
+{{ include "parley.blobStoreEnv" $c.recordings }}
 {{- end }}
 {{- if hasKey $vault.services $service }}
 {{- $client := get $vault.services $service }}

@@ -4,9 +4,7 @@ import type { S3BlobStoreConfig } from './s3-blob-store.js';
 
 /** BlobStoreConfig is which blob store a service uses, or none. */
 export type BlobStoreConfig =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'file'; readonly dir: string }
-  | ({ readonly kind: 's3' } & S3BlobStoreConfig);
+  { readonly kind: 'none' } | { readonly kind: 'file'; readonly dir: string } | ({ readonly kind: 's3' } & S3BlobStoreConfig);
 
 /**
  * blobStoreConfigFromEnv reads PARLEY_BLOB_STORE (`file`, `s3` or `none`) and its variables; a
@@ -19,7 +17,8 @@ export function blobStoreConfigFromEnv(env: Env): BlobStoreConfig {
   const kind = envEnum(env, 'PARLEY_BLOB_STORE', ['file', 's3', 'none'], dir === undefined ? 'none' : 'file');
   if (kind === 'none') return Object.freeze({ kind });
   if (kind === 'file') {
-    if (dir === undefined) throw new ConfigError('PARLEY_BLOB_DIR', 'is required with PARLEY_BLOB_STORE=file (the directory blobs are kept in)');
+    if (dir === undefined)
+      throw new ConfigError('PARLEY_BLOB_DIR', 'is required with PARLEY_BLOB_STORE=file (the directory blobs are kept in)');
     return Object.freeze({ kind, dir });
   }
   const bucket = envString(env, 'PARLEY_S3_BUCKET');

@@ -55,7 +55,8 @@ export class RecordingAudioWriter {
 
   /** wipe overwrites the collected audio (after sealing, or when consent was refused). */
   wipe(): void {
-    for (const c of this.#chunks) c.fill(0);
+    // The header (chunk 0) holds no audio and stays: the writer can be used again.
+    for (const c of this.#chunks.slice(1)) c.fill(0);
     this.#chunks.length = 1;
     this.#bytes = HEADER_BYTES;
   }
@@ -86,7 +87,7 @@ function placeFrames(plaintext: Uint8Array): Placed {
   const sampleRate = bytes.readUInt32LE(4);
   const frames: { side: number; start: number; at: number; count: number }[] = [];
   const cursor = [0, 0];
-  for (let at = HEADER_BYTES; at < bytes.length; ) {
+  for (let at = HEADER_BYTES; at < bytes.length;) {
     if (at + RECORD_HEADER_BYTES > bytes.length) throw new Error('recording truncated in a frame header');
     const side = bytes.readUInt8(at);
     const atMs = bytes.readUInt32LE(at + 1);

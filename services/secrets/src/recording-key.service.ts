@@ -1,6 +1,13 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { requireUuid, withTenant } from '@parley/db';
-import { createSubjectKey, decryptForSubject, encryptForSubject, recordingKeyPurpose, type DataKeySource, type KekProvider } from '@parley/envelope';
+import {
+  createSubjectKey,
+  decryptForSubject,
+  encryptForSubject,
+  recordingKeyPurpose,
+  type DataKeySource,
+  type KekProvider,
+} from '@parley/envelope';
 import { callerOf, FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, requestTenant } from '@parley/platform';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { Kysely } from 'kysely';
@@ -25,7 +32,12 @@ export interface RecordingKeyDeps {
  * activeSubjectKey returns the subject's wrapped key, making one on first use; a shredded
  * subject is refused (nothing more may be encrypted for a forgotten person).
  */
-export async function activeSubjectKey(db: Kysely<SecretsDatabase>, kek: KekProvider, tenantId: string, subjectId: string): Promise<string> {
+export async function activeSubjectKey(
+  db: Kysely<SecretsDatabase>,
+  kek: KekProvider,
+  tenantId: string,
+  subjectId: string,
+): Promise<string> {
   const stored = await withTenant(db, tenantId, (trx) => readSubjectKey(trx, subjectId));
   if (stored.state === 'active') return stored.wrappedKey;
   if (stored.state === 'shredded')
@@ -42,7 +54,9 @@ export async function activeSubjectKey(db: Kysely<SecretsDatabase>, kek: KekProv
  * the audio unreadable, or, without a subject, wrapped by the KEK as the recording's own key,
  * which goes when its reference is deleted.
  */
-export function createRecordingKeyHandlers(deps: RecordingKeyDeps): Pick<ServiceImpl<typeof SecretsService>, 'issueRecordingKey' | 'openRecordingKey'> {
+export function createRecordingKeyHandlers(
+  deps: RecordingKeyDeps,
+): Pick<ServiceImpl<typeof SecretsService>, 'issueRecordingKey' | 'openRecordingKey'> {
   return {
     async issueRecordingKey(req, ctx) {
       const tenantId = requestTenant(ctx, req.tenantId);
@@ -52,10 +66,13 @@ export function createRecordingKeyHandlers(deps: RecordingKeyDeps): Pick<Service
       if (callerOf(ctx).service !== 'voice-orchestrator') throw new PermissionDeniedError('only the voice-orchestrator records calls');
       const conversation = await deps.directory.getConversation(tenantId, conversationId);
       if (conversation.state !== 'live')
-        throw new FailedPreconditionError(`conversation ${conversationId} is ${conversation.state || 'not live'}; only a live call is recorded`);
+        throw new FailedPreconditionError(
+          `conversation ${conversationId} is ${conversation.state || 'not live'}; only a live call is recorded`,
+        );
       const dataKey = await deps.kek.generateDataKey();
       try {
-        if (subjectId === undefined) return { dataKey: Buffer.from(dataKey.plaintextKey), wrappedKey: `${KEK_WRAPPED}${dataKey.wrappedKey}` };
+        if (subjectId === undefined)
+          return { dataKey: Buffer.from(dataKey.plaintextKey), wrappedKey: `${KEK_WRAPPED}${dataKey.wrappedKey}` };
         const subjectKey = await activeSubjectKey(deps.db, deps.kek, tenantId, subjectId);
         const sealed = await encryptForSubject(
           deps.keys,

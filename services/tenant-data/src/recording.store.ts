@@ -45,7 +45,10 @@ const recordingSchema = z.strictObject({
     .string()
     .min(1)
     .max(4096)
-    .regex(/^(subject|conversation):v1:[A-Za-z0-9+/:=_-]+$/, 'must be a key sealed by secrets IssueRecordingKey (subject:v1:… or conversation:v1:…)')
+    .regex(
+      /^(subject|conversation):v1:[A-Za-z0-9+/:=_-]+$/,
+      'must be a key sealed by secrets IssueRecordingKey (subject:v1:… or conversation:v1:…)',
+    )
     .optional(),
 });
 
@@ -88,7 +91,8 @@ export async function getRecording(trx: Trx, recordingId: string, conversationId
   let query = trx.selectFrom('recordings').selectAll().where('id', '=', id);
   if (conversationId !== undefined) query = query.where('conversation_id', '=', requireUuid(conversationId, 'conversation_id'));
   const row = await query.executeTakeFirst();
-  if (row === undefined) throw new NotFoundError(`recording ${id} not found${conversationId === undefined ? '' : ` in conversation ${conversationId}`}`);
+  if (row === undefined)
+    throw new NotFoundError(`recording ${id} not found${conversationId === undefined ? '' : ` in conversation ${conversationId}`}`);
   return row;
 }
 

@@ -71,7 +71,10 @@ export class CallRecording {
    */
   prepareKey(tenantId: string, conversationId: string, subjectId: string | undefined): void {
     this.#key = this.#deps.peers.issueRecordingKey(tenantId, conversationId, subjectId, this.recordingId).catch((err: unknown) => {
-      this.#deps.log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'no data key for the call recording: it will not be stored');
+      this.#deps.log.error(
+        { err: err instanceof Error ? err.message : 'unknown' },
+        'no data key for the call recording: it will not be stored',
+      );
       return undefined;
     });
   }
@@ -114,7 +117,6 @@ export class CallRecording {
     try {
       if (this.#phase !== 'recording' || key === undefined) return undefined;
       const plaintext = this.#writer.bytes();
-      this.#writer.wipe();
       const durationMs = recordingDurationMs(plaintext);
       let sealed: Buffer;
       try {
@@ -141,7 +143,9 @@ export class CallRecording {
       }
       return { recordingId: this.recordingId, durationMs, sizeBytes: sealed.length };
     } finally {
+      // Whatever happened (stored, consent never answered, no key), nothing of the call stays in memory.
       key?.dataKey.fill(0);
+      this.#writer.wipe();
       this.#phase = 'off';
     }
   }

@@ -154,7 +154,9 @@ export function conversationHandlers(
     async readRecordingAudio(req, ctx) {
       const { blobs, recordingKeys } = deps;
       if (blobs === undefined || recordingKeys === undefined)
-        throw new FailedPreconditionError('no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read');
+        throw new FailedPreconditionError(
+          'no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read',
+        );
       // The access event is written in the transaction that reads the reference and commits only
       // with the audio returned: every read of call audio is in the audit log, by whom and of what.
       return audited(req.tenantId, ctx, async (trx, record, tenant) => {
@@ -167,7 +169,11 @@ export function conversationHandlers(
         const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
         let plaintext: Buffer;
         try {
-          plaintext = openRecording(dataKey, { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id }, blob);
+          plaintext = openRecording(
+            dataKey,
+            { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
+            blob,
+          );
         } finally {
           dataKey.fill(0);
         }

@@ -1,0 +1,59 @@
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { blobStoreConfigFromEnv } from './config.js';
+import { createFileBlobStore } from './file-blob-store.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'parley-blob-test-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('the file blob store', () => {
+  it('puts, gets and deletes a blob as a private file, leaving no temporary file behind', async () => {
+    const store = createFileBlobStore(dir);
+    await store.put('recordings/t/c/r.pra', new Uint8Array([1, 2, 3]));
+    expect(Buffer.from((await store.get('recordings/t/c/r.pra')) ?? [])).toEqual(Buffer.from([1, 2, 3]));
+    expect((await stat(join(dir, 'recordings/t/c/r.pra'))).mode & 0o777).toBe(0o600);
+    expect(await readdir(join(dir, 'recordings/t/c'))).toEqual(['r.pra']);
+    await store.delete('recordings/t/c/r.pra');
+    expect(await store.get('recordings/t/c/r.pra')).toBeUndefined();
+    await store.delete('recordings/t/c/r.pra');
+  });
+
+  it('refuses keys that are absolute, empty or climb out of its directory', async () => {
+    const store = createFileBlobStore(dir);
+    for (const key of ['/etc/passwd', '', '../x', 'a/../../x', 'a//b', 'a/./b'])
+      await expect(store.put(key, new Uint8Array([1])), key).rejects.toThrow(/blob key/);
+  });
+});
+
+describe('blobStoreConfigFromEnv', () => {
+  it('is none without a directory, a file store under the dev directory, and names the bad variable', () => {
+    expect(blobStoreConfigFromEnv({})).toEqual({ kind: 'none' });
+    expect(blobStoreConfigFromEnv({ PARLEY_DEV_DIR: '/dev-dir' })).toEqual({ kind: 'file', dir: '/dev-dir/blobs' });
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 'file' })).toThrow(/PARLEY_BLOB_DIR/);
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 'disk' })).toThrow(/PARLEY_BLOB_STORE/);
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3' })).toThrow(/PARLEY_S3_BUCKET/);
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3', PARLEY_S3_BUCKET: 'Bad_Bucket' })).toThrow(/PARLEY_S3_BUCKET/);
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3', PARLEY_S3_BUCKET: 'b-1', PARLEY_S3_ACCESS_KEY_ID: 'AKIA' })).toThrow(
+      /PARLEY_S3_SECRET_ACCESS_KEY/,
+    );
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3', PARLEY_S3_BUCKET: 'b-1', PARLEY_S3_PREFIX: 'no-slash' })).toThrow(
+      /PARLEY_S3_PREFIX/,
+    );
+    expect(blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3', PARLEY_S3_BUCKET: 'b-1', PARLEY_S3_ENDPOINT: 'http://minio:9000' })).toEqual({
+      kind: 's3',
+      bucket: 'b-1',
+      region: 'us-east-1',
+      endpoint: 'http://minio:9000',
+      forcePathStyle: true,
+      prefix: '',
+      credentials: undefined,
+    });
+  });
+});

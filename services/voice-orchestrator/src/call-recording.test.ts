@@ -1,0 +1,10 @@
+import { describe, expect, it } from 'vitest';
+import { consentGiven } from './call-recording.js';
+
+describe('consentGiven', () => {
+  it('takes a plain yes, said, typed or keyed, and nothing else', () => {
+    for (const yes of ['Yes', 'yes, that is fine.', 'Yeah', 'sure', 'OK', 'okay then', 'I agree', '1'])
+      expect(consentGiven(yes), yes).toBe(true);
+    for (const no of ['No', 'no thanks', 'yesterday I called', 'not okay', '2', '#', '', 'why?']) expect(consentGiven(no), no).toBe(false);
+  });
+});
