@@ -262,7 +262,7 @@ const suites: Suite[] = [
         '',
         `Ours / jose: **${r.cachedVsJose}** with the claim cache, ${r.uncachedVsJose} without it.`,
         '',
-        'CreateSession end to end (Connect over HTTP/2 TLS → edge → identity → tenant-data, Postgres) and its single-process floor (cached key check, agent read, Ed25519 signature, session row; no hop), same run:',
+        'CreateSession end to end (Connect over HTTP/2 TLS → edge → identity, which asks tenant-data on an agent-cache miss; Postgres) and its single-process floor (cached key check, agent read, Ed25519 signature, session row; no hop), same run:',
         '',
         '| path | callers | req/s | p50 ms | p99 ms | errors |',
         '|---|---:|---:|---:|---:|---:|',
