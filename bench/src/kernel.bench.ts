@@ -17,13 +17,28 @@ import { closedLoop, figure, type LoadResult, type SummaryFigure } from './stats
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-type Target = 'kernel' | 'bare-connect-node' | 'bare-grpc-js';
+type Target = 'kernel' | 'bare-connect-node' | 'bare-grpc-js' | 'kernel, young gen 32 MB' | 'bare-connect-node, young gen 32 MB';
+
+/**
+ * YOUNG_GEN is the one configuration tried on connect-node's side (issue 15: can configuration
+ * close the gap to grpc-js?): V8's semi-space at 32 MB instead of its default, because garbage
+ * collection of per-call garbage was connect-node's largest single cost in its profile (22%).
+ */
+const YOUNG_GEN = '--max-semi-space-size=32';
 
 /** KernelBenchResult is the JSON the kernel benchmark writes. */
 export interface KernelBenchResult {
   readonly name: 'kernel-unary-mtls';
   readonly rows: { target: Target; result: LoadResult }[];
-  readonly ratios: { concurrency: number; kernelVsGrpcJs: number; kernelVsConnect: number; connectVsGrpcJs: number }[];
+  readonly ratios: {
+    concurrency: number;
+    kernelVsGrpcJs: number;
+    kernelVsConnect: number;
+    connectVsGrpcJs: number;
+    /** youngGenKernelVsGrpcJs and youngGenConnectVsGrpcJs are the same servers with YOUNG_GEN. */
+    youngGenKernelVsGrpcJs: number;
+    youngGenConnectVsGrpcJs: number;
+  }[];
   /** summary holds the issue-15 figures against their goals (bare grpc-js is the floor). */
   readonly summary: Record<string, SummaryFigure>;
 }
@@ -51,10 +66,16 @@ export async function runKernelBenchmark(options: {
 }): Promise<KernelBenchResult> {
   const pki = await createTestPki();
   const kernel = await startEchoProcess({ as: 'identity', allow: ['edge'], tls: pki.files('identity'), env: { PARLEY_LOG_LEVEL: 'warn' } });
+  const kernelYoung = await startEchoProcess({
+    as: 'identity',
+    allow: ['edge'],
+    tls: pki.files('identity'),
+    env: { PARLEY_LOG_LEVEL: 'warn', NODE_OPTIONS: YOUNG_GEN },
+  });
   const id = pki.files('identity');
-  const startBare = async (script: string) => {
+  const startBare = async (script: string, nodeFlags: readonly string[] = []) => {
     const port = await freePort();
-    const child = spawn(process.execPath, [join(here, script), String(port), id.certFile, id.keyFile, id.caFile], {
+    const child = spawn(process.execPath, [...nodeFlags, join(here, script), String(port), id.certFile, id.keyFile, id.caFile], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve, reject) => {
@@ -65,12 +86,15 @@ export async function runKernelBenchmark(options: {
   };
   const bareGrpc = await startBare('bare-grpc-server.js');
   const bareConnect = await startBare('bare-connect-server.js');
+  const bareConnectYoung = await startBare('bare-connect-server.js', [YOUNG_GEN]);
   const edge = pki.files('edge');
   const creds = grpc.credentials.createSsl(await readFile(edge.caFile), await readFile(edge.keyFile), await readFile(edge.certFile));
   const targets = [
     { target: 'kernel' as const, client: echoClient(`localhost:${kernel.port}`, creds) },
     { target: 'bare-connect-node' as const, client: echoClient(`localhost:${bareConnect.port}`, creds) },
     { target: 'bare-grpc-js' as const, client: echoClient(`localhost:${bareGrpc.port}`, creds) },
+    { target: 'kernel, young gen 32 MB' as const, client: echoClient(`localhost:${kernelYoung.port}`, creds) },
+    { target: 'bare-connect-node, young gen 32 MB' as const, client: echoClient(`localhost:${bareConnectYoung.port}`, creds) },
   ];
   const rows: KernelBenchResult['rows'] = [];
   try {
@@ -92,8 +116,10 @@ export async function runKernelBenchmark(options: {
   } finally {
     for (const t of targets) t.client.close();
     await kernel.process.stop();
+    await kernelYoung.process.stop();
     bareGrpc.child.kill('SIGTERM');
     bareConnect.child.kill('SIGTERM');
+    bareConnectYoung.child.kill('SIGTERM');
   }
   const rps = (target: Target, concurrency: number) =>
     rows.find((r) => r.target === target && r.result.concurrency === concurrency)?.result.rps ?? Number.NaN;
@@ -103,6 +129,8 @@ export async function runKernelBenchmark(options: {
     kernelVsGrpcJs: ratio(rps('kernel', concurrency), rps('bare-grpc-js', concurrency)),
     kernelVsConnect: ratio(rps('kernel', concurrency), rps('bare-connect-node', concurrency)),
     connectVsGrpcJs: ratio(rps('bare-connect-node', concurrency), rps('bare-grpc-js', concurrency)),
+    youngGenKernelVsGrpcJs: ratio(rps('kernel, young gen 32 MB', concurrency), rps('bare-grpc-js', concurrency)),
+    youngGenConnectVsGrpcJs: ratio(rps('bare-connect-node, young gen 32 MB', concurrency), rps('bare-grpc-js', concurrency)),
   }));
   const low = Math.min(...options.concurrency);
   const top = Math.max(...options.concurrency);

@@ -193,6 +193,21 @@ describe('public API through the edge', () => {
     expect(keys.every((k) => k.kty === 'OKP' && k.crv === 'Ed25519' && k.d === undefined)).toBe(true);
   });
 
+  it('refuses a session for an agent deleted through the API right after the delete, though identity had just made one for it', async () => {
+    const agent = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: 'Short-lived bot', prompt: 'p' }, ownerKey);
+    expect(agent.status, JSON.stringify(agent.body)).toBe(200);
+    const id = (agent.body.agent as { id: string }).id;
+    const session = () => stack.call('/parley.api.v1.SessionService/CreateSession', { agentId: id }, ownerKey);
+    // Identity now remembers that the workspace has this agent (PARLEY_IDENTITY_AGENT_CACHE_MS).
+    for (let i = 0; i < 3; i++) expect((await session()).status).toBe(200);
+    const deleted = await stack.call('/parley.api.v1.AgentService/DeleteAgent', { agentId: id }, ownerKey);
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(200);
+    // tenant-data's trigger told identity at the delete's commit.
+    const refused = await session();
+    expect(refused.status, JSON.stringify(refused.body)).toBe(404);
+    expect(refused.body.code).toBe('not_found');
+  });
+
   it('serves gRPC on the same port', async () => {
     const transport = createGrpcTransport({ baseUrl: stack.publicUrl, nodeOptions: { ca: stack.ca } });
     const res = await createClient(AccountService, transport).whoAmI({}, { headers: { authorization: `Bearer ${ownerKey}` } });

@@ -58,3 +58,4 @@ export {
 } from './pagination.js';
 export { createGroupCommit, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
 export { listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
+export { createNotifiedCache, type NotifiedCache } from './notified-cache.js';

@@ -1,5 +1,6 @@
 import type { Client } from '@connectrpc/connect';
-import { peerError } from '@parley/platform';
+import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenForNotifications, type NotificationListener } from '@parley/db';
+import { peerError, type Logger } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 
 /**
@@ -11,7 +12,7 @@ export interface AgentDirectory {
   requireAgent(tenantId: string, agentId: string, signal?: AbortSignal): Promise<void>;
 }
 
-/** tenantDataAgentDirectory asks tenant-data over mTLS (GetAgent) on every call: no caching, so a deleted agent gets no new sessions. */
+/** tenantDataAgentDirectory asks tenant-data over mTLS (GetAgent) on every call (cachedAgentDirectory goes in front of it). */
 export function tenantDataAgentDirectory(client: Pick<Client<typeof TenantDataService>, 'getAgent'>): AgentDirectory {
   return {
     async requireAgent(tenantId, agentId, signal) {
@@ -22,4 +23,64 @@ export function tenantDataAgentDirectory(client: Pick<Client<typeof TenantDataSe
       }
     },
   };
+}
+
+/** MAX_CACHED_AGENTS bounds the agent cache (the oldest entries go first). */
+const MAX_CACHED_AGENTS = 10_000;
+
+/**
+ * cachedAgentDirectory remembers, for ttlMs and while `listening()` says notifications arrive,
+ * that a tenant has an agent (createNotifiedCache): a workspace's next sessions skip the round trip
+ * to tenant-data. Only "it exists" is kept (a new agent is found at once); `invalidate` handles
+ * tenant-data's CONVERSATION_ACCESS_CHANNEL notifications, where 'a/<tenant>/<agent>' announces,
+ * at the commit, that the agent was deleted (or its secret_refs changed): it is asked again.
+ */
+export function cachedAgentDirectory(
+  inner: AgentDirectory,
+  options: { ttlMs: number; listening: () => boolean; now?: () => number },
+): AgentDirectory & { invalidate(payload: string): void; clear(): void } {
+  const cache = createNotifiedCache<true>({ ...options, maxEntries: MAX_CACHED_AGENTS });
+  return {
+    async requireAgent(tenantId, agentId, signal) {
+      await cache.get(
+        `${tenantId}/${agentId}`,
+        async () => {
+          await inner.requireAgent(tenantId, agentId, signal);
+          return true;
+        },
+        () => true,
+      );
+    },
+    invalidate(payload) {
+      const [kind, tenantId, id] = payload.split('/');
+      if (tenantId === undefined || id === undefined) cache.clear();
+      else if (kind === 'a') cache.delete(`${tenantId}/${id}`);
+    },
+    clear: () => cache.clear(),
+  };
+}
+
+/**
+ * listenedAgentCache puts cachedAgentDirectory in front of `inner` with its own LISTEN connection
+ * (application name parley-identity-listen); with ttlMs 0 it returns `inner` and opens no connection.
+ */
+export function listenedAgentCache(
+  inner: AgentDirectory,
+  options: { ttlMs: number; connectionString: string; logger?: Logger | undefined },
+): { directory: AgentDirectory; close(): Promise<void> } {
+  if (options.ttlMs <= 0) return { directory: inner, close: () => Promise.resolve() };
+  // listening() is first asked by a CreateSession, after the listener below exists.
+  const cached = cachedAgentDirectory(inner, { ttlMs: options.ttlMs, listening: () => listener.listening });
+  const listener: NotificationListener = listenForNotifications({
+    connectionString: options.connectionString,
+    channel: CONVERSATION_ACCESS_CHANNEL,
+    applicationName: 'parley-identity-listen',
+    onNotification: (payload) => cached.invalidate(payload),
+    // Whatever was sent while nobody listened is unknown: start empty.
+    onListening: () => cached.clear(),
+    onLost: () => cached.clear(),
+    lostMessage: 'agent notifications lost; asking tenant-data on every CreateSession until the LISTEN connection is back',
+    logger: options.logger,
+  });
+  return { directory: cached, close: () => listener.close() };
 }

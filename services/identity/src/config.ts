@@ -17,6 +17,8 @@ export interface IdentityConfig {
   readonly signingKeyRotationHours: number;
   /** signingKeyReloadMs is how often each replica re-reads the signing keys: the bound for a new or withdrawn key to reach every replica. */
   readonly signingKeyReloadMs: number;
+  /** agentCacheMs is how long "the workspace has this agent" is reused for its next sessions (0: asked on every CreateSession). */
+  readonly agentCacheMs: number;
   /** kek seals the private halves of the session signing keys (envelope encryption). */
   readonly kek: KekProviderConfig;
   readonly throttle: { readonly maxFailures: number; readonly windowSeconds: number; readonly blockSeconds: number };
@@ -40,6 +42,7 @@ export function loadIdentityConfig(env: Env): IdentityConfig {
     sessionUrl: envUrl(env, 'PARLEY_SESSION_PUBLIC_URL', ['https:', 'http:', 'wss:']) ?? 'https://localhost:7401',
     signingKeyRotationHours: envInt(env, 'PARLEY_SIGNING_KEY_ROTATION_HOURS', 24, 1, 24 * 90),
     signingKeyReloadMs: envInt(env, 'PARLEY_SIGNING_KEY_RELOAD_MS', 60_000, 100, 300_000),
+    agentCacheMs: envInt(env, 'PARLEY_IDENTITY_AGENT_CACHE_MS', 2_000, 0, 60_000),
     kek: loadOwnKekProviderConfig(env, 'identity'),
     throttle: Object.freeze({
       maxFailures: envInt(env, 'PARLEY_AUTH_MAX_FAILURES', 10, 1, 10_000),

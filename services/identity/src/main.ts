@@ -12,7 +12,7 @@ import { WorkspaceAdminService } from '@parley/proto/parley/identity/v1/workspac
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { JwksCache, SessionTokenVerifier } from '@parley/session-token';
-import { tenantDataAgentDirectory } from './agent-directory.js';
+import { listenedAgentCache, tenantDataAgentDirectory } from './agent-directory.js';
 import { startDevBootstrap } from './bootstrap.js';
 import { loadIdentityConfig } from './config.js';
 import type { IdentityDb } from './db/tables.js';
@@ -47,7 +47,13 @@ runMain({
     });
     const tenantData = ctx.clientFor('tenant-data', TenantDataService);
     const audit = relayAuditOutbox(ctx, db);
-    const agents = tenantDataAgentDirectory(tenantData);
+    // "This workspace has this agent" is reused for a short while; tenant-data's triggers NOTIFY a delete.
+    const { directory: agents, close: closeAgents } = listenedAgentCache(tenantDataAgentDirectory(tenantData), {
+      ttlMs: config.agentCacheMs,
+      connectionString: config.databaseUrl,
+      logger: ctx.logger,
+    });
+    ctx.onClose(closeAgents);
     // api_key.revoked goes to the workspace's webhooks when integrations is configured.
     const events = createWebhookEventEmitter(
       ctx.config.peers.integrations === undefined ? undefined : ctx.clientFor('integrations', IntegrationsService),

@@ -1,37 +1,39 @@
 import type { TenantTransaction } from '@parley/db';
 import { sql } from 'kysely';
-import type { IdentityDb, SessionRow } from './db/tables.js';
+import type { IdentityDb } from './db/tables.js';
 
 type Trx = TenantTransaction<IdentityDb>;
 
-/** insertSession records an issued session token (its ids, not the token). */
-export async function insertSession(
-  trx: Trx,
-  s: {
-    id: string;
-    jti: string;
-    agentId: string;
-    subjectRef: string | null;
-    origin: string | null;
-    createdByKeyId: string | null;
-    expiresAt: Date;
-    callSid?: string;
-  },
-): Promise<SessionRow> {
-  return trx
+/** NewSession is an issued session token's record (its ids, not the token). */
+export interface NewSession {
+  readonly id: string;
+  readonly jti: string;
+  readonly agentId: string;
+  readonly subjectRef: string | null;
+  readonly origin: string | null;
+  readonly createdByKeyId: string | null;
+  readonly expiresAt: Date;
+  readonly callSid?: string;
+}
+
+/** insertSessions records issued session tokens in one statement (a taken call_sid fails them all: AlreadyExists). */
+export async function insertSessions(trx: Trx, rows: readonly NewSession[]): Promise<void> {
+  if (rows.length === 0) return;
+  await trx
     .insertInto('sessions')
-    .values({
-      id: s.id,
-      jti: s.jti,
-      agent_id: s.agentId,
-      subject_ref: s.subjectRef,
-      origin: s.origin,
-      created_by_key_id: s.createdByKeyId,
-      expires_at: s.expiresAt,
-      call_sid: s.callSid ?? null,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+    .values(
+      rows.map((s) => ({
+        id: s.id,
+        jti: s.jti,
+        agent_id: s.agentId,
+        subject_ref: s.subjectRef,
+        origin: s.origin,
+        created_by_key_id: s.createdByKeyId,
+        expires_at: s.expiresAt,
+        call_sid: s.callSid ?? null,
+      })),
+    )
+    .execute();
 }
 
 /** SessionState is why a session token may or may not be used. */

@@ -6,17 +6,12 @@
 // What bounds a stale answer when a notification is missed is the entry's lifetime: entries live
 // at most ttlMs, none is served or stored while the LISTEN connection is down, and losing it drops
 // them all.
-import { CONVERSATION_ACCESS_CHANNEL, listenForNotifications, type NotificationListener } from '@parley/db';
+import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenForNotifications, type NotificationListener } from '@parley/db';
 import type { Logger } from '@parley/platform';
 import type { ConversationDirectory, ConversationSecretRefs } from './conversation-directory.js';
 
 /** MAX_ENTRIES bounds the cache (the oldest entries go first). */
 const MAX_ENTRIES = 10_000;
-
-interface Entry {
-  readonly facts: ConversationSecretRefs;
-  readonly expiresAt: number;
-}
 
 /** CachedConversationDirectory is a ConversationDirectory that remembers live conversations for a short while. */
 export interface CachedConversationDirectory extends ConversationDirectory {
@@ -30,37 +25,21 @@ export interface CachedConversationDirectory extends ConversationDirectory {
 
 /**
  * cachedConversationDirectory caches `inner`'s answers for live conversations for ttlMs, while
- * `listening()` says notifications arrive. Refusals (ended, unknown, another tenant's) are never
- * cached, nor is an answer fetched while an invalidation arrived (it may predate the end it announced).
- * The telephony path's agent-only question is passed through.
+ * `listening()` says notifications arrive (createNotifiedCache). Refusals (ended, unknown,
+ * another tenant's) are never cached, nor is an answer fetched while an invalidation arrived (it
+ * may predate the end it announced). The telephony path's agent-only question is passed through.
  */
 export function cachedConversationDirectory(
   inner: ConversationDirectory,
   options: { ttlMs: number; listening: () => boolean; now?: () => number },
 ): CachedConversationDirectory {
-  const now = options.now ?? Date.now;
-  const entries = new Map<string, Entry>();
-  // Bumped by every invalidation: an answer fetched across one is not stored.
-  let epoch = 0;
-
-  const keyOf = (tenantId: string, conversationId: string) => `${tenantId}/${conversationId}`;
-
-  async function facts(tenantId: string, conversationId: string): Promise<ConversationSecretRefs> {
-    const key = keyOf(tenantId, conversationId);
-    const hit = entries.get(key);
-    if (hit !== undefined) {
-      if (hit.expiresAt > now() && options.listening()) return hit.facts;
-      entries.delete(key);
-    }
-    const started = epoch;
-    const fresh = await inner.getConversationSecretRefs(tenantId, conversationId);
-    if (fresh.state === 'live' && started === epoch && options.listening()) {
-      entries.set(key, { facts: fresh, expiresAt: now() + options.ttlMs });
-      if (entries.size > MAX_ENTRIES) entries.delete(entries.keys().next().value as string);
-    }
-    return fresh;
-  }
-
+  const cache = createNotifiedCache<ConversationSecretRefs>({ ...options, maxEntries: MAX_ENTRIES });
+  const facts = (tenantId: string, conversationId: string) =>
+    cache.get(
+      `${tenantId}/${conversationId}`,
+      () => inner.getConversationSecretRefs(tenantId, conversationId),
+      (f) => f.state === 'live',
+    );
   return {
     async getConversation(tenantId, conversationId) {
       const f = await facts(tenantId, conversationId);
@@ -69,25 +48,15 @@ export function cachedConversationDirectory(
     getAgentSecretRefs: (tenantId, agentId) => inner.getAgentSecretRefs(tenantId, agentId),
     getConversationSecretRefs: facts,
     invalidate(payload) {
-      epoch += 1;
       const [kind, tenantId, id] = payload.split('/');
-      if (tenantId === undefined || id === undefined) {
-        entries.clear();
-        return;
-      }
-      if (kind === 'c') {
-        entries.delete(keyOf(tenantId, id));
-        return;
-      }
+      if (tenantId === undefined || id === undefined) cache.clear();
+      else if (kind === 'c') cache.delete(`${tenantId}/${id}`);
       // An agent's secret_refs changed (or it was deleted): every cached conversation of it goes.
-      for (const [key, entry] of entries) if (key.startsWith(`${tenantId}/`) && entry.facts.agentId === id) entries.delete(key);
+      else cache.deleteWhere((key, f) => key.startsWith(`${tenantId}/`) && f.agentId === id);
     },
-    clear() {
-      epoch += 1;
-      entries.clear();
-    },
+    clear: () => cache.clear(),
     get size() {
-      return entries.size;
+      return cache.size;
     },
   };
 }

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { isWorkspaceSuspended } from '../workspace.store.js';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { auditedTransactions, fromPrincipal, noDetails } from '@parley/audit-outbox';
-import { requireUuid, withTenant } from '@parley/db';
+import { createGroupCommit, requireUuid, withTenant } from '@parley/db';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { scopedPrincipal } from '@parley/scopes';
 import { DEFAULT_SESSION_TTL_SECONDS, MAX_SESSION_TTL_SECONDS, SessionTokenError, signSessionToken } from '@parley/session-token';
@@ -11,6 +11,8 @@ import type { IdentityDeps, IdentityHandlers } from './deps.js';
 
 /** CALL_SESSION_TTL_SECONDS bounds a call's token: Twilio opens the media stream right after fetching the TwiML. */
 const CALL_SESSION_TTL_SECONDS = 60;
+/** SESSION_BATCH_MAX bounds how many sessions one group-committed transaction records. */
+const SESSION_BATCH_MAX = 64;
 /** CALL_SID is the shape of a Twilio call's SID. */
 const CALL_SID = /^CA[0-9a-f]{32}$/;
 
@@ -40,6 +42,16 @@ export function sessionHandlers(
 ): IdentityHandlers<'getJwks' | 'createSession' | 'createCallSession' | 'verifySession' | 'revokeSession'> {
   const { db, config, ring, verifier } = deps;
   const audited = auditedTransactions(db, deps.onAudit);
+  // Concurrent sessions of one workspace are recorded together, one transaction per batch; each
+  // caller gets its token only once the transaction holding its row committed (a failed batch
+  // retries each alone, so a replayed CallSid fails only its own call).
+  const recordSession = createGroupCommit<sessions.NewSession, undefined>(
+    async (tenantId, rows) => {
+      await withTenant(db, tenantId, (trx) => sessions.insertSessions(trx, rows));
+      return rows.map(() => undefined);
+    },
+    { maxSize: SESSION_BATCH_MAX },
+  );
   // Signs a session token for an agent of the tenant and records the session it may connect once.
   const mintSession = async (
     tenantId: string,
@@ -61,18 +73,16 @@ export function sessionHandlers(
       ttlSeconds: session.ttlSeconds,
     });
     const expiresAt = new Date(claims.exp * 1000);
-    await withTenant(db, tenantId, (trx) =>
-      sessions.insertSession(trx, {
-        id: sid,
-        jti,
-        agentId,
-        subjectRef: session.subjectRef,
-        origin: session.origin,
-        createdByKeyId: session.createdByKeyId,
-        expiresAt,
-        ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
-      }),
-    );
+    await recordSession.submit(tenantId, {
+      id: sid,
+      jti,
+      agentId,
+      subjectRef: session.subjectRef,
+      origin: session.origin,
+      createdByKeyId: session.createdByKeyId,
+      expiresAt,
+      ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
+    });
     return { sid, token, expiresAt };
   };
   return {

@@ -1,0 +1,65 @@
+// A short-lived, replica-local cache whose entries are dropped when Postgres says they changed
+// (LISTEN/NOTIFY, see listenForNotifications): the owner's triggers notify at commit, so a read
+// after the commit does not see the old value; the entry's lifetime bounds a notification that
+// was missed, and nothing is served or stored while the LISTEN connection is down.
+
+/** NotifiedCache holds values by key for at most ttlMs, until a notification drops them. */
+export interface NotifiedCache<V> {
+  /** get returns the key's fresh value, or fetches it and stores it when `keep` says so. */
+  get(key: string, fetch: () => Promise<V>, keep: (value: V) => boolean): Promise<V>;
+  /** delete drops one key (a notification named it). */
+  delete(key: string): void;
+  /** deleteWhere drops every entry the predicate matches (a notification named what they depend on). */
+  deleteWhere(match: (key: string, value: V) => boolean): void;
+  /** clear drops everything (notifications may have been missed). */
+  clear(): void;
+  /** size is how many entries are held. */
+  readonly size: number;
+}
+
+/**
+ * createNotifiedCache makes a NotifiedCache of at most maxEntries (the oldest go first). A value
+ * fetched while any entry was dropped is not stored: it may predate the change that was announced.
+ */
+export function createNotifiedCache<V>(options: {
+  ttlMs: number;
+  maxEntries: number;
+  listening: () => boolean;
+  now?: () => number;
+}): NotifiedCache<V> {
+  const now = options.now ?? Date.now;
+  const entries = new Map<string, { value: V; expiresAt: number }>();
+  // Bumped by every drop: a value fetched across one is not stored.
+  let epoch = 0;
+  return {
+    async get(key, fetch, keep) {
+      const hit = entries.get(key);
+      if (hit !== undefined) {
+        if (hit.expiresAt > now() && options.listening()) return hit.value;
+        entries.delete(key);
+      }
+      const started = epoch;
+      const value = await fetch();
+      if (keep(value) && started === epoch && options.listening()) {
+        entries.set(key, { value, expiresAt: now() + options.ttlMs });
+        if (entries.size > options.maxEntries) entries.delete(entries.keys().next().value as string);
+      }
+      return value;
+    },
+    delete(key) {
+      epoch += 1;
+      entries.delete(key);
+    },
+    deleteWhere(match) {
+      epoch += 1;
+      for (const [key, e] of entries) if (match(key, e.value)) entries.delete(key);
+    },
+    clear() {
+      epoch += 1;
+      entries.clear();
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}
