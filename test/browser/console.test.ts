@@ -82,6 +82,20 @@ beforeAll(async () => {
   await held.client.reply();
   held.client.send({ type: 'end' });
   await held.client.closed;
+  // One whose reply a no-go zone replaces, for the guardrail-decisions chart.
+  const guarded = await live.createAgent({
+    name: `Guarded ${run}`,
+    providerSettings: scripted(rules),
+    guardrailPolicy: {
+      version: 2,
+      noGoZones: [{ id: 'greeting', phrases: ['help you today'], action: 'replace', response: 'Ask me anything.' }],
+    },
+  });
+  const refused = await startSession(live, guarded);
+  refused.client.send({ type: 'user_text', text: 'hello' });
+  await refused.client.reply();
+  refused.client.send({ type: 'end' });
+  await refused.client.closed;
   // The browser trusts exactly these two servers' keys (each checked against its CA first).
   const providerCa = await readFile(pki.paths.caCert);
   browser = await launchBrowser({ trust: [edgeUrl, provider.issuer], ca: `${stack.ca.toString()}\n${providerCa.toString()}` });
@@ -210,8 +224,14 @@ describe('web console in a browser', () => {
     expect(await page.$('#chart-conversations')).not.toBeNull();
     await tab.screenshot('console-overview');
 
-    // Keyboard: the first Tab reaches the skip link.
+    // Keyboard: from the page's heading, Tab reaches the decisions chart's per-day table; the skip
+    // link comes before the header's first control.
     await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Guardrail decisions per day');
+    await page.focus('header.top select, header.top button');
+    await page.keyboard.down('Shift');
+    await page.keyboard.press('Tab');
+    await page.keyboard.up('Shift');
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
   });
 
@@ -372,6 +392,17 @@ describe('web console in a browser', () => {
     await page.waitForSelector('#chart-conversations svg');
     const label = await page.$eval('#chart-conversations svg', (el) => el.getAttribute('aria-label') ?? '');
     expect(label).toMatch(new RegExp(`${new Date().toISOString().slice(5, 10)} [1-9]`));
+    // Guardrail decisions by rule: the no-go zone's replacement and the turn no rule acted on, as
+    // an SVG with a label and the per-day table behind a disclosure.
+    await page.waitForSelector('#chart-guardrail-decisions svg');
+    const decisions = await page.$eval('#chart-guardrail-decisions svg', (el) => el.getAttribute('aria-label') ?? '');
+    expect(decisions).toMatch(/^Guardrail decisions by rule \(last 14 days\): /);
+    expect(decisions).toMatch(/no_go:greeting [1-9]/);
+    expect(decisions).toMatch(/allowed \(no rule\) [1-9]/);
+    await page.click('#decisions-by-day summary');
+    const rows = await page.$$eval('#decisions-by-day tbody tr', (els) => els.map((e) => e.textContent));
+    expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^${new Date().toISOString().slice(0, 10)}no_go:greetingreplace[1-9]`)));
+    await tab.screenshot('console-overview-decisions');
   });
 
   it('refuses a cookie-authenticated call without the CSRF header, and accepts it with the header', async () => {

@@ -304,6 +304,12 @@ describe('webhook delivery queue', () => {
     const second = await withTenant(db, tenant, (trx) => emitEvent(trx, event, 60_000));
     expect(first).toHaveLength(2);
     expect(second.map((d) => d.id).sort()).toEqual(first.map((d) => d.id).sort());
+    // An endpoint subscribed since gets the event once more; the other two keep their deliveries.
+    const third = await endpointFor(tenant, '/dup-3');
+    const again = await withTenant(db, tenant, (trx) => emitEvent(trx, event, 60_000));
+    expect(again).toHaveLength(3);
+    expect(again.filter((d) => first.some((f) => f.id === d.id))).toHaveLength(2);
+    expect(again.find((d) => d.endpoint_id === third)).toMatchObject({ state: 'pending', event_id: event.eventId });
     await expect(
       withTenant(db, tenant, (trx) => emitEvent(trx, { ...event, data: { transcript: 'my card is 4111' } }, 60_000)),
     ).rejects.toThrow('webhook data holds only ids');
@@ -413,6 +419,57 @@ describe('webhook delivery queue', () => {
     } finally {
       await listener.close();
     }
+  });
+
+  it('still delivers an event whose notification never reaches the worker, at its next poll', async () => {
+    const tenant = randomUUID();
+    await endpointFor(tenant, '/unheard');
+    const w = worker('unheard', { pollMs: 500 });
+    w.start();
+    // The notification is sent (counted here) but lost on the way to the worker: nothing wakes it.
+    let notifications = 0;
+    const listener = listenForDeliveries({ connectionString: serviceUrl('integrations'), onQueued: () => (notifications += 1) });
+    try {
+      await until(
+        async () => notifications,
+        (n) => n >= 1,
+      );
+      const before = notifications;
+      const [deliveryId] = await emit(tenant);
+      const delivery = await until(
+        () => withTenant(db, tenant, (trx) => getDelivery(trx, deliveryId!)),
+        (d) => d.state === 'delivered',
+        10_000,
+      );
+      expect(delivery.state).toBe('delivered');
+      expect(notifications).toBeGreaterThan(before);
+      expect(receivedAt('/unheard').map((r) => r.id)).toEqual([deliveryId]);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('leases in one call whose worker mode ends with it, and inside a tenant transaction leases only that tenant', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    await endpointFor(a, '/lease-a');
+    await endpointFor(b, '/lease-b');
+    const [ofA] = await emit(a);
+    const [ofB] = await emit(b);
+    const leasedAsA = await withTenant(db, a, (trx) => leaseDueDeliveries(trx, 'tenant-a-probe', 100, 1_000));
+    expect(leasedAsA.map((d) => d.tenant_id)).toEqual(leasedAsA.map(() => a));
+    expect(leasedAsA.map((d) => d.id)).toContain(ofA);
+    expect((await withTenant(db, b, (trx) => getDelivery(trx, ofB!))).state).toBe('pending');
+    // No tenant set: the lease runs in worker mode, and the same transaction's next statement does not.
+    const after = await db.transaction().execute(async (trx) => {
+      await leaseDueDeliveries(trx, 'mode-probe', 0, 1_000);
+      const { rows } = await sql<{ n: number; mode: string | null }>`
+        select (select count(*)::int from webhook_deliveries) as n, current_setting('parley.webhook_worker', true) as mode`.execute(trx);
+      return rows[0];
+    });
+    expect(after).toEqual({ n: 0, mode: '' });
+    // B's delivery is still there for a worker to take.
+    await worker('lease-b').runOnce();
+    expect(receivedAt('/lease-b').map((r) => r.id)).toEqual([ofB]);
   });
 
   it('keeps the idle LISTEN connection alive with a heartbeat query', async () => {

@@ -3,6 +3,7 @@
 // identity, tenant-data, secrets and audit are real processes on the run's Postgres, the LLM is
 // the embedded scripted provider saying exactly what each test needs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../edge/fixture.js';
 import { adminPool } from '../src/pg.js';
 import { scripted, startConversationStack, type ConversationStack } from './fixture.js';
 
@@ -16,6 +17,19 @@ async function storedTurns(conversationId: string) {
   try {
     const { rows } = await pool.query<{ role: string; text_redacted: string }>(
       'select role, text_redacted from parley_tenant_data.transcript_turns where conversation_id = $1 order by seq',
+      [conversationId],
+    );
+    return rows;
+  } finally {
+    await pool.end();
+  }
+}
+
+async function storedDecisions(conversationId: string) {
+  const pool = adminPool();
+  try {
+    const { rows } = await pool.query<Record<string, unknown>>(
+      'select * from parley_tenant_data.guardrail_decisions where conversation_id = $1 order by id',
       [conversationId],
     );
     return rows;
@@ -114,6 +128,40 @@ describe('guardrails in a live conversation', () => {
     expect(spoken[3]?.text_redacted).not.toContain('help@shop.example.com');
     expect(spoken[3]?.text_redacted).toContain('We answer within a day.');
     expect(JSON.stringify(stored)).not.toContain('full refund for everything');
+
+    // The decisions are stored for the chart: the rule that acted and how, and an allow for the
+    // turn no rule acted on; never the user's words or the sentence replaced.
+    await pollUntil(async () => (await storedDecisions(conversationId)).length === 2, 10_000);
+    const decisions2 = await storedDecisions(conversationId);
+    expect(decisions2.map((d) => [d.turn, d.rule, d.action, d.checked, d.retention_class])).toEqual([
+      [1, 'no_go:refunds', 'replace', 'assistant', 'conversation_metadata'],
+      [2, '', 'allow', 'user', 'conversation_metadata'],
+    ]);
+    for (const text of ['refund?', 'full refund for everything', REPLACEMENT, 'contact you'])
+      expect(JSON.stringify(decisions2)).not.toContain(text);
+
+    // The workspace reads them counted by day and rule through the public API (conversations:read).
+    const today = new Date().toISOString().slice(0, 10);
+    const counted = await s.stack.call('/parley.api.v1.ConversationService/CountGuardrailDecisions', {}, s.stack.bootstrap.apiKey);
+    expect(counted.status, JSON.stringify(counted.body)).toBe(200);
+    expect(counted.body.counts).toContainEqual({ day: today, rule: 'no_go:refunds', ruleKind: 'no_go', action: 'replace', count: '1' });
+    expect(counted.body.counts).toContainEqual(expect.objectContaining({ day: today, action: 'allow' }));
+    // A key without conversations:read is refused, and a range too long is INVALID_ARGUMENT naming it.
+    const key = await s.stack.call(
+      '/parley.api.v1.ApiKeyService/CreateApiKey',
+      { name: 'agents only', scopes: ['agents:read'] },
+      s.stack.bootstrap.apiKey,
+    );
+    const refused = await s.stack.call('/parley.api.v1.ConversationService/CountGuardrailDecisions', {}, key.body.secret as string);
+    expect(refused.status).toBe(403);
+    expect(String(refused.body.message)).toContain('conversations:read');
+    const tooLong = await s.stack.call(
+      '/parley.api.v1.ConversationService/CountGuardrailDecisions',
+      { since: '2026-01-01T00:00:00Z', until: '2026-12-01T00:00:00Z' },
+      s.stack.bootstrap.apiKey,
+    );
+    expect(tooLong.status).toBe(400);
+    expect(String(tooLong.body.message)).toContain('93 days');
   });
 
   it('hands a user who asks for a human off, with the target in an event frame, and ends the conversation with the rule', async () => {

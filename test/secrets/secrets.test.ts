@@ -20,7 +20,7 @@ import {
   RotateSecretResponseSchema,
   SecretsService,
 } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { endConversation } from '@parley/tenant-data';
+import { endConversation, updateAgent } from '@parley/tenant-data';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countKeysBelow, finishRewrap, listKeyTenants, rotateKekAndRewrap, type MaintenanceDeps } from '@parley/secrets';
 import { as, codeOf, leaks, MAX_USES, principal, startSecretsWorld, type SecretsWorld } from './fixture.js';
@@ -162,6 +162,24 @@ describe('secrets service (real process, Vault stand-in, real tenant-data)', () 
     // The same conversation of tenant A asked for as tenant B: tenant-data does not find it.
     expect((await codeOf(w.resolve({ ...s, tenantId: tenantB }))).code).toBe(Code.NotFound);
     await withTenant(w.tenantDb, tenantA, (trx) => endConversation(trx, s.conversationId, 'caller hung up'));
+    expect(await codeOf(w.resolve(s))).toMatchObject({ code: Code.FailedPrecondition, message: expect.stringContaining('live') });
+  });
+
+  it("reuses a live conversation's answer only until tenant-data changes it: a secret_refs change and an end committed elsewhere are seen by the very next resolve", async () => {
+    const llm = await w.put(tenantA, 'cache-llm', 'sk-cache-llm-0011');
+    const tts = await w.put(tenantA, 'cache-tts', 'tts-cache-0012', 'tts');
+    const s = await w.scene(tenantA, { llm, tts });
+    // Warm: the conversation's answer is now cached in the secrets process.
+    for (let i = 0; i < 3; i++) expect((await w.resolve(s)).secrets).toHaveLength(2);
+    // The agent loses its TTS key (as an operator's UpdateAgent through tenant-data commits it).
+    await withTenant(w.tenantDb, tenantA, (trx) => updateAgent(trx, s.agentId, { secretRefs: { llm } }));
+    expect(await codeOf(w.resolve(s, [tts]))).toMatchObject({
+      code: Code.PermissionDenied,
+      message: expect.stringContaining('does not reference'),
+    });
+    expect((await w.resolve(s)).secrets.map((x) => x.secretId)).toEqual([llm]);
+    // Ended through tenant-data (the other edge, the orchestrator, an operator): refused at once.
+    await withTenant(w.tenantDb, tenantA, (trx) => endConversation(trx, s.conversationId, 'ended elsewhere'));
     expect(await codeOf(w.resolve(s))).toMatchObject({ code: Code.FailedPrecondition, message: expect.stringContaining('live') });
   });
 

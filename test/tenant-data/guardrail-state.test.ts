@@ -2,8 +2,11 @@
 // on the run's Postgres. The conversation part of the state is kept per conversation (a
 // reconnect goes on counting), the person part per subject (cooldowns and contact attempts span
 // conversations); bad states are refused with the path, other tenants and other callers get nothing.
+// Guardrail decisions (rule and action, never text) are recorded, counted per day, and deleted with
+// their conversation.
 import { randomUUID } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
 
@@ -106,5 +109,117 @@ describe('guardrail state in tenant-data', () => {
     expect((await failure(edge.putGuardrailState({ tenantId: tenantA, conversationId: id, state: state(1, []) }))).code).toBe(
       Code.PermissionDenied,
     );
+  });
+});
+
+describe('guardrail decisions in tenant-data', () => {
+  const since = timestampFromDate(new Date(Date.now() - 86_400_000));
+  const until = () => timestampFromDate(new Date(Date.now() + 60_000));
+
+  it('stores decisions without text and counts them by UTC day, rule and action, per tenant', async () => {
+    const first = await conversation();
+    const second = await conversation();
+    const record = (conversationId: string, turn: number, rule: string, action: string, on: string) =>
+      orchestrator.recordGuardrailDecision({ tenantId: tenantA, conversationId, turn, rule, action, on });
+    await record(first, 1, 'no_go:medical', 'replace', 'assistant');
+    await record(first, 2, '', 'allow', 'user');
+    await record(second, 1, 'no_go:medical', 'replace', 'assistant');
+    await record(second, 1, 'escalation:human', 'handoff', 'user');
+    const rows = await td.admin.query<Record<string, unknown>>(
+      'select * from parley_tenant_data.guardrail_decisions where conversation_id = any($1) order by id',
+      [[first, second]],
+    );
+    expect(rows.rows.map((r) => Object.keys(r).sort())[0]).toEqual(
+      ['action', 'checked', 'conversation_id', 'decided_at', 'id', 'retention_class', 'rule', 'tenant_id', 'turn'].sort(),
+    );
+    const today = new Date().toISOString().slice(0, 10);
+    const { counts } = await edge.countGuardrailDecisions({ tenantId: tenantA, since, until: until() });
+    expect(counts.map((c) => [c.day, c.rule, c.action, c.count])).toEqual([
+      [today, '', 'allow', 1n],
+      [today, 'escalation:human', 'handoff', 1n],
+      [today, 'no_go:medical', 'replace', 2n],
+    ]);
+    // Another tenant counts none of them, and cannot record against tenant A's conversation.
+    expect((await edge.countGuardrailDecisions({ tenantId: tenantB, since, until: until() })).counts).toEqual([]);
+    expect(
+      (
+        await failure(
+          orchestrator.recordGuardrailDecision({ tenantId: tenantB, conversationId: first, rule: 'x:y', action: 'end', on: 'user' }),
+        )
+      ).code,
+    ).toBe(Code.NotFound);
+    // Past RLS the table holds tenant A's four rows only under tenant A.
+    expect(await td.rows('guardrail_decisions', tenantB)).toBe(0);
+  });
+
+  it('refuses a decision with an unknown action, a rule on an allow, no rule otherwise, and bad ranges', async () => {
+    const id = await conversation();
+    const refused = async (req: { rule: string; action: string; on: string }, field: RegExp) => {
+      const err = await failure(orchestrator.recordGuardrailDecision({ tenantId: tenantA, conversationId: id, turn: 1, ...req }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.message).toMatch(field);
+    };
+    await refused({ rule: 'no_go:x', action: 'shout', on: 'user' }, /^action must be one of allow, replace/);
+    await refused({ rule: 'no_go:x', action: 'allow', on: 'user' }, /an allow names no rule/);
+    await refused({ rule: '', action: 'replace', on: 'assistant' }, /rule must name the policy rule/);
+    await refused({ rule: 'no_go:x', action: 'replace', on: 'elsewhere' }, /^on must be one of/);
+    await refused({ rule: `no_go:${'x'.repeat(200)}`, action: 'replace', on: 'user' }, /at most 200 characters/);
+    const range = async (req: Parameters<TenantData['countGuardrailDecisions']>[0], message: RegExp) => {
+      const err = await failure(edge.countGuardrailDecisions({ tenantId: tenantA, ...req }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.message).toMatch(message);
+    };
+    await range({ since }, /since and until are required/);
+    await range({ since: until(), until: since }, /since must be before until/);
+    await range({ since: timestampFromDate(new Date('2026-01-01T00:00:00Z')), until: until() }, /at most 93 days apart/);
+    expect(await td.rows('guardrail_decisions', tenantA)).toBe(4);
+  });
+
+  it('answers recording to the orchestrator and counting to the edge only', async () => {
+    const id = await conversation();
+    expect(
+      (await failure(edge.recordGuardrailDecision({ tenantId: tenantA, conversationId: id, rule: '', action: 'allow', on: 'user' }))).code,
+    ).toBe(Code.PermissionDenied);
+    expect((await failure(orchestrator.countGuardrailDecisions({ tenantId: tenantA, since, until: until() }))).code).toBe(
+      Code.PermissionDenied,
+    );
+  });
+
+  it('deletes decisions with their conversation: by the retention purge and when the subject is forgotten', async () => {
+    const lifecycle = await td.clientAs('lifecycle');
+    const anonymous = (await orchestrator.startConversation({ tenantId: tenantA, agentId })).conversation?.id ?? '';
+    await orchestrator.recordGuardrailDecision({
+      tenantId: tenantA,
+      conversationId: anonymous,
+      turn: 1,
+      rule: '',
+      action: 'allow',
+      on: 'user',
+    });
+    await orchestrator.endConversation({ tenantId: tenantA, conversationId: anonymous, endReason: 'done' });
+    const count = async (conversationId: string) =>
+      (
+        await td.admin.query<{ n: string }>('select count(*) as n from parley_tenant_data.guardrail_decisions where conversation_id = $1', [
+          conversationId,
+        ])
+      ).rows[0]?.n;
+    expect(await count(anonymous)).toBe('1');
+    await lifecycle.purgeExpired({ tenantId: tenantA, dataClass: 'conversation_metadata', before: until(), limit: 1000 });
+    expect(await count(anonymous)).toBe('0');
+
+    const person = (await orchestrator.createSubject({ tenantId: tenantA, externalRef: 'crm-forget' })).subject?.id ?? '';
+    const theirs = await conversation(person);
+    await orchestrator.recordGuardrailDecision({
+      tenantId: tenantA,
+      conversationId: theirs,
+      turn: 1,
+      rule: 'no_go:x',
+      action: 'replace',
+      on: 'assistant',
+    });
+    expect(await count(theirs)).toBe('1');
+    await lifecycle.forgetSubject({ tenantId: tenantA, subjectId: person });
+    expect(await count(theirs)).toBe('0');
+    lifecycle.close();
   });
 });

@@ -1,4 +1,4 @@
-import { withTenant, type TenantTransaction } from '@parley/db';
+import { createGroupCommit, withTenant, type TenantTransaction } from '@parley/db';
 import type { Kysely } from 'kysely';
 import { outboxRowOf, type AuditEventInput } from './event.js';
 import { insertOutboxRows, type NewOutboxRow } from './outbox.store.js';
@@ -34,4 +34,43 @@ export function auditedTransactions<DB>(db: Kysely<DB>, onAudit?: () => void): A
     onAudit?.();
     return result;
   };
+}
+
+/** AuditedBatchWrite writes a batch of callers' rows (of one tenant) in the tenant transaction it is handed. */
+export type AuditedBatchWrite<DB, T> = (trx: TenantTransaction<DB>, items: readonly T[]) => Promise<void>;
+
+/** GroupAudited submits one caller's rows and audit events to a group commit (see auditedGroupCommit). */
+export type GroupAudited<T> = (tenantId: string, item: T, events: readonly AuditEventInput[]) => Promise<void>;
+
+/**
+ * auditedGroupCommit returns the audited write of a hot path: concurrent callers' rows and audit
+ * events of one tenant are committed together in one tenant transaction per batch (at most
+ * `maxItems` callers; see createGroupCommit), and each caller's promise resolves only once the
+ * transaction holding its rows and events committed, so an answer still means the record is
+ * durable. Events are validated at submit, before they queue; a failed batch retries each caller
+ * alone. Once a batch committed, onAudit wakes the outbox relay.
+ */
+export function auditedGroupCommit<DB, T>(
+  db: Kysely<DB>,
+  write: AuditedBatchWrite<DB, T>,
+  options: { maxItems: number; onAudit?: (() => void) | undefined },
+): GroupAudited<T> {
+  const group = createGroupCommit<{ item: T; rows: readonly NewOutboxRow[] }, undefined>(
+    async (tenantId, batch) => {
+      await withTenant(db, tenantId, async (trx) => {
+        await write(
+          trx,
+          batch.map((b) => b.item),
+        );
+        await insertOutboxRows(
+          trx,
+          batch.flatMap((b) => b.rows),
+        );
+      });
+      options.onAudit?.();
+      return batch.map(() => undefined);
+    },
+    { maxSize: options.maxItems },
+  );
+  return (tenantId, item, events) => group.submit(tenantId, { item, rows: events.map(outboxRowOf) });
 }

@@ -2,3 +2,4 @@
 // conversations, so that no service depends on another service's package.
 export * from './provider-settings.js';
 export * from './transcript-text.js';
+export * from './recording-audio.js';

@@ -132,6 +132,29 @@ export const openAiTtsSettings = z.strictObject({
 });
 
 /**
+ * recordingSettings turns call recording on for an agent's voice conversations. The announcement
+ * is said first (and kept in the transcript); with `consent`, the caller must agree (a yes said or
+ * typed, or the key 1 on a phone) before anything is kept, and nothing is stored otherwise.
+ */
+export const recordingSettings = z.strictObject({
+  /** announcement is said before anything else, e.g. "This call is recorded for quality and training." */
+  announcement: z.string().trim().min(1).max(500).default('This call is recorded.'),
+  consent: z
+    .strictObject({
+      /** prompt asks for agreement after the announcement. */
+      prompt: z.string().trim().min(1).max(500).default('Say yes, or press 1, if you agree to the recording.'),
+      /** declinedLine is said when the caller does not agree (the call goes on unrecorded). */
+      declinedLine: z.string().trim().min(1).max(500).default('Understood. This call will not be recorded.'),
+      /** timeoutMs: no answer by then counts as no. */
+      timeoutMs: z.int().min(1_000).max(60_000).default(10_000),
+    })
+    .optional(),
+});
+
+/** RecordingSettings is a validated recording part of the settings. */
+export type RecordingSettings = z.output<typeof recordingSettings>;
+
+/**
  * providerSettingsSchema is the shape of an agent's provider_settings: which LLM adapter it uses
  * and how, and the fallback line said when the provider fails mid-reply. An empty object means
  * the scripted provider echoing the user. tenant-data validates it on every agent write.
@@ -148,6 +171,8 @@ export const providerSettingsSchema = z.strictObject({
   stt: z.discriminatedUnion('provider', [openAiSttSettings, deepgramSttSettings]).optional(),
   /** tts speaks to a voice connection; absent: the embedded synthesiser with its default voice. */
   tts: z.discriminatedUnion('provider', [embeddedTtsSettings, openAiTtsSettings]).optional(),
+  /** recording, when present, records voice conversations (both sides, encrypted); absent: nothing is recorded. */
+  recording: recordingSettings.optional(),
 });
 
 /** ProviderSettings is a validated provider_settings document with defaults filled in. */

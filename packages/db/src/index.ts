@@ -30,7 +30,16 @@ export {
   type RolePasswords,
 } from './migrate.js';
 export { loadServiceMigrations, staticMigrations, type LoadMigrationsOptions, type ServiceMigrations } from './migrations.js';
-export { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATOR_ROLE, roleFor, schemaFor, SERVICE_ROLES, TENANT_SETTING } from './names.js';
+export {
+  CONVERSATION_ACCESS_CHANNEL,
+  MIGRATION_LOCK_TABLE,
+  MIGRATION_TABLE,
+  MIGRATOR_ROLE,
+  roleFor,
+  schemaFor,
+  SERVICE_ROLES,
+  TENANT_SETTING,
+} from './names.js';
 export { enableTenantIsolation } from './policy.js';
 export { currentTenant, withTenant, type TenantTransaction, type WithTenantOptions } from './tenant.js';
 export {
@@ -47,3 +56,5 @@ export {
   type Page,
   type PageRequest,
 } from './pagination.js';
+export { createGroupCommit, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
+export { listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';

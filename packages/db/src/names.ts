@@ -23,3 +23,9 @@ export function roleFor(service: ServiceName): string {
 
 /** SERVICE_ROLES lists the login role of every service, in SERVICE_NAMES order. */
 export const SERVICE_ROLES: readonly string[] = SERVICE_NAMES.map(roleFor);
+
+/**
+ * CONVERSATION_ACCESS_CHANNEL is the NOTIFY channel on which tenant-data's triggers announce that
+ * a live conversation ended or an agent's secret_refs changed; secrets LISTENs to drop what it cached.
+ */
+export const CONVERSATION_ACCESS_CHANNEL = 'parley_conversation_access';

@@ -10,6 +10,7 @@ export * from './local-keyring.js';
 export * from './log.js';
 export * from './rewrap.js';
 export * from './secret-envelope.js';
+export * from './recording-envelope.js';
 export * from './subject-keys.js';
 export * from './vault-policy.js';
 export * from './vault-transit.js';

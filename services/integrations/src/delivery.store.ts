@@ -2,7 +2,6 @@ import { decodeCursor, pageSizeOf, requireUuid, toPage, type Page, type PageRequ
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
-import { WORKER_SETTING } from './db/migrations/2026_12_01_0001_init.js';
 import {
   DELIVERY_STATES,
   type DeliveryState,
@@ -50,6 +49,45 @@ export async function enqueueDelivery(trx: Trx, input: EnqueueDelivery): Promise
     .executeTakeFirstOrThrow();
 }
 
+/** EventDeliveries is one event to enqueue for several endpoints, with the exact body every one of them is sent. */
+export type EventDeliveries = Omit<EnqueueDelivery, 'endpointId'> & { endpointIds: readonly string[] };
+
+/**
+ * enqueueEventDeliveries is enqueueDelivery for every endpoint of an event at once, with the
+ * workers' notification (notifyDeliveriesQueued) in the same statement: an emit is one round trip
+ * here instead of one per endpoint plus one for the notification. Postgres sends the notification
+ * at commit, and only when a delivery was inserted. An endpoint that already has the event (a
+ * caller's retry) keeps its delivery, which is returned too, in endpoint order.
+ */
+export async function enqueueEventDeliveries(trx: Trx, input: EventDeliveries): Promise<WebhookDelivery[]> {
+  if (input.endpointIds.length === 0) return [];
+  const values = input.endpointIds.map(
+    (endpointId) =>
+      sql`(${uuidv7()}::uuid, ${endpointId}::uuid, ${input.eventId}::uuid, ${input.eventType}, ${input.payload}, ${input.expiresAt}::timestamptz)`,
+  );
+  // The notification is a CTE the result joins, so it runs (once) exactly when a row was inserted.
+  const { rows: inserted } = await sql<WebhookDelivery>`
+    with inserted as (
+      insert into webhook_deliveries (id, endpoint_id, event_id, event_type, payload, expires_at)
+      values ${sql.join(values)}
+      on conflict (tenant_id, endpoint_id, event_id) do nothing
+      returning *),
+    notified as (select pg_notify(${DELIVERIES_CHANNEL}, '') from (select 1 from inserted limit 1) as any_inserted)
+    select inserted.* from inserted left join notified on true`.execute(trx);
+  const byEndpoint = new Map(inserted.map((d) => [d.endpoint_id, d]));
+  const existing = input.endpointIds.filter((id) => !byEndpoint.has(id));
+  if (existing.length > 0) {
+    const rows = await trx
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('endpoint_id', 'in', existing)
+      .where('event_id', '=', input.eventId)
+      .execute();
+    for (const d of rows) byEndpoint.set(d.endpoint_id, d);
+  }
+  return input.endpointIds.flatMap((id) => byEndpoint.get(id) ?? []);
+}
+
 /** DELIVERIES_CHANNEL is the Postgres notification channel that says deliveries were queued (no payload). */
 export const DELIVERIES_CHANNEL = 'parley_webhook_deliveries';
 
@@ -79,9 +117,11 @@ export type LeasedDelivery = Pick<
  * whose time has come, and ones whose previous lease ran out (a worker that crashed mid-delivery).
  * FOR UPDATE SKIP LOCKED lets workers on several replicas lease side by side without ever taking
  * the same row; the lease must outlast a delivery's total timeout so it cannot lapse mid-send.
- * Each delivery comes with its endpoint, read in the same statement (no transaction per batch
- * before the send). This is the only query that crosses tenants (worker mode, see the
- * migrations); the rest run in withTenant.
+ * Each delivery comes with its endpoint, read in the same statement. The lease is one call of
+ * `lease_webhook_deliveries` (migration 0006), which runs in worker mode for that call alone: one
+ * round trip, where a transaction with the worker setting took four, and most leases (every
+ * worker is woken by every event) find nothing. This is the only query that crosses tenants; the
+ * rest run in withTenant.
  */
 export async function leaseDueDeliveries(
   db: Kysely<IntegrationsDb>,
@@ -89,32 +129,15 @@ export async function leaseDueDeliveries(
   limit: number,
   leaseMs: number,
 ): Promise<LeasedDelivery[]> {
-  return db.transaction().execute(async (trx) => {
-    await sql`select set_config(${WORKER_SETTING}, 'on', true)`.execute(trx);
-    const { rows } = await sql<Omit<LeasedDelivery, 'endpoint'> & { endpoint_url: string | null } & Omit<LeasedEndpoint, 'url'>>`
-      update webhook_deliveries d
-         set state = 'delivering', attempts = d.attempts + 1, leased_by = ${worker},
-             lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000})
-        from (select tenant_id, id, endpoint_id from webhook_deliveries
-               where (state = 'pending' and next_attempt_at <= now())
-                  or (state = 'delivering' and lease_expires_at < now())
-               order by next_attempt_at
-               limit ${limit}
-               for update skip locked) due
-        left join webhook_endpoints e on e.tenant_id = due.tenant_id and e.id = due.endpoint_id
-       where d.tenant_id = due.tenant_id and d.id = due.id
-      returning d.tenant_id, d.id, d.endpoint_id, d.event_type, d.payload, d.attempts, d.expires_at,
-                e.url as endpoint_url, e.enabled, e.signing_secret_ref, e.previous_signing_secret_ref, e.previous_secret_expires_at`.execute(
-      trx,
-    );
-    return rows.map(({ endpoint_url, enabled, signing_secret_ref, previous_signing_secret_ref, previous_secret_expires_at, ...d }) => ({
-      ...d,
-      endpoint:
-        endpoint_url === null
-          ? null
-          : { url: endpoint_url, enabled, signing_secret_ref, previous_signing_secret_ref, previous_secret_expires_at },
-    }));
-  });
+  const { rows } = await sql<Omit<LeasedDelivery, 'endpoint'> & { endpoint_url: string | null } & Omit<LeasedEndpoint, 'url'>>`
+    select * from lease_webhook_deliveries(${worker}, ${limit}, ${leaseMs / 1000})`.execute(db);
+  return rows.map(({ endpoint_url, enabled, signing_secret_ref, previous_signing_secret_ref, previous_secret_expires_at, ...d }) => ({
+    ...d,
+    endpoint:
+      endpoint_url === null
+        ? null
+        : { url: endpoint_url, enabled, signing_secret_ref, previous_signing_secret_ref, previous_secret_expires_at },
+  }));
 }
 
 /** AttemptOutcome is what one attempt came to; the log keeps it, never the response body. */

@@ -1,7 +1,7 @@
 import { isUuid, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError } from '@parley/platform';
 import type { IntegrationsDb, WebhookDelivery } from './db/tables.js';
-import { enqueueDelivery, notifyDeliveriesQueued } from './delivery.store.js';
+import { enqueueEventDeliveries } from './delivery.store.js';
 import { endpointsForEvent } from './webhook-endpoint.store.js';
 
 /** WEBHOOK_EVENT_TYPES are the events a workspace can subscribe an endpoint to. */
@@ -84,11 +84,11 @@ export function eventPayload(event: WebhookEvent): string {
 export async function emitEvent(trx: TenantTransaction<IntegrationsDb>, event: WebhookEvent, maxAgeMs: number): Promise<WebhookDelivery[]> {
   const payload = eventPayload(event);
   const endpoints = await endpointsForEvent(trx, event.type);
-  const expiresAt = new Date(Date.now() + maxAgeMs);
-  const out: WebhookDelivery[] = [];
-  for (const endpoint of endpoints) {
-    out.push(await enqueueDelivery(trx, { endpointId: endpoint.id, eventId: event.eventId, eventType: event.type, payload, expiresAt }));
-  }
-  if (out.length > 0) await notifyDeliveriesQueued(trx);
-  return out;
+  return enqueueEventDeliveries(trx, {
+    endpointIds: endpoints.map((e) => e.id),
+    eventId: event.eventId,
+    eventType: event.type,
+    payload,
+    expiresAt: new Date(Date.now() + maxAgeMs),
+  });
 }

@@ -30,14 +30,15 @@ export interface CatalogTable {
 export const BLOB_STORE_ENTRIES: readonly (TableAnnotation & { service: string; location: string })[] = [
   {
     service: 'tenant-data',
-    location: 'blob store: recordings (referenced by parley_tenant_data.recordings.blob_key)',
+    location: 'blob store (PARLEY_BLOB_STORE: local files or S3): recordings/<tenant>/<conversation>/<recording>.pra, referenced by parley_tenant_data.recordings.blob_key',
     dataClass: 'recording',
-    encryption: 'as the blob store encrypts at rest; the reference row holds no audio',
+    encryption:
+      "AES-256-GCM under the recording's own data key, sealed under the subject's data key (unreadable once a DSAR forget shreds it) or, without a subject, wrapped by the secrets KEK",
     retentionClass: 'recording',
-    retention: 'deleted with its reference row',
+    retention: 'deleted with its reference row (retention purge and DSAR forget)',
     readScopes: ['conversations:read'],
     readsRecorded: true,
-    description: 'call audio',
+    description: "recorded call audio, both sides (ConversationService/GetRecording decrypts it as an audited read; no URL)",
   },
 ];
 

@@ -16,6 +16,8 @@ export interface SecretsConfig {
   readonly maintenanceIntervalMs: number;
   /** rewrapBatchSize is how many wrapped keys are rewrapped per saved batch. */
   readonly rewrapBatchSize: number;
+  /** conversationCacheMs is how long a live conversation's answer from tenant-data is reused (0: asked on every resolve). */
+  readonly conversationCacheMs: number;
 }
 
 /** loadSecretsConfig reads DATABASE_URL, the PARLEY_KEK_* / PARLEY_VAULT_* / PARLEY_DEK_CACHE* variables and the service's own. */
@@ -27,5 +29,6 @@ export function loadSecretsConfig(env: Env): SecretsConfig {
     versionGraceMs: envInt(env, 'PARLEY_SECRET_VERSION_GRACE_MS', 86_400_000, 0, 30 * 86_400_000),
     maintenanceIntervalMs: envInt(env, 'PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS', 60_000, 200, 86_400_000),
     rewrapBatchSize: envInt(env, 'PARLEY_KEK_REWRAP_BATCH_SIZE', 100, 1, 10_000),
+    conversationCacheMs: envInt(env, 'PARLEY_SECRETS_CONVERSATION_CACHE_MS', 2_000, 0, 60_000),
   });
 }

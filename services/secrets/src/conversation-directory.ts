@@ -9,6 +9,11 @@ export interface ConversationFacts {
   readonly state: string;
 }
 
+/** ConversationSecretRefs is a conversation's facts with its agent's secret_refs (empty unless live). */
+export interface ConversationSecretRefs extends ConversationFacts {
+  readonly secretRefs: Readonly<Record<string, string>>;
+}
+
 /**
  * ConversationDirectory answers, from tenant-data (the owner of conversations and agents), the
  * two questions ResolveForConversation asks: is this conversation live and whose is it, and
@@ -19,21 +24,16 @@ export interface ConversationDirectory {
   getConversation(tenantId: string, conversationId: string): Promise<ConversationFacts>;
   /** getAgentSecretRefs returns the agent's secret_refs (purpose -> secret id). */
   getAgentSecretRefs(tenantId: string, agentId: string): Promise<Readonly<Record<string, string>>>;
+  /** getConversationSecretRefs asks both of a resolve's questions at once: the conversation's agent and state, and that agent's secret_refs. */
+  getConversationSecretRefs(tenantId: string, conversationId: string): Promise<ConversationSecretRefs>;
 }
 
 /**
- * requireLiveConversationOf checks that the conversation is the agent's (else PermissionDenied)
- * and live (else FailedPrecondition) before anything is resolved for it; `what` names what is
- * resolved, for the message ("secrets", "credentials").
+ * requireLiveConversation checks a conversation's facts: the agent's (else PermissionDenied) and
+ * live (else FailedPrecondition); `what` names what is resolved, for the message ("secrets",
+ * "credentials").
  */
-export async function requireLiveConversationOf(
-  directory: ConversationDirectory,
-  tenantId: string,
-  conversationId: string,
-  agentId: string,
-  what: string,
-): Promise<void> {
-  const conversation = await directory.getConversation(tenantId, conversationId);
+export function requireLiveConversation(conversation: ConversationFacts, conversationId: string, agentId: string, what: string): void {
   if (conversation.agentId !== agentId)
     throw new PermissionDeniedError(`conversation ${conversationId} is not a conversation of agent ${agentId}`);
   if (conversation.state !== 'live') {
@@ -43,11 +43,25 @@ export async function requireLiveConversationOf(
   }
 }
 
+/**
+ * requireLiveConversationOf asks the directory for the conversation and checks it (see
+ * requireLiveConversation) before anything is resolved for it.
+ */
+export async function requireLiveConversationOf(
+  directory: ConversationDirectory,
+  tenantId: string,
+  conversationId: string,
+  agentId: string,
+  what: string,
+): Promise<void> {
+  requireLiveConversation(await directory.getConversation(tenantId, conversationId), conversationId, agentId, what);
+}
+
 function mapTenantDataError(err: unknown, what: string): unknown {
   return peerError(err, 'tenant-data', what, `it cannot be checked that ${what} is live`);
 }
 
-/** tenantDataDirectory asks tenant-data over mTLS (GetConversation, GetAgent) on every call: no caching, so an ended conversation is refused at once. */
+/** tenantDataDirectory asks tenant-data over mTLS (GetConversation, GetAgent, GetConversationSecretRefs) on every call, without caching. */
 export function tenantDataDirectory(client: Client<typeof TenantDataService>): ConversationDirectory {
   return {
     async getConversation(tenantId, conversationId) {
@@ -66,6 +80,14 @@ export function tenantDataDirectory(client: Client<typeof TenantDataService>): C
         return agent.secretRefs;
       } catch (err) {
         throw mapTenantDataError(err, `agent ${agentId}`);
+      }
+    },
+    async getConversationSecretRefs(tenantId, conversationId) {
+      try {
+        const res = await client.getConversationSecretRefs({ tenantId, conversationId }, { timeoutMs: 5_000 });
+        return { agentId: res.agentId, state: res.state, secretRefs: res.secretRefs };
+      } catch (err) {
+        throw mapTenantDataError(err, `conversation ${conversationId}`);
       }
     },
   };

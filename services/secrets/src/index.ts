@@ -11,3 +11,4 @@ export * from './secret-fields.js';
 export * from './secret.store.js';
 export * from './service.js';
 export * from './subject-key.store.js';
+export * from './conversation-cache.js';

@@ -8,6 +8,7 @@ import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_dat
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { loadSecretsConfig } from './config.js';
+import { listenedConversationCache } from './conversation-cache.js';
 import { tenantDataDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { callerPolicies } from './policy.js';
@@ -27,7 +28,14 @@ runMain({
     const keys = createDataKeySource(kek, config.dataKeyCache);
     ctx.onClose(() => keys.cache?.clear());
     ctx.logger.info({ kek_provider: kek.kind, dek_cache: config.dataKeyCache.enabled ? 'on' : 'off' }, 'secrets key provider ready');
-    const directory = tenantDataDirectory(ctx.clientFor('tenant-data', TenantDataService));
+    const fromTenantData = tenantDataDirectory(ctx.clientFor('tenant-data', TenantDataService));
+    // Live conversations' answers are reused for a short while; tenant-data's triggers NOTIFY their end.
+    const { directory, close: closeDirectory } = listenedConversationCache(fromTenantData, {
+      ttlMs: config.conversationCacheMs,
+      connectionString: config.databaseUrl,
+      logger: ctx.logger,
+    });
+    ctx.onClose(closeDirectory);
     const maintenanceDeps = { db, kek, cache: keys.cache, logger: ctx.logger, rewrapBatchSize: config.rewrapBatchSize };
     const maintenance = startMaintenance(
       { ...maintenanceDeps, warn: (fields, message) => ctx.logger.warn(fields, message) },

@@ -21,6 +21,10 @@ export const callerPolicies: readonly CallerPolicy[] = [
     encryptForSubject: ['voice-orchestrator', 'tenant-data'],
     // The edge opens sealed transcript turns for a caller with conversations:read.
     decryptForSubject: ['voice-orchestrator', 'tenant-data', 'lifecycle', 'edge'],
+    // A recorded call's data key: made for the orchestrator that records it, opened for tenant-data
+    // serving an audited read of the audio.
+    issueRecordingKey: ['voice-orchestrator'],
+    openRecordingKey: ['tenant-data'],
     shredSubjectKey: ['lifecycle'],
     // A DSAR forget and the retention purge of access events: lifecycle only.
     forgetAccessEvents: ['lifecycle'],

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { auditDetails, auditedTransactions, callingService, fromPrincipal } from '@parley/audit-outbox';
+import { auditDetails, auditedGroupCommit, auditedTransactions, callingService, fromPrincipal } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import {
   createSubjectKey,
@@ -24,7 +24,7 @@ import {
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { scopedPrincipal, type Scope } from '@parley/scopes';
 import type { Kysely } from 'kysely';
-import { requireLiveConversationOf, type ConversationDirectory } from './conversation-directory.js';
+import { requireLiveConversation, type ConversationDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { openResolvedSecret } from './resolved-secret.js';
 import { createAuditedSecret } from './secret-create.js';
@@ -44,6 +44,7 @@ import {
   type AccessEvent,
 } from './secret.store.js';
 import { createSubjectRetentionHandlers } from './access-event-retention.js';
+import { activeSubjectKey, createRecordingKeyHandlers } from './recording-key.service.js';
 import { insertSubjectKey, readSubjectKey, requireActiveSubjectKey, shredSubjectKey } from './subject-key.store.js';
 
 /** SecretsServiceDeps are the secrets service's dependencies, built by main.ts (or a test). */
@@ -80,6 +81,8 @@ function refuseWebhookSecret(row: { id: string; provider_kind: string }, what: s
 }
 
 const MAX_VALUE_BYTES = 16 * 1024;
+/** RESOLVE_BATCH_MAX bounds how many resolves' records one group-committed transaction holds. */
+const RESOLVE_BATCH_MAX = 64;
 const MAX_SUBJECT_PLAINTEXT_BYTES = 1024 * 1024;
 const MAX_LIST_PAGE = 200;
 
@@ -120,6 +123,11 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
   const { db, kek, keys } = deps;
 
   const audited = auditedTransactions(db, deps.onAudit);
+  // Resolves of one tenant that arrive while its last batch commits share the next transaction.
+  const recordResolves = auditedGroupCommit<SecretsDatabase, readonly AccessEvent[]>(db, (trx, batch) => recordAccess(trx, batch.flat()), {
+    maxItems: RESOLVE_BATCH_MAX,
+    onAudit: deps.onAudit,
+  });
 
   return {
     async putSecret(req, ctx) {
@@ -250,16 +258,12 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const agentId = requireUuid(req.agentId, 'agent_id');
       const wantedIds = req.secretIds.map((id) => requireUuid(id, 'secret_ids'));
 
-      // Both questions to tenant-data at once (one round trip's wait, not two); nothing is read
-      // or opened until both answered and the conversation is the agent's and live. The
-      // conversation's answer decides the error when both fail, as when they were asked in turn.
-      const [live, agentRefs] = await Promise.allSettled([
-        requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'secrets'),
-        deps.directory.getAgentSecretRefs(tenantId, agentId),
-      ]);
-      if (live.status === 'rejected') throw live.reason;
-      if (agentRefs.status === 'rejected') throw agentRefs.reason;
-      const refs = agentRefs.value;
+      // One question to tenant-data (or its short-lived cache): the conversation's agent and
+      // state with that agent's secret_refs. Nothing is read or opened unless the conversation
+      // is the agent's and live.
+      const conversation = await deps.directory.getConversationSecretRefs(tenantId, conversationId);
+      requireLiveConversation(conversation, conversationId, agentId, 'secrets');
+      const refs = conversation.secretRefs;
       const purposesOf = new Map<string, string[]>();
       for (const [purpose, secretId] of Object.entries(refs)) purposesOf.set(secretId, [...(purposesOf.get(secretId) ?? []), purpose]);
       const wanted = wantedIds.length > 0 ? [...new Set(wantedIds)] : [...purposesOf.keys()];
@@ -269,44 +273,48 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       }
 
       const actor = callingService(ctx);
-      const secrets = await audited(tenantId, async (trx, record) => {
-        const rows = await currentVersions(trx, wanted);
-        const found = new Set(rows.map((r) => r.id));
-        const missing = wanted.find((id) => !found.has(id));
-        if (missing !== undefined)
-          throw new NotFoundError(
-            `secret ${missing}, referenced by agent ${agentId}, does not exist; put it again or fix the agent's secret_refs`,
+      // The read is a transaction of its own and the opening happens outside any transaction; the
+      // access and audit records of concurrent resolves are then committed together (group
+      // commit), and nothing is answered before the transaction holding this resolve's records
+      // committed: a plaintext handed out is a plaintext recorded.
+      const rows = await withTenant(db, tenantId, (trx) => currentVersions(trx, wanted));
+      const found = new Set(rows.map((r) => r.id));
+      const missing = wanted.find((id) => !found.has(id));
+      if (missing !== undefined)
+        throw new NotFoundError(
+          `secret ${missing}, referenced by agent ${agentId}, does not exist; put it again or fix the agent's secret_refs`,
+        );
+      for (const row of rows) {
+        refuseWebhookSecret(row, 'it is never handed to a conversation');
+        // A tool credential goes only where its connection points (integrations injects it, and
+        // moving it needs secrets:write): an agent naming it as a provider key would send it elsewhere.
+        if (row.provider_kind === TOOL_PROVIDER_KIND)
+          throw new PermissionDeniedError(
+            `secret ${row.id} is a connection's tool credential; it is never handed to a conversation: reference an llm, stt, tts or telephony secret in the agent's secret_refs`,
           );
-        const resolved = [];
-        const events: AccessEvent[] = [];
-        for (const row of rows) {
-          refuseWebhookSecret(row, 'it is never handed to a conversation');
-          // A tool credential goes only where its connection points (integrations injects it, and
-          // moving it needs secrets:write): an agent naming it as a provider key would send it elsewhere.
-          if (row.provider_kind === TOOL_PROVIDER_KIND)
-            throw new PermissionDeniedError(
-              `secret ${row.id} is a connection's tool credential; it is never handed to a conversation: reference an llm, stt, tts or telephony secret in the agent's secret_refs`,
-            );
-          const purposes = purposesOf.get(row.id) ?? [];
-          resolved.push(await openResolvedSecret(keys, tenantId, row, purposes));
-          events.push({ caller: caller.spiffeId, conversationId, agentId, secretId: row.id, secretVersion: row.version, purposes });
-        }
-        await recordAccess(trx, events);
-        // One access event per plaintext handed out, in the transaction that records the access.
-        for (const e of events) {
-          await record({
-            tenantId,
-            actor,
-            action: 'secret.resolve',
-            target: { type: 'secret', id: e.secretId },
-            details: auditDetails(
-              { conversation_id: e.conversationId, agent_id: e.agentId, version: e.secretVersion, purposes: e.purposes },
-              ['conversation_id', 'agent_id', 'version', 'purposes'],
-            ),
-          });
-        }
-        return resolved;
-      });
+      }
+      const secrets = [];
+      const events: AccessEvent[] = [];
+      for (const row of rows) {
+        const purposes = purposesOf.get(row.id) ?? [];
+        secrets.push(await openResolvedSecret(keys, tenantId, row, purposes));
+        events.push({ caller: caller.spiffeId, conversationId, agentId, secretId: row.id, secretVersion: row.version, purposes });
+      }
+      // One access event per plaintext handed out, committed with the access records.
+      await recordResolves(
+        tenantId,
+        events,
+        events.map((e) => ({
+          tenantId,
+          actor,
+          action: 'secret.resolve',
+          target: { type: 'secret', id: e.secretId },
+          details: auditDetails(
+            { conversation_id: e.conversationId, agent_id: e.agentId, version: e.secretVersion, purposes: e.purposes },
+            ['conversation_id', 'agent_id', 'version', 'purposes'],
+          ),
+        })),
+      );
       return { secrets };
     },
 
@@ -316,19 +324,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       const purpose = validatePurpose(req.purpose);
       if (req.plaintext.length > MAX_SUBJECT_PLAINTEXT_BYTES)
         throw new InvalidArgumentError('plaintext must be at most 1 MiB', { field: 'plaintext' });
-      const stored = await withTenant(db, tenantId, (trx) => readSubjectKey(trx, subjectId));
-      let wrappedKey: string;
-      if (stored.state === 'active') {
-        wrappedKey = stored.wrappedKey;
-      } else if (stored.state === 'shredded') {
-        throw new FailedPreconditionError(
-          `the data key of subject ${subjectId} was shredded; nothing more can be encrypted for this subject`,
-        );
-      } else {
-        const fresh = await createSubjectKey(kek);
-        // Another replica may have stored a key meanwhile: insertSubjectKey returns the stored one.
-        wrappedKey = await withTenant(db, tenantId, (trx) => insertSubjectKey(trx, subjectId, fresh));
-      }
+      const wrappedKey = await activeSubjectKey(db, kek, tenantId, subjectId);
       const ciphertext = await encryptForSubject(keys, { wrappedKey }, { tenantId, subjectId, purpose }, req.plaintext);
       return { ciphertext };
     },
@@ -366,6 +362,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
 
     ...createSubjectRetentionHandlers(db),
 
+    ...createRecordingKeyHandlers({ db, kek, keys, directory: deps.directory }),
     ...createWebhookSecretHandlers({ kek, keys, audited }),
     ...createConnectionCredentialHandlers({ keys, directory: deps.directory, audited }),
     ...createTelephonyCredentialHandlers({ keys, directory: deps.directory, audited }),

@@ -1,5 +1,6 @@
 import { serviceDatabaseUrlFrom } from '@parley/db';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
+import { blobStoreConfigFromEnv, type BlobStoreConfig } from '@parley/blob-store';
 import { MIN_PEPPER_BYTES } from './subject.store.js';
 
 /** TenantDataConfig is the tenant-data service's own configuration (the kernel reads the rest). */
@@ -10,10 +11,12 @@ export interface TenantDataConfig {
   readonly dbPoolMax: number;
   /** subjectHashPepper keys the HMAC of subjects' phone numbers and e-mail addresses. */
   readonly subjectHashPepper: Uint8Array;
+  /** blobStore is where recordings' encrypted audio is read from and deleted (PARLEY_BLOB_STORE and friends). */
+  readonly blobStore: BlobStoreConfig;
 }
 
 /**
- * loadTenantDataConfig reads DATABASE_URL, PARLEY_SUBJECT_HASH_PEPPER and PARLEY_DB_POOL_MAX.
+ * loadTenantDataConfig reads DATABASE_URL, PARLEY_SUBJECT_HASH_PEPPER, PARLEY_DB_POOL_MAX and the blob store's variables.
  * Errors name the variable and never echo its value: both hold secrets. The environment is a
  * parameter (main.ts passes ctx.env, tests their own).
  */
@@ -22,6 +25,7 @@ export function loadTenantDataConfig(env: Env): TenantDataConfig {
     databaseUrl: serviceDatabaseUrlFrom(env, 'tenant-data'),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     subjectHashPepper: decodePepper(envString(env, 'PARLEY_SUBJECT_HASH_PEPPER')),
+    blobStore: blobStoreConfigFromEnv(env),
   });
 }
 

@@ -38,6 +38,31 @@ export async function getConversation(trx: Trx, conversationId: string): Promise
   return row;
 }
 
+/** ConversationSecretRefs is a conversation's agent and state with that agent's secret_refs. */
+export interface ConversationSecretRefs {
+  readonly agentId: string;
+  readonly state: Conversation['state'];
+  /** secretRefs are the agent's; empty unless the conversation is live (nothing is resolved for an ended one). */
+  readonly secretRefs: Readonly<Record<string, string>>;
+}
+
+/**
+ * conversationSecretRefs answers the two questions a secret resolve asks in one statement: the
+ * conversation (its agent, its state) joined to its agent's secret_refs. Another tenant's
+ * conversation is NotFound.
+ */
+export async function conversationSecretRefs(trx: Trx, conversationId: string): Promise<ConversationSecretRefs> {
+  const id = requireUuid(conversationId, 'conversation_id');
+  const row = await trx
+    .selectFrom('conversations as c')
+    .innerJoin('agents as a', (j) => j.onRef('a.tenant_id', '=', 'c.tenant_id').onRef('a.id', '=', 'c.agent_id'))
+    .select(['c.agent_id', 'c.state', 'a.secret_refs'])
+    .where('c.id', '=', id)
+    .executeTakeFirst();
+  if (row === undefined) throw new NotFoundError(`conversation ${id} not found`);
+  return { agentId: row.agent_id, state: row.state, secretRefs: row.state === 'live' ? row.secret_refs : {} };
+}
+
 /** endConversation marks a live conversation ended; ending it twice is FailedPrecondition. */
 export async function endConversation(trx: Trx, conversationId: string, reason?: string): Promise<Conversation> {
   const id = requireUuid(conversationId, 'conversation_id');

@@ -11,7 +11,8 @@ import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_dat
 import { loadTenantDataConfig } from './config.js';
 import type { TenantDataDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
-import { secretsServiceDirectory } from './secret-directory.js';
+import { secretsRecordingKeys, secretsServiceDirectory } from './secret-directory.js';
+import { openBlobStore } from '@parley/blob-store';
 import { createTenantDataService } from './service.js';
 
 runMain({
@@ -24,11 +25,15 @@ runMain({
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     // Required peer (PARLEY_SECRETS_URL): agent writes check their secret_refs with the secrets service.
-    const secrets = secretsServiceDirectory(ctx.clientFor('secrets', SecretsService));
+    const secretsClient = ctx.clientFor('secrets', SecretsService);
+    const secrets = secretsServiceDirectory(secretsClient);
+    const blobs = openBlobStore(config.blobStore);
     const service = createTenantDataService({
       db,
       subjectHashPepper: config.subjectHashPepper,
       secrets,
+      blobs,
+      recordingKeys: secretsRecordingKeys(secretsClient),
       onAudit: () => audit.wake(),
     });
     return {

@@ -4,6 +4,9 @@ import * as auditOutbox from './db/migrations/2026_11_26_0001_audit_outbox.js';
 import * as dropIntegrations from './db/migrations/2026_12_01_0001_drop_integrations.js';
 import * as guardrailStates from './db/migrations/2026_12_01_0002_guardrail_states.js';
 import * as retentionIndexes from './db/migrations/2026_12_01_0003_retention_indexes.js';
+import * as recordingBlobs from './db/migrations/2026_12_01_0004_recording_blobs.js';
+import * as guardrailDecisions from './db/migrations/2026_12_01_0005_guardrail_decisions.js';
+import * as conversationAccessNotify from './db/migrations/2026_12_01_0006_conversation_access_notify.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is tenant-data's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -15,6 +18,9 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0001_drop_integrations': dropIntegrations,
     '2026_12_01_0002_guardrail_states': guardrailStates,
     '2026_12_01_0003_retention_indexes': retentionIndexes,
+    '2026_12_01_0004_recording_blobs': recordingBlobs,
+    '2026_12_01_0005_guardrail_decisions': guardrailDecisions,
+    '2026_12_01_0006_conversation_access_notify': conversationAccessNotify,
   }),
   dataMap: DATA_MAP,
 };

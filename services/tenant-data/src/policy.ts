@@ -28,11 +28,17 @@ export const callerPolicies: readonly CallerPolicy[] = [
     listTranscriptTurns: ['edge', 'lifecycle'],
     getGuardrailState: ['voice-orchestrator'],
     putGuardrailState: ['voice-orchestrator'],
+    recordGuardrailDecision: ['voice-orchestrator'],
+    // The console's chart, through the edge's ConversationService.
+    countGuardrailDecisions: ['edge'],
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
+    readRecordingAudio: ['edge'],
     // The retention purge: lifecycle's scheduler only.
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
     forgetSubject: ['lifecycle'],
+    // A secret resolve's one question: secrets only.
+    getConversationSecretRefs: ['secrets'],
   }),
 ];

@@ -1,5 +1,5 @@
-import type { Client } from '@connectrpc/connect';
-import { InvalidArgumentError, isUuid, peerError } from '@parley/platform';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { FailedPreconditionError, InvalidArgumentError, isUuid, peerError } from '@parley/platform';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 
 /**
@@ -9,6 +9,28 @@ import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.
 export interface SecretDirectory {
   /** missingSecrets returns the ids (lower-cased) that are no secret of the tenant: unknown, deleted or another tenant's. */
   missingSecrets(tenantId: string, secretIds: readonly string[]): Promise<string[]>;
+}
+
+/** RecordingKeys opens a recording's sealed data key (secrets OpenRecordingKey). */
+export interface RecordingKeys {
+  /** open returns the data key; a shredded subject key is FailedPrecondition (the recording was erased). */
+  open(tenantId: string, subjectId: string | undefined, recordingId: string, wrappedKey: string): Promise<Uint8Array>;
+}
+
+/** secretsRecordingKeys asks the secrets service over mTLS on every read (no key is kept here). */
+export function secretsRecordingKeys(client: Client<typeof SecretsService>): RecordingKeys {
+  return {
+    async open(tenantId, subjectId, recordingId, wrappedKey) {
+      try {
+        const res = await client.openRecordingKey({ tenantId, subjectId: subjectId ?? '', recordingId, wrappedKey }, { timeoutMs: 5_000 });
+        return res.dataKey;
+      } catch (err) {
+        if (err instanceof ConnectError && err.code === Code.FailedPrecondition)
+          throw new FailedPreconditionError("this recording was erased: the end user's data key was destroyed (DSAR forget)");
+        throw peerError(err, 'secrets', "the recording's key", 'the recording cannot be decrypted');
+      }
+    },
+  };
 }
 
 /** secretsServiceDirectory asks the secrets service over mTLS (SecretsExist) on every call: no caching, so a new secret is usable at once. */

@@ -1,3 +1,4 @@
+import { blobStoreConfigFromEnv, type BlobStoreConfig } from '@parley/blob-store';
 import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
 import { envInt, envOptional, envPort, envString, envUrl, parseTrustedProxies, type Env, type TrustedProxies } from '@parley/platform';
 
@@ -36,6 +37,10 @@ export interface OrchestratorConfig {
   readonly embeddedTtsWorkers: number;
   /** embeddedTtsMaxWaiting: sentences that may wait for a free embedded TTS worker before one fails fast (tts_failed). */
   readonly embeddedTtsMaxWaiting: number;
+  /** blobStore is where recorded calls' encrypted audio is put (PARLEY_BLOB_STORE and friends; `none`: calls are not recorded). */
+  readonly blobStore: BlobStoreConfig;
+  /** recordingMaxBytes bounds one call recording's audio held in memory; past it the rest of the call is not recorded. */
+  readonly recordingMaxBytes: number;
   /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
   readonly publicUrl: string;
   /** trustedProxies are the proxies in front of the session port whose X-Forwarded-For names the client (rate limits key on it). */
@@ -89,5 +94,7 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     embeddedTtsWorkers: envInt(env, 'PARLEY_TTS_EMBEDDED_WORKERS', 1, 0, 16),
     embeddedTtsMaxWaiting: envInt(env, 'PARLEY_TTS_EMBEDDED_MAX_WAITING', 32, 1, 10_000),
     publicUrl: publicUrlOf(env),
+    blobStore: blobStoreConfigFromEnv(env),
+    recordingMaxBytes: envInt(env, 'PARLEY_RECORDING_MAX_BYTES', 67_108_864, 1_048_576, 1_073_741_824),
   });
 }

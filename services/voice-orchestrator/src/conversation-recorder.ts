@@ -1,6 +1,6 @@
 import type { GuardrailState } from '@parley/guardrails';
 import type { Logger } from '@parley/platform';
-import type { Peers } from './peers.js';
+import type { Peers, RecordedGuardrailDecision } from './peers.js';
 import { sealTranscriptText } from './transcript-text.js';
 
 /**
@@ -11,7 +11,7 @@ import { sealTranscriptText } from './transcript-text.js';
 const nextLoopTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * ConversationRecorder stores a conversation's transcript turns and guardrail state in
+ * ConversationRecorder stores a conversation's transcript turns, guardrail state and decisions in
  * tenant-data, one at a time in the order they were queued and off the reply path (each store
  * starts no sooner than the loop turn after it was queued): a failure is logged (never the text)
  * and the queue goes on.
@@ -51,6 +51,17 @@ export class ConversationRecorder {
         await this.#peers.saveGuardrailState(this.#tenantId, this.#conversationId, subjectId, snapshot);
       } catch (err) {
         this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'guardrail state not stored');
+      }
+    });
+  }
+
+  /** decision queues a guardrail decision (rule and action, never text) for the decisions-by-rule chart. */
+  decision(decision: RecordedGuardrailDecision): void {
+    this.#queue = this.#queue.then(nextLoopTurn).then(async () => {
+      try {
+        await this.#peers.recordGuardrailDecision(this.#tenantId, this.#conversationId, decision);
+      } catch (err) {
+        this.#log.error({ err: err instanceof Error ? err.message : 'unknown', rule: decision.rule }, 'guardrail decision not stored');
       }
     });
   }

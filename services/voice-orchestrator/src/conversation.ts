@@ -6,6 +6,8 @@ import type { OrchestratorConfig } from './config.js';
 import type { ConversationEventSink } from './conversation-events.js';
 import type { ConversationKeys } from './conversation-keys.js';
 import { ConversationRecorder } from './conversation-recorder.js';
+import { CallRecording, consentGiven } from './call-recording.js';
+import type { BlobStore } from '@parley/blob-store';
 import type { GuardrailContext, GuardrailDecision, GuardrailStage } from './guardrail-stage.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
@@ -55,6 +57,8 @@ export interface ConversationDeps {
   readonly createGuardrails?: (policy: unknown, stored?: GuardrailState) => GuardrailStage;
   /** embeddedTts is the process's offline synthesiser (voice connections whose agent names no other TTS). */
   readonly embeddedTts?: EmbeddedTts;
+  /** blobs keeps recorded calls' encrypted audio (absent: PARLEY_BLOB_STORE=none, nothing is recorded). */
+  readonly blobs?: BlobStore;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
@@ -124,6 +128,8 @@ export class LiveConversation {
   readonly startedAt = new Date();
   #state: LiveState | undefined;
   #turns = 0;
+  /** #ruled counts the decisions rules made (anything but allow), so a turn none acted on is recorded as an allow. */
+  #ruled = 0;
   #history: ChatMessage[] = [];
   #reply: AbortController | undefined;
   #replyDone: Promise<void> = Promise.resolve();
@@ -144,6 +150,9 @@ export class LiveConversation {
   readonly #channel: ClientChannel;
   readonly #log: Logger;
   readonly #recorder: ConversationRecorder;
+  /** #recording keeps both sides' audio when the agent's settings turn recording on (voice connections with a blob store). */
+  readonly #recording: CallRecording | undefined;
+  #consentTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: ConversationDeps, state: LiveState, channel: ClientChannel) {
     this.#deps = deps;
@@ -161,7 +170,12 @@ export class LiveConversation {
       const send = channel.sendAudio?.bind(channel);
       const buffered = channel.bufferedBytes?.bind(channel);
       if (send === undefined || buffered === undefined) throw new Error('a voice conversation needs a channel that carries audio');
-      this.#speaker = new Speaker({ sendAudio: send, bufferedBytes: buffered, close: (c, r) => channel.close(c, r) }, voice.tts, {
+      const recordAgent = (samples: Int16Array) => {
+        send(samples);
+        // What was sent is what the caller heard (a barge-in clears the rest on the client).
+        this.#recording?.agent(samples);
+      };
+      this.#speaker = new Speaker({ sendAudio: recordAgent, bufferedBytes: buffered, close: (c, r) => channel.close(c, r) }, voice.tts, {
         sampleRate: rate,
         frameMs: deps.config.audioFrameMs,
         leadMs: deps.config.playbackLeadMs,
@@ -172,6 +186,15 @@ export class LiveConversation {
       // Frames are ~20 ms; the capacity is counted in frames of the smallest size a client sends in practice.
       this.#inbox = new AsyncQueue<Int16Array>(INBOX_SECONDS * 50);
     }
+    const recordingSettings = state.settings.recording;
+    this.#recording =
+      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined
+        ? new CallRecording(
+            { peers: deps.peers, blobs: deps.blobs, log: this.#log, maxBytes: deps.config.recordingMaxBytes },
+            recordingSettings,
+            voice.format.sampleRate,
+          )
+        : undefined;
     this.#timers.push(
       setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
       setInterval(() => void this.#checkStillLive(), deps.config.liveCheckIntervalMs),
@@ -205,6 +228,8 @@ export class LiveConversation {
   userText(text: string): void {
     if (this.#ending !== undefined) return;
     this.#resetIdle();
+    // While the recording's consent is asked, the caller's answer is that answer, not a question for the agent.
+    if (this.#recording?.phase === 'awaiting_consent') return this.#consentAnswer(text);
     // #reply is only set while a reply is under way (an Error per turn, with its stack, for nothing otherwise).
     this.#reply?.abort(new BargeIn());
     const controller = new AbortController();
@@ -228,6 +253,7 @@ export class LiveConversation {
    */
   userAudio(samples: Int16Array): void {
     if (this.#ending !== undefined || this.#vad === undefined) return;
+    this.#recording?.caller(samples);
     if (this.#state?.voice?.stt === undefined) {
       if (!this.#warnedNoStt)
         this.#channel.send({
@@ -240,6 +266,83 @@ export class LiveConversation {
     if (this.#vad.push(samples) !== 'speech_start') return;
     this.#resetIdle();
     if (this.#speaker?.talking === true) this.#bargeIn();
+  }
+
+  /** userDigit takes a key the caller pressed (telephony DTMF): it answers the recording's consent question, and is otherwise ignored. */
+  userDigit(digit: string): void {
+    if (this.#ending !== undefined || this.#recording?.phase !== 'awaiting_consent') return;
+    this.#resetIdle();
+    this.#consentAnswer(digit);
+  }
+
+  /** #consentAnswer settles the consent step with the caller's answer (or its absence): only a yes keeps the audio. */
+  #consentAnswer(answer: string | undefined): void {
+    const recording = this.#recording;
+    if (recording?.phase !== 'awaiting_consent') return;
+    if (this.#consentTimer !== undefined) clearTimeout(this.#consentTimer);
+    if (answer !== undefined) this.#record('user', answer);
+    const agreed = answer !== undefined && consentGiven(answer);
+    recording.consent(agreed);
+    this.#channel.send({ type: 'event', name: 'recording', state: agreed ? 'recording' : 'declined' });
+    if (agreed) {
+      this.#record('system', 'recording consent given: the call is recorded');
+      return;
+    }
+    this.#record('system', `recording consent ${answer === undefined ? 'not answered' : 'refused'}: nothing of the call is recorded`);
+    const declined = recording.settings.consent?.declinedLine;
+    if (declined === undefined) return;
+    this.#record('assistant', declined);
+    void this.#say(declined, this.#life.signal)
+      .catch(() => undefined)
+      .then(() => this.#channel.send({ type: 'assistant_text', text: '', final: true }));
+  }
+
+  /**
+   * #announceRecording says the recording announcement before anything else (and the consent
+   * question, when the settings ask for one), each kept in the transcript; the consent clock
+   * starts once the question has been heard.
+   */
+  #announceRecording(state: LiveState): void {
+    const recording = this.#recording;
+    if (recording === undefined) {
+      if (state.voice !== undefined && state.settings.recording !== undefined)
+        this.#record('system', 'call not recorded: no blob store is configured for recordings');
+      return;
+    }
+    recording.prepareKey(this.tenantId, this.conversationId, state.subjectId);
+    const lines = [recording.settings.announcement];
+    const consent = recording.settings.consent;
+    if (consent !== undefined) lines.push(consent.prompt);
+    for (const line of lines) this.#record('assistant', line);
+    this.#record(
+      'system',
+      consent === undefined ? 'call recording announced: the call is recorded' : 'call recording announced: consent asked',
+    );
+    this.#channel.send({ type: 'event', name: 'recording', state: recording.phase });
+    const spoken = lines.map((line) => this.#say(line, this.#life.signal));
+    void Promise.allSettled(spoken).then(() => {
+      this.#channel.send({ type: 'assistant_text', text: '', final: true });
+      if (consent !== undefined && recording.phase === 'awaiting_consent' && this.#ending === undefined)
+        this.#consentTimer = setTimeout(() => this.#consentAnswer(undefined), consent.timeoutMs);
+    });
+  }
+
+  /** #storeRecording stores the call's recording at the end (when it was kept) and notes the outcome in the transcript. */
+  async #storeRecording(): Promise<void> {
+    const recording = this.#recording;
+    if (recording === undefined) return;
+    if (this.#consentTimer !== undefined) clearTimeout(this.#consentTimer);
+    try {
+      const stored = await recording.store(this.tenantId, this.conversationId);
+      if (stored !== undefined)
+        this.#record(
+          'system',
+          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${recording.truncated ? ' (stopped at the size limit)' : ''}`,
+        );
+    } catch (err) {
+      this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'call recording not stored');
+      this.#record('system', 'call recording could not be stored');
+    }
   }
 
   #bargeIn(): void {
@@ -288,6 +391,8 @@ export class LiveConversation {
     const state = this.#state;
     if (state === undefined || signal.aborted) return;
     this.#turns++;
+    const turn = this.#turns;
+    const ruledBefore = this.#ruled;
     const ctx = this.#context();
     this.#record('user', text);
     const userDecision = state.guardrails.checkUserTurn(text, ctx);
@@ -403,6 +508,8 @@ export class LiveConversation {
     }
     if (interrupted) this.#record('system', 'reply interrupted by the user (barge-in)');
     if (failed) this.#record('system', `turn failed: ${state.llm.kind} provider unavailable; fallback line said`);
+    // A turn no rule acted on counts as one allow: the chart compares rules' decisions with plain turns.
+    if (this.#ruled === ruledBefore) this.#recorder.decision({ turn, rule: '', action: 'allow', on: 'user' });
     this.#saveGuardrails();
     if (endRule !== undefined) void this.end(`guardrail: ${endRule}`);
   }
@@ -431,6 +538,8 @@ export class LiveConversation {
         reason: blocked.reason,
       });
       this.#record('system', `guardrail block_tool on tool ${call.name}: ${blocked.rule} (${blocked.reason})`);
+      this.#ruled++;
+      this.#recorder.decision({ turn: this.#turns, rule: blocked.rule, action: 'block_tool', on: 'tool' });
       // The refusal is an access event of the connection too (integrations records it); the turn does not wait on it.
       this.#deps.peers
         .recordToolRefusal({
@@ -476,6 +585,9 @@ export class LiveConversation {
   #announce(decision: GuardrailDecision, on: 'start' | 'user' | 'assistant'): void {
     // The rule's kind ("no_go" of "no_go:medical") keeps the label's values few.
     recordGuardrailDecision(decision.rule?.split(':')[0] ?? 'unnamed', decision.action);
+    // Stored for the decisions-by-rule chart: the rule and its action, never the text it concerned.
+    this.#ruled++;
+    this.#recorder.decision({ turn: this.#turns, rule: decision.rule ?? 'policy', action: decision.action, on });
     this.#channel.send({
       type: 'event',
       name: 'guardrail',
@@ -512,6 +624,7 @@ export class LiveConversation {
     if (state === undefined || this.#ending !== undefined) return;
     const voice = state.voice;
     if (voice?.stt !== undefined) this.#listening = this.#listen(voice.stt, voice.format.sampleRate);
+    this.#announceRecording(state);
     const decision = state.guardrails.checkStart('inbound', this.#context());
     this.#saveGuardrails();
     if (decision.action === 'allow') return;
@@ -584,6 +697,7 @@ export class LiveConversation {
     this.#inbox?.close();
     await this.#replyDone;
     await this.#listening;
+    await this.#storeRecording();
     await this.#recorder.drained();
     const state = this.#state;
     state?.keys.release();

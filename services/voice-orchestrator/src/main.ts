@@ -11,6 +11,7 @@ import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integr
 import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { openBlobStore } from '@parley/blob-store';
 import { loadOrchestratorConfig } from './config.js';
 import { startConversation } from './conversation-start.js';
 import { loggingEventSink } from './conversation-events.js';
@@ -47,8 +48,11 @@ runMain({
     const embeddedTts =
       config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers, { maxWaiting: config.embeddedTtsMaxWaiting }) : undefined;
     await embeddedTts?.ready();
+    const blobs = openBlobStore(config.blobStore);
+    if (blobs === undefined) ctx.logger.warn('PARLEY_BLOB_STORE is none: agents that ask for call recording are not recorded');
     const deps = {
       peers,
+      ...(blobs !== undefined ? { blobs } : {}),
       ...(embeddedTts !== undefined ? { embeddedTts } : {}),
       logger: ctx.logger,
       events: webhooks ?? loggingEventSink(ctx.logger),

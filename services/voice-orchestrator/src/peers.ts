@@ -28,6 +28,14 @@ export interface AgentRecord {
   readonly policyVersion: number;
 }
 
+/** RecordedGuardrailDecision is one stored guardrail decision: the rule ('' for an allow), its action, what it checked, the turn. */
+export interface RecordedGuardrailDecision {
+  readonly turn: number;
+  readonly rule: string;
+  readonly action: string;
+  readonly on: 'start' | 'user' | 'assistant' | 'tool';
+}
+
 /**
  * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
  * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
@@ -69,6 +77,25 @@ export interface Peers {
   recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
+  /** issueRecordingKey has secrets make a data key for one recording of a live conversation (plaintext and sealed form). */
+  issueRecordingKey(
+    tenantId: string,
+    conversationId: string,
+    subjectId: string | undefined,
+    recordingId: string,
+  ): Promise<{ dataKey: Uint8Array; wrappedKey: string }>;
+  /** addRecording stores a recording's reference in tenant-data (the blob is already in the store). */
+  addRecording(recording: {
+    tenantId: string;
+    conversationId: string;
+    recordingId: string;
+    blobKey: string;
+    durationMs: number;
+    sizeBytes: number;
+    wrappedKey: string;
+  }): Promise<void>;
+  /** recordGuardrailDecision stores which rule acted how on a turn (no text), for the decisions-by-rule chart. */
+  recordGuardrailDecision(tenantId: string, conversationId: string, decision: RecordedGuardrailDecision): Promise<void>;
   /** telephonyAuthToken resolves the agent's Twilio auth token (ConnectError from secrets on refusal). */
   telephonyAuthToken(tenantId: string, agentId: string): Promise<string>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
@@ -266,6 +293,11 @@ export function createPeers(c: PeerClients): Peers {
         ),
       );
     },
+    async recordGuardrailDecision(tenantId, conversationId, d) {
+      await wrap('tenant-data', 'a guardrail decision', () =>
+        c.tenantData.recordGuardrailDecision({ tenantId, conversationId, turn: d.turn, rule: d.rule, action: d.action, on: d.on }, opts),
+      );
+    },
     async appendTurn(tenantId, conversationId, role, text) {
       await wrap('tenant-data', 'a transcript turn', () =>
         c.tenantData.appendTranscriptTurn({ tenantId, conversationId, role, textRedacted: text }, opts),
@@ -317,6 +349,29 @@ export function createPeers(c: PeerClients): Peers {
         // The refusal's message says what is wrong (grant, argument, limit); it never holds the credential.
         return { ok: false, status: 0, content: JSON.stringify({ error: Code[e.code], message: e.rawMessage.slice(0, 500) }) };
       }
+    },
+    issueRecordingKey(tenantId, conversationId, subjectId, recordingId) {
+      return wrap('secrets', 'the recording key', async () => {
+        const res = await c.secrets.issueRecordingKey({ tenantId, conversationId, subjectId: subjectId ?? '', recordingId }, opts);
+        return { dataKey: res.dataKey, wrappedKey: res.wrappedKey };
+      });
+    },
+    async addRecording(r) {
+      await wrap('tenant-data', 'the recording reference', () =>
+        c.tenantData.addRecording(
+          {
+            tenantId: r.tenantId,
+            conversationId: r.conversationId,
+            id: r.recordingId,
+            blobKey: r.blobKey,
+            durationMs: r.durationMs,
+            sizeBytes: BigInt(r.sizeBytes),
+            wrappedKey: r.wrappedKey,
+            dataClass: 'audio_full',
+          },
+          opts,
+        ),
+      );
     },
     sealForSubject(tenantId, subjectId, purpose, plaintext) {
       return wrap('secrets', 'subject encryption', async () => {

@@ -2,7 +2,7 @@
 // (https://www.twilio.com/docs/voice/media-streams/websocket-messages): `connected`, then
 // `start` (stream and call ids, the custom parameters of the TwiML <Stream>, the media format),
 // `media` (base64 G.711 μ-law at 8 kHz, ~20 ms each), `mark` (a mark we sent was played),
-// `dtmf`, `stop`. We answer with `media` (μ-law), `mark` (after each reply) and `clear` (drop
+// `dtmf` (a key pressed: the recording's consent answer), `stop`. We answer with `media` (μ-law), `mark` (after each reply) and `clear` (drop
 // queued audio: a barge-in). The conversation is the same LiveConversation and turn loop as the
 // browser's; only the framing differs.
 import type { Logger } from '@parley/platform';
@@ -33,6 +33,7 @@ interface TwilioMessage {
   streamSid?: unknown;
   start?: { streamSid?: unknown; callSid?: unknown; customParameters?: Record<string, unknown>; mediaFormat?: Record<string, unknown> };
   media?: { track?: unknown; payload?: unknown };
+  dtmf?: { track?: unknown; digit?: unknown };
 }
 
 /**
@@ -84,9 +85,14 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
     if (typeof message !== 'object' || message === null) return close(CLOSE_CODES.badFrame, 'Media Streams messages are JSON objects');
     switch (message.event) {
       case 'connected':
-      case 'dtmf':
       case 'mark':
         return;
+      case 'dtmf': {
+        // A key the caller pressed answers the recording's consent question ("1" is yes).
+        const digit = message.dtmf?.digit;
+        if (phase === 'live' && typeof digit === 'string' && /^[0-9*#]$/.test(digit)) conversation?.userDigit(digit);
+        return;
+      }
       case 'start':
         return onStart(message);
       case 'media':

@@ -1,7 +1,8 @@
 // The overview: charts where a picture reads faster than a table: conversations per day (last 14
-// days), conversations by how they ended, and webhook deliveries by state. Each chart is an SVG
-// with the same numbers in a table for screen readers. Counts are over the newest 500
-// conversations and the newest 200 deliveries of each endpoint: a dashboard, not a report.
+// days), conversations by how they ended, guardrail decisions by rule (last 14 days, counted by
+// the API per day, rule and action), and webhook deliveries by state. Each chart is an SVG with
+// the same numbers in a table for screen readers. Conversation and delivery counts are over the
+// newest 500 conversations and the newest 200 deliveries of each endpoint: a dashboard, not a report.
 import type { PageProps } from '../page-props.js';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { LoadState, Notice, PageTitle, useLoad } from '../ui.js';
@@ -37,12 +38,13 @@ function BarChart({ id, title, bars }: { id: string; title: string; bars: readon
               const x = i * (barWidth + 8) + 4;
               return (
                 <g key={b.label}>
+                  <title>{`${b.label}: ${b.value}`}</title>
                   <rect class="bar" x={x} y={height - h} width={barWidth} height={h} />
                   <text class="value" x={x + barWidth / 2} y={height - h - 4} text-anchor="middle">
                     {b.value}
                   </text>
                   <text class="axis" x={x + barWidth / 2} y={height + 16} text-anchor="middle">
-                    {b.label}
+                    {b.label.length > 9 ? `${b.label.slice(0, 8)}…` : b.label}
                   </text>
                 </g>
               );
@@ -71,6 +73,40 @@ function countBy<T>(items: readonly T[], key: (t: T) => string): Bar[] {
   return [...counts].map(([label, value]) => ({ label, value })).sort((a, b) => b.value - a.value);
 }
 
+/** ALLOWED is the label of turns no rule acted on (stored as action "allow" without a rule). */
+const ALLOWED = 'allowed (no rule)';
+
+/** DecisionsByDay is the per-day detail of the decisions chart, as a visible table behind a disclosure. */
+function DecisionsByDay({ counts }: { counts: readonly { day: string; rule: string; action: string; count: bigint }[] }) {
+  if (counts.length === 0) return null;
+  return (
+    <details class="chart-detail" id="decisions-by-day">
+      <summary>Guardrail decisions per day</summary>
+      <table>
+        <caption class="sr-only">Guardrail decisions per day, rule and action (UTC)</caption>
+        <thead>
+          <tr>
+            <th scope="col">Day</th>
+            <th scope="col">Rule</th>
+            <th scope="col">Action</th>
+            <th scope="col">Count</th>
+          </tr>
+        </thead>
+        <tbody>
+          {counts.map((c) => (
+            <tr key={`${c.day} ${c.rule} ${c.action}`}>
+              <td>{c.day}</td>
+              <td>{c.rule === '' ? ALLOWED : c.rule}</td>
+              <td>{c.action}</td>
+              <td>{String(c.count)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </details>
+  );
+}
+
 /** OverviewPage is /console (and /console/overview). */
 export function OverviewPage({ api, session }: PageProps) {
   const can = (scope: string) => session.scopes.includes(scope);
@@ -91,6 +127,18 @@ export function OverviewPage({ api, session }: PageProps) {
     const lists = await Promise.all(endpoints.map((ep) => api.webhooks.listWebhookDeliveries({ endpointId: ep.id, pageSize: 200 })));
     return lists.flatMap((l) => l.deliveries);
   });
+  const decisions = useLoad(async () => {
+    if (!can('conversations:read')) return undefined;
+    return (await api.conversations.countGuardrailDecisions({})).counts;
+  });
+  const byRule: Bar[] = [];
+  for (const c of decisions.data ?? []) {
+    const label = c.rule === '' ? ALLOWED : c.rule;
+    const bar = byRule.find((b) => b.label === label);
+    if (bar === undefined) byRule.push({ label, value: Number(c.count) });
+    else byRule[byRule.indexOf(bar)] = { label, value: bar.value + Number(c.count) };
+  }
+  byRule.sort((a, b) => b.value - a.value);
   const days: Bar[] = [];
   if (conversations.data !== undefined) {
     const today = new Date();
@@ -125,6 +173,13 @@ export function OverviewPage({ api, session }: PageProps) {
                   bars={countBy(conversations.data, (c) => (c.state === 'ended' ? c.endReason || 'ended' : c.state))}
                 />
               </>
+            )}
+            <LoadState loaded={decisions} />
+            {decisions.data === undefined ? null : (
+              <div>
+                <BarChart id="chart-guardrail-decisions" title="Guardrail decisions by rule (last 14 days)" bars={byRule} />
+                <DecisionsByDay counts={decisions.data} />
+              </div>
             )}
           </>
         )}

@@ -1,12 +1,16 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { ConversationService, type ConversationSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
+import { ConversationService, type ConversationSchema, type RecordingSchema } from '@parley/proto/parley/api/v1/conversations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { TenantDataService, type Conversation as StoredConversation } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { TenantDataService, type Conversation as StoredConversation, type Recording as StoredRecording } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FailedPreconditionError } from '@parley/platform';
 import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
 import { forward, type PublicDeps } from './deps.js';
 import { definePublicModule, publicPrincipal } from './module.js';
+
+/** DEFAULT_DECISION_DAYS is the range CountGuardrailDecisions counts when the caller names none (the console's chart). */
+const DEFAULT_DECISION_DAYS = 14;
 
 // Turns of a conversation with a subject are sealed under the subject's key by the orchestrator;
 // the edge opens them for a caller with conversations:read.
@@ -24,6 +28,19 @@ function conversationOf(c: StoredConversation | undefined): MessageInitShape<typ
   };
 }
 
+function recordingOf(r: StoredRecording | undefined): MessageInitShape<typeof RecordingSchema> | undefined {
+  if (r === undefined) return undefined;
+  return {
+    id: r.id,
+    conversationId: r.conversationId,
+    durationMs: r.durationMs,
+    sizeBytes: r.sizeBytes,
+    keyRef: r.keyRef,
+    retentionClass: r.retentionClass,
+    ...(r.createdAt === undefined ? {} : { createdAt: r.createdAt }),
+  };
+}
+
 /** conversationsModule serves parley.api.v1.ConversationService over tenant-data (and secrets, to open sealed turns). */
 export const conversationsModule = definePublicModule(
   ConversationService,
@@ -31,7 +48,10 @@ export const conversationsModule = definePublicModule(
     listConversations: 'conversations:read',
     getConversation: 'conversations:read',
     listTranscriptTurns: 'conversations:read',
+    listRecordings: 'conversations:read',
+    getRecording: 'conversations:read',
     endConversation: 'conversations:end',
+    countGuardrailDecisions: 'conversations:read',
   },
   (router, deps: PublicDeps) => {
     const tenantData = deps.client('tenant-data', TenantDataService);
@@ -96,6 +116,23 @@ export const conversationsModule = definePublicModule(
         );
         return { turns, nextPageToken: res.nextPageToken };
       },
+      async listRecordings(req, ctx) {
+        // tenant-data records an access event (recording.read) per reference listed.
+        const res = await tenantData.listRecordings(
+          { tenantId: tenant(ctx), conversationId: req.conversationId, pageSize: req.pageSize, pageToken: req.pageToken },
+          forward(ctx),
+        );
+        return { recordings: res.recordings.map((r) => recordingOf(r)!), nextPageToken: res.nextPageToken };
+      },
+      async getRecording(req, ctx) {
+        // tenant-data reads the encrypted blob, has secrets open its key and records the read
+        // (recording.read) for the forwarded principal; the audio never has a URL of its own.
+        const res = await tenantData.readRecordingAudio(
+          { tenantId: tenant(ctx), conversationId: req.conversationId, recordingId: req.recordingId },
+          forward(ctx),
+        );
+        return { recording: recordingOf(res.recording), wav: res.wav };
+      },
       async endConversation(req, ctx) {
         // The end is recorded at once; the orchestrator replica holding the connection sees it at
         // its next check (PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS) and closes the call politely.
@@ -104,6 +141,23 @@ export const conversationsModule = definePublicModule(
           forward(ctx),
         );
         return { conversation: conversationOf(res.conversation) };
+      },
+      async countGuardrailDecisions(req, ctx) {
+        const until = req.until === undefined ? new Date() : timestampDate(req.until);
+        const since = req.since === undefined ? new Date(until.getTime() - DEFAULT_DECISION_DAYS * 86_400_000) : timestampDate(req.since);
+        const res = await tenantData.countGuardrailDecisions(
+          { tenantId: tenant(ctx), since: timestampFromDate(since), until: timestampFromDate(until) },
+          forward(ctx),
+        );
+        return {
+          counts: res.counts.map((c) => ({
+            day: c.day,
+            rule: c.rule,
+            ruleKind: c.rule.split(':')[0] ?? '',
+            action: c.action,
+            count: c.count,
+          })),
+        };
       },
     });
   },

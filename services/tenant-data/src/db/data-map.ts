@@ -51,12 +51,13 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
   },
   recordings: {
     dataClass: 'recording',
-    encryption: NONE + '; the audio lives in the blob store',
+    encryption:
+      "the row: none (row-level security only); the audio in the blob store: AES-256-GCM under the recording's own data key, kept here sealed under the subject's data key (shredded by a DSAR forget) or, without a subject, wrapped by the secrets KEK",
     retentionClass: 'recording',
     retention: 'by the recording rule (the blob with it)',
     readScopes: ['conversations:read'],
     readsRecorded: true,
-    description: 'references to recorded audio: blob key, duration, what the audio holds',
+    description: 'references to recorded call audio: blob key, size, duration, key reference and the sealed data key',
   },
   guardrail_conversation_states: {
     dataClass: 'conversation_metadata',
@@ -74,6 +75,15 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readScopes: [],
     readsRecorded: false,
     description: "the guardrail checker's per-person counters and topic mentions (no text)",
+  },
+  guardrail_decisions: {
+    dataClass: 'conversation_metadata',
+    encryption: NONE,
+    retentionClass: 'conversation_metadata',
+    retention: 'deleted with its conversation',
+    readScopes: ['conversations:read'],
+    readsRecorded: false,
+    description: 'which guardrail rule acted how on each turn, and when (counted per day for the console; never the text)',
   },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

@@ -87,6 +87,12 @@ export interface RecordingsTable {
   data_class: (typeof RECORDING_DATA_CLASSES)[number];
   retention_class: RetentionClass;
   created_at: CreatedAt;
+  /** size_bytes is the stored (encrypted) blob's size. */
+  size_bytes: ColumnType<string, number | undefined, never>;
+  /** wrapped_key is the recording's data key sealed by secrets (null: a reference without Parley's encryption). */
+  wrapped_key: string | null;
+  /** key_ref says which key seals it: "subject:<id>" or "conversation" ('' for none). */
+  key_ref: ColumnType<string, string | undefined, never>;
 }
 
 /** GuardrailConversationStatesTable holds the guardrail checker's state of one conversation (@parley/guardrails' JSON). */
@@ -107,6 +113,19 @@ export interface GuardrailPersonStatesTable {
   retention_class: ColumnType<RetentionClass, never, never>;
 }
 
+/** GuardrailDecisionsTable holds each guardrail decision of a conversation: rule, action, where, when; never text. */
+export interface GuardrailDecisionsTable {
+  tenant_id: TenantId;
+  id: Generated<string>;
+  conversation_id: string;
+  turn: number;
+  rule: string;
+  action: string;
+  checked: string;
+  decided_at: Generated<Date>;
+  retention_class: ColumnType<RetentionClass, never, never>;
+}
+
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -117,6 +136,7 @@ export interface TenantDataDb {
   recordings: RecordingsTable;
   guardrail_conversation_states: GuardrailConversationStatesTable;
   guardrail_person_states: GuardrailPersonStatesTable;
+  guardrail_decisions: GuardrailDecisionsTable;
 }
 
 /** Workspace is a selected workspace row. */

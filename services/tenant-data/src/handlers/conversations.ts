@@ -1,9 +1,12 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
-import { principalOf } from '@parley/platform';
+import { FailedPreconditionError, NotFoundError, principalOf } from '@parley/platform';
+import { openRecording } from '@parley/envelope';
+import { recordingWav } from '@parley/conversation';
 import {
   appendTranscriptTurn,
+  conversationSecretRefs,
   endConversation,
   getConversation,
   listConversations,
@@ -11,7 +14,7 @@ import {
   startConversation,
 } from '../conversation.store.js';
 import type { Recording, TranscriptTurn } from '../db/tables.js';
-import { addRecording, listRecordings } from '../recording.store.js';
+import { addRecording, getRecording, listRecordings } from '../recording.store.js';
 import { blank, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
 
@@ -21,12 +24,14 @@ export function conversationHandlers(
 ): TenantDataHandlers<
   | 'startConversation'
   | 'getConversation'
+  | 'getConversationSecretRefs'
   | 'listConversations'
   | 'endConversation'
   | 'appendTranscriptTurn'
   | 'listTranscriptTurns'
   | 'addRecording'
   | 'listRecordings'
+  | 'readRecordingAudio'
 > {
   const { inTenant, audited } = tenantScopes(deps);
   return {
@@ -43,6 +48,11 @@ export function conversationHandlers(
 
     async getConversation(req, ctx) {
       return { conversation: conversationMessage(await inTenant(req.tenantId, ctx, (trx) => getConversation(trx, req.conversationId))) };
+    },
+
+    async getConversationSecretRefs(req, ctx) {
+      const facts = await inTenant(req.tenantId, ctx, (trx) => conversationSecretRefs(trx, req.conversationId));
+      return { agentId: facts.agentId, state: facts.state, secretRefs: { ...facts.secretRefs } };
     },
 
     async listConversations(req, ctx) {
@@ -115,6 +125,9 @@ export function conversationHandlers(
           blobKey: req.blobKey,
           durationMs: req.durationMs,
           dataClass: req.dataClass as Recording['data_class'],
+          ...(req.id === '' ? {} : { id: req.id }),
+          ...(req.sizeBytes === 0n ? {} : { sizeBytes: Number(req.sizeBytes) }),
+          ...(req.wrappedKey === '' ? {} : { wrappedKey: req.wrappedKey }),
         }),
       );
       return { recording: recordingMessage(recording) };
@@ -136,6 +149,42 @@ export function conversationHandlers(
         return recordings;
       });
       return { recordings: page.items.map(recordingMessage), nextPageToken: nextPageToken(page) };
+    },
+
+    async readRecordingAudio(req, ctx) {
+      const { blobs, recordingKeys } = deps;
+      if (blobs === undefined || recordingKeys === undefined)
+        throw new FailedPreconditionError('no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read');
+      // The access event is written in the transaction that reads the reference and commits only
+      // with the audio returned: every read of call audio is in the audit log, by whom and of what.
+      return audited(req.tenantId, ctx, async (trx, record, tenant) => {
+        const recording = await getRecording(trx, req.recordingId, req.conversationId);
+        if (recording.wrapped_key === null)
+          throw new FailedPreconditionError(`recording ${recording.id} holds no audio Parley encrypted, so it cannot be read here`);
+        const conversation = await getConversation(trx, recording.conversation_id);
+        const blob = await blobs.get(recording.blob_key);
+        if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
+        const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
+        let plaintext: Buffer;
+        try {
+          plaintext = openRecording(dataKey, { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id }, blob);
+        } finally {
+          dataKey.fill(0);
+        }
+        const wav = recordingWav(plaintext);
+        plaintext.fill(0);
+        await record({
+          ...readActor(ctx, tenant),
+          action: 'recording.read',
+          target: { type: 'recording', id: recording.id },
+          details: auditDetails({ conversation_id: recording.conversation_id, audio: true, duration_ms: recording.duration_ms }, [
+            'conversation_id',
+            'audio',
+            'duration_ms',
+          ]),
+        });
+        return { recording: recordingMessage(recording), wav };
+      });
     },
   };
 }

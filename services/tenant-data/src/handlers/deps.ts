@@ -5,7 +5,8 @@ import { requestTenant } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import type { Kysely } from 'kysely';
 import type { TenantDataDb } from '../db/tables.js';
-import type { SecretDirectory } from '../secret-directory.js';
+import type { RecordingKeys, SecretDirectory } from '../secret-directory.js';
+import type { BlobStore } from '@parley/blob-store';
 
 /** TenantDataDeps are what the handlers need; main.ts builds them from the configuration. */
 export interface TenantDataDeps {
@@ -15,6 +16,10 @@ export interface TenantDataDeps {
   readonly subjectHashPepper: Uint8Array;
   /** secrets tells whether an agent's secret_refs name secrets of its tenant (the secrets service). */
   readonly secrets: SecretDirectory;
+  /** blobs keeps recordings' encrypted audio (undefined: PARLEY_BLOB_STORE=none, no audio to read or delete). */
+  readonly blobs?: BlobStore | undefined;
+  /** recordingKeys opens a recording's data key to serve an audited read (secrets). */
+  readonly recordingKeys?: RecordingKeys | undefined;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
 }

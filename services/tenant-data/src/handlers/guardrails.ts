@@ -5,14 +5,22 @@ import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import { getAgent, setGuardrailPolicy } from '../agent.store.js';
 import { policyReplaced } from '../audit.js';
 import { runDryRun } from '../guardrail-dry-run.js';
+import { countGuardrailDecisions, recordGuardrailDecision } from '../guardrail-decision.store.js';
 import { getGuardrailState, putGuardrailState } from '../guardrail-state.store.js';
 import { tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { agentMessage } from './messages.js';
 
-/** guardrailHandlers replace and dry-run an agent's guardrail policy and keep the guardrail state of conversations and subjects. */
+/** guardrailHandlers replace and dry-run an agent's guardrail policy, keep the guardrail state of conversations and subjects, and record and count decisions. */
 export function guardrailHandlers(
   deps: TenantDataDeps,
-): TenantDataHandlers<'setGuardrailPolicy' | 'testGuardrailPolicy' | 'getGuardrailState' | 'putGuardrailState'> {
+): TenantDataHandlers<
+  | 'setGuardrailPolicy'
+  | 'testGuardrailPolicy'
+  | 'getGuardrailState'
+  | 'putGuardrailState'
+  | 'recordGuardrailDecision'
+  | 'countGuardrailDecisions'
+> {
   const { inTenant, audited } = tenantScopes(deps);
   return {
     async setGuardrailPolicy(req, ctx) {
@@ -77,6 +85,30 @@ export function guardrailHandlers(
         putGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }, state),
       );
       return {};
+    },
+
+    async recordGuardrailDecision(req, ctx) {
+      await inTenant(req.tenantId, ctx, (trx) =>
+        recordGuardrailDecision(trx, {
+          conversationId: req.conversationId,
+          turn: req.turn,
+          rule: req.rule,
+          action: req.action,
+          checked: req.on,
+        }),
+      );
+      return {};
+    },
+
+    async countGuardrailDecisions(req, ctx) {
+      if (req.since === undefined || req.until === undefined)
+        throw new InvalidArgumentError('since and until are required: the range of decision times to count', {
+          field: req.since === undefined ? 'since' : 'until',
+        });
+      const since = timestampDate(req.since);
+      const until = timestampDate(req.until);
+      const counts = await inTenant(req.tenantId, ctx, (trx) => countGuardrailDecisions(trx, since, until));
+      return { counts: counts.map((c) => ({ ...c, count: BigInt(c.count) })) };
     },
   };
 }

@@ -71,5 +71,8 @@ export function recordingMessage(r: Recording): MessageInitShape<typeof Recordin
     durationMs: r.duration_ms,
     dataClass: r.data_class,
     createdAt: ts(r.created_at),
+    sizeBytes: BigInt(r.size_bytes),
+    keyRef: r.key_ref,
+    retentionClass: r.retention_class,
   };
 }

@@ -2,6 +2,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { requireUuid } from '@parley/db';
 import { InvalidArgumentError } from '@parley/platform';
 import { forgetSubject, PURGEABLE_CLASSES, purgeExpiredBatch, type PurgeableClass } from '../retention.store.js';
+import { deleteRecordingBlobs } from '../recording-blobs.js';
 import { tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 
 /** MAX_PURGE_BATCH bounds one PurgeExpired call's delete, so no call holds its locks for long. */
@@ -13,7 +14,11 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
   return {
     async forgetSubject(req, ctx) {
       const subjectId = requireUuid(req.subjectId, 'subject_id');
-      const forgot = await inTenant(req.tenantId, ctx, (trx) => forgetSubject(trx, subjectId));
+      const forgot = await inTenant(req.tenantId, ctx, async (trx) => {
+        const result = await forgetSubject(trx, subjectId);
+        await deleteRecordingBlobs(deps.blobs, result.blobKeys);
+        return result;
+      });
       return { ...forgot, blobKeys: [...forgot.blobKeys] };
     },
     async purgeExpired(req, ctx) {
@@ -27,9 +32,11 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
         conversationIds: req.heldConversationIds.map((id, i) => requireUuid(id, `held_conversation_ids[${i}]`)),
       };
       const before = timestampDate(req.before);
-      const batch = await inTenant(req.tenantId, ctx, (trx) =>
-        purgeExpiredBatch(trx, req.dataClass as PurgeableClass, before, holds, req.limit),
-      );
+      const batch = await inTenant(req.tenantId, ctx, async (trx) => {
+        const result = await purgeExpiredBatch(trx, req.dataClass as PurgeableClass, before, holds, req.limit);
+        await deleteRecordingBlobs(deps.blobs, result.blobKeys);
+        return result;
+      });
       return { deleted: batch.deleted, blobKeys: [...batch.blobKeys] };
     },
   };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/conversations.proto.
  */
 export const file_parley_api_v1_conversations: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJBChZFbmRDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiTAoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USMQoMY29udmVyc2F0aW9uGAEgASgLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24yrwMKE0NvbnZlcnNhdGlvblNlcnZpY2USZgoRTGlzdENvbnZlcnNhdGlvbnMSJy5wYXJsZXkuYXBpLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBooLnBhcmxleS5hcGkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJgCg9HZXRDb252ZXJzYXRpb24SJS5wYXJsZXkuYXBpLnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaJi5wYXJsZXkuYXBpLnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlEmwKE0xpc3RUcmFuc2NyaXB0VHVybnMSKS5wYXJsZXkuYXBpLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0GioucGFybGV5LmFwaS52MS5MaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USYAoPRW5kQ29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKzAQoJUmVjb3JkaW5nEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRITCgtkdXJhdGlvbl9tcxgDIAEoDRISCgpzaXplX2J5dGVzGAQgASgEEg8KB2tleV9yZWYYBSABKAkSFwoPcmV0ZW50aW9uX2NsYXNzGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFUxpc3RSZWNvcmRpbmdzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZGluZ3NSZXNwb25zZRIsCgpyZWNvcmRpbmdzGAEgAygLMhgucGFybGV5LmFwaS52MS5SZWNvcmRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKE0dldFJlY29yZGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhQKDHJlY29yZGluZ19pZBgCIAEoCSJQChRHZXRSZWNvcmRpbmdSZXNwb25zZRIrCglyZWNvcmRpbmcYASABKAsyGC5wYXJsZXkuYXBpLnYxLlJlY29yZGluZxILCgN3YXYYAiABKAwiQQoWRW5kQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGcmVhc29uGAIgASgJIkwKF0VuZENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uInYKHkNvdW50R3VhcmRyYWlsRGVjaXNpb25zUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKFkd1YXJkcmFpbERlY2lzaW9uQ291bnQSCwoDZGF5GAEgASgJEgwKBHJ1bGUYAiABKAkSEQoJcnVsZV9raW5kGAMgASgJEg4KBmFjdGlvbhgEIAEoCRINCgVjb3VudBgFIAEoBCJYCh9Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlEjUKBmNvdW50cxgBIAMoCzIlLnBhcmxleS5hcGkudjEuR3VhcmRyYWlsRGVjaXNpb25Db3VudDLhBQoTQ29udmVyc2F0aW9uU2VydmljZRJmChFMaXN0Q29udmVyc2F0aW9ucxInLnBhcmxleS5hcGkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0GigucGFybGV5LmFwaS52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEmAKD0dldENvbnZlcnNhdGlvbhIlLnBhcmxleS5hcGkudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBomLnBhcmxleS5hcGkudjEuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USbAoTTGlzdFRyYW5zY3JpcHRUdXJucxIpLnBhcmxleS5hcGkudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1JlcXVlc3QaKi5wYXJsZXkuYXBpLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXNwb25zZRJdCg5MaXN0UmVjb3JkaW5ncxIkLnBhcmxleS5hcGkudjEuTGlzdFJlY29yZGluZ3NSZXF1ZXN0GiUucGFybGV5LmFwaS52MS5MaXN0UmVjb3JkaW5nc1Jlc3BvbnNlElcKDEdldFJlY29yZGluZxIiLnBhcmxleS5hcGkudjEuR2V0UmVjb3JkaW5nUmVxdWVzdBojLnBhcmxleS5hcGkudjEuR2V0UmVjb3JkaW5nUmVzcG9uc2USYAoPRW5kQ29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZRJ4ChdDb3VudEd1YXJkcmFpbERlY2lzaW9ucxItLnBhcmxleS5hcGkudjEuQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXF1ZXN0Gi4ucGFybGV5LmFwaS52MS5Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Conversation is one session between an end user and an agent.
@@ -257,6 +257,156 @@ export const ListTranscriptTurnsResponseSchema: GenMessage<ListTranscriptTurnsRe
   messageDesc(file_parley_api_v1_conversations, 7);
 
 /**
+ * Recording is a conversation's recorded call audio, kept encrypted in the blob store.
+ *
+ * @generated from message parley.api.v1.Recording
+ */
+export type Recording = Message<"parley.api.v1.Recording"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: uint32 duration_ms = 3;
+   */
+  durationMs: number;
+
+  /**
+   * size_bytes is the encrypted blob's size.
+   *
+   * @generated from field: uint64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * key_ref is "subject:<subject id>" (the end user's key) or "conversation" (the recording's own key).
+   *
+   * @generated from field: string key_ref = 5;
+   */
+  keyRef: string;
+
+  /**
+   * retention_class is the retention rule that deletes it.
+   *
+   * @generated from field: string retention_class = 6;
+   */
+  retentionClass: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.Recording.
+ * Use `create(RecordingSchema)` to create a new message.
+ */
+export const RecordingSchema: GenMessage<Recording> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 8);
+
+/**
+ * @generated from message parley.api.v1.ListRecordingsRequest
+ */
+export type ListRecordingsRequest = Message<"parley.api.v1.ListRecordingsRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.api.v1.ListRecordingsRequest.
+ * Use `create(ListRecordingsRequestSchema)` to create a new message.
+ */
+export const ListRecordingsRequestSchema: GenMessage<ListRecordingsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 9);
+
+/**
+ * @generated from message parley.api.v1.ListRecordingsResponse
+ */
+export type ListRecordingsResponse = Message<"parley.api.v1.ListRecordingsResponse"> & {
+  /**
+   * @generated from field: repeated parley.api.v1.Recording recordings = 1;
+   */
+  recordings: Recording[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.api.v1.ListRecordingsResponse.
+ * Use `create(ListRecordingsResponseSchema)` to create a new message.
+ */
+export const ListRecordingsResponseSchema: GenMessage<ListRecordingsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 10);
+
+/**
+ * @generated from message parley.api.v1.GetRecordingRequest
+ */
+export type GetRecordingRequest = Message<"parley.api.v1.GetRecordingRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string recording_id = 2;
+   */
+  recordingId: string;
+};
+
+/**
+ * Describes the message parley.api.v1.GetRecordingRequest.
+ * Use `create(GetRecordingRequestSchema)` to create a new message.
+ */
+export const GetRecordingRequestSchema: GenMessage<GetRecordingRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 11);
+
+/**
+ * @generated from message parley.api.v1.GetRecordingResponse
+ */
+export type GetRecordingResponse = Message<"parley.api.v1.GetRecordingResponse"> & {
+  /**
+   * @generated from field: parley.api.v1.Recording recording = 1;
+   */
+  recording?: Recording | undefined;
+
+  /**
+   * wav is a 16-bit PCM WAV file with two channels: left the caller, right the agent.
+   *
+   * @generated from field: bytes wav = 2;
+   */
+  wav: Uint8Array;
+};
+
+/**
+ * Describes the message parley.api.v1.GetRecordingResponse.
+ * Use `create(GetRecordingResponseSchema)` to create a new message.
+ */
+export const GetRecordingResponseSchema: GenMessage<GetRecordingResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 12);
+
+/**
  * @generated from message parley.api.v1.EndConversationRequest
  */
 export type EndConversationRequest = Message<"parley.api.v1.EndConversationRequest"> & {
@@ -278,7 +428,7 @@ export type EndConversationRequest = Message<"parley.api.v1.EndConversationReque
  * Use `create(EndConversationRequestSchema)` to create a new message.
  */
 export const EndConversationRequestSchema: GenMessage<EndConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 8);
+  messageDesc(file_parley_api_v1_conversations, 13);
 
 /**
  * @generated from message parley.api.v1.EndConversationResponse
@@ -295,7 +445,98 @@ export type EndConversationResponse = Message<"parley.api.v1.EndConversationResp
  * Use `create(EndConversationResponseSchema)` to create a new message.
  */
 export const EndConversationResponseSchema: GenMessage<EndConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 9);
+  messageDesc(file_parley_api_v1_conversations, 14);
+
+/**
+ * @generated from message parley.api.v1.CountGuardrailDecisionsRequest
+ */
+export type CountGuardrailDecisionsRequest = Message<"parley.api.v1.CountGuardrailDecisionsRequest"> & {
+  /**
+   * since and until bound the decisions' times (until excluded). Defaults: the last 14 days up to
+   * now; at most 93 days apart.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 1;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 2;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.CountGuardrailDecisionsRequest.
+ * Use `create(CountGuardrailDecisionsRequestSchema)` to create a new message.
+ */
+export const CountGuardrailDecisionsRequestSchema: GenMessage<CountGuardrailDecisionsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 15);
+
+/**
+ * GuardrailDecisionCount is how many times one rule acted one way on one UTC day.
+ *
+ * @generated from message parley.api.v1.GuardrailDecisionCount
+ */
+export type GuardrailDecisionCount = Message<"parley.api.v1.GuardrailDecisionCount"> & {
+  /**
+   * day is the UTC date, "YYYY-MM-DD".
+   *
+   * @generated from field: string day = 1;
+   */
+  day: string;
+
+  /**
+   * rule is the policy rule, e.g. "no_go:medical"; empty for turns no rule acted on (action "allow").
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * rule_kind is the rule's kind, e.g. "no_go" (empty for allows).
+   *
+   * @generated from field: string rule_kind = 3;
+   */
+  ruleKind: string;
+
+  /**
+   * action is "allow", "replace", "redact", "escalate", "handoff", "end" or "block_tool".
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * @generated from field: uint64 count = 5;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message parley.api.v1.GuardrailDecisionCount.
+ * Use `create(GuardrailDecisionCountSchema)` to create a new message.
+ */
+export const GuardrailDecisionCountSchema: GenMessage<GuardrailDecisionCount> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 16);
+
+/**
+ * @generated from message parley.api.v1.CountGuardrailDecisionsResponse
+ */
+export type CountGuardrailDecisionsResponse = Message<"parley.api.v1.CountGuardrailDecisionsResponse"> & {
+  /**
+   * counts are ordered by day, then rule, then action; days without decisions are absent.
+   *
+   * @generated from field: repeated parley.api.v1.GuardrailDecisionCount counts = 1;
+   */
+  counts: GuardrailDecisionCount[];
+};
+
+/**
+ * Describes the message parley.api.v1.CountGuardrailDecisionsResponse.
+ * Use `create(CountGuardrailDecisionsResponseSchema)` to create a new message.
+ */
+export const CountGuardrailDecisionsResponseSchema: GenMessage<CountGuardrailDecisionsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 17);
 
 /**
  * ConversationService reads a workspace's conversations and transcripts, and ends live ones.
@@ -334,6 +575,26 @@ export const ConversationService: GenService<{
     output: typeof ListTranscriptTurnsResponseSchema;
   },
   /**
+   * ListRecordings lists a conversation's recordings (references only; each is an access event).
+   *
+   * @generated from rpc parley.api.v1.ConversationService.ListRecordings
+   */
+  listRecordings: {
+    methodKind: "unary";
+    input: typeof ListRecordingsRequestSchema;
+    output: typeof ListRecordingsResponseSchema;
+  },
+  /**
+   * GetRecording returns one recording's decrypted audio; every call is an access event in the audit log.
+   *
+   * @generated from rpc parley.api.v1.ConversationService.GetRecording
+   */
+  getRecording: {
+    methodKind: "unary";
+    input: typeof GetRecordingRequestSchema;
+    output: typeof GetRecordingResponseSchema;
+  },
+  /**
    * EndConversation ends a live conversation; its connection is closed within seconds.
    *
    * @generated from rpc parley.api.v1.ConversationService.EndConversation
@@ -342,6 +603,17 @@ export const ConversationService: GenService<{
     methodKind: "unary";
     input: typeof EndConversationRequestSchema;
     output: typeof EndConversationResponseSchema;
+  },
+  /**
+   * CountGuardrailDecisions counts the workspace's guardrail decisions per UTC day, rule and action
+   * (what the rules did, never the text they concerned).
+   *
+   * @generated from rpc parley.api.v1.ConversationService.CountGuardrailDecisions
+   */
+  countGuardrailDecisions: {
+    methodKind: "unary";
+    input: typeof CountGuardrailDecisionsRequestSchema;
+    output: typeof CountGuardrailDecisionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_conversations, 0);

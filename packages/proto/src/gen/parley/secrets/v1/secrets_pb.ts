@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/secrets/v1/secrets.proto.
  */
 export const file_parley_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IlMKE1NlY3JldHNFeGlzdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnNlY3JldF9pZHMYAiADKAkSFQoNcHJvdmlkZXJfa2luZBgDIAEoCSJDChRTZWNyZXRzRXhpc3RSZXNwb25zZRITCgttaXNzaW5nX2lkcxgBIAMoCRIWCg53cm9uZ19raW5kX2lkcxgCIAMoCSJlChhFbmNyeXB0Rm9yU3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkSDwoHcHVycG9zZRgDIAEoCRIRCglwbGFpbnRleHQYBCABKAwiLwoZRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRISCgpjaXBoZXJ0ZXh0GAEgASgMImYKGERlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEhIKCmNpcGhlcnRleHQYBCABKAwiLgoZRGVjcnlwdEZvclN1YmplY3RSZXNwb25zZRIRCglwbGFpbnRleHQYASABKAwiPwoWU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCSJFChdTaHJlZFN1YmplY3RLZXlSZXNwb25zZRIQCghzaHJlZGRlZBgBIAEoCBIYChBhbHJlYWR5X3NocmVkZGVkGAIgASgIIkgKGUZvcmdldEFjY2Vzc0V2ZW50c1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhgKEGNvbnZlcnNhdGlvbl9pZHMYAiADKAkiLQoaRm9yZ2V0QWNjZXNzRXZlbnRzUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoDSKHAQoYUHVyZ2VBY2Nlc3NFdmVudHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIqCgZiZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KFWhlbGRfY29udmVyc2F0aW9uX2lkcxgDIAMoCRINCgVsaW1pdBgEIAEoDSIsChlQdXJnZUFjY2Vzc0V2ZW50c1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0iPAoZSXNzdWVXZWJob29rU2VjcmV0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJeChpJc3N1ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YRINCgV2YWx1ZRgCIAEoCSJFChxSZXNvbHZlV2ViaG9va1NlY3JldHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRISCgpzZWNyZXRfaWRzGAIgAygJIlMKHVJlc29sdmVXZWJob29rU2VjcmV0c1Jlc3BvbnNlEjIKB3NlY3JldHMYASADKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldCKMAQoiUmVzb2x2ZUNvbm5lY3Rpb25DcmVkZW50aWFsUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEhEKCXNlY3JldF9pZBgEIAEoCRIVCg1jb25uZWN0aW9uX2lkGAUgASgJIlgKI1Jlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IkgKIVJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiVwoiUmVzb2x2ZVRlbGVwaG9ueUNyZWRlbnRpYWxSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldDL3DQoOU2VjcmV0c1NlcnZpY2USVgoJUHV0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuUHV0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlc3BvbnNlElwKC0xpc3RTZWNyZXRzEiUucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXF1ZXN0GiYucGFybGV5LnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZRJWCglHZXRTZWNyZXQSIy5wYXJsZXkuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXF1ZXN0GiQucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVzcG9uc2USXwoMUm90YXRlU2VjcmV0EiYucGFybGV5LnNlY3JldHMudjEuUm90YXRlU2VjcmV0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlc3BvbnNlEl8KDERlbGV0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJ9ChZSZXNvbHZlRm9yQ29udmVyc2F0aW9uEjAucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QaMS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USXwoMU2VjcmV0c0V4aXN0EiYucGFybGV5LnNlY3JldHMudjEuU2VjcmV0c0V4aXN0UmVxdWVzdBonLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldHNFeGlzdFJlc3BvbnNlEm4KEUVuY3J5cHRGb3JTdWJqZWN0EisucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXF1ZXN0GiwucGFybGV5LnNlY3JldHMudjEuRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRJuChFEZWNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkRlY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USaAoPU2hyZWRTdWJqZWN0S2V5EikucGFybGV5LnNlY3JldHMudjEuU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBoqLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlc3BvbnNlEnEKEkZvcmdldEFjY2Vzc0V2ZW50cxIsLnBhcmxleS5zZWNyZXRzLnYxLkZvcmdldEFjY2Vzc0V2ZW50c1JlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Gb3JnZXRBY2Nlc3NFdmVudHNSZXNwb25zZRJuChFQdXJnZUFjY2Vzc0V2ZW50cxIrLnBhcmxleS5zZWNyZXRzLnYxLlB1cmdlQWNjZXNzRXZlbnRzUmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLlB1cmdlQWNjZXNzRXZlbnRzUmVzcG9uc2UScQoSSXNzdWVXZWJob29rU2VjcmV0EiwucGFybGV5LnNlY3JldHMudjEuSXNzdWVXZWJob29rU2VjcmV0UmVxdWVzdBotLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlc3BvbnNlEnoKFVJlc29sdmVXZWJob29rU2VjcmV0cxIvLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVXZWJob29rU2VjcmV0c1JlcXVlc3QaMC5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXNwb25zZRKMAQobUmVzb2x2ZUNvbm5lY3Rpb25DcmVkZW50aWFsEjUucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUNvbm5lY3Rpb25DcmVkZW50aWFsUmVxdWVzdBo2LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlc3BvbnNlEokBChpSZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbBI0LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVxdWVzdBo1LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9wYXJsZXkvc2VjcmV0cy92MS9zZWNyZXRzLnByb3RvEhFwYXJsZXkuc2VjcmV0cy52MSKRAgoOU2VjcmV0TWV0YWRhdGESCgoCaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNcHJvdmlkZXJfa2luZBgEIAEoCRIMCgRoaW50GAUgASgJEg8KB3ZlcnNpb24YBiABKA0SDgoGc2V0X2J5GAcgASgJEioKBnNldF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChBQdXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNcHJvdmlkZXJfa2luZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJGChFQdXRTZWNyZXRSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRNZXRhZGF0YSI7ChJMaXN0U2VjcmV0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYgoTTGlzdFNlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJIkYKEUdldFNlY3JldFJlc3BvbnNlEjEKBnNlY3JldBgBIAEoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldE1ldGFkYXRhIlEKE1JvdGF0ZVNlY3JldFJlcXVlc3QSEQoJc2VjcmV0X2lkGAEgASgJEg0KBXZhbHVlGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKA0iSQoUUm90YXRlU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGEiKAoTRGVsZXRlU2VjcmV0UmVxdWVzdBIRCglzZWNyZXRfaWQYASABKAkiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UicQodUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRISCgpzZWNyZXRfaWRzGAQgAygJInoKDlJlc29sdmVkU2VjcmV0EhEKCXNlY3JldF9pZBgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIMCgRuYW1lGAMgASgJEhUKDXByb3ZpZGVyX2tpbmQYBCABKAkSDwoHdmVyc2lvbhgFIAEoDRINCgV2YWx1ZRgGIAEoCSJUCh5SZXNvbHZlRm9yQ29udmVyc2F0aW9uUmVzcG9uc2USMgoHc2VjcmV0cxgBIAMoCzIhLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVkU2VjcmV0IlMKE1NlY3JldHNFeGlzdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnNlY3JldF9pZHMYAiADKAkSFQoNcHJvdmlkZXJfa2luZBgDIAEoCSJDChRTZWNyZXRzRXhpc3RSZXNwb25zZRITCgttaXNzaW5nX2lkcxgBIAMoCRIWCg53cm9uZ19raW5kX2lkcxgCIAMoCSJlChhFbmNyeXB0Rm9yU3ViamVjdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkSDwoHcHVycG9zZRgDIAEoCRIRCglwbGFpbnRleHQYBCABKAwiLwoZRW5jcnlwdEZvclN1YmplY3RSZXNwb25zZRISCgpjaXBoZXJ0ZXh0GAEgASgMImYKGERlY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEhIKCmNpcGhlcnRleHQYBCABKAwiLgoZRGVjcnlwdEZvclN1YmplY3RSZXNwb25zZRIRCglwbGFpbnRleHQYASABKAwicAoYSXNzdWVSZWNvcmRpbmdLZXlSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEgoKc3ViamVjdF9pZBgDIAEoCRIUCgxyZWNvcmRpbmdfaWQYBCABKAkiQgoZSXNzdWVSZWNvcmRpbmdLZXlSZXNwb25zZRIQCghkYXRhX2tleRgBIAEoDBITCgt3cmFwcGVkX2tleRgCIAEoCSJrChdPcGVuUmVjb3JkaW5nS2V5UmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc3ViamVjdF9pZBgCIAEoCRIUCgxyZWNvcmRpbmdfaWQYAyABKAkSEwoLd3JhcHBlZF9rZXkYBCABKAkiLAoYT3BlblJlY29yZGluZ0tleVJlc3BvbnNlEhAKCGRhdGFfa2V5GAEgASgMIj8KFlNocmVkU3ViamVjdEtleVJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkiRQoXU2hyZWRTdWJqZWN0S2V5UmVzcG9uc2USEAoIc2hyZWRkZWQYASABKAgSGAoQYWxyZWFkeV9zaHJlZGRlZBgCIAEoCCJIChlGb3JnZXRBY2Nlc3NFdmVudHNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIYChBjb252ZXJzYXRpb25faWRzGAIgAygJIi0KGkZvcmdldEFjY2Vzc0V2ZW50c1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0ihwEKGFB1cmdlQWNjZXNzRXZlbnRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSKgoGYmVmb3JlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVoZWxkX2NvbnZlcnNhdGlvbl9pZHMYAyADKAkSDQoFbGltaXQYBCABKA0iLAoZUHVyZ2VBY2Nlc3NFdmVudHNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIjwKGUlzc3VlV2ViaG9va1NlY3JldFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiXgoaSXNzdWVXZWJob29rU2VjcmV0UmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuU2VjcmV0TWV0YWRhdGESDQoFdmFsdWUYAiABKAkiRQocUmVzb2x2ZVdlYmhvb2tTZWNyZXRzUmVxdWVzdBIRCgl0ZW5hbnRfaWQYASABKAkSEgoKc2VjcmV0X2lkcxgCIAMoCSJTCh1SZXNvbHZlV2ViaG9va1NlY3JldHNSZXNwb25zZRIyCgdzZWNyZXRzGAEgAygLMiEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZWRTZWNyZXQijAEKIlJlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIRCglzZWNyZXRfaWQYBCABKAkSFQoNY29ubmVjdGlvbl9pZBgFIAEoCSJYCiNSZXNvbHZlQ29ubmVjdGlvbkNyZWRlbnRpYWxSZXNwb25zZRIxCgZzZWNyZXQYASABKAsyIS5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlZFNlY3JldCJICiFSZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJIlcKIlJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVzcG9uc2USMQoGc2VjcmV0GAEgASgLMiEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZWRTZWNyZXQy1A8KDlNlY3JldHNTZXJ2aWNlElYKCVB1dFNlY3JldBIjLnBhcmxleS5zZWNyZXRzLnYxLlB1dFNlY3JldFJlcXVlc3QaJC5wYXJsZXkuc2VjcmV0cy52MS5QdXRTZWNyZXRSZXNwb25zZRJcCgtMaXN0U2VjcmV0cxIlLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBomLnBhcmxleS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVzcG9uc2USVgoJR2V0U2VjcmV0EiMucGFybGV5LnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBokLnBhcmxleS5zZWNyZXRzLnYxLkdldFNlY3JldFJlc3BvbnNlEl8KDFJvdGF0ZVNlY3JldBImLnBhcmxleS5zZWNyZXRzLnYxLlJvdGF0ZVNlY3JldFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5Sb3RhdGVTZWNyZXRSZXNwb25zZRJfCgxEZWxldGVTZWNyZXQSJi5wYXJsZXkuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GicucGFybGV5LnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USfQoWUmVzb2x2ZUZvckNvbnZlcnNhdGlvbhIwLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVGb3JDb252ZXJzYXRpb25SZXF1ZXN0GjEucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUZvckNvbnZlcnNhdGlvblJlc3BvbnNlEl8KDFNlY3JldHNFeGlzdBImLnBhcmxleS5zZWNyZXRzLnYxLlNlY3JldHNFeGlzdFJlcXVlc3QaJy5wYXJsZXkuc2VjcmV0cy52MS5TZWNyZXRzRXhpc3RSZXNwb25zZRJuChFFbmNyeXB0Rm9yU3ViamVjdBIrLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLkVuY3J5cHRGb3JTdWJqZWN0UmVzcG9uc2USbgoRRGVjcnlwdEZvclN1YmplY3QSKy5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlcXVlc3QaLC5wYXJsZXkuc2VjcmV0cy52MS5EZWNyeXB0Rm9yU3ViamVjdFJlc3BvbnNlEm4KEUlzc3VlUmVjb3JkaW5nS2V5EisucGFybGV5LnNlY3JldHMudjEuSXNzdWVSZWNvcmRpbmdLZXlSZXF1ZXN0GiwucGFybGV5LnNlY3JldHMudjEuSXNzdWVSZWNvcmRpbmdLZXlSZXNwb25zZRJrChBPcGVuUmVjb3JkaW5nS2V5EioucGFybGV5LnNlY3JldHMudjEuT3BlblJlY29yZGluZ0tleVJlcXVlc3QaKy5wYXJsZXkuc2VjcmV0cy52MS5PcGVuUmVjb3JkaW5nS2V5UmVzcG9uc2USaAoPU2hyZWRTdWJqZWN0S2V5EikucGFybGV5LnNlY3JldHMudjEuU2hyZWRTdWJqZWN0S2V5UmVxdWVzdBoqLnBhcmxleS5zZWNyZXRzLnYxLlNocmVkU3ViamVjdEtleVJlc3BvbnNlEnEKEkZvcmdldEFjY2Vzc0V2ZW50cxIsLnBhcmxleS5zZWNyZXRzLnYxLkZvcmdldEFjY2Vzc0V2ZW50c1JlcXVlc3QaLS5wYXJsZXkuc2VjcmV0cy52MS5Gb3JnZXRBY2Nlc3NFdmVudHNSZXNwb25zZRJuChFQdXJnZUFjY2Vzc0V2ZW50cxIrLnBhcmxleS5zZWNyZXRzLnYxLlB1cmdlQWNjZXNzRXZlbnRzUmVxdWVzdBosLnBhcmxleS5zZWNyZXRzLnYxLlB1cmdlQWNjZXNzRXZlbnRzUmVzcG9uc2UScQoSSXNzdWVXZWJob29rU2VjcmV0EiwucGFybGV5LnNlY3JldHMudjEuSXNzdWVXZWJob29rU2VjcmV0UmVxdWVzdBotLnBhcmxleS5zZWNyZXRzLnYxLklzc3VlV2ViaG9va1NlY3JldFJlc3BvbnNlEnoKFVJlc29sdmVXZWJob29rU2VjcmV0cxIvLnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVXZWJob29rU2VjcmV0c1JlcXVlc3QaMC5wYXJsZXkuc2VjcmV0cy52MS5SZXNvbHZlV2ViaG9va1NlY3JldHNSZXNwb25zZRKMAQobUmVzb2x2ZUNvbm5lY3Rpb25DcmVkZW50aWFsEjUucGFybGV5LnNlY3JldHMudjEuUmVzb2x2ZUNvbm5lY3Rpb25DcmVkZW50aWFsUmVxdWVzdBo2LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVDb25uZWN0aW9uQ3JlZGVudGlhbFJlc3BvbnNlEokBChpSZXNvbHZlVGVsZXBob255Q3JlZGVudGlhbBI0LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVxdWVzdBo1LnBhcmxleS5zZWNyZXRzLnYxLlJlc29sdmVUZWxlcGhvbnlDcmVkZW50aWFsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * SecretMetadata is everything about a secret except its value.
@@ -567,6 +567,123 @@ export const DecryptForSubjectResponseSchema: GenMessage<DecryptForSubjectRespon
   messageDesc(file_parley_secrets_v1_secrets, 19);
 
 /**
+ * IssueRecordingKeyRequest asks for a fresh data key to encrypt one recording of a live conversation.
+ *
+ * @generated from message parley.secrets.v1.IssueRecordingKeyRequest
+ */
+export type IssueRecordingKeyRequest = Message<"parley.secrets.v1.IssueRecordingKeyRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * subject_id is the conversation's end user; empty when it has none.
+   *
+   * @generated from field: string subject_id = 3;
+   */
+  subjectId: string;
+
+  /**
+   * recording_id is the recording the key is for (the sealed key is bound to it).
+   *
+   * @generated from field: string recording_id = 4;
+   */
+  recordingId: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.IssueRecordingKeyRequest.
+ * Use `create(IssueRecordingKeyRequestSchema)` to create a new message.
+ */
+export const IssueRecordingKeyRequestSchema: GenMessage<IssueRecordingKeyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 20);
+
+/**
+ * @generated from message parley.secrets.v1.IssueRecordingKeyResponse
+ */
+export type IssueRecordingKeyResponse = Message<"parley.secrets.v1.IssueRecordingKeyResponse"> & {
+  /**
+   * data_key is the 32-byte AES-256 key; the caller encrypts with it and wipes it.
+   *
+   * @generated from field: bytes data_key = 1;
+   */
+  dataKey: Uint8Array;
+
+  /**
+   * wrapped_key is the data key sealed for storage next to the recording: under the subject's key
+   * ("subject:v1:..."; unreadable once the subject key is shredded), or under the KEK as the
+   * recording's own key ("conversation:v1:...").
+   *
+   * @generated from field: string wrapped_key = 2;
+   */
+  wrappedKey: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.IssueRecordingKeyResponse.
+ * Use `create(IssueRecordingKeyResponseSchema)` to create a new message.
+ */
+export const IssueRecordingKeyResponseSchema: GenMessage<IssueRecordingKeyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 21);
+
+/**
+ * OpenRecordingKeyRequest unseals a recording's data key to decrypt its audio.
+ *
+ * @generated from message parley.secrets.v1.OpenRecordingKeyRequest
+ */
+export type OpenRecordingKeyRequest = Message<"parley.secrets.v1.OpenRecordingKeyRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string subject_id = 2;
+   */
+  subjectId: string;
+
+  /**
+   * @generated from field: string recording_id = 3;
+   */
+  recordingId: string;
+
+  /**
+   * @generated from field: string wrapped_key = 4;
+   */
+  wrappedKey: string;
+};
+
+/**
+ * Describes the message parley.secrets.v1.OpenRecordingKeyRequest.
+ * Use `create(OpenRecordingKeyRequestSchema)` to create a new message.
+ */
+export const OpenRecordingKeyRequestSchema: GenMessage<OpenRecordingKeyRequest> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 22);
+
+/**
+ * @generated from message parley.secrets.v1.OpenRecordingKeyResponse
+ */
+export type OpenRecordingKeyResponse = Message<"parley.secrets.v1.OpenRecordingKeyResponse"> & {
+  /**
+   * @generated from field: bytes data_key = 1;
+   */
+  dataKey: Uint8Array;
+};
+
+/**
+ * Describes the message parley.secrets.v1.OpenRecordingKeyResponse.
+ * Use `create(OpenRecordingKeyResponseSchema)` to create a new message.
+ */
+export const OpenRecordingKeyResponseSchema: GenMessage<OpenRecordingKeyResponse> = /*@__PURE__*/
+  messageDesc(file_parley_secrets_v1_secrets, 23);
+
+/**
  * @generated from message parley.secrets.v1.ShredSubjectKeyRequest
  */
 export type ShredSubjectKeyRequest = Message<"parley.secrets.v1.ShredSubjectKeyRequest"> & {
@@ -586,7 +703,7 @@ export type ShredSubjectKeyRequest = Message<"parley.secrets.v1.ShredSubjectKeyR
  * Use `create(ShredSubjectKeyRequestSchema)` to create a new message.
  */
 export const ShredSubjectKeyRequestSchema: GenMessage<ShredSubjectKeyRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 20);
+  messageDesc(file_parley_secrets_v1_secrets, 24);
 
 /**
  * @generated from message parley.secrets.v1.ShredSubjectKeyResponse
@@ -613,7 +730,7 @@ export type ShredSubjectKeyResponse = Message<"parley.secrets.v1.ShredSubjectKey
  * Use `create(ShredSubjectKeyResponseSchema)` to create a new message.
  */
 export const ShredSubjectKeyResponseSchema: GenMessage<ShredSubjectKeyResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 21);
+  messageDesc(file_parley_secrets_v1_secrets, 25);
 
 /**
  * ForgetAccessEventsRequest deletes the access events recorded for a person's conversations (a DSAR forget).
@@ -639,7 +756,7 @@ export type ForgetAccessEventsRequest = Message<"parley.secrets.v1.ForgetAccessE
  * Use `create(ForgetAccessEventsRequestSchema)` to create a new message.
  */
 export const ForgetAccessEventsRequestSchema: GenMessage<ForgetAccessEventsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 22);
+  messageDesc(file_parley_secrets_v1_secrets, 26);
 
 /**
  * @generated from message parley.secrets.v1.ForgetAccessEventsResponse
@@ -656,7 +773,7 @@ export type ForgetAccessEventsResponse = Message<"parley.secrets.v1.ForgetAccess
  * Use `create(ForgetAccessEventsResponseSchema)` to create a new message.
  */
 export const ForgetAccessEventsResponseSchema: GenMessage<ForgetAccessEventsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 23);
+  messageDesc(file_parley_secrets_v1_secrets, 27);
 
 /**
  * PurgeAccessEventsRequest deletes one batch of access events recorded before `before`.
@@ -694,7 +811,7 @@ export type PurgeAccessEventsRequest = Message<"parley.secrets.v1.PurgeAccessEve
  * Use `create(PurgeAccessEventsRequestSchema)` to create a new message.
  */
 export const PurgeAccessEventsRequestSchema: GenMessage<PurgeAccessEventsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 24);
+  messageDesc(file_parley_secrets_v1_secrets, 28);
 
 /**
  * @generated from message parley.secrets.v1.PurgeAccessEventsResponse
@@ -711,7 +828,7 @@ export type PurgeAccessEventsResponse = Message<"parley.secrets.v1.PurgeAccessEv
  * Use `create(PurgeAccessEventsResponseSchema)` to create a new message.
  */
 export const PurgeAccessEventsResponseSchema: GenMessage<PurgeAccessEventsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 25);
+  messageDesc(file_parley_secrets_v1_secrets, 29);
 
 /**
  * @generated from message parley.secrets.v1.IssueWebhookSecretRequest
@@ -735,7 +852,7 @@ export type IssueWebhookSecretRequest = Message<"parley.secrets.v1.IssueWebhookS
  * Use `create(IssueWebhookSecretRequestSchema)` to create a new message.
  */
 export const IssueWebhookSecretRequestSchema: GenMessage<IssueWebhookSecretRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 26);
+  messageDesc(file_parley_secrets_v1_secrets, 30);
 
 /**
  * @generated from message parley.secrets.v1.IssueWebhookSecretResponse
@@ -759,7 +876,7 @@ export type IssueWebhookSecretResponse = Message<"parley.secrets.v1.IssueWebhook
  * Use `create(IssueWebhookSecretResponseSchema)` to create a new message.
  */
 export const IssueWebhookSecretResponseSchema: GenMessage<IssueWebhookSecretResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 27);
+  messageDesc(file_parley_secrets_v1_secrets, 31);
 
 /**
  * @generated from message parley.secrets.v1.ResolveWebhookSecretsRequest
@@ -783,7 +900,7 @@ export type ResolveWebhookSecretsRequest = Message<"parley.secrets.v1.ResolveWeb
  * Use `create(ResolveWebhookSecretsRequestSchema)` to create a new message.
  */
 export const ResolveWebhookSecretsRequestSchema: GenMessage<ResolveWebhookSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 28);
+  messageDesc(file_parley_secrets_v1_secrets, 32);
 
 /**
  * @generated from message parley.secrets.v1.ResolveWebhookSecretsResponse
@@ -802,7 +919,7 @@ export type ResolveWebhookSecretsResponse = Message<"parley.secrets.v1.ResolveWe
  * Use `create(ResolveWebhookSecretsResponseSchema)` to create a new message.
  */
 export const ResolveWebhookSecretsResponseSchema: GenMessage<ResolveWebhookSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 29);
+  messageDesc(file_parley_secrets_v1_secrets, 33);
 
 /**
  * @generated from message parley.secrets.v1.ResolveConnectionCredentialRequest
@@ -845,7 +962,7 @@ export type ResolveConnectionCredentialRequest = Message<"parley.secrets.v1.Reso
  * Use `create(ResolveConnectionCredentialRequestSchema)` to create a new message.
  */
 export const ResolveConnectionCredentialRequestSchema: GenMessage<ResolveConnectionCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 30);
+  messageDesc(file_parley_secrets_v1_secrets, 34);
 
 /**
  * @generated from message parley.secrets.v1.ResolveConnectionCredentialResponse
@@ -864,7 +981,7 @@ export type ResolveConnectionCredentialResponse = Message<"parley.secrets.v1.Res
  * Use `create(ResolveConnectionCredentialResponseSchema)` to create a new message.
  */
 export const ResolveConnectionCredentialResponseSchema: GenMessage<ResolveConnectionCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 31);
+  messageDesc(file_parley_secrets_v1_secrets, 35);
 
 /**
  * @generated from message parley.secrets.v1.ResolveTelephonyCredentialRequest
@@ -888,7 +1005,7 @@ export type ResolveTelephonyCredentialRequest = Message<"parley.secrets.v1.Resol
  * Use `create(ResolveTelephonyCredentialRequestSchema)` to create a new message.
  */
 export const ResolveTelephonyCredentialRequestSchema: GenMessage<ResolveTelephonyCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 32);
+  messageDesc(file_parley_secrets_v1_secrets, 36);
 
 /**
  * @generated from message parley.secrets.v1.ResolveTelephonyCredentialResponse
@@ -907,7 +1024,7 @@ export type ResolveTelephonyCredentialResponse = Message<"parley.secrets.v1.Reso
  * Use `create(ResolveTelephonyCredentialResponseSchema)` to create a new message.
  */
 export const ResolveTelephonyCredentialResponseSchema: GenMessage<ResolveTelephonyCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_parley_secrets_v1_secrets, 33);
+  messageDesc(file_parley_secrets_v1_secrets, 37);
 
 /**
  * SecretsService stores and resolves provider credentials and holds per-subject data keys.
@@ -1007,7 +1124,26 @@ export const SecretsService: GenService<{
   },
   /**
    * ShredSubjectKey destroys a subject's data key, making all its records unreadable.
+   * IssueRecordingKey makes a data key for one recording of a live conversation (voice-orchestrator only).
    *
+   * @generated from rpc parley.secrets.v1.SecretsService.IssueRecordingKey
+   */
+  issueRecordingKey: {
+    methodKind: "unary";
+    input: typeof IssueRecordingKeyRequestSchema;
+    output: typeof IssueRecordingKeyResponseSchema;
+  },
+  /**
+   * OpenRecordingKey unseals a recording's data key (tenant-data only, to serve an audited read).
+   *
+   * @generated from rpc parley.secrets.v1.SecretsService.OpenRecordingKey
+   */
+  openRecordingKey: {
+    methodKind: "unary";
+    input: typeof OpenRecordingKeyRequestSchema;
+    output: typeof OpenRecordingKeyResponseSchema;
+  },
+  /**
    * @generated from rpc parley.secrets.v1.SecretsService.ShredSubjectKey
    */
   shredSubjectKey: {

@@ -1,0 +1,31 @@
+import { InvalidArgumentError } from '@parley/platform';
+
+/**
+ * BlobStore keeps opaque objects by key: what Parley puts there is already encrypted (a
+ * recording's audio under its conversation's or subject's key), so a store needs no crypto of its
+ * own and never sees plaintext. Deleting a missing key is not an error (purges are retried).
+ */
+export interface BlobStore {
+  /** kind names the backend (logs, the data map). */
+  readonly kind: 'file' | 's3';
+  /** put stores bytes under key, replacing what was there. */
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  /** get reads a key's bytes; undefined when there is no such object. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** delete removes a key; a missing key is fine. */
+  delete(key: string): Promise<void>;
+}
+
+const KEY_PATTERN = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+
+/**
+ * requireBlobKey checks that a key is relative, made of safe segments and never climbs out of
+ * its root (`..`), so the file store can use it as a path and S3 as an object key unchanged.
+ */
+export function requireBlobKey(key: string): string {
+  if (key.length === 0 || key.length > 512 || !KEY_PATTERN.test(key) || key.split('/').some((s) => s === '.' || s === '..'))
+    throw new InvalidArgumentError('blob key must be 1-512 characters of letters, digits, "_", "." and "-" in "/"-separated segments', {
+      field: 'blob_key',
+    });
+  return key;
+}

@@ -1,0 +1,119 @@
+// A short-lived, replica-local cache of "this conversation is live, it is agent A's, and A
+// references these secrets" (issue 15): a conversation's repeated resolves (provider keys, each
+// tool call's connection credential) skip the round trip to tenant-data. Whether a conversation
+// is live is still decided in Postgres: tenant-data's triggers NOTIFY every replica at commit when
+// a live conversation ends (or is deleted) or an agent's secret_refs change, and the entry goes.
+// What bounds a stale answer when a notification is missed is the entry's lifetime: entries live
+// at most ttlMs, none is served or stored while the LISTEN connection is down, and losing it drops
+// them all.
+import { CONVERSATION_ACCESS_CHANNEL, listenForNotifications, type NotificationListener } from '@parley/db';
+import type { Logger } from '@parley/platform';
+import type { ConversationDirectory, ConversationSecretRefs } from './conversation-directory.js';
+
+/** MAX_ENTRIES bounds the cache (the oldest entries go first). */
+const MAX_ENTRIES = 10_000;
+
+interface Entry {
+  readonly facts: ConversationSecretRefs;
+  readonly expiresAt: number;
+}
+
+/** CachedConversationDirectory is a ConversationDirectory that remembers live conversations for a short while. */
+export interface CachedConversationDirectory extends ConversationDirectory {
+  /** invalidate handles one notification payload of CONVERSATION_ACCESS_CHANNEL ('c/<tenant>/<conversation>' or 'a/<tenant>/<agent>'). */
+  invalidate(payload: string): void;
+  /** clear drops every entry (the LISTEN connection was lost or is back: notifications may have been missed). */
+  clear(): void;
+  /** size is how many entries are held (for tests). */
+  readonly size: number;
+}
+
+/**
+ * cachedConversationDirectory caches `inner`'s answers for live conversations for ttlMs, while
+ * `listening()` says notifications arrive. Refusals (ended, unknown, another tenant's) are never
+ * cached, nor is an answer fetched while an invalidation arrived (it may predate the end it announced).
+ * The telephony path's agent-only question is passed through.
+ */
+export function cachedConversationDirectory(
+  inner: ConversationDirectory,
+  options: { ttlMs: number; listening: () => boolean; now?: () => number },
+): CachedConversationDirectory {
+  const now = options.now ?? Date.now;
+  const entries = new Map<string, Entry>();
+  // Bumped by every invalidation: an answer fetched across one is not stored.
+  let epoch = 0;
+
+  const keyOf = (tenantId: string, conversationId: string) => `${tenantId}/${conversationId}`;
+
+  async function facts(tenantId: string, conversationId: string): Promise<ConversationSecretRefs> {
+    const key = keyOf(tenantId, conversationId);
+    const hit = entries.get(key);
+    if (hit !== undefined) {
+      if (hit.expiresAt > now() && options.listening()) return hit.facts;
+      entries.delete(key);
+    }
+    const started = epoch;
+    const fresh = await inner.getConversationSecretRefs(tenantId, conversationId);
+    if (fresh.state === 'live' && started === epoch && options.listening()) {
+      entries.set(key, { facts: fresh, expiresAt: now() + options.ttlMs });
+      if (entries.size > MAX_ENTRIES) entries.delete(entries.keys().next().value as string);
+    }
+    return fresh;
+  }
+
+  return {
+    async getConversation(tenantId, conversationId) {
+      const f = await facts(tenantId, conversationId);
+      return { agentId: f.agentId, state: f.state };
+    },
+    getAgentSecretRefs: (tenantId, agentId) => inner.getAgentSecretRefs(tenantId, agentId),
+    getConversationSecretRefs: facts,
+    invalidate(payload) {
+      epoch += 1;
+      const [kind, tenantId, id] = payload.split('/');
+      if (tenantId === undefined || id === undefined) {
+        entries.clear();
+        return;
+      }
+      if (kind === 'c') {
+        entries.delete(keyOf(tenantId, id));
+        return;
+      }
+      // An agent's secret_refs changed (or it was deleted): every cached conversation of it goes.
+      for (const [key, entry] of entries) if (key.startsWith(`${tenantId}/`) && entry.facts.agentId === id) entries.delete(key);
+    },
+    clear() {
+      epoch += 1;
+      entries.clear();
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}
+
+/**
+ * listenedConversationCache puts the cache in front of `inner` with its own LISTEN connection on
+ * CONVERSATION_ACCESS_CHANNEL (application name parley-secrets-listen); with ttlMs 0 it returns
+ * `inner` and opens no connection.
+ */
+export function listenedConversationCache(
+  inner: ConversationDirectory,
+  options: { ttlMs: number; connectionString: string; logger?: Logger | undefined },
+): { directory: ConversationDirectory; close(): Promise<void> } {
+  if (options.ttlMs <= 0) return { directory: inner, close: () => Promise.resolve() };
+  // listening() is first asked by a resolve, after the listener below exists.
+  const cached = cachedConversationDirectory(inner, { ttlMs: options.ttlMs, listening: () => listener.listening });
+  const listener: NotificationListener = listenForNotifications({
+    connectionString: options.connectionString,
+    channel: CONVERSATION_ACCESS_CHANNEL,
+    applicationName: 'parley-secrets-listen',
+    onNotification: (payload) => cached.invalidate(payload),
+    // Whatever was sent while nobody listened is unknown: start empty.
+    onListening: () => cached.clear(),
+    onLost: () => cached.clear(),
+    lostMessage: 'conversation-end notifications lost; asking tenant-data on every resolve until the LISTEN connection is back',
+    logger: options.logger,
+  });
+  return { directory: cached, close: () => listener.close() };
+}
