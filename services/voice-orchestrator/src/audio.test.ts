@@ -1,3 +1,4 @@
+import wavefile from 'wavefile';
 import { describe, expect, it } from 'vitest';
 import { mulawDecode, mulawEncode, pcm16FromBytes, pcm16ToBytes, pcmOfWav, resamplePcm16, rmsOf, wavOf } from './audio.js';
 import { AsyncQueue } from './async-queue.js';
@@ -30,6 +31,23 @@ describe('PCM helpers', () => {
     const back = pcmOfWav(wav);
     expect(back.sampleRate).toBe(16_000);
     expect([...back.samples]).toEqual([...samples]);
+    // Byte for byte the file wavefile writes when it packs the samples itself.
+    const packed = new wavefile.WaveFile();
+    packed.fromScratch(1, 16_000, '16', samples);
+    expect(Buffer.from(wav).equals(Buffer.from(packed.toBuffer()))).toBe(true);
+    expect(pcmOfWav(packed.toBuffer()).samples).toEqual(samples);
+  });
+
+  it('refuses WAV files that are not mono 16-bit PCM', () => {
+    const stereo = new wavefile.WaveFile();
+    stereo.fromScratch(2, 16_000, '16', [
+      [1, 2],
+      [3, 4],
+    ]);
+    expect(() => pcmOfWav(stereo.toBuffer())).toThrow('expected a mono 16-bit PCM WAV file');
+    const float = new wavefile.WaveFile();
+    float.fromScratch(1, 16_000, '32f', [0.5, -0.5]);
+    expect(() => pcmOfWav(float.toBuffer())).toThrow('expected a mono 16-bit PCM WAV file');
   });
 
   it('encodes G.711 μ-law and decodes it back within the codec’s step', () => {

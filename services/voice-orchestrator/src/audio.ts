@@ -57,18 +57,30 @@ export function rmsOf(samples: Int16Array): number {
 /** wavOf wraps mono PCM16 samples in a WAV file (what transcription APIs take). */
 export function wavOf(samples: Int16Array, sampleRate: number): Uint8Array {
   const wav = new wavefile.WaveFile();
-  wav.fromScratch(1, sampleRate, '16', samples);
+  // wavefile writes the header; the samples go in as the bytes they already are. `data.samples`
+  // holds the data chunk's bytes (wavefile's documented layout) and toBuffer sizes the chunks
+  // from it: handing the samples to fromScratch packs them one by one, milliseconds per
+  // utterance on the orchestrator's event loop.
+  wav.fromScratch(1, sampleRate, '16', new Int16Array(0));
+  (wav.data as WavData).samples = pcm16ToBytes(samples);
   return wav.toBuffer();
+}
+
+/** WavData is wavefile's 'data' chunk (typed as a bare object by its declarations). */
+interface WavData {
+  samples: Uint8Array;
 }
 
 /** pcmOfWav reads a mono 16-bit WAV file's samples and rate (refuses other layouts). */
 export function pcmOfWav(bytes: Uint8Array): { samples: Int16Array; sampleRate: number } {
   const wav = new wavefile.WaveFile();
   wav.fromBuffer(bytes);
-  const fmt = wav.fmt as { numChannels: number; sampleRate: number; bitsPerSample: number };
-  if (fmt.numChannels !== 1 || fmt.bitsPerSample !== 16) throw new Error('expected a mono 16-bit WAV file');
-  // getSamples gives the 16-bit values as doubles.
-  return { samples: Int16Array.from(wav.getSamples(false)), sampleRate: fmt.sampleRate };
+  const fmt = wav.fmt as { audioFormat: number; numChannels: number; sampleRate: number; bitsPerSample: number };
+  // 1 is PCM; 0xFFFE (extensible) carries 16-bit PCM too.
+  if (![1, 0xfffe].includes(fmt.audioFormat) || fmt.numChannels !== 1 || fmt.bitsPerSample !== 16 || wav.container !== 'RIFF')
+    throw new Error('expected a mono 16-bit PCM WAV file');
+  // Little-endian PCM (RIFF) is already the samples' layout: a copy of the data chunk's bytes, not a sample-by-sample read.
+  return { samples: pcm16FromBytes((wav.data as WavData).samples.slice()), sampleRate: fmt.sampleRate };
 }
 
 /** mulawDecode decodes G.711 μ-law bytes (telephony) to PCM16. */

@@ -4,9 +4,17 @@ import type { Peers, RecordedGuardrailDecision } from './peers.js';
 import { sealTranscriptText } from './transcript-text.js';
 
 /**
+ * nextLoopTurn settles after the event loop's current turn: everything the reply set going in it
+ * (the guardrail stage, the TTS request's write) has run by then, so a store waits behind the
+ * reply's first audio instead of going before it on the one thread (see bench/README.md, voice).
+ */
+const nextLoopTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
  * ConversationRecorder stores a conversation's transcript turns, guardrail state and decisions in
- * tenant-data, one at a time in the order they were queued and off the reply path: a failure is
- * logged (never the text) and the queue goes on.
+ * tenant-data, one at a time in the order they were queued and off the reply path (each store
+ * starts no sooner than the loop turn after it was queued): a failure is logged (never the text)
+ * and the queue goes on.
  */
 export class ConversationRecorder {
   #queue: Promise<void> = Promise.resolve();
@@ -25,7 +33,7 @@ export class ConversationRecorder {
   /** turn queues an already redacted turn; with a subject, its text is sealed under the subject's key first. */
   turn(role: 'user' | 'assistant' | 'system', redacted: string, subjectId: string | undefined): void {
     const peers = this.#peers;
-    this.#queue = this.#queue.then(async () => {
+    this.#queue = this.#queue.then(nextLoopTurn).then(async () => {
       try {
         const stored =
           subjectId === undefined ? redacted : await sealTranscriptText(peers, this.#tenantId, subjectId, this.#conversationId, redacted);
@@ -38,7 +46,7 @@ export class ConversationRecorder {
 
   /** guardrailState queues a snapshot of the checker's state after the turns queued before it. */
   guardrailState(subjectId: string | undefined, snapshot: GuardrailState): void {
-    this.#queue = this.#queue.then(async () => {
+    this.#queue = this.#queue.then(nextLoopTurn).then(async () => {
       try {
         await this.#peers.saveGuardrailState(this.#tenantId, this.#conversationId, subjectId, snapshot);
       } catch (err) {
@@ -49,7 +57,7 @@ export class ConversationRecorder {
 
   /** decision queues a guardrail decision (rule and action, never text) for the decisions-by-rule chart. */
   decision(decision: RecordedGuardrailDecision): void {
-    this.#queue = this.#queue.then(async () => {
+    this.#queue = this.#queue.then(nextLoopTurn).then(async () => {
       try {
         await this.#peers.recordGuardrailDecision(this.#tenantId, this.#conversationId, decision);
       } catch (err) {

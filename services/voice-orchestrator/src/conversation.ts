@@ -22,7 +22,7 @@ import {
   type ToolCallRequest,
   type TtsProvider,
 } from './providers.js';
-import { SentenceBuffer } from './sentences.js';
+import { SentenceBuffer, sentenceSegmenter } from './sentences.js';
 import { CLOSE_CODES } from './session-refusal.js';
 import { SlowClient, Speaker } from './speaker.js';
 import { EnergyVad } from './vad.js';
@@ -158,6 +158,8 @@ export class LiveConversation {
   readonly #vad: EnergyVad | undefined;
   readonly #inbox: AsyncQueue<Int16Array> | undefined;
   #warnedNoStt = false;
+  /** #segmenter cuts every reply of the conversation into sentences (one for all: making one costs more than a short reply's segmenting). */
+  readonly #segmenter = sentenceSegmenter();
   #listening: Promise<void> = Promise.resolve();
   /** bargeIns counts replies the caller's voice interrupted. */
   bargeIns = 0;
@@ -247,6 +249,7 @@ export class LiveConversation {
     this.#resetIdle();
     // While the recording's consent is asked, the caller's answer is that answer, not a question for the agent.
     if (this.#recording?.phase === 'awaiting_consent') return this.#consentAnswer(text);
+    // #reply is only set while a reply is under way (an Error per turn, with its stack, for nothing otherwise).
     this.#reply?.abort(new BargeIn());
     const controller = new AbortController();
     this.#reply = controller;
@@ -255,6 +258,9 @@ export class LiveConversation {
       .then(() => this.#turn(text, controller.signal))
       .catch((err: unknown) => {
         this.#log.error({ err }, 'turn failed unexpectedly');
+      })
+      .finally(() => {
+        if (this.#reply === controller) this.#reply = undefined;
       });
   }
 
@@ -441,7 +447,7 @@ export class LiveConversation {
       if (decision.stopsReply) stopped = true;
     };
     let stopped = false;
-    const sentences = new SentenceBuffer();
+    const sentences = new SentenceBuffer(this.#segmenter);
     let received = 0;
     let truncated = false;
     try {

@@ -6,6 +6,11 @@
  */
 export const MAX_SENTENCE_CHARS = 1_000;
 
+/** sentenceSegmenter makes the Intl.Segmenter a SentenceBuffer cuts with. */
+export function sentenceSegmenter(locale = 'en'): Intl.Segmenter {
+  return new Intl.Segmenter(locale, { granularity: 'sentence' });
+}
+
 /**
  * SentenceBuffer cuts a streamed reply into sentences with Intl.Segmenter, releasing each one as
  * soon as the next has begun, so the guardrail stage never holds more than one sentence.
@@ -14,8 +19,9 @@ export class SentenceBuffer {
   readonly #segmenter: Intl.Segmenter;
   #pending = '';
 
-  constructor(locale = 'en') {
-    this.#segmenter = new Intl.Segmenter(locale, { granularity: 'sentence' });
+  /** A segmenter may be shared (a conversation keeps one for all its replies: making one costs more than segmenting a reply). */
+  constructor(segmenter: Intl.Segmenter = sentenceSegmenter()) {
+    this.#segmenter = segmenter;
   }
 
   /** push adds a delta and returns the sentences it completed. */

@@ -1,5 +1,3 @@
-import { rmsOf } from './audio.js';
-
 /** VadOptions tune the energy detector (defaults suit a headset or a phone line). */
 export interface VadOptions {
   /** threshold is the RMS (of 32767) above which a 10 ms window counts as voiced. */
@@ -24,20 +22,28 @@ export type VadEvent = 'speech_start' | 'speech_end' | undefined;
  * It costs nothing and needs no model, which is why it is the default.
  */
 export class EnergyVad {
-  readonly #threshold: number;
+  /** #thresholdSquared compares a window's mean square, not its root: the same test without a square root per window. */
+  readonly #thresholdSquared: number;
   readonly #startWindows: number;
   readonly #endWindows: number;
   readonly #window: number;
-  #carry: Int16Array = new Int16Array(0);
-  #recent: boolean[] = [];
+  // The window in progress, summed as samples arrive: frames need not line up with windows, and nothing is copied.
+  #sum = 0;
+  #count = 0;
+  // The last 2×startMs of windows as a ring, with how many of them are voiced.
+  readonly #recent: Uint8Array;
+  #recentAt = 0;
+  #voicedRecent = 0;
   #silent = 0;
   #speaking = false;
 
   constructor(sampleRate: number, options: VadOptions = {}) {
-    this.#threshold = options.threshold ?? 500;
+    const threshold = options.threshold ?? 500;
+    this.#thresholdSquared = threshold * threshold;
     this.#startWindows = Math.max(1, Math.round((options.startMs ?? 60) / 10));
     this.#endWindows = Math.max(1, Math.round((options.endMs ?? 600) / 10));
     this.#window = Math.max(1, Math.round(sampleRate / 100));
+    this.#recent = new Uint8Array(this.#startWindows * 2);
   }
 
   /** speaking tells whether speech is under way. */
@@ -47,28 +53,27 @@ export class EnergyVad {
 
   /** push takes the next samples and returns the change they made (the first one, if several). */
   push(samples: Int16Array): VadEvent {
-    let all = samples;
-    if (this.#carry.length > 0) {
-      all = new Int16Array(this.#carry.length + samples.length);
-      all.set(this.#carry);
-      all.set(samples, this.#carry.length);
-    }
     let event: VadEvent;
-    let at = 0;
-    for (; at + this.#window <= all.length; at += this.#window) {
-      const voiced = rmsOf(all.subarray(at, at + this.#window)) >= this.#threshold;
-      const changed = this.#step(voiced);
+    const window = this.#window;
+    for (let i = 0; i < samples.length; i++) {
+      const s = samples[i]!;
+      this.#sum += s * s;
+      if (++this.#count < window) continue;
+      const changed = this.#step(this.#sum / window >= this.#thresholdSquared);
       event ??= changed;
+      this.#sum = 0;
+      this.#count = 0;
     }
-    this.#carry = all.slice(at);
     return event;
   }
 
   #step(voiced: boolean): VadEvent {
-    this.#recent.push(voiced);
-    if (this.#recent.length > this.#startWindows * 2) this.#recent.shift();
+    const v = voiced ? 1 : 0;
+    this.#voicedRecent += v - this.#recent[this.#recentAt]!;
+    this.#recent[this.#recentAt] = v;
+    this.#recentAt = (this.#recentAt + 1) % this.#recent.length;
     if (!this.#speaking) {
-      if (this.#recent.filter(Boolean).length >= this.#startWindows) {
+      if (this.#voicedRecent >= this.#startWindows) {
         this.#speaking = true;
         this.#silent = 0;
         return 'speech_start';
@@ -78,7 +83,8 @@ export class EnergyVad {
     this.#silent = voiced ? 0 : this.#silent + 1;
     if (this.#silent >= this.#endWindows) {
       this.#speaking = false;
-      this.#recent = [];
+      this.#recent.fill(0);
+      this.#voicedRecent = 0;
       return 'speech_end';
     }
     return undefined;
