@@ -65,7 +65,11 @@ export async function startConversationStack(
   const health = await freePort();
   const sessionPort = await freePort();
   const orchestratorUrl = `https://localhost:${port}`;
-  const stack = await startPublicStack(stackEnv);
+  // The edge forwards CallService/PlaceCall to this orchestrator.
+  const stack = await startPublicStack({
+    ...stackEnv,
+    edge: { [peerUrlVariable('voice-orchestrator')]: orchestratorUrl, ...stackEnv.edge },
+  });
   const logs = stack.logs;
   const ownerKey = stack.bootstrap.apiKey;
   const tls = stack.pki.files('voice-orchestrator');

@@ -13,7 +13,8 @@ const accountSid = `AC${randomBytes(16).toString('hex')}`;
 const authToken = randomBytes(16).toString('hex');
 const FROM = '+14155550100';
 const TO = '+14155550123';
-const STREAM = 'wss://voice.example.com/v1/telephony/twilio/media-stream';
+const WEBHOOK =
+  'https://voice.example.com/v1/telephony/twilio/voice/00000000-0000-7000-8000-00000000000a/00000000-0000-7000-8000-00000000000b';
 // A Tuesday, 12:00 UTC.
 const NOON = new Date('2026-12-01T12:00:00Z');
 
@@ -42,7 +43,7 @@ function place(
   const fetch = createProviderFetch(createEgressPolicy({ allowedPorts: [twilio.port], allowPrivate: ['127.0.0.1/32'] }), {
     ca: twilio.caPem,
   });
-  let minted = 0;
+  let asked = 0;
   const placing = placeOutboundCall({
     to: options.to ?? TO,
     stage: options.stage ?? createGuardrailStage(policy),
@@ -50,17 +51,17 @@ function place(
     facts: options.doNotContact === true ? { doNotContact: true } : {},
     fetch,
     telephony: 'telephony' in options ? options.telephony : telephony,
-    authToken: () => Promise.resolve(authToken),
-    mint: () => {
-      minted++;
-      return Promise.resolve({ token: `header.payload-${minted}.signature`, streamUrl: STREAM });
+    authToken: () => {
+      asked++;
+      return Promise.resolve(authToken);
     },
+    webhookUrl: WEBHOOK,
   });
-  return { placing, minted: () => minted };
+  return { placing, asked: () => asked };
 }
 
 describe('outbound calls', () => {
-  it('creates the call through Twilio with a <Stream> carrying the session token minted for it', async () => {
+  it('creates the call through Twilio with the call webhook as its URL (no session token exists before the answer)', async () => {
     const before = twilio.requests.length;
     const { placing } = place({ version: 2 });
     const sid = await placing;
@@ -74,34 +75,34 @@ describe('outbound calls', () => {
     });
     expect(sent[0]?.form.To).toBe(TO);
     expect(sent[0]?.form.From).toBe(FROM);
-    expect(sent[0]?.form.Twiml).toBe(
-      `<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="${STREAM}"><Parameter name="token" value="header.payload-1.signature"/></Stream></Connect></Response>`,
-    );
+    expect(sent[0]?.form.Url).toBe(WEBHOOK);
+    expect(sent[0]?.form.Method).toBe('POST');
+    expect(sent[0]?.form.Twiml).toBeUndefined();
     expect(twilio.calls.get(sid)).toMatchObject({ to: TO, from: FROM });
   });
 
   it('refuses a number that is not E.164 or valid, naming the field, and dials nothing', async () => {
     const before = twilio.requests.length;
     for (const to of ['415-555-0123', '+1415555', '+999123456789']) {
-      const { placing, minted } = place({ version: 2 }, { to });
+      const { placing, asked } = place({ version: 2 }, { to });
       await expect(placing).rejects.toMatchObject({ name: 'InvalidArgumentError', field: 'to' });
-      expect(minted()).toBe(0);
+      expect(asked()).toBe(0);
     }
     expect(twilio.requests.length).toBe(before);
   });
 
-  it('refuses inside a sleep window with FAILED_PRECONDITION naming the rule, before minting or dialling', async () => {
+  it('refuses inside a sleep window with FAILED_PRECONDITION naming the rule, before the credential is resolved or anything dialled', async () => {
     const before = twilio.requests.length;
     const policy = {
       version: 2,
       sleepWindows: { windows: [{ days: ['tue'], start: '11:00', end: '13:00' }], fallbackTimeZone: 'UTC', applyTo: ['outbound'] },
     };
-    const { placing, minted } = place(policy);
+    const { placing, asked } = place(policy);
     await expect(placing).rejects.toMatchObject({
       name: 'FailedPreconditionError',
       message: expect.stringMatching(/guardrail rule sleep_window/),
     });
-    expect(minted()).toBe(0);
+    expect(asked()).toBe(0);
     expect(twilio.requests.length).toBe(before);
     // The same policy lets the call through outside the window.
     await expect(place(policy, { now: new Date('2026-12-01T15:00:00Z') }).placing).resolves.toMatch(/^CA/);

@@ -43,6 +43,7 @@ export const AUDIT_ACTIONS = {
   'subject_key.shred': change('subject', "an end user's data key was destroyed (crypto-shredding)"),
   'transcript.read': access('conversation', 'a transcript was read'),
   'conversation.end': change('conversation', 'an operator ended a live conversation'),
+  'call.place': change('agent', 'an outbound phone call was placed for an agent after its guardrail policy allowed it'),
   'call.handoff': change('conversation', 'a live phone call was transferred to a human number by a guardrail rule'),
   'recording.read': access('recording', 'a recording was read'),
   'webhook_endpoint.create': change('webhook_endpoint', 'a webhook endpoint was created'),

@@ -35,6 +35,7 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('SecretService/RotateSecret', 'secret.rotate'),
   p('SecretService/DeleteSecret', 'secret.delete'),
   p('ConversationService/EndConversation', 'conversation.end'),
+  p('CallService/PlaceCall', 'call.place'),
   p('WebhookService/CreateWebhookEndpoint', 'webhook_endpoint.create'),
   p('WebhookService/DeleteWebhookEndpoint', 'webhook_endpoint.delete'),
   p('WebhookService/RotateWebhookSecret', 'webhook_secret.rotate'),

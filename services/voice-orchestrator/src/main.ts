@@ -112,6 +112,12 @@ runMain({
       await embeddedTts?.close();
       if (source !== ctx.certificates) source.close();
     });
-    return { routes: (router) => router.service(OrchestratorService, createOrchestratorService({ live, peers })) };
+    return {
+      routes: (router) =>
+        router.service(
+          OrchestratorService,
+          createOrchestratorService({ live, peers, fetch: deps.providerFetch, publicUrl: config.publicUrl }),
+        ),
+    };
   },
 });

@@ -1,16 +1,37 @@
+import { randomUUID } from 'node:crypto';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
+import { auditDetails, fromPrincipal } from '@parley/audit-outbox';
+import { providerSettingsSchema } from '@parley/conversation';
 import { requireUuid } from '@parley/db';
-import { InvalidArgumentError, UnavailableError } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, requirePrincipal, UnavailableError } from '@parley/platform';
 import type { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
+import { createGuardrailStage } from './guardrail-stage.js';
 import type { LiveConversations } from './live-conversations.js';
+import { placeOutboundCall } from './outbound-call.js';
 import type { Peers } from './peers.js';
-import { SessionRefusal } from './session-refusal.js';
+import type { ProviderFetch } from './provider-fetch.js';
+import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+import { maskNumber } from './twilio-rest.js';
 
 /** OrchestratorServiceDeps are what the internal API needs. */
 export interface OrchestratorServiceDeps {
   readonly live: LiveConversations;
-  readonly peers: Pick<Peers, 'conversationState' | 'endConversation'>;
+  readonly peers: Pick<Peers, 'conversationState' | 'endConversation' | 'getAgent' | 'telephonyAuthToken' | 'recordAudit'>;
+  /** fetch reaches the telephony provider through the egress policy (outbound calls). */
+  readonly fetch?: ProviderFetch;
+  /** publicUrl is the session port's public https URL: outbound calls ask its call webhook for their TwiML. */
+  readonly publicUrl?: string;
+}
+
+// The agent of an outbound call: NOT_FOUND for an unknown one (another workspace's looks the same).
+async function agentOf(deps: OrchestratorServiceDeps, tenantId: string, agentId: string) {
+  try {
+    return await deps.peers.getAgent(tenantId, agentId);
+  } catch (err) {
+    if (err instanceof SessionRefusal && err.closeCode === CLOSE_CODES.forbidden) throw new NotFoundError('no such agent', { cause: err });
+    throw err;
+  }
 }
 
 async function peer<T>(call: () => Promise<T>): Promise<T> {
@@ -57,6 +78,38 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       // Held by another replica (or none): record the end; its replica sees it at its next check.
       await peer(() => deps.peers.endConversation(tenantId, conversationId, reason));
       return { endedHere: false };
+    },
+    async placeCall(req, ctx) {
+      // Placed for an operator (forwarded by the edge): the audit event names that principal.
+      const operator = fromPrincipal(requirePrincipal(ctx));
+      const tenantId = requireUuid(req.tenantId, 'tenant_id');
+      if (operator.tenantId !== tenantId) throw new InvalidArgumentError('tenant_id must be the forwarded principal’s workspace');
+      const agentId = requireUuid(req.agentId, 'agent_id');
+      if (deps.fetch === undefined || deps.publicUrl === undefined)
+        throw new FailedPreconditionError('this orchestrator is not set up to place outbound calls');
+      const agent = await peer(() => agentOf(deps, tenantId, agentId));
+      const settings = providerSettingsSchema.safeParse(agent.providerSettings);
+      if (!settings.success) throw new FailedPreconditionError("the agent's provider settings are invalid; fix the agent");
+      // The checker runs the outbound start as a conversation's start would, before anything is dialled.
+      const callSid = await placeOutboundCall({
+        to: req.to,
+        stage: createGuardrailStage(agent.guardrailPolicy),
+        ctx: { conversationId: randomUUID(), turn: 0, now: new Date() },
+        facts: {},
+        fetch: deps.fetch,
+        telephony: settings.data.telephony,
+        authToken: () => deps.peers.telephonyAuthToken(tenantId, agentId),
+        // Twilio asks the inbound call webhook once the callee answers: identity mints the call's
+        // session token then, bound to the CallSid, so no token exists before (or outlives) the call.
+        webhookUrl: `${deps.publicUrl}/v1/telephony/twilio/voice/${tenantId}/${agentId}`,
+      });
+      await deps.peers.recordAudit({
+        ...operator,
+        action: 'call.place',
+        target: { type: 'agent', id: agentId },
+        details: auditDetails({ call_sid: callSid, to: maskNumber(req.to) }, ['call_sid', 'to']),
+      });
+      return { callSid };
     },
   };
 }

@@ -2,13 +2,14 @@
 // libphonenumber-js, the agent's guardrail policy is asked BEFORE anything is dialled (sleep
 // windows, do-not-contact, contact fatigue: the same checker and rules as a conversation's start,
 // direction "outbound"), and only then is the call created through Twilio's REST API ("create a
-// call") with TwiML that streams it to the session port with a session token minted for it.
+// call") with the session port's call webhook as its URL. No token exists before the callee
+// answers: Twilio then asks that webhook (signed, with the new CallSid) for the call's TwiML, and
+// the inbound path mints the call's single-use session token bound to that CallSid at identity.
 import { isValidPhoneNumber } from 'libphonenumber-js';
 import type { TelephonySettings } from '@parley/conversation';
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
 import type { GuardrailContext, GuardrailStage, StartFacts } from './guardrail-stage.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import { connectStreamTwiml } from './twilio-call-webhook.js';
 import { createCall } from './twilio-rest.js';
 
 /** calleeNumber checks the number to call: E.164 and valid for its country (INVALID_ARGUMENT naming `to` otherwise). */
@@ -46,25 +47,20 @@ export function checkOutboundCall(stage: GuardrailStage, ctx: GuardrailContext, 
   throw new FailedPreconditionError(why);
 }
 
-/** OutboundDial is one call to place: who, from which number, and the session token its media stream will present. */
+/** OutboundDial is one call to place: who, and the call webhook Twilio asks for the TwiML once the callee answers. */
 export interface OutboundDial {
   readonly to: string;
-  readonly token: string;
-  /** streamUrl is the session port's Media Streams URL (wss://…/v1/telephony/twilio/media-stream). */
-  readonly streamUrl: string;
+  /** webhookUrl is the session port's call webhook for the agent (…/v1/telephony/twilio/voice/{tenantId}/{agentId}). */
+  readonly webhookUrl: string;
 }
 
-/** dialOutbound creates the call through Twilio ("create a call" with TwiML <Connect><Stream>); it returns the call's SID. */
+/** dialOutbound creates the call through Twilio ("create a call" with Url = the call webhook); it returns the call's SID. */
 export function dialOutbound(
   fetch: ProviderFetch,
   account: { settings: TelephonySettings & { fromNumber: string }; authToken: string },
   dial: OutboundDial,
 ): Promise<string> {
-  return createCall(fetch, account, {
-    to: dial.to,
-    from: account.settings.fromNumber,
-    twiml: connectStreamTwiml(dial.streamUrl, dial.token),
-  });
+  return createCall(fetch, account, { to: dial.to, from: account.settings.fromNumber, url: dial.webhookUrl });
 }
 
 /**
@@ -79,11 +75,10 @@ export async function placeOutboundCall(call: {
   readonly fetch: ProviderFetch;
   readonly telephony: TelephonySettings | undefined;
   readonly authToken: () => Promise<string>;
-  readonly mint: () => Promise<{ token: string; streamUrl: string }>;
+  readonly webhookUrl: string;
 }): Promise<string> {
   const to = calleeNumber(call.to);
   const settings = callerSettings(call.telephony);
   checkOutboundCall(call.stage, call.ctx, call.facts);
-  const { token, streamUrl } = await call.mint();
-  return dialOutbound(call.fetch, { settings, authToken: await call.authToken() }, { to, token, streamUrl });
+  return dialOutbound(call.fetch, { settings, authToken: await call.authToken() }, { to, webhookUrl: call.webhookUrl });
 }

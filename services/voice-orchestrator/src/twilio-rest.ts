@@ -69,13 +69,17 @@ export async function updateCallTwiml(fetch: ProviderFetch, account: TwilioAccou
   await post(fetch, account, `Calls/${callSid}.json`, { Twiml: twiml });
 }
 
-/** createCall places a call from `from` to `to` that follows `twiml`; it returns the new call's SID. */
+/**
+ * createCall places a call from `from` to `to` that follows `twiml`, or asks `url` (POST, signed
+ * by Twilio like any voice webhook) for its TwiML once answered; it returns the new call's SID.
+ */
 export async function createCall(
   fetch: ProviderFetch,
   account: TwilioAccount,
-  call: { to: string; from: string; twiml: string },
+  call: { to: string; from: string } & ({ twiml: string } | { url: string }),
 ): Promise<string> {
-  const body = await post(fetch, account, 'Calls.json', { To: call.to, From: call.from, Twiml: call.twiml });
+  const follow: Record<string, string> = 'twiml' in call ? { Twiml: call.twiml } : { Url: call.url, Method: 'POST' };
+  const body = await post(fetch, account, 'Calls.json', { To: call.to, From: call.from, ...follow });
   if (typeof body.sid !== 'string') throw new TwilioRestError(200, undefined, 'Twilio answered without the call SID');
   return body.sid;
 }

@@ -7,6 +7,7 @@ import { accountModule } from './account.js';
 import { agentsModule } from './agents.js';
 import { apiKeysModule } from './api-keys.js';
 import { auditModule } from './audit.js';
+import { callsModule } from './calls.js';
 import { connectionsModule } from './connections.js';
 import { conversationsModule } from './conversations.js';
 import type { PublicDeps } from './deps.js';
@@ -29,6 +30,7 @@ export const PUBLIC_MODULES: readonly PublicModule<PublicDeps>[] = [
   auditModule,
   secretsModule,
   conversationsModule,
+  callsModule,
   webhooksModule,
   connectionsModule,
   retentionModule,

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/orchestrator/v1/orchestrator.proto.
  */
 export const file_parley_orchestrator_v1_orchestrator: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXJsZXkvb3JjaGVzdHJhdG9yL3YxL29yY2hlc3RyYXRvci5wcm90bxIWcGFybGV5Lm9yY2hlc3RyYXRvci52MSJKChxHZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkiLgodR2V0Q29udmVyc2F0aW9uU3RhdHVzUmVzcG9uc2USDQoFc3RhdGUYASABKAkijwEKEExpdmVDb252ZXJzYXRpb24SEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0dXJucxgFIAEoDSIxChxMaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJgCh1MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXNwb25zZRI/Cg1jb252ZXJzYXRpb25zGAEgAygLMigucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXZlQ29udmVyc2F0aW9uIlQKFkVuZENvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiLQoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USEgoKZW5kZWRfaGVyZRgBIAEoCDKXAwoTT3JjaGVzdHJhdG9yU2VydmljZRKEAQoVR2V0Q29udmVyc2F0aW9uU3RhdHVzEjQucGFybGV5Lm9yY2hlc3RyYXRvci52MS5HZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0GjUucGFybGV5Lm9yY2hlc3RyYXRvci52MS5HZXRDb252ZXJzYXRpb25TdGF0dXNSZXNwb25zZRKEAQoVTGlzdExpdmVDb252ZXJzYXRpb25zEjQucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXF1ZXN0GjUucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXNwb25zZRJyCg9FbmRDb252ZXJzYXRpb24SLi5wYXJsZXkub3JjaGVzdHJhdG9yLnYxLkVuZENvbnZlcnNhdGlvblJlcXVlc3QaLy5wYXJsZXkub3JjaGVzdHJhdG9yLnYxLkVuZENvbnZlcnNhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CilwYXJsZXkvb3JjaGVzdHJhdG9yL3YxL29yY2hlc3RyYXRvci5wcm90bxIWcGFybGV5Lm9yY2hlc3RyYXRvci52MSJKChxHZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkiLgodR2V0Q29udmVyc2F0aW9uU3RhdHVzUmVzcG9uc2USDQoFc3RhdGUYASABKAkijwEKEExpdmVDb252ZXJzYXRpb24SEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0dXJucxgFIAEoDSIxChxMaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCSJgCh1MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXNwb25zZRI/Cg1jb252ZXJzYXRpb25zGAEgAygLMigucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXZlQ29udmVyc2F0aW9uIlQKFkVuZENvbnZlcnNhdGlvblJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiLQoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USEgoKZW5kZWRfaGVyZRgBIAEoCCJDChBQbGFjZUNhbGxSZXF1ZXN0EhEKCXRlbmFudF9pZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIKCgJ0bxgDIAEoCSIlChFQbGFjZUNhbGxSZXNwb25zZRIQCghjYWxsX3NpZBgBIAEoCTL5AwoTT3JjaGVzdHJhdG9yU2VydmljZRKEAQoVR2V0Q29udmVyc2F0aW9uU3RhdHVzEjQucGFybGV5Lm9yY2hlc3RyYXRvci52MS5HZXRDb252ZXJzYXRpb25TdGF0dXNSZXF1ZXN0GjUucGFybGV5Lm9yY2hlc3RyYXRvci52MS5HZXRDb252ZXJzYXRpb25TdGF0dXNSZXNwb25zZRKEAQoVTGlzdExpdmVDb252ZXJzYXRpb25zEjQucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXF1ZXN0GjUucGFybGV5Lm9yY2hlc3RyYXRvci52MS5MaXN0TGl2ZUNvbnZlcnNhdGlvbnNSZXNwb25zZRJyCg9FbmRDb252ZXJzYXRpb24SLi5wYXJsZXkub3JjaGVzdHJhdG9yLnYxLkVuZENvbnZlcnNhdGlvblJlcXVlc3QaLy5wYXJsZXkub3JjaGVzdHJhdG9yLnYxLkVuZENvbnZlcnNhdGlvblJlc3BvbnNlEmAKCVBsYWNlQ2FsbBIoLnBhcmxleS5vcmNoZXN0cmF0b3IudjEuUGxhY2VDYWxsUmVxdWVzdBopLnBhcmxleS5vcmNoZXN0cmF0b3IudjEuUGxhY2VDYWxsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.orchestrator.v1.GetConversationStatusRequest
@@ -184,6 +184,54 @@ export const EndConversationResponseSchema: GenMessage<EndConversationResponse> 
   messageDesc(file_parley_orchestrator_v1_orchestrator, 6);
 
 /**
+ * @generated from message parley.orchestrator.v1.PlaceCallRequest
+ */
+export type PlaceCallRequest = Message<"parley.orchestrator.v1.PlaceCallRequest"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string agent_id = 2;
+   */
+  agentId: string;
+
+  /**
+   * to is the callee's E.164 number.
+   *
+   * @generated from field: string to = 3;
+   */
+  to: string;
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.PlaceCallRequest.
+ * Use `create(PlaceCallRequestSchema)` to create a new message.
+ */
+export const PlaceCallRequestSchema: GenMessage<PlaceCallRequest> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 7);
+
+/**
+ * @generated from message parley.orchestrator.v1.PlaceCallResponse
+ */
+export type PlaceCallResponse = Message<"parley.orchestrator.v1.PlaceCallResponse"> & {
+  /**
+   * call_sid is the Twilio CallSid of the created call.
+   *
+   * @generated from field: string call_sid = 1;
+   */
+  callSid: string;
+};
+
+/**
+ * Describes the message parley.orchestrator.v1.PlaceCallResponse.
+ * Use `create(PlaceCallResponseSchema)` to create a new message.
+ */
+export const PlaceCallResponseSchema: GenMessage<PlaceCallResponse> = /*@__PURE__*/
+  messageDesc(file_parley_orchestrator_v1_orchestrator, 8);
+
+/**
  * OrchestratorService reports on and controls live conversations.
  *
  * @generated from service parley.orchestrator.v1.OrchestratorService
@@ -218,6 +266,18 @@ export const OrchestratorService: GenService<{
     methodKind: "unary";
     input: typeof EndConversationRequestSchema;
     output: typeof EndConversationResponseSchema;
+  },
+  /**
+   * PlaceCall places an outbound phone call after the agent's guardrail policy allowed it (sleep
+   * windows, do-not-contact, contact fatigue); the call's session token is minted only once the
+   * callee answers, bound to its CallSid, through the call webhook.
+   *
+   * @generated from rpc parley.orchestrator.v1.OrchestratorService.PlaceCall
+   */
+  placeCall: {
+    methodKind: "unary";
+    input: typeof PlaceCallRequestSchema;
+    output: typeof PlaceCallResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_orchestrator_v1_orchestrator, 0);
