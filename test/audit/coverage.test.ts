@@ -175,6 +175,8 @@ const PENDING: Record<string, string> = {
     'needs a conversation with turns, which only the voice-orchestrator writes; covered in test/orchestrator/conversation.test.ts',
   'parley.api.v1.ConversationService/EndConversation':
     'needs a live conversation, which only the voice-orchestrator starts; covered in test/orchestrator/conversation.test.ts',
+  'parley.api.v1.CallService/PlaceCall':
+    'needs the voice-orchestrator and a telephony provider (the Twilio stand-in); covered (one call.place per placed call) in test/orchestrator/place-call.test.ts',
   'parley.api.v1.ConversationService/GetRecording':
     'needs a recorded call, which only the voice-orchestrator makes; covered (one recording.read per read) in test/orchestrator/call-recording.test.ts',
 };
