@@ -144,6 +144,23 @@ describe('CallService/PlaceCall through the edge', () => {
     expect(await placedEvents(agent)).toHaveLength(0);
   });
 
+  it('counts contact attempts per number across calls and agents, refusing the one over the daily limit and dialling nothing', async () => {
+    const fatigue = { version: 2, fatigue: { contactAttemptsPerDay: { limit: 2, action: 'end' } } };
+    const agent = await agentWith(fatigue);
+    const other = await agentWith(fatigue);
+    const callee = '+14155550142';
+    const before = twilio.requests.length;
+    expect((await place(agent, callee)).status).toBe(200);
+    expect((await place(other, callee)).status).toBe(200);
+    const third = await place(agent, callee);
+    expect(third.body.code, JSON.stringify(third.body)).toBe('failed_precondition');
+    expect(third.body.message).toMatch(/refused before dialling by the guardrail rule fatigue/);
+    expect((await place(other, callee)).body.code).toBe('failed_precondition');
+    expect(twilio.requests.length - before).toBe(2);
+    // Another number is another person: not limited by these attempts.
+    expect((await place(agent, '+14155550143')).status).toBe(200);
+  });
+
   it('refuses a bad number with INVALID_ARGUMENT naming `to`, and dials nothing', async () => {
     const agent = await agentWith();
     const before = twilio.requests.length;

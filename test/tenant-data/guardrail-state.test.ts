@@ -76,6 +76,29 @@ describe('guardrail state in tenant-data', () => {
     expect(await td.rows('guardrail_person_states', tenantA)).toBe(1);
   });
 
+  it("stores and reads a person's part alone (an outbound call's contact attempt), only the tenant's", async () => {
+    const callee = (await orchestrator.createSubject({ tenantId: tenantA, phone: '+14155550177' })).subject?.id ?? '';
+    const conversations = await td.rows('guardrail_conversation_states', tenantA);
+    expect(await orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: '', subjectId: callee })).toMatchObject({
+      found: false,
+    });
+    await orchestrator.putGuardrailState({ tenantId: tenantA, conversationId: '', subjectId: callee, state: state(0, [1764583260000]) });
+    const read = await orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: '', subjectId: callee });
+    expect(read.state?.person).toEqual(state(0, [1764583260000]).person);
+    expect(await td.rows('guardrail_conversation_states', tenantA)).toBe(conversations);
+    // Another tenant neither sees nor writes it; neither id at all is refused naming what to give.
+    expect(await orchestrator.getGuardrailState({ tenantId: tenantB, conversationId: '', subjectId: callee })).toMatchObject({
+      found: false,
+    });
+    expect(
+      (await failure(orchestrator.putGuardrailState({ tenantId: tenantB, conversationId: '', subjectId: callee, state: state(0, []) })))
+        .code,
+    ).toBe(Code.NotFound);
+    const neither = await failure(orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: '' }));
+    expect(neither.code).toBe(Code.InvalidArgument);
+    expect(neither.message).toContain('conversation_id or subject_id is required');
+  });
+
   it('refuses a malformed state with the path, a missing one, and ids of another tenant', async () => {
     const id = await conversation();
     const bad = await failure(

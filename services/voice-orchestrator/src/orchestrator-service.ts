@@ -8,7 +8,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError, requirePr
 import type { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { createGuardrailStage } from './guardrail-stage.js';
 import type { LiveConversations } from './live-conversations.js';
-import { placeOutboundCall } from './outbound-call.js';
+import { calleeNumber, placeOutboundCall } from './outbound-call.js';
 import type { Peers } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
@@ -17,7 +17,17 @@ import { maskNumber } from './twilio-rest.js';
 /** OrchestratorServiceDeps are what the internal API needs. */
 export interface OrchestratorServiceDeps {
   readonly live: LiveConversations;
-  readonly peers: Pick<Peers, 'conversationState' | 'endConversation' | 'getAgent' | 'telephonyAuthToken' | 'recordAudit'>;
+  readonly peers: Pick<
+    Peers,
+    | 'conversationState'
+    | 'endConversation'
+    | 'getAgent'
+    | 'telephonyAuthToken'
+    | 'recordAudit'
+    | 'subjectForPhone'
+    | 'guardrailState'
+    | 'saveGuardrailState'
+  >;
   /** fetch reaches the telephony provider through the egress policy (outbound calls). */
   readonly fetch?: ProviderFetch;
   /** publicUrl is the session port's public https URL: outbound calls ask its call webhook for their TwiML. */
@@ -90,10 +100,17 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       const agent = await peer(() => agentOf(deps, tenantId, agentId));
       const settings = providerSettingsSchema.safeParse(agent.providerSettings);
       if (!settings.success) throw new FailedPreconditionError("the agent's provider settings are invalid; fix the agent");
+      // The person is the number dialled (tenant-data keeps its keyed hash): their contact attempts
+      // are stored with them, so a daily limit holds across calls, agents and replicas.
+      const to = calleeNumber(req.to);
+      const subjectId = await peer(() => deps.peers.subjectForPhone(tenantId, to));
+      const stored = await peer(() => deps.peers.guardrailState(tenantId, '', subjectId));
+      const stage = createGuardrailStage(agent.guardrailPolicy, stored);
       // The checker runs the outbound start as a conversation's start would, before anything is dialled.
       const callSid = await placeOutboundCall({
-        to: req.to,
-        stage: createGuardrailStage(agent.guardrailPolicy),
+        to,
+        stage,
+        counted: () => peer(() => deps.peers.saveGuardrailState(tenantId, '', subjectId, stage.state)),
         ctx: { conversationId: randomUUID(), turn: 0, now: new Date() },
         facts: {},
         fetch: deps.fetch,

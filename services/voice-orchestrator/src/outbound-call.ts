@@ -76,9 +76,12 @@ export async function placeOutboundCall(call: {
   readonly telephony: TelephonySettings | undefined;
   readonly authToken: () => Promise<string>;
   readonly webhookUrl: string;
+  /** counted stores the person's state with this attempt counted, before the dial (a failed store dials nothing). */
+  readonly counted?: () => Promise<void>;
 }): Promise<string> {
   const to = calleeNumber(call.to);
   const settings = callerSettings(call.telephony);
   checkOutboundCall(call.stage, call.ctx, call.facts);
+  await call.counted?.();
   return dialOutbound(call.fetch, { settings, authToken: await call.authToken() }, { to, webhookUrl: call.webhookUrl });
 }

@@ -49,6 +49,8 @@ export interface Peers {
   getAgent(tenantId: string, agentId: string): Promise<AgentRecord>;
   /** subjectFor finds (or records) the end user a token names by external reference. */
   subjectFor(tenantId: string, externalRef: string): Promise<string>;
+  /** subjectForPhone finds (or records) the person an outbound call dials by number (tenant-data keeps only its keyed hash). */
+  subjectForPhone(tenantId: string, phone: string): Promise<string>;
   startConversation(grant: SessionGrant, subjectId: string | undefined): Promise<{ conversationId: string }>;
   endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
   conversationState(tenantId: string, conversationId: string): Promise<string>;
@@ -175,6 +177,27 @@ export interface PeerClients {
   readonly audit?: Client<typeof AuditService>;
 }
 
+// The subject with this external reference or phone number, recorded when there is none yet.
+async function findOrCreateSubject(c: PeerClients, tenantId: string, by: { externalRef: string } | { phone: string }): Promise<string> {
+  try {
+    const { subject } = await c.tenantData.findSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
+    if (subject !== undefined) return subject.id;
+  } catch (err) {
+    if (!(err instanceof ConnectError) || err.code !== Code.NotFound) throw err;
+  }
+  try {
+    const { subject } = await c.tenantData.createSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
+    if (subject === undefined) throw new Error('tenant-data answered CreateSubject without a subject');
+    return subject.id;
+  } catch (err) {
+    // Another connection recorded the same end user first.
+    if (!(err instanceof ConnectError) || err.code !== Code.AlreadyExists) throw err;
+    const { subject } = await c.tenantData.findSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
+    if (subject === undefined) throw new Error('tenant-data lost a subject it reported as existing', { cause: err });
+    return subject.id;
+  }
+}
+
 /** createPeers builds Peers over the kernel's mTLS clients. */
 export function createPeers(c: PeerClients): Peers {
   const opts = { timeoutMs: TIMEOUT_MS };
@@ -230,25 +253,10 @@ export function createPeers(c: PeerClients): Peers {
       );
     },
     subjectFor(tenantId, externalRef) {
-      return wrap('tenant-data', 'the subject', async () => {
-        try {
-          const { subject } = await c.tenantData.findSubject({ tenantId, externalRef }, opts);
-          if (subject !== undefined) return subject.id;
-        } catch (err) {
-          if (!(err instanceof ConnectError) || err.code !== Code.NotFound) throw err;
-        }
-        try {
-          const { subject } = await c.tenantData.createSubject({ tenantId, externalRef }, opts);
-          if (subject === undefined) throw new Error('tenant-data answered CreateSubject without a subject');
-          return subject.id;
-        } catch (err) {
-          // Another connection recorded the same end user first.
-          if (!(err instanceof ConnectError) || err.code !== Code.AlreadyExists) throw err;
-          const { subject } = await c.tenantData.findSubject({ tenantId, externalRef }, opts);
-          if (subject === undefined) throw new Error('tenant-data lost a subject it reported as existing', { cause: err });
-          return subject.id;
-        }
-      });
+      return wrap('tenant-data', 'the subject', () => findOrCreateSubject(c, tenantId, { externalRef }));
+    },
+    subjectForPhone(tenantId, phone) {
+      return wrap('tenant-data', 'the subject', () => findOrCreateSubject(c, tenantId, { phone }));
     },
     startConversation(grant, subjectId) {
       return wrap(

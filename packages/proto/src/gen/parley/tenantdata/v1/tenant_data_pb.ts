@@ -1315,6 +1315,8 @@ export type GetGuardrailStateRequest = Message<"parley.tenantdata.v1.GetGuardrai
   tenantId: string;
 
   /**
+   * conversation_id may be empty with a subject_id: the person's state alone.
+   *
    * @generated from field: string conversation_id = 2;
    */
   conversationId: string;
@@ -1373,6 +1375,9 @@ export type PutGuardrailStateRequest = Message<"parley.tenantdata.v1.PutGuardrai
   tenantId: string;
 
   /**
+   * conversation_id may be empty with a subject_id: only the person's part is stored (an outbound
+   * call's contact attempt, before there is a conversation).
+   *
    * @generated from field: string conversation_id = 2;
    */
   conversationId: string;
