@@ -9,6 +9,7 @@ import { request } from 'node:https';
 import { twilioSignature } from '@parley/webhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil } from '../edge/fixture.js';
+import { runParley } from '../cli/run-parley.js';
 import { egressEnvFor, startTwilioStandin, type TwilioStandin } from '../src/twilio-standin.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 
@@ -187,5 +188,26 @@ describe('CallService/PlaceCall through the edge', () => {
     const unknown = await place('0190a000-0000-7000-8000-000000000000');
     expect(unknown.body.code, JSON.stringify(unknown.body)).toBe('not_found');
     expect(twilio.requests.length).toBe(before);
+  });
+
+  it('places a call with the built `parley calls place`, and a refused one exits 5 naming the rule', async () => {
+    const agent = await agentWith({ version: 2, fatigue: { contactAttemptsPerDay: { limit: 1, action: 'end' } } });
+    const env = {
+      PARLEY_URL: s.stack.publicUrl,
+      PARLEY_CA: s.stack.pki.paths.caCert,
+      PARLEY_API_KEY: s.stack.bootstrap.apiKey,
+      HOME: '/nonexistent',
+    };
+    const callee = '+14155550155';
+    const before = twilio.requests.length;
+    const placed = await runParley(['calls', 'place', '--agent', agent, '--to', callee, '--output', 'json'], { env });
+    expect(placed.code, placed.stderr).toBe(0);
+    const { callSid } = JSON.parse(placed.stdout) as { callSid: string };
+    expect(callSid).toMatch(/^CA[0-9a-f]{32}$/);
+    expect(twilio.requests.slice(before).map((r) => r.form.To)).toEqual([callee]);
+    const refused = await runParley(['calls', 'place', '--agent', agent, '--to', callee], { env });
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toMatch(/guardrail rule fatigue/);
+    expect(twilio.requests.length - before).toBe(1);
   });
 });

@@ -3,6 +3,7 @@ import { ParleyApiError } from '@parley/client';
 import { Code } from '@connectrpc/connect';
 import { registerAgents } from './commands/agents.js';
 import { registerAudit } from './commands/audit.js';
+import { registerCalls } from './commands/calls.js';
 import { registerConversations } from './commands/conversations.js';
 import { registerKeys } from './commands/keys.js';
 import { registerLogin } from './commands/login.js';
@@ -48,6 +49,7 @@ export function buildProgram(io: CliIo, config: CliConfig): Command {
   registerMembers(program, ctxOf);
   registerAudit(program, ctxOf);
   registerConversations(program, ctxOf);
+  registerCalls(program, ctxOf);
   registerWebhooks(program, ctxOf);
   registerPrivacy(program, ctxOf);
   registerWorkspaces(program, ctxOf);

@@ -3,6 +3,7 @@ import { AgentService } from '@parley/proto/parley/api/v1/agents_pb.js';
 import { ApiKeyService } from '@parley/proto/parley/api/v1/api_keys_pb.js';
 import { AccountService } from '@parley/proto/parley/api/v1/api_pb.js';
 import { AuditService } from '@parley/proto/parley/api/v1/audit_pb.js';
+import { CallService } from '@parley/proto/parley/api/v1/calls_pb.js';
 import { ConnectionService } from '@parley/proto/parley/api/v1/connections_pb.js';
 import { ConversationService } from '@parley/proto/parley/api/v1/conversations_pb.js';
 import { MemberService } from '@parley/proto/parley/api/v1/members_pb.js';
@@ -22,6 +23,7 @@ export interface ParleyClient {
   readonly agents: Client<typeof AgentService>;
   readonly apiKeys: Client<typeof ApiKeyService>;
   readonly audit: Client<typeof AuditService>;
+  readonly calls: Client<typeof CallService>;
   readonly connections: Client<typeof ConnectionService>;
   readonly conversations: Client<typeof ConversationService>;
   readonly members: Client<typeof MemberService>;
@@ -93,6 +95,7 @@ export function createParleyClient(options: ParleyClientOptions): ParleyClient {
     agents: createClient(AgentService, transport),
     apiKeys: createClient(ApiKeyService, transport),
     audit: createClient(AuditService, transport),
+    calls: createClient(CallService, transport),
     connections: createClient(ConnectionService, transport),
     conversations: createClient(ConversationService, transport),
     members: createClient(MemberService, transport),
