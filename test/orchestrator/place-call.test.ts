@@ -162,6 +162,19 @@ describe('CallService/PlaceCall through the edge', () => {
     expect((await place(agent, '+14155550143')).status).toBe(200);
   });
 
+  it('places one of three simultaneous calls to a number with one attempt left', async () => {
+    const agent = await agentWith({ version: 2, fatigue: { contactAttemptsPerDay: { limit: 1, action: 'end' } } });
+    const callee = '+14155550166';
+    const before = twilio.requests.length;
+    const all = await Promise.all([place(agent, callee), place(agent, callee), place(agent, callee)]);
+    expect(all.map((r) => r.body.code ?? 'ok').sort(), JSON.stringify(all.map((r) => r.body))).toEqual([
+      'failed_precondition',
+      'failed_precondition',
+      'ok',
+    ]);
+    expect(twilio.requests.length - before).toBe(1);
+  });
+
   it('refuses a bad number with INVALID_ARGUMENT naming `to`, and dials nothing', async () => {
     const agent = await agentWith();
     const before = twilio.requests.length;

@@ -56,6 +56,19 @@ async function peer<T>(call: () => Promise<T>): Promise<T> {
 
 /** createOrchestratorService builds parley.orchestrator.v1.OrchestratorService: live conversations of this replica, and ending one. */
 export function createOrchestratorService(deps: OrchestratorServiceDeps): ServiceImpl<typeof OrchestratorService> {
+  // One outbound call at a time per person on this replica: the attempts read, checked and stored
+  // are not raced by a second call to the same number here (replicas may still race: README).
+  const placing = new Map<string, Promise<unknown>>();
+  const onePerPerson = async <T>(key: string, run: () => Promise<T>): Promise<T> => {
+    const next = (placing.get(key) ?? Promise.resolve()).then(run, run);
+    const settled = next.catch(() => undefined);
+    placing.set(key, settled);
+    try {
+      return await next;
+    } finally {
+      if (placing.get(key) === settled) placing.delete(key);
+    }
+  };
   return {
     async getConversationStatus(req) {
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
@@ -95,7 +108,8 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
       if (operator.tenantId !== tenantId) throw new InvalidArgumentError('tenant_id must be the forwarded principal’s workspace');
       const agentId = requireUuid(req.agentId, 'agent_id');
-      if (deps.fetch === undefined || deps.publicUrl === undefined)
+      const { fetch, publicUrl } = deps;
+      if (fetch === undefined || publicUrl === undefined)
         throw new FailedPreconditionError('this orchestrator is not set up to place outbound calls');
       const agent = await peer(() => agentOf(deps, tenantId, agentId));
       const settings = providerSettingsSchema.safeParse(agent.providerSettings);
@@ -104,21 +118,23 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       // are stored with them, so a daily limit holds across calls, agents and replicas.
       const to = calleeNumber(req.to);
       const subjectId = await peer(() => deps.peers.subjectForPhone(tenantId, to));
-      const stored = await peer(() => deps.peers.guardrailState(tenantId, '', subjectId));
-      const stage = createGuardrailStage(agent.guardrailPolicy, stored);
-      // The checker runs the outbound start as a conversation's start would, before anything is dialled.
-      const callSid = await placeOutboundCall({
-        to,
-        stage,
-        counted: () => peer(() => deps.peers.saveGuardrailState(tenantId, '', subjectId, stage.state)),
-        ctx: { conversationId: randomUUID(), turn: 0, now: new Date() },
-        facts: {},
-        fetch: deps.fetch,
-        telephony: settings.data.telephony,
-        authToken: () => deps.peers.telephonyAuthToken(tenantId, agentId),
-        // Twilio asks the inbound call webhook once the callee answers: identity mints the call's
-        // session token then, bound to the CallSid, so no token exists before (or outlives) the call.
-        webhookUrl: `${deps.publicUrl}/v1/telephony/twilio/voice/${tenantId}/${agentId}`,
+      const callSid = await onePerPerson(`${tenantId}/${subjectId}`, async () => {
+        const stored = await peer(() => deps.peers.guardrailState(tenantId, '', subjectId));
+        const stage = createGuardrailStage(agent.guardrailPolicy, stored);
+        // The checker runs the outbound start as a conversation's start would, before anything is dialled.
+        return placeOutboundCall({
+          to,
+          stage,
+          counted: () => peer(() => deps.peers.saveGuardrailState(tenantId, '', subjectId, stage.state)),
+          ctx: { conversationId: randomUUID(), turn: 0, now: new Date() },
+          facts: {},
+          fetch,
+          telephony: settings.data.telephony,
+          authToken: () => deps.peers.telephonyAuthToken(tenantId, agentId),
+          // Twilio asks the inbound call webhook once the callee answers: identity mints the call's
+          // session token then, bound to the CallSid, so no token exists before (or outlives) the call.
+          webhookUrl: `${publicUrl}/v1/telephony/twilio/voice/${tenantId}/${agentId}`,
+        });
       });
       await deps.peers.recordAudit({
         ...operator,
