@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { DEV_OIDC_USER, type DevOidcUser } from '@parley/devstack';
 import { pollUntil } from '../edge/fixture.js';
-import { browser, signIn, startSignInStack, type SignInStack } from '../edge/signin-fixture.js';
+import { browser, confirmCli, signIn, startSignInStack, type SignInStack } from '../edge/signin-fixture.js';
 import { PARLEY_BIN, runParley, type Run, type RunOptions } from './run-parley.js';
 
 const run = randomBytes(4).toString('hex');
@@ -178,6 +178,25 @@ describe('parley login with the identity provider', { timeout: 240_000 }, () => 
     expect(Date.now() - started).toBeLessThan(90_000);
     expect(r.stderr).not.toMatch(/no sign-in within/);
     expect(Object.keys(await profiles().catch(() => ({})))).not.toContain('stranger');
+  });
+
+  it('stops at once with exit 3 when the person cancels on the confirmation page', async () => {
+    const started = Date.now();
+    const r = await parley(['login', '--url', s.edgeUrl, '--ca', s.caFile, '--wait-seconds', '120', '--profile', 'cancelled'], {
+      whileRunning: async (child) => {
+        await pollUntil(async () => /https:\/\/\S+\/auth\/cli\/login\?\S+/.test(child.stderr()), 60_000);
+        const link = /https:\/\/\S+\/auth\/cli\/login\?\S+/.exec(child.stderr())![0];
+        const b = browser(s.dispatcher);
+        const last = await confirmCli(b, s.edgeUrl, await b.fetch(link), 'cancel');
+        // The edge sends the denial to the CLI's loopback page, which says the sign-in was cancelled.
+        expect(new URL(last.url).origin).toBe(new URL(new URL(link).searchParams.get('redirect_uri')!).origin);
+        expect(await last.text()).toContain('cancelled');
+      },
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/the sign-in was cancelled in the browser/);
+    expect(Date.now() - started).toBeLessThan(90_000);
+    expect(Object.keys(await profiles().catch(() => ({})))).not.toContain('cancelled');
   });
 
   it('gives up with exit 3 when nobody signs in in time', async () => {

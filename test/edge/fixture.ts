@@ -176,7 +176,10 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     await Promise.all(procs.map((p) => p.stop()));
   };
   try {
-    await Promise.all(procs.map((p) => p.waitReady(60_000)));
+    // A minute each besides the time spent waiting for a CPU (seven processes importing at once on
+    // a loaded machine), and within vitest's two-minute hook timeout in all, so that a slow start
+    // fails here, with its output, rather than as a bare hook timeout that leaves the processes running.
+    await Promise.all(procs.map((p) => p.waitReady(60_000, undefined, 100_000)));
   } catch (err) {
     await stop();
     throw new Error(`stack did not become ready: ${(err as Error).message}\n${logs.slice(-30).join('\n')}`, { cause: err });

@@ -60,7 +60,8 @@ const browser = (): Browser => fixtureBrowser(dispatcher);
 const signIn = (b: Browser, start: string, user: DevOidcUser) => fixtureSignIn(b, edgeUrl, start, user);
 
 /** confirmCli answers the CLI sign-in confirmation page the way its form would. */
-const confirmCli = (b: Browser, page: Response, decision: 'continue' | 'cancel') => fixtureConfirmCli(b, edgeUrl, page, decision);
+const confirmCli = (b: Browser, page: Response, decision: 'continue' | 'cancel', redirect?: 'follow' | 'manual') =>
+  fixtureConfirmCli(b, edgeUrl, page, decision, redirect);
 
 async function connect(b: ReturnType<typeof browser>, path: string, headers: Record<string, string> = {}) {
   const res = await b.fetch(`${edgeUrl}${path}`, {
@@ -347,10 +348,14 @@ describe('CLI sign-in (loopback redirect)', () => {
     const first = await b.fetch(start, { redirect: 'manual' });
     expect(first.status).toBe(200);
     expect(first.headers.get('location')).toBeNull();
-    // Cancel: nothing starts.
-    const cancelled = await confirmCli(b, first, 'cancel');
-    expect(cancelled.status).toBe(200);
-    expect(await cancelled.text()).toContain('cancelled');
+    // Cancel: nothing starts; the CLI waiting on its loopback port hears the denial at once.
+    const cancelled = await confirmCli(b, first, 'cancel', 'manual');
+    expect(cancelled.status).toBe(302);
+    const back = new URL(cancelled.headers.get('location') ?? '');
+    expect(`${back.origin}${back.pathname}`).toBe(redirectUri);
+    expect(back.searchParams.get('error')).toBe('access_denied');
+    expect(back.searchParams.get('state')).toBe(q.get('state'));
+    expect(back.searchParams.has('code')).toBe(false);
     // A form posted from another site carries no confirmation cookie (SameSite) or a wrong token.
     const forged = new URLSearchParams({ ...Object.fromEntries(q), decision: 'continue', confirm_token: 'x'.repeat(43) });
     const post = (from: ReturnType<typeof browser>) =>

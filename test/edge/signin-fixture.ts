@@ -103,7 +103,13 @@ export function browser(dispatcher: Agent): Browser {
 }
 
 /** confirmCli answers the edge's CLI sign-in confirmation page the way its form would. */
-export async function confirmCli(b: Browser, edgeUrl: string, page: Response, decision: 'continue' | 'cancel'): Promise<Response> {
+export async function confirmCli(
+  b: Browser,
+  edgeUrl: string,
+  page: Response,
+  decision: 'continue' | 'cancel',
+  redirect: 'follow' | 'manual' = 'follow',
+): Promise<Response> {
   expect(page.status).toBe(200);
   expect(page.headers.get('x-frame-options')).toBe('DENY');
   const html = await page.text();
@@ -119,6 +125,7 @@ export async function confirmCli(b: Browser, edgeUrl: string, page: Response, de
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: form.toString(),
+    redirect,
   });
 }
 

@@ -136,10 +136,14 @@ describe('call recording', () => {
     client.send({ type: 'end' });
     await client.closed;
 
-    const [recording] = await eventually(async () => {
-      const list = await listRecordings(conversationId);
-      return list.length > 0 ? list : undefined;
-    }, 15_000);
+    const [recording] = await eventually(
+      async () => {
+        const list = await listRecordings(conversationId);
+        return list.length > 0 ? list : undefined;
+      },
+      15_000,
+      recordingDiagnosis,
+    );
     const conversation = (await api('GetConversation', { conversationId })).body.conversation as { subjectId: string };
     expect(recording).toMatchObject({ keyRef: `subject:${conversation.subjectId}`, retentionClass: 'recording' });
     expect(recording!.durationMs).toBeGreaterThan(1_000);
@@ -416,14 +420,20 @@ describe('call recording', () => {
 });
 
 /** eventually polls find every 100 ms until it returns a value (throws after timeoutMs). */
-async function eventually<T>(find: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+async function eventually<T>(find: () => Promise<T | undefined>, timeoutMs: number, diagnose?: () => string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = await find();
     if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`not there after ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`not there after ${timeoutMs} ms${diagnose === undefined ? '' : `\n${diagnose()}`}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** recordingDiagnosis is what the processes said about recordings and keys: why none was listed (a failed peer call, a timeout). */
+function recordingDiagnosis(): string {
+  const lines = s.logs.filter((l) => /recording|data key|deadline|error/i.test(l)).slice(-20);
+  return lines.length > 0 ? lines.join('\n') : '(no log line mentions a recording)';
 }
 
 let suffix = 0;

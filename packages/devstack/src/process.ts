@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 
 /** freePort is embedded-postgres's: the dev stack and its tests share one memory of handed-out ports. */
 export { freePort } from '@parley/embedded-postgres';
@@ -26,6 +27,8 @@ export class ServiceProcess {
   readonly #tail: string[] = [];
   #child: ChildProcess | undefined;
   #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+  // Resolves once the output pipes are closed too: 'exit' can come before the last lines are read.
+  #closed: Promise<void> | undefined;
   #stopping = false;
 
   constructor(options: ServiceProcessOptions) {
@@ -50,6 +53,7 @@ export class ServiceProcess {
     });
     this.#child = child;
     this.#exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    this.#closed = new Promise((resolve) => child.once('close', () => resolve()));
     const onData = (buf: Buffer) => {
       for (const line of buf.toString('utf8').split('\n')) {
         if (line === '') continue;
@@ -83,25 +87,52 @@ export class ServiceProcess {
     return this.#tail.slice(-n);
   }
 
-  /** waitReady polls the health URL until it answers 200, the process exits, or the timeout passes. */
-  async waitReady(timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
+  /**
+   * waitReady polls the health URL until it answers 200, the process exits, or the process has had
+   * timeoutMs to get ready. The time its main thread spent waiting for a CPU does not count (Linux
+   * reports it): on a loaded machine a service may sit a minute in the run queue before it has
+   * imported its modules, which is no start-up bug. maxWaitMs (default 3 × timeoutMs) bounds the
+   * wall-clock wait all the same. An exit fails at once, with the exit status and the last output.
+   */
+  async waitReady(timeoutMs = 30_000, signal?: AbortSignal, maxWaitMs = 3 * timeoutMs): Promise<void> {
     const url = this.#options.healthUrl;
     if (url === undefined) return;
-    const deadline = Date.now() + timeoutMs;
-    let exited = false;
-    void this.exited.then(() => (exited = true));
-    while (Date.now() < deadline) {
+    const started = Date.now();
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    void this.exited.then((e) => (exit = e));
+    let sched: Schedstat | undefined;
+    for (;;) {
       signal?.throwIfAborted();
-      if (exited) throw new Error(`${this.name} exited during start-up:\n${this.lastLines().join('\n')}`);
+      if (exit !== undefined) {
+        // The last lines (a fatal start-up error) may still be in the pipe.
+        await Promise.race([this.#closed, new Promise((r) => setTimeout(r, 1_000))]);
+        const status = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
+        throw new Error(`${this.name} exited during start-up (${status}):\n${this.#output()}`);
+      }
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
         if (res.status === 200) return;
       } catch {
         // not listening yet
       }
+      const elapsed = Date.now() - started;
+      if (this.#child?.pid !== undefined) sched = (await readSchedstat(this.#child.pid)) ?? sched;
+      const starved = sched?.waitMs ?? 0;
+      if (elapsed - starved >= timeoutMs || elapsed >= maxWaitMs) {
+        const cpu =
+          sched === undefined
+            ? ''
+            : ` (${Math.round(starved)} ms of it waiting for a CPU, ${Math.round(sched.runMs)} ms running; the wait allows ${timeoutMs} ms besides the CPU wait, ${maxWaitMs} ms in all)`;
+        throw new Error(`${this.name} (pid ${this.pid}) alive but not ready after ${elapsed} ms${cpu}:\n${this.#output()}`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`${this.name} not ready after ${timeoutMs} ms:\n${this.lastLines().join('\n')}`);
+  }
+
+  // The last lines for an error, or a note that there were none (which is telling in itself).
+  #output(): string {
+    const lines = this.lastLines();
+    return lines.length > 0 ? lines.join('\n') : '(it printed nothing)';
   }
 
   /** signal sends a signal without waiting. */
@@ -121,5 +152,23 @@ export class ServiceProcess {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/** Schedstat is the main thread's time on a CPU and in the run queue, in milliseconds. */
+interface Schedstat {
+  readonly runMs: number;
+  readonly waitMs: number;
+}
+
+// Linux's /proc/<pid>/schedstat: "<ns on a CPU> <ns waiting for one> <timeslices>"; undefined
+// where there is no such file (another OS, or the process is gone).
+async function readSchedstat(pid: number): Promise<Schedstat | undefined> {
+  try {
+    const [run, wait] = (await readFile(`/proc/${pid}/schedstat`, 'utf8')).trim().split(/\s+/).map(Number);
+    if (run === undefined || wait === undefined || !Number.isFinite(run) || !Number.isFinite(wait)) return undefined;
+    return { runMs: run / 1e6, waitMs: wait / 1e6 };
+  } catch {
+    return undefined;
   }
 }

@@ -484,12 +484,23 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       const clearConfirm = cookie(CLI_CONFIRM_COOKIE, '', 0);
       if (expected === undefined || !sameText(expected, presented))
         return refuse(res, 403, "the confirmation did not come from this browser's sign-in page; run `parley login` again");
+      const problem = cliLoginProblem(form);
       if (form.get('decision') !== 'continue') {
+        // A cancel goes back to the CLI's loopback port as the OAuth denial (RFC 6749 §4.1.2.1), so
+        // `parley login` stops at once instead of waiting out --wait-seconds; no code is issued.
+        if (problem === undefined) {
+          const back = new URL(form.get('redirect_uri') ?? '');
+          back.searchParams.set('error', 'access_denied');
+          back.searchParams.set('error_description', 'the sign-in was cancelled in the browser');
+          back.searchParams.set('state', form.get('state') ?? '');
+          (res as ServerResponse).writeHead(302, { location: back.href, 'cache-control': 'no-store', 'set-cookie': clearConfirm });
+          res.end();
+          return;
+        }
         (res as ServerResponse).writeHead(200, { ...PAGE_HEADERS, 'set-cookie': clearConfirm });
         res.end(page('Sign-in cancelled', '<p>The Parley CLI was not signed in. You can close this tab.</p>'));
         return;
       }
-      const problem = cliLoginProblem(form);
       if (problem !== undefined) return refuse(res, 400, problem);
       await startLogin(
         res,
