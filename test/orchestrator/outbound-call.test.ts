@@ -5,7 +5,16 @@
 // test/twilio-standin, reached through the orchestrator's egress client.
 import { randomBytes } from 'node:crypto';
 import { createEgressPolicy } from '@parley/egress';
-import { createGuardrailStage, createProviderFetch, placeOutboundCall, type TelephonySettings } from '@parley/voice-orchestrator';
+import type { HandlerContext } from '@connectrpc/connect';
+import { principalHeaders } from '@parley/platform';
+import {
+  createGuardrailStage,
+  createOrchestratorService,
+  createProviderFetch,
+  placeOutboundCall,
+  type OrchestratorServiceDeps,
+  type TelephonySettings,
+} from '@parley/voice-orchestrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTwilioStandin, type TwilioStandin } from '../src/twilio-standin.js';
 
@@ -145,5 +154,65 @@ describe('outbound calls', () => {
   it('reports Twilio refusing the call with its error code', async () => {
     twilio.failNext({ status: 400, code: 21215, message: 'Geo Permission configuration is not permitting call' });
     await expect(place({ version: 2 }).placing).rejects.toMatchObject({ name: 'TwilioRestError', status: 400, twilioCode: 21215 });
+  });
+});
+
+describe('PlaceCall and its audit event', () => {
+  const tenantId = '00000000-0000-7000-8000-00000000000a';
+  const agentId = '00000000-0000-7000-8000-00000000000b';
+  const ctx = {
+    requestHeader: new Headers(
+      principalHeaders({ tenantId, kind: 'api_key', id: 'key-1', scopes: ['calls:place'], source: '127.0.0.1', userAgent: 'test' }),
+    ),
+  } as unknown as HandlerContext;
+
+  function service(audited: boolean, recordAudit: () => Promise<void>) {
+    const errors: string[] = [];
+    const fetch = createProviderFetch(createEgressPolicy({ allowedPorts: [twilio.port], allowPrivate: ['127.0.0.1/32'] }), {
+      ca: twilio.caPem,
+    });
+    const peers = {
+      getAgent: () =>
+        Promise.resolve({
+          id: agentId,
+          prompt: '',
+          providerSettings: { telephony },
+          secretRefs: {},
+          guardrailPolicy: { version: 2 },
+          policyVersion: 1,
+        }),
+      subjectForPhone: () => Promise.resolve('00000000-0000-7000-8000-00000000000c'),
+      guardrailState: () => Promise.resolve(undefined),
+      saveGuardrailState: () => Promise.resolve(),
+      telephonyAuthToken: () => Promise.resolve(authToken),
+      recordAudit,
+    } as unknown as OrchestratorServiceDeps['peers'];
+    const impl = createOrchestratorService({
+      live: undefined as unknown as OrchestratorServiceDeps['live'],
+      peers,
+      fetch,
+      publicUrl: 'https://voice.example.com',
+      audited,
+      logger: { error: (_obj: unknown, msg?: string) => errors.push(msg ?? '') } as unknown as OrchestratorServiceDeps['logger'],
+    });
+    return { impl, errors };
+  }
+
+  it('places no call when no audit service is configured, since it could not be audited', async () => {
+    const before = twilio.requests.length;
+    const { impl } = service(false, () => Promise.reject(new Error('not configured')));
+    await expect(impl.placeCall!({ tenantId, agentId, to: TO } as never, ctx)).rejects.toThrow(/PARLEY_AUDIT_URL/);
+    expect(twilio.requests.length).toBe(before);
+  });
+
+  it('answers a dialled call with its SID even when audit fails at first, retrying the audit event (no error that invites a second dial)', async () => {
+    const before = twilio.requests.length;
+    let attempts = 0;
+    const { impl, errors } = service(true, () => (++attempts < 3 ? Promise.reject(new Error('audit unavailable')) : Promise.resolve()));
+    const answer = (await impl.placeCall!({ tenantId, agentId, to: TO } as never, ctx)) as { callSid: string };
+    expect(answer.callSid).toMatch(/^CA[0-9a-f]{32}$/);
+    expect(attempts).toBe(3);
+    expect(errors).toEqual([]);
+    expect(twilio.requests.length).toBe(before + 1);
   });
 });

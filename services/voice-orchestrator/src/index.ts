@@ -31,3 +31,4 @@ export * from './call-webhook-guard.js';
 export * from './twilio-rest.js';
 export * from './call-handoff.js';
 export * from './outbound-call.js';
+export * from './orchestrator-service.js';

@@ -116,7 +116,14 @@ runMain({
       routes: (router) =>
         router.service(
           OrchestratorService,
-          createOrchestratorService({ live, peers, fetch: deps.providerFetch, publicUrl: config.publicUrl }),
+          createOrchestratorService({
+            live,
+            peers,
+            fetch: deps.providerFetch,
+            publicUrl: config.publicUrl,
+            audited: ctx.config.peers.audit !== undefined,
+            logger: ctx.logger,
+          }),
         ),
     };
   },

@@ -5,6 +5,7 @@ import { auditDetails, fromPrincipal } from '@parley/audit-outbox';
 import { providerSettingsSchema } from '@parley/conversation';
 import { requireUuid } from '@parley/db';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, requirePrincipal, UnavailableError } from '@parley/platform';
+import type { Logger } from '@parley/platform';
 import type { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { createGuardrailStage } from './guardrail-stage.js';
 import type { LiveConversations } from './live-conversations.js';
@@ -32,7 +33,15 @@ export interface OrchestratorServiceDeps {
   readonly fetch?: ProviderFetch;
   /** publicUrl is the session port's public https URL: outbound calls ask its call webhook for their TwiML. */
   readonly publicUrl?: string;
+  /** audited is whether an audit service is configured: without one no call is placed (it could not be audited). */
+  readonly audited: boolean;
+  /** logger reports a placed call whose audit event could not be appended. */
+  readonly logger: Pick<Logger, 'error'>;
 }
+
+// A placed call's audit event: tried a few times, since the call is already dialled by then.
+const AUDIT_ATTEMPTS = 4;
+const AUDIT_RETRY_MS = 250;
 
 // The agent of an outbound call: NOT_FOUND for an unknown one (another workspace's looks the same).
 async function agentOf(deps: OrchestratorServiceDeps, tenantId: string, agentId: string) {
@@ -111,6 +120,10 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       const { fetch, publicUrl } = deps;
       if (fetch === undefined || publicUrl === undefined)
         throw new FailedPreconditionError('this orchestrator is not set up to place outbound calls');
+      if (!deps.audited)
+        throw new FailedPreconditionError(
+          'this orchestrator has no audit service (PARLEY_AUDIT_URL), so it places no calls: they could not be audited',
+        );
       const agent = await peer(() => agentOf(deps, tenantId, agentId));
       const settings = providerSettingsSchema.safeParse(agent.providerSettings);
       if (!settings.success) throw new FailedPreconditionError("the agent's provider settings are invalid; fix the agent");
@@ -136,12 +149,26 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
           webhookUrl: `${publicUrl}/v1/telephony/twilio/voice/${tenantId}/${agentId}`,
         });
       });
-      await deps.peers.recordAudit({
+      // The call is dialled: an error now would invite a retry that dials again, so the audit
+      // append is retried and, if audit stays away, the call is still answered and the gap logged.
+      const event = {
         ...operator,
-        action: 'call.place',
+        action: 'call.place' as const,
         target: { type: 'agent', id: agentId },
         details: auditDetails({ call_sid: callSid, to: maskNumber(req.to) }, ['call_sid', 'to']),
-      });
+      };
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await deps.peers.recordAudit(event);
+          break;
+        } catch (err) {
+          if (attempt >= AUDIT_ATTEMPTS) {
+            deps.logger.error({ err, tenantId, agentId, callSid }, 'outbound call placed but its call.place audit event was not appended');
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, AUDIT_RETRY_MS * attempt));
+        }
+      }
       return { callSid };
     },
   };
