@@ -16,6 +16,7 @@ import {
   UnauthenticatedApiError,
   UnavailableApiError,
   NotFoundApiError,
+  ParleyApiError,
   type ParleyClient,
 } from '@parley/client';
 import { createParleyNodeClient } from '@parley/client/node';
@@ -80,6 +81,25 @@ describe('the typed client against the public stack', () => {
 
     const missing = await client.agents.getAgent({ agentId: '0190d3b2-0000-7000-8000-000000000000' }).catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(NotFoundApiError);
+  });
+
+  it("refuses a message over the edge's 1 MiB limit before sending it, so the connection keeps delivering later answers", async () => {
+    // Its own client, so its own HTTP/2 connection: what an oversized call leaves behind stays here.
+    const c = clientFor(stack.bootstrap.apiKey);
+    const prompt = 'x'.repeat(6 * 1024 * 1024);
+    const refusals = [];
+    for (const name of ['too-big-1', 'too-big-2']) refusals.push(await c.agents.createAgent({ name, prompt }).catch((e: unknown) => e));
+    // A write on the same connection after them: the edge creates the agent, and the caller must be told so.
+    const answer = await c.agents.createAgent({ name: 'after-too-big', prompt: 'x' }).catch((e: unknown) => e);
+    const { agents } = await client.agents.listAgents({ pageSize: 500 });
+    expect(agents.map((a) => a.name)).toContain('after-too-big');
+    expect(answer instanceof Error ? answer.message : (answer as { agent?: { name: string } }).agent?.name).toBe('after-too-big');
+    for (const refused of refusals) {
+      expect(refused).toBeInstanceOf(ParleyApiError);
+      expect((refused as ParleyApiError).code, (refused as Error).message).toBe(Code.ResourceExhausted);
+      expect((refused as Error).message).toMatch(/larger than configured \w+ 1048576/);
+    }
+    expect(agents.map((a) => a.name)).not.toContain('too-big-1');
   });
 
   it('asks the token source again after UNAUTHENTICATED (the hook a refreshing OIDC source uses)', async () => {

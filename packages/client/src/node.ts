@@ -20,7 +20,19 @@ export interface NodeClientOptions extends Omit<ParleyClientOptions, 'transport'
   readonly timeoutMs?: number;
   /** userAgent names the caller in the audit log's user_agent (e.g. "parley-cli/0.1.0"). */
   readonly userAgent?: string;
+  /** maxRequestBytes refuses a larger request message before it is sent (default MAX_REQUEST_BYTES, the edge's limit). */
+  readonly maxRequestBytes?: number;
 }
+
+/**
+ * MAX_REQUEST_BYTES is the largest request message the edge reads (1 MiB). The client refuses a
+ * larger one itself, with RESOURCE_EXHAUSTED, rather than send it: the edge answers an oversized
+ * message before reading all of it, and Node's HTTP/2 client then keeps the unsent rest queued on
+ * the connection, counted against the session's memory limit (10 MiB). Past that limit Node
+ * drops every later answer on the connection with ENHANCE_YOUR_CALM, after the edge has carried
+ * the call out: a write done and reported as failed.
+ */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** createParleyNodeClient makes a ParleyClient that speaks the Connect protocol (binary) over connect-node. */
 export function createParleyNodeClient(options: NodeClientOptions): ParleyClient {
@@ -46,6 +58,7 @@ export function createParleyNodeClient(options: NodeClientOptions): ParleyClient
         httpVersion: options.httpVersion ?? '2',
         useBinaryFormat: true,
         interceptors,
+        writeMaxBytes: options.maxRequestBytes ?? MAX_REQUEST_BYTES,
         ...(options.timeoutMs === undefined ? {} : { defaultTimeoutMs: options.timeoutMs }),
         ...(options.ca === undefined ? {} : { nodeOptions: { ca: options.ca } }),
       }),

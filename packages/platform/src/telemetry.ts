@@ -14,13 +14,13 @@ import {
   type TextMapGetter,
   type TextMapSetter,
 } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { detectResources, hostDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -28,6 +28,7 @@ import {
   NoopSpanProcessor,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
+  TracerProvider,
   type Sampler,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
@@ -142,18 +143,22 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
         'service.instance.id': randomUUID(),
       }),
     );
-  const sdk = new NodeSDK({
-    resource,
-    autoDetectResources: false,
-    sampler: createSampler(options.sampler ?? { kind: 'parentbased_traceidratio', ratio: 1 }),
-    spanProcessors: processors,
-    metricReaders: readers,
-    logRecordProcessors: [],
-    textMapPropagator: new W3CTraceContextPropagator(),
-    instrumentations: [],
-  });
+  // The tracer and meter providers themselves, not the all-in-one NodeSDK: that one imports every
+  // exporter, propagator and the logs SDK it might be configured for (100-170 ms of every process
+  // start) and reads OTEL_* variables itself, where Parley's config.ts reads them.
+  let tracerProvider: TracerProvider | undefined;
+  let meterProvider: MeterProvider | undefined;
   try {
-    sdk.start();
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    meterProvider = new MeterProvider({ resource, readers });
+    metrics.setGlobalMeterProvider(meterProvider);
+    tracerProvider = new TracerProvider({
+      resource,
+      sampler: createSampler(options.sampler ?? { kind: 'parentbased_traceidratio', ratio: 1 }),
+      spanProcessors: processors,
+    });
+    trace.setGlobalTracerProvider(tracerProvider);
   } catch {
     // Telemetry is best effort.
   }
@@ -163,7 +168,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     },
     async shutdown() {
       try {
-        await sdk.shutdown();
+        await Promise.all([tracerProvider?.shutdown(), meterProvider?.shutdown()]);
       } catch {
         // Best effort: an unreachable collector must not block shutdown.
       }
