@@ -137,7 +137,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       ...common('audit'),
       DATABASE_URL: serviceUrl('audit'),
       ...kek,
-      PARLEY_AUDIT_SIGNING_KEY_PATH: join(dir, 'audit-signing-key.json'),
+      PARLEY_AUDIT_SIGNING_KEY_PATH: inject('auditSigningKeyPath'),
       ...extra.audit,
     },
     // No delivery worker unless a test asks for one (a receiver's env turns it on): workers lease

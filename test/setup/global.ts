@@ -65,6 +65,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // test file's identity process (stored in the shared database) must unseal in the next one's.
   const keyringDir = await mkdtemp(join(tmpdir(), 'parley-test-kek-'));
   project.provide('kekKeyringPath', join(keyringDir, 'keyring.json'));
+  // One audit checkpoint key too, as one per deployment: every stack's audit checkpoints the system
+  // workspace's chain in the shared database, and each verifies the others' checkpoints.
+  project.provide('auditSigningKeyPath', join(keyringDir, 'audit-signing-key.json'));
   return async () => {
     if (template !== undefined && stop === undefined) {
       await adminQuery(server, `drop database if exists ${pg.escapeIdentifier(template)} with (force)`);

@@ -19,6 +19,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** kekKeyringPath is the local KEK keyring every service process of this test run shares. */
     kekKeyringPath: string;
+    /** auditSigningKeyPath is the audit checkpoint key every audit process of this test run shares. */
+    auditSigningKeyPath: string;
     /** databaseUrl connects as an admin (superuser with the embedded Postgres). */
     databaseUrl: string;
     /** dbRolePasswords are the passwords this run gave the service roles. */
