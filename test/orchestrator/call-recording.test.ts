@@ -303,7 +303,6 @@ describe('call recording', () => {
     const recordingId = '0190a8c4-0000-7000-8000-000000000001';
     const issued = await secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId });
     expect(issued.dataKey).toHaveLength(32);
-    expect(issued.wrappedKey).toMatch(/^conversation:v1:/);
     expect(issued.wrappedKey).not.toContain(Buffer.from(issued.dataKey).toString('base64'));
     await expect(
       secretsAsOrchestrator.issueRecordingKey({ tenantId, conversationId, subjectId: '', recordingId: 'x' }),
@@ -323,6 +322,23 @@ describe('call recording', () => {
     });
     const opened = await secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: issued.wrappedKey });
     expect(Buffer.from(opened.dataKey)).toEqual(Buffer.from(issued.dataKey));
+    expect(issued.wrappedKey).toMatch(/^conversation:v2:/);
+    // The sealed key opens only for its own recording of its own workspace: secrets is no oracle
+    // that unwraps any KEK-wrapped key (a secret version's, a subject's) for tenant-data.
+    await expect(
+      secretsAsTenantData.openRecordingKey({
+        tenantId,
+        subjectId: '',
+        recordingId: '0190a8c4-0000-7000-8000-000000000002',
+        wrappedKey: issued.wrappedKey,
+      }),
+    ).rejects.toMatchObject({ code: 3, rawMessage: expect.stringMatching(/not issued for this recording/) });
+    const sealedParts = JSON.parse(Buffer.from(issued.wrappedKey.slice('conversation:v2:'.length), 'base64url').toString('utf8')) as {
+      w: string;
+    };
+    await expect(
+      secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: `conversation:v1:${sealedParts.w}` }),
+    ).rejects.toMatchObject({ code: 3, rawMessage: expect.stringMatching(/wrapped_key/) });
     await expect(secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: 'plain' })).rejects.toMatchObject(
       {
         code: 3,

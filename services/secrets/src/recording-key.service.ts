@@ -1,10 +1,15 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { requireUuid, withTenant } from '@parley/db';
 import {
+  CiphertextMismatchError,
   createSubjectKey,
   decryptForSubject,
   encryptForSubject,
+  openSecret,
   recordingKeyPurpose,
+  sealSecret,
+  type SealedSecret,
+  type SecretVersionRef,
   type DataKeySource,
   type KekProvider,
 } from '@parley/envelope';
@@ -17,8 +22,40 @@ import { insertSubjectKey, readSubjectKey, requireActiveSubjectKey } from './sub
 
 /** SUBJECT_SEALED is the prefix of a recording key sealed under its subject's key. */
 const SUBJECT_SEALED = 'subject:v1:';
-/** KEK_WRAPPED is the prefix of a recording's own key wrapped by the KEK (no subject). */
-const KEK_WRAPPED = 'conversation:v1:';
+/**
+ * KEK_SEALED is the prefix of a recording's own key (no subject), sealed like a secret version:
+ * under a fresh KEK-wrapped data key and bound to tenant and recording, so OpenRecordingKey opens
+ * only keys it issued for that recording, never an arbitrary KEK-wrapped key (a secret's, a
+ * subject's) that it would otherwise unwrap for whoever asks.
+ */
+const KEK_SEALED = 'conversation:v2:';
+
+/** recordingSealRef is what a recording's own key is bound to. */
+const recordingSealRef = (tenantId: string, recordingId: string): SecretVersionRef => ({
+  tenantId,
+  secretId: `recording-key/${recordingId}`,
+  version: 1,
+});
+
+function encodeSealed(sealed: SealedSecret): string {
+  const json = JSON.stringify({
+    c: sealed.ciphertext.toString('base64'),
+    n: sealed.nonce.toString('base64'),
+    w: sealed.wrappedDataKey,
+    v: sealed.kekVersion,
+  });
+  return `${KEK_SEALED}${Buffer.from(json).toString('base64url')}`;
+}
+
+function decodeSealed(wrappedKey: string): SealedSecret {
+  try {
+    const o = JSON.parse(Buffer.from(wrappedKey.slice(KEK_SEALED.length), 'base64url').toString('utf8')) as Record<string, unknown>;
+    if (typeof o.c !== 'string' || typeof o.n !== 'string' || typeof o.w !== 'string' || typeof o.v !== 'number') throw new Error('fields');
+    return { ciphertext: Buffer.from(o.c, 'base64'), nonce: Buffer.from(o.n, 'base64'), wrappedDataKey: o.w, kekVersion: o.v };
+  } catch {
+    throw new InvalidArgumentError('wrapped_key is not a recording key sealed by IssueRecordingKey', { field: 'wrapped_key' });
+  }
+}
 
 /** RecordingKeyDeps are what the handlers share with the rest of the service. */
 export interface RecordingKeyDeps {
@@ -72,7 +109,10 @@ export function createRecordingKeyHandlers(
       const dataKey = await deps.kek.generateDataKey();
       try {
         if (subjectId === undefined)
-          return { dataKey: Buffer.from(dataKey.plaintextKey), wrappedKey: `${KEK_WRAPPED}${dataKey.wrappedKey}` };
+          return {
+            dataKey: Buffer.from(dataKey.plaintextKey),
+            wrappedKey: encodeSealed(await sealSecret(deps.kek, recordingSealRef(tenantId, recordingId), dataKey.plaintextKey)),
+          };
         const subjectKey = await activeSubjectKey(deps.db, deps.kek, tenantId, subjectId);
         const sealed = await encryptForSubject(
           deps.keys,
@@ -89,14 +129,19 @@ export function createRecordingKeyHandlers(
     async openRecordingKey(req, ctx) {
       const tenantId = requestTenant(ctx, req.tenantId);
       const recordingId = requireUuid(req.recordingId, 'recording_id');
-      if (req.wrappedKey.startsWith(KEK_WRAPPED)) {
+      if (req.wrappedKey.startsWith(KEK_SEALED)) {
         if (req.subjectId !== '')
           throw new InvalidArgumentError("a recording key sealed under a subject's key starts with subject:v1:", { field: 'wrapped_key' });
-        const dataKey = await deps.keys.withDataKey(req.wrappedKey.slice(KEK_WRAPPED.length), (k) => Buffer.from(k));
-        return { dataKey };
+        try {
+          return { dataKey: await openSecret(deps.keys, recordingSealRef(tenantId, recordingId), decodeSealed(req.wrappedKey)) };
+        } catch (err) {
+          if (err instanceof CiphertextMismatchError)
+            throw new InvalidArgumentError('wrapped_key was not issued for this recording of this workspace', { field: 'wrapped_key' });
+          throw err;
+        }
       }
       if (!req.wrappedKey.startsWith(SUBJECT_SEALED))
-        throw new InvalidArgumentError('wrapped_key must start with subject:v1: or conversation:v1:', { field: 'wrapped_key' });
+        throw new InvalidArgumentError('wrapped_key must start with subject:v1: or conversation:v2:', { field: 'wrapped_key' });
       const subjectId = requireUuid(req.subjectId, 'subject_id');
       // A shredded subject key is FailedPrecondition: the recording was erased.
       const subjectKey = await withTenant(deps.db, tenantId, (trx) => requireActiveSubjectKey(trx, subjectId));

@@ -19,7 +19,7 @@ export interface NewRecording {
   id?: string | undefined;
   /** sizeBytes is the stored blob's size. */
   sizeBytes?: number | undefined;
-  /** wrappedKey is the recording's data key as secrets sealed it ("subject:v1:…" or "conversation:v1:…"). */
+  /** wrappedKey is the recording's data key as secrets sealed it ("subject:v1:…" or "conversation:v2:…"). */
   wrappedKey?: string | undefined;
 }
 
@@ -46,8 +46,8 @@ const recordingSchema = z.strictObject({
     .min(1)
     .max(4096)
     .regex(
-      /^(subject|conversation):v1:[A-Za-z0-9+/:=_-]+$/,
-      'must be a key sealed by secrets IssueRecordingKey (subject:v1:… or conversation:v1:…)',
+      /^(subject:v1|conversation:v2):[A-Za-z0-9+/:=_-]+$/,
+      'must be a key sealed by secrets IssueRecordingKey (subject:v1:… or conversation:v2:…)',
     )
     .optional(),
 });

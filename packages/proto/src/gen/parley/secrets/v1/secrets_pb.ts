@@ -617,8 +617,8 @@ export type IssueRecordingKeyResponse = Message<"parley.secrets.v1.IssueRecordin
 
   /**
    * wrapped_key is the data key sealed for storage next to the recording: under the subject's key
-   * ("subject:v1:..."; unreadable once the subject key is shredded), or under the KEK as the
-   * recording's own key ("conversation:v1:...").
+   * ("subject:v1:..."; unreadable once the subject key is shredded), or, as the recording's own
+   * key, sealed under a KEK-wrapped data key and bound to tenant and recording ("conversation:v2:...").
    *
    * @generated from field: string wrapped_key = 2;
    */
