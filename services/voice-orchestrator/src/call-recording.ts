@@ -24,10 +24,14 @@ export interface CallRecordingDeps {
 }
 
 const CONSENT_YES = /^\s*(yes|yeah|yep|yup|sure|ok|okay|agreed|i agree|i do|of course|1)\b/i;
+// Anything that qualifies or takes back the yes ("of course not", "sure, but don't record me"):
+// a recording needs a plain agreement, so a doubtful answer counts as a no.
+const CONSENT_DOUBT =
+  /\b(no|not|nope|never|don'?t|doesn'?t|won'?t|can'?t|shouldn'?t|wouldn'?t|rather|decline|declined|refuse|refused|stop|but|without)\b|n't\b/i;
 
-/** consentGiven tells whether a caller's answer (said, typed, or a phone key) agrees to the recording. */
+/** consentGiven tells whether a caller's answer (said, typed, or a phone key) plainly agrees to the recording. */
 export function consentGiven(answer: string): boolean {
-  return CONSENT_YES.test(answer);
+  return CONSENT_YES.test(answer) && !CONSENT_DOUBT.test(answer);
 }
 
 /**
