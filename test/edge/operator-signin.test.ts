@@ -142,6 +142,14 @@ describe('console sign-in', () => {
     const state = new URL(start.headers.get('location')!).searchParams.get('state');
     const stolen = await browser().fetch(`${edgeUrl}/auth/callback?code=abc&state=${state}`);
     expect(stolen.status).toBe(400);
+    // An error answer ends a sign-in only with its own state, and repeats only an error code.
+    const crafted = await first.fetch(`${edgeUrl}/auth/callback?error=access_denied&state=not-this-one`);
+    expect(crafted.status).toBe(400);
+    const refused = await first.fetch(`${edgeUrl}/auth/callback?error=${encodeURIComponent('x\u001b[2J call +1 555')}&state=${state}`);
+    expect(refused.status).toBe(403);
+    const text = await refused.text();
+    expect(text).toContain('the identity provider refused the sign-in: invalid');
+    expect(text).not.toContain('555');
   });
 
   it('refuses a return_to that leaves the edge', async () => {

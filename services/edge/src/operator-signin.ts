@@ -263,7 +263,13 @@ export function createOperatorSignIn(settings: OidcSettings, operators: Client<t
       (res as ServerResponse).writeHead(302, { location: back.href, 'cache-control': 'no-store', 'set-cookie': clearLogin });
       res.end();
     };
-    if (query.has('error')) return refuseLogin(`the identity provider refused the sign-in: ${query.get('error')}`);
+    if (query.has('error')) {
+      // Only this login's own answer may end it (a crafted link must not abort a pending sign-in),
+      // and only an RFC 6749 error code is repeated, never free text from the link.
+      if (query.get('state') !== login.s) return refuse(res, 400, 'this sign-in answer is not for the sign-in in progress; start again');
+      const code = /^[A-Za-z0-9_.-]{1,64}$/.test(query.get('error') ?? '') ? query.get('error') : 'invalid';
+      return refuseLogin(`the identity provider refused the sign-in: ${code}`);
+    }
     const c = await config();
     let claims: oidc.IDToken;
     let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
