@@ -93,8 +93,10 @@ export class ParleyVoiceClient extends TypedEmitter<ParleyVoiceEvents> {
       throw new TypeError('ParleyVoiceClient: token must be a session token from CreateSession (never an API key)');
     }
     const url = new URL(options.sessionUrl);
-    if (url.protocol !== 'wss:' && url.protocol !== 'ws:')
-      throw new TypeError(`ParleyVoiceClient: sessionUrl must be wss:// (got ${url.protocol})`);
+    // The token travels in the connection: plain ws:// only to this machine (local development).
+    const local = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+    if (url.protocol !== 'wss:' && !(url.protocol === 'ws:' && local))
+      throw new TypeError(`ParleyVoiceClient: sessionUrl must be wss:// (ws:// only to localhost; got ${url.protocol}//${url.host})`);
     if (options.audio !== false) {
       const rate = options.audio?.sampleRate ?? 16_000;
       if (!SAMPLE_RATES.includes(rate))
