@@ -18,7 +18,7 @@ interface TenantTable {
   schema: string;
   table: string;
   service: ServiceName;
-  /** insertable lists the columns a copy of a row may set (generated columns left out). */
+  /** insertable lists the columns a copy of a row may set (generated and always-identity columns left out). */
   insertable: string[];
   /** canUpdate / canDelete: whether the service role holds the privilege (audit's append-only tables do not). */
   canUpdate: boolean;
@@ -29,7 +29,7 @@ async function tenantTables(admin: pg.Pool): Promise<TenantTable[]> {
   const { rows } = await admin.query<{ schema: string; table: string; columns: string[]; oid: number }>(
     `select n.nspname as schema, c.relname as table, c.oid::int as oid,
             array(select a.attname::text from pg_attribute a
-                   where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+                   where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '' and a.attidentity <> 'a'
                    order by a.attnum) as columns
        from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname like 'parley\\_%' and c.relkind in ('r', 'p') and c.relname <> all($1::text[])

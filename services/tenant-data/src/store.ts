@@ -3,6 +3,7 @@
 export * from './agent.store.js';
 export * from './conversation.store.js';
 export * from './guardrail-state.store.js';
+export * from './guardrail-decision.store.js';
 export * from './recording.store.js';
 export * from './subject.store.js';
 export * from './workspace.store.js';

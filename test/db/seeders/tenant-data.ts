@@ -6,6 +6,7 @@ import {
   createSubject,
   createWorkspace,
   putGuardrailState,
+  recordGuardrailDecision,
   startConversation,
   type TenantDataDb,
 } from '@parley/tenant-data';
@@ -58,6 +59,13 @@ export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promi
         person: { contactAttempts: [], topicMentions: { upsell: [0] } },
       },
     );
+    await recordGuardrailDecision(trx, {
+      conversationId: conversation.id,
+      turn: 1,
+      rule: 'no_go:medical',
+      action: 'replace',
+      checked: 'assistant',
+    });
     return { agentId: agent.id, conversationId: conversation.id, subjectId: subject.id };
   });
 }
