@@ -320,6 +320,19 @@ describe('call recording', () => {
     ).rejects.toMatchObject({
       code: 7,
     });
+    // An encrypted recording's reference must name its own workspace's and conversation's blob:
+    // purge and forget delete only those, so no writer can aim them at another tenant's audio.
+    await expect(
+      asOrchestrator.addRecording({
+        tenantId,
+        conversationId,
+        id: recordingId,
+        blobKey: `recordings/00000000-0000-7000-8000-0000000000ff/${conversationId}/${recordingId}.pra`,
+        durationMs: 1000,
+        dataClass: 'audio_full',
+        wrappedKey: issued.wrappedKey,
+      }),
+    ).rejects.toMatchObject({ code: 3, rawMessage: expect.stringMatching(/blob_key .* must start with recordings\//) });
     const opened = await secretsAsTenantData.openRecordingKey({ tenantId, subjectId: '', recordingId, wrappedKey: issued.wrappedKey });
     expect(Buffer.from(opened.dataKey)).toEqual(Buffer.from(issued.dataKey));
     expect(issued.wrappedKey).toMatch(/^conversation:v2:/);

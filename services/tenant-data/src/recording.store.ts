@@ -60,6 +60,11 @@ export async function addRecording(trx: Trx, input: NewRecording): Promise<Recor
   let keyRef = '';
   if (r.wrappedKey !== undefined) {
     const conversation = await getConversation(trx, r.conversationId);
+    // Audio Parley sealed lives under its workspace's and conversation's own prefix: purge and
+    // forget delete only keys of their workspace, so a reference may not point anywhere else.
+    const prefix = `recordings/${conversation.tenant_id}/${r.conversationId}/`;
+    if (!r.blobKey.startsWith(prefix))
+      throw new InvalidArgumentError(`blob_key of an encrypted recording must start with ${prefix}`, { field: 'blob_key' });
     if (r.wrappedKey.startsWith('subject:')) {
       if (conversation.subject_id === null)
         throw new InvalidArgumentError("wrapped_key is sealed under a subject's key, but the conversation has no subject", {

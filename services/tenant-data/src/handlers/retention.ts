@@ -16,7 +16,7 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
       const subjectId = requireUuid(req.subjectId, 'subject_id');
       const forgot = await inTenant(req.tenantId, ctx, async (trx) => {
         const result = await forgetSubject(trx, subjectId);
-        await deleteRecordingBlobs(deps.blobs, result.blobKeys);
+        await deleteRecordingBlobs(deps.blobs, req.tenantId, result.blobKeys);
         return result;
       });
       return { ...forgot, blobKeys: [...forgot.blobKeys] };
@@ -34,7 +34,7 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
       const before = timestampDate(req.before);
       const batch = await inTenant(req.tenantId, ctx, async (trx) => {
         const result = await purgeExpiredBatch(trx, req.dataClass as PurgeableClass, before, holds, req.limit);
-        await deleteRecordingBlobs(deps.blobs, result.blobKeys);
+        await deleteRecordingBlobs(deps.blobs, req.tenantId, result.blobKeys);
         return result;
       });
       return { deleted: batch.deleted, blobKeys: [...batch.blobKeys] };
