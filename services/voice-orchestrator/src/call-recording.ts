@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { RecordingAudioWriter, recordingDurationMs, type RecordingSettings } from '@parley/conversation';
 import type { BlobStore } from '@parley/blob-store';
 import { sealRecording } from '@parley/envelope';
@@ -22,6 +23,10 @@ export interface CallRecordingDeps {
   readonly log: Logger;
   readonly maxBytes: number;
 }
+
+/** ADD_RECORDING_ATTEMPTS bounds the tries to store a recording's reference (about 3.5 s of waiting in all). */
+const ADD_RECORDING_ATTEMPTS = 4;
+const ADD_RECORDING_RETRY_MS = 500;
 
 const CONSENT_YES = /^\s*(yes|yeah|yep|yup|sure|ok|okay|agreed|i agree|i do|of course|1)\b/i;
 // Anything that qualifies or takes back the yes ("of course not", "sure, but don't record me"):
@@ -130,16 +135,31 @@ export class CallRecording {
       }
       const blobKey = `recordings/${tenantId}/${conversationId}/${this.recordingId}.pra`;
       await this.#deps.blobs.put(blobKey, sealed);
+      const reference = {
+        tenantId,
+        conversationId,
+        recordingId: this.recordingId,
+        blobKey,
+        durationMs,
+        sizeBytes: sealed.length,
+        wrappedKey: key.wrappedKey,
+      };
       try {
-        await this.#deps.peers.addRecording({
-          tenantId,
-          conversationId,
-          recordingId: this.recordingId,
-          blobKey,
-          durationMs,
-          sizeBytes: sealed.length,
-          wrappedKey: key.wrappedKey,
-        });
+        // A short outage of tenant-data must not lose the call's recording: the reference is
+        // retried (its id is fixed, so an attempt that committed unseen answers ALREADY_EXISTS).
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await this.#deps.peers.addRecording(reference);
+            break;
+          } catch (err) {
+            const code = ConnectError.from(err).code;
+            if (code === Code.AlreadyExists && attempt > 1) break;
+            const transient = code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Unknown;
+            if (!transient || attempt >= ADD_RECORDING_ATTEMPTS) throw err;
+            this.#deps.log.warn({ err, attempt }, 'call recording reference not stored yet; retrying');
+            await new Promise((resolve) => setTimeout(resolve, ADD_RECORDING_RETRY_MS * 2 ** (attempt - 1)));
+          }
+        }
       } catch (err) {
         // No reference, no way to find or delete the blob later: delete it now.
         await this.#deps.blobs.delete(blobKey).catch(() => undefined);
