@@ -151,9 +151,16 @@ describe('outbound calls', () => {
     });
   });
 
-  it('reports Twilio refusing the call with its error code', async () => {
-    twilio.failNext({ status: 400, code: 21215, message: 'Geo Permission configuration is not permitting call' });
-    await expect(place({ version: 2 }).placing).rejects.toMatchObject({ name: 'TwilioRestError', status: 400, twilioCode: 21215 });
+  it("reports Twilio refusing the call with its error code, never Twilio's message (it can repeat the number)", async () => {
+    twilio.failNext({ status: 400, code: 21215, message: `Geo Permission configuration is not permitting call to ${TO}` });
+    const refused = (await place({ version: 2 }).placing.catch((err: unknown) => err)) as Error;
+    expect(refused).toMatchObject({ name: 'FailedPreconditionError', message: expect.stringContaining('Twilio error 21215') });
+    expect(refused.message).not.toContain(TO);
+    twilio.failNext({ status: 503, code: 20503, message: 'Service Unavailable' });
+    await expect(place({ version: 2 }).placing).rejects.toMatchObject({
+      name: 'UnavailableError',
+      message: expect.stringContaining('the call was not placed'),
+    });
   });
 });
 

@@ -7,10 +7,11 @@
 // the inbound path mints the call's single-use session token bound to that CallSid at identity.
 import { isValidPhoneNumber } from 'libphonenumber-js';
 import type { TelephonySettings } from '@parley/conversation';
-import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from '@parley/platform';
+import { EgressRefusedError, EgressRequestError } from '@parley/egress';
+import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, UnavailableError } from '@parley/platform';
 import type { GuardrailContext, GuardrailStage, StartFacts } from './guardrail-stage.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import { createCall } from './twilio-rest.js';
+import { createCall, TwilioRestError } from './twilio-rest.js';
 
 /** calleeNumber checks the number to call: E.164 and valid for its country (INVALID_ARGUMENT naming `to` otherwise). */
 export function calleeNumber(to: string): string {
@@ -83,5 +84,36 @@ export async function placeOutboundCall(call: {
   const settings = callerSettings(call.telephony);
   checkOutboundCall(call.stage, call.ctx, call.facts);
   await call.counted?.();
-  return dialOutbound(call.fetch, { settings, authToken: await call.authToken() }, { to, webhookUrl: call.webhookUrl });
+  const authToken = await call.authToken();
+  try {
+    return await dialOutbound(call.fetch, { settings, authToken }, { to, webhookUrl: call.webhookUrl });
+  } catch (err) {
+    throw dialError(err);
+  }
+}
+
+/**
+ * dialError says what a failed "create a call" means for the caller, without Twilio's own message
+ * (it can repeat the callee's number): a refusal (4xx) is the agent's telephony settings or the
+ * number, Twilio's trouble (5xx) is worth a retry, and no answer at all may still have placed the
+ * call, so it is not offered as safely retryable.
+ */
+export function dialError(err: unknown): Error {
+  if (err instanceof TwilioRestError && err.status >= 400 && err.status < 500) {
+    const code = err.twilioCode === undefined ? '' : `, Twilio error ${err.twilioCode}`;
+    return new FailedPreconditionError(
+      `Twilio refused the call (HTTP ${err.status}${code}); check the agent's telephony settings (account, from number) and the number called`,
+      { cause: err },
+    );
+  }
+  if (err instanceof TwilioRestError && err.status >= 500)
+    return new UnavailableError(`Twilio is unavailable (HTTP ${err.status}); the call was not placed, try again`, { cause: err });
+  if (err instanceof EgressRefusedError)
+    return new FailedPreconditionError(`the agent's Twilio API address is refused by the egress policy (${err.message})`, { cause: err });
+  if (err instanceof EgressRequestError && err.failure === 'connect-timeout')
+    return new UnavailableError('Twilio could not be reached; the call was not placed, try again', { cause: err });
+  return new FailedPreconditionError(
+    'Twilio did not answer the call request in time; the call may have been placed: check the call log before placing it again',
+    { cause: err },
+  );
 }
