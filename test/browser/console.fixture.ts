@@ -2,15 +2,12 @@
 // operators in through it, and a headless Chromium trusting exactly those two servers, with the
 // page's errors and Content-Security-Policy violations collected. Shared by the console's browser
 // test files; each starts its own.
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { expect } from 'vitest';
-import { DEV_OIDC_USER, freePort, startDevOidcProvider, type DevOidcProvider } from '@parley/devstack';
+import { DEV_OIDC_USER, type DevOidcProvider } from '@parley/devstack';
+import { startEdgeOidcProvider } from '../edge/signin-fixture.js';
 import type { PublicStack } from '../edge/fixture.js';
 import { startConversationStack, type ConversationStack } from '../orchestrator/fixture.js';
-import { createTestPki } from '../src/pki.js';
 import { launchBrowser, type BrowserPage, type TestBrowser } from './harness.js';
 
 // Functions passed to page.evaluate run in the page; the test program has no DOM library, so the
@@ -42,33 +39,12 @@ export interface ConsoleUnderTest {
 
 /** startConsole starts the provider, the stack (extra environment per service merged in) and the browser. */
 export async function startConsole(env: Readonly<Record<string, Record<string, string>>> = {}): Promise<ConsoleUnderTest> {
-  const publicPort = await freePort();
-  const edgeUrl = `https://localhost:${publicPort}`;
-  const dir = await mkdtemp(join(tmpdir(), 'parley-console-'));
-  const secretFile = join(dir, 'client-secret');
-  const clientSecret = randomBytes(24).toString('base64url');
-  await writeFile(secretFile, clientSecret, { mode: 0o600 });
-  // The provider gets a localhost certificate of a PKI of its own; the edge trusts that CA.
-  const pki = await createTestPki();
-  const files = pki.files('edge');
-  const provider = await startDevOidcProvider({
-    host: '127.0.0.1',
-    port: 0,
-    cert: await readFile(files.certFile),
-    key: await readFile(files.keyFile),
-    users: [DEV_OIDC_USER],
-    clients: [{ clientId: 'parley-edge', clientSecret, redirectUris: [`${edgeUrl}/auth/callback`] }],
-  });
+  const { provider, providerCaFile, edgeUrl, edgeEnv } = await startEdgeOidcProvider([DEV_OIDC_USER], 'parley.localhost');
   const live = await startConversationStack(
     {},
     {
       edge: {
-        PARLEY_PUBLIC_PORT: String(publicPort),
-        PARLEY_OIDC_ISSUER: provider.issuer,
-        PARLEY_OIDC_CLIENT_ID: 'parley-edge',
-        PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
-        PARLEY_OIDC_CA_FILE: pki.paths.caCert,
-        PARLEY_OIDC_ALLOWED_DOMAINS: 'parley.localhost',
+        ...edgeEnv,
         ...env['edge'],
       },
       ...Object.fromEntries(Object.entries(env).filter(([service]) => service !== 'edge')),
@@ -76,7 +52,7 @@ export async function startConsole(env: Readonly<Record<string, Record<string, s
   );
   const stack = live.stack;
   // The browser trusts exactly these two servers' keys (each checked against its CA first).
-  const providerCa = await readFile(pki.paths.caCert);
+  const providerCa = await readFile(providerCaFile);
   const browser = await launchBrowser({ trust: [edgeUrl, provider.issuer], ca: `${stack.ca.toString()}\n${providerCa.toString()}` });
   const tab = await browser.newPage();
   await tab.page.setViewport({ width: 1280, height: 900 });

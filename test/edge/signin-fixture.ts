@@ -24,23 +24,28 @@ export interface SignInStack {
   stop(): Promise<void>;
 }
 
+/** EdgeOidcProvider is a dev OIDC provider for an edge that is yet to start, and the edge settings that trust it. */
+export interface EdgeOidcProvider {
+  readonly provider: DevOidcProvider;
+  /** providerCaFile is the CA (PEM file) the provider's certificate chains to. */
+  readonly providerCaFile: string;
+  /** edgeUrl is the edge's public URL (its port chosen here: the provider's redirect URI names it). */
+  readonly edgeUrl: string;
+  /** edgeEnv is the edge's public port and OIDC settings (client secret in a 0600 file). */
+  readonly edgeEnv: Record<string, string>;
+}
+
 /**
- * startSignInStack starts the dev OIDC provider with `users` and a public stack whose edge trusts
- * it (allowed domains example.com and parley.localhost, admin group parley-ops, no auth cache so
- * that a revoked session is refused at once); `extra` adds or overrides services' settings.
+ * startEdgeOidcProvider starts the dev OIDC provider with `users` and a client for an edge on a
+ * free port, with a localhost certificate of a test PKI of its own.
  */
-export async function startSignInStack(
-  users: readonly DevOidcUser[],
-  extra: Partial<Record<StackService, Record<string, string>>> = {},
-): Promise<SignInStack> {
+export async function startEdgeOidcProvider(users: readonly DevOidcUser[], allowedDomains: string): Promise<EdgeOidcProvider> {
   const publicPort = await freePort();
   const edgeUrl = `https://localhost:${publicPort}`;
   const dir = await mkdtemp(join(tmpdir(), 'parley-oidc-'));
   const secretFile = join(dir, 'client-secret');
   const clientSecret = randomBytes(24).toString('base64url');
   await writeFile(secretFile, clientSecret, { mode: 0o600 });
-  // The provider needs the stack's CA-signed localhost certificate: take the edge's from a PKI
-  // made for it, then start the stack with that provider as its issuer.
   const { createTestPki } = await import('../src/pki.js');
   const pki = await createTestPki();
   const files = pki.files('edge');
@@ -52,15 +57,35 @@ export async function startSignInStack(
     users: [...users],
     clients: [{ clientId: 'parley-edge', clientSecret, redirectUris: [`${edgeUrl}/auth/callback`] }],
   });
-  const stack = await startPublicStack({
-    ...extra,
-    edge: {
+  return {
+    provider,
+    providerCaFile: pki.paths.caCert,
+    edgeUrl,
+    edgeEnv: {
       PARLEY_PUBLIC_PORT: String(publicPort),
       PARLEY_OIDC_ISSUER: provider.issuer,
       PARLEY_OIDC_CLIENT_ID: 'parley-edge',
       PARLEY_OIDC_CLIENT_SECRET_FILE: secretFile,
       PARLEY_OIDC_CA_FILE: pki.paths.caCert,
-      PARLEY_OIDC_ALLOWED_DOMAINS: 'example.com,parley.localhost',
+      PARLEY_OIDC_ALLOWED_DOMAINS: allowedDomains,
+    },
+  };
+}
+
+/**
+ * startSignInStack starts the dev OIDC provider with `users` and a public stack whose edge trusts
+ * it (allowed domains example.com and parley.localhost, admin group parley-ops, no auth cache so
+ * that a revoked session is refused at once); `extra` adds or overrides services' settings.
+ */
+export async function startSignInStack(
+  users: readonly DevOidcUser[],
+  extra: Partial<Record<StackService, Record<string, string>>> = {},
+): Promise<SignInStack> {
+  const { provider, providerCaFile, edgeUrl, edgeEnv } = await startEdgeOidcProvider(users, 'example.com,parley.localhost');
+  const stack = await startPublicStack({
+    ...extra,
+    edge: {
+      ...edgeEnv,
       PARLEY_EDGE_AUTH_CACHE_MS: '0',
       PARLEY_OIDC_SCOPES: 'openid email profile groups',
       PARLEY_OIDC_ADMIN_GROUPS: 'parley-ops',
@@ -70,7 +95,7 @@ export async function startSignInStack(
     identity: { PARLEY_AUTH_MAX_FAILURES: '1000', ...extra.identity },
   });
   // The stack has its own CA: trust both (the edge's public port, the provider's).
-  const dispatcher = new Agent({ connect: { ca: [stack.ca, await readFile(pki.paths.caCert)] } });
+  const dispatcher = new Agent({ connect: { ca: [stack.ca, await readFile(providerCaFile)] } });
   return {
     stack,
     provider,
