@@ -10,25 +10,20 @@ import { adminPool, adminUrl } from '../src/pg.js';
 const admin = adminPool(2);
 afterAll(() => admin.end());
 
+/** lifecycleWith is lifecycle's migrations with one more, `name`, after all of them. */
+async function lifecycleWith(name: string, up: (db: Kysely<unknown>) => Promise<void>) {
+  const all = await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)), source: true });
+  const lifecycle = all.find((m) => m.service === 'lifecycle')!;
+  const existing = await lifecycle.provider.getMigrations();
+  return { ...lifecycle, provider: { getMigrations: async () => ({ ...existing, [name]: { up } }) } };
+}
+
 describe('migrate under a held lock', () => {
   it('fails within lock_timeout naming the migration, and applies none of it', async () => {
-    const all = await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)), source: true });
-    const lifecycle = all.find((m) => m.service === 'lifecycle')!;
     const schema = schemaFor('lifecycle');
-    const existing = await lifecycle.provider.getMigrations();
-    const withExtra = {
-      ...lifecycle,
-      provider: {
-        getMigrations: async () => ({
-          ...existing,
-          '9999_12_31_0001_lock_test': {
-            up: async (db: Kysely<unknown>) => {
-              await sql`alter table privacy_jobs add column lock_test_column int`.execute(db);
-            },
-          },
-        }),
-      },
-    };
+    const withExtra = await lifecycleWith('9999_12_31_0001_lock_test', async (db) => {
+      await sql`alter table privacy_jobs add column lock_test_column int`.execute(db);
+    });
     const holder = await admin.connect();
     try {
       // A long transaction that read the table: ALTER TABLE must wait for it.
@@ -51,25 +46,12 @@ describe('migrate under a held lock', () => {
   }, 30_000);
 
   it("names the offending key from Postgres's detail when a migration meets data it cannot take", async () => {
-    const all = await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)), source: true });
-    const lifecycle = all.find((m) => m.service === 'lifecycle')!;
-    const existing = await lifecycle.provider.getMigrations();
-    const withExtra = {
-      ...lifecycle,
-      provider: {
-        getMigrations: async () => ({
-          ...existing,
-          '9999_12_31_0002_duplicate_test': {
-            // A unique index over rows that repeat a value, as an upgrade would meet in old data.
-            up: async (db: Kysely<unknown>) => {
-              await sql`create temporary table dup_test (v int)`.execute(db);
-              await sql`insert into dup_test values (7), (7)`.execute(db);
-              await sql`create unique index on dup_test (v)`.execute(db);
-            },
-          },
-        }),
-      },
-    };
+    // A unique index over rows that repeat a value, as an upgrade would meet in old data.
+    const withExtra = await lifecycleWith('9999_12_31_0002_duplicate_test', async (db) => {
+      await sql`create temporary table dup_test (v int)`.execute(db);
+      await sql`insert into dup_test values (7), (7)`.execute(db);
+      await sql`create unique index on dup_test (v)`.execute(db);
+    });
     await expect(migrateService(adminUrl(), withExtra, true, 300)).rejects.toThrow(
       /migrating lifecycle at 9999_12_31_0002_duplicate_test failed: could not create unique index .* \(Key \(v\)=\(7\) is duplicated\.\)$/,
     );
