@@ -4,7 +4,7 @@ import { RecordingAudioWriter, recordingDurationMs, type RecordingSettings } fro
 import type { BlobStore } from '@parley/blob-store';
 import { sealRecording } from '@parley/envelope';
 import type { Logger } from '@parley/platform';
-import type { Peers } from './peers.js';
+import { retrying, type Peers } from './peers.js';
 
 /** RecordingPhase is where a call's recording stands. */
 export type RecordingPhase = 'awaiting_consent' | 'recording' | 'off';
@@ -147,19 +147,23 @@ export class CallRecording {
       try {
         // A short outage of tenant-data must not lose the call's recording: the reference is
         // retried (its id is fixed, so an attempt that committed unseen answers ALREADY_EXISTS).
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await this.#deps.peers.addRecording(reference);
-            break;
-          } catch (err) {
-            const code = ConnectError.from(err).code;
-            if (code === Code.AlreadyExists && attempt > 1) break;
-            const transient = code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Unknown;
-            if (!transient || attempt >= ADD_RECORDING_ATTEMPTS) throw err;
-            this.#deps.log.warn({ err, attempt }, 'call recording reference not stored yet; retrying');
-            await new Promise((resolve) => setTimeout(resolve, ADD_RECORDING_RETRY_MS * 2 ** (attempt - 1)));
-          }
-        }
+        let tried = 0;
+        await retrying(
+          async () => {
+            tried++;
+            try {
+              await this.#deps.peers.addRecording(reference);
+            } catch (err) {
+              if (tried > 1 && ConnectError.from(err).code === Code.AlreadyExists) return;
+              throw err;
+            }
+          },
+          {
+            attempts: ADD_RECORDING_ATTEMPTS,
+            delayMs: ADD_RECORDING_RETRY_MS,
+            onRetry: (err, attempt) => this.#deps.log.warn({ err, attempt }, 'call recording reference not stored yet; retrying'),
+          },
+        );
       } catch (err) {
         // No reference, no way to find or delete the blob later: delete it now.
         await this.#deps.blobs.delete(blobKey).catch(() => undefined);

@@ -10,7 +10,7 @@ import type { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/o
 import { createGuardrailStage } from './guardrail-stage.js';
 import type { LiveConversations } from './live-conversations.js';
 import { calleeNumber, placeOutboundCall } from './outbound-call.js';
-import type { Peers } from './peers.js';
+import { retrying, type Peers } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 import { maskNumber } from './twilio-rest.js';
@@ -157,18 +157,13 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
         target: { type: 'agent', id: agentId },
         details: auditDetails({ call_sid: callSid, to: maskNumber(req.to) }, ['call_sid', 'to']),
       };
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await deps.peers.recordAudit(event);
-          break;
-        } catch (err) {
-          if (attempt >= AUDIT_ATTEMPTS) {
-            deps.logger.error({ err, tenantId, agentId, callSid }, 'outbound call placed but its call.place audit event was not appended');
-            break;
-          }
-          await new Promise((resolve) => setTimeout(resolve, AUDIT_RETRY_MS * attempt));
-        }
-      }
+      await retrying(() => deps.peers.recordAudit(event), {
+        attempts: AUDIT_ATTEMPTS,
+        delayMs: AUDIT_RETRY_MS,
+        retryable: () => true,
+      }).catch((err: unknown) =>
+        deps.logger.error({ err, tenantId, agentId, callSid }, 'outbound call placed but its call.place audit event was not appended'),
+      );
       return { callSid };
     },
   };

@@ -121,6 +121,27 @@ const TIMEOUT_MS = 5_000;
 // A tool call waits for an external system: integrations' own timeout (10 s by default) plus slack.
 const TOOL_CALL_TIMEOUT_MS = 15_000;
 
+/**
+ * retrying runs `call` up to `attempts` times, waiting `delayMs` × 2^(n-1) after the n-th failure,
+ * while `retryable` says the failure is worth another try (by default: a peer that is away, as
+ * `transient` reads it); `onRetry` hears each failure that is retried.
+ */
+export async function retrying<T>(
+  call: () => Promise<T>,
+  options: { attempts: number; delayMs: number; retryable?: (err: unknown) => boolean; onRetry?: (err: unknown, attempt: number) => void },
+): Promise<T> {
+  const retryable = options.retryable ?? ((err: unknown) => transient(ConnectError.from(err)));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (attempt >= options.attempts || !retryable(err)) throw err;
+      options.onRetry?.(err, attempt);
+      await new Promise((resolve) => setTimeout(resolve, options.delayMs * 2 ** (attempt - 1)));
+    }
+  }
+}
+
 function transient(err: ConnectError): boolean {
   // Unknown is what a reset HTTP/2 stream surfaces as, Aborted a reset connection; treat them as the peer being away.
   return (
