@@ -220,6 +220,8 @@ describe('console operations in a browser', () => {
     expect(expires - before).toBeGreaterThan(7 * 86_400_000 - 60_000);
     expect(expires - Date.now()).toBeLessThan(7 * 86_400_000 + 60_000);
     // The list shows it (to the second, UTC), and the key works until then.
+    // The list reloads after the create: wait for the new row before reading it.
+    await page.waitForSelector(`#api-keys tr[data-key="${key!.id}"] td.expires`, { timeout: 15_000 });
     const shown = await page.$eval(`#api-keys tr[data-key="${key!.id}"] td.expires`, (el) => el.textContent);
     expect(shown).toBe(`${new Date(expires).toISOString().slice(0, 19).replace('T', ' ')}Z`);
     expect((await c.stack.call('/parley.api.v1.AgentService/ListAgents', {}, secret)).status).toBe(200);
