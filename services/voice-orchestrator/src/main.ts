@@ -23,7 +23,7 @@ import { createPeers } from './peers.js';
 import { callerPolicies } from './policy.js';
 import { createProviderFetch } from './provider-fetch.js';
 import { createSessionServer } from './session-server.js';
-import { EmbeddedTts } from './embedded-tts.js';
+import { assertEmbeddedTtsInstalled, EmbeddedTts } from './embedded-tts.js';
 import { integrationsEventSink } from './webhook-event-sink.js';
 
 runMain({
@@ -50,6 +50,7 @@ runMain({
         : integrationsEventSink(ctx.clientFor('integrations', IntegrationsService), ctx.logger);
     if (webhooks === undefined) ctx.logger.warn('PARLEY_INTEGRATIONS_URL is not set: conversation events are logged, not sent as webhooks');
     // The offline synthesiser is loaded before the port opens, so the first sentence is not slow.
+    if (config.embeddedTtsWorkers > 0) assertEmbeddedTtsInstalled();
     const embeddedTts =
       config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers, { maxWaiting: config.embeddedTtsMaxWaiting }) : undefined;
     await embeddedTts?.ready();
