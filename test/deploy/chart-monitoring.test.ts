@@ -143,6 +143,8 @@ describe('monitoring parts of the chart', () => {
         'ParleyCertificateExpirySoon',
         'ParleyKekFailures',
         'ParleyPodRestarting',
+        'ParleyPrivacyJobFailed',
+        'ParleyPurgeStale',
         'ParleyRpcErrorRatioHigh',
         'ParleyRpcLatencyHigh',
         'ParleyTargetDown',

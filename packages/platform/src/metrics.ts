@@ -72,6 +72,19 @@ export function recordWebhookDelivery(status: string): void {
   ).add(1, { 'parley.webhook.status': status });
 }
 
+/** PrivacyJobOutcome is how one take of a privacy job ended. */
+export type PrivacyJobOutcome = 'finished' | 'retried' | 'failed' | 'lease_lost';
+
+/**
+ * recordPrivacyJob counts one take of a DSAR job (export or forget) by how it ended; `failed` means
+ * the job gave up for good, which leaves a person's request unanswered until an operator acts.
+ */
+export function recordPrivacyJob(kind: string, outcome: PrivacyJobOutcome): void {
+  instrument('parley.privacy.jobs', (m) =>
+    m.createCounter('parley.privacy.jobs', { description: 'Privacy (DSAR) job attempts, by kind and outcome.' }),
+  ).add(1, { 'parley.privacy.kind': kind, 'parley.privacy.outcome': outcome });
+}
+
 let lastPurgeSuccessSeconds: number | undefined;
 
 /**
@@ -140,6 +153,7 @@ export const PROMETHEUS_METRICS = {
   parley_conversations_live: 'gauge',
   parley_guardrail_decisions_total: 'counter',
   parley_webhook_deliveries_total: 'counter',
+  parley_privacy_jobs_total: 'counter',
   parley_audit_outbox_depth: 'gauge',
   parley_audit_outbox_age: 'gauge',
   parley_audit_checkpoint_oldest_age: 'gauge',
