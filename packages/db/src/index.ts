@@ -3,9 +3,11 @@ export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViol
 export {
   envOptionalPostgresUrl,
   envPostgresUrl,
+  listenConfigFrom,
   loadMigrateConfig,
   rolePasswordVariable,
   serviceDatabaseUrlFrom,
+  type ListenConfig,
   type MigrateConfig,
 } from './config.js';
 export {
@@ -57,5 +59,5 @@ export {
   type PageRequest,
 } from './pagination.js';
 export { createGroupCommit, DEFAULT_MAX_QUEUED, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
-export { listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
+export { DEFAULT_HEARTBEAT_MS, HEARTBEAT_PREFIX, listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
 export { createNotifiedCache, type NotifiedCache } from './notified-cache.js';
