@@ -5,22 +5,46 @@
 // cache serves again once its own heartbeat is heard on the new connection.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { createNotifiedCache, HEARTBEAT_PREFIX, listenConfigFrom, listenForNotifications } from '@parley/db';
 import { ConfigError } from '@parley/platform';
+import { parse } from 'pg-protocol';
 import { afterAll, describe, expect, it } from 'vitest';
 import { adminPool, adminUrl } from '../src/pg.js';
 
-/** silencingProxy forwards TCP to Postgres; silenceExisting makes every open connection drop its bytes both ways, without closing. */
-async function silencingProxy(target: URL): Promise<{ url: string; silenceExisting(): void; close(): Promise<void> }> {
+/**
+ * faultyProxy forwards TCP to Postgres. silenceExisting makes every open connection drop its bytes
+ * both ways without closing (a NAT that forgot it); swallowNotifications makes every connection,
+ * open or new, forward all of Postgres's messages but its NotificationResponses (as a
+ * transaction-mode pooler does: LISTEN succeeds, queries answer, notifications never arrive).
+ * Messages are cut with node-postgres's own parser (pg-protocol).
+ */
+async function faultyProxy(
+  target: URL,
+): Promise<{ url: string; silenceExisting(): void; swallowNotifications(on: boolean): void; close(): Promise<void> }> {
   const pairs = new Set<{ silent: boolean; client: net.Socket; upstream: net.Socket }>();
+  let swallow = false;
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port), target.hostname);
     const pair = { silent: false, client, upstream };
     pairs.add(pair);
     client.on('data', (b) => (pair.silent ? undefined : upstream.write(b)));
-    upstream.on('data', (b) => (pair.silent ? undefined : client.write(b)));
+    // Server to client goes through the parser so that whole messages can be left out.
+    const fromServer = new PassThrough();
+    let pending = Buffer.alloc(0);
+    upstream.on('data', (b: Buffer) => {
+      if (pair.silent) return;
+      pending = Buffer.concat([pending, b]);
+      fromServer.write(b);
+    });
+    void parse(fromServer, (message) => {
+      const bytes = pending.subarray(0, 1 + message.length);
+      pending = pending.subarray(1 + message.length);
+      if (!(swallow && message.name === 'notification')) client.write(bytes);
+    });
     const end = () => {
       pairs.delete(pair);
+      fromServer.end();
       client.destroy();
       upstream.destroy();
     };
@@ -34,6 +58,7 @@ async function silencingProxy(target: URL): Promise<{ url: string; silenceExisti
   return {
     url: url.toString(),
     silenceExisting: () => pairs.forEach((p) => (p.silent = true)),
+    swallowNotifications: (on) => (swallow = on),
     close: async () => {
       pairs.forEach((p) => {
         p.client.destroy();
@@ -58,7 +83,7 @@ afterAll(() => admin.end());
 
 describe('a LISTEN connection with a self-notifying heartbeat', () => {
   it('bypasses and empties its cache when its own heartbeat stops coming back, then reconnects and caches again', async () => {
-    const proxy = await silencingProxy(new URL(adminUrl()));
+    const proxy = await faultyProxy(new URL(adminUrl()));
     const channel = `hb_test_${randomBytes(4).toString('hex')}`;
     const heard: string[] = [];
     const lost: string[] = [];
@@ -127,6 +152,46 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       const cached = fetches;
       await read();
       expect(fetches).toBe(cached);
+    } finally {
+      await listener.close();
+      await proxy.close();
+    }
+  });
+
+  it('never counts as listening where LISTEN succeeds but notifications do not arrive (a transaction-mode pooler), and recovers once they do', async () => {
+    const proxy = await faultyProxy(new URL(adminUrl()));
+    const channel = `hb_test_${randomBytes(4).toString('hex')}`;
+    const lost: string[] = [];
+    let listened = 0;
+    const listener = listenForNotifications({
+      connectionString: proxy.url,
+      channel,
+      applicationName: 'parley-test-listen',
+      heartbeatMs: 200,
+      onNotification: () => undefined,
+      onListening: () => (listened += 1),
+      onLost: (reason) => lost.push(reason),
+      lostMessage: 'test notifications lost',
+    });
+    try {
+      expect(await until(() => listener.listening, Boolean)).toBe(true);
+      // From now on queries answer but notifications are swallowed: a `select 1` heartbeat would pass.
+      proxy.swallowNotifications(true);
+      expect(
+        await until(
+          () => listener.listening,
+          (l) => !l,
+          5_000,
+        ),
+      ).toBe(false);
+      expect(lost.join('\n')).toMatch(/heartbeat notification was not heard/);
+      // Reconnected connections LISTEN fine, yet they are not trusted while their heartbeat is lost.
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(listener.listening).toBe(false);
+      expect(listened).toBe(1);
+      proxy.swallowNotifications(false);
+      expect(await until(() => listener.listening, Boolean, 10_000)).toBe(true);
+      expect(listened).toBe(2);
     } finally {
       await listener.close();
       await proxy.close();

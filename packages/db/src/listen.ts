@@ -97,6 +97,8 @@ export function listenForNotifications(options: ListenOptions): NotificationList
   // Sends the next heartbeat on c; it must come back within timeoutMs.
   const beat = (c: pg.Client) => {
     if (client !== c) return;
+    // The last one never came back (its deadline may be due in this same tick): no new one resets it.
+    if (awaiting !== undefined) return replace(c, `its own heartbeat notification was not heard within ${heartbeatMs} ms`);
     beats += 1;
     const payload = `${self}${beats}`;
     awaiting = payload;
