@@ -52,7 +52,8 @@ export type GroupAudited<T> = (tenantId: string, item: T, events: readonly Audit
  * transaction holding its rows and events committed, so an answer still means the record is
  * durable. Events are validated at submit, before they queue; a batch that failed over one item
  * retries each caller alone, one that lost its connection fails every caller at once, and at most
- * `maxQueued` callers wait (beyond, UNAVAILABLE at once). Once a batch committed, onAudit wakes the outbox relay.
+ * `maxQueued` callers wait (beyond, UNAVAILABLE at once). Once a batch committed, onAudit wakes the
+ * outbox relay.
  */
 export function auditedGroupCommit<DB, T>(
   db: Kysely<DB>,

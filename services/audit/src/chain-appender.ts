@@ -30,8 +30,10 @@ export interface ChainAppender {
 /**
  * createChainAppender serialises each tenant's appends in this process and batches those that
  * queue up, up to `maxEvents` events (an append larger than that goes alone); a batch that failed
- * over one append retries each alone, one that lost its connection fails them all (createGroupCommit). It remembers the head each tenant's last commit here left,
- * for the one-statement fast path; ordering across replicas stays with the head lock.
+ * over one append retries each alone, one that lost its connection fails them all, and an append
+ * whose caller gave up while waiting is left out (createGroupCommit). It remembers the head each
+ * tenant's last commit here left, for the one-statement fast path; ordering across replicas stays
+ * with the head lock.
  */
 export function createChainAppender(commit: CommitBatch, maxEvents: number): ChainAppender {
   // Forgotten on any failure (the locking path re-reads it).
