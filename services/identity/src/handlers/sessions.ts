@@ -43,20 +43,22 @@ export function sessionHandlers(
   const { db, config, ring, verifier } = deps;
   const audited = auditedTransactions(db, deps.onAudit);
   // Concurrent sessions of one workspace are recorded together, one transaction per batch; each
-  // caller gets its token only once the transaction holding its row committed (a failed batch
-  // retries each alone, so a replayed CallSid fails only its own call).
+  // caller gets its token only once the transaction holding its row committed (a batch failed
+  // over one row retries each alone, so a replayed CallSid fails only its own call; a caller who
+  // gave up while waiting is left out, so no session exists whose token nobody received).
   const recordSession = createGroupCommit<sessions.NewSession, undefined>(
     async (tenantId, rows) => {
       await withTenant(db, tenantId, (trx) => sessions.insertSessions(trx, rows));
       return rows.map(() => undefined);
     },
-    { maxSize: SESSION_BATCH_MAX },
+    { maxSize: SESSION_BATCH_MAX, what: 'sessions' },
   );
   // Signs a session token for an agent of the tenant and records the session it may connect once.
   const mintSession = async (
     tenantId: string,
     agentId: string,
     session: { ttlSeconds: number; origin: string | null; subjectRef: string | null; createdByKeyId: string | null; callSid?: string },
+    signal: AbortSignal,
   ) => {
     const sid = randomUUID();
     const jti = randomBytes(18).toString('base64url');
@@ -73,16 +75,20 @@ export function sessionHandlers(
       ttlSeconds: session.ttlSeconds,
     });
     const expiresAt = new Date(claims.exp * 1000);
-    await recordSession.submit(tenantId, {
-      id: sid,
-      jti,
-      agentId,
-      subjectRef: session.subjectRef,
-      origin: session.origin,
-      createdByKeyId: session.createdByKeyId,
-      expiresAt,
-      ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
-    });
+    await recordSession.submit(
+      tenantId,
+      {
+        id: sid,
+        jti,
+        agentId,
+        subjectRef: session.subjectRef,
+        origin: session.origin,
+        createdByKeyId: session.createdByKeyId,
+        expiresAt,
+        ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
+      },
+      signal,
+    );
     return { sid, token, expiresAt };
   };
   return {
@@ -100,12 +106,17 @@ export function sessionHandlers(
         throw new InvalidArgumentError('subject_ref must be at most 200 characters', { field: 'subject_ref' });
       const origin = parseOrigin(req.origin);
       await deps.agents.requireAgent(p.tenantId, agentId, ctx.signal);
-      const { sid, token, expiresAt } = await mintSession(p.tenantId, agentId, {
-        ttlSeconds: ttl,
-        origin,
-        subjectRef: req.subjectRef === '' ? null : req.subjectRef,
-        createdByKeyId: p.kind === 'api_key' ? p.id : null,
-      });
+      const { sid, token, expiresAt } = await mintSession(
+        p.tenantId,
+        agentId,
+        {
+          ttlSeconds: ttl,
+          origin,
+          subjectRef: req.subjectRef === '' ? null : req.subjectRef,
+          createdByKeyId: p.kind === 'api_key' ? p.id : null,
+        },
+        ctx.signal,
+      );
       // The token rides in the fragment: browsers do not send it to servers or in Referer headers.
       const sessionUrl = `${config.sessionUrl}/v1/sessions/${sid}#token=${token}`;
       return { sessionId: sid, token, expiresAt: timestampFromDate(expiresAt), sessionUrl };
@@ -129,13 +140,18 @@ export function sessionHandlers(
         });
       await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
       // One session per call: the unique (tenant, call_sid) makes a replayed webhook fail here, at any replica.
-      const { sid, token } = await mintSession(tenantId, agentId, {
-        ttlSeconds: CALL_SESSION_TTL_SECONDS,
-        origin: null,
-        subjectRef: null,
-        createdByKeyId: null,
-        ...(req.callSid === '' ? {} : { callSid: req.callSid }),
-      }).catch((err: unknown) => {
+      const { sid, token } = await mintSession(
+        tenantId,
+        agentId,
+        {
+          ttlSeconds: CALL_SESSION_TTL_SECONDS,
+          origin: null,
+          subjectRef: null,
+          createdByKeyId: null,
+          ...(req.callSid === '' ? {} : { callSid: req.callSid }),
+        },
+        ctx.signal,
+      ).catch((err: unknown) => {
         if (err instanceof AlreadyExistsError)
           throw new AlreadyExistsError('this CallSid was already answered: a call webhook is answered once', { cause: err });
         throw err;
