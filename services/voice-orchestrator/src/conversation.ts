@@ -8,6 +8,7 @@ import type { ConversationKeys } from './conversation-keys.js';
 import { ConversationRecorder } from './conversation-recorder.js';
 import { CallRecording, consentGiven } from './call-recording.js';
 import type { BlobStore } from '@parley/blob-store';
+import type { RecordingBudget } from './recording-budget.js';
 import type { GuardrailContext, GuardrailDecision, GuardrailStage } from './guardrail-stage.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
@@ -76,9 +77,18 @@ export interface ConversationDeps {
   readonly embeddedTts?: EmbeddedTts;
   /** blobs keeps recorded calls' encrypted audio (absent: PARLEY_BLOB_STORE=none, nothing is recorded). */
   readonly blobs?: BlobStore;
+  /** recordingBudget bounds the memory all of the replica's call recordings hold (PARLEY_RECORDING_BUFFER_BYTES). */
+  readonly recordingBudget?: RecordingBudget;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
+
+/** STOPPED_NOTE is what the transcript adds when a recording stopped before the call ended. */
+const STOPPED_NOTE = {
+  none: '',
+  size_limit: ' (stopped at the size limit)',
+  over_budget: " (stopped: the replica's recording memory was full)",
+} as const;
 
 const MAX_HISTORY = 40;
 /** MAX_TOOL_ROUNDS bounds the tool calls of one turn before the model must reply (the policy's maxCallsPerTurn also applies). */
@@ -207,9 +217,15 @@ export class LiveConversation {
     }
     const recordingSettings = state.settings.recording;
     this.#recording =
-      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined
+      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined && deps.recordingBudget !== undefined
         ? new CallRecording(
-            { peers: deps.peers, blobs: deps.blobs, log: this.#log, maxBytes: deps.config.recordingMaxBytes },
+            {
+              peers: deps.peers,
+              blobs: deps.blobs,
+              log: this.#log,
+              maxBytes: deps.config.recordingMaxBytes,
+              budget: deps.recordingBudget,
+            },
             recordingSettings,
             voice.format.sampleRate,
           )
@@ -356,7 +372,7 @@ export class LiveConversation {
       if (stored !== undefined)
         this.#record(
           'system',
-          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${recording.truncated ? ' (stopped at the size limit)' : ''}`,
+          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${STOPPED_NOTE[stored.stopped ?? 'none']}`,
         );
     } catch (err) {
       this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'call recording not stored');

@@ -2,7 +2,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
 import { FailedPreconditionError, NotFoundError, principalOf } from '@parley/platform';
-import { openRecording } from '@parley/envelope';
+import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
 import { recordingWav } from '@parley/conversation';
 import {
   appendTranscriptTurn,
@@ -164,15 +164,16 @@ export function conversationHandlers(
         if (recording.wrapped_key === null)
           throw new FailedPreconditionError(`recording ${recording.id} holds no audio Parley encrypted, so it cannot be read here`);
         const conversation = await getConversation(trx, recording.conversation_id);
-        const blob = await blobs.get(recording.blob_key);
+        const blob = await blobs.read(recording.blob_key);
         if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
         const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
         let plaintext: Buffer;
         try {
-          plaintext = openRecording(
+          plaintext = await openRecordingAudio(
             dataKey,
             { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
             blob,
+            Number(recording.size_bytes),
           );
         } finally {
           dataKey.fill(0);
@@ -193,4 +194,37 @@ export function conversationHandlers(
       });
     },
   };
+}
+
+/**
+ * openRecordingAudio decrypts a recording read from the blob store piece by piece (format 2 chunk
+ * by chunk; format 1 in one piece) into one plaintext buffer: the ciphertext is never held whole,
+ * and with the stored size known (the plaintext is never longer than its ciphertext) no chunk is
+ * copied twice.
+ */
+async function openRecordingAudio(
+  dataKey: Uint8Array,
+  scope: RecordingScope,
+  blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  sizeBytes: number,
+): Promise<Buffer> {
+  let out = Buffer.alloc(sizeBytes > 0 ? sizeBytes : 64 * 1024);
+  let length = 0;
+  try {
+    for await (const chunk of openRecordingChunks(dataKey, scope, blob)) {
+      if (length + chunk.length > out.length) {
+        const grown = Buffer.alloc(Math.max(out.length * 2, length + chunk.length));
+        out.copy(grown, 0, 0, length);
+        out.fill(0);
+        out = grown;
+      }
+      chunk.copy(out, length);
+      length += chunk.length;
+      chunk.fill(0);
+    }
+  } catch (err) {
+    out.fill(0);
+    throw err;
+  }
+  return out.subarray(0, length);
 }
