@@ -3,7 +3,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import type { BlobStore } from '@parley/blob-store';
 import { layoutRecording, type RecordingSettings } from '@parley/conversation';
 import { openRecordingChunks } from '@parley/envelope';
-import { describe, expect, it } from 'vitest';
+import { metrics, type Meter, type MeterProvider } from '@opentelemetry/api';
+import { afterAll, describe, expect, it } from 'vitest';
 import { CallRecording, consentGiven, type CallRecordingDeps } from './call-recording.js';
 import { RecordingBudget } from './recording-budget.js';
 
@@ -28,6 +29,20 @@ describe('consentGiven', () => {
       expect(consentGiven(no), no).toBe(false);
   });
 });
+
+/** outcomes counts what parley.recordings was told, through a meter provider that keeps each add (set as the global one). */
+const outcomes = new Map<string, number>();
+const countingMeter = {
+  createCounter: (name: string) => ({
+    add: (n: number, attrs?: Record<string, string>) => {
+      if (name !== 'parley.recordings') return;
+      const key = String(attrs?.['parley.recording.outcome']);
+      outcomes.set(key, (outcomes.get(key) ?? 0) + n);
+    },
+  }),
+} as unknown as Meter;
+metrics.setGlobalMeterProvider({ getMeter: () => countingMeter } satisfies MeterProvider);
+afterAll(() => metrics.disable());
 
 describe('CallRecording', () => {
   const tenantId = '00000000-0000-7000-8000-00000000000a';
@@ -108,6 +123,7 @@ describe('CallRecording', () => {
     expect(tracks.caller.length).toBeGreaterThanOrEqual(40 * 320);
     expect(tracks.agent.includes(-39)).toBe(true);
     expect(recording.heldBytes).toBe(0);
+    expect(outcomes.get('stored')).toBe(1);
   });
 
   it('holds the audio until consent and writes nothing when it is refused', async () => {
@@ -119,6 +135,7 @@ describe('CallRecording', () => {
     expect(recording.heldBytes).toBe(0);
     expect(await recording.store(tenantId, conversationId)).toBeUndefined();
     expect(blobs.objects.size).toBe(0);
+    expect(outcomes.get('declined')).toBe(1);
   });
 
   it('stops at the replica budget, stores what it had, and gives the budget back', async () => {
@@ -135,6 +152,7 @@ describe('CallRecording', () => {
     expect(stored!.durationMs).toBeGreaterThan(0);
     expect(blobs.objects.size).toBe(1);
     expect(budget.usedBytes).toBe(0);
+    expect(outcomes.get('over_budget')).toBe(1);
   });
 
   it('stops at its own size limit', async () => {
@@ -142,6 +160,7 @@ describe('CallRecording', () => {
     for (let i = 0; i < 10; i++) recording.caller(new Int16Array(320));
     expect(recording.truncated).toBe(true);
     expect((await recording.store(tenantId, conversationId))?.stopped).toBe('size_limit');
+    expect(outcomes.get('size_limit')).toBe(1);
   });
 
   it('retries the reference through a short tenant-data outage instead of losing the recording', async () => {
@@ -166,5 +185,6 @@ describe('CallRecording', () => {
     await expect(recording.store(tenantId, conversationId)).rejects.toThrow(/bad recording/);
     expect(attempts).toBe(1);
     expect(blobs.objects.size).toBe(0);
+    expect(outcomes.get('failed')).toBe(1);
   });
 });

@@ -3,7 +3,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { recordingFrame, recordingHeader, RecordingTimeline, type RecordingSettings } from '@parley/conversation';
 import type { BlobStore, BlobWriter } from '@parley/blob-store';
 import { RecordingSealer } from '@parley/envelope';
-import type { Logger } from '@parley/platform';
+import { recordRecordingOutcome, type Logger, type RecordingOutcome } from '@parley/platform';
 import { retrying, type Peers } from './peers.js';
 import type { RecordingBudget } from './recording-budget.js';
 
@@ -283,8 +283,14 @@ export class CallRecording {
   async store(tenantId: string, conversationId: string): Promise<StoredRecording | undefined> {
     const key = await this.#key;
     let completed = false;
+    // Counted once per recording, whatever happens below (parley_recordings_total).
+    let outcome: RecordingOutcome = 'failed';
     try {
-      if (this.#phase !== 'recording' || key === undefined) return undefined;
+      if (this.#phase !== 'recording') {
+        outcome = 'declined';
+        return undefined;
+      }
+      if (key === undefined) return undefined;
       this.#scope ??= { tenantId, conversationId };
       this.#begin();
       const writer = this.#writer;
@@ -330,8 +336,10 @@ export class CallRecording {
         await this.#deps.blobs.delete(blobKey).catch(() => undefined);
         throw err;
       }
+      outcome = this.#stopped ?? 'stored';
       return { recordingId: this.recordingId, durationMs, sizeBytes, stopped: this.#stopped };
     } finally {
+      recordRecordingOutcome(outcome);
       // Whatever happened (stored, consent never answered, no key), nothing of the call stays in memory.
       key?.dataKey.fill(0);
       this.#sealer?.wipe();
