@@ -746,7 +746,14 @@ export class LiveConversation {
       });
       this.#record('system', outcome);
     }
-    await this.#storeRecording();
+    let closed = false;
+    if (this.#recording !== undefined) {
+      // The call is over for the caller: hang up first, then write the last chunk, complete the
+      // object and store its reference, so nobody listens to silence while the blob store works.
+      this.#closeChannel(reason, options);
+      closed = true;
+      await this.#storeRecording();
+    }
     await this.#recorder.drained();
     const state = this.#state;
     state?.keys.release();
@@ -771,8 +778,13 @@ export class LiveConversation {
     });
     // The transcript queue was drained above: every turn is stored.
     if (this.#turns > 0) this.#deps.events.emit({ ...this.#eventIds(), type: 'transcript.ready', at: new Date() });
+    if (!closed) this.#closeChannel(reason, options);
+    this.#deps.onEnded?.(this);
+  }
+
+  /** #closeChannel sends the client the end frame and closes its connection. */
+  #closeChannel(reason: string, options: EndOptions): void {
     this.#channel.send({ type: 'end', reason });
     this.#channel.close(options.closeCode ?? CLOSE_CODES.normal, options.closeReason ?? reason);
-    this.#deps.onEnded?.(this);
   }
 }
