@@ -21,8 +21,10 @@ export interface S3Standin {
   readonly requests: { method: string; key: string; status: number; operation: string }[];
   /** uploads are the multipart uploads begun and neither completed nor aborted, by upload id. */
   readonly uploads: Map<string, { key: string; parts: Map<number, Buffer> }>;
-  /** stall, when set, holds every answer that long (ms): a service that accepts connections but does not answer. */
+  /** stallMs, when set, holds every answer that long (ms): a service that accepts connections but does not answer. */
   stallMs: number;
+  /** unavailable, when set, answers every request 503 ServiceUnavailable (an outage). */
+  unavailable: boolean;
   stop(): Promise<void>;
 }
 
@@ -98,6 +100,7 @@ export async function startS3Standin(options: { bucket?: string; region?: string
     requests: [] as { method: string; key: string; status: number; operation: string }[],
     uploads: new Map<string, { key: string; parts: Map<number, Buffer> }>(),
     stallMs: 0,
+    unavailable: false,
     stop: (): Promise<void> => Promise.resolve(),
   };
   const server = createServer((req, res) => {
@@ -128,6 +131,10 @@ export async function startS3Standin(options: { bucket?: string; region?: string
                   req.method ?? ''
                 ] ?? 'Unknown');
     const answer = (status: number) => standin.requests.push({ method: req.method ?? '', key, status, operation });
+    if (standin.unavailable) {
+      answer(503);
+      return xmlError(res, 503, 'ServiceUnavailable', 'Service is unable to handle request.', path);
+    }
     const denied = verifySignature(req, path, url.searchParams, body, standin);
     if (denied !== undefined) {
       answer(403);

@@ -1,7 +1,7 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
-import { FailedPreconditionError, NotFoundError, principalOf } from '@parley/platform';
+import { FailedPreconditionError, NotFoundError, principalOf, requestTenant } from '@parley/platform';
 import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
 import { recordingWav } from '@parley/conversation';
 import {
@@ -157,29 +157,33 @@ export function conversationHandlers(
         throw new FailedPreconditionError(
           'no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read',
         );
-      // The access event is written in the transaction that reads the reference and commits only
-      // with the audio returned: every read of call audio is in the audit log, by whom and of what.
-      return audited(req.tenantId, ctx, async (trx, record, tenant) => {
-        const recording = await getRecording(trx, req.recordingId, req.conversationId);
-        if (recording.wrapped_key === null)
-          throw new FailedPreconditionError(`recording ${recording.id} holds no audio Parley encrypted, so it cannot be read here`);
-        const conversation = await getConversation(trx, recording.conversation_id);
-        const blob = await blobs.read(recording.blob_key);
-        if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
-        const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
-        let plaintext: Buffer;
-        try {
-          plaintext = await openRecordingAudio(
-            dataKey,
-            { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
-            blob,
-            Number(recording.size_bytes),
-          );
-        } finally {
-          dataKey.fill(0);
-        }
-        const wav = recordingWav(plaintext);
-        plaintext.fill(0);
+      // The reference is read in a short transaction, the blob fetched and decrypted outside any
+      // (no transaction waits on the blob store), and the access event committed before the audio
+      // is returned: every read of call audio is in the audit log, by whom and of what.
+      const tenant = requestTenant(ctx, req.tenantId);
+      const { recording, conversation } = await inTenant(req.tenantId, ctx, async (trx) => {
+        const found = await getRecording(trx, req.recordingId, req.conversationId);
+        if (found.wrapped_key === null)
+          throw new FailedPreconditionError(`recording ${found.id} holds no audio Parley encrypted, so it cannot be read here`);
+        return { recording: { ...found, wrapped_key: found.wrapped_key }, conversation: await getConversation(trx, found.conversation_id) };
+      });
+      const blob = await blobs.read(recording.blob_key);
+      if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
+      const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
+      let plaintext: Buffer;
+      try {
+        plaintext = await openRecordingAudio(
+          dataKey,
+          { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
+          blob,
+          Number(recording.size_bytes),
+        );
+      } finally {
+        dataKey.fill(0);
+      }
+      const wav = recordingWav(plaintext);
+      plaintext.fill(0);
+      await audited(req.tenantId, ctx, async (_trx, record) => {
         await record({
           ...readActor(ctx, tenant),
           action: 'recording.read',
@@ -190,8 +194,8 @@ export function conversationHandlers(
             'duration_ms',
           ]),
         });
-        return { recording: recordingMessage(recording), wav };
       });
+      return { recording: recordingMessage(recording), wav };
     },
   };
 }
