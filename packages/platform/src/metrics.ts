@@ -85,6 +85,19 @@ export function recordPrivacyJob(kind: string, outcome: PrivacyJobOutcome): void
   ).add(1, { 'parley.privacy.kind': kind, 'parley.privacy.outcome': outcome });
 }
 
+/** RecordingOutcome is how a recorded call's recording ended: stored whole, stored up to a limit, not stored. */
+export type RecordingOutcome = 'stored' | 'size_limit' | 'over_budget' | 'failed' | 'declined';
+
+/** recordRecordingOutcome counts one call recording by its outcome (parley.recordings). */
+export function recordRecordingOutcome(outcome: RecordingOutcome): void {
+  instrument('parley.recordings', (m) =>
+    m.createCounter('parley.recordings', {
+      description:
+        'Call recordings by outcome: stored, size_limit / over_budget (stored up to the limit), failed (not stored), declined (consent refused or unanswered).',
+    }),
+  ).add(1, { 'parley.recording.outcome': outcome });
+}
+
 let lastPurgeSuccessSeconds: number | undefined;
 
 /**
@@ -154,6 +167,7 @@ export const PROMETHEUS_METRICS = {
   parley_guardrail_decisions_total: 'counter',
   parley_webhook_deliveries_total: 'counter',
   parley_privacy_jobs_total: 'counter',
+  parley_recordings_total: 'counter',
   parley_audit_outbox_depth: 'gauge',
   parley_audit_outbox_age: 'gauge',
   parley_audit_checkpoint_oldest_age: 'gauge',

@@ -109,10 +109,3 @@ export async function getSubject(trx: Trx, subjectId: string): Promise<Subject> 
 export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Page<Subject>> {
   return paginate(trx.selectFrom('subjects').selectAll(), page, { list: 'subjects', column: 'id', type: 'string' });
 }
-
-/** deleteSubject forgets a subject and, by cascade, their conversations, transcripts and recording references. */
-export async function deleteSubject(trx: Trx, subjectId: string): Promise<void> {
-  const id = requireUuid(subjectId, 'subject_id');
-  const result = await trx.deleteFrom('subjects').where('id', '=', id).executeTakeFirst();
-  if (result.numDeletedRows === 0n) throw new NotFoundError(`subject ${id} not found`);
-}

@@ -8,6 +8,7 @@ import type { ConversationKeys } from './conversation-keys.js';
 import { ConversationRecorder } from './conversation-recorder.js';
 import { CallRecording, consentGiven } from './call-recording.js';
 import type { BlobStore } from '@parley/blob-store';
+import type { RecordingBudget } from './recording-budget.js';
 import type { GuardrailContext, GuardrailDecision, GuardrailStage } from './guardrail-stage.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
@@ -76,9 +77,18 @@ export interface ConversationDeps {
   readonly embeddedTts?: EmbeddedTts;
   /** blobs keeps recorded calls' encrypted audio (absent: PARLEY_BLOB_STORE=none, nothing is recorded). */
   readonly blobs?: BlobStore;
+  /** recordingBudget bounds the memory all of the replica's call recordings hold (PARLEY_RECORDING_BUFFER_BYTES). */
+  readonly recordingBudget?: RecordingBudget;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
+
+/** STOPPED_NOTE is what the transcript adds when a recording stopped before the call ended. */
+const STOPPED_NOTE = {
+  none: '',
+  size_limit: ' (stopped at the size limit)',
+  over_budget: " (stopped: the replica's recording memory was full)",
+} as const;
 
 const MAX_HISTORY = 40;
 /** MAX_TOOL_ROUNDS bounds the tool calls of one turn before the model must reply (the policy's maxCallsPerTurn also applies). */
@@ -207,9 +217,15 @@ export class LiveConversation {
     }
     const recordingSettings = state.settings.recording;
     this.#recording =
-      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined
+      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined && deps.recordingBudget !== undefined
         ? new CallRecording(
-            { peers: deps.peers, blobs: deps.blobs, log: this.#log, maxBytes: deps.config.recordingMaxBytes },
+            {
+              peers: deps.peers,
+              blobs: deps.blobs,
+              log: this.#log,
+              maxBytes: deps.config.recordingMaxBytes,
+              budget: deps.recordingBudget,
+            },
             recordingSettings,
             voice.format.sampleRate,
           )
@@ -356,7 +372,7 @@ export class LiveConversation {
       if (stored !== undefined)
         this.#record(
           'system',
-          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${recording.truncated ? ' (stopped at the size limit)' : ''}`,
+          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${STOPPED_NOTE[stored.stopped ?? 'none']}`,
         );
     } catch (err) {
       this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'call recording not stored');
@@ -730,7 +746,14 @@ export class LiveConversation {
       });
       this.#record('system', outcome);
     }
-    await this.#storeRecording();
+    let closed = false;
+    if (this.#recording !== undefined) {
+      // The call is over for the caller: hang up first, then write the last chunk, complete the
+      // object and store its reference, so nobody listens to silence while the blob store works.
+      this.#closeChannel(reason, options);
+      closed = true;
+      await this.#storeRecording();
+    }
     await this.#recorder.drained();
     const state = this.#state;
     state?.keys.release();
@@ -755,8 +778,13 @@ export class LiveConversation {
     });
     // The transcript queue was drained above: every turn is stored.
     if (this.#turns > 0) this.#deps.events.emit({ ...this.#eventIds(), type: 'transcript.ready', at: new Date() });
+    if (!closed) this.#closeChannel(reason, options);
+    this.#deps.onEnded?.(this);
+  }
+
+  /** #closeChannel sends the client the end frame and closes its connection. */
+  #closeChannel(reason: string, options: EndOptions): void {
     this.#channel.send({ type: 'end', reason });
     this.#channel.close(options.closeCode ?? CLOSE_CODES.normal, options.closeReason ?? reason);
-    this.#deps.onEnded?.(this);
   }
 }

@@ -13,6 +13,7 @@ import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orches
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { openBlobStore } from '@parley/blob-store';
+import { RecordingBudget } from './recording-budget.js';
 import { createCallHandOff } from './call-handoff.js';
 import { loadOrchestratorConfig } from './config.js';
 import { startConversation } from './conversation-start.js';
@@ -58,7 +59,7 @@ runMain({
     if (blobs === undefined) ctx.logger.warn('PARLEY_BLOB_STORE is none: agents that ask for call recording are not recorded');
     const deps = {
       peers,
-      ...(blobs !== undefined ? { blobs } : {}),
+      ...(blobs !== undefined ? { blobs, recordingBudget: new RecordingBudget(config.recordingBufferBytes) } : {}),
       ...(embeddedTts !== undefined ? { embeddedTts } : {}),
       logger: ctx.logger,
       events: webhooks ?? loggingEventSink(ctx.logger),

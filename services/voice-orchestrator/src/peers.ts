@@ -396,7 +396,7 @@ export function createPeers(c: PeerClients): Peers {
       });
     },
     async addRecording(r) {
-      await wrap('tenant-data', 'the recording reference', () =>
+      const res = await wrap('tenant-data', 'the recording reference', () =>
         c.tenantData.addRecording(
           {
             tenantId: r.tenantId,
@@ -411,6 +411,14 @@ export function createPeers(c: PeerClients): Peers {
           opts,
         ),
       );
+      // A tenant-data of an older release drops the fields it does not know (the id, the size, the
+      // sealed key) and stores a reference nobody could decrypt: say so rather than count it stored.
+      if (res.recording?.id !== r.recordingId || res.recording.keyRef === '')
+        throw new ConnectError(
+          "tenant-data did not keep the recording's id and key reference: it runs an older release than this orchestrator. " +
+            'Upgrade tenant-data first, then turn call recording on',
+          Code.FailedPrecondition,
+        );
     },
     sealForSubject(tenantId, subjectId, purpose, plaintext) {
       return wrap('secrets', 'subject encryption', async () => {

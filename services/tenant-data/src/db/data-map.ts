@@ -85,5 +85,14 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readsRecorded: false,
     description: 'which guardrail rule acted how on each turn, and when (counted per day for the console; never the text)',
   },
+  recording_blob_deletions: {
+    dataClass: 'recording',
+    encryption: NONE + '; blob keys only (ids), never audio',
+    retentionClass: 'recording',
+    retention: 'until the blob is deleted from the blob store (each purge or forget of the workspace retries what is left)',
+    readScopes: [],
+    readsRecorded: false,
+    description: 'blob keys of deleted recording references whose encrypted audio is still to be deleted from the blob store',
+  },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

@@ -126,6 +126,15 @@ export interface GuardrailDecisionsTable {
   retention_class: ColumnType<RetentionClass, never, never>;
 }
 
+/** RecordingBlobDeletionsTable queues blobs to delete from the blob store once their references are gone. */
+export interface RecordingBlobDeletionsTable {
+  tenant_id: TenantId;
+  blob_key: string;
+  queued_at: Generated<Date>;
+  attempts: Generated<number>;
+  retention_class: ColumnType<RetentionClass, never, never>;
+}
+
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -137,6 +146,7 @@ export interface TenantDataDb {
   guardrail_conversation_states: GuardrailConversationStatesTable;
   guardrail_person_states: GuardrailPersonStatesTable;
   guardrail_decisions: GuardrailDecisionsTable;
+  recording_blob_deletions: RecordingBlobDeletionsTable;
 }
 
 /** Workspace is a selected workspace row. */
