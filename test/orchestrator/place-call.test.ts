@@ -253,7 +253,10 @@ describe('CallService/PlaceCall through the edge', () => {
     const replicas: { peers: Peers; close: () => void }[] = [];
     for (let i = 0; i < 8; i++) {
       const tenantData = await s.stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService);
-      replicas.push({ peers: createPeers({ tenantData, identity: undefined as never, secrets: undefined as never }), close: () => tenantData.close() });
+      replicas.push({
+        peers: createPeers({ tenantData, identity: undefined as never, secrets: undefined as never }),
+        close: () => tenantData.close(),
+      });
     }
     try {
       const person = await replicas[0]!.peers.subjectForPhone(tenantId, callee);
@@ -275,7 +278,10 @@ describe('CallService/PlaceCall through the edge', () => {
           ),
         ),
       );
-      expect(outcomes.filter((o) => o === 'admitted'), JSON.stringify(outcomes)).toHaveLength(1);
+      expect(
+        outcomes.filter((o) => o === 'admitted'),
+        JSON.stringify(outcomes),
+      ).toHaveLength(1);
       expect(outcomes.filter((o) => o !== 'admitted')).toEqual(Array(7).fill('FailedPreconditionError'));
       const stored = await replicas[0]!.peers.personGuardrailState(tenantId, person.id);
       expect(stored.state?.person.contactAttempts).toHaveLength(1);
@@ -339,7 +345,11 @@ describe('CallService/PlaceCall through the edge', () => {
 
   it('refuses a do-not-contact request naming no one or two people, an unknown number taken off, and a key without calls:do_not_contact', async () => {
     const key = s.stack.bootstrap.apiKey;
-    const both = await s.stack.call(DNC, { phone: '+14155550174', subjectId: '0190a000-0000-7000-8000-000000000000', doNotContact: true }, key);
+    const both = await s.stack.call(
+      DNC,
+      { phone: '+14155550174', subjectId: '0190a000-0000-7000-8000-000000000000', doNotContact: true },
+      key,
+    );
     expect(both.body.code).toBe('invalid_argument');
     expect(both.body.message).toMatch(/exactly one of phone/);
     expect((await s.stack.call(DNC, { doNotContact: true }, key)).body.code).toBe('invalid_argument');

@@ -154,7 +154,12 @@ describe('guardrail state in tenant-data', () => {
     // A conversation's put (no revision) read its state before that attempt: the attempt stays,
     // its own are added, and attempts past the weekly window are dropped.
     const week = 7 * 24 * 60 * 60 * 1000;
-    await orchestrator.putGuardrailState({ tenantId: tenantA, conversationId: id, subjectId: person, state: withAttempts([now - 3, now - week - 1]) });
+    await orchestrator.putGuardrailState({
+      tenantId: tenantA,
+      conversationId: id,
+      subjectId: person,
+      state: withAttempts([now - 3, now - week - 1]),
+    });
     const merged = await orchestrator.getGuardrailState(key);
     expect(merged.state?.person).toMatchObject({ contactAttempts: [now - 3, now - 1] });
     expect(merged.personRevision).toBe(2n);

@@ -165,14 +165,19 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
               checkOutboundCall(stage, start, { doNotContact: person.doNotContact });
               // The workspace's list binds every agent, whatever its policy says about enforcing it.
               if (person.doNotContact)
-                throw new PermissionDeniedError("the call is refused before dialling: the person is on the workspace's do-not-contact list");
+                throw new PermissionDeniedError(
+                  "the call is refused before dialling: the person is on the workspace's do-not-contact list",
+                );
               return stage.state;
             }),
           refund: async () => {
             try {
               await refundContactAttempt(store, now.getTime());
             } catch (err) {
-              deps.logger.error({ err, tenantId, agentId }, 'a call Twilio did not place keeps its counted contact attempt: the refund failed');
+              deps.logger.error(
+                { err, tenantId, agentId },
+                'a call Twilio did not place keeps its counted contact attempt: the refund failed',
+              );
             }
           },
           fetch,

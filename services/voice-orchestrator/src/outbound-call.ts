@@ -109,7 +109,7 @@ export async function refundContactAttempt(store: PersonStateStore, at: number):
     const refunded = { ...state, person: { ...state.person, contactAttempts: attempts.filter((_, j) => j !== i) } };
     if (await store.writeIfUnchanged(refunded, revision)) return true;
   }
-  throw new UnavailableError('the contact attempt could not be refunded: the person\'s state kept changing');
+  throw new UnavailableError("the contact attempt could not be refunded: the person's state kept changing");
 }
 
 /** placedNothing tells whether a failed dial certainly created no call (Twilio answered with an error, or was never reached). */

@@ -128,12 +128,7 @@ export interface Peers {
   /** recordAudit appends one event to the audit log (the orchestrator keeps no outbox: throws when audit is not configured or refuses). */
   recordAudit(event: AuditEventInput): Promise<void>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
-  mintCallSession(
-    tenantId: string,
-    agentId: string,
-    callSid: string,
-    subjectId?: string,
-  ): Promise<{ sessionId: string; token: string }>;
+  mintCallSession(tenantId: string, agentId: string, callSid: string, subjectId?: string): Promise<{ sessionId: string; token: string }>;
 }
 
 /** ToolCallResult is what a tool call came to, as the model may see it. */

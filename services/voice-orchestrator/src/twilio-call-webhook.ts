@@ -150,7 +150,8 @@ export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse
     if (authToken === null || !verifyTwilioSignature({ authToken, url, params, signature })) throw new HttpRefusal(403, REFUSED);
     // Signed with the URL: the person PlaceCall dialled (absent on an inbound call).
     const subjectId = path.searchParams.get(OUTBOUND_SUBJECT_PARAM) ?? undefined;
-    if (subjectId !== undefined && !UUID.test(subjectId)) throw new HttpRefusal(400, `the call webhook's ${OUTBOUND_SUBJECT_PARAM} is not a subject id`);
+    if (subjectId !== undefined && !UUID.test(subjectId))
+      throw new HttpRefusal(400, `the call webhook's ${OUTBOUND_SUBJECT_PARAM} is not a subject id`);
     // A signed request is answered once: a captured one replayed must not mint another session.
     // This replica's memory refuses a replay cheaply; identity's (tenant, CallSid) record refuses
     // it at every replica and after a restart (ALREADY_EXISTS, answered with the same 403).
