@@ -159,17 +159,25 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
         placeOutboundCall({
           to,
           // The checker runs the outbound start as a conversation's start would, before anything is dialled.
-          admit: () =>
-            admitContactAttempt(store, (stored) => {
+          admit: () => {
+            if (person.doNotContact) {
+              // Refused before their state is read, and no attempt counted: the policy's own rule
+              // names itself when it enforces the list, and the workspace's list binds every agent
+              // even when its policy does not.
+              try {
+                checkOutboundCall(createGuardrailStage(agent.guardrailPolicy), start, { doNotContact: true });
+              } catch (err) {
+                // Another rule (a sleep window) may have decided first: the list's refusal is the one that holds.
+                if (err instanceof PermissionDeniedError) throw err;
+              }
+              throw new PermissionDeniedError("the call is refused before dialling: the person is on the workspace's do-not-contact list");
+            }
+            return admitContactAttempt(store, (stored) => {
               const stage = createGuardrailStage(agent.guardrailPolicy, stored);
-              checkOutboundCall(stage, start, { doNotContact: person.doNotContact });
-              // The workspace's list binds every agent, whatever its policy says about enforcing it.
-              if (person.doNotContact)
-                throw new PermissionDeniedError(
-                  "the call is refused before dialling: the person is on the workspace's do-not-contact list",
-                );
+              checkOutboundCall(stage, start, {});
               return stage.state;
-            }),
+            });
+          },
           refund: async () => {
             try {
               await refundContactAttempt(store, now.getTime());
