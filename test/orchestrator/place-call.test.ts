@@ -9,6 +9,9 @@ import { request } from 'node:https';
 import { twilioSignature } from '@parley/webhooks';
 import { admitContactAttempt, checkOutboundCall, createGuardrailStage, createPeers, type Peers } from '@parley/voice-orchestrator';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
+import { CertificateSource, createServiceClient, principalHeaders } from '@parley/platform';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil } from '../edge/fixture.js';
 import { runParley } from '../cli/run-parley.js';
@@ -295,6 +298,49 @@ describe('CallService/PlaceCall through the edge', () => {
       );
     } finally {
       for (const r of replicas) r.close();
+    }
+  });
+
+  it('dials exactly one of two simultaneous PlaceCalls to one number with one attempt left, made through two orchestrator processes', async () => {
+    const agent = await agentWith({ version: 2, fatigue: { contactAttemptsPerDay: { limit: 1, action: 'end' } } });
+    const replica = await s.startReplica({ PARLEY_SESSION_PUBLIC_URL: PUBLIC_URL });
+    const tenantId = s.stack.bootstrap.tenantId;
+    // Each process is asked as the edge asks it, for the same operator.
+    const headers = principalHeaders({
+      tenantId,
+      kind: 'api_key',
+      id: 'key-race',
+      scopes: ['calls:place'],
+      source: '127.0.0.1',
+      userAgent: 'test',
+    });
+    const clients = await Promise.all(
+      [s.orchestratorUrl, replica.url].map(async (baseUrl) =>
+        createServiceClient(OrchestratorService, {
+          baseUrl,
+          certificates: await CertificateSource.open(s.stack.pki.files('edge')),
+          expect: 'voice-orchestrator',
+          trustDomain: 'parley.local',
+        }),
+      ),
+    );
+    try {
+      for (const [round, callee] of ['+14155550181', '+14155550182', '+14155550183'].entries()) {
+        const before = twilio.requests.length;
+        const outcomes = await Promise.all(
+          clients.map((c) =>
+            c.placeCall({ tenantId, agentId: agent, to: callee }, { headers }).then(
+              () => 'dialled',
+              (err: unknown) => Code[ConnectError.from(err).code],
+            ),
+          ),
+        );
+        expect(outcomes.sort(), `round ${round}`).toEqual(['FailedPrecondition', 'dialled']);
+        expect(twilio.requests.slice(before).map((r) => r.form.To)).toEqual([callee]);
+      }
+    } finally {
+      for (const c of clients) c.close();
+      await replica.process.stop();
     }
   });
 

@@ -148,6 +148,8 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       const person = await peer(() => deps.peers.subjectForPhone(tenantId, to));
       const now = new Date();
       const start = { conversationId: randomUUID(), turn: 0, now };
+      // countedAt is the time the attempt was counted at (the refund takes back that one).
+      let countedAt = now.getTime();
       // The count is a compare-and-set on the person's stored state (tenant-data's revision), so
       // two replicas cannot both take the last attempt; on this replica calls to one person also
       // queue, so they do not spend their rounds on each other.
@@ -173,14 +175,18 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
               throw new PermissionDeniedError("the call is refused before dialling: the person is on the workspace's do-not-contact list");
             }
             return admitContactAttempt(store, (stored) => {
+              // The checker ignores attempts later than its clock, and another replica's clock may
+              // run ahead of ours: decide just after the latest attempt stored, so it is counted.
+              const latest = (stored?.person.contactAttempts ?? []).reduce((a, b) => Math.max(a, b), 0);
+              countedAt = Math.max(now.getTime(), latest + 1);
               const stage = createGuardrailStage(agent.guardrailPolicy, stored);
-              checkOutboundCall(stage, start, {});
+              checkOutboundCall(stage, { ...start, now: new Date(countedAt) }, {});
               return stage.state;
             });
           },
           refund: async () => {
             try {
-              await refundContactAttempt(store, now.getTime());
+              await refundContactAttempt(store, countedAt);
             } catch (err) {
               deps.logger.error(
                 { err, tenantId, agentId },
