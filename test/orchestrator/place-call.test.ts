@@ -18,6 +18,7 @@ import { runParley } from '../cli/run-parley.js';
 import { egressEnvFor, startTwilioStandin, type TwilioStandin } from '../src/twilio-standin.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 import { conversationRow } from './live-conversation.fixture.js';
+import { adminPool } from '../src/pg.js';
 import { openMediaStream, startMessage } from './twilio.fixture.js';
 
 const PATH = '/parley.api.v1.CallService/PlaceCall';
@@ -469,6 +470,16 @@ describe('CallService/PlaceCall through the edge', () => {
     await c.closed;
     await pollUntil(async () => (await conversationRow(conversationId))?.state === 'ended', 20_000);
 
+    // identity keeps the person on the call's session row; the forget removes that too.
+    const callSessions = async () => {
+      const pool = adminPool();
+      try {
+        return (await pool.query('select id from parley_identity.sessions where subject_id = $1', [subjectId])).rowCount;
+      } finally {
+        await pool.end();
+      }
+    };
+    expect(await callSessions()).toBe(1);
     // A DSAR forget of the number erases the person, and with them the call's conversation (its turns and recordings by cascade).
     const forget = await s.stack.call('/parley.api.v1.PrivacyService/ForgetSubject', { phone: callee }, key);
     expect(forget.status, JSON.stringify(forget.body)).toBe(200);
@@ -481,5 +492,6 @@ describe('CallService/PlaceCall through the edge', () => {
     }, 60_000);
     expect(await conversationRow(conversationId)).toBeUndefined();
     expect((await s.stack.call(GET_DNC, { phone: callee }, key)).body).toEqual({ entry: {} });
+    expect(await callSessions()).toBe(0);
   });
 });
