@@ -20,6 +20,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     createSubject: ['edge', 'voice-orchestrator'],
     getSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
     findSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
+    // The do-not-contact list, kept by operators through the edge's CallService.
+    setDoNotContact: ['edge'],
     startConversation: ['voice-orchestrator'],
     getConversation: ['edge', 'secrets', 'voice-orchestrator', 'lifecycle', 'integrations'],
     listConversations: ['edge', 'lifecycle'],

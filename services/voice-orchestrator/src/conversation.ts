@@ -152,6 +152,8 @@ export class LiveConversation {
   readonly tenantId: string;
   readonly conversationId: string;
   readonly agentId: string;
+  /** callSid is the Twilio call identity minted this conversation's token for ('' when the session is not a call's). */
+  readonly callSid: string;
   readonly startedAt = new Date();
   #state: LiveState | undefined;
   #turns = 0;
@@ -190,6 +192,7 @@ export class LiveConversation {
     this.tenantId = state.grant.tenantId;
     this.conversationId = state.conversationId;
     this.agentId = state.grant.agentId;
+    this.callSid = state.grant.callSid;
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
     this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId);
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });

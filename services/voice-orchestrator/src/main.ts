@@ -85,7 +85,7 @@ runMain({
       twilioCall: {
         publicUrl: config.publicUrl,
         authToken: (tenantId, agentId) => peers.telephonyAuthToken(tenantId, agentId),
-        mintCallToken: (tenantId, agentId, callSid) => peers.mintCallSession(tenantId, agentId, callSid),
+        mintCallToken: (tenantId, agentId, callSid, subjectId) => peers.mintCallSession(tenantId, agentId, callSid, subjectId),
         trustedProxies: config.trustedProxies,
         sources: new AddressBuckets(config.callWebhook.perSecond, config.callWebhook.burst),
         authTokens: new TtlCache<string | null>(config.callWebhook.authTokenCacheMs),

@@ -5,7 +5,7 @@ import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import type { Subject, TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { parseGuardrailState, type GuardrailState } from '@parley/guardrails';
 import type { ResolvedKey } from './conversation-keys.js';
 import type { ToolDeclaration } from './providers.js';
@@ -18,6 +18,22 @@ export interface SessionGrant {
   readonly sessionId: string;
   readonly origin: string;
   readonly subjectRef: string;
+  /** subjectId is the person a call's session was minted for (an outbound call placed to them); '' otherwise. */
+  readonly subjectId: string;
+  /** callSid is the Twilio CallSid identity recorded for the session ('' for a session that is not a call's). */
+  readonly callSid: string;
+}
+
+/** PhoneSubject is the person a number belongs to, and whether they are on the do-not-contact list. */
+export interface PhoneSubject {
+  readonly id: string;
+  readonly doNotContact: boolean;
+}
+
+/** PersonGuardrailState is a person's stored guardrail state with its revision (0: never written). */
+export interface PersonGuardrailState {
+  readonly state: GuardrailState | undefined;
+  readonly revision: bigint;
 }
 
 /** AgentRecord is the part of an agent a conversation runs on. */
@@ -50,7 +66,7 @@ export interface Peers {
   /** subjectFor finds (or records) the end user a token names by external reference. */
   subjectFor(tenantId: string, externalRef: string): Promise<string>;
   /** subjectForPhone finds (or records) the person an outbound call dials by number (tenant-data keeps only its keyed hash). */
-  subjectForPhone(tenantId: string, phone: string): Promise<string>;
+  subjectForPhone(tenantId: string, phone: string): Promise<PhoneSubject>;
   startConversation(grant: SessionGrant, subjectId: string | undefined): Promise<{ conversationId: string }>;
   endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
   conversationState(tenantId: string, conversationId: string): Promise<string>;
@@ -79,6 +95,13 @@ export interface Peers {
   describeTools(tenantId: string, names: readonly string[]): Promise<ToolDeclaration[]>;
   /** recordToolRefusal has integrations audit a tool call the guardrail refused (nothing without integrations; throws on failure). */
   recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
+  /** personGuardrailState reads a person's guardrail state with its revision (for a compare-and-set). */
+  personGuardrailState(tenantId: string, subjectId: string): Promise<PersonGuardrailState>;
+  /**
+   * savePersonStateIfUnchanged stores a person's guardrail state only if it is still at `revision`
+   * (tenant-data decides, under the row's lock); false when it changed meanwhile (nothing stored).
+   */
+  savePersonStateIfUnchanged(tenantId: string, subjectId: string, state: GuardrailState, revision: bigint): Promise<boolean>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
   /** issueRecordingKey has secrets make a data key for one recording of a live conversation (plaintext and sealed form). */
@@ -105,7 +128,7 @@ export interface Peers {
   /** recordAudit appends one event to the audit log (the orchestrator keeps no outbox: throws when audit is not configured or refuses). */
   recordAudit(event: AuditEventInput): Promise<void>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
-  mintCallSession(tenantId: string, agentId: string, callSid: string): Promise<{ sessionId: string; token: string }>;
+  mintCallSession(tenantId: string, agentId: string, callSid: string, subjectId?: string): Promise<{ sessionId: string; token: string }>;
 }
 
 /** ToolCallResult is what a tool call came to, as the model may see it. */
@@ -199,23 +222,23 @@ export interface PeerClients {
 }
 
 // The subject with this external reference or phone number, recorded when there is none yet.
-async function findOrCreateSubject(c: PeerClients, tenantId: string, by: { externalRef: string } | { phone: string }): Promise<string> {
+async function findOrCreateSubject(c: PeerClients, tenantId: string, by: { externalRef: string } | { phone: string }): Promise<Subject> {
   try {
     const { subject } = await c.tenantData.findSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
-    if (subject !== undefined) return subject.id;
+    if (subject !== undefined) return subject;
   } catch (err) {
     if (!(err instanceof ConnectError) || err.code !== Code.NotFound) throw err;
   }
   try {
     const { subject } = await c.tenantData.createSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
     if (subject === undefined) throw new Error('tenant-data answered CreateSubject without a subject');
-    return subject.id;
+    return subject;
   } catch (err) {
     // Another connection recorded the same end user first.
     if (!(err instanceof ConnectError) || err.code !== Code.AlreadyExists) throw err;
     const { subject } = await c.tenantData.findSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
     if (subject === undefined) throw new Error('tenant-data lost a subject it reported as existing', { cause: err });
-    return subject.id;
+    return subject;
   }
 }
 
@@ -232,8 +255,9 @@ export function createPeers(c: PeerClients): Peers {
       if (secret === undefined) throw new Error('secrets answered ResolveTelephonyCredential without a secret');
       return secret.value;
     },
-    async mintCallSession(tenantId, agentId, callSid) {
-      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId, callSid }, opts);
+    async mintCallSession(tenantId, agentId, callSid, subjectId) {
+      // An identity of the previous release ignores subject_id: that call's conversation then has no person.
+      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId, callSid, subjectId: subjectId ?? '' }, opts);
       return { sessionId, token };
     },
     consumeSession(token, origin) {
@@ -249,6 +273,8 @@ export function createPeers(c: PeerClients): Peers {
             sessionId: claims.sessionId,
             origin: claims.origin,
             subjectRef: claims.subjectRef,
+            subjectId: claims.subjectId,
+            callSid: claims.callSid,
           };
         },
         (err) => (transient(err) ? undefined : tokenRefusal(err)),
@@ -274,10 +300,14 @@ export function createPeers(c: PeerClients): Peers {
       );
     },
     subjectFor(tenantId, externalRef) {
-      return wrap('tenant-data', 'the subject', () => findOrCreateSubject(c, tenantId, { externalRef }));
+      return wrap('tenant-data', 'the subject', async () => (await findOrCreateSubject(c, tenantId, { externalRef })).id);
     },
     subjectForPhone(tenantId, phone) {
-      return wrap('tenant-data', 'the subject', () => findOrCreateSubject(c, tenantId, { phone }));
+      return wrap('tenant-data', 'the subject', async () => {
+        // A tenant-data of the previous release sends no do_not_contact: false, as before the list existed.
+        const subject = await findOrCreateSubject(c, tenantId, { phone });
+        return { id: subject.id, doNotContact: subject.doNotContact };
+      });
     },
     startConversation(grant, subjectId) {
       return wrap(
@@ -322,6 +352,28 @@ export function createPeers(c: PeerClients): Peers {
         const res = await c.tenantData.getGuardrailState({ tenantId, conversationId, subjectId: subjectId ?? '' }, opts);
         // tenant-data validated it on write; checked again, as anything read back is.
         return res.found ? parseGuardrailState(res.state) : undefined;
+      });
+    },
+    personGuardrailState(tenantId, subjectId) {
+      return wrap('tenant-data', 'the guardrail state', async () => {
+        const res = await c.tenantData.getGuardrailState({ tenantId, conversationId: '', subjectId }, opts);
+        return { state: res.found ? parseGuardrailState(res.state) : undefined, revision: res.personRevision };
+      });
+    },
+    savePersonStateIfUnchanged(tenantId, subjectId, state, revision) {
+      return wrap('tenant-data', 'the guardrail state', async () => {
+        // A tenant-data of the previous release ignores the expected revision and stores: no conflict, as before.
+        const res = await c.tenantData.putGuardrailState(
+          {
+            tenantId,
+            conversationId: '',
+            subjectId,
+            state: JSON.parse(JSON.stringify(state)) as JsonObject,
+            expectedPersonRevision: revision,
+          },
+          opts,
+        );
+        return !res.personConflict;
       });
     },
     async saveGuardrailState(tenantId, conversationId, subjectId, state) {

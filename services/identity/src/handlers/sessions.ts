@@ -57,7 +57,14 @@ export function sessionHandlers(
   const mintSession = async (
     tenantId: string,
     agentId: string,
-    session: { ttlSeconds: number; origin: string | null; subjectRef: string | null; createdByKeyId: string | null; callSid?: string },
+    session: {
+      ttlSeconds: number;
+      origin: string | null;
+      subjectRef: string | null;
+      createdByKeyId: string | null;
+      callSid?: string;
+      subjectId?: string;
+    },
     signal: AbortSignal,
   ) => {
     const sid = randomUUID();
@@ -86,6 +93,7 @@ export function sessionHandlers(
         createdByKeyId: session.createdByKeyId,
         expiresAt,
         ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
+        ...(session.subjectId === undefined ? {} : { subjectId: session.subjectId }),
       },
       signal,
     );
@@ -138,6 +146,8 @@ export function sessionHandlers(
         throw new InvalidArgumentError('call_sid must be the Twilio CallSid of the call: CA followed by 32 lowercase hex digits', {
           field: 'call_sid',
         });
+      // The person an outbound call was placed to (the orchestrator read it from the signed webhook URL).
+      const subjectId = req.subjectId === '' ? undefined : requireUuid(req.subjectId, 'subject_id');
       await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
       // One session per call: the unique (tenant, call_sid) makes a replayed webhook fail here, at any replica.
       const { sid, token } = await mintSession(
@@ -149,6 +159,7 @@ export function sessionHandlers(
           subjectRef: null,
           createdByKeyId: null,
           ...(req.callSid === '' ? {} : { callSid: req.callSid }),
+          ...(subjectId === undefined ? {} : { subjectId }),
         },
         ctx.signal,
       ).catch((err: unknown) => {
@@ -164,8 +175,10 @@ export function sessionHandlers(
         ...(req.tenantId !== '' ? { tenantId: req.tenantId } : {}),
         ...(req.origin !== '' ? { origin: req.origin } : {}),
       });
-      const state = await withTenant(db, claims.tenant, (trx) =>
-        req.consume ? sessions.consumeSession(trx, claims.sid, claims.jti) : sessions.sessionState(trx, claims.sid, claims.jti),
+      const { state, callSid, subjectId } = await withTenant(db, claims.tenant, async (trx) =>
+        req.consume
+          ? sessions.consumeSession(trx, claims.sid, claims.jti)
+          : { state: await sessions.sessionState(trx, claims.sid, claims.jti), callSid: null, subjectId: null },
       );
       if (state === 'replayed') throw new SessionTokenError('replayed', 'this token was already used to connect; create a new session');
       if (state === 'revoked') throw new SessionTokenError('revoked', 'this session was revoked');
@@ -181,6 +194,8 @@ export function sessionHandlers(
           origin: claims.origin ?? '',
           subjectRef: claims.subject_ref ?? '',
           expiresAt: timestampFromDate(new Date(claims.exp * 1000)),
+          subjectId: subjectId ?? '',
+          callSid: callSid ?? '',
         },
       };
     },

@@ -26,9 +26,10 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     dataClass: 'subject_profile',
     encryption: 'phone and e-mail only as HMAC-SHA256 look-up hashes under a pepper held outside the database; external_ref as given',
     retention: 'until the subject is forgotten (DSAR)',
-    readScopes: [],
+    readScopes: ['calls:do_not_contact'],
     readsRecorded: false,
-    description: "end users: the customer's external reference and keyed hashes of phone and e-mail",
+    description:
+      "end users: the customer's external reference, keyed hashes of phone and e-mail, and since when they are on the do-not-contact list",
   },
   conversations: {
     dataClass: 'conversation_metadata',

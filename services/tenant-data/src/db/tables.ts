@@ -48,6 +48,8 @@ export interface SubjectsTable {
   retention_class: RetentionClass;
   created_at: CreatedAt;
   updated_at: UpdatedAt;
+  /** do_not_contact_at is when the person was put on the do-not-contact list (null: not on it). */
+  do_not_contact_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 /** ConversationsTable holds one row per conversation. */
@@ -111,6 +113,8 @@ export interface GuardrailPersonStatesTable {
   state: Json<Record<string, unknown>>;
   updated_at: UpdatedAt;
   retention_class: ColumnType<RetentionClass, never, never>;
+  /** revision counts the writes of the row: an outbound call's contact attempt is a compare-and-set on it. */
+  revision: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
 }
 
 /** GuardrailDecisionsTable holds each guardrail decision of a conversation: rule, action, where, when; never text. */
