@@ -1,3 +1,4 @@
+import { createSecureContext } from 'node:tls';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { checkEgressTarget, systemLookup, type EgressCheckOptions, type EgressLookup } from './check.js';
 import { EgressRefusedError } from './errors.js';
@@ -65,7 +66,9 @@ export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch
     connect: {
       lookup: createEgressLookup(checks),
       timeout: options.connectTimeoutMs ?? 5_000,
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      // One TLS context for every connection (the trusted roots, or `ca`), instead of one built,
+      // roots and all, for each new connection a burst of provider requests opens.
+      secureContext: createSecureContext(options.ca !== undefined ? { ca: options.ca } : {}),
     },
     keepAliveTimeout: options.keepAliveMs ?? 30_000,
   });
