@@ -24,7 +24,7 @@ function keyOf(key: GuardrailStateKey): { conversationId: string | undefined; su
 }
 
 /** validState checks a state with @parley/guardrails' own schema; a bad one is INVALID_ARGUMENT naming the path. */
-function validState(value: unknown): GuardrailState {
+export function validState(value: unknown): GuardrailState {
   try {
     return parseGuardrailState(value, 'state');
   } catch (err) {

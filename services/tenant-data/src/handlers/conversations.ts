@@ -15,7 +15,7 @@ import {
 } from '../conversation.store.js';
 import type { Recording, TranscriptTurn } from '../db/tables.js';
 import { addRecording, getRecording, listRecordings } from '../recording.store.js';
-import { recordTurn, type TurnRecord, type TurnRecorded } from '../turn-record.store.js';
+import { recordTurns, type TurnRecord, type TurnRecorded } from '../turn-record.store.js';
 import { blank, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
 
@@ -44,12 +44,7 @@ export function conversationHandlers(
   // record, and a batch that fails is retried record by record, so one conversation's refusal
   // (ended, unknown) never fails another's and a refused record writes nothing.
   const turnRecords = createGroupCommit<TurnRecord, TurnRecorded>(
-    (tenant, records) =>
-      withTenant(deps.db, tenant, async (trx) => {
-        const out: TurnRecorded[] = [];
-        for (const r of records) out.push(await recordTurn(trx, r));
-        return out;
-      }),
+    (tenant, records) => withTenant(deps.db, tenant, (trx) => recordTurns(trx, records)),
     { maxSize: TURN_RECORDS_PER_COMMIT },
   );
   return {
