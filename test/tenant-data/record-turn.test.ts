@@ -166,6 +166,32 @@ describe('RecordTurn', () => {
     }
   });
 
+  it('stores a burst of 200 records over 40 conversations (batches of several records per conversation) with gapless seqs', async () => {
+    const ids = await Promise.all(Array.from({ length: 40 }, () => conversation(tenantA, agentA)));
+    const results = await Promise.all(ids.flatMap((id) => Array.from({ length: 5 }, () => orchestrator.recordTurn(aTurn(id)))));
+    expect(results.every((r) => r.conversationState === 'live')).toBe(true);
+    for (const id of ids) {
+      expect(await written(id)).toEqual({ turns: 10, decisions: 5, states: 1 });
+      const { turns } = await edge.listTranscriptTurns({ tenantId: tenantA, conversationId: id, pageSize: 20 });
+      expect(turns.map((t) => t.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(turns.map((t) => t.role)).toEqual(Array.from({ length: 5 }, () => ['user', 'assistant']).flat());
+    }
+    // Each answer names where its own turns went: a conversation's five cover its seqs once.
+    ids.forEach((_, i) => {
+      const firstSeqs = results.slice(i * 5, i * 5 + 5).map((r) => r.firstSeq ?? -1);
+      expect(firstSeqs.sort((a, b) => a - b)).toEqual([0, 2, 4, 6, 8]);
+    });
+  });
+
+  it('refuses a missing tenant or a malformed conversation id as INVALID_ARGUMENT', async () => {
+    const id = await conversation(tenantA, agentA);
+    expect((await failure(orchestrator.recordTurn(aTurn(id, '')))).code).toBe(Code.InvalidArgument);
+    const malformed = await failure(orchestrator.recordTurn(aTurn('not-a-conversation')));
+    expect(malformed.code).toBe(Code.InvalidArgument);
+    expect(malformed.message).toContain('conversation_id');
+    expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
+  });
+
   it('is for the orchestrator only', async () => {
     const id = await conversation(tenantA, agentA);
     expect((await failure(edge.recordTurn(aTurn(id)))).code).toBe(Code.PermissionDenied);
