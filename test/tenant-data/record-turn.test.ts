@@ -68,7 +68,7 @@ async function written(conversationId: string) {
   };
 }
 
-const aTurn = (conversationId: string, tenantId = tenantA) => ({
+const aTurn = (conversationId: string, tenantId: string = tenantA) => ({
   tenantId,
   conversationId,
   turns: [
