@@ -25,7 +25,7 @@ function keyOf(key: GuardrailStateKey): { conversationId: string | undefined; su
 }
 
 /** validState checks a state with @parley/guardrails' own schema; a bad one is INVALID_ARGUMENT naming the path. */
-function validState(value: unknown): GuardrailState {
+export function validState(value: unknown): GuardrailState {
   try {
     return parseGuardrailState(value, 'state');
   } catch (err) {
@@ -89,6 +89,35 @@ export interface PutOutcome {
 const CONTACT_WINDOW_MS = 7 * 24 * 60 * 60 * 1000;
 
 /**
+ * mergePersonStates stores people's state parts without a compare-and-set (a conversation's turn):
+ * each part replaces the stored one except for its contact attempts, which are merged with the
+ * stored ones in the same statement (older than the contact window dropped), so a conversation that
+ * read its state before a call was counted cannot erase that count; every row's revision moves on,
+ * so a compare-and-set that read before this write fails. One statement for all the rows; a subject
+ * may appear once. Returns each subject's new revision.
+ */
+export async function mergePersonStates(trx: Trx, rows: readonly { subjectId: string; person: string }[]): Promise<Map<string, bigint>> {
+  if (rows.length === 0) return new Map();
+  const table = sql.table('guardrail_person_states');
+  const values = sql.join(rows.map((r) => sql`(${r.subjectId}::uuid, ${r.person}::jsonb, 1)`));
+  const result = await sql<{ subject_id: string; revision: string }>`
+    insert into ${table} as p (subject_id, state, revision) values ${values}
+    on conflict (tenant_id, subject_id) do update set
+      state = jsonb_set(excluded.state, '{contactAttempts}', (
+        select coalesce(jsonb_agg(t order by t), '[]'::jsonb) from (
+          select distinct a.t from (
+            select jsonb_array_elements(p.state -> 'contactAttempts') as t
+            union all select jsonb_array_elements(excluded.state -> 'contactAttempts')
+          ) a
+          where (a.t)::numeric > extract(epoch from now()) * 1000 - ${CONTACT_WINDOW_MS}
+        ) b)),
+      revision = p.revision + 1,
+      updated_at = now()
+    returning subject_id, revision`.execute(trx);
+  return new Map(result.rows.map((r) => [r.subject_id, BigInt(r.revision)]));
+}
+
+/**
  * putGuardrailState stores a state: the conversation part under the conversation, the person part
  * under the subject (when there is one). The conversation and the subject must be the tenant's
  * (NOT_FOUND otherwise). Without a conversation only the person's part is stored (an outbound
@@ -113,22 +142,7 @@ export async function putGuardrailState(
     const table = sql.table('guardrail_person_states');
     const row =
       expectedPersonRevision === undefined
-        ? await sql<{ revision: string }>`
-            insert into ${table} as p (subject_id, state, revision) values (${subjectId}, ${person}::jsonb, 1)
-            on conflict (tenant_id, subject_id) do update set
-              state = jsonb_set(excluded.state, '{contactAttempts}', (
-                select coalesce(jsonb_agg(t order by t), '[]'::jsonb) from (
-                  select distinct a.t from (
-                    select jsonb_array_elements(p.state -> 'contactAttempts') as t
-                    union all select jsonb_array_elements(excluded.state -> 'contactAttempts')
-                  ) a
-                  where (a.t)::numeric > extract(epoch from now()) * 1000 - ${CONTACT_WINDOW_MS}
-                ) b)),
-              revision = p.revision + 1,
-              updated_at = now()
-            returning revision`
-            .execute(trx)
-            .then((r) => r.rows[0])
+        ? await mergePersonStates(trx, [{ subjectId, person }]).then((m) => ({ revision: String(m.get(subjectId) ?? 0n) }))
         : await sql<{ revision: string }>`
             insert into ${table} as p (subject_id, state, revision) values (${subjectId}, ${person}::jsonb, ${String(expectedPersonRevision + 1n)})
             on conflict (tenant_id, subject_id) do update set state = excluded.state, revision = p.revision + 1, updated_at = now()

@@ -27,6 +27,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     listConversations: ['edge', 'lifecycle'],
     endConversation: ['voice-orchestrator', 'edge'],
     appendTranscriptTurn: ['voice-orchestrator'],
+    recordTurn: ['voice-orchestrator'],
     listTranscriptTurns: ['edge', 'lifecycle'],
     getGuardrailState: ['voice-orchestrator'],
     putGuardrailState: ['voice-orchestrator'],

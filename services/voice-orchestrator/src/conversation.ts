@@ -165,6 +165,8 @@ export class LiveConversation {
   #ending: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #idle: NodeJS.Timeout | undefined;
+  /** #liveCheck is the next check for an end made elsewhere (re-armed whenever tenant-data says the conversation is live). */
+  #liveCheck: NodeJS.Timeout | undefined;
   readonly #life = new AbortController();
   readonly #speaker: Speaker | undefined;
   readonly #vad: EnergyVad | undefined;
@@ -194,7 +196,11 @@ export class LiveConversation {
     this.agentId = state.grant.agentId;
     this.callSid = state.grant.callSid;
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
-    this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId);
+    this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId, {
+      // A stored turn record is a live check answered: the next one can wait a full interval.
+      onLive: () => this.#armLiveCheck(),
+      onEnded: () => void this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 }),
+    });
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
     const voice = state.voice;
     if (voice !== undefined) {
@@ -233,10 +239,8 @@ export class LiveConversation {
             voice.format.sampleRate,
           )
         : undefined;
-    this.#timers.push(
-      setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
-      setInterval(() => void this.#checkStillLive(), deps.config.liveCheckIntervalMs),
-    );
+    this.#timers.push(setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs));
+    this.#armLiveCheck();
     this.#resetIdle();
     deps.events.emit({
       type: 'conversation.started',
@@ -429,6 +433,18 @@ export class LiveConversation {
     const state = this.#state;
     if (state === undefined || signal.aborted) return;
     this.#turns++;
+    // The turn's writes (what the caller said, the reply, its decisions and state) go to
+    // tenant-data together once the reply is out (HOLD_MAX_MS at most), in one RecordTurn.
+    const release = this.#recorder.hold();
+    try {
+      await this.#answer(text, signal, state);
+    } finally {
+      release();
+    }
+  }
+
+  /** #answer runs one turn: the user's text is checked and recorded, the reply streamed, checked sentence by sentence, said and recorded. */
+  async #answer(text: string, signal: AbortSignal, state: LiveState): Promise<void> {
     const turn = this.#turns;
     const ruledBefore = this.#ruled;
     const ctx = this.#context();
@@ -706,14 +722,22 @@ export class LiveConversation {
     this.#idle = setTimeout(() => void this.end('idle timeout'), this.#deps.config.idleTimeoutMs);
   }
 
+  /** #armLiveCheck schedules the next live check one interval from now (replacing the one scheduled). */
+  #armLiveCheck(): void {
+    if (this.#liveCheck !== undefined) clearTimeout(this.#liveCheck);
+    if (this.#ending !== undefined) return;
+    this.#liveCheck = setTimeout(() => void this.#checkStillLive(), this.#deps.config.liveCheckIntervalMs);
+  }
+
   async #checkStillLive(): Promise<void> {
     if (this.#ending !== undefined) return;
     try {
       const state = await this.#deps.peers.conversationState(this.tenantId, this.conversationId);
-      if (state === 'ended') await this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 });
+      if (state === 'ended') return await this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 });
     } catch {
       // tenant-data briefly away: check again at the next interval.
     }
+    this.#armLiveCheck();
   }
 
   /**
@@ -729,6 +753,7 @@ export class LiveConversation {
   async #finish(reason: string, options: EndOptions): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     if (this.#idle !== undefined) clearTimeout(this.#idle);
+    if (this.#liveCheck !== undefined) clearTimeout(this.#liveCheck);
     const waitMs = options.letReplyFinishMs ?? 0;
     if (waitMs > 0) await Promise.race([this.#replyDone, new Promise((r) => setTimeout(r, waitMs).unref())]);
     this.#reply?.abort(new Error(reason));

@@ -54,6 +54,28 @@ export interface RecordedGuardrailDecision {
   readonly on: 'start' | 'user' | 'assistant' | 'tool';
 }
 
+/** TurnRecord is what one turn of a conversation produced, stored in tenant-data in one write (RecordTurn). */
+export interface TurnRecord {
+  /** turns are the transcript turns in order, redacted (and sealed for a subject) already. */
+  readonly turns: readonly { readonly role: 'user' | 'assistant' | 'system'; readonly text: string }[];
+  readonly decisions: readonly RecordedGuardrailDecision[];
+  /** guardrailState is the checker's state after the turn (undefined: nothing to store). */
+  readonly guardrailState?: { readonly subjectId: string | undefined; readonly state: GuardrailState };
+}
+
+/**
+ * TurnRecordUnsupported says tenant-data has no RecordTurn (an older pod during a rolling
+ * upgrade): the caller stores the record's parts with the RPCs that existed before it.
+ */
+export class TurnRecordUnsupported extends Error {
+  constructor(options?: ErrorOptions) {
+    super('tenant-data does not implement RecordTurn', options);
+  }
+}
+
+/** RECORD_TURN_RETRY_MS is how long after an UNIMPLEMENTED the orchestrator asks no tenant-data pod for RecordTurn (the upgrade rolls on meanwhile). */
+export const RECORD_TURN_RETRY_MS = 60_000;
+
 /**
  * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
  * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
@@ -71,6 +93,12 @@ export interface Peers {
   endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
   conversationState(tenantId: string, conversationId: string): Promise<string>;
   appendTurn(tenantId: string, conversationId: string, role: 'user' | 'assistant' | 'system', text: string): Promise<void>;
+  /**
+   * recordTurn stores a turn record in one transaction and answers the conversation's state:
+   * 'live', or 'ended' (ended elsewhere: nothing of the record was stored). TurnRecordUnsupported
+   * when tenant-data predates RecordTurn (then for RECORD_TURN_RETRY_MS without asking again).
+   */
+  recordTurn(tenantId: string, conversationId: string, record: TurnRecord): Promise<'live' | 'ended'>;
   /** resolveKeys decrypts the named secrets of the agent for this live conversation. */
   resolveKeys(tenantId: string, conversationId: string, agentId: string, secretIds: readonly string[]): Promise<ResolvedKey[]>;
   sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
@@ -243,8 +271,10 @@ async function findOrCreateSubject(c: PeerClients, tenantId: string, by: { exter
 }
 
 /** createPeers builds Peers over the kernel's mTLS clients. */
-export function createPeers(c: PeerClients): Peers {
+export function createPeers(c: PeerClients, clock: () => number = Date.now): Peers {
   const opts = { timeoutMs: TIMEOUT_MS };
+  /** recordTurnUnsupportedUntil is when RecordTurn is worth asking for again after tenant-data answered UNIMPLEMENTED. */
+  let recordTurnUnsupportedUntil = Number.NEGATIVE_INFINITY;
   return {
     async recordAudit(event) {
       if (c.audit === undefined) throw new Error('no audit service is configured (PARLEY_AUDIT_URL)');
@@ -388,6 +418,35 @@ export function createPeers(c: PeerClients): Peers {
       await wrap('tenant-data', 'a guardrail decision', () =>
         c.tenantData.recordGuardrailDecision({ tenantId, conversationId, turn: d.turn, rule: d.rule, action: d.action, on: d.on }, opts),
       );
+    },
+    async recordTurn(tenantId, conversationId, record) {
+      if (clock() < recordTurnUnsupportedUntil) throw new TurnRecordUnsupported();
+      const state = record.guardrailState;
+      return wrap('tenant-data', 'the turn record', async () => {
+        try {
+          const res = await c.tenantData.recordTurn(
+            {
+              tenantId,
+              conversationId,
+              turns: record.turns.map((t) => ({ role: t.role, textRedacted: t.text })),
+              decisions: record.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
+              ...(state === undefined
+                ? {}
+                : { guardrailState: JSON.parse(JSON.stringify(state.state)) as JsonObject, subjectId: state.subjectId ?? '' }),
+            },
+            opts,
+          );
+          return res.conversationState === 'live' ? 'live' : 'ended';
+        } catch (err) {
+          if (!(err instanceof ConnectError)) throw err;
+          if (err.code === Code.FailedPrecondition) return 'ended';
+          if (err.code === Code.Unimplemented) {
+            recordTurnUnsupportedUntil = clock() + RECORD_TURN_RETRY_MS;
+            throw new TurnRecordUnsupported({ cause: err });
+          }
+          throw err;
+        }
+      });
     },
     async appendTurn(tenantId, conversationId, role, text) {
       await wrap('tenant-data', 'a transcript turn', () =>

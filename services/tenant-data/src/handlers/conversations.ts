@@ -1,6 +1,6 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
-import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
+import { createGroupCommit, nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import { FailedPreconditionError, NotFoundError, principalOf, requestTenant } from '@parley/platform';
 import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
 import { recordingWav } from '@parley/conversation';
@@ -15,8 +15,12 @@ import {
 } from '../conversation.store.js';
 import type { Recording, TranscriptTurn } from '../db/tables.js';
 import { addRecording, getRecording, listRecordings } from '../recording.store.js';
+import { recordTurns, type TurnRecord, type TurnRecorded } from '../turn-record.store.js';
 import { blank, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
+
+/** TURN_RECORDS_PER_COMMIT bounds how many conversations' turn records one transaction stores. */
+const TURN_RECORDS_PER_COMMIT = 32;
 
 /** conversationHandlers start, list and end conversations and keep their transcripts and recordings; reads of transcripts and recordings are audited. */
 export function conversationHandlers(
@@ -28,12 +32,21 @@ export function conversationHandlers(
   | 'listConversations'
   | 'endConversation'
   | 'appendTranscriptTurn'
+  | 'recordTurn'
   | 'listTranscriptTurns'
   | 'addRecording'
   | 'listRecordings'
   | 'readRecordingAudio'
 > {
   const { inTenant, audited } = tenantScopes(deps);
+  // Turn records of one tenant's conversations that arrive while one is being committed go
+  // together in the next transaction; each caller is answered only after the commit holding its
+  // record, and a batch that fails is retried record by record, so one conversation's refusal
+  // (ended, unknown) never fails another's and a refused record writes nothing.
+  const turnRecords = createGroupCommit<TurnRecord, TurnRecorded>(
+    (tenant, records) => withTenant(deps.db, tenant, (trx) => recordTurns(trx, records)),
+    { maxSize: TURN_RECORDS_PER_COMMIT },
+  );
   return {
     async startConversation(req, ctx) {
       const conversation = await inTenant(req.tenantId, ctx, (trx) =>
@@ -97,6 +110,17 @@ export function conversationHandlers(
         appendTranscriptTurn(trx, req.conversationId, { role: req.role as TranscriptTurn['role'], textRedacted: req.textRedacted }),
       );
       return { turn: turnMessage(turn) };
+    },
+
+    async recordTurn(req, ctx) {
+      const recorded = await turnRecords.submit(requestTenant(ctx, req.tenantId), {
+        conversationId: req.conversationId,
+        turns: req.turns.map((t) => ({ role: t.role, textRedacted: t.textRedacted })),
+        decisions: req.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
+        ...(req.guardrailState === undefined ? {} : { guardrailState: req.guardrailState }),
+        subjectId: req.subjectId,
+      });
+      return { conversationState: recorded.state, ...(recorded.firstSeq === undefined ? {} : { firstSeq: recorded.firstSeq }) };
     },
 
     async listTranscriptTurns(req, ctx) {
