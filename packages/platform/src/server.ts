@@ -1,16 +1,14 @@
 import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { createSecureServer, type Http2SecureServer } from 'node:http2';
-import type { TLSSocket } from 'node:tls';
-import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
-import { createConnectHandler } from './connect-handler.js';
+import * as grpc from '@grpc/grpc-js';
+import type { SecureContextOptions } from 'node:tls';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
 import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
+import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-adapter.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
-import { strictJsonOptions } from './request-decoding.js';
 import { createServerTracingInterceptor } from './telemetry.js';
 import { createTextFieldInterceptor } from './text-fields.js';
-import type { CertificateSource } from './tls.js';
+import type { CertificateSource, TlsMaterial } from './tls.js';
 
 /** MtlsServerOptions configure createMtlsServer. */
 export interface MtlsServerOptions {
@@ -29,8 +27,6 @@ export interface MtlsServer {
   listen(port: number, host: string): Promise<number>;
   /** close stops accepting, lets in-flight calls finish within graceMs, then cuts what is left. */
   close(graceMs: number): Promise<void>;
-  /** http2 is the underlying server, for tests that inspect connections. */
-  readonly http2: Http2SecureServer;
 }
 
 /**
@@ -79,32 +75,73 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
   };
 }
 
-const callerCache = new WeakMap<TLSSocket, Caller | null>();
-
-/** callerOfSocket reads (once per connection) the SPIFFE caller from the verified peer certificate. */
-function callerOfSocket(socket: TLSSocket, trustDomain: string): Caller | undefined {
-  const cached = callerCache.get(socket);
-  if (cached !== undefined) return cached ?? undefined;
-  let caller: Caller | undefined;
-  if (socket.authorized) {
-    const peer = socket.getPeerCertificate(false);
-    if (peer.raw !== undefined) caller = callerFromCertificate(peer.raw, trustDomain);
+/**
+ * RotatingServerCredentials are grpc-js server credentials whose certificate, key and CA follow a
+ * CertificateSource: grpc-js calls setSecureContext on its HTTP/2 servers when they change, so new
+ * connections use the new certificate and established ones keep theirs until they close.
+ */
+class RotatingServerCredentials extends grpc.ServerCredentials {
+  constructor(material: TlsMaterial) {
+    // A client certificate from the CA is required: the handshake fails without one.
+    super({ requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, RotatingServerCredentials.contextOf(material));
   }
-  callerCache.set(socket, caller ?? null);
-  return caller;
+
+  static contextOf(m: TlsMaterial): SecureContextOptions {
+    return { cert: m.cert, key: m.key, ca: m.ca, minVersion: 'TLSv1.2' };
+  }
+
+  /** rotate puts new material into service for the connections that come next. */
+  rotate(m: TlsMaterial): void {
+    this.updateSecureContextOptions(RotatingServerCredentials.contextOf(m));
+  }
+
+  override _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/** MAX_CALLERS_CACHED bounds the certificate → caller cache (one entry per distinct peer certificate). */
+const MAX_CALLERS_CACHED = 1_024;
+
+/**
+ * createCallerReader reads the SPIFFE caller of a call from its verified peer certificate,
+ * parsing each distinct certificate once (X.509 parsing costs far more than the call).
+ */
+function createCallerReader(trustDomain: string): (call: SurfaceCall) => Caller | undefined {
+  const cache = new Map<string, Caller | null>();
+  return (call) => {
+    const peer = call.getAuthContext().sslPeerCertificate;
+    if (peer?.raw === undefined) return undefined;
+    const key = peer.fingerprint256;
+    const cached = cache.get(key);
+    if (cached !== undefined) return cached ?? undefined;
+    const caller = callerFromCertificate(peer.raw, trustDomain);
+    if (cache.size >= MAX_CALLERS_CACHED) cache.clear();
+    cache.set(key, caller ?? null);
+    return caller;
+  };
 }
 
 /**
- * createMtlsServer builds the server every service runs: connect-node on an HTTP/2 TLS server
- * (gRPC, gRPC-Web and Connect; HTTP/1.1 allowed for Connect JSON), requiring a client
- * certificate from the configured CA, with tracing, error mapping, per-RPC authorization and the
- * text rule (no NUL or unpaired surrogate in any string field) around the handlers, JSON bodies
- * that must be UTF-8, undecodable bodies refused as INVALID_ARGUMENT (counted, logged at warn), and certificates swapped in when the files change.
+ * createMtlsServer builds the server every service runs on its internal port: @grpc/grpc-js on
+ * HTTP/2 over TLS, requiring a client certificate from the configured CA, serving the handlers
+ * services register with `routes(router)` (connect's plain-object handlers) with tracing, error
+ * mapping, per-RPC authorization and the text rule (no NUL or unpaired surrogate in any string
+ * field) around them as connect interceptors, undecodable bodies refused as INVALID_ARGUMENT
+ * (counted, logged at warn), and certificates swapped in when the files change. grpc-js rather
+ * than connect-node: the same calls cost about a third of the CPU (bench/README.md, kernel). The
+ * edge's public plane (Connect JSON, gRPC-Web) stays on connect-node (createConnectHandler).
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
-  const material = options.certificates.current;
-  const handler = createConnectHandler({
-    routes: options.routes,
+  const credentials = new RotatingServerCredentials(options.certificates.current);
+  const server = new grpc.Server({
+    // As connect-node's defaults were: no limit of its own on message sizes inside the cluster.
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+  });
+  let boundPort: number | undefined;
+  const callerOf = createCallerReader(options.trustDomain);
+  addRoutesToGrpcJs(server, recordRoutes(options.routes), {
     logger: options.logger,
     interceptors: [
       createServerTracingInterceptor(),
@@ -113,35 +150,30 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       createTextFieldInterceptor(),
       ...(options.interceptors ?? []),
     ],
-    jsonOptions: strictJsonOptions,
-    contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req) as TLSSocket, options.trustDomain)),
+    contextValues: (call) => createContextValues().set(callerKey, callerOf(call)),
+    localPort: () => boundPort,
   });
-  const server = createSecureServer(
-    {
-      cert: material.cert,
-      key: material.key,
-      ca: material.ca,
-      requestCert: true,
-      rejectUnauthorized: true,
-      allowHTTP1: true,
-      minVersion: 'TLSv1.2',
-    },
-    (req, res) => {
-      drainer.track(req, res);
-      void handler(req, res);
-    },
-  );
-  const drainer = createConnectionDrainer(server);
-  // New connections use the new certificate; established ones keep theirs until they close.
-  const stopWatching = options.certificates.onChange((m) => server.setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }));
-  server.on('tlsClientError', (err) => options.logger.debug({ err: err.message }, 'tls handshake refused'));
+  const stopWatching = options.certificates.onChange((m) => credentials.rotate(m));
 
   return {
-    http2: server,
-    listen: (port, host) => listenOn(server, port, host),
+    async listen(port, host) {
+      const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+      boundPort = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, credentials, (err, bound) => (err === null ? resolve(bound) : reject(err))),
+      );
+      return boundPort;
+    },
     async close(graceMs) {
       stopWatching();
-      if (await drainer.close(graceMs)) {
+      const drained = new Promise<'drained'>((resolve) => server.tryShutdown(() => resolve('drained')));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => {
+        timer = setTimeout(() => resolve('deadline'), graceMs);
+      });
+      const outcome = await Promise.race([drained, deadline]);
+      clearTimeout(timer);
+      if (outcome === 'deadline') {
+        server.forceShutdown();
         options.logger.warn('shutdown grace period over; closed the remaining connections');
       }
     },
