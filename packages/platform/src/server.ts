@@ -1,6 +1,6 @@
 import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
-import type { SecureContextOptions } from 'node:tls';
+import { TLSSocket, type SecureContextOptions } from 'node:tls';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
 import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
 import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-adapter.js';
@@ -100,24 +100,48 @@ class RotatingServerCredentials extends grpc.ServerCredentials {
   }
 }
 
-/** MAX_CALLERS_CACHED bounds the certificate → caller cache (one entry per distinct peer certificate). */
+/** MAX_CALLERS_CACHED bounds the certificate → caller cache of the slow path (one entry per distinct peer certificate). */
 const MAX_CALLERS_CACHED = 1_024;
 
 /**
- * createCallerReader reads the SPIFFE caller of a call from its verified peer certificate,
- * parsing each distinct certificate once (X.509 parsing costs far more than the call).
+ * connectionOf finds the TLS connection a grpc-js call arrived on. grpc-js has no public way to
+ * it: its getAuthContext() runs getPeerCertificate() (every fingerprint, the whole subject) on
+ * every call, which was 22% of the kernel's CPU in its profile. The path below is grpc-js
+ * 1.14's (pinned exactly); when it is not there, callers are read the slow, public way, and
+ * test/kernel/grpc-js-server.test.ts fails so that an upgrade does not slow the plane silently.
+ */
+export function connectionOf(call: SurfaceCall): TLSSocket | undefined {
+  const socket = (call as { call?: { stream?: { session?: { socket?: unknown } } } }).call?.stream?.session?.socket;
+  return socket instanceof TLSSocket ? socket : undefined;
+}
+
+/**
+ * createCallerReader reads the SPIFFE caller of a call from its verified peer certificate, once
+ * per connection (X.509 parsing costs far more than the call), as connect-node's server did.
  */
 function createCallerReader(trustDomain: string): (call: SurfaceCall) => Caller | undefined {
-  const cache = new Map<string, Caller | null>();
+  const perConnection = new WeakMap<TLSSocket, Caller | null>();
+  const perCertificate = new Map<string, Caller | null>();
   return (call) => {
+    const socket = connectionOf(call);
+    if (socket !== undefined) {
+      const cached = perConnection.get(socket);
+      if (cached !== undefined) return cached ?? undefined;
+      let caller: Caller | undefined;
+      if (socket.authorized) {
+        const peer = socket.getPeerCertificate(false);
+        if (peer.raw !== undefined) caller = callerFromCertificate(peer.raw, trustDomain);
+      }
+      perConnection.set(socket, caller ?? null);
+      return caller;
+    }
     const peer = call.getAuthContext().sslPeerCertificate;
     if (peer?.raw === undefined) return undefined;
-    const key = peer.fingerprint256;
-    const cached = cache.get(key);
+    const cached = perCertificate.get(peer.fingerprint256);
     if (cached !== undefined) return cached ?? undefined;
     const caller = callerFromCertificate(peer.raw, trustDomain);
-    if (cache.size >= MAX_CALLERS_CACHED) cache.clear();
-    cache.set(key, caller ?? null);
+    if (perCertificate.size >= MAX_CALLERS_CACHED) perCertificate.clear();
+    perCertificate.set(peer.fingerprint256, caller ?? null);
     return caller;
   };
 }
@@ -138,6 +162,8 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     // As connect-node's defaults were: no limit of its own on message sizes inside the cluster.
     'grpc.max_receive_message_length': -1,
     'grpc.max_send_message_length': -1,
+    // channelz bookkeeping ran on every call (2% of the kernel's CPU); nothing here reads it.
+    'grpc.enable_channelz': 0,
   });
   let boundPort: number | undefined;
   const callerOf = createCallerReader(options.trustDomain);
