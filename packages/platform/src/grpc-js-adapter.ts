@@ -113,7 +113,13 @@ function signalOf(state: CallState): AbortSignal {
     controller.abort(new ConnectError('the client cancelled the call', Code.Canceled));
     return controller.signal;
   }
-  state.onCancel = () => controller.abort(new ConnectError('the client cancelled the call', Code.Canceled));
+  // grpc-js ends a call whose deadline passed itself, which reaches us as a cancel: say which.
+  state.onCancel = () =>
+    controller.abort(
+      Date.now() >= state.deadline - 5
+        ? new ConnectError('the deadline passed', Code.DeadlineExceeded)
+        : new ConnectError('the client cancelled the call', Code.Canceled),
+    );
   state.call.once('cancelled', state.onCancel);
   if (Number.isFinite(state.deadline)) {
     state.timer = setTimeout(
