@@ -40,12 +40,15 @@ let server: MtlsServer;
 let port: number;
 /** aborted records, per message, the reason a handler's signal was aborted with. */
 const aborted = new Map<string, unknown>();
+/** signals keeps each handler's signal by message, to look at after the call. */
+const signals = new Map<string, AbortSignal>();
 
 const policy = defineCallerPolicy(EchoService, { echo: ['edge'], adminEcho: [], echoStream: ['edge'] });
 
 function routes(router: Parameters<Parameters<typeof createMtlsServer>[0]['routes']>[0]) {
   router.service(EchoService, {
     async echo(req, ctx) {
+      signals.set(req.message, ctx.signal);
       if (req.delayMs > 0) {
         // Waits for its delay or for its signal, and records which ended it.
         await new Promise<void>((resolve) => {
@@ -120,6 +123,12 @@ describe('the grpc-js internal server', () => {
     const got = await call(client(pki.files('edge')), echoBytes('hi'));
     expect(got.code).toBe(grpc.status.OK);
     expect(got.res?.caller).toBe('spiffe://parley.local/edge');
+  });
+
+  it('serves gRPC with grpc-js: the signal is not aborted when a call ends normally (connect-node aborted it, a DOMException per call)', async () => {
+    expect((await call(client(pki.files('edge')), echoBytes('ended'))).code).toBe(grpc.status.OK);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(signals.get('ended')?.aborted).toBe(false);
   });
 
   it('answers PERMISSION_DENIED to a caller not on the allow-list', async () => {

@@ -42,9 +42,10 @@ export interface SurfaceCall {
 }
 
 /** RouteRegistration is one `router.service(...)` (or `router.rpc(...)`) call a service made. */
-interface RouteRegistration {
+export interface RouteRegistration {
   readonly service: DescService;
   readonly impl: Readonly<Record<string, unknown>>;
+  readonly options: Parameters<ConnectRouter['service']>[2];
 }
 
 /**
@@ -61,12 +62,12 @@ export function recordRoutes(routes: (router: ConnectRouter) => void): RouteRegi
       return inner.handlers;
     },
     service(service, impl, options) {
-      registrations.push({ service, impl: impl as Record<string, unknown> });
+      registrations.push({ service, impl: impl as Record<string, unknown>, options });
       inner.service(service, impl, options);
       return router;
     },
     rpc(method, impl, options) {
-      registrations.push({ service: method.parent, impl: { [method.localName]: impl } });
+      registrations.push({ service: method.parent, impl: { [method.localName]: impl }, options });
       inner.rpc(method, impl, options);
       return router;
     },
@@ -82,6 +83,8 @@ export interface GrpcJsRoutesOptions {
   readonly interceptors: readonly Interceptor[];
   /** contextValues gives a call its context values (the authenticated caller). */
   contextValues(call: SurfaceCall): ContextValues;
+  /** malformedCounter counts undecodable request bodies, shared with the server's connect-node side. */
+  readonly malformedCounter: { increment(): number };
   /** localPort is the port the server listens on (server.port of the spans), once bound. */
   localPort(): number | undefined;
 }
@@ -261,11 +264,10 @@ interface MalformedCounter {
   refuse(method: DescMethod, err: unknown): InvalidArgumentError;
 }
 
-function malformedCounter(logger: Logger): MalformedCounter {
-  let malformed = 0;
+function malformedRefusals(logger: Logger, counter: { increment(): number }): MalformedCounter {
   return {
     refuse(method, err) {
-      malformed += 1;
+      const malformed = counter.increment();
       const reason = err instanceof Error ? err.message : String(err);
       logger.warn(
         {
@@ -282,7 +284,8 @@ function malformedCounter(logger: Logger): MalformedCounter {
 }
 
 /**
- * addRoutesToGrpcJs serves recorded connect routes on a grpc-js server. Each call gets what
+ * addRoutesToGrpcJs serves recorded connect routes on a grpc-js server and returns the paths
+ * it serves. Each call gets what
  * connect-node gave it: the interceptors (tracing, error mapping, authorization, text rule) over
  * connect's request and response shapes, a SERVER span opened before them (startRequestTrace,
  * so a request refused before the handlers is still traced), and a HandlerContext with the
@@ -290,8 +293,12 @@ function malformedCounter(logger: Logger): MalformedCounter {
  * with protobuf-es (strict: a string field that is not UTF-8 is refused), so an undecodable body
  * is INVALID_ARGUMENT, counted and logged at warn, never grpc-js's INTERNAL.
  */
-export function addRoutesToGrpcJs(server: grpc.Server, registrations: readonly RouteRegistration[], options: GrpcJsRoutesOptions): void {
-  const malformed = malformedCounter(options.logger);
+export function addRoutesToGrpcJs(
+  server: grpc.Server,
+  registrations: readonly RouteRegistration[],
+  options: GrpcJsRoutesOptions,
+): ReadonlySet<string> {
+  const malformed = malformedRefusals(options.logger, options.malformedCounter);
   const served = new Set<string>();
   for (const { service, impl } of registrations) {
     const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
@@ -317,6 +324,7 @@ export function addRoutesToGrpcJs(server: grpc.Server, registrations: readonly R
     }
     if (Object.keys(definition).length > 0) server.addService(definition, implementation);
   }
+  return served;
 }
 
 /** serveMethod is the grpc-js handler of one method. */

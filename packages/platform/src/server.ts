@@ -1,14 +1,18 @@
 import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
-import { TLSSocket, type SecureContextOptions } from 'node:tls';
+import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { TLSSocket } from 'node:tls';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
+import { createConnectHandler } from './connect-handler.js';
+import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
 import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-adapter.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
+import { strictJsonOptions } from './request-decoding.js';
 import { createServerTracingInterceptor } from './telemetry.js';
 import { createTextFieldInterceptor } from './text-fields.js';
-import type { CertificateSource, TlsMaterial } from './tls.js';
+import type { CertificateSource } from './tls.js';
 
 /** MtlsServerOptions configure createMtlsServer. */
 export interface MtlsServerOptions {
@@ -27,6 +31,8 @@ export interface MtlsServer {
   listen(port: number, host: string): Promise<number>;
   /** close stops accepting, lets in-flight calls finish within graceMs, then cuts what is left. */
   close(graceMs: number): Promise<void>;
+  /** http2 is the underlying server, for tests that inspect connections. */
+  readonly http2: Http2SecureServer;
 }
 
 /**
@@ -75,31 +81,6 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
   };
 }
 
-/**
- * RotatingServerCredentials are grpc-js server credentials whose certificate, key and CA follow a
- * CertificateSource: grpc-js calls setSecureContext on its HTTP/2 servers when they change, so new
- * connections use the new certificate and established ones keep theirs until they close.
- */
-class RotatingServerCredentials extends grpc.ServerCredentials {
-  constructor(material: TlsMaterial) {
-    // A client certificate from the CA is required: the handshake fails without one.
-    super({ requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, RotatingServerCredentials.contextOf(material));
-  }
-
-  static contextOf(m: TlsMaterial): SecureContextOptions {
-    return { cert: m.cert, key: m.key, ca: m.ca, minVersion: 'TLSv1.2' };
-  }
-
-  /** rotate puts new material into service for the connections that come next. */
-  rotate(m: TlsMaterial): void {
-    this.updateSecureContextOptions(RotatingServerCredentials.contextOf(m));
-  }
-
-  override _equals(other: grpc.ServerCredentials): boolean {
-    return other === this;
-  }
-}
-
 /** MAX_CALLERS_CACHED bounds the certificate → caller cache of the slow path (one entry per distinct peer certificate). */
 const MAX_CALLERS_CACHED = 1_024;
 
@@ -115,92 +96,145 @@ export function connectionOf(call: SurfaceCall): TLSSocket | undefined {
   return socket instanceof TLSSocket ? socket : undefined;
 }
 
+const callerCache = new WeakMap<TLSSocket, Caller | null>();
+
+/** callerOfSocket reads (once per connection) the SPIFFE caller from the verified peer certificate. */
+function callerOfSocket(socket: TLSSocket, trustDomain: string): Caller | undefined {
+  const cached = callerCache.get(socket);
+  if (cached !== undefined) return cached ?? undefined;
+  let caller: Caller | undefined;
+  if (socket.authorized) {
+    const peer = socket.getPeerCertificate(false);
+    if (peer.raw !== undefined) caller = callerFromCertificate(peer.raw, trustDomain);
+  }
+  callerCache.set(socket, caller ?? null);
+  return caller;
+}
+
+const certificateCache = new Map<string, Caller | null>();
+
+/** callerOfCall reads the SPIFFE caller of a grpc-js call: once per connection, or (slow path) once per certificate. */
+function callerOfCall(call: SurfaceCall, trustDomain: string): Caller | undefined {
+  const socket = connectionOf(call);
+  if (socket !== undefined) return callerOfSocket(socket, trustDomain);
+  const peer = call.getAuthContext().sslPeerCertificate;
+  if (peer?.raw === undefined) return undefined;
+  const cached = certificateCache.get(peer.fingerprint256);
+  if (cached !== undefined) return cached ?? undefined;
+  const caller = callerFromCertificate(peer.raw, trustDomain);
+  if (certificateCache.size >= MAX_CALLERS_CACHED) certificateCache.clear();
+  certificateCache.set(peer.fingerprint256, caller ?? null);
+  return caller;
+}
+
+/** StreamListener is an HTTP/2 server's 'stream' listener. */
+type StreamListener = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
+
 /**
- * createCallerReader reads the SPIFFE caller of a call from its verified peer certificate, once
- * per connection (X.509 parsing costs far more than the call), as connect-node's server did.
+ * attachGrpcJs lets a grpc-js server serve the gRPC streams of an HTTP/2 server it did not create,
+ * and leaves every other request to the listeners already there. grpc-js has no public way to
+ * do this: `_setupHandlers` is what its own bindAsync runs on the servers it creates (grpc-js is
+ * pinned exactly; start-up fails loudly if the method is gone).
  */
-function createCallerReader(trustDomain: string): (call: SurfaceCall) => Caller | undefined {
-  const perConnection = new WeakMap<TLSSocket, Caller | null>();
-  const perCertificate = new Map<string, Caller | null>();
-  return (call) => {
-    const socket = connectionOf(call);
-    if (socket !== undefined) {
-      const cached = perConnection.get(socket);
-      if (cached !== undefined) return cached ?? undefined;
-      let caller: Caller | undefined;
-      if (socket.authorized) {
-        const peer = socket.getPeerCertificate(false);
-        if (peer.raw !== undefined) caller = callerFromCertificate(peer.raw, trustDomain);
-      }
-      perConnection.set(socket, caller ?? null);
-      return caller;
+function attachGrpcJs(http2: Http2SecureServer, grpcServer: grpc.Server, serves: (path: string) => boolean): void {
+  const setup = (grpcServer as unknown as { _setupHandlers?: (server: Http2SecureServer, interceptors: unknown[]) => void })._setupHandlers;
+  if (typeof setup !== 'function')
+    throw new Error('this @grpc/grpc-js has no _setupHandlers: pin the version @parley/platform was built for');
+  const before = new Set(http2.listeners('stream'));
+  setup.call(grpcServer, http2, []);
+  const added = http2.listeners('stream').filter((l) => !before.has(l)) as StreamListener[];
+  const grpcListener = added[0];
+  if (added.length !== 1 || grpcListener === undefined) throw new Error('@grpc/grpc-js did not add exactly one stream listener');
+  http2.removeListener('stream', grpcListener);
+  const others = [...before] as StreamListener[];
+  for (const l of others) http2.removeListener('stream', l);
+  http2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    const type = headers['content-type'] ?? '';
+    const path = headers[':path'] ?? '';
+    // gRPC for a method grpc-js serves goes to grpc-js; the rest (Connect, gRPC-Web, an unknown
+    // path, which connect-node traces and logs) to the listeners that were there before.
+    if (type.startsWith('application/grpc') && !type.startsWith('application/grpc-web') && serves(path)) {
+      grpcListener.call(http2, stream, headers, flags, rawHeaders);
+      return;
     }
-    const peer = call.getAuthContext().sslPeerCertificate;
-    if (peer?.raw === undefined) return undefined;
-    const cached = perCertificate.get(peer.fingerprint256);
-    if (cached !== undefined) return cached ?? undefined;
-    const caller = callerFromCertificate(peer.raw, trustDomain);
-    if (perCertificate.size >= MAX_CALLERS_CACHED) perCertificate.clear();
-    perCertificate.set(peer.fingerprint256, caller ?? null);
-    return caller;
-  };
+    for (const l of others) l.call(http2, stream, headers, flags, rawHeaders);
+  });
 }
 
 /**
- * createMtlsServer builds the server every service runs on its internal port: @grpc/grpc-js on
- * HTTP/2 over TLS, requiring a client certificate from the configured CA, serving the handlers
- * services register with `routes(router)` (connect's plain-object handlers) with tracing, error
- * mapping, per-RPC authorization and the text rule (no NUL or unpaired surrogate in any string
- * field) around them as connect interceptors, undecodable bodies refused as INVALID_ARGUMENT
- * (counted, logged at warn), and certificates swapped in when the files change. grpc-js rather
- * than connect-node: the same calls cost about a third of the CPU (bench/README.md, kernel). The
- * edge's public plane (Connect JSON, gRPC-Web) stays on connect-node (createConnectHandler).
+ * createMtlsServer builds the server every service runs on its internal port: an HTTP/2 TLS
+ * server requiring a client certificate from the configured CA, whose gRPC calls are served by
+ * @grpc/grpc-js and whose other requests (Connect, gRPC-Web, HTTP/1.1 for Connect JSON) by
+ * connect-node, both with the same handlers (connect's plain objects, registered with
+ * `routes(router)`) and the same interceptors around them: tracing, error mapping, per-RPC
+ * authorization and the text rule (no NUL or unpaired surrogate in any string field). JSON bodies
+ * must be UTF-8, undecodable bodies are refused as INVALID_ARGUMENT (counted, logged at warn),
+ * and certificates are swapped in when the files change. gRPC goes to grpc-js because the same
+ * calls cost connect-node's server about three times the CPU (bench/README.md, kernel).
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
-  const credentials = new RotatingServerCredentials(options.certificates.current);
-  const server = new grpc.Server({
-    // As connect-node's defaults were: no limit of its own on message sizes inside the cluster.
-    'grpc.max_receive_message_length': -1,
-    'grpc.max_send_message_length': -1,
-    // channelz stays on (about 2% of the kernel's CPU): grpc-js 1.14's forceShutdown finds the
-    // connections to cut through channelz's registry only, so without it close() could not end
-    // calls still running after the grace period (test/kernel/grpc-js-server.test.ts).
-  });
-  let boundPort: number | undefined;
-  const callerOf = createCallerReader(options.trustDomain);
-  addRoutesToGrpcJs(server, recordRoutes(options.routes), {
+  const material = options.certificates.current;
+  const registrations = recordRoutes(options.routes);
+  const interceptors = [
+    createServerTracingInterceptor(),
+    createErrorInterceptor(options.logger),
+    createAuthorizationInterceptor(options.policies),
+    createTextFieldInterceptor(),
+    ...(options.interceptors ?? []),
+  ];
+  let malformed = 0;
+  const malformedCounter = { increment: () => (malformed += 1) };
+  const handler = createConnectHandler({
+    routes(router) {
+      for (const r of registrations) router.service(r.service, r.impl as never, r.options);
+    },
     logger: options.logger,
-    interceptors: [
-      createServerTracingInterceptor(),
-      createErrorInterceptor(options.logger),
-      createAuthorizationInterceptor(options.policies),
-      createTextFieldInterceptor(),
-      ...(options.interceptors ?? []),
-    ],
-    contextValues: (call) => createContextValues().set(callerKey, callerOf(call)),
-    localPort: () => boundPort,
+    interceptors,
+    jsonOptions: strictJsonOptions,
+    malformedCounter,
+    contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req) as TLSSocket, options.trustDomain)),
   });
-  const stopWatching = options.certificates.onChange((m) => credentials.rotate(m));
+  const server = createSecureServer(
+    {
+      cert: material.cert,
+      key: material.key,
+      ca: material.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+      allowHTTP1: true,
+      minVersion: 'TLSv1.2',
+    },
+    (req, res) => {
+      drainer.track(req, res);
+      void handler(req, res);
+    },
+  );
+  const drainer = createConnectionDrainer(server);
+  // channelz off: its bookkeeping ran on every call (2% of the kernel's CPU) and nothing reads it.
+  const grpcServer = new grpc.Server({ 'grpc.enable_channelz': 0 });
+  const grpcPaths = addRoutesToGrpcJs(grpcServer, registrations, {
+    logger: options.logger,
+    interceptors,
+    malformedCounter,
+    contextValues: (call) => createContextValues().set(callerKey, callerOfCall(call, options.trustDomain)),
+    localPort: () => {
+      const address = server.address();
+      return typeof address === 'object' && address !== null ? address.port : undefined;
+    },
+  });
+  attachGrpcJs(server, grpcServer, (path) => grpcPaths.has(path));
+  // New connections use the new certificate; established ones keep theirs until they close.
+  const stopWatching = options.certificates.onChange((m) => server.setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }));
+  server.on('tlsClientError', (err) => options.logger.debug({ err: err.message }, 'tls handshake refused'));
 
   return {
-    async listen(port, host) {
-      const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-      boundPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(address, credentials, (err, bound) => (err === null ? resolve(bound) : reject(err))),
-      );
-      return boundPort;
-    },
+    http2: server,
+    listen: (port, host) => listenOn(server, port, host),
     async close(graceMs) {
       stopWatching();
-      const drained = new Promise<'drained'>((resolve) => server.tryShutdown(() => resolve('drained')));
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'deadline'>((resolve) => {
-        timer = setTimeout(() => resolve('deadline'), graceMs);
-      });
-      const outcome = await Promise.race([drained, deadline]);
-      clearTimeout(timer);
-      if (outcome === 'deadline') {
-        server.forceShutdown();
+      // HTTP/2 sessions get GOAWAY and their calls (grpc-js's included) finish; after the grace
+      // period the connections are destroyed, which cancels what is left (handlers see their signal).
+      if (await drainer.close(graceMs)) {
         options.logger.warn('shutdown grace period over; closed the remaining connections');
       }
     },
