@@ -119,11 +119,13 @@ function callerOfCall(call: SurfaceCall, trustDomain: string): Caller | undefine
   if (socket !== undefined) return callerOfSocket(socket, trustDomain);
   const peer = call.getAuthContext().sslPeerCertificate;
   if (peer?.raw === undefined) return undefined;
-  const cached = certificateCache.get(peer.fingerprint256);
+  // Keyed by trust domain too: the caller a certificate names depends on it.
+  const key = `${trustDomain} ${peer.fingerprint256}`;
+  const cached = certificateCache.get(key);
   if (cached !== undefined) return cached ?? undefined;
   const caller = callerFromCertificate(peer.raw, trustDomain);
   if (certificateCache.size >= MAX_CALLERS_CACHED) certificateCache.clear();
-  certificateCache.set(peer.fingerprint256, caller ?? null);
+  certificateCache.set(key, caller ?? null);
   return caller;
 }
 
