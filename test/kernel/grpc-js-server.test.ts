@@ -86,7 +86,8 @@ function client(files: Partial<TlsFiles> & { caFile: string }): Raw {
     files.keyFile === undefined ? null : readFileSync(files.keyFile),
     files.certFile === undefined ? null : readFileSync(files.certFile),
   );
-  return new Client(`localhost:${port}`, creds) as unknown as Raw;
+  // The client's own 4 MiB receive limit off, to see the server's.
+  return new Client(`localhost:${port}`, creds, { 'grpc.max_receive_message_length': -1 }) as unknown as Raw;
 }
 
 function echoBytes(message: string, delayMs = 0): Uint8Array {
@@ -129,6 +130,13 @@ describe('the grpc-js internal server', () => {
     expect((await call(client(pki.files('edge')), echoBytes('ended'))).code).toBe(grpc.status.OK);
     await new Promise((r) => setTimeout(r, 50));
     expect(signals.get('ended')?.aborted).toBe(false);
+  });
+
+  it("takes and answers messages over grpc-js's 4 MiB default, as connect-node did", async () => {
+    const big = 'x'.repeat(5 * 1024 * 1024);
+    const got = await call(client(pki.files('edge')), echoBytes(big));
+    expect(got.code, got.details).toBe(grpc.status.OK);
+    expect(got.res?.message.length).toBe(big.length);
   });
 
   it('answers PERMISSION_DENIED to a caller not on the allow-list', async () => {

@@ -214,7 +214,13 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const drainer = createConnectionDrainer(server);
   let localPort: number | undefined;
   // channelz off: its bookkeeping ran on every call (2% of the kernel's CPU) and nothing reads it.
-  const grpcServer = new grpc.Server({ 'grpc.enable_channelz': 0 });
+  const grpcServer = new grpc.Server({
+    'grpc.enable_channelz': 0,
+    // As connect-node's defaults are (and its side of this port keeps): no limit of grpc-js's own
+    // (4 MiB) on message sizes inside the cluster.
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+  });
   const grpcPaths = addRoutesToGrpcJs(grpcServer, registrations, {
     logger: options.logger,
     interceptors,
