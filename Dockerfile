@@ -40,10 +40,12 @@ RUN set -eu; \
       pnpm --filter "@parley/${service}" deploy --legacy --prod --offline "/app/services/${service}"; \
     done; \
     pnpm --filter @parley/db deploy --legacy --prod --offline /app/packages/db; \
-    if [ "${EMBEDDED_TTS}" = false ] && [ -d /app/services/voice-orchestrator ]; then \
-      rm -rf /app/services/voice-orchestrator/node_modules/@echogarden \
-        /app/services/voice-orchestrator/node_modules/.pnpm/@echogarden+espeak-ng-emscripten@*; \
-    fi; \
+    case "$(printf %s "${EMBEDDED_TTS}" | tr '[:upper:]' '[:lower:]')" in \
+      true|1|yes|on) ;; \
+      false|0|no|off) rm -rf /app/services/voice-orchestrator/node_modules/@echogarden \
+        /app/services/voice-orchestrator/node_modules/.pnpm/@echogarden+espeak-ng-emscripten@* ;; \
+      *) echo "EMBEDDED_TTS must be true or false, got ${EMBEDDED_TTS}" >&2; exit 1 ;; \
+    esac; \
     find /app -depth \( -name '*.map' -o -name '*.tsbuildinfo' -o -name 'tsconfig*.json' \) -delete; \
     find /app -path '*/node_modules' -prune -o -type d -name src -prune -exec rm -rf {} +; \
     find /app -path '*/node_modules/@parley/*/src' -prune -exec rm -rf {} +

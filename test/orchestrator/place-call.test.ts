@@ -236,10 +236,14 @@ describe('CallService/PlaceCall through the edge', () => {
 
   it('counts a call Twilio refuses as no attempt: the refused dial is refunded, and the one attempt left still dials', async () => {
     const agent = await agentWith({ version: 2, fatigue: { contactAttemptsPerDay: { limit: 1, action: 'end' } } });
-    const callee = '+14155550171';
+    // A 5xx may follow a call Twilio created: that attempt stays counted, so the limit of 1 is reached.
+    const unsure = '+14155550191';
     twilio.failNext({ status: 503, code: 20503, message: 'Service Unavailable' });
-    const refused = await place(agent, callee);
+    const refused = await place(agent, unsure);
     expect(refused.body.code, JSON.stringify(refused.body)).toBe('unavailable');
+    expect((await place(agent, unsure)).body.message).toMatch(/guardrail rule fatigue/);
+    // A 4xx is a refusal: nothing was placed, the attempt is refunded.
+    const callee = '+14155550171';
     twilio.failNext({ status: 400, code: 21215, message: 'Geo Permission configuration is not permitting call' });
     expect((await place(agent, callee)).body.code).toBe('failed_precondition');
     const before = twilio.requests.length;
@@ -370,6 +374,9 @@ describe('CallService/PlaceCall through the edge', () => {
     const laxRefused = await place(lax, callee);
     expect(laxRefused.body.code).toBe('permission_denied');
     expect(laxRefused.body.message).toMatch(/do-not-contact list/);
+    // Another spelling of the same line (a repeated country code) is the same person.
+    const respelled = await place(agent, `+1${callee.slice(1)}`);
+    expect(respelled.body.code, JSON.stringify(respelled.body)).toBe('permission_denied');
     expect(twilio.requests.length).toBe(before);
     expect(await placedEvents(agent)).toHaveLength(0);
 

@@ -79,23 +79,40 @@ export type PrivacyJobOutcome = 'finished' | 'retried' | 'failed' | 'lease_lost'
  * recordPrivacyJob counts one take of a DSAR job (export or forget) by how it ended; `failed` means
  * the job gave up for good, which leaves a person's request unanswered until an operator acts.
  */
-export function recordPrivacyJob(kind: string, outcome: PrivacyJobOutcome): void {
+export function recordPrivacyJob(kind: string, outcome: PrivacyJobOutcome, count = 1): void {
   instrument('parley.privacy.jobs', (m) =>
     m.createCounter('parley.privacy.jobs', { description: 'Privacy (DSAR) job attempts, by kind and outcome.' }),
-  ).add(1, { 'parley.privacy.kind': kind, 'parley.privacy.outcome': outcome });
+  ).add(count, { 'parley.privacy.kind': kind, 'parley.privacy.outcome': outcome });
+}
+
+/**
+ * primePrivacyJobMetrics shows each kind's `failed` series at 0 from start-up: a counter series
+ * that first appears at 1 has no increase to Prometheus, so the first job given up in a pod would
+ * never fire ParleyPrivacyJobFailed.
+ */
+export function primePrivacyJobMetrics(): void {
+  for (const kind of ['export', 'forget']) recordPrivacyJob(kind, 'failed', 0);
 }
 
 /** RecordingOutcome is how a recorded call's recording ended: stored whole, stored up to a limit, not stored. */
 export type RecordingOutcome = 'stored' | 'size_limit' | 'over_budget' | 'failed' | 'declined';
 
 /** recordRecordingOutcome counts one call recording by its outcome (parley.recordings). */
-export function recordRecordingOutcome(outcome: RecordingOutcome): void {
+export function recordRecordingOutcome(outcome: RecordingOutcome, count = 1): void {
   instrument('parley.recordings', (m) =>
     m.createCounter('parley.recordings', {
       description:
         'Call recordings by outcome: stored, size_limit / over_budget (stored up to the limit), failed (not stored), declined (consent refused or unanswered).',
     }),
-  ).add(1, { 'parley.recording.outcome': outcome });
+  ).add(count, { 'parley.recording.outcome': outcome });
+}
+
+/**
+ * primeRecordingMetrics shows every recording outcome at 0 from start-up, so the first failure in a
+ * pod is an increase Prometheus sees (ParleyRecordingFailures divides by all outcomes).
+ */
+export function primeRecordingMetrics(): void {
+  for (const outcome of ['stored', 'size_limit', 'over_budget', 'failed', 'declined'] as const) recordRecordingOutcome(outcome, 0);
 }
 
 let lastPurgeSuccessSeconds: number | undefined;

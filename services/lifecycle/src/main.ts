@@ -3,7 +3,7 @@
 // (one replica at a time, under a Postgres advisory lock) unless PARLEY_PURGE_SCHEDULER=off.
 import { relayAuditOutbox } from '@parley/audit-outbox';
 import { createServiceDb, databaseAnswers } from '@parley/db';
-import { createWebhookEventEmitter, PARLEY_VERSION, runMain } from '@parley/platform';
+import { createWebhookEventEmitter, PARLEY_VERSION, primePrivacyJobMetrics, runMain } from '@parley/platform';
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -56,6 +56,7 @@ runMain({
         ctx.config.peers.integrations === undefined ? undefined : ctx.clientFor('integrations', IntegrationsService),
         ctx.logger,
       );
+      primePrivacyJobMetrics();
       const worker = startPrivacyWorker(
         {
           db,

@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { sql } from 'kysely';
+import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import { RETENTION_CLASSES, type Subject, type TenantDataDb } from './db/tables.js';
@@ -12,13 +13,19 @@ type Trx = TenantTransaction<TenantDataDb>;
 /** MIN_PEPPER_BYTES is the shortest pepper accepted for contact hashes (HMAC-SHA256 key). */
 export const MIN_PEPPER_BYTES = 32;
 
-/** normalizePhone reduces a phone number to E.164 (+ and 7-15 digits) so that spellings of one number hash alike. */
+/**
+ * normalizePhone reduces a phone number to E.164 (+ and 7-15 digits) so that spellings of one
+ * number hash alike: separators are dropped, then libphonenumber's canonical form is taken where it
+ * can parse the number, so a kept trunk zero (+4402012345678) or a repeated country code
+ * (+114155550123) is the same person as +442012345678 or +14155550123 (the voice-orchestrator
+ * dials the same canonical form).
+ */
 export function normalizePhone(phone: string): string {
   const compact = phone.replace(/[\s().-]/g, '');
   if (!/^\+[1-9]\d{6,14}$/.test(compact)) {
     throw new InvalidArgumentError('phone must be in international form, e.g. +4915112345678', { field: 'phone' });
   }
-  return compact;
+  return parsePhoneNumberFromString(compact)?.number ?? compact;
 }
 
 /** normalizeEmail trims and lower-cases an address and checks its rough shape. */

@@ -120,10 +120,13 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
     if (c.subjectId !== undefined) personStates.set(c.subjectId, JSON.stringify(c.state.person));
   }
   const now = new Date();
+  // Rows are upserted in key order, as the conversations were locked: two replicas writing the
+  // same people in opposite orders would otherwise deadlock.
+  const byKey = <V>(m: Map<string, V>) => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   if (conversationStates.size > 0)
     await trx
       .insertInto('guardrail_conversation_states')
-      .values([...conversationStates].map(([conversation_id, state]) => ({ conversation_id, state })))
+      .values(byKey(conversationStates).map(([conversation_id, state]) => ({ conversation_id, state })))
       .onConflict((oc) =>
         oc.columns(['tenant_id', 'conversation_id']).doUpdateSet((eb) => ({ state: eb.ref('excluded.state'), updated_at: now })),
       )
@@ -131,7 +134,7 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
   // The person parts as a conversation's own put stores them: contact attempts merged, revision moved on.
   await mergePersonStates(
     trx,
-    [...personStates].map(([subjectId, person]) => ({ subjectId, person })),
+    byKey(personStates).map(([subjectId, person]) => ({ subjectId, person })),
   );
   return results;
 }

@@ -5,7 +5,7 @@
 // call") with the session port's call webhook as its URL. No token exists before the callee
 // answers: Twilio then asks that webhook (signed, with the new CallSid) for the call's TwiML, and
 // the inbound path mints the call's single-use session token bound to that CallSid at identity.
-import { isValidPhoneNumber } from 'libphonenumber-js';
+import { isValidPhoneNumber, parsePhoneNumberWithError } from 'libphonenumber-js';
 import type { TelephonySettings } from '@parley/conversation';
 import { EgressRefusedError, EgressRequestError } from '@parley/egress';
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, UnavailableError } from '@parley/platform';
@@ -15,12 +15,18 @@ import type { PersonGuardrailState } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
 import { createCall, TwilioRestError } from './twilio-rest.js';
 
-/** calleeNumber checks the number to call: E.164 and valid for its country (INVALID_ARGUMENT naming `to` otherwise). */
+/**
+ * calleeNumber checks the number to call (E.164 and valid for its country, INVALID_ARGUMENT naming
+ * `to` otherwise) and returns libphonenumber's canonical E.164 form of it. Spellings that name the
+ * same line (a kept trunk zero such as +4402012345678, a repeated country code such as
+ * +114155550123) become one string, so the do-not-contact list and contact attempts, which are
+ * kept per number, cannot be stepped around by writing the number differently.
+ */
 export function calleeNumber(to: string): string {
   if (!/^\+[1-9][0-9]{6,14}$/.test(to))
     throw new InvalidArgumentError('to must be an E.164 phone number such as +14155550123', { field: 'to' });
   if (!isValidPhoneNumber(to)) throw new InvalidArgumentError('to is not a valid phone number for its country code', { field: 'to' });
-  return to;
+  return parsePhoneNumberWithError(to).number;
 }
 
 /** callerSettings are the agent's telephony settings with a number to call from (FAILED_PRECONDITION naming what to set otherwise). */
@@ -112,10 +118,14 @@ export async function refundContactAttempt(store: PersonStateStore, at: number):
   throw new UnavailableError("the contact attempt could not be refunded: the person's state kept changing");
 }
 
-/** placedNothing tells whether a failed dial certainly created no call (Twilio answered with an error, or was never reached). */
+/**
+ * placedNothing tells whether a failed dial certainly created no call: Twilio refused it (a 4xx
+ * answer), or was never reached. A 5xx answer, or a 2xx without a Call SID, may follow a call that
+ * was created, so its attempt stays counted (erring towards calling the person less).
+ */
 export function placedNothing(err: unknown): boolean {
   return (
-    err instanceof TwilioRestError ||
+    (err instanceof TwilioRestError && err.status >= 400 && err.status < 500) ||
     err instanceof EgressRefusedError ||
     (err instanceof EgressRequestError && err.failure === 'connect-timeout')
   );

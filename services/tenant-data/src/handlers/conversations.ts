@@ -45,7 +45,9 @@ export function conversationHandlers(
   // (ended, unknown) never fails another's and a refused record writes nothing.
   const turnRecords = createGroupCommit<TurnRecord, TurnRecorded>(
     (tenant, records) => withTenant(deps.db, tenant, (trx) => recordTurns(trx, records)),
-    { maxSize: TURN_RECORDS_PER_COMMIT },
+    // A few seconds of turns at this replica's pace: past that the orchestrator's deadline has gone
+    // by for the later ones, and refusing fast (UNAVAILABLE) beats writing turns nobody waits for.
+    { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records' },
   );
   return {
     async startConversation(req, ctx) {
@@ -113,13 +115,18 @@ export function conversationHandlers(
     },
 
     async recordTurn(req, ctx) {
-      const recorded = await turnRecords.submit(requestTenant(ctx, req.tenantId), {
-        conversationId: req.conversationId,
-        turns: req.turns.map((t) => ({ role: t.role, textRedacted: t.textRedacted })),
-        decisions: req.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
-        ...(req.guardrailState === undefined ? {} : { guardrailState: req.guardrailState }),
-        subjectId: req.subjectId,
-      });
+      const recorded = await turnRecords.submit(
+        requestTenant(ctx, req.tenantId),
+        {
+          conversationId: req.conversationId,
+          turns: req.turns.map((t) => ({ role: t.role, textRedacted: t.textRedacted })),
+          decisions: req.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
+          ...(req.guardrailState === undefined ? {} : { guardrailState: req.guardrailState }),
+          subjectId: req.subjectId,
+        },
+        // A caller that gave up (its deadline passed) is left out of the batch: nothing is written for it.
+        ctx.signal,
+      );
       return { conversationState: recorded.state, ...(recorded.firstSeq === undefined ? {} : { firstSeq: recorded.firstSeq }) };
     },
 
