@@ -139,6 +139,14 @@ describe('the grpc-js internal server', () => {
     expect(got.res?.message.length).toBe(big.length);
   });
 
+  it('refuses a request over the internal limit (16 MiB) with RESOURCE_EXHAUSTED before any handler runs, even from a caller not on the allow-list', async () => {
+    const huge = echoBytes('y'.repeat(17 * 1024 * 1024));
+    for (const caller of ['edge', 'secrets'] as const) {
+      const got = await call(client(pki.files(caller)), huge);
+      expect(got.code, got.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    }
+  });
+
   it('answers PERMISSION_DENIED to a caller not on the allow-list', async () => {
     const got = await call(client(pki.files('secrets')), echoBytes('hi'));
     expect(got).toEqual({

@@ -14,6 +14,13 @@ import { createServerTracingInterceptor } from './telemetry.js';
 import { createTextFieldInterceptor } from './text-fields.js';
 import type { CertificateSource } from './tls.js';
 
+/**
+ * INTERNAL_MAX_REQUEST_BYTES bounds one request message on the internal plane (after
+ * decompression), on both its grpc-js and its connect-node side: the largest real one (a turn
+ * record) is a few MiB; past it the call is RESOURCE_EXHAUSTED before any handler runs.
+ */
+export const INTERNAL_MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
 /** MtlsServerOptions configure createMtlsServer. */
 export interface MtlsServerOptions {
   readonly certificates: CertificateSource;
@@ -193,6 +200,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     logger: options.logger,
     interceptors,
     jsonOptions: strictJsonOptions,
+    readMaxBytes: INTERNAL_MAX_REQUEST_BYTES,
     malformedCounter,
     contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req) as TLSSocket, options.trustDomain)),
   });
@@ -216,9 +224,9 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   // channelz off: its bookkeeping ran on every call (2% of the kernel's CPU) and nothing reads it.
   const grpcServer = new grpc.Server({
     'grpc.enable_channelz': 0,
-    // As connect-node's defaults are (and its side of this port keeps): no limit of grpc-js's own
-    // (4 MiB) on message sizes inside the cluster.
-    'grpc.max_receive_message_length': -1,
+    // A request is buffered (and decompressed) whole before authorization runs, so its size is
+    // bounded for every caller with a cluster certificate; answers (a recording's audio) are not.
+    'grpc.max_receive_message_length': INTERNAL_MAX_REQUEST_BYTES,
     'grpc.max_send_message_length': -1,
   });
   const grpcPaths = addRoutesToGrpcJs(grpcServer, registrations, {
