@@ -170,6 +170,20 @@ monitoring:
     expect(expr('ParleyRecordingFailures')).toMatch(/> 0\.25$/);
   });
 
+  it('fires ParleyPurgeStale when the last clean purge is too old, and when no lifecycle has reported one within the threshold (a restart)', async () => {
+    const tuned = valuesFile(`
+monitoring:
+  prometheusRule:
+    enabled: true
+    thresholds: { purgeStaleSeconds: 7200 }
+`);
+    const { expr } = ruleOf(await render([tuned]), 'ParleyPurgeStale');
+    expect(metricsOf(expr)).toEqual(['parley_purge_last_success', 'parley_purge_last_success']);
+    expect(expr).toContain(`time() - max(parley_purge_last_success{namespace="${NAMESPACE}"}) > 7200`);
+    // A restarted replica has no series until its first clean run: absence over the threshold fires too.
+    expect(expr).toContain(`absent_over_time(parley_purge_last_success{namespace="${NAMESPACE}"}[7200s])`);
+  });
+
   it('ships a Grafana dashboard that parses and queries only exported metrics', async () => {
     const objects = await render([all]);
     const map = find(objects, 'ConfigMap').find((c) => c.metadata.name.endsWith('-dashboard'));

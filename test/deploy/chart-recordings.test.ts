@@ -67,7 +67,7 @@ describe('chart: recorded calls', () => {
     expect(egressOf(objects, 'lifecycle').some((r) => (r.ports ?? []).some((p) => p.port === 9000))).toBe(false);
   }, 120_000);
 
-  it("annotates the two services' accounts for IRSA and lets them reach IMDS and STS only when asked", async () => {
+  it("annotates the two services' accounts for IRSA and lets them reach STS and the Pod Identity agent only when asked, IMDS tenant-data alone", async () => {
     const IRSA = `
 config:
   recordings:
@@ -83,16 +83,28 @@ config:
     const plain = await render([PRODUCTION, valuesFile(S3)]);
     const irsa = await render([PRODUCTION, valuesFile(IRSA)]);
     const account = (objects: any[], service: string) => named(objects, 'ServiceAccount', `${RELEASE}-${service}`);
+    const reaches = (objects: any[], service: string, cidr: string) =>
+      egressOf(objects, service).some((r) => (r.to ?? []).some((t: any) => t.ipBlock?.cidr === cidr));
     const imds = (objects: any[], service: string) =>
-      egressOf(objects, service).some((r) => (r.to ?? []).some((t: any) => t.ipBlock?.cidr === '169.254.169.254/32'));
+      reaches(objects, service, '169.254.169.254/32') || reaches(objects, service, 'fd00:ec2::254/128');
+    const agent = (objects: any[], service: string) => reaches(objects, service, '169.254.170.23/32');
+    const both = await render([
+      PRODUCTION,
+      valuesFile(`${IRSA}        instanceMetadata: true
+        podIdentityAgent: true
+`),
+    ]);
     for (const service of ['tenant-data', 'voice-orchestrator']) {
       expect(account(irsa, service).metadata.annotations).toEqual({
         'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/parley-recordings',
       });
       expect(account(plain, service).metadata.annotations).toBeUndefined();
-      // Off by default: no way to the metadata service.
+      // Off by default, even with credential egress on: no way to the metadata service or the agent.
       expect(imds(plain, service)).toBe(false);
-      expect(imds(irsa, service)).toBe(true);
+      expect(imds(irsa, service)).toBe(false);
+      expect(agent(irsa, service)).toBe(false);
+      // The Pod Identity agent is its own switch, for both.
+      expect(agent(both, service)).toBe(true);
       expect(egressOf(irsa, service)).toContainEqual({
         to: [{ ipBlock: { cidr: '10.20.0.0/24' } }],
         ports: [{ protocol: 'TCP', port: 443 }],
@@ -100,9 +112,13 @@ config:
       expect(envOf(deploymentOf(irsa, service as 'tenant-data')).has('PARLEY_S3_ACCESS_KEY_ID')).toBe(false);
     }
     expect(envOf(deploymentOf(irsa, 'voice-orchestrator')).get('PARLEY_RECORDING_BUFFER_BYTES').value).toBe('134217728');
+    // IMDS, when asked for, is tenant-data's alone: the orchestrator fetches workspace-configured URLs.
+    expect(imds(both, 'tenant-data')).toBe(true);
+    expect(imds(both, 'voice-orchestrator')).toBe(false);
     // Nobody else takes the role or reaches the metadata service.
     expect(account(irsa, 'lifecycle').metadata.annotations).toBeUndefined();
-    expect(imds(irsa, 'lifecycle')).toBe(false);
+    expect(imds(both, 'lifecycle')).toBe(false);
+    expect(agent(both, 'lifecycle')).toBe(false);
     const unknown = await template([PRODUCTION, valuesFile(`${IRSA}        imds: true\n`)]);
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toMatch(/credentialEgress|additional/i);

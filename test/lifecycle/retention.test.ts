@@ -5,6 +5,7 @@
 // workspace, each run recorded and audited, and one runner at a time under the advisory lock.
 import { randomUUID } from 'node:crypto';
 import { withTenant } from '@parley/db';
+import { lastPurgeSuccess, recordPurgeSuccess } from '@parley/platform';
 import {
   loadLifecycleConfig,
   purgeWorkspace,
@@ -378,6 +379,37 @@ describe('the purge', () => {
       await scheduler.stop();
     }
     expect(finished).toContain('purge run finished');
+  });
+
+  it('the scheduler sets parley.purge.last_success only after a run with nothing failed, not after a partial one', async () => {
+    const dead = () => Promise.reject(new Error('connect ECONNREFUSED 10.0.0.7:8443'));
+    const down = {
+      tenantData: { purgeExpired: dead },
+      integrations: { purgeDeliveryLog: dead },
+      audit: { purgeEvents: dead },
+      identity: { purgeExpiredSessions: dead, purgeAuthFailures: dead },
+      secrets: { purgeAccessEvents: dead },
+    } as unknown as PurgePeers;
+    const schedule = async (p: PurgePeers) => {
+      const finished: object[] = [];
+      const scheduler = startPurgeScheduler(
+        { ...deps, peers: p, logger: { info: (f, m) => void (m === 'purge run finished' && finished.push(f)), warn: () => undefined } },
+        3_600_000,
+        10,
+      );
+      try {
+        await pollUntil(async () => finished.length > 0, 20_000);
+      } finally {
+        await scheduler.stop();
+      }
+      return finished[0];
+    };
+    recordPurgeSuccess(new Date(0));
+    // Every owning service down: each workspace's run is partial and the sweep fails, yet the run "finishes".
+    expect(await schedule(down)).toMatchObject({ complete: false });
+    expect(lastPurgeSuccess()).toEqual(new Date(0));
+    expect(await schedule(peers)).toMatchObject({ complete: true });
+    expect(lastPurgeSuccess()!.getTime()).toBeGreaterThan(Date.now() - 60_000);
   });
 
   it('GetDataMap through the edge shows the workspace rule in force (privacy:read)', async () => {

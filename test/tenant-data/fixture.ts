@@ -32,6 +32,8 @@ export interface TenantDataProcess {
   rows(table: string, tenant: string): Promise<number>;
   /** putSecret stores a provider secret in a tenant (through the secrets process, as the edge would) and returns its id. */
   putSecret(tenantId: string): Promise<string>;
+  /** logLines returns up to n of tenant-data's most recent output lines (its JSON log). */
+  logLines(n?: number): string[];
   /** secrets is the secrets process beside tenant-data (tests stop it to see tenant-data fail closed). */
   readonly secrets: ServiceProcess;
   stop(): Promise<void>;
@@ -94,6 +96,7 @@ export async function startTenantData(env: Record<string, string> = {}): Promise
   return {
     admin,
     secrets,
+    logLines: (n) => service.lastLines(n),
     async putSecret(tenantId) {
       const headers = principalHeaders({
         tenantId,

@@ -60,15 +60,33 @@ async function recorded(): Promise<{ id: string; conversationId: string; blobKey
   return { id, conversationId, blobKey };
 }
 
-const purge = () =>
-  lifecycle.purgeExpired({
-    tenantId: tenant,
-    dataClass: 'recording',
-    before: timestampFromDate(new Date(Date.now() + 60_000)),
-    heldConversationIds: [],
-    heldSubjectIds: [],
-    limit: 100,
-  });
+const purge = (dataClass = 'recording', options: { timeoutMs?: number } = {}) =>
+  lifecycle.purgeExpired(
+    {
+      tenantId: tenant,
+      dataClass,
+      before: timestampFromDate(new Date(Date.now() + 60_000)),
+      heldConversationIds: [],
+      heldSubjectIds: [],
+      limit: 100,
+    },
+    options,
+  );
+
+/** queueUndeletable stores n recordings and purges them while the store is down, so their blobs stay queued. */
+async function queueUndeletable(n: number): Promise<string[]> {
+  const keys: string[] = [];
+  for (let i = 0; i < n; i++) keys.push((await recorded()).blobKey);
+  s3.unavailable = true;
+  try {
+    expect((await failure(purge())).code).toBe(Code.Unavailable);
+  } finally {
+    s3.unavailable = false;
+  }
+  return keys;
+}
+
+const deleteRequests = () => s3.requests.filter((r) => r.operation === 'DeleteObject').length;
 
 describe('recording blobs', () => {
   it('deletes blobs after the purge commits, and a blob the store failed to delete at the next purge', async () => {
@@ -95,6 +113,46 @@ describe('recording blobs', () => {
     // The next purge (with nothing new to delete) deletes what is queued.
     expect((await purge()).deleted).toBe(0);
     expect(s3.objects.has(first.blobKey) || s3.objects.has(second.blobKey)).toBe(false);
+    expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
+  });
+
+  it('an undeletable blob fails only the recording purge: the other classes purge, and the failure is logged by name and key', async () => {
+    const [key] = await queueUndeletable(1);
+    s3.unavailable = true;
+    try {
+      // The queue is only the recording class's: transcripts and metadata purge through an outage.
+      expect((await purge('transcript')).deleted).toBe(0);
+      expect(typeof (await purge('conversation_metadata')).deleted).toBe('number');
+      expect((await failure(purge('recording'))).code).toBe(Code.Unavailable);
+    } finally {
+      s3.unavailable = false;
+    }
+    expect(await td.rows('recording_blob_deletions', tenant)).toBe(1);
+    const logged = td
+      .logLines(40)
+      .filter((l) => l.includes('"recording blobs could not be deleted from the blob store; they stay queued"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.at(-1)).toMatchObject({ level: 'warn', key, failed: 1, error: 'ServiceUnavailable', status: 503 });
+    expect(JSON.stringify(logged)).not.toContain(s3.secretAccessKey);
+    expect((await purge()).deleted).toBe(0);
+    expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
+  });
+
+  it('stops starting deletes once the caller has gone, so a retried purge during an outage does not stack loops', async () => {
+    await queueUndeletable(12);
+    const before = deleteRequests();
+    s3.stallMs = 1_500;
+    try {
+      // Lifecycle gives up after 300 ms; the four deletes in flight finish, no further one starts.
+      expect((await failure(purge('recording', { timeoutMs: 300 }))).code).toBe(Code.DeadlineExceeded);
+      await new Promise((r) => setTimeout(r, 4_000));
+      expect(deleteRequests() - before).toBe(4);
+    } finally {
+      s3.stallMs = 0;
+    }
+    // What was not tried stays queued, untouched, for the next purge.
+    expect(await td.rows('recording_blob_deletions', tenant)).toBe(8);
+    expect((await purge()).deleted).toBe(0);
     expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
   });
 

@@ -119,13 +119,14 @@ let lastPurgeSuccessSeconds: number | undefined;
 
 /**
  * recordPurgeSuccess sets parley.purge.last_success (Unix seconds of the last purge run that
- * finished), so an alert can fire when retention silently stops being enforced.
+ * finished without a failed workspace or sweep), so an alert can fire when retention silently
+ * stops being enforced.
  */
 export function recordPurgeSuccess(at: Date = new Date()): void {
   lastPurgeSuccessSeconds = Math.floor(at.getTime() / 1000);
   instrument('parley.purge.last_success', (m) => {
     const gauge = m.createObservableGauge('parley.purge.last_success', {
-      description: 'Unix time of the last purge run that finished in this process.',
+      description: 'Unix time of the last purge run that finished with nothing failed in this process.',
       unit: 's',
     });
     gauge.addCallback((result) => {
@@ -133,6 +134,11 @@ export function recordPurgeSuccess(at: Date = new Date()): void {
     });
     return gauge;
   });
+}
+
+/** lastPurgeSuccess is what parley.purge.last_success reports in this process (undefined before the first complete run). */
+export function lastPurgeSuccess(): Date | undefined {
+  return lastPurgeSuccessSeconds === undefined ? undefined : new Date(lastPurgeSuccessSeconds * 1000);
 }
 
 /** GaugeReading is one observation of an observable gauge. */

@@ -55,6 +55,8 @@ export interface PurgeSummary {
   /** sessions and authFailures are the operational sweep's deletes over every workspace. */
   readonly sessions: number;
   readonly authFailures: number;
+  /** complete is whether every workspace and the operational sweep finished without an error and the run was not cut short. */
+  readonly complete: boolean;
 }
 
 // Deletes batches until one comes back short: each call is its own short transaction in the
@@ -189,8 +191,12 @@ export async function runPurge(deps: PurgeDeps, signal?: AbortSignal): Promise<P
   const audited = auditedTransactions(deps.db, deps.onAudit);
   const plans = await workspacePlans(deps.db);
   const workspaces: WorkspacePurge[] = [];
+  let complete = true;
   for (const plan of plans) {
-    if (signal?.aborted === true) break;
+    if (signal?.aborted === true) {
+      complete = false;
+      break;
+    }
     const startedAt = new Date();
     const result = await purgeWorkspace(deps, plan, signal);
     const finishedAt = new Date();
@@ -215,6 +221,7 @@ export async function runPurge(deps: PurgeDeps, signal?: AbortSignal): Promise<P
         ]),
       });
     });
+    if (result.error !== '') complete = false;
     if (result.error !== '')
       deps.logger.warn({ tenantId: plan.tenantId, error: result.error }, 'a purge run was partial; the rest is purged next run');
     workspaces.push(result);
@@ -246,10 +253,12 @@ export async function runPurge(deps: PurgeDeps, signal?: AbortSignal): Promise<P
       signal,
     );
   } catch (err) {
+    complete = false;
     deps.logger.warn({ error: messageOf(err) }, 'the operational purge (sessions, failed-attempt counters) failed; retrying next run');
   }
-  deps.logger.info({ workspaces: workspaces.length, sessions, auth_failures: authFailures }, 'purge run finished');
-  return { workspaces, sessions, authFailures };
+  if (signal?.aborted === true) complete = false;
+  deps.logger.info({ workspaces: workspaces.length, sessions, auth_failures: authFailures, complete }, 'purge run finished');
+  return { workspaces, sessions, authFailures, complete };
 }
 
 // Any constant, the same in every replica: only the holder of this session lock purges.
@@ -280,7 +289,8 @@ export interface PurgeScheduler {
 /**
  * startPurgeScheduler runs runPurgeOnce first after firstDelayMs (soon after start, so a replica
  * restarted more often than the interval still purges), then every intervalMs; failures are
- * logged and retried next time. Each run that finishes sets parley.purge.last_success.
+ * logged and retried next time. Only a complete run (no workspace partial, the operational sweep
+ * done) sets parley.purge.last_success: a purge failing for some workspace every time must page.
  */
 export function startPurgeScheduler(deps: PurgeDeps, intervalMs: number, firstDelayMs = intervalMs): PurgeScheduler {
   const abort = new AbortController();
@@ -290,7 +300,7 @@ export function startPurgeScheduler(deps: PurgeDeps, intervalMs: number, firstDe
     timer = setTimeout(() => {
       running = runPurgeOnce(deps, abort.signal).then(
         (summary) => {
-          if (summary !== undefined) recordPurgeSuccess();
+          if (summary?.complete === true) recordPurgeSuccess();
         },
         (err: unknown) => {
           if (!abort.signal.aborted) deps.logger.warn({ error: messageOf(err) }, 'purge run failed; retrying next interval');

@@ -35,6 +35,7 @@ runMain({
       blobs,
       recordingKeys: secretsRecordingKeys(secretsClient),
       onAudit: () => audit.wake(),
+      logger: ctx.logger,
     });
     return {
       routes: (router) => router.service(TenantDataService, service),

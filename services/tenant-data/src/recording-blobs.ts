@@ -42,31 +42,64 @@ export async function queueRecordingBlobDeletions(
   return queued.length;
 }
 
+/** BLOB_DELETE_BUDGET_MS bounds how long one call keeps starting deletes (an outage must not keep a loop per retried call going). */
+export const BLOB_DELETE_BUDGET_MS = 20_000;
+
+/** BlobDeletion is how one deleteQueuedRecordingBlobs call may run. */
+export interface BlobDeletion {
+  /** signal is the RPC's: once the caller has gone (cancelled, past its deadline), no further delete starts. */
+  readonly signal?: AbortSignal | undefined;
+  /** budgetMs is how long the call keeps starting deletes; what is left stays queued. Default BLOB_DELETE_BUDGET_MS. */
+  readonly budgetMs?: number | undefined;
+  /** logger is told of a failed delete (the first one's error name, code and key; never its message). */
+  readonly logger?: { warn(fields: object, message: string): void } | undefined;
+}
+
+// What a failed delete may log: the SDK's error name and S3's code and HTTP status, never the
+// message (an S3-compatible service can echo request details into it).
+function errorFields(err: unknown): { error: string; code?: string; status?: number } {
+  const e = err as { name?: unknown; Code?: unknown; code?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  const code = typeof e.Code === 'string' ? e.Code : typeof e.code === 'string' ? e.code : undefined;
+  const status = e.$metadata?.httpStatusCode;
+  return {
+    error: typeof e.name === 'string' ? e.name : 'Error',
+    ...(code === undefined ? {} : { code }),
+    ...(typeof status === 'number' ? { status } : {}),
+  };
+}
+
 /**
  * deleteQueuedRecordingBlobs deletes the workspace's queued blobs from the blob store, outside any
- * transaction and a few at a time. Each deleted key leaves the queue; a key whose delete failed
- * stays (its attempts counted) and is retried by the workspace's next purge or forget, and the
- * call answers UNAVAILABLE so lifecycle's purge or forget step is retried too.
+ * transaction and a few at a time, until the queue's batch is done, the RPC's signal aborts or the
+ * time budget is spent (what was not tried stays queued, untouched). Each deleted key leaves the
+ * queue; a key whose delete failed stays (its attempts counted, the first failure logged at warn)
+ * and is retried by the workspace's next recording purge or forget, and the call answers
+ * UNAVAILABLE so lifecycle's recording or forget step is retried too.
  */
 export async function deleteQueuedRecordingBlobs(
   db: Kysely<TenantDataDb>,
   blobs: BlobStore | undefined,
   tenantId: string,
+  options: BlobDeletion = {},
 ): Promise<number> {
   if (blobs === undefined) return 0;
   const keys = await withTenant(db, tenantId, (trx) =>
     trx.selectFrom('recording_blob_deletions').select('blob_key').orderBy('queued_at').limit(BLOB_DELETE_BATCH).execute(),
   );
+  const deadline = Date.now() + (options.budgetMs ?? BLOB_DELETE_BUDGET_MS);
+  const stopped = () => options.signal?.aborted === true || Date.now() >= deadline;
   const deleted: string[] = [];
   const failed: string[] = [];
+  let firstFailure: unknown;
   let next = 0;
   const worker = async () => {
-    while (next < keys.length) {
+    while (next < keys.length && !stopped()) {
       const key = keys[next++]!.blob_key;
       try {
         await blobs.delete(key);
         deleted.push(key);
-      } catch {
+      } catch (err) {
+        if (failed.length === 0) firstFailure = err;
         failed.push(key);
       }
     }
@@ -82,9 +115,14 @@ export async function deleteQueuedRecordingBlobs(
           .where('blob_key', 'in', failed)
           .execute();
     });
-  if (failed.length > 0)
+  if (failed.length > 0) {
+    options.logger?.warn(
+      { tenantId, failed: failed.length, key: failed[0], ...errorFields(firstFailure) },
+      'recording blobs could not be deleted from the blob store; they stay queued',
+    );
     throw new UnavailableError(
       `${failed.length} recording blob(s) could not be deleted from the blob store; they stay queued and the workspace's next purge or forget retries them`,
     );
+  }
   return deleted.length;
 }

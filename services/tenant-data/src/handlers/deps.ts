@@ -22,6 +22,8 @@ export interface TenantDataDeps {
   readonly recordingKeys?: RecordingKeys | undefined;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
+  /** logger is the process's (failed blob deletes are logged at warn). */
+  readonly logger?: { warn(fields: object, message: string): void } | undefined;
 }
 
 /** Trx is a tenant transaction on tenant-data's schema. */

@@ -21,7 +21,7 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
         return result;
       });
       // After the commit: no transaction waits on the blob store.
-      await deleteQueuedRecordingBlobs(deps.db, deps.blobs, tenant);
+      await deleteQueuedRecordingBlobs(deps.db, deps.blobs, tenant, { signal: ctx.signal, logger: deps.logger });
       return { ...forgot, blobKeys: [...forgot.blobKeys] };
     },
     async purgeExpired(req, ctx) {
@@ -41,8 +41,11 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
         await queueRecordingBlobDeletions(trx, deps.blobs, tenant, result.blobKeys);
         return result;
       });
-      // After the commit: no transaction waits on the blob store.
-      await deleteQueuedRecordingBlobs(deps.db, deps.blobs, tenant);
+      // After the commit: no transaction waits on the blob store. Only the recording class (the
+      // one that queues blobs) drains the queue and answers its failure: an undeletable blob must
+      // not stop the workspace's transcript and metadata purges too.
+      if (req.dataClass === 'recording')
+        await deleteQueuedRecordingBlobs(deps.db, deps.blobs, tenant, { signal: ctx.signal, logger: deps.logger });
       return { deleted: batch.deleted, blobKeys: [...batch.blobKeys] };
     },
   };
