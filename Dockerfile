@@ -28,6 +28,9 @@ RUN pnpm install --frozen-lockfile --offline && pnpm run build
 # ---- deploy: one self-contained folder per service with its production dependencies ---------
 FROM build AS deploy
 ARG SERVICES="edge identity secrets tenant-data audit lifecycle voice-orchestrator integrations"
+# EMBEDDED_TTS=false leaves out the GPL-3.0 eSpeak NG package (see THIRD_PARTY_NOTICES.md): such an
+# image must run voice-orchestrator with PARLEY_TTS_EMBEDDED_WORKERS=0, or it refuses to start.
+ARG EMBEDDED_TTS=true
 # `pnpm deploy` copies a package with its production dependencies (workspace packages included)
 # into a folder of its own; the layout mirrors the repository, so `node services/<name>/dist/main.js`
 # and the migration CLI's search for services/*/package.json work from /app as they do from the repo.
@@ -37,6 +40,10 @@ RUN set -eu; \
       pnpm --filter "@parley/${service}" deploy --legacy --prod --offline "/app/services/${service}"; \
     done; \
     pnpm --filter @parley/db deploy --legacy --prod --offline /app/packages/db; \
+    if [ "${EMBEDDED_TTS}" = false ] && [ -d /app/services/voice-orchestrator ]; then \
+      rm -rf /app/services/voice-orchestrator/node_modules/@echogarden \
+        /app/services/voice-orchestrator/node_modules/.pnpm/@echogarden+espeak-ng-emscripten@*; \
+    fi; \
     find /app -depth \( -name '*.map' -o -name '*.tsbuildinfo' -o -name 'tsconfig*.json' \) -delete; \
     find /app -path '*/node_modules' -prune -o -type d -name src -prune -exec rm -rf {} +; \
     find /app -path '*/node_modules/@parley/*/src' -prune -exec rm -rf {} +

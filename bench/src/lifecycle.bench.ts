@@ -144,8 +144,13 @@ async function timeSaga(
       },
     };
     const identity = {
-      async forgetSubjectSessions(req: { tenantId: string; subjectRef: string }) {
-        return { deleted: await forgetSubjectSessions(dbs.identity, req.tenantId, req.subjectRef) };
+      async forgetSubjectSessions(req: { tenantId: string; subjectRef: string; subjectId: string }) {
+        return {
+          deleted: await forgetSubjectSessions(dbs.identity, req.tenantId, {
+            ...(req.subjectRef === '' ? {} : { subjectRef: req.subjectRef }),
+            ...(req.subjectId === '' ? {} : { subjectId: req.subjectId }),
+          }),
+        };
       },
     };
     const peers: ForgetPeers = {

@@ -4,7 +4,7 @@
 // @parley/audit-outbox); this file says how to call each one. An RPC that exists in the public API
 // but has no step here and is not listed in PENDING fails the test, so a new privileged RPC
 // cannot slip in unaudited.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { PRIVILEGED_RPCS } from '@parley/audit-outbox';
 import { PUBLIC_MODULES } from '@parley/edge/public';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -95,6 +95,10 @@ const STEPS: Record<string, Step> = {
     const session = await ok(call('/parley.api.v1.SessionService/CreateSession', { agentId: sessionAgent }, key));
     await ok(call('/parley.api.v1.SessionService/RevokeSession', { sessionId: session.sessionId }, key));
   },
+  'parley.api.v1.CallService/SetDoNotContact': async ({ call, key }) =>
+    void (await ok(
+      call('/parley.api.v1.CallService/SetDoNotContact', { phone: `+1415555${randomInt(1000, 10000)}`, doNotContact: true }, key),
+    )),
   'parley.api.v1.AgentService/CreateAgent': async ({ call, key }) => void (await newAgent(call, key)),
   'parley.api.v1.AgentService/UpdateAgent': async ({ call, key }) =>
     void (await ok(call('/parley.api.v1.AgentService/UpdateAgent', { agentId: await newAgent(call, key), name: `cov-${suffix()}` }, key))),

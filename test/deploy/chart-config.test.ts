@@ -7,7 +7,7 @@ import { loadEdgeConfig } from '@parley/edge/config';
 import { loadDataKeyCacheConfig, loadKekProviderConfig } from '@parley/envelope';
 import { loadKernelConfig, SERVICE_NAMES, type ServiceName } from '@parley/platform';
 import { loadTenantDataConfig } from '@parley/tenant-data';
-import { NAMESPACE, RELEASE } from './render.js';
+import { NAMESPACE, RELEASE, render, valuesFile } from './render.js';
 import {
   VAULT_SERVICES,
   REQUIRED_ENV,
@@ -33,6 +33,20 @@ describeHardenedChart((chart) => {
     expect(env.get('PARLEY_PUBLIC_PORT').value).toBe('8080');
     expect(env.get('DATABASE_URL').valueFrom.secretKeyRef).toEqual({ name: 'parley-database', key: 'voice-orchestrator' });
     expect(env.get('PARLEY_HOST').value).toBe('0.0.0.0');
+  });
+
+  it('gives the listening services a direct LISTEN URL from database.listenSecret when set, and nobody one when not', async () => {
+    for (const service of SERVICE_NAMES) expect(envOf(deploymentOf(chart.objects, service)).has('PARLEY_LISTEN_DATABASE_URL')).toBe(false);
+    const objects = await render([...chart.files, valuesFile('database:\n  listenSecret: parley-database-direct\n')]);
+    for (const service of SERVICE_NAMES) {
+      const env = envOf(deploymentOf(objects, service));
+      if (['secrets', 'identity', 'integrations'].includes(service))
+        expect(env.get('PARLEY_LISTEN_DATABASE_URL').valueFrom.secretKeyRef, service).toEqual({
+          name: 'parley-database-direct',
+          key: service,
+        });
+      else expect(env.has('PARLEY_LISTEN_DATABASE_URL'), service).toBe(false);
+    }
   });
 
   it('configures Vault on the services with a KEK only, each with its own role and transit key', () => {

@@ -143,6 +143,9 @@ describe('monitoring parts of the chart', () => {
         'ParleyCertificateExpirySoon',
         'ParleyKekFailures',
         'ParleyPodRestarting',
+        'ParleyPrivacyJobFailed',
+        'ParleyPurgeStale',
+        'ParleyRecordingFailures',
         'ParleyRpcErrorRatioHigh',
         'ParleyRpcLatencyHigh',
         'ParleyTargetDown',
@@ -156,7 +159,7 @@ describe('monitoring parts of the chart', () => {
 monitoring:
   prometheusRule:
     enabled: true
-    thresholds: { errorRatio: 0.2, p99LatencySeconds: 3, outboxAgeSeconds: 60, checkpointAgeSeconds: 100, certificateExpiryDays: 2, throttleBlocksPerSecond: 9, restartsPerHour: 5 }
+    thresholds: { errorRatio: 0.2, p99LatencySeconds: 3, outboxAgeSeconds: 60, checkpointAgeSeconds: 100, certificateExpiryDays: 2, throttleBlocksPerSecond: 9, recordingFailureRatio: 0.25, restartsPerHour: 5 }
 `);
     const [rule] = find(await render([tuned]), 'PrometheusRule');
     const expr = (alert: string) =>
@@ -164,6 +167,7 @@ monitoring:
     expect(expr('ParleyRpcErrorRatioHigh')).toMatch(/> 0\.2$/);
     expect(expr('ParleyCertificateExpirySoon')).toMatch(/< 172800$/);
     expect(expr('ParleyPodRestarting')).toMatch(/>= 5$/);
+    expect(expr('ParleyRecordingFailures')).toMatch(/> 0\.25$/);
   });
 
   it('ships a Grafana dashboard that parses and queries only exported metrics', async () => {

@@ -67,6 +67,47 @@ describe('chart: recorded calls', () => {
     expect(egressOf(objects, 'lifecycle').some((r) => (r.ports ?? []).some((p) => p.port === 9000))).toBe(false);
   }, 120_000);
 
+  it("annotates the two services' accounts for IRSA and lets them reach IMDS and STS only when asked", async () => {
+    const IRSA = `
+config:
+  recordings:
+    store: s3
+    s3:
+      bucket: parley-recordings
+      serviceAccountAnnotations:
+        eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/parley-recordings
+      credentialEgress:
+        enabled: true
+        sts: { cidrs: [10.20.0.0/24] }
+`;
+    const plain = await render([PRODUCTION, valuesFile(S3)]);
+    const irsa = await render([PRODUCTION, valuesFile(IRSA)]);
+    const account = (objects: any[], service: string) => named(objects, 'ServiceAccount', `${RELEASE}-${service}`);
+    const imds = (objects: any[], service: string) =>
+      egressOf(objects, service).some((r) => (r.to ?? []).some((t: any) => t.ipBlock?.cidr === '169.254.169.254/32'));
+    for (const service of ['tenant-data', 'voice-orchestrator']) {
+      expect(account(irsa, service).metadata.annotations).toEqual({
+        'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/parley-recordings',
+      });
+      expect(account(plain, service).metadata.annotations).toBeUndefined();
+      // Off by default: no way to the metadata service.
+      expect(imds(plain, service)).toBe(false);
+      expect(imds(irsa, service)).toBe(true);
+      expect(egressOf(irsa, service)).toContainEqual({
+        to: [{ ipBlock: { cidr: '10.20.0.0/24' } }],
+        ports: [{ protocol: 'TCP', port: 443 }],
+      });
+      expect(envOf(deploymentOf(irsa, service as 'tenant-data')).has('PARLEY_S3_ACCESS_KEY_ID')).toBe(false);
+    }
+    expect(envOf(deploymentOf(irsa, 'voice-orchestrator')).get('PARLEY_RECORDING_BUFFER_BYTES').value).toBe('134217728');
+    // Nobody else takes the role or reaches the metadata service.
+    expect(account(irsa, 'lifecycle').metadata.annotations).toBeUndefined();
+    expect(imds(irsa, 'lifecycle')).toBe(false);
+    const unknown = await template([PRODUCTION, valuesFile(`${IRSA}        imds: true\n`)]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/credentialEgress|additional/i);
+  }, 120_000);
+
   it('refuses an S3 store without a bucket, and an unknown store', async () => {
     const noBucket = await template([PRODUCTION, valuesFile('config:\n  recordings:\n    store: s3\n')]);
     expect(noBucket.code).not.toBe(0);

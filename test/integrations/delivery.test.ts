@@ -530,20 +530,20 @@ describe('webhook delivery queue', () => {
     expect(receivedAt('/lease-b').map((r) => r.id)).toEqual([ofB]);
   });
 
-  it('keeps the idle LISTEN connection alive with a heartbeat query', async () => {
+  it('keeps the idle LISTEN connection alive with a heartbeat that notifies its own channel', async () => {
     const listener = listenForDeliveries({ connectionString: serviceUrl('integrations'), onQueued: () => undefined, heartbeatMs: 100 });
     try {
-      // The idle connection's last statement turns from LISTEN into the heartbeat.
+      // The idle connection's last statement turns from LISTEN into the heartbeat (a NOTIFY it must hear back).
       const last = await until(
         async () => {
           const { rows } = await sql<{ query: string }>`
             select query from pg_stat_activity where application_name = 'parley-integrations-listen'`.execute(db);
           return rows.map((r) => r.query);
         },
-        (queries) => queries.includes('select 1'),
+        (queries) => queries.includes('select pg_notify($1, $2)'),
         5_000,
       );
-      expect(last).toContain('select 1');
+      expect(last).toContain('select pg_notify($1, $2)');
     } finally {
       await listener.close();
     }

@@ -78,6 +78,11 @@ beforeAll(async () => {
     const email = `${name}-${randomUUID()}@example.com`;
     const subject = (await tenantData.createSubject({ tenantId: tenant, email, externalRef: `${name}-${randomUUID()}` })).subject!;
     const person: Person = { subjectId: subject.id, email, conversations: [], text: `${name} told us their secret ${randomUUID()}` };
+    // a is on the workspace's do-not-contact list: that mark is data about them too.
+    if (name === 'a')
+      await withTenant(owners['tenant-data'], tenant, (trx) =>
+        sql`update subjects set do_not_contact_at = now() where id = ${subject.id}`.execute(trx),
+      );
     for (let i = 0; i < count; i++) {
       const conversation = randomUUID();
       person.conversations.push(conversation);
@@ -152,7 +157,7 @@ describe('DSAR export', () => {
     const text = download.body.bundle as string;
     const bundle = JSON.parse(text) as {
       schema: string;
-      subject: { id: string };
+      subject: { id: string; doNotContactSince?: string };
       conversations: { id: string; transcript: { text: string }[]; recordings: unknown[] }[];
       webhookDeliveries: unknown[];
       auditEvents: { targetId: string }[];
@@ -160,6 +165,7 @@ describe('DSAR export', () => {
     };
     expect(bundle.schema).toBe('parley.dsar-export/v1');
     expect(bundle.subject.id).toBe(a.subjectId);
+    expect(Date.parse(bundle.subject.doNotContactSince ?? '')).toBeGreaterThan(Date.now() - 600_000);
     expect(bundle.conversations.map((c) => c.id).sort()).toEqual([...a.conversations].sort());
     expect(bundle.conversations.every((c) => c.transcript[0]?.text === a.text && c.recordings.length === 1)).toBe(true);
     expect(bundle.webhookDeliveries).toHaveLength(2);

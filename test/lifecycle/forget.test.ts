@@ -424,6 +424,12 @@ describe('DSAR forget', () => {
       const events = (await audit.listEvents({ tenantId: tenant, filter: { targetId: job.id } })).events.map((e) => e.event);
       expect(events.map((e) => e?.action).sort()).toEqual(['privacy_request.failed', 'privacy_request.forget']);
       expect(events.find((e) => e?.action === 'privacy_request.failed')).toMatchObject({ actorKind: 'system', outcome: 'failure' });
+      // An SRE sees it without reading logs: the retried take, then the give-up, on lifecycle's /metrics.
+      const metrics = await (await fetch(`${stack.healthUrls.lifecycle}/metrics`)).text();
+      expect(metrics).toMatch(/parley_privacy_jobs_total\{[^}]*parley_privacy_outcome="retried"[^}]*\} [1-9]/);
+      expect(metrics).toMatch(
+        /parley_privacy_jobs_total\{[^}]*parley_privacy_kind="forget"[^}]*parley_privacy_outcome="failed"[^}]*\} 1\b/,
+      );
       // A failed job no longer stands for the person: asking again starts over.
       await restart('secrets');
       secretsDown = false;

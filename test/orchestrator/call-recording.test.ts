@@ -405,8 +405,14 @@ describe('call recording', () => {
     const speech = callerSpeech(1, 8_000);
     await new Promise((r) => setTimeout(r, 200));
     await realTime(speech, 8_000, mediaSender(c, ids.streamSid));
+    // The object store answers slowly now: the call still ends at once, and the recording is stored after.
+    s3.stallMs = 2_500;
+    const stoppedAt = Date.now();
     c.send({ event: 'stop', streamSid: ids.streamSid, stop: { accountSid: ids.accountSid, callSid: ids.callSid } });
     await c.closed;
+    expect(Date.now() - stoppedAt).toBeLessThan(2_000);
+    expect(await listRecordings(sessionId)).toEqual([]);
+    s3.stallMs = 0;
 
     const [recording] = await eventually(async () => {
       const list = await listRecordings(sessionId);

@@ -23,6 +23,8 @@ export interface ConversationStack {
   orchestrator: ServiceProcess;
   /** startOrchestrator (re)starts the orchestrator with extra environment. */
   startOrchestrator(extra?: Record<string, string>): Promise<void>;
+  /** startReplica starts a second orchestrator process on ports of its own (stopped by stop()); it answers at `url`. */
+  startReplica(extra?: Record<string, string>): Promise<{ readonly url: string; readonly process: ServiceProcess }>;
   createAgent(body: Record<string, unknown>): Promise<string>;
   putSecret(name: string, value: string, providerKind?: string): Promise<string>;
   createSession(
@@ -90,14 +92,15 @@ export async function startConversationStack(
     ...orchestratorEnv,
     ...extra,
   });
-  const make = (extra: Record<string, string>) =>
+  const make = (extra: Record<string, string>, name = 'voice-orchestrator', healthPort = health) =>
     new ServiceProcess({
-      name: 'voice-orchestrator',
+      name,
       script: join(root, 'services', 'voice-orchestrator', 'dist', 'main.js'),
       env: env(extra),
-      healthUrl: `http://127.0.0.1:${health}/readyz`,
+      healthUrl: `http://127.0.0.1:${healthPort}/readyz`,
       onLine: (name, line) => logs.push(`[${name}] ${line}`),
     });
+  const replicas: ServiceProcess[] = [];
   const self: ConversationStack = {
     stack,
     sessionUrl: `wss://localhost:${sessionPort}/v1/session`,
@@ -108,6 +111,23 @@ export async function startConversationStack(
       self.orchestrator = make(extra);
       self.orchestrator.start();
       await self.orchestrator.waitReady(30_000);
+    },
+    async startReplica(extra = {}) {
+      const [servicePort, healthPort, publicPort] = [await freePort(), await freePort(), await freePort()];
+      const replica = make(
+        {
+          ...extra,
+          PARLEY_SERVICE_PORT: String(servicePort),
+          PARLEY_HEALTH_PORT: String(healthPort),
+          PARLEY_PUBLIC_PORT: String(publicPort),
+        },
+        `voice-orchestrator-${replicas.length + 2}`,
+        healthPort,
+      );
+      replicas.push(replica);
+      replica.start();
+      await replica.waitReady(30_000);
+      return { url: `https://localhost:${servicePort}`, process: replica };
     },
     async createAgent(body) {
       const res = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: `agent-${Date.now()}`, ...body }, ownerKey);
@@ -203,6 +223,7 @@ export async function startConversationStack(
     },
     tenantData: () => stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService),
     async stop() {
+      await Promise.all(replicas.map((r) => r.stop().catch(() => undefined)));
       await self.orchestrator.stop().catch(() => undefined);
       await stack.stop();
     },

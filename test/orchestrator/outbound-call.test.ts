@@ -8,6 +8,7 @@ import { createEgressPolicy } from '@parley/egress';
 import type { HandlerContext } from '@connectrpc/connect';
 import { principalHeaders } from '@parley/platform';
 import {
+  checkOutboundCall,
   createGuardrailStage,
   createOrchestratorService,
   createProviderFetch,
@@ -53,11 +54,20 @@ function place(
     ca: twilio.caPem,
   });
   let asked = 0;
+  let refunds = 0;
+  const stage = options.stage ?? createGuardrailStage(policy);
   const placing = placeOutboundCall({
     to: options.to ?? TO,
-    stage: options.stage ?? createGuardrailStage(policy),
-    ctx: { conversationId: '00000000-0000-7000-8000-000000000001', turn: 0, now: options.now ?? NOON },
-    facts: options.doNotContact === true ? { doNotContact: true } : {},
+    admit: () =>
+      checkOutboundCall(
+        stage,
+        { conversationId: '00000000-0000-7000-8000-000000000001', turn: 0, now: options.now ?? NOON },
+        options.doNotContact === true ? { doNotContact: true } : {},
+      ),
+    refund: () => {
+      refunds++;
+      return Promise.resolve();
+    },
     fetch,
     telephony: 'telephony' in options ? options.telephony : telephony,
     authToken: () => {
@@ -66,7 +76,7 @@ function place(
     },
     webhookUrl: WEBHOOK,
   });
-  return { placing, asked: () => asked };
+  return { placing, asked: () => asked, refunds: () => refunds };
 }
 
 describe('outbound calls', () => {
@@ -153,14 +163,26 @@ describe('outbound calls', () => {
 
   it("reports Twilio refusing the call with its error code, never Twilio's message (it can repeat the number)", async () => {
     twilio.failNext({ status: 400, code: 21215, message: `Geo Permission configuration is not permitting call to ${TO}` });
-    const refused = (await place({ version: 2 }).placing.catch((err: unknown) => err)) as Error;
+    const first = place({ version: 2 });
+    const refused = (await first.placing.catch((err: unknown) => err)) as Error;
     expect(refused).toMatchObject({ name: 'FailedPreconditionError', message: expect.stringContaining('Twilio error 21215') });
     expect(refused.message).not.toContain(TO);
     twilio.failNext({ status: 503, code: 20503, message: 'Service Unavailable' });
-    await expect(place({ version: 2 }).placing).rejects.toMatchObject({
+    const second = place({ version: 2 });
+    await expect(second.placing).rejects.toMatchObject({
       name: 'UnavailableError',
       message: expect.stringContaining('the call was not placed'),
     });
+    // Neither call was placed: each counted attempt is refunded.
+    expect([first.refunds(), second.refunds()]).toEqual([1, 1]);
+  });
+
+  it('refunds nothing for a call that was placed, or refused before the count', async () => {
+    const placed = place({ version: 2 });
+    await expect(placed.placing).resolves.toMatch(/^CA/);
+    const refused = place({ version: 2 }, { doNotContact: true });
+    await expect(refused.placing).rejects.toMatchObject({ name: 'PermissionDeniedError' });
+    expect([placed.refunds(), refused.refunds()]).toEqual([0, 0]);
   });
 });
 
@@ -188,9 +210,9 @@ describe('PlaceCall and its audit event', () => {
           guardrailPolicy: { version: 2 },
           policyVersion: 1,
         }),
-      subjectForPhone: () => Promise.resolve('00000000-0000-7000-8000-00000000000c'),
-      guardrailState: () => Promise.resolve(undefined),
-      saveGuardrailState: () => Promise.resolve(),
+      subjectForPhone: () => Promise.resolve({ id: '00000000-0000-7000-8000-00000000000c', doNotContact: false }),
+      personGuardrailState: () => Promise.resolve({ state: undefined, revision: 0n }),
+      savePersonStateIfUnchanged: () => Promise.resolve(true),
       telephonyAuthToken: () => Promise.resolve(authToken),
       recordAudit,
     } as unknown as OrchestratorServiceDeps['peers'];

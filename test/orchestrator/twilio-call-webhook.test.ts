@@ -262,6 +262,28 @@ describe('Twilio inbound call webhook', () => {
     }
   });
 
+  it("hands back, when a call's token is spent, the CallSid and the person identity recorded for it; a malformed subject_id is refused", async () => {
+    const identity = await s.stack.clientAs('voice-orchestrator', 'identity', IdentityService);
+    try {
+      const tenantId = s.stack.bootstrap.tenantId;
+      const fresh = `CA${randomBytes(16).toString('hex')}`;
+      await expect(identity.createCallSession({ tenantId, agentId: agent, callSid: fresh, subjectId: 'nope' })).rejects.toMatchObject({
+        code: Code.InvalidArgument,
+        rawMessage: expect.stringMatching(/subject_id/),
+      });
+      const subjectId = randomUUID();
+      const minted = await identity.createCallSession({ tenantId, agentId: agent, callSid: fresh, subjectId });
+      // Only spending it says (the record, not the token, holds them); a check without consuming does not.
+      expect((await identity.verifySession({ token: minted.token })).claims).toMatchObject({ callSid: '', subjectId: '' });
+      expect((await identity.verifySession({ token: minted.token, consume: true })).claims).toMatchObject({ callSid: fresh, subjectId });
+      // A browser's session names neither.
+      const browser = await s.createSession(agent, { origin: '' });
+      expect((await identity.verifySession({ token: browser.token, consume: true })).claims).toMatchObject({ callSid: '', subjectId: '' });
+    } finally {
+      identity.close();
+    }
+  });
+
   it('mints call tokens for the orchestrator only', async () => {
     const identity = await s.stack.clientAs('edge', 'identity', IdentityService);
     try {

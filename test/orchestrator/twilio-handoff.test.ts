@@ -4,6 +4,7 @@
 // <Dial>) with the agent's telephony credential, through the egress client. Twilio's REST API is
 // the stand-in of test/twilio-standin; the STT is the OpenAI-compatible stand-in.
 import { randomBytes } from 'node:crypto';
+import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { EmbeddedTts } from '@parley/voice-orchestrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
@@ -67,18 +68,37 @@ async function agentWith(telephony: Record<string, unknown> | undefined): Promis
   });
 }
 
-/** callSaying places a Media Streams call whose caller says `words`, echoing marks as Twilio does once their audio has played. */
-async function callSaying(agent: string, words: string) {
+/** callToken has identity mint the session token of call `callSid`, as the call webhook does once Twilio asks it. */
+async function callToken(agent: string, callSid: string): Promise<{ token: string; sessionId: string }> {
+  const identity = await s.stack.clientAs('voice-orchestrator', 'identity', IdentityService);
+  try {
+    return await identity.createCallSession({ tenantId: s.stack.bootstrap.tenantId, agentId: agent, callSid });
+  } finally {
+    identity.close();
+  }
+}
+
+/**
+ * callSaying places a Media Streams call whose caller says `words`, echoing marks as Twilio does
+ * once their audio has played. Its token is minted for the call's CallSid unless `token` says
+ * otherwise: `browser` is a browser's session token (minted for no call), `otherCall` one minted
+ * for another CallSid than the stream's `start` names.
+ */
+async function callSaying(agent: string, words: string, token: 'call' | 'browser' | 'otherCall' = 'call') {
   const ids = { streamSid: `MZ${randomBytes(16).toString('hex')}`, accountSid, callSid: `CA${randomBytes(16).toString('hex')}` };
   openai.setTranscript(({ samples, sampleRate }) => (samples.length / sampleRate > 0.5 ? words : ''));
-  const { token, sessionId } = await s.createSession(agent, { origin: '' });
+  const minted =
+    token === 'browser'
+      ? await s.createSession(agent, { origin: '' })
+      : await callToken(agent, token === 'call' ? ids.callSid : `CA${randomBytes(16).toString('hex')}`);
+  const sessionId = minted.sessionId;
   const c = await openMediaStream(s.sessionUrl.replace('/v1/session', '/v1/telephony/twilio/media-stream'), s.stack.ca);
   c.ws.on('message', (data: Buffer) => {
     const m = JSON.parse(data.toString('utf8')) as { event: string; mark?: { name: string } };
     if (m.event === 'mark') c.send({ event: 'mark', streamSid: ids.streamSid, mark: m.mark });
   });
   c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
-  c.send(startMessage(ids, token));
+  c.send(startMessage(ids, minted.token));
   const media = mediaSender(c, ids.streamSid);
   await new Promise((r) => setTimeout(r, 500));
   await realTime(await synthesize(tts, words, RATE), RATE, media);
@@ -158,5 +178,24 @@ describe('hand-off of a phone call to a human', () => {
     expect(twilio.requests.length).toBe(before);
     const system = (await turns(sessionId)).filter((t) => t.role === 'system').map((t) => t.text_redacted);
     expect(system).toContain('hand-off to a human not made: the agent has no telephony settings');
+  });
+
+  it('refuses a stream whose start names another CallSid than the one its token was minted for, and transfers nothing', async () => {
+    const agent = await agentWith({ provider: 'twilio', accountSid, apiBaseUrl: twilio.apiBaseUrl, humanNumber: HUMAN });
+    const before = twilio.requests.length;
+    const { c, sessionId } = await callSaying(agent, 'I want to speak to a human please', 'otherCall');
+    expect(await c.closed).toEqual({ code: 4403, reason: 'call not allowed for this token: the stream names another CallSid' });
+    expect(twilio.requests.length).toBe(before);
+    expect(await conversationRow(sessionId)).toBeUndefined();
+  });
+
+  it("transfers no call on a stream opened with a token minted for no call (a browser's), and says so in the transcript", async () => {
+    const agent = await agentWith({ provider: 'twilio', accountSid, apiBaseUrl: twilio.apiBaseUrl, humanNumber: HUMAN });
+    const before = twilio.requests.length;
+    const { c, sessionId } = await callSaying(agent, 'I want to speak to a human please', 'browser');
+    expect((await c.closed).code).toBe(1000);
+    expect(twilio.requests.length).toBe(before);
+    const system = (await turns(sessionId)).filter((t) => t.role === 'system').map((t) => t.text_redacted);
+    expect(system).toContain('hand-off asked for; this session was not minted for a call, so no call is transferred');
   });
 });

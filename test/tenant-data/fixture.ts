@@ -37,8 +37,8 @@ export interface TenantDataProcess {
   stop(): Promise<void>;
 }
 
-/** startTenantData starts one tenant-data process and waits until it is ready. */
-export async function startTenantData(): Promise<TenantDataProcess> {
+/** startTenantData starts one tenant-data process (with `env` added to its environment) and waits until it is ready. */
+export async function startTenantData(env: Record<string, string> = {}): Promise<TenantDataProcess> {
   const pki = await createTestPki();
   const admin = adminPool(2);
   const port = await freePort();
@@ -76,6 +76,7 @@ export async function startTenantData(): Promise<TenantDataProcess> {
       PARLEY_SUBJECT_HASH_PEPPER: randomBytes(32).toString('base64'),
       PARLEY_DB_POOL_MAX: '4',
       [peerUrlVariable('secrets')]: `https://localhost:${secretsPort}`,
+      ...env,
     },
     healthUrl: `http://127.0.0.1:${healthPort}/readyz`,
   });

@@ -126,6 +126,45 @@ describe('guardrail state in tenant-data', () => {
     expect((await failure(orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: 'nope' }))).code).toBe(Code.InvalidArgument);
   });
 
+  it("counts a person's writes in a revision: a put naming a stale one writes nothing, and a put naming none keeps recent contact attempts", async () => {
+    const person = (await orchestrator.createSubject({ tenantId: tenantA, phone: '+14155550178' })).subject?.id ?? '';
+    const key = { tenantId: tenantA, conversationId: '', subjectId: person };
+    const withAttempts = (attempts: number[]) => ({ ...state(0, []), person: { contactAttempts: attempts, topicMentions: {} } });
+    expect(await orchestrator.getGuardrailState(key)).toMatchObject({ found: false, personRevision: 0n });
+    const now = Date.now();
+    // Two callers read revision 0 and each count an attempt: the first stores it, the second is told to read again.
+    const first = await orchestrator.putGuardrailState({ ...key, state: withAttempts([now - 1]), expectedPersonRevision: 0n });
+    expect(first).toMatchObject({ personConflict: false, personRevision: 1n });
+    const second = await orchestrator.putGuardrailState({ ...key, state: withAttempts([now - 2]), expectedPersonRevision: 0n });
+    expect(second.personConflict).toBe(true);
+    const read = await orchestrator.getGuardrailState(key);
+    expect(read).toMatchObject({ found: true, personRevision: 1n });
+    expect(read.state?.person).toMatchObject({ contactAttempts: [now - 1] });
+    // A conflicted put writes no part at all, not even the conversation's.
+    const id = await conversation(person);
+    const conflicted = await orchestrator.putGuardrailState({
+      tenantId: tenantA,
+      conversationId: id,
+      subjectId: person,
+      state: withAttempts([]),
+      expectedPersonRevision: 0n,
+    });
+    expect(conflicted.personConflict).toBe(true);
+    expect(await orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: id })).toMatchObject({ found: false });
+    // A conversation's put (no revision) read its state before that attempt: the attempt stays,
+    // its own are added, and attempts past the weekly window are dropped.
+    const week = 7 * 24 * 60 * 60 * 1000;
+    await orchestrator.putGuardrailState({
+      tenantId: tenantA,
+      conversationId: id,
+      subjectId: person,
+      state: withAttempts([now - 3, now - week - 1]),
+    });
+    const merged = await orchestrator.getGuardrailState(key);
+    expect(merged.state?.person).toMatchObject({ contactAttempts: [now - 3, now - 1] });
+    expect(merged.personRevision).toBe(2n);
+  });
+
   it('answers only the orchestrator', async () => {
     const id = await conversation();
     expect((await failure(edge.getGuardrailState({ tenantId: tenantA, conversationId: id }))).code).toBe(Code.PermissionDenied);

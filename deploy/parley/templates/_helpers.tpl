@@ -451,6 +451,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ join "," (index $c "voice-orchestrator").trustedProxies | quote }}
 - name: PARLEY_RECORDING_MAX_BYTES
   value: {{ $c.recordings.maxBytes | int64 | quote }}
+- name: PARLEY_RECORDING_BUFFER_BYTES
+  value: {{ $c.recordings.bufferBytes | int64 | quote }}
 {{ include "parley.blobStoreEnv" $c.recordings }}
 {{- end }}
 {{- if hasKey $vault.services $service }}

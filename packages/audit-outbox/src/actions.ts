@@ -40,6 +40,7 @@ export const AUDIT_ACTIONS = {
   'secret.delete': change('secret', 'a provider credential was deleted'),
   'secret.resolve': access('secret', 'a provider credential was decrypted for a conversation'),
   'kek.rotate': change('kek', 'the key-encryption key was rotated'),
+  'subject.do_not_contact': change('subject', 'a person was put on or taken off the do-not-contact list (no outbound calls)'),
   'subject_key.shred': change('subject', "an end user's data key was destroyed (crypto-shredding)"),
   'transcript.read': access('conversation', 'a transcript was read'),
   'conversation.end': change('conversation', 'an operator ended a live conversation'),

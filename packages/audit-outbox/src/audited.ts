@@ -39,21 +39,26 @@ export function auditedTransactions<DB>(db: Kysely<DB>, onAudit?: () => void): A
 /** AuditedBatchWrite writes a batch of callers' rows (of one tenant) in the tenant transaction it is handed. */
 export type AuditedBatchWrite<DB, T> = (trx: TenantTransaction<DB>, items: readonly T[]) => Promise<void>;
 
-/** GroupAudited submits one caller's rows and audit events to a group commit (see auditedGroupCommit). */
-export type GroupAudited<T> = (tenantId: string, item: T, events: readonly AuditEventInput[]) => Promise<void>;
+/**
+ * GroupAudited submits one caller's rows and audit events to a group commit (see auditedGroupCommit);
+ * a caller whose `signal` aborts before its batch is taken is answered CANCELED and nothing of it is written.
+ */
+export type GroupAudited<T> = (tenantId: string, item: T, events: readonly AuditEventInput[], signal?: AbortSignal) => Promise<void>;
 
 /**
  * auditedGroupCommit returns the audited write of a hot path: concurrent callers' rows and audit
  * events of one tenant are committed together in one tenant transaction per batch (at most
  * `maxItems` callers; see createGroupCommit), and each caller's promise resolves only once the
  * transaction holding its rows and events committed, so an answer still means the record is
- * durable. Events are validated at submit, before they queue; a failed batch retries each caller
- * alone. Once a batch committed, onAudit wakes the outbox relay.
+ * durable. Events are validated at submit, before they queue; a batch that failed over one item
+ * retries each caller alone, one that lost its connection fails every caller at once, and at most
+ * `maxQueued` callers wait (beyond, UNAVAILABLE at once). Once a batch committed, onAudit wakes the
+ * outbox relay.
  */
 export function auditedGroupCommit<DB, T>(
   db: Kysely<DB>,
   write: AuditedBatchWrite<DB, T>,
-  options: { maxItems: number; onAudit?: (() => void) | undefined },
+  options: { maxItems: number; maxQueued?: number; what?: string; onAudit?: (() => void) | undefined },
 ): GroupAudited<T> {
   const group = createGroupCommit<{ item: T; rows: readonly NewOutboxRow[] }, undefined>(
     async (tenantId, batch) => {
@@ -70,7 +75,11 @@ export function auditedGroupCommit<DB, T>(
       options.onAudit?.();
       return batch.map(() => undefined);
     },
-    { maxSize: options.maxItems },
+    {
+      maxSize: options.maxItems,
+      ...(options.maxQueued === undefined ? {} : { maxQueued: options.maxQueued }),
+      ...(options.what === undefined ? {} : { what: options.what }),
+    },
   );
-  return (tenantId, item, events) => group.submit(tenantId, { item, rows: events.map(outboxRowOf) });
+  return (tenantId, item, events, signal) => group.submit(tenantId, { item, rows: events.map(outboxRowOf) }, signal);
 }

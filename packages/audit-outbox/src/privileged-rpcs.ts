@@ -36,6 +36,7 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('SecretService/DeleteSecret', 'secret.delete'),
   p('ConversationService/EndConversation', 'conversation.end'),
   p('CallService/PlaceCall', 'call.place'),
+  p('CallService/SetDoNotContact', 'subject.do_not_contact'),
   p('WebhookService/CreateWebhookEndpoint', 'webhook_endpoint.create'),
   p('WebhookService/DeleteWebhookEndpoint', 'webhook_endpoint.delete'),
   p('WebhookService/RotateWebhookSecret', 'webhook_secret.rotate'),

@@ -14,6 +14,29 @@ export interface BlobStore {
   get(key: string): Promise<Uint8Array | undefined>;
   /** delete removes a key; a missing key is fine. */
   delete(key: string): Promise<void>;
+  /**
+   * writer starts writing an object piece by piece (a call's recording as it goes on): nothing is
+   * visible under key until complete(), and abort() leaves nothing behind.
+   */
+  writer(key: string): BlobWriter;
+  /** read streams a key's bytes in pieces, without holding the object in memory; undefined when there is no such object. */
+  read(key: string): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array> | undefined>;
+}
+
+/**
+ * BlobWriter writes one object in pieces, in order. write() resolves once the piece is written
+ * out or held in the writer's buffer (bufferedBytes: what it holds in memory now, for a
+ * memory budget); call it again only after the last write resolved.
+ */
+export interface BlobWriter {
+  /** write appends bytes to the object. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** bufferedBytes is how much the writer holds in memory, not yet written out. */
+  readonly bufferedBytes: number;
+  /** complete makes the object visible under its key and answers its size in bytes. */
+  complete(): Promise<number>;
+  /** abort drops what was written; the key is left as it was. A failed write or complete calls it itself. */
+  abort(): Promise<void>;
 }
 
 const KEY_PATTERN = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { ConfigError, envEnum, envOptional, envString, envUrl, type Env } from '@parley/platform';
-import type { S3BlobStoreConfig } from './s3-blob-store.js';
+import { ConfigError, envEnum, envInt, envOptional, envString, envUrl, type Env } from '@parley/platform';
+import { S3_MIN_PART_BYTES, type S3BlobStoreConfig } from './s3-blob-store.js';
 
 /** BlobStoreConfig is which blob store a service uses, or none. */
 export type BlobStoreConfig =
@@ -44,5 +44,8 @@ export function blobStoreConfigFromEnv(env: Env): BlobStoreConfig {
     forcePathStyle: pathStyle === 'true',
     prefix,
     credentials: accessKeyId !== undefined && secretAccessKey !== undefined ? Object.freeze({ accessKeyId, secretAccessKey }) : undefined,
+    partBytes: envInt(env, 'PARLEY_S3_PART_BYTES', S3_MIN_PART_BYTES, S3_MIN_PART_BYTES, 512 * 1024 * 1024),
+    connectTimeoutMs: envInt(env, 'PARLEY_S3_CONNECT_TIMEOUT_MS', 3_000, 100, 60_000),
+    requestTimeoutMs: envInt(env, 'PARLEY_S3_REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
   });
 }

@@ -25,6 +25,31 @@ describe('the file blob store', () => {
     await store.delete('recordings/t/c/r.pra');
   });
 
+  it('writes a blob in pieces to a temporary file renamed into place at complete, and reads it back in pieces', async () => {
+    const store = createFileBlobStore(dir);
+    const writer = store.writer('recordings/t/c/w.pra');
+    await writer.write(new Uint8Array([1, 2]));
+    await writer.write(new Uint8Array([3]));
+    // Nothing is visible under the key before complete().
+    expect(await store.get('recordings/t/c/w.pra')).toBeUndefined();
+    expect(await writer.complete()).toBe(3);
+    expect((await stat(join(dir, 'recordings/t/c/w.pra'))).mode & 0o777).toBe(0o600);
+    expect(await readdir(join(dir, 'recordings/t/c'))).toEqual(['w.pra']);
+    const pieces: Buffer[] = [];
+    for await (const piece of (await store.read('recordings/t/c/w.pra')) ?? []) pieces.push(Buffer.from(piece));
+    expect(Buffer.concat(pieces)).toEqual(Buffer.from([1, 2, 3]));
+    expect(await store.read('recordings/t/c/none.pra')).toBeUndefined();
+  });
+
+  it('leaves nothing behind when a writer is aborted', async () => {
+    const store = createFileBlobStore(dir);
+    const writer = store.writer('recordings/t/c/a.pra');
+    await writer.write(new Uint8Array([1, 2]));
+    await writer.abort();
+    expect(await readdir(join(dir, 'recordings/t/c'))).toEqual([]);
+    await expect(writer.write(new Uint8Array([3]))).rejects.toThrow(/aborted/);
+  });
+
   it('refuses keys that are absolute, empty or climb out of its directory', async () => {
     const store = createFileBlobStore(dir);
     for (const key of ['/etc/passwd', '', '../x', 'a/../../x', 'a//b', 'a/./b'])
@@ -54,6 +79,15 @@ describe('blobStoreConfigFromEnv', () => {
       forcePathStyle: true,
       prefix: '',
       credentials: undefined,
+      partBytes: 5 * 1024 * 1024,
+      connectTimeoutMs: 3_000,
+      requestTimeoutMs: 30_000,
     });
+    expect(() => blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3', PARLEY_S3_BUCKET: 'b-1', PARLEY_S3_PART_BYTES: '1024' })).toThrow(
+      /PARLEY_S3_PART_BYTES/,
+    );
+    expect(() =>
+      blobStoreConfigFromEnv({ PARLEY_BLOB_STORE: 's3', PARLEY_S3_BUCKET: 'b-1', PARLEY_S3_REQUEST_TIMEOUT_MS: 'soon' }),
+    ).toThrow(/PARLEY_S3_REQUEST_TIMEOUT_MS/);
   });
 });

@@ -1,7 +1,10 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
-import { requireBlobKey, type BlobStore } from './blob-store.js';
+import { requireBlobKey, type BlobStore, type BlobWriter } from './blob-store.js';
+
+/** READ_PIECE_BYTES is the size of the pieces a file is read in. */
+const READ_PIECE_BYTES = 64 * 1024;
 
 /**
  * createFileBlobStore keeps blobs as files under `root` (the embedded default, one machine): a
@@ -31,5 +34,65 @@ export function createFileBlobStore(root: string): BlobStore {
     async delete(key) {
       await rm(pathOf(key), { force: true });
     },
+    writer(key) {
+      return fileWriter(pathOf(key));
+    },
+    async read(key) {
+      let handle: FileHandle;
+      try {
+        handle = await open(pathOf(key), 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+      return handle.createReadStream({ highWaterMark: READ_PIECE_BYTES });
+    },
+  };
+}
+
+/** fileWriter appends to a temporary file next to `path` and renames it into place at complete(). */
+function fileWriter(path: string): BlobWriter {
+  const temporary = `${path}.${randomUUID()}.part`;
+  let handle: Promise<FileHandle> | undefined;
+  let size = 0;
+  let inFlight = 0;
+  const opened = () => (handle ??= mkdir(dirname(path), { recursive: true, mode: 0o700 }).then(() => open(temporary, 'w', 0o600)));
+  const abort = async () => {
+    const h = handle;
+    handle = Promise.reject(new Error('the blob writer was aborted'));
+    handle.catch(() => undefined);
+    await h?.then((f) => f.close()).catch(() => undefined);
+    await rm(temporary, { force: true });
+  };
+  return {
+    get bufferedBytes() {
+      return inFlight;
+    },
+    async write(bytes) {
+      inFlight += bytes.length;
+      try {
+        const file = await opened();
+        await file.write(bytes);
+        size += bytes.length;
+      } catch (err) {
+        await abort();
+        throw err;
+      } finally {
+        inFlight -= bytes.length;
+      }
+    },
+    async complete() {
+      try {
+        const file = await opened();
+        await file.sync();
+        await file.close();
+        await rename(temporary, path);
+        return size;
+      } catch (err) {
+        await abort();
+        throw err;
+      }
+    },
+    abort,
   };
 }

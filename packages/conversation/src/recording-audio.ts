@@ -10,55 +10,53 @@ const RECORD_HEADER_BYTES = 9;
 /** RecordingSide is whose audio a frame is: the caller's (in) or the agent's (out). */
 export type RecordingSide = 'caller' | 'agent';
 
+/** recordingHeader is the plaintext's first bytes: the format and the call's sample rate. */
+export function recordingHeader(sampleRate: number): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header.writeUInt32LE(sampleRate, 4);
+  return header;
+}
+
+/** recordingFrame is one frame's plaintext: its side, when it was heard or said, and a copy of its samples. */
+export function recordingFrame(side: RecordingSide, atMs: number, samples: Int16Array): Buffer {
+  const frame = Buffer.alloc(RECORD_HEADER_BYTES + samples.byteLength);
+  frame.writeUInt8(side === 'caller' ? 0 : 1, 0);
+  frame.writeUInt32LE(Math.max(0, Math.round(atMs)), 1);
+  frame.writeUInt32LE(samples.length, 5);
+  // A copy: the caller's buffer may be reused or wiped.
+  Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength).copy(frame, RECORD_HEADER_BYTES);
+  return frame;
+}
+
 /**
- * RecordingAudioWriter collects a call's frames, up to `maxBytes` of plaintext (a recording's
- * memory is bounded: past the limit frames are refused and the caller stops recording).
+ * RecordingTimeline places frames as they are recorded, as layoutRecording will (a frame starts
+ * at the moment it was heard or said, or right after that side's previous frame if that is
+ * later), so a recording's duration is known without keeping its audio.
  */
-export class RecordingAudioWriter {
+export class RecordingTimeline {
   readonly sampleRate: number;
-  readonly #maxBytes: number;
-  readonly #chunks: Buffer[] = [];
-  #bytes = HEADER_BYTES;
+  readonly #cursor = [0, 0];
 
-  constructor(sampleRate: number, maxBytes: number) {
+  constructor(sampleRate: number) {
     this.sampleRate = sampleRate;
-    this.#maxBytes = maxBytes;
-    const header = Buffer.alloc(HEADER_BYTES);
-    MAGIC.copy(header, 0);
-    header.writeUInt32LE(sampleRate, 4);
-    this.#chunks.push(header);
   }
 
-  /** byteLength is the plaintext size so far. */
-  get byteLength(): number {
-    return this.#bytes;
+  /** place adds a frame of `count` samples and answers the sample it starts at. */
+  place(side: number, atMs: number, count: number): number {
+    const start = Math.max(Math.round((atMs * this.sampleRate) / 1000), this.#cursor[side] ?? 0);
+    this.#cursor[side] = start + count;
+    return start;
   }
 
-  /** push adds a frame heard or said `atMs` after the recording began; false (and nothing added) past the size limit. */
-  push(side: RecordingSide, atMs: number, samples: Int16Array): boolean {
-    const size = RECORD_HEADER_BYTES + samples.byteLength;
-    if (this.#bytes + size > this.#maxBytes) return false;
-    const head = Buffer.alloc(RECORD_HEADER_BYTES);
-    head.writeUInt8(side === 'caller' ? 0 : 1, 0);
-    head.writeUInt32LE(Math.max(0, Math.round(atMs)), 1);
-    head.writeUInt32LE(samples.length, 5);
-    // A copy: the caller's buffer may be reused or wiped.
-    this.#chunks.push(head, Buffer.from(samples.buffer.slice(samples.byteOffset, samples.byteOffset + samples.byteLength)));
-    this.#bytes += size;
-    return true;
+  /** length is the longer side's length in samples. */
+  get length(): number {
+    return Math.max(this.#cursor[0] ?? 0, this.#cursor[1] ?? 0);
   }
 
-  /** bytes is the whole plaintext; wipe() it after sealing. */
-  bytes(): Buffer {
-    return Buffer.concat(this.#chunks, this.#bytes);
-  }
-
-  /** wipe overwrites the collected audio (after sealing, or when consent was refused). */
-  wipe(): void {
-    // The header (chunk 0) holds no audio and stays: the writer can be used again.
-    for (const c of this.#chunks.slice(1)) c.fill(0);
-    this.#chunks.length = 1;
-    this.#bytes = HEADER_BYTES;
+  /** durationMs is how long the recording plays so far. */
+  get durationMs(): number {
+    return Math.round((this.length * 1000) / Math.max(1, this.sampleRate));
   }
 }
 
@@ -86,7 +84,7 @@ function placeFrames(plaintext: Uint8Array): Placed {
   if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 4).equals(MAGIC)) throw new Error('not a recording in format PRA1');
   const sampleRate = bytes.readUInt32LE(4);
   const frames: { side: number; start: number; at: number; count: number }[] = [];
-  const cursor = [0, 0];
+  const timeline = new RecordingTimeline(sampleRate);
   for (let at = HEADER_BYTES; at < bytes.length;) {
     if (at + RECORD_HEADER_BYTES > bytes.length) throw new Error('recording truncated in a frame header');
     const side = bytes.readUInt8(at);
@@ -94,12 +92,11 @@ function placeFrames(plaintext: Uint8Array): Placed {
     const count = bytes.readUInt32LE(at + 5);
     const dataAt = at + RECORD_HEADER_BYTES;
     if (side > 1 || dataAt + count * 2 > bytes.length) throw new Error('recording truncated in a frame');
-    const start = Math.max(Math.round((atMs * sampleRate) / 1000), cursor[side] ?? 0);
-    cursor[side] = start + count;
+    const start = timeline.place(side, atMs, count);
     frames.push({ side, start, at: dataAt, count });
     at = dataAt + count * 2;
   }
-  return { sampleRate, frames, length: Math.max(cursor[0] ?? 0, cursor[1] ?? 0) };
+  return { sampleRate, frames, length: timeline.length };
 }
 
 /** recordingDurationMs is how long a recording plays: its longer side, laid out as layoutRecording does. */

@@ -1,4 +1,5 @@
 import { ConfigError, envInt, envOptional, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
+import { DEFAULT_HEARTBEAT_MS } from './listen.js';
 import type { RolePasswords } from './migrate.js';
 import { roleFor } from './names.js';
 
@@ -30,6 +31,31 @@ export function envOptionalPostgresUrl(env: Env, name: string, whose: string): s
 /** serviceDatabaseUrlFrom reads DATABASE_URL, the login of a service's own role (parley_<service>). */
 export function serviceDatabaseUrlFrom(env: Env, service: ServiceName): string {
   return envPostgresUrl(env, 'DATABASE_URL', `of the ${roleFor(service)} role`);
+}
+
+/** ListenConfig says how a service's LISTEN connection reaches Postgres and how often it checks that notifications arrive. */
+export interface ListenConfig {
+  /** connectionString is PARLEY_LISTEN_DATABASE_URL, or the service's DATABASE_URL when that is unset; never logged. */
+  readonly connectionString: string;
+  /** heartbeatMs is how often the listener notifies itself (PARLEY_LISTEN_HEARTBEAT_MS). */
+  readonly heartbeatMs: number;
+}
+
+/**
+ * listenConfigFrom reads PARLEY_LISTEN_DATABASE_URL and PARLEY_LISTEN_HEARTBEAT_MS. Behind a
+ * transaction-mode pooler (PgBouncer) LISTEN is never delivered, so the listener may log in to
+ * Postgres directly, as the same role, while queries go through the pooler (`databaseUrl`).
+ */
+export function listenConfigFrom(env: Env, service: ServiceName, databaseUrl: string): ListenConfig {
+  return Object.freeze({
+    connectionString:
+      envOptionalPostgresUrl(
+        env,
+        'PARLEY_LISTEN_DATABASE_URL',
+        `of the ${roleFor(service)} role, reaching Postgres without a transaction-mode pooler`,
+      ) ?? databaseUrl,
+    heartbeatMs: envInt(env, 'PARLEY_LISTEN_HEARTBEAT_MS', DEFAULT_HEARTBEAT_MS, 100, 300_000),
+  });
 }
 
 /** rolePasswordVariable names the variable holding a service role's password, e.g. PARLEY_DB_PASSWORD_TENANT_DATA. */

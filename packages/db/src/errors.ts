@@ -46,6 +46,25 @@ const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'E
 // closed (a shutdown or restart between two statements of a transaction).
 const LOST_CONNECTION =
   /^(Connection terminated( unexpectedly)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
+// What node-postgres and its pool throw when no connection could be had in time.
+const NO_CONNECTION = /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout)$/;
+// SQLSTATEs that end or refuse the connection itself: admin / crash shutdown, starting up, class 08, too many connections.
+const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300']);
+
+/**
+ * isConnectionLost tells whether an error (or one of its causes, as mapDatabaseError wraps them)
+ * is about the connection, not about the statement: Postgres ended or refused it, the socket
+ * broke, or none could be had. Every statement on that connection fails alike, so retrying
+ * each item of a batch alone would only repeat the failure.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    const code: unknown = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || CONNECTION_SQLSTATES.has(code))) return true;
+    if (LOST_CONNECTION.test(e.message) || NO_CONNECTION.test(e.message)) return true;
+  }
+  return false;
+}
 
 /**
  * mapDatabaseError is the one place that turns errors the caller caused in Postgres into domain

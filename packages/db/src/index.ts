@@ -3,9 +3,11 @@ export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViol
 export {
   envOptionalPostgresUrl,
   envPostgresUrl,
+  listenConfigFrom,
   loadMigrateConfig,
   rolePasswordVariable,
   serviceDatabaseUrlFrom,
+  type ListenConfig,
   type MigrateConfig,
 } from './config.js';
 export {
@@ -18,7 +20,7 @@ export {
   type DbOptions,
 } from './connection.js';
 // startEmbeddedPostgres lives in @parley/embedded-postgres, so production images never carry the bundled Postgres.
-export { isPgError, mapDatabaseError } from './errors.js';
+export { isConnectionLost, isPgError, mapDatabaseError } from './errors.js';
 // The id validators live in the kernel (the tenant convention needs them); re-exported for stores.
 export { isUuid, requireUuid } from '@parley/platform';
 export {
@@ -56,6 +58,6 @@ export {
   type Page,
   type PageRequest,
 } from './pagination.js';
-export { createGroupCommit, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
-export { listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
+export { createGroupCommit, DEFAULT_MAX_QUEUED, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
+export { DEFAULT_HEARTBEAT_MS, HEARTBEAT_PREFIX, listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
 export { createNotifiedCache, type NotifiedCache } from './notified-cache.js';

@@ -89,3 +89,17 @@ export function refusedAddress(
   }
   return undefined;
 }
+
+/**
+ * sourceKey is the key a per-source limit counts a client address under: an IPv4 address as itself
+ * (an IPv4-mapped IPv6 one too), an IPv6 address by its /64, because one host or customer usually
+ * holds a whole /64 and could otherwise take a fresh bucket per address. Anything unparsable is its
+ * own key.
+ */
+export function sourceKey(address: string): string {
+  if (!ipaddr.isValid(address)) return address;
+  const parsed = ipaddr.process(address);
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  const parts = (parsed as ipaddr.IPv6).parts.slice(0, 4);
+  return `${new ipaddr.IPv6([...parts, 0, 0, 0, 0]).toString()}/64`;
+}

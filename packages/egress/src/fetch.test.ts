@@ -92,4 +92,49 @@ describe('createEgressFetch', () => {
     expect(lookups).toBe(2);
     expect(seen.length).toBe(before);
   });
+
+  it('resolves a name once for the URL checks of many requests, and still checks every new connection afresh', async () => {
+    const asked: string[] = [];
+    let answer = '127.0.0.1';
+    const counting: EgressLookup = async (host) => {
+      asked.push(host);
+      return [{ address: answer, family: 4 }];
+    };
+    const fetch = createEgressFetch({
+      ca,
+      lookup: counting,
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+    });
+    let connections = 0;
+    const counted = () => connections++;
+    server.on('secureConnection', counted);
+    for (let i = 0; i < 5; i++) expect(await (await fetch(`https://receiver.test:${port}/hello`)).text()).toBe('ok GET');
+    server.off('secureConnection', counted);
+    // One for the URL checks of all five (kept), and one per connection the pool opened (its own check).
+    expect(connections).toBeLessThan(5);
+    expect(asked.length).toBe(1 + connections);
+    // The name now points at a private address: the cached URL check passes, but a new
+    // connection (another name's pool, never this one's socket) resolves afresh and is refused.
+    answer = '10.9.9.9';
+    const other = createEgressFetch({
+      ca,
+      lookup: counting,
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+    });
+    const err = await other(`https://receiver.test:${port}/hello`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let cause: unknown = err;
+    while (cause instanceof Error && !(cause instanceof EgressRefusedError)) cause = cause.cause;
+    expect((cause as EgressRefusedError).rule).toBe('address-range');
+    const none = createEgressFetch({
+      ca,
+      lookup: counting,
+      precheckCacheMs: 0,
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+    });
+    // Without the cache the URL check itself refuses it.
+    expect((await refusal(none(`https://receiver.test:${port}/hello`))).rule).toBe('address-range');
+  });
 });

@@ -1,5 +1,6 @@
+import { createSecureContext } from 'node:tls';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { checkEgressTarget, type EgressCheckOptions } from './check.js';
+import { checkEgressTarget, systemLookup, type EgressCheckOptions, type EgressLookup } from './check.js';
 import { EgressRefusedError } from './errors.js';
 import { createEgressLookup } from './request.js';
 
@@ -14,6 +15,34 @@ export interface EgressFetchOptions extends EgressCheckOptions {
   readonly keepAliveMs?: number;
   /** ca replaces the trusted roots (PEM), for a provider behind a private CA (and test stand-ins); default the system's. */
   readonly ca?: string;
+  /**
+   * precheckCacheMs is how long the per-request URL check reuses a name's answers (default 10 s;
+   * 0: resolve for every request). Only that early check uses the cache: every new connection
+   * resolves the name afresh and checks the address it connects to.
+   */
+  readonly precheckCacheMs?: number;
+}
+
+/** PRECHECK_CACHE_NAMES bounds the names whose answers the pre-check keeps. */
+const PRECHECK_CACHE_NAMES = 256;
+
+/**
+ * cachedLookup answers a name from its last successful resolution for `ttlMs` (failures are not
+ * kept), so a provider's every request does not ask the resolver again.
+ */
+function cachedLookup(resolve: EgressLookup, ttlMs: number, now: () => number = Date.now): EgressLookup {
+  const answers = new Map<string, { until: number; answers: Promise<Array<{ address: string; family: 4 | 6 }>> }>();
+  return (hostname) => {
+    const hit = answers.get(hostname);
+    if (hit !== undefined && hit.until > now()) return hit.answers;
+    const fresh = resolve(hostname);
+    answers.delete(hostname);
+    answers.set(hostname, { until: now() + ttlMs, answers: fresh });
+    // The oldest name goes first (a Map iterates in insertion order).
+    if (answers.size > PRECHECK_CACHE_NAMES) answers.delete(answers.keys().next().value!);
+    fresh.catch(() => answers.delete(hostname));
+    return fresh;
+  };
 }
 
 /**
@@ -22,17 +51,24 @@ export interface EgressFetchOptions extends EgressCheckOptions {
  * literal addresses), and the connection pool resolves names with createEgressLookup, so the
  * address connected to is the one checked at connect time (a rebinding answer is refused there).
  * Redirects are never followed: a 3xx is returned as is. A refusal throws EgressRefusedError.
+ * The URL check reuses a name's answers for precheckCacheMs; that is safe because it is not what
+ * guards the address: a pooled connection was checked when it connected, and a new one is checked
+ * on its own fresh lookup, so a name rebound to a private address is refused there.
  */
 export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch {
   const checks: EgressCheckOptions = {
     ...(options.policy !== undefined ? { policy: options.policy } : {}),
     ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
   };
+  const cacheMs = options.precheckCacheMs ?? 10_000;
+  const precheck: EgressCheckOptions = cacheMs > 0 ? { ...checks, lookup: cachedLookup(options.lookup ?? systemLookup, cacheMs) } : checks;
   const dispatcher = new Agent({
     connect: {
       lookup: createEgressLookup(checks),
       timeout: options.connectTimeoutMs ?? 5_000,
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      // One TLS context for every connection (the trusted roots, or `ca`), instead of one built,
+      // roots and all, for each new connection a burst of provider requests opens.
+      secureContext: createSecureContext(options.ca !== undefined ? { ca: options.ca } : {}),
     },
     keepAliveTimeout: options.keepAliveMs ?? 30_000,
   });
@@ -41,7 +77,7 @@ export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch
     if (typeof input !== 'string' && !(input instanceof URL))
       throw new TypeError('egress fetch takes a URL and an init object, not a Request');
     const url = typeof input === 'string' ? input : input.href;
-    const decision = await checkEgressTarget(url, checks);
+    const decision = await checkEgressTarget(url, precheck);
     if (!decision.allowed) throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');
     const response = await undiciFetch(url, {
       ...(init as Parameters<typeof undiciFetch>[1]),

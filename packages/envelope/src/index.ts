@@ -11,6 +11,7 @@ export * from './log.js';
 export * from './rewrap.js';
 export * from './secret-envelope.js';
 export * from './recording-envelope.js';
+export * from './recording-stream.js';
 export * from './subject-keys.js';
 export * from './vault-policy.js';
 // The Vault provider class is its own entry point (@parley/envelope/vault-transit), so that importing

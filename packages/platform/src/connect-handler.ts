@@ -21,6 +21,8 @@ export interface ConnectHandlerOptions extends Omit<ConnectNodeAdapterOptions, '
   readonly logger: Logger;
   /** tracing says how requests are traced; default: continue the caller's trace context, no trace id header. */
   readonly tracing?: RequestTracingOptions;
+  /** malformedCounter counts undecodable bodies; pass one to share the count with another server on the same port (grpc-js). */
+  readonly malformedCounter?: { increment(): number };
 }
 
 /** RequestTracingOptions configure the SERVER span each request gets. */
@@ -92,7 +94,7 @@ export function createConnectHandler(options: ConnectHandlerOptions): ConnectHan
   let malformed = 0;
   const { logger } = options;
   const countMalformed = (method: string, protocol: string, reason: string) => {
-    malformed += 1;
+    malformed = options.malformedCounter?.increment() ?? malformed + 1;
     logger.warn({ method, protocol, reason: reason.slice(0, 200), malformed_requests_total: malformed }, 'malformed request refused');
   };
   const router = createConnectRouter({

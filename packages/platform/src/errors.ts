@@ -63,6 +63,11 @@ export class UnavailableError extends ParleyError {
   override readonly code = Code.Unavailable;
 }
 
+/** CanceledError: the caller gave up (its signal aborted) before the work was done, so it was not done. */
+export class CanceledError extends ParleyError {
+  override readonly code = Code.Canceled;
+}
+
 /**
  * ErrorAudience says who reads an error: an internal service (which may see why a dependency
  * failed) or a public caller of the edge (who must not learn internal addresses, identities or

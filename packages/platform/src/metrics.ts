@@ -72,6 +72,32 @@ export function recordWebhookDelivery(status: string): void {
   ).add(1, { 'parley.webhook.status': status });
 }
 
+/** PrivacyJobOutcome is how one take of a privacy job ended. */
+export type PrivacyJobOutcome = 'finished' | 'retried' | 'failed' | 'lease_lost';
+
+/**
+ * recordPrivacyJob counts one take of a DSAR job (export or forget) by how it ended; `failed` means
+ * the job gave up for good, which leaves a person's request unanswered until an operator acts.
+ */
+export function recordPrivacyJob(kind: string, outcome: PrivacyJobOutcome): void {
+  instrument('parley.privacy.jobs', (m) =>
+    m.createCounter('parley.privacy.jobs', { description: 'Privacy (DSAR) job attempts, by kind and outcome.' }),
+  ).add(1, { 'parley.privacy.kind': kind, 'parley.privacy.outcome': outcome });
+}
+
+/** RecordingOutcome is how a recorded call's recording ended: stored whole, stored up to a limit, not stored. */
+export type RecordingOutcome = 'stored' | 'size_limit' | 'over_budget' | 'failed' | 'declined';
+
+/** recordRecordingOutcome counts one call recording by its outcome (parley.recordings). */
+export function recordRecordingOutcome(outcome: RecordingOutcome): void {
+  instrument('parley.recordings', (m) =>
+    m.createCounter('parley.recordings', {
+      description:
+        'Call recordings by outcome: stored, size_limit / over_budget (stored up to the limit), failed (not stored), declined (consent refused or unanswered).',
+    }),
+  ).add(1, { 'parley.recording.outcome': outcome });
+}
+
 let lastPurgeSuccessSeconds: number | undefined;
 
 /**
@@ -140,6 +166,8 @@ export const PROMETHEUS_METRICS = {
   parley_conversations_live: 'gauge',
   parley_guardrail_decisions_total: 'counter',
   parley_webhook_deliveries_total: 'counter',
+  parley_privacy_jobs_total: 'counter',
+  parley_recordings_total: 'counter',
   parley_audit_outbox_depth: 'gauge',
   parley_audit_outbox_age: 'gauge',
   parley_audit_checkpoint_oldest_age: 'gauge',

@@ -1,10 +1,12 @@
 import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { createSecureServer, type Http2SecureServer } from 'node:http2';
-import type { TLSSocket } from 'node:tls';
-import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
-import { createConnectHandler } from './connect-handler.js';
+import * as grpc from '@grpc/grpc-js';
+import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { TLSSocket } from 'node:tls';
 import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
+import { createConnectHandler } from './connect-handler.js';
+import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
+import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-adapter.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { strictJsonOptions } from './request-decoding.js';
@@ -79,6 +81,21 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
   };
 }
 
+/** MAX_CALLERS_CACHED bounds the certificate → caller cache of the slow path (one entry per distinct peer certificate). */
+const MAX_CALLERS_CACHED = 1_024;
+
+/**
+ * connectionOf finds the TLS connection a grpc-js call arrived on. grpc-js has no public way to
+ * it: its getAuthContext() runs getPeerCertificate() (every fingerprint, the whole subject) on
+ * every call, which was 22% of the kernel's CPU in its profile. The path below is grpc-js
+ * 1.14's (pinned exactly); when it is not there, callers are read the slow, public way, and
+ * test/kernel/grpc-js-server.test.ts fails so that an upgrade does not slow the plane silently.
+ */
+export function connectionOf(call: SurfaceCall): TLSSocket | undefined {
+  const socket = (call as { call?: { stream?: { session?: { socket?: unknown } } } }).call?.stream?.session?.socket;
+  return socket instanceof TLSSocket ? socket : undefined;
+}
+
 const callerCache = new WeakMap<TLSSocket, Caller | null>();
 
 /** callerOfSocket reads (once per connection) the SPIFFE caller from the verified peer certificate. */
@@ -94,26 +111,89 @@ function callerOfSocket(socket: TLSSocket, trustDomain: string): Caller | undefi
   return caller;
 }
 
+const certificateCache = new Map<string, Caller | null>();
+
+/** callerOfCall reads the SPIFFE caller of a grpc-js call: once per connection, or (slow path) once per certificate. */
+function callerOfCall(call: SurfaceCall, trustDomain: string): Caller | undefined {
+  const socket = connectionOf(call);
+  if (socket !== undefined) return callerOfSocket(socket, trustDomain);
+  const peer = call.getAuthContext().sslPeerCertificate;
+  if (peer?.raw === undefined) return undefined;
+  // Keyed by trust domain too: the caller a certificate names depends on it.
+  const key = `${trustDomain} ${peer.fingerprint256}`;
+  const cached = certificateCache.get(key);
+  if (cached !== undefined) return cached ?? undefined;
+  const caller = callerFromCertificate(peer.raw, trustDomain);
+  if (certificateCache.size >= MAX_CALLERS_CACHED) certificateCache.clear();
+  certificateCache.set(key, caller ?? null);
+  return caller;
+}
+
+/** StreamListener is an HTTP/2 server's 'stream' listener. */
+type StreamListener = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
+
 /**
- * createMtlsServer builds the server every service runs: connect-node on an HTTP/2 TLS server
- * (gRPC, gRPC-Web and Connect; HTTP/1.1 allowed for Connect JSON), requiring a client
- * certificate from the configured CA, with tracing, error mapping, per-RPC authorization and the
- * text rule (no NUL or unpaired surrogate in any string field) around the handlers, JSON bodies
- * that must be UTF-8, undecodable bodies refused as INVALID_ARGUMENT (counted, logged at warn), and certificates swapped in when the files change.
+ * attachGrpcJs lets a grpc-js server serve the gRPC streams of an HTTP/2 server it did not create,
+ * and leaves every other request to the listeners already there. grpc-js has no public way to
+ * do this: `_setupHandlers` is what its own bindAsync runs on the servers it creates (grpc-js is
+ * pinned exactly; start-up fails loudly if the method is gone).
+ */
+function attachGrpcJs(http2: Http2SecureServer, grpcServer: grpc.Server, serves: (path: string) => boolean): void {
+  const setup = (grpcServer as unknown as { _setupHandlers?: (server: Http2SecureServer, interceptors: unknown[]) => void })._setupHandlers;
+  if (typeof setup !== 'function')
+    throw new Error('this @grpc/grpc-js has no _setupHandlers: pin the version @parley/platform was built for');
+  const before = new Set(http2.listeners('stream'));
+  setup.call(grpcServer, http2, []);
+  const added = http2.listeners('stream').filter((l) => !before.has(l)) as StreamListener[];
+  const grpcListener = added[0];
+  if (added.length !== 1 || grpcListener === undefined) throw new Error('@grpc/grpc-js did not add exactly one stream listener');
+  http2.removeListener('stream', grpcListener);
+  const others = [...before] as StreamListener[];
+  for (const l of others) http2.removeListener('stream', l);
+  http2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    const type = headers['content-type'] ?? '';
+    const path = headers[':path'] ?? '';
+    // gRPC for a method grpc-js serves goes to grpc-js; the rest (Connect, gRPC-Web, an unknown
+    // path, which connect-node traces and logs) to the listeners that were there before.
+    if (type.startsWith('application/grpc') && !type.startsWith('application/grpc-web') && serves(path)) {
+      grpcListener.call(http2, stream, headers, flags, rawHeaders);
+      return;
+    }
+    for (const l of others) l.call(http2, stream, headers, flags, rawHeaders);
+  });
+}
+
+/**
+ * createMtlsServer builds the server every service runs on its internal port: an HTTP/2 TLS
+ * server requiring a client certificate from the configured CA, whose gRPC calls are served by
+ * @grpc/grpc-js and whose other requests (Connect, gRPC-Web, HTTP/1.1 for Connect JSON) by
+ * connect-node, both with the same handlers (connect's plain objects, registered with
+ * `routes(router)`) and the same interceptors around them: tracing, error mapping, per-RPC
+ * authorization and the text rule (no NUL or unpaired surrogate in any string field). JSON bodies
+ * must be UTF-8, undecodable bodies are refused as INVALID_ARGUMENT (counted, logged at warn),
+ * and certificates are swapped in when the files change. gRPC goes to grpc-js because the same
+ * calls cost connect-node's server about three times the CPU (bench/README.md, kernel).
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const material = options.certificates.current;
+  const registrations = recordRoutes(options.routes);
+  const interceptors = [
+    createServerTracingInterceptor(),
+    createErrorInterceptor(options.logger),
+    createAuthorizationInterceptor(options.policies),
+    createTextFieldInterceptor(),
+    ...(options.interceptors ?? []),
+  ];
+  let malformed = 0;
+  const malformedCounter = { increment: () => (malformed += 1) };
   const handler = createConnectHandler({
-    routes: options.routes,
+    routes(router) {
+      for (const r of registrations) router.service(r.service, r.impl as never, r.options);
+    },
     logger: options.logger,
-    interceptors: [
-      createServerTracingInterceptor(),
-      createErrorInterceptor(options.logger),
-      createAuthorizationInterceptor(options.policies),
-      createTextFieldInterceptor(),
-      ...(options.interceptors ?? []),
-    ],
+    interceptors,
     jsonOptions: strictJsonOptions,
+    malformedCounter,
     contextValues: (req) => createContextValues().set(callerKey, callerOfSocket(socketOf(req) as TLSSocket, options.trustDomain)),
   });
   const server = createSecureServer(
@@ -132,6 +212,29 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     },
   );
   const drainer = createConnectionDrainer(server);
+  let localPort: number | undefined;
+  // channelz off: its bookkeeping ran on every call (2% of the kernel's CPU) and nothing reads it.
+  const grpcServer = new grpc.Server({
+    'grpc.enable_channelz': 0,
+    // As connect-node's defaults are (and its side of this port keeps): no limit of grpc-js's own
+    // (4 MiB) on message sizes inside the cluster.
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+  });
+  const grpcPaths = addRoutesToGrpcJs(grpcServer, registrations, {
+    logger: options.logger,
+    interceptors,
+    malformedCounter,
+    contextValues: (call) => createContextValues().set(callerKey, callerOfCall(call, options.trustDomain)),
+    // Asked on every call: read from the socket once, after listen.
+    localPort: () => {
+      if (localPort !== undefined) return localPort;
+      const address = server.address();
+      localPort = typeof address === 'object' && address !== null ? address.port : undefined;
+      return localPort;
+    },
+  });
+  attachGrpcJs(server, grpcServer, (path) => grpcPaths.has(path));
   // New connections use the new certificate; established ones keep theirs until they close.
   const stopWatching = options.certificates.onChange((m) => server.setSecureContext({ cert: m.cert, key: m.key, ca: m.ca }));
   server.on('tlsClientError', (err) => options.logger.debug({ err: err.message }, 'tls handshake refused'));
@@ -141,6 +244,8 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     listen: (port, host) => listenOn(server, port, host),
     async close(graceMs) {
       stopWatching();
+      // HTTP/2 sessions get GOAWAY and their calls (grpc-js's included) finish; after the grace
+      // period the connections are destroyed, which cancels what is left (handlers see their signal).
       if (await drainer.close(graceMs)) {
         options.logger.warn('shutdown grace period over; closed the remaining connections');
       }

@@ -382,9 +382,12 @@ export function createServerTracingInterceptor(): Interceptor {
     let own = false;
     if (outer !== undefined) {
       outer.reached = true;
-      outer.method = method;
-      outer.span.updateName(method);
-      outer.span.setAttribute('rpc.method', method);
+      // The grpc-js side opens the span already named after its method: no second write per call.
+      if (outer.method !== method) {
+        outer.method = method;
+        outer.span.updateName(method);
+        outer.span.setAttribute('rpc.method', method);
+      }
       rt = outer;
       ctx = context.active();
     } else {

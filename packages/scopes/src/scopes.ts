@@ -11,6 +11,7 @@ export const SCOPES = {
   'conversations:read': 'list conversations and read their transcripts (decrypted; every read is audited)',
   'conversations:end': 'end a live conversation from the operator side',
   'calls:place': "place outbound phone calls from an agent's number (refused by its sleep windows, do-not-contact and fatigue rules)",
+  'calls:do_not_contact': "put people on and take them off the workspace's do-not-contact list, and read whether one is on it",
   'privacy:run': 'run retention, data export and deletion (DSAR) jobs',
   'privacy:read': 'read retention rules, legal holds, purge runs, privacy jobs and the data map',
   'api_keys:admin': 'create, list, rotate and revoke API keys (never beyond your own scopes)',

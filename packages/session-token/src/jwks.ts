@@ -49,6 +49,17 @@ export class JwksCache {
     this.#now = options.now ?? Date.now;
   }
 
+  /**
+   * fresh returns the key for a kid when the set is fresh and knows it, without waiting (the hot
+   * path of a verify: no promise); undefined when get() has to be asked (stale set or unknown kid).
+   */
+  fresh(kid: string): VerifyKey | undefined {
+    if (this.#now() - this.#fetchedAt > this.#ttlMs) return undefined;
+    const key = this.#keys.get(kid);
+    if (key !== undefined) recordCacheLookup('session_jwks', true);
+    return key;
+  }
+
   /** get returns the key for a kid, refreshing when the set is stale or the kid unknown; undefined if still unknown. */
   async get(kid: string): Promise<VerifyKey | undefined> {
     const age = this.#now() - this.#fetchedAt;

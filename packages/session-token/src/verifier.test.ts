@@ -121,6 +121,19 @@ describe('SessionTokenVerifier', () => {
     await refused(`${input_}.${sig}`, 'header');
   });
 
+  it('checks every header it has not seen before, also after verifying tokens of the same kid, and refuses a header that is not an object', async () => {
+    await verifier.verify(await good());
+    // Same kid, same signing key, one more parameter: a new header text, checked in full.
+    await refused(await signed(claimsFor(), { jku: 'https://evil.example/jwks.json' }), 'header');
+    await refused(await signed(claimsFor(), { typ: 'JWT' }), 'header');
+    for (const header of [[], 'EdDSA', null]) {
+      const input_ = `${b64(JSON.stringify(header))}.${b64(claimsFor())}`;
+      await refused(`${input_}.${sign(null, Buffer.from(input_), privateKey).toString('base64url')}`, 'malformed');
+    }
+    // The header seen first is still accepted.
+    await verifier.verify(await good({ jti: 'jti-2' }));
+  });
+
   it('refuses expired and not-yet-valid tokens beyond the clock skew, and accepts them within it', async () => {
     const t = Math.floor(now / 1000);
     const skew = DEFAULT_CLOCK_SKEW_SECONDS;

@@ -1,5 +1,5 @@
 import { verify as verifySignature, type KeyObject } from 'node:crypto';
-import { decodeProtectedHeader, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
 import {
   DEFAULT_CLOCK_SKEW_SECONDS,
   MAX_SESSION_TTL_SECONDS,
@@ -45,6 +45,8 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** ED25519_SIGNATURE_BYTES is the length of every Ed25519 signature. */
 const ED25519_SIGNATURE_BYTES = 64;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** MAX_KNOWN_HEADERS bounds the remembered protected headers (one per signing key in practice). */
+const MAX_KNOWN_HEADERS = 16;
 
 interface CachedClaims {
   readonly claims: SessionClaims;
@@ -65,6 +67,9 @@ export class SessionTokenVerifier {
   readonly #skew: number;
   readonly #cacheSize: number;
   readonly #cache = new Map<string, CachedClaims>();
+  // Protected headers that passed #checkHeader, by their base64url text, with their kid: every
+  // token of one signing key carries the same header, so it is decoded and checked once.
+  readonly #headers = new Map<string, string>();
   readonly #now: () => number;
 
   constructor(options: SessionVerifierOptions) {
@@ -88,14 +93,16 @@ export class SessionTokenVerifier {
     const cached = this.#cache.get(token);
     // Through get(), not the keys known now: a remembered token must also wait for the JWKS to be
     // refreshed on schedule, or a withdrawn key would stay good for as long as its tokens are reused.
-    if (cached !== undefined && (await this.#options.jwks.get(cached.kid)) !== undefined) {
+    if (cached !== undefined && (this.#options.jwks.fresh(cached.kid) ?? (await this.#options.jwks.get(cached.kid))) !== undefined) {
       this.#checkTimes(cached.claims, nowSec);
       return this.#checkExpectations(cached.claims, expect);
     }
-    const kid = this.#checkHeader(token);
-    const key = await this.#options.jwks.get(kid);
+    const first = token.indexOf('.');
+    const kid = this.#kidOf(token.slice(0, first));
+    // A fresh set answers at once; only a stale set or an unknown kid waits for get().
+    const key = this.#options.jwks.fresh(kid) ?? (await this.#options.jwks.get(kid));
     if (key === undefined) throw new SessionTokenError('kid', `kid "${kid.slice(0, 64)}" is not one of the session signing keys`);
-    const payload = this.#verifiedPayload(token, key);
+    const payload = this.#verifiedPayload(token, first, key);
     const claims = this.#checkClaims(payload);
     this.#checkTimes(claims, nowSec);
     this.#remember(token, claims, kid);
@@ -108,11 +115,14 @@ export class SessionTokenVerifier {
    * WebCrypto's asynchronous job queue, which cost a third of the throughput — then decodes the
    * payload and checks issuer and audience. The header was checked before (#checkHeader).
    */
-  #verifiedPayload(token: string, key: KeyObject): JWTPayload {
-    const first = token.indexOf('.');
+  #verifiedPayload(token: string, first: number, key: KeyObject): JWTPayload {
     const last = token.lastIndexOf('.');
     const signature = Buffer.from(token.slice(last + 1), 'base64url');
-    if (signature.length !== ED25519_SIGNATURE_BYTES || !verifySignature(null, Buffer.from(token.slice(0, last), 'ascii'), key, signature))
+    // The token is ASCII (COMPACT_JWS): its latin1 bytes are the signing input, viewed without a copy.
+    if (
+      signature.length !== ED25519_SIGNATURE_BYTES ||
+      !verifySignature(null, Buffer.from(token, 'latin1').subarray(0, last), key, signature)
+    )
       throw new SessionTokenError('signature', 'signature does not verify');
     let payload: unknown;
     try {
@@ -129,13 +139,29 @@ export class SessionTokenVerifier {
     return claims;
   }
 
-  #checkHeader(token: string): string {
-    let header: Record<string, unknown>;
+  /** kidOf returns the kid of a protected header (its base64url text), checking the header the first time it is seen. */
+  #kidOf(encoded: string): string {
+    const known = this.#headers.get(encoded);
+    if (known !== undefined) return known;
+    const kid = this.#checkHeader(encoded);
+    if (this.#headers.size >= MAX_KNOWN_HEADERS) this.#headers.clear();
+    this.#headers.set(encoded, kid);
+    return kid;
+  }
+
+  #checkHeader(encoded: string): string {
+    let header: unknown;
     try {
-      header = decodeProtectedHeader(token) as Record<string, unknown>;
+      header = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
     } catch (err) {
       throw new SessionTokenError('malformed', 'the protected header is not valid base64url JSON', { cause: err });
     }
+    if (typeof header !== 'object' || header === null || Array.isArray(header))
+      throw new SessionTokenError('malformed', 'the protected header is not valid base64url JSON: not a JSON object');
+    return this.#checkHeaderFields(header as Record<string, unknown>);
+  }
+
+  #checkHeaderFields(header: Record<string, unknown>): string {
     if (header.alg !== SESSION_TOKEN_ALG)
       throw new SessionTokenError('alg', `alg must be ${SESSION_TOKEN_ALG}, got ${JSON.stringify(header.alg)}`);
     for (const name of KEY_CARRYING_HEADERS) {

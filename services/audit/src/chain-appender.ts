@@ -15,20 +15,25 @@ export type CommitBatch = (
   cached: KnownHead | undefined,
 ) => Promise<AppendResult>;
 
+/** MAX_QUEUED_APPENDS bounds the appends (each up to maxEvents events) waiting here; beyond it the relay is told to retry. */
+const MAX_QUEUED_APPENDS = 1_000;
+
 /** MAX_CACHED_HEADS bounds the heads remembered for the fast path (the least recently committed go first). */
 const MAX_CACHED_HEADS = 10_000;
 
 /** ChainAppender appends to tenant chains with group commit. */
 export interface ChainAppender {
   /** append resolves with how many of `events` were new once they are committed (and rejects if they were not). */
-  append(tenantId: string, events: readonly NewEvent[]): Promise<number>;
+  append(tenantId: string, events: readonly NewEvent[], signal?: AbortSignal): Promise<number>;
 }
 
 /**
  * createChainAppender serialises each tenant's appends in this process and batches those that
- * queue up, up to `maxEvents` events (an append larger than that goes alone); a failed batch of
- * several appends retries each alone. It remembers the head each tenant's last commit here left,
- * for the one-statement fast path; ordering across replicas stays with the head lock.
+ * queue up, up to `maxEvents` events (an append larger than that goes alone); a batch that failed
+ * over one append retries each alone, one that lost its connection fails them all, and an append
+ * whose caller gave up while waiting is left out (createGroupCommit). It remembers the head each
+ * tenant's last commit here left, for the one-statement fast path; ordering across replicas stays
+ * with the head lock.
  */
 export function createChainAppender(commit: CommitBatch, maxEvents: number): ChainAppender {
   // Forgotten on any failure (the locking path re-reads it).
@@ -49,7 +54,7 @@ export function createChainAppender(commit: CommitBatch, maxEvents: number): Cha
       if (heads.size > MAX_CACHED_HEADS) heads.delete(heads.keys().next().value as string);
       return appends.map((_, i) => r.appendedPerCall[i] ?? 0);
     },
-    { maxSize: maxEvents, sizeOf: (events) => events.length },
+    { maxSize: maxEvents, sizeOf: (events) => events.length, maxQueued: MAX_QUEUED_APPENDS, what: 'audit appends' },
   );
-  return { append: (tenantId, events) => group.submit(tenantId, events) };
+  return { append: (tenantId, events, signal) => group.submit(tenantId, events, signal) };
 }

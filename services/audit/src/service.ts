@@ -229,7 +229,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
     return r;
   }, MAX_APPEND_BATCH);
   return {
-    async appendEvents(req) {
+    async appendEvents(req, ctx) {
       if (req.events.length > MAX_APPEND_BATCH)
         throw new InvalidArgumentError(`at most ${MAX_APPEND_BATCH} events per call`, { field: 'events' });
       const byTenant = new Map<string, NewEvent[]>();
@@ -240,7 +240,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
         byTenant.set(n.tenantId, list);
       });
       // Each tenant's chain is its own transaction; a relay's batch spans tenants, so they run side by side.
-      const counts = await Promise.all([...byTenant].map(([tenantId, events]) => appender.append(tenantId, events)));
+      const counts = await Promise.all([...byTenant].map(([tenantId, events]) => appender.append(tenantId, events, ctx.signal)));
       return { appended: counts.reduce((a, b) => a + b, 0) };
     },
 

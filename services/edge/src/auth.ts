@@ -27,12 +27,18 @@ const MAX_ENTRIES = 10_000;
 /**
  * ApiKeyAuthenticator asks identity (over mTLS) who an API key is. Positive answers are kept for
  * at most cacheMs, keyed by a SHA-256 of the key, so that a burst of calls costs one look-up
- * while a revocation still reaches every replica within that time. Failures are never cached:
- * identity counts and throttles them.
+ * while a revocation still reaches every replica within that time. Concurrent checks of one key
+ * that miss share one look-up (when an entry expires under load, 50 callers would otherwise ask
+ * identity 50 times at once); a shared look-up that fails is not shared: each waiter then asks on
+ * its own, so identity still counts and throttles every failure, and failures are never cached.
  */
 export class ApiKeyAuthenticator {
   readonly #o: ApiKeyAuthenticatorOptions;
   readonly #cache = new Map<string, Entry>();
+  // Look-ups in flight by cache key; forget() drops them, and `#epoch` keeps an answer fetched
+  // across a forget() out of the cache (it may predate the revocation).
+  readonly #inflight = new Map<string, Promise<Entry>>();
+  #epoch = 0;
   readonly #now: () => number;
 
   constructor(options: ApiKeyAuthenticatorOptions) {
@@ -50,6 +56,25 @@ export class ApiKeyAuthenticator {
     recordCacheLookup('api_key', hit !== undefined && hit.until > now);
     if (hit !== undefined && hit.until > now)
       return { tenantId: hit.tenantId, kind: hit.kind, id: hit.id, scopes: hit.scopes, source, userAgent };
+    // With the cache off every call is checked on its own.
+    const shared = this.#o.cacheMs > 0 ? this.#inflight.get(cacheKey) : undefined;
+    const joined = shared === undefined ? undefined : await shared.catch(() => undefined);
+    const entry = joined ?? (await this.#lookUpShared(cacheKey, apiKey, source, now, signal));
+    return { tenantId: entry.tenantId, kind: entry.kind, id: entry.id, scopes: entry.scopes, source, userAgent };
+  }
+
+  async #lookUpShared(cacheKey: string, apiKey: string, source: string, now: number, signal: AbortSignal | undefined): Promise<Entry> {
+    const lookUp = this.#lookUp(cacheKey, apiKey, source, now, signal);
+    this.#inflight.set(cacheKey, lookUp);
+    try {
+      return await lookUp;
+    } finally {
+      if (this.#inflight.get(cacheKey) === lookUp) this.#inflight.delete(cacheKey);
+    }
+  }
+
+  async #lookUp(cacheKey: string, apiKey: string, source: string, now: number, signal: AbortSignal | undefined): Promise<Entry> {
+    const epoch = this.#epoch;
     const options = signal === undefined ? {} : { signal };
     // Operator tokens (po_…) come from OIDC sign-in; everything else is tried as an API key.
     const res =
@@ -58,16 +83,19 @@ export class ApiKeyAuthenticator {
         : await this.#o.identity.authenticateApiKey({ apiKey, source }, options);
     const p = res.principal;
     if (p === undefined || (p.kind !== 'api_key' && p.kind !== 'member')) throw new UnauthenticatedError('API key is not valid');
-    if (this.#o.cacheMs > 0) {
+    const entry: Entry = { tenantId: p.tenantId, kind: p.kind, id: p.id, scopes: p.scopes, until: now + this.#o.cacheMs };
+    if (this.#o.cacheMs > 0 && epoch === this.#epoch) {
       if (this.#cache.size >= MAX_ENTRIES) this.#cache.clear();
-      this.#cache.set(cacheKey, { tenantId: p.tenantId, kind: p.kind, id: p.id, scopes: p.scopes, until: now + this.#o.cacheMs });
+      this.#cache.set(cacheKey, entry);
     }
-    return { tenantId: p.tenantId, kind: p.kind, id: p.id, scopes: p.scopes, source, userAgent };
+    return entry;
   }
 
   /** forget drops the cached checks of these keys: a key revoked through this edge is refused here at once (other edges within cacheMs). */
   forget(apiKeyIds: readonly string[]): void {
     const ids = new Set(apiKeyIds);
+    this.#epoch += 1;
+    this.#inflight.clear();
     for (const [cacheKey, entry] of this.#cache) if (entry.kind === 'api_key' && ids.has(entry.id)) this.#cache.delete(cacheKey);
   }
 }

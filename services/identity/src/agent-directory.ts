@@ -1,5 +1,11 @@
 import type { Client } from '@connectrpc/connect';
-import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenForNotifications, type NotificationListener } from '@parley/db';
+import {
+  CONVERSATION_ACCESS_CHANNEL,
+  createNotifiedCache,
+  listenForNotifications,
+  type ListenConfig,
+  type NotificationListener,
+} from '@parley/db';
 import { peerError, type Logger } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 
@@ -66,13 +72,14 @@ export function cachedAgentDirectory(
  */
 export function listenedAgentCache(
   inner: AgentDirectory,
-  options: { ttlMs: number; connectionString: string; logger?: Logger | undefined },
+  options: { ttlMs: number; listen: ListenConfig; logger?: Logger | undefined },
 ): { directory: AgentDirectory; close(): Promise<void> } {
   if (options.ttlMs <= 0) return { directory: inner, close: () => Promise.resolve() };
   // listening() is first asked by a CreateSession, after the listener below exists.
   const cached = cachedAgentDirectory(inner, { ttlMs: options.ttlMs, listening: () => listener.listening });
   const listener: NotificationListener = listenForNotifications({
-    connectionString: options.connectionString,
+    connectionString: options.listen.connectionString,
+    heartbeatMs: options.listen.heartbeatMs,
     channel: CONVERSATION_ACCESS_CHANNEL,
     applicationName: 'parley-identity-listen',
     onNotification: (payload) => cached.invalidate(payload),

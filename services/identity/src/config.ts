@@ -1,4 +1,4 @@
-import { serviceDatabaseUrlFrom } from '@parley/db';
+import { listenConfigFrom, serviceDatabaseUrlFrom, type ListenConfig } from '@parley/db';
 import { loadOwnKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
 import { ConfigError, envEnum, envInt, envOptional, envString, envUrl, type Env } from '@parley/platform';
 import { DEFAULT_SESSION_AUDIENCE, DEFAULT_SESSION_ISSUER } from '@parley/session-token';
@@ -19,6 +19,8 @@ export interface IdentityConfig {
   readonly signingKeyReloadMs: number;
   /** agentCacheMs is how long "the workspace has this agent" is reused for its next sessions (0: asked on every CreateSession). */
   readonly agentCacheMs: number;
+  /** listen is how the agent cache's LISTEN connection reaches Postgres (PARLEY_LISTEN_*). */
+  readonly listen: ListenConfig;
   /** kek seals the private halves of the session signing keys (envelope encryption). */
   readonly kek: KekProviderConfig;
   readonly throttle: { readonly maxFailures: number; readonly windowSeconds: number; readonly blockSeconds: number };
@@ -33,8 +35,10 @@ export function loadIdentityConfig(env: Env): IdentityConfig {
   const pepper = envString(env, 'PARLEY_API_KEY_PEPPER');
   if (Buffer.byteLength(pepper) < 32)
     throw new ConfigError('PARLEY_API_KEY_PEPPER', 'must be at least 32 bytes of random text (e.g. openssl rand -base64 48)');
+  const databaseUrl = serviceDatabaseUrlFrom(env, 'identity');
   return Object.freeze({
-    databaseUrl: serviceDatabaseUrlFrom(env, 'identity'),
+    databaseUrl,
+    listen: listenConfigFrom(env, 'identity', databaseUrl),
     apiKeyPepper: Buffer.from(pepper, 'utf8'),
     apiKeyEnvironment: envEnum(env, 'PARLEY_API_KEY_ENVIRONMENT', ['live', 'test'] as const, 'live'),
     sessionIssuer: envString(env, 'PARLEY_SESSION_ISSUER', DEFAULT_SESSION_ISSUER),

@@ -50,7 +50,7 @@ runMain({
     // "This workspace has this agent" is reused for a short while; tenant-data's triggers NOTIFY a delete.
     const { directory: agents, close: closeAgents } = listenedAgentCache(tenantDataAgentDirectory(tenantData), {
       ttlMs: config.agentCacheMs,
-      connectionString: config.databaseUrl,
+      listen: config.listen,
       logger: ctx.logger,
     });
     ctx.onClose(closeAgents);

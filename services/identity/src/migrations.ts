@@ -6,6 +6,7 @@ import * as sessionFamily from './db/migrations/2026_12_01_0003_operator_session
 import * as sessionSubjectIndex from './db/migrations/2026_12_01_0004_session_subject_index.js';
 import * as callSid from './db/migrations/2026_12_01_0005_call_sid.js';
 import * as callSidIndex from './db/migrations/2026_12_01_0006_call_sid_index.js';
+import * as sessionSubject from './db/migrations/2026_12_02_0001_session_subject.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is identity's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -19,6 +20,7 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0004_session_subject_index': sessionSubjectIndex,
     '2026_12_01_0005_call_sid': callSid,
     '2026_12_01_0006_call_sid_index': callSidIndex,
+    '2026_12_02_0001_session_subject': sessionSubject,
   }),
   dataMap: DATA_MAP,
 };

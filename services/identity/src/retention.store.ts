@@ -58,10 +58,25 @@ export async function purgeAuthFailures(db: Kysely<IdentityDb>, before: Date, li
   });
 }
 
-/** forgetSubjectSessions deletes every session row of one workspace created for the person with this external reference. */
-export async function forgetSubjectSessions(db: Kysely<IdentityDb>, tenantId: string, subjectRef: string): Promise<number> {
+/**
+ * forgetSubjectSessions deletes every session row of one workspace created for the person: with
+ * their external reference, or for an outbound call placed to them (their subject id).
+ */
+export async function forgetSubjectSessions(
+  db: Kysely<IdentityDb>,
+  tenantId: string,
+  person: { subjectRef?: string; subjectId?: string },
+): Promise<number> {
   return withTenant(db, tenantId, async (trx) => {
-    const r = await trx.deleteFrom('sessions').where('subject_ref', '=', subjectRef).executeTakeFirst();
+    const r = await trx
+      .deleteFrom('sessions')
+      .where((eb) =>
+        eb.or([
+          ...(person.subjectRef === undefined ? [] : [eb('subject_ref', '=', person.subjectRef)]),
+          ...(person.subjectId === undefined ? [] : [eb('subject_id', '=', person.subjectId)]),
+        ]),
+      )
+      .executeTakeFirst();
     return Number(r.numDeletedRows);
   });
 }

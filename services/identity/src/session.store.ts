@@ -14,6 +14,8 @@ export interface NewSession {
   readonly createdByKeyId: string | null;
   readonly expiresAt: Date;
   readonly callSid?: string;
+  /** subjectId is the person an outbound call was placed to. */
+  readonly subjectId?: string;
 }
 
 /** insertSessions records issued session tokens in one statement (a taken call_sid fails them all: AlreadyExists). */
@@ -31,6 +33,7 @@ export async function insertSessions(trx: Trx, rows: readonly NewSession[]): Pro
         created_by_key_id: s.createdByKeyId,
         expires_at: s.expiresAt,
         call_sid: s.callSid ?? null,
+        subject_id: s.subjectId ?? null,
       })),
     )
     .execute();
@@ -39,11 +42,21 @@ export async function insertSessions(trx: Trx, rows: readonly NewSession[]): Pro
 /** SessionState is why a session token may or may not be used. */
 export type SessionState = 'ok' | 'unknown' | 'revoked' | 'replayed' | 'expired';
 
+/** ConsumedSession is why a token may or may not connect, with what identity recorded for a call's session. */
+export interface ConsumedSession {
+  readonly state: SessionState;
+  /** callSid is the CallSid the session was minted for (null: not a call's). */
+  readonly callSid: string | null;
+  /** subjectId is the person an outbound call's session was minted for (null: none). */
+  readonly subjectId: string | null;
+}
+
 /**
  * consumeSession marks the token's jti used. One UPDATE decides it, so of two connects with the
- * same token on any replicas exactly one wins; the loser learns why it lost.
+ * same token on any replicas exactly one wins; the loser learns why it lost. The winner learns
+ * the call the session was minted for, from this record rather than from anything the client says.
  */
-export async function consumeSession(trx: Trx, sid: string, jti: string): Promise<SessionState> {
+export async function consumeSession(trx: Trx, sid: string, jti: string): Promise<ConsumedSession> {
   const won = await trx
     .updateTable('sessions')
     .set({ consumed_at: sql<Date>`now()` })
@@ -52,9 +65,10 @@ export async function consumeSession(trx: Trx, sid: string, jti: string): Promis
     .where('consumed_at', 'is', null)
     .where('revoked_at', 'is', null)
     .where('expires_at', '>', sql<Date>`now() - interval '30 seconds'`)
-    .returning('id')
+    .returning(['call_sid', 'subject_id'])
     .executeTakeFirst();
-  return won !== undefined ? 'ok' : sessionState(trx, sid, jti);
+  if (won !== undefined) return { state: 'ok', callSid: won.call_sid, subjectId: won.subject_id };
+  return { state: await sessionState(trx, sid, jti), callSid: null, subjectId: null };
 }
 
 /** sessionState reads whether a session may still be used (without consuming it). */

@@ -1,3 +1,4 @@
+import { listenConfigFrom, type ListenConfig } from '@parley/db';
 import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 
@@ -5,6 +6,8 @@ import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 export interface IntegrationsConfig {
   /** databaseUrl logs in as the service's role (parley_integrations); never logged, it holds the password. */
   readonly databaseUrl: string;
+  /** listen is how the delivery worker's LISTEN connection reaches Postgres (PARLEY_LISTEN_*). */
+  readonly listen: ListenConfig;
   /** dbPoolMax is the size of the connection pool. */
   readonly dbPoolMax: number;
   /** egressPolicy is the port list and private allow-list every customer-configured URL is checked against. */
@@ -43,7 +46,7 @@ function envOnOff(env: Env, name: string, fallback: boolean): boolean {
 
 /**
  * loadIntegrationsConfig reads DATABASE_URL, PARLEY_DB_POOL_MAX, PARLEY_EGRESS_ALLOWED_PORTS,
- * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_WEBHOOK_MAX_AGE_SECONDS, PARLEY_WEBHOOK_WORKER, the PARLEY_WEBHOOK_* delivery
+ * PARLEY_EGRESS_ALLOW_PRIVATE, PARLEY_LISTEN_*, PARLEY_WEBHOOK_MAX_AGE_SECONDS, PARLEY_WEBHOOK_WORKER, the PARLEY_WEBHOOK_* delivery
  * settings and the PARLEY_TOOL_CALL_* limits (see README). Errors name the variable and never echo the database URL.
  */
 export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConfig {
@@ -60,6 +63,7 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
   const egressPolicy = egressPolicyFromEnv(env);
   return Object.freeze({
     databaseUrl,
+    listen: listenConfigFrom(env, 'integrations', databaseUrl),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     egressPolicy,
     // Three days by default, like the Standard Webhooks example schedule (about 75 hours).

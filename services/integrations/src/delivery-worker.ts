@@ -1,5 +1,5 @@
 import { recordAuditEvent, auditDetails, systemActor } from '@parley/audit-outbox';
-import { withTenant } from '@parley/db';
+import { createGroupCommit, withTenant } from '@parley/db';
 import { createEgressClient, EgressRefusedError, EgressRequestError, type EgressLookup, type EgressPolicy } from '@parley/egress';
 import { recordWebhookDelivery, type Logger } from '@parley/platform';
 import { webhookSigner, type WebhookSigner } from '@parley/webhooks';
@@ -213,44 +213,18 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     });
   }
 
-  // Group commit of finished attempts: per tenant one write in flight; the attempts that end
-  // meanwhile wait and go together in the next (finishAttempts), so a busy worker spends one
-  // transaction on many deliveries instead of one each.
-  type PendingFinish = { finish: FinishedAttempt; resolve: (recorded: boolean) => void; reject: (error: unknown) => void };
-  const pendingFinishes = new Map<string, PendingFinish[]>();
-  const flushingTenants = new Set<string>();
-
-  function recordFinish(tenantId: string, finish: FinishedAttempt): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      const queued = pendingFinishes.get(tenantId);
-      if (queued === undefined) pendingFinishes.set(tenantId, [{ finish, resolve, reject }]);
-      else queued.push({ finish, resolve, reject });
-      if (!flushingTenants.has(tenantId)) void flushFinishes(tenantId);
-    });
-  }
-
-  async function flushFinishes(tenantId: string): Promise<void> {
-    flushingTenants.add(tenantId);
-    try {
-      for (let batch = pendingFinishes.get(tenantId); batch !== undefined; batch = pendingFinishes.get(tenantId)) {
-        pendingFinishes.delete(tenantId);
-        try {
-          const recorded = await withTenant(options.db, tenantId, (trx) =>
-            finishAttempts(
-              trx,
-              options.worker,
-              batch!.map((p) => p.finish),
-            ),
-          );
-          for (const p of batch) p.resolve(recorded.has(p.finish.delivery.id));
-        } catch (error) {
-          for (const p of batch) p.reject(error);
-        }
-      }
-    } finally {
-      flushingTenants.delete(tenantId);
-    }
-  }
+  // Group commit of finished attempts (createGroupCommit): per tenant one write in flight; the
+  // attempts that end meanwhile wait and go together in the next (finishAttempts), so a busy
+  // worker spends one transaction on many deliveries instead of one each. A batch is never cut:
+  // the outcomes waiting are already bounded by the running loop's RECORDING_SLOTS.
+  const finishes = createGroupCommit<FinishedAttempt, boolean>(
+    async (tenantId, batch) => {
+      const recorded = await withTenant(options.db, tenantId, (trx) => finishAttempts(trx, options.worker, batch));
+      return batch.map((f) => recorded.has(f.delivery.id));
+    },
+    { maxSize: Number.MAX_SAFE_INTEGER, what: 'delivery outcomes' },
+  );
+  const recordFinish = (tenantId: string, finish: FinishedAttempt): Promise<boolean> => finishes.submit(tenantId, finish);
 
   /** send makes one attempt; it never throws (a failure inside Parley is a failed attempt). */
   async function send(delivery: LeasedDelivery, memo: BatchMemo): Promise<Attempt> {

@@ -68,7 +68,12 @@ runMain({
       ctx.onStopping(() => worker.stop());
       wakeWorker = () => worker.wake();
       // Events queued on other replicas wake this worker too (Postgres LISTEN/NOTIFY; the poll stays as fallback).
-      const listener = listenForDeliveries({ connectionString: config.databaseUrl, onQueued: () => worker.wake(), logger: ctx.logger });
+      const listener = listenForDeliveries({
+        connectionString: config.listen.connectionString,
+        heartbeatMs: config.listen.heartbeatMs,
+        onQueued: () => worker.wake(),
+        logger: ctx.logger,
+      });
       ctx.onStopping(() => listener.close());
     } else {
       ctx.logger.warn(

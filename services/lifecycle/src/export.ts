@@ -176,7 +176,13 @@ export async function collectExport(
   return {
     ...empty,
     subjectFound: true,
-    subject: { id: subject.id, externalRef: subject.externalRef, createdAt: iso(subject.createdAt) },
+    subject: {
+      id: subject.id,
+      externalRef: subject.externalRef,
+      createdAt: iso(subject.createdAt),
+      // Whether the workspace keeps them off its outbound calls is data about them too (only when it does).
+      ...(subject.doNotContact ? { doNotContactSince: iso(subject.doNotContactSince) } : {}),
+    },
     contactRecords: {
       phoneOnFile: subject.hasPhone,
       emailOnFile: subject.hasEmail,

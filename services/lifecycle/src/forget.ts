@@ -132,9 +132,17 @@ export async function runForget(deps: ForgetDeps, job: PrivacyJob, token: string
     return { subjectKeyDestroyed: r.shredded || r.alreadyShredded };
   });
   await step('identity_sessions', async () => {
-    const ref = subjectId === undefined ? '' : await externalRefOf(deps.peers.tenantData, tenantId, subjectId);
-    if (ref === '') return { sessions: 0 };
-    return { sessions: (await deps.peers.identity.forgetSubjectSessions({ tenantId, subjectRef: ref })).deleted };
+    if (subjectId === undefined) return { sessions: 0 };
+    const ref = await externalRefOf(deps.peers.tenantData, tenantId, subjectId);
+    // By reference (sessions the customer created for them) and by id (outbound calls placed to them).
+    try {
+      return { sessions: (await deps.peers.identity.forgetSubjectSessions({ tenantId, subjectRef: ref, subjectId })).deleted };
+    } catch (err) {
+      // An identity of the previous release knows no subject_id and refuses an empty reference: it
+      // has no call sessions naming the person either (it never recorded one), so nothing is left.
+      if (ref === '' && err instanceof ConnectError && err.code === Code.InvalidArgument) return { sessions: 0 };
+      throw err;
+    }
   });
   await step('webhook_deliveries', async () => {
     if (subjectId === undefined) return { webhookDeliveries: 0 };

@@ -9,7 +9,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { auditDetails, auditedTransactions } from '@parley/audit-outbox';
 import { withTenant } from '@parley/db';
-import type { WebhookEventEmitter } from '@parley/platform';
+import { recordPrivacyJob, type WebhookEventEmitter } from '@parley/platform';
 import type { Kysely } from 'kysely';
 import type { LifecycleDb, PrivacyJob } from './db/tables.js';
 import { collectExport, sealBundle, sha256Hex, type ExportPeers } from './export.js';
@@ -65,8 +65,10 @@ async function giveUp(deps: PrivacyJobDeps, job: PrivacyJob, token: string, reas
     });
     return j;
   });
-  if (failed !== undefined)
+  if (failed !== undefined) {
+    recordPrivacyJob(job.kind, 'failed');
     deps.logger.warn({ tenantId: job.tenant_id, job_id: job.id, attempts: failed.attempts, reason }, 'a privacy job failed for good');
+  }
 }
 
 async function work(deps: PrivacyJobDeps, job: PrivacyJob, token: string, signal: AbortSignal): Promise<void> {
@@ -117,10 +119,12 @@ export async function runJob(deps: PrivacyJobDeps, tenantId: string, jobId: stri
   );
   try {
     await work(deps, job, token, lost.signal);
+    recordPrivacyJob(job.kind, 'finished');
     return true;
   } catch (err) {
     const reason = failureReason(lost.signal.aborted ? lost.signal.reason : err);
     if (lost.signal.aborted || err instanceof LeaseLostError) {
+      recordPrivacyJob(job.kind, 'lease_lost');
       deps.logger.warn({ tenantId, job_id: job.id }, 'a privacy job lost its lease; the worker holding it now continues');
       return false;
     }
@@ -129,6 +133,7 @@ export async function runJob(deps: PrivacyJobDeps, tenantId: string, jobId: stri
     } else {
       const delay = retryDelay(deps.retryMs, job.attempts);
       await withTenant(deps.db, tenantId, (trx) => retryLater(trx, job.id, token, reason, delay));
+      recordPrivacyJob(job.kind, 'retried');
       deps.logger.warn({ tenantId, job_id: job.id, attempts: job.attempts, reason, retry_in_ms: delay }, 'a privacy job attempt failed');
     }
     return false;

@@ -1,5 +1,5 @@
 import { loadDataKeyCacheConfig, loadKekProviderConfig, type DataKeyCacheConfig, type KekProviderConfig } from '@parley/envelope';
-import { serviceDatabaseUrlFrom } from '@parley/db';
+import { listenConfigFrom, serviceDatabaseUrlFrom, type ListenConfig } from '@parley/db';
 import { envInt, type Env } from '@parley/platform';
 
 /** SecretsConfig is the secrets service's own configuration (the kernel reads the rest). */
@@ -18,12 +18,16 @@ export interface SecretsConfig {
   readonly rewrapBatchSize: number;
   /** conversationCacheMs is how long a live conversation's answer from tenant-data is reused (0: asked on every resolve). */
   readonly conversationCacheMs: number;
+  /** listen is how the conversation cache's LISTEN connection reaches Postgres (PARLEY_LISTEN_*). */
+  readonly listen: ListenConfig;
 }
 
-/** loadSecretsConfig reads DATABASE_URL, the PARLEY_KEK_* / PARLEY_VAULT_* / PARLEY_DEK_CACHE* variables and the service's own. */
+/** loadSecretsConfig reads DATABASE_URL, the PARLEY_KEK_* / PARLEY_VAULT_* / PARLEY_DEK_CACHE* / PARLEY_LISTEN_* variables and the service's own. */
 export function loadSecretsConfig(env: Env): SecretsConfig {
+  const databaseUrl = serviceDatabaseUrlFrom(env, 'secrets');
   return Object.freeze({
-    databaseUrl: serviceDatabaseUrlFrom(env, 'secrets'),
+    databaseUrl,
+    listen: listenConfigFrom(env, 'secrets', databaseUrl),
     kek: loadKekProviderConfig(env),
     dataKeyCache: loadDataKeyCacheConfig(env),
     versionGraceMs: envInt(env, 'PARLEY_SECRET_VERSION_GRACE_MS', 86_400_000, 0, 30 * 86_400_000),

@@ -6,7 +6,13 @@
 // What bounds a stale answer when a notification is missed is the entry's lifetime: entries live
 // at most ttlMs, none is served or stored while the LISTEN connection is down, and losing it drops
 // them all.
-import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenForNotifications, type NotificationListener } from '@parley/db';
+import {
+  CONVERSATION_ACCESS_CHANNEL,
+  createNotifiedCache,
+  listenForNotifications,
+  type ListenConfig,
+  type NotificationListener,
+} from '@parley/db';
 import type { Logger } from '@parley/platform';
 import type { ConversationDirectory, ConversationSecretRefs } from './conversation-directory.js';
 
@@ -64,17 +70,18 @@ export function cachedConversationDirectory(
 /**
  * listenedConversationCache puts the cache in front of `inner` with its own LISTEN connection on
  * CONVERSATION_ACCESS_CHANNEL (application name parley-secrets-listen); with ttlMs 0 it returns
- * `inner` and opens no connection.
+ * `inner` and opens no connection. Entries are served only while the listener hears its own heartbeat.
  */
 export function listenedConversationCache(
   inner: ConversationDirectory,
-  options: { ttlMs: number; connectionString: string; logger?: Logger | undefined },
+  options: { ttlMs: number; listen: ListenConfig; logger?: Logger | undefined },
 ): { directory: ConversationDirectory; close(): Promise<void> } {
   if (options.ttlMs <= 0) return { directory: inner, close: () => Promise.resolve() };
   // listening() is first asked by a resolve, after the listener below exists.
   const cached = cachedConversationDirectory(inner, { ttlMs: options.ttlMs, listening: () => listener.listening });
   const listener: NotificationListener = listenForNotifications({
-    connectionString: options.connectionString,
+    connectionString: options.listen.connectionString,
+    heartbeatMs: options.listen.heartbeatMs,
     channel: CONVERSATION_ACCESS_CHANNEL,
     applicationName: 'parley-secrets-listen',
     onNotification: (payload) => cached.invalidate(payload),

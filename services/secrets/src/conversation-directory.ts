@@ -1,4 +1,4 @@
-import type { Client } from '@connectrpc/connect';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { FailedPreconditionError, NotFoundError, peerError, PermissionDeniedError } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 
@@ -61,9 +61,19 @@ function mapTenantDataError(err: unknown, what: string): unknown {
   return peerError(err, 'tenant-data', what, `it cannot be checked that ${what} is live`);
 }
 
-/** tenantDataDirectory asks tenant-data over mTLS (GetConversation, GetAgent, GetConversationSecretRefs) on every call, without caching. */
-export function tenantDataDirectory(client: Client<typeof TenantDataService>): ConversationDirectory {
-  return {
+/** OLD_TENANT_DATA_MEMORY_MS is how long the directory keeps asking the older RPCs after a tenant-data pod answered UNIMPLEMENTED. */
+const OLD_TENANT_DATA_MEMORY_MS = 60_000;
+
+/**
+ * tenantDataDirectory asks tenant-data over mTLS (GetConversation, GetAgent, GetConversationSecretRefs) on every call, without caching.
+ * During a rolling upgrade a tenant-data pod of the previous release does not serve
+ * GetConversationSecretRefs: on UNIMPLEMENTED the same answer is put together from GetConversation
+ * and GetAgent, and for a minute after that the older RPCs are asked first (then the new one is
+ * tried again), so an upgrade in either order resolves secrets throughout.
+ */
+export function tenantDataDirectory(client: Client<typeof TenantDataService>, now: () => number = Date.now): ConversationDirectory {
+  let oldUntil = 0;
+  const directory: ConversationDirectory = {
     async getConversation(tenantId, conversationId) {
       try {
         const { conversation } = await client.getConversation({ tenantId, conversationId }, { timeoutMs: 5_000 });
@@ -83,12 +93,24 @@ export function tenantDataDirectory(client: Client<typeof TenantDataService>): C
       }
     },
     async getConversationSecretRefs(tenantId, conversationId) {
+      if (now() < oldUntil) return olderSecretRefs(tenantId, conversationId);
       try {
         const res = await client.getConversationSecretRefs({ tenantId, conversationId }, { timeoutMs: 5_000 });
         return { agentId: res.agentId, state: res.state, secretRefs: res.secretRefs };
       } catch (err) {
+        if (ConnectError.from(err).code === Code.Unimplemented) {
+          oldUntil = now() + OLD_TENANT_DATA_MEMORY_MS;
+          return olderSecretRefs(tenantId, conversationId);
+        }
         throw mapTenantDataError(err, `conversation ${conversationId}`);
       }
     },
   };
+  /** olderSecretRefs is GetConversationSecretRefs' answer from the RPCs every tenant-data release serves (refs only while live). */
+  const olderSecretRefs = async (tenantId: string, conversationId: string): Promise<ConversationSecretRefs> => {
+    const facts = await directory.getConversation(tenantId, conversationId);
+    const secretRefs = facts.state === 'live' ? await directory.getAgentSecretRefs(tenantId, facts.agentId) : {};
+    return { ...facts, secretRefs };
+  };
+  return directory;
 }

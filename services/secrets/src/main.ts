@@ -32,7 +32,7 @@ runMain({
     // Live conversations' answers are reused for a short while; tenant-data's triggers NOTIFY their end.
     const { directory, close: closeDirectory } = listenedConversationCache(fromTenantData, {
       ttlMs: config.conversationCacheMs,
-      connectionString: config.databaseUrl,
+      listen: config.listen,
       logger: ctx.logger,
     });
     ctx.onClose(closeDirectory);

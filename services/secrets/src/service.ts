@@ -125,6 +125,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
   // Resolves of one tenant that arrive while its last batch commits share the next transaction.
   const recordResolves = auditedGroupCommit<SecretsDatabase, readonly AccessEvent[]>(db, (trx, batch) => recordAccess(trx, batch.flat()), {
     maxItems: RESOLVE_BATCH_MAX,
+    what: 'resolve records',
     onAudit: deps.onAudit,
   });
 
@@ -313,6 +314,8 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
             ['conversation_id', 'agent_id', 'version', 'purposes'],
           ),
         })),
+        // A resolve whose caller is gone is not recorded: nothing is handed out for it.
+        ctx.signal,
       );
       return { secrets };
     },

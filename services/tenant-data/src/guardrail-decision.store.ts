@@ -43,6 +43,17 @@ const RULE = /^[\x21-\x7e]{1,200}$/;
  * otherwise). An allow names no rule; any other action must name one.
  */
 export async function recordGuardrailDecision(trx: Trx, d: NewGuardrailDecision): Promise<void> {
+  const conversationId = checkGuardrailDecision(d);
+  const conversation = await trx.selectFrom('conversations').select('id').where('id', '=', conversationId).executeTakeFirst();
+  if (conversation === undefined) throw new NotFoundError(`conversation ${conversationId} not found`);
+  await trx
+    .insertInto('guardrail_decisions')
+    .values({ conversation_id: conversationId, turn: d.turn, rule: d.rule, action: d.action, checked: d.checked })
+    .execute();
+}
+
+/** checkGuardrailDecision validates a decision to store (INVALID_ARGUMENT naming the field) and returns its conversation id. */
+export function checkGuardrailDecision(d: NewGuardrailDecision): string {
   const conversationId = requireUuid(d.conversationId, 'conversation_id');
   if (!(GUARDRAIL_DECISION_ACTIONS as readonly string[]).includes(d.action))
     throw new InvalidArgumentError(`action must be one of ${GUARDRAIL_DECISION_ACTIONS.join(', ')}; got "${d.action.slice(0, 40)}"`, {
@@ -60,12 +71,7 @@ export async function recordGuardrailDecision(trx: Trx, d: NewGuardrailDecision)
     });
   if (!Number.isInteger(d.turn) || d.turn < 0 || d.turn > 2_147_483_647)
     throw new InvalidArgumentError('turn must be a whole number from 0', { field: 'turn' });
-  const conversation = await trx.selectFrom('conversations').select('id').where('id', '=', conversationId).executeTakeFirst();
-  if (conversation === undefined) throw new NotFoundError(`conversation ${conversationId} not found`);
-  await trx
-    .insertInto('guardrail_decisions')
-    .values({ conversation_id: conversationId, turn: d.turn, rule: d.rule, action: d.action, checked: d.checked })
-    .execute();
+  return conversationId;
 }
 
 /**

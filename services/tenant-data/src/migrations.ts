@@ -7,6 +7,8 @@ import * as retentionIndexes from './db/migrations/2026_12_01_0003_retention_ind
 import * as recordingBlobs from './db/migrations/2026_12_01_0004_recording_blobs.js';
 import * as guardrailDecisions from './db/migrations/2026_12_01_0005_guardrail_decisions.js';
 import * as conversationAccessNotify from './db/migrations/2026_12_01_0006_conversation_access_notify.js';
+import * as outboundContact from './db/migrations/2026_12_02_0001_outbound_contact.js';
+import * as recordingBlobDeletions from './db/migrations/2026_12_02_0003_recording_blob_deletions.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is tenant-data's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -21,6 +23,8 @@ export const migrations: ServiceMigrations = {
     '2026_12_01_0004_recording_blobs': recordingBlobs,
     '2026_12_01_0005_guardrail_decisions': guardrailDecisions,
     '2026_12_01_0006_conversation_access_notify': conversationAccessNotify,
+    '2026_12_02_0001_outbound_contact': outboundContact,
+    '2026_12_02_0003_recording_blob_deletions': recordingBlobDeletions,
   }),
   dataMap: DATA_MAP,
 };

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
+import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import { RETENTION_CLASSES, type Subject, type TenantDataDb } from './db/tables.js';
@@ -110,9 +111,37 @@ export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Pa
   return paginate(trx.selectFrom('subjects').selectAll(), page, { list: 'subjects', column: 'id', type: 'string' });
 }
 
-/** deleteSubject forgets a subject and, by cascade, their conversations, transcripts and recording references. */
-export async function deleteSubject(trx: Trx, subjectId: string): Promise<void> {
-  const id = requireUuid(subjectId, 'subject_id');
-  const result = await trx.deleteFrom('subjects').where('id', '=', id).executeTakeFirst();
-  if (result.numDeletedRows === 0n) throw new NotFoundError(`subject ${id} not found`);
+/**
+ * setDoNotContact puts a person (by id, or by phone number) on the do-not-contact list or takes
+ * them off it; putting an unknown number on the list records it as a subject first, so the next
+ * call to it is refused. Putting someone on again keeps the first time; NOT_FOUND for an unknown
+ * id, or an unknown number taken off.
+ */
+export async function setDoNotContact(
+  trx: Trx,
+  who: { subjectId: string } | { phone: string },
+  doNotContact: boolean,
+  pepper: Uint8Array,
+): Promise<Subject> {
+  let subjectId: string;
+  if ('subjectId' in who) subjectId = requireUuid(who.subjectId, 'subject_id');
+  else {
+    const phone = normalizePhone(who.phone);
+    const known = await trx
+      .selectFrom('subjects')
+      .select('id')
+      .where('phone_hash', '=', contactHash('phone', phone, pepper))
+      .executeTakeFirst();
+    if (known !== undefined) subjectId = known.id;
+    else if (!doNotContact) throw new NotFoundError('no subject has this phone number, so it is not on the do-not-contact list');
+    else subjectId = (await createSubject(trx, { phone }, pepper)).id;
+  }
+  const row = await trx
+    .updateTable('subjects')
+    .set({ do_not_contact_at: doNotContact ? sql<Date>`coalesce(do_not_contact_at, now())` : null, updated_at: new Date() })
+    .where('id', '=', subjectId)
+    .returningAll()
+    .executeTakeFirst();
+  if (row === undefined) throw new NotFoundError(`subject ${subjectId} not found`);
+  return row;
 }

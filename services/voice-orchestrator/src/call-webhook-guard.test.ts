@@ -13,6 +13,19 @@ describe('AddressBuckets', () => {
     expect(buckets.take('203.0.113.7', t + 500)).toBe(false);
   });
 
+  it('counts an IPv6 source by its /64 (a fresh address in the same /64 is no fresh bucket), IPv4-mapped as IPv4', () => {
+    const buckets = new AddressBuckets(1, 2);
+    const t = 9_000;
+    expect(buckets.take('2001:db8:1:2::1', t)).toBe(true);
+    expect(buckets.take('2001:db8:1:2:ffff:ffff:ffff:fffe', t)).toBe(true);
+    expect(buckets.take('2001:db8:1:2:aaaa::9', t)).toBe(false);
+    // The next /64 is someone else.
+    expect(buckets.take('2001:db8:1:3::1', t)).toBe(true);
+    expect(buckets.take('198.51.100.9', t)).toBe(true);
+    expect(buckets.take('::ffff:198.51.100.9', t)).toBe(true);
+    expect(buckets.take('198.51.100.9', t)).toBe(false);
+  });
+
   it('stays bounded: past maxAddresses an address is forgotten', () => {
     const buckets = new AddressBuckets(1, 1, 2);
     const t = 5_000;

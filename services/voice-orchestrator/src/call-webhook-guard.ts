@@ -2,8 +2,9 @@
 // bucket per source address (checked before any peer call), a short-lived cache of resolved auth
 // tokens (and of refusals, so a flood at unknown ids does not reach secrets and audit each time),
 // and the CallSids already answered.
+import { sourceKey } from '@parley/egress';
 
-/** AddressBuckets is a token bucket per source address; idle addresses are forgotten. */
+/** AddressBuckets is a token bucket per source address (an IPv6 one per /64); idle addresses are forgotten. */
 export class AddressBuckets {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
@@ -14,7 +15,8 @@ export class AddressBuckets {
   ) {}
 
   /** take spends one token of the address's bucket; false when it is empty. */
-  take(address: string, now = Date.now()): boolean {
+  take(source: string, now = Date.now()): boolean {
+    const address = sourceKey(source);
     let b = this.buckets.get(address);
     if (b === undefined) {
       if (this.buckets.size >= this.maxAddresses) this.sweep(now);

@@ -13,6 +13,8 @@ describe('loadOrchestratorConfig', () => {
       maxAudioBufferedBytes: 262_144,
       slowClientMs: 2_000,
       embeddedTtsWorkers: 1,
+      recordingMaxBytes: 67_108_864,
+      recordingBufferBytes: 134_217_728,
     });
   });
 
@@ -24,6 +26,8 @@ describe('loadOrchestratorConfig', () => {
     expect(() => loadOrchestratorConfig({ PARLEY_VOICE_FRAME_MS: '5' })).toThrow(/PARLEY_VOICE_FRAME_MS/);
     expect(() => loadOrchestratorConfig({ PARLEY_TTS_EMBEDDED_WORKERS: '64' })).toThrow(/PARLEY_TTS_EMBEDDED_WORKERS/);
     expect(() => loadOrchestratorConfig({ PARLEY_VOICE_MAX_BUFFERED_BYTES: '10' })).toThrow(/PARLEY_VOICE_MAX_BUFFERED_BYTES/);
+    expect(loadOrchestratorConfig({ PARLEY_RECORDING_BUFFER_BYTES: '8388608' }).recordingBufferBytes).toBe(8_388_608);
+    expect(() => loadOrchestratorConfig({ PARLEY_RECORDING_BUFFER_BYTES: '1000' })).toThrow(/PARLEY_RECORDING_BUFFER_BYTES/);
   });
 
   it('names the variable that is wrong', () => {

@@ -39,8 +39,10 @@ export interface OrchestratorConfig {
   readonly embeddedTtsMaxWaiting: number;
   /** blobStore is where recorded calls' encrypted audio is put (PARLEY_BLOB_STORE and friends; `none`: calls are not recorded). */
   readonly blobStore: BlobStoreConfig;
-  /** recordingMaxBytes bounds one call recording's audio held in memory; past it the rest of the call is not recorded. */
+  /** recordingMaxBytes bounds one call recording's audio; past it the rest of the call is not recorded. */
   readonly recordingMaxBytes: number;
+  /** recordingBufferBytes bounds the memory all call recordings of the replica hold at once; past it a recording stops (over_budget). */
+  readonly recordingBufferBytes: number;
   /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
   readonly publicUrl: string;
   /** trustedProxies are the proxies in front of the session port whose X-Forwarded-For names the client (rate limits key on it). */
@@ -96,5 +98,6 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     publicUrl: publicUrlOf(env),
     blobStore: blobStoreConfigFromEnv(env),
     recordingMaxBytes: envInt(env, 'PARLEY_RECORDING_MAX_BYTES', 67_108_864, 1_048_576, 1_073_741_824),
+    recordingBufferBytes: envInt(env, 'PARLEY_RECORDING_BUFFER_BYTES', 134_217_728, 1_048_576, 4_294_967_296),
   });
 }

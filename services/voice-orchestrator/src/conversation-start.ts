@@ -23,6 +23,11 @@ export interface StartRequest {
   readonly agentId?: string;
   /** audio is the format the client declared for its audio; absent on a text-only connection. */
   readonly audio?: AudioFormat;
+  /**
+   * callSid is the CallSid a Twilio Media Streams `start` names (absent on the browser's port): it
+   * must be the call identity minted the token for, or the stream is refused.
+   */
+  readonly callSid?: string;
 }
 
 const tracer = trace.getTracer('@parley/voice-orchestrator');
@@ -185,6 +190,11 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
     throw new SessionRefusal(CLOSE_CODES.forbidden, 'origin not allowed for this token');
   if (req.agentId !== undefined && req.agentId !== grant.agentId)
     throw new SessionRefusal(CLOSE_CODES.forbidden, 'agent not allowed for this token');
+  // A call's token is good for that call's stream only: a stream naming another CallSid (whose
+  // hand-off would transfer someone else's call) is refused. A token identity recorded no call for
+  // (a browser's, or one from an identity of the previous release) starts, but transfers nothing.
+  if (req.callSid !== undefined && grant.callSid !== '' && req.callSid !== grant.callSid)
+    throw new SessionRefusal(CLOSE_CODES.forbidden, 'call not allowed for this token: the stream names another CallSid');
   const agent =
     early !== undefined && hint?.tenant === grant.tenantId && hint.agent === grant.agentId
       ? await early
@@ -196,7 +206,14 @@ async function runStart(deps: ConversationDeps, req: StartRequest, channel: Clie
   // Least privilege: only the keys of the providers this agent uses are decrypted, and a missing
   // one is refused before anything is written.
   const wanted = secretsNeeded(settings, agent.secretRefs, req.audio !== undefined);
-  const subjectId = grant.subjectRef !== '' ? await peers.subjectFor(grant.tenantId, grant.subjectRef) : undefined;
+  // An outbound call's session names its person (identity recorded it from PlaceCall's signed
+  // webhook URL); a browser's names the customer's reference, found or recorded here.
+  const subjectId =
+    grant.subjectId !== ''
+      ? grant.subjectId
+      : grant.subjectRef !== ''
+        ? await peers.subjectFor(grant.tenantId, grant.subjectRef)
+        : undefined;
   // The checker's state that spans conversations (per person) or connections (per conversation;
   // the conversation id is the session id) is in tenant-data; read before anything is written.
   const stored = await peers.guardrailState(grant.tenantId, grant.sessionId, subjectId);

@@ -8,6 +8,7 @@ import type { ConversationKeys } from './conversation-keys.js';
 import { ConversationRecorder } from './conversation-recorder.js';
 import { CallRecording, consentGiven } from './call-recording.js';
 import type { BlobStore } from '@parley/blob-store';
+import type { RecordingBudget } from './recording-budget.js';
 import type { GuardrailContext, GuardrailDecision, GuardrailStage } from './guardrail-stage.js';
 import type { Peers, SessionGrant } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
@@ -76,9 +77,18 @@ export interface ConversationDeps {
   readonly embeddedTts?: EmbeddedTts;
   /** blobs keeps recorded calls' encrypted audio (absent: PARLEY_BLOB_STORE=none, nothing is recorded). */
   readonly blobs?: BlobStore;
+  /** recordingBudget bounds the memory all of the replica's call recordings hold (PARLEY_RECORDING_BUFFER_BYTES). */
+  readonly recordingBudget?: RecordingBudget;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
 }
+
+/** STOPPED_NOTE is what the transcript adds when a recording stopped before the call ended. */
+const STOPPED_NOTE = {
+  none: '',
+  size_limit: ' (stopped at the size limit)',
+  over_budget: " (stopped: the replica's recording memory was full)",
+} as const;
 
 const MAX_HISTORY = 40;
 /** MAX_TOOL_ROUNDS bounds the tool calls of one turn before the model must reply (the policy's maxCallsPerTurn also applies). */
@@ -142,6 +152,8 @@ export class LiveConversation {
   readonly tenantId: string;
   readonly conversationId: string;
   readonly agentId: string;
+  /** callSid is the Twilio call identity minted this conversation's token for ('' when the session is not a call's). */
+  readonly callSid: string;
   readonly startedAt = new Date();
   #state: LiveState | undefined;
   #turns = 0;
@@ -153,6 +165,8 @@ export class LiveConversation {
   #ending: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #idle: NodeJS.Timeout | undefined;
+  /** #liveCheck is the next check for an end made elsewhere (re-armed whenever tenant-data says the conversation is live). */
+  #liveCheck: NodeJS.Timeout | undefined;
   readonly #life = new AbortController();
   readonly #speaker: Speaker | undefined;
   readonly #vad: EnergyVad | undefined;
@@ -180,8 +194,13 @@ export class LiveConversation {
     this.tenantId = state.grant.tenantId;
     this.conversationId = state.conversationId;
     this.agentId = state.grant.agentId;
+    this.callSid = state.grant.callSid;
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
-    this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId);
+    this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId, {
+      // A stored turn record is a live check answered: the next one can wait a full interval.
+      onLive: () => this.#armLiveCheck(),
+      onEnded: () => void this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 }),
+    });
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
     const voice = state.voice;
     if (voice !== undefined) {
@@ -207,17 +226,21 @@ export class LiveConversation {
     }
     const recordingSettings = state.settings.recording;
     this.#recording =
-      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined
+      voice !== undefined && recordingSettings !== undefined && deps.blobs !== undefined && deps.recordingBudget !== undefined
         ? new CallRecording(
-            { peers: deps.peers, blobs: deps.blobs, log: this.#log, maxBytes: deps.config.recordingMaxBytes },
+            {
+              peers: deps.peers,
+              blobs: deps.blobs,
+              log: this.#log,
+              maxBytes: deps.config.recordingMaxBytes,
+              budget: deps.recordingBudget,
+            },
             recordingSettings,
             voice.format.sampleRate,
           )
         : undefined;
-    this.#timers.push(
-      setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs),
-      setInterval(() => void this.#checkStillLive(), deps.config.liveCheckIntervalMs),
-    );
+    this.#timers.push(setTimeout(() => void this.end('maximum duration reached', { letReplyFinishMs: 0 }), state.maxDurationMs));
+    this.#armLiveCheck();
     this.#resetIdle();
     deps.events.emit({
       type: 'conversation.started',
@@ -356,7 +379,7 @@ export class LiveConversation {
       if (stored !== undefined)
         this.#record(
           'system',
-          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${recording.truncated ? ' (stopped at the size limit)' : ''}`,
+          `call recording stored: ${(stored.durationMs / 1000).toFixed(1)} s${STOPPED_NOTE[stored.stopped ?? 'none']}`,
         );
     } catch (err) {
       this.#log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'call recording not stored');
@@ -410,6 +433,18 @@ export class LiveConversation {
     const state = this.#state;
     if (state === undefined || signal.aborted) return;
     this.#turns++;
+    // The turn's writes (what the caller said, the reply, its decisions and state) go to
+    // tenant-data together once the reply is out (HOLD_MAX_MS at most), in one RecordTurn.
+    const release = this.#recorder.hold();
+    try {
+      await this.#answer(text, signal, state);
+    } finally {
+      release();
+    }
+  }
+
+  /** #answer runs one turn: the user's text is checked and recorded, the reply streamed, checked sentence by sentence, said and recorded. */
+  async #answer(text: string, signal: AbortSignal, state: LiveState): Promise<void> {
     const turn = this.#turns;
     const ruledBefore = this.#ruled;
     const ctx = this.#context();
@@ -687,14 +722,22 @@ export class LiveConversation {
     this.#idle = setTimeout(() => void this.end('idle timeout'), this.#deps.config.idleTimeoutMs);
   }
 
+  /** #armLiveCheck schedules the next live check one interval from now (replacing the one scheduled). */
+  #armLiveCheck(): void {
+    if (this.#liveCheck !== undefined) clearTimeout(this.#liveCheck);
+    if (this.#ending !== undefined) return;
+    this.#liveCheck = setTimeout(() => void this.#checkStillLive(), this.#deps.config.liveCheckIntervalMs);
+  }
+
   async #checkStillLive(): Promise<void> {
     if (this.#ending !== undefined) return;
     try {
       const state = await this.#deps.peers.conversationState(this.tenantId, this.conversationId);
-      if (state === 'ended') await this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 });
+      if (state === 'ended') return await this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 });
     } catch {
       // tenant-data briefly away: check again at the next interval.
     }
+    this.#armLiveCheck();
   }
 
   /**
@@ -710,6 +753,7 @@ export class LiveConversation {
   async #finish(reason: string, options: EndOptions): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     if (this.#idle !== undefined) clearTimeout(this.#idle);
+    if (this.#liveCheck !== undefined) clearTimeout(this.#liveCheck);
     const waitMs = options.letReplyFinishMs ?? 0;
     if (waitMs > 0) await Promise.race([this.#replyDone, new Promise((r) => setTimeout(r, waitMs).unref())]);
     this.#reply?.abort(new Error(reason));
@@ -730,7 +774,14 @@ export class LiveConversation {
       });
       this.#record('system', outcome);
     }
-    await this.#storeRecording();
+    let closed = false;
+    if (this.#recording !== undefined) {
+      // The call is over for the caller: hang up first, then write the last chunk, complete the
+      // object and store its reference, so nobody listens to silence while the blob store works.
+      this.#closeChannel(reason, options);
+      closed = true;
+      await this.#storeRecording();
+    }
     await this.#recorder.drained();
     const state = this.#state;
     state?.keys.release();
@@ -755,8 +806,13 @@ export class LiveConversation {
     });
     // The transcript queue was drained above: every turn is stored.
     if (this.#turns > 0) this.#deps.events.emit({ ...this.#eventIds(), type: 'transcript.ready', at: new Date() });
+    if (!closed) this.#closeChannel(reason, options);
+    this.#deps.onEnded?.(this);
+  }
+
+  /** #closeChannel sends the client the end frame and closes its connection. */
+  #closeChannel(reason: string, options: EndOptions): void {
     this.#channel.send({ type: 'end', reason });
     this.#channel.close(options.closeCode ?? CLOSE_CODES.normal, options.closeReason ?? reason);
-    this.#deps.onEnded?.(this);
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rmsOf } from './audio.js';
-import { EMBEDDED_TTS_SAMPLE_RATE, EmbeddedTts } from './embedded-tts.js';
+import { assertEmbeddedTtsInstalled, EMBEDDED_TTS_SAMPLE_RATE, EmbeddedTts } from './embedded-tts.js';
 
 const tts = new EmbeddedTts(1);
 afterAll(() => tts.close());
@@ -96,4 +96,17 @@ describe('EmbeddedTts under load and crashes', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 10_000);
+});
+
+describe('assertEmbeddedTtsInstalled (images built without the GPL-3.0 eSpeak NG package)', () => {
+  it('passes where the package is installed', () => {
+    expect(() => assertEmbeddedTtsInstalled()).not.toThrow();
+  });
+
+  it('fails start-up naming the setting to change where it is not', () => {
+    const missing = () => {
+      throw Object.assign(new Error('Cannot find package'), { code: 'ERR_MODULE_NOT_FOUND' });
+    };
+    expect(() => assertEmbeddedTtsInstalled(missing)).toThrow(/set PARLEY_TTS_EMBEDDED_WORKERS=0/);
+  });
 });

@@ -30,6 +30,25 @@ function workerUrl(): URL {
   return new URL(import.meta.url.endsWith('.ts') ? './embedded-tts-worker.ts' : './embedded-tts-worker.js', import.meta.url);
 }
 
+/** EMBEDDED_TTS_PACKAGE is the GPL-3.0 package that holds eSpeak NG (left out of images built with EMBEDDED_TTS=false). */
+export const EMBEDDED_TTS_PACKAGE = '@echogarden/espeak-ng-emscripten';
+
+/**
+ * assertEmbeddedTtsInstalled fails start-up with what to set when embedded TTS workers are asked
+ * for but the eSpeak NG package is not installed (an image built without it, see THIRD_PARTY_NOTICES.md),
+ * instead of workers that crash and respawn for ever.
+ */
+export function assertEmbeddedTtsInstalled(resolve: (specifier: string) => string = (s) => import.meta.resolve(s)): void {
+  try {
+    resolve(EMBEDDED_TTS_PACKAGE);
+  } catch {
+    throw new Error(
+      `PARLEY_TTS_EMBEDDED_WORKERS is above 0 but ${EMBEDDED_TTS_PACKAGE} is not installed (an image built with EMBEDDED_TTS=false): ` +
+        'set PARLEY_TTS_EMBEDDED_WORKERS=0 and give agents a TTS provider, or use an image with the embedded synthesiser',
+    );
+  }
+}
+
 /** EmbeddedTtsOptions bound the waiting queue and pace the respawn of a crashing worker. */
 export interface EmbeddedTtsOptions {
   /** maxWaiting is how many sentences may wait for a free worker; one more fails fast (retryable). */

@@ -13,6 +13,7 @@ import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orches
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { openBlobStore } from '@parley/blob-store';
+import { RecordingBudget } from './recording-budget.js';
 import { createCallHandOff } from './call-handoff.js';
 import { loadOrchestratorConfig } from './config.js';
 import { startConversation } from './conversation-start.js';
@@ -23,7 +24,7 @@ import { createPeers } from './peers.js';
 import { callerPolicies } from './policy.js';
 import { createProviderFetch } from './provider-fetch.js';
 import { createSessionServer } from './session-server.js';
-import { EmbeddedTts } from './embedded-tts.js';
+import { assertEmbeddedTtsInstalled, EmbeddedTts } from './embedded-tts.js';
 import { integrationsEventSink } from './webhook-event-sink.js';
 
 runMain({
@@ -50,6 +51,7 @@ runMain({
         : integrationsEventSink(ctx.clientFor('integrations', IntegrationsService), ctx.logger);
     if (webhooks === undefined) ctx.logger.warn('PARLEY_INTEGRATIONS_URL is not set: conversation events are logged, not sent as webhooks');
     // The offline synthesiser is loaded before the port opens, so the first sentence is not slow.
+    if (config.embeddedTtsWorkers > 0) assertEmbeddedTtsInstalled();
     const embeddedTts =
       config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers, { maxWaiting: config.embeddedTtsMaxWaiting }) : undefined;
     await embeddedTts?.ready();
@@ -57,7 +59,7 @@ runMain({
     if (blobs === undefined) ctx.logger.warn('PARLEY_BLOB_STORE is none: agents that ask for call recording are not recorded');
     const deps = {
       peers,
-      ...(blobs !== undefined ? { blobs } : {}),
+      ...(blobs !== undefined ? { blobs, recordingBudget: new RecordingBudget(config.recordingBufferBytes) } : {}),
       ...(embeddedTts !== undefined ? { embeddedTts } : {}),
       logger: ctx.logger,
       events: webhooks ?? loggingEventSink(ctx.logger),
@@ -83,7 +85,7 @@ runMain({
       twilioCall: {
         publicUrl: config.publicUrl,
         authToken: (tenantId, agentId) => peers.telephonyAuthToken(tenantId, agentId),
-        mintCallToken: (tenantId, agentId, callSid) => peers.mintCallSession(tenantId, agentId, callSid),
+        mintCallToken: (tenantId, agentId, callSid, subjectId) => peers.mintCallSession(tenantId, agentId, callSid, subjectId),
         trustedProxies: config.trustedProxies,
         sources: new AddressBuckets(config.callWebhook.perSecond, config.callWebhook.burst),
         authTokens: new TtlCache<string | null>(config.callWebhook.authTokenCacheMs),

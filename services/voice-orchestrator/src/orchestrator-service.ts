@@ -4,15 +4,30 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { auditDetails, fromPrincipal } from '@parley/audit-outbox';
 import { providerSettingsSchema } from '@parley/conversation';
 import { requireUuid } from '@parley/db';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, requirePrincipal, UnavailableError } from '@parley/platform';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  requirePrincipal,
+  UnavailableError,
+} from '@parley/platform';
 import type { Logger } from '@parley/platform';
 import type { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { createGuardrailStage } from './guardrail-stage.js';
 import type { LiveConversations } from './live-conversations.js';
-import { calleeNumber, placeOutboundCall } from './outbound-call.js';
+import {
+  admitContactAttempt,
+  calleeNumber,
+  checkOutboundCall,
+  placeOutboundCall,
+  refundContactAttempt,
+  type PersonStateStore,
+} from './outbound-call.js';
 import { retrying, type Peers } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
+import { OUTBOUND_SUBJECT_PARAM } from './twilio-call-webhook.js';
 import { maskNumber } from './twilio-rest.js';
 
 /** OrchestratorServiceDeps are what the internal API needs. */
@@ -26,8 +41,8 @@ export interface OrchestratorServiceDeps {
     | 'telephonyAuthToken'
     | 'recordAudit'
     | 'subjectForPhone'
-    | 'guardrailState'
-    | 'saveGuardrailState'
+    | 'personGuardrailState'
+    | 'savePersonStateIfUnchanged'
   >;
   /** fetch reaches the telephony provider through the egress policy (outbound calls). */
   readonly fetch?: ProviderFetch;
@@ -35,7 +50,7 @@ export interface OrchestratorServiceDeps {
   readonly publicUrl?: string;
   /** audited is whether an audit service is configured: without one no call is placed (it could not be audited). */
   readonly audited: boolean;
-  /** logger reports a placed call whose audit event could not be appended. */
+  /** logger reports a placed call whose audit event could not be appended, and a refund that failed. */
   readonly logger: Pick<Logger, 'error'>;
 }
 
@@ -65,8 +80,8 @@ async function peer<T>(call: () => Promise<T>): Promise<T> {
 
 /** createOrchestratorService builds parley.orchestrator.v1.OrchestratorService: live conversations of this replica, and ending one. */
 export function createOrchestratorService(deps: OrchestratorServiceDeps): ServiceImpl<typeof OrchestratorService> {
-  // One outbound call at a time per person on this replica: the attempts read, checked and stored
-  // are not raced by a second call to the same number here (replicas may still race: README).
+  // One outbound call at a time per person on this replica (the count itself is a compare-and-set
+  // in tenant-data, which is what holds across replicas).
   const placing = new Map<string, Promise<unknown>>();
   const onePerPerson = async <T>(key: string, run: () => Promise<T>): Promise<T> => {
     const next = (placing.get(key) ?? Promise.resolve()).then(run, run);
@@ -130,25 +145,65 @@ export function createOrchestratorService(deps: OrchestratorServiceDeps): Servic
       // The person is the number dialled (tenant-data keeps its keyed hash): their contact attempts
       // are stored with them, so a daily limit holds across calls, agents and replicas.
       const to = calleeNumber(req.to);
-      const subjectId = await peer(() => deps.peers.subjectForPhone(tenantId, to));
-      const callSid = await onePerPerson(`${tenantId}/${subjectId}`, async () => {
-        const stored = await peer(() => deps.peers.guardrailState(tenantId, '', subjectId));
-        const stage = createGuardrailStage(agent.guardrailPolicy, stored);
-        // The checker runs the outbound start as a conversation's start would, before anything is dialled.
-        return placeOutboundCall({
+      const person = await peer(() => deps.peers.subjectForPhone(tenantId, to));
+      const now = new Date();
+      const start = { conversationId: randomUUID(), turn: 0, now };
+      // countedAt is the time the attempt was counted at (the refund takes back that one).
+      let countedAt = now.getTime();
+      // The count is a compare-and-set on the person's stored state (tenant-data's revision), so
+      // two replicas cannot both take the last attempt; on this replica calls to one person also
+      // queue, so they do not spend their rounds on each other.
+      const store: PersonStateStore = {
+        read: () => peer(() => deps.peers.personGuardrailState(tenantId, person.id)),
+        writeIfUnchanged: (state, revision) => peer(() => deps.peers.savePersonStateIfUnchanged(tenantId, person.id, state, revision)),
+      };
+      const callSid = await onePerPerson(`${tenantId}/${person.id}`, () =>
+        placeOutboundCall({
           to,
-          stage,
-          counted: () => peer(() => deps.peers.saveGuardrailState(tenantId, '', subjectId, stage.state)),
-          ctx: { conversationId: randomUUID(), turn: 0, now: new Date() },
-          facts: {},
+          // The checker runs the outbound start as a conversation's start would, before anything is dialled.
+          admit: () => {
+            if (person.doNotContact) {
+              // Refused before their state is read, and no attempt counted: the policy's own rule
+              // names itself when it enforces the list, and the workspace's list binds every agent
+              // even when its policy does not.
+              try {
+                checkOutboundCall(createGuardrailStage(agent.guardrailPolicy), start, { doNotContact: true });
+              } catch (err) {
+                // Another rule (a sleep window) may have decided first: the list's refusal is the one that holds.
+                if (err instanceof PermissionDeniedError) throw err;
+              }
+              throw new PermissionDeniedError("the call is refused before dialling: the person is on the workspace's do-not-contact list");
+            }
+            return admitContactAttempt(store, (stored) => {
+              // The checker ignores attempts later than its clock, and another replica's clock may
+              // run ahead of ours: decide just after the latest attempt stored, so it is counted.
+              const latest = (stored?.person.contactAttempts ?? []).reduce((a, b) => Math.max(a, b), 0);
+              countedAt = Math.max(now.getTime(), latest + 1);
+              const stage = createGuardrailStage(agent.guardrailPolicy, stored);
+              checkOutboundCall(stage, { ...start, now: new Date(countedAt) }, {});
+              return stage.state;
+            });
+          },
+          refund: async () => {
+            try {
+              await refundContactAttempt(store, countedAt);
+            } catch (err) {
+              deps.logger.error(
+                { err, tenantId, agentId },
+                'a call Twilio did not place keeps its counted contact attempt: the refund failed',
+              );
+            }
+          },
           fetch,
           telephony: settings.data.telephony,
           authToken: () => deps.peers.telephonyAuthToken(tenantId, agentId),
-          // Twilio asks the inbound call webhook once the callee answers: identity mints the call's
-          // session token then, bound to the CallSid, so no token exists before (or outlives) the call.
-          webhookUrl: `${publicUrl}/v1/telephony/twilio/voice/${tenantId}/${agentId}`,
-        });
-      });
+          // Twilio asks the call webhook once the callee answers: identity mints the call's session
+          // token then, bound to the CallSid, so no token exists before (or outlives) the call. The
+          // URL names the person called (its query is signed by Twilio with the URL), so the
+          // answered call's conversation is theirs: sealed for them, erased when they are forgotten.
+          webhookUrl: `${publicUrl}/v1/telephony/twilio/voice/${tenantId}/${agentId}?${OUTBOUND_SUBJECT_PARAM}=${person.id}`,
+        }),
+      );
       // The call is dialled: an error now would invite a retry that dials again, so the audit
       // append is retried and, if audit stays away, the call is still answered and the gap logged.
       const event = {

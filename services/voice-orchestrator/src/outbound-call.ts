@@ -9,7 +9,9 @@ import { isValidPhoneNumber } from 'libphonenumber-js';
 import type { TelephonySettings } from '@parley/conversation';
 import { EgressRefusedError, EgressRequestError } from '@parley/egress';
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, UnavailableError } from '@parley/platform';
+import type { GuardrailState } from '@parley/guardrails';
 import type { GuardrailContext, GuardrailStage, StartFacts } from './guardrail-stage.js';
+import type { PersonGuardrailState } from './peers.js';
 import type { ProviderFetch } from './provider-fetch.js';
 import { createCall, TwilioRestError } from './twilio-rest.js';
 
@@ -64,30 +66,94 @@ export function dialOutbound(
   return createCall(fetch, account, { to: dial.to, from: account.settings.fromNumber, url: dial.webhookUrl });
 }
 
+/** PersonStateStore is the person's stored guardrail state as a compare-and-set register (tenant-data's row and its revision). */
+export interface PersonStateStore {
+  read(): Promise<PersonGuardrailState>;
+  /** writeIfUnchanged stores `state` only if the person's state is still at `revision`; false when it changed (nothing stored). */
+  writeIfUnchanged(state: GuardrailState, revision: bigint): Promise<boolean>;
+}
+
+// How often a contact attempt is decided again after another call to the same person changed the
+// state first (each round re-reads, so a limit reached meanwhile refuses the call).
+const COUNT_ROUNDS = 5;
+
+/**
+ * admitContactAttempt decides whether the person may be called and counts the attempt, as one
+ * compare-and-set on their stored state: read it with its revision, run `decide` (the guardrail
+ * check: throws the refusal, returns the state with this attempt counted), and store that only if
+ * nobody stored in between. On a conflict it reads and decides again, so of two calls racing for
+ * the last attempt a limit allows, on any replicas, exactly one is admitted.
+ */
+export async function admitContactAttempt(
+  store: PersonStateStore,
+  decide: (stored: GuardrailState | undefined) => GuardrailState,
+): Promise<void> {
+  for (let round = 0; round < COUNT_ROUNDS; round++) {
+    const { state, revision } = await store.read();
+    const counted = decide(state);
+    if (await store.writeIfUnchanged(counted, revision)) return;
+  }
+  throw new UnavailableError('too many calls to this person at the same moment; nothing was dialled, try again');
+}
+
+/**
+ * refundContactAttempt takes back the attempt counted at `at` (epoch ms) when the dial placed no
+ * call, with the same compare-and-set; false when it was not there (already refunded, or expired).
+ */
+export async function refundContactAttempt(store: PersonStateStore, at: number): Promise<boolean> {
+  for (let round = 0; round < COUNT_ROUNDS; round++) {
+    const { state, revision } = await store.read();
+    const attempts = state?.person.contactAttempts ?? [];
+    const i = attempts.indexOf(at);
+    if (state === undefined || i < 0) return false;
+    const refunded = { ...state, person: { ...state.person, contactAttempts: attempts.filter((_, j) => j !== i) } };
+    if (await store.writeIfUnchanged(refunded, revision)) return true;
+  }
+  throw new UnavailableError("the contact attempt could not be refunded: the person's state kept changing");
+}
+
+/** placedNothing tells whether a failed dial certainly created no call (Twilio answered with an error, or was never reached). */
+export function placedNothing(err: unknown): boolean {
+  return (
+    err instanceof TwilioRestError ||
+    err instanceof EgressRefusedError ||
+    (err instanceof EgressRequestError && err.failure === 'connect-timeout')
+  );
+}
+
 /**
  * placeOutboundCall is the order an outbound call must follow: the number, then the guardrail
- * checks, then the dial, so that a refused call never reaches Twilio. It returns the call's SID.
+ * checks with the attempt counted (`admit`), then the dial, so that a refused call never reaches
+ * Twilio. A dial that certainly placed no call has its attempt refunded (`refund`) before the
+ * error is thrown; one that may have placed it (no answer in time) keeps it. It returns the SID.
  */
 export async function placeOutboundCall(call: {
   readonly to: string;
-  readonly stage: GuardrailStage;
-  readonly ctx: GuardrailContext;
-  readonly facts: StartFacts;
   readonly fetch: ProviderFetch;
   readonly telephony: TelephonySettings | undefined;
   readonly authToken: () => Promise<string>;
   readonly webhookUrl: string;
-  /** counted stores the person's state with this attempt counted, before the dial (a failed store dials nothing). */
-  readonly counted?: () => Promise<void>;
+  /** admit runs the guardrail checks (throwing the refusal) and counts the attempt, before anything is dialled. */
+  readonly admit: () => Promise<void> | void;
+  /** refund takes the counted attempt back after a dial that placed no call (it should log its own failure; it is not rethrown). */
+  readonly refund?: () => Promise<void>;
 }): Promise<string> {
   const to = calleeNumber(call.to);
   const settings = callerSettings(call.telephony);
-  checkOutboundCall(call.stage, call.ctx, call.facts);
-  await call.counted?.();
-  const authToken = await call.authToken();
+  await call.admit();
+  // A refund that fails leaves the attempt counted (the safe side); the dial's own error is what the caller hears.
+  const refund = () => (call.refund?.() ?? Promise.resolve()).catch(() => undefined);
+  let authToken: string;
+  try {
+    authToken = await call.authToken();
+  } catch (err) {
+    await refund(); // nothing was dialled
+    throw err;
+  }
   try {
     return await dialOutbound(call.fetch, { settings, authToken }, { to, webhookUrl: call.webhookUrl });
   } catch (err) {
+    if (placedNothing(err)) await refund();
     throw dialError(err);
   }
 }

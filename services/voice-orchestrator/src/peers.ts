@@ -5,7 +5,7 @@ import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import type { Subject, TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { parseGuardrailState, type GuardrailState } from '@parley/guardrails';
 import type { ResolvedKey } from './conversation-keys.js';
 import type { ToolDeclaration } from './providers.js';
@@ -18,6 +18,22 @@ export interface SessionGrant {
   readonly sessionId: string;
   readonly origin: string;
   readonly subjectRef: string;
+  /** subjectId is the person a call's session was minted for (an outbound call placed to them); '' otherwise. */
+  readonly subjectId: string;
+  /** callSid is the Twilio CallSid identity recorded for the session ('' for a session that is not a call's). */
+  readonly callSid: string;
+}
+
+/** PhoneSubject is the person a number belongs to, and whether they are on the do-not-contact list. */
+export interface PhoneSubject {
+  readonly id: string;
+  readonly doNotContact: boolean;
+}
+
+/** PersonGuardrailState is a person's stored guardrail state with its revision (0: never written). */
+export interface PersonGuardrailState {
+  readonly state: GuardrailState | undefined;
+  readonly revision: bigint;
 }
 
 /** AgentRecord is the part of an agent a conversation runs on. */
@@ -38,6 +54,28 @@ export interface RecordedGuardrailDecision {
   readonly on: 'start' | 'user' | 'assistant' | 'tool';
 }
 
+/** TurnRecord is what one turn of a conversation produced, stored in tenant-data in one write (RecordTurn). */
+export interface TurnRecord {
+  /** turns are the transcript turns in order, redacted (and sealed for a subject) already. */
+  readonly turns: readonly { readonly role: 'user' | 'assistant' | 'system'; readonly text: string }[];
+  readonly decisions: readonly RecordedGuardrailDecision[];
+  /** guardrailState is the checker's state after the turn (undefined: nothing to store). */
+  readonly guardrailState?: { readonly subjectId: string | undefined; readonly state: GuardrailState };
+}
+
+/**
+ * TurnRecordUnsupported says tenant-data has no RecordTurn (an older pod during a rolling
+ * upgrade): the caller stores the record's parts with the RPCs that existed before it.
+ */
+export class TurnRecordUnsupported extends Error {
+  constructor(options?: ErrorOptions) {
+    super('tenant-data does not implement RecordTurn', options);
+  }
+}
+
+/** RECORD_TURN_RETRY_MS is how long after an UNIMPLEMENTED the orchestrator asks no tenant-data pod for RecordTurn (the upgrade rolls on meanwhile). */
+export const RECORD_TURN_RETRY_MS = 60_000;
+
 /**
  * Peers is the orchestrator's narrow view of identity, tenant-data and secrets. Each method maps
  * the peer's failure to a SessionRefusal a client can act on (or to an Error for our own faults),
@@ -50,11 +88,17 @@ export interface Peers {
   /** subjectFor finds (or records) the end user a token names by external reference. */
   subjectFor(tenantId: string, externalRef: string): Promise<string>;
   /** subjectForPhone finds (or records) the person an outbound call dials by number (tenant-data keeps only its keyed hash). */
-  subjectForPhone(tenantId: string, phone: string): Promise<string>;
+  subjectForPhone(tenantId: string, phone: string): Promise<PhoneSubject>;
   startConversation(grant: SessionGrant, subjectId: string | undefined): Promise<{ conversationId: string }>;
   endConversation(tenantId: string, conversationId: string, reason: string): Promise<void>;
   conversationState(tenantId: string, conversationId: string): Promise<string>;
   appendTurn(tenantId: string, conversationId: string, role: 'user' | 'assistant' | 'system', text: string): Promise<void>;
+  /**
+   * recordTurn stores a turn record in one transaction and answers the conversation's state:
+   * 'live', or 'ended' (ended elsewhere: nothing of the record was stored). TurnRecordUnsupported
+   * when tenant-data predates RecordTurn (then for RECORD_TURN_RETRY_MS without asking again).
+   */
+  recordTurn(tenantId: string, conversationId: string, record: TurnRecord): Promise<'live' | 'ended'>;
   /** resolveKeys decrypts the named secrets of the agent for this live conversation. */
   resolveKeys(tenantId: string, conversationId: string, agentId: string, secretIds: readonly string[]): Promise<ResolvedKey[]>;
   sealForSubject(tenantId: string, subjectId: string, purpose: string, plaintext: string): Promise<Uint8Array>;
@@ -79,6 +123,13 @@ export interface Peers {
   describeTools(tenantId: string, names: readonly string[]): Promise<ToolDeclaration[]>;
   /** recordToolRefusal has integrations audit a tool call the guardrail refused (nothing without integrations; throws on failure). */
   recordToolRefusal(refusal: { tenantId: string; conversationId: string; agentId: string; tool: string; rule: string }): Promise<void>;
+  /** personGuardrailState reads a person's guardrail state with its revision (for a compare-and-set). */
+  personGuardrailState(tenantId: string, subjectId: string): Promise<PersonGuardrailState>;
+  /**
+   * savePersonStateIfUnchanged stores a person's guardrail state only if it is still at `revision`
+   * (tenant-data decides, under the row's lock); false when it changed meanwhile (nothing stored).
+   */
+  savePersonStateIfUnchanged(tenantId: string, subjectId: string, state: GuardrailState, revision: bigint): Promise<boolean>;
   /** saveGuardrailState stores the checker's state after a turn (conversation part and person part). */
   saveGuardrailState(tenantId: string, conversationId: string, subjectId: string | undefined, state: GuardrailState): Promise<void>;
   /** issueRecordingKey has secrets make a data key for one recording of a live conversation (plaintext and sealed form). */
@@ -105,7 +156,7 @@ export interface Peers {
   /** recordAudit appends one event to the audit log (the orchestrator keeps no outbox: throws when audit is not configured or refuses). */
   recordAudit(event: AuditEventInput): Promise<void>;
   /** mintCallSession has identity mint a single-use session token for one verified inbound call, once per CallSid (ConnectError on refusal; ALREADY_EXISTS for a CallSid answered before). */
-  mintCallSession(tenantId: string, agentId: string, callSid: string): Promise<{ sessionId: string; token: string }>;
+  mintCallSession(tenantId: string, agentId: string, callSid: string, subjectId?: string): Promise<{ sessionId: string; token: string }>;
 }
 
 /** ToolCallResult is what a tool call came to, as the model may see it. */
@@ -199,29 +250,31 @@ export interface PeerClients {
 }
 
 // The subject with this external reference or phone number, recorded when there is none yet.
-async function findOrCreateSubject(c: PeerClients, tenantId: string, by: { externalRef: string } | { phone: string }): Promise<string> {
+async function findOrCreateSubject(c: PeerClients, tenantId: string, by: { externalRef: string } | { phone: string }): Promise<Subject> {
   try {
     const { subject } = await c.tenantData.findSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
-    if (subject !== undefined) return subject.id;
+    if (subject !== undefined) return subject;
   } catch (err) {
     if (!(err instanceof ConnectError) || err.code !== Code.NotFound) throw err;
   }
   try {
     const { subject } = await c.tenantData.createSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
     if (subject === undefined) throw new Error('tenant-data answered CreateSubject without a subject');
-    return subject.id;
+    return subject;
   } catch (err) {
     // Another connection recorded the same end user first.
     if (!(err instanceof ConnectError) || err.code !== Code.AlreadyExists) throw err;
     const { subject } = await c.tenantData.findSubject({ tenantId, ...by }, { timeoutMs: TIMEOUT_MS });
     if (subject === undefined) throw new Error('tenant-data lost a subject it reported as existing', { cause: err });
-    return subject.id;
+    return subject;
   }
 }
 
 /** createPeers builds Peers over the kernel's mTLS clients. */
-export function createPeers(c: PeerClients): Peers {
+export function createPeers(c: PeerClients, clock: () => number = Date.now): Peers {
   const opts = { timeoutMs: TIMEOUT_MS };
+  /** recordTurnUnsupportedUntil is when RecordTurn is worth asking for again after tenant-data answered UNIMPLEMENTED. */
+  let recordTurnUnsupportedUntil = Number.NEGATIVE_INFINITY;
   return {
     async recordAudit(event) {
       if (c.audit === undefined) throw new Error('no audit service is configured (PARLEY_AUDIT_URL)');
@@ -232,8 +285,9 @@ export function createPeers(c: PeerClients): Peers {
       if (secret === undefined) throw new Error('secrets answered ResolveTelephonyCredential without a secret');
       return secret.value;
     },
-    async mintCallSession(tenantId, agentId, callSid) {
-      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId, callSid }, opts);
+    async mintCallSession(tenantId, agentId, callSid, subjectId) {
+      // An identity of the previous release ignores subject_id: that call's conversation then has no person.
+      const { sessionId, token } = await c.identity.createCallSession({ tenantId, agentId, callSid, subjectId: subjectId ?? '' }, opts);
       return { sessionId, token };
     },
     consumeSession(token, origin) {
@@ -249,6 +303,8 @@ export function createPeers(c: PeerClients): Peers {
             sessionId: claims.sessionId,
             origin: claims.origin,
             subjectRef: claims.subjectRef,
+            subjectId: claims.subjectId,
+            callSid: claims.callSid,
           };
         },
         (err) => (transient(err) ? undefined : tokenRefusal(err)),
@@ -274,10 +330,14 @@ export function createPeers(c: PeerClients): Peers {
       );
     },
     subjectFor(tenantId, externalRef) {
-      return wrap('tenant-data', 'the subject', () => findOrCreateSubject(c, tenantId, { externalRef }));
+      return wrap('tenant-data', 'the subject', async () => (await findOrCreateSubject(c, tenantId, { externalRef })).id);
     },
     subjectForPhone(tenantId, phone) {
-      return wrap('tenant-data', 'the subject', () => findOrCreateSubject(c, tenantId, { phone }));
+      return wrap('tenant-data', 'the subject', async () => {
+        // A tenant-data of the previous release sends no do_not_contact: false, as before the list existed.
+        const subject = await findOrCreateSubject(c, tenantId, { phone });
+        return { id: subject.id, doNotContact: subject.doNotContact };
+      });
     },
     startConversation(grant, subjectId) {
       return wrap(
@@ -324,6 +384,28 @@ export function createPeers(c: PeerClients): Peers {
         return res.found ? parseGuardrailState(res.state) : undefined;
       });
     },
+    personGuardrailState(tenantId, subjectId) {
+      return wrap('tenant-data', 'the guardrail state', async () => {
+        const res = await c.tenantData.getGuardrailState({ tenantId, conversationId: '', subjectId }, opts);
+        return { state: res.found ? parseGuardrailState(res.state) : undefined, revision: res.personRevision };
+      });
+    },
+    savePersonStateIfUnchanged(tenantId, subjectId, state, revision) {
+      return wrap('tenant-data', 'the guardrail state', async () => {
+        // A tenant-data of the previous release ignores the expected revision and stores: no conflict, as before.
+        const res = await c.tenantData.putGuardrailState(
+          {
+            tenantId,
+            conversationId: '',
+            subjectId,
+            state: JSON.parse(JSON.stringify(state)) as JsonObject,
+            expectedPersonRevision: revision,
+          },
+          opts,
+        );
+        return !res.personConflict;
+      });
+    },
     async saveGuardrailState(tenantId, conversationId, subjectId, state) {
       await wrap('tenant-data', 'the guardrail state', () =>
         c.tenantData.putGuardrailState(
@@ -336,6 +418,35 @@ export function createPeers(c: PeerClients): Peers {
       await wrap('tenant-data', 'a guardrail decision', () =>
         c.tenantData.recordGuardrailDecision({ tenantId, conversationId, turn: d.turn, rule: d.rule, action: d.action, on: d.on }, opts),
       );
+    },
+    async recordTurn(tenantId, conversationId, record) {
+      if (clock() < recordTurnUnsupportedUntil) throw new TurnRecordUnsupported();
+      const state = record.guardrailState;
+      return wrap('tenant-data', 'the turn record', async () => {
+        try {
+          const res = await c.tenantData.recordTurn(
+            {
+              tenantId,
+              conversationId,
+              turns: record.turns.map((t) => ({ role: t.role, textRedacted: t.text })),
+              decisions: record.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
+              ...(state === undefined
+                ? {}
+                : { guardrailState: JSON.parse(JSON.stringify(state.state)) as JsonObject, subjectId: state.subjectId ?? '' }),
+            },
+            opts,
+          );
+          return res.conversationState === 'live' ? 'live' : 'ended';
+        } catch (err) {
+          if (!(err instanceof ConnectError)) throw err;
+          if (err.code === Code.FailedPrecondition) return 'ended';
+          if (err.code === Code.Unimplemented) {
+            recordTurnUnsupportedUntil = clock() + RECORD_TURN_RETRY_MS;
+            throw new TurnRecordUnsupported({ cause: err });
+          }
+          throw err;
+        }
+      });
     },
     async appendTurn(tenantId, conversationId, role, text) {
       await wrap('tenant-data', 'a transcript turn', () =>
@@ -396,7 +507,7 @@ export function createPeers(c: PeerClients): Peers {
       });
     },
     async addRecording(r) {
-      await wrap('tenant-data', 'the recording reference', () =>
+      const res = await wrap('tenant-data', 'the recording reference', () =>
         c.tenantData.addRecording(
           {
             tenantId: r.tenantId,
@@ -411,6 +522,14 @@ export function createPeers(c: PeerClients): Peers {
           opts,
         ),
       );
+      // A tenant-data of an older release drops the fields it does not know (the id, the size, the
+      // sealed key) and stores a reference nobody could decrypt: say so rather than count it stored.
+      if (res.recording?.id !== r.recordingId || res.recording.keyRef === '')
+        throw new ConnectError(
+          "tenant-data did not keep the recording's id and key reference: it runs an older release than this orchestrator. " +
+            'Upgrade tenant-data first, then turn call recording on',
+          Code.FailedPrecondition,
+        );
     },
     sealForSubject(tenantId, subjectId, purpose, plaintext) {
       return wrap('secrets', 'subject encryption', async () => {

@@ -97,4 +97,38 @@ describe('handleTwilioCall', () => {
       await server.close();
     }
   });
+
+  it('passes on the person an outbound call names in its signed URL, and refuses a query the signature does not cover', async () => {
+    const subjects: (string | undefined)[] = [];
+    const server = await serve({
+      sources: new AddressBuckets(1_000, 1_000),
+      mintCallToken: (_tenant, _agent, _callSid, subjectId) => {
+        subjects.push(subjectId);
+        return Promise.resolve({ sessionId: randomUUID(), token: 'tok' });
+      },
+    });
+    const post = (query: string, signedQuery: string) => {
+      const params = { CallSid: `CA${randomBytes(16).toString('hex')}`, To: '+14155550123' };
+      const signature = twilioSignature({ authToken, url: `${publicUrl}${path}${signedQuery}`, params });
+      return fetch(`${server.url}${path}${query}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+        body: new URLSearchParams(params).toString(),
+      });
+    };
+    try {
+      const subject = randomUUID();
+      expect((await post(`?subject=${subject}`, `?subject=${subject}`)).status).toBe(200);
+      expect((await post('', '')).status).toBe(200);
+      expect(subjects).toEqual([subject, undefined]);
+      // A subject added to (or changed in) a URL Twilio signed without it is a bad signature.
+      expect((await post(`?subject=${subject}`, '')).status).toBe(403);
+      expect((await post(`?subject=${randomUUID()}`, `?subject=${subject}`)).status).toBe(403);
+      const bad = await post('?subject=nope', '?subject=nope');
+      expect([bad.status, await bad.text()]).toEqual([400, "the call webhook's subject is not a subject id"]);
+      expect(subjects).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
 });

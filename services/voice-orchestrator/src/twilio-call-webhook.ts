@@ -6,6 +6,13 @@ import type { AddressBuckets, TtlCache } from './call-webhook-guard.js';
 
 /** TWILIO_VOICE_PATH is the inbound call webhook: POST /v1/telephony/twilio/voice/{tenantId}/{agentId}. */
 export const TWILIO_VOICE_PATH = /^\/v1\/telephony\/twilio\/voice\/([0-9a-f-]{36})\/([0-9a-f-]{36})$/;
+/**
+ * OUTBOUND_SUBJECT_PARAM is the call webhook's query parameter naming the person an outbound call
+ * was placed to (their subject id). PlaceCall puts it in the Url it gives Twilio; Twilio signs the
+ * whole URL, query included, so only a request signed with the agent's auth token can name one.
+ */
+export const OUTBOUND_SUBJECT_PARAM = 'subject';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** MAX_CALL_WEBHOOK_BYTES bounds the form body (Twilio's voice parameters are well under 4 KiB). */
 export const MAX_CALL_WEBHOOK_BYTES = 16_384;
 
@@ -18,8 +25,11 @@ export interface TwilioCallDeps {
   readonly logger: Logger;
   /** authToken resolves the agent's Twilio auth token (secrets, kind "telephony"). */
   authToken(tenantId: string, agentId: string): Promise<string>;
-  /** mintCallToken has identity mint a single-use, short-lived session token for this call, once per CallSid (ALREADY_EXISTS after). */
-  mintCallToken(tenantId: string, agentId: string, callSid: string): Promise<{ sessionId: string; token: string }>;
+  /**
+   * mintCallToken has identity mint a single-use, short-lived session token for this call, once
+   * per CallSid (ALREADY_EXISTS after), for the person an outbound call was placed to if any.
+   */
+  mintCallToken(tenantId: string, agentId: string, callSid: string, subjectId?: string): Promise<{ sessionId: string; token: string }>;
   /** sources is the per-source-address token bucket, spent before any peer call. */
   readonly sources: AddressBuckets;
   /** trustedProxies may name the source address in X-Forwarded-For (a load balancer or ingress in front). */
@@ -138,13 +148,17 @@ export async function handleTwilioCall(req: IncomingMessage, res: ServerResponse
     const authToken = await authTokenOf(deps, tenantId, agentId);
     const url = `${deps.publicUrl}${path.pathname}${path.search}`;
     if (authToken === null || !verifyTwilioSignature({ authToken, url, params, signature })) throw new HttpRefusal(403, REFUSED);
+    // Signed with the URL: the person PlaceCall dialled (absent on an inbound call).
+    const subjectId = path.searchParams.get(OUTBOUND_SUBJECT_PARAM) ?? undefined;
+    if (subjectId !== undefined && !UUID.test(subjectId))
+      throw new HttpRefusal(400, `the call webhook's ${OUTBOUND_SUBJECT_PARAM} is not a subject id`);
     // A signed request is answered once: a captured one replayed must not mint another session.
     // This replica's memory refuses a replay cheaply; identity's (tenant, CallSid) record refuses
     // it at every replica and after a restart (ALREADY_EXISTS, answered with the same 403).
     const answered = `${tenantId}/${callSid}`;
     if (deps.answeredCalls.has(answered)) throw new HttpRefusal(403, REFUSED);
     deps.answeredCalls.set(answered, true);
-    const { sessionId, token } = await deps.mintCallToken(tenantId, agentId, callSid).catch((err: unknown) => {
+    const { sessionId, token } = await deps.mintCallToken(tenantId, agentId, callSid, subjectId).catch((err: unknown) => {
       if (isRefusal(err)) {
         // The caller sees the one 403; the operator sees why (a replay, a lost reply retried, a removed agent).
         deps.logger.info(

@@ -78,7 +78,8 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
     bufferedBytes: () => ws.bufferedAmount,
     async handOff(request) {
       if (options.handOff === undefined) return 'hand-off asked for; this deployment does not transfer calls';
-      if (callSid === '') return 'hand-off asked for; the stream named no call to transfer';
+      // The call identity minted the token for, never the stream's own word (see onStart).
+      if (callSid === '') return 'hand-off asked for; this session was not minted for a call, so no call is transferred';
       // Twilio echoes a mark once the audio sent before it has been played: the caller hears the
       // rule's message before the transfer (the call leaves this stream the moment it is updated).
       await new Promise<void>((resolve) => {
@@ -143,18 +144,25 @@ export function serveTwilioMediaStream(ws: WebSocket, options: TwilioStreamOptio
     if (format !== undefined && (format.encoding !== 'audio/x-mulaw' || format.sampleRate !== TWILIO_SAMPLE_RATE || format.channels !== 1))
       return close(CLOSE_CODES.badFrame, 'only audio/x-mulaw at 8000 Hz, mono, is supported');
     streamSid = start.streamSid;
-    callSid = typeof start.callSid === 'string' ? start.callSid : '';
     phase = 'starting';
     clearTimeout(startTimer);
     const agentId = typeof start.customParameters?.agentId === 'string' ? start.customParameters.agentId : undefined;
     options
       .start(
-        { token, origin: '', ...(agentId !== undefined ? { agentId } : {}), audio: { format: 'pcm16', sampleRate: TWILIO_SAMPLE_RATE } },
+        {
+          token,
+          origin: '',
+          ...(agentId !== undefined ? { agentId } : {}),
+          audio: { format: 'pcm16', sampleRate: TWILIO_SAMPLE_RATE },
+          // Checked against the CallSid identity recorded for the token: another call's is refused.
+          callSid: typeof start.callSid === 'string' ? start.callSid : '',
+        },
         channel,
       )
       .then(
         (c) => {
           conversation = c;
+          callSid = c.callSid;
           if (phase === 'closed') return void c.end('the call ended during the start');
           phase = 'live';
           refilled = performance.now();

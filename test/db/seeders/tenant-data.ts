@@ -66,6 +66,10 @@ export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promi
       action: 'replace',
       checked: 'assistant',
     });
+    await trx
+      .insertInto('recording_blob_deletions')
+      .values({ blob_key: `recordings/${tenant}/${conversation.id}/gone.pra` })
+      .execute();
     return { agentId: agent.id, conversationId: conversation.id, subjectId: subject.id };
   });
 }

@@ -45,6 +45,8 @@ export interface SessionsTable {
   created_by_key_id: string | null;
   /** call_sid is the Twilio CallSid a phone call's session was minted for (unique per workspace). */
   call_sid: string | null;
+  /** subject_id is the person an outbound call's session was minted for (tenant-data's subject id). */
+  subject_id: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: CreatedAt;
   expires_at: Date;
   consumed_at: Date | null;

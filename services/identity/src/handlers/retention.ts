@@ -30,9 +30,17 @@ export function retentionHandlers(
     // A DSAR forget: the sessions that carried the person's reference go, whatever their age.
     async forgetSubjectSessions(req) {
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
-      if (req.subjectRef === '' || req.subjectRef.length > 200)
-        throw new InvalidArgumentError('subject_ref must be 1 to 200 characters', { field: 'subject_ref' });
-      return { deleted: await forgetSubjectSessions(deps.db, tenantId, req.subjectRef) };
+      if (req.subjectRef.length > 200)
+        throw new InvalidArgumentError('subject_ref must be at most 200 characters', { field: 'subject_ref' });
+      const subjectId = req.subjectId === '' ? undefined : requireUuid(req.subjectId, 'subject_id');
+      if (req.subjectRef === '' && subjectId === undefined)
+        throw new InvalidArgumentError('subject_ref must be 1 to 200 characters, or give subject_id', { field: 'subject_ref' });
+      return {
+        deleted: await forgetSubjectSessions(deps.db, tenantId, {
+          ...(req.subjectRef === '' ? {} : { subjectRef: req.subjectRef }),
+          ...(subjectId === undefined ? {} : { subjectId }),
+        }),
+      };
     },
     async purgeAuthFailures(req) {
       return { deleted: await purgeAuthFailures(deps.db, batchArgs(req.before, 'before', req.limit), req.limit) };

@@ -43,20 +43,29 @@ export function sessionHandlers(
   const { db, config, ring, verifier } = deps;
   const audited = auditedTransactions(db, deps.onAudit);
   // Concurrent sessions of one workspace are recorded together, one transaction per batch; each
-  // caller gets its token only once the transaction holding its row committed (a failed batch
-  // retries each alone, so a replayed CallSid fails only its own call).
+  // caller gets its token only once the transaction holding its row committed (a batch failed
+  // over one row retries each alone, so a replayed CallSid fails only its own call; a caller who
+  // gave up while waiting is left out, so no session exists whose token nobody received).
   const recordSession = createGroupCommit<sessions.NewSession, undefined>(
     async (tenantId, rows) => {
       await withTenant(db, tenantId, (trx) => sessions.insertSessions(trx, rows));
       return rows.map(() => undefined);
     },
-    { maxSize: SESSION_BATCH_MAX },
+    { maxSize: SESSION_BATCH_MAX, what: 'sessions' },
   );
   // Signs a session token for an agent of the tenant and records the session it may connect once.
   const mintSession = async (
     tenantId: string,
     agentId: string,
-    session: { ttlSeconds: number; origin: string | null; subjectRef: string | null; createdByKeyId: string | null; callSid?: string },
+    session: {
+      ttlSeconds: number;
+      origin: string | null;
+      subjectRef: string | null;
+      createdByKeyId: string | null;
+      callSid?: string;
+      subjectId?: string;
+    },
+    signal: AbortSignal,
   ) => {
     const sid = randomUUID();
     const jti = randomBytes(18).toString('base64url');
@@ -73,16 +82,21 @@ export function sessionHandlers(
       ttlSeconds: session.ttlSeconds,
     });
     const expiresAt = new Date(claims.exp * 1000);
-    await recordSession.submit(tenantId, {
-      id: sid,
-      jti,
-      agentId,
-      subjectRef: session.subjectRef,
-      origin: session.origin,
-      createdByKeyId: session.createdByKeyId,
-      expiresAt,
-      ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
-    });
+    await recordSession.submit(
+      tenantId,
+      {
+        id: sid,
+        jti,
+        agentId,
+        subjectRef: session.subjectRef,
+        origin: session.origin,
+        createdByKeyId: session.createdByKeyId,
+        expiresAt,
+        ...(session.callSid === undefined ? {} : { callSid: session.callSid }),
+        ...(session.subjectId === undefined ? {} : { subjectId: session.subjectId }),
+      },
+      signal,
+    );
     return { sid, token, expiresAt };
   };
   return {
@@ -100,12 +114,17 @@ export function sessionHandlers(
         throw new InvalidArgumentError('subject_ref must be at most 200 characters', { field: 'subject_ref' });
       const origin = parseOrigin(req.origin);
       await deps.agents.requireAgent(p.tenantId, agentId, ctx.signal);
-      const { sid, token, expiresAt } = await mintSession(p.tenantId, agentId, {
-        ttlSeconds: ttl,
-        origin,
-        subjectRef: req.subjectRef === '' ? null : req.subjectRef,
-        createdByKeyId: p.kind === 'api_key' ? p.id : null,
-      });
+      const { sid, token, expiresAt } = await mintSession(
+        p.tenantId,
+        agentId,
+        {
+          ttlSeconds: ttl,
+          origin,
+          subjectRef: req.subjectRef === '' ? null : req.subjectRef,
+          createdByKeyId: p.kind === 'api_key' ? p.id : null,
+        },
+        ctx.signal,
+      );
       // The token rides in the fragment: browsers do not send it to servers or in Referer headers.
       const sessionUrl = `${config.sessionUrl}/v1/sessions/${sid}#token=${token}`;
       return { sessionId: sid, token, expiresAt: timestampFromDate(expiresAt), sessionUrl };
@@ -127,15 +146,23 @@ export function sessionHandlers(
         throw new InvalidArgumentError('call_sid must be the Twilio CallSid of the call: CA followed by 32 lowercase hex digits', {
           field: 'call_sid',
         });
+      // The person an outbound call was placed to (the orchestrator read it from the signed webhook URL).
+      const subjectId = req.subjectId === '' ? undefined : requireUuid(req.subjectId, 'subject_id');
       await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
       // One session per call: the unique (tenant, call_sid) makes a replayed webhook fail here, at any replica.
-      const { sid, token } = await mintSession(tenantId, agentId, {
-        ttlSeconds: CALL_SESSION_TTL_SECONDS,
-        origin: null,
-        subjectRef: null,
-        createdByKeyId: null,
-        ...(req.callSid === '' ? {} : { callSid: req.callSid }),
-      }).catch((err: unknown) => {
+      const { sid, token } = await mintSession(
+        tenantId,
+        agentId,
+        {
+          ttlSeconds: CALL_SESSION_TTL_SECONDS,
+          origin: null,
+          subjectRef: null,
+          createdByKeyId: null,
+          ...(req.callSid === '' ? {} : { callSid: req.callSid }),
+          ...(subjectId === undefined ? {} : { subjectId }),
+        },
+        ctx.signal,
+      ).catch((err: unknown) => {
         if (err instanceof AlreadyExistsError)
           throw new AlreadyExistsError('this CallSid was already answered: a call webhook is answered once', { cause: err });
         throw err;
@@ -148,8 +175,10 @@ export function sessionHandlers(
         ...(req.tenantId !== '' ? { tenantId: req.tenantId } : {}),
         ...(req.origin !== '' ? { origin: req.origin } : {}),
       });
-      const state = await withTenant(db, claims.tenant, (trx) =>
-        req.consume ? sessions.consumeSession(trx, claims.sid, claims.jti) : sessions.sessionState(trx, claims.sid, claims.jti),
+      const { state, callSid, subjectId } = await withTenant(db, claims.tenant, async (trx) =>
+        req.consume
+          ? sessions.consumeSession(trx, claims.sid, claims.jti)
+          : { state: await sessions.sessionState(trx, claims.sid, claims.jti), callSid: null, subjectId: null },
       );
       if (state === 'replayed') throw new SessionTokenError('replayed', 'this token was already used to connect; create a new session');
       if (state === 'revoked') throw new SessionTokenError('revoked', 'this session was revoked');
@@ -165,6 +194,8 @@ export function sessionHandlers(
           origin: claims.origin ?? '',
           subjectRef: claims.subject_ref ?? '',
           expiresAt: timestampFromDate(new Date(claims.exp * 1000)),
+          subjectId: subjectId ?? '',
+          callSid: callSid ?? '',
         },
       };
     },

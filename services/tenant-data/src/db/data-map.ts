@@ -26,9 +26,10 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     dataClass: 'subject_profile',
     encryption: 'phone and e-mail only as HMAC-SHA256 look-up hashes under a pepper held outside the database; external_ref as given',
     retention: 'until the subject is forgotten (DSAR)',
-    readScopes: [],
+    readScopes: ['calls:do_not_contact'],
     readsRecorded: false,
-    description: "end users: the customer's external reference and keyed hashes of phone and e-mail",
+    description:
+      "end users: the customer's external reference, keyed hashes of phone and e-mail, and since when they are on the do-not-contact list",
   },
   conversations: {
     dataClass: 'conversation_metadata',
@@ -84,6 +85,15 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readScopes: ['conversations:read'],
     readsRecorded: false,
     description: 'which guardrail rule acted how on each turn, and when (counted per day for the console; never the text)',
+  },
+  recording_blob_deletions: {
+    dataClass: 'recording',
+    encryption: NONE + '; blob keys only (ids), never audio',
+    retentionClass: 'recording',
+    retention: 'until the blob is deleted from the blob store (each purge or forget of the workspace retries what is left)',
+    readScopes: [],
+    readsRecorded: false,
+    description: 'blob keys of deleted recording references whose encrypted audio is still to be deleted from the blob store',
   },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

@@ -48,6 +48,8 @@ export interface SubjectsTable {
   retention_class: RetentionClass;
   created_at: CreatedAt;
   updated_at: UpdatedAt;
+  /** do_not_contact_at is when the person was put on the do-not-contact list (null: not on it). */
+  do_not_contact_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 /** ConversationsTable holds one row per conversation. */
@@ -111,6 +113,8 @@ export interface GuardrailPersonStatesTable {
   state: Json<Record<string, unknown>>;
   updated_at: UpdatedAt;
   retention_class: ColumnType<RetentionClass, never, never>;
+  /** revision counts the writes of the row: an outbound call's contact attempt is a compare-and-set on it. */
+  revision: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
 }
 
 /** GuardrailDecisionsTable holds each guardrail decision of a conversation: rule, action, where, when; never text. */
@@ -126,6 +130,15 @@ export interface GuardrailDecisionsTable {
   retention_class: ColumnType<RetentionClass, never, never>;
 }
 
+/** RecordingBlobDeletionsTable queues blobs to delete from the blob store once their references are gone. */
+export interface RecordingBlobDeletionsTable {
+  tenant_id: TenantId;
+  blob_key: string;
+  queued_at: Generated<Date>;
+  attempts: Generated<number>;
+  retention_class: ColumnType<RetentionClass, never, never>;
+}
+
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -137,6 +150,7 @@ export interface TenantDataDb {
   guardrail_conversation_states: GuardrailConversationStatesTable;
   guardrail_person_states: GuardrailPersonStatesTable;
   guardrail_decisions: GuardrailDecisionsTable;
+  recording_blob_deletions: RecordingBlobDeletionsTable;
 }
 
 /** Workspace is a selected workspace row. */

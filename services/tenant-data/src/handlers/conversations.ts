@@ -1,8 +1,8 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
-import { nextPageToken, pageRequestOf, requireUuid } from '@parley/db';
-import { FailedPreconditionError, NotFoundError, principalOf } from '@parley/platform';
-import { openRecording } from '@parley/envelope';
+import { createGroupCommit, nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
+import { FailedPreconditionError, NotFoundError, principalOf, requestTenant } from '@parley/platform';
+import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
 import { recordingWav } from '@parley/conversation';
 import {
   appendTranscriptTurn,
@@ -15,8 +15,12 @@ import {
 } from '../conversation.store.js';
 import type { Recording, TranscriptTurn } from '../db/tables.js';
 import { addRecording, getRecording, listRecordings } from '../recording.store.js';
+import { recordTurns, type TurnRecord, type TurnRecorded } from '../turn-record.store.js';
 import { blank, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
+
+/** TURN_RECORDS_PER_COMMIT bounds how many conversations' turn records one transaction stores. */
+const TURN_RECORDS_PER_COMMIT = 32;
 
 /** conversationHandlers start, list and end conversations and keep their transcripts and recordings; reads of transcripts and recordings are audited. */
 export function conversationHandlers(
@@ -28,12 +32,21 @@ export function conversationHandlers(
   | 'listConversations'
   | 'endConversation'
   | 'appendTranscriptTurn'
+  | 'recordTurn'
   | 'listTranscriptTurns'
   | 'addRecording'
   | 'listRecordings'
   | 'readRecordingAudio'
 > {
   const { inTenant, audited } = tenantScopes(deps);
+  // Turn records of one tenant's conversations that arrive while one is being committed go
+  // together in the next transaction; each caller is answered only after the commit holding its
+  // record, and a batch that fails is retried record by record, so one conversation's refusal
+  // (ended, unknown) never fails another's and a refused record writes nothing.
+  const turnRecords = createGroupCommit<TurnRecord, TurnRecorded>(
+    (tenant, records) => withTenant(deps.db, tenant, (trx) => recordTurns(trx, records)),
+    { maxSize: TURN_RECORDS_PER_COMMIT },
+  );
   return {
     async startConversation(req, ctx) {
       const conversation = await inTenant(req.tenantId, ctx, (trx) =>
@@ -99,6 +112,17 @@ export function conversationHandlers(
       return { turn: turnMessage(turn) };
     },
 
+    async recordTurn(req, ctx) {
+      const recorded = await turnRecords.submit(requestTenant(ctx, req.tenantId), {
+        conversationId: req.conversationId,
+        turns: req.turns.map((t) => ({ role: t.role, textRedacted: t.textRedacted })),
+        decisions: req.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
+        ...(req.guardrailState === undefined ? {} : { guardrailState: req.guardrailState }),
+        subjectId: req.subjectId,
+      });
+      return { conversationState: recorded.state, ...(recorded.firstSeq === undefined ? {} : { firstSeq: recorded.firstSeq }) };
+    },
+
     async listTranscriptTurns(req, ctx) {
       // An access event per page read: the turns are redacted, but still what the end user said.
       const page = await audited(req.tenantId, ctx, async (trx, record, tenant) => {
@@ -157,28 +181,33 @@ export function conversationHandlers(
         throw new FailedPreconditionError(
           'no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read',
         );
-      // The access event is written in the transaction that reads the reference and commits only
-      // with the audio returned: every read of call audio is in the audit log, by whom and of what.
-      return audited(req.tenantId, ctx, async (trx, record, tenant) => {
-        const recording = await getRecording(trx, req.recordingId, req.conversationId);
-        if (recording.wrapped_key === null)
-          throw new FailedPreconditionError(`recording ${recording.id} holds no audio Parley encrypted, so it cannot be read here`);
-        const conversation = await getConversation(trx, recording.conversation_id);
-        const blob = await blobs.get(recording.blob_key);
-        if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
-        const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
-        let plaintext: Buffer;
-        try {
-          plaintext = openRecording(
-            dataKey,
-            { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
-            blob,
-          );
-        } finally {
-          dataKey.fill(0);
-        }
-        const wav = recordingWav(plaintext);
-        plaintext.fill(0);
+      // The reference is read in a short transaction, the blob fetched and decrypted outside any
+      // (no transaction waits on the blob store), and the access event committed before the audio
+      // is returned: every read of call audio is in the audit log, by whom and of what.
+      const tenant = requestTenant(ctx, req.tenantId);
+      const { recording, conversation } = await inTenant(req.tenantId, ctx, async (trx) => {
+        const found = await getRecording(trx, req.recordingId, req.conversationId);
+        if (found.wrapped_key === null)
+          throw new FailedPreconditionError(`recording ${found.id} holds no audio Parley encrypted, so it cannot be read here`);
+        return { recording: { ...found, wrapped_key: found.wrapped_key }, conversation: await getConversation(trx, found.conversation_id) };
+      });
+      const blob = await blobs.read(recording.blob_key);
+      if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
+      const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
+      let plaintext: Buffer;
+      try {
+        plaintext = await openRecordingAudio(
+          dataKey,
+          { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
+          blob,
+          Number(recording.size_bytes),
+        );
+      } finally {
+        dataKey.fill(0);
+      }
+      const wav = recordingWav(plaintext);
+      plaintext.fill(0);
+      await audited(req.tenantId, ctx, async (_trx, record) => {
         await record({
           ...readActor(ctx, tenant),
           action: 'recording.read',
@@ -189,8 +218,41 @@ export function conversationHandlers(
             'duration_ms',
           ]),
         });
-        return { recording: recordingMessage(recording), wav };
       });
+      return { recording: recordingMessage(recording), wav };
     },
   };
+}
+
+/**
+ * openRecordingAudio decrypts a recording read from the blob store piece by piece (format 2 chunk
+ * by chunk; format 1 in one piece) into one plaintext buffer: the ciphertext is never held whole,
+ * and with the stored size known (the plaintext is never longer than its ciphertext) no chunk is
+ * copied twice.
+ */
+async function openRecordingAudio(
+  dataKey: Uint8Array,
+  scope: RecordingScope,
+  blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  sizeBytes: number,
+): Promise<Buffer> {
+  let out = Buffer.alloc(sizeBytes > 0 ? sizeBytes : 64 * 1024);
+  let length = 0;
+  try {
+    for await (const chunk of openRecordingChunks(dataKey, scope, blob)) {
+      if (length + chunk.length > out.length) {
+        const grown = Buffer.alloc(Math.max(out.length * 2, length + chunk.length));
+        out.copy(grown, 0, 0, length);
+        out.fill(0);
+        out = grown;
+      }
+      chunk.copy(out, length);
+      length += chunk.length;
+      chunk.fill(0);
+    }
+  } catch (err) {
+    out.fill(0);
+    throw err;
+  }
+  return out.subarray(0, length);
 }

@@ -6,7 +6,7 @@ import { getAgent, setGuardrailPolicy } from '../agent.store.js';
 import { policyReplaced } from '../audit.js';
 import { runDryRun } from '../guardrail-dry-run.js';
 import { countGuardrailDecisions, recordGuardrailDecision } from '../guardrail-decision.store.js';
-import { getGuardrailState, putGuardrailState } from '../guardrail-state.store.js';
+import { putGuardrailState, readGuardrailState } from '../guardrail-state.store.js';
 import { tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { agentMessage } from './messages.js';
 
@@ -69,10 +69,12 @@ export function guardrailHandlers(
     },
 
     async getGuardrailState(req, ctx) {
-      const state = await inTenant(req.tenantId, ctx, (trx) =>
-        getGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }),
+      const stored = await inTenant(req.tenantId, ctx, (trx) =>
+        readGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }),
       );
-      return state === undefined ? { found: false } : { found: true, state: state as unknown as JsonObject };
+      return stored === undefined
+        ? { found: false }
+        : { found: true, state: stored.state as unknown as JsonObject, personRevision: stored.personRevision };
     },
 
     async putGuardrailState(req, ctx) {
@@ -81,10 +83,10 @@ export function guardrailHandlers(
           field: 'state',
         });
       const state = req.state;
-      await inTenant(req.tenantId, ctx, (trx) =>
-        putGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }, state),
+      const outcome = await inTenant(req.tenantId, ctx, (trx) =>
+        putGuardrailState(trx, { conversationId: req.conversationId, subjectId: req.subjectId }, state, req.expectedPersonRevision),
       );
-      return {};
+      return { personConflict: outcome.conflict, personRevision: outcome.personRevision };
     },
 
     async recordGuardrailDecision(req, ctx) {

@@ -43,6 +43,8 @@ export function subjectMessage(s: Subject): MessageInitShape<typeof SubjectSchem
     hasEmail: s.email_hash !== null,
     retentionClass: s.retention_class,
     createdAt: ts(s.created_at),
+    doNotContact: s.do_not_contact_at !== null,
+    ...(s.do_not_contact_at === null ? {} : { doNotContactSince: ts(s.do_not_contact_at) }),
   };
 }
 /** conversationMessage is a conversation row as its protobuf message. */

@@ -1,8 +1,8 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { requireUuid } from '@parley/db';
-import { InvalidArgumentError } from '@parley/platform';
+import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import { forgetSubject, PURGEABLE_CLASSES, purgeExpiredBatch, type PurgeableClass } from '../retention.store.js';
-import { deleteRecordingBlobs } from '../recording-blobs.js';
+import { deleteQueuedRecordingBlobs, queueRecordingBlobDeletions } from '../recording-blobs.js';
 import { tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 
 /** MAX_PURGE_BATCH bounds one PurgeExpired call's delete, so no call holds its locks for long. */
@@ -14,11 +14,14 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
   return {
     async forgetSubject(req, ctx) {
       const subjectId = requireUuid(req.subjectId, 'subject_id');
+      const tenant = requestTenant(ctx, req.tenantId);
       const forgot = await inTenant(req.tenantId, ctx, async (trx) => {
         const result = await forgetSubject(trx, subjectId);
-        await deleteRecordingBlobs(deps.blobs, req.tenantId, result.blobKeys);
+        await queueRecordingBlobDeletions(trx, deps.blobs, tenant, result.blobKeys);
         return result;
       });
+      // After the commit: no transaction waits on the blob store.
+      await deleteQueuedRecordingBlobs(deps.db, deps.blobs, tenant);
       return { ...forgot, blobKeys: [...forgot.blobKeys] };
     },
     async purgeExpired(req, ctx) {
@@ -32,11 +35,14 @@ export function retentionHandlers(deps: TenantDataDeps): TenantDataHandlers<'pur
         conversationIds: req.heldConversationIds.map((id, i) => requireUuid(id, `held_conversation_ids[${i}]`)),
       };
       const before = timestampDate(req.before);
+      const tenant = requestTenant(ctx, req.tenantId);
       const batch = await inTenant(req.tenantId, ctx, async (trx) => {
         const result = await purgeExpiredBatch(trx, req.dataClass as PurgeableClass, before, holds, req.limit);
-        await deleteRecordingBlobs(deps.blobs, req.tenantId, result.blobKeys);
+        await queueRecordingBlobDeletions(trx, deps.blobs, tenant, result.blobKeys);
         return result;
       });
+      // After the commit: no transaction waits on the blob store.
+      await deleteQueuedRecordingBlobs(deps.db, deps.blobs, tenant);
       return { deleted: batch.deleted, blobKeys: [...batch.blobKeys] };
     },
   };

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/api/v1/calls.proto.
  */
 export const file_parley_api_v1_calls: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYXJsZXkvYXBpL3YxL2NhbGxzLnByb3RvEg1wYXJsZXkuYXBpLnYxIjAKEFBsYWNlQ2FsbFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSCgoCdG8YAiABKAkiJQoRUGxhY2VDYWxsUmVzcG9uc2USEAoIY2FsbF9zaWQYASABKAkyXQoLQ2FsbFNlcnZpY2USTgoJUGxhY2VDYWxsEh8ucGFybGV5LmFwaS52MS5QbGFjZUNhbGxSZXF1ZXN0GiAucGFybGV5LmFwaS52MS5QbGFjZUNhbGxSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChlwYXJsZXkvYXBpL3YxL2NhbGxzLnByb3RvEg1wYXJsZXkuYXBpLnYxIjAKEFBsYWNlQ2FsbFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSCgoCdG8YAiABKAkiJQoRUGxhY2VDYWxsUmVzcG9uc2USEAoIY2FsbF9zaWQYASABKAkiagoRRG9Ob3RDb250YWN0RW50cnkSEgoKc3ViamVjdF9pZBgBIAEoCRIWCg5kb19ub3RfY29udGFjdBgCIAEoCBIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoWU2V0RG9Ob3RDb250YWN0UmVxdWVzdBINCgVwaG9uZRgBIAEoCRISCgpzdWJqZWN0X2lkGAIgASgJEhYKDmRvX25vdF9jb250YWN0GAMgASgIIkoKF1NldERvTm90Q29udGFjdFJlc3BvbnNlEi8KBWVudHJ5GAEgASgLMiAucGFybGV5LmFwaS52MS5Eb05vdENvbnRhY3RFbnRyeSI7ChZHZXREb05vdENvbnRhY3RSZXF1ZXN0Eg0KBXBob25lGAEgASgJEhIKCnN1YmplY3RfaWQYAiABKAkiSgoXR2V0RG9Ob3RDb250YWN0UmVzcG9uc2USLwoFZW50cnkYASABKAsyIC5wYXJsZXkuYXBpLnYxLkRvTm90Q29udGFjdEVudHJ5MqECCgtDYWxsU2VydmljZRJOCglQbGFjZUNhbGwSHy5wYXJsZXkuYXBpLnYxLlBsYWNlQ2FsbFJlcXVlc3QaIC5wYXJsZXkuYXBpLnYxLlBsYWNlQ2FsbFJlc3BvbnNlEmAKD1NldERvTm90Q29udGFjdBIlLnBhcmxleS5hcGkudjEuU2V0RG9Ob3RDb250YWN0UmVxdWVzdBomLnBhcmxleS5hcGkudjEuU2V0RG9Ob3RDb250YWN0UmVzcG9uc2USYAoPR2V0RG9Ob3RDb250YWN0EiUucGFybGV5LmFwaS52MS5HZXREb05vdENvbnRhY3RSZXF1ZXN0GiYucGFybGV5LmFwaS52MS5HZXREb05vdENvbnRhY3RSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.api.v1.PlaceCallRequest
@@ -56,7 +58,131 @@ export const PlaceCallResponseSchema: GenMessage<PlaceCallResponse> = /*@__PURE_
   messageDesc(file_parley_api_v1_calls, 1);
 
 /**
- * CallService places outbound phone calls (scope "calls:place").
+ * DoNotContactEntry says whether one person is on the workspace's do-not-contact list.
+ *
+ * @generated from message parley.api.v1.DoNotContactEntry
+ */
+export type DoNotContactEntry = Message<"parley.api.v1.DoNotContactEntry"> & {
+  /**
+   * subject_id is the person's id (empty when a phone number was asked about that Parley does not know).
+   *
+   * @generated from field: string subject_id = 1;
+   */
+  subjectId: string;
+
+  /**
+   * @generated from field: bool do_not_contact = 2;
+   */
+  doNotContact: boolean;
+
+  /**
+   * since is when they were put on the list (unset while they are not on it).
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.DoNotContactEntry.
+ * Use `create(DoNotContactEntrySchema)` to create a new message.
+ */
+export const DoNotContactEntrySchema: GenMessage<DoNotContactEntry> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_calls, 2);
+
+/**
+ * @generated from message parley.api.v1.SetDoNotContactRequest
+ */
+export type SetDoNotContactRequest = Message<"parley.api.v1.SetDoNotContactRequest"> & {
+  /**
+   * Exactly one names the person: a phone number in E.164 form (kept only as a keyed hash; a
+   * number Parley does not know yet is recorded when it is put on the list), or a subject id.
+   *
+   * @generated from field: string phone = 1;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string subject_id = 2;
+   */
+  subjectId: string;
+
+  /**
+   * do_not_contact true puts the person on the list, false takes them off it.
+   *
+   * @generated from field: bool do_not_contact = 3;
+   */
+  doNotContact: boolean;
+};
+
+/**
+ * Describes the message parley.api.v1.SetDoNotContactRequest.
+ * Use `create(SetDoNotContactRequestSchema)` to create a new message.
+ */
+export const SetDoNotContactRequestSchema: GenMessage<SetDoNotContactRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_calls, 3);
+
+/**
+ * @generated from message parley.api.v1.SetDoNotContactResponse
+ */
+export type SetDoNotContactResponse = Message<"parley.api.v1.SetDoNotContactResponse"> & {
+  /**
+   * @generated from field: parley.api.v1.DoNotContactEntry entry = 1;
+   */
+  entry?: DoNotContactEntry | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.SetDoNotContactResponse.
+ * Use `create(SetDoNotContactResponseSchema)` to create a new message.
+ */
+export const SetDoNotContactResponseSchema: GenMessage<SetDoNotContactResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_calls, 4);
+
+/**
+ * @generated from message parley.api.v1.GetDoNotContactRequest
+ */
+export type GetDoNotContactRequest = Message<"parley.api.v1.GetDoNotContactRequest"> & {
+  /**
+   * Exactly one names the person: a phone number in E.164 form, or a subject id.
+   *
+   * @generated from field: string phone = 1;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string subject_id = 2;
+   */
+  subjectId: string;
+};
+
+/**
+ * Describes the message parley.api.v1.GetDoNotContactRequest.
+ * Use `create(GetDoNotContactRequestSchema)` to create a new message.
+ */
+export const GetDoNotContactRequestSchema: GenMessage<GetDoNotContactRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_calls, 5);
+
+/**
+ * @generated from message parley.api.v1.GetDoNotContactResponse
+ */
+export type GetDoNotContactResponse = Message<"parley.api.v1.GetDoNotContactResponse"> & {
+  /**
+   * @generated from field: parley.api.v1.DoNotContactEntry entry = 1;
+   */
+  entry?: DoNotContactEntry | undefined;
+};
+
+/**
+ * Describes the message parley.api.v1.GetDoNotContactResponse.
+ * Use `create(GetDoNotContactResponseSchema)` to create a new message.
+ */
+export const GetDoNotContactResponseSchema: GenMessage<GetDoNotContactResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_calls, 6);
+
+/**
+ * CallService places outbound phone calls (scope "calls:place") and keeps the workspace's
+ * do-not-contact list (scope "calls:do_not_contact").
  *
  * @generated from service parley.api.v1.CallService
  */
@@ -64,8 +190,9 @@ export const CallService: GenService<{
   /**
    * PlaceCall dials `to` from the agent's telephony number after the agent's guardrail policy
    * allowed an outbound start: a sleep window, a holiday or a contact-fatigue limit is
-   * FAILED_PRECONDITION and a do-not-contact person PERMISSION_DENIED, each naming the rule, and
-   * nothing is dialled. The conversation starts when the callee answers.
+   * FAILED_PRECONDITION and a person on the do-not-contact list PERMISSION_DENIED, each naming
+   * the rule, and nothing is dialled. The conversation starts when the callee answers, and is
+   * the callee's (a forget of the number erases it).
    *
    * @generated from rpc parley.api.v1.CallService.PlaceCall
    */
@@ -73,6 +200,27 @@ export const CallService: GenService<{
     methodKind: "unary";
     input: typeof PlaceCallRequestSchema;
     output: typeof PlaceCallResponseSchema;
+  },
+  /**
+   * SetDoNotContact puts a person on the do-not-contact list or takes them off it, by phone
+   * number or subject id (audited as subject.do_not_contact).
+   *
+   * @generated from rpc parley.api.v1.CallService.SetDoNotContact
+   */
+  setDoNotContact: {
+    methodKind: "unary";
+    input: typeof SetDoNotContactRequestSchema;
+    output: typeof SetDoNotContactResponseSchema;
+  },
+  /**
+   * GetDoNotContact says whether a person, by phone number or subject id, is on the list.
+   *
+   * @generated from rpc parley.api.v1.CallService.GetDoNotContact
+   */
+  getDoNotContact: {
+    methodKind: "unary";
+    input: typeof GetDoNotContactRequestSchema;
+    output: typeof GetDoNotContactResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_api_v1_calls, 0);

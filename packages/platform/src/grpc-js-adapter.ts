@@ -1,0 +1,512 @@
+import {
+  create,
+  fromBinary,
+  isMessage,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  type Message,
+} from '@bufbuild/protobuf';
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextKey,
+  type ConnectRouter,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+  type UnaryResponse,
+} from '@connectrpc/connect';
+import * as grpc from '@grpc/grpc-js';
+import { context } from '@opentelemetry/api';
+import { InvalidArgumentError, toConnectError } from './errors.js';
+import type { Logger } from './logger.js';
+import { finishRequestTrace, startRequestTrace } from './telemetry.js';
+
+type AnyGrpcCall = grpc.ServerUnaryCall<Buffer, Buffer>;
+
+/** SurfaceCall is the part of every kind of grpc-js server call used here (grpc-js does not export its own name for it). */
+export interface SurfaceCall {
+  readonly cancelled: boolean;
+  readonly metadata: grpc.Metadata;
+  getPeer(): string;
+  getDeadline(): ReturnType<AnyGrpcCall['getDeadline']>;
+  getAuthContext(): ReturnType<AnyGrpcCall['getAuthContext']>;
+  once(event: 'cancelled', listener: () => void): unknown;
+  off(event: 'cancelled', listener: () => void): unknown;
+}
+
+/** RouteRegistration is one `router.service(...)` (or `router.rpc(...)`) call a service made. */
+export interface RouteRegistration {
+  readonly service: DescService;
+  readonly impl: Readonly<Record<string, unknown>>;
+  readonly options: Parameters<ConnectRouter['service']>[2];
+}
+
+/**
+ * recordRoutes runs a service's `routes(router)` against a router that remembers what was
+ * registered: the same plain-object handlers connect-node serves, for grpc-js to serve. It is
+ * backed by a real connect router, so that `router.handlers` (read by the reflection service to
+ * learn what the server describes) stays what it is under connect-node.
+ */
+export function recordRoutes(routes: (router: ConnectRouter) => void): RouteRegistration[] {
+  const inner = createConnectRouter();
+  const registrations: RouteRegistration[] = [];
+  const router: ConnectRouter = {
+    get handlers() {
+      return inner.handlers;
+    },
+    service(service, impl, options) {
+      registrations.push({ service, impl: impl as Record<string, unknown>, options });
+      inner.service(service, impl, options);
+      return router;
+    },
+    rpc(method, impl, options) {
+      registrations.push({ service: method.parent, impl: { [method.localName]: impl }, options });
+      inner.rpc(method, impl, options);
+      return router;
+    },
+  };
+  routes(router);
+  return registrations;
+}
+
+/** GrpcJsRoutesOptions configure addRoutesToGrpcJs. */
+export interface GrpcJsRoutesOptions {
+  readonly logger: Logger;
+  /** interceptors are connect interceptors, run outermost first, exactly as connect-node runs them. */
+  readonly interceptors: readonly Interceptor[];
+  /** contextValues gives a call its context values (the authenticated caller). */
+  contextValues(call: SurfaceCall): ContextValues;
+  /** malformedCounter counts undecodable request bodies, shared with the server's connect-node side. */
+  readonly malformedCounter: { increment(): number };
+  /** localPort is the port the server listens on (server.port of the spans), once bound. */
+  localPort(): number | undefined;
+}
+
+/** CallState is what the handler context of one call is made from; kept in its context values. */
+interface CallState {
+  readonly call: SurfaceCall;
+  readonly deadline: number;
+  controller: AbortController | undefined;
+  timer: NodeJS.Timeout | undefined;
+  onCancel: (() => void) | undefined;
+  responseHeader: Headers | undefined;
+  responseTrailer: Headers | undefined;
+}
+
+const CALL_STATE = createContextKey<CallState | undefined>(undefined, { description: 'parley grpc-js call' });
+
+/**
+ * signalOf makes a call's AbortSignal on first use: aborted when the client cancels (or the
+ * connection goes, or the server is forced down) and when the deadline passes. Unlike
+ * connect-node's, it is not aborted when the call ends normally: that abort built a DOMException
+ * with a stack trace for every call, the largest single frame of the kernel's profile.
+ */
+function signalOf(state: CallState): AbortSignal {
+  if (state.controller !== undefined) return state.controller.signal;
+  const controller = new AbortController();
+  state.controller = controller;
+  if (state.call.cancelled) {
+    controller.abort(new ConnectError('the client cancelled the call', Code.Canceled));
+    return controller.signal;
+  }
+  // grpc-js ends a call whose deadline passed itself, which reaches us as a cancel: say which.
+  state.onCancel = () =>
+    controller.abort(
+      Date.now() >= state.deadline - 5
+        ? new ConnectError('the deadline passed', Code.DeadlineExceeded)
+        : new ConnectError('the client cancelled the call', Code.Canceled),
+    );
+  state.call.once('cancelled', state.onCancel);
+  if (Number.isFinite(state.deadline)) {
+    state.timer = setTimeout(
+      () => controller.abort(new ConnectError('the deadline passed', Code.DeadlineExceeded)),
+      Math.max(0, state.deadline - Date.now()),
+    );
+  }
+  return controller.signal;
+}
+
+function disposeState(state: CallState): void {
+  if (state.timer !== undefined) clearTimeout(state.timer);
+  if (state.onCancel !== undefined) state.call.off('cancelled', state.onCancel);
+}
+
+function deadlineOf(call: SurfaceCall): number {
+  const d = call.getDeadline();
+  return d instanceof Date ? d.getTime() : d;
+}
+
+/** handlerContextOf is the HandlerContext connect would give the handler, for a request that went through the interceptors. */
+function handlerContextOf(req: UnaryRequest | StreamRequest, state: CallState): HandlerContext {
+  return {
+    method: req.method,
+    service: req.service,
+    requestMethod: req.requestMethod,
+    protocolName: 'grpc',
+    url: req.url,
+    requestHeader: req.header,
+    values: req.contextValues,
+    get signal() {
+      return signalOf(state);
+    },
+    timeoutMs: () => (Number.isFinite(state.deadline) ? state.deadline - Date.now() : undefined),
+    get responseHeader() {
+      return (state.responseHeader ??= new Headers());
+    },
+    get responseTrailer() {
+      return (state.responseTrailer ??= new Headers());
+    },
+  };
+}
+
+/** headersOf turns gRPC metadata into the Headers connect handlers read (binary values base64, as on the wire). */
+function headersOf(metadata: grpc.Metadata): Headers {
+  const headers = new Headers();
+  for (const [name, values] of Object.entries(metadata.toJSON())) {
+    for (const value of values) headers.append(name, typeof value === 'string' ? value : value.toString('base64'));
+  }
+  // grpc-js takes content-type out of the metadata; tracing tells gRPC from Connect by it.
+  headers.set('content-type', 'application/grpc+proto');
+  return headers;
+}
+
+/** metadataOf turns response headers or trailers (or an error's metadata) into gRPC metadata, leaving out protocol headers. */
+function metadataOf(headers: Headers | undefined): grpc.Metadata | undefined {
+  if (headers === undefined) return undefined;
+  let metadata: grpc.Metadata | undefined;
+  headers.forEach((value, name) => {
+    if (name.startsWith('grpc-') || name === 'content-type' || name === 'te' || name.startsWith(':')) return;
+    metadata ??= new grpc.Metadata();
+    if (name.endsWith('-bin')) metadata.add(name, Buffer.from(value, 'base64'));
+    else metadata.add(name, value);
+  });
+  return metadata;
+}
+
+/** asBuffer views protobuf bytes as a Buffer without copying them. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function normalize(schema: DescMessage, value: unknown): Message {
+  return isMessage(value, schema) ? value : create(schema, value as never);
+}
+
+/** statusOf is the gRPC status a client gets for an error that left the interceptors. */
+function statusOf(err: unknown): Partial<grpc.StatusObject> {
+  const e = err instanceof ConnectError ? err : toConnectError(err);
+  const metadata = metadataOf(e.metadata);
+  return { code: e.code as number as grpc.status, details: e.rawMessage, ...(metadata !== undefined ? { metadata } : {}) };
+}
+
+type Impl = (input: unknown, ctx: HandlerContext) => unknown;
+type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>;
+
+/**
+ * innermostOf calls a method's handler the way connect does for its kind: unary and server
+ * streaming get one request message, client streaming and bidi the request stream.
+ */
+function innermostOf(method: DescMethod, impl: Impl): AnyFn {
+  // connect's request and response types narrow `method` by kind; this one serves every kind.
+  const base = (req: UnaryRequest | StreamRequest) => ({ service: req.service, method: method as never });
+  return async (req) => {
+    const state = req.contextValues.get(CALL_STATE) as CallState;
+    const ctx = handlerContextOf(req, state);
+    const header = () => (state.responseHeader ??= new Headers());
+    const trailer = () => (state.responseTrailer ??= new Headers());
+    switch (method.methodKind) {
+      case 'unary': {
+        const out = await impl((req as UnaryRequest).message, ctx);
+        return { ...base(req), stream: false, header: header(), trailer: trailer(), message: normalize(method.output, out) };
+      }
+      case 'server_streaming': {
+        let first: unknown;
+        for await (const m of (req as StreamRequest).message) {
+          first = m;
+          break;
+        }
+        const out = impl(first, ctx) as AsyncIterable<unknown>;
+        return { ...base(req), stream: true, header: header(), trailer: trailer(), message: normalized(method.output, out) };
+      }
+      case 'client_streaming': {
+        const out = await impl((req as StreamRequest).message, ctx);
+        return {
+          ...base(req),
+          stream: true,
+          header: header(),
+          trailer: trailer(),
+          message: (async function* one() {
+            yield normalize(method.output, out);
+          })(),
+        };
+      }
+      case 'bidi_streaming': {
+        const out = impl((req as StreamRequest).message, ctx) as AsyncIterable<unknown>;
+        return { ...base(req), stream: true, header: header(), trailer: trailer(), message: normalized(method.output, out) };
+      }
+    }
+  };
+}
+
+async function* normalized(schema: DescMessage, messages: AsyncIterable<unknown>): AsyncIterable<Message> {
+  for await (const m of messages) yield normalize(schema, m);
+}
+
+/** MalformedCounter counts and logs request bodies that are not the method's message. */
+interface MalformedCounter {
+  refuse(method: DescMethod, err: unknown): InvalidArgumentError;
+}
+
+function malformedRefusals(logger: Logger, counter: { increment(): number }): MalformedCounter {
+  return {
+    refuse(method, err) {
+      const malformed = counter.increment();
+      const reason = err instanceof Error ? err.message : String(err);
+      logger.warn(
+        {
+          method: `${method.parent.typeName}/${method.name}`,
+          protocol: 'grpc',
+          reason: reason.slice(0, 200),
+          malformed_requests_total: malformed,
+        },
+        'malformed request refused',
+      );
+      return new InvalidArgumentError(`the request body is not a valid ${method.input.typeName} message (${reason}); check its encoding`);
+    },
+  };
+}
+
+/**
+ * addRoutesToGrpcJs serves recorded connect routes on a grpc-js server and returns the paths
+ * it serves. Each call gets what
+ * connect-node gave it: the interceptors (tracing, error mapping, authorization, text rule) over
+ * connect's request and response shapes, a SERVER span opened before them (startRequestTrace,
+ * so a request refused before the handlers is still traced), and a HandlerContext with the
+ * request headers, context values, deadline and an AbortSignal. Request bytes are decoded here
+ * with protobuf-es (strict: a string field that is not UTF-8 is refused), so an undecodable body
+ * is INVALID_ARGUMENT, counted and logged at warn, never grpc-js's INTERNAL.
+ */
+export function addRoutesToGrpcJs(
+  server: grpc.Server,
+  registrations: readonly RouteRegistration[],
+  options: GrpcJsRoutesOptions,
+): ReadonlySet<string> {
+  const malformed = malformedRefusals(options.logger, options.malformedCounter);
+  const served = new Set<string>();
+  for (const { service, impl } of registrations) {
+    const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const method of service.methods) {
+      const fn = impl[method.localName];
+      const path = `/${service.typeName}/${method.name}`;
+      if (typeof fn !== 'function' || served.has(path)) continue;
+      served.add(path);
+      definition[method.localName] = {
+        path,
+        requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
+        responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
+        // Bytes in and out: decoding happens in the call (its errors are the caller's), encoding
+        // before the answer is handed over (its errors are ours, and logged).
+        requestSerialize: (b: Buffer) => b,
+        requestDeserialize: (b: Buffer) => b,
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      };
+      const chain = [...options.interceptors].reverse().reduce<AnyFn>((next, i) => i(next), innermostOf(method, fn as Impl));
+      implementation[method.localName] = serveMethod(method, path, chain, malformed, options);
+    }
+    if (Object.keys(definition).length > 0) server.addService(definition, implementation);
+  }
+  return served;
+}
+
+/** serveMethod is the grpc-js handler of one method. */
+function serveMethod(
+  method: DescMethod,
+  path: string,
+  chain: AnyFn,
+  malformed: MalformedCounter,
+  options: GrpcJsRoutesOptions,
+): grpc.UntypedHandleCall {
+  const name = `${method.parent.typeName}/${method.name}`;
+  const url = path;
+  const begin = (call: SurfaceCall) => {
+    const header = headersOf(call.metadata);
+    const peer = call.getPeer();
+    const colon = peer.lastIndexOf(':');
+    const started = startRequestTrace({
+      headers: header,
+      method: name,
+      peerAddress: colon > 0 ? peer.slice(0, colon) : undefined,
+      peerPort: colon > 0 ? Number(peer.slice(colon + 1)) : undefined,
+      localPort: options.localPort(),
+      trustParent: true,
+    });
+    const state: CallState = {
+      call,
+      deadline: deadlineOf(call),
+      controller: undefined,
+      timer: undefined,
+      onCancel: undefined,
+      responseHeader: undefined,
+      responseTrailer: undefined,
+    };
+    const contextValues = options.contextValues(call).set(CALL_STATE, state);
+    return { header, state, contextValues, ...started };
+  };
+
+  if (method.methodKind === 'unary') {
+    return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      const { header, state, contextValues, trace: rt, context: ctx } = begin(call);
+      const finish = (fallback: Code | 0) => {
+        disposeState(state);
+        finishRequestTrace(rt, fallback);
+      };
+      let message: Message;
+      try {
+        message = fromBinary(method.input, call.request);
+      } catch (err) {
+        callback(statusOf(malformed.refuse(method, err)));
+        finish(Code.InvalidArgument);
+        return;
+      }
+      const req: UnaryRequest = {
+        stream: false,
+        service: method.parent,
+        method: method as never,
+        requestMethod: 'POST',
+        url,
+        get signal() {
+          return signalOf(state);
+        },
+        header,
+        contextValues,
+        message,
+      };
+      context
+        .with(ctx, () => chain(req))
+        .then(
+          (res) => {
+            let bytes: Buffer;
+            try {
+              bytes = asBuffer(toBinary(method.output, (res as UnaryResponse).message));
+            } catch (err) {
+              options.logger.error({ method: name, err }, 'rpc failed');
+              callback(statusOf(new ConnectError('internal error', Code.Internal)));
+              finish(Code.Internal);
+              return;
+            }
+            const headerMetadata = metadataOf(state.responseHeader);
+            if (headerMetadata !== undefined) call.sendMetadata(headerMetadata);
+            callback(null, bytes, metadataOf(state.responseTrailer));
+            finish(0);
+          },
+          (err: unknown) => {
+            const status = statusOf(err);
+            callback(status);
+            finish((status.code ?? Code.Unknown) as Code);
+          },
+        );
+    };
+  }
+
+  const requestStream = method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming';
+  return (
+    call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerReadableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
+  ) => {
+    const { header, state, contextValues, trace: rt, context: ctx } = begin(call);
+    let finished = false;
+    const finish = (fallback: Code | 0) => {
+      if (finished) return;
+      finished = true;
+      disposeState(state);
+      finishRequestTrace(rt, fallback);
+    };
+    const fail = (err: unknown) => {
+      const status = statusOf(err);
+      if (!call.cancelled) call.emit('error', status);
+      finish((status.code ?? Code.Unknown) as Code);
+    };
+    let input: AsyncIterable<Message>;
+    if (requestStream) {
+      const readable = call as grpc.ServerReadableStream<Buffer, Buffer>;
+      input = (async function* decoded() {
+        for await (const bytes of readable as AsyncIterable<Buffer>) {
+          let message: Message;
+          try {
+            message = fromBinary(method.input, bytes);
+          } catch (err) {
+            throw malformed.refuse(method, err);
+          }
+          yield message;
+        }
+      })();
+    } else {
+      let message: Message;
+      try {
+        message = fromBinary(method.input, (call as grpc.ServerWritableStream<Buffer, Buffer>).request);
+      } catch (err) {
+        fail(malformed.refuse(method, err));
+        return;
+      }
+      input = (async function* one() {
+        yield message;
+      })();
+    }
+    const req: StreamRequest = {
+      stream: true,
+      service: method.parent,
+      method: method as never,
+      requestMethod: 'POST',
+      url,
+      get signal() {
+        return signalOf(state);
+      },
+      header,
+      contextValues,
+      message: input,
+    };
+    const writable = call as grpc.ServerWritableStream<Buffer, Buffer>;
+    const write = async () => {
+      const res = (await chain(req)) as StreamResponse;
+      let headerSent = false;
+      const sendHeader = () => {
+        if (headerSent) return;
+        headerSent = true;
+        const headerMetadata = metadataOf(state.responseHeader);
+        if (headerMetadata !== undefined) writable.sendMetadata(headerMetadata);
+      };
+      for await (const m of res.message) {
+        // The client went away: stop reading the handler (its stream ends as cancelled).
+        if (writable.cancelled) break;
+        sendHeader();
+        if (!writable.write(asBuffer(toBinary(method.output, m)))) {
+          await new Promise<void>((resolve) => {
+            const go = () => {
+              writable.off('drain', go);
+              writable.off('cancelled', go);
+              resolve();
+            };
+            writable.once('drain', go);
+            writable.once('cancelled', go);
+          });
+        }
+      }
+      if (writable.cancelled) {
+        finish(Code.Canceled);
+        return;
+      }
+      sendHeader();
+      writable.end(metadataOf(state.responseTrailer));
+      finish(0);
+    };
+    context.with(ctx, write).catch(fail);
+  };
+}

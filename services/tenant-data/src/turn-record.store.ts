@@ -1,0 +1,137 @@
+// A live conversation's turn, stored in one transaction: what the orchestrator used to store with
+// an RPC each (transcript turns, guardrail decisions, the checker's state), so a spoken turn costs
+// one round trip to tenant-data instead of four (see bench/README.md, voice).
+import { requireUuid, type TenantTransaction } from '@parley/db';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
+import { z } from 'zod';
+import type { TenantDataDb, TranscriptTurn } from './db/tables.js';
+import { checkGuardrailDecision } from './guardrail-decision.store.js';
+import { mergePersonStates, validState } from './guardrail-state.store.js';
+import { parseInput } from './validate.js';
+
+type Trx = TenantTransaction<TenantDataDb>;
+
+/** MAX_TURN_RECORD_ITEMS bounds a turn record's transcript turns, and separately its decisions. */
+export const MAX_TURN_RECORD_ITEMS = 64;
+
+/** TurnRecord is what one turn of a live conversation produced. */
+export interface TurnRecord {
+  readonly conversationId: string;
+  readonly turns: readonly { role: string; textRedacted: string }[];
+  readonly decisions: readonly { turn: number; rule: string; action: string; on: string }[];
+  /** guardrailState is the checker's state after the turn (undefined: unchanged, nothing stored). */
+  readonly guardrailState?: unknown;
+  /** subjectId is the conversation's end user ('' or absent: none), for the person part of the state. */
+  readonly subjectId?: string;
+}
+
+/** TurnRecorded is the outcome of a stored turn record. */
+export interface TurnRecorded {
+  /** state is the conversation's state when the write committed. */
+  readonly state: 'live';
+  /** firstSeq is the seq of the first transcript turn stored (undefined when there was none). */
+  readonly firstSeq: number | undefined;
+}
+
+const turnsSchema = z
+  .array(z.strictObject({ role: z.enum(['user', 'assistant', 'system', 'tool']), textRedacted: z.string().max(16_000) }))
+  .max(MAX_TURN_RECORD_ITEMS);
+
+/**
+ * recordTurns stores turn records of the tenant's live conversations in the caller's transaction,
+ * with a fixed number of statements however many records there are (the group commit's batch):
+ * every record is checked first, then the conversations are locked, then each table is written
+ * once. Another tenant's conversation (or an unknown one) is NOT_FOUND, an ended one
+ * FAILED_PRECONDITION, a bad part INVALID_ARGUMENT; any of them throws before anything is
+ * written, and any later failure throws too, so the transaction stores all of it or none. Each
+ * record's transcript turns go after its conversation's last one, in order.
+ */
+export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Promise<TurnRecorded[]> {
+  const checked = records.map((r) => {
+    const id = requireUuid(r.conversationId, 'conversation_id');
+    const turns = parseInput(turnsSchema, r.turns, 'turns') as { role: TranscriptTurn['role']; textRedacted: string }[];
+    if (r.decisions.length > MAX_TURN_RECORD_ITEMS)
+      throw new InvalidArgumentError(`at most ${MAX_TURN_RECORD_ITEMS} decisions per turn record; send the rest in another`, {
+        field: 'decisions',
+      });
+    for (const d of r.decisions)
+      checkGuardrailDecision({ conversationId: id, turn: d.turn, rule: d.rule, action: d.action, checked: d.on });
+    const subjectId = r.subjectId === undefined || r.subjectId === '' ? undefined : requireUuid(r.subjectId, 'subject_id');
+    const state = r.guardrailState === undefined ? undefined : validState(r.guardrailState);
+    return { id, turns, decisions: r.decisions, subjectId, state };
+  });
+  const ids = [...new Set(checked.map((c) => c.id))].sort();
+  if (ids.length === 0) return [];
+  // As appendTranscriptTurn: the row locks (taken in id order, so two batches never wait on each
+  // other in a cycle) keep the conversations from ending meanwhile and queue concurrent writers of
+  // their transcripts, so the seqs computed below are never taken twice.
+  const conversations = await trx
+    .selectFrom('conversations')
+    .select(['id', 'state'])
+    .where('id', 'in', ids)
+    .orderBy('id')
+    .forNoKeyUpdate()
+    .execute();
+  const stateOf = new Map(conversations.map((c) => [c.id, c.state]));
+  for (const id of ids) {
+    const state = stateOf.get(id);
+    if (state === undefined) throw new NotFoundError(`conversation ${id} not found`);
+    if (state !== 'live') throw new FailedPreconditionError(`conversation ${id} has ended; its turns can no longer be recorded`);
+  }
+  const withTurns = [...new Set(checked.filter((c) => c.turns.length > 0).map((c) => c.id))];
+  const next = new Map<string, number>();
+  if (withTurns.length > 0) {
+    const last = await trx
+      .selectFrom('transcript_turns')
+      .select(['conversation_id', (eb) => eb.fn.max('seq').as('seq')])
+      .where('conversation_id', 'in', withTurns)
+      .groupBy('conversation_id')
+      .execute();
+    for (const l of last) next.set(l.conversation_id, Number(l.seq) + 1);
+  }
+  const turnRows: {
+    conversation_id: string;
+    seq: number;
+    role: TranscriptTurn['role'];
+    text_redacted: string;
+    retention_class: 'transcript';
+  }[] = [];
+  const results: TurnRecorded[] = checked.map((c) => {
+    if (c.turns.length === 0) return { state: 'live', firstSeq: undefined };
+    const first = next.get(c.id) ?? 0;
+    c.turns.forEach((t, i) =>
+      turnRows.push({ conversation_id: c.id, seq: first + i, role: t.role, text_redacted: t.textRedacted, retention_class: 'transcript' }),
+    );
+    next.set(c.id, first + c.turns.length);
+    return { state: 'live', firstSeq: first };
+  });
+  if (turnRows.length > 0) await trx.insertInto('transcript_turns').values(turnRows).execute();
+  const decisionRows = checked.flatMap((c) =>
+    c.decisions.map((d) => ({ conversation_id: c.id, turn: d.turn, rule: d.rule, action: d.action, checked: d.on })),
+  );
+  if (decisionRows.length > 0) await trx.insertInto('guardrail_decisions').values(decisionRows).execute();
+  // One row per conversation and per person: a later record's state replaces an earlier one's
+  // (each is the whole state), and one upsert may not touch a row twice.
+  const conversationStates = new Map<string, string>();
+  const personStates = new Map<string, string>();
+  for (const c of checked) {
+    if (c.state === undefined) continue;
+    conversationStates.set(c.id, JSON.stringify(c.state.conversation));
+    if (c.subjectId !== undefined) personStates.set(c.subjectId, JSON.stringify(c.state.person));
+  }
+  const now = new Date();
+  if (conversationStates.size > 0)
+    await trx
+      .insertInto('guardrail_conversation_states')
+      .values([...conversationStates].map(([conversation_id, state]) => ({ conversation_id, state })))
+      .onConflict((oc) =>
+        oc.columns(['tenant_id', 'conversation_id']).doUpdateSet((eb) => ({ state: eb.ref('excluded.state'), updated_at: now })),
+      )
+      .execute();
+  // The person parts as a conversation's own put stores them: contact attempts merged, revision moved on.
+  await mergePersonStates(
+    trx,
+    [...personStates].map(([subjectId, person]) => ({ subjectId, person })),
+  );
+  return results;
+}

@@ -1,0 +1,189 @@
+// The recorder over Peers over a Connect client of an in-memory tenant-data router: with RecordTurn
+// (one call per batch, after the hold), without it (an older tenant-data pod in a rolling upgrade:
+// UNIMPLEMENTED, so the parts go one RPC each, and RecordTurn is not asked again for a while), and
+// for a conversation ended elsewhere (the record is refused whole; decisions and state still kept).
+import { Code, ConnectError, createClient, createRouterTransport, type ServiceImpl } from '@connectrpc/connect';
+import { initialGuardrailState } from '@parley/guardrails';
+import type { Logger } from '@parley/platform';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { describe, expect, it } from 'vitest';
+import { ConversationRecorder, HOLD_MAX_MS } from './conversation-recorder.js';
+import { createPeers, RECORD_TURN_RETRY_MS, type PeerClients } from './peers.js';
+
+const tenantId = '00000000-0000-7000-8000-00000000000a';
+const conversationId = '00000000-0000-7000-8000-00000000000b';
+
+/** tenantData answers the given methods and records each call by name; every other method is UNIMPLEMENTED, as on a pod that predates it. */
+function tenantData(impl: Partial<ServiceImpl<typeof TenantDataService>>) {
+  const calls: string[] = [];
+  const recorded: unknown[] = [];
+  const answered = Object.fromEntries(
+    Object.entries(impl).map(([name, fn]) => [
+      name,
+      (req: unknown, ctx: unknown) => {
+        calls.push(name);
+        recorded.push(req);
+        return (fn as (r: unknown, c: unknown) => unknown)(req, ctx);
+      },
+    ]),
+  ) as Partial<ServiceImpl<typeof TenantDataService>>;
+  const client = createClient(
+    TenantDataService,
+    createRouterTransport(({ service }) => service(TenantDataService, answered)),
+  );
+  return { client, calls, recorded };
+}
+
+const log = { error: () => undefined, warn: () => undefined } as unknown as Logger;
+const oldMethods = {
+  appendTranscriptTurn: () => ({}),
+  recordGuardrailDecision: () => ({}),
+  putGuardrailState: () => ({}),
+};
+
+function recorderOver(td: ReturnType<typeof tenantData>, clock: () => number = Date.now, events = {}) {
+  const peers = createPeers({ tenantData: td.client } as unknown as PeerClients, clock);
+  return new ConversationRecorder(peers, log, tenantId, conversationId, events);
+}
+
+function queueTurn(recorder: ConversationRecorder, turn: number) {
+  recorder.turn('user', `question ${turn}`, undefined);
+  recorder.turn('assistant', `answer ${turn}`, undefined);
+  recorder.decision({ turn, rule: '', action: 'allow', on: 'user' });
+  recorder.guardrailState(undefined, initialGuardrailState(turn));
+}
+
+describe('ConversationRecorder', () => {
+  it('sends what a turn queued as one RecordTurn once the hold is released, and tells the conversation it is live', async () => {
+    const td = tenantData({ recordTurn: () => ({ conversationState: 'live', firstSeq: 0 }) });
+    let live = 0;
+    const recorder = recorderOver(td, Date.now, { onLive: () => live++ });
+    const release = recorder.hold();
+    queueTurn(recorder, 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(td.calls).toEqual([]);
+    release();
+    await new Promise((r) => setImmediate(r));
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn']);
+    expect(td.recorded[0]).toMatchObject({
+      tenantId,
+      conversationId,
+      turns: [
+        { role: 'user', textRedacted: 'question 1' },
+        { role: 'assistant', textRedacted: 'answer 1' },
+      ],
+      decisions: [{ turn: 1, rule: '', action: 'allow', on: 'user' }],
+    });
+    expect(live).toBe(1);
+  });
+
+  it('does not keep what the caller said back longer than HOLD_MAX_MS under a hold', async () => {
+    const td = tenantData({ recordTurn: () => ({ conversationState: 'live' }) });
+    const recorder = recorderOver(td);
+    const release = recorder.hold();
+    recorder.turn('user', 'a long reply follows', undefined);
+    await new Promise((r) => setTimeout(r, HOLD_MAX_MS + 100));
+    expect(td.calls).toEqual(['recordTurn']);
+    release();
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn']);
+  });
+
+  it('stores the parts one RPC each, in order, when tenant-data answers RecordTurn with UNIMPLEMENTED, and asks again only after a while', async () => {
+    const td = tenantData(oldMethods);
+    const now = 1_000_000;
+    const recorder = recorderOver(td, () => now);
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    // The RecordTurn that came back UNIMPLEMENTED is not among the answered calls.
+    expect(td.calls).toEqual(['appendTranscriptTurn', 'appendTranscriptTurn', 'recordGuardrailDecision', 'putGuardrailState']);
+    expect(td.recorded.slice(0, 2)).toMatchObject([
+      { role: 'user', textRedacted: 'question 1' },
+      { role: 'assistant', textRedacted: 'answer 1' },
+    ]);
+    // Within RECORD_TURN_RETRY_MS the old RPCs are used straight away; the same peers' other recorders too.
+    td.calls.length = 0;
+    queueTurn(recorder, 2);
+    await recorder.drained();
+    expect(td.calls).toEqual(['appendTranscriptTurn', 'appendTranscriptTurn', 'recordGuardrailDecision', 'putGuardrailState']);
+  });
+
+  it('asks for RecordTurn again once RECORD_TURN_RETRY_MS has passed (the upgrade has rolled on)', async () => {
+    let upgraded = false;
+    const td = tenantData({
+      ...oldMethods,
+      recordTurn: () => {
+        if (!upgraded) throw new ConnectError('method not found', Code.Unimplemented);
+        return { conversationState: 'live' };
+      },
+    });
+    let now = 1_000_000;
+    const recorder = recorderOver(td, () => now);
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(td.calls[0]).toBe('recordTurn');
+    expect(td.calls.slice(1)).toEqual(['appendTranscriptTurn', 'appendTranscriptTurn', 'recordGuardrailDecision', 'putGuardrailState']);
+    upgraded = true;
+    now += RECORD_TURN_RETRY_MS - 1;
+    td.calls.length = 0;
+    queueTurn(recorder, 2);
+    await recorder.drained();
+    expect(td.calls).not.toContain('recordTurn');
+    now += 2;
+    td.calls.length = 0;
+    queueTurn(recorder, 3);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn']);
+  });
+
+  it('tells the conversation it was ended elsewhere when RecordTurn is refused as ended, and still keeps the decisions and state', async () => {
+    const td = tenantData({
+      recordTurn: () => {
+        throw new ConnectError('conversation has ended; its turns can no longer be recorded', Code.FailedPrecondition);
+      },
+      appendTranscriptTurn: () => {
+        throw new ConnectError('conversation has ended; turns can no longer be added', Code.FailedPrecondition);
+      },
+      recordGuardrailDecision: () => ({}),
+      putGuardrailState: () => ({}),
+    });
+    let ended = 0;
+    const recorder = recorderOver(td, Date.now, { onEnded: () => ended++ });
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(ended).toBe(1);
+    expect(td.calls).toEqual([
+      'recordTurn',
+      'appendTranscriptTurn',
+      'appendTranscriptTurn',
+      'recordGuardrailDecision',
+      'putGuardrailState',
+    ]);
+  });
+
+  it('logs a record tenant-data could not store and goes on with the next', async () => {
+    let fail = true;
+    const td = tenantData({
+      recordTurn: () => {
+        if (fail) throw new ConnectError('database away', Code.Unavailable);
+        return { conversationState: 'live' };
+      },
+    });
+    const errors: string[] = [];
+    const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
+    const recorder = new ConversationRecorder(
+      peers,
+      { error: (_: unknown, msg: string) => errors.push(msg) } as unknown as Logger,
+      tenantId,
+      conversationId,
+    );
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    fail = false;
+    queueTurn(recorder, 2);
+    await recorder.drained();
+    expect(errors).toEqual(['turn record not stored']);
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+  });
+});

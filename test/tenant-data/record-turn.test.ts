@@ -1,0 +1,200 @@
+// RecordTurn through tenant-data's gRPC API: a real process over mTLS on the run's Postgres. A
+// live conversation's turn (transcript turns, guardrail decisions, the checker's state) is stored
+// in one transaction or not at all: another tenant's conversation is NOT_FOUND, an ended one
+// FAILED_PRECONDITION, a bad part INVALID_ARGUMENT, and none of them leaves a row behind.
+// Concurrent records of several conversations are group-committed, and one refusal fails no other.
+import { randomUUID } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
+
+let td: TenantDataProcess;
+let edge: TenantData;
+let orchestrator: TenantData;
+const tenantA = randomUUID();
+const tenantB = randomUUID();
+let agentA = '';
+let agentB = '';
+let subjectA = '';
+
+function state(turns: number) {
+  return {
+    version: 1,
+    conversation: {
+      startedAt: 1764583200000,
+      turns,
+      toolCallsThisTurn: 0,
+      misunderstandings: 0,
+      consecutiveFailures: 0,
+      policyHits: 0,
+      topics: {},
+      ended: false,
+    },
+    person: { contactAttempts: [1764500000000], topicMentions: {} },
+  };
+}
+
+beforeAll(async () => {
+  td = await startTenantData();
+  edge = await td.clientAs('edge');
+  orchestrator = await td.clientAs('voice-orchestrator');
+  const identity = await td.clientAs('identity');
+  for (const tenant of [tenantA, tenantB]) await identity.createWorkspace({ tenantId: tenant, name: `ws ${tenant.slice(0, 8)}` });
+  agentA = (await edge.createAgent({ tenantId: tenantA, name: 'support' })).agent?.id ?? '';
+  agentB = (await edge.createAgent({ tenantId: tenantB, name: 'support' })).agent?.id ?? '';
+  subjectA = (await orchestrator.createSubject({ tenantId: tenantA, externalRef: 'crm-9' })).subject?.id ?? '';
+});
+
+afterAll(async () => {
+  await td?.stop();
+});
+
+async function conversation(tenantId: string, agentId: string, subjectId = '') {
+  return (await orchestrator.startConversation({ tenantId, agentId, subjectId })).conversation?.id ?? '';
+}
+
+/** written counts a conversation's rows in the three tables a turn record writes, past row-level security. */
+async function written(conversationId: string) {
+  const count = async (table: string) =>
+    (
+      await td.admin.query<{ n: number }>(`select count(*)::int as n from parley_tenant_data.${table} where conversation_id = $1`, [
+        conversationId,
+      ])
+    ).rows[0]?.n ?? 0;
+  return {
+    turns: await count('transcript_turns'),
+    decisions: await count('guardrail_decisions'),
+    states: await count('guardrail_conversation_states'),
+  };
+}
+
+const aTurn = (conversationId: string, tenantId: string = tenantA) => ({
+  tenantId,
+  conversationId,
+  turns: [
+    { role: 'user', textRedacted: 'what are your hours?' },
+    { role: 'assistant', textRedacted: 'Nine to five.' },
+  ],
+  decisions: [{ turn: 1, rule: '', action: 'allow', on: 'user' }],
+  guardrailState: state(1),
+});
+
+describe('RecordTurn', () => {
+  it("stores a turn's transcript turns after the last one, its decisions and its state in one call, and answers live", async () => {
+    const id = await conversation(tenantA, agentA, subjectA);
+    await orchestrator.appendTranscriptTurn({ tenantId: tenantA, conversationId: id, role: 'system', textRedacted: 'call recorded' });
+    const res = await orchestrator.recordTurn({ ...aTurn(id), subjectId: subjectA });
+    expect(res.conversationState).toBe('live');
+    expect(res.firstSeq).toBe(1);
+    const { turns } = await edge.listTranscriptTurns({ tenantId: tenantA, conversationId: id });
+    expect(turns.map((t) => [t.seq, t.role, t.textRedacted])).toEqual([
+      [0, 'system', 'call recorded'],
+      [1, 'user', 'what are your hours?'],
+      [2, 'assistant', 'Nine to five.'],
+    ]);
+    expect(await written(id)).toEqual({ turns: 3, decisions: 1, states: 1 });
+    const stored = await orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: id, subjectId: subjectA });
+    expect(stored.state).toEqual(state(1));
+    // A record with only a decision and no state (a tool refusal mid-turn) is a turn record too.
+    const next = await orchestrator.recordTurn({
+      tenantId: tenantA,
+      conversationId: id,
+      decisions: [{ turn: 2, rule: 'tool:refund', action: 'block_tool', on: 'tool' }],
+    });
+    expect(next.conversationState).toBe('live');
+    expect(next.firstSeq).toBeUndefined();
+    expect(await written(id)).toEqual({ turns: 3, decisions: 2, states: 1 });
+  });
+
+  it("cannot record a turn into another tenant's conversation, and writes nothing there", async () => {
+    const theirs = await conversation(tenantB, agentB);
+    const ownBefore = await td.rows('transcript_turns', tenantA);
+    const err = await failure(orchestrator.recordTurn(aTurn(theirs, tenantA)));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.message).toContain(`conversation ${theirs} not found`);
+    expect(await written(theirs)).toEqual({ turns: 0, decisions: 0, states: 0 });
+    expect(await td.rows('transcript_turns', tenantA)).toBe(ownBefore);
+    expect(await td.rows('transcript_turns', tenantB)).toBe(0);
+    // Its own tenant may.
+    expect((await orchestrator.recordTurn(aTurn(theirs, tenantB))).conversationState).toBe('live');
+    expect(await written(theirs)).toEqual({ turns: 2, decisions: 1, states: 1 });
+  });
+
+  it('refuses a turn for an ended conversation with FAILED_PRECONDITION and writes none of it', async () => {
+    const id = await conversation(tenantA, agentA);
+    await orchestrator.endConversation({ tenantId: tenantA, conversationId: id, endReason: 'ended by an operator' });
+    const err = await failure(orchestrator.recordTurn(aTurn(id)));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.message).toContain('has ended');
+    expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
+  });
+
+  it('refuses a record with a bad part as INVALID_ARGUMENT naming it, and keeps none of its good parts', async () => {
+    const id = await conversation(tenantA, agentA);
+    const badDecision = await failure(
+      orchestrator.recordTurn({ ...aTurn(id), decisions: [{ turn: 1, rule: '', action: 'shout', on: 'user' }] }),
+    );
+    expect(badDecision.code).toBe(Code.InvalidArgument);
+    expect(badDecision.message).toContain('action must be one of');
+    const badState = await failure(
+      orchestrator.recordTurn({ ...aTurn(id), guardrailState: { ...state(1), conversation: { ...state(1).conversation, turns: -1 } } }),
+    );
+    expect(badState.code).toBe(Code.InvalidArgument);
+    const badRole = await failure(orchestrator.recordTurn({ ...aTurn(id), turns: [{ role: 'narrator', textRedacted: 'x' }] }));
+    expect(badRole.code).toBe(Code.InvalidArgument);
+    expect(badRole.message).toContain('turns');
+    expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
+  });
+
+  it("stores concurrent records of many conversations (group-committed), each in order, and one ended conversation's refusal fails no other", async () => {
+    const ids = await Promise.all(Array.from({ length: 12 }, () => conversation(tenantA, agentA)));
+    const ended = ids[5] ?? '';
+    await orchestrator.endConversation({ tenantId: tenantA, conversationId: ended });
+    const outcomes = await Promise.allSettled(
+      ids.flatMap((id) => [orchestrator.recordTurn(aTurn(id)), orchestrator.recordTurn({ ...aTurn(id), decisions: [] })]),
+    );
+    expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(2);
+    for (const id of ids) {
+      if (id === ended) {
+        expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
+        continue;
+      }
+      expect(await written(id)).toEqual({ turns: 4, decisions: 1, states: 1 });
+      const { turns } = await edge.listTranscriptTurns({ tenantId: tenantA, conversationId: id });
+      expect(turns.map((t) => t.seq)).toEqual([0, 1, 2, 3]);
+      expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+    }
+  });
+
+  it('stores a burst of 200 records over 40 conversations (batches of several records per conversation) with gapless seqs', async () => {
+    const ids = await Promise.all(Array.from({ length: 40 }, () => conversation(tenantA, agentA)));
+    const results = await Promise.all(ids.flatMap((id) => Array.from({ length: 5 }, () => orchestrator.recordTurn(aTurn(id)))));
+    expect(results.every((r) => r.conversationState === 'live')).toBe(true);
+    for (const id of ids) {
+      expect(await written(id)).toEqual({ turns: 10, decisions: 5, states: 1 });
+      const { turns } = await edge.listTranscriptTurns({ tenantId: tenantA, conversationId: id, pageSize: 20 });
+      expect(turns.map((t) => t.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(turns.map((t) => t.role)).toEqual(Array.from({ length: 5 }, () => ['user', 'assistant']).flat());
+    }
+    // Each answer names where its own turns went: a conversation's five cover its seqs once.
+    ids.forEach((_, i) => {
+      const firstSeqs = results.slice(i * 5, i * 5 + 5).map((r) => r.firstSeq ?? -1);
+      expect(firstSeqs.sort((a, b) => a - b)).toEqual([0, 2, 4, 6, 8]);
+    });
+  });
+
+  it('refuses a missing tenant or a malformed conversation id as INVALID_ARGUMENT', async () => {
+    const id = await conversation(tenantA, agentA);
+    expect((await failure(orchestrator.recordTurn(aTurn(id, '')))).code).toBe(Code.InvalidArgument);
+    const malformed = await failure(orchestrator.recordTurn(aTurn('not-a-conversation')));
+    expect(malformed.code).toBe(Code.InvalidArgument);
+    expect(malformed.message).toContain('conversation_id');
+    expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
+  });
+
+  it('is for the orchestrator only', async () => {
+    const id = await conversation(tenantA, agentA);
+    expect((await failure(edge.recordTurn(aTurn(id)))).code).toBe(Code.PermissionDenied);
+    expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
+  });
+});

@@ -1,0 +1,121 @@
+// Recording blobs and tenant-data's transactions: a real tenant-data process over mTLS on the
+// run's Postgres, with the S3 stand-in as its blob store. A purge deletes its rows, commits, and
+// only then deletes the blobs (a few at a time); a blob the store failed to delete stays queued
+// and the next purge deletes it. GetRecording reads the reference in a short transaction and
+// fetches the blob outside it, so a slow object store holds no transaction open.
+import { randomUUID } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startS3Standin, type S3Standin } from '../src/s3-standin.js';
+import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
+
+let s3: S3Standin;
+let td: TenantDataProcess;
+let orchestrator: TenantData;
+let lifecycle: TenantData;
+let edge: TenantData;
+const tenant = randomUUID();
+let agentId = '';
+
+beforeAll(async () => {
+  s3 = await startS3Standin();
+  td = await startTenantData({
+    PARLEY_BLOB_STORE: 's3',
+    PARLEY_S3_BUCKET: s3.bucket,
+    PARLEY_S3_REGION: s3.region,
+    PARLEY_S3_ENDPOINT: s3.endpoint,
+    PARLEY_S3_ACCESS_KEY_ID: s3.accessKeyId,
+    PARLEY_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    PARLEY_S3_REQUEST_TIMEOUT_MS: '5000',
+  });
+  orchestrator = await td.clientAs('voice-orchestrator');
+  lifecycle = await td.clientAs('lifecycle');
+  edge = await td.clientAs('edge');
+  await (await td.clientAs('identity')).createWorkspace({ tenantId: tenant, name: 'blobs' });
+  agentId = (await edge.createAgent({ tenantId: tenant, name: 'recorder' })).agent?.id ?? '';
+});
+
+afterAll(async () => {
+  await td?.stop();
+  await s3?.stop();
+});
+
+/** recorded stores a recording reference (and an object for it in the stand-in) and answers the blob key. */
+async function recorded(): Promise<{ id: string; conversationId: string; blobKey: string }> {
+  const conversationId = (await orchestrator.startConversation({ tenantId: tenant, agentId })).conversation?.id ?? '';
+  const id = randomUUID();
+  const blobKey = `recordings/${tenant}/${conversationId}/${id}.pra`;
+  s3.objects.set(blobKey, Buffer.from([2, 0, 0, 0, 0]));
+  await orchestrator.addRecording({
+    tenantId: tenant,
+    conversationId,
+    id,
+    blobKey,
+    durationMs: 1_000,
+    sizeBytes: 5n,
+    wrappedKey: 'conversation:v2:c2VhbGVk',
+    dataClass: 'audio_full',
+  });
+  return { id, conversationId, blobKey };
+}
+
+const purge = () =>
+  lifecycle.purgeExpired({
+    tenantId: tenant,
+    dataClass: 'recording',
+    before: timestampFromDate(new Date(Date.now() + 60_000)),
+    heldConversationIds: [],
+    heldSubjectIds: [],
+    limit: 100,
+  });
+
+describe('recording blobs', () => {
+  it('deletes blobs after the purge commits, and a blob the store failed to delete at the next purge', async () => {
+    const first = await recorded();
+    const second = await recorded();
+    s3.unavailable = true;
+    let refused;
+    try {
+      refused = await failure(purge());
+    } finally {
+      s3.unavailable = false;
+    }
+    expect(refused.code).toBe(Code.Unavailable);
+    expect(refused.message).toMatch(/2 recording blob\(s\) could not be deleted .* stay queued/);
+    // The rows are gone (committed), the blobs are still there and queued.
+    expect(await td.rows('recordings', tenant)).toBe(0);
+    expect(s3.objects.has(first.blobKey) && s3.objects.has(second.blobKey)).toBe(true);
+    const { rows: queued } = await td.admin.query<{ blob_key: string; attempts: number }>(
+      'select blob_key, attempts from parley_tenant_data.recording_blob_deletions where tenant_id = $1 order by blob_key',
+      [tenant],
+    );
+    expect(queued).toEqual([first.blobKey, second.blobKey].sort().map((blob_key) => ({ blob_key, attempts: 1 })));
+
+    // The next purge (with nothing new to delete) deletes what is queued.
+    expect((await purge()).deleted).toBe(0);
+    expect(s3.objects.has(first.blobKey) || s3.objects.has(second.blobKey)).toBe(false);
+    expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
+  });
+
+  it('holds no transaction open while the object store is slow to answer a read', async () => {
+    const rec = await recorded();
+    s3.stallMs = 2_000;
+    try {
+      const read = failure(edge.readRecordingAudio({ tenantId: tenant, conversationId: rec.conversationId, recordingId: rec.id }));
+      await new Promise((r) => setTimeout(r, 1_000));
+      // The GET is waiting on the stand-in now.
+      expect(s3.requests.some((r) => r.operation === 'GetObject' && r.key === rec.blobKey)).toBe(false);
+      const { rows } = await td.admin.query<{ state: string | null }>(
+        "select state from pg_stat_activity where usename = 'parley_tenant_data'",
+      );
+      // tenant-data's pool is connected, and none of its connections is inside a transaction.
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.filter((r) => r.state?.startsWith('idle in transaction'))).toEqual([]);
+      // The sealed key here is not secrets' (this test needs the read in flight, not its audio).
+      expect((await read).code).not.toBe(Code.Unknown);
+    } finally {
+      s3.stallMs = 0;
+    }
+  });
+});
