@@ -36,7 +36,10 @@ export function spiffeIdsOfCertificate(der: Uint8Array): string[] {
   const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectAltName);
   if (ext === undefined) return [];
   const san = AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName);
-  return san.map((n) => n.uniformResourceIdentifier).filter((uri): uri is string => uri !== undefined && uri.startsWith('spiffe://'));
+  // Array.from: a plain array of strings, not an instance of the ASN.1 list class.
+  return Array.from(san, (n) => n.uniformResourceIdentifier).filter(
+    (uri): uri is string => uri !== undefined && uri.startsWith('spiffe://'),
+  );
 }
 
 /**
