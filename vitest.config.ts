@@ -28,6 +28,13 @@ const CROSS_TENANT_WORKER_TESTS = [
   'test/observability/telemetry.test.ts',
 ];
 
+/**
+ * PROCESS_GLOBAL_TESTS are the test files that register OpenTelemetry's process-wide providers
+ * (startTelemetry, runService): a second registration in the same process is ignored, so they must
+ * not share a worker with each other, nor hand theirs to the files after them.
+ */
+const PROCESS_GLOBAL_TESTS = ['test/kernel/runtime.test.ts', 'test/kernel/tracing.test.ts'];
+
 /** UNIT_TESTS are the tests that sit next to their code (no Postgres, no processes). */
 const UNIT_TESTS = ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts'];
 
@@ -62,12 +69,26 @@ export default defineConfig({
         },
       },
       {
+        // The files of one worker share its loaded modules (isolate: false) instead of importing the
+        // kernel, protobuf, OpenTelemetry and the fixtures again per file: about a second of CPU per
+        // file. Each file still starts its own processes and re-runs its own module; the fixtures keep
+        // no state at module level (test/src/pg.ts's is set only by the cross-tenant project).
         extends: true,
         test: {
           name: 'main',
           include: ['test/**/*.test.ts'],
-          exclude: ['**/node_modules/**', '**/dist/**', ...CROSS_TENANT_WORKER_TESTS],
+          exclude: ['**/node_modules/**', '**/dist/**', ...CROSS_TENANT_WORKER_TESTS, ...PROCESS_GLOBAL_TESTS],
           globalSetup: ['test/setup/global.ts'],
+          isolate: false,
+        },
+      },
+      {
+        // No database: these run in-process servers only, each file in a fresh process.
+        extends: true,
+        test: {
+          name: 'process-globals',
+          include: PROCESS_GLOBAL_TESTS,
+          exclude: ['**/node_modules/**', '**/dist/**'],
         },
       },
       {
@@ -82,7 +103,10 @@ export default defineConfig({
           exclude: ['**/node_modules/**', '**/dist/**'],
           globalSetup: ['test/setup/global.ts'],
           provide: { databasePerFile: true },
+          // The setup file runs before every file, so each points test/src/pg.ts at its own database
+          // even though a worker's files share that module (isolate: false, as in `main`).
           setupFiles: ['test/setup/database-per-file.ts'],
+          isolate: false,
         },
       },
     ],

@@ -27,9 +27,16 @@ export interface RunOptions {
   whileRunning?: (running: Running) => Promise<void>;
 }
 
-/** runParley runs the binary with exactly `env` (nothing inherited) and resolves when it exits. */
+/** runParley runs the binary with exactly `env` (nothing inherited but Node's compile cache) and resolves when it exits. */
 export function runParley(args: readonly string[], options: RunOptions = {}): Promise<Run> {
-  const env = Object.fromEntries(Object.entries(options.env ?? {}).filter((e): e is [string, string] => e[1] !== undefined));
+  // Node's compile cache (NODE_COMPILE_CACHE, set by `npm test`) changes nothing the binary does,
+  // only how fast it starts: dozens of runs per file then skip compiling the same modules.
+  const compileCache = process.env.NODE_COMPILE_CACHE;
+  const env = Object.fromEntries(
+    Object.entries({ ...(compileCache ? { NODE_COMPILE_CACHE: compileCache } : {}), ...options.env }).filter(
+      (e): e is [string, string] => e[1] !== undefined,
+    ),
+  );
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [PARLEY_BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';

@@ -16,10 +16,10 @@ import {
   type SealedSecret,
   renderVaultPolicyHcl,
   secretsServiceVaultPolicy,
-  VaultTransitKekProvider,
   type VaultAuth,
   type VaultTransitOptions,
 } from '@parley/envelope';
+import { VaultTransitKekProvider } from '@parley/envelope/vault-transit';
 import { FailedPreconditionError, UnavailableError } from '@parley/platform';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 

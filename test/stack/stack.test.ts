@@ -59,13 +59,15 @@ async function expectDevSignIn(info: { signInUrl: string; edgeUrl: string; caCer
   await dispatcher.close();
 }
 
-/** spawnStack runs `npm start`'s entry point in a fresh dev folder with only the given variables (and PATH). */
+/** spawnStack runs `npm start`'s entry point in a fresh dev folder with only the given variables (and PATH, and Node's compile cache). */
 async function spawnStack(extra: Record<string, string> = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'parley-stack-'));
   // Below the kernel's ephemeral range (32768 and up), where an outgoing connection could take a port.
   const portBase = 20_000 + Math.floor(Math.random() * 250) * 50;
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
+    // Passed on to every service process: each start after the first skips compiling the modules.
+    ...(process.env.NODE_COMPILE_CACHE ? { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE } : {}),
     PARLEY_DEV_DIR: dir,
     PARLEY_DEV_PORT_BASE: String(portBase),
     PARLEY_LOG_LEVEL: 'warn',

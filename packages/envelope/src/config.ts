@@ -7,7 +7,6 @@ import type { KekProvider } from './kek-provider.js';
 import { LocalKeyringKekProvider } from './local-keyring.js';
 import type { EnvelopeLogger } from './log.js';
 import type { VaultAuth } from './vault-auth.js';
-import { VaultTransitKekProvider } from './vault-transit.js';
 import { meteredKek } from './kek-metrics.js';
 
 /** KekProviderConfig is the validated KEK provider configuration read by loadKekProviderConfig. */
@@ -138,6 +137,9 @@ async function openKekProvider(config: KekProviderConfig, logger: EnvelopeLogger
   } else {
     auth = { method: 'token', token: await readSecretFile(config.auth.tokenFile, 'PARLEY_VAULT_TOKEN_FILE') };
   }
+  // Loaded only for Vault: the node-vault client is about 0.1 s of CPU at every start of a
+  // service that keeps its KEK in a local keyring (the dev stack and every test stack).
+  const { VaultTransitKekProvider } = await import('./vault-transit.js');
   return VaultTransitKekProvider.create({
     address: config.address,
     transitMount: config.transitMount,

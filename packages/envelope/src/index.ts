@@ -14,6 +14,8 @@ export * from './recording-envelope.js';
 export * from './recording-stream.js';
 export * from './subject-keys.js';
 export * from './vault-policy.js';
-export * from './vault-transit.js';
+// The Vault provider class is its own entry point (@parley/envelope/vault-transit), so that importing
+// this package does not load the node-vault client; createKekProvider loads it when configured.
+export type { VaultTransitOptions } from './vault-transit.js';
 export type { VaultAuth } from './vault-auth.js';
 export { encodeAssociatedData } from './associated-data.js';

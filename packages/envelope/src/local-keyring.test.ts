@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FailedPreconditionError } from '@parley/platform';
@@ -48,6 +48,17 @@ describe('LocalKeyringKekProvider', () => {
     const err = await LocalKeyringKekProvider.open({ path, logger: silentLogger }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
     expect((err as Error).message).toContain(`chmod 600 ${path}`);
+  });
+
+  it('starts many providers at once on a missing keyring: one creates it, every one reads the same KEK', async () => {
+    // Services sharing one keyring start together; none may see the file before it is complete.
+    for (let round = 0; round < 20; round++) {
+      path = join(dir, `round-${round}`, 'keyring.json');
+      const keks = await Promise.all(Array.from({ length: 8 }, () => openKeyring()));
+      const { plaintextKey, wrappedKey } = await keks[0]!.generateDataKey();
+      for (const kek of keks) expect((await kek.unwrapDataKey(wrappedKey)).equals(plaintextKey)).toBe(true);
+      expect(await readdir(join(dir, `round-${round}`))).toEqual(['keyring.json']);
+    }
   });
 
   it('keeps an existing keyring on restart: data keys wrapped before still unwrap', async () => {

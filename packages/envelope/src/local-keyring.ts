@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FailedPreconditionError } from '@parley/platform';
 import { aesGcmDecrypt, aesGcmEncrypt, DATA_KEY_BYTES, NONCE_BYTES } from './aes-gcm.js';
@@ -214,27 +214,33 @@ function wrapAad(kekVersion: number): Buffer {
 
 async function createKeyringIfMissing(path: string): Promise<boolean> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  let handle;
+  const keyring: KeyringFile = {
+    format: KEYRING_FORMAT,
+    warning: 'Development KEKs for Parley. Not for production. Anyone who can read this file can decrypt every stored secret.',
+    minDecryptionVersion: 1,
+    versions: { '1': { key: randomBytes(DATA_KEY_BYTES).toString('base64'), createdAt: new Date().toISOString() } },
+  };
+  // The whole keyring is written under a private name first and then linked to its path: link()
+  // fails when the path exists, so two processes starting together never overwrite each other's
+  // KEK, and neither ever reads the other's file half-written (created empty, then filled: a
+  // sibling that read it in between refused to start with "not valid JSON").
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    // 'wx' creates exclusively, so two processes starting together never overwrite each other's KEK.
-    handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+    const handle = await open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+    try {
+      await handle.writeFile(`${JSON.stringify(keyring, null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await link(temp, path);
+    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw new FailedPreconditionError(`cannot create the local keyring ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    const keyring: KeyringFile = {
-      format: KEYRING_FORMAT,
-      warning: 'Development KEKs for Parley. Not for production. Anyone who can read this file can decrypt every stored secret.',
-      minDecryptionVersion: 1,
-      versions: { '1': { key: randomBytes(DATA_KEY_BYTES).toString('base64'), createdAt: new Date().toISOString() } },
-    };
-    await handle.writeFile(`${JSON.stringify(keyring, null, 2)}\n`);
-    await handle.sync();
   } finally {
-    await handle.close();
+    await rm(temp, { force: true });
   }
-  return true;
 }
 
 async function readKeyring(path: string): Promise<KeyringFile> {

@@ -1,6 +1,8 @@
-// @peculiar/x509 resolves its services through tsyringe, which needs this polyfill loaded first.
-import 'reflect-metadata';
-import { SubjectAlternativeNameExtension, X509Certificate } from '@peculiar/x509';
+// The certificate's ASN.1 structures themselves (@peculiar/asn1-x509, what @peculiar/x509 parses
+// with), not @peculiar/x509: that one also loads CMS, PKCS#12, CSR and key-format modules, tsyringe
+// and reflect-metadata, about 60 ms of every process start, to read one extension.
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate, id_ce_subjectAltName, SubjectAlternativeName } from '@peculiar/asn1-x509';
 import { isServiceName, type ServiceName } from './services.js';
 
 /** Caller is the authenticated peer of an mTLS connection. */
@@ -28,12 +30,16 @@ export function parseSpiffeId(uri: string): SpiffeId | undefined {
   return { trustDomain, path: path.slice(1) };
 }
 
-/** spiffeIdsOfCertificate returns every spiffe:// URI SAN of a DER certificate, parsed by @peculiar/x509. */
+/** spiffeIdsOfCertificate returns every spiffe:// URI SAN of a DER certificate, parsed by @peculiar/asn1-x509. */
 export function spiffeIdsOfCertificate(der: Uint8Array): string[] {
-  const cert = new X509Certificate(der);
-  const san = cert.getExtension(SubjectAlternativeNameExtension);
-  if (san === null) return [];
-  return san.names.items.filter((n) => n.type === 'url' && n.value.startsWith('spiffe://')).map((n) => n.value);
+  const cert = AsnConvert.parse(der, Certificate);
+  const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectAltName);
+  if (ext === undefined) return [];
+  const san = AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName);
+  // Array.from: a plain array of strings, not an instance of the ASN.1 list class.
+  return Array.from(san, (n) => n.uniformResourceIdentifier).filter(
+    (uri): uri is string => uri !== undefined && uri.startsWith('spiffe://'),
+  );
 }
 
 /**
