@@ -10,7 +10,7 @@ import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-ada
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { strictJsonOptions } from './request-decoding.js';
-import { createServerTracingInterceptor } from './telemetry.js';
+import { createServerTracingInterceptor, rpcNameOf } from './telemetry.js';
 import { createTextFieldInterceptor } from './text-fields.js';
 import type { CertificateSource } from './tls.js';
 
@@ -59,12 +59,11 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
     return mapped;
   };
   return (next) => async (req) => {
-    const method = `${req.service.typeName}/${req.method.name}`;
     let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
     } catch (err) {
-      throw mapAndLog(err, method, req.signal);
+      throw mapAndLog(err, rpcNameOf(req.method), req.signal);
     }
     if (!res.stream) return res;
     const messages = res.message;
@@ -74,7 +73,7 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
         try {
           yield* messages;
         } catch (err) {
-          throw mapAndLog(err, method, req.signal);
+          throw mapAndLog(err, rpcNameOf(req.method), req.signal);
         }
       })(),
     };
