@@ -1,4 +1,4 @@
-import type { DescService } from '@bufbuild/protobuf';
+import type { DescMethod, DescService } from '@bufbuild/protobuf';
 import { createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
 import type { Caller } from './identity.js';
@@ -56,16 +56,31 @@ export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]
       table.set(`${policy.service}/${method}`, new Set(callers));
     }
   }
+  // What the table says of each method, looked up once per method rather than on every call.
+  const rules = new WeakMap<DescMethod, { open: boolean; allowed: ReadonlySet<string> | undefined }>();
+  const ruleOf = (req: { service: DescService; method: DescMethod }) => {
+    let rule = rules.get(req.method);
+    if (rule === undefined) {
+      rule = {
+        open: OPEN_SERVICES.includes(req.service.typeName),
+        allowed: table.get(`${req.service.typeName}/${req.method.localName}`),
+      };
+      rules.set(req.method, rule);
+    }
+    return rule;
+  };
   return (next) => async (req) => {
     const caller = req.contextValues.get(callerKey);
-    const method = `${req.service.typeName}/${req.method.name}`;
     if (caller === undefined) {
-      throw new UnauthenticatedError(`${method} needs a client certificate with one SPIFFE ID from the trusted CA`);
+      throw new UnauthenticatedError(
+        `${req.service.typeName}/${req.method.name} needs a client certificate with one SPIFFE ID from the trusted CA`,
+      );
     }
-    if (OPEN_SERVICES.includes(req.service.typeName)) return next(req);
-    const allowed = table.get(`${req.service.typeName}/${req.method.localName}`);
+    const rule = ruleOf(req);
+    if (rule.open) return next(req);
+    const allowed = rule.allowed;
     if (caller.service === undefined || allowed === undefined || !allowed.has(caller.service)) {
-      throw new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${method}`);
+      throw new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${req.service.typeName}/${req.method.name}`);
     }
     if (caller.service !== 'edge') {
       for (const [name] of req.header) {
