@@ -69,26 +69,37 @@ export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]
     }
     return rule;
   };
-  return (next) => async (req) => {
+  /** refusalOf is why a call may not go on, or undefined when it may. */
+  const refusalOf = (req: Parameters<Parameters<Interceptor>[0]>[0]): Error | undefined => {
     const caller = req.contextValues.get(callerKey);
     if (caller === undefined) {
-      throw new UnauthenticatedError(
+      return new UnauthenticatedError(
         `${req.service.typeName}/${req.method.name} needs a client certificate with one SPIFFE ID from the trusted CA`,
       );
     }
     const rule = ruleOf(req);
-    if (rule.open) return next(req);
+    if (rule.open) return undefined;
     const allowed = rule.allowed;
     if (caller.service === undefined || allowed === undefined || !allowed.has(caller.service)) {
-      throw new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${req.service.typeName}/${req.method.name}`);
+      return new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${req.service.typeName}/${req.method.name}`);
     }
     if (caller.service !== 'edge') {
       for (const [name] of req.header) {
         if (name.startsWith(PRINCIPAL_HEADER_PREFIX)) {
-          throw new PermissionDeniedError(`caller ${caller.spiffeId} may not send principal headers (${name}); only the edge may`);
+          return new PermissionDeniedError(`caller ${caller.spiffeId} may not send principal headers (${name}); only the edge may`);
         }
       }
     }
-    return next(req);
+    return undefined;
+  };
+  // Not an async function: an allowed call passes through without a promise of its own.
+  return (next) => (req) => {
+    let refusal: Error | undefined;
+    try {
+      refusal = refusalOf(req);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return refusal === undefined ? next(req) : Promise.reject(refusal);
   };
 }

@@ -58,25 +58,33 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
     }
     return mapped;
   };
-  return (next) => async (req) => {
-    let res: Awaited<ReturnType<typeof next>>;
+  // then() rather than an async function: one promise per call instead of three.
+  return (next) => (req) => {
+    let pending: ReturnType<typeof next>;
     try {
-      res = await next(req);
+      pending = next(req);
     } catch (err) {
-      throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+      return Promise.reject(mapAndLog(err, rpcNameOf(req.method), req.signal));
     }
-    if (!res.stream) return res;
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* mapped() {
-        try {
-          yield* messages;
-        } catch (err) {
-          throw mapAndLog(err, rpcNameOf(req.method), req.signal);
-        }
-      })(),
-    };
+    return pending.then(
+      (res) => {
+        if (!res.stream) return res;
+        const messages = res.message;
+        return {
+          ...res,
+          message: (async function* mapped() {
+            try {
+              yield* messages;
+            } catch (err) {
+              throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+            }
+          })(),
+        };
+      },
+      (err: unknown) => {
+        throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+      },
+    );
   };
 }
 
