@@ -143,29 +143,54 @@ function deadlineOf(call: SurfaceCall): number {
   return d instanceof Date ? d.getTime() : d;
 }
 
+/**
+ * GrpcHandlerContext is the HandlerContext connect would give the handler, for a request that
+ * went through the interceptors. A class, so that its lazy parts (signal, request headers,
+ * response headers) cost no closures per call.
+ */
+class GrpcHandlerContext implements HandlerContext {
+  readonly method: HandlerContext['method'];
+  readonly service: HandlerContext['service'];
+  readonly requestMethod: string;
+  readonly protocolName = 'grpc';
+  readonly url: string;
+  readonly values: ContextValues;
+
+  constructor(
+    private readonly req: UnaryRequest | StreamRequest,
+    private readonly state: CallState,
+  ) {
+    this.method = req.method;
+    this.service = req.service;
+    this.requestMethod = req.requestMethod;
+    this.url = req.url;
+    this.values = req.contextValues;
+  }
+
+  get requestHeader(): Headers {
+    return this.req.header;
+  }
+
+  get signal(): AbortSignal {
+    return signalOf(this.state);
+  }
+
+  timeoutMs(): number | undefined {
+    return Number.isFinite(this.state.deadline) ? this.state.deadline - Date.now() : undefined;
+  }
+
+  get responseHeader(): Headers {
+    return (this.state.responseHeader ??= new Headers());
+  }
+
+  get responseTrailer(): Headers {
+    return (this.state.responseTrailer ??= new Headers());
+  }
+}
+
 /** handlerContextOf is the HandlerContext connect would give the handler, for a request that went through the interceptors. */
 function handlerContextOf(req: UnaryRequest | StreamRequest, state: CallState): HandlerContext {
-  return {
-    method: req.method,
-    service: req.service,
-    requestMethod: req.requestMethod,
-    protocolName: 'grpc',
-    url: req.url,
-    get requestHeader() {
-      return req.header;
-    },
-    values: req.contextValues,
-    get signal() {
-      return signalOf(state);
-    },
-    timeoutMs: () => (Number.isFinite(state.deadline) ? state.deadline - Date.now() : undefined),
-    get responseHeader() {
-      return (state.responseHeader ??= new Headers());
-    },
-    get responseTrailer() {
-      return (state.responseTrailer ??= new Headers());
-    },
-  };
+  return new GrpcHandlerContext(req, state);
 }
 
 /** headersOf turns gRPC metadata into the Headers connect handlers read (binary values base64, as on the wire). */
@@ -237,10 +262,15 @@ function innermostOf(method: DescMethod, impl: Impl): AnyFn {
   if (method.methodKind === 'unary') {
     // The common case, without the per-call closures of the general path below: the response's
     // header and trailer are made only when something writes (or reads) them.
-    return async (req) => {
+    return (req) => {
       const state = req.contextValues.get(CALL_STATE) as CallState;
-      const out = await impl((req as UnaryRequest).message, handlerContextOf(req, state));
-      return {
+      let out: unknown;
+      try {
+        out = impl((req as UnaryRequest).message, handlerContextOf(req, state));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      return Promise.resolve(out).then((value): UnaryResponse => ({
         stream: false,
         service: req.service,
         method: method as never,
@@ -250,8 +280,8 @@ function innermostOf(method: DescMethod, impl: Impl): AnyFn {
         get trailer() {
           return (state.responseTrailer ??= new Headers());
         },
-        message: normalize(method.output, out),
-      };
+        message: normalize(method.output, value),
+      }));
     };
   }
   // connect's request and response types narrow `method` by kind; this one serves every kind.
