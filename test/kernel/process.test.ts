@@ -83,6 +83,38 @@ describe('tracing across processes', () => {
   });
 });
 
+describe('RPC metrics', () => {
+  it('counts a call in flight in rpc_server_active_requests until it ends, then records its duration', async () => {
+    const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
+    const client = await clientAs('edge', identity.url, 'identity');
+    const scrape = async () => (await fetch(`http://127.0.0.1:${identity.healthPort}/metrics`)).text();
+    const sample = (text: string, name: string) => {
+      const line = text
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith(`${name}{`) &&
+            l.includes('rpc_method="parley.testing.v1.EchoService/Echo"') &&
+            l.includes('rpc_system_name="grpc"'),
+        );
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const slow = client.echo({ message: 'slow', delayMs: 2_000 });
+    let inFlight: number | undefined;
+    for (let i = 0; i < 30 && inFlight !== 1; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      inFlight = sample(await scrape(), 'rpc_server_active_requests');
+    }
+    expect(inFlight).toBe(1);
+    expect((await slow).message).toBe('slow');
+    const after = await scrape();
+    expect(after).toContain('# TYPE rpc_server_active_requests gauge');
+    expect(sample(after, 'rpc_server_active_requests')).toBe(0);
+    expect(sample(after, 'rpc_server_call_duration_count')).toBe(1);
+    client.close();
+  });
+});
+
 describe('graceful shutdown', () => {
   it('lets a slow in-flight call finish after SIGTERM, then exits 0', async () => {
     const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });

@@ -1,4 +1,4 @@
-import type { DescService } from '@bufbuild/protobuf';
+import type { DescMethod, DescService } from '@bufbuild/protobuf';
 import { createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { PermissionDeniedError, UnauthenticatedError } from './errors.js';
 import type { Caller } from './identity.js';
@@ -56,24 +56,50 @@ export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]
       table.set(`${policy.service}/${method}`, new Set(callers));
     }
   }
-  return (next) => async (req) => {
-    const caller = req.contextValues.get(callerKey);
-    const method = `${req.service.typeName}/${req.method.name}`;
-    if (caller === undefined) {
-      throw new UnauthenticatedError(`${method} needs a client certificate with one SPIFFE ID from the trusted CA`);
+  // What the table says of each method, looked up once per method rather than on every call.
+  const rules = new WeakMap<DescMethod, { open: boolean; allowed: ReadonlySet<string> | undefined }>();
+  const ruleOf = (req: { service: DescService; method: DescMethod }) => {
+    let rule = rules.get(req.method);
+    if (rule === undefined) {
+      rule = {
+        open: OPEN_SERVICES.includes(req.service.typeName),
+        allowed: table.get(`${req.service.typeName}/${req.method.localName}`),
+      };
+      rules.set(req.method, rule);
     }
-    if (OPEN_SERVICES.includes(req.service.typeName)) return next(req);
-    const allowed = table.get(`${req.service.typeName}/${req.method.localName}`);
+    return rule;
+  };
+  /** refusalOf is why a call may not go on, or undefined when it may. */
+  const refusalOf = (req: Parameters<Parameters<Interceptor>[0]>[0]): Error | undefined => {
+    const caller = req.contextValues.get(callerKey);
+    if (caller === undefined) {
+      return new UnauthenticatedError(
+        `${req.service.typeName}/${req.method.name} needs a client certificate with one SPIFFE ID from the trusted CA`,
+      );
+    }
+    const rule = ruleOf(req);
+    if (rule.open) return undefined;
+    const allowed = rule.allowed;
     if (caller.service === undefined || allowed === undefined || !allowed.has(caller.service)) {
-      throw new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${method}`);
+      return new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${req.service.typeName}/${req.method.name}`);
     }
     if (caller.service !== 'edge') {
       for (const [name] of req.header) {
         if (name.startsWith(PRINCIPAL_HEADER_PREFIX)) {
-          throw new PermissionDeniedError(`caller ${caller.spiffeId} may not send principal headers (${name}); only the edge may`);
+          return new PermissionDeniedError(`caller ${caller.spiffeId} may not send principal headers (${name}); only the edge may`);
         }
       }
     }
-    return next(req);
+    return undefined;
+  };
+  // Not an async function: an allowed call passes through without a promise of its own.
+  return (next) => (req) => {
+    let refusal: Error | undefined;
+    try {
+      refusal = refusalOf(req);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return refusal === undefined ? next(req) : Promise.reject(refusal);
   };
 }

@@ -143,27 +143,54 @@ function deadlineOf(call: SurfaceCall): number {
   return d instanceof Date ? d.getTime() : d;
 }
 
+/**
+ * GrpcHandlerContext is the HandlerContext connect would give the handler, for a request that
+ * went through the interceptors. A class, so that its lazy parts (signal, request headers,
+ * response headers) cost no closures per call.
+ */
+class GrpcHandlerContext implements HandlerContext {
+  readonly method: HandlerContext['method'];
+  readonly service: HandlerContext['service'];
+  readonly requestMethod: string;
+  readonly protocolName = 'grpc';
+  readonly url: string;
+  readonly values: ContextValues;
+
+  constructor(
+    private readonly req: UnaryRequest | StreamRequest,
+    private readonly state: CallState,
+  ) {
+    this.method = req.method;
+    this.service = req.service;
+    this.requestMethod = req.requestMethod;
+    this.url = req.url;
+    this.values = req.contextValues;
+  }
+
+  get requestHeader(): Headers {
+    return this.req.header;
+  }
+
+  get signal(): AbortSignal {
+    return signalOf(this.state);
+  }
+
+  timeoutMs(): number | undefined {
+    return Number.isFinite(this.state.deadline) ? this.state.deadline - Date.now() : undefined;
+  }
+
+  get responseHeader(): Headers {
+    return (this.state.responseHeader ??= new Headers());
+  }
+
+  get responseTrailer(): Headers {
+    return (this.state.responseTrailer ??= new Headers());
+  }
+}
+
 /** handlerContextOf is the HandlerContext connect would give the handler, for a request that went through the interceptors. */
 function handlerContextOf(req: UnaryRequest | StreamRequest, state: CallState): HandlerContext {
-  return {
-    method: req.method,
-    service: req.service,
-    requestMethod: req.requestMethod,
-    protocolName: 'grpc',
-    url: req.url,
-    requestHeader: req.header,
-    values: req.contextValues,
-    get signal() {
-      return signalOf(state);
-    },
-    timeoutMs: () => (Number.isFinite(state.deadline) ? state.deadline - Date.now() : undefined),
-    get responseHeader() {
-      return (state.responseHeader ??= new Headers());
-    },
-    get responseTrailer() {
-      return (state.responseTrailer ??= new Headers());
-    },
-  };
+  return new GrpcHandlerContext(req, state);
 }
 
 /** headersOf turns gRPC metadata into the Headers connect handlers read (binary values base64, as on the wire). */
@@ -175,6 +202,24 @@ function headersOf(metadata: grpc.Metadata): Headers {
   // grpc-js takes content-type out of the metadata; tracing tells gRPC from Connect by it.
   headers.set('content-type', 'application/grpc+proto');
   return headers;
+}
+
+/**
+ * MetadataCarrier reads a call's trace context straight from its gRPC metadata, the way a
+ * `Headers` would (several values joined by ", "), so that a span can be opened without
+ * building the request's `Headers`; those are made only when an interceptor or handler asks.
+ */
+class MetadataCarrier {
+  constructor(private readonly metadata: grpc.Metadata) {}
+
+  get(name: string): string | undefined {
+    // grpc-js takes content-type out of the metadata; tracing tells gRPC from Connect by it.
+    if (name === 'content-type') return 'application/grpc+proto';
+    const values = this.metadata.get(name);
+    if (values.length === 0) return undefined;
+    if (values.length === 1) return typeof values[0] === 'string' ? values[0] : undefined;
+    return values.filter((v): v is string => typeof v === 'string').join(', ');
+  }
 }
 
 /** metadataOf turns response headers or trailers (or an error's metadata) into gRPC metadata, leaving out protocol headers. */
@@ -214,6 +259,31 @@ type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | Stre
  * streaming get one request message, client streaming and bidi the request stream.
  */
 function innermostOf(method: DescMethod, impl: Impl): AnyFn {
+  if (method.methodKind === 'unary') {
+    // The common case, without the per-call closures of the general path below: the response's
+    // header and trailer are made only when something writes (or reads) them.
+    return (req) => {
+      const state = req.contextValues.get(CALL_STATE) as CallState;
+      let out: unknown;
+      try {
+        out = impl((req as UnaryRequest).message, handlerContextOf(req, state));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      return Promise.resolve(out).then((value): UnaryResponse => ({
+        stream: false,
+        service: req.service,
+        method: method as never,
+        get header() {
+          return (state.responseHeader ??= new Headers());
+        },
+        get trailer() {
+          return (state.responseTrailer ??= new Headers());
+        },
+        message: normalize(method.output, value),
+      }));
+    };
+  }
   // connect's request and response types narrow `method` by kind; this one serves every kind.
   const base = (req: UnaryRequest | StreamRequest) => ({ service: req.service, method: method as never });
   return async (req) => {
@@ -364,7 +434,27 @@ function serveMethod(
 
   if (method.methodKind === 'unary') {
     return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      const { header, state, contextValues, trace: rt, context: ctx } = begin(call);
+      const peer = call.getPeer();
+      const colon = peer.lastIndexOf(':');
+      const { trace: rt, context: ctx } = startRequestTrace({
+        headers: new MetadataCarrier(call.metadata),
+        method: name,
+        peerAddress: colon > 0 ? peer.slice(0, colon) : undefined,
+        peerPort: colon > 0 ? Number(peer.slice(colon + 1)) : undefined,
+        localPort: options.localPort(),
+        trustParent: true,
+      });
+      const state: CallState = {
+        call,
+        deadline: deadlineOf(call),
+        controller: undefined,
+        timer: undefined,
+        onCancel: undefined,
+        responseHeader: undefined,
+        responseTrailer: undefined,
+      };
+      const contextValues = options.contextValues(call).set(CALL_STATE, state);
+      let header: Headers | undefined;
       const finish = (fallback: Code | 0) => {
         disposeState(state);
         finishRequestTrace(rt, fallback);
@@ -386,34 +476,35 @@ function serveMethod(
         get signal() {
           return signalOf(state);
         },
-        header,
+        // Made on first use: an edge call through the allow-list and an echo handler never reads it.
+        get header() {
+          return (header ??= headersOf(call.metadata));
+        },
         contextValues,
         message,
       };
-      context
-        .with(ctx, () => chain(req))
-        .then(
-          (res) => {
-            let bytes: Buffer;
-            try {
-              bytes = asBuffer(toBinary(method.output, (res as UnaryResponse).message));
-            } catch (err) {
-              options.logger.error({ method: name, err }, 'rpc failed');
-              callback(statusOf(new ConnectError('internal error', Code.Internal)));
-              finish(Code.Internal);
-              return;
-            }
-            const headerMetadata = metadataOf(state.responseHeader);
-            if (headerMetadata !== undefined) call.sendMetadata(headerMetadata);
-            callback(null, bytes, metadataOf(state.responseTrailer));
-            finish(0);
-          },
-          (err: unknown) => {
-            const status = statusOf(err);
-            callback(status);
-            finish((status.code ?? Code.Unknown) as Code);
-          },
-        );
+      context.with(ctx, chain, undefined, req).then(
+        (res) => {
+          let bytes: Buffer;
+          try {
+            bytes = asBuffer(toBinary(method.output, (res as UnaryResponse).message));
+          } catch (err) {
+            options.logger.error({ method: name, err }, 'rpc failed');
+            callback(statusOf(new ConnectError('internal error', Code.Internal)));
+            finish(Code.Internal);
+            return;
+          }
+          const headerMetadata = metadataOf(state.responseHeader);
+          if (headerMetadata !== undefined) call.sendMetadata(headerMetadata);
+          callback(null, bytes, metadataOf(state.responseTrailer));
+          finish(0);
+        },
+        (err: unknown) => {
+          const status = statusOf(err);
+          callback(status);
+          finish((status.code ?? Code.Unknown) as Code);
+        },
+      );
     };
   }
 

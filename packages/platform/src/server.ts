@@ -10,7 +10,7 @@ import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-ada
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { strictJsonOptions } from './request-decoding.js';
-import { createServerTracingInterceptor } from './telemetry.js';
+import { createServerTracingInterceptor, rpcNameOf } from './telemetry.js';
 import { createTextFieldInterceptor } from './text-fields.js';
 import type { CertificateSource } from './tls.js';
 
@@ -65,26 +65,33 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
     }
     return mapped;
   };
-  return (next) => async (req) => {
-    const method = `${req.service.typeName}/${req.method.name}`;
-    let res: Awaited<ReturnType<typeof next>>;
+  // then() rather than an async function: one promise per call instead of three.
+  return (next) => (req) => {
+    let pending: ReturnType<typeof next>;
     try {
-      res = await next(req);
+      pending = next(req);
     } catch (err) {
-      throw mapAndLog(err, method, req.signal);
+      return Promise.reject(mapAndLog(err, rpcNameOf(req.method), req.signal));
     }
-    if (!res.stream) return res;
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* mapped() {
-        try {
-          yield* messages;
-        } catch (err) {
-          throw mapAndLog(err, method, req.signal);
-        }
-      })(),
-    };
+    return pending.then(
+      (res) => {
+        if (!res.stream) return res;
+        const messages = res.message;
+        return {
+          ...res,
+          message: (async function* mapped() {
+            try {
+              yield* messages;
+            } catch (err) {
+              throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+            }
+          })(),
+        };
+      },
+      (err: unknown) => {
+        throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+      },
+    );
   };
 }
 

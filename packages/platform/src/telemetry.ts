@@ -33,6 +33,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from '@connectrpc/connect';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -176,8 +177,14 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   };
 }
 
-const headerGetter: TextMapGetter<Headers> = {
-  keys: (h) => [...h.keys()],
+/** TraceCarrier is where a request's headers are read from: its `Headers`, or a view of gRPC metadata with the same `get`. */
+export interface TraceCarrier {
+  get(name: string): string | null | undefined;
+}
+
+// The W3C propagator only calls get(); keys() is never asked of a carrier here.
+const headerGetter: TextMapGetter<TraceCarrier> = {
+  keys: (h) => (h instanceof Headers ? [...h.keys()] : []),
   get: (h, key) => h.get(key) ?? undefined,
 };
 
@@ -248,7 +255,7 @@ const REQUEST_TRACE = createContextKey('parley.request-trace');
 
 /** InboundRequest is what startRequestTrace needs to know about an HTTP request. */
 export interface InboundRequest {
-  readonly headers: Headers;
+  readonly headers: TraceCarrier;
   readonly method: string | undefined;
   readonly peerAddress: string | undefined;
   readonly peerPort: number | undefined;
@@ -275,14 +282,13 @@ export function startRequestTrace(req: InboundRequest): { trace: RequestTrace; c
   }
   const parent = req.trustParent ? callerContext : ROOT_CONTEXT;
   const system = rpcSystemOf(req.headers.get('content-type'));
-  const attributes: Attributes = {
-    'rpc.system.name': system,
-    'rpc.method': req.method ?? '_OTHER',
-    ...(system === 'connectrpc' ? { 'parley.rpc.encoding': connectEncoding(req.headers.get('content-type')) } : {}),
-    ...(req.peerAddress !== undefined ? { 'network.peer.address': req.peerAddress } : {}),
-    ...(req.peerPort !== undefined ? { 'network.peer.port': req.peerPort } : {}),
-    ...(req.localPort !== undefined ? { 'server.port': req.localPort } : {}),
-  };
+  // Assigned one by one, in one order, rather than spread from temporary objects: this runs on
+  // every request, and the SDK copies the attributes anyway.
+  const attributes: Attributes = { 'rpc.system.name': system, 'rpc.method': req.method ?? '_OTHER' };
+  if (system === 'connectrpc') attributes['parley.rpc.encoding'] = connectEncoding(req.headers.get('content-type') ?? null);
+  if (req.peerAddress !== undefined) attributes['network.peer.address'] = req.peerAddress;
+  if (req.peerPort !== undefined) attributes['network.peer.port'] = req.peerPort;
+  if (req.localPort !== undefined) attributes['server.port'] = req.localPort;
   const span = tracer().startSpan(req.method ?? 'unknown RPC', { kind: SpanKind.SERVER, attributes, links }, parent);
   const rt: RequestTrace = { span, system, method: req.method, code: undefined, reached: false, startedAt: performance.now() };
   return { trace: rt, context: trace.setSpan(parent, span).setValue(REQUEST_TRACE, rt) };
@@ -317,19 +323,76 @@ function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | und
 export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0): void {
   if (rt.code === undefined) setServerCode(rt, fallback);
   const code = rt.code ?? fallback;
-  rpcInstruments().serverDuration.record((performance.now() - rt.startedAt) / 1000, {
-    'rpc.system.name': rt.system,
-    'rpc.method': rt.method ?? '_OTHER',
-    'rpc.response.status_code': statusCodeName(code, rt.system),
-  });
+  rpcInstruments().serverDuration.record(
+    (performance.now() - rt.startedAt) / 1000,
+    seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code),
+  );
   rt.span.end();
+}
+
+/**
+ * MethodSeries holds one RPC method's metric series: the attribute objects of its duration
+ * histogram (one per system and code, made once instead of on every call) and its count of RPCs
+ * in flight per system, which rpc.server.active_requests reports when it is read.
+ */
+interface MethodSeries {
+  durationAttributes(system: RpcSystem, code: Code | 0): Attributes;
+  active(system: RpcSystem): ActiveCount;
+}
+
+/** ActiveCount is the number of RPCs of one method and system being served right now. */
+interface ActiveCount {
+  readonly attributes: Attributes;
+  count: number;
+}
+
+/** MAX_METHOD_SERIES bounds the per-method cache (served methods are few; past it, series are made per call). */
+const MAX_METHOD_SERIES = 2_000;
+
+const methodSeries = new Map<string, MethodSeries>();
+const activeCounts: ActiveCount[] = [];
+
+function newMethodSeries(method: string, cached: boolean): MethodSeries {
+  const durations = new Map<number, Attributes>();
+  const actives = new Map<RpcSystem, ActiveCount>();
+  return {
+    durationAttributes(system, code) {
+      const key = system === 'grpc' ? code : -1 - code;
+      let attributes = durations.get(key);
+      if (attributes === undefined) {
+        attributes = { 'rpc.system.name': system, 'rpc.method': method, 'rpc.response.status_code': statusCodeName(code, system) };
+        durations.set(key, attributes);
+      }
+      return attributes;
+    },
+    active(system) {
+      let active = actives.get(system);
+      if (active === undefined) {
+        active = { attributes: { 'rpc.system.name': system, 'rpc.method': method }, count: 0 };
+        actives.set(system, active);
+        if (cached) activeCounts.push(active);
+      }
+      return active;
+    },
+  };
+}
+
+/** seriesOf is a method's metric series. */
+function seriesOf(method: string): MethodSeries {
+  let series = methodSeries.get(method);
+  if (series === undefined) {
+    const cached = methodSeries.size < MAX_METHOD_SERIES;
+    series = newMethodSeries(method, cached);
+    if (cached) methodSeries.set(method, series);
+  }
+  return series;
 }
 
 /** RpcInstruments are the RPC metrics of the kernel (OpenTelemetry RPC semantic conventions). */
 interface RpcInstruments {
   readonly serverDuration: ReturnType<ReturnType<typeof metrics.getMeter>['createHistogram']>;
   readonly clientDuration: ReturnType<ReturnType<typeof metrics.getMeter>['createHistogram']>;
-  readonly serverActive: ReturnType<ReturnType<typeof metrics.getMeter>['createUpDownCounter']>;
+  readonly serverActive: ReturnType<ReturnType<typeof metrics.getMeter>['createObservableUpDownCounter']>;
 }
 
 /** RPC_DURATION_BUCKETS are seconds, from 1 ms to 30 s: the span of a fast cache hit to a deadline. */
@@ -356,11 +419,16 @@ export function rpcInstruments(): RpcInstruments {
       unit: 's',
       advice: { explicitBucketBoundaries: RPC_DURATION_BUCKETS },
     }),
-    serverActive: meter.createUpDownCounter('rpc.server.active_requests', {
+    // Observed when read (a scrape or an export) from counts kept in process: two metric records
+    // per call, each hashing its attributes, were a large part of the kernel's own CPU per call.
+    serverActive: meter.createObservableUpDownCounter('rpc.server.active_requests', {
       description: 'RPCs being served right now.',
       unit: '{request}',
     }),
   };
+  value.serverActive.addCallback((result) => {
+    for (const active of activeCounts) result.observe(active.count, active.attributes);
+  });
   instruments = { provider, value };
   return value;
 }
@@ -374,8 +442,8 @@ export function rpcInstruments(): RpcInstruments {
  * only, never a message, which might carry request data.
  */
 export function createServerTracingInterceptor(): Interceptor {
-  return (next) => async (req) => {
-    const method = `${req.service.typeName}/${req.method.name}`;
+  return (next) => (req) => {
+    const method = rpcNameOf(req.method);
     const outer = activeRequestTrace();
     let rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined };
     let ctx: Context;
@@ -402,14 +470,15 @@ export function createServerTracingInterceptor(): Interceptor {
       rt = { span, system, code: undefined };
       ctx = trace.setSpan(parent, span);
     }
-    const active = rpcInstruments().serverActive;
-    const activeAttributes = { 'rpc.system.name': rt.system, 'rpc.method': method };
-    active.add(1, activeAttributes);
+    // Instruments made before the first call, so that the series is there when it is read.
+    rpcInstruments();
+    const active = seriesOf(method).active(rt.system);
+    active.count += 1;
     let open = true;
     const done = (code: Code | 0) => {
       if (!open) return;
       open = false;
-      active.add(-1, activeAttributes);
+      active.count -= 1;
       setServerCode(rt, code);
       if (own) rt.span.end();
     };
@@ -424,23 +493,38 @@ export function createServerTracingInterceptor(): Interceptor {
  * but its first report): a unary call when it returns, a stream when it ends, fails or is
  * abandoned by its reader (Canceled). Each step of a stream runs in `stepContext` when given.
  */
-async function callUntilEnd(
+function callUntilEnd(
   ctx: Context,
   call: () => Promise<UnaryResponse | StreamResponse>,
   done: (code: Code | 0) => void,
   stepContext: Context | undefined,
 ): Promise<UnaryResponse | StreamResponse> {
-  let res: UnaryResponse | StreamResponse;
+  let pending: Promise<UnaryResponse | StreamResponse>;
   try {
-    res = await context.with(ctx, call);
+    // Already in ctx (the request's own span): no second context switch per call.
+    pending = context.active() === ctx ? call() : context.with(ctx, call);
   } catch (err) {
     done(codeOf(err));
-    throw err;
+    return Promise.reject(err as Error);
   }
-  if (!res.stream) {
-    done(0);
-    return res;
-  }
+  // then() rather than an async function: one promise per call instead of three.
+  return pending.then(
+    (res) => {
+      if (!res.stream) {
+        done(0);
+        return res;
+      }
+      return tracedStream(res, done, stepContext);
+    },
+    (err: unknown) => {
+      done(codeOf(err));
+      throw err;
+    },
+  );
+}
+
+/** tracedStream reports how a response stream ended to `done`, running each step in `stepContext` when given. */
+function tracedStream(res: StreamResponse, done: (code: Code | 0) => void, stepContext: Context | undefined): StreamResponse {
   const iterator = res.message[Symbol.asyncIterator]();
   const step = stepContext === undefined ? () => iterator.next() : () => context.with(stepContext, () => iterator.next());
   return {
@@ -462,6 +546,18 @@ async function callUntilEnd(
       }
     })(),
   };
+}
+
+const rpcNames = new WeakMap<DescMethod, string>();
+
+/** rpcNameOf is a method's fully qualified name (`pkg.Service/Method`), made once per method. */
+export function rpcNameOf(method: DescMethod): string {
+  let name = rpcNames.get(method);
+  if (name === undefined) {
+    name = `${method.parent.typeName}/${method.name}`;
+    rpcNames.set(method, name);
+  }
+  return name;
 }
 
 /** PeerAddress is where a client call goes: server.address and server.port of its CLIENT span. */

@@ -133,11 +133,16 @@ export function textFaultError(fault: TextFault): InvalidArgumentError {
  * surrogates): one rule for every RPC of every service, before a handler or a query sees it.
  */
 export function createTextFieldInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  // Not an async function: a unary call passes through without a promise of its own.
+  return (next) => (req) => {
     if (!req.stream) {
-      const fault = findTextFault(req.method.input, req.message);
-      if (fault !== undefined) throw textFaultError(fault);
-      return next(req);
+      let fault: TextFault | undefined;
+      try {
+        fault = findTextFault(req.method.input, req.message);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      return fault === undefined ? next(req) : Promise.reject(textFaultError(fault));
     }
     const messages = req.message;
     const schema = req.method.input;
