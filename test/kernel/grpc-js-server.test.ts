@@ -5,6 +5,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
+import { connect as http2Connect } from 'node:http2';
 import { Writable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -166,6 +167,46 @@ describe('the grpc-js internal server', () => {
     expect(got.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(got.details).toMatch(/^the request body is not a valid parley\.testing\.v1\.EchoRequest message \(.+\); check its encoding$/);
     expect(logLines.some((l) => l.msg === 'malformed request refused' && l.level === 'warn')).toBe(true);
+  });
+
+  it('answers INVALID_ARGUMENT, not INTERNAL, to a bogus gzip body and to a malformed grpc-timeout', async () => {
+    const edge = pki.files('edge');
+    const session = http2Connect(`https://localhost:${port}`, {
+      ca: readFileSync(edge.caFile),
+      cert: readFileSync(edge.certFile),
+      key: readFileSync(edge.keyFile),
+    });
+    /** raw sends one gRPC frame with the given headers and resolves to the grpc-status it ends with. */
+    const raw = (extra: Record<string, string>, compressed: number, payload: Buffer) =>
+      new Promise<string | undefined>((resolve, reject) => {
+        const req = session.request({
+          ':method': 'POST',
+          ':path': '/parley.testing.v1.EchoService/Echo',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          ...extra,
+        });
+        let status: string | undefined;
+        const take = (h: Record<string, unknown>) => (status ??= h['grpc-status'] as string | undefined);
+        req.on('response', take);
+        req.on('trailers', take);
+        req.on('error', reject);
+        req.on('close', () => resolve(status));
+        req.resume();
+        const frame = Buffer.alloc(5 + payload.length);
+        frame[0] = compressed;
+        frame.writeUInt32BE(payload.length, 1);
+        payload.copy(frame, 5);
+        req.end(frame);
+      });
+    try {
+      expect(await raw({ 'grpc-encoding': 'gzip' }, 1, Buffer.from('not gzip at all'))).toBe(String(grpc.status.INVALID_ARGUMENT));
+      expect(await raw({ 'grpc-timeout': 'banana' }, 0, Buffer.from(echoBytes('hi')))).toBe(String(grpc.status.INVALID_ARGUMENT));
+      // The control: the same call with a well-formed timeout is served.
+      expect(await raw({ 'grpc-timeout': '5S' }, 0, Buffer.from(echoBytes('hi')))).toBe(String(grpc.status.OK));
+    } finally {
+      session.close();
+    }
   });
 
   it('applies the text rule: a NUL in a string field is INVALID_ARGUMENT naming the field', async () => {

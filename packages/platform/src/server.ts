@@ -143,6 +143,19 @@ function callerOfCall(call: SurfaceCall, trustDomain: string): Caller | undefine
   return caller;
 }
 
+/**
+ * grpcJsCanRefuseWell is false for a gRPC request whose mistakes grpc-js would answer INTERNAL
+ * before our code sees it: a compressed body (a bogus one is INTERNAL "Failed to decompress") or a
+ * `grpc-timeout` that is not the spec's 1-8 digits and a unit. Internal clients send neither, so
+ * such requests are rare; connect-node serves them and answers a bad one INVALID_ARGUMENT.
+ */
+function grpcJsCanRefuseWell(headers: IncomingHttpHeaders): boolean {
+  const encoding = headers['grpc-encoding'];
+  if (encoding !== undefined && encoding !== 'identity') return false;
+  const timeout = headers['grpc-timeout'];
+  return timeout === undefined || (typeof timeout === 'string' && /^[0-9]{1,8}[HMSmun]$/.test(timeout));
+}
+
 /** StreamListener is an HTTP/2 server's 'stream' listener. */
 type StreamListener = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
 
@@ -168,8 +181,9 @@ function attachGrpcJs(http2: Http2SecureServer, grpcServer: grpc.Server, serves:
     const type = headers['content-type'] ?? '';
     const path = headers[':path'] ?? '';
     // gRPC for a method grpc-js serves goes to grpc-js; the rest (Connect, gRPC-Web, an unknown
-    // path, which connect-node traces and logs) to the listeners that were there before.
-    if (type.startsWith('application/grpc') && !type.startsWith('application/grpc-web') && serves(path)) {
+    // path, which connect-node traces and logs, a request grpc-js would refuse as INTERNAL) to the
+    // listeners that were there before.
+    if (type.startsWith('application/grpc') && !type.startsWith('application/grpc-web') && serves(path) && grpcJsCanRefuseWell(headers)) {
       grpcListener.call(http2, stream, headers, flags, rawHeaders);
       return;
     }
