@@ -171,8 +171,9 @@ export async function placeOutboundCall(call: {
 /**
  * dialError says what a failed "create a call" means for the caller, without Twilio's own message
  * (it can repeat the callee's number): a refusal (4xx) is the agent's telephony settings or the
- * number, Twilio's trouble (5xx) is worth a retry, and no answer at all may still have placed the
- * call, so it is not offered as safely retryable.
+ * number, Twilio's trouble (5xx) is most likely no call but not certainly one (its attempt stays
+ * counted, see placedNothing), and no answer at all may still have placed the call, so neither is
+ * offered as safely retryable.
  */
 export function dialError(err: unknown): Error {
   if (err instanceof TwilioRestError && err.status >= 400 && err.status < 500) {
@@ -183,7 +184,10 @@ export function dialError(err: unknown): Error {
     );
   }
   if (err instanceof TwilioRestError && err.status >= 500)
-    return new UnavailableError(`Twilio is unavailable (HTTP ${err.status}); the call was not placed, try again`, { cause: err });
+    return new UnavailableError(
+      `Twilio is unavailable (HTTP ${err.status}); the call was most likely not placed, but it stays counted against the person's contact limits in case it was: check the call log before placing it again`,
+      { cause: err },
+    );
   if (err instanceof EgressRefusedError)
     return new FailedPreconditionError(`the agent's Twilio API address is refused by the egress policy (${err.message})`, { cause: err });
   if (err instanceof EgressRequestError && err.failure === 'connect-timeout')
