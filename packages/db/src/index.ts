@@ -60,4 +60,4 @@ export {
 } from './pagination.js';
 export { createGroupCommit, DEFAULT_MAX_QUEUED, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
 export { DEFAULT_HEARTBEAT_MS, HEARTBEAT_PREFIX, listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
-export { createNotifiedCache, type NotifiedCache } from './notified-cache.js';
+export { createNotifiedCache, listenedCache, type ListenedCacheTarget, type NotifiedCache } from './notified-cache.js';

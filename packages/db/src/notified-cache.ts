@@ -3,6 +3,10 @@
 // after the commit does not see the old value; the entry's lifetime bounds a notification that
 // was missed, and nothing is served or stored while the LISTEN connection is down.
 
+import type { Logger } from '@parley/platform';
+import type { ListenConfig } from './config.js';
+import { listenForNotifications, type NotificationListener } from './listen.js';
+
 /** NotifiedCache holds values by key for at most ttlMs, until a notification drops them. */
 export interface NotifiedCache<V> {
   /** get returns the key's fresh value, or fetches it and stores it when `keep` says so. */
@@ -62,4 +66,46 @@ export function createNotifiedCache<V>(options: {
       return entries.size;
     },
   };
+}
+
+/** ListenedCacheTarget is what a cache in front of tenant-data's answers exposes to its listener. */
+export interface ListenedCacheTarget {
+  /** invalidate drops what one notification's payload names. */
+  invalidate(payload: string): void;
+  /** clear drops everything (notifications may have been missed). */
+  clear(): void;
+}
+
+/**
+ * listenedCache gives a cache made by `make` its own LISTEN connection on `channel`: every
+ * notification invalidates, and the cache empties when the connection comes up and when it is lost
+ * (whatever was sent while nobody listened is unknown). `make` is handed the listener's state,
+ * first asked by a caller after the listener exists. With ttlMs 0 it returns undefined and opens no
+ * connection.
+ */
+export function listenedCache<C extends ListenedCacheTarget>(
+  options: {
+    ttlMs: number;
+    listen: ListenConfig;
+    channel: string;
+    applicationName: string;
+    lostMessage: string;
+    logger?: Logger | undefined;
+  },
+  make: (listening: () => boolean) => C,
+): { cache: C; close(): Promise<void> } | undefined {
+  if (options.ttlMs <= 0) return undefined;
+  const cache = make(() => listener.listening);
+  const listener: NotificationListener = listenForNotifications({
+    connectionString: options.listen.connectionString,
+    heartbeatMs: options.listen.heartbeatMs,
+    channel: options.channel,
+    applicationName: options.applicationName,
+    onNotification: (payload) => cache.invalidate(payload),
+    onListening: () => cache.clear(),
+    onLost: () => cache.clear(),
+    lostMessage: options.lostMessage,
+    logger: options.logger,
+  });
+  return { cache, close: () => listener.close() };
 }

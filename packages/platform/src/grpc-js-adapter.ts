@@ -26,7 +26,7 @@ import * as grpc from '@grpc/grpc-js';
 import { context } from '@opentelemetry/api';
 import { InvalidArgumentError, toConnectError } from './errors.js';
 import type { Logger } from './logger.js';
-import { finishRequestTrace, startRequestTrace } from './telemetry.js';
+import { finishRequestTrace, startRequestTrace, type InboundRequest } from './telemetry.js';
 
 type AnyGrpcCall = grpc.ServerUnaryCall<Buffer, Buffer>;
 
@@ -407,12 +407,12 @@ function serveMethod(
 ): grpc.UntypedHandleCall {
   const name = `${method.parent.typeName}/${method.name}`;
   const url = path;
-  const begin = (call: SurfaceCall) => {
-    const header = headersOf(call.metadata);
+  // Every call's start: its trace (its parent read from `traceHeaders`) and its state.
+  const begin = (call: SurfaceCall, traceHeaders: InboundRequest['headers']) => {
     const peer = call.getPeer();
     const colon = peer.lastIndexOf(':');
     const started = startRequestTrace({
-      headers: header,
+      headers: traceHeaders,
       method: name,
       peerAddress: colon > 0 ? peer.slice(0, colon) : undefined,
       peerPort: colon > 0 ? Number(peer.slice(colon + 1)) : undefined,
@@ -429,31 +429,13 @@ function serveMethod(
       responseTrailer: undefined,
     };
     const contextValues = options.contextValues(call).set(CALL_STATE, state);
-    return { header, state, contextValues, ...started };
+    return { state, contextValues, ...started };
   };
 
   if (method.methodKind === 'unary') {
     return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      const peer = call.getPeer();
-      const colon = peer.lastIndexOf(':');
-      const { trace: rt, context: ctx } = startRequestTrace({
-        headers: new MetadataCarrier(call.metadata),
-        method: name,
-        peerAddress: colon > 0 ? peer.slice(0, colon) : undefined,
-        peerPort: colon > 0 ? Number(peer.slice(colon + 1)) : undefined,
-        localPort: options.localPort(),
-        trustParent: true,
-      });
-      const state: CallState = {
-        call,
-        deadline: deadlineOf(call),
-        controller: undefined,
-        timer: undefined,
-        onCancel: undefined,
-        responseHeader: undefined,
-        responseTrailer: undefined,
-      };
-      const contextValues = options.contextValues(call).set(CALL_STATE, state);
+      // The trace parent straight from the metadata: the request's Headers are made only if read.
+      const { state, contextValues, trace: rt, context: ctx } = begin(call, new MetadataCarrier(call.metadata));
       let header: Headers | undefined;
       const finish = (fallback: Code | 0) => {
         disposeState(state);
@@ -512,7 +494,8 @@ function serveMethod(
   return (
     call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerReadableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
   ) => {
-    const { header, state, contextValues, trace: rt, context: ctx } = begin(call);
+    const header = headersOf(call.metadata);
+    const { state, contextValues, trace: rt, context: ctx } = begin(call, header);
     let finished = false;
     const finish = (fallback: Code | 0) => {
       if (finished) return;

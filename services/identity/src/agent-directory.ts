@@ -1,11 +1,5 @@
 import type { Client } from '@connectrpc/connect';
-import {
-  CONVERSATION_ACCESS_CHANNEL,
-  createNotifiedCache,
-  listenForNotifications,
-  type ListenConfig,
-  type NotificationListener,
-} from '@parley/db';
+import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenedCache, type ListenConfig } from '@parley/db';
 import { peerError, type Logger } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 
@@ -74,20 +68,16 @@ export function listenedAgentCache(
   inner: AgentDirectory,
   options: { ttlMs: number; listen: ListenConfig; logger?: Logger | undefined },
 ): { directory: AgentDirectory; close(): Promise<void> } {
-  if (options.ttlMs <= 0) return { directory: inner, close: () => Promise.resolve() };
-  // listening() is first asked by a CreateSession, after the listener below exists.
-  const cached = cachedAgentDirectory(inner, { ttlMs: options.ttlMs, listening: () => listener.listening });
-  const listener: NotificationListener = listenForNotifications({
-    connectionString: options.listen.connectionString,
-    heartbeatMs: options.listen.heartbeatMs,
-    channel: CONVERSATION_ACCESS_CHANNEL,
-    applicationName: 'parley-identity-listen',
-    onNotification: (payload) => cached.invalidate(payload),
-    // Whatever was sent while nobody listened is unknown: start empty.
-    onListening: () => cached.clear(),
-    onLost: () => cached.clear(),
-    lostMessage: 'agent notifications lost; asking tenant-data on every CreateSession until the LISTEN connection is back',
-    logger: options.logger,
-  });
-  return { directory: cached, close: () => listener.close() };
+  const listened = listenedCache(
+    {
+      ...options,
+      channel: CONVERSATION_ACCESS_CHANNEL,
+      applicationName: 'parley-identity-listen',
+      lostMessage: 'agent notifications lost; asking tenant-data on every CreateSession until the LISTEN connection is back',
+    },
+    (listening) => cachedAgentDirectory(inner, { ttlMs: options.ttlMs, listening }),
+  );
+  return listened === undefined
+    ? { directory: inner, close: () => Promise.resolve() }
+    : { directory: listened.cache, close: listened.close };
 }

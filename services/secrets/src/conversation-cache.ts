@@ -6,13 +6,7 @@
 // What bounds a stale answer when a notification is missed is the entry's lifetime: entries live
 // at most ttlMs, none is served or stored while the LISTEN connection is down, and losing it drops
 // them all.
-import {
-  CONVERSATION_ACCESS_CHANNEL,
-  createNotifiedCache,
-  listenForNotifications,
-  type ListenConfig,
-  type NotificationListener,
-} from '@parley/db';
+import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenedCache, type ListenConfig } from '@parley/db';
 import type { Logger } from '@parley/platform';
 import type { ConversationDirectory, ConversationSecretRefs } from './conversation-directory.js';
 
@@ -76,20 +70,16 @@ export function listenedConversationCache(
   inner: ConversationDirectory,
   options: { ttlMs: number; listen: ListenConfig; logger?: Logger | undefined },
 ): { directory: ConversationDirectory; close(): Promise<void> } {
-  if (options.ttlMs <= 0) return { directory: inner, close: () => Promise.resolve() };
-  // listening() is first asked by a resolve, after the listener below exists.
-  const cached = cachedConversationDirectory(inner, { ttlMs: options.ttlMs, listening: () => listener.listening });
-  const listener: NotificationListener = listenForNotifications({
-    connectionString: options.listen.connectionString,
-    heartbeatMs: options.listen.heartbeatMs,
-    channel: CONVERSATION_ACCESS_CHANNEL,
-    applicationName: 'parley-secrets-listen',
-    onNotification: (payload) => cached.invalidate(payload),
-    // Whatever was sent while nobody listened is unknown: start empty.
-    onListening: () => cached.clear(),
-    onLost: () => cached.clear(),
-    lostMessage: 'conversation-end notifications lost; asking tenant-data on every resolve until the LISTEN connection is back',
-    logger: options.logger,
-  });
-  return { directory: cached, close: () => listener.close() };
+  const listened = listenedCache(
+    {
+      ...options,
+      channel: CONVERSATION_ACCESS_CHANNEL,
+      applicationName: 'parley-secrets-listen',
+      lostMessage: 'conversation-end notifications lost; asking tenant-data on every resolve until the LISTEN connection is back',
+    },
+    (listening) => cachedConversationDirectory(inner, { ttlMs: options.ttlMs, listening }),
+  );
+  return listened === undefined
+    ? { directory: inner, close: () => Promise.resolve() }
+    : { directory: listened.cache, close: listened.close };
 }
