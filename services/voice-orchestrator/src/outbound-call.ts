@@ -84,38 +84,53 @@ export interface PersonStateStore {
 const COUNT_ROUNDS = 5;
 
 /**
+ * changePersonState is the compare-and-set both of them run: read the state with its revision,
+ * `change` it (undefined: nothing to store), and store that only if nobody stored in between; on a
+ * conflict, read and change again, COUNT_ROUNDS times at most, then UNAVAILABLE with `exhausted`.
+ * False when `change` found nothing to store.
+ */
+async function changePersonState(
+  store: PersonStateStore,
+  change: (stored: GuardrailState | undefined) => GuardrailState | undefined,
+  exhausted: string,
+): Promise<boolean> {
+  for (let round = 0; round < COUNT_ROUNDS; round++) {
+    const { state, revision } = await store.read();
+    const changed = change(state);
+    if (changed === undefined) return false;
+    if (await store.writeIfUnchanged(changed, revision)) return true;
+  }
+  throw new UnavailableError(exhausted);
+}
+
+/**
  * admitContactAttempt decides whether the person may be called and counts the attempt, as one
- * compare-and-set on their stored state: read it with its revision, run `decide` (the guardrail
- * check: throws the refusal, returns the state with this attempt counted), and store that only if
- * nobody stored in between. On a conflict it reads and decides again, so of two calls racing for
- * the last attempt a limit allows, on any replicas, exactly one is admitted.
+ * compare-and-set on their stored state: `decide` is the guardrail check (it throws the refusal and
+ * returns the state with this attempt counted), run again on every conflict, so of two calls racing
+ * for the last attempt a limit allows, on any replicas, exactly one is admitted.
  */
 export async function admitContactAttempt(
   store: PersonStateStore,
   decide: (stored: GuardrailState | undefined) => GuardrailState,
 ): Promise<void> {
-  for (let round = 0; round < COUNT_ROUNDS; round++) {
-    const { state, revision } = await store.read();
-    const counted = decide(state);
-    if (await store.writeIfUnchanged(counted, revision)) return;
-  }
-  throw new UnavailableError('too many calls to this person at the same moment; nothing was dialled, try again');
+  await changePersonState(store, decide, 'too many calls to this person at the same moment; nothing was dialled, try again');
 }
 
 /**
  * refundContactAttempt takes back the attempt counted at `at` (epoch ms) when the dial placed no
  * call, with the same compare-and-set; false when it was not there (already refunded, or expired).
  */
-export async function refundContactAttempt(store: PersonStateStore, at: number): Promise<boolean> {
-  for (let round = 0; round < COUNT_ROUNDS; round++) {
-    const { state, revision } = await store.read();
-    const attempts = state?.person.contactAttempts ?? [];
-    const i = attempts.indexOf(at);
-    if (state === undefined || i < 0) return false;
-    const refunded = { ...state, person: { ...state.person, contactAttempts: attempts.filter((_, j) => j !== i) } };
-    if (await store.writeIfUnchanged(refunded, revision)) return true;
-  }
-  throw new UnavailableError("the contact attempt could not be refunded: the person's state kept changing");
+export function refundContactAttempt(store: PersonStateStore, at: number): Promise<boolean> {
+  return changePersonState(
+    store,
+    (state) => {
+      const attempts = state?.person.contactAttempts ?? [];
+      const i = attempts.indexOf(at);
+      if (state === undefined || i < 0) return undefined;
+      return { ...state, person: { ...state.person, contactAttempts: attempts.filter((_, j) => j !== i) } };
+    },
+    "the contact attempt could not be refunded: the person's state kept changing",
+  );
 }
 
 /**
