@@ -62,7 +62,19 @@ describe('append_if_head_unmoved', () => {
     const tenant = randomUUID();
     await seed(tenant, 3);
     const from = await headOf(tenant);
-    const batch = linked(tenant, from, newEvents(tenant, 4));
+    // Values the array parameters must carry exactly (quotes, backslashes, braces, commas, "NULL",
+    // non-ASCII): the stored rows must hash to what was linked, or the chain would not verify.
+    const awkward = toNewEvent(
+      event(tenant, {
+        actorId: 'a"b\\c,{d}',
+        targetId: 'NULL',
+        userAgent: 'NULL',
+        sourceAddress: '',
+        description: { quote: 'say "hi"', slash: 'C:\\x\\y', braces: '{1,2}', emoji: 'é 😀', nested: { list: [1, 'two', null] } },
+      }),
+      0,
+    );
+    const batch = linked(tenant, from, [...newEvents(tenant, 3), awkward]);
     expect(await appendIfHeadUnmoved(db, tenant, from, batch)).toBe(true);
     expect(await headOf(tenant)).toMatchObject({ seq: 7, hash: batch.head.hash });
     expect((await storedIds(tenant)).slice(3)).toEqual(batch.chained.map((e) => e.id));
