@@ -223,8 +223,8 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       );
     for (const checkpoint of r.checkpoints) await publishToWitnesses(witnesses, checkpoint, logger);
   };
-  // Appends to one tenant chain are group-committed and pipelined; the witnesses hear of a batch's
-  // checkpoints (signed only on the locking path) before its callers are answered.
+  // Appends to one tenant chain are group-committed; the witnesses hear of a batch's checkpoints
+  // (signed only on the locking path) before its callers are answered.
   const appender = createChainAppender(
     {
       appendIfHeadUnmoved: (tenantId, from, batch) => appendIfHeadUnmoved(db, tenantId, from, batch),
