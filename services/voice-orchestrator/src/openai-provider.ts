@@ -174,6 +174,9 @@ export function providerEndpoint(baseUrl: string, path: string): string {
   return `${baseUrl.replace(/\/+$/, '')}/${path}`;
 }
 
+/** MAX_BYTES_AFTER_DONE is how much of a body after `data: [DONE]` is read (and dropped) to keep its connection. */
+const MAX_BYTES_AFTER_DONE = 16 * 1024;
+
 /**
  * chunksOf reads a Chat Completions stream: server-sent events (parsed by eventsource-parser),
  * each `data` a JSON chunk, until `data: [DONE]` or the end of the body. An `error` event or a
@@ -184,11 +187,23 @@ async function* chunksOf(body: EgressStreamResponse['body']): AsyncGenerator<Cha
   const events: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (event) => events.push(event) });
   const text = new TextDecoder();
+  let done = false;
+  let afterDone = 0;
   for await (const bytes of body) {
+    // After [DONE] the body is read to its end (a little of it at most), so the connection goes
+    // back to the pool instead of being closed under the next request.
+    if (done) {
+      afterDone += bytes.length;
+      if (afterDone > MAX_BYTES_AFTER_DONE) return;
+      continue;
+    }
     parser.feed(text.decode(bytes, { stream: true }));
-    for (let i = 0; i < events.length; i++) {
+    for (let i = 0; i < events.length && !done; i++) {
       const event = events[i]!;
-      if (event.data === '[DONE]') return;
+      if (event.data === '[DONE]') {
+        done = true;
+        break;
+      }
       let chunk: (ChatCompletionChunk & { error?: unknown }) | null;
       try {
         chunk = JSON.parse(event.data) as ChatCompletionChunk & { error?: unknown };
