@@ -1,5 +1,5 @@
 import { createSecureContext } from 'node:tls';
-import { Agent, fetch as undiciFetch } from 'undici';
+import type { Agent, fetch as undiciFetch } from 'undici';
 import { checkEgressTarget, systemLookup, type EgressCheckOptions, type EgressLookup } from './check.js';
 import { EgressRefusedError } from './errors.js';
 import { createEgressLookup } from './request.js';
@@ -62,16 +62,21 @@ export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch
   };
   const cacheMs = options.precheckCacheMs ?? 10_000;
   const precheck: EgressCheckOptions = cacheMs > 0 ? { ...checks, lookup: cachedLookup(options.lookup ?? systemLookup, cacheMs) } : checks;
-  const dispatcher = new Agent({
-    connect: {
-      lookup: createEgressLookup(checks),
-      timeout: options.connectTimeoutMs ?? 5_000,
-      // One TLS context for every connection (the trusted roots, or `ca`), instead of one built,
-      // roots and all, for each new connection a burst of provider requests opens.
-      secureContext: createSecureContext(options.ca !== undefined ? { ca: options.ca } : {}),
-    },
-    keepAliveTimeout: options.keepAliveMs ?? 30_000,
-  });
+  const connect = {
+    lookup: createEgressLookup(checks),
+    timeout: options.connectTimeoutMs ?? 5_000,
+    // One TLS context for every connection (the trusted roots, or `ca`), instead of one built,
+    // roots and all, for each new connection a burst of provider requests opens.
+    secureContext: createSecureContext(options.ca !== undefined ? { ca: options.ca } : {}),
+  };
+  // undici is over a hundred modules (a seventh of a second of CPU to load): loaded by the first
+  // request, not by every process that imports @parley/egress for its checks.
+  let client: Promise<{ fetch: typeof undiciFetch; dispatcher: Agent }> | undefined;
+  const loadClient = () =>
+    (client ??= import('undici').then((undici) => ({
+      fetch: undici.fetch,
+      dispatcher: new undici.Agent({ connect, keepAliveTimeout: options.keepAliveMs ?? 30_000 }),
+    })));
   return async (input, init) => {
     // A Request's own method, headers and body would be lost on the way: callers pass a URL and init.
     if (typeof input !== 'string' && !(input instanceof URL))
@@ -79,7 +84,8 @@ export function createEgressFetch(options: EgressFetchOptions = {}): EgressFetch
     const url = typeof input === 'string' ? input : input.href;
     const decision = await checkEgressTarget(url, precheck);
     if (!decision.allowed) throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');
-    const response = await undiciFetch(url, {
+    const { fetch, dispatcher } = await loadClient();
+    const response = await fetch(url, {
       ...(init as Parameters<typeof undiciFetch>[1]),
       redirect: 'manual',
       dispatcher,
