@@ -16,6 +16,7 @@ const step = (name: string) => {
   loaded = [];
 };
 
+const platform = await import('@parley/platform');
 const guardrails = await import('@parley/guardrails');
 const egress = await import('@parley/egress');
 step('import');
@@ -27,4 +28,7 @@ await egress
   .createEgressFetch({ policy })('https://127.0.0.1:9/')
   .catch(() => undefined);
 step('fetch');
+// Nothing listens at the endpoint: the exporters are made, and the shutdown's last export fails quietly.
+await platform.startTelemetry({ serviceName: 'module-loads', serviceVersion: 'test', otlpEndpoint: 'http://127.0.0.1:9' }).shutdown();
+step('otlp');
 process.send?.(steps, () => process.exit(0));

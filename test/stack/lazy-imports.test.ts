@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const CHILD = fileURLToPath(new URL('../dist/module-loads-child.js', import.meta.url));
 
 /** Steps are the module URLs the child loaded by each of its steps (test/src/module-loads-child.ts). */
-type Steps = Record<'import' | 'holidays' | 'fetch', string[]>;
+type Steps = Record<'import' | 'holidays' | 'fetch' | 'otlp', string[]>;
 
 let steps: Steps;
 
@@ -24,10 +24,12 @@ beforeAll(async () => {
 const fromPackage = (urls: string[], name: string) => urls.filter((u) => u.includes(`/node_modules/${name}/`));
 
 describe('start-up imports', () => {
-  it('importing the guardrails and egress packages loads neither date-holidays nor undici', () => {
+  it('importing the kernel, guardrails and egress packages loads neither date-holidays, undici nor the OTLP exporters', () => {
     expect(steps.import.some((u) => u.includes('/packages/guardrails/dist/'))).toBe(true);
     expect(fromPackage(steps.import, 'date-holidays')).toEqual([]);
     expect(fromPackage(steps.import, 'undici')).toEqual([]);
+    expect(fromPackage(steps.import, '@opentelemetry/exporter-trace-otlp-http')).toEqual([]);
+    expect(fromPackage(steps.import, '@opentelemetry/exporter-metrics-otlp-http')).toEqual([]);
   });
 
   it('compiling a policy with a holiday calendar loads date-holidays', () => {
@@ -36,5 +38,12 @@ describe('start-up imports', () => {
 
   it('the first egress request loads undici', () => {
     expect(fromPackage(steps.fetch, 'undici')).not.toEqual([]);
+  });
+
+  it('telemetry with an OTLP endpoint loads the OTLP exporters, as ES modules (one @opentelemetry/core for the process)', () => {
+    expect(fromPackage(steps.otlp, '@opentelemetry/exporter-trace-otlp-http')).not.toEqual([]);
+    expect(fromPackage(steps.otlp, '@opentelemetry/exporter-metrics-otlp-http')).not.toEqual([]);
+    const commonJs = [...steps.import, ...steps.otlp].filter((u) => u.includes('/@opentelemetry/') && u.endsWith('.cjs'));
+    expect(commonJs).toEqual([]);
   });
 });
