@@ -2,10 +2,12 @@
 // live conversation's turn (transcript turns, guardrail decisions, the checker's state) is stored
 // in one transaction or not at all: another tenant's conversation is NOT_FOUND, an ended one
 // FAILED_PRECONDITION, a bad part INVALID_ARGUMENT, and none of them leaves a row behind.
-// Concurrent records of several conversations are group-committed, and one refusal fails no other.
+// Concurrent records of several conversations are group-committed, and one refusal fails no other;
+// records of an idle tenant that arrive together go in one transaction (group commit's gather).
 import { randomUUID } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gatheredAttempts, transactionsWriting } from '../src/pg.js';
 import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
 
 let td: TenantDataProcess;
@@ -164,6 +166,17 @@ describe('RecordTurn', () => {
       expect(turns.map((t) => t.seq)).toEqual([0, 1, 2, 3]);
       expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
     }
+  });
+
+  it('commits records an idle tenant receives together in one transaction, not the first alone and the rest after it', async () => {
+    const taken = await gatheredAttempts(async () => {
+      const ids = await Promise.all(Array.from({ length: 8 }, () => conversation(tenantB, agentB)));
+      const recorded = await Promise.all(ids.map((id) => orchestrator.recordTurn(aTurn(id, tenantB))));
+      expect(recorded.map((r) => r.conversationState)).toEqual(ids.map(() => 'live'));
+      return transactionsWriting(td.admin, 'parley_tenant_data.transcript_turns', 'conversation_id', ids);
+    });
+    // Without gather the first record of a burst always goes alone: never fewer than two transactions.
+    expect(taken).toContain(1);
   });
 
   it('stores a burst of 200 records over 40 conversations (batches of several records per conversation) with gapless seqs', async () => {

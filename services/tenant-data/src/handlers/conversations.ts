@@ -42,12 +42,14 @@ export function conversationHandlers(
   // Turn records of one tenant's conversations that arrive while one is being committed go
   // together in the next transaction; each caller is answered only after the commit holding its
   // record, and a batch that fails is retried record by record, so one conversation's refusal
-  // (ended, unknown) never fails another's and a refused record writes nothing.
+  // (ended, unknown) never fails another's and a refused record writes nothing. An idle tenant's
+  // batch starts one event-loop turn after its first record (gather), so records arriving together
+  // (calls whose turns ended together) go in one transaction rather than one alone and the rest after.
   const turnRecords = createGroupCommit<TurnRecord, TurnRecorded>(
     (tenant, records) => withTenant(deps.db, tenant, (trx) => recordTurns(trx, records)),
     // A few seconds of turns at this replica's pace: past that the orchestrator's deadline has gone
     // by for the later ones, and refusing fast (UNAVAILABLE) beats writing turns nobody waits for.
-    { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records' },
+    { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records', gather: true },
   );
   return {
     async startConversation(req, ctx) {
