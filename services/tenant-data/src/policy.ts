@@ -43,5 +43,9 @@ export const callerPolicies: readonly CallerPolicy[] = [
     forgetSubject: ['lifecycle'],
     // A secret resolve's one question: secrets only.
     getConversationSecretRefs: ['secrets'],
+    // The KEK rewrap of recordings' own keys (kept here, sealed under the KEK): secrets only.
+    listRecordingKeyTenants: ['secrets'],
+    listRecordingKeys: ['secrets'],
+    saveRecordingKeys: ['secrets'],
   }),
 ];
