@@ -5,17 +5,13 @@
 // Own database and own KEK keyring: a rotation rewraps every tenant's keys and raises the
 // keyring's minimum version, which must not touch other files' stacks.
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { withTenant } from '@parley/db';
-import { recordingFrame, recordingHeader } from '@parley/conversation';
-import { RecordingSealer } from '@parley/envelope';
 import { peerUrlVariable } from '@parley/platform';
-import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import type { TenantDataDb } from '@parley/tenant-data';
 import { createMigratedDatabase, serviceDb, serviceUrl, type ThrowawayDatabase } from '@parley/test/pg';
@@ -23,6 +19,7 @@ import type { Kysely } from 'kysely';
 import wavefile from 'wavefile';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from '../edge/fixture.js';
+import { callAudio, storeRecording, type StoredRecording } from '../edge/recording.fixture.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(root, 'services', 'secrets', 'dist', 'cli.js');
@@ -88,42 +85,9 @@ async function secretsCli(...args: string[]): Promise<Record<string, unknown>> {
   return report;
 }
 
-/** recordWithoutSubject records a call's audio the way the orchestrator does, for a conversation without an end user. */
-async function recordWithoutSubject(): Promise<{ conversationId: string; recordingId: string; dataKey: Buffer }> {
-  const { tenantId, apiKey } = stack.bootstrap;
-  const created = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: `rotation-${randomUUID().slice(0, 8)}` }, apiKey);
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
-  const agentId = (created.body.agent as { id: string }).id;
-  const tenantData = await stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService);
-  const secrets = await stack.clientAs('voice-orchestrator', 'secrets', SecretsService);
-  const { conversation } = await tenantData.startConversation({ tenantId, agentId });
-  const conversationId = conversation!.id;
-  const recordingId = randomUUID();
-  const issued = await secrets.issueRecordingKey({ tenantId, conversationId, recordingId });
-  expect(issued.wrappedKey).toMatch(/^conversation:v2:/);
-  const scope = { tenantId, conversationId, recordingId };
-  const sealer = new RecordingSealer(issued.dataKey, scope);
-  const caller = Int16Array.from({ length: RATE }, (_, i) => Math.round(8_000 * Math.sin(i / 7)));
-  const agent = Int16Array.from({ length: RATE }, (_, i) => Math.round(6_000 * Math.sin(i / 3)));
-  const plaintext = Buffer.concat([recordingHeader(RATE), recordingFrame('caller', 0, caller), recordingFrame('agent', 1_000, agent)]);
-  const blob = Buffer.concat([sealer.header(), sealer.seal(plaintext, true)]);
-  sealer.wipe();
-  const blobKey = `recordings/${tenantId}/${conversationId}/${recordingId}.pra`;
-  const path = join(blobDir, blobKey);
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, blob, { mode: 0o600 });
-  await tenantData.addRecording({
-    tenantId,
-    conversationId,
-    id: recordingId,
-    blobKey,
-    durationMs: 2_000,
-    dataClass: 'audio_full',
-    sizeBytes: BigInt(blob.length),
-    wrappedKey: issued.wrappedKey,
-  });
-  await tenantData.endConversation({ tenantId, conversationId });
-  return { conversationId, recordingId, dataKey: Buffer.from(issued.dataKey) };
+/** recordWithoutSubject records two seconds of a call for a conversation without an end user. */
+async function recordWithoutSubject(): Promise<StoredRecording> {
+  return storeRecording(stack, blobDir, callAudio(2, RATE));
 }
 
 async function readWav(conversationId: string, recordingId: string): Promise<{ status: number; left?: Int16Array; body: unknown }> {

@@ -37,6 +37,7 @@ export const callerPolicies: readonly CallerPolicy[] = [
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
     readRecordingAudio: ['edge'],
+    streamRecordingAudio: ['edge'],
     // The retention purge: lifecycle's scheduler only.
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
