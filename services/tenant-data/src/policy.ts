@@ -18,7 +18,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     setGuardrailPolicy: ['edge'],
     testGuardrailPolicy: ['edge'],
     createSubject: ['edge', 'voice-orchestrator'],
-    getSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
+    // identity checks a call session's person (CreateCallSession).
+    getSubject: ['edge', 'identity', 'voice-orchestrator', 'lifecycle'],
     findSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
     // The do-not-contact list, kept by operators through the edge's CallService.
     setDoNotContact: ['edge'],
