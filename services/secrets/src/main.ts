@@ -58,6 +58,7 @@ runMain({
       keys,
       cache: keys.cache,
       directory,
+      liveDirectory: fromTenantData,
       versionGraceMs: config.versionGraceMs,
       onAudit: () => audit.wake(),
       // secret.rotated goes to the workspace's webhooks when integrations is configured.
