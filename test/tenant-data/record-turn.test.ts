@@ -131,6 +131,31 @@ describe('RecordTurn', () => {
     expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
   });
 
+  it("refuses a subject id that is not the conversation's end user (another person, an unknown one, another workspace's) and writes nothing", async () => {
+    const id = await conversation(tenantA, agentA, subjectA);
+    const other = (await orchestrator.createSubject({ tenantId: tenantA, externalRef: 'crm-10' })).subject?.id ?? '';
+    const theirs = (await orchestrator.createSubject({ tenantId: tenantB, externalRef: 'crm-9' })).subject?.id ?? '';
+    const anonymous = await conversation(tenantA, agentA);
+    for (const [conversationId, subjectId] of [
+      [id, other],
+      [id, randomUUID()],
+      [id, theirs],
+      [anonymous, subjectA],
+    ] as const) {
+      const err = await failure(orchestrator.recordTurn({ ...aTurn(conversationId), subjectId }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.message).toContain(`subject_id ${subjectId} is not the end user of conversation ${conversationId}`);
+      expect(await written(conversationId)).toEqual({ turns: 0, decisions: 0, states: 0 });
+    }
+    const people = await td.admin.query<{ subject_id: string }>(
+      'select subject_id from parley_tenant_data.guardrail_person_states where subject_id = any($1)',
+      [[other, theirs]],
+    );
+    expect(people.rows).toEqual([]);
+    // Its own end user's is stored.
+    expect((await orchestrator.recordTurn({ ...aTurn(id), subjectId: subjectA })).conversationState).toBe('live');
+  });
+
   it('refuses a record with a bad part as INVALID_ARGUMENT naming it, and keeps none of its good parts', async () => {
     const id = await conversation(tenantA, agentA);
     const badDecision = await failure(

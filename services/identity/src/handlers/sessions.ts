@@ -150,7 +150,12 @@ export function sessionHandlers(
         });
       // The person an outbound call was placed to (the orchestrator read it from the signed webhook URL).
       const subjectId = req.subjectId === '' ? undefined : requireUuid(req.subjectId, 'subject_id');
-      await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
+      // The person must be the workspace's: the session binds the call's conversation to them, and
+      // forgetting them deletes it. Asked beside the agent, so it adds no round trip.
+      await Promise.all([
+        deps.agents.requireAgent(tenantId, agentId, ctx.signal),
+        subjectId === undefined ? undefined : deps.agents.requireSubject(tenantId, subjectId, ctx.signal),
+      ]);
       // One session per call: the unique (tenant, call_sid) makes a replayed webhook fail here, at any replica.
       const { sid, token } = await mintSession(
         tenantId,
