@@ -3,7 +3,6 @@
 // default keeps what connect-node's transport gave: the peer's SPIFFE ID, codes, messages,
 // trailers and error details, deadlines, cancellation, streams both ways, certificate rotation.
 import { create } from '@bufbuild/protobuf';
-import { anyPack } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { copyFile, readFile } from 'node:fs/promises';
@@ -326,10 +325,6 @@ describe('the grpc-js internal client against a connect-node gRPC server', () =>
     const details = err.findDetails(EchoResponseSchema);
     expect(details).toHaveLength(1);
     expect(details[0]).toMatchObject({ message: 'detail', servedBy: 'connect-node' });
-    // What connect's encoder wrote is what connect-node's own client would have read.
-    expect(anyPack(EchoResponseSchema, create(EchoResponseSchema, { message: 'detail', servedBy: 'connect-node' })).typeUrl).toBe(
-      `type.googleapis.com/${err.details[0]?.type ?? ''}`,
-    );
     client.close();
   });
 });
