@@ -237,16 +237,18 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
       : {}),
   });
   const interceptors = options.interceptors;
-  const paths = new WeakMap<object, string>();
+  // The method's path (grpc-js's name for the call) and URL (connect's req.url), made once per method.
+  const base = `https://${options.servername ?? options.target}`;
+  const paths = new WeakMap<object, { path: string; url: string }>();
   const pathOf = (method: { name: string; parent: { typeName: string } }) => {
-    let path = paths.get(method);
-    if (path === undefined) {
-      path = `/${method.parent.typeName}/${method.name}`;
-      paths.set(method, path);
+    let known = paths.get(method);
+    if (known === undefined) {
+      const path = `/${method.parent.typeName}/${method.name}`;
+      known = { path, url: `${base}${path}` };
+      paths.set(method, known);
     }
-    return path;
+    return known;
   };
-  const url = `https://${options.servername ?? options.target}`;
   let inFlight = 0;
   let closing = false;
   let closed = false;
@@ -280,7 +282,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
         return;
       }
       inFlight += 1;
-      const call = channel.createCall(pathOf(req.method), deadline, null, null, null);
+      const call = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
       let header: grpc.Metadata | undefined;
       let message: Buffer | undefined;
       let extra = false;
@@ -352,7 +354,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
           return;
         }
         inFlight += 1;
-        const call: AnyCall = channel.createCall(pathOf(req.method), deadline, null, null, null);
+        const call: AnyCall = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
         const input = req.method.input;
         const output = req.method.output;
         // Messages received and not yet read, and the readers waiting for one.
@@ -483,7 +485,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
         service: method.parent,
         method,
         requestMethod: 'POST',
-        url,
+        url: pathOf(method).url,
         get signal() {
           return lazy.signal;
         },
@@ -516,7 +518,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
           service: method.parent,
           method,
           requestMethod: 'POST',
-          url,
+          url: pathOf(method).url,
           header: new Headers(header),
           contextValues: contextValues ?? createContextValues(),
           message: input,
