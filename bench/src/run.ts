@@ -277,7 +277,7 @@ const suites: Suite[] = [
         ...r.createSession.map((x) => `| Parley | ${x.concurrency} | ${x.rps} | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} |`),
         ...r.floor.map((x) => `| floor | ${x.concurrency} | ${x.rps} | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} |`),
         '',
-        "The internal clients (edge → identity, identity → tenant-data) with each implementation, edge and identity restarted in place between the two (PARLEY_INTERNAL_CLIENT); CPU per call is each process's time on a CPU over 1,000 more calls at the same concurrency:",
+        "The internal clients (edge → identity, identity → tenant-data) with each implementation (PARLEY_INTERNAL_CLIENT), edge and identity restarted in place before each; CPU per call is each process's time on a CPU over 1,000 more calls at the same concurrency:",
         '',
         '| internal client | callers | req/s | p99 ms | edge CPU ms/call | identity CPU ms/call |',
         '|---|---:|---:|---:|---:|---:|',

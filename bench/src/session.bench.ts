@@ -255,25 +255,21 @@ async function createSessionLoad(
       parley.push(await closedLoop(create, { concurrency: c, seconds, warmupSeconds: 2 }));
       floor.push(await closedLoop(floorCreate, { concurrency: c, seconds, warmupSeconds: 2 }));
     }
-    // The same load with the edge's and identity's internal clients on connect-node's transport
-    // (PARLEY_INTERNAL_CLIENT), restarted in place, against the default measured just before.
+    // The same load with each internal client implementation (PARLEY_INTERNAL_CLIENT) of the
+    // edge and identity, each restarted in place first so that both run equally warm.
     const top = Math.max(...concurrency);
     const measured = procs.filter((p) => p.name === 'edge' || p.name === 'identity');
-    const clients: ClientComparison[] = [
-      {
-        client: 'grpc-js',
-        load: parley.find((r) => r.concurrency === top) as LoadResult,
+    const clients: ClientComparison[] = [];
+    for (const client of ['grpc-js', 'connect-node']) {
+      for (const p of measured) await p.stop();
+      for (const p of measured) p.start({ PARLEY_INTERNAL_CLIENT: client });
+      await Promise.all(measured.map((p) => p.waitReady(60_000)));
+      clients.push({
+        client,
+        load: await closedLoop(create, { concurrency: top, seconds, warmupSeconds: 2 }),
         cpuMsPerCall: await cpuPerCall(measured, create, 1_000, top),
-      },
-    ];
-    for (const p of measured) await p.stop();
-    for (const p of measured) p.start({ PARLEY_INTERNAL_CLIENT: 'connect-node' });
-    await Promise.all(measured.map((p) => p.waitReady(60_000)));
-    clients.push({
-      client: 'connect-node',
-      load: await closedLoop(create, { concurrency: top, seconds, warmupSeconds: 2 }),
-      cpuMsPerCall: await cpuPerCall(measured, create, 1_000, top),
-    });
+      });
+    }
     return { parley, floor, clients };
   } finally {
     for (const d of floorDbs) await d.destroy();
