@@ -282,6 +282,22 @@ describe.each(['grpc-js', 'connect-node'] as InternalClientImplementation[])('th
   });
 });
 
+describe('the grpc-js internal client', () => {
+  it('fails a call whose header value gRPC metadata cannot carry with a ConnectError, and keeps serving', async () => {
+    const client = createServiceClient(EchoService, {
+      baseUrl: url,
+      certificates: await CertificateSource.open(pki.files('edge')),
+      expect: 'identity',
+      trustDomain: 'parley.local',
+    });
+    const err = await errorOf(client.echo({ message: 'x' }, { headers: { 'x-parley-test': 'caf\u00e9' } }));
+    expect(err.code).toBe(Code.Internal);
+    expect(err.rawMessage).toMatch(/illegal characters/);
+    expect((await client.echo({ message: 'next' })).message).toBe('next');
+    client.close();
+  });
+});
+
 describe('the grpc-js internal client against a connect-node gRPC server', () => {
   let plain: Http2SecureServer;
   let plainUrl: string;

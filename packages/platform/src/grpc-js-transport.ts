@@ -271,8 +271,11 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
         return;
       }
       let bytes: Buffer;
+      let metadata: grpc.Metadata;
       try {
         bytes = asBuffer(toBinary(req.method.input, normalize(req.method.input, req.message)));
+        // grpc-js refuses a header value outside printable ASCII, where connect-node sent it.
+        metadata = metadataOfHeaders(req.header);
       } catch (err) {
         reject(ConnectError.from(err, Code.Internal));
         return;
@@ -288,9 +291,9 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
       let extra = false;
       const onAbort = () => call.cancelWithStatus(grpc.status.CANCELLED, 'the caller aborted the call');
       caller?.addEventListener('abort', onAbort, { once: true });
-      call.start(metadataOfHeaders(req.header), {
-        onReceiveMetadata(metadata) {
-          header = metadata;
+      call.start(metadata, {
+        onReceiveMetadata(received) {
+          header = received;
         },
         onReceiveMessage(received: Buffer) {
           if (message !== undefined) extra = true;
@@ -353,6 +356,13 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
           reject(new ConnectError('the client was closed', Code.Unavailable));
           return;
         }
+        let requestMetadata: grpc.Metadata;
+        try {
+          requestMetadata = metadataOfHeaders(req.header);
+        } catch (err) {
+          reject(ConnectError.from(err, Code.Internal));
+          return;
+        }
         inFlight += 1;
         const call: AnyCall = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
         const input = req.method.input;
@@ -413,7 +423,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
         };
         const onAbort = () => call.cancelWithStatus(grpc.status.CANCELLED, 'the caller aborted the call');
         req.signal.addEventListener('abort', onAbort, { once: true });
-        call.start(metadataOfHeaders(req.header), {
+        call.start(requestMetadata, {
           onReceiveMetadata(metadata) {
             headerMetadata = metadata;
             respond();
