@@ -109,6 +109,19 @@ describe('OpenAI-compatible adapter', () => {
     standin.setMode('up');
   });
 
+  it('takes an error event in the stream for a failure, retried before the first token', async () => {
+    standin.setMode('error_event');
+    const before = standin.requests.length;
+    try {
+      await expect(
+        collect(adapter({ maxRetries: 1 }).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
+      ).rejects.toThrow('LLM provider sent an error event');
+      expect(standin.requests.length - before).toBe(2);
+    } finally {
+      standin.setMode('up');
+    }
+  });
+
   it('does not retry a wrong key (401)', async () => {
     const before = standin.requests.length;
     await expect(

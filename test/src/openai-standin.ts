@@ -27,7 +27,9 @@ export type OpenAiStandinMode =
   /** drop sends the first two chunks and then resets the connection (a provider dying mid-reply). */
   | 'drop'
   /** hang accepts the request and never answers. */
-  | 'hang';
+  | 'hang'
+  /** error_event starts the stream and sends an `error` object as its data (how OpenAI reports a failure mid-stream), then ends it. */
+  | 'error_event';
 
 /** StandinMessage is a chat message as a request carries it (content is null on an assistant message with tool_calls). */
 export interface StandinMessage {
@@ -187,6 +189,11 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     const text = replyOf?.(lastUser ?? '', messages) ?? `Stand-in reply. You said: ${lastUser}`;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.write(chunk({ role: 'assistant', content: '' }, null));
+    if (mode === 'error_event') {
+      const error = { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null };
+      res.end(`data: ${JSON.stringify({ error })}\n\n`);
+      return;
+    }
     let sent = 0;
     for (const w of words(text)) {
       if (res.destroyed) return;

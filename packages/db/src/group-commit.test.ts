@@ -67,4 +67,32 @@ describe('createGroupCommit', () => {
     // [2, 13, 4] failed together, then 2 and 4 committed alone.
     expect(committed).toEqual([[1], [2], [4]]);
   });
+
+  it('with gather, callers arriving in one turn at an idle key go in one batch, and the next turn starts the next batch', async () => {
+    const batches: number[][] = [];
+    const make = (gather: boolean) =>
+      createGroupCommit<number, number>(
+        async (_key, items) => {
+          batches.push([...items]);
+          await new Promise((r) => setTimeout(r, 5));
+          return items;
+        },
+        { maxSize: 10, gather },
+      );
+    // Without it, the first caller goes alone and the rest wait behind its commit.
+    const plain = make(false);
+    await Promise.all([1, 2, 3].map((n) => plain.submit('t', n)));
+    expect(batches).toEqual([[1], [2, 3]]);
+    batches.length = 0;
+    const gathered = make(true);
+    const firstTurn = [1, 2, 3].map((n) => gathered.submit('t', n));
+    expect(batches).toEqual([]); // nothing starts within the turn the callers arrived in
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1, 2, 3]]);
+    // One that arrives while that batch commits waits for it, as without gather.
+    const later = gathered.submit('t', 4);
+    expect(await Promise.all(firstTurn)).toEqual([1, 2, 3]);
+    expect(await later).toBe(4);
+    expect(batches).toEqual([[1, 2, 3], [4]]);
+  });
 });

@@ -38,6 +38,12 @@ export interface GroupCommitOptions<T> {
   readonly maxQueued?: number;
   /** what names the items in the overload message ("sessions", "audit appends"). */
   readonly what?: string;
+  /**
+   * gather starts a batch for an idle key one event-loop turn after its first item arrived
+   * (setImmediate) instead of at once, so that callers arriving together (the callers a commit
+   * just answered, coming back) go in one batch rather than one alone and the rest behind it.
+   */
+  readonly gather?: boolean;
 }
 
 interface Waiter<T, R> {
@@ -65,7 +71,7 @@ function canceled(): CanceledError {
  */
 export function createGroupCommit<T, R>(commit: CommitGroup<T, R>, options: GroupCommitOptions<T>): GroupCommit<T, R> {
   const maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED;
-  // A key has a queue while its drain loop runs; the loop removes it when the queue is empty.
+  // A key has a queue while its drain loop runs (or is about to, with gather); the loop removes it when the queue is empty.
   const queues = new Map<string, Waiter<T, R>[]>();
   // Items waiting (not yet taken into a batch), over every key.
   let waiting = 0;
@@ -161,9 +167,11 @@ export function createGroupCommit<T, R>(commit: CommitGroup<T, R>, options: Grou
           queue.push(waiter);
           return;
         }
-        queue = [waiter];
-        queues.set(key, queue);
-        void drain(key, queue);
+        const fresh = [waiter];
+        queue = fresh;
+        queues.set(key, fresh);
+        if (options.gather === true) setImmediate(() => void drain(key, fresh));
+        else void drain(key, fresh);
       });
     },
   };

@@ -4,7 +4,7 @@ import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressLookup } from './check.js';
 import { EgressRefusedError } from './errors.js';
-import { createEgressFetch } from './fetch.js';
+import { createEgressFetch, createEgressHttp } from './fetch.js';
 import { createEgressPolicy } from './policy.js';
 
 // A real HTTPS receiver on 127.0.0.1 with a certificate for receiver.test; the private allow-list
@@ -20,6 +20,8 @@ beforeAll(async () => {
   ca = authority.certPem;
   server = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
     seen.push(req.url ?? '');
+    // Never answered: a provider that accepted the request and went quiet.
+    if (req.url === '/hang') return;
     if (req.url === '/redirect') res.writeHead(302, { location: `https://127.0.0.1:${port}/internal-secret` }).end();
     else res.writeHead(200, { 'content-type': 'text/plain' }).end(`ok ${req.method ?? ''}`);
   });
@@ -136,5 +138,56 @@ describe('createEgressFetch', () => {
     });
     // Without the cache the URL check itself refuses it.
     expect((await refusal(none(`https://receiver.test:${port}/hello`))).rule).toBe('address-range');
+  });
+});
+
+describe('createEgressHttp request', () => {
+  const allowing = () =>
+    createEgressHttp({ ca, lookup: loopback, policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }) });
+
+  it('sends an allowed request over the shared pool and returns a redirect without following it', async () => {
+    const http = allowing();
+    const ok = await http.request(`https://receiver.test:${port}/hello`, { method: 'POST', body: new Uint8Array([120]) });
+    expect([ok.status, await ok.body.text()]).toEqual([200, 'ok POST']);
+    // The fetch of the same pool answers too.
+    expect(await (await http.fetch(`https://receiver.test:${port}/hello`)).text()).toBe('ok GET');
+    const before = seen.length;
+    const redirect = await http.request(`https://receiver.test:${port}/redirect`, { method: 'GET' });
+    await redirect.body.dump();
+    expect(redirect.status).toBe(302);
+    expect(seen.slice(before)).toEqual(['/redirect']);
+  });
+
+  it('refuses what the rules refuse before sending, and a name that resolves privately when it connects', async () => {
+    const before = seen.length;
+    const strict = createEgressHttp({ ca, policy: createEgressPolicy({ allowedPorts: [port] }) });
+    expect((await refusal(strict.request(`https://127.0.0.1:${port}/hello`, { method: 'GET' }))).rule).toBe('address-range');
+    expect((await refusal(strict.request(`http://127.0.0.1:${port}/hello`, { method: 'GET' }))).rule).toBe('scheme');
+    let lookups = 0;
+    const rebinding = createEgressHttp({
+      ca,
+      lookup: async () => {
+        lookups += 1;
+        return [{ address: lookups === 1 ? '127.0.0.1' : '10.9.9.9', family: 4 }];
+      },
+      policy: createEgressPolicy({ allowPrivate: ['127.0.0.1/32'], allowedPorts: [port] }),
+    });
+    const err = await rebinding.request(`https://receiver.test:${port}/hello`, { method: 'GET' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let cause: unknown = err;
+    while (cause instanceof Error && !(cause instanceof EgressRefusedError)) cause = cause.cause;
+    expect((cause as EgressRefusedError).rule).toBe('address-range');
+    expect(seen.length).toBe(before);
+  });
+
+  it('gives up on a response whose headers do not come within the timeout', async () => {
+    const http = allowing();
+    const err = await http.request(`https://receiver.test:${port}/hang`, { method: 'GET', timeoutMs: 200 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT');
   });
 });

@@ -40,11 +40,9 @@ export interface AppendResult {
   refused?: string;
   /** head is where the chain stands once the transaction commits (for the next batch's fast path). */
   head: KnownHead;
-  /** staleHead says the remembered head had moved (another replica appends to this chain too). */
-  staleHead?: boolean;
 }
 
-/** KnownHead is a tenant's chain head as this process last committed it. */
+/** KnownHead is a tenant's chain head as this process last committed it, or as a batch it has in flight will leave it. */
 export interface KnownHead {
   readonly seq: number;
   readonly hash: string;
@@ -53,7 +51,7 @@ export interface KnownHead {
 }
 
 /** LinkedBatch is a batch's new events linked from a head, and where checkpoints fall due. */
-interface LinkedBatch {
+export interface LinkedBatch {
   chained: ChainEvent[];
   appendedPerCall: number[];
   due: { seq: number; hash: string }[];
@@ -65,7 +63,7 @@ interface LinkedBatch {
  * and marks a checkpoint due after each append that brings the count since the last one to the
  * policy's or finds the last one older than everyMs.
  */
-function linkBatch(
+export function linkBatch(
   appends: readonly (readonly NewEvent[])[],
   from: KnownHead,
   known: Set<string>,
@@ -102,29 +100,27 @@ function linkBatch(
 }
 
 /**
- * appendIfHeadUnmoved is the one-statement append: it moves the head from `from` to the batch's
- * end and inserts the events, only if the head is still exactly `from` (no other writer, replica
- * or checkpoint moved it since this process committed it) and none of the ids is in the log yet.
- * The head's row lock is taken by the UPDATE, so appends stay serial. Returns false (nothing
- * written) when the head moved: the caller then takes the locking path.
+ * appendIfHeadUnmoved is the one-statement append of a batch linked from `from` (linkBatch, no
+ * checkpoint due): one call of `append_if_head_unmoved`, outside any explicit transaction, so the
+ * statement, its commit and the answer are one round trip and the head's row lock is held only
+ * inside Postgres (no client round trip while another replica waits for it). The function takes the
+ * head's row lock and writes only if the head is then exactly `from` (no other writer, replica or
+ * checkpoint moved it since this process committed it) and none of the ids is in the log yet.
+ * Returns false (nothing written) otherwise: the caller then takes the locking path. It resolves
+ * after the commit.
  */
-async function appendIfHeadUnmoved(trx: AuditTrx, tenantId: string, from: KnownHead, batch: LinkedBatch): Promise<boolean> {
-  const ids = batch.chained.map((e) => e.id);
-  const rows = batch.chained.map(
-    (e) =>
-      sql`(${e.tenantId}::uuid, ${e.seq}::bigint, ${e.id}::uuid, ${e.occurredAt}::timestamptz, ${e.recordedAt}::timestamptz, ${e.actorKind}, ${e.actorId}, ${e.action}, ${e.targetType}, ${e.targetId}, ${e.outcome}, ${JSON.stringify(e.description)}::jsonb, ${e.sourceAddress}, ${e.userAgent}, ${e.traceId}, ${e.prevHash}, ${e.hash})`,
-  );
-  const { rows: moved } = await sql<{ moved: number }>`
-    with head as (
-      update chain_heads set seq = ${batch.head.seq}, hash = ${batch.head.hash}
-       where tenant_id = ${tenantId} and seq = ${from.seq} and hash = ${from.hash} and checkpoint_seq = ${from.checkpointSeq}
-         and not exists (select 1 from events e where e.tenant_id = ${tenantId} and e.id = any(${ids}::uuid[]))
-      returning 1),
-    ins as (
-      insert into events (tenant_id, seq, id, occurred_at, recorded_at, actor_kind, actor_id, action, target_type, target_id, outcome, description, source_address, user_agent, trace_id, prev_hash, hash)
-      select v.* from (values ${sql.join(rows)}) as v where exists (select 1 from head))
-    select count(*)::int as moved from head`.execute(trx);
-  return (moved[0]?.moved ?? 0) === 1;
+export async function appendIfHeadUnmoved(db: Kysely<AuditDb>, tenantId: string, from: KnownHead, batch: LinkedBatch): Promise<boolean> {
+  const col = <K extends keyof ChainEvent>(k: K) => batch.chained.map((e) => e[k]);
+  const recordedAt = batch.chained[0]?.recordedAt;
+  if (recordedAt === undefined) return true;
+  const { rows } = await sql<{ appended: boolean }>`
+    select append_if_head_unmoved(${tenantId}::uuid, ${from.seq}::bigint, ${from.hash}, ${from.checkpointSeq}::bigint,
+      ${recordedAt}::timestamptz, ${col('seq')}::bigint[], ${col('id')}::uuid[], ${col('occurredAt')}::timestamptz[],
+      ${col('actorKind')}::text[], ${col('actorId')}::text[], ${col('action')}::text[], ${col('targetType')}::text[],
+      ${col('targetId')}::text[], ${col('outcome')}::text[], ${batch.chained.map((e) => JSON.stringify(e.description))}::jsonb[],
+      ${col('sourceAddress')}::text[], ${col('userAgent')}::text[], ${col('traceId')}::text[], ${col('prevHash')}::text[],
+      ${col('hash')}::text[]) as appended`.execute(db);
+  return rows[0]?.appended === true;
 }
 
 /** appendToChain appends one tenant's events in order: appendBatchToChain with a single append. */
@@ -139,15 +135,14 @@ export function appendToChain(
 }
 
 /**
- * appendBatchToChain appends several appends of one tenant (a group commit) in order, in one
- * transaction. It locks the tenant's head row first, so appends of one tenant are strictly serial
- * across connections and replicas (one linear chain, no forks), skips ids already in the log
- * (idempotent replays), links and hashes each new event in order, inserts them in one statement
- * and moves the head once. Checkpoints fall where they would have if the appends had run one
- * after another: after each append for which the policy is due, signed once the stored events
- * since the last checkpoint verify (the events are appended either way: an audit event is never
- * lost). With `cached` (the head this process committed last) it first tries the one-statement
- * append, which writes only if the head has not moved since.
+ * appendBatchToChain is the locking path: it appends several appends of one tenant (a group
+ * commit) in order, in one transaction. It locks the tenant's head row first, so appends of one
+ * tenant are strictly serial across connections and replicas (one linear chain, no forks), skips
+ * ids already in the log (idempotent replays), links and hashes each new event in order, inserts
+ * them in one statement and moves the head once. Checkpoints fall where they would have if the
+ * appends had run one after another: after each append for which the policy is due, signed once
+ * the stored events since the last checkpoint verify (the events are appended either way: an
+ * audit event is never lost).
  */
 export async function appendBatchToChain(
   trx: AuditTrx,
@@ -155,19 +150,7 @@ export async function appendBatchToChain(
   appends: readonly (readonly NewEvent[])[],
   signer: CheckpointSigner,
   policy: CheckpointPolicy,
-  cached?: KnownHead,
 ): Promise<AppendResult> {
-  // The fast path: this process committed the head last and no checkpoint falls due in the
-  // batch, so the batch is linked from the known head and written in one statement.
-  let staleHead = false;
-  if (cached !== undefined) {
-    const fast = linkBatch(appends, cached, new Set(), new Date(), policy);
-    if (fast.chained.length > 0 && fast.due.length === 0) {
-      if (await appendIfHeadUnmoved(trx, tenantId, cached, fast))
-        return { appended: fast.chained.length, appendedPerCall: fast.appendedPerCall, checkpoints: [], head: fast.head };
-      staleHead = true;
-    }
-  }
   const ids = [...new Set(appends.flatMap((events) => events.map((e) => e.id)))];
   // One round trip takes the lock and answers the idempotency question: the upsert creates the
   // head on a tenant's first append and, either way, leaves the row locked until commit (which is
@@ -191,7 +174,7 @@ export async function appendBatchToChain(
   const batch = linkBatch(appends, from, new Set(stored.known ?? []), new Date(), policy);
   const { chained, appendedPerCall, due } = batch;
   const { seq, hash: prevHash } = batch.head;
-  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [], head: from, staleHead };
+  if (chained.length === 0) return { appended: 0, appendedPerCall, checkpoints: [], head: from };
   const values = chained.map(eventToRow);
   if (due.length > 0) {
     // The new events were linked here, from the head's hash: what needs checking is the stored
@@ -200,7 +183,7 @@ export async function appendBatchToChain(
     await trx.insertInto('events').values(values).execute();
     if (refused !== undefined) {
       await trx.updateTable('chain_heads').set({ seq, hash: prevHash }).where('tenant_id', '=', tenantId).execute();
-      return { appended: chained.length, appendedPerCall, checkpoints: [], refused, head: { ...from, seq, hash: prevHash }, staleHead };
+      return { appended: chained.length, appendedPerCall, checkpoints: [], refused, head: { ...from, seq, hash: prevHash } };
     }
     const checkpoints = await writeCheckpoints(trx, tenantId, due, { seq, hash: prevHash }, signer);
     const last = checkpoints[checkpoints.length - 1];
@@ -208,7 +191,7 @@ export async function appendBatchToChain(
       last === undefined
         ? { ...from, seq, hash: prevHash }
         : { seq, hash: prevHash, checkpointSeq: last.seq, checkpointAt: Date.parse(last.signedAt) };
-    return { appended: chained.length, appendedPerCall, checkpoints, head, staleHead };
+    return { appended: chained.length, appendedPerCall, checkpoints, head };
   }
   // The insert and the head move in one statement: one round trip less while the lock is held.
   await trx
@@ -217,7 +200,7 @@ export async function appendBatchToChain(
     .set({ seq, hash: prevHash })
     .where('tenant_id', '=', tenantId)
     .execute();
-  return { appended: chained.length, appendedPerCall, checkpoints: [], head: { ...from, seq, hash: prevHash }, staleHead };
+  return { appended: chained.length, appendedPerCall, checkpoints: [], head: { ...from, seq, hash: prevHash } };
 }
 
 /** ChainBrokenError is a refusal to sign: the stored events since the last checkpoint do not verify. */

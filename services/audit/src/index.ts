@@ -5,6 +5,7 @@ export * from './export-format.js';
 export { loadAuditConfig, type AuditConfig } from './config.js';
 export { checkpointTenant, startCheckpointTimer, type CheckpointDeps, type CheckpointTimerOptions } from './checkpoint-timer.js';
 export { resolveRange, verifyTenantRange } from './chain-range.js';
+export { createChainAppender, type ChainAppender, type ChainWriter } from './chain-appender.js';
 export { createAuditService, toNewEvent, MAX_APPEND_BATCH, type AuditServiceDeps } from './service.js';
 export {
   SealedKeyCheckpointSigner,

@@ -35,6 +35,7 @@ import { publishToWitnesses, type CheckpointWitness } from './witness.js';
 import { createChainAppender } from './chain-appender.js';
 import {
   appendBatchToChain,
+  appendIfHeadUnmoved,
   appendToChain,
   keysOf,
   purgeEvents,
@@ -222,12 +223,20 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       );
     for (const checkpoint of r.checkpoints) await publishToWitnesses(witnesses, checkpoint, logger);
   };
-  // Appends to one tenant chain are group-committed; the witnesses hear of a batch's checkpoints before its callers are answered.
-  const appender = createChainAppender(async (tenantId, appends, cached) => {
-    const r = await forTenant(db, tenantId, (trx) => appendBatchToChain(trx, tenantId, appends, signer, policy, cached));
-    await afterAppend(tenantId, r);
-    return r;
-  }, MAX_APPEND_BATCH);
+  // Appends to one tenant chain are group-committed; the witnesses hear of a batch's checkpoints
+  // (signed only on the locking path) before its callers are answered.
+  const appender = createChainAppender(
+    {
+      appendIfHeadUnmoved: (tenantId, from, batch) => appendIfHeadUnmoved(db, tenantId, from, batch),
+      async appendLocked(tenantId, appends) {
+        const r = await forTenant(db, tenantId, (trx) => appendBatchToChain(trx, tenantId, appends, signer, policy));
+        await afterAppend(tenantId, r);
+        return r;
+      },
+    },
+    policy,
+    MAX_APPEND_BATCH,
+  );
   return {
     async appendEvents(req, ctx) {
       if (req.events.length > MAX_APPEND_BATCH)

@@ -1,7 +1,13 @@
+// The OpenAI-compatible LLM adapter: Chat Completions, streamed as server-sent events. The
+// request is OpenAI's documented JSON and the events are read with `eventsource-parser`; the
+// request goes through the provider door's `request` (undici's request API over the egress pool)
+// rather than through the `openai` client, whose per-request work (its request builder, headers,
+// logging, WHATWG fetch and web streams) cost more CPU than the rest of a reply's turn
+// (bench/README.md, voice: session 7). The `openai` package still supplies the wire types.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
-import { EgressRefusedError } from '@parley/egress';
-import OpenAI from 'openai';
+import { EgressRefusedError, type EgressStreamResponse } from '@parley/egress';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { ChatCompletionChunk, ChatCompletionFunctionTool, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { ProviderFetch } from './provider-fetch.js';
 import type { OpenAiLlmSettings } from '@parley/conversation';
@@ -131,7 +137,7 @@ class ToolCallAssembler {
   }
 }
 
-/** egressRefusal finds an EgressRefusedError in an error's cause chain (the openai client wraps what fetch throws). */
+/** egressRefusal finds an EgressRefusedError in an error's cause chain (undici may wrap what the pool's connect lookup throws). */
 function egressRefusal(err: unknown): EgressRefusedError | undefined {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if (e instanceof EgressRefusedError) return e;
@@ -139,7 +145,7 @@ function egressRefusal(err: unknown): EgressRefusedError | undefined {
   return undefined;
 }
 
-/** classifyProviderError turns what the openai client threw into a ProviderError whose message names the kind of provider ("LLM", "STT", "TTS"). */
+/** classifyProviderError turns what a provider request threw into a ProviderError whose message names the kind of provider ("LLM", "STT", "TTS"). */
 export function classifyProviderError(err: unknown, what = 'LLM'): ProviderError {
   if (err instanceof ProviderError) return err;
   const refused = egressRefusal(err);
@@ -150,33 +156,78 @@ export function classifyProviderError(err: unknown, what = 'LLM'): ProviderError
       cause: err,
       egressRule: refused.rule,
     });
-  if (err instanceof OpenAI.APIError) {
-    const status = err.status;
-    // 408, 409, 429 and 5xx are worth another try; other 4xx are the agent's configuration.
-    const retryable = status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
-    return new ProviderError(`${what} provider answered ${status ?? 'without a status'}`, { retryable, cause: err });
-  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
+    return new ProviderError(`${what} provider timed out`, { retryable: true, cause: err });
   return new ProviderError(`${what} provider unreachable`, { retryable: true, cause: err });
 }
 
+/** answeredStatus is a provider's non-2xx answer as a ProviderError: 408, 409, 429 and 5xx are worth another try; other 4xx are the agent's configuration. */
+export function answeredStatus(status: number, what: string): ProviderError {
+  return new ProviderError(`${what} provider answered ${status}`, {
+    retryable: status === 408 || status === 409 || status === 429 || status >= 500,
+  });
+}
+
+/** providerEndpoint joins a base URL and an API path the way the `openai` client does (`{baseUrl}/chat/completions`). */
+export function providerEndpoint(baseUrl: string, path: string): string {
+  return `${baseUrl.replace(/\/+$/, '')}/${path}`;
+}
+
+/** MAX_BYTES_AFTER_DONE is how much of a body after `data: [DONE]` is read (and dropped) to keep its connection. */
+const MAX_BYTES_AFTER_DONE = 16 * 1024;
+
 /**
- * openAiCompatibleProvider streams chat completions from an OpenAI-compatible endpoint with the
- * official `openai` client (its SSE decoding, our fetch). Retries happen only before the first
- * token: once text has reached the user, a retry would repeat it. Spans carry the model, the
- * endpoint's host and timings, never prompt text or the key.
+ * chunksOf reads a Chat Completions stream: server-sent events (parsed by eventsource-parser),
+ * each `data` a JSON chunk, until `data: [DONE]` or the end of the body. An `error` event or a
+ * chunk carrying `error` is the provider failing mid-stream (retryable before the first token, as
+ * any failure); data that is not JSON is too.
+ */
+async function* chunksOf(body: EgressStreamResponse['body']): AsyncGenerator<ChatCompletionChunk> {
+  const events: EventSourceMessage[] = [];
+  const parser = createParser({ onEvent: (event) => events.push(event) });
+  const text = new TextDecoder();
+  let done = false;
+  let afterDone = 0;
+  for await (const bytes of body) {
+    // After [DONE] the body is read to its end (a little of it at most), so the connection goes
+    // back to the pool instead of being closed under the next request.
+    if (done) {
+      afterDone += bytes.length;
+      if (afterDone > MAX_BYTES_AFTER_DONE) return;
+      continue;
+    }
+    parser.feed(text.decode(bytes, { stream: true }));
+    for (let i = 0; i < events.length && !done; i++) {
+      const event = events[i]!;
+      if (event.data === '[DONE]') {
+        done = true;
+        break;
+      }
+      let chunk: (ChatCompletionChunk & { error?: unknown }) | null;
+      try {
+        chunk = JSON.parse(event.data) as ChatCompletionChunk & { error?: unknown };
+      } catch (err) {
+        throw new ProviderError('LLM provider sent an event that is not JSON', { retryable: true, cause: err });
+      }
+      if (event.event === 'error' || (chunk !== null && chunk.error !== undefined && chunk.error !== null))
+        throw new ProviderError('LLM provider sent an error event', { retryable: true });
+      if (chunk !== null) yield chunk;
+    }
+    events.length = 0;
+  }
+}
+
+/**
+ * openAiCompatibleProvider streams chat completions from an OpenAI-compatible endpoint (OpenAI's
+ * documented request and server-sent events, read with eventsource-parser, over the provider
+ * door's request). Retries happen only before the first token: once text has reached the user, a
+ * retry would repeat it. Spans carry the model, the endpoint's host and timings, never prompt text
+ * or the key.
  */
 export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: OpenAiProviderDeps): LlmProvider {
   const timeoutMs = settings.timeoutMs ?? deps.defaultTimeoutMs;
-  const client = new OpenAI({
-    apiKey: async () => deps.apiKey(),
-    baseURL: settings.baseUrl,
-    organization: null,
-    project: null,
-    fetch: deps.fetch,
-    // Our own loop retries, and only before the first token.
-    maxRetries: 0,
-    timeout: timeoutMs,
-  });
+  const url = providerEndpoint(settings.baseUrl, 'chat/completions');
   const host = new URL(settings.baseUrl).host;
   const tools = deps.tools !== undefined && deps.tools.length > 0 ? toOpenAiTools(deps.tools) : undefined;
   const tracer = deps.tracer ?? trace.getTracer('@parley/voice-orchestrator');
@@ -204,18 +255,26 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
           const combined = AbortSignal.any([signal, firstToken.signal, attemptDone.signal]);
           let finished = false;
           try {
-            const stream = await client.chat.completions.create(
-              {
+            const res = await deps.fetch.request(url, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${deps.apiKey()}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+              body: JSON.stringify({
                 model: settings.model,
                 messages: toOpenAiMessages(messages),
                 ...(tools !== undefined ? { tools } : {}),
                 stream: true,
                 ...(settings.temperature !== undefined ? { temperature: settings.temperature } : {}),
                 ...(settings.maxTokens !== undefined ? { max_tokens: settings.maxTokens } : {}),
-              },
-              { signal: combined },
-            );
-            for await (const chunk of stream) {
+              }),
+              signal: combined,
+              timeoutMs,
+            });
+            if (res.status < 200 || res.status >= 300) {
+              // The error body is read to its end, so the connection goes back to the pool.
+              await res.body.dump().catch(() => undefined);
+              throw answeredStatus(res.status, 'LLM');
+            }
+            for await (const chunk of chunksOf(res.body)) {
               const choice = chunk.choices[0];
               if (choice?.finish_reason !== null && choice?.finish_reason !== undefined) finished = true;
               const fragments = choice?.delta?.tool_calls;
@@ -235,7 +294,7 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
               yield delta;
             }
             clearTimeout(timer);
-            // The client ends an aborted stream quietly; an abort is never a finished reply.
+            // An abort is never a finished reply.
             if (signal.aborted) throw signal.reason;
             if (firstToken.signal.aborted) throw firstToken.signal.reason;
             // A stream cut before its finish_reason is a provider failure, not a short reply.

@@ -1,14 +1,20 @@
 // OpenAI-compatible speech adapters: transcription (POST {baseUrl}/audio/transcriptions, one
 // request per utterance) and speech (POST {baseUrl}/audio/speech with response_format "pcm":
-// raw 24 kHz 16-bit little-endian mono, streamed). Both use the official `openai` client over the
-// egress fetch, with the key read from the conversation's key holder, like the LLM adapter.
-import OpenAI, { toFile } from 'openai';
+// raw 24 kHz 16-bit little-endian mono, streamed). Both send OpenAI's documented wire format
+// through the provider door's `request` (the egress checks and pool of the LLM adapter's fetch),
+// with the key read from the conversation's key holder. They do not go through the `openai`
+// client as the LLM adapter does: these are one plain request each (a multipart upload with a
+// JSON answer; a JSON request with a raw audio body, no SSE), on the path of every spoken turn,
+// and the client's per-request work over WHATWG fetch was about a third of the orchestrator's
+// CPU per spoken turn (bench/README.md, voice: session 7).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpenAiSttSettings, OpenAiTtsSettings } from '@parley/conversation';
+import type { EgressStreamResponse } from '@parley/egress';
 import { AsyncQueue } from './async-queue.js';
 import { pcm16FromBytes, wavOf } from './audio.js';
-import { classifyProviderError } from './openai-provider.js';
+import { answeredStatus, classifyProviderError, providerEndpoint } from './openai-provider.js';
 import type { ProviderFetch } from './provider-fetch.js';
-import type { SttProvider, SttResult, TtsProvider } from './providers.js';
+import { ProviderError, type SttProvider, type SttResult, type TtsProvider } from './providers.js';
 import { EnergyVad } from './vad.js';
 
 /** OPENAI_SPEECH_SAMPLE_RATE is the rate of OpenAI's "pcm" speech format. */
@@ -20,6 +26,12 @@ export const MAX_UTTERANCE_SECONDS = 30;
 /** PREROLL_MS of audio before the detected start of speech is kept (the detector needs a few windows to decide). */
 const PREROLL_MS = 200;
 
+/** RETRY_DELAY_MS is the pause before the one retry of a failed speech request (the `openai` client's first backoff). */
+const RETRY_DELAY_MS = 500;
+
+/** MAX_TRANSCRIPT_BYTES bounds a transcription answer: the provider sits at a customer's base URL. */
+const MAX_TRANSCRIPT_BYTES = 1024 * 1024;
+
 /** OpenAiSpeechDeps are what the speech adapters need besides their settings. */
 export interface OpenAiSpeechDeps {
   readonly apiKey: () => string;
@@ -27,16 +39,81 @@ export interface OpenAiSpeechDeps {
   readonly defaultTimeoutMs: number;
 }
 
-function clientFor(baseUrl: string, timeoutMs: number, deps: OpenAiSpeechDeps): OpenAI {
-  return new OpenAI({
-    apiKey: async () => deps.apiKey(),
-    baseURL: baseUrl,
-    organization: null,
-    project: null,
-    fetch: deps.fetch,
-    maxRetries: 1,
-    timeout: timeoutMs,
-  });
+/** SpeechRequest is one request of a speech adapter: where, what, and how long to wait. */
+interface SpeechRequest {
+  readonly url: string;
+  readonly contentType: string;
+  readonly accept: string;
+  readonly body: string | Uint8Array;
+  readonly timeoutMs: number;
+}
+
+/**
+ * send makes a speech request with the key as a bearer token, and retries once what is worth
+ * another try (no answer, 408, 409, 429, 5xx), as the `openai` client did with maxRetries 1. The
+ * answer is a 2xx response whose body the caller reads; anything else throws ProviderError (its
+ * message names the kind of provider and the status, never the key or the text).
+ */
+async function send(deps: OpenAiSpeechDeps, req: SpeechRequest, what: string, signal: AbortSignal): Promise<EgressStreamResponse> {
+  for (let attempt = 1; ; attempt++) {
+    let failure: ProviderError;
+    try {
+      const res = await deps.fetch.request(req.url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${deps.apiKey()}`, 'content-type': req.contentType, accept: req.accept },
+        body: req.body,
+        signal,
+        timeoutMs: req.timeoutMs,
+      });
+      if (res.status >= 200 && res.status < 300) return res;
+      // The error body is read to its end, so the connection goes back to the pool.
+      await res.body.dump().catch(() => undefined);
+      failure = answeredStatus(res.status, what);
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      failure = classifyProviderError(err, what);
+    }
+    if (!failure.retryable || attempt > 1) throw failure;
+    await sleep(RETRY_DELAY_MS, undefined, { signal }).catch(() => signal.throwIfAborted());
+  }
+}
+
+/**
+ * multipartOf encodes a transcription request as multipart/form-data with the platform's own
+ * encoder (a Response over FormData: its boundary, escaping and framing), as OpenAI documents the
+ * upload: `file` (a WAV), `model`, and `language` when set.
+ */
+async function multipartOf(wav: Uint8Array, settings: OpenAiSttSettings): Promise<{ body: Uint8Array; contentType: string }> {
+  const form = new FormData();
+  form.append('file', new Blob([wav as Uint8Array<ArrayBuffer>], { type: 'audio/wav' }), 'utterance.wav');
+  form.append('model', settings.model);
+  if (settings.language !== undefined) form.append('language', settings.language);
+  const encoded = new Response(form);
+  return {
+    body: new Uint8Array(await encoded.arrayBuffer()),
+    contentType: encoded.headers.get('content-type') ?? 'multipart/form-data',
+  };
+}
+
+/** transcriptOf reads a transcription answer, `{"text": ...}`, within MAX_TRANSCRIPT_BYTES. */
+async function transcriptOf(res: EgressStreamResponse): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.length;
+    if (size > MAX_TRANSCRIPT_BYTES)
+      throw new ProviderError(`STT provider's answer exceeds ${MAX_TRANSCRIPT_BYTES} bytes`, { retryable: false });
+    chunks.push(chunk);
+  }
+  let answer: unknown;
+  try {
+    answer = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+  } catch (err) {
+    throw new ProviderError('STT provider answered something other than JSON', { retryable: false, cause: err });
+  }
+  const text = (answer as { text?: unknown } | null)?.text;
+  if (typeof text !== 'string') throw new ProviderError('STT provider answered without a "text"', { retryable: false });
+  return text;
 }
 
 function concat(chunks: Int16Array[]): Int16Array {
@@ -56,7 +133,8 @@ function concat(chunks: Int16Array[]): Int16Array {
  * no partial results). Utterances are transcribed in order, one request at a time.
  */
 export function openAiTranscription(settings: OpenAiSttSettings, deps: OpenAiSpeechDeps): SttProvider {
-  const client = clientFor(settings.baseUrl, settings.timeoutMs ?? deps.defaultTimeoutMs, deps);
+  const url = providerEndpoint(settings.baseUrl, 'audio/transcriptions');
+  const timeoutMs = settings.timeoutMs ?? deps.defaultTimeoutMs;
   return {
     kind: 'openai-compatible',
     transcribe(audio, sampleRate, signal) {
@@ -98,12 +176,9 @@ export function openAiTranscription(settings: OpenAiSttSettings, deps: OpenAiSpe
         for await (const utterance of utterances) {
           if (signal.aborted) break;
           try {
-            const file = await toFile(wavOf(utterance, sampleRate), 'utterance.wav', { type: 'audio/wav' });
-            const res = await client.audio.transcriptions.create(
-              { file, model: settings.model, ...(settings.language !== undefined ? { language: settings.language } : {}) },
-              { signal },
-            );
-            const text = res.text.trim();
+            const { body, contentType } = await multipartOf(wavOf(utterance, sampleRate), settings);
+            const res = await send(deps, { url, contentType, accept: 'application/json', body, timeoutMs }, 'STT', signal);
+            const text = (await transcriptOf(res)).trim();
             if (text !== '') results.push({ text, final: true });
           } catch (err) {
             if (signal.aborted) break;
@@ -129,34 +204,38 @@ export function openAiTranscription(settings: OpenAiSttSettings, deps: OpenAiSpe
  * `response_format: "pcm"`, the body streamed to the caller as it arrives.
  */
 export function openAiSpeech(settings: OpenAiTtsSettings, deps: OpenAiSpeechDeps): TtsProvider {
-  const client = clientFor(settings.baseUrl, settings.timeoutMs ?? deps.defaultTimeoutMs, deps);
+  const url = providerEndpoint(settings.baseUrl, 'audio/speech');
+  const timeoutMs = settings.timeoutMs ?? deps.defaultTimeoutMs;
   return {
     kind: 'openai-compatible',
     sampleRate: OPENAI_SPEECH_SAMPLE_RATE,
     async *synthesize(sentence, signal) {
-      let body: ReadableStream<Uint8Array> | null;
+      const request = JSON.stringify({
+        model: settings.model,
+        voice: settings.voice,
+        input: sentence,
+        response_format: 'pcm',
+        ...(settings.speed !== undefined ? { speed: settings.speed } : {}),
+      });
+      let body: EgressStreamResponse['body'];
       try {
-        const res = await client.audio.speech.create(
-          {
-            model: settings.model,
-            voice: settings.voice,
-            input: sentence,
-            response_format: 'pcm',
-            ...(settings.speed !== undefined ? { speed: settings.speed } : {}),
-          },
-          { signal },
-        );
-        body = res.body;
+        body = (
+          await send(
+            deps,
+            { url, contentType: 'application/json', accept: 'application/octet-stream', body: request, timeoutMs },
+            'TTS',
+            signal,
+          )
+        ).body;
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         throw classifyProviderError(err, 'TTS');
       }
-      if (body === null) return;
       // A chunk may end in the middle of a sample: its odd byte waits for the next chunk.
       let odd: Uint8Array | undefined;
       try {
         for await (const chunk of body) {
-          let bytes = chunk;
+          let bytes: Uint8Array = chunk;
           if (odd !== undefined) {
             bytes = new Uint8Array(odd.length + chunk.length);
             bytes.set(odd);

@@ -69,4 +69,33 @@ describe('Speaker', () => {
     // Sending stopped at the limit: at most one frame past it.
     expect(buffered).toBeLessThanOrEqual(options.maxBufferedBytes + 320);
   });
+
+  it('sends every sample once and in order, across chunk boundaries and rates, even from a provider that reuses its chunk', async () => {
+    // A ramp in chunks of 2.5 frames, written into one buffer the provider reuses for every chunk.
+    const ramp = Int16Array.from({ length: 1_000 }, (_, i) => i);
+    const reusing = (rate: number): TtsProvider => ({
+      kind: 'reusing',
+      sampleRate: rate,
+      async *synthesize() {
+        const buffer = new Int16Array(ramp.length);
+        for (let at = 0; at < ramp.length; at += 400) {
+          const piece = ramp.subarray(at, at + 400);
+          buffer.set(piece);
+          yield buffer.subarray(0, piece.length);
+        }
+      },
+    });
+    const frames: Int16Array[] = [];
+    const sink: AudioOut = { sendAudio: (s) => frames.push(s), bufferedBytes: () => 0, close: () => undefined };
+    await new Speaker(sink, reusing(RATE), { ...options, leadMs: 10_000 }).speak('ramp', new AbortController().signal);
+    expect(frames.slice(0, -1).every((f) => f.length === 160)).toBe(true);
+    expect(Array.from(frames.flatMap((f) => Array.from(f)))).toEqual(Array.from(ramp));
+    // At twice the rate, each chunk is resampled on its own: twice the samples, still in order.
+    const resampled: Int16Array[] = [];
+    const sink2: AudioOut = { sendAudio: (s) => resampled.push(s), bufferedBytes: () => 0, close: () => undefined };
+    await new Speaker(sink2, reusing(RATE / 2), { ...options, leadMs: 10_000 }).speak('ramp', new AbortController().signal);
+    const out = resampled.flatMap((f) => Array.from(f));
+    expect(out).toHaveLength(2 * ramp.length);
+    expect(out.every((v, i) => i === 0 || v >= out[i - 1]!)).toBe(true);
+  });
 });

@@ -86,11 +86,15 @@ export class Speaker {
       let pending = new Int16Array(0);
       for await (const chunk of this.#tts.synthesize(text, signal)) {
         const pcm = resamplePcm16(chunk, this.#tts.sampleRate, sampleRate);
-        const all = new Int16Array(pending.length + pcm.length);
-        all.set(pending);
-        all.set(pcm, pending.length);
+        // Frames are views of one array per chunk, which nothing writes to again: no copy per frame.
+        let all = pcm;
+        if (pending.length > 0 || pcm === chunk) {
+          all = new Int16Array(pending.length + pcm.length);
+          all.set(pending);
+          all.set(pcm, pending.length);
+        }
         let at = 0;
-        for (; at + frame <= all.length; at += frame) await this.#send(all.slice(at, at + frame), signal);
+        for (; at + frame <= all.length; at += frame) await this.#send(all.subarray(at, at + frame), signal);
         pending = all.slice(at);
       }
       if (pending.length > 0) await this.#send(pending, signal);
