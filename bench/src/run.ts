@@ -277,6 +277,15 @@ const suites: Suite[] = [
         ...r.createSession.map((x) => `| Parley | ${x.concurrency} | ${x.rps} | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} |`),
         ...r.floor.map((x) => `| floor | ${x.concurrency} | ${x.rps} | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} |`),
         '',
+        "The internal clients (edge → identity, identity → tenant-data) with each implementation (PARLEY_INTERNAL_CLIENT), edge and identity restarted in place before each; CPU per call is each process's time on a CPU over 1,000 more calls at the same concurrency:",
+        '',
+        '| internal client | callers | req/s | p99 ms | edge CPU ms/call | identity CPU ms/call |',
+        '|---|---:|---:|---:|---:|---:|',
+        ...r.clients.map(
+          (c) =>
+            `| ${c.client} | ${c.load.concurrency} | ${c.load.rps} | ${c.load.p99Ms} | ${c.cpuMsPerCall.edge ?? '–'} | ${c.cpuMsPerCall.identity ?? '–'} |`,
+        ),
+        '',
         ...summaryTable(r.summary),
       ].join('\n'),
   },

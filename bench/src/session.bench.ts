@@ -34,6 +34,15 @@ export interface VerifyRate {
   readonly perSecond: number;
 }
 
+/** ClientComparison is CreateSession at the top concurrency with each internal client implementation, and the CPU per call it cost. */
+export interface ClientComparison {
+  /** client is PARLEY_INTERNAL_CLIENT of the edge and identity. */
+  readonly client: string;
+  readonly load: LoadResult;
+  /** cpuMsPerCall is each process's CPU time (all its threads, from /proc/<pid>/stat) per CreateSession. */
+  readonly cpuMsPerCall: Readonly<Record<string, number>>;
+}
+
 /** SessionBenchResult is the JSON the session benchmark writes. */
 export interface SessionBenchResult {
   readonly tokens: number;
@@ -44,6 +53,8 @@ export interface SessionBenchResult {
   /** createSession is the end-to-end load at each concurrency, floor is the single-process floor's. */
   readonly createSession: LoadResult[];
   readonly floor: LoadResult[];
+  /** clients compares the internal client implementations at the top concurrency, the default first. */
+  readonly clients: ClientComparison[];
   /** summary holds the issue-15 figures against their goals. */
   readonly summary: Record<string, SummaryFigure>;
 }
@@ -115,11 +126,49 @@ async function verifyRates(seconds: number, count: number): Promise<VerifyRate[]
   });
 }
 
+/** cpuNs is a process's CPU time so far, every thread (user + system, Linux /proc/<pid>/stat), 0 where unknown. */
+async function cpuNs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Clock ticks: 100 per second on Linux (USER_HZ).
+    return (Number(fields[11]) + Number(fields[12])) * 1e7;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * cpuPerCall runs `calls` operations from `concurrency` callers and returns the CPU each process
+ * spent per operation: CPU time, unlike a rate, is not moved much by the other load on the machine.
+ */
+async function cpuPerCall(
+  procs: readonly { name: string; pid: number | undefined }[],
+  op: () => Promise<unknown>,
+  calls: number,
+  concurrency: number,
+): Promise<Record<string, number>> {
+  const before = await Promise.all(procs.map((p) => cpuNs(p.pid)));
+  let left = calls;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (left > 0) {
+        left--;
+        await op();
+      }
+    }),
+  );
+  const after = await Promise.all(procs.map((p) => cpuNs(p.pid)));
+  return Object.fromEntries(procs.map((p, i) => [p.name, Number(((after[i]! - before[i]!) / 1e6 / calls).toFixed(3))]));
+}
+
 async function createSessionLoad(
   adminUrl: string,
   seconds: number,
   concurrency: readonly number[],
-): Promise<{ parley: LoadResult[]; floor: LoadResult[] }> {
+): Promise<{ parley: LoadResult[]; floor: LoadResult[]; clients: ClientComparison[] }> {
   const rolePasswords: Partial<Record<ServiceName, string>> = {};
   for (const s of SERVICE_NAMES) rolePasswords[s] = randomBytes(18).toString('base64url');
   await migrateAll(adminUrl, { services: await loadServiceMigrations({ workspaceRoot: root }), rolePasswords });
@@ -201,11 +250,27 @@ async function createSessionLoad(
     };
     const parley: LoadResult[] = [];
     const floor: LoadResult[] = [];
+    const create = () => sessions.createSession({ agentId }, { headers });
     for (const c of concurrency) {
-      parley.push(await closedLoop(() => sessions.createSession({ agentId }, { headers }), { concurrency: c, seconds, warmupSeconds: 2 }));
+      parley.push(await closedLoop(create, { concurrency: c, seconds, warmupSeconds: 2 }));
       floor.push(await closedLoop(floorCreate, { concurrency: c, seconds, warmupSeconds: 2 }));
     }
-    return { parley, floor };
+    // The same load with each internal client implementation (PARLEY_INTERNAL_CLIENT) of the
+    // edge and identity, each restarted in place first so that both run equally warm.
+    const top = Math.max(...concurrency);
+    const measured = procs.filter((p) => p.name === 'edge' || p.name === 'identity');
+    const clients: ClientComparison[] = [];
+    for (const client of ['grpc-js', 'connect-node']) {
+      for (const p of measured) await p.stop();
+      for (const p of measured) p.start({ PARLEY_INTERNAL_CLIENT: client });
+      await Promise.all(measured.map((p) => p.waitReady(60_000)));
+      clients.push({
+        client,
+        load: await closedLoop(create, { concurrency: top, seconds, warmupSeconds: 2 }),
+        cpuMsPerCall: await cpuPerCall(measured, create, 1_000, top),
+      });
+    }
+    return { parley, floor, clients };
   } finally {
     for (const d of floorDbs) await d.destroy();
     await Promise.all(procs.map((p) => p.stop()));
@@ -221,7 +286,7 @@ export async function runSessionBenchmark(options: {
   const tokens = 1_000;
   const verify = await verifyRates(options.seconds, tokens);
   const by = (prefix: string) => verify.find((v) => v.verifier.startsWith(prefix))!.perSecond;
-  const { parley, floor } = await createSessionLoad(options.adminUrl, options.seconds, options.concurrency);
+  const { parley, floor, clients } = await createSessionLoad(options.adminUrl, options.seconds, options.concurrency);
   const low = Math.min(...options.concurrency);
   const top = Math.max(...options.concurrency);
   const at = (rows: LoadResult[], c: number) => rows.find((r) => r.concurrency === c) as LoadResult;
@@ -235,11 +300,18 @@ export async function runSessionBenchmark(options: {
     uncachedVsJose: Number((by('ours (claim') / by('jose')).toFixed(2)),
     createSession: parley,
     floor,
+    clients,
     summary: {
       'token verify without the claim cache / raw Ed25519 verify': figure(uncachedVsRaw, '×', '>= 0.9', uncachedVsRaw >= 0.9),
       [`CreateSession throughput at ${top} callers / floor`]: figure(throughputRatio, '×', '>= 0.5', throughputRatio >= 0.5),
       [`CreateSession p99 at ${top} callers`]: figure(at(parley, top).p99Ms, 'ms', '< 50', at(parley, top).p99Ms < 50),
       [`CreateSession p99 at ${low} caller / floor`]: figure(p99Ratio, '×', 'reported', true),
+      [`CreateSession throughput at ${top} callers, internal clients on connect-node / floor`]: figure(
+        (clients[1]?.load.rps ?? 0) / at(floor, top).rps,
+        '×',
+        'reported',
+        true,
+      ),
     },
   };
 }

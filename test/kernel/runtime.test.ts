@@ -56,6 +56,14 @@ describe('configuration', () => {
     );
   });
 
+  it('makes internal calls with grpc-js unless PARLEY_INTERNAL_CLIENT says connect-node, and names a bad value', () => {
+    expect(loadKernelConfig('edge', 'test', tls).internalClient).toBe('grpc-js');
+    expect(loadKernelConfig('edge', 'test', { ...tls, PARLEY_INTERNAL_CLIENT: 'connect-node' }).internalClient).toBe('connect-node');
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_INTERNAL_CLIENT: 'undici' })).toThrow(
+      'PARLEY_INTERNAL_CLIENT: must be one of grpc-js, connect-node, got "undici"',
+    );
+  });
+
   it('refuses a peer URL that is not https (internal calls are always mTLS)', () => {
     expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_IDENTITY_URL: 'http://identity:8443' })).toThrow(
       'PARLEY_IDENTITY_URL: must use https:, got "http:"',

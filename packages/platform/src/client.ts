@@ -4,6 +4,8 @@ import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-no
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import type { InternalClientImplementation } from './config.js';
+import { createGrpcJsTransport } from './grpc-js-transport.js';
 import { callerFromCertificate } from './identity.js';
 import { spiffeIdFor, type ServiceName } from './services.js';
 import { createClientTracingInterceptor } from './telemetry.js';
@@ -31,6 +33,8 @@ export interface MtlsTransportOptions {
   readonly resolveEveryMs?: number;
   /** resolve maps a host name to addresses; defaults to the system resolver (tests inject one). */
   readonly resolve?: (host: string) => Promise<string[]>;
+  /** implementation makes the calls: @grpc/grpc-js (the default) or connect-node's transport. */
+  readonly implementation?: InternalClientImplementation;
 }
 
 /** bareHost strips the brackets of an IPv6 literal in a URL's hostname. */
@@ -42,11 +46,80 @@ async function systemResolve(host: string): Promise<string[]> {
   return (await lookup(host, { all: true })).map((a) => a.address);
 }
 
+/** EndpointTransport is one endpoint's transport: close lets its calls in flight finish, abort does not wait. */
+interface EndpointTransport extends Transport {
+  close(): void;
+  abort(): void;
+}
+
 /** Endpoint is one resolved address (or one listed URL) of a peer with its own HTTP/2 connection. */
 interface Endpoint {
   readonly address: string;
-  transport: Transport;
-  sessionManager: Http2SessionManager;
+  readonly transport: EndpointTransport;
+}
+
+/** EndpointSpec is what one endpoint's transport is built from. */
+interface EndpointSpec {
+  /** target is the URL to connect to. */
+  readonly target: URL;
+  /** verifyHost is the name the server certificate must carry (also sent as SNI when the target is a bare address). */
+  readonly verifyHost: string;
+  readonly byAddress: boolean;
+  readonly material: TlsMaterial;
+  readonly interceptors: readonly Interceptor[];
+  readonly defaultTimeoutMs: number;
+  checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined;
+}
+
+/** connectNodeEndpoint is an endpoint served by connect-node's gRPC transport (PARLEY_INTERNAL_CLIENT=connect-node). */
+function connectNodeEndpoint(spec: EndpointSpec): EndpointTransport {
+  const nodeOptions = {
+    cert: spec.material.cert,
+    key: spec.material.key,
+    ca: spec.material.ca,
+    // Connect to the pod's address but verify the certificate against the service's DNS name.
+    ...(spec.byAddress ? { servername: spec.verifyHost } : {}),
+    checkServerIdentity: spec.checkServerIdentity,
+  };
+  const baseUrl = spec.target.origin;
+  // Pings find a peer that vanished without closing (node failure, partition) within seconds.
+  const sessionManager = new Http2SessionManager(
+    baseUrl,
+    { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
+    nodeOptions,
+  );
+  const transport = createGrpcTransport({
+    baseUrl,
+    sessionManager,
+    interceptors: [...spec.interceptors],
+    defaultTimeoutMs: spec.defaultTimeoutMs,
+    // No gzip on the internal plane: the profiles of ResolveForConversation showed tenant-data
+    // spending ~10% of its CPU gzipping answers over 1 KiB (agents with their policy) for a
+    // hop that stays inside the cluster. Not advertising grpc-accept-encoding keeps the
+    // answers plain; servers still accept compressed requests from other clients.
+    acceptCompression: [],
+  });
+  return {
+    unary: (...args) => transport.unary(...args),
+    stream: (...args) => transport.stream(...args),
+    // The retired connection closes itself once idle; its calls in flight finish on it.
+    close: () => undefined,
+    abort: () => sessionManager.abort(),
+  };
+}
+
+/** grpcJsEndpoint is an endpoint whose calls @grpc/grpc-js makes (the default). */
+function grpcJsEndpoint(spec: EndpointSpec): EndpointTransport {
+  const port = spec.target.port || '443';
+  return createGrpcJsTransport({
+    // The URL's host, brackets and all for IPv6: grpc-js's default resolver reads host:port.
+    target: `${spec.target.hostname}:${port}`,
+    ...(spec.byAddress ? { servername: spec.verifyHost } : {}),
+    material: spec.material,
+    checkServerIdentity: spec.checkServerIdentity,
+    interceptors: spec.interceptors,
+    defaultTimeoutMs: spec.defaultTimeoutMs,
+  });
 }
 
 /**
@@ -55,10 +128,15 @@ interface Endpoint {
  * expected service, propagates trace context, and switches to new certificates when the files
  * are rotated (calls already in flight finish on the old connection). HTTP/2 connections live
  * long, so for a DNS name it resolves every endpoint and spreads calls over them per call
- * rather than pinning one pod.
+ * rather than pinning one pod. Calls are made by @grpc/grpc-js (createGrpcJsTransport): in the
+ * profiles of CreateSession, connect-node's client was a large share of the edge's CPU per call;
+ * `implementation: 'connect-node'` keeps connect-node's transport available.
  */
 export function createMtlsTransport(options: MtlsTransportOptions): Transport & { close(): void } {
   const expected = spiffeIdFor(options.expect, options.trustDomain);
+  const implementation = options.implementation ?? 'grpc-js';
+  const endpointOf = implementation === 'grpc-js' ? grpcJsEndpoint : connectNodeEndpoint;
+  const defaultTimeoutMs = options.defaultTimeoutMs ?? 10_000;
   // A list of URLs is a fixed set of endpoints, as if DNS had answered with them.
   const listed = options.baseUrl.split(',');
   const url = new URL(listed[0] ?? options.baseUrl);
@@ -72,13 +150,19 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   };
   // target: the URL to connect to; verifyHost: the name its certificate must carry (also sent as
   // SNI when the target is a bare address).
-  const buildFor = (target: string, verifyHost: string, byAddress: boolean, m: TlsMaterial) => {
-    const nodeOptions = {
-      cert: m.cert,
-      key: m.key,
-      ca: m.ca,
-      // Connect to the pod's address but verify the certificate against the service's DNS name.
-      ...(byAddress ? { servername: verifyHost } : {}),
+  const buildFor = (target: string, verifyHost: string, byAddress: boolean, m: TlsMaterial): EndpointTransport => {
+    const targetUrl = new URL(target);
+    return endpointOf({
+      target: targetUrl,
+      verifyHost,
+      byAddress,
+      material: m,
+      defaultTimeoutMs,
+      // server.address on each CLIENT span says which pod answered.
+      interceptors: [
+        createClientTracingInterceptor({ address: bareHost(targetUrl.hostname), port: Number(targetUrl.port || '443') }),
+        ...(options.interceptors ?? []),
+      ],
       checkServerIdentity(_servername: string, cert: PeerCertificate) {
         const hostError = checkServerIdentity(verifyHost, cert);
         if (hostError !== undefined) return hostError;
@@ -88,51 +172,28 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
         }
         return undefined;
       },
-    };
-    // Pings find a peer that vanished without closing (node failure, partition) within seconds.
-    const sessionManager = new Http2SessionManager(
-      target,
-      { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
-      nodeOptions,
-    );
-    // server.address on each CLIENT span says which pod answered.
-    const targetUrl = new URL(target);
-    const interceptors = [
-      createClientTracingInterceptor({ address: bareHost(targetUrl.hostname), port: Number(targetUrl.port || '443') }),
-      ...(options.interceptors ?? []),
-    ];
-    const transport = createGrpcTransport({
-      baseUrl: target,
-      sessionManager,
-      interceptors,
-      defaultTimeoutMs: options.defaultTimeoutMs ?? 10_000,
-      // No gzip on the internal plane: the profiles of ResolveForConversation showed tenant-data
-      // spending ~10% of its CPU gzipping answers over 1 KiB (agents with their policy) for a
-      // hop that stays inside the cluster. Not advertising grpc-accept-encoding keeps the
-      // answers plain; servers still accept compressed requests from other clients.
-      acceptCompression: [],
     });
-    return { transport, sessionManager };
   };
 
   let material = options.certificates.current;
   let endpoints: Endpoint[] =
     listed.length > 1
-      ? listed.map((target) => ({ address: target, ...buildFor(target, bareHost(new URL(target).hostname), false, material) }))
-      : [{ address: host, ...build(undefined, material) }];
+      ? listed.map((target) => ({ address: target, transport: buildFor(target, bareHost(new URL(target).hostname), false, material) }))
+      : [{ address: host, transport: build(undefined, material) }];
   let next = 0;
-  const retired: Http2SessionManager[] = [];
+  const retired: EndpointTransport[] = [];
   const retire = (e: Endpoint) => {
-    retired.push(e.sessionManager);
+    retired.push(e.transport);
     // In-flight calls finish on the retired connection; it is closed once idle or at close().
+    e.transport.close();
     if (retired.length > 64) retired.shift()?.abort();
   };
   const stop = options.certificates.onChange((m) => {
     material = m;
     endpoints = endpoints.map((e) => {
       retire(e);
-      if (listed.length > 1) return { address: e.address, ...buildFor(e.address, bareHost(new URL(e.address).hostname), false, m) };
-      return { address: e.address, ...build(balanced ? e.address : undefined, m) };
+      if (listed.length > 1) return { address: e.address, transport: buildFor(e.address, bareHost(new URL(e.address).hostname), false, m) };
+      return { address: e.address, transport: build(balanced ? e.address : undefined, m) };
     });
   });
 
@@ -144,7 +205,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
         const addresses = [...new Set(await resolve(host))].sort();
         if (addresses.length === 0) return;
         const current = new Map(endpoints.map((e) => [e.address, e]));
-        endpoints = addresses.map((address) => current.get(address) ?? { address, ...build(address, material) });
+        endpoints = addresses.map((address) => current.get(address) ?? { address, transport: build(address, material) });
         for (const [address, e] of current) if (!addresses.includes(address)) retire(e);
       } catch {
         // Keep the last known endpoints when DNS is briefly unavailable.
@@ -164,7 +225,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
     close() {
       stop();
       if (timer !== undefined) clearInterval(timer);
-      for (const m of [...retired, ...endpoints.map((e) => e.sessionManager)]) m.abort();
+      for (const t of [...retired, ...endpoints.map((e) => e.transport)]) t.abort();
     },
   };
 }

@@ -124,7 +124,15 @@ export interface KernelConfig {
   readonly peers: Readonly<Partial<Record<ServiceName, string>>>;
   /** reflection serves grpc.reflection.v1 and v1alpha (PARLEY_GRPC_REFLECTION, default on). */
   readonly reflection: boolean;
+  /** internalClient makes the calls of this service's clients of its peers (PARLEY_INTERNAL_CLIENT, default grpc-js). */
+  readonly internalClient: InternalClientImplementation;
 }
+
+/** InternalClientImplementation names what makes an internal client's calls (PARLEY_INTERNAL_CLIENT). */
+export type InternalClientImplementation = 'grpc-js' | 'connect-node';
+
+/** INTERNAL_CLIENT_IMPLEMENTATIONS are the values of PARLEY_INTERNAL_CLIENT. */
+export const INTERNAL_CLIENT_IMPLEMENTATIONS: readonly InternalClientImplementation[] = ['grpc-js', 'connect-node'];
 
 /** TelemetryConfig is what the standard OTEL_* variables say, read from the given environment rather than by the SDK. */
 export interface TelemetryConfig {
@@ -205,6 +213,7 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
     telemetry: loadTelemetryConfig(service, env),
     peers: Object.freeze(peers),
     reflection: envEnum(env, 'PARLEY_GRPC_REFLECTION', ['on', 'off'], 'on') === 'on',
+    internalClient: envEnum(env, 'PARLEY_INTERNAL_CLIENT', INTERNAL_CLIENT_IMPLEMENTATIONS, 'grpc-js'),
   });
 }
 

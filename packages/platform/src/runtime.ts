@@ -115,6 +115,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
         certificates,
         expect: peer,
         trustDomain: config.trustDomain,
+        implementation: config.internalClient,
         ...options,
       });
       clients.push(client);

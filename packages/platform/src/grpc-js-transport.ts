@@ -1,0 +1,548 @@
+import {
+  create,
+  fromBinary,
+  isMessage,
+  toBinary,
+  type DescMessage,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  type Message,
+  type MessageInitShape,
+} from '@bufbuild/protobuf';
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  type ContextValues,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type Transport,
+  type UnaryRequest,
+  type UnaryResponse,
+} from '@connectrpc/connect';
+import { runStreamingCall } from '@connectrpc/connect/protocol';
+import { findTrailerError } from '@connectrpc/connect/protocol-grpc';
+import * as grpc from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { INTERNAL_MAX_REQUEST_BYTES } from './server.js';
+import type { TlsMaterial } from './tls.js';
+
+/**
+ * INTERNAL_MAX_RESPONSE_BYTES bounds one answer a peer may send: above the largest real one, a
+ * recording returned whole by GetRecording (at most the orchestrator's default 128 MiB recording
+ * budget), so that a peer cannot make a client buffer without bound.
+ */
+export const INTERNAL_MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
+
+/** GrpcJsEndpointOptions configure createGrpcJsTransport: one peer endpoint with its own HTTP/2 connection. */
+export interface GrpcJsEndpointOptions {
+  /** target is host:port (a DNS name, an IP address, or a bracketed IPv6 address). */
+  readonly target: string;
+  /** servername is sent as SNI when the target is an address of the service rather than its name. */
+  readonly servername?: string;
+  readonly material: TlsMaterial;
+  /** checkServerIdentity verifies the server certificate (host name and SPIFFE ID); an Error refuses the connection. */
+  checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined;
+  /** interceptors are connect interceptors, outermost first, as connect's own transports run them. */
+  readonly interceptors: readonly Interceptor[];
+  /** defaultTimeoutMs bounds every call without its own deadline. */
+  readonly defaultTimeoutMs: number;
+}
+
+/** GrpcJsTransport is a connect Transport over one grpc-js channel; close() waits for the calls in flight. */
+export interface GrpcJsTransport extends Transport {
+  /** close refuses new calls and closes the connection once the calls in flight have ended. */
+  close(): void;
+  /** abort closes the channel now: new calls are refused at once (grpc-js lets calls already sent finish). */
+  abort(): void;
+}
+
+type AnyCall = ReturnType<grpc.Channel['createCall']>;
+
+/** headersOfMetadata turns gRPC metadata into Headers (binary values base64, as on the wire and as connect reads them). */
+function headersOfMetadata(metadata: grpc.Metadata | undefined): Headers {
+  const headers = new Headers();
+  if (metadata === undefined) return headers;
+  for (const [name, values] of Object.entries(metadata.getMap())) {
+    if (Buffer.isBuffer(values)) headers.append(name, values.toString('base64'));
+    else headers.append(name, values);
+  }
+  // getMap keeps one value per key: add the others.
+  for (const [name, values] of Object.entries(metadata.toJSON())) {
+    for (const value of values.slice(1)) headers.append(name, typeof value === 'string' ? value : value.toString('base64'));
+  }
+  return headers;
+}
+
+/** Protocol headers that connect's callers may set but gRPC metadata must not carry (grpc-js sets its own). */
+function isProtocolHeader(name: string): boolean {
+  return (
+    name === 'content-type' ||
+    name === 'te' ||
+    name === 'user-agent' ||
+    name === 'content-length' ||
+    name === 'connection' ||
+    name === 'host' ||
+    name.startsWith('grpc-') ||
+    name.startsWith(':')
+  );
+}
+
+/** metadataOfHeaders turns a request's Headers into gRPC metadata, leaving out protocol headers. */
+function metadataOfHeaders(headers: Headers): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  headers.forEach((value, name) => {
+    if (isProtocolHeader(name)) return;
+    if (name.endsWith('-bin')) {
+      // Headers joins repeated values with ", "; each is base64 on its own.
+      for (const part of value.split(/,\s*/)) metadata.add(name, Buffer.from(part, 'base64'));
+    } else {
+      metadata.add(name, value);
+    }
+  });
+  return metadata;
+}
+
+/**
+ * errorOfStatus is the ConnectError connect's own gRPC transport would raise for a status: code and
+ * message as sent, the trailers as its metadata, and the details of `grpc-status-details-bin`
+ * decoded by connect itself.
+ */
+export function errorOfStatus(status: grpc.StatusObject): ConnectError {
+  const trailer = headersOfMetadata(status.metadata);
+  trailer.set('grpc-status', String(status.code));
+  trailer.set('grpc-message', encodeURIComponent(status.details));
+  const code = status.code as number;
+  if (trailer.has('grpc-status-details-bin')) {
+    try {
+      const fromDetails = findTrailerError(trailer);
+      if (fromDetails !== undefined) return fromDetails;
+    } catch {
+      // Undecodable details: the code and message still say what happened.
+    }
+  }
+  if (!(code in Code) || code === 0) {
+    return new ConnectError(`invalid grpc-status: ${code}`, Code.Internal, trailer);
+  }
+  const err = new ConnectError(status.details, code as Code, trailer);
+  // As connect's own transports mark an error read from the wire: a server relaying it sends on its code and message, not these trailers.
+  err.isWireError = true;
+  return err;
+}
+
+function normalize(schema: DescMessage, value: unknown): Message {
+  return isMessage(value, schema) ? value : create(schema, value as never);
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** abortReason is the ConnectError for a call whose caller's signal aborted (connect's runUnaryCall gives the same). */
+function abortReason(signal: AbortSignal): ConnectError {
+  return ConnectError.from(signal.reason ?? new Error('This operation was aborted'), Code.Canceled);
+}
+
+/**
+ * LazySignal is the AbortSignal of one unary call as the interceptors see it, made only when
+ * something reads it (connect's runUnaryCall makes two AbortControllers per call and aborts one at
+ * the end of every call, which builds a DOMException with a stack trace each time; the kernel's
+ * profiles counted those among the edge's top frames).
+ */
+class LazySignal {
+  #controller: AbortController | undefined;
+  #cleanup: (() => void) | undefined;
+
+  constructor(
+    private readonly caller: AbortSignal | undefined,
+    private readonly deadline: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.#controller !== undefined) return this.#controller.signal;
+    const controller = new AbortController();
+    this.#controller = controller;
+    const caller = this.caller;
+    if (caller?.aborted === true) {
+      controller.abort(abortReason(caller));
+      return controller.signal;
+    }
+    const onAbort = () => controller.abort(abortReason(caller as AbortSignal));
+    caller?.addEventListener('abort', onAbort, { once: true });
+    const timer = Number.isFinite(this.deadline)
+      ? setTimeout(
+          () => controller.abort(new ConnectError('the operation timed out', Code.DeadlineExceeded)),
+          Math.max(0, this.deadline - Date.now()),
+        )
+      : undefined;
+    this.#cleanup = () => {
+      caller?.removeEventListener('abort', onAbort);
+      if (timer !== undefined) clearTimeout(timer);
+    };
+    return controller.signal;
+  }
+
+  /** end releases the timer and listener, and aborts the signal (if anyone took it) with the call's error. */
+  end(err: ConnectError | undefined): void {
+    if (this.#controller === undefined) return;
+    this.#cleanup?.();
+    // A signal someone holds says the call is over, as connect's does; only then is an abort made.
+    if (!this.#controller.signal.aborted) this.#controller.abort(err);
+  }
+}
+
+/** DEADLINE_SLACK_MS: a DEADLINE_EXCEEDED this close to the call's own deadline is that deadline passing, not a peer's relayed one. */
+const DEADLINE_SLACK_MS = 5;
+
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // Each transport its own connection: a retired one (certificate rotation, a pod gone from DNS)
+  // must not share its subchannel with the new one, and grpc-js's process-wide pool would.
+  'grpc.use_local_subchannel_pool': 1,
+  // As connect-node did: no proxy from the environment, no transparent retries, and one request
+  // message no larger than any internal server takes.
+  'grpc.enable_http_proxy': 0,
+  'grpc.enable_retries': 0,
+  'grpc.enable_channelz': 0,
+  'grpc.max_send_message_length': INTERNAL_MAX_REQUEST_BYTES,
+  'grpc.max_receive_message_length': INTERNAL_MAX_RESPONSE_BYTES,
+  // Pings find a peer that vanished without closing (node failure, partition) within seconds.
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.client_idle_timeout_ms': 60_000,
+  // A peer that restarts is reconnected to within a second or two, not after grpc-js's default
+  // backoff of up to two minutes (connect-node tried a new connection on every call).
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
+
+/**
+ * createGrpcJsTransport returns a connect Transport for one endpoint whose calls are made by
+ * @grpc/grpc-js over mutual TLS, so that connect clients, their interceptors (tracing), call
+ * options (timeoutMs, signal, headers) and errors stay what they were with connect-node's
+ * transport. Status, message, trailers and error details map to ConnectError as connect's gRPC
+ * transport maps them; a deadline is DEADLINE_EXCEEDED and an aborted signal CANCELED (with the
+ * signal's reason, as connect gives it). grpc-js always advertises grpc-accept-encoding, but the
+ * internal plane's grpc-js server never compresses answers, so answers stay plain.
+ */
+export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTransport {
+  const m = options.material;
+  const credentials = grpc.credentials.createSsl(m.ca, m.key, m.cert, {
+    checkServerIdentity: (host, cert) => options.checkServerIdentity(host, cert),
+  });
+  const channel = new grpc.Channel(options.target, credentials, {
+    ...CHANNEL_OPTIONS,
+    ...(options.servername !== undefined
+      ? { 'grpc.ssl_target_name_override': options.servername, 'grpc.default_authority': options.servername }
+      : {}),
+  });
+  const interceptors = options.interceptors;
+  // The method's path (grpc-js's name for the call) and URL (connect's req.url), made once per method.
+  const base = `https://${options.servername ?? options.target}`;
+  const paths = new WeakMap<object, { path: string; url: string }>();
+  const pathOf = (method: { name: string; parent: { typeName: string } }) => {
+    let known = paths.get(method);
+    if (known === undefined) {
+      const path = `/${method.parent.typeName}/${method.name}`;
+      known = { path, url: `${base}${path}` };
+      paths.set(method, known);
+    }
+    return known;
+  };
+  let inFlight = 0;
+  let closing = false;
+  let closed = false;
+  const closeNow = () => {
+    if (closed) return;
+    closed = true;
+    channel.close();
+  };
+  const ended = () => {
+    inFlight -= 1;
+    if (closing && inFlight === 0) closeNow();
+  };
+  const timeoutOf = (timeoutMs: number | undefined) =>
+    timeoutMs === undefined ? options.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
+
+  const unaryNext = (deadline: number, lazy: LazySignal, caller: AbortSignal | undefined) => (req: UnaryRequest) =>
+    new Promise<UnaryResponse>((resolve, reject) => {
+      if (caller?.aborted === true) {
+        reject(abortReason(caller));
+        return;
+      }
+      let bytes: Buffer;
+      let metadata: grpc.Metadata;
+      try {
+        bytes = asBuffer(toBinary(req.method.input, normalize(req.method.input, req.message)));
+        // grpc-js refuses a header value outside printable ASCII, where connect-node sent it.
+        metadata = metadataOfHeaders(req.header);
+      } catch (err) {
+        reject(ConnectError.from(err, Code.Internal));
+        return;
+      }
+      if (closed) {
+        reject(new ConnectError('the client was closed', Code.Unavailable));
+        return;
+      }
+      inFlight += 1;
+      const call = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
+      let header: grpc.Metadata | undefined;
+      let message: Buffer | undefined;
+      let extra = false;
+      const onAbort = () => call.cancelWithStatus(grpc.status.CANCELLED, 'the caller aborted the call');
+      caller?.addEventListener('abort', onAbort, { once: true });
+      call.start(metadata, {
+        onReceiveMetadata(received) {
+          header = received;
+        },
+        onReceiveMessage(received: Buffer) {
+          if (message !== undefined) extra = true;
+          message = received;
+        },
+        onReceiveStatus(status) {
+          caller?.removeEventListener('abort', onAbort);
+          ended();
+          let err: ConnectError | undefined;
+          if (status.code !== grpc.status.OK) {
+            err = caller?.aborted === true && status.code === grpc.status.CANCELLED ? abortReason(caller) : errorOfStatus(status);
+            if (status.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS) {
+              err = new ConnectError('the operation timed out', Code.DeadlineExceeded, err.metadata, undefined, err);
+            }
+          } else if (message === undefined) {
+            err = new ConnectError('protocol error: missing output message for unary method', Code.Unimplemented);
+          } else if (extra) {
+            err = new ConnectError('protocol error: received extra output message for unary method', Code.Unimplemented);
+          }
+          lazy.end(err);
+          if (err !== undefined) {
+            reject(err);
+            return;
+          }
+          let output: Message;
+          try {
+            output = fromBinary(req.method.output, message as Buffer);
+          } catch (e) {
+            reject(ConnectError.from(e, Code.Internal));
+            return;
+          }
+          const trailer = status.metadata;
+          let headerOut: Headers | undefined;
+          let trailerOut: Headers | undefined;
+          resolve({
+            stream: false,
+            service: req.service,
+            method: req.method,
+            // Made only when read: callers rarely ask (onHeader / onTrailer).
+            get header() {
+              return (headerOut ??= headersOfMetadata(header));
+            },
+            get trailer() {
+              return (trailerOut ??= headersOfMetadata(trailer));
+            },
+            message: output,
+          } as UnaryResponse);
+        },
+      });
+      call.startRead();
+      call.sendMessageWithContext({}, bytes);
+      call.halfClose();
+    });
+
+  const streamNext =
+    (deadline: number) =>
+    (req: StreamRequest): Promise<StreamResponse> =>
+      new Promise<StreamResponse>((resolve, reject) => {
+        if (closed) {
+          reject(new ConnectError('the client was closed', Code.Unavailable));
+          return;
+        }
+        let requestMetadata: grpc.Metadata;
+        try {
+          requestMetadata = metadataOfHeaders(req.header);
+        } catch (err) {
+          reject(ConnectError.from(err, Code.Internal));
+          return;
+        }
+        inFlight += 1;
+        const call: AnyCall = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
+        const input = req.method.input;
+        const output = req.method.output;
+        // Messages received and not yet read, and the readers waiting for one.
+        const queue: Message[] = [];
+        const waiting: { resolve(r: IteratorResult<Message>): void; reject(e: unknown): void }[] = [];
+        let status: grpc.StatusObject | undefined;
+        let failure: ConnectError | undefined;
+        let started = false;
+        let reading = false;
+        const settle = () => {
+          while (waiting.length > 0) {
+            const w = waiting.shift() as (typeof waiting)[number];
+            const next = queue.shift();
+            if (next !== undefined) w.resolve({ value: next, done: false });
+            else if (failure !== undefined) w.reject(failure);
+            else if (status !== undefined) w.resolve({ value: undefined, done: true });
+            else {
+              waiting.unshift(w);
+              if (!reading) {
+                reading = true;
+                call.startRead();
+              }
+              return;
+            }
+          }
+        };
+        let headerOut: Headers | undefined;
+        let trailerOut: Headers | undefined;
+        let headerMetadata: grpc.Metadata | undefined;
+        const respond = () => {
+          if (started) return;
+          started = true;
+          resolve({
+            ...req,
+            get header() {
+              return (headerOut ??= headersOfMetadata(headerMetadata));
+            },
+            get trailer() {
+              return (trailerOut ??= headersOfMetadata(status?.metadata));
+            },
+            message: {
+              [Symbol.asyncIterator]: () => ({
+                next: () =>
+                  new Promise<IteratorResult<Message>>((res, rej) => {
+                    waiting.push({ resolve: res, reject: rej });
+                    settle();
+                  }),
+                return: () => {
+                  // The reader stopped early: the call is not needed any more.
+                  if (status === undefined) call.cancelWithStatus(grpc.status.CANCELLED, 'the reader stopped');
+                  return Promise.resolve({ value: undefined, done: true as const });
+                },
+              }),
+            },
+          } as StreamResponse);
+        };
+        const onAbort = () => call.cancelWithStatus(grpc.status.CANCELLED, 'the caller aborted the call');
+        req.signal.addEventListener('abort', onAbort, { once: true });
+        call.start(requestMetadata, {
+          onReceiveMetadata(metadata) {
+            headerMetadata = metadata;
+            respond();
+          },
+          onReceiveMessage(received: Buffer) {
+            reading = false;
+            try {
+              queue.push(fromBinary(output, received));
+            } catch (e) {
+              failure ??= ConnectError.from(e, Code.Internal);
+              call.cancelWithStatus(grpc.status.INTERNAL, 'undecodable response message');
+            }
+            settle();
+          },
+          onReceiveStatus(s) {
+            req.signal.removeEventListener('abort', onAbort);
+            ended();
+            status = s;
+            if (s.code !== grpc.status.OK) {
+              failure ??=
+                req.signal.aborted && s.code === grpc.status.CANCELLED
+                  ? ConnectError.from(req.signal.reason, Code.Canceled)
+                  : s.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS
+                    ? new ConnectError('the operation timed out', Code.DeadlineExceeded, errorOfStatus(s).metadata)
+                    : errorOfStatus(s);
+              // A status before any header (trailers-only) fails the call itself, as in connect.
+              if (!started) {
+                started = true;
+                reject(failure);
+                return;
+              }
+            }
+            respond();
+            settle();
+          },
+        });
+        // Write the request messages as they come, waiting for each to be written (flow control).
+        void (async () => {
+          try {
+            for await (const m of req.message) {
+              if (status !== undefined) return;
+              const bytes = asBuffer(toBinary(input, normalize(input, m)));
+              await new Promise<void>((done) => call.sendMessageWithContext({ callback: () => done() }, bytes));
+            }
+            if (status === undefined) call.halfClose();
+          } catch (err) {
+            if (status === undefined) {
+              failure ??= ConnectError.from(err, Code.Internal);
+              call.cancelWithStatus(grpc.status.CANCELLED, 'the request stream failed');
+            }
+          }
+        })();
+      });
+
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      message: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ): Promise<UnaryResponse<I, O>> {
+      const timeout = timeoutOf(timeoutMs);
+      const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
+      const lazy = new LazySignal(signal, deadline);
+      const req = {
+        stream: false,
+        service: method.parent,
+        method,
+        requestMethod: 'POST',
+        url: pathOf(method).url,
+        get signal() {
+          return lazy.signal;
+        },
+        header: new Headers(header),
+        contextValues: contextValues ?? createContextValues(),
+        message,
+      } as unknown as UnaryRequest<I, O>;
+      let next = unaryNext(deadline, lazy, signal) as (r: UnaryRequest) => Promise<UnaryResponse>;
+      for (let i = interceptors.length - 1; i >= 0; i--) next = (interceptors[i] as Interceptor)(next as never) as typeof next;
+      return (await next(req as UnaryRequest)) as UnaryResponse<I, O>;
+    },
+    async stream<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodStreaming<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ): Promise<StreamResponse<I, O>> {
+      const timeout = timeoutOf(timeoutMs);
+      const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
+      // Streams are rare on the internal plane: connect's own runner, with its signal handling
+      // (the request stream is ended when the call is), serves them as it serves connect-node's.
+      return runStreamingCall<I, O>({
+        interceptors: [...interceptors],
+        signal,
+        timeoutMs: timeout,
+        req: {
+          stream: true,
+          service: method.parent,
+          method,
+          requestMethod: 'POST',
+          url: pathOf(method).url,
+          header: new Headers(header),
+          contextValues: contextValues ?? createContextValues(),
+          message: input,
+        },
+        next: streamNext(deadline) as never,
+      });
+    },
+    close() {
+      closing = true;
+      if (inFlight === 0) closeNow();
+    },
+    abort() {
+      closing = true;
+      closeNow();
+    },
+  };
+}
