@@ -183,6 +183,8 @@ const PENDING: Record<string, string> = {
     'needs the voice-orchestrator and a telephony provider (the Twilio stand-in); covered (one call.place per placed call) in test/orchestrator/place-call.test.ts',
   'parley.api.v1.ConversationService/GetRecording':
     'needs a recorded call, which only the voice-orchestrator makes; covered (one recording.read per read) in test/orchestrator/call-recording.test.ts',
+  'parley.api.v1.ConversationService/StreamRecording':
+    'needs a recording in a blob store; covered (one recording.read per read, committed before any audio is sent) in test/edge/recording-stream.test.ts',
 };
 
 // Every service the edge serves, from its module list (the same list its router and auth

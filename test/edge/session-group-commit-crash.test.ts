@@ -1,11 +1,11 @@
 // Group commit of session records against a crash: identity under concurrent CreateSession calls
 // (which it records in batches per workspace) is SIGKILLed mid-load; every session whose token a
 // caller received is recorded in Postgres (so its token can connect), and identity goes on after a
-// restart.
+// restart. Before that: sessions an idle workspace is asked for together go in one transaction.
 import { principalHeaders } from '@parley/platform';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminPool } from '../src/pg.js';
+import { adminPool, gatheredAttempts, transactionsWriting } from '../src/pg.js';
 import { startPublicStack, type PublicStack } from './fixture.js';
 
 let stack: PublicStack;
@@ -19,6 +19,35 @@ afterAll(async () => {
 });
 
 describe('group commit of session records', () => {
+  it('records sessions an idle workspace is asked for together in one transaction, not the first alone and the rest after it', async () => {
+    const agent = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: 'Burst bot', prompt: 'p' }, stack.bootstrap.apiKey);
+    expect(agent.status, JSON.stringify(agent.body)).toBe(200);
+    const agentId = (agent.body.agent as { id: string }).id;
+    const identity = await stack.clientAs('edge', 'identity', IdentityService);
+    const headers = principalHeaders({
+      tenantId: stack.bootstrap.tenantId,
+      kind: 'member',
+      id: stack.bootstrap.memberId,
+      scopes: ['sessions:create'],
+      source: '127.0.0.1',
+      userAgent: 'vitest',
+    });
+    const create = () => identity.createSession({ agentId, origin: '', subjectRef: '', ttlSeconds: 0 }, { headers });
+    // The first asks tenant-data whether the agent is the workspace's; the bursts find it cached.
+    await create();
+    const admin = adminPool();
+    try {
+      const taken = await gatheredAttempts(async () => {
+        const ids = (await Promise.all(Array.from({ length: 8 }, create))).map((r) => r.sessionId);
+        return transactionsWriting(admin, 'parley_identity.sessions', 'id', ids);
+      });
+      // Without gather the first of a burst always goes alone: never fewer than two transactions.
+      expect(taken).toContain(1);
+    } finally {
+      await admin.end();
+    }
+  }, 60_000);
+
   it('a SIGKILL between batching and commit loses no session whose token was handed out', async () => {
     const agent = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: 'Crash bot', prompt: 'p' }, stack.bootstrap.apiKey);
     expect(agent.status, JSON.stringify(agent.body)).toBe(200);

@@ -1,18 +1,25 @@
 // The kernel's request tracing in one process, spans read from an in-memory exporter: whose
 // trace context a server continues, span status per OpenTelemetry's RPC conventions on each
-// side, and streaming CLIENT spans that last as long as their stream.
+// side, streaming CLIENT spans that last as long as their stream, and the grpc-js side's SERVER
+// span, made only when needed or after the answer, yet the same span.
 import { create } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
+import { readFileSync } from 'node:fs';
 import { connect, createServer, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
+  CertificateSource,
   createClientTracingInterceptor,
   createConnectHandler,
+  createMtlsServer,
+  currentTraceId,
+  defineCallerPolicy,
   createErrorInterceptor,
   createLogger,
   createServerTracingInterceptor,
@@ -22,7 +29,15 @@ import {
   TRACE_ID_HEADER,
   type Telemetry,
 } from '@parley/platform';
-import { EchoResponseSchema, EchoService, EchoStreamResponseSchema } from '@parley/proto/parley/testing/v1/echo_pb.js';
+import {
+  EchoRequestSchema,
+  EchoResponseSchema,
+  EchoService,
+  EchoStreamResponseSchema,
+  type EchoResponse,
+} from '@parley/proto/parley/testing/v1/echo_pb.js';
+import { grpcJsUnary } from '../src/grpc-js.js';
+import { createTestPki } from '../src/pki.js';
 
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;
@@ -183,5 +198,65 @@ describe('request tracing in the kernel', () => {
     expect(warnings.some((w) => w.msg === 'request refused before the RPC handlers' && w.trace_id === server?.spanContext().traceId)).toBe(
       true,
     );
+  });
+});
+
+describe('the SERVER span of a grpc-js call', () => {
+  it('is the same span whether the handler needed it (made then) or not (made after the answer), timed from the request', async () => {
+    const pki = await createTestPki();
+    const logger = createLogger({ service: 'identity', version: 'test', level: 'warn' });
+    const mtls = createMtlsServer({
+      certificates: await CertificateSource.open(pki.files('identity')),
+      trustDomain: 'parley.local',
+      policies: [defineCallerPolicy(EchoService, { echo: ['edge'], adminEcho: [], echoStream: ['edge'] })],
+      logger,
+      routes(router) {
+        router.service(EchoService, {
+          async echo(req) {
+            if (req.delayMs > 0) await new Promise((r) => setTimeout(r, req.delayMs));
+            // 'trace' reads the span's ids (as a log line or a peer call would); 'plain' reads nothing of it.
+            return create(EchoResponseSchema, { message: req.message === 'trace' ? currentTraceId() : req.message });
+          },
+          adminEcho: (req) => ({ message: req.message }),
+        });
+      },
+    });
+    const port = await mtls.listen(0, '127.0.0.1');
+    const edge = pki.files('edge');
+    const Client = grpc.makeGenericClientConstructor(
+      { Echo: grpcJsUnary('/parley.testing.v1.EchoService/Echo', EchoRequestSchema, EchoResponseSchema) },
+      'Echo',
+    );
+    const client = new Client(
+      `localhost:${port}`,
+      grpc.credentials.createSsl(readFileSync(edge.caFile), readFileSync(edge.keyFile), readFileSync(edge.certFile)),
+    ) as unknown as grpc.Client & { Echo: (r: object, cb: (e: unknown, r: EchoResponse) => void) => void };
+    const echo = (message: string, delayMs: number) =>
+      new Promise<EchoResponse>((resolve, reject) => client.Echo({ message, delayMs }, (e, r) => (e ? reject(e as Error) : resolve(r))));
+    try {
+      const serverSpans = () => exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.SERVER);
+      for (const message of ['plain', 'trace']) {
+        exporter.reset();
+        const answer = await echo(message, 40);
+        await expect.poll(() => serverSpans().length, { timeout: 2_000 }).toBe(1);
+        const span = serverSpans()[0]!;
+        expect(span.name).toBe('parley.testing.v1.EchoService/Echo');
+        expect(span.attributes).toMatchObject({
+          'rpc.system.name': 'grpc',
+          'rpc.method': 'parley.testing.v1.EchoService/Echo',
+          'rpc.response.status_code': 'OK',
+          'network.peer.address': '127.0.0.1',
+          'server.port': port,
+        });
+        expect(span.status.code).toBe(SpanStatusCode.UNSET);
+        // Started with the request, not when the span was made (after the 40 ms handler for 'plain').
+        const durationMs = span.duration[0] * 1_000 + span.duration[1] / 1e6;
+        expect(durationMs).toBeGreaterThanOrEqual(39);
+        if (message === 'trace') expect(answer.message).toBe(span.spanContext().traceId);
+      }
+    } finally {
+      client.close();
+      await mtls.close(1_000);
+    }
   });
 });

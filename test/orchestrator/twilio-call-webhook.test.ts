@@ -9,6 +9,7 @@ import { Code } from '@connectrpc/connect';
 import { request } from 'node:https';
 import { EmbeddedTts, REFUSED, rmsOf } from '@parley/voice-orchestrator';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { twilioSignature } from '@parley/webhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
@@ -262,8 +263,9 @@ describe('Twilio inbound call webhook', () => {
     }
   });
 
-  it("hands back, when a call's token is spent, the CallSid and the person identity recorded for it; a malformed subject_id is refused", async () => {
+  it("hands back, when a call's token is spent, the CallSid and the person identity recorded for it; a malformed, unknown or other workspace's subject_id is refused", async () => {
     const identity = await s.stack.clientAs('voice-orchestrator', 'identity', IdentityService);
+    const tenantData = await s.stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService);
     try {
       const tenantId = s.stack.bootstrap.tenantId;
       const fresh = `CA${randomBytes(16).toString('hex')}`;
@@ -271,7 +273,19 @@ describe('Twilio inbound call webhook', () => {
         code: Code.InvalidArgument,
         rawMessage: expect.stringMatching(/subject_id/),
       });
-      const subjectId = randomUUID();
+      // A person the workspace does not have (unknown, or another workspace's) gets no call session.
+      const otherTenant = randomUUID();
+      const asIdentity = await s.stack.clientAs('identity', 'tenant-data', TenantDataService);
+      await asIdentity.createWorkspace({ tenantId: otherTenant, name: 'other' });
+      asIdentity.close();
+      const theirs = (await tenantData.createSubject({ tenantId: otherTenant, externalRef: `call-${randomUUID()}` })).subject!.id;
+      for (const stranger of [randomUUID(), theirs])
+        await expect(identity.createCallSession({ tenantId, agentId: agent, callSid: fresh, subjectId: stranger })).rejects.toMatchObject({
+          code: Code.NotFound,
+          rawMessage: `subject ${stranger} not found`,
+        });
+      const subjectId = (await tenantData.createSubject({ tenantId, externalRef: `call-${randomUUID()}` })).subject!.id;
+      // The refused asks minted nothing: the CallSid is still free.
       const minted = await identity.createCallSession({ tenantId, agentId: agent, callSid: fresh, subjectId });
       // Only spending it says (the record, not the token, holds them); a check without consuming does not.
       expect((await identity.verifySession({ token: minted.token })).claims).toMatchObject({ callSid: '', subjectId: '' });
@@ -281,6 +295,7 @@ describe('Twilio inbound call webhook', () => {
       expect((await identity.verifySession({ token: browser.token, consume: true })).claims).toMatchObject({ callSid: '', subjectId: '' });
     } finally {
       identity.close();
+      tenantData.close();
     }
   });
 

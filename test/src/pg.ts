@@ -67,6 +67,32 @@ export function adminPool(max = 2, baseUrl: string = adminUrl()): pg.Pool {
   return pool;
 }
 
+/**
+ * transactionsWriting counts the transactions that wrote the rows of `table` (schema-qualified)
+ * whose `column` is one of `values`: rows one transaction wrote share its xmin.
+ */
+export async function transactionsWriting(admin: pg.Pool, table: string, column: string, values: readonly string[]): Promise<number> {
+  const { rows } = await admin.query<{ n: number }>(
+    `select count(distinct xmin::text)::int as n from ${table} where ${pg.escapeIdentifier(column)}::text = any($1::text[])`,
+    [values],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * gatheredAttempts runs `burst` (concurrent calls that reach a group commit from an idle key) up to
+ * `attempts` times, a short pause before each so that no batch is in flight, and returns how many
+ * transactions each burst took, stopping at the first that took one.
+ */
+export async function gatheredAttempts(burst: () => Promise<number>, attempts = 5): Promise<number[]> {
+  const taken: number[] = [];
+  for (let i = 0; i < attempts && !taken.includes(1); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    taken.push(await burst());
+  }
+  return taken;
+}
+
 /** serviceUrl is the URL a service's role logs in with, password included. */
 export function serviceUrl(service: ServiceName, baseUrl: string = adminUrl()): string {
   return serviceDatabaseUrl(baseUrl, service, inject('dbRolePasswords')[service]);

@@ -2,10 +2,12 @@
 // live conversation's turn (transcript turns, guardrail decisions, the checker's state) is stored
 // in one transaction or not at all: another tenant's conversation is NOT_FOUND, an ended one
 // FAILED_PRECONDITION, a bad part INVALID_ARGUMENT, and none of them leaves a row behind.
-// Concurrent records of several conversations are group-committed, and one refusal fails no other.
+// Concurrent records of several conversations are group-committed, and one refusal fails no other;
+// records of an idle tenant that arrive together go in one transaction (group commit's gather).
 import { randomUUID } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gatheredAttempts, transactionsWriting } from '../src/pg.js';
 import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
 
 let td: TenantDataProcess;
@@ -129,6 +131,31 @@ describe('RecordTurn', () => {
     expect(await written(id)).toEqual({ turns: 0, decisions: 0, states: 0 });
   });
 
+  it("refuses a subject id that is not the conversation's end user (another person, an unknown one, another workspace's) and writes nothing", async () => {
+    const id = await conversation(tenantA, agentA, subjectA);
+    const other = (await orchestrator.createSubject({ tenantId: tenantA, externalRef: 'crm-10' })).subject?.id ?? '';
+    const theirs = (await orchestrator.createSubject({ tenantId: tenantB, externalRef: 'crm-9' })).subject?.id ?? '';
+    const anonymous = await conversation(tenantA, agentA);
+    for (const [conversationId, subjectId] of [
+      [id, other],
+      [id, randomUUID()],
+      [id, theirs],
+      [anonymous, subjectA],
+    ] as const) {
+      const err = await failure(orchestrator.recordTurn({ ...aTurn(conversationId), subjectId }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.message).toContain(`subject_id ${subjectId} is not the end user of conversation ${conversationId}`);
+      expect(await written(conversationId)).toEqual({ turns: 0, decisions: 0, states: 0 });
+    }
+    const people = await td.admin.query<{ subject_id: string }>(
+      'select subject_id from parley_tenant_data.guardrail_person_states where subject_id = any($1)',
+      [[other, theirs]],
+    );
+    expect(people.rows).toEqual([]);
+    // Its own end user's is stored.
+    expect((await orchestrator.recordTurn({ ...aTurn(id), subjectId: subjectA })).conversationState).toBe('live');
+  });
+
   it('refuses a record with a bad part as INVALID_ARGUMENT naming it, and keeps none of its good parts', async () => {
     const id = await conversation(tenantA, agentA);
     const badDecision = await failure(
@@ -164,6 +191,17 @@ describe('RecordTurn', () => {
       expect(turns.map((t) => t.seq)).toEqual([0, 1, 2, 3]);
       expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
     }
+  });
+
+  it('commits records an idle tenant receives together in one transaction, not the first alone and the rest after it', async () => {
+    const taken = await gatheredAttempts(async () => {
+      const ids = await Promise.all(Array.from({ length: 8 }, () => conversation(tenantB, agentB)));
+      const recorded = await Promise.all(ids.map((id) => orchestrator.recordTurn(aTurn(id, tenantB))));
+      expect(recorded.map((r) => r.conversationState)).toEqual(ids.map(() => 'live'));
+      return transactionsWriting(td.admin, 'parley_tenant_data.transcript_turns', 'conversation_id', ids);
+    });
+    // Without gather the first record of a burst always goes alone: never fewer than two transactions.
+    expect(taken).toContain(1);
   });
 
   it('stores a burst of 200 records over 40 conversations (batches of several records per conversation) with gapless seqs', async () => {

@@ -393,6 +393,8 @@ Call with (dict "root" $ "service" "<name>").
 - name: PARLEY_DB_POOL_MAX
   value: {{ (index $c "tenant-data").dbPoolMax | quote }}
 {{ include "parley.secretEnv" (dict "name" "PARLEY_SUBJECT_HASH_PEPPER" "ref" (index $c "tenant-data").subjectHashPepper "from" "config.tenant-data.subjectHashPepper") }}
+- name: PARLEY_RECORDING_READ_MAX_BYTES
+  value: {{ $c.recordings.readMaxBytes | int64 | quote }}
 {{ include "parley.blobStoreEnv" $c.recordings }}
 {{- else if eq $service "audit" }}
 - name: PARLEY_DB_POOL_MAX

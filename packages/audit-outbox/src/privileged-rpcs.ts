@@ -56,4 +56,5 @@ export const PRIVILEGED_RPCS: readonly PrivilegedRpc[] = [
   p('PrivacyService/ForgetSubject', 'privacy_request.forget'),
   p('ConversationService/ListTranscriptTurns', 'transcript.read'),
   p('ConversationService/GetRecording', 'recording.read'),
+  p('ConversationService/StreamRecording', 'recording.read'),
 ];

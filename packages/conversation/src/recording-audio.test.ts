@@ -2,11 +2,13 @@ import wavefile from 'wavefile';
 import { describe, expect, it } from 'vitest';
 import {
   layoutRecording,
+  planRecording,
   recordingDurationMs,
   recordingFrame,
   recordingHeader,
   RecordingTimeline,
   recordingWav,
+  recordingWavPieces,
   type RecordingSide,
 } from './recording-audio.js';
 
@@ -52,5 +54,50 @@ describe('recorded call audio', () => {
     expect(layoutRecording(recordingHeader(8_000)).durationMs).toBe(0);
     expect(() => layoutRecording(Buffer.from('nope'))).toThrow(/PRA1/);
     expect(() => layoutRecording(recorded(8_000, [['caller', 0, tone(10, 1)]]).subarray(0, 20))).toThrow(/truncated/);
+  });
+
+  it('streams the same WAV as recordingWav, in pieces no larger than asked, from plaintext cut anywhere', async () => {
+    // A call's worth of frames: the caller in real time, the agent ahead of it, gaps of silence.
+    let seed = 7;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    const frames: [RecordingSide, number, Int16Array][] = [];
+    for (let ms = 0; ms < 3_000; ms += 20) {
+      if (ms < 1_000 || ms > 1_600)
+        frames.push(['caller', ms, Int16Array.from({ length: 160 }, () => Math.round(random() * 2_000 - 1_000))]);
+      if (ms % 200 === 0 && ms > 400)
+        frames.push(['agent', ms, Int16Array.from({ length: 900 }, () => Math.round(random() * 2_000 - 1_000))]);
+    }
+    frames.push(['caller', 4_500, tone(80, 9)]);
+    const plaintext = recorded(8_000, frames);
+    const expected = Buffer.from(recordingWav(plaintext));
+    const cut = (size: number) =>
+      Array.from({ length: Math.ceil(plaintext.length / size) }, (_, i) => plaintext.subarray(i * size, (i + 1) * size));
+    for (const [pieceSize, maxPiece] of [
+      [7, 1_000],
+      [4_096, 64 * 1024],
+      [plaintext.length, 4],
+    ] as const) {
+      const plan = await planRecording(cut(pieceSize));
+      expect(plan.length * 4 + 44).toBe(expected.length);
+      const out: Buffer[] = [];
+      for await (const piece of recordingWavPieces(plan, cut(pieceSize), maxPiece)) out.push(piece);
+      expect(out.slice(1).every((p) => p.length <= Math.max(4, maxPiece))).toBe(true);
+      expect(Buffer.concat(out).equals(expected), `pieces of ${pieceSize}, at most ${maxPiece} out`).toBe(true);
+    }
+  });
+
+  it('refuses a plaintext cut inside a frame, and one that changed between the two passes', async () => {
+    const plaintext = recorded(8_000, [
+      ['caller', 0, tone(100, 1)],
+      ['agent', 10, tone(100, 2)],
+    ]);
+    await expect(planRecording([plaintext.subarray(0, plaintext.length - 3)])).rejects.toThrow(/truncated/);
+    const plan = await planRecording([plaintext]);
+    const other = recorded(8_000, [['caller', 0, tone(100, 1)]]);
+    await expect(
+      (async () => {
+        for await (const piece of recordingWavPieces(plan, [other])) void piece;
+      })(),
+    ).rejects.toThrow(/changed between its two reads/);
   });
 });

@@ -124,3 +124,177 @@ export function recordingWav(plaintext: Uint8Array): Uint8Array {
   wav.fromScratch(2, tracks.sampleRate, '16', [tracks.caller, tracks.agent]);
   return wav.toBuffer();
 }
+
+// Streaming reads. A recording is rendered as a WAV in two passes over its plaintext, each read
+// piece by piece as it is decrypted: the first places every frame (starts only, no audio kept),
+// which gives the WAV's length and tells the second pass how far the audio is final at each
+// frame; the second lays the samples out in a window that is sent on as soon as no later frame can
+// land in it. Neither pass holds the recording whole.
+
+/** RecordingPlan is where planRecording placed a recording's frames: enough to render it as a stream. */
+export interface RecordingPlan {
+  readonly sampleRate: number;
+  /** length is the longer side's length in samples (the WAV's frame count). */
+  readonly length: number;
+  /** frames is how many frames the recording holds. */
+  readonly frames: number;
+  /** settled[i] is the first sample that frame i or a later one touches (length past the last): everything before it is final once frame i-1 is laid out. */
+  readonly settled: Int32Array;
+}
+
+/** RecordingFrame is one frame as readRecordingFrames reads it. */
+interface FrameRead {
+  readonly side: number;
+  readonly atMs: number;
+  readonly count: number;
+  /** samples are the frame's PCM (a view of a copy), present when asked for. */
+  readonly samples?: Buffer;
+}
+
+/**
+ * readRecordingFrames parses a recording's plaintext arriving in pieces of any size: it yields
+ * the sample rate first, then each frame. A frame cut by a piece boundary is kept until whole.
+ */
+async function* readRecordingFrames(
+  pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  withSamples: boolean,
+): AsyncGenerator<number | FrameRead> {
+  let pending = Buffer.alloc(0);
+  let headerRead = false;
+  for await (const piece of pieces) {
+    pending = pending.length === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece]);
+    let at = 0;
+    if (!headerRead) {
+      if (pending.length < HEADER_BYTES) continue;
+      if (!pending.subarray(0, 4).equals(MAGIC)) throw new Error('not a recording in format PRA1');
+      yield pending.readUInt32LE(4);
+      headerRead = true;
+      at = HEADER_BYTES;
+    }
+    while (at + RECORD_HEADER_BYTES <= pending.length) {
+      const side = pending.readUInt8(at);
+      const count = pending.readUInt32LE(at + 5);
+      if (side > 1) throw new Error('recording holds a frame of no known side');
+      const end = at + RECORD_HEADER_BYTES + count * 2;
+      if (end > pending.length) break;
+      const atMs = pending.readUInt32LE(at + 1);
+      yield withSamples ? { side, atMs, count, samples: pending.subarray(at + RECORD_HEADER_BYTES, end) } : { side, atMs, count };
+      at = end;
+    }
+    pending = pending.subarray(at);
+  }
+  if (!headerRead) throw new Error('not a recording in format PRA1');
+  if (pending.length > 0) throw new Error('recording truncated in a frame');
+}
+
+/** planRecording is a streamed read's first pass: it places every frame of a recording's plaintext, read in pieces, without keeping audio. */
+export async function planRecording(pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<RecordingPlan> {
+  let timeline: RecordingTimeline | undefined;
+  let starts = new Int32Array(1024);
+  let frames = 0;
+  for await (const item of readRecordingFrames(pieces, false)) {
+    if (typeof item === 'number') {
+      timeline = new RecordingTimeline(item);
+      continue;
+    }
+    if (frames === starts.length) {
+      const grown = new Int32Array(starts.length * 2);
+      grown.set(starts);
+      starts = grown;
+    }
+    starts[frames++] = timeline!.place(item.side, item.atMs, item.count);
+  }
+  const length = timeline!.length;
+  // settled[i] = min(start of frames i..n-1), length past the last frame.
+  const settled = new Int32Array(frames + 1);
+  settled[frames] = length;
+  for (let i = frames - 1; i >= 0; i--) settled[i] = Math.min(starts[i]!, settled[i + 1]!);
+  return { sampleRate: timeline!.sampleRate, length, frames, settled };
+}
+
+/**
+ * wavHeader is the header of a two-channel 16-bit WAV of `length` sample frames. wavefile renders
+ * only files held whole in memory, so its header for an empty file is taken and its two sizes (the
+ * RIFF chunk's and the data chunk's, both little-endian uint32 by the RIFF format) are set to the
+ * streamed audio's; the test checks the result against wavefile's rendering of the same recording.
+ */
+function wavHeader(sampleRate: number, length: number): Buffer {
+  const empty = new wavefile.WaveFile();
+  empty.fromScratch(2, sampleRate, '16', [new Int16Array(0), new Int16Array(0)]);
+  const header = Buffer.from(empty.toBuffer());
+  const dataAt = header.indexOf('data', 12, 'latin1');
+  if (dataAt < 0 || dataAt + 8 !== header.length) throw new Error('wavefile wrote an unexpected empty WAV');
+  const dataBytes = length * 4;
+  header.writeUInt32LE(header.length - 8 + dataBytes, 4);
+  header.writeUInt32LE(dataBytes, dataAt + 4);
+  return header;
+}
+
+/**
+ * recordingWavPieces is a streamed read's second pass: it yields the WAV recordingWav renders, as
+ * its header and then pieces of at most maxPieceBytes, laying the plaintext (read in pieces
+ * again) out on the plan's timeline and sending each stretch on as soon as no later frame can
+ * land in it. It holds only that unsettled stretch, not the recording.
+ */
+export async function* recordingWavPieces(
+  plan: RecordingPlan,
+  pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  maxPieceBytes = 64 * 1024,
+): AsyncGenerator<Buffer> {
+  const samplesPerPiece = Math.max(1, Math.floor(maxPieceBytes / 4));
+  yield wavHeader(plan.sampleRate, plan.length);
+  // The window holds samples [base, base + window length) of both tracks, interleaved later.
+  let caller = new Int16Array(samplesPerPiece);
+  let agent = new Int16Array(samplesPerPiece);
+  let base = 0;
+  let sent = 0;
+  const ensure = (end: number) => {
+    if (end - base <= caller.length) return;
+    const size = Math.max(caller.length * 2, end - base);
+    const [c, a] = [new Int16Array(size), new Int16Array(size)];
+    c.set(caller);
+    a.set(agent);
+    caller = c;
+    agent = a;
+  };
+  function* flush(upTo: number): Generator<Buffer> {
+    while (sent < upTo) {
+      const n = Math.min(samplesPerPiece, upTo - sent);
+      const out = Buffer.alloc(n * 4);
+      // Past the window is silence no frame reached.
+      const inWindow = Math.max(0, Math.min(n, caller.length - (sent - base)));
+      for (let i = 0; i < inWindow; i++) {
+        out.writeInt16LE(caller[sent - base + i]!, i * 4);
+        out.writeInt16LE(agent[sent - base + i]!, i * 4 + 2);
+      }
+      sent += n;
+      yield out;
+    }
+    // Drop what was sent: the unsettled rest moves to the window's start.
+    const drop = Math.min(sent - base, caller.length);
+    caller.copyWithin(0, drop);
+    agent.copyWithin(0, drop);
+    caller.fill(0, caller.length - drop);
+    agent.fill(0, agent.length - drop);
+    base = sent;
+  }
+  const timeline = new RecordingTimeline(plan.sampleRate);
+  let index = 0;
+  for await (const item of readRecordingFrames(pieces, true)) {
+    if (typeof item === 'number') {
+      if (item !== plan.sampleRate) throw new Error('the recording changed between its two reads');
+      continue;
+    }
+    if (index >= plan.frames) throw new Error('the recording changed between its two reads');
+    const start = timeline.place(item.side, item.atMs, item.count);
+    ensure(start + item.count);
+    const track = item.side === 0 ? caller : agent;
+    const samples = item.samples!;
+    for (let i = 0; i < item.count; i++) track[start - base + i] = samples.readInt16LE(i * 2);
+    index++;
+    const settled = plan.settled[index]!;
+    if (settled - sent >= samplesPerPiece) yield* flush(settled - ((settled - sent) % samplesPerPiece));
+  }
+  if (index !== plan.frames || timeline.length !== plan.length) throw new Error('the recording changed between its two reads');
+  yield* flush(plan.length);
+}

@@ -1,5 +1,5 @@
 import { createSecureContext } from 'node:tls';
-import { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici';
+import type { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici';
 import { checkEgressTarget, systemLookup, type EgressCheckOptions, type EgressLookup } from './check.js';
 import { EgressRefusedError } from './errors.js';
 import { createEgressLookup } from './request.js';
@@ -102,16 +102,22 @@ export function createEgressHttp(options: EgressFetchOptions = {}): EgressHttp {
   };
   const cacheMs = options.precheckCacheMs ?? 10_000;
   const precheck: EgressCheckOptions = cacheMs > 0 ? { ...checks, lookup: cachedLookup(options.lookup ?? systemLookup, cacheMs) } : checks;
-  const dispatcher = new Agent({
-    connect: {
-      lookup: createEgressLookup(checks),
-      timeout: options.connectTimeoutMs ?? 5_000,
-      // One TLS context for every connection (the trusted roots, or `ca`), instead of one built,
-      // roots and all, for each new connection a burst of provider requests opens.
-      secureContext: createSecureContext(options.ca !== undefined ? { ca: options.ca } : {}),
-    },
-    keepAliveTimeout: options.keepAliveMs ?? 30_000,
-  });
+  const connect = {
+    lookup: createEgressLookup(checks),
+    timeout: options.connectTimeoutMs ?? 5_000,
+    // One TLS context for every connection (the trusted roots, or `ca`), instead of one built,
+    // roots and all, for each new connection a burst of provider requests opens.
+    secureContext: createSecureContext(options.ca !== undefined ? { ca: options.ca } : {}),
+  };
+  // undici is over a hundred modules (a seventh of a second of CPU to load): loaded by the first
+  // request, not by every process that imports @parley/egress for its checks.
+  let client: Promise<{ fetch: typeof undiciFetch; request: typeof undiciRequest; dispatcher: Agent }> | undefined;
+  const loadClient = () =>
+    (client ??= import('undici').then((undici) => ({
+      fetch: undici.fetch,
+      request: undici.request,
+      dispatcher: new undici.Agent({ connect, keepAliveTimeout: options.keepAliveMs ?? 30_000 }),
+    })));
   const checked = async (url: string) => {
     const decision = await checkEgressTarget(url, precheck);
     if (!decision.allowed) throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');
@@ -123,7 +129,8 @@ export function createEgressHttp(options: EgressFetchOptions = {}): EgressHttp {
         throw new TypeError('egress fetch takes a URL and an init object, not a Request');
       const url = typeof input === 'string' ? input : input.href;
       await checked(url);
-      const response = await undiciFetch(url, {
+      const { fetch, dispatcher } = await loadClient();
+      const response = await fetch(url, {
         ...(init as Parameters<typeof undiciFetch>[1]),
         redirect: 'manual',
         dispatcher,
@@ -132,8 +139,9 @@ export function createEgressHttp(options: EgressFetchOptions = {}): EgressHttp {
     },
     async request(url, init) {
       await checked(url);
+      const { request, dispatcher } = await loadClient();
       // undici's request never follows a redirect (that takes an interceptor this pool does not have).
-      const res = await undiciRequest(url, {
+      const res = await request(url, {
         dispatcher,
         method: init.method,
         ...(init.headers !== undefined ? { headers: init.headers } : {}),

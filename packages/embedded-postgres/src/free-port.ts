@@ -1,8 +1,12 @@
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 // The ports this process handed out most recently: the OS may give a just-closed ephemeral
-// port to the next bind, so a fixture asking for several ports at once could get one twice.
+// port to the next bind, and a test may stop a service and start it again on its port, so a
+// fixture asking for several ports at once could otherwise get one twice.
 const handedOut: number[] = [];
 const HANDED_OUT_MEMORY = 512;
 
@@ -20,6 +24,18 @@ const aboveEphemeral = ((): { from: number; to: number } | undefined => {
   return undefined;
 })();
 
+/**
+ * PORT_CLAIM_WINDOW_MS is how long a claim lasts at least (at most twice that): the time a caller
+ * has between freePort and its child's bind. After the bind the probe itself refuses the port.
+ */
+export const PORT_CLAIM_WINDOW_MS = 120_000;
+
+// Claims are files named after the port in a folder per claim window, shared by every process of
+// this user on the machine: the vitest workers, the processes they spawn, other checkouts' runs.
+// The memory above is per process only, and two processes probing the same free port would both
+// hand it out (a stack then failed to start with EADDRINUSE).
+const claimsRoot = join(tmpdir(), `parley-port-claims-${process.getuid?.() ?? 'user'}`);
+
 function probe(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const srv = createServer();
@@ -31,20 +47,58 @@ function probe(port: number): Promise<number | undefined> {
   });
 }
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * freePort returns a loopback TCP port that was free a moment ago and that this process has not
- * handed out recently, above the ephemeral range where the OS allows (a small race with other
- * listeners remains: bind promptly).
+ * claim records the port in this window's folder, failing when another process has (exclusive
+ * create). A claim made in the window before or after also holds: two processes on either side
+ * of a window's edge each create their file before looking at the other's window, so at least one
+ * of them sees the other's file and gives the port up. Where the folder cannot be written,
+ * processes cannot coordinate and the claim succeeds (this process's memory still applies).
+ */
+async function claim(port: number): Promise<boolean> {
+  const window = Math.floor(Date.now() / PORT_CLAIM_WINDOW_MS);
+  const folder = join(claimsRoot, String(window));
+  try {
+    if ((await mkdir(folder, { recursive: true, mode: 0o700 })) !== undefined) await forgetOldWindows(window);
+    await writeFile(join(folder, String(port)), '', { flag: 'wx' });
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'EEXIST';
+  }
+  const neighbours = [window - 1, window + 1].map((w) => exists(join(claimsRoot, String(w), String(port))));
+  return !(await Promise.all(neighbours)).some(Boolean);
+}
+
+// The process that opens a window removes the folders of windows that can no longer hold a claim.
+async function forgetOldWindows(window: number): Promise<void> {
+  const folders = await readdir(claimsRoot).catch(() => [] as string[]);
+  const old = folders.filter((name) => Number(name) < window - 1);
+  await Promise.all(old.map((name) => rm(join(claimsRoot, name), { recursive: true, force: true })));
+}
+
+/**
+ * freePort returns a loopback TCP port that was free a moment ago, that this process has not
+ * handed out recently and that no other process on the machine has claimed in the last
+ * PORT_CLAIM_WINDOW_MS, above the ephemeral range where the OS allows. Bind it within that window.
  */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const range = aboveEphemeral;
     const candidate = range === undefined ? 0 : range.from + Math.floor(Math.random() * (range.to - range.from + 1));
+    if (handedOut.includes(candidate)) continue;
     const port = await probe(candidate);
     if (port === undefined || handedOut.includes(port)) continue;
+    // Remembered before the claim settles, so two calls of this process never race for one port.
     handedOut.push(port);
     if (handedOut.length > HANDED_OUT_MEMORY) handedOut.shift();
-    return port;
+    if (await claim(port)) return port;
   }
-  throw new Error('no free loopback port found that was not handed out already');
+  throw new Error('no free loopback port found that was not handed out or claimed already');
 }

@@ -24,6 +24,8 @@ import {
 } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import { context } from '@opentelemetry/api';
+import type { ServerHttp2Stream } from 'node:http2';
+import { Duplex } from 'node:stream';
 import { InvalidArgumentError, toConnectError } from './errors.js';
 import type { Logger } from './logger.js';
 import { finishRequestTrace, startRequestTrace, type InboundRequest } from './telemetry.js';
@@ -39,6 +41,50 @@ export interface SurfaceCall {
   getAuthContext(): ReturnType<AnyGrpcCall['getAuthContext']>;
   once(event: 'cancelled', listener: () => void): unknown;
   off(event: 'cancelled', listener: () => void): unknown;
+}
+
+/**
+ * streamOf is the HTTP/2 stream a grpc-js server call runs on. grpc-js has no public way to it;
+ * the path below is grpc-js 1.14's (pinned exactly), and test/kernel/grpc-js-server.test.ts fails
+ * when an upgrade moves it. Callers fall back to a slower public way when it is undefined.
+ */
+export function streamOf(call: SurfaceCall): ServerHttp2Stream | undefined {
+  const stream = (call as { call?: { stream?: unknown } }).call?.stream;
+  // node:http2 does not export its stream class; an HTTP/2 stream is a Duplex with a session.
+  return stream instanceof Duplex && 'session' in stream ? (stream as ServerHttp2Stream) : undefined;
+}
+
+/**
+ * afterAnswer runs `fn` once a call's answer has left: when its HTTP/2 stream closes, which is
+ * after grpc-js has written the trailers (the answer is written in the event-loop turn after the
+ * handler's, the trailers one turn later). Work done before that (ending the span, recording
+ * the duration) delays the caller by as much at 1 caller. Without the stream, `fn` runs now.
+ */
+function afterAnswer(call: SurfaceCall, fn: () => void): void {
+  const stream = streamOf(call);
+  if (stream === undefined || stream.closed) fn();
+  else stream.once('close', fn);
+}
+
+/** CallPeer is where a call came from (the span's network.peer.address and network.peer.port). */
+interface CallPeer {
+  readonly address: string | undefined;
+  readonly port: number | undefined;
+}
+
+const peersBySession = new WeakMap<object, CallPeer>();
+
+/** peerOf reads where a call came from once per HTTP/2 connection (grpc-js's getPeer() builds the string anew on every call). */
+function peerOf(call: SurfaceCall): CallPeer {
+  const session = streamOf(call)?.session;
+  let peer = session === undefined ? undefined : peersBySession.get(session);
+  if (peer === undefined) {
+    const text = call.getPeer();
+    const colon = text.lastIndexOf(':');
+    peer = colon > 0 ? { address: text.slice(0, colon), port: Number(text.slice(colon + 1)) } : { address: undefined, port: undefined };
+    if (session !== undefined) peersBySession.set(session, peer);
+  }
+  return peer;
 }
 
 /** RouteRegistration is one `router.service(...)` (or `router.rpc(...)`) call a service made. */
@@ -188,6 +234,39 @@ class GrpcHandlerContext implements HandlerContext {
   }
 }
 
+/**
+ * GrpcUnaryRequest is the UnaryRequest the interceptors see for a grpc-js call. A class, so that
+ * its lazy parts cost no closures per call: the signal, and the request's Headers, which an edge
+ * call through the allow-list and an echo handler never read. (Its getters are on the prototype:
+ * an interceptor that spreads a request must copy `signal` and `header` itself.)
+ */
+class GrpcUnaryRequest implements UnaryRequest {
+  readonly stream = false;
+  readonly service: UnaryRequest['service'];
+  readonly method: UnaryRequest['method'];
+  readonly requestMethod = 'POST';
+  private madeHeader: Headers | undefined;
+
+  constructor(
+    method: DescMethod,
+    readonly url: string,
+    readonly contextValues: ContextValues,
+    readonly message: Message,
+    private readonly state: CallState,
+  ) {
+    this.service = method.parent;
+    this.method = method as never;
+  }
+
+  get signal(): AbortSignal {
+    return signalOf(this.state);
+  }
+
+  get header(): Headers {
+    return (this.madeHeader ??= headersOf(this.state.call.metadata));
+  }
+}
+
 /** handlerContextOf is the HandlerContext connect would give the handler, for a request that went through the interceptors. */
 function handlerContextOf(req: UnaryRequest | StreamRequest, state: CallState): HandlerContext {
   return new GrpcHandlerContext(req, state);
@@ -254,6 +333,30 @@ function statusOf(err: unknown): Partial<grpc.StatusObject> {
 type Impl = (input: unknown, ctx: HandlerContext) => unknown;
 type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>;
 
+/** GrpcUnaryResponse is a unary handler's answer as the interceptors see it; its header and trailer are made only when something writes (or reads) them. */
+class GrpcUnaryResponse implements UnaryResponse {
+  readonly stream = false;
+  readonly service: UnaryResponse['service'];
+  readonly method: UnaryResponse['method'];
+
+  constructor(
+    method: DescMethod,
+    private readonly state: CallState,
+    readonly message: Message,
+  ) {
+    this.service = method.parent;
+    this.method = method as never;
+  }
+
+  get header(): Headers {
+    return (this.state.responseHeader ??= new Headers());
+  }
+
+  get trailer(): Headers {
+    return (this.state.responseTrailer ??= new Headers());
+  }
+}
+
 /**
  * innermostOf calls a method's handler the way connect does for its kind: unary and server
  * streaming get one request message, client streaming and bidi the request stream.
@@ -270,18 +373,7 @@ function innermostOf(method: DescMethod, impl: Impl): AnyFn {
       } catch (err) {
         return Promise.reject(err as Error);
       }
-      return Promise.resolve(out).then((value): UnaryResponse => ({
-        stream: false,
-        service: req.service,
-        method: method as never,
-        get header() {
-          return (state.responseHeader ??= new Headers());
-        },
-        get trailer() {
-          return (state.responseTrailer ??= new Headers());
-        },
-        message: normalize(method.output, value),
-      }));
+      return Promise.resolve(out).then((value) => new GrpcUnaryResponse(method, state, normalize(method.output, value)));
     };
   }
   // connect's request and response types narrow `method` by kind; this one serves every kind.
@@ -409,13 +501,12 @@ function serveMethod(
   const url = path;
   // Every call's start: its trace (its parent read from `traceHeaders`) and its state.
   const begin = (call: SurfaceCall, traceHeaders: InboundRequest['headers']) => {
-    const peer = call.getPeer();
-    const colon = peer.lastIndexOf(':');
+    const peer = peerOf(call);
     const started = startRequestTrace({
       headers: traceHeaders,
       method: name,
-      peerAddress: colon > 0 ? peer.slice(0, colon) : undefined,
-      peerPort: colon > 0 ? Number(peer.slice(colon + 1)) : undefined,
+      peerAddress: peer.address,
+      peerPort: peer.port,
       localPort: options.localPort(),
       trustParent: true,
     });
@@ -429,17 +520,19 @@ function serveMethod(
       responseTrailer: undefined,
     };
     const contextValues = options.contextValues(call).set(CALL_STATE, state);
-    return { state, contextValues, ...started };
+    return { state, contextValues, trace: started.trace, context: started.context };
   };
 
   if (method.methodKind === 'unary') {
     return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
       // The trace parent straight from the metadata: the request's Headers are made only if read.
       const { state, contextValues, trace: rt, context: ctx } = begin(call, new MetadataCarrier(call.metadata));
-      let header: Headers | undefined;
+      // The call's state goes at once (grpc-js reports even a normal end as 'cancelled' after
+      // the trailers, which must not abort the handler's signal); the trace once the answer left.
       const finish = (fallback: Code | 0) => {
+        const endedAt = performance.now();
         disposeState(state);
-        finishRequestTrace(rt, fallback);
+        afterAnswer(call, () => finishRequestTrace(rt, fallback, endedAt));
       };
       let message: Message;
       try {
@@ -449,22 +542,7 @@ function serveMethod(
         finish(Code.InvalidArgument);
         return;
       }
-      const req: UnaryRequest = {
-        stream: false,
-        service: method.parent,
-        method: method as never,
-        requestMethod: 'POST',
-        url,
-        get signal() {
-          return signalOf(state);
-        },
-        // Made on first use: an edge call through the allow-list and an echo handler never reads it.
-        get header() {
-          return (header ??= headersOf(call.metadata));
-        },
-        contextValues,
-        message,
-      };
+      const req = new GrpcUnaryRequest(method, url, contextValues, message, state);
       context.with(ctx, chain, undefined, req).then(
         (res) => {
           let bytes: Buffer;

@@ -6,7 +6,7 @@ import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './
 import { createConnectHandler } from './connect-handler.js';
 import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
-import { addRoutesToGrpcJs, recordRoutes, type SurfaceCall } from './grpc-js-adapter.js';
+import { addRoutesToGrpcJs, recordRoutes, streamOf, type SurfaceCall } from './grpc-js-adapter.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { strictJsonOptions } from './request-decoding.js';
@@ -101,12 +101,13 @@ const MAX_CALLERS_CACHED = 1_024;
 /**
  * connectionOf finds the TLS connection a grpc-js call arrived on. grpc-js has no public way to
  * it: its getAuthContext() runs getPeerCertificate() (every fingerprint, the whole subject) on
- * every call, which was 22% of the kernel's CPU in its profile. The path below is grpc-js
- * 1.14's (pinned exactly); when it is not there, callers are read the slow, public way, and
- * test/kernel/grpc-js-server.test.ts fails so that an upgrade does not slow the plane silently.
+ * every call, which was 22% of the kernel's CPU in its profile. It goes through the call's
+ * HTTP/2 stream (streamOf: grpc-js 1.14's internals, pinned exactly); when that is not there,
+ * callers are read the slow, public way, and test/kernel/grpc-js-server.test.ts fails so that an
+ * upgrade does not slow the plane silently.
  */
 export function connectionOf(call: SurfaceCall): TLSSocket | undefined {
-  const socket = (call as { call?: { stream?: { session?: { socket?: unknown } } } }).call?.stream?.session?.socket;
+  const socket: unknown = streamOf(call)?.session?.socket;
   return socket instanceof TLSSocket ? socket : undefined;
 }
 
@@ -127,10 +128,20 @@ function callerOfSocket(socket: TLSSocket, trustDomain: string): Caller | undefi
 
 const certificateCache = new Map<string, Caller | null>();
 
+/** callersBySession holds the caller of each HTTP/2 connection, by session: its `socket` is a Proxy, slower to reach and test than the session. */
+const callersBySession = new WeakMap<object, Caller | null>();
+
 /** callerOfCall reads the SPIFFE caller of a grpc-js call: once per connection, or (slow path) once per certificate. */
 function callerOfCall(call: SurfaceCall, trustDomain: string): Caller | undefined {
+  const session = streamOf(call)?.session;
+  const known = session === undefined ? undefined : callersBySession.get(session);
+  if (known !== undefined) return known ?? undefined;
   const socket = connectionOf(call);
-  if (socket !== undefined) return callerOfSocket(socket, trustDomain);
+  if (socket !== undefined) {
+    const caller = callerOfSocket(socket, trustDomain);
+    if (session !== undefined) callersBySession.set(session, caller ?? null);
+    return caller;
+  }
   const peer = call.getAuthContext().sslPeerCertificate;
   if (peer?.raw === undefined) return undefined;
   // Keyed by trust domain too: the caller a certificate names depends on it.

@@ -9,16 +9,22 @@ import {
   trace,
   type Attributes,
   type Context,
+  type Exception,
   type Link,
   type Span,
+  type SpanAttributeValue,
+  type SpanContext,
+  type SpanStatus,
   type TextMapGetter,
   type TextMapSetter,
+  type TimeInput,
+  type Tracer,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import type { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import type { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { detectResources, hostDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import {
@@ -37,6 +43,8 @@ import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from '@connectrpc/connect';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /** SAMPLER_KINDS are the OTEL_TRACES_SAMPLER values Parley understands (the specification's built-in samplers). */
 export const SAMPLER_KINDS = [
@@ -103,6 +111,26 @@ export function createSampler(config: SamplerConfig): Sampler {
   }
 }
 
+/** OtlpExporters are the OTLP/HTTP exporter classes. */
+interface OtlpExporters {
+  readonly OTLPTraceExporter: typeof OTLPTraceExporter;
+  readonly OTLPMetricExporter: typeof OTLPMetricExporter;
+}
+
+// The OTLP/HTTP exporters are about seventy modules (some 40 ms of CPU at every process start),
+// used only by a process with an OTLP endpoint: loaded then. require() of their ES modules (not
+// their CommonJS builds) keeps startTelemetry synchronous and shares @opentelemetry/core and the
+// SDK's modules with the rest of the process.
+function loadOtlpExporters(): OtlpExporters {
+  const requireModule = createRequire(import.meta.url);
+  const load = <T>(specifier: string): T => requireModule(fileURLToPath(import.meta.resolve(specifier))) as T;
+  return {
+    OTLPTraceExporter: load<{ OTLPTraceExporter: typeof OTLPTraceExporter }>('@opentelemetry/exporter-trace-otlp-http').OTLPTraceExporter,
+    OTLPMetricExporter: load<{ OTLPMetricExporter: typeof OTLPMetricExporter }>('@opentelemetry/exporter-metrics-otlp-http')
+      .OTLPMetricExporter,
+  };
+}
+
 /**
  * startTelemetry starts the OpenTelemetry SDK for a process: W3C trace context, a resource
  * (service name, version and instance id, OTEL_RESOURCE_ATTRIBUTES, host and process), the
@@ -112,12 +140,13 @@ export function createSampler(config: SamplerConfig): Sampler {
  * Telemetry must never take the process down, so start and shutdown swallow their errors.
  */
 export function startTelemetry(options: TelemetryOptions): Telemetry {
+  const otlp = options.otlpEndpoint !== undefined ? loadOtlpExporters() : undefined;
   const processors: SpanProcessor[] =
     options.spanProcessors ??
-    (options.otlpEndpoint !== undefined
+    (otlp !== undefined
       ? [
           new BatchSpanProcessor({
-            exporter: new OTLPTraceExporter({ url: `${options.otlpEndpoint}/v1/traces` }),
+            exporter: new otlp.OTLPTraceExporter({ url: `${options.otlpEndpoint}/v1/traces` }),
             scheduledDelayMillis: options.spanExportDelayMs ?? 5_000,
           }),
         ]
@@ -125,10 +154,10 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   // The health port serves the scrape; the exporter must not open a port of its own.
   const prometheus = new PrometheusExporter({ preventServerStart: true });
   const readers: IMetricReader[] = [prometheus];
-  if (options.otlpEndpoint !== undefined) {
+  if (otlp !== undefined) {
     readers.push(
       new PeriodicExportingMetricReader({
-        exporter: new OTLPMetricExporter({ url: `${options.otlpEndpoint}/v1/metrics` }),
+        exporter: new otlp.OTLPMetricExporter({ url: `${options.otlpEndpoint}/v1/metrics` }),
         exportIntervalMillis: options.metricsExportIntervalMs ?? 15_000,
       }),
     );
@@ -192,7 +221,14 @@ const headerSetter: TextMapSetter<Headers> = {
   set: (h, key, value) => h.set(key, value),
 };
 
-const tracer = () => trace.getTracer('@parley/platform');
+let tracerOf: { provider: unknown; tracer: Tracer } | undefined;
+
+/** tracer is the kernel's tracer from the current global provider, looked up once per provider rather than per span. */
+function tracer(): Tracer {
+  const provider = trace.getTracerProvider();
+  if (tracerOf?.provider !== provider) tracerOf = { provider, tracer: provider.getTracer('@parley/platform') };
+  return tracerOf.tracer;
+}
 
 /** RpcSystem is the rpc.system.name of a call: gRPC and gRPC-Web are "grpc", Connect (JSON or binary) is "connectrpc". */
 export type RpcSystem = 'grpc' | 'connectrpc';
@@ -269,9 +305,101 @@ export interface InboundRequest {
 }
 
 /**
+ * DeferredSpan is a request's SERVER span whose SDK span is made when something first needs it
+ * (its ids for a child span, a log line, a peer or a trace-id header; an event, a link, whether
+ * it records) or, at the latest, when it ends, with the start time the request had. Until then
+ * its name, attributes and status are only noted. A handler that needs none of these (an answer
+ * from a cache) sends its answer before any span work is done: making and ending the SDK span
+ * on the way was about a third of the kernel's own time between request and answer at 1 caller
+ * (bench/README.md, kernel). What is exported is the same span either way.
+ */
+class DeferredSpan implements Span {
+  private span: Span | undefined;
+  private status: SpanStatus | undefined;
+
+  constructor(
+    private name: string,
+    private readonly attributes: Attributes,
+    private readonly links: Link[],
+    private readonly parent: Context,
+    /** startTime is the request's start, a performance.now() reading. */
+    private readonly startTime: number,
+  ) {}
+
+  /** made is the SDK span, made now if it was not yet. */
+  private made(): Span {
+    if (this.span === undefined) {
+      this.span = tracer().startSpan(
+        this.name,
+        { kind: SpanKind.SERVER, attributes: this.attributes, links: this.links, startTime: this.startTime },
+        this.parent,
+      );
+      if (this.status !== undefined) this.span.setStatus(this.status);
+    }
+    return this.span;
+  }
+
+  spanContext(): SpanContext {
+    return this.made().spanContext();
+  }
+
+  setAttribute(key: string, value: SpanAttributeValue): this {
+    if (this.span !== undefined) this.span.setAttribute(key, value);
+    else this.attributes[key] = value;
+    return this;
+  }
+
+  setAttributes(attributes: Attributes): this {
+    for (const [key, value] of Object.entries(attributes)) if (value !== undefined) this.setAttribute(key, value);
+    return this;
+  }
+
+  addEvent(name: string, attributesOrStartTime?: Attributes | TimeInput, startTime?: TimeInput): this {
+    this.made().addEvent(name, attributesOrStartTime, startTime);
+    return this;
+  }
+
+  addLink(link: Link): this {
+    this.made().addLink(link);
+    return this;
+  }
+
+  addLinks(links: Link[]): this {
+    this.made().addLinks(links);
+    return this;
+  }
+
+  setStatus(status: SpanStatus): this {
+    if (this.span !== undefined) this.span.setStatus(status);
+    else this.status = status;
+    return this;
+  }
+
+  updateName(name: string): this {
+    if (this.span !== undefined) this.span.updateName(name);
+    else this.name = name;
+    return this;
+  }
+
+  /** end takes a performance.now() reading (or none: now); the SDK reads the start the same way. */
+  end(endTime?: TimeInput): void {
+    this.made().end(endTime ?? performance.now());
+  }
+
+  isRecording(): boolean {
+    return this.made().isRecording();
+  }
+
+  recordException(exception: Exception, time?: TimeInput): void {
+    this.made().recordException(exception, time);
+  }
+}
+
+/**
  * startRequestTrace opens the SERVER span of one request and returns it with the context to run
  * the request in. Every request gets one, including those refused before any interceptor runs
- * (unknown method, undecodable body), so none is invisible.
+ * (unknown method, undecodable body), so none is invisible. The SDK span itself is deferred
+ * (DeferredSpan) until something needs it or the request ends.
  */
 export function startRequestTrace(req: InboundRequest): { trace: RequestTrace; context: Context } {
   const callerContext = propagation.extract(ROOT_CONTEXT, req.headers, headerGetter);
@@ -289,8 +417,9 @@ export function startRequestTrace(req: InboundRequest): { trace: RequestTrace; c
   if (req.peerAddress !== undefined) attributes['network.peer.address'] = req.peerAddress;
   if (req.peerPort !== undefined) attributes['network.peer.port'] = req.peerPort;
   if (req.localPort !== undefined) attributes['server.port'] = req.localPort;
-  const span = tracer().startSpan(req.method ?? 'unknown RPC', { kind: SpanKind.SERVER, attributes, links }, parent);
-  const rt: RequestTrace = { span, system, method: req.method, code: undefined, reached: false, startedAt: performance.now() };
+  const startedAt = performance.now();
+  const span = new DeferredSpan(req.method ?? 'unknown RPC', attributes, links, parent, startedAt);
+  const rt: RequestTrace = { span, system, method: req.method, code: undefined, reached: false, startedAt };
   return { trace: rt, context: trace.setSpan(parent, span).setValue(REQUEST_TRACE, rt) };
 }
 
@@ -318,16 +447,18 @@ function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | und
 /**
  * finishRequestTrace ends a request's span (when the response is closed, so a stream's span
  * lasts as long as the stream) with the code the RPC ended with, or `fallback` when no
- * interceptor saw it (refused before them), and records the request's duration.
+ * interceptor saw it (refused before them), and records the request's duration. `endedAt` (a
+ * performance.now() reading) is when the request ended, for a caller that finishes the trace
+ * later, once the answer is on its way.
  */
-export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0): void {
+export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0, endedAt: number = performance.now()): void {
   if (rt.code === undefined) setServerCode(rt, fallback);
   const code = rt.code ?? fallback;
   rpcInstruments().serverDuration.record(
-    (performance.now() - rt.startedAt) / 1000,
+    (endedAt - rt.startedAt) / 1000,
     seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code),
   );
-  rt.span.end();
+  rt.span.end(endedAt);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { create, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
-import { CreateAgentRequestSchema } from '@parley/proto/parley/api/v1/agents_pb.js';
+import { CreateAgentRequestSchema, TestGuardrailPolicyRequestSchema } from '@parley/proto/parley/api/v1/agents_pb.js';
 import { ListEventsRequestSchema } from '@parley/proto/parley/api/v1/audit_pb.js';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from './errors.js';
@@ -33,6 +33,25 @@ describe('findTextFault', () => {
       problem: 'nul',
     });
     expect(faultOf(CreateAgentRequestSchema, { guardrailPolicy: { 'k\u0000': 1 } })?.path).toBe('guardrail_policy["k\\u0000"] (the key)');
+  });
+
+  it('finds refused text in a oneof member and in a repeated Struct, and nothing in their clean forms', () => {
+    expect(faultOf(TestGuardrailPolicyRequestSchema, { policy: { case: 'agentId', value: 'a\u0000' } })).toEqual({
+      path: 'agent_id',
+      problem: 'nul',
+    });
+    expect(faultOf(TestGuardrailPolicyRequestSchema, { policy: { case: 'guardrailPolicy', value: { rules: ['x\ud800'] } } })).toEqual({
+      path: 'guardrail_policy.rules[0]',
+      problem: 'unpaired-surrogate',
+    });
+    expect(faultOf(TestGuardrailPolicyRequestSchema, { events: [{ type: 'ok' }, { text: 'b\u0000d' }] })?.path).toBe('events[1].text');
+    expect(
+      faultOf(TestGuardrailPolicyRequestSchema, {
+        policy: { case: 'guardrailPolicy', value: { rules: ['fine', 'é🤖'] } },
+        events: [{ type: 'assistant_sentence', text: 'hello' }],
+        timeZone: 'Europe/Paris',
+      }),
+    ).toBe(undefined);
   });
 
   it('refuses unpaired surrogates, which have no UTF-8 form', () => {

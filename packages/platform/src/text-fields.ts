@@ -108,13 +108,84 @@ function walkField(message: ReflectMessage, field: DescField, path: string): Tex
   }
 }
 
+/** jsonHasBadText checks every string and key of a JSON value: how protobuf-es holds google.protobuf.Struct, Value and ListValue fields. */
+function jsonHasBadText(value: unknown): boolean {
+  if (typeof value === 'string') return textProblem(value) !== undefined;
+  if (Array.isArray(value)) return value.some(jsonHasBadText);
+  if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) if (textProblem(key) !== undefined || jsonHasBadText(item)) return true;
+  }
+  return false;
+}
+
+/** valueHasBadText checks a message-typed value: a message, or what protobuf-es unboxes one to (a wrapper's string, a Struct's JSON). */
+function valueHasBadText(schema: DescMessage, value: unknown): boolean {
+  if (typeof value === 'string') return textProblem(value) !== undefined;
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return false;
+  if (!('$typeName' in value)) return jsonHasBadText(value);
+  return messageHasBadText(schema, value as Record<string, unknown>);
+}
+
+/**
+ * messageHasBadText tells whether any string of a message (every field kind, as protobuf-es holds
+ * it: oneofs as {case, value}, maps as objects) holds refused text. It reads the message directly,
+ * with no reflection and no paths: the common answer is no, and findTextFault then stops there.
+ */
+function messageHasBadText(schema: DescMessage, message: Record<string, unknown>): boolean {
+  for (const field of schema.fields) {
+    let value: unknown;
+    if (field.oneof !== undefined) {
+      const chosen = message[field.oneof.localName] as { case?: unknown; value?: unknown } | undefined;
+      if (chosen?.case !== field.localName) continue;
+      value = chosen.value;
+    } else {
+      value = message[field.localName];
+    }
+    if (value === undefined || value === null) continue;
+    switch (field.fieldKind) {
+      case 'scalar':
+        if (typeof value === 'string' && textProblem(value) !== undefined) return true;
+        break;
+      case 'enum':
+        break;
+      case 'message':
+        if (valueHasBadText(field.message, value)) return true;
+        break;
+      case 'list':
+        if (field.listKind === 'enum') break;
+        for (const item of value as unknown[]) {
+          if (
+            field.listKind === 'message'
+              ? valueHasBadText(field.message, item)
+              : typeof item === 'string' && textProblem(item) !== undefined
+          )
+            return true;
+        }
+        break;
+      case 'map':
+        for (const [key, item] of Object.entries(value as object)) {
+          if (textProblem(key) !== undefined) return true;
+          if (
+            field.mapKind === 'message' ? valueHasBadText(field.message, item) : typeof item === 'string' && textProblem(item) !== undefined
+          )
+            return true;
+        }
+        break;
+    }
+  }
+  return false;
+}
+
 /**
  * findTextFault walks every string of a message through the protobuf reflection API (nested
  * messages, repeated fields, map keys and values, and google.protobuf.Struct/Value contents) and
  * returns the first one holding a NUL character or an unpaired surrogate, or undefined. Bytes
- * fields are not text and are not checked.
+ * fields are not text and are not checked. A message with no such string (nearly every request)
+ * is answered by a direct read (messageHasBadText) without the reflection walk, which runs on
+ * every RPC of the internal plane; the walk only names the field.
  */
 export function findTextFault(schema: DescMessage, message: Message): TextFault | undefined {
+  if (!messageHasBadText(schema, message as unknown as Record<string, unknown>)) return undefined;
   return walkMessage(reflect(schema, message), '');
 }
 

@@ -70,6 +70,16 @@ function within(value: string, max: number): boolean {
   return value.length >= 1 && value.length <= max;
 }
 
+// A NUL or a lone UTF-16 surrogate (possible in a string that came through JSON or from in-process
+// code) is refused by Postgres text or changed by jsonb and UTF-8, so the stored event would no
+// longer hash to what was linked: every free-text field is checked, not only the description.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function requireStorable(index: number, field: string, value: string): void {
+  if (value.includes('\u0000') || LONE_SURROGATE.test(value))
+    throw bad(index, `${field} must not contain NUL or lone UTF-16 surrogates (send well-formed UTF-8 text)`);
+}
+
 /** toNewEvent validates one wire event against the registry and the column limits. */
 export function toNewEvent(e: AuditEvent, index: number): NewEvent {
   if (!isUuid(e.id)) throw bad(index, 'id must be a UUID (v7, chosen by the recording service)');
@@ -85,6 +95,10 @@ export function toNewEvent(e: AuditEvent, index: number): NewEvent {
   if (e.sourceAddress.length > 100) throw bad(index, 'source_address must be at most 100 characters');
   if (e.userAgent.length > 256) throw bad(index, 'user_agent must be at most 256 characters');
   if (!/^([0-9a-f]{32})?$/.test(e.traceId)) throw bad(index, 'trace_id must be 32 lower-case hex digits or empty');
+  requireStorable(index, 'actor_id', e.actorId);
+  requireStorable(index, 'target_id', e.targetId);
+  requireStorable(index, 'source_address', e.sourceAddress);
+  requireStorable(index, 'user_agent', e.userAgent);
   // The description goes through a JSON round trip so that what is hashed is exactly what jsonb
   // gives back (no NUL, no lone surrogates).
   const text = JSON.stringify(e.description ?? {});

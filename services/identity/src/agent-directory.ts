@@ -1,4 +1,4 @@
-import type { Client } from '@connectrpc/connect';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { CONVERSATION_ACCESS_CHANNEL, createNotifiedCache, listenedCache, type ListenConfig } from '@parley/db';
 import { peerError, type Logger } from '@parley/platform';
 import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
@@ -10,16 +10,28 @@ import type { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenan
 export interface AgentDirectory {
   /** requireAgent resolves when the tenant has the agent; NotFound when it has not. */
   requireAgent(tenantId: string, agentId: string, signal?: AbortSignal): Promise<void>;
+  /** requireSubject resolves when the tenant has the end user (a call session's person); NotFound when it has not. Never cached: a forgotten person is refused at once. */
+  requireSubject(tenantId: string, subjectId: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** tenantDataAgentDirectory asks tenant-data over mTLS (GetAgent) on every call (cachedAgentDirectory goes in front of it). */
-export function tenantDataAgentDirectory(client: Pick<Client<typeof TenantDataService>, 'getAgent'>): AgentDirectory {
+export function tenantDataAgentDirectory(client: Pick<Client<typeof TenantDataService>, 'getAgent' | 'getSubject'>): AgentDirectory {
   return {
     async requireAgent(tenantId, agentId, signal) {
       try {
         await client.getAgent({ tenantId, agentId }, signal === undefined ? {} : { signal });
       } catch (err) {
         throw peerError(err, 'tenant-data', `agent ${agentId}`, `no session can be made for agent ${agentId}`);
+      }
+    },
+    async requireSubject(tenantId, subjectId, signal) {
+      try {
+        await client.getSubject({ tenantId, subjectId }, signal === undefined ? {} : { signal });
+      } catch (err) {
+        // A tenant-data of the previous release does not let identity ask (PERMISSION_DENIED):
+        // during a rolling upgrade the call is answered unchecked, as it was before, not dropped.
+        if (err instanceof ConnectError && err.code === Code.PermissionDenied) return;
+        throw peerError(err, 'tenant-data', `subject ${subjectId}`, `no call session can be made for subject ${subjectId}`);
       }
     },
   };
@@ -51,6 +63,7 @@ export function cachedAgentDirectory(
         () => true,
       );
     },
+    requireSubject: (tenantId, subjectId, signal) => inner.requireSubject(tenantId, subjectId, signal),
     invalidate(payload) {
       const [kind, tenantId, id] = payload.split('/');
       if (tenantId === undefined || id === undefined) cache.clear();

@@ -39,7 +39,7 @@ export const BLOB_STORE_ENTRIES: readonly (TableAnnotation & { service: string; 
     retention: 'deleted with its reference row (retention purge and DSAR forget)',
     readScopes: ['conversations:read'],
     readsRecorded: true,
-    description: 'recorded call audio, both sides (ConversationService/GetRecording decrypts it as an audited read; no URL)',
+    description: 'recorded call audio, both sides (ConversationService/GetRecording or StreamRecording decrypts it as an audited read; no URL)',
   },
 ];
 

@@ -12,6 +12,7 @@ import { listenedConversationCache } from './conversation-cache.js';
 import { tenantDataDirectory } from './conversation-directory.js';
 import type { SecretsDatabase } from './db/tables.js';
 import { callerPolicies } from './policy.js';
+import { tenantDataRecordingKeys } from './recording-key-directory.js';
 import { startMaintenance } from './scheduler.js';
 import { createSecretsService } from './service.js';
 
@@ -36,7 +37,15 @@ runMain({
       logger: ctx.logger,
     });
     ctx.onClose(closeDirectory);
-    const maintenanceDeps = { db, kek, cache: keys.cache, logger: ctx.logger, rewrapBatchSize: config.rewrapBatchSize };
+    const maintenanceDeps = {
+      db,
+      kek,
+      cache: keys.cache,
+      logger: ctx.logger,
+      rewrapBatchSize: config.rewrapBatchSize,
+      // Recordings without a subject keep their KEK-sealed key in tenant-data: the rewrap reaches them there.
+      recordingKeys: tenantDataRecordingKeys(ctx.clientFor('tenant-data', TenantDataService)),
+    };
     const maintenance = startMaintenance(
       { ...maintenanceDeps, warn: (fields, message) => ctx.logger.warn(fields, message) },
       config.maintenanceIntervalMs,
@@ -49,6 +58,7 @@ runMain({
       keys,
       cache: keys.cache,
       directory,
+      liveDirectory: fromTenantData,
       versionGraceMs: config.versionGraceMs,
       onAudit: () => audit.wake(),
       // secret.rotated goes to the workspace's webhooks when integrations is configured.

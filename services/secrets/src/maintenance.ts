@@ -4,6 +4,8 @@ import { rewrapAllDataKeys, type DataKeyCache, type EnvelopeLogger, type KekProv
 import type { Kysely } from 'kysely';
 import type { SecretsDatabase } from './db/tables.js';
 import { countKeysBelow, destroyExpiredVersions, listKeyTenants, saveRewrappedKeys, staleWrappedKeys } from './maintenance.store.js';
+import type { RecordingKeyDirectory, RewrappedRecordingKey } from './recording-key-directory.js';
+import { decodeSealed, encodeSealed } from './recording-key.service.js';
 
 /** MaintenanceDeps are what the KEK rewrap and the version sweep work with. */
 export interface MaintenanceDeps {
@@ -12,6 +14,12 @@ export interface MaintenanceDeps {
   readonly cache: DataKeyCache | undefined;
   readonly logger: EnvelopeLogger;
   readonly rewrapBatchSize: number;
+  /**
+   * recordingKeys reaches the keys of recordings without a subject, kept in tenant-data (sealed
+   * under the KEK). Undefined only where no tenant-data is configured: the rewrap then covers
+   * secrets' own keys alone.
+   */
+  readonly recordingKeys?: RecordingKeyDirectory | undefined;
 }
 
 /** RewrapReport is what a rewrap run over every tenant did and what is left. */
@@ -20,8 +28,10 @@ export interface RewrapReport {
   readonly targetVersion: number;
   readonly tenants: number;
   readonly rewrapped: number;
-  /** remaining counts stored keys still below targetVersion (0 after a complete run). */
+  /** remaining counts stored keys still below targetVersion (0 after a complete run), recording keys included. */
   readonly remaining: number;
+  /** recordingKeysRemaining is the part of remaining that are recordings' own keys kept in tenant-data. */
+  readonly recordingKeysRemaining: number;
 }
 
 /**
@@ -52,13 +62,79 @@ export async function rewrapStoredKeys(deps: MaintenanceDeps, signal?: AbortSign
     rewrapped += progress.rewrapped;
     remaining += await countKeysBelow(deps.db, tenantId, latestVersion);
   }
+  const recordings = await rewrapRecordingKeys(deps, latestVersion, signal);
+  rewrapped += recordings.rewrapped;
+  remaining += recordings.remaining;
+  const tenantCount = new Set([...tenants, ...recordings.tenants]).size;
   if (rewrapped > 0 || remaining > 0) {
     deps.logger.info(
-      { target_version: latestVersion, tenants: tenants.length, rewrapped, remaining },
+      { target_version: latestVersion, tenants: tenantCount, rewrapped, remaining, recording_keys_remaining: recordings.remaining },
       remaining === 0 ? 'kek rewrap complete' : 'kek rewrap incomplete',
     );
   }
-  return { targetVersion: latestVersion, tenants: tenants.length, rewrapped, remaining };
+  return { targetVersion: latestVersion, tenants: tenantCount, rewrapped, remaining, recordingKeysRemaining: recordings.remaining };
+}
+
+/**
+ * rewrapRecordingKeys rewraps the keys of recordings without a subject, which tenant-data keeps
+ * sealed under the KEK (`conversation:v2:`): a workspace at a time, a page at a time, each key's
+ * KEK-wrapped data key rewrapped inside the KEK provider (Vault transit's rewrap: no plaintext key
+ * leaves it, none is seen here) and written back compare-and-set on the sealed key read. Keys
+ * already at the target version get that version recorded, so they are not asked for again.
+ * Returns what it rewrapped, what is still below (0 after a complete run) and the workspaces seen.
+ */
+export async function rewrapRecordingKeys(
+  deps: MaintenanceDeps,
+  targetVersion: number,
+  signal?: AbortSignal,
+): Promise<{ rewrapped: number; remaining: number; tenants: string[] }> {
+  const directory = deps.recordingKeys;
+  if (directory === undefined) return { rewrapped: 0, remaining: 0, tenants: [] };
+  const tenants = (await directory.tenants(targetVersion)).map((t) => t.tenantId);
+  let rewrapped = 0;
+  for (const tenantId of tenants) {
+    let after: string | undefined;
+    for (;;) {
+      signal?.throwIfAborted();
+      const page = await directory.page(tenantId, targetVersion, after, deps.rewrapBatchSize);
+      const current: RewrappedRecordingKey[] = [];
+      const stale: { recordingId: string; wrappedKey: string; sealed: ReturnType<typeof decodeSealed> }[] = [];
+      for (const k of page) {
+        let sealed: ReturnType<typeof decodeSealed>;
+        try {
+          sealed = decodeSealed(k.wrappedKey);
+        } catch {
+          // Stays below (counted as remaining): a key that is not ours is never rewritten.
+          deps.logger.info({ tenant_id: tenantId, recording_id: k.recordingId }, 'kek rewrap skipped a recording key it cannot read');
+          continue;
+        }
+        if (sealed.kekVersion >= targetVersion) current.push({ ...k, previousWrappedKey: k.wrappedKey, kekVersion: sealed.kekVersion });
+        else stale.push({ ...k, sealed });
+      }
+      const wrapped = stale.map((k) => k.sealed.wrappedDataKey);
+      let next: { wrappedKey: string; kekVersion: number }[] = [];
+      if (wrapped.length > 0 && deps.kek.rewrapDataKeys !== undefined) next = await deps.kek.rewrapDataKeys(wrapped);
+      else for (const w of wrapped) next.push(await deps.kek.rewrapDataKey(w));
+      const batch = [
+        ...current,
+        ...stale.map((k, i) => {
+          const done = next[i];
+          if (done === undefined) throw new Error(`the KEK provider rewrapped ${next.length} of ${stale.length} recording keys`);
+          const wrappedKey = encodeSealed({ ...k.sealed, wrappedDataKey: done.wrappedKey, kekVersion: done.kekVersion });
+          return { recordingId: k.recordingId, previousWrappedKey: k.wrappedKey, wrappedKey, kekVersion: done.kekVersion };
+        }),
+      ];
+      if (batch.length > 0) await directory.save(tenantId, batch);
+      rewrapped += stale.length;
+      if (stale.length > 0)
+        deps.logger.info({ tenant_id: tenantId, target_version: targetVersion, rewrapped }, 'kek rewrap progress (recording keys)');
+      const last = page.at(-1);
+      if (last === undefined || page.length < deps.rewrapBatchSize) break;
+      after = last.recordingId;
+    }
+  }
+  const remaining = (await directory.tenants(targetVersion)).reduce((n, t) => n + t.keys, 0);
+  return { rewrapped, remaining, tenants };
 }
 
 /** RotationReport is the outcome of rotateKekAndRewrap. */
@@ -92,12 +168,15 @@ export async function rotateKekAndRewrap(
  * delivers them.
  */
 export async function recordKekRotation(
-  deps: Pick<MaintenanceDeps, 'db' | 'kek'>,
+  deps: Pick<MaintenanceDeps, 'db' | 'kek' | 'recordingKeys'>,
   actor: AuditActor,
   fromVersion: number,
   toVersion: number,
 ): Promise<number> {
-  const tenants = await listKeyTenants(deps.db);
+  // The tenants whose keys the rewrap is about to reach: secrets' own, and those whose recordings'
+  // own keys tenant-data keeps (all below the new version, which nothing is wrapped with yet).
+  const recordingTenants = deps.recordingKeys === undefined ? [] : (await deps.recordingKeys.tenants(toVersion)).map((t) => t.tenantId);
+  const tenants = [...new Set([...(await listKeyTenants(deps.db)), ...recordingTenants])];
   for (const tenantId of tenants) {
     await withTenant(deps.db, tenantId, (trx) =>
       recordAuditEvent<SecretsDatabase>(trx, {

@@ -37,7 +37,8 @@ const recordingSealRef = (tenantId: string, recordingId: string): SecretVersionR
   version: 1,
 });
 
-function encodeSealed(sealed: SealedSecret): string {
+/** encodeSealed writes a recording's own key, sealed under the KEK, in its stored form (conversation:v2:…). */
+export function encodeSealed(sealed: SealedSecret): string {
   const json = JSON.stringify({
     c: sealed.ciphertext.toString('base64'),
     n: sealed.nonce.toString('base64'),
@@ -47,8 +48,10 @@ function encodeSealed(sealed: SealedSecret): string {
   return `${KEK_SEALED}${Buffer.from(json).toString('base64url')}`;
 }
 
-function decodeSealed(wrappedKey: string): SealedSecret {
+/** decodeSealed reads a stored conversation:v2: recording key back into its sealed parts (InvalidArgument if it is not one). */
+export function decodeSealed(wrappedKey: string): SealedSecret {
   try {
+    if (!wrappedKey.startsWith(KEK_SEALED)) throw new Error('prefix');
     const o = JSON.parse(Buffer.from(wrappedKey.slice(KEK_SEALED.length), 'base64url').toString('utf8')) as Record<string, unknown>;
     if (typeof o.c !== 'string' || typeof o.n !== 'string' || typeof o.w !== 'string' || typeof o.v !== 'number') throw new Error('fields');
     return { ciphertext: Buffer.from(o.c, 'base64'), nonce: Buffer.from(o.n, 'base64'), wrappedDataKey: o.w, kekVersion: o.v };

@@ -55,6 +55,12 @@ export interface SecretsServiceDeps {
   /** cache is the same DataKeyCache as keys (to wipe destroyed keys), if there is one. */
   readonly cache: DataKeyCache | undefined;
   readonly directory: ConversationDirectory;
+  /**
+   * liveDirectory asks tenant-data itself, never a cache (default: directory). IssueRecordingKey
+   * goes by it: once per call, and a conversation that has just ended must get no key, though the
+   * notification of its end may still be on its way to the cache.
+   */
+  readonly liveDirectory?: ConversationDirectory;
   /** versionGraceMs keeps a rotated-away version readable this long. */
   readonly versionGraceMs: number;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
@@ -364,7 +370,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
 
     ...createSubjectRetentionHandlers(db),
 
-    ...createRecordingKeyHandlers({ db, kek, keys, directory: deps.directory }),
+    ...createRecordingKeyHandlers({ db, kek, keys, directory: deps.liveDirectory ?? deps.directory }),
     ...createWebhookSecretHandlers({ kek, keys, audited }),
     ...createConnectionCredentialHandlers({ keys, directory: deps.directory, audited }),
     ...createTelephonyCredentialHandlers({ keys, directory: deps.directory, audited }),

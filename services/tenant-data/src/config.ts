@@ -1,6 +1,7 @@
 import { serviceDatabaseUrlFrom } from '@parley/db';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 import { blobStoreConfigFromEnv, type BlobStoreConfig } from '@parley/blob-store';
+import { RECORDING_READ_MAX_BYTES } from './handlers/deps.js';
 import { MIN_PEPPER_BYTES } from './subject.store.js';
 
 /** TenantDataConfig is the tenant-data service's own configuration (the kernel reads the rest). */
@@ -13,10 +14,12 @@ export interface TenantDataConfig {
   readonly subjectHashPepper: Uint8Array;
   /** blobStore is where recordings' encrypted audio is read from and deleted (PARLEY_BLOB_STORE and friends). */
   readonly blobStore: BlobStoreConfig;
+  /** recordingReadMaxBytes is the largest stored recording one unary ReadRecordingAudio answers (PARLEY_RECORDING_READ_MAX_BYTES). */
+  readonly recordingReadMaxBytes: number;
 }
 
 /**
- * loadTenantDataConfig reads DATABASE_URL, PARLEY_SUBJECT_HASH_PEPPER, PARLEY_DB_POOL_MAX and the blob store's variables.
+ * loadTenantDataConfig reads DATABASE_URL, PARLEY_SUBJECT_HASH_PEPPER, PARLEY_DB_POOL_MAX, PARLEY_RECORDING_READ_MAX_BYTES and the blob store's variables.
  * Errors name the variable and never echo its value: both hold secrets. The environment is a
  * parameter (main.ts passes ctx.env, tests their own).
  */
@@ -26,6 +29,7 @@ export function loadTenantDataConfig(env: Env): TenantDataConfig {
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     subjectHashPepper: decodePepper(envString(env, 'PARLEY_SUBJECT_HASH_PEPPER')),
     blobStore: blobStoreConfigFromEnv(env),
+    recordingReadMaxBytes: envInt(env, 'PARLEY_RECORDING_READ_MAX_BYTES', RECORDING_READ_MAX_BYTES, 1, RECORDING_READ_MAX_BYTES),
   });
 }
 

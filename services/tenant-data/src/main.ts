@@ -34,6 +34,7 @@ runMain({
       secrets,
       blobs,
       recordingKeys: secretsRecordingKeys(secretsClient),
+      recordingReadMaxBytes: config.recordingReadMaxBytes,
       onAudit: () => audit.wake(),
       logger: ctx.logger,
     });

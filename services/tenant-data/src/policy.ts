@@ -18,7 +18,8 @@ export const callerPolicies: readonly CallerPolicy[] = [
     setGuardrailPolicy: ['edge'],
     testGuardrailPolicy: ['edge'],
     createSubject: ['edge', 'voice-orchestrator'],
-    getSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
+    // identity checks a call session's person (CreateCallSession).
+    getSubject: ['edge', 'identity', 'voice-orchestrator', 'lifecycle'],
     findSubject: ['edge', 'voice-orchestrator', 'lifecycle'],
     // The do-not-contact list, kept by operators through the edge's CallService.
     setDoNotContact: ['edge'],
@@ -37,11 +38,16 @@ export const callerPolicies: readonly CallerPolicy[] = [
     addRecording: ['voice-orchestrator'],
     listRecordings: ['edge', 'lifecycle'],
     readRecordingAudio: ['edge'],
+    streamRecordingAudio: ['edge'],
     // The retention purge: lifecycle's scheduler only.
     purgeExpired: ['lifecycle'],
     // DSAR erasure: lifecycle's forget saga only.
     forgetSubject: ['lifecycle'],
     // A secret resolve's one question: secrets only.
     getConversationSecretRefs: ['secrets'],
+    // The KEK rewrap of recordings' own keys (kept here, sealed under the KEK): secrets only.
+    listRecordingKeyTenants: ['secrets'],
+    listRecordingKeys: ['secrets'],
+    saveRecordingKeys: ['secrets'],
   }),
 ];

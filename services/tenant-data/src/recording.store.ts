@@ -1,4 +1,5 @@
 import { paginate, requireUuid, type Page, type PageRequest, type TenantTransaction } from '@parley/db';
+import { sql, type Kysely } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
@@ -107,4 +108,97 @@ export async function listRecordings(trx: Trx, conversationId: string, page: Pag
   await getConversation(trx, id);
   const query = trx.selectFrom('recordings').selectAll().where('conversation_id', '=', id);
   return paginate(query, page, { list: `recordings:${id}`, column: 'id', type: 'string' });
+}
+
+// Recording keys and KEK rotation: a recording without a subject keeps its own data key here,
+// sealed by secrets under the KEK. Secrets' rewrap reads these sealed keys (never a plaintext key:
+// tenant-data cannot open them) and writes them back rewrapped, a workspace at a time under RLS.
+
+/** RECORDING_KEY_PAGE is the default and MAX_RECORDING_KEY_PAGE the largest page of listRecordingKeys. */
+const RECORDING_KEY_PAGE = 100;
+const MAX_RECORDING_KEY_PAGE = 500;
+const KEK_SEALED_KEY = /^conversation:v2:[A-Za-z0-9_-]+$/;
+
+/** RecordingKeyTenant is a workspace with recording keys below a KEK version, and how many. */
+export interface RecordingKeyTenant {
+  readonly tenantId: string;
+  readonly keys: number;
+}
+
+/** requireKekVersion checks a KEK version a caller sent (a positive integer). */
+function requireKekVersion(version: number, field: string): number {
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new InvalidArgumentError(`${field} must be a KEK version (1 or more)`, { field });
+  return version;
+}
+
+/**
+ * listRecordingKeyTenants lists every workspace whose recordings' own keys are wrapped with a KEK
+ * version below `below` (or one not yet recorded), through the schema's definer function: the one
+ * read across tenants, returning ids and counts only.
+ */
+export async function listRecordingKeyTenants(db: Kysely<TenantDataDb>, below: number): Promise<RecordingKeyTenant[]> {
+  const version = requireKekVersion(below, 'below_kek_version');
+  const { rows } = await sql<{
+    tenant_id: string;
+    keys: string;
+  }>`select tenant_id, keys from list_recording_key_tenants(${version})`.execute(db);
+  return rows.map((r) => ({ tenantId: r.tenant_id, keys: Number(r.keys) }));
+}
+
+/** listRecordingKeys pages through the tenant's sealed recording keys below a KEK version (or of none recorded), by recording id. */
+export async function listRecordingKeys(
+  trx: Trx,
+  below: number,
+  after: string | undefined,
+  pageSize = RECORDING_KEY_PAGE,
+): Promise<{ recordingId: string; wrappedKey: string }[]> {
+  const version = requireKekVersion(below, 'below_kek_version');
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_RECORDING_KEY_PAGE)
+    throw new InvalidArgumentError(`page_size must be between 1 and ${MAX_RECORDING_KEY_PAGE}`, { field: 'page_size' });
+  let query = trx
+    .selectFrom('recordings')
+    .select(['id', 'wrapped_key'])
+    .where('key_ref', '=', 'conversation')
+    .where('wrapped_key', 'is not', null)
+    .where((eb) => eb.or([eb('kek_version', 'is', null), eb('kek_version', '<', version)]));
+  if (after !== undefined) query = query.where('id', '>', requireUuid(after, 'after_recording_id'));
+  const rows = await query.orderBy('id').limit(pageSize).execute();
+  return rows.map((r) => ({ recordingId: r.id, wrappedKey: r.wrapped_key ?? '' }));
+}
+
+/** RewrappedRecordingKey is one recording's key as secrets rewrapped it. */
+export interface RewrappedRecordingKey {
+  readonly recordingId: string;
+  readonly previousWrappedKey: string;
+  readonly wrappedKey: string;
+  readonly kekVersion: number;
+}
+
+/**
+ * saveRecordingKeys writes a batch of rewrapped keys, compare-and-set on the sealed key that was
+ * read: a row deleted (purged, forgotten) or changed meanwhile is left alone. Only recordings'
+ * own keys are written, and only keys in the form IssueRecordingKey seals them. Returns rows updated.
+ */
+export async function saveRecordingKeys(trx: Trx, batch: readonly RewrappedRecordingKey[]): Promise<number> {
+  if (batch.length > MAX_RECORDING_KEY_PAGE)
+    throw new InvalidArgumentError(`at most ${MAX_RECORDING_KEY_PAGE} keys may be saved at once`, { field: 'keys' });
+  let updated = 0;
+  for (const [i, k] of batch.entries()) {
+    const id = requireUuid(k.recordingId, `keys[${i}].recording_id`);
+    requireKekVersion(k.kekVersion, `keys[${i}].kek_version`);
+    if (!KEK_SEALED_KEY.test(k.wrappedKey) || k.wrappedKey.length > 4096)
+      throw new InvalidArgumentError(`keys[${i}].wrapped_key must be a recording key sealed by secrets (conversation:v2:…)`, {
+        field: `keys[${i}].wrapped_key`,
+      });
+    const result = await trx
+      .updateTable('recordings')
+      .set({ wrapped_key: k.wrappedKey, kek_version: k.kekVersion })
+      .where('id', '=', id)
+      .where('key_ref', '=', 'conversation')
+      .where('wrapped_key', '=', k.previousWrappedKey)
+      .executeTakeFirst();
+    updated += Number(result.numUpdatedRows);
+  }
+  return updated;
 }

@@ -4,6 +4,7 @@ import { agentHandlers } from './handlers/agents.js';
 import { conversationHandlers } from './handlers/conversations.js';
 import type { TenantDataDeps } from './handlers/deps.js';
 import { guardrailHandlers } from './handlers/guardrails.js';
+import { recordingKeyHandlers } from './handlers/recording-keys.js';
 import { retentionHandlers } from './handlers/retention.js';
 import { subjectHandlers } from './handlers/subjects.js';
 
@@ -23,5 +24,6 @@ export function createTenantDataService(deps: TenantDataDeps): ServiceImpl<typeo
     ...subjectHandlers(deps),
     ...conversationHandlers(deps),
     ...retentionHandlers(deps),
+    ...recordingKeyHandlers(deps),
   };
 }

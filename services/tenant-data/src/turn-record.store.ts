@@ -67,17 +67,26 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
   // their transcripts, so the seqs computed below are never taken twice.
   const conversations = await trx
     .selectFrom('conversations')
-    .select(['id', 'state'])
+    .select(['id', 'state', 'subject_id'])
     .where('id', 'in', ids)
     .orderBy('id')
     .forNoKeyUpdate()
     .execute();
-  const stateOf = new Map(conversations.map((c) => [c.id, c.state]));
+  const byId = new Map(conversations.map((c) => [c.id, c]));
   for (const id of ids) {
-    const state = stateOf.get(id);
+    const state = byId.get(id)?.state;
     if (state === undefined) throw new NotFoundError(`conversation ${id} not found`);
     if (state !== 'live') throw new FailedPreconditionError(`conversation ${id} has ended; its turns can no longer be recorded`);
   }
+  // The person part of a record is its conversation's end user's: any other subject id (another
+  // person of the workspace, an unknown one, one of another workspace) would put this
+  // conversation's contacts and topics on someone else.
+  for (const c of checked)
+    if (c.subjectId !== undefined && c.subjectId !== byId.get(c.id)?.subject_id)
+      throw new InvalidArgumentError(
+        `subject_id ${c.subjectId} is not the end user of conversation ${c.id}; a turn record carries its own conversation's subject (or none)`,
+        { field: 'subject_id' },
+      );
   const withTurns = [...new Set(checked.filter((c) => c.turns.length > 0).map((c) => c.id))];
   const next = new Map<string, number>();
   if (withTurns.length > 0) {

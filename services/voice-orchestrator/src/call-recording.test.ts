@@ -73,9 +73,16 @@ describe('CallRecording', () => {
 
   function recordingWith(
     addRecording: () => Promise<void>,
-    options: { budget?: RecordingBudget; consent?: boolean; chunkBytes?: number; maxBytes?: number } = {},
+    options: {
+      budget?: RecordingBudget;
+      consent?: boolean;
+      chunkBytes?: number;
+      maxBytes?: number;
+      shutdown?: AbortSignal;
+      blobs?: ReturnType<typeof memoryBlobs>;
+    } = {},
   ) {
-    const blobs = memoryBlobs();
+    const blobs = options.blobs ?? memoryBlobs();
     const dataKey = randomBytes(32);
     const deps = {
       peers: {
@@ -87,6 +94,7 @@ describe('CallRecording', () => {
       maxBytes: options.maxBytes ?? 1 << 20,
       budget: options.budget ?? new RecordingBudget(1 << 20),
       ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+      ...(options.shutdown === undefined ? {} : { shutdown: options.shutdown }),
     } satisfies CallRecordingDeps;
     const settings = { announcement: 'This call is recorded.', ...(options.consent ? { consent: { prompt: 'ok?' } } : {}) };
     const recording = new CallRecording(deps, settings as RecordingSettings, 16_000);
@@ -186,5 +194,42 @@ describe('CallRecording', () => {
     expect(attempts).toBe(1);
     expect(blobs.objects.size).toBe(0);
     expect(outcomes.get('failed')).toBe(1);
+  });
+
+  it("gives up a recording whose upload is still completing when the replica's shutdown wait runs out: aborted, counted failed, no reference", async () => {
+    const blobs = memoryBlobs();
+    const aborted: string[] = [];
+    const stalled = blobs.store.writer.bind(blobs.store);
+    // An object store that takes the parts but never answers the completion (S3 slow at shutdown).
+    blobs.store.writer = (key) => ({
+      ...stalled(key),
+      complete: () => new Promise<number>(() => undefined),
+      abort: () => Promise.resolve(void aborted.push(key)),
+    });
+    let added = 0;
+    const shutdown = new AbortController();
+    const { recording } = recordingWith(
+      () => {
+        added++;
+        return Promise.resolve();
+      },
+      { shutdown: shutdown.signal, blobs },
+    );
+    recording.caller(new Int16Array(1600).fill(1000));
+    const failedBefore = outcomes.get('failed') ?? 0;
+    const storing = recording.store(tenantId, conversationId);
+    const started = performance.now();
+    setTimeout(() => shutdown.abort(), 50);
+    await expect(storing).rejects.toThrow(/shutting down .*PARLEY_RECORDING_SHUTDOWN_WAIT_MS/);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(outcomes.get('failed')).toBe(failedBefore + 1);
+    expect(added).toBe(0);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(aborted).toEqual([`recordings/${tenantId}/${conversationId}/${recording.recordingId}.pra`]);
+    expect(blobs.objects.size).toBe(0);
+    // A recording stored after the wait ran out gives up at once.
+    const late = recordingWith(() => Promise.resolve(), { shutdown: shutdown.signal });
+    late.recording.caller(new Int16Array(160).fill(1));
+    await expect(late.recording.store(tenantId, conversationId)).rejects.toThrow(/shutting down/);
   });
 });

@@ -33,6 +33,22 @@ export interface CallRecordingDeps {
   readonly budget: RecordingBudget;
   /** chunkBytes is how much audio is sealed into one chunk (default 64 KiB: about 2 s of both sides at 8 kHz). */
   readonly chunkBytes?: number;
+  /**
+   * shutdown, once aborted (the replica is stopping and PARLEY_RECORDING_SHUTDOWN_WAIT_MS has
+   * passed), makes a store() still writing give up: its upload is aborted and it is counted as
+   * failed, rather than cut by the kill that follows the grace period without a count.
+   */
+  readonly shutdown?: AbortSignal;
+}
+
+/** RecordingShutdownError is store()'s failure when the replica's shutdown wait ran out first. */
+export class RecordingShutdownError extends Error {
+  constructor() {
+    super(
+      'the replica is shutting down and its wait for recordings ran out (PARLEY_RECORDING_SHUTDOWN_WAIT_MS); this recording is not stored',
+    );
+    this.name = 'RecordingShutdownError';
+  }
 }
 
 /** ADD_RECORDING_ATTEMPTS bounds the tries to store a recording's reference (about 3.5 s of waiting in all). */
@@ -274,6 +290,18 @@ export class CallRecording {
     if (writer !== undefined) void this.#writes.then(() => writer.abort()).catch(() => undefined);
   }
 
+  /** #untilShutdown waits for work of store(), unless the replica's shutdown wait runs out first (RecordingShutdownError). */
+  #untilShutdown<T>(work: Promise<T>): Promise<T> {
+    const signal = this.#deps.shutdown;
+    if (signal === undefined) return work;
+    if (signal.aborted) return Promise.reject(new RecordingShutdownError());
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(new RecordingShutdownError());
+      signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
   /**
    * store completes what was recorded (consent given, or none asked); undefined when nothing is
    * stored. The caller calls it after the call's channel closed: the last chunk, the object's
@@ -297,9 +325,9 @@ export class CallRecording {
       const blobKey = this.#blobKey;
       if (writer === undefined || blobKey === undefined) return undefined;
       this.#sealPending(true);
-      await this.#writes;
+      await this.#untilShutdown(this.#writes);
       if (this.#writeFailed !== undefined) throw this.#writeFailed;
-      const sizeBytes = await writer.complete();
+      const sizeBytes = await this.#untilShutdown(writer.complete());
       completed = true;
       const durationMs = this.#timeline.durationMs;
       const reference = {
@@ -315,7 +343,7 @@ export class CallRecording {
         // A short outage of tenant-data must not lose the call's recording: the reference is
         // retried (its id is fixed, so an attempt that committed unseen answers ALREADY_EXISTS).
         let tried = 0;
-        await retrying(
+        const adding = retrying(
           async () => {
             tried++;
             try {
@@ -331,9 +359,12 @@ export class CallRecording {
             onRetry: (err, attempt) => this.#deps.log.warn({ err, attempt }, 'call recording reference not stored yet; retrying'),
           },
         );
+        await this.#untilShutdown(adding);
       } catch (err) {
-        // No reference, no way to find or delete the blob later: delete it now.
-        await this.#deps.blobs.delete(blobKey).catch(() => undefined);
+        // No reference, no way to find or delete the blob later: delete it now (while shutting
+        // down, without waiting on the blob store any longer).
+        const deleting = this.#deps.blobs.delete(blobKey).catch(() => undefined);
+        if (!(err instanceof RecordingShutdownError)) await deleting;
         throw err;
       }
       outcome = this.#stopped ?? 'stored';

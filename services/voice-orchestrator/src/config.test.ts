@@ -15,6 +15,7 @@ describe('loadOrchestratorConfig', () => {
       embeddedTtsWorkers: 1,
       recordingMaxBytes: 67_108_864,
       recordingBufferBytes: 134_217_728,
+      recordingShutdownWaitMs: undefined,
     });
   });
 
@@ -28,6 +29,8 @@ describe('loadOrchestratorConfig', () => {
     expect(() => loadOrchestratorConfig({ PARLEY_VOICE_MAX_BUFFERED_BYTES: '10' })).toThrow(/PARLEY_VOICE_MAX_BUFFERED_BYTES/);
     expect(loadOrchestratorConfig({ PARLEY_RECORDING_BUFFER_BYTES: '8388608' }).recordingBufferBytes).toBe(8_388_608);
     expect(() => loadOrchestratorConfig({ PARLEY_RECORDING_BUFFER_BYTES: '1000' })).toThrow(/PARLEY_RECORDING_BUFFER_BYTES/);
+    expect(loadOrchestratorConfig({ PARLEY_RECORDING_SHUTDOWN_WAIT_MS: '15000' }).recordingShutdownWaitMs).toBe(15_000);
+    expect(() => loadOrchestratorConfig({ PARLEY_RECORDING_SHUTDOWN_WAIT_MS: 'soon' })).toThrow(/PARLEY_RECORDING_SHUTDOWN_WAIT_MS/);
   });
 
   it('names the variable that is wrong', () => {

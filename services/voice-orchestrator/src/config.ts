@@ -43,6 +43,13 @@ export interface OrchestratorConfig {
   readonly recordingMaxBytes: number;
   /** recordingBufferBytes bounds the memory all call recordings of the replica hold at once; past it a recording stops (over_budget). */
   readonly recordingBufferBytes: number;
+  /**
+   * recordingShutdownWaitMs is how long, from SIGTERM, the replica waits for recordings still
+   * being written (the last chunk, the object's completion, the reference) before giving them up
+   * as failed (PARLEY_RECORDING_SHUTDOWN_WAIT_MS); undefined: the drain delay plus the shutdown
+   * grace less 5 s, so it runs out before the kill that follows.
+   */
+  readonly recordingShutdownWaitMs: number | undefined;
   /** publicUrl is the session port's public https URL (PARLEY_SESSION_PUBLIC_URL): Twilio signs its call webhook over it and streams to it. */
   readonly publicUrl: string;
   /** trustedProxies are the proxies in front of the session port whose X-Forwarded-For names the client (rate limits key on it). */
@@ -99,5 +106,9 @@ export function loadOrchestratorConfig(env: Env = process.env): OrchestratorConf
     blobStore: blobStoreConfigFromEnv(env),
     recordingMaxBytes: envInt(env, 'PARLEY_RECORDING_MAX_BYTES', 67_108_864, 1_048_576, 1_073_741_824),
     recordingBufferBytes: envInt(env, 'PARLEY_RECORDING_BUFFER_BYTES', 134_217_728, 1_048_576, 4_294_967_296),
+    recordingShutdownWaitMs:
+      envOptional(env, 'PARLEY_RECORDING_SHUTDOWN_WAIT_MS') === undefined
+        ? undefined
+        : envInt(env, 'PARLEY_RECORDING_SHUTDOWN_WAIT_MS', 0, 0, 600_000),
   });
 }

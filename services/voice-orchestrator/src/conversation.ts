@@ -80,6 +80,8 @@ export interface ConversationDeps {
   readonly blobs?: BlobStore;
   /** recordingBudget bounds the memory all of the replica's call recordings hold (PARLEY_RECORDING_BUFFER_BYTES). */
   readonly recordingBudget?: RecordingBudget;
+  /** recordingShutdown is aborted when the replica's wait for recordings at shutdown runs out (PARLEY_RECORDING_SHUTDOWN_WAIT_MS). */
+  readonly recordingShutdown?: AbortSignal;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
   /** replyWindows counts the process's turns waiting for their first output (the recorders' writes wait for none to be). */
@@ -247,6 +249,7 @@ export class LiveConversation {
               log: this.#log,
               maxBytes: deps.config.recordingMaxBytes,
               budget: deps.recordingBudget,
+              ...(deps.recordingShutdown === undefined ? {} : { shutdown: deps.recordingShutdown }),
             },
             recordingSettings,
             voice.format.sampleRate,

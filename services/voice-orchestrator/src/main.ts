@@ -59,9 +59,14 @@ runMain({
     const blobs = openBlobStore(config.blobStore);
     if (blobs !== undefined) primeRecordingMetrics();
     if (blobs === undefined) ctx.logger.warn('PARLEY_BLOB_STORE is none: agents that ask for call recording are not recorded');
+    // Aborted when the wait for recordings still being written at shutdown runs out: they are
+    // given up and counted as failed, rather than cut by the kill after the grace period uncounted.
+    const recordingShutdown = new AbortController();
     const deps = {
       peers,
-      ...(blobs !== undefined ? { blobs, recordingBudget: new RecordingBudget(config.recordingBufferBytes) } : {}),
+      ...(blobs !== undefined
+        ? { blobs, recordingBudget: new RecordingBudget(config.recordingBufferBytes), recordingShutdown: recordingShutdown.signal }
+        : {}),
       ...(embeddedTts !== undefined ? { embeddedTts } : {}),
       logger: ctx.logger,
       events: webhooks ?? loggingEventSink(ctx.logger),
@@ -106,8 +111,14 @@ runMain({
     ctx.logger.info({ session_port: port }, 'session port serving');
     ctx.onStopping(async () => {
       sessions.stopAccepting();
+      const recordingWaitMs =
+        config.recordingShutdownWaitMs ?? Math.max(1_000, ctx.config.drainDelayMs + ctx.config.shutdownGraceMs - 5_000);
+      const giveUpRecordings = setTimeout(() => {
+        ctx.logger.warn({ wait_ms: recordingWaitMs }, 'shutdown: recordings still being written are given up (counted as failed)');
+        recordingShutdown.abort();
+      }, recordingWaitMs);
       ctx.logger.info({ live: live.size }, 'ending live conversations');
-      await live.drain(ctx.config.shutdownGraceMs);
+      await live.drain(ctx.config.shutdownGraceMs).finally(() => clearTimeout(giveUpRecordings));
       // The ended conversations' last events are on their way to integrations.
       await webhooks?.drain(2_000);
     });

@@ -1,5 +1,6 @@
 // Sleep windows and public holidays, in the end user's own time zone.
-import Holidays from 'date-holidays';
+import { createRequire } from 'node:module';
+import type Holidays from 'date-holidays';
 import { GuardrailPolicyError } from '../policy.js';
 import type { GuardrailPolicy } from '../policy-schema.js';
 import type { Decision } from '../types.js';
@@ -22,8 +23,18 @@ function hhmmToMinutes(s: string): number {
   return Number(s.slice(0, 2)) * 60 + Number(s.slice(3, 5));
 }
 
+// date-holidays and its calendars are about a hundred modules (a tenth of a second of CPU to load),
+// needed only by a policy with a holiday calendar: loaded then, not by every process that imports
+// the guardrails (tenant-data, integrations, the orchestrator). Its CommonJS build is the same
+// library, and loads synchronously, so compiling a policy stays synchronous.
+let holidaysClass: typeof Holidays | undefined;
+function loadHolidays(): typeof Holidays {
+  return (holidaysClass ??= createRequire(import.meta.url)('date-holidays') as typeof Holidays);
+}
+
 function compileHolidays(h: NonNullable<NonNullable<GuardrailPolicy['sleepWindows']>['holidays']>): Holidays {
-  const hd = new Holidays({ types: h.types });
+  const HolidayCalendar = loadHolidays();
+  const hd = new HolidayCalendar({ types: h.types });
   const countries = hd.getCountries() as Record<string, string>;
   if (countries[h.country] === undefined)
     throw new GuardrailPolicyError(['sleepWindows', 'holidays', 'country'], `no holiday calendar for "${h.country}"`);

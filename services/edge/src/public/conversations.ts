@@ -54,6 +54,7 @@ export const conversationsModule = definePublicModule(
     listTranscriptTurns: 'conversations:read',
     listRecordings: 'conversations:read',
     getRecording: 'conversations:read',
+    streamRecording: 'conversations:read',
     endConversation: 'conversations:end',
     countGuardrailDecisions: 'conversations:read',
   },
@@ -136,6 +137,17 @@ export const conversationsModule = definePublicModule(
           forward(ctx),
         );
         return { recording: recordingOf(res.recording), wav: res.wav };
+      },
+      async *streamRecording(req, ctx) {
+        // As GetRecording, but piece by piece: tenant-data decrypts the blob chunk by chunk and
+        // sends the WAV in pieces, passed on here as they come (the stream's flow control holds
+        // tenant-data back while the client reads slowly), so no hop holds a whole recording.
+        const pieces = tenantData.streamRecordingAudio(
+          { tenantId: tenant(ctx), conversationId: req.conversationId, recordingId: req.recordingId },
+          forward(ctx),
+        );
+        for await (const piece of pieces)
+          yield { ...(piece.recording === undefined ? {} : { recording: recordingOf(piece.recording) }), wav: piece.wav };
       },
       async endConversation(req, ctx) {
         // The end is recorded at once; the orchestrator replica holding the connection sees it at

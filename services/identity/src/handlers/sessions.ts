@@ -45,13 +45,15 @@ export function sessionHandlers(
   // Concurrent sessions of one workspace are recorded together, one transaction per batch; each
   // caller gets its token only once the transaction holding its row committed (a batch failed
   // over one row retries each alone, so a replayed CallSid fails only its own call; a caller who
-  // gave up while waiting is left out, so no session exists whose token nobody received).
+  // gave up while waiting is left out, so no session exists whose token nobody received). An idle
+  // workspace's batch starts one event-loop turn after its first row (gather): callers answered
+  // together come back together and go in one batch, not one alone and the rest behind it.
   const recordSession = createGroupCommit<sessions.NewSession, undefined>(
     async (tenantId, rows) => {
       await withTenant(db, tenantId, (trx) => sessions.insertSessions(trx, rows));
       return rows.map(() => undefined);
     },
-    { maxSize: SESSION_BATCH_MAX, what: 'sessions' },
+    { maxSize: SESSION_BATCH_MAX, what: 'sessions', gather: true },
   );
   // Signs a session token for an agent of the tenant and records the session it may connect once.
   const mintSession = async (
@@ -148,7 +150,12 @@ export function sessionHandlers(
         });
       // The person an outbound call was placed to (the orchestrator read it from the signed webhook URL).
       const subjectId = req.subjectId === '' ? undefined : requireUuid(req.subjectId, 'subject_id');
-      await deps.agents.requireAgent(tenantId, agentId, ctx.signal);
+      // The person must be the workspace's: the session binds the call's conversation to them, and
+      // forgetting them deletes it. Asked beside the agent, so it adds no round trip.
+      await Promise.all([
+        deps.agents.requireAgent(tenantId, agentId, ctx.signal),
+        subjectId === undefined ? undefined : deps.agents.requireSubject(tenantId, subjectId, ctx.signal),
+      ]);
       // One session per call: the unique (tenant, call_sid) makes a replayed webhook fail here, at any replica.
       const { sid, token } = await mintSession(
         tenantId,

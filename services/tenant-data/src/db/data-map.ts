@@ -58,7 +58,8 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     retention: 'by the recording rule (the blob with it)',
     readScopes: ['conversations:read'],
     readsRecorded: true,
-    description: 'references to recorded call audio: blob key, size, duration, key reference and the sealed data key',
+    description:
+      'references to recorded call audio: blob key, size, duration, key reference, the sealed data key and the KEK version it is wrapped with',
   },
   guardrail_conversation_states: {
     dataClass: 'conversation_metadata',

@@ -3,7 +3,8 @@ import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { createGroupCommit, nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import { FailedPreconditionError, NotFoundError, principalOf, requestTenant } from '@parley/platform';
 import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
-import { recordingWav } from '@parley/conversation';
+import { planRecording, recordingWav, recordingWavPieces } from '@parley/conversation';
+import type { HandlerContext } from '@connectrpc/connect';
 import {
   appendTranscriptTurn,
   conversationSecretRefs,
@@ -16,8 +17,11 @@ import {
 import type { Recording, TranscriptTurn } from '../db/tables.js';
 import { addRecording, getRecording, listRecordings } from '../recording.store.js';
 import { recordTurns, type TurnRecord, type TurnRecorded } from '../turn-record.store.js';
-import { blank, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
+import { blank, RECORDING_READ_MAX_BYTES, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
 import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
+
+/** RECORDING_STREAM_PIECE_BYTES is the most WAV one StreamRecordingAudio message carries. */
+const RECORDING_STREAM_PIECE_BYTES = 64 * 1024;
 
 /** TURN_RECORDS_PER_COMMIT bounds how many conversations' turn records one transaction stores. */
 const TURN_RECORDS_PER_COMMIT = 32;
@@ -37,18 +41,60 @@ export function conversationHandlers(
   | 'addRecording'
   | 'listRecordings'
   | 'readRecordingAudio'
+  | 'streamRecordingAudio'
 > {
   const { inTenant, audited } = tenantScopes(deps);
   // Turn records of one tenant's conversations that arrive while one is being committed go
   // together in the next transaction; each caller is answered only after the commit holding its
   // record, and a batch that fails is retried record by record, so one conversation's refusal
-  // (ended, unknown) never fails another's and a refused record writes nothing.
+  // (ended, unknown) never fails another's and a refused record writes nothing. An idle tenant's
+  // batch starts one event-loop turn after its first record (gather), so records arriving together
+  // (calls whose turns ended together) go in one transaction rather than one alone and the rest after.
   const turnRecords = createGroupCommit<TurnRecord, TurnRecorded>(
     (tenant, records) => withTenant(deps.db, tenant, (trx) => recordTurns(trx, records)),
     // A few seconds of turns at this replica's pace: past that the orchestrator's deadline has gone
     // by for the later ones, and refusing fast (UNAVAILABLE) beats writing turns nobody waits for.
-    { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records' },
+    { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records', gather: true },
   );
+  /**
+   * recordingRead finds the reference of a recording to read (in a short transaction: no
+   * transaction waits on the blob store), and gives what both reads need: the blob store, the
+   * recording's scope, its key opened by secrets, and the access event, committed before any
+   * audio is returned so every read of call audio is in the audit log, by whom and of what.
+   */
+  const recordingRead = async (req: { tenantId: string; conversationId: string; recordingId: string }, ctx: HandlerContext) => {
+    const { blobs, recordingKeys } = deps;
+    if (blobs === undefined || recordingKeys === undefined)
+      throw new FailedPreconditionError(
+        'no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read',
+      );
+    const tenant = requestTenant(ctx, req.tenantId);
+    const { recording, conversation } = await inTenant(req.tenantId, ctx, async (trx) => {
+      const found = await getRecording(trx, req.recordingId, req.conversationId);
+      if (found.wrapped_key === null)
+        throw new FailedPreconditionError(`recording ${found.id} holds no audio Parley encrypted, so it cannot be read here`);
+      return { recording: { ...found, wrapped_key: found.wrapped_key }, conversation: await getConversation(trx, found.conversation_id) };
+    });
+    return {
+      blobs,
+      recording,
+      scope: { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id } satisfies RecordingScope,
+      openKey: () => recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key),
+      audit: () =>
+        audited(req.tenantId, ctx, async (_trx, record) => {
+          await record({
+            ...readActor(ctx, tenant),
+            action: 'recording.read',
+            target: { type: 'recording', id: recording.id },
+            details: auditDetails({ conversation_id: recording.conversation_id, audio: true, duration_ms: recording.duration_ms }, [
+              'conversation_id',
+              'audio',
+              'duration_ms',
+            ]),
+          });
+        }),
+    };
+  };
   return {
     async startConversation(req, ctx) {
       const conversation = await inTenant(req.tenantId, ctx, (trx) =>
@@ -183,50 +229,57 @@ export function conversationHandlers(
     },
 
     async readRecordingAudio(req, ctx) {
-      const { blobs, recordingKeys } = deps;
-      if (blobs === undefined || recordingKeys === undefined)
+      const read = await recordingRead(req, ctx);
+      const { recording, blobs } = read;
+      // One unary answer holds the whole WAV (and tenant-data the plaintext beside it): past the
+      // cap, the stream is the way to read it.
+      const cap = deps.recordingReadMaxBytes ?? RECORDING_READ_MAX_BYTES;
+      if (Number(recording.size_bytes) > cap)
         throw new FailedPreconditionError(
-          'no blob store is configured for tenant-data (PARLEY_BLOB_STORE), so no recording audio can be read',
+          `recording ${recording.id} is ${recording.size_bytes} bytes, above the ${cap} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
         );
-      // The reference is read in a short transaction, the blob fetched and decrypted outside any
-      // (no transaction waits on the blob store), and the access event committed before the audio
-      // is returned: every read of call audio is in the audit log, by whom and of what.
-      const tenant = requestTenant(ctx, req.tenantId);
-      const { recording, conversation } = await inTenant(req.tenantId, ctx, async (trx) => {
-        const found = await getRecording(trx, req.recordingId, req.conversationId);
-        if (found.wrapped_key === null)
-          throw new FailedPreconditionError(`recording ${found.id} holds no audio Parley encrypted, so it cannot be read here`);
-        return { recording: { ...found, wrapped_key: found.wrapped_key }, conversation: await getConversation(trx, found.conversation_id) };
-      });
       const blob = await blobs.read(recording.blob_key);
       if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
-      const dataKey = await recordingKeys.open(tenant, conversation.subject_id ?? undefined, recording.id, recording.wrapped_key);
+      const dataKey = await read.openKey();
       let plaintext: Buffer;
       try {
-        plaintext = await openRecordingAudio(
-          dataKey,
-          { tenantId: tenant, conversationId: recording.conversation_id, recordingId: recording.id },
-          blob,
-          Number(recording.size_bytes),
-        );
+        plaintext = await openRecordingAudio(dataKey, read.scope, blob, Number(recording.size_bytes));
       } finally {
         dataKey.fill(0);
       }
       const wav = recordingWav(plaintext);
       plaintext.fill(0);
-      await audited(req.tenantId, ctx, async (_trx, record) => {
-        await record({
-          ...readActor(ctx, tenant),
-          action: 'recording.read',
-          target: { type: 'recording', id: recording.id },
-          details: auditDetails({ conversation_id: recording.conversation_id, audio: true, duration_ms: recording.duration_ms }, [
-            'conversation_id',
-            'audio',
-            'duration_ms',
-          ]),
-        });
-      });
+      await read.audit();
       return { recording: recordingMessage(recording), wav };
+    },
+
+    async *streamRecordingAudio(req, ctx) {
+      const read = await recordingRead(req, ctx);
+      const { recording, blobs } = read;
+      // Two passes over the blob, each decrypted chunk by chunk (format 2's AAD refuses a chunk
+      // changed, reordered, dropped or cut off): the first authenticates all of it and places the
+      // frames, so nothing is sent of a recording that does not open whole; the second lays the
+      // audio out and sends it on. Only the unsettled stretch of audio is held, never the recording.
+      const chunks = async function* () {
+        const blob = await blobs.read(recording.blob_key);
+        if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
+        for await (const chunk of openRecordingChunks(dataKey, read.scope, blob)) {
+          yield chunk;
+          chunk.fill(0);
+        }
+      };
+      const dataKey = await read.openKey();
+      try {
+        const plan = await planRecording(chunks());
+        await read.audit();
+        let first = true;
+        for await (const wav of recordingWavPieces(plan, chunks(), RECORDING_STREAM_PIECE_BYTES)) {
+          yield first ? { recording: recordingMessage(recording), wav } : { wav };
+          first = false;
+        }
+      } finally {
+        dataKey.fill(0);
+      }
     },
   };
 }

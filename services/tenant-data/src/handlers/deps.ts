@@ -20,11 +20,20 @@ export interface TenantDataDeps {
   readonly blobs?: BlobStore | undefined;
   /** recordingKeys opens a recording's data key to serve an audited read (secrets). */
   readonly recordingKeys?: RecordingKeys | undefined;
+  /** recordingReadMaxBytes is the largest stored recording ReadRecordingAudio answers in one message (larger: StreamRecordingAudio); default RECORDING_READ_MAX_BYTES. */
+  readonly recordingReadMaxBytes?: number | undefined;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
   /** logger is the process's (failed blob deletes are logged at warn). */
   readonly logger?: { warn(fields: object, message: string): void } | undefined;
 }
+
+/**
+ * RECORDING_READ_MAX_BYTES is the default and the most of PARLEY_RECORDING_READ_MAX_BYTES: a unary
+ * read holds the plaintext and its WAV (up to twice the audio) at once, and its answer must pass
+ * the internal plane's 16 MiB message limit, which 6 MiB stored stays under.
+ */
+export const RECORDING_READ_MAX_BYTES = 6 * 1024 * 1024;
 
 /** Trx is a tenant transaction on tenant-data's schema. */
 export type Trx = TenantTransaction<TenantDataDb>;

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/api/v1/conversations.proto.
  */
 export const file_parley_api_v1_conversations: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKzAQoJUmVjb3JkaW5nEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRITCgtkdXJhdGlvbl9tcxgDIAEoDRISCgpzaXplX2J5dGVzGAQgASgEEg8KB2tleV9yZWYYBSABKAkSFwoPcmV0ZW50aW9uX2NsYXNzGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFUxpc3RSZWNvcmRpbmdzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZGluZ3NSZXNwb25zZRIsCgpyZWNvcmRpbmdzGAEgAygLMhgucGFybGV5LmFwaS52MS5SZWNvcmRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKE0dldFJlY29yZGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhQKDHJlY29yZGluZ19pZBgCIAEoCSJQChRHZXRSZWNvcmRpbmdSZXNwb25zZRIrCglyZWNvcmRpbmcYASABKAsyGC5wYXJsZXkuYXBpLnYxLlJlY29yZGluZxILCgN3YXYYAiABKAwiQQoWRW5kQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDgoGcmVhc29uGAIgASgJIkwKF0VuZENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uInYKHkNvdW50R3VhcmRyYWlsRGVjaXNpb25zUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKFkd1YXJkcmFpbERlY2lzaW9uQ291bnQSCwoDZGF5GAEgASgJEgwKBHJ1bGUYAiABKAkSEQoJcnVsZV9raW5kGAMgASgJEg4KBmFjdGlvbhgEIAEoCRINCgVjb3VudBgFIAEoBCJYCh9Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlEjUKBmNvdW50cxgBIAMoCzIlLnBhcmxleS5hcGkudjEuR3VhcmRyYWlsRGVjaXNpb25Db3VudDLhBQoTQ29udmVyc2F0aW9uU2VydmljZRJmChFMaXN0Q29udmVyc2F0aW9ucxInLnBhcmxleS5hcGkudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0GigucGFybGV5LmFwaS52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEmAKD0dldENvbnZlcnNhdGlvbhIlLnBhcmxleS5hcGkudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBomLnBhcmxleS5hcGkudjEuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USbAoTTGlzdFRyYW5zY3JpcHRUdXJucxIpLnBhcmxleS5hcGkudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1JlcXVlc3QaKi5wYXJsZXkuYXBpLnYxLkxpc3RUcmFuc2NyaXB0VHVybnNSZXNwb25zZRJdCg5MaXN0UmVjb3JkaW5ncxIkLnBhcmxleS5hcGkudjEuTGlzdFJlY29yZGluZ3NSZXF1ZXN0GiUucGFybGV5LmFwaS52MS5MaXN0UmVjb3JkaW5nc1Jlc3BvbnNlElcKDEdldFJlY29yZGluZxIiLnBhcmxleS5hcGkudjEuR2V0UmVjb3JkaW5nUmVxdWVzdBojLnBhcmxleS5hcGkudjEuR2V0UmVjb3JkaW5nUmVzcG9uc2USYAoPRW5kQ29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZRJ4ChdDb3VudEd1YXJkcmFpbERlY2lzaW9ucxItLnBhcmxleS5hcGkudjEuQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXF1ZXN0Gi4ucGFybGV5LmFwaS52MS5Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiFwYXJsZXkvYXBpL3YxL2NvbnZlcnNhdGlvbnMucHJvdG8SDXBhcmxleS5hcGkudjEiwQEKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRISCgpzdWJqZWN0X2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgplbmRfcmVhc29uGAcgASgJImkKDlRyYW5zY3JpcHRUdXJuEgsKA3NlcRgBIAEoDRIMCgRyb2xlGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyQEKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIxCg1zdGFydGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiaAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIyCg1jb252ZXJzYXRpb25zGAEgAygLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjEKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkwKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEjEKDGNvbnZlcnNhdGlvbhgBIAEoCzIbLnBhcmxleS5hcGkudjEuQ29udmVyc2F0aW9uIlwKGkxpc3RUcmFuc2NyaXB0VHVybnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJkChtMaXN0VHJhbnNjcmlwdFR1cm5zUmVzcG9uc2USLAoFdHVybnMYASADKAsyHS5wYXJsZXkuYXBpLnYxLlRyYW5zY3JpcHRUdXJuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKzAQoJUmVjb3JkaW5nEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRITCgtkdXJhdGlvbl9tcxgDIAEoDRISCgpzaXplX2J5dGVzGAQgASgEEg8KB2tleV9yZWYYBSABKAkSFwoPcmV0ZW50aW9uX2NsYXNzGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFUxpc3RSZWNvcmRpbmdzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZGluZ3NSZXNwb25zZRIsCgpyZWNvcmRpbmdzGAEgAygLMhgucGFybGV5LmFwaS52MS5SZWNvcmRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKE0dldFJlY29yZGluZ1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhQKDHJlY29yZGluZ19pZBgCIAEoCSJQChRHZXRSZWNvcmRpbmdSZXNwb25zZRIrCglyZWNvcmRpbmcYASABKAsyGC5wYXJsZXkuYXBpLnYxLlJlY29yZGluZxILCgN3YXYYAiABKAwiRwoWU3RyZWFtUmVjb3JkaW5nUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSFAoMcmVjb3JkaW5nX2lkGAIgASgJIlMKF1N0cmVhbVJlY29yZGluZ1Jlc3BvbnNlEisKCXJlY29yZGluZxgBIAEoCzIYLnBhcmxleS5hcGkudjEuUmVjb3JkaW5nEgsKA3dhdhgCIAEoDCJBChZFbmRDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiTAoXRW5kQ29udmVyc2F0aW9uUmVzcG9uc2USMQoMY29udmVyc2F0aW9uGAEgASgLMhsucGFybGV5LmFwaS52MS5Db252ZXJzYXRpb24idgoeQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXF1ZXN0EikKBXNpbmNlGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoWR3VhcmRyYWlsRGVjaXNpb25Db3VudBILCgNkYXkYASABKAkSDAoEcnVsZRgCIAEoCRIRCglydWxlX2tpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEg0KBWNvdW50GAUgASgEIlgKH0NvdW50R3VhcmRyYWlsRGVjaXNpb25zUmVzcG9uc2USNQoGY291bnRzGAEgAygLMiUucGFybGV5LmFwaS52MS5HdWFyZHJhaWxEZWNpc2lvbkNvdW50MsUGChNDb252ZXJzYXRpb25TZXJ2aWNlEmYKEUxpc3RDb252ZXJzYXRpb25zEicucGFybGV5LmFwaS52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaKC5wYXJsZXkuYXBpLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USYAoPR2V0Q29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZRJsChNMaXN0VHJhbnNjcmlwdFR1cm5zEikucGFybGV5LmFwaS52MS5MaXN0VHJhbnNjcmlwdFR1cm5zUmVxdWVzdBoqLnBhcmxleS5hcGkudjEuTGlzdFRyYW5zY3JpcHRUdXJuc1Jlc3BvbnNlEl0KDkxpc3RSZWNvcmRpbmdzEiQucGFybGV5LmFwaS52MS5MaXN0UmVjb3JkaW5nc1JlcXVlc3QaJS5wYXJsZXkuYXBpLnYxLkxpc3RSZWNvcmRpbmdzUmVzcG9uc2USVwoMR2V0UmVjb3JkaW5nEiIucGFybGV5LmFwaS52MS5HZXRSZWNvcmRpbmdSZXF1ZXN0GiMucGFybGV5LmFwaS52MS5HZXRSZWNvcmRpbmdSZXNwb25zZRJiCg9TdHJlYW1SZWNvcmRpbmcSJS5wYXJsZXkuYXBpLnYxLlN0cmVhbVJlY29yZGluZ1JlcXVlc3QaJi5wYXJsZXkuYXBpLnYxLlN0cmVhbVJlY29yZGluZ1Jlc3BvbnNlMAESYAoPRW5kQ29udmVyc2F0aW9uEiUucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXF1ZXN0GiYucGFybGV5LmFwaS52MS5FbmRDb252ZXJzYXRpb25SZXNwb25zZRJ4ChdDb3VudEd1YXJkcmFpbERlY2lzaW9ucxItLnBhcmxleS5hcGkudjEuQ291bnRHdWFyZHJhaWxEZWNpc2lvbnNSZXF1ZXN0Gi4ucGFybGV5LmFwaS52MS5Db3VudEd1YXJkcmFpbERlY2lzaW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Conversation is one session between an end user and an agent.
@@ -407,6 +407,59 @@ export const GetRecordingResponseSchema: GenMessage<GetRecordingResponse> = /*@_
   messageDesc(file_parley_api_v1_conversations, 12);
 
 /**
+ * StreamRecordingRequest names the recording to stream.
+ *
+ * @generated from message parley.api.v1.StreamRecordingRequest
+ */
+export type StreamRecordingRequest = Message<"parley.api.v1.StreamRecordingRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string recording_id = 2;
+   */
+  recordingId: string;
+};
+
+/**
+ * Describes the message parley.api.v1.StreamRecordingRequest.
+ * Use `create(StreamRecordingRequestSchema)` to create a new message.
+ */
+export const StreamRecordingRequestSchema: GenMessage<StreamRecordingRequest> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 13);
+
+/**
+ * StreamRecordingResponse is one piece of a streamed recording: the first carries the reference,
+ * each a next piece of the WAV file (the pieces in order are the whole file).
+ *
+ * @generated from message parley.api.v1.StreamRecordingResponse
+ */
+export type StreamRecordingResponse = Message<"parley.api.v1.StreamRecordingResponse"> & {
+  /**
+   * recording is set on the first message only.
+   *
+   * @generated from field: parley.api.v1.Recording recording = 1;
+   */
+  recording?: Recording | undefined;
+
+  /**
+   * wav is the next piece of the 16-bit PCM WAV file with two channels: left the caller, right the agent.
+   *
+   * @generated from field: bytes wav = 2;
+   */
+  wav: Uint8Array;
+};
+
+/**
+ * Describes the message parley.api.v1.StreamRecordingResponse.
+ * Use `create(StreamRecordingResponseSchema)` to create a new message.
+ */
+export const StreamRecordingResponseSchema: GenMessage<StreamRecordingResponse> = /*@__PURE__*/
+  messageDesc(file_parley_api_v1_conversations, 14);
+
+/**
  * @generated from message parley.api.v1.EndConversationRequest
  */
 export type EndConversationRequest = Message<"parley.api.v1.EndConversationRequest"> & {
@@ -428,7 +481,7 @@ export type EndConversationRequest = Message<"parley.api.v1.EndConversationReque
  * Use `create(EndConversationRequestSchema)` to create a new message.
  */
 export const EndConversationRequestSchema: GenMessage<EndConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 13);
+  messageDesc(file_parley_api_v1_conversations, 15);
 
 /**
  * @generated from message parley.api.v1.EndConversationResponse
@@ -445,7 +498,7 @@ export type EndConversationResponse = Message<"parley.api.v1.EndConversationResp
  * Use `create(EndConversationResponseSchema)` to create a new message.
  */
 export const EndConversationResponseSchema: GenMessage<EndConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 14);
+  messageDesc(file_parley_api_v1_conversations, 16);
 
 /**
  * @generated from message parley.api.v1.CountGuardrailDecisionsRequest
@@ -470,7 +523,7 @@ export type CountGuardrailDecisionsRequest = Message<"parley.api.v1.CountGuardra
  * Use `create(CountGuardrailDecisionsRequestSchema)` to create a new message.
  */
 export const CountGuardrailDecisionsRequestSchema: GenMessage<CountGuardrailDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 15);
+  messageDesc(file_parley_api_v1_conversations, 17);
 
 /**
  * GuardrailDecisionCount is how many times one rule acted one way on one UTC day.
@@ -517,7 +570,7 @@ export type GuardrailDecisionCount = Message<"parley.api.v1.GuardrailDecisionCou
  * Use `create(GuardrailDecisionCountSchema)` to create a new message.
  */
 export const GuardrailDecisionCountSchema: GenMessage<GuardrailDecisionCount> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 16);
+  messageDesc(file_parley_api_v1_conversations, 18);
 
 /**
  * @generated from message parley.api.v1.CountGuardrailDecisionsResponse
@@ -536,7 +589,7 @@ export type CountGuardrailDecisionsResponse = Message<"parley.api.v1.CountGuardr
  * Use `create(CountGuardrailDecisionsResponseSchema)` to create a new message.
  */
 export const CountGuardrailDecisionsResponseSchema: GenMessage<CountGuardrailDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_api_v1_conversations, 17);
+  messageDesc(file_parley_api_v1_conversations, 19);
 
 /**
  * ConversationService reads a workspace's conversations and transcripts, and ends live ones.
@@ -586,6 +639,7 @@ export const ConversationService: GenService<{
   },
   /**
    * GetRecording returns one recording's decrypted audio; every call is an access event in the audit log.
+   * A recording above the deployment's size cap is refused (FAILED_PRECONDITION): read it with StreamRecording.
    *
    * @generated from rpc parley.api.v1.ConversationService.GetRecording
    */
@@ -593,6 +647,17 @@ export const ConversationService: GenService<{
     methodKind: "unary";
     input: typeof GetRecordingRequestSchema;
     output: typeof GetRecordingResponseSchema;
+  },
+  /**
+   * StreamRecording returns one recording's decrypted audio as a stream of WAV pieces, for recordings
+   * of any length (GetRecording refuses those above its size cap); every call is an access event in the audit log.
+   *
+   * @generated from rpc parley.api.v1.ConversationService.StreamRecording
+   */
+  streamRecording: {
+    methodKind: "server_streaming";
+    input: typeof StreamRecordingRequestSchema;
+    output: typeof StreamRecordingResponseSchema;
   },
   /**
    * EndConversation ends a live conversation; its connection is closed within seconds.

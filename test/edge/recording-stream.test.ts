@@ -1,0 +1,137 @@
+// Reading a recording as a stream through the public API (ConversationService/StreamRecording):
+// tenant-data decrypts the blob chunk by chunk and sends the WAV in pieces, the edge passes them
+// on, and the unary GetRecording refuses a recording above its cap, pointing at the stream.
+import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ParleyClient } from '@parley/client';
+import { createParleyNodeClient } from '@parley/client/node';
+import { recordingWav } from '@parley/conversation';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil, startPublicStack, type PublicStack } from './fixture.js';
+import { callAudio, storeRecording } from './recording.fixture.js';
+import { runParley } from '../cli/run-parley.js';
+
+const RATE = 16_000;
+/** READ_CAP is this stack's PARLEY_RECORDING_READ_MAX_BYTES: a few seconds of audio. */
+const READ_CAP = 64 * 1024;
+
+let stack: PublicStack;
+let blobDir: string;
+let client: ParleyClient;
+
+beforeAll(async () => {
+  blobDir = await mkdtemp(join(tmpdir(), 'parley-recording-stream-'));
+  stack = await startPublicStack({ 'tenant-data': { PARLEY_BLOB_DIR: blobDir, PARLEY_RECORDING_READ_MAX_BYTES: String(READ_CAP) } });
+  client = createParleyNodeClient({ baseUrl: stack.publicUrl, apiKey: stack.bootstrap.apiKey, ca: stack.ca, retry: { maxAttempts: 1 } });
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await rm(blobDir, { recursive: true, force: true });
+});
+
+async function streamed(conversationId: string, recordingId: string) {
+  const pieces: Buffer[] = [];
+  let recording: { id: string; sizeBytes: bigint } | undefined;
+  let error: unknown;
+  try {
+    for await (const res of client.conversations.streamRecording({ conversationId, recordingId })) {
+      if (res.recording !== undefined) recording ??= res.recording;
+      pieces.push(Buffer.from(res.wav));
+    }
+  } catch (err) {
+    error = err;
+  }
+  return { pieces, recording, error, wav: Buffer.concat(pieces) };
+}
+
+async function readEvents(recordingId: string): Promise<number> {
+  const res = await stack.call(
+    '/parley.api.v1.AuditService/ListEvents',
+    { filter: { action: 'recording.read', targetId: recordingId } },
+    stack.bootstrap.apiKey,
+  );
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return ((res.body.events as unknown[] | undefined) ?? []).length;
+}
+
+describe('streamed recording reads', () => {
+  it('streams a recording above the unary cap in pieces of at most 64 KiB, the same WAV, as one audited read; GetRecording refuses it naming the stream', async () => {
+    const rec = await storeRecording(stack, blobDir, callAudio(6, RATE));
+    expect(rec.sizeBytes).toBeGreaterThan(READ_CAP * 2);
+
+    const unary = await stack.call(
+      '/parley.api.v1.ConversationService/GetRecording',
+      { conversationId: rec.conversationId, recordingId: rec.recordingId },
+      stack.bootstrap.apiKey,
+    );
+    expect(unary.status).toBe(400);
+    expect(unary.body).toMatchObject({ code: 'failed_precondition' });
+    expect(String(unary.body.message)).toMatch(/above the 65536 bytes one GetRecording answers .*StreamRecording/);
+
+    const read = await streamed(rec.conversationId, rec.recordingId);
+    expect(read.error).toBeUndefined();
+    expect(read.recording).toMatchObject({ id: rec.recordingId, sizeBytes: BigInt(rec.sizeBytes) });
+    expect(read.pieces.length).toBeGreaterThan(4);
+    expect(Math.max(...read.pieces.map((p) => p.length))).toBeLessThanOrEqual(64 * 1024);
+    expect(read.wav.equals(Buffer.from(recordingWav(rec.plaintext)))).toBe(true);
+    await pollUntil(async () => (await readEvents(rec.recordingId)) === 1, 20_000);
+
+    // The CLI reads it through the stream into a file of its own (mode 0600).
+    const out = join(blobDir, 'call.wav');
+    const run = await runParley(['conversations', 'recording', rec.conversationId, rec.recordingId, '--out', out], {
+      env: {
+        HOME: blobDir,
+        PARLEY_CONFIG_DIR: join(blobDir, 'config'),
+        PARLEY_URL: stack.publicUrl,
+        PARLEY_CA: stack.pki.paths.caCert,
+        PARLEY_API_KEY: stack.bootstrap.apiKey,
+      },
+    });
+    expect(run.code, run.stderr).toBe(0);
+    expect((await readFile(out)).equals(read.wav)).toBe(true);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    await pollUntil(async () => (await readEvents(rec.recordingId)) === 2, 20_000);
+  });
+
+  it('gives a short recording the same WAV through GetRecording and through the stream', async () => {
+    const rec = await storeRecording(stack, blobDir, callAudio(1, 8_000));
+    expect(rec.sizeBytes).toBeLessThan(READ_CAP);
+    const unary = await stack.call(
+      '/parley.api.v1.ConversationService/GetRecording',
+      { conversationId: rec.conversationId, recordingId: rec.recordingId },
+      stack.bootstrap.apiKey,
+    );
+    expect(unary.status, JSON.stringify(unary.body)).toBe(200);
+    const read = await streamed(rec.conversationId, rec.recordingId);
+    expect(read.wav.equals(Buffer.from(unary.body.wav as string, 'base64'))).toBe(true);
+  });
+
+  it('sends no audio of a blob cut short and records no read (the CLI leaves no file); a malformed id is INVALID_ARGUMENT', async () => {
+    const rec = await storeRecording(stack, blobDir, callAudio(4, RATE));
+    await truncate(join(blobDir, rec.blobKey), rec.sizeBytes - 100);
+    const read = await streamed(rec.conversationId, rec.recordingId);
+    expect(read.pieces).toEqual([]);
+    // FAILED_PRECONDITION (the stored audio does not authenticate), never a stack trace.
+    expect((read.error as { code?: unknown }).code).toBe(9);
+    expect(String((read.error as Error).message)).not.toMatch(/at .*\.js:\d+/);
+    expect(await readEvents(rec.recordingId)).toBe(0);
+    // The CLI leaves no partial file behind.
+    const out = join(blobDir, 'cut.wav');
+    const run = await runParley(['conversations', 'recording', rec.conversationId, rec.recordingId, '--out', out], {
+      env: {
+        HOME: blobDir,
+        PARLEY_CONFIG_DIR: join(blobDir, 'config'),
+        PARLEY_URL: stack.publicUrl,
+        PARLEY_CA: stack.pki.paths.caCert,
+        PARLEY_API_KEY: stack.bootstrap.apiKey,
+      },
+    });
+    expect(run.code).not.toBe(0);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+
+    const bad = await streamed(rec.conversationId, 'not-a-uuid');
+    expect((bad.error as { code?: unknown }).code).toBe(3); // INVALID_ARGUMENT
+  });
+});
