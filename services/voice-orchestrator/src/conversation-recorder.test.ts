@@ -9,6 +9,7 @@ import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_dat
 import { describe, expect, it } from 'vitest';
 import { ConversationRecorder, HOLD_MAX_MS } from './conversation-recorder.js';
 import { createPeers, RECORD_TURN_RETRY_MS, type PeerClients } from './peers.js';
+import { ReplyWindows } from './reply-windows.js';
 
 const tenantId = '00000000-0000-7000-8000-00000000000a';
 const conversationId = '00000000-0000-7000-8000-00000000000b';
@@ -41,9 +42,9 @@ const oldMethods = {
   putGuardrailState: () => ({}),
 };
 
-function recorderOver(td: ReturnType<typeof tenantData>, clock: () => number = Date.now, events = {}) {
+function recorderOver(td: ReturnType<typeof tenantData>, clock: () => number = Date.now, events = {}, windows?: ReplyWindows) {
   const peers = createPeers({ tenantData: td.client } as unknown as PeerClients, clock);
-  return new ConversationRecorder(peers, log, tenantId, conversationId, events);
+  return new ConversationRecorder(peers, log, tenantId, conversationId, events, windows);
 }
 
 function queueTurn(recorder: ConversationRecorder, turn: number) {
@@ -88,6 +89,52 @@ describe('ConversationRecorder', () => {
     release();
     await recorder.drained();
     expect(td.calls).toEqual(['recordTurn']);
+  });
+
+  it("waits, once released, until no call of the process is waiting for its reply's first output", async () => {
+    const td = tenantData({ recordTurn: () => ({ conversationState: 'live' }) });
+    const windows = new ReplyWindows();
+    const recorder = recorderOver(td, Date.now, {}, windows);
+    const release = recorder.hold();
+    queueTurn(recorder, 1);
+    // Two other calls' turns are between their caller's words and their first audio.
+    const closeOne = windows.open();
+    const closeTwo = windows.open();
+    release();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(td.calls).toEqual([]);
+    closeOne();
+    closeOne();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(td.calls).toEqual([]);
+    closeTwo();
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn']);
+    expect(windows.quiet).toBe(true);
+    // With none open, the next turn's record goes on the loop turn after its release, as without windows.
+    const again = recorder.hold();
+    queueTurn(recorder, 2);
+    again();
+    await new Promise((r) => setImmediate(r));
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+  });
+
+  it('does not wait for reply windows longer than HOLD_MAX_MS, and drained() writes at once', async () => {
+    const td = tenantData({ recordTurn: () => ({ conversationState: 'live' }) });
+    const windows = new ReplyWindows();
+    const recorder = recorderOver(td, Date.now, {}, windows);
+    const close = windows.open();
+    recorder.turn('user', 'calls keep talking', undefined);
+    await new Promise((r) => setTimeout(r, HOLD_MAX_MS + 100));
+    expect(td.calls).toEqual(['recordTurn']);
+    recorder.turn('user', 'and the conversation ends', undefined);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+    // The window closing later writes nothing twice.
+    close();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
   });
 
   it('stores the parts one RPC each, in order, when tenant-data answers RecordTurn with UNIMPLEMENTED, and asks again only after a while', async () => {

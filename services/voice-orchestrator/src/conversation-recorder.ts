@@ -1,6 +1,7 @@
 import type { GuardrailState } from '@parley/guardrails';
 import type { Logger } from '@parley/platform';
 import { TurnRecordUnsupported, type Peers, type RecordedGuardrailDecision, type TurnRecord } from './peers.js';
+import type { ReplyWindows } from './reply-windows.js';
 import { sealTranscriptText } from './transcript-text.js';
 
 /**
@@ -37,7 +38,8 @@ export interface RecorderEvents {
  * queued together goes in one RecordTurn (one transaction), one write in flight at a time, each
  * starting no sooner than the loop turn after its first item was queued, and while the
  * conversation holds the recorder (a turn is being answered) no sooner than the hold's release or
- * HOLD_MAX_MS. A failure is logged (never the text) and the queue goes on. Against a tenant-data
+ * HOLD_MAX_MS; and, given the process's ReplyWindows, no sooner than the moment no call's turn is
+ * waiting for its first audio (within the same HOLD_MAX_MS). A failure is logged (never the text) and the queue goes on. Against a tenant-data
  * without RecordTurn (mid-upgrade) and for a conversation ended elsewhere, the parts are stored one
  * RPC each, as before RecordTurn: turns are then refused as ended, decisions and state still kept.
  */
@@ -50,13 +52,17 @@ export class ConversationRecorder {
   #scheduled = false;
   #holds = 0;
   #holdTimer: NodeJS.Timeout | undefined;
+  /** #cancelQuiet forgets the wait for the reply windows to close, when one is registered. */
+  #cancelQuiet: (() => void) | undefined;
+  readonly #windows: ReplyWindows | undefined;
   readonly #peers: Peers;
   readonly #log: Logger;
   readonly #tenantId: string;
   readonly #conversationId: string;
   readonly #events: RecorderEvents;
 
-  constructor(peers: Peers, log: Logger, tenantId: string, conversationId: string, events: RecorderEvents = {}) {
+  constructor(peers: Peers, log: Logger, tenantId: string, conversationId: string, events: RecorderEvents = {}, windows?: ReplyWindows) {
+    this.#windows = windows;
     this.#peers = peers;
     this.#log = log;
     this.#tenantId = tenantId;
@@ -118,8 +124,23 @@ export class ConversationRecorder {
     setImmediate(() => {
       this.#scheduled = false;
       // Held meanwhile: the hold's release or its bound writes them.
-      if (this.#holds === 0) this.#write();
+      if (this.#holds === 0) this.#writeWhenQuiet();
       else this.#schedule();
+    });
+  }
+
+  /**
+   * #writeWhenQuiet writes once no call of the process is between its caller's words and its
+   * reply's first audio (the RecordTurn's client work would delay that audio on the one thread),
+   * and at the latest HOLD_MAX_MS after the first item held or waiting.
+   */
+  #writeWhenQuiet(): void {
+    const windows = this.#windows;
+    if (windows === undefined || windows.quiet) return this.#write();
+    this.#holdTimer ??= setTimeout(() => this.#write(), HOLD_MAX_MS);
+    this.#cancelQuiet ??= windows.whenQuiet(() => {
+      this.#cancelQuiet = undefined;
+      this.#write();
     });
   }
 
@@ -129,6 +150,8 @@ export class ConversationRecorder {
       clearTimeout(this.#holdTimer);
       this.#holdTimer = undefined;
     }
+    this.#cancelQuiet?.();
+    this.#cancelQuiet = undefined;
     if (this.#pending.length === 0 || this.#queuedWrite) return;
     this.#queuedWrite = true;
     this.#chain = this.#chain.then(async () => {

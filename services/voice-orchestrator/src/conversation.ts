@@ -25,6 +25,7 @@ import {
 } from './providers.js';
 import { SentenceBuffer, sentenceSegmenter } from './sentences.js';
 import { CLOSE_CODES } from './session-refusal.js';
+import type { ReplyWindows } from './reply-windows.js';
 import { SlowClient, Speaker } from './speaker.js';
 import { EnergyVad } from './vad.js';
 
@@ -83,6 +84,8 @@ export interface ConversationDeps {
   readonly recordingShutdown?: AbortSignal;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
+  /** replyWindows counts the process's turns waiting for their first output (the recorders' writes wait for none to be). */
+  readonly replyWindows?: ReplyWindows;
 }
 
 /** STOPPED_NOTE is what the transcript adds when a recording stopped before the call ended. */
@@ -186,6 +189,8 @@ export class LiveConversation {
   /** #recording keeps both sides' audio when the agent's settings turn recording on (voice connections with a blob store). */
   readonly #recording: CallRecording | undefined;
   #consentTimer: NodeJS.Timeout | undefined;
+  /** #closeWindow ends the current turn's reply window (its first output is out, or it is over). */
+  #closeWindow: (() => void) | undefined;
   /** #handoff is the hand-off a guardrail rule decided on, carried out at the end. */
   #handoff: { rule: string | undefined; target: string | undefined } | undefined;
 
@@ -198,11 +203,18 @@ export class LiveConversation {
     this.agentId = state.grant.agentId;
     this.callSid = state.grant.callSid;
     this.#log = deps.logger.child({ conversation_id: state.conversationId, tenant_id: this.tenantId });
-    this.#recorder = new ConversationRecorder(deps.peers, this.#log, this.tenantId, this.conversationId, {
-      // A stored turn record is a live check answered: the next one can wait a full interval.
-      onLive: () => this.#armLiveCheck(),
-      onEnded: () => void this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 }),
-    });
+    this.#recorder = new ConversationRecorder(
+      deps.peers,
+      this.#log,
+      this.tenantId,
+      this.conversationId,
+      {
+        // A stored turn record is a live check answered: the next one can wait a full interval.
+        onLive: () => this.#armLiveCheck(),
+        onEnded: () => void this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 }),
+      },
+      deps.replyWindows,
+    );
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
     const voice = state.voice;
     if (voice !== undefined) {
@@ -212,6 +224,7 @@ export class LiveConversation {
       if (send === undefined || buffered === undefined) throw new Error('a voice conversation needs a channel that carries audio');
       const recordAgent = (samples: Int16Array) => {
         send(samples);
+        this.#windowClosed();
         // What was sent is what the caller heard (a barge-in clears the rest on the client).
         this.#recording?.agent(samples);
       };
@@ -279,6 +292,8 @@ export class LiveConversation {
     this.#reply?.abort(new BargeIn());
     const controller = new AbortController();
     this.#reply = controller;
+    this.#windowClosed();
+    this.#closeWindow = this.#deps.replyWindows?.open();
     const previous = this.#replyDone;
     this.#replyDone = previous
       .then(() => this.#turn(text, controller.signal))
@@ -286,7 +301,11 @@ export class LiveConversation {
         this.#log.error({ err }, 'turn failed unexpectedly');
       })
       .finally(() => {
-        if (this.#reply === controller) this.#reply = undefined;
+        if (this.#reply === controller) {
+          this.#reply = undefined;
+          // A turn that sent nothing (a rule that stays silent, an empty reply) is out of its window too.
+          this.#windowClosed();
+        }
       });
   }
 
@@ -429,7 +448,15 @@ export class LiveConversation {
   /** #say sends released text to the client and, on a voice connection, queues its audio; the promise settles when the audio is sent. */
   #say(text: string, signal: AbortSignal): Promise<void> {
     this.#channel.send({ type: 'assistant_text', text, final: false });
+    // Without audio the text is the reply's first output; with audio, its first frame is (recordAgent).
+    if (this.#speaker === undefined) this.#windowClosed();
     return this.#speaker?.speak(text, signal) ?? Promise.resolve();
+  }
+
+  /** #windowClosed ends the current turn's reply window, if one is open. */
+  #windowClosed(): void {
+    this.#closeWindow?.();
+    this.#closeWindow = undefined;
   }
 
   async #turn(text: string, signal: AbortSignal): Promise<void> {
@@ -761,6 +788,7 @@ export class LiveConversation {
     if (waitMs > 0) await Promise.race([this.#replyDone, new Promise((r) => setTimeout(r, waitMs).unref())]);
     this.#reply?.abort(new Error(reason));
     this.#life.abort(new Error(reason));
+    this.#windowClosed();
     this.#inbox?.close();
     await this.#replyDone;
     await this.#listening;

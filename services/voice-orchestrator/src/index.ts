@@ -12,6 +12,7 @@ export * from './peers.js';
 export * from './provider-fetch.js';
 export * from '@parley/conversation';
 export * from './providers.js';
+export * from './reply-windows.js';
 export * from './scripted-provider.js';
 export * from './sentences.js';
 export * from './session-refusal.js';

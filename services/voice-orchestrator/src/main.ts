@@ -23,6 +23,7 @@ import { createOrchestratorService } from './orchestrator-service.js';
 import { createPeers } from './peers.js';
 import { callerPolicies } from './policy.js';
 import { createProviderFetch } from './provider-fetch.js';
+import { ReplyWindows } from './reply-windows.js';
 import { createSessionServer } from './session-server.js';
 import { assertEmbeddedTtsInstalled, EmbeddedTts } from './embedded-tts.js';
 import { integrationsEventSink } from './webhook-event-sink.js';
@@ -72,6 +73,7 @@ runMain({
       providerFetch: createProviderFetch(config.egressPolicy),
       config,
       onEnded: (c: Parameters<LiveConversations['remove']>[0]) => live.remove(c),
+      replyWindows: new ReplyWindows(),
     };
     const source =
       config.sessionTls === undefined
