@@ -16,10 +16,17 @@ import {
   createLogger,
   createMtlsServer,
   defineCallerPolicy,
+  InvalidArgumentError,
   type MtlsServer,
   type TlsFiles,
 } from '@parley/platform';
-import { EchoRequestSchema, EchoResponseSchema, EchoService, type EchoResponse } from '@parley/proto/parley/testing/v1/echo_pb.js';
+import {
+  EchoRequestSchema,
+  EchoResponseSchema,
+  EchoService,
+  type EchoRequest,
+  type EchoResponse,
+} from '@parley/proto/parley/testing/v1/echo_pb.js';
 import { grpcJsUnary } from '../src/grpc-js.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
@@ -69,7 +76,12 @@ function routes(router: Parameters<Parameters<typeof createMtlsServer>[0]['route
 
 /** Raw is a grpc-js client of Echo that sends bytes as given (to send what protobuf-es would refuse to encode). */
 type Raw = grpc.Client & {
-  Echo: (r: Uint8Array, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: EchoResponse) => void) => grpc.ClientUnaryCall;
+  Echo: (
+    r: Uint8Array,
+    metadata: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (e: grpc.ServiceError | null, r?: EchoResponse) => void,
+  ) => grpc.ClientUnaryCall;
 };
 
 function client(files: Partial<TlsFiles> & { caFile: string }): Raw {
@@ -96,9 +108,14 @@ function echoBytes(message: string, delayMs = 0): Uint8Array {
 }
 
 /** call makes one Echo call and resolves to its answer or its status. */
-function call(c: Raw, body: Uint8Array, opts: grpc.CallOptions = {}): Promise<{ code: grpc.status; details: string; res?: EchoResponse }> {
+function call(
+  c: Raw,
+  body: Uint8Array,
+  opts: grpc.CallOptions = {},
+  metadata = new grpc.Metadata(),
+): Promise<{ code: grpc.status; details: string; res?: EchoResponse }> {
   return new Promise((resolve) => {
-    c.Echo(body, opts, (err, res) =>
+    c.Echo(body, metadata, opts, (err, res) =>
       resolve(err === null ? { code: grpc.status.OK, details: '', ...(res ? { res } : {}) } : { code: err.code, details: err.details }),
     );
   });
@@ -224,7 +241,7 @@ describe('the grpc-js internal server', () => {
   it("aborts the handler's signal when the client cancels", async () => {
     const c = client(pki.files('edge'));
     const pending = new Promise<grpc.status>((resolve) => {
-      const inflight = c.Echo(echoBytes('cancel', 10_000), {}, (err) => resolve(err?.code ?? grpc.status.OK));
+      const inflight = c.Echo(echoBytes('cancel', 10_000), new grpc.Metadata(), {}, (err) => resolve(err?.code ?? grpc.status.OK));
       setTimeout(() => inflight.cancel(), 300);
     });
     expect(await pending).toBe(grpc.status.CANCELLED);
@@ -267,6 +284,69 @@ describe('the grpc-js internal server', () => {
     bare.forceShutdown();
     expect(seen).toBeInstanceOf(TLSSocket);
     expect((seen as TLSSocket).authorized).toBe(true);
+  });
+
+  it('runs a unary call in line and keeps every check: answers and throws of the handler, extra interceptors after authorization, principal headers only from the edge', async () => {
+    const reached: string[] = [];
+    const s = createMtlsServer({
+      certificates: await CertificateSource.open(pki.files('identity')),
+      trustDomain: 'parley.local',
+      policies: [defineCallerPolicy(EchoService, { echo: ['edge', 'voice-orchestrator'], adminEcho: [], echoStream: [] })],
+      logger,
+      // A service's own interceptor: it runs inside authorization and the text rule, so refused calls never reach it.
+      interceptors: [
+        (next) => (req) => {
+          if (!req.stream) reached.push((req.message as EchoRequest).message);
+          return next(req);
+        },
+      ],
+      routes: (r) =>
+        r.service(EchoService, {
+          // Not async: it answers (or throws) before returning.
+          echo(req) {
+            if (req.message === 'refuse') throw new InvalidArgumentError('message may not be "refuse"; send another', { field: 'message' });
+            if (req.message === 'crash') throw new Error('a library detail the caller must not see');
+            return { message: req.message.toUpperCase() };
+          },
+          adminEcho: (req) => ({ message: req.message }),
+        }),
+    });
+    const saved = port;
+    port = await s.listen(0, '127.0.0.1');
+    try {
+      const principal = new grpc.Metadata();
+      principal.set('x-parley-principal-tenant-id', '00000000-0000-4000-8000-000000000001');
+      const edge = client(pki.files('edge'));
+      const orchestrator = client(pki.files('voice-orchestrator'));
+      expect(await call(edge, echoBytes('quick'))).toMatchObject({ code: grpc.status.OK, res: { message: 'QUICK' } });
+      expect(await call(edge, echoBytes('refuse'))).toEqual({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: 'message may not be "refuse"; send another',
+      });
+      expect(await call(edge, echoBytes('crash'))).toEqual({ code: grpc.status.INTERNAL, details: 'internal error' });
+      expect(await call(orchestrator, echoBytes('principal-from-orchestrator'), {}, principal)).toEqual({
+        code: grpc.status.PERMISSION_DENIED,
+        details:
+          'caller spiffe://parley.local/voice-orchestrator may not send principal headers (x-parley-principal-tenant-id); only the edge may',
+      });
+      expect(await call(orchestrator, echoBytes('plain-from-orchestrator'))).toMatchObject({ code: grpc.status.OK });
+      expect(await call(edge, echoBytes('principal-from-edge'), {}, principal)).toMatchObject({ code: grpc.status.OK });
+      expect(await call(client(pki.files('secrets')), echoBytes('not-on-the-list'))).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+      expect(await call(edge, echoBytes('nul\u0000'))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      expect(reached).toEqual(['quick', 'refuse', 'crash', 'plain-from-orchestrator', 'principal-from-edge']);
+      // The caller's mistakes are logged at info, the crash at error with its cause.
+      expect(logLines.some((l) => l.msg === 'rpc refused' && l.level === 'info' && String(l.reason).includes('only the edge may'))).toBe(
+        true,
+      );
+      expect(
+        logLines.some((l) => l.msg === 'rpc failed' && l.level === 'error' && JSON.stringify(l.err).includes('a library detail')),
+      ).toBe(true);
+      edge.close();
+      orchestrator.close();
+    } finally {
+      port = saved;
+      await s.close(1_000);
+    }
   });
 
   it('drains: a call in flight finishes within the grace period; past it, the handler is cancelled and a warning logged', async () => {

@@ -45,11 +45,20 @@ export function callerOf(ctx: HandlerContext): Caller {
 export const PRINCIPAL_HEADER_PREFIX = 'x-parley-principal-';
 
 /**
- * createAuthorizationInterceptor enforces the allow-lists: deny by default, so a method or a
- * service missing from the policies is refused. It also refuses principal headers from anyone
- * but the edge, which is the only service that authenticates end principals.
+ * CallerCheck is why a caller may not call a method, or undefined when it may. `headerNames`
+ * lists the request's header (gRPC metadata) names, lower case; it is read only for callers other
+ * than the edge, to refuse principal headers from them.
  */
-export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]): Interceptor {
+export type CallerCheck = (method: DescMethod, caller: Caller | undefined, headerNames: () => Iterable<string>) => Error | undefined;
+
+/**
+ * createCallerCheck enforces the allow-lists: deny by default, so a method or a service missing
+ * from the policies is refused. It also refuses principal headers from anyone but the edge,
+ * which is the only service that authenticates end principals. Synchronous, so that the grpc-js
+ * side runs it on a unary call without a promise (createAuthorizationInterceptor is the same
+ * check for connect interceptors).
+ */
+export function createCallerCheck(policies: readonly CallerPolicy[]): CallerCheck {
   const table = new Map<string, ReadonlySet<string>>();
   for (const policy of policies) {
     for (const [method, callers] of Object.entries(policy.allow)) {
@@ -58,33 +67,31 @@ export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]
   }
   // What the table says of each method, looked up once per method rather than on every call.
   const rules = new WeakMap<DescMethod, { open: boolean; allowed: ReadonlySet<string> | undefined }>();
-  const ruleOf = (req: { service: DescService; method: DescMethod }) => {
-    let rule = rules.get(req.method);
+  const ruleOf = (method: DescMethod) => {
+    let rule = rules.get(method);
     if (rule === undefined) {
       rule = {
-        open: OPEN_SERVICES.includes(req.service.typeName),
-        allowed: table.get(`${req.service.typeName}/${req.method.localName}`),
+        open: OPEN_SERVICES.includes(method.parent.typeName),
+        allowed: table.get(`${method.parent.typeName}/${method.localName}`),
       };
-      rules.set(req.method, rule);
+      rules.set(method, rule);
     }
     return rule;
   };
-  /** refusalOf is why a call may not go on, or undefined when it may. */
-  const refusalOf = (req: Parameters<Parameters<Interceptor>[0]>[0]): Error | undefined => {
-    const caller = req.contextValues.get(callerKey);
+  return (method, caller, headerNames) => {
     if (caller === undefined) {
       return new UnauthenticatedError(
-        `${req.service.typeName}/${req.method.name} needs a client certificate with one SPIFFE ID from the trusted CA`,
+        `${method.parent.typeName}/${method.name} needs a client certificate with one SPIFFE ID from the trusted CA`,
       );
     }
-    const rule = ruleOf(req);
+    const rule = ruleOf(method);
     if (rule.open) return undefined;
     const allowed = rule.allowed;
     if (caller.service === undefined || allowed === undefined || !allowed.has(caller.service)) {
-      return new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${req.service.typeName}/${req.method.name}`);
+      return new PermissionDeniedError(`caller ${caller.spiffeId} may not call ${method.parent.typeName}/${method.name}`);
     }
     if (caller.service !== 'edge') {
-      for (const [name] of req.header) {
+      for (const name of headerNames()) {
         if (name.startsWith(PRINCIPAL_HEADER_PREFIX)) {
           return new PermissionDeniedError(`caller ${caller.spiffeId} may not send principal headers (${name}); only the edge may`);
         }
@@ -92,11 +99,16 @@ export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]
     }
     return undefined;
   };
+}
+
+/** createAuthorizationInterceptor runs createCallerCheck as a connect interceptor (connect-node routes, streaming calls). */
+export function createAuthorizationInterceptor(policies: readonly CallerPolicy[]): Interceptor {
+  const check = createCallerCheck(policies);
   // Not an async function: an allowed call passes through without a promise of its own.
   return (next) => (req) => {
     let refusal: Error | undefined;
     try {
-      refusal = refusalOf(req);
+      refusal = check(req.method, req.contextValues.get(callerKey), () => req.header.keys());
     } catch (err) {
       return Promise.reject(err as Error);
     }

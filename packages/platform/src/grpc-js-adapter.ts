@@ -28,7 +28,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import { InvalidArgumentError, toConnectError } from './errors.js';
 import type { Logger } from './logger.js';
-import { finishRequestTrace, startRequestTrace, type InboundRequest } from './telemetry.js';
+import { enterServerCall, finishRequestTrace, startRequestTrace, type InboundRequest } from './telemetry.js';
 
 type AnyGrpcCall = grpc.ServerUnaryCall<Buffer, Buffer>;
 
@@ -125,14 +125,36 @@ export function recordRoutes(routes: (router: ConnectRouter) => void): RouteRegi
 /** GrpcJsRoutesOptions configure addRoutesToGrpcJs. */
 export interface GrpcJsRoutesOptions {
   readonly logger: Logger;
-  /** interceptors are connect interceptors, run outermost first, exactly as connect-node runs them. */
+  /**
+   * interceptors are connect interceptors, run outermost first, exactly as connect-node runs
+   * them, on streaming calls (a unary call runs `unary` instead).
+   */
   readonly interceptors: readonly Interceptor[];
+  /** unary is what the same interceptors do on a unary call, without their promises. */
+  readonly unary: GrpcJsUnaryPath;
   /** contextValues gives a call its context values (the authenticated caller). */
   contextValues(call: SurfaceCall): ContextValues;
   /** malformedCounter counts undecodable request bodies, shared with the server's connect-node side. */
   readonly malformedCounter: { increment(): number };
   /** localPort is the port the server listens on (server.port of the spans), once bound. */
   localPort(): number | undefined;
+}
+
+/**
+ * GrpcJsUnaryPath is the interceptor chain of a unary call taken apart, so that its synchronous
+ * checks run without a promise each and only the handler is awaited: the tracing interceptor's
+ * work is the adapter's own (enterServerCall), then `refusalOf` (authorization, text rule),
+ * `interceptors` around the handler, and `mapError` (error mapping) for whatever refused or
+ * failed the call. At 1 caller the four promise hops of the chain were much of the kernel's time
+ * between request and trailers (bench/README.md, kernel).
+ */
+export interface GrpcJsUnaryPath {
+  /** refusalOf is why a unary call may not reach its handler, or undefined. */
+  refusalOf(method: DescMethod, call: SurfaceCall, values: ContextValues, message: Message): Error | undefined;
+  /** mapError maps and logs an error that refused or failed a call (the error interceptor's work). */
+  readonly mapError: (err: unknown, req: { readonly method: DescMethod; readonly signal: AbortSignal }) => ConnectError;
+  /** interceptors run around the handler, after the checks (outermost first). */
+  readonly interceptors: readonly Interceptor[];
 }
 
 /** CallState is what the handler context of one call is made from; kept in its context values. */
@@ -281,6 +303,16 @@ function headersOf(metadata: grpc.Metadata): Headers {
   // grpc-js takes content-type out of the metadata; tracing tells gRPC from Connect by it.
   headers.set('content-type', 'application/grpc+proto');
   return headers;
+}
+
+/**
+ * metadataNames lists the names in a call's gRPC metadata (lower case, as on the wire) without
+ * copying its values: the keys of grpc-js 1.14's own map (pinned exactly), or of getMap() when
+ * that is not there.
+ */
+export function metadataNames(metadata: grpc.Metadata): Iterable<string> {
+  const own = (metadata as unknown as { internalRepr?: unknown }).internalRepr;
+  return own instanceof Map ? (own.keys() as Iterable<string>) : Object.keys(metadata.getMap());
 }
 
 /**
@@ -481,15 +513,130 @@ export function addRoutesToGrpcJs(
         responseSerialize: (b: Buffer) => b,
         responseDeserialize: (b: Buffer) => b,
       };
-      const chain = [...options.interceptors].reverse().reduce<AnyFn>((next, i) => i(next), innermostOf(method, fn as Impl));
-      implementation[method.localName] = serveMethod(method, path, chain, malformed, options);
+      implementation[method.localName] =
+        method.methodKind === 'unary'
+          ? serveUnary(method, path, fn as Impl, malformed, options)
+          : serveMethod(method, path, chainOf(options.interceptors, method, fn as Impl), malformed, options);
     }
     if (Object.keys(definition).length > 0) server.addService(definition, implementation);
   }
   return served;
 }
 
-/** serveMethod is the grpc-js handler of one method. */
+/** chainOf is a method's handler inside connect interceptors (outermost first). */
+function chainOf(interceptors: readonly Interceptor[], method: DescMethod, impl: Impl): AnyFn {
+  return [...interceptors].reverse().reduce<AnyFn>((next, i) => i(next), innermostOf(method, impl));
+}
+
+/** beginCall starts a call: its trace (its parent read from `traceHeaders`) and its state. */
+function beginCall(call: SurfaceCall, name: string, traceHeaders: InboundRequest['headers'], options: GrpcJsRoutesOptions) {
+  const peer = peerOf(call);
+  const started = startRequestTrace({
+    headers: traceHeaders,
+    method: name,
+    peerAddress: peer.address,
+    peerPort: peer.port,
+    localPort: options.localPort(),
+    trustParent: true,
+  });
+  const state: CallState = {
+    call,
+    deadline: deadlineOf(call),
+    controller: undefined,
+    timer: undefined,
+    onCancel: undefined,
+    responseHeader: undefined,
+    responseTrailer: undefined,
+  };
+  const contextValues = options.contextValues(call).set(CALL_STATE, state);
+  return { state, contextValues, trace: started.trace, context: started.context };
+}
+
+/**
+ * serveUnary is the grpc-js handler of a unary method: what the interceptors do (GrpcJsUnaryPath)
+ * run in line, so that a call whose handler answers at once (a cache hit) is answered without a
+ * promise, and any other waits for its handler's promise only.
+ */
+function serveUnary(
+  method: DescMethod,
+  path: string,
+  impl: Impl,
+  malformed: MalformedCounter,
+  options: GrpcJsRoutesOptions,
+): grpc.UntypedHandleCall {
+  const name = `${method.parent.typeName}/${method.name}`;
+  const unary = options.unary;
+  const wrapped = unary.interceptors.length > 0 ? chainOf(unary.interceptors, method, impl) : undefined;
+  return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+    // The trace parent straight from the metadata: the request's Headers are made only if read.
+    const { state, contextValues, trace: rt, context: ctx } = beginCall(call, name, new MetadataCarrier(call.metadata), options);
+    // The call's state goes at once (grpc-js reports even a normal end as 'cancelled' after
+    // the trailers, which must not abort the handler's signal); the trace once the answer left.
+    const finish = (fallback: Code | 0) => {
+      const endedAt = performance.now();
+      disposeState(state);
+      afterAnswer(call, () => finishRequestTrace(rt, fallback, endedAt));
+    };
+    let message: Message;
+    try {
+      message = fromBinary(method.input, call.request);
+    } catch (err) {
+      callback(statusOf(malformed.refuse(method, err)));
+      finish(Code.InvalidArgument);
+      return;
+    }
+    const req = new GrpcUnaryRequest(method, path, contextValues, message, state);
+    // From here on, what the interceptors did: tracing (outermost), error mapping, the checks.
+    const traced = enterServerCall(rt, name);
+    const fail = (err: unknown) => {
+      const mapped = unary.mapError(err, req);
+      traced(mapped.code);
+      callback(statusOf(mapped));
+      finish(mapped.code);
+    };
+    const answer = (out: unknown) => {
+      let bytes: Buffer;
+      try {
+        bytes = asBuffer(toBinary(method.output, normalize(method.output, out)));
+      } catch (err) {
+        options.logger.error({ method: name, err }, 'rpc failed');
+        traced(Code.Internal);
+        callback(statusOf(new ConnectError('internal error', Code.Internal)));
+        finish(Code.Internal);
+        return;
+      }
+      traced(0);
+      const headerMetadata = metadataOf(state.responseHeader);
+      if (headerMetadata !== undefined) call.sendMetadata(headerMetadata);
+      callback(null, bytes, metadataOf(state.responseTrailer));
+      finish(0);
+    };
+    // In the request's context, so that log lines (a refusal's too) carry its trace.
+    context.with(ctx, () => {
+      let out: unknown;
+      try {
+        const refusal = unary.refusalOf(method, call, contextValues, message);
+        if (refusal !== undefined) {
+          fail(refusal);
+          return;
+        }
+        out =
+          wrapped === undefined ? impl(message, handlerContextOf(req, state)) : wrapped(req).then((res) => (res as UnaryResponse).message);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      if (isThenable(out)) out.then(answer, fail);
+      else answer(out);
+    });
+  };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** serveMethod is the grpc-js handler of a streaming method. */
 function serveMethod(
   method: DescMethod,
   path: string,
@@ -499,81 +646,12 @@ function serveMethod(
 ): grpc.UntypedHandleCall {
   const name = `${method.parent.typeName}/${method.name}`;
   const url = path;
-  // Every call's start: its trace (its parent read from `traceHeaders`) and its state.
-  const begin = (call: SurfaceCall, traceHeaders: InboundRequest['headers']) => {
-    const peer = peerOf(call);
-    const started = startRequestTrace({
-      headers: traceHeaders,
-      method: name,
-      peerAddress: peer.address,
-      peerPort: peer.port,
-      localPort: options.localPort(),
-      trustParent: true,
-    });
-    const state: CallState = {
-      call,
-      deadline: deadlineOf(call),
-      controller: undefined,
-      timer: undefined,
-      onCancel: undefined,
-      responseHeader: undefined,
-      responseTrailer: undefined,
-    };
-    const contextValues = options.contextValues(call).set(CALL_STATE, state);
-    return { state, contextValues, trace: started.trace, context: started.context };
-  };
-
-  if (method.methodKind === 'unary') {
-    return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      // The trace parent straight from the metadata: the request's Headers are made only if read.
-      const { state, contextValues, trace: rt, context: ctx } = begin(call, new MetadataCarrier(call.metadata));
-      // The call's state goes at once (grpc-js reports even a normal end as 'cancelled' after
-      // the trailers, which must not abort the handler's signal); the trace once the answer left.
-      const finish = (fallback: Code | 0) => {
-        const endedAt = performance.now();
-        disposeState(state);
-        afterAnswer(call, () => finishRequestTrace(rt, fallback, endedAt));
-      };
-      let message: Message;
-      try {
-        message = fromBinary(method.input, call.request);
-      } catch (err) {
-        callback(statusOf(malformed.refuse(method, err)));
-        finish(Code.InvalidArgument);
-        return;
-      }
-      const req = new GrpcUnaryRequest(method, url, contextValues, message, state);
-      context.with(ctx, chain, undefined, req).then(
-        (res) => {
-          let bytes: Buffer;
-          try {
-            bytes = asBuffer(toBinary(method.output, (res as UnaryResponse).message));
-          } catch (err) {
-            options.logger.error({ method: name, err }, 'rpc failed');
-            callback(statusOf(new ConnectError('internal error', Code.Internal)));
-            finish(Code.Internal);
-            return;
-          }
-          const headerMetadata = metadataOf(state.responseHeader);
-          if (headerMetadata !== undefined) call.sendMetadata(headerMetadata);
-          callback(null, bytes, metadataOf(state.responseTrailer));
-          finish(0);
-        },
-        (err: unknown) => {
-          const status = statusOf(err);
-          callback(status);
-          finish((status.code ?? Code.Unknown) as Code);
-        },
-      );
-    };
-  }
-
   const requestStream = method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming';
   return (
     call: grpc.ServerWritableStream<Buffer, Buffer> | grpc.ServerReadableStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>,
   ) => {
     const header = headersOf(call.metadata);
-    const { state, contextValues, trace: rt, context: ctx } = begin(call, header);
+    const { state, contextValues, trace: rt, context: ctx } = beginCall(call, name, header, options);
     let finished = false;
     const finish = (fallback: Code | 0) => {
       if (finished) return;

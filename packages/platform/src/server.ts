@@ -1,17 +1,18 @@
+import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import { createSecureServer, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { TLSSocket } from 'node:tls';
-import { callerKey, createAuthorizationInterceptor, type CallerPolicy } from './authz.js';
+import { callerKey, createAuthorizationInterceptor, createCallerCheck, type CallerPolicy } from './authz.js';
 import { createConnectHandler } from './connect-handler.js';
 import { createConnectionDrainer, listenOn, socketOf } from './drain.js';
 import { isCallerMistake, toConnectError, UnavailableError, type ErrorAudience } from './errors.js';
-import { addRoutesToGrpcJs, recordRoutes, streamOf, type SurfaceCall } from './grpc-js-adapter.js';
+import { addRoutesToGrpcJs, metadataNames, recordRoutes, streamOf, type GrpcJsUnaryPath, type SurfaceCall } from './grpc-js-adapter.js';
 import { callerFromCertificate, type Caller } from './identity.js';
 import type { Logger } from './logger.js';
 import { strictJsonOptions } from './request-decoding.js';
 import { createServerTracingInterceptor, rpcNameOf } from './telemetry.js';
-import { createTextFieldInterceptor } from './text-fields.js';
+import { createTextFieldInterceptor, findTextFault, textFaultError } from './text-fields.js';
 import type { CertificateSource } from './tls.js';
 
 /**
@@ -43,17 +44,19 @@ export interface MtlsServer {
 }
 
 /**
- * createErrorInterceptor maps domain errors to gRPC codes in one place and logs failures: a
- * caller's mistake at info, anything else at error with its cause, which never reaches the
- * caller (it gets INTERNAL "internal error"). Server-streaming handlers run while the response
- * is read, after next() has returned, so their errors are mapped inside the stream as well.
+ * ErrorMapper maps an error that ended a call to what its caller gets, and logs it: a caller's
+ * mistake at info, anything else at error with its cause (which the caller never sees).
  */
-export function createErrorInterceptor(logger: Logger, audience: ErrorAudience = 'internal'): Interceptor {
-  const mapAndLog = (err: unknown, method: string, signal: AbortSignal): ConnectError => {
+export type ErrorMapper = (err: unknown, req: { readonly method: DescMethod; readonly signal: AbortSignal }) => ConnectError;
+
+/** createErrorMapper is the mapping and logging of createErrorInterceptor, for a caller that runs it without an interceptor (a grpc-js unary call). */
+export function createErrorMapper(logger: Logger, audience: ErrorAudience = 'internal'): ErrorMapper {
+  return (err, req) => {
+    const method = rpcNameOf(req.method);
     // CANCELED while our own caller still waits was not decided by anyone here: a peer's HTTP/2
     // stream was reset under the call (the peer process died, its connection dropped). That is
     // UNAVAILABLE, which callers retry on another replica, not CANCELED ("you gave up").
-    const cut = err instanceof ConnectError && err.code === Code.Canceled && !signal.aborted;
+    const cut = err instanceof ConnectError && err.code === Code.Canceled && !req.signal.aborted;
     const mapped = toConnectError(
       cut ? new UnavailableError('a peer service went away during the call; retry', { cause: err }) : err,
       audience,
@@ -65,13 +68,23 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
     }
     return mapped;
   };
+}
+
+/**
+ * createErrorInterceptor maps domain errors to gRPC codes in one place and logs failures: a
+ * caller's mistake at info, anything else at error with its cause, which never reaches the
+ * caller (it gets INTERNAL "internal error"). Server-streaming handlers run while the response
+ * is read, after next() has returned, so their errors are mapped inside the stream as well.
+ */
+export function createErrorInterceptor(logger: Logger, audience: ErrorAudience = 'internal'): Interceptor {
+  const mapAndLog = createErrorMapper(logger, audience);
   // then() rather than an async function: one promise per call instead of three.
   return (next) => (req) => {
     let pending: ReturnType<typeof next>;
     try {
       pending = next(req);
     } catch (err) {
-      return Promise.reject(mapAndLog(err, rpcNameOf(req.method), req.signal));
+      return Promise.reject(mapAndLog(err, req));
     }
     return pending.then(
       (res) => {
@@ -83,13 +96,13 @@ export function createErrorInterceptor(logger: Logger, audience: ErrorAudience =
             try {
               yield* messages;
             } catch (err) {
-              throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+              throw mapAndLog(err, req);
             }
           })(),
         };
       },
       (err: unknown) => {
-        throw mapAndLog(err, rpcNameOf(req.method), req.signal);
+        throw mapAndLog(err, req);
       },
     );
   };
@@ -223,6 +236,18 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     createTextFieldInterceptor(),
     ...(options.interceptors ?? []),
   ];
+  // The same checks for a grpc-js unary call, run in line (GrpcJsUnaryPath).
+  const checkCaller = createCallerCheck(options.policies);
+  const unary: GrpcJsUnaryPath = {
+    refusalOf(method, call, values, message) {
+      const refusal = checkCaller(method, values.get(callerKey), () => metadataNames(call.metadata));
+      if (refusal !== undefined) return refusal;
+      const fault = findTextFault(method.input, message);
+      return fault === undefined ? undefined : textFaultError(fault);
+    },
+    mapError: createErrorMapper(options.logger),
+    interceptors: options.interceptors ?? [],
+  };
   let malformed = 0;
   const malformedCounter = { increment: () => (malformed += 1) };
   const handler = createConnectHandler({
@@ -264,6 +289,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const grpcPaths = addRoutesToGrpcJs(grpcServer, registrations, {
     logger: options.logger,
     interceptors,
+    unary,
     malformedCounter,
     contextValues: (call) => createContextValues().set(callerKey, callerOfCall(call, options.trustDomain)),
     // Asked on every call: read from the socket once, after listen.

@@ -576,21 +576,12 @@ export function createServerTracingInterceptor(): Interceptor {
   return (next) => (req) => {
     const method = rpcNameOf(req.method);
     const outer = activeRequestTrace();
-    let rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined };
+    let done: (code: Code | 0) => void;
     let ctx: Context;
-    let own = false;
     if (outer !== undefined) {
-      outer.reached = true;
-      // The grpc-js side opens the span already named after its method: no second write per call.
-      if (outer.method !== method) {
-        outer.method = method;
-        outer.span.updateName(method);
-        outer.span.setAttribute('rpc.method', method);
-      }
-      rt = outer;
+      done = enterServerCall(outer, method);
       ctx = context.active();
     } else {
-      own = true;
       const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
       const system = rpcSystemOf(req.header.get('content-type'));
       const span = tracer().startSpan(
@@ -598,24 +589,50 @@ export function createServerTracingInterceptor(): Interceptor {
         { kind: SpanKind.SERVER, attributes: { 'rpc.system.name': system, 'rpc.method': method } },
         parent,
       );
-      rt = { span, system, code: undefined };
+      done = countServerCall({ span, system, code: undefined }, method, true);
       ctx = trace.setSpan(parent, span);
     }
-    // Instruments made before the first call, so that the series is there when it is read.
-    rpcInstruments();
-    const active = seriesOf(method).active(rt.system);
-    active.count += 1;
-    let open = true;
-    const done = (code: Code | 0) => {
-      if (!open) return;
-      open = false;
-      active.count -= 1;
-      setServerCode(rt, code);
-      if (own) rt.span.end();
-    };
     // A server stream runs while it is read: each step of the handler runs inside the span so
     // that its own calls become child spans.
     return callUntilEnd(ctx, () => next(req), done, ctx);
+  };
+}
+
+/**
+ * enterServerCall is the tracing interceptor's work for a request whose SERVER span
+ * startRequestTrace opened: it marks the request as reached, names its span after `method`
+ * (`pkg.Service/Method`) and counts it in flight. It returns the function that records how the
+ * call ended (only its first report counts); the span itself is ended by finishRequestTrace.
+ * The grpc-js side calls it directly for a unary call, without the interceptor's promise.
+ */
+export function enterServerCall(rt: RequestTrace, method: string): (code: Code | 0) => void {
+  rt.reached = true;
+  // The grpc-js side opens the span already named after its method: no second write per call.
+  if (rt.method !== method) {
+    rt.method = method;
+    rt.span.updateName(method);
+    rt.span.setAttribute('rpc.method', method);
+  }
+  return countServerCall(rt, method, false);
+}
+
+/** countServerCall counts a call in flight until its end is reported, then records its status on the span (and ends the span when `own`). */
+function countServerCall(
+  rt: { span: Span; system: RpcSystem; code: Code | 0 | undefined },
+  method: string,
+  own: boolean,
+): (code: Code | 0) => void {
+  // Instruments made before the first call, so that the series is there when it is read.
+  rpcInstruments();
+  const active = seriesOf(method).active(rt.system);
+  active.count += 1;
+  let open = true;
+  return (code) => {
+    if (!open) return;
+    open = false;
+    active.count -= 1;
+    setServerCode(rt, code);
+    if (own) rt.span.end();
   };
 }
 
