@@ -109,15 +109,14 @@ describe('KEK rotation and recordings without a subject', () => {
     const old = await recordWithoutSubject();
     const before = await readWav(old.conversationId, old.recordingId);
     expect(before.status, JSON.stringify(before.body)).toBe(200);
+    // tenant-data reads the KEK version from the sealed key when the recording is added.
     const stored = await storedKey(old.recordingId);
-    expect(stored.kek_version).toBeNull();
-
-    // status counts the recording's key among the keys below the latest KEK version.
+    expect(stored.kek_version).toBe(1);
     expect(await secretsCli('status')).toMatchObject({
       latestVersion: 1,
       minDecryptionVersion: 1,
-      keysBelowLatest: 1,
-      recordingKeysBelowLatest: 1,
+      keysBelowLatest: 0,
+      recordingKeysBelowLatest: 0,
     });
 
     const rotation = await secretsCli('rotate-kek', '--raise-min-version');
@@ -151,6 +150,32 @@ describe('KEK rotation and recordings without a subject', () => {
       const res = await stack.call('/parley.api.v1.AuditService/ListEvents', { filter: { action: 'kek.rotate' } }, stack.bootstrap.apiKey);
       return res.status === 200 && ((res.body.events as unknown[] | undefined) ?? []).length === 1;
     }, 20_000);
+  });
+
+  it('raises the minimum version while recordings keep being added: a new recording never counts as below the latest version', async () => {
+    // After the rotation above, secrets seals new recording keys with version 2, the latest.
+    const fresh = await recordWithoutSubject();
+    expect(await storedKey(fresh.recordingId)).toMatchObject({ kek_version: 2 });
+    expect(await secretsCli('status')).toMatchObject({ latestVersion: 2, recordingKeysBelowLatest: 0 });
+
+    // Live traffic during a rewrap with --raise-min-version: recordings added before, during and
+    // after the run; none is left "below" for the final count, so the raise goes through.
+    let adding = true;
+    const added: StoredRecording[] = [];
+    const traffic = (async () => {
+      while (adding) added.push(await recordWithoutSubject());
+    })();
+    try {
+      await pollUntil(async () => added.length >= 1, 30_000);
+      const run = await secretsCli('rewrap', '--raise-min-version');
+      expect(run).toMatchObject({ targetVersion: 2, remaining: 0, recordingKeysRemaining: 0 });
+      expect(run.versions).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
+    } finally {
+      adding = false;
+      await traffic;
+    }
+    expect(added.length).toBeGreaterThan(1);
+    for (const rec of added) expect(await storedKey(rec.recordingId)).toMatchObject({ kek_version: 2 });
   });
 
   it('refuses a recording key rewrite that is not a key secrets sealed, and writes nothing', async () => {

@@ -86,9 +86,27 @@ export async function addRecording(trx: Trx, input: NewRecording): Promise<Recor
       size_bytes: r.sizeBytes ?? 0,
       wrapped_key: r.wrappedKey ?? null,
       key_ref: keyRef,
+      // Known at once, so a new recording never counts as below the latest KEK version and a
+      // rotation's raise of the minimum version is not held up by recordings made meanwhile.
+      kek_version: keyRef === 'conversation' ? sealedKekVersion(r.wrappedKey ?? '') : null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+/**
+ * sealedKekVersion reads the KEK version from a recording's own key as secrets seals it
+ * (conversation:v2:<base64url JSON>, its `v` field; no key needed), or null for a key in another
+ * form (the rewrap reads those and leaves them below).
+ */
+export function sealedKekVersion(wrappedKey: string): number | null {
+  if (!KEK_SEALED_KEY.test(wrappedKey)) return null;
+  try {
+    const sealed = JSON.parse(Buffer.from(wrappedKey.slice('conversation:v2:'.length), 'base64url').toString('utf8')) as { v?: unknown };
+    return typeof sealed.v === 'number' && Number.isSafeInteger(sealed.v) && sealed.v >= 1 ? sealed.v : null;
+  } catch {
+    return null;
+  }
 }
 
 /** getRecording returns a recording reference by id (of the conversation, when given); another tenant's is NotFound. */
