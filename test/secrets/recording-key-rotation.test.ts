@@ -192,4 +192,36 @@ describe('KEK rotation and recordings without a subject', () => {
     await expect(edgeClient.listRecordingKeys({ tenantId: stack.bootstrap.tenantId, belowKekVersion: 9 })).rejects.toThrow(/permission/i);
     expect(await storedKey(rec.recordingId)).toEqual(before);
   });
+
+  it("reports on /metrics the recording keys a maintenance run left below the latest version (ParleyRecordingKeysNotRewrapped's gauge)", async () => {
+    // A key in no form secrets seals: the rewrap cannot read it, so it stays below the latest version.
+    const rec = await recordWithoutSubject();
+    const tenantData = await stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService);
+    const { conversation } = await tenantData.startConversation({
+      tenantId: stack.bootstrap.tenantId,
+      agentId: (await tenantData.getConversation({ tenantId: stack.bootstrap.tenantId, conversationId: rec.conversationId })).conversation!
+        .agentId,
+    });
+    const conversationId = conversation!.id;
+    const recordingId = crypto.randomUUID();
+    await tenantData.addRecording({
+      tenantId: stack.bootstrap.tenantId,
+      conversationId,
+      id: recordingId,
+      blobKey: `recordings/${stack.bootstrap.tenantId}/${conversationId}/${recordingId}.pra`,
+      durationMs: 1_000,
+      dataClass: 'audio_full',
+      sizeBytes: 5n,
+      wrappedKey: 'conversation:v2:c2VhbGVk',
+    });
+    expect(await storedKey(recordingId)).toMatchObject({ kek_version: null });
+    await stack.processes.secrets.stop();
+    stack.processes.secrets.start({ PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS: '300' });
+    await stack.processes.secrets.waitReady(60_000);
+    const gauge = async () => {
+      const text = await (await fetch(`${stack.healthUrls.secrets}/metrics`)).text();
+      return /^parley_recording_keys_below_latest(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1];
+    };
+    await pollUntil(async () => (await gauge()) === '1', 30_000);
+  });
 });
