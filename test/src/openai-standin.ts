@@ -28,7 +28,7 @@ export type OpenAiStandinMode =
   | 'drop'
   /** hang accepts the request and never answers. */
   | 'hang'
-  /** stall answers headers (and, for speech, the first chunk of audio) and then sends nothing more, never ending the body. */
+  /** stall answers headers (chat: and two tokens; speech: the first chunk of audio) and then sends nothing more, never ending the body. */
   | 'stall'
   /** error_event starts the stream and sends an `error` object as its data (how OpenAI reports a failure mid-stream), then ends it. */
   | 'error_event';
@@ -201,6 +201,8 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
       if (res.destroyed) return;
       res.write(chunk({ content: w }, null));
       sent++;
+      // The connection stays open and the stream unended: a provider stalled mid-reply.
+      if (mode === 'stall' && sent === 2) return;
       if (mode === 'drop' && sent === 2) {
         await new Promise((r) => setTimeout(r, delay));
         res.socket?.destroy();
