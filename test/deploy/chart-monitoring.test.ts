@@ -146,6 +146,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyPrivacyJobFailed',
         'ParleyPurgeStale',
         'ParleyRecordingFailures',
+        'ParleyRecordingKeysNotRewrapped',
         'ParleyRpcErrorRatioHigh',
         'ParleyRpcLatencyHigh',
         'ParleyTargetDown',

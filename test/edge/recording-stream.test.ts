@@ -95,6 +95,24 @@ describe('streamed recording reads', () => {
     await pollUntil(async () => (await readEvents(rec.recordingId)) === 2, 20_000);
   });
 
+  it("keeps streaming a long recording to a slow reader past the internal calls' default 10 s deadline", async () => {
+    // Large enough that the hops' flow-control windows and socket buffers cannot hold it all, so
+    // tenant-data's stream to the edge stays open while the reader pauses for longer than the
+    // internal client's default deadline.
+    const rec = await storeRecording(stack, blobDir, callAudio(1_800, 8_000));
+    expect(rec.sizeBytes).toBeGreaterThan(28 * 1024 * 1024);
+    const pieces: Buffer[] = [];
+    let paused = false;
+    for await (const res of client.conversations.streamRecording({ conversationId: rec.conversationId, recordingId: rec.recordingId })) {
+      pieces.push(Buffer.from(res.wav));
+      if (!paused) {
+        paused = true;
+        await new Promise((resolve) => setTimeout(resolve, 11_500));
+      }
+    }
+    expect(Buffer.concat(pieces).equals(Buffer.from(recordingWav(rec.plaintext)))).toBe(true);
+  }, 120_000);
+
   it('gives a short recording the same WAV through GetRecording and through the stream', async () => {
     const rec = await storeRecording(stack, blobDir, callAudio(1, 8_000));
     expect(rec.sizeBytes).toBeLessThan(READ_CAP);

@@ -154,6 +154,30 @@ describe('OpenAI-compatible adapter', () => {
     standin.setMode('up');
   });
 
+  it("fails a reply whose stream stalls after its first tokens, within the timeout, not the pool's 5 minutes", async () => {
+    standin.setMode('stall');
+    const started = Date.now();
+    const got: string[] = [];
+    try {
+      const err = await (async () => {
+        for await (const d of adapter({ timeoutMs: 500, maxRetries: 0 }).streamReply(
+          [{ role: 'user', content: 'x' }],
+          new AbortController().signal,
+        ))
+          got.push(String(d));
+      })().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ProviderError);
+      expect((err as Error).message).toMatch(/LLM provider timed out/);
+      expect(got.length).toBeGreaterThan(0);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      standin.setMode('up');
+    }
+  });
+
   it('stops streaming when the caller aborts (barge-in)', async () => {
     standin.setMode('up');
     standin.setReply(() => 'one two three four five six seven eight nine ten '.repeat(20));

@@ -128,6 +128,25 @@ describe('OpenAI-compatible speech adapters', () => {
     }
   });
 
+  it("fails a call whose provider answers and then stalls within the call's 2 s bound, as a timed-out provider", async () => {
+    standin.setMode('stall');
+    try {
+      const door = counted();
+      let started = performance.now();
+      const tts = await failure(speech(door.fetch, 'Hello there.'));
+      expect([tts.message, tts.retryable]).toEqual(['TTS provider timed out', true]);
+      // The 2 s pause after the first chunk, not the pool's 5 minutes.
+      expect(performance.now() - started).toBeLessThan(6_000);
+      started = performance.now();
+      const stt = await failure(transcripts(door.fetch));
+      expect(stt.message).toMatch(/^STT provider (timed out|did not finish a transcription within 4500 ms)$/);
+      expect(stt.retryable).toBe(true);
+      expect(performance.now() - started).toBeLessThan(8_000);
+    } finally {
+      standin.setMode('up');
+    }
+  });
+
   it('refuses a base URL the egress rules refuse, naming the rule, before any request', async () => {
     const before = standin.audioRequests.length;
     // The default policy: loopback is not allowed.

@@ -109,15 +109,14 @@ describe('KEK rotation and recordings without a subject', () => {
     const old = await recordWithoutSubject();
     const before = await readWav(old.conversationId, old.recordingId);
     expect(before.status, JSON.stringify(before.body)).toBe(200);
+    // tenant-data reads the KEK version from the sealed key when the recording is added.
     const stored = await storedKey(old.recordingId);
-    expect(stored.kek_version).toBeNull();
-
-    // status counts the recording's key among the keys below the latest KEK version.
+    expect(stored.kek_version).toBe(1);
     expect(await secretsCli('status')).toMatchObject({
       latestVersion: 1,
       minDecryptionVersion: 1,
-      keysBelowLatest: 1,
-      recordingKeysBelowLatest: 1,
+      keysBelowLatest: 0,
+      recordingKeysBelowLatest: 0,
     });
 
     const rotation = await secretsCli('rotate-kek', '--raise-min-version');
@@ -153,6 +152,32 @@ describe('KEK rotation and recordings without a subject', () => {
     }, 20_000);
   });
 
+  it('raises the minimum version while recordings keep being added: a new recording never counts as below the latest version', async () => {
+    // After the rotation above, secrets seals new recording keys with version 2, the latest.
+    const fresh = await recordWithoutSubject();
+    expect(await storedKey(fresh.recordingId)).toMatchObject({ kek_version: 2 });
+    expect(await secretsCli('status')).toMatchObject({ latestVersion: 2, recordingKeysBelowLatest: 0 });
+
+    // Live traffic during a rewrap with --raise-min-version: recordings added before, during and
+    // after the run; none is left "below" for the final count, so the raise goes through.
+    let adding = true;
+    const added: StoredRecording[] = [];
+    const traffic = (async () => {
+      while (adding) added.push(await recordWithoutSubject());
+    })();
+    try {
+      await pollUntil(async () => added.length >= 1, 30_000);
+      const run = await secretsCli('rewrap', '--raise-min-version');
+      expect(run).toMatchObject({ targetVersion: 2, remaining: 0, recordingKeysRemaining: 0 });
+      expect(run.versions).toEqual({ latestVersion: 2, minDecryptionVersion: 2 });
+    } finally {
+      adding = false;
+      await traffic;
+    }
+    expect(added.length).toBeGreaterThan(1);
+    for (const rec of added) expect(await storedKey(rec.recordingId)).toMatchObject({ kek_version: 2 });
+  });
+
   it('refuses a recording key rewrite that is not a key secrets sealed, and writes nothing', async () => {
     const rec = await recordWithoutSubject();
     const before = await storedKey(rec.recordingId);
@@ -166,5 +191,37 @@ describe('KEK rotation and recordings without a subject', () => {
     const edgeClient = await stack.clientAs('edge', 'tenant-data', TenantDataService);
     await expect(edgeClient.listRecordingKeys({ tenantId: stack.bootstrap.tenantId, belowKekVersion: 9 })).rejects.toThrow(/permission/i);
     expect(await storedKey(rec.recordingId)).toEqual(before);
+  });
+
+  it("reports on /metrics the recording keys a maintenance run left below the latest version (ParleyRecordingKeysNotRewrapped's gauge)", async () => {
+    // A key in no form secrets seals: the rewrap cannot read it, so it stays below the latest version.
+    const rec = await recordWithoutSubject();
+    const tenantData = await stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService);
+    const { conversation } = await tenantData.startConversation({
+      tenantId: stack.bootstrap.tenantId,
+      agentId: (await tenantData.getConversation({ tenantId: stack.bootstrap.tenantId, conversationId: rec.conversationId })).conversation!
+        .agentId,
+    });
+    const conversationId = conversation!.id;
+    const recordingId = crypto.randomUUID();
+    await tenantData.addRecording({
+      tenantId: stack.bootstrap.tenantId,
+      conversationId,
+      id: recordingId,
+      blobKey: `recordings/${stack.bootstrap.tenantId}/${conversationId}/${recordingId}.pra`,
+      durationMs: 1_000,
+      dataClass: 'audio_full',
+      sizeBytes: 5n,
+      wrappedKey: 'conversation:v2:c2VhbGVk',
+    });
+    expect(await storedKey(recordingId)).toMatchObject({ kek_version: null });
+    await stack.processes.secrets.stop();
+    stack.processes.secrets.start({ PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS: '300' });
+    await stack.processes.secrets.waitReady(60_000);
+    const gauge = async () => {
+      const text = await (await fetch(`${stack.healthUrls.secrets}/metrics`)).text();
+      return /^parley_recording_keys_below_latest(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1];
+    };
+    await pollUntil(async () => (await gauge()) === '1', 30_000);
   });
 });

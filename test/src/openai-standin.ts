@@ -28,6 +28,8 @@ export type OpenAiStandinMode =
   | 'drop'
   /** hang accepts the request and never answers. */
   | 'hang'
+  /** stall answers headers (chat: and two tokens; speech: the first chunk of audio) and then sends nothing more, never ending the body. */
+  | 'stall'
   /** error_event starts the stream and sends an `error` object as its data (how OpenAI reports a failure mid-stream), then ends it. */
   | 'error_event';
 
@@ -199,6 +201,8 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
       if (res.destroyed) return;
       res.write(chunk({ content: w }, null));
       sent++;
+      // The connection stays open and the stream unended: a provider stalled mid-reply.
+      if (mode === 'stall' && sent === 2) return;
       if (mode === 'drop' && sent === 2) {
         await new Promise((r) => setTimeout(r, delay));
         res.socket?.destroy();
@@ -221,6 +225,14 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
       });
     if (mode === 'unavailable')
       return json(res, 503, { error: { message: 'The server is overloaded.', type: 'server_error', param: null, code: null } });
+    if (mode === 'stall' && authorized) {
+      res.writeHead(200, {
+        'content-type': req.url === '/v1/audio/speech' ? 'audio/pcm' : 'application/json',
+        'transfer-encoding': 'chunked',
+      });
+      res.write(req.url === '/v1/audio/speech' ? Buffer.alloc(4_800) : '{"text": "Stand-in');
+      return;
+    }
     if (req.url === '/v1/audio/transcriptions') {
       // The multipart body is read by the platform's own form-data parser (undici's), not by hand.
       let form: FormData;

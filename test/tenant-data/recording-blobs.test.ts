@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 /** recorded stores a recording reference (and an object for it in the stand-in) and answers the blob key. */
-async function recorded(): Promise<{ id: string; conversationId: string; blobKey: string }> {
+async function recorded(wrappedKey = 'conversation:v2:c2VhbGVk'): Promise<{ id: string; conversationId: string; blobKey: string }> {
   const conversationId = (await orchestrator.startConversation({ tenantId: tenant, agentId })).conversation?.id ?? '';
   const id = randomUUID();
   const blobKey = `recordings/${tenant}/${conversationId}/${id}.pra`;
@@ -54,7 +54,7 @@ async function recorded(): Promise<{ id: string; conversationId: string; blobKey
     blobKey,
     durationMs: 1_000,
     sizeBytes: 5n,
-    wrappedKey: 'conversation:v2:c2VhbGVk',
+    wrappedKey,
     dataClass: 'audio_full',
   });
   return { id, conversationId, blobKey };
@@ -85,6 +85,10 @@ async function queueUndeletable(n: number): Promise<string[]> {
   }
   return keys;
 }
+
+/** sealedAt is a recording key in the form secrets seals it (conversation:v2:<base64url JSON>) at KEK version `v`. */
+const sealedAt = (v: number, tag: string) =>
+  `conversation:v2:${Buffer.from(JSON.stringify({ c: tag, n: 'bm9uY2U=', w: `local:v${v}:${tag}`, v })).toString('base64url')}`;
 
 const deleteRequests = () => s3.requests.filter((r) => r.operation === 'DeleteObject').length;
 
@@ -179,5 +183,45 @@ describe('recording blobs', () => {
     } finally {
       s3.stallMs = 0;
     }
+  });
+
+  it('saves a page of rewrapped recording keys at once, compare-and-set per row; a new recording carries its KEK version from the start', async () => {
+    const secrets = await td.clientAs('secrets');
+    const recs = [await recorded(sealedAt(1, 'a')), await recorded(sealedAt(1, 'b')), await recorded(sealedAt(1, 'c'))];
+    const unknownForm = await recorded();
+    const mine = new Set([...recs.map((r) => r.id), unknownForm.id]);
+    const belowOf = async (version: number) =>
+      (await secrets.listRecordingKeys({ tenantId: tenant, belowKekVersion: version, pageSize: 500 })).keys
+        .map((k) => k.recordingId)
+        .filter((id) => mine.has(id))
+        .sort();
+    const below = () => belowOf(2);
+    // AddRecording read version 1 from the sealed keys; the key it cannot read has none (below any).
+    expect(await below()).toEqual([...recs.map((r) => r.id), unknownForm.id].sort());
+    expect(await belowOf(1)).toEqual([unknownForm.id]);
+
+    const res = await secrets.saveRecordingKeys({
+      tenantId: tenant,
+      keys: [
+        { recordingId: recs[0]!.id, previousWrappedKey: sealedAt(1, 'a'), wrappedKey: sealedAt(2, 'a'), kekVersion: 2 },
+        // Changed meanwhile (the read was stale): left alone.
+        { recordingId: recs[1]!.id, previousWrappedKey: sealedAt(1, 'stale'), wrappedKey: sealedAt(2, 'b'), kekVersion: 2 },
+        { recordingId: recs[2]!.id, previousWrappedKey: sealedAt(1, 'c'), wrappedKey: sealedAt(2, 'c'), kekVersion: 2 },
+      ],
+    });
+    expect(res.updated).toBe(2);
+    expect(await below()).toEqual([recs[1]!.id, unknownForm.id].sort());
+
+    // One bad key refuses the whole page before anything is written.
+    await expect(
+      secrets.saveRecordingKeys({
+        tenantId: tenant,
+        keys: [
+          { recordingId: recs[1]!.id, previousWrappedKey: sealedAt(1, 'b'), wrappedKey: sealedAt(2, 'b'), kekVersion: 2 },
+          { recordingId: unknownForm.id, previousWrappedKey: 'conversation:v2:c2VhbGVk', wrappedKey: 'subject:v1:AAAA', kekVersion: 2 },
+        ],
+      }),
+    ).rejects.toThrow(/keys\[1\]\.wrapped_key must be a recording key sealed by secrets/);
+    expect(await below()).toEqual([recs[1]!.id, unknownForm.id].sort());
   });
 });

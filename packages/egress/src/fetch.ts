@@ -51,7 +51,7 @@ export interface EgressStreamOptions {
   readonly headers?: Record<string, string>;
   readonly body?: string | Uint8Array;
   readonly signal?: AbortSignal;
-  /** timeoutMs bounds the wait for the response headers (default 30 s); a streamed body may then pause as the pool allows (5 min). */
+  /** timeoutMs bounds the wait for the response headers and each pause between body chunks (default 30 s), so a provider that answers and then stalls fails rather than hanging. */
   readonly timeoutMs?: number;
 }
 
@@ -148,6 +148,7 @@ export function createEgressHttp(options: EgressFetchOptions = {}): EgressHttp {
         ...(init.body !== undefined ? { body: init.body } : {}),
         ...(init.signal !== undefined ? { signal: init.signal } : {}),
         headersTimeout: init.timeoutMs ?? 30_000,
+        bodyTimeout: init.timeoutMs ?? 30_000,
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     },

@@ -29,9 +29,12 @@ import { INTERNAL_MAX_REQUEST_BYTES } from './server.js';
 import type { TlsMaterial } from './tls.js';
 
 /**
- * INTERNAL_MAX_RESPONSE_BYTES bounds one answer a peer may send: above the largest real one, a
- * recording returned whole by GetRecording (at most the orchestrator's default 128 MiB recording
- * budget), so that a peer cannot make a client buffer without bound.
+ * INTERNAL_MAX_RESPONSE_BYTES bounds one answer a peer may send, so that a peer cannot make a
+ * client buffer without bound. Recordings no longer set it: GetRecording answers at most
+ * PARLEY_RECORDING_READ_MAX_BYTES (6 MiB stored, a WAV of at most twice that) and anything larger
+ * goes through the StreamRecording stream in 64 KiB pieces. It stays above 16 MiB because one
+ * unary answer is not bounded by a page size: lifecycle's DownloadExport returns a person's whole
+ * DSAR export (every transcript of theirs) in one message.
  */
 export const INTERNAL_MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 

@@ -136,6 +136,26 @@ export function recordPurgeSuccess(at: Date = new Date()): void {
   });
 }
 
+let recordingKeysBelowLatest: number | undefined;
+
+/**
+ * recordRecordingKeysBelowLatest sets parley.recording_keys.below_latest: how many recordings' own
+ * keys (kept in tenant-data) secrets' last maintenance run left below the latest KEK version, so an
+ * alert can fire when a rotation's rewrap does not finish (the minimum version cannot be raised).
+ */
+export function recordRecordingKeysBelowLatest(count: number): void {
+  recordingKeysBelowLatest = count;
+  instrument('parley.recording_keys.below_latest', (m) => {
+    const gauge = m.createObservableGauge('parley.recording_keys.below_latest', {
+      description: "Recordings' own keys that secrets' last maintenance run in this process left below the latest KEK version.",
+    });
+    gauge.addCallback((result) => {
+      if (recordingKeysBelowLatest !== undefined) result.observe(recordingKeysBelowLatest);
+    });
+    return gauge;
+  });
+}
+
 /** lastPurgeSuccess is what parley.purge.last_success reports in this process (undefined before the first complete run). */
 export function lastPurgeSuccess(): Date | undefined {
   return lastPurgeSuccessSeconds === undefined ? undefined : new Date(lastPurgeSuccessSeconds * 1000);
@@ -197,5 +217,6 @@ export const PROMETHEUS_METRICS = {
   parley_audit_checkpoint_age: 'gauge',
   parley_tls_certificate_expires_in: 'gauge',
   parley_purge_last_success: 'gauge',
+  parley_recording_keys_below_latest: 'gauge',
   target_info: 'gauge',
 } as const satisfies Readonly<Record<string, 'histogram' | 'gauge' | 'counter'>>;

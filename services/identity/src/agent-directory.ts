@@ -14,8 +14,20 @@ export interface AgentDirectory {
   requireSubject(tenantId: string, subjectId: string, signal?: AbortSignal): Promise<void>;
 }
 
-/** tenantDataAgentDirectory asks tenant-data over mTLS (GetAgent) on every call (cachedAgentDirectory goes in front of it). */
-export function tenantDataAgentDirectory(client: Pick<Client<typeof TenantDataService>, 'getAgent' | 'getSubject'>): AgentDirectory {
+/** UNCHECKED_SUBJECT_WARN_MS is the least time between two warnings that subjects go unchecked. */
+const UNCHECKED_SUBJECT_WARN_MS = 60_000;
+
+/**
+ * tenantDataAgentDirectory asks tenant-data over mTLS (GetAgent) on every call (cachedAgentDirectory
+ * goes in front of it). `logger` gets a warning (at most one a minute) while subjects go unchecked.
+ */
+export function tenantDataAgentDirectory(
+  client: Pick<Client<typeof TenantDataService>, 'getAgent' | 'getSubject'>,
+  options: { logger?: Logger; now?: () => number } = {},
+): AgentDirectory {
+  const now = options.now ?? Date.now;
+  let lastWarned = -Infinity;
+  let unwarned = 0;
   return {
     async requireAgent(tenantId, agentId, signal) {
       try {
@@ -30,7 +42,19 @@ export function tenantDataAgentDirectory(client: Pick<Client<typeof TenantDataSe
       } catch (err) {
         // A tenant-data of the previous release does not let identity ask (PERMISSION_DENIED):
         // during a rolling upgrade the call is answered unchecked, as it was before, not dropped.
-        if (err instanceof ConnectError && err.code === Code.PermissionDenied) return;
+        // A lasting PERMISSION_DENIED after the upgrade is a broken allow-list, not an old pod: warn.
+        if (err instanceof ConnectError && err.code === Code.PermissionDenied) {
+          unwarned += 1;
+          if (now() - lastWarned >= UNCHECKED_SUBJECT_WARN_MS) {
+            lastWarned = now();
+            options.logger?.warn(
+              { unchecked_subjects: unwarned, err: err.rawMessage },
+              'tenant-data refused GetSubject (an older tenant-data, or its allow-list): call sessions are made without checking their subject',
+            );
+            unwarned = 0;
+          }
+          return;
+        }
         throw peerError(err, 'tenant-data', `subject ${subjectId}`, `no call session can be made for subject ${subjectId}`);
       }
     },

@@ -48,7 +48,7 @@ runMain({
     const tenantData = ctx.clientFor('tenant-data', TenantDataService);
     const audit = relayAuditOutbox(ctx, db);
     // "This workspace has this agent" is reused for a short while; tenant-data's triggers NOTIFY a delete.
-    const { directory: agents, close: closeAgents } = listenedAgentCache(tenantDataAgentDirectory(tenantData), {
+    const { directory: agents, close: closeAgents } = listenedAgentCache(tenantDataAgentDirectory(tenantData, { logger: ctx.logger }), {
       ttlMs: config.agentCacheMs,
       listen: config.listen,
       logger: ctx.logger,

@@ -1,3 +1,4 @@
+import { recordRecordingKeysBelowLatest } from '@parley/platform';
 import { sql } from 'kysely';
 import { rewrapStoredKeys, sweepRetiredVersions, type MaintenanceDeps } from './maintenance.js';
 
@@ -23,6 +24,8 @@ export async function runMaintenanceOnce(deps: MaintenanceDeps, signal?: AbortSi
     try {
       const destroyed = await sweepRetiredVersions(deps);
       const report = await rewrapStoredKeys(deps, signal);
+      // What the run left below the latest version (unreadable keys, failed saves): ParleyRecordingKeysNotRewrapped.
+      recordRecordingKeysBelowLatest(report.recordingKeysRemaining);
       return { ran: true, destroyed, rewrapped: report.rewrapped };
     } finally {
       await sql`select pg_advisory_unlock(${MAINTENANCE_LOCK})`.execute(conn);

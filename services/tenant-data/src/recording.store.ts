@@ -86,9 +86,27 @@ export async function addRecording(trx: Trx, input: NewRecording): Promise<Recor
       size_bytes: r.sizeBytes ?? 0,
       wrapped_key: r.wrappedKey ?? null,
       key_ref: keyRef,
+      // Known at once, so a new recording never counts as below the latest KEK version and a
+      // rotation's raise of the minimum version is not held up by recordings made meanwhile.
+      kek_version: keyRef === 'conversation' ? sealedKekVersion(r.wrappedKey ?? '') : null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+/**
+ * sealedKekVersion reads the KEK version from a recording's own key as secrets seals it
+ * (conversation:v2:<base64url JSON>, its `v` field; no key needed), or null for a key in another
+ * form (the rewrap reads those and leaves them below).
+ */
+export function sealedKekVersion(wrappedKey: string): number | null {
+  if (!KEK_SEALED_KEY.test(wrappedKey)) return null;
+  try {
+    const sealed = JSON.parse(Buffer.from(wrappedKey.slice('conversation:v2:'.length), 'base64url').toString('utf8')) as { v?: unknown };
+    return typeof sealed.v === 'number' && Number.isSafeInteger(sealed.v) && sealed.v >= 1 ? sealed.v : null;
+  } catch {
+    return null;
+  }
 }
 
 /** getRecording returns a recording reference by id (of the conversation, when given); another tenant's is NotFound. */
@@ -176,29 +194,30 @@ export interface RewrappedRecordingKey {
 }
 
 /**
- * saveRecordingKeys writes a batch of rewrapped keys, compare-and-set on the sealed key that was
- * read: a row deleted (purged, forgotten) or changed meanwhile is left alone. Only recordings'
- * own keys are written, and only keys in the form IssueRecordingKey seals them. Returns rows updated.
+ * saveRecordingKeys writes a batch of rewrapped keys in one statement, compare-and-set on the
+ * sealed key that was read: a row deleted (purged, forgotten) or changed meanwhile is left alone.
+ * Only recordings' own keys are written, and only keys in the form IssueRecordingKey seals them;
+ * the whole batch is checked before anything is written. Returns rows updated.
  */
 export async function saveRecordingKeys(trx: Trx, batch: readonly RewrappedRecordingKey[]): Promise<number> {
   if (batch.length > MAX_RECORDING_KEY_PAGE)
     throw new InvalidArgumentError(`at most ${MAX_RECORDING_KEY_PAGE} keys may be saved at once`, { field: 'keys' });
-  let updated = 0;
+  const ids: string[] = [];
   for (const [i, k] of batch.entries()) {
-    const id = requireUuid(k.recordingId, `keys[${i}].recording_id`);
+    ids.push(requireUuid(k.recordingId, `keys[${i}].recording_id`));
     requireKekVersion(k.kekVersion, `keys[${i}].kek_version`);
     if (!KEK_SEALED_KEY.test(k.wrappedKey) || k.wrappedKey.length > 4096)
       throw new InvalidArgumentError(`keys[${i}].wrapped_key must be a recording key sealed by secrets (conversation:v2:…)`, {
         field: `keys[${i}].wrapped_key`,
       });
-    const result = await trx
-      .updateTable('recordings')
-      .set({ wrapped_key: k.wrappedKey, kek_version: k.kekVersion })
-      .where('id', '=', id)
-      .where('key_ref', '=', 'conversation')
-      .where('wrapped_key', '=', k.previousWrappedKey)
-      .executeTakeFirst();
-    updated += Number(result.numUpdatedRows);
   }
-  return updated;
+  if (batch.length === 0) return 0;
+  // One UPDATE per page rather than one per key: a first run after an upgrade stamps every
+  // existing row, and a row per statement made that a round trip per recording.
+  const result = await sql`update recordings as r
+      set wrapped_key = k.wrapped_key, kek_version = k.kek_version
+      from unnest(${ids}::uuid[], ${batch.map((k) => k.previousWrappedKey)}::text[], ${batch.map((k) => k.wrappedKey)}::text[],
+                  ${batch.map((k) => k.kekVersion)}::integer[]) as k(id, previous_wrapped_key, wrapped_key, kek_version)
+      where r.id = k.id and r.key_ref = 'conversation' and r.wrapped_key = k.previous_wrapped_key`.execute(trx);
+  return Number(result.numAffectedRows ?? 0n);
 }

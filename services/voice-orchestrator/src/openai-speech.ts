@@ -135,6 +135,8 @@ function concat(chunks: Int16Array[]): Int16Array {
 export function openAiTranscription(settings: OpenAiSttSettings, deps: OpenAiSpeechDeps): SttProvider {
   const url = providerEndpoint(settings.baseUrl, 'audio/transcriptions');
   const timeoutMs = settings.timeoutMs ?? deps.defaultTimeoutMs;
+  // Two attempts of at most timeoutMs each (headers, then each pause in the body) and the wait between.
+  const sttDeadlineMs = 2 * timeoutMs + RETRY_DELAY_MS;
   return {
     kind: 'openai-compatible',
     transcribe(audio, sampleRate, signal) {
@@ -175,13 +177,22 @@ export function openAiTranscription(settings: OpenAiSttSettings, deps: OpenAiSpe
       const transcribeAll = async () => {
         for await (const utterance of utterances) {
           if (signal.aborted) break;
+          // One utterance's whole exchange (a retry and the answer's body included) has a deadline:
+          // a provider that trickles its answer would otherwise hold the caller's turn forever.
+          const overall = AbortSignal.timeout(sttDeadlineMs);
           try {
             const { body, contentType } = await multipartOf(wavOf(utterance, sampleRate), settings);
-            const res = await send(deps, { url, contentType, accept: 'application/json', body, timeoutMs }, 'STT', signal);
+            const within = AbortSignal.any([signal, overall]);
+            const res = await send(deps, { url, contentType, accept: 'application/json', body, timeoutMs }, 'STT', within);
             const text = (await transcriptOf(res)).trim();
             if (text !== '') results.push({ text, final: true });
           } catch (err) {
             if (signal.aborted) break;
+            if (overall.aborted)
+              throw new ProviderError(`STT provider did not finish a transcription within ${sttDeadlineMs} ms`, {
+                retryable: true,
+                cause: err,
+              });
             throw classifyProviderError(err, 'STT');
           }
         }

@@ -10,7 +10,7 @@ import {
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FailedPreconditionError } from '@parley/platform';
 import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
-import { forward, type PublicDeps } from './deps.js';
+import { forward, forwardStream, type PublicDeps } from './deps.js';
 import { definePublicModule, publicPrincipal } from './module.js';
 
 /** DEFAULT_DECISION_DAYS is the range CountGuardrailDecisions counts when the caller names none (the console's chart). */
@@ -141,10 +141,12 @@ export const conversationsModule = definePublicModule(
       async *streamRecording(req, ctx) {
         // As GetRecording, but piece by piece: tenant-data decrypts the blob chunk by chunk and
         // sends the WAV in pieces, passed on here as they come (the stream's flow control holds
-        // tenant-data back while the client reads slowly), so no hop holds a whole recording.
+        // tenant-data back while the client reads slowly), so no hop holds a whole recording. A
+        // slow reader may take longer than the internal default deadline: no deadline, only the
+        // client's hang-up (its signal) ends the internal stream early.
         const pieces = tenantData.streamRecordingAudio(
           { tenantId: tenant(ctx), conversationId: req.conversationId, recordingId: req.recordingId },
-          forward(ctx),
+          forwardStream(ctx),
         );
         for await (const piece of pieces)
           yield { ...(piece.recording === undefined ? {} : { recording: recordingOf(piece.recording) }), wav: piece.wav };

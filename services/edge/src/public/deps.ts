@@ -20,6 +20,15 @@ export function forward(ctx: HandlerContext): CallOptions {
 }
 
 /**
+ * forwardStream is forward for an internal stream that lasts as long as the public caller reads
+ * (a recording read by a slow client): no default deadline, only the caller's cancellation, so a
+ * client hang-up still ends it but a long read is not cut off at the internal default.
+ */
+export function forwardStream(ctx: HandlerContext): CallOptions {
+  return { ...forward(ctx), timeoutMs: 0 };
+}
+
+/**
  * relabel turns an internal message into the init shape of the public message with the same
  * fields (the types differ only in their $typeName).
  */

@@ -95,8 +95,8 @@ export interface RecordingsTable {
   wrapped_key: string | null;
   /** key_ref says which key seals it: "subject:<id>" or "conversation" ('' for none). */
   key_ref: ColumnType<string, string | undefined, never>;
-  /** kek_version is the KEK version a recording's own key (key_ref "conversation") is wrapped with, once secrets' rewrap has read it (null: not yet). */
-  kek_version: ColumnType<number | null, never, number>;
+  /** kek_version is the KEK version a recording's own key (key_ref "conversation") is wrapped with, read from the sealed key at insert and set by secrets' rewrap (null: not known). */
+  kek_version: ColumnType<number | null, number | null | undefined, number>;
 }
 
 /** GuardrailConversationStatesTable holds the guardrail checker's state of one conversation (@parley/guardrails' JSON). */

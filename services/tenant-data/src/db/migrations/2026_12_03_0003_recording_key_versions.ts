@@ -7,13 +7,21 @@ import { sql, type Kysely } from 'kysely';
 // rewrap asks only for what is below the newest version. Which workspaces hold such keys is the one
 // cross-tenant read, through a SECURITY DEFINER function that returns tenant ids and counts only,
 // as secrets' own list_key_tenants does.
+//
+// Locks: the column is nullable without a default (a catalog change only) and its CHECK is added
+// NOT VALID (new rows are checked, existing ones, all null, are not scanned under the ACCESS
+// EXCLUSIVE lock). The migrator runs every migration in one transaction, where CREATE INDEX
+// CONCURRENTLY cannot run, so the index is built here, blocking writes to recordings while it
+// builds: a large install adds the column and builds the index first, without blocking (see the
+// chart README's upgrade notes), and `if not exists` then skips both here.
 const S = 'parley_tenant_data';
 
 /** up adds recordings.kek_version, its index and list_recording_key_tenants. */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`alter table ${sql.table(`${S}.recordings`)} add column kek_version integer
-    constraint recordings_kek_version_check check (kek_version is null or kek_version >= 1)`.execute(db);
-  await sql`create index recordings_key_rewrap_idx on ${sql.table(`${S}.recordings`)} (tenant_id, kek_version, id)
+  await sql`alter table ${sql.table(`${S}.recordings`)} add column if not exists kek_version integer`.execute(db);
+  await sql`alter table ${sql.table(`${S}.recordings`)} add constraint recordings_kek_version_check
+    check (kek_version is null or kek_version >= 1) not valid`.execute(db);
+  await sql`create index if not exists recordings_key_rewrap_idx on ${sql.table(`${S}.recordings`)} (tenant_id, kek_version, id)
     where key_ref = 'conversation'`.execute(db);
   const migrator = sql.lit(MIGRATOR_ROLE);
   await sql`create policy recordings_key_maintenance on ${sql.table(`${S}.recordings`)} for select
