@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ParleyClient } from '@parley/client';
 import { createParleyNodeClient } from '@parley/client/node';
-import { recordingWav } from '@parley/conversation';
+import { recordingFrame, recordingHeader, recordingWav } from '@parley/conversation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from './fixture.js';
 import { callAudio, storeRecording } from './recording.fixture.js';
@@ -106,6 +106,48 @@ describe('streamed recording reads', () => {
     expect(unary.status, JSON.stringify(unary.body)).toBe(200);
     const read = await streamed(rec.conversationId, rec.recordingId);
     expect(read.wav.equals(Buffer.from(unary.body.wav as string, 'base64'))).toBe(true);
+  });
+
+  it('refuses GetRecording of a short blob whose WAV is above the cap (sparse frames), and streams it', async () => {
+    // One sample every 100 ms for 30 s: 3 KB of plaintext, 1.9 MB of WAV.
+    const sparse = Buffer.concat([
+      recordingHeader(RATE),
+      ...Array.from({ length: 300 }, (_, i) => recordingFrame('caller', i * 100, Int16Array.of(1_000))),
+    ]);
+    const rec = await storeRecording(stack, blobDir, sparse);
+    expect(rec.sizeBytes).toBeLessThan(READ_CAP);
+    const unary = await stack.call(
+      '/parley.api.v1.ConversationService/GetRecording',
+      { conversationId: rec.conversationId, recordingId: rec.recordingId },
+      stack.bootstrap.apiKey,
+    );
+    expect(unary.status).toBe(400);
+    expect(unary.body).toMatchObject({ code: 'failed_precondition' });
+    expect(String(unary.body.message)).toMatch(
+      /is 29\d{3} ms long, at least \d+ bytes of WAV, above the 65536 bytes one GetRecording answers .*StreamRecording/,
+    );
+    const read = await streamed(rec.conversationId, rec.recordingId);
+    expect(read.error).toBeUndefined();
+    expect(read.wav.equals(Buffer.from(recordingWav(sparse)))).toBe(true);
+  });
+
+  it('refuses GetRecording of audio that lays out past its stored duration, without laying it out', async () => {
+    // The reference says 200 ms; a frame at 1.5 s would stretch the layout past it.
+    const plaintext = Buffer.concat([
+      recordingHeader(8_000),
+      recordingFrame('caller', 0, new Int16Array(160).fill(500)),
+      recordingFrame('agent', 1_500, new Int16Array(160).fill(-500)),
+    ]);
+    const rec = await storeRecording(stack, blobDir, plaintext, { durationMs: 200 });
+    const unary = await stack.call(
+      '/parley.api.v1.ConversationService/GetRecording',
+      { conversationId: rec.conversationId, recordingId: rec.recordingId },
+      stack.bootstrap.apiKey,
+    );
+    expect(unary.status).toBe(400);
+    expect(unary.body).toMatchObject({ code: 'failed_precondition' });
+    expect(String(unary.body.message)).toMatch(/audio runs past its stored duration of 200 ms.*StreamRecording/);
+    expect(await readEvents(rec.recordingId)).toBe(0);
   });
 
   it('sends no audio of a blob cut short and records no read (the CLI leaves no file); a malformed id is INVALID_ARGUMENT', async () => {

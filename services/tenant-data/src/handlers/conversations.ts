@@ -3,7 +3,15 @@ import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { createGroupCommit, nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
 import { FailedPreconditionError, NotFoundError, principalOf, requestTenant } from '@parley/platform';
 import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
-import { planRecording, recordingWav, recordingWavPieces } from '@parley/conversation';
+import {
+  planRecording,
+  recordingSampleRate,
+  recordingSamples,
+  RecordingTooLongError,
+  recordingWav,
+  recordingWavBytes,
+  recordingWavPieces,
+} from '@parley/conversation';
 import type { HandlerContext } from '@connectrpc/connect';
 import {
   appendTranscriptTurn,
@@ -22,6 +30,9 @@ import { conversationMessage, recordingMessage, turnMessage } from './messages.j
 
 /** RECORDING_STREAM_PIECE_BYTES is the most WAV one StreamRecordingAudio message carries. */
 const RECORDING_STREAM_PIECE_BYTES = 64 * 1024;
+
+/** MIN_RECORDING_SAMPLE_RATE is the lowest rate a call is recorded at (the orchestrator's SAMPLE_RATES): a duration's WAV is at least this big. */
+const MIN_RECORDING_SAMPLE_RATE = 8_000;
 
 /** TURN_RECORDS_PER_COMMIT bounds how many conversations' turn records one transaction stores. */
 const TURN_RECORDS_PER_COMMIT = 32;
@@ -234,9 +245,16 @@ export function conversationHandlers(
       // One unary answer holds the whole WAV (and tenant-data the plaintext beside it): past the
       // cap, the stream is the way to read it.
       const cap = deps.recordingReadMaxBytes ?? RECORDING_READ_MAX_BYTES;
-      if (Number(recording.size_bytes) > cap)
-        throw new FailedPreconditionError(
-          `recording ${recording.id} is ${recording.size_bytes} bytes, above the ${cap} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+      const tooBig = (what: string) =>
+        new FailedPreconditionError(
+          `recording ${recording.id} is ${what}, above the ${cap} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+        );
+      if (Number(recording.size_bytes) > cap) throw tooBig(`${recording.size_bytes} bytes`);
+      // The WAV is as long as the call, not as its ciphertext (sparse frames store little and lay
+      // out long): its size at the lowest rate is known before anything is read or decrypted.
+      if (recordingWavBytes(recording.duration_ms, MIN_RECORDING_SAMPLE_RATE) > cap)
+        throw tooBig(
+          `${recording.duration_ms} ms long, at least ${recordingWavBytes(recording.duration_ms, MIN_RECORDING_SAMPLE_RATE)} bytes of WAV`,
         );
       const blob = await blobs.read(recording.blob_key);
       if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
@@ -247,8 +265,22 @@ export function conversationHandlers(
       } finally {
         dataKey.fill(0);
       }
-      const wav = recordingWav(plaintext);
-      plaintext.fill(0);
+      let wav: Uint8Array;
+      try {
+        // At its own rate, and laid out no longer than its stored duration says (so never past the cap).
+        const rate = recordingSampleRate(plaintext);
+        const wavBytes = recordingWavBytes(recording.duration_ms, rate);
+        if (wavBytes > cap) throw tooBig(`${recording.duration_ms} ms long at ${rate} Hz, ${wavBytes} bytes of WAV`);
+        wav = recordingWav(plaintext, recordingSamples(recording.duration_ms, rate));
+      } catch (err) {
+        if (err instanceof RecordingTooLongError)
+          throw new FailedPreconditionError(
+            `recording ${recording.id}'s audio runs past its stored duration of ${recording.duration_ms} ms; read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+          );
+        throw err;
+      } finally {
+        plaintext.fill(0);
+      }
       await read.audit();
       return { recording: recordingMessage(recording), wav };
     },
