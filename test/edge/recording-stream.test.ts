@@ -1,12 +1,15 @@
 // Reading a recording as a stream through the public API (ConversationService/StreamRecording):
 // tenant-data decrypts the blob chunk by chunk and sends the WAV in pieces, the edge passes them
 // on, and the unary GetRecording refuses a recording above its cap, pointing at the stream.
-import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, open, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ParleyClient } from '@parley/client';
 import { createParleyNodeClient } from '@parley/client/node';
 import { recordingFrame, recordingHeader, recordingWav } from '@parley/conversation';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from './fixture.js';
 import { callAudio, storeRecording } from './recording.fixture.js';
@@ -148,6 +151,53 @@ describe('streamed recording reads', () => {
     expect(unary.body).toMatchObject({ code: 'failed_precondition' });
     expect(String(unary.body.message)).toMatch(/audio runs past its stored duration of 200 ms.*StreamRecording/);
     expect(await readEvents(rec.recordingId)).toBe(0);
+  });
+
+  it('stops reading the blob once the caller cancels the stream, and frees its read slot', async () => {
+    const rec = await storeRecording(stack, blobDir, callAudio(6, RATE));
+    const path = join(blobDir, rec.blobKey);
+    const blob = await readFile(path);
+    // The blob becomes a pipe this test writes: tenant-data reads it as slowly as the test writes,
+    // and a reader that closes it shows up here as EPIPE.
+    await rm(path);
+    await promisify(execFile)('mkfifo', ['-m', '600', path]);
+    const tenantData = await stack.clientAs('edge', 'tenant-data', TenantDataService);
+    const caller = new AbortController();
+    const stream = (async () => {
+      for await (const res of tenantData.streamRecordingAudio(
+        { tenantId: stack.bootstrap.tenantId, conversationId: rec.conversationId, recordingId: rec.recordingId },
+        { signal: caller.signal },
+      ))
+        void res;
+    })();
+    stream.catch(() => undefined);
+    const pipe = await open(path, 'w');
+    let written = 0;
+    let error: unknown;
+    try {
+      // A quarter of the blob, then the caller gives up while tenant-data is on its first pass.
+      for (; written < blob.length / 4; written += 16 * 1024) await pipe.write(blob.subarray(written, written + 16 * 1024));
+      caller.abort();
+      const until = Date.now() + 15_000;
+      // The rest, slowly: a read that goes on takes it all; a read that stopped closes the pipe.
+      while (written < blob.length && Date.now() < until) {
+        await pipe.write(blob.subarray(written, written + 4 * 1024));
+        written += 4 * 1024;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } catch (err) {
+      error = err;
+    } finally {
+      await pipe.close().catch(() => undefined);
+      await rm(path, { force: true });
+    }
+    expect((error as NodeJS.ErrnoException | undefined)?.code).toBe('EPIPE');
+    expect(written).toBeLessThan(blob.length);
+    await expect(stream).rejects.toThrow();
+    expect(await readEvents(rec.recordingId)).toBe(0);
+    // Its slot is free again: the replica's other reads go on.
+    const other = await storeRecording(stack, blobDir, callAudio(1, 8_000));
+    for (let i = 0; i < 5; i++) expect((await streamed(other.conversationId, other.recordingId)).error).toBeUndefined();
   });
 
   it('sends no audio of a blob cut short and records no read (the CLI leaves no file); a malformed id is INVALID_ARGUMENT', async () => {
