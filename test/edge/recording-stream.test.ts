@@ -2,13 +2,14 @@
 // tenant-data decrypts the blob chunk by chunk and sends the WAV in pieces, the edge passes them
 // on, and the unary GetRecording refuses a recording above its cap, pointing at the stream.
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ParleyClient } from '@parley/client';
 import { createParleyNodeClient } from '@parley/client/node';
 import { recordingFrame, recordingHeader, recordingWav } from '@parley/conversation';
+import { sealRecording } from '@parley/envelope';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from './fixture.js';
@@ -198,6 +199,27 @@ describe('streamed recording reads', () => {
     // Its slot is free again: the replica's other reads go on.
     const other = await storeRecording(stack, blobDir, callAudio(1, 8_000));
     for (let i = 0; i < 5; i++) expect((await streamed(other.conversationId, other.recordingId)).error).toBeUndefined();
+  });
+
+  it('streams a format-1 blob within the read cap and refuses a larger one with FAILED_PRECONDITION, holding no more of it', async () => {
+    /** asFormat1 re-seals a stored recording in format 1 (one AES-GCM message), as recordings were before chunking. */
+    const asFormat1 = async (rec: Awaited<ReturnType<typeof storeRecording>>) => {
+      const scope = { tenantId: stack.bootstrap.tenantId, conversationId: rec.conversationId, recordingId: rec.recordingId };
+      await writeFile(join(blobDir, rec.blobKey), sealRecording(rec.dataKey, scope, rec.plaintext), { mode: 0o600 });
+    };
+    const small = await storeRecording(stack, blobDir, callAudio(1, 8_000));
+    await asFormat1(small);
+    const read = await streamed(small.conversationId, small.recordingId);
+    expect(read.error).toBeUndefined();
+    expect(read.wav.equals(Buffer.from(recordingWav(small.plaintext)))).toBe(true);
+
+    const large = await storeRecording(stack, blobDir, callAudio(3, RATE));
+    await asFormat1(large);
+    const refused = await streamed(large.conversationId, large.recordingId);
+    expect(refused.pieces).toEqual([]);
+    expect((refused.error as { code?: unknown }).code).toBe(9); // FAILED_PRECONDITION
+    expect(String((refused.error as Error).message)).toMatch(/stored in format 1 .*larger than the 65536 bytes a read may hold at once/);
+    expect(await readEvents(large.recordingId)).toBe(0);
   });
 
   it('sends no audio of a blob cut short and records no read (the CLI leaves no file); a malformed id is INVALID_ARGUMENT', async () => {

@@ -310,7 +310,7 @@ export function conversationHandlers(
     const dataKey = await read.openKey();
     let plaintext: Buffer;
     try {
-      plaintext = await openRecordingAudio(dataKey, read.scope, blob, Number(recording.size_bytes));
+      plaintext = await openRecordingAudio(dataKey, read.scope, blob, Number(recording.size_bytes), cap);
     } finally {
       dataKey.fill(0);
     }
@@ -338,6 +338,8 @@ export function conversationHandlers(
   async function* streamRecordingWav(req: { tenantId: string; conversationId: string; recordingId: string }, ctx: HandlerContext) {
     const read = await recordingRead(req, ctx);
     const { recording, blobs } = read;
+    // A format-1 blob is one AES-GCM message, opened whole: the stream holds no more of it than a unary read would.
+    const maxFormat1Bytes = deps.recordingReadMaxBytes ?? RECORDING_READ_MAX_BYTES;
     // Two passes over the blob, each decrypted chunk by chunk (format 2's AAD refuses a chunk
     // changed, reordered, dropped or cut off): the first authenticates all of it and places the
     // frames, so nothing is sent of a recording that does not open whole; the second lays the
@@ -347,7 +349,7 @@ export function conversationHandlers(
     const chunks = async function* () {
       const blob = await blobs.read(recording.blob_key, { signal: ctx.signal });
       if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
-      for await (const chunk of openRecordingChunks(dataKey, read.scope, blob)) {
+      for await (const chunk of openRecordingChunks(dataKey, read.scope, blob, { maxFormat1Bytes })) {
         if (ctx.signal.aborted) {
           chunk.fill(0);
           throw new CanceledError(`the caller stopped reading recording ${recording.id}`);
@@ -375,18 +377,26 @@ export function conversationHandlers(
  * openRecordingAudio decrypts a recording read from the blob store piece by piece (format 2 chunk
  * by chunk; format 1 in one piece) into one plaintext buffer: the ciphertext is never held whole,
  * and with the stored size known (the plaintext is never longer than its ciphertext) no chunk is
- * copied twice.
+ * copied twice. More than maxBytes of plaintext (or of a format-1 blob) is refused.
  */
 async function openRecordingAudio(
   dataKey: Uint8Array,
   scope: RecordingScope,
   blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   sizeBytes: number,
+  maxBytes: number,
 ): Promise<Buffer> {
   let out = Buffer.alloc(sizeBytes > 0 ? sizeBytes : 64 * 1024);
   let length = 0;
   try {
-    for await (const chunk of openRecordingChunks(dataKey, scope, blob)) {
+    for await (const chunk of openRecordingChunks(dataKey, scope, blob, { maxFormat1Bytes: maxBytes })) {
+      // A blob longer than its reference says is not laid out in memory past the cap either.
+      if (length + chunk.length > maxBytes) {
+        chunk.fill(0);
+        throw new FailedPreconditionError(
+          `recording ${scope.recordingId} holds more than the ${maxBytes} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+        );
+      }
       if (length + chunk.length > out.length) {
         const grown = Buffer.alloc(Math.max(out.length * 2, length + chunk.length));
         out.copy(grown, 0, 0, length);
