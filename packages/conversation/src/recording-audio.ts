@@ -79,9 +79,16 @@ export function recordingSampleRate(plaintext: Uint8Array): number {
   return bytes.readUInt32LE(4);
 }
 
-/** recordingSamples is how many samples per track `durationMs` of a recording at `sampleRate` lays out, at most (its duration is rounded to the millisecond). */
+/**
+ * RECORDING_DURATION_SLACK_MS is how much longer than its stored duration a recording may lay
+ * out: the duration is rounded to the millisecond, and recordings stored before the orchestrator
+ * placed frames at their rounded moments lay out up to about a millisecond longer than it counted.
+ */
+const RECORDING_DURATION_SLACK_MS = 2;
+
+/** recordingSamples is how many samples per track `durationMs` of a recording at `sampleRate` lays out, at most (RECORDING_DURATION_SLACK_MS included). */
 export function recordingSamples(durationMs: number, sampleRate: number): number {
-  return Math.ceil(((durationMs + 0.5) * sampleRate) / 1000);
+  return Math.ceil(((durationMs + RECORDING_DURATION_SLACK_MS) * sampleRate) / 1000);
 }
 
 /** recordingWavBytes is the most the WAV recordingWav renders of `durationMs` at `sampleRate` weighs: its header and two 16-bit channels. */
