@@ -1,12 +1,16 @@
 // Reading a recording as a stream through the public API (ConversationService/StreamRecording):
 // tenant-data decrypts the blob chunk by chunk and sends the WAV in pieces, the edge passes them
 // on, and the unary GetRecording refuses a recording above its cap, pointing at the stream.
-import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ParleyClient } from '@parley/client';
 import { createParleyNodeClient } from '@parley/client/node';
-import { recordingWav } from '@parley/conversation';
+import { recordingFrame, recordingHeader, recordingWav } from '@parley/conversation';
+import { sealRecording } from '@parley/envelope';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from './fixture.js';
 import { callAudio, storeRecording } from './recording.fixture.js';
@@ -124,6 +128,116 @@ describe('streamed recording reads', () => {
     expect(unary.status, JSON.stringify(unary.body)).toBe(200);
     const read = await streamed(rec.conversationId, rec.recordingId);
     expect(read.wav.equals(Buffer.from(unary.body.wav as string, 'base64'))).toBe(true);
+  });
+
+  it('refuses GetRecording of a short blob whose WAV is above the cap (sparse frames), and streams it', async () => {
+    // One sample every 100 ms for 30 s: 3 KB of plaintext, 1.9 MB of WAV.
+    const sparse = Buffer.concat([
+      recordingHeader(RATE),
+      ...Array.from({ length: 300 }, (_, i) => recordingFrame('caller', i * 100, Int16Array.of(1_000))),
+    ]);
+    const rec = await storeRecording(stack, blobDir, sparse);
+    expect(rec.sizeBytes).toBeLessThan(READ_CAP);
+    const unary = await stack.call(
+      '/parley.api.v1.ConversationService/GetRecording',
+      { conversationId: rec.conversationId, recordingId: rec.recordingId },
+      stack.bootstrap.apiKey,
+    );
+    expect(unary.status).toBe(400);
+    expect(unary.body).toMatchObject({ code: 'failed_precondition' });
+    expect(String(unary.body.message)).toMatch(
+      /is 29\d{3} ms long, at least \d+ bytes of WAV, above the 65536 bytes one GetRecording answers .*StreamRecording/,
+    );
+    const read = await streamed(rec.conversationId, rec.recordingId);
+    expect(read.error).toBeUndefined();
+    expect(read.wav.equals(Buffer.from(recordingWav(sparse)))).toBe(true);
+  });
+
+  it('refuses GetRecording of audio that lays out past its stored duration, without laying it out', async () => {
+    // The reference says 200 ms; a frame at 1.5 s would stretch the layout past it.
+    const plaintext = Buffer.concat([
+      recordingHeader(8_000),
+      recordingFrame('caller', 0, new Int16Array(160).fill(500)),
+      recordingFrame('agent', 1_500, new Int16Array(160).fill(-500)),
+    ]);
+    const rec = await storeRecording(stack, blobDir, plaintext, { durationMs: 200 });
+    const unary = await stack.call(
+      '/parley.api.v1.ConversationService/GetRecording',
+      { conversationId: rec.conversationId, recordingId: rec.recordingId },
+      stack.bootstrap.apiKey,
+    );
+    expect(unary.status).toBe(400);
+    expect(unary.body).toMatchObject({ code: 'failed_precondition' });
+    expect(String(unary.body.message)).toMatch(/audio runs past its stored duration of 200 ms.*StreamRecording/);
+    expect(await readEvents(rec.recordingId)).toBe(0);
+  });
+
+  it('stops reading the blob once the caller cancels the stream, and frees its read slot', async () => {
+    const rec = await storeRecording(stack, blobDir, callAudio(6, RATE));
+    const path = join(blobDir, rec.blobKey);
+    const blob = await readFile(path);
+    // The blob becomes a pipe this test writes: tenant-data reads it as slowly as the test writes,
+    // and a reader that closes it shows up here as EPIPE.
+    await rm(path);
+    await promisify(execFile)('mkfifo', ['-m', '600', path]);
+    const tenantData = await stack.clientAs('edge', 'tenant-data', TenantDataService);
+    const caller = new AbortController();
+    const stream = (async () => {
+      for await (const res of tenantData.streamRecordingAudio(
+        { tenantId: stack.bootstrap.tenantId, conversationId: rec.conversationId, recordingId: rec.recordingId },
+        { signal: caller.signal },
+      ))
+        void res;
+    })();
+    stream.catch(() => undefined);
+    const pipe = await open(path, 'w');
+    let written = 0;
+    let error: unknown;
+    try {
+      // A quarter of the blob, then the caller gives up while tenant-data is on its first pass.
+      for (; written < blob.length / 4; written += 16 * 1024) await pipe.write(blob.subarray(written, written + 16 * 1024));
+      caller.abort();
+      const until = Date.now() + 15_000;
+      // The rest, slowly: a read that goes on takes it all; a read that stopped closes the pipe.
+      while (written < blob.length && Date.now() < until) {
+        await pipe.write(blob.subarray(written, written + 4 * 1024));
+        written += 4 * 1024;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } catch (err) {
+      error = err;
+    } finally {
+      await pipe.close().catch(() => undefined);
+      await rm(path, { force: true });
+    }
+    expect((error as NodeJS.ErrnoException | undefined)?.code).toBe('EPIPE');
+    expect(written).toBeLessThan(blob.length);
+    await expect(stream).rejects.toThrow();
+    expect(await readEvents(rec.recordingId)).toBe(0);
+    // Its slot is free again: the replica's other reads go on.
+    const other = await storeRecording(stack, blobDir, callAudio(1, 8_000));
+    for (let i = 0; i < 5; i++) expect((await streamed(other.conversationId, other.recordingId)).error).toBeUndefined();
+  });
+
+  it('streams a format-1 blob within the read cap and refuses a larger one with FAILED_PRECONDITION, holding no more of it', async () => {
+    /** asFormat1 re-seals a stored recording in format 1 (one AES-GCM message), as recordings were before chunking. */
+    const asFormat1 = async (rec: Awaited<ReturnType<typeof storeRecording>>) => {
+      const scope = { tenantId: stack.bootstrap.tenantId, conversationId: rec.conversationId, recordingId: rec.recordingId };
+      await writeFile(join(blobDir, rec.blobKey), sealRecording(rec.dataKey, scope, rec.plaintext), { mode: 0o600 });
+    };
+    const small = await storeRecording(stack, blobDir, callAudio(1, 8_000));
+    await asFormat1(small);
+    const read = await streamed(small.conversationId, small.recordingId);
+    expect(read.error).toBeUndefined();
+    expect(read.wav.equals(Buffer.from(recordingWav(small.plaintext)))).toBe(true);
+
+    const large = await storeRecording(stack, blobDir, callAudio(3, RATE));
+    await asFormat1(large);
+    const refused = await streamed(large.conversationId, large.recordingId);
+    expect(refused.pieces).toEqual([]);
+    expect((refused.error as { code?: unknown }).code).toBe(9); // FAILED_PRECONDITION
+    expect(String((refused.error as Error).message)).toMatch(/stored in format 1 .*larger than the 65536 bytes a read may hold at once/);
+    expect(await readEvents(large.recordingId)).toBe(0);
   });
 
   it('sends no audio of a blob cut short and records no read (the CLI leaves no file); a malformed id is INVALID_ARGUMENT', async () => {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { recordingFrame, recordingHeader } from '@parley/conversation';
+import { recordingDurationMs, recordingFrame, recordingHeader } from '@parley/conversation';
 import { RecordingSealer } from '@parley/envelope';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
@@ -43,8 +43,13 @@ export function callAudio(seconds: number, rate: number): Buffer {
   return Buffer.concat(frames);
 }
 
-/** storeRecording records `plaintext` for a new conversation of the stack's bootstrap workspace, without a subject. */
-export async function storeRecording(stack: PublicStack, blobDir: string, plaintext: Buffer): Promise<StoredRecording> {
+/** storeRecording records `plaintext` for a new conversation of the stack's bootstrap workspace, without a subject; its reference says the duration the frames lay out to, or `durationMs` when given. */
+export async function storeRecording(
+  stack: PublicStack,
+  blobDir: string,
+  plaintext: Buffer,
+  options: { durationMs?: number } = {},
+): Promise<StoredRecording> {
   const { tenantId, apiKey } = stack.bootstrap;
   const created = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: `recorded-${randomUUID().slice(0, 8)}` }, apiKey);
   expect(created.status, JSON.stringify(created.body)).toBe(200);
@@ -71,7 +76,7 @@ export async function storeRecording(stack: PublicStack, blobDir: string, plaint
     conversationId,
     id: recordingId,
     blobKey,
-    durationMs: 1_000,
+    durationMs: options.durationMs ?? recordingDurationMs(plaintext),
     dataClass: 'audio_full',
     sizeBytes: BigInt(blob.length),
     wrappedKey: issued.wrappedKey,

@@ -296,6 +296,74 @@ describe('the grpc-js internal client', () => {
     expect((await client.echo({ message: 'next' })).message).toBe('next');
     client.close();
   });
+
+  it('marks a DEADLINE_EXCEEDED it re-wraps at its own deadline as read from the wire (a relaying server copies none of its trailers)', async () => {
+    const client = createServiceClient(EchoService, {
+      baseUrl: url,
+      certificates: await CertificateSource.open(pki.files('edge')),
+      expect: 'identity',
+      trustDomain: 'parley.local',
+    });
+    const err = await errorOf(client.echo({ message: 'wire-deadline', delayMs: 3_000 }, { timeoutMs: 300 }));
+    expect([err.code, err.rawMessage]).toEqual([Code.DeadlineExceeded, 'the operation timed out']);
+    expect(err.isWireError).toBe(true);
+    const stream = async () => {
+      for await (const res of client.echoStream({ message: 'slow', count: 20, fail: 'slow' }, { timeoutMs: 300 })) void res;
+    };
+    const streamErr = await errorOf(stream());
+    expect([streamErr.code, streamErr.isWireError]).toEqual([Code.DeadlineExceeded, true]);
+    client.close();
+  });
+});
+
+describe('the grpc-js internal client against a peer sending a status code gRPC does not define', () => {
+  let raw: Http2SecureServer;
+  let rawUrl: string;
+
+  beforeAll(async () => {
+    const files = pki.files('identity');
+    raw = createSecureServer({
+      cert: await readFile(files.certFile),
+      key: await readFile(files.keyFile),
+      ca: await readFile(files.caFile),
+      requestCert: true,
+    });
+    // A trailers-only answer (gRPC over HTTP/2: headers ending the stream) with grpc-status 42.
+    raw.on('stream', (stream) => {
+      stream.resume();
+      stream.respond(
+        {
+          ':status': 200,
+          'content-type': 'application/grpc',
+          'grpc-status': '42',
+          'grpc-message': 'odd',
+          'x-parley-peer-route': 'internal-7',
+        },
+        { endStream: true },
+      );
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const address = raw.address();
+    rawUrl = `https://localhost:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  });
+
+  afterAll(() => {
+    raw?.close();
+  });
+
+  it('fails the call with INTERNAL "invalid grpc-status", marked as read from the wire as connect marks it', async () => {
+    const client = createServiceClient(EchoService, {
+      baseUrl: rawUrl,
+      certificates: await CertificateSource.open(pki.files('edge')),
+      expect: 'identity',
+      trustDomain: 'parley.local',
+    });
+    const err = await errorOf(client.echo({ message: 'x' }));
+    expect([err.code, err.rawMessage]).toEqual([Code.Internal, 'invalid grpc-status: 42']);
+    expect(err.metadata.get('x-parley-peer-route')).toBe('internal-7');
+    expect(err.isWireError).toBe(true);
+    client.close();
+  });
 });
 
 describe('the grpc-js internal client against a connect-node gRPC server', () => {

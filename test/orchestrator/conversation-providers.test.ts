@@ -69,4 +69,27 @@ describe('the OpenAI-compatible provider', () => {
     expect(stored.map((t) => t.role)).toEqual(['user', 'assistant', 'system']);
     expect(stored[2]?.text_redacted).toMatch(/turn failed/);
   });
+
+  it('fails the turn on an answer line that never ends, and keeps serving', async () => {
+    live.standin.setMode('endless_line');
+    const { client } = await live.start(agent);
+    try {
+      client.send({ type: 'user_text', text: 'say something endless' });
+      const event = await client.next((f) => f.type === 'event' && f.name === 'turn_failed');
+      expect(event.reason).toBe('provider_unavailable');
+      expect((await client.reply()).sentences.at(-1)).toMatch(/trouble answering/);
+      // The orchestrator hung up near the 1 MiB event bound instead of buffering the line.
+      await expect.poll(() => live.standin.endlessBytesSent).toBeGreaterThan(0);
+      expect(live.standin.endlessBytesSent).toBeLessThan(8 * 1024 * 1024);
+      expect(live.s.logs.some((l) => l.includes('LLM provider sent an event longer than'))).toBe(true);
+      // The same conversation answers its next turn.
+      live.standin.setMode('up');
+      client.send({ type: 'user_text', text: 'and now?' });
+      expect((await client.reply()).sentences).toEqual(['Stand-in reply.', 'You said: and now?']);
+    } finally {
+      live.standin.setMode('up');
+      client.send({ type: 'end' });
+      await client.closed;
+    }
+  });
 });

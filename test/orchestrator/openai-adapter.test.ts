@@ -7,6 +7,9 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@open
 import {
   createProviderFetch,
   loadOrchestratorConfig,
+  MAX_EVENT_CHARS,
+  MAX_REPLY_CHARS,
+  MAX_STREAM_BYTES,
   openAiCompatibleProvider,
   ProviderError,
   type ChatMessage,
@@ -193,6 +196,55 @@ describe('OpenAI-compatible adapter', () => {
     ).rejects.toThrow();
     expect(got.length).toBeLessThan(10);
     standin.setReply(undefined);
+  });
+
+  it('fails the reply on a line that never ends, without retrying and without buffering it', async () => {
+    standin.setMode('endless_line');
+    const before = standin.requests.length;
+    const got: string[] = [];
+    try {
+      await expect(
+        (async () => {
+          for await (const d of adapter().streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)) got.push(String(d));
+        })(),
+      ).rejects.toMatchObject({ name: 'ProviderError', message: `LLM provider sent an event longer than ${MAX_EVENT_CHARS} characters` });
+      expect(got).toEqual(['Hello ']);
+      expect(standin.requests.length - before).toBe(1);
+      // The adapter hung up once the bound was passed: what it was sent (and could have held) stays near 1 MiB.
+      await expect.poll(() => standin.endlessBytesSent).toBeGreaterThan(MAX_EVENT_CHARS);
+      expect(standin.endlessBytesSent).toBeLessThan(MAX_EVENT_CHARS + 4 * 1024 * 1024);
+    } finally {
+      standin.setMode('up');
+    }
+  });
+
+  it('fails an answer whose body passes the byte bound, even when its events carry no text', async () => {
+    standin.setMode('flood');
+    try {
+      await expect(
+        collect(adapter({ maxRetries: 2 }).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
+      ).rejects.toMatchObject({ name: 'ProviderError', message: `LLM provider sent an answer longer than ${MAX_STREAM_BYTES} bytes` });
+      await expect.poll(() => standin.endlessBytesSent).toBeGreaterThan(MAX_STREAM_BYTES);
+      expect(standin.endlessBytesSent).toBeLessThan(MAX_STREAM_BYTES + 4 * 1024 * 1024);
+    } finally {
+      standin.setMode('up');
+    }
+  });
+
+  it('fails a reply longer than the text bound before handing that text over', async () => {
+    standin.setMode('up');
+    standin.setReply(() => `short ${'y'.repeat(MAX_REPLY_CHARS)}`);
+    const got: string[] = [];
+    try {
+      await expect(
+        (async () => {
+          for await (const d of adapter().streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)) got.push(String(d));
+        })(),
+      ).rejects.toThrow(`LLM provider sent a reply longer than ${MAX_REPLY_CHARS} characters`);
+      expect(got).toEqual(['short ']);
+    } finally {
+      standin.setReply(undefined);
+    }
   });
 
   it('declares no tools when none are granted', async () => {

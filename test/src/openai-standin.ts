@@ -31,7 +31,11 @@ export type OpenAiStandinMode =
   /** stall answers headers (chat: and two tokens; speech: the first chunk of audio) and then sends nothing more, never ending the body. */
   | 'stall'
   /** error_event starts the stream and sends an `error` object as its data (how OpenAI reports a failure mid-stream), then ends it. */
-  | 'error_event';
+  | 'error_event'
+  /** endless_line sends one token, then a `data:` line that never ends (a hostile or broken endpoint), until the client hangs up. */
+  | 'endless_line'
+  /** flood sends one token, then chunks without text forever, until the client hangs up. */
+  | 'flood';
 
 /** StandinMessage is a chat message as a request carries it (content is null on an assistant message with tool_calls). */
 export interface StandinMessage {
@@ -87,6 +91,8 @@ export interface OpenAiStandin {
   readonly requests: RecordedRequest[];
   /** audioRequests are the transcription and speech requests, in order. */
   readonly audioRequests: AudioRequest[];
+  /** endlessBytesSent is what the last endless_line or flood answer wrote before its client hung up (0 until then). */
+  readonly endlessBytesSent: number;
   /** setTranscript sets what a transcription answers for an uploaded utterance (default "Stand-in transcript."). */
   setTranscript(fn: ((audio: { samples: Int16Array; sampleRate: number }) => string) | undefined): void;
   /** mode applies to later requests; failFirst makes that many next requests answer 503 first. */
@@ -118,6 +124,18 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
   let transcriptOf: ((audio: { samples: Int16Array; sampleRate: number }) => string) | undefined;
   const sockets = new Set<Socket>();
   const delay = options.chunkDelayMs ?? 10;
+  let endlessBytesSent = 0;
+  // Writes `piece` until the client hangs up (waiting for the socket to drain, so the stand-in itself stays small), then records how much it sent.
+  const endless = async (res: ServerResponse, piece: string) => {
+    let sent = 0;
+    endlessBytesSent = 0;
+    const closed = new Promise<void>((resolve) => res.once('close', resolve));
+    while (!res.destroyed && !res.writableEnded) {
+      sent += Buffer.byteLength(piece);
+      if (!res.write(piece)) await Promise.race([new Promise((r) => res.once('drain', r)), closed]);
+    }
+    endlessBytesSent = sent;
+  };
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
@@ -195,6 +213,15 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
       const error = { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null };
       res.end(`data: ${JSON.stringify({ error })}\n\n`);
       return;
+    }
+    if (mode === 'endless_line') {
+      res.write(chunk({ content: 'Hello ' }, null));
+      res.write('data: {"choices":[{"index":0,"delta":{"content":"');
+      return endless(res, 'x'.repeat(64 * 1024));
+    }
+    if (mode === 'flood') {
+      res.write(chunk({ content: 'Hello ' }, null));
+      return endless(res, chunk({ content: '' }, null).repeat(64));
     }
     let sent = 0;
     for (const w of words(text)) {
@@ -310,6 +337,9 @@ export async function startOpenAiStandin(options: { apiKey: string; chunkDelayMs
     egressEnv: { PARLEY_EGRESS_ALLOWED_PORTS: String(port), PARLEY_EGRESS_ALLOW_PRIVATE: '127.0.0.1/32', NODE_EXTRA_CA_CERTS: caFile },
     requests,
     audioRequests,
+    get endlessBytesSent() {
+      return endlessBytesSent;
+    },
     setTranscript(fn) {
       transcriptOf = fn;
     },

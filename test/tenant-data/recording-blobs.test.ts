@@ -160,6 +160,28 @@ describe('recording blobs', () => {
     expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
   });
 
+  it('runs at most four recording reads at once on a replica, refusing the next at once, and frees a slot when a read ends', async () => {
+    const recs = await Promise.all(Array.from({ length: 5 }, () => recorded()));
+    const readOf = (rec: { id: string; conversationId: string }) =>
+      failure(edge.readRecordingAudio({ tenantId: tenant, conversationId: rec.conversationId, recordingId: rec.id }));
+    s3.stallMs = 2_000;
+    try {
+      const slow = recs.slice(0, 4).map(readOf);
+      // The four are waiting on the object store now.
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      const refused = await readOf(recs[4]!);
+      expect(refused.code).toBe(Code.ResourceExhausted);
+      expect(refused.message).toMatch(/already reading 4 recordings at once; try again/);
+      expect(Date.now() - started).toBeLessThan(1_500);
+      // The four end (their sealed keys are not secrets': they fail after the read, not for want of a slot).
+      for (const r of await Promise.all(slow)) expect(r.code).not.toBe(Code.ResourceExhausted);
+    } finally {
+      s3.stallMs = 0;
+    }
+    expect((await readOf(recs[4]!)).code).not.toBe(Code.ResourceExhausted);
+  });
+
   it('holds no transaction open while the object store is slow to answer a read', async () => {
     const rec = await recorded();
     s3.stallMs = 2_000;

@@ -19,8 +19,18 @@ export interface BlobStore {
    * visible under key until complete(), and abort() leaves nothing behind.
    */
   writer(key: string): BlobWriter;
-  /** read streams a key's bytes in pieces, without holding the object in memory; undefined when there is no such object. */
-  read(key: string): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array> | undefined>;
+  /**
+   * read streams a key's bytes in pieces, without holding the object in memory; undefined when
+   * there is no such object. Once `signal` aborts, the read stops (the file is closed, the request
+   * is cut) and the pieces' iteration throws.
+   */
+  read(key: string, options?: BlobReadOptions): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array> | undefined>;
+}
+
+/** BlobReadOptions are a streamed read's options. */
+export interface BlobReadOptions {
+  /** signal stops the read: the caller has gone. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**

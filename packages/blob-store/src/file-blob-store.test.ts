@@ -41,6 +41,24 @@ describe('the file blob store', () => {
     expect(await store.read('recordings/t/c/none.pra')).toBeUndefined();
   });
 
+  it('stops a read when its signal aborts, and refuses to start one already aborted', async () => {
+    const store = createFileBlobStore(dir);
+    await store.put('recordings/t/c/big.pra', new Uint8Array(1024 * 1024));
+    const caller = new AbortController();
+    const pieces = (await store.read('recordings/t/c/big.pra', { signal: caller.signal })) ?? [];
+    let read = 0;
+    await expect(
+      (async () => {
+        for await (const piece of pieces) {
+          read += piece.length;
+          caller.abort();
+        }
+      })(),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    expect(read).toBeLessThan(1024 * 1024);
+    await expect(store.read('recordings/t/c/big.pra', { signal: caller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
   it('leaves nothing behind when a writer is aborted', async () => {
     const store = createFileBlobStore(dir);
     const writer = store.writer('recordings/t/c/a.pra');

@@ -37,7 +37,8 @@ export function createFileBlobStore(root: string): BlobStore {
     writer(key) {
       return fileWriter(pathOf(key));
     },
-    async read(key) {
+    async read(key, options = {}) {
+      options.signal?.throwIfAborted();
       let handle: FileHandle;
       try {
         handle = await open(pathOf(key), 'r');
@@ -45,7 +46,11 @@ export function createFileBlobStore(root: string): BlobStore {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw err;
       }
-      return handle.createReadStream({ highWaterMark: READ_PIECE_BYTES });
+      // The stream closes its file when it ends, fails or the signal aborts.
+      return handle.createReadStream({
+        highWaterMark: READ_PIECE_BYTES,
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      });
     },
   };
 }

@@ -71,9 +71,12 @@ export function createS3BlobStore(config: S3BlobStoreConfig): BlobStore & { clos
       }),
     );
   };
-  const getObject = async (key: string) => {
+  const getObject = async (key: string, signal?: AbortSignal) => {
     try {
-      return await client.send(new GetObjectCommand({ Bucket: config.bucket, Key: objectKey(key) }));
+      return await client.send(
+        new GetObjectCommand({ Bucket: config.bucket, Key: objectKey(key) }),
+        signal !== undefined ? { abortSignal: signal } : {},
+      );
     } catch (err) {
       if (err instanceof NoSuchKey || (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) return undefined;
       throw err;
@@ -96,8 +99,9 @@ export function createS3BlobStore(config: S3BlobStoreConfig): BlobStore & { clos
     writer(key) {
       return s3Writer(client, config.bucket, objectKey(key), partBytes, put);
     },
-    async read(key) {
-      const res = await getObject(key);
+    async read(key, options = {}) {
+      // The signal cuts the request, the body's download included.
+      const res = await getObject(key, options.signal);
       if (res === undefined) return undefined;
       // In Node the SDK's body is a Readable: async-iterable in the pieces the socket delivers.
       return (res.Body as AsyncIterable<Uint8Array> | undefined) ?? [];

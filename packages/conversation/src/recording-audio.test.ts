@@ -6,8 +6,12 @@ import {
   recordingDurationMs,
   recordingFrame,
   recordingHeader,
+  recordingSamples,
+  recordingSampleRate,
   RecordingTimeline,
+  RecordingTooLongError,
   recordingWav,
+  recordingWavBytes,
   recordingWavPieces,
   type RecordingSide,
 } from './recording-audio.js';
@@ -54,6 +58,29 @@ describe('recorded call audio', () => {
     expect(layoutRecording(recordingHeader(8_000)).durationMs).toBe(0);
     expect(() => layoutRecording(Buffer.from('nope'))).toThrow(/PRA1/);
     expect(() => layoutRecording(recorded(8_000, [['caller', 0, tone(10, 1)]]).subarray(0, 20))).toThrow(/truncated/);
+  });
+
+  it('knows the WAV size from the duration, and refuses to lay out frames past a bound before allocating the tracks', () => {
+    const plaintext = recorded(16_000, [
+      ['caller', 0, tone(1_600, 1)],
+      ['agent', 40, tone(3_331, 2)],
+    ]);
+    const durationMs = recordingDurationMs(plaintext);
+    expect(recordingSampleRate(plaintext)).toBe(16_000);
+    // The duration is rounded to the millisecond: the size it gives is the WAV's, or at most the slack (2.5 ms of audio, 160 bytes) above.
+    const wavBytes = recordingWav(plaintext, recordingSamples(durationMs, 16_000)).length;
+    expect(recordingWavBytes(durationMs, 16_000) - wavBytes).toBeGreaterThanOrEqual(0);
+    expect(recordingWavBytes(durationMs, 16_000) - wavBytes).toBeLessThanOrEqual(160);
+    expect(() => layoutRecording(plaintext, 3_000)).toThrow(RecordingTooLongError);
+    // Sparse: one sample every 100 ms for an hour is a few hundred kilobytes of plaintext, and
+    // would be 230 MB of WAV. The bound stops at the first frame past it.
+    const sparse = recorded(
+      16_000,
+      Array.from({ length: 36_000 }, (_, i): [RecordingSide, number, Int16Array] => ['caller', i * 100, tone(1, 1)]),
+    );
+    expect(sparse.length).toBeLessThan(500_000);
+    expect(recordingWavBytes(recordingDurationMs(sparse), 16_000)).toBeGreaterThan(200_000_000);
+    expect(() => recordingWav(sparse, recordingSamples(1_000, 16_000))).toThrow(RecordingTooLongError);
   });
 
   it('streams the same WAV as recordingWav, in pieces no larger than asked, from plaintext cut anywhere', async () => {

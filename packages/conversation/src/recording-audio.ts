@@ -60,6 +60,42 @@ export class RecordingTimeline {
   }
 }
 
+/** RecordingTooLongError is a recording whose frames lay out longer than its reader allows (its stored duration, or what one answer may hold). */
+export class RecordingTooLongError extends Error {
+  /** maxLength is the most samples per track the reader allowed. */
+  readonly maxLength: number;
+
+  constructor(maxLength: number) {
+    super(`the recording's frames lay out past ${maxLength} samples`);
+    this.name = 'RecordingTooLongError';
+    this.maxLength = maxLength;
+  }
+}
+
+/** recordingSampleRate is the sample rate a recording's plaintext declares in its header. */
+export function recordingSampleRate(plaintext: Uint8Array): number {
+  const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
+  if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 4).equals(MAGIC)) throw new Error('not a recording in format PRA1');
+  return bytes.readUInt32LE(4);
+}
+
+/**
+ * RECORDING_DURATION_SLACK_MS is how much longer than its stored duration a recording may lay
+ * out: the duration is rounded to the millisecond, and recordings stored before the orchestrator
+ * placed frames at their rounded moments lay out up to about a millisecond longer than it counted.
+ */
+const RECORDING_DURATION_SLACK_MS = 2;
+
+/** recordingSamples is how many samples per track `durationMs` of a recording at `sampleRate` lays out, at most (RECORDING_DURATION_SLACK_MS included). */
+export function recordingSamples(durationMs: number, sampleRate: number): number {
+  return Math.ceil(((durationMs + RECORDING_DURATION_SLACK_MS) * sampleRate) / 1000);
+}
+
+/** recordingWavBytes is the most the WAV recordingWav renders of `durationMs` at `sampleRate` weighs: its header and two 16-bit channels. */
+export function recordingWavBytes(durationMs: number, sampleRate: number): number {
+  return wavHeader(sampleRate, 0).length + recordingSamples(durationMs, sampleRate) * 4;
+}
+
 /** RecordingTracks are a recording laid out on one timeline: one track per side, same length. */
 export interface RecordingTracks {
   readonly sampleRate: number;
@@ -79,7 +115,7 @@ interface Placed {
  * moment it was heard or said, or right after that side's previous frame if that is later (the
  * agent's speech is sent a little ahead of real time, so its frames are played back to back).
  */
-function placeFrames(plaintext: Uint8Array): Placed {
+function placeFrames(plaintext: Uint8Array, maxLength = Number.POSITIVE_INFINITY): Placed {
   const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
   if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 4).equals(MAGIC)) throw new Error('not a recording in format PRA1');
   const sampleRate = bytes.readUInt32LE(4);
@@ -93,6 +129,8 @@ function placeFrames(plaintext: Uint8Array): Placed {
     const dataAt = at + RECORD_HEADER_BYTES;
     if (side > 1 || dataAt + count * 2 > bytes.length) throw new Error('recording truncated in a frame');
     const start = timeline.place(side, atMs, count);
+    // Checked frame by frame, before anything is allocated for the layout: a few sparse frames can name a timeline of hours.
+    if (timeline.length > maxLength) throw new RecordingTooLongError(maxLength);
     frames.push({ side, start, at: dataAt, count });
     at = dataAt + count * 2;
   }
@@ -105,9 +143,13 @@ export function recordingDurationMs(plaintext: Uint8Array): number {
   return Math.round((placed.length * 1000) / Math.max(1, placed.sampleRate));
 }
 
-/** layoutRecording lays a recording's frames out as two tracks of the same length (silence where a side said nothing). */
-export function layoutRecording(plaintext: Uint8Array): RecordingTracks {
-  const { sampleRate, frames, length } = placeFrames(plaintext);
+/**
+ * layoutRecording lays a recording's frames out as two tracks of the same length (silence where a
+ * side said nothing). With maxLength, frames that lay out longer throw RecordingTooLongError
+ * before the tracks are allocated.
+ */
+export function layoutRecording(plaintext: Uint8Array, maxLength?: number): RecordingTracks {
+  const { sampleRate, frames, length } = placeFrames(plaintext, maxLength);
   const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
   const tracks = [new Int16Array(length), new Int16Array(length)] as const;
   for (const f of frames) {
@@ -117,9 +159,9 @@ export function layoutRecording(plaintext: Uint8Array): RecordingTracks {
   return { sampleRate, caller: tracks[0], agent: tracks[1], durationMs: Math.round((length * 1000) / Math.max(1, sampleRate)) };
 }
 
-/** recordingWav renders a recording's plaintext as a two-channel 16-bit WAV file: left the caller, right the agent. */
-export function recordingWav(plaintext: Uint8Array): Uint8Array {
-  const tracks = layoutRecording(plaintext);
+/** recordingWav renders a recording's plaintext as a two-channel 16-bit WAV file: left the caller, right the agent (at most maxLength samples per track, as layoutRecording). */
+export function recordingWav(plaintext: Uint8Array, maxLength?: number): Uint8Array {
+  const tracks = layoutRecording(plaintext, maxLength);
   const wav = new wavefile.WaveFile();
   wav.fromScratch(2, tracks.sampleRate, '16', [tracks.caller, tracks.agent]);
   return wav.toBuffer();

@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,6 +36,29 @@ export const PORT_CLAIM_WINDOW_MS = 120_000;
 // hand it out (a stack then failed to start with EADDRINUSE).
 const claimsRoot = join(tmpdir(), `parley-port-claims-${process.getuid?.() ?? 'user'}`);
 
+/**
+ * privateClaimsRoot makes sure `root` is a directory of this user's that no other user can write
+ * (creating it 0700 when missing): its name is predictable in a shared temporary directory, so
+ * another local user could have made it first, or made it a symlink to somewhere this user may
+ * write or delete. Checked with lstat (a symlink is never followed) on every claim; when it is not
+ * such a directory, nothing is written or removed under it.
+ */
+export async function privateClaimsRoot(root: string): Promise<boolean> {
+  const uid = process.getuid?.();
+  if (uid === undefined) return false;
+  try {
+    await mkdir(root, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
+  }
+  try {
+    const found = await lstat(root);
+    return found.isDirectory() && found.uid === uid && (found.mode & 0o777) === 0o700;
+  } catch {
+    return false;
+  }
+}
+
 function probe(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const srv = createServer();
@@ -60,27 +83,37 @@ async function exists(path: string): Promise<boolean> {
  * claim records the port in this window's folder, failing when another process has (exclusive
  * create). A claim made in the window before or after also holds: two processes on either side
  * of a window's edge each create their file before looking at the other's window, so at least one
- * of them sees the other's file and gives the port up. Where the folder cannot be written,
- * processes cannot coordinate and the claim succeeds (this process's memory still applies).
+ * of them sees the other's file and gives the port up. Where the folder cannot be written, or is
+ * not this user's private directory (privateClaimsRoot), processes cannot coordinate and the
+ * claim succeeds (this process's memory still applies).
  */
-async function claim(port: number): Promise<boolean> {
+export async function claimPort(port: number, root = claimsRoot): Promise<boolean> {
+  if (!(await privateClaimsRoot(root))) return true;
   const window = Math.floor(Date.now() / PORT_CLAIM_WINDOW_MS);
-  const folder = join(claimsRoot, String(window));
+  const folder = join(root, String(window));
   try {
-    if ((await mkdir(folder, { recursive: true, mode: 0o700 })) !== undefined) await forgetOldWindows(window);
+    const opened = await mkdir(folder, { mode: 0o700 }).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') return false;
+        throw err;
+      },
+    );
+    if (opened) await forgetOldWindows(root, window);
     await writeFile(join(folder, String(port)), '', { flag: 'wx' });
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== 'EEXIST';
   }
-  const neighbours = [window - 1, window + 1].map((w) => exists(join(claimsRoot, String(w), String(port))));
+  const neighbours = [window - 1, window + 1].map((w) => exists(join(root, String(w), String(port))));
   return !(await Promise.all(neighbours)).some(Boolean);
 }
 
-// The process that opens a window removes the folders of windows that can no longer hold a claim.
-async function forgetOldWindows(window: number): Promise<void> {
-  const folders = await readdir(claimsRoot).catch(() => [] as string[]);
+// The process that opens a window removes the folders of windows that can no longer hold a claim
+// (inside the private root only: no other user can have put a link there).
+async function forgetOldWindows(root: string, window: number): Promise<void> {
+  const folders = await readdir(root).catch(() => [] as string[]);
   const old = folders.filter((name) => Number(name) < window - 1);
-  await Promise.all(old.map((name) => rm(join(claimsRoot, name), { recursive: true, force: true })));
+  await Promise.all(old.map((name) => rm(join(root, name), { recursive: true, force: true })));
 }
 
 /**
@@ -98,7 +131,7 @@ export async function freePort(): Promise<number> {
     // Remembered before the claim settles, so two calls of this process never race for one port.
     handedOut.push(port);
     if (handedOut.length > HANDED_OUT_MEMORY) handedOut.shift();
-    if (await claim(port)) return port;
+    if (await claimPort(port)) return port;
   }
   throw new Error('no free loopback port found that was not handed out or claimed already');
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { FailedPreconditionError } from '@parley/platform';
 import { describe, expect, it } from 'vitest';
 import { CiphertextMismatchError } from './errors.js';
 import { sealRecording } from './recording-envelope.js';
@@ -61,5 +62,33 @@ describe('recording format 2 (chunked)', () => {
     const key = randomBytes(32);
     const audio = randomBytes(5000);
     expect(await openAll(key, sealRecording(key, scope, audio), 100)).toEqual(audio);
+  });
+
+  it('refuses a format-1 blob larger than maxFormat1Bytes as soon as that much is read, and opens one within it', async () => {
+    const key = randomBytes(32);
+    const small = randomBytes(1_000);
+    const v1 = sealRecording(key, scope, small);
+    const within: Buffer[] = [];
+    for await (const c of openRecordingChunks(key, scope, pieces(v1, 100), { maxFormat1Bytes: 2_000 })) within.push(c);
+    expect(Buffer.concat(within)).toEqual(small);
+    const big = sealRecording(key, scope, randomBytes(100_000));
+    let read = 0;
+    const counted = async function* () {
+      for await (const p of pieces(big, 1_000)) {
+        read += p.length;
+        yield p;
+      }
+    };
+    await expect(
+      (async () => {
+        for await (const c of openRecordingChunks(key, scope, counted(), { maxFormat1Bytes: 10_000 })) void c;
+      })(),
+    ).rejects.toThrow(FailedPreconditionError);
+    expect(read).toBeLessThanOrEqual(11_000);
+    await expect(
+      (async () => {
+        for await (const c of openRecordingChunks(key, scope, [big], { maxFormat1Bytes: 10_000 })) void c;
+      })(),
+    ).rejects.toThrow(/recording r1 is stored in format 1 .*larger than the 10000 bytes a read may hold at once/);
   });
 });

@@ -10,7 +10,7 @@
 // The chunk's index (0, 1, 2, …) and whether it is the last are in its AAD, so a reordered,
 // dropped, repeated or cut-off chunk fails to authenticate or leaves the stream without a final
 // chunk; a blob must end exactly after its final chunk.
-import { InvalidArgumentError } from '@parley/platform';
+import { FailedPreconditionError, InvalidArgumentError } from '@parley/platform';
 import { aesGcmDecrypt, aesGcmEncrypt, DATA_KEY_BYTES, NONCE_BYTES, TAG_BYTES } from './aes-gcm.js';
 import { encodeAssociatedData, requireIdentifier } from './associated-data.js';
 import { CiphertextMismatchError } from './errors.js';
@@ -78,22 +78,36 @@ export class RecordingSealer {
   }
 }
 
+/** OpenRecordingOptions bound what opening a recording may hold. */
+export interface OpenRecordingOptions {
+  /**
+   * maxFormat1Bytes is the largest format-1 blob opened: it is one AES-GCM message, held whole
+   * (with its plaintext) until it authenticates, so a larger one throws FailedPreconditionError as
+   * soon as more than this has been read. Default: no bound.
+   */
+  readonly maxFormat1Bytes?: number | undefined;
+}
+
 /**
  * openRecordingChunks decrypts a recording blob read as a stream of byte pieces, yielding its
  * plaintext chunk by chunk (format 2), or the whole plaintext at once for a format-1 blob
- * (sealed in one piece before chunking existed). A changed, reordered, missing or extra chunk,
- * or a blob cut short, throws CiphertextMismatchError; nothing unauthenticated is yielded.
+ * (sealed in one piece before chunking existed; at most options.maxFormat1Bytes of it). A
+ * changed, reordered, missing or extra chunk, or a blob cut short, throws CiphertextMismatchError;
+ * nothing unauthenticated is yielded.
  */
 export async function* openRecordingChunks(
   dataKey: Uint8Array,
   scope: RecordingScope,
   blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: OpenRecordingOptions = {},
 ): AsyncGenerator<Buffer, void, undefined> {
   const key = keyBuffer(dataKey);
   const mismatch = (why: string) => new CiphertextMismatchError(`tenant ${scope.tenantId}, recording ${scope.recordingId} (${why})`);
   let pending = Buffer.alloc(0);
   let version: number | undefined;
   const v1: Buffer[] = [];
+  let v1Bytes = 0;
+  const maxFormat1Bytes = options.maxFormat1Bytes ?? Number.POSITIVE_INFINITY;
   let index = 0;
   let finished = false;
   for await (const piece of blob) {
@@ -105,6 +119,13 @@ export async function* openRecordingChunks(
       if (version === RECORDING_FORMAT_V2) pending = pending.subarray(1);
     }
     if (version === 1) {
+      v1Bytes += pending.length;
+      if (v1Bytes > maxFormat1Bytes) {
+        for (const held of v1) held.fill(0);
+        throw new FailedPreconditionError(
+          `recording ${scope.recordingId} is stored in format 1 (sealed whole, before recordings were sealed in chunks), which is opened whole, and is larger than the ${maxFormat1Bytes} bytes a read may hold at once (PARLEY_RECORDING_READ_MAX_BYTES), so it cannot be read`,
+        );
+      }
       v1.push(pending);
       pending = Buffer.alloc(0);
       continue;

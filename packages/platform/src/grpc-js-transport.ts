@@ -125,11 +125,14 @@ export function errorOfStatus(status: grpc.StatusObject): ConnectError {
       // Undecodable details: the code and message still say what happened.
     }
   }
-  if (!(code in Code) || code === 0) {
-    return new ConnectError(`invalid grpc-status: ${code}`, Code.Internal, trailer);
-  }
-  const err = new ConnectError(status.details, code as Code, trailer);
-  // As connect's own transports mark an error read from the wire: a server relaying it sends on its code and message, not these trailers.
+  // As connect's own transports mark an error read from the wire (an unknown code too): a server
+  // relaying it sends on its code and message, not these trailers.
+  if (!(code in Code) || code === 0) return fromWire(new ConnectError(`invalid grpc-status: ${code}`, Code.Internal, trailer));
+  return fromWire(new ConnectError(status.details, code as Code, trailer));
+}
+
+/** fromWire marks an error that carries the peer's trailers as read from the wire, so a relaying server never copies them into its own answer. */
+function fromWire(err: ConnectError): ConnectError {
   err.isWireError = true;
   return err;
 }
@@ -309,7 +312,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
           if (status.code !== grpc.status.OK) {
             err = caller?.aborted === true && status.code === grpc.status.CANCELLED ? abortReason(caller) : errorOfStatus(status);
             if (status.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS) {
-              err = new ConnectError('the operation timed out', Code.DeadlineExceeded, err.metadata, undefined, err);
+              err = fromWire(new ConnectError('the operation timed out', Code.DeadlineExceeded, err.metadata, undefined, err));
             }
           } else if (message === undefined) {
             err = new ConnectError('protocol error: missing output message for unary method', Code.Unimplemented);
@@ -450,7 +453,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
                 req.signal.aborted && s.code === grpc.status.CANCELLED
                   ? ConnectError.from(req.signal.reason, Code.Canceled)
                   : s.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS
-                    ? new ConnectError('the operation timed out', Code.DeadlineExceeded, errorOfStatus(s).metadata)
+                    ? fromWire(new ConnectError('the operation timed out', Code.DeadlineExceeded, errorOfStatus(s).metadata))
                     : errorOfStatus(s);
               // A status before any header (trailers-only) fails the call itself, as in connect.
               if (!started) {

@@ -193,7 +193,8 @@ export class CallRecording {
       );
       return;
     }
-    const atMs = performance.now() - this.#startedAt;
+    // Placed at the moment the frame stores (whole milliseconds), so the duration counted here is the one its layout gives.
+    const atMs = Math.max(0, Math.round(performance.now() - this.#startedAt));
     const frame = recordingFrame(side, atMs, samples);
     this.#timeline.place(side === 'caller' ? 0 : 1, atMs, samples.length);
     this.#pending.push(frame);

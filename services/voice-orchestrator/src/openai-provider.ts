@@ -176,19 +176,36 @@ export function providerEndpoint(baseUrl: string, path: string): string {
 
 /** MAX_BYTES_AFTER_DONE is how much of a body after `data: [DONE]` is read (and dropped) to keep its connection. */
 const MAX_BYTES_AFTER_DONE = 16 * 1024;
+/** MAX_EVENT_CHARS bounds what eventsource-parser may buffer of one unfinished line or event: the provider sits at a customer's base URL. */
+export const MAX_EVENT_CHARS = 1024 * 1024;
+/** MAX_STREAM_BYTES bounds the body of one answer, events of any kind together (a reply is a few kilobytes of chunks). */
+export const MAX_STREAM_BYTES = 16 * 1024 * 1024;
+/** MAX_REPLY_CHARS bounds the text of one reply: it is spoken and stored, and no spoken answer is this long. */
+export const MAX_REPLY_CHARS = 256 * 1024;
 
 /**
  * chunksOf reads a Chat Completions stream: server-sent events (parsed by eventsource-parser),
  * each `data` a JSON chunk, until `data: [DONE]` or the end of the body. An `error` event or a
  * chunk carrying `error` is the provider failing mid-stream (retryable before the first token, as
- * any failure); data that is not JSON is too.
+ * any failure); data that is not JSON is too. A line or event longer than MAX_EVENT_CHARS, or a
+ * body longer than MAX_STREAM_BYTES, fails the answer (not retried: the endpoint would send it
+ * again) instead of growing the orchestrator's memory.
  */
 async function* chunksOf(body: EgressStreamResponse['body']): AsyncGenerator<ChatCompletionChunk> {
   const events: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (event) => events.push(event) });
+  let overflow = false;
+  const parser = createParser({
+    onEvent: (event) => events.push(event),
+    maxBufferSize: MAX_EVENT_CHARS,
+    // Unknown fields and bad `retry` values are ignored, as an EventSource would; only the bound is fatal.
+    onError: (err) => {
+      if (err.type === 'max-buffer-size-exceeded') overflow = true;
+    },
+  });
   const text = new TextDecoder();
   let done = false;
   let afterDone = 0;
+  let received = 0;
   for await (const bytes of body) {
     // After [DONE] the body is read to its end (a little of it at most), so the connection goes
     // back to the pool instead of being closed under the next request.
@@ -197,7 +214,11 @@ async function* chunksOf(body: EgressStreamResponse['body']): AsyncGenerator<Cha
       if (afterDone > MAX_BYTES_AFTER_DONE) return;
       continue;
     }
+    received += bytes.length;
+    if (received > MAX_STREAM_BYTES)
+      throw new ProviderError(`LLM provider sent an answer longer than ${MAX_STREAM_BYTES} bytes`, { retryable: false });
     parser.feed(text.decode(bytes, { stream: true }));
+    if (overflow) throw new ProviderError(`LLM provider sent an event longer than ${MAX_EVENT_CHARS} characters`, { retryable: false });
     for (let i = 0; i < events.length && !done; i++) {
       const event = events[i]!;
       if (event.data === '[DONE]') {
@@ -291,6 +312,8 @@ export function openAiCompatibleProvider(settings: OpenAiLlmSettings, deps: Open
               if (!hasText) continue;
               gotToken = true;
               chars += delta.length;
+              if (chars > MAX_REPLY_CHARS)
+                throw new ProviderError(`LLM provider sent a reply longer than ${MAX_REPLY_CHARS} characters`, { retryable: false });
               yield delta;
             }
             clearTimeout(timer);

@@ -1,9 +1,24 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { createGroupCommit, nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
-import { FailedPreconditionError, NotFoundError, principalOf, requestTenant } from '@parley/platform';
+import {
+  CanceledError,
+  FailedPreconditionError,
+  NotFoundError,
+  principalOf,
+  requestTenant,
+  ResourceExhaustedError,
+} from '@parley/platform';
 import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
-import { planRecording, recordingWav, recordingWavPieces } from '@parley/conversation';
+import {
+  planRecording,
+  recordingSampleRate,
+  recordingSamples,
+  RecordingTooLongError,
+  recordingWav,
+  recordingWavBytes,
+  recordingWavPieces,
+} from '@parley/conversation';
 import type { HandlerContext } from '@connectrpc/connect';
 import {
   appendTranscriptTurn,
@@ -17,11 +32,21 @@ import {
 import type { Recording, TranscriptTurn } from '../db/tables.js';
 import { addRecording, getRecording, listRecordings } from '../recording.store.js';
 import { recordTurns, type TurnRecord, type TurnRecorded } from '../turn-record.store.js';
-import { blank, RECORDING_READ_MAX_BYTES, tenantScopes, type TenantDataDeps, type TenantDataHandlers } from './deps.js';
+import {
+  blank,
+  RECORDING_READ_MAX_BYTES,
+  RECORDING_READS_PER_REPLICA,
+  tenantScopes,
+  type TenantDataDeps,
+  type TenantDataHandlers,
+} from './deps.js';
 import { conversationMessage, recordingMessage, turnMessage } from './messages.js';
 
 /** RECORDING_STREAM_PIECE_BYTES is the most WAV one StreamRecordingAudio message carries. */
 const RECORDING_STREAM_PIECE_BYTES = 64 * 1024;
+
+/** MIN_RECORDING_SAMPLE_RATE is the lowest rate a call is recorded at (the orchestrator's SAMPLE_RATES): a duration's WAV is at least this big. */
+const MIN_RECORDING_SAMPLE_RATE = 8_000;
 
 /** TURN_RECORDS_PER_COMMIT bounds how many conversations' turn records one transaction stores. */
 const TURN_RECORDS_PER_COMMIT = 32;
@@ -56,6 +81,21 @@ export function conversationHandlers(
     // by for the later ones, and refusing fast (UNAVAILABLE) beats writing turns nobody waits for.
     { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records', gather: true },
   );
+  // Recording reads running on this replica now (recordingReadSlot).
+  let recordingReads = 0;
+  /** recordingReadSlot takes one of the replica's recording-read slots, or refuses the read at once when all are taken; the answer releases it. */
+  const recordingReadSlot = (): (() => void) => {
+    const max = deps.recordingReadsMax ?? RECORDING_READS_PER_REPLICA;
+    if (recordingReads >= max)
+      throw new ResourceExhaustedError(`this tenant-data replica is already reading ${max} recordings at once; try again in a few seconds`);
+    recordingReads++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      recordingReads--;
+    };
+  };
   /**
    * recordingRead finds the reference of a recording to read (in a short transaction: no
    * transaction waits on the blob store), and gives what both reads need: the blob store, the
@@ -229,77 +269,134 @@ export function conversationHandlers(
     },
 
     async readRecordingAudio(req, ctx) {
-      const read = await recordingRead(req, ctx);
-      const { recording, blobs } = read;
-      // One unary answer holds the whole WAV (and tenant-data the plaintext beside it): past the
-      // cap, the stream is the way to read it.
-      const cap = deps.recordingReadMaxBytes ?? RECORDING_READ_MAX_BYTES;
-      if (Number(recording.size_bytes) > cap)
-        throw new FailedPreconditionError(
-          `recording ${recording.id} is ${recording.size_bytes} bytes, above the ${cap} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
-        );
-      const blob = await blobs.read(recording.blob_key);
-      if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
-      const dataKey = await read.openKey();
-      let plaintext: Buffer;
+      const release = recordingReadSlot();
       try {
-        plaintext = await openRecordingAudio(dataKey, read.scope, blob, Number(recording.size_bytes));
+        return await readRecordingWav(req, ctx);
       } finally {
-        dataKey.fill(0);
+        release();
       }
-      const wav = recordingWav(plaintext);
-      plaintext.fill(0);
-      await read.audit();
-      return { recording: recordingMessage(recording), wav };
     },
 
     async *streamRecordingAudio(req, ctx) {
-      const read = await recordingRead(req, ctx);
-      const { recording, blobs } = read;
-      // Two passes over the blob, each decrypted chunk by chunk (format 2's AAD refuses a chunk
-      // changed, reordered, dropped or cut off): the first authenticates all of it and places the
-      // frames, so nothing is sent of a recording that does not open whole; the second lays the
-      // audio out and sends it on. Only the unsettled stretch of audio is held, never the recording.
-      const chunks = async function* () {
-        const blob = await blobs.read(recording.blob_key);
-        if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
-        for await (const chunk of openRecordingChunks(dataKey, read.scope, blob)) {
-          yield chunk;
-          chunk.fill(0);
-        }
-      };
-      const dataKey = await read.openKey();
+      const release = recordingReadSlot();
       try {
-        const plan = await planRecording(chunks());
-        await read.audit();
-        let first = true;
-        for await (const wav of recordingWavPieces(plan, chunks(), RECORDING_STREAM_PIECE_BYTES)) {
-          yield first ? { recording: recordingMessage(recording), wav } : { wav };
-          first = false;
-        }
+        yield* streamRecordingWav(req, ctx);
       } finally {
-        dataKey.fill(0);
+        release();
       }
     },
   };
+
+  /** readRecordingWav is ReadRecordingAudio within its slot: the whole WAV in one answer. */
+  async function readRecordingWav(req: { tenantId: string; conversationId: string; recordingId: string }, ctx: HandlerContext) {
+    const read = await recordingRead(req, ctx);
+    const { recording, blobs } = read;
+    // One unary answer holds the whole WAV (and tenant-data the plaintext beside it): past the
+    // cap, the stream is the way to read it.
+    const cap = deps.recordingReadMaxBytes ?? RECORDING_READ_MAX_BYTES;
+    const tooBig = (what: string) =>
+      new FailedPreconditionError(
+        `recording ${recording.id} is ${what}, above the ${cap} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+      );
+    if (Number(recording.size_bytes) > cap) throw tooBig(`${recording.size_bytes} bytes`);
+    // The WAV is as long as the call, not as its ciphertext (sparse frames store little and lay
+    // out long): its size at the lowest rate is known before anything is read or decrypted.
+    if (recordingWavBytes(recording.duration_ms, MIN_RECORDING_SAMPLE_RATE) > cap)
+      throw tooBig(
+        `${recording.duration_ms} ms long, at least ${recordingWavBytes(recording.duration_ms, MIN_RECORDING_SAMPLE_RATE)} bytes of WAV`,
+      );
+    const blob = await blobs.read(recording.blob_key, { signal: ctx.signal });
+    if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
+    const dataKey = await read.openKey();
+    let plaintext: Buffer;
+    try {
+      plaintext = await openRecordingAudio(dataKey, read.scope, blob, Number(recording.size_bytes), cap);
+    } finally {
+      dataKey.fill(0);
+    }
+    let wav: Uint8Array;
+    try {
+      // At its own rate, and laid out no longer than its stored duration says (so never past the cap).
+      const rate = recordingSampleRate(plaintext);
+      const wavBytes = recordingWavBytes(recording.duration_ms, rate);
+      if (wavBytes > cap) throw tooBig(`${recording.duration_ms} ms long at ${rate} Hz, ${wavBytes} bytes of WAV`);
+      wav = recordingWav(plaintext, recordingSamples(recording.duration_ms, rate));
+    } catch (err) {
+      if (err instanceof RecordingTooLongError)
+        throw new FailedPreconditionError(
+          `recording ${recording.id}'s audio runs past its stored duration of ${recording.duration_ms} ms; read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+        );
+      throw err;
+    } finally {
+      plaintext.fill(0);
+    }
+    await read.audit();
+    return { recording: recordingMessage(recording), wav };
+  }
+
+  /** streamRecordingWav is StreamRecordingAudio within its slot: the WAV in pieces. */
+  async function* streamRecordingWav(req: { tenantId: string; conversationId: string; recordingId: string }, ctx: HandlerContext) {
+    const read = await recordingRead(req, ctx);
+    const { recording, blobs } = read;
+    // A format-1 blob is one AES-GCM message, opened whole: the stream holds no more of it than a unary read would.
+    const maxFormat1Bytes = deps.recordingReadMaxBytes ?? RECORDING_READ_MAX_BYTES;
+    // Two passes over the blob, each decrypted chunk by chunk (format 2's AAD refuses a chunk
+    // changed, reordered, dropped or cut off): the first authenticates all of it and places the
+    // frames, so nothing is sent of a recording that does not open whole; the second lays the
+    // audio out and sends it on. Only the unsettled stretch of audio is held, never the recording.
+    // A caller that has gone stops the read: the blob read is cut (a stalled read too) and no
+    // further chunk is decrypted.
+    const chunks = async function* () {
+      const blob = await blobs.read(recording.blob_key, { signal: ctx.signal });
+      if (blob === undefined) throw new NotFoundError(`the audio of recording ${recording.id} is no longer in the blob store`);
+      for await (const chunk of openRecordingChunks(dataKey, read.scope, blob, { maxFormat1Bytes })) {
+        if (ctx.signal.aborted) {
+          chunk.fill(0);
+          throw new CanceledError(`the caller stopped reading recording ${recording.id}`);
+        }
+        yield chunk;
+        chunk.fill(0);
+      }
+    };
+    const dataKey = await read.openKey();
+    try {
+      const plan = await planRecording(chunks());
+      await read.audit();
+      let first = true;
+      for await (const wav of recordingWavPieces(plan, chunks(), RECORDING_STREAM_PIECE_BYTES)) {
+        yield first ? { recording: recordingMessage(recording), wav } : { wav };
+        first = false;
+      }
+    } finally {
+      dataKey.fill(0);
+    }
+  }
 }
 
 /**
  * openRecordingAudio decrypts a recording read from the blob store piece by piece (format 2 chunk
  * by chunk; format 1 in one piece) into one plaintext buffer: the ciphertext is never held whole,
  * and with the stored size known (the plaintext is never longer than its ciphertext) no chunk is
- * copied twice.
+ * copied twice. More than maxBytes of plaintext (or of a format-1 blob) is refused.
  */
 async function openRecordingAudio(
   dataKey: Uint8Array,
   scope: RecordingScope,
   blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   sizeBytes: number,
+  maxBytes: number,
 ): Promise<Buffer> {
   let out = Buffer.alloc(sizeBytes > 0 ? sizeBytes : 64 * 1024);
   let length = 0;
   try {
-    for await (const chunk of openRecordingChunks(dataKey, scope, blob)) {
+    for await (const chunk of openRecordingChunks(dataKey, scope, blob, { maxFormat1Bytes: maxBytes })) {
+      // A blob longer than its reference says is not laid out in memory past the cap either.
+      if (length + chunk.length > maxBytes) {
+        chunk.fill(0);
+        throw new FailedPreconditionError(
+          `recording ${scope.recordingId} holds more than the ${maxBytes} bytes one GetRecording answers (PARLEY_RECORDING_READ_MAX_BYTES); read it with ConversationService/StreamRecording (\`parley conversations recording\`)`,
+        );
+      }
       if (length + chunk.length > out.length) {
         const grown = Buffer.alloc(Math.max(out.length * 2, length + chunk.length));
         out.copy(grown, 0, 0, length);

@@ -22,6 +22,8 @@ export interface TenantDataDeps {
   readonly recordingKeys?: RecordingKeys | undefined;
   /** recordingReadMaxBytes is the largest stored recording ReadRecordingAudio answers in one message (larger: StreamRecordingAudio); default RECORDING_READ_MAX_BYTES. */
   readonly recordingReadMaxBytes?: number | undefined;
+  /** recordingReadsMax is how many recording reads (unary or streamed) this replica runs at once; default RECORDING_READS_PER_REPLICA. */
+  readonly recordingReadsMax?: number | undefined;
   /** onAudit is told after a transaction that recorded an audit event committed (wakes the outbox relay). */
   readonly onAudit?: () => void;
   /** logger is the process's (failed blob deletes are logged at warn). */
@@ -34,6 +36,13 @@ export interface TenantDataDeps {
  * the internal plane's 16 MiB message limit, which 6 MiB stored stays under.
  */
 export const RECORDING_READ_MAX_BYTES = 6 * 1024 * 1024;
+
+/**
+ * RECORDING_READS_PER_REPLICA bounds the recording reads one tenant-data replica runs at once:
+ * each holds a data key and decrypts a whole blob (twice, streamed), and a unary one holds up to
+ * twice the read cap in memory; more callers are refused fast rather than queued.
+ */
+export const RECORDING_READS_PER_REPLICA = 4;
 
 /** Trx is a tenant transaction on tenant-data's schema. */
 export type Trx = TenantTransaction<TenantDataDb>;
