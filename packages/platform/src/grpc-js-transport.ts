@@ -137,6 +137,15 @@ function fromWire(err: ConnectError): ConnectError {
   return err;
 }
 
+/**
+ * ownDeadlineFromWire marks the call's own deadline, when connect's stream runner fired it before
+ * grpc-js did (the signal's reason, the very error the runner throws), as the DEADLINE_EXCEEDED
+ * grpc-js would have read: whichever timer wins, a relaying server sends on a code and message only.
+ */
+function ownDeadlineFromWire(err: ConnectError): ConnectError {
+  return err.code === Code.DeadlineExceeded ? fromWire(err) : err;
+}
+
 function normalize(schema: DescMessage, value: unknown): Message {
   return isMessage(value, schema) ? value : create(schema, value as never);
 }
@@ -451,7 +460,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
             if (s.code !== grpc.status.OK) {
               failure ??=
                 req.signal.aborted && s.code === grpc.status.CANCELLED
-                  ? ConnectError.from(req.signal.reason, Code.Canceled)
+                  ? ownDeadlineFromWire(ConnectError.from(req.signal.reason, Code.Canceled))
                   : s.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS
                     ? fromWire(new ConnectError('the operation timed out', Code.DeadlineExceeded, errorOfStatus(s).metadata))
                     : errorOfStatus(s);
