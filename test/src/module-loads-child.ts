@@ -20,6 +20,14 @@ const platform = await import('@parley/platform');
 const guardrails = await import('@parley/guardrails');
 const egress = await import('@parley/egress');
 step('import');
+if (process.argv[2] === 'preload') {
+  // A client made with preload loads undici without any request (the orchestrator's, at start).
+  egress.createEgressHttp({ preload: true });
+  for (let i = 0; i < 500 && !loaded.some((u) => u.includes('/node_modules/undici/')); i++) await new Promise((r) => setTimeout(r, 10));
+  step('preload');
+  process.send?.(steps, () => process.exit(0));
+  await new Promise(() => undefined);
+}
 guardrails.compileGuardrailPolicy({ version: 2, sleepWindows: { windows: [], holidays: { country: 'DE' } } });
 step('holidays');
 // An allowed target where nothing listens: the request gets as far as connecting, and fails there.

@@ -40,6 +40,17 @@ describe('start-up imports', () => {
     expect(fromPackage(steps.fetch, 'undici')).not.toEqual([]);
   });
 
+  it("an egress client made with preload (the orchestrator's provider door) loads undici before any request", async () => {
+    const preloaded = await new Promise<Record<'import' | 'preload', string[]>>((resolve, reject) => {
+      const child = fork(CHILD, ['preload'], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      child.once('message', (m) => resolve(m as Record<'import' | 'preload', string[]>));
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`the child exited with ${code} without reporting`)));
+    });
+    expect(fromPackage(preloaded.import, 'undici')).toEqual([]);
+    expect(fromPackage(preloaded.preload, 'undici')).not.toEqual([]);
+  });
+
   it('telemetry with an OTLP endpoint loads the OTLP exporters, as ES modules (one @opentelemetry/core for the process)', () => {
     expect(fromPackage(steps.otlp, '@opentelemetry/exporter-trace-otlp-http')).not.toEqual([]);
     expect(fromPackage(steps.otlp, '@opentelemetry/exporter-metrics-otlp-http')).not.toEqual([]);

@@ -13,6 +13,11 @@ export interface EgressFetchOptions extends EgressCheckOptions {
   readonly connectTimeoutMs?: number;
   /** keepAliveMs is how long an idle pooled connection is kept (default 30 s). */
   readonly keepAliveMs?: number;
+  /**
+   * preload loads the HTTP client now rather than at the first request: for a process whose work
+   * is these requests (the orchestrator), so that no caller's first turn waits for the load.
+   */
+  readonly preload?: boolean;
   /** ca replaces the trusted roots (PEM), for a provider behind a private CA (and test stand-ins); default the system's. */
   readonly ca?: string;
   /**
@@ -118,6 +123,8 @@ export function createEgressHttp(options: EgressFetchOptions = {}): EgressHttp {
       request: undici.request,
       dispatcher: new undici.Agent({ connect, keepAliveTimeout: options.keepAliveMs ?? 30_000 }),
     })));
+  // A failed load is not swallowed: the first request awaits the same promise and throws it.
+  if (options.preload === true) loadClient().catch(() => undefined);
   const checked = async (url: string) => {
     const decision = await checkEgressTarget(url, precheck);
     if (!decision.allowed) throw new EgressRefusedError(decision.rule ?? 'url-syntax', decision.reason ?? 'target refused');

@@ -27,7 +27,8 @@ export type ProviderFetch = ((input: string | URL | Request, init?: RequestInit)
  * connection pool serves every conversation of the process, kept alive per provider origin.
  */
 export function createProviderFetch(policy: EgressPolicy = DEFAULT_EGRESS_POLICY, options: { ca?: string } = {}): ProviderFetch {
-  const egress = createEgressHttp({ policy, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
+  // Provider HTTP is this process's work: its client is loaded at start, not in a caller's first turn.
+  const egress = createEgressHttp({ policy, preload: true, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
   const fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     // The egress client's own undici does not recognise the platform's FormData and would send
     // "[object FormData]": an upload is encoded first (as the transcription adapter does).
