@@ -159,6 +159,23 @@ function abortReason(signal: AbortSignal): ConnectError {
   return ConnectError.from(signal.reason ?? new Error('This operation was aborted'), Code.Canceled);
 }
 
+/** DEADLINE_SLACK_MS: a DEADLINE_EXCEEDED this close to the call's own deadline is that deadline passing, not a peer's relayed one. */
+const DEADLINE_SLACK_MS = 5;
+
+/**
+ * errorOfEnd is the error a call that did not end OK ended with: `aborted` (the caller's abort, when
+ * there was one) for a cancelled call, the call's own deadline passing (grpc-js's
+ * DEADLINE_EXCEEDED at that deadline, as connect's transports word it), or the peer's status.
+ */
+function errorOfEnd(status: grpc.StatusObject, deadline: number, aborted: ConnectError | undefined): ConnectError {
+  if (aborted !== undefined && status.code === grpc.status.CANCELLED) return aborted;
+  const err = errorOfStatus(status);
+  if (status.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS) {
+    return fromWire(new ConnectError('the operation timed out', Code.DeadlineExceeded, err.metadata, undefined, err));
+  }
+  return err;
+}
+
 /**
  * LazySignal is the AbortSignal of one unary call as the interceptors see it, made only when
  * something reads it (connect's runUnaryCall makes two AbortControllers per call and aborts one at
@@ -206,9 +223,6 @@ class LazySignal {
     if (!this.#controller.signal.aborted) this.#controller.abort(err);
   }
 }
-
-/** DEADLINE_SLACK_MS: a DEADLINE_EXCEEDED this close to the call's own deadline is that deadline passing, not a peer's relayed one. */
-const DEADLINE_SLACK_MS = 5;
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // Each transport its own connection: a retired one (certificate rotation, a pod gone from DNS)
@@ -319,10 +333,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
           ended();
           let err: ConnectError | undefined;
           if (status.code !== grpc.status.OK) {
-            err = caller?.aborted === true && status.code === grpc.status.CANCELLED ? abortReason(caller) : errorOfStatus(status);
-            if (status.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS) {
-              err = fromWire(new ConnectError('the operation timed out', Code.DeadlineExceeded, err.metadata, undefined, err));
-            }
+            err = errorOfEnd(status, deadline, caller?.aborted === true ? abortReason(caller) : undefined);
           } else if (message === undefined) {
             err = new ConnectError('protocol error: missing output message for unary method', Code.Unimplemented);
           } else if (extra) {
@@ -458,12 +469,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
             ended();
             status = s;
             if (s.code !== grpc.status.OK) {
-              failure ??=
-                req.signal.aborted && s.code === grpc.status.CANCELLED
-                  ? ownDeadlineFromWire(ConnectError.from(req.signal.reason, Code.Canceled))
-                  : s.code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - DEADLINE_SLACK_MS
-                    ? fromWire(new ConnectError('the operation timed out', Code.DeadlineExceeded, errorOfStatus(s).metadata))
-                    : errorOfStatus(s);
+              failure ??= errorOfEnd(s, deadline, req.signal.aborted ? ownDeadlineFromWire(abortReason(req.signal)) : undefined);
               // A status before any header (trailers-only) fails the call itself, as in connect.
               if (!started) {
                 started = true;
