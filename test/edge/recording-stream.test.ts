@@ -60,6 +60,15 @@ async function readEvents(recordingId: string): Promise<number> {
   return ((res.body.events as unknown[] | undefined) ?? []).length;
 }
 
+/** cliEnv is the environment a `parley` CLI run against this stack gets (its own HOME and config). */
+const cliEnv = () => ({
+  HOME: blobDir,
+  PARLEY_CONFIG_DIR: join(blobDir, 'config'),
+  PARLEY_URL: stack.publicUrl,
+  PARLEY_CA: stack.pki.paths.caCert,
+  PARLEY_API_KEY: stack.bootstrap.apiKey,
+});
+
 describe('streamed recording reads', () => {
   it('streams a recording above the unary cap in pieces of at most 64 KiB, the same WAV, as one audited read; GetRecording refuses it naming the stream', async () => {
     const rec = await storeRecording(stack, blobDir, callAudio(6, RATE));
@@ -84,15 +93,7 @@ describe('streamed recording reads', () => {
 
     // The CLI reads it through the stream into a file of its own (mode 0600).
     const out = join(blobDir, 'call.wav');
-    const run = await runParley(['conversations', 'recording', rec.conversationId, rec.recordingId, '--out', out], {
-      env: {
-        HOME: blobDir,
-        PARLEY_CONFIG_DIR: join(blobDir, 'config'),
-        PARLEY_URL: stack.publicUrl,
-        PARLEY_CA: stack.pki.paths.caCert,
-        PARLEY_API_KEY: stack.bootstrap.apiKey,
-      },
-    });
+    const run = await runParley(['conversations', 'recording', rec.conversationId, rec.recordingId, '--out', out], { env: cliEnv() });
     expect(run.code, run.stderr).toBe(0);
     expect((await readFile(out)).equals(read.wav)).toBe(true);
     expect((await stat(out)).mode & 0o777).toBe(0o600);
@@ -251,15 +252,7 @@ describe('streamed recording reads', () => {
     expect(await readEvents(rec.recordingId)).toBe(0);
     // The CLI leaves no partial file behind.
     const out = join(blobDir, 'cut.wav');
-    const run = await runParley(['conversations', 'recording', rec.conversationId, rec.recordingId, '--out', out], {
-      env: {
-        HOME: blobDir,
-        PARLEY_CONFIG_DIR: join(blobDir, 'config'),
-        PARLEY_URL: stack.publicUrl,
-        PARLEY_CA: stack.pki.paths.caCert,
-        PARLEY_API_KEY: stack.bootstrap.apiKey,
-      },
-    });
+    const run = await runParley(['conversations', 'recording', rec.conversationId, rec.recordingId, '--out', out], { env: cliEnv() });
     expect(run.code).not.toBe(0);
     await expect(stat(out)).rejects.toThrow(/ENOENT/);
 

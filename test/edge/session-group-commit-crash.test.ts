@@ -18,20 +18,24 @@ afterAll(async () => {
   await stack?.stop();
 });
 
+/** memberHeaders are the principal headers the edge forwards with a workspace member's CreateSession. */
+const memberHeaders = () =>
+  principalHeaders({
+    tenantId: stack.bootstrap.tenantId,
+    kind: 'member',
+    id: stack.bootstrap.memberId,
+    scopes: ['sessions:create'],
+    source: '127.0.0.1',
+    userAgent: 'vitest',
+  });
+
 describe('group commit of session records', () => {
   it('records sessions an idle workspace is asked for together in one transaction, not the first alone and the rest after it', async () => {
     const agent = await stack.call('/parley.api.v1.AgentService/CreateAgent', { name: 'Burst bot', prompt: 'p' }, stack.bootstrap.apiKey);
     expect(agent.status, JSON.stringify(agent.body)).toBe(200);
     const agentId = (agent.body.agent as { id: string }).id;
     const identity = await stack.clientAs('edge', 'identity', IdentityService);
-    const headers = principalHeaders({
-      tenantId: stack.bootstrap.tenantId,
-      kind: 'member',
-      id: stack.bootstrap.memberId,
-      scopes: ['sessions:create'],
-      source: '127.0.0.1',
-      userAgent: 'vitest',
-    });
+    const headers = memberHeaders();
     const create = () => identity.createSession({ agentId, origin: '', subjectRef: '', ttlSeconds: 0 }, { headers });
     // The first asks tenant-data whether the agent is the workspace's; the bursts find it cached.
     await create();
@@ -54,14 +58,7 @@ describe('group commit of session records', () => {
     const agentId = (agent.body.agent as { id: string }).id;
     // As the edge forwards a workspace member's CreateSession.
     const identity = await stack.clientAs('edge', 'identity', IdentityService);
-    const headers = principalHeaders({
-      tenantId: stack.bootstrap.tenantId,
-      kind: 'member',
-      id: stack.bootstrap.memberId,
-      scopes: ['sessions:create'],
-      source: '127.0.0.1',
-      userAgent: 'vitest',
-    });
+    const headers = memberHeaders();
     const acknowledged: string[] = [];
     let failed = 0;
     let firstError: unknown;

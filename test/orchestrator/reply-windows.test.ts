@@ -18,7 +18,7 @@ import {
   type ServerFrame,
 } from '@parley/voice-orchestrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPublicStack, type PublicStack } from '../edge/fixture.js';
+import { pollUntil, startPublicStack, type PublicStack } from '../edge/fixture.js';
 import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js';
 
 let stack: PublicStack;
@@ -42,11 +42,6 @@ class CountedWindows extends ReplyWindows {
     this.opened++;
     return super.open();
   }
-}
-
-async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(done()).toBe(true);
 }
 
 describe('reply windows', () => {
@@ -111,7 +106,7 @@ describe('reply windows', () => {
     conversation.userText('hello');
     expect(windows.opened).toBe(1);
     expect(windows.quiet).toBe(false);
-    await until(() => frames.some((f) => f.type === 'assistant_text' && f.final));
+    await pollUntil(async () => frames.some((f) => f.type === 'assistant_text' && f.final), 5_000, 10);
     // The reply's text went while the window was open, and so did its first audio frame (the window
     // closes right after it); every later frame found it closed.
     expect(atText[0]).toBe(false);
