@@ -55,6 +55,18 @@ async function sequentially<T, R>(items: readonly T[], fn: (item: T) => Promise<
 }
 
 /**
+ * rewrapWrappedKeys rewraps KEK-wrapped data keys to the latest KEK version inside the provider, in
+ * one batch call where it has one (Vault's batch_input), and checks that every key came back.
+ */
+export async function rewrapWrappedKeys(kek: KekProvider, keys: readonly string[]): Promise<{ wrappedKey: string; kekVersion: number }[]> {
+  if (keys.length === 0) return [];
+  const next =
+    kek.rewrapDataKeys !== undefined ? await kek.rewrapDataKeys([...keys]) : await sequentially(keys, (k) => kek.rewrapDataKey(k));
+  if (next.length !== keys.length) throw new Error(`the KEK provider rewrapped ${next.length} of ${keys.length} keys`);
+  return next;
+}
+
+/**
  * rewrapAllDataKeys rewraps every stored data key that is below the latest KEK version, in
  * batches. It is resumable because progress lives in the data itself: a record whose wrapped
  * key already carries the target version is skipped, so an interrupted run (abort, crash, KEK
@@ -85,11 +97,12 @@ export async function rewrapAllDataKeys(kek: KekProvider, options: RewrapOptions
   let pending: WrappedKeyRecord[] = [];
   const rewrapPending = async (): Promise<void> => {
     if (pending.length === 0) return;
-    const keys = pending.map((r) => r.wrappedKey);
-    const next = kek.rewrapDataKeys !== undefined ? await kek.rewrapDataKeys(keys) : await sequentially(keys, (k) => kek.rewrapDataKey(k));
+    const next = await rewrapWrappedKeys(
+      kek,
+      pending.map((r) => r.wrappedKey),
+    );
     pending.forEach((record, i) => {
-      const done = next[i];
-      if (done === undefined) throw new Error(`the KEK provider rewrapped ${next.length} of ${pending.length} keys`);
+      const done = next[i] as { wrappedKey: string; kekVersion: number };
       batch.push({ id: record.id, previousWrappedKey: record.wrappedKey, wrappedKey: done.wrappedKey, kekVersion: done.kekVersion });
     });
     pending = [];

@@ -1,6 +1,13 @@
 import { auditDetails, recordAuditEvent, type AuditActor } from '@parley/audit-outbox';
 import { withTenant } from '@parley/db';
-import { rewrapAllDataKeys, type DataKeyCache, type EnvelopeLogger, type KekProvider, type KekVersions } from '@parley/envelope';
+import {
+  rewrapAllDataKeys,
+  rewrapWrappedKeys,
+  type DataKeyCache,
+  type EnvelopeLogger,
+  type KekProvider,
+  type KekVersions,
+} from '@parley/envelope';
 import type { Kysely } from 'kysely';
 import type { SecretsDatabase } from './db/tables.js';
 import { countKeysBelow, destroyExpiredVersions, listKeyTenants, saveRewrappedKeys, staleWrappedKeys } from './maintenance.store.js';
@@ -111,15 +118,14 @@ export async function rewrapRecordingKeys(
         if (sealed.kekVersion >= targetVersion) current.push({ ...k, previousWrappedKey: k.wrappedKey, kekVersion: sealed.kekVersion });
         else stale.push({ ...k, sealed });
       }
-      const wrapped = stale.map((k) => k.sealed.wrappedDataKey);
-      let next: { wrappedKey: string; kekVersion: number }[] = [];
-      if (wrapped.length > 0 && deps.kek.rewrapDataKeys !== undefined) next = await deps.kek.rewrapDataKeys(wrapped);
-      else for (const w of wrapped) next.push(await deps.kek.rewrapDataKey(w));
+      const next = await rewrapWrappedKeys(
+        deps.kek,
+        stale.map((k) => k.sealed.wrappedDataKey),
+      );
       const batch = [
         ...current,
         ...stale.map((k, i) => {
-          const done = next[i];
-          if (done === undefined) throw new Error(`the KEK provider rewrapped ${next.length} of ${stale.length} recording keys`);
+          const done = next[i] as { wrappedKey: string; kekVersion: number };
           const wrappedKey = encodeSealed({ ...k.sealed, wrappedDataKey: done.wrappedKey, kekVersion: done.kekVersion });
           return { recordingId: k.recordingId, previousWrappedKey: k.wrappedKey, wrappedKey, kekVersion: done.kekVersion };
         }),
