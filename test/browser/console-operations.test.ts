@@ -276,14 +276,32 @@ describe('console operations in a browser', () => {
     expect(options).not.toContain(doomed);
     await page.select('#workspace-switch', mine);
     // Through the identity provider again (its page, or straight back when it remembers the person).
-    await page.waitForFunction(
-      (sub) =>
-        document.querySelector(`button[value="${sub}"]`) !== null ||
-        document.querySelector('#who')?.textContent?.includes('workspace') === true,
-      { timeout: 30_000 },
-      DEV_OIDC_USER.sub,
-    );
-    if ((await page.$(`button[value="${DEV_OIDC_USER.sub}"]`)) !== null) await page.click(`button[value="${DEV_OIDC_USER.sub}"]`);
+    // Pages change under these checks (a check can meet a page that is navigating away), so each
+    // look is taken again until the console names the new workspace; the person is picked once.
+    const deadline = Date.now() + 30_000;
+    let picked = false;
+    for (;;) {
+      const at = await page
+        .evaluate(
+          (sub, id) =>
+            document.querySelector(`button[value="${sub}"]`) !== null
+              ? 'provider'
+              : document.querySelector('#who')?.textContent?.includes(id) === true
+                ? 'switched'
+                : 'between',
+          DEV_OIDC_USER.sub,
+          mine,
+        )
+        .catch(() => 'between');
+      if (at === 'switched') break;
+      if (at === 'provider' && !picked)
+        picked = await page.click(`button[value="${DEV_OIDC_USER.sub}"]`).then(
+          () => true,
+          () => false,
+        );
+      if (Date.now() > deadline) throw new Error(`the console did not come back on workspace ${mine} within 30 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await page.waitForFunction((id) => document.querySelector('#who')?.textContent?.includes(id), { timeout: 30_000 }, mine);
     expect(await page.$eval('#who', (el) => el.textContent)).toContain('owner');
     await c.tab.screenshot('console-workspace-switched');
