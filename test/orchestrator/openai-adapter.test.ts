@@ -211,7 +211,7 @@ describe('OpenAI-compatible adapter', () => {
       expect(got).toEqual(['Hello ']);
       expect(standin.requests.length - before).toBe(1);
       // The adapter hung up once the bound was passed: what it was sent (and could have held) stays near 1 MiB.
-      await expect.poll(() => standin.endlessBytesSent).toBeGreaterThan(MAX_EVENT_CHARS);
+      await expect.poll(() => standin.endlessBytesSent, { timeout: 15_000 }).toBeGreaterThan(MAX_EVENT_CHARS);
       expect(standin.endlessBytesSent).toBeLessThan(MAX_EVENT_CHARS + 4 * 1024 * 1024);
     } finally {
       standin.setMode('up');
@@ -224,7 +224,7 @@ describe('OpenAI-compatible adapter', () => {
       await expect(
         collect(adapter({ maxRetries: 2 }).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
       ).rejects.toMatchObject({ name: 'ProviderError', message: `LLM provider sent an answer longer than ${MAX_STREAM_BYTES} bytes` });
-      await expect.poll(() => standin.endlessBytesSent).toBeGreaterThan(MAX_STREAM_BYTES);
+      await expect.poll(() => standin.endlessBytesSent, { timeout: 15_000 }).toBeGreaterThan(MAX_STREAM_BYTES);
       expect(standin.endlessBytesSent).toBeLessThan(MAX_STREAM_BYTES + 4 * 1024 * 1024);
     } finally {
       standin.setMode('up');
