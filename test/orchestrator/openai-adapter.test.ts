@@ -153,7 +153,7 @@ describe('OpenAI-compatible adapter', () => {
     await expect(
       collect(adapter({ timeoutMs: 300, maxRetries: 0 }).streamReply([{ role: 'user', content: 'x' }], new AbortController().signal)),
     ).rejects.toThrow(/timed out/);
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - started).toBeLessThan(30_000); // not the pool's 5 minutes; slack for a loaded machine
     standin.setMode('up');
   });
 
@@ -175,7 +175,7 @@ describe('OpenAI-compatible adapter', () => {
       expect(err).toBeInstanceOf(ProviderError);
       expect((err as Error).message).toMatch(/LLM provider timed out/);
       expect(got.length).toBeGreaterThan(0);
-      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(Date.now() - started).toBeLessThan(30_000); // not the pool's 5 minutes; slack for a loaded machine
     } finally {
       standin.setMode('up');
     }
