@@ -228,6 +228,24 @@ describe('the grpc-js internal client', () => {
     expect(await failures('integrations', 'tls')).toBeGreaterThanOrEqual(before + 2);
   });
 
+  it('counts a client certificate the server refuses (another CA) as a TLS failure', async () => {
+    const peer = await startPeer(0, pki.files('lifecycle'));
+    const before = await failures('lifecycle', 'tls');
+    const client = createServiceClient(EchoService, {
+      baseUrl: `https://localhost:${peer.port}`,
+      // Our certificate from another CA, and that CA as the one we trust: the server refuses us.
+      certificates: await CertificateSource.open({ ...(await pki.foreign('edge')), caFile: pki.paths.caCert }),
+      expect: 'lifecycle',
+      trustDomain: 'parley.local',
+    });
+    const err = await errorOf(client.echo({ message: 'x' }));
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.rawMessage).toMatch(/^TLS handshake with lifecycle at localhost:\d+ failed: /);
+    expect(err.rawMessage).toContain("refused this service's client certificate");
+    expect(await failures('lifecycle', 'tls')).toBeGreaterThan(before);
+    client.close();
+  });
+
   it('logs a peer name that stops resolving once, not on every refresh, and once when it resolves again', async () => {
     const lines: { msg?: string; level?: number }[] = [];
     const destination = new Writable({

@@ -86,8 +86,18 @@ const REASON_WEIGHT: Record<ConnectionFailureReason, number> = { refused: 1, oth
 /** GRPC_STAMP is the time grpc-js appends to a connection error, " (2026-12-02T05:00:00.000Z)". */
 const GRPC_STAMP = /\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)\s*$/;
 
+/**
+ * CLOSED_AFTER_HANDSHAKE is grpc-js's word for a connection whose TLS handshake succeeded and that
+ * closed before the server's HTTP/2 settings came. Under TLS 1.3 that is how a server refusing our
+ * client certificate looks from here: Node reports no alert, only the close.
+ */
+const CLOSED_AFTER_HANDSHAKE = /^(Error: )?Failed to connect\b/;
+
 /** cleanDetail is a connection error as a person reads it: without grpc-js's "Error: " and time stamps. */
 function cleanDetail(message: string): string {
+  if (CLOSED_AFTER_HANDSHAKE.test(message)) {
+    return "the server closed the connection right after the TLS handshake: it refused this service's client certificate (not from the CA it trusts, expired, or without a SPIFFE ID)";
+  }
   return message
     .replace(/^Error: /, '')
     .replace(GRPC_STAMP, '')
@@ -98,6 +108,7 @@ function cleanDetail(message: string): string {
 /** classifyConnectionError reads the reason of a failed connection attempt from its error text (Node's and OpenSSL's words). */
 export function classifyConnectionError(message: string): ConnectionFailureReason {
   if (/ECONNREFUSED/.test(message)) return 'refused';
+  if (CLOSED_AFTER_HANDSHAKE.test(message)) return 'tls';
   if (/ETIMEDOUT|timed out|timeout/i.test(message)) return 'timeout';
   if (/certificate|SSL|TLS|self[- ]signed|unable to (get|verify)|CERT_|handshake/i.test(message)) return 'tls';
   return 'other';
