@@ -48,8 +48,10 @@ class WatchedPickFirst implements grpc.experimental.LoadBalancer {
           return subchannel;
         },
         updateState: (state, picker, errorMessage) => {
-          helper.updateState(state, picker, errorMessage);
+          // First: the calls this state fails read its failure; calls it lets go resume a microtask
+          // later, on the picker set below.
           this.#watch?.reported(state, errorMessage);
+          helper.updateState(state, picker, errorMessage);
         },
       }),
     );

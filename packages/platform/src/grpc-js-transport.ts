@@ -422,135 +422,138 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
       call.halfClose();
     });
 
-  const streamNext =
-    (deadline: number) =>
-    (req: StreamRequest): Promise<StreamResponse> => {
+  const streamNext = (deadline: number) => {
+    const start = streamStart(deadline);
+    return (req: StreamRequest): Promise<StreamResponse> => {
       const ready = readyOnce(deadline, req.signal);
-      return ready === undefined ? streamCall(deadline, req) : ready.then(() => streamCall(deadline, req));
+      return ready === undefined ? start(req) : ready.then(() => start(req));
     };
+  };
 
-  const streamCall = (deadline: number, req: StreamRequest): Promise<StreamResponse> =>
-    new Promise<StreamResponse>((resolve, reject) => {
-      if (closed) {
-        reject(new ConnectError('the client was closed', Code.Unavailable));
-        return;
-      }
-      let requestMetadata: grpc.Metadata;
-      try {
-        requestMetadata = metadataOfHeaders(req.header);
-      } catch (err) {
-        reject(ConnectError.from(err, Code.Internal));
-        return;
-      }
-      inFlight += 1;
-      const call: AnyCall = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
-      const input = req.method.input;
-      const output = req.method.output;
-      // Messages received and not yet read, and the readers waiting for one.
-      const queue: Message[] = [];
-      const waiting: { resolve(r: IteratorResult<Message>): void; reject(e: unknown): void }[] = [];
-      let status: grpc.StatusObject | undefined;
-      let failure: ConnectError | undefined;
-      let started = false;
-      let reading = false;
-      const settle = () => {
-        while (waiting.length > 0) {
-          const w = waiting.shift() as (typeof waiting)[number];
-          const next = queue.shift();
-          if (next !== undefined) w.resolve({ value: next, done: false });
-          else if (failure !== undefined) w.reject(failure);
-          else if (status !== undefined) w.resolve({ value: undefined, done: true });
-          else {
-            waiting.unshift(w);
-            if (!reading) {
-              reading = true;
-              call.startRead();
-            }
-            return;
-          }
+  const streamStart =
+    (deadline: number) =>
+    (req: StreamRequest): Promise<StreamResponse> =>
+      new Promise<StreamResponse>((resolve, reject) => {
+        if (closed) {
+          reject(new ConnectError('the client was closed', Code.Unavailable));
+          return;
         }
-      };
-      let headerOut: Headers | undefined;
-      let trailerOut: Headers | undefined;
-      let headerMetadata: grpc.Metadata | undefined;
-      const respond = () => {
-        if (started) return;
-        started = true;
-        resolve({
-          ...req,
-          get header() {
-            return (headerOut ??= headersOfMetadata(headerMetadata));
-          },
-          get trailer() {
-            return (trailerOut ??= headersOfMetadata(status?.metadata));
-          },
-          message: {
-            [Symbol.asyncIterator]: () => ({
-              next: () =>
-                new Promise<IteratorResult<Message>>((res, rej) => {
-                  waiting.push({ resolve: res, reject: rej });
-                  settle();
-                }),
-              return: () => {
-                // The reader stopped early: the call is not needed any more.
-                if (status === undefined) call.cancelWithStatus(grpc.status.CANCELLED, 'the reader stopped');
-                return Promise.resolve({ value: undefined, done: true as const });
-              },
-            }),
-          },
-        } as StreamResponse);
-      };
-      const onAbort = () => call.cancelWithStatus(grpc.status.CANCELLED, 'the caller aborted the call');
-      req.signal.addEventListener('abort', onAbort, { once: true });
-      call.start(requestMetadata, {
-        onReceiveMetadata(metadata) {
-          headerMetadata = metadata;
-          respond();
-        },
-        onReceiveMessage(received: Buffer) {
-          reading = false;
-          try {
-            queue.push(fromBinary(output, received));
-          } catch (e) {
-            failure ??= ConnectError.from(e, Code.Internal);
-            call.cancelWithStatus(grpc.status.INTERNAL, 'undecodable response message');
-          }
-          settle();
-        },
-        onReceiveStatus(s) {
-          req.signal.removeEventListener('abort', onAbort);
-          ended();
-          status = s;
-          if (s.code !== grpc.status.OK) {
-            failure ??= endError(s, deadline, req.signal.aborted ? ownDeadlineFromWire(abortReason(req.signal)) : undefined);
-            // A status before any header (trailers-only) fails the call itself, as in connect.
-            if (!started) {
-              started = true;
-              reject(failure);
+        let requestMetadata: grpc.Metadata;
+        try {
+          requestMetadata = metadataOfHeaders(req.header);
+        } catch (err) {
+          reject(ConnectError.from(err, Code.Internal));
+          return;
+        }
+        inFlight += 1;
+        const call: AnyCall = channel.createCall(pathOf(req.method).path, deadline, null, null, null);
+        const input = req.method.input;
+        const output = req.method.output;
+        // Messages received and not yet read, and the readers waiting for one.
+        const queue: Message[] = [];
+        const waiting: { resolve(r: IteratorResult<Message>): void; reject(e: unknown): void }[] = [];
+        let status: grpc.StatusObject | undefined;
+        let failure: ConnectError | undefined;
+        let started = false;
+        let reading = false;
+        const settle = () => {
+          while (waiting.length > 0) {
+            const w = waiting.shift() as (typeof waiting)[number];
+            const next = queue.shift();
+            if (next !== undefined) w.resolve({ value: next, done: false });
+            else if (failure !== undefined) w.reject(failure);
+            else if (status !== undefined) w.resolve({ value: undefined, done: true });
+            else {
+              waiting.unshift(w);
+              if (!reading) {
+                reading = true;
+                call.startRead();
+              }
               return;
             }
           }
-          respond();
-          settle();
-        },
+        };
+        let headerOut: Headers | undefined;
+        let trailerOut: Headers | undefined;
+        let headerMetadata: grpc.Metadata | undefined;
+        const respond = () => {
+          if (started) return;
+          started = true;
+          resolve({
+            ...req,
+            get header() {
+              return (headerOut ??= headersOfMetadata(headerMetadata));
+            },
+            get trailer() {
+              return (trailerOut ??= headersOfMetadata(status?.metadata));
+            },
+            message: {
+              [Symbol.asyncIterator]: () => ({
+                next: () =>
+                  new Promise<IteratorResult<Message>>((res, rej) => {
+                    waiting.push({ resolve: res, reject: rej });
+                    settle();
+                  }),
+                return: () => {
+                  // The reader stopped early: the call is not needed any more.
+                  if (status === undefined) call.cancelWithStatus(grpc.status.CANCELLED, 'the reader stopped');
+                  return Promise.resolve({ value: undefined, done: true as const });
+                },
+              }),
+            },
+          } as StreamResponse);
+        };
+        const onAbort = () => call.cancelWithStatus(grpc.status.CANCELLED, 'the caller aborted the call');
+        req.signal.addEventListener('abort', onAbort, { once: true });
+        call.start(requestMetadata, {
+          onReceiveMetadata(metadata) {
+            headerMetadata = metadata;
+            respond();
+          },
+          onReceiveMessage(received: Buffer) {
+            reading = false;
+            try {
+              queue.push(fromBinary(output, received));
+            } catch (e) {
+              failure ??= ConnectError.from(e, Code.Internal);
+              call.cancelWithStatus(grpc.status.INTERNAL, 'undecodable response message');
+            }
+            settle();
+          },
+          onReceiveStatus(s) {
+            req.signal.removeEventListener('abort', onAbort);
+            ended();
+            status = s;
+            if (s.code !== grpc.status.OK) {
+              failure ??= endError(s, deadline, req.signal.aborted ? ownDeadlineFromWire(abortReason(req.signal)) : undefined);
+              // A status before any header (trailers-only) fails the call itself, as in connect.
+              if (!started) {
+                started = true;
+                reject(failure);
+                return;
+              }
+            }
+            respond();
+            settle();
+          },
+        });
+        // Write the request messages as they come, waiting for each to be written (flow control).
+        void (async () => {
+          try {
+            for await (const m of req.message) {
+              if (status !== undefined) return;
+              const bytes = asBuffer(toBinary(input, normalize(input, m)));
+              await new Promise<void>((done) => call.sendMessageWithContext({ callback: () => done() }, bytes));
+            }
+            if (status === undefined) call.halfClose();
+          } catch (err) {
+            if (status === undefined) {
+              failure ??= ConnectError.from(err, Code.Internal);
+              call.cancelWithStatus(grpc.status.CANCELLED, 'the request stream failed');
+            }
+          }
+        })();
       });
-      // Write the request messages as they come, waiting for each to be written (flow control).
-      void (async () => {
-        try {
-          for await (const m of req.message) {
-            if (status !== undefined) return;
-            const bytes = asBuffer(toBinary(input, normalize(input, m)));
-            await new Promise<void>((done) => call.sendMessageWithContext({ callback: () => done() }, bytes));
-          }
-          if (status === undefined) call.halfClose();
-        } catch (err) {
-          if (status === undefined) {
-            failure ??= ConnectError.from(err, Code.Internal);
-            call.cancelWithStatus(grpc.status.CANCELLED, 'the request stream failed');
-          }
-        }
-      })();
-    });
 
   return {
     async unary<I extends DescMessage, O extends DescMessage>(
