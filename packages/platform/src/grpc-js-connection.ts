@@ -13,10 +13,16 @@ const { connectivityState } = grpc;
  * pinned exactly).
  */
 const WATCHED_PICK_FIRST = 'parley_watched_pick_first';
+const WATCHES = Symbol.for('parley.grpc-js.connection-watches');
 
-/** watches holds the ConnectionWatch of each live channel, by the id its service config carries. */
-const watches = new Map<number, ConnectionWatch>();
-let nextWatchId = 1;
+/**
+ * watches holds the ConnectionWatch of each live channel, by the id its service config carries.
+ * Process-wide, like grpc-js's registry of policies: were this module loaded twice, the policy
+ * registered last must still find the watches of the first.
+ */
+const shared = globalThis as { [WATCHES]?: { byId: Map<number, ConnectionWatch>; nextId: number } };
+const registry = (shared[WATCHES] ??= { byId: new Map(), nextId: 1 });
+const watches = registry.byId;
 
 class WatchedPickFirstConfig implements grpc.experimental.TypedLoadBalancingConfig {
   constructor(readonly watchId: number) {}
@@ -137,7 +143,7 @@ const RETRY_SPACING_MS = 250;
  * channel in TRANSIENT_FAILURE wait for one fresh attempt instead of failing unsent.
  */
 export class ConnectionWatch {
-  readonly id = nextWatchId++;
+  readonly id = registry.nextId++;
   /** failure is the last failed attempt, until a connection is made. */
   failure: ConnectionFailure | undefined;
   #round: { reason: ConnectionFailureReason; detail: string } | undefined;
