@@ -20,13 +20,19 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createClient, createRouterTransport, type Client } from '@connectrpc/connect';
 import {
+  appendBatchToChain,
+  appendIfHeadUnmoved,
   ChainVerifier,
   checkpointStatement,
   createAuditService,
+  createChainAppender,
   eventHash,
+  forTenant,
   GENESIS_HASH,
   keyIdOf,
+  MAX_APPEND_BATCH,
   SealedKeyCheckpointSigner,
+  toNewEvent,
   type AuditDb,
   type ChainEvent,
 } from '@parley/audit';
@@ -64,6 +70,12 @@ export interface AuditBenchResult {
     unchained: LoadResult;
     /** cpu is CPU time per event of the deployed audit process and of the floor's process (less moved by other load than rates). */
     cpu: Cpu;
+    /**
+     * ceiling is the one-chain cell with nothing between a commit and the next batch: 8 callers
+     * of the service's own chain appender in this process (no RPC, no handler), on a chain of
+     * their own, so it is what the chain's serial commits alone allow.
+     */
+    ceiling?: LoadResult;
     /** inMemory is the one-chain cell measured as in sessions 5-7 (handlers in this process, in-memory Connect transport), for comparison. */
     inMemory?: LoadResult;
     chainedEventsPerSecond: number;
@@ -117,7 +129,7 @@ async function measureAppends(
   eventsPerCall: number,
   deployed: DeployedAudit,
   alsoInMemory: boolean,
-): Promise<{ chained: LoadResult; unchained: LoadResult; inMemory?: LoadResult; cpu: Cpu }> {
+): Promise<{ chained: LoadResult; unchained: LoadResult; inMemory?: LoadResult; ceiling?: LoadResult; cpu: Cpu }> {
   // The admin logs in and assumes the audit role: RLS and the grants apply as for the service.
   const db = createDb<AuditDb>(url, { max: WRITERS + 2, role: roleFor('audit'), searchPath: SCHEMA });
   const owner = createDb<unknown>(url, { max: WRITERS + 2, searchPath: SCHEMA });
@@ -125,12 +137,8 @@ async function measureAppends(
   try {
     const kek = await LocalKeyringKekProvider.open({ path: join(dir, 'keyring.json'), logger: silentLogger });
     const signer = await SealedKeyCheckpointSigner.open({ path: join(dir, 'key.json'), kek });
-    const impl = createAuditService({
-      db,
-      signer,
-      policy: { everyEvents: 1000, everyMs: 60_000 },
-      logger: { ...silentLogger, error() {} },
-    });
+    const policy = { everyEvents: 1000, everyMs: 60_000 };
+    const impl = createAuditService({ db, signer, policy, logger: { ...silentLogger, error() {} } });
     const inMemoryClient = createClient(
       AuditService,
       createRouterTransport(({ service }) => service(AuditService, impl)),
@@ -159,6 +167,23 @@ async function measureAppends(
             }),
           { concurrency: WRITERS, seconds, warmupSeconds: 1 },
         )
+      : undefined;
+    // The same writer the service builds (the one-statement append, the locking path for checkpoints).
+    const appender = createChainAppender(
+      {
+        appendIfHeadUnmoved: (tenantId, from, batch) => appendIfHeadUnmoved(db, tenantId, from, batch),
+        appendLocked: (tenantId, appends) => forTenant(db, tenantId, (trx) => appendBatchToChain(trx, tenantId, appends, signer, policy)),
+      },
+      policy,
+      MAX_APPEND_BATCH,
+    );
+    const alone = randomUUID();
+    const ceiling = alsoInMemory
+      ? await closedLoop(() => appender.append(alone, [toNewEvent(wireEvent(alone), 0)]), {
+          concurrency: WRITERS,
+          seconds,
+          warmupSeconds: 1,
+        })
       : undefined;
     // Floor: same columns into a plain table, no head lock, no hashing.
     // With the log's indexes (its secondary indexes and the unique id), without its chain key.
@@ -189,7 +214,7 @@ async function measureAppends(
     );
     const floorCpu = process.cpuUsage(floorCpu0);
     const cpu = { deployedMsPerEvent, floorMsPerEvent: (floorCpu.user + floorCpu.system) / 1000 / events };
-    return { chained, unchained, ...(inMemory !== undefined ? { inMemory } : {}), cpu };
+    return { chained, unchained, ...(inMemory !== undefined ? { inMemory } : {}), ...(ceiling !== undefined ? { ceiling } : {}), cpu };
   } finally {
     await db.destroy();
     await owner.destroy();
@@ -334,6 +359,7 @@ export async function runAuditBenchmark(options: AuditBenchOptions): Promise<Aud
     }
     const [one, many = one, batched = one] = appends as [(typeof appends)[0], ...(typeof appends)[0][]];
     const inMemory = one.inMemory?.rps ?? 0;
+    const ceiling = one.ceiling?.rps ?? 0;
     const summary = {
       'one tenant chain, 8 writers': figure(one.chainedEventsPerSecond, 'events/s', '>= 2000', one.chainedEventsPerSecond >= 2000),
       'one tenant chain, 8 writers / unchained floor': figure(one.ratio, '×', '>= 0.8', one.ratio >= 0.8),
@@ -344,6 +370,8 @@ export async function runAuditBenchmark(options: AuditBenchOptions): Promise<Aud
         'reported',
         true,
       ),
+      'one tenant chain, 8 callers of the chain appender itself (no RPC, no handler)': figure(ceiling, 'events/s', 'reported', true),
+      'one tenant chain, the chain appender itself / unchained floor': figure(ceiling / one.unchained.rps, '×', 'reported', true),
       'one tenant chain: audit process CPU per event': figure(one.cpu.deployedMsPerEvent, 'ms', 'reported', true),
       'one tenant chain: floor process CPU per event': figure(one.cpu.floorMsPerEvent, 'ms', 'reported', true),
       '100 tenants, 8 writers, 1 event per call': figure(many.chainedEventsPerSecond, 'events/s', 'reported', true),
