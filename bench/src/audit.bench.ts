@@ -120,6 +120,8 @@ interface Cpu {
   deployedMsPerEvent: number;
   /** floorMsPerEvent is the bench process's over the floor cell, which does all the floor's work. */
   floorMsPerEvent: number;
+  /** writersMsPerEvent is the bench process's over the deployed cell: the writers' side of the call (making the event, the grpc-js client). */
+  writersMsPerEvent: number;
 }
 
 async function measureAppends(
@@ -151,12 +153,15 @@ async function measureAppends(
       return Array.from({ length: eventsPerCall }, () => wireEvent(pick()));
     };
     const deployedCpu0 = await cpuMs(deployed.pid);
+    const writersCpu0 = process.cpuUsage();
     const chained = await closedLoop(() => deployed.client.appendEvents({ events: call() }), {
       concurrency: WRITERS,
       seconds,
       warmupSeconds: 1,
     });
+    const writersCpu = process.cpuUsage(writersCpu0);
     const deployedMsPerEvent = ((await cpuMs(deployed.pid)) - deployedCpu0) / events;
+    const writersMsPerEvent = (writersCpu.user + writersCpu.system) / 1000 / events;
     // Its own tenants: two appenders on one chain would be two replicas, each relinking under the lock.
     const own = tenants.map(() => randomUUID());
     const inMemory = alsoInMemory
@@ -213,7 +218,7 @@ async function measureAppends(
       { concurrency: WRITERS, seconds, warmupSeconds: 1 },
     );
     const floorCpu = process.cpuUsage(floorCpu0);
-    const cpu = { deployedMsPerEvent, floorMsPerEvent: (floorCpu.user + floorCpu.system) / 1000 / events };
+    const cpu = { deployedMsPerEvent, writersMsPerEvent, floorMsPerEvent: (floorCpu.user + floorCpu.system) / 1000 / events };
     return { chained, unchained, ...(inMemory !== undefined ? { inMemory } : {}), ...(ceiling !== undefined ? { ceiling } : {}), cpu };
   } finally {
     await db.destroy();
@@ -373,6 +378,7 @@ export async function runAuditBenchmark(options: AuditBenchOptions): Promise<Aud
       'one tenant chain, 8 callers of the chain appender itself (no RPC, no handler)': figure(ceiling, 'events/s', 'reported', true),
       'one tenant chain, the chain appender itself / unchained floor': figure(ceiling / one.unchained.rps, '×', 'reported', true),
       'one tenant chain: audit process CPU per event': figure(one.cpu.deployedMsPerEvent, 'ms', 'reported', true),
+      "one tenant chain: the writers' process CPU per event (deployed cell)": figure(one.cpu.writersMsPerEvent, 'ms', 'reported', true),
       'one tenant chain: floor process CPU per event': figure(one.cpu.floorMsPerEvent, 'ms', 'reported', true),
       '100 tenants, 8 writers, 1 event per call': figure(many.chainedEventsPerSecond, 'events/s', 'reported', true),
       '100 tenants, 8 writers / unchained floor': figure(many.ratio, '×', 'reported', true),
