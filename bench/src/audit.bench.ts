@@ -68,7 +68,7 @@ export interface AuditBenchResult {
     eventsPerCall: number;
     chained: LoadResult;
     unchained: LoadResult;
-    /** cpu is CPU time per event of the deployed audit process and of the floor's process (less moved by other load than rates). */
+    /** cpu is CPU time per event of the deployed audit process, of its writers and of the floor's process (less moved by other load than rates). */
     cpu: Cpu;
     /**
      * ceiling is the one-chain cell with nothing between a commit and the next batch: 8 callers
@@ -392,7 +392,8 @@ export async function runAuditBenchmark(options: AuditBenchOptions): Promise<Aud
     };
     return { appends, summary, verify: measureVerify(options.verifyEvents) };
   } finally {
-    for (const c of closers) c.close();
+    // The client before the certificates it was built from.
+    for (const c of closers.reverse()) c.close();
     await Promise.all(procs.map((p) => p.stop()));
     await rm(dir, { recursive: true, force: true });
     await admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
