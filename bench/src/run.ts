@@ -99,6 +99,8 @@ const suites: Suite[] = [
           adminUrl,
           seconds: Number(process.env.BENCH_SECONDS ?? 5),
           verifyEvents: Number(process.env.BENCH_AUDIT_VERIFY_EVENTS ?? 1_000_000),
+          // BENCH_AUDIT_ONE_CHAIN=1: only the one-chain cells, for a quick before/after.
+          oneChainOnly: process.env.BENCH_AUDIT_ONE_CHAIN === '1',
         }),
       ),
     table: (r: AuditBenchResult) =>
