@@ -191,7 +191,8 @@ function loadOtlpExporters(): OtlpExporters {
  * (service name, version and instance id, OTEL_RESOURCE_ATTRIBUTES, host and process), the
  * configured sampler, OTLP/HTTP export of traces and metrics when an endpoint is configured, and
  * a Prometheus reader whose scrape handler the health port serves at /metrics. Without an
- * endpoint spans are still created (a no-op processor) so that trace ids reach logs and peers.
+ * endpoint spans still get ids (a no-op processor) so that trace ids reach logs and peers; a
+ * request's span that nothing asked about is then not made at all (spansUnobserved).
  * Telemetry must never take the process down, so start and shutdown swallow their errors.
  */
 export function startTelemetry(options: TelemetryOptions): Telemetry {
