@@ -7,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPool, serviceDb } from '../src/pg.js';
-import { SEEDERS, seedAuditOutbox, seedTenantData } from './seeders/index.js';
+import { SEEDERS, SEED_RECORDING_KEY, seedAuditOutbox, seedTenantData } from './seeders/index.js';
 
 // Generic over the catalog: every tenant-scoped table of every Parley schema is checked with its
 // own service's role. The rows come from one seeder per service (./seeders/<service>.ts) plus a
@@ -270,7 +270,7 @@ describe('tenant isolation by row-level security', () => {
     }
   });
 
-  it('the opt-in cross-tenant paths (outbox relay, audit checkpointer, list_key_tenants) reveal nothing of B to a session with tenant A set', async () => {
+  it('the opt-in cross-tenant paths (outbox relay, audit checkpointer, list_key_tenants, list_recording_key_tenants) reveal nothing of B to a session with tenant A set', async () => {
     const outboxes = tables.filter((t) => t.table === OUTBOX_TABLE);
     expect(outboxes.length).toBeGreaterThan(0);
     for (const t of outboxes) {
@@ -310,6 +310,31 @@ describe('tenant isolation by row-level security', () => {
     expect((await sql`select * from parley_secrets.key_tenants`.execute(dbOf('secrets'))).rows).toEqual([]);
     const all = (await sql<{ t: string }>`select t from parley_secrets.list_key_tenants() t`.execute(dbOf('secrets'))).rows.map((r) => r.t);
     expect(all).toEqual(expect.arrayContaining([tenantA, tenantB]));
+
+    // tenant-data's recording keys: the definer function is the one read across tenants (ids and
+    // counts only), and only for a session with no tenant set; with tenant A set it counts A's alone.
+    const recordingKeyTenants = (rows: { tenant_id: string; keys: string }[]) =>
+      rows.filter((r) => r.tenant_id === tenantA || r.tenant_id === tenantB).map((r) => ({ tenant: r.tenant_id, keys: Number(r.keys) }));
+    const listRecordingKeyTenants = (db: Kysely<unknown>, below: number) =>
+      sql<{ tenant_id: string; keys: string }>`select * from parley_tenant_data.list_recording_key_tenants(${below})`.execute(db);
+    const underA = await withTenant(dbOf('tenant-data'), tenantA, (trx) => listRecordingKeyTenants(trx, 2));
+    expect(underA.rows.map((r) => r.tenant_id)).toEqual([tenantA]);
+    expect(Object.keys(underA.rows[0] ?? {}).sort()).toEqual(['keys', 'tenant_id']);
+    const noTenant = await listRecordingKeyTenants(dbOf('tenant-data'), 2);
+    expect(recordingKeyTenants(noTenant.rows)).toEqual([tenantA, tenantB].sort().map((tenant) => ({ tenant, keys: 1 })));
+    // Keys already at the version asked about are not counted (the seed's are sealed at version 1).
+    expect(recordingKeyTenants((await listRecordingKeyTenants(dbOf('tenant-data'), 1)).rows)).toEqual([]);
+    // The rows behind the counts stay behind RLS: tenant A sees only its own sealed key, no tenant sees none.
+    const keysSeen = await withTenant(tenantDataDb(), tenantA, (trx) =>
+      trx.selectFrom('recordings').select(['tenant_id', 'wrapped_key']).where('key_ref', '=', 'conversation').execute(),
+    );
+    expect(keysSeen).toEqual([{ tenant_id: tenantA, wrapped_key: SEED_RECORDING_KEY }]);
+    expect(
+      (await sql`select * from parley_tenant_data.recordings where key_ref = 'conversation'`.execute(dbOf('tenant-data'))).rows,
+    ).toEqual([]);
+    // Another service's role may not call it at all.
+    const refused = await listRecordingKeyTenants(dbOf('secrets'), 2).catch((err: unknown) => err);
+    expect(String(refused)).toMatch(/permission denied/);
   });
 
   it("the service role cannot switch RLS off or read another service's schema", async () => {

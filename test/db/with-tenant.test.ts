@@ -1,12 +1,11 @@
 // What withTenant sends on the wire (one round trip for BEGIN and the tenant), on the run's
 // Postgres as the tenant-data role. Tenant isolation itself: isolation.test.ts.
 import { randomUUID } from 'node:crypto';
-import { createDbOnPool, createPool, schemaFor, withTenant } from '@parley/db';
+import { createDbOnPool, withTenant } from '@parley/db';
 import type { TenantDataDb } from '@parley/tenant-data';
 import { Kysely as KyselyDb, PostgresDialect, sql, type Kysely } from 'kysely';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceDb, serviceUrl } from '../src/pg.js';
+import { serviceDb, statementRecordingPool } from '../src/pg.js';
 import { seedTenantData } from './seeders/index.js';
 
 const tenantA = randomUUID();
@@ -24,24 +23,9 @@ afterAll(async () => {
   await tenantData?.destroy();
 });
 
-/** recordingPool is a one-connection pool as tenant-data that records every SQL text it sends. */
-function recordingPool(): { pool: pg.Pool; sent: string[] } {
-  const pool = createPool(serviceUrl('tenant-data'), { max: 1, searchPath: schemaFor('tenant-data') });
-  const sent: string[] = [];
-  pool.on('connect', (client) => {
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-    (client as { query: unknown }).query = (...args: unknown[]) => {
-      const text = args[0];
-      sent.push(typeof text === 'string' ? text : String((text as { text?: unknown }).text));
-      return query(...args);
-    };
-  });
-  return { pool, sent };
-}
-
 describe('withTenant on the wire', () => {
   it('sends BEGIN and the tenant (SET LOCAL) in one round trip, then the query and COMMIT', async () => {
-    const { pool, sent } = recordingPool();
+    const { pool, sent } = statementRecordingPool('tenant-data');
     const db = createDbOnPool<TenantDataDb>(pool);
     try {
       const seen = await withTenant(db, tenantA, (trx) => trx.selectFrom('agents').select('tenant_id').execute());
@@ -53,7 +37,7 @@ describe('withTenant on the wire', () => {
   });
 
   it('keeps the isolation level asked for, and rolls back on error without leaking the tenant to the next checkout', async () => {
-    const { pool, sent } = recordingPool();
+    const { pool, sent } = statementRecordingPool('tenant-data');
     const db = createDbOnPool<TenantDataDb>(pool);
     try {
       const level = await withTenant(
@@ -93,7 +77,7 @@ describe('withTenant on the wire', () => {
   });
 
   it('on a Kysely not made by @parley/db, the tenant is still set (as the first statement)', async () => {
-    const { pool, sent } = recordingPool();
+    const { pool, sent } = statementRecordingPool('tenant-data');
     const db = new KyselyDb<TenantDataDb>({ dialect: new PostgresDialect({ pool }) });
     try {
       const seen = await withTenant(db, tenantB, (trx) => trx.selectFrom('agents').select('tenant_id').execute());

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import {
   createDb,
+  createPool,
   createServiceDb,
   loadServiceMigrations,
   migrateAll,
@@ -101,6 +102,21 @@ export function serviceUrl(service: ServiceName, baseUrl: string = adminUrl()): 
 /** serviceDb is a Kysely connected as the service's own role (not owner, RLS applies); destroy() it. */
 export function serviceDb<DB>(service: ServiceName, options: { max?: number; baseUrl?: string } = {}): Kysely<DB> {
   return createServiceDb<DB>(serviceUrl(service, options.baseUrl), service, { max: options.max ?? 4 });
+}
+
+/** statementRecordingPool is a one-connection pool as a service's role that records the SQL text of every statement it sends; end() it. */
+export function statementRecordingPool(service: ServiceName): { pool: pg.Pool; sent: string[] } {
+  const pool = createPool(serviceUrl(service), { max: 1, searchPath: schemaFor(service) });
+  const sent: string[] = [];
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      const text = args[0];
+      sent.push(typeof text === 'string' ? text : String((text as { text?: unknown }).text));
+      return query(...args);
+    };
+  });
+  return { pool, sent };
 }
 
 /** ownerDb is a Kysely acting as the migrator role, the owner of every table (still bound by FORCED RLS). */

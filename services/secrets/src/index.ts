@@ -9,6 +9,7 @@ export { migrations } from './migrations.js';
 export * from './scheduler.js';
 export * from './secret-fields.js';
 export * from './secret.store.js';
+export * from './recording-key-directory.js';
 export * from './service.js';
 export * from './subject-key.store.js';
 export * from './conversation-cache.js';

@@ -46,10 +46,7 @@ runMain({
       // Recordings without a subject keep their KEK-sealed key in tenant-data: the rewrap reaches them there.
       recordingKeys: tenantDataRecordingKeys(ctx.clientFor('tenant-data', TenantDataService)),
     };
-    const maintenance = startMaintenance(
-      { ...maintenanceDeps, warn: (fields, message) => ctx.logger.warn(fields, message) },
-      config.maintenanceIntervalMs,
-    );
+    const maintenance = startMaintenance({ ...maintenanceDeps, log: ctx.logger }, config.maintenanceIntervalMs);
     ctx.onClose(() => maintenance.stop());
     const audit = relayAuditOutbox(ctx, db);
     const service = createSecretsService({

@@ -38,23 +38,43 @@ export interface MaintenanceLoop {
   stop(): Promise<void>;
 }
 
-/** startMaintenance runs runMaintenanceOnce every intervalMs (first run after one interval); failures are logged and retried next time. */
-export function startMaintenance(
-  deps: MaintenanceDeps & { readonly warn: (fields: object, message: string) => void },
-  intervalMs: number,
-): MaintenanceLoop {
+/** MaintenanceLog is where the schedule reports failed runs (warn once per outage, debug after) and recovery (info). */
+export interface MaintenanceLog {
+  warn(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  debug(fields: object, message: string): void;
+}
+
+/**
+ * startMaintenance runs runMaintenanceOnce every intervalMs (first run after one interval);
+ * failures are retried next time. An outage (tenant-data down or older, Postgres away) is logged
+ * once as a warning when it starts, its repeats at debug, and once at info when a run works again.
+ */
+export function startMaintenance(deps: MaintenanceDeps & { readonly log: MaintenanceLog }, intervalMs: number): MaintenanceLoop {
   const abort = new AbortController();
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
+  // Failed runs in a row, and when the first of them failed.
+  let failures = 0;
+  let failingSince = '';
+  const failed = (err: unknown): void => {
+    const fields = { err: err instanceof Error ? err.message : String(err), failures: failures + 1 };
+    if (failures === 0) {
+      failingSince = new Date().toISOString();
+      deps.log.warn(fields, 'secrets maintenance failed; retrying every interval (repeats are logged at debug until a run works)');
+    } else deps.log.debug({ ...fields, since: failingSince }, 'secrets maintenance failed again; retrying next interval');
+    failures++;
+  };
+  const succeeded = (): void => {
+    if (failures === 0) return;
+    deps.log.info({ failures, since: failingSince }, 'secrets maintenance works again');
+    failures = 0;
+  };
   const schedule = (): void => {
     timer = setTimeout(() => {
-      running = runMaintenanceOnce(deps, abort.signal).then(
-        () => undefined,
-        (err: unknown) => {
-          if (!abort.signal.aborted)
-            deps.warn({ err: err instanceof Error ? err.message : String(err) }, 'secrets maintenance failed; retrying next interval');
-        },
-      );
+      running = runMaintenanceOnce(deps, abort.signal).then(succeeded, (err: unknown) => {
+        if (!abort.signal.aborted) failed(err);
+      });
       void running.then(() => {
         if (!abort.signal.aborted) schedule();
       });

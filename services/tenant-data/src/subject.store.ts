@@ -119,6 +119,24 @@ export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Pa
 }
 
 /**
+ * subjectOfNewNumber records a subject for a phone number no subject had when looked up, or finds
+ * the one a concurrent call recorded meanwhile: two requests putting the same unknown number on the
+ * list both succeed, with the same subject (a plain insert made the later one ALREADY_EXISTS).
+ */
+async function subjectOfNewNumber(trx: Trx, phoneHash: Buffer): Promise<string> {
+  const inserted = await trx
+    .insertInto('subjects')
+    .values({ id: uuidv7(), phone_hash: phoneHash, retention_class: 'subject_profile' })
+    .onConflict((oc) => oc.columns(['tenant_id', 'phone_hash']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  if (inserted !== undefined) return inserted.id;
+  // The conflicting row is committed (the insert waited for it): this statement's snapshot sees it.
+  const row = await trx.selectFrom('subjects').select('id').where('phone_hash', '=', phoneHash).executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/**
  * setDoNotContact puts a person (by id, or by phone number) on the do-not-contact list or takes
  * them off it; putting an unknown number on the list records it as a subject first, so the next
  * call to it is refused. Putting someone on again keeps the first time; NOT_FOUND for an unknown
@@ -133,15 +151,11 @@ export async function setDoNotContact(
   let subjectId: string;
   if ('subjectId' in who) subjectId = requireUuid(who.subjectId, 'subject_id');
   else {
-    const phone = normalizePhone(who.phone);
-    const known = await trx
-      .selectFrom('subjects')
-      .select('id')
-      .where('phone_hash', '=', contactHash('phone', phone, pepper))
-      .executeTakeFirst();
+    const phoneHash = contactHash('phone', normalizePhone(who.phone), pepper);
+    const known = await trx.selectFrom('subjects').select('id').where('phone_hash', '=', phoneHash).executeTakeFirst();
     if (known !== undefined) subjectId = known.id;
     else if (!doNotContact) throw new NotFoundError('no subject has this phone number, so it is not on the do-not-contact list');
-    else subjectId = (await createSubject(trx, { phone }, pepper)).id;
+    else subjectId = await subjectOfNewNumber(trx, phoneHash);
   }
   const row = await trx
     .updateTable('subjects')

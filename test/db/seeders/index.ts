@@ -45,4 +45,4 @@ export async function seedAuditOutbox(db: Kysely<unknown>, service: ServiceName,
   );
 }
 
-export { seedTenantData, type TenantDataSeed } from './tenant-data.js';
+export { SEED_RECORDING_KEY, seedTenantData, type TenantDataSeed } from './tenant-data.js';

@@ -16,6 +16,11 @@ import { randomUUID } from 'node:crypto';
 /** SEED_PEPPER is the contact-hash pepper the tenant-data seed uses (tests look subjects up with it). */
 export const SEED_PEPPER = Buffer.alloc(32, 7);
 
+/** SEED_RECORDING_KEY is the seed's recording key as secrets seals one (conversation:v2:<base64url JSON>) at KEK version 1. */
+export const SEED_RECORDING_KEY = `conversation:v2:${Buffer.from(
+  JSON.stringify({ c: 'c2VlZA', n: 'bm9uY2U', w: 'local:v1:AAAA', v: 1 }),
+).toString('base64url')}`;
+
 /** TenantDataSeed holds the ids the store tests use to reach across tenants. */
 export interface TenantDataSeed {
   agentId: string;
@@ -40,6 +45,15 @@ export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promi
       blobKey: `rec/${tenant}/0.opus`,
       durationMs: 1200,
       dataClass: 'audio_redacted',
+    });
+    // A recording with its own key, sealed at KEK version 1 (the form secrets seals it in, with
+    // stand-in ciphertext): what list_recording_key_tenants counts.
+    await addRecording(trx, {
+      conversationId: conversation.id,
+      blobKey: `recordings/${tenant}/${conversation.id}/0.pra`,
+      durationMs: 1200,
+      dataClass: 'audio_redacted',
+      wrappedKey: SEED_RECORDING_KEY,
     });
     await putGuardrailState(
       trx,

@@ -1,0 +1,111 @@
+// Secrets' scheduled maintenance while tenant-data is unreachable: the outage is logged once as a
+// warning, its repeats at debug, and once at info when a run works again; a new outage warns again.
+// A real refusal (a tenant-data address nothing listens on, over the kernel's mTLS client) on a
+// database of this file's own (the maintenance lock must not be held by another file's secrets).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { createServiceDb } from '@parley/db';
+import { LocalKeyringKekProvider, silentLogger } from '@parley/envelope';
+import { CertificateSource, createLogger, createServiceClient } from '@parley/platform';
+import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { startMaintenance, tenantDataRecordingKeys, type RecordingKeyDirectory, type SecretsDatabase } from '@parley/secrets';
+import type { Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../edge/fixture.js';
+import { createMigratedDatabase, serviceUrl, type ThrowawayDatabase } from '../src/pg.js';
+import { createTestPki } from '../src/pki.js';
+
+let database: ThrowawayDatabase;
+let db: Kysely<SecretsDatabase>;
+let dir: string;
+let kek: LocalKeyringKekProvider;
+
+beforeAll(async () => {
+  database = await createMigratedDatabase();
+  db = createServiceDb<SecretsDatabase>(serviceUrl('secrets', database.url), 'secrets', { max: 2 });
+  dir = await mkdtemp(join(tmpdir(), 'parley-maintenance-'));
+  kek = await LocalKeyringKekProvider.open({ path: join(dir, 'keyring.json'), logger: silentLogger });
+});
+
+afterAll(async () => {
+  await kek?.close();
+  await db?.destroy();
+  await database?.drop();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+/** refusingPort is a local port nothing listens on (taken, then let go): connections to it are refused. */
+async function refusingPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('secrets maintenance during a tenant-data outage', () => {
+  it('warns once per outage, repeats at debug, and says once when it works again', async () => {
+    const pki = await createTestPki();
+    const client = createServiceClient(TenantDataService, {
+      baseUrl: `https://127.0.0.1:${await refusingPort()}`,
+      certificates: await CertificateSource.open(pki.files('secrets')),
+      expect: 'tenant-data',
+      trustDomain: 'parley.local',
+    });
+    const refused = tenantDataRecordingKeys(client);
+    // Tenant-data "comes back" as a directory with nothing to rewrap; the failures are the real client's.
+    const healthy: RecordingKeyDirectory = { tenants: async () => [], page: async () => [], save: async () => 0 };
+    let directory = refused;
+    const lines: { level: string; msg: string; err?: string; failures?: number }[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as (typeof lines)[number]);
+        cb();
+      },
+    });
+    const log = createLogger({ service: 'secrets', version: 'test', level: 'debug', destination });
+    const loop = startMaintenance(
+      {
+        db,
+        kek,
+        cache: undefined,
+        logger: silentLogger,
+        rewrapBatchSize: 10,
+        recordingKeys: {
+          tenants: (below) => directory.tenants(below),
+          page: (...args) => directory.page(...args),
+          save: (...args) => directory.save(...args),
+        },
+        log,
+      },
+      20,
+    );
+    const said = (msg: RegExp) => lines.filter((l) => msg.test(l.msg));
+    try {
+      await pollUntil(async () => said(/^secrets maintenance failed/).length >= 4, 60_000);
+      directory = healthy;
+      await pollUntil(async () => said(/works again/).length >= 1, 60_000);
+      directory = refused;
+      await pollUntil(async () => said(/^secrets maintenance failed/).length >= 6, 60_000);
+    } finally {
+      await loop.stop();
+      client.close();
+    }
+    const failures = said(/^secrets maintenance failed/);
+    const warnings = failures.filter((l) => l.level === 'warn');
+    // The first failure of each of the two outages is the warning; every other one is at debug.
+    expect(warnings).toHaveLength(2);
+    expect(failures.filter((l) => l.level !== 'warn').every((l) => l.level === 'debug')).toBe(true);
+    expect(warnings[0]?.err).toMatch(/tenant-data/);
+    expect(warnings.map((l) => l.failures)).toEqual([1, 1]);
+    const recovered = said(/works again/);
+    expect(recovered).toHaveLength(1);
+    expect(recovered[0]).toMatchObject({ level: 'info', failures: expect.any(Number) });
+    expect(recovered[0]?.failures).toBeGreaterThanOrEqual(4);
+    // The second outage's warning came after the recovery line, not before it.
+    expect(lines.indexOf(warnings[1]!)).toBeGreaterThan(lines.indexOf(recovered[0]!));
+  });
+});
