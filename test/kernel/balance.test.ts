@@ -41,22 +41,30 @@ let clientCertificates: CertificateSource;
 describe('client balancing', () => {
   it('spreads calls over every resolved endpoint, verifying each against the service name', async () => {
     let addresses = ['127.0.0.1', '127.0.0.2'];
+    // resolves counts the resolver's calls: the client takes an answer in before it asks again,
+    // so a call after the one that answered means the client uses that answer (no fixed sleep
+    // that a loaded machine's late timer could outlast).
+    let resolves = 0;
     const client = createServiceClient(EchoService, {
       baseUrl: `https://${HOST}:${port}`,
       certificates: clientCertificates,
       expect: 'identity',
       trustDomain: 'parley.local',
-      resolve: async () => addresses,
+      resolve: async () => {
+        resolves++;
+        return addresses;
+      },
       resolveEveryMs: 100,
     });
-    await new Promise((r) => setTimeout(r, 150));
+    await expect.poll(() => resolves, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
     const served = new Set<string>();
     for (let i = 0; i < 10; i++) served.add((await client.echo({ message: 'x' })).pod);
     expect([...served].sort()).toEqual(['pod-0', 'pod-1']);
 
     // A pod that leaves DNS (scaled down, not ready) gets no new calls.
     addresses = ['127.0.0.2'];
-    await new Promise((r) => setTimeout(r, 300));
+    const changedAt = resolves;
+    await expect.poll(() => resolves, { timeout: 30_000 }).toBeGreaterThanOrEqual(changedAt + 2);
     const after = new Set<string>();
     for (let i = 0; i < 6; i++) after.add((await client.echo({ message: 'x' })).pod);
     expect([...after]).toEqual(['pod-1']);

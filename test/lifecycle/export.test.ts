@@ -48,7 +48,7 @@ async function finished(jobId: string): Promise<Job> {
   await pollUntil(async () => {
     job = (await privacy('GetPrivacyJob', { jobId })).body.job as Job;
     return job.state === 'done';
-  }, 20_000);
+  }, 30_000);
   return job!;
 }
 

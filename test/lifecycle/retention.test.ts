@@ -244,7 +244,7 @@ describe('the purge', () => {
     await pollUntil(async () => {
       const events = await stack.call('/parley.api.v1.AuditService/ListEvents', { filter: { action: 'retention.purge' } }, key);
       return ((events.body.events as unknown[] | undefined) ?? []).length > 0;
-    }, 15_000);
+    }, 30_000);
 
     // Releasing the hold lets the next run purge what it kept.
     expect((await rpc('SetLegalHold', { kind: 'conversation', targetId: ids.cHeld, held: false })).status).toBe(200);
@@ -374,7 +374,7 @@ describe('the purge', () => {
       50,
     );
     try {
-      await pollUntil(async () => finished.includes('purge run finished'), 20_000);
+      await pollUntil(async () => finished.includes('purge run finished'), 30_000);
     } finally {
       await scheduler.stop();
     }
@@ -398,7 +398,7 @@ describe('the purge', () => {
         10,
       );
       try {
-        await pollUntil(async () => finished.length > 0, 20_000);
+        await pollUntil(async () => finished.length > 0, 30_000);
       } finally {
         await scheduler.stop();
       }

@@ -50,7 +50,7 @@ async function post(path: string, body: unknown, headers: Record<string, string>
 
 /** spansOf waits until `ready` holds for a trace's spans (the processes export every 100 ms). */
 async function waitFor(ready: (spans: readonly ExportedSpan[]) => boolean, what: string): Promise<ExportedSpan[]> {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (ready(receiver.spans)) return [...receiver.spans];
     await new Promise((r) => setTimeout(r, 100));

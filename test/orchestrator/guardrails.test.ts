@@ -131,7 +131,7 @@ describe('guardrails in a live conversation', () => {
 
     // The decisions are stored for the chart: the rule that acted and how, and an allow for the
     // turn no rule acted on; never the user's words or the sentence replaced.
-    await pollUntil(async () => (await storedDecisions(conversationId)).length === 2, 10_000);
+    await pollUntil(async () => (await storedDecisions(conversationId)).length === 2, 30_000);
     const decisions2 = await storedDecisions(conversationId);
     expect(decisions2.map((d) => [d.turn, d.rule, d.action, d.checked, d.retention_class])).toEqual([
       [1, 'no_go:refunds', 'replace', 'assistant', 'conversation_metadata'],

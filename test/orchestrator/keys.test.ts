@@ -101,7 +101,10 @@ describe('provider keys after the end of a conversation', () => {
       expect(keys.reveal('llm')).toBe(providerKey);
       const buffers = keys.buffers();
       conversation.userText('hello');
-      for (let i = 0; i < 200 && !frames.some((f) => f.type === 'assistant_text' && f.final); i++)
+      // Up to 30 s (was 200 polls of 10 ms, about 2 s, which a loaded machine's reply through the
+      // LLM stand-in can take); it ends as soon as the reply is final.
+      const replyDeadline = Date.now() + 30_000;
+      while (Date.now() < replyDeadline && !frames.some((f) => f.type === 'assistant_text' && f.final))
         await new Promise((r) => setTimeout(r, 10));
       expect(frames.filter((f) => f.type === 'assistant_text' && !f.final).map((f) => (f as { text: string }).text)).toEqual([
         'Stand-in reply.',

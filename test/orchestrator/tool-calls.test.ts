@@ -204,7 +204,7 @@ describe('tool calls from a conversation', () => {
         return ((res.body.events as { description?: Record<string, unknown> }[] | undefined) ?? []).map((e) => e.description ?? {});
       };
       const ofThisAgent = (d: Record<string, unknown>) => d.reason === 'guardrail' && d.agent_id === openAiAgentId;
-      await pollUntil(async () => (await calls()).some(ofThisAgent), 10_000);
+      await pollUntil(async () => (await calls()).some(ofThisAgent), 30_000);
       const audited = (await calls()).filter(ofThisAgent);
       expect(audited.map((d) => [d.tool, d.outcome, d.rule])).toEqual([['cancel_order', 'refused', 'tool:cancel_order']]);
       expect(JSON.stringify(audited)).not.toContain('o_77');

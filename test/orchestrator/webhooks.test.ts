@@ -56,7 +56,7 @@ describe('conversation events as webhooks', () => {
       receiver.received.filter(
         (r) => (JSON.parse(r.body) as { data: { conversation_id?: string } }).data.conversation_id === conversationId,
       );
-    await pollUntil(async () => mine().length >= 3, 20_000, 50).catch((err: unknown) => {
+    await pollUntil(async () => mine().length >= 3, 30_000, 50).catch((err: unknown) => {
       throw new Error(
         `received ${JSON.stringify(mine().map((r) => r.body))}\n${s.logs
           .filter((l) => /integrations|emit/.test(l))
@@ -84,7 +84,7 @@ describe('conversation events as webhooks', () => {
     await s.startOrchestrator({ [peerUrlVariable('integrations')]: dead });
     const before = receiver.received.length;
     const conversationId = await converse();
-    await pollUntil(async () => s.logs.some((l) => l.includes('could not emit the conversation.') && l.includes(conversationId)), 15_000);
+    await pollUntil(async () => s.logs.some((l) => l.includes('could not emit the conversation.') && l.includes(conversationId)), 30_000);
     expect(receiver.received.length).toBe(before);
   });
 });
