@@ -1,19 +1,30 @@
-// Every service's connections carry statement_timeout and idle_in_transaction_session_timeout
-// (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS): a statement stuck
-// behind a lock, or a transaction left idle by a hung caller, ends with UNAVAILABLE and gives its
-// connection and locks back, instead of holding them for ever. Nothing of it is written.
-import { createDb, dbTimeoutsFrom, isConnectionLost, mapDatabaseError } from '@parley/db';
+// Every service role carries statement_timeout and idle_in_transaction_session_timeout, set by
+// migrate from PARLEY_DB_STATEMENT_TIMEOUT_MS and PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (role
+// settings, so they hold through any pooler): a statement stuck behind a lock, or a transaction
+// left idle by a hung caller, ends with UNAVAILABLE and gives its connection and locks back,
+// instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
+// transaction that may rightly run long.
+import { createDbOnPool, dbTimeoutsFrom, isConnectionLost, liftDbTimeouts, loadMigrateConfig, mapDatabaseError } from '@parley/db';
+import { SERVICE_NAMES } from '@parley/platform';
+import pg from 'pg';
 import { ConfigError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
-import { adminPool, adminUrl } from '../src/pg.js';
+import { adminPool, adminUrl, serviceDb } from '../src/pg.js';
 
 const admin = adminPool(2);
-const statementBound: Kysely<unknown> = createDb(adminUrl(), {
-  max: 2,
-  timeouts: { statementTimeoutMs: 300, idleInTransactionTimeoutMs: 0 },
-});
-const idleBound: Kysely<unknown> = createDb(adminUrl(), { max: 2, timeouts: { statementTimeoutMs: 0, idleInTransactionTimeoutMs: 300 } });
+/**
+ * boundDb connects with session settings standing in for a role's (which migrate sets, tested
+ * below), its clients' errors swallowed as createPool's are (test/db/connection-loss.test.ts).
+ */
+function boundDb(settings: string): Kysely<unknown> {
+  const pool = new pg.Pool({ connectionString: adminUrl(), max: 2, options: settings });
+  pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
+  return createDbOnPool(pool);
+}
+const statementBound = boundDb('-c statement_timeout=300');
+const idleBound = boundDb('-c idle_in_transaction_session_timeout=300');
 
 afterAll(async () => {
   await statementBound.destroy();
@@ -31,6 +42,32 @@ describe('database timeouts on service connections', () => {
     });
     expect(() => dbTimeoutsFrom({ PARLEY_DB_STATEMENT_TIMEOUT_MS: 'soon' })).toThrow(ConfigError);
     expect(() => dbTimeoutsFrom({ PARLEY_DB_STATEMENT_TIMEOUT_MS: 'soon' })).toThrow(/PARLEY_DB_STATEMENT_TIMEOUT_MS/);
+  });
+
+  it('are set by migrate on every service role (30 s and 60 s by default), and a service connection has them', async () => {
+    expect(loadMigrateConfig({ DATABASE_URL: adminUrl(), PARLEY_DB_STATEMENT_TIMEOUT_MS: '15000' }).roleTimeouts).toEqual({
+      statementTimeoutMs: 15_000,
+      idleInTransactionTimeoutMs: 60_000,
+    });
+    const { rows } = await admin.query<{ role: string; config: string[] }>(
+      `select r.rolname as role, s.setconfig as config from pg_db_role_setting s join pg_roles r on r.oid = s.setrole where s.setdatabase = 0`,
+    );
+    for (const service of SERVICE_NAMES) {
+      const role = `parley_${service.replaceAll('-', '_')}`;
+      const config = rows.find((r) => r.role === role)?.config ?? [];
+      expect(config, role).toContain('statement_timeout=30000');
+      expect(config, role).toContain('idle_in_transaction_session_timeout=60000');
+    }
+    const tenantData = serviceDb('tenant-data', { max: 1 });
+    try {
+      const { rows: shown } = await sql<{
+        s: string;
+        i: string;
+      }>`select current_setting('statement_timeout') as s, current_setting('idle_in_transaction_session_timeout') as i`.execute(tenantData);
+      expect(shown[0]).toEqual({ s: '30s', i: '1min' });
+    } finally {
+      await tenantData.destroy();
+    }
   });
 
   it('cancels a statement waiting on a lock past the statement timeout as UNAVAILABLE, writes nothing, and the pool still answers', async () => {
@@ -99,5 +136,19 @@ describe('database timeouts on service connections', () => {
     } finally {
       process.off('uncaughtException', onUncaught);
     }
+  });
+
+  it('liftDbTimeouts lifts both for its own transaction only', async () => {
+    const long = await statementBound.transaction().execute(async (trx) => {
+      await liftDbTimeouts(trx);
+      await sql`select pg_sleep(0.6)`.execute(trx);
+      return 'ran';
+    });
+    expect(long).toBe('ran');
+    const after = await sql`select pg_sleep(0.6)`.execute(statementBound).then(
+      () => 'ran',
+      (err: unknown) => mapDatabaseError(err),
+    );
+    expect(after).toBeInstanceOf(UnavailableError);
   });
 });

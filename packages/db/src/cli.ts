@@ -24,6 +24,7 @@ async function main(argv: readonly string[]): Promise<number> {
     services,
     rolePasswords: config.rolePasswords,
     lockTimeoutMs: config.lockTimeoutMs,
+    roleTimeouts: config.roleTimeouts,
     log: (line) => process.stderr.write(`parley-db: ${line}\n`),
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -33,7 +33,7 @@ export function serviceDatabaseUrlFrom(env: Env, service: ServiceName): string {
   return envPostgresUrl(env, 'DATABASE_URL', `of the ${roleFor(service)} role`);
 }
 
-/** DbTimeouts bound how long one statement may run and one transaction may sit idle on a service's connections (0: Postgres's setting). */
+/** DbTimeouts bound how long one statement of a service role may run and one of its transactions may sit idle (0: no bound). */
 export interface DbTimeouts {
   /** statementTimeoutMs is PARLEY_DB_STATEMENT_TIMEOUT_MS: a statement past it (lock waits included) is canceled, and the caller gets UNAVAILABLE. */
   readonly statementTimeoutMs: number;
@@ -43,10 +43,10 @@ export interface DbTimeouts {
 
 /**
  * dbTimeoutsFrom reads PARLEY_DB_STATEMENT_TIMEOUT_MS (30 s) and
- * PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (60 s). Every statement of a service is a short,
- * indexed one or a bounded batch, and no transaction waits on anything outside Postgres, so
- * these only end what is stuck: a statement behind a lock nobody releases, a transaction whose
- * process hung, neither holding a connection and its locks for ever.
+ * PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (60 s), which migrate sets on every service role.
+ * A service's statements are indexed ones or bounded batches, so these end only what is stuck:
+ * a statement behind a lock nobody releases, a transaction whose caller hung. The few that may
+ * rightly run or wait longer lift them for their own transaction (liftDbTimeouts).
  */
 export function dbTimeoutsFrom(env: Env): DbTimeouts {
   return Object.freeze({
@@ -93,6 +93,8 @@ export interface MigrateConfig {
   readonly rolePasswords: RolePasswords;
   /** lockTimeoutMs bounds how long one migration statement waits for a table lock. */
   readonly lockTimeoutMs: number;
+  /** roleTimeouts are set on every service role (ALTER ROLE … SET), so they hold through any pooler. */
+  readonly roleTimeouts: DbTimeouts;
 }
 
 /** loadMigrateConfig reads DATABASE_URL, PARLEY_MIGRATE_LOCK_TIMEOUT_MS and the PARLEY_DB_PASSWORD_<SERVICE> variables. */
@@ -114,5 +116,6 @@ export function loadMigrateConfig(env: Env): MigrateConfig {
     databaseUrl,
     rolePasswords: Object.freeze(rolePasswords),
     lockTimeoutMs: envInt(env, 'PARLEY_MIGRATE_LOCK_TIMEOUT_MS', 5_000, 100, 3_600_000),
+    roleTimeouts: dbTimeoutsFrom(env),
   });
 }

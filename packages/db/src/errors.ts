@@ -68,6 +68,18 @@ export function isConnectionLost(err: unknown): boolean {
 }
 
 /**
+ * isStatementCanceled tells whether an error (or one of its causes) is Postgres canceling the
+ * statement (57014: the role's statement_timeout, or an operator's pg_cancel_backend). A batch
+ * canceled behind a lock would be canceled again item by item, so it fails as a whole.
+ */
+export function isStatementCanceled(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    if ((e as { code?: unknown }).code === '57014') return true;
+  }
+  return false;
+}
+
+/**
  * mapDatabaseError is the one place that turns errors the caller caused in Postgres into domain
  * errors: a row-level security refusal, unique / foreign-key / check / not-null violations,
  * malformed values and text Postgres cannot store (NUL, invalid UTF-8). Messages name the table and field, never the row's values. Anything else is

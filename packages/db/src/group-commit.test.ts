@@ -68,6 +68,27 @@ describe('createGroupCommit', () => {
     expect(committed).toEqual([[1], [2], [4]]);
   });
 
+  it('fails a batch Postgres canceled (statement timeout) as a whole instead of retrying each item behind the same lock', async () => {
+    const attempts: number[][] = [];
+    let first = true;
+    const group = createGroupCommit<number, string>(
+      async (_key, items) => {
+        attempts.push([...items]);
+        if (first) {
+          first = false;
+          await new Promise((r) => setTimeout(r, 20));
+          return items.map(String);
+        }
+        throw Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' });
+      },
+      { maxSize: 10 },
+    );
+    const results = await Promise.allSettled([1, 2, 3, 4].map((n) => group.submit('t', n)));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected']);
+    // [2, 3, 4] was canceled once, and nothing of it was tried again item by item.
+    expect(attempts).toEqual([[1], [2, 3, 4]]);
+  });
+
   it('with gather, callers arriving in one turn at an idle key go in one batch, and the next turn starts the next batch', async () => {
     const batches: number[][] = [];
     const make = (gather: boolean) =>

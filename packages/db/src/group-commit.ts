@@ -3,7 +3,7 @@
 // callers cost one transaction's round trips instead of N. Every caller is answered only after
 // the transaction holding its item committed (or with the error that kept it from committing).
 import { CanceledError, UnavailableError } from '@parley/platform';
-import { isConnectionLost } from './errors.js';
+import { isConnectionLost, isStatementCanceled } from './errors.js';
 
 /**
  * CommitGroup commits a batch of items of one key in one transaction and resolves, after the
@@ -98,7 +98,7 @@ export function createGroupCommit<T, R>(commit: CommitGroup<T, R>, options: Grou
       batch.forEach((w, i) => w.resolve(results[i] as R));
       return;
     } catch (err) {
-      if (batch.length === 1 || isConnectionLost(err)) {
+      if (batch.length === 1 || isConnectionLost(err) || isStatementCanceled(err)) {
         for (const w of batch) w.reject(err);
         return;
       }

@@ -18,11 +18,12 @@ export {
   createPool,
   createServiceDb,
   databaseAnswers,
+  liftDbTimeouts,
   serviceDatabaseUrl,
   type DbOptions,
 } from './connection.js';
 // startEmbeddedPostgres lives in @parley/embedded-postgres, so production images never carry the bundled Postgres.
-export { isConnectionLost, isPgError, mapDatabaseError } from './errors.js';
+export { isConnectionLost, isPgError, isStatementCanceled, mapDatabaseError } from './errors.js';
 // The id validators live in the kernel (the tenant convention needs them); re-exported for stores.
 export { isUuid, requireUuid } from '@parley/platform';
 export {

@@ -3,6 +3,7 @@ import { FailedPreconditionError, SERVICE_NAMES, type ServiceName } from '@parle
 import { Kysely, PostgresDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import pg from 'pg';
+import { dbTimeoutsFrom, type DbTimeouts } from './config.js';
 import type { ServiceMigrations } from './migrations.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATOR_ROLE, roleFor, schemaFor } from './names.js';
 
@@ -17,6 +18,8 @@ export interface MigrateAllOptions {
   rolePasswords?: RolePasswords;
   /** lockTimeoutMs bounds how long one DDL statement waits for a table lock (default 5000). */
   lockTimeoutMs?: number;
+  /** roleTimeouts are set on every service role (default: dbTimeoutsFrom's, 30 s and 60 s). */
+  roleTimeouts?: DbTimeouts;
   /** log receives one line per step; defaults to silence. */
   log?: (line: string) => void;
 }
@@ -58,7 +61,11 @@ async function roleExists(client: pg.ClientBase, role: string): Promise<boolean>
  * there (default privileges). Connected as a role that cannot create roles (a DBA pre-created
  * them), it checks they exist and says which are missing.
  */
-export async function ensureRolesAndSchemas(client: pg.ClientBase, rolePasswords: RolePasswords = {}): Promise<void> {
+export async function ensureRolesAndSchemas(
+  client: pg.ClientBase,
+  rolePasswords: RolePasswords = {},
+  roleTimeouts: DbTimeouts = dbTimeoutsFrom({}),
+): Promise<void> {
   const me = await privilegesOf(client);
   const canManageRoles = me.superuser || me.createRole;
   await client.query('begin');
@@ -87,6 +94,16 @@ export async function ensureRolesAndSchemas(client: pg.ClientBase, rolePasswords
           await client.query(`alter role ${ident(role)} password ${pg.escapeLiteral(password)}`);
         }
         await client.query(`alter role ${ident(role)} set search_path = ${ident(schemaFor(service))}`);
+        // Role settings, as the search path: every session of the role gets them, also through a
+        // transaction-mode pooler (which refuses or drops `-c` startup options). 0 resets to the server's.
+        for (const [setting, ms] of [
+          ['statement_timeout', roleTimeouts.statementTimeoutMs],
+          ['idle_in_transaction_session_timeout', roleTimeouts.idleInTransactionTimeoutMs],
+        ] as const) {
+          await client.query(
+            ms > 0 ? `alter role ${ident(role)} set ${setting} = ${Math.round(ms)}` : `alter role ${ident(role)} reset ${setting}`,
+          );
+        }
       }
       if (!me.superuser && me.user !== MIGRATOR_ROLE) {
         await client.query(`grant ${ident(MIGRATOR_ROLE)} to ${ident(me.user)}`);
@@ -206,7 +223,7 @@ export async function migrateAll(adminUrl: string, options: MigrateAllOptions): 
   await client.connect();
   let actAsMigrator: boolean;
   try {
-    await ensureRolesAndSchemas(client, options.rolePasswords);
+    await ensureRolesAndSchemas(client, options.rolePasswords, options.roleTimeouts);
     actAsMigrator = (await privilegesOf(client)).user !== MIGRATOR_ROLE;
   } finally {
     await client.end();

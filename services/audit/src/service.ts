@@ -2,7 +2,7 @@ import { create, type JsonObject as ProtoJsonObject } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type AuditAction } from '@parley/audit-outbox';
-import { isUuid, nextPageToken, pageSizeOf } from '@parley/db';
+import { isUuid, liftDbTimeouts, nextPageToken, pageSizeOf } from '@parley/db';
 import { currentTraceId, InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
 import {
   AuditEventSchema,
@@ -284,9 +284,11 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       const fromReq = seqArg(req.fromSeq, 'from_seq');
       const toReq = seqArg(req.toSeq, 'to_seq');
       // The export reads in one transaction (one snapshot) and yields as it goes; the stream's
-      // back-pressure keeps memory flat for a long chain.
+      // back-pressure keeps memory flat for a long chain. It waits on its reader between reads, as
+      // long as the reader takes (the stream's own deadline bounds it), so the role's timeouts are lifted.
       yield* streamFromProducer<ExportEventsResponse>((push) =>
         forTenant(db, tenantId, async (trx) => {
+          await liftDbTimeouts(trx);
           const head = await chainHead(trx, tenantId);
           const { from, to } = resolveRange(fromReq, toReq, head);
           const anchor = await anchorFor(trx, tenantId, from, head);

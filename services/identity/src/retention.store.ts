@@ -1,6 +1,6 @@
 // The retention purge of identity's operational rows (expired sessions, stale failed-attempt
 // counters), one small batch per call, run by lifecycle's scheduler.
-import { withTenant } from '@parley/db';
+import { liftDbTimeouts, withTenant } from '@parley/db';
 import { sql, type Kysely } from 'kysely';
 import { PURGE_SETTING } from './db/migrations/2026_12_01_0002_session_purge.js';
 import type { IdentityDb } from './db/tables.js';
@@ -68,6 +68,8 @@ export async function forgetSubjectSessions(
   person: { subjectRef?: string; subjectId?: string },
 ): Promise<number> {
   return withTenant(db, tenantId, async (trx) => {
+    // An erasure deletes a person's whole history in a few statements; it may rightly run past the role's statement timeout.
+    await liftDbTimeouts(trx);
     const r = await trx
       .deleteFrom('sessions')
       .where((eb) =>

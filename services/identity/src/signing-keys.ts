@@ -1,5 +1,5 @@
 import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { withTenant } from '@parley/db';
+import { liftDbTimeouts, withTenant } from '@parley/db';
 import { openSecret, sealSecret, uncachedDataKeys, type KekProvider } from '@parley/envelope';
 import { UnavailableError, type Logger } from '@parley/platform';
 import { DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_JWKS_TTL_MS, MAX_SESSION_TTL_SECONDS, SESSION_TOKEN_ALG } from '@parley/session-token';
@@ -88,6 +88,9 @@ export class SigningKeyRing {
   async #rotateIfDue(): Promise<void> {
     const { db, kek, logger, rotationMs } = this.#o;
     await withTenant(db, SYSTEM_TENANT, async (trx) => {
+      // The new key is sealed by Vault inside this transaction (bounded by PARLEY_VAULT_TIMEOUT_MS,
+      // up to 60 s) and other replicas wait on the lock meanwhile: the role's timeouts are lifted here.
+      await liftDbTimeouts(trx);
       await sql`select pg_advisory_xact_lock(hashtext('parley_identity.signing_keys'))`.execute(trx);
       // Only published keys count: a withdrawn successor (publish_until ended early) that activates
       // later than the key made in its place must not make every tick rotate again.

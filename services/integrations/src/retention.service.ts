@@ -2,7 +2,7 @@
 // so no call holds locks for long and a busy worker is never starved.
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { requireUuid, withTenant, type TenantTransaction } from '@parley/db';
+import { liftDbTimeouts, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { sql, type Kysely } from 'kysely';
@@ -53,6 +53,8 @@ export function retentionHandlers(
       const conversations = req.conversationIds.map((id, i) => requireUuid(id, `conversation_ids[${i}]`));
       const subject = req.subjectId === '' ? '' : requireUuid(req.subjectId, 'subject_id');
       const deleted = await withTenant(db, tenantId, async (trx) => {
+        // An erasure scans the tenant's delivery log by payload: it may rightly run past the role's statement timeout.
+        await liftDbTimeouts(trx);
         const { rows } = await sql<{ n: string }>`
           with gone as (
             delete from webhook_deliveries

@@ -3,7 +3,7 @@
 // allow-listed to lifecycle alone.
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { requireUuid, withTenant, type TenantTransaction } from '@parley/db';
+import { liftDbTimeouts, requireUuid, withTenant, type TenantTransaction } from '@parley/db';
 import { InvalidArgumentError, requestTenant } from '@parley/platform';
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { sql, type Kysely } from 'kysely';
@@ -31,6 +31,8 @@ export async function purgeAccessEvents(trx: Trx, before: Date, heldConversation
 /** forgetAccessEvents deletes every access event of the given conversations. */
 export async function forgetAccessEvents(trx: Trx, conversationIds: readonly string[]): Promise<number> {
   if (conversationIds.length === 0) return 0;
+  // An erasure deletes a person's whole history in a few statements; it may rightly run past the role's statement timeout.
+  await liftDbTimeouts(trx);
   const r = await trx
     .deleteFrom('access_events')
     .where('conversation_id', '=', sql<string>`any(${conversationIds}::uuid[])`)

@@ -1,5 +1,6 @@
 // The retention purge of tenant-data's rows, one small batch per call (lifecycle decides the
 // cut-off per class and workspace; legal holds are passed in and always win).
+import { liftDbTimeouts } from '@parley/db';
 import { sql } from 'kysely';
 import type { Trx } from './handlers/deps.js';
 
@@ -87,6 +88,8 @@ export interface ForgotSubject {
  * state. Deleting someone already gone deletes nothing (the saga may run this step twice).
  */
 export async function forgetSubject(trx: Trx, subjectId: string): Promise<ForgotSubject> {
+  // An erasure deletes a person's whole history in a few statements; it may rightly run past the role's statement timeout.
+  await liftDbTimeouts(trx);
   const { rows: counted } = await sql<{ turns: string; recordings: string }>`
     select (select count(*) from transcript_turns t join conversations c on c.tenant_id = t.tenant_id and c.id = t.conversation_id where c.subject_id = ${subjectId}) as turns,
            (select count(*) from recordings r join conversations c on c.tenant_id = r.tenant_id and c.id = r.conversation_id where c.subject_id = ${subjectId}) as recordings`.execute(
