@@ -1,9 +1,11 @@
 // The orchestrator's peers during a rolling upgrade: a tenant-data of the previous release stores a
 // recording reference without the fields it does not know (the id, the size, the sealed key), so
 // AddRecording's answer is checked and such a store fails loudly instead of counting as stored.
+// A tool call the integrations service cannot make gives the model no internal detail.
 import { randomUUID } from 'node:crypto';
-import { Code, createClient, createRouterTransport } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, createRouterTransport } from '@connectrpc/connect';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
+import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { describe, expect, it } from 'vitest';
@@ -54,5 +56,44 @@ describe('addRecording', () => {
       code: Code.FailedPrecondition,
       rawMessage: expect.stringMatching(/older release .* Upgrade tenant-data first, then turn call recording on/),
     });
+  });
+});
+
+describe('callTool', () => {
+  /** peersWithTools builds the peers over an integrations service whose CallTool fails with `code` and `message`. */
+  function peersWithTools(code: Code, message: string) {
+    const integrations = createRouterTransport(({ service }) =>
+      service(IntegrationsService, {
+        callTool() {
+          throw new ConnectError(message, code);
+        },
+      }),
+    );
+    const nothing = createRouterTransport(() => undefined);
+    return createPeers({
+      tenantData: createClient(TenantDataService, nothing),
+      identity: createClient(IdentityService, nothing),
+      secrets: createClient(SecretsService, nothing),
+      integrations: createClient(IntegrationsService, integrations),
+    });
+  }
+  const call = { tenantId: randomUUID(), conversationId: randomUUID(), agentId: randomUUID(), tool: 'lookup_order', arguments: {} };
+
+  it("gives the model a refusal's own message, which says what is wrong", async () => {
+    const result = await peersWithTools(Code.PermissionDenied, 'the agent has no grant for lookup_order').callTool(call);
+    expect(result.ok).toBe(false);
+    expect(JSON.parse(result.content)).toEqual({ error: 'PermissionDenied', message: 'the agent has no grant for lookup_order' });
+  });
+
+  it('never gives the model what an unreachable or failing integrations service said: it can name addresses, certificates and variables', async () => {
+    for (const code of [Code.Unavailable, Code.Internal, Code.DeadlineExceeded, Code.Unknown]) {
+      const detail =
+        'TLS identity check failed connecting to integrations at 10.1.2.3:8443: check PARLEY_INTEGRATIONS_URL and PARLEY_TLS_CA';
+      const result = await peersWithTools(code, detail).callTool(call);
+      expect(result.ok).toBe(false);
+      const content = JSON.parse(result.content) as { error: string; message: string };
+      expect(content).toEqual({ error: Code[code], message: 'the tool service is unavailable; try again later' });
+      expect(result.content).not.toMatch(/10\.1\.2\.3|PARLEY_|TLS/);
+    }
   });
 });

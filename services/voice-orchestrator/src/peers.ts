@@ -7,6 +7,7 @@ import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/i
 import type { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import type { Subject, TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { parseGuardrailState, type GuardrailState } from '@parley/guardrails';
+import { isCallerMistake } from '@parley/platform';
 import type { ResolvedKey } from './conversation-keys.js';
 import type { ToolDeclaration } from './providers.js';
 import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
@@ -496,8 +497,12 @@ export function createPeers(c: PeerClients, clock: () => number = Date.now): Pee
         return { ok: res.status >= 200 && res.status < 300, status: res.status, content: res.body };
       } catch (err) {
         const e = ConnectError.from(err);
-        // The refusal's message says what is wrong (grant, argument, limit); it never holds the credential.
-        return { ok: false, status: 0, content: JSON.stringify({ error: Code[e.code], message: e.rawMessage.slice(0, 500) }) };
+        // A refusal's message says what is wrong (grant, argument, limit) and never holds the
+        // credential; it goes to the model, which may repeat it to the caller. Anything else (the
+        // integrations service unreachable or failing) says no more than that: its message can name
+        // internal addresses, certificates and variables.
+        const message = isCallerMistake(e.code) ? e.rawMessage.slice(0, 500) : 'the tool service is unavailable; try again later';
+        return { ok: false, status: 0, content: JSON.stringify({ error: Code[e.code], message }) };
       }
     },
     issueRecordingKey(tenantId, conversationId, subjectId, recordingId) {
