@@ -227,6 +227,16 @@ monitoring:
     );
   });
 
+  it('alerts on any TLS or identity failure of the last 30 minutes, so that rare callers are seen too', async () => {
+    const tls = ruleOf(await render([all]), 'ParleyPeerTlsFailures');
+    // Failures come only in bursts when calls happen: a rate over 5m held for 10m never fired for
+    // a caller that calls hourly. One burst keeps increase over 30m above 0 for longer than for.
+    expect(tls.expr).toMatch(
+      /^sum by \(job, parley_peer, parley_connection_failure_reason\) \(increase\(parley_peer_connection_failures_total\{namespace="parley-system", parley_connection_failure_reason=~"tls\|identity"\}\[30m\]\)\) > 0$/,
+    );
+    expect(tls.for).toBe('2m');
+  });
+
   it('alerts when Prometheus cannot scrape a component', async () => {
     const down = ruleOf(await render([all]), 'ParleyTargetDown');
     expect(down.expr).toMatch(/^up\{namespace="parley-system", job=~"([a-z-]+\|)+[a-z-]+"\} == 0$/);

@@ -279,3 +279,51 @@ describe('the grpc-js internal client', () => {
     expect(said.filter((m) => m === 'resolving the peer works again')).toHaveLength(1);
   });
 });
+
+describe("the grpc-js client's misconfiguration log", () => {
+  it('warns once for a peer with the wrong SPIFFE ID over several failed calls, with what to fix, and once at info when it connects again', async () => {
+    const lines: { msg?: string; level?: string; peer?: string; target?: string; reason?: string; fix?: string }[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as (typeof lines)[number]);
+        cb();
+      },
+    });
+    // A server that is identity where audit is expected: every connection is refused by the identity check.
+    const wrong = await startPeer(0, pki.files('identity'));
+    const client = createServiceClient(EchoService, {
+      baseUrl: `https://localhost:${wrong.port}`,
+      certificates: await CertificateSource.open(pki.files('edge')),
+      expect: 'audit',
+      trustDomain: 'parley.local',
+      logger: createLogger({ service: 'edge', version: 'test', level: 'info', destination }),
+    });
+    const failedBefore = await failures('audit', 'identity');
+    for (let i = 0; i < 4; i++) expect((await errorOf(client.echo({ message: 'x' }))).code).toBe(Code.Unavailable);
+    // Each call made (at least) one fresh attempt: several failures counted, one line said.
+    await pollUntil('several identity failures counted', async () => (await failures('audit', 'identity')) >= failedBefore + 2);
+    const warned = lines.filter((l) => l.level === 'warn');
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ peer: 'audit', target: `localhost:${wrong.port}`, reason: 'identity' });
+    expect(warned[0]?.msg).toMatch(/TLS or identity misconfiguration/);
+    expect(warned[0]?.fix).toMatch(/^TLS identity check failed connecting to audit at localhost:\d+: /);
+    expect(warned[0]?.fix).toContain('expected spiffe://parley.local/audit');
+    expect(warned[0]?.fix).toContain('PARLEY_AUDIT_URL');
+    expect(JSON.stringify(lines)).not.toMatch(/BEGIN|PRIVATE/);
+    // The right service takes over the port: the next calls connect, and that is said once.
+    await wrong.server.close(0);
+    await startPeer(wrong.port, pki.files('audit'));
+    await pollUntil('a call served by audit', async () =>
+      client.echo({ message: 'ok' }).then(
+        () => true,
+        () => false,
+      ),
+    );
+    for (let i = 0; i < 3; i++) expect((await client.echo({ message: 'again' })).message).toBe('again');
+    client.close();
+    expect(lines.filter((l) => l.level === 'warn')).toHaveLength(1);
+    const recovered = lines.filter((l) => l.msg === 'connecting to the peer works again');
+    expect(recovered).toHaveLength(1);
+    expect(recovered[0]).toMatchObject({ level: 'info', peer: 'audit', target: `localhost:${wrong.port}` });
+  });
+});

@@ -5,7 +5,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { InternalClientImplementation } from './config.js';
-import { createGrpcJsTransport } from './grpc-js-transport.js';
+import { createGrpcJsTransport, MisconfigurationLog, type EndpointConnectionEvents } from './grpc-js-transport.js';
 import { callerFromCertificate } from './identity.js';
 import type { Logger } from './logger.js';
 import { spiffeIdFor, type ServiceName } from './services.js';
@@ -36,7 +36,11 @@ export interface MtlsTransportOptions {
   readonly resolve?: (host: string) => Promise<string[]>;
   /** implementation makes the calls: @grpc/grpc-js (the default) or connect-node's transport. */
   readonly implementation?: InternalClientImplementation;
-  /** logger says when the peer's DNS name stops resolving (once per outage) and when it resolves again. */
+  /**
+   * logger says when the peer's DNS name stops resolving (once per outage) and when it resolves
+   * again, and (grpc-js) when connections to it are refused for a TLS or identity misconfiguration
+   * (once per outage) and when one connects again.
+   */
   readonly logger?: Logger;
   /** pingIntervalMs: how often each connection is pinged to find a peer gone without closing (default 10 s); tests shorten it. */
   readonly pingIntervalMs?: number;
@@ -77,6 +81,7 @@ interface EndpointSpec {
   readonly defaultTimeoutMs: number;
   readonly peer: ServiceName;
   readonly pingIntervalMs: number;
+  readonly connections: EndpointConnectionEvents | undefined;
   checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined;
 }
 
@@ -130,6 +135,7 @@ function grpcJsEndpoint(spec: EndpointSpec): EndpointTransport {
     defaultTimeoutMs: spec.defaultTimeoutMs,
     peer: spec.peer,
     pingIntervalMs: spec.pingIntervalMs,
+    ...(spec.connections !== undefined ? { connections: spec.connections } : {}),
   });
 }
 
@@ -148,6 +154,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   const implementation = options.implementation ?? 'grpc-js';
   const endpointOf = implementation === 'grpc-js' ? grpcJsEndpoint : connectNodeEndpoint;
   const defaultTimeoutMs = options.defaultTimeoutMs ?? 10_000;
+  const misconfigurations = options.logger !== undefined ? new MisconfigurationLog(options.expect, options.logger) : undefined;
   // A list of URLs is a fixed set of endpoints, as if DNS had answered with them.
   const listed = options.baseUrl.split(',');
   const url = new URL(listed[0] ?? options.baseUrl);
@@ -156,12 +163,12 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   const balanced = listed.length === 1 && isIP(host) === 0 && host !== 'localhost';
   // address: one resolved address of `host` (connect there, verify the certificate for `host`).
   const build = (address: string | undefined, m: TlsMaterial) => {
-    if (address === undefined) return buildFor(options.baseUrl, host, false, m);
-    return buildFor(`https://${isIP(address) === 6 ? `[${address}]` : address}:${url.port || '443'}`, host, true, m);
+    if (address === undefined) return buildFor(options.baseUrl, host, false, m, host);
+    return buildFor(`https://${isIP(address) === 6 ? `[${address}]` : address}:${url.port || '443'}`, host, true, m, address);
   };
   // target: the URL to connect to; verifyHost: the name its certificate must carry (also sent as
-  // SNI when the target is a bare address).
-  const buildFor = (target: string, verifyHost: string, byAddress: boolean, m: TlsMaterial): EndpointTransport => {
+  // SNI when the target is a bare address); key: the endpoint's address in `endpoints`.
+  const buildFor = (target: string, verifyHost: string, byAddress: boolean, m: TlsMaterial, key: string): EndpointTransport => {
     const targetUrl = new URL(target);
     return endpointOf({
       target: targetUrl,
@@ -171,6 +178,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
       defaultTimeoutMs,
       peer: options.expect,
       pingIntervalMs: options.pingIntervalMs ?? 10_000,
+      connections: misconfigurations?.for(key),
       // server.address on each CLIENT span says which pod answered.
       interceptors: [
         createClientTracingInterceptor({ address: bareHost(targetUrl.hostname), port: Number(targetUrl.port || '443') }),
@@ -191,7 +199,10 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   let material = options.certificates.current;
   let endpoints: Endpoint[] =
     listed.length > 1
-      ? listed.map((target) => ({ address: target, transport: buildFor(target, bareHost(new URL(target).hostname), false, material) }))
+      ? listed.map((target) => ({
+          address: target,
+          transport: buildFor(target, bareHost(new URL(target).hostname), false, material, target),
+        }))
       : [{ address: host, transport: build(undefined, material) }];
   let next = 0;
   const retired: EndpointTransport[] = [];
@@ -205,7 +216,8 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
     material = m;
     endpoints = endpoints.map((e) => {
       retire(e);
-      if (listed.length > 1) return { address: e.address, transport: buildFor(e.address, bareHost(new URL(e.address).hostname), false, m) };
+      if (listed.length > 1)
+        return { address: e.address, transport: buildFor(e.address, bareHost(new URL(e.address).hostname), false, m, e.address) };
       return { address: e.address, transport: build(balanced ? e.address : undefined, m) };
     });
   });
@@ -242,7 +254,11 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
       }
       const current = new Map(endpoints.map((e) => [e.address, e]));
       endpoints = addresses.map((address) => current.get(address) ?? { address, transport: build(address, material) });
-      for (const [address, e] of current) if (!addresses.includes(address)) retire(e);
+      for (const [address, e] of current) {
+        if (addresses.includes(address)) continue;
+        retire(e);
+        misconfigurations?.forget(address);
+      }
     };
     void refresh();
     timer = setInterval(() => void refresh(), options.resolveEveryMs ?? 5_000);

@@ -130,6 +130,12 @@ export interface ConnectionFailure {
   readonly at: number;
 }
 
+/** ConnectionEvents hears a channel's failed connection attempts and its connections (the client's misconfiguration log). */
+export interface ConnectionEvents {
+  failed(failure: ConnectionFailure): void;
+  connected(): void;
+}
+
 /**
  * RETRY_SPACING_MS: a call that meets a failed channel starts a new connection attempt at once,
  * but no sooner than this after the last failed one, so that calls during an outage do not
@@ -154,7 +160,10 @@ export class ConnectionWatch {
   readonly #waiters = new Set<() => void>();
   #resetTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly peer: string) {
+  constructor(
+    private readonly peer: string,
+    private readonly events?: ConnectionEvents,
+  ) {
     watches.set(this.id, this);
     // A series that first appears at 1 has no increase to Prometheus: the misconfigurations an
     // alert reads are there at 0 from the first connection.
@@ -201,11 +210,13 @@ export class ConnectionWatch {
       this.#round = undefined;
       this.failure = { ...round, at: Date.now() };
       recordPeerConnectionFailure(this.peer, round.reason);
+      this.events?.failed(this.failure);
       this.#settle();
     } else if (state === connectivityState.READY) {
       this.#round = undefined;
       this.failure = undefined;
       this.#identityRefusal = undefined;
+      this.events?.connected();
       this.#wake();
     }
   }

@@ -27,6 +27,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { ConnectionWatch, type ConnectionFailure } from './grpc-js-connection.js';
 import { INTERNAL_MAX_REQUEST_BYTES } from './server.js';
+import type { Logger } from './logger.js';
 import type { ServiceName } from './services.js';
 import type { TlsMaterial } from './tls.js';
 
@@ -57,6 +58,14 @@ export interface GrpcJsEndpointOptions {
   readonly peer: ServiceName;
   /** pingIntervalMs: how often the connection is pinged, busy or idle (default 10 s); tests shorten it. */
   readonly pingIntervalMs?: number;
+  /** connections hears the endpoint's failed attempts and connections, with the target as errors name it. */
+  readonly connections?: EndpointConnectionEvents;
+}
+
+/** EndpointConnectionEvents is ConnectionEvents with the endpoint's target (host:port, or servername (address)). */
+export interface EndpointConnectionEvents {
+  failed(target: string, failure: ConnectionFailure): void;
+  connected(target: string): void;
 }
 
 /** GrpcJsTransport is a connect Transport over one grpc-js channel; close() waits for the calls in flight. */
@@ -270,7 +279,12 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
  */
 export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTransport {
   const m = options.material;
-  const watch = new ConnectionWatch(options.peer);
+  const target = options.servername !== undefined ? `${options.servername} (${options.target})` : options.target;
+  const events = options.connections;
+  const watch = new ConnectionWatch(
+    options.peer,
+    events && { failed: (failure) => events.failed(target, failure), connected: () => events.connected(target) },
+  );
   const credentials = grpc.credentials.createSsl(m.ca, m.key, m.cert, {
     checkServerIdentity: (host, cert) => {
       const refused = options.checkServerIdentity(host, cert);
@@ -319,7 +333,6 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
     if (channel.getConnectivityState(false) !== TF || watch.failure === undefined || watch.misconfigured !== undefined) return undefined;
     return watch.nextAttempt(deadline, signal);
   };
-  const target = options.servername !== undefined ? `${options.servername} (${options.target})` : options.target;
   /** endError is the error of a call that ended: a call never sent for a TLS or identity failure says so, and what to fix. */
   const endError = (status: grpc.StatusObject, deadline: number, aborted: ConnectError | undefined): ConnectError => {
     const err = errorOfEnd(status, deadline, aborted);
@@ -644,4 +657,45 @@ export function misconfigurationMessage(peer: ServiceName, target: string, failu
     `This is a misconfiguration, not an outage: check that both services' certificates are valid now ` +
     `(not expired) and issued by the CA each side trusts (PARLEY_TLS_CA)`
   );
+}
+
+/**
+ * MisconfigurationLog says, for one client of a peer, when its connections start being refused for
+ * a TLS or identity misconfiguration (once per outage, at warn, with what to fix) and when one of
+ * them connects again (once, at info): a background caller logs only a call's code, and the
+ * server logs a refused handshake at debug, so without it the fix is in no log line. An outage
+ * lasts while any endpoint (key) of the peer's last such failure has not connected since.
+ */
+export class MisconfigurationLog {
+  readonly #failing = new Set<string>();
+
+  constructor(
+    private readonly peer: ServiceName,
+    private readonly logger: Logger,
+  ) {}
+
+  /** for is the events of one endpoint, by a key that stays the same when its transport is rebuilt (certificate rotation). */
+  for(key: string): EndpointConnectionEvents {
+    return {
+      failed: (target, failure) => {
+        if ((failure.reason !== 'tls' && failure.reason !== 'identity') || this.#failing.has(key)) return;
+        this.#failing.add(key);
+        if (this.#failing.size > 1) return;
+        // Names, addresses and what Node's TLS said; never a certificate or a key.
+        this.logger.warn(
+          { peer: this.peer, target, reason: failure.reason, fix: misconfigurationMessage(this.peer, target, failure) },
+          'connecting to the peer is refused (TLS or identity misconfiguration); its calls fail until it is fixed',
+        );
+      },
+      connected: (target) => {
+        if (!this.#failing.delete(key) || this.#failing.size > 0) return;
+        this.logger.info({ peer: this.peer, target }, 'connecting to the peer works again');
+      },
+    };
+  }
+
+  /** forget drops an endpoint gone from the peer's DNS answers: it will not connect again to end the outage. */
+  forget(key: string): void {
+    this.#failing.delete(key);
+  }
 }

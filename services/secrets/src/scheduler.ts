@@ -38,37 +38,59 @@ export interface MaintenanceLoop {
   stop(): Promise<void>;
 }
 
-/** MaintenanceLog is where the schedule reports failed runs (warn once per outage, debug after) and recovery (info). */
+/** MaintenanceLog is where the schedule reports failed runs (warn once per cause of an outage, debug after) and recovery (info). */
 export interface MaintenanceLog {
   warn(fields: object, message: string): void;
   info(fields: object, message: string): void;
   debug(fields: object, message: string): void;
 }
 
+/** REWARN_MS: a cause already warned about in this outage is warned about again after this long. */
+const REWARN_MS = 3_600_000;
+
+/** causeOf is an error's text without its numbers (ports, times, counts), so that one cause reads as one. */
+function causeOf(message: string): string {
+  return message.replace(/\d+/g, '#');
+}
+
 /**
  * startMaintenance runs runMaintenanceOnce every intervalMs (first run after one interval);
- * failures are retried next time. An outage (tenant-data down or older, Postgres away) is logged
- * once as a warning when it starts, its repeats at debug, and once at info when a run works again.
+ * failures are retried next time. An outage (tenant-data down or older, Postgres away, the KEK
+ * provider failing) is logged as a warning when it starts and again when its cause changes (each
+ * cause at most once, or hourly), its repeats at debug, and once at info when a run works again.
+ * A run skipped because another replica holds the lock is neither: it says nothing about this one.
  */
 export function startMaintenance(deps: MaintenanceDeps & { readonly log: MaintenanceLog }, intervalMs: number): MaintenanceLoop {
   const abort = new AbortController();
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
-  // Failed runs in a row, and when the first of them failed.
+  // Failed runs in a row, when the first of them failed, and when each cause was last warned about.
   let failures = 0;
   let failingSince = '';
+  const warned = new Map<string, number>();
   const failed = (err: unknown): void => {
-    const fields = { err: err instanceof Error ? err.message : String(err), failures: failures + 1 };
+    const text = err instanceof Error ? err.message : String(err);
+    const fields = { err: text, failures: failures + 1 };
+    const cause = causeOf(text);
+    const now = Date.now();
+    const last = warned.get(cause);
     if (failures === 0) {
-      failingSince = new Date().toISOString();
+      failingSince = new Date(now).toISOString();
+      warned.set(cause, now);
       deps.log.warn(fields, 'secrets maintenance failed; retrying every interval (repeats are logged at debug until a run works)');
+    } else if (last === undefined || now - last >= REWARN_MS) {
+      warned.set(cause, now);
+      const why = last === undefined ? 'now for another reason' : 'for this reason since an hour or more';
+      deps.log.warn({ ...fields, since: failingSince }, `secrets maintenance still fails, ${why}; retrying every interval`);
     } else deps.log.debug({ ...fields, since: failingSince }, 'secrets maintenance failed again; retrying next interval');
     failures++;
   };
-  const succeeded = (): void => {
-    if (failures === 0) return;
+  const succeeded = (run: MaintenanceRun): void => {
+    // Skipped (another replica holds the lock): nothing ran here, so nothing works again.
+    if (failures === 0 || !run.ran) return;
     deps.log.info({ failures, since: failingSince }, 'secrets maintenance works again');
     failures = 0;
+    warned.clear();
   };
   const schedule = (): void => {
     timer = setTimeout(() => {
