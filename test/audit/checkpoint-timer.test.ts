@@ -76,13 +76,15 @@ describe('the checkpoint timer', () => {
       if (Date.now() > deadline) throw new Error(`timed out: ${JSON.stringify([...attempts])}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    const stopping = Date.now();
+    const signed = () => [...attempts.values()].reduce((a, n) => a + n, 0);
+    const signedAtStop = signed();
     await timer.stop();
-    // Only the tick in flight is awaited (at most three slow signings), not a queue of them.
-    expect(Date.now() - stopping).toBeLessThan(1000);
-    const signedAfterStop = [...attempts.values()].reduce((a, n) => a + n, 0);
+    // Only the tick in flight is awaited (at most three slow signings), not a queue of them:
+    // counted in signings started meanwhile, not in wall time a loaded machine stretches.
+    expect(signed() - signedAtStop).toBeLessThanOrEqual(3);
+    const signedAfterStop = signed();
     await new Promise((r) => setTimeout(r, 300));
-    expect([...attempts.values()].reduce((a, n) => a + n, 0)).toBe(signedAfterStop);
+    expect(signed()).toBe(signedAfterStop);
 
     expect(maxInFlight).toBe(1);
     expect((await heads()).get(failing)).toEqual({ seq: 2, checkpointSeq: 0 });

@@ -1,7 +1,6 @@
 // Group commit of audit appends against a crash: a real audit process under concurrent appends to
 // one tenant chain (which the process batches) and to other tenants is SIGKILLed mid-load; after
 // a restart every acknowledged event is stored exactly once and every chain verifies, 1..N.
-import { Code, ConnectError } from '@connectrpc/connect';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -149,20 +148,13 @@ describe('group commit of audit appends', () => {
     const batches = new Set(hotChain.map((r) => r.recorded_at.getTime()));
     expect(batches.size).toBeLessThan(hotChain.length);
 
-    // And the chain goes on after the restart. The writer's grpc-js channel may still be in its
-    // reconnect backoff (0.25–2 s after the refused connections while the process was down): such a
-    // call fails UNAVAILABLE before anything is sent, so it is tried again, as a peer client would.
+    // And the chain goes on after the restart, through the same client and without a retry: its
+    // channel, in its reconnect backoff since the refused connections while the process was down,
+    // makes one fresh attempt for the call instead of failing it unsent.
     const after = event(hot);
-    let appended: Awaited<ReturnType<typeof writer.appendEvents>> | undefined;
-    for (let attempt = 0; appended === undefined; attempt++) {
-      try {
-        appended = await writer.appendEvents({ events: [after] });
-      } catch (err) {
-        if (attempt >= 20 || ConnectError.from(err).code !== Code.Unavailable) throw err;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
-    expect(appended).toMatchObject({ appended: 1 });
+    expect(await writer.appendEvents({ events: [after] })).toMatchObject({ appended: 1 });
     expect(await reader.verifyLog({ tenantId: hot })).toMatchObject({ ok: true, verifiedToSeq: BigInt(hotChain.length + 1) });
-  });
+    // Up to 30 s of load, a process restart and four chains verified: more than the default 60 s
+    // on a loaded machine.
+  }, 180_000);
 });

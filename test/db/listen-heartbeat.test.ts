@@ -69,7 +69,7 @@ async function faultyProxy(
   };
 }
 
-async function until<T>(read: () => T, done: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+async function until<T>(read: () => T, done: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = read();
@@ -92,8 +92,10 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       connectionString: proxy.url,
       channel,
       applicationName: 'parley-test-listen',
-      heartbeatMs: 200,
-      heartbeatTimeoutMs: 200,
+      // A heartbeat every 2 s, lost after 2 s without it: a healthy connection's round trip on a
+      // loaded machine stays well inside (at 200 ms it did not, and caching stopped mid-test).
+      heartbeatMs: 2_000,
+      heartbeatTimeoutMs: 2_000,
       onNotification: (payload) => {
         heard.push(payload);
         cache.delete(payload);
@@ -135,7 +137,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
         await until(
           () => listener.listening,
           (l) => !l,
-          5_000,
+          20_000,
         ),
       ).toBe(false);
       expect(lost.join('\n')).toMatch(/heartbeat/);
@@ -147,7 +149,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       expect(fetches).toBe(before + 2);
 
       // A new connection (through the same proxy, not silenced) hears its heartbeat: caching resumes.
-      expect(await until(() => listener.listening, Boolean, 10_000)).toBe(true);
+      expect(await until(() => listener.listening, Boolean, 20_000)).toBe(true);
       await read();
       const cached = fetches;
       await read();
@@ -167,7 +169,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       connectionString: proxy.url,
       channel,
       applicationName: 'parley-test-listen',
-      heartbeatMs: 200,
+      heartbeatMs: 2_000,
       onNotification: () => undefined,
       onListening: () => (listened += 1),
       onLost: (reason) => lost.push(reason),
@@ -181,16 +183,16 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
         await until(
           () => listener.listening,
           (l) => !l,
-          5_000,
+          20_000,
         ),
       ).toBe(false);
       expect(lost.join('\n')).toMatch(/heartbeat notification was not heard/);
       // Reconnected connections LISTEN fine, yet they are not trusted while their heartbeat is lost.
-      await new Promise((r) => setTimeout(r, 1_500));
+      await new Promise((r) => setTimeout(r, 4_500)); // two heartbeat periods: reconnects happen meanwhile
       expect(listener.listening).toBe(false);
       expect(listened).toBe(1);
       proxy.swallowNotifications(false);
-      expect(await until(() => listener.listening, Boolean, 10_000)).toBe(true);
+      expect(await until(() => listener.listening, Boolean, 20_000)).toBe(true);
       expect(listened).toBe(2);
     } finally {
       await listener.close();

@@ -33,7 +33,8 @@ describe('migrate under a held lock', () => {
       await expect(migrateService(adminUrl(), withExtra, true, 300)).rejects.toThrow(
         /migrating lifecycle at 9999_12_31_0001_lock_test failed: a table it changes stayed locked by another session for 300 ms/,
       );
-      expect(Date.now() - started).toBeLessThan(5_000);
+      // The lock is held until this test lets go: only lock_timeout ends the wait (slack for a loaded machine).
+      expect(Date.now() - started).toBeLessThan(30_000);
     } finally {
       await holder.query('rollback');
       holder.release();

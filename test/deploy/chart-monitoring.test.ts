@@ -142,6 +142,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyAuditOutboxAgeHigh',
         'ParleyCertificateExpirySoon',
         'ParleyKekFailures',
+        'ParleyPeerTlsFailures',
         'ParleyPodRestarting',
         'ParleyPrivacyJobFailed',
         'ParleyPurgeStale',

@@ -206,8 +206,9 @@ describe('public API through the edge', () => {
     expect(deleted.status, JSON.stringify(deleted.body)).toBe(200);
     // tenant-data's trigger tells identity at the delete's commit; the NOTIFY travels on its own
     // connection, so a session asked for within the same milliseconds may still find the entry.
-    // Past that moment (well within a second here, against the entry's 60 s) it is refused.
-    const deadline = Date.now() + 1_000;
+    // Past that moment (a second on a quiet machine; the deadline is slack for a loaded one, still
+    // far inside the entry's 60 s, so only the notification can explain the refusal) it is refused.
+    const deadline = Date.now() + 15_000;
     let refused = await session();
     while (refused.status === 200 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
@@ -270,14 +271,14 @@ describe('public API through the edge', () => {
       edge.start();
       try {
         // An edge that did start would be stopped by the timeout and fail the exit-code check.
-        const exit = await Promise.race([edge.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+        const exit = await Promise.race([edge.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 40_000))]);
         expect(exit, missing).toEqual({ code: 1, signal: null });
         expect(edge.lastLines().join('\n'), missing).toMatch(new RegExp(`start-up failed: ${missing}: is required: edge calls`));
       } finally {
         await edge.stop();
       }
     }
-  });
+  }, 120_000);
 
   it('keeps API key secrets out of the database and the logs, and lists keys without them', async () => {
     const { secret } = await createKey(['agents:read']);
@@ -331,32 +332,35 @@ describe('public API through the edge', () => {
     }
   });
 
-  it('makes a revoked key UNAUTHENTICATED at the edge within seconds', async () => {
+  it('makes a revoked key UNAUTHENTICATED at the edge at once', async () => {
     const k = await createKey(['agents:read']);
-    expect((await whoAmI(k.secret)).status).toBe(200);
+    expect((await whoAmI(k.secret)).status).toBe(200); // the edge now caches the key
     expect((await stack.call('/parley.api.v1.ApiKeyService/RevokeApiKey', { apiKeyId: k.id }, ownerKey)).status).toBe(200);
-    const elapsed = await pollUntil(async () => (await whoAmI(k.secret)).status === 401, 5_000);
-    expect(elapsed).toBeLessThan(2_500);
-    expect((await whoAmI(k.secret)).body.message).toMatch(/revoked/);
+    // The revocation went through this edge, which drops its cached check of the key: the very
+    // next call is refused (a count of calls, not a wall-clock bound a loaded machine can miss).
+    const next = await whoAmI(k.secret);
+    expect(next.status).toBe(401);
+    expect(next.body.message).toMatch(/revoked/);
   });
 
   it('makes an expired key UNAUTHENTICATED', async () => {
-    const k = await createKey(['agents:read'], { expiresAt: new Date(Date.now() + 1_500).toISOString() });
+    // The key must outlive its creation and one call even on a loaded machine, then end by itself.
+    const k = await createKey(['agents:read'], { expiresAt: new Date(Date.now() + 5_000).toISOString() });
     expect((await whoAmI(k.secret)).status).toBe(200);
-    await pollUntil(async () => (await whoAmI(k.secret)).status === 401, 6_000);
+    await pollUntil(async () => (await whoAmI(k.secret)).status === 401, 30_000);
     expect((await whoAmI(k.secret)).body.message).toMatch(/expired/);
   });
 
   it('rotates a key: the old one works through the overlap and stops after it', async () => {
     const k = await createKey(['agents:read']);
-    const rotated = await stack.call('/parley.api.v1.ApiKeyService/RotateApiKey', { apiKeyId: k.id, overlapSeconds: 2 }, ownerKey);
+    const rotated = await stack.call('/parley.api.v1.ApiKeyService/RotateApiKey', { apiKeyId: k.id, overlapSeconds: 5 }, ownerKey);
     expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
     const next = rotated.body.secret as string;
     expect(next).not.toBe(k.secret);
     expect((rotated.body.previous as { rotatedToId: string }).rotatedToId).toBe((rotated.body.apiKey as { id: string }).id);
     expect((await whoAmI(k.secret)).status).toBe(200);
     expect((await whoAmI(next)).status).toBe(200);
-    await pollUntil(async () => (await whoAmI(k.secret)).status === 401, 6_000);
+    await pollUntil(async () => (await whoAmI(k.secret)).status === 401, 30_000);
     expect((await whoAmI(next)).status).toBe(200);
   });
 
@@ -417,7 +421,7 @@ describe('public API through the edge', () => {
       (await stack.call('/parley.api.v1.MemberService/UpdateMemberRole', { memberId: owner.id, role: 'developer' }, ownerKey)).status,
     ).toBe(200);
     // The bootstrap key still lists members:admin, but its member is now a developer.
-    await pollUntil(async () => (await stack.call('/parley.api.v1.MemberService/ListMembers', {}, ownerKey)).status === 403, 5_000);
+    await pollUntil(async () => (await stack.call('/parley.api.v1.MemberService/ListMembers', {}, ownerKey)).status === 403, 20_000);
     const scopes = (await whoAmI(ownerKey)).body.scopes as string[];
     expect(scopes).toContain('sessions:create');
     expect(scopes).not.toContain('members:admin');

@@ -146,7 +146,8 @@ describe('VaultTransitKekProvider', () => {
     vault.setMode(mode);
     const started = Date.now();
     const err = await openSecret(uncachedDataKeys(kek), ref, sealed).catch((e: unknown) => e);
-    expect(Date.now() - started).toBeLessThan(3_000);
+    // The 1 s request timeout, not a hung Vault's forever (the bound is slack for a loaded machine).
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect(err).toBeInstanceOf(UnavailableError);
     expect((err as Error).message).toMatch(message);
     expect((err as Error).message).not.toMatch(/hvs\./);

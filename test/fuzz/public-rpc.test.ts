@@ -219,7 +219,9 @@ type Answer = { ok: true } | { ok: false; code: Code; message: string };
 async function invoke(transport: Transport, service: DescService, method: DescMethod, init: Record<string, unknown>): Promise<Answer> {
   const client = createClient(service, transport) as unknown as Record<string, (req: unknown, opts: unknown) => unknown>;
   const call = client[method.localName]!;
-  const options = { headers: { authorization: `Bearer ${ownerKey}` }, timeoutMs: 15_000 };
+  // A deadline the client gives up on is read as a refusal, yet the edge may still carry the call out:
+  // it must be far past any call on a loaded machine, or a slow success would read as a refusal that wrote.
+  const options = { headers: { authorization: `Bearer ${ownerKey}` }, timeoutMs: 60_000 };
   try {
     const request = create(method.input, init as never);
     if (method.methodKind === 'server_streaming') {

@@ -34,6 +34,29 @@ async function start(options: Parameters<typeof startEchoProcess>[0]): Promise<E
   return p;
 }
 
+/** echoMetrics scrapes an echo process's /metrics; echoSample reads one Echo-method series from it. */
+const echoMetrics = async (p: EchoProcess) => (await fetch(`http://127.0.0.1:${p.healthPort}/metrics`)).text();
+function echoSample(text: string, name: string): number | undefined {
+  const line = text
+    .split('\n')
+    .find(
+      (l) =>
+        l.startsWith(`${name}{`) && l.includes('rpc_method="parley.testing.v1.EchoService/Echo"') && l.includes('rpc_system_name="grpc"'),
+    );
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/** untilEchoInFlight polls /metrics until one Echo call is in its handler (a loaded machine may take seconds to get it there). */
+async function untilEchoInFlight(p: EchoProcess): Promise<number | undefined> {
+  const deadline = Date.now() + 30_000;
+  let inFlight: number | undefined;
+  while (inFlight !== 1 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    inFlight = echoSample(await echoMetrics(p), 'rpc_server_active_requests');
+  }
+  return inFlight;
+}
+
 async function clientAs(service: 'edge' | 'voice-orchestrator', url: string, expect: 'voice-orchestrator' | 'identity') {
   return createServiceClient(EchoService, {
     baseUrl: url,
@@ -87,25 +110,11 @@ describe('RPC metrics', () => {
   it('counts a call in flight in rpc_server_active_requests until it ends, then records its duration', async () => {
     const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
     const client = await clientAs('edge', identity.url, 'identity');
-    const scrape = async () => (await fetch(`http://127.0.0.1:${identity.healthPort}/metrics`)).text();
-    const sample = (text: string, name: string) => {
-      const line = text
-        .split('\n')
-        .find(
-          (l) =>
-            l.startsWith(`${name}{`) &&
-            l.includes('rpc_method="parley.testing.v1.EchoService/Echo"') &&
-            l.includes('rpc_system_name="grpc"'),
-        );
-      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
-    };
-    const slow = client.echo({ message: 'slow', delayMs: 2_000 });
-    let inFlight: number | undefined;
-    for (let i = 0; i < 30 && inFlight !== 1; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      inFlight = sample(await scrape(), 'rpc_server_active_requests');
-    }
-    expect(inFlight).toBe(1);
+    const scrape = () => echoMetrics(identity);
+    const sample = echoSample;
+    // Long enough that a scrape on a loaded machine still sees it in flight.
+    const slow = client.echo({ message: 'slow', delayMs: 6_000 });
+    expect(await untilEchoInFlight(identity)).toBe(1);
     expect((await slow).message).toBe('slow');
     const after = await scrape();
     expect(after).toContain('# TYPE rpc_server_active_requests gauge');
@@ -119,9 +128,9 @@ describe('graceful shutdown', () => {
   it('lets a slow in-flight call finish after SIGTERM, then exits 0', async () => {
     const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
     const client = await clientAs('edge', identity.url, 'identity');
-    const slow = client.echo({ message: 'slow', delayMs: 2_500 });
-    // Give the call time to reach the handler (generous: the machine may be loaded).
-    await new Promise((r) => setTimeout(r, 800));
+    const slow = client.echo({ message: 'slow', delayMs: 8_000 });
+    // SIGTERM once the call is in its handler (not after a fixed pause a loaded machine can outlast).
+    expect(await untilEchoInFlight(identity)).toBe(1);
     const startedStop = Date.now();
     const exit = identity.process.stop();
     const res = await slow;
@@ -132,11 +141,12 @@ describe('graceful shutdown', () => {
   });
 
   it('is not ready once SIGTERM arrived, yet keeps answering new calls during the drain delay', async () => {
-    const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity'), env: { PARLEY_DRAIN_DELAY_MS: '3000' } });
+    const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity'), env: { PARLEY_DRAIN_DELAY_MS: '10000' } });
     const client = await clientAs('edge', identity.url, 'identity');
     expect((await client.echo({ message: 'before' })).message).toBe('before');
     identity.process.signal('SIGTERM');
-    const deadline = Date.now() + 2_000;
+    // Within the drain delay (10 s, long enough for the calls below on a loaded machine).
+    const deadline = Date.now() + 8_000;
     let ready: number | string = 200;
     while (ready === 200 && Date.now() < deadline) {
       ready = await fetch(`http://127.0.0.1:${identity.healthPort}/readyz`).then(

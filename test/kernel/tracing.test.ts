@@ -238,7 +238,7 @@ describe('the SERVER span of a grpc-js call', () => {
       for (const message of ['plain', 'trace']) {
         exporter.reset();
         const answer = await echo(message, 40);
-        await expect.poll(() => serverSpans().length, { timeout: 2_000 }).toBe(1);
+        await expect.poll(() => serverSpans().length, { timeout: 15_000 }).toBe(1);
         const span = serverSpans()[0]!;
         expect(span.name).toBe('parley.testing.v1.EchoService/Echo');
         expect(span.attributes).toMatchObject({

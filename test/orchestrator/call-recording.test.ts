@@ -265,7 +265,7 @@ describe('call recording', () => {
     const { client, conversationId } = await startVoice(agent);
     await client.reply(30_000);
     await realTime(callerSpeech(0.3, RATE), RATE, (slice) => client.sendAudio(slice));
-    await client.next((f) => f.type === 'event' && f.name === 'recording' && f.state === 'declined', 10_000);
+    await client.next((f) => f.type === 'event' && f.name === 'recording' && f.state === 'declined', 30_000);
     expect((await client.reply(30_000)).sentences).toEqual([DECLINED]);
     client.send({ type: 'end' });
     await client.closed;
@@ -406,18 +406,19 @@ describe('call recording', () => {
     await new Promise((r) => setTimeout(r, 200));
     await realTime(speech, 8_000, mediaSender(c, ids.streamSid));
     // The object store answers slowly now: the call still ends at once, and the recording is stored after.
-    s3.stallMs = 2_500;
-    const stoppedAt = Date.now();
+    s3.stallMs = 10_000;
     c.send({ event: 'stop', streamSid: ids.streamSid, stop: { accountSid: ids.accountSid, callSid: ids.callSid } });
     await c.closed;
-    expect(Date.now() - stoppedAt).toBeLessThan(2_000);
+    // At once: the call closed before the store answered anything of its recording (a call that
+    // waited for the upload would close only after the 10 s stall): a count, not a wall-clock bound.
+    expect(s3.requests.filter((r) => r.key.includes(sessionId))).toEqual([]);
     expect(await listRecordings(sessionId)).toEqual([]);
     s3.stallMs = 0;
 
     const [recording] = await eventually(async () => {
       const list = await listRecordings(sessionId);
       return list.length > 0 ? list : undefined;
-    }, 15_000);
+    }, 60_000);
     expect(recording).toMatchObject({ keyRef: 'conversation', retentionClass: 'recording' });
     const objectKey = `parley/recordings/${s.stack.bootstrap.tenantId}/${sessionId}/${recording!.id}.pra`;
     const atRest = s3.objects.get(objectKey);
@@ -451,7 +452,8 @@ describe('call recording', () => {
     expect(purged.blobKeys).toContain(`recordings/${s.stack.bootstrap.tenantId}/${sessionId}/${recording!.id}.pra`);
     expect(s3.objects.has(objectKey)).toBe(false);
     expect(s3.requests.some((r) => r.method === 'DELETE' && r.key === objectKey && r.status === 204)).toBe(true);
-  });
+    // Two restarts, 8 s of real-time speech and a 10 s store stall: more than the default 60 s on a loaded machine.
+  }, 180_000);
 });
 
 /** eventually polls find every 100 ms until it returns a value (throws after timeoutMs). */

@@ -79,10 +79,12 @@ describe('the OpenAI-compatible provider', () => {
       expect(event.reason).toBe('provider_unavailable');
       expect((await client.reply()).sentences.at(-1)).toMatch(/trouble answering/);
       // The orchestrator hung up near the 1 MiB event bound instead of buffering the line.
-      await expect.poll(() => live.standin.endlessBytesSent).toBeGreaterThan(0);
+      await expect.poll(() => live.standin.endlessBytesSent, { timeout: 15_000 }).toBeGreaterThan(0);
       expect(live.standin.endlessBytesSent).toBeLessThan(8 * 1024 * 1024);
       // The child's log line comes through a pipe, after the frame that failed the turn may have.
-      await expect.poll(() => live.s.logs.some((l) => l.includes('LLM provider sent an event longer than'))).toBe(true);
+      await expect
+        .poll(() => live.s.logs.some((l) => l.includes('LLM provider sent an event longer than')), { timeout: 15_000 })
+        .toBe(true);
       // The same conversation answers its next turn.
       live.standin.setMode('up');
       client.send({ type: 'user_text', text: 'and now?' });

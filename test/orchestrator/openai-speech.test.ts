@@ -135,13 +135,13 @@ describe('OpenAI-compatible speech adapters', () => {
       let started = performance.now();
       const tts = await failure(speech(door.fetch, 'Hello there.'));
       expect([tts.message, tts.retryable]).toEqual(['TTS provider timed out', true]);
-      // The 2 s pause after the first chunk, not the pool's 5 minutes.
-      expect(performance.now() - started).toBeLessThan(6_000);
+      // The 2 s pause after the first chunk, not the pool's 5 minutes (the bound is slack for a loaded machine).
+      expect(performance.now() - started).toBeLessThan(30_000);
       started = performance.now();
       const stt = await failure(transcripts(door.fetch));
       expect(stt.message).toMatch(/^STT provider (timed out|did not finish a transcription within 4500 ms)$/);
       expect(stt.retryable).toBe(true);
-      expect(performance.now() - started).toBeLessThan(8_000);
+      expect(performance.now() - started).toBeLessThan(30_000);
     } finally {
       standin.setMode('up');
     }

@@ -268,6 +268,10 @@ describe('CallService/PlaceCall through the edge', () => {
     }
     try {
       const person = await replicas[0]!.peers.subjectForPhone(tenantId, callee);
+      // Each replica's connection is up before the race (one read each, in turn): eight mTLS
+      // handshakes at once on a loaded machine could outlast the peers' 5 s call timeout and be
+      // refused as "tenant-data unavailable", which is not the race this test is about.
+      for (const { peers } of replicas) await peers.personGuardrailState(tenantId, person.id);
       const outcomes = await Promise.all(
         replicas.map(({ peers }, i) =>
           admitContactAttempt(

@@ -16,7 +16,7 @@ import { startOpenAiStandin, type OpenAiStandin } from '../src/openai-standin.js
 import { adminPool } from '../src/pg.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 import { conversationRow, turns } from './live-conversation.fixture.js';
-import { mediaSender, openMediaStream, outboundAudio, startMessage, until } from './twilio.fixture.js';
+import { mediaSender, openMediaStream, outboundAudio, startMessage, until, untilLive } from './twilio.fixture.js';
 import { realTime, synthesize } from './voice.fixture.js';
 
 const RATE = 8_000;
@@ -144,7 +144,8 @@ describe('Twilio inbound call webhook', () => {
     c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
     c.send(startMessage({ streamSid, accountSid, callSid }, token));
     const media = mediaSender(c, streamSid);
-    await new Promise((r) => setTimeout(r, 500));
+    // The conversation is the minted session's (the token's sid claim).
+    await untilLive(s, c, (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { sid: string }).sid);
     await realTime(await synthesize(tts, QUESTION, RATE), RATE, media);
     await realTime(new Int16Array(RATE), RATE, media);
     await until(() => c.received.find((m) => m.event === 'mark'), 30_000);

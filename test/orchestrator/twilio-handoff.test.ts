@@ -12,7 +12,7 @@ import { egressEnvFor, startTwilioStandin, type TwilioStandin } from '../src/twi
 import { pollUntil } from '../edge/fixture.js';
 import { startConversationStack, type ConversationStack } from './fixture.js';
 import { conversationRow, turns } from './live-conversation.fixture.js';
-import { mediaSender, openMediaStream, startMessage, until } from './twilio.fixture.js';
+import { mediaSender, openMediaStream, startMessage, until, untilLive } from './twilio.fixture.js';
 import { realTime, synthesize } from './voice.fixture.js';
 
 const RATE = 8_000;
@@ -100,7 +100,7 @@ async function callSaying(agent: string, words: string, token: 'call' | 'browser
   c.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
   c.send(startMessage(ids, minted.token));
   const media = mediaSender(c, ids.streamSid);
-  await new Promise((r) => setTimeout(r, 500));
+  await untilLive(s, c, sessionId);
   await realTime(await synthesize(tts, words, RATE), RATE, media);
   await realTime(new Int16Array(RATE), RATE, media);
   return { c, ids, sessionId };

@@ -1,7 +1,10 @@
 // Shared by the Twilio tests: a client that speaks Twilio Media Streams' documented messages
 // (https://www.twilio.com/docs/voice/media-streams/websocket-messages) to the session port.
+import { CertificateSource, createServiceClient } from '@parley/platform';
+import { OrchestratorService } from '@parley/proto/parley/orchestrator/v1/orchestrator_pb.js';
 import { mulawDecode, mulawEncode } from '@parley/voice-orchestrator';
 import WebSocket from 'ws';
+import type { ConversationStack } from './fixture.js';
 
 /** Outbound is a message the orchestrator sends to Twilio. */
 export type Outbound = { event: string; streamSid?: string; media?: { payload: string }; mark?: { name: string } };
@@ -30,6 +33,35 @@ export async function openMediaStream(url: string, ca: string | Buffer): Promise
   let seq = 1;
   const send = (m: Record<string, unknown>) => ws.send(JSON.stringify({ ...m, sequenceNumber: String(seq++) }));
   return { ws, received, closed, send };
+}
+
+/**
+ * untilLive waits until the orchestrator lists the call's conversation as live (asking as the edge
+ * does), or the stream closed (a refused start). The orchestrator drops caller audio sent before
+ * its start is done, as a phone line would: a fixed pause before speaking is too short on a
+ * loaded machine, where checking the token and starting the conversation take seconds.
+ */
+export async function untilLive(s: ConversationStack, stream: MediaStream, conversationId: string, timeoutMs = 60_000): Promise<void> {
+  const orchestrator = createServiceClient(OrchestratorService, {
+    baseUrl: s.orchestratorUrl,
+    certificates: await CertificateSource.open(s.stack.pki.files('edge')),
+    expect: 'voice-orchestrator',
+    trustDomain: 'parley.local',
+  });
+  let closed = false;
+  void stream.closed.then(() => (closed = true));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (closed) return;
+      const { conversations } = await orchestrator.listLiveConversations({ tenantId: s.stack.bootstrap.tenantId });
+      if (conversations.some((c) => c.conversationId === conversationId)) return;
+      if (Date.now() > deadline) throw new Error(`conversation ${conversationId} not live within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    orchestrator.close();
+  }
 }
 
 /** startMessage is the `start` message of a call whose <Stream> carries `token`. */

@@ -23,6 +23,8 @@ export interface S3Standin {
   readonly uploads: Map<string, { key: string; parts: Map<number, Buffer> }>;
   /** stallMs, when set, holds every answer that long (ms): a service that accepts connections but does not answer. */
   stallMs: number;
+  /** held counts the requests received and held by stallMs, not answered yet, by S3 operation. */
+  readonly held: Map<string, number>;
   /** unavailable, when set, answers every request 503 ServiceUnavailable (an outage). */
   unavailable: boolean;
   stop(): Promise<void>;
@@ -30,6 +32,23 @@ export interface S3Standin {
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest();
+
+// The S3 operation a request asks for, from its method and query.
+function operationOf(req: IncomingMessage): string {
+  const query = new URL(req.url ?? '/', 'http://standin').searchParams;
+  const uploadId = query.get('uploadId');
+  return req.method === 'POST' && query.has('uploads')
+    ? 'CreateMultipartUpload'
+    : req.method === 'PUT' && uploadId !== null
+      ? 'UploadPart'
+      : req.method === 'POST' && uploadId !== null
+        ? 'CompleteMultipartUpload'
+        : req.method === 'DELETE' && uploadId !== null
+          ? 'AbortMultipartUpload'
+          : (({ PUT: 'PutObject', GET: 'GetObject', HEAD: 'HeadObject', DELETE: 'DeleteObject' } as Record<string, string>)[
+              req.method ?? ''
+            ] ?? 'Unknown');
+}
 
 function xmlError(res: ServerResponse, status: number, code: string, message: string, resource: string): void {
   res.writeHead(status, { 'content-type': 'application/xml' });
@@ -100,6 +119,7 @@ export async function startS3Standin(options: { bucket?: string; region?: string
     requests: [] as { method: string; key: string; status: number; operation: string }[],
     uploads: new Map<string, { key: string; parts: Map<number, Buffer> }>(),
     stallMs: 0,
+    held: new Map<string, number>(),
     unavailable: false,
     stop: (): Promise<void> => Promise.resolve(),
   };
@@ -107,8 +127,14 @@ export async function startS3Standin(options: { bucket?: string; region?: string
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if (standin.stallMs > 0) setTimeout(() => handle(req, res, Buffer.concat(chunks)), standin.stallMs).unref();
-      else handle(req, res, Buffer.concat(chunks));
+      if (standin.stallMs > 0) {
+        const operation = operationOf(req);
+        standin.held.set(operation, (standin.held.get(operation) ?? 0) + 1);
+        setTimeout(() => {
+          standin.held.set(operation, (standin.held.get(operation) ?? 1) - 1);
+          handle(req, res, Buffer.concat(chunks));
+        }, standin.stallMs).unref();
+      } else handle(req, res, Buffer.concat(chunks));
     });
   });
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
@@ -116,20 +142,7 @@ export async function startS3Standin(options: { bucket?: string; region?: string
     const path = decodeURIComponent(url.pathname);
     const [, bucket = '', ...rest] = path.split('/');
     const key = rest.join('/');
-    const query = url.searchParams;
-    const uploadId = query.get('uploadId');
-    const operation =
-      req.method === 'POST' && query.has('uploads')
-        ? 'CreateMultipartUpload'
-        : req.method === 'PUT' && uploadId !== null
-          ? 'UploadPart'
-          : req.method === 'POST' && uploadId !== null
-            ? 'CompleteMultipartUpload'
-            : req.method === 'DELETE' && uploadId !== null
-              ? 'AbortMultipartUpload'
-              : (({ PUT: 'PutObject', GET: 'GetObject', HEAD: 'HeadObject', DELETE: 'DeleteObject' } as Record<string, string>)[
-                  req.method ?? ''
-                ] ?? 'Unknown');
+    const operation = operationOf(req);
     const answer = (status: number) => standin.requests.push({ method: req.method ?? '', key, status, operation });
     if (standin.unavailable) {
       answer(503);

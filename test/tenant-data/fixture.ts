@@ -36,6 +36,8 @@ export interface TenantDataProcess {
   logLines(n?: number): string[];
   /** secrets is the secrets process beside tenant-data (tests stop it to see tenant-data fail closed). */
   readonly secrets: ServiceProcess;
+  /** service is the tenant-data process itself. */
+  readonly service: ServiceProcess;
   stop(): Promise<void>;
 }
 
@@ -96,6 +98,7 @@ export async function startTenantData(env: Record<string, string> = {}): Promise
   return {
     admin,
     secrets,
+    service,
     logLines: (n) => service.lastLines(n),
     async putSecret(tenantId) {
       const headers = principalHeaders({

@@ -4,9 +4,11 @@
 // and the next purge deletes it. GetRecording reads the reference in a short transaction and
 // fetches the blob outside it, so a slow object store holds no transaction open.
 import { randomUUID } from 'node:crypto';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { Code } from '@connectrpc/connect';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../edge/fixture.js';
 import { startS3Standin, type S3Standin } from '../src/s3-standin.js';
 import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
 
@@ -60,7 +62,7 @@ async function recorded(wrappedKey = 'conversation:v2:c2VhbGVk'): Promise<{ id: 
   return { id, conversationId, blobKey };
 }
 
-const purge = (dataClass = 'recording', options: { timeoutMs?: number } = {}) =>
+const purge = (dataClass = 'recording', options: { signal?: AbortSignal } = {}) =>
   lifecycle.purgeExpired(
     {
       tenantId: tenant,
@@ -91,6 +93,26 @@ const sealedAt = (v: number, tag: string) =>
   `conversation:v2:${Buffer.from(JSON.stringify({ c: tag, n: 'bm9uY2U=', w: `local:v${v}:${tag}`, v })).toString('base64url')}`;
 
 const deleteRequests = () => s3.requests.filter((r) => r.operation === 'DeleteObject').length;
+const held = (operation: string) => s3.held.get(operation) ?? 0;
+
+/** ownTcpPorts lists the local ports of a process's TCP sockets (Linux /proc): its database connections among them. */
+async function ownTcpPorts(pid: number): Promise<number[]> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m !== null) inodes.add(m[1]!);
+  }
+  const ports: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    const lines = (await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '')).split('\n').slice(1);
+    for (const line of lines) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && inodes.has(f[9]!)) ports.push(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
+}
 
 describe('recording blobs', () => {
   it('deletes blobs after the purge commits, and a blob the store failed to delete at the next purge', async () => {
@@ -145,16 +167,26 @@ describe('recording blobs', () => {
   it('stops starting deletes once the caller has gone, so a retried purge during an outage does not stack loops', async () => {
     await queueUndeletable(12);
     const before = deleteRequests();
-    s3.stallMs = 1_500;
+    s3.stallMs = 3_000;
     try {
-      // Lifecycle gives up after 300 ms; the four deletes in flight finish, no further one starts.
-      expect((await failure(purge('recording', { timeoutMs: 300 }))).code).toBe(Code.DeadlineExceeded);
-      await new Promise((r) => setTimeout(r, 4_000));
-      expect(deleteRequests() - before).toBe(4);
+      // Lifecycle gives up while four deletes are in flight (it goes once the store holds them, not
+      // after a fixed time a loaded machine may spend before the deletes start); the four finish,
+      // no further one starts.
+      const gone = new AbortController();
+      const purging = failure(purge('recording', { signal: gone.signal }));
+      await pollUntil(async () => held('DeleteObject') === 4, 30_000);
+      gone.abort();
+      expect((await purging).code).toBe(Code.Canceled);
+      await pollUntil(async () => held('DeleteObject') === 0, 30_000);
+      // Room for a wrong fifth delete to reach the store (it would be held there, then counted).
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect([deleteRequests() - before, held('DeleteObject')]).toEqual([4, 0]);
     } finally {
       s3.stallMs = 0;
     }
-    // What was not tried stays queued, untouched, for the next purge.
+    // What was not tried stays queued, untouched, for the next purge (the four deleted leave the
+    // queue once tenant-data has written so).
+    await pollUntil(async () => (await td.rows('recording_blob_deletions', tenant)) <= 8, 30_000);
     expect(await td.rows('recording_blob_deletions', tenant)).toBe(8);
     expect((await purge()).deleted).toBe(0);
     expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
@@ -164,16 +196,16 @@ describe('recording blobs', () => {
     const recs = await Promise.all(Array.from({ length: 5 }, () => recorded()));
     const readOf = (rec: { id: string; conversationId: string }) =>
       failure(edge.readRecordingAudio({ tenantId: tenant, conversationId: rec.conversationId, recordingId: rec.id }));
-    s3.stallMs = 2_000;
+    s3.stallMs = 4_000;
     try {
       const slow = recs.slice(0, 4).map(readOf);
       // The four are waiting on the object store now.
-      await new Promise((r) => setTimeout(r, 500));
-      const started = Date.now();
+      await pollUntil(async () => held('GetObject') === 4, 30_000);
       const refused = await readOf(recs[4]!);
       expect(refused.code).toBe(Code.ResourceExhausted);
       expect(refused.message).toMatch(/already reading 4 recordings at once; try again/);
-      expect(Date.now() - started).toBeLessThan(1_500);
+      // At once: refused while the store still holds all four reads, not after one ended.
+      expect(held('GetObject')).toBe(4);
       // The four end (their sealed keys are not secrets': they fail after the read, not for want of a slot).
       for (const r of await Promise.all(slow)) expect(r.code).not.toBe(Code.ResourceExhausted);
     } finally {
@@ -184,22 +216,23 @@ describe('recording blobs', () => {
 
   it('holds no transaction open while the object store is slow to answer a read', async () => {
     const rec = await recorded();
-    s3.stallMs = 2_000;
+    s3.stallMs = 4_000;
     try {
       const read = failure(edge.readRecordingAudio({ tenantId: tenant, conversationId: rec.conversationId, recordingId: rec.id }));
-      await new Promise((r) => setTimeout(r, 1_000));
       // The GET is waiting on the stand-in now.
-      expect(s3.requests.some((r) => r.operation === 'GetObject' && r.key === rec.blobKey)).toBe(false);
-      // Other test files' stacks share this database and role, and their own short transactions
-      // may be open at this instant: what the read would hold is one opened before the GET, about
-      // a second ago, so only transactions older than half a second count.
-      const { rows } = await td.admin.query<{ state: string | null; open_ms: number | null }>(
-        `select state, extract(epoch from now() - xact_start) * 1000 as open_ms
-           from pg_stat_activity where usename = 'parley_tenant_data'`,
+      await pollUntil(async () => held('GetObject') === 1, 30_000);
+      // Other test files' stacks share this database and role, and a starved process of theirs can
+      // sit inside a transaction for a while on a loaded machine: only this process's connections
+      // (by their client port) count.
+      const ports = await ownTcpPorts(td.service.pid!);
+      const { rows } = await td.admin.query<{ state: string | null }>(
+        `select state from pg_stat_activity where usename = 'parley_tenant_data' and client_port = any($1::int[])`,
+        [ports],
       );
+      expect(held('GetObject')).toBe(1); // still waiting while we looked
       // tenant-data's pool is connected, and none of its connections is inside a transaction.
       expect(rows.length).toBeGreaterThan(0);
-      expect(rows.filter((r) => r.state?.startsWith('idle in transaction') && Number(r.open_ms) > 500)).toEqual([]);
+      expect(rows.filter((r) => r.state?.startsWith('idle in transaction'))).toEqual([]);
       // The sealed key here is not secrets' (this test needs the read in flight, not its audio).
       expect((await read).code).not.toBe(Code.Unknown);
     } finally {

@@ -33,6 +33,28 @@ export function serviceDatabaseUrlFrom(env: Env, service: ServiceName): string {
   return envPostgresUrl(env, 'DATABASE_URL', `of the ${roleFor(service)} role`);
 }
 
+/** DbTimeouts bound how long one statement may run and one transaction may sit idle on a service's connections (0: Postgres's setting). */
+export interface DbTimeouts {
+  /** statementTimeoutMs is PARLEY_DB_STATEMENT_TIMEOUT_MS: a statement past it (lock waits included) is canceled, and the caller gets UNAVAILABLE. */
+  readonly statementTimeoutMs: number;
+  /** idleInTransactionTimeoutMs is PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: Postgres ends a connection whose transaction waits longer than this for its next statement, releasing its locks. */
+  readonly idleInTransactionTimeoutMs: number;
+}
+
+/**
+ * dbTimeoutsFrom reads PARLEY_DB_STATEMENT_TIMEOUT_MS (30 s) and
+ * PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (60 s). Every statement of a service is a short,
+ * indexed one or a bounded batch, and no transaction waits on anything outside Postgres, so
+ * these only end what is stuck: a statement behind a lock nobody releases, a transaction whose
+ * process hung, neither holding a connection and its locks for ever.
+ */
+export function dbTimeoutsFrom(env: Env): DbTimeouts {
+  return Object.freeze({
+    statementTimeoutMs: envInt(env, 'PARLEY_DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    idleInTransactionTimeoutMs: envInt(env, 'PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0, 3_600_000),
+  });
+}
+
 /** ListenConfig says how a service's LISTEN connection reaches Postgres and how often it checks that notifications arrive. */
 export interface ListenConfig {
   /** connectionString is PARLEY_LISTEN_DATABASE_URL, or the service's DATABASE_URL when that is unset; never logged. */

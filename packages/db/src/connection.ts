@@ -2,6 +2,7 @@ import type { ServiceName } from '@parley/platform';
 import { Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { ParleyPostgresDialect } from './dialect.js';
+import type { DbTimeouts } from './config.js';
 import { roleFor, schemaFor } from './names.js';
 
 /** DbOptions configures a connection pool. */
@@ -14,6 +15,8 @@ export interface DbOptions {
   role?: string;
   /** applicationName shows in pg_stat_activity. */
   applicationName?: string;
+  /** timeouts bound each statement and each idle-in-transaction pause on these connections (dbTimeoutsFrom); absent, Postgres's own settings apply. */
+  timeouts?: DbTimeouts;
 }
 
 /** createPool opens a node-postgres pool; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
@@ -21,6 +24,12 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   const startup: string[] = [];
   if (options.searchPath !== undefined) startup.push(`-c search_path=${options.searchPath}`);
   if (options.role !== undefined) startup.push(`-c role=${options.role}`);
+  // Startup options, as search_path is: they hold for every transaction of the connection, also
+  // behind a pooler that passes `options` on (0 leaves Postgres's setting, which is off by default).
+  if (options.timeouts !== undefined && options.timeouts.statementTimeoutMs > 0)
+    startup.push(`-c statement_timeout=${options.timeouts.statementTimeoutMs}`);
+  if (options.timeouts !== undefined && options.timeouts.idleInTransactionTimeoutMs > 0)
+    startup.push(`-c idle_in_transaction_session_timeout=${options.timeouts.idleInTransactionTimeoutMs}`);
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,

@@ -48,8 +48,9 @@ const LOST_CONNECTION =
   /^(Connection terminated( unexpectedly)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
 // What node-postgres and its pool throw when no connection could be had in time.
 const NO_CONNECTION = /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout)$/;
-// SQLSTATEs that end or refuse the connection itself: admin / crash shutdown, starting up, class 08, too many connections.
-const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300']);
+// SQLSTATEs that end or refuse the connection itself: admin / crash shutdown, starting up, class 08,
+// too many connections, a transaction idle past idle_in_transaction_session_timeout.
+const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300', '25P03']);
 
 /**
  * isConnectionLost tells whether an error (or one of its causes, as mapDatabaseError wraps them)
@@ -134,6 +135,16 @@ export function mapDatabaseError(err: unknown): unknown {
     case '40001':
     case '40P01':
       return new UnavailableError('the transaction conflicted with another one; retry it', { cause: err });
+    case '57014':
+      // statement_timeout (PARLEY_DB_STATEMENT_TIMEOUT_MS) or an operator's pg_cancel_backend: the
+      // statement was rolled back with its transaction, so nothing of it is written.
+      return new UnavailableError(
+        'the database canceled a statement that ran too long (a lock held elsewhere, or an overloaded database); retry later',
+        {
+          cause: err,
+        },
+      );
+    case '25P03':
     case '57P01':
     case '57P02':
     case '57P03':

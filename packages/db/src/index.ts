@@ -1,12 +1,14 @@
 export { ANNOTATION_PREFIX, annotationComment, AUDIT_OUTBOX_ANNOTATION, parseAnnotationComment, type TableAnnotation } from './data-map.js';
 export { auditCatalog, GLOBAL_TABLES, type CatalogAuditOptions, type CatalogViolation } from './catalog.js';
 export {
+  dbTimeoutsFrom,
   envOptionalPostgresUrl,
   envPostgresUrl,
   listenConfigFrom,
   loadMigrateConfig,
   rolePasswordVariable,
   serviceDatabaseUrlFrom,
+  type DbTimeouts,
   type ListenConfig,
   type MigrateConfig,
 } from './config.js';

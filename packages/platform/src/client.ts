@@ -7,6 +7,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { InternalClientImplementation } from './config.js';
 import { createGrpcJsTransport } from './grpc-js-transport.js';
 import { callerFromCertificate } from './identity.js';
+import type { Logger } from './logger.js';
 import { spiffeIdFor, type ServiceName } from './services.js';
 import { createClientTracingInterceptor } from './telemetry.js';
 import type { CertificateSource, TlsMaterial } from './tls.js';
@@ -35,6 +36,10 @@ export interface MtlsTransportOptions {
   readonly resolve?: (host: string) => Promise<string[]>;
   /** implementation makes the calls: @grpc/grpc-js (the default) or connect-node's transport. */
   readonly implementation?: InternalClientImplementation;
+  /** logger says when the peer's DNS name stops resolving (once per outage) and when it resolves again. */
+  readonly logger?: Logger;
+  /** pingIntervalMs: how often each connection is pinged to find a peer gone without closing (default 10 s); tests shorten it. */
+  readonly pingIntervalMs?: number;
 }
 
 /** bareHost strips the brackets of an IPv6 literal in a URL's hostname. */
@@ -50,6 +55,8 @@ async function systemResolve(host: string): Promise<string[]> {
 interface EndpointTransport extends Transport {
   close(): void;
   abort(): void;
+  /** failing tells that its last connection attempt failed (calls go elsewhere while another endpoint is not). */
+  failing?(): boolean;
 }
 
 /** Endpoint is one resolved address (or one listed URL) of a peer with its own HTTP/2 connection. */
@@ -68,6 +75,8 @@ interface EndpointSpec {
   readonly material: TlsMaterial;
   readonly interceptors: readonly Interceptor[];
   readonly defaultTimeoutMs: number;
+  readonly peer: ServiceName;
+  readonly pingIntervalMs: number;
   checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined;
 }
 
@@ -85,7 +94,7 @@ function connectNodeEndpoint(spec: EndpointSpec): EndpointTransport {
   // Pings find a peer that vanished without closing (node failure, partition) within seconds.
   const sessionManager = new Http2SessionManager(
     baseUrl,
-    { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
+    { idleConnectionTimeoutMs: 60_000, pingIntervalMs: spec.pingIntervalMs, pingTimeoutMs: 5_000 },
     nodeOptions,
   );
   const transport = createGrpcTransport({
@@ -119,6 +128,8 @@ function grpcJsEndpoint(spec: EndpointSpec): EndpointTransport {
     checkServerIdentity: spec.checkServerIdentity,
     interceptors: spec.interceptors,
     defaultTimeoutMs: spec.defaultTimeoutMs,
+    peer: spec.peer,
+    pingIntervalMs: spec.pingIntervalMs,
   });
 }
 
@@ -158,6 +169,8 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
       byAddress,
       material: m,
       defaultTimeoutMs,
+      peer: options.expect,
+      pingIntervalMs: options.pingIntervalMs ?? 10_000,
       // server.address on each CLIENT span says which pod answered.
       interceptors: [
         createClientTracingInterceptor({ address: bareHost(targetUrl.hostname), port: Number(targetUrl.port || '443') }),
@@ -200,24 +213,57 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   let timer: NodeJS.Timeout | undefined;
   if (balanced) {
     const resolve = options.resolve ?? systemResolve;
+    // Said once when refreshes start failing and once when they work again, not every refresh.
+    let dnsFailing = false;
+    const dnsFailed = (reason: string) => {
+      if (dnsFailing) return;
+      dnsFailing = true;
+      options.logger?.warn(
+        { peer: options.expect, host, reason, endpoints: endpoints.length },
+        'resolving the peer failed; calls keep going to its last known endpoints',
+      );
+    };
     const refresh = async () => {
+      let addresses: string[];
       try {
-        const addresses = [...new Set(await resolve(host))].sort();
-        if (addresses.length === 0) return;
-        const current = new Map(endpoints.map((e) => [e.address, e]));
-        endpoints = addresses.map((address) => current.get(address) ?? { address, transport: build(address, material) });
-        for (const [address, e] of current) if (!addresses.includes(address)) retire(e);
-      } catch {
+        addresses = [...new Set(await resolve(host))].sort();
+      } catch (err) {
         // Keep the last known endpoints when DNS is briefly unavailable.
+        dnsFailed(err instanceof Error ? err.message : String(err));
+        return;
       }
+      if (addresses.length === 0) {
+        dnsFailed('no addresses');
+        return;
+      }
+      if (dnsFailing) {
+        dnsFailing = false;
+        options.logger?.info({ peer: options.expect, host, endpoints: addresses.length }, 'resolving the peer works again');
+      }
+      const current = new Map(endpoints.map((e) => [e.address, e]));
+      endpoints = addresses.map((address) => current.get(address) ?? { address, transport: build(address, material) });
+      for (const [address, e] of current) if (!addresses.includes(address)) retire(e);
     };
     void refresh();
     timer = setInterval(() => void refresh(), options.resolveEveryMs ?? 5_000);
     timer.unref();
   }
+  // Round-robin, passing over an endpoint whose last connection attempt failed (a pod restarting
+  // or gone) while another is usable; when all failed, the next in turn (its call waits for one
+  // fresh attempt: createGrpcJsTransport).
   const pick = () => {
-    next = (next + 1) % endpoints.length;
-    return (endpoints[next] ?? (endpoints[0] as Endpoint)).transport;
+    const n = endpoints.length;
+    const first = (next + 1) % n;
+    for (let i = 0; i < n; i++) {
+      const at = (first + i) % n;
+      const e = endpoints[at] as Endpoint;
+      if (e.transport.failing?.() !== true) {
+        next = at;
+        return e.transport;
+      }
+    }
+    next = first;
+    return (endpoints[first] ?? (endpoints[0] as Endpoint)).transport;
   };
   return {
     unary: (...args) => pick().unary(...args),

@@ -25,7 +25,9 @@ import { runStreamingCall } from '@connectrpc/connect/protocol';
 import { findTrailerError } from '@connectrpc/connect/protocol-grpc';
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
+import { ConnectionWatch, type ConnectionFailure } from './grpc-js-connection.js';
 import { INTERNAL_MAX_REQUEST_BYTES } from './server.js';
+import type { ServiceName } from './services.js';
 import type { TlsMaterial } from './tls.js';
 
 /**
@@ -51,6 +53,10 @@ export interface GrpcJsEndpointOptions {
   readonly interceptors: readonly Interceptor[];
   /** defaultTimeoutMs bounds every call without its own deadline. */
   readonly defaultTimeoutMs: number;
+  /** peer is the service at the endpoint: the label of its connection failures, and named in their errors. */
+  readonly peer: ServiceName;
+  /** pingIntervalMs: how often the connection is pinged, busy or idle (default 10 s); tests shorten it. */
+  readonly pingIntervalMs?: number;
 }
 
 /** GrpcJsTransport is a connect Transport over one grpc-js channel; close() waits for the calls in flight. */
@@ -59,6 +65,8 @@ export interface GrpcJsTransport extends Transport {
   close(): void;
   /** abort closes the channel now: new calls are refused at once (grpc-js lets calls already sent finish). */
   abort(): void;
+  /** failing tells whether the last attempt to connect failed and none has succeeded since (the channel is in TRANSIENT_FAILURE). */
+  failing(): boolean;
 }
 
 type AnyCall = ReturnType<grpc.Channel['createCall']>;
@@ -235,9 +243,15 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.enable_channelz': 0,
   'grpc.max_send_message_length': INTERNAL_MAX_REQUEST_BYTES,
   'grpc.max_receive_message_length': INTERNAL_MAX_RESPONSE_BYTES,
-  // Pings find a peer that vanished without closing (node failure, partition) within seconds.
+  // Pings find a peer that vanished without closing (node failure, partition) within seconds,
+  // on idle connections too: a vanished node is found before a call meets it, not 10 + 5 s
+  // after. The internal server (createMtlsServer: node:http2 with grpc-js's handlers) enforces
+  // no minimum ping interval, so it never answers these with GOAWAY too_many_pings.
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  // The policy is ours (the default's, watched: grpc-js-connection.ts); a DNS TXT record must not choose another.
+  'grpc.service_config_disable_resolution': 1,
   'grpc.client_idle_timeout_ms': 60_000,
   // A peer that restarts is reconnected to within a second or two, not after grpc-js's default
   // backoff of up to two minutes (connect-node tried a new connection on every call).
@@ -256,11 +270,18 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
  */
 export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTransport {
   const m = options.material;
+  const watch = new ConnectionWatch(options.peer);
   const credentials = grpc.credentials.createSsl(m.ca, m.key, m.cert, {
-    checkServerIdentity: (host, cert) => options.checkServerIdentity(host, cert),
+    checkServerIdentity: (host, cert) => {
+      const refused = options.checkServerIdentity(host, cert);
+      if (refused !== undefined) watch.identityRefused(refused.message);
+      return refused;
+    },
   });
   const channel = new grpc.Channel(options.target, credentials, {
     ...CHANNEL_OPTIONS,
+    ...(options.pingIntervalMs !== undefined ? { 'grpc.keepalive_time_ms': options.pingIntervalMs } : {}),
+    'grpc.service_config': watch.serviceConfig,
     ...(options.servername !== undefined
       ? { 'grpc.ssl_target_name_override': options.servername, 'grpc.default_authority': options.servername }
       : {}),
@@ -284,7 +305,27 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
   const closeNow = () => {
     if (closed) return;
     closed = true;
+    watch.close();
     channel.close();
+  };
+  const TF = grpc.connectivityState.TRANSIENT_FAILURE;
+  /**
+   * readyOnce is undefined when a call may start now, or resolves when it may: a call that meets
+   * the channel failed by a lost connection (a peer restarting, a pod replaced) waits for one
+   * fresh attempt rather than failing UNAVAILABLE unsent; the backoff's 0.25-2 s would otherwise
+   * fail every call in it. A TLS or identity failure fails at once: retrying cannot mend it.
+   */
+  const readyOnce = (deadline: number, signal: AbortSignal | undefined): Promise<void> | undefined => {
+    if (channel.getConnectivityState(false) !== TF || watch.failure === undefined || watch.misconfigured !== undefined) return undefined;
+    return watch.nextAttempt(deadline, signal);
+  };
+  const target = options.servername !== undefined ? `${options.servername} (${options.target})` : options.target;
+  /** endError is the error of a call that ended: a call never sent for a TLS or identity failure says so, and what to fix. */
+  const endError = (status: grpc.StatusObject, deadline: number, aborted: ConnectError | undefined): ConnectError => {
+    const err = errorOfEnd(status, deadline, aborted);
+    const failure = status.code === grpc.status.UNAVAILABLE ? watch.misconfigured : undefined;
+    if (failure === undefined || !status.details.startsWith('No connection established')) return err;
+    return new ConnectError(misconfigurationMessage(options.peer, target, failure), Code.Unavailable, undefined, undefined, err);
   };
   const ended = () => {
     inFlight -= 1;
@@ -293,7 +334,14 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
   const timeoutOf = (timeoutMs: number | undefined) =>
     timeoutMs === undefined ? options.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
 
-  const unaryNext = (deadline: number, lazy: LazySignal, caller: AbortSignal | undefined) => (req: UnaryRequest) =>
+  const unaryNext =
+    (deadline: number, lazy: LazySignal, caller: AbortSignal | undefined) =>
+    (req: UnaryRequest): Promise<UnaryResponse> => {
+      const ready = readyOnce(deadline, caller);
+      return ready === undefined ? unaryCall(deadline, lazy, caller, req) : ready.then(() => unaryCall(deadline, lazy, caller, req));
+    };
+
+  const unaryCall = (deadline: number, lazy: LazySignal, caller: AbortSignal | undefined, req: UnaryRequest) =>
     new Promise<UnaryResponse>((resolve, reject) => {
       if (caller?.aborted === true) {
         reject(abortReason(caller));
@@ -333,7 +381,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
           ended();
           let err: ConnectError | undefined;
           if (status.code !== grpc.status.OK) {
-            err = errorOfEnd(status, deadline, caller?.aborted === true ? abortReason(caller) : undefined);
+            err = endError(status, deadline, caller?.aborted === true ? abortReason(caller) : undefined);
           } else if (message === undefined) {
             err = new ConnectError('protocol error: missing output message for unary method', Code.Unimplemented);
           } else if (extra) {
@@ -374,7 +422,15 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
       call.halfClose();
     });
 
-  const streamNext =
+  const streamNext = (deadline: number) => {
+    const start = streamStart(deadline);
+    return (req: StreamRequest): Promise<StreamResponse> => {
+      const ready = readyOnce(deadline, req.signal);
+      return ready === undefined ? start(req) : ready.then(() => start(req));
+    };
+  };
+
+  const streamStart =
     (deadline: number) =>
     (req: StreamRequest): Promise<StreamResponse> =>
       new Promise<StreamResponse>((resolve, reject) => {
@@ -469,7 +525,7 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
             ended();
             status = s;
             if (s.code !== grpc.status.OK) {
-              failure ??= errorOfEnd(s, deadline, req.signal.aborted ? ownDeadlineFromWire(abortReason(req.signal)) : undefined);
+              failure ??= endError(s, deadline, req.signal.aborted ? ownDeadlineFromWire(abortReason(req.signal)) : undefined);
               // A status before any header (trailers-only) fails the call itself, as in connect.
               if (!started) {
                 started = true;
@@ -565,5 +621,27 @@ export function createGrpcJsTransport(options: GrpcJsEndpointOptions): GrpcJsTra
       closing = true;
       closeNow();
     },
+    failing: () => channel.getConnectivityState(false) === TF,
   };
+}
+
+/**
+ * misconfigurationMessage is what a call never sent for a TLS or identity failure says: that it is
+ * a misconfiguration, not an outage, and what to check. It names services, addresses and what
+ * Node's TLS said (the names a certificate was checked for), never a key or certificate.
+ */
+export function misconfigurationMessage(peer: ServiceName, target: string, failure: ConnectionFailure): string {
+  const url = `PARLEY_${peer.toUpperCase().replace(/-/g, '_')}_URL`;
+  if (failure.reason === 'identity') {
+    return (
+      `TLS identity check failed connecting to ${peer} at ${target}: ${failure.detail}. ` +
+      `This is a misconfiguration, not an outage: check that ${url} (or its DNS name) points at ${peer}, ` +
+      `and that ${peer}'s certificate carries its SPIFFE ID and host name in this trust domain`
+    );
+  }
+  return (
+    `TLS handshake with ${peer} at ${target} failed: ${failure.detail}. ` +
+    `This is a misconfiguration, not an outage: check that both services' certificates are valid now ` +
+    `(not expired) and issued by the CA each side trusts (PARLEY_TLS_CA)`
+  );
 }

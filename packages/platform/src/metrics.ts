@@ -115,6 +115,26 @@ export function primeRecordingMetrics(): void {
   for (const outcome of ['stored', 'size_limit', 'over_budget', 'failed', 'declined'] as const) recordRecordingOutcome(outcome, 0);
 }
 
+/**
+ * ConnectionFailureReason is why a connection to a peer service could not be made: nothing
+ * listened (`refused`), the TLS handshake failed (`tls`: an untrusted CA, an expired certificate,
+ * our client certificate refused), the peer's certificate named another service or host
+ * (`identity`), no answer in time (`timeout`), or anything else (`other`).
+ */
+export type ConnectionFailureReason = 'refused' | 'tls' | 'identity' | 'timeout' | 'other';
+
+/**
+ * recordPeerConnectionFailure counts one failed attempt to connect to a peer service (every
+ * address of the attempt tried), by peer and reason; never anything of the certificate itself.
+ */
+export function recordPeerConnectionFailure(peer: string, reason: ConnectionFailureReason, count = 1): void {
+  instrument('parley.peer.connection_failures', (m) =>
+    m.createCounter('parley.peer.connection_failures', {
+      description: 'Failed attempts to connect to a peer service, by peer and reason (refused, tls, identity, timeout, other).',
+    }),
+  ).add(count, { 'parley.peer': peer, 'parley.connection_failure_reason': reason });
+}
+
 let lastPurgeSuccessSeconds: number | undefined;
 
 /**
@@ -211,6 +231,7 @@ export const PROMETHEUS_METRICS = {
   parley_webhook_deliveries_total: 'counter',
   parley_privacy_jobs_total: 'counter',
   parley_recordings_total: 'counter',
+  parley_peer_connection_failures_total: 'counter',
   parley_audit_outbox_depth: 'gauge',
   parley_audit_outbox_age: 'gauge',
   parley_audit_checkpoint_oldest_age: 'gauge',

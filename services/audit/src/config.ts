@@ -1,11 +1,13 @@
 import { join } from 'node:path';
-import { serviceDatabaseUrlFrom } from '@parley/db';
+import { type DbTimeouts, dbTimeoutsFrom, serviceDatabaseUrlFrom } from '@parley/db';
 import { loadOwnKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
 import { ConfigError, envInt, envOptional, type Env } from '@parley/platform';
 
 /** AuditConfig is the audit service's own configuration (beyond the kernel's). */
 export interface AuditConfig {
   readonly databaseUrl: string;
+  /** dbTimeouts bound each statement and idle transaction on the service's connections (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS). */
+  readonly dbTimeouts: DbTimeouts;
   readonly dbPoolMax: number;
   /** checkpointEveryEvents signs a checkpoint after this many events of one tenant. */
   readonly checkpointEveryEvents: number;
@@ -33,6 +35,7 @@ export function loadAuditConfig(env: Env): AuditConfig {
     envOptional(env, 'PARLEY_AUDIT_WITNESS_PATH') ?? (devDir === undefined ? undefined : join(devDir, 'audit-witness.ndjson'));
   return Object.freeze({
     databaseUrl: serviceDatabaseUrlFrom(env, 'audit'),
+    dbTimeouts: dbTimeoutsFrom(env),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     checkpointEveryEvents: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_EVENTS', 1000, 1, 10_000_000),
     checkpointEveryMs: envInt(env, 'PARLEY_AUDIT_CHECKPOINT_EVERY_MS', 60_000, 100, 86_400_000),

@@ -1,4 +1,4 @@
-import { listenConfigFrom, serviceDatabaseUrlFrom, type ListenConfig } from '@parley/db';
+import { type DbTimeouts, dbTimeoutsFrom, type ListenConfig, listenConfigFrom, serviceDatabaseUrlFrom } from '@parley/db';
 import { loadOwnKekProviderConfig, type KekProviderConfig } from '@parley/envelope';
 import { ConfigError, envEnum, envInt, envOptional, envString, envUrl, type Env } from '@parley/platform';
 import { DEFAULT_SESSION_AUDIENCE, DEFAULT_SESSION_ISSUER } from '@parley/session-token';
@@ -7,6 +7,8 @@ import type { ApiKeyEnvironment } from './api-key-format.js';
 /** IdentityConfig is identity's own configuration (beyond the kernel's). */
 export interface IdentityConfig {
   readonly databaseUrl: string;
+  /** dbTimeouts bound each statement and idle transaction on the service's connections (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS). */
+  readonly dbTimeouts: DbTimeouts;
   /** apiKeyPepper keys the HMAC of stored API keys; it never reaches the database. */
   readonly apiKeyPepper: Buffer;
   readonly apiKeyEnvironment: ApiKeyEnvironment;
@@ -38,6 +40,7 @@ export function loadIdentityConfig(env: Env): IdentityConfig {
   const databaseUrl = serviceDatabaseUrlFrom(env, 'identity');
   return Object.freeze({
     databaseUrl,
+    dbTimeouts: dbTimeoutsFrom(env),
     listen: listenConfigFrom(env, 'identity', databaseUrl),
     apiKeyPepper: Buffer.from(pepper, 'utf8'),
     apiKeyEnvironment: envEnum(env, 'PARLEY_API_KEY_ENVIRONMENT', ['live', 'test'] as const, 'live'),

@@ -1,4 +1,4 @@
-import { listenConfigFrom, type ListenConfig } from '@parley/db';
+import { type DbTimeouts, dbTimeoutsFrom, type ListenConfig, listenConfigFrom } from '@parley/db';
 import { egressPolicyFromEnv, type EgressPolicy } from '@parley/egress';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 
@@ -6,6 +6,8 @@ import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 export interface IntegrationsConfig {
   /** databaseUrl logs in as the service's role (parley_integrations); never logged, it holds the password. */
   readonly databaseUrl: string;
+  /** dbTimeouts bound each statement and idle transaction on the service's connections (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS). */
+  readonly dbTimeouts: DbTimeouts;
   /** listen is how the delivery worker's LISTEN connection reaches Postgres (PARLEY_LISTEN_*). */
   readonly listen: ListenConfig;
   /** dbPoolMax is the size of the connection pool. */
@@ -63,6 +65,7 @@ export function loadIntegrationsConfig(env: Env = process.env): IntegrationsConf
   const egressPolicy = egressPolicyFromEnv(env);
   return Object.freeze({
     databaseUrl,
+    dbTimeouts: dbTimeoutsFrom(env),
     listen: listenConfigFrom(env, 'integrations', databaseUrl),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     egressPolicy,

@@ -29,7 +29,7 @@ runMain({
   policies: callerPolicies,
   setup(ctx) {
     const config = loadIntegrationsConfig();
-    const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax });
+    const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax, timeouts: config.dbTimeouts });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     let wakeWorker = (): void => undefined;
@@ -44,6 +44,7 @@ runMain({
       const workerDb = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', {
         max: d.dbPoolMax,
         applicationName: 'parley-integrations-worker',
+        timeouts: config.dbTimeouts,
       });
       ctx.onClose(() => workerDb.destroy());
       const worker = createDeliveryWorker({

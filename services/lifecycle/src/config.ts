@@ -1,4 +1,4 @@
-import { serviceDatabaseUrlFrom } from '@parley/db';
+import { type DbTimeouts, dbTimeoutsFrom, serviceDatabaseUrlFrom } from '@parley/db';
 import { ConfigError, envEnum, envInt, type Env } from '@parley/platform';
 import type { DataClass, RetentionDefaults } from './retention.js';
 
@@ -6,6 +6,8 @@ import type { DataClass, RetentionDefaults } from './retention.js';
 export interface LifecycleConfig {
   /** databaseUrl logs in as the service's role (parley_lifecycle); never logged, it holds the password. */
   readonly databaseUrl: string;
+  /** dbTimeouts bound each statement and idle transaction on the service's connections (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS). */
+  readonly dbTimeouts: DbTimeouts;
   readonly dbPoolMax: number;
   /** scheduler runs the purge scheduler in this process (off: another replica, or nobody, purges). */
   readonly scheduler: boolean;
@@ -72,6 +74,7 @@ export function loadLifecycleConfig(env: Env): LifecycleConfig {
   };
   return Object.freeze({
     databaseUrl,
+    dbTimeouts: dbTimeoutsFrom(env),
     // The purge holds one connection for its lock while it records runs on another.
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 2, 200),
     scheduler: envEnum(env, 'PARLEY_PURGE_SCHEDULER', ['on', 'off'], 'on') === 'on',

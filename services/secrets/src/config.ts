@@ -1,11 +1,13 @@
 import { loadDataKeyCacheConfig, loadKekProviderConfig, type DataKeyCacheConfig, type KekProviderConfig } from '@parley/envelope';
-import { listenConfigFrom, serviceDatabaseUrlFrom, type ListenConfig } from '@parley/db';
+import { type DbTimeouts, dbTimeoutsFrom, type ListenConfig, listenConfigFrom, serviceDatabaseUrlFrom } from '@parley/db';
 import { envInt, type Env } from '@parley/platform';
 
 /** SecretsConfig is the secrets service's own configuration (the kernel reads the rest). */
 export interface SecretsConfig {
   /** databaseUrl connects as the secrets role. */
   readonly databaseUrl: string;
+  /** dbTimeouts bound each statement and idle transaction on the service's connections (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS). */
+  readonly dbTimeouts: DbTimeouts;
   /** kek says which KEK provider to use and how to reach it. */
   readonly kek: KekProviderConfig;
   /** dataKeyCache says whether and how long decrypted data keys are kept in memory. */
@@ -27,6 +29,7 @@ export function loadSecretsConfig(env: Env): SecretsConfig {
   const databaseUrl = serviceDatabaseUrlFrom(env, 'secrets');
   return Object.freeze({
     databaseUrl,
+    dbTimeouts: dbTimeoutsFrom(env),
     listen: listenConfigFrom(env, 'secrets', databaseUrl),
     kek: loadKekProviderConfig(env),
     dataKeyCache: loadDataKeyCacheConfig(env),

@@ -1,4 +1,4 @@
-import { serviceDatabaseUrlFrom } from '@parley/db';
+import { type DbTimeouts, dbTimeoutsFrom, serviceDatabaseUrlFrom } from '@parley/db';
 import { ConfigError, envInt, envString, type Env } from '@parley/platform';
 import { blobStoreConfigFromEnv, type BlobStoreConfig } from '@parley/blob-store';
 import { RECORDING_READ_MAX_BYTES } from './handlers/deps.js';
@@ -8,6 +8,8 @@ import { MIN_PEPPER_BYTES } from './subject.store.js';
 export interface TenantDataConfig {
   /** databaseUrl logs in as the service's role (parley_tenant_data); never logged, it holds the password. */
   readonly databaseUrl: string;
+  /** dbTimeouts bound each statement and idle transaction on the service's connections (PARLEY_DB_STATEMENT_TIMEOUT_MS, PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS). */
+  readonly dbTimeouts: DbTimeouts;
   /** dbPoolMax is the size of the connection pool. */
   readonly dbPoolMax: number;
   /** subjectHashPepper keys the HMAC of subjects' phone numbers and e-mail addresses. */
@@ -26,6 +28,7 @@ export interface TenantDataConfig {
 export function loadTenantDataConfig(env: Env): TenantDataConfig {
   return Object.freeze({
     databaseUrl: serviceDatabaseUrlFrom(env, 'tenant-data'),
+    dbTimeouts: dbTimeoutsFrom(env),
     dbPoolMax: envInt(env, 'PARLEY_DB_POOL_MAX', 10, 1, 200),
     subjectHashPepper: decodePepper(envString(env, 'PARLEY_SUBJECT_HASH_PEPPER')),
     blobStore: blobStoreConfigFromEnv(env),

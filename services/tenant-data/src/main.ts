@@ -21,7 +21,7 @@ runMain({
   policies: callerPolicies,
   setup(ctx) {
     const config = loadTenantDataConfig(ctx.env);
-    const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax });
+    const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax, timeouts: config.dbTimeouts });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     // Required peer (PARLEY_SECRETS_URL): agent writes check their secret_refs with the secrets service.
