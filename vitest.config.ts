@@ -33,7 +33,12 @@ const CROSS_TENANT_WORKER_TESTS = [
  * (startTelemetry, runService): a second registration in the same process is ignored, so they must
  * not share a worker with each other, nor hand theirs to the files after them.
  */
-const PROCESS_GLOBAL_TESTS = ['test/kernel/runtime.test.ts', 'test/kernel/tracing.test.ts', 'test/kernel/grpc-js-connection.test.ts'];
+const PROCESS_GLOBAL_TESTS = [
+  'test/kernel/runtime.test.ts',
+  'test/kernel/tracing.test.ts',
+  'test/kernel/grpc-js-connection.test.ts',
+  'test/kernel/unobserved-spans.test.ts',
+];
 
 /** UNIT_TESTS are the tests that sit next to their code (no Postgres, no processes). */
 const UNIT_TESTS = ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts'];

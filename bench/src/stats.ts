@@ -18,6 +18,18 @@ export async function rssMb(pid: number): Promise<number> {
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
 }
 
+/** CLOCK_TICKS is the kernel's USER_HZ, the unit of /proc's CPU times (100 on Linux's usual builds). */
+const CLOCK_TICKS = 100;
+
+/** cpuMs is a process's CPU time so far (user + system, every thread, from /proc/<pid>/stat), in ms. */
+export async function cpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  // Fields after the command name (which may hold spaces, so split after its closing parenthesis): utime is the 12th, stime the 13th.
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
 /** percentile returns the q-quantile (0..1) of sorted samples. */
 export function percentile(sorted: Float64Array | number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;

@@ -28,7 +28,7 @@ import { createTestPki } from '@parley/test/pki';
 import { EMBEDDED_TTS_SAMPLE_RATE, EmbeddedTts } from '@parley/voice-orchestrator';
 import WebSocket from 'ws';
 import { startServiceProcesses } from './service-processes.js';
-import { percentile } from './stats.js';
+import { cpuMs, percentile } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -142,18 +142,6 @@ const FRAMES = (() => {
   for (let at = 0; at < out.length; at += frame) frames.push(Buffer.from(out.buffer, at * 2, frame * 2));
   return frames;
 })();
-
-/** cpuMs is a process's CPU time so far (user + system, from /proc/<pid>/stat), in ms. */
-async function cpuMs(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return Number.NaN;
-  // Fields after the command name (which may hold spaces, so split after its closing parenthesis): utime is the 12th, stime the 13th.
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-}
-
-/** CLOCK_TICKS is the kernel's USER_HZ, the unit of /proc's CPU times (100 on Linux's usual builds). */
-const CLOCK_TICKS = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -51,7 +51,8 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-describe('console operations in a browser', () => {
+// Each test is many page loads and API round trips: a loaded machine can take minutes where a quiet one takes seconds.
+describe('console operations in a browser', { timeout: 180_000 }, () => {
   it('adds a member, changes their role, refuses to demote the last owner, and removes the member', async () => {
     const { page } = c.tab;
     await goTo(c, 'Members');
@@ -61,7 +62,7 @@ describe('console operations in a browser', () => {
     await page.type('form[aria-labelledby="add-member"] label:nth-of-type(2) input', 'New Person');
     await page.select('form[aria-labelledby="add-member"] select', 'viewer');
     await page.click('form[aria-labelledby="add-member"] button[type="submit"]');
-    await page.waitForFunction((e) => document.querySelector('#members')?.textContent?.includes(e), { timeout: 15_000 }, email);
+    await page.waitForFunction((e) => document.querySelector('#members')?.textContent?.includes(e), { timeout: 30_000 }, email);
     const memberOf = async () =>
       ((await api('MemberService/ListMembers', {})).body.members as { id: string; email: string; role: string }[]).find(
         (m) => m.email === email,
@@ -73,11 +74,11 @@ describe('console operations in a browser', () => {
     expect(row).toBeGreaterThanOrEqual(0);
     const rowSelect = `#members tbody tr:nth-child(${row + 1}) select`;
     await page.select(rowSelect, 'developer');
-    await pollUntil(async () => (await memberOf())?.role === 'developer', 10_000);
+    await pollUntil(async () => (await memberOf())?.role === 'developer', 30_000);
     // The list is read again and shows the new role.
     await page.waitForFunction(
       (sel) => (document.querySelector(sel) as unknown as Valued | null)?.value === 'developer',
-      { timeout: 10_000 },
+      { timeout: 30_000 },
       rowSelect,
     );
     await c.tab.screenshot('console-members-role-changed');
@@ -85,7 +86,7 @@ describe('console operations in a browser', () => {
     // The signed-in owner is the workspace's only owner: demoting them is refused, with the API's reason shown.
     const mine = await page.$$eval('#members tbody tr', (rows) => rows.findIndex((r) => r.textContent?.includes('(you)')));
     await page.select(`#members tbody tr:nth-child(${mine + 1}) select`, 'viewer');
-    await page.waitForSelector('main .error', { timeout: 10_000 });
+    await page.waitForSelector('main .error', { timeout: 30_000 });
     expect(await page.$eval('main .error', (el) => el.textContent)).toMatch(/owner/);
     const me = ((await api('MemberService/ListMembers', {})).body.members as { email: string; role: string }[]).find(
       (m) => m.email === DEV_OIDC_USER.email,
@@ -95,7 +96,7 @@ describe('console operations in a browser', () => {
     // Remove (after the confirmation dialog).
     const again = await page.$$eval('#members tbody tr', (rows, e) => rows.findIndex((r) => r.textContent?.includes(e as string)), email);
     await page.click(`#members tbody tr:nth-child(${again + 1}) button.danger`);
-    await page.waitForFunction((e) => !document.querySelector('#members')?.textContent?.includes(e), { timeout: 15_000 }, email);
+    await page.waitForFunction((e) => !document.querySelector('#members')?.textContent?.includes(e), { timeout: 30_000 }, email);
     expect(await memberOf()).toBeUndefined();
     await c.tab.screenshot('console-members-removed');
   });
@@ -108,10 +109,10 @@ describe('console operations in a browser', () => {
     await page.type('form[aria-labelledby="create-endpoint"] input[type="url"]', url);
     await page.type('form[aria-labelledby="create-endpoint"] label:nth-of-type(2) input', 'conversation.started');
     await page.click('form[aria-labelledby="create-endpoint"] button[type="submit"]');
-    await page.waitForSelector('#webhook-secret code', { timeout: 15_000 });
+    await page.waitForSelector('#webhook-secret code', { timeout: 30_000 });
     const secret = await page.$eval('#webhook-secret code', (el) => el.textContent ?? '');
     expect(secret).toMatch(/^whsec_/);
-    await page.waitForFunction((u) => document.querySelector('#endpoints')?.textContent?.includes(u), { timeout: 15_000 }, url);
+    await page.waitForFunction((u) => document.querySelector('#endpoints')?.textContent?.includes(u), { timeout: 30_000 }, url);
     await c.tab.screenshot('console-webhook-created');
     // Shown once: dismissed, it is gone from the page, and the API never answers it again.
     await page.click('#webhook-secret button');
@@ -128,10 +129,10 @@ describe('console operations in a browser', () => {
 
     // The delivery log shows it delivered; Replay sends it again.
     await page.click(`#endpoints a[href^="/console/webhooks/"]`);
-    await page.waitForSelector('#deliveries tr[data-state="delivered"]', { timeout: 20_000 });
+    await page.waitForSelector('#deliveries tr[data-state="delivered"]', { timeout: 30_000 });
     await c.tab.screenshot('console-webhook-deliveries');
     await page.click('#deliveries tr[data-state="delivered"] button');
-    await pollUntil(async () => ours().length === 2, 20_000);
+    await pollUntil(async () => ours().length === 2, 30_000);
     const [first, second] = ours();
     expect(JSON.parse(second!.body)).toEqual(JSON.parse(first!.body));
     expect(second!.headers['webhook-id']).toBe(first!.headers['webhook-id']);
@@ -139,7 +140,7 @@ describe('console operations in a browser', () => {
     await pollUntil(async () => {
       await page.reload({ waitUntil: 'networkidle0' });
       return (await page.$eval('#deliveries tbody tr td:nth-child(4)', (el) => el.textContent)) === '2';
-    }, 20_000);
+    }, 30_000);
     await c.tab.screenshot('console-webhook-replayed');
   });
 
@@ -166,7 +167,7 @@ describe('console operations in a browser', () => {
           (globalThis as unknown as { document: { querySelectorAll(s: string): { length: number } } }).document.querySelectorAll(
             '#privacy-jobs tbody tr',
           ).length > n,
-        { timeout: 15_000 },
+        { timeout: 30_000 },
         before,
       );
       // The newest job is listed first; the page refreshes it until it is done.
@@ -191,10 +192,10 @@ describe('console operations in a browser', () => {
     const name = `doomed-secret-${run}`;
     const secretId = await c.live.putSecret(name, `sk-${randomBytes(12).toString('hex')}`);
     await goTo(c, 'Secrets');
-    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 15_000 }, name);
+    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 30_000 }, name);
     const row = await page.$$eval('#secrets tbody tr', (rows, n) => rows.findIndex((r) => r.textContent?.includes(n as string)), name);
     await page.click(`#secrets tbody tr:nth-child(${row + 1}) button.danger`);
-    await page.waitForFunction((n) => document.querySelector('main .notice')?.textContent === `Deleted ${n}.`, { timeout: 15_000 }, name);
+    await page.waitForFunction((n) => document.querySelector('main .notice')?.textContent === `Deleted ${n}.`, { timeout: 30_000 }, name);
     expect(dialogs.at(-1)).toContain(`Delete the secret "${name}"`);
     // The list is read again without it.
     await pollUntil(
@@ -212,7 +213,7 @@ describe('console operations in a browser', () => {
     await page.click('input[type="checkbox"][value="agents:read"]');
     const before = Date.now();
     await page.click('#key-create');
-    await page.waitForSelector('#key-secret code', { timeout: 15_000 });
+    await page.waitForSelector('#key-secret code', { timeout: 30_000 });
     const secret = await page.$eval('#key-secret code', (el) => el.textContent ?? '');
     const keys = (await api('ApiKeyService/ListApiKeys', {})).body.apiKeys as { id: string; name: string; expiresAt?: string }[];
     const key = keys.find((k) => k.name === keyName);
@@ -221,7 +222,7 @@ describe('console operations in a browser', () => {
     expect(expires - Date.now()).toBeLessThan(7 * 86_400_000 + 60_000);
     // The list shows it (to the second, UTC), and the key works until then.
     // The list reloads after the create: wait for the new row before reading it.
-    await page.waitForSelector(`#api-keys tr[data-key="${key!.id}"] td.expires`, { timeout: 15_000 });
+    await page.waitForSelector(`#api-keys tr[data-key="${key!.id}"] td.expires`, { timeout: 30_000 });
     const shown = await page.$eval(`#api-keys tr[data-key="${key!.id}"] td.expires`, (el) => el.textContent);
     expect(shown).toBe(`${new Date(expires).toISOString().slice(0, 19).replace('T', ' ')}Z`);
     expect((await c.stack.call('/parley.api.v1.AgentService/ListAgents', {}, secret)).status).toBe(200);
@@ -241,7 +242,7 @@ describe('console operations in a browser', () => {
       await page.click('#workspace-create');
       await page.waitForFunction(
         (n) => document.querySelector('main .notice')?.textContent?.startsWith(`Created ${n}`),
-        { timeout: 15_000 },
+        { timeout: 30_000 },
         name,
       );
       const notice = await page.$eval('main .notice', (el) => el.textContent ?? '');
@@ -256,13 +257,13 @@ describe('console operations in a browser', () => {
     await page.select('#owner-workspace', mine);
     await page.type('#owner-email', `second-${run}@parley.localhost`);
     await page.click('#owner-add');
-    await page.waitForFunction(() => document.querySelector('main .notice')?.textContent?.includes('is now an owner'), { timeout: 15_000 });
+    await page.waitForFunction(() => document.querySelector('main .notice')?.textContent?.includes('is now an owner'), { timeout: 30_000 });
 
     // Suspend the other one (after the confirmation dialog).
     await page.click(`#workspaces tr[data-workspace="${doomed}"] button.danger`);
     await page.waitForFunction(
       (id) => document.querySelector(`#workspaces tr[data-workspace="${id}"]`)?.textContent?.includes('suspended'),
-      { timeout: 15_000 },
+      { timeout: 30_000 },
       doomed,
     );
     await c.tab.screenshot('console-workspaces');
@@ -309,7 +310,7 @@ describe('console operations in a browser', () => {
     await goTo(c, 'Members');
     await page.waitForFunction(
       (e) => document.querySelector('#members')?.textContent?.includes(e),
-      { timeout: 15_000 },
+      { timeout: 30_000 },
       `second-${run}@parley.localhost`,
     );
   });

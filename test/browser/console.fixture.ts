@@ -108,7 +108,7 @@ export async function goTo(c: ConsoleUnderTest, label: string, heading = label):
   await page.focus(`nav a[href="/console/${label.toLowerCase().replace(/ /g, '-').replace('audit-log', 'audit')}"]`);
   await page.keyboard.press('Enter');
   try {
-    await page.waitForFunction((h) => document.querySelector('main h1')?.textContent === h, { timeout: 15_000 }, heading);
+    await page.waitForFunction((h) => document.querySelector('main h1')?.textContent === h, { timeout: 30_000 }, heading);
   } catch (err) {
     await c.tab.screenshot(`console-failed-${label.replace(/ /g, '-')}`);
     throw new Error(`${label} did not open (page errors: ${c.pageErrors.join(' | ') || 'none'})`, { cause: err });
@@ -120,7 +120,7 @@ export async function goTo(c: ConsoleUnderTest, label: string, heading = label):
 /** settledWithoutError waits until the page has loaded its data and shows no error. */
 export async function settledWithoutError(c: ConsoleUnderTest): Promise<void> {
   const { page } = c.tab;
-  await page.waitForFunction(() => !document.querySelector('main .notice')?.textContent?.startsWith('Loading'), { timeout: 15_000 });
+  await page.waitForFunction(() => !document.querySelector('main .notice')?.textContent?.startsWith('Loading'), { timeout: 30_000 });
   const alerts = await page.$$eval('main .error', (els) => els.map((e) => e.textContent));
   expect(alerts).toEqual([]);
 }

@@ -75,7 +75,8 @@ const goTo = (_page: Page, label: string, heading = label) => goToPage(console_,
 /** settledWithoutError waits until the page has loaded its data and shows no error. */
 const settledWithoutError = (_page: Page) => settled(console_);
 
-describe('web console in a browser', () => {
+// Each test is many page loads and API round trips: a loaded machine can take minutes where a quiet one takes seconds.
+describe('web console in a browser', { timeout: 180_000 }, () => {
   it('is served with a strict CSP, typed and cached assets, and a sign-in page', async () => {
     const { page, responses, settled } = tab;
     // Other files' stacks share the database and add the dev owner to their workspaces: ask for this one.
@@ -121,7 +122,7 @@ describe('web console in a browser', () => {
       return w.inlineRan === true;
     });
     expect(ran).toBe(false);
-    await pollUntil(async () => cspViolations.includes('script-src-elem'), 5_000);
+    await pollUntil(async () => cspViolations.includes('script-src-elem'), 30_000);
     cspViolations.length = 0;
     pageErrors.length = 0;
     await tab.screenshot('console-sign-in');
@@ -173,7 +174,7 @@ describe('web console in a browser', () => {
     await page.type('#agent-name', name);
     await page.type('#agent-prompt', 'You are a pharmacy assistant.');
     await page.click('form[aria-labelledby="create-agent"] button[type="submit"]');
-    await page.waitForFunction((n) => document.querySelector('main h1')?.textContent === n, { timeout: 15_000 }, name);
+    await page.waitForFunction((n) => document.querySelector('main h1')?.textContent === n, { timeout: 30_000 }, name);
     const agentId = new URL(page.url()).pathname.split('/').pop()!;
     expect(agentId).toMatch(/^[0-9a-f-]{36}$/);
 
@@ -183,7 +184,7 @@ describe('web console in a browser', () => {
     await page.type('.zone-response', 'I cannot give medical advice; please ask your pharmacist.');
     await page.click('#policy-save');
     await page.waitForFunction(() => document.querySelector('main .notice')?.textContent?.startsWith('Saved as policy version'), {
-      timeout: 15_000,
+      timeout: 30_000,
     });
     // The raw editor shows the same document (reached from the Form tab with the arrow key).
     await page.focus('#tab-form');
@@ -212,9 +213,9 @@ describe('web console in a browser', () => {
     await page.$eval('#try-text', (el) => ((el as unknown as Valued).value = ''));
     await page.type('#try-text', 'The shop opens at nine.');
     await page.click('#try-run');
-    await page.waitForSelector('#try-result[data-kind="allow"]', { timeout: 15_000 });
+    await page.waitForSelector('#try-result[data-kind="allow"]', { timeout: 30_000 });
     await goTo(page, 'Agents');
-    await page.waitForFunction((n) => document.querySelector('main table')?.textContent?.includes(n), { timeout: 15_000 }, name);
+    await page.waitForFunction((n) => document.querySelector('main table')?.textContent?.includes(n), { timeout: 30_000 }, name);
     await tab.screenshot('console-agents');
   });
 
@@ -226,7 +227,7 @@ describe('web console in a browser', () => {
     await page.type('#secret-name', name);
     await page.type('#secret-value', value);
     await page.click('#secret-put');
-    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 15_000 }, name);
+    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 30_000 }, name);
     // The field was emptied when the value was sent; the table shows metadata and the last four characters only.
     expect(await page.$eval('#secret-value', (el) => (el as unknown as Valued).value)).toBe('');
     expect(await page.$eval('#secrets', (el) => el.textContent)).toContain(`…${value.slice(-4)}`);
@@ -236,11 +237,11 @@ describe('web console in a browser', () => {
     const rotated = `sk-console-${randomBytes(18).toString('hex')}`;
     await page.type('#secrets input[type="password"]', rotated);
     await page.click('#secrets button[type="submit"]');
-    await page.waitForFunction(() => document.querySelector('#secrets tbody tr td:nth-child(4)')?.textContent === '2', { timeout: 15_000 });
+    await page.waitForFunction(() => document.querySelector('#secrets tbody tr td:nth-child(4)')?.textContent === '2', { timeout: 30_000 });
     expect(await page.$eval('#secrets input[type="password"]', (el) => (el as unknown as Valued).value)).toBe('');
 
     await page.reload({ waitUntil: 'networkidle0' });
-    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 15_000 }, name);
+    await page.waitForFunction((n) => document.querySelector('#secrets')?.textContent?.includes(n), { timeout: 30_000 }, name);
     await settled();
     expect(responses.some((r) => r.url.endsWith('/parley.api.v1.SecretService/PutSecret') && r.status === 200)).toBe(true);
     expect(responses.some((r) => r.url.endsWith('/parley.api.v1.SecretService/RotateSecret') && r.status === 200)).toBe(true);
@@ -256,7 +257,7 @@ describe('web console in a browser', () => {
   it('shows the audit log with a verified chain badge and an event in detail', async () => {
     const { page } = tab;
     await goTo(page, 'Audit log');
-    await page.waitForSelector('#chain-badge[data-state="verified"]', { timeout: 20_000 });
+    await page.waitForSelector('#chain-badge[data-state="verified"]', { timeout: 30_000 });
     expect(await page.$eval('#chain-badge', (el) => el.textContent)).toMatch(/Chain verified: events \d+–\d+/);
     await page.waitForSelector('#audit-events');
     await page.click('#audit-events .event-detail');
@@ -272,7 +273,7 @@ describe('web console in a browser', () => {
     await page.type('#key-name', `console key ${run}`);
     await page.click('input[type="checkbox"][value="agents:read"]');
     await page.click('#key-create');
-    await page.waitForSelector('#key-secret code', { timeout: 15_000 });
+    await page.waitForSelector('#key-secret code', { timeout: 30_000 });
     const secret = await page.$eval('#key-secret code', (el) => el.textContent ?? '');
     expect(secret).toMatch(/^pk_/);
     await tab.screenshot('console-api-keys');
@@ -298,10 +299,10 @@ describe('web console in a browser', () => {
   it('lists conversations and shows a transcript, and the read is audited under the operator', async () => {
     const { page } = tab;
     await goTo(page, 'Conversations');
-    await page.waitForSelector(`a[href="/console/conversations/${conversationId}"]`, { timeout: 15_000 });
+    await page.waitForSelector(`a[href="/console/conversations/${conversationId}"]`, { timeout: 30_000 });
     await tab.screenshot('console-conversations');
     await page.click(`a[href="/console/conversations/${conversationId}"]`);
-    await page.waitForSelector('#transcript li', { timeout: 15_000 });
+    await page.waitForSelector('#transcript li', { timeout: 30_000 });
     const lines = await page.$$eval('#transcript li', (els) =>
       els.map((e) => [e.querySelector('.role')?.textContent, e.querySelector('.text')?.textContent]),
     );
@@ -317,7 +318,7 @@ describe('web console in a browser', () => {
         stack.bootstrap.apiKey,
       );
       return ((events.body['events'] as unknown[] | undefined) ?? []).length > 0;
-    }, 10_000);
+    }, 30_000);
     // The overview counts it among today's conversations.
     await goTo(page, 'Overview');
     await page.waitForSelector('#chart-conversations svg');

@@ -119,12 +119,12 @@ describe('web-voice demo in a browser', () => {
     expect(csp).not.toContain('unsafe-inline');
 
     await page.click('#connect');
-    await page.waitForSelector('#composer:not([hidden])', { timeout: 15_000 });
+    await page.waitForSelector('#composer:not([hidden])', { timeout: 30_000 });
     expect(await page.$eval('#status', (el) => el.textContent)).toMatch(/^Connected: conversation /);
 
     await page.type('#message', 'What are your opening hours?');
     await page.click('#composer button[type="submit"]');
-    await page.waitForSelector('#transcript li.agent[data-final="true"]', { timeout: 15_000 });
+    await page.waitForSelector('#transcript li.agent[data-final="true"]', { timeout: 30_000 });
     expect(await page.$eval('#transcript li.agent', (el) => el.textContent)).toBe(REPLY);
     expect(await page.$eval('#transcript li.user', (el) => el.textContent)).toBe('What are your opening hours?');
     await screenshot('web-voice-demo');
@@ -173,15 +173,15 @@ describe('web-voice demo in a browser', () => {
     });
     await page.goto(voiceDemo.url, { waitUntil: 'load' });
     await page.click('#connect');
-    await page.waitForSelector('#voice:not([hidden])', { timeout: 15_000 });
+    await page.waitForSelector('#voice:not([hidden])', { timeout: 30_000 });
     await page.click('#talk');
     // The microphone opened (getUserMedia granted, the capture worklet loaded).
-    await page.waitForSelector('#talk[aria-pressed="true"]', { timeout: 10_000 });
+    await page.waitForSelector('#talk[aria-pressed="true"]', { timeout: 30_000 });
     // …through the SDK's AudioWorklet, loaded from the page's own origin (the CSP allows nothing else), not the fallback.
     expect(await page.$eval('#talk', (el) => el.getAttribute('data-capture'))).toBe('audio-worklet');
 
     // What the microphone said was heard: the page shows the STT's final transcript.
-    await page.waitForSelector('#transcript li.user[data-final="true"]', { timeout: 20_000 });
+    await page.waitForSelector('#transcript li.user[data-final="true"]', { timeout: 30_000 });
     expect(await page.$eval('#transcript li.user', (el) => el.textContent)).toBe(QUESTION);
     // The utterance the SDK sent is the spoken question at 16 kHz: had the SDK resampled to the
     // wrong rate, its length would be off by the ratio of the rates.
@@ -191,10 +191,10 @@ describe('web-voice demo in a browser', () => {
     expect(heard[0]?.seconds).toBeLessThan(questionSeconds + 1);
 
     // The agent answers aloud; the caller talks over it, and the page's playback stops.
-    await page.waitForSelector('#transcript li.system', { timeout: 20_000 });
+    await page.waitForSelector('#transcript li.system', { timeout: 30_000 });
     expect(await page.$$eval('#transcript li.system', (els) => els.map((el) => el.textContent))).toContain('you interrupted the agent');
     expect(await page.$eval('#audio-meter', (el) => el.getAttribute('data-queued-after-barge-in'))).toBe('0');
-    await page.waitForSelector('#transcript li.agent[data-interrupted="true"]', { timeout: 10_000 });
+    await page.waitForSelector('#transcript li.agent[data-interrupted="true"]', { timeout: 30_000 });
     const firstAgent = await page.$eval('#transcript li.agent', (el) => el.textContent ?? '');
     expect(firstAgent.startsWith('We are open from nine to five.')).toBe(true);
     expect(firstAgent.length).toBeLessThan(LONG.length);
@@ -205,21 +205,21 @@ describe('web-voice demo in a browser', () => {
     expect(receivedAtBargeIn).toBeLessThan(wholeAnswer / 2);
 
     // What the caller said over the agent is the next turn, and its short answer is spoken in full.
-    await page.waitForFunction('document.querySelectorAll(\'#transcript li.agent[data-final="true"]\').length === 2', { timeout: 20_000 });
+    await page.waitForFunction('document.querySelectorAll(\'#transcript li.agent[data-final="true"]\').length === 2', { timeout: 30_000 });
     const agentLines = await page.$$eval('#transcript li.agent', (els) => els.map((el) => el.textContent));
     expect(agentLines[1]).toBe(GOODBYE);
     expect(heard[1]?.sampleRate).toBe(RATE);
     const goodbyeBytes = (await synthesize(tts, GOODBYE, RATE)).length * 2;
     await page.waitForFunction(
       `Number(document.querySelector('#audio-meter')?.getAttribute('data-received')) >= ${receivedAtBargeIn + goodbyeBytes * 0.95}`,
-      { timeout: 10_000 },
+      { timeout: 30_000 },
     );
 
     expect(Number(await page.$eval('#audio-meter', (el) => el.getAttribute('data-sent')))).toBeGreaterThan(RATE * 2 * 5);
 
     await screenshot('web-voice-demo-voice');
     await page.click('#end');
-    await page.waitForSelector('#voice[hidden]', { timeout: 10_000 });
+    await page.waitForSelector('#voice[hidden]', { timeout: 30_000 });
     await settled();
     expect(pageErrors).toEqual([]);
   });

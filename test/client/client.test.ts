@@ -128,16 +128,20 @@ describe('the typed client against the public stack', () => {
       retry: { maxAttempts: 10, initialDelayMs: 100, maxDelayMs: 300, onRetry: ({ attempt }) => retries.push(attempt) },
     });
     let relay: TcpServer | undefined;
-    const opened = new Promise<void>((resolve) =>
-      setTimeout(() => {
+    // The port opens once the client has been refused and is retrying (not after a fixed 500 ms,
+    // which on a loaded machine could outlast its whole retry budget of about 3 s).
+    const opened = (async () => {
+      const deadline = Date.now() + 30_000;
+      while (retries.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise<void>((resolve) => {
         relay = createTcpServer((socket) => {
           const upstream = tcpConnect(edgePort, '127.0.0.1');
           socket.pipe(upstream).pipe(socket);
           socket.on('error', () => upstream.destroy());
           upstream.on('error', () => socket.destroy());
         }).listen(port, '127.0.0.1', () => resolve());
-      }, 500),
-    );
+      });
+    })();
     try {
       const { agents } = await flaky.agents.listAgents({});
       expect(agents.length).toBeGreaterThan(0);

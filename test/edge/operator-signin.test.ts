@@ -544,7 +544,7 @@ describe('deployment administration (WorkspaceService)', () => {
     const admin_pg = adminPool(1);
     try {
       let rows: { action: string; target_id: string; actor_kind: string }[] = [];
-      for (let i = 0; i < 50 && rows.length < 2; i++) {
+      for (let i = 0; i < 150 && rows.length < 2; i++) {
         rows = (
           await admin_pg.query(
             `select action, target_id, actor_kind from parley_audit.events where tenant_id = $1 and target_id = $2 order by seq`,

@@ -112,7 +112,7 @@ describe('parley.api.v1.WebhookService', () => {
 
     const conversationId = randomUUID();
     expect(await emit('conversation.ended', { conversation_id: conversationId })).toBe(1);
-    await pollUntil(async () => receiver.received.length === 1, 15_000, 50);
+    await pollUntil(async () => receiver.received.length === 1, 30_000, 50);
     const first = receiver.received[0]!;
     expect(first.path).toBe('/hooks');
     expect(() => verifyWebhook({ secrets: [secret], headers: first.headers, payload: first.body })).not.toThrow();
@@ -151,7 +151,7 @@ describe('parley.api.v1.WebhookService', () => {
     const replay = await call('ReplayWebhookDelivery', { deliveryId: logged!.id }, key);
     expect(replay.status).toBe(200);
     expect(replay.body.state).toBe('pending');
-    await pollUntil(async () => receiver.received.length === 2, 15_000, 50);
+    await pollUntil(async () => receiver.received.length === 2, 30_000, 50);
     expect(receiver.received[1]!.headers['webhook-id']).toBe(first.headers['webhook-id']);
     await pollUntil(async () => {
       const [d] = await deliveries();
@@ -170,7 +170,7 @@ describe('parley.api.v1.WebhookService', () => {
     const afterRotate = await call('GetWebhookEndpoint', { endpointId: endpoint.id }, key);
     expect(JSON.stringify(afterRotate.body)).not.toContain(newSecret.slice('whsec_'.length));
     expect(await emit('conversation.ended', { conversation_id: randomUUID() })).toBe(1);
-    await pollUntil(async () => receiver.received.length === 3, 15_000, 50);
+    await pollUntil(async () => receiver.received.length === 3, 30_000, 50);
     const third = receiver.received[2]!;
     for (const s of [secret, newSecret])
       expect(() => verifyWebhook({ secrets: [s], headers: third.headers, payload: third.body })).not.toThrow();
@@ -210,7 +210,7 @@ describe('parley.api.v1.WebhookService', () => {
     expect((await stack.call('/parley.api.v1.SecretService/RotateSecret', { secretId, value: newValue }, owner)).status).toBe(200);
 
     const mine = () => receiver.received.filter((r) => r.path === '/account');
-    await pollUntil(async () => mine().length >= 2, 15_000, 50);
+    await pollUntil(async () => mine().length >= 2, 30_000, 50);
     const events = mine().map((r) => JSON.parse(r.body) as { type: string; data: Record<string, string> });
     expect(events).toEqual(
       expect.arrayContaining([

@@ -179,10 +179,11 @@ describe('VaultTransitKekProvider', () => {
   });
 
   it('renews its token with renew-self before the TTL runs out and keeps working past the first TTL', async () => {
-    await startVault({ tokenTtlSeconds: 2 });
+    // A TTL a loaded machine's renewal timer cannot overshoot (at 2 s a late timer meant a second login).
+    await startVault({ tokenTtlSeconds: 6 });
     const kek = await provider();
     const sealed = await sealSecret(kek, ref, Buffer.from('value'));
-    await until(() => vault.callCount('auth/token/renew-self') >= 2, 6_000);
+    await until(() => vault.callCount('auth/token/renew-self') >= 2, 30_000);
     expect(vault.callCount('auth/kubernetes/login')).toBe(1);
     expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('value');
     expect(vault.callCount('auth/kubernetes/login')).toBe(1);
@@ -192,7 +193,7 @@ describe('VaultTransitKekProvider', () => {
     await startVault({ tokenTtlSeconds: 2 });
     const kek = await provider();
     vault.refuseRenewals(true);
-    await until(() => vault.callCount('auth/kubernetes/login') >= 2, 5_000);
+    await until(() => vault.callCount('auth/kubernetes/login') >= 2, 30_000);
     expect(vault.callCount('auth/token/renew-self')).toBeGreaterThanOrEqual(1);
     const sealed = await sealSecret(kek, ref, Buffer.from('value'));
     expect((await openSecret(uncachedDataKeys(kek), ref, sealed)).toString()).toBe('value');
@@ -202,7 +203,7 @@ describe('VaultTransitKekProvider', () => {
   it('logs in again when renewal only reaches the max TTL', async () => {
     await startVault({ tokenTtlSeconds: 2, tokenMaxTtlSeconds: 3 });
     await provider();
-    await until(() => vault.callCount('auth/kubernetes/login') >= 2, 6_000);
+    await until(() => vault.callCount('auth/kubernetes/login') >= 2, 30_000);
   });
 
   it('logs in again and retries when Vault refuses an expired or revoked token', async () => {

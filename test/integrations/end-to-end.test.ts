@@ -121,7 +121,7 @@ describe('webhooks end to end', () => {
       data: { conversation_id: conversationId },
     });
     expect(deliveries).toBe(1);
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 30_000;
     while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(received).toHaveLength(1);
     const [delivery] = received;
@@ -195,7 +195,7 @@ describe('webhook endpoint administration through the edge identity', () => {
       type: 'conversation.ended',
       data: { conversation_id: randomUUID() },
     });
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 30_000;
     while (received.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const delivery = received.at(-1)!;
     expect(String(delivery.headers['webhook-signature']).split(' ')).toHaveLength(2);

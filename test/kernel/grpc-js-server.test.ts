@@ -46,6 +46,15 @@ const logger = createLogger({
 let pki: TestPki;
 let server: MtlsServer;
 let port: number;
+/** until polls a condition every 10 ms, for at most 30 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 30 s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** aborted records, per message, the reason a handler's signal was aborted with. */
 const aborted = new Map<string, unknown>();
 /** signals keeps each handler's signal by message, to look at after the call. */
@@ -233,7 +242,9 @@ describe('the grpc-js internal server', () => {
   });
 
   it("aborts the handler's signal when the deadline passes", async () => {
-    const got = await call(client(pki.files('edge')), echoBytes('deadline', 10_000), { deadline: Date.now() + 300 });
+    // A deadline the call surely reaches its handler within on a loaded machine (connection and TLS
+    // included), so that it is the handler's signal the deadline aborts.
+    const got = await call(client(pki.files('edge')), echoBytes('deadline', 30_000), { deadline: Date.now() + 3_000 });
     expect(got.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     await expect.poll(() => aborted.get('deadline'), { timeout: 15_000 }).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
   });
@@ -241,8 +252,9 @@ describe('the grpc-js internal server', () => {
   it("aborts the handler's signal when the client cancels", async () => {
     const c = client(pki.files('edge'));
     const pending = new Promise<grpc.status>((resolve) => {
-      const inflight = c.Echo(echoBytes('cancel', 10_000), new grpc.Metadata(), {}, (err) => resolve(err?.code ?? grpc.status.OK));
-      setTimeout(() => inflight.cancel(), 300);
+      const inflight = c.Echo(echoBytes('cancel', 30_000), new grpc.Metadata(), {}, (err) => resolve(err?.code ?? grpc.status.OK));
+      // Cancelled once the call is in its handler (not after a fixed pause a loaded machine can outlast).
+      void until(() => signals.has('cancel')).then(() => inflight.cancel());
     });
     expect(await pending).toBe(grpc.status.CANCELLED);
     await expect.poll(() => aborted.get('cancel'), { timeout: 15_000 }).toMatchObject({ code: grpc.status.CANCELLED });
@@ -360,9 +372,11 @@ describe('the grpc-js internal server', () => {
     port = await s.listen(0, '127.0.0.1');
     const c = client(pki.files('edge'));
     const quick = call(c, echoBytes('drain-quick', 200));
-    const slow = call(c, echoBytes('drain-slow', 20_000));
-    await new Promise((r) => setTimeout(r, 100));
-    await s.close(800);
+    const slow = call(c, echoBytes('drain-slow', 30_000));
+    // Both in their handlers before the close (not after a fixed pause), and a grace the quick one
+    // surely ends within on a loaded machine.
+    await until(() => signals.has('drain-quick') && signals.has('drain-slow'));
+    await s.close(3_000);
     expect((await quick).code).toBe(grpc.status.OK);
     expect((await slow).code).not.toBe(grpc.status.OK);
     await expect.poll(() => aborted.get('drain-slow'), { timeout: 15_000 }).toBeDefined();

@@ -32,7 +32,7 @@ describe('the public ConversationService', () => {
         client.ws.terminate();
       }
     }
-    await pollUntil(async () => (await conversationRow(ids[2] ?? ''))?.state === 'ended', 5_000);
+    await pollUntil(async () => (await conversationRow(ids[2] ?? ''))?.state === 'ended', 30_000);
     const first = await call('ListConversations', { agentId: agent, state: 'ended', startedAfter: since, pageSize: 2 });
     expect(first.status, JSON.stringify(first.body)).toBe(200);
     const page1 = first.body.conversations as { id: string; state: string; agentId: string }[];

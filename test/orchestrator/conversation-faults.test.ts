@@ -60,15 +60,17 @@ describe('faults at start', () => {
 describe('limits of a conversation', () => {
   it('ends a conversation left idle, and one that reaches the maximum duration', async () => {
     await live.s.orchestrator.stop();
-    await live.s.startOrchestrator({ PARLEY_SESSION_IDLE_TIMEOUT_MS: '1500', PARLEY_SESSION_MAX_DURATION_MS: '3000' });
+    // The busy conversation speaks every 500 ms: with a 4 s idle timeout a loaded machine's gaps
+    // between its frames still never idle it out before its 10 s maximum.
+    await live.s.startOrchestrator({ PARLEY_SESSION_IDLE_TIMEOUT_MS: '4000', PARLEY_SESSION_MAX_DURATION_MS: '10000' });
     try {
       const idle = await live.start();
       const busy = await live.start();
       const talking = setInterval(() => busy.client.send({ type: 'user_text', text: 'hello' }), 500);
       try {
-        expect(await idle.client.next((f) => f.type === 'end', 5_000)).toMatchObject({ reason: 'idle timeout' });
+        expect(await idle.client.next((f) => f.type === 'end', 30_000)).toMatchObject({ reason: 'idle timeout' });
         expect((await idle.client.closed).code).toBe(1000);
-        expect(await busy.client.next((f) => f.type === 'end', 5_000)).toMatchObject({ reason: 'maximum duration reached' });
+        expect(await busy.client.next((f) => f.type === 'end', 30_000)).toMatchObject({ reason: 'maximum duration reached' });
         expect((await busy.client.closed).code).toBe(1000);
       } finally {
         clearInterval(talking);
@@ -79,7 +81,7 @@ describe('limits of a conversation', () => {
       await live.s.orchestrator.stop();
       await live.s.startOrchestrator();
     }
-  });
+  }, 120_000);
 });
 
 describe('SIGTERM', () => {

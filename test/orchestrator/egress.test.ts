@@ -42,7 +42,7 @@ describe('provider egress', () => {
     expect(client.frames).toContainEqual({ type: 'event', name: 'turn_failed', reason: 'egress_refused', rule: 'address-range' });
     expect(standin.requests).toHaveLength(0);
     // The log line comes through the process's stdout pipe, which may trail the WebSocket frames.
-    await pollUntil(async () => s.logs.some((l) => l.includes('refused by the egress rule address-range')), 5_000);
+    await pollUntil(async () => s.logs.some((l) => l.includes('refused by the egress rule address-range')), 30_000);
     expect(s.logs.join('\n')).not.toContain(providerKey);
     client.send({ type: 'end' });
     await client.closed;

@@ -82,7 +82,8 @@ export async function startConversationStack(
     PARLEY_TLS_KEY: tls.keyFile,
     PARLEY_TLS_CA: tls.caFile,
     PARLEY_LOG_LEVEL: 'info',
-    PARLEY_SHUTDOWN_GRACE_MS: '4000',
+    // Room on a loaded machine for a reply to finish and every conversation to be recorded ended (SIGTERM test).
+    PARLEY_SHUTDOWN_GRACE_MS: '10000',
     [peerUrlVariable('identity')]: stack.urls.identity,
     [peerUrlVariable('tenant-data')]: stack.urls['tenant-data'],
     [peerUrlVariable('secrets')]: stack.urls.secrets,

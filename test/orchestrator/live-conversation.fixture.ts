@@ -39,7 +39,9 @@ export function useLiveConversations(): LiveConversations {
     standin = await startOpenAiStandin({ apiKey: providerKey, chunkDelayMs: 5 });
     // standin.egressEnv: the stand-in is on loopback, so these tests alone allow it through the egress rules.
     s = await startConversationStack({
-      PARLEY_SESSION_START_TIMEOUT_MS: '800',
+      // Short enough for the 4408 test to wait out, long enough that a loaded machine's client
+      // always gets its start frame in first.
+      PARLEY_SESSION_START_TIMEOUT_MS: '5000',
       PARLEY_SESSION_LIVE_CHECK_INTERVAL_MS: '300',
       ...standin.egressEnv,
     });

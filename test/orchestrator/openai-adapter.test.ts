@@ -163,7 +163,7 @@ describe('OpenAI-compatible adapter', () => {
     const got: string[] = [];
     try {
       const err = await (async () => {
-        for await (const d of adapter({ timeoutMs: 500, maxRetries: 0 }).streamReply(
+        for await (const d of adapter({ timeoutMs: 2_000, maxRetries: 0 }).streamReply(
           [{ role: 'user', content: 'x' }],
           new AbortController().signal,
         ))

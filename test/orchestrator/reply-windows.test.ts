@@ -106,7 +106,7 @@ describe('reply windows', () => {
     conversation.userText('hello');
     expect(windows.opened).toBe(1);
     expect(windows.quiet).toBe(false);
-    await pollUntil(async () => frames.some((f) => f.type === 'assistant_text' && f.final), 5_000, 10);
+    await pollUntil(async () => frames.some((f) => f.type === 'assistant_text' && f.final), 30_000, 10);
     // The reply's text went while the window was open, and so did its first audio frame (the window
     // closes right after it); every later frame found it closed.
     expect(atText[0]).toBe(false);

@@ -25,7 +25,7 @@ let agent: string;
 
 beforeAll(async () => {
   standin = await startOpenAiStandin({ apiKey: providerKey, chunkDelayMs: 1 });
-  s = await startConversationStack({ ...standin.egressEnv, PARLEY_SESSION_START_TIMEOUT_MS: '1500' });
+  s = await startConversationStack({ ...standin.egressEnv, PARLEY_SESSION_START_TIMEOUT_MS: '5000' });
   const secret = await s.putSecret('standin-stt-call', providerKey, 'stt');
   agent = await s.createAgent({
     providerSettings: {
@@ -122,7 +122,7 @@ describe('Twilio Media Streams', () => {
     });
     await realTime(talkOver, RATE, media);
     talking = false;
-    const clear = await until(() => c.received.find((m) => m.event === 'clear'), 5_000);
+    const clear = await until(() => c.received.find((m) => m.event === 'clear'), 30_000);
     expect(clear).toEqual({ event: 'clear', streamSid });
     expect(clearedWhileTalking).toBe(true);
     // After the clear, no more agent audio for that reply.

@@ -44,7 +44,7 @@ describe('secrets service audit events (outbox)', () => {
     expect(rotations[0]).toMatchObject({
       actorId: operatorId,
       targetId: id,
-      description: { name: 'audited-llm', version: { from: 1, to: 2 }, previous_readable_seconds: 1 },
+      description: { name: 'audited-llm', version: { from: 1, to: 2 }, previous_readable_seconds: 5 },
     });
     const deletions = await w.outbox(tenant, 'secret.delete');
     expect(deletions).toHaveLength(1);

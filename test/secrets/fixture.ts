@@ -94,8 +94,13 @@ export async function startSecretsWorld(): Promise<SecretsWorld> {
     databaseUrls: { secrets: serviceUrl('secrets', baseUrl), tenantData: serviceUrl('tenant-data', baseUrl) },
     env: {
       PARLEY_DEK_CACHE_MAX_USES: String(MAX_USES),
-      PARLEY_SECRET_VERSION_GRACE_MS: '1000',
+      // Long enough that a loaded machine's next call after a rotation still meets the retired
+      // version (the sweep runs every 300 ms); short enough for the sweep test to wait out.
+      PARLEY_SECRET_VERSION_GRACE_MS: '5000',
       PARLEY_SECRETS_MAINTENANCE_INTERVAL_MS: '300',
+      // A conversation's cached answer outlives any notification delay of a loaded machine, so a
+      // change seen in time can only have come through tenant-data's notification.
+      PARLEY_SECRETS_CONVERSATION_CACHE_MS: '30000',
     },
   });
   const admin = adminPool(2, baseUrl);

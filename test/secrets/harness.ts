@@ -96,7 +96,9 @@ export async function startSecretsStack(options: {
       PARLEY_VAULT_AUTH: 'kubernetes',
       PARLEY_VAULT_K8S_ROLE: 'parley-secrets',
       PARLEY_VAULT_K8S_JWT_PATH: jwtPath,
-      PARLEY_VAULT_TIMEOUT_MS: '1000',
+      // No test here waits on a hung Vault ('down' drops the connection at once): a long timeout
+      // keeps a healthy call to the in-process stand-in on a loaded machine from failing UNAVAILABLE.
+      PARLEY_VAULT_TIMEOUT_MS: '10000',
       ...options.env,
     },
     secretsPort,

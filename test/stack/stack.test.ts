@@ -35,7 +35,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** expectDevSignIn checks npm start's welcome and signs the dev user in (browser-like: redirects, cookie jar). */
 async function expectDevSignIn(info: { signInUrl: string; edgeUrl: string; caCert: string }, tenantId: string, output: string[]) {
-  await new Promise((r) => setTimeout(r, 100)); // the welcome is printed right after the ready line
+  // The welcome is printed right after the ready line; through the pipe it can come later on a loaded machine.
+  const deadline = Date.now() + 30_000;
+  while (!output.join('\n').includes('parley.api.v1.AgentService/ListAgents') && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
   const text = output.join('\n');
   expect(text).toContain('Parley is running.');
   expect(text).toContain(`Console sign-in  ${info.signInUrl}`);

@@ -1,7 +1,10 @@
 import {
   context,
   createContextKey,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   metrics,
+  ProxyTracerProvider,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
@@ -35,13 +38,14 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   TracerProvider,
+  type IdGenerator,
   type Sampler,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from '@connectrpc/connect';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +115,57 @@ export function createSampler(config: SamplerConfig): Sampler {
   }
 }
 
+/** ID_POOL_BYTES is how many random bytes one refill of PooledIdGenerator draws: 170 span ids or 85 trace ids. */
+const ID_POOL_BYTES = 1_360;
+
+/**
+ * PooledIdGenerator makes trace and span ids from the operating system's random source, drawn
+ * in pools and turned into hex once per pool; each id is a slice of that hex. The SDK's own
+ * generator writes Math.random() into a buffer and hex-encodes it per id, about a tenth of a
+ * span's cost on the kernel's profile (bench/README.md, "Session 8: internal hop CPU").
+ */
+export class PooledIdGenerator implements IdGenerator {
+  private hex = '';
+  private at = 0;
+
+  generateTraceId(): string {
+    return this.take(32, INVALID_TRACEID);
+  }
+
+  generateSpanId(): string {
+    return this.take(16, INVALID_SPANID);
+  }
+
+  /** take is the next `chars` hex digits of the pool, never the all-zero (invalid) id. */
+  private take(chars: number, invalid: string): string {
+    for (;;) {
+      if (this.at + chars > this.hex.length) {
+        this.hex = randomBytes(ID_POOL_BYTES).toString('hex');
+        this.at = 0;
+      }
+      const id = this.hex.slice(this.at, this.at + chars);
+      this.at += chars;
+      if (id !== invalid) return id;
+    }
+  }
+}
+
+/**
+ * unobservedProvider is the tracer provider startTelemetry made when none of its span processors
+ * sees spans (no OTLP endpoint and none given: the no-op processor). A request's span that
+ * nothing asked about (DeferredSpan) is then never made: making it only to hand it to the no-op
+ * processor was most of the span's CPU per call. Its ids are still made whenever something needs
+ * them (a log line, a peer call), with the sampler's decision, as before.
+ */
+let unobservedProvider: TracerProvider | undefined;
+
+/** spansUnobserved tells whether the global tracer provider is one whose finished spans nobody sees. */
+function spansUnobserved(): boolean {
+  if (unobservedProvider === undefined) return false;
+  const global = trace.getTracerProvider();
+  return (global instanceof ProxyTracerProvider ? global.getDelegate() : global) === unobservedProvider;
+}
+
 /** OtlpExporters are the OTLP/HTTP exporter classes. */
 interface OtlpExporters {
   readonly OTLPTraceExporter: typeof OTLPTraceExporter;
@@ -136,7 +191,8 @@ function loadOtlpExporters(): OtlpExporters {
  * (service name, version and instance id, OTEL_RESOURCE_ATTRIBUTES, host and process), the
  * configured sampler, OTLP/HTTP export of traces and metrics when an endpoint is configured, and
  * a Prometheus reader whose scrape handler the health port serves at /metrics. Without an
- * endpoint spans are still created (a no-op processor) so that trace ids reach logs and peers.
+ * endpoint spans still get ids (a no-op processor) so that trace ids reach logs and peers; a
+ * request's span that nothing asked about is then not made at all (spansUnobserved).
  * Telemetry must never take the process down, so start and shutdown swallow their errors.
  */
 export function startTelemetry(options: TelemetryOptions): Telemetry {
@@ -187,8 +243,11 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
       resource,
       sampler: createSampler(options.sampler ?? { kind: 'parentbased_traceidratio', ratio: 1 }),
       spanProcessors: processors,
+      idGenerator: new PooledIdGenerator(),
     });
-    trace.setGlobalTracerProvider(tracerProvider);
+    if (trace.setGlobalTracerProvider(tracerProvider)) {
+      unobservedProvider = processors.every((p) => p instanceof NoopSpanProcessor) ? tracerProvider : undefined;
+    }
   } catch {
     // Telemetry is best effort.
   }
@@ -381,8 +440,12 @@ class DeferredSpan implements Span {
     return this;
   }
 
-  /** end takes a performance.now() reading (or none: now); the SDK reads the start the same way. */
+  /**
+   * end takes a performance.now() reading (or none: now); the SDK reads the start the same way.
+   * A span nothing asked about is not made at all when no processor would see it (spansUnobserved).
+   */
   end(endTime?: TimeInput): void {
+    if (this.span === undefined && spansUnobserved()) return;
     this.made().end(endTime ?? performance.now());
   }
 
@@ -721,37 +784,40 @@ export interface PeerAddress {
  * address (pod) the call went to, when the transport knows it.
  */
 export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerAddress | undefined)): Interceptor {
-  return (next) => async (req) => {
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const where = typeof peer === 'function' ? peer() : peer;
-    const span = tracer().startSpan(method, {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        'rpc.system.name': 'grpc',
-        'rpc.method': method,
-        ...(where !== undefined ? { 'server.address': where.address, 'server.port': where.port } : {}),
-      },
-    });
-    const startedAt = performance.now();
-    let open = true;
-    const done = (code: Code | 0) => {
-      if (!open) return;
-      open = false;
-      const name = statusCodeName(code, 'grpc');
-      span.setAttribute('rpc.response.status_code', name);
-      if (code !== 0) {
-        span.setAttribute('error.type', name);
-        span.setStatus({ code: SpanStatusCode.ERROR });
+  return (next) => (req) => {
+    let ctx: Context;
+    let done: (code: Code | 0) => void;
+    try {
+      // The method's name and its duration series are made once per method, not per call.
+      const method = rpcNameOf(req.method);
+      const series = seriesOf(method);
+      const where = typeof peer === 'function' ? peer() : peer;
+      const attributes: Attributes = { 'rpc.system.name': 'grpc', 'rpc.method': method };
+      if (where !== undefined) {
+        attributes['server.address'] = where.address;
+        attributes['server.port'] = where.port;
       }
-      rpcInstruments().clientDuration.record((performance.now() - startedAt) / 1000, {
-        'rpc.system.name': 'grpc',
-        'rpc.method': method,
-        'rpc.response.status_code': name,
-      });
-      span.end();
-    };
-    const ctx = trace.setSpan(context.active(), span);
-    propagation.inject(ctx, req.header, headerSetter);
+      const span = tracer().startSpan(method, { kind: SpanKind.CLIENT, attributes });
+      const startedAt = performance.now();
+      let open = true;
+      done = (code: Code | 0) => {
+        if (!open) return;
+        open = false;
+        const name = statusCodeName(code, 'grpc');
+        span.setAttribute('rpc.response.status_code', name);
+        if (code !== 0) {
+          span.setAttribute('error.type', name);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        // The same attributes as the server's series of this method and code (rpc.system.name, rpc.method, rpc.response.status_code).
+        rpcInstruments().clientDuration.record((performance.now() - startedAt) / 1000, series.durationAttributes('grpc', code));
+        span.end();
+      };
+      ctx = trace.setSpan(context.active(), span);
+      propagation.inject(ctx, req.header, headerSetter);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return callUntilEnd(ctx, () => next(req), done, undefined);
   };
 }

@@ -77,16 +77,18 @@ export function linkBatch(
   const chained: ChainEvent[] = [];
   const appendedPerCall: number[] = [];
   const due: { seq: number; hash: string }[] = [];
+  const recordedIso = recordedAt.toISOString();
   for (const events of appends) {
     let appended = 0;
     for (const e of events) {
       if (known.has(e.id)) continue;
       known.add(e.id);
       seq += 1;
-      const linked = { ...e, seq, recordedAt: recordedAt.toISOString(), prevHash };
-      const hash = eventHash(linked);
-      chained.push({ ...linked, hash });
-      prevHash = hash;
+      // One object per event: eventHash leaves `hash` out, so it is filled in after.
+      const linked: ChainEvent = { ...e, seq, recordedAt: recordedIso, prevHash, hash: '' };
+      linked.hash = eventHash(linked);
+      chained.push(linked);
+      prevHash = linked.hash;
       appended += 1;
     }
     appendedPerCall.push(appended);

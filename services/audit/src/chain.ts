@@ -1,6 +1,6 @@
 // The hash chain and its verification: pure functions shared by the service (append, VerifyLog),
 // the offline verifier and the benchmark. Nothing here touches the database.
-import { createHash, createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, hash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 /** GENESIS_HASH is the prev_hash of a tenant's first event: 64 zeros. */
@@ -81,15 +81,76 @@ export function canonicalJson(value: unknown): string {
   return text;
 }
 
+/** HASHED_STRING_FIELDS are an event's hashed fields that are strings (all but seq and description). */
+const HASHED_STRING_FIELDS = [
+  'tenantId',
+  'id',
+  'occurredAt',
+  'recordedAt',
+  'actorKind',
+  'actorId',
+  'action',
+  'targetType',
+  'targetId',
+  'outcome',
+  'sourceAddress',
+  'userAgent',
+  'traceId',
+  'prevHash',
+] as const;
+
+/** HASHED_KEYS are the keys of the hashed record (the event's fields but hash, plus v) in RFC 8785 order: by UTF-16 code unit, as Array.prototype.sort orders. */
+const HASHED_KEYS = ['v', 'seq', 'description', ...HASHED_STRING_FIELDS].sort();
+
+/** HASHED_FIELD_COUNT is how many own fields an event has besides `hash` when it has exactly the hashed ones. */
+const HASHED_FIELD_COUNT = HASHED_KEYS.length - 1;
+
+/** wellFormed tells a string without lone surrogates (String.prototype.isWellFormed, Node 20+; this tsconfig's lib predates it). */
+function wellFormed(value: unknown): boolean {
+  return typeof value === 'string' && (value as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/**
+ * eventCanonicalJson is canonicalJson({ v: CHAIN_VERSION, ...event without hash }) written out
+ * field by field for an event of exactly the chain's fields (string fields well formed, seq a
+ * safe integer, description a plain object); the generic canonicalisation of every key and value
+ * was the larger part of hashing an event. Anything else (an extra or missing field, another
+ * type: an export line a verifier reads) goes through canonicalJson, so it hashes as before.
+ */
+function eventCanonicalJson(event: Omit<ChainEvent, 'hash'> & { hash?: string }): string {
+  const fields = Object.keys(event).length - (Object.hasOwn(event, 'hash') ? 1 : 0);
+  const regular =
+    fields === HASHED_FIELD_COUNT &&
+    Number.isSafeInteger(event.seq) &&
+    typeof event.description === 'object' &&
+    event.description !== null &&
+    Object.getPrototypeOf(event.description) === Object.prototype &&
+    HASHED_STRING_FIELDS.every((k) => wellFormed(event[k]));
+  if (!regular) {
+    const { hash: _ignored, ...rest } = event;
+    return canonicalJson({ v: CHAIN_VERSION, ...rest });
+  }
+  let text = '{';
+  for (const key of HASHED_KEYS) {
+    if (text.length > 1) text += ',';
+    // Keys are plain ASCII identifiers: quoting is all JSON.stringify would do to them.
+    text += `"${key}":`;
+    if (key === 'v') text += String(CHAIN_VERSION);
+    else if (key === 'seq') text += String(event.seq);
+    else if (key === 'description') text += canonicalJson(event.description);
+    // RFC 8785 serialises strings as ECMAScript's JSON.stringify does (well formed, checked above).
+    else text += JSON.stringify(event[key as (typeof HASHED_STRING_FIELDS)[number]]);
+  }
+  return `${text}}`;
+}
+
 /**
  * eventHash is SHA-256 (hex) over the canonical JSON of every field of the event except `hash`
  * (prev_hash included, which is what links the chain), plus the chain version.
  */
 export function eventHash(event: Omit<ChainEvent, 'hash'> & { hash?: string }): string {
-  const { hash: _ignored, ...fields } = event;
-  return createHash('sha256')
-    .update(canonicalJson({ v: CHAIN_VERSION, ...fields }), 'utf8')
-    .digest('hex');
+  // The one-shot hash: no Hash object per event.
+  return hash('sha256', eventCanonicalJson(event), 'hex');
 }
 
 /** checkpointStatement is the exact bytes a checkpoint signature covers. */

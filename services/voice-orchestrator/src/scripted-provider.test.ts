@@ -27,7 +27,7 @@ describe('scripted provider', () => {
     // A backtracking RegExp needs about 2^40 steps for this input; RE2 scans it once.
     const started = performance.now();
     expect((await reply(scriptedProvider(evil), `${'a'.repeat(40)}!`)).join('')).toBe(`You said: ${'a'.repeat(40)}!`);
-    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(performance.now() - started).toBeLessThan(30_000); // against 2^40 steps; slack for a loaded machine
     expect((await reply(scriptedProvider(evil), 'aaaa')).join('')).toBe('matched');
   });
 
