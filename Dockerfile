@@ -3,7 +3,7 @@
 # The Parley image: every service and the migration CLI, production dependencies only.
 #
 #   docker build -t parley:0.1.0 .
-#   docker run --rm parley:0.1.0 node services/edge/dist/main.js      # one service per container
+#   docker run --rm parley:0.1.0 node services/edge/dist/bundle/main.js   # one service per container
 #   docker run --rm parley:0.1.0 node packages/db/dist/cli.js migrate  # schema migrations
 #
 # The service is chosen by the command, as the Helm chart does. `--build-arg SERVICES=edge`
@@ -12,7 +12,7 @@
 
 ARG NODE_VERSION=24.19.0
 
-# ---- build: install the workspace from the lockfile and compile it --------------------------
+# ---- build: install the workspace from the lockfile, compile it and bundle each service -------
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 ARG PNPM_VERSION=10.34.9
 RUN npm install --global --no-fund --no-audit "pnpm@${PNPM_VERSION}"
@@ -32,8 +32,10 @@ ARG SERVICES="edge identity secrets tenant-data audit lifecycle voice-orchestrat
 # image must run voice-orchestrator with PARLEY_TTS_EMBEDDED_WORKERS=0, or it refuses to start.
 ARG EMBEDDED_TTS=true
 # `pnpm deploy` copies a package with its production dependencies (workspace packages included)
-# into a folder of its own; the layout mirrors the repository, so `node services/<name>/dist/main.js`
-# and the migration CLI's search for services/*/package.json work from /app as they do from the repo.
+# into a folder of its own; the layout mirrors the repository, so `node services/<name>/dist/bundle/main.js`
+# (the bundle `pnpm run build` made, which tests and `npm start` run too) and the migration CLI's
+# search for services/*/package.json work from /app as they do from the repo. The node_modules stay:
+# the bundle loads a few packages from there (scripts/bundle-services.mjs says which).
 # Then only compiled JavaScript stays: no TypeScript sources, source maps or build bookkeeping.
 RUN set -eu; \
     for service in ${SERVICES}; do \
@@ -56,7 +58,7 @@ FROM build AS dev
 RUN chown -R node:node /src /pnpm-store
 USER 1000:1000
 ENV NODE_ENV=development
-CMD ["node", "-e", "console.error('choose a service: node services/<name>/dist/main.js'); process.exit(64)"]
+CMD ["node", "-e", "console.error('choose a service: node services/<name>/dist/bundle/main.js'); process.exit(64)"]
 
 # ---- runtime: Node and the deployed folders, nothing else -----------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
@@ -77,4 +79,4 @@ USER 1000:1000
 EXPOSE 8443 8081 8080
 # No entrypoint wrapper: node is PID 1 and receives SIGTERM itself, which the services handle
 # by draining calls in flight (PARLEY_SHUTDOWN_GRACE_MS).
-CMD ["node", "-e", "console.error('choose a service: node services/<name>/dist/main.js'); process.exit(64)"]
+CMD ["node", "-e", "console.error('choose a service: node services/<name>/dist/bundle/main.js'); process.exit(64)"]

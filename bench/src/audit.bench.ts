@@ -1,6 +1,6 @@
 // Audit log benchmark. Appends: AppendEvents (validation, per-tenant head lock, RFC 8785
 // canonical JSON + SHA-256 chain, insert, checkpoint signing every 1,000 events; appends to one
-// tenant chain group-committed) as deployed: the audit service's own process (dist/main.js,
+// tenant chain group-committed) as deployed: the audit service's own process (dist/bundle/main.js,
 // served by the kernel's server over mTLS) called through the production internal client
 // (createServiceClient, @grpc/grpc-js), on a real Postgres, 8 concurrent writers, one event per
 // call, for one tenant (every append contends for the same head lock) and for 100 tenants, and 8

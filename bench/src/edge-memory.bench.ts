@@ -9,7 +9,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, loadDevStackConfig, ServiceProcess, startDevStack } from '@parley/devstack';
+import { freePort, loadDevStackConfig, ServiceProcess, serviceScript, startDevStack } from '@parley/devstack';
 import { peerUrlVariable, type ServiceName } from '@parley/platform';
 import WebSocket from 'ws';
 import { rssMb } from './stats.js';
@@ -143,7 +143,7 @@ export async function runEdgeMemoryBenchmark(options: {
       const [port, health, publicPort] = [await freePort(), await freePort(), await freePort()];
       const edge = new ServiceProcess({
         name: 'edge',
-        script: join(root, 'services', 'edge', 'dist', 'main.js'),
+        script: serviceScript(root, 'edge'),
         env: {
           ...env,
           ...Object.fromEntries(PEERS.map((p) => [peerUrlVariable(p), info.services[p].url])),

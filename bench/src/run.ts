@@ -15,6 +15,7 @@ import { runKernelBenchmark, type KernelBenchResult } from './kernel.bench.js';
 import { runLifecycleBenchmark, type LifecycleBenchResult } from './lifecycle.bench.js';
 import { runRlsBenchmark, type RlsBenchmarkResult } from './rls.bench.js';
 import { runSecretsBenchmark, type SecretsBenchResult } from './secrets.bench.js';
+import { runServiceStartBenchmark, type ServiceStartBenchResult } from './service-start.bench.js';
 import { runSessionBenchmark, type SessionBenchResult } from './session.bench.js';
 import { runSoakBenchmark, type SoakBenchResult } from './soak.bench.js';
 import { runWebhooksBenchmark, type WebhooksBenchResult } from './webhooks.bench.js';
@@ -332,6 +333,21 @@ const suites: Suite[] = [
         '| allocator | baseline | peak | after the abuse | retained |',
         '|---|---:|---:|---|---:|',
         ...r.variants.map((v) => `| ${v.variant} | ${v.baselineMb} | ${v.peakMb} | ${v.afterMb.join(' → ')} | ${v.retainedMb} |`),
+      ].join('\n'),
+  },
+  {
+    name: 'service-start',
+    run: () => runServiceStartBenchmark({ rounds: Number(process.env.BENCH_START_ROUNDS ?? 7) }),
+    table: (r: ServiceStartBenchResult) =>
+      [
+        `CPU (user + system, ms, median of ${r.rounds}) a service process spends loading its code and exiting at its first missing variable: from its bundle (\`dist/bundle/main.js\`, what every start runs) and from the same service's unbundled tsc output (\`dist/main.js\`), in turns, one compile cache shared and warmed. Load average (1 min, 2 cores shared): ${r.loadAverage.start} at the start, ${r.loadAverage.end} at the end.`,
+        '',
+        '| service | unbundled ms | bundle ms | bundle / unbundled |',
+        '|---|---:|---:|---:|',
+        ...r.rows.map((x) => `| ${x.service} | ${x.unbundledMs} | ${x.bundleMs} | ${x.ratio} |`),
+        `| all eight | ${r.total.unbundledMs} | ${r.total.bundleMs} | **${r.total.ratio}** |`,
+        '',
+        ...summaryTable(r.summary),
       ].join('\n'),
   },
   {

@@ -23,7 +23,7 @@ import {
   openSecret,
   silentLogger,
 } from '@parley/envelope';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import {
   CertificateSource,
   createServiceClient,
@@ -119,7 +119,7 @@ export async function runSecretsBenchmark(options: {
     // tenant-data needs a secrets peer (agent writes check secret_refs); the bench writes agents
     // through the store, so it points at the cache-on process, started next.
     const secretsOnPort = await freePort();
-    const tdPort = await start('tenant-data', join(root, 'services', 'tenant-data', 'dist', 'main.js'), {
+    const tdPort = await start('tenant-data', serviceScript(root, 'tenant-data'), {
       ...tls('tenant-data'),
       [peerUrlVariable('secrets')]: `https://localhost:${secretsOnPort}`,
       DATABASE_URL: dbUrl('tenant-data'),
@@ -135,7 +135,7 @@ export async function runSecretsBenchmark(options: {
       PARLEY_VAULT_TOKEN_FILE: tokenFile,
       PARLEY_VAULT_TRANSIT_KEY: KEY,
     };
-    const script = join(root, 'services', 'secrets', 'dist', 'main.js');
+    const script = serviceScript(root, 'secrets');
     const ports = {
       on: await start('secrets-cache-on', script, secretsEnv, secretsOnPort),
       off: await start('secrets-cache-off', script, { ...secretsEnv, PARLEY_DEK_CACHE: 'off' }),

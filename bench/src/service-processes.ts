@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ServiceProcess } from '@parley/devstack';
+import { ServiceProcess, serviceScript } from '@parley/devstack';
 import type { ServiceName } from '@parley/platform';
 import type { createTestPki } from '@parley/test/pki';
 
@@ -22,7 +22,7 @@ export interface ServicePorts {
 }
 
 /**
- * startServiceProcesses starts each named service from its built dist/main.js with its mTLS files,
+ * startServiceProcesses starts each named service from its built bundle (serviceScript) with its mTLS files,
  * the peers' URLs and its own extra environment, at warn level; only error lines reach stderr.
  */
 export function startServiceProcesses<N extends ServiceName>(options: {
@@ -31,7 +31,7 @@ export function startServiceProcesses<N extends ServiceName>(options: {
   readonly ports: Record<N, ServicePorts>;
   readonly peers: Record<string, string>;
   readonly extra: Record<N, Record<string, string>>;
-  /** script replaces a service's built dist/main.js (another build of it, to compare two builds in one run). */
+  /** script replaces a service's built bundle (another build of it, to compare two builds in one run). */
   readonly script?: (name: N) => string | undefined;
 }): ServiceProcess[] {
   const { pki, ports, peers, extra } = options;
@@ -39,7 +39,7 @@ export function startServiceProcesses<N extends ServiceName>(options: {
     const f = pki.files(n);
     return new ServiceProcess({
       name: n,
-      script: options.script?.(n) ?? join(root, 'services', n, 'dist', 'main.js'),
+      script: options.script?.(n) ?? serviceScript(root, n),
       env: {
         ...profilingEnv(),
         ...peers,

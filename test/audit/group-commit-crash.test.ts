@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AuditDb } from '@parley/audit';
 import { withTenant } from '@parley/db';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { CertificateSource, createServiceClient } from '@parley/platform';
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { sql, type Kysely } from 'kysely';
@@ -17,7 +17,7 @@ import { serviceDb, serviceUrl } from '../src/pg.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 import { event } from './fixture.js';
 
-const AUDIT_MAIN = fileURLToPath(new URL('../../services/audit/dist/main.js', import.meta.url));
+const AUDIT_MAIN = serviceScript(fileURLToPath(new URL('../..', import.meta.url)), 'audit');
 
 let pki: TestPki;
 let db: Kysely<AuditDb>;

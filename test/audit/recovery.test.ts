@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { fromJson } from '@bufbuild/protobuf';
 import { auditDetails, fromPrincipal, recordAuditEvent, RELAY_SETTING, startAuditRelay, type AuditRelay } from '@parley/audit-outbox';
 import { withTenant } from '@parley/db';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { CertificateSource, createServiceClient } from '@parley/platform';
 import { AuditEventSchema, AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { sql } from 'kysely';
@@ -16,7 +16,7 @@ import { serviceUrl } from '../src/pg.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 import { createOutboxDatabase, type OutboxDatabase } from './fixture.js';
 
-const AUDIT_MAIN = fileURLToPath(new URL('../../services/audit/dist/main.js', import.meta.url));
+const AUDIT_MAIN = serviceScript(fileURLToPath(new URL('../..', import.meta.url)), 'audit');
 
 let pki: TestPki;
 let outbox: OutboxDatabase;

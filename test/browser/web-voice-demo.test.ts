@@ -76,16 +76,19 @@ describe('web-voice demo in a browser', () => {
       ca: s.stack.ca,
       ttlSeconds: 60,
     });
-    // What the fake microphone plays once: the question, 3 s of silence (the agent starts its long
-    // answer), then the caller talking over the agent, then silence.
+    // What the fake microphone plays once: the question, 6 s of silence (the agent starts its long
+    // answer), then the caller talking over the agent, then silence. The gap is what the agent has to
+    // get more than a second of voice out before the barge-in: with 3 s, a loaded machine's turn
+    // (silence detection, transcription, reply, synthesis) left it 80 ms in two whole-suite runs.
     tts = new EmbeddedTts(1);
     await tts.ready();
     const rate = 22_050;
+    const gap = 6 * rate;
     const question = await synthesize(tts, QUESTION, rate);
     const after = await synthesize(tts, AFTER, rate);
-    const speech = new Int16Array(question.length + 3 * rate + after.length + 3 * rate);
+    const speech = new Int16Array(question.length + gap + after.length + 3 * rate);
     speech.set(question);
-    speech.set(after, question.length + 3 * rate);
+    speech.set(after, question.length + gap);
     wavDir = await mkdtemp(join(tmpdir(), 'parley-web-voice-'));
     const wavPath = join(wavDir, 'caller.wav');
     await writeFile(wavPath, wavOf(speech, rate));

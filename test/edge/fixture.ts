@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DescService } from '@bufbuild/protobuf';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { CertificateSource, createServiceClient, peerUrlVariable, type ServiceName } from '@parley/platform';
 import { serviceUrl } from '../src/pg.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
@@ -165,7 +165,7 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
     (n) =>
       new ServiceProcess({
         name: n,
-        script: join(root, 'services', n, 'dist', 'main.js'),
+        script: serviceScript(root, n),
         env: env[n],
         healthUrl: `http://127.0.0.1:${ports[n].health}/readyz`,
         onLine: (name, line) => logs.push(`[${name}] ${line}`),

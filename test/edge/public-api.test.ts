@@ -4,7 +4,7 @@ import { createClient, Code, ConnectError } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { principalHeaders } from '@parley/platform';
 import { AccountService } from '@parley/proto/parley/api/v1/api_pb.js';
@@ -265,7 +265,7 @@ describe('public API through the edge', () => {
       delete env[missing];
       const edge = new ServiceProcess({
         name: 'edge',
-        script: fileURLToPath(new URL('../../services/edge/dist/main.js', import.meta.url)),
+        script: serviceScript(fileURLToPath(new URL('../..', import.meta.url)), 'edge'),
         env,
       });
       edge.start();

@@ -15,7 +15,7 @@ import { toJsonString, type JsonObject } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { withTenant } from '@parley/db';
 import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { CertificateSource, createServiceClient, peerUrlVariable, principalHeaders, type ServiceName } from '@parley/platform';
 import {
   CallToolResponseSchema,
@@ -30,7 +30,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSecretsStack, type SecretsStack } from '../secrets/harness.js';
 import { adminPool, readOutbox, serviceDb, serviceUrl } from '../src/pg.js';
 
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'integrations', 'dist', 'main.js');
+const MAIN = serviceScript(join(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'integrations');
 const MAX_RESPONSE_BYTES = 2048;
 
 type Integrations = Client<typeof IntegrationsService> & { close(): void };

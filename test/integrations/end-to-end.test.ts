@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { withTenant } from '@parley/db';
 import { createCertificateAuthority, issueCertificate } from '@parley/devpki';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { createWebhookEndpoint, type IntegrationsDb } from '@parley/integrations';
 import { CertificateSource, createServiceClient, peerUrlVariable, principalHeaders } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSecretsStack, type SecretsStack } from '../secrets/harness.js';
 import { serviceDb, serviceUrl } from '../src/pg.js';
 
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'integrations', 'dist', 'main.js');
+const MAIN = serviceScript(join(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'integrations');
 
 let stack: SecretsStack;
 let integrations: ServiceProcess;

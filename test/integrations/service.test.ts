@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { webhookWitness } from '@parley/audit';
 import { withTenant } from '@parley/db';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { createWebhookEndpoint, type IntegrationsDb } from '@parley/integrations';
 import { CertificateSource, createLogger, createServiceClient, createWebhookEventEmitter, type ServiceName } from '@parley/platform';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceDb, serviceUrl } from '../src/pg.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services', 'integrations', 'dist', 'main.js');
+const MAIN = serviceScript(join(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'integrations');
 
 type Integrations = Client<typeof IntegrationsService> & { close(): void };
 

@@ -1,9 +1,8 @@
 // A real conversation stack for tests: the public stack (tenant-data, identity, secrets, audit,
 // integrations, edge as processes on the run's Postgres) plus the voice-orchestrator process with its session
 // port, and a WebSocket client that speaks the session protocol the way a browser does.
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { peerUrlVariable } from '@parley/platform';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import type { Client } from '@connectrpc/connect';
@@ -96,7 +95,7 @@ export async function startConversationStack(
   const make = (extra: Record<string, string>, name = 'voice-orchestrator', healthPort = health) =>
     new ServiceProcess({
       name,
-      script: join(root, 'services', 'voice-orchestrator', 'dist', 'main.js'),
+      script: serviceScript(root, 'voice-orchestrator'),
       env: env(extra),
       healthUrl: `http://127.0.0.1:${healthPort}/readyz`,
       onLine: (name, line) => logs.push(`[${name}] ${line}`),

@@ -7,15 +7,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DescService } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { secretsServiceVaultPolicy } from '@parley/envelope';
 import { CertificateSource, createServiceClient, peerUrlVariable, type ServiceName } from '@parley/platform';
 import { createTestPki, type TestPki } from '@parley/test/pki';
 import { startVaultStandin, type VaultStandin } from '@parley/test/vault-standin';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SECRETS_MAIN = join(root, 'services', 'secrets', 'dist', 'main.js');
-const TENANT_DATA_MAIN = join(root, 'services', 'tenant-data', 'dist', 'main.js');
+const SECRETS_MAIN = serviceScript(root, 'secrets');
+const TENANT_DATA_MAIN = serviceScript(root, 'tenant-data');
 
 /** VAULT_JWT is the service-account JWT the stand-in's Kubernetes auth role accepts. */
 const VAULT_JWT = 'k8s-service-account-jwt-for-parley-secrets';

@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConnectError, type Client, type Code } from '@connectrpc/connect';
-import { freePort, ServiceProcess } from '@parley/devstack';
+import { freePort, ServiceProcess, serviceScript } from '@parley/devstack';
 import { CertificateSource, createServiceClient, peerUrlVariable, principalHeaders, type ServiceName } from '@parley/platform';
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
@@ -15,9 +15,9 @@ import type pg from 'pg';
 import { adminPool, serviceUrl } from '../src/pg.js';
 import { createTestPki } from '../src/pki.js';
 
-const SERVICES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'services');
-const MAIN = join(SERVICES, 'tenant-data', 'dist', 'main.js');
-const SECRETS_MAIN = join(SERVICES, 'secrets', 'dist', 'main.js');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const MAIN = serviceScript(ROOT, 'tenant-data');
+const SECRETS_MAIN = serviceScript(ROOT, 'secrets');
 
 /** TenantData is a client of the tenant-data service. */
 export type TenantData = Client<typeof TenantDataService> & { close(): void };

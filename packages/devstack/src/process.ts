@@ -1,13 +1,22 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** freePort is embedded-postgres's: the dev stack and its tests share one memory of handed-out ports. */
 export { freePort } from '@parley/embedded-postgres';
 
+/**
+ * serviceScript is the file a service runs from under `root`: its bundle, which `pnpm run build`
+ * makes (scripts/bundle-services.mjs) and which the image and the Helm chart run too.
+ */
+export function serviceScript(root: string, service: string): string {
+  return join(root, 'services', service, 'dist', 'bundle', 'main.js');
+}
+
 /** ServiceProcessOptions describe one child process. */
 export interface ServiceProcessOptions {
   readonly name: string;
-  /** script is the compiled entry point run with the current Node. */
+  /** script is the entry point run with the current Node (a service's: serviceScript). */
   readonly script: string;
   readonly env: Readonly<Record<string, string>>;
   /** healthUrl is polled (GET, 200) to decide the process is ready. */

@@ -9,7 +9,7 @@ import { ensureDevPki } from '@parley/devpki';
 import { envEnum, envInt, envOptional, envString, peerUrlVariable, SERVICE_NAMES, type Env, type ServiceName } from '@parley/platform';
 import { describeServiceKek, KEK_SERVICES, kekEnvFor, loadDevKek, type DevKek, type KekService } from './kek.js';
 import { DEV_OIDC_USER, startDevOidcProvider, type DevOidcProvider } from './oidc-provider.js';
-import { ServiceProcess } from './process.js';
+import { ServiceProcess, serviceScript } from './process.js';
 import { startRoundRobinProxy, type RoundRobinProxy } from './round-robin-proxy.js';
 
 /** DevStackConfig is what the dev stack reads from the environment. */
@@ -302,7 +302,7 @@ export async function startDevStack(config: DevStackConfig, log: (line: string) 
         if (replica === 0 && (KEK_SERVICES as readonly string[]).includes(service)) log(describeServiceKek(service as KekService, env));
         const proc = new ServiceProcess({
           name,
-          script: join(config.root, 'services', service, 'dist', 'main.js'),
+          script: serviceScript(config.root, service),
           env,
           cwd: config.root,
           healthUrl: `http://127.0.0.1:${healthPort(service, replica)}/readyz`,
