@@ -48,7 +48,7 @@ RUN set -eu; \
         /app/services/voice-orchestrator/node_modules/.pnpm/@echogarden+espeak-ng-emscripten@* ;; \
       *) echo "EMBEDDED_TTS must be true or false, got ${EMBEDDED_TTS}" >&2; exit 1 ;; \
     esac; \
-    find /app -depth \( -name '*.map' -o -name '*.tsbuildinfo' -o -name 'tsconfig*.json' \) -delete; \
+    find /app -depth \( \( -name '*.map' -not -path '*/dist/bundle/*' \) -o -name '*.tsbuildinfo' -o -name 'tsconfig*.json' \) -delete; \
     find /app -path '*/node_modules' -prune -o -type d -name src -prune -exec rm -rf {} +; \
     find /app -path '*/node_modules/@parley/*/src' -prune -exec rm -rf {} +
 

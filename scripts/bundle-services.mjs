@@ -14,7 +14,7 @@
 //  - pg-native, an optional addon pg asks for only when told to.
 // Modules imported with `import()` (undici, the S3 client's parts) become chunks beside the bundle,
 // loaded when first used, as before.
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'rolldown';
@@ -27,6 +27,20 @@ const EXTRA_ENTRIES = { 'voice-orchestrator': ['embedded-tts-worker'] };
 /** EXTERNAL are the packages that stay outside every bundle (see above). */
 const EXTERNAL = [/^node:/, /^@echogarden\/espeak-ng-emscripten(\/|$)/, /^pg-native$/];
 
+/** moveInto moves every file of `from` into `to` (renames, so each replaces its old self at once), then deletes the files of `to` that `from` did not have. */
+function moveInto(from, to) {
+  mkdirSync(to, { recursive: true });
+  const kept = new Set();
+  for (const entry of readdirSync(from, { withFileTypes: true })) {
+    kept.add(entry.name);
+    if (entry.isDirectory()) moveInto(join(from, entry.name), join(to, entry.name));
+    else renameSync(join(from, entry.name), join(to, entry.name));
+  }
+  for (const entry of readdirSync(to, { withFileTypes: true })) {
+    if (!kept.has(entry.name)) rmSync(join(to, entry.name), { recursive: true, force: true });
+  }
+}
+
 const only = process.argv.slice(2);
 const services = readdirSync(join(root, 'services')).filter((s) => only.length === 0 || only.includes(s));
 const started = Date.now();
@@ -34,7 +48,11 @@ await Promise.all(
   services.map(async (service) => {
     const dist = join(root, 'services', service, 'dist');
     const out = join(dist, 'bundle');
-    rmSync(out, { recursive: true, force: true });
+    // Built beside it, then moved in file by file (each rename replaces one file at once): a
+    // process watching the bundle (Tilt's `node --watch`) never finds main.js missing or half
+    // written, and never loses its watch on a deleted directory. Chunks of an older build go after.
+    const next = join(dist, `bundle.next-${process.pid}`);
+    rmSync(next, { recursive: true, force: true });
     const input = Object.fromEntries(['main', ...(EXTRA_ENTRIES[service] ?? [])].map((name) => [name, join(dist, `${name}.js`)]));
     await build({
       input,
@@ -43,8 +61,19 @@ await Promise.all(
       logLevel: 'warn',
       // Classes and functions keep their own names (logs and errors show them), whatever the bundle
       // had to rename to keep two modules' top-level names apart.
-      output: { dir: out, format: 'esm', entryFileNames: '[name].js', chunkFileNames: 'chunks/[name]-[hash].js', keepNames: true },
+      // Source maps beside each file: the image keeps them and its containers run with
+      // --enable-source-maps, so a production stack trace names the source module and line.
+      output: {
+        dir: next,
+        format: 'esm',
+        entryFileNames: '[name].js',
+        chunkFileNames: 'chunks/[name]-[hash].js',
+        keepNames: true,
+        sourcemap: true,
+      },
     });
+    moveInto(next, out);
+    rmSync(next, { recursive: true, force: true });
   }),
 );
 process.stderr.write(`parley: bundled ${services.length} services in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
