@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { classifyConnectionError } from './grpc-js-connection.js';
+import { connectivityState } from '@grpc/grpc-js';
+import { classifyConnectionError, ConnectionWatch } from './grpc-js-connection.js';
 
 describe('classifyConnectionError', () => {
   it("reads the reason from grpc-js's, Node's and OpenSSL's words, never from certificate content", () => {
@@ -14,7 +15,32 @@ describe('classifyConnectionError', () => {
       ['Failed to connect (2026-12-02T05:00:00.000Z)', 'tls'],
       ['Error: connect EHOSTUNREACH 10.0.0.7:7102', 'other'],
       ['Error: Socket closed', 'other'],
+      // A peer going away mid-handshake is an outage, though Node's words name TLS.
+      ['Error: Client network socket disconnected before secure TLS connection was established', 'other'],
+      ['Error: read ECONNRESET', 'other'],
     ];
     for (const [message, reason] of cases) expect([message, classifyConnectionError(message)]).toEqual([message, reason]);
+  });
+});
+
+describe('ConnectionWatch', () => {
+  it('takes a close right after the handshake for a refused certificate only when it repeats, and a reset never', () => {
+    const watch = new ConnectionWatch('unit-peer');
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Failed to connect (2026-12-02T05:00:00.000Z)');
+    expect(watch.failure?.reason).toBe('other');
+    expect(watch.misconfigured).toBeUndefined();
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Failed to connect (2026-12-02T05:00:01.000Z)');
+    expect(watch.failure?.reason).toBe('tls');
+    expect(watch.misconfigured?.detail).toMatch(/client certificate/);
+    // A connection made ends the run; a reset mid-handshake afterwards is an outage again.
+    watch.reported(connectivityState.READY, null);
+    expect(watch.failure).toBeUndefined();
+    watch.reported(
+      connectivityState.TRANSIENT_FAILURE,
+      'Error: Client network socket disconnected before secure TLS connection was established',
+    );
+    expect(watch.failure?.reason).toBe('other');
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Failed to connect (2026-12-02T05:00:02.000Z)');
+    expect(watch.misconfigured).toBeUndefined();
   });
 });

@@ -104,7 +104,7 @@ const CLOSED_AFTER_HANDSHAKE = /^(Error: )?Failed to connect\b/;
 /** cleanDetail is a connection error as a person reads it: without grpc-js's "Error: " and time stamps. */
 function cleanDetail(message: string): string {
   if (CLOSED_AFTER_HANDSHAKE.test(message)) {
-    return "the server closed the connection right after the TLS handshake: it refused this service's client certificate (not from the CA it trusts, expired, or without a SPIFFE ID)";
+    return "the server closed the connection right after the TLS handshake: when this repeats, it refused this service's client certificate (not from the CA it trusts, expired, or without a SPIFFE ID)";
   }
   return message
     .replace(/^Error: /, '')
@@ -116,6 +116,9 @@ function cleanDetail(message: string): string {
 /** classifyConnectionError reads the reason of a failed connection attempt from its error text (Node's and OpenSSL's words). */
 export function classifyConnectionError(message: string): ConnectionFailureReason {
   if (/ECONNREFUSED/.test(message)) return 'refused';
+  // A connection cut during or right after the handshake (a peer pod killed or restarting, a proxy
+  // resetting) is an outage, not a misconfiguration, though Node's words for it say "TLS".
+  if (/ECONNRESET|EPIPE|socket disconnected before secure TLS connection|socket hang up/i.test(message)) return 'other';
   if (CLOSED_AFTER_HANDSHAKE.test(message)) return 'tls';
   if (/ETIMEDOUT|timed out|timeout/i.test(message)) return 'timeout';
   if (/certificate|SSL|TLS|self[- ]signed|unable to (get|verify)|CERT_|handshake/i.test(message)) return 'tls';
@@ -152,7 +155,9 @@ export class ConnectionWatch {
   readonly id = registry.nextId++;
   /** failure is the last failed attempt, until a connection is made. */
   failure: ConnectionFailure | undefined;
-  #round: { reason: ConnectionFailureReason; detail: string } | undefined;
+  #round: { reason: ConnectionFailureReason; detail: string; closedAfterHandshake?: boolean } | undefined;
+  /** #closedInARow counts failed attempts in a row that were closes right after the handshake. */
+  #closedInARow = 0;
   #identityRefusal: string | undefined;
   /** #subchannels are the channel's subchannels by address (for resetting their backoff). */
   readonly #subchannels = new Map<string, grpc.experimental.SubchannelInterface>();
@@ -192,7 +197,9 @@ export class ConnectionWatch {
         const detail = cleanDetail(errorMessage);
         const refusal = this.#identityRefusal;
         const reason = refusal !== undefined && errorMessage.includes(refusal) ? 'identity' : classifyConnectionError(errorMessage);
-        if (this.#round === undefined || REASON_WEIGHT[reason] > REASON_WEIGHT[this.#round.reason]) this.#round = { reason, detail };
+        const closedAfterHandshake = reason === 'tls' && CLOSED_AFTER_HANDSHAKE.test(errorMessage);
+        if (this.#round === undefined || REASON_WEIGHT[reason] > REASON_WEIGHT[this.#round.reason])
+          this.#round = { reason, detail, closedAfterHandshake };
       }
       // grpc-js runs every listener of a change at once (pick_first's comes after this one and
       // updates the channel's picker), so a waiting call resumes, a microtask later, on the new state.
@@ -208,12 +215,18 @@ export class ConnectionWatch {
         detail: cleanDetail((errorMessage ?? 'no connection').replace(/^No connection established\. Last error: /, '')),
       };
       this.#round = undefined;
-      this.failure = { ...round, at: Date.now() };
-      recordPeerConnectionFailure(this.peer, round.reason);
+      // A close right after the handshake is a server refusing our certificate only when it
+      // repeats: once, it is as likely a server going away between handshake and HTTP/2.
+      const closed = round.closedAfterHandshake === true || (round.reason === 'tls' && CLOSED_AFTER_HANDSHAKE.test(errorMessage ?? ''));
+      this.#closedInARow = closed ? this.#closedInARow + 1 : 0;
+      const reason: ConnectionFailureReason = closed && this.#closedInARow < 2 ? 'other' : round.reason;
+      this.failure = { reason, detail: round.detail, at: Date.now() };
+      recordPeerConnectionFailure(this.peer, reason);
       this.events?.failed(this.failure);
       this.#settle();
     } else if (state === connectivityState.READY) {
       this.#round = undefined;
+      this.#closedInARow = 0;
       this.failure = undefined;
       this.#identityRefusal = undefined;
       this.events?.connected();
