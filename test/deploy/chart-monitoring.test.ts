@@ -150,6 +150,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyRecordingKeysNotRewrapped',
         'ParleyRpcErrorRatioHigh',
         'ParleyRpcLatencyHigh',
+        'ParleySecretsMaintenanceStale',
         'ParleyTargetDown',
         'ParleyThrottleSpike',
       ].sort(),
@@ -170,6 +171,19 @@ monitoring:
     expect(expr('ParleyCertificateExpirySoon')).toMatch(/< 172800$/);
     expect(expr('ParleyPodRestarting')).toMatch(/>= 5$/);
     expect(expr('ParleyRecordingFailures')).toMatch(/> 0\.25$/);
+  });
+
+  it('fires ParleySecretsMaintenanceStale when the last finished maintenance run is too old, and when no secrets has reported one (a restart)', async () => {
+    const tuned = valuesFile(`
+monitoring:
+  prometheusRule:
+    enabled: true
+    thresholds: { secretsMaintenanceStaleSeconds: 5400 }
+`);
+    const { expr } = ruleOf(await render([tuned]), 'ParleySecretsMaintenanceStale');
+    expect(metricsOf(expr)).toEqual(['parley_secrets_maintenance_last_success', 'parley_secrets_maintenance_last_success']);
+    expect(expr).toContain(`time() - max(parley_secrets_maintenance_last_success{namespace="${NAMESPACE}"}) > 5400`);
+    expect(expr).toContain(`absent_over_time(parley_secrets_maintenance_last_success{namespace="${NAMESPACE}"}[5400s])`);
   });
 
   it('fires ParleyPurgeStale when the last clean purge is too old, and when no lifecycle has reported one within the threshold (a restart)', async () => {

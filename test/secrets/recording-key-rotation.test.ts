@@ -223,5 +223,10 @@ describe('KEK rotation and recordings without a subject', () => {
       return /^parley_recording_keys_below_latest(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1];
     };
     await pollUntil(async () => (await gauge()) === '1', 30_000);
+    // The run got through both steps (a key it could not read is counted, not a failure): its end is on /metrics too.
+    const text = await (await fetch(`${stack.healthUrls.secrets}/metrics`)).text();
+    const lastSuccess = Number(/^parley_secrets_maintenance_last_success(?:_seconds)?(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1]);
+    expect(lastSuccess).toBeGreaterThan(Date.now() / 1000 - 300);
+    expect(lastSuccess).toBeLessThanOrEqual(Date.now() / 1000 + 1);
   });
 });

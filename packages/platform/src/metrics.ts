@@ -156,6 +156,28 @@ export function recordPurgeSuccess(at: Date = new Date()): void {
   });
 }
 
+let lastMaintenanceSuccessSeconds: number | undefined;
+
+/**
+ * recordSecretsMaintenanceSuccess sets parley.secrets.maintenance_last_success (Unix seconds of
+ * the last maintenance run this secrets replica finished: the version sweep and the rewrap), so an
+ * alert can fire when retired versions stop being destroyed and rewraps stop, which a run that
+ * keeps failing would otherwise show only in its logs.
+ */
+export function recordSecretsMaintenanceSuccess(at: Date = new Date()): void {
+  lastMaintenanceSuccessSeconds = Math.floor(at.getTime() / 1000);
+  instrument('parley.secrets.maintenance_last_success', (m) => {
+    const gauge = m.createObservableGauge('parley.secrets.maintenance_last_success', {
+      description: 'Unix time of the last secrets maintenance run (version sweep and rewrap) that finished in this process.',
+      unit: 's',
+    });
+    gauge.addCallback((result) => {
+      if (lastMaintenanceSuccessSeconds !== undefined) result.observe(lastMaintenanceSuccessSeconds);
+    });
+    return gauge;
+  });
+}
+
 let recordingKeysBelowLatest: number | undefined;
 
 /**
@@ -238,6 +260,7 @@ export const PROMETHEUS_METRICS = {
   parley_audit_checkpoint_age: 'gauge',
   parley_tls_certificate_expires_in: 'gauge',
   parley_purge_last_success: 'gauge',
+  parley_secrets_maintenance_last_success: 'gauge',
   parley_recording_keys_below_latest: 'gauge',
   target_info: 'gauge',
 } as const satisfies Readonly<Record<string, 'histogram' | 'gauge' | 'counter'>>;

@@ -1,4 +1,4 @@
-import { recordRecordingKeysBelowLatest } from '@parley/platform';
+import { recordRecordingKeysBelowLatest, recordSecretsMaintenanceSuccess } from '@parley/platform';
 import { sql } from 'kysely';
 import { rewrapStoredKeys, sweepRetiredVersions, type MaintenanceDeps } from './maintenance.js';
 
@@ -26,6 +26,8 @@ export async function runMaintenanceOnce(deps: MaintenanceDeps, signal?: AbortSi
       const report = await rewrapStoredKeys(deps, signal);
       // What the run left below the latest version (unreadable keys, failed saves): ParleyRecordingKeysNotRewrapped.
       recordRecordingKeysBelowLatest(report.recordingKeysRemaining);
+      // ParleySecretsMaintenanceStale: only a run that got through both steps counts.
+      recordSecretsMaintenanceSuccess();
       return { ran: true, destroyed, rewrapped: report.rewrapped };
     } finally {
       await sql`select pg_advisory_unlock(${MAINTENANCE_LOCK})`.execute(conn);
