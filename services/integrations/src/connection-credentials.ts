@@ -38,9 +38,12 @@ export function secretsServiceCredentials(client: Client<typeof SecretsService>)
         err instanceof ConnectError &&
         (err.code === Code.NotFound || err.code === Code.PermissionDenied || err.code === Code.FailedPrecondition)
       ) {
-        throw new FailedPreconditionError(`the credential of connection ${r.connectionId} cannot be used: ${err.rawMessage}`, {
-          cause: err,
-        });
+        // Its message stays in the cause (logged), not in the error: a tool call's refusal reaches
+        // the model, and the secrets service's words can name Vault's address, keys and variables.
+        throw new FailedPreconditionError(
+          `the credential of connection ${r.connectionId} cannot be used (${Code[err.code]}); check the connection's secret in the console`,
+          { cause: err },
+        );
       }
       throw mapSecretsError(err, `the credential of connection ${r.connectionId}`);
     }
