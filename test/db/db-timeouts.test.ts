@@ -138,9 +138,15 @@ describe('database timeouts on service connections', () => {
     }
   });
 
-  it('liftDbTimeouts lifts both for its own transaction only', async () => {
+  it('liftDbTimeouts raises both to 10 minutes for its own transaction only', async () => {
     const long = await statementBound.transaction().execute(async (trx) => {
       await liftDbTimeouts(trx);
+      // Lifted, not removed: a stuck export or erasure still ends.
+      const { rows } = await sql<{
+        s: string;
+        i: string;
+      }>`select current_setting('statement_timeout') as s, current_setting('idle_in_transaction_session_timeout') as i`.execute(trx);
+      expect(rows[0]).toEqual({ s: '10min', i: '10min' });
       await sql`select pg_sleep(0.6)`.execute(trx);
       return 'ran';
     });

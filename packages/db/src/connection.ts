@@ -82,12 +82,19 @@ export async function databaseAnswers(db: Kysely<any>, logger?: { warn(obj: obje
   }
 }
 
+/** LIFTED_TIMEOUT_MS is the bound liftDbTimeouts sets: long enough for a long export or erasure, still an end to a hung one. */
+export const LIFTED_TIMEOUT_MS = 600_000;
+
 /**
- * liftDbTimeouts lifts the role's statement and idle-in-transaction timeouts for the rest of
- * the transaction `trx` only (set_config(…, true)): for the few transactions that may rightly run
- * or wait long, such as an export paced by its reader or an erasure of a subject's whole history.
+ * liftDbTimeouts raises the role's statement and idle-in-transaction timeouts to `ms` (10 min by
+ * default) for the rest of the transaction `trx` only (set_config(…, true)): for the few
+ * transactions that may rightly run or wait long, such as an export paced by its reader or an
+ * erasure of a subject's whole history. Bounded still, so a stuck one ends.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any schema: the statement names no table.
-export async function liftDbTimeouts(trx: Kysely<any>): Promise<void> {
-  await sql`select set_config('statement_timeout', '0', true), set_config('idle_in_transaction_session_timeout', '0', true)`.execute(trx);
+export async function liftDbTimeouts(trx: Kysely<any>, ms: number = LIFTED_TIMEOUT_MS): Promise<void> {
+  const value = String(Math.round(ms));
+  await sql`select set_config('statement_timeout', ${value}, true), set_config('idle_in_transaction_session_timeout', ${value}, true)`.execute(
+    trx,
+  );
 }

@@ -18,6 +18,7 @@ export {
   createPool,
   createServiceDb,
   databaseAnswers,
+  LIFTED_TIMEOUT_MS,
   liftDbTimeouts,
   serviceDatabaseUrl,
   type DbOptions,

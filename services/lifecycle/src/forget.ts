@@ -5,7 +5,7 @@
 // on the person's ciphertexts (in any table, and in backups once the KEK is rotated) cannot be read.
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import { withTenant } from '@parley/db';
+import { LIFTED_TIMEOUT_MS, withTenant } from '@parley/db';
 import type { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import type { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import type { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -17,6 +17,13 @@ import { sha256Hex } from './export.js';
 import { finishForget, saveSteps } from './privacy.store.js';
 
 /** FORGET_STEPS are the saga's steps in order. */
+/**
+ * ERASURE_CALL bounds a forget step's call to its owning service as that service bounds the
+ * step's transaction (liftDbTimeouts): an erasure of a subject's whole history may rightly run
+ * past the default 10 s deadline, and a step given up early would leave it running there.
+ */
+const ERASURE_CALL = { timeoutMs: LIFTED_TIMEOUT_MS } as const;
+
 export const FORGET_STEPS = [
   'inventory',
   'shred_subject_key',
@@ -136,7 +143,9 @@ export async function runForget(deps: ForgetDeps, job: PrivacyJob, token: string
     const ref = await externalRefOf(deps.peers.tenantData, tenantId, subjectId);
     // By reference (sessions the customer created for them) and by id (outbound calls placed to them).
     try {
-      return { sessions: (await deps.peers.identity.forgetSubjectSessions({ tenantId, subjectRef: ref, subjectId })).deleted };
+      return {
+        sessions: (await deps.peers.identity.forgetSubjectSessions({ tenantId, subjectRef: ref, subjectId }, ERASURE_CALL)).deleted,
+      };
     } catch (err) {
       // An identity of the previous release knows no subject_id and refuses an empty reference: it
       // has no call sessions naming the person either (it never recorded one), so nothing is left.
@@ -146,17 +155,17 @@ export async function runForget(deps: ForgetDeps, job: PrivacyJob, token: string
   });
   await step('webhook_deliveries', async () => {
     if (subjectId === undefined) return { webhookDeliveries: 0 };
-    const r = await deps.peers.integrations.forgetDeliveries({ tenantId, conversationIds, subjectId });
+    const r = await deps.peers.integrations.forgetDeliveries({ tenantId, conversationIds, subjectId }, ERASURE_CALL);
     return { webhookDeliveries: r.deleted };
   });
   await step('access_events', async () => {
     if (conversationIds.length === 0) return { accessEvents: 0 };
-    return { accessEvents: (await deps.peers.secrets.forgetAccessEvents({ tenantId, conversationIds })).deleted };
+    return { accessEvents: (await deps.peers.secrets.forgetAccessEvents({ tenantId, conversationIds }, ERASURE_CALL)).deleted };
   });
   await step('tenant_data', async () => {
     if (subjectId === undefined)
       return { tenantData: { subjectDeleted: false, conversations: 0, transcriptTurns: 0, recordings: 0, recordingBlobs: 0 } };
-    const r = await deps.peers.tenantData.forgetSubject({ tenantId, subjectId });
+    const r = await deps.peers.tenantData.forgetSubject({ tenantId, subjectId }, ERASURE_CALL);
     return {
       tenantData: {
         subjectDeleted: r.subjectDeleted,
