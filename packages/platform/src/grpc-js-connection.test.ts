@@ -42,5 +42,13 @@ describe('ConnectionWatch', () => {
     expect(watch.failure?.reason).toBe('other');
     watch.reported(connectivityState.TRANSIENT_FAILURE, 'Failed to connect (2026-12-02T05:00:02.000Z)');
     expect(watch.misconfigured).toBeUndefined();
+    // A reset between two closes (the server's close racing the HTTP/2 preface) does not end the run.
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Error: read ECONNRESET');
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Failed to connect (2026-12-02T05:00:03.000Z)');
+    expect(watch.misconfigured?.reason).toBe('tls');
+    // A peer really gone does.
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Error: connect ECONNREFUSED 127.0.0.1:7102');
+    watch.reported(connectivityState.TRANSIENT_FAILURE, 'Failed to connect (2026-12-02T05:00:04.000Z)');
+    expect(watch.misconfigured).toBeUndefined();
   });
 });

@@ -218,7 +218,10 @@ export class ConnectionWatch {
       // A close right after the handshake is a server refusing our certificate only when it
       // repeats: once, it is as likely a server going away between handshake and HTTP/2.
       const closed = round.closedAfterHandshake === true || (round.reason === 'tls' && CLOSED_AFTER_HANDSHAKE.test(errorMessage ?? ''));
-      this.#closedInARow = closed ? this.#closedInARow + 1 : 0;
+      // Only a peer really gone (refused, timed out) or a connection made ends a run of closes: a
+      // reset between two of them (the server's close racing our HTTP/2 preface) does not.
+      if (closed) this.#closedInARow += 1;
+      else if (round.reason === 'refused' || round.reason === 'timeout') this.#closedInARow = 0;
       const reason: ConnectionFailureReason = closed && this.#closedInARow < 2 ? 'other' : round.reason;
       this.failure = { reason, detail: round.detail, at: Date.now() };
       recordPeerConnectionFailure(this.peer, reason);
