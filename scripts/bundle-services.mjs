@@ -27,15 +27,20 @@ const EXTRA_ENTRIES = { 'voice-orchestrator': ['embedded-tts-worker'] };
 /** EXTERNAL are the packages that stay outside every bundle (see above). */
 const EXTERNAL = [/^node:/, /^@echogarden\/espeak-ng-emscripten(\/|$)/, /^pg-native$/];
 
-/** moveInto moves every file of `from` into `to` (renames, so each replaces its old self at once), then deletes the files of `to` that `from` did not have. */
-function moveInto(from, to) {
+/**
+ * moveInto moves every file of `from` into `to` (renames, so each replaces its old self at once):
+ * subdirectories (the chunks) and maps first and the entry files last, so an entry never names a
+ * chunk that is not there yet; then it deletes what `to` had that `from` did not.
+ */
+function moveInto(from, to, entries = new Set()) {
   mkdirSync(to, { recursive: true });
-  const kept = new Set();
-  for (const entry of readdirSync(from, { withFileTypes: true })) {
-    kept.add(entry.name);
+  const listed = readdirSync(from, { withFileTypes: true });
+  const last = (e) => (e.isDirectory() ? 0 : entries.has(e.name) ? 2 : 1);
+  for (const entry of [...listed].sort((a, b) => last(a) - last(b))) {
     if (entry.isDirectory()) moveInto(join(from, entry.name), join(to, entry.name));
     else renameSync(join(from, entry.name), join(to, entry.name));
   }
+  const kept = new Set(listed.map((e) => e.name));
   for (const entry of readdirSync(to, { withFileTypes: true })) {
     if (!kept.has(entry.name)) rmSync(join(to, entry.name), { recursive: true, force: true });
   }
@@ -51,29 +56,36 @@ await Promise.all(
     // Built beside it, then moved in file by file (each rename replaces one file at once): a
     // process watching the bundle (Tilt's `node --watch`) never finds main.js missing or half
     // written, and never loses its watch on a deleted directory. Chunks of an older build go after.
+    // What an interrupted earlier run left beside it goes first.
+    for (const stale of readdirSync(dist).filter((name) => name.startsWith('bundle.next-'))) {
+      rmSync(join(dist, stale), { recursive: true, force: true });
+    }
     const next = join(dist, `bundle.next-${process.pid}`);
-    rmSync(next, { recursive: true, force: true });
     const input = Object.fromEntries(['main', ...(EXTRA_ENTRIES[service] ?? [])].map((name) => [name, join(dist, `${name}.js`)]));
-    await build({
-      input,
-      platform: 'node',
-      external: EXTERNAL,
-      logLevel: 'warn',
-      // Classes and functions keep their own names (logs and errors show them), whatever the bundle
-      // had to rename to keep two modules' top-level names apart.
-      // Source maps beside each file: the image keeps them and its containers run with
-      // --enable-source-maps, so a production stack trace names the source module and line.
-      output: {
-        dir: next,
-        format: 'esm',
-        entryFileNames: '[name].js',
-        chunkFileNames: 'chunks/[name]-[hash].js',
-        keepNames: true,
-        sourcemap: true,
-      },
-    });
-    moveInto(next, out);
-    rmSync(next, { recursive: true, force: true });
+    try {
+      await build({
+        input,
+        platform: 'node',
+        external: EXTERNAL,
+        logLevel: 'warn',
+        // Classes and functions keep their own names (logs and errors show them), whatever the bundle
+        // had to rename to keep two modules' top-level names apart.
+        // Source maps beside each file: the image keeps them, and NODE_OPTIONS=--enable-source-maps
+        // makes a stack trace name the compiled module and line (README, "Service bundles").
+        output: {
+          dir: next,
+          format: 'esm',
+          entryFileNames: '[name].js',
+          chunkFileNames: 'chunks/[name]-[hash].js',
+          keepNames: true,
+          sourcemap: true,
+        },
+      });
+      const entries = new Set(Object.keys(input).map((name) => `${name}.js`));
+      moveInto(next, out, entries);
+    } finally {
+      rmSync(next, { recursive: true, force: true });
+    }
   }),
 );
 process.stderr.write(`parley: bundled ${services.length} services in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
