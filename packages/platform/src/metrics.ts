@@ -135,7 +135,24 @@ export function recordPeerConnectionFailure(peer: string, reason: ConnectionFail
   ).add(count, { 'parley.peer': peer, 'parley.connection_failure_reason': reason });
 }
 
-let lastPurgeSuccessSeconds: number | undefined;
+/** lastValues holds what each lastValueGauge reports: the value last set in this process. */
+const lastValues = new Map<string, number>();
+
+/**
+ * setLastValue sets `name`, an observable gauge reporting the value last set in this process
+ * (nothing before the first): the shape of the "last run" gauges below.
+ */
+function setLastValue(name: string, value: number, options: { description: string; unit?: string }): void {
+  lastValues.set(name, value);
+  instrument(name, (m) => {
+    const gauge = m.createObservableGauge(name, options);
+    gauge.addCallback((result) => {
+      const last = lastValues.get(name);
+      if (last !== undefined) result.observe(last);
+    });
+    return gauge;
+  });
+}
 
 /**
  * recordPurgeSuccess sets parley.purge.last_success (Unix seconds of the last purge run that
@@ -143,20 +160,11 @@ let lastPurgeSuccessSeconds: number | undefined;
  * stops being enforced.
  */
 export function recordPurgeSuccess(at: Date = new Date()): void {
-  lastPurgeSuccessSeconds = Math.floor(at.getTime() / 1000);
-  instrument('parley.purge.last_success', (m) => {
-    const gauge = m.createObservableGauge('parley.purge.last_success', {
-      description: 'Unix time of the last purge run that finished with nothing failed in this process.',
-      unit: 's',
-    });
-    gauge.addCallback((result) => {
-      if (lastPurgeSuccessSeconds !== undefined) result.observe(lastPurgeSuccessSeconds);
-    });
-    return gauge;
+  setLastValue('parley.purge.last_success', Math.floor(at.getTime() / 1000), {
+    description: 'Unix time of the last purge run that finished with nothing failed in this process.',
+    unit: 's',
   });
 }
-
-let lastMaintenanceSuccessSeconds: number | undefined;
 
 /**
  * recordSecretsMaintenanceSuccess sets parley.secrets.maintenance_last_success (Unix seconds of
@@ -165,20 +173,11 @@ let lastMaintenanceSuccessSeconds: number | undefined;
  * keeps failing would otherwise show only in its logs.
  */
 export function recordSecretsMaintenanceSuccess(at: Date = new Date()): void {
-  lastMaintenanceSuccessSeconds = Math.floor(at.getTime() / 1000);
-  instrument('parley.secrets.maintenance_last_success', (m) => {
-    const gauge = m.createObservableGauge('parley.secrets.maintenance_last_success', {
-      description: 'Unix time of the last secrets maintenance run (version sweep and rewrap) that finished in this process.',
-      unit: 's',
-    });
-    gauge.addCallback((result) => {
-      if (lastMaintenanceSuccessSeconds !== undefined) result.observe(lastMaintenanceSuccessSeconds);
-    });
-    return gauge;
+  setLastValue('parley.secrets.maintenance_last_success', Math.floor(at.getTime() / 1000), {
+    description: 'Unix time of the last secrets maintenance run (version sweep and rewrap) that finished in this process.',
+    unit: 's',
   });
 }
-
-let recordingKeysBelowLatest: number | undefined;
 
 /**
  * recordRecordingKeysBelowLatest sets parley.recording_keys.below_latest: how many recordings' own
@@ -186,21 +185,15 @@ let recordingKeysBelowLatest: number | undefined;
  * alert can fire when a rotation's rewrap does not finish (the minimum version cannot be raised).
  */
 export function recordRecordingKeysBelowLatest(count: number): void {
-  recordingKeysBelowLatest = count;
-  instrument('parley.recording_keys.below_latest', (m) => {
-    const gauge = m.createObservableGauge('parley.recording_keys.below_latest', {
-      description: "Recordings' own keys that secrets' last maintenance run in this process left below the latest KEK version.",
-    });
-    gauge.addCallback((result) => {
-      if (recordingKeysBelowLatest !== undefined) result.observe(recordingKeysBelowLatest);
-    });
-    return gauge;
+  setLastValue('parley.recording_keys.below_latest', count, {
+    description: "Recordings' own keys that secrets' last maintenance run in this process left below the latest KEK version.",
   });
 }
 
 /** lastPurgeSuccess is what parley.purge.last_success reports in this process (undefined before the first complete run). */
 export function lastPurgeSuccess(): Date | undefined {
-  return lastPurgeSuccessSeconds === undefined ? undefined : new Date(lastPurgeSuccessSeconds * 1000);
+  const seconds = lastValues.get('parley.purge.last_success');
+  return seconds === undefined ? undefined : new Date(seconds * 1000);
 }
 
 /** GaugeReading is one observation of an observable gauge. */
