@@ -59,10 +59,17 @@ const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001
  * each item of a batch alone would only repeat the failure.
  */
 export function isConnectionLost(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+  return someCause(err, (e) => {
     const code: unknown = (e as { code?: unknown }).code;
     if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || CONNECTION_SQLSTATES.has(code))) return true;
-    if (LOST_CONNECTION.test(e.message) || NO_CONNECTION.test(e.message)) return true;
+    return LOST_CONNECTION.test(e.message) || NO_CONNECTION.test(e.message);
+  });
+}
+
+/** someCause tells whether an error or one of its causes (as mapDatabaseError wraps them; 8 deep at most) matches. */
+function someCause(err: unknown, matches: (e: Error) => boolean): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    if (matches(e)) return true;
   }
   return false;
 }
@@ -73,10 +80,7 @@ export function isConnectionLost(err: unknown): boolean {
  * canceled behind a lock would be canceled again item by item, so it fails as a whole.
  */
 export function isStatementCanceled(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
-    if ((e as { code?: unknown }).code === '57014') return true;
-  }
-  return false;
+  return someCause(err, (e) => (e as { code?: unknown }).code === '57014');
 }
 
 /**
