@@ -155,7 +155,7 @@ export class ConnectionWatch {
   readonly id = registry.nextId++;
   /** failure is the last failed attempt, until a connection is made. */
   failure: ConnectionFailure | undefined;
-  #round: { reason: ConnectionFailureReason; detail: string; closedAfterHandshake?: boolean } | undefined;
+  #round: { reason: ConnectionFailureReason; detail: string; closedAfterHandshake: boolean } | undefined;
   /** #closedInARow counts failed attempts in a row that were closes right after the handshake. */
   #closedInARow = 0;
   #identityRefusal: string | undefined;
@@ -210,14 +210,16 @@ export class ConnectionWatch {
   /** reported is the channel's state as its policy reports it: a TRANSIENT_FAILURE ends one failed attempt over every address. */
   reported(state: ConnectivityState, errorMessage: string | null): void {
     if (state === connectivityState.TRANSIENT_FAILURE) {
+      const fallback = classifyConnectionError(errorMessage ?? '');
       const round = this.#round ?? {
-        reason: classifyConnectionError(errorMessage ?? ''),
+        reason: fallback,
         detail: cleanDetail((errorMessage ?? 'no connection').replace(/^No connection established\. Last error: /, '')),
+        closedAfterHandshake: fallback === 'tls' && CLOSED_AFTER_HANDSHAKE.test(errorMessage ?? ''),
       };
       this.#round = undefined;
       // A close right after the handshake is a server refusing our certificate only when it
       // repeats: once, it is as likely a server going away between handshake and HTTP/2.
-      const closed = round.closedAfterHandshake === true || (round.reason === 'tls' && CLOSED_AFTER_HANDSHAKE.test(errorMessage ?? ''));
+      const closed = round.closedAfterHandshake;
       // Only a peer really gone (refused, timed out) or a connection made ends a run of closes: a
       // reset between two of them (the server's close racing our HTTP/2 preface) does not.
       if (closed) this.#closedInARow += 1;
