@@ -26,6 +26,7 @@ import {
 } from '@parley/platform';
 import { ServerReflection } from '@parley/proto/grpc/reflection/v1/reflection_pb.js';
 import { EchoResponseSchema, EchoService, EchoStreamResponseSchema } from '@parley/proto/parley/testing/v1/echo_pb.js';
+import { errorOf } from '../src/connect-errors.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
 const logger = createLogger({ service: 'test', version: 'test', level: 'silent' });
@@ -99,16 +100,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close(1_000);
 });
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConnectError);
-    return err as ConnectError;
-  }
-  throw new Error('the call succeeded');
-}
 
 describe.each(['grpc-js', 'connect-node'] as InternalClientImplementation[])('the internal client over %s', (implementation) => {
   const clientAs = async (files: TlsFiles, peer: 'identity' | 'secrets' = 'identity') =>

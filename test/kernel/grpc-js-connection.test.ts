@@ -2,7 +2,7 @@
 // replica gone, pings on idle connections, and TLS or SPIFFE misconfigurations, which are counted
 // (parley_peer_connection_failures_total, by reason) and said as such in the error callers log.
 // Real mTLS servers in this process (createMtlsServer, as every service runs), real sockets.
-import { Code, ConnectError, type ConnectRouter } from '@connectrpc/connect';
+import { Code, type ConnectRouter } from '@connectrpc/connect';
 import { createServer, type Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import {
   type TlsFiles,
 } from '@parley/platform';
 import { EchoService } from '@parley/proto/parley/testing/v1/echo_pb.js';
+import { errorOf } from '../src/connect-errors.js';
 import { createTestPki, type TestPki } from '../src/pki.js';
 
 const logger = createLogger({ service: 'test', version: 'test', level: 'silent' });
@@ -85,16 +86,6 @@ async function pollUntil(what: string, ok: () => Promise<boolean> | boolean): Pr
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConnectError);
-    return err as ConnectError;
-  }
-  throw new Error('the call succeeded');
 }
 
 describe.each(['grpc-js', 'connect-node'] as InternalClientImplementation[])('the internal client over %s', (implementation) => {
