@@ -24,6 +24,11 @@ export interface NotifiedCache<V> {
 /**
  * createNotifiedCache makes a NotifiedCache of at most maxEntries (the oldest go first). A value
  * fetched while any entry was dropped is not stored: it may predate the change that was announced.
+ * Concurrent misses of one key share one fetch while notifications arrive (when an entry expires
+ * under load, 50 callers would otherwise ask the owner 50 times at once): a caller who finds a
+ * fetch in flight takes its value when `keep` says it could have been stored; a failed shared
+ * fetch (the first caller's cancellation, a refusal) is not shared, each waiter then fetches on
+ * its own. A drop leaves the fetches in flight to their callers: nobody joins one started before it.
  */
 export function createNotifiedCache<V>(options: {
   ttlMs: number;
@@ -33,6 +38,8 @@ export function createNotifiedCache<V>(options: {
 }): NotifiedCache<V> {
   const now = options.now ?? Date.now;
   const entries = new Map<string, { value: V; expiresAt: number }>();
+  // Fetches in flight by key, for the callers that miss meanwhile.
+  const inflight = new Map<string, Promise<V>>();
   // Bumped by every drop: a value fetched across one is not stored.
   let epoch = 0;
   return {
@@ -42,8 +49,23 @@ export function createNotifiedCache<V>(options: {
         if (hit.expiresAt > now() && options.listening()) return hit.value;
         entries.delete(key);
       }
+      const shared = options.listening() ? inflight.get(key) : undefined;
+      if (shared !== undefined) {
+        const joined = await shared.then(
+          (value) => ({ value }),
+          () => undefined,
+        );
+        if (joined !== undefined && keep(joined.value)) return joined.value;
+      }
       const started = epoch;
-      const value = await fetch();
+      const fetching = fetch();
+      if (options.listening()) inflight.set(key, fetching);
+      let value: V;
+      try {
+        value = await fetching;
+      } finally {
+        if (inflight.get(key) === fetching) inflight.delete(key);
+      }
       if (keep(value) && started === epoch && options.listening()) {
         entries.set(key, { value, expiresAt: now() + options.ttlMs });
         if (entries.size > options.maxEntries) entries.delete(entries.keys().next().value as string);
@@ -53,14 +75,18 @@ export function createNotifiedCache<V>(options: {
     delete(key) {
       epoch += 1;
       entries.delete(key);
+      inflight.delete(key);
     },
     deleteWhere(match) {
       epoch += 1;
       for (const [key, e] of entries) if (match(key, e.value)) entries.delete(key);
+      // What a fetch in flight will bring back is not known yet: none is joined any more.
+      inflight.clear();
     },
     clear() {
       epoch += 1;
       entries.clear();
+      inflight.clear();
     },
     get size() {
       return entries.size;

@@ -30,4 +30,19 @@ describe('clientAddress', () => {
     expect(parseTrustedProxies('').cidrs).toEqual([]);
     expect(parseTrustedProxies('127.0.0.1/32').has('::ffff:127.0.0.1')).toBe(true);
   });
+
+  it('answers the same for an address asked again, also after more addresses than it remembers', () => {
+    const proxies = parseTrustedProxies('10.0.0.0/8');
+    // More distinct addresses than the remembered answers (1,024): the memory is cleared, never wrong.
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 1_500; i++) {
+        expect(proxies.has(`10.0.${i >> 8}.${i & 255}`)).toBe(true);
+        expect(proxies.has(`11.0.${i >> 8}.${i & 255}`)).toBe(false);
+        expect(proxies.has(`::ffff:10.0.${i >> 8}.${i & 255}`)).toBe(true);
+      }
+    }
+    expect(proxies.has('not-an-ip')).toBe(false);
+    expect(proxies.has('not-an-ip')).toBe(false);
+    expect(parseTrustedProxies('').has('10.0.0.1')).toBe(false);
+  });
 });

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { createLogger } from '@parley/platform';
 import { describe, expect, it } from 'vitest';
-import { tenantDataAgentDirectory } from './agent-directory.js';
+import { cachedAgentDirectory, tenantDataAgentDirectory } from './agent-directory.js';
 
 const TENANT = '00000000-0000-4000-8000-000000000001';
 const SUBJECT = '00000000-0000-4000-8000-000000000002';
@@ -42,5 +42,35 @@ describe('tenantDataAgentDirectory.requireSubject', () => {
     await directory.requireSubject(TENANT, SUBJECT);
     expect(warnings()).toHaveLength(2);
     expect(warnings()[1]).toMatchObject({ unchecked_subjects: 7 });
+  });
+});
+
+describe('cachedAgentDirectory', () => {
+  const AGENT = '00000000-0000-4000-8000-000000000003';
+
+  it('asks tenant-data once for the CreateSessions that miss one agent together, and refuses each of them when the agent is gone', async () => {
+    let asked = 0;
+    let exists = true;
+    const inner = {
+      requireAgent: async () => {
+        asked += 1;
+        // Answered a turn later, as a round trip is: the other callers arrive meanwhile.
+        await new Promise((r) => setImmediate(r));
+        if (!exists) throw new ConnectError('no such agent', Code.NotFound);
+      },
+      requireSubject: () => Promise.resolve(),
+    };
+    const directory = cachedAgentDirectory(inner, { ttlMs: 60_000, listening: () => true });
+    await Promise.all(Array.from({ length: 50 }, () => directory.requireAgent(TENANT, AGENT)));
+    expect(asked).toBe(1);
+
+    // Deleted (tenant-data's notification): the next callers miss together; a refusal is not
+    // shared, so each is refused by an answer of its own (fail closed), none from a cache.
+    directory.invalidate(`a/${TENANT}/${AGENT}`);
+    exists = false;
+    asked = 0;
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => directory.requireAgent(TENANT, AGENT)));
+    expect(results.every((r) => r.status === 'rejected' && ConnectError.from(r.reason).code === Code.NotFound)).toBe(true);
+    expect(asked).toBe(5);
   });
 });
