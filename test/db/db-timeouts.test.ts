@@ -7,7 +7,10 @@
 // instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
 // transaction that may rightly run long.
 import { randomBytes } from 'node:crypto';
+import { metrics } from '@opentelemetry/api';
+import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
+  createDb,
   createDbOnPool,
   dbTimeoutsFrom,
   ensureRolesAndSchemas,
@@ -22,7 +25,7 @@ import { SERVICE_NAMES } from '@parley/platform';
 import pg from 'pg';
 import { ConfigError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLock } from '../src/pg.js';
 
 const admin = adminPool(2);
@@ -266,5 +269,84 @@ describe('database timeouts on service connections', () => {
       (err: unknown) => mapDatabaseError(err),
     );
     expect(after).toBeInstanceOf(UnavailableError);
+  });
+});
+
+/** CollectingReader is a metric reader that the test asks for the current values (cumulative). */
+class CollectingReader extends MetricReader {
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+describe('parley_db_statement_timeouts_total', () => {
+  // A meter provider of this file's own, registered only while it runs (the kernel's
+  // startTelemetry would also take the process's tracer and context manager).
+  const reader = new CollectingReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  beforeAll(() => {
+    expect(metrics.setGlobalMeterProvider(provider)).toBe(true);
+  });
+  afterAll(async () => {
+    metrics.disable();
+    await provider.shutdown();
+  });
+
+  /** timeouts reads parley.db.statement_timeouts (parley_db_statement_timeouts_total when scraped) for one cause. */
+  async function timeouts(cause: string): Promise<number | undefined> {
+    const { resourceMetrics } = await reader.collect();
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (metric.descriptor.name !== 'parley.db.statement_timeouts') continue;
+        const point = metric.dataPoints.find((p) => p.attributes['parley.db.timeout_cause'] === cause);
+        if (point !== undefined) return point.value as number;
+      }
+    }
+    return undefined;
+  }
+
+  it('counts a statement Postgres canceled past statement_timeout and a transaction it ended past the idle timeout, by cause', async () => {
+    const db = createDb(adminUrl(), { max: 1 });
+    try {
+      // A service's pool reports both causes from its start, at 0, so the first timeout is an increase.
+      const canceledBefore = await timeouts('statement_timeout');
+      const endedBefore = await timeouts('idle_in_transaction_timeout');
+      expect(canceledBefore).toBeTypeOf('number');
+      expect(endedBefore).toBeTypeOf('number');
+
+      const canceled = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`set local statement_timeout = 100`.execute(trx);
+          await sql`select pg_sleep(5)`.execute(trx);
+          return 'slept';
+        })
+        .catch((err: unknown) => err);
+      expect((canceled as { code?: string }).code).toBe('57014');
+      expect(await timeouts('statement_timeout')).toBe(canceledBefore! + 1);
+
+      const ended = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`set local idle_in_transaction_session_timeout = 200`.execute(trx);
+          const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+          await expect
+            .poll(async () => (await admin.query('select 1 from pg_stat_activity where pid = $1', [rows[0]!.pid])).rowCount, {
+              timeout: 30_000,
+            })
+            .toBe(0);
+          await sql`select 1`.execute(trx);
+          return 'committed';
+        })
+        .catch((err: unknown) => err);
+      expect(ended).not.toBe('committed');
+      await expect.poll(() => timeouts('idle_in_transaction_timeout'), { timeout: 30_000 }).toBe(endedBefore! + 1);
+      // Each is counted once, under its own cause.
+      expect(await timeouts('statement_timeout')).toBe(canceledBefore! + 1);
+    } finally {
+      await db.destroy();
+    }
   });
 });
