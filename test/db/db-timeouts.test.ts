@@ -3,7 +3,7 @@
 // settings in the migrated database only, so they hold through any pooler and two installs on one
 // cluster keep their own; roles a DBA made are checked, with a warning when nothing bounds them
 // there): a statement stuck behind a lock, or a transaction
-// left idle by a hung caller, ends with UNAVAILABLE and gives its connection and locks back,
+// left idle by a hung caller, ends with UNAVAILABLE (inside withTenant or not) and gives its connection and locks back,
 // instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
 // transaction that may rightly run long.
 import { randomBytes } from 'node:crypto';
@@ -23,7 +23,8 @@ import {
 } from '@parley/db';
 import { SERVICE_NAMES } from '@parley/platform';
 import pg from 'pg';
-import { ConfigError, UnavailableError } from '@parley/platform';
+import { Code } from '@connectrpc/connect';
+import { ConfigError, toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLock } from '../src/pg.js';
@@ -200,10 +201,13 @@ describe('database timeouts on service connections', () => {
         })
         .then(
           (v) => v,
-          (err: unknown) => mapDatabaseError(err),
+          (err: unknown) => err,
         );
-      expect(outcome).toBeInstanceOf(UnavailableError);
-      expect((outcome as Error).message).toMatch(/canceled a statement that ran too long/);
+      const mapped = mapDatabaseError(outcome);
+      expect(mapped).toBeInstanceOf(UnavailableError);
+      expect((mapped as Error).message).toMatch(/canceled a statement that ran too long/);
+      // Thrown outside withTenant, it reaches the caller through the kernel's mapping alike.
+      expect(toConnectError(outcome)).toMatchObject({ code: Code.Unavailable, rawMessage: (mapped as Error).message });
     } finally {
       await holder.query('rollback');
       holder.release();
@@ -243,6 +247,8 @@ describe('database timeouts on service connections', () => {
       expect(outcome).not.toBe('committed');
       expect(isConnectionLost(outcome)).toBe(true);
       expect(mapDatabaseError(outcome)).toBeInstanceOf(UnavailableError);
+      expect(toConnectError(outcome).code).toBe(Code.Unavailable);
+      expect(toConnectError(outcome).rawMessage).toMatch(/; retry later$/);
       expect(uncaught).toEqual([]);
       const { rows } = await sql<{ one: number }>`select 1 as one`.execute(idleBound);
       expect(rows).toEqual([{ one: 1 }]);
