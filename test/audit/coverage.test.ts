@@ -3,14 +3,19 @@
 // read back through the public AuditService. The contract is PRIVILEGED_RPCS (data, in
 // @parley/audit-outbox); this file says how to call each one. An RPC that exists in the public API
 // but has no step here and is not listed in PENDING fails the test, so a new privileged RPC
-// cannot slip in unaudited.
+// cannot slip in unaudited. The public ExportEvents runs to the edge's export deadline, not the
+// internal default.
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
 import { PRIVILEGED_RPCS } from '@parley/audit-outbox';
 import { PUBLIC_MODULES } from '@parley/edge/public';
+import { AuditService as PublicAuditService } from '@parley/proto/parley/api/v1/audit_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startPublicStack, type PublicStack } from '../edge/fixture.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../integrations/receiver.js';
+import { adminPool } from '../src/pg.js';
 
 type Step = (s: { call: PublicStack['call']; key: string }) => Promise<void>;
 
@@ -194,13 +199,15 @@ const publicRpcs = (): Set<string> =>
 
 let stack: PublicStack;
 let key: string;
+const EXPORT_DEADLINE_MS = 2_000;
 let actorId: string;
 
 beforeAll(async () => {
   // The stack runs its own audit service; every service relays its outbox to it. Integrations may
   // deliver to the local receiver (the private allow-list is on for 127.0.0.1 in this file only).
   receiver = await startWebhookReceiver();
-  stack = await startPublicStack({ integrations: receiver.env });
+  // A public export may run 2 s here (10 min by default), far below the internal calls' 10 s default.
+  stack = await startPublicStack({ integrations: receiver.env, edge: { PARLEY_EDGE_EXPORT_DEADLINE_MS: String(EXPORT_DEADLINE_MS) } });
   key = stack.bootstrap.apiKey;
   actorId = (await ok(stack.call('/parley.api.v1.AccountService/WhoAmI', {}, key))).principalId as string;
   sessionAgent = await newAgent(stack.call.bind(stack), key);
@@ -259,5 +266,39 @@ describe('audit coverage of privileged RPCs', () => {
   it('VerifyLog through the public API confirms the chain the events went into', async () => {
     const body = await ok(stack.call('/parley.api.v1.AuditService/VerifyLog', {}, key));
     expect(body.ok).toBe(true);
+  });
+});
+
+describe('the public ExportEvents', () => {
+  it("runs to the edge's export deadline, not the internal calls' 10 s default", async () => {
+    const audit = createClient(PublicAuditService, createGrpcTransport({ baseUrl: stack.publicUrl, nodeOptions: { ca: stack.ca } }));
+    // Audit's export (its database timeouts lifted to 10 min) waits behind this lock on the purge
+    // anchors it reads first; this file's database is its own, so nothing else waits on it. Only a
+    // deadline can end the call, and the caller sets none.
+    const admin = adminPool(1);
+    const holder = await admin.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table parley_audit.purge_anchors in access exclusive mode');
+      const lines: string[] = [];
+      const started = Date.now();
+      const outcome = await (async () => {
+        for await (const line of audit.exportEvents({}, { headers: { authorization: `Bearer ${key}` } })) lines.push(line.ndjson);
+      })().then(
+        () => 'finished',
+        (err: unknown) => ConnectError.from(err),
+      );
+      const elapsed = Date.now() - started;
+      expect(outcome).toMatchObject({ code: Code.DeadlineExceeded });
+      expect(lines).toEqual([]);
+      // Cut at the configured 2 s: under the internal default of 10 s it could not end before that
+      // (the margin is for a loaded machine).
+      expect(elapsed).toBeGreaterThanOrEqual(EXPORT_DEADLINE_MS - 100);
+      expect(elapsed).toBeLessThan(8_000);
+    } finally {
+      await holder.query('rollback');
+      holder.release();
+      await admin.end();
+    }
   });
 });

@@ -1,16 +1,33 @@
 // Every service role carries statement_timeout and idle_in_transaction_session_timeout, set by
 // migrate from PARLEY_DB_STATEMENT_TIMEOUT_MS and PARLEY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (role
-// settings, so they hold through any pooler): a statement stuck behind a lock, or a transaction
-// left idle by a hung caller, ends with UNAVAILABLE and gives its connection and locks back,
+// settings in the migrated database only, so they hold through any pooler and two installs on one
+// cluster keep their own; roles a DBA made are checked, with a warning when nothing bounds them
+// there): a statement stuck behind a lock, or a transaction
+// left idle by a hung caller, ends with UNAVAILABLE (inside withTenant or not) and gives its connection and locks back,
 // instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
 // transaction that may rightly run long.
-import { createDbOnPool, dbTimeoutsFrom, isConnectionLost, liftDbTimeouts, loadMigrateConfig, mapDatabaseError } from '@parley/db';
+import { randomBytes } from 'node:crypto';
+import { metrics } from '@opentelemetry/api';
+import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  createDb,
+  createDbOnPool,
+  dbTimeoutsFrom,
+  ensureRolesAndSchemas,
+  isConnectionLost,
+  liftDbTimeouts,
+  loadMigrateConfig,
+  mapDatabaseError,
+  MIGRATOR_ROLE,
+  setRoleTimeouts,
+} from '@parley/db';
 import { SERVICE_NAMES } from '@parley/platform';
 import pg from 'pg';
-import { ConfigError, UnavailableError } from '@parley/platform';
+import { Code } from '@connectrpc/connect';
+import { ConfigError, toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
-import { afterAll, describe, expect, it } from 'vitest';
-import { adminPool, adminUrl, serviceDb } from '../src/pg.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLock } from '../src/pg.js';
 
 const admin = adminPool(2);
 /**
@@ -24,6 +41,42 @@ function boundDb(settings: string): Kysely<unknown> {
   return createDbOnPool(pool);
 }
 const statementBound = boundDb('-c statement_timeout=300');
+const roles = SERVICE_NAMES.map((service) => `parley_${service.replaceAll('-', '_')}`);
+
+/** settingsIn reads each service role's own settings in `database` (setdatabase 0: for every database). */
+async function settingsIn(client: pg.Pool | pg.Client, database: string | 0): Promise<Map<string, string[]>> {
+  const { rows } = await client.query<{ role: string; config: string[] }>(
+    `select r.rolname as role, s.setconfig as config from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+      where s.setdatabase = coalesce((select oid from pg_database where datname = $1), 0) and r.rolname = any($2)`,
+    [database === 0 ? null : database, roles],
+  );
+  return new Map(rows.map((r) => [r.role, r.config]));
+}
+
+/** timeoutsShown are the two timeouts a session of `service`'s role gets on the database at `baseUrl`. */
+async function timeoutsShown(service: 'tenant-data' | 'edge', baseUrl?: string): Promise<{ s: string; i: string }> {
+  const db = serviceDb(service, { max: 1, ...(baseUrl === undefined ? {} : { baseUrl }) });
+  try {
+    const { rows } = await sql<{
+      s: string;
+      i: string;
+    }>`select current_setting('statement_timeout') as s, current_setting('idle_in_transaction_session_timeout') as i`.execute(db);
+    return rows[0]!;
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** withClient connects to `url`, runs `work` and disconnects. */
+async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
 const idleBound = boundDb('-c idle_in_transaction_session_timeout=300');
 
 afterAll(async () => {
@@ -44,29 +97,90 @@ describe('database timeouts on service connections', () => {
     expect(() => dbTimeoutsFrom({ PARLEY_DB_STATEMENT_TIMEOUT_MS: 'soon' })).toThrow(/PARLEY_DB_STATEMENT_TIMEOUT_MS/);
   });
 
-  it('are set by migrate on every service role (30 s and 60 s by default), and a service connection has them', async () => {
+  it('are set by migrate on every service role in the migrated database (30 s and 60 s by default), and a service connection has them', async () => {
     expect(loadMigrateConfig({ DATABASE_URL: adminUrl(), PARLEY_DB_STATEMENT_TIMEOUT_MS: '15000' }).roleTimeouts).toEqual({
       statementTimeoutMs: 15_000,
       idleInTransactionTimeoutMs: 60_000,
     });
-    const { rows } = await admin.query<{ role: string; config: string[] }>(
-      `select r.rolname as role, s.setconfig as config from pg_db_role_setting s join pg_roles r on r.oid = s.setrole where s.setdatabase = 0`,
-    );
-    for (const service of SERVICE_NAMES) {
-      const role = `parley_${service.replaceAll('-', '_')}`;
-      const config = rows.find((r) => r.role === role)?.config ?? [];
-      expect(config, role).toContain('statement_timeout=30000');
-      expect(config, role).toContain('idle_in_transaction_session_timeout=60000');
+    const database = (await admin.query<{ db: string }>('select current_database() as db')).rows[0]!.db;
+    const here = await settingsIn(admin, database);
+    for (const role of roles) {
+      expect(here.get(role), role).toContain('statement_timeout=30000');
+      expect(here.get(role), role).toContain('idle_in_transaction_session_timeout=60000');
     }
-    const tenantData = serviceDb('tenant-data', { max: 1 });
+    expect(await timeoutsShown('tenant-data')).toEqual({ s: '30s', i: '1min' });
+  });
+
+  it("are scoped to the database: migrating another on the same cluster keeps this one's, and a cluster-wide leftover is named, not reset", async () => {
+    const other = await createThrowawayDatabase();
+    const lines: string[] = [];
     try {
-      const { rows: shown } = await sql<{
-        s: string;
-        i: string;
-      }>`select current_setting('statement_timeout') as s, current_setting('idle_in_transaction_session_timeout') as i`.execute(tenantData);
-      expect(shown[0]).toEqual({ s: '30s', i: '1min' });
+      await underMigrateLock(async () => {
+        // What a migrate before this change left: the timeout on the role, for every database.
+        await admin.query(`alter role parley_edge set statement_timeout = 45000`);
+        try {
+          await withClient(other.url, (client) =>
+            ensureRolesAndSchemas(client, {}, { statementTimeoutMs: 12_345, idleInTransactionTimeoutMs: 0 }, (line) => lines.push(line)),
+          );
+          expect((await settingsIn(admin, 0)).get('parley_edge')).toContain('statement_timeout=45000');
+        } finally {
+          await admin.query(`alter role parley_edge reset statement_timeout`);
+        }
+      });
+      const there = await settingsIn(admin, other.name);
+      for (const role of roles) {
+        expect(there.get(role), role).toEqual(['statement_timeout=12345']);
+      }
+      // The other install's (12.3 s, no idle bound: the server's 0) and this one's (30 s, 1 min) side by side.
+      expect(await timeoutsShown('edge', other.url)).toEqual({ s: '12345ms', i: '0' });
+      expect(await timeoutsShown('edge')).toEqual({ s: '30s', i: '1min' });
+      const leftover = lines.filter((l) => l.startsWith('warning:'));
+      expect(leftover).toHaveLength(1);
+      expect(leftover[0]).toMatch(/roles parley_edge also carry a cluster-wide statement_timeout/);
+      expect(leftover[0]).toMatch(/ALTER ROLE <role> RESET statement_timeout/);
     } finally {
-      await tenantData.destroy();
+      await other.drop();
+    }
+  });
+
+  it('warns, once and without failing, when roles a DBA made have no timeout that applies in the database', async () => {
+    const other = await createThrowawayDatabase();
+    const dba = `parley_test_dba_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    const url = new URL(other.url);
+    url.username = dba;
+    url.password = password;
+    const migrateAsDba = async (): Promise<string[]> => {
+      const lines: string[] = [];
+      await withClient(url.toString(), (client) => ensureRolesAndSchemas(client, {}, dbTimeoutsFrom({}), (line) => lines.push(line)));
+      return lines.filter((l) => l.startsWith('warning:'));
+    };
+    await admin.query(`create role ${dba} login password '${password}' in role ${MIGRATOR_ROLE}`);
+    try {
+      await withClient(other.url, async (client) => {
+        await client.query(`grant create on database ${pg.escapeIdentifier(other.name)} to ${MIGRATOR_ROLE}`);
+        // The DBA-made roles exist (they are the cluster's), with nothing set for this database.
+        const [first] = await migrateAsDba();
+        expect(first).toMatch(new RegExp(`^warning: roles ${roles.join(', ')} \\(created by a DBA; ${dba} may not alter them\\)`));
+        expect(first).toMatch(/no statement_timeout or idle_in_transaction_session_timeout in database/);
+        expect(first).toMatch(/alter role <role> in database "parley_test_\w+" set statement_timeout = 30000/);
+        // The DBA sets them, except one role's idle bound; then that for the whole database.
+        await setRoleTimeouts(client, dbTimeoutsFrom({}));
+        await client.query(
+          `alter role parley_audit in database ${pg.escapeIdentifier(other.name)} reset idle_in_transaction_session_timeout`,
+        );
+        const [second, ...more] = await migrateAsDba();
+        expect(more).toEqual([]);
+        expect(second).toMatch(/^warning: roles parley_audit \(created by a DBA/);
+        await client.query(`alter database ${pg.escapeIdentifier(other.name)} set idle_in_transaction_session_timeout = 60000`);
+        expect(await migrateAsDba()).toEqual([]);
+        // 0 set on the role in this database counts as no bound, whatever the database says.
+        await client.query(`alter role parley_edge in database ${pg.escapeIdentifier(other.name)} set statement_timeout = 0`);
+        expect(await migrateAsDba()).toEqual([expect.stringMatching(/^warning: roles parley_edge \(created by a DBA/)]);
+      });
+    } finally {
+      await other.drop();
+      await admin.query(`drop role if exists ${dba}`);
     }
   });
 
@@ -87,10 +201,13 @@ describe('database timeouts on service connections', () => {
         })
         .then(
           (v) => v,
-          (err: unknown) => mapDatabaseError(err),
+          (err: unknown) => err,
         );
-      expect(outcome).toBeInstanceOf(UnavailableError);
-      expect((outcome as Error).message).toMatch(/canceled a statement that ran too long/);
+      const mapped = mapDatabaseError(outcome);
+      expect(mapped).toBeInstanceOf(UnavailableError);
+      expect((mapped as Error).message).toMatch(/canceled a statement that ran too long/);
+      // Thrown outside withTenant, it reaches the caller through the kernel's mapping alike.
+      expect(toConnectError(outcome)).toMatchObject({ code: Code.Unavailable, rawMessage: (mapped as Error).message });
     } finally {
       await holder.query('rollback');
       holder.release();
@@ -130,6 +247,8 @@ describe('database timeouts on service connections', () => {
       expect(outcome).not.toBe('committed');
       expect(isConnectionLost(outcome)).toBe(true);
       expect(mapDatabaseError(outcome)).toBeInstanceOf(UnavailableError);
+      expect(toConnectError(outcome).code).toBe(Code.Unavailable);
+      expect(toConnectError(outcome).rawMessage).toMatch(/; retry later$/);
       expect(uncaught).toEqual([]);
       const { rows } = await sql<{ one: number }>`select 1 as one`.execute(idleBound);
       expect(rows).toEqual([{ one: 1 }]);
@@ -156,5 +275,84 @@ describe('database timeouts on service connections', () => {
       (err: unknown) => mapDatabaseError(err),
     );
     expect(after).toBeInstanceOf(UnavailableError);
+  });
+});
+
+/** CollectingReader is a metric reader that the test asks for the current values (cumulative). */
+class CollectingReader extends MetricReader {
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+describe('parley_db_statement_timeouts_total', () => {
+  // A meter provider of this file's own, registered only while it runs (the kernel's
+  // startTelemetry would also take the process's tracer and context manager).
+  const reader = new CollectingReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  beforeAll(() => {
+    expect(metrics.setGlobalMeterProvider(provider)).toBe(true);
+  });
+  afterAll(async () => {
+    metrics.disable();
+    await provider.shutdown();
+  });
+
+  /** timeouts reads parley.db.statement_timeouts (parley_db_statement_timeouts_total when scraped) for one cause. */
+  async function timeouts(cause: string): Promise<number | undefined> {
+    const { resourceMetrics } = await reader.collect();
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (metric.descriptor.name !== 'parley.db.statement_timeouts') continue;
+        const point = metric.dataPoints.find((p) => p.attributes['parley.db.timeout_cause'] === cause);
+        if (point !== undefined) return point.value as number;
+      }
+    }
+    return undefined;
+  }
+
+  it('counts a statement Postgres canceled past statement_timeout and a transaction it ended past the idle timeout, by cause', async () => {
+    const db = createDb(adminUrl(), { max: 1 });
+    try {
+      // A service's pool reports both causes from its start, at 0, so the first timeout is an increase.
+      const canceledBefore = await timeouts('statement_timeout');
+      const endedBefore = await timeouts('idle_in_transaction_timeout');
+      expect(canceledBefore).toBeTypeOf('number');
+      expect(endedBefore).toBeTypeOf('number');
+
+      const canceled = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`set local statement_timeout = 100`.execute(trx);
+          await sql`select pg_sleep(5)`.execute(trx);
+          return 'slept';
+        })
+        .catch((err: unknown) => err);
+      expect((canceled as { code?: string }).code).toBe('57014');
+      expect(await timeouts('statement_timeout')).toBe(canceledBefore! + 1);
+
+      const ended = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`set local idle_in_transaction_session_timeout = 200`.execute(trx);
+          const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+          await expect
+            .poll(async () => (await admin.query('select 1 from pg_stat_activity where pid = $1', [rows[0]!.pid])).rowCount, {
+              timeout: 30_000,
+            })
+            .toBe(0);
+          await sql`select 1`.execute(trx);
+          return 'committed';
+        })
+        .catch((err: unknown) => err);
+      expect(ended).not.toBe('committed');
+      await expect.poll(() => timeouts('idle_in_transaction_timeout'), { timeout: 30_000 }).toBe(endedBefore! + 1);
+      // Each is counted once, under its own cause.
+      expect(await timeouts('statement_timeout')).toBe(canceledBefore! + 1);
+    } finally {
+      await db.destroy();
+    }
   });
 });

@@ -141,6 +141,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyAuditCheckpointAgeHigh',
         'ParleyAuditOutboxAgeHigh',
         'ParleyCertificateExpirySoon',
+        'ParleyDbStatementTimeouts',
         'ParleyKekFailures',
         'ParleyPeerTlsFailures',
         'ParleyPodRestarting',
@@ -249,6 +250,20 @@ monitoring:
       /^sum by \(job, parley_peer, parley_connection_failure_reason\) \(increase\(parley_peer_connection_failures_total\{namespace="parley-system", parley_connection_failure_reason=~"tls\|identity"\}\[30m\]\)\) > 0$/,
     );
     expect(tls.for).toBe('2m');
+  });
+
+  it('alerts on a count of database timeouts per service and cause over 15 minutes, at the threshold from values', async () => {
+    const tuned = valuesFile(`
+monitoring:
+  prometheusRule:
+    enabled: true
+    thresholds: { dbTimeoutsPer15Minutes: 7 }
+`);
+    const rule = ruleOf(await render([tuned]), 'ParleyDbStatementTimeouts');
+    expect(rule.expr).toBe(
+      `sum by (job, parley_db_timeout_cause) (increase(parley_db_statement_timeouts_total{namespace="${NAMESPACE}"}[15m])) >= 7`,
+    );
+    expect(rule.for).toBeUndefined();
   });
 
   it('alerts when Prometheus cannot scrape a component', async () => {

@@ -4,11 +4,13 @@ import {
   createDb,
   createPool,
   createServiceDb,
+  dbTimeoutsFrom,
   loadServiceMigrations,
   migrateAll,
   MIGRATOR_ROLE,
   schemaFor,
   serviceDatabaseUrl,
+  setRoleTimeouts,
   type RolePasswords,
 } from '@parley/db';
 import type { ServiceName } from '@parley/platform';
@@ -49,11 +51,12 @@ export async function useDatabaseOfThisFile(): Promise<ThrowawayDatabase> {
   const template = inject('databaseTemplate');
   if (template === undefined) throw new Error('this vitest project has no databaseTemplate (provide databasePerFile: true)');
   const db = await createThrowawayDatabase(template);
-  // Database-level grants are not copied from a template: the one migrations give is repeated.
+  // Database-level grants and role settings are not copied from a template: the ones migrations give are repeated.
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
   try {
     await admin.query(`grant create on database ${pg.escapeIdentifier(db.name)} to ${pg.escapeIdentifier(MIGRATOR_ROLE)}`);
+    await setRoleTimeouts(admin, dbTimeoutsFrom({}));
   } finally {
     await admin.end();
   }
@@ -176,25 +179,35 @@ const MIGRATE_LOCK = 0x70_6d_69_67;
  */
 export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
   const db = await createThrowawayDatabase();
-  // Roles are cluster-wide and every migrate re-asserts them (ALTER ROLE): two test files doing
-  // this at once fail with "tuple concurrently updated", so migrations of throwaway databases
-  // take turns under an advisory lock on the run's own database.
+  try {
+    await underMigrateLock(async () =>
+      migrateAll(db.url, {
+        services: await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)) }),
+        rolePasswords: inject('dbRolePasswords') as RolePasswords,
+      }),
+    );
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+  return db;
+}
+
+/**
+ * underMigrateLock runs `work`, which alters the service roles (a migrate of another database),
+ * while no other test file does: roles are cluster-wide and every migrate re-asserts them (ALTER
+ * ROLE), so two at once fail with "tuple concurrently updated".
+ */
+export async function underMigrateLock<T>(work: () => Promise<T>): Promise<T> {
   // On the server's own database: advisory locks are per database.
   const lock = new pg.Client({ connectionString: inject('databaseUrl') });
   await lock.connect();
   try {
     await lock.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
-    await migrateAll(db.url, {
-      services: await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)) }),
-      rolePasswords: inject('dbRolePasswords') as RolePasswords,
-    });
-  } catch (err) {
-    await db.drop();
-    throw err;
+    return await work();
   } finally {
     await lock.end();
   }
-  return db;
 }
 
 /** OutboxEvent is an audit event as a service's outbox stores it (protobuf JSON). */

@@ -1,6 +1,7 @@
 import type { ServiceName } from '@parley/platform';
 import { Kysely, sql } from 'kysely';
 import pg from 'pg';
+import { countDbTimeout } from './db-telemetry.js';
 import { ParleyPostgresDialect } from './dialect.js';
 import { roleFor, schemaFor } from './names.js';
 
@@ -31,8 +32,9 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   // The pool listens for errors only on idle clients. A client checked out (inside a transaction,
   // between two statements) whose connection drops — Postgres shutting down or restarting — would
   // emit 'error' with no listener and crash the process; with this one, the next statement on it
-  // fails instead (mapDatabaseError: UNAVAILABLE) and the pool discards it on release.
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  // fails instead (mapDatabaseError: UNAVAILABLE) and the pool discards it on release. An idle
+  // transaction ended by Postgres (25P03) arrives here, between statements, and is counted.
+  pool.on('connect', (client) => client.on('error', countDbTimeout));
   return pool;
 }
 

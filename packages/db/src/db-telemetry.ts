@@ -1,6 +1,7 @@
 import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import type pg from 'pg';
+import { primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
 
 const tracer = () => trace.getTracer('@parley/db');
 
@@ -11,16 +12,34 @@ export function operationOf(sqlText: string): string {
 }
 
 /**
+ * countDbTimeout counts an error in parley.db.statement_timeouts when it is Postgres ending work by
+ * a timeout: a statement canceled (57014) or a connection whose transaction sat idle too long
+ * (25P03). It sees each error once, where node-postgres reports it: a statement's own failure, or
+ * (25P03, which comes while no statement runs) the connection's error event.
+ */
+export function countDbTimeout(err: unknown): void {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  if (code === '57014') recordDbTimeout('statement_timeout');
+  else if (code === '25P03') recordDbTimeout('idle_in_transaction_timeout');
+}
+
+// countAndRethrow is countDbTimeout as a promise's rejection handler (one function, no closure per statement).
+function countAndRethrow(err: unknown): never {
+  countDbTimeout(err);
+  throw err;
+}
+
+/**
  * tracedConnection wraps a Kysely connection so that each statement is a CLIENT span
  * (OpenTelemetry database conventions): the statement text as Kysely compiled it, with `$n`
  * placeholders, never the parameter values, which may be personal data or secrets. Statements
  * outside any trace (a background poll finding nothing to do) make no span of their own: they
- * would be thousands of one-span traces.
+ * would be thousands of one-span traces. Every statement's timeout is counted (countDbTimeout).
  */
 export function tracedConnection(inner: DatabaseConnection, where: Attributes): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-      if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query);
+      if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query).catch(countAndRethrow);
       const operation = operationOf(query.sql);
       const span = tracer().startSpan(operation, {
         kind: SpanKind.CLIENT,
@@ -34,6 +53,7 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
       try {
         return await context.with(trace.setSpan(context.active(), span), () => inner.executeQuery<R>(query));
       } catch (err) {
+        countDbTimeout(err);
         const code = (err as { code?: unknown }).code;
         span.setAttribute('error.type', typeof code === 'string' ? code : 'error');
         if (typeof code === 'string') span.setAttribute('db.response.status_code', code);
@@ -43,7 +63,13 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
         span.end();
       }
     },
-    streamQuery: (query, chunkSize) => inner.streamQuery(query, chunkSize),
+    async *streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
+      try {
+        yield* inner.streamQuery<R>(query, chunkSize);
+      } catch (err) {
+        countAndRethrow(err);
+      }
+    },
   };
 }
 
@@ -65,6 +91,7 @@ export interface PoolTelemetry {
  */
 export function observePool(pool: pg.Pool, name: string): PoolTelemetry {
   const meter = metrics.getMeter('@parley/db');
+  primeDbTimeoutMetrics();
   const attrs = { 'db.client.connection.pool.name': name };
   meter
     .createObservableUpDownCounter('db.client.connection.count', {

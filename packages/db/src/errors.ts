@@ -1,9 +1,11 @@
 import {
   AlreadyExistsError,
   InvalidArgumentError,
+  LOST_DATABASE_CONNECTION,
   NotFoundError,
   ParleyError,
   PermissionDeniedError,
+  transientDatabaseError,
   UnavailableError,
 } from '@parley/platform';
 
@@ -42,10 +44,6 @@ function referencedTable(detail: string | undefined): string | undefined {
 }
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE']);
-// What node-postgres throws, without a SQLSTATE, for a statement on a connection that Postgres
-// closed (a shutdown or restart between two statements of a transaction).
-const LOST_CONNECTION =
-  /^(Connection terminated( unexpectedly)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
 // What node-postgres and its pool throw when no connection could be had in time.
 const NO_CONNECTION = /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout)$/;
 // SQLSTATEs that end or refuse the connection itself: admin / crash shutdown, starting up, class 08,
@@ -62,7 +60,7 @@ export function isConnectionLost(err: unknown): boolean {
   return someCause(err, (e) => {
     const code: unknown = (e as { code?: unknown }).code;
     if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || CONNECTION_SQLSTATES.has(code))) return true;
-    return LOST_CONNECTION.test(e.message) || NO_CONNECTION.test(e.message);
+    return LOST_DATABASE_CONNECTION.test(e.message) || NO_CONNECTION.test(e.message);
   });
 }
 
@@ -86,14 +84,19 @@ export function isStatementCanceled(err: unknown): boolean {
 /**
  * mapDatabaseError is the one place that turns errors the caller caused in Postgres into domain
  * errors: a row-level security refusal, unique / foreign-key / check / not-null violations,
- * malformed values and text Postgres cannot store (NUL, invalid UTF-8). Messages name the table and field, never the row's values. Anything else is
- * returned unchanged (it reaches the caller as INTERNAL and is logged with its cause).
+ * malformed values and text Postgres cannot store (NUL, invalid UTF-8). Messages name the table and field, never the row's values. A
+ * failure that may pass on retry (a timeout, a conflict, a lost connection) is UNAVAILABLE, as the
+ * kernel's transientDatabaseError says. Anything else is returned unchanged (it reaches the caller
+ * as INTERNAL and is logged with its cause).
  */
 export function mapDatabaseError(err: unknown): unknown {
   if (err instanceof ParleyError) return err;
-  if (err instanceof Error && (CONNECTION_ERRORS.has((err as { code?: string }).code ?? '') || LOST_CONNECTION.test(err.message))) {
+  if (err instanceof Error && CONNECTION_ERRORS.has((err as { code?: string }).code ?? '')) {
     return new UnavailableError('the database cannot be reached; retry later', { cause: err });
   }
+  // Timeouts, conflicts and connections Postgres ended: the kernel's mapping, which also catches them outside withTenant.
+  const transient = transientDatabaseError(err);
+  if (transient !== undefined) return transient;
   if (!isPgError(err)) return err;
   const table = err.table;
   const where = table === undefined ? '' : ` in ${table}`;
@@ -148,27 +151,6 @@ export function mapDatabaseError(err: unknown): unknown {
       return new InvalidArgumentError(`a text value contains a NUL character (U+0000) or is not valid UTF-8${where}; remove it and retry`, {
         cause: err,
       });
-    case '40001':
-    case '40P01':
-      return new UnavailableError('the transaction conflicted with another one; retry it', { cause: err });
-    case '57014':
-      // statement_timeout (PARLEY_DB_STATEMENT_TIMEOUT_MS) or an operator's pg_cancel_backend: the
-      // statement was rolled back with its transaction, so nothing of it is written.
-      return new UnavailableError(
-        'the database canceled a statement that ran too long (a lock held elsewhere, or an overloaded database); retry later',
-        {
-          cause: err,
-        },
-      );
-    case '25P03':
-    case '57P01':
-    case '57P02':
-    case '57P03':
-    case '08000':
-    case '08003':
-    case '08006':
-    case '53300':
-      return new UnavailableError('the database is not accepting connections right now; retry later', { cause: err });
     default:
       return err;
   }

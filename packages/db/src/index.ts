@@ -31,6 +31,7 @@ export {
   ensureRolesAndSchemas,
   migrateAll,
   migrateService,
+  setRoleTimeouts,
   type MigrateAllOptions,
   type MigrateAllResult,
   type RolePasswords,

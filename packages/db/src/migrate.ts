@@ -54,17 +54,109 @@ async function roleExists(client: pg.ClientBase, role: string): Promise<boolean>
   return rowCount === 1;
 }
 
+// The role settings migrate manages: each a bound on a service role's sessions, in ms.
+const TIMEOUT_SETTINGS = [
+  ['statement_timeout', 'statementTimeoutMs'],
+  ['idle_in_transaction_session_timeout', 'idleInTransactionTimeoutMs'],
+] as const satisfies readonly (readonly [string, keyof DbTimeouts])[];
+
+// timeoutStatements are the ALTER ROLE statements that give `role` the timeouts in `database` only.
+function timeoutStatements(role: string, database: string, timeouts: DbTimeouts): string[] {
+  return TIMEOUT_SETTINGS.map(([setting, key]) => {
+    const ms = timeouts[key];
+    return `alter role ${role} in database ${ident(database)} ${ms > 0 ? `set ${setting} = ${Math.round(ms)}` : `reset ${setting}`}`;
+  });
+}
+
+/**
+ * setRoleTimeouts sets the database timeouts on every service role for the current database only
+ * (ALTER ROLE … IN DATABASE): role settings, as the search path, reach every session of the role,
+ * also through a transaction-mode pooler (which refuses or drops `-c` startup options), and being
+ * per database, two Parley installs on one cluster (which share the roles) keep their own. 0
+ * resets this database's setting, so the role's, the database's or the server's applies. Needs a
+ * role that may alter the service roles (migrate as an admin); a database made from a template
+ * does not inherit them, so its creator calls this again.
+ */
+export async function setRoleTimeouts(client: pg.ClientBase, timeouts: DbTimeouts): Promise<void> {
+  const { rows } = await client.query<{ db: string }>('select current_database() as db');
+  const database = rows[0]?.db ?? '';
+  for (const service of SERVICE_NAMES) {
+    for (const statement of timeoutStatements(ident(roleFor(service)), database, timeouts)) await client.query(statement);
+  }
+}
+
+// The service roles that carry either timeout for every database (setdatabase 0).
+async function rolesWithClusterWideTimeouts(client: pg.ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ role: string }>(
+    `select r.rolname as role from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+      where s.setdatabase = 0 and r.rolname = any($1)
+        and exists (select 1 from unnest(s.setconfig) c where c like any($2))
+      order by r.rolname`,
+    [SERVICE_NAMES.map(roleFor), TIMEOUT_SETTINGS.map(([setting]) => `${setting}=%`)],
+  );
+  return rows.map((r) => r.role);
+}
+
+// The configured (non-zero) timeouts, as the names of their settings.
+function unboundedSettings(timeouts: DbTimeouts): string {
+  return TIMEOUT_SETTINGS.filter(([, key]) => timeouts[key] > 0)
+    .map(([setting]) => setting)
+    .join(' or ');
+}
+
+// A setting's value means "no bound" when it is zero in any unit ('0', '0ms', '0s').
+const isZero = (value: string): boolean => /^0*(\.0*)?\s*[a-z]*$/i.test(value.trim());
+
+/**
+ * rolesWithoutTimeouts lists the service roles for which one of the configured (non-zero)
+ * timeouts is not bounded in the current database: Postgres applies the first that is set of the
+ * role's setting in this database, the role's own, the database's and the server configuration's,
+ * and the one that applies is missing or 0. pg_db_role_setting and pg_settings are readable by
+ * any role, so the migrator can tell without altering anything.
+ */
+async function rolesWithoutTimeouts(client: pg.ClientBase, timeouts: DbTimeouts): Promise<string[]> {
+  const wanted = TIMEOUT_SETTINGS.filter(([, key]) => timeouts[key] > 0).map(([setting]) => setting);
+  if (wanted.length === 0) return [];
+  const roles = SERVICE_NAMES.map(roleFor);
+  const { rows } = await client.query<{ role: string | null; here: boolean; config: string[] }>(
+    `select r.rolname as role, s.setdatabase <> 0 as here, s.setconfig as config
+       from pg_db_role_setting s left join pg_roles r on r.oid = s.setrole
+      where s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
+        and (r.rolname = any($1) or (s.setrole = 0 and s.setdatabase <> 0))`,
+    [roles],
+  );
+  const { rows: server } = await client.query<{ name: string; setting: string }>(
+    `select name, setting from pg_settings where name = any($1) and source in ('configuration file', 'command line')`,
+    [wanted],
+  );
+  const valueIn = (config: readonly string[] | undefined, setting: string): string | undefined =>
+    config?.find((c) => c.startsWith(`${setting}=`))?.slice(setting.length + 1);
+  const databaseWide = rows.find((r) => r.role === null)?.config;
+  return roles.filter((role) =>
+    wanted.some((setting) => {
+      const applied =
+        valueIn(rows.find((r) => r.role === role && r.here)?.config, setting) ??
+        valueIn(rows.find((r) => r.role === role && !r.here)?.config, setting) ??
+        valueIn(databaseWide, setting) ??
+        server.find((s) => s.name === setting)?.setting;
+      return applied === undefined || isZero(applied);
+    }),
+  );
+}
+
 /**
  * ensureRolesAndSchemas creates, idempotently, the migrator role, one login role and one schema
  * per service, and the grants between them. Service roles are forced to NOSUPERUSER NOBYPASSRLS
  * on every run, get USAGE on their own schema only and DML on the tables the migrator creates
- * there (default privileges). Connected as a role that cannot create roles (a DBA pre-created
- * them), it checks they exist and says which are missing.
+ * there (default privileges), and the database timeouts in this database (setRoleTimeouts).
+ * Connected as a role that cannot create roles (a DBA pre-created them), it checks they exist and
+ * says which are missing, and logs a warning naming those no timeout bounds here.
  */
 export async function ensureRolesAndSchemas(
   client: pg.ClientBase,
   rolePasswords: RolePasswords = {},
   roleTimeouts: DbTimeouts = dbTimeoutsFrom({}),
+  log: (line: string) => void = () => undefined,
 ): Promise<void> {
   const me = await privilegesOf(client);
   const canManageRoles = me.superuser || me.createRole;
@@ -94,16 +186,6 @@ export async function ensureRolesAndSchemas(
           await client.query(`alter role ${ident(role)} password ${pg.escapeLiteral(password)}`);
         }
         await client.query(`alter role ${ident(role)} set search_path = ${ident(schemaFor(service))}`);
-        // Role settings, as the search path: every session of the role gets them, also through a
-        // transaction-mode pooler (which refuses or drops `-c` startup options). 0 resets to the server's.
-        for (const [setting, ms] of [
-          ['statement_timeout', roleTimeouts.statementTimeoutMs],
-          ['idle_in_transaction_session_timeout', roleTimeouts.idleInTransactionTimeoutMs],
-        ] as const) {
-          await client.query(
-            ms > 0 ? `alter role ${ident(role)} set ${setting} = ${Math.round(ms)}` : `alter role ${ident(role)} reset ${setting}`,
-          );
-        }
       }
       if (!me.superuser && me.user !== MIGRATOR_ROLE) {
         await client.query(`grant ${ident(MIGRATOR_ROLE)} to ${ident(me.user)}`);
@@ -111,7 +193,29 @@ export async function ensureRolesAndSchemas(
     }
     const { rows: dbRows } = await client.query<{ db: string }>('select current_database() as db');
     const database = dbRows[0]?.db ?? '';
-    if (canManageRoles) await client.query(`grant create on database ${ident(database)} to ${ident(MIGRATOR_ROLE)}`);
+    if (canManageRoles) {
+      await client.query(`grant create on database ${ident(database)} to ${ident(MIGRATOR_ROLE)}`);
+      await setRoleTimeouts(client, roleTimeouts);
+      const leftover = await rolesWithClusterWideTimeouts(client);
+      if (leftover.length > 0) {
+        log(
+          `warning: roles ${leftover.join(', ')} also carry a cluster-wide statement_timeout or idle_in_transaction_session_timeout ` +
+            `(from a migrate before this one scoped them to a database, or from a DBA); database ${database}'s own settings override it here, ` +
+            'so it is left alone: another Parley database on this cluster may still rely on it. Once every one is migrated, remove it with ' +
+            `ALTER ROLE <role> RESET statement_timeout and ALTER ROLE <role> RESET idle_in_transaction_session_timeout`,
+        );
+      }
+    } else {
+      const unbounded = await rolesWithoutTimeouts(client, roleTimeouts);
+      if (unbounded.length > 0) {
+        log(
+          `warning: roles ${unbounded.join(', ')} (created by a DBA; ${me.user} may not alter them) have no ${unboundedSettings(roleTimeouts)} ` +
+            `in database ${database}, on the role or on the database, nor from the server's configuration: a stuck statement or a hung ` +
+            'transaction holds its connection and locks for ever. Have a DBA run, for each: ' +
+            timeoutStatements('<role>', database, roleTimeouts).join('; '),
+        );
+      }
+    }
     for (const service of SERVICE_NAMES) {
       const schema = ident(schemaFor(service));
       const role = ident(roleFor(service));
@@ -223,7 +327,7 @@ export async function migrateAll(adminUrl: string, options: MigrateAllOptions): 
   await client.connect();
   let actAsMigrator: boolean;
   try {
-    await ensureRolesAndSchemas(client, options.rolePasswords, options.roleTimeouts);
+    await ensureRolesAndSchemas(client, options.rolePasswords, options.roleTimeouts, log);
     actAsMigrator = (await privilegesOf(client)).user !== MIGRATOR_ROLE;
   } finally {
     await client.end();

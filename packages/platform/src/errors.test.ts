@@ -24,6 +24,41 @@ describe('toConnectError', () => {
       expect(toConnectError(cut, 'public').rawMessage).toBe('a Parley service is temporarily unavailable; retry shortly');
     }
   });
+
+  // Shaped as node-postgres reports them (a DatabaseError carries the SQLSTATE in code); the real
+  // ones, from Postgres, are mapped in test/db/db-timeouts.test.ts.
+  function pgError(message: string, code?: string): Error {
+    return Object.assign(new Error(message), code === undefined ? {} : { code, severity: 'ERROR' });
+  }
+
+  it('turns a database timeout or lost connection thrown outside withTenant into UNAVAILABLE saying to retry, not INTERNAL', () => {
+    const cases: [Error, RegExp][] = [
+      [
+        pgError('canceling statement due to statement timeout', '57014'),
+        /^the database canceled a statement that ran too long .*; retry later$/,
+      ],
+      [
+        pgError('terminating connection due to idle-in-transaction timeout', '25P03'),
+        /^the database is not accepting connections right now; retry later$/,
+      ],
+      [pgError('Client has encountered a connection error and is not queryable'), /^the database cannot be reached; retry later$/],
+      [pgError('deadlock detected', '40P01'), /; retry it$/],
+    ];
+    for (const [err, message] of cases) {
+      const mapped = toConnectError(err);
+      expect(mapped.code, err.message).toBe(Code.Unavailable);
+      expect(mapped.rawMessage).toMatch(message);
+      expect(mapped.rawMessage).not.toContain(err.message);
+      expect(mapped.cause).toBeUndefined();
+      expect(toConnectError(err, 'public').rawMessage).toBe('a Parley service is temporarily unavailable; retry shortly');
+    }
+  });
+
+  it('keeps any other error, with or without a SQLSTATE, INTERNAL', () => {
+    for (const err of [pgError('syntax error at or near "selct"', '42601'), pgError('read ECONNRESET', 'ECONNRESET'), new Error('boom')]) {
+      expect(toConnectError(err)).toMatchObject({ code: Code.Internal, rawMessage: 'internal error' });
+    }
+  });
 });
 
 describe('peerError', () => {

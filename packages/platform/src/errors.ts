@@ -3,8 +3,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 /**
  * ParleyError is the base of the domain errors that handlers and stores throw. Each carries the
  * gRPC code it maps to and a message written for the caller: it says what to fix. The error
- * interceptor turns it into a ConnectError; anything that is not a ParleyError becomes INTERNAL
- * with a generic message, its cause kept for the log only.
+ * interceptor turns it into a ConnectError; anything that is not a ParleyError (nor a transient
+ * database failure) becomes INTERNAL with a generic message, its cause kept for the log only.
  */
 export abstract class ParleyError extends Error {
   /** code is the gRPC status this error is reported with. */
@@ -68,6 +68,48 @@ export class CanceledError extends ParleyError {
   override readonly code = Code.Canceled;
 }
 
+const DATABASE_CONFLICT = 'the transaction conflicted with another one; retry it';
+const DATABASE_NOT_ACCEPTING = 'the database is not accepting connections right now; retry later';
+/**
+ * TRANSIENT_SQLSTATES are the Postgres errors that are neither the caller's mistake nor a bug and
+ * may pass on retry, with what the caller is told (never the statement or the server's text).
+ */
+const TRANSIENT_SQLSTATES: ReadonlyMap<string, string> = new Map<string, string>([
+  // statement_timeout (PARLEY_DB_STATEMENT_TIMEOUT_MS) or an operator's pg_cancel_backend: the
+  // statement was rolled back with its transaction, so nothing of it is written.
+  ['57014', 'the database canceled a statement that ran too long (a lock held elsewhere, or an overloaded database); retry later'],
+  ['40001', DATABASE_CONFLICT],
+  ['40P01', DATABASE_CONFLICT],
+  // A transaction idle past idle_in_transaction_session_timeout, admin / crash shutdown, starting
+  // up, connection failures (class 08), too many connections.
+  ...['25P03', '57P01', '57P02', '57P03', '08000', '08003', '08006', '53300'].map((code) => [code, DATABASE_NOT_ACCEPTING] as const),
+]);
+
+/**
+ * LOST_DATABASE_CONNECTION matches what node-postgres throws, without a SQLSTATE, for a statement
+ * on a connection that Postgres closed: a shutdown or restart between two statements of a
+ * transaction, or a transaction it ended past idle_in_transaction_session_timeout (the 25P03 came
+ * while no statement ran, so the next statement gets this instead).
+ */
+export const LOST_DATABASE_CONNECTION =
+  /^(Connection terminated( unexpectedly)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
+
+/**
+ * transientDatabaseError is the UNAVAILABLE error ("…; retry") for a database failure that may pass
+ * on retry (TRANSIENT_SQLSTATES, LOST_DATABASE_CONNECTION), or undefined for any other error. It is
+ * the one mapping of these that both @parley/db's mapDatabaseError (inside withTenant) and
+ * toConnectError (a query outside it) use; it lives in the kernel, which the database kit depends on.
+ */
+export function transientDatabaseError(err: unknown): UnavailableError | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const code: unknown = (err as { code?: unknown }).code;
+  const message = typeof code === 'string' ? TRANSIENT_SQLSTATES.get(code) : undefined;
+  if (message !== undefined) return new UnavailableError(message, { cause: err });
+  if (LOST_DATABASE_CONNECTION.test(err.message))
+    return new UnavailableError('the database cannot be reached; retry later', { cause: err });
+  return undefined;
+}
+
 /**
  * ErrorAudience says who reads an error: an internal service (which may see why a dependency
  * failed) or a public caller of the edge (who must not learn internal addresses, identities or
@@ -84,8 +126,9 @@ const PUBLIC_SERVER_SIDE_MESSAGES: Partial<Record<Code, string>> = {
 
 /**
  * toConnectError maps any thrown value to what the caller may see. ConnectErrors raised on
- * purpose pass through (minus their cause); ParleyErrors keep code and message; everything else
- * becomes INTERNAL "internal error" so that no message, stack or secret from a library leaks.
+ * purpose pass through (minus their cause); ParleyErrors keep code and message; a transient
+ * database failure (transientDatabaseError) becomes UNAVAILABLE; everything else becomes INTERNAL
+ * "internal error" so that no message, stack or secret from a library leaks.
  * For the public audience, server-side failures also lose their message and metadata.
  */
 export function toConnectError(err: unknown, audience: ErrorAudience = 'internal'): ConnectError {
@@ -102,7 +145,11 @@ export function toConnectError(err: unknown, audience: ErrorAudience = 'internal
           ? new ConnectError(`a peer service dropped the call (${err.rawMessage}); retry`, Code.Unavailable)
           : new ConnectError(err.rawMessage, err.code, audience === 'public' ? undefined : err.metadata);
   } else {
-    mapped = new ConnectError('internal error', Code.Internal);
+    // A database failure that is nobody's mistake and may pass on retry (a statement timeout, a
+    // connection Postgres ended) is UNAVAILABLE wherever it is thrown, inside withTenant or not.
+    const transient = transientDatabaseError(err);
+    mapped =
+      transient === undefined ? new ConnectError('internal error', Code.Internal) : new ConnectError(transient.message, Code.Unavailable);
   }
   const generic = audience === 'public' ? PUBLIC_SERVER_SIDE_MESSAGES[mapped.code] : undefined;
   if (generic !== undefined) return new ConnectError(generic, mapped.code);

@@ -135,6 +135,31 @@ export function recordPeerConnectionFailure(peer: string, reason: ConnectionFail
   ).add(count, { 'parley.peer': peer, 'parley.connection_failure_reason': reason });
 }
 
+/**
+ * DbTimeoutCause is which of Postgres's bounds ended a service's database work: a statement
+ * canceled (57014: the role's statement_timeout, or an operator's pg_cancel_backend), or a
+ * connection ended because its transaction sat idle too long (25P03: idle_in_transaction_session_timeout).
+ */
+export type DbTimeoutCause = 'statement_timeout' | 'idle_in_transaction_timeout';
+
+/**
+ * recordDbTimeout counts one statement or transaction of this process that Postgres ended by a
+ * timeout (parley.db.statement_timeouts, by cause); its caller was answered UNAVAILABLE.
+ */
+export function recordDbTimeout(cause: DbTimeoutCause, count = 1): void {
+  instrument('parley.db.statement_timeouts', (m) =>
+    m.createCounter('parley.db.statement_timeouts', {
+      description:
+        'Statements Postgres canceled (statement_timeout) and transactions it ended (idle_in_transaction_session_timeout), by cause.',
+    }),
+  ).add(count, { 'parley.db.timeout_cause': cause });
+}
+
+/** primeDbTimeoutMetrics reports parley.db.statement_timeouts at 0 for each cause, so the first timeout shows as an increase. */
+export function primeDbTimeoutMetrics(): void {
+  for (const cause of ['statement_timeout', 'idle_in_transaction_timeout'] as const) recordDbTimeout(cause, 0);
+}
+
 /** lastValues holds what each lastValueGauge reports: the value last set in this process. */
 const lastValues = new Map<string, number>();
 
@@ -247,6 +272,7 @@ export const PROMETHEUS_METRICS = {
   parley_privacy_jobs_total: 'counter',
   parley_recordings_total: 'counter',
   parley_peer_connection_failures_total: 'counter',
+  parley_db_statement_timeouts_total: 'counter',
   parley_audit_outbox_depth: 'gauge',
   parley_audit_outbox_age: 'gauge',
   parley_audit_checkpoint_oldest_age: 'gauge',

@@ -9,7 +9,16 @@ export interface PublicDeps {
   client<S extends DescService>(peer: ServiceName, service: S): Client<S>;
   /** forgetApiKeys drops this edge's cached checks of revoked keys (so they are refused here at once). */
   forgetApiKeys?(apiKeyIds: readonly string[]): void;
+  /** exportDeadlineMs bounds a public export (PARLEY_EDGE_EXPORT_DEADLINE_MS); default DEFAULT_EXPORT_DEADLINE_MS. */
+  readonly exportDeadlineMs?: number;
 }
+
+/**
+ * DEFAULT_EXPORT_DEADLINE_MS is how long a public export (audit's ExportEvents) may run: 10
+ * minutes, the bound to which audit lifts its database timeouts for the export's transaction
+ * (LIFTED_TIMEOUT_MS in @parley/db), so neither cuts the other short.
+ */
+export const DEFAULT_EXPORT_DEADLINE_MS = 600_000;
 
 /**
  * forward is the call options for an internal call made for a public request: the principal in
@@ -26,6 +35,25 @@ export function forward(ctx: HandlerContext): CallOptions {
  */
 export function forwardStream(ctx: HandlerContext): CallOptions {
   return { ...forward(ctx), timeoutMs: 0 };
+}
+
+/**
+ * exportDeadlineMs is the deadline of the internal call behind a public export: the public
+ * caller's own deadline when it sent one, at most `capMs`; `capMs` when it sent none. Never 0,
+ * which would mean no deadline at all, when the caller's has already passed.
+ */
+export function exportDeadlineMs(callerMs: number | undefined, capMs: number): number {
+  return Math.max(1, Math.min(callerMs ?? capMs, capMs));
+}
+
+/**
+ * forwardExport is forward for an internal stream that a public export reads (audit's
+ * ExportEvents): not the internal default deadline (10 s), which would cut a long export that
+ * audit lets run for minutes, but exportDeadlineMs's, so a bound remains and the caller may ask
+ * for less.
+ */
+export function forwardExport(ctx: HandlerContext, capMs: number = DEFAULT_EXPORT_DEADLINE_MS): CallOptions {
+  return { ...forward(ctx), timeoutMs: exportDeadlineMs(ctx.timeoutMs(), capMs) };
 }
 
 /**
