@@ -9,7 +9,6 @@ import type { Client } from '@connectrpc/connect';
 import WebSocket from 'ws';
 import { expect } from 'vitest';
 import { startPublicStack, type PublicStack } from '../edge/fixture.js';
-import type { OpenAiStandin } from '../src/openai-standin.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -239,12 +238,4 @@ export function scripted(
   extra: Record<string, unknown> = {},
 ): Record<string, unknown> {
   return { llm: { provider: 'scripted', rules, delayMs: 0, ...extra } };
-}
-
-/** RuntimeStack is a public stack and an OpenAI-compatible stand-in for tests that run the conversation runtime in the test process. */
-export interface RuntimeStack {
-  readonly stack: PublicStack;
-  readonly standin: OpenAiStandin;
-  /** providerKey is the API key the stand-in accepts. */
-  readonly providerKey: string;
 }

@@ -4,28 +4,15 @@
 // prove, with the garbage collector, that nothing keeps the keys once the conversation ended.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { createLogger } from '@parley/platform';
-import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
-import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
-import {
-  createPeers,
-  createProviderFetch,
-  loadOrchestratorConfig,
-  startConversation,
-  type ConversationDeps,
-  type ServerFrame,
-} from '@parley/voice-orchestrator';
+import { startConversation, type ServerFrame } from '@parley/voice-orchestrator';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { PublicStack } from '../edge/fixture.js';
 import type { OpenAiStandin } from '../src/openai-standin.js';
-import type { RuntimeStack } from './fixture.js';
+import { runtimeDeps, runtimeSession, type RuntimeStack } from './runtime.fixture.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-/** stack, standin and providerKey are those of the file that registered these tests (set before they run). */
-let stack: PublicStack;
+/** standin and providerKey are those of the file that registered these tests (set before they run). */
 let standin: OpenAiStandin;
 let providerKey: string;
 
@@ -39,48 +26,17 @@ async function collectGarbage(): Promise<void> {
 /** keysCases registers the tests of provider keys after the end of a conversation, on the file's stack. */
 export function keysCases(runtime: RuntimeStack): void {
   beforeAll(() => {
-    ({ stack, standin, providerKey } = runtime);
+    ({ standin, providerKey } = runtime);
   });
 
   describe('provider keys after the end of a conversation', () => {
     it('are zeroed, refused, and unreachable', async () => {
-      const owner = stack.bootstrap.apiKey;
-      const secret = await stack.call(
-        '/parley.api.v1.SecretService/PutSecret',
-        { name: 'llm-key', providerKind: 'llm', value: providerKey },
-        owner,
-      );
-      const secretId = (secret.body.secret as { id: string }).id;
-      const agent = await stack.call(
-        '/parley.api.v1.AgentService/CreateAgent',
-        {
-          name: 'keys',
-          providerSettings: { llm: { provider: 'openai-compatible', baseUrl: standin.baseUrl, model: 'gpt-test' } },
-          secretRefs: { llm: secretId },
-        },
-        owner,
-      );
-      const agentId = (agent.body.agent as { id: string }).id;
-      const session = await stack.call(
-        '/parley.api.v1.SessionService/CreateSession',
-        { agentId, origin: 'https://app.example.com' },
-        owner,
-      );
-      const token = session.body.token as string;
-
-      const peers = createPeers({
-        identity: await stack.clientAs('voice-orchestrator', 'identity', IdentityService),
-        tenantData: await stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService),
-        secrets: await stack.clientAs('voice-orchestrator', 'secrets', SecretsService),
-      });
-      const deps: ConversationDeps = {
-        peers,
-        logger: createLogger({ service: 'voice-orchestrator', version: 'test', level: 'silent' }),
-        events: { emit: () => undefined },
-        // The stand-in is on loopback: this test alone allows it (and trusts its CA).
-        providerFetch: createProviderFetch(loadOrchestratorConfig(standin.egressEnv).egressPolicy, { ca: standin.caPem }),
-        config: loadOrchestratorConfig({}),
-      };
+      const token = await runtimeSession(runtime, { name: 'llm-key', providerKind: 'llm' }, (secretId) => ({
+        name: 'keys',
+        providerSettings: { llm: { provider: 'openai-compatible', baseUrl: standin.baseUrl, model: 'gpt-test' } },
+        secretRefs: { llm: secretId },
+      }));
+      const deps = await runtimeDeps(runtime);
       const frames: ServerFrame[] = [];
       let closed: number | undefined;
 

@@ -3,28 +3,15 @@
 // processes, the scripted LLM and the OpenAI-compatible stand-in for TTS. The window must be open until the
 // first audio frame of a voice reply (not merely its text), closed once it is out, and the turn's
 // transcript still stored (the recorder waits for the window, not for ever).
-import { createLogger } from '@parley/platform';
-import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
-import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
-import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
-import {
-  createPeers,
-  createProviderFetch,
-  loadOrchestratorConfig,
-  ReplyWindows,
-  startConversation,
-  type ConversationDeps,
-  type ServerFrame,
-} from '@parley/voice-orchestrator';
+import { ReplyWindows, startConversation, type ConversationDeps, type ServerFrame } from '@parley/voice-orchestrator';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, type PublicStack } from '../edge/fixture.js';
 import type { OpenAiStandin } from '../src/openai-standin.js';
-import type { RuntimeStack } from './fixture.js';
+import { runtimeDeps, runtimeSession, type RuntimeStack } from './runtime.fixture.js';
 
-/** stack, standin and providerKey are those of the file that registered these tests (set before they run). */
+/** stack and standin are those of the file that registered these tests (set before they run). */
 let stack: PublicStack;
 let standin: OpenAiStandin;
-let providerKey: string;
 
 /** CountedWindows is the process's ReplyWindows, counting how many are open. */
 class CountedWindows extends ReplyWindows {
@@ -38,51 +25,21 @@ class CountedWindows extends ReplyWindows {
 /** replyWindowsCases registers the tests of reply windows, on the file's stack. */
 export function replyWindowsCases(runtime: RuntimeStack): void {
   beforeAll(() => {
-    ({ stack, standin, providerKey } = runtime);
+    ({ stack, standin } = runtime);
   });
 
   describe('reply windows', () => {
     it("stay open until a voice reply's first audio frame, close then, and the turn is still stored", async () => {
-      const owner = stack.bootstrap.apiKey;
-      const secret = await stack.call(
-        '/parley.api.v1.SecretService/PutSecret',
-        { name: 'speech-key', providerKind: 'tts', value: providerKey },
-        owner,
-      );
-      const secretId = (secret.body.secret as { id: string }).id;
-      const agent = await stack.call(
-        '/parley.api.v1.AgentService/CreateAgent',
-        {
-          name: 'windows',
-          providerSettings: {
-            llm: { provider: 'scripted', rules: [{ match: 'hello', reply: 'Hi there. How can I help?' }], delayMs: 0 },
-            tts: { provider: 'openai-compatible', baseUrl: standin.baseUrl, model: 'gpt-4o-mini-tts', voice: 'alloy' },
-          },
-          secretRefs: { tts: secretId },
+      const token = await runtimeSession(runtime, { name: 'speech-key', providerKind: 'tts' }, (secretId) => ({
+        name: 'windows',
+        providerSettings: {
+          llm: { provider: 'scripted', rules: [{ match: 'hello', reply: 'Hi there. How can I help?' }], delayMs: 0 },
+          tts: { provider: 'openai-compatible', baseUrl: standin.baseUrl, model: 'gpt-4o-mini-tts', voice: 'alloy' },
         },
-        owner,
-      );
-      const agentId = (agent.body.agent as { id: string }).id;
-      const session = await stack.call(
-        '/parley.api.v1.SessionService/CreateSession',
-        { agentId, origin: 'https://app.example.com' },
-        owner,
-      );
-      const token = session.body.token as string;
-
+        secretRefs: { tts: secretId },
+      }));
       const windows = new CountedWindows();
-      const deps: ConversationDeps = {
-        peers: createPeers({
-          identity: await stack.clientAs('voice-orchestrator', 'identity', IdentityService),
-          tenantData: await stack.clientAs('voice-orchestrator', 'tenant-data', TenantDataService),
-          secrets: await stack.clientAs('voice-orchestrator', 'secrets', SecretsService),
-        }),
-        logger: createLogger({ service: 'voice-orchestrator', version: 'test', level: 'silent' }),
-        events: { emit: () => undefined },
-        providerFetch: createProviderFetch(loadOrchestratorConfig(standin.egressEnv).egressPolicy, { ca: standin.caPem }),
-        config: loadOrchestratorConfig({}),
-        replyWindows: windows,
-      };
+      const deps: ConversationDeps = { ...(await runtimeDeps(runtime)), replyWindows: windows };
       // What the window was when each output left: open (false) or quiet (true).
       const atText: boolean[] = [];
       const atAudio: boolean[] = [];
@@ -121,7 +78,7 @@ export function replyWindowsCases(runtime: RuntimeStack): void {
       const turns = await stack.call(
         '/parley.api.v1.ConversationService/ListTranscriptTurns',
         { conversationId: conversation.conversationId },
-        owner,
+        stack.bootstrap.apiKey,
       );
       const roles = ((turns.body.turns ?? []) as { role: string }[]).map((t) => t.role);
       expect(roles.slice(0, 2)).toEqual(['user', 'assistant']);
