@@ -4,7 +4,7 @@
 // HTTPS client would (curl-style Connect JSON). The edge refuses to start without every peer it
 // forwards to, so the stack always has all of them; the services relay their audit outboxes to
 // this stack's audit process.
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -245,4 +245,26 @@ export async function pollUntil(check: () => Promise<boolean>, timeoutMs: number
     await new Promise((r) => setTimeout(r, stepMs));
   }
   throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+/** SharedPublicStack is a file's public stack, read once its tests run. */
+export interface SharedPublicStack {
+  readonly stack: PublicStack;
+}
+
+/** usePublicStack starts a plain public stack before the file's tests and stops it after them. */
+export function usePublicStack(): SharedPublicStack {
+  let stack: PublicStack | undefined;
+  beforeAll(async () => {
+    stack = await startPublicStack();
+  }, 120_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+  return {
+    get stack() {
+      if (stack === undefined) throw new Error('the public stack is not started (use it inside a test)');
+      return stack;
+    },
+  };
 }

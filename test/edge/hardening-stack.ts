@@ -17,7 +17,7 @@ export let stack: PublicStack;
 export let ownerKey: string;
 export let agentId: string;
 
-/** useHardeningStack starts the stack for the calling test file and stops it after. */
+/** useHardeningStack starts the stack for the calling test file (hardening.test.ts) and stops it after. */
 export function useHardeningStack(): void {
   beforeAll(async () => {
     // Small HTTP/2 and body limits, so the abuse tests below reach them quickly.

@@ -112,9 +112,10 @@ describe('RPC metrics', () => {
     const client = await clientAs('edge', identity.url, 'identity');
     const scrape = () => echoMetrics(identity);
     const sample = echoSample;
-    // Long enough that a scrape on a loaded machine still sees it in flight.
-    const slow = client.echo({ message: 'slow', delayMs: 6_000 });
+    // Held in flight until the scrape has seen it (SIGUSR2 ends the echo fixture's delays).
+    const slow = client.echo({ message: 'slow', delayMs: 60_000 });
     expect(await untilEchoInFlight(identity)).toBe(1);
+    identity.process.signal('SIGUSR2');
     expect((await slow).message).toBe('slow');
     const after = await scrape();
     expect(after).toContain('# TYPE rpc_server_active_requests gauge');
@@ -126,17 +127,26 @@ describe('RPC metrics', () => {
 
 describe('graceful shutdown', () => {
   it('lets a slow in-flight call finish after SIGTERM, then exits 0', async () => {
-    const identity = await start({ as: 'identity', allow: ['edge'], tls: pki.files('identity') });
+    // A grace far above the hold below, so that only the call's end lets the process exit.
+    const identity = await start({
+      as: 'identity',
+      allow: ['edge'],
+      tls: pki.files('identity'),
+      env: { PARLEY_SHUTDOWN_GRACE_MS: '60000' },
+    });
     const client = await clientAs('edge', identity.url, 'identity');
-    const slow = client.echo({ message: 'slow', delayMs: 8_000 });
+    // Held in flight until released (SIGUSR2 ends the echo fixture's delays).
+    const slow = client.echo({ message: 'slow', delayMs: 60_000 });
     // SIGTERM once the call is in its handler (not after a fixed pause a loaded machine can outlast).
     expect(await untilEchoInFlight(identity)).toBe(1);
-    const startedStop = Date.now();
     const exit = identity.process.stop();
+    // Still running a second after SIGTERM: it waits for the call in flight.
+    const first = await Promise.race([exit.then(() => 'exited'), new Promise((r) => setTimeout(() => r('running'), 1_000))]);
+    expect(first).toBe('running');
+    identity.process.signal('SIGUSR2');
     const res = await slow;
     expect(res.message).toBe('slow');
     expect(await exit).toEqual({ code: 0, signal: null });
-    expect(Date.now() - startedStop).toBeGreaterThanOrEqual(1_000);
     client.close();
   });
 

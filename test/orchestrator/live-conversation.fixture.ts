@@ -1,5 +1,5 @@
-// Shared by the live-conversation tests (conversation-*.test.ts): each file starts its own stack
-// (the voice-orchestrator process with identity, tenant-data, secrets and audit on the run's
+// Shared by the live-conversation tests (conversation.test.ts, conversation-faults.test.ts): each
+// file starts its own stack (the voice-orchestrator process with identity, tenant-data, secrets and audit on the run's
 // Postgres, and the OpenAI-compatible stand-in of test/openai-standin) with a scripted agent.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';

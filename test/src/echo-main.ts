@@ -5,6 +5,8 @@
 //   PARLEY_ECHO_ALLOW  comma-separated callers allowed to call Echo
 //   PARLEY_ECHO_PEER   a service name; with forward=true, Echo calls that peer's Echo
 //   PARLEY_ECHO_POD    a replica name echoed back, to tell replicas apart
+// SIGUSR2 ends every Echo delay now running: a test holds a call in flight (a long delay_ms) for
+// exactly as long as it needs, instead of guessing a delay a loaded machine might outlast.
 import { create } from '@bufbuild/protobuf';
 import {
   defineCallerPolicy,
@@ -33,6 +35,26 @@ const peerName = envOptional(env, 'PARLEY_ECHO_PEER');
 const pod = envOptional(env, 'PARLEY_ECHO_POD') ?? '';
 const peer = peerName === undefined ? undefined : serviceName(peerName, 'PARLEY_ECHO_PEER');
 
+/** held are the ends of the Echo delays running now; SIGUSR2 ends them all. */
+const held = new Set<() => void>();
+process.on('SIGUSR2', () => {
+  for (const release of held) release();
+  held.clear();
+});
+
+/** delay waits `ms`, or until SIGUSR2 releases it. */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const release = () => {
+      clearTimeout(timer);
+      held.delete(release);
+      resolve();
+    };
+    const timer = setTimeout(release, ms);
+    held.add(release);
+  });
+}
+
 runMain({
   name: as,
   version: 'test',
@@ -44,7 +66,7 @@ runMain({
         router.service(EchoService, {
           async echo(req, hctx) {
             if (req.delayMs > 60_000) throw new InvalidArgumentError('delay_ms must be at most 60000', { field: 'delay_ms' });
-            if (req.delayMs > 0) await new Promise((r) => setTimeout(r, req.delayMs));
+            if (req.delayMs > 0) await delay(req.delayMs);
             if (req.forward && client !== undefined) {
               const res = await client.echo({ message: req.message });
               return create(EchoResponseSchema, { message: res.message, caller: callerOf(hctx).spiffeId, servedBy: res.servedBy, pod });
