@@ -199,15 +199,18 @@ const publicRpcs = (): Set<string> =>
 
 let stack: PublicStack;
 let key: string;
-const EXPORT_DEADLINE_MS = 2_000;
+const LONG_READ_DEADLINE_MS = 2_000;
 let actorId: string;
 
 beforeAll(async () => {
   // The stack runs its own audit service; every service relays its outbox to it. Integrations may
   // deliver to the local receiver (the private allow-list is on for 127.0.0.1 in this file only).
   receiver = await startWebhookReceiver();
-  // A public export may run 2 s here (10 min by default), far below the internal calls' 10 s default.
-  stack = await startPublicStack({ integrations: receiver.env, edge: { PARLEY_EDGE_EXPORT_DEADLINE_MS: String(EXPORT_DEADLINE_MS) } });
+  // A public export or verification may run 2 s here (10 min by default), far below the internal calls' 10 s default.
+  stack = await startPublicStack({
+    integrations: receiver.env,
+    edge: { PARLEY_EDGE_LONG_READ_DEADLINE_MS: String(LONG_READ_DEADLINE_MS) },
+  });
   key = stack.bootstrap.apiKey;
   actorId = (await ok(stack.call('/parley.api.v1.AccountService/WhoAmI', {}, key))).principalId as string;
   sessionAgent = await newAgent(stack.call.bind(stack), key);
@@ -269,12 +272,13 @@ describe('audit coverage of privileged RPCs', () => {
   });
 });
 
-describe('the public ExportEvents', () => {
-  it("runs to the edge's export deadline, not the internal calls' 10 s default", async () => {
+describe('the public long reads (ExportEvents, VerifyLog)', () => {
+  it("run to the edge's long-read deadline, not the internal calls' 10 s default", async () => {
     const audit = createClient(PublicAuditService, createGrpcTransport({ baseUrl: stack.publicUrl, nodeOptions: { ca: stack.ca } }));
-    // Audit's export (its database timeouts lifted to 10 min) waits behind this lock on the purge
-    // anchors it reads first; this file's database is its own, so nothing else waits on it. Only a
-    // deadline can end the call, and the caller sets none.
+    // Audit's export (its database timeouts lifted to 10 min) and its verification (30 s of
+    // statement timeout) wait behind this lock on the purge anchors they read first; this file's
+    // database is its own, so nothing else waits on it. Only a deadline can end either call, and
+    // the caller sets none.
     const admin = adminPool(1);
     const holder = await admin.connect();
     try {
@@ -282,19 +286,30 @@ describe('the public ExportEvents', () => {
       await holder.query('lock table parley_audit.purge_anchors in access exclusive mode');
       const lines: string[] = [];
       const started = Date.now();
-      const outcome = await (async () => {
-        for await (const line of audit.exportEvents({}, { headers: { authorization: `Bearer ${key}` } })) lines.push(line.ndjson);
-      })().then(
-        () => 'finished',
-        (err: unknown) => ConnectError.from(err),
-      );
-      const elapsed = Date.now() - started;
-      expect(outcome).toMatchObject({ code: Code.DeadlineExceeded });
+      const timed = async (call: Promise<unknown>) => {
+        const outcome = await call.then(
+          () => 'finished',
+          (err: unknown) => ConnectError.from(err),
+        );
+        return { outcome, elapsed: Date.now() - started };
+      };
+      const headers = { authorization: `Bearer ${key}` };
+      const [exported, verified] = await Promise.all([
+        timed(
+          (async () => {
+            for await (const line of audit.exportEvents({}, { headers })) lines.push(line.ndjson);
+          })(),
+        ),
+        timed(audit.verifyLog({}, { headers })),
+      ]);
       expect(lines).toEqual([]);
-      // Cut at the configured 2 s: under the internal default of 10 s it could not end before that
-      // (the margin is for a loaded machine).
-      expect(elapsed).toBeGreaterThanOrEqual(EXPORT_DEADLINE_MS - 100);
-      expect(elapsed).toBeLessThan(8_000);
+      for (const { outcome, elapsed } of [exported, verified]) {
+        expect(outcome).toMatchObject({ code: Code.DeadlineExceeded });
+        // Cut at the configured 2 s: under the internal default of 10 s it could not end before
+        // that (the margin is for a loaded machine).
+        expect(elapsed).toBeGreaterThanOrEqual(LONG_READ_DEADLINE_MS - 100);
+        expect(elapsed).toBeLessThan(8_000);
+      }
     } finally {
       await holder.query('rollback');
       holder.release();
