@@ -4,7 +4,8 @@
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { checkpointStatement } from '@parley/audit';
+import { checkpointStatement, verifyTenantRange } from '@parley/audit';
+import { CanceledError } from '@parley/platform';
 import { withTenant } from '@parley/db';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
@@ -29,6 +30,13 @@ describe('tamper evidence', () => {
     const off = await offline(await exportFile(tenant));
     expect(off.code).toBe(0);
     expect(off.result).toMatchObject({ ok: true, verifiedToSeq: 12, checkpointsVerified: 2 });
+  });
+
+  it('stops a verification whose caller has gone (CANCELED) instead of reading on to the head', async () => {
+    const tenant = randomUUID();
+    await seed(tenant, 3);
+    await expect(verifyTenantRange(db, signer, tenant, 0, 0, AbortSignal.abort())).rejects.toBeInstanceOf(CanceledError);
+    expect(await verifyTenantRange(db, signer, tenant, 0, 0, new AbortController().signal)).toMatchObject({ ok: true, verifiedToSeq: 3 });
   });
 
   it.each([

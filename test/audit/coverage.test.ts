@@ -6,6 +6,8 @@
 // cannot slip in unaudited. The public ExportEvents runs to the edge's export deadline, not the
 // internal default.
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { connect as connectHttp2 } from 'node:http2';
+import { connect as connectTls } from 'node:tls';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { PRIVILEGED_RPCS } from '@parley/audit-outbox';
@@ -199,15 +201,22 @@ const publicRpcs = (): Set<string> =>
 
 let stack: PublicStack;
 let key: string;
-const EXPORT_DEADLINE_MS = 2_000;
+const LONG_READ_DEADLINE_MS = 2_000;
+/** IDLE_TIMEOUT_MS is the edge's idle timeout here (2 min by default): shorter than a long read held behind a lock. */
+const IDLE_TIMEOUT_MS = 1_000;
 let actorId: string;
 
 beforeAll(async () => {
   // The stack runs its own audit service; every service relays its outbox to it. Integrations may
   // deliver to the local receiver (the private allow-list is on for 127.0.0.1 in this file only).
   receiver = await startWebhookReceiver();
-  // A public export may run 2 s here (10 min by default), far below the internal calls' 10 s default.
-  stack = await startPublicStack({ integrations: receiver.env, edge: { PARLEY_EDGE_EXPORT_DEADLINE_MS: String(EXPORT_DEADLINE_MS) } });
+  // A public export or verification may run 2 s here (10 min by default), far below the internal
+  // calls' 10 s default; a connection idles out after 1 s. Every other call of this file opens a
+  // connection of its own (stack.call), so none meets an idle one being closed.
+  stack = await startPublicStack({
+    integrations: receiver.env,
+    edge: { PARLEY_EDGE_LONG_READ_DEADLINE_MS: String(LONG_READ_DEADLINE_MS), PARLEY_EDGE_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS) },
+  });
   key = stack.bootstrap.apiKey;
   actorId = (await ok(stack.call('/parley.api.v1.AccountService/WhoAmI', {}, key))).principalId as string;
   sessionAgent = await newAgent(stack.call.bind(stack), key);
@@ -269,12 +278,14 @@ describe('audit coverage of privileged RPCs', () => {
   });
 });
 
-describe('the public ExportEvents', () => {
-  it("runs to the edge's export deadline, not the internal calls' 10 s default", async () => {
+describe('the public long reads (ExportEvents, VerifyLog) and idle connections', () => {
+  it("run to the edge's long-read deadline, not the internal calls' 10 s default, on connections silent past the idle timeout", async () => {
     const audit = createClient(PublicAuditService, createGrpcTransport({ baseUrl: stack.publicUrl, nodeOptions: { ca: stack.ca } }));
-    // Audit's export (its database timeouts lifted to 10 min) waits behind this lock on the purge
-    // anchors it reads first; this file's database is its own, so nothing else waits on it. Only a
-    // deadline can end the call, and the caller sets none.
+    // Audit's export (its database timeouts lifted to 10 min) and its verification (30 s of
+    // statement timeout) wait behind this lock on the purge anchors they read first; this file's
+    // database is its own, so nothing else waits on it. Only a deadline can end either call, and
+    // the caller sets none. Nothing moves on their connections (HTTP/2 for gRPC, HTTP/1.1 for
+    // Connect's JSON) for 2 s, twice the idle timeout: a call in flight keeps its connection.
     const admin = adminPool(1);
     const holder = await admin.connect();
     try {
@@ -282,23 +293,65 @@ describe('the public ExportEvents', () => {
       await holder.query('lock table parley_audit.purge_anchors in access exclusive mode');
       const lines: string[] = [];
       const started = Date.now();
-      const outcome = await (async () => {
-        for await (const line of audit.exportEvents({}, { headers: { authorization: `Bearer ${key}` } })) lines.push(line.ndjson);
-      })().then(
-        () => 'finished',
-        (err: unknown) => ConnectError.from(err),
-      );
-      const elapsed = Date.now() - started;
-      expect(outcome).toMatchObject({ code: Code.DeadlineExceeded });
+      const timed = async (call: Promise<unknown>) => {
+        const outcome = await call.then(
+          () => 'finished',
+          (err: unknown) => ConnectError.from(err),
+        );
+        return { outcome, elapsed: Date.now() - started };
+      };
+      const headers = { authorization: `Bearer ${key}` };
+      const [exported, verified, overHttp1] = await Promise.all([
+        timed(
+          (async () => {
+            for await (const line of audit.exportEvents({}, { headers })) lines.push(line.ndjson);
+          })(),
+        ),
+        timed(audit.verifyLog({}, { headers })),
+        timed(
+          stack.call('/parley.api.v1.AuditService/VerifyLog', {}, key).then(({ status, body }) => {
+            throw new ConnectError(`HTTP ${status}: ${JSON.stringify(body)}`, status === 504 ? Code.DeadlineExceeded : Code.Unknown);
+          }),
+        ),
+      ]);
       expect(lines).toEqual([]);
-      // Cut at the configured 2 s: under the internal default of 10 s it could not end before that
-      // (the margin is for a loaded machine).
-      expect(elapsed).toBeGreaterThanOrEqual(EXPORT_DEADLINE_MS - 100);
-      expect(elapsed).toBeLessThan(8_000);
+      for (const { outcome, elapsed } of [exported, verified, overHttp1]) {
+        expect(outcome).toMatchObject({ code: Code.DeadlineExceeded });
+        // Cut at the configured 2 s: under the internal default of 10 s it could not end before
+        // that (the margin is for a loaded machine).
+        expect(elapsed).toBeGreaterThanOrEqual(LONG_READ_DEADLINE_MS - 100);
+        expect(elapsed).toBeLessThan(8_000);
+      }
     } finally {
       await holder.query('rollback');
       holder.release();
       await admin.end();
     }
+  });
+
+  it('closes a connection with nothing in flight after the idle timeout, HTTP/2 (before or after a call) and HTTP/1.1', async () => {
+    const closed = (target: { once(event: 'close', listener: () => void): unknown }) =>
+      new Promise<void>((resolve) => target.once('close', resolve));
+    const silent = connectHttp2(stack.publicUrl, { ca: stack.ca });
+    const used = connectHttp2(stack.publicUrl, { ca: stack.ca });
+    const http1 = connectTls({ host: 'localhost', port: Number(new URL(stack.publicUrl).port), ca: stack.ca, ALPNProtocols: ['http/1.1'] });
+    for (const c of [silent, used, http1]) c.on('error', () => undefined);
+    const ends = [closed(silent), closed(used), closed(http1)];
+    const answered = new Promise<number>((resolve, reject) => {
+      const req = used.request({ ':path': '/.well-known/jwks.json' });
+      req.on('response', (h) => resolve(Number(h[':status'])));
+      req.on('error', reject);
+      req.resume();
+    });
+    expect(await answered).toBe(200);
+    // Polled by the events themselves; the bound is only for a machine that never gets to them.
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      Promise.all(ends).then(() => 'all closed'),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open'), 30_000))),
+    ]);
+    clearTimeout(timer);
+    for (const c of [silent, used, http1]) c.destroy();
+    expect(outcome).toBe('all closed');
   });
 });

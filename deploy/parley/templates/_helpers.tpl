@@ -306,8 +306,8 @@ Call with (dict "root" $ "service" "<name>").
   value: {{ join "," $c.edge.traceProxies | quote }}
 - name: PARLEY_EDGE_JWKS_CACHE_MS
   value: {{ $c.edge.jwksCacheMs | quote }}
-- name: PARLEY_EDGE_EXPORT_DEADLINE_MS
-  value: {{ $c.edge.exportDeadlineMs | quote }}
+- name: PARLEY_EDGE_LONG_READ_DEADLINE_MS
+  value: {{ $c.edge.longReadDeadlineMs | quote }}
 - name: PARLEY_EDGE_MAX_CONCURRENT_STREAMS
   value: {{ $c.edge.limits.maxConcurrentStreams | quote }}
 - name: PARLEY_EDGE_MAX_CONNECTIONS_PER_ADDRESS

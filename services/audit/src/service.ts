@@ -388,7 +388,7 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
 
     async verifyLog(req, ctx) {
       const tenantId = readTenant(req.tenantId, ctx);
-      const r = await verifyTenantRange(db, signer, tenantId, seqArg(req.fromSeq, 'from_seq'), seqArg(req.toSeq, 'to_seq'));
+      const r = await verifyTenantRange(db, signer, tenantId, seqArg(req.fromSeq, 'from_seq'), seqArg(req.toSeq, 'to_seq'), ctx.signal);
       return {
         ok: r.ok,
         firstFailedSeq: BigInt(r.firstFailedSeq),

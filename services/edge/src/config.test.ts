@@ -12,11 +12,11 @@ describe('loadEdgeConfig', () => {
     expect(loadEdgeConfig({ PARLEY_EDGE_TRUSTED_PROXIES: '127.0.0.1/32' }).trustedProxies.has('127.0.0.1')).toBe(true);
   });
 
-  it('reads PARLEY_EDGE_EXPORT_DEADLINE_MS (10 min by default) and refuses one outside 1 s to 1 h, naming it', () => {
-    expect(loadEdgeConfig({}).exportDeadlineMs).toBe(600_000);
-    expect(loadEdgeConfig({ PARLEY_EDGE_EXPORT_DEADLINE_MS: '1800000' }).exportDeadlineMs).toBe(1_800_000);
+  it('reads PARLEY_EDGE_LONG_READ_DEADLINE_MS (10 min by default) and refuses one outside 1 s to 1 h, naming it', () => {
+    expect(loadEdgeConfig({}).longReadDeadlineMs).toBe(600_000);
+    expect(loadEdgeConfig({ PARLEY_EDGE_LONG_READ_DEADLINE_MS: '1800000' }).longReadDeadlineMs).toBe(1_800_000);
     for (const bad of ['0', '7200000', 'soon']) {
-      expect(() => loadEdgeConfig({ PARLEY_EDGE_EXPORT_DEADLINE_MS: bad }), bad).toThrow(/PARLEY_EDGE_EXPORT_DEADLINE_MS/);
+      expect(() => loadEdgeConfig({ PARLEY_EDGE_LONG_READ_DEADLINE_MS: bad }), bad).toThrow(/PARLEY_EDGE_LONG_READ_DEADLINE_MS/);
     }
   });
 });

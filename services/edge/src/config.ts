@@ -1,5 +1,5 @@
 import { DEFAULT_PUBLIC_LIMITS, type PublicLimits } from './public-server.js';
-import { DEFAULT_EXPORT_DEADLINE_MS } from './public/deps.js';
+import { DEFAULT_LONG_READ_DEADLINE_MS } from './public/deps.js';
 import {
   ConfigError,
   envInt,
@@ -41,8 +41,8 @@ export interface EdgeConfig {
   readonly oidc: OidcConfig | undefined;
   /** consoleDir is the built web console (PARLEY_CONSOLE_DIR); undefined: the @parley/console package's dist. */
   readonly consoleDir: string | undefined;
-  /** exportDeadlineMs bounds a public audit export, the caller's own deadline within it (PARLEY_EDGE_EXPORT_DEADLINE_MS, 10 min). */
-  readonly exportDeadlineMs: number;
+  /** longReadDeadlineMs bounds a public read of a whole audit chain (ExportEvents, VerifyLog), the caller's own deadline within it (PARLEY_EDGE_LONG_READ_DEADLINE_MS, 10 min). */
+  readonly longReadDeadlineMs: number;
 }
 
 /** OidcConfig is operator sign-in's configuration; main.ts reads the secret and CA files it names. */
@@ -118,7 +118,7 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
   return Object.freeze({
     oidc: loadOidcConfig(env, publicPort),
     consoleDir: envOptional(env, 'PARLEY_CONSOLE_DIR'),
-    exportDeadlineMs: envInt(env, 'PARLEY_EDGE_EXPORT_DEADLINE_MS', DEFAULT_EXPORT_DEADLINE_MS, 1_000, 3_600_000),
+    longReadDeadlineMs: envInt(env, 'PARLEY_EDGE_LONG_READ_DEADLINE_MS', DEFAULT_LONG_READ_DEADLINE_MS, 1_000, 3_600_000),
     publicHost: envString(env, 'PARLEY_PUBLIC_HOST', envString(env, 'PARLEY_HOST', '127.0.0.1')),
     publicPort,
     publicTls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,

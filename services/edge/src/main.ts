@@ -30,7 +30,7 @@ runMain({
     const deps: PublicDeps = {
       client: (peer, service) => ctx.clientFor(peer, service),
       forgetApiKeys: (ids) => authenticator.forget(ids),
-      exportDeadlineMs: config.exportDeadlineMs,
+      longReadDeadlineMs: config.longReadDeadlineMs,
     };
     // Operator sign-in (OIDC) when an issuer is configured; the client secret comes from a file
     // (the chart mounts it from a Secret) and never from the environment itself.

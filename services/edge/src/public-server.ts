@@ -1,7 +1,15 @@
 import { createContextValues, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { constants, createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import {
+  constants,
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type ServerHttp2Session,
+} from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
   createConnectHandler,
   createConnectionDrainer,
@@ -36,7 +44,7 @@ export interface PublicLimits {
   readonly headersTimeoutMs: number;
   /** requestTimeoutMs: a request's whole body must arrive within it, or the stream (HTTP/2) or connection (HTTP/1.1) is cut. */
   readonly requestTimeoutMs: number;
-  /** idleTimeoutMs: a connection with no traffic for this long is closed. */
+  /** idleTimeoutMs: a connection with no traffic for this long, and no request in flight, is closed. */
   readonly idleTimeoutMs: number;
   /** streamResetBurst and streamResetRate (per second) bound RST_STREAM from a client; past them the connection gets GOAWAY ENHANCE_YOUR_CALM. */
   readonly streamResetBurst: number;
@@ -157,11 +165,13 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
     },
     (req, res) => {
       cutWhenBodyIsLate(req, res, limits.requestTimeoutMs);
+      // HTTP/1.1: Node destroys a socket that timed out unless its request, response or server
+      // listens for 'timeout'; a response being written is a request in flight, so it does.
+      if (req.httpVersionMajor === 1) res.on('timeout', keepWhileAnswering);
       route(req, res);
     },
   );
-  // Idle connections (HTTP/2 or HTTP/1.1, traffic of any kind resets the timer) are closed.
-  server.on('secureConnection', (socket: Socket) => socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy()));
+  closeIdleConnections(server, limits.idleTimeoutMs);
   limitConnectionsPerAddress(server, limits.maxConnectionsPerAddress, options.trustedProxies, options.logger);
   const route = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     const path = (req.url ?? '').split('?')[0];
@@ -201,6 +211,37 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
     },
   };
 }
+
+/**
+ * closeIdleConnections closes a connection on which nothing has moved for idleMs while no request
+ * is in flight on it. Traffic of any kind resets the clock, and a request still being answered
+ * keeps its connection however long it is silent (an export waiting on a lock: its own deadline
+ * bounds it). HTTP/2 uses the session's timer, not the TLS socket's: the session reads and writes
+ * the socket natively, so the socket's timer never sees that traffic and, as it was, closed every
+ * HTTP/2 connection idleMs after its handshake, calls in flight or not.
+ */
+function closeIdleConnections(server: Http2SecureServer, idleMs: number): void {
+  server.on('secureConnection', (socket: TLSSocket) => {
+    // HTTP/1.1: Node's HTTP layer handles the socket's 'timeout' (keepWhileAnswering).
+    if (socket.alpnProtocol !== 'h2') socket.setTimeout(idleMs);
+  });
+  server.on('session', (session: ServerHttp2Session) => {
+    let open = 0;
+    session.on('stream', (stream: { once(event: 'close', listener: () => void): unknown }) => {
+      open += 1;
+      stream.once('close', () => (open -= 1));
+    });
+    // 'timeout' fires once per quiet spell; the next traffic (a stream that was open at the time
+    // sends or ends) arms the timer again, so such a session is looked at once more.
+    session.setTimeout(idleMs);
+    session.on('timeout', () => {
+      if (open === 0) session.close();
+    });
+  });
+}
+
+/** keepWhileAnswering is the HTTP/1.1 response's 'timeout' listener: a connection whose response is still being written is not idle. */
+function keepWhileAnswering(): void {}
 
 /**
  * cutWhenBodyIsLate resets an HTTP/2 stream whose request body has not fully arrived within

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { AuditService as PublicAuditService, type AuditEventSchema, type AuditEventFilter } from '@parley/proto/parley/api/v1/audit_pb.js';
 import { AuditService, type EventFilterSchema, type StoredEvent } from '@parley/proto/parley/audit/v1/audit_pb.js';
-import { forward, forwardExport, type PublicDeps } from './deps.js';
+import { forward, forwardLongRead, type PublicDeps } from './deps.js';
 import { definePublicModule } from './module.js';
 
 function eventOf(s: StoredEvent): MessageInitShape<typeof AuditEventSchema> {
@@ -60,11 +60,11 @@ export const auditModule = definePublicModule(
         return { events: res.events.map(eventOf), nextPageToken: res.nextPageToken };
       },
       async *exportEvents(req, ctx) {
-        const options = forwardExport(ctx, deps.exportDeadlineMs);
+        const options = forwardLongRead(ctx, deps.longReadDeadlineMs);
         for await (const line of audit.exportEvents({ fromSeq: req.fromSeq, toSeq: req.toSeq }, options)) yield { ndjson: line.ndjson };
       },
       async verifyLog(req, ctx) {
-        const r = await audit.verifyLog({ fromSeq: req.fromSeq, toSeq: req.toSeq }, forward(ctx));
+        const r = await audit.verifyLog({ fromSeq: req.fromSeq, toSeq: req.toSeq }, forwardLongRead(ctx, deps.longReadDeadlineMs));
         return {
           ok: r.ok,
           firstFailedSeq: r.firstFailedSeq,

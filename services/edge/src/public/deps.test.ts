@@ -1,20 +1,20 @@
 import { createContextValues, type HandlerContext } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_EXPORT_DEADLINE_MS, exportDeadlineMs, forwardExport } from './deps.js';
+import { DEFAULT_LONG_READ_DEADLINE_MS, longReadDeadlineMs, forwardLongRead } from './deps.js';
 import { principalKey } from './module.js';
 
-describe('exportDeadlineMs', () => {
+describe('longReadDeadlineMs', () => {
   it("is the caller's own deadline within the cap, the cap without one, and never 0 (no deadline)", () => {
-    expect(exportDeadlineMs(undefined, 600_000)).toBe(600_000);
-    expect(exportDeadlineMs(90_000, 600_000)).toBe(90_000);
-    expect(exportDeadlineMs(3_600_000, 600_000)).toBe(600_000);
-    expect(exportDeadlineMs(0, 600_000)).toBe(1);
-    expect(exportDeadlineMs(-5, 600_000)).toBe(1);
+    expect(longReadDeadlineMs(undefined, 600_000)).toBe(600_000);
+    expect(longReadDeadlineMs(90_000, 600_000)).toBe(90_000);
+    expect(longReadDeadlineMs(3_600_000, 600_000)).toBe(600_000);
+    expect(longReadDeadlineMs(0, 600_000)).toBe(1);
+    expect(longReadDeadlineMs(-5, 600_000)).toBe(1);
   });
 });
 
-describe('forwardExport', () => {
-  // Only what forwardExport reads of a handler context: its deadline, signal and principal.
+describe('forwardLongRead', () => {
+  // Only what forwardLongRead reads of a handler context: its deadline, signal and principal.
   const context = (timeoutMs: number | undefined): HandlerContext => {
     const values = createContextValues();
     values.set(principalKey, {
@@ -28,10 +28,10 @@ describe('forwardExport', () => {
     return { timeoutMs: () => timeoutMs, signal: new AbortController().signal, values } as unknown as HandlerContext;
   };
 
-  it('gives the internal export call 10 minutes, not the internal default, when the caller sent no deadline', () => {
-    expect(DEFAULT_EXPORT_DEADLINE_MS).toBe(600_000);
-    expect(forwardExport(context(undefined)).timeoutMs).toBe(600_000);
-    expect(forwardExport(context(undefined), 120_000).timeoutMs).toBe(120_000);
-    expect(forwardExport(context(45_000)).timeoutMs).toBe(45_000);
+  it('gives the internal call of a long read (export, verify) 10 minutes, not the internal default, when the caller sent no deadline', () => {
+    expect(DEFAULT_LONG_READ_DEADLINE_MS).toBe(600_000);
+    expect(forwardLongRead(context(undefined)).timeoutMs).toBe(600_000);
+    expect(forwardLongRead(context(undefined), 120_000).timeoutMs).toBe(120_000);
+    expect(forwardLongRead(context(45_000)).timeoutMs).toBe(45_000);
   });
 });

@@ -9,16 +9,17 @@ export interface PublicDeps {
   client<S extends DescService>(peer: ServiceName, service: S): Client<S>;
   /** forgetApiKeys drops this edge's cached checks of revoked keys (so they are refused here at once). */
   forgetApiKeys?(apiKeyIds: readonly string[]): void;
-  /** exportDeadlineMs bounds a public export (PARLEY_EDGE_EXPORT_DEADLINE_MS); default DEFAULT_EXPORT_DEADLINE_MS. */
-  readonly exportDeadlineMs?: number;
+  /** longReadDeadlineMs bounds a public read of a whole audit chain (PARLEY_EDGE_LONG_READ_DEADLINE_MS); default DEFAULT_LONG_READ_DEADLINE_MS. */
+  readonly longReadDeadlineMs?: number;
 }
 
 /**
- * DEFAULT_EXPORT_DEADLINE_MS is how long a public export (audit's ExportEvents) may run: 10
- * minutes, the bound to which audit lifts its database timeouts for the export's transaction
- * (LIFTED_TIMEOUT_MS in @parley/db), so neither cuts the other short.
+ * DEFAULT_LONG_READ_DEADLINE_MS is how long a public long read (audit's ExportEvents and
+ * VerifyLog, which read a tenant's whole chain) may run: 10 minutes, the bound to which audit lifts
+ * its database timeouts for an export's transaction (LIFTED_TIMEOUT_MS in @parley/db), so neither
+ * cuts the other short.
  */
-export const DEFAULT_EXPORT_DEADLINE_MS = 600_000;
+export const DEFAULT_LONG_READ_DEADLINE_MS = 600_000;
 
 /**
  * forward is the call options for an internal call made for a public request: the principal in
@@ -38,22 +39,23 @@ export function forwardStream(ctx: HandlerContext): CallOptions {
 }
 
 /**
- * exportDeadlineMs is the deadline of the internal call behind a public export: the public
+ * longReadDeadlineMs is the deadline of the internal call behind a public long read: the public
  * caller's own deadline when it sent one, at most `capMs`; `capMs` when it sent none. Never 0,
  * which would mean no deadline at all, when the caller's has already passed.
  */
-export function exportDeadlineMs(callerMs: number | undefined, capMs: number): number {
+export function longReadDeadlineMs(callerMs: number | undefined, capMs: number): number {
   return Math.max(1, Math.min(callerMs ?? capMs, capMs));
 }
 
 /**
- * forwardExport is forward for an internal stream that a public export reads (audit's
- * ExportEvents): not the internal default deadline (10 s), which would cut a long export that
- * audit lets run for minutes, but exportDeadlineMs's, so a bound remains and the caller may ask
- * for less.
+ * forwardLongRead is forward for an internal call that reads a tenant's whole audit chain for a
+ * public caller (ExportEvents, streamed at the reader's pace; VerifyLog, which hashes every event:
+ * a million take seconds of CPU alone, see bench/README.md): not the internal default deadline
+ * (10 s), which would cut a long chain, but longReadDeadlineMs's, so a bound remains and the caller
+ * may ask for less.
  */
-export function forwardExport(ctx: HandlerContext, capMs: number = DEFAULT_EXPORT_DEADLINE_MS): CallOptions {
-  return { ...forward(ctx), timeoutMs: exportDeadlineMs(ctx.timeoutMs(), capMs) };
+export function forwardLongRead(ctx: HandlerContext, capMs: number = DEFAULT_LONG_READ_DEADLINE_MS): CallOptions {
+  return { ...forward(ctx), timeoutMs: longReadDeadlineMs(ctx.timeoutMs(), capMs) };
 }
 
 /**
