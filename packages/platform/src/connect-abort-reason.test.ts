@@ -1,9 +1,9 @@
-import { createHandlerContext } from '@connectrpc/connect';
-import { universalRequestFromNodeRequest, type UniversalServerRequest } from '@connectrpc/connect-node';
+import { Code, ConnectError, createHandlerContext } from '@connectrpc/connect';
+import { universalRequestFromNodeRequest } from '@connectrpc/connect-node';
+import type { UniversalServerRequest } from '@connectrpc/connect/protocol';
 import { connect, createServer, type Http2ServerRequest } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ConnectError, Code } from '@connectrpc/connect';
 
 // The patches in patches/@connectrpc__connect*.patch (see pnpm-workspace.yaml): a context or a
 // request that ends without an error is aborted with one shared AbortError, not a new
