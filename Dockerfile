@@ -21,8 +21,6 @@ ENV CI=true npm_config_store_dir=/pnpm-store
 WORKDIR /src
 # Only the lockfile decides what is fetched, so this layer stays cached until it changes.
 COPY pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
-# pnpm checks the patched dependencies (pnpm-workspace.yaml) already when fetching.
-COPY patches ./patches
 RUN pnpm fetch
 COPY . .
 RUN pnpm install --frozen-lockfile --offline && pnpm run build
