@@ -202,8 +202,8 @@ const publicRpcs = (): Set<string> =>
 let stack: PublicStack;
 let key: string;
 const LONG_READ_DEADLINE_MS = 2_000;
-/** IDLE_TIMEOUT_MS is the edge's idle timeout here (2 min by default): shorter than a long read held behind a lock. */
-const IDLE_TIMEOUT_MS = 1_000;
+/** IDLE_TIMEOUT_MS is the edge's idle timeout here (2 min by default): short, still several seconds (every call of this file opens a connection). */
+const IDLE_TIMEOUT_MS = 2_000;
 let actorId: string;
 
 beforeAll(async () => {
@@ -211,7 +211,7 @@ beforeAll(async () => {
   // deliver to the local receiver (the private allow-list is on for 127.0.0.1 in this file only).
   receiver = await startWebhookReceiver();
   // A public export or verification may run 2 s here (10 min by default), far below the internal
-  // calls' 10 s default; a connection idles out after 1 s. Every other call of this file opens a
+  // calls' 10 s default; a connection idles out after 2 s. Every other call of this file opens a
   // connection of its own (stack.call), so none meets an idle one being closed.
   stack = await startPublicStack({
     integrations: receiver.env,
@@ -279,13 +279,12 @@ describe('audit coverage of privileged RPCs', () => {
 });
 
 describe('the public long reads (ExportEvents, VerifyLog) and idle connections', () => {
-  it("run to the edge's long-read deadline, not the internal calls' 10 s default, on connections silent past the idle timeout", async () => {
+  it("run to the edge's long-read deadline, not the internal calls' 10 s default", async () => {
     const audit = createClient(PublicAuditService, createGrpcTransport({ baseUrl: stack.publicUrl, nodeOptions: { ca: stack.ca } }));
     // Audit's export (its database timeouts lifted to 10 min) and its verification (30 s of
     // statement timeout) wait behind this lock on the purge anchors they read first; this file's
     // database is its own, so nothing else waits on it. Only a deadline can end either call, and
-    // the caller sets none. Nothing moves on their connections (HTTP/2 for gRPC, HTTP/1.1 for
-    // Connect's JSON) for 2 s, twice the idle timeout: a call in flight keeps its connection.
+    // the caller sets none (gRPC over HTTP/2, and Connect's JSON over HTTP/1.1 for VerifyLog).
     const admin = adminPool(1);
     const holder = await admin.connect();
     try {
@@ -329,29 +328,74 @@ describe('the public long reads (ExportEvents, VerifyLog) and idle connections',
     }
   });
 
-  it('closes a connection with nothing in flight after the idle timeout, HTTP/2 (before or after a call) and HTTP/1.1', async () => {
-    const closed = (target: { once(event: 'close', listener: () => void): unknown }) =>
-      new Promise<void>((resolve) => target.once('close', resolve));
-    const silent = connectHttp2(stack.publicUrl, { ca: stack.ca });
-    const used = connectHttp2(stack.publicUrl, { ca: stack.ca });
-    const http1 = connectTls({ host: 'localhost', port: Number(new URL(stack.publicUrl).port), ca: stack.ca, ALPNProtocols: ['http/1.1'] });
-    for (const c of [silent, used, http1]) c.on('error', () => undefined);
-    const ends = [closed(silent), closed(used), closed(http1)];
-    const answered = new Promise<number>((resolve, reject) => {
-      const req = used.request({ ':path': '/.well-known/jwks.json' });
-      req.on('response', (h) => resolve(Number(h[':status'])));
-      req.on('error', reject);
-      req.resume();
-    });
-    expect(await answered).toBe(200);
-    // Polled by the events themselves; the bound is only for a machine that never gets to them.
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      Promise.all(ends).then(() => 'all closed'),
-      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open'), 30_000))),
-    ]);
-    clearTimeout(timer);
-    for (const c of [silent, used, http1]) c.destroy();
-    expect(outcome).toBe('all closed');
+  it('keeps a connection whose call waits in silence past the idle timeout (HTTP/2 and HTTP/1.1), and closes those with nothing in flight', async () => {
+    const audit = createClient(PublicAuditService, createGrpcTransport({ baseUrl: stack.publicUrl, nodeOptions: { ca: stack.ca } }));
+    const headers = { authorization: `Bearer ${key}` };
+    // One connection holds the lock, the other watches who waits on it.
+    const admin = adminPool(2);
+    const holder = await admin.connect();
+    const idle: {
+      once(event: 'close', listener: () => void): unknown;
+      on(event: 'error', listener: () => void): unknown;
+      destroy(): void;
+    }[] = [];
+    try {
+      // ListEvents (the internal 10 s default, audit's 30 s statement timeout) waits behind this
+      // lock, sending nothing either way: a long export waiting on a lock, without the export's 2 s cap.
+      await holder.query('begin');
+      await holder.query('lock table parley_audit.events in access exclusive mode');
+      const settled = <T>(call: Promise<T>) =>
+        call.then(
+          (value) => ({ value }),
+          (err: unknown) => ({ err: ConnectError.from(err) }),
+        );
+      const overHttp2 = settled(audit.listEvents({ pageSize: 1 }, { headers }));
+      const overHttp1 = settled(stack.call('/parley.api.v1.AuditService/ListEvents', { pageSize: 1 }, key));
+      // Both requests are in once audit waits on the lock for both; their connections are silent from then on.
+      await pollUntil(async () => {
+        const { rows } = await admin.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like 'select * from "events" where%order by "seq" desc%'`,
+        );
+        return rows[0]!.n >= 2;
+      }, 30_000);
+      // Connections opened after that, with nothing in flight: one silent, one after a request
+      // (HTTP/2), one HTTP/1.1 that never asks. They close once idle for the timeout, so the held
+      // calls' connections, silent since before they opened, have been idle at least as long.
+      const silent = connectHttp2(stack.publicUrl, { ca: stack.ca });
+      const used = connectHttp2(stack.publicUrl, { ca: stack.ca });
+      const http1 = connectTls({
+        host: 'localhost',
+        port: Number(new URL(stack.publicUrl).port),
+        ca: stack.ca,
+        ALPNProtocols: ['http/1.1'],
+      });
+      idle.push(silent, used, http1);
+      for (const c of idle) c.on('error', () => undefined);
+      const ends = idle.map((c) => new Promise<void>((resolve) => c.once('close', resolve)));
+      const answered = await new Promise<number>((resolve, reject) => {
+        const req = used.request({ ':path': '/.well-known/jwks.json' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.resume();
+      });
+      expect(answered).toBe(200);
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        Promise.all(ends).then(() => 'all closed'),
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open'), 30_000))),
+      ]);
+      clearTimeout(timer);
+      expect(outcome).toBe('all closed');
+      await holder.query('rollback');
+      // Released, both calls are answered on the connections they were made on.
+      const [h2, h1] = await Promise.all([overHttp2, overHttp1]);
+      expect(h2).toMatchObject({ value: { events: [expect.anything()] } });
+      expect(h1).toMatchObject({ value: { status: 200 } });
+    } finally {
+      for (const c of idle) c.destroy();
+      await holder.query('rollback');
+      holder.release();
+      await admin.end();
+    }
   });
 });

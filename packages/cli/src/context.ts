@@ -54,6 +54,16 @@ export class CommandContext {
     this.format = outputFormatOf(globals.output);
   }
 
+  /**
+   * longCallTimeoutMs is the per-call deadline of a call that may rightly run for minutes (an audit
+   * export or verification of a long chain): --timeout when given, else 0, which is no deadline of
+   * the CLI's own (not the 30 s default of other calls), so the edge's bound applies
+   * (PARLEY_EDGE_LONG_READ_DEADLINE_MS, 10 min by default).
+   */
+  get longCallTimeoutMs(): number | undefined {
+    return this.globals.timeout === undefined ? 0 : undefined;
+  }
+
   /** profileName is --profile, else PARLEY_PROFILE, else "default". */
   get profileName(): string {
     return this.globals.profile ?? this.config.profile;

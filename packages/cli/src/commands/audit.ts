@@ -151,7 +151,10 @@ export function registerAudit(program: Command, ctxOf: (cmd: Command) => Command
       let progress = new Progress(ctx.io.stderr, 'exporting');
       let lines = 0;
       let events = 0;
-      for await (const line of client.audit.exportEvents({ fromSeq: seqOption('--from', opts.from), toSeq: seqOption('--to', opts.to) })) {
+      for await (const line of client.audit.exportEvents(
+        { fromSeq: seqOption('--from', opts.from), toSeq: seqOption('--to', opts.to) },
+        { timeoutMs: ctx.longCallTimeoutMs },
+      )) {
         if (!out.write(`${line.ndjson}\n`)) await once(out, 'drain');
         lines += 1;
         // The header names the range (anchor, head): a bar over the events it announces.
@@ -193,7 +196,10 @@ export function registerAudit(program: Command, ctxOf: (cmd: Command) => Command
       const client = await ctx.client();
       const spinner = new Progress(ctx.io.stderr, 'verifying the chain on the server');
       spinner.update(0, 'events so far');
-      const res = await client.audit.verifyLog({ fromSeq: seqOption('--from', opts.from), toSeq: seqOption('--to', opts.to) });
+      const res = await client.audit.verifyLog(
+        { fromSeq: seqOption('--from', opts.from), toSeq: seqOption('--to', opts.to) },
+        { timeoutMs: ctx.longCallTimeoutMs },
+      );
       spinner.end();
       if (ctx.format !== 'table') ctx.print(json(VerifyLogResponseSchema, res), []);
       else if (res.ok)
