@@ -7,12 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
-import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { createNotifiedCache, HEARTBEAT_PREFIX, listenConfigFrom, listenForNotifications } from '@parley/db';
 import { ConfigError } from '@parley/platform';
 import { parse } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { globalMeterReader } from '../src/metric-reader.js';
 import { adminPool, adminUrl } from '../src/pg.js';
 
 /**
@@ -81,39 +80,19 @@ async function until<T>(read: () => T, done: (v: T) => boolean, timeoutMs = 20_0
   }
 }
 
-/** CollectingReader is a metric reader that the test asks for the current values. */
-class CollectingReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
-}
-
 const admin = adminPool(1);
 // A meter provider of this file's own, registered only while it runs.
-const reader = new CollectingReader();
-const provider = new MeterProvider({ readers: [reader] });
+const meter = globalMeterReader();
 beforeAll(() => {
-  expect(metrics.setGlobalMeterProvider(provider)).toBe(true);
+  expect(meter.start()).toBe(true);
 });
 afterAll(async () => {
-  metrics.disable();
-  await provider.shutdown();
+  await meter.stop();
   await admin.end();
 });
 
 /** listeningGauge reads parley.db.listening (parley_db_listening when scraped) for one channel. */
-async function listeningGauge(channel: string): Promise<number | undefined> {
-  const { resourceMetrics } = await reader.collect();
-  for (const scope of resourceMetrics.scopeMetrics)
-    for (const metric of scope.metrics) {
-      if (metric.descriptor.name !== 'parley.db.listening') continue;
-      const point = metric.dataPoints.find((p) => p.attributes['parley.db.listen_channel'] === channel);
-      if (point !== undefined) return point.value as number;
-    }
-  return undefined;
-}
+const listeningGauge = (channel: string) => meter.reader.point('parley.db.listening', 'parley.db.listen_channel', channel);
 
 /** untilGauge polls listeningGauge until it reads `want` (or 20 s pass) and returns the last reading. */
 async function untilGauge(channel: string, want: number): Promise<number | undefined> {
