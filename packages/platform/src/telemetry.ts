@@ -459,6 +459,33 @@ class DeferredSpan implements Span {
 }
 
 /**
+ * LinkedContext is a Context that adds one value to its parent without copying the parent's
+ * values: the API's own context copies every value into a new Map on each setValue, twice per
+ * request here (the span, then the request's trace), about 1.3% of the kernel's busy time per
+ * call with its garbage (bench/README.md, "Session 9"). A lookup walks the few links of one
+ * request; the values seen are the same.
+ */
+class LinkedContext implements Context {
+  constructor(
+    private readonly parent: Context,
+    private readonly key: symbol,
+    private readonly value: unknown,
+  ) {}
+
+  getValue(key: symbol): unknown {
+    return key === this.key ? this.value : this.parent.getValue(key);
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return new LinkedContext(this, key, value);
+  }
+
+  deleteValue(key: symbol): Context {
+    return new LinkedContext(this, key, undefined);
+  }
+}
+
+/**
  * startRequestTrace opens the SERVER span of one request and returns it with the context to run
  * the request in. Every request gets one, including those refused before any interceptor runs
  * (unknown method, undecodable body), so none is invisible. The SDK span itself is deferred
@@ -483,7 +510,7 @@ export function startRequestTrace(req: InboundRequest): { trace: RequestTrace; c
   const startedAt = performance.now();
   const span = new DeferredSpan(req.method ?? 'unknown RPC', attributes, links, parent, startedAt);
   const rt: RequestTrace = { span, system, method: req.method, code: undefined, reached: false, startedAt };
-  return { trace: rt, context: trace.setSpan(parent, span).setValue(REQUEST_TRACE, rt) };
+  return { trace: rt, context: trace.setSpan(new LinkedContext(parent, REQUEST_TRACE, rt), span) };
 }
 
 function connectEncoding(contentType: string | null): string {
@@ -517,11 +544,41 @@ function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | und
 export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0, endedAt: number = performance.now()): void {
   if (rt.code === undefined) setServerCode(rt, fallback);
   const code = rt.code ?? fallback;
-  rpcInstruments().serverDuration.record(
-    (endedAt - rt.startedAt) / 1000,
-    seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code),
-  );
+  noteServerDuration((endedAt - rt.startedAt) / 1000, seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code));
   rt.span.end(endedAt);
+}
+
+/**
+ * MAX_PENDING_DURATIONS is how many served calls' durations wait before they are handed to the
+ * SDK together (they are handed over sooner whenever metrics are read).
+ */
+const MAX_PENDING_DURATIONS = 256;
+
+const pendingSeconds: number[] = [];
+const pendingAttributes: Attributes[] = [];
+
+/**
+ * noteServerDuration keeps a served call's rpc.server.call.duration until the next
+ * flushServerDurations. The SDK hashes a record's attributes (sorted keys, JSON) on every
+ * `record`; done once per call, between the answer and the next request, that was 3-4% of the
+ * kernel's busy time at 1 caller (bench/README.md, "Session 9"); handed over in a batch, the same
+ * records run as one tight loop, away from the calls. Nothing is lost or late for a
+ * reader: every collection (a scrape, an OTLP export, shutdown's last export) runs the
+ * instruments' callbacks first, and rpcInstruments' callback flushes.
+ */
+function noteServerDuration(seconds: number, attributes: Attributes): void {
+  pendingSeconds.push(seconds);
+  pendingAttributes.push(attributes);
+  if (pendingSeconds.length >= MAX_PENDING_DURATIONS) flushServerDurations();
+}
+
+/** flushServerDurations records the durations noteServerDuration kept, in order, on the current provider's histogram. */
+function flushServerDurations(histogram: RpcInstruments['serverDuration'] = rpcInstruments().serverDuration): void {
+  const n = pendingSeconds.length;
+  if (n === 0) return;
+  for (let i = 0; i < n; i++) histogram.record(pendingSeconds[i] as number, pendingAttributes[i]);
+  pendingSeconds.length = 0;
+  pendingAttributes.length = 0;
 }
 
 /**
@@ -601,6 +658,8 @@ let instruments: { provider: unknown; value: RpcInstruments } | undefined;
 export function rpcInstruments(): RpcInstruments {
   const provider = metrics.getMeterProvider();
   if (instruments?.provider === provider) return instruments.value;
+  // Durations kept for the previous provider's histogram go there, not to the new one.
+  if (instruments !== undefined) flushServerDurations(instruments.value.serverDuration);
   const meter = metrics.getMeter('@parley/platform');
   const value: RpcInstruments = {
     serverDuration: meter.createHistogram('rpc.server.call.duration', {
@@ -621,6 +680,9 @@ export function rpcInstruments(): RpcInstruments {
     }),
   };
   value.serverActive.addCallback((result) => {
+    // Callbacks run before the synchronous instruments are collected (sdk-metrics'
+    // MeterSharedState.collect), so the durations kept so far are in this collection.
+    flushServerDurations(value.serverDuration);
     for (const active of activeCounts) result.observe(active.count, active.attributes);
   });
   instruments = { provider, value };
