@@ -2,14 +2,15 @@
 // nothing asked about is never handed to the SDK, yet its ids are there, with the sampler's
 // decision and the caller's trace, the moment something needs them. And the pooled id generator
 // every service uses makes well-formed, distinct, never-invalid ids. Its served calls' durations,
-// handed to the SDK in batches, are all in the next scrape.
+// and its client calls', handed to the SDK in batches, are all in the next scrape.
 import { INVALID_SPANID, INVALID_TRACEID, ProxyTracerProvider, trace, TraceFlags, type Tracer } from '@opentelemetry/api';
 import type { TracerProvider } from '@opentelemetry/sdk-trace';
-import { Code } from '@connectrpc/connect';
+import { Code, ConnectError, type UnaryRequest, type UnaryResponse } from '@connectrpc/connect';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  createClientTracingInterceptor,
   enterServerCall,
   finishRequestTrace,
   PooledIdGenerator,
@@ -119,14 +120,14 @@ describe('rpc.server.call.duration', () => {
   });
 
   const method = 'parley.testing.v1.EchoService/Count';
-  /** count is rpc_server_call_duration_count of `method` with `status` in a scrape (0 when absent). */
-  const count = async (status: string) => {
+  /** count is rpc_<side>_call_duration_count of `method` with `status` in a scrape (0 when absent). */
+  const count = async (status: string, side: 'server' | 'client' = 'server') => {
     const text = await (await fetch(url)).text();
     const line = text
       .split('\n')
       .find(
         (l) =>
-          l.startsWith('rpc_server_call_duration_count{') &&
+          l.startsWith(`rpc_${side}_call_duration_count{`) &&
           l.includes(`rpc_method="${method}"`) &&
           l.includes(`rpc_response_status_code="${status}"`),
       );
@@ -155,5 +156,26 @@ describe('rpc.server.call.duration', () => {
     expect([await count('OK'), await count('NOT_FOUND'), await count('INTERNAL')]).toEqual([603, 1, 100]);
     // A scrape with nothing new counts nothing twice.
     expect([await count('OK'), await count('NOT_FOUND'), await count('INTERNAL')]).toEqual([603, 1, 100]);
+  });
+
+  it('counts every client call in the next scrape, each under the code it ended with', async () => {
+    const countMethod = { name: 'Count', parent: { typeName: 'parley.testing.v1.EchoService' } } as unknown as UnaryRequest['method'];
+    const response = { stream: false, message: {}, header: new Headers(), trailer: new Headers() } as unknown as UnaryResponse;
+    const tracing = createClientTracingInterceptor({ address: '10.0.0.7', port: 8443 });
+    const call = (fail: boolean) =>
+      tracing(() => (fail ? Promise.reject(new ConnectError('gone', Code.Unavailable)) : Promise.resolve(response)))({
+        stream: false,
+        service: countMethod.parent,
+        method: countMethod,
+        header: new Headers(),
+        message: {},
+        url: '',
+        requestMethod: 'POST',
+      } as unknown as UnaryRequest).then(
+        () => undefined,
+        () => undefined,
+      );
+    for (let i = 0; i < 300; i++) await call(i % 10 === 0);
+    expect([await count('OK', 'client'), await count('UNAVAILABLE', 'client')]).toEqual([270, 30]);
   });
 });

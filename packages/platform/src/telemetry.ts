@@ -544,42 +544,53 @@ function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | und
 export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0, endedAt: number = performance.now()): void {
   if (rt.code === undefined) setServerCode(rt, fallback);
   const code = rt.code ?? fallback;
-  noteServerDuration((endedAt - rt.startedAt) / 1000, seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code));
+  serverDurations.note((endedAt - rt.startedAt) / 1000, seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code));
   rt.span.end(endedAt);
 }
 
-/**
- * MAX_PENDING_DURATIONS is how many served calls' durations wait before they are handed to the
- * SDK together (they are handed over sooner whenever metrics are read).
- */
+/** MAX_PENDING_DURATIONS is how many calls' durations wait before they are handed to the SDK together (sooner whenever metrics are read). */
 const MAX_PENDING_DURATIONS = 256;
 
-const pendingSeconds: number[] = [];
-const pendingAttributes: Attributes[] = [];
+type DurationHistogram = RpcInstruments['serverDuration'];
 
 /**
- * noteServerDuration keeps a served call's rpc.server.call.duration until the next
- * flushServerDurations. The SDK hashes a record's attributes (sorted keys, JSON) on every
- * `record`; done once per call, between the answer and the next request, that was 3-4% of the
- * kernel's busy time at 1 caller (bench/README.md, "Session 9"); handed over in a batch, the same
- * records run as one tight loop, away from the calls. Nothing is lost or late for a
- * reader: every collection (a scrape, an OTLP export, shutdown's last export) runs the
- * instruments' callbacks first, and rpcInstruments' callback flushes.
+ * PendingDurations keeps calls' durations (rpc.server.call.duration, rpc.client.call.duration)
+ * until they are handed to the SDK in a batch. The SDK hashes a record's attributes (sorted keys,
+ * JSON) on every `record`: done once per call, between a served call's answer and the next
+ * request, that was 3-4% of the kernel's busy time at 1 caller (bench/README.md, "Session 9"),
+ * and a client paid it before its caller got the answer. In a batch the same records run as one
+ * tight loop, away from the calls. Nothing is lost or late for a reader: every collection (a
+ * scrape, an OTLP export, shutdown's last export) runs the instruments' callbacks first, and
+ * rpcInstruments' callback flushes.
  */
-function noteServerDuration(seconds: number, attributes: Attributes): void {
-  pendingSeconds.push(seconds);
-  pendingAttributes.push(attributes);
-  if (pendingSeconds.length >= MAX_PENDING_DURATIONS) flushServerDurations();
+class PendingDurations {
+  private readonly seconds: number[] = [];
+  private readonly attributes: Attributes[] = [];
+
+  constructor(private readonly histogramOf: (instruments: RpcInstruments) => DurationHistogram) {}
+
+  /** note keeps one call's duration; a full batch goes to the current provider's histogram. */
+  note(seconds: number, attributes: Attributes): void {
+    // The first of a batch makes sure the instruments, and so the callback that flushes, exist.
+    if (this.seconds.length === 0) rpcInstruments();
+    this.seconds.push(seconds);
+    this.attributes.push(attributes);
+    if (this.seconds.length >= MAX_PENDING_DURATIONS) this.flush(rpcInstruments());
+  }
+
+  /** flush records the kept durations, in order, on `instruments`' histogram. */
+  flush(instruments: RpcInstruments): void {
+    const n = this.seconds.length;
+    if (n === 0) return;
+    const histogram = this.histogramOf(instruments);
+    for (let i = 0; i < n; i++) histogram.record(this.seconds[i] as number, this.attributes[i]);
+    this.seconds.length = 0;
+    this.attributes.length = 0;
+  }
 }
 
-/** flushServerDurations records the durations noteServerDuration kept, in order, on the current provider's histogram. */
-function flushServerDurations(histogram: RpcInstruments['serverDuration'] = rpcInstruments().serverDuration): void {
-  const n = pendingSeconds.length;
-  if (n === 0) return;
-  for (let i = 0; i < n; i++) histogram.record(pendingSeconds[i] as number, pendingAttributes[i]);
-  pendingSeconds.length = 0;
-  pendingAttributes.length = 0;
-}
+const serverDurations = new PendingDurations((i) => i.serverDuration);
+const clientDurations = new PendingDurations((i) => i.clientDuration);
 
 /**
  * MethodSeries holds one RPC method's metric series: the attribute objects of its duration
@@ -658,8 +669,11 @@ let instruments: { provider: unknown; value: RpcInstruments } | undefined;
 export function rpcInstruments(): RpcInstruments {
   const provider = metrics.getMeterProvider();
   if (instruments?.provider === provider) return instruments.value;
-  // Durations kept for the previous provider's histogram go there, not to the new one.
-  if (instruments !== undefined) flushServerDurations(instruments.value.serverDuration);
+  // Durations kept for the previous provider's histograms go there, not to the new one.
+  if (instruments !== undefined) {
+    serverDurations.flush(instruments.value);
+    clientDurations.flush(instruments.value);
+  }
   const meter = metrics.getMeter('@parley/platform');
   const value: RpcInstruments = {
     serverDuration: meter.createHistogram('rpc.server.call.duration', {
@@ -682,7 +696,8 @@ export function rpcInstruments(): RpcInstruments {
   value.serverActive.addCallback((result) => {
     // Callbacks run before the synchronous instruments are collected (sdk-metrics'
     // MeterSharedState.collect), so the durations kept so far are in this collection.
-    flushServerDurations(value.serverDuration);
+    serverDurations.flush(value);
+    clientDurations.flush(value);
     for (const active of activeCounts) result.observe(active.count, active.attributes);
   });
   instruments = { provider, value };
@@ -872,7 +887,7 @@ export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerA
           span.setStatus({ code: SpanStatusCode.ERROR });
         }
         // The same attributes as the server's series of this method and code (rpc.system.name, rpc.method, rpc.response.status_code).
-        rpcInstruments().clientDuration.record((performance.now() - startedAt) / 1000, series.durationAttributes('grpc', code));
+        clientDurations.note((performance.now() - startedAt) / 1000, series.durationAttributes('grpc', code));
         span.end();
       };
       ctx = trace.setSpan(context.active(), span);
