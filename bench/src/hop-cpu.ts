@@ -1,7 +1,8 @@
 // Server CPU per internal unary call: the kernel's echo fixture against a bare @grpc/grpc-js
 // server, each its own process, driven by one grpc-js client; CPU read from /proc/<pid>/schedstat
-// around closed loops, servers interleaved round by round, median round shown. Not a suite (the
-// `kernel` suite is): a by-hand measurement for comparing builds in the same minute, e.g.
+// around closed loops (and the client's p50 latency), servers interleaved round by round, median
+// round shown. Not a suite (the `kernel` suite is): a by-hand measurement for comparing builds
+// in the same minute, e.g.
 //   HOP_BASE=/other/checkout/test/dist/echo-main.js node bench/dist/hop-cpu.js [seconds] [rounds] [callers...]
 // HOP_PROF=<folder> profiles this build's kernel (bench/dist/cpu-profile-summary.js reads it).
 // HOP_BASE adds the fixture of another build ("kernel, base") beside this build's.
@@ -103,13 +104,16 @@ const clients = servers.map((s) => {
   return () => new Promise<void>((resolve, reject) => c.Echo(request, (e) => (e ? reject(e as Error) : resolve())));
 });
 
-async function loop(call: () => Promise<void>, concurrency: number, forSeconds: number): Promise<number> {
+/** loop calls for `forSeconds` from `concurrency` closed-loop callers; each call's latency (ms) goes into `latencies` when given. */
+async function loop(call: () => Promise<void>, concurrency: number, forSeconds: number, latencies?: number[]): Promise<number> {
   let n = 0;
   const end = performance.now() + forSeconds * 1000;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
+        const t0 = performance.now();
         await call();
+        latencies?.push(performance.now() - t0);
         n++;
       }
     }),
@@ -117,8 +121,10 @@ async function loop(call: () => Promise<void>, concurrency: number, forSeconds: 
   return n;
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 for (const concurrency of callers) {
-  const results = servers.map(() => ({ us: [] as number[], rps: [] as number[] }));
+  const results = servers.map(() => ({ us: [] as number[], rps: [] as number[], p50: [] as number[] }));
   for (let round = 0; round < rounds; round++) {
     for (let k = 0; k < servers.length; k++) {
       const i = (k + round) % servers.length;
@@ -127,20 +133,21 @@ for (const concurrency of callers) {
       await loop(call, concurrency, 0.5);
       const before = await cpuNs(server.pid);
       const t0 = performance.now();
-      const n = await loop(call, concurrency, seconds);
+      const latencies: number[] = [];
+      const n = await loop(call, concurrency, seconds, latencies);
       const elapsed = (performance.now() - t0) / 1000;
       const after = await cpuNs(server.pid);
       results[i]!.us.push((after - before) / n / 1000);
       results[i]!.rps.push(n / elapsed);
+      results[i]!.p50.push(median(latencies));
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const bare = median(results[servers.length - 1]!.us);
   process.stdout.write(`\n${concurrency} caller(s), load ${(await readFile('/proc/loadavg', 'utf8')).split(' ')[0]}\n`);
   for (let i = 0; i < servers.length; i++) {
     const us = median(results[i]!.us);
     process.stdout.write(
-      `  ${servers[i]!.name.padEnd(22)} ${us.toFixed(1).padStart(7)} µs/call  ×${(us / bare).toFixed(2)} bare   ${Math.round(median(results[i]!.rps))} /s   (rounds ${results[i]!.us.map((u) => u.toFixed(0)).join(' ')})\n`,
+      `  ${servers[i]!.name.padEnd(22)} ${us.toFixed(1).padStart(7)} µs/call  ×${(us / bare).toFixed(2)} bare   ${Math.round(median(results[i]!.rps))} /s   p50 ${median(results[i]!.p50).toFixed(3)} ms   (rounds ${results[i]!.us.map((u) => u.toFixed(0)).join(' ')})\n`,
     );
   }
 }

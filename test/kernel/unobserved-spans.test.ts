@@ -1,11 +1,16 @@
 // A service without an OTLP endpoint (no processor sees its spans): a request's SERVER span that
 // nothing asked about is never handed to the SDK, yet its ids are there, with the sampler's
 // decision and the caller's trace, the moment something needs them. And the pooled id generator
-// every service uses makes well-formed, distinct, never-invalid ids.
+// every service uses makes well-formed, distinct, never-invalid ids. Its served calls' durations,
+// and its client calls', handed to the SDK in batches, are all in the next scrape.
 import { INVALID_SPANID, INVALID_TRACEID, ProxyTracerProvider, trace, TraceFlags, type Tracer } from '@opentelemetry/api';
 import type { TracerProvider } from '@opentelemetry/sdk-trace';
+import { Code, ConnectError, type UnaryRequest, type UnaryResponse } from '@connectrpc/connect';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  createClientTracingInterceptor,
   enterServerCall,
   finishRequestTrace,
   PooledIdGenerator,
@@ -99,5 +104,78 @@ describe('PooledIdGenerator', () => {
     expect(new Set(spans).size).toBe(spans.length);
     expect(traces).not.toContain(INVALID_TRACEID);
     expect(spans).not.toContain(INVALID_SPANID);
+  });
+});
+
+describe('rpc.server.call.duration', () => {
+  let metricsServer: Server;
+  let url: string;
+  beforeAll(async () => {
+    metricsServer = createServer((req, res) => telemetry.serveMetrics(req, res));
+    await new Promise<void>((resolve) => metricsServer.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}/metrics`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => metricsServer.close(resolve));
+  });
+
+  const method = 'parley.testing.v1.EchoService/Count';
+  /** count is rpc_<side>_call_duration_count of `method` with `status` in a scrape (0 when absent). */
+  const count = async (status: string, side: 'server' | 'client' = 'server') => {
+    const text = await (await fetch(url)).text();
+    const line = text
+      .split('\n')
+      .find(
+        (l) =>
+          l.startsWith(`rpc_${side}_call_duration_count{`) &&
+          l.includes(`rpc_method="${method}"`) &&
+          l.includes(`rpc_response_status_code="${status}"`),
+      );
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  const served = (code: Code | 0) => {
+    const started = startRequestTrace({
+      headers: carrier(),
+      method,
+      peerAddress: undefined,
+      peerPort: undefined,
+      localPort: undefined,
+      trustParent: true,
+    });
+    enterServerCall(started.trace, method)(code);
+    finishRequestTrace(started.trace, code);
+  };
+
+  it('counts every served call in the next scrape, whether or not a batch was handed over before it', async () => {
+    // Fewer calls than a batch: handed over when the scrape collects.
+    for (let i = 0; i < 3; i++) served(0);
+    served(Code.NotFound);
+    expect([await count('OK'), await count('NOT_FOUND')]).toEqual([3, 1]);
+    // More than a batch (256) and a remainder: each counted once, under its own code.
+    for (let i = 0; i < 700; i++) served(i % 7 === 0 ? Code.Internal : 0);
+    expect([await count('OK'), await count('NOT_FOUND'), await count('INTERNAL')]).toEqual([603, 1, 100]);
+    // A scrape with nothing new counts nothing twice.
+    expect([await count('OK'), await count('NOT_FOUND'), await count('INTERNAL')]).toEqual([603, 1, 100]);
+  });
+
+  it('counts every client call in the next scrape, each under the code it ended with', async () => {
+    const countMethod = { name: 'Count', parent: { typeName: 'parley.testing.v1.EchoService' } } as unknown as UnaryRequest['method'];
+    const response = { stream: false, message: {}, header: new Headers(), trailer: new Headers() } as unknown as UnaryResponse;
+    const tracing = createClientTracingInterceptor({ address: '10.0.0.7', port: 8443 });
+    const call = (fail: boolean) =>
+      tracing(() => (fail ? Promise.reject(new ConnectError('gone', Code.Unavailable)) : Promise.resolve(response)))({
+        stream: false,
+        service: countMethod.parent,
+        method: countMethod,
+        header: new Headers(),
+        message: {},
+        url: '',
+        requestMethod: 'POST',
+      } as unknown as UnaryRequest).then(
+        () => undefined,
+        () => undefined,
+      );
+    for (let i = 0; i < 300; i++) await call(i % 10 === 0);
+    expect([await count('OK', 'client'), await count('UNAVAILABLE', 'client')]).toEqual([270, 30]);
   });
 });

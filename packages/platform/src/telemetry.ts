@@ -459,6 +459,33 @@ class DeferredSpan implements Span {
 }
 
 /**
+ * LinkedContext is a Context that adds one value to its parent without copying the parent's
+ * values: the API's own context copies every value into a new Map on each setValue, twice per
+ * request here (the span, then the request's trace), about 1.3% of the kernel's busy time per
+ * call with its garbage (bench/README.md, "Session 9"). A lookup walks the few links of one
+ * request; the values seen are the same.
+ */
+class LinkedContext implements Context {
+  constructor(
+    private readonly parent: Context,
+    private readonly key: symbol,
+    private readonly value: unknown,
+  ) {}
+
+  getValue(key: symbol): unknown {
+    return key === this.key ? this.value : this.parent.getValue(key);
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return new LinkedContext(this, key, value);
+  }
+
+  deleteValue(key: symbol): Context {
+    return new LinkedContext(this, key, undefined);
+  }
+}
+
+/**
  * startRequestTrace opens the SERVER span of one request and returns it with the context to run
  * the request in. Every request gets one, including those refused before any interceptor runs
  * (unknown method, undecodable body), so none is invisible. The SDK span itself is deferred
@@ -483,7 +510,7 @@ export function startRequestTrace(req: InboundRequest): { trace: RequestTrace; c
   const startedAt = performance.now();
   const span = new DeferredSpan(req.method ?? 'unknown RPC', attributes, links, parent, startedAt);
   const rt: RequestTrace = { span, system, method: req.method, code: undefined, reached: false, startedAt };
-  return { trace: rt, context: trace.setSpan(parent, span).setValue(REQUEST_TRACE, rt) };
+  return { trace: rt, context: trace.setSpan(new LinkedContext(parent, REQUEST_TRACE, rt), span) };
 }
 
 function connectEncoding(contentType: string | null): string {
@@ -517,12 +544,53 @@ function setServerCode(rt: { span: Span; system: RpcSystem; code: Code | 0 | und
 export function finishRequestTrace(rt: RequestTrace, fallback: Code | 0, endedAt: number = performance.now()): void {
   if (rt.code === undefined) setServerCode(rt, fallback);
   const code = rt.code ?? fallback;
-  rpcInstruments().serverDuration.record(
-    (endedAt - rt.startedAt) / 1000,
-    seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code),
-  );
+  serverDurations.note((endedAt - rt.startedAt) / 1000, seriesOf(rt.method ?? '_OTHER').durationAttributes(rt.system, code));
   rt.span.end(endedAt);
 }
+
+/** MAX_PENDING_DURATIONS is how many calls' durations wait before they are handed to the SDK together (sooner whenever metrics are read). */
+const MAX_PENDING_DURATIONS = 256;
+
+type DurationHistogram = RpcInstruments['serverDuration'];
+
+/**
+ * PendingDurations keeps calls' durations (rpc.server.call.duration, rpc.client.call.duration)
+ * until they are handed to the SDK in a batch. The SDK hashes a record's attributes (sorted keys,
+ * JSON) on every `record`: done once per call, between a served call's answer and the next
+ * request, that was 3-4% of the kernel's busy time at 1 caller (bench/README.md, "Session 9"),
+ * and a client paid it before its caller got the answer. In a batch the same records run as one
+ * tight loop, away from the calls. Nothing is lost or late for a reader: every collection (a
+ * scrape, an OTLP export, shutdown's last export) runs the instruments' callbacks first, and
+ * rpcInstruments' callback flushes.
+ */
+class PendingDurations {
+  private readonly seconds: number[] = [];
+  private readonly attributes: Attributes[] = [];
+
+  constructor(private readonly histogramOf: (instruments: RpcInstruments) => DurationHistogram) {}
+
+  /** note keeps one call's duration; a full batch goes to the current provider's histogram. */
+  note(seconds: number, attributes: Attributes): void {
+    // The first of a batch makes sure the instruments, and so the callback that flushes, exist.
+    if (this.seconds.length === 0) rpcInstruments();
+    this.seconds.push(seconds);
+    this.attributes.push(attributes);
+    if (this.seconds.length >= MAX_PENDING_DURATIONS) this.flush(rpcInstruments());
+  }
+
+  /** flush records the kept durations, in order, on `instruments`' histogram. */
+  flush(instruments: RpcInstruments): void {
+    const n = this.seconds.length;
+    if (n === 0) return;
+    const histogram = this.histogramOf(instruments);
+    for (let i = 0; i < n; i++) histogram.record(this.seconds[i] as number, this.attributes[i]);
+    this.seconds.length = 0;
+    this.attributes.length = 0;
+  }
+}
+
+const serverDurations = new PendingDurations((i) => i.serverDuration);
+const clientDurations = new PendingDurations((i) => i.clientDuration);
 
 /**
  * MethodSeries holds one RPC method's metric series: the attribute objects of its duration
@@ -601,6 +669,11 @@ let instruments: { provider: unknown; value: RpcInstruments } | undefined;
 export function rpcInstruments(): RpcInstruments {
   const provider = metrics.getMeterProvider();
   if (instruments?.provider === provider) return instruments.value;
+  // Durations kept for the previous provider's histograms go there, not to the new one.
+  if (instruments !== undefined) {
+    serverDurations.flush(instruments.value);
+    clientDurations.flush(instruments.value);
+  }
   const meter = metrics.getMeter('@parley/platform');
   const value: RpcInstruments = {
     serverDuration: meter.createHistogram('rpc.server.call.duration', {
@@ -621,6 +694,10 @@ export function rpcInstruments(): RpcInstruments {
     }),
   };
   value.serverActive.addCallback((result) => {
+    // Callbacks run before the synchronous instruments are collected (sdk-metrics'
+    // MeterSharedState.collect), so the durations kept so far are in this collection.
+    serverDurations.flush(value);
+    clientDurations.flush(value);
     for (const active of activeCounts) result.observe(active.count, active.attributes);
   });
   instruments = { provider, value };
@@ -810,7 +887,7 @@ export function createClientTracingInterceptor(peer?: PeerAddress | (() => PeerA
           span.setStatus({ code: SpanStatusCode.ERROR });
         }
         // The same attributes as the server's series of this method and code (rpc.system.name, rpc.method, rpc.response.status_code).
-        rpcInstruments().clientDuration.record((performance.now() - startedAt) / 1000, series.durationAttributes('grpc', code));
+        clientDurations.note((performance.now() - startedAt) / 1000, series.durationAttributes('grpc', code));
         span.end();
       };
       ctx = trace.setSpan(context.active(), span);
