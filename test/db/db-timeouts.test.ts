@@ -7,8 +7,6 @@
 // instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
 // transaction that may rightly run long.
 import { randomBytes } from 'node:crypto';
-import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
   createDb,
   createDbOnPool,
@@ -27,6 +25,7 @@ import { Code } from '@connectrpc/connect';
 import { ConfigError, toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { globalMeterReader } from '../src/metric-reader.js';
 import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLock } from '../src/pg.js';
 
 const admin = adminPool(2);
@@ -278,40 +277,16 @@ describe('database timeouts on service connections', () => {
   });
 });
 
-/** CollectingReader is a metric reader that the test asks for the current values (cumulative). */
-class CollectingReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
-}
-
 describe('parley_db_statement_timeouts_total', () => {
-  // A meter provider of this file's own, registered only while it runs (the kernel's
-  // startTelemetry would also take the process's tracer and context manager).
-  const reader = new CollectingReader();
-  const provider = new MeterProvider({ readers: [reader] });
+  // A meter provider of this file's own, registered only while it runs.
+  const meter = globalMeterReader();
   beforeAll(() => {
-    expect(metrics.setGlobalMeterProvider(provider)).toBe(true);
+    expect(meter.start()).toBe(true);
   });
-  afterAll(async () => {
-    metrics.disable();
-    await provider.shutdown();
-  });
+  afterAll(() => meter.stop());
 
   /** timeouts reads parley.db.statement_timeouts (parley_db_statement_timeouts_total when scraped) for one cause. */
-  async function timeouts(cause: string): Promise<number | undefined> {
-    const { resourceMetrics } = await reader.collect();
-    for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        if (metric.descriptor.name !== 'parley.db.statement_timeouts') continue;
-        const point = metric.dataPoints.find((p) => p.attributes['parley.db.timeout_cause'] === cause);
-        if (point !== undefined) return point.value as number;
-      }
-    }
-    return undefined;
-  }
+  const timeouts = (cause: string) => meter.reader.point('parley.db.statement_timeouts', 'parley.db.timeout_cause', cause);
 
   it('counts a statement Postgres canceled past statement_timeout and a transaction it ended past the idle timeout, by cause', async () => {
     const db = createDb(adminUrl(), { max: 1 });

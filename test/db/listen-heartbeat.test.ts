@@ -2,14 +2,16 @@
 // pooler never delivers notifications) must not leave a cache serving answers it can no longer
 // hear the invalidations of: the listener notifies itself, and when its heartbeat does not come
 // back it stops counting as listening (the cache is bypassed and emptied), reconnects, and the
-// cache serves again once its own heartbeat is heard on the new connection.
+// cache serves again once its own heartbeat is heard on the new connection. The gauge
+// parley.db.listening (parley_db_listening, the ParleyListenDown alert) follows the same state.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { createNotifiedCache, HEARTBEAT_PREFIX, listenConfigFrom, listenForNotifications } from '@parley/db';
 import { ConfigError } from '@parley/platform';
 import { parse } from 'pg-protocol';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { globalMeterReader } from '../src/metric-reader.js';
 import { adminPool, adminUrl } from '../src/pg.js';
 
 /**
@@ -79,7 +81,28 @@ async function until<T>(read: () => T, done: (v: T) => boolean, timeoutMs = 20_0
 }
 
 const admin = adminPool(1);
-afterAll(() => admin.end());
+// A meter provider of this file's own, registered only while it runs.
+const meter = globalMeterReader();
+beforeAll(() => {
+  expect(meter.start()).toBe(true);
+});
+afterAll(async () => {
+  await meter.stop();
+  await admin.end();
+});
+
+/** listeningGauge reads parley.db.listening (parley_db_listening when scraped) for one channel. */
+const listeningGauge = (channel: string) => meter.reader.point('parley.db.listening', 'parley.db.listen_channel', channel);
+
+/** untilGauge polls listeningGauge until it reads `want` (or 20 s pass) and returns the last reading. */
+async function untilGauge(channel: string, want: number): Promise<number | undefined> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const v = await listeningGauge(channel);
+    if (v === want || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('a LISTEN connection with a self-notifying heartbeat', () => {
   it('bypasses and empties its cache when its own heartbeat stops coming back, then reconnects and caches again', async () => {
@@ -116,6 +139,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       );
     try {
       expect(await until(() => listener.listening, Boolean)).toBe(true);
+      expect(await untilGauge(channel, 1)).toBe(1);
       await read();
       await read();
       expect(fetches).toBe(1);
@@ -141,6 +165,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
         ),
       ).toBe(false);
       expect(lost.join('\n')).toMatch(/heartbeat/);
+      expect(await untilGauge(channel, 0)).toBe(0);
       expect(cache.size).toBe(0);
       // Meanwhile every read asks the source, and nothing is kept.
       const before = fetches;
@@ -150,6 +175,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
 
       // A new connection (through the same proxy, not silenced) hears its heartbeat: caching resumes.
       expect(await until(() => listener.listening, Boolean, 20_000)).toBe(true);
+      expect(await untilGauge(channel, 1)).toBe(1);
       await read();
       const cached = fetches;
       await read();
@@ -187,12 +213,15 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
         ),
       ).toBe(false);
       expect(lost.join('\n')).toMatch(/heartbeat notification was not heard/);
+      expect(await untilGauge(channel, 0)).toBe(0);
       // Reconnected connections LISTEN fine, yet they are not trusted while their heartbeat is lost.
       await new Promise((r) => setTimeout(r, 4_500)); // two heartbeat periods: reconnects happen meanwhile
       expect(listener.listening).toBe(false);
+      expect(await listeningGauge(channel)).toBe(0);
       expect(listened).toBe(1);
       proxy.swallowNotifications(false);
       expect(await until(() => listener.listening, Boolean, 20_000)).toBe(true);
+      expect(await untilGauge(channel, 1)).toBe(1);
       expect(listened).toBe(2);
     } finally {
       await listener.close();

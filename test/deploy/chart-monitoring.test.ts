@@ -143,6 +143,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyCertificateExpirySoon',
         'ParleyDbStatementTimeouts',
         'ParleyKekFailures',
+        'ParleyListenDown',
         'ParleyPeerTlsFailures',
         'ParleyPodRestarting',
         'ParleyPrivacyJobFailed',
@@ -264,6 +265,12 @@ monitoring:
       `sum by (job, parley_db_timeout_cause) (increase(parley_db_statement_timeouts_total{namespace="${NAMESPACE}"}[15m])) >= 7`,
     );
     expect(rule.for).toBeUndefined();
+  });
+
+  it('alerts when a replica has not heard its LISTEN heartbeat for 5 minutes, by pod and channel', async () => {
+    const rule = ruleOf(await render([all]), 'ParleyListenDown');
+    expect(rule.expr).toBe(`min by (job, pod, parley_db_listen_channel) (parley_db_listening{namespace="${NAMESPACE}"}) < 1`);
+    expect(rule.for).toBe('5m');
   });
 
   it('alerts when Prometheus cannot scrape a component', async () => {

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OtlpReceiver, type ExportedSpan } from '../src/echo-fixture.js';
-import { startPublicStack, type PublicStack, type StackService } from '../edge/fixture.js';
+import { pollUntil, startPublicStack, type PublicStack, type StackService } from '../edge/fixture.js';
 
 let receiver: OtlpReceiver;
 let stack: PublicStack;
@@ -251,6 +251,13 @@ describe('metrics on the health port', () => {
     expect(on('secrets')).toMatch(/parley_audit_outbox_age\{[^}]*\} \d/);
     expect(on('audit')).toMatch(/parley_audit_checkpoint_oldest_age\{[^}]*\} \d/);
     expect(on('edge')).toMatch(/rpc_client_call_duration_bucket\{/);
+    // Each cache of tenant-data answers has its LISTEN connection, which hears its own heartbeat.
+    await pollUntil(async () => {
+      const texts = await Promise.all((['secrets', 'identity'] as const).map((service) => scrape(service)));
+      return texts.every((text) =>
+        /^parley_db_listening\{[^}]*parley_db_listen_channel="parley_conversation_access"[^}]*\} 1$/m.test(text),
+      );
+    }, 30_000);
 
     const labels = ['rpc_method="parley.api.v1.SecretService/ListSecrets"', 'rpc_response_status_code="ok"'];
     const before = sampleValue(await scrape('edge'), 'rpc_server_call_duration_count', labels);

@@ -1,8 +1,8 @@
 // The tenant-data service through its gRPC API: a real process (built dist) over real mTLS
 // against the run's Postgres, as the parley_tenant_data role. One process for the whole file;
 // the audit events it records are in audit-events.test.ts.
-import { randomUUID } from 'node:crypto';
-import { Code } from '@connectrpc/connect';
+import { randomInt, randomUUID } from 'node:crypto';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { principalHeaders } from '@parley/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure, startTenantData, type TenantData, type TenantDataProcess } from './fixture.js';
@@ -316,6 +316,43 @@ describe('tenant-data API: callers and flows', () => {
     ).toBe(Code.FailedPrecondition);
     const listed = await edge.listConversations({ tenantId: tenantA, agentId: seeded.agentA });
     expect(listed.conversations.map((c) => c.id).sort()).toEqual([seeded.conversationA, conversationId].sort());
+  });
+
+  it('concurrent find-or-creates of one new phone number, in any spelling, all get the same subject', async () => {
+    const digits = String(randomInt(10_000_000, 100_000_000));
+    const spellings = [
+      `+49151${digits}`,
+      `+49 151 ${digits.slice(0, 4)} ${digits.slice(4)}`,
+      `+49 (151) ${digits.slice(0, 4)}-${digits.slice(4)}`,
+    ];
+    const before = await rows('subjects', tenantB);
+    // Half ask CreateSubject at once, half look the number up first as the voice-orchestrator does;
+    // the calls' inserts overlap, and none may answer ALREADY_EXISTS.
+    const findOrCreate = async (phone: string) => {
+      const found = await orchestrator.findSubject({ tenantId: tenantB, phone }).then(
+        (r) => r.subject?.id,
+        (err: unknown) => {
+          if (err instanceof ConnectError && err.code === Code.NotFound) return undefined;
+          throw err;
+        },
+      );
+      return found ?? (await orchestrator.createSubject({ tenantId: tenantB, phone })).subject?.id;
+    };
+    const ids = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => {
+        const phone = spellings[i % spellings.length] ?? '';
+        return i % 2 === 0 ? orchestrator.createSubject({ tenantId: tenantB, phone }).then((r) => r.subject?.id) : findOrCreate(phone);
+      }),
+    );
+    expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set(ids)).toEqual(new Set([ids[0]]));
+    expect(await rows('subjects', tenantB)).toBe(before + 1);
+    expect((await orchestrator.findSubject({ tenantId: tenantB, phone: spellings[1] ?? '' })).subject?.id).toBe(ids[0]);
+    // A number already recorded answers its subject; a new reference for it is still a conflict.
+    expect((await orchestrator.createSubject({ tenantId: tenantA, phone: '+4915112345678' })).subject?.id).toBe(seeded.subjectA);
+    expect((await failure(orchestrator.createSubject({ tenantId: tenantA, phone: '+4915112345678', externalRef: 'crm-2' }))).code).toBe(
+      Code.AlreadyExists,
+    );
   });
 
   it('CreateWorkspace is idempotent on tenant_id and refuses a different name', async () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '@parley/platform';
+import { observeListening, type Logger } from '@parley/platform';
 import pg from 'pg';
 
 /** NotificationListener is a LISTEN connection on one channel. */
@@ -46,7 +46,8 @@ export interface ListenOptions {
  * may drop an idle connection silently. So the listener NOTIFYs its own channel right after
  * LISTEN and then every heartbeatMs, and counts as listening only from the moment it hears its
  * own heartbeat: one not heard within heartbeatTimeoutMs replaces the connection (onLost, then a
- * reconnect). TCP keepalive is on too. The connection string is never logged.
+ * reconnect). TCP keepalive is on too. The connection string is never logged. Its state is the
+ * gauge parley.db.listening (the ParleyListenDown alert).
  */
 export function listenForNotifications(options: ListenOptions): NotificationListener {
   if (!/^[a-z_][a-z0-9_]*$/.test(options.channel)) throw new Error(`channel ${JSON.stringify(options.channel)} is not a plain identifier`);
@@ -158,6 +159,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
   }
 
   void connect();
+  const stopObserving = observeListening(options.channel, () => listening);
   return {
     get listening() {
       return listening;
@@ -165,6 +167,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
     async close() {
       closed = true;
       listening = false;
+      stopObserving();
       stopHeartbeat();
       if (timer !== undefined) clearTimeout(timer);
       const c = client;

@@ -160,6 +160,35 @@ export function primeDbTimeoutMetrics(): void {
   for (const cause of ['statement_timeout', 'idle_in_transaction_timeout'] as const) recordDbTimeout(cause, 0);
 }
 
+/** listenSources are this process's LISTEN connections (listenForNotifications), read by parley.db.listening. */
+const listenSources = new Set<{ readonly channel: string; readonly listening: () => boolean }>();
+
+/**
+ * observeListening reports a LISTEN connection in parley.db.listening, by channel: 1 while it is
+ * up and hears its own heartbeat, 0 otherwise (0 when any of the process's listeners on the
+ * channel is not), so an alert sees caches emptied and bypassed, or a worker back on its poll,
+ * that only a log line showed. It returns a function that stops reporting the connection.
+ */
+export function observeListening(channel: string, listening: () => boolean): () => void {
+  const source = { channel, listening };
+  listenSources.add(source);
+  instrument('parley.db.listening', (m) => {
+    const gauge = m.createObservableGauge('parley.db.listening', {
+      description:
+        'Whether the LISTEN connection on a channel hears notifications (1) or not (0: lost, reconnecting, or its heartbeat not heard).',
+    });
+    gauge.addCallback((result) => {
+      const byChannel = new Map<string, number>();
+      for (const s of listenSources) byChannel.set(s.channel, Math.min(byChannel.get(s.channel) ?? 1, s.listening() ? 1 : 0));
+      for (const [name, value] of byChannel) result.observe(value, { 'parley.db.listen_channel': name });
+    });
+    return gauge;
+  });
+  return () => {
+    listenSources.delete(source);
+  };
+}
+
 /** lastValues holds what each lastValueGauge reports: the value last set in this process. */
 const lastValues = new Map<string, number>();
 
@@ -273,6 +302,7 @@ export const PROMETHEUS_METRICS = {
   parley_recordings_total: 'counter',
   parley_peer_connection_failures_total: 'counter',
   parley_db_statement_timeouts_total: 'counter',
+  parley_db_listening: 'gauge',
   parley_audit_outbox_depth: 'gauge',
   parley_audit_outbox_age: 'gauge',
   parley_audit_checkpoint_oldest_age: 'gauge',

@@ -70,15 +70,23 @@ const newSubjectSchema = z
     'give at least one of externalRef, phone, email',
   );
 
-/** createSubject records an end user by external reference and keyed hashes of phone and e-mail. */
+/**
+ * createSubject records an end user by external reference and keyed hashes of phone and e-mail.
+ * Given a phone number alone it finds or records that number's subject (subjectOfNumber): callers
+ * that meet a number at once (two calls from one person) all get the same subject, where a plain
+ * insert answered the later ones ALREADY_EXISTS. Anything else that names a recorded subject's
+ * reference, number or address is ALREADY_EXISTS.
+ */
 export async function createSubject(trx: Trx, input: NewSubject, pepper: Uint8Array): Promise<Subject> {
   const s = parseInput(newSubjectSchema, input);
+  const phoneHash = s.phone === undefined ? null : contactHash('phone', normalizePhone(s.phone), pepper);
+  if (phoneHash !== null && s.externalRef === undefined && s.email === undefined) return subjectOfNumber(trx, phoneHash, s.retentionClass);
   return trx
     .insertInto('subjects')
     .values({
       id: uuidv7(),
       external_ref: s.externalRef ?? null,
-      phone_hash: s.phone === undefined ? null : contactHash('phone', normalizePhone(s.phone), pepper),
+      phone_hash: phoneHash,
       email_hash: s.email === undefined ? null : contactHash('email', normalizeEmail(s.email), pepper),
       retention_class: s.retentionClass,
     })
@@ -119,21 +127,25 @@ export async function listSubjects(trx: Trx, page: PageRequest = {}): Promise<Pa
 }
 
 /**
- * subjectOfNewNumber records a subject for a phone number no subject had when looked up, or finds
- * the one a concurrent call recorded meanwhile: two requests putting the same unknown number on the
- * list both succeed, with the same subject (a plain insert made the later one ALREADY_EXISTS).
+ * subjectOfNumber returns the subject of a phone number, recording one when there is none: insert
+ * unless the number is known, then read the row that is. A concurrent call recording the same
+ * number makes the insert wait for its commit and do nothing, so every caller gets the one subject
+ * (createSubject by phone, setDoNotContact of an unknown number).
  */
-async function subjectOfNewNumber(trx: Trx, phoneHash: Buffer): Promise<string> {
+async function subjectOfNumber(
+  trx: Trx,
+  phoneHash: Buffer,
+  retentionClass: (typeof RETENTION_CLASSES)[number] = 'subject_profile',
+): Promise<Subject> {
   const inserted = await trx
     .insertInto('subjects')
-    .values({ id: uuidv7(), phone_hash: phoneHash, retention_class: 'subject_profile' })
+    .values({ id: uuidv7(), phone_hash: phoneHash, retention_class: retentionClass })
     .onConflict((oc) => oc.columns(['tenant_id', 'phone_hash']).doNothing())
-    .returning('id')
+    .returningAll()
     .executeTakeFirst();
-  if (inserted !== undefined) return inserted.id;
+  if (inserted !== undefined) return inserted;
   // The conflicting row is committed (the insert waited for it): this statement's snapshot sees it.
-  const row = await trx.selectFrom('subjects').select('id').where('phone_hash', '=', phoneHash).executeTakeFirstOrThrow();
-  return row.id;
+  return trx.selectFrom('subjects').selectAll().where('phone_hash', '=', phoneHash).executeTakeFirstOrThrow();
 }
 
 /**
@@ -155,7 +167,7 @@ export async function setDoNotContact(
     const known = await trx.selectFrom('subjects').select('id').where('phone_hash', '=', phoneHash).executeTakeFirst();
     if (known !== undefined) subjectId = known.id;
     else if (!doNotContact) throw new NotFoundError('no subject has this phone number, so it is not on the do-not-contact list');
-    else subjectId = await subjectOfNewNumber(trx, phoneHash);
+    else subjectId = (await subjectOfNumber(trx, phoneHash)).id;
   }
   const row = await trx
     .updateTable('subjects')

@@ -2642,7 +2642,9 @@ export const TenantDataService: GenService<{
     output: typeof TestGuardrailPolicyResponseSchema;
   },
   /**
-   * CreateSubject records an end user.
+   * CreateSubject records an end user. Given a phone number alone it answers that number's subject
+   * when one is recorded, so callers meeting a new number at once all get one subject; anything else
+   * naming a recorded subject's reference, number or address is ALREADY_EXISTS.
    *
    * @generated from rpc parley.tenantdata.v1.TenantDataService.CreateSubject
    */
