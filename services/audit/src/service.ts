@@ -69,6 +69,11 @@ export interface AuditServiceDeps {
  */
 export const LONG_READS_PER_REPLICA = 2;
 
+/** longReadsFor is LONG_READS_PER_REPLICA, fewer for a pool so small that two would leave it less than two connections (at least one). */
+export function longReadsFor(dbPoolMax: number): number {
+  return Math.max(1, Math.min(LONG_READS_PER_REPLICA, dbPoolMax - 2));
+}
+
 /** MAX_APPEND_BATCH bounds one AppendEvents call. */
 export const MAX_APPEND_BATCH = 1000;
 
