@@ -115,23 +115,26 @@ describe('database timeouts on service connections', () => {
     const lines: string[] = [];
     try {
       await underMigrateLock(async () => {
-        // What a migrate before this change left: the timeout on the role, for every database.
+        // What a migrate before this change left: the timeouts on the role, for every database.
         await admin.query(`alter role parley_edge set statement_timeout = 45000`);
+        await admin.query(`alter role parley_edge set idle_in_transaction_session_timeout = 45000`);
         try {
           await withClient(other.url, (client) =>
             ensureRolesAndSchemas(client, {}, { statementTimeoutMs: 12_345, idleInTransactionTimeoutMs: 0 }, (line) => lines.push(line)),
           );
           expect((await settingsIn(admin, 0)).get('parley_edge')).toContain('statement_timeout=45000');
+          // The other install's (12.3 s, and no idle bound: 0 configured overrides the role-wide 45 s left over).
+          expect(await timeoutsShown('edge', other.url)).toEqual({ s: '12345ms', i: '0' });
         } finally {
           await admin.query(`alter role parley_edge reset statement_timeout`);
+          await admin.query(`alter role parley_edge reset idle_in_transaction_session_timeout`);
         }
       });
       const there = await settingsIn(admin, other.name);
       for (const role of roles) {
-        expect(there.get(role), role).toEqual(['statement_timeout=12345']);
+        expect(there.get(role), role).toEqual(['statement_timeout=12345', 'idle_in_transaction_session_timeout=0']);
       }
-      // The other install's (12.3 s, no idle bound: the server's 0) and this one's (30 s, 1 min) side by side.
-      expect(await timeoutsShown('edge', other.url)).toEqual({ s: '12345ms', i: '0' });
+      // And this one's (30 s, 1 min) beside it.
       expect(await timeoutsShown('edge')).toEqual({ s: '30s', i: '1min' });
       const leftover = lines.filter((l) => l.startsWith('warning:'));
       expect(leftover).toHaveLength(1);

@@ -36,7 +36,7 @@ export function buildProgram(io: CliIo, config: CliConfig): Command {
     .option('--ca <file>', 'PEM CA file for a private certificate, e.g. the dev stack (default: PARLEY_CA, then the profile)')
     .addOption(new Option('--output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
     .option('--profile <name>', 'stored profile to use (default: PARLEY_PROFILE, then "default")')
-    .option('--timeout <seconds>', 'deadline of each call (default 30)')
+    .option('--timeout <seconds>', 'deadline of each call (default 30; audit export and verify: 660)')
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .exitOverride();

@@ -41,6 +41,12 @@ export function tokenSourceOf(profile: Profile, edge: Edge, profileFile: string,
   }
 }
 
+/**
+ * LONG_CALL_TIMEOUT_MS is the CLI's deadline for an audit export or verification without --timeout:
+ * the edge's default PARLEY_EDGE_LONG_READ_DEADLINE_MS (10 min) and a minute's margin.
+ */
+export const LONG_CALL_TIMEOUT_MS = 11 * 60_000;
+
 /** CommandContext is what a command needs: the streams, the settings, the client and the output. */
 export class CommandContext {
   readonly format: OutputFormat;
@@ -56,12 +62,12 @@ export class CommandContext {
 
   /**
    * longCallTimeoutMs is the per-call deadline of a call that may rightly run for minutes (an audit
-   * export or verification of a long chain): --timeout when given, else 0, which is no deadline of
-   * the CLI's own (not the 30 s default of other calls), so the edge's bound applies
-   * (PARLEY_EDGE_LONG_READ_DEADLINE_MS, 10 min by default).
+   * export or verification of a long chain): --timeout when given, else LONG_CALL_TIMEOUT_MS (not
+   * the 30 s default of other calls), past the edge's own bound so that bound ends it first, yet an
+   * end to a call whose connection died in silence.
    */
   get longCallTimeoutMs(): number | undefined {
-    return this.globals.timeout === undefined ? 0 : undefined;
+    return this.globals.timeout === undefined ? LONG_CALL_TIMEOUT_MS : undefined;
   }
 
   /** profileName is --profile, else PARLEY_PROFILE, else "default". */

@@ -33,7 +33,7 @@ export function serviceDatabaseUrlFrom(env: Env, service: ServiceName): string {
   return envPostgresUrl(env, 'DATABASE_URL', `of the ${roleFor(service)} role`);
 }
 
-/** DbTimeouts bound how long one statement of a service role may run and one of its transactions may sit idle (0: the role's setting is reset, so the database's or server's applies). */
+/** DbTimeouts bound how long one statement of a service role may run and one of its transactions may sit idle (0: no bound, set explicitly in the database so no role-wide leftover applies). */
 export interface DbTimeouts {
   /** statementTimeoutMs is PARLEY_DB_STATEMENT_TIMEOUT_MS: a statement past it (lock waits included) is canceled, and the caller gets UNAVAILABLE. */
   readonly statementTimeoutMs: number;

@@ -64,7 +64,8 @@ const TIMEOUT_SETTINGS = [
 function timeoutStatements(role: string, database: string, timeouts: DbTimeouts): string[] {
   return TIMEOUT_SETTINGS.map(([setting, key]) => {
     const ms = timeouts[key];
-    return `alter role ${role} in database ${ident(database)} ${ms > 0 ? `set ${setting} = ${Math.round(ms)}` : `reset ${setting}`}`;
+    // 0 is set, not reset: a reset would let a role-wide value (an earlier release's 30 s) apply.
+    return `alter role ${role} in database ${ident(database)} set ${setting} = ${Math.round(ms)}`;
   });
 }
 
@@ -72,8 +73,8 @@ function timeoutStatements(role: string, database: string, timeouts: DbTimeouts)
  * setRoleTimeouts sets the database timeouts on every service role for the current database only
  * (ALTER ROLE … IN DATABASE): role settings, as the search path, reach every session of the role,
  * also through a transaction-mode pooler (which refuses or drops `-c` startup options), and being
- * per database, two Parley installs on one cluster (which share the roles) keep their own. 0
- * resets this database's setting, so the role's, the database's or the server's applies. Needs a
+ * per database, two Parley installs on one cluster (which share the roles) keep their own. 0 is
+ * set as 0 (no bound), which overrides the role's cluster-wide value and the database's. Needs a
  * role that may alter the service roles (migrate as an admin); a database made from a template
  * does not inherit them, so its creator calls this again.
  */

@@ -44,6 +44,23 @@ describe('createNotifiedCache', () => {
     expect(await second).toBe(3);
   });
 
+  it("lets a caller waiting on another's fetch give up when its own signal aborts, and leaves that fetch to its caller", async () => {
+    const cache = createNotifiedCache<number>({ ttlMs: 60_000, maxEntries: 10, listening: () => true });
+    const f = fetches();
+    const first = cache.get('k', f.fetch, () => true);
+    const gone = new AbortController();
+    const waiter = cache.get('k', f.fetch, () => true, gone.signal);
+    await settle();
+    expect(f.started()).toBe(1);
+    gone.abort();
+    await expect(waiter).rejects.toMatchObject({ name: 'CanceledError' });
+    // The shared fetch goes on: its own caller gets the value, and it is stored.
+    f.answer(3);
+    expect(await first).toBe(3);
+    expect(await cache.get('k', f.fetch, () => true, AbortSignal.abort())).toBe(3);
+    expect(f.started()).toBe(0);
+  });
+
   it('does not share a value that keep refuses (refusals are fetched fresh by every caller)', async () => {
     const cache = createNotifiedCache<number>({ ttlMs: 60_000, maxEntries: 10, listening: () => true });
     const f = fetches();

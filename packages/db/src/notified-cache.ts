@@ -3,14 +3,17 @@
 // after the commit does not see the old value; the entry's lifetime bounds a notification that
 // was missed, and nothing is served or stored while the LISTEN connection is down.
 
-import type { Logger } from '@parley/platform';
+import { CanceledError, type Logger } from '@parley/platform';
 import type { ListenConfig } from './config.js';
 import { listenForNotifications, type NotificationListener } from './listen.js';
 
 /** NotifiedCache holds values by key for at most ttlMs, until a notification drops them. */
 export interface NotifiedCache<V> {
-  /** get returns the key's fresh value, or fetches it and stores it when `keep` says so. */
-  get(key: string, fetch: () => Promise<V>, keep: (value: V) => boolean): Promise<V>;
+  /**
+   * get returns the key's fresh value, or fetches it and stores it when `keep` says so; `signal` is
+   * the caller's (its fetch takes it too): a caller waiting on another's fetch gives up once it aborts.
+   */
+  get(key: string, fetch: () => Promise<V>, keep: (value: V) => boolean, signal?: AbortSignal): Promise<V>;
   /** delete drops one key (a notification named it). */
   delete(key: string): void;
   /** deleteWhere drops every entry the predicate matches (a notification named what they depend on). */
@@ -43,7 +46,7 @@ export function createNotifiedCache<V>(options: {
   // Bumped by every drop: a value fetched across one is not stored.
   let epoch = 0;
   return {
-    async get(key, fetch, keep) {
+    async get(key, fetch, keep, signal) {
       const hit = entries.get(key);
       if (hit !== undefined) {
         if (hit.expiresAt > now() && options.listening()) return hit.value;
@@ -51,9 +54,12 @@ export function createNotifiedCache<V>(options: {
       }
       const shared = options.listening() ? inflight.get(key) : undefined;
       if (shared !== undefined) {
-        const joined = await shared.then(
-          (value) => ({ value }),
-          () => undefined,
+        const joined = await untilAborted(
+          shared.then(
+            (value) => ({ value }),
+            () => undefined,
+          ),
+          signal,
         );
         if (joined !== undefined && keep(joined.value)) return joined.value;
       }
@@ -134,4 +140,25 @@ export function listenedCache<C extends ListenedCacheTarget>(
     logger: options.logger,
   });
   return { cache, close: () => listener.close() };
+}
+
+// untilAborted is `work`, or CanceledError once `signal` aborts first: a caller that joined another's
+// fetch waits no longer than its own deadline, and the fetch goes on for its own caller.
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new CanceledError("the caller gave up while waiting for another caller's fetch of the same key"));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
 }

@@ -19,6 +19,7 @@ export * from './request-tenant.js';
 export * from './runtime.js';
 export * from './server.js';
 export * from './services.js';
+export * from './slots.js';
 export * from './telemetry.js';
 export * from './text-fields.js';
 export * from './tls.js';

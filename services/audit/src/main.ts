@@ -9,7 +9,7 @@ import { loadAuditConfig } from './config.js';
 import { uncheckpointedAges } from './chain.store.js';
 import { startCheckpointTimer } from './checkpoint-timer.js';
 import { callerPolicies } from './policy.js';
-import { createAuditService } from './service.js';
+import { createAuditService, longReadsFor } from './service.js';
 import { SealedKeyCheckpointSigner } from './signer.js';
 import { FileCheckpointWitness, webhookWitness, type CheckpointWitness } from './witness.js';
 import type { AuditDb } from './db/tables.js';
@@ -61,7 +61,14 @@ runMain({
         async () => (await ages()).map((a) => ({ value: a.ageSeconds, attributes: { 'parley.tenant_id': a.tenantId } })),
       ),
     );
-    const service = createAuditService({ db, signer, policy, witnesses, logger: ctx.logger });
+    const service = createAuditService({
+      db,
+      signer,
+      policy,
+      witnesses,
+      longReadsMax: longReadsFor(config.dbPoolMax),
+      logger: ctx.logger,
+    });
     return {
       routes: (router) => router.service(AuditService, service),
       ready: async () => {

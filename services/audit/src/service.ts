@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/prot
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { ACTOR_KINDS, AUDIT_ACTIONS, isAuditAction, OUTCOMES, type AuditAction } from '@parley/audit-outbox';
 import { isUuid, liftDbTimeouts, nextPageToken, pageSizeOf } from '@parley/db';
-import { currentTraceId, InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
+import { createSlots, currentTraceId, InvalidArgumentError, principalOf, requestTenant } from '@parley/platform';
 import {
   AuditEventSchema,
   CheckpointSchema,
@@ -52,11 +52,26 @@ export interface AuditServiceDeps {
   policy: CheckpointPolicy;
   /** witnesses receive every checkpoint an append signs (the timer publishes its own). */
   witnesses?: readonly CheckpointWitness[];
+  /** longReadsMax is how many exports and verifications this replica runs at once; default LONG_READS_PER_REPLICA. */
+  longReadsMax?: number;
   logger: {
     info(fields: object, message: string): void;
     warn(fields: object, message: string): void;
     error(fields: object, message: string): void;
   };
+}
+
+/**
+ * LONG_READS_PER_REPLICA bounds the exports and verifications one audit replica runs at once: each
+ * holds one of the pool's connections (PARLEY_DB_POOL_MAX, 10 by default) for as long as its reader
+ * takes, up to the public call's 10 min, so a few slow readers must not take the pool the appends,
+ * the checkpoint timer and readiness need. More callers are refused at once, not queued.
+ */
+export const LONG_READS_PER_REPLICA = 2;
+
+/** longReadsFor is LONG_READS_PER_REPLICA, fewer for a pool so small that two would leave it less than two connections (at least one). */
+export function longReadsFor(dbPoolMax: number): number {
+  return Math.max(1, Math.min(LONG_READS_PER_REPLICA, dbPoolMax - 2));
 }
 
 /** MAX_APPEND_BATCH bounds one AppendEvents call. */
@@ -228,6 +243,11 @@ export const MAX_PURGE_BATCH = 10_000;
 export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof AuditService> {
   const { db, signer, policy, logger } = deps;
   const witnesses = deps.witnesses ?? [];
+  const longReads = createSlots(
+    deps.longReadsMax ?? LONG_READS_PER_REPLICA,
+    (max) =>
+      `this audit replica is already running ${max} exports or verifications at once; try again in a minute (or read a shorter range with from_seq/to_seq)`,
+  );
   // After the append's transaction committed: publish what it signed, alert on what it refused.
   const afterAppend = async (tenantId: string, r: AppendResult): Promise<void> => {
     if (r.refused !== undefined)
@@ -283,112 +303,125 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       const filtered = isFiltered(filter);
       const fromReq = seqArg(req.fromSeq, 'from_seq');
       const toReq = seqArg(req.toSeq, 'to_seq');
-      // The export reads in one transaction (one snapshot) and yields as it goes; the stream's
-      // back-pressure keeps memory flat for a long chain. It waits on its reader between reads, as
-      // long as the reader takes (the stream's own deadline bounds it), so the role's timeouts are lifted.
-      yield* streamFromProducer<ExportEventsResponse>((push) =>
-        forTenant(db, tenantId, async (trx) => {
-          await liftDbTimeouts(trx);
-          const head = await chainHead(trx, tenantId);
-          const { from, to } = resolveRange(fromReq, toReq, head);
-          const anchor = await anchorFor(trx, tenantId, from, head);
-          const exportedAt = new Date().toISOString();
-          await push({
-            $typeName: 'parley.audit.v1.ExportEventsResponse',
-            item: {
-              case: 'header',
-              value: create(ExportHeaderSchema, {
+      const release = longReads.take();
+      try {
+        // The export reads in one transaction (one snapshot) and yields as it goes; the stream's
+        // back-pressure keeps memory flat for a long chain. It waits on its reader between reads, as
+        // long as the reader takes (the stream's own deadline bounds it), so the role's timeouts are lifted.
+        yield* streamFromProducer<ExportEventsResponse>((push) =>
+          forTenant(db, tenantId, async (trx) => {
+            await liftDbTimeouts(trx);
+            const head = await chainHead(trx, tenantId);
+            const { from, to } = resolveRange(fromReq, toReq, head);
+            const anchor = await anchorFor(trx, tenantId, from, head);
+            const exportedAt = new Date().toISOString();
+            await push({
+              $typeName: 'parley.audit.v1.ExportEventsResponse',
+              item: {
+                case: 'header',
+                value: create(ExportHeaderSchema, {
+                  tenantId,
+                  anchorSeq: BigInt(anchor.seq),
+                  anchorHash: anchor.hash,
+                  filtered,
+                  exportedAt: ts(exportedAt),
+                }),
+              },
+              ndjson: toNdjson({
+                type: 'header',
+                format: EXPORT_FORMAT,
                 tenantId,
-                anchorSeq: BigInt(anchor.seq),
+                anchorSeq: anchor.seq,
                 anchorHash: anchor.hash,
+                headSeq: to,
                 filtered,
-                exportedAt: ts(exportedAt),
+                exportedAt,
               }),
-            },
-            ndjson: toNdjson({
-              type: 'header',
-              format: EXPORT_FORMAT,
+            });
+            // An unfiltered export is verified as it is read, and closed by a seal signed now over its
+            // anchor and last event; a chain that does not verify is exported without one.
+            const verifier = filtered ? undefined : new ChainVerifier(tenantId, anchor, await keysOf(signer));
+            if (verifier !== undefined && head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
+            if (!filtered) {
+              for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
+                verifier?.addCheckpoint(cp);
+                await push({
+                  $typeName: 'parley.audit.v1.ExportEventsResponse',
+                  item: { case: 'checkpoint', value: toCheckpoint(cp) },
+                  ndjson: toNdjson({ type: 'checkpoint', ...cp }),
+                });
+              }
+            }
+            for await (const e of eventsInRange(trx, tenantId, from, to)) {
+              verifier?.addEvent(e);
+              if (filtered && !matches(e, filter)) continue;
+              await push({
+                $typeName: 'parley.audit.v1.ExportEventsResponse',
+                item: { case: 'event', value: toStoredEvent(e) },
+                ndjson: toNdjson({ type: 'event', ...e }),
+              });
+            }
+            if (verifier === undefined) return;
+            const verdict = verifier.finish(to);
+            if (!verdict.ok) {
+              logger.error(
+                { tenantId, seq: verdict.firstFailedSeq, alert: 'audit_chain_broken' },
+                `the audit chain does not verify; exporting it without a seal: ${verdict.reason}`,
+              );
+              return;
+            }
+            const seal = await signSeal(signer, {
               tenantId,
               anchorSeq: anchor.seq,
               anchorHash: anchor.hash,
-              headSeq: to,
-              filtered,
-              exportedAt,
-            }),
-          });
-          // An unfiltered export is verified as it is read, and closed by a seal signed now over its
-          // anchor and last event; a chain that does not verify is exported without one.
-          const verifier = filtered ? undefined : new ChainVerifier(tenantId, anchor, await keysOf(signer));
-          if (verifier !== undefined && head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
-          if (!filtered) {
-            for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
-              verifier?.addCheckpoint(cp);
-              await push({
-                $typeName: 'parley.audit.v1.ExportEventsResponse',
-                item: { case: 'checkpoint', value: toCheckpoint(cp) },
-                ndjson: toNdjson({ type: 'checkpoint', ...cp }),
-              });
-            }
-          }
-          for await (const e of eventsInRange(trx, tenantId, from, to)) {
-            verifier?.addEvent(e);
-            if (filtered && !matches(e, filter)) continue;
+              seq: verifier.lastSeq,
+              hash: verifier.lastHash,
+              signedAt: new Date().toISOString(),
+            });
+            // The seal has no protobuf item of its own: it is a line of the file format.
             await push({
               $typeName: 'parley.audit.v1.ExportEventsResponse',
-              item: { case: 'event', value: toStoredEvent(e) },
-              ndjson: toNdjson({ type: 'event', ...e }),
+              item: { case: undefined },
+              ndjson: toNdjson({ type: 'seal', ...seal }),
             });
-          }
-          if (verifier === undefined) return;
-          const verdict = verifier.finish(to);
-          if (!verdict.ok) {
-            logger.error(
-              { tenantId, seq: verdict.firstFailedSeq, alert: 'audit_chain_broken' },
-              `the audit chain does not verify; exporting it without a seal: ${verdict.reason}`,
-            );
-            return;
-          }
-          const seal = await signSeal(signer, {
+          }),
+        );
+        const principal = principalOf(ctx);
+        if (principal !== undefined && principal.kind !== 'session') {
+          // Reading the whole log is itself recorded, straight into the chain (this is the log).
+          const event: NewEvent = {
             tenantId,
-            anchorSeq: anchor.seq,
-            anchorHash: anchor.hash,
-            seq: verifier.lastSeq,
-            hash: verifier.lastHash,
-            signedAt: new Date().toISOString(),
-          });
-          // The seal has no protobuf item of its own: it is a line of the file format.
-          await push({
-            $typeName: 'parley.audit.v1.ExportEventsResponse',
-            item: { case: undefined },
-            ndjson: toNdjson({ type: 'seal', ...seal }),
-          });
-        }),
-      );
-      const principal = principalOf(ctx);
-      if (principal !== undefined && principal.kind !== 'session') {
-        // Reading the whole log is itself recorded, straight into the chain (this is the log).
-        const event: NewEvent = {
-          tenantId,
-          id: uuidv7(),
-          occurredAt: new Date().toISOString(),
-          actorKind: principal.kind,
-          actorId: principal.id,
-          action: 'audit.export',
-          targetType: 'audit_log',
-          targetId: tenantId,
-          outcome: 'success',
-          description: { fromSeq: fromReq, toSeq: toReq, filtered },
-          sourceAddress: principal.source.slice(0, 100),
-          userAgent: principal.userAgent.slice(0, 256),
-          traceId: currentTraceId(),
-        };
-        await afterAppend(tenantId, await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy)));
+            id: uuidv7(),
+            occurredAt: new Date().toISOString(),
+            actorKind: principal.kind,
+            actorId: principal.id,
+            action: 'audit.export',
+            targetType: 'audit_log',
+            targetId: tenantId,
+            outcome: 'success',
+            description: { fromSeq: fromReq, toSeq: toReq, filtered },
+            sourceAddress: principal.source.slice(0, 100),
+            userAgent: principal.userAgent.slice(0, 256),
+            traceId: currentTraceId(),
+          };
+          await afterAppend(tenantId, await forTenant(db, tenantId, (trx) => appendToChain(trx, tenantId, [event], signer, policy)));
+        }
+      } finally {
+        release();
       }
     },
 
     async verifyLog(req, ctx) {
       const tenantId = readTenant(req.tenantId, ctx);
-      const r = await verifyTenantRange(db, signer, tenantId, seqArg(req.fromSeq, 'from_seq'), seqArg(req.toSeq, 'to_seq'), ctx.signal);
+      const fromSeq = seqArg(req.fromSeq, 'from_seq');
+      const toSeq = seqArg(req.toSeq, 'to_seq');
+      const release = longReads.take();
+      let r;
+      try {
+        r = await verifyTenantRange(db, signer, tenantId, fromSeq, toSeq, ctx.signal);
+      } finally {
+        release();
+      }
       return {
         ok: r.ok,
         firstFailedSeq: BigInt(r.firstFailedSeq),

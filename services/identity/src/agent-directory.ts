@@ -85,6 +85,7 @@ export function cachedAgentDirectory(
           return true;
         },
         () => true,
+        signal,
       );
     },
     requireSubject: (tenantId, subjectId, signal) => inner.requireSubject(tenantId, subjectId, signal),

@@ -1,14 +1,7 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { auditDetails, changeActor, readActor } from '@parley/audit-outbox';
 import { createGroupCommit, nextPageToken, pageRequestOf, requireUuid, withTenant } from '@parley/db';
-import {
-  CanceledError,
-  FailedPreconditionError,
-  NotFoundError,
-  principalOf,
-  requestTenant,
-  ResourceExhaustedError,
-} from '@parley/platform';
+import { CanceledError, FailedPreconditionError, NotFoundError, principalOf, requestTenant, createSlots } from '@parley/platform';
 import { openRecordingChunks, type RecordingScope } from '@parley/envelope';
 import {
   planRecording,
@@ -81,21 +74,11 @@ export function conversationHandlers(
     // by for the later ones, and refusing fast (UNAVAILABLE) beats writing turns nobody waits for.
     { maxSize: TURN_RECORDS_PER_COMMIT, maxQueued: 1_000, what: 'turn records', gather: true },
   );
-  // Recording reads running on this replica now (recordingReadSlot).
-  let recordingReads = 0;
-  /** recordingReadSlot takes one of the replica's recording-read slots, or refuses the read at once when all are taken; the answer releases it. */
-  const recordingReadSlot = (): (() => void) => {
-    const max = deps.recordingReadsMax ?? RECORDING_READS_PER_REPLICA;
-    if (recordingReads >= max)
-      throw new ResourceExhaustedError(`this tenant-data replica is already reading ${max} recordings at once; try again in a few seconds`);
-    recordingReads++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      recordingReads--;
-    };
-  };
+  // Recording reads running on this replica now: more callers are refused fast rather than queued.
+  const recordingReads = createSlots(
+    deps.recordingReadsMax ?? RECORDING_READS_PER_REPLICA,
+    (max) => `this tenant-data replica is already reading ${max} recordings at once; try again in a few seconds`,
+  );
   /**
    * recordingRead finds the reference of a recording to read (in a short transaction: no
    * transaction waits on the blob store), and gives what both reads need: the blob store, the
@@ -269,7 +252,7 @@ export function conversationHandlers(
     },
 
     async readRecordingAudio(req, ctx) {
-      const release = recordingReadSlot();
+      const release = recordingReads.take();
       try {
         return await readRecordingWav(req, ctx);
       } finally {
@@ -278,7 +261,7 @@ export function conversationHandlers(
     },
 
     async *streamRecordingAudio(req, ctx) {
-      const release = recordingReadSlot();
+      const release = recordingReads.take();
       try {
         yield* streamRecordingWav(req, ctx);
       } finally {
