@@ -398,29 +398,32 @@ describe('the public long reads (ExportEvents, VerifyLog) and idle connections',
       await admin.end();
     }
   });
-  it('cuts answers a client does not read (HTTP/2 zero window, HTTP/1.1 never read) and still closes a connection whose held stream the client reset', async () => {
-    const port = Number(new URL(stack.publicUrl).port);
-    const closed = (c: { closed?: boolean; destroyed: boolean; once(event: 'close', listener: () => void): unknown }) =>
+  it('cuts an HTTP/2 answer a client does not read (zero window) and still closes a connection whose held stream the client reset', async () => {
+    const closed = (c: { destroyed: boolean; once(event: 'close', listener: () => void): unknown }) =>
       new Promise<void>((resolve) => (c.destroyed ? resolve() : c.once('close', resolve)));
+    // Polled by the events themselves; the bound is only for a machine that never gets to them.
+    const within = async <T>(event: Promise<T>, ms: number): Promise<T | 'timed out'> => {
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        event,
+        new Promise<'timed out'>((resolve) => (timer = setTimeout(() => resolve('timed out'), ms))),
+      ]);
+      clearTimeout(timer);
+      return outcome;
+    };
     // HTTP/2: a client that grants no flow-control window gets the JWKS's headers, never its body.
     const zeroWindow = connectHttp2(stack.publicUrl, { ca: stack.ca, settings: { initialWindowSize: 0 } });
-    // HTTP/1.1: a client that asks the JWKS many times over (pipelined) and never reads, so the
-    // answers outgrow the socket buffers (the client's receive buffer does not grow unread; the
-    // server's send buffer stops at net.ipv4.tcp_wmem's 4 MiB) and one stays half-written.
-    const neverReads = connectTls({ host: 'localhost', port, ca: stack.ca, ALPNProtocols: ['http/1.1'] });
     // HTTP/2: a request whose body never ends (nothing to send back) held past the idle timeout,
     // then reset by the client: the connection is left with no stream and must still idle out.
     const reset = connectHttp2(stack.publicUrl, { ca: stack.ca });
-    const all = [zeroWindow, neverReads, reset];
+    const all = [zeroWindow, reset];
     try {
       for (const c of all) c.on('error', () => undefined);
       const stalled = zeroWindow.request({ ':path': '/.well-known/jwks.json' });
       stalled.on('error', () => undefined);
       stalled.pause();
-      expect(await new Promise<number>((resolve) => stalled.once('response', (h) => resolve(Number(h[':status']))))).toBe(200);
-      await new Promise<void>((resolve) => neverReads.once('secureConnect', resolve));
-      neverReads.pause();
-      neverReads.write('GET /.well-known/jwks.json HTTP/1.1\r\nhost: localhost\r\n\r\n'.repeat(20_000));
+      const status = new Promise<number>((resolve) => stalled.once('response', (h) => resolve(Number(h[':status']))));
+      expect(await within(status, 30_000)).toBe(200);
       const held = reset.request({
         ':method': 'POST',
         ':path': '/parley.api.v1.AccountService/WhoAmI',
@@ -428,32 +431,25 @@ describe('the public long reads (ExportEvents, VerifyLog) and idle connections',
       });
       held.on('error', () => undefined);
       held.write('{');
-      // A connection opened now, with nothing in flight, closes once idle for the timeout; by then
-      // the held stream has been silent at least as long and the edge has looked at it once.
-      const probe = connectHttp2(stack.publicUrl, { ca: stack.ca });
-      all.push(probe);
-      probe.on('error', () => undefined);
-      await closed(probe);
+      // A connection opened now, with nothing in flight, closes once idle for the timeout; one
+      // opened then closes a timeout later: by then the held stream has been silent for two
+      // timeouts and the edge has looked at it at least once.
+      for (const _ of [1, 2]) {
+        const probe = connectHttp2(stack.publicUrl, { ca: stack.ca });
+        all.push(probe);
+        probe.on('error', () => undefined);
+        expect(await within(closed(probe), 30_000)).toBeUndefined();
+      }
       expect(held.closed).toBe(false);
       held.close(constants.NGHTTP2_CANCEL);
-      // Polled by the events themselves; the bound is only for a machine that never gets to them.
-      let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([
-        Promise.all([closed(stalled), closed(zeroWindow), closed(neverReads), closed(reset)]).then(() => 'all closed'),
-        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open'), 30_000))),
-      ]);
-      clearTimeout(timer);
+      await within(Promise.all([closed(stalled), closed(zeroWindow), closed(reset)]), 30_000);
       expect({
-        outcome,
         stalledStream: stalled.closed,
         zeroWindow: zeroWindow.destroyed,
-        neverReads: neverReads.destroyed,
         reset: reset.destroyed,
       }).toEqual({
-        outcome: 'all closed',
         stalledStream: true,
         zeroWindow: true,
-        neverReads: true,
         reset: true,
       });
       // The stalled stream was cancelled by the edge, its body never delivered.
