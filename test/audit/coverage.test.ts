@@ -6,7 +6,7 @@
 // cannot slip in unaudited. The public ExportEvents runs to the edge's export deadline, not the
 // internal default.
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import { connect as connectHttp2 } from 'node:http2';
+import { connect as connectHttp2, constants } from 'node:http2';
 import { connect as connectTls } from 'node:tls';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
@@ -423,6 +423,66 @@ describe('the public long reads (ExportEvents, VerifyLog) and idle connections',
       await holder.query('rollback');
       holder.release();
       await admin.end();
+    }
+  });
+  it('cuts an HTTP/2 answer a client does not read (zero window) and still closes a connection whose held stream the client reset', async () => {
+    const closed = (c: { destroyed: boolean; once(event: 'close', listener: () => void): unknown }) =>
+      new Promise<void>((resolve) => (c.destroyed ? resolve() : c.once('close', resolve)));
+    // Polled by the events themselves; the bound is only for a machine that never gets to them.
+    const within = async <T>(event: Promise<T>, ms: number): Promise<T | 'timed out'> => {
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        event,
+        new Promise<'timed out'>((resolve) => (timer = setTimeout(() => resolve('timed out'), ms))),
+      ]);
+      clearTimeout(timer);
+      return outcome;
+    };
+    // HTTP/2: a client that grants no flow-control window gets the JWKS's headers, never its body.
+    const zeroWindow = connectHttp2(stack.publicUrl, { ca: stack.ca, settings: { initialWindowSize: 0 } });
+    // HTTP/2: a request whose body never ends (nothing to send back) held past the idle timeout,
+    // then reset by the client: the connection is left with no stream and must still idle out.
+    const reset = connectHttp2(stack.publicUrl, { ca: stack.ca });
+    const all = [zeroWindow, reset];
+    try {
+      for (const c of all) c.on('error', () => undefined);
+      const stalled = zeroWindow.request({ ':path': '/.well-known/jwks.json' });
+      stalled.on('error', () => undefined);
+      stalled.pause();
+      const status = new Promise<number>((resolve) => stalled.once('response', (h) => resolve(Number(h[':status']))));
+      expect(await within(status, 30_000)).toBe(200);
+      const held = reset.request({
+        ':method': 'POST',
+        ':path': '/parley.api.v1.AccountService/WhoAmI',
+        'content-type': 'application/json',
+      });
+      held.on('error', () => undefined);
+      held.write('{');
+      // A connection opened now, with nothing in flight, closes once idle for the timeout; one
+      // opened then closes a timeout later: by then the held stream has been silent for two
+      // timeouts and the edge has looked at it at least once.
+      for (const _ of [1, 2]) {
+        const probe = connectHttp2(stack.publicUrl, { ca: stack.ca });
+        all.push(probe);
+        probe.on('error', () => undefined);
+        expect(await within(closed(probe), 30_000)).toBeUndefined();
+      }
+      expect(held.closed).toBe(false);
+      held.close(constants.NGHTTP2_CANCEL);
+      await within(Promise.all([closed(stalled), closed(zeroWindow), closed(reset)]), 30_000);
+      expect({
+        stalledStream: stalled.closed,
+        zeroWindow: zeroWindow.destroyed,
+        reset: reset.destroyed,
+      }).toEqual({
+        stalledStream: true,
+        zeroWindow: true,
+        reset: true,
+      });
+      // The stalled stream was cancelled by the edge, its body never delivered.
+      expect(stalled.rstCode).toBe(constants.NGHTTP2_CANCEL);
+    } finally {
+      for (const c of all) c.destroy();
     }
   });
 });

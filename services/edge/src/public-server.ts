@@ -6,6 +6,7 @@ import {
   type Http2ServerRequest,
   type Http2ServerResponse,
   type ServerHttp2Session,
+  type ServerHttp2Stream,
 } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -44,7 +45,7 @@ export interface PublicLimits {
   readonly headersTimeoutMs: number;
   /** requestTimeoutMs: a request's whole body must arrive within it, or the stream (HTTP/2) or connection (HTTP/1.1) is cut. */
   readonly requestTimeoutMs: number;
-  /** idleTimeoutMs: a connection with no traffic for this long, and no request in flight, is closed. */
+  /** idleTimeoutMs: a connection with no traffic for this long, and no request in flight, is closed; an answer whose bytes the client has not taken for this long is cut. */
   readonly idleTimeoutMs: number;
   /** streamResetBurst and streamResetRate (per second) bound RST_STREAM from a client; past them the connection gets GOAWAY ENHANCE_YOUR_CALM. */
   readonly streamResetBurst: number;
@@ -214,11 +215,15 @@ export function createPublicServer(options: PublicServerOptions): PublicServer {
 
 /**
  * closeIdleConnections closes a connection on which nothing has moved for idleMs while no request
- * is in flight on it. Traffic of any kind resets the clock, and a request still being answered
- * keeps its connection however long it is silent (an export waiting on a lock: its own deadline
- * bounds it). HTTP/2 uses the session's timer, not the TLS socket's: the session reads and writes
- * the socket natively, so the socket's timer never sees that traffic and, as it was, closed every
- * HTTP/2 connection idleMs after its handshake, calls in flight or not.
+ * is in flight on it, and cuts an answer the client has stopped reading. Traffic of any kind
+ * resets the clock, and a request still being answered with nothing to send keeps its connection
+ * however long it is silent (an export waiting on a lock: its own deadline bounds it); an answer
+ * with bytes waiting that the client has not taken for idleMs (a zero flow-control window, a
+ * socket it never reads) is cut, or one client could hold connections and streams forever. HTTP/2
+ * uses the session's timer, not the TLS socket's: the session reads and writes the socket
+ * natively, so the socket's timer never sees that traffic. Node fires either timer once per quiet
+ * spell and re-arms it only on new traffic, which a stalled or reset stream never brings, so a
+ * connection kept at a timeout is armed again here.
  */
 function closeIdleConnections(server: Http2SecureServer, idleMs: number): void {
   server.on('secureConnection', (socket: TLSSocket) => {
@@ -226,22 +231,39 @@ function closeIdleConnections(server: Http2SecureServer, idleMs: number): void {
     if (socket.alpnProtocol !== 'h2') socket.setTimeout(idleMs);
   });
   server.on('session', (session: ServerHttp2Session) => {
-    let open = 0;
-    session.on('stream', (stream: { once(event: 'close', listener: () => void): unknown }) => {
-      open += 1;
-      stream.once('close', () => (open -= 1));
+    const streams = new Set<ServerHttp2Stream>();
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      streams.add(stream);
+      stream.once('close', () => {
+        streams.delete(stream);
+        // A stream reset by the client brings no traffic that would re-arm the timer.
+        if (streams.size === 0 && !session.destroyed) session.setTimeout(idleMs);
+      });
     });
-    // 'timeout' fires once per quiet spell; the next traffic (a stream that was open at the time
-    // sends or ends) arms the timer again, so such a session is looked at once more.
     session.setTimeout(idleMs);
     session.on('timeout', () => {
-      if (open === 0) session.close();
+      if (streams.size === 0) {
+        session.close();
+        return;
+      }
+      // Node emits 'timeout' only when no write has progressed for idleMs: bytes still waiting
+      // now are held by a client that does not read.
+      for (const stream of streams)
+        if (stream.writableLength > 0 || (stream.writableEnded && !stream.closed)) stream.close(constants.NGHTTP2_CANCEL);
+      session.setTimeout(idleMs);
     });
   });
 }
 
-/** keepWhileAnswering is the HTTP/1.1 response's 'timeout' listener: a connection whose response is still being written is not idle. */
-function keepWhileAnswering(): void {}
+/**
+ * keepWhileAnswering is the HTTP/1.1 response's 'timeout' listener: a connection whose response
+ * is still being worked on with nothing to send is not idle, and is looked at again idleMs later;
+ * one whose response has bytes the client has not taken for idleMs is closed.
+ */
+function keepWhileAnswering(this: ServerResponse, socket: Socket): void {
+  if (socket.writableLength > 0 || (this.writableEnded && !this.writableFinished)) socket.destroy();
+  else if (socket.timeout !== undefined) socket.setTimeout(socket.timeout);
+}
 
 /**
  * cutWhenBodyIsLate resets an HTTP/2 stream whose request body has not fully arrived within

@@ -10,7 +10,7 @@ import {
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FailedPreconditionError } from '@parley/platform';
 import { SEALED_PREFIX, transcriptPurpose } from '@parley/conversation';
-import { forward, forwardStream, type PublicDeps } from './deps.js';
+import { forward, forwardLongRead, type PublicDeps } from './deps.js';
 import { definePublicModule, publicPrincipal } from './module.js';
 
 /** DEFAULT_DECISION_DAYS is the range CountGuardrailDecisions counts when the caller names none (the console's chart). */
@@ -142,11 +142,12 @@ export const conversationsModule = definePublicModule(
         // As GetRecording, but piece by piece: tenant-data decrypts the blob chunk by chunk and
         // sends the WAV in pieces, passed on here as they come (the stream's flow control holds
         // tenant-data back while the client reads slowly), so no hop holds a whole recording. A
-        // slow reader may take longer than the internal default deadline: no deadline, only the
-        // client's hang-up (its signal) ends the internal stream early.
+        // slow reader may take longer than the internal default deadline, but the stream holds one
+        // of tenant-data's few read slots while it lasts: the long-read deadline bounds it, and the
+        // client's hang-up (its signal) ends it early.
         const pieces = tenantData.streamRecordingAudio(
           { tenantId: tenant(ctx), conversationId: req.conversationId, recordingId: req.recordingId },
-          forwardStream(ctx),
+          forwardLongRead(ctx, deps.longReadDeadlineMs),
         );
         for await (const piece of pieces)
           yield { ...(piece.recording === undefined ? {} : { recording: recordingOf(piece.recording) }), wav: piece.wav };

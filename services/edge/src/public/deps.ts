@@ -9,7 +9,7 @@ export interface PublicDeps {
   client<S extends DescService>(peer: ServiceName, service: S): Client<S>;
   /** forgetApiKeys drops this edge's cached checks of revoked keys (so they are refused here at once). */
   forgetApiKeys?(apiKeyIds: readonly string[]): void;
-  /** longReadDeadlineMs bounds a public read of a whole audit chain (PARLEY_EDGE_LONG_READ_DEADLINE_MS); default DEFAULT_LONG_READ_DEADLINE_MS. */
+  /** longReadDeadlineMs bounds a public long read (a whole audit chain, a streamed recording: PARLEY_EDGE_LONG_READ_DEADLINE_MS); default DEFAULT_LONG_READ_DEADLINE_MS. */
   readonly longReadDeadlineMs?: number;
 }
 
@@ -30,15 +30,6 @@ export function forward(ctx: HandlerContext): CallOptions {
 }
 
 /**
- * forwardStream is forward for an internal stream that lasts as long as the public caller reads
- * (a recording read by a slow client): no default deadline, only the caller's cancellation, so a
- * client hang-up still ends it but a long read is not cut off at the internal default.
- */
-export function forwardStream(ctx: HandlerContext): CallOptions {
-  return { ...forward(ctx), timeoutMs: 0 };
-}
-
-/**
  * longReadDeadlineMs is the deadline of the internal call behind a public long read: the public
  * caller's own deadline when it sent one, at most `capMs`; `capMs` when it sent none. Never 0,
  * which would mean no deadline at all, when the caller's has already passed.
@@ -48,11 +39,11 @@ export function longReadDeadlineMs(callerMs: number | undefined, capMs: number):
 }
 
 /**
- * forwardLongRead is forward for an internal call that reads a tenant's whole audit chain for a
- * public caller (ExportEvents, streamed at the reader's pace; VerifyLog, which hashes every event:
- * a million take seconds of CPU alone, see bench/README.md): not the internal default deadline
- * (10 s), which would cut a long chain, but longReadDeadlineMs's, so a bound remains and the caller
- * may ask for less.
+ * forwardLongRead is forward for an internal call that reads a lot for a public caller
+ * (ExportEvents and StreamRecording, streamed at the reader's pace; VerifyLog, which hashes every
+ * event: a million take seconds of CPU alone, see bench/README.md): not the internal default
+ * deadline (10 s), which would cut a long read, but longReadDeadlineMs's, so a bound remains (a
+ * stream holds a read slot of the service behind it while it lasts) and the caller may ask for less.
  */
 export function forwardLongRead(ctx: HandlerContext, capMs: number = DEFAULT_LONG_READ_DEADLINE_MS): CallOptions {
   return { ...forward(ctx), timeoutMs: longReadDeadlineMs(ctx.timeoutMs(), capMs) };
