@@ -48,27 +48,42 @@ async function refusingPort(): Promise<number> {
   return port;
 }
 
+/** refusedTenantDataClient is secrets' real tenant-data client, pointed at a port that refuses connections. */
+async function refusedTenantDataClient(): Promise<ReturnType<typeof createServiceClient<typeof TenantDataService>>> {
+  const pki = await createTestPki();
+  return createServiceClient(TenantDataService, {
+    baseUrl: `https://127.0.0.1:${await refusingPort()}`,
+    certificates: await CertificateSource.open(pki.files('secrets')),
+    expect: 'tenant-data',
+    trustDomain: 'parley.local',
+  });
+}
+
+/** healthy is tenant-data "come back" as a directory with nothing to rewrap. */
+const healthy: RecordingKeyDirectory = { tenants: async () => [], page: async () => [], save: async () => 0 };
+
+type LogLine = { level: string; msg: string; err?: string; failures?: number };
+
+/** capturedLog is a debug-level secrets logger whose lines are kept, and `said` the kept lines whose message matches. */
+function capturedLog(): { lines: LogLine[]; log: ReturnType<typeof createLogger>; said: (msg: RegExp) => LogLine[] } {
+  const lines: LogLine[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as LogLine);
+      cb();
+    },
+  });
+  const log = createLogger({ service: 'secrets', version: 'test', level: 'debug', destination });
+  return { lines, log, said: (msg) => lines.filter((l) => msg.test(l.msg)) };
+}
+
 describe('secrets maintenance during a tenant-data outage', () => {
   it('warns once per outage, repeats at debug, and says once when it works again', async () => {
-    const pki = await createTestPki();
-    const client = createServiceClient(TenantDataService, {
-      baseUrl: `https://127.0.0.1:${await refusingPort()}`,
-      certificates: await CertificateSource.open(pki.files('secrets')),
-      expect: 'tenant-data',
-      trustDomain: 'parley.local',
-    });
+    const client = await refusedTenantDataClient();
     const refused = tenantDataRecordingKeys(client);
-    // Tenant-data "comes back" as a directory with nothing to rewrap; the failures are the real client's.
-    const healthy: RecordingKeyDirectory = { tenants: async () => [], page: async () => [], save: async () => 0 };
+    // The failures are the real client's; tenant-data "comes back" as `healthy`.
     let directory = refused;
-    const lines: { level: string; msg: string; err?: string; failures?: number }[] = [];
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as (typeof lines)[number]);
-        cb();
-      },
-    });
-    const log = createLogger({ service: 'secrets', version: 'test', level: 'debug', destination });
+    const { lines, log, said } = capturedLog();
     const loop = startMaintenance(
       {
         db,
@@ -85,7 +100,6 @@ describe('secrets maintenance during a tenant-data outage', () => {
       },
       20,
     );
-    const said = (msg: RegExp) => lines.filter((l) => msg.test(l.msg));
     try {
       await pollUntil(async () => said(/^secrets maintenance failed/).length >= 4, 60_000);
       directory = healthy;
@@ -112,14 +126,7 @@ describe('secrets maintenance during a tenant-data outage', () => {
   });
 
   it('warns again when the cause changes mid-outage, and a run skipped for the lock is not a recovery', async () => {
-    const pki = await createTestPki();
-    const client = createServiceClient(TenantDataService, {
-      baseUrl: `https://127.0.0.1:${await refusingPort()}`,
-      certificates: await CertificateSource.open(pki.files('secrets')),
-      expect: 'tenant-data',
-      trustDomain: 'parley.local',
-    });
-    const healthy: RecordingKeyDirectory = { tenants: async () => [], page: async () => [], save: async () => 0 };
+    const client = await refusedTenantDataClient();
     let directory = tenantDataRecordingKeys(client);
     // The KEK provider failing as Vault would when tenant-data is back (a fault injected in front
     // of the real keyring, whose versions it reads otherwise).
@@ -128,13 +135,7 @@ describe('secrets maintenance during a tenant-data outage', () => {
       readKekVersions: () =>
         vaultDown ? Promise.reject(new Error('Vault transit at https://vault.test:8200 refused the token (403)')) : kek.readKekVersions(),
     });
-    const lines: { level: string; msg: string; err?: string; failures?: number }[] = [];
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as (typeof lines)[number]);
-        cb();
-      },
-    });
+    const { log, said } = capturedLog();
     // Runs started, skipped or not: counted where the schedule takes its connection.
     let runs = 0;
     const countedDb = new Proxy(db, {
@@ -156,11 +157,10 @@ describe('secrets maintenance during a tenant-data outage', () => {
           page: (...args) => directory.page(...args),
           save: (...args) => directory.save(...args),
         },
-        log: createLogger({ service: 'secrets', version: 'test', level: 'debug', destination }),
+        log,
       },
       20,
     );
-    const said = (msg: RegExp) => lines.filter((l) => msg.test(l.msg));
     const failedLines = () => said(/^secrets maintenance (failed|still fails)/);
     let release = () => {};
     let holder: Promise<void> | undefined;
