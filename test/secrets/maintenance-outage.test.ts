@@ -77,6 +77,31 @@ function capturedLog(): { lines: LogLine[]; log: ReturnType<typeof createLogger>
   return { lines, log, said: (msg) => lines.filter((l) => msg.test(l.msg)) };
 }
 
+/** maintainEvery20Ms starts secrets' maintenance schedule every 20 ms over `db` and `keks`, rewrapping through whatever directory() is at each run. */
+function maintainEvery20Ms(
+  database: Kysely<SecretsDatabase>,
+  keks: LocalKeyringKekProvider,
+  directory: () => RecordingKeyDirectory,
+  log: ReturnType<typeof createLogger>,
+): ReturnType<typeof startMaintenance> {
+  return startMaintenance(
+    {
+      db: database,
+      kek: keks,
+      cache: undefined,
+      logger: silentLogger,
+      rewrapBatchSize: 10,
+      recordingKeys: {
+        tenants: (below) => directory().tenants(below),
+        page: (...args) => directory().page(...args),
+        save: (...args) => directory().save(...args),
+      },
+      log,
+    },
+    20,
+  );
+}
+
 describe('secrets maintenance during a tenant-data outage', () => {
   it('warns once per outage, repeats at debug, and says once when it works again', async () => {
     const client = await refusedTenantDataClient();
@@ -84,22 +109,7 @@ describe('secrets maintenance during a tenant-data outage', () => {
     // The failures are the real client's; tenant-data "comes back" as `healthy`.
     let directory = refused;
     const { lines, log, said } = capturedLog();
-    const loop = startMaintenance(
-      {
-        db,
-        kek,
-        cache: undefined,
-        logger: silentLogger,
-        rewrapBatchSize: 10,
-        recordingKeys: {
-          tenants: (below) => directory.tenants(below),
-          page: (...args) => directory.page(...args),
-          save: (...args) => directory.save(...args),
-        },
-        log,
-      },
-      20,
-    );
+    const loop = maintainEvery20Ms(db, kek, () => directory, log);
     try {
       await pollUntil(async () => said(/^secrets maintenance failed/).length >= 4, 60_000);
       directory = healthy;
@@ -145,22 +155,7 @@ describe('secrets maintenance during a tenant-data outage', () => {
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
-    const loop = startMaintenance(
-      {
-        db: countedDb,
-        kek: failingKek,
-        cache: undefined,
-        logger: silentLogger,
-        rewrapBatchSize: 10,
-        recordingKeys: {
-          tenants: (below) => directory.tenants(below),
-          page: (...args) => directory.page(...args),
-          save: (...args) => directory.save(...args),
-        },
-        log,
-      },
-      20,
-    );
+    const loop = maintainEvery20Ms(countedDb, failingKek, () => directory, log);
     const failedLines = () => said(/^secrets maintenance (failed|still fails)/);
     let release = () => {};
     let holder: Promise<void> | undefined;
