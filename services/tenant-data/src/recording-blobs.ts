@@ -122,6 +122,7 @@ export async function deleteQueuedRecordingBlobs(
     );
     throw new UnavailableError(
       `${failed.length} recording blob(s) could not be deleted from the blob store; they stay queued and the workspace's next purge or forget retries them`,
+      { publicMessage: true },
     );
   }
   return deleted.length;
