@@ -68,10 +68,13 @@ export class UnavailableError extends ParleyError {
   override readonly code = Code.Unavailable;
   /** publicMessage: the message names nothing internal and may reach the edge's public callers as it is. */
   readonly publicMessage: boolean;
+  /** logged: the thrower logged this failure itself, with what only it knows, at the level it deserves; the kernel logs no second line. */
+  readonly logged: boolean;
 
-  constructor(message: string, options?: { cause?: unknown; publicMessage?: boolean }) {
+  constructor(message: string, options?: { cause?: unknown; publicMessage?: boolean; logged?: boolean }) {
     super(message, options);
     this.publicMessage = options?.publicMessage ?? false;
+    this.logged = options?.logged ?? false;
   }
 }
 
