@@ -170,6 +170,21 @@ describe('recording blobs', () => {
     expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
   });
 
+  it('reports the deletion queue on /metrics: how many blobs wait and how long the oldest has, over every workspace', async () => {
+    const sample = async (name: string) => {
+      const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(await td.metrics());
+      return match === null ? undefined : Number(match[1]);
+    };
+    await queueUndeletable(3);
+    // Other test files' workspaces share the database (and may have blobs queued): at least these three.
+    await pollUntil(async () => ((await sample('parley_recording_blob_deletions_pending')) ?? 0) >= 3, 30_000);
+    // The oldest entry's age, in seconds, grows while nothing is deleted.
+    await pollUntil(async () => ((await sample('parley_recording_blob_deletions_oldest_age')) ?? 0) >= 1, 30_000);
+    // Drained: the queue of this workspace is empty, and the gauge counts none of its blobs.
+    expect((await purge()).deleted).toBe(0);
+    expect(await td.rows('recording_blob_deletions', tenant)).toBe(0);
+  });
+
   it('stops starting deletes once the caller has gone, so a retried purge during an outage does not stack loops', async () => {
     await queueUndeletable(12);
     const before = deleteRequests();
