@@ -63,6 +63,13 @@ describe('catalog guard catches a bad schema (negative test in a throwaway datab
       alter table parley_guardtest.owned_by_role enable row level security;
       alter table parley_guardtest.owned_by_role force row level security;
       create policy p on parley_guardtest.owned_by_role using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
+      -- definer functions: no search path, one where pg_temp is not last (searched first), a sound one
+      create function parley_guardtest.definer_unset() returns int language sql security definer as $$ select 1 $$;
+      create function parley_guardtest.definer_no_temp(n int) returns int language sql security definer
+        set search_path = pg_catalog, parley_guardtest as $$ select n $$;
+      create function parley_guardtest.definer_sound() returns int language sql security definer
+        set search_path = pg_catalog, parley_guardtest, pg_temp as $$ select 1 $$;
+      create function parley_guardtest.invoker_unset() returns int language sql as $$ select 1 $$;
     `);
   });
   afterAll(async () => {
@@ -89,6 +96,11 @@ describe('catalog guard catches a bad schema (negative test in a throwaway datab
     ]);
     expect(rules('parley_guardtest.loose')).toEqual(['every policy must read app.tenant_id in USING and WITH CHECK']);
     expect(rules('parley_guardtest.sound')).toEqual([]);
+    const definer = 'a SECURITY DEFINER function must SET search_path ending with pg_temp';
+    expect(rules('parley_guardtest.definer_unset()')).toEqual([definer]);
+    expect(rules('parley_guardtest.definer_no_temp(n integer)')).toEqual([definer]);
+    expect(rules('parley_guardtest.definer_sound()')).toEqual([]);
+    expect(rules('parley_guardtest.invoker_unset()')).toEqual([]);
     expect(rules(badRole)).toEqual(['service role must not have BYPASSRLS', 'service role must not own tables (owns 1 relations)']);
   });
 });

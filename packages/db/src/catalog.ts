@@ -91,6 +91,24 @@ export async function auditCatalog(db: Queryable, options: CatalogAuditOptions =
     }
   }
 
+  // A SECURITY DEFINER function runs as its owner (the migrator, who owns every schema). Postgres
+  // looks up tables and types in the caller's temporary schema first unless pg_temp is named in the
+  // search path, so a caller could plant a type or table there that the function's body resolves
+  // and run code as the owner: the search path must be fixed and end with pg_temp.
+  const { rows: definers } = await db.query<{ fn: string; search_path: string | null }>(
+    `select n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' as fn,
+            (select substr(c, length('search_path=') + 1) from unnest(p.proconfig) c where c like 'search\\_path=%') as search_path
+       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname like $1 and p.prosecdef
+      order by 1`,
+    [schemaPattern],
+  );
+  for (const f of definers) {
+    const path = f.search_path?.split(',').map((s) => s.trim().replace(/^"(.*)"$/, '$1'));
+    if (path === undefined || path.at(-1) !== 'pg_temp')
+      violations.push({ subject: f.fn, rule: 'a SECURITY DEFINER function must SET search_path ending with pg_temp' });
+  }
+
   const { rows: roles } = await db.query<{
     role: string;
     superuser: boolean;

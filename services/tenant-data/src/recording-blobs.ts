@@ -122,8 +122,8 @@ export async function deleteQueuedRecordingBlobs(
     );
     throw new UnavailableError(
       `${failed.length} recording blob(s) could not be deleted from the blob store; they stay queued and the workspace's next purge or forget retries them`,
-      // Logged above, once, at warn: the kernel adds no error line for the call.
-      { publicMessage: true, logged: true },
+      // Logged above, once, at warn: the kernel adds no error line for the call (unless there was no logger).
+      { publicMessage: true, logged: options.logger !== undefined },
     );
   }
   return deleted.length;

@@ -7,7 +7,8 @@ import { sql, type Kysely } from 'kysely';
 // are read through a SECURITY DEFINER function that returns those two numbers only (no tenant,
 // no key), as list_recording_key_tenants does for recordings' keys; the read policy it needs is
 // the migrator's, and only in a session with no tenant set, so with a tenant set it counts that
-// tenant's entries alone. The queue is short and drained a thousand at a time: a count needs no index.
+// tenant's entries alone. pg_temp is searched last, as in every definer function (the catalog guard
+// checks it), so a caller's temporary objects cannot stand in for a name. The queue is short and drained a thousand at a time: a count needs no index.
 const S = 'parley_tenant_data';
 
 /** up creates recording_blob_deletion_backlog() and the read policy it runs under. */
@@ -17,8 +18,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     using (current_user = ${migrator} and nullif(current_setting('app.tenant_id', true), '') is null)`.execute(db);
   await sql`create function ${sql.table(`${S}.recording_blob_deletion_backlog`)}()
     returns table (pending bigint, oldest_age_seconds double precision)
-    language sql stable security definer set search_path = pg_catalog, ${sql.id(S)}
-    as $$ select count(*), coalesce(extract(epoch from now() - min(queued_at))::float8, 0)
+    language sql stable security definer set search_path = pg_catalog, ${sql.id(S)}, pg_temp
+    as $$ select count(*), coalesce(extract(epoch from now() - min(queued_at))::pg_catalog.float8, 0)
           from ${sql.raw(`${S}.recording_blob_deletions`)} $$`.execute(db);
   await sql`revoke all on function ${sql.table(`${S}.recording_blob_deletion_backlog`)}() from public`.execute(db);
   await sql`grant execute on function ${sql.table(`${S}.recording_blob_deletion_backlog`)}() to ${sql.id(roleFor('tenant-data'))}`.execute(
