@@ -16,19 +16,20 @@ export const HOLD_MAX_MS = 1_000;
 /**
  * TURN_RECORD_ATTEMPTS bounds how often one turn record is sent while tenant-data is away
  * (UNAVAILABLE, DEADLINE_EXCEEDED, a lost connection): a tenant-data pod restarting or failing
- * over is back within a few of TURN_RECORD_BACKOFF_MS's doublings (250, 500, 1000 ms).
+ * over is back within a few of TURN_RECORD_BACKOFF_MS's doublings (250, 500, 1000, 2000 ms).
  */
-export const TURN_RECORD_ATTEMPTS = 4;
+export const TURN_RECORD_ATTEMPTS = 5;
 
 /** TURN_RECORD_BACKOFF_MS is the wait after a turn record's first failed attempt; it doubles after each further one. */
 export const TURN_RECORD_BACKOFF_MS = 250;
 
 /**
- * TURN_RECORD_RETRY_WITHIN_MS is how long after a record's first attempt another may start: with
- * each attempt's own 5 s deadline, a record is given up within about 10 s, so the writes queued
- * behind it and the conversation's end (which waits for them) are never held up longer.
+ * TURN_RECORD_RETRY_WITHIN_MS is how long after a record's first attempt another may start: one
+ * more than an attempt's own 5 s deadline, so a record whose first attempt ran out of time is
+ * sent once more, and given up within about 11 s, so the writes queued behind it and the
+ * conversation's end (which waits for them) are never held up longer.
  */
-export const TURN_RECORD_RETRY_WITHIN_MS = 5_000;
+export const TURN_RECORD_RETRY_WITHIN_MS = 6_000;
 
 /** TURN_RECORD_MAX_ITEMS is tenant-data's bound on a turn record's transcript turns, and on its decisions. */
 const TURN_RECORD_MAX_ITEMS = 64;
