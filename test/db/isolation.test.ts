@@ -270,7 +270,7 @@ describe('tenant isolation by row-level security', () => {
     }
   });
 
-  it('the opt-in cross-tenant paths (outbox relay, audit checkpointer, list_key_tenants, list_recording_key_tenants) reveal nothing of B to a session with tenant A set', async () => {
+  it('the opt-in cross-tenant paths (outbox relay, audit checkpointer, list_key_tenants, list_recording_key_tenants, recording_blob_deletion_backlog) reveal nothing of B to a session with tenant A set', async () => {
     const outboxes = tables.filter((t) => t.table === OUTBOX_TABLE);
     expect(outboxes.length).toBeGreaterThan(0);
     for (const t of outboxes) {
@@ -335,6 +335,18 @@ describe('tenant isolation by row-level security', () => {
     // Another service's role may not call it at all.
     const refused = await listRecordingKeyTenants(dbOf('secrets'), 2).catch((err: unknown) => err);
     expect(String(refused)).toMatch(/permission denied/);
+
+    // The recording blob deletion queue's gauge: two numbers across every workspace (each seeded one
+    // entry), with tenant A set A's alone, no tenant id or key in the answer, and no other role.
+    const backlog = (db: Kysely<unknown>) =>
+      sql<{ pending: string; oldest_age_seconds: number }>`select * from parley_tenant_data.recording_blob_deletion_backlog()`.execute(db);
+    const backlogUnderA = (await withTenant(dbOf('tenant-data'), tenantA, (trx) => backlog(trx))).rows;
+    expect(backlogUnderA).toEqual([{ pending: '1', oldest_age_seconds: expect.any(Number) }]);
+    const backlogAll = (await backlog(dbOf('tenant-data'))).rows[0];
+    expect(Number(backlogAll?.pending)).toBeGreaterThanOrEqual(2);
+    expect(backlogAll?.oldest_age_seconds).toBeGreaterThan(0);
+    expect((await sql`select * from parley_tenant_data.recording_blob_deletions`.execute(dbOf('tenant-data'))).rows).toEqual([]);
+    expect(String(await backlog(dbOf('secrets')).catch((err: unknown) => err))).toMatch(/permission denied/);
   });
 
   it("the service role cannot switch RLS off or read another service's schema", async () => {

@@ -148,6 +148,7 @@ describe('monitoring parts of the chart', () => {
         'ParleyPodRestarting',
         'ParleyPrivacyJobFailed',
         'ParleyPurgeStale',
+        'ParleyRecordingBlobDeletionsStale',
         'ParleyRecordingFailures',
         'ParleyRecordingKeysNotRewrapped',
         'ParleyRpcErrorRatioHigh',
@@ -204,6 +205,20 @@ monitoring:
     expect(expr).toContain(`absent_over_time(parley_purge_last_success{namespace="${NAMESPACE}"}[7200s])`);
   });
 
+  it("fires ParleyRecordingBlobDeletionsStale on the deletion queue's oldest entry, at the threshold from values", async () => {
+    const tuned = valuesFile(`
+monitoring:
+  prometheusRule:
+    enabled: true
+    thresholds: { recordingBlobDeletionAgeSeconds: 7200 }
+`);
+    const { expr } = ruleOf(await render([tuned]), 'ParleyRecordingBlobDeletionsStale');
+    expect(expr).toBe(`max(parley_recording_blob_deletions_oldest_age{namespace="${NAMESPACE}"}) > 7200`);
+    await expect(
+      render([valuesFile('monitoring:\n  prometheusRule:\n    thresholds: { recordingBlobDeletionAgeSeconds: 60 }\n')]),
+    ).rejects.toThrow(/recordingBlobDeletionAgeSeconds/);
+  });
+
   it('ships a Grafana dashboard that parses and queries only exported metrics', async () => {
     const objects = await render([all]);
     const map = find(objects, 'ConfigMap').find((c) => c.metadata.name.endsWith('-dashboard'));
@@ -228,13 +243,15 @@ monitoring:
         }
       }
     }
-    // RED, pools, outbox and audit are all on it.
+    // RED, pools, outbox, audit and the recording blob deletion queue are all on it.
     for (const name of [
       'rpc_server_call_duration_count',
       'rpc_server_call_duration_bucket',
       'db_client_connection_count',
       'parley_audit_outbox_age',
       'parley_audit_checkpoint_oldest_age',
+      'parley_recording_blob_deletions_pending',
+      'parley_recording_blob_deletions_oldest_age',
     ])
       expect(used.has(name), name).toBe(true);
   });

@@ -138,6 +138,11 @@ async function startPublicStackOnce(extra: Partial<Record<StackService, Record<s
       DATABASE_URL: serviceUrl('audit'),
       ...kek,
       PARLEY_AUDIT_SIGNING_KEY_PATH: inject('auditSigningKeyPath'),
+      // No checkpoint by age unless a test asks for one: the timer signs, and first verifies, the
+      // chains of every tenant in the shared database, and other files' in-process audits and dev
+      // stacks sign theirs with keys this stack does not know, so a stack living past the default
+      // minute would log a broken chain for each of them.
+      PARLEY_AUDIT_CHECKPOINT_EVERY_MS: '86400000',
       ...extra.audit,
     },
     // No delivery worker unless a test asks for one (a receiver's env turns it on): workers lease

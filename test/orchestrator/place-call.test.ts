@@ -253,6 +253,30 @@ describe('CallService/PlaceCall through the edge', () => {
     expect(twilio.requests.length - before).toBe(1);
   });
 
+  it('tells the public caller an UNAVAILABLE the orchestrator wrote for it, but only a generic retry when the orchestrator is unreachable', async () => {
+    const agent = await agentWith();
+    twilio.failNext({ status: 503, code: 20503, message: 'Service Unavailable' });
+    const twilioDown = await place(agent, '+14155550192');
+    expect(twilioDown.status, JSON.stringify(twilioDown.body)).toBe(503);
+    expect(twilioDown.body).toMatchObject({
+      code: 'unavailable',
+      message: expect.stringMatching(/^Twilio is unavailable \(HTTP 503\); the call was most likely not placed, .*check the call log/),
+    });
+    // The edge's own call to the orchestrator fails in its transport, whose message names the
+    // address it tried: the public caller learns only that a service is unavailable.
+    await s.orchestrator.stop();
+    try {
+      const unreachable = await place(agent, '+14155550193');
+      expect(unreachable.body, JSON.stringify(unreachable.body)).toMatchObject({
+        code: 'unavailable',
+        message: 'a Parley service is temporarily unavailable; retry shortly',
+      });
+    } finally {
+      await s.startOrchestrator();
+    }
+    expect((await place(agent, '+14155550193')).status).toBe(200);
+  });
+
   it('admits exactly one of concurrent contact attempts from independent orchestrators when one attempt is left (compare-and-set in tenant-data)', async () => {
     const callee = '+14155550172';
     const policy = { version: 2, fatigue: { contactAttemptsPerDay: { limit: 1, action: 'end' } } };

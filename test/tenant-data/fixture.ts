@@ -34,6 +34,8 @@ export interface TenantDataProcess {
   putSecret(tenantId: string): Promise<string>;
   /** logLines returns up to n of tenant-data's most recent output lines (its JSON log). */
   logLines(n?: number): string[];
+  /** metrics scrapes tenant-data's /metrics (its health port). */
+  metrics(): Promise<string>;
   /** secrets is the secrets process beside tenant-data (tests stop it to see tenant-data fail closed). */
   readonly secrets: ServiceProcess;
   /** service is the tenant-data process itself. */
@@ -100,6 +102,7 @@ export async function startTenantData(env: Record<string, string> = {}): Promise
     secrets,
     service,
     logLines: (n) => service.lastLines(n),
+    metrics: async () => (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text(),
     async putSecret(tenantId) {
       const headers = principalHeaders({
         tenantId,

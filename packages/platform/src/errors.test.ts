@@ -1,6 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, toConnectError, UnavailableError } from './errors.js';
+import { InvalidArgumentError, PUBLIC_MESSAGE_TRAILER, toConnectError, UnavailableError } from './errors.js';
 import { peerError } from './peer-error.js';
 
 describe('toConnectError', () => {
@@ -23,6 +23,43 @@ describe('toConnectError', () => {
       expect(toConnectError(cut).code).toBe(Code.Unavailable);
       expect(toConnectError(cut, 'public').rawMessage).toBe('a Parley service is temporarily unavailable; retry shortly');
     }
+  });
+
+  describe('an UNAVAILABLE for the public', () => {
+    const GENERIC = 'a Parley service is temporarily unavailable; retry shortly';
+
+    it('passes on a message written for any caller, here or relayed from a peer, and marks it between services only', () => {
+      const err = new UnavailableError('Twilio could not be reached; the call was not placed, try again', { publicMessage: true });
+      const internal = toConnectError(err);
+      expect(internal.metadata.get(PUBLIC_MESSAGE_TRAILER)).toBe('1');
+      const atEdge = toConnectError(err, 'public');
+      expect(atEdge.rawMessage).toBe(err.message);
+      expect(atEdge.metadata.get(PUBLIC_MESSAGE_TRAILER)).toBeNull();
+      // As the edge reads it from the peer (the mark among the trailers), and as a peer relays it on.
+      const fromPeer = new ConnectError(err.message, Code.Unavailable, internal.metadata);
+      expect(toConnectError(fromPeer, 'public')).toMatchObject({ code: Code.Unavailable, rawMessage: err.message });
+      expect(toConnectError(fromPeer, 'public').metadata.get(PUBLIC_MESSAGE_TRAILER)).toBeNull();
+      expect(toConnectError(fromPeer).metadata.get(PUBLIC_MESSAGE_TRAILER)).toBe('1');
+    });
+
+    it('keeps the generic message for any other: a transport failure, a peer-unreachable or Vault error, an unmarked peer message', () => {
+      const cases = [
+        new ConnectError('No connection established. Last error: connect ECONNREFUSED 10.0.3.7:8443', Code.Unavailable),
+        new UnavailableError('Vault\'s answer to transit/keys/parley-kek has no "data" object: is this a Vault server?'),
+        new UnavailableError('tenant-data is unreachable, so the call was not placed; retry'),
+        new ConnectError('secrets is unreachable at https://secrets.parley.svc:8443; retry', Code.Unavailable, new Headers({ other: '1' })),
+      ];
+      for (const err of cases) expect(toConnectError(err, 'public').rawMessage).toBe(GENERIC);
+    });
+
+    it('does not let the mark carry another code, or a message the relay rewrote, past the edge', () => {
+      const mark = new Headers({ [PUBLIC_MESSAGE_TRAILER]: '1' });
+      expect(toConnectError(new ConnectError('deadline at 10.0.3.7', Code.DeadlineExceeded, mark), 'public').rawMessage).toBe(
+        'the request took too long; retry',
+      );
+      // A call cut by the transport is reworded around the peer's own message: never passed on.
+      expect(toConnectError(new ConnectError('stream reset by 10.0.3.7', Code.Canceled, mark), 'public').rawMessage).toBe(GENERIC);
+    });
   });
 
   // Shaped as node-postgres reports them (a DatabaseError carries the SQLSTATE in code); the real

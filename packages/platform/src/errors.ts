@@ -58,9 +58,24 @@ export class ResourceExhaustedError extends ParleyError {
   override readonly code = Code.ResourceExhausted;
 }
 
-/** UnavailableError: a dependency cannot be reached; the call may be retried later. */
+/**
+ * UnavailableError: a dependency cannot be reached; the call may be retried later. The edge tells
+ * its public callers only a generic "retry shortly" for it, since such a message may name a host,
+ * a Vault path or a peer's own error; `publicMessage` says this one was written for any caller
+ * (what happened and what to do, nothing internal), so the edge passes it on (PUBLIC_MESSAGE_TRAILER).
+ */
 export class UnavailableError extends ParleyError {
   override readonly code = Code.Unavailable;
+  /** publicMessage: the message names nothing internal and may reach the edge's public callers as it is. */
+  readonly publicMessage: boolean;
+  /** logged: the thrower logged this failure itself, with what only it knows, at the level it deserves; the kernel logs no second line. */
+  readonly logged: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; publicMessage?: boolean; logged?: boolean }) {
+    super(message, options);
+    this.publicMessage = options?.publicMessage ?? false;
+    this.logged = options?.logged ?? false;
+  }
 }
 
 /** CanceledError: the caller gave up (its signal aborted) before the work was done, so it was not done. */
@@ -117,6 +132,14 @@ export function transientDatabaseError(err: unknown): UnavailableError | undefin
  */
 export type ErrorAudience = 'internal' | 'public';
 
+/**
+ * PUBLIC_MESSAGE_TRAILER marks, on the wire between services, an UNAVAILABLE whose message is an
+ * UnavailableError's publicMessage: a service relaying the error as it is keeps the mark with the
+ * message, and the edge passes such a message on to its public callers. Only Parley's own services
+ * can set it: the edge reads it from peers over mutual TLS, and never forwards it to the public.
+ */
+export const PUBLIC_MESSAGE_TRAILER = 'x-parley-public-message';
+
 const PUBLIC_SERVER_SIDE_MESSAGES: Partial<Record<Code, string>> = {
   [Code.Unavailable]: 'a Parley service is temporarily unavailable; retry shortly',
   [Code.DeadlineExceeded]: 'the request took too long; retry',
@@ -129,13 +152,18 @@ const PUBLIC_SERVER_SIDE_MESSAGES: Partial<Record<Code, string>> = {
  * purpose pass through (minus their cause); ParleyErrors keep code and message; a transient
  * database failure (transientDatabaseError) becomes UNAVAILABLE; everything else becomes INTERNAL
  * "internal error" so that no message, stack or secret from a library leaks.
- * For the public audience, server-side failures also lose their message and metadata.
+ * For the public audience, server-side failures also lose their message and metadata, except an
+ * UNAVAILABLE written for any caller (UnavailableError's publicMessage, here or at a peer).
  */
 export function toConnectError(err: unknown, audience: ErrorAudience = 'internal'): ConnectError {
   let mapped: ConnectError;
+  let publicMessage = false;
   if (err instanceof ParleyError) {
-    mapped = new ConnectError(err.message, err.code);
+    publicMessage = err instanceof UnavailableError && err.publicMessage;
+    mapped = new ConnectError(err.message, err.code, publicMessage && audience === 'internal' ? publicMessageMark() : undefined);
   } else if (err instanceof ConnectError) {
+    // A peer's UNAVAILABLE relayed as it came: its mark still describes its message.
+    publicMessage = err.code === Code.Unavailable && err.metadata.get(PUBLIC_MESSAGE_TRAILER) === '1';
     // A peer call that ended in CANCELED or ABORTED was cut by the transport (the peer died or
     // reset the stream; no Parley code raises them): to this service's caller the peer is unavailable.
     mapped =
@@ -151,9 +179,13 @@ export function toConnectError(err: unknown, audience: ErrorAudience = 'internal
     mapped =
       transient === undefined ? new ConnectError('internal error', Code.Internal) : new ConnectError(transient.message, Code.Unavailable);
   }
-  const generic = audience === 'public' ? PUBLIC_SERVER_SIDE_MESSAGES[mapped.code] : undefined;
+  const generic = audience === 'public' && !publicMessage ? PUBLIC_SERVER_SIDE_MESSAGES[mapped.code] : undefined;
   if (generic !== undefined) return new ConnectError(generic, mapped.code);
   return mapped.rawMessage.length <= MAX_ERROR_MESSAGE ? mapped : new ConnectError(capped(mapped.rawMessage), mapped.code, mapped.metadata);
+}
+
+function publicMessageMark(): Headers {
+  return new Headers({ [PUBLIC_MESSAGE_TRAILER]: '1' });
 }
 
 /**

@@ -335,5 +335,7 @@ export const PROMETHEUS_METRICS = {
   parley_purge_last_success: 'gauge',
   parley_secrets_maintenance_last_success: 'gauge',
   parley_recording_keys_below_latest: 'gauge',
+  parley_recording_blob_deletions_pending: 'gauge',
+  parley_recording_blob_deletions_oldest_age: 'gauge',
   target_info: 'gauge',
 } as const satisfies Readonly<Record<string, 'histogram' | 'gauge' | 'counter'>>;

@@ -45,7 +45,8 @@ export interface MtlsServer {
 
 /**
  * ErrorMapper maps an error that ended a call to what its caller gets, and logs it: a caller's
- * mistake at info, anything else at error with its cause (which the caller never sees).
+ * mistake at info, anything else at error with its cause (which the caller never sees), except an
+ * UnavailableError its handler logged already (`logged`), which gets no second line.
  */
 export type ErrorMapper = (err: unknown, req: { readonly method: DescMethod; readonly signal: AbortSignal }) => ConnectError;
 
@@ -63,6 +64,9 @@ export function createErrorMapper(logger: Logger, audience: ErrorAudience = 'int
     );
     if (isCallerMistake(mapped.code)) {
       logger.info({ method, code: mapped.code, reason: mapped.rawMessage }, 'rpc refused');
+    } else if (err instanceof UnavailableError && err.logged) {
+      // Logged where the failure was known (a blob store's delete: which key, the store's code),
+      // at warn: an expected outage, retried, is not a second error line per call.
     } else {
       logger.error({ method, code: mapped.code, err }, 'rpc failed');
     }

@@ -77,7 +77,7 @@ export class SigningKeyRing {
     for (const k of this.#keys) {
       if (k.row.activates_at.getTime() <= now && k.row.publish_until.getTime() - MAX_SESSION_TTL_SECONDS * 1000 > now) return k;
     }
-    throw new UnavailableError('no session signing key is active yet; retry shortly');
+    throw new UnavailableError('no session signing key is active yet; retry shortly', { publicMessage: true });
   }
 
   /** jwksJson is the public keys as a JSON Web Key Set. */

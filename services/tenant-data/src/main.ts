@@ -13,6 +13,7 @@ import type { TenantDataDb } from './db/tables.js';
 import { callerPolicies } from './policy.js';
 import { secretsRecordingKeys, secretsServiceDirectory } from './secret-directory.js';
 import { openBlobStore } from '@parley/blob-store';
+import { observeRecordingBlobDeletions } from './recording-blobs.js';
 import { createTenantDataService } from './service.js';
 
 runMain({
@@ -28,6 +29,8 @@ runMain({
     const secretsClient = ctx.clientFor('secrets', SecretsService);
     const secrets = secretsServiceDirectory(secretsClient);
     const blobs = openBlobStore(config.blobStore);
+    // Without a blob store nothing is ever queued for deletion: no gauge to read.
+    if (blobs !== undefined) ctx.onClose(observeRecordingBlobDeletions(db));
     const service = createTenantDataService({
       db,
       subjectHashPepper: config.subjectHashPepper,

@@ -11,6 +11,7 @@ import * as outboundContact from './db/migrations/2026_12_02_0001_outbound_conta
 import * as recordingBlobDeletions from './db/migrations/2026_12_02_0002_recording_blob_deletions.js';
 import * as recordingKeyVersions from './db/migrations/2026_12_03_0003_recording_key_versions.js';
 import * as turnRecordKeys from './db/migrations/2026_12_10_0001_turn_record_keys.js';
+import * as recordingBlobDeletionBacklog from './db/migrations/2026_12_10_0002_recording_blob_deletion_backlog.js';
 import { DATA_MAP } from './db/data-map.js';
 
 /** migrations is tenant-data's entry in `parley-db migrate` (found through the "./migrations" export). */
@@ -29,6 +30,7 @@ export const migrations: ServiceMigrations = {
     '2026_12_02_0002_recording_blob_deletions': recordingBlobDeletions,
     '2026_12_03_0003_recording_key_versions': recordingKeyVersions,
     '2026_12_10_0001_turn_record_keys': turnRecordKeys,
+    '2026_12_10_0002_recording_blob_deletion_backlog': recordingBlobDeletionBacklog,
   }),
   dataMap: DATA_MAP,
 };

@@ -1,7 +1,7 @@
 import { requireBlobKey, type BlobStore } from '@parley/blob-store';
 import { withTenant, type TenantTransaction } from '@parley/db';
-import { UnavailableError } from '@parley/platform';
-import type { Kysely } from 'kysely';
+import { observeGauge, UnavailableError } from '@parley/platform';
+import { sql, type Kysely } from 'kysely';
 import type { TenantDataDb } from './db/tables.js';
 
 /** BLOB_DELETE_CONCURRENCY is how many blob deletes run at once (the store is remote: a few in flight, not one by one, not all). */
@@ -122,7 +122,56 @@ export async function deleteQueuedRecordingBlobs(
     );
     throw new UnavailableError(
       `${failed.length} recording blob(s) could not be deleted from the blob store; they stay queued and the workspace's next purge or forget retries them`,
+      // Logged above, once, at warn: the kernel adds no error line for the call.
+      { publicMessage: true, logged: true },
     );
   }
   return deleted.length;
+}
+
+/** RecordingBlobDeletionBacklog is the queue of blobs waiting to be deleted, over every workspace. */
+export interface RecordingBlobDeletionBacklog {
+  /** pending is how many blobs wait. */
+  readonly pending: number;
+  /** oldestAgeSeconds is how long the oldest has waited (0 for an empty queue). */
+  readonly oldestAgeSeconds: number;
+}
+
+/**
+ * recordingBlobDeletionBacklog reads the queue's length and its oldest entry's age across every
+ * workspace, through the schema's definer function (recording_blob_deletion_backlog): the queue is
+ * under row-level security and the function answers the two numbers only, never a tenant or a key.
+ */
+export async function recordingBlobDeletionBacklog(db: Kysely<TenantDataDb>): Promise<RecordingBlobDeletionBacklog> {
+  const { rows } = await sql<{ pending: string; oldest_age_seconds: number }>`
+    select pending, oldest_age_seconds from recording_blob_deletion_backlog()`.execute(db);
+  return { pending: Number(rows[0]?.pending ?? 0), oldestAgeSeconds: Math.max(0, rows[0]?.oldest_age_seconds ?? 0) };
+}
+
+/**
+ * observeRecordingBlobDeletions reports the deletion queue at each metrics collection: its length
+ * and its oldest entry's age (what ParleyRecordingBlobDeletionsStale watches: a blob store that
+ * keeps refusing deletes leaves erased recordings' audio in it). One query serves both gauges.
+ * It returns a function that unregisters them.
+ */
+export function observeRecordingBlobDeletions(db: Kysely<TenantDataDb>): () => void {
+  let last: Promise<RecordingBlobDeletionBacklog> | undefined;
+  const read = () =>
+    (last ??= recordingBlobDeletionBacklog(db).finally(() => {
+      setTimeout(() => (last = undefined), 1_000).unref();
+    }));
+  const stopPending = observeGauge(
+    'parley.recording_blob_deletions.pending',
+    { description: 'Recording blobs waiting to be deleted from the blob store (every workspace).', unit: '{blob}' },
+    async () => [{ value: (await read()).pending }],
+  );
+  const stopAge = observeGauge(
+    'parley.recording_blob_deletions.oldest_age',
+    { description: 'Age of the oldest recording blob waiting to be deleted from the blob store.', unit: 's' },
+    async () => [{ value: (await read()).oldestAgeSeconds }],
+  );
+  return () => {
+    stopPending();
+    stopAge();
+  };
 }

@@ -100,7 +100,7 @@ async function changePersonState(
     if (changed === undefined) return false;
     if (await store.writeIfUnchanged(changed, revision)) return true;
   }
-  throw new UnavailableError(exhausted);
+  throw new UnavailableError(exhausted, { publicMessage: true });
 }
 
 /**
@@ -201,12 +201,12 @@ export function dialError(err: unknown): Error {
   if (err instanceof TwilioRestError && err.status >= 500)
     return new UnavailableError(
       `Twilio is unavailable (HTTP ${err.status}); the call was most likely not placed, but it stays counted against the person's contact limits in case it was: check the call log before placing it again`,
-      { cause: err },
+      { cause: err, publicMessage: true },
     );
   if (err instanceof EgressRefusedError)
     return new FailedPreconditionError(`the agent's Twilio API address is refused by the egress policy (${err.message})`, { cause: err });
   if (err instanceof EgressRequestError && err.failure === 'connect-timeout')
-    return new UnavailableError('Twilio could not be reached; the call was not placed, try again', { cause: err });
+    return new UnavailableError('Twilio could not be reached; the call was not placed, try again', { cause: err, publicMessage: true });
   return new FailedPreconditionError(
     'Twilio did not answer the call request in time; the call may have been placed: check the call log before placing it again',
     { cause: err },
