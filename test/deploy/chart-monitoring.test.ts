@@ -156,6 +156,7 @@ describe('monitoring parts of the chart', () => {
         'ParleySecretsMaintenanceStale',
         'ParleyTargetDown',
         'ParleyThrottleSpike',
+        'ParleyTurnRecordsLost',
       ].sort(),
     );
   });
@@ -165,7 +166,7 @@ describe('monitoring parts of the chart', () => {
 monitoring:
   prometheusRule:
     enabled: true
-    thresholds: { errorRatio: 0.2, p99LatencySeconds: 3, outboxAgeSeconds: 60, checkpointAgeSeconds: 100, certificateExpiryDays: 2, throttleBlocksPerSecond: 9, recordingFailureRatio: 0.25, restartsPerHour: 5 }
+    thresholds: { errorRatio: 0.2, p99LatencySeconds: 3, outboxAgeSeconds: 60, checkpointAgeSeconds: 100, certificateExpiryDays: 2, throttleBlocksPerSecond: 9, recordingFailureRatio: 0.25, turnRecordLossRatio: 0.02, restartsPerHour: 5 }
 `);
     const [rule] = find(await render([tuned]), 'PrometheusRule');
     const expr = (alert: string) =>
@@ -174,6 +175,7 @@ monitoring:
     expect(expr('ParleyCertificateExpirySoon')).toMatch(/< 172800$/);
     expect(expr('ParleyPodRestarting')).toMatch(/>= 5$/);
     expect(expr('ParleyRecordingFailures')).toMatch(/> 0\.25$/);
+    expect(expr('ParleyTurnRecordsLost')).toMatch(/> 0\.02$/);
   });
 
   it('fires ParleySecretsMaintenanceStale when the last finished maintenance run is too old, and when no secrets has reported one (a restart)', async () => {

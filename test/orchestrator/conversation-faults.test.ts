@@ -1,11 +1,12 @@
-// Live conversations under faults and limits: a peer down at start, idle and maximum-duration
-// ends, and SIGTERM draining.
+// Live conversations under faults and limits: a peer down at start, tenant-data frozen while a
+// turn is stored, idle and maximum-duration ends, and SIGTERM draining.
 import { randomBytes } from 'node:crypto';
 import { freePort } from '@parley/devstack';
 import { describe, expect, it } from 'vitest';
 import { pollUntil } from '../edge/fixture.js';
 import { scripted } from './fixture.js';
-import { conversationRow, providerKey, rules, useLiveConversations } from './live-conversation.fixture.js';
+import { adminPool } from '../src/pg.js';
+import { conversationRow, providerKey, rules, turns, useLiveConversations } from './live-conversation.fixture.js';
 
 const live = useLiveConversations();
 
@@ -55,6 +56,89 @@ describe('faults at start', () => {
       await live.s.startOrchestrator();
     }
   });
+});
+
+describe('tenant-data away while a turn is stored', () => {
+  it("sends the turn's record again once tenant-data answers, and stores it once", async () => {
+    const { client, conversationId } = await live.start();
+    client.send({ type: 'user_text', text: 'hello' });
+    await client.next((f) => f.type === 'assistant_text' && f.final === true);
+    await pollUntil(async () => (await turns(conversationId)).length === 2, 10_000);
+    const tenantData = live.s.stack.processes['tenant-data'];
+    const logsBefore = live.s.logs.length;
+    const logged = (msg: string) => live.s.logs.slice(logsBefore).some((l) => l.startsWith('[voice-orchestrator]') && l.includes(msg));
+    // Frozen, tenant-data takes the RecordTurn in but answers nothing: the attempt runs out of
+    // time. Once the orchestrator says it will retry, tenant-data goes on, and may then run the
+    // timed-out attempt as well as the retry: the record's id keeps the turn stored once.
+    tenantData.signal('SIGSTOP');
+    try {
+      client.send({ type: 'user_text', text: 'what are your hours?' });
+      await client.next((f) => f.type === 'assistant_text' && f.final === true);
+      await pollUntil(async () => logged('turn record not stored yet; retrying'), 30_000);
+    } finally {
+      tenantData.signal('SIGCONT');
+    }
+    await pollUntil(async () => (await turns(conversationId)).length >= 4, 30_000);
+    client.send({ type: 'end' });
+    expect((await client.closed).code).toBe(1000);
+    expect((await turns(conversationId)).map((t) => [t.seq, t.role])).toEqual([
+      [0, 'user'],
+      [1, 'assistant'],
+      [2, 'user'],
+      [3, 'assistant'],
+    ]);
+    const pool = adminPool();
+    try {
+      const { rows } = await pool.query<{ turn: number }>(
+        'select turn from parley_tenant_data.guardrail_decisions where conversation_id = $1 order by turn',
+        [conversationId],
+      );
+      expect(rows.map((r) => r.turn)).toEqual([1, 2]);
+    } finally {
+      await pool.end();
+    }
+    expect(logged('"turn record not stored"')).toBe(false);
+  }, 120_000);
+
+  it('stores a turn once when its first attempt committed after the orchestrator stopped waiting for it', async () => {
+    const { client, conversationId } = await live.start();
+    client.send({ type: 'user_text', text: 'hello' });
+    await client.next((f) => f.type === 'assistant_text' && f.final === true);
+    await pollUntil(async () => (await turns(conversationId)).length === 2, 10_000);
+    const logsBefore = live.s.logs.length;
+    const logged = (msg: string) => live.s.logs.slice(logsBefore).some((l) => l.startsWith('[voice-orchestrator]') && l.includes(msg));
+    // A transaction holding the conversation's row keeps the next RecordTurn waiting inside
+    // tenant-data past the orchestrator's deadline; let go after the retry is under way, the first
+    // attempt commits unseen, and the retry, by the same record id, must not store the turn again.
+    const pool = adminPool();
+    const holder = await pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from parley_tenant_data.conversations where id = $1 for update', [conversationId]);
+      client.send({ type: 'user_text', text: 'what are your hours?' });
+      await client.next((f) => f.type === 'assistant_text' && f.final === true);
+      await pollUntil(async () => logged('turn record not stored yet; retrying'), 30_000);
+      await holder.query('commit');
+      await pollUntil(async () => (await turns(conversationId)).length >= 4, 30_000);
+      client.send({ type: 'end' });
+      expect((await client.closed).code).toBe(1000);
+      expect((await turns(conversationId)).map((t) => [t.seq, t.role])).toEqual([
+        [0, 'user'],
+        [1, 'assistant'],
+        [2, 'user'],
+        [3, 'assistant'],
+      ]);
+      const { rows } = await holder.query<{ turn: number }>(
+        'select turn from parley_tenant_data.guardrail_decisions where conversation_id = $1 order by turn',
+        [conversationId],
+      );
+      expect(rows.map((r) => r.turn)).toEqual([1, 2]);
+      expect(logged('"turn record not stored"')).toBe(false);
+    } finally {
+      holder.release();
+      await pool.end();
+    }
+  }, 120_000);
 });
 
 describe('limits of a conversation', () => {

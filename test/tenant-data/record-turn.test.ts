@@ -4,6 +4,8 @@
 // FAILED_PRECONDITION, a bad part INVALID_ARGUMENT, and none of them leaves a row behind.
 // Concurrent records of several conversations are group-committed, and one refusal fails no other;
 // records of an idle tenant that arrive together go in one transaction (group commit's gather).
+// A record keyed by a record_id is stored once: its retries get the first answer, the same key
+// with other content is ALREADY_EXISTS.
 import { randomUUID } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -219,6 +221,94 @@ describe('RecordTurn', () => {
       const firstSeqs = results.slice(i * 5, i * 5 + 5).map((r) => r.firstSeq ?? -1);
       expect(firstSeqs.sort((a, b) => a - b)).toEqual([0, 2, 4, 6, 8]);
     });
+  });
+
+  it('answers a retry of a keyed record with the first answer and writes nothing again, however often and concurrently it comes', async () => {
+    const id = await conversation(tenantA, agentA, subjectA);
+    const first = { ...aTurn(id), subjectId: subjectA, recordId: randomUUID() };
+    expect(await orchestrator.recordTurn(first)).toMatchObject({ conversationState: 'live', firstSeq: 0 });
+    const second = { ...aTurn(id), subjectId: subjectA, recordId: randomUUID() };
+    expect(await orchestrator.recordTurn(second)).toMatchObject({ conversationState: 'live', firstSeq: 2 });
+    // The first record's answer was lost: its retries (one alone, five together: a batch holding
+    // the same key several times) get its answer, and nothing of it is stored twice.
+    expect(await orchestrator.recordTurn(first)).toMatchObject({ conversationState: 'live', firstSeq: 0 });
+    const together = await Promise.all(Array.from({ length: 5 }, () => orchestrator.recordTurn(second)));
+    expect(together.map((r) => r.firstSeq)).toEqual([2, 2, 2, 2, 2]);
+    expect(await written(id)).toEqual({ turns: 4, decisions: 2, states: 1 });
+    // A keyed record of decisions alone (no seq to go by) is stored once too.
+    const decisionsOnly = {
+      tenantId: tenantA,
+      conversationId: id,
+      decisions: [{ turn: 3, rule: 'tool:refund', action: 'block_tool', on: 'tool' }],
+      recordId: randomUUID(),
+    };
+    for (let i = 0; i < 3; i++) expect((await orchestrator.recordTurn(decisionsOnly)).firstSeq).toBeUndefined();
+    expect(await written(id)).toEqual({ turns: 4, decisions: 3, states: 1 });
+    // Five keyed records of a new conversation sent together, each twice, get gapless seqs once.
+    const other = await conversation(tenantA, agentA);
+    const records = Array.from({ length: 5 }, () => ({ ...aTurn(other), recordId: randomUUID() }));
+    const answers = await Promise.all([...records, ...records].map((r) => orchestrator.recordTurn(r)));
+    expect(answers.slice(0, 5).map((a) => a.firstSeq)).toEqual(answers.slice(5).map((a) => a.firstSeq));
+    expect(
+      answers
+        .slice(0, 5)
+        .map((a) => a.firstSeq ?? -1)
+        .sort((a, b) => a - b),
+    ).toEqual([0, 2, 4, 6, 8]);
+    expect(await written(other)).toEqual({ turns: 10, decisions: 5, states: 1 });
+  });
+
+  it('refuses a record_id its conversation stored with other content as ALREADY_EXISTS, and writes none of it', async () => {
+    const id = await conversation(tenantA, agentA);
+    const recordId = randomUUID();
+    await orchestrator.recordTurn({ ...aTurn(id), recordId });
+    for (const changed of [
+      { ...aTurn(id), recordId, turns: [{ role: 'user', textRedacted: 'what are your hours on Sunday?' }] },
+      { ...aTurn(id), recordId, decisions: [] },
+      { ...aTurn(id), recordId, guardrailState: state(2) },
+    ]) {
+      const err = await failure(orchestrator.recordTurn(changed));
+      expect(err.code).toBe(Code.AlreadyExists);
+      expect(err.message).toContain(`turn record ${recordId} of conversation ${id} was already stored with other content`);
+    }
+    expect(await written(id)).toEqual({ turns: 2, decisions: 1, states: 1 });
+    expect((await orchestrator.getGuardrailState({ tenantId: tenantA, conversationId: id })).state).toMatchObject({
+      conversation: { turns: 1 },
+    });
+    // The key is the conversation's own: another conversation may use it for its first record.
+    const another = await conversation(tenantA, agentA);
+    expect((await orchestrator.recordTurn({ ...aTurn(another), recordId })).firstSeq).toBe(0);
+    const malformed = await failure(orchestrator.recordTurn({ ...aTurn(id), recordId: 'retry-1' }));
+    expect(malformed.code).toBe(Code.InvalidArgument);
+    expect(malformed.message).toContain('record_id');
+  });
+
+  it('keeps one row per record_id and conversation in Postgres itself, under row-level security', async () => {
+    const id = await conversation(tenantA, agentA);
+    const recordId = randomUUID();
+    await orchestrator.recordTurn({ ...aTurn(id), recordId });
+    const duplicate = td.admin.query(
+      `insert into parley_tenant_data.turn_record_keys (tenant_id, conversation_id, record_id, digest) values ($1, $2, $3, $4)`,
+      [tenantA, id, recordId, Buffer.alloc(32)],
+    );
+    await expect(duplicate).rejects.toMatchObject({ code: '23505' });
+    const rls = await td.admin.query<{ relrowsecurity: boolean; relforcerowsecurity: boolean }>(
+      `select relrowsecurity, relforcerowsecurity from pg_class where oid = 'parley_tenant_data.turn_record_keys'::regclass`,
+    );
+    expect(rls.rows).toEqual([{ relrowsecurity: true, relforcerowsecurity: true }]);
+  });
+
+  it("forgets a conversation's keys when it ends: a retry after the end is refused as any record then", async () => {
+    const id = await conversation(tenantA, agentA);
+    const keyed = { ...aTurn(id), recordId: randomUUID() };
+    await orchestrator.recordTurn(keyed);
+    const keys = async () =>
+      (await td.admin.query(`select 1 from parley_tenant_data.turn_record_keys where conversation_id = $1`, [id])).rows.length;
+    expect(await keys()).toBe(1);
+    await orchestrator.endConversation({ tenantId: tenantA, conversationId: id });
+    expect(await keys()).toBe(0);
+    expect((await failure(orchestrator.recordTurn(keyed))).code).toBe(Code.FailedPrecondition);
+    expect(await written(id)).toEqual({ turns: 2, decisions: 1, states: 1 });
   });
 
   it('refuses a missing tenant or a malformed conversation id as INVALID_ARGUMENT', async () => {

@@ -116,6 +116,29 @@ export function primeRecordingMetrics(): void {
 }
 
 /**
+ * TurnRecordOutcome is how the voice-orchestrator's write of one turn record (a conversation
+ * turn's transcript turns, guardrail decisions and state: one RecordTurn) ended: stored at once,
+ * stored after transient failures were retried, or lost (every attempt failed, or tenant-data
+ * refused it for a reason a retry does not mend).
+ */
+export type TurnRecordOutcome = 'stored' | 'stored_after_retry' | 'lost';
+
+/** recordTurnRecord counts one turn record written to tenant-data by its outcome (parley.turn_records). */
+export function recordTurnRecord(outcome: TurnRecordOutcome, count = 1): void {
+  instrument('parley.turn_records', (m) =>
+    m.createCounter('parley.turn_records', {
+      description:
+        "Turn records (a conversation turn's transcript turns, guardrail decisions and state) written to tenant-data, by outcome: stored, stored_after_retry, lost.",
+    }),
+  ).add(count, { 'parley.turn_record.outcome': outcome });
+}
+
+/** primeTurnRecordMetrics shows every turn record outcome at 0 from start-up, so the first lost record is an increase Prometheus sees. */
+export function primeTurnRecordMetrics(): void {
+  for (const outcome of ['stored', 'stored_after_retry', 'lost'] as const) recordTurnRecord(outcome, 0);
+}
+
+/**
  * ConnectionFailureReason is why a connection to a peer service could not be made: nothing
  * listened (`refused`), the TLS handshake failed (`tls`: an untrusted CA, an expired certificate,
  * our client certificate refused), the peer's certificate named another service or host
@@ -300,6 +323,7 @@ export const PROMETHEUS_METRICS = {
   parley_webhook_deliveries_total: 'counter',
   parley_privacy_jobs_total: 'counter',
   parley_recordings_total: 'counter',
+  parley_turn_records_total: 'counter',
   parley_peer_connection_failures_total: 'counter',
   parley_db_statement_timeouts_total: 'counter',
   parley_db_listening: 'gauge',

@@ -74,7 +74,12 @@ export async function endConversation(trx: Trx, conversationId: string, reason?:
     .where('state', '=', 'live')
     .returningAll()
     .executeTakeFirst();
-  if (row !== undefined) return row;
+  if (row !== undefined) {
+    // RecordTurn's idempotency keys only matter while turns can be recorded: an ended
+    // conversation's records are refused anyway, and a digest of its turns is kept no longer.
+    await trx.deleteFrom('turn_record_keys').where('conversation_id', '=', id).execute();
+    return row;
+  }
   await getConversation(trx, id); // NotFound when missing
   throw new FailedPreconditionError(`conversation ${id} has already ended`);
 }

@@ -10,6 +10,7 @@ import * as conversationAccessNotify from './db/migrations/2026_12_01_0006_conve
 import * as outboundContact from './db/migrations/2026_12_02_0001_outbound_contact.js';
 import * as recordingBlobDeletions from './db/migrations/2026_12_02_0002_recording_blob_deletions.js';
 import * as recordingKeyVersions from './db/migrations/2026_12_03_0003_recording_key_versions.js';
+import * as turnRecordKeys from './db/migrations/2026_12_10_0001_turn_record_keys.js';
 import * as recordingBlobDeletionBacklog from './db/migrations/2026_12_10_0002_recording_blob_deletion_backlog.js';
 import * as definerSearchPath from './db/migrations/2026_12_10_0005_definer_search_path.js';
 import { DATA_MAP } from './db/data-map.js';
@@ -29,6 +30,7 @@ export const migrations: ServiceMigrations = {
     '2026_12_02_0001_outbound_contact': outboundContact,
     '2026_12_02_0002_recording_blob_deletions': recordingBlobDeletions,
     '2026_12_03_0003_recording_key_versions': recordingKeyVersions,
+    '2026_12_10_0001_turn_record_keys': turnRecordKeys,
     '2026_12_10_0002_recording_blob_deletion_backlog': recordingBlobDeletionBacklog,
     '2026_12_10_0005_definer_search_path': definerSearchPath,
   }),

@@ -6,4 +6,5 @@ export * from './guardrail-state.store.js';
 export * from './guardrail-decision.store.js';
 export * from './recording.store.js';
 export * from './subject.store.js';
+export * from './turn-record.store.js';
 export * from './workspace.store.js';

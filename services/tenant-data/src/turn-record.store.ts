@@ -1,8 +1,9 @@
 // A live conversation's turn, stored in one transaction: what the orchestrator used to store with
 // an RPC each (transcript turns, guardrail decisions, the checker's state), so a spoken turn costs
 // one round trip to tenant-data instead of four (see bench/README.md, voice).
+import { createHash } from 'node:crypto';
 import { requireUuid, type TenantTransaction } from '@parley/db';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@parley/platform';
 import { z } from 'zod';
 import type { TenantDataDb, TranscriptTurn } from './db/tables.js';
 import { checkGuardrailDecision } from './guardrail-decision.store.js';
@@ -23,6 +24,11 @@ export interface TurnRecord {
   readonly guardrailState?: unknown;
   /** subjectId is the conversation's end user ('' or absent: none), for the person part of the state. */
   readonly subjectId?: string;
+  /**
+   * recordId is the caller's idempotency key ('' or absent: none): a record whose key its live
+   * conversation already stored is answered as it was then and writes nothing.
+   */
+  readonly recordId?: string;
 }
 
 /** TurnRecorded is the outcome of a stored turn record. */
@@ -31,6 +37,20 @@ export interface TurnRecorded {
   readonly state: 'live';
   /** firstSeq is the seq of the first transcript turn stored (undefined when there was none). */
   readonly firstSeq: number | undefined;
+}
+
+/**
+ * digestOf is what tells a retry of a keyed record from another record under the same key: a
+ * SHA-256 of its checked parts as JSON with sorted keys (a state's keys may come in any order).
+ */
+function digestOf(parts: { turns: unknown; decisions: unknown; subjectId: unknown; state: unknown }): Buffer {
+  const sorted = (_key: string, value: unknown): unknown =>
+    value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : value;
+  return createHash('sha256')
+    .update(JSON.stringify(parts, sorted) ?? '')
+    .digest();
 }
 
 const turnsSchema = z
@@ -44,7 +64,9 @@ const turnsSchema = z
  * once. Another tenant's conversation (or an unknown one) is NOT_FOUND, an ended one
  * FAILED_PRECONDITION, a bad part INVALID_ARGUMENT; any of them throws before anything is
  * written, and any later failure throws too, so the transaction stores all of it or none. Each
- * record's transcript turns go after its conversation's last one, in order.
+ * record's transcript turns go after its conversation's last one, in order. A record with a
+ * record id its conversation already stored (before, or earlier in the batch) writes nothing and
+ * gets the first answer again; with other content under that id it is ALREADY_EXISTS.
  */
 export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Promise<TurnRecorded[]> {
   const checked = records.map((r) => {
@@ -58,7 +80,10 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
       checkGuardrailDecision({ conversationId: id, turn: d.turn, rule: d.rule, action: d.action, checked: d.on });
     const subjectId = r.subjectId === undefined || r.subjectId === '' ? undefined : requireUuid(r.subjectId, 'subject_id');
     const state = r.guardrailState === undefined ? undefined : validState(r.guardrailState);
-    return { id, turns, decisions: r.decisions, subjectId, state };
+    const recordId = r.recordId === undefined || r.recordId === '' ? undefined : requireUuid(r.recordId, 'record_id');
+    const decisions = r.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on }));
+    const digest = recordId === undefined ? undefined : digestOf({ turns, decisions, subjectId: subjectId ?? null, state: state ?? null });
+    return { id, turns, decisions, subjectId, state, recordId, digest };
   });
   const ids = [...new Set(checked.map((c) => c.id))].sort();
   if (ids.length === 0) return [];
@@ -87,6 +112,25 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
         `subject_id ${c.subjectId} is not the end user of conversation ${c.id}; a turn record carries its own conversation's subject (or none)`,
         { field: 'subject_id' },
       );
+  // The keys these records' conversations stored already. The conversation locks above queue every
+  // other writer of them, so what this reads cannot change before the commit; the primary key of
+  // turn_record_keys holds the line should anything get past that.
+  const keyOf = (conversationId: string, recordId: string) => `${conversationId}/${recordId}`;
+  const known = new Map<string, { digest: Buffer; result: TurnRecorded }>();
+  const keyed = checked.flatMap((c) => (c.recordId === undefined ? [] : [c.recordId]));
+  if (keyed.length > 0) {
+    const stored = await trx
+      .selectFrom('turn_record_keys')
+      .select(['conversation_id', 'record_id', 'digest', 'first_seq'])
+      .where('conversation_id', 'in', ids)
+      .where('record_id', 'in', [...new Set(keyed)])
+      .execute();
+    for (const k of stored)
+      known.set(keyOf(k.conversation_id, k.record_id), {
+        digest: k.digest,
+        result: { state: 'live', firstSeq: k.first_seq ?? undefined },
+      });
+  }
   const withTurns = [...new Set(checked.filter((c) => c.turns.length > 0).map((c) => c.id))];
   const next = new Map<string, number>();
   if (withTurns.length > 0) {
@@ -105,17 +149,43 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
     text_redacted: string;
     retention_class: 'transcript';
   }[] = [];
+  const keyRows: { conversation_id: string; record_id: string; digest: Buffer; first_seq: number | null }[] = [];
+  const fresh: typeof checked = [];
   const results: TurnRecorded[] = checked.map((c) => {
-    if (c.turns.length === 0) return { state: 'live', firstSeq: undefined };
-    const first = next.get(c.id) ?? 0;
-    c.turns.forEach((t, i) =>
-      turnRows.push({ conversation_id: c.id, seq: first + i, role: t.role, text_redacted: t.textRedacted, retention_class: 'transcript' }),
-    );
-    next.set(c.id, first + c.turns.length);
-    return { state: 'live', firstSeq: first };
+    const key = c.recordId === undefined ? undefined : keyOf(c.id, c.recordId);
+    const repeat = key === undefined ? undefined : known.get(key);
+    if (repeat !== undefined) {
+      if (c.digest === undefined || !repeat.digest.equals(c.digest))
+        throw new AlreadyExistsError(
+          `turn record ${c.recordId} of conversation ${c.id} was already stored with other content; a retry must resend the same record, and a new record needs a new record_id`,
+        );
+      return repeat.result;
+    }
+    fresh.push(c);
+    let result: TurnRecorded = { state: 'live', firstSeq: undefined };
+    if (c.turns.length > 0) {
+      const first = next.get(c.id) ?? 0;
+      c.turns.forEach((t, i) =>
+        turnRows.push({
+          conversation_id: c.id,
+          seq: first + i,
+          role: t.role,
+          text_redacted: t.textRedacted,
+          retention_class: 'transcript',
+        }),
+      );
+      next.set(c.id, first + c.turns.length);
+      result = { state: 'live', firstSeq: first };
+    }
+    if (key !== undefined && c.recordId !== undefined && c.digest !== undefined) {
+      known.set(key, { digest: c.digest, result });
+      keyRows.push({ conversation_id: c.id, record_id: c.recordId, digest: c.digest, first_seq: result.firstSeq ?? null });
+    }
+    return result;
   });
   if (turnRows.length > 0) await trx.insertInto('transcript_turns').values(turnRows).execute();
-  const decisionRows = checked.flatMap((c) =>
+  if (keyRows.length > 0) await trx.insertInto('turn_record_keys').values(keyRows).execute();
+  const decisionRows = fresh.flatMap((c) =>
     c.decisions.map((d) => ({ conversation_id: c.id, turn: d.turn, rule: d.rule, action: d.action, checked: d.on })),
   );
   if (decisionRows.length > 0) await trx.insertInto('guardrail_decisions').values(decisionRows).execute();
@@ -123,7 +193,7 @@ export async function recordTurns(trx: Trx, records: readonly TurnRecord[]): Pro
   // (each is the whole state), and one upsert may not touch a row twice.
   const conversationStates = new Map<string, string>();
   const personStates = new Map<string, string>();
-  for (const c of checked) {
+  for (const c of fresh) {
     if (c.state === undefined) continue;
     conversationStates.set(c.id, JSON.stringify(c.state.conversation));
     if (c.subjectId !== undefined) personStates.set(c.subjectId, JSON.stringify(c.state.person));

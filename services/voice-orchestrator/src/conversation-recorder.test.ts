@@ -1,13 +1,16 @@
 // The recorder over Peers over a Connect client of an in-memory tenant-data router: with RecordTurn
 // (one call per batch, after the hold), without it (an older tenant-data pod in a rolling upgrade:
 // UNIMPLEMENTED, so the parts go one RPC each, and RecordTurn is not asked again for a while), and
-// for a conversation ended elsewhere (the record is refused whole; decisions and state still kept).
+// for a conversation ended elsewhere (the record is refused whole; decisions and state still kept),
+// and while tenant-data is away (the same record, same id, sent again within a bound; counted as
+// lost in parley.turn_records when no attempt got through).
 import { Code, ConnectError, createClient, createRouterTransport, type ServiceImpl } from '@connectrpc/connect';
+import { metrics, type Meter, type MeterProvider } from '@opentelemetry/api';
 import { initialGuardrailState } from '@parley/guardrails';
 import type { Logger } from '@parley/platform';
-import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
-import { describe, expect, it } from 'vitest';
-import { ConversationRecorder, HOLD_MAX_MS } from './conversation-recorder.js';
+import { TenantDataService, type RecordTurnRequest } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { ConversationRecorder, HOLD_MAX_MS, TURN_RECORD_ATTEMPTS } from './conversation-recorder.js';
 import { createPeers, RECORD_TURN_RETRY_MS, type PeerClients } from './peers.js';
 import { ReplyWindows } from './reply-windows.js';
 
@@ -36,6 +39,29 @@ function tenantData(impl: Partial<ServiceImpl<typeof TenantDataService>>) {
 }
 
 const log = { error: () => undefined, warn: () => undefined } as unknown as Logger;
+
+/** outcomes counts what parley.turn_records was told, through a meter provider that keeps each add (set as the global one). */
+const outcomes = new Map<string, number>();
+const countingMeter = {
+  createCounter: (name: string) => ({
+    add: (n: number, attrs?: Record<string, string>) => {
+      if (name !== 'parley.turn_records') return;
+      const key = String(attrs?.['parley.turn_record.outcome']);
+      outcomes.set(key, (outcomes.get(key) ?? 0) + n);
+    },
+  }),
+} as unknown as Meter;
+metrics.setGlobalMeterProvider({ getMeter: () => countingMeter } satisfies MeterProvider);
+afterAll(() => metrics.disable());
+beforeEach(() => outcomes.clear());
+
+/** loggedTo is a logger that keeps each warning's and error's message. */
+function loggedTo(lines: { warn: string[]; error: string[] }) {
+  return {
+    warn: (_: unknown, msg: string) => lines.warn.push(msg),
+    error: (_: unknown, msg: string) => lines.error.push(msg),
+  } as unknown as Logger;
+}
 const oldMethods = {
   appendTranscriptTurn: () => ({}),
   recordGuardrailDecision: () => ({}),
@@ -209,7 +235,42 @@ describe('ConversationRecorder', () => {
     ]);
   });
 
-  it('logs a record tenant-data could not store and goes on with the next', async () => {
+  it('sends a record again, with the same record id, while tenant-data is away, and stores it once', async () => {
+    // The first attempt commits but its answer is lost, the second runs out of time: tenant-data
+    // keeps the record by its id, as the real one does, and the third attempt is answered.
+    const stored = new Map<string, RecordTurnRequest>();
+    let attempt = 0;
+    const td = tenantData({
+      recordTurn: (req: RecordTurnRequest) => {
+        attempt++;
+        if (!stored.has(req.recordId)) stored.set(req.recordId, req);
+        if (attempt === 1) throw new ConnectError('connection reset', Code.Unavailable);
+        if (attempt === 2) throw new ConnectError('deadline passed', Code.DeadlineExceeded);
+        return { conversationState: 'live', firstSeq: 0 };
+      },
+    });
+    const lines = { warn: [] as string[], error: [] as string[] };
+    let live = 0;
+    const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
+    const recorder = new ConversationRecorder(peers, loggedTo(lines), tenantId, conversationId, { onLive: () => live++ });
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn', 'recordTurn']);
+    const ids = (td.recorded as RecordTurnRequest[]).map((r) => r.recordId);
+    expect(new Set(ids).size).toBe(1);
+    expect(ids[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect([...stored.values()].map((r) => r.turns.map((t) => t.textRedacted))).toEqual([['question 1', 'answer 1']]);
+    expect(lines).toEqual({ warn: ['turn record not stored yet; retrying', 'turn record not stored yet; retrying'], error: [] });
+    expect(live).toBe(1);
+    expect(Object.fromEntries(outcomes)).toEqual({ stored_after_retry: 1 });
+    // The next record is another: a new id, stored at the first attempt.
+    queueTurn(recorder, 2);
+    await recorder.drained();
+    expect(new Set((td.recorded as RecordTurnRequest[]).map((r) => r.recordId)).size).toBe(2);
+    expect(Object.fromEntries(outcomes)).toEqual({ stored_after_retry: 1, stored: 1 });
+  });
+
+  it('gives a record up after TURN_RECORD_ATTEMPTS, logs it and counts it as lost, and goes on with the next', async () => {
     let fail = true;
     const td = tenantData({
       recordTurn: () => {
@@ -217,20 +278,36 @@ describe('ConversationRecorder', () => {
         return { conversationState: 'live' };
       },
     });
-    const errors: string[] = [];
+    const lines = { warn: [] as string[], error: [] as string[] };
     const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
-    const recorder = new ConversationRecorder(
-      peers,
-      { error: (_: unknown, msg: string) => errors.push(msg) } as unknown as Logger,
-      tenantId,
-      conversationId,
-    );
+    const recorder = new ConversationRecorder(peers, loggedTo(lines), tenantId, conversationId);
     queueTurn(recorder, 1);
     await recorder.drained();
+    expect(td.calls).toEqual(Array.from({ length: TURN_RECORD_ATTEMPTS }, () => 'recordTurn'));
+    expect(lines.error).toEqual(['turn record not stored']);
+    expect(lines.warn).toHaveLength(TURN_RECORD_ATTEMPTS - 1);
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 1 });
     fail = false;
     queueTurn(recorder, 2);
     await recorder.drained();
-    expect(errors).toEqual(['turn record not stored']);
-    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+    expect(td.calls).toHaveLength(TURN_RECORD_ATTEMPTS + 1);
+    expect(lines.error).toEqual(['turn record not stored']);
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 1, stored: 1 });
+  });
+
+  it('does not send again a record tenant-data refused for a reason a retry does not mend, and counts it as lost', async () => {
+    const td = tenantData({
+      recordTurn: () => {
+        throw new ConnectError('turn record was already stored with other content', Code.AlreadyExists);
+      },
+    });
+    const lines = { warn: [] as string[], error: [] as string[] };
+    const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
+    const recorder = new ConversationRecorder(peers, loggedTo(lines), tenantId, conversationId);
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn']);
+    expect(lines).toEqual({ warn: [], error: ['turn record not stored'] });
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 1 });
   });
 });

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import type { GuardrailState } from '@parley/guardrails';
-import type { Logger } from '@parley/platform';
-import { TurnRecordUnsupported, type Peers, type RecordedGuardrailDecision, type TurnRecord } from './peers.js';
+import { recordTurnRecord, type Logger } from '@parley/platform';
+import { retrying, TurnRecordUnsupported, type Peers, type RecordedGuardrailDecision, type TurnRecord } from './peers.js';
 import type { ReplyWindows } from './reply-windows.js';
+import { CLOSE_CODES, SessionRefusal } from './session-refusal.js';
 import { sealTranscriptText } from './transcript-text.js';
 
 /**
@@ -10,6 +12,24 @@ import { sealTranscriptText } from './transcript-text.js';
  * caller said unstored for longer than this.
  */
 export const HOLD_MAX_MS = 1_000;
+
+/**
+ * TURN_RECORD_ATTEMPTS bounds how often one turn record is sent while tenant-data is away
+ * (UNAVAILABLE, DEADLINE_EXCEEDED, a lost connection): a tenant-data pod restarting or failing
+ * over is back within a few of TURN_RECORD_BACKOFF_MS's doublings (250, 500, 1000, 2000 ms).
+ */
+export const TURN_RECORD_ATTEMPTS = 5;
+
+/** TURN_RECORD_BACKOFF_MS is the wait after a turn record's first failed attempt; it doubles after each further one. */
+export const TURN_RECORD_BACKOFF_MS = 250;
+
+/**
+ * TURN_RECORD_RETRY_WITHIN_MS is how long after a record's first attempt another may start: one
+ * more than an attempt's own 5 s deadline, so a record whose first attempt ran out of time is
+ * sent once more, and given up within about 11 s, so the writes queued behind it and the
+ * conversation's end (which waits for them) are never held up longer.
+ */
+export const TURN_RECORD_RETRY_WITHIN_MS = 6_000;
 
 /** TURN_RECORD_MAX_ITEMS is tenant-data's bound on a turn record's transcript turns, and on its decisions. */
 const TURN_RECORD_MAX_ITEMS = 64;
@@ -39,7 +59,10 @@ export interface RecorderEvents {
  * starting no sooner than the loop turn after its first item was queued, and while the
  * conversation holds the recorder (a turn is being answered) no sooner than the hold's release or
  * HOLD_MAX_MS; and, given the process's ReplyWindows, no sooner than the moment no call's turn is
- * waiting for its first audio (within the same HOLD_MAX_MS). A failure is logged (never the text) and the queue goes on. Against a tenant-data
+ * waiting for its first audio (within the same HOLD_MAX_MS). A record tenant-data could not be
+ * reached for is sent again (the same record id: stored once however many attempts reached it),
+ * within TURN_RECORD_ATTEMPTS and TURN_RECORD_RETRY_WITHIN_MS; one still not stored is logged
+ * (never the text), counted as lost (parley_turn_records_total) and the queue goes on. Against a tenant-data
  * without RecordTurn (mid-upgrade) and for a conversation ended elsewhere, the parts are stored one
  * RPC each, as before RecordTurn: turns are then refused as ended, decisions and state still kept.
  */
@@ -169,7 +192,7 @@ export class ConversationRecorder {
     let state: TurnRecord['guardrailState'];
     const cut = () => {
       if (turns.length > 0 || decisions.length > 0 || state !== undefined)
-        records.push({ turns, decisions, ...(state === undefined ? {} : { guardrailState: state }) });
+        records.push({ recordId: randomUUID(), turns, decisions, ...(state === undefined ? {} : { guardrailState: state }) });
       turns = [];
       decisions = [];
       state = undefined;
@@ -199,9 +222,29 @@ export class ConversationRecorder {
   }
 
   async #store(record: TurnRecord): Promise<void> {
+    const started = Date.now();
+    let attempts = 0;
     try {
-      const state = await this.#peers.recordTurn(this.#tenantId, this.#conversationId, record);
+      const state = await retrying(
+        () => {
+          attempts++;
+          return this.#peers.recordTurn(this.#tenantId, this.#conversationId, record);
+        },
+        {
+          attempts: TURN_RECORD_ATTEMPTS,
+          delayMs: TURN_RECORD_BACKOFF_MS,
+          // Only tenant-data being away is worth another try; the record's id makes one that
+          // committed unseen answer as stored rather than store it twice.
+          retryable: (err) =>
+            err instanceof SessionRefusal &&
+            err.closeCode === CLOSE_CODES.tryAgainLater &&
+            Date.now() - started < TURN_RECORD_RETRY_WITHIN_MS,
+          onRetry: (err, attempt) =>
+            this.#log.warn({ err: err instanceof Error ? err.message : 'unknown', attempt }, 'turn record not stored yet; retrying'),
+        },
+      );
       if (state === 'live') {
+        recordTurnRecord(attempts > 1 ? 'stored_after_retry' : 'stored');
         this.#events.onLive?.();
         return;
       }
@@ -210,8 +253,9 @@ export class ConversationRecorder {
       this.#events.onEnded?.();
     } catch (err) {
       if (!(err instanceof TurnRecordUnsupported)) {
+        recordTurnRecord('lost');
         this.#log.error(
-          { err: err instanceof Error ? err.message : 'unknown', turns: record.turns.length, decisions: record.decisions.length },
+          { err: err instanceof Error ? err.message : 'unknown', attempts, turns: record.turns.length, decisions: record.decisions.length },
           'turn record not stored',
         );
         return;

@@ -5,7 +5,7 @@
 // as webhooks), and audit when configured (calls handed off to a human). On SIGTERM it stops taking conversations and ends the
 // live ones politely within the shutdown grace period.
 import { AddressBuckets, TtlCache } from './call-webhook-guard.js';
-import { CertificateSource, PARLEY_VERSION, primeRecordingMetrics, runMain } from '@parley/platform';
+import { CertificateSource, PARLEY_VERSION, primeRecordingMetrics, primeTurnRecordMetrics, runMain } from '@parley/platform';
 import { AuditService } from '@parley/proto/parley/audit/v1/audit_pb.js';
 import { IdentityService } from '@parley/proto/parley/identity/v1/identity_pb.js';
 import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integrations_pb.js';
@@ -56,6 +56,7 @@ runMain({
     const embeddedTts =
       config.embeddedTtsWorkers > 0 ? new EmbeddedTts(config.embeddedTtsWorkers, { maxWaiting: config.embeddedTtsMaxWaiting }) : undefined;
     await embeddedTts?.ready();
+    primeTurnRecordMetrics();
     const blobs = openBlobStore(config.blobStore);
     if (blobs !== undefined) primeRecordingMetrics();
     if (blobs === undefined) ctx.logger.warn('PARLEY_BLOB_STORE is none: agents that ask for call recording are not recorded');

@@ -57,6 +57,11 @@ export interface RecordedGuardrailDecision {
 
 /** TurnRecord is what one turn of a conversation produced, stored in tenant-data in one write (RecordTurn). */
 export interface TurnRecord {
+  /**
+   * recordId is the record's idempotency key (a UUID made once per record): a retry resends it,
+   * so tenant-data stores a record whose first answer was lost only once.
+   */
+  readonly recordId: string;
   /** turns are the transcript turns in order, redacted (and sealed for a subject) already. */
   readonly turns: readonly { readonly role: 'user' | 'assistant' | 'system'; readonly text: string }[];
   readonly decisions: readonly RecordedGuardrailDecision[];
@@ -97,7 +102,9 @@ export interface Peers {
   /**
    * recordTurn stores a turn record in one transaction and answers the conversation's state:
    * 'live', or 'ended' (ended elsewhere: nothing of the record was stored). TurnRecordUnsupported
-   * when tenant-data predates RecordTurn (then for RECORD_TURN_RETRY_MS without asking again).
+   * when tenant-data predates RecordTurn (then for RECORD_TURN_RETRY_MS without asking again); a
+   * SessionRefusal with tryAgainLater when tenant-data was away (the record may or may not be
+   * stored: resending it with its recordId is safe).
    */
   recordTurn(tenantId: string, conversationId: string, record: TurnRecord): Promise<'live' | 'ended'>;
   /** resolveKeys decrypts the named secrets of the agent for this live conversation. */
@@ -429,6 +436,7 @@ export function createPeers(c: PeerClients, clock: () => number = Date.now): Pee
             {
               tenantId,
               conversationId,
+              recordId: record.recordId,
               turns: record.turns.map((t) => ({ role: t.role, textRedacted: t.text })),
               decisions: record.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
               ...(state === undefined

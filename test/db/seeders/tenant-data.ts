@@ -7,6 +7,7 @@ import {
   createWorkspace,
   putGuardrailState,
   recordGuardrailDecision,
+  recordTurns,
   startConversation,
   type TenantDataDb,
 } from '@parley/tenant-data';
@@ -80,6 +81,8 @@ export async function seedTenantData(db: Kysely<unknown>, tenant: string): Promi
       action: 'replace',
       checked: 'assistant',
     });
+    // A keyed turn record with nothing in it: only its idempotency key is stored (turn_record_keys).
+    await recordTurns(trx, [{ conversationId: conversation.id, turns: [], decisions: [], recordId: randomUUID() }]);
     await trx
       .insertInto('recording_blob_deletions')
       .values({ blob_key: `recordings/${tenant}/${conversation.id}/gone.pra` })

@@ -96,5 +96,13 @@ export const DATA_MAP: Readonly<Record<string, TableAnnotation>> = {
     readsRecorded: false,
     description: 'blob keys of deleted recording references whose encrypted audio is still to be deleted from the blob store',
   },
+  turn_record_keys: {
+    dataClass: 'conversation_metadata',
+    encryption: NONE + '; a SHA-256 digest of each turn record, never its text',
+    retention: 'while its conversation is live: deleted when the conversation ends (or with it)',
+    readScopes: [],
+    readsRecorded: false,
+    description: "RecordTurn's idempotency keys: the record id the orchestrator chose, its digest and the seq of its first turn",
+  },
   audit_outbox: AUDIT_OUTBOX_ANNOTATION,
 };

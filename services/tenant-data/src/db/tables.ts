@@ -141,6 +141,16 @@ export interface RecordingBlobDeletionsTable {
   retention_class: ColumnType<RetentionClass, never, never>;
 }
 
+/** TurnRecordKeysTable holds RecordTurn's idempotency keys of live conversations: record id, digest, first seq stored. */
+export interface TurnRecordKeysTable {
+  tenant_id: TenantId;
+  conversation_id: string;
+  record_id: string;
+  digest: Buffer;
+  first_seq: number | null;
+  created_at: Generated<Date>;
+}
+
 /** TenantDataDb is the schema parley_tenant_data as Kysely sees it (the role's search_path points there). */
 export interface TenantDataDb {
   workspaces: WorkspacesTable;
@@ -153,6 +163,7 @@ export interface TenantDataDb {
   guardrail_person_states: GuardrailPersonStatesTable;
   guardrail_decisions: GuardrailDecisionsTable;
   recording_blob_deletions: RecordingBlobDeletionsTable;
+  turn_record_keys: TurnRecordKeysTable;
 }
 
 /** Workspace is a selected workspace row. */

@@ -192,6 +192,8 @@ export function conversationHandlers(
           decisions: req.decisions.map((d) => ({ turn: d.turn, rule: d.rule, action: d.action, on: d.on })),
           ...(req.guardrailState === undefined ? {} : { guardrailState: req.guardrailState }),
           subjectId: req.subjectId,
+          // An older orchestrator sends none: its records are stored as they come, as before the key.
+          recordId: req.recordId,
         },
         // A caller that gave up (its deadline passed) is left out of the batch: nothing is written for it.
         ctx.signal,
