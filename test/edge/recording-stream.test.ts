@@ -19,6 +19,11 @@ import { runParley } from '../cli/run-parley.js';
 const RATE = 16_000;
 /** READ_CAP is this stack's PARLEY_RECORDING_READ_MAX_BYTES: a few seconds of audio. */
 const READ_CAP = 64 * 1024;
+/**
+ * INTERNAL_DEADLINE_MS is this stack's PARLEY_INTERNAL_DEADLINE_MS at the edge, shorter than the
+ * 10 s default so that a reader pausing past it costs the test seconds, not a quarter minute.
+ */
+const INTERNAL_DEADLINE_MS = 3_000;
 
 let stack: PublicStack;
 let blobDir: string;
@@ -26,7 +31,10 @@ let client: ParleyClient;
 
 beforeAll(async () => {
   blobDir = await mkdtemp(join(tmpdir(), 'parley-recording-stream-'));
-  stack = await startPublicStack({ 'tenant-data': { PARLEY_BLOB_DIR: blobDir, PARLEY_RECORDING_READ_MAX_BYTES: String(READ_CAP) } });
+  stack = await startPublicStack({
+    'tenant-data': { PARLEY_BLOB_DIR: blobDir, PARLEY_RECORDING_READ_MAX_BYTES: String(READ_CAP) },
+    edge: { PARLEY_INTERNAL_DEADLINE_MS: String(INTERNAL_DEADLINE_MS) },
+  });
   client = createParleyNodeClient({ baseUrl: stack.publicUrl, apiKey: stack.bootstrap.apiKey, ca: stack.ca, retry: { maxAttempts: 1 } });
 }, 180_000);
 
@@ -100,19 +108,21 @@ describe('streamed recording reads', () => {
     await pollUntil(async () => (await readEvents(rec.recordingId)) === 2, 20_000);
   });
 
-  it("keeps streaming a long recording to a slow reader past the internal calls' default 10 s deadline", async () => {
-    // Large enough that the hops' flow-control windows and socket buffers cannot hold it all, so
+  it("keeps streaming a long recording to a slow reader past the internal calls' default deadline", async () => {
+    // Large enough that the hops' flow-control windows and buffers cannot hold it all, so
     // tenant-data's stream to the edge stays open while the reader pauses for longer than the
-    // internal client's default deadline.
-    const rec = await storeRecording(stack, blobDir, callAudio(1_800, 8_000));
-    expect(rec.sizeBytes).toBeGreaterThan(28 * 1024 * 1024);
+    // internal client's default deadline: with the edge's stream given that deadline instead of
+    // the long-read one, 20 s of audio (a 0.6 MB WAV) was already cut off, 5 s (0.16 MB) was not;
+    // five minutes (a 9.6 MB WAV) leaves a wide margin.
+    const rec = await storeRecording(stack, blobDir, callAudio(300, 8_000));
+    expect(rec.sizeBytes).toBeGreaterThan(4.5 * 1024 * 1024);
     const pieces: Buffer[] = [];
     let expected: Buffer | undefined;
     for await (const res of client.conversations.streamRecording({ conversationId: rec.conversationId, recordingId: rec.recordingId })) {
       pieces.push(Buffer.from(res.wav));
       if (expected === undefined) {
-        // The pause, used to lay out the expected WAV (seconds of CPU for half an hour of audio).
-        const resumeAt = Date.now() + 11_500;
+        // The pause, used to lay out the expected WAV.
+        const resumeAt = Date.now() + INTERNAL_DEADLINE_MS + 1_500;
         expected = Buffer.from(recordingWav(rec.plaintext));
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, resumeAt - Date.now())));
       }

@@ -8,10 +8,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDevStackConfig, startDevStack, type DevStack, type ServiceProcess } from '@parley/devstack';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@parley/embedded-postgres';
+import { SERVICE_NAMES } from '@parley/platform';
 import { startVaultStandin, type VaultStandin } from '../src/vault-standin.js';
 import { adminPool } from '../src/pg.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * INTERNAL_DEADLINE_MS is every service's PARLEY_INTERNAL_DEADLINE_MS here: a frozen peer's callers
+ * reach their deadline in seconds (the 10 s default would make that fault a quarter minute).
+ */
+export const INTERNAL_DEADLINE_MS = 4_000;
 
 /** FaultStack is a running dev stack with its Postgres and Vault stand-in under the test's control. */
 export interface FaultStack {
@@ -63,9 +70,11 @@ export async function startFaultStack(): Promise<FaultStack> {
     root,
   );
   const logs: string[] = [];
+  const deadline = { PARLEY_INTERNAL_DEADLINE_MS: String(INTERNAL_DEADLINE_MS) };
+  const serviceEnv = Object.fromEntries(SERVICE_NAMES.map((service) => [service, deadline]));
   let dev: DevStack;
   try {
-    dev = await startDevStack(config, (line) => logs.push(line));
+    dev = await startDevStack({ ...config, serviceEnv }, (line) => logs.push(line));
   } catch (err) {
     await vault.close();
     await postgres.stop();

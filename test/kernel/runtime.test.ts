@@ -1,6 +1,8 @@
 // The kernel's configuration, readiness and logging, in process (the process-level behaviour is in
 // process.test.ts).
 import { trace } from '@opentelemetry/api';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -61,6 +63,14 @@ describe('configuration', () => {
     expect(loadKernelConfig('edge', 'test', { ...tls, PARLEY_INTERNAL_CLIENT: 'connect-node' }).internalClient).toBe('connect-node');
     expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_INTERNAL_CLIENT: 'undici' })).toThrow(
       'PARLEY_INTERNAL_CLIENT: must be one of grpc-js, connect-node, got "undici"',
+    );
+  });
+
+  it('bounds internal calls without a deadline of their own by PARLEY_INTERNAL_DEADLINE_MS, 10 s unless set, and names a value out of range', () => {
+    expect(loadKernelConfig('edge', 'test', tls).internalDeadlineMs).toBe(10_000);
+    expect(loadKernelConfig('edge', 'test', { ...tls, PARLEY_INTERNAL_DEADLINE_MS: '2500' }).internalDeadlineMs).toBe(2_500);
+    expect(() => loadKernelConfig('edge', 'test', { ...tls, PARLEY_INTERNAL_DEADLINE_MS: '50' })).toThrow(
+      'PARLEY_INTERNAL_DEADLINE_MS: must be between 1000 and 600000, got 50',
     );
   });
 
@@ -150,6 +160,44 @@ describe('runtime context', () => {
       expect(() => ctx?.clientFor('audit', Health)).toThrow(new ConfigError('PARLEY_AUDIT_URL', 'is required: lifecycle calls audit'));
     } finally {
       await running.stop();
+    }
+  });
+});
+
+describe('internal deadline', () => {
+  it("gives the service's peer clients PARLEY_INTERNAL_DEADLINE_MS: a call to a peer that never answers ends with DEADLINE_EXCEEDED", async () => {
+    // A peer that accepts connections and never speaks: the call waits for its TLS handshake until the deadline.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    let ctx: RuntimeContext | undefined;
+    const running = await runService(
+      {
+        name: 'lifecycle',
+        version: 'test',
+        policies: [],
+        setup: (c) => {
+          ctx = c;
+          return { routes: () => undefined };
+        },
+      },
+      lifecycleEnv({ PARLEY_IDENTITY_URL: `https://127.0.0.1:${port}`, PARLEY_INTERNAL_DEADLINE_MS: '1000' }),
+    );
+    try {
+      if (ctx === undefined) throw new Error('setup did not run');
+      const started = Date.now();
+      const err: unknown = await ctx
+        .clientFor('identity', Health)
+        .check({})
+        .catch((e: unknown) => e);
+      expect(ConnectError.from(err).code).toBe(Code.DeadlineExceeded);
+      // Loose on purpose (a loaded machine): well under the 10 s default, so the setting was applied.
+      expect(Date.now() - started).toBeLessThan(8_000);
+    } finally {
+      await running.stop();
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });

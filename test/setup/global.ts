@@ -60,6 +60,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   project.provide('databaseUrl', databaseUrl);
   if (template !== undefined) project.provide('databaseTemplate', template);
+  // Made by the first createMigratedDatabase (test/src/pg.ts) that needs it.
+  const migratedTemplate = `parley_migrated_${randomBytes(6).toString('hex')}`;
+  project.provide('migratedTemplate', migratedTemplate);
   project.provide('dbRolePasswords', rolePasswords as Record<string, string>);
   // One KEK keyring per test database, as one KEK per deployment in production: keys sealed by one
   // test file's identity process (stored in the shared database) must unseal in the next one's.
@@ -69,8 +72,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // workspace's chain in the shared database, and each verifies the others' checkpoints.
   project.provide('auditSigningKeyPath', join(keyringDir, 'audit-signing-key.json'));
   return async () => {
-    if (template !== undefined && stop === undefined) {
-      await adminQuery(server, `drop database if exists ${pg.escapeIdentifier(template)} with (force)`);
+    if (stop === undefined) {
+      for (const name of [template, migratedTemplate]) {
+        if (name !== undefined) await adminQuery(server, `drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+      }
     }
     await stop?.();
   };

@@ -32,6 +32,8 @@ declare module 'vitest' {
     databasePerFile?: boolean;
     /** databaseTemplate is the migrated database that test/setup/database-per-file.ts clones. */
     databaseTemplate?: string;
+    /** migratedTemplate names the migrated database createMigratedDatabase clones (made by the first that needs it, unless databaseTemplate is it). */
+    migratedTemplate: string;
   }
 }
 
@@ -50,17 +52,26 @@ export function adminUrl(): string {
 export async function useDatabaseOfThisFile(): Promise<ThrowawayDatabase> {
   const template = inject('databaseTemplate');
   if (template === undefined) throw new Error('this vitest project has no databaseTemplate (provide databasePerFile: true)');
+  const db = await cloneMigratedDatabase(template);
+  fileDatabaseUrl = db.url;
+  return db;
+}
+
+/** cloneMigratedDatabase copies a migrated database, with what migrations give a database that a copy does not take. */
+async function cloneMigratedDatabase(template: string): Promise<ThrowawayDatabase> {
   const db = await createThrowawayDatabase(template);
   // Database-level grants and role settings are not copied from a template: the ones migrations give are repeated.
   const admin = new pg.Client({ connectionString: db.url });
-  await admin.connect();
   try {
+    await admin.connect();
     await admin.query(`grant create on database ${pg.escapeIdentifier(db.name)} to ${pg.escapeIdentifier(MIGRATOR_ROLE)}`);
     await setRoleTimeouts(admin, dbTimeoutsFrom({}));
-  } finally {
+  } catch (err) {
     await admin.end();
+    await db.drop();
+    throw err;
   }
-  fileDatabaseUrl = db.url;
+  await admin.end();
   return db;
 }
 
@@ -175,22 +186,44 @@ const MIGRATE_LOCK = 0x70_6d_69_67;
 /**
  * createMigratedDatabase is createThrowawayDatabase with every service's schema migrated, for a
  * test whose assertions cover all rows of a table (a KEK rewrap, a full dump) and so must not see
- * rows that other test files left in the shared database.
+ * rows that other test files left in the shared database. It is a copy of a database migrated
+ * once per run (about 0.3 s instead of 2 s of migrations, one file at a time, per call).
  */
 export async function createMigratedDatabase(): Promise<ThrowawayDatabase> {
-  const db = await createThrowawayDatabase();
-  try {
-    await underMigrateLock(async () =>
-      migrateAll(db.url, {
-        services: await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)) }),
-        rolePasswords: inject('dbRolePasswords') as RolePasswords,
-      }),
-    );
-  } catch (err) {
-    await db.drop();
-    throw err;
-  }
-  return db;
+  return cloneMigratedDatabase(await migratedTemplate());
+}
+
+/**
+ * migratedTemplate is the name of the run's migrated template: the project's own when its files
+ * get a database each, else one the first caller migrates (under a temporary name, renamed once
+ * whole, so a failed migration leaves no template behind).
+ */
+async function migratedTemplate(): Promise<string> {
+  const perFile = inject('databaseTemplate');
+  if (perFile !== undefined) return perFile;
+  const name = inject('migratedTemplate');
+  return underMigrateLock(async () => {
+    const server = new pg.Client({ connectionString: inject('databaseUrl') });
+    await server.connect();
+    try {
+      const { rowCount } = await server.query('select 1 from pg_database where datname = $1', [name]);
+      if (rowCount === 1) return name;
+      const building = await createThrowawayDatabase();
+      try {
+        await migrateAll(building.url, {
+          services: await loadServiceMigrations({ workspaceRoot: fileURLToPath(new URL('../..', import.meta.url)) }),
+          rolePasswords: inject('dbRolePasswords') as RolePasswords,
+        });
+        await server.query(`alter database ${pg.escapeIdentifier(building.name)} rename to ${pg.escapeIdentifier(name)}`);
+      } catch (err) {
+        await building.drop();
+        throw err;
+      }
+      return name;
+    } finally {
+      await server.end();
+    }
+  });
 }
 
 /**

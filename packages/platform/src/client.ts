@@ -4,7 +4,7 @@ import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-no
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import type { InternalClientImplementation } from './config.js';
+import { DEFAULT_INTERNAL_DEADLINE_MS, type InternalClientImplementation } from './config.js';
 import { createGrpcJsTransport, MisconfigurationLog, type EndpointConnectionEvents } from './grpc-js-transport.js';
 import { callerFromCertificate } from './identity.js';
 import type { Logger } from './logger.js';
@@ -25,7 +25,7 @@ export interface MtlsTransportOptions {
   readonly expect: ServiceName;
   readonly trustDomain: string;
   readonly interceptors?: readonly Interceptor[];
-  /** defaultTimeoutMs bounds every call without its own deadline. */
+  /** defaultTimeoutMs bounds every call without its own deadline (default DEFAULT_INTERNAL_DEADLINE_MS; services pass PARLEY_INTERNAL_DEADLINE_MS). */
   readonly defaultTimeoutMs?: number;
   /**
    * resolveEveryMs: how often the peer's DNS name is resolved to its endpoints (a Kubernetes
@@ -153,7 +153,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport & 
   const expected = spiffeIdFor(options.expect, options.trustDomain);
   const implementation = options.implementation ?? 'grpc-js';
   const endpointOf = implementation === 'grpc-js' ? grpcJsEndpoint : connectNodeEndpoint;
-  const defaultTimeoutMs = options.defaultTimeoutMs ?? 10_000;
+  const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_INTERNAL_DEADLINE_MS;
   const misconfigurations = options.logger !== undefined ? new MisconfigurationLog(options.expect, options.logger) : undefined;
   // A list of URLs is a fixed set of endpoints, as if DNS had answered with them.
   const listed = options.baseUrl.split(',');

@@ -126,7 +126,15 @@ export interface KernelConfig {
   readonly reflection: boolean;
   /** internalClient makes the calls of this service's clients of its peers (PARLEY_INTERNAL_CLIENT, default grpc-js). */
   readonly internalClient: InternalClientImplementation;
+  /** internalDeadlineMs bounds every call to a peer that sets no deadline of its own (PARLEY_INTERNAL_DEADLINE_MS). */
+  readonly internalDeadlineMs: number;
 }
+
+/**
+ * DEFAULT_INTERNAL_DEADLINE_MS is the deadline of an internal call that sets none of its own: long
+ * enough for a loaded peer's slowest ordinary call, short enough that a hung peer frees its callers.
+ */
+export const DEFAULT_INTERNAL_DEADLINE_MS = 10_000;
 
 /** InternalClientImplementation names what makes an internal client's calls (PARLEY_INTERNAL_CLIENT). */
 export type InternalClientImplementation = 'grpc-js' | 'connect-node';
@@ -214,6 +222,8 @@ export function loadKernelConfig(service: ServiceName, version: string, env: Env
     peers: Object.freeze(peers),
     reflection: envEnum(env, 'PARLEY_GRPC_REFLECTION', ['on', 'off'], 'on') === 'on',
     internalClient: envEnum(env, 'PARLEY_INTERNAL_CLIENT', INTERNAL_CLIENT_IMPLEMENTATIONS, 'grpc-js'),
+    // Test stacks shorten it to reach a deadline in seconds; under 1 s a loaded peer's ordinary calls would fail.
+    internalDeadlineMs: envInt(env, 'PARLEY_INTERNAL_DEADLINE_MS', DEFAULT_INTERNAL_DEADLINE_MS, 1_000, 600_000),
   });
 }
 

@@ -116,6 +116,7 @@ export async function runService(def: ServiceDefinition, env: Env): Promise<Runn
         expect: peer,
         trustDomain: config.trustDomain,
         implementation: config.internalClient,
+        defaultTimeoutMs: config.internalDeadlineMs,
         logger,
         ...options,
       });

@@ -51,6 +51,7 @@ async function main(args: readonly string[], env: Env): Promise<number> {
     certificates,
     expect: 'tenant-data',
     trustDomain: kernel.trustDomain,
+    defaultTimeoutMs: kernel.internalDeadlineMs,
   });
   const recordingKeys = tenantDataRecordingKeys(tenantData);
   const abort = new AbortController();
