@@ -2,6 +2,7 @@ import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes } fr
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import type pg from 'pg';
 import { primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
+import { canceledByCaller, refuseIfCallerGaveUp } from './cancel.js';
 
 const tracer = () => trace.getTracer('@parley/db');
 
@@ -15,12 +16,14 @@ export function operationOf(sqlText: string): string {
  * countDbTimeout counts an error in parley.db.statement_timeouts when it is Postgres ending work by
  * a timeout: a statement canceled (57014) or a connection whose transaction sat idle too long
  * (25P03). It sees each error once, where node-postgres reports it: a statement's own failure, or
- * (25P03, which comes while no statement runs) the connection's error event.
+ * (25P03, which comes while no statement runs) the connection's error event. A statement canceled
+ * because its caller gave up (withTenant's signal) is not a timeout and is not counted.
  */
 export function countDbTimeout(err: unknown): void {
   const code = (err as { code?: unknown } | null | undefined)?.code;
-  if (code === '57014') recordDbTimeout('statement_timeout');
-  else if (code === '25P03') recordDbTimeout('idle_in_transaction_timeout');
+  if (code === '57014') {
+    if (!canceledByCaller()) recordDbTimeout('statement_timeout');
+  } else if (code === '25P03') recordDbTimeout('idle_in_transaction_timeout');
 }
 
 // countAndRethrow is countDbTimeout as a promise's rejection handler (one function, no closure per statement).
@@ -34,11 +37,13 @@ function countAndRethrow(err: unknown): never {
  * (OpenTelemetry database conventions): the statement text as Kysely compiled it, with `$n`
  * placeholders, never the parameter values, which may be personal data or secrets. Statements
  * outside any trace (a background poll finding nothing to do) make no span of their own: they
- * would be thousands of one-span traces. Every statement's timeout is counted (countDbTimeout).
+ * would be thousands of one-span traces. Every statement's timeout is counted (countDbTimeout). A
+ * statement of a transaction whose caller has gone is refused before it is sent (refuseIfCallerGaveUp).
  */
 export function tracedConnection(inner: DatabaseConnection, where: Attributes): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      refuseIfCallerGaveUp();
       if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query).catch(countAndRethrow);
       const operation = operationOf(query.sql);
       const span = tracer().startSpan(operation, {
@@ -64,6 +69,7 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
       }
     },
     async *streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
+      refuseIfCallerGaveUp();
       try {
         yield* inner.streamQuery<R>(query, chunkSize);
       } catch (err) {

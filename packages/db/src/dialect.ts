@@ -11,6 +11,7 @@ import {
 } from 'kysely';
 import type pg from 'pg';
 import { isUuid } from '@parley/platform';
+import { cancelOverSideConnection, type CancelBackend } from './cancel.js';
 import { TENANT_SETTING } from './names.js';
 import { observePool, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
 
@@ -23,6 +24,8 @@ import { observePool, tracedConnection, type PoolTelemetry } from './db-telemetr
 export interface PendingTenant {
   readonly tenantId: string;
   applied: boolean;
+  /** cancelBackend is how the driver that opened the transaction cancels a statement of it (set with the tenant). */
+  cancelBackend?: CancelBackend;
 }
 
 /** pendingTenant carries a PendingTenant from withTenant to beginTransaction through Kysely's call chain. */
@@ -51,12 +54,14 @@ function beginStatement(settings: TransactionSettings): string {
 class TenantBeginDriver implements Driver {
   readonly #inner: Driver;
   readonly #telemetry: PoolTelemetry | undefined;
+  readonly #cancelBackend: CancelBackend | undefined;
   // Kysely's own driver releases (and discards) the connection it made, not our traced wrapper.
   readonly #unwrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
 
-  constructor(inner: Driver, telemetry?: PoolTelemetry) {
+  constructor(inner: Driver, telemetry?: PoolTelemetry, cancelBackend?: CancelBackend) {
     this.#inner = inner;
     this.#telemetry = telemetry;
+    this.#cancelBackend = cancelBackend;
   }
 
   #unwrap(connection: DatabaseConnection): DatabaseConnection {
@@ -93,6 +98,7 @@ class TenantBeginDriver implements Driver {
       throw err;
     }
     pending.applied = true;
+    pending.cancelBackend = this.#cancelBackend;
   }
 
   commitTransaction(connection: DatabaseConnection): Promise<void> {
@@ -136,14 +142,16 @@ class TenantBeginDriver implements Driver {
 export class ParleyPostgresDialect implements Dialect {
   readonly #inner: PostgresDialect;
   readonly #telemetry: PoolTelemetry;
+  readonly #cancelBackend: CancelBackend;
 
   constructor(pool: pg.Pool) {
     this.#inner = new PostgresDialect({ pool });
     this.#telemetry = observePool(pool, (pool.options as { application_name?: string }).application_name ?? 'parley');
+    this.#cancelBackend = cancelOverSideConnection(pool);
   }
 
   createDriver(): Driver {
-    return new TenantBeginDriver(this.#inner.createDriver(), this.#telemetry);
+    return new TenantBeginDriver(this.#inner.createDriver(), this.#telemetry, this.#cancelBackend);
   }
 
   createQueryCompiler(): QueryCompiler {
