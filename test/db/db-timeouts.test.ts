@@ -6,10 +6,11 @@
 // left idle by a hung caller, ends with UNAVAILABLE (inside withTenant or not) and gives its connection and locks back,
 // instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
 // transaction that may rightly run long.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   createDb,
   createDbOnPool,
+  createPool,
   dbTimeoutsFrom,
   ensureRolesAndSchemas,
   isConnectionLost,
@@ -18,11 +19,12 @@ import {
   mapDatabaseError,
   MIGRATOR_ROLE,
   setRoleTimeouts,
+  withTenant,
 } from '@parley/db';
 import { SERVICE_NAMES } from '@parley/platform';
 import pg from 'pg';
 import { Code } from '@connectrpc/connect';
-import { ConfigError, toConnectError, UnavailableError } from '@parley/platform';
+import { CanceledError, ConfigError, toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { globalMeterReader } from '../src/metric-reader.js';
@@ -329,6 +331,46 @@ describe('parley_db_statement_timeouts_total', () => {
       await expect.poll(() => timeouts('idle_in_transaction_timeout'), { timeout: 30_000 }).toBe(endedBefore! + 1);
       // Each is counted once, under its own cause.
       expect(await timeouts('statement_timeout')).toBe(canceledBefore! + 1);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it("counts a timeout on a pool's own connection (pool.query, not through Kysely) too, once", async () => {
+    const pool = createPool(adminUrl(), { max: 1 });
+    try {
+      const before = (await timeouts('statement_timeout')) ?? 0;
+      // One connection, so the session's bound holds for the next statement.
+      await pool.query('set statement_timeout = 100');
+      const canceled = await pool.query('select pg_sleep(5)').catch((err: unknown) => err);
+      expect((canceled as { code?: string }).code).toBe('57014');
+      expect(await timeouts('statement_timeout')).toBe(before + 1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('does not count a statement canceled because its caller gave up (withTenant with a signal)', async () => {
+    const db = createDb(adminUrl(), { max: 1 });
+    const marker = `parley_uncounted_${randomBytes(6).toString('hex')}`;
+    const caller = new AbortController();
+    try {
+      const before = (await timeouts('statement_timeout')) ?? 0;
+      const sleeping = withTenant(db, randomUUID(), (trx) => sql.raw(`select pg_sleep(60) as ${marker}`).execute(trx), {
+        signal: caller.signal,
+      }).catch((err: unknown) => err);
+      await expect
+        .poll(
+          async () =>
+            (await admin.query(`select 1 from pg_stat_activity where state = 'active' and query like $1`, [`%${marker}%`])).rowCount,
+          {
+            timeout: 15_000,
+          },
+        )
+        .toBe(1);
+      caller.abort();
+      expect(await sleeping).toBeInstanceOf(CanceledError);
+      expect(await timeouts('statement_timeout')).toBe(before);
     } finally {
       await db.destroy();
     }

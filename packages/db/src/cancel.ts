@@ -4,7 +4,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CanceledError } from '@parley/platform';
 import { sql, type Transaction } from 'kysely';
-import pg from 'pg';
 
 /** CancelBackend asks Postgres, over a connection other than the backend's own, to cancel the statement that backend runs now. */
 export type CancelBackend = (pid: number) => Promise<void>;
@@ -42,36 +41,6 @@ export function canceledByCaller(): boolean {
  */
 export function refuseIfCallerGaveUp(): void {
   if (canceledByCaller()) throw callerGaveUp();
-}
-
-/** CANCEL_TIMEOUT_MS bounds how long the side connection that carries a cancel may take to open, and the cancel to run. */
-const CANCEL_TIMEOUT_MS = 5_000;
-
-/**
- * cancelOverSideConnection cancels over a connection of its own, not one of the pool's: with every
- * pool connection taken (by statements behind the same lock, or the pool's only one by the very
- * transaction to cancel) the cancel would wait for the connection it is meant to free. It logs in
- * as the pool's login role without the pool's startup options (a `-c role=…` would make it another
- * role, which Postgres may refuse to let cancel the pool's backends); a role may cancel its own.
- */
-export function cancelOverSideConnection(pool: pg.Pool): CancelBackend {
-  return async (pid) => {
-    const { options: _startup, ...config } = pool.options;
-    // pg-pool keeps a password given as an option non-enumerable, so the spread does not copy it.
-    const client = new pg.Client({
-      ...config,
-      password: pool.options.password,
-      connectionTimeoutMillis: CANCEL_TIMEOUT_MS,
-      query_timeout: CANCEL_TIMEOUT_MS,
-    });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      await client.query('select pg_cancel_backend($1)', [pid]);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
-import type pg from 'pg';
+import pg from 'pg';
 import { primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
 import { canceledByCaller, refuseIfCallerGaveUp } from './cancel.js';
 
@@ -15,9 +15,10 @@ export function operationOf(sqlText: string): string {
 /**
  * countDbTimeout counts an error in parley.db.statement_timeouts when it is Postgres ending work by
  * a timeout: a statement canceled (57014) or a connection whose transaction sat idle too long
- * (25P03). It sees each error once, where node-postgres reports it: a statement's own failure, or
- * (25P03, which comes while no statement runs) the connection's error event. A statement canceled
- * because its caller gave up (withTenant's signal) is not a timeout and is not counted.
+ * (25P03). TimeoutCountingClient calls it on each error once, where node-postgres reports it: a
+ * statement's own failure, or (25P03, which comes while no statement runs) the connection's error
+ * event. A statement canceled because its caller gave up (withTenant's signal) is not a timeout
+ * and is not counted.
  */
 export function countDbTimeout(err: unknown): void {
   const code = (err as { code?: unknown } | null | undefined)?.code;
@@ -33,18 +34,50 @@ function countAndRethrow(err: unknown): never {
 }
 
 /**
+ * TimeoutCountingClient is node-postgres's Client that reports every timeout Postgres ends its
+ * work with (countDbTimeout): each statement's failure, promise or callback form (the pool's own
+ * `pool.query` uses the callback), and the connection's error event. Every pg connection Parley
+ * opens is one — createPool's (`Client` option), the LISTEN connection, migrate's, the cancel's
+ * side connection — so parley.db.statement_timeouts sees them all, counted once, in one place.
+ * Its error listener also keeps an error on a checked-out connection (Postgres restarting between
+ * two statements) from crashing the process: the next statement on it fails instead.
+ */
+export class TimeoutCountingClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.on('error', countDbTimeout);
+  }
+}
+
+const clientQuery = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown;
+// Patched on the prototype: a subclass method cannot restate query's dozen overloads.
+TimeoutCountingClient.prototype.query = function query(this: pg.Client, ...args: unknown[]): unknown {
+  const callback = args.at(-1);
+  if (typeof callback === 'function') {
+    args[args.length - 1] = (err: unknown, ...rest: unknown[]) => {
+      if (err) countDbTimeout(err);
+      return (callback as (...a: unknown[]) => unknown)(err, ...rest);
+    };
+    return clientQuery.apply(this, args);
+  }
+  const result = clientQuery.apply(this, args);
+  return result instanceof Promise ? result.catch(countAndRethrow) : result;
+} as pg.Client['query'];
+
+/**
  * tracedConnection wraps a Kysely connection so that each statement is a CLIENT span
  * (OpenTelemetry database conventions): the statement text as Kysely compiled it, with `$n`
  * placeholders, never the parameter values, which may be personal data or secrets. Statements
  * outside any trace (a background poll finding nothing to do) make no span of their own: they
- * would be thousands of one-span traces. Every statement's timeout is counted (countDbTimeout). A
- * statement of a transaction whose caller has gone is refused before it is sent (refuseIfCallerGaveUp).
+ * would be thousands of one-span traces (timeouts are counted by the connection itself,
+ * TimeoutCountingClient). A statement of a transaction whose caller has gone is refused before it
+ * is sent (refuseIfCallerGaveUp).
  */
 export function tracedConnection(inner: DatabaseConnection, where: Attributes): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
       refuseIfCallerGaveUp();
-      if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query).catch(countAndRethrow);
+      if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query);
       const operation = operationOf(query.sql);
       const span = tracer().startSpan(operation, {
         kind: SpanKind.CLIENT,
@@ -58,7 +91,6 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
       try {
         return await context.with(trace.setSpan(context.active(), span), () => inner.executeQuery<R>(query));
       } catch (err) {
-        countDbTimeout(err);
         const code = (err as { code?: unknown }).code;
         span.setAttribute('error.type', typeof code === 'string' ? code : 'error');
         if (typeof code === 'string') span.setAttribute('db.response.status_code', code);
@@ -70,11 +102,7 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
     },
     async *streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
       refuseIfCallerGaveUp();
-      try {
-        yield* inner.streamQuery<R>(query, chunkSize);
-      } catch (err) {
-        countAndRethrow(err);
-      }
+      yield* inner.streamQuery<R>(query, chunkSize);
     },
   };
 }

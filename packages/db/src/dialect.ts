@@ -11,9 +11,9 @@ import {
 } from 'kysely';
 import type pg from 'pg';
 import { isUuid } from '@parley/platform';
-import { cancelOverSideConnection, type CancelBackend } from './cancel.js';
+import type { CancelBackend } from './cancel.js';
 import { TENANT_SETTING } from './names.js';
-import { observePool, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
+import { observePool, TimeoutCountingClient, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
 
 /**
  * PendingTenant is the tenant a withTenant call is about to open a transaction for. The driver
@@ -40,6 +40,35 @@ function beginStatement(settings: TransactionSettings): string {
   ]
     .filter(Boolean)
     .join(' ');
+}
+
+/** CANCEL_TIMEOUT_MS bounds how long the side connection that carries a cancel may take to open, and the cancel to run. */
+const CANCEL_TIMEOUT_MS = 5_000;
+
+/**
+ * cancelOverSideConnection cancels over a connection of its own, not one of the pool's: with every
+ * pool connection taken (by statements behind the same lock, or the pool's only one by the very
+ * transaction to cancel) the cancel would wait for the connection it is meant to free. It logs in
+ * as the pool's login role without the pool's startup options (a `-c role=…` would make it another
+ * role, which Postgres may refuse to let cancel the pool's backends); a role may cancel its own.
+ */
+function cancelOverSideConnection(pool: pg.Pool): CancelBackend {
+  return async (pid) => {
+    const { options: _startup, ...config } = pool.options;
+    // pg-pool keeps a password given as an option non-enumerable, so the spread does not copy it.
+    const client = new TimeoutCountingClient({
+      ...config,
+      password: pool.options.password,
+      connectionTimeoutMillis: CANCEL_TIMEOUT_MS,
+      query_timeout: CANCEL_TIMEOUT_MS,
+    });
+    try {
+      await client.connect();
+      await client.query('select pg_cancel_backend($1)', [pid]);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { observeListening, type Logger } from '@parley/platform';
-import pg from 'pg';
+import type pg from 'pg';
+import { TimeoutCountingClient } from './db-telemetry.js';
 
 /** NotificationListener is a LISTEN connection on one channel. */
 export interface NotificationListener {
@@ -125,7 +126,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
 
   async function connect(): Promise<void> {
     if (closed) return;
-    const c = new pg.Client({
+    const c = new TimeoutCountingClient({
       connectionString: options.connectionString,
       application_name: options.applicationName,
       keepAlive: true,
