@@ -11,6 +11,7 @@ import {
   createDb,
   createDbOnPool,
   createPool,
+  DatabaseClient,
   dbTimeoutsFrom,
   ensureRolesAndSchemas,
   isConnectionLost,
@@ -33,12 +34,11 @@ import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLo
 const admin = adminPool(2);
 /**
  * boundDb connects with session settings standing in for a role's (which migrate sets, tested
- * below), its clients' errors swallowed as createPool's are (test/db/connection-loss.test.ts).
+ * below), on createPool's client (its errors reported and swallowed: test/db/connection-loss.test.ts).
  */
 function boundDb(settings: string): Kysely<unknown> {
-  const pool = new pg.Pool({ connectionString: adminUrl(), max: 2, options: settings });
+  const pool = new pg.Pool({ Client: DatabaseClient, connectionString: adminUrl(), max: 2, options: settings });
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
   return createDbOnPool(pool);
 }
 const statementBound = boundDb('-c statement_timeout=300');

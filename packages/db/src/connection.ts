@@ -1,7 +1,7 @@
 import type { ServiceName } from '@parley/platform';
 import { Kysely, sql } from 'kysely';
 import pg from 'pg';
-import { TimeoutCountingClient } from './db-telemetry.js';
+import { DatabaseClient } from './db-telemetry.js';
 import { ParleyPostgresDialect } from './dialect.js';
 import { roleFor, schemaFor } from './names.js';
 
@@ -17,13 +17,13 @@ export interface DbOptions {
   applicationName?: string;
 }
 
-/** createPool opens a node-postgres pool of TimeoutCountingClients; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
+/** createPool opens a node-postgres pool of DatabaseClients; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
 export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   const startup: string[] = [];
   if (options.searchPath !== undefined) startup.push(`-c search_path=${options.searchPath}`);
   if (options.role !== undefined) startup.push(`-c role=${options.role}`);
   const pool = new pg.Pool({
-    Client: TimeoutCountingClient,
+    Client: DatabaseClient,
     connectionString: url,
     max: options.max ?? 10,
     ...(startup.length > 0 ? { options: startup.join(' ') } : {}),
@@ -31,7 +31,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   });
   // The pool listens for errors only on idle clients. A client checked out (inside a transaction,
   // between two statements) whose connection drops — Postgres shutting down or restarting — would
-  // emit 'error' with no listener and crash the process; TimeoutCountingClient listens, so the next
+  // emit 'error' with no listener and crash the process; DatabaseClient listens, so the next
   // statement on it fails instead (mapDatabaseError: UNAVAILABLE) and the pool discards it on
   // release. An idle transaction ended by Postgres (25P03) arrives there, between statements, and is counted.
   pool.on('error', () => undefined);

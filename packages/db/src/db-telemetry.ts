@@ -1,7 +1,7 @@
 import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import pg from 'pg';
-import { primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
+import { markDatabaseClientError, primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
 import { canceledByCaller, refuseIfCallerGaveUp } from './cancel.js';
 
 const tracer = () => trace.getTracer('@parley/db');
@@ -15,7 +15,7 @@ export function operationOf(sqlText: string): string {
 /**
  * countDbTimeout counts an error in parley.db.statement_timeouts when it is Postgres ending work by
  * a timeout: a statement canceled (57014) or a connection whose transaction sat idle too long
- * (25P03). TimeoutCountingClient calls it on each error once, where node-postgres reports it: a
+ * (25P03). DatabaseClient calls it on each error once, where node-postgres reports it: a
  * statement's own failure, or (25P03, which comes while no statement runs) the connection's error
  * event. A statement canceled because its caller gave up (withTenant's signal) is not a timeout
  * and is not counted.
@@ -27,42 +27,60 @@ export function countDbTimeout(err: unknown): void {
   } else if (code === '25P03') recordDbTimeout('idle_in_transaction_timeout');
 }
 
-// countAndRethrow is countDbTimeout as a promise's rejection handler (one function, no closure per statement).
-function countAndRethrow(err: unknown): never {
+// reportDatabaseError marks an error as the database connection's (markDatabaseClientError) and counts it if it is a timeout.
+function reportDatabaseError(err: unknown): void {
+  markDatabaseClientError(err);
   countDbTimeout(err);
+}
+
+// reportAndRethrow is reportDatabaseError as a promise's rejection handler (one function, no closure per statement).
+function reportAndRethrow(err: unknown): never {
+  reportDatabaseError(err);
   throw err;
 }
 
+// reportingCallback wraps a node-postgres callback so that the error it is given is reported first.
+function reportingCallback(callback: (...args: unknown[]) => unknown): (err: unknown, ...rest: unknown[]) => unknown {
+  return (err, ...rest) => {
+    if (err) reportDatabaseError(err);
+    return callback(err, ...rest);
+  };
+}
+
 /**
- * TimeoutCountingClient is node-postgres's Client that reports every timeout Postgres ends its
- * work with (countDbTimeout): each statement's failure, promise or callback form (the pool's own
- * `pool.query` uses the callback), and the connection's error event. Every pg connection Parley
- * opens is one — createPool's (`Client` option), the LISTEN connection, migrate's, the cancel's
- * side connection — so parley.db.statement_timeouts sees them all, counted once, in one place.
- * Its error listener also keeps an error on a checked-out connection (Postgres restarting between
- * two statements) from crashing the process: the next statement on it fails instead.
+ * DatabaseClient is node-postgres's Client as every Postgres connection Parley opens uses it —
+ * createPool's (the pool's `Client`), the LISTEN connection, migrate's, the cancel's side
+ * connection — so that what it fails with is reported in one place: each error of a statement
+ * (promise or callback form: the pool's own `pool.query` uses the callback), of connect and of the
+ * connection's error event is marked as the database's (markDatabaseClientError: a lost
+ * connection is UNAVAILABLE only when the database says so) and, when Postgres ended work by a
+ * timeout, counted once (countDbTimeout). Its error listener also keeps an error on a checked-out
+ * connection (Postgres restarting between two statements) from crashing the process: the next
+ * statement on it fails instead.
  */
-export class TimeoutCountingClient extends pg.Client {
+export class DatabaseClient extends pg.Client {
   constructor(config?: string | pg.ClientConfig) {
     super(config);
-    this.on('error', countDbTimeout);
+    this.on('error', reportDatabaseError);
   }
 }
 
-const clientQuery = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown;
-// Patched on the prototype: a subclass method cannot restate query's dozen overloads.
-TimeoutCountingClient.prototype.query = function query(this: pg.Client, ...args: unknown[]): unknown {
-  const callback = args.at(-1);
-  if (typeof callback === 'function') {
-    args[args.length - 1] = (err: unknown, ...rest: unknown[]) => {
-      if (err) countDbTimeout(err);
-      return (callback as (...a: unknown[]) => unknown)(err, ...rest);
-    };
-    return clientQuery.apply(this, args);
-  }
-  const result = clientQuery.apply(this, args);
-  return result instanceof Promise ? result.catch(countAndRethrow) : result;
-} as pg.Client['query'];
+type Method = (this: pg.Client, ...args: unknown[]) => unknown;
+
+// Patched on the prototype: a subclass method cannot restate query's and connect's overloads.
+function reporting(method: Method): Method {
+  return function (this: pg.Client, ...args: unknown[]): unknown {
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      args[args.length - 1] = reportingCallback(callback as (...a: unknown[]) => unknown);
+      return method.apply(this, args);
+    }
+    const result = method.apply(this, args);
+    return result instanceof Promise ? result.catch(reportAndRethrow) : result;
+  };
+}
+DatabaseClient.prototype.query = reporting(pg.Client.prototype.query as Method) as pg.Client['query'];
+DatabaseClient.prototype.connect = reporting(pg.Client.prototype.connect as Method) as pg.Client['connect'];
 
 /**
  * tracedConnection wraps a Kysely connection so that each statement is a CLIENT span
@@ -70,7 +88,7 @@ TimeoutCountingClient.prototype.query = function query(this: pg.Client, ...args:
  * placeholders, never the parameter values, which may be personal data or secrets. Statements
  * outside any trace (a background poll finding nothing to do) make no span of their own: they
  * would be thousands of one-span traces (timeouts are counted by the connection itself,
- * TimeoutCountingClient). A statement of a transaction whose caller has gone is refused before it
+ * DatabaseClient). A statement of a transaction whose caller has gone is refused before it
  * is sent (refuseIfCallerGaveUp).
  */
 export function tracedConnection(inner: DatabaseConnection, where: Attributes): DatabaseConnection {

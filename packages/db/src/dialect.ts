@@ -13,7 +13,7 @@ import type pg from 'pg';
 import { isUuid } from '@parley/platform';
 import type { CancelBackend } from './cancel.js';
 import { TENANT_SETTING } from './names.js';
-import { observePool, TimeoutCountingClient, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
+import { observePool, DatabaseClient, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
 
 /**
  * PendingTenant is the tenant a withTenant call is about to open a transaction for. The driver
@@ -56,7 +56,7 @@ function cancelOverSideConnection(pool: pg.Pool): CancelBackend {
   return async (pid) => {
     const { options: _startup, ...config } = pool.options;
     // pg-pool keeps a password given as an option non-enumerable, so the spread does not copy it.
-    const client = new TimeoutCountingClient({
+    const client = new DatabaseClient({
       ...config,
       password: pool.options.password,
       connectionTimeoutMillis: CANCEL_TIMEOUT_MS,

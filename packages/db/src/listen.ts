@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { observeListening, type Logger } from '@parley/platform';
 import type pg from 'pg';
-import { TimeoutCountingClient } from './db-telemetry.js';
+import { DatabaseClient } from './db-telemetry.js';
 
 /** NotificationListener is a LISTEN connection on one channel. */
 export interface NotificationListener {
@@ -126,7 +126,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
 
   async function connect(): Promise<void> {
     if (closed) return;
-    const c = new TimeoutCountingClient({
+    const c = new DatabaseClient({
       connectionString: options.connectionString,
       application_name: options.applicationName,
       keepAlive: true,
