@@ -27,8 +27,8 @@ import pg from 'pg';
 import { Code } from '@connectrpc/connect';
 import { CanceledError, ConfigError, toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { globalMeterReader } from '../src/metric-reader.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { localMeterReader } from '../src/metric-reader.js';
 import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLock } from '../src/pg.js';
 
 const admin = adminPool(2);
@@ -283,18 +283,15 @@ describe('database timeouts on service connections', () => {
 });
 
 describe('parley_db_statement_timeouts_total', () => {
-  // A meter provider of this file's own, registered only while it runs.
-  const meter = globalMeterReader();
-  beforeAll(() => {
-    expect(meter.start()).toBe(true);
-  });
+  // A meter provider of this file's own, handed to the pools it measures.
+  const meter = localMeterReader();
   afterAll(() => meter.stop());
 
   /** timeouts reads parley.db.statement_timeouts (parley_db_statement_timeouts_total when scraped) for one cause. */
   const timeouts = (cause: string) => meter.reader.point('parley.db.statement_timeouts', 'parley.db.timeout_cause', cause);
 
   it('counts a statement Postgres canceled past statement_timeout and a transaction it ended past the idle timeout, by cause', async () => {
-    const db = createDb(adminUrl(), { max: 1 });
+    const db = createDb(adminUrl(), { max: 1, meterProvider: meter.provider });
     try {
       // A service's pool reports both causes from its start, at 0, so the first timeout is an increase.
       const canceledBefore = await timeouts('statement_timeout');
@@ -337,7 +334,7 @@ describe('parley_db_statement_timeouts_total', () => {
   });
 
   it("counts a timeout on a pool's own connection (pool.query, not through Kysely) too, once", async () => {
-    const pool = createPool(adminUrl(), { max: 1 });
+    const pool = createPool(adminUrl(), { max: 1, meterProvider: meter.provider });
     try {
       const before = (await timeouts('statement_timeout')) ?? 0;
       // One connection, so the session's bound holds for the next statement.
@@ -351,7 +348,7 @@ describe('parley_db_statement_timeouts_total', () => {
   });
 
   it('does not count a statement canceled because its caller gave up (withTenant with a signal)', async () => {
-    const db = createDb(adminUrl(), { max: 1 });
+    const db = createDb(adminUrl(), { max: 1, meterProvider: meter.provider });
     const marker = `parley_uncounted_${randomBytes(6).toString('hex')}`;
     const caller = new AbortController();
     try {

@@ -1,3 +1,4 @@
+import type { MeterProvider } from '@opentelemetry/api';
 import type { ServiceName } from '@parley/platform';
 import { Kysely, sql } from 'kysely';
 import pg from 'pg';
@@ -15,6 +16,8 @@ export interface DbOptions {
   role?: string;
   /** applicationName shows in pg_stat_activity. */
   applicationName?: string;
+  /** meterProvider receives the pool's metrics (usage, statement timeouts) instead of the global provider: a test's own. */
+  meterProvider?: MeterProvider;
 }
 
 /** createPool opens a node-postgres pool of DatabaseClients; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
@@ -28,6 +31,8 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     max: options.max ?? 10,
     ...(startup.length > 0 ? { options: startup.join(' ') } : {}),
     ...(options.applicationName === undefined ? {} : { application_name: options.applicationName }),
+    // pg-pool hands its options to each client it makes: DatabaseClient reads it there.
+    ...(options.meterProvider === undefined ? {} : { meterProvider: options.meterProvider }),
   });
   // The pool listens for errors only on idle clients. A client checked out (inside a transaction,
   // between two statements) whose connection drops — Postgres shutting down or restarting — would

@@ -1,4 +1,4 @@
-import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
+import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes, type MeterProvider } from '@opentelemetry/api';
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import pg from 'pg';
 import { markDatabaseClientError, primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
@@ -20,17 +20,17 @@ export function operationOf(sqlText: string): string {
  * event. A statement canceled because its caller gave up (withTenant's signal) is not a timeout
  * and is not counted.
  */
-export function countDbTimeout(err: unknown): void {
+export function countDbTimeout(err: unknown, provider?: MeterProvider): void {
   const code = (err as { code?: unknown } | null | undefined)?.code;
   if (code === '57014') {
-    if (!canceledByCaller()) recordDbTimeout('statement_timeout');
-  } else if (code === '25P03') recordDbTimeout('idle_in_transaction_timeout');
+    if (!canceledByCaller()) recordDbTimeout('statement_timeout', 1, provider);
+  } else if (code === '25P03') recordDbTimeout('idle_in_transaction_timeout', 1, provider);
 }
 
 // reportDatabaseError marks an error as the database connection's (markDatabaseClientError) and counts it if it is a timeout.
-function reportDatabaseError(err: unknown): void {
+function reportDatabaseError(err: unknown, provider?: MeterProvider): void {
   markDatabaseClientError(err);
-  countDbTimeout(err);
+  countDbTimeout(err, provider);
 }
 
 // reportAndRethrow is reportDatabaseError as a promise's rejection handler (one function, no closure per statement).
@@ -40,12 +40,21 @@ function reportAndRethrow(err: unknown): never {
 }
 
 // reportingCallback wraps a node-postgres callback so that the error it is given is reported first.
-function reportingCallback(callback: (...args: unknown[]) => unknown): (err: unknown, ...rest: unknown[]) => unknown {
+function reportingCallback(
+  callback: (...args: unknown[]) => unknown,
+  provider?: MeterProvider,
+): (err: unknown, ...rest: unknown[]) => unknown {
   return (err, ...rest) => {
-    if (err) reportDatabaseError(err);
+    if (err) reportDatabaseError(err, provider);
     return callback(err, ...rest);
   };
 }
+
+/** DatabaseClientConfig is node-postgres's client configuration, with where to report metrics. */
+export type DatabaseClientConfig = pg.ClientConfig & {
+  /** meterProvider receives the connection's metrics instead of the global provider (a test's own); a pool passes its option on. */
+  meterProvider?: MeterProvider | undefined;
+};
 
 /**
  * DatabaseClient is node-postgres's Client as every Postgres connection Parley opens uses it —
@@ -59,9 +68,13 @@ function reportingCallback(callback: (...args: unknown[]) => unknown): (err: unk
  * statement on it fails instead.
  */
 export class DatabaseClient extends pg.Client {
-  constructor(config?: string | pg.ClientConfig) {
+  /** meterProvider is where this connection's timeouts are counted (undefined: the global provider). */
+  readonly meterProvider: MeterProvider | undefined;
+
+  constructor(config?: string | DatabaseClientConfig) {
     super(config);
-    this.on('error', reportDatabaseError);
+    this.meterProvider = typeof config === 'object' ? config.meterProvider : undefined;
+    this.on('error', (err) => reportDatabaseError(err, this.meterProvider));
   }
 }
 
@@ -70,13 +83,22 @@ type Method = (this: pg.Client, ...args: unknown[]) => unknown;
 // Patched on the prototype: a subclass method cannot restate query's and connect's overloads.
 function reporting(method: Method): Method {
   return function (this: pg.Client, ...args: unknown[]): unknown {
+    const provider = (this as DatabaseClient).meterProvider;
     const callback = args.at(-1);
     if (typeof callback === 'function') {
-      args[args.length - 1] = reportingCallback(callback as (...a: unknown[]) => unknown);
+      args[args.length - 1] = reportingCallback(callback as (...a: unknown[]) => unknown, provider);
       return method.apply(this, args);
     }
     const result = method.apply(this, args);
-    return result instanceof Promise ? result.catch(reportAndRethrow) : result;
+    if (!(result instanceof Promise)) return result;
+    return result.catch(
+      provider === undefined
+        ? reportAndRethrow
+        : (err: unknown) => {
+            reportDatabaseError(err, provider);
+            throw err;
+          },
+    );
   };
 }
 DatabaseClient.prototype.query = reporting(pg.Client.prototype.query as Method) as pg.Client['query'];
@@ -139,11 +161,14 @@ export interface PoolTelemetry {
 /**
  * observePool reports a node-postgres pool as the database-client metrics of the conventions:
  * db.client.connection.count (idle, used), .max, .pending_requests and a wait-time histogram.
- * The meter is taken when the pool is made, after the service's telemetry has started.
+ * The meter is taken when the pool is made, after the service's telemetry has started, from the
+ * global provider or the pool's own (DbOptions.meterProvider).
  */
 export function observePool(pool: pg.Pool, name: string): PoolTelemetry {
-  const meter = metrics.getMeter('@parley/db');
-  primeDbTimeoutMetrics();
+  // createPool passes DbOptions.meterProvider on in the pool's options (each client gets it too).
+  const provider = (pool.options as { meterProvider?: MeterProvider }).meterProvider;
+  const meter = (provider ?? metrics).getMeter('@parley/db');
+  primeDbTimeoutMetrics(provider);
   const attrs = { 'db.client.connection.pool.name': name };
   meter
     .createObservableUpDownCounter('db.client.connection.count', {
