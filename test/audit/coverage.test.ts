@@ -321,9 +321,9 @@ describe('the public long reads (ExportEvents, VerifyLog) and idle connections',
           throw new ConnectError(`HTTP ${status}: ${JSON.stringify(body)}`, status === 504 ? Code.DeadlineExceeded : Code.Unknown);
         }),
       );
-      // Both wait on the lock in audit, each holding one of its database connections (and keep it
-      // after the edge cut them, until the lock goes): the replica's two long-read slots are taken,
-      // so a third reader is refused at once, and told to come back, rather than take a third.
+      // Both wait on the lock in audit, each holding one of its database connections (until the edge
+      // cuts them: audit then cancels their statements and frees both): the replica's two long-read
+      // slots are taken, so a third reader is refused at once, and told to come back, rather than take a third.
       await pollUntil(async () => {
         const { rows } = await admin.query<{ n: number }>(
           `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%purge_anchors%'`,

@@ -27,8 +27,9 @@ export function inProcessAudit(
   signer: SealedKeyCheckpointSigner,
   policy: CheckpointPolicy,
   witnesses: readonly CheckpointWitness[] = [],
+  options: { longReadsMax?: number } = {},
 ): Client<typeof AuditService> {
-  const impl = createAuditService({ db, signer, policy, witnesses, logger: { info() {}, warn() {}, error() {} } });
+  const impl = createAuditService({ db, signer, policy, witnesses, logger: { info() {}, warn() {}, error() {} }, ...options });
   // The kernel's error interceptor, as in a real server: domain errors become their gRPC codes.
   const errors = createErrorInterceptor(createLogger({ service: 'audit', level: 'silent' } as Parameters<typeof createLogger>[0]));
   return createClient(

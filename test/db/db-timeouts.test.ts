@@ -6,10 +6,12 @@
 // left idle by a hung caller, ends with UNAVAILABLE (inside withTenant or not) and gives its connection and locks back,
 // instead of holding them for ever. Nothing of it is written. liftDbTimeouts lifts them for one
 // transaction that may rightly run long.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   createDb,
   createDbOnPool,
+  createPool,
+  DatabaseClient,
   dbTimeoutsFrom,
   ensureRolesAndSchemas,
   isConnectionLost,
@@ -18,25 +20,25 @@ import {
   mapDatabaseError,
   MIGRATOR_ROLE,
   setRoleTimeouts,
+  withTenant,
 } from '@parley/db';
 import { SERVICE_NAMES } from '@parley/platform';
 import pg from 'pg';
 import { Code } from '@connectrpc/connect';
-import { ConfigError, toConnectError, UnavailableError } from '@parley/platform';
+import { CanceledError, ConfigError, toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { globalMeterReader } from '../src/metric-reader.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { localMeterReader } from '../src/metric-reader.js';
 import { adminPool, adminUrl, createThrowawayDatabase, serviceDb, underMigrateLock } from '../src/pg.js';
 
 const admin = adminPool(2);
 /**
  * boundDb connects with session settings standing in for a role's (which migrate sets, tested
- * below), its clients' errors swallowed as createPool's are (test/db/connection-loss.test.ts).
+ * below), on createPool's client (its errors reported and swallowed: test/db/connection-loss.test.ts).
  */
 function boundDb(settings: string): Kysely<unknown> {
-  const pool = new pg.Pool({ connectionString: adminUrl(), max: 2, options: settings });
+  const pool = new pg.Pool({ Client: DatabaseClient, connectionString: adminUrl(), max: 2, options: settings });
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
   return createDbOnPool(pool);
 }
 const statementBound = boundDb('-c statement_timeout=300');
@@ -281,18 +283,15 @@ describe('database timeouts on service connections', () => {
 });
 
 describe('parley_db_statement_timeouts_total', () => {
-  // A meter provider of this file's own, registered only while it runs.
-  const meter = globalMeterReader();
-  beforeAll(() => {
-    expect(meter.start()).toBe(true);
-  });
+  // A meter provider of this file's own, handed to the pools it measures.
+  const meter = localMeterReader();
   afterAll(() => meter.stop());
 
   /** timeouts reads parley.db.statement_timeouts (parley_db_statement_timeouts_total when scraped) for one cause. */
   const timeouts = (cause: string) => meter.reader.point('parley.db.statement_timeouts', 'parley.db.timeout_cause', cause);
 
   it('counts a statement Postgres canceled past statement_timeout and a transaction it ended past the idle timeout, by cause', async () => {
-    const db = createDb(adminUrl(), { max: 1 });
+    const db = createDb(adminUrl(), { max: 1, meterProvider: meter.provider });
     try {
       // A service's pool reports both causes from its start, at 0, so the first timeout is an increase.
       const canceledBefore = await timeouts('statement_timeout');
@@ -329,6 +328,46 @@ describe('parley_db_statement_timeouts_total', () => {
       await expect.poll(() => timeouts('idle_in_transaction_timeout'), { timeout: 30_000 }).toBe(endedBefore! + 1);
       // Each is counted once, under its own cause.
       expect(await timeouts('statement_timeout')).toBe(canceledBefore! + 1);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it("counts a timeout on a pool's own connection (pool.query, not through Kysely) too, once", async () => {
+    const pool = createPool(adminUrl(), { max: 1, meterProvider: meter.provider });
+    try {
+      const before = (await timeouts('statement_timeout')) ?? 0;
+      // One connection, so the session's bound holds for the next statement.
+      await pool.query('set statement_timeout = 100');
+      const canceled = await pool.query('select pg_sleep(5)').catch((err: unknown) => err);
+      expect((canceled as { code?: string }).code).toBe('57014');
+      expect(await timeouts('statement_timeout')).toBe(before + 1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('does not count a statement canceled because its caller gave up (withTenant with a signal)', async () => {
+    const db = createDb(adminUrl(), { max: 1, meterProvider: meter.provider });
+    const marker = `parley_uncounted_${randomBytes(6).toString('hex')}`;
+    const caller = new AbortController();
+    try {
+      const before = (await timeouts('statement_timeout')) ?? 0;
+      const sleeping = withTenant(db, randomUUID(), (trx) => sql.raw(`select pg_sleep(60) as ${marker}`).execute(trx), {
+        signal: caller.signal,
+      }).catch((err: unknown) => err);
+      await expect
+        .poll(
+          async () =>
+            (await admin.query(`select 1 from pg_stat_activity where state = 'active' and query like $1`, [`%${marker}%`])).rowCount,
+          {
+            timeout: 15_000,
+          },
+        )
+        .toBe(1);
+      caller.abort();
+      expect(await sleeping).toBeInstanceOf(CanceledError);
+      expect(await timeouts('statement_timeout')).toBe(before);
     } finally {
       await db.destroy();
     }

@@ -10,8 +10,8 @@ import { PassThrough } from 'node:stream';
 import { createNotifiedCache, HEARTBEAT_PREFIX, listenConfigFrom, listenForNotifications } from '@parley/db';
 import { ConfigError } from '@parley/platform';
 import { parse } from 'pg-protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { globalMeterReader } from '../src/metric-reader.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { localMeterReader } from '../src/metric-reader.js';
 import { adminPool, adminUrl } from '../src/pg.js';
 
 /**
@@ -81,11 +81,8 @@ async function until<T>(read: () => T, done: (v: T) => boolean, timeoutMs = 20_0
 }
 
 const admin = adminPool(1);
-// A meter provider of this file's own, registered only while it runs.
-const meter = globalMeterReader();
-beforeAll(() => {
-  expect(meter.start()).toBe(true);
-});
+// A meter provider of this file's own, handed to its listeners.
+const meter = localMeterReader();
 afterAll(async () => {
   await meter.stop();
   await admin.end();
@@ -115,6 +112,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       connectionString: proxy.url,
       channel,
       applicationName: 'parley-test-listen',
+      meterProvider: meter.provider,
       // A heartbeat every 2 s, lost after 2 s without it: a healthy connection's round trip on a
       // loaded machine stays well inside (at 200 ms it did not, and caching stopped mid-test).
       heartbeatMs: 2_000,
@@ -195,6 +193,7 @@ describe('a LISTEN connection with a self-notifying heartbeat', () => {
       connectionString: proxy.url,
       channel,
       applicationName: 'parley-test-listen',
+      meterProvider: meter.provider,
       heartbeatMs: 2_000,
       onNotification: () => undefined,
       onListening: () => (listened += 1),

@@ -2,10 +2,12 @@
 // Postgres as the tenant-data role. Tenant isolation itself: isolation.test.ts.
 import { randomUUID } from 'node:crypto';
 import { createDbOnPool, withTenant } from '@parley/db';
+import { CanceledError } from '@parley/platform';
 import type { TenantDataDb } from '@parley/tenant-data';
 import { Kysely as KyselyDb, PostgresDialect, sql, type Kysely } from 'kysely';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceDb, statementRecordingPool } from '../src/pg.js';
+import { adminPool, serviceDb, statementRecordingPool } from '../src/pg.js';
 import { seedTenantData } from './seeders/index.js';
 
 const tenantA = randomUUID();
@@ -83,6 +85,78 @@ describe('withTenant on the wire', () => {
       const seen = await withTenant(db, tenantB, (trx) => trx.selectFrom('agents').select('tenant_id').execute());
       expect(new Set(seen.map((r) => r.tenant_id))).toEqual(new Set([tenantB]));
       expect(sent.slice(0, 2)).toEqual(['begin', 'select set_config($1, $2, true)']);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
+describe("withTenant with the caller's signal", () => {
+  // Finds this test's statement among all the run's sessions by a marker in its text.
+  const running = async (admin: pg.Pool, marker: string) => {
+    const { rows } = await admin.query<{ state: string }>(
+      `select state from pg_stat_activity where query like $1 and pid <> pg_backend_pid()`,
+      [`%${marker}%`],
+    );
+    return rows.map((r) => r.state);
+  };
+
+  it('cancels the running statement on the server when the signal aborts, and rolls back (CANCELED)', async () => {
+    const admin = adminPool(1);
+    const marker = `parley_cancel_${randomUUID().replaceAll('-', '')}`;
+    const caller = new AbortController();
+    try {
+      const sleeping = withTenant(
+        tenantDataDb(),
+        tenantA,
+        async (trx) => {
+          await sql.raw(`select pg_sleep(60) as ${marker}`).execute(trx);
+        },
+        { signal: caller.signal },
+      ).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await expect.poll(() => running(admin, marker), { timeout: 15_000, interval: 50 }).toEqual(['active']);
+      caller.abort();
+      const err = await sleeping;
+      expect(err).toBeInstanceOf(CanceledError);
+      expect((err as Error).message).toMatch(/the caller gave up/);
+      expect(((err as Error).cause as { code?: string }).code).toBe('57014');
+      // Canceled and rolled back: the session is idle again, not sleeping nor idle in a transaction.
+      expect(await running(admin, marker)).not.toContain('active');
+      expect(await running(admin, marker)).not.toContain('idle in transaction');
+      // The pool's connections serve the next caller as before.
+      expect(
+        await withTenant(tenantDataDb(), tenantA, async (trx) => (await sql<{ one: number }>`select 1 as one`.execute(trx)).rows),
+      ).toEqual([{ one: 1 }]);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('sends no statement after the signal aborted, and opens no transaction for a caller already gone', async () => {
+    const { pool, sent } = statementRecordingPool('tenant-data');
+    const db = createDbOnPool<TenantDataDb>(pool);
+    const caller = new AbortController();
+    try {
+      const outcome = await withTenant(
+        db,
+        tenantA,
+        async (trx) => {
+          await sql`select 'before' as step`.execute(trx);
+          caller.abort();
+          await sql`select 'after' as step`.execute(trx);
+        },
+        { signal: caller.signal },
+      ).catch((err: unknown) => err);
+      expect(outcome).toBeInstanceOf(CanceledError);
+      expect(sent).toContain(`select 'before' as step`);
+      expect(sent).not.toContain(`select 'after' as step`);
+      expect(sent.at(-1)).toBe('rollback');
+      const count = sent.length;
+      await expect(withTenant(db, tenantA, async () => 1, { signal: caller.signal })).rejects.toBeInstanceOf(CanceledError);
+      expect(sent.length).toBe(count);
     } finally {
       await db.destroy();
     }

@@ -1,5 +1,5 @@
-// A meter provider a test file registers as the process's global one while it runs, and reads.
-import { metrics } from '@opentelemetry/api';
+// A meter provider of a test file's own, handed to what it measures (never the process's global
+// one, which the files sharing a worker would see), and read.
 import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 
 /** CollectingReader is a metric reader that the test asks for the current values (cumulative). */
@@ -24,19 +24,11 @@ export class CollectingReader extends MetricReader {
 }
 
 /**
- * globalMeterReader registers a meter provider of the test's own as the global one (the kernel's
- * startTelemetry would also take the process's tracer and context manager); `stop` unregisters it.
- * It returns false from `start` when another provider is registered already.
+ * localMeterReader is a meter provider of the test's own with a reader on it: pass `provider` to
+ * what is measured (createDb's and listenForNotifications's meterProvider); `stop` shuts it down.
  */
-export function globalMeterReader(): { reader: CollectingReader; start(): boolean; stop(): Promise<void> } {
+export function localMeterReader(): { reader: CollectingReader; provider: MeterProvider; stop(): Promise<void> } {
   const reader = new CollectingReader();
   const provider = new MeterProvider({ readers: [reader] });
-  return {
-    reader,
-    start: () => metrics.setGlobalMeterProvider(provider),
-    async stop() {
-      metrics.disable();
-      await provider.shutdown();
-    },
-  };
+  return { reader, provider, stop: () => provider.shutdown() };
 }

@@ -1,7 +1,8 @@
+import type { MeterProvider } from '@opentelemetry/api';
 import type { ServiceName } from '@parley/platform';
 import { Kysely, sql } from 'kysely';
 import pg from 'pg';
-import { countDbTimeout } from './db-telemetry.js';
+import { DatabaseClient } from './db-telemetry.js';
 import { ParleyPostgresDialect } from './dialect.js';
 import { roleFor, schemaFor } from './names.js';
 
@@ -15,26 +16,30 @@ export interface DbOptions {
   role?: string;
   /** applicationName shows in pg_stat_activity. */
   applicationName?: string;
+  /** meterProvider receives the pool's metrics (usage, statement timeouts) instead of the global provider: a test's own. */
+  meterProvider?: MeterProvider;
 }
 
-/** createPool opens a node-postgres pool; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
+/** createPool opens a node-postgres pool of DatabaseClients; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
 export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   const startup: string[] = [];
   if (options.searchPath !== undefined) startup.push(`-c search_path=${options.searchPath}`);
   if (options.role !== undefined) startup.push(`-c role=${options.role}`);
   const pool = new pg.Pool({
+    Client: DatabaseClient,
     connectionString: url,
     max: options.max ?? 10,
     ...(startup.length > 0 ? { options: startup.join(' ') } : {}),
     ...(options.applicationName === undefined ? {} : { application_name: options.applicationName }),
+    // pg-pool hands its options to each client it makes: DatabaseClient reads it there.
+    ...(options.meterProvider === undefined ? {} : { meterProvider: options.meterProvider }),
   });
-  pool.on('error', () => undefined);
   // The pool listens for errors only on idle clients. A client checked out (inside a transaction,
   // between two statements) whose connection drops — Postgres shutting down or restarting — would
-  // emit 'error' with no listener and crash the process; with this one, the next statement on it
-  // fails instead (mapDatabaseError: UNAVAILABLE) and the pool discards it on release. An idle
-  // transaction ended by Postgres (25P03) arrives here, between statements, and is counted.
-  pool.on('connect', (client) => client.on('error', countDbTimeout));
+  // emit 'error' with no listener and crash the process; DatabaseClient listens, so the next
+  // statement on it fails instead (mapDatabaseError: UNAVAILABLE) and the pool discards it on
+  // release. An idle transaction ended by Postgres (25P03) arrives there, between statements, and is counted.
+  pool.on('error', () => undefined);
   return pool;
 }
 

@@ -11,8 +11,9 @@ import {
 } from 'kysely';
 import type pg from 'pg';
 import { isUuid } from '@parley/platform';
+import type { CancelBackend } from './cancel.js';
 import { TENANT_SETTING } from './names.js';
-import { observePool, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
+import { observePool, DatabaseClient, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
 
 /**
  * PendingTenant is the tenant a withTenant call is about to open a transaction for. The driver
@@ -23,6 +24,8 @@ import { observePool, tracedConnection, type PoolTelemetry } from './db-telemetr
 export interface PendingTenant {
   readonly tenantId: string;
   applied: boolean;
+  /** cancelBackend is how the driver that opened the transaction cancels a statement of it (set with the tenant). */
+  cancelBackend?: CancelBackend;
 }
 
 /** pendingTenant carries a PendingTenant from withTenant to beginTransaction through Kysely's call chain. */
@@ -39,6 +42,35 @@ function beginStatement(settings: TransactionSettings): string {
     .join(' ');
 }
 
+/** CANCEL_TIMEOUT_MS bounds how long the side connection that carries a cancel may take to open, and the cancel to run. */
+const CANCEL_TIMEOUT_MS = 5_000;
+
+/**
+ * cancelOverSideConnection cancels over a connection of its own, not one of the pool's: with every
+ * pool connection taken (by statements behind the same lock, or the pool's only one by the very
+ * transaction to cancel) the cancel would wait for the connection it is meant to free. It logs in
+ * as the pool's login role without the pool's startup options (a `-c role=…` would make it another
+ * role, which Postgres may refuse to let cancel the pool's backends); a role may cancel its own.
+ */
+function cancelOverSideConnection(pool: pg.Pool): CancelBackend {
+  return async (pid) => {
+    const { options: _startup, ...config } = pool.options;
+    // pg-pool keeps a password given as an option non-enumerable, so the spread does not copy it.
+    const client = new DatabaseClient({
+      ...config,
+      password: pool.options.password,
+      connectionTimeoutMillis: CANCEL_TIMEOUT_MS,
+      query_timeout: CANCEL_TIMEOUT_MS,
+    });
+    try {
+      await client.connect();
+      await client.query('select pg_cancel_backend($1)', [pid]);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+}
+
 /**
  * TenantBeginDriver wraps Kysely's Postgres driver so that a transaction opened by withTenant
  * sends `begin; set local app.tenant_id = '<uuid>'` as ONE simple-protocol message: one round
@@ -51,12 +83,14 @@ function beginStatement(settings: TransactionSettings): string {
 class TenantBeginDriver implements Driver {
   readonly #inner: Driver;
   readonly #telemetry: PoolTelemetry | undefined;
+  readonly #cancelBackend: CancelBackend | undefined;
   // Kysely's own driver releases (and discards) the connection it made, not our traced wrapper.
   readonly #unwrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
 
-  constructor(inner: Driver, telemetry?: PoolTelemetry) {
+  constructor(inner: Driver, telemetry?: PoolTelemetry, cancelBackend?: CancelBackend) {
     this.#inner = inner;
     this.#telemetry = telemetry;
+    this.#cancelBackend = cancelBackend;
   }
 
   #unwrap(connection: DatabaseConnection): DatabaseConnection {
@@ -93,6 +127,7 @@ class TenantBeginDriver implements Driver {
       throw err;
     }
     pending.applied = true;
+    pending.cancelBackend = this.#cancelBackend;
   }
 
   commitTransaction(connection: DatabaseConnection): Promise<void> {
@@ -136,14 +171,16 @@ class TenantBeginDriver implements Driver {
 export class ParleyPostgresDialect implements Dialect {
   readonly #inner: PostgresDialect;
   readonly #telemetry: PoolTelemetry;
+  readonly #cancelBackend: CancelBackend;
 
   constructor(pool: pg.Pool) {
     this.#inner = new PostgresDialect({ pool });
     this.#telemetry = observePool(pool, (pool.options as { application_name?: string }).application_name ?? 'parley');
+    this.#cancelBackend = cancelOverSideConnection(pool);
   }
 
   createDriver(): Driver {
-    return new TenantBeginDriver(this.#inner.createDriver(), this.#telemetry);
+    return new TenantBeginDriver(this.#inner.createDriver(), this.#telemetry, this.#cancelBackend);
   }
 
   createQueryCompiler(): QueryCompiler {

@@ -1,7 +1,7 @@
 import {
   AlreadyExistsError,
   InvalidArgumentError,
-  LOST_DATABASE_CONNECTION,
+  isLostDatabaseConnection,
   NotFoundError,
   ParleyError,
   PermissionDeniedError,
@@ -60,7 +60,7 @@ export function isConnectionLost(err: unknown): boolean {
   return someCause(err, (e) => {
     const code: unknown = (e as { code?: unknown }).code;
     if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || CONNECTION_SQLSTATES.has(code))) return true;
-    return LOST_DATABASE_CONNECTION.test(e.message) || NO_CONNECTION.test(e.message);
+    return isLostDatabaseConnection(e) || NO_CONNECTION.test(e.message);
   });
 }
 

@@ -63,6 +63,7 @@ export {
   type Page,
   type PageRequest,
 } from './pagination.js';
+export { DatabaseClient } from './db-telemetry.js';
 export { createGroupCommit, DEFAULT_MAX_QUEUED, type CommitGroup, type GroupCommit, type GroupCommitOptions } from './group-commit.js';
 export { DEFAULT_HEARTBEAT_MS, HEARTBEAT_PREFIX, listenForNotifications, type ListenOptions, type NotificationListener } from './listen.js';
 export { createNotifiedCache, listenedCache, type ListenedCacheTarget, type NotifiedCache } from './notified-cache.js';

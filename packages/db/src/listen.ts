@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { MeterProvider } from '@opentelemetry/api';
 import { observeListening, type Logger } from '@parley/platform';
-import pg from 'pg';
+import type pg from 'pg';
+import { DatabaseClient } from './db-telemetry.js';
 
 /** NotificationListener is a LISTEN connection on one channel. */
 export interface NotificationListener {
@@ -36,6 +38,8 @@ export interface ListenOptions {
   readonly heartbeatMs?: number;
   /** heartbeatTimeoutMs bounds how long its own heartbeat may take to come back (5 s, at most heartbeatMs). */
   readonly heartbeatTimeoutMs?: number;
+  /** meterProvider receives parley.db.listening and the connection's timeouts instead of the global provider (a test's own). */
+  readonly meterProvider?: MeterProvider;
 }
 
 /**
@@ -125,7 +129,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
 
   async function connect(): Promise<void> {
     if (closed) return;
-    const c = new pg.Client({
+    const c = new DatabaseClient({
       connectionString: options.connectionString,
       application_name: options.applicationName,
       keepAlive: true,
@@ -133,6 +137,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
       // A connection that hangs while connecting or LISTENing is replaced, like a silent heartbeat.
       connectionTimeoutMillis: timeoutMs,
       query_timeout: timeoutMs,
+      meterProvider: options.meterProvider,
     });
     client = c;
     c.on('notification', (n) => {
@@ -159,7 +164,7 @@ export function listenForNotifications(options: ListenOptions): NotificationList
   }
 
   void connect();
-  const stopObserving = observeListening(options.channel, () => listening);
+  const stopObserving = observeListening(options.channel, () => listening, options.meterProvider);
   return {
     get listening() {
       return listening;

@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import pg from 'pg';
 import { dbTimeoutsFrom, type DbTimeouts } from './config.js';
+import { DatabaseClient } from './db-telemetry.js';
 import type { ServiceMigrations } from './migrations.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATOR_ROLE, roleFor, schemaFor } from './names.js';
 
@@ -256,6 +257,7 @@ export async function migrateService(
 ): Promise<string[]> {
   const schema = schemaFor(migrations.service);
   const pool = new pg.Pool({
+    Client: DatabaseClient,
     connectionString: url,
     max: 1,
     options: [
@@ -324,7 +326,7 @@ export async function migrateService(
  */
 export async function migrateAll(adminUrl: string, options: MigrateAllOptions): Promise<MigrateAllResult> {
   const log = options.log ?? (() => undefined);
-  const client = new pg.Client({ connectionString: adminUrl, application_name: 'parley-migrate' });
+  const client = new DatabaseClient({ connectionString: adminUrl, application_name: 'parley-migrate' });
   await client.connect();
   let actAsMigrator: boolean;
   try {

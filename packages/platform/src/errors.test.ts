@@ -1,6 +1,6 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, PUBLIC_MESSAGE_TRAILER, toConnectError, UnavailableError } from './errors.js';
+import { InvalidArgumentError, markDatabaseClientError, PUBLIC_MESSAGE_TRAILER, toConnectError, UnavailableError } from './errors.js';
 import { peerError } from './peer-error.js';
 
 describe('toConnectError', () => {
@@ -78,7 +78,12 @@ describe('toConnectError', () => {
         pgError('terminating connection due to idle-in-transaction timeout', '25P03'),
         /^the database is not accepting connections right now; retry later$/,
       ],
-      [pgError('Client has encountered a connection error and is not queryable'), /^the database cannot be reached; retry later$/],
+      // Thrown by a Postgres connection (@parley/db's DatabaseClient marks it so).
+      [
+        markDatabaseClientError(pgError('Client has encountered a connection error and is not queryable')),
+        /^the database cannot be reached; retry later$/,
+      ],
+      [markDatabaseClientError(pgError('Connection terminated unexpectedly')), /^the database cannot be reached; retry later$/],
       [pgError('deadlock detected', '40P01'), /; retry it$/],
     ];
     for (const [err, message] of cases) {
@@ -92,7 +97,15 @@ describe('toConnectError', () => {
   });
 
   it('keeps any other error, with or without a SQLSTATE, INTERNAL', () => {
-    for (const err of [pgError('syntax error at or near "selct"', '42601'), pgError('read ECONNRESET', 'ECONNRESET'), new Error('boom')]) {
+    for (const err of [
+      pgError('syntax error at or near "selct"', '42601'),
+      pgError('read ECONNRESET', 'ECONNRESET'),
+      new Error('boom'),
+      // node-postgres's words from any other library: not a lost database connection.
+      new Error('Connection terminated unexpectedly'),
+      new Error('Connection terminated'),
+      new Error('Client was closed and is not queryable'),
+    ]) {
       expect(toConnectError(err)).toMatchObject({ code: Code.Internal, rawMessage: 'internal error' });
     }
   });

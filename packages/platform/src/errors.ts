@@ -104,14 +104,43 @@ const TRANSIENT_SQLSTATES: ReadonlyMap<string, string> = new Map<string, string>
  * LOST_DATABASE_CONNECTION matches what node-postgres throws, without a SQLSTATE, for a statement
  * on a connection that Postgres closed: a shutdown or restart between two statements of a
  * transaction, or a transaction it ended past idle_in_transaction_session_timeout (the 25P03 came
- * while no statement ran, so the next statement gets this instead).
+ * while no statement ran, so the next statement gets this instead). Plain words in a plain Error:
+ * read only on an error a Postgres connection threw (isLostDatabaseConnection).
  */
-export const LOST_DATABASE_CONNECTION =
+const LOST_DATABASE_CONNECTION =
   /^(Connection terminated( unexpectedly)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
+
+// Symbol.for: a second copy of this module (a bundle beside the sources) reads the same mark.
+const FROM_DATABASE_CLIENT = Symbol.for('parley.fromDatabaseClient');
+
+/**
+ * markDatabaseClientError records that `err` was thrown by a Postgres connection (@parley/db's
+ * DatabaseClient marks every error its statements and connect fail with), so that its text may be
+ * read as node-postgres's; it returns `err`.
+ */
+export function markDatabaseClientError<T>(err: T): T {
+  if (err instanceof Error && !Object.hasOwn(err, FROM_DATABASE_CLIENT)) {
+    try {
+      Object.defineProperty(err, FROM_DATABASE_CLIENT, { value: true });
+    } catch {
+      // A frozen error stays unmarked: it is read as any other error.
+    }
+  }
+  return err;
+}
+
+/**
+ * isLostDatabaseConnection tells whether `err` is node-postgres saying its connection is gone
+ * (LOST_DATABASE_CONNECTION) on an error a Postgres connection threw (markDatabaseClientError): the
+ * same words from another library (an HTTP client, a message broker) are not a database failure.
+ */
+export function isLostDatabaseConnection(err: Error): boolean {
+  return Object.hasOwn(err, FROM_DATABASE_CLIENT) && LOST_DATABASE_CONNECTION.test(err.message);
+}
 
 /**
  * transientDatabaseError is the UNAVAILABLE error ("…; retry") for a database failure that may pass
- * on retry (TRANSIENT_SQLSTATES, LOST_DATABASE_CONNECTION), or undefined for any other error. It is
+ * on retry (TRANSIENT_SQLSTATES, isLostDatabaseConnection), or undefined for any other error. It is
  * the one mapping of these that both @parley/db's mapDatabaseError (inside withTenant) and
  * toConnectError (a query outside it) use; it lives in the kernel, which the database kit depends on.
  */
@@ -120,8 +149,7 @@ export function transientDatabaseError(err: unknown): UnavailableError | undefin
   const code: unknown = (err as { code?: unknown }).code;
   const message = typeof code === 'string' ? TRANSIENT_SQLSTATES.get(code) : undefined;
   if (message !== undefined) return new UnavailableError(message, { cause: err });
-  if (LOST_DATABASE_CONNECTION.test(err.message))
-    return new UnavailableError('the database cannot be reached; retry later', { cause: err });
+  if (isLostDatabaseConnection(err)) return new UnavailableError('the database cannot be reached; retry later', { cause: err });
   return undefined;
 }
 

@@ -1,21 +1,26 @@
 // Parley's own metrics, beside the RPC metrics of telemetry.ts and the pool metrics of @parley/db.
 // Every label has a small fixed set of values: a tenant id is never a label, except on the
 // explicit top-N gauges, whose series count is bounded by N.
-import { metrics, type Attributes, type Meter, type ObservableResult } from '@opentelemetry/api';
+import { metrics, type Attributes, type Meter, type MeterProvider, type ObservableResult } from '@opentelemetry/api';
 
-let cached: { provider: unknown; instruments: Map<string, unknown> } | undefined;
+// Each provider's instruments, made once per provider.
+const instrumentsOf = new WeakMap<MeterProvider, Map<string, unknown>>();
 
 /**
- * instrument returns the instrument `name` made by `make` on the current global meter provider,
- * once per provider: a meter taken before startTelemetry would stay a no-op forever.
+ * instrument returns the instrument `name` made by `make` on `provider` (the current global meter
+ * provider when none is given: a meter taken before startTelemetry would stay a no-op forever),
+ * once per provider.
  */
-function instrument<T>(name: string, make: (meter: Meter) => T): T {
-  const provider = metrics.getMeterProvider();
-  if (cached?.provider !== provider) cached = { provider, instruments: new Map() };
-  let found = cached.instruments.get(name) as T | undefined;
+function instrument<T>(name: string, make: (meter: Meter) => T, provider: MeterProvider = metrics.getMeterProvider()): T {
+  let instruments = instrumentsOf.get(provider);
+  if (instruments === undefined) {
+    instruments = new Map();
+    instrumentsOf.set(provider, instruments);
+  }
+  let found = instruments.get(name) as T | undefined;
   if (found === undefined) {
-    found = make(metrics.getMeter('@parley/platform'));
-    cached.instruments.set(name, found);
+    found = make(provider.getMeter('@parley/platform'));
+    instruments.set(name, found);
   }
   return found;
 }
@@ -167,20 +172,24 @@ export type DbTimeoutCause = 'statement_timeout' | 'idle_in_transaction_timeout'
 
 /**
  * recordDbTimeout counts one statement or transaction of this process that Postgres ended by a
- * timeout (parley.db.statement_timeouts, by cause); its caller was answered UNAVAILABLE.
+ * timeout (parley.db.statement_timeouts, by cause); its caller was answered UNAVAILABLE. On the
+ * global meter provider unless `provider` names another (a test's own).
  */
-export function recordDbTimeout(cause: DbTimeoutCause, count = 1): void {
-  instrument('parley.db.statement_timeouts', (m) =>
-    m.createCounter('parley.db.statement_timeouts', {
-      description:
-        'Statements Postgres canceled (statement_timeout) and transactions it ended (idle_in_transaction_session_timeout), by cause.',
-    }),
+export function recordDbTimeout(cause: DbTimeoutCause, count = 1, provider?: MeterProvider): void {
+  instrument(
+    'parley.db.statement_timeouts',
+    (m) =>
+      m.createCounter('parley.db.statement_timeouts', {
+        description:
+          'Statements Postgres canceled (statement_timeout) and transactions it ended (idle_in_transaction_session_timeout), by cause.',
+      }),
+    provider,
   ).add(count, { 'parley.db.timeout_cause': cause });
 }
 
 /** primeDbTimeoutMetrics reports parley.db.statement_timeouts at 0 for each cause, so the first timeout shows as an increase. */
-export function primeDbTimeoutMetrics(): void {
-  for (const cause of ['statement_timeout', 'idle_in_transaction_timeout'] as const) recordDbTimeout(cause, 0);
+export function primeDbTimeoutMetrics(provider?: MeterProvider): void {
+  for (const cause of ['statement_timeout', 'idle_in_transaction_timeout'] as const) recordDbTimeout(cause, 0, provider);
 }
 
 /** listenSources are this process's LISTEN connections (listenForNotifications), read by parley.db.listening. */
@@ -190,23 +199,28 @@ const listenSources = new Set<{ readonly channel: string; readonly listening: ()
  * observeListening reports a LISTEN connection in parley.db.listening, by channel: 1 while it is
  * up and hears its own heartbeat, 0 otherwise (0 when any of the process's listeners on the
  * channel is not), so an alert sees caches emptied and bypassed, or a worker back on its poll,
- * that only a log line showed. It returns a function that stops reporting the connection.
+ * that only a log line showed. It returns a function that stops reporting the connection. On the
+ * global meter provider unless `provider` names another (a test's own).
  */
-export function observeListening(channel: string, listening: () => boolean): () => void {
+export function observeListening(channel: string, listening: () => boolean, provider?: MeterProvider): () => void {
   const source = { channel, listening };
   listenSources.add(source);
-  instrument('parley.db.listening', (m) => {
-    const gauge = m.createObservableGauge('parley.db.listening', {
-      description:
-        'Whether the LISTEN connection on a channel hears notifications (1) or not (0: lost, reconnecting, or its heartbeat not heard).',
-    });
-    gauge.addCallback((result) => {
-      const byChannel = new Map<string, number>();
-      for (const s of listenSources) byChannel.set(s.channel, Math.min(byChannel.get(s.channel) ?? 1, s.listening() ? 1 : 0));
-      for (const [name, value] of byChannel) result.observe(value, { 'parley.db.listen_channel': name });
-    });
-    return gauge;
-  });
+  instrument(
+    'parley.db.listening',
+    (m) => {
+      const gauge = m.createObservableGauge('parley.db.listening', {
+        description:
+          'Whether the LISTEN connection on a channel hears notifications (1) or not (0: lost, reconnecting, or its heartbeat not heard).',
+      });
+      gauge.addCallback((result) => {
+        const byChannel = new Map<string, number>();
+        for (const s of listenSources) byChannel.set(s.channel, Math.min(byChannel.get(s.channel) ?? 1, s.listening() ? 1 : 0));
+        for (const [name, value] of byChannel) result.observe(value, { 'parley.db.listen_channel': name });
+      });
+      return gauge;
+    },
+    provider,
+  );
   return () => {
     listenSources.delete(source);
   };

@@ -20,7 +20,8 @@ export function resolveRange(fromReq: number, toReq: number, head: { seq: number
 /**
  * verifyTenantRange runs the chain verifier over a tenant's stored range (and its purge anchor's
  * signature) with the signer's public keys. A long chain takes minutes (the public call may run
- * that long), so it stops once `signal` aborts: a caller who has gone gets no further reads.
+ * that long), so it stops once `signal` aborts: a caller who has gone gets no further reads, and
+ * the statement running then (one waiting on a lock, say) is canceled on the server.
  */
 export async function verifyTenantRange(
   db: Kysely<AuditDb>,
@@ -32,20 +33,25 @@ export async function verifyTenantRange(
 ): Promise<VerifyResult> {
   const keys = await keysOf(signer);
   // One snapshot: appends running meanwhile neither show up half-way nor look like gaps.
-  return forTenant(db, tenantId, async (trx) => {
-    const head = await chainHead(trx, tenantId);
-    const { from, to } = resolveRange(fromReq, toReq, head);
-    const anchor = await anchorFor(trx, tenantId, from, head);
-    const verifier = new ChainVerifier(tenantId, anchor, keys);
-    // A range that starts where retention purged must start at an anchor the service signed.
-    if (head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
-    // A checkpoint at the anchor itself checks the link into the range too.
-    for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) verifier.addCheckpoint(cp);
-    for await (const e of eventsInRange(trx, tenantId, from, to)) {
-      if (signal?.aborted === true) throw new CanceledError('the caller gave up; the verification stopped');
-      verifier.addEvent(e);
-      if (verifier.broken) break;
-    }
-    return verifier.finish(to);
-  });
+  return forTenant(
+    db,
+    tenantId,
+    async (trx) => {
+      const head = await chainHead(trx, tenantId);
+      const { from, to } = resolveRange(fromReq, toReq, head);
+      const anchor = await anchorFor(trx, tenantId, from, head);
+      const verifier = new ChainVerifier(tenantId, anchor, keys);
+      // A range that starts where retention purged must start at an anchor the service signed.
+      if (head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
+      // A checkpoint at the anchor itself checks the link into the range too.
+      for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) verifier.addCheckpoint(cp);
+      for await (const e of eventsInRange(trx, tenantId, from, to)) {
+        if (signal?.aborted === true) throw new CanceledError('the caller gave up; the verification stopped');
+        verifier.addEvent(e);
+        if (verifier.broken) break;
+      }
+      return verifier.finish(to);
+    },
+    signal,
+  );
 }

@@ -136,7 +136,7 @@ export async function listEvents(
   return { ...page, items: page.items.map(rowToEvent) };
 }
 
-/** forTenant is withTenant for the audit schema. */
-export function forTenant<T>(db: Kysely<AuditDb>, tenantId: string, fn: (trx: AuditTrx) => Promise<T>): Promise<T> {
-  return withTenant(db, tenantId, fn);
+/** forTenant is withTenant for the audit schema; a long read passes its caller's signal, so a caller who goes ends its statement and transaction. */
+export function forTenant<T>(db: Kysely<AuditDb>, tenantId: string, fn: (trx: AuditTrx) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  return withTenant(db, tenantId, fn, signal === undefined ? {} : { signal });
 }

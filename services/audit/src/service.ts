@@ -307,84 +307,90 @@ export function createAuditService(deps: AuditServiceDeps): ServiceImpl<typeof A
       try {
         // The export reads in one transaction (one snapshot) and yields as it goes; the stream's
         // back-pressure keeps memory flat for a long chain. It waits on its reader between reads, as
-        // long as the reader takes (the stream's own deadline bounds it), so the role's timeouts are lifted.
+        // long as the reader takes (the stream's own deadline bounds it), so the role's timeouts are
+        // lifted; the caller's signal ends it (the statement running then is canceled on the server).
         yield* streamFromProducer<ExportEventsResponse>((push) =>
-          forTenant(db, tenantId, async (trx) => {
-            await liftDbTimeouts(trx);
-            const head = await chainHead(trx, tenantId);
-            const { from, to } = resolveRange(fromReq, toReq, head);
-            const anchor = await anchorFor(trx, tenantId, from, head);
-            const exportedAt = new Date().toISOString();
-            await push({
-              $typeName: 'parley.audit.v1.ExportEventsResponse',
-              item: {
-                case: 'header',
-                value: create(ExportHeaderSchema, {
+          forTenant(
+            db,
+            tenantId,
+            async (trx) => {
+              await liftDbTimeouts(trx);
+              const head = await chainHead(trx, tenantId);
+              const { from, to } = resolveRange(fromReq, toReq, head);
+              const anchor = await anchorFor(trx, tenantId, from, head);
+              const exportedAt = new Date().toISOString();
+              await push({
+                $typeName: 'parley.audit.v1.ExportEventsResponse',
+                item: {
+                  case: 'header',
+                  value: create(ExportHeaderSchema, {
+                    tenantId,
+                    anchorSeq: BigInt(anchor.seq),
+                    anchorHash: anchor.hash,
+                    filtered,
+                    exportedAt: ts(exportedAt),
+                  }),
+                },
+                ndjson: toNdjson({
+                  type: 'header',
+                  format: EXPORT_FORMAT,
                   tenantId,
-                  anchorSeq: BigInt(anchor.seq),
+                  anchorSeq: anchor.seq,
                   anchorHash: anchor.hash,
+                  headSeq: to,
                   filtered,
-                  exportedAt: ts(exportedAt),
+                  exportedAt,
                 }),
-              },
-              ndjson: toNdjson({
-                type: 'header',
-                format: EXPORT_FORMAT,
+              });
+              // An unfiltered export is verified as it is read, and closed by a seal signed now over its
+              // anchor and last event; a chain that does not verify is exported without one.
+              const verifier = filtered ? undefined : new ChainVerifier(tenantId, anchor, await keysOf(signer));
+              if (verifier !== undefined && head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
+              if (!filtered) {
+                for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
+                  verifier?.addCheckpoint(cp);
+                  await push({
+                    $typeName: 'parley.audit.v1.ExportEventsResponse',
+                    item: { case: 'checkpoint', value: toCheckpoint(cp) },
+                    ndjson: toNdjson({ type: 'checkpoint', ...cp }),
+                  });
+                }
+              }
+              for await (const e of eventsInRange(trx, tenantId, from, to)) {
+                verifier?.addEvent(e);
+                if (filtered && !matches(e, filter)) continue;
+                await push({
+                  $typeName: 'parley.audit.v1.ExportEventsResponse',
+                  item: { case: 'event', value: toStoredEvent(e) },
+                  ndjson: toNdjson({ type: 'event', ...e }),
+                });
+              }
+              if (verifier === undefined) return;
+              const verdict = verifier.finish(to);
+              if (!verdict.ok) {
+                logger.error(
+                  { tenantId, seq: verdict.firstFailedSeq, alert: 'audit_chain_broken' },
+                  `the audit chain does not verify; exporting it without a seal: ${verdict.reason}`,
+                );
+                return;
+              }
+              const seal = await signSeal(signer, {
                 tenantId,
                 anchorSeq: anchor.seq,
                 anchorHash: anchor.hash,
-                headSeq: to,
-                filtered,
-                exportedAt,
-              }),
-            });
-            // An unfiltered export is verified as it is read, and closed by a seal signed now over its
-            // anchor and last event; a chain that does not verify is exported without one.
-            const verifier = filtered ? undefined : new ChainVerifier(tenantId, anchor, await keysOf(signer));
-            if (verifier !== undefined && head.anchorSeq > 0 && anchor.seq === head.anchorSeq) verifier.checkAnchor(head.anchor);
-            if (!filtered) {
-              for (const cp of await checkpointsInRange(trx, tenantId, anchor.seq, to)) {
-                verifier?.addCheckpoint(cp);
-                await push({
-                  $typeName: 'parley.audit.v1.ExportEventsResponse',
-                  item: { case: 'checkpoint', value: toCheckpoint(cp) },
-                  ndjson: toNdjson({ type: 'checkpoint', ...cp }),
-                });
-              }
-            }
-            for await (const e of eventsInRange(trx, tenantId, from, to)) {
-              verifier?.addEvent(e);
-              if (filtered && !matches(e, filter)) continue;
+                seq: verifier.lastSeq,
+                hash: verifier.lastHash,
+                signedAt: new Date().toISOString(),
+              });
+              // The seal has no protobuf item of its own: it is a line of the file format.
               await push({
                 $typeName: 'parley.audit.v1.ExportEventsResponse',
-                item: { case: 'event', value: toStoredEvent(e) },
-                ndjson: toNdjson({ type: 'event', ...e }),
+                item: { case: undefined },
+                ndjson: toNdjson({ type: 'seal', ...seal }),
               });
-            }
-            if (verifier === undefined) return;
-            const verdict = verifier.finish(to);
-            if (!verdict.ok) {
-              logger.error(
-                { tenantId, seq: verdict.firstFailedSeq, alert: 'audit_chain_broken' },
-                `the audit chain does not verify; exporting it without a seal: ${verdict.reason}`,
-              );
-              return;
-            }
-            const seal = await signSeal(signer, {
-              tenantId,
-              anchorSeq: anchor.seq,
-              anchorHash: anchor.hash,
-              seq: verifier.lastSeq,
-              hash: verifier.lastHash,
-              signedAt: new Date().toISOString(),
-            });
-            // The seal has no protobuf item of its own: it is a line of the file format.
-            await push({
-              $typeName: 'parley.audit.v1.ExportEventsResponse',
-              item: { case: undefined },
-              ndjson: toNdjson({ type: 'seal', ...seal }),
-            });
-          }),
+            },
+            ctx.signal,
+          ),
         );
         const principal = principalOf(ctx);
         if (principal !== undefined && principal.kind !== 'session') {

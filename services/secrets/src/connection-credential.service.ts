@@ -39,7 +39,7 @@ export function createConnectionCredentialHandlers(
       const agentId = requireUuid(req.agentId, 'agent_id');
       const secretId = requireUuid(req.secretId, 'secret_id');
       const connectionId = requireUuid(req.connectionId, 'connection_id');
-      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'credentials');
+      await requireLiveConversationOf(deps.directory, tenantId, conversationId, agentId, 'credentials', ctx.signal);
       const purposes = [`connection:${connectionId}`];
       const actor = callingService(ctx);
       const secret = await deps.audited(tenantId, async (trx, record) => {

@@ -1,3 +1,4 @@
+import { CanceledError } from '@parley/platform';
 import { describe, expect, it } from 'vitest';
 import { cachedConversationDirectory } from './conversation-cache.js';
 import type { ConversationDirectory, ConversationSecretRefs } from './conversation-directory.js';
@@ -93,5 +94,39 @@ describe('cachedConversationDirectory', () => {
     await cache.getConversationSecretRefs(T, C);
     expect(state.asked).toBe(3);
     expect(cache.size).toBe(0);
+  });
+
+  it("lets a caller waiting on another's fetch of the same conversation give up (CANCELED), while that fetch goes on for its caller", async () => {
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const fetchedWith: (AbortSignal | undefined)[] = [];
+    const facts: ConversationSecretRefs = { agentId: A, state: 'live', secretRefs: { llm: 's1' } };
+    const slow: ConversationDirectory = {
+      getConversation: () => Promise.reject(new Error('not used')),
+      getAgentSecretRefs: () => Promise.resolve({}),
+      async getConversationSecretRefs(_tenantId, _conversationId, signal) {
+        fetchedWith.push(signal);
+        await answered;
+        return facts;
+      },
+    };
+    const cache = cachedConversationDirectory(slow, { ttlMs: 500, listening: () => true });
+    const first = new AbortController();
+    const firstCall = cache.getConversationSecretRefs(T, C, first.signal);
+    // Two waiters join that fetch (one through getConversation); one of them gives up.
+    const gone = new AbortController();
+    let outcome: unknown;
+    void cache.getConversation(T, C, gone.signal).then(
+      (v) => (outcome = v),
+      (err: unknown) => (outcome = err),
+    );
+    const staying = cache.getConversationSecretRefs(T, C, new AbortController().signal);
+    gone.abort();
+    await expect.poll(() => outcome).toBeInstanceOf(CanceledError);
+    answer();
+    expect(await firstCall).toEqual(facts);
+    expect(await staying).toEqual(facts);
+    // One question to tenant-data, cut by its own caller's signal only.
+    expect(fetchedWith).toEqual([first.signal]);
   });
 });

@@ -34,18 +34,20 @@ export function cachedConversationDirectory(
   options: { ttlMs: number; listening: () => boolean; now?: () => number },
 ): CachedConversationDirectory {
   const cache = createNotifiedCache<ConversationSecretRefs>({ ...options, maxEntries: MAX_ENTRIES });
-  const facts = (tenantId: string, conversationId: string) =>
+  // The caller's signal cuts its own fetch, and ends its wait on another caller's fetch of the same conversation.
+  const facts = (tenantId: string, conversationId: string, signal?: AbortSignal) =>
     cache.get(
       `${tenantId}/${conversationId}`,
-      () => inner.getConversationSecretRefs(tenantId, conversationId),
+      () => inner.getConversationSecretRefs(tenantId, conversationId, signal),
       (f) => f.state === 'live',
+      signal,
     );
   return {
-    async getConversation(tenantId, conversationId) {
-      const f = await facts(tenantId, conversationId);
+    async getConversation(tenantId, conversationId, signal) {
+      const f = await facts(tenantId, conversationId, signal);
       return { agentId: f.agentId, state: f.state };
     },
-    getAgentSecretRefs: (tenantId, agentId) => inner.getAgentSecretRefs(tenantId, agentId),
+    getAgentSecretRefs: (tenantId, agentId, signal) => inner.getAgentSecretRefs(tenantId, agentId, signal),
     getConversationSecretRefs: facts,
     invalidate(payload) {
       const [kind, tenantId, id] = payload.split('/');

@@ -1,7 +1,7 @@
 // The tenant-data directory during a rolling upgrade: against a tenant-data of the previous release
 // (a Connect router serving only GetConversation and GetAgent, so GetConversationSecretRefs is
 // UNIMPLEMENTED, as an old pod answers), a resolve's facts come from the older RPCs.
-import { createClient, createRouterTransport } from '@connectrpc/connect';
+import { Code, createClient, createRouterTransport } from '@connectrpc/connect';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { describe, expect, it } from 'vitest';
 import { tenantDataDirectory } from './conversation-directory.js';
@@ -61,5 +61,24 @@ describe('tenantDataDirectory', () => {
     calls.length = 0;
     await directory.getConversationSecretRefs(tenantId, live);
     expect(calls).toEqual(['getConversation', 'getAgent']);
+  });
+
+  it("cuts its question to tenant-data when the caller's signal aborts", async () => {
+    const transport = createRouterTransport(({ service }) =>
+      service(TenantDataService, {
+        // Answers only when the caller has gone: the answer must not be waited for.
+        getConversationSecretRefs: (_req, ctx) =>
+          new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve({ agentId, state: 'live', secretRefs: {} }))),
+      }),
+    );
+    const caller = new AbortController();
+    const asked = tenantDataDirectory(createClient(TenantDataService, transport)).getConversationSecretRefs(tenantId, live, caller.signal);
+    caller.abort();
+    // Cut by the caller (CANCELED), not by the call's own 5 s deadline.
+    const err = await asked.then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.cause).toMatchObject({ code: Code.Canceled });
   });
 });

@@ -17,15 +17,17 @@ export interface ConversationSecretRefs extends ConversationFacts {
 /**
  * ConversationDirectory answers, from tenant-data (the owner of conversations and agents), the
  * two questions ResolveForConversation asks: is this conversation live and whose is it, and
- * which secrets does its agent reference.
+ * which secrets does its agent reference. Each question takes the caller's signal (a handler's
+ * ctx.signal): once it aborts, the question to tenant-data is cut, and a caller waiting on
+ * another's question (the cache's shared fetch) stops waiting (CANCELED).
  */
 export interface ConversationDirectory {
   /** getConversation returns the conversation's agent and state; NotFound if the tenant has no such conversation. */
-  getConversation(tenantId: string, conversationId: string): Promise<ConversationFacts>;
+  getConversation(tenantId: string, conversationId: string, signal?: AbortSignal): Promise<ConversationFacts>;
   /** getAgentSecretRefs returns the agent's secret_refs (purpose -> secret id). */
-  getAgentSecretRefs(tenantId: string, agentId: string): Promise<Readonly<Record<string, string>>>;
+  getAgentSecretRefs(tenantId: string, agentId: string, signal?: AbortSignal): Promise<Readonly<Record<string, string>>>;
   /** getConversationSecretRefs asks both of a resolve's questions at once: the conversation's agent and state, and that agent's secret_refs. */
-  getConversationSecretRefs(tenantId: string, conversationId: string): Promise<ConversationSecretRefs>;
+  getConversationSecretRefs(tenantId: string, conversationId: string, signal?: AbortSignal): Promise<ConversationSecretRefs>;
 }
 
 /**
@@ -53,8 +55,9 @@ export async function requireLiveConversationOf(
   conversationId: string,
   agentId: string,
   what: string,
+  signal?: AbortSignal,
 ): Promise<void> {
-  requireLiveConversation(await directory.getConversation(tenantId, conversationId), conversationId, agentId, what);
+  requireLiveConversation(await directory.getConversation(tenantId, conversationId, signal), conversationId, agentId, what);
 }
 
 function mapTenantDataError(err: unknown, what: string): unknown {
@@ -74,42 +77,42 @@ const OLD_TENANT_DATA_MEMORY_MS = 60_000;
 export function tenantDataDirectory(client: Client<typeof TenantDataService>, now: () => number = Date.now): ConversationDirectory {
   let oldUntil = 0;
   const directory: ConversationDirectory = {
-    async getConversation(tenantId, conversationId) {
+    async getConversation(tenantId, conversationId, signal) {
       try {
-        const { conversation } = await client.getConversation({ tenantId, conversationId }, { timeoutMs: 5_000 });
+        const { conversation } = await client.getConversation({ tenantId, conversationId }, { timeoutMs: 5_000, signal });
         if (conversation === undefined) throw new NotFoundError(`conversation ${conversationId} not found`);
         return { agentId: conversation.agentId, state: conversation.state };
       } catch (err) {
         throw mapTenantDataError(err, `conversation ${conversationId}`);
       }
     },
-    async getAgentSecretRefs(tenantId, agentId) {
+    async getAgentSecretRefs(tenantId, agentId, signal) {
       try {
-        const { agent } = await client.getAgent({ tenantId, agentId }, { timeoutMs: 5_000 });
+        const { agent } = await client.getAgent({ tenantId, agentId }, { timeoutMs: 5_000, signal });
         if (agent === undefined) throw new NotFoundError(`agent ${agentId} not found`);
         return agent.secretRefs;
       } catch (err) {
         throw mapTenantDataError(err, `agent ${agentId}`);
       }
     },
-    async getConversationSecretRefs(tenantId, conversationId) {
-      if (now() < oldUntil) return olderSecretRefs(tenantId, conversationId);
+    async getConversationSecretRefs(tenantId, conversationId, signal) {
+      if (now() < oldUntil) return olderSecretRefs(tenantId, conversationId, signal);
       try {
-        const res = await client.getConversationSecretRefs({ tenantId, conversationId }, { timeoutMs: 5_000 });
+        const res = await client.getConversationSecretRefs({ tenantId, conversationId }, { timeoutMs: 5_000, signal });
         return { agentId: res.agentId, state: res.state, secretRefs: res.secretRefs };
       } catch (err) {
         if (ConnectError.from(err).code === Code.Unimplemented) {
           oldUntil = now() + OLD_TENANT_DATA_MEMORY_MS;
-          return olderSecretRefs(tenantId, conversationId);
+          return olderSecretRefs(tenantId, conversationId, signal);
         }
         throw mapTenantDataError(err, `conversation ${conversationId}`);
       }
     },
   };
   /** olderSecretRefs is GetConversationSecretRefs' answer from the RPCs every tenant-data release serves (refs only while live). */
-  const olderSecretRefs = async (tenantId: string, conversationId: string): Promise<ConversationSecretRefs> => {
-    const facts = await directory.getConversation(tenantId, conversationId);
-    const secretRefs = facts.state === 'live' ? await directory.getAgentSecretRefs(tenantId, facts.agentId) : {};
+  const olderSecretRefs = async (tenantId: string, conversationId: string, signal?: AbortSignal): Promise<ConversationSecretRefs> => {
+    const facts = await directory.getConversation(tenantId, conversationId, signal);
+    const secretRefs = facts.state === 'live' ? await directory.getAgentSecretRefs(tenantId, facts.agentId, signal) : {};
     return { ...facts, secretRefs };
   };
   return directory;

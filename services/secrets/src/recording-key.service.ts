@@ -104,7 +104,7 @@ export function createRecordingKeyHandlers(
       const recordingId = requireUuid(req.recordingId, 'recording_id');
       const subjectId = req.subjectId === '' ? undefined : requireUuid(req.subjectId, 'subject_id');
       if (callerOf(ctx).service !== 'voice-orchestrator') throw new PermissionDeniedError('only the voice-orchestrator records calls');
-      const conversation = await deps.directory.getConversation(tenantId, conversationId);
+      const conversation = await deps.directory.getConversation(tenantId, conversationId, ctx.signal);
       if (conversation.state !== 'live')
         throw new FailedPreconditionError(
           `conversation ${conversationId} is ${conversation.state || 'not live'}; only a live call is recorded`,

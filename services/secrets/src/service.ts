@@ -267,7 +267,7 @@ export function createSecretsService(deps: SecretsServiceDeps): ServiceImpl<type
       // One question to tenant-data (or its short-lived cache): the conversation's agent and
       // state with that agent's secret_refs. Nothing is read or opened unless the conversation
       // is the agent's and live.
-      const conversation = await deps.directory.getConversationSecretRefs(tenantId, conversationId);
+      const conversation = await deps.directory.getConversationSecretRefs(tenantId, conversationId, ctx.signal);
       requireLiveConversation(conversation, conversationId, agentId, 'secrets');
       const refs = conversation.secretRefs;
       const purposesOf = new Map<string, string[]>();

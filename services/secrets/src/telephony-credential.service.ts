@@ -37,7 +37,7 @@ export function createTelephonyCredentialHandlers(
         throw new PermissionDeniedError('only the voice-orchestrator may resolve telephony credentials');
       const tenantId = requireUuid(req.tenantId, 'tenant_id');
       const agentId = requireUuid(req.agentId, 'agent_id');
-      const refs = await deps.directory.getAgentSecretRefs(tenantId, agentId);
+      const refs = await deps.directory.getAgentSecretRefs(tenantId, agentId, ctx.signal);
       const secretId = refs[TELEPHONY_PURPOSE];
       if (secretId === undefined)
         throw new FailedPreconditionError(
