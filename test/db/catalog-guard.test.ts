@@ -67,6 +67,10 @@ describe('catalog guard catches a bad schema (negative test in a throwaway datab
       create function parley_guardtest.definer_unset() returns int language sql security definer as $$ select 1 $$;
       create function parley_guardtest.definer_no_temp(n int) returns int language sql security definer
         set search_path = pg_catalog, parley_guardtest as $$ select n $$;
+      create function parley_guardtest.definer_temp_first() returns int language sql security definer
+        set search_path = pg_temp, pg_catalog, parley_guardtest, pg_temp as $$ select 1 $$;
+      create function parley_guardtest.definer_public() returns int language sql security definer
+        set search_path = public, pg_temp as $$ select 1 $$;
       create function parley_guardtest.definer_sound() returns int language sql security definer
         set search_path = pg_catalog, parley_guardtest, pg_temp as $$ select 1 $$;
       create function parley_guardtest.invoker_unset() returns int language sql as $$ select 1 $$;
@@ -96,9 +100,11 @@ describe('catalog guard catches a bad schema (negative test in a throwaway datab
     ]);
     expect(rules('parley_guardtest.loose')).toEqual(['every policy must read app.tenant_id in USING and WITH CHECK']);
     expect(rules('parley_guardtest.sound')).toEqual([]);
-    const definer = 'a SECURITY DEFINER function must SET search_path ending with pg_temp';
+    const definer = 'a SECURITY DEFINER function must SET search_path to pg_catalog and its own schema, with pg_temp last';
     expect(rules('parley_guardtest.definer_unset()')).toEqual([definer]);
     expect(rules('parley_guardtest.definer_no_temp(n integer)')).toEqual([definer]);
+    expect(rules('parley_guardtest.definer_temp_first()')).toEqual([definer]);
+    expect(rules('parley_guardtest.definer_public()')).toEqual([definer]);
     expect(rules('parley_guardtest.definer_sound()')).toEqual([]);
     expect(rules('parley_guardtest.invoker_unset()')).toEqual([]);
     expect(rules(badRole)).toEqual(['service role must not have BYPASSRLS', 'service role must not own tables (owns 1 relations)']);

@@ -94,7 +94,8 @@ export async function auditCatalog(db: Queryable, options: CatalogAuditOptions =
   // A SECURITY DEFINER function runs as its owner (the migrator, who owns every schema). Postgres
   // looks up tables and types in the caller's temporary schema first unless pg_temp is named in the
   // search path, so a caller could plant a type or table there that the function's body resolves
-  // and run code as the owner: the search path must be fixed and end with pg_temp.
+  // and run code as the owner: the search path must be fixed, name only pg_catalog and the
+  // function's own schema, and end with pg_temp.
   const { rows: definers } = await db.query<{ fn: string; search_path: string | null }>(
     `select n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' as fn,
             (select substr(c, length('search_path=') + 1) from unnest(p.proconfig) c where c like 'search\\_path=%') as search_path
@@ -105,8 +106,14 @@ export async function auditCatalog(db: Queryable, options: CatalogAuditOptions =
   );
   for (const f of definers) {
     const path = f.search_path?.split(',').map((s) => s.trim().replace(/^"(.*)"$/, '$1'));
-    if (path === undefined || path.at(-1) !== 'pg_temp')
-      violations.push({ subject: f.fn, rule: 'a SECURITY DEFINER function must SET search_path ending with pg_temp' });
+    // Postgres uses pg_temp's first place in the path, and any other schema could hold a planted
+    // object too: only pg_catalog and the function's own schema may come before it.
+    const own = f.fn.slice(0, f.fn.indexOf('.'));
+    if (path === undefined || path.at(-1) !== 'pg_temp' || path.slice(0, -1).some((s) => s !== 'pg_catalog' && s !== own))
+      violations.push({
+        subject: f.fn,
+        rule: 'a SECURITY DEFINER function must SET search_path to pg_catalog and its own schema, with pg_temp last',
+      });
   }
 
   const { rows: roles } = await db.query<{
