@@ -175,7 +175,9 @@ monitoring:
     expect(expr('ParleyCertificateExpirySoon')).toMatch(/< 172800$/);
     expect(expr('ParleyPodRestarting')).toMatch(/>= 5$/);
     expect(expr('ParleyRecordingFailures')).toMatch(/> 0\.25$/);
-    expect(expr('ParleyTurnRecordsLost')).toMatch(/> 0\.02$/);
+    expect(expr('ParleyTurnRecordsLost')).toMatch(
+      /> 0\.02\n\s*and sum\(increase\(parley_turn_records_total\{[^}]*"lost"\}\[15m\]\)\) >= 3$/,
+    );
   });
 
   it('fires ParleySecretsMaintenanceStale when the last finished maintenance run is too old, and when no secrets has reported one (a restart)', async () => {
