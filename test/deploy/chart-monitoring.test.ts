@@ -245,7 +245,7 @@ monitoring:
         }
       }
     }
-    // RED, pools, outbox, audit and the recording blob deletion queue are all on it.
+    // RED, pools, outbox, audit, the recording blob deletion queue and turn records are all on it.
     for (const name of [
       'rpc_server_call_duration_count',
       'rpc_server_call_duration_bucket',
@@ -254,6 +254,7 @@ monitoring:
       'parley_audit_checkpoint_oldest_age',
       'parley_recording_blob_deletions_pending',
       'parley_recording_blob_deletions_oldest_age',
+      'parley_turn_records_total',
     ])
       expect(used.has(name), name).toBe(true);
   });
