@@ -175,7 +175,9 @@ monitoring:
     expect(expr('ParleyCertificateExpirySoon')).toMatch(/< 172800$/);
     expect(expr('ParleyPodRestarting')).toMatch(/>= 5$/);
     expect(expr('ParleyRecordingFailures')).toMatch(/> 0\.25$/);
-    expect(expr('ParleyTurnRecordsLost')).toMatch(/> 0\.02$/);
+    expect(expr('ParleyTurnRecordsLost')).toMatch(
+      /> 0\.02\n\s*and sum\(increase\(parley_turn_records_total\{[^}]*"lost"\}\[15m\]\)\) >= 3$/,
+    );
   });
 
   it('fires ParleySecretsMaintenanceStale when the last finished maintenance run is too old, and when no secrets has reported one (a restart)', async () => {
@@ -243,7 +245,7 @@ monitoring:
         }
       }
     }
-    // RED, pools, outbox, audit and the recording blob deletion queue are all on it.
+    // RED, pools, outbox, audit, the recording blob deletion queue and turn records are all on it.
     for (const name of [
       'rpc_server_call_duration_count',
       'rpc_server_call_duration_bucket',
@@ -252,6 +254,7 @@ monitoring:
       'parley_audit_checkpoint_oldest_age',
       'parley_recording_blob_deletions_pending',
       'parley_recording_blob_deletions_oldest_age',
+      'parley_turn_records_total',
     ])
       expect(used.has(name), name).toBe(true);
   });

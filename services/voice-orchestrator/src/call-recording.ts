@@ -51,7 +51,7 @@ export class RecordingShutdownError extends Error {
   }
 }
 
-/** ADD_RECORDING_ATTEMPTS bounds the tries to store a recording's reference (about 3.5 s of waiting in all). */
+/** ADD_RECORDING_ATTEMPTS bounds the tries to store a recording's reference (at most 3.5 s of waiting in all, jittered). */
 const ADD_RECORDING_ATTEMPTS = 4;
 const ADD_RECORDING_RETRY_MS = 500;
 const DEFAULT_CHUNK_BYTES = 64 * 1024;

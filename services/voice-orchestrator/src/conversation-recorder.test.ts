@@ -310,4 +310,73 @@ describe('ConversationRecorder', () => {
     expect(lines).toEqual({ warn: [], error: ['turn record not stored'] });
     expect(Object.fromEntries(outcomes)).toEqual({ lost: 1 });
   });
+  it('stops retrying once the replica is stopping: the wait under way ends and the record is counted as lost, in one line', async () => {
+    const td = tenantData({
+      recordTurn: () => {
+        throw new ConnectError('database away', Code.Unavailable);
+      },
+    });
+    const errors: string[] = [];
+    const stopping = new AbortController();
+    // The replica starts stopping while the wait after the first failure is under way.
+    const logged = {
+      warn: () => queueMicrotask(() => stopping.abort()),
+      error: (_: unknown, msg: string) => errors.push(msg),
+    } as unknown as Logger;
+    const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
+    const recorder = new ConversationRecorder(peers, logged, tenantId, conversationId, {}, undefined, stopping.signal);
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn']);
+    expect(errors).toEqual(['turn record not stored']);
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 1 });
+    // Stopping already: a record that fails is not retried at all.
+    queueTurn(recorder, 2);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+    expect(errors).toEqual(['turn record not stored', 'turn record not stored']);
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 2 });
+  });
+
+  it('counts a retried record as lost, rather than store its parts one RPC each, when a later attempt is refused as ended', async () => {
+    let attempt = 0;
+    const td = tenantData({
+      recordTurn: () => {
+        attempt++;
+        if (attempt === 1) throw new ConnectError('connection reset', Code.Unavailable);
+        throw new ConnectError('conversation has ended', Code.FailedPrecondition);
+      },
+      ...oldMethods,
+    });
+    const lines = { warn: [] as string[], error: [] as string[] };
+    let ended = 0;
+    const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
+    const recorder = new ConversationRecorder(peers, loggedTo(lines), tenantId, conversationId, { onEnded: () => ended++ });
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+    expect(ended).toBe(1);
+    expect(lines.error).toEqual(['turn record not stored']);
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 1 });
+  });
+
+  it('counts a retried record as lost, rather than store its parts one RPC each, when a later attempt meets a tenant-data without RecordTurn', async () => {
+    let attempt = 0;
+    const td = tenantData({
+      recordTurn: () => {
+        attempt++;
+        if (attempt === 1) throw new ConnectError('connection reset', Code.Unavailable);
+        throw new ConnectError('not implemented', Code.Unimplemented);
+      },
+      ...oldMethods,
+    });
+    const lines = { warn: [] as string[], error: [] as string[] };
+    const peers = createPeers({ tenantData: td.client } as unknown as PeerClients);
+    const recorder = new ConversationRecorder(peers, loggedTo(lines), tenantId, conversationId);
+    queueTurn(recorder, 1);
+    await recorder.drained();
+    expect(td.calls).toEqual(['recordTurn', 'recordTurn']);
+    expect(lines.error).toEqual(['turn record not stored']);
+    expect(Object.fromEntries(outcomes)).toEqual({ lost: 1 });
+  });
 });

@@ -16,18 +16,20 @@ export const HOLD_MAX_MS = 1_000;
 /**
  * TURN_RECORD_ATTEMPTS bounds how often one turn record is sent while tenant-data is away
  * (UNAVAILABLE, DEADLINE_EXCEEDED, a lost connection): a tenant-data pod restarting or failing
- * over is back within a few of TURN_RECORD_BACKOFF_MS's doublings (250, 500, 1000, 2000 ms).
+ * over is back within a few of TURN_RECORD_BACKOFF_MS's doublings (waits of up to 250, 500, 1000,
+ * 2000 ms, each a random part of that: full jitter, so the replica's records do not retry together).
  */
 export const TURN_RECORD_ATTEMPTS = 5;
 
-/** TURN_RECORD_BACKOFF_MS is the wait after a turn record's first failed attempt; it doubles after each further one. */
+/** TURN_RECORD_BACKOFF_MS bounds the (jittered) wait after a turn record's first failed attempt; the bound doubles after each further one. */
 export const TURN_RECORD_BACKOFF_MS = 250;
 
 /**
- * TURN_RECORD_RETRY_WITHIN_MS is how long after a record's first attempt another may start: one
- * more than an attempt's own 5 s deadline, so a record whose first attempt ran out of time is
- * sent once more, and given up within about 11 s, so the writes queued behind it and the
- * conversation's end (which waits for them) are never held up longer.
+ * TURN_RECORD_RETRY_WITHIN_MS is how long after a record's first attempt another may start (the
+ * wait before it included): one more than an attempt's own 5 s deadline, so a record whose first
+ * attempt ran out of time is sent once more, and given up within about 11 s (the last attempt's
+ * deadline), so the writes queued behind it and the conversation's end (which waits for them) are
+ * never held up longer.
  */
 export const TURN_RECORD_RETRY_WITHIN_MS = 6_000;
 
@@ -61,10 +63,13 @@ export interface RecorderEvents {
  * HOLD_MAX_MS; and, given the process's ReplyWindows, no sooner than the moment no call's turn is
  * waiting for its first audio (within the same HOLD_MAX_MS). A record tenant-data could not be
  * reached for is sent again (the same record id: stored once however many attempts reached it),
- * within TURN_RECORD_ATTEMPTS and TURN_RECORD_RETRY_WITHIN_MS; one still not stored is logged
- * (never the text), counted as lost (parley_turn_records_total) and the queue goes on. Against a tenant-data
- * without RecordTurn (mid-upgrade) and for a conversation ended elsewhere, the parts are stored one
- * RPC each, as before RecordTurn: turns are then refused as ended, decisions and state still kept.
+ * within TURN_RECORD_ATTEMPTS and TURN_RECORD_RETRY_WITHIN_MS, and not once the replica is
+ * stopping; one still not stored is logged (never the text), counted as lost
+ * (parley_turn_records_total) and the queue goes on. Against a tenant-data without RecordTurn
+ * (mid-upgrade) and for a conversation ended elsewhere, the parts are stored one RPC each, as
+ * before RecordTurn: turns are then refused as ended, decisions and state still kept; but not
+ * after a retry (an earlier attempt may have stored the record, and the parts carry no id that
+ * would keep them from being stored twice): the record is then counted as lost.
  */
 export class ConversationRecorder {
   #pending: Queued[] = [];
@@ -83,8 +88,19 @@ export class ConversationRecorder {
   readonly #tenantId: string;
   readonly #conversationId: string;
   readonly #events: RecorderEvents;
+  readonly #stopping: AbortSignal | undefined;
 
-  constructor(peers: Peers, log: Logger, tenantId: string, conversationId: string, events: RecorderEvents = {}, windows?: ReplyWindows) {
+  /** `stopping`, once aborted (the replica is stopping), ends a record's retries: what is not stored by then is counted as lost. */
+  constructor(
+    peers: Peers,
+    log: Logger,
+    tenantId: string,
+    conversationId: string,
+    events: RecorderEvents = {},
+    windows?: ReplyWindows,
+    stopping?: AbortSignal,
+  ) {
+    this.#stopping = stopping;
     this.#windows = windows;
     this.#peers = peers;
     this.#log = log;
@@ -224,6 +240,19 @@ export class ConversationRecorder {
   async #store(record: TurnRecord): Promise<void> {
     const started = Date.now();
     let attempts = 0;
+    const lost = (err: unknown, why: string) => {
+      recordTurnRecord('lost');
+      this.#log.error(
+        {
+          err: err instanceof Error ? err.message : 'unknown',
+          why,
+          attempts,
+          turns: record.turns.length,
+          decisions: record.decisions.length,
+        },
+        'turn record not stored',
+      );
+    };
     try {
       const state = await retrying(
         () => {
@@ -234,13 +263,15 @@ export class ConversationRecorder {
           attempts: TURN_RECORD_ATTEMPTS,
           delayMs: TURN_RECORD_BACKOFF_MS,
           // Only tenant-data being away is worth another try; the record's id makes one that
-          // committed unseen answer as stored rather than store it twice.
-          retryable: (err) =>
+          // committed unseen answer as stored rather than store it twice. The next attempt must
+          // start, its wait included, within the bound.
+          retryable: (err, next) =>
             err instanceof SessionRefusal &&
             err.closeCode === CLOSE_CODES.tryAgainLater &&
-            Date.now() - started < TURN_RECORD_RETRY_WITHIN_MS,
+            Date.now() - started + next.waitMs < TURN_RECORD_RETRY_WITHIN_MS,
           onRetry: (err, attempt) =>
             this.#log.warn({ err: err instanceof Error ? err.message : 'unknown', attempt }, 'turn record not stored yet; retrying'),
+          ...(this.#stopping === undefined ? {} : { signal: this.#stopping }),
         },
       );
       if (state === 'live') {
@@ -251,15 +282,11 @@ export class ConversationRecorder {
       // Ended elsewhere (an operator): nothing of the record was stored. Its decisions and state
       // are still kept, as they always were; its turns are refused as ended, and logged.
       this.#events.onEnded?.();
+      if (attempts > 1) return lost(undefined, 'ended elsewhere after a retry: its parts, without an id, could be stored twice');
     } catch (err) {
-      if (!(err instanceof TurnRecordUnsupported)) {
-        recordTurnRecord('lost');
-        this.#log.error(
-          { err: err instanceof Error ? err.message : 'unknown', attempts, turns: record.turns.length, decisions: record.decisions.length },
-          'turn record not stored',
-        );
-        return;
-      }
+      if (!(err instanceof TurnRecordUnsupported))
+        return lost(err, this.#stopping?.aborted === true ? 'the replica is stopping' : 'tenant-data refused or stayed away');
+      if (attempts > 1) return lost(err, 'RecordTurn unimplemented after a retry: its parts, without an id, could be stored twice');
     }
     await this.#storeEach(record);
   }

@@ -82,6 +82,8 @@ export interface ConversationDeps {
   readonly recordingBudget?: RecordingBudget;
   /** recordingShutdown is aborted when the replica's wait for recordings at shutdown runs out (PARLEY_RECORDING_SHUTDOWN_WAIT_MS). */
   readonly recordingShutdown?: AbortSignal;
+  /** stopping is aborted when the replica starts stopping: turn records are no longer retried (one not stored is counted as lost). */
+  readonly stopping?: AbortSignal;
   /** onEnded is told when a conversation is over (the registry forgets it). */
   readonly onEnded?: (conversation: LiveConversation) => void;
   /** replyWindows counts the process's turns waiting for their first output (the recorders' writes wait for none to be). */
@@ -214,6 +216,7 @@ export class LiveConversation {
         onEnded: () => void this.end('ended by an operator', { recorded: true, letReplyFinishMs: 0 }),
       },
       deps.replyWindows,
+      deps.stopping,
     );
     if (state.prompt !== '') this.#history.push({ role: 'system', content: state.prompt });
     const voice = state.voice;

@@ -63,8 +63,11 @@ runMain({
     // Aborted when the wait for recordings still being written at shutdown runs out: they are
     // given up and counted as failed, rather than cut by the kill after the grace period uncounted.
     const recordingShutdown = new AbortController();
+    // Aborted as the replica starts stopping: turn records still failing are not retried past the grace period.
+    const stopping = new AbortController();
     const deps = {
       peers,
+      stopping: stopping.signal,
       ...(blobs !== undefined
         ? { blobs, recordingBudget: new RecordingBudget(config.recordingBufferBytes), recordingShutdown: recordingShutdown.signal }
         : {}),
@@ -111,6 +114,7 @@ runMain({
     const port = await sessions.listen(config.sessionPort, config.sessionHost);
     ctx.logger.info({ session_port: port }, 'session port serving');
     ctx.onStopping(async () => {
+      stopping.abort();
       sessions.stopAccepting();
       const recordingWaitMs =
         config.recordingShutdownWaitMs ?? Math.max(1_000, ctx.config.drainDelayMs + ctx.config.shutdownGraceMs - 5_000);

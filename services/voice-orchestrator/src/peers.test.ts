@@ -9,7 +9,7 @@ import { IntegrationsService } from '@parley/proto/parley/integrations/v1/integr
 import { SecretsService } from '@parley/proto/parley/secrets/v1/secrets_pb.js';
 import { TenantDataService } from '@parley/proto/parley/tenantdata/v1/tenant_data_pb.js';
 import { describe, expect, it } from 'vitest';
-import { createPeers } from './peers.js';
+import { createPeers, retrying } from './peers.js';
 
 /** peersWith builds the peers over a tenant-data whose AddRecording keeps the id and key (new) or drops them (old). */
 function peersWith(release: 'new' | 'old') {
@@ -95,5 +95,52 @@ describe('callTool', () => {
       expect(content).toEqual({ error: Code[code], message: 'the tool service is unavailable; try again later' });
       expect(result.content).not.toMatch(/10\.1\.2\.3|PARLEY_|TLS/);
     }
+  });
+});
+
+describe('retrying', () => {
+  it('waits a random part of delayMs × 2^(n-1) after the n-th failure (full jitter), and tells retryable that wait', async () => {
+    const waits: { attempt: number; waitMs: number }[] = [];
+    let calls = 0;
+    const result = await retrying(
+      () => {
+        calls++;
+        return calls < 4 ? Promise.reject(new ConnectError('away', Code.Unavailable)) : Promise.resolve('done');
+      },
+      {
+        attempts: 4,
+        delayMs: 20,
+        retryable: (_, next) => {
+          waits.push(next);
+          return true;
+        },
+      },
+    );
+    expect(result).toBe('done');
+    expect(waits.map((w) => w.attempt)).toEqual([2, 3, 4]);
+    waits.forEach((w, i) => {
+      expect(w.waitMs).toBeGreaterThanOrEqual(0);
+      expect(w.waitMs).toBeLessThan(20 * 2 ** i);
+    });
+  });
+
+  it('starts no further attempt once its signal is aborted, ending a wait under way, and throws the last failure', async () => {
+    const stop = new AbortController();
+    let calls = 0;
+    const failure = new ConnectError('away', Code.Unavailable);
+    const running = retrying(
+      () => {
+        calls++;
+        return Promise.reject(failure);
+      },
+      // Aborted while the (minute-long at most) wait after the first failure is under way.
+      { attempts: 5, delayMs: 60_000, signal: stop.signal, retryable: () => true, onRetry: () => queueMicrotask(() => stop.abort()) },
+    );
+    await expect(running).rejects.toBe(failure);
+    expect(calls).toBe(1);
+    // Aborted already: the first failure is thrown as it is.
+    await expect(
+      retrying(() => Promise.reject(failure), { attempts: 5, delayMs: 60_000, signal: stop.signal, retryable: () => true }),
+    ).rejects.toBe(failure);
   });
 });

@@ -181,22 +181,44 @@ const TIMEOUT_MS = 5_000;
 const TOOL_CALL_TIMEOUT_MS = 15_000;
 
 /**
- * retrying runs `call` up to `attempts` times, waiting `delayMs` × 2^(n-1) after the n-th failure,
- * while `retryable` says the failure is worth another try (by default: a peer that is away, as
- * `transient` reads it); `onRetry` hears each failure that is retried.
+ * retrying runs `call` up to `attempts` times, waiting a random time up to `delayMs` × 2^(n-1)
+ * after the n-th failure (full jitter: callers that failed together do not come back together),
+ * while `retryable` says the failure is worth another try before that wait (by default: a peer
+ * that is away, as `transient` reads it); `onRetry` hears each failure that is retried. Once
+ * `signal` is aborted no further attempt starts (a wait under way ends at once) and the last
+ * failure is thrown.
  */
 export async function retrying<T>(
   call: () => Promise<T>,
-  options: { attempts: number; delayMs: number; retryable?: (err: unknown) => boolean; onRetry?: (err: unknown, attempt: number) => void },
+  options: {
+    attempts: number;
+    delayMs: number;
+    retryable?: (err: unknown, next: { readonly attempt: number; readonly waitMs: number }) => boolean;
+    onRetry?: (err: unknown, attempt: number) => void;
+    signal?: AbortSignal;
+  },
 ): Promise<T> {
   const retryable = options.retryable ?? ((err: unknown) => transient(ConnectError.from(err)));
+  const signal = options.signal;
+  const stopped = () => signal?.aborted === true;
   for (let attempt = 1; ; attempt++) {
     try {
       return await call();
     } catch (err) {
-      if (attempt >= options.attempts || !retryable(err)) throw err;
+      const waitMs = Math.floor(Math.random() * options.delayMs * 2 ** (attempt - 1));
+      if (attempt >= options.attempts || stopped() || !retryable(err, { attempt: attempt + 1, waitMs })) throw err;
       options.onRetry?.(err, attempt);
-      await new Promise((resolve) => setTimeout(resolve, options.delayMs * 2 ** (attempt - 1)));
+      if (stopped()) throw err;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, waitMs);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+      if (stopped()) throw err;
     }
   }
 }
