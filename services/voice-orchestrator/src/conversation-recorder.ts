@@ -17,7 +17,7 @@ export const HOLD_MAX_MS = 1_000;
  * TURN_RECORD_ATTEMPTS bounds how often one turn record is sent while tenant-data is away
  * (UNAVAILABLE, DEADLINE_EXCEEDED, a lost connection): a tenant-data pod restarting or failing
  * over is back within a few of TURN_RECORD_BACKOFF_MS's doublings (waits of up to 250, 500, 1000,
- * 2000 ms, each a random part of that: full jitter, so the replica's records do not retry together).
+ * 2000 ms, each between half and all of that: equal jitter, so the replica's records do not retry together).
  */
 export const TURN_RECORD_ATTEMPTS = 5;
 

@@ -99,7 +99,7 @@ describe('callTool', () => {
 });
 
 describe('retrying', () => {
-  it('waits a random part of delayMs × 2^(n-1) after the n-th failure (full jitter), and tells retryable that wait', async () => {
+  it('waits between half and all of delayMs × 2^(n-1) after the n-th failure (equal jitter), and tells retryable that wait', async () => {
     const waits: { attempt: number; waitMs: number }[] = [];
     let calls = 0;
     const result = await retrying(
@@ -119,7 +119,7 @@ describe('retrying', () => {
     expect(result).toBe('done');
     expect(waits.map((w) => w.attempt)).toEqual([2, 3, 4]);
     waits.forEach((w, i) => {
-      expect(w.waitMs).toBeGreaterThanOrEqual(0);
+      expect(w.waitMs).toBeGreaterThanOrEqual(10 * 2 ** i);
       expect(w.waitMs).toBeLessThan(20 * 2 ** i);
     });
   });

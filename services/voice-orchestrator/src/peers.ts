@@ -181,8 +181,9 @@ const TIMEOUT_MS = 5_000;
 const TOOL_CALL_TIMEOUT_MS = 15_000;
 
 /**
- * retrying runs `call` up to `attempts` times, waiting a random time up to `delayMs` × 2^(n-1)
- * after the n-th failure (full jitter: callers that failed together do not come back together),
+ * retrying runs `call` up to `attempts` times, waiting between half and all of `delayMs` × 2^(n-1)
+ * after the n-th failure (equal jitter: callers that failed together do not come back together,
+ * and a peer that is restarting still gets at least half the back-off before the next try),
  * while `retryable` says the failure is worth another try before that wait (by default: a peer
  * that is away, as `transient` reads it); `onRetry` hears each failure that is retried. Once
  * `signal` is aborted no further attempt starts (a wait under way ends at once) and the last
@@ -205,7 +206,8 @@ export async function retrying<T>(
     try {
       return await call();
     } catch (err) {
-      const waitMs = Math.floor(Math.random() * options.delayMs * 2 ** (attempt - 1));
+      const backoffMs = options.delayMs * 2 ** (attempt - 1);
+      const waitMs = Math.floor(backoffMs / 2 + Math.random() * (backoffMs / 2));
       if (attempt >= options.attempts || stopped() || !retryable(err, { attempt: attempt + 1, waitMs })) throw err;
       options.onRetry?.(err, attempt);
       if (stopped()) throw err;
