@@ -22,7 +22,7 @@ runMain({
   policies: callerPolicies,
   setup(ctx) {
     const config = loadTenantDataConfig(ctx.env);
-    const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax });
+    const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax, logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     // Required peer (PARLEY_SECRETS_URL): agent writes check their secret_refs with the secrets service.
