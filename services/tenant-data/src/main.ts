@@ -30,7 +30,7 @@ runMain({
     const secrets = secretsServiceDirectory(secretsClient);
     const blobs = openBlobStore(config.blobStore);
     // Without a blob store nothing is ever queued for deletion: no gauge to read.
-    if (blobs !== undefined) ctx.onClose(observeRecordingBlobDeletions(db));
+    if (blobs !== undefined) ctx.onClose(observeRecordingBlobDeletions(db, ctx.logger));
     const service = createTenantDataService({
       db,
       subjectHashPepper: config.subjectHashPepper,
