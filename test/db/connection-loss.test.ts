@@ -1,6 +1,8 @@
 // A connection Postgres closes in the middle of a transaction (the database shutting down or
 // restarting, found by test/faults) must not crash the service: the pool keeps an error listener on
 // checked-out clients, the next statement fails as UNAVAILABLE, and the pool carries on.
+import { once } from 'node:events';
+import { createServer, connect } from 'node:net';
 import { Code } from '@connectrpc/connect';
 import { createDb, isConnectionLost, mapDatabaseError } from '@parley/db';
 import { toConnectError, UnavailableError } from '@parley/platform';
@@ -77,5 +79,35 @@ describe("node-postgres's lost-connection words from elsewhere", () => {
       expect(mapDatabaseError(elsewhere), text).toBe(elsewhere);
       expect(toConnectError(elsewhere), text).toMatchObject({ code: Code.Internal, rawMessage: 'internal error' });
     }
+  });
+});
+
+describe('socket errors (ECONNREFUSED, ECONNRESET…)', () => {
+  it("are the database's only when a Postgres connection threw them: another library's stays INTERNAL and loses no batch", async () => {
+    // A port where nothing listens: bound, then closed.
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as { port: number };
+    server.close();
+    await once(server, 'close');
+
+    const url = new URL(adminUrl());
+    url.hostname = '127.0.0.1';
+    url.port = String(port);
+    const unreachable = createDb(url.toString(), { max: 1 });
+    const fromDatabase = await sql`select 1`.execute(unreachable).catch((err: unknown) => err);
+    await unreachable.destroy();
+    expect((fromDatabase as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(isConnectionLost(fromDatabase)).toBe(true);
+    expect(mapDatabaseError(fromDatabase)).toBeInstanceOf(UnavailableError);
+
+    // The same refusal met by a plain socket (a blob store's, a peer's).
+    const socket = connect(port, '127.0.0.1');
+    const [elsewhere] = (await once(socket, 'error').catch((err: unknown) => [err])) as [Error];
+    expect((elsewhere as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(isConnectionLost(elsewhere)).toBe(false);
+    expect(isConnectionLost(new Error('wrapped', { cause: elsewhere }))).toBe(false);
+    expect(mapDatabaseError(elsewhere)).toBe(elsewhere);
   });
 });

@@ -1,13 +1,14 @@
 // What withTenant sends on the wire (one round trip for BEGIN and the tenant), on the run's
 // Postgres as the tenant-data role. Tenant isolation itself: isolation.test.ts.
 import { randomUUID } from 'node:crypto';
-import { createDbOnPool, withTenant } from '@parley/db';
-import { CanceledError } from '@parley/platform';
+import { Writable } from 'node:stream';
+import { createDbOnPool, createPool, schemaFor, withTenant } from '@parley/db';
+import { CanceledError, createLogger } from '@parley/platform';
 import type { TenantDataDb } from '@parley/tenant-data';
 import { Kysely as KyselyDb, PostgresDialect, sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminPool, serviceDb, statementRecordingPool } from '../src/pg.js';
+import { adminPool, serviceDb, serviceUrl, statementRecordingPool } from '../src/pg.js';
 import { seedTenantData } from './seeders/index.js';
 
 const tenantA = randomUUID();
@@ -158,6 +159,67 @@ describe("withTenant with the caller's signal", () => {
       await expect(withTenant(db, tenantA, async () => 1, { signal: caller.signal })).rejects.toBeInstanceOf(CanceledError);
       expect(sent.length).toBe(count);
     } finally {
+      await db.destroy();
+    }
+  });
+
+  it('logs a cancel that fails at warn (pid, error code; no credentials), and opens no side connection between statements', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const logger = createLogger({ service: 'tenant-data', version: 'test', level: 'debug', destination });
+    const pool = createPool(serviceUrl('tenant-data'), { max: 1, searchPath: schemaFor('tenant-data'), logger });
+    const db = createDbOnPool<TenantDataDb>(pool);
+    const admin = adminPool(1);
+    const marker = `parley_cancel_fail_${randomUUID().replaceAll('-', '')}`;
+    const cancelFailed = () =>
+      lines.filter((l) => l.level === 'warn' || l.level === 40).filter((l) => /could not cancel/.test(String(l.msg)));
+    try {
+      await withTenant(db, tenantA, async (trx) => sql`select 1`.execute(trx)); // the pool's one connection is open
+      // From here on a new connection (the cancel's side connection) cannot reach the server.
+      (pool.options as { port?: number }).port = 1;
+      (pool.options as { host?: string }).host = '127.0.0.1';
+      delete (pool.options as { connectionString?: string }).connectionString;
+
+      // Aborted between two statements: nothing runs on the server, so no cancel is tried.
+      const between = new AbortController();
+      const refused = await withTenant(
+        db,
+        tenantA,
+        async (trx) => {
+          await sql`select 'before' as step`.execute(trx);
+          between.abort();
+          await sql`select 'after' as step`.execute(trx);
+        },
+        { signal: between.signal },
+      ).catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(CanceledError);
+      expect(cancelFailed()).toEqual([]);
+
+      // Aborted while a statement runs: the cancel is tried, fails, and says so.
+      const caller = new AbortController();
+      const sleeping = withTenant(
+        db,
+        tenantA,
+        async (trx) => {
+          await sql.raw(`select pg_sleep(2) as ${marker}`).execute(trx);
+        },
+        { signal: caller.signal },
+      ).catch((err: unknown) => err);
+      await expect.poll(() => running(admin, marker), { timeout: 15_000, interval: 50 }).toEqual(['active']);
+      caller.abort();
+      // Not canceled, the statement runs to its end (the callback then returns as if never aborted).
+      await sleeping;
+      const [warned, ...more] = cancelFailed();
+      expect(more).toEqual([]);
+      expect(warned).toMatchObject({ pid: expect.any(Number), err_code: 'ECONNREFUSED', elapsed_ms: expect.any(Number) });
+      expect(JSON.stringify(warned)).not.toMatch(/password|postgres(ql)?:\/\//i);
+    } finally {
+      await admin.end();
       await db.destroy();
     }
   });

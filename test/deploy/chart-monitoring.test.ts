@@ -217,7 +217,7 @@ monitoring:
     const { expr } = ruleOf(await render([tuned]), 'ParleyRecordingBlobDeletionsStale');
     expect(expr).toBe(`max(parley_recording_blob_deletions_oldest_age{namespace="${NAMESPACE}"}) > 7200`);
     await expect(
-      render([valuesFile('monitoring:\n  prometheusRule:\n    thresholds: { recordingBlobDeletionAgeSeconds: 60 }\n')]),
+      render([valuesFile('monitoring:\n  prometheusRule:\n    thresholds: { recordingBlobDeletionAgeSeconds: 1800 }\n')]),
     ).rejects.toThrow(/recordingBlobDeletionAgeSeconds/);
   });
 

@@ -333,6 +333,23 @@ describe('the purge', () => {
     expect(left.rows.map((r) => r.conversation_id).sort()).toEqual([held, young].sort());
   });
 
+  it("gives tenant-data's purge batches a deadline above its 20 s blob-delete budget, not the internal default", async () => {
+    const asked: { timeoutMs?: number | undefined }[] = [];
+    const recording = {
+      purgeExpired: (_req: unknown, options: { timeoutMs?: number }) => {
+        asked.push(options);
+        return Promise.resolve({ deleted: 0 });
+      },
+    };
+    const result = await purgeWorkspace(
+      { ...deps, peers: { ...peers, tenantData: recording as unknown as PurgePeers['tenantData'] } },
+      { tenantId: randomUUID(), rules: new Map([['recording', 1]]), heldSubjectIds: [], heldConversationIds: [] },
+    );
+    expect(result.error).toBe('');
+    expect(asked.length).toBeGreaterThan(0);
+    for (const options of asked) expect(options.timeoutMs).toBeGreaterThanOrEqual(25_000);
+  });
+
   it('a purge whose owning service is down is recorded as partial with the gRPC code only, and the rest still runs', async () => {
     const t = randomUUID();
     const dead = { purgeEvents: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.0.7:8443')) };

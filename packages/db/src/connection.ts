@@ -1,5 +1,5 @@
 import type { MeterProvider } from '@opentelemetry/api';
-import type { ServiceName } from '@parley/platform';
+import type { Logger, ServiceName } from '@parley/platform';
 import { Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { DatabaseClient } from './db-telemetry.js';
@@ -18,6 +18,8 @@ export interface DbOptions {
   applicationName?: string;
   /** meterProvider receives the pool's metrics (usage, statement timeouts) instead of the global provider: a test's own. */
   meterProvider?: MeterProvider;
+  /** logger receives what the pool's own work fails with outside any statement (a failed cancel of withTenant's signal). */
+  logger?: Logger;
 }
 
 /** createPool opens a node-postgres pool of DatabaseClients; client errors (idle or checked out) are swallowed so a restart of Postgres does not crash the process (the next query reports it). */
@@ -33,6 +35,8 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     ...(options.applicationName === undefined ? {} : { application_name: options.applicationName }),
     // pg-pool hands its options to each client it makes: DatabaseClient reads it there.
     ...(options.meterProvider === undefined ? {} : { meterProvider: options.meterProvider }),
+    // ParleyPostgresDialect reads it there; DatabaseClient ignores it.
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
   // The pool listens for errors only on idle clients. A client checked out (inside a transaction,
   // between two statements) whose connection drops — Postgres shutting down or restarting — would

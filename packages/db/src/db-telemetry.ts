@@ -2,7 +2,7 @@ import { context, metrics, SpanKind, SpanStatusCode, trace, type Attributes, typ
 import type { CompiledQuery, DatabaseConnection, QueryResult } from 'kysely';
 import pg from 'pg';
 import { markDatabaseClientError, primeDbTimeoutMetrics, recordDbTimeout } from '@parley/platform';
-import { canceledByCaller, refuseIfCallerGaveUp } from './cancel.js';
+import { canceledByCaller, refuseIfCallerGaveUp, trackStatement } from './cancel.js';
 
 const tracer = () => trace.getTracer('@parley/db');
 
@@ -111,13 +111,13 @@ DatabaseClient.prototype.connect = reporting(pg.Client.prototype.connect as Meth
  * outside any trace (a background poll finding nothing to do) make no span of their own: they
  * would be thousands of one-span traces (timeouts are counted by the connection itself,
  * DatabaseClient). A statement of a transaction whose caller has gone is refused before it
- * is sent (refuseIfCallerGaveUp).
+ * is sent (refuseIfCallerGaveUp), and one sent is counted as in flight (trackStatement).
  */
 export function tracedConnection(inner: DatabaseConnection, where: Attributes): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
       refuseIfCallerGaveUp();
-      if (trace.getSpan(context.active()) === undefined) return inner.executeQuery<R>(query);
+      if (trace.getSpan(context.active()) === undefined) return trackStatement(() => inner.executeQuery<R>(query));
       const operation = operationOf(query.sql);
       const span = tracer().startSpan(operation, {
         kind: SpanKind.CLIENT,
@@ -129,7 +129,7 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
         },
       });
       try {
-        return await context.with(trace.setSpan(context.active(), span), () => inner.executeQuery<R>(query));
+        return await context.with(trace.setSpan(context.active(), span), () => trackStatement(() => inner.executeQuery<R>(query)));
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         span.setAttribute('error.type', typeof code === 'string' ? code : 'error');
@@ -142,7 +142,17 @@ export function tracedConnection(inner: DatabaseConnection, where: Attributes): 
     },
     async *streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
       refuseIfCallerGaveUp();
-      yield* inner.streamQuery<R>(query, chunkSize);
+      // In flight only while a chunk is awaited: between chunks the stream waits on its reader.
+      const chunks = inner.streamQuery<R>(query, chunkSize);
+      try {
+        for (;;) {
+          const next = await trackStatement(() => chunks.next());
+          if (next.done === true) return;
+          yield next.value;
+        }
+      } finally {
+        await chunks.return?.();
+      }
     },
   };
 }

@@ -10,7 +10,7 @@ import {
   type TransactionSettings,
 } from 'kysely';
 import type pg from 'pg';
-import { isUuid } from '@parley/platform';
+import { isUuid, type Logger } from '@parley/platform';
 import type { CancelBackend } from './cancel.js';
 import { TENANT_SETTING } from './names.js';
 import { observePool, DatabaseClient, tracedConnection, type PoolTelemetry } from './db-telemetry.js';
@@ -51,20 +51,44 @@ const CANCEL_TIMEOUT_MS = 5_000;
  * transaction to cancel) the cancel would wait for the connection it is meant to free. It logs in
  * as the pool's login role without the pool's startup options (a `-c role=…` would make it another
  * role, which Postgres may refuse to let cancel the pool's backends); a role may cancel its own.
+ * It shows in pg_stat_activity as the pool's application_name plus `-cancel`. The backend is
+ * named by pid and start time, so a pid reused since is left alone. A failed cancel is logged at
+ * warn on the pool's logger (pid, error name and code, elapsed; never the connection's settings)
+ * and leaves the statement to its own timeout.
  */
-function cancelOverSideConnection(pool: pg.Pool): CancelBackend {
-  return async (pid) => {
-    const { options: _startup, ...config } = pool.options;
+function cancelOverSideConnection(pool: pg.Pool, applicationName: string, logger: Logger | undefined): CancelBackend {
+  return async ({ pid, started }) => {
+    const began = performance.now();
+    const { options: _startup, logger: _logger, ...config } = pool.options as pg.PoolConfig & { logger?: Logger };
     // pg-pool keeps a password given as an option non-enumerable, so the spread does not copy it.
     const client = new DatabaseClient({
       ...config,
       password: pool.options.password,
+      application_name: `${applicationName}-cancel`,
       connectionTimeoutMillis: CANCEL_TIMEOUT_MS,
       query_timeout: CANCEL_TIMEOUT_MS,
     });
     try {
       await client.connect();
-      await client.query('select pg_cancel_backend($1)', [pid]);
+      // Without the start time (a role that may not see it) the pid alone is all there is.
+      if (started === null) await client.query('select pg_cancel_backend($1)', [pid]);
+      else
+        await client.query('select pg_cancel_backend(pid) from pg_stat_activity where pid = $1 and backend_start = $2::timestamptz', [
+          pid,
+          started,
+        ]);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      logger?.warn(
+        {
+          pid,
+          err_name: err instanceof Error ? err.name : typeof err,
+          ...(typeof code === 'string' ? { err_code: code } : {}),
+          elapsed_ms: Math.round(performance.now() - began),
+        },
+        'could not cancel a statement whose caller gave up; it runs on until its own timeout',
+      );
+      throw err;
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -175,8 +199,10 @@ export class ParleyPostgresDialect implements Dialect {
 
   constructor(pool: pg.Pool) {
     this.#inner = new PostgresDialect({ pool });
-    this.#telemetry = observePool(pool, (pool.options as { application_name?: string }).application_name ?? 'parley');
-    this.#cancelBackend = cancelOverSideConnection(pool);
+    const options = pool.options as { application_name?: string; logger?: Logger };
+    const name = options.application_name ?? 'parley';
+    this.#telemetry = observePool(pool, name);
+    this.#cancelBackend = cancelOverSideConnection(pool, name, options.logger);
   }
 
   createDriver(): Driver {

@@ -1,6 +1,7 @@
 import {
   AlreadyExistsError,
   InvalidArgumentError,
+  isDatabaseClientError,
   isLostDatabaseConnection,
   NotFoundError,
   ParleyError,
@@ -44,6 +45,16 @@ function referencedTable(detail: string | undefined): string | undefined {
 }
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE']);
+
+/**
+ * isDatabaseSocketError tells whether an error is a socket error (CONNECTION_ERRORS) that a
+ * Postgres connection threw (markDatabaseClientError): the same codes from a blob store or a peer
+ * inside withTenant are theirs, not the database's.
+ */
+function isDatabaseSocketError(err: Error): boolean {
+  const code: unknown = (err as { code?: unknown }).code;
+  return typeof code === 'string' && CONNECTION_ERRORS.has(code) && isDatabaseClientError(err);
+}
 // What node-postgres and its pool throw when no connection could be had in time.
 const NO_CONNECTION = /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout)$/;
 // SQLSTATEs that end or refuse the connection itself: admin / crash shutdown, starting up, class 08,
@@ -52,15 +63,15 @@ const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001
 
 /**
  * isConnectionLost tells whether an error (or one of its causes, as mapDatabaseError wraps them)
- * is about the connection, not about the statement: Postgres ended or refused it, the socket
- * broke, or none could be had. Every statement on that connection fails alike, so retrying
+ * is about the connection, not about the statement: Postgres ended or refused it, its socket
+ * broke (a socket error of another library's is not), or none could be had. Every statement on that connection fails alike, so retrying
  * each item of a batch alone would only repeat the failure.
  */
 export function isConnectionLost(err: unknown): boolean {
   return someCause(err, (e) => {
     const code: unknown = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || CONNECTION_SQLSTATES.has(code))) return true;
-    return isLostDatabaseConnection(e) || NO_CONNECTION.test(e.message);
+    if (typeof code === 'string' && CONNECTION_SQLSTATES.has(code)) return true;
+    return isDatabaseSocketError(e) || isLostDatabaseConnection(e) || NO_CONNECTION.test(e.message);
   });
 }
 
@@ -91,7 +102,7 @@ export function isStatementCanceled(err: unknown): boolean {
  */
 export function mapDatabaseError(err: unknown): unknown {
   if (err instanceof ParleyError) return err;
-  if (err instanceof Error && CONNECTION_ERRORS.has((err as { code?: string }).code ?? '')) {
+  if (err instanceof Error && isDatabaseSocketError(err)) {
     return new UnavailableError('the database cannot be reached; retry later', { cause: err });
   }
   // Timeouts, conflicts and connections Postgres ended: the kernel's mapping, which also catches them outside withTenant.

@@ -129,13 +129,18 @@ export function markDatabaseClientError<T>(err: T): T {
   return err;
 }
 
+/** isDatabaseClientError tells whether `err` was thrown by a Postgres connection (markDatabaseClientError). */
+export function isDatabaseClientError(err: Error): boolean {
+  return Object.hasOwn(err, FROM_DATABASE_CLIENT);
+}
+
 /**
  * isLostDatabaseConnection tells whether `err` is node-postgres saying its connection is gone
  * (LOST_DATABASE_CONNECTION) on an error a Postgres connection threw (markDatabaseClientError): the
  * same words from another library (an HTTP client, a message broker) are not a database failure.
  */
 export function isLostDatabaseConnection(err: Error): boolean {
-  return Object.hasOwn(err, FROM_DATABASE_CLIENT) && LOST_DATABASE_CONNECTION.test(err.message);
+  return isDatabaseClientError(err) && LOST_DATABASE_CONNECTION.test(err.message);
 }
 
 /**

@@ -23,7 +23,7 @@ runMain({
   policies: callerPolicies,
   async setup(ctx) {
     const config = loadAuditConfig(ctx.env);
-    const db = createServiceDb<AuditDb>(config.databaseUrl, 'audit', { max: config.dbPoolMax });
+    const db = createServiceDb<AuditDb>(config.databaseUrl, 'audit', { max: config.dbPoolMax, logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);
     const signer = await SealedKeyCheckpointSigner.open({ path: config.signingKeyPath, kek });

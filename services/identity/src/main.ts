@@ -26,7 +26,7 @@ runMain({
   policies: callerPolicies,
   async setup(ctx) {
     const config = loadIdentityConfig(ctx.env);
-    const db = createServiceDb<IdentityDb>(config.databaseUrl, 'identity');
+    const db = createServiceDb<IdentityDb>(config.databaseUrl, 'identity', { logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);
     const ring = await SigningKeyRing.open({

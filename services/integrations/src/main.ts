@@ -29,7 +29,7 @@ runMain({
   policies: callerPolicies,
   setup(ctx) {
     const config = loadIntegrationsConfig();
-    const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax });
+    const db = createServiceDb<IntegrationsDb>(config.databaseUrl, 'integrations', { max: config.dbPoolMax, logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     let wakeWorker = (): void => undefined;

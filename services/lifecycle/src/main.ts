@@ -23,7 +23,7 @@ runMain({
   policies: callerPolicies,
   setup(ctx) {
     const config = loadLifecycleConfig(ctx.env);
-    const db = createServiceDb<LifecycleDb>(config.databaseUrl, 'lifecycle', { max: config.dbPoolMax });
+    const db = createServiceDb<LifecycleDb>(config.databaseUrl, 'lifecycle', { max: config.dbPoolMax, logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     if (config.scheduler) {

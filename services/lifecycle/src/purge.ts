@@ -18,6 +18,13 @@ import type { LifecycleDb } from './db/tables.js';
 import { auditChainDays, cutoff, rulesInForce, type DataClass, type RetentionDefaults } from './retention.js';
 import { recordPurgeRun, workspacePlans, type WorkspacePlan } from './retention.store.js';
 
+/**
+ * PURGE_EXPIRED_TIMEOUT_MS is the deadline of each tenant-data PurgeExpired batch: above the 20 s
+ * tenant-data may spend deleting a recording batch's blobs after its commit, so a slow blob store
+ * is not cut off by the internal default deadline (PARLEY_INTERNAL_DEADLINE_MS, 10 s).
+ */
+export const PURGE_EXPIRED_TIMEOUT_MS = 30_000;
+
 /** PurgePeers are the owning services' purge RPCs (mTLS clients; allow-listed to lifecycle). */
 export interface PurgePeers {
   readonly tenantData: Pick<Client<typeof TenantDataService>, 'purgeExpired'>;
@@ -110,7 +117,7 @@ export async function purgeWorkspace(deps: PurgeDeps, plan: WorkspacePlan, signa
                 heldConversationIds: plan.heldConversationIds,
                 limit: n,
               },
-              { signal },
+              { signal, timeoutMs: PURGE_EXPIRED_TIMEOUT_MS },
             )
           ).deleted,
         limit,

@@ -22,7 +22,7 @@ runMain({
   policies: callerPolicies,
   async setup(ctx) {
     const config = loadSecretsConfig(ctx.env);
-    const db = createServiceDb<SecretsDatabase>(config.databaseUrl, 'secrets');
+    const db = createServiceDb<SecretsDatabase>(config.databaseUrl, 'secrets', { logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const kek = await createKekProvider(config.kek, ctx.logger);
     ctx.onClose(() => kek.close());

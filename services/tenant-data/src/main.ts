@@ -22,7 +22,7 @@ runMain({
   policies: callerPolicies,
   setup(ctx) {
     const config = loadTenantDataConfig(ctx.env);
-    const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax });
+    const db = createServiceDb<TenantDataDb>(config.databaseUrl, 'tenant-data', { max: config.dbPoolMax, logger: ctx.logger });
     ctx.onClose(() => db.destroy());
     const audit = relayAuditOutbox(ctx, db);
     // Required peer (PARLEY_SECRETS_URL): agent writes check their secret_refs with the secrets service.
@@ -30,7 +30,7 @@ runMain({
     const secrets = secretsServiceDirectory(secretsClient);
     const blobs = openBlobStore(config.blobStore);
     // Without a blob store nothing is ever queued for deletion: no gauge to read.
-    if (blobs !== undefined) ctx.onClose(observeRecordingBlobDeletions(db));
+    if (blobs !== undefined) ctx.onClose(observeRecordingBlobDeletions(db, ctx.logger));
     const service = createTenantDataService({
       db,
       subjectHashPepper: config.subjectHashPepper,

@@ -1,6 +1,6 @@
 import { requireBlobKey, type BlobStore } from '@parley/blob-store';
 import { withTenant, type TenantTransaction } from '@parley/db';
-import { observeGauge, UnavailableError } from '@parley/platform';
+import { observeGauge, UnavailableError, type Logger } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import type { TenantDataDb } from './db/tables.js';
 
@@ -149,17 +149,46 @@ export async function recordingBlobDeletionBacklog(db: Kysely<TenantDataDb>): Pr
 }
 
 /**
- * observeRecordingBlobDeletions reports the deletion queue at each metrics collection: its length
- * and its oldest entry's age (what ParleyRecordingBlobDeletionsStale watches: a blob store that
- * keeps refusing deletes leaves erased recordings' audio in it). One query serves both gauges.
- * It returns a function that unregisters them.
+ * backlogReader reads the deletion queue (recordingBlobDeletionBacklog), one query per second at
+ * most, for both gauges. A read that fails leaves the gauges blank, and so
+ * ParleyRecordingBlobDeletionsStale blind: it is logged at warn the first time and again when its
+ * cause changes, and once at info when a read works again.
  */
-export function observeRecordingBlobDeletions(db: Kysely<TenantDataDb>): () => void {
+export function backlogReader(db: Kysely<TenantDataDb>, logger?: Logger): () => Promise<RecordingBlobDeletionBacklog> {
   let last: Promise<RecordingBlobDeletionBacklog> | undefined;
-  const read = () =>
-    (last ??= recordingBlobDeletionBacklog(db).finally(() => {
+  let failing: string | undefined;
+  const readOnce = async () => {
+    try {
+      const backlog = await recordingBlobDeletionBacklog(db);
+      if (failing !== undefined) logger?.info({}, 'the recording blob deletion queue can be read again');
+      failing = undefined;
+      return backlog;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      const cause = typeof code === 'string' ? code : err instanceof Error ? err.message.replace(/\d+/g, '#') : String(err);
+      if (cause !== failing)
+        logger?.warn(
+          { err: err instanceof Error ? err.message : String(err), ...(typeof code === 'string' ? { code } : {}) },
+          'cannot read the recording blob deletion queue; its gauges stay blank and ParleyRecordingBlobDeletionsStale cannot fire',
+        );
+      failing = cause;
+      throw err;
+    }
+  };
+  return () =>
+    (last ??= readOnce().finally(() => {
       setTimeout(() => (last = undefined), 1_000).unref();
     }));
+}
+
+/**
+ * observeRecordingBlobDeletions reports the deletion queue at each metrics collection: its length
+ * and its oldest entry's age (what ParleyRecordingBlobDeletionsStale watches: a blob store that
+ * keeps refusing deletes leaves erased recordings' audio in it). One query serves both gauges; a
+ * failed read is logged (backlogReader). It returns a function that unregisters them.
+ */
+export function observeRecordingBlobDeletions(db: Kysely<TenantDataDb>, logger?: Logger): () => void {
+  const read = backlogReader(db, logger);
   const stopPending = observeGauge(
     'parley.recording_blob_deletions.pending',
     { description: 'Recording blobs waiting to be deleted from the blob store (every workspace).', unit: '{blob}' },
