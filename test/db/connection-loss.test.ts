@@ -2,13 +2,13 @@
 // restarting, found by test/faults) must not crash the service: the pool keeps an error listener on
 // checked-out clients, the next statement fails as UNAVAILABLE, and the pool carries on.
 import { once } from 'node:events';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { Code } from '@connectrpc/connect';
 import { createDb, isConnectionLost, mapDatabaseError } from '@parley/db';
 import { toConnectError, UnavailableError } from '@parley/platform';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
-import { adminPool, adminUrl } from '../src/pg.js';
+import { adminPool, adminUrl, refusingDatabaseUrl } from '../src/pg.js';
 
 const db: Kysely<unknown> = createDb(adminUrl(), { max: 2 });
 
@@ -84,18 +84,8 @@ describe("node-postgres's lost-connection words from elsewhere", () => {
 
 describe('socket errors (ECONNREFUSED, ECONNRESET…)', () => {
   it("are the database's only when a Postgres connection threw them: another library's stays INTERNAL and loses no batch", async () => {
-    // A port where nothing listens: bound, then closed.
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as { port: number };
-    server.close();
-    await once(server, 'close');
-
-    const url = new URL(adminUrl());
-    url.hostname = '127.0.0.1';
-    url.port = String(port);
-    const unreachable = createDb(url.toString(), { max: 1 });
+    const { url, port } = await refusingDatabaseUrl();
+    const unreachable = createDb(url, { max: 1 });
     const fromDatabase = await sql`select 1`.execute(unreachable).catch((err: unknown) => err);
     await unreachable.destroy();
     expect((fromDatabase as { code?: string }).code).toBe('ECONNREFUSED');

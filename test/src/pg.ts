@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   createDb,
@@ -73,6 +75,23 @@ async function cloneMigratedDatabase(template: string): Promise<ThrowawayDatabas
   }
   await admin.end();
   return db;
+}
+
+/**
+ * refusingDatabaseUrl is the test server's URL pointed at a local port where nothing listens (bound,
+ * then closed), so a connection to it is refused at once with ECONNREFUSED; `port` is that port.
+ */
+export async function refusingDatabaseUrl(): Promise<{ url: string; port: number }> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  const url = new URL(adminUrl());
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  return { url: url.toString(), port };
 }
 
 /** adminPool opens a pool as the admin; close it with end(). */

@@ -1,13 +1,11 @@
 // tenant-data's deletion-queue gauges read through backlogReader: a read that fails must be said,
 // else ParleyRecordingBlobDeletionsStale goes blind without a word.
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { createDb } from '@parley/db';
 import { createLogger } from '@parley/platform';
 import { backlogReader, type TenantDataDb } from '@parley/tenant-data';
 import { describe, expect, it } from 'vitest';
-import { adminUrl } from '../src/pg.js';
+import { refusingDatabaseUrl } from '../src/pg.js';
 
 describe('the recording blob deletion backlog read', () => {
   it('logs a failing read at warn once per cause, not at every collection', async () => {
@@ -19,17 +17,7 @@ describe('the recording blob deletion backlog read', () => {
       },
     });
     const logger = createLogger({ service: 'tenant-data', version: 'test', level: 'debug', destination });
-    // A port where nothing listens: bound, then closed.
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as { port: number };
-    server.close();
-    await once(server, 'close');
-    const url = new URL(adminUrl());
-    url.hostname = '127.0.0.1';
-    url.port = String(port);
-    const db = createDb<TenantDataDb>(url.toString(), { max: 1 });
+    const db = createDb<TenantDataDb>((await refusingDatabaseUrl()).url, { max: 1 });
     try {
       const read = backlogReader(db, logger);
       const first = read();
