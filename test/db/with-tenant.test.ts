@@ -92,6 +92,20 @@ describe('withTenant on the wire', () => {
   });
 });
 
+/** abortedBetweenStatements runs `select 'before'`, aborts `caller`, then tries `select 'after'` in one withTenant, and returns what it threw. */
+function abortedBetweenStatements(db: Kysely<TenantDataDb>, caller: AbortController): Promise<unknown> {
+  return withTenant(
+    db,
+    tenantA,
+    async (trx) => {
+      await sql`select 'before' as step`.execute(trx);
+      caller.abort();
+      await sql`select 'after' as step`.execute(trx);
+    },
+    { signal: caller.signal },
+  ).catch((err: unknown) => err);
+}
+
 describe("withTenant with the caller's signal", () => {
   // Finds this test's statement among all the run's sessions by a marker in its text.
   const running = async (admin: pg.Pool, marker: string) => {
@@ -141,16 +155,7 @@ describe("withTenant with the caller's signal", () => {
     const db = createDbOnPool<TenantDataDb>(pool);
     const caller = new AbortController();
     try {
-      const outcome = await withTenant(
-        db,
-        tenantA,
-        async (trx) => {
-          await sql`select 'before' as step`.execute(trx);
-          caller.abort();
-          await sql`select 'after' as step`.execute(trx);
-        },
-        { signal: caller.signal },
-      ).catch((err: unknown) => err);
+      const outcome = await abortedBetweenStatements(db, caller);
       expect(outcome).toBeInstanceOf(CanceledError);
       expect(sent).toContain(`select 'before' as step`);
       expect(sent).not.toContain(`select 'after' as step`);
@@ -187,16 +192,7 @@ describe("withTenant with the caller's signal", () => {
 
       // Aborted between two statements: nothing runs on the server, so no cancel is tried.
       const between = new AbortController();
-      const refused = await withTenant(
-        db,
-        tenantA,
-        async (trx) => {
-          await sql`select 'before' as step`.execute(trx);
-          between.abort();
-          await sql`select 'after' as step`.execute(trx);
-        },
-        { signal: between.signal },
-      ).catch((err: unknown) => err);
+      const refused = await abortedBetweenStatements(db, between);
       expect(refused).toBeInstanceOf(CanceledError);
       expect(cancelFailed()).toEqual([]);
 
